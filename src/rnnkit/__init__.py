@@ -1,0 +1,36 @@
+"""rnnkit: recurrent neural networks on PyTorch.
+
+The public names are imported lazily, so ``import rnnkit.reference`` (NumPy
+only) does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Recurrent": "rnnkit.layers",
+    "RNN": "rnnkit.layers",
+    "LSTM": "rnnkit.layers",
+    "GRU": "rnnkit.layers",
+    "build_layer": "rnnkit.layers",
+    "Cell": "rnnkit.cells",
+    "RNNCell": "rnnkit.cells",
+    "LSTMCell": "rnnkit.cells",
+    "GRUCell": "rnnkit.cells",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,116 @@
+"""The cell contract: the math of one time step, as a pure function of weights.
+
+A cell describes one recurrent step and nothing else. The layer that runs it
+(:class:`rnnkit.Recurrent`) owns time, direction, depth, lengths and dropout,
+and owns the parameters too: it registers one set per layer and direction,
+named ``{name}_l{k}`` (``_reverse`` for the backward direction) exactly like
+``torch.nn.LSTM``, and hands them to the cell as a dict ``p``.
+
+A cell subclass provides:
+
+- ``param_shapes()``: ``{name: shape}`` of the weights of one layer/direction;
+- ``step(x_t, state, p) -> (y_t, new_state)``: one time step; ``state`` is a
+  tuple of tensors, ``y_t`` the output at that step;
+
+and may override:
+
+- ``project(x, p)``: the part of the step that depends only on the input, run
+  once over all time steps (one large GEMM instead of T small ones);
+  ``step`` then receives ``project(x, p)[t]`` as ``x_t``. Default: identity;
+- ``state_sizes``: the feature size of each state tensor (default ``(H,)``);
+- ``reset_parameters(p)``: initialisation (default: torch.nn's
+  ``U(-1/sqrt(H), 1/sqrt(H))`` for every weight).
+
+Example (an Elman cell)::
+
+    class Elman(Cell):
+        def param_shapes(self):
+            H, I = self.hidden_size, self.input_size
+            return {"weight_ih": (H, I), "weight_hh": (H, H), "bias": (H,)}
+
+        def project(self, x, p):                  # (T, B, I) -> (T, B, H)
+            return x @ p["weight_ih"].T + p["bias"]
+
+        def step(self, x_t, state, p):
+            (h,) = state
+            h = torch.tanh(x_t + h @ p["weight_hh"].T)
+            return h, (h,)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["Cell", "Params", "State"]
+
+Params = dict[str, Tensor]
+State = tuple[Tensor, ...]
+
+
+class Cell:
+    """Base class of recurrent cells (see the module docstring for the contract).
+
+    Args:
+        input_size: features of ``x_t`` (I).
+        hidden_size: features of the hidden state (H).
+        bias: whether the cell has bias terms (cells may ignore it).
+    """
+
+    #: name used by torch's fused kernels ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"),
+    #: or None where torch has no kernel for this cell.
+    native_mode: str | None = None
+    #: rows of ``weight_ih`` per gate block are ``hidden_size``; the number of blocks.
+    num_gates: int = 1
+    #: index of the forget-gate block, for ``forget_bias`` (None: no forget gate).
+    forget_gate: int | None = None
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(
+                f"input_size and hidden_size must be positive, got input_size={input_size}, "
+                f"hidden_size={hidden_size}"
+            )
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.bias = bool(bias)
+
+    # ----------------------------------------------------------------- shapes
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """Feature size of each state tensor, e.g. ``(H,)`` or LSTM's ``(P or H, H)``."""
+        return (self.hidden_size,)
+
+    @property
+    def output_size(self) -> int:
+        """Feature size of ``y_t`` (the first state tensor for the built-in cells)."""
+        return self.state_sizes[0]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError(f"{type(self).__name__} must define param_shapes()")
+
+    # ------------------------------------------------------------------- math
+    def init_state(self, batch: int, like: Tensor) -> State:
+        """Zero state for ``batch`` sequences, on ``like``'s device and dtype."""
+        return tuple(like.new_zeros(batch, n) for n in self.state_sizes)
+
+    def project(self, x: Tensor, p: Params) -> Tensor:
+        """Input-only part of the step for all time steps at once: (T, B, I) -> (T, B, G)."""
+        return x
+
+    def step(self, x_t: Tensor, state: State, p: Params) -> tuple[Tensor, State]:
+        raise NotImplementedError(f"{type(self).__name__} must define step()")
+
+    def reset_parameters(self, p: Params) -> None:
+        """torch.nn's initialisation: every weight ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for w in p.values():
+                w.uniform_(-k, k)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"

@@ -1,0 +1,40 @@
+"""Backend choice: the fastest backend that can run a layer's configuration.
+
+``backend="auto"`` tries torch's fused kernel first and falls back to the loop
+quietly; a backend named explicitly that cannot run the configuration raises a
+``ValueError`` saying why.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["choose_backend", "native_unsupported"]
+
+_NATIVE_CPU_DTYPES = (torch.float32, torch.float64)
+
+
+def native_unsupported(layer, x: Tensor) -> str | None:
+    """Why torch's fused kernel cannot run ``layer`` on ``x``, or None if it can."""
+    from ..cells import GRUCell, LSTMCell, RNNCell
+
+    cell = layer.cells[0]
+    if type(cell) not in (RNNCell, LSTMCell, GRUCell) or cell.native_mode is None:
+        return f"torch has no fused kernel for {cell!r}"
+    if layer.residual:
+        return "residual connections are not part of torch's kernel"
+    if x.device.type == "cpu" and x.dtype not in _NATIVE_CPU_DTYPES:
+        return f"torch's CPU kernel does not support {x.dtype}"
+    return None
+
+
+def choose_backend(layer, x: Tensor) -> str:
+    if layer.backend == "loop":
+        return "loop"
+    reason = native_unsupported(layer, x)
+    if layer.backend == "native":
+        if reason:
+            raise ValueError(f"backend='native' cannot run this layer: {reason}; "
+                             "use backend='auto' or 'loop'")
+        return "native"
+    return "loop" if reason else "native"

@@ -1,0 +1,43 @@
+"""torch's own fused RNN kernels (cuDNN on GPU, oneDNN/ATen on CPU).
+
+These are the kernels ``torch.nn.RNN/LSTM/GRU`` call; rnnkit calls them with
+the same flat weight list, so results match torch.nn exactly. Variable
+lengths go through a ``PackedSequence`` as in torch.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, _VF
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+__all__ = ["native_forward"]
+
+_FUNCS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
+
+
+def native_forward(mode: str, x: Tensor, hx: Tensor | tuple[Tensor, Tensor],
+                   flat_weights: list[Tensor], has_bias: bool, num_layers: int, dropout: float,
+                   training: bool, bidirectional: bool, lengths: Tensor | None):
+    """Run a whole stacked (bi)RNN with torch's kernel.
+
+    Args:
+        x: (T, B, I) time-major input; ``lengths`` (B,) or None.
+        hx: (D*L, B, H) or, for LSTM, ``(h0 (D*L, B, P or H), c0 (D*L, B, H))``.
+    Returns:
+        output (T, B, D*O) with zeros past each length, and h_n like ``hx``.
+    """
+    fn = _FUNCS[mode]
+    if lengths is None:
+        out, *h_n = fn(x, hx, flat_weights, has_bias, num_layers, dropout, training,
+                       bidirectional, False)
+    else:
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        order = packed.sorted_indices
+        hx = tuple(h.index_select(1, order) for h in hx) if mode == "LSTM" \
+            else hx.index_select(1, order)
+        out, *h_n = fn(packed.data, packed.batch_sizes, hx, flat_weights, has_bias,
+                       num_layers, dropout, training, bidirectional)
+        out, _ = pad_packed_sequence(
+            packed._replace(data=out), total_length=x.shape[0])  # (T, B, D*O), original order
+        h_n = [h.index_select(1, packed.unsorted_indices) for h in h_n]
+    return out, (tuple(h_n) if mode == "LSTM" else h_n[0])

@@ -1,0 +1,77 @@
+"""``RNN``, ``LSTM`` and ``GRU``: drop-in replacements for torch.nn's.
+
+They take exactly torch.nn's constructor arguments (in the same order), the
+same forward arguments and return the same outputs and shapes, and use the
+same parameter names, so ``load_state_dict`` works both ways with torch.nn
+modules. rnnkit's extras (``lengths=`` in forward; ``residual``, ``backend``,
+``init_ih``, ``init_hh``, ``forget_bias`` and, for GRU, ``reset_after``) are
+keyword-only. With ``backend="auto"`` the vanilla configurations run torch's
+own fused kernels (cuDNN / oneDNN), so they are as fast as torch.nn.
+"""
+from __future__ import annotations
+
+from ..cells import GRUCell, LSTMCell, RNNCell
+from .recurrent import Recurrent
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+
+class RNN(Recurrent):
+    """Elman RNN, ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``; see torch.nn.RNN.
+
+    Example::
+
+        >>> rnn = RNN(10, 20, 2, nonlinearity="relu")
+        >>> out, h_n = rnn(torch.randn(5, 3, 10))      # (5, 3, 20), (2, 3, 20)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
+                 **extras):
+        self.nonlinearity = nonlinearity
+        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(RNNCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         nonlinearity=nonlinearity, **extras)
+
+
+class LSTM(Recurrent):
+    """LSTM with optional projection (``proj_size``); see torch.nn.LSTM and :mod:`rnnkit.cells.lstm`.
+
+    ``hx`` and ``h_n`` are ``(h, c)`` with ``h`` (D*L, B, P or H) and ``c`` (D*L, B, H).
+
+    Example::
+
+        >>> lstm = LSTM(10, 20, 2, batch_first=True, forget_bias=1.0)
+        >>> out, (h, c) = lstm(torch.randn(3, 5, 10), lengths=[5, 4, 2])
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
+                 **extras):
+        self.mode = "LSTM"
+        self.proj_size = proj_size
+        super().__init__(LSTMCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         proj_size=proj_size, **extras)
+
+
+class GRU(Recurrent):
+    """GRU; torch's form by default, Cho et al.'s with ``reset_after=False``; see :mod:`rnnkit.cells.gru`.
+
+    Example::
+
+        >>> gru = GRU(10, 20, bidirectional=True)
+        >>> out, h_n = gru(torch.randn(5, 3, 10))      # (5, 3, 40), (2, 3, 20)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None, *,
+                 reset_after: bool = True, **extras):
+        self.mode = "GRU"
+        super().__init__(GRUCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         reset_after=reset_after, **extras)

@@ -1,0 +1,215 @@
+"""``Recurrent``: any cell, run over time, stacked, bidirectional, residual.
+
+The layer owns everything but the step: time, direction, depth, variable
+lengths, initial states, inter-layer dropout, residual connections, the
+parameters (named like torch.nn's: ``weight_ih_l0``, ``bias_hh_l1_reverse``)
+and the choice of backend. A plain loop equivalent to every backend::
+
+    for l in range(num_layers):
+        for d in directions:                      # d = 1 runs each sequence reversed
+            h = hx[l * D + d]
+            for t in range(T):                    # only t < lengths[b] for sequence b
+                y[t], h = cell.step(project(x)[t], h)
+            h_n[l * D + d] = h
+        x = dropout(concat(y_forward, y_reverse) + residual(x))
+
+Shapes: ``B`` batch, ``T`` time, ``I`` input, ``H`` hidden, ``O`` cell output
+(H, or P with an LSTM projection), ``D`` directions, ``L`` layers.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..cells.base import Cell
+from ..kernels.dispatch import choose_backend
+from ..kernels.loop import length_mask, reverse_padded, scan
+from ..kernels.native import native_forward
+from ._inputs import finish, prepare
+from .init import apply_init, check_init_args
+
+__all__ = ["Recurrent"]
+
+
+class Recurrent(nn.Module):
+    """Run a cell over sequences, with every layer feature.
+
+    Args:
+        cell: a :class:`~rnnkit.cells.Cell` subclass (or any callable
+            ``(input_size, hidden_size, bias=..., **cell_kwargs) -> Cell``).
+        input_size, hidden_size, num_layers, bias, batch_first, dropout,
+        bidirectional: as in ``torch.nn.LSTM``.
+        residual: add each layer's input to its output; a learned projection
+            ``weight_res_l{k}`` maps the input where the sizes differ.
+        backend: ``"auto"`` (torch's fused kernel when it can run the
+            configuration, else the loop), ``"native"`` or ``"loop"``.
+        init_ih, init_hh, forget_bias: see :mod:`rnnkit.layers.init`.
+        **cell_kwargs: passed to ``cell`` (e.g. ``proj_size=``, ``nonlinearity=``).
+
+    Forward: ``(input, hx=None, lengths=None) -> (output, h_n)`` with
+    ``input`` (T, B, I) [(B, T, I) if batch_first], (T, I) unbatched, or a
+    PackedSequence; ``lengths`` (B,) for padded input; ``hx`` a (D*L, B, S)
+    tensor, or a tuple of them for cells with several state tensors (LSTM).
+    ``output`` (T, B, D*O) is zero past each sequence's length; ``h_n`` holds
+    each sequence's state at its own last step.
+
+    Example::
+
+        >>> layer = Recurrent(LSTMCell, 8, 16, num_layers=2, bidirectional=True)
+        >>> out, (h, c) = layer(torch.randn(5, 3, 8), lengths=torch.tensor([5, 2, 4]))
+        >>> out.shape, h.shape
+        (torch.Size([5, 3, 32]), torch.Size([4, 3, 16]))
+    """
+
+    def __init__(self, cell, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, *, residual: bool = False, backend: str = "auto",
+                 init_ih: str | None = None, init_hh: str | None = None,
+                 forget_bias: float | None = None, device=None, dtype=None, **cell_kwargs):
+        super().__init__()
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) \
+                or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout applies between stacked layers, so it has no effect with "
+                          f"num_layers=1 (got dropout={dropout})", stacklevel=2)
+        if backend not in ("auto", "native", "loop"):
+            raise ValueError(f"backend: expected 'auto', 'native' or 'loop', got {backend!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.residual, self.backend = bidirectional, residual, backend
+        self.init_ih, self.init_hh, self.forget_bias = init_ih, init_hh, forget_bias
+        D = 2 if bidirectional else 1
+
+        # One cell per layer (both directions share its shapes); parameters per direction.
+        self.cells: list[Cell] = []
+        self._param_names: list[list[str]] = []  # [l * D + d] -> names in cell order
+        factory = dict(device=device, dtype=dtype)
+        for l in range(num_layers):
+            in_l = input_size if l == 0 else D * self.cells[-1].output_size
+            c = cell(in_l, hidden_size, bias=bias, **cell_kwargs)
+            self.cells.append(c)
+            for d in range(D):
+                names = []
+                for name, shape in c.param_shapes().items():
+                    full = f"{name}_l{l}{'_reverse' if d else ''}"
+                    self.register_parameter(full, nn.Parameter(torch.empty(shape, **factory)))
+                    names.append(full)
+                self._param_names.append(names)
+            if residual and in_l != D * c.output_size:
+                w = nn.Parameter(torch.empty(D * c.output_size, in_l, **factory))
+                self.register_parameter(f"weight_res_l{l}", w)
+        check_init_args(self.cells[0], init_ih, init_hh, forget_bias)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------ parameters
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _params(self, l: int, d: int) -> dict[str, Tensor]:
+        """The weights of layer ``l``, direction ``d``, keyed by the cell's names."""
+        names = self._param_names[l * self.num_directions + d]
+        suffix = len(f"_l{l}{'_reverse' if d else ''}")
+        return {n[:-suffix]: getattr(self, n) for n in names}
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        return [getattr(self, n) for names in self._param_names for n in names]
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        return [n for names in self._param_names for n in names]
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """Weights per layer and direction, as ``torch.nn.LSTM.all_weights``."""
+        return [[getattr(self, n) for n in names] for names in self._param_names]
+
+    def reset_parameters(self) -> None:
+        for l, c in enumerate(self.cells):
+            for d in range(self.num_directions):
+                p = self._params(l, d)
+                c.reset_parameters(p)
+                apply_init(c, p, self.init_ih, self.init_hh, self.forget_bias)
+            w = getattr(self, f"weight_res_l{l}", None)
+            if w is not None:
+                nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # nn.Linear's default
+
+    def flatten_parameters(self) -> None:
+        """Accepted for torch.nn compatibility; rnnkit passes weights to cuDNN as they are."""
+
+    # --------------------------------------------------------------- forward
+    def forward(self, input, hx=None, lengths=None):
+        D, L = self.num_directions, self.num_layers
+        w0 = getattr(self, self._param_names[0][0])
+        sizes = self.cells[-1].state_sizes
+        batch = prepare(input, hx, lengths, input_size=self.input_size,
+                        batch_first=self.batch_first, num_states=len(sizes),
+                        state_shapes=[(D * L, s) for s in sizes],
+                        dtype=w0.dtype, device=w0.device)
+        backend = choose_backend(self, batch.x)
+        if backend == "native":
+            out, h_n = self._forward_native(batch)
+        else:
+            out, h_n = self._forward_loop(batch)
+        out, h_n = finish(out, h_n, batch, self.batch_first)
+        return out, (h_n[0] if len(h_n) == 1 else h_n)
+
+    def _initial_states(self, x: Tensor, hx) -> tuple[Tensor, ...]:
+        if hx is not None:
+            return hx
+        D, L, B = self.num_directions, self.num_layers, x.shape[1]
+        return tuple(x.new_zeros(D * L, B, s) for s in self.cells[-1].state_sizes)
+
+    def _forward_native(self, batch):
+        hx = self._initial_states(batch.x, batch.hx)
+        mode = self.cells[0].native_mode
+        out, h_n = native_forward(
+            mode, batch.x, hx if mode == "LSTM" else hx[0], self._flat_weights, self.bias,
+            self.num_layers, self.dropout, self.training, self.bidirectional, batch.lengths)
+        return out, (h_n if mode == "LSTM" else (h_n,))
+
+    def _forward_loop(self, batch):
+        x, lengths = batch.x, batch.lengths
+        hx = self._initial_states(x, batch.hx)
+        mask = None if lengths is None else length_mask(lengths, x.shape[0])
+        D = self.num_directions
+        finals = []  # [l * D + d] -> state tuple
+        for l, c in enumerate(self.cells):
+            outs = []
+            for d in range(D):
+                p = self._params(l, d)
+                state = tuple(h[l * D + d] for h in hx)
+                x_d = x if d == 0 else reverse_padded(x, lengths)
+                y, state = scan(c, p, c.project(x_d, p), state, mask)
+                outs.append(y if d == 0 else reverse_padded(y, lengths))
+                finals.append(state)
+            y = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
+            if self.residual:
+                w = getattr(self, f"weight_res_l{l}", None)
+                res = x if w is None else F.linear(x, w)
+                y = y + (res if mask is None else res * mask)
+            if self.dropout and self.training and l < self.num_layers - 1:
+                y = F.dropout(y, self.dropout, training=True)
+            x = y
+        h_n = tuple(torch.stack([s[i] for s in finals]) for i in range(len(finals[0])))
+        return x, h_n
+
+    def extra_repr(self) -> str:
+        s = f"{self.cells[0]!r}, num_layers={self.num_layers}"
+        for k in ("bias", "batch_first", "bidirectional", "residual"):
+            default = k == "bias"
+            if getattr(self, k) != default:
+                s += f", {k}={getattr(self, k)}"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s

@@ -1,0 +1,109 @@
+"""Conformance checks any recurrent layer must pass, for short, strict tests.
+
+``check_layer(make)`` builds layers with ``make(**kwargs)`` (kwargs among
+``num_layers``, ``bidirectional``, ``batch_first``) and checks, in float64:
+
+- length invariance: in a padded batch, each sequence's outputs and final
+  state equal what that sequence gives alone; padded steps output zeros;
+- bidirectional correctness: the reverse direction equals a forward-only
+  layer (same weights) run on each sequence reversed within its length;
+- packed input equals padded input with ``lengths``;
+- ``batch_first`` equals time-major;
+- stacking: output and state shapes for 1-3 layers, with and without residual.
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+__all__ = ["check_layer", "as_tuple"]
+
+
+def as_tuple(h):
+    return h if isinstance(h, tuple) else (h,)
+
+
+def _close(a, b, what, atol=1e-10):
+    if a.shape != b.shape:
+        raise AssertionError(f"{what}: shape {tuple(a.shape)} != {tuple(b.shape)}")
+    err = (a - b).abs().max().item() if a.numel() else 0.0
+    if not err <= atol:
+        raise AssertionError(f"{what}: max abs difference {err:.3g} > {atol:g}")
+
+
+def _seq_state(h_n, b):
+    return tuple(h[:, b] for h in as_tuple(h_n))
+
+
+def check_length_invariance(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10, **kw):
+    layer = make(**kw).double().eval()
+    B = len(lengths)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    L = torch.tensor(lengths)
+    out, h_n = layer(x, lengths=L)
+    for b, n in enumerate(lengths):
+        o_b, h_b = layer(x[:n, b:b + 1])
+        _close(out[:n, b], o_b[:, 0], f"output of sequence {b} (length {n}) in a batch vs alone", atol)
+        _close(out[n:, b], torch.zeros_like(out[n:, b]), f"padded output of sequence {b}", 0)
+        for i, (s, s_alone) in enumerate(zip(_seq_state(h_n, b), as_tuple(h_b))):
+            _close(s, s_alone[:, 0], f"h_n[{i}] of sequence {b}", atol)
+
+
+def check_bidirectional(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10):
+    """Layer 1 of a bidirectional layer: reverse half == forward layer on reversed input."""
+    bi = make(num_layers=1, bidirectional=True).double().eval()
+    uni = make(num_layers=1, bidirectional=False).double().eval()
+    state = {k[: -len("_reverse")]: v for k, v in bi.state_dict().items() if k.endswith("_reverse")}
+    uni.load_state_dict(state)
+    B = len(lengths)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    out, h_n = bi(x, lengths=torch.tensor(lengths))
+    H = out.shape[-1] // 2
+    for b, n in enumerate(lengths):
+        o_r, h_r = uni(x[:n, b:b + 1].flip(0))
+        _close(out[:n, b, H:], o_r[:, 0].flip(0), f"reverse direction output of sequence {b}", atol)
+        for i, (s, s_r) in enumerate(zip(as_tuple(h_n), as_tuple(h_r))):
+            _close(s[1, b], s_r[0, 0], f"reverse h_n[{i}] of sequence {b}", atol)
+
+
+def check_packed_and_batch_first(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10, **kw):
+    layer = make(**kw).double().eval()
+    B = len(lengths)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    L = torch.tensor(lengths)
+    out, h_n = layer(x, lengths=L)
+    p_out, p_h = layer(pack_padded_sequence(x, L, enforce_sorted=False))
+    p_out, p_len = pad_packed_sequence(p_out, total_length=T)
+    _close(p_out, out, "packed output vs padded output", atol)
+    assert p_len.tolist() == list(lengths)
+    for a, b in zip(as_tuple(p_h), as_tuple(h_n)):
+        _close(a, b, "packed h_n vs padded h_n", atol)
+    bf = make(batch_first=True, **kw).double().eval()
+    bf.load_state_dict(layer.state_dict())
+    bf_out, bf_h = bf(x.transpose(0, 1), lengths=L)
+    _close(bf_out.transpose(0, 1), out, "batch_first output vs time-major", atol)
+    for a, b in zip(as_tuple(bf_h), as_tuple(h_n)):
+        _close(a, b, "batch_first h_n vs time-major", atol)
+
+
+def check_shapes(make, I, out_size, state_sizes, T=4, B=3):
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    for L in (1, 2, 3):
+        for D in (1, 2):
+            for residual in (False, True):
+                layer = make(num_layers=L, bidirectional=D == 2, residual=residual).double()
+                out, h_n = layer(x)
+                assert out.shape == (T, B, D * out_size), (L, D, residual, out.shape)
+                for h, s in zip(as_tuple(h_n), state_sizes):
+                    assert h.shape == (D * L, B, s), (L, D, residual, h.shape)
+
+
+def check_layer(make, input_size: int, out_size: int, state_sizes, atol: float = 1e-10):
+    """Run every check above; ``make(**kw)`` must build a fresh float layer."""
+    torch.manual_seed(0)
+    for kw in (dict(num_layers=1), dict(num_layers=2, bidirectional=True),
+               dict(num_layers=2, residual=True)):
+        check_length_invariance(make, input_size, atol=atol, **kw)
+        check_packed_and_batch_first(make, input_size, atol=atol, **kw)
+    check_bidirectional(make, input_size, atol=atol)
+    check_shapes(make, input_size, out_size, state_sizes)
