@@ -19,7 +19,11 @@ and may override:
   ``step`` then receives ``project(x, p)[t]`` as ``x_t``. Default: identity;
 - ``state_sizes``: the feature size of each state tensor (default ``(H,)``);
 - ``reset_parameters(p)``: initialisation (default: torch.nn's
-  ``U(-1/sqrt(H), 1/sqrt(H))`` for every weight).
+  ``U(-1/sqrt(H), 1/sqrt(H))`` for every weight);
+- ``scan(xp, state, p, mask) -> (ys, state)``: the whole time loop at once,
+  for cells whose recurrence has a faster form than stepping (a parallel
+  scan); it must equal stepping ``step`` with the masking of
+  :func:`rnnkit.kernels.loop.scan`. The layer uses it when defined.
 
 Example (an Elman cell)::
 

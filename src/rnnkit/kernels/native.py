@@ -6,8 +6,7 @@ lengths go through a ``PackedSequence`` as in torch.
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["native_forward"]

@@ -188,7 +188,11 @@ class Recurrent(nn.Module):
                 p = self._params(l, d)
                 state = tuple(h[l * D + d] for h in hx)
                 x_d = x if d == 0 else reverse_padded(x, lengths)
-                y, state = scan(c, p, c.project(x_d, p), state, mask)
+                xp = c.project(x_d, p)
+                if hasattr(c, "scan"):  # the cell's own whole-sequence form
+                    y, state = c.scan(xp, state, p, mask)
+                else:
+                    y, state = scan(c, p, xp, state, mask)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))
                 finals.append(state)
             y = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)

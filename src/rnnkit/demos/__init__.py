@@ -1,0 +1,1 @@
+"""Small self-contained demonstrations run by ``rnnkit demo``."""
