@@ -6,7 +6,7 @@ solves it (test MSE < 0.01; always answering 1 scores 0.167). At T = 100 the
 vanilla RNN's gradient vanishes across the gap between the two markers and it
 stays at the baseline, while the gated cells solve it.
 
-    rnnkit demo adding [--T 100] [--steps 1500] [--hidden 64]
+    rnnkit demo adding [--T 100] [--steps 2000] [--hidden 64] [--lr 0.01]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class AddingModel(nn.Module):
 
 
 def train_adding(cell: str, T: int, steps: int, hidden: int = 64, batch: int = 50,
-                 lr: float = 1e-3, clip: float = 1.0, seed: int = 0, eval_every: int = 100,
+                 lr: float = 1e-2, clip: float = 1.0, seed: int = 0, eval_every: int = 100,
                  test_size: int = 1000, **layer_kwargs) -> dict:
     """Train on fresh batches; return test MSE and the step at which it first fell below 0.01."""
     torch.manual_seed(seed)
@@ -70,7 +70,8 @@ def train_adding(cell: str, T: int, steps: int, hidden: int = 64, batch: int = 5
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rnnkit demo adding", description=__doc__.split("\n\n")[0])
     ap.add_argument("--T", type=int, default=100, help="sequence length (default 100)")
-    ap.add_argument("--steps", type=int, default=1500, help="training steps per model (default 1500)")
+    ap.add_argument("--steps", type=int, default=2000, help="training steps per model (default 2000)")
+    ap.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
     ap.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = ap.parse_args(argv)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col)
     for cell in ("rnn_tanh", "gru", "lstm"):
         with console.status(f"training {cell} ..."):
-            r = train_adding(cell, args.T, args.steps, args.hidden, seed=args.seed)
+            r = train_adding(cell, args.T, args.steps, args.hidden, lr=args.lr, seed=args.seed)
         console.print(f"{cell:9s} test MSE {r['test_mse']:.4f}")
         table.add_row(cell, f"{r['test_mse']:.4f}", "yes" if r["solved"] else "no",
                       str(r["solved_at_step"] or "-"), f"{r['seconds']:.0f}")
