@@ -5,18 +5,23 @@
 
 - length invariance: in a padded batch, each sequence's outputs and final
   state equal what that sequence gives alone; padded steps output zeros;
+- initial state: the same with a given ``hx``, which must change the result;
 - bidirectional correctness: the reverse direction equals a forward-only
   layer (same weights) run on each sequence reversed within its length;
 - packed input equals padded input with ``lengths``;
 - ``batch_first`` equals time-major;
 - stacking: output and state shapes for 1-3 layers, with and without residual.
+
+``check_gradients(make, input_size)`` runs ``torch.autograd.gradcheck`` on a tiny
+float64 layer (2 layers, bidirectional, lengths, ``hx``) with respect to the
+input, ``hx`` and every parameter.
 """
 from __future__ import annotations
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["check_layer", "as_tuple"]
+__all__ = ["check_layer", "check_gradients", "as_tuple"]
 
 
 def as_tuple(h):
@@ -47,6 +52,25 @@ def check_length_invariance(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10, **kw
         _close(out[n:, b], torch.zeros_like(out[n:, b]), f"padded output of sequence {b}", 0)
         for i, (s, s_alone) in enumerate(zip(_seq_state(h_n, b), as_tuple(h_b))):
             _close(s, s_alone[:, 0], f"h_n[{i}] of sequence {b}", atol)
+
+
+def check_initial_state(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10, **kw):
+    """Length invariance with a random ``hx``; ``hx`` must matter (not be dropped)."""
+    layer = make(**kw).double().eval()
+    B = len(lengths)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    L = torch.tensor(lengths)
+    out0, h_n0 = layer(x, lengths=L)
+    hx = tuple(torch.randn_like(h) for h in as_tuple(h_n0))  # each (D*L, B, S)
+    out, h_n = layer(x, hx if len(hx) > 1 else hx[0], lengths=L)
+    if (out - out0).abs().max() < 1e-6:
+        raise AssertionError("the initial state hx does not change the output")
+    for b, n in enumerate(lengths):
+        hx_b = tuple(h[:, b:b + 1] for h in hx)
+        o_b, h_b = layer(x[:n, b:b + 1], hx_b if len(hx_b) > 1 else hx_b[0])
+        _close(out[:n, b], o_b[:, 0], f"output of sequence {b} with hx, in a batch vs alone", atol)
+        for i, (s, s_alone) in enumerate(zip(_seq_state(h_n, b), as_tuple(h_b))):
+            _close(s, s_alone[:, 0], f"h_n[{i}] of sequence {b} with hx", atol)
 
 
 def check_bidirectional(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10):
@@ -104,6 +128,32 @@ def check_layer(make, input_size: int, out_size: int, state_sizes, atol: float =
     for kw in (dict(num_layers=1), dict(num_layers=2, bidirectional=True),
                dict(num_layers=2, residual=True)):
         check_length_invariance(make, input_size, atol=atol, **kw)
+        check_initial_state(make, input_size, atol=atol, **kw)
         check_packed_and_batch_first(make, input_size, atol=atol, **kw)
     check_bidirectional(make, input_size, atol=atol)
     check_shapes(make, input_size, out_size, state_sizes)
+
+
+def check_gradients(make, input_size: int, T: int = 3, lengths=(3, 1), **kw) -> None:
+    """``gradcheck`` of ``make(num_layers=2, bidirectional=True, **kw)`` in float64.
+
+    Checks d(output, h_n) / d(input, hx, every parameter), with ``lengths``.
+    """
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, bidirectional=True) | kw
+    layer = make(**kw).double().eval()
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    L = torch.tensor(lengths)
+    x = torch.randn(T, len(lengths), input_size, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        hx = [torch.randn_like(h).requires_grad_() for h in as_tuple(layer(x, lengths=L)[1])]
+    n = len(hx)
+
+    def f(x, *rest):
+        hs, ps = rest[:n], rest[n:]
+        out, h_n = torch.func.functional_call(
+            layer, dict(zip(names, ps)), (x, hs if n > 1 else hs[0]), {"lengths": L})
+        return (out, *as_tuple(h_n))
+
+    torch.autograd.gradcheck(f, (x, *hx, *params), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)

@@ -1,7 +1,14 @@
 """Recurrent cells: one step of the math each, parameters owned by the layer."""
 from .base import Cell, Params, State
 from .gru import GRUCell
+from .indrnn import IndRNNCell
+from .layernorm import LayerNormGRUCell, LayerNormLSTMCell
 from .lstm import LSTMCell
+from .minrnn import MinGRUCell, MinLSTMCell
+from .qrnn import QRNNCell
 from .rnn import RNNCell
+from .sru import SRUCell
 
-__all__ = ["Cell", "Params", "State", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["Cell", "Params", "State", "RNNCell", "LSTMCell", "GRUCell",
+           "IndRNNCell", "QRNNCell", "SRUCell", "MinGRUCell", "MinLSTMCell",
+           "LayerNormLSTMCell", "LayerNormGRUCell"]

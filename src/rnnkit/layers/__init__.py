@@ -1,6 +1,8 @@
-"""Recurrent layers: the generic ``Recurrent`` and the torch.nn-compatible presets."""
+"""Recurrent layers: the generic ``Recurrent``, the torch.nn-compatible presets and the cell zoo."""
 from .presets import GRU, LSTM, RNN
 from .recurrent import Recurrent
 from .registry import LAYERS, build_layer, register_layer
+from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
-__all__ = ["Recurrent", "RNN", "LSTM", "GRU", "LAYERS", "build_layer", "register_layer"]
+__all__ = ["Recurrent", "RNN", "LSTM", "GRU", "IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM",
+           "LayerNormLSTM", "LayerNormGRU", "LAYERS", "build_layer", "register_layer"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .presets import GRU, LSTM, RNN
+from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
 __all__ = ["LAYERS", "build_layer", "register_layer"]
 
@@ -12,6 +13,13 @@ LAYERS: dict[str, callable] = {
     "rnn_relu": lambda *a, **k: RNN(*a, nonlinearity="relu", **k),
     "lstm": LSTM,
     "gru": GRU,
+    "indrnn": IndRNN,
+    "qrnn": QRNN,
+    "sru": SRU,
+    "mingru": MinGRU,
+    "minlstm": MinLSTM,
+    "layernorm_lstm": LayerNormLSTM,
+    "layernorm_gru": LayerNormGRU,
 }
 
 

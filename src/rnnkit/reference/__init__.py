@@ -33,7 +33,8 @@ of the second). The LSTM adds a cell state with an additive path,
 
 which lets gradients survive many steps while the forget gate f stays near 1. Each cell's
 step and its backward, written from its equations, are in ``rnnkit.reference.cells``; the time
-loop, lengths, bidirection and stacking in ``rnnkit.reference.layers``.
+loop, lengths, bidirection and stacking in ``rnnkit.reference.layers``; the later cells
+(IndRNN, QRNN, SRU, minGRU, minLSTM, LayerNorm-LSTM/GRU), on the same driver, in ``rnnkit.reference.zoo``.
 
 Example
 -------
@@ -63,9 +64,11 @@ from .cells import (
 )
 from .clip import clip_grad_norm
 from .layers import GRU, LSTM, RNN
+from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
 __all__ = [
     "RNN", "LSTM", "GRU", "clip_grad_norm",
+    "IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU",
     "rnn_step", "rnn_step_backward",
     "lstm_step", "lstm_step_backward",
     "gru_step", "gru_step_backward",

@@ -18,6 +18,12 @@ loop, t = T-1 .. 0) starts from h0 at each sequence's own last step. Layer k > 0
 concatenated outputs of layer k-1; its input gradient, summed over both directions, is layer
 k-1's ``dy``.
 
+The driver serves any cell (``rnnkit.reference.zoo`` reuses it): a subclass gives its
+parameter shapes (``_cell_param_shapes``), its step and the step's backward, and may give a
+time-parallel input part (``_project``, e.g. QRNN's convolution) with its backward. A step
+returns its output ``y_t`` apart from its state, for cells whose output is not the state (QRNN,
+SRU); the backward then receives ``dy_t`` and ``d state_t`` separately.
+
 Legend: T time, B batch, I input size, H hidden size, H_out = proj_size or H, D directions,
 L num_layers.
 """
@@ -48,7 +54,7 @@ def _shape_error(name: str, got, expected, legend: str) -> ValueError:
 
 
 class _Recurrent:
-    """Shared machinery; subclasses define the gate count, the state and the cell step.
+    """Shared machinery; subclasses define the parameters, the state and the cell step.
 
     Arguments common to RNN, LSTM and GRU (as torch.nn's): ``input_size`` I, ``hidden_size`` H,
     ``num_layers`` L, ``bidirectional`` (D = 2), ``bias``; and keyword-only ``seed``, an int or
@@ -81,19 +87,23 @@ class _Recurrent:
 
     def _param_shapes(self) -> dict[str, tuple]:
         """Names and shapes in torch.nn's order."""
-        G, H, P = self.num_gates * self.hidden_size, self.hidden_size, self.proj_size
         shapes = {}
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else self.num_directions * self.output_size
             for direction in range(self.num_directions):
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes[f"weight_ih{sfx}"] = (G, in_size)
-                shapes[f"weight_hh{sfx}"] = (G, self.output_size)
-                if self.bias:
-                    shapes[f"bias_ih{sfx}"] = (G,)
-                    shapes[f"bias_hh{sfx}"] = (G,)
-                if P:
-                    shapes[f"weight_hr{sfx}"] = (P, H)
+                for name, shape in self._cell_param_shapes(in_size).items():
+                    shapes[name + sfx] = shape
+        return shapes
+
+    def _cell_param_shapes(self, in_size: int) -> dict[str, tuple]:
+        """One (layer, direction)'s parameters, unsuffixed: torch.nn's RNN/LSTM/GRU layout."""
+        G, H, P = self.num_gates * self.hidden_size, self.hidden_size, self.proj_size
+        shapes = {"weight_ih": (G, in_size), "weight_hh": (G, self.output_size)}
+        if self.bias:
+            shapes.update(bias_ih=(G,), bias_hh=(G,))
+        if P:
+            shapes["weight_hr"] = (P, H)
         return shapes
 
     def _cell_params(self, layer: int, direction: int) -> dict[str, np.ndarray]:
@@ -133,10 +143,24 @@ class _Recurrent:
         return (self.output_size,)
 
     def _step(self, x, state, p):
+        """One step: x (B, G) -> (y (B, H_out), new state tuple, cache)."""
         raise NotImplementedError
 
-    def _step_backward(self, dstate, cache, p):
+    def _step_backward(self, dy, dstate, cache, p):
+        """dL/dy_t and dL/d(new state) -> (dx (B, G), d(previous state) tuple, grads)."""
         raise NotImplementedError
+
+    def _project(self, x, p, keep, reverse: bool):
+        """Input-only part of the cell, all steps at once: x (T, B, in) -> (xp, cache).
+
+        ``keep`` (T, B, 1) marks the valid steps; ``reverse`` is the direction (a cell that
+        looks at neighbouring steps must not look past a sequence's ends). Default: identity.
+        """
+        return x, None
+
+    def _project_backward(self, dxp, cache, p):
+        """Backward of ``_project``: dL/dxp -> (dL/dx, grads)."""
+        return dxp, {}
 
     # -- input checks -------------------------------------------------------------------------
 
@@ -189,15 +213,15 @@ class _Recurrent:
     # -- one direction of one layer -----------------------------------------------------------
 
     def _run_direction(self, x, state, p, keep, reverse: bool):
-        """x (T, B, in), keep (T, B, 1) -> y (T, B, H_out), state, caches."""
+        """x (T, B, G), keep (T, B, 1) -> y (T, B, H_out), state, caches."""
         T, B, _ = x.shape
         y = np.zeros((T, B, self.output_size))
         caches = [None] * T
         for t in (reversed(range(T)) if reverse else range(T)):
-            new_state, caches[t] = self._step(x[t], state, p)
+            y_t, new_state, caches[t] = self._step(x[t], state, p)
             state = tuple(np.where(keep[t], new, old)
                           for new, old in zip(new_state, state, strict=True))
-            y[t] = np.where(keep[t], new_state[0], 0.0)
+            y[t] = np.where(keep[t], y_t, 0.0)
         return y, state, caches
 
     def _backprop_direction(self, dy, dstate, caches, p, keep, reverse: bool):
@@ -207,8 +231,8 @@ class _Recurrent:
         dx = None
         for t in (range(T) if reverse else reversed(range(T))):  # the forward order, reversed
             d_cell = tuple(np.where(keep[t], d, 0.0) for d in dstate)
-            d_cell = (d_cell[0] + np.where(keep[t], dy[t], 0.0),) + d_cell[1:]  # y_t = h_t
-            dx_t, d_prev, step_grads = self._step_backward(d_cell, caches[t], p)
+            dy_t = np.where(keep[t], dy[t], 0.0)
+            dx_t, d_prev, step_grads = self._step_backward(dy_t, d_cell, caches[t], p)
             dstate = tuple(dp + np.where(keep[t], 0.0, d)  # padded: dh passes straight back
                            for dp, d in zip(d_prev, dstate, strict=True))
             if dx is None:
@@ -241,8 +265,10 @@ class _Recurrent:
                 idx = layer * D + direction
                 p = self._cell_params(layer, direction)
                 state = tuple(s[idx] for s in states0)
-                y, state, caches[idx] = self._run_direction(
-                    layer_input, state, p, keep, reverse=bool(direction))
+                xp, project_cache = self._project(layer_input, p, keep, bool(direction))
+                y, state, step_caches = self._run_direction(
+                    xp, state, p, keep, reverse=bool(direction))
+                caches[idx] = (project_cache, step_caches)
                 outputs.append(y)
                 for final, s in zip(finals, state, strict=True):
                     final[idx] = s
@@ -277,8 +303,12 @@ class _Recurrent:
                 p = self._cell_params(layer, direction)
                 dy = d_layer_out[:, :, direction * H_out:(direction + 1) * H_out]  # (T, B, H_out)
                 dstate = tuple(d[idx] for d in d_finals)
-                dx, dstate0, cell_grads = self._backprop_direction(
-                    dy, dstate, caches[idx], p, keep, bool(direction))
+                project_cache, step_caches = caches[idx]
+                dxp, dstate0, cell_grads = self._backprop_direction(
+                    dy, dstate, step_caches, p, keep, bool(direction))
+                dx, project_grads = self._project_backward(dxp, project_cache, p)
+                for name, g in project_grads.items():
+                    cell_grads[name] = cell_grads[name] + g
                 d_layer_in = dx if d_layer_in is None else d_layer_in + dx
                 for d0, d in zip(d_states0, dstate0, strict=True):
                     d0[idx] = d
@@ -325,10 +355,10 @@ class RNN(_Recurrent):
 
     def _step(self, x, state, p):
         h, cache = rnn_step(x, state[0], p, self.nonlinearity)
-        return (h,), cache
+        return h, (h,), cache
 
-    def _step_backward(self, dstate, cache, p):
-        dx, dh_prev, grads = rnn_step_backward(dstate[0], cache, p, self.nonlinearity)
+    def _step_backward(self, dy, dstate, cache, p):
+        dx, dh_prev, grads = rnn_step_backward(dstate[0] + dy, cache, p, self.nonlinearity)
         return dx, (dh_prev,), grads
 
     def _extra_repr(self):
@@ -358,10 +388,10 @@ class LSTM(_Recurrent):
 
     def _step(self, x, state, p):
         h, c, cache = lstm_step(x, state[0], state[1], p)
-        return (h, c), cache
+        return h, (h, c), cache
 
-    def _step_backward(self, dstate, cache, p):
-        dx, dh_prev, dc_prev, grads = lstm_step_backward(dstate[0], dstate[1], cache, p)
+    def _step_backward(self, dy, dstate, cache, p):
+        dx, dh_prev, dc_prev, grads = lstm_step_backward(dstate[0] + dy, dstate[1], cache, p)
         return dx, (dh_prev, dc_prev), grads
 
     def _extra_repr(self):
@@ -386,10 +416,10 @@ class GRU(_Recurrent):
 
     def _step(self, x, state, p):
         h, cache = gru_step(x, state[0], p, self.reset_after)
-        return (h,), cache
+        return h, (h,), cache
 
-    def _step_backward(self, dstate, cache, p):
-        dx, dh_prev, grads = gru_step_backward(dstate[0], cache, p, self.reset_after)
+    def _step_backward(self, dy, dstate, cache, p):
+        dx, dh_prev, grads = gru_step_backward(dstate[0] + dy, cache, p, self.reset_after)
         return dx, (dh_prev,), grads
 
     def _extra_repr(self):

@@ -1,0 +1,188 @@
+"""minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?").
+
+Gates that read only the input make the recurrence linear in ``h``,
+
+    h_t = a_t * h_{t-1} + b_t,
+
+so it can run over all steps at once. minGRU:
+
+    z_t = sigmoid(k^z_t)          k_t = W x_t + b  (all T at once, in ``project``)
+    h~_t = g(k^h_t)
+    h_t = (1 - z_t) * h_{t-1} + z_t * h~_t                a = 1 - z,   b = z * h~
+
+minLSTM (with the paper's length-independent normalisation of the gates):
+
+    f_t = sigmoid(k^f_t)   i_t = sigmoid(k^i_t)   h~_t = g(k^h_t)
+    f'_t = f_t / (f_t + i_t)   i'_t = i_t / (f_t + i_t)
+    h_t = f'_t * h_{t-1} + i'_t * h~_t                    a = f',      b = i' * h~
+
+with the paper's ``g(x) = x + 1/2`` for ``x >= 0`` and ``sigmoid(x)`` below, so
+``h~ > 0`` and ``b`` has a logarithm. Two modes give the same results:
+
+- ``"sequential"``: ``step`` one time step at a time (generation, streaming);
+- ``"parallel"``: ``scan`` in log space (Heinsen 2023), with everything computed
+  from the logits without forming a gate first:
+
+      log a, log b   e.g. minGRU: log(1 - z) = -softplus(k^z),
+                     log(z h~) = -softplus(-k^z) + log g(k^h)
+      a*_t = sum_{j<=t} log a_j
+      h_t  = exp(a*_t + logcumsumexp_{k<=t}(log b_k - a*_k)) + exp(a*_t) * h_0
+
+  Departures: the paper also takes ``log g(h_0)``, which needs ``h_0 > 0``;
+  rnnkit keeps the ``h_0`` term out of the logarithm, so any initial state works
+  (and padded steps enter as a = 1, b = 0). The two terms of ``log h_t`` cancel
+  to within about ``|a*_t| * eps``, which over thousands of steps costs float32
+  several digits (5e-4 relative at T = 5000), so rnnkit scans chunks of 64
+  steps at once and carries the state between chunks in a loop (T/64 steps):
+  7e-6 at T = 5000. Both modes use ``g`` (the paper's sequential pseudo-code
+  uses a plain linear ``h~``; its log-space appendix uses ``g``, and the two
+  modes must agree).
+
+Parameters: ``weight_ih (G*H, I)`` stacking (z, h) for minGRU and (f, i, h) for
+minLSTM, and ``bias (G*H,)``, initialised like ``nn.Linear``. There is no
+``weight_hh``: the gates do not see ``h``. State ``(h,)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell, Params, State
+
+__all__ = ["MinGRUCell", "MinLSTMCell", "g", "log_g", "log_space_scan"]
+
+
+def g(x: Tensor) -> Tensor:
+    """The paper's positive activation: ``x + 1/2`` for ``x >= 0``, ``sigmoid(x)`` below."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def log_g(x: Tensor) -> Tensor:
+    """``log(g(x))`` without forming ``g``: ``log(x + 1/2)`` or ``-softplus(-x)``."""
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+
+
+def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, mask: Tensor | None = None,
+                   chunk: int = 64) -> Tensor:
+    """All ``h_t = a_t * h_{t-1} + b_t`` at once, for ``a, b > 0`` given as logs.
+
+    The log-space scan runs within chunks of ``chunk`` steps, all chunks at once; a
+    plain loop over the T/chunk chunks carries the state across. Chunking bounds
+    ``|a*|`` and so the rounding error of the cancellation in ``a* + logcumsumexp``.
+
+    Args:
+        log_a, log_b: (T, B, H); ``log_a <= 0`` keeps the scan stable.
+        h0: (B, H), any sign.
+        mask: (T, B, 1) bool or None; where False the step is skipped (a = 1, b = 0).
+    Returns:
+        h (T, B, H), including the skipped steps (which repeat the state).
+    """
+    tiny = torch.finfo(log_b.dtype).min  # log 0, finite so that autograd stays finite
+    if mask is not None:
+        log_a = log_a.masked_fill(~mask, 0.0)
+        log_b = log_b.masked_fill(~mask, tiny)
+    T = log_a.shape[0]
+    n = -(-T // chunk)
+    if n * chunk > T:  # pad with skipped steps to whole chunks
+        pad = (n * chunk - T, *log_a.shape[1:])
+        log_a = torch.cat([log_a, log_a.new_zeros(pad)])
+        log_b = torch.cat([log_b, log_b.new_full(pad, tiny)])
+    log_a = log_a.view(n, chunk, *log_a.shape[1:])  # (T', B, H) -> (n, chunk, B, H)
+    log_b = log_b.view(n, chunk, *log_b.shape[1:])
+    a_star = torch.cumsum(log_a, dim=1)  # log prod of a within the chunk, up to t
+    from_h = torch.exp(a_star)  # h_t's factor on the chunk's incoming state
+    from_b = torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1))  # h_t if h_in = 0
+    h, hs = h0, []
+    for k in range(n):
+        hs.append(from_h[k] * h + from_b[k])  # (chunk, B, H)
+        h = hs[-1][-1]
+    return torch.cat(hs)[:T]
+
+
+class _MinCell(Cell):
+    """Shared by minGRU and minLSTM: the input projection, the modes, the scan."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 mode: str = "parallel"):
+        super().__init__(input_size, hidden_size, bias)
+        if mode not in ("parallel", "sequential"):
+            raise ValueError(f"mode: expected 'parallel' or 'sequential', got {mode!r}")
+        self.mode = mode
+
+    def param_shapes(self):
+        G, H, I = self.num_gates, self.hidden_size, self.input_size
+        shapes = {"weight_ih": (G * H, I)}
+        if self.bias:
+            shapes["bias"] = (G * H,)
+        return shapes
+
+    def project(self, x: Tensor, p: Params) -> Tensor:
+        return F.linear(x, p["weight_ih"], p.get("bias"))  # (T, B, I) -> (T, B, G*H)
+
+    def log_coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        """(T, B, G*H) logits -> ``log a``, ``log b``, each (T, B, H)."""
+        raise NotImplementedError
+
+    def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
+        """The whole sequence: log-space scan (parallel) or ``step`` by step (sequential)."""
+        if self.mode == "sequential":
+            from ..kernels.loop import scan as step_scan  # here: kernels import cells
+
+            return step_scan(self, p, xp, state, mask)
+        log_a, log_b = self.log_coefficients(xp)
+        h = log_space_scan(log_a, log_b, state[0], mask)  # (T, B, H)
+        y = h if mask is None else h.masked_fill(~mask, 0.0)
+        return y, (h[-1],)
+
+    def reset_parameters(self, p: Params) -> None:
+        k = 1.0 / math.sqrt(self.input_size)  # nn.Linear's bound
+        with torch.no_grad():
+            for w in p.values():
+                w.uniform_(-k, k)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}, mode={self.mode!r}"
+
+
+class MinGRUCell(_MinCell):
+    """minGRU step ``h = (1 - z) h + z g(k^h)``; ``mode`` "parallel" or "sequential"."""
+
+    num_gates = 2
+
+    def step(self, x_t: Tensor, state: State, p: Params):
+        (h,) = state
+        k_z, k_h = x_t.chunk(2, dim=-1)
+        z = torch.sigmoid(k_z)
+        h_tilde = g(k_h)
+        h = (1 - z) * h + z * h_tilde
+        return h, (h,)
+
+    def log_coefficients(self, k):
+        k_z, k_h = k.chunk(2, dim=-1)
+        log_a = -F.softplus(k_z)                        # log(1 - z)
+        log_b = -F.softplus(-k_z) + log_g(k_h)          # log(z * h~)
+        return log_a, log_b
+
+
+class MinLSTMCell(_MinCell):
+    """minLSTM step ``h = f' h + i' g(k^h)`` with ``f' + i' = 1``; ``mode`` as minGRU."""
+
+    num_gates = 3
+
+    def step(self, x_t: Tensor, state: State, p: Params):
+        (h,) = state
+        k_f, k_i, k_h = x_t.chunk(3, dim=-1)
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+        f_n, i_n = f / (f + i), i / (f + i)
+        h = f_n * h + i_n * g(k_h)
+        return h, (h,)
+
+    def log_coefficients(self, k):
+        k_f, k_i, k_h = k.chunk(3, dim=-1)
+        diff = F.softplus(-k_f) - F.softplus(-k_i)      # log(i / f)
+        log_a = -F.softplus(diff)                       # log f' = -log(1 + i/f)
+        log_b = -F.softplus(-diff) + log_g(k_h)         # log(i' * h~)
+        return log_a, log_b

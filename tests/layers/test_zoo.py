@@ -1,0 +1,54 @@
+"""The zoo layers as a family: names in the registry, input forms, backends, repr."""
+import pytest
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+from rnnkit.layers import (
+    LAYERS,
+    QRNN,
+    SRU,
+    IndRNN,
+    LayerNormGRU,
+    LayerNormLSTM,
+    MinGRU,
+    MinLSTM,
+    build_layer,
+)
+from rnnkit.testing import as_tuple
+
+ZOO = {"indrnn": IndRNN, "qrnn": QRNN, "sru": SRU, "mingru": MinGRU, "minlstm": MinLSTM,
+       "layernorm_lstm": LayerNormLSTM, "layernorm_gru": LayerNormGRU}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_registry_builds_each_layer_and_every_input_form_works(name):
+    assert LAYERS[name] is ZOO[name]
+    torch.manual_seed(0)
+    layer = build_layer(name, 3, 5, num_layers=2, bidirectional=True, batch_first=True)
+    assert type(layer) is ZOO[name] and layer.batch_first and layer.num_layers == 2
+    x = torch.randn(4, 6, 3)  # (B, T, I)
+    out, h_n = layer(x, lengths=[6, 2, 5, 1])
+    assert out.shape == (4, 6, 10) and out.dtype == torch.float32
+    assert all(h.shape == (4, 4, 5) for h in as_tuple(h_n))
+    packed = pack_padded_sequence(x, [6, 2, 5, 1], batch_first=True, enforce_sorted=False)
+    p_out, _ = layer(packed)
+    assert isinstance(p_out, PackedSequence)
+    one, h_one = layer(x[1, :2])  # unbatched (T, I)
+    torch.testing.assert_close(one, out[1, :2], atol=1e-6, rtol=0)
+    assert all(h.shape == (4, 5) for h in as_tuple(h_one))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_native_backend_is_refused_with_the_reason(name):
+    layer = ZOO[name](3, 4, backend="native")
+    with pytest.raises(ValueError, match=r"backend='native' cannot run this layer: torch has "
+                                         r"no fused kernel for \w+Cell\(3, 4"):
+        layer(torch.randn(2, 1, 3))
+
+
+def test_repr_shows_the_cell_options():
+    assert repr(QRNN(3, 4, window=2, pooling="ifo")) == \
+        "QRNN(QRNNCell(3, 4, window=2, pooling='ifo'), num_layers=1)"
+    assert "recurrent_max=1.00696" in repr(IndRNN(3, 4, time_horizon=100))
+    assert "mode='sequential'" in repr(MinLSTM(3, 4, mode="sequential"))
+    assert "rescale=True" in repr(SRU(3, 4, rescale=True))
