@@ -80,7 +80,7 @@ def test_unbounded_init_and_bad_arguments():
         IndRNN(2, 3, time_horizon=0)
     with pytest.raises(ValueError, match="recurrent_max: expected a positive finite number"):
         IndRNN(2, 3, recurrent_max=-1.0)
-    with pytest.raises(ValueError, match=r"init_hh: IndRNN has an elementwise recurrent weight"):
+    with pytest.raises(ValueError, match=r"init_hh: IndRNNCell has no recurrent weight matrix"):
         IndRNN(2, 3, init_hh="identity")
     with pytest.raises(ValueError, match="forget_bias: IndRNNCell has no forget gate"):
         IndRNN(2, 3, forget_bias=1.0)

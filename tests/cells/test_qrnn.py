@@ -77,5 +77,5 @@ def test_forget_bias_and_bad_arguments():
         QRNN(2, 3, pooling="io")
     with pytest.raises(ValueError, match="forget_bias: needs bias=True"):
         QRNN(2, 3, bias=False, forget_bias=1.0)
-    with pytest.raises(ValueError, match="init_hh: QRNN has no recurrent weight matrix"):
+    with pytest.raises(ValueError, match="init_hh: QRNNCell has no recurrent weight matrix"):
         QRNN(2, 3, init_hh="orthogonal")

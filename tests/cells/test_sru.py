@@ -63,5 +63,5 @@ def test_parameters_and_authors_init():
     assert k * 0.95 < w[:32].abs().max() <= k and w[96:].abs().max() > k * 0.95
     assert k * 0.95 * math.sqrt(0.5) < w[32:96].abs().max() <= k * math.sqrt(0.5)
     assert torch.all(sru.bias_l0[:32] == -1.0) and torch.all(sru.bias_l0[32:] == 0)
-    with pytest.raises(ValueError, match=r"init_hh: SRU has only elementwise recurrent weights"):
+    with pytest.raises(ValueError, match=r"init_hh: SRUCell has no recurrent weight matrix"):
         SRU(2, 3, init_hh="orthogonal")

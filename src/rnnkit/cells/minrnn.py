@@ -171,6 +171,7 @@ class MinLSTMCell(_MinCell):
     """minLSTM step ``h = f' h + i' g(k^h)`` with ``f' + i' = 1``; ``mode`` as minGRU."""
 
     num_gates = 3
+    forget_gate = 0  # blocks: f, i, h
 
     def step(self, x_t: Tensor, state: State, p: Params):
         (h,) = state

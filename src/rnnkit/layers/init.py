@@ -7,8 +7,10 @@ scheme is asked for:
   or ``"orthogonal"`` for the input weights ``weight_ih``;
 - ``init_hh``: ``"orthogonal"`` (Saxe et al. 2014), ``"identity"`` (IRNN, Le et
   al. 2015) or the xavier schemes for the recurrent weights ``weight_hh``;
-- ``forget_bias``: the LSTM forget gate's total bias (``b_if + b_hf``), e.g. 1.0
-  (Jozefowicz et al. 2015); ``bias_ih`` takes the value and ``bias_hh`` zero.
+- ``forget_bias``: the forget gate's total bias, e.g. 1.0 (Jozefowicz et al.
+  2015), for any cell that declares a ``forget_gate`` block: with two biases
+  (LSTM's ``b_if + b_hf``) ``bias_ih`` takes the value and ``bias_hh`` zero; with
+  one (QRNN, SRU, minLSTM) block ``forget_gate`` of ``bias`` takes it.
 
 Each gate's (H, I) or (H, H) block is initialised on its own, so an orthogonal
 recurrent matrix is orthogonal for every gate.
@@ -45,9 +47,13 @@ def apply_init(cell, p: dict[str, Tensor], init_ih: str | None, init_hh: str | N
         init_block_rows(p["weight_hh"], cell.num_gates, init_hh)
     if forget_bias is not None:
         k, H = cell.forget_gate, cell.hidden_size
+        block = slice(k * H, (k + 1) * H)
         with torch.no_grad():
-            p["bias_ih"][k * H:(k + 1) * H].fill_(forget_bias)
-            p["bias_hh"][k * H:(k + 1) * H].zero_()
+            if "bias_ih" in p:
+                p["bias_ih"][block].fill_(forget_bias)
+                p["bias_hh"][block].zero_()
+            else:
+                p["bias"][block].fill_(forget_bias)
 
 
 def check_init_args(cell, init_ih, init_hh, forget_bias) -> None:
@@ -57,7 +63,13 @@ def check_init_args(cell, init_ih, init_hh, forget_bias) -> None:
                              f"got {value!r}")
     if init_ih == "identity":
         raise ValueError("init_ih: 'identity' is for recurrent weights only (init_hh)")
+    if init_hh is not None and len(cell.param_shapes().get("weight_hh", ())) != 2:
+        raise ValueError(f"init_hh: {type(cell).__name__} has no recurrent weight matrix "
+                         f"(weight_hh of shape (G*H, H)), so init_hh={init_hh!r} does not apply; "
+                         "leave init_hh=None")
     if forget_bias is not None:
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
+            raise ValueError(f"forget_bias: expected a number or None, got {forget_bias!r}")
         if cell.forget_gate is None:
             raise ValueError(f"forget_bias: {type(cell).__name__} has no forget gate")
         if not cell.bias:

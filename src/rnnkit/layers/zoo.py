@@ -20,8 +20,6 @@ cells) and is refused by the others.
 """
 from __future__ import annotations
 
-import torch
-
 from ..cells import (
     IndRNNCell,
     LayerNormGRUCell,
@@ -34,41 +32,6 @@ from ..cells import (
 from .recurrent import Recurrent
 
 __all__ = ["IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU"]
-
-
-def _refuse_init_hh(layer: str, extras: dict, why: str) -> None:
-    if extras.get("init_hh") is not None:
-        raise ValueError(f"init_hh: {layer} {why}, so init_hh={extras['init_hh']!r} does not "
-                         "apply; leave init_hh=None")
-
-
-class _SingleBiasForgetGate(Recurrent):
-    """A layer whose cell keeps its forget-gate bias in block ``_forget_block`` of ``bias``."""
-
-    _forget_block: int = 0
-
-    forget_gate_bias: float | None = None
-
-    def _take_forget_bias(self, extras: dict, bias: bool) -> None:
-        """Keep ``forget_bias`` out of ``Recurrent`` (whose rule needs ``bias_ih``/``bias_hh``)."""
-        value = extras.pop("forget_bias", None)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"forget_bias: expected a number or None, got {value!r}")
-            if not bias:
-                raise ValueError("forget_bias: needs bias=True")
-        self.forget_gate_bias = value
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if self.forget_gate_bias is None:
-            return
-        k = self._forget_block
-        with torch.no_grad():
-            for l, c in enumerate(self.cells):
-                H = c.hidden_size
-                for d in range(self.num_directions):
-                    self._params(l, d)["bias"][k * H:(k + 1) * H].fill_(self.forget_gate_bias)
 
 
 class IndRNN(Recurrent):
@@ -93,8 +56,6 @@ class IndRNN(Recurrent):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, recurrent_max: float | None = None,
                  time_horizon: int | None = None, **extras):
-        _refuse_init_hh("IndRNN", extras, "has an elementwise recurrent weight (weight_hh is a "
-                        "vector (H,), initialised U(0, recurrent_max))")
         super().__init__(IndRNNCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype,
                          recurrent_max=recurrent_max, time_horizon=time_horizon, **extras)
@@ -107,7 +68,7 @@ class IndRNN(Recurrent):
                 c.constrain_(self._params(l, d))
 
 
-class QRNN(_SingleBiasForgetGate):
+class QRNN(Recurrent):
     """QRNN (Bradbury et al. 2017): convolutional gates, f-/fo-/ifo-pooling; see :mod:`rnnkit.cells.qrnn`.
 
     Args (keyword-only): ``window`` 1 or 2 (convolution width), ``pooling`` "f", "fo" or "ifo".
@@ -119,19 +80,16 @@ class QRNN(_SingleBiasForgetGate):
         >>> out, c_n = qrnn(torch.randn(7, 4, 32), lengths=[7, 3, 5, 1])
     """
 
-    _forget_block = 1  # gates z, f, o, i
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, window: int = 1, pooling: str = "fo", **extras):
-        _refuse_init_hh("QRNN", extras, "has no recurrent weight matrix")
-        self._take_forget_bias(extras, bias)
         super().__init__(QRNNCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, window=window,
                          pooling=pooling, **extras)
 
 
-class SRU(_SingleBiasForgetGate):
+class SRU(Recurrent):
     """SRU (Lei et al. 2018) with its highway connection; see :mod:`rnnkit.cells.sru`.
 
     Args (keyword-only): ``rescale`` (scale the highway input by sqrt(3)).
@@ -143,13 +101,10 @@ class SRU(_SingleBiasForgetGate):
         >>> out, c_n = sru(torch.randn(7, 4, 32))            # (7, 4, 128), (6, 4, 64)
     """
 
-    _forget_block = 0  # b_f, b_r
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, rescale: bool = False, **extras):
-        _refuse_init_hh("SRU", extras, "has only elementwise recurrent weights (weight_c)")
-        self._take_forget_bias(extras, bias)
         super().__init__(SRUCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, rescale=rescale,
                          **extras)
@@ -171,13 +126,12 @@ class MinGRU(Recurrent):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, mode: str = "parallel", **extras):
-        _refuse_init_hh("MinGRU", extras, "has no recurrent weight matrix")
         super().__init__(MinGRUCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, mode=mode, **extras)
         self.mode = mode
 
 
-class MinLSTM(_SingleBiasForgetGate):
+class MinLSTM(Recurrent):
     """minLSTM (Feng et al. 2024), ``h_t = f'_t h_{t-1} + i'_t g(W_h x_t)``; see :mod:`rnnkit.cells.minrnn`.
 
     Args (keyword-only): ``mode`` "parallel" or "sequential", as :class:`MinGRU`.
@@ -189,13 +143,10 @@ class MinLSTM(_SingleBiasForgetGate):
         >>> out, h_n = rnn(torch.randn(100, 4, 16))
     """
 
-    _forget_block = 0  # gates f, i, h
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, mode: str = "parallel", **extras):
-        _refuse_init_hh("MinLSTM", extras, "has no recurrent weight matrix")
-        self._take_forget_bias(extras, bias)
         super().__init__(MinLSTMCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, mode=mode, **extras)
         self.mode = mode
