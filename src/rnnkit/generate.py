@@ -1,0 +1,125 @@
+"""Text generation from a language model: greedy, temperature, top-k and top-p sampling.
+
+At each step the next token is drawn from the filtered, tempered distribution::
+
+    p_i  = softmax(z / tau)_i                   tau: temperature (tau = 0 means greedy argmax)
+    top-k: keep the k largest p_i
+    top-p: keep the smallest set of largest p_i whose sum reaches p (nucleus sampling,
+           Holtzman et al. 2020); the most likely token is always kept
+    x_t  ~ renormalised p                        (torch.Generator seeded by ``seed``)
+
+The prompt is fed through the model first; its final state and logits start the loop,
+and every generated token is fed back with the carried state (one step per token), so
+generation costs O(length) and text can be printed as it is produced.
+
+Example::
+
+    model, vocab, cfg = load_lm_checkpoint("runs/demo/best")
+    for piece in generate(model, vocab, "ROMEO:", 200, temperature=0.8, top_k=40, seed=0):
+        print(piece, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.data import EOS, OutOfVocabularyError, Vocab, tokenize
+
+__all__ = ["filter_logits", "sample_next", "encode_prompt", "generate"]
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Set logits outside the top-k / nucleus (top-p) set to -inf.  ``logits``: (V,)."""
+    out = logits.clone()
+    if top_k is not None and 0 < top_k < out.numel():
+        kth = torch.topk(out, top_k).values[-1]
+        out[out < kth] = float("-inf")
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(out, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of the strictly more likely tokens
+        drop = before >= top_p
+        drop[0] = False
+        out[order[drop]] = float("-inf")
+    return out
+
+
+def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> int:
+    """One token id from ``logits`` (V,) (see the module docstring)."""
+    if temperature == 0:
+        return int(torch.argmax(logits))
+    z = filter_logits(logits.float() / temperature, top_k, top_p)
+    probs = torch.softmax(z, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _check_args(length: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if length < 0:
+        raise ValueError(f"--length {length}: expected a non-negative number of tokens")
+    if temperature < 0:
+        raise ValueError(f"--temperature {temperature}: expected a value >= 0 (0 = greedy)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top-k {top_k}: expected a positive integer")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"--top-p {top_p}: expected a probability in (0, 1]")
+
+
+def encode_prompt(vocab: Vocab, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` at the vocabulary's level; an empty prompt starts a new line.
+
+    Raises:
+        ValueError: a character (char level) that the model has never seen, naming it.
+    """
+    level = vocab.level or "char"
+    if not prompt:
+        start = "\n" if level == "char" else EOS
+        if start not in vocab:
+            start = vocab.itos[0]
+        return [vocab.stoi[start]]
+    tokens = list(prompt) if level == "char" else tokenize(prompt, "word")[:-1] or [EOS]
+    try:
+        return vocab.encode(tokens)
+    except OutOfVocabularyError as e:
+        raise ValueError(
+            f"--prompt: {e.token!r} at position {e.position} is not in the checkpoint's vocabulary "
+            f"({len(vocab)} {'characters' if level == 'char' else 'tokens'})"
+        ) from None
+
+
+@torch.no_grad()
+def generate(model: nn.Module, vocab: Vocab, prompt: str, length: int, *, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
+    """Yield ``length`` generated tokens as text pieces (words get a leading space).
+
+    Args:
+        model: a language model mapping ``(T, B)`` ids and a state to ``(logits, state)``.
+        vocab: its vocabulary.
+        prompt: text to continue (tokenized at the vocabulary's level).
+        length: number of tokens to generate.
+        temperature: tau; 0 means greedy decoding.
+        top_k, top_p: sampling filters (None: off).
+        seed: seed of the sampling generator (None: nondeterministic).
+    """
+    _check_args(length, temperature, top_k, top_p)
+    ids = encode_prompt(vocab, prompt)
+    model.eval()
+    dev = next(model.parameters()).device
+    gen = torch.Generator()
+    if seed is not None:
+        gen.manual_seed(seed)
+    else:
+        gen.seed()
+    x = torch.tensor(ids, dtype=torch.long, device=dev).unsqueeze(1)  # (T, 1)
+    logits, state = model(x)  # (T, 1, V)
+    last = logits[-1, 0].cpu()
+    word = (vocab.level or "char") == "word"
+    for _ in range(length):
+        nxt = sample_next(last, temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
+        tok = vocab.itos[nxt]
+        yield ("\n" if tok == EOS else " " + tok) if word else tok
+        logits, state = model(torch.tensor([[nxt]], device=dev), state)  # (1, 1, V)
+        last = logits[-1, 0].cpu()

@@ -1,0 +1,355 @@
+"""Typed configuration: dataclasses, YAML recipes and ``--set key=value`` overrides.
+
+A recipe is a YAML mapping whose sections map onto dataclasses::
+
+    task: lm                 # picks the task's ``data`` and ``model`` dataclasses
+    data:     {...}          # owned by the task (e.g. rnnkit.tasks.lm.LMDataConfig)
+    model:    {...}          # owned by the model (e.g. rnnkit.models.lm.LMConfig)
+    optim:    {...}          # OptimConfig
+    schedule: {...}          # ScheduleConfig
+    trainer:  {...}          # TrainerConfig
+
+Every key is checked: an unknown key names itself and the allowed ones, a value of the
+wrong type names the key, the value and the expected type.  Values given on the command
+line (``--set optim.lr=3e-4``) arrive as strings and are coerced to the field's type.
+
+Example::
+
+    cfg = load_recipe("configs/ptb_small.yaml", overrides=["trainer.max_epochs=2"])
+    cfg.optim.lr  # -> 1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainerConfig",
+    "RunConfig",
+    "from_dict",
+    "to_dict",
+    "apply_overrides",
+    "load_recipe",
+    "build_run_config",
+]
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the typed configuration (one-line message)."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer: ``sgd`` (with optional momentum/Nesterov), ``adam``, ``adamw`` or ``rmsprop``."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    alpha: float = 0.99  # RMSprop smoothing constant
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, a multiplier on ``optim.lr``.
+
+    ``lr(step, epoch) = lr0 * warmup(step) * main(epoch or step)`` where ``warmup`` rises
+    linearly from ``1/warmup_steps`` to 1 over the first ``warmup_steps`` optimizer steps and
+    ``main`` is one of: ``constant``; ``step`` (``gamma ** (1 + (e - decay_start) // step_size)``
+    from epoch ``decay_start`` on, default ``decay_start = step_size``: torch's StepLR; with
+    ``decay_start=4, step_size=1, gamma=0.5`` it is Zaremba et al.'s halving after epoch 4);
+    ``cosine`` (from 1 to ``min_lr/lr`` over all training steps); ``plateau`` (times
+    ``gamma`` when the monitored validation metric has not improved for ``patience``
+    evaluations).
+    """
+
+    name: Literal["constant", "step", "cosine", "plateau"] = "constant"
+    warmup_steps: int = 0
+    gamma: float = 0.1
+    step_size: int = 1
+    decay_start: int | None = None
+    min_lr: float = 0.0
+    patience: int = 2
+    threshold: float = 1e-4
+
+
+@dataclass
+class TrainerConfig:
+    """The loop: stopping, checkpoints, clipping, devices, precision, logging.
+
+    ``max_time_minutes`` is measured on ``budget_clock``: "wall" (elapsed time) or
+    "process" (CPU time of the training process, the fair measure on shared cores).
+    """
+
+    max_epochs: int = 10
+    max_steps: int | None = None
+    max_time_minutes: float | None = None
+    budget_clock: Literal["wall", "process"] = "wall"
+    val_every_steps: int | None = None
+    checkpoint_every_steps: int | None = 200
+    grad_clip: float | None = 5.0
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int | None = None
+    min_delta: float = 0.0
+    seed: int = 1234
+    deterministic: bool = False
+    threads: int | None = None
+    accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"] = "32-true"
+    log_every_steps: int = 50
+    progress: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
+    plot: bool = True
+    out_dir: str = "runs"
+    name: str | None = None
+
+
+@dataclass
+class RunConfig:
+    """A whole run: the task name plus one typed section per component."""
+
+    task: str
+    data: Any
+    model: Any
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+# --------------------------------------------------------------------------- coercion
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _parse_scalar(text: str) -> Any:
+    """A command-line string read as a YAML scalar/flow value ("[1, 2]", "null", "true")."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to type ``tp`` or raise ConfigError naming ``key``."""
+
+    def bad() -> ConfigError:
+        return ConfigError(
+            f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+        )
+
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+            if type(None) in args:
+                return None
+            raise bad()
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise bad()
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ConfigError(
+            f"config key '{key}': {value!r} is not one of {', '.join(map(repr, choices))}"
+        )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise bad()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise bad()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if origin in (list, tuple, dict):
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        args = typing.get_args(tp)
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise bad()
+            vt = args[1] if args else Any
+            return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(
+                    f"config key '{key}': expected {len(args)} values, got {len(value)} ({value!r})"
+                )
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        et = args[0] if args else Any
+        items = [_coerce(v, et, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    raise ConfigError(f"config key '{key}': unsupported field type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and value type.
+
+    Missing keys take the dataclass defaults; ``prefix`` names the section in errors.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix or cls.__name__}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise ConfigError(
+                f"unknown config key '{key}'; allowed keys{' in ' + repr(prefix) if prefix else ''}: "
+                f"{', '.join(names)}"
+            )
+        kwargs[k] = _coerce(v, hints[k], key)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field without a default
+        raise ConfigError(f"config section '{prefix or cls.__name__}': {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain JSON/YAML-able dict (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to a raw recipe mapping (values stay strings).
+
+    The typed conversion in :func:`from_dict` coerces each string to its field's type.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=0.001")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        if not key or any(not p for p in parts):
+            raise ConfigError(f"--set {item!r}: empty key")
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: '{p}' is not a section")
+            else:
+                child = node[p] = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def build_run_config(raw: dict[str, Any]) -> RunConfig:
+    """Typed :class:`RunConfig` from a raw mapping; the ``task`` key picks data/model types."""
+    from rnnkit.tasks import get_task_spec  # late: tasks import this module
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a recipe must be a mapping of sections, got {type(raw).__name__}")
+    allowed = [f.name for f in dataclasses.fields(RunConfig)]
+    for k in raw:
+        if k not in allowed:
+            raise ConfigError(f"unknown config key '{k}'; allowed top-level keys: {', '.join(allowed)}")
+    task = raw.get("task")
+    if task is None:
+        raise ConfigError("config key 'task' is missing (e.g. task: lm)")
+    spec = get_task_spec(_coerce(task, str, "task"))
+    return RunConfig(
+        task=spec.name,
+        data=from_dict(spec.data_config, raw.get("data") or {}, "data"),
+        model=from_dict(spec.model_config, raw.get("model") or {}, "model"),
+        optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
+        schedule=from_dict(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
+        trainer=from_dict(TrainerConfig, raw.get("trainer") or {}, "trainer"),
+    )
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe, apply ``--set`` overrides and return the typed RunConfig."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raise ConfigError(f"{path}: recipe is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return build_run_config(apply_overrides(raw, overrides))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
