@@ -1,0 +1,405 @@
+"""Time-series readers: CSV/Parquet -> regular, validated series with covariates.
+
+A file has a timestamp column, one or more target columns, optional past covariates
+(observed only up to the forecast origin) and optional known-future covariates (given for
+the horizon too, e.g. a holiday flag).  Several series may be stacked in long format with
+a ``series_id`` column; each is checked and returned on its own::
+
+    date,series,load,temp          <- header = row 1 (rows are numbered as in the file)
+    2016-07-01 00:00,a,5.8,30.5    <- row 2
+    ...
+
+Every series is checked in file order: timestamps parse, strictly increase (no duplicates),
+lie on one frequency grid (``freq``, inferred if not given); values are numeric.  Missing
+timestamps (gaps in the grid) and missing values (empty cells) are filled by ``fill``
+(``ffill``, ``linear``, ``zero``) or rejected (``error``, the default).  Errors are one line
+naming the file, the row (1-based, the header is row 1) and the column::
+
+    TimeSeriesError: data.csv: row 7, column 'load': non-numeric value 'n/a'
+
+Calendar features (:func:`calendar_features`) are derived from timestamps alone, so they are
+known for any future step; they follow GluonTS/Informer "time features", each in [-0.5, 0.5]
+(hour of day ``hour/23 - 0.5``, day of week ``dow/6 - 0.5``, day of month ``(d-1)/30 - 0.5``,
+day of year ``(doy-1)/365 - 0.5``, month ``(m-1)/11 - 0.5``, ...), chosen by frequency.
+
+Example::
+
+    data = read_timeseries("ETTh1.csv", targets=["OT"])
+    s = data.series[0]                          # one Series
+    s.target.shape, s.index.freqstr             # (17420, 1), 'h'
+    cal, names = calendar_features(s.index)     # (17420, 4), ['hour_of_day', ...]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "TimeSeriesError",
+    "Series",
+    "TimeSeriesData",
+    "FILL_STRATEGIES",
+    "read_timeseries",
+    "calendar_features",
+    "future_index",
+    "steps_between",
+]
+
+FILL_STRATEGIES = ("error", "ffill", "linear", "zero")
+Fill = Literal["error", "ffill", "linear", "zero"]
+
+
+class TimeSeriesError(ValueError):
+    """A time-series file that cannot be used as given (one line: file, row, column, what)."""
+
+
+@dataclass
+class Series:
+    """One regular series.  ``T`` steps, ``C`` targets, ``P`` past, ``F`` future covariates.
+
+    Attributes:
+        id: the ``series_id`` value ("" for a single-series file).
+        index: (T,) regular DatetimeIndex.
+        target: (T, C) float64.
+        past: (T, P) float64.
+        future: (T, F) float64 known-future covariates from the file.
+        rows: (T,) int, the 1-based file row of each step (0 where a gap was filled).
+        horizon_index / horizon_future / horizon_rows: trailing rows whose targets are all
+            empty (only read with ``future_rows=True``): the known-future covariates for the
+            steps to forecast, (H',), (H', F), (H',).
+    """
+
+    id: str
+    index: pd.DatetimeIndex
+    target: np.ndarray
+    past: np.ndarray
+    future: np.ndarray
+    rows: np.ndarray
+    horizon_index: pd.DatetimeIndex | None = None
+    horizon_future: np.ndarray | None = None
+    horizon_rows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclass
+class TimeSeriesData:
+    """What :func:`read_timeseries` returns: the schema and the series."""
+
+    path: str
+    time_col: str
+    targets: list[str]
+    past_covariates: list[str]
+    future_covariates: list[str]
+    series_id: str | None
+    freq: str | None
+    series: list[Series] = field(default_factory=list)
+    filled: int = 0  # steps or values filled in
+
+
+# --------------------------------------------------------------------------- calendar
+
+_CAL = {
+    "minute_of_hour": lambda ix: ix.minute / 59.0 - 0.5,
+    "hour_of_day": lambda ix: ix.hour / 23.0 - 0.5,
+    "day_of_week": lambda ix: ix.day_of_week / 6.0 - 0.5,
+    "day_of_month": lambda ix: (ix.day - 1) / 30.0 - 0.5,
+    "day_of_year": lambda ix: (ix.day_of_year - 1) / 365.0 - 0.5,
+    "month_of_year": lambda ix: (ix.month - 1) / 11.0 - 0.5,
+    "week_of_year": lambda ix: (ix.isocalendar().week.to_numpy() - 1) / 52.0 - 0.5,
+}
+
+
+def _calendar_names(freq: str | None) -> list[str]:
+    """The features that vary at ``freq`` (GluonTS ``time_features_from_frequency_str``)."""
+    if freq is None:
+        return ["hour_of_day", "day_of_week", "day_of_month", "day_of_year"]
+    off = pd.tseries.frequencies.to_offset(freq)
+    name = type(off).__name__
+    if name in ("Second", "Minute", "Milli", "Micro", "Nano"):
+        return ["minute_of_hour", "hour_of_day", "day_of_week", "day_of_month", "day_of_year"]
+    if name == "Hour":
+        return ["hour_of_day", "day_of_week", "day_of_month", "day_of_year"]
+    if name in ("Day", "BusinessDay", "CustomBusinessDay"):
+        return ["day_of_week", "day_of_month", "day_of_year"]
+    if name.startswith("Week"):
+        return ["day_of_month", "week_of_year"]
+    if "Month" in name or "Quarter" in name:
+        return ["month_of_year"]
+    return []  # yearly: nothing periodic
+
+
+def calendar_features(index: pd.DatetimeIndex, freq: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """Calendar features of ``index``: ``(T, K)`` float64 in [-0.5, 0.5] and their names."""
+    index = pd.DatetimeIndex(index)
+    names = _calendar_names(freq or index.freqstr)
+    if not names:
+        return np.zeros((len(index), 0)), []
+    cols = [np.asarray(_CAL[n](index), dtype=np.float64) for n in names]
+    return np.stack(cols, axis=1), names
+
+
+def future_index(last: pd.Timestamp, freq: str, n: int) -> pd.DatetimeIndex:
+    """The ``n`` timestamps after ``last`` on the ``freq`` grid."""
+    return pd.date_range(last, periods=n + 1, freq=freq)[1:]
+
+
+def steps_between(start: pd.Timestamp, ts: pd.DatetimeIndex, freq: str) -> np.ndarray:
+    """Number of ``freq`` steps from ``start`` to each of ``ts`` (may be negative)."""
+    off = pd.tseries.frequencies.to_offset(freq)
+    ts = pd.DatetimeIndex(ts)
+    if isinstance(off, pd.offsets.Tick):
+        return np.asarray((ts - start) // pd.Timedelta(off), dtype=np.int64)
+    lo = min(ts.min(), start) if len(ts) else start
+    hi = max(ts.max(), start) if len(ts) else start
+    grid = pd.date_range(lo, hi, freq=off)  # lo is start or one of ts, so on the grid if valid
+    pos = grid.get_indexer(ts.append(pd.DatetimeIndex([start])))
+    if (pos < 0).any():
+        raise TimeSeriesError(f"timestamps are not on the {freq!r} grid through {start}")
+    return pos[:-1] - pos[-1]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        # strings everywhere: every cell is validated here, so a bad one names its row
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        raise TimeSeriesError(f"{path}: cannot read as {'Parquet' if 'parq' in name else 'CSV'} ({msg})") from None
+
+
+def _row(path: Path, pos: int) -> int:
+    """File row of frame position ``pos`` (CSV: the header is row 1; Parquet: 1-based record)."""
+    return pos + (1 if path.name.lower().endswith((".parquet", ".pq")) else 2)
+
+
+def _numeric(path: Path, frame: pd.DataFrame, col: str) -> np.ndarray:
+    """Column -> float64 with NaN for empty cells; a non-numeric cell is an error."""
+    raw = frame[col]
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    text = raw.astype("string").str.strip()
+    empty = text.isna() | (text == "") | text.str.lower().isin(["nan", "na", "null"])
+    num = pd.to_numeric(text.where(~empty, None), errors="coerce")
+    bad = num.isna() & ~empty
+    if bad.any():
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        raise TimeSeriesError(f"{path}: row {_row(path, pos)}, column {col!r}: non-numeric value "
+                              f"{raw.iloc[pos]!r} (expected a number or an empty cell)")
+    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _timestamps(path: Path, frame: pd.DataFrame, col: str) -> pd.DatetimeIndex:
+    raw = frame[col]
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        ts = pd.DatetimeIndex(raw)
+    else:
+        text = raw.astype("string").str.strip()
+        ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+        bad = np.asarray(ts.isna()) & ~np.asarray(text.isna() | (text == ""))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise TimeSeriesError(f"{path}: row {_row(path, pos)}, column {col!r}: cannot parse "
+                                  f"{raw.iloc[pos]!r} as a timestamp")
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if ts.isna().any():
+        pos = int(np.flatnonzero(np.asarray(ts.isna()))[0])
+        raise TimeSeriesError(f"{path}: row {_row(path, pos)}, column {col!r}: empty timestamp")
+    return ts
+
+
+def _check_order(path: Path, ts: pd.DatetimeIndex, pos: np.ndarray, col: str, sid: str) -> None:
+    d = np.diff(ts.asi8)
+    if (d > 0).all():
+        return
+    i = int(np.flatnonzero(d <= 0)[0])
+    where = f" in series {sid!r}" if sid else ""
+    a, b = _row(path, int(pos[i])), _row(path, int(pos[i + 1]))
+    kind = "duplicate" if d[i] == 0 else "non-monotonic"
+    raise TimeSeriesError(f"{path}: row {b}, column {col!r}: {kind} timestamp {ts[i + 1]} after "
+                          f"{ts[i]} at row {a}{where} (timestamps must strictly increase)")
+
+
+def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
+    if len(ts) >= 3:
+        try:  # pandas >= 3 warns unless asked for the offset object it will return
+            with pd.option_context("future.infer_freq_returns_offset", True):
+                f = pd.infer_freq(ts)
+        except (KeyError, pd.errors.OptionError):
+            f = pd.infer_freq(ts)
+        if f is not None:
+            return f if isinstance(f, str) else f.freqstr
+    if len(ts) < 2:
+        raise TimeSeriesError(f"{path}: column {col!r}: cannot infer a frequency from {len(ts)} "
+                              "timestamp(s); set data.freq")
+    d = pd.Series(np.diff(ts.asi8)).mode().iloc[0]
+    step = pd.Timedelta(int(d), unit="ns")
+    if step >= pd.Timedelta(days=28):
+        raise TimeSeriesError(f"{path}: column {col!r}: cannot infer a calendar frequency (irregular "
+                              "or gapped monthly/yearly timestamps); set data.freq, e.g. 'MS'")
+    return pd.tseries.frequencies.to_offset(step).freqstr
+
+
+def _fill(values: np.ndarray, how: str) -> np.ndarray:
+    """Fill NaN in each column of (T, K) ``values``: forward fill, linear, or zero."""
+    if how == "zero":
+        return np.where(np.isnan(values), 0.0, values)
+    df = pd.DataFrame(values)
+    if how == "ffill":
+        df = df.ffill().bfill()  # leading gaps take the first observed value
+    else:
+        df = df.interpolate(method="linear", limit_direction="both")
+    return df.to_numpy(dtype=np.float64)
+
+
+def _regularize(path, ts, pos, cols, values, freq, fill, time_col, sid):
+    """Put one series on its ``freq`` grid: detect gaps and missing values; fill or raise."""
+    where = f" in series {sid!r}" if sid else ""
+    grid = pd.date_range(ts[0], ts[-1], freq=freq)
+    at = grid.get_indexer(ts)
+    if (at < 0).any():
+        i = int(np.flatnonzero(at < 0)[0])
+        raise TimeSeriesError(f"{path}: row {_row(path, int(pos[i]))}, column {time_col!r}: timestamp "
+                              f"{ts[i]} is not on the {freq!r} grid starting at {ts[0]}{where}")
+    n_gaps = len(grid) - len(ts)
+    if n_gaps and fill == "error":
+        j = int(np.flatnonzero(np.diff(at) > 1)[0])
+        raise TimeSeriesError(
+            f"{path}: row {_row(path, int(pos[j + 1]))}, column {time_col!r}: {n_gaps} missing "
+            f"timestamp(s){where}, the first is {grid[at[j] + 1]} (between rows "
+            f"{_row(path, int(pos[j]))} and {_row(path, int(pos[j + 1]))}); set data.fill to "
+            f"ffill, linear or zero to fill them")
+    full = np.full((len(grid), values.shape[1]), np.nan)
+    full[at] = values
+    rows = np.zeros(len(grid), dtype=np.int64)
+    rows[at] = [_row(path, int(p)) for p in pos]
+    missing = np.isnan(values)
+    if missing.any() and fill == "error":
+        i, k = (int(v[0]) for v in np.nonzero(missing))
+        raise TimeSeriesError(f"{path}: row {_row(path, int(pos[i]))}, column {cols[k]!r}: missing "
+                              f"value{where} ({int(missing.sum())} in all); set data.fill to ffill, "
+                              "linear or zero to fill them")
+    if np.isnan(full).all(axis=0).any():
+        k = int(np.flatnonzero(np.isnan(full).all(axis=0))[0])
+        raise TimeSeriesError(f"{path}: column {cols[k]!r}: no values at all{where}")
+    filled = n_gaps + int(missing.sum())
+    return grid, (_fill(full, fill) if filled else full), rows, filled
+
+
+def read_timeseries(
+    path: str | Path,
+    *,
+    time_col: str | None = None,
+    targets: list[str] | None = None,
+    past_covariates: list[str] | tuple[str, ...] = (),
+    future_covariates: list[str] | tuple[str, ...] = (),
+    series_id: str | None = None,
+    freq: str | None = None,
+    fill: Fill = "error",
+    regular: bool = True,
+    future_rows: bool = False,
+) -> TimeSeriesData:
+    """Read and validate a CSV (``.csv``/``.csv.gz``) or Parquet time-series file.
+
+    Args:
+        path: the file.
+        time_col: timestamp column (default: the first column).
+        targets: target columns (default: every column not named elsewhere).
+        past_covariates / future_covariates: covariate columns (see the module docstring).
+        series_id: column identifying series in long format (None: one series).
+        freq: pandas frequency ("h", "15min", "MS", ...); inferred per file if None.
+        fill: what to do with missing timestamps and values: "error" or a fill strategy.
+        regular: if False, only check that timestamps strictly increase (no grid, no gaps
+            filled, ``freq`` None; for irregular streams such as some NAB files).
+        future_rows: split off trailing rows whose targets are all empty as the known-future
+            covariates of the steps to forecast (prediction input).
+
+    Raises:
+        TimeSeriesError: naming the file, row and column (see the module docstring).
+    """
+    path = Path(path)
+    if fill not in FILL_STRATEGIES:
+        raise TimeSeriesError(f"data.fill={fill!r}: expected one of {', '.join(FILL_STRATEGIES)}")
+    if not path.is_file():
+        raise TimeSeriesError(f"{path}: file not found")
+    frame = _read_frame(path)
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise TimeSeriesError(f"{path}: no data rows")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    columns = list(frame.columns)
+    time_col = time_col or columns[0]
+    past, fut = list(past_covariates), list(future_covariates)
+    named = [time_col] + ([series_id] if series_id else []) + past + fut
+    if targets is None or len(targets) == 0:
+        targets = [c for c in columns if c not in named]
+    for c in named + list(targets):
+        if c not in columns:
+            raise TimeSeriesError(f"{path}: row 1: no column {c!r}; the columns are {', '.join(columns)}")
+    if not targets:
+        raise TimeSeriesError(f"{path}: row 1: no target column left (columns: {', '.join(columns)})")
+    overlap = set(targets) & (set(past) | set(fut))
+    if overlap or set(past) & set(fut):
+        raise TimeSeriesError(f"{path}: column {sorted(overlap or set(past) & set(fut))[0]!r} is given "
+                              "twice (as target/past/future); each column may have one role")
+    ts_all = _timestamps(path, frame, time_col)
+    value_cols = list(targets) + past + fut
+    values_all = np.stack([_numeric(path, frame, c) for c in value_cols], axis=1)  # (N, C+P+F)
+    if series_id:
+        ids = frame[series_id].astype("string").fillna("").str.strip().to_numpy()
+        groups = {}
+        for i, s in enumerate(ids):
+            groups.setdefault(str(s), []).append(i)
+        if "" in groups:
+            raise TimeSeriesError(f"{path}: row {_row(path, groups[''][0])}, column {series_id!r}: "
+                                  "empty series id")
+    else:
+        groups = {"": list(range(len(frame)))}
+    C, P = len(targets), len(past)
+    for sid, idx in groups.items():
+        _check_order(path, ts_all[np.asarray(idx)], np.asarray(idx), time_col, sid)
+    if regular and freq is None:  # one grid for the file, read off its longest series
+        longest = np.asarray(max(groups.values(), key=len))
+        freq = _infer_freq(path, ts_all[longest], time_col)
+    out = TimeSeriesData(str(path), time_col, list(targets), past, fut, series_id, freq if regular else None)
+    for sid, idx in groups.items():
+        pos = np.asarray(idx)
+        ts, vals = ts_all[pos], values_all[pos]
+        h_ix = h_fut = h_rows = None
+        if future_rows:
+            empty = np.isnan(vals[:, :C]).all(axis=1)
+            n_tail = len(empty) - (int(np.flatnonzero(~empty)[-1]) + 1 if (~empty).any() else 0)
+            if n_tail:
+                h_ix, h_fut = ts[-n_tail:], vals[-n_tail:, C + P:]
+                h_rows = np.array([_row(path, int(p)) for p in pos[-n_tail:]])
+                ts, vals, pos = ts[:-n_tail], vals[:-n_tail], pos[:-n_tail]
+        if len(ts) == 0:
+            raise TimeSeriesError(f"{path}: series {sid!r} has no rows with target values")
+        if regular:
+            grid, vals, rows, n = _regularize(path, ts, pos, value_cols, vals, freq, fill, time_col, sid)
+            out.filled += n
+        else:
+            grid, rows = ts, np.array([_row(path, int(p)) for p in pos])
+            if np.isnan(vals).any():
+                if fill == "error":
+                    i, k = (int(v[0]) for v in np.nonzero(np.isnan(vals)))
+                    raise TimeSeriesError(f"{path}: row {rows[i]}, column {value_cols[k]!r}: missing value; "
+                                          "set data.fill to ffill, linear or zero to fill it")
+                out.filled += int(np.isnan(vals).sum())
+                vals = _fill(vals, fill)
+        out.series.append(Series(sid, pd.DatetimeIndex(grid, freq=out.freq if regular else None),
+                                 vals[:, :C], vals[:, C:C + P], vals[:, C + P:], rows,
+                                 h_ix, h_fut, h_rows))
+    return out

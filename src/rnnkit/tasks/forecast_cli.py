@@ -1,0 +1,371 @@
+"""``rnnkit forecast train|evaluate|predict|backtest``: typed functions and their parsers.
+
+::
+
+    rnnkit forecast train RECIPE.yaml [--set key=value ...] [--out DIR] [--data-dir DIR]
+    rnnkit forecast evaluate CKPT [--data FILE] [--split test] [--plot PNG] [--csv CSV]
+    rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
+    rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
+
+``train`` runs the Trainer, then scores the best checkpoint and the baselines on the test
+split and writes ``report.json``, ``forecast.png`` (actuals, forecast, interval) and
+``test_forecasts.csv`` into the run directory.  ``predict`` forecasts the ``horizon`` steps
+after the end of each series in ``--data`` (known-future covariates for those steps go in
+trailing rows with empty targets) and writes them to CSV.  ``backtest`` retrains on
+expanding windows: fold ``k`` of ``n`` drops the last ``(n-1-k) * step`` steps and tests on
+the end of what is left (rolling origin with refitting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+# numpy/pandas/torch and the pipeline are imported inside the functions, so that building the
+# ``rnnkit`` parser (which imports this module) stays fast
+
+__all__ = [
+    "train_forecast",
+    "evaluate_checkpoint",
+    "predict_checkpoint",
+    "backtest",
+    "format_report",
+    "add_parser",
+    "add_arguments",
+    "run",
+]
+
+_NAMES = ("model", "naive", "seasonal_naive", "linear_ar")
+
+
+def format_report(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per forecaster, one column per metric."""
+    cols = ["mse", "mae", "rmse", "mape", "smape", "mase", "coverage"]
+    cols = [c for c in cols if any(c in m for m in metrics.values())]
+    lines = [f"{'':16s}" + "".join(f"{c:>11s}" for c in cols)]
+    for name, m in metrics.items():
+        lines.append(f"{name:16s}" + "".join(f"{m[c]:11.4f}" if c in m else f"{'':11s}" for c in cols))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _plot(path: Path, title: str, panels: list[dict[str, Any]]) -> None:
+    """One panel per (series, target): history, actual future, forecast, interval, baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False)
+    for ax, p in zip(axes[:, 0], panels):
+        ax.plot(p["hist_t"], p["hist"], color="black", lw=1, label="actual")
+        if p.get("actual") is not None:
+            ax.plot(p["t"], p["actual"], color="black", lw=1)
+        if p.get("lower") is not None:
+            ax.fill_between(p["t"], p["lower"], p["upper"], color="tab:blue", alpha=0.25,
+                            label=f"{p['level']:.0%} interval")
+        ax.plot(p["t"], p["forecast"], color="tab:blue", lw=1.5, label="forecast")
+        if p.get("baseline") is not None:
+            ax.plot(p["t"], p["baseline"], color="tab:gray", ls="--", lw=1, label="seasonal naive")
+        ax.set_title(p["title"], fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _eval_panels(data: Any, r: dict[str, Any], max_panels: int = 4) -> list[dict[str, Any]]:
+    """Panels for the last window of each series (metric space)."""
+    panels = []
+    last = {}
+    for n, (sid, t) in enumerate(r["origins"]):
+        last[sid] = (n, t)
+    for sid, (n, t) in list(last.items())[:max_panels]:
+        i = data.ids.index(sid)
+        s = data.series[i]
+        z = data.z[data.offsets[i]:data.offsets[i] + len(s)]
+        h0 = max(0, t - max(data.L, 2 * data.H))
+        hist = data._metric(data.pre, z[h0:t], sid)
+        for c, name in enumerate(data.ts.targets[:max(1, max_panels // max(1, len(last)))]):
+            panels.append({
+                "title": f"{Path(data.path).name} {('series ' + sid + ' ') if sid else ''}{name}: last test window",
+                "hist_t": s.index[h0:t], "hist": hist[:, c], "t": s.index[t:t + data.H],
+                "actual": r["actual"][n, :, c], "forecast": r["forecasts"]["model"][n, :, c],
+                "lower": r["lower"][n, :, c] if "lower" in r else None,
+                "upper": r["upper"][n, :, c] if "upper" in r else None, "level": data.cfg.interval_level,
+                "baseline": r["forecasts"].get("seasonal_naive", [None] * (n + 1))[n][:, c]
+                if "seasonal_naive" in r["forecasts"] else None})
+    return panels
+
+
+def _eval_frame(data: Any, r: dict[str, Any], stride: int | None) -> Any:
+    """Long table of forecasts (a DataFrame); ``stride`` keeps every k-th origin per series,
+    counted from the last."""
+    import numpy as np
+    import pandas as pd
+
+    keep = np.ones(len(r["origins"]), dtype=bool)
+    if stride and stride > 1:
+        by: dict[str, list[int]] = {}
+        for n, (sid, _) in enumerate(r["origins"]):
+            by.setdefault(sid, []).append(n)
+        keep[:] = False
+        for ns in by.values():
+            keep[ns[::-1][::stride]] = True
+    rows = []
+    lvl = int(round(100 * data.cfg.interval_level))
+    for n in np.flatnonzero(keep):
+        sid, t = r["origins"][n]
+        s = data.series[data.ids.index(sid)]
+        for h in range(data.H):
+            for c, name in enumerate(data.ts.targets):
+                row = {"series_id": sid, "origin": s.index[t], "timestamp": s.index[t + h], "step": h + 1,
+                       "target": name, "actual": r["actual"][n, h, c]}
+                for k, v in r["forecasts"].items():
+                    row["forecast" if k == "model" else k] = v[n, h, c]
+                if "lower" in r:
+                    row[f"lower_{lvl}"], row[f"upper_{lvl}"] = r["lower"][n, h, c], r["upper"][n, h, c]
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, split: str = "test",
+                        data_dir: str | None = None, plot: str | Path | None = None,
+                        csv: str | Path | None = None, csv_stride: int | None = None) -> dict[str, Any]:
+    """Metrics of a checkpoint and of the baselines on every window of ``split``.
+
+    ``data`` replaces the recipe's file (same columns); the checkpoint's preprocessing is reused.
+    Returns ``{"split", "windows", "horizon", "metric_space", "metrics": {name: {...}}}``.
+    """
+    from rnnkit.tasks.forecast import ForecastData, evaluate_windows, load_forecast_checkpoint
+
+    model, state, cfg = load_forecast_checkpoint(checkpoint)
+    d = cfg.data
+    if data is not None:
+        d.path = data
+    fd = ForecastData(d, data_dir=data_dir, state=state)
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"--split {split}: expected train, valid or test")
+    r = evaluate_windows(model, fd, split)
+    if plot is not None:
+        _plot(Path(plot), f"{cfg.model.cell} {cfg.model.strategy} ({cfg.model.head}), horizon {fd.H}",
+              _eval_panels(fd, r))
+    if csv is not None:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        _eval_frame(fd, r, csv_stride).to_csv(csv, index=False)
+    return {"split": split, "windows": len(r["origins"]), "horizon": fd.H, "metric_space": d.metric_space,
+            "metrics": r["metrics"]}
+
+
+def _horizon_covariates(fd: Any, s: Any, idx: Any) -> Any:
+    """Scaled file covariates for the forecast steps ``idx`` (H, F_file); a missing one is an error."""
+    import numpy as np
+    import pandas as pd
+
+    from rnnkit.data.timeseries import TimeSeriesError
+
+    names = fd.ts.future_covariates
+    if not names:
+        return np.zeros((len(idx), 0))
+    have = s.horizon_index if s.horizon_index is not None else pd.DatetimeIndex([])
+    where = f" of series {s.id!r}" if s.id else ""
+    pos = have.get_indexer(idx)
+    if (pos < 0).any():
+        k = int(np.flatnonzero(pos < 0)[0])
+        raise TimeSeriesError(
+            f"{fd.path}: column {names[0]!r}: known-future covariate missing at prediction time for "
+            f"{idx[k]} (step {k + 1} of {len(idx)} after the last target at row {s.rows[-1]}{where}); "
+            f"add rows for the next {len(idx)} steps with the covariates and empty targets")
+    vals = s.horizon_future[pos]
+    if np.isnan(vals).any():
+        k, c = (int(v[0]) for v in np.nonzero(np.isnan(vals)))
+        raise TimeSeriesError(f"{fd.path}: row {s.horizon_rows[pos[k]]}, column {names[c]!r}: known-future "
+                              f"covariate missing at prediction time (empty cell for {idx[k]}{where})")
+    loc, scale = fd.cov_scaler.params(s.id)
+    return (vals - loc[fd.P:]) / scale[fd.P:]
+
+
+def predict_checkpoint(checkpoint: str | Path, data: str | Path, *, output: str | Path | None = None,
+                       plot: str | Path | None = None) -> Any:
+    """Forecast the ``horizon`` steps after the end of every series in ``data``.
+
+    Returns (and writes to ``output`` as CSV) ``series_id, timestamp, step, target, forecast,
+    lower_<level>, upper_<level>`` (a DataFrame) in original units.
+    """
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from rnnkit.data.timeseries import TimeSeriesError, future_index
+    from rnnkit.models.forecast import point_forecast, quantile_forecast
+    from rnnkit.tasks.forecast import ForecastData, load_forecast_checkpoint
+
+    model, state, cfg = load_forecast_checkpoint(checkpoint)
+    d = cfg.data
+    d.end_offset = 0
+    fd = ForecastData(d, state=state, path=data, future_rows=True)
+    lvl = d.interval_level
+    probs = [(1 - lvl) / 2, 0.5, (1 + lvl) / 2]
+    rows, panels = [], []
+    for i, s in enumerate(fd.series):
+        T, need = len(s), fd.L + fd.lag
+        if T < need:
+            raise TimeSeriesError(f"{fd.path}: column {fd.ts.targets[0]!r}: series{' ' + repr(s.id) if s.id else ''} "
+                                  f"has {T} steps (rows {s.rows[0]}..{s.rows[-1]}); the model needs the last "
+                                  f"{need} (input_length={fd.L}, difference={fd.lag})")
+        idx = future_index(s.index[-1], fd.ts.freq, fd.H)
+        xf = fd.known_future(_horizon_covariates(fd, s, idx), idx, s.id)  # (H, F)
+        g = fd.offsets[i] + T
+        x = fd.inputs[g - fd.L:g][None]  # (1, L, C+P+F)
+        with torch.no_grad():
+            p = model(x, torch.tensor(xf, dtype=torch.float32)[None])  # (1, H, C, K)
+        z_last = fd.z[g - max(fd.lag, 1):g][None]  # (1, lag, C)
+        steps = fd.steps(s.id, idx)[None]  # (1, H)
+        pt = fd.pre.unscale(fd.pre.from_model(point_forecast(p, cfg.model).numpy(), s.id, steps, z_last), s.id)[0]
+        q = fd.pre.from_model(quantile_forecast(p, cfg.model, probs).numpy(), s.id, steps, z_last)[0]
+        q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (3, H, C)
+        for h in range(fd.H):
+            for c, name in enumerate(fd.ts.targets):
+                row = {"series_id": s.id, "timestamp": idx[h], "step": h + 1, "target": name, "forecast": pt[h, c]}
+                if cfg.model.head != "point":
+                    row[f"lower_{round(100 * lvl)}"], row[f"upper_{round(100 * lvl)}"] = q[0, h, c], q[2, h, c]
+                rows.append(row)
+        h0 = max(0, T - max(fd.L, 3 * fd.H))
+        for c, name in enumerate(fd.ts.targets[:3]):
+            if len(panels) < 4:
+                panels.append({"title": f"{Path(fd.path).name} {s.id} {name}: forecast", "hist_t": s.index[h0:],
+                               "hist": s.target[h0:, c], "t": idx, "forecast": pt[:, c], "level": lvl,
+                               "lower": q[0, :, c] if cfg.model.head != "point" else None, "upper": q[2, :, c]})
+    out = pd.DataFrame(rows)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(output, index=False)
+    if plot is not None:
+        _plot(Path(plot), f"{cfg.model.cell} {cfg.model.strategy}: next {fd.H} steps", panels)
+    return out
+
+
+def train_forecast(recipe: str | Path, *, overrides: list[str] | None = None, out: str | Path | None = None,
+                   data_dir: str | None = None, console=None) -> dict[str, Any]:
+    """Train a recipe, then score the best checkpoint against the baselines on the test split.
+
+    Writes ``report.json``, ``forecast.png`` and ``test_forecasts.csv`` (non-overlapping test
+    windows) into the run directory and returns the summary with ``"report"`` added.
+    """
+    from rnnkit.train.config import load_recipe
+    from rnnkit.train.run import run_training
+
+    cfg = load_recipe(recipe, overrides)
+    if cfg.task != "forecast":
+        raise ValueError(f"{recipe}: task {cfg.task!r}; rnnkit forecast train needs task: forecast")
+    summary = run_training(cfg, recipe_name=Path(recipe).stem, out=out, data_dir=data_dir, console=console)
+    run_dir = Path(summary["run_dir"])
+    split = "test" if "test" in summary else "valid"
+    ckpt = run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "last"  # no validation: last
+    report = evaluate_checkpoint(ckpt, split=split, data_dir=data_dir, plot=run_dir / "forecast.png",
+                                 csv=run_dir / f"{split}_forecasts.csv", csv_stride=cfg.data.horizon)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    summary["report"] = report
+    return summary
+
+
+def backtest(recipe: str | Path, *, folds: int = 3, step: int | None = None, overrides: list[str] | None = None,
+             out: str | Path = "runs/backtest", data_dir: str | None = None) -> dict[str, Any]:
+    """Rolling-origin backtest with refitting (see the module docstring).
+
+    Returns ``{"folds": [{"end_offset", "metrics"}], "mean": {name: {metric: mean over folds}}}``.
+    """
+    import numpy as np
+
+    from rnnkit.train.config import load_recipe
+    from rnnkit.train.run import run_training
+
+    if folds < 1:
+        raise ValueError(f"--folds {folds}: expected a positive integer")
+    base = load_recipe(recipe, overrides)
+    step = step or base.data.horizon
+    results = []
+    for k in range(folds):
+        off = (folds - 1 - k) * step
+        cfg = load_recipe(recipe, list(overrides or []) + [f"data.end_offset={off + base.data.end_offset}"])
+        run_dir = Path(out) / f"fold{k}"
+        run_training(cfg, recipe_name=f"fold{k}", out=run_dir, data_dir=data_dir, test_split=None)
+        r = evaluate_checkpoint(run_dir / "best", split="test", data_dir=data_dir)
+        results.append({"end_offset": off, "windows": r["windows"], "metrics": r["metrics"]})
+    mean = {n: {m: float(np.mean([f["metrics"][n][m] for f in results])) for m in results[0]["metrics"][n]}
+            for n in results[0]["metrics"]}
+    report = {"folds": results, "mean": mean, "step": step}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "backtest.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``train|evaluate|predict|backtest`` sub-commands to the ``forecast`` parser."""
+    sub = p.add_subparsers(dest="forecast_command", metavar="ACTION", required=True)
+    t = sub.add_parser("train", help="train from a recipe; report vs baselines, plot, CSV")
+    t.add_argument("recipe", help="YAML recipe with task: forecast (e.g. configs/forecast_airline.yaml)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value")
+    t.add_argument("--out", metavar="DIR", help="run directory")
+    t.add_argument("--data-dir", metavar="DIR", help="directory a relative data.path is looked up in")
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint and the baselines on a split")
+    e.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/)")
+    e.add_argument("--data", metavar="FILE", help="another file with the same columns (default: the recipe's)")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--data-dir", metavar="DIR")
+    e.add_argument("--plot", metavar="PNG", help="write a plot of the last window of each series")
+    e.add_argument("--csv", metavar="CSV", help="write every window's forecasts")
+    f = sub.add_parser("predict", help="forecast the steps after the end of each series, to CSV")
+    f.add_argument("checkpoint")
+    f.add_argument("--data", required=True, metavar="FILE", help="history (plus future-covariate rows)")
+    f.add_argument("--output", required=True, metavar="CSV", help="where to write the forecasts")
+    f.add_argument("--plot", metavar="PNG", help="also plot history, forecast and interval")
+    b = sub.add_parser("backtest", help="rolling-origin backtest, retraining for each fold")
+    b.add_argument("recipe")
+    b.add_argument("--folds", type=int, default=3)
+    b.add_argument("--step", type=int, help="steps between fold origins (default: the horizon)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--out", default="runs/backtest", metavar="DIR")
+    b.add_argument("--data-dir", metavar="DIR")
+
+
+def run(a: argparse.Namespace) -> int:
+    """Run the parsed ``forecast`` action; prints the report and one JSON line."""
+    if a.forecast_command == "train":
+        s = train_forecast(a.recipe, overrides=a.set, out=a.out, data_dir=a.data_dir)
+        print(format_report(s["report"]["metrics"]))
+        print(json.dumps({"run_dir": s["run_dir"], "split": s["report"]["split"],
+                          "metrics": s["report"]["metrics"]}))
+    elif a.forecast_command == "evaluate":
+        r = evaluate_checkpoint(a.checkpoint, data=a.data, split=a.split, data_dir=a.data_dir, plot=a.plot, csv=a.csv)
+        print(format_report(r["metrics"]))
+        print(json.dumps(r))
+    elif a.forecast_command == "predict":
+        df = predict_checkpoint(a.checkpoint, a.data, output=a.output, plot=a.plot)
+        print(json.dumps({"output": a.output, "rows": len(df), "series": int(df["series_id"].nunique())}))
+    else:
+        r = backtest(a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir)
+        print(format_report(r["mean"]))
+        print(json.dumps({"out": a.out, "mean": r["mean"]}))
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``forecast`` on the ``rnnkit`` sub-command parsers (``func`` = :func:`run`)."""
+    p = subparsers.add_parser("forecast", help="time-series forecasting: train, evaluate, predict, backtest",
+                              description="Time-series forecasting: train, evaluate, predict, backtest.")
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p

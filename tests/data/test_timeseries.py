@@ -1,0 +1,178 @@
+"""The time-series reader: formats, long format, calendar features, gaps, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnkit.data.timeseries import (
+    TimeSeriesError,
+    calendar_features,
+    future_index,
+    read_timeseries,
+    steps_between,
+)
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+
+
+def _csv(tmp_path: Path, text: str, name: str = "s.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text.strip() + "\n")
+    return p
+
+
+HOURLY = """
+date,load,temp,flag
+2020-01-01 00:00,1.0,10,0
+2020-01-01 01:00,2.0,11,0
+2020-01-01 02:00,3.0,12,1
+2020-01-01 03:00,4.0,13,0
+"""
+
+
+def test_reads_targets_and_covariates_with_file_rows(tmp_path):
+    d = read_timeseries(_csv(tmp_path, HOURLY), targets=["load"], past_covariates=["temp"],
+                        future_covariates=["flag"])
+    s = d.series[0]
+    assert d.freq == "h" and d.time_col == "date"
+    np.testing.assert_array_equal(s.target[:, 0], [1, 2, 3, 4])
+    np.testing.assert_array_equal(s.past[:, 0], [10, 11, 12, 13])
+    np.testing.assert_array_equal(s.future[:, 0], [0, 0, 1, 0])
+    np.testing.assert_array_equal(s.rows, [2, 3, 4, 5])  # the header is row 1
+
+
+def test_targets_default_to_the_remaining_columns(tmp_path):
+    d = read_timeseries(_csv(tmp_path, HOURLY), past_covariates=["temp"])
+    assert d.targets == ["load", "flag"]
+
+
+def test_calendar_features_hand_values():
+    ix = pd.date_range("2021-01-04 00:00", periods=24, freq="h")  # a Monday
+    f, names = calendar_features(ix)
+    assert names == ["hour_of_day", "day_of_week", "day_of_month", "day_of_year"]
+    assert f[0, 0] == -0.5 and f[23, 0] == 0.5  # hour 0 and 23
+    assert f[0, 1] == -0.5  # Monday
+    assert f[0, 2] == pytest.approx(3 / 30 - 0.5)  # day 4
+    assert f[0, 3] == pytest.approx(3 / 365 - 0.5)
+    m, names = calendar_features(pd.date_range("2020-01-01", periods=12, freq="MS"))
+    assert names == ["month_of_year"]
+    np.testing.assert_allclose(m[:, 0], np.arange(12) / 11 - 0.5)
+
+
+def test_long_format_gives_one_series_per_id_with_original_rows(tmp_path):
+    text = """
+t,id,y
+2020-01-01,a,1
+2020-01-01,b,10
+2020-01-02,a,2
+2020-01-02,b,20
+2020-01-03,a,3
+"""
+    d = read_timeseries(_csv(tmp_path, text), series_id="id")
+    assert [s.id for s in d.series] == ["a", "b"]
+    np.testing.assert_array_equal(d.series[0].target[:, 0], [1, 2, 3])
+    np.testing.assert_array_equal(d.series[1].rows, [3, 5])
+
+
+def test_parquet_reads_like_csv(tmp_path):
+    df = pd.DataFrame({"ts": pd.date_range("2020-01-01", periods=5, freq="D"), "v": np.arange(5.0)})
+    p = tmp_path / "x.parquet"
+    df.to_parquet(p)
+    d = read_timeseries(p)
+    assert d.freq == "D"
+    np.testing.assert_array_equal(d.series[0].target[:, 0], np.arange(5.0))
+    np.testing.assert_array_equal(d.series[0].rows, [1, 2, 3, 4, 5])  # Parquet: 1-based records
+
+
+GAPPY = """
+date,y
+2020-01-01 00:00,1
+2020-01-01 01:00,2
+2020-01-01 03:00,6
+2020-01-01 04:00,
+2020-01-01 05:00,10
+"""
+
+
+@pytest.mark.parametrize("fill, expected", [
+    ("ffill", [1, 2, 2, 6, 6, 10]),
+    ("linear", [1, 2, 4, 6, 8, 10]),
+    ("zero", [1, 2, 0, 6, 0, 10]),
+])
+def test_missing_timestamps_and_values_are_filled(tmp_path, fill, expected):
+    d = read_timeseries(_csv(tmp_path, GAPPY), fill=fill, freq="h")
+    s = d.series[0]
+    np.testing.assert_array_equal(s.target[:, 0], expected)
+    np.testing.assert_array_equal(s.rows, [2, 3, 0, 4, 5, 6])  # 0 marks the inserted step
+    assert d.filled == 2
+
+
+def test_missing_timestamp_is_an_error_naming_file_row_and_column(tmp_path):
+    p = _csv(tmp_path, GAPPY)
+    with pytest.raises(TimeSeriesError, match=r"s\.csv: row 4, column 'date': 1 missing timestamp\(s\), the "
+                       r"first is 2020-01-01 02:00:00 \(between rows 3 and 4\)"):
+        read_timeseries(p, freq="h")
+
+
+def test_missing_value_is_an_error_naming_row_and_column(tmp_path):
+    p = _csv(tmp_path, GAPPY.replace("2020-01-01 03:00,6\n", "2020-01-01 02:00,4\n2020-01-01 03:00,6\n"))
+    with pytest.raises(TimeSeriesError, match=r"s\.csv: row 6, column 'y': missing value"):
+        read_timeseries(p)
+
+
+@pytest.mark.parametrize("text, message", [
+    (HOURLY.replace("3.0,12", "n/a,12"), r"s\.csv: row 4, column 'load': non-numeric value 'n/a'"),
+    (HOURLY.replace("02:00,3.0", "01:00,3.0"),
+     r"s\.csv: row 4, column 'date': duplicate timestamp 2020-01-01 01:00:00 after .* at row 3"),
+    (HOURLY.replace("03:00,4.0", "00:30,4.0"),
+     r"s\.csv: row 5, column 'date': non-monotonic timestamp 2020-01-01 00:30:00 after 2020-01-01 02:00:00 at row 4"),
+    (HOURLY.replace("2020-01-01 01:00", "yesterday"), r"s\.csv: row 3, column 'date': cannot parse 'yesterday'"),
+    (HOURLY, r"s\.csv: row 1: no column 'wind'"),
+])
+def test_bad_input_names_file_row_and_column(tmp_path, text, message):
+    p = _csv(tmp_path, text)
+    with pytest.raises(TimeSeriesError, match=message):
+        read_timeseries(p, targets=["load", "wind"] if "wind" in message else None)
+
+
+def test_off_grid_timestamp_is_an_error(tmp_path):
+    p = _csv(tmp_path, HOURLY.replace("02:00,3.0", "02:30,3.0"))
+    with pytest.raises(TimeSeriesError, match=r"row 4, column 'date': timestamp 2020-01-01 02:30:00 is not on the 'h' grid"):
+        read_timeseries(p, freq="h")
+
+
+def test_duplicate_in_one_series_of_a_long_file_names_the_series(tmp_path):
+    text = "t,id,y\n2020-01-01,a,1\n2020-01-01,b,2\n2020-01-01,b,3\n"
+    with pytest.raises(TimeSeriesError, match=r"row 4, column 't': duplicate .* in series 'b'"):
+        read_timeseries(_csv(tmp_path, text), series_id="id")
+
+
+def test_trailing_rows_without_targets_become_the_forecast_covariates(tmp_path):
+    text = HOURLY + "2020-01-01 04:00,,14,1\n2020-01-01 05:00,,15,0\n"
+    s = read_timeseries(_csv(tmp_path, text), targets=["load"], future_covariates=["flag"],
+                        past_covariates=["temp"], future_rows=True).series[0]
+    assert len(s) == 4
+    assert list(s.horizon_index.hour) == [4, 5]
+    np.testing.assert_array_equal(s.horizon_future[:, 0], [1, 0])
+    np.testing.assert_array_equal(s.horizon_rows, [6, 7])
+
+
+def test_steps_between_and_future_index():
+    ix = pd.date_range("1949-01-01", periods=30, freq="MS")
+    np.testing.assert_array_equal(steps_between(ix[3], ix[[0, 3, 29]], "MS"), [-3, 0, 26])
+    np.testing.assert_array_equal(steps_between(pd.Timestamp("2020-01-01"),
+                                                 pd.date_range("2020-01-02", periods=2, freq="h"), "h"), [24, 25])
+    assert list(future_index(ix[-1], "MS", 2)) == [pd.Timestamp("1951-07-01"), pd.Timestamp("1951-08-01")]
+
+
+@pytest.mark.skipif(not (DATA / "ett" / "ETTh1.csv").is_file(), reason="needs ../shared/datasets/ett/ETTh1.csv")
+def test_etth1_reads_as_published():
+    d = read_timeseries(DATA / "ett" / "ETTh1.csv", targets=["OT"])
+    s = d.series[0]
+    assert d.freq == "h" and len(s) == 17420 and d.filled == 0
+    assert s.target[0, 0] == pytest.approx(30.5310001373291)
+    assert s.index[0] == pd.Timestamp("2016-07-01 00:00")
