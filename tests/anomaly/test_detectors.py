@@ -1,0 +1,96 @@
+"""The recurrent detectors catch an injected spike; streaming equals batch; checkpoints round-trip."""
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.anomaly.detectors import DetectorConfig, build_detector, load_detector
+from rnnkit.anomaly.streaming import StreamingScorer
+
+SPIKE = 400
+
+
+def _surprise(score):
+    """Invert score = s / (1 + s): the surprise -ln(tail probability)."""
+    return score / (1 - score)
+
+
+@pytest.fixture(scope="module")
+def series():
+    t = np.arange(480)
+    x = np.sin(2 * np.pi * t / 40) + 0.05 * np.random.default_rng(0).normal(size=len(t))
+    x[SPIKE] += 2.5  # an injected spike, 50x the noise
+    return x
+
+
+def _fit(series, **kw):
+    torch.set_num_threads(1)
+    cfg = DetectorConfig(**{"hidden_size": 16, "max_epochs": 60, "patience": 20, "lr": 0.01, "window": 12, **kw})
+    return build_detector(cfg).fit(series, fit_end=240)
+
+
+@pytest.fixture(scope="module")
+def prediction(series):
+    return _fit(series, kind="prediction", horizon=3)
+
+
+@pytest.fixture(scope="module")
+def reconstruction(series):
+    return _fit(series, kind="reconstruction", max_epochs=25)
+
+
+def test_prediction_detector_catches_the_spike(prediction, series):
+    s = prediction.score(series)
+    assert s.shape == series.shape and (s[:3] == 0).all()  # rows t < l have no error vector
+    assert int(np.argmax(s)) == SPIKE
+    normal = np.r_[s[240:SPIKE], s[SPIKE + 4:]]  # the spike enters e_t for l = 3 more rows
+    assert _surprise(s[SPIKE]) > 5 * _surprise(normal.max())
+
+
+def test_reconstruction_detector_catches_the_spike(reconstruction, series):
+    s = reconstruction.score(series)
+    assert (s[:11] == 0).all()  # rows t < L - 1 have no window
+    L = reconstruction.config.window
+    inside = s[SPIKE:SPIKE + L]  # every window holding the spike
+    outside = np.r_[s[240:SPIKE], s[SPIKE + L:]]
+    assert SPIKE <= int(np.argmax(s)) < SPIKE + L
+    assert _surprise(inside.max()) > 5 * _surprise(outside.max())
+
+
+def test_fit_uses_only_the_fit_rows(series):
+    a = _fit(series, kind="prediction", horizon=2, max_epochs=5)
+    b = _fit(np.r_[series[:240], np.full(240, 1e6)], kind="prediction", horizon=2, max_epochs=5)
+    assert (a.mean, a.std, a.train_end) == (b.mean, b.std, b.train_end)
+    np.testing.assert_allclose(a.base.mean, b.base.mean)
+
+
+@pytest.mark.parametrize("error_model", ["validation", "rolling"])
+def test_streaming_equals_batch_prediction(prediction, series, error_model):
+    prediction.config.error_model, prediction.config.rolling_window, prediction.config.refit_every = error_model, 80, 25
+    try:
+        batch = prediction.score(series)
+        stream = StreamingScorer(prediction).update_many(series)
+    finally:
+        prediction.config.error_model = "validation"
+    np.testing.assert_allclose(stream, batch, atol=2e-5)
+
+
+def test_streaming_equals_batch_reconstruction(reconstruction, series):
+    x = series[:160]
+    np.testing.assert_allclose(StreamingScorer(reconstruction).update_many(x), reconstruction.score(x), atol=2e-5)
+
+
+def test_checkpoint_round_trip(prediction, series, tmp_path):
+    prediction.save(tmp_path / "det")
+    loaded = load_detector(tmp_path / "det")
+    assert loaded.config == prediction.config
+    np.testing.assert_allclose(loaded.score(series), prediction.score(series), atol=1e-12)
+
+
+def test_bad_configs_and_short_series():
+    with pytest.raises(ValueError, match=r"detector.kind='forecast'"):
+        build_detector(DetectorConfig(kind="forecast"))
+    with pytest.raises(ValueError, match=r"fit rows \[0, 20\) of a 50-row series are too few"):
+        build_detector(DetectorConfig(kind="reconstruction", window=16)).fit(np.zeros(50), fit_end=20)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        build_detector(DetectorConfig()).score(np.zeros(10))
