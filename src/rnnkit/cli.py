@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     for mod in _pipeline_clis():
         mod.add_parser(sub)
+    from rnnkit.diagnostics.cli import add_parser as add_explain
+
+    add_explain(sub)  # rnnkit explain CKPT|RUN_DIR|RECIPE.yaml|adding: works across pipelines
     return parser
 
 
