@@ -2,7 +2,10 @@
 
 ``backend="auto"`` tries torch's fused kernel first and falls back to the loop
 quietly; a backend named explicitly that cannot run the configuration raises a
-``ValueError`` saying why.
+``ValueError`` saying why. Regularisers that act in training only
+(``input_dropout``, ``recurrent_dropout``, ``weight_drop``) keep the native
+kernel out of training but not out of evaluation, where they are the identity;
+``zoneout`` and ``max_norm`` change evaluation too, so they always need the loop.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ def native_unsupported(layer, x: Tensor) -> str | None:
         return f"torch has no fused kernel for {cell!r}"
     if layer.residual:
         return "residual connections are not part of torch's kernel"
+    reg = getattr(layer, "regularizers", None)
+    reason = None if reg is None else reg.native_unsupported(layer.training)
+    if reason:
+        return reason
     if x.device.type == "cpu" and x.dtype not in _NATIVE_CPU_DTYPES:
         return f"torch's CPU kernel does not support {x.dtype}"
     return None

@@ -37,19 +37,23 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def scan(cell: Cell, p: Params, xp: Tensor, state: State,
-         mask: Tensor | None = None) -> tuple[Tensor, State]:
+         mask: Tensor | None = None, step=None) -> tuple[Tensor, State]:
     """Run ``cell.step`` over time.
 
     Args:
         xp: (T, B, G) projected inputs, ``cell.project(x, p)``.
         state: initial state, a tuple of (B, S_i) tensors.
         mask: (T, B, 1) bool or None (every step valid).
+        step: ``(x_t, state, p) -> (y_t, new_state)`` to run instead of
+            ``cell.step`` (the layer's regularised step, see
+            :mod:`rnnkit.layers.regularizers`); padded steps are masked after it.
     Returns:
         ys (T, B, O) and the final state.
     """
+    step = cell.step if step is None else step
     ys = []
     for t in range(xp.shape[0]):
-        y, new = cell.step(xp[t], state, p)
+        y, new = step(xp[t], state, p)
         if mask is not None:
             m = mask[t]  # (B, 1)
             new = tuple(torch.where(m, n, s) for n, s in zip(new, state))

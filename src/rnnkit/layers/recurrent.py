@@ -13,6 +13,13 @@ and the choice of backend. A plain loop equivalent to every backend::
             h_n[l * D + d] = h
         x = dropout(concat(y_forward, y_reverse) + residual(x))
 
+In training the regularisers (:mod:`rnnkit.layers.regularizers`) act inside
+this loop: ``input_dropout`` masks ``x`` once per sequence for each layer and
+direction, ``weight_drop``/``max_norm`` transform ``weight_hh`` once per call,
+``recurrent_dropout`` masks ``h`` where it enters the recurrence, and
+``zoneout`` mixes each new state with the previous one (its expectation in
+evaluation).
+
 Shapes: ``B`` batch, ``T`` time, ``I`` input, ``H`` hidden, ``O`` cell output
 (H, or P with an LSTM projection), ``D`` directions, ``L`` layers.
 """
@@ -31,6 +38,7 @@ from ..kernels.loop import length_mask, reverse_padded, scan
 from ..kernels.native import native_forward
 from ._inputs import finish, prepare
 from .init import apply_init, check_init_args
+from .regularizers import Regularizers
 
 __all__ = ["Recurrent"]
 
@@ -48,6 +56,11 @@ class Recurrent(nn.Module):
         backend: ``"auto"`` (torch's fused kernel when it can run the
             configuration, else the loop), ``"native"`` or ``"loop"``.
         init_ih, init_hh, forget_bias: see :mod:`rnnkit.layers.init`.
+        input_dropout, recurrent_dropout, zoneout, weight_drop, max_norm: the
+            regularisers of :mod:`rnnkit.layers.regularizers` (variational
+            dropout on inputs and on ``h_{t-1}`` in the recurrence, zoneout
+            ``p`` or ``(p_h, p_c)``, DropConnect on ``weight_hh``, row max-norm
+            of ``weight_hh``); all off by default.
         **cell_kwargs: passed to ``cell`` (e.g. ``proj_size=``, ``nonlinearity=``).
 
     Forward: ``(input, hx=None, lengths=None) -> (output, h_n)`` with
@@ -69,7 +82,10 @@ class Recurrent(nn.Module):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, residual: bool = False, backend: str = "auto",
                  init_ih: str | None = None, init_hh: str | None = None,
-                 forget_bias: float | None = None, device=None, dtype=None, **cell_kwargs):
+                 forget_bias: float | None = None, input_dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, zoneout: float | tuple[float, float] = 0.0,
+                 weight_drop: float = 0.0, max_norm: float | None = None,
+                 device=None, dtype=None, **cell_kwargs):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
@@ -106,9 +122,32 @@ class Recurrent(nn.Module):
                 w = nn.Parameter(torch.empty(D * c.output_size, in_l, **factory))
                 self.register_parameter(f"weight_res_l{l}", w)
         check_init_args(self.cells[0], init_ih, init_hh, forget_bias)
+        self.regularizers = Regularizers.build(self.cells[0], input_dropout, recurrent_dropout,
+                                               zoneout, weight_drop, max_norm)
         self.reset_parameters()
 
     # ------------------------------------------------------------ parameters
+    @property
+    def input_dropout(self) -> float:
+        return self.regularizers.input_dropout
+
+    @property
+    def recurrent_dropout(self) -> float:
+        return self.regularizers.recurrent_dropout
+
+    @property
+    def zoneout(self) -> tuple[float, float]:
+        """``(p_h, p_c)``: rates for the first state tensor and for the others."""
+        return self.regularizers.zoneout
+
+    @property
+    def weight_drop(self) -> float:
+        return self.regularizers.weight_drop
+
+    @property
+    def max_norm(self) -> float | None:
+        return self.regularizers.max_norm
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
@@ -180,19 +219,20 @@ class Recurrent(nn.Module):
         x, lengths = batch.x, batch.lengths
         hx = self._initial_states(x, batch.hx)
         mask = None if lengths is None else length_mask(lengths, x.shape[0])
-        D = self.num_directions
+        D, reg, training = self.num_directions, self.regularizers, self.training
         finals = []  # [l * D + d] -> state tuple
         for l, c in enumerate(self.cells):
             outs = []
             for d in range(D):
-                p = self._params(l, d)
+                p = reg.weights(c, self._params(l, d), training)
                 state = tuple(h[l * D + d] for h in hx)
                 x_d = x if d == 0 else reverse_padded(x, lengths)
-                xp = c.project(x_d, p)
-                if hasattr(c, "scan"):  # the cell's own whole-sequence form
+                xp = c.project(reg.drop_input(x_d, training), p)
+                step = reg.step(c, state, training)  # None: no per-step regulariser
+                if step is None and hasattr(c, "scan"):  # the cell's own whole-sequence form
                     y, state = c.scan(xp, state, p, mask)
                 else:
-                    y, state = scan(c, p, xp, state, mask)
+                    y, state = scan(c, p, xp, state, mask, step)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))
                 finals.append(state)
             y = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
@@ -214,6 +254,8 @@ class Recurrent(nn.Module):
                 s += f", {k}={getattr(self, k)}"
         if self.dropout:
             s += f", dropout={self.dropout}"
+        if self.regularizers.extra_repr():
+            s += ", " + self.regularizers.extra_repr()
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -1,0 +1,240 @@
+"""Shared harness of the long-term dependency experiments (adding, copy memory, sequential MNIST).
+
+Each task script defines a model, a batch sampler and an evaluation; this module
+owns what they share: the command line, the device, the training loop (Adam or
+RMSProp, gradient clipping, periodic evaluation, early stop when solved), the log
+file and the result JSON in the project's results convention::
+
+    {task, dataset, split, metric, value, reference: {value, source}, command,
+     wall_seconds, device, date, ...extra keys}
+
+Scripts run unchanged on CPU or GPU (``--device auto`` picks CUDA when present).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["REPO", "CELLS", "base_parser", "pick_device", "device_string", "parse_layer_kw",
+           "make_layer", "resolve_lr", "Run", "train", "write_result", "command_line"]
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "experiments" / "results"
+LOGS = REPO / "experiments" / "logs"
+
+#: cell name -> (layer name in rnnkit.layers.LAYERS, fixed layer keyword arguments)
+CELLS: dict[str, tuple[str, dict]] = {
+    "rnn_tanh": ("rnn_tanh", {}),
+    "irnn": ("rnn_relu", {"init_hh": "identity"}),  # Le et al. 2015
+    "lstm": ("lstm", {}),
+    "gru": ("gru", {}),
+    "indrnn": ("indrnn", {}),
+    "mingru": ("mingru", {}),
+}
+
+#: learning rates that differ from the task's default: the IRNN's identity recurrence
+#: with relu diverges under Adam at 1e-3 (loss NaN within 20 steps at T=500)
+CELL_LR = {"irnn": 1e-4}
+
+
+def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
+    """Arguments common to every task; ``defaults`` overrides the per-task defaults."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--cell", required=True, choices=sorted(CELLS))
+    ap.add_argument("--hidden", type=int, default=defaults.get("hidden", 128))
+    ap.add_argument("--layers", type=int, default=defaults.get("layers", 1))
+    ap.add_argument("--steps", type=int, default=defaults.get("steps", 2000),
+                    help="training steps (batches) at most")
+    ap.add_argument("--batch", type=int, default=defaults.get("batch", 50))
+    ap.add_argument("--lr", type=float, default=None,
+                    help=f"learning rate (default {defaults.get('lr', 1e-3)}; "
+                         f"per cell: {CELL_LR})")
+    ap.add_argument("--optimizer", choices=("adam", "rmsprop"),
+                    default=defaults.get("optimizer", "adam"))
+    ap.add_argument("--clip", type=float, default=defaults.get("clip", 1.0),
+                    help="max global gradient norm (0: no clipping)")
+    ap.add_argument("--eval-every", type=int, default=defaults.get("eval_every", 100))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep-going", action="store_true",
+                    help="train all --steps even after the task is solved")
+    ap.add_argument("--layer-kw", action="append", default=[], metavar="KEY=JSON",
+                    help="extra layer keyword, e.g. --layer-kw forget_bias=1.0 (repeatable)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: leave torch's default / OMP_NUM_THREADS)")
+    ap.add_argument("--name", default=None, help="result name (default: derived from the run)")
+    ap.add_argument("--out-dir", default=str(RESULTS), help="where the result JSON goes")
+    ap.add_argument("--no-record", action="store_true",
+                    help="smoke run: log to stdout only, write no result JSON")
+    ap.set_defaults(default_lr=defaults.get("lr", 1e-3))
+    return ap
+
+
+def resolve_lr(args) -> float:
+    """``--lr``, else the cell's own default (``CELL_LR``), else the task's."""
+    if args.lr is None:
+        args.lr = CELL_LR.get(args.cell, args.default_lr)
+    return args.lr
+
+
+def parse_layer_kw(items: list[str]) -> dict:
+    """``["forget_bias=1.0", "init_hh=\\"identity\\""]`` -> dict (values are JSON, else strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"--layer-kw: expected KEY=VALUE with a Python identifier as KEY, "
+                             f"got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def make_layer(args, input_size: int, T: int) -> nn.Module:
+    """The recurrent layer of ``--cell`` with ``--hidden``, ``--layers`` and ``--layer-kw``.
+
+    IndRNN gets the paper's bound on its recurrent weights for the sequence length,
+    ``time_horizon=T`` (Li et al. 2018), unless ``--layer-kw`` sets a bound. The
+    keyword arguments used are stored in ``args.layer_kwargs`` for the record.
+    """
+    from rnnkit.layers import LAYERS, build_layer
+
+    layer, fixed = CELLS[args.cell]
+    if layer not in LAYERS:
+        raise SystemExit(f"--cell: {args.cell!r} needs the layer {layer!r}, which this rnnkit "
+                         f"does not register (known: {sorted(LAYERS)})")
+    kw = {**fixed, **parse_layer_kw(args.layer_kw)}
+    if args.cell == "indrnn" and "recurrent_max" not in kw:
+        kw.setdefault("time_horizon", T)
+    args.layer_kwargs = kw
+    return build_layer(layer, input_size, args.hidden, num_layers=args.layers, **kw)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device: {name!r} asked for but CUDA is not available")
+    return dev
+
+
+def device_string(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (torch {torch.__version__})"
+    return (f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+            f"thread(s) of {os.cpu_count()} cores (torch {torch.__version__})")
+
+
+@dataclass
+class Run:
+    """What a task gives the training loop.
+
+    ``sample(step) -> (x, y)`` draws a training batch; ``loss(model, x, y)`` is the
+    training loss; ``evaluate(model) -> dict`` returns at least ``metric`` (the
+    recorded number) and ``solved`` (bool).
+    """
+
+    model: nn.Module
+    sample: Callable
+    loss: Callable
+    evaluate: Callable
+    metric: str
+    history: list = field(default_factory=list)
+
+
+def _log(fh, line: str) -> None:
+    print(line, flush=True)
+    if fh is not None:
+        fh.write(line + "\n")
+        fh.flush()
+
+
+def train(run: Run, args, log_name: str) -> dict:
+    """Train with clipping and periodic evaluation; stop at the first solved evaluation."""
+    opt_cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.RMSprop
+    opt = opt_cls(run.model.parameters(), lr=resolve_lr(args))
+    fh = None
+    if not args.no_record:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        fh = open(LOGS / f"longmem_{log_name}.log", "w")
+    _log(fh, f"# {' '.join(shlex.quote(a) for a in sys.argv)}")
+    _log(fh, f"# {sum(p.numel() for p in run.model.parameters())} parameters; {run.model}")
+    t0, solved_at, last, losses = time.perf_counter(), None, {}, []
+    step = 0
+    try:
+        for step in range(1, args.steps + 1):
+            x, y = run.sample(step)
+            loss = run.loss(run.model, x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip > 0:
+                nn.utils.clip_grad_norm_(run.model.parameters(), args.clip)
+            opt.step()
+            losses.append(loss.item())
+            if step % args.eval_every == 0 or step == args.steps:
+                run.model.eval()
+                with torch.no_grad():
+                    last = run.evaluate(run.model)
+                run.model.train()
+                train_loss = sum(losses) / len(losses)
+                losses = []
+                run.history.append([step, round(last["metric"], 6)])
+                _log(fh, f"step {step:6d}  train_loss {train_loss:.5f}  {run.metric} "
+                         f"{last['metric']:.5f}  {time.perf_counter() - t0:8.1f}s")
+                if not math.isfinite(last["metric"]):
+                    _log(fh, "# diverged (non-finite test metric); stopping")
+                    break
+                if last["solved"] and solved_at is None:
+                    solved_at = step
+                    if not args.keep_going:
+                        break
+    finally:
+        wall = time.perf_counter() - t0
+        if fh is not None:
+            fh.write(f"# stopped at step {step}, {wall:.1f}s\n")
+            fh.close()
+    return {**last, "steps_run": step, "solved_at_step": solved_at, "wall_seconds": round(wall, 1)}
+
+
+def _dumps(record: dict) -> str:
+    """Indented JSON, with the (long) ``history`` list of [step, metric] pairs on one line."""
+    hist = record.get("history")
+    text = json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2)
+    if hist is None:
+        return text
+    return text[:-2] + ',\n  "history": ' + json.dumps(hist, separators=(",", ":")) + "\n}"
+
+
+def write_result(name: str, out_dir: str, record: dict) -> Path:
+    """Write ``record`` (plus ``date``) as ``<out_dir>/<name>.json``."""
+    record = {**record, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    path = Path(out_dir) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(_dumps(record) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def command_line() -> str:
+    """The exact command that ran, with OMP_NUM_THREADS when it was set."""
+    env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " \
+        if "OMP_NUM_THREADS" in os.environ else ""
+    script = os.path.relpath(sys.argv[0], REPO)
+    return env + "python " + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]])
