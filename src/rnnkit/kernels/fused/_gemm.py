@@ -1,0 +1,103 @@
+"""The GEMMs of the fused scans: oneDNN's on CPU where torch ships it, else ``addmm``.
+
+torch's dense CPU ``mm``/``addmm`` call MKL (or OpenBLAS); ``torch.nn.LSTM``
+calls oneDNN, whose JIT kernels are much faster at the small row counts of a
+recurrence (B rows) on some CPUs: on the 2-core AMD EPYC (AVX-512) we measure
+on, a (32, 256) x (256, 1024) product takes 136 us with oneDNN and 218 us with
+MKL, one thread each (docs/kernels.md). torch exposes oneDNN's inner product,
+with a fused bias and an optional fused addition, as
+``torch.ops.mkldnn._linear_pointwise``; it ships in every CPU build with
+oneDNN (no compiler needed). :func:`linear` uses it for float32/bfloat16 CPU
+tensors of at least ``ONEDNN_MIN_WORK`` multiply-adds, after checking once, on
+a small product, that it exists and agrees with ``addmm``; any other case
+(small products, float64, GPU, a torch without it) uses ``addmm``.
+
+Shapes: ``M`` rows, ``K`` inner, ``N`` output features.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = ["linear", "onednn_available", "Linear"]
+
+_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
+#: M * K * N below which addmm is used: oneDNN's ~15 us per call outweighs its faster
+#: kernel there (measured: (1, 128) x (128, 384) 20 us oneDNN, 6 us addmm; equal at ~2^21).
+ONEDNN_MIN_WORK = 2 ** 21
+_onednn_ok: bool | None = None  # None: not checked yet
+
+
+def onednn_available() -> bool:
+    """Whether oneDNN's inner product is there and agrees with ``addmm`` (checked once)."""
+    global _onednn_ok
+    if _onednn_ok is None:
+        _onednn_ok = _check_onednn()
+    return _onednn_ok
+
+
+def _check_onednn() -> bool:
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        op = torch.ops.mkldnn._linear_pointwise
+        g = torch.Generator().manual_seed(0)
+        x, w, b, o = (torch.randn(s, generator=g) for s in ((5, 7), (3, 7), (3,), (5, 3)))
+        y = op(x, w, b, "none", [], "")
+        y2 = op.binary(x.t().contiguous().t(), o, w.t().contiguous().t(), None, "add")
+        return bool(torch.allclose(y, torch.addmm(b, x, w.t()), atol=1e-5)
+                    and torch.allclose(y2, torch.addmm(o, x, w.t()), atol=1e-5))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _use_onednn(x: Tensor, w: Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in _ONEDNN_DTYPES
+            and x.shape[0] * x.shape[1] * w.shape[0] >= ONEDNN_MIN_WORK
+            and torch.backends.mkldnn.enabled and onednn_available())
+
+
+def linear(x: Tensor, w: Tensor, bias: Tensor | None = None,
+           other: Tensor | None = None) -> Tensor:
+    """``x @ w.T + bias + other``: (M, K) x (N, K) -> (M, N); ``bias`` (N,), ``other`` (M, N).
+
+    Either operand may be a transposed view (no copy is made for it).
+    """
+    if _use_onednn(x, w):
+        op = torch.ops.mkldnn._linear_pointwise
+        if other is None:
+            return op(x, w, bias, "none", [], "")
+        return op.binary(x, other, w, bias, "add")
+    if other is None:
+        return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
+    y = torch.addmm(other, x, w.t())
+    return y if bias is None else y.add_(bias)
+
+
+class Linear(torch.autograd.Function):
+    """``F.linear`` over (..., K) inputs with :func:`linear`'s GEMMs forward and backward.
+
+    The input projection of the fused cells (one GEMM over all T):
+    ``xp = x W_ih^T + b_ih``; backward ``dx = dxp W_ih``, ``dW_ih = dxp^T x``,
+    ``db_ih = sum dxp``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        y = linear(x.reshape(-1, x.shape[-1]), w, b)  # (..., K) -> (M, K)
+        return y.view(*x.shape[:-1], w.shape[0])  # (M, N) -> (..., N)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        K, N = x.shape[-1], w.shape[0]
+        x2, dy2 = x.reshape(-1, K), dy.reshape(-1, N)  # (..., *) -> (M, *)
+        need = ctx.needs_input_grad
+        dx = linear(dy2, w.t()).view(x.shape) if need[0] else None
+        dw = linear(dy2.t(), x2.t()) if need[1] else None
+        db = dy2.sum(0) if need[2] and ctx.has_bias else None
+        return dx, dw, db

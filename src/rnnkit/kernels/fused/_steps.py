@@ -1,0 +1,141 @@
+"""Plumbing shared by the fused scans: lengths as shrinking batch prefixes, regulariser inputs.
+
+Variable lengths. :func:`rnnkit.kernels.loop.scan` masks: at step t a sequence
+with ``lengths[b] <= t`` keeps its state and emits zeros. The fused scans get
+the same result without masking. The batch is sorted by length, longest
+first (a no-op when it already is), so that at step t the live sequences are
+the first ``n_t`` rows; each step then computes ``rows[:n_t]`` only and leaves
+the other rows alone, which is exactly "keeps its state" (the PackedSequence
+idea, on a padded tensor). In the backward pass a row's gradient likewise
+passes through its padded steps untouched.
+
+Regularisers. The layer's loop (:class:`rnnkit.layers.regularizers.Regularizers`)
+draws its random masks from torch's RNG; :func:`step_inputs` draws the very same
+masks in the same order, so a fused layer and a loop layer give the same
+result under the same seed.
+
+Shapes: ``T`` time, ``B`` batch, ``S`` a state tensor's size, ``O`` output size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Steps", "Zone", "plan_steps", "permute_batch", "step_inputs", "zone_at",
+           "last_state", "time_chunks"]
+
+#: A zoneout setting of one state tensor: None (off), a float ``p`` (evaluation:
+#: ``s_t = p * s_{t-1} + (1 - p) * s~_t``) or a (T, B, S) tensor of 0/1 keep
+#: indicators drawn in training (``s_t = s_{t-1}`` where 1, ``s~_t`` where 0).
+Zone = float | Tensor | None
+
+
+@dataclass
+class Steps:
+    """Which rows of the (sorted) batch are live at each step.
+
+    ``sizes[t]`` is ``n_t``, the number of sequences with ``length > t``
+    (non-increasing in t); None when every sequence spans all T steps.
+    ``last[b]`` is sequence b's last step, ``length - 1`` (-1 for an empty one).
+    """
+
+    sizes: list[int] | None = None
+    last: Tensor | None = None
+
+
+def plan_steps(mask: Tensor | None, T: int, B: int) -> tuple[Tensor | None, Steps]:
+    """From a (T, B, 1) length mask: the batch order (None: keep it) and the live rows.
+
+    Raises ValueError for a mask that is not a length mask (True then False along time).
+    """
+    if mask is None:
+        return None, Steps()
+    if mask.shape != (T, B, 1) or mask.dtype != torch.bool:
+        raise ValueError(f"mask: expected a (T, B, 1) = ({T}, {B}, 1) bool tensor, got "
+                         f"{tuple(mask.shape)} {mask.dtype}")
+    m = mask.view(T, B)
+    lengths = m.sum(0)  # (B,)
+    t = torch.arange(T, device=mask.device).unsqueeze(1)  # (T, 1)
+    if not torch.equal(m, t < lengths.unsqueeze(0)):
+        raise ValueError("mask: the fused scans need a length mask (True for t < lengths[b], "
+                         "then False), as kernels.loop.length_mask makes")
+    if bool((lengths == T).all()):
+        return None, Steps()
+    order = None
+    if B > 1 and not bool((lengths[:-1] >= lengths[1:]).all()):
+        order = torch.argsort(lengths, descending=True, stable=True)
+        lengths = lengths[order]
+    sizes = (t < lengths.unsqueeze(0)).sum(1).tolist()  # (T,) live rows per step
+    return order, Steps([int(n) for n in sizes], lengths - 1)
+
+
+def permute_batch(x, order: Tensor | None, dim: int):
+    """``x`` (a tensor, a float or None) with its batch dimension ``dim`` put in ``order``."""
+    if order is None or not isinstance(x, Tensor):
+        return x
+    return x.index_select(dim, order)
+
+
+def zone_at(z: Zone, t: int, n: int):
+    """The zoneout weight of step t for the live rows ``[:n]`` (a float or an (n, S) view)."""
+    return z if not isinstance(z, Tensor) else z[t, :n]
+
+
+def time_chunks(T: int, per_step: int, target: int = 32768) -> list[tuple[int, int]]:
+    """``[(t0, t1), ...]`` covering 0..T-1 from the end, ``target // per_step`` steps each.
+
+    The backward passes compute their per-step factors one chunk at a time, so
+    that a chunk's arrays (about ``target`` elements each) stay in cache, with
+    one op per chunk instead of one per step.
+    """
+    c = max(1, min(T, target // max(1, per_step)))
+    return [(max(0, t1 - c), t1) for t1 in range(T, 0, -c)]
+
+
+def last_state(S: Tensor, s0: Tensor, steps: Steps) -> Tensor:
+    """Each row's state at its own last step: ``S[last[b], b]``, or ``s0[b]`` if empty.
+
+    ``S`` (T, B, S) holds the states of the live rows at every step.
+    """
+    if steps.last is None:
+        return S[-1].clone()
+    B = S.shape[1]
+    last = steps.last
+    s = S[last.clamp(min=0), torch.arange(B, device=S.device)]  # (B, S)
+    return torch.where((last >= 0).unsqueeze(1), s, s0)
+
+
+def step_inputs(reg, state: tuple[Tensor, ...], T: int, training: bool) -> dict:
+    """The random inputs of the layer's regularised step, as :func:`fused_scan` keywords.
+
+    Draws exactly what ``reg.step(cell, state, training)`` and the loop would,
+    in the same order: the recurrent-dropout mask ``m_h`` (B, O) once, then at
+    every step a zoneout keep mask (B, S) for each state tensor with a
+    non-zero rate. In evaluation zoneout is its expectation (a float).
+
+    Args:
+        reg: the layer's :class:`~rnnkit.layers.regularizers.Regularizers`.
+        state: the initial state of this layer/direction (only shapes are used).
+    Returns:
+        ``{"rec_mask": Tensor | None, "zoneout": tuple[Zone, ...] | None}``.
+    """
+    from ...layers.regularizers import dropout_mask
+
+    h = state[0]
+    rec_mask = None
+    if training and reg.recurrent_dropout > 0:
+        rec_mask = dropout_mask(h.shape, reg.recurrent_dropout, h)  # (B, O)
+    p_h, p_c = reg.zoneout
+    rates = [p_h if i == 0 else p_c for i in range(len(state))]
+    if not any(rates):
+        return {"rec_mask": rec_mask, "zoneout": None}
+    if not training:
+        return {"rec_mask": rec_mask, "zoneout": tuple(p if p else None for p in rates)}
+    keeps = [s.new_empty((T, *s.shape)) if p else None for s, p in zip(state, rates)]
+    for t in range(T):  # per step and state tensor, as the loop draws them
+        for k, p in zip(keeps, rates):
+            if k is not None:
+                k[t].bernoulli_(p)
+    return {"rec_mask": rec_mask, "zoneout": tuple(keeps)}

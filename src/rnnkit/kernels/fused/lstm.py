@@ -1,0 +1,209 @@
+"""Fused LSTM scan: in-place gate math forward, hand-written backward through time.
+
+Forward, per step (``a`` = the (B, 4H) gate buffer, ``xp`` = ``W_ih x + b_ih``
+from one GEMM over all T, done by the cell before the scan)::
+
+    a = xp_t + b_hh + (m * h_{t-1}) W_hh^T        one GEMM, the additions fused into it
+    i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g)    into the preallocated (T, B, 4H) buffer
+    c~ = f * c_{t-1} + i * g;  h~ = o * tanh(c~)   (h~ = (o * tanh(c~)) W_hr^T with proj_size)
+    c_t = lerp(c~, c_{t-1}, zc_t);  h_t = lerp(h~, h_{t-1}, zh_t)    (zoneout, if any)
+
+``m`` is the recurrent-dropout mask (or 1) and ``zh, zc`` the zoneout weights
+(0/1 keep masks in training, the rate in evaluation, or 0). Saved for the
+backward: the gate activations, ``c_t``, ``tanh(c~_t)``, ``h_t`` (the output)
+and, with a projection, ``o * tanh(c~_t)``.
+
+Backward, per step from the last (``dh``, ``dc``: gradients of ``h_t``, ``c_t``)::
+
+    dh~ = (1 - zh) dh                       dr = dh~ W_hr   (or dh~ without projection)
+    dc~ = (1 - zc) dc + dr * o * (1 - tanh(c~)^2)
+    da = [dc~ g i(1-i), dc~ c_{t-1} f(1-f), dc~ i (1-g^2), dr tanh(c~) o(1-o)]
+    dc_{t-1} = zc dc + dc~ f;   dh_{t-1} = zh dh + m * (da W_hh) + dy_{t-1}
+
+The factors that multiply ``dr`` and ``dc~`` are computed a few steps at a time
+(:func:`~._steps.time_chunks`); the loop itself is one GEMM and five elementwise
+ops per step.
+After it, ``dW_hh = sum_t da_t^T (m * h_{t-1})`` and ``dW_hr = sum_t dh~_t^T r_t``
+are one GEMM each over all T, ``db_hh = sum da`` and ``dxp = da`` as it is.
+
+Shapes: ``T`` time, ``B`` batch, ``H`` hidden, ``O`` output (P or H).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ._gemm import linear
+from ._steps import Steps, last_state, time_chunks, zone_at
+
+__all__ = ["lstm_scan"]
+
+
+class _Config:
+    """The non-differentiable inputs of one scan."""
+
+    def __init__(self, steps: Steps, rec_mask, zh, zc, need_grad: bool):
+        self.steps, self.rec_mask, self.zh, self.zc = steps, rec_mask, zh, zc
+        self.need_grad = need_grad
+
+
+class _LSTMScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xp, h0, c0, W_hh, b_hh, W_hr, cfg):
+        T, B, _ = xp.shape
+        H, O = c0.shape[1], h0.shape[1]
+        sizes, m, zh, zc = cfg.steps.sizes, cfg.rec_mask, cfg.zh, cfg.zc
+        new = torch.zeros if sizes is not None else torch.empty  # padded rows stay 0
+        kw = dict(dtype=xp.dtype, device=xp.device)
+        A = new(T, B, 4 * H, **kw)  # gate activations i, f, g, o
+        C, TC, Y = new(T, B, H, **kw), new(T, B, H, **kw), new(T, B, O, **kw)
+        R = new(T, B, H, **kw) if W_hr is not None else None
+        h, c = h0, c0
+        for t in range(T):
+            n = B if sizes is None else sizes[t]
+            hp, cp, a = h[:n], c[:n], A[t, :n]
+            pre = linear(hp if m is None else hp * m[:n], W_hh, b_hh, xp[t, :n])  # (n, 4H)
+            i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
+            torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
+            torch.tanh(pre[:, 2 * H: 3 * H], out=g)
+            ct, tc, y = C[t, :n], TC[t, :n], Y[t, :n]
+            torch.mul(f, cp, out=ct)
+            ct.addcmul_(i, g)
+            torch.tanh(ct, out=tc)
+            if zc is not None:
+                ct.lerp_(cp, zone_at(zc, t, n))
+            if R is None:
+                torch.mul(o, tc, out=y)
+            else:
+                y.copy_(linear(torch.mul(o, tc, out=R[t, :n]), W_hr))
+            if zh is not None:
+                y.lerp_(hp, zone_at(zh, t, n))
+            h, c = Y[t], C[t]
+        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+        if cfg.need_grad:
+            ctx.save_for_backward(h0, c0, W_hh, W_hr, Y)
+            ctx.A, ctx.C, ctx.TC, ctx.R, ctx.cfg = A, C, TC, R, cfg
+            ctx.has_bias = b_hh is not None
+        return Y, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dY, dh_n, dc_n):
+        h0, c0, W_hh, W_hr, Y = ctx.saved_tensors
+        A, C, TC, R, cfg = ctx.A, ctx.C, ctx.TC, ctx.R, ctx.cfg
+        sizes, m, zh, zc = cfg.steps.sizes, cfg.rec_mask, cfg.zh, cfg.zc
+        T, B, H = C.shape
+        O = h0.shape[1]
+        dY = dY.contiguous()
+        new = torch.zeros if sizes is not None else torch.empty
+        kw = dict(dtype=A.dtype, device=A.device)
+        f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
+
+        dA = new(T, B, 4 * H, **kw)  # gradient of the gate pre-activations = dxp
+        dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
+        dHt = new(T, B, O, **kw) if R is not None else None  # gradient of h~ (pre-zoneout)
+        W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
+        dh, dc = dh_n.clone(), dc_n.clone()  # gradients of h_t, c_t (live rows)
+        live = 0
+        for t0, t1 in time_chunks(T, B * H):
+            D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)
+            for t in reversed(range(t0, t1)):
+                n, j = (B if sizes is None else sizes[t]), t - t0
+                dhv, dcv = dh[:n], dc[:n]
+                if n > live:  # rows whose last step is t: their output gradient joins here
+                    dhv[live:].add_(dY[t, live:n])
+                    live = n
+                dht, keep_h = _split_zone(dhv, zh, t, n)
+                if R is None:
+                    dr = dht
+                else:
+                    dHt[t, :n] = dht
+                    dr = linear(dht, W_hr.t())
+                torch.mul(dr, D_o[j, :n], out=dA4[t, :n, 3])
+                dct, keep_c = _split_zone(dcv, zc, t, n)
+                dct.addcmul_(dr, D_c[j, :n])  # dc~ (dct is dcv itself without zoneout)
+                torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
+                if keep_c is None:
+                    dcv.mul_(f_all[t, :n])
+                else:
+                    torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
+                _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
+
+        need = ctx.needs_input_grad
+        dW_hh = db_hh = dW_hr = None
+        if need[3]:
+            dW_hh = _sum_outer(dA, h0, Y, m)
+        if need[4] and ctx.has_bias:
+            db_hh = dA.sum((0, 1))
+        if need[5] and R is not None:
+            dW_hr = linear(dHt.reshape(T * B, O).t(), R.reshape(T * B, H).t())  # -> (T*B, *)
+        return dA, dh, dc, dW_hh, db_hh, dW_hr, None
+
+
+def _factors(A: Tensor, C: Tensor, TC: Tensor, c0: Tensor, t0: int, t1: int):
+    """For steps t0..t1-1: the factors that turn ``dr`` and ``dc~`` into gate gradients.
+
+    ``D_o = tanh(c~) o(1-o)``, ``D_c = o (1 - tanh(c~)^2)`` (c, B, H) and
+    ``K = [g i(1-i), c_{t-1} f(1-f), i (1-g^2)]`` (c, B, 3, H), c = t1 - t0; computed a
+    few steps at a time so that they stay in cache.
+    """
+    i, f, g, o = A[t0:t1].unflatten(-1, (4, -1)).unbind(2)  # (c, B, 4H) -> 4 x (c, B, H)
+    tc = TC[t0:t1]
+    c_prev = C[t0 - 1:t1 - 1] if t0 > 0 else torch.cat((c0.unsqueeze(0), C[: t1 - 1]))
+    D_o = tc * _d_sig(o)
+    D_c = o - o * tc * tc
+    K = torch.stack((g * _d_sig(i), c_prev * _d_sig(f), i - i * g * g), dim=2)
+    return D_o, D_c, K
+
+
+def _d_sig(s: Tensor) -> Tensor:
+    """sigmoid' from the sigmoid's value: s (1 - s)."""
+    return s - s * s
+
+
+def _split_zone(d: Tensor, z, t: int, n: int):
+    """Split the gradient ``d`` of a zoned state into (fresh part, kept part); no zoneout: (d, None)."""
+    if z is None:
+        return d, None
+    keep = d * zone_at(z, t, n)
+    return d - keep, keep
+
+
+def _recur_grad(dh: Tensor, da: Tensor, W_hhT: Tensor, m: Tensor | None,
+                keep: Tensor | None, dy: Tensor | None) -> None:
+    """``dh <- m * (da W_hh) + keep + dy``: the gradient of ``h_{t-1}``, written into ``dh``."""
+    n = dh.shape[0]
+    extra = keep if dy is None else (dy if keep is None else keep.add_(dy))
+    if m is None:
+        dh.copy_(linear(da, W_hhT, None, extra))
+    elif extra is None:
+        torch.mul(linear(da, W_hhT), m[:n], out=dh)
+    else:
+        torch.addcmul(extra, linear(da, W_hhT), m[:n], out=dh)
+
+
+def _sum_outer(dA: Tensor, h0: Tensor, Y: Tensor, m: Tensor | None) -> Tensor:
+    """``sum_t dA_t^T (m * h_{t-1})`` with ``h_{-1} = h0``: (G, O), one GEMM over all T."""
+    T, B, G = dA.shape
+    O = h0.shape[1]
+    Hp = torch.cat((h0.unsqueeze(0), Y[:-1]))  # (T, B, O) h_{t-1}
+    if m is not None:
+        Hp.mul_(m)
+    return linear(dA.reshape(T * B, G).t(), Hp.reshape(T * B, O).t())  # (T, B, *) -> (T*B, *)
+
+
+def lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None, None)):
+    """Run an :class:`~rnnkit.cells.LSTMCell` over ``xp`` (T, B, 4H) from ``state = (h0, c0)``.
+
+    ``steps`` gives the live rows of a length-sorted batch; ``rec_mask`` (B, O)
+    and ``zones`` are the regulariser inputs (see :mod:`._steps`).
+    Returns ``ys (T, B, O), (h_n, c_n)``.
+    """
+    h0, c0 = state
+    W_hh, b_hh, W_hr = p["weight_hh"], p.get("bias_hh"), p.get("weight_hr")
+    tensors = (xp, h0, c0, W_hh, b_hh, W_hr)
+    need = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
+    cfg = _Config(steps, rec_mask, zones[0], zones[1], need)
+    ys, h_n, c_n = _LSTMScan.apply(*tensors, cfg)
+    return ys, (h_n, c_n)

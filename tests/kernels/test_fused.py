@@ -1,0 +1,271 @@
+"""The fused CPU scans against the reference loop (and thus torch.nn), forward and gradients."""
+import itertools
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import rnnkit
+from rnnkit.cells import GRUCell, LSTMCell, QRNNCell, RNNCell
+from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, fused_unsupported, step_inputs
+from rnnkit.kernels.loop import length_mask, reverse_padded, scan
+from rnnkit.layers.regularizers import Regularizers
+
+I, H = 3, 4
+CELLS = {
+    "lstm": lambda: LSTMCell(I, H),
+    "lstm_proj": lambda: LSTMCell(I, H, proj_size=2),
+    "lstm_nobias": lambda: LSTMCell(I, H, bias=False),
+    "gru": lambda: GRUCell(I, H),
+    "gru_cho": lambda: GRUCell(I, H, reset_after=False),
+    "gru_nobias": lambda: GRUCell(I, H, bias=False),
+    "rnn_tanh": lambda: RNNCell(I, H),
+    "rnn_relu": lambda: RNNCell(I, H, nonlinearity="relu"),
+}
+LENGTHS = {"full": None, "unsorted": [5, 2, 5, 1], "sorted": [5, 4, 4, 2]}
+
+
+def _setup(cell, T, B, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = {k: torch.randn(s, generator=g, dtype=dtype).mul_(0.7).requires_grad_()
+         for k, s in cell.param_shapes().items()}
+    x = torch.randn(T, B, cell.input_size, generator=g, dtype=dtype)
+    state = tuple(torch.randn(B, s, generator=g, dtype=dtype).requires_grad_()
+                  for s in cell.state_sizes)
+    return p, x, state
+
+
+def _run(kind, cell, p, x, state, mask, reg=None, training=True, seed=7):
+    """Outputs, final state and the gradients of a fixed random loss w.r.t. everything."""
+    torch.manual_seed(seed)
+    xp = cell.project(x, p)
+    if kind == "loop":
+        step = None if reg is None else reg.step(cell, state, training)
+        ys, s = scan(cell, p, xp, state, mask, step)
+    else:
+        kw = {} if reg is None else step_inputs(reg, state, x.shape[0], training)
+        ys, s = fused_scan(cell, p, xp, state, mask, **kw)
+    g = torch.Generator().manual_seed(99)
+    loss = (ys * torch.randn(ys.shape, generator=g, dtype=ys.dtype)).sum()
+    loss = loss + sum((si * torch.randn(si.shape, generator=g, dtype=si.dtype)).sum() for si in s)
+    grads = torch.autograd.grad(loss, [xp, *state, *p.values()])
+    return ys, s, grads
+
+
+def _assert_same(a, b, atol, what):
+    (ya, sa, ga), (yb, sb, gb) = a, b
+    torch.testing.assert_close(ya, yb, atol=atol, rtol=0, msg=lambda m: f"{what} output: {m}")
+    for i, (u, v) in enumerate(zip(sa, sb)):
+        torch.testing.assert_close(u, v, atol=atol, rtol=0, msg=lambda m: f"{what} h_n[{i}]: {m}")
+    for i, (u, v) in enumerate(zip(ga, gb)):
+        torch.testing.assert_close(u, v, atol=atol, rtol=0, msg=lambda m: f"{what} grad {i}: {m}")
+
+
+@pytest.mark.parametrize("name,lengths", list(itertools.product(CELLS, LENGTHS)))
+def test_matches_loop_float64(name, lengths):
+    cell = CELLS[name]()
+    p, x, state = _setup(cell, 5, 4, torch.float64)
+    mask = None if LENGTHS[lengths] is None else length_mask(torch.tensor(LENGTHS[lengths]), 5)
+    ref = _run("loop", cell, p, x, state, mask)
+    out = _run("fused", cell, p, x, state, mask)
+    _assert_same(out, ref, 1e-12, f"{name} {lengths}")
+    if mask is not None:  # padded steps output exactly zero
+        assert out[0].masked_select(~mask).abs().max() == 0
+
+
+REGS = {
+    "recurrent_dropout": dict(recurrent_dropout=0.4),
+    "zoneout": dict(zoneout=0.3),
+    "both": dict(recurrent_dropout=0.3, zoneout=0.25),
+    "zoneout_hc": dict(zoneout=(0.2, 0.5)),
+    "zoneout_c_only": dict(recurrent_dropout=0.2, zoneout=(0.0, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name,reg", [
+    (n, r) for n, r in itertools.product(["lstm", "lstm_proj", "gru", "gru_cho", "rnn_relu"], REGS)
+    if n.startswith("lstm") or not r.startswith("zoneout_")])
+def test_regularised_matches_loop_same_seed(name, reg):
+    """Same seed, same random masks (drawn in the loop's order), same numbers."""
+    cell = CELLS[name]()
+    r = Regularizers.build(cell, **REGS[reg])
+    p, x, state = _setup(cell, 6, 4, torch.float64, seed=1)
+    mask = length_mask(torch.tensor([6, 2, 4, 1]), 6)
+    no_reg = _run("fused", cell, p, x, state, mask)
+    for training in (True, False):
+        ref = _run("loop", cell, p, x, state, mask, r, training)
+        out = _run("fused", cell, p, x, state, mask, r, training)
+        _assert_same(out, ref, 1e-12, f"{name} {reg} training={training}")
+        if training or "zoneout" in REGS[reg]:
+            assert (out[0] - no_reg[0]).abs().max() > 1e-3, "the regulariser changed nothing"
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_gradcheck(name):
+    """gradcheck in float64 w.r.t. xp, the state and every weight, with lengths and regularisers."""
+    cell = CELLS[name]()
+    T, B = 4, 3
+    p, x, state = _setup(cell, T, B, torch.float64, seed=2)
+    xp = cell.project(x, p).detach().requires_grad_()
+    mask = length_mask(torch.tensor([3, 4, 1]), T)
+    g = torch.Generator().manual_seed(3)
+    rec = torch.rand(state[0].shape, generator=g, dtype=torch.float64) * 2
+    zones = tuple(torch.randint(0, 2, (T, *s.shape), generator=g).double() for s in state)
+    names = list(p)
+
+    for kw in ({}, dict(rec_mask=rec, zoneout=zones), dict(zoneout=(0.3,) * len(state))):
+        def f(xp, *rest):
+            st, w = rest[:len(state)], dict(zip(names, rest[len(state):]))
+            ys, s = fused_scan(cell, w, xp, st, mask, **kw)
+            return (ys, *s)
+        assert torch.autograd.gradcheck(f, (xp, *state, *p.values()), atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "gru_cho", "rnn_tanh"])
+def test_float32_onednn_path(name, monkeypatch):
+    """float32 takes oneDNN's GEMM where torch has it (forced here at tiny sizes); equals the loop."""
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_WORK", 0)
+    cell = CELLS[name]()
+    p, x, state = _setup(cell, 7, 5, torch.float32, seed=4)
+    mask = length_mask(torch.tensor([7, 3, 7, 1, 5]), 7)
+    r = Regularizers.build(cell, recurrent_dropout=0.3, zoneout=0.2)
+    for reg in (None, r):
+        _assert_same(_run("fused", cell, p, x, state, mask, reg),
+                     _run("loop", cell, p, x, state, mask, reg), 2e-5, name)
+
+
+def test_gemm_paths_agree(monkeypatch):
+    """oneDNN's inner product (if present) and addmm give the same linear and gradient."""
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_WORK", 0)
+    g = torch.Generator().manual_seed(5)
+    x, w, b = (torch.randn(s, generator=g) for s in ((6, 4, 5), (7, 5), (7,)))
+    for onednn in (True, False):
+        saved = _gemm._onednn_ok
+        _gemm._onednn_ok = onednn and _gemm.onednn_available()
+        try:
+            xx, ww, bb = (t.clone().requires_grad_() for t in (x, w, b))
+            y = _gemm.Linear.apply(xx, ww, bb)
+            torch.testing.assert_close(y, F.linear(x, w, b), atol=1e-5, rtol=0)
+            y.pow(2).sum().backward()
+            xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+            F.linear(xr, wr, br).pow(2).sum().backward()
+            for a, c in ((xx, xr), (ww, wr), (bb, br)):
+                torch.testing.assert_close(a.grad, c.grad, atol=1e-4, rtol=0)
+            o = torch.randn(4, 7, generator=g)
+            torch.testing.assert_close(_gemm.linear(x[0], w, b, o), x[0] @ w.t() + b + o,
+                                       atol=1e-5, rtol=0)
+        finally:
+            _gemm._onednn_ok = saved
+
+
+def test_fused_project_equals_cell_project():
+    cell = LSTMCell(I, H)
+    p, x, _ = _setup(cell, 3, 2, torch.float32)
+    torch.testing.assert_close(fused_project(cell, x, p), cell.project(x, p), atol=1e-6, rtol=0)
+
+
+def test_no_grad_same_result():
+    cell = CELLS["lstm_proj"]()
+    p, x, state = _setup(cell, 5, 4, torch.float64)
+    mask = length_mask(torch.tensor([2, 5, 3, 1]), 5)
+    ys, s = fused_scan(cell, p, cell.project(x, p), state, mask)
+    with torch.no_grad():
+        ys0, s0 = fused_scan(cell, p, cell.project(x, p), state, mask)
+    assert not ys0.requires_grad
+    torch.testing.assert_close(ys0, ys.detach(), atol=0, rtol=0)
+
+
+def test_refused_while_tracing(monkeypatch):
+    """Under torch.compile/export the fused scan says why it cannot run (auto then avoids it)."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert "cannot trace the fused scan" in fused_unsupported(LSTMCell(I, H))
+
+
+def test_errors():
+    q = QRNNCell(I, H)
+    assert "QRNNCell" in fused_unsupported(q)
+    assert fused_unsupported(LSTMCell(I, H)) is None
+    cell = LSTMCell(I, H)
+    p, x, state = _setup(cell, 4, 2, torch.float64)
+    xp = cell.project(x, p)
+    with pytest.raises(ValueError, match="fused_scan: the fused backend has scans for"):
+        fused_scan(q, p, xp, state)
+    bad = torch.tensor([[True, False], [False, False], [True, False], [False, False]])
+    with pytest.raises(ValueError, match="mask: the fused scans need a length mask"):
+        fused_scan(cell, p, xp, state, bad.unsqueeze(-1))
+    with pytest.raises(ValueError, match=r"zoneout\[1\]: expected a \(T, B, S\)"):
+        fused_scan(cell, p, xp, state, zoneout=(None, torch.zeros(3, 2, H)))
+    with pytest.raises(ValueError, match="zoneout: expected one entry per state tensor"):
+        fused_scan(cell, p, xp, state, zoneout=(0.1,))
+    with pytest.raises(ValueError, match="rec_mask: expected shape"):
+        fused_scan(cell, p, xp, state, rec_mask=torch.ones(2, H + 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="state: LSTMCell"):
+        fused_scan(cell, p, xp, state[:1])
+
+
+# ------------------------------------------------ through a layer, vs torch.nn
+def _fused_forward_loop(self, batch, fused=True):
+    """``Recurrent._forward_loop`` with fused_project and fused_scan (what backend='fused' runs)."""
+    x, lengths = batch.x, batch.lengths
+    hx = self._initial_states(x, batch.hx)
+    mask = None if lengths is None else length_mask(lengths, x.shape[0])
+    D, reg, training = self.num_directions, self.regularizers, self.training
+    finals = []
+    for l, c in enumerate(self.cells):
+        outs = []
+        for d in range(D):
+            p = reg.weights(c, self._params(l, d), training)
+            state = tuple(h[l * D + d] for h in hx)
+            x_d = x if d == 0 else reverse_padded(x, lengths)
+            xp = fused_project(c, reg.drop_input(x_d, training), p)
+            y, state = fused_scan(c, p, xp, state, mask,
+                                  **step_inputs(reg, state, xp.shape[0], training))
+            outs.append(y if d == 0 else reverse_padded(y, lengths))
+            finals.append(state)
+        x = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
+    h_n = tuple(torch.stack([s[i] for s in finals]) for i in range(len(finals[0])))
+    return x, h_n
+
+
+def _fused_layer(cls, *args, **kw):
+    """``cls(*args, backend="fused")``, or a loop layer running the fused scan until that exists."""
+    try:
+        return cls(*args, backend="fused", **kw)
+    except ValueError:  # backend="fused" not wired into Recurrent yet
+        layer = cls(*args, backend="loop", **kw)
+        layer._forward_loop = types.MethodType(_fused_forward_loop, layer)
+        return layer
+
+
+@pytest.mark.parametrize("mode", ["lstm", "lstm_proj", "gru", "rnn_relu"])
+def test_layer_matches_torch_nn(mode):
+    """A 2-layer bidirectional layer on the fused scan == torch.nn on packed input, with grads."""
+    ours_cls, ref_cls, kw = {
+        "lstm": (rnnkit.LSTM, torch.nn.LSTM, {}),
+        "lstm_proj": (rnnkit.LSTM, torch.nn.LSTM, dict(proj_size=3)),
+        "gru": (rnnkit.GRU, torch.nn.GRU, {}),
+        "rnn_relu": (rnnkit.RNN, torch.nn.RNN, dict(nonlinearity="relu")),
+    }[mode]
+    torch.manual_seed(0)
+    T, B, In, Hd = 6, 3, 5, 6
+    ref = ref_cls(In, Hd, 2, bidirectional=True, **kw)
+    ours = _fused_layer(ours_cls, In, Hd, 2, bidirectional=True, **kw)
+    ours.load_state_dict(ref.state_dict())
+    lengths = torch.tensor([4, 6, 2])
+    x = torch.randn(T, B, In)
+    xs = [x.clone().requires_grad_() for _ in range(2)]
+    o_ref, h_ref = ref(pack_padded_sequence(xs[0], lengths, enforce_sorted=False))
+    o_ref = pad_packed_sequence(o_ref, total_length=T)[0]
+    o_our, h_our = ours(xs[1], lengths=lengths)
+    h_ref, h_our = [h if isinstance(h, tuple) else (h,) for h in (h_ref, h_our)]
+    torch.testing.assert_close(o_our, o_ref, atol=1e-5, rtol=0)
+    for a, b in zip(h_our, h_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    g = torch.randn_like(o_ref)
+    for o, hs in ((o_ref, h_ref), (o_our, h_our)):
+        ((o * g).sum() + sum(h.pow(2).sum() for h in hs)).backward()
+    for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=0, msg=lambda m: f"{name}: {m}")
+    torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-4, rtol=0)
