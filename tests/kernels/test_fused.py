@@ -269,3 +269,24 @@ def test_layer_matches_torch_nn(mode):
     for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
         torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=0, msg=lambda m: f"{name}: {m}")
     torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-4, rtol=0)
+
+
+def test_auto_picks_the_fused_scan_for_regularised_layers_with_the_loops_numbers():
+    """Layer level: auto -> fused where torch's kernel can't run; same seed, same outputs and grads."""
+    from rnnkit.kernels.dispatch import choose_backend
+
+    x = torch.randn(6, 3, 4, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 5])
+    kw = dict(num_layers=2, bidirectional=True, zoneout=0.2, recurrent_dropout=0.3, dtype=torch.float64)
+    auto, loop = rnnkit.LSTM(4, 5, **kw), rnnkit.LSTM(4, 5, backend="loop", **kw)
+    loop.load_state_dict(auto.state_dict())
+    assert choose_backend(auto, x) == "fused" and choose_backend(auto.eval(), x) == "fused"
+    auto.train()
+    results = []
+    for layer in (auto, loop):
+        torch.manual_seed(7)
+        out, (h, c) = layer(x, lengths=lengths)
+        (out.sum() + h.sum() + c.sum()).backward()
+        results.append([out, h, c] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)

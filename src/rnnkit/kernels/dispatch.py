@@ -1,7 +1,8 @@
 """Backend choice: the fastest backend that can run a layer's configuration.
 
-``backend="auto"`` tries torch's fused kernel first and falls back to the loop
-quietly; a backend named explicitly that cannot run the configuration raises a
+``backend="auto"`` tries torch's fused kernel first, then rnnkit's fused scan
+(:mod:`rnnkit.kernels.fused`: LSTM, GRU and RNN cells with any regulariser,
+lengths or residual), and falls back to the loop quietly; a backend named explicitly that cannot run the configuration raises a
 ``ValueError`` saying why. Regularisers that act in training only
 (``input_dropout``, ``recurrent_dropout``, ``weight_drop``) keep the native
 kernel out of training but not out of evaluation, where they are the identity;
@@ -36,12 +37,23 @@ def native_unsupported(layer, x: Tensor) -> str | None:
 
 
 def choose_backend(layer, x: Tensor) -> str:
+    from .fused import fused_unsupported
+
     if layer.backend == "loop":
         return "loop"
+    if layer.backend == "fused":
+        reason = fused_unsupported(layer.cells[0], x)
+        if reason:
+            raise ValueError(f"backend='fused' cannot run this layer: {reason}; "
+                             "use backend='auto' or 'loop'")
+        return "fused"
     reason = native_unsupported(layer, x)
     if layer.backend == "native":
         if reason:
             raise ValueError(f"backend='native' cannot run this layer: {reason}; "
                              "use backend='auto' or 'loop'")
         return "native"
-    return "loop" if reason else "native"
+    if reason is None:
+        return "native"
+    # The fused scan is faster than the loop wherever it applies (docs/kernels.md).
+    return "fused" if fused_unsupported(layer.cells[0], x) is None else "loop"

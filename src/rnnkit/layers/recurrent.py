@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..cells.base import Cell
 from ..kernels.dispatch import choose_backend
+from ..kernels.fused import fused_project, fused_scan, step_inputs
 from ..kernels.loop import length_mask, reverse_padded, scan
 from ..kernels.native import native_forward
 from ._inputs import finish, prepare
@@ -54,7 +55,8 @@ class Recurrent(nn.Module):
         residual: add each layer's input to its output; a learned projection
             ``weight_res_l{k}`` maps the input where the sizes differ.
         backend: ``"auto"`` (torch's fused kernel when it can run the
-            configuration, else the loop), ``"native"`` or ``"loop"``.
+            configuration, else rnnkit's fused CPU scan for LSTM/GRU/RNN cells,
+            else the loop), ``"native"``, ``"fused"`` or ``"loop"``.
         init_ih, init_hh, forget_bias: see :mod:`rnnkit.layers.init`.
         input_dropout, recurrent_dropout, zoneout, weight_drop, max_norm: the
             regularisers of :mod:`rnnkit.layers.regularizers` (variational
@@ -95,8 +97,9 @@ class Recurrent(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout applies between stacked layers, so it has no effect with "
                           f"num_layers=1 (got dropout={dropout})", stacklevel=2)
-        if backend not in ("auto", "native", "loop"):
-            raise ValueError(f"backend: expected 'auto', 'native' or 'loop', got {backend!r}")
+        if backend not in ("auto", "native", "fused", "loop"):
+            raise ValueError(f"backend: expected 'auto', 'native', 'fused' or 'loop', "
+                             f"got {backend!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.residual, self.backend = bidirectional, residual, backend
@@ -197,7 +200,7 @@ class Recurrent(nn.Module):
         if backend == "native":
             out, h_n = self._forward_native(batch)
         else:
-            out, h_n = self._forward_loop(batch)
+            out, h_n = self._forward_loop(batch, fused=backend == "fused")
         out, h_n = finish(out, h_n, batch, self.batch_first)
         return out, (h_n[0] if len(h_n) == 1 else h_n)
 
@@ -215,7 +218,7 @@ class Recurrent(nn.Module):
             self.num_layers, self.dropout, self.training, self.bidirectional, batch.lengths)
         return out, (h_n if mode == "LSTM" else (h_n,))
 
-    def _forward_loop(self, batch):
+    def _forward_loop(self, batch, fused: bool = False):
         x, lengths = batch.x, batch.lengths
         hx = self._initial_states(x, batch.hx)
         mask = None if lengths is None else length_mask(lengths, x.shape[0])
@@ -227,12 +230,18 @@ class Recurrent(nn.Module):
                 p = reg.weights(c, self._params(l, d), training)
                 state = tuple(h[l * D + d] for h in hx)
                 x_d = x if d == 0 else reverse_padded(x, lengths)
-                xp = c.project(reg.drop_input(x_d, training), p)
-                step = reg.step(c, state, training)  # None: no per-step regulariser
-                if step is None and hasattr(c, "scan"):  # the cell's own whole-sequence form
-                    y, state = c.scan(xp, state, p, mask)
+                x_d = reg.drop_input(x_d, training)
+                if fused:  # same math and random masks, one autograd Function per scan
+                    xp = fused_project(c, x_d, p)
+                    y, state = fused_scan(c, p, xp, state, mask,
+                                          **step_inputs(reg, state, xp.shape[0], training))
                 else:
-                    y, state = scan(c, p, xp, state, mask, step)
+                    xp = c.project(x_d, p)
+                    step = reg.step(c, state, training)  # None: no per-step regulariser
+                    if step is None and hasattr(c, "scan"):  # the cell's whole-sequence form
+                        y, state = c.scan(xp, state, p, mask)
+                    else:
+                        y, state = scan(c, p, xp, state, mask, step)
                 outs.append(y if d == 0 else reverse_padded(y, lengths))
                 finals.append(state)
             y = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
