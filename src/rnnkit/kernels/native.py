@@ -7,7 +7,7 @@ lengths go through a ``PackedSequence`` as in torch.
 from __future__ import annotations
 
 from torch import _VF, Tensor
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["native_forward"]
 
@@ -36,7 +36,9 @@ def native_forward(mode: str, x: Tensor, hx: Tensor | tuple[Tensor, Tensor],
             else hx.index_select(1, order)
         out, *h_n = fn(packed.data, packed.batch_sizes, hx, flat_weights, has_bias,
                        num_layers, dropout, training, bidirectional)
-        out, _ = pad_packed_sequence(
-            packed._replace(data=out), total_length=x.shape[0])  # (T, B, D*O), original order
+        out, _ = pad_packed_sequence(  # (T, B, D*O), original order; built anew (not
+            PackedSequence(out, packed.batch_sizes, packed.sorted_indices,  # _replace) so
+                           packed.unsorted_indices),  # torch.compile can trace it
+            total_length=x.shape[0])
         h_n = [h.index_select(1, packed.unsorted_indices) for h in h_n]
     return out, (tuple(h_n) if mode == "LSTM" else h_n[0])
