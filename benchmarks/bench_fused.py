@@ -5,11 +5,8 @@ one layer, unidirectional, training mode, float32, it times
 
 - ``torch.nn``: ``torch.nn.LSTM/GRU/RNN`` (oneDNN for LSTM, ATen's per-step loop else);
 - ``loop``: ``rnnkit.LSTM/GRU/RNN(backend="loop")``, the reference Python loop;
-- ``fused``: the same rnnkit layer with its per-direction scan replaced by
-  :func:`rnnkit.kernels.fused.fused_scan` and its projection by ``fused_project``
-  (:func:`use_fused` swaps the layer's ``_forward_loop`` for :func:`_fused_forward_loop`,
-  a copy of ``Recurrent._forward_loop`` with those two calls; the real
-  ``backend="fused"`` will be the same lines in ``recurrent.py``);
+- ``fused``: ``rnnkit.LSTM/GRU/RNN(backend="fused")``, whose per-direction scans
+  run :func:`rnnkit.kernels.fused.fused_scan` and projections ``fused_project``;
 - with ``--regularised``: LSTM with zoneout 0.1, recurrent dropout 0.25 or
   weight_drop 0.5, fused (and zoneout by the loop, for reference; torch.nn
   cannot run them);
@@ -37,54 +34,15 @@ import platform
 import statistics
 import sys
 import time
-import types
 
 import torch
 import torch.nn.functional as F
 
 import rnnkit
-from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, step_inputs
-from rnnkit.kernels.loop import length_mask, reverse_padded
+from rnnkit.kernels.fused import _gemm
 
 TORCH = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 RNNKIT = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
-
-
-# ----------------------------------------------------------- fused layer
-def _fused_forward_loop(self, batch, fused=True):
-    """``Recurrent._forward_loop`` with the fused projection and scan (see the module doc)."""
-    x, lengths = batch.x, batch.lengths
-    hx = self._initial_states(x, batch.hx)
-    mask = None if lengths is None else length_mask(lengths, x.shape[0])
-    D, reg, training = self.num_directions, self.regularizers, self.training
-    finals = []
-    for l, c in enumerate(self.cells):
-        outs = []
-        for d in range(D):
-            p = reg.weights(c, self._params(l, d), training)
-            state = tuple(h[l * D + d] for h in hx)
-            x_d = x if d == 0 else reverse_padded(x, lengths)
-            xp = fused_project(c, reg.drop_input(x_d, training), p)
-            y, state = fused_scan(c, p, xp, state, mask,
-                                  **step_inputs(reg, state, xp.shape[0], training))
-            outs.append(y if d == 0 else reverse_padded(y, lengths))
-            finals.append(state)
-        y = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
-        if self.residual:
-            w = getattr(self, f"weight_res_l{l}", None)
-            res = x if w is None else F.linear(x, w)
-            y = y + (res if mask is None else res * mask)
-        if self.dropout and self.training and l < self.num_layers - 1:
-            y = F.dropout(y, self.dropout, training=True)
-        x = y
-    h_n = tuple(torch.stack([s[i] for s in finals]) for i in range(len(finals[0])))
-    return x, h_n
-
-
-def use_fused(layer):
-    """Make an rnnkit layer (built with ``backend="loop"``) run the fused scan."""
-    layer._forward_loop = types.MethodType(_fused_forward_loop, layer)
-    return layer
 
 
 # ------------------------------------------------- other ways (--options)
@@ -141,19 +99,18 @@ def build(args) -> dict[str, tuple[str, torch.nn.Module]]:
         torch.manual_seed(0)
         ref = TORCH[cell](I, H)
         variants[f"{cell} torch.nn"] = (cell, ref)
-        for name, extra in [("loop", {}), ("fused", {})][args.no_loop:]:
-            m = RNNKIT[cell](I, H, backend="loop", **extra)
+        for name in ("loop", "fused")[args.no_loop:]:
+            m = RNNKIT[cell](I, H, backend=name)
             m.load_state_dict(ref.state_dict())
-            variants[f"{cell} {name}"] = (cell, use_fused(m) if name == "fused" else m)
+            variants[f"{cell} {name}"] = (cell, m)
         if args.regularised and cell == "lstm":
             for reg in (dict(zoneout=0.1), dict(recurrent_dropout=0.25), dict(weight_drop=0.5)):
                 (k, v), = reg.items()
                 for name in ("loop", "fused") if k == "zoneout" and not args.no_loop \
                         else ("fused",):
-                    m = rnnkit.LSTM(I, H, backend="loop", **reg)
+                    m = rnnkit.LSTM(I, H, backend=name, **reg)
                     m.load_state_dict(ref.state_dict())
-                    variants[f"lstm {k}={v} {name}"] = (cell, use_fused(m) if name == "fused"
-                                                         else m)
+                    variants[f"lstm {k}={v} {name}"] = (cell, m)
         if args.options and cell == "gru":
             variants["gru opt:jit.script step"] = (cell, _StepGRU(ref, torch.jit.script(_gru_step)))
             compiled = torch.compile(_gru_step, dynamic=False)

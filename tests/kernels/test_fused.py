@@ -1,6 +1,5 @@
 """The fused CPU scans against the reference loop (and thus torch.nn), forward and gradients."""
 import itertools
-import types
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import rnnkit
 from rnnkit.cells import GRUCell, LSTMCell, QRNNCell, RNNCell
 from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, fused_unsupported, step_inputs
-from rnnkit.kernels.loop import length_mask, reverse_padded, scan
+from rnnkit.kernels.loop import length_mask, scan
 from rnnkit.layers.regularizers import Regularizers
 
 I, H = 3, 4
@@ -206,37 +205,9 @@ def test_errors():
 
 
 # ------------------------------------------------ through a layer, vs torch.nn
-def _fused_forward_loop(self, batch, fused=True):
-    """``Recurrent._forward_loop`` with fused_project and fused_scan (what backend='fused' runs)."""
-    x, lengths = batch.x, batch.lengths
-    hx = self._initial_states(x, batch.hx)
-    mask = None if lengths is None else length_mask(lengths, x.shape[0])
-    D, reg, training = self.num_directions, self.regularizers, self.training
-    finals = []
-    for l, c in enumerate(self.cells):
-        outs = []
-        for d in range(D):
-            p = reg.weights(c, self._params(l, d), training)
-            state = tuple(h[l * D + d] for h in hx)
-            x_d = x if d == 0 else reverse_padded(x, lengths)
-            xp = fused_project(c, reg.drop_input(x_d, training), p)
-            y, state = fused_scan(c, p, xp, state, mask,
-                                  **step_inputs(reg, state, xp.shape[0], training))
-            outs.append(y if d == 0 else reverse_padded(y, lengths))
-            finals.append(state)
-        x = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
-    h_n = tuple(torch.stack([s[i] for s in finals]) for i in range(len(finals[0])))
-    return x, h_n
-
-
 def _fused_layer(cls, *args, **kw):
-    """``cls(*args, backend="fused")``, or a loop layer running the fused scan until that exists."""
-    try:
-        return cls(*args, backend="fused", **kw)
-    except ValueError:  # backend="fused" not wired into Recurrent yet
-        layer = cls(*args, backend="loop", **kw)
-        layer._forward_loop = types.MethodType(_fused_forward_loop, layer)
-        return layer
+    """``cls(*args, backend="fused")``: a layer whose scans are the fused ones."""
+    return cls(*args, backend="fused", **kw)
 
 
 @pytest.mark.parametrize("mode", ["lstm", "lstm_proj", "gru", "rnn_relu"])
