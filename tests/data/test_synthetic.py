@@ -3,7 +3,12 @@ import math
 import pytest
 import torch
 
-from rnnkit.data.synthetic import ADDING_BASELINE_MSE, adding_problem, copy_memory, copy_memory_baseline
+from rnnkit.data.synthetic import (
+    ADDING_BASELINE_MSE,
+    adding_problem,
+    copy_memory,
+    copy_memory_baseline,
+)
 
 
 def test_adding_problem_structure_and_targets():

@@ -1,8 +1,8 @@
 """Recurrent layers: the generic ``Recurrent``, the torch.nn-compatible presets and the cell zoo."""
 from .presets import GRU, LSTM, RNN
 from .recurrent import Recurrent
-from .regularizers import embedding_dropout, max_norm_
 from .registry import LAYERS, build_layer, register_layer
+from .regularizers import embedding_dropout, max_norm_
 from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
 __all__ = ["Recurrent", "RNN", "LSTM", "GRU", "IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM",
