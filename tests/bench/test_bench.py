@@ -153,12 +153,19 @@ def test_settings_reject_unknown_names():
 
 
 def test_contenders_share_weights_and_outputs():
-    mods = build_contenders("gru", TINY, ("torch.nn", "rnnkit-auto", "rnnkit-loop"))
+    mods = build_contenders("gru", TINY, ("torch.nn", "torch.nn-copy", "rnnkit-auto",
+                                          "rnnkit-loop"))
     x = torch.randn(TINY.T, TINY.B, TINY.I)
     ref = mods["torch.nn"](x)[0]
     for name in ("rnnkit-auto", "rnnkit-loop"):
         assert mods[name].backend == name.split("-")[1]
         torch.testing.assert_close(mods[name](x)[0], ref, atol=1e-6, rtol=0)
+    # the A/A control: the same torch.nn computation on copies of the weights
+    copy_ = mods["torch.nn-copy"]
+    assert type(copy_) is torch.nn.GRU and copy_ is not mods["torch.nn"]
+    for a, b in zip(copy_.parameters(), mods["torch.nn"].parameters()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    assert torch.equal(copy_(x)[0], ref)
 
 
 # ------------------------------------------------------------------ end to end
@@ -174,7 +181,8 @@ def test_run_suite_document(tiny_doc):
         {"B": 2, "T": 3, "I": 4, "H": 5}]
     assert doc["machine"]["torch"] == torch.__version__
     assert [(r["cell"], r["contender"]) for r in doc["results"]] == [
-        (c, n) for c in ("rnn_tanh", "lstm") for n in ("torch.nn", "rnnkit-auto", "rnnkit-loop")]
+        (c, n) for c in ("rnn_tanh", "lstm")
+        for n in ("torch.nn", "torch.nn-copy", "rnnkit-auto", "rnnkit-loop")]
     base = {r["cell"]: r for r in doc["results"] if r["contender"] == BASELINE}
     for r in doc["results"]:
         for m in MEASURES:
@@ -186,9 +194,12 @@ def test_run_suite_document(tiny_doc):
             # the output (T, B, H) float32 alone is 120 bytes; every call allocates at least that
             assert e["peak_bytes"] >= TINY.T * TINY.B * TINY.H * 4
     # rnnkit's auto backend runs torch's own kernel: the same allocations, byte for byte
-    auto = {r["cell"]: r for r in doc["results"] if r["contender"] == "rnnkit-auto"}
-    for cell in ("rnn_tanh", "lstm"):
-        assert auto[cell]["forward"]["peak_bytes"] == base[cell]["forward"]["peak_bytes"]
+    for r in doc["results"]:
+        if r["contender"] in ("rnnkit-auto", "torch.nn-copy"):
+            assert r["forward"]["peak_bytes"] == base[r["cell"]]["forward"]["peak_bytes"]
+    control = [r for r in doc["results"] if r["contender"] == "torch.nn-copy"]
+    assert report.noise_floor(doc) == max(abs(r[m]["ratio"] - 1) for r in control
+                                          for m in MEASURES)
 
 
 def test_validate_names_the_broken_field(tiny_doc):
@@ -197,8 +208,8 @@ def test_validate_names_the_broken_field(tiny_doc):
     with pytest.raises(ValueError, match="schema"):
         report.validate(bad)
     bad = copy.deepcopy(tiny_doc)
-    bad["results"][4]["forward_backward"]["samples_ms"].pop()
-    with pytest.raises(ValueError, match=r"results\[4\]\.forward_backward\.samples_ms"):
+    bad["results"][6]["forward_backward"]["samples_ms"].pop()
+    with pytest.raises(ValueError, match=r"results\[6\]\.forward_backward\.samples_ms"):
         report.validate(bad)
     bad = copy.deepcopy(tiny_doc)
     bad["results"][0]["forward"]["ratio"] = 0.9  # results[0] is the baseline
@@ -216,7 +227,8 @@ def test_save_load_and_tables(tiny_doc, tmp_path):
     md = report.markdown_table(tiny_doc).splitlines()
     assert md[0].count("|") == 10 and len(md) == 2 + len(tiny_doc["results"])
     loop = next(r for r in tiny_doc["results"] if r["contender"] == "rnnkit-loop")
-    assert f"| {loop['forward']['ratio']:.2f} |" in md[4]
+    assert md[5].startswith("| B=2 T=3 I=4 H=5 | rnn_tanh | rnnkit-loop |")
+    assert f"| {loop['forward']['ratio']:.2f} |" in md[5]
     (tmp_path / "broken.json").write_text('{"schema": "rnnkit-bench/1",\n  oops}')
     with pytest.raises(ValueError, match=r"broken\.json:2:3: not JSON"):
         report.load(tmp_path / "broken.json")
@@ -227,10 +239,10 @@ def test_target_check(tiny_doc):
     for r in doc["results"]:
         for m in MEASURES:
             r[m]["ratio"] = {"rnnkit-auto": 1.01, "rnnkit-loop": 3.0}.get(r["contender"], 1.0)
-    doc["results"][4]["forward_backward"]["ratio"] = 1.04  # lstm auto
+    doc["results"][6]["forward_backward"]["ratio"] = 1.04  # lstm auto
     assert report.target_check(doc) == (True, (1.04, "lstm", "B=2 T=3 I=4 H=5",
                                                "forward_backward"))
-    doc["results"][1]["forward"]["ratio"] = 1.2  # rnn_tanh auto
+    doc["results"][2]["forward"]["ratio"] = 1.2  # rnn_tanh auto
     met, worst = report.target_check(doc)
     assert not met and worst[:2] == (1.2, "rnn_tanh")
 
@@ -242,11 +254,13 @@ def test_cli_runs_and_saves(tmp_path, capsys):
                "0", "--min-sample-ms", "0", "--no-memory", "--out", str(out)])
     assert rc == 0
     doc = report.load(out)
-    assert [r["contender"] for r in doc["results"]] == ["torch.nn", "rnnkit-auto", "rnnkit-loop"]
+    assert [r["contender"] for r in doc["results"]] == ["torch.nn", "torch.nn-copy",
+                                                         "rnnkit-auto", "rnnkit-loop"]
     assert all(r["forward"]["peak_bytes"] is None for r in doc["results"])
     assert doc["settings"]["quick"] and doc["settings"]["repeats"] == 2
     printed = capsys.readouterr().out
     assert "rnnkit-loop" in printed and "target rnnkit-auto <= 1.05" in printed
+    assert "noise floor: the A/A control torch.nn-copy is off by up to" in printed
     assert main(["--compare", str(out), str(out)]) == 0
     assert "+0.000" in capsys.readouterr().out  # a run against itself differs by nothing
 

@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="parameter and input dtype (default float32)")
     p.add_argument("--cells", type=_names, metavar="A,B", help="subset of rnn_tanh,lstm,gru")
     p.add_argument("--contenders", type=_names, metavar="A,B",
-                   help="subset of torch.nn,rnnkit-auto,rnnkit-loop (torch.nn is required)")
+                   help="subset of torch.nn,torch.nn-copy,rnnkit-auto,rnnkit-loop (torch.nn is "
+                   "required; torch.nn-copy is the A/A control)")
     p.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
                    help="benchmark this shape instead of the defaults (repeatable)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")
@@ -121,6 +122,9 @@ def run(a: argparse.Namespace, command: str | None = None) -> int:
         ratio, cell, label, measure = worst
         out.print(f"target rnnkit-auto <= 1.05 x torch.nn: {'met' if met else 'NOT met'} "
                   f"(worst {ratio:.3f}: {cell} {label} {measure})")
+    floor = report.noise_floor(doc)
+    if floor is not None:
+        out.print(f"noise floor: the A/A control torch.nn-copy is off by up to {100 * floor:.1f}%")
     if a.markdown:
         print(report.markdown_table(doc))
     path = a.out or (None if a.quick else default_out(settings.device))

@@ -11,9 +11,14 @@ torch.nn module) and the same input ``x (T, B, I)``, and two calls are measured:
 Each contender's time is the median over interleaved repeats (see
 :mod:`rnnkit.bench.measure`), and its ratio is ``median / median of torch.nn``
 for the same cell, shape and measure: below 1 is faster than torch.nn.
+
+``torch.nn-copy`` is an A/A control: a second torch.nn module with copies of the
+same weights (in other memory). It runs the very same code, so its ratio is pure
+measurement noise, the floor against which the other ratios are read.
 """
 from __future__ import annotations
 
+import copy
 import gc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +31,8 @@ from .measure import CLOCKS, Task, interleave, peak_bytes, summarize
 #: version of the result document; bump when a field changes meaning.
 SCHEMA = "rnnkit-bench/1"
 
-__all__ = ["SCHEMA", "Shape", "Settings", "CELLS", "CONTENDERS", "BASELINE", "MEASURES", "SHAPES",
+__all__ = ["SCHEMA", "Shape", "Settings", "CELLS", "CONTENDERS", "BASELINE", "CONTROL",
+           "MEASURES", "SHAPES",
            "quick_settings", "build_contenders", "layer_tasks", "add_ratios", "run_suite"]
 
 
@@ -62,8 +68,10 @@ def _cells() -> dict[str, tuple[type[nn.Module], type[nn.Module], dict]]:
 #: cell name -> (torch.nn class, rnnkit class, constructor kwargs); filled on first use.
 CELLS: tuple[str, ...] = ("rnn_tanh", "lstm", "gru")
 #: contender name -> rnnkit backend (None: the torch.nn module itself).
-CONTENDERS: dict[str, str | None] = {"torch.nn": None, "rnnkit-auto": "auto",
-                                     "rnnkit-loop": "loop"}
+CONTENDERS: dict[str, str | None] = {"torch.nn": None, "torch.nn-copy": None,
+                                     "rnnkit-auto": "auto", "rnnkit-loop": "loop"}
+#: the A/A control: same module as the baseline, other memory
+CONTROL = "torch.nn-copy"
 BASELINE = "torch.nn"
 MEASURES = ("forward", "forward_backward")
 SHAPES = (Shape(B=32, T=100, I=128, H=256), Shape(B=8, T=1000, I=512, H=512))
@@ -132,7 +140,7 @@ def build_contenders(cell: str, shape: Shape, contenders, *, device="cpu",
     for name in contenders:
         backend = CONTENDERS[name]
         if backend is None:
-            modules[name] = ref
+            modules[name] = ref if name == BASELINE else copy.deepcopy(ref)
         else:
             m = ours_cls(shape.I, shape.H, backend=backend, **kw).to(device=device, dtype=dtype)
             m.load_state_dict(ref.state_dict())

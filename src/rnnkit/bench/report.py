@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 __all__ = ["validate", "save", "load", "rich_table", "markdown_table", "compare_table",
-           "machine_line", "target_check"]
+           "machine_line", "noise_floor", "target_check"]
 
 _MEASURE_KEYS = ("median_ms", "p25_ms", "p75_ms", "min_ms", "samples_ms", "calls_per_sample",
                  "peak_bytes", "ratio", "peak_ratio")
@@ -194,6 +194,13 @@ def compare_table(a: dict, b: dict):
             cells += [f"{x:.3f}", f"{y:.3f}", f"{y - x:+.3f}"]
         t.add_row(*cells)
     return t
+
+
+def noise_floor(doc: dict, control: str = "torch.nn-copy") -> float | None:
+    """Largest ``|ratio - 1|`` of the A/A control (same code as the baseline), or None."""
+    devs = [abs(r[m]["ratio"] - 1) for _, r in _rows(doc) if r["contender"] == control
+            for m in doc["settings"]["measures"]]
+    return max(devs) if devs else None
 
 
 def target_check(doc: dict, contender: str = "rnnkit-auto", limit: float = 1.05):
