@@ -18,7 +18,7 @@ from rnnkit.tasks.audio import (  # noqa: E402
     predict_files,
     resolve_source,
 )
-from rnnkit.tasks.audio_cli import add_parser  # noqa: E402
+from rnnkit.tasks.predict_cli import add_parser  # noqa: E402
 from rnnkit.train.checkpoint import write_checkpoint  # noqa: E402
 from rnnkit.train.config import build_run_config, load_recipe  # noqa: E402
 
@@ -128,7 +128,7 @@ def test_predict_refuses_other_tasks_and_bad_audio(trained, tmp_path):
     ap = argparse.ArgumentParser()
     add_parser(ap.add_subparsers())
     a = ap.parse_args(["predict", str(other), "x.wav"])
-    with pytest.raises(ValueError, match="is a 'lm' checkpoint; predict supports audio"):
+    with pytest.raises(ValueError, match="is a 'lm' checkpoint; predict supports audio, classify"):
         a.func(a)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"nope")

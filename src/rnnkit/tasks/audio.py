@@ -301,6 +301,20 @@ def predict_files(directory: str | Path, files: list[str | Path], top_k: int = 1
     return out
 
 
+def predict_cli(a) -> list[dict[str, Any]]:
+    """``rnnkit predict`` for audio checkpoints: ``a.inputs`` (and ``--file`` lines) are audio files."""
+    from pathlib import Path as _P
+
+    from rnnkit.tasks.predict_cli import gather_inputs
+
+    out = predict_files(a.checkpoint, gather_inputs(a), top_k=a.top_k)
+    for r in out:
+        rest = "  ".join(f"{label} {p:.3f}" for label, p in r["top"][1:])
+        r["input"] = r["file"]
+        r["text"] = f"{_P(r['file']).name}\t{r['label']}\t{r['prob']:.3f}" + (f"\t{rest}" if rest else "")
+    return out
+
+
 def evaluate_audio_checkpoint(directory: str | Path, *, split: str = "test",
                               data_dir: str | None = None) -> dict[str, Any]:
     """Loss, accuracy and per-class accuracy of a checkpoint on ``split`` of its own data."""
