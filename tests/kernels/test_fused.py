@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
-from rnnkit.cells import GRUCell, LSTMCell, QRNNCell, RNNCell
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, fused_unsupported, step_inputs
 from rnnkit.kernels.loop import length_mask, scan
 from rnnkit.layers.regularizers import Regularizers
@@ -176,15 +176,22 @@ def test_no_grad_same_result():
     torch.testing.assert_close(ys0, ys.detach(), atol=0, rtol=0)
 
 
-def test_refused_while_tracing(monkeypatch):
-    """Under torch.compile/export the fused scan says why it cannot run (auto then avoids it)."""
+def test_traced_by_compile_refused_by_jit_trace(monkeypatch):
+    """The scans are registered ops: torch.compile/export trace them (tests/layers/test_compile.py);
+    jit.trace would bake one call's shapes in, so there the fused scan says why it cannot run."""
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert "cannot trace the fused scan" in fused_unsupported(LSTMCell(I, H))
+    assert fused_unsupported(LSTMCell(I, H)) is None
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    assert "torch.jit.trace cannot trace the fused scan" in fused_unsupported(LSTMCell(I, H))
+
+
+class _Elman(LSTMCell):
+    """A cell the fused backend does not know (a subclass: its step may differ)."""
 
 
 def test_errors():
-    q = QRNNCell(I, H)
-    assert "QRNNCell" in fused_unsupported(q)
+    q = _Elman(I, H)
+    assert "_Elman" in fused_unsupported(q)
     assert fused_unsupported(LSTMCell(I, H)) is None
     cell = LSTMCell(I, H)
     p, x, state = _setup(cell, 4, 2, torch.float64)

@@ -236,3 +236,75 @@ def test_jit_script_fails(preset):
     outside TorchScript's subset."""
     with pytest.raises(torch.jit.frontend.NotSupportedError):
         torch.jit.script(PRESETS[preset](I, H))
+
+
+# ------------------------------------------------------- the fused scans as custom ops
+ZOO = {"IndRNN": rnnkit.IndRNN, "QRNN": rnnkit.QRNN, "SRU": rnnkit.SRU, "MinGRU": rnnkit.MinGRU,
+       "MinLSTM": rnnkit.MinLSTM, "LayerNormLSTM": rnnkit.LayerNormLSTM,
+       "LayerNormGRU": rnnkit.LayerNormGRU, "LSTM": rnnkit.LSTM, "GRU": rnnkit.GRU,
+       "RNN": rnnkit.RNN}
+
+
+class _OpCounter:
+    """A torch.compile backend that runs the graph eagerly (or through aot_eager) and counts
+    the rnnkit::fused_scan nodes Dynamo put in it."""
+
+    def __init__(self, inner="eager"):
+        self.inner, self.graphs, self.scans = inner, 0, 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        self.scans += sum(1 for n in gm.graph.nodes
+                          if n.op == "call_function" and "fused_scan" in str(n.target))
+        if self.inner == "eager":
+            return gm.forward
+        from torch._dynamo.backends.registry import lookup_backend
+
+        return lookup_backend(self.inner)(gm, example_inputs)
+
+
+def _zoo_step(m, x, seed=3):
+    torch.manual_seed(seed)  # same zoneout masks in both runs
+    return _step(m, x, None)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_fullgraph_fused_scan_is_one_op(name):
+    """Every cell on the fused backend, with zoneout in training: one graph, no break, the scan
+    a single rnnkit::fused_scan node; equal to eager, outputs and gradients."""
+    torch.manual_seed(0)
+    m = ZOO[name](I, H, backend="fused", zoneout=0.1)
+    x = _inputs()
+    counter = _OpCounter()
+    compiled = torch.compile(m, backend=counter, fullgraph=True)
+    _assert_all_close(_zoo_step(compiled, x), _zoo_step(m, x))
+    assert counter.graphs == 1 and counter.scans == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SRU", "LayerNormLSTM", "LSTM"])
+def test_fullgraph_fused_backward_through_aot(request, name):
+    """Under AOTAutograd the backward is traced too: the registered backward op with its fake
+    kernel; 2 layers, bidirectional, recurrent dropout where the cell has weight_hh
+    (15-20 s each on 2 cores: slow)."""
+    _slow_opt_in(request)
+    torch.manual_seed(0)
+    kw = {} if name == "SRU" else dict(recurrent_dropout=0.2)
+    m = ZOO[name](I, H, num_layers=2, bidirectional=True, backend="auto", zoneout=0.1, **kw)
+    x = _inputs()
+    counter = _OpCounter("aot_eager")
+    compiled = torch.compile(m, backend=counter, fullgraph=True)
+    _assert_all_close(_zoo_step(compiled, x), _zoo_step(m, x))
+    assert counter.graphs == 1 and counter.scans == 4
+
+
+@pytest.mark.parametrize("name", ["MinGRU", "LayerNormGRU"])
+def test_export_fused(name):
+    torch.manual_seed(0)
+    m = ZOO[name](I, H).eval()
+    x = torch.randn(T, B, I)
+    program = torch.export.export(m, (x,))
+    assert any("fused_scan" in str(n.target) for n in program.graph.nodes)
+    for a, b in zip(as_tuple(program.module()(x)), as_tuple(m(x))):
+        for p, q in zip(as_tuple(a), as_tuple(b)):
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=0)

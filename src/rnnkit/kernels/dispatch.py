@@ -10,10 +10,57 @@ kernel out of training but not out of evaluation, where they are the identity;
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-__all__ = ["choose_backend", "native_unsupported"]
+__all__ = ["choose_backend", "native_unsupported", "register_scan_backend", "SCAN_BACKENDS",
+           "backend_names"]
+
+
+@dataclass(frozen=True)
+class ScanBackend:
+    """A backend that runs one layer-direction as ``scan(cell, p, project(cell, x, p), ...)``.
+
+    ``unsupported(layer, x) -> reason | None``; ``project(cell, x, p) -> xp``;
+    ``scan(cell, p, xp, state, mask, rec_mask=, zoneout=) -> (ys, state)`` as
+    :func:`rnnkit.kernels.fused.fused_scan`. ``auto`` tries it (in registration
+    order, before the fused CPU scan) when ``auto`` is True.
+    """
+
+    unsupported: Callable
+    project: Callable
+    scan: Callable
+    auto: bool = True
+
+
+#: name -> backend; "fused" is registered on first use, others with register_scan_backend.
+SCAN_BACKENDS: dict[str, ScanBackend] = {}
+
+
+def register_scan_backend(name: str, unsupported: Callable, project: Callable, scan: Callable,
+                          auto: bool = True) -> None:
+    """Add a scan backend (e.g. ``"triton"``): layers then accept ``backend=name``."""
+    if name in ("auto", "native", "loop"):
+        raise ValueError(f"register_scan_backend: {name!r} is a built-in backend name")
+    SCAN_BACKENDS[name] = ScanBackend(unsupported, project, scan, auto)
+
+
+def _fused() -> ScanBackend:
+    if "fused" not in SCAN_BACKENDS:
+        from .fused import fused_project, fused_scan, fused_unsupported
+
+        SCAN_BACKENDS["fused"] = ScanBackend(
+            lambda layer, x: fused_unsupported(layer.cells[0], x), fused_project, fused_scan)
+    return SCAN_BACKENDS["fused"]
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every name ``backend=`` accepts."""
+    _fused()
+    return ("auto", "native", *SCAN_BACKENDS, "loop")
 
 _NATIVE_CPU_DTYPES = (torch.float32, torch.float64)
 
@@ -37,16 +84,16 @@ def native_unsupported(layer, x: Tensor) -> str | None:
 
 
 def choose_backend(layer, x: Tensor) -> str:
-    from .fused import fused_unsupported
-
+    """The backend ``layer`` runs on ``x``: its own choice, or for ``auto`` the fastest that can."""
+    _fused()
     if layer.backend == "loop":
         return "loop"
-    if layer.backend == "fused":
-        reason = fused_unsupported(layer.cells[0], x)
+    if layer.backend in SCAN_BACKENDS:
+        reason = SCAN_BACKENDS[layer.backend].unsupported(layer, x)
         if reason:
-            raise ValueError(f"backend='fused' cannot run this layer: {reason}; "
+            raise ValueError(f"backend={layer.backend!r} cannot run this layer: {reason}; "
                              "use backend='auto' or 'loop'")
-        return "fused"
+        return layer.backend
     reason = native_unsupported(layer, x)
     if layer.backend == "native":
         if reason:
@@ -55,5 +102,10 @@ def choose_backend(layer, x: Tensor) -> str:
         return "native"
     if reason is None:
         return "native"
-    # The fused scan is faster than the loop wherever it applies (docs/kernels.md).
-    return "fused" if fused_unsupported(layer.cells[0], x) is None else "loop"
+    # Registered backends (e.g. triton on GPU), then the fused scan, which is faster than
+    # the loop wherever it applies (docs/kernels.md).
+    order = [n for n in SCAN_BACKENDS if n != "fused" and SCAN_BACKENDS[n].auto] + ["fused"]
+    for name in order:
+        if SCAN_BACKENDS[name].unsupported(layer, x) is None:
+            return name
+    return "loop"

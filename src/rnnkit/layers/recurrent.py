@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import Cell
-from ..kernels.dispatch import choose_backend
-from ..kernels.fused import fused_project, fused_scan, step_inputs
+from ..kernels.dispatch import SCAN_BACKENDS, backend_names, choose_backend
+from ..kernels.fused import step_inputs
 from ..kernels.loop import length_mask, reverse_padded, scan
 from ..kernels.native import native_forward
 from ._inputs import finish, prepare
@@ -42,6 +42,24 @@ from .init import apply_init, check_init_args
 from .regularizers import Regularizers
 
 __all__ = ["Recurrent"]
+
+_CELL_FNS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
+             "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
+
+
+def _native_step(cell: Cell, x: Tensor, state, p) -> tuple:
+    """One step with torch's fused cell function (one C++ op) where it applies, else (None, None)."""
+    from ..cells import GRUCell, LSTMCell, RNNCell
+
+    fn = _CELL_FNS.get(cell.native_mode) if type(cell) in (LSTMCell, GRUCell, RNNCell) else None
+    if fn is None or "weight_hr" in p or (cell.native_mode == "GRU" and not cell.reset_after):
+        return None, None
+    args = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+    if cell.native_mode == "LSTM":
+        h, c = fn(x, state, *args)
+        return h, (h, c)
+    h = fn(x, state[0], *args)
+    return h, (h,)
 
 
 class Recurrent(nn.Module):
@@ -97,9 +115,10 @@ class Recurrent(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout applies between stacked layers, so it has no effect with "
                           f"num_layers=1 (got dropout={dropout})", stacklevel=2)
-        if backend not in ("auto", "native", "fused", "loop"):
-            raise ValueError(f"backend: expected 'auto', 'native', 'fused' or 'loop', "
-                             f"got {backend!r}")
+        names = backend_names()
+        if backend not in names:
+            raise ValueError(f"backend: expected {', '.join(map(repr, names[:-1]))} or "
+                             f"{names[-1]!r}, got {backend!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.residual, self.backend = bidirectional, residual, backend
@@ -200,7 +219,7 @@ class Recurrent(nn.Module):
         if backend == "native":
             out, h_n = self._forward_native(batch)
         else:
-            out, h_n = self._forward_loop(batch, fused=backend == "fused")
+            out, h_n = self._forward_loop(batch, SCAN_BACKENDS.get(backend))
         out, h_n = finish(out, h_n, batch, self.batch_first)
         return out, (h_n[0] if len(h_n) == 1 else h_n)
 
@@ -218,7 +237,8 @@ class Recurrent(nn.Module):
             self.num_layers, self.dropout, self.training, self.bidirectional, batch.lengths)
         return out, (h_n if mode == "LSTM" else (h_n,))
 
-    def _forward_loop(self, batch, fused: bool = False):
+    def _forward_loop(self, batch, fused=None):
+        """The per-layer, per-direction loop; ``fused`` a ScanBackend (fused, triton) or None."""
         x, lengths = batch.x, batch.lengths
         hx = self._initial_states(x, batch.hx)
         mask = None if lengths is None else length_mask(lengths, x.shape[0])
@@ -231,9 +251,9 @@ class Recurrent(nn.Module):
                 state = tuple(h[l * D + d] for h in hx)
                 x_d = x if d == 0 else reverse_padded(x, lengths)
                 x_d = reg.drop_input(x_d, training)
-                if fused:  # same math and random masks, one autograd Function per scan
-                    xp = fused_project(c, x_d, p)
-                    y, state = fused_scan(c, p, xp, state, mask,
+                if fused is not None:  # same math and random masks, one op per scan
+                    xp = fused.project(c, x_d, p)
+                    y, state = fused.scan(c, p, xp, state, mask,
                                           **step_inputs(reg, state, xp.shape[0], training))
                 else:
                     xp = c.project(x_d, p)
@@ -254,6 +274,86 @@ class Recurrent(nn.Module):
             x = y
         h_n = tuple(torch.stack([s[i] for s in finals]) for i in range(len(finals[0])))
         return x, h_n
+
+    # ------------------------------------------------------------- streaming
+    def init_state(self, batch: int | None = None):
+        """Zero state for :meth:`step`: like ``h_n``, (L, B, S) per state tensor.
+
+        ``batch=None`` gives the unbatched form (L, S). A tuple for cells with
+        several state tensors (LSTM: ``(h, c)``), else one tensor.
+        """
+        w0 = getattr(self, self._param_names[0][0])
+        lead = (self.num_directions * self.num_layers,) + (() if batch is None else (batch,))
+        states = tuple(w0.new_zeros(*lead, s) for s in self.cells[-1].state_sizes)
+        return states[0] if len(states) == 1 else states
+
+    def step(self, x_t: Tensor, state=None):
+        """One time step through every layer: ``(x_t, state) -> (y_t, new_state)``.
+
+        For streaming inference: feeding a sequence one step at a time, each call
+        given the previous call's state, gives the outputs and final state of
+        ``forward`` on the whole sequence (evaluation mode; in training the
+        dropout-type regularisers draw fresh masks per call, not per sequence).
+
+        Args:
+            x_t: (B, I), or (I,) unbatched; ``batch_first`` does not apply.
+            state: like ``forward``'s ``hx`` and ``h_n``, or None for zeros.
+        Returns:
+            ``y_t`` (B, O) and the new state (same layout as ``state``).
+        Raises ValueError for a bidirectional layer (its reverse direction reads
+        the future) and for QRNN with ``window=2`` (its gates read ``x_{t-1}``).
+        """
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer cannot stream (its reverse direction "
+                             "needs the whole sequence); use forward")
+        if getattr(self.cells[0], "window", 1) != 1:
+            raise ValueError("step: QRNN with window=2 reads x_{t-1} in its gates; streaming "
+                             "needs window=1")
+        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2) \
+                or x_t.shape[-1] != self.input_size:
+            raise ValueError(f"x_t: expected a (B, {self.input_size}) or ({self.input_size},) "
+                             f"tensor, got {getattr(x_t, 'shape', type(x_t).__name__)}")
+        unbatched = x_t.dim() == 1
+        x = x_t.unsqueeze(0) if unbatched else x_t  # (I,) -> (1, I)
+        if state is None:
+            states = tuple(x.new_zeros(self.num_layers, x.shape[0], s)
+                           for s in self.cells[-1].state_sizes)
+        else:
+            states = (state,) if isinstance(state, Tensor) else tuple(state)
+            want = len(self.cells[-1].state_sizes)
+            if len(states) != want:
+                raise ValueError(f"state: expected {want} state tensor(s), got {len(states)}")
+            if unbatched:
+                states = tuple(h.unsqueeze(1) for h in states)  # (L, S) -> (L, 1, S)
+            for i, (h, size) in enumerate(zip(states, self.cells[-1].state_sizes)):
+                if tuple(h.shape) != (self.num_layers, x.shape[0], size):
+                    raise ValueError(f"state[{i}]: expected shape "
+                                     f"{(self.num_layers, x.shape[0], size)}, got "
+                                     f"{tuple(h.shape)}")
+        reg, training = self.regularizers, self.training
+        new = []
+        for l, c in enumerate(self.cells):
+            p = self._params(l, 0)
+            s0 = tuple(h[l] for h in states)
+            plain = not reg.per_step(training) and reg.weights(c, p, training) is p \
+                and not (training and reg.input_dropout)
+            y, s = _native_step(c, x, s0, p) if plain else (None, None)
+            if y is None:
+                p = reg.weights(c, p, training)
+                xp = c.project(reg.drop_input(x.unsqueeze(0), training), p)[0]  # (1, B, G)
+                fn = reg.step(c, s0, training) or c.step
+                y, s = fn(xp, s0, p)
+            if self.residual:
+                w = getattr(self, f"weight_res_l{l}", None)
+                y = y + (x if w is None else F.linear(x, w))
+            if self.dropout and training and l < self.num_layers - 1:
+                y = F.dropout(y, self.dropout, training=True)
+            new.append(s)
+            x = y
+        out = tuple(torch.stack([s[i] for s in new]) for i in range(len(new[0])))
+        if unbatched:
+            x, out = x.squeeze(0), tuple(h.squeeze(1) for h in out)
+        return x, (out[0] if len(out) == 1 else out)
 
     def extra_repr(self) -> str:
         s = f"{self.cells[0]!r}, num_layers={self.num_layers}"

@@ -1,17 +1,25 @@
 """The fused CPU backend: whole-sequence scans with a hand-written backward.
 
 :func:`fused_scan` is a drop-in for :func:`rnnkit.kernels.loop.scan` (with the
-layer's regularised step) for the cells whose recurrence is a matrix product:
-:class:`~rnnkit.cells.LSTMCell` (with ``proj_size``),
-:class:`~rnnkit.cells.GRUCell` (both ``reset_after`` forms) and
-:class:`~rnnkit.cells.RNNCell` (tanh, relu). Each direction-scan is one
-``torch.autograd.Function`` in plain PyTorch: in-place gate math on
-preallocated buffers in the forward, saving only the activations the backward
-needs, and a backward through time with one GEMM per step, the weight
-gradients as one GEMM over all T at the end. It needs nothing beyond torch
-(no compiler), runs on any device torch does, and is written for the CPU,
-where torch.nn has no fused GRU and no fused anything with regularisers.
-``docs/kernels.md`` has the design choice and its measurements.
+layer's regularised step) for every built-in cell:
+
+- the matrix recurrences (:mod:`.lstm`, :mod:`.gru`, :mod:`.rnn`,
+  :mod:`.layernorm`): :class:`~rnnkit.cells.LSTMCell` (with ``proj_size``),
+  :class:`~rnnkit.cells.GRUCell` (both ``reset_after`` forms),
+  :class:`~rnnkit.cells.RNNCell` (tanh, relu), LayerNorm-LSTM and -GRU: in-place
+  gate math on preallocated buffers, one GEMM per step forward and backward, the
+  weight gradients as one GEMM over all T at the end;
+- the elementwise recurrences (:mod:`.elementwise`): QRNN, minGRU, minLSTM
+  (one ``addcmul`` per step), IndRNN, SRU; their backward is one reverse
+  linear scan with diagonal Jacobians.
+
+Each direction-scan is a ``torch.library`` custom op (:mod:`._op`) with a fake
+kernel and a registered backward, saving only the activations the backward
+needs; so ``torch.compile(fullgraph=True)`` and ``torch.export`` trace a fused
+layer as one graph. It needs nothing beyond torch (no compiler), runs on any
+device torch does, and is written for the CPU, where torch.nn has no fused GRU
+and no fused anything with regularisers. ``docs/kernels.md`` has the design
+choice and its measurements.
 
 Example (what the layer does per layer and direction)::
 
@@ -24,57 +32,99 @@ Shapes: ``T`` time, ``B`` batch, ``G`` gate features, ``O`` output, ``S`` state 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from ...cells import GRUCell, LSTMCell, RNNCell
+from ...cells import (
+    GRUCell,
+    IndRNNCell,
+    LayerNormGRUCell,
+    LayerNormLSTMCell,
+    LSTMCell,
+    MinGRUCell,
+    MinLSTMCell,
+    QRNNCell,
+    RNNCell,
+    SRUCell,
+)
 from ._gemm import Linear
 from ._steps import Zone, permute_batch, plan_steps, step_inputs
+from .elementwise import indrnn_scan, min_scan, qrnn_scan, sru_scan
 from .gru import gru_scan
+from .layernorm import ln_gru_scan, ln_lstm_scan
 from .lstm import lstm_scan
 from .rnn import rnn_scan
 
 __all__ = ["fused_scan", "fused_project", "fused_unsupported", "step_inputs", "FUSED_CELLS"]
 
 #: the cells with a fused scan, and the scan of each.
-FUSED_CELLS = {LSTMCell: lstm_scan, GRUCell: gru_scan, RNNCell: rnn_scan}
+FUSED_CELLS = {LSTMCell: lstm_scan, GRUCell: gru_scan, RNNCell: rnn_scan,
+               LayerNormLSTMCell: ln_lstm_scan, LayerNormGRUCell: ln_gru_scan,
+               IndRNNCell: indrnn_scan, QRNNCell: qrnn_scan, SRUCell: sru_scan,
+               MinGRUCell: min_scan, MinLSTMCell: min_scan}
 
 
 def fused_unsupported(cell, x: Tensor | None = None) -> str | None:
     """Why :func:`fused_scan` cannot run ``cell`` (on inputs like ``x``), or None if it can.
 
     Every regulariser is supported: ``recurrent_dropout`` and ``zoneout`` through
-    :func:`fused_scan`'s inputs, the others act outside the scan. Under
-    torch.compile/export/jit.trace it returns a reason, so that ``auto`` keeps
-    such graphs on the traceable loop or native kernels.
+    :func:`fused_scan`'s inputs, the others act outside the scan. The scans are
+    registered ops, so torch.compile and torch.export trace them; ``jit.trace``
+    does not (it would record the op with this call's lengths and shapes baked
+    in), so under it this returns a reason and ``auto`` keeps the loop.
     """
     if type(cell) not in FUSED_CELLS:
         names = ", ".join(c.__name__ for c in FUSED_CELLS)
         return f"the fused backend has scans for {names}, not {cell!r}"
-    if _tracing():
-        return ("torch.compile, torch.export and torch.jit.trace cannot trace the fused scan "
-                "(its GEMMs are oneDNN calls with out= buffers, not registered ops)")
+    if torch.jit.is_tracing():
+        return "torch.jit.trace cannot trace the fused scan (use torch.export)"
     if x is not None and not x.is_floating_point():
         return f"the fused backend needs floating-point inputs, got {x.dtype}"
     return None
 
 
 def fused_project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
-    """``cell.project(x, p)``, ``x W_ih^T + b_ih`` (T, B, I) -> (T, B, G), with oneDNN's GEMM.
+    """``cell.project(x, p)`` (T, B, I) -> (T, B, G), its GEMM through oneDNN.
 
     The same one GEMM over all T (forward and backward) through
     :class:`~._gemm.Linear`; on the CPUs where torch's default BLAS is slow at
-    these shapes it is up to 2x faster than ``F.linear`` (docs/kernels.md).
+    these shapes it is up to 2x faster than ``F.linear`` (docs/kernels.md). The
+    cell-specific rest (QRNN's window and activations, SRU's highway, the input
+    layer norm) is the cell's own code, vectorised over all T.
     """
     reason = fused_unsupported(cell, x)
     if reason:
         raise ValueError(f"fused_project: {reason}")
-    return Linear.apply(x, p["weight_ih"], p.get("bias_ih"))
+    W = p["weight_ih"]
+    if isinstance(cell, (LSTMCell, GRUCell, RNNCell)):
+        return _linear(x, W, p.get("bias_ih"))
+    if isinstance(cell, (IndRNNCell, MinGRUCell, MinLSTMCell)):
+        return _linear(x, W, p.get("bias"))
+    if isinstance(cell, (LayerNormLSTMCell, LayerNormGRUCell)):
+        return cell._ln(_linear(x, W, None), p["ln_ih_weight"], p.get("bias_ih"))
+    if isinstance(cell, QRNNCell):
+        if cell.window == 2:
+            x_prev = torch.cat([torch.zeros_like(x[:1]), x[:-1]])  # x_{t-1}, zero at t = 0
+            x = torch.cat([x, x_prev], dim=-1)  # (T, B, 2I)
+        gates = _linear(x, W, p.get("bias"))  # (T, B, G*H)
+        H = cell.hidden_size
+        z, rest = gates.split([H, (cell.num_gates - 1) * H], -1)
+        return torch.cat([torch.tanh(z), torch.sigmoid(rest)], dim=-1)
+    H = cell.hidden_size  # SRU: x~, W_f x + b_f, W_r x + b_r, alpha * x^
+    u = _linear(x, W, None)  # (T, B, 3H or 4H)
+    x_tilde, fr, x_hat = u[..., :H], u[..., H:3 * H], u[..., 3 * H:]
+    if "bias" in p:
+        fr = fr + p["bias"]
+    if not cell.projected_highway:
+        x_hat = x
+    return torch.cat([x_tilde, fr, cell.alpha * x_hat], dim=-1)
 
 
-def _tracing() -> bool:
-    """Whether Dynamo/export (torch >= 2.3's ``torch.compiler.is_compiling``) or jit.trace is on."""
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling and is_compiling()) or torch.jit.is_tracing()
+def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``F.linear`` with oneDNN's GEMM (its own backward) outside tracing; ``F.linear`` inside."""
+    if torch.compiler.is_compiling():
+        return F.linear(x, w, b)
+    return Linear.apply(x, w, b)
 
 
 def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...],

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._gemm import linear
+from ._op import register, run
 from ._steps import Steps, last_state, time_chunks, zone_at
-from .lstm import _Config, _d_sig, _recur_grad, _split_zone, _sum_outer
+from .lstm import _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["gru_scan"]
 
@@ -53,165 +53,177 @@ def _prev(h0: Tensor, Y: Tensor, t0: int, t1: int) -> Tensor:
     return Y[t0 - 1:t1 - 1] if t0 > 0 else torch.cat((h0.unsqueeze(0), Y[: t1 - 1]))
 
 
-class _GRUScan(torch.autograd.Function):
-    """torch.nn.GRU's form (reset after the recurrent product)."""
-
-    @staticmethod
-    def forward(ctx, xp, h0, W_hh, b_hh, cfg):
-        T, B, G = xp.shape
-        H = G // 3
-        sizes, m, zh = cfg.steps.sizes, cfg.rec_mask, cfg.zh
-        new = torch.zeros if sizes is not None else torch.empty
-        kw = dict(dtype=xp.dtype, device=xp.device)
-        Ghn, RZ = new(T, B, H, **kw), new(T, B, 2 * H, **kw)  # gh_n; r, z
-        N, Y = new(T, B, H, **kw), new(T, B, H, **kw)
-        h = h0
-        for t in range(T):
-            n = B if sizes is None else sizes[t]
-            hp, rz, nt, y, x = h[:n], RZ[t, :n], N[t, :n], Y[t, :n], xp[t, :n]
-            gh = linear(hp if m is None else hp * m[:n], W_hh, b_hh)  # (n, 3H)
-            torch.add(x[:, : 2 * H], gh[:, : 2 * H], out=rz)
-            rz.sigmoid_()
-            gh_n = Ghn[t, :n].copy_(gh[:, 2 * H:])
-            torch.addcmul(x[:, 2 * H:], rz[:, :H], gh_n, out=nt)
-            nt.tanh_()
-            torch.lerp(nt, hp, rz[:, H:], out=y)
-            if zh is not None:
-                y.lerp_(hp, zone_at(zh, t, n))
-            h = Y[t]
-        h_n = last_state(Y, h0, cfg.steps)
-        if cfg.need_grad:
-            ctx.save_for_backward(h0, W_hh, Y)
-            ctx.Ghn, ctx.RZ, ctx.N, ctx.cfg, ctx.has_bias = Ghn, RZ, N, cfg, b_hh is not None
-        return Y, h_n
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dY, dh_n):
-        h0, W_hh, Y = ctx.saved_tensors
-        Ghn, RZ, N, cfg = ctx.Ghn, ctx.RZ, ctx.N, ctx.cfg
-        sizes, m, zh = cfg.steps.sizes, cfg.rec_mask, cfg.zh
-        T, B, H = N.shape
-        dY = dY.contiguous()
-        new = torch.zeros if sizes is not None else torch.empty
-        kw = dict(dtype=N.dtype, device=N.device)
-        r, z = RZ[..., :H], RZ[..., H:]
-
-        dGh = new(T, B, 3 * H, **kw)  # gradient of gh = [dr, dz, dgh_n]
-        dXn = new(T, B, H, **kw)  # gradient of xp_n
-        W_hhT = W_hh.t().contiguous()  # so that linear(dg, W_hhT) = dg W_hh
-        dh = dh_n.clone()
-        live = 0
-        for t0, t1 in time_chunks(T, B * H):
-            z_, n_ = z[t0:t1], N[t0:t1]
-            D_n = (1 - z_) * (1 - n_ * n_)  # dn_pre / dh~
-            D_z = (_prev(h0, Y, t0, t1) - n_) * _d_sig(z_)  # dz_pre / dh~
-            D_r = Ghn[t0:t1] * _d_sig(r[t0:t1])  # dr_pre / dn_pre
-            for t in reversed(range(t0, t1)):
-                n, j = (B if sizes is None else sizes[t]), t - t0
-                dhv, dg = dh[:n], dGh[t, :n]
-                if n > live:
-                    dhv[live:].add_(dY[t, live:n])
-                    live = n
-                dht, keep_h = _split_zone(dhv, zh, t, n)
-                dn = torch.mul(dht, D_n[j, :n], out=dXn[t, :n])
-                torch.mul(dht, D_z[j, :n], out=dg[:, H: 2 * H])
-                torch.mul(dn, D_r[j, :n], out=dg[:, :H])
-                torch.mul(dn, r[t, :n], out=dg[:, 2 * H:])
-                _recur_grad(dhv, dg, W_hhT, m, _direct(dht, z[t, :n], keep_h, dY, t), None)
-
-        need = ctx.needs_input_grad
-        dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
-        dW_hh = _sum_outer(dGh, h0, Y, m) if need[2] else None
-        db_hh = dGh.sum((0, 1)) if need[3] and ctx.has_bias else None
-        return dxp, dh, dW_hh, db_hh, None
+# ------------------------------------------------ torch.nn.GRU's form (reset after)
+def _fake(ts, cfg):
+    xp = ts[0]
+    T, B, G = xp.shape
+    H = G // 3
+    e = xp.new_empty
+    return [e(T, B, H), e(B, H)], [e(T, B, H), e(T, B, 2 * H), e(T, B, H)]
 
 
-class _GRUCScan(torch.autograd.Function):
-    """Cho et al.'s form (reset before the recurrent product of the candidate)."""
+def _gru_forward(ts, cfg):
+    xp, h0, W_hh, b_hh, m, zh = ts
+    zh = cfg.zone(zh, 0)
+    T, B, G = xp.shape
+    H = G // 3
+    sizes = cfg.steps.sizes
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=xp.dtype, device=xp.device)
+    Ghn, RZ = new(T, B, H, **kw), new(T, B, 2 * H, **kw)  # gh_n; r, z
+    N, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    h = h0
+    for t in range(T):
+        n = B if sizes is None else sizes[t]
+        hp, rz, nt, y, x = h[:n], RZ[t, :n], N[t, :n], Y[t, :n], xp[t, :n]
+        gh = linear(hp if m is None else hp * m[:n], W_hh, b_hh)  # (n, 3H)
+        torch.add(x[:, : 2 * H], gh[:, : 2 * H], out=rz)
+        rz.sigmoid_()
+        gh_n = Ghn[t, :n].copy_(gh[:, 2 * H:])
+        torch.addcmul(x[:, 2 * H:], rz[:, :H], gh_n, out=nt)
+        nt.tanh_()
+        torch.lerp(nt, hp, rz[:, H:], out=y)
+        if zh is not None:
+            y.lerp_(hp, zone_at(zh, t, n))
+        h = Y[t]
+    h_n = last_state(Y, h0, cfg.steps)
+    return [Y, h_n], [Ghn, RZ, N]
 
-    @staticmethod
-    def forward(ctx, xp, h0, W_hh, b_hh, cfg):
-        T, B, G = xp.shape
-        H = G // 3
-        sizes, m, zh = cfg.steps.sizes, cfg.rec_mask, cfg.zh
-        new = torch.zeros if sizes is not None else torch.empty
-        kw = dict(dtype=xp.dtype, device=xp.device)
-        A = new(T, B, 3 * H, **kw)  # activations r, z, n
-        RH, Y = new(T, B, H, **kw), new(T, B, H, **kw)
-        W_rz, W_n = W_hh[: 2 * H], W_hh[2 * H:]
-        b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * H], b_hh[2 * H:])
-        h = h0
-        for t in range(T):
-            n = B if sizes is None else sizes[t]
-            hp, a, rh, y, x = h[:n], A[t, :n], RH[t, :n], Y[t, :n], xp[t, :n]
-            hr = hp if m is None else hp * m[:n]
-            rz, nt = a[:, : 2 * H], a[:, 2 * H:]
-            torch.sigmoid(linear(hr, W_rz, b_rz, x[:, : 2 * H]), out=rz)
-            torch.mul(rz[:, :H], hr, out=rh)
-            torch.tanh(linear(rh, W_n, b_n, x[:, 2 * H:]), out=nt)
-            torch.lerp(nt, hp, rz[:, H:], out=y)
-            if zh is not None:
-                y.lerp_(hp, zone_at(zh, t, n))
-            h = Y[t]
-        h_n = last_state(Y, h0, cfg.steps)
-        if cfg.need_grad:
-            ctx.save_for_backward(h0, W_hh, Y)
-            ctx.A, ctx.RH, ctx.cfg, ctx.has_bias = A, RH, cfg, b_hh is not None
-        return Y, h_n
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dY, dh_n):
-        h0, W_hh, Y = ctx.saved_tensors
-        A, RH, cfg = ctx.A, ctx.RH, ctx.cfg
-        sizes, m, zh = cfg.steps.sizes, cfg.rec_mask, cfg.zh
-        T, B, H = RH.shape
-        dY = dY.contiguous()
-        new = torch.zeros if sizes is not None else torch.empty
-        kw = dict(dtype=A.dtype, device=A.device)
-        r, z, N = A[..., :H], A[..., H: 2 * H], A[..., 2 * H:]
-        W_rzT, W_nT = W_hh[: 2 * H].t().contiguous(), W_hh[2 * H:].t().contiguous()
+def _gru_backward(ts, res, grads, cfg, need):
+    xp, h0, W_hh, b_hh, m, zh = ts
+    zh = cfg.zone(zh, 0)
+    Y, _, Ghn, RZ, N = res
+    dY, dh_n = grads
+    sizes = cfg.steps.sizes
+    T, B, H = N.shape
+    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=N.dtype, device=N.device)
+    r, z = RZ[..., :H], RZ[..., H:]
 
-        dA = new(T, B, 3 * H, **kw)  # gradient of the pre-activations = dxp
-        dh = dh_n.clone()
-        live = 0
-        for t0, t1 in time_chunks(T, B * H):
-            z_, n_, hp = z[t0:t1], N[t0:t1], _prev(h0, Y, t0, t1)
-            D_n = (1 - z_) * (1 - n_ * n_)
-            D_z = (hp - n_) * _d_sig(z_)
-            D_r = (hp if m is None else hp * m) * _d_sig(r[t0:t1])  # dr_pre / d(rh)
-            for t in reversed(range(t0, t1)):
-                n, j = (B if sizes is None else sizes[t]), t - t0
-                dhv, da = dh[:n], dA[t, :n]
-                if n > live:
-                    dhv[live:].add_(dY[t, live:n])
-                    live = n
-                dht, keep_h = _split_zone(dhv, zh, t, n)
-                dn = torch.mul(dht, D_n[j, :n], out=da[:, 2 * H:])
-                torch.mul(dht, D_z[j, :n], out=da[:, H: 2 * H])
-                drh = linear(dn, W_nT)  # (n, H) gradient of r * m h
-                torch.mul(drh, D_r[j, :n], out=da[:, :H])
-                g = linear(da[:, : 2 * H], W_rzT, None, drh.mul_(r[t, :n]))
-                direct = _direct(dht, z[t, :n], keep_h, dY, t)
-                if m is None:
-                    torch.add(direct, g, out=dhv)
-                else:
-                    torch.addcmul(direct, g, m[:n], out=dhv)
+    dGh = new(T, B, 3 * H, **kw)  # gradient of gh = [dr, dz, dgh_n]
+    dXn = new(T, B, H, **kw)  # gradient of xp_n
+    W_hhT = W_hh.t().contiguous()  # so that linear(dg, W_hhT) = dg W_hh
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    live = 0
+    for t0, t1 in time_chunks(T, B * H):
+        z_, n_ = z[t0:t1], N[t0:t1]
+        D_n = (1 - z_) * (1 - n_ * n_)  # dn_pre / dh~
+        D_z = (_prev(h0, Y, t0, t1) - n_) * _d_sig(z_)  # dz_pre / dh~
+        D_r = Ghn[t0:t1] * _d_sig(r[t0:t1])  # dr_pre / dn_pre
+        for t in reversed(range(t0, t1)):
+            n, j = (B if sizes is None else sizes[t]), t - t0
+            dhv, dg = dh[:n], dGh[t, :n]
+            if n > live:
+                dhv[live:].add_(dY[t, live:n])
+                live = n
+            dht, keep_h = _split_zone(dhv, zh, t, n)
+            dn = torch.mul(dht, D_n[j, :n], out=dXn[t, :n])
+            torch.mul(dht, D_z[j, :n], out=dg[:, H: 2 * H])
+            torch.mul(dn, D_r[j, :n], out=dg[:, :H])
+            torch.mul(dn, r[t, :n], out=dg[:, 2 * H:])
+            _recur_grad(dhv, dg, W_hhT, m, _direct(dht, z[t, :n], keep_h, dY, t), None)
 
-        need = ctx.needs_input_grad
-        dW_hh = None
-        if need[2]:
-            G = 3 * H
-            dW_hh = W_hh.new_empty(G, H)
-            dA2 = dA.view(T * B, G)  # (T, B, 3H) -> (T*B, 3H)
-            HR = _prev(h0, Y, 0, T)  # (T, B, H) what entered the recurrence
-            if m is not None:
-                HR.mul_(m)
-            dW_hh[: 2 * H] = linear(dA2[:, : 2 * H].t(), HR.view(T * B, H).t())
-            dW_hh[2 * H:] = linear(dA2[:, 2 * H:].t(), RH.view(T * B, H).t())
-        db_hh = dA.sum((0, 1)) if need[3] and ctx.has_bias else None
-        return dA, dh, dW_hh, db_hh, None
+    dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
+    dW_hh = _sum_outer(dGh, h0, Y, m) if need[2] else None
+    db_hh = dGh.sum((0, 1)) if need[3] else None
+    return [dxp, dh, dW_hh, db_hh, None, None]
+
+
+# ------------------------------------------------ Cho et al.'s form (reset before)
+def _cho_fake(ts, cfg):
+    xp = ts[0]
+    T, B, G = xp.shape
+    H = G // 3
+    e = xp.new_empty
+    return [e(T, B, H), e(B, H)], [e(T, B, 3 * H), e(T, B, H)]
+
+
+def _cho_forward(ts, cfg):
+    xp, h0, W_hh, b_hh, m, zh = ts
+    zh = cfg.zone(zh, 0)
+    T, B, G = xp.shape
+    H = G // 3
+    sizes = cfg.steps.sizes
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=xp.dtype, device=xp.device)
+    A = new(T, B, 3 * H, **kw)  # activations r, z, n
+    RH, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    W_rz, W_n = W_hh[: 2 * H], W_hh[2 * H:]
+    b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * H], b_hh[2 * H:])
+    h = h0
+    for t in range(T):
+        n = B if sizes is None else sizes[t]
+        hp, a, rh, y, x = h[:n], A[t, :n], RH[t, :n], Y[t, :n], xp[t, :n]
+        hr = hp if m is None else hp * m[:n]
+        rz, nt = a[:, : 2 * H], a[:, 2 * H:]
+        torch.sigmoid(linear(hr, W_rz, b_rz, x[:, : 2 * H]), out=rz)
+        torch.mul(rz[:, :H], hr, out=rh)
+        torch.tanh(linear(rh, W_n, b_n, x[:, 2 * H:]), out=nt)
+        torch.lerp(nt, hp, rz[:, H:], out=y)
+        if zh is not None:
+            y.lerp_(hp, zone_at(zh, t, n))
+        h = Y[t]
+    h_n = last_state(Y, h0, cfg.steps)
+    return [Y, h_n], [A, RH]
+
+
+def _cho_backward(ts, res, grads, cfg, need):
+    xp, h0, W_hh, b_hh, m, zh = ts
+    zh = cfg.zone(zh, 0)
+    Y, _, A, RH = res
+    dY, dh_n = grads
+    sizes = cfg.steps.sizes
+    T, B, H = RH.shape
+    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=A.dtype, device=A.device)
+    r, z, N = A[..., :H], A[..., H: 2 * H], A[..., 2 * H:]
+    W_rzT, W_nT = W_hh[: 2 * H].t().contiguous(), W_hh[2 * H:].t().contiguous()
+
+    dA = new(T, B, 3 * H, **kw)  # gradient of the pre-activations = dxp
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    live = 0
+    for t0, t1 in time_chunks(T, B * H):
+        z_, n_, hp = z[t0:t1], N[t0:t1], _prev(h0, Y, t0, t1)
+        D_n = (1 - z_) * (1 - n_ * n_)
+        D_z = (hp - n_) * _d_sig(z_)
+        D_r = (hp if m is None else hp * m) * _d_sig(r[t0:t1])  # dr_pre / d(rh)
+        for t in reversed(range(t0, t1)):
+            n, j = (B if sizes is None else sizes[t]), t - t0
+            dhv, da = dh[:n], dA[t, :n]
+            if n > live:
+                dhv[live:].add_(dY[t, live:n])
+                live = n
+            dht, keep_h = _split_zone(dhv, zh, t, n)
+            dn = torch.mul(dht, D_n[j, :n], out=da[:, 2 * H:])
+            torch.mul(dht, D_z[j, :n], out=da[:, H: 2 * H])
+            drh = linear(dn, W_nT)  # (n, H) gradient of r * m h
+            torch.mul(drh, D_r[j, :n], out=da[:, :H])
+            g = linear(da[:, : 2 * H], W_rzT, None, drh.mul_(r[t, :n]))
+            direct = _direct(dht, z[t, :n], keep_h, dY, t)
+            if m is None:
+                torch.add(direct, g, out=dhv)
+            else:
+                torch.addcmul(direct, g, m[:n], out=dhv)
+
+    dW_hh = None
+    if need[2]:
+        G = 3 * H
+        dW_hh = W_hh.new_empty(G, H)
+        dA2 = dA.view(T * B, G)  # (T, B, 3H) -> (T*B, 3H)
+        HR = _prev(h0, Y, 0, T)  # (T, B, H) what entered the recurrence
+        if m is not None:
+            HR.mul_(m)
+        dW_hh[: 2 * H] = linear(dA2[:, : 2 * H].t(), HR.view(T * B, H).t())
+        dW_hh[2 * H:] = linear(dA2[:, 2 * H:].t(), RH.view(T * B, H).t())
+    db_hh = dA.sum((0, 1)) if need[3] else None
+    return [dA, dh, dW_hh, db_hh, None, None]
+
+
+register("gru", _gru_forward, _gru_backward, _fake, n_out=2)
+register("gru_cho", _cho_forward, _cho_backward, _cho_fake, n_out=2)
 
 
 def gru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
@@ -220,10 +232,7 @@ def gru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
     Returns ``ys (T, B, H), (h_n,)``; arguments as :func:`~.lstm.lstm_scan`.
     """
     (h0,) = state
-    W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
-    tensors = (xp, h0, W_hh, b_hh)
-    need = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
-    cfg = _Config(steps, rec_mask, zones[0], None, need)
-    fn = _GRUScan if cell.reset_after else _GRUCScan
-    ys, h_n = fn.apply(*tensors, cfg)
+    zt, rates = zone_args(zones)
+    ts = [xp, h0, p["weight_hh"], p.get("bias_hh"), rec_mask, *zt]
+    ys, h_n = run("gru" if cell.reset_after else "gru_cho", ts, steps, rates)
     return ys, (h_n,)

@@ -32,113 +32,112 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._gemm import linear
+from ._op import register, run
 from ._steps import Steps, last_state, time_chunks, zone_at
 
 __all__ = ["lstm_scan"]
 
 
-class _Config:
-    """The non-differentiable inputs of one scan."""
+def _forward(ts, cfg):
+    xp, h0, c0, W_hh, b_hh, W_hr, m, zh, zc = ts
+    zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
+    T, B, _ = xp.shape
+    H, O = c0.shape[1], h0.shape[1]
+    sizes = cfg.steps.sizes
+    new = torch.zeros if sizes is not None else torch.empty  # padded rows stay 0
+    kw = dict(dtype=xp.dtype, device=xp.device)
+    A = new(T, B, 4 * H, **kw)  # gate activations i, f, g, o
+    C, TC, Y = new(T, B, H, **kw), new(T, B, H, **kw), new(T, B, O, **kw)
+    R = new(T, B, H, **kw) if W_hr is not None else None
+    h, c = h0, c0
+    for t in range(T):
+        n = B if sizes is None else sizes[t]
+        hp, cp, a = h[:n], c[:n], A[t, :n]
+        pre = linear(hp if m is None else hp * m[:n], W_hh, b_hh, xp[t, :n])  # (n, 4H)
+        i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
+        torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
+        torch.tanh(pre[:, 2 * H: 3 * H], out=g)
+        ct, tc, y = C[t, :n], TC[t, :n], Y[t, :n]
+        torch.mul(f, cp, out=ct)
+        ct.addcmul_(i, g)
+        torch.tanh(ct, out=tc)
+        if zc is not None:
+            ct.lerp_(cp, zone_at(zc, t, n))
+        if R is None:
+            torch.mul(o, tc, out=y)
+        else:
+            y.copy_(linear(torch.mul(o, tc, out=R[t, :n]), W_hr))
+        if zh is not None:
+            y.lerp_(hp, zone_at(zh, t, n))
+        h, c = Y[t], C[t]
+    h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+    return [Y, h_n, c_n], [A, C, TC, R]
 
-    def __init__(self, steps: Steps, rec_mask, zh, zc, need_grad: bool):
-        self.steps, self.rec_mask, self.zh, self.zc = steps, rec_mask, zh, zc
-        self.need_grad = need_grad
+
+def _fake(ts, cfg):
+    xp, h0, c0, W_hh, b_hh, W_hr = ts[:6]
+    T, B, _ = xp.shape
+    H, O = c0.shape[1], h0.shape[1]
+    e = xp.new_empty
+    return ([e(T, B, O), e(B, O), e(B, H)],
+            [e(T, B, 4 * H), e(T, B, H), e(T, B, H), e(T, B, H) if W_hr is not None else None])
 
 
-class _LSTMScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xp, h0, c0, W_hh, b_hh, W_hr, cfg):
-        T, B, _ = xp.shape
-        H, O = c0.shape[1], h0.shape[1]
-        sizes, m, zh, zc = cfg.steps.sizes, cfg.rec_mask, cfg.zh, cfg.zc
-        new = torch.zeros if sizes is not None else torch.empty  # padded rows stay 0
-        kw = dict(dtype=xp.dtype, device=xp.device)
-        A = new(T, B, 4 * H, **kw)  # gate activations i, f, g, o
-        C, TC, Y = new(T, B, H, **kw), new(T, B, H, **kw), new(T, B, O, **kw)
-        R = new(T, B, H, **kw) if W_hr is not None else None
-        h, c = h0, c0
-        for t in range(T):
-            n = B if sizes is None else sizes[t]
-            hp, cp, a = h[:n], c[:n], A[t, :n]
-            pre = linear(hp if m is None else hp * m[:n], W_hh, b_hh, xp[t, :n])  # (n, 4H)
-            i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
-            torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
-            torch.tanh(pre[:, 2 * H: 3 * H], out=g)
-            ct, tc, y = C[t, :n], TC[t, :n], Y[t, :n]
-            torch.mul(f, cp, out=ct)
-            ct.addcmul_(i, g)
-            torch.tanh(ct, out=tc)
-            if zc is not None:
-                ct.lerp_(cp, zone_at(zc, t, n))
+def _backward(ts, res, grads, cfg, need):
+    xp, h0, c0, W_hh, b_hh, W_hr, m, zh, zc = ts
+    zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
+    Y, _, _, A, C, TC, R = res
+    dY, dh_n, dc_n = grads
+    sizes = cfg.steps.sizes
+    T, B, H = C.shape
+    O = h0.shape[1]
+    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=A.dtype, device=A.device)
+    f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
+
+    dA = new(T, B, 4 * H, **kw)  # gradient of the gate pre-activations = dxp
+    dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
+    dHt = new(T, B, O, **kw) if R is not None else None  # gradient of h~ (pre-zoneout)
+    W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()  # gradients of h_t, c_t
+    dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()  # (live rows)
+    live = 0
+    for t0, t1 in time_chunks(T, B * H):
+        D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)
+        for t in reversed(range(t0, t1)):
+            n, j = (B if sizes is None else sizes[t]), t - t0
+            dhv, dcv = dh[:n], dc[:n]
+            if n > live:  # rows whose last step is t: their output gradient joins here
+                dhv[live:].add_(dY[t, live:n])
+                live = n
+            dht, keep_h = _split_zone(dhv, zh, t, n)
             if R is None:
-                torch.mul(o, tc, out=y)
+                dr = dht
             else:
-                y.copy_(linear(torch.mul(o, tc, out=R[t, :n]), W_hr))
-            if zh is not None:
-                y.lerp_(hp, zone_at(zh, t, n))
-            h, c = Y[t], C[t]
-        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
-        if cfg.need_grad:
-            ctx.save_for_backward(h0, c0, W_hh, W_hr, Y)
-            ctx.A, ctx.C, ctx.TC, ctx.R, ctx.cfg = A, C, TC, R, cfg
-            ctx.has_bias = b_hh is not None
-        return Y, h_n, c_n
+                dHt[t, :n] = dht
+                dr = linear(dht, W_hr.t())
+            torch.mul(dr, D_o[j, :n], out=dA4[t, :n, 3])
+            dct, keep_c = _split_zone(dcv, zc, t, n)
+            dct.addcmul_(dr, D_c[j, :n])  # dc~ (dct is dcv itself without zoneout)
+            torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
+            if keep_c is None:
+                dcv.mul_(f_all[t, :n])
+            else:
+                torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
+            _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dY, dh_n, dc_n):
-        h0, c0, W_hh, W_hr, Y = ctx.saved_tensors
-        A, C, TC, R, cfg = ctx.A, ctx.C, ctx.TC, ctx.R, ctx.cfg
-        sizes, m, zh, zc = cfg.steps.sizes, cfg.rec_mask, cfg.zh, cfg.zc
-        T, B, H = C.shape
-        O = h0.shape[1]
-        dY = dY.contiguous()
-        new = torch.zeros if sizes is not None else torch.empty
-        kw = dict(dtype=A.dtype, device=A.device)
-        f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
+    dW_hh = _sum_outer(dA, h0, Y, m) if need[3] else None
+    db_hh = dA.sum((0, 1)) if need[4] else None
+    dW_hr = None
+    if need[5]:
+        dW_hr = linear(dHt.reshape(T * B, O).t(), R.reshape(T * B, H).t())  # -> (T*B, *)
+    return [dA, dh, dc, dW_hh, db_hh, dW_hr, None, None, None]
 
-        dA = new(T, B, 4 * H, **kw)  # gradient of the gate pre-activations = dxp
-        dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
-        dHt = new(T, B, O, **kw) if R is not None else None  # gradient of h~ (pre-zoneout)
-        W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
-        dh, dc = dh_n.clone(), dc_n.clone()  # gradients of h_t, c_t (live rows)
-        live = 0
-        for t0, t1 in time_chunks(T, B * H):
-            D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)
-            for t in reversed(range(t0, t1)):
-                n, j = (B if sizes is None else sizes[t]), t - t0
-                dhv, dcv = dh[:n], dc[:n]
-                if n > live:  # rows whose last step is t: their output gradient joins here
-                    dhv[live:].add_(dY[t, live:n])
-                    live = n
-                dht, keep_h = _split_zone(dhv, zh, t, n)
-                if R is None:
-                    dr = dht
-                else:
-                    dHt[t, :n] = dht
-                    dr = linear(dht, W_hr.t())
-                torch.mul(dr, D_o[j, :n], out=dA4[t, :n, 3])
-                dct, keep_c = _split_zone(dcv, zc, t, n)
-                dct.addcmul_(dr, D_c[j, :n])  # dc~ (dct is dcv itself without zoneout)
-                torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
-                if keep_c is None:
-                    dcv.mul_(f_all[t, :n])
-                else:
-                    torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
-                _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
 
-        need = ctx.needs_input_grad
-        dW_hh = db_hh = dW_hr = None
-        if need[3]:
-            dW_hh = _sum_outer(dA, h0, Y, m)
-        if need[4] and ctx.has_bias:
-            db_hh = dA.sum((0, 1))
-        if need[5] and R is not None:
-            dW_hr = linear(dHt.reshape(T * B, O).t(), R.reshape(T * B, H).t())  # -> (T*B, *)
-        return dA, dh, dc, dW_hh, db_hh, dW_hr, None
+register("lstm", _forward, _backward, _fake, n_out=3)
 
 
 def _factors(A: Tensor, C: Tensor, TC: Tensor, c0: Tensor, t0: int, t1: int):
@@ -193,6 +192,13 @@ def _sum_outer(dA: Tensor, h0: Tensor, Y: Tensor, m: Tensor | None) -> Tensor:
     return linear(dA.reshape(T * B, G).t(), Hp.reshape(T * B, O).t())  # (T, B, *) -> (T*B, *)
 
 
+def zone_args(zones) -> tuple[list, list[float]]:
+    """Zoneout settings as op arguments: (T, B, S) masks as tensors, rates as floats."""
+    tensors = [z if isinstance(z, Tensor) else None for z in zones]
+    rates = [float(z) if isinstance(z, float) else 0.0 for z in zones]
+    return tensors, rates
+
+
 def lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None, None)):
     """Run an :class:`~rnnkit.cells.LSTMCell` over ``xp`` (T, B, 4H) from ``state = (h0, c0)``.
 
@@ -201,9 +207,7 @@ def lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(No
     Returns ``ys (T, B, O), (h_n, c_n)``.
     """
     h0, c0 = state
-    W_hh, b_hh, W_hr = p["weight_hh"], p.get("bias_hh"), p.get("weight_hr")
-    tensors = (xp, h0, c0, W_hh, b_hh, W_hr)
-    need = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
-    cfg = _Config(steps, rec_mask, zones[0], zones[1], need)
-    ys, h_n, c_n = _LSTMScan.apply(*tensors, cfg)
+    zt, rates = zone_args(zones)
+    ts = [xp, h0, c0, p["weight_hh"], p.get("bias_hh"), p.get("weight_hr"), rec_mask, *zt]
+    ys, h_n, c_n = run("lstm", ts, steps, rates)
     return ys, (h_n, c_n)

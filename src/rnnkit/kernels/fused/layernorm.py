@@ -1,0 +1,259 @@
+"""Fused LayerNorm-LSTM and LayerNorm-GRU scans (cells in :mod:`rnnkit.cells.layernorm`).
+
+The input half ``xp = LN(W_ih x; gamma_ih, b_ih)`` is one GEMM and one layer norm
+over all T, before the scan. Per step, LayerNorm-LSTM::
+
+    v = (m * h_{t-1}) W_hh^T                   one GEMM                           (B, 4H)
+    v^, mu, rstd = layer_norm(v)               one op, no affine
+    a = xp_t + b_hh + gamma_hh * v^            i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g)
+    c~ = f * c_{t-1} + i * g;   h~ = o * tanh(LN(c~; gamma_c, beta_c))
+    c_t = lerp(c~, c_{t-1}, zc_t);   h_t = lerp(h~, h_{t-1}, zh_t)
+
+and LayerNorm-GRU (torch's reset-after form) with ``gh = b_hh + gamma_hh * LN(v)``
+in place of ``W_hh h + b_hh``. Saved for the backward: the gate activations,
+``v``, ``mu``, ``rstd`` (and for the LSTM ``c~`` with its own ``mu``, ``rstd``).
+
+The backward is the fused LSTM's/GRU's with one more op per normalisation:
+aten's ``native_layer_norm_backward`` turns ``d v^`` into ``d v`` in one call
+(input gradient only); the gains' gradients ``sum_t da * v^`` are one pass over
+all T at the end, like ``dW_hh = sum_t dv_t^T (m * h_{t-1})`` (one GEMM).
+
+Shapes: ``T`` time, ``B`` batch, ``H`` hidden.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._gemm import linear
+from ._op import register, run
+from ._steps import Steps, last_state, time_chunks, zone_at
+from .gru import _direct
+from .gru import _prev as _prev_h
+from .lstm import _d_sig, _factors, _recur_grad, _split_zone, _sum_outer, zone_args
+
+__all__ = ["ln_lstm_scan", "ln_gru_scan"]
+
+_ln_backward = torch.ops.aten.native_layer_norm_backward.default
+
+
+def _ln_grad(dy: Tensor, x: Tensor, mu: Tensor, rstd: Tensor, gain: Tensor | None) -> Tensor:
+    """Input gradient of ``layer_norm(x) * gain`` over the last dim, from saved ``mu, rstd``."""
+    return _ln_backward(dy, x, [x.shape[-1]], mu, rstd, gain, None, [True, False, False])[0]
+
+
+def _xhat_sum(dA: Tensor, V: Tensor, MU: Tensor, RS: Tensor) -> Tensor:
+    """``sum_{t,b} dA * (V - MU) * RS``: a gain's gradient, (G,)."""
+    return (dA * (V - MU) * RS).sum((0, 1))
+
+
+# ------------------------------------------------------------------ LayerNorm-LSTM
+def _lstm_forward(ts, cfg):
+    xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
+    zh, zc, eps = cfg.zone(zh, 0), cfg.zone(zc, 1), cfg.floats[2]
+    T, B, G = xp.shape
+    H = G // 4
+    sizes = cfg.steps.sizes
+    new = torch.zeros if sizes is not None else torch.empty  # padded rows stay 0
+    kw = dict(dtype=xp.dtype, device=xp.device)
+    A, V = new(T, B, G, **kw), new(T, B, G, **kw)  # gate activations; W_hh h
+    MU, RS, MUC, RSC = (new(T, B, 1, **kw) for _ in range(4))
+    CT, C, TC, Y = (new(T, B, H, **kw) for _ in range(4))
+    C = CT if zc is None else C  # c_t differs from c~ only with zoneout
+    xb = xp if b_hh is None else xp + b_hh
+    h, c = h0, c0
+    for t in range(T):
+        n = B if sizes is None else sizes[t]
+        hp, cp, a = h[:n], c[:n], A[t, :n]
+        v = V[t, :n]
+        v.copy_(linear(hp if m is None else hp * m[:n], W_hh))
+        vh, MU[t, :n], RS[t, :n] = torch.native_layer_norm(v, [G], None, None, eps)
+        pre = torch.addcmul(xb[t, :n], vh, g_hh)  # (n, 4H)
+        i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
+        torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
+        torch.tanh(pre[:, 2 * H: 3 * H], out=g)
+        ct = CT[t, :n]
+        torch.mul(f, cp, out=ct)
+        ct.addcmul_(i, g)
+        lc, MUC[t, :n], RSC[t, :n] = torch.native_layer_norm(ct, [H], g_c, b_c, eps)
+        tc = torch.tanh(lc, out=TC[t, :n])
+        if zc is not None:
+            torch.lerp(ct, cp, zone_at(zc, t, n), out=C[t, :n])
+        y = torch.mul(o, tc, out=Y[t, :n])
+        if zh is not None:
+            y.lerp_(hp, zone_at(zh, t, n))
+        h, c = Y[t], C[t]
+    h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+    return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]
+
+
+def _lstm_fake(ts, cfg):
+    xp, zc = ts[0], ts[10]
+    T, B, G = xp.shape
+    H = G // 4
+    e = xp.new_empty
+    zoned = zc is not None or bool(cfg.floats[1])
+    return ([e(T, B, H), e(B, H), e(B, H)],
+            [e(T, B, G), e(T, B, G), e(T, B, 1), e(T, B, 1), e(T, B, H), e(T, B, 1),
+             e(T, B, 1), e(T, B, H), e(T, B, H) if zoned else None])
+
+
+def _lstm_backward(ts, res, grads, cfg, need):
+    xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
+    zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
+    Y, _, _, A, V, MU, RS, CT, MUC, RSC, TC, C = res
+    C = CT if C is None else C
+    dY, dh_n, dc_n = grads
+    sizes = cfg.steps.sizes
+    T, B, H = CT.shape
+    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=A.dtype, device=A.device)
+    f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
+
+    dA, dV = new(T, B, 4 * H, **kw), new(T, B, 4 * H, **kw)  # d pre-activations = dxp; dv
+    dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
+    dLC = new(T, B, H, **kw)  # gradient of LN(c~)
+    W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
+    live = 0
+    for t0, t1 in time_chunks(T, B * H):
+        D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)  # K reads c_{t-1}: the zoned C
+        for t in reversed(range(t0, t1)):
+            n, j = (B if sizes is None else sizes[t]), t - t0
+            dhv, dcv = dh[:n], dc[:n]
+            if n > live:
+                dhv[live:].add_(dY[t, live:n])
+                live = n
+            dht, keep_h = _split_zone(dhv, zh, t, n)
+            torch.mul(dht, D_o[j, :n], out=dA4[t, :n, 3])
+            dlc = torch.mul(dht, D_c[j, :n], out=dLC[t, :n])
+            dct, keep_c = _split_zone(dcv, zc, t, n)
+            dct.add_(_ln_grad(dlc, CT[t, :n], MUC[t, :n], RSC[t, :n], g_c))  # dc~
+            torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
+            if keep_c is None:
+                dcv.mul_(f_all[t, :n])
+            else:
+                torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
+            dv = dV[t, :n]
+            dv.copy_(_ln_grad(dA[t, :n], V[t, :n], MU[t, :n], RS[t, :n], g_hh))
+            _recur_grad(dhv, dv, W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
+
+    dW_hh = _sum_outer(dV, h0, Y, m) if need[3] else None
+    db_hh = dA.sum((0, 1)) if need[4] else None
+    dg_hh = _xhat_sum(dA, V, MU, RS) if need[5] else None
+    dg_c = _xhat_sum(dLC, CT, MUC, RSC) if need[6] else None
+    db_c = dLC.sum((0, 1)) if need[7] else None
+    return [dA, dh, dc, dW_hh, db_hh, dg_hh, dg_c, db_c, None, None, None]
+
+
+register("ln_lstm", _lstm_forward, _lstm_backward, _lstm_fake, n_out=3)
+
+
+def ln_lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None, None)):
+    """Run a :class:`~rnnkit.cells.LayerNormLSTMCell` over ``xp`` (T, B, 4H)."""
+    h0, c0 = state
+    zt, rates = zone_args(zones)
+    ts = [xp, h0, c0, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"], p["ln_c_weight"],
+          p.get("ln_c_bias"), rec_mask, *zt]
+    ys, h_n, c_n = run("ln_lstm", ts, steps, [*rates, cell.eps])
+    return ys, (h_n, c_n)
+
+
+# ------------------------------------------------------------------ LayerNorm-GRU
+def _gru_forward(ts, cfg):
+    xp, h0, W_hh, b_hh, g_hh, m, zh = ts
+    zh, eps = cfg.zone(zh, 0), cfg.floats[1]
+    T, B, G = xp.shape
+    H = G // 3
+    sizes = cfg.steps.sizes
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=xp.dtype, device=xp.device)
+    V = new(T, B, G, **kw)
+    MU, RS = new(T, B, 1, **kw), new(T, B, 1, **kw)
+    Ghn, RZ = new(T, B, H, **kw), new(T, B, 2 * H, **kw)  # gh_n; r, z
+    N, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    h = h0
+    for t in range(T):
+        n = B if sizes is None else sizes[t]
+        hp, rz, nt, y, x = h[:n], RZ[t, :n], N[t, :n], Y[t, :n], xp[t, :n]
+        v = V[t, :n]
+        v.copy_(linear(hp if m is None else hp * m[:n], W_hh))
+        vh, MU[t, :n], RS[t, :n] = torch.native_layer_norm(v, [G], None, None, eps)
+        gh = vh.mul_(g_hh) if b_hh is None else torch.addcmul(b_hh, vh, g_hh)  # (n, 3H)
+        torch.add(x[:, : 2 * H], gh[:, : 2 * H], out=rz)
+        rz.sigmoid_()
+        gh_n = Ghn[t, :n].copy_(gh[:, 2 * H:])
+        torch.addcmul(x[:, 2 * H:], rz[:, :H], gh_n, out=nt)
+        nt.tanh_()
+        torch.lerp(nt, hp, rz[:, H:], out=y)
+        if zh is not None:
+            y.lerp_(hp, zone_at(zh, t, n))
+        h = Y[t]
+    return [Y, last_state(Y, h0, cfg.steps)], [V, MU, RS, Ghn, RZ, N]
+
+
+def _gru_fake(ts, cfg):
+    xp = ts[0]
+    T, B, G = xp.shape
+    H = G // 3
+    e = xp.new_empty
+    return ([e(T, B, H), e(B, H)],
+            [e(T, B, G), e(T, B, 1), e(T, B, 1), e(T, B, H), e(T, B, 2 * H), e(T, B, H)])
+
+
+def _gru_backward(ts, res, grads, cfg, need):
+    xp, h0, W_hh, b_hh, g_hh, m, zh = ts
+    zh = cfg.zone(zh, 0)
+    Y, _, V, MU, RS, Ghn, RZ, N = res
+    dY, dh_n = grads
+    sizes = cfg.steps.sizes
+    T, B, H = N.shape
+    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=N.dtype, device=N.device)
+    r, z = RZ[..., :H], RZ[..., H:]
+
+    dGh, dV = new(T, B, 3 * H, **kw), new(T, B, 3 * H, **kw)  # d gh = [dr, dz, dgh_n]; dv
+    dXn = new(T, B, H, **kw)  # gradient of xp_n
+    W_hhT = W_hh.t().contiguous()
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    live = 0
+    for t0, t1 in time_chunks(T, B * H):
+        z_, n_ = z[t0:t1], N[t0:t1]
+        D_n = (1 - z_) * (1 - n_ * n_)  # dn_pre / dh~
+        D_z = (_prev_h(h0, Y, t0, t1) - n_) * _d_sig(z_)  # dz_pre / dh~
+        D_r = Ghn[t0:t1] * _d_sig(r[t0:t1])  # dr_pre / dn_pre
+        for t in reversed(range(t0, t1)):
+            n, j = (B if sizes is None else sizes[t]), t - t0
+            dhv, dg = dh[:n], dGh[t, :n]
+            if n > live:
+                dhv[live:].add_(dY[t, live:n])
+                live = n
+            dht, keep_h = _split_zone(dhv, zh, t, n)
+            dn = torch.mul(dht, D_n[j, :n], out=dXn[t, :n])
+            torch.mul(dht, D_z[j, :n], out=dg[:, H: 2 * H])
+            torch.mul(dn, D_r[j, :n], out=dg[:, :H])
+            torch.mul(dn, r[t, :n], out=dg[:, 2 * H:])
+            dv = dV[t, :n]
+            dv.copy_(_ln_grad(dg, V[t, :n], MU[t, :n], RS[t, :n], g_hh))
+            _recur_grad(dhv, dv, W_hhT, m, _direct(dht, z[t, :n], keep_h, dY, t), None)
+
+    dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
+    dW_hh = _sum_outer(dV, h0, Y, m) if need[2] else None
+    db_hh = dGh.sum((0, 1)) if need[3] else None
+    dg_hh = _xhat_sum(dGh, V, MU, RS) if need[4] else None
+    return [dxp, dh, dW_hh, db_hh, dg_hh, None, None]
+
+
+register("ln_gru", _gru_forward, _gru_backward, _gru_fake, n_out=2)
+
+
+def ln_gru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
+    """Run a :class:`~rnnkit.cells.LayerNormGRUCell` over ``xp`` (T, B, 3H)."""
+    (h0,) = state
+    zt, rates = zone_args(zones)
+    ts = [xp, h0, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"], rec_mask, *zt]
+    ys, h_n = run("ln_gru", ts, steps, [*rates, cell.eps])
+    return ys, (h_n,)
