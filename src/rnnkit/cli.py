@@ -3,7 +3,7 @@
 ::
 
     rnnkit train RECIPE.yaml [--set key=value ...] [--resume RUN_DIR] [--data-dir DIR] [--out DIR]
-    rnnkit evaluate CKPT [--data CORPUS] [--split test] [--data-dir DIR] [--batch-size N]
+    rnnkit evaluate CKPT [--data DATA] [--split test] [--data-dir DIR] [...]   (dispatches on the task)
     rnnkit generate CKPT --prompt TEXT --length N [--temperature T] [--top-k K] [--top-p P] [--seed S]
     rnnkit demo [shakespeare|adding] [--minutes M] [--out DIR]
 
@@ -51,12 +51,59 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(a: argparse.Namespace) -> int:
+def _evaluate_lm(a: argparse.Namespace) -> dict:
     from rnnkit.tasks.lm import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(a.checkpoint, split=a.split, data=a.data, data_dir=a.data_dir,
-                                  batch_size=a.batch_size)
-    print(json.dumps(metrics))
+    return evaluate_checkpoint(a.checkpoint, split=a.split, data=a.data, data_dir=a.data_dir,
+                               batch_size=a.batch_size)
+
+
+def _evaluate_audio(a: argparse.Namespace) -> dict:
+    from rnnkit.tasks.audio import evaluate_audio_checkpoint
+
+    return evaluate_audio_checkpoint(a.checkpoint, split=a.split or "test", data_dir=a.data_dir)
+
+
+def _evaluate_classify(a: argparse.Namespace) -> dict:
+    from rnnkit.tasks.classify import evaluate_classify_checkpoint
+
+    return evaluate_classify_checkpoint(a.checkpoint, split=a.split or "test", path=a.data,
+                                        data_dir=a.data_dir, plot=a.plot)
+
+
+def _evaluate_tag(a: argparse.Namespace) -> dict:
+    from rnnkit.tasks.tag import evaluate_tag_checkpoint
+
+    return evaluate_tag_checkpoint(a.checkpoint, split=a.split or "test", file=a.data,
+                                   data_dir=a.data_dir, report_dir=a.report_dir)
+
+
+def _evaluate_translate(a: argparse.Namespace) -> dict:
+    from rnnkit.tasks.translate import evaluate_translate_checkpoint
+
+    return evaluate_translate_checkpoint(a.checkpoint, split=a.split or "test", beam_size=a.beam_size,
+                                         data_dir=a.data_dir, plot=a.plot)
+
+
+#: checkpoint task -> evaluator (forecast and anomaly have their own ``rnnkit forecast|anomaly evaluate``)
+EVALUATORS: dict[str, Callable[[argparse.Namespace], dict]] = {
+    "lm": _evaluate_lm,
+    "audio": _evaluate_audio,
+    "classify": _evaluate_classify,
+    "tag": _evaluate_tag,
+    "translate": _evaluate_translate,
+}
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from rnnkit.train.checkpoint import read_config
+
+    task = read_config(a.checkpoint).get("task", "lm")
+    if task not in EVALUATORS:
+        hint = f" (use rnnkit {task} evaluate)" if task in ("forecast", "anomaly") else ""
+        raise ValueError(f"evaluate: {a.checkpoint} is a {task!r} checkpoint; evaluate supports "
+                         f"{', '.join(sorted(EVALUATORS))} checkpoints{hint}")
+    print(json.dumps(EVALUATORS[task](a)))
     return 0
 
 
@@ -110,14 +157,20 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/)")
-    p.add_argument("--data", metavar="CORPUS", help="corpus name, text file or directory to evaluate on "
-                   "(default: the checkpoint's training corpus)")
-    p.add_argument("--split", choices=["train", "valid", "test"],
-                   help="split to evaluate (default: test if the corpus has one, else valid)")
-    p.add_argument("--data-dir", metavar="DIR", help="directory holding known corpora")
+    p.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/) of a language model, "
+                   "classifier, tagger, translator or audio classifier")
+    p.add_argument("--data", metavar="CORPUS", help="data to evaluate on instead of the checkpoint's own: "
+                   "a corpus name, text file or directory (lm), a CSV/TSV/JSONL file (classify), a "
+                   "CoNLL file (tag)")
+    p.add_argument("--split", help="split to evaluate (default: test if the data has one; lm: else valid; "
+                   "translate: the recipe's test split name, e.g. test_2016_flickr)")
+    p.add_argument("--data-dir", metavar="DIR", help="directory holding known datasets")
     p.add_argument("--batch-size", type=int, metavar="N",
-                   help="parallel evaluation streams (default: the recipe's data.eval_batch_size)")
+                   help="lm: parallel evaluation streams (default: the recipe's data.eval_batch_size)")
+    p.add_argument("--plot", metavar="PNG", help="classify: confusion-matrix PNG; translate: attention "
+                   "heatmap PNG of the first sentence")
+    p.add_argument("--report-dir", metavar="DIR", help="tag: per-tag report and confusion PNG here")
+    p.add_argument("--beam-size", type=int, metavar="N", help="translate: beam width (default: the recipe's)")
 
 
 def _add_generate(p: argparse.ArgumentParser) -> None:
@@ -145,7 +198,7 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train a model from a YAML recipe", _add_train, cmd_train),
-    "evaluate": ("evaluate a checkpoint on a corpus split", _add_evaluate, cmd_evaluate),
+    "evaluate": ("evaluate a checkpoint on a split of its data (lm, classify, tag, translate, audio)", _add_evaluate, cmd_evaluate),
     "generate": ("generate text from a language-model checkpoint, printed as it is produced",
                  _add_generate, cmd_generate),
     "demo": ("train a char-level LSTM on tinyshakespeare for ~3 minutes and sample from it",
