@@ -1,8 +1,9 @@
 """Backend choice: the fastest backend that can run a layer's configuration.
 
-``backend="auto"`` tries torch's fused kernel first, then rnnkit's fused scan
-(:mod:`rnnkit.kernels.fused`: LSTM, GRU and RNN cells with any regulariser,
-lengths or residual), and falls back to the loop quietly; a backend named explicitly that cannot run the configuration raises a
+``backend="auto"`` tries torch's fused kernel first (cuDNN on GPU, oneDNN/ATen on CPU),
+then on CUDA tensors the Triton kernels (:mod:`rnnkit.kernels.triton`, when triton is
+installed), then rnnkit's fused CPU scan (:mod:`rnnkit.kernels.fused`: every cell family
+with any regulariser, lengths or residual), and falls back to the loop quietly; a backend named explicitly that cannot run the configuration raises a
 ``ValueError`` saying why. Regularisers that act in training only
 (``input_dropout``, ``recurrent_dropout``, ``weight_drop``) keep the native
 kernel out of training but not out of evaluation, where they are the identity;
@@ -54,6 +55,9 @@ def _fused() -> ScanBackend:
 
         SCAN_BACKENDS["fused"] = ScanBackend(
             lambda layer, x: fused_unsupported(layer.cells[0], x), fused_project, fused_scan)
+        from .triton import register_backend  # never imports triton itself
+
+        register_backend()
     return SCAN_BACKENDS["fused"]
 
 

@@ -73,8 +73,9 @@ class Recurrent(nn.Module):
         residual: add each layer's input to its output; a learned projection
             ``weight_res_l{k}`` maps the input where the sizes differ.
         backend: ``"auto"`` (torch's fused kernel when it can run the
-            configuration, else rnnkit's fused CPU scan for LSTM/GRU/RNN cells,
-            else the loop), ``"native"``, ``"fused"`` or ``"loop"``.
+            configuration, else on CUDA the Triton kernels when triton is installed,
+            else rnnkit's fused scan, else the loop), ``"native"``, ``"triton"``,
+            ``"fused"`` or ``"loop"``.
         init_ih, init_hh, forget_bias: see :mod:`rnnkit.layers.init`.
         input_dropout, recurrent_dropout, zoneout, weight_drop, max_norm: the
             regularisers of :mod:`rnnkit.layers.regularizers` (variational
