@@ -1,0 +1,186 @@
+"""The classify task end to end on a tiny synthetic corpus: train, checkpoint, evaluate, predict."""
+import argparse
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnkit.data.textcls import TextDataError
+from rnnkit.tasks import get_task_spec
+from rnnkit.tasks.classify import (
+    ClassifyTask,
+    classification_report,
+    evaluate_classify_checkpoint,
+    plot_confusion,
+    predict_texts,
+)
+from rnnkit.tasks.predict_cli import add_parser
+from rnnkit.train.checkpoint import write_checkpoint
+from rnnkit.train.config import build_run_config, load_recipe, to_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = {"pos": ["great", "superb", "loved"], "neg": ["awful", "boring", "hated"],
+         "mix": ["okay", "fine", "average"]}
+FILL = ["the", "film", "was", "a", "plot", "and", "it", "this"]
+
+
+def make_csv(path: Path, n_per_class: int, seed: int, classes=("pos", "neg", "mix")) -> Path:
+    """Texts of 3-12 filler words plus one class word; header text,label."""
+    rng = random.Random(seed)
+    rows = []
+    for label in classes:
+        for _ in range(n_per_class):
+            words = [rng.choice(FILL) for _ in range(rng.randint(3, 12))]
+            words.insert(rng.randint(0, len(words)), rng.choice(WORDS[label]))
+            rows.append(f"{' '.join(words)},{label}")
+    rng.shuffle(rows)
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def recipe(tmp, **data):
+    return {
+        "task": "classify",
+        "data": {"source": None, "train": str(make_csv(tmp / "train.csv", 30, 0)),
+                 "test": str(make_csv(tmp / "test.csv", 6, 1)), "valid_fraction": 0.2,
+                 "batch_size": 8, "vocab_size": 100, "max_tokens": 10, **data},
+        "model": {"embedding_dim": 16, "hidden_size": 12, "dropout": 0.0,
+                  "embedding_dropout": 0.0, "pooling": "max"},
+        "trainer": {"seed": 0},
+    }
+
+
+def train_task(task, epochs=8, lr=0.02):
+    """The Trainer's loop reduced to its core (the Trainer is tested in tests/train)."""
+    task.setup(0, 1)
+    opt = torch.optim.Adam(task.model.parameters(), lr=lr)
+    for epoch in range(epochs):
+        for batch in task.train_batches(epoch, 0):
+            out = task.training_step(task.model, batch, None)
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+    task.model.eval()
+    return task
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("classify")
+    torch.manual_seed(0)
+    cfg = build_run_config(recipe(tmp))
+    task = train_task(ClassifyTask(cfg))
+    metrics = {s: task.evaluate(task.model, s) for s in task.eval_splits}
+    best = write_checkpoint(tmp / "run" / "best", model_state=task.model.state_dict(),
+                            config=to_dict(cfg), task="classify", version="0",
+                            write_assets=task.write_assets)
+    return tmp, task, best, metrics
+
+
+def test_splits_batches_and_tokenizer(trained):
+    _, task, _, _ = trained
+    assert task.classes == ["mix", "neg", "pos"] and task.eval_splits == ("valid", "test")
+    assert [len(task.data[s][0]) for s in ("train", "valid", "test")] == [72, 18, 18]
+    assert sorted(task.data["valid"][1].tolist()) == [0] * 6 + [1] * 6 + [2] * 6  # per class
+    assert task.steps_per_epoch(0) == 9
+    lengths = [len(x) for x in task.data["train"][0]]
+    assert max(lengths) == 10 and min(lengths) >= 4  # truncated to max_tokens
+    seen = []
+    for x, L, y in task.train_batches(0, 0):
+        assert x.shape == (len(L), int(L.max())) and (x[torch.arange(x.shape[1]) >= L[:, None]] == 0).all()
+        seen.extend(y.tolist())
+    assert len(seen) == 72
+    rest = list(task.train_batches(0, 7))  # resumed at batch 7 of 9
+    assert len(rest) == 2
+    assert task.tokenizer.token_to_id("great") is not None and not task.tokenizer.kind == "bpe"
+
+
+def test_training_learns_and_checkpoints(trained):
+    tmp, task, best, metrics = trained
+    assert metrics["test"]["acc"] == 1.0 and metrics["test"]["macro_f1"] == 1.0
+    assert metrics["test"]["loss"] < 0.2
+    assert json.loads((best / "labels.json").read_text()) == {"classes": ["mix", "neg", "pos"],
+                                                               "multi_label": False}
+    ev = evaluate_classify_checkpoint(best, split="test", plot=tmp / "cm.png")
+    assert ev["texts"] == 18 and ev["acc"] == 1.0
+    assert ev["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-4)
+    assert ev["confusion"] == [[6, 0, 0], [0, 6, 0], [0, 0, 6]]
+    assert ev["precision"] == {"mix": 1.0, "neg": 1.0, "pos": 1.0}
+    assert (tmp / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_a_labelled_file_and_unknown_labels(trained, tmp_path):
+    _, _, best, _ = trained
+    f = tmp_path / "new.csv"
+    f.write_text("text,label\nthe film was great,pos\nhated it,neg\n")
+    ev = evaluate_classify_checkpoint(best, path=f)
+    assert ev["texts"] == 2 and ev["acc"] == 1.0
+    f.write_text("text,label\nthe film was great,pos\nso so,meh\n")
+    with pytest.raises(TextDataError, match=r"new\.csv:3: label 'meh' was never seen in training"):
+        evaluate_classify_checkpoint(best, path=f)
+
+
+def test_predict_texts_and_cli(trained, capsys, monkeypatch):
+    _, _, best, _ = trained
+    r = predict_texts(best, ["the plot was superb", "boring film", "it was okay"], top_k=3)
+    assert [x["label"] for x in r] == ["pos", "neg", "mix"]
+    assert all(x["prob"] > 0.5 for x in r)
+    assert sum(p for _, p in r[0]["top"]) == pytest.approx(1.0, abs=1e-5)
+    ap = argparse.ArgumentParser()
+    add_parser(ap.add_subparsers())
+    monkeypatch.setattr("sys.stdin", io.StringIO("hated this film\n\n"))
+    a = ap.parse_args(["predict", str(best), "loved it", "--file", "-"])
+    assert a.func(a) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == ["pos", "neg"]
+    assert lines[0].split("\t")[-1] == "loved it"
+    with pytest.raises(TextDataError, match="input 1: empty text"):
+        predict_texts(best, ["  "])
+
+
+def test_report_by_hand_and_multi_label(tmp_path):
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 2.0]])  # predicts 0, 1, 0, 1
+    rep = classification_report(logits, torch.tensor([0, 0, 0, 1]), ["a", "b"])
+    assert rep["acc"] == 0.75 and rep["confusion"] == [[2, 1], [0, 1]]
+    assert rep["precision"] == {"a": 1.0, "b": 0.5} and rep["recall"] == pytest.approx({"a": 2 / 3, "b": 1.0})
+    assert rep["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+    ml = classification_report(torch.tensor([[3.0, -3.0], [3.0, 3.0]]),
+                               torch.tensor([[1, 0], [1, 0]]), ["x", "y"], multi_label=True)
+    assert ml["acc"] == 0.5 and ml["recall"]["x"] == 1.0 and ml["precision"]["y"] == 0.0
+    assert plot_confusion(ml["confusion"], ["x", "y"], tmp_path / "ml.png").is_file()
+
+
+def test_multi_label_task_trains(tmp_path):
+    rng = random.Random(0)
+    lines = []
+    for _ in range(40):
+        tags = [t for t in ("pos", "neg") if rng.random() < 0.5]
+        words = [rng.choice(FILL) for _ in range(4)] + [WORDS[t][0] for t in tags]
+        rng.shuffle(words)
+        lines.append(json.dumps({"text": " ".join(words), "tags": "|".join(tags)}))
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = recipe(tmp_path, train=str(tmp_path / "d.jsonl"), test=None, label_column="tags",
+                 label_sep="|", valid_fraction=0.0)
+    torch.manual_seed(0)
+    task = train_task(ClassifyTask(build_run_config(cfg)), epochs=10)
+    assert task.multi_label and task.classes == ["neg", "pos"] and task.eval_splits == ()
+    logits, y = task.predict_split(task.model, "train")
+    assert y.shape == (40, 2) and classification_report(logits, y, task.classes, multi_label=True)["acc"] >= 0.9
+
+
+def test_shipped_recipe_and_bad_config(tmp_path):
+    cfg = load_recipe(ROOT / "configs" / "imdb_bilstm.yaml")
+    assert cfg.task == "classify" and cfg.data.source == "imdb" and cfg.model.cell == "lstm"
+    assert cfg.model.bidirectional and cfg.trainer.max_time_minutes <= 60
+    assert get_task_spec("classify").data_config is type(cfg.data)
+    with pytest.raises(ValueError, match="data.batch_size"):
+        ClassifyTask(build_run_config(recipe(tmp_path, batch_size=0)))
+    with pytest.raises(ValueError, match="unknown dataset 'sst'"):
+        ClassifyTask(build_run_config(recipe(tmp_path, source="sst")))
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\na b,x\nc d,x\n")
+    with pytest.raises(TextDataError, match=r"found 1 label\(s\) \['x'\]; expected at least 2"):
+        ClassifyTask(build_run_config(recipe(tmp_path, train=str(one), test=None, valid_fraction=0.0)))
