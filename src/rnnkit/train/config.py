@@ -314,7 +314,8 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
 
     if not isinstance(raw, dict):
         raise ConfigError(f"a recipe must be a mapping of sections, got {type(raw).__name__}")
-    allowed = [f.name for f in dataclasses.fields(RunConfig)]
+    # "search" is read by ``rnnkit tune`` (rnnkit.tune.space); training ignores it
+    allowed = [f.name for f in dataclasses.fields(RunConfig)] + ["search"]
     for k in raw:
         if k not in allowed:
             raise ConfigError(f"unknown config key '{k}'; allowed top-level keys: {', '.join(allowed)}")

@@ -1,0 +1,295 @@
+"""Per-task export signatures: each checkpoint's model behind a flat, tensor-only forward.
+
+An exported graph takes and returns plain tensors, so each pipeline gets a wrapper that
+spells its inference step out, with the recurrent state as explicit inputs and outputs
+(``h0``/``c0`` in, ``h_n``/``c_n`` out: the caller carries them from one call to the next)
+and ``lengths`` for padded batches of different lengths::
+
+    lm        tokens (T, B) int64, lengths (B,), h0 (L, B, H)[, c0]  ->  logits (T, B, V), h_n[, c_n]
+    anomaly   prediction:      x (T, B, 1), lengths (B,), h0[, c0]   ->  y (T, B, l), h_n[, c_n]
+              reconstruction:  x (L, B, 1)                           ->  x' (L, B, 1)
+    forecast  x (B, L, C+P+F), xf (B, H, F)[, lengths (B,)]          ->  params (B, H, C, K)
+    audio     x (B, T, F), lengths (B,)                              ->  logits (B, K)
+
+Rows past a sequence's length are padding (outputs there carry no meaning; states are
+each sequence's own at its last step).  :data:`EXPORTERS` maps a checkpoint's task to the
+function building its :class:`ExportSpec`; a new pipeline adds one entry.
+
+Example::
+
+    spec = export_spec("runs/shakespeare_char/best")
+    logits, h, c = spec.module(*spec.example_inputs)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ExportSpec", "EXPORTERS", "export_spec", "state_layout"]
+
+
+@dataclass
+class ExportSpec:
+    """A traceable module and what an exporter needs to know about it.
+
+    Attributes:
+        task: the checkpoint's task.
+        module: eval-mode module whose ``forward(*inputs)`` returns a tuple of tensors.
+        example_inputs: inputs to trace with (lengths not all equal, so the variable-length
+            path is the one traced).
+        input_names / output_names: names in the exported graph.
+        dynamic_axes: ``{name: {axis: symbol}}`` (``T``, ``B``).
+        state: ``[(input name, output name)]`` pairs to carry from one call to the next.
+        meta: JSON-able facts for the sidecar file (vocabulary size, horizon, classes, ...).
+        make_inputs: ``make_inputs(T, B, seed)`` -> random valid inputs of that size (tests).
+    """
+
+    task: str
+    module: nn.Module
+    example_inputs: tuple[Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    state: list[tuple[str, str]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    make_inputs: Callable[[int, int, int], tuple[Tensor, ...]] | None = None
+
+
+def state_layout(layer: nn.Module) -> list[tuple[int, int]]:
+    """``[(D*L, S_i)]``: leading size and feature size of each state tensor of an rnnkit layer."""
+    D = 2 if layer.bidirectional else 1
+    return [(D * layer.num_layers, s) for s in layer.cells[-1].state_sizes]
+
+
+def _check_exportable(layer: nn.Module, where: str) -> None:
+    """Only layers that run torch's fused kernel trace to a graph valid for any T."""
+    from rnnkit.kernels.dispatch import native_unsupported
+
+    was = layer.training
+    layer.eval()
+    try:
+        w = layer._flat_weights[0]
+        reason = native_unsupported(layer, torch.zeros(1, 1, layer.input_size, dtype=w.dtype))
+    finally:
+        layer.train(was)
+    if reason is not None:
+        raise ValueError(f"export: {where} cannot be exported for every sequence length: {reason} "
+                         "(export supports RNN/LSTM/GRU layers that run torch's fused kernel)")
+
+
+def _lengths(T: int, B: int, gen: torch.Generator) -> Tensor:
+    """Random lengths in [1, T] with the first at T (the batch's longest)."""
+    lens = torch.randint(1, T + 1, (B,), generator=gen)
+    lens[0] = T
+    return lens
+
+
+def _states(layout: list[tuple[int, int]], B: int, gen: torch.Generator) -> list[Tensor]:
+    return [0.5 * torch.randn(n, B, s, generator=gen) for n, s in layout]
+
+
+def _state_io(layout: list[tuple[int, int]]) -> tuple[list[str], list[str], dict[str, dict[int, str]]]:
+    ins = ["h0", "c0"][:len(layout)]
+    outs = ["h_n", "c_n"][:len(layout)]
+    return ins, outs, {n: {1: "B"} for n in ins + outs}
+
+
+def _pack(state: tuple[Tensor, ...]) -> Any:
+    return state[0] if len(state) == 1 else tuple(state)
+
+
+def _unpack(h_n: Any) -> tuple[Tensor, ...]:
+    return (h_n,) if isinstance(h_n, Tensor) else tuple(h_n)
+
+
+# --------------------------------------------------------------------------- language model
+
+
+class LMStep(nn.Module):
+    """``(tokens (T, B), lengths (B,), *state) -> (logits (T, B, V), *h_n)`` of a LanguageModel."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, lengths: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        m = self.model
+        x = m.embedding(tokens)  # (T, B, E)
+        out, h_n = m.rnn(x, _pack(state), lengths=lengths)  # (T, B, H)
+        return (m.decoder(out), *_unpack(h_n))  # (T, B, V)
+
+
+def _lm(directory: Path) -> ExportSpec:
+    from rnnkit.tasks.lm import load_lm_checkpoint
+
+    model, vocab, cfg = load_lm_checkpoint(directory)
+    _check_exportable(model.rnn, "the language model's recurrent layer")
+    layout = state_layout(model.rnn)
+    s_in, s_out, s_axes = _state_io(layout)
+    V = len(vocab)
+
+    def make(T: int, B: int, seed: int = 0) -> tuple[Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randint(0, V, (T, B), generator=g), _lengths(T, B, g), *_states(layout, B, g))
+
+    return ExportSpec("lm", LMStep(model).eval(), make(7, 3), ["tokens", "lengths", *s_in],
+                      ["logits", *s_out],
+                      {"tokens": {0: "T", 1: "B"}, "lengths": {0: "B"}, "logits": {0: "T", 1: "B"}, **s_axes},
+                      list(zip(s_in, s_out)),
+                      {"vocab_size": V, "level": vocab.level, "state_shapes": layout, "cell": cfg.model.cell},
+                      make)
+
+
+# --------------------------------------------------------------------------- anomaly
+
+
+class PredictorStep(nn.Module):
+    """``(x (T, B, 1), lengths, *state) -> (y (T, B, l), *h_n)`` of an LSTM-AD predictor."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, lengths: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, h_n = self.model.rnn(x, _pack(state), lengths=lengths)  # (T, B, H)
+        return (self.model.head(out), *_unpack(h_n))
+
+
+class _Reconstruct(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor]:
+        return (self.model(x),)
+
+
+def _anomaly(directory: Path) -> ExportSpec:
+    from rnnkit.anomaly.detectors import PredictionDetector, load_detector
+
+    det = load_detector(directory)
+    c = det.config
+    meta = {"kind": c.kind, "mean": det.mean, "std": det.std, "cell": c.cell}
+    if isinstance(det, PredictionDetector):
+        _check_exportable(det.model.rnn, "the detector's recurrent layer")
+        layout = state_layout(det.model.rnn)
+        s_in, s_out, s_axes = _state_io(layout)
+
+        def make(T: int, B: int, seed: int = 0) -> tuple[Tensor, ...]:
+            g = torch.Generator().manual_seed(seed)
+            return (torch.randn(T, B, 1, generator=g), _lengths(T, B, g), *_states(layout, B, g))
+
+        return ExportSpec("anomaly", PredictorStep(det.model).eval(), make(7, 3), ["x", "lengths", *s_in],
+                          ["y", *s_out], {"x": {0: "T", 1: "B"}, "lengths": {0: "B"}, "y": {0: "T", 1: "B"},
+                                          **s_axes},
+                          list(zip(s_in, s_out)), {**meta, "horizon": c.horizon, "state_shapes": layout}, make)
+    for name in ("encoder", "decoder"):
+        _check_exportable(getattr(det.model, name), f"the autoencoder's {name}")
+    L = c.window
+
+    def make_w(T: int, B: int, seed: int = 0) -> tuple[Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randn(L, B, 1, generator=g),)  # the window length is fixed: L
+
+    return ExportSpec("anomaly", _Reconstruct(det.model).eval(), make_w(L, 3), ["x"], ["reconstruction"],
+                      {"x": {1: "B"}, "reconstruction": {1: "B"}}, [], {**meta, "window": L}, make_w)
+
+
+# --------------------------------------------------------------------------- forecasting
+
+
+class ForecastStep(nn.Module):
+    """``(x, xf[, lengths]) -> params (B, H, C, K)`` of a Forecaster (eval mode)."""
+
+    def __init__(self, model: nn.Module, with_lengths: bool):
+        super().__init__()
+        self.model, self.with_lengths = model, with_lengths
+
+    def forward(self, x: Tensor, xf: Tensor, lengths: Tensor | None = None) -> tuple[Tensor]:
+        return (self.model(x, xf, lengths if self.with_lengths else None),)
+
+
+def _forecast(directory: Path) -> ExportSpec:
+    from rnnkit.tasks.forecast import load_forecast_checkpoint
+
+    model, state, cfg = load_forecast_checkpoint(directory)
+    m = model.config
+    _check_exportable(model.encoder, "the forecaster's encoder")
+    if hasattr(model, "decoder"):
+        _check_exportable(model.decoder, "the forecaster's decoder")
+    # recursive forecasts and the highway read the whole window: no padding there
+    with_lengths = m.strategy != "recursive" and not m.highway
+    I, H, F = model.C + model.P + model.F, model.H, model.F
+
+    def make(T: int, B: int, seed: int = 0) -> tuple[Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        x, xf = torch.randn(B, T, I, generator=g), torch.randn(B, H, F, generator=g)
+        return (x, xf, _lengths(T, B, g)) if with_lengths else (x, xf)
+
+    L = cfg.data.input_length
+    names = ["x", "xf"] + (["lengths"] if with_lengths else [])
+    axes = {"x": {0: "B", 1: "T"}, "xf": {0: "B"}, "params": {0: "B"}}
+    if with_lengths:
+        axes["lengths"] = {0: "B"}
+    meta = {"input_length": L, "horizon": H, "targets": state["schema"]["targets"], "head": m.head,
+            "n_features": I, "n_future": F, "strategy": m.strategy}
+    return ExportSpec("forecast", ForecastStep(model, with_lengths).eval(), make(max(L, 2), 3), names,
+                      ["params"], axes, [], meta, make)
+
+
+# --------------------------------------------------------------------------- audio
+
+
+class AudioStep(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor]:
+        return (self.model(x, lengths),)
+
+
+def _audio(directory: Path) -> ExportSpec:
+    from rnnkit.tasks.audio import load_audio_checkpoint
+
+    model, classes, feats, cfg = load_audio_checkpoint(directory)
+    _check_exportable(model.rnn, "the classifier's recurrent layer")
+    Fn = model.num_features
+
+    def make(T: int, B: int, seed: int = 0) -> tuple[Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        lens = _lengths(T, B, g).clamp(min=min(T, 8))
+        return torch.randn(B, T, Fn, generator=g), lens
+
+    return ExportSpec("audio", AudioStep(model).eval(), make(40, 3), ["x", "lengths"], ["logits"],
+                      {"x": {0: "B", 1: "T"}, "lengths": {0: "B"}, "logits": {0: "B"}}, [],
+                      {"classes": classes, "n_features": Fn}, make)
+
+
+#: checkpoint task -> "module:function" building its ExportSpec from a checkpoint directory
+EXPORTERS: dict[str, str] = {
+    "lm": "rnnkit.export.wrappers:_lm",
+    "anomaly": "rnnkit.export.wrappers:_anomaly",
+    "forecast": "rnnkit.export.wrappers:_forecast",
+    "audio": "rnnkit.export.wrappers:_audio",
+}
+
+
+def export_spec(checkpoint: str | Path) -> ExportSpec:
+    """The :class:`ExportSpec` of a checkpoint directory (its task picks the wrapper)."""
+    from rnnkit.train.checkpoint import read_config
+
+    task = read_config(checkpoint).get("task")
+    if task not in EXPORTERS:
+        raise ValueError(f"export: {checkpoint} is a {task!r} checkpoint; export supports "
+                         f"{', '.join(sorted(EXPORTERS))} checkpoints")
+    module, func = EXPORTERS[task].split(":")
+    with torch.no_grad():
+        return getattr(importlib.import_module(module), func)(Path(checkpoint))

@@ -1,0 +1,356 @@
+"""Streaming predictors: a checkpoint loaded once, its state kept across ``step()`` calls.
+
+One class per pipeline, all with ``task``, ``reset()`` and ``step(...)``, built from a
+checkpoint by :func:`load_predictor` through :data:`PREDICTORS`:
+
+- :class:`LMPredictor` (``lm``): ``feed(text)`` runs text through the network, carrying the
+  state; each ``step()`` samples the next token from the last logits, feeds it back and
+  returns it, so ``feed(prompt)`` + ``step()`` x n is :func:`rnnkit.generate.generate`,
+  token for token, at O(1) work per token.
+- :class:`AnomalyPredictor` (``anomaly``): ``step(value)`` is the anomaly score of the next
+  value of the stream (:class:`rnnkit.anomaly.streaming.StreamingScorer`: the recurrent state
+  and the last predictions are the carried state).
+- :class:`ForecastPredictor` (``forecast``): ``step(timestamp, values)`` appends one row and,
+  once ``input_length`` rows are in, returns the forecast of the next ``horizon`` steps; the
+  window of the last rows is the carried state (the model was trained on windows, so the
+  window, not an ever-running recurrent state, is what a forecast must see).
+- :class:`AudioPredictor` (``audio``): clips are classified whole (``classify``).
+- :class:`TextPredictor` (``classify``, ``tag``, ``translate``): texts through each pipeline's
+  ``rnnkit predict`` function.
+
+Every predictor also has a stateless ``predict(payload)``/task call used by the HTTP server.
+
+Example::
+
+    p = load_predictor("runs/shakespeare_char/best")
+    p.feed("ROMEO:")
+    text = "".join(p.step(temperature=0.8, top_k=40) for _ in range(200))
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PREDICTORS", "load_predictor", "LMPredictor", "AnomalyPredictor", "ForecastPredictor",
+           "AudioPredictor", "TextPredictor"]
+
+
+class LMPredictor:
+    """Text generation and scoring with a language-model checkpoint (see the module docstring)."""
+
+    task = "lm"
+
+    def __init__(self, model: torch.nn.Module, vocab: Any, config: Any = None, *, seed: int | None = None):
+        self.model, self.vocab, self.config = model.eval(), vocab, config
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: no state, no pending logits."""
+        self.state: Any = None
+        self.logits: torch.Tensor | None = None  # (V,) next-token logits
+
+    @torch.no_grad()
+    def feed_ids(self, ids: list[int]) -> None:
+        x = torch.tensor(ids, dtype=torch.long).unsqueeze(1)  # (T, 1)
+        logits, self.state = self.model(x, self.state)  # (T, 1, V)
+        self.logits = logits[-1, 0].float()
+
+    def feed(self, text: str) -> None:
+        """Run ``text`` through the network (an empty text starts a new line)."""
+        from rnnkit.generate import encode_prompt
+
+        self.feed_ids(encode_prompt(self.vocab, text))
+
+    def step(self, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> str:
+        """Sample the next token, feed it back, and return it as text."""
+        from rnnkit.data import EOS
+        from rnnkit.generate import sample_next
+
+        if self.logits is None:
+            self.feed("")
+        nxt = sample_next(self.logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                          generator=self.generator)
+        self.feed_ids([nxt])
+        tok = self.vocab.itos[nxt]
+        if (self.vocab.level or "char") == "word":
+            return "\n" if tok == EOS else " " + tok
+        return tok
+
+    def generate(self, prompt: str, length: int, *, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None) -> str:
+        """``length`` tokens continuing ``prompt`` (a fresh stream; seeded like ``rnnkit generate``)."""
+        from rnnkit.generate import _check_args
+
+        _check_args(length, temperature, top_k, top_p)
+        self.reset()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        else:
+            self.generator.seed()
+        self.feed(prompt)
+        return "".join(self.step(temperature=temperature, top_k=top_k, top_p=top_p) for _ in range(length))
+
+    @torch.no_grad()
+    def score(self, text: str) -> dict[str, float]:
+        """Mean next-token cross-entropy of ``text`` (nats), its perplexity and bits per token."""
+        from rnnkit.generate import encode_prompt
+
+        ids = encode_prompt(self.vocab, text)
+        if len(ids) < 2:
+            raise ValueError(f"text: needs at least 2 tokens to score, got {len(ids)}")
+        x = torch.tensor(ids, dtype=torch.long).unsqueeze(1)  # (T, 1)
+        logits, _ = self.model(x[:-1])  # (T-1, 1, V)
+        loss = float(F.cross_entropy(logits[:, 0].float(), x[1:, 0]))
+        return {"tokens": len(ids), "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bits": loss / math.log(2)}
+
+
+class AnomalyPredictor:
+    """Anomaly scores of a stream (``step``) or of a whole series (``score``)."""
+
+    task = "anomaly"
+
+    def __init__(self, detector: Any):
+        from rnnkit.anomaly.streaming import StreamingScorer
+
+        self.detector = detector
+        self._make = lambda: StreamingScorer(detector)
+        self.reset()
+
+    def reset(self) -> None:
+        self.scorer = self._make()
+
+    def step(self, value: float) -> float:
+        """Score of the next value of the stream (0 until the first full error vector)."""
+        return float(self.scorer.update(value))
+
+    def score(self, values: list[float]) -> list[float]:
+        """Scores of a new series, row by row from a fresh stream (equal to the batch path)."""
+        s = self._make()
+        return [float(s.update(v)) for v in values]
+
+
+def _check_series(values: dict[str, list[float]], targets: list[str], n: int) -> None:
+    missing = [t for t in targets if t not in values]
+    if missing:
+        raise ValueError(f"values: missing target column(s) {missing}; expected {targets}")
+    for k, v in values.items():
+        if len(v) != n:
+            raise ValueError(f"values[{k!r}]: {len(v)} values for {n} timestamps")
+
+
+class ForecastPredictor:
+    """Forecasts of the next ``horizon`` steps from the latest ``input_length`` rows."""
+
+    task = "forecast"
+
+    def __init__(self, model: torch.nn.Module, state: dict[str, Any], config: Any):
+        self.model, self.state, self.config = model.eval(), state, config
+        d = config.data
+        self.targets: list[str] = list(state["schema"]["targets"])
+        self.time_col: str = state["schema"]["time_col"] or "time"
+        self.covariates: list[str] = list(d.past_covariates) + list(d.future_covariates)
+        if d.future_covariates:
+            raise ValueError("serving forecasts with known-future covariates is not supported yet: the "
+                             "request would have to carry the future rows")
+        self.need = d.input_length + d.difference
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows: deque[dict[str, Any]] = deque(maxlen=max(self.need, self.config.data.season_length) + 1)
+
+    def step(self, timestamp: str, values: dict[str, float]) -> list[dict[str, Any]] | None:
+        """Append one row; the forecast of the next ``horizon`` steps once the window is full."""
+        self.rows.append({self.time_col: timestamp, **{k: values[k] for k in self.targets + self.covariates}})
+        if len(self.rows) < self.need:
+            return None
+        return self._forecast(list(self.rows))
+
+    def forecast(self, timestamps: list[str], values: dict[str, list[float]]) -> list[dict[str, Any]]:
+        """Forecast after the last of ``timestamps`` (a history of at least ``input_length`` rows)."""
+        _check_series(values, self.targets + self.covariates, len(timestamps))
+        if len(timestamps) < self.need:
+            raise ValueError(f"timestamps: {len(timestamps)} rows given; the model needs the last {self.need} "
+                             f"(input_length={self.config.data.input_length}, difference={self.config.data.difference})")
+        rows = [{self.time_col: t, **{k: v[i] for k, v in values.items()}} for i, t in enumerate(timestamps)]
+        return self._forecast(rows)
+
+    @torch.no_grad()
+    def _forecast(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import pandas as pd
+
+        from rnnkit.data.timeseries import future_index
+        from rnnkit.models.forecast import point_forecast, quantile_forecast
+        from rnnkit.tasks.forecast import ForecastData
+
+        d = self.config.data
+        d.end_offset = 0
+        with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as tmp:  # the file reader validates rows
+            path = Path(tmp) / "series.csv"
+            pd.DataFrame(rows).to_csv(path, index=False)
+            fd = ForecastData(d, state=self.state, path=path)
+        s, T = fd.series[0], len(fd.series[0])
+        idx = future_index(s.index[-1], fd.ts.freq, fd.H)
+        xf = fd.known_future(np.zeros((fd.H, 0)), idx, s.id)  # (H, F): calendar features
+        x = fd.inputs[T - fd.L:T][None]  # (1, L, C+P+F)
+        p = self.model(x, torch.tensor(xf, dtype=torch.float32)[None])  # (1, H, C, K)
+        z_last = fd.z[T - max(fd.lag, 1):T][None]
+        steps = fd.steps(s.id, idx)[None]
+        pt = fd.pre.unscale(fd.pre.from_model(point_forecast(p, self.config.model).numpy(), s.id, steps, z_last),
+                            s.id)[0]  # (H, C)
+        lvl = d.interval_level
+        q = fd.pre.from_model(quantile_forecast(p, self.config.model, [(1 - lvl) / 2, (1 + lvl) / 2]).numpy(),
+                              s.id, steps, z_last)[0]
+        q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (2, H, C)
+        out = []
+        for h in range(fd.H):
+            for c, name in enumerate(self.targets):
+                r = {"timestamp": str(idx[h]), "step": h + 1, "target": name, "forecast": float(pt[h, c])}
+                if self.config.model.head != "point":
+                    r["lower"], r["upper"] = float(q[0, h, c]), float(q[1, h, c])
+                out.append(r)
+        return out
+
+
+class AudioPredictor:
+    """Clip classification from a waveform (resampled to the checkpoint's rate) or features."""
+
+    task = "audio"
+
+    def __init__(self, model: torch.nn.Module, classes: list[str], feats: dict[str, Any]):
+        self.model, self.classes, self.feats = model.eval(), classes, feats
+
+    def reset(self) -> None:
+        """Nothing is carried between clips."""
+
+    @torch.no_grad()
+    def classify(self, waveform: list[float], sample_rate: int, top_k: int = 1) -> dict[str, Any]:
+        from rnnkit.data.audio import compute_features
+        from rnnkit.tasks.audio import _normalise
+
+        fcfg = self.feats["features"]
+        y = np.asarray(waveform, dtype=np.float32)
+        if sample_rate != fcfg.sample_rate:
+            import librosa
+
+            y = librosa.resample(y, orig_sr=sample_rate, target_sr=fcfg.sample_rate)
+        if len(y) < fcfg.n_fft:
+            raise ValueError(f"audio: {len(y)} samples at {fcfg.sample_rate} Hz; expected at least "
+                             f"{fcfg.n_fft} (one analysis frame)")
+        x = torch.from_numpy(_normalise(compute_features(y, fcfg), self.feats))[None]  # (1, T, F)
+        p = torch.softmax(self.model(x, torch.tensor([x.shape[1]])).float(), -1)[0]  # (K,)
+        probs, idx = p.topk(min(top_k, len(self.classes)))
+        top = [[self.classes[int(i)], float(v)] for v, i in zip(probs, idx)]
+        return {"label": top[0][0], "prob": top[0][1], "top": top}
+
+
+class TextPredictor:
+    """Text classification, tagging and translation through each pipeline's ``rnnkit predict``
+    function (:data:`rnnkit.tasks.predict_cli.PREDICTORS`): one result dict per text.
+
+    Those functions take a checkpoint path and load it per call; a pipeline that exposes a
+    load-once predictor can replace its entry in :data:`PREDICTORS`.
+    """
+
+    def __init__(self, checkpoint: Path, task: str):
+        from rnnkit.tasks.predict_cli import PREDICTORS as CLI
+
+        if task not in CLI:
+            raise ValueError(f"{checkpoint}: no predictor registered for task {task!r}")
+        module, func = CLI[task].split(":")
+        self.fn = getattr(importlib.import_module(module), func)
+        self.checkpoint, self.task = checkpoint, task
+
+    def reset(self) -> None:
+        """Nothing is carried between texts."""
+
+    def predict(self, texts: list[str], *, top_k: int = 1, beam_size: int = 5, max_len: int = 100) -> list[dict]:
+        import argparse
+
+        a = argparse.Namespace(checkpoint=str(self.checkpoint), inputs=list(texts), file=None, top_k=top_k,
+                               beam_size=beam_size, max_len=max_len, json=True)
+        return self.fn(a)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _lm(d: Path, int8: bool) -> LMPredictor:
+    from rnnkit.tasks.lm import load_lm_checkpoint
+
+    model, vocab, cfg = load_lm_checkpoint(d)
+    return LMPredictor(_maybe_int8(model, int8), vocab, cfg)
+
+
+def _anomaly(d: Path, int8: bool) -> AnomalyPredictor:
+    from rnnkit.anomaly.detectors import load_detector
+
+    det = load_detector(d)
+    det.model = _maybe_int8(det.model, int8)
+    return AnomalyPredictor(det)
+
+
+def _forecast(d: Path, int8: bool) -> ForecastPredictor:
+    from rnnkit.tasks.forecast import load_forecast_checkpoint
+
+    model, state, cfg = load_forecast_checkpoint(d)
+    return ForecastPredictor(_maybe_int8(model, int8), state, cfg)
+
+
+def _audio(d: Path, int8: bool) -> AudioPredictor:
+    from rnnkit.tasks.audio import load_audio_checkpoint
+
+    model, classes, feats, _ = load_audio_checkpoint(d)
+    return AudioPredictor(_maybe_int8(model, int8), classes, feats)
+
+
+def _text(d: Path, int8: bool) -> TextPredictor:
+    from rnnkit.train.checkpoint import read_config
+
+    if int8:
+        raise ValueError("--int8: not available for text classification/tagging/translation checkpoints yet")
+    return TextPredictor(d, read_config(d)["task"])
+
+
+def _maybe_int8(model: torch.nn.Module, int8: bool) -> torch.nn.Module:
+    if not int8:
+        return model
+    from rnnkit.compress.quantize import quantize_dynamic
+
+    return quantize_dynamic(model)[0]
+
+
+#: checkpoint task -> "module:function" with ``function(directory, int8) -> predictor``
+PREDICTORS: dict[str, str] = {
+    "lm": "rnnkit.serve.predictor:_lm",
+    "anomaly": "rnnkit.serve.predictor:_anomaly",
+    "forecast": "rnnkit.serve.predictor:_forecast",
+    "audio": "rnnkit.serve.predictor:_audio",
+    "classify": "rnnkit.serve.predictor:_text",
+    "tag": "rnnkit.serve.predictor:_text",
+    "translate": "rnnkit.serve.predictor:_text",
+}
+
+
+def load_predictor(checkpoint: str | Path, *, int8: bool = False) -> Any:
+    """The streaming predictor of a checkpoint (its task picks the class); ``int8`` quantises
+    its recurrent and linear layers dynamically (:func:`rnnkit.compress.quantize_dynamic`)."""
+    from rnnkit.train.checkpoint import read_config
+
+    task = read_config(checkpoint).get("task")
+    if task not in PREDICTORS:
+        raise ValueError(f"{checkpoint}: a {task!r} checkpoint; serving supports "
+                         f"{', '.join(sorted(PREDICTORS))} checkpoints")
+    module, func = PREDICTORS[task].split(":")
+    return getattr(importlib.import_module(module), func)(Path(checkpoint), int8)

@@ -1,0 +1,163 @@
+"""The ``search:`` section of a recipe: the space, the sampler, the pruner.
+
+A search recipe is an ordinary recipe plus one section::
+
+    search:
+      sampler: tpe                # tpe (Bayesian, Bergstra et al. 2011) | random | grid
+      pruner: median              # median | hyperband | none
+      startup_trials: 3           # trials before TPE models the space and before pruning acts
+      warmup_evals: 1             # validations of a trial before it may be pruned (median)
+      seed: 0
+      trials: 20                  # default of --trials
+      heartbeat: 60               # seconds; a trial silent for 2x this is failed and retried
+      space:                      # dotted recipe keys -> distributions
+        optim.lr:          {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+        model.hidden_size: {type: int, low: 64, high: 256, step: 64}
+        model.cell:        {type: categorical, choices: [lstm, gru]}
+        model.dropout:     {type: float, low: 0.0, high: 0.5, grid: [0.0, 0.25, 0.5]}
+
+The objective is the run's monitored metric (``trainer.monitor``, e.g. ``val_loss``) in its
+``trainer.mode`` direction; the value of a trial is its best validation value, and every
+validation is reported to the pruner.  The grid sampler needs a finite set per parameter:
+``choices`` of a categorical, ``low..high`` by ``step`` of an int, or an explicit ``grid`` list.
+
+Example::
+
+    base, search = load_search_recipe("configs/shakespeare_char_search.yaml")
+    overrides = search.suggest(trial)          # {"optim.lr": 0.0031, "model.cell": "gru"}
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rnnkit.train.config import ConfigError, build_run_config, from_dict
+
+__all__ = ["Param", "SearchConfig", "load_search_recipe", "apply_params"]
+
+
+@dataclass
+class Param:
+    """One searched value: ``type`` float | int | categorical (see the module docstring)."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+    grid: list[Any] | None = None
+
+    def check(self, key: str) -> None:
+        where = f"search.space.{key}"
+        if self.type == "categorical":
+            if not self.choices:
+                raise ConfigError(f"{where}: a categorical needs a non-empty 'choices' list")
+            return
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ConfigError(f"{where}: expected low < high, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"{where}: log scale needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ConfigError(f"{where}: 'log' and 'step' cannot be combined")
+        if self.type == "int" and (int(self.low) != self.low or int(self.high) != self.high):
+            raise ConfigError(f"{where}: an int range needs integer low/high, got {self.low}..{self.high}")
+
+    def grid_values(self, key: str) -> list[Any]:
+        if self.grid is not None:
+            return list(self.grid)
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise ConfigError(f"search.space.{key}: the grid sampler needs a 'grid' list for a float range")
+
+
+@dataclass
+class SearchConfig:
+    """The ``search:`` section (see the module docstring)."""
+
+    space: dict[str, Param] = field(default_factory=dict)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = 3
+    warmup_evals: int = 1
+    seed: int = 0
+    trials: int = 20
+    heartbeat: int = 60
+
+    def check(self) -> None:
+        if not self.space:
+            raise ConfigError("search.space: empty; declare at least one parameter to search")
+        for k, p in self.space.items():
+            p.check(k)
+        for k in ("startup_trials", "warmup_evals", "trials", "heartbeat"):
+            if getattr(self, k) < (1 if k in ("trials", "heartbeat") else 0):
+                raise ConfigError(f"search.{k}: expected a positive integer, got {getattr(self, k)}")
+
+    def grid(self) -> dict[str, list[Any]]:
+        return {k: p.grid_values(k) for k, p in self.space.items()}
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Sample every parameter with ``trial`` (an ``optuna.Trial``)."""
+        out = {}
+        for k, p in self.space.items():
+            if self.sampler == "grid" and p.type != "categorical":
+                out[k] = trial.suggest_categorical(k, p.grid_values(k))
+            elif p.type == "categorical":
+                out[k] = trial.suggest_categorical(k, p.choices)
+            elif p.type == "int":
+                out[k] = trial.suggest_int(k, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+            else:
+                out[k] = trial.suggest_float(k, p.low, p.high, step=p.step, log=p.log)
+        return out
+
+
+def apply_params(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the raw recipe with dotted keys set (``model.extras.zoneout`` creates sections)."""
+    out = copy.deepcopy(raw)
+    for key, value in params.items():
+        node = out
+        *path, leaf = key.split(".")
+        for p in path:
+            if not isinstance(node.get(p, {}), dict):
+                raise ConfigError(f"search.space.{key}: '{p}' is not a section of the recipe")
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def load_search_recipe(path: str | Path) -> tuple[dict[str, Any], SearchConfig]:
+    """``(the recipe without its search section, SearchConfig)``; every trial's recipe is checked
+    up front by building it with the space's first values, so a wrong key fails before training."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict) or "search" not in raw:
+        raise ConfigError(f"{path}: no 'search:' section (see rnnkit.tune.space for its format)")
+    raw = dict(raw)
+    sec = raw.pop("search") or {}
+    try:
+        if not isinstance(sec, dict) or not isinstance(sec.get("space", {}), dict):
+            raise ConfigError("search: expected a mapping with a 'space' mapping")
+        space = {k: from_dict(Param, v, f"search.space.{k}") for k, v in (sec.get("space") or {}).items()}
+        search = from_dict(SearchConfig, {**sec, "space": {}}, "search")
+        search.space = space
+        search.check()
+        first = {k: (p.grid_values(k)[0] if search.sampler == "grid" else p.choices[0] if p.type == "categorical"
+                     else int(p.low) if p.type == "int" else p.low) for k, p in space.items()}
+        build_run_config(apply_params(raw, first))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return raw, search

@@ -1,0 +1,265 @@
+"""``rnnkit tune``: an Optuna study over a recipe's search space, kept in SQLite.
+
+Each trial samples the space, trains the recipe with the one Trainer and reports every
+validation of the monitored metric to the pruner; a trial the pruner rejects stops at that
+validation (``TrialPruned``).  The study lives in SQLite (``<out>/study.db`` by default), so
+running the same command again resumes it (``--trials`` is the total wanted), and several
+processes given the same ``--storage`` share it as workers; a trial whose worker died
+(no heartbeat for ``2 x search.heartbeat`` s) is failed and retried with the same values.
+
+Outputs in ``<out>``: ``trial_NNNN/`` (each trial's run directory), ``trials.json``,
+``best.yaml`` (the recipe with the best values, ready for ``rnnkit train``) and
+``history.png`` (objective per trial with the best so far, and the validation curves with the
+pruned trials marked).
+
+Example::
+
+    summary = run_search("configs/shakespeare_char_search.yaml", trials=20, out="runs/tune/shk")
+    summary["best"]["params"]      # {"optim.lr": 0.0031, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rnnkit.train.config import ConfigError, build_run_config
+from rnnkit.train.trainer import Trainer
+from rnnkit.tune.space import SearchConfig, apply_params, load_search_recipe
+
+__all__ = ["run_search", "ReportingTrainer", "write_history_plot", "storage_url"]
+
+
+class ReportingTrainer(Trainer):
+    """The Trainer, reporting each validation to an Optuna trial and stopping when it is pruned.
+
+    The hook is :meth:`Trainer._validate` (the one place validation metrics appear): after it,
+    ``trial.report(value, step)`` and, if ``trial.should_prune()``, the run stops as if early
+    stopping had fired (``state.stopped = "pruned"``; checkpoints and logs are closed normally).
+    """
+
+    def __init__(self, *args: Any, trial: Any, metric: str, warmup_evals: int = 0, **kw: Any):
+        super().__init__(*args, **kw)
+        self.trial, self.metric, self.pruned, self.reports = trial, metric, False, 0
+        self.warmup_evals = warmup_evals
+        self._last_step = -1
+
+    def _validate(self) -> bool:
+        stop = super()._validate()
+        value = self.last_val.get(self.metric)
+        if value is None or self.pruned or self.state.step == self._last_step:  # once per step
+            return stop
+        self._last_step = self.state.step
+        self.trial.report(float(value), self.state.step)
+        self.reports += 1
+        if self.reports > self.warmup_evals and self.trial.should_prune():
+            self.pruned, self.state.stopped = True, "pruned"
+            self.monitor.print(f"trial {self.trial.number} pruned at step {self.state.step} "
+                               f"({self.metric} {value:.4f})")
+            return True
+        return stop
+
+
+def storage_url(storage: str | Path) -> str:
+    """A SQLAlchemy URL from a URL or a path to a SQLite file."""
+    s = str(storage)
+    return s if "://" in s else f"sqlite:///{Path(s).resolve()}"
+
+
+def _sampler(search: SearchConfig, seed: int):
+    import optuna
+
+    if search.sampler == "grid":
+        return optuna.samplers.GridSampler(search.grid(), seed=seed)
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
+
+
+def _pruner(search: SearchConfig):
+    import optuna
+
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials,
+                                           n_warmup_steps=0, n_min_trials=1)
+    if search.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _train_trial(raw: dict[str, Any], params: dict[str, Any], trial: Any, run_dir: Path,
+                 data_dir: str | None, search: SearchConfig) -> tuple[float, ReportingTrainer]:
+    """Train one trial (``run_training``'s steps, with the reporting Trainer)."""
+    import torch
+
+    from rnnkit.tasks import get_task_spec
+    from rnnkit.train.state import seed_everything, set_deterministic
+    from rnnkit.train.trainer import make_fabric
+
+    cfg = build_run_config(apply_params(raw, params))
+    tc = cfg.trainer
+    if tc.devices * tc.num_nodes != 1:
+        raise ConfigError("search: each trial trains in one process (trainer.devices=1); run several "
+                          "`rnnkit tune` workers on one --storage to use more devices")
+    tc.progress = False
+    if data_dir is not None and hasattr(cfg.data, "data_dir"):
+        cfg.data.data_dir = str(data_dir)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    set_deterministic(tc.deterministic)
+    fabric = make_fabric(tc)
+    fabric.launch()
+    seed_everything(tc.seed)
+    task = get_task_spec(cfg.task).build(cfg, data_dir=data_dir)
+    trainer = ReportingTrainer(cfg, task, fabric, run_dir, trial=trial, metric=tc.monitor,
+                               warmup_evals=search.warmup_evals)
+    result = trainer.fit()
+    best = result.best_metric
+    if trainer.reports == 0 or best is None:
+        raise ConfigError(f"trial {trial.number}: no validation of {tc.monitor!r} happened; the task needs a "
+                          "'valid' split and trainer.val_every_steps or whole epochs")
+    return float(best), trainer
+
+
+def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path | None = None,
+               storage: str | None = None, study_name: str | None = None, data_dir: str | None = None,
+               timeout: float | None = None, log=print) -> dict[str, Any]:
+    """Run (or resume, or join as a worker) the study of ``recipe`` until it holds ``trials``
+    finished (complete or pruned) trials; write the outputs and return the summary."""
+    import optuna
+    from optuna.storages import RDBStorage
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    raw, search = load_search_recipe(recipe)
+    base = build_run_config(raw)
+    metric, direction = base.trainer.monitor, "minimize" if base.trainer.mode == "min" else "maximize"
+    out = Path(out) if out is not None else Path(base.trainer.out_dir) / "tune" / Path(recipe).stem
+    out.mkdir(parents=True, exist_ok=True)
+    total = trials or search.trials
+    if total < 1:
+        raise ConfigError(f"--trials {total}: expected a positive integer")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry
+    try:  # optuna >= 4.9
+        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+        retry = {"heartbeat_stale_trial_callback": Retry(max_retry=2)}
+    except ImportError:
+        from optuna.storages import RetryFailedTrialCallback as Retry
+
+        retry = {"failed_trial_callback": Retry(max_retry=2)}
+    store = RDBStorage(storage_url(storage or out / "study.db"), heartbeat_interval=search.heartbeat,
+                       grace_period=2 * search.heartbeat, **retry)
+    name = study_name or Path(recipe).stem
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    probe = optuna.create_study(study_name=name, storage=store, direction=direction, load_if_exists=True)
+    if probe.direction.name.lower() != direction:
+        raise ConfigError(f"--storage: study {name!r} exists with direction {probe.direction.name.lower()}, "
+                          f"but trainer.mode gives {direction}")
+    n_before = len(probe.trials)
+    # a resumed study or a second worker gets its own sampler seed, so workers do not draw alike
+    study = optuna.load_study(study_name=name, storage=store, sampler=_sampler(search, search.seed + n_before),
+                              pruner=_pruner(search))
+    finished = len(study.get_trials(deepcopy=False, states=done_states))
+    if finished:
+        log(f"resuming study {name!r}: {finished} finished trial(s) in {store.url}")
+
+    def objective(trial: Any) -> float:
+        params = search.suggest(trial)
+        run_dir = out / f"trial_{trial.number:04d}"
+        t0 = time.time()
+        log(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+        value, trainer = _train_trial(raw, params, trial, run_dir, data_dir, search)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("seconds", round(time.time() - t0, 1))
+        trial.set_user_attr("steps", trainer.state.step)
+        if trainer.pruned:
+            raise optuna.TrialPruned()
+        log(f"trial {trial.number}: {metric} {value:.4f} ({time.time() - t0:.0f} s)")
+        return value
+
+    remaining = max(0, total - finished)
+    if remaining:
+        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(),
+                       callbacks=[MaxTrialsCallback(total, states=done_states)])
+    return write_outputs(study, raw, out, metric, log=log)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write_outputs(study: Any, raw: dict[str, Any], out: Path, metric: str, log=print) -> dict[str, Any]:
+    """``trials.json``, ``best.yaml`` and ``history.png`` of a study; returns the summary."""
+    from optuna.trial import TrialState
+
+    rows = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "intermediate": {int(k): v for k, v in sorted(t.intermediate_values.items())},
+             "retry_of": t.system_attrs.get("failed_trial"), **t.user_attrs} for t in study.trials]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    summary: dict[str, Any] = {"study": study.study_name, "metric": metric,
+                               "direction": study.direction.name.lower(), "trials": len(rows),
+                               "complete": len(complete),
+                               "pruned": sum(r["state"] == "PRUNED" for r in rows),
+                               "failed": sum(r["state"] == "FAIL" for r in rows)}
+    if complete:
+        b = study.best_trial
+        summary["best"] = {"number": b.number, "value": b.value, "params": b.params,
+                           "run_dir": b.user_attrs.get("run_dir")}
+        best = apply_params(raw, b.params)
+        head = (f"# best of study {study.study_name!r}: trial {b.number}, {metric} = {b.value:.6g}\n"
+                f"# searched values: {json.dumps(b.params)}\n")
+        (out / "best.yaml").write_text(head + yaml.safe_dump(best, sort_keys=False))
+        summary["best_recipe"] = str(out / "best.yaml")
+    (out / "trials.json").write_text(json.dumps({**summary, "rows": rows}, indent=1, default=str) + "\n")
+    if rows:
+        write_history_plot(rows, out / "history.png", metric, summary["direction"])
+        summary["plot"] = str(out / "history.png")
+    log(f"{summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed"
+        + (f"; best {metric} {summary['best']['value']:.4f} (trial {summary['best']['number']}): "
+           f"{out / 'best.yaml'}" if complete else ""))
+    return summary
+
+
+def write_history_plot(rows: list[dict[str, Any]], path: Path, metric: str, direction: str) -> None:
+    """Left: each trial's objective and the best so far; right: validation curves per trial."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    best, xs, ys, bx, by = None, [], [], [], []
+    better = min if direction == "minimize" else max
+    for r in rows:
+        if r["state"] == "COMPLETE" and r["value"] is not None and math.isfinite(r["value"]):
+            xs.append(r["number"])
+            ys.append(r["value"])
+            best = r["value"] if best is None else better(best, r["value"])
+        if best is not None:
+            bx.append(r["number"])
+            by.append(best)
+    a.scatter(xs, ys, s=18, label="complete", color="tab:blue")
+    px = [r["number"] for r in rows if r["state"] == "PRUNED" and r["intermediate"]]
+    py = [list(r["intermediate"].values())[-1] for r in rows if r["state"] == "PRUNED" and r["intermediate"]]
+    a.scatter(px, py, s=22, marker="x", color="tab:gray", label="pruned (last value)")
+    a.step(bx, by, where="post", color="tab:red", label="best so far")
+    a.set(xlabel="trial", ylabel=metric, title="optimisation history")
+    a.legend(fontsize=8)
+    for r in rows:
+        if r["intermediate"]:
+            steps, vals = zip(*r["intermediate"].items())
+            style = dict(color="tab:gray", alpha=0.6, ls="--") if r["state"] == "PRUNED" else dict(alpha=0.9)
+            b.plot(steps, vals, marker=".", lw=1, **style)
+    b.set(xlabel="optimizer step", ylabel=metric, title="validation per trial (dashed: pruned)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
