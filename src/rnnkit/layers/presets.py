@@ -39,7 +39,7 @@ class RNN(Recurrent):
 class LSTM(Recurrent):
     """LSTM with optional projection (``proj_size``); see torch.nn.LSTM and :mod:`rnnkit.cells.lstm`.
 
-    ``hx`` and ``h_n`` are ``(h, c)`` with ``h`` (D*L, B, P or H) and ``c`` (D*L, B, H).
+    ``hx`` and ``h_n`` are ``(h, c)`` with ``h`` ``(D*L, B, P or H)`` and ``c`` ``(D*L, B, H)``.
 
     Example::
 

@@ -1,0 +1,215 @@
+"""The Results and Benchmarks pages and the tutorials' measured tables, generated from JSON.
+
+Every number on those pages is read at build time from the files the runs wrote, so the site
+cannot drift from them::
+
+    results_page(ROOT)        # experiments/results/*.json  -> docs page "results.md"
+    benchmarks_page(ROOT)     # benchmarks/results/*.json   -> docs page "benchmarks.md"
+    snippet("regularisation-table", ROOT)   # a table a tutorial embeds with
+                                            # <!-- generated: regularisation-table -->
+
+Results files are loaded and checked with ``experiments/make_table.py``'s own loader (the
+README table's source), so a file missing a required key fails the build with its name.
+Benchmark files of schema ``rnnkit-bench/1`` are rendered with ``rnnkit.bench.report``; the
+fused-kernel benchmark format has its own table; any other JSON gets a generic table of its
+scalar fields, so a new benchmark never breaks the build.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["results_page", "benchmarks_page", "snippet", "SNIPPETS"]
+
+
+def _load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- results
+
+
+def results_page(root: Path) -> str:
+    mt = _load_module(root / "experiments" / "make_table.py", "_rnnkit_make_table")
+    results = mt.load_results(root / "experiments" / "results")
+    by_task: dict[str, list[tuple[str, dict]]] = {}
+    for name, rec in results:
+        by_task.setdefault(str(rec["task"]), []).append((name, rec))
+    out = ["# Results", "",
+           f"Every recorded run in `experiments/results/` ({len(results)} files), grouped by task. "
+           "This page is generated from those JSON files at every build (the same files and "
+           "loader as README's table, `python experiments/make_table.py`), so it always shows "
+           "what the runs wrote. Each row's exact command and notes are under the table; "
+           "*time* is the run's wall-clock time, on the machine in *device*.", ""]
+    out += ["| task | results |", "|---|---:|"]
+    for task, rows in by_task.items():
+        out.append(f"| [{_cell(task)}](#{_slug(task)}) | {len(rows)} |")
+    out.append("")
+    for task, rows in by_task.items():
+        out += [f"## {task}", ""]
+        out += ["| result | dataset | split | metric | rnnkit | reference | time | device |",
+                "|---|---|---|---|---:|---|---:|---|"]
+        for name, r in rows:
+            ref = r.get("reference") or {}
+            if isinstance(ref, dict):
+                ref_text = mt._fmt(ref.get("value"))
+                if ref.get("source"):
+                    ref_text += f" ({ref['source']})"
+            else:
+                ref_text = mt._fmt(ref)
+            value = mt._fmt(r["value"])
+            if r.get("status") and r["status"] != "complete":
+                value += f" ({r['status']})"
+            out.append("| " + " | ".join(_cell(c) for c in (
+                f"`{name}`", r["dataset"], r["split"], r["metric"], f"**{value}**", ref_text,
+                mt._duration(r["wall_seconds"]), r["device"])) + " |")
+        out += ["", '??? note "Commands and notes"', ""]
+        for name, r in rows:
+            note = f" {r['notes']}" if r.get("notes") else ""
+            out.append(f"    - `{name}` ({r['date']}): `{r['command']}`{_cell(note)}")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _slug(text: str) -> str:
+    """The id Python-Markdown's toc extension gives a heading (default slugify)."""
+    import re
+    import unicodedata
+
+    value = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    value = re.sub(r"[^\w\s-]", "", value).strip().lower()
+    return re.sub(r"[-\s]+", "-", value)
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def _fused_table(doc: dict) -> list[str]:
+    env = doc.get("environment", {})
+    sh = doc.get("shape", {})
+    lines = [f"{env.get('cpu', '?')}, {env.get('threads', '?')} thread(s) of {env.get('cores', '?')} "
+             f"cores, torch {env.get('torch', '?')}, {doc.get('dtype', '')}, mode `{doc.get('mode', '')}`; "
+             f"shape " + " ".join(f"{k}={v}" for k, v in sh.items())
+             + f"; median of {doc.get('repeats', '?')} repeats after {doc.get('warmup', '?')} warm-up.", ""]
+    lines += ["| variant | fwd ms (CPU) | fwd ratio | fwd+bwd ms (CPU) | fwd+bwd ratio |"
+              " fwd+bwd ms (wall) | wall ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    def ms(r, key):
+        v = r.get(key, {})
+        return f"{v['median']:.1f}" if isinstance(v, dict) and "median" in v else "-"
+
+    def ratio(r, key):
+        v = r.get(key)
+        return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
+
+    for r in doc["results"]:
+        lines.append(f"| {_cell(r.get('variant', '?'))} | {ms(r, 'fwd_cpu')} | {ratio(r, 'ratio_fwd_cpu')} | "
+                     f"{ms(r, 'fb_cpu')} | {ratio(r, 'ratio_fb_cpu')} | {ms(r, 'fb_wall')} | "
+                     f"{ratio(r, 'ratio_fb_wall')} |")
+    lines += ["", "Ratios are to the `torch.nn` row of the same cell; CPU time is the process's "
+              "CPU time (fair on shared cores)."]
+    return lines
+
+
+def _scalars(obj: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_scalars(v, f"{prefix}{k}."))
+    elif isinstance(obj, (str, int, float, bool)) or obj is None:
+        out[prefix.rstrip(".")] = obj
+    return out
+
+
+def _generic_table(doc: Any) -> list[str]:
+    lines = ["(No dedicated renderer for this file's format: its fields as recorded.)", ""]
+    rows = doc.get("results") if isinstance(doc, dict) else None
+    head = {k: v for k, v in _scalars(doc).items() if not k.startswith("results")} if isinstance(doc, dict) else {}
+    if head:
+        lines += ["| field | value |", "|---|---|"]
+        lines += [f"| `{_cell(k)}` | {_cell(v)} |" for k, v in list(head.items())[:40]]
+        lines.append("")
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        flat = [_scalars(r) for r in rows]
+        cols = [c for c in flat[0] if not c.endswith("samples_ms")][:12]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for f in flat:
+            lines.append("| " + " | ".join(_cell(_short(f.get(c, ""))) for c in cols) + " |")
+    return lines
+
+
+def _short(v: Any) -> Any:
+    return f"{v:.4g}" if isinstance(v, float) else v
+
+
+def benchmarks_page(root: Path) -> str:
+    report = _load_module(root / "src" / "rnnkit" / "bench" / "report.py", "_rnnkit_bench_report")
+    files = sorted((root / "benchmarks" / "results").glob("*.json"))
+    out = ["# Benchmarks", "",
+           f"Every recorded benchmark in `benchmarks/results/` ({len(files)} files), generated from "
+           "the JSON at every build. How to read them, and how to run your own: "
+           "[Reading the benchmark tables](howto/benchmarks.md).", ""]
+    for path in files:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+        out += [f"## {path.stem}", "", f"File: `benchmarks/results/{path.name}`."]
+        if isinstance(doc, dict) and doc.get("command"):
+            out[-1] += f" Command: `{doc['command']}`."
+        out.append("")
+        if isinstance(doc, dict) and doc.get("schema") == "rnnkit-bench/1":
+            st = doc["settings"]
+            out += [f"Suite `{doc.get('suite')}`, {doc.get('created', '')}: " + report.machine_line(doc) + ".",
+                    "", f"Median of {st['repeats']} interleaved repeats after {st['warmup']} warm-up "
+                    f"({st.get('clock', 'wall')} clock, {st.get('dtype', '')}); *ratio* = time / "
+                    f"`{st['baseline']}`'s; ± is half the interquartile range.", "",
+                    report.markdown_table(doc)]
+        elif isinstance(doc, dict) and "environment" in doc and isinstance(doc.get("results"), list) \
+                and all("variant" in r for r in doc["results"]):
+            out += _fused_table(doc)
+        else:
+            out += _generic_table(doc)
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- tutorial tables
+
+
+def _regularisation_table(root: Path) -> str:
+    path = root / "docs" / "tutorials" / "data" / "regularisation.json"
+    if not path.exists():
+        return ('!!! warning "Not measured yet"\n    `docs/tutorials/data/regularisation.json` is '
+                "missing: run `scripts/docs/regularisation.py` (see above).\n")
+    d = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["| regulariser | best validation loss | at epoch | last epoch's | rise after the best "
+             "| train loss at the best (eval mode) | time |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for v in d["variants"]:
+        rise = v["final_val_loss"] - v["best_val_loss"]
+        lines.append(f"| {_cell(v['describe'])} | **{v['best_val_loss']:.4f}** | {v['best_epoch']} | "
+                     f"{v['final_val_loss']:.4f} | {rise:+.4f} | {v['train_loss_eval']:.4f} | "
+                     f"{v['wall_seconds'] / 60:.0f} min |")
+    dev = d["variants"][0].get("device") if d["variants"] else ""
+    lines += ["", f"*{d['what']}; {len(d['variants'][0]['val_curve']) if d['variants'] else 0} epochs; "
+              f"train loss of the best checkpoint, measured without dropout; time is wall-clock on a "
+              f"shared machine. Recorded {d['date']} on "
+              f"{dev}; generated from `docs/tutorials/data/regularisation.json`.*"]
+    return "\n".join(lines) + "\n"
+
+
+SNIPPETS = {"regularisation-table": _regularisation_table}
+
+
+def snippet(name: str, root: Path) -> str:
+    if name not in SNIPPETS:
+        raise KeyError(f"<!-- generated: {name} -->: unknown snippet; known: {', '.join(SNIPPETS)}")
+    return SNIPPETS[name](root)
