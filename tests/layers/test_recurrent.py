@@ -39,7 +39,7 @@ def test_bad_input_names_the_argument(lstm, kwargs, pattern):
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="backend: expected 'auto', 'native', 'fused' or 'loop', got 'cuda'"):
+    with pytest.raises(ValueError, match="backend: expected 'auto', 'native', 'fused', 'triton' or 'loop', got 'cuda'"):
         rnnkit.LSTM(4, 5, backend="cuda")
     with pytest.raises(ValueError, match="num_layers: expected a positive int, got 0"):
         rnnkit.GRU(4, 5, 0)

@@ -85,6 +85,29 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+_KERNEL_MODULES = ("_common", "_lstm", "_gru", "_matrix", "_elementwise")  # import order
+
+
+def _kernels(name: str):
+    """Kernel module ``name``, its ``@triton.jit`` functions matching ``TRITON_INTERPRET`` now.
+
+    Triton picks interpreted or compiled functions when a function is decorated, i.e. when
+    the module is imported; a process that imported the kernels in the other mode (e.g.
+    before a test set the variable) would mix the two and fail, so they are re-imported.
+    """
+    import importlib
+    import sys
+
+    loaded = [sys.modules[f"{__name__}.{m}"] for m in _KERNEL_MODULES if f"{__name__}.{m}" in sys.modules]
+    want = "InterpretedFunction" if _interpreting() else "JITFunction"
+    kinds = {type(v).__name__ for mod in loaded for v in vars(mod).values()} & {
+        "InterpretedFunction", "JITFunction"}
+    if kinds - {want}:
+        for mod in loaded:
+            importlib.reload(mod)
+    return importlib.import_module(f"{__name__}.{name}")
+
+
 def _compiling() -> bool:
     """Whether Dynamo/export is tracing (torch >= 2.3's ``torch.compiler.is_compiling``)."""
     is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
@@ -183,14 +206,14 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
                          f"{tuple(rec_mask.shape)}")
     lengths, full = _lengths(mask, T, B, xp.device)
     if type(cell) in MATRIX_CELLS:
-        from ._matrix import matrix_scan  # imports triton
+        matrix_scan = _kernels("_matrix").matrix_scan  # imports triton
 
         return matrix_scan(cell, p, xp, state, lengths, full, rec_mask, zoneout)
     if zoneout is not None and any(z is not None for z in zoneout):
         raise ValueError(f"zoneout: the Triton {type(cell).__name__} scan has no zoneout")
     if rec_mask is not None and type(cell) is not IndRNNCell:
         raise ValueError(f"rec_mask: {type(cell).__name__} has no recurrent weights to drop")
-    from ._elementwise import elementwise_scan  # imports triton
+    elementwise_scan = _kernels("_elementwise").elementwise_scan  # imports triton
 
     kind, w = _elementwise_kind(cell, p)
     y, s_n = elementwise_scan(kind, xp, state[0], w, rec_mask, lengths, full)
