@@ -32,6 +32,12 @@ from rnnkit.layers.regularizers import Regularizers
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
+#: On CPU the interpreter tests run in a process of their own (test_triton_isolated.py starts
+#: it with TRITON_INTERPRET=1 from the start): after other tests in the same process (torch
+#: imports triton for inductor), triton's interpreter calls its own tl.* functions compiled.
+pytestmark = pytest.mark.skipif(
+    not CUDA and os.environ.get("RNNKIT_TRITON_ISOLATED") != "1",
+    reason="CPU: run in their own process by tests/kernels/test_triton_isolated.py")
 needs_triton = pytest.mark.skipif(not triton_available(),
                                   reason="triton is not installed (pip install 'rnnkit[gpu]')")
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")

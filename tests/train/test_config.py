@@ -67,7 +67,7 @@ def test_overrides_are_coerced(recipe):
     ("trainer.deterministic=maybe", "config key 'trainer.deterministic': expected bool"),
     ("optim.betas=[1, 2, 3]", "config key 'optim.betas': expected 2 values, got 3"),
     ("trainer.max_epochs", "expected key=value"),
-    ("task=translate", "unknown task 'translate'; expected one of "),
+    ("task=summarize", "unknown task 'summarize'; expected one of "),
 ])
 def test_bad_overrides_name_the_key(recipe, override, needle):
     with pytest.raises(ConfigError) as e:

@@ -88,12 +88,12 @@ def _interpreting() -> bool:
 _KERNEL_MODULES = ("_common", "_lstm", "_gru", "_matrix", "_elementwise")  # import order
 
 
-def _kernels(name: str):
-    """Kernel module ``name``, its ``@triton.jit`` functions matching ``TRITON_INTERPRET`` now.
+def _sync_kernel_mode() -> None:
+    """Re-import the kernel modules if ``TRITON_INTERPRET`` changed since their import.
 
     Triton picks interpreted or compiled functions when a function is decorated, i.e. when
     the module is imported; a process that imported the kernels in the other mode (e.g.
-    before a test set the variable) would mix the two and fail, so they are re-imported.
+    before a test set the variable) would mix the two and fail.
     """
     import importlib
     import sys
@@ -105,7 +105,6 @@ def _kernels(name: str):
     if kinds - {want}:
         for mod in loaded:
             importlib.reload(mod)
-    return importlib.import_module(f"{__name__}.{name}")
 
 
 def _compiling() -> bool:
@@ -206,14 +205,18 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
                          f"{tuple(rec_mask.shape)}")
     lengths, full = _lengths(mask, T, B, xp.device)
     if type(cell) in MATRIX_CELLS:
-        matrix_scan = _kernels("_matrix").matrix_scan  # imports triton
+        if not _compiling():
+            _sync_kernel_mode()
+        from ._matrix import matrix_scan  # imports triton
 
         return matrix_scan(cell, p, xp, state, lengths, full, rec_mask, zoneout)
     if zoneout is not None and any(z is not None for z in zoneout):
         raise ValueError(f"zoneout: the Triton {type(cell).__name__} scan has no zoneout")
     if rec_mask is not None and type(cell) is not IndRNNCell:
         raise ValueError(f"rec_mask: {type(cell).__name__} has no recurrent weights to drop")
-    elementwise_scan = _kernels("_elementwise").elementwise_scan  # imports triton
+    if not _compiling():
+        _sync_kernel_mode()
+    from ._elementwise import elementwise_scan  # imports triton
 
     kind, w = _elementwise_kind(cell, p)
     y, s_n = elementwise_scan(kind, xp, state[0], w, rec_mask, lengths, full)
