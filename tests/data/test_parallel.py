@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from rnnkit.data import parallel
 from rnnkit.data.parallel import (
     KNOWN_PARALLEL,
     ParallelDataError,
@@ -138,7 +137,7 @@ def test_download_is_checked_and_atomic(tmp_path, monkeypatch):
         body = gzip.compress(("corrupt\n" if key == "val.en" and corrupt else content[key]).encode())
         return contextlib.closing(io.BytesIO(body))
 
-    monkeypatch.setattr(parallel.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     corrupt = True
     with pytest.raises(ChecksumError, match=r"val\.en\.gz: sha256 mismatch"):
         resolve_parallel("multi30k", "de", "en")
@@ -156,7 +155,7 @@ def test_download_is_checked_and_atomic(tmp_path, monkeypatch):
     def offline(req, timeout=None):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(parallel.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DownloadError, match="cannot download .*test_2017_flickr.de.gz"):
         resolve_parallel("multi30k", "de", "en", splits={"test": "test_2017_flickr"})
     with pytest.raises(FileNotFoundError, match="download is off"):

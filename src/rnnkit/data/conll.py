@@ -33,10 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,13 +40,12 @@ from pathlib import Path
 from typing import Literal
 
 from rnnkit.data.registry import (
-    ChecksumError,
     ChecksumWarning,
-    DownloadError,
     KnownCorpus,
     SplitFile,
     cache_dir,
     content_sha256,
+    download_checked,
 )
 from rnnkit.data.text import TextFileError, read_text
 
@@ -355,27 +350,9 @@ def _check(corpus: KnownCorpus, files: dict[str, Path]) -> dict[str, Path]:
 def _download(corpus: KnownCorpus, split: str, dest_dir: Path) -> Path:
     """Fetch one split into ``dest_dir``: to a temporary file, sha256-checked, renamed."""
     sf = corpus.splits[split]
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / sf.names[0]
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        log.info("downloading %s -> %s", sf.url, dest)
-        req = urllib.request.Request(sf.url, headers={"User-Agent": "rnnkit"})
-        try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(req, timeout=60) as r:
-                shutil.copyfileobj(r, f, 1 << 20)
-        except OSError as e:
-            why = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-            raise DownloadError(f"{corpus.name}: cannot download {sf.url} ({why}); without network "
-                                "pass --data-dir DIR or set RNNKIT_DATA to a folder holding "
-                                f"{', '.join(s.names[0] for s in corpus.splits.values())}") from None
-        if (got := content_sha256(tmp)) != sf.sha256:
-            raise ChecksumError(f"{sf.url}: sha256 mismatch (expected {sf.sha256}, got {got}); "
-                                "the download was deleted")
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return dest
+    return download_checked(sf.url, sf.sha256, dest_dir / sf.names[0], what=corpus.name,
+                            hint="without network pass --data-dir DIR or set RNNKIT_DATA to a folder "
+                            f"holding {', '.join(s.names[0] for s in corpus.splits.values())}")
 
 
 def resolve_tagging_data(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,

@@ -34,20 +34,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnkit.data.registry import (
-    ChecksumError,
     ChecksumWarning,
-    DownloadError,
     cache_dir,
     content_sha256,
+    download_checked,
 )
 from rnnkit.data.text import read_text
 
@@ -173,31 +168,9 @@ def _find(d: Path, stem: str, lang: str) -> Path | None:
 
 def _download(corpus: ParallelCorpus, key: str, dest_dir: Path) -> Path:
     """Fetch ``{key}.gz`` atomically: temporary file, sha256 check, rename."""
-    url = f"{corpus.url}/{key}.gz"
-    dest = dest_dir / f"{key}.gz"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        log.info("downloading %s -> %s", url, dest)
-        req = urllib.request.Request(url, headers={"User-Agent": "rnnkit"})
-        try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(req, timeout=60) as r:
-                shutil.copyfileobj(r, f, 1 << 20)
-        except OSError as e:  # URLError, HTTPError, timeouts
-            why = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-            raise DownloadError(
-                f"{corpus.name}: cannot download {url} ({' '.join(str(why).split())}); without "
-                f"network pass --data-dir DIR or set RNNKIT_DATA to a folder holding {corpus.name}/"
-            ) from None
-        got = content_sha256(tmp)
-        if got != corpus.sha256[key]:
-            raise ChecksumError(f"{url}: sha256 mismatch (expected {corpus.sha256[key]}, got {got}); "
-                                "the download was deleted")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    return download_checked(f"{corpus.url}/{key}.gz", corpus.sha256[key], dest_dir / f"{key}.gz",
+                            what=corpus.name, hint="without network pass --data-dir DIR or set "
+                            f"RNNKIT_DATA to a folder holding {corpus.name}/")
 
 
 def _resolve_known(corpus: ParallelCorpus, langs: tuple[str, str], splits: dict[str, str],

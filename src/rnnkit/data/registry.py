@@ -56,6 +56,7 @@ __all__ = [
     "DownloadError",
     "cache_dir",
     "content_sha256",
+    "download_checked",
     "resolve_corpus",
 ]
 
@@ -279,35 +280,41 @@ def _embedded(corpus: KnownCorpus) -> dict[str, Path]:
     return {"train": dest}
 
 
-def _download(corpus: KnownCorpus, split: str, dest_dir: Path) -> Path:
-    """Fetch one split into ``dest_dir`` atomically after checking its sha256."""
-    sf = corpus.splits[split]
-    dest = dest_dir / sf.names[0]
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
+def download_checked(url: str, sha256: str, dest: Path, *, what: str, hint: str) -> Path:
+    """Fetch ``url`` into ``dest`` atomically: a temporary file beside it, its content's sha256
+    (:func:`content_sha256`) checked against ``sha256``, then renamed; a failed or wrong
+    download leaves nothing behind. Errors name ``what`` (the dataset) and end with ``hint``
+    (what to do without network). Shared by every known-dataset loader."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        log.info("downloading %s -> %s", sf.url, dest)
-        req = urllib.request.Request(sf.url, headers={"User-Agent": "rnnkit"})
+        log.info("downloading %s -> %s", url, dest)
+        req = urllib.request.Request(url, headers={"User-Agent": "rnnkit"})
         try:
             with os.fdopen(fd, "wb") as f, urllib.request.urlopen(req, timeout=60) as r:
                 shutil.copyfileobj(r, f, _CHUNK)
         except OSError as e:  # URLError, HTTPError, timeouts, resets are all OSError
             why = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
             reason = " ".join(str(why).split())
-            raise DownloadError(
-                f"{corpus.name}: cannot download {sf.url} ({reason}); without network pass --data-dir DIR "
-                f"or set RNNKIT_DATA to a directory holding {_wanted_names(corpus, list(corpus.splits))}"
-            ) from None
+            raise DownloadError(f"{what}: cannot download {url} ({reason}); {hint}") from None
         got = content_sha256(tmp)
-        if got != sf.sha256:
+        if got != sha256:
             raise ChecksumError(
-                f"{sf.url}: sha256 mismatch (expected {sf.sha256}, got {got}); the download was deleted"
+                f"{url}: sha256 mismatch (expected {sha256}, got {got}); the download was deleted"
             )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def _download(corpus: KnownCorpus, split: str, dest_dir: Path) -> Path:
+    """Fetch one split into ``dest_dir`` atomically after checking its sha256."""
+    sf = corpus.splits[split]
+    return download_checked(sf.url, sf.sha256, dest_dir / sf.names[0], what=corpus.name,
+                            hint="without network pass --data-dir DIR or set RNNKIT_DATA to a "
+                            f"directory holding {_wanted_names(corpus, list(corpus.splits))}")
 
 
 # ----------------------------------------------------------------------------- public
