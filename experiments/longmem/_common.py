@@ -72,6 +72,10 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
                     help="train all --steps even after the task is solved")
     ap.add_argument("--layer-kw", action="append", default=[], metavar="KEY=JSON",
                     help="extra layer keyword, e.g. --layer-kw forget_bias=1.0 (repeatable)")
+    ap.add_argument("--paper-init", action="store_true",
+                    help="IndRNN only: the authors' initialisation for long memory: the last "
+                         "layer's recurrent weights ~ U(2**(-1/T), 2**(1/T)), biases 0 "
+                         "(Li et al. 2018; their code's u_lastlayer_ini)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0: leave torch's default / OMP_NUM_THREADS)")
@@ -122,7 +126,19 @@ def make_layer(args, input_size: int, T: int) -> nn.Module:
     if args.cell == "indrnn" and "recurrent_max" not in kw:
         kw.setdefault("time_horizon", T)
     args.layer_kwargs = kw
-    return build_layer(layer, input_size, args.hidden, num_layers=args.layers, **kw)
+    built = build_layer(layer, input_size, args.hidden, num_layers=args.layers, **kw)
+    if getattr(args, "paper_init", False):
+        if args.cell != "indrnn":
+            raise SystemExit(f"--paper-init: only for --cell indrnn, got {args.cell!r}")
+        with torch.no_grad():
+            last = args.layers - 1
+            for name, p in built.named_parameters():
+                if name.startswith("bias"):
+                    p.zero_()
+                elif name.startswith("weight_hh") and name.endswith(f"_l{last}"):
+                    p.uniform_(2.0 ** (-1.0 / T), 2.0 ** (1.0 / T))
+        args.layer_kwargs = {**kw, "paper_init": True}
+    return built
 
 
 def pick_device(name: str) -> torch.device:

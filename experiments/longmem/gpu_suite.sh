@@ -14,13 +14,15 @@ CELLS=(rnn_tanh irnn lstm gru indrnn mingru)
 run() { echo "== $(date -u +%H:%M:%S) $*"; python "$@" > /dev/null || echo "!! failed ($?): $*"; }
 for T in 100 500 1000 5000; do
     for c in "${CELLS[@]}"; do
-        run experiments/longmem/adding.py --cell "$c" --T "$T" --steps 20000 \
+        extra=(); [ "$c" = indrnn ] && extra=(--layers 2 --lr 2e-4 --paper-init)
+        run experiments/longmem/adding.py --cell "$c" --T "$T" --steps 20000 "${extra[@]}" \
             --name "adding_${c}_T${T}_gpu"
     done
 done
 for T in 100 500; do
     for c in "${CELLS[@]}"; do
-        run experiments/longmem/copy_memory.py --cell "$c" --T "$T" --steps 20000 \
+        extra=(); [ "$c" = indrnn ] && extra=(--layers 2 --lr 2e-4 --paper-init)
+        run experiments/longmem/copy_memory.py --cell "$c" --T "$T" --steps 20000 "${extra[@]}" \
             --name "copy_${c}_T${T}_gpu"
     done
 done
