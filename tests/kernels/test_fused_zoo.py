@@ -163,3 +163,24 @@ def test_layer_auto_is_fused_and_equals_loop(name):
         results.append([out, *hs] + [q.grad for q in layer.parameters()])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["qrnn_f", "qrnn_fo_w2", "qrnn_ifo", "min_gru", "min_lstm",
+                                  "sru", "sru_square"])
+@pytest.mark.parametrize("reg", ["none", "zoneout"])
+def test_gated_scan_in_time_chunks_matches_loop(name, reg, monkeypatch):
+    """The gated and SRU scans work on a few steps at a time; chunks of 2 steps over T=5 (a
+    remainder chunk too), with unsorted lengths, equal the loop in float64."""
+    from rnnkit.kernels.fused import gated
+
+    cell = CELLS[name]()
+    p, x, state = _setup(cell, 5, 4, torch.float64, seed=5)
+    width = fused_project(cell, x, p).shape[-1]  # G*H
+    monkeypatch.setattr(gated, "CHUNK_ELEMS", 2 * 4 * width)
+    assert gated._chunk(5, 4, width) == 2
+    mask = length_mask(torch.tensor([5, 2, 4, 1]), 5)
+    r = Regularizers.build(cell, **REGS[reg]) if REGS[reg] else None
+    for training in ((True, False) if r is not None else (True,)):
+        _assert_same(_run("fused", cell, p, x, state, mask, r, training),
+                     _run("loop", cell, p, x, state, mask, r, training), 1e-10,
+                     f"{name} {reg} training={training}")

@@ -64,9 +64,12 @@ def _step(module, x, lengths):
 
 
 def _assert_all_close(got, want, atol=1e-6):
+    """float32: eager and compiled GEMMs sum in different orders (eager takes oneDNN's
+    transposed weight gradient), so gradients of magnitude ~10 differ by a few ulps."""
     assert len(got) == len(want)
     for i, (a, b) in enumerate(zip(got, want)):
-        torch.testing.assert_close(a, b, atol=atol, rtol=0, msg=lambda m, i=i: f"tensor {i}: {m}")
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-6,
+                                   msg=lambda m, i=i: f"tensor {i}: {m}")
 
 
 def _inputs(seed=1, requires_grad=True):

@@ -106,18 +106,21 @@ def fused_project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         if cell.window == 2:
             x_prev = torch.cat([torch.zeros_like(x[:1]), x[:-1]])  # x_{t-1}, zero at t = 0
             x = torch.cat([x, x_prev], dim=-1)  # (T, B, 2I)
-        gates = _linear(x, W, p.get("bias"))  # (T, B, G*H)
-        H = cell.hidden_size
-        z, rest = gates.split([H, (cell.num_gates - 1) * H], -1)
-        return torch.cat([torch.tanh(z), torch.sigmoid(rest)], dim=-1)
-    H = cell.hidden_size  # SRU: x~, W_f x + b_f, W_r x + b_r, alpha * x^
-    u = _linear(x, W, None)  # (T, B, 3H or 4H)
-    x_tilde, fr, x_hat = u[..., :H], u[..., H:3 * H], u[..., 3 * H:]
-    if "bias" in p:
-        fr = fr + p["bias"]
-    if not cell.projected_highway:
-        x_hat = x
-    return torch.cat([x_tilde, fr, cell.alpha * x_hat], dim=-1)
+        # (T, B, G*H) before the activations: the scan applies them chunk by chunk
+        return _linear(x, W, p.get("bias"))
+    # SRU: [x~, W_f x + b_f, W_r x + b_r, alpha x^] as one GEMM, the biases and alpha folded
+    # into it (b padded with zeros, alpha scaling W_hw's rows) instead of whole-sequence
+    # temporaries and a concatenation
+    H = cell.hidden_size
+    proj = cell.projected_highway
+    if proj and cell.alpha != 1.0:
+        W = torch.cat([W[:3 * H], W[3 * H:] * cell.alpha])
+    b = p.get("bias")
+    if b is not None:
+        zero = b.new_zeros(H)
+        b = torch.cat([zero, b, zero] if proj else [zero, b])
+    u = _linear(x, W, b)  # (T, B, 4H), or 3H when the highway carries x itself
+    return u if proj else torch.cat([u, x * cell.alpha if cell.alpha != 1.0 else x], dim=-1)
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["linear", "onednn_available", "Linear"]
+__all__ = ["linear", "weight_grad", "onednn_available", "Linear"]
 
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 #: M * K * N below which addmm is used: oneDNN's ~15 us per call outweighs its faster
@@ -75,6 +75,18 @@ def linear(x: Tensor, w: Tensor, bias: Tensor | None = None,
     return y if bias is None else y.add_(bias)
 
 
+def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
+    """``dy^T x``: (M, N), (M, K) -> (N, K), the weight gradient of a product over M rows.
+
+    Computed as ``(x^T dy)^T``, the small (K, N) result transposed: oneDNN then
+    reads both long operands without reordering them. Measured one thread on the
+    2-core AMD EPYC, (M, N, K) = (32000, 1536, 128): 123 ms, against 290 ms for
+    ``linear(dy.t(), x.t())`` and 150 ms for ``torch.mm(dy.t(), x)``;
+    (3200, 1024, 256): 9.9 / 14.0 / 19.0 ms; (32000, 2048, 512): 483 / 663 / 728 ms.
+    """
+    return linear(x.t(), dy.t()).t().contiguous()
+
+
 class Linear(torch.autograd.Function):
     """``F.linear`` over (..., K) inputs with :func:`linear`'s GEMMs forward and backward.
 
@@ -98,6 +110,6 @@ class Linear(torch.autograd.Function):
         x2, dy2 = x.reshape(-1, K), dy.reshape(-1, N)  # (..., *) -> (M, *)
         need = ctx.needs_input_grad
         dx = linear(dy2, w.t()).view(x.shape) if need[0] else None
-        dw = linear(dy2.t(), x2.t()) if need[1] else None
+        dw = weight_grad(dy2, x2) if need[1] else None
         db = dy2.sum(0) if need[2] and ctx.has_bias else None
         return dx, dw, db

@@ -6,22 +6,17 @@ diagonal ``J_t`` (T, B, S), and every backward through time is the same reverse
 
     ds_t = g_t + J_{t+1} * ds_{t+1}          (g: the gradient that reaches s_t directly)
 
-Three kernels (custom ops, see :mod:`._op`), everything else is vectorised over
-all T with autograd around them:
+IndRNN is one kernel here (a custom op, see :mod:`._op`), with the input
+projection vectorised over all T outside it:
 
-- ``"linear"``: ``h_t = a_t * h_{t-1} + b_t``, one ``addcmul`` per step; ``J = a``,
-  ``da = dh * h_{t-1}``, ``db = dh``. QRNN pooling (``a = f``, ``b = (1-f) z`` or
-  ``i z``), minGRU (``a = 1 - z``, ``b = z g(k_h)``) and minLSTM
-  (``a = f'``, ``b = i' g(k_h)``) compute ``a, b`` from the gates over all T first.
-  Zoneout keeps the recurrence linear: ``s_t = k s_{t-1} + (1-k)(a s_{t-1} + b)``
-  is ``a' = a + k (1 - a)``, ``b' = (1 - k) b``.
 - ``"indrnn"``: ``h~ = relu(xp_t + w * h_{t-1})``, ``h_t = lerp(h~, h_{t-1}, k_t)``
   (``w = u``, or ``u * m`` with recurrent dropout); ``J = k + (1-k) [h~ > 0] w``.
-- ``"sru"``: ``f = sigmoid(a_f + v_f * c_{t-1})``, ``c~ = lerp(x~, c_{t-1}, f)``,
-  ``c_t = lerp(c~, c_{t-1}, k_t)``; ``J~ = f + (c_{t-1} - x~) f(1-f) v_f`` and
-  ``J = k + (1-k) J~``. The reset gate and the highway output
-  ``h = lerp(x^, c~, sigmoid(a_r + v_r c_{t-1}))`` read the states only, so they
-  run over all T after the scan.
+
+QRNN, minGRU, minLSTM and SRU run through the time-chunked kernels of
+:mod:`.gated`, which compute their gates a few steps at a time inside the op
+(whole-sequence gate temporaries cost more than the GEMMs at T=1000); this
+module keeps their entry points (:func:`qrnn_scan`, :func:`min_scan`,
+:func:`sru_scan`).
 
 Zoneout ``k`` is the (T, B, S) keep mask in training or the rate in evaluation.
 
@@ -32,13 +27,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...cells.minrnn import g as min_g
 from ._op import register, run
 from ._steps import Steps, last_state
+from .gated import gated_scan, sru_chunked_scan
 from .lstm import zone_args
 
-__all__ = ["reverse_diag_scan", "linear_scan", "qrnn_scan", "min_scan", "indrnn_scan",
-           "sru_scan", "live_mask"]
+__all__ = ["reverse_diag_scan", "qrnn_scan", "min_scan", "indrnn_scan", "sru_scan",
+           "live_mask"]
 
 
 def live_mask(steps: Steps, T: int, like: Tensor) -> Tensor | None:
@@ -97,89 +92,28 @@ def _zone_factors(k, like: Tensor) -> tuple:
     return k, 1 - k
 
 
-# ------------------------------------------------------------------ "linear"
-def _linear_forward(ts, cfg):
-    a, b, h0 = ts
-    T, B, S = a.shape
-    sizes = cfg.steps.sizes
-    Hs = (torch.zeros if sizes is not None else torch.empty)(T, B, S, dtype=a.dtype,
-                                                               device=a.device)
-    h = h0
-    for t in range(T):
-        n = B if sizes is None else sizes[t]
-        torch.addcmul(b[t, :n], a[t, :n], h[:n], out=Hs[t, :n])
-        h = Hs[t]
-    return [Hs, last_state(Hs, h0, cfg.steps)], []
-
-
-def _linear_fake(ts, cfg):
-    a = ts[0]
-    return [a.new_empty(a.shape), a.new_empty(a.shape[1:])], []
-
-
-def _linear_backward(ts, res, grads, cfg, need):
-    a, b, h0 = ts
-    Hs = res[0]
-    dS, dh0 = reverse_diag_scan(a, grads[0], grads[1], cfg.steps, Hs)
-    da = dS * _prev(h0, Hs) if need[0] else None
-    return [da, dS, dh0]
-
-
-register("linear", _linear_forward, _linear_backward, _linear_fake, n_out=2)
-
-
-def linear_scan(a: Tensor, b: Tensor, h0: Tensor, steps: Steps) -> tuple[Tensor, Tensor]:
-    """``h_t = a_t h_{t-1} + b_t`` over (T, B, S) coefficients: all states and each row's last."""
-    Hs, h_n = run("linear", [a, b, h0], steps, [])
-    return Hs, h_n
-
-
-def _zoned_linear(a: Tensor, b: Tensor, k) -> tuple[Tensor, Tensor]:
-    """Fold zoneout into the coefficients: ``a + k (1 - a)``, ``(1 - k) b``."""
-    if k is None:
-        return a, b
-    return a + k * (1 - a), (1 - k) * b
-
-
-def _zone_value(zones, rates, i: int = 0):
-    return zones[i] if zones[i] is not None else (rates[i] or None)
-
-
 def qrnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
-    """QRNN pooling over the activated gates ``xp`` (T, B, G*H) from ``cell.project``."""
+    """QRNN pooling over the gates' pre-activations ``xp`` (T, B, G*H) from
+    :func:`~rnnkit.kernels.fused.fused_project` (tanh/sigmoid are applied inside the
+    time-chunked kernel, :mod:`.gated`)."""
     (c0,) = state
-    z, f, *oi = xp.chunk(cell.num_gates, dim=-1)
-    a, b = (f, oi[1] * z) if cell.pooling == "ifo" else (f, (1 - f) * z)
-    k = _zone_value(*zone_args(zones))
-    Cs, c_n = linear_scan(*_zoned_linear(a, b, k), c0, steps)
-    if cell.pooling == "f":
-        return Cs, (c_n,)
-    c_new = Cs  # the output reads the new, un-zoned c
-    if k is not None:
-        c_new = a * _prev(c0, Cs) + b
-        m = live_mask(steps, xp.shape[0], xp)
-        if m is not None:
-            c_new = c_new * m
-    return oi[0] * c_new, (c_n,)
+    zt, rates = zone_args(zones)
+    return _gated(f"qrnn_{cell.pooling}", xp, c0, steps, zt, rates)
 
 
 def min_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
-    """minGRU / minLSTM as a linear scan over the logits ``xp`` (T, B, G*H)."""
+    """minGRU / minLSTM as a time-chunked linear scan over the logits ``xp`` (T, B, G*H)."""
     from ...cells import MinGRUCell
 
     (h0,) = state
-    if isinstance(cell, MinGRUCell):
-        k_z, k_h = xp.chunk(2, dim=-1)
-        z = torch.sigmoid(k_z)
-        a, b = 1 - z, z * min_g(k_h)
-    else:
-        k_f, k_i, k_h = xp.chunk(3, dim=-1)
-        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
-        s = f + i
-        a, b = f / s, i / s * min_g(k_h)
-    k = _zone_value(*zone_args(zones))
-    Hs, h_n = linear_scan(*_zoned_linear(a, b, k), h0, steps)
-    return Hs, (h_n,)
+    zt, rates = zone_args(zones)
+    return _gated("mingru" if isinstance(cell, MinGRUCell) else "minlstm", xp, h0, steps, zt,
+                  rates)
+
+
+def _gated(kind, xp, s0, steps, zt, rates):
+    Y, s_n = gated_scan(kind, xp, s0, steps, zt[0], rates[0])
+    return Y, (s_n,)
 
 
 # ------------------------------------------------------------------ "indrnn"
@@ -246,84 +180,11 @@ def indrnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(
     return Y, (h_n,)
 
 
-# ------------------------------------------------------------------ "sru"
-def _sru_forward(ts, cfg):
-    xt, af, v, c0, zc = ts
-    k = cfg.zone(zc, 0)
-    T, B, H = xt.shape
-    sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xt.dtype, device=xt.device)
-    F_, C = new(T, B, H, **kw), new(T, B, H, **kw)
-    Ct = new(T, B, H, **kw) if k is not None else xt.new_empty(0)  # c~ (un-zoned)
-    vb = v.expand(B, H)
-    c = c0
-    for t in range(T):
-        n = B if sizes is None else sizes[t]
-        f, cp = F_[t, :n], c[:n]
-        torch.addcmul(af[t, :n], vb[:n], cp, out=f)
-        f.sigmoid_()
-        if k is None:
-            torch.lerp(xt[t, :n], cp, f, out=C[t, :n])
-        else:
-            ct = torch.lerp(xt[t, :n], cp, f, out=Ct[t, :n])
-            torch.lerp(ct, cp, k if not isinstance(k, Tensor) else k[t, :n], out=C[t, :n])
-        c = C[t]
-    return [C, last_state(C, c0, cfg.steps), Ct], [F_]
-
-
-def _sru_fake(ts, cfg):
-    xt, zc = ts[0], ts[4]
-    zoned = zc is not None or bool(cfg.floats and cfg.floats[0])
-    e = xt.new_empty
-    return [e(xt.shape), e(xt.shape[1:]), e(xt.shape) if zoned else e(0)], [e(xt.shape)]
-
-
-def _sru_backward(ts, res, grads, cfg, need):
-    xt, af, v, c0, zc = ts
-    k, one_k = _zone_factors(cfg.zone(zc, 0), xt)
-    C, _, _, F_ = res
-    dC_out, dc_n, dCt = grads
-    T = xt.shape[0]
-    Cp = _prev(c0, C)
-    dfp = (Cp - xt) * (F_ - F_ * F_)  # d c~ / d pre-activation of f
-    Jt = F_ + dfp * v  # d c~ / d c_{t-1}
-    J = Jt if k is None else Jt * one_k + k
-    G = dC_out
-    Q0 = None
-    if dCt is not None:  # c~ feeds the output: its gradient reaches c_{t-1} through Jt
-        Q = dCt * Jt
-        m = live_mask(cfg.steps, T, xt)
-        if m is not None:
-            Q.mul_(m)
-        G = (torch.zeros_like(C) if G is None else G.clone())
-        G[:-1] += Q[1:]
-        Q0 = Q[0]
-    dS, dc0 = reverse_diag_scan(J, G, dc_n, cfg.steps, C)
-    if Q0 is not None:
-        dc0 = dc0 + Q0 if cfg.steps.last is None else \
-            torch.where((cfg.steps.last >= 0).unsqueeze(1), dc0 + Q0, dc0)
-    dct = dS if k is None else dS * one_k  # gradient of c~
-    if dCt is not None:
-        dct = dct + dCt
-    dxt = dct * (1 - F_)
-    dpre = dct * dfp
-    dv = (dpre * Cp).sum((0, 1)) if need[2] else None
-    return [dxt, dpre, dv, dc0, None]
-
-
-register("sru", _sru_forward, _sru_backward, _sru_fake, n_out=3)
-
-
+# ------------------------------------------------------------------ SRU
 def sru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
-    """SRU over ``xp = [x~, W_f x + b_f, W_r x + b_r, alpha x^]`` (T, B, 4H)."""
+    """SRU over ``xp = [x~, W_f x + b_f, W_r x + b_r, alpha x^]`` (T, B, 4H), time-chunked
+    with the highway inside the kernel (:func:`.gated.sru_chunked_scan`)."""
     (c0,) = state
-    xt, a_f, a_r, x_hat = xp.chunk(4, dim=-1)
-    v_f, v_r = p["weight_c"].chunk(2)
     zt, rates = zone_args(zones)
-    C, c_n, Ct = run("sru", [xt, a_f, v_f, c0, *zt], steps, rates)
-    c_new = C if Ct.numel() == 0 else Ct
-    r = torch.sigmoid(torch.addcmul(a_r, v_r, _prev(c0, C)))  # (T, B, H)
-    h = torch.lerp(x_hat, c_new, r)  # r c~ + (1 - r) alpha x^
-    m = live_mask(steps, xp.shape[0], xp)
-    return (h if m is None else h * m), (c_n,)
+    Y, c_n = sru_chunked_scan(xp, p["weight_c"], c0, steps, zt[0], rates[0])
+    return Y, (c_n,)

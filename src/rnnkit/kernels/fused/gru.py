@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._gemm import linear
+from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, last_state, time_chunks, zone_at
 from .lstm import _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
@@ -216,8 +216,8 @@ def _cho_backward(ts, res, grads, cfg, need):
         HR = _prev(h0, Y, 0, T)  # (T, B, H) what entered the recurrence
         if m is not None:
             HR.mul_(m)
-        dW_hh[: 2 * H] = linear(dA2[:, : 2 * H].t(), HR.view(T * B, H).t())
-        dW_hh[2 * H:] = linear(dA2[:, 2 * H:].t(), RH.view(T * B, H).t())
+        dW_hh[: 2 * H] = weight_grad(dA2[:, : 2 * H], HR.view(T * B, H))
+        dW_hh[2 * H:] = weight_grad(dA2[:, 2 * H:], RH.view(T * B, H))
     db_hh = dA.sum((0, 1)) if need[3] else None
     return [dA, dh, dW_hh, db_hh, None, None]
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._gemm import linear
+from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, last_state, time_chunks, zone_at
 
@@ -133,7 +133,7 @@ def _backward(ts, res, grads, cfg, need):
     db_hh = dA.sum((0, 1)) if need[4] else None
     dW_hr = None
     if need[5]:
-        dW_hr = linear(dHt.reshape(T * B, O).t(), R.reshape(T * B, H).t())  # -> (T*B, *)
+        dW_hr = weight_grad(dHt.reshape(T * B, O), R.reshape(T * B, H))  # -> (T*B, *)
     return [dA, dh, dc, dW_hh, db_hh, dW_hr, None, None, None]
 
 
@@ -189,7 +189,7 @@ def _sum_outer(dA: Tensor, h0: Tensor, Y: Tensor, m: Tensor | None) -> Tensor:
     Hp = torch.cat((h0.unsqueeze(0), Y[:-1]))  # (T, B, O) h_{t-1}
     if m is not None:
         Hp.mul_(m)
-    return linear(dA.reshape(T * B, G).t(), Hp.reshape(T * B, O).t())  # (T, B, *) -> (T*B, *)
+    return weight_grad(dA.reshape(T * B, G), Hp.reshape(T * B, O))  # (T, B, *) -> (T*B, *)
 
 
 def zone_args(zones) -> tuple[list, list[float]]:
