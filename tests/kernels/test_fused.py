@@ -268,3 +268,27 @@ def test_auto_picks_the_fused_scan_for_regularised_layers_with_the_loops_numbers
         results.append([out, h, c] + [p.grad for p in layer.parameters()])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_auto_runs_the_fused_scan_for_lstm_and_rnn_with_lengths_on_cpu():
+    """torch runs packed sequences step by step on CPU (2-4x slower to train): with varying
+    lengths auto takes the fused scan for LSTM and RNN, with torch's numbers; with equal
+    lengths it keeps torch's kernel."""
+    from rnnkit.kernels.dispatch import choose_backend
+
+    x = torch.randn(7, 4, 3, dtype=torch.float64)
+    lengths = torch.tensor([7, 2, 5, 7])
+    for cls in (rnnkit.LSTM, rnnkit.RNN):
+        kw = dict(num_layers=2, bidirectional=True, dtype=torch.float64)
+        auto, native = cls(3, 5, **kw), cls(3, 5, backend="native", **kw)
+        native.load_state_dict(auto.state_dict())
+        assert choose_backend(auto, x, lengths) == "fused"
+        assert choose_backend(auto, x) == "native" and choose_backend(auto, x, None) == "native"
+        results = []
+        for layer in (auto, native):
+            out, h = layer(x, lengths=lengths)
+            hs = h if isinstance(h, tuple) else (h,)
+            (out.square().sum() + sum(v.sum() for v in hs)).backward()
+            results.append([out, *hs] + [q.grad for q in layer.parameters()])
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)

@@ -87,19 +87,30 @@ def native_unsupported(layer, x: Tensor) -> str | None:
     return None
 
 
-def _prefers_fused_on_cpu(layer) -> bool:
-    """GRU on CPU: torch has no fused CPU GRU (ATen runs it step by step), and rnnkit's fused
-    scan is never slower (B=32 T=100 I=128 H=256, 1 thread, CPU time: forward 0.82x
-    torch.nn.GRU's time; forward+backward 0.74x when the input needs no gradient, 0.99x when
-    it does), at about twice the activation memory (74 vs 34 MiB there).
-    ``rnnkit bench --cells gru --backends native,fused`` measures it."""
+def _prefers_fused_on_cpu(layer, varlen: bool = False) -> bool:
+    """Where rnnkit's fused scan beats torch's native kernel on CPU.
+
+    - GRU, always: torch has no fused CPU GRU (ATen runs it step by step), and the fused
+      scan is never slower (B=32 T=100 I=128 H=256, 1 thread, CPU time: forward 0.75x
+      torch.nn.GRU's time; forward+backward 0.65-0.73x when the input needs no gradient,
+      0.94x when it does), at about twice the activation memory.
+    - LSTM and RNN with variable lengths (``varlen``): torch runs a packed sequence step by
+      step on CPU, and its backward is slow; the fused scan handles lengths by shrinking
+      the batch (measured, training with lengths in [T/2, T]: B=32 T=100 I=128 H=256
+      one direction 92 vs 160 ms, bidirectional 145 vs 348 ms; B=64 T=256 I=128 H=128
+      bidirectional 374 vs 1580 ms; tanh RNN 26 vs 51, 53 vs 87, 113 vs 488 ms).
+    ``rnnkit bench --cells gru --backends native,fused`` measures the first.
+    """
     from rnnkit.cells.gru import GRUCell
 
-    return type(layer.cells[0]) is GRUCell
+    return type(layer.cells[0]) is GRUCell or varlen
 
 
-def choose_backend(layer, x: Tensor) -> str:
-    """The backend ``layer`` runs on ``x``: its own choice, or for ``auto`` the fastest that can."""
+def choose_backend(layer, x: Tensor, lengths: Tensor | None = None) -> str:
+    """The backend ``layer`` runs on ``x``: its own choice, or for ``auto`` the fastest that can.
+
+    ``lengths`` (B,), when the sequences differ in length (None when all span T).
+    """
     _fused()
     if layer.backend == "loop":
         return "loop"
@@ -116,7 +127,8 @@ def choose_backend(layer, x: Tensor) -> str:
                              "use backend='auto' or 'loop'")
         return "native"
     if reason is None:
-        if x.device.type == "cpu" and _prefers_fused_on_cpu(layer) and _fused().unsupported(layer, x) is None:
+        if x.device.type == "cpu" and _prefers_fused_on_cpu(layer, lengths is not None) \
+                and _fused().unsupported(layer, x) is None:
             return "fused"
         return "native"
     # Registered backends (e.g. triton on GPU), then the fused scan, which is faster than

@@ -216,7 +216,7 @@ class Recurrent(nn.Module):
                         batch_first=self.batch_first, num_states=len(sizes),
                         state_shapes=[(D * L, s) for s in sizes],
                         dtype=w0.dtype, device=w0.device)
-        backend = choose_backend(self, batch.x)
+        backend = choose_backend(self, batch.x, batch.lengths)
         if backend == "native":
             out, h_n = self._forward_native(batch)
         else:

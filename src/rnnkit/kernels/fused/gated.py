@@ -148,6 +148,35 @@ def _zoned(a: Tensor, b: Tensor, k, t0: int, t1: int):
     return a + kc * (1 - a), (1 - kc) * b, kc
 
 
+def _reverse_chunk(dS: Tensor, J: Tensor, Q: Tensor | None, gn: Tensor | None, last: Tensor,
+                   carry: Tensor | None, t0: int, t1: int, sizes) -> Tensor:
+    """Backward through time over one chunk, in place: ``dS`` (tc, B, S) holds the direct
+    gradients of the chunk's states and leaves with their totals.
+
+    Adds each row's final-state gradient ``gn`` at its last step and ``carry`` (what
+    reaches the chunk's last state from the next chunk) at the end, runs
+    ``dS_{t-1} += J_t dS_t + Q_t`` over the live rows, and returns the carry for the
+    chunk before: ``J_{t0} dS_{t0} + Q_{t0}``.
+    """
+    if gn is not None:
+        sel = (last >= t0) & (last < t1)
+        if bool(sel.any()):
+            rows = sel.nonzero().squeeze(1)
+            dS[last[rows] - t0, rows] += gn[rows]
+    if carry is not None:
+        dS[-1] += carry
+    B = dS.shape[1]
+    for t in range(t1 - 1, t0, -1):
+        j = t - t0
+        n = B if sizes is None else sizes[t]
+        if n:
+            dS[j - 1, :n].addcmul_(J[j, :n], dS[j, :n])
+            if Q is not None:
+                dS[j - 1, :n] += Q[j, :n]
+    out = J[0] * dS[0]
+    return out if Q is None else out.add_(Q[0])
+
+
 def _forward(ts, cfg, kind):
     u, s0, zk = ts
     k = cfg.zone(zk, 0)
@@ -201,7 +230,6 @@ def _backward(ts, res, grads, cfg, need, kind):
     dU = torch.empty_like(u) if need[0] else None
     last = steps.last if steps.last is not None else \
         torch.full((B,), T - 1, dtype=torch.long, device=u.device)
-    rows = torch.arange(B, device=u.device)
     carry = None  # gradient reaching the state before the chunk just done
     tc = _chunk(T, B, GH)
     for t0 in reversed(range(0, T, tc)):
@@ -228,23 +256,7 @@ def _backward(ts, res, grads, cfg, need, kind):
                 dS += g
         elif has_o:
             do = torch.zeros_like(prev)
-        if gn is not None:
-            sel = (last >= t0) & (last < t1)
-            if bool(sel.any()):
-                r = rows[sel]
-                dS[last[sel] - t0, r] += gn[r]
-        if carry is not None:
-            dS[-1] += carry
-        for t in range(t1 - 1, t0, -1):
-            j = t - t0
-            n = B if sizes is None else sizes[t]
-            if n:
-                dS[j - 1, :n].addcmul_(a2[j, :n], dS[j, :n])
-                if Q is not None:
-                    dS[j - 1, :n] += Q[j, :n]
-        carry = a2[0] * dS[0]
-        if Q is not None:
-            carry += Q[0]
+        carry = _reverse_chunk(dS, a2, Q, gn, last, carry, t0, t1, sizes)
         if dU is not None:
             da, db = dS * prev, dS
             if kc is not None:
@@ -348,7 +360,6 @@ def _sru_backward(ts, res, grads, cfg, need):
     dv = torch.zeros_like(v) if need[1] else None
     last = steps.last if steps.last is not None else \
         torch.full((B,), T - 1, dtype=torch.long, device=xp.device)
-    rows = torch.arange(B, device=xp.device)
     carry = None
     tc = _chunk(T, B, H4)
     for t0 in reversed(range(0, T, tc)):
@@ -379,19 +390,7 @@ def _sru_backward(ts, res, grads, cfg, need):
         else:
             Q.addcmul_(dc_out, Jt)
             dS = torch.zeros_like(prev)
-        if gn is not None:
-            sel = (last >= t0) & (last < t1)
-            if bool(sel.any()):
-                rr = rows[sel]
-                dS[last[sel] - t0, rr] += gn[rr]
-        if carry is not None:
-            dS[-1] += carry
-        for t in range(t1 - 1, t0, -1):
-            j = t - t0
-            n = B if sizes is None else sizes[t]
-            if n:
-                dS[j - 1, :n].addcmul_(J[j, :n], dS[j, :n]).add_(Q[j, :n])
-        carry = torch.addcmul(Q[0], J[0], dS[0])
+        carry = _reverse_chunk(dS, J, Q, gn, last, carry, t0, t1, sizes)
         dct = dS if k is None else dS * (1 - kc) + dc_out  # gradient of c~
         if dXP is not None:
             dxt, daf, dar_out, dxh = dXP[t0:t1].chunk(4, dim=-1)

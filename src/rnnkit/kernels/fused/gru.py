@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._gemm import linear, weight_grad
 from ._op import register, run
-from ._steps import Steps, last_state, time_chunks, zone_at
+from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
 from .lstm import _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["gru_scan"]
@@ -81,7 +81,7 @@ def _gru_forward(ts, cfg):
         rz.sigmoid_()
         gh_n = Ghn[t, :n].copy_(gh[:, 2 * H:])
         torch.addcmul(x[:, 2 * H:], rz[:, :H], gh_n, out=nt)
-        nt.tanh_()
+        tanh_(nt)
         torch.lerp(nt, hp, rz[:, H:], out=y)
         if zh is not None:
             y.lerp_(hp, zone_at(zh, t, n))
@@ -160,7 +160,7 @@ def _cho_forward(ts, cfg):
         rz, nt = a[:, : 2 * H], a[:, 2 * H:]
         torch.sigmoid(linear(hr, W_rz, b_rz, x[:, : 2 * H]), out=rz)
         torch.mul(rz[:, :H], hr, out=rh)
-        torch.tanh(linear(rh, W_n, b_n, x[:, 2 * H:]), out=nt)
+        tanh_(linear(rh, W_n, b_n, x[:, 2 * H:]), out=nt)
         torch.lerp(nt, hp, rz[:, H:], out=y)
         if zh is not None:
             y.lerp_(hp, zone_at(zh, t, n))

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ._gemm import linear
 from ._op import register, run
-from ._steps import Steps, last_state, time_chunks, zone_at
+from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
 from .gru import _direct
 from .gru import _prev as _prev_h
 from .lstm import _d_sig, _factors, _recur_grad, _split_zone, _sum_outer, zone_args
@@ -69,7 +69,6 @@ def _lstm_forward(ts, cfg):
     MU, RS, MUC, RSC = (new(T, B, 1, **kw) for _ in range(4))
     CT, C, TC, Y = (new(T, B, H, **kw) for _ in range(4))
     C = CT if zc is None else C  # c_t differs from c~ only with zoneout
-    xb = xp if b_hh is None else xp + b_hh
     h, c = h0, c0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -77,15 +76,17 @@ def _lstm_forward(ts, cfg):
         v = V[t, :n]
         v.copy_(linear(hp if m is None else hp * m[:n], W_hh))
         vh, MU[t, :n], RS[t, :n] = torch.native_layer_norm(v, [G], None, None, eps)
-        pre = torch.addcmul(xb[t, :n], vh, g_hh)  # (n, 4H)
+        pre = torch.addcmul(xp[t, :n], vh, g_hh)  # (n, 4H)
+        if b_hh is not None:  # per step: xp + b_hh over all T is a whole-sequence temporary
+            pre.add_(b_hh)
         i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
         torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
-        torch.tanh(pre[:, 2 * H: 3 * H], out=g)
+        tanh_(pre[:, 2 * H: 3 * H], out=g)
         ct = CT[t, :n]
         torch.mul(f, cp, out=ct)
         ct.addcmul_(i, g)
         lc, MUC[t, :n], RSC[t, :n] = torch.native_layer_norm(ct, [H], g_c, b_c, eps)
-        tc = torch.tanh(lc, out=TC[t, :n])
+        tc = tanh_(lc, out=TC[t, :n])
         if zc is not None:
             torch.lerp(ct, cp, zone_at(zc, t, n), out=C[t, :n])
         y = torch.mul(o, tc, out=Y[t, :n])
@@ -195,7 +196,7 @@ def _gru_forward(ts, cfg):
         rz.sigmoid_()
         gh_n = Ghn[t, :n].copy_(gh[:, 2 * H:])
         torch.addcmul(x[:, 2 * H:], rz[:, :H], gh_n, out=nt)
-        nt.tanh_()
+        tanh_(nt)
         torch.lerp(nt, hp, rz[:, H:], out=y)
         if zh is not None:
             y.lerp_(hp, zone_at(zh, t, n))

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ._gemm import linear, weight_grad
 from ._op import register, run
-from ._steps import Steps, last_state, time_chunks, zone_at
+from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
 
 __all__ = ["lstm_scan"]
 
@@ -58,11 +58,11 @@ def _forward(ts, cfg):
         pre = linear(hp if m is None else hp * m[:n], W_hh, b_hh, xp[t, :n])  # (n, 4H)
         i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
         torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
-        torch.tanh(pre[:, 2 * H: 3 * H], out=g)
+        tanh_(pre[:, 2 * H: 3 * H], out=g)
         ct, tc, y = C[t, :n], TC[t, :n], Y[t, :n]
         torch.mul(f, cp, out=ct)
         ct.addcmul_(i, g)
-        torch.tanh(ct, out=tc)
+        tanh_(ct, out=tc)
         if zc is not None:
             ct.lerp_(cp, zone_at(zc, t, n))
         if R is None:

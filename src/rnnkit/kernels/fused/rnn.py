@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ._gemm import linear
 from ._op import register, run
-from ._steps import Steps, last_state, time_chunks, zone_at
+from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
 from .lstm import _recur_grad, _sum_outer, zone_args
 
 __all__ = ["rnn_scan"]
@@ -55,7 +55,7 @@ def _forward(ts, cfg, relu: bool):
         if relu:
             torch.clamp(pre, min=0, out=a)
         else:
-            torch.tanh(pre, out=a)
+            tanh_(pre, out=a)
         if zh is not None:
             torch.lerp(a, hp, zone_at(zh, t, n), out=Y[t, :n])
         h = Y[t]
