@@ -284,6 +284,9 @@ def test_auto_runs_the_fused_scan_for_lstm_and_rnn_with_lengths_on_cpu():
         native.load_state_dict(auto.state_dict())
         assert choose_backend(auto, x, lengths) == "fused"
         assert choose_backend(auto, x) == "native" and choose_backend(auto, x, None) == "native"
+        with torch.no_grad():  # inference: torch's packed kernel is faster
+            assert choose_backend(auto, x, lengths) == "native"
+        assert choose_backend(auto, x[:, :1], lengths[:1]) == "native"  # one sequence
         results = []
         for layer in (auto, native):
             out, h = layer(x, lengths=lengths)
@@ -292,3 +295,14 @@ def test_auto_runs_the_fused_scan_for_lstm_and_rnn_with_lengths_on_cpu():
             results.append([out, *hs] + [q.grad for q in layer.parameters()])
         for a, b in zip(*results):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_auto_gru_on_cpu_is_fused_in_training_and_for_large_batches_in_inference():
+    from rnnkit.kernels.dispatch import choose_backend
+
+    small, large = rnnkit.GRU(3, 16), rnnkit.GRU(3, 256)
+    x1, x32 = torch.randn(5, 1, 3), torch.randn(5, 32, 3)
+    assert choose_backend(small, x1) == "fused"  # training: grads needed
+    with torch.no_grad():
+        assert choose_backend(small, x1) == "native"  # B*H = 16: torch's loop is cheaper
+        assert choose_backend(large, x32) == "fused"  # B*H = 8192

@@ -87,23 +87,30 @@ def native_unsupported(layer, x: Tensor) -> str | None:
     return None
 
 
-def _prefers_fused_on_cpu(layer, varlen: bool = False) -> bool:
-    """Where rnnkit's fused scan beats torch's native kernel on CPU.
+def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
+    """Where rnnkit's fused scan beats torch's native kernel on CPU (``x`` (T, B, I)).
 
-    - GRU, always: torch has no fused CPU GRU (ATen runs it step by step), and the fused
-      scan is never slower (B=32 T=100 I=128 H=256, 1 thread, CPU time: forward 0.75x
-      torch.nn.GRU's time; forward+backward 0.65-0.73x when the input needs no gradient,
-      0.94x when it does), at about twice the activation memory.
-    - LSTM and RNN with variable lengths (``varlen``): torch runs a packed sequence step by
-      step on CPU, and its backward is slow; the fused scan handles lengths by shrinking
-      the batch (measured, training with lengths in [T/2, T]: B=32 T=100 I=128 H=256
-      one direction 92 vs 160 ms, bidirectional 145 vs 348 ms; B=64 T=256 I=128 H=128
-      bidirectional 374 vs 1580 ms; tanh RNN 26 vs 51, 53 vs 87, 113 vs 488 ms).
-    ``rnnkit bench --cells gru --backends native,fused`` measures the first.
+    Measured at T=100, I=128, one thread, CPU time, fused / native:
+
+    - GRU: torch has no fused CPU GRU (ATen step by step, recording autograd per step),
+      so in training the fused scan is faster at every size measured (B=1..32,
+      H=128..512: 0.61-0.84; B=32 H=256 0.65-0.73, level when the input needs a
+      gradient). Without gradients its per-step Python costs more than torch's loop at
+      small sizes (B*H = 128: 2.6, 4096: 1.3) and less from B*H = 8192 (0.72-0.93).
+    - LSTM and RNN with varying lengths (``varlen``): torch trains a packed sequence
+      step by step and its backward is slow, so in training with B >= 2 the fused scan
+      wins (LSTM B=8..64: 0.24-0.68; RNN 0.23-0.89); without gradients, or for one
+      sequence, torch's kernel is faster (LSTM B=1 H=128: 4.2 in training).
+    ``rnnkit bench --cells gru --backends native,fused`` measures the GRU case.
     """
     from rnnkit.cells.gru import GRUCell
 
-    return type(layer.cells[0]) is GRUCell or varlen
+    grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+    B = x.shape[1]
+    if type(layer.cells[0]) is GRUCell:
+        return grad or B * layer.hidden_size >= 8192
+    return varlen and grad and B >= 2
 
 
 def choose_backend(layer, x: Tensor, lengths: Tensor | None = None) -> str:
@@ -127,7 +134,7 @@ def choose_backend(layer, x: Tensor, lengths: Tensor | None = None) -> str:
                              "use backend='auto' or 'loop'")
         return "native"
     if reason is None:
-        if x.device.type == "cpu" and _prefers_fused_on_cpu(layer, lengths is not None) \
+        if x.device.type == "cpu" and _prefers_fused_on_cpu(layer, x, lengths is not None) \
                 and _fused().unsupported(layer, x) is None:
             return "fused"
         return "native"
