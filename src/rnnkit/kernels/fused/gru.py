@@ -90,22 +90,17 @@ def _gru_forward(ts, cfg):
     return [Y, h_n], [Ghn, RZ, N]
 
 
-def _gru_backward(ts, res, grads, cfg, need):
-    xp, h0, W_hh, b_hh, m, zh = ts
-    zh = cfg.zone(zh, 0)
-    Y, _, Ghn, RZ, N = res
-    dY, dh_n = grads
-    sizes = cfg.steps.sizes
-    T, B, H = N.shape
-    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=N.dtype, device=N.device)
-    r, z = RZ[..., :H], RZ[..., H:]
+def bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, recur=None) -> None:
+    """Backward through time of the reset-after GRU step (shared with LayerNorm-GRU).
 
-    dGh = new(T, B, 3 * H, **kw)  # gradient of gh = [dr, dz, dgh_n]
-    dXn = new(T, B, H, **kw)  # gradient of xp_n
+    Fills ``dGh`` (T, B, 3H) with the gradient of ``gh = [r, z, gh_n]``'s
+    pre-activations and ``dXn`` (T, B, H) with that of ``xp_n``, and leaves in ``dh``
+    (B, H) that of ``h0``. ``recur(t, n, dg)`` maps a step's ``dg`` to the gradient
+    entering the recurrent product (LayerNorm-GRU: back through its norm); default ``dg``.
+    """
+    T, B, H = N.shape
+    r, z = RZ[..., :H], RZ[..., H:]
     W_hhT = W_hh.t().contiguous()  # so that linear(dg, W_hhT) = dg W_hh
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     live = 0
     for t0, t1 in time_chunks(T, B * H):
         z_, n_ = z[t0:t1], N[t0:t1]
@@ -123,7 +118,24 @@ def _gru_backward(ts, res, grads, cfg, need):
             torch.mul(dht, D_z[j, :n], out=dg[:, H: 2 * H])
             torch.mul(dn, D_r[j, :n], out=dg[:, :H])
             torch.mul(dn, r[t, :n], out=dg[:, 2 * H:])
-            _recur_grad(dhv, dg, W_hhT, m, _direct(dht, z[t, :n], keep_h, dY, t), None)
+            _recur_grad(dhv, dg if recur is None else recur(t, n, dg), W_hhT, m,
+                        _direct(dht, z[t, :n], keep_h, dY, t), None)
+
+
+def _gru_backward(ts, res, grads, cfg, need):
+    xp, h0, W_hh, b_hh, m, zh = ts
+    zh = cfg.zone(zh, 0)
+    Y, _, Ghn, RZ, N = res
+    dY, dh_n = grads
+    sizes = cfg.steps.sizes
+    T, B, H = N.shape
+    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    new = torch.zeros if sizes is not None else torch.empty
+    kw = dict(dtype=N.dtype, device=N.device)
+    dGh = new(T, B, 3 * H, **kw)  # gradient of gh = [dr, dz, dgh_n]
+    dXn = new(T, B, H, **kw)  # gradient of xp_n
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
 
     dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
     dW_hh = _sum_outer(dGh, h0, Y, m) if need[2] else None

@@ -28,9 +28,8 @@ from torch import Tensor
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
-from .gru import _direct
-from .gru import _prev as _prev_h
-from .lstm import _d_sig, _factors, _recur_grad, _split_zone, _sum_outer, zone_args
+from .gru import bptt as gru_bptt
+from .lstm import _factors, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["ln_lstm_scan", "ln_gru_scan"]
 
@@ -223,32 +222,14 @@ def _gru_backward(ts, res, grads, cfg, need):
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
     new = torch.zeros if sizes is not None else torch.empty
     kw = dict(dtype=N.dtype, device=N.device)
-    r, z = RZ[..., :H], RZ[..., H:]
-
     dGh, dV = new(T, B, 3 * H, **kw), new(T, B, 3 * H, **kw)  # d gh = [dr, dz, dgh_n]; dv
     dXn = new(T, B, H, **kw)  # gradient of xp_n
-    W_hhT = W_hh.t().contiguous()
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
-    live = 0
-    for t0, t1 in time_chunks(T, B * H):
-        z_, n_ = z[t0:t1], N[t0:t1]
-        D_n = (1 - z_) * (1 - n_ * n_)  # dn_pre / dh~
-        D_z = (_prev_h(h0, Y, t0, t1) - n_) * _d_sig(z_)  # dz_pre / dh~
-        D_r = Ghn[t0:t1] * _d_sig(r[t0:t1])  # dr_pre / dn_pre
-        for t in reversed(range(t0, t1)):
-            n, j = (B if sizes is None else sizes[t]), t - t0
-            dhv, dg = dh[:n], dGh[t, :n]
-            if n > live:
-                dhv[live:].add_(dY[t, live:n])
-                live = n
-            dht, keep_h = _split_zone(dhv, zh, t, n)
-            dn = torch.mul(dht, D_n[j, :n], out=dXn[t, :n])
-            torch.mul(dht, D_z[j, :n], out=dg[:, H: 2 * H])
-            torch.mul(dn, D_r[j, :n], out=dg[:, :H])
-            torch.mul(dn, r[t, :n], out=dg[:, 2 * H:])
-            dv = dV[t, :n]
-            dv.copy_(_ln_grad(dg, V[t, :n], MU[t, :n], RS[t, :n], g_hh))
-            _recur_grad(dhv, dv, W_hhT, m, _direct(dht, z[t, :n], keep_h, dY, t), None)
+
+    def through_norm(t, n, dg):
+        return dV[t, :n].copy_(_ln_grad(dg, V[t, :n], MU[t, :n], RS[t, :n], g_hh))
+
+    gru_bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, through_norm)
 
     dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
     dW_hh = _sum_outer(dV, h0, Y, m) if need[2] else None
