@@ -19,13 +19,17 @@ def test_grid_rows_and_ratios():
                          ("gru", "auto"), ("gru", "fused"), ("gru", "native"),
                          ("sru", "auto"), ("sru", "fused")}
     assert rows[("sru", "auto")]["ran"] == "fused" and rows[("gru", "auto")]["ran"] == "fused"
+    # a tiny GRU: fused in training, torch's kernel without gradients (B*H = 8 < 8192)
+    assert rows[("gru", "auto")]["ran_forward"] == "native"
+    assert rows[("sru", "auto")]["ran_forward"] == "fused"
     base = rows[("torch.nn.LSTM", "torch.nn")]
     assert base["ratio_lstm"] == {"forward": 1.0, "forward_backward": 1.0}
     r = rows[("sru", "fused")]
     for m in ("forward", "forward_backward"):
         assert r["ratio_lstm"][m] == pytest.approx(r[m]["median_ms"] / base[m]["median_ms"])
     assert doc["shapes_done"] == 1 and doc["machine"]["torch"]
-    assert "sru" in bench_cli.format_table(doc)
+    table = bench_cli.format_table(doc)
+    assert "sru" in table and "native/fused" in table
 
 
 def test_cli_saves_json(tmp_path, capsys):

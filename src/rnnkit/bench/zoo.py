@@ -120,8 +120,10 @@ def _contenders(shape: Shape, s: GridSettings, x: torch.Tensor) -> dict[tuple, n
                 chosen = choose_backend(m, x)
             except ValueError:
                 continue  # this backend cannot run this cell
-            if backend == "auto":
+            if backend == "auto":  # what auto runs when training and, under no_grad, inferring
                 m.chosen = chosen
+                with torch.no_grad():
+                    m.chosen_forward = choose_backend(m, x)
             out[(cell, backend)] = m
     return out
 
@@ -135,7 +137,8 @@ def _shape_rows(shape: Shape, s: GridSettings, progress) -> list[dict]:
     mods = _contenders(shape, s, x)
     tasks = {k: layer_tasks(m, x, g) for k, m in mods.items()}
     rows = {k: {"cell": k[0], "backend": k[1], "shape": asdict(shape),
-                "ran": getattr(mods[k], "chosen", k[1])} for k in mods}
+                "ran": getattr(mods[k], "chosen", k[1]),
+                "ran_forward": getattr(mods[k], "chosen_forward", k[1])} for k in mods}
     for measure in s.measures:
         say = None if progress is None else (
             lambda msg, m=measure: progress(f"{shape.label} {m}: {msg}"))

@@ -79,6 +79,13 @@ def _settings(a: argparse.Namespace):
     return GridSettings(**kw)
 
 
+
+def _ran(r: dict) -> str:
+    """What ran: one backend, or ``inference/training`` where auto picks differently."""
+    fwd = r.get("ran_forward", r["ran"])
+    return r["ran"] if fwd == r["ran"] else f"{fwd}/{r['ran']}"
+
+
 def format_table(doc: dict) -> str:
     """The rows as an aligned text table (times in ms, peak in MiB, ratios to torch.nn)."""
     head = ("shape", "cell", "backend", "ran", "fwd ms", "fwd/LSTM", "fwd/GRU", "f+b ms",
@@ -89,7 +96,7 @@ def format_table(doc: dict) -> str:
         f, fb = r["forward"], r["forward_backward"]
         mib = "-" if fb["peak_bytes"] is None else f"{fb['peak_bytes'] / 2**20:.1f}"
         lines.append((f"B={sh['B']} T={sh['T']} I={sh['I']} H={sh['H']}", r["cell"],
-                      r["backend"], r["ran"], f"{f['median_ms']:.2f}",
+                      r["backend"], _ran(r), f"{f['median_ms']:.2f}",
                       f"{r['ratio_lstm']['forward']:.2f}", f"{r['ratio_gru']['forward']:.2f}",
                       f"{fb['median_ms']:.2f}", f"{r['ratio_lstm']['forward_backward']:.2f}",
                       f"{r['ratio_gru']['forward_backward']:.2f}", mib))
