@@ -55,6 +55,12 @@ def row_warps(block: int, gates: int) -> int:
 
 
 @triton.jit
+def acc(P, off, v, live):
+    """``P[off] += v`` over the live lanes (a per-row gradient accumulator)."""
+    tl.store(P + off, tl.load(P + off, mask=live, other=0.0) + v, mask=live)
+
+
+@triton.jit
 def zone_mix(new, old, Z, off, live, rate, MODE: tl.constexpr):
     """Zoneout of a state: ``new`` (MODE 0), ``rate*old + (1-rate)*new`` (1), keep-mask pick (2).
 

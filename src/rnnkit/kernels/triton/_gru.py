@@ -21,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import sigmoid, tanh, zone_mix, zone_split
+from ._common import acc, sigmoid, tanh, zone_mix, zone_split
 
 __all__ = ["gru_fwd", "gru_bwd"]
 
@@ -113,20 +113,17 @@ def gru_bwd(DY, DREC, M, DHC, A, XH, RS, HS, GHH, ZH, LEN, DXP, DRAW, DBH, DGH,
     tl.store(dx + 2 * H, da_n.to(DXP.dtype.element_ty), mask=live)
     gb = b * 3 * H + j  # (B, 3H) per-row accumulators of the bias/gain gradients
     if HAS_B:
-        tl.store(DBH + gb, tl.load(DBH + gb, mask=live, other=0.0) + da_r, mask=live)
-        tl.store(DBH + gb + H, tl.load(DBH + gb + H, mask=live, other=0.0) + da_z, mask=live)
-        tl.store(DBH + gb + 2 * H, tl.load(DBH + gb + 2 * H, mask=live, other=0.0) + dg_n,
-                 mask=live)
+        acc(DBH, gb, da_r, live)
+        acc(DBH, gb + H, da_z, live)
+        acc(DBH, gb + 2 * H, dg_n, live)
     if LN:  # back through x^ = (raw - mean) * rstd over all 3H
         sx = (t * B + b) * 3 * H + j
         x_r = tl.load(XH + sx, mask=live, other=0.0)
         x_z = tl.load(XH + sx + H, mask=live, other=0.0)
         x_n = tl.load(XH + sx + 2 * H, mask=live, other=0.0)
-        tl.store(DGH + gb, tl.load(DGH + gb, mask=live, other=0.0) + da_r * x_r, mask=live)
-        tl.store(DGH + gb + H, tl.load(DGH + gb + H, mask=live, other=0.0) + da_z * x_z,
-                 mask=live)
-        tl.store(DGH + gb + 2 * H, tl.load(DGH + gb + 2 * H, mask=live, other=0.0) + dg_n * x_n,
-                 mask=live)
+        acc(DGH, gb, da_r * x_r, live)
+        acc(DGH, gb + H, da_z * x_z, live)
+        acc(DGH, gb + 2 * H, dg_n * x_n, live)
         e_r = da_r * tl.load(GHH + j, mask=live, other=0.0).to(tl.float32)
         e_z = da_z * tl.load(GHH + H + j, mask=live, other=0.0).to(tl.float32)
         e_n = dg_n * tl.load(GHH + 2 * H + j, mask=live, other=0.0).to(tl.float32)

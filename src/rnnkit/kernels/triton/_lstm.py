@@ -21,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import sigmoid, tanh, zone_mix, zone_split
+from ._common import acc, sigmoid, tanh, zone_mix, zone_split
 
 __all__ = ["lstm_fwd", "lstm_bwd"]
 
@@ -141,9 +141,9 @@ def lstm_bwd(DY, DREC, M, DHC, DC, A, XH, RS, CH, CS, GHH, GC, BC, ZH, ZC, LEN,
     d_pre = tl.where(live, dh * o * (1.0 - th * th), 0.0)  # d tanh's argument
     if LN:
         d_pre = tl.where(valid, d_pre, 0.0)
-        tl.store(DGC + row, tl.load(DGC + row, mask=live, other=0.0) + d_pre * c_hat, mask=live)
+        acc(DGC, row, d_pre * c_hat, live)
         if HAS_B:
-            tl.store(DBC + row, tl.load(DBC + row, mask=live, other=0.0) + d_pre, mask=live)
+            acc(DBC, row, d_pre, live)
         d_hat = d_pre * gam_c
         rstd_c = tl.load(RS + (t * B + b) * 2 + 1)
         dc += rstd_c * (d_hat - tl.sum(d_hat) / H - c_hat * (tl.sum(d_hat * c_hat) / H))
@@ -160,24 +160,19 @@ def lstm_bwd(DY, DREC, M, DHC, DC, A, XH, RS, CH, CS, GHH, GC, BC, ZH, ZC, LEN,
     tl.store(dx + 3 * H, da_o.to(DXP.dtype.element_ty), mask=live)
     gb = b * 4 * H + j  # (B, 4H) per-row accumulators of the bias/gain gradients
     if HAS_B:
-        tl.store(DBH + gb, tl.load(DBH + gb, mask=live, other=0.0) + da_i, mask=live)
-        tl.store(DBH + gb + H, tl.load(DBH + gb + H, mask=live, other=0.0) + da_f, mask=live)
-        tl.store(DBH + gb + 2 * H, tl.load(DBH + gb + 2 * H, mask=live, other=0.0) + da_g,
-                 mask=live)
-        tl.store(DBH + gb + 3 * H, tl.load(DBH + gb + 3 * H, mask=live, other=0.0) + da_o,
-                 mask=live)
+        acc(DBH, gb, da_i, live)
+        acc(DBH, gb + H, da_f, live)
+        acc(DBH, gb + 2 * H, da_g, live)
+        acc(DBH, gb + 3 * H, da_o, live)
     if LN:  # back through x^ = (raw - mean) * rstd over all 4H
         x_i = tl.load(XH + sv, mask=live, other=0.0)
         x_f = tl.load(XH + sv + H, mask=live, other=0.0)
         x_g = tl.load(XH + sv + 2 * H, mask=live, other=0.0)
         x_o = tl.load(XH + sv + 3 * H, mask=live, other=0.0)
-        tl.store(DGH + gb, tl.load(DGH + gb, mask=live, other=0.0) + da_i * x_i, mask=live)
-        tl.store(DGH + gb + H, tl.load(DGH + gb + H, mask=live, other=0.0) + da_f * x_f,
-                 mask=live)
-        tl.store(DGH + gb + 2 * H, tl.load(DGH + gb + 2 * H, mask=live, other=0.0) + da_g * x_g,
-                 mask=live)
-        tl.store(DGH + gb + 3 * H, tl.load(DGH + gb + 3 * H, mask=live, other=0.0) + da_o * x_o,
-                 mask=live)
+        acc(DGH, gb, da_i * x_i, live)
+        acc(DGH, gb + H, da_f * x_f, live)
+        acc(DGH, gb + 2 * H, da_g * x_g, live)
+        acc(DGH, gb + 3 * H, da_o * x_o, live)
         e_i = da_i * tl.load(GHH + j, mask=live, other=0.0).to(tl.float32)
         e_f = da_f * tl.load(GHH + H + j, mask=live, other=0.0).to(tl.float32)
         e_g = da_g * tl.load(GHH + 2 * H + j, mask=live, other=0.0).to(tl.float32)
