@@ -28,6 +28,8 @@ def _entry(run: dict) -> str:
         how.append(f"{run['layers']} layers, paper init")
     if run.get("lr") not in (None, 1e-3) and run["cell"] != "irnn":  # the IRNN's 1e-4 is its default
         how.append(f"lr {run['lr']:g}")
+    if run.get("seed", 0) != 0:
+        how.append(f"seed {run['seed']}")
     how = f" [{', '.join(how)}]" if how else ""
     if run.get("solved"):
         return f"**{v:.4f}** solved at step {run['solved_at_step']}{how}"
