@@ -44,6 +44,34 @@ def test_cli_saves_json(tmp_path, capsys):
     assert "torch 2" in capsys.readouterr().out
 
 
+def test_input_grad_times_the_input_gradient_too(monkeypatch):
+    """--input-grad: the timed forward+backward also fills x.grad (and the setting is recorded)."""
+    from rnnkit.bench import layers
+
+    seen = []
+    real = layers.layer_tasks
+
+    def spy(module, x, g):
+        tasks = real(module, x, g)
+        fb = tasks["forward_backward"]
+        seen.append((x, fb))
+        return tasks
+
+    monkeypatch.setattr("rnnkit.bench.zoo.layer_tasks", spy)
+    p = argparse.ArgumentParser()
+    bench_cli.add_arguments(p)
+    a = p.parse_args(["--cells", "gru", "--backends", "fused", "--shapes", "2,4,3,4", "--input-grad"])
+    s = bench_cli._settings(a)
+    assert s.input_grad and s.to_json()["input_grad"] is True
+    run_grid(GridSettings(cells=("gru",), backends=("fused",), shapes=s.shapes, repeats=1,
+                          warmup=0, min_sample_s=0.0, memory=False, input_grad=True))
+    x, fb = seen[-1]
+    assert x.requires_grad
+    fb.setup()
+    fb.run()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="--cells: unknown"):
         GridSettings(cells=("nope",))

@@ -159,6 +159,7 @@ def layer_tasks(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> d
     def drop_grads():
         for p in params:
             p.grad = None
+        x.grad = None
 
     def forward_backward():
         out, _ = module(x)  # (T, B, H)

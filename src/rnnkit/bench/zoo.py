@@ -85,6 +85,7 @@ class GridSettings:
     dtype: str = "float32"
     seed: int = 0
     quick: bool = False
+    input_grad: bool = False  # forward_backward also computes dL/dx
     measures: tuple[str, ...] = field(default=("forward", "forward_backward"))
 
     def __post_init__(self):
@@ -132,7 +133,7 @@ def _shape_rows(shape: Shape, s: GridSettings, progress) -> list[dict]:
     gc.collect()
     torch.manual_seed(s.seed)
     dev, dt = torch.device(s.device), getattr(torch, s.dtype)
-    x = torch.randn(shape.T, shape.B, shape.I, device=dev, dtype=dt)
+    x = torch.randn(shape.T, shape.B, shape.I, device=dev, dtype=dt, requires_grad=s.input_grad)
     g = torch.randn(shape.T, shape.B, shape.H, device=dev, dtype=dt)
     mods = _contenders(shape, s, x)
     tasks = {k: layer_tasks(m, x, g) for k, m in mods.items()}

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")
+    p.add_argument("--input-grad", action="store_true",
+                   help="forward+backward also computes the input's gradient (a layer that is not "
+                        "the first; default: only the weights', as for a first layer)")
     p.add_argument("--out", metavar="PATH", help="result JSON (default "
                    "benchmarks/results/bench_<device>.json)")
 
@@ -62,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _settings(a: argparse.Namespace):
     from rnnkit.bench.zoo import QUICK_SHAPES, GridSettings, parse_shape
 
-    kw: dict = {"device": a.device, "memory": not a.no_memory,
+    kw: dict = {"device": a.device, "memory": not a.no_memory, "input_grad": a.input_grad,
                 "clock": a.clock or ("cpu" if a.device == "cpu" else "wall")}
     if a.quick:
         kw.update(shapes=QUICK_SHAPES, repeats=3, warmup=1, min_sample_s=0.01, quick=True)
