@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ._op import register, run
-from ._steps import Steps, last_state
+from ._steps import Steps, last_state, tanh_
 
 __all__ = ["CHUNK_ELEMS", "gated_scan", "GATED_KINDS"]
 
@@ -83,7 +83,7 @@ def _gates(kind: str, u: Tensor):
         g, m = _min_g(parts[2])
         s = f + i
         return f / s, (i / s).mul_(g), (f, i, s, g, m)
-    z, f = torch.tanh(parts[0]), torch.sigmoid(parts[1])
+    z, f = tanh_(parts[0], out=torch.empty_like(parts[0])), torch.sigmoid(parts[1])
     o = torch.sigmoid(parts[2]) if G > 2 else None
     if kind == "qrnn_ifo":
         i = torch.sigmoid(parts[3])
