@@ -1,6 +1,8 @@
 """Who solves what: the long-term dependency results as one markdown table per task.
 
-    python experiments/longmem/summary.py            # prints the tables README shows
+    python experiments/longmem/summary.py            # prints the tables
+    python experiments/longmem/summary.py --readme   # writes them into README.md between
+                                                     # <!-- longmem:start --> and <!-- longmem:end -->
 
 Reads ``experiments/results/{adding,copy,smnist}_*.json`` (the records the task scripts
 write) and prints, per cell and sequence length, the test metric, whether it is solved
@@ -36,14 +38,20 @@ def _entry(run: dict) -> str:
     return f"{v:.4f}, {run['steps_run']} steps{how}"
 
 
-def _better(a: dict | None, b: dict) -> bool:
-    """Is ``b`` a better run to show than ``a``: solved first, then lower metric."""
+def _better(a: dict | None, b: dict, higher: bool = False) -> bool:
+    """Is ``b`` a better run to show than ``a``: solved first, then the better metric."""
     if a is None:
         return True
-    return (bool(b.get("solved")), -b["value"]) > (bool(a.get("solved")), -a["value"])
+    sign = 1 if higher else -1
+    return (bool(b.get("solved")), sign * b["value"]) > (bool(a.get("solved")), sign * a["value"])
 
 
-def table(prefix: str, title: str, note: str) -> str:
+def _accuracy(run: dict) -> str:
+    return f"{100 * run['value']:.2f}% ({run['steps_run']} steps, {run['split'].split('(')[-1][:-1]})"
+
+
+def table(prefix: str, title: str, note: str, entry=_entry, higher: bool = False,
+          cells: list[str] = CELLS) -> str:
     best: dict[tuple[str, int], dict] = {}
     lengths = set()
     for path in sorted(RESULTS.glob(f"{prefix}_*.json")):
@@ -52,24 +60,45 @@ def table(prefix: str, title: str, note: str) -> str:
             continue
         key = (_cell(run), int(run["T"]))
         lengths.add(key[1])
-        if _better(best.get(key), run):
+        if _better(best.get(key), run, higher):
             best[key] = {**run, "_file": path.stem}
     Ts = sorted(lengths)
     lines = [f"**{title}** ({note})", "",
              "| cell | " + " | ".join(f"T={T}" for T in Ts) + " |",
              "|---|" + "---|" * len(Ts)]
-    for cell in CELLS:
-        row = [_entry(best[(cell, T)]) if (cell, T) in best else "not run" for T in Ts]
+    for cell in cells:
+        row = [entry(best[(cell, T)]) if (cell, T) in best else "not run" for T in Ts]
         lines.append(f"| {cell} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def main() -> int:
+README = RESULTS.parents[1] / "README.md"
+START, END = "<!-- longmem:start -->", "<!-- longmem:end -->"
+
+
+def write_readme(text: str, readme: Path = README) -> None:
+    """Replace what is between the markers in ``readme`` with ``text``."""
+    doc = readme.read_text()
+    if START not in doc or END not in doc:
+        raise SystemExit(f"{readme}: expected the markers {START} and {END}")
+    head, rest = doc.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     out = [table("adding", "Adding problem", "test MSE; solved below 0.01, always answering 1 "
                  "scores 0.167"),
            table("copy", "Copy memory", "test cross-entropy per step; the memoryless baseline "
-                 "is 10 log 8 / (T + 20): 0.173 at T=100, 0.040 at T=500")]
-    sys.stdout.write("\n\n".join(out) + "\n")
+                 "is 10 log 8 / (T + 20): 0.173 at T=100, 0.040 at T=500"),
+           table("smnist", "Sequential MNIST", "test accuracy; T=28 reads rows, T=784 pixels",
+                 entry=_accuracy, higher=True, cells=["lstm", "indrnn"])]
+    text = "\n\n".join(out) + "\n"
+    if "--readme" in argv:
+        write_readme(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -105,12 +105,15 @@ def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
     """
     from rnnkit.cells.gru import GRUCell
 
+    gru = type(layer.cells[0]) is GRUCell
+    if not gru and not varlen:
+        return False
     grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in layer.parameters()))
     B = x.shape[1]
-    if type(layer.cells[0]) is GRUCell:
+    if gru:
         return grad or B * layer.hidden_size >= 8192
-    return varlen and grad and B >= 2
+    return grad and B >= 2
 
 
 def choose_backend(layer, x: Tensor, lengths: Tensor | None = None) -> str:
