@@ -35,6 +35,8 @@ def _entry(run: dict) -> str:
     how = f" [{', '.join(how)}]" if how else ""
     if run.get("solved"):
         return f"**{v:.4f}** solved at step {run['solved_at_step']}{how}"
+    if v > 100:  # an exploding loss (the IRNN's relu with identity recurrence)
+        return f"diverged ({v:.2g}), {run['steps_run']} steps{how}"
     return f"{v:.4f}, {run['steps_run']} steps{how}"
 
 

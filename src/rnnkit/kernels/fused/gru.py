@@ -70,16 +70,20 @@ def _gru_forward(ts, cfg):
     sizes = cfg.steps.sizes
     new = torch.zeros if sizes is not None else torch.empty
     kw = dict(dtype=xp.dtype, device=xp.device)
-    Ghn, RZ = new(T, B, H, **kw), new(T, B, 2 * H, **kw)  # gh_n; r, z
-    N, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    # the activations the backward reads, one row per step; without gradients one scratch
+    # row (at T=5000, B=1000, H=128 the three would hold 10 GB)
+    S = T if cfg.need_grad else 1
+    Ghn, RZ, N = new(S, B, H, **kw), new(S, B, 2 * H, **kw), new(S, B, H, **kw)  # gh_n; r, z; n
+    Y = new(T, B, H, **kw)
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
-        hp, rz, nt, y, x = h[:n], RZ[t, :n], N[t, :n], Y[t, :n], xp[t, :n]
+        s = t if cfg.need_grad else 0
+        hp, rz, nt, y, x = h[:n], RZ[s, :n], N[s, :n], Y[t, :n], xp[t, :n]
         gh = linear(hp if m is None else hp * m[:n], W_hh, b_hh)  # (n, 3H)
         torch.add(x[:, : 2 * H], gh[:, : 2 * H], out=rz)
         rz.sigmoid_()
-        gh_n = Ghn[t, :n].copy_(gh[:, 2 * H:])
+        gh_n = Ghn[s, :n].copy_(gh[:, 2 * H:])
         torch.addcmul(x[:, 2 * H:], rz[:, :H], gh_n, out=nt)
         tanh_(nt)
         torch.lerp(nt, hp, rz[:, H:], out=y)
