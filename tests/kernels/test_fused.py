@@ -308,3 +308,17 @@ def test_auto_gru_on_cpu_is_fused_in_training_and_for_large_batches_in_inference
     with torch.no_grad():
         assert choose_backend(small, x1) == "native"  # B*H = 16: torch's loop is cheaper
         assert choose_backend(large, x32) == "fused"  # B*H = 8192
+
+
+def test_onednn_operands_are_plain_layouts():
+    """A column slice of a wider gradient goes to oneDNN as a contiguous copy (its strided path is
+    ~1000x slower); row-major matrices and their transposes go as they are."""
+    a = torch.randn(6, 8)
+    assert _gemm._plain(a) is a
+    t = a.t()
+    assert _gemm._plain(t) is t
+    sl = a[:, :5]  # rows of stride 8, 5 wide
+    p = _gemm._plain(sl)
+    assert p is not sl and p.is_contiguous() and torch.equal(p, sl)
+    x = torch.randn(6, 4)
+    torch.testing.assert_close(_gemm.weight_grad(sl, x), sl.t() @ x, atol=1e-5, rtol=0)
