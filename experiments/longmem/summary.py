@@ -35,7 +35,7 @@ def _entry(run: dict) -> str:
     how = f" [{', '.join(how)}]" if how else ""
     if run.get("solved"):
         return f"**{v:.4f}** solved at step {run['solved_at_step']}{how}"
-    if v > 100:  # an exploding loss (the IRNN's relu with identity recurrence)
+    if not v < 10:  # NaN or an exploding loss (relu recurrences without a saturating gate)
         return f"diverged ({v:.2g}), {run['steps_run']} steps{how}"
     return f"{v:.4f}, {run['steps_run']} steps{how}"
 
