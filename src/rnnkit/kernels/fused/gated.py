@@ -1,6 +1,6 @@
-"""Time-chunked fused scans of the gated linear recurrences: QRNN pooling, minGRU, minLSTM.
+"""Time-chunked fused scans: the gated linear recurrences (QRNN pooling, minGRU, minLSTM) and SRU.
 
-All three are ``s_t = a_t * s_{t-1} + b_t`` with ``a, b`` elementwise functions of
+The first three are ``s_t = a_t * s_{t-1} + b_t`` with ``a, b`` elementwise functions of
 the layer's pre-activations ``u`` (T, B, G*H) (one GEMM over all T, outside):
 
     minGRU   u = [k_z, k_h]          a = 1 - sigmoid(k_z),   b = sigmoid(k_z) g(k_h)
@@ -26,6 +26,9 @@ output and ``du``.
 Backward through time: ``dS_t = G_t + a'_{t+1} dS_{t+1} + Q_{t+1}`` where ``G`` is
 the gradient reaching ``s_t`` from the output, ``Q_t = a_t dc~_t`` that reaching
 ``s_{t-1}`` through a zoned QRNN's output, then ``da' = dS s_{t-1}``, ``db' = dS``.
+
+SRU (:func:`sru_chunked_scan`) is chunked the same way; its forget gate reads
+``c_{t-1}``, so its Jacobian is not just ``a`` (see the comment above its kernel).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from torch import Tensor
 from ._op import register, run
 from ._steps import Steps, last_state, tanh_
 
-__all__ = ["CHUNK_ELEMS", "gated_scan", "GATED_KINDS"]
+__all__ = ["CHUNK_ELEMS", "gated_scan", "sru_chunked_scan", "GATED_KINDS"]
 
 #: about how many numbers of ``u`` one chunk holds (1 MB of float32)
 CHUNK_ELEMS = 1 << 18
