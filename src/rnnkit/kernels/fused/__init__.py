@@ -138,7 +138,8 @@ def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...]
     Args:
         cell: an LSTMCell, GRUCell or RNNCell (see :func:`fused_unsupported`).
         p: the cell's weights for this layer/direction (after max_norm/weight_drop).
-        xp: (T, B, G) ``cell.project(x, p)``.
+        xp: (T, B, G) :func:`fused_project`'s output: ``cell.project(x, p)``, except for
+            QRNN, whose gates come before their tanh/sigmoid (the scan applies them).
         state: initial state, a tuple of (B, S_i) tensors.
         mask: (T, B, 1) bool length mask (``loop.length_mask``) or None: at a
             padded step a sequence keeps its state and outputs zeros.
