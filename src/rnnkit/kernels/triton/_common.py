@@ -55,6 +55,16 @@ def row_warps(block: int, gates: int) -> int:
 
 
 @triton.jit
+def carried_grad(DREC, M, DHC, row, live, HAS_M: tl.constexpr):
+    """The gradient reaching ``h_t`` from step t+1: the carried part plus the recurrent GEMM's
+    ``d(m h_t)`` (times the recurrent-dropout mask ``m`` where there is one)."""
+    d_rec = tl.load(DREC + row, mask=live, other=0.0).to(tl.float32)
+    if HAS_M:
+        d_rec *= tl.load(M + row, mask=live, other=0.0).to(tl.float32)
+    return tl.load(DHC + row, mask=live, other=0.0) + d_rec
+
+
+@triton.jit
 def acc(P, off, v, live):
     """``P[off] += v`` over the live lanes (a per-row gradient accumulator)."""
     tl.store(P + off, tl.load(P + off, mask=live, other=0.0) + v, mask=live)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import acc, sigmoid, tanh, zone_mix, zone_split
+from ._common import acc, carried_grad, sigmoid, tanh, zone_mix, zone_split
 
 __all__ = ["lstm_fwd", "lstm_bwd"]
 
@@ -114,10 +114,7 @@ def lstm_bwd(DY, DREC, M, DHC, DC, A, XH, RS, CH, CS, GHH, GC, BC, ZH, ZC, LEN,
     valid = t < tl.load(LEN + b)
     row = b * H + j
     s = (t * B + b) * H + j
-    d_rec = tl.load(DREC + row, mask=live, other=0.0).to(tl.float32)  # d(m h_t) from the GEMM
-    if HAS_M:
-        d_rec *= tl.load(M + row, mask=live, other=0.0).to(tl.float32)
-    dh_in = tl.load(DHC + row, mask=live, other=0.0) + d_rec
+    dh_in = carried_grad(DREC, M, DHC, row, live, HAS_M)
     dc_in = tl.load(DC + row, mask=live, other=0.0)
     dh = dh_in + tl.load(DY + s, mask=live, other=0.0).to(tl.float32)
     dh, keep_h = zone_split(dh, ZH, s, live, zh_rate, ZH_MODE)  # -> h~, -> h_{t-1}
