@@ -1,6 +1,6 @@
 """Speed of the Triton GPU kernels against cuDNN and the rnnkit loop, side by side.
 
-Two groups, one layer, unidirectional, training mode, each in float32 and bfloat16:
+Two groups, one layer, unidirectional, training mode, each in float32, bfloat16 and float16:
 
 - **matrix** (B=32, T=100, I=128, H=256 by default): ``torch.nn.LSTM``/``GRU``
   (cuDNN) against LayerNorm-LSTM/-GRU and LSTM with zoneout 0.1 or recurrent
@@ -9,7 +9,8 @@ Two groups, one layer, unidirectional, training mode, each in float32 and bfloat
   LayerNorm-LSTM within 1.5x of cuDNN LSTM (forward+backward).
 - **elementwise** (B=32, T=1024, I=H=512 by default): IndRNN, QRNN (fo), SRU,
   minGRU, minLSTM by the Triton scan, by the rnnkit loop (``backend="loop"``:
-  the step loop, or the cell's own log-space scan for minGRU/minLSTM) and
+  the step loop, or the cell's own log-space parallel scan for minGRU/minLSTM;
+  ``steps:`` runs those two one step at a time, ``mode="sequential"``) and
   ``torch.nn.LSTM`` (cuDNN) at the same H. Targets: at least 10x faster than
   the loop and faster than cuDNN LSTM.
 
@@ -17,7 +18,9 @@ The Triton contenders call the kernels directly (``cell.project`` then
 ``triton_scan`` with the layer's own parameters), so the script does not depend
 on how ``backend="triton"`` is wired into the layers. Before timing, each
 Triton contender is checked against the loop at the benchmark shape (forward
-and the input gradient) and the largest relative difference is recorded.
+and the input gradient, against the loop in float32 whatever the dtype) and the
+largest relative difference is recorded. The matrix scans replay CUDA graphs after
+their second call with a shape (``kernels/triton/_graphs.py``): the warm-up covers it.
 Timing: :func:`rnnkit.bench.measure.interleave` (warm-up, then rounds in
 rotated order, medians), forward under ``no_grad`` and forward+backward
 (``out.float().sum().backward()``), peak memory from the CUDA allocator.
@@ -34,6 +37,7 @@ Smoke run on a CPU (Triton's interpreter, tiny shapes; numbers meaningless)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -47,7 +51,7 @@ from rnnkit.bench.measure import Task, interleave, peak_bytes, summarize
 from rnnkit.kernels.fused import step_inputs
 from rnnkit.kernels.triton import triton_scan, triton_unsupported
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TritonLayer(nn.Module):
@@ -81,16 +85,24 @@ def _build(name: str, I: int, H: int, device, dtype):
     cls = {"ln_lstm": rnnkit.LayerNormLSTM, "ln_gru": rnnkit.LayerNormGRU, "lstm": rnnkit.LSTM,
            "indrnn": rnnkit.IndRNN, "qrnn": rnnkit.QRNN, "sru": rnnkit.SRU,
            "mingru": rnnkit.MinGRU, "minlstm": rnnkit.MinLSTM}[cell]
+    if backend == "steps":  # minGRU/minLSTM one step at a time (the loop reference)
+        kw["mode"] = "sequential"
     layer = cls(I, H, backend="loop", **kw).to(device, dtype)
     return TritonLayer(layer) if backend == "triton" else layer
 
 
 def _check(model, ref, x) -> float:
-    """Largest relative difference of the output and input gradient, model against ref."""
+    """Largest relative difference of the output and input gradient, model against ref.
+
+    ``ref`` runs in float32 whatever ``x``'s dtype: a bfloat16 loop rounds its state at
+    every step and drifts far more than the kernels, which keep the state in float32.
+    """
     res = []
+    ref = copy.deepcopy(ref).float()
     for m in (model, ref):
         torch.manual_seed(0)
-        xi = x.detach().clone().requires_grad_()
+        xi = x.detach().clone().float().requires_grad_() if m is ref else \
+            x.detach().clone().requires_grad_()
         y = m(xi)[0]
         y.float().square().sum().backward()
         res.append((y.detach().float(), xi.grad.float()))
@@ -151,9 +163,10 @@ def run_group(names, B, T, I, H, dtype, device, repeats, warmup, log):
         for k in ("forward", "forward_backward"):
             if base:
                 r[f"{k}_ratio_to_cudnn_lstm"] = r[k]["median_ms"] / out[base][k]["median_ms"]
-            loop = out.get("loop:" + name.split(":")[1])
-            if name.startswith("triton:") and loop:
-                r[f"{k}_speedup_vs_loop"] = loop[k]["median_ms"] / r[k]["median_ms"]
+            for ref in ("loop", "steps"):
+                other = out.get(f"{ref}:" + name.split(":")[1])
+                if name.startswith("triton:") and other:
+                    r[f"{k}_speedup_vs_{ref}"] = other[k]["median_ms"] / r[k]["median_ms"]
     return {"shape": {"B": B, "T": T, "I": I, "H": H}, "dtype": str(dtype), "results": out,
             "checks": checks}
 
@@ -161,7 +174,7 @@ def run_group(names, B, T, I, H, dtype, device, repeats, warmup, log):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16")
+    ap.add_argument("--dtypes", default="fp32,bf16,fp16", help="comma list of fp32, bf16, fp16")
     ap.add_argument("--groups", default="matrix,elementwise")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
@@ -188,7 +201,8 @@ def main(argv=None) -> int:
                             "loop:lstm_zoneout", "triton:lstm_recdrop", "loop:lstm_recdrop"]),
         "elementwise": (elementwise, ["cudnn:lstm"] + [f"{b}:{c}" for c in
                                                        ("indrnn", "qrnn", "sru", "mingru",
-                                                        "minlstm") for b in ("triton", "loop")]),
+                                                        "minlstm") for b in ("triton", "loop")]
+                        + ["steps:mingru", "steps:minlstm"]),
     }
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     report = {"environment": machine_info(device), "repeats": repeats, "warmup": args.warmup,
@@ -205,10 +219,12 @@ def main(argv=None) -> int:
             for name, r in res["results"].items():
                 ratio = r.get("forward_backward_ratio_to_cudnn_lstm")
                 speed = r.get("forward_backward_speedup_vs_loop")
+                steps = r.get("forward_backward_speedup_vs_steps")
                 print(f"{g:11s} {d} {name:22s} fwd {r['forward']['median_ms']:9.3f} ms  "
                       f"fwd+bwd {r['forward_backward']['median_ms']:9.3f} ms"
                       + (f"  x{ratio:.2f} of cuDNN LSTM" if ratio else "")
                       + (f"  {speed:.1f}x vs loop" if speed else "")
+                      + (f"  {steps:.1f}x vs step loop" if steps else "")
                       + (f"  (rel diff {r['max_rel_diff_vs_loop']:.1e})"
                          if "max_rel_diff_vs_loop" in r else ""))
     report["wall_seconds"] = round(time.time() - t0, 1)

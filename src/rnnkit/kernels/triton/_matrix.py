@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ...cells import LayerNormGRUCell, LayerNormLSTMCell, LSTMCell
 from ._common import row_block, row_warps
+from ._graphs import replay
 from ._gru import gru_bwd, gru_fwd
 from ._lstm import lstm_bwd, lstm_fwd
 
@@ -136,7 +137,17 @@ def _scan_op(xp: Tensor, h0: Tensor, c0: Tensor | None, W: Tensor, b_hh: Tensor 
              g_hh: Tensor | None, g_c: Tensor | None, b_c: Tensor | None, lengths: Tensor,
              m: Tensor | None, zh: Tensor | None, zc: Tensor | None, rates: list[float],
              flags: list[bool]) -> list[Tensor]:
-    return _forward(xp, h0, c0, W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, rates, flags)
+    T, B, GH = xp.shape
+    H = h0.shape[1]
+    Ts = T if flags[3] else 1
+    nbytes = 2 * _nbytes(xp) + 4 * Ts * B * (4 * H + GH + H) + 16 * (T + 1) * B * H
+    return replay("matrix_scan", lambda *a: _forward(*a, rates, flags),
+                  [xp, h0, c0, W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc],
+                  (tuple(rates), tuple(flags)), nbytes)
+
+
+def _nbytes(*tensors: Tensor | None) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 @_scan_op.register_fake
@@ -159,8 +170,11 @@ def _backward_op(W: Tensor, b_hh: Tensor | None, g_hh: Tensor | None, g_c: Tenso
                  zc: Tensor | None, HS: Tensor, CS: Tensor, HREC: Tensor, A: Tensor, XH: Tensor,
                  RS: Tensor, CH: Tensor, dY: Tensor, dh_n: Tensor, dc_n: Tensor,
                  rates: list[float], flags: list[bool]) -> list[Tensor]:
-    return _backward(W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, HS, CS, HREC, A, XH, RS, CH,
-                     dY, dh_n, dc_n, rates, flags)
+    tensors = [W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, HS, CS, HREC, A, XH, RS, CH,
+               dY, dh_n, dc_n]
+    nbytes = _nbytes(*tensors) + 2 * _nbytes(HREC[:-1]) * W.shape[0] // max(1, HS.shape[2])
+    return replay("matrix_scan_backward", lambda *a: _backward(*a, rates, flags), tensors,
+                  (tuple(rates), tuple(flags)), nbytes)
 
 
 @_backward_op.register_fake

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One device call: versions, the Triton tests on the compiled kernels, the GPU benchmark.
+# Usage (on a CUDA machine, repository root):
+#   OUT=/tmp/out bash scripts/gpu_check.sh [tests] [bench] [quick] [grid]
+# tests: tests/kernels/test_triton.py on the compiled kernels; bench: benchmarks/bench_triton.py
+# (quick: bf16 only); grid: `rnnkit bench --device cuda` at the issue's shape and on its grid.
+set -u
+OUT=${OUT:-/tmp/rnnkit_gpu}; mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+steps=${*:-tests bench}
+nvidia-smi -L
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+if [[ " $steps " == *" tests "* ]]; then
+  timeout "${TEST_S:-270}" python3 -m pytest -q -p no:cacheprovider --tb=short -rs \
+    tests/kernels/test_triton.py 2>&1 | tee "$OUT/tests_triton.log" | tail -60
+fi
+if [[ " $steps " == *" bench "* ]]; then
+  extra=""; [[ " $steps " == *" quick "* ]] && extra="--quick"
+  timeout "${BENCH_S:-270}" python3 benchmarks/bench_triton.py $extra \
+    --json "$OUT/triton_gpu.json" 2>"$OUT/bench_triton.err"
+  tail -5 "$OUT/bench_triton.err"
+fi
+if [[ " $steps " == *" grid "* ]]; then
+  timeout "${GRID_S:-120}" python3 -m rnnkit bench --device cuda --backends auto --clock wall \
+    --shapes 32,100,128,256 --repeats 15 --out "$OUT/bench_cuda_target.json" 2>&1 | tail -25
+  timeout "${GRID_S:-300}" python3 -m rnnkit bench --device cuda --backends auto --clock wall \
+    --repeats 5 --out "$OUT/bench_cuda_grid.json" 2>&1 | tail -5
+fi
