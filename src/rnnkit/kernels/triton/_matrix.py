@@ -10,7 +10,8 @@ idle. So each step is the GEMM, ``torch.mm`` (cuBLAS, tensor cores, every SM),
 then one kernel that does everything else in one pass over the row
 (:mod:`._lstm`, :mod:`._gru`); the backward is the mirror image, and the weight
 gradient is one GEMM over all T at the end: ``dW_hh = sum_t draw_t^T (m h_{t-1})``.
-The cost is two launches per step (docs/triton.md).
+The cost is two launches per step, which dominate at these sizes; so each scan is
+recorded once as a CUDA graph and replayed (:mod:`._graphs`, docs/triton.md).
 
 Buffers: ``HS, CS`` (T+1, B, H) float32 states (row t = state before step t);
 ``HREC`` (T+1, B, H) in the input dtype, ``m * h``: the GEMM's input, kept for
