@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
-from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.cells import GRUCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, fused_unsupported, step_inputs
 from rnnkit.kernels.loop import length_mask, scan
 from rnnkit.layers.regularizers import Regularizers
@@ -135,6 +135,19 @@ def test_float32_onednn_path(name, monkeypatch):
                      _run("loop", cell, p, x, state, mask, reg), 2e-5, name)
 
 
+@pytest.mark.parametrize("cls", [LayerNormLSTMCell, LayerNormGRUCell])
+def test_float32_onednn_path_layernorm(cls, monkeypatch):
+    """The LayerNorm cells' recurrent GEMMs on oneDNN with prepacked weights: equal the loop."""
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_WORK", 0)
+    cell = cls(I, H)
+    p, x, state = _setup(cell, 7, 5, torch.float32, seed=4)
+    mask = length_mask(torch.tensor([7, 3, 7, 1, 5]), 7)
+    r = Regularizers.build(cell, recurrent_dropout=0.3, zoneout=0.2)
+    for reg in (None, r):
+        _assert_same(_run("fused", cell, p, x, state, mask, reg),
+                     _run("loop", cell, p, x, state, mask, reg), 2e-5, cls.__name__)
+
+
 def test_gemm_paths_agree(monkeypatch):
     """oneDNN's inner product (if present) and addmm give the same linear and gradient."""
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_WORK", 0)
@@ -165,17 +178,22 @@ def test_fused_project_equals_cell_project():
     torch.testing.assert_close(fused_project(cell, x, p), cell.project(x, p), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["lstm_proj", "gru"])
-def test_no_grad_same_result(name):
-    """Without gradients the scans keep no activations (the GRU one scratch row): same numbers."""
-    cell = CELLS[name]()
+@pytest.mark.parametrize("zoned", [False, True], ids=["plain", "zoneout"])
+@pytest.mark.parametrize("name", ["lstm_proj", "gru", "ln_lstm", "ln_gru"])
+def test_no_grad_same_result(name, zoned):
+    """Without gradients the scans keep no activations (one scratch row): same numbers."""
+    cell = {"ln_lstm": lambda: LayerNormLSTMCell(I, H),
+            "ln_gru": lambda: LayerNormGRUCell(I, H)}.get(name, CELLS.get(name))()
     p, x, state = _setup(cell, 5, 4, torch.float64)
     mask = length_mask(torch.tensor([2, 5, 3, 1]), 5)
-    ys, s = fused_scan(cell, p, cell.project(x, p), state, mask)
+    kw = dict(zoneout=(0.3,) * len(state)) if zoned else {}
+    ys, s = fused_scan(cell, p, cell.project(x, p), state, mask, **kw)
     with torch.no_grad():
-        ys0, s0 = fused_scan(cell, p, cell.project(x, p), state, mask)
+        ys0, s0 = fused_scan(cell, p, cell.project(x, p), state, mask, **kw)
     assert not ys0.requires_grad
     torch.testing.assert_close(ys0, ys.detach(), atol=0, rtol=0)
+    for a, b in zip(s0, s):  # the last states of sequences of different lengths
+        torch.testing.assert_close(a, b.detach(), atol=0, rtol=0)
 
 
 def test_traced_by_compile_refused_by_jit_trace(monkeypatch):

@@ -15,7 +15,7 @@ def fake(monkeypatch):
     log = {"recorded": [], "replayed": 0}
 
     class FakeGraph:
-        def __init__(self, fn, tensors):
+        def __init__(self, fn, tensors, device):
             self.fn = fn
             log["recorded"].append(tuple(tuple(t.shape) for t in tensors))
 
@@ -75,7 +75,7 @@ def test_disabled_with_zero(fake, monkeypatch):
 
 def test_out_of_memory_while_recording_runs_eagerly(fake, monkeypatch):
     class NoMemory:
-        def __init__(self, fn, tensors):
+        def __init__(self, fn, tensors, device):
             raise torch.cuda.OutOfMemoryError("no memory for the graph")
 
     _call(2)
@@ -84,3 +84,33 @@ def test_out_of_memory_while_recording_runs_eagerly(fake, monkeypatch):
     assert _call(2).tolist() == [6.0, 6.0]  # recording failed: eager result
     assert _call(2).tolist() == [6.0, 6.0]  # and it is not tried again
     assert _graphs._graphs == {}
+
+
+def test_a_failed_capture_leaves_that_shape_eager_and_others_recordable(fake, monkeypatch):
+    real = _graphs._Graph
+
+    class Fails:
+        def __init__(self, fn, tensors, device):
+            if tensors[0].shape == (2,):
+                raise RuntimeError("operation not permitted when stream is capturing")
+            self.inner = real(fn, tensors, device)
+
+        def __call__(self, tensors):
+            return self.inner(tensors)
+
+    monkeypatch.setattr(_graphs, "_Graph", Fails)
+    for _ in range(3):
+        assert _call(2).tolist() == [6.0, 6.0]
+    for _ in range(3):
+        _call(3)
+    assert list(_graphs._recorded.values()) == [_graphs.MAX_RECORDINGS, 1]
+
+
+def test_inference_mode_records_its_own_graph(fake):
+    """Buffers made under inference_mode cannot be written outside it: separate signatures."""
+    with torch.inference_mode():
+        _call(2)
+        _call(2)
+    _call(2)
+    _call(2)
+    assert fake["recorded"] == [((2,),), ((2,),)]

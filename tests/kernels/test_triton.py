@@ -439,6 +439,7 @@ def test_gpu_cuda_graph_replay_matches_eager(name, monkeypatch):
     _graphs.clear()
     graphed = [run(seed) for seed in range(3)]  # eager, recorded, replayed
     assert len(_graphs._graphs) == 2  # the forward and the backward scan
+    _graphs.clear()
     for a_run, b_run in zip(graphed, eager):
         for a, b in zip(a_run, b_run):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max().item()
@@ -453,6 +454,8 @@ def test_gpu_lstm_weights_flattened_for_cudnn():
     import rnnkit
 
     torch.manual_seed(0)
+    built = rnnkit.LSTM(8, 4, proj_size=2, device="cuda")  # flattened at construction too
+    assert len({p.untyped_storage().data_ptr() for p in built.parameters()}) == 1
     ours = rnnkit.LSTM(8, 16, num_layers=2, bidirectional=True).cuda()
     ref = torch.nn.LSTM(8, 16, num_layers=2, bidirectional=True).cuda()
     ref.load_state_dict(ours.state_dict())

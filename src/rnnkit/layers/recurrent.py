@@ -148,6 +148,7 @@ class Recurrent(nn.Module):
         self.regularizers = Regularizers.build(self.cells[0], input_dropout, recurrent_dropout,
                                                zoneout, weight_drop, max_norm)
         self.reset_parameters()
+        self.flatten_parameters()  # built with device="cuda": one cuDNN buffer from the start
 
     # ------------------------------------------------------------ parameters
     @property
@@ -213,14 +214,16 @@ class Recurrent(nn.Module):
         step at B=32, T=100, H=256 on an H100 (``rnnkit bench --device cuda``).
         """
         mode = getattr(self.cells[0], "native_mode", None)
-        w = self._flat_weights
-        per = (4 if self.bias else 2) + (1 if getattr(self, "proj_size", 0) else 0)
+        proj = getattr(self.cells[0], "proj_size", 0) or 0
+        per = (4 if self.bias else 2) + (1 if proj else 0)
         if (mode is None or any(c.native_mode != mode for c in self.cells)
-                or len(w) != per * self.num_layers * self.num_directions
                 or not torch.backends.cudnn.enabled or not torch._use_cudnn_rnn_flatten_weight()):
             return
-        if any(not isinstance(p, nn.Parameter) or p.dtype != w[0].dtype or not p.is_cuda
-               or not torch.backends.cudnn.is_acceptable(p) for p in w):
+        # a weight replaced by a plain tensor or removed (DropConnect, pruning): leave them
+        w = [getattr(self, n, None) for n in self._flat_weights_names]
+        if len(w) != per * self.num_layers * self.num_directions or any(
+                not isinstance(p, nn.Parameter) or p.dtype != w[0].dtype or not p.is_cuda
+                or not torch.backends.cudnn.is_acceptable(p) for p in w):
             return
         if len({p.data_ptr() for p in w}) != len(w):  # aliased weights: leave them alone
             return
@@ -229,7 +232,7 @@ class Recurrent(nn.Module):
         with torch.cuda.device_of(w[0]), torch.no_grad():
             torch._cudnn_rnn_flatten_weight(
                 w, per, self.input_size, cudnn_rnn.get_cudnn_mode(mode), self.hidden_size,
-                getattr(self, "proj_size", 0), self.num_layers, self.batch_first,
+                proj, self.num_layers, self.batch_first,
                 bool(self.bidirectional))
 
     def _apply(self, fn, recurse=True):

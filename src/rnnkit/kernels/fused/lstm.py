@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ._gemm import linear, weight_grad
 from ._op import register, run
-from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
+from ._steps import Steps, last_state, lstm_gates_, tanh_, time_chunks, zone_at
 
 __all__ = ["lstm_scan"]
 
@@ -57,8 +57,7 @@ def _forward(ts, cfg):
         hp, cp, a = h[:n], c[:n], A[t, :n]
         pre = linear(hp if m is None else hp * m[:n], W_hh, b_hh, xp[t, :n])  # (n, 4H)
         i, f, g, o = a.view(n, 4, H).unbind(1)  # (n, 4H) -> 4 x (n, H)
-        torch.sigmoid(pre, out=a)  # all 4H in one op; g is then overwritten
-        tanh_(pre[:, 2 * H: 3 * H], out=g)
+        lstm_gates_(pre, a, H)
         ct, tc, y = C[t, :n], TC[t, :n], Y[t, :n]
         torch.mul(f, cp, out=ct)
         ct.addcmul_(i, g)

@@ -11,23 +11,27 @@ A graph is tied to fixed addresses, so every call copies its tensor arguments in
 the graph's own input buffers, replays, and returns clones of the graph's outputs
 (two layers of the same shape share one graph, and an output handed out must not
 be overwritten by the next replay). The copies are a few device-to-device memcpys.
+One graph serves one call at a time: a lock covers the host side, and a call on
+another stream first waits for the previous call's clones.
 
 When it applies: CUDA tensors, not already inside a stream capture (e.g. a caller's
 own CUDA graph or ``torch.compile(mode="reduce-overhead")``, which then records the
-eager launches itself), the same signature (shapes, dtypes, strides, scalars) seen
-once before (a shape that occurs once is not worth recording: padded batches of
-varying length run eagerly). The graphs kept hold at most ``RNNKIT_CUDA_GRAPH_MB``
-MiB of buffers together (default: an eighth of the GPU's memory, 10 GiB on an 80 GB
-H100; ``0`` turns graphs off) and number at most
-:data:`MAX_GRAPHS`; the least recently used is dropped first. A signature recorded
-:data:`MAX_RECORDINGS` times (dropped and met again: more shapes in turn than the
-cache holds) runs eagerly from then on, so a cycle of shapes never records at
-every call. A recording that runs out of GPU memory drops every graph and runs
-eagerly.
+eager launches itself), the same signature (shapes, dtypes, strides, device, scalars,
+inference mode, TF32 setting) seen once before: a shape met once runs eagerly, and
+one that recurs (a fixed BPTT length, a fixed batch) is recorded on its second call.
+The graphs kept hold at most ``RNNKIT_CUDA_GRAPH_MB`` MiB of buffers together
+(default: an eighth of the GPU's memory, 10 GiB on an 80 GB H100; ``0`` turns graphs
+off) and number at most :data:`MAX_GRAPHS`; the least recently used is dropped first.
+A signature recorded :data:`MAX_RECORDINGS` times (dropped and met again: more shapes
+in turn than the cache holds) runs eagerly from then on, so a cycle of shapes never
+records at every call. A recording that fails (out of memory, or a capture error)
+drops the graphs and leaves that signature eager.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -44,14 +48,20 @@ _graphs: OrderedDict = OrderedDict()  # signature -> _Graph
 _sizes: dict = {}  # signature -> bytes of its buffers (estimate)
 _seen: OrderedDict = OrderedDict()  # signatures met once (eager), waiting for a second call
 _recorded: dict = {}  # signature -> times recorded
+_lock = threading.RLock()  # the cache and every graph's buffers: one caller at a time
 
 
 def clear() -> None:
-    """Drop every recorded graph and its buffers."""
+    """Drop every recorded graph and its buffers (and forget which shapes were met)."""
+    with _lock:
+        _drop_graphs()
+        _seen.clear()
+        _recorded.clear()
+
+
+def _drop_graphs() -> None:
     _graphs.clear()
     _sizes.clear()
-    _seen.clear()
-    _recorded.clear()
 
 
 def _limit_bytes(device: torch.device) -> int:
@@ -69,29 +79,41 @@ def _on_cuda(t: Tensor) -> bool:
 def _signature(name: str, tensors: Sequence[Tensor | None], static) -> tuple:
     parts = tuple(None if t is None else (tuple(t.shape), t.dtype, t.stride(), t.device)
                   for t in tensors)
-    return (name, parts, static)
+    # buffers made in inference mode cannot be written outside it, and the GEMMs'
+    # precision is fixed when they are recorded
+    modes = (torch.is_inference_mode_enabled(), torch.backends.cuda.matmul.allow_tf32,
+             torch.get_float32_matmul_precision())
+    return (name, parts, static, modes)
 
 
 class _Graph:
     """One recorded call: its input buffers, the graph, its outputs."""
 
-    def __init__(self, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor | None]):
+    def __init__(self, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor | None],
+                 device: torch.device):
         self.inputs = [None if t is None else t.clone() for t in tensors]
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):  # warm-up on a side stream, as capture requires
             fn(*self.inputs)
-        torch.cuda.current_stream().wait_stream(stream)
+        torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=stream, capture_error_mode="thread_local"):
             self.outputs = fn(*self.inputs)
+        self.done: torch.cuda.Event | None = None  # after the last call's clones
 
     def __call__(self, tensors: Sequence[Tensor | None]) -> list[Tensor]:
+        stream = torch.cuda.current_stream()
+        if self.done is not None:  # a call on another stream may still read the buffers
+            stream.wait_event(self.done)
         for buf, t in zip(self.inputs, tensors):
             if buf is not None:
                 buf.copy_(t)
         self.graph.replay()
-        return [o.clone() for o in self.outputs]
+        out = [o.clone() for o in self.outputs]
+        self.done = torch.cuda.Event()
+        self.done.record(stream)
+        return out
 
 
 def replay(name: str, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor | None],
@@ -108,26 +130,30 @@ def replay(name: str, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor 
     if nbytes > limit:
         return fn(*tensors)
     key = _signature(name, tensors, static)
-    graph = _graphs.get(key)
-    if graph is None:
-        if key not in _seen or _recorded.get(key, 0) >= MAX_RECORDINGS:
-            _seen[key] = True
-            while len(_seen) > 4 * MAX_GRAPHS:
-                _seen.popitem(last=False)
-            return fn(*tensors)
-        del _seen[key]
-        while _graphs and (len(_graphs) >= MAX_GRAPHS or sum(_sizes.values()) + nbytes > limit):
-            old, _ = _graphs.popitem(last=False)
-            del _sizes[old]
-        _recorded[key] = _recorded.get(key, 0) + 1
-        try:
-            graph = _Graph(fn, tensors)
-        except torch.cuda.OutOfMemoryError:
-            clear()
-            _recorded[key] = MAX_RECORDINGS  # this one stays eager
-            torch.cuda.empty_cache()
-            return fn(*tensors)
-        _graphs[key] = graph
-        _sizes[key] = nbytes
-    _graphs.move_to_end(key)
-    return graph(tensors)
+    on_device = (torch.cuda.device(first.device) if first.device.type == "cuda"
+                 else contextlib.nullcontext())  # (the tests' stand-in graphs run on CPU)
+    with _lock, on_device:
+        graph = _graphs.get(key)
+        if graph is None:
+            if key not in _seen or _recorded.get(key, 0) >= MAX_RECORDINGS:
+                _seen[key] = True
+                while len(_seen) > 4 * MAX_GRAPHS:
+                    _seen.popitem(last=False)
+                return fn(*tensors)
+            del _seen[key]
+            while _graphs and (len(_graphs) >= MAX_GRAPHS
+                               or sum(_sizes.values()) + nbytes > limit):
+                old, _ = _graphs.popitem(last=False)
+                del _sizes[old]
+            _recorded[key] = _recorded.get(key, 0) + 1
+            try:
+                graph = _Graph(fn, tensors, first.device)
+            except (torch.cuda.OutOfMemoryError, RuntimeError):
+                _drop_graphs()  # free their memory; other shapes may record again
+                _recorded[key] = MAX_RECORDINGS  # this one stays eager
+                torch.cuda.empty_cache()
+                return fn(*tensors)
+            _graphs[key] = graph
+            _sizes[key] = nbytes
+        _graphs.move_to_end(key)
+        return graph(tensors)

@@ -141,7 +141,9 @@ def _scan_op(xp: Tensor, h0: Tensor, c0: Tensor | None, W: Tensor, b_hh: Tensor 
     T, B, GH = xp.shape
     H = h0.shape[1]
     Ts = T if flags[3] else 1
-    nbytes = 2 * _nbytes(xp) + 4 * Ts * B * (4 * H + GH + H) + 16 * (T + 1) * B * H
+    # input copies (xp, masks, weights), saved activations, states and outputs
+    nbytes = (2 * _nbytes(xp) + _nbytes(h0, c0, W, lengths, m, zh, zc)
+              + 4 * Ts * B * (4 * H + GH + H) + 16 * (T + 1) * B * H)
     return replay("matrix_scan", lambda *a: _forward(*a, rates, flags),
                   [xp, h0, c0, W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc],
                   (tuple(rates), tuple(flags)), nbytes)
