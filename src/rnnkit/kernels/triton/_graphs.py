@@ -134,12 +134,12 @@ def replay(name: str, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor 
                  else contextlib.nullcontext())  # (the tests' stand-in graphs run on CPU)
     with _lock, on_device:
         graph = _graphs.get(key)
-        if graph is None:
-            if key not in _seen or _recorded.get(key, 0) >= MAX_RECORDINGS:
-                _seen[key] = True
-                while len(_seen) > 4 * MAX_GRAPHS:
-                    _seen.popitem(last=False)
-                return fn(*tensors)
+        eager = graph is None and (key not in _seen or _recorded.get(key, 0) >= MAX_RECORDINGS)
+        if eager:
+            _seen[key] = True
+            while len(_seen) > 4 * MAX_GRAPHS:
+                _seen.popitem(last=False)
+        elif graph is None:
             del _seen[key]
             while _graphs and (len(_graphs) >= MAX_GRAPHS
                                or sum(_sizes.values()) + nbytes > limit):
@@ -151,9 +151,13 @@ def replay(name: str, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor 
             except (torch.cuda.OutOfMemoryError, RuntimeError):
                 _drop_graphs()  # free their memory; other shapes may record again
                 _recorded[key] = MAX_RECORDINGS  # this one stays eager
-                torch.cuda.empty_cache()
-                return fn(*tensors)
-            _graphs[key] = graph
-            _sizes[key] = nbytes
-        _graphs.move_to_end(key)
-        return graph(tensors)
+                if first.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                eager = True
+            else:
+                _graphs[key] = graph
+                _sizes[key] = nbytes
+        if not eager:
+            _graphs.move_to_end(key)
+            return graph(tensors)  # under the lock: the graph's buffers are shared
+    return fn(*tensors)  # eager calls run outside the lock
