@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rnnkit`` and ``python -m rnnkit``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .kernels.fused import tune_malloc
+
+    tune_malloc()  # this process is ours: keep freed memory for the scans' buffers
     try:
         return args.func(args)
     except KeyboardInterrupt:

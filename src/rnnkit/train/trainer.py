@@ -264,6 +264,9 @@ class Trainer:
 
     def fit(self, resume_from: Path | None = None) -> FitResult:
         """Train until ``max_epochs``/``max_steps``/the time budget/early stopping."""
+        from ..kernels.fused import tune_malloc
+
+        tune_malloc()  # a training process: keep freed memory for the scans' buffers
         tc, s = self.tc, self.state
         if resume_from is not None:
             self.load(Path(resume_from))
