@@ -83,7 +83,7 @@ def test_study_resumes_from_sqlite(recipe, tmp_path):
 def test_killed_worker_trial_is_failed_and_retried(recipe, tmp_path):
     rec = recipe(tmp_path, {"sampler": "random", "pruner": "none", "seed": 1, "heartbeat": 1,
                             "space": {"optim.lr": {"type": "float", "low": 1e-3, "high": 3e-2}}},
-                 max_steps=400, val_every_steps=100)
+                 max_steps=200000, val_every_steps=100)  # the first trial must outlive the kill
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "rnnkit", "tune", str(rec), "--trials", "2", "--out", str(out)],
@@ -107,7 +107,7 @@ def test_killed_worker_trial_is_failed_and_retried(recipe, tmp_path):
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     time.sleep(2.5)  # past the grace period (2 x heartbeat)
-    rec2 = rec.read_text().replace("max_steps: 400", "max_steps: 8").replace("val_every_steps: 100",
+    rec2 = rec.read_text().replace("max_steps: 200000", "max_steps: 8").replace("val_every_steps: 100",
                                                                              "val_every_steps: 4")
     rec.write_text(rec2)
     s = run_search(rec, trials=2, out=out, log=lambda *a: None)
