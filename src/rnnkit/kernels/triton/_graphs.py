@@ -24,14 +24,15 @@ The graphs kept hold at most ``RNNKIT_CUDA_GRAPH_MB`` MiB of buffers together
 off) and number at most :data:`MAX_GRAPHS`; the least recently used is dropped first.
 A signature recorded :data:`MAX_RECORDINGS` times (dropped and met again: more shapes
 in turn than the cache holds) runs eagerly from then on, so a cycle of shapes never
-records at every call. A recording that fails (out of memory, or a capture error)
-drops the graphs and leaves that signature eager.
+records at every call. A recording that fails (out of memory, a capture error, anything)
+drops the graphs, warns once per signature and leaves that signature eager.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -148,7 +149,10 @@ def replay(name: str, fn: Callable[..., list[Tensor]], tensors: Sequence[Tensor 
             _recorded[key] = _recorded.get(key, 0) + 1
             try:
                 graph = _Graph(fn, tensors, first.device)
-            except (torch.cuda.OutOfMemoryError, RuntimeError):
+            except Exception as e:  # out of memory, a capture error: run eagerly instead
+                warnings.warn(f"rnnkit: recording a CUDA graph of {name} failed "
+                              f"({type(e).__name__}: {e}); this shape runs eagerly",
+                              RuntimeWarning, stacklevel=2)
                 _drop_graphs()  # free their memory; other shapes may record again
                 _recorded[key] = MAX_RECORDINGS  # this one stays eager
                 if first.device.type == "cuda":
