@@ -8,8 +8,8 @@ GB on the 2-core AMD EPYC we measure on). :func:`tune_malloc` raises glibc's
 ``M_MMAP_THRESHOLD`` to its maximum (32 MB) and ``M_TRIM_THRESHOLD`` to 1 GB, so that
 blocks up to 32 MB are served from, and returned to, the heap that the process
 keeps. Measured with ``benchmarks/bench_split.py`` (LayerNorm-LSTM, B=32, T=100,
-H=256, one thread): forward+backward 1.49-1.52x torch.nn.LSTM's time without, 1.31x
-with (backward 55 -> 45 ms).
+H=256, one thread): forward+backward 84-89 ms without, 72-76 ms with (backward 55-59 ->
+44-48 ms), 1.49-1.57x and 1.28-1.31x torch.nn.LSTM's time in four runs of five.
 
 It changes the whole process's allocator, so a library import never calls it: the
 ``rnnkit`` command and :class:`rnnkit.Trainer` do (they run the process); call it

@@ -83,6 +83,16 @@ def zone_at(z: Zone, t: int, n: int):
     return z if not isinstance(z, Tensor) else z[t, :n]
 
 
+def buffers(steps: Steps, like: Tensor):
+    """``new(*shape)``: a fresh tensor in ``like``'s dtype and device for a scan's buffers.
+
+    Zero-filled when the sequences differ in length (rows past their end are never
+    written and must read 0), else uninitialised.
+    """
+    fill = torch.zeros if steps.sizes is not None else torch.empty
+    return lambda *shape: fill(*shape, dtype=like.dtype, device=like.device)
+
+
 _MINUS_ONE = torch.tensor(-1.0, device="cpu")  # 0-dim: takes the other operand's dtype, device
 _SIGMOID_FORM = (torch.float32, torch.float64)  # bf16/fp16: 2 sigmoid(2x) - 1 loses x near 0
 

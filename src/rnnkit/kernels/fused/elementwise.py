@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ._op import register, run
-from ._steps import Steps, last_state
+from ._steps import Steps, buffers, last_state
 from .gated import gated_scan, sru_chunked_scan
 from .lstm import zone_args
 
@@ -122,10 +122,9 @@ def _indrnn_forward(ts, cfg):
     k = cfg.zone(zh, 0)
     T, B, H = xp.shape
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xp.dtype, device=xp.device)
-    A = new(T, B, H, **kw)  # h~
-    Y = A if k is None else new(T, B, H, **kw)
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
+    A = new(T, B, H)  # h~
+    Y = A if k is None else new(T, B, H)
     wb = w.expand(B, H)
     h = h0
     for t in range(T):

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ._op import register, run
-from ._steps import Steps, last_state, tanh_
+from ._steps import Steps, buffers, last_state, tanh_
 
 __all__ = ["CHUNK_ELEMS", "gated_scan", "sru_chunked_scan", "GATED_KINDS"]
 
@@ -187,10 +187,9 @@ def _forward(ts, cfg, kind):
     S = s0.shape[1]
     has_o = GATED_KINDS[kind][1]
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=u.dtype, device=u.device)
-    Hs = new(T, B, S, **kw)
-    Y = new(T, B, S, **kw) if has_o else Hs
+    new = buffers(cfg.steps, u)  # zeros with lengths: padded rows stay 0
+    Hs = new(T, B, S)
+    Y = new(T, B, S) if has_o else Hs
     tc = _chunk(T, B, GH)
     s = s0
     for t0 in range(0, T, tc):
@@ -309,14 +308,13 @@ def _sru_forward(ts, cfg):
     T, B, H4 = xp.shape
     H = H4 // 4
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xp.dtype, device=xp.device)
-    C, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
+    C, Y = new(T, B, H), new(T, B, H)
     v_f, v_r = v.chunk(2)
     vf = v_f.expand(B, H)
     tc = _chunk(T, B, H4)
-    Fc = new(tc, B, H, **kw)  # zeros with lengths: rows past their end are never written
-    ct = torch.empty(B, H, **kw) if k is not None else None
+    Fc = new(tc, B, H)  # zeros with lengths: rows past their end are never written
+    ct = xp.new_empty(B, H) if k is not None else None
     c = c0
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)

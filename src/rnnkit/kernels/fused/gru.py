@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._gemm import linear, weight_grad
 from ._op import register, run
-from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
+from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
 from .lstm import _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["gru_scan"]
@@ -68,13 +68,12 @@ def _gru_forward(ts, cfg):
     T, B, G = xp.shape
     H = G // 3
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xp.dtype, device=xp.device)
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
     # the activations the backward reads, one row per step; without gradients one scratch
     # row (at T=5000, B=1000, H=128 the three would hold 10 GB)
     S = T if cfg.need_grad else 1
-    Ghn, RZ, N = new(S, B, H, **kw), new(S, B, 2 * H, **kw), new(S, B, H, **kw)  # gh_n; r, z; n
-    Y = new(T, B, H, **kw)
+    Ghn, RZ, N = new(S, B, H), new(S, B, 2 * H), new(S, B, H)  # gh_n; r, z; n
+    Y = new(T, B, H)
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -134,10 +133,9 @@ def _gru_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = N.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=N.dtype, device=N.device)
-    dGh = new(T, B, 3 * H, **kw)  # gradient of gh = [dr, dz, dgh_n]
-    dXn = new(T, B, H, **kw)  # gradient of xp_n
+    new = buffers(cfg.steps, N)  # zeros with lengths: padded rows stay 0
+    dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
+    dXn = new(T, B, H)  # gradient of xp_n
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
 
@@ -162,10 +160,9 @@ def _cho_forward(ts, cfg):
     T, B, G = xp.shape
     H = G // 3
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xp.dtype, device=xp.device)
-    A = new(T, B, 3 * H, **kw)  # activations r, z, n
-    RH, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
+    A = new(T, B, 3 * H)  # activations r, z, n
+    RH, Y = new(T, B, H), new(T, B, H)
     W_rz, W_n = W_hh[: 2 * H], W_hh[2 * H:]
     b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * H], b_hh[2 * H:])
     h = h0
@@ -193,12 +190,11 @@ def _cho_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = RH.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=A.dtype, device=A.device)
+    new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     r, z, N = A[..., :H], A[..., H: 2 * H], A[..., 2 * H:]
     W_rzT, W_nT = W_hh[: 2 * H].t().contiguous(), W_hh[2 * H:].t().contiguous()
 
-    dA = new(T, B, 3 * H, **kw)  # gradient of the pre-activations = dxp
+    dA = new(T, B, 3 * H)  # gradient of the pre-activations = dxp
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     live = 0
     for t0, t1 in time_chunks(T, B * H):

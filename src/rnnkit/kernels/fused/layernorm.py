@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ._gemm import linear
 from ._op import register, run
-from ._steps import Steps, last_state, lstm_gates_, tanh_, time_chunks, zone_at
+from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
 from .gru import bptt as gru_bptt
 from .lstm import _factors, _recur_grad, _split_zone, _sum_outer, zone_args
 
@@ -62,16 +62,15 @@ def _lstm_forward(ts, cfg):
     T, B, G = xp.shape
     H = G // 4
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty  # padded rows stay 0
-    kw = dict(dtype=xp.dtype, device=xp.device)
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
     # Without gradients the activations are scratch, one row reused by every step: fresh
     # (T, B, 4H) buffers would be filled page by page (first-touch page faults made a
     # B=32, T=100, H=256 inference 40% slower) and nobody reads them.
     S = T if cfg.need_grad else 1
-    A, V = new(S, B, G, **kw), new(S, B, G, **kw)  # gate activations; W_hh h
-    MU, RS, MUC, RSC = (new(S, B, 1, **kw) for _ in range(4))
-    CT, TC = new(S, B, H, **kw), new(S, B, H, **kw)
-    C, Y = new(T, B, H, **kw), new(T, B, H, **kw)
+    A, V = new(S, B, G), new(S, B, G)  # gate activations; W_hh h
+    MU, RS, MUC, RSC = (new(S, B, 1) for _ in range(4))
+    CT, TC = new(S, B, H), new(S, B, H)
+    C, Y = new(T, B, H), new(T, B, H)
     # c_t differs from c~ only with zoneout; without gradients C keeps every c_t (the
     # lengths' last states), CT one row
     C = CT if zc is None and cfg.need_grad else C
@@ -125,13 +124,12 @@ def _lstm_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = CT.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=A.dtype, device=A.device)
+    new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
 
-    dA, dV = new(T, B, 4 * H, **kw), new(T, B, 4 * H, **kw)  # d pre-activations = dxp; dv
+    dA, dV = new(T, B, 4 * H), new(T, B, 4 * H)  # d pre-activations = dxp; dv
     dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
-    dLC = new(T, B, H, **kw)  # gradient of LN(c~)
+    dLC = new(T, B, H)  # gradient of LN(c~)
     W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
@@ -186,13 +184,12 @@ def _gru_forward(ts, cfg):
     T, B, G = xp.shape
     H = G // 3
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xp.dtype, device=xp.device)
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
     S = T if cfg.need_grad else 1  # without gradients: one scratch row (see the LSTM)
-    V = new(S, B, G, **kw)
-    MU, RS = new(S, B, 1, **kw), new(S, B, 1, **kw)
-    Ghn, RZ = new(S, B, H, **kw), new(S, B, 2 * H, **kw)  # gh_n; r, z
-    N, Y = new(S, B, H, **kw), new(T, B, H, **kw)
+    V = new(S, B, G)
+    MU, RS = new(S, B, 1), new(S, B, 1)
+    Ghn, RZ = new(S, B, H), new(S, B, 2 * H)  # gh_n; r, z
+    N, Y = new(S, B, H), new(T, B, H)
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -230,10 +227,9 @@ def _gru_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = N.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=N.dtype, device=N.device)
-    dGh, dV = new(T, B, 3 * H, **kw), new(T, B, 3 * H, **kw)  # d gh = [dr, dz, dgh_n]; dv
-    dXn = new(T, B, H, **kw)  # gradient of xp_n
+    new = buffers(cfg.steps, N)  # zeros with lengths: padded rows stay 0
+    dGh, dV = new(T, B, 3 * H), new(T, B, 3 * H)  # d gh = [dr, dz, dgh_n]; dv
+    dXn = new(T, B, H)  # gradient of xp_n
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
 
     def through_norm(t, n, dg):

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ._gemm import linear, weight_grad
 from ._op import register, run
-from ._steps import Steps, last_state, lstm_gates_, tanh_, time_chunks, zone_at
+from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
 
 __all__ = ["lstm_scan"]
 
@@ -46,11 +46,10 @@ def _forward(ts, cfg):
     T, B, _ = xp.shape
     H, O = c0.shape[1], h0.shape[1]
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty  # padded rows stay 0
-    kw = dict(dtype=xp.dtype, device=xp.device)
-    A = new(T, B, 4 * H, **kw)  # gate activations i, f, g, o
-    C, TC, Y = new(T, B, H, **kw), new(T, B, H, **kw), new(T, B, O, **kw)
-    R = new(T, B, H, **kw) if W_hr is not None else None
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
+    A = new(T, B, 4 * H)  # gate activations i, f, g, o
+    C, TC, Y = new(T, B, H), new(T, B, H), new(T, B, O)
+    R = new(T, B, H) if W_hr is not None else None
     h, c = h0, c0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -93,13 +92,12 @@ def _backward(ts, res, grads, cfg, need):
     T, B, H = C.shape
     O = h0.shape[1]
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=A.dtype, device=A.device)
+    new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
 
-    dA = new(T, B, 4 * H, **kw)  # gradient of the gate pre-activations = dxp
+    dA = new(T, B, 4 * H)  # gradient of the gate pre-activations = dxp
     dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
-    dHt = new(T, B, O, **kw) if R is not None else None  # gradient of h~ (pre-zoneout)
+    dHt = new(T, B, O) if R is not None else None  # gradient of h~ (pre-zoneout)
     W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()  # gradients of h_t, c_t
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()  # (live rows)

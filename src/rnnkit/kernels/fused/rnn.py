@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ._gemm import linear
 from ._op import register, run
-from ._steps import Steps, last_state, tanh_, time_chunks, zone_at
+from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
 from .lstm import _recur_grad, _sum_outer, zone_args
 
 __all__ = ["rnn_scan"]
@@ -42,11 +42,10 @@ def _forward(ts, cfg, relu: bool):
     zh = cfg.zone(zh, 0)
     T, B, H = xp.shape
     sizes = cfg.steps.sizes
-    new = torch.zeros if sizes is not None else torch.empty
-    kw = dict(dtype=xp.dtype, device=xp.device)
-    A = new(T, B, H, **kw)  # h~
+    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
+    A = new(T, B, H)  # h~
     # With zoneout h~ and h_t differ, and the backward needs h~; else A is the output.
-    Y = A if zh is None else new(T, B, H, **kw)
+    Y = A if zh is None else new(T, B, H)
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -72,8 +71,8 @@ def _backward(ts, res, grads, cfg, need, relu: bool):
     sizes = cfg.steps.sizes
     T, B, H = A.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    new = torch.zeros if sizes is not None else torch.empty
-    dA = new(T, B, H, dtype=A.dtype, device=A.device)
+    new = buffers(cfg.steps, A)
+    dA = new(T, B, H)
     W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     live = 0
