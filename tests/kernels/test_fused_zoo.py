@@ -184,3 +184,22 @@ def test_gated_scan_in_time_chunks_matches_loop(name, reg, monkeypatch):
         _assert_same(_run("fused", cell, p, x, state, mask, r, training),
                      _run("loop", cell, p, x, state, mask, r, training), 1e-10,
                      f"{name} {reg} training={training}")
+
+
+@pytest.mark.parametrize("name", ["ln_lstm", "ln_lstm_nobias"])
+@pytest.mark.parametrize("reg", ["none", "both"])
+def test_ln_lstm_weight_sums_in_blocks_of_steps_match_loop(name, reg, monkeypatch):
+    """The LayerNorm-LSTM backward sums dW_hh and the c-norm's gain/bias a block of steps at a
+    time (reusing its buffers); blocks of 2 steps over T=5 (a remainder block too), with
+    unsorted lengths and both regularisers, equal the loop in float64."""
+    from rnnkit.kernels.fused import layernorm
+
+    cell = CELLS[name]()
+    p, x, state = _setup(cell, 5, 4, torch.float64, seed=3)
+    monkeypatch.setattr(layernorm, "WEIGHT_BLOCK", 2 * 4 * 4 * H)  # 2 steps of (B, 4H)
+    mask = length_mask(torch.tensor([5, 2, 4, 1]), 5)
+    r = Regularizers.build(cell, **REGS[reg]) if REGS[reg] else None
+    _assert_same(_run("fused", cell, p, x, state, mask, r), _run("loop", cell, p, x, state, mask, r),
+                 1e-10, f"{name} {reg}")
+    _assert_same(_run("fused", cell, p, x, state, None, r), _run("loop", cell, p, x, state, None, r),
+                 1e-10, f"{name} {reg} full")

@@ -35,6 +35,11 @@ __all__ = ["ln_lstm_scan", "ln_gru_scan"]
 
 _ln_backward = torch.ops.aten.native_layer_norm_backward.default
 
+#: Numbers (float32: 4 bytes each) in the backward's per-block buffers of the LayerNorm-LSTM:
+#: 16 MB, below the 32 MB up to which :func:`~rnnkit.kernels.fused.tune_malloc` keeps freed
+#: memory in the heap. At B=32, H=256 a block is 128 steps (the issue's T=100: one block).
+WEIGHT_BLOCK = 2 ** 22
+
 
 def _ln_grad(dy: Tensor, x: Tensor, mu: Tensor, rstd: Tensor, gain: Tensor | None) -> Tensor:
     """Input gradient of ``layer_norm(x) * gain`` over the last dim, from saved ``mu, rstd``."""
@@ -127,40 +132,55 @@ def _lstm_backward(ts, res, grads, cfg, need):
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
 
-    dA, dV = new(T, B, 4 * H), new(T, B, 4 * H)  # d pre-activations = dxp; dv
+    dA = new(T, B, 4 * H)  # d pre-activations = dxp
     dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
-    dLC = new(T, B, H)  # gradient of LN(c~)
+    # dv and the gradient of LN(c~) only feed sums over time (dW_hh, the c-norm's gain
+    # and bias): kept for a block of steps at a time (<= WEIGHT_BLOCK numbers), summed,
+    # and the buffers reused. Whole (T, B, 4H) buffers would be fresh memory on every
+    # backward (1 GB each at B=128, T=1000, H=512), filled page by page.
+    span = max(1, min(T, WEIGHT_BLOCK // (B * 4 * H)))
+    dV, dLC = new(span, B, 4 * H), new(span, B, H)
+    dW_hh = torch.zeros_like(W_hh) if need[3] else None
+    dg_c = torch.zeros_like(g_c) if need[6] else None
+    db_c = torch.zeros_like(b_c) if need[7] else None
     W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
     live = 0
-    for t0, t1 in time_chunks(T, B * H):
-        D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)  # K reads c_{t-1}: the zoned C
-        for t in reversed(range(t0, t1)):
-            n, j = (B if sizes is None else sizes[t]), t - t0
-            dhv, dcv = dh[:n], dc[:n]
-            if n > live:
-                dhv[live:].add_(dY[t, live:n])
-                live = n
-            dht, keep_h = _split_zone(dhv, zh, t, n)
-            torch.mul(dht, D_o[j, :n], out=dA4[t, :n, 3])
-            dlc = torch.mul(dht, D_c[j, :n], out=dLC[t, :n])
-            dct, keep_c = _split_zone(dcv, zc, t, n)
-            dct.add_(_ln_grad(dlc, CT[t, :n], MUC[t, :n], RSC[t, :n], g_c))  # dc~
-            torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
-            if keep_c is None:
-                dcv.mul_(f_all[t, :n])
-            else:
-                torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
-            dv = dV[t, :n]
-            dv.copy_(_ln_grad(dA[t, :n], V[t, :n], MU[t, :n], RS[t, :n], g_hh))
-            _recur_grad(dhv, dv, W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
+    for b0, b1 in time_chunks(T, B * 4 * H, WEIGHT_BLOCK):
+        # rows past a step's n stay 0 in the reused dV, dLC: n only grows going back
+        for t0, t1 in time_chunks(b1 - b0, B * H):
+            t0, t1 = t0 + b0, t1 + b0
+            D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)  # K reads c_{t-1}: the zoned C
+            for t in reversed(range(t0, t1)):
+                n, j, k = (B if sizes is None else sizes[t]), t - t0, t - b0
+                dhv, dcv = dh[:n], dc[:n]
+                if n > live:
+                    dhv[live:].add_(dY[t, live:n])
+                    live = n
+                dht, keep_h = _split_zone(dhv, zh, t, n)
+                torch.mul(dht, D_o[j, :n], out=dA4[t, :n, 3])
+                dlc = torch.mul(dht, D_c[j, :n], out=dLC[k, :n])
+                dct, keep_c = _split_zone(dcv, zc, t, n)
+                dct.add_(_ln_grad(dlc, CT[t, :n], MUC[t, :n], RSC[t, :n], g_c))  # dc~
+                torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
+                if keep_c is None:
+                    dcv.mul_(f_all[t, :n])
+                else:
+                    torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
+                dv = dV[k, :n]
+                dv.copy_(_ln_grad(dA[t, :n], V[t, :n], MU[t, :n], RS[t, :n], g_hh))
+                _recur_grad(dhv, dv, W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
+        w = b1 - b0
+        if dW_hh is not None:
+            dW_hh += _sum_outer(dV[:w], h0, Y, m, b0)
+        if dg_c is not None:
+            dg_c += _xhat_sum(dLC[:w], CT[b0:b1], MUC[b0:b1], RSC[b0:b1])
+        if db_c is not None:
+            db_c += dLC[:w].sum((0, 1))
 
-    dW_hh = _sum_outer(dV, h0, Y, m) if need[3] else None
     db_hh = dA.sum((0, 1)) if need[4] else None
     dg_hh = _xhat_sum(dA, V, MU, RS) if need[5] else None
-    dg_c = _xhat_sum(dLC, CT, MUC, RSC) if need[6] else None
-    db_c = dLC.sum((0, 1)) if need[7] else None
     return [dA, dh, dc, dW_hh, db_hh, dg_hh, dg_c, db_c, None, None, None]
 
 

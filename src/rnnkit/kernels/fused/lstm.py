@@ -179,13 +179,20 @@ def _recur_grad(dh: Tensor, da: Tensor, W_hhT: Tensor, m: Tensor | None,
         torch.addcmul(extra, linear(da, W_hhT), m[:n], out=dh)
 
 
-def _sum_outer(dA: Tensor, h0: Tensor, Y: Tensor, m: Tensor | None) -> Tensor:
-    """``sum_t dA_t^T (m * h_{t-1})`` with ``h_{-1} = h0``: (G, O), one GEMM over all T."""
+def _sum_outer(dA: Tensor, h0: Tensor, Y: Tensor, m: Tensor | None, t0: int = 0) -> Tensor:
+    """``sum_t dA_t^T (m * h_{t-1})`` with ``h_{-1} = h0``: (G, O), one GEMM.
+
+    ``dA`` (k, B, G) holds steps ``t0 .. t0+k-1`` (default: all T from 0).
+    """
     T, B, G = dA.shape
     O = h0.shape[1]
-    Hp = torch.cat((h0.unsqueeze(0), Y[:-1]))  # (T, B, O) h_{t-1}
-    if m is not None:
-        Hp.mul_(m)
+    if t0 > 0:
+        Hp = Y[t0 - 1:t0 - 1 + T]  # (k, B, O) h_{t-1}, a view
+        Hp = Hp if m is None else Hp * m
+    else:
+        Hp = torch.cat((h0.unsqueeze(0), Y[:T - 1]))  # (k, B, O) h_{t-1}
+        if m is not None:
+            Hp.mul_(m)
     return weight_grad(dA.reshape(T * B, G), Hp.reshape(T * B, O))  # (T, B, *) -> (T*B, *)
 
 
