@@ -9,12 +9,17 @@ Usage::
 
     python benchmarks/bench_split.py --layer LayerNormLSTM --shape 128,400,512 --rounds 3
     python benchmarks/bench_split.py --shape 32,100,256 --rounds 6 --tune-malloc
+    python benchmarks/bench_split.py --shape 128,400,512 --rounds 3 --tune-malloc \
+        --json benchmarks/results/bench_split_s5.json --label s5
 """
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -29,11 +34,15 @@ def main(argv=None) -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--tune-malloc", action="store_true",
                     help="call rnnkit.kernels.fused.tune_malloc() first (the rnnkit command does)")
+    ap.add_argument("--json", type=Path, help="append this run's record to a JSON list here")
+    ap.add_argument("--label", default="", help="a name for the run in the JSON record")
     a = ap.parse_args(argv)
+    tuned = False
     if a.tune_malloc:
         from rnnkit.kernels.fused import tune_malloc
 
-        print("tune_malloc:", tune_malloc())
+        tuned = tune_malloc()
+        print("tune_malloc:", tuned)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     B, T, H = (int(v) for v in a.shape.split(","))
@@ -56,6 +65,15 @@ def main(argv=None) -> None:
     print(f"{a.layer} B={B} T={T} H={H}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
           + f"; forward+backward {total:.2f}x torch.nn.LSTM; backward per step "
           f"{med['ours_bwd'] / T:.2f} vs {med['lstm_bwd'] / T:.2f} ms")
+    if a.json:
+        runs = json.loads(a.json.read_text()) if a.json.exists() else []
+        runs.append({"label": a.label, "layer": a.layer, "backend": a.backend, "B": B, "T": T,
+                     "I": 128, "H": H, "rounds": a.rounds, "tune_malloc": tuned,
+                     "median_ms": {k: round(v, 2) for k, v in med.items()},
+                     "ratio_forward_backward": round(total, 3),
+                     "torch": torch.__version__, "rnnkit": rnnkit.__version__,
+                     "cpu": platform.processor() or platform.machine(), "threads": 1})
+        a.json.write_text(json.dumps(runs, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -264,9 +264,18 @@ class Trainer:
 
     def fit(self, resume_from: Path | None = None) -> FitResult:
         """Train until ``max_epochs``/``max_steps``/the time budget/early stopping."""
-        from ..kernels.fused import tune_malloc
+        from ..kernels.fused import _malloc
 
-        tune_malloc()  # a training process: keep freed memory for the scans' buffers
+        # while training, keep freed memory for the scans' buffers (rnnkit.kernels.fused.
+        # tune_malloc); after, give it back, unless the process had tuned it itself
+        ours = not _malloc._done and _malloc.tune_malloc()
+        try:
+            return self._fit(resume_from)
+        finally:
+            if ours:
+                _malloc.trim_malloc()
+
+    def _fit(self, resume_from: Path | None) -> FitResult:
         tc, s = self.tc, self.state
         if resume_from is not None:
             self.load(Path(resume_from))

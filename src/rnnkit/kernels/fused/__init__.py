@@ -48,7 +48,7 @@ from ...cells import (
     SRUCell,
 )
 from ._gemm import Linear
-from ._malloc import tune_malloc
+from ._malloc import trim_malloc, tune_malloc
 from ._steps import Zone, permute_batch, plan_steps, step_inputs
 from .elementwise import indrnn_scan, min_scan, qrnn_scan, sru_scan
 from .gru import gru_scan
@@ -57,7 +57,7 @@ from .lstm import lstm_scan
 from .rnn import rnn_scan
 
 __all__ = ["fused_scan", "fused_project", "fused_unsupported", "step_inputs", "FUSED_CELLS",
-           "tune_malloc"]
+           "tune_malloc", "trim_malloc"]
 
 #: the cells with a fused scan, and the scan of each.
 FUSED_CELLS = {LSTMCell: lstm_scan, GRUCell: gru_scan, RNNCell: rnn_scan,

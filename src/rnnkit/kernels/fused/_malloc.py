@@ -1,20 +1,34 @@
 """Keep freed memory in the process (glibc), so the fused scans' buffers are not refaulted.
 
 Each training step of a fused scan allocates its saved activations and gradient
-buffers afresh (several (T, B, G) tensors). glibc returns large freed blocks to
-the kernel (``munmap``, or trimming the heap top), so the next step's buffers come
-back as new pages, each zero-filled by a page fault on first touch (about 0.36 s per
-GB on the 2-core AMD EPYC we measure on). :func:`tune_malloc` raises glibc's
-``M_MMAP_THRESHOLD`` to its maximum (32 MB) and ``M_TRIM_THRESHOLD`` to 1 GB, so that
-blocks up to 32 MB are served from, and returned to, the heap that the process
-keeps. Measured with ``benchmarks/bench_split.py`` (LayerNorm-LSTM, B=32, T=100,
-H=256, one thread): forward+backward 84-89 ms without, 72-76 ms with (backward 55-59 ->
-44-48 ms), 1.49-1.57x and 1.28-1.31x torch.nn.LSTM's time in four runs of five.
+buffers afresh (several (T, B, G) tensors), and so does torch.nn.LSTM (its oneDNN
+workspace). glibc returns large freed blocks to the kernel (``munmap`` for blocks
+above its mmap threshold, at most 32 MB; trimming the heap top for the rest), so the
+next step's buffers come back as new pages, each zero-filled by a page fault on first
+touch. On the 2-core AMD EPYC VM we measure on, filling eight fresh 128 MB tensors
+costs 0.44 s per GB, refilling memory the process kept 0.04 s per GB. This is why
+PyTorch's CPU performance guide recommends jemalloc or tcmalloc; :func:`tune_malloc`
+gets the same from glibc with two ``mallopt`` settings:
+
+- ``M_MMAP_MAX = 0``: every block comes from the heap, whatever its size;
+- ``M_TRIM_THRESHOLD = -1``: freed heap memory is not given back.
+
+Measured with ``python benchmarks/bench_split.py --shape B,T,H --tune-malloc`` (each
+layer's forward and backward, one thread; ``benchmarks/results/bench_split_s5.json``),
+against the earlier setting (mmap threshold 32 MB, trim threshold 1 GB):
+
+- B=128, T=400, H=512: LayerNorm-LSTM forward 1.68-1.79 -> 1.06-1.34 s, backward
+  2.73-2.83 -> 1.92 s; torch.nn.LSTM forward 0.90 -> 0.70-0.83 s;
+- B=32, T=100, H=256 (blocks under 32 MB, kept either way for the LayerNorm-LSTM):
+  LayerNorm-LSTM 76-78 ms either way; torch.nn.LSTM 58-60 -> 44-45 ms (its workspace
+  is larger than 32 MB).
 
 It changes the whole process's allocator, so a library import never calls it: the
-``rnnkit`` command and :class:`rnnkit.Trainer` do (they run the process); call it
-yourself in your own training script. ``RNNKIT_MALLOC_TUNE=0`` turns it off. A no-op
-outside Linux/glibc. The cost: the process keeps up to 1 GB of freed heap memory.
+``rnnkit`` command and :class:`rnnkit.Trainer` do (they run the process), and
+``Trainer.fit`` gives the freed memory back at its end (:func:`trim_malloc`); call
+them yourself in your own training script. The cost: while tuned, the process keeps
+its peak memory (as PyTorch's CUDA allocator does on a GPU). ``RNNKIT_MALLOC_TUNE=0``
+turns it off. A no-op outside Linux/glibc.
 """
 from __future__ import annotations
 
@@ -22,24 +36,54 @@ import ctypes
 import os
 import platform
 
-__all__ = ["tune_malloc"]
+__all__ = ["tune_malloc", "trim_malloc"]
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
-_done: bool | None = None
+# glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_libc: ctypes.CDLL | None | bool = None  # None: not looked up; False: not glibc
+_done = False
+
+
+def _glibc():
+    global _libc
+    if _libc is None:
+        _libc = False
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            try:
+                _libc = ctypes.CDLL("libc.so.6")
+            except OSError:
+                pass
+    return _libc or None
 
 
 def tune_malloc() -> bool:
-    """Apply the settings above once; returns whether they are in effect."""
+    """Apply the settings above (again after :func:`trim_malloc`); whether they are in effect."""
     global _done
     if os.environ.get("RNNKIT_MALLOC_TUNE", "1") == "0":
         return False
-    if _done is None:
-        _done = False
-        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
-                             and libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
-            except (OSError, AttributeError):
-                _done = False
+    if not _done and (libc := _glibc()) is not None:
+        try:
+            _done = bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, -1))
+        except AttributeError:
+            _done = False
     return _done
+
+
+def trim_malloc(threshold: int = 128 * 2**10) -> bool:
+    """Give the heap's free memory back to the system now, and trim again from here on.
+
+    Undoes :func:`tune_malloc`'s retention: large blocks use ``mmap`` again (glibc's
+    default, at most 65536 of them) and the heap top is trimmed above ``threshold`` bytes
+    (glibc's default 128 kB). Returns whether memory was released.
+    """
+    global _done
+    libc = _glibc()
+    if libc is None or not _done:
+        return False
+    try:
+        libc.mallopt(_M_MMAP_MAX, 65536)
+        libc.mallopt(_M_TRIM_THRESHOLD, int(threshold))
+        _done = False
+        return bool(libc.malloc_trim(0))
+    except AttributeError:
+        return False
