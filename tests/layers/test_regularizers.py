@@ -400,7 +400,6 @@ def test_packed_equals_padded_in_training_under_one_seed():
 @pytest.mark.parametrize("name,value,pattern", [
     ("input_dropout", 0.2, "input_dropout draws one input mask"),
     ("recurrent_dropout", 0.2, r"recurrent_dropout masks h_\{t-1\}"),
-    ("weight_drop", 0.2, "weight_drop drops the recurrent weights"),
     ("zoneout", 0.2, "zoneout mixes"),
     ("max_norm", 1.0, "max_norm renormalises"),
 ])
@@ -411,6 +410,36 @@ def test_native_backend_refuses_active_regularizers(name, value, pattern):
     native = rnnkit.GRU(I, H, backend="native", **{name: value}).train()
     with pytest.raises(ValueError, match=f"backend='native' cannot run this layer: {pattern}"):
         native(x)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN])
+def test_weight_drop_runs_torchs_kernel_on_cpu_with_the_loops_masks(cls):
+    """DropConnect draws one mask per weight for all steps and the whole batch, so on CPU
+    torch's kernel runs it on the dropped weights: same outputs and gradients as the loop
+    (float64, same seed), and auto picks it for the LSTM in training."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    runs = {}
+    for backend in ("native", "loop"):
+        torch.manual_seed(1)
+        m = cls(I, H, num_layers=2, bidirectional=True, weight_drop=0.4, backend=backend).double()
+        xb = x.clone().requires_grad_()
+        torch.manual_seed(2)
+        out, _ = m(xb)
+        out.pow(2).sum().backward()
+        runs[backend] = (out, xb.grad, [p.grad for p in m.parameters()])
+    (o1, gx1, gp1), (o2, gx2, gp2) = runs["native"], runs["loop"]
+    torch.testing.assert_close(o1, o2, atol=1e-10, rtol=0)
+    torch.testing.assert_close(gx1, gx2, atol=1e-10, rtol=0)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    assert any((g == 0).any() for g in gp1[1::4]), "some recurrent weights were dropped"
+    auto = rnnkit.LSTM(I, H, weight_drop=0.4).train()
+    assert choose_backend(auto, x.float()) == "native"
+    with torch.no_grad():  # dropped weights differ from the layer's: not the plain kernel's output
+        torch.manual_seed(3)
+        y_drop = auto(x.float())[0]
+    assert not torch.allclose(y_drop, auto.eval()(x.float())[0])
 
 
 @pytest.mark.parametrize("kwargs,pattern", [

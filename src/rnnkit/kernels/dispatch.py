@@ -6,7 +6,8 @@ installed), then rnnkit's fused CPU scan (:mod:`rnnkit.kernels.fused`: every cel
 with any regulariser, lengths or residual), and falls back to the loop quietly; a backend named explicitly that cannot run the configuration raises a
 ``ValueError`` saying why. Regularisers that act in training only
 (``input_dropout``, ``recurrent_dropout``, ``weight_drop``) keep the native
-kernel out of training but not out of evaluation, where they are the identity;
+kernel out of training but not out of evaluation, where they are the identity
+(``weight_drop`` on CPU runs natively in training too, on the dropped weights);
 ``zoneout`` and ``max_norm`` change evaluation too, so they always need the loop.
 """
 from __future__ import annotations
@@ -79,7 +80,9 @@ def native_unsupported(layer, x: Tensor) -> str | None:
     if layer.residual:
         return "residual connections are not part of torch's kernel"
     reg = getattr(layer, "regularizers", None)
-    reason = None if reg is None else reg.native_unsupported(layer.training)
+    # DropConnect on CPU: torch's kernel with the dropped weights (the layer passes them).
+    # Not on CUDA, where the Triton scan measured faster than cuDNN for it (docs/triton.md).
+    reason = None if reg is None else reg.native_unsupported(layer.training, x.device.type == "cpu")
     if reason:
         return reason
     if x.device.type == "cpu" and x.dtype not in _NATIVE_CPU_DTYPES:

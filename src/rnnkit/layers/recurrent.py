@@ -269,9 +269,27 @@ class Recurrent(nn.Module):
         hx = self._initial_states(batch.x, batch.hx)
         mode = self.cells[0].native_mode
         out, h_n = native_forward(
-            mode, batch.x, hx if mode == "LSTM" else hx[0], self._flat_weights, self.bias,
+            mode, batch.x, hx if mode == "LSTM" else hx[0], self._native_weights(), self.bias,
             self.num_layers, self.dropout, self.training, self.bidirectional, batch.lengths)
         return out, (h_n if mode == "LSTM" else (h_n,))
+
+    def _native_weights(self) -> list[Tensor]:
+        """The weights torch's kernel gets: DropConnect's dropped ones in training.
+
+        Masks drawn per layer and direction in the order of :meth:`_forward_loop`, so a
+        seed gives the same dropped weights on every backend.
+        """
+        reg = self.regularizers
+        if not (self.training and reg.weight_drop):
+            return self._flat_weights
+        D, flat = self.num_directions, []
+        for l, c in enumerate(self.cells):
+            for d in range(D):
+                names = self._param_names[l * D + d]
+                suffix = len(f"_l{l}{'_reverse' if d else ''}")
+                p = reg.weights(c, self._params(l, d), True)
+                flat += [p[n[:-suffix]] for n in names]
+        return flat
 
     def _forward_loop(self, batch, fused=None):
         """The per-layer, per-direction loop; ``fused`` a ScanBackend (fused, triton) or None."""

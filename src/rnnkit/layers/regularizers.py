@@ -228,8 +228,13 @@ class Regularizers:
                     f"input_dropout")
         return r
 
-    def native_unsupported(self, training: bool) -> str | None:
-        """Why torch's fused kernel cannot run these regularisers now, or None."""
+    def native_unsupported(self, training: bool, drops_weights: bool = False) -> str | None:
+        """Why torch's fused kernel cannot run these regularisers now, or None.
+
+        ``drops_weights``: the caller hands torch's kernel weights already passed through
+        :meth:`weights` (DropConnect draws one mask for all steps and the whole batch, so
+        the kernel runs it as it is: AWD-LSTM's WeightDrop does this with cuDNN).
+        """
         if any(self.zoneout):
             return "zoneout mixes each step's state with the previous one"
         if self.max_norm is not None:
@@ -239,7 +244,7 @@ class Regularizers:
                 return "recurrent_dropout masks h_{t-1} per sequence inside the recurrence"
             if self.input_dropout:
                 return "input_dropout draws one input mask per sequence for every layer"
-            if self.weight_drop:
+            if self.weight_drop and not drops_weights:
                 return "weight_drop drops the recurrent weights (DropConnect) in training"
         return None
 
