@@ -6,7 +6,8 @@ workspace). glibc returns large freed blocks to the kernel (``munmap`` for block
 above its mmap threshold, at most 32 MB; trimming the heap top for the rest), so the
 next step's buffers come back as new pages, each zero-filled by a page fault on first
 touch. On the 2-core AMD EPYC VM we measure on, filling eight fresh 128 MB tensors
-costs 0.44 s per GB, refilling memory the process kept 0.04 s per GB. This is why
+costs 0.40-0.44 s per GB, refilling memory the process kept 0.04 s per GB
+(``python benchmarks/bench_fill.py [--tune-malloc]``). This is why
 PyTorch's CPU performance guide recommends jemalloc or tcmalloc; :func:`tune_malloc`
 gets the same from glibc with two ``mallopt`` settings:
 
@@ -17,11 +18,11 @@ Measured with ``python benchmarks/bench_split.py --shape B,T,H --tune-malloc`` (
 layer's forward and backward, one thread; ``benchmarks/results/bench_split_s5.json``),
 against the earlier setting (mmap threshold 32 MB, trim threshold 1 GB):
 
-- B=128, T=400, H=512: LayerNorm-LSTM forward 1.68-1.79 -> 1.06-1.34 s, backward
-  2.73-2.83 -> 1.92 s; torch.nn.LSTM forward 0.90 -> 0.70-0.83 s;
-- B=32, T=100, H=256 (blocks under 32 MB, kept either way for the LayerNorm-LSTM):
-  LayerNorm-LSTM 76-78 ms either way; torch.nn.LSTM 58-60 -> 44-45 ms (its workspace
-  is larger than 32 MB).
+- B=128, T=400, H=512: LayerNorm-LSTM forward 1.85-1.90 -> 1.06-1.62 s (its backward also
+  changed, see :mod:`.layernorm`), forward+backward 1.87-2.11x -> 0.99-1.01x torch.nn.LSTM's;
+- B=32, T=100, H=256, where the LayerNorm-LSTM's blocks are under 32 MB and were kept
+  either way: torch.nn.LSTM, whose oneDNN workspace is larger, took 53-56 ms forward+backward
+  in ``rnnkit bench`` (``bench_targets_matrix_s4*.json``), 43-44 ms tuned (``_s5*.json``).
 
 It changes the whole process's allocator, so a library import never calls it: the
 ``rnnkit`` command and :class:`rnnkit.Trainer` do (they run the process), and
