@@ -77,8 +77,8 @@ def linear(x: Tensor, w: Tensor, bias: Tensor | None = None,
         x, w = _plain(x), _plain(w)
         op = torch.ops.mkldnn._linear_pointwise
         y = op(x, w, bias, "none", [], "")
-        # the sum as its own op: oneDNN's fused "add" post-op took 2.2 ms more per 100
-        # (32, 256) x (256, 1024) products (15.0 vs 12.7 ms, one thread, this CPU)
+        # the sum as its own op: oneDNN's fused "add" post-op was slower, 14.5-14.8 vs
+        # 13.0-13.1 ms per 100 (32, 256) x (256, 1024) products (benchmarks/bench_step_gemm.py)
         return y if other is None else y.add_(other)
     if other is None:
         return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())

@@ -34,6 +34,7 @@ turns it off. A no-op outside Linux/glibc.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -41,20 +42,18 @@ __all__ = ["tune_malloc", "trim_malloc"]
 
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_libc: ctypes.CDLL | None | bool = None  # None: not looked up; False: not glibc
-_done = False
+_done = False  # whether the tuning is in effect
 
 
-def _glibc():
-    global _libc
-    if _libc is None:
-        _libc = False
-        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-            try:
-                _libc = ctypes.CDLL("libc.so.6")
-            except OSError:
-                pass
-    return _libc or None
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library if it is glibc (looked up on first use, never at import), else None."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def tune_malloc() -> bool:
@@ -65,17 +64,18 @@ def tune_malloc() -> bool:
     if not _done and (libc := _glibc()) is not None:
         try:
             _done = bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, -1))
-        except AttributeError:
-            _done = False
+        except AttributeError:  # a libc without mallopt
+            pass
     return _done
 
 
 def trim_malloc(threshold: int = 128 * 2**10) -> bool:
     """Give the heap's free memory back to the system now, and trim again from here on.
 
-    Undoes :func:`tune_malloc`'s retention: large blocks use ``mmap`` again (glibc's
-    default, at most 65536 of them) and the heap top is trimmed above ``threshold`` bytes
-    (glibc's default 128 kB). Returns whether memory was released.
+    Undoes :func:`tune_malloc`'s retention: large blocks use ``mmap`` again (at most
+    65536 of them, glibc's default) and the heap top is trimmed above ``threshold`` bytes
+    (glibc's default is 128 kB, adjusted by glibc as it goes; set here, it stays fixed).
+    Returns whether memory was released.
     """
     global _done
     libc = _glibc()
