@@ -166,7 +166,7 @@ def step_inputs(reg, state: tuple[Tensor, ...], T: int, training: bool) -> dict:
     Returns:
         ``{"rec_mask": Tensor | None, "zoneout": tuple[Zone, ...] | None}``.
     """
-    from ...layers.regularizers import dropout_mask
+    from ...layers.regularizers import dropout_mask, uniform_draws, zoneout_keep_
 
     h = state[0]
     rec_mask = None
@@ -178,9 +178,11 @@ def step_inputs(reg, state: tuple[Tensor, ...], T: int, training: bool) -> dict:
         return {"rec_mask": rec_mask, "zoneout": None}
     if not training:
         return {"rec_mask": rec_mask, "zoneout": tuple(p if p else None for p in rates)}
-    keeps = [s.new_empty((T, *s.shape)) if p else None for s, p in zip(state, rates)]
+    draws = [uniform_draws(s, T) if p else None for s, p in zip(state, rates)]
     for t in range(T):  # per step and state tensor, as the loop draws them
-        for k, p in zip(keeps, rates):
-            if k is not None:
-                k[t].bernoulli_(p)
-    return {"rec_mask": rec_mask, "zoneout": tuple(keeps)}
+        for u in draws:
+            if u is not None:
+                u[t].uniform_()
+    keeps = tuple(None if u is None else zoneout_keep_(u, p).to(s.dtype)
+                  for u, p, s in zip(draws, rates, state))
+    return {"rec_mask": rec_mask, "zoneout": keeps}

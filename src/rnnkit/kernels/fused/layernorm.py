@@ -25,11 +25,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _native
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
 from .gru import bptt as gru_bptt
-from .lstm import _factors, _recur_grad, _split_zone, _sum_outer, zone_args
+from .lstm import _add_recur, _factors, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["ln_lstm_scan", "ln_gru_scan"]
 
@@ -60,6 +61,11 @@ def _xhat_sum(dA: Tensor, V: Tensor, MU: Tensor, RS: Tensor) -> Tensor:
     return out
 
 
+def _or_zeros(b: Tensor | None, n: int) -> Tensor:
+    """An optional float32 bias, or zeros of its size (the library takes no NULL bias)."""
+    return b if b is not None else torch.zeros(n, dtype=torch.float32)
+
+
 # ------------------------------------------------------------------ LayerNorm-LSTM
 def _lstm_forward(ts, cfg):
     xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
@@ -79,6 +85,21 @@ def _lstm_forward(ts, cfg):
     # c_t differs from c~ only with zoneout; without gradients C keeps every c_t (the
     # lengths' last states), CT one row
     C = CT if zc is None and cfg.need_grad else C
+    if _native.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _native.masks(zh), _native.masks(zc)):
+        b_hh, b_c = _or_zeros(b_hh, G), _or_zeros(b_c, H)  # held: P keeps their addresses
+        P = _native.LNLSTM(B=B, H=H, eps=eps, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
+                           **_native.ptrs(XP=xp, h0=h0, c0=c0, g_hh=g_hh, b_hh=b_hh,
+                                   g_c=g_c, b_c=b_c, ZH=_native.masks(zh),
+                                   ZC=_native.masks(zc), V=V, A=A, MU=MU, RS=RS, CT=CT, MUC=MUC,
+                                   RSC=RSC, TC=TC, C=C, Y=Y))
+        step, h = _native.lib().ln_lstm_fwd, h0
+        for t in range(T):
+            n = B if sizes is None else sizes[t]
+            v = linear(h[:n] if m is None else h[:n] * m[:n], W_hh)  # (n, 4H)
+            step(P, v.data_ptr(), t, t if cfg.need_grad else 0, n)
+            h = Y[t]
+        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+        return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]
     h, c = h0, c0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -144,10 +165,39 @@ def _lstm_backward(ts, res, grads, cfg, need):
     dg_c = torch.zeros_like(g_c) if need[6] else None
     db_c = torch.zeros_like(b_c) if need[7] else None
     W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
+
+    def _block_sums(b0, b1):  # the sums over a block's steps of dv and d LN(c~)
+        w = b1 - b0
+        if dW_hh is not None:
+            dW_hh.add_(_sum_outer(dV[:w], h0, Y, m, b0))
+        if dg_c is not None:
+            dg_c.add_(_xhat_sum(dLC[:w], CT[b0:b1], MUC[b0:b1], RSC[b0:b1]))
+        if db_c is not None:
+            db_c.add_(dLC[:w].sum((0, 1)))
+
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
     live = 0
+    nat = _native.usable(A, dY, W_hh, g_hh, g_c, m, _native.masks(zh), _native.masks(zc))
+    if nat:
+        keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
+        P = _native.LNLSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
+                           **_native.ptrs(c0=c0, g_hh=g_hh, g_c=g_c, ZH=_native.masks(zh), ZC=_native.masks(zc),
+                                   V=V, A=A, MU=MU, RS=RS, CT=CT, MUC=MUC, RSC=RSC, TC=TC,
+                                   C=C, dY=dY, dA=dA, dV=dV, dLC=dLC, dh=dh, dc=dc,
+                                   keep_h=keep_h, keep_c=keep_c))
+        step = _native.lib().ln_lstm_bwd
     for b0, b1 in time_chunks(T, B * 4 * H, WEIGHT_BLOCK):
+        if nat:
+            for t in reversed(range(b0, b1)):
+                n = B if sizes is None else sizes[t]
+                if n > live:
+                    dh[live:n].add_(dY[t, live:n])
+                    live = n
+                step(P, t, t - b0, n)  # dh <- zoneout's kept part + dY[t-1]
+                _add_recur(dh[:n], linear(dV[t - b0, :n], W_hhT), m)
+            _block_sums(b0, b1)
+            continue
         # rows past a step's n stay 0 in the reused dV, dLC: n only grows going back
         for t0, t1 in time_chunks(b1 - b0, B * H):
             t0, t1 = t0 + b0, t1 + b0
@@ -171,13 +221,7 @@ def _lstm_backward(ts, res, grads, cfg, need):
                 dv = dV[k, :n]
                 dv.copy_(_ln_grad(dA[t, :n], V[t, :n], MU[t, :n], RS[t, :n], g_hh))
                 _recur_grad(dhv, dv, W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
-        w = b1 - b0
-        if dW_hh is not None:
-            dW_hh += _sum_outer(dV[:w], h0, Y, m, b0)
-        if dg_c is not None:
-            dg_c += _xhat_sum(dLC[:w], CT[b0:b1], MUC[b0:b1], RSC[b0:b1])
-        if db_c is not None:
-            db_c += dLC[:w].sum((0, 1))
+        _block_sums(b0, b1)
 
     db_hh = dA.sum((0, 1)) if need[4] else None
     dg_hh = _xhat_sum(dA, V, MU, RS) if need[5] else None

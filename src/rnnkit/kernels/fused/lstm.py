@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _native
 from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
@@ -50,6 +51,18 @@ def _forward(ts, cfg):
     A = new(T, B, 4 * H)  # gate activations i, f, g, o
     C, TC, Y = new(T, B, H), new(T, B, H), new(T, B, O)
     R = new(T, B, H) if W_hr is not None else None
+    if R is None and _native.usable(xp, h0, c0, W_hh, b_hh, m, _native.masks(zh), _native.masks(zc)):
+        P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
+                         **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh), ZC=_native.masks(zc), A=A, C=C,
+                                        TC=TC, Y=Y))
+        step, h = _native.lib().lstm_fwd, h0
+        for t in range(T):
+            n = B if sizes is None else sizes[t]
+            pre = linear(h[:n] if m is None else h[:n] * m[:n], W_hh, b_hh, xp[t, :n])
+            step(P, pre.data_ptr(), t, n)  # (n, 4H) pre-activations -> A[t], C[t], TC[t], Y[t]
+            h = Y[t]
+        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+        return [Y, h_n, c_n], [A, C, TC, R]
     h, c = h0, c0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -102,29 +115,44 @@ def _backward(ts, res, grads, cfg, need):
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()  # gradients of h_t, c_t
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()  # (live rows)
     live = 0
-    for t0, t1 in time_chunks(T, B * H):
-        D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)
-        for t in reversed(range(t0, t1)):
-            n, j = (B if sizes is None else sizes[t]), t - t0
-            dhv, dcv = dh[:n], dc[:n]
-            if n > live:  # rows whose last step is t: their output gradient joins here
-                dhv[live:].add_(dY[t, live:n])
+    if R is None and _native.usable(A, dY, W_hh, m, _native.masks(zh), _native.masks(zc)):
+        keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
+        P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
+                         **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh),
+                                        ZC=_native.masks(zc), A=A, C=C, TC=TC, Y=Y, dY=dY,
+                                        dA=dA, dh=dh, dc=dc, keep_h=keep_h, keep_c=keep_c))
+        step = _native.lib().lstm_bwd
+        for t in reversed(range(T)):
+            n = B if sizes is None else sizes[t]
+            if n > live:
+                dh[live:n].add_(dY[t, live:n])
                 live = n
-            dht, keep_h = _split_zone(dhv, zh, t, n)
-            if R is None:
-                dr = dht
-            else:
-                dHt[t, :n] = dht
-                dr = linear(dht, W_hr.t())
-            torch.mul(dr, D_o[j, :n], out=dA4[t, :n, 3])
-            dct, keep_c = _split_zone(dcv, zc, t, n)
-            dct.addcmul_(dr, D_c[j, :n])  # dc~ (dct is dcv itself without zoneout)
-            torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
-            if keep_c is None:
-                dcv.mul_(f_all[t, :n])
-            else:
-                torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
-            _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
+            step(P, t, n)  # dA[t], dc; dh <- zoneout's kept part + dY[t-1]
+            _add_recur(dh[:n], linear(dA[t, :n], W_hhT), m)
+    else:
+        for t0, t1 in time_chunks(T, B * H):
+            D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)
+            for t in reversed(range(t0, t1)):
+                n, j = (B if sizes is None else sizes[t]), t - t0
+                dhv, dcv = dh[:n], dc[:n]
+                if n > live:  # rows whose last step is t: their output gradient joins here
+                    dhv[live:].add_(dY[t, live:n])
+                    live = n
+                dht, keep_h = _split_zone(dhv, zh, t, n)
+                if R is None:
+                    dr = dht
+                else:
+                    dHt[t, :n] = dht
+                    dr = linear(dht, W_hr.t())
+                torch.mul(dr, D_o[j, :n], out=dA4[t, :n, 3])
+                dct, keep_c = _split_zone(dcv, zc, t, n)
+                dct.addcmul_(dr, D_c[j, :n])  # dc~ (dct is dcv itself without zoneout)
+                torch.mul(dct.unsqueeze(1), K[j, :n], out=dA4[t, :n, :3])
+                if keep_c is None:
+                    dcv.mul_(f_all[t, :n])
+                else:
+                    torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
+                _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
 
     dW_hh = _sum_outer(dA, h0, Y, m) if need[3] else None
     db_hh = dA.sum((0, 1)) if need[4] else None
@@ -164,6 +192,14 @@ def _split_zone(d: Tensor, z, t: int, n: int):
         return d, None
     keep = d * zone_at(z, t, n)
     return d - keep, keep
+
+
+def _add_recur(dh: Tensor, g: Tensor, m: Tensor | None) -> None:
+    """``dh += m * g``: the recurrent part ``g = da W_hh`` of ``h_{t-1}``'s gradient (live rows)."""
+    if m is None:
+        dh.add_(g)
+    else:
+        dh.addcmul_(g, m[: dh.shape[0]])
 
 
 def _recur_grad(dh: Tensor, da: Tensor, W_hhT: Tensor, m: Tensor | None,

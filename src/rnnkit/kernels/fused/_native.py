@@ -1,0 +1,182 @@
+"""The compiled step math of the fused CPU scans (``_native.c``), built on first use.
+
+The fused LSTM and LayerNorm-LSTM scans issue one GEMM per step plus 10-20 small torch
+ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
+as the GEMMs. ``_native.c`` does a step's elementwise work in one call over the rows
+(vectorised, float32). It depends on nothing but libm, so it does not depend on the
+torch version or its ABI: it is compiled once per machine with the system C compiler
+(``cc``, or ``$CC``) into the user's cache (``~/.cache/rnnkit/native/``), keyed by the
+source, the compiler and the CPU, and loaded with :mod:`ctypes`.
+
+Where there is no compiler (or the build fails, or ``RNNKIT_NATIVE=0``), :func:`lib`
+returns ``None`` and the scans run their pure-torch step, which gives the same numbers
+to float32 rounding (tested both ways). ``python -m rnnkit.kernels.fused._native``
+builds the library ahead of time and prints where it is, or why it could not.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["lib", "usable", "LNLSTM", "LSTM", "build", "ptrs", "masks", "rate"]
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("_native.c")
+#: The portable flags; ``-march=native`` is added where the compiler takes it (the build
+#: is per machine: the cache key includes the CPU's flags).
+FLAGS = ["-O3", "-fopenmp-simd", "-fPIC", "-shared", "-std=gnu11"]
+
+
+def _cpu_id() -> str:
+    """The CPU model and feature flags (Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc)
+
+
+def _cache_path(cc: str) -> Path:
+    from ...data.registry import cache_dir
+
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS),
+                                    _cpu_id(), sys.platform]).encode()).hexdigest()[:16]
+    suffix = ".dylib" if sys.platform == "darwin" else ".so"
+    return cache_dir("native") / f"rnnkit_native_{key}{suffix}"
+
+
+def build(force: bool = False) -> Path:
+    """Compile ``_native.c`` into the cache (if not there yet); returns the library's path.
+
+    Raises:
+        RuntimeError: no C compiler, or the compiler failed (its output is in the message).
+    """
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set $CC or install cc/gcc/clang)")
+    out = _cache_path(cc)
+    if out.exists() and not force:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for extra in (["-march=native"], []):  # some compilers/CPUs refuse -march=native
+        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix)
+        os.close(fd)
+        cmd = [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e:
+            res = None
+            errors.append(f"{' '.join(cmd)}: {e}")
+        if res is not None and res.returncode == 0:
+            os.replace(tmp, out)  # atomic: a concurrent build writes the same file
+            return out
+        os.unlink(tmp)
+        if res is not None:
+            errors.append(f"{' '.join(cmd)} exited {res.returncode}:\n{res.stderr.strip()}")
+    raise RuntimeError("building rnnkit's native step library failed:\n" + "\n".join(errors))
+
+
+@functools.cache
+def lib() -> ctypes.CDLL | None:
+    """The loaded library, built on first call; ``None`` where it cannot be (logged once)."""
+    if os.environ.get("RNNKIT_NATIVE", "1") == "0":
+        return None
+    try:
+        dll = ctypes.CDLL(str(build()))
+    except (RuntimeError, OSError) as e:
+        log.warning("rnnkit: native step library unavailable, the fused CPU scans use "
+                    "their pure-torch steps (same results, slower): %s", e)
+        return None
+    for name, struct in (("ln_lstm", LNLSTM), ("lstm", LSTM)):
+        fwd, bwd = getattr(dll, f"{name}_fwd"), getattr(dll, f"{name}_bwd")
+        ptr_t, i64 = ctypes.POINTER(struct), ctypes.c_int64
+        fwd.restype = bwd.restype = None
+        fwd.argtypes = ([ptr_t, ctypes.c_void_p, i64, i64, i64] if name == "ln_lstm"
+                        else [ptr_t, ctypes.c_void_p, i64, i64])
+        bwd.argtypes = [ptr_t, i64, i64, i64] if name == "ln_lstm" else [ptr_t, i64, i64]
+    return dll
+
+
+def usable(*tensors: Tensor | None) -> bool:
+    """Whether a scan on these tensors can use the library: float32 CPU, and it loads."""
+    t = tensors[0]
+    if t.device.type != "cpu" or t.dtype != torch.float32:
+        return False
+    if any(x is not None and (x.dtype != torch.float32 or not x.is_contiguous())
+           for x in tensors):
+        return False
+    return lib() is not None
+
+
+def ptrs(**tensors: Tensor | None) -> dict[str, int | None]:
+    """Struct fields from contiguous float32 tensors: their data addresses (``None``: NULL).
+
+    The caller must hold the tensors while the struct is in use.
+    """
+    return {k: None if t is None else t.data_ptr() for k, t in tensors.items()}
+
+
+def masks(z) -> Tensor | None:
+    """A zoneout argument's per-step keep masks (a tensor), or None (a rate or no zoneout)."""
+    return z if isinstance(z, Tensor) else None
+
+
+def rate(z) -> float:
+    """A zoneout argument's rate in evaluation (a float), else 0."""
+    return float(z) if isinstance(z, float) else 0.0
+
+
+_P = ctypes.c_void_p
+
+
+class LNLSTM(ctypes.Structure):
+    """Mirror of ``ln_lstm_t`` in ``_native.c``."""
+
+    _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
+                ("eps", ctypes.c_float), ("zh_rate", ctypes.c_float),
+                ("zc_rate", ctypes.c_float), ("pad_", ctypes.c_float),
+                *((n, _P) for n in ("XP", "h0", "c0", "g_hh", "b_hh", "g_c", "b_c", "ZH",
+                                    "ZC", "V", "A", "MU", "RS", "CT", "MUC", "RSC", "TC",
+                                    "C", "Y", "dY", "dA", "dV", "dLC", "dh", "dc",
+                                    "keep_h", "keep_c"))]
+
+
+class LSTM(ctypes.Structure):
+    """Mirror of ``lstm_t`` in ``_native.c``."""
+
+    _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
+                ("zh_rate", ctypes.c_float), ("zc_rate", ctypes.c_float),
+                *((n, _P) for n in ("h0", "c0", "ZH", "ZC", "A", "C", "TC", "Y", "dY", "dA",
+                                    "dh", "dc", "keep_h", "keep_c"))]
+
+
+if __name__ == "__main__":  # python -m rnnkit.kernels.fused._native
+    try:
+        print(build(force="--force" in sys.argv))
+    except RuntimeError as e:
+        sys.exit(str(e))

@@ -1,0 +1,143 @@
+"""The compiled step library of the fused CPU scans (``kernels/fused/_native.c``).
+
+The LSTM and LayerNorm-LSTM scans call it for their float32 step math when it builds;
+its results must be the pure-torch scan's to float32 rounding. Both are checked against
+the torch scan in float64 (same weights, inputs and masks), so that neither float32 path
+is merely compared with the other.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.kernels.fused import _native
+
+pytestmark = pytest.mark.skipif(_native._compiler() is None, reason="needs a C compiler (cc)")
+
+CONFIGS = [
+    dict(),
+    dict(zoneout=0.3),
+    dict(zoneout=(0.2, 0.4), train=False),
+    dict(recurrent_dropout=0.25),
+    dict(zoneout=0.2, recurrent_dropout=0.1, lengths=[7, 7, 5, 3, 1]),
+    dict(state=True),
+]
+
+
+@pytest.fixture
+def native(monkeypatch):
+    """``use(on)``: run the scans with (on) or without (off) the library."""
+    real = _native.lib
+
+    def use(on: bool):
+        monkeypatch.setattr(_native, "lib", real if on else (lambda: None))
+
+    yield use
+    monkeypatch.setattr(_native, "lib", real)
+
+
+def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=None,
+         state=False):
+    torch.manual_seed(1)
+    m = cls(8, 16, num_layers=2, bidirectional=True, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, backend="fused").to(dtype).train(train)
+    torch.manual_seed(2)
+    x = torch.randn(7, 5, 8).to(dtype).requires_grad_()
+    kw = {} if lengths is None else {"lengths": torch.tensor(lengths)}
+    if state:
+        kw["hx"] = tuple(torch.randn(4, 5, 16).to(dtype) for _ in range(2))
+    torch.manual_seed(3)
+    y, (h, c) = m(x, **kw)
+    torch.manual_seed(4)
+    loss = sum((v * torch.randn(v.shape).to(dtype)).sum() for v in (y, h, c))
+    loss.backward()
+    return [y, h, c, x.grad] + [p.grad for p in m.parameters()]
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM], ids=["lstm", "ln_lstm"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(c) or "plain")
+def test_native_steps_match_the_torch_scan(native, cls, cfg):
+    assert _native.lib() is not None, "the library did not build"
+    assert _native.usable(torch.zeros(1))
+    ref = _run(cls, torch.float64, **cfg)  # float64: the pure-torch scan
+    native(True)
+    ours = _run(cls, torch.float32, **cfg)
+    native(False)
+    plain = _run(cls, torch.float32, **cfg)
+
+    def err(got):
+        return max(((g.double() - r).abs().max() / (1 + r.abs().max())).item()
+                   for g, r in zip(got, ref))
+
+    assert err(plain) < 1e-4  # the float32 torch scan: the bar for float32 rounding
+    assert err(ours) < 1e-4
+    assert err(ours) < 5 * err(plain) + 1e-6
+
+
+def test_gate_activations_over_the_whole_float_range():
+    """sigmoid and tanh from the library's own exp, against torch, extremes included."""
+    lib = _native.lib()
+    H = 256
+    pre = torch.cat([torch.linspace(-120, 120, 4 * H - 6),
+                     torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.5, -87.5])]).view(1, 4 * H)
+    A, C, TC, Y = torch.zeros(1, 1, 4 * H), *(torch.zeros(1, 1, H) for _ in range(3))
+    h0, c0 = torch.zeros(1, H), torch.randn(1, H)
+    P = _native.LSTM(B=1, H=H, **_native.ptrs(h0=h0, c0=c0, A=A, C=C, TC=TC, Y=Y))
+    lib.lstm_fwd(P, pre.data_ptr(), 0, 1)
+    i, f, g, o = pre.view(4, H)
+    want = torch.cat([i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()])
+    torch.testing.assert_close(A.view(-1), want, atol=3e-7, rtol=1e-6)
+    c = f.sigmoid() * c0[0] + i.sigmoid() * g.tanh()
+    torch.testing.assert_close(C.view(-1), c, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(Y.view(-1), o.sigmoid() * c.tanh(), atol=1e-6, rtol=1e-6)
+
+
+def test_without_a_compiler_the_scans_fall_back_with_one_warning(monkeypatch, tmp_path,
+                                                                 caplog):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _native.lib.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="no C compiler"):
+            _native.build()
+        with caplog.at_level(logging.WARNING, logger=_native.__name__):
+            assert _native.lib() is None
+            assert _native.lib() is None
+        assert len([r for r in caplog.records if "unavailable" in r.message]) == 1
+        assert not _native.usable(torch.zeros(1))
+        m = rnnkit.LSTM(4, 8, zoneout=0.1, backend="fused")
+        y, _ = m(torch.randn(3, 2, 4))  # the torch steps
+        assert y.shape == (3, 2, 8)
+    finally:
+        monkeypatch.undo()
+        _native.lib.cache_clear()
+
+
+def test_a_failing_compiler_names_the_command_and_its_output(monkeypatch, tmp_path):
+    cc = tmp_path / "cc"
+    cc.write_text("#!/bin/sh\necho 'cc: fatal error: broken' >&2\nexit 3\n")
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"exited 3:\ncc: fatal error: broken"):
+        _native.build()
+    assert not list((tmp_path / "rnnkit" / "native").iterdir())  # no half-written library
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("RNNKIT_NATIVE", "0")
+    _native.lib.cache_clear()
+    try:
+        assert _native.lib() is None
+    finally:
+        monkeypatch.undo()
+        _native.lib.cache_clear()
+
+
+def test_float64_and_non_contiguous_inputs_take_the_torch_steps():
+    assert not _native.usable(torch.zeros(2, dtype=torch.float64))
+    assert not _native.usable(torch.zeros(2), torch.zeros(4, 4).t())
+    assert _native.usable(torch.zeros(2), None, torch.zeros(3))
