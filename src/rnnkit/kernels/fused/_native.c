@@ -55,15 +55,19 @@ static inline void moments(const float* x, int G, float eps, float* mu, float* r
 }
 
 /* dx = rs (gy - mean(gy) - xh mean(gy xh)), gy = dy * gain, xh = (x - mu) rs: the input
- * gradient of layer_norm(x) * gain + bias (aten's native_layer_norm_backward). */
-static inline void ln_grad(const float* dy, const float* x, const float* gain, float mu,
-                           float rs, int G, float* dx) {
+ * gradient of layer_norm(x) * gain + bias (aten's native_layer_norm_backward); and the
+ * gain's and bias's gradients of this row added to sg += dy xh, sb += dy. */
+static inline void ln_grad(const float* restrict dy, const float* restrict x,
+                           const float* restrict gain, float mu, float rs, int G,
+                           float* restrict dx, float* restrict sg, float* restrict sb) {
     float a = 0.0f, b = 0.0f;
 #pragma omp simd reduction(+ : a, b)
     for (int j = 0; j < G; j++) {
-        float gy = dy[j] * gain[j];
+        float xh = (x[j] - mu) * rs, gy = dy[j] * gain[j];
         a += gy;
-        b += gy * (x[j] - mu) * rs;
+        b += gy * xh;
+        sg[j] += dy[j] * xh;
+        sb[j] += dy[j];
     }
     a /= (float)G;
     b /= (float)G;
@@ -119,6 +123,10 @@ typedef struct {
     /* backward */
     const float* dY;
     float *dA, *dV, *dLC, *dh, *dc, *keep_h, *keep_c;
+    /* the gains' and biases' gradients, [g_hh (4H), b_hh (4H), g_c (H), b_c (H)]: summed
+     * over a step's rows in float32 (part), then over the steps in float64 (acc) */
+    float* part;
+    double* acc;
 } ln_lstm_t;
 
 /* Forward step t (scratch row s) from v = h_{t-1} W_hh^T (n, 4H), contiguous. */
@@ -167,14 +175,18 @@ API void ln_lstm_fwd(const ln_lstm_t* P, const float* v, int64_t t, int64_t s, i
 }
 
 /* Backward step t (block row k) for the live rows: reads dh (gradient of h_t, dY[t]
- * included) and dc; writes dA[t] (the pre-activations' gradient), dLC[k] (gradient of
- * LN(c~)), dV[k] (gradient of v), dc <- gradient of c_{t-1}, and dh <- the part of
- * h_{t-1}'s gradient that does not go through W_hh: zoneout's kept part + dY[t-1]. */
+ * included) and dc; writes dA[t] (the pre-activations' gradient), dV[k] (gradient of v),
+ * dc <- gradient of c_{t-1}, dh <- the part of h_{t-1}'s gradient that does not go
+ * through W_hh (zoneout's kept part + dY[t-1]), and adds the step's gain and bias
+ * gradients to acc. dLC (B, H) is scratch (the gradient of LN(c~)). */
 API void ln_lstm_bwd(const ln_lstm_t* P, int64_t t, int64_t k, int64_t n) {
     const int64_t B = P->B, H = P->H, G = 4 * H;
     const float* restrict cp = t ? P->C + (size_t)(t - 1) * B * H : P->c0;
     const float *restrict g_hh = P->g_hh, *restrict g_c = P->g_c;
     float *restrict keep_h = P->keep_h, *restrict keep_c = P->keep_c;
+    float *restrict sg_hh = P->part, *restrict sb_hh = sg_hh + G;
+    float *restrict sg_c = sb_hh + G, *restrict sb_c = sg_c + H;
+    memset(P->part, 0, sizeof(float) * (2 * G + 2 * H));
     split_(P->dh, keep_h, at_(P->ZH, t, B, H), P->zh_rate, n, H);
     split_(P->dc, keep_c, at_(P->ZC, t, B, H), P->zc_rate, n, H);
     for (int64_t r = 0; r < n; r++) {
@@ -183,14 +195,14 @@ API void ln_lstm_bwd(const ln_lstm_t* P, int64_t t, int64_t k, int64_t n) {
         const float *restrict i = a, *restrict f = a + H, *restrict g = a + 2 * H;
         const float *restrict o = a + 3 * H, *restrict c_prev = cp + r * H;
         float *restrict dh = P->dh + r * H, *restrict dc = P->dc + r * H;
-        float *restrict da = P->dA + tt * G, *restrict dlc = P->dLC + kk * H;
+        float *restrict da = P->dA + tt * G, *restrict dlc = P->dLC + r * H;
         float dct[H];  /* gradient of c~ through LN(c~) */
 #pragma omp simd
         for (int64_t j = 0; j < H; j++) {
             da[3 * H + j] = dh[j] * tc[j] * (o[j] - o[j] * o[j]);
             dlc[j] = dh[j] * (o[j] - o[j] * tc[j] * tc[j]);
         }
-        ln_grad(dlc, P->CT + tt * H, g_c, P->MUC[tt], P->RSC[tt], (int)H, dct);
+        ln_grad(dlc, P->CT + tt * H, g_c, P->MUC[tt], P->RSC[tt], (int)H, dct, sg_c, sb_c);
         const float* restrict kc = keep_c + r * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; j++) {
@@ -200,7 +212,8 @@ API void ln_lstm_bwd(const ln_lstm_t* P, int64_t t, int64_t k, int64_t n) {
             da[2 * H + j] = d * (i[j] - i[j] * g[j] * g[j]);
             dc[j] = d * f[j] + kc[j];
         }
-        ln_grad(da, P->V + tt * G, g_hh, P->MU[tt], P->RS[tt], (int)G, P->dV + kk * G);
+        ln_grad(da, P->V + tt * G, g_hh, P->MU[tt], P->RS[tt], (int)G, P->dV + kk * G,
+                sg_hh, sb_hh);
         const float* restrict kh = keep_h + r * H;
         const float* restrict dy = t ? P->dY + ((size_t)(t - 1) * B + r) * H : NULL;
         if (dy) {
@@ -210,6 +223,10 @@ API void ln_lstm_bwd(const ln_lstm_t* P, int64_t t, int64_t k, int64_t n) {
             memcpy(dh, kh, sizeof(float) * H);
         }
     }
+    double* restrict acc = P->acc;
+    const float* restrict part = P->part;
+#pragma omp simd
+    for (int64_t j = 0; j < 2 * G + 2 * H; j++) acc[j] += part[j];
 }
 
 /* ------------------------------------------------------------------ LSTM (no projection) */

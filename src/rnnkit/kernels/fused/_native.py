@@ -163,7 +163,7 @@ class LNLSTM(ctypes.Structure):
                 *((n, _P) for n in ("XP", "h0", "c0", "g_hh", "b_hh", "g_c", "b_c", "ZH",
                                     "ZC", "V", "A", "MU", "RS", "CT", "MUC", "RSC", "TC",
                                     "C", "Y", "dY", "dA", "dV", "dLC", "dh", "dc",
-                                    "keep_h", "keep_c"))]
+                                    "keep_h", "keep_c", "part", "acc"))]
 
 
 class LSTM(ctypes.Structure):

@@ -150,6 +150,8 @@ def _lstm_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = CT.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    if _native.usable(A, dY, W_hh, g_hh, g_c, m, _native.masks(zh), _native.masks(zc)):
+        return _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need)
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
 
@@ -166,38 +168,10 @@ def _lstm_backward(ts, res, grads, cfg, need):
     db_c = torch.zeros_like(b_c) if need[7] else None
     W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
 
-    def _block_sums(b0, b1):  # the sums over a block's steps of dv and d LN(c~)
-        w = b1 - b0
-        if dW_hh is not None:
-            dW_hh.add_(_sum_outer(dV[:w], h0, Y, m, b0))
-        if dg_c is not None:
-            dg_c.add_(_xhat_sum(dLC[:w], CT[b0:b1], MUC[b0:b1], RSC[b0:b1]))
-        if db_c is not None:
-            db_c.add_(dLC[:w].sum((0, 1)))
-
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
     live = 0
-    nat = _native.usable(A, dY, W_hh, g_hh, g_c, m, _native.masks(zh), _native.masks(zc))
-    if nat:
-        keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
-        P = _native.LNLSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
-                           **_native.ptrs(c0=c0, g_hh=g_hh, g_c=g_c, ZH=_native.masks(zh), ZC=_native.masks(zc),
-                                   V=V, A=A, MU=MU, RS=RS, CT=CT, MUC=MUC, RSC=RSC, TC=TC,
-                                   C=C, dY=dY, dA=dA, dV=dV, dLC=dLC, dh=dh, dc=dc,
-                                   keep_h=keep_h, keep_c=keep_c))
-        step = _native.lib().ln_lstm_bwd
     for b0, b1 in time_chunks(T, B * 4 * H, WEIGHT_BLOCK):
-        if nat:
-            for t in reversed(range(b0, b1)):
-                n = B if sizes is None else sizes[t]
-                if n > live:
-                    dh[live:n].add_(dY[t, live:n])
-                    live = n
-                step(P, t, t - b0, n)  # dh <- zoneout's kept part + dY[t-1]
-                _add_recur(dh[:n], linear(dV[t - b0, :n], W_hhT), m)
-            _block_sums(b0, b1)
-            continue
         # rows past a step's n stay 0 in the reused dV, dLC: n only grows going back
         for t0, t1 in time_chunks(b1 - b0, B * H):
             t0, t1 = t0 + b0, t1 + b0
@@ -221,11 +195,65 @@ def _lstm_backward(ts, res, grads, cfg, need):
                 dv = dV[k, :n]
                 dv.copy_(_ln_grad(dA[t, :n], V[t, :n], MU[t, :n], RS[t, :n], g_hh))
                 _recur_grad(dhv, dv, W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
-        _block_sums(b0, b1)
+        w = b1 - b0
+        if dW_hh is not None:
+            dW_hh += _sum_outer(dV[:w], h0, Y, m, b0)
+        if dg_c is not None:
+            dg_c += _xhat_sum(dLC[:w], CT[b0:b1], MUC[b0:b1], RSC[b0:b1])
+        if db_c is not None:
+            db_c += dLC[:w].sum((0, 1))
 
     db_hh = dA.sum((0, 1)) if need[4] else None
     dg_hh = _xhat_sum(dA, V, MU, RS) if need[5] else None
     return [dA, dh, dc, dW_hh, db_hh, dg_hh, dg_c, db_c, None, None, None]
+
+
+def _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need):
+    """:func:`_lstm_backward` with each step's elementwise work in one library call.
+
+    The library also sums the gains' and biases' gradients step by step, so only
+    ``dW_hh`` is left for after the loop (one GEMM per block of steps).
+    """
+    xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
+    zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
+    Y, _, _, A, V, MU, RS, CT, MUC, RSC, TC, C = res
+    C = CT if C is None else C
+    sizes = cfg.steps.sizes
+    T, B, H = CT.shape
+    G = 4 * H
+    new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
+    dA = new(T, B, G)  # d pre-activations = dxp
+    span = max(1, min(T, WEIGHT_BLOCK // (B * G)))  # dv for a block of steps (see above)
+    dV = new(span, B, G)
+    dW_hh = torch.zeros_like(W_hh) if need[3] else None
+    W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
+    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
+    # scratch and the sums' accumulators, held while P has their addresses
+    keep_h, keep_c, dLC = torch.empty_like(h0), torch.empty_like(c0), torch.empty_like(c0)
+    part = torch.empty(2 * G + 2 * H, dtype=torch.float32)
+    acc = torch.zeros(2 * G + 2 * H, dtype=torch.float64)
+    P = _native.LNLSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
+                       **_native.ptrs(c0=c0, g_hh=g_hh, g_c=g_c, ZH=_native.masks(zh),
+                                      ZC=_native.masks(zc), V=V, A=A, MU=MU, RS=RS, CT=CT,
+                                      MUC=MUC, RSC=RSC, TC=TC, C=C, dY=dY, dA=dA, dV=dV,
+                                      dLC=dLC, dh=dh, dc=dc, keep_h=keep_h, keep_c=keep_c,
+                                      part=part, acc=acc))
+    step, live = _native.lib().ln_lstm_bwd, 0
+    for b0, b1 in time_chunks(T, B * G, WEIGHT_BLOCK):
+        # rows past a step's n stay 0 in the reused dV: n only grows going back
+        for t in reversed(range(b0, b1)):
+            n = B if sizes is None else sizes[t]
+            if n > live:  # rows whose last step is t: their output gradient joins here
+                dh[live:n].add_(dY[t, live:n])
+                live = n
+            step(P, t, t - b0, n)  # dA[t], dV[t - b0], dc; dh <- kept part + dY[t-1]
+            _add_recur(dh[:n], linear(dV[t - b0, :n], W_hhT), m)
+        if dW_hh is not None:
+            dW_hh += _sum_outer(dV[: b1 - b0], h0, Y, m, b0)
+    dg_hh, db_hh, dg_c, db_c = (v.to(A.dtype) for v in acc.split([G, G, H, H]))
+    return [dA, dh, dc, dW_hh, db_hh if need[4] else None, dg_hh if need[5] else None,
+            dg_c if need[6] else None, db_c if need[7] else None, None, None, None]
 
 
 register("ln_lstm", _lstm_forward, _lstm_backward, _lstm_fake, n_out=3)
