@@ -8,6 +8,8 @@ At B=32, T=100, I=128, H=256 (one thread, process CPU time, median of 7), times:
   scan that calls oneDNN per step, to set against torch.nn.LSTM's whole forward+backward;
 - one recurrent product added to ``xp_t`` three ways: oneDNN's "add" post-op, adding after,
   and MKL's packed GEMM (``torch.ops.mkl._mkl_linear``) where torch has it;
+- the recurrent products with the state transposed (``W_hh h^T``, a (4H, B) result), which
+  oneDNN computes faster at B=32 than ``h W_hh^T``;
 - a (32, 1024) sigmoid: torch against a numba loop (if numba is installed), whose ``exp``
   is scalar.
 
@@ -79,6 +81,16 @@ def main() -> None:
             torch.ops.mkl._mkl_linear(h, packed, W_hh, b, B).add_(A[t]) for t in range(T)]
     for name, f in ways.items():
         print(f"100 x (32,256)x(256,1024) + xp_t, {name:24s} {_median_ms(f):6.1f} ms")
+    # the same products with the state transposed: (G, B) = W_hh h^T, (H, B) = W_hh^T da^T
+    dA0 = A[0].contiguous()
+    turns = {
+        "forward, h W_hh^T (32, 1024)": lambda: [linear(h, W_hh) for _ in range(T)],
+        "forward, W_hh h^T (1024, 32)": lambda: [linear(W_hh, h) for _ in range(T)],
+        "backward, da W_hh (32, 256)": lambda: [linear(dA0, W_hhT) for _ in range(T)],
+        "backward, W_hh^T da^T (256, 32)": lambda: [linear(W_hhT, dA0) for _ in range(T)],
+    }
+    for name, f in turns.items():
+        print(f"100 recurrent products {name:32s} {_median_ms(f):6.1f} ms")
 
     z, out = torch.randn(B, G), torch.empty(B, G)
     per = _median_ms(lambda: [torch.sigmoid(z, out=out) for _ in range(100)]) * 10
