@@ -1,7 +1,7 @@
 """The compiled step library (``kernels/fused/_native.c``) against the fused scans' torch steps.
 
 Per round, side by side in one process: the layer with the library, the same layer
-with its pure-torch steps (``_native.lib`` patched to ``None``), and torch.nn.LSTM;
+with its pure-torch steps (``_native.lib`` patched to ``None``), torch.nn.LSTM and GRU;
 each gets a forward with autograd and ``out.backward(g)``. Process CPU time (or wall
 time with ``--clock wall``), median over the rounds after the first, allocator tuned as the ``rnnkit`` command does. Then the
 zoneout keep-mask draws of one layer over T steps: ``bernoulli_`` per step (what the
@@ -33,6 +33,7 @@ LAYERS = {
     "lstm_rec_dropout": lambda I, H: rnnkit.LSTM(I, H, recurrent_dropout=0.25),
     "ln_lstm": lambda I, H: rnnkit.LayerNormLSTM(I, H),
     "ln_lstm_zoneout": lambda I, H: rnnkit.LayerNormLSTM(I, H, zoneout=0.1),
+    "gru": lambda I, H: rnnkit.GRU(I, H),  # auto on CPU: the fused scan when training
 }
 
 
@@ -92,12 +93,13 @@ def main(argv=None) -> None:
     B, T, H = (int(v) for v in a.shape.split(","))
     torch.manual_seed(0)
     x, g = torch.randn(T, B, 128), torch.randn(T, B, H)
-    ref = torch.nn.LSTM(128, H)
+    refs = {"torch.nn.LSTM": torch.nn.LSTM(128, H), "torch.nn.GRU": torch.nn.GRU(128, H)}
     real = _native.lib
     layers = {name: LAYERS[name](128, H) for name in a.layers.split(",")}
-    times: dict[str, list[float]] = {"torch.nn.LSTM": []}
+    times: dict[str, list[float]] = {k: [] for k in refs}
     for _ in range(a.rounds):
-        times["torch.nn.LSTM"].append(_fwd_bwd(ref, x, g))
+        for name, mod in refs.items():
+            times[name].append(_fwd_bwd(mod, x, g))
         for name, mod in layers.items():
             for label, lib in (("native", real), ("torch steps", lambda: None)):
                 _native.lib = lib
@@ -106,11 +108,12 @@ def main(argv=None) -> None:
                 finally:
                     _native.lib = real
     med = {k: statistics.median(v[1:] or v) * 1e3 for k, v in times.items()}
-    base = med["torch.nn.LSTM"]
+    base, base_gru = med["torch.nn.LSTM"], med["torch.nn.GRU"]
     print(f"B={B} T={T} I=128 H={H}, {a.threads} thread(s), forward+backward, median of "
           f"{a.rounds - 1} rounds after the first, {a.clock} time")
     for k, v in med.items():
-        print(f"  {k:34s} {v:8.2f} ms  {v / base:5.2f}x torch.nn.LSTM")
+        print(f"  {k:34s} {v:8.2f} ms  {v / base:5.2f}x torch.nn.LSTM  "
+              f"{v / base_gru:5.2f}x torch.nn.GRU")
     masks = _masks(T, B, H, 0.1, a.rounds)
     print(f"  zoneout masks, 2 states x {T} steps of ({B}, {H}): "
           + ", ".join(f"{k} {v} ms" for k, v in masks.items()))
@@ -121,6 +124,7 @@ def main(argv=None) -> None:
                      "rounds": a.rounds, "forward_backward_ms": {k: round(v, 2)
                                                                 for k, v in med.items()},
                      "ratio_to_torch_lstm": {k: round(v / base, 3) for k, v in med.items()},
+                     "ratio_to_torch_gru": {k: round(v / base_gru, 3) for k, v in med.items()},
                      "zoneout_masks_ms": masks, "torch": torch.__version__,
                      "rnnkit": rnnkit.__version__,
                      "cpu": platform.processor() or platform.machine()})

@@ -1,6 +1,6 @@
 """The compiled step library of the fused CPU scans (``kernels/fused/_native.c``).
 
-The LSTM and LayerNorm-LSTM scans call it for their float32 step math when it builds;
+The LSTM, LayerNorm-LSTM and GRU scans call it for their float32 step math when it builds;
 its results must be the pure-torch scan's to float32 rounding. Both are checked against
 the torch scan in float64 (same weights, inputs and masks), so that neither float32 path
 is merely compared with the other.
@@ -41,23 +41,29 @@ def native(monkeypatch):
 
 def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=None,
          state=False):
+    if cls is rnnkit.GRU and isinstance(zoneout, tuple):
+        zoneout = zoneout[0]  # one state tensor
     torch.manual_seed(1)
     m = cls(8, 16, num_layers=2, bidirectional=True, zoneout=zoneout,
             recurrent_dropout=recurrent_dropout, backend="fused").to(dtype).train(train)
     torch.manual_seed(2)
     x = torch.randn(7, 5, 8).to(dtype).requires_grad_()
     kw = {} if lengths is None else {"lengths": torch.tensor(lengths)}
+    gru = cls is rnnkit.GRU
     if state:
-        kw["hx"] = tuple(torch.randn(4, 5, 16).to(dtype) for _ in range(2))
+        hx = tuple(torch.randn(4, 5, 16).to(dtype) for _ in range(2))
+        kw["hx"] = hx[0] if gru else hx
     torch.manual_seed(3)
-    y, (h, c) = m(x, **kw)
+    y, state_n = m(x, **kw)
+    outs = [y, state_n] if gru else [y, *state_n]
     torch.manual_seed(4)
-    loss = sum((v * torch.randn(v.shape).to(dtype)).sum() for v in (y, h, c))
+    loss = sum((v * torch.randn(v.shape).to(dtype)).sum() for v in outs)
     loss.backward()
-    return [y, h, c, x.grad] + [p.grad for p in m.parameters()]
+    return outs + [x.grad] + [p.grad for p in m.parameters()]
 
 
-@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM], ids=["lstm", "ln_lstm"])
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU],
+                         ids=["lstm", "ln_lstm", "gru"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(c) or "plain")
 def test_native_steps_match_the_torch_scan(native, cls, cfg):
     assert _native.lib() is not None, "the library did not build"

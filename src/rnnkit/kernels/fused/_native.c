@@ -300,3 +300,71 @@ API void lstm_bwd(const lstm_t* P, int64_t t, int64_t n) {
         }
     }
 }
+
+/* ------------------------------------------------------------------ GRU (torch's reset-after form) */
+typedef struct {
+    int64_t B, H;
+    float zh_rate, pad_;
+    const float *XP, *h0, *ZH;
+    float *Ghn, *RZ, *N, *Y;
+    /* backward */
+    const float* dY;
+    float *dGh, *dXn, *dh, *keep_h;
+} gru_t;
+
+/* Forward step t (scratch row s) from gh = (m * h_{t-1}) W_hh^T + b_hh (n, 3H):
+ * r, z = sigmoid(xp_rz + gh_rz), n = tanh(xp_n + r gh_n), h = n + z (h_{t-1} - n), then
+ * zoneout; writes RZ[s], Ghn[s] (gh_n), N[s], Y[t]. */
+API void gru_fwd(const gru_t* P, const float* gh, int64_t t, int64_t s, int64_t n) {
+    const int64_t B = P->B, H = P->H, G = 3 * H;
+    const float* restrict hp = t ? P->Y + (size_t)(t - 1) * B * H : P->h0;
+    float* restrict y = P->Y + (size_t)t * B * H;
+    for (int64_t r = 0; r < n; r++) {
+        const size_t ss = (size_t)s * B + r;
+        const float *restrict g = gh + r * G, *restrict xp = P->XP + ((size_t)t * B + r) * G;
+        float *restrict rz = P->RZ + ss * 2 * H, *restrict ghn = P->Ghn + ss * H;
+        float *restrict nt = P->N + ss * H, *restrict yr = y + r * H;
+        const float* restrict h_prev = hp + r * H;
+#pragma omp simd
+        for (int64_t j = 0; j < 2 * H; j++) rz[j] = gate_(xp[j] + g[j], 1.0f);
+#pragma omp simd
+        for (int64_t j = 0; j < H; j++) {
+            float gn = g[2 * H + j], nn = tanh_(xp[2 * H + j] + rz[j] * gn);
+            ghn[j] = gn;
+            nt[j] = nn;
+            yr[j] = nn + rz[H + j] * (h_prev[j] - nn);
+        }
+    }
+    zone_(y, hp, at_(P->ZH, t, B, H), P->zh_rate, n, H);
+}
+
+/* Backward step t: reads dh (gradient of h_t, dY[t] included); writes dGh[t] = [dr, dz,
+ * dgh_n] (the gradient of the recurrent product's output), dXn[t] (of xp_n), and dh <- the
+ * part of h_{t-1}'s gradient that does not go through W_hh: dh~ z + zoneout's kept part +
+ * dY[t-1]. */
+API void gru_bwd(const gru_t* P, int64_t t, int64_t n) {
+    const int64_t B = P->B, H = P->H, G = 3 * H;
+    const float* restrict hp = t ? P->Y + (size_t)(t - 1) * B * H : P->h0;
+    float* restrict keep_h = P->keep_h;
+    split_(P->dh, keep_h, at_(P->ZH, t, B, H), P->zh_rate, n, H);
+    for (int64_t r = 0; r < n; r++) {
+        const size_t tt = (size_t)t * B + r;
+        const float *restrict rg = P->RZ + tt * 2 * H, *restrict zg = rg + H;
+        const float *restrict nt = P->N + tt * H, *restrict ghn = P->Ghn + tt * H;
+        const float *restrict h_prev = hp + r * H, *restrict kh = keep_h + r * H;
+        const float* restrict dy = t ? P->dY + ((size_t)(t - 1) * B + r) * H : kh;
+        const float ky = t ? 1.0f : 0.0f;
+        float *restrict dh = P->dh + r * H, *restrict dg = P->dGh + tt * G;
+        float* restrict dxn = P->dXn + tt * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; j++) {
+            float d = dh[j], z = zg[j], nn = nt[j], rr = rg[j];
+            float dn = d * (1.0f - z) * (1.0f - nn * nn);
+            dxn[j] = dn;
+            dg[H + j] = d * (h_prev[j] - nn) * (z - z * z);
+            dg[j] = dn * ghn[j] * (rr - rr * rr);
+            dg[2 * H + j] = dn * rr;
+            dh[j] = d * z + kh[j] + ky * dy[j];
+        }
+    }
+}

@@ -1,7 +1,7 @@
 """The compiled step math of the fused CPU scans (``_native.c``), built on first use.
 
-The fused LSTM and LayerNorm-LSTM scans issue one GEMM per step plus 10-20 small torch
-ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
+The fused LSTM, LayerNorm-LSTM and GRU scans issue one GEMM per step plus 5-20 small
+torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
 as the GEMMs. ``_native.c`` does a step's elementwise work in one call over the rows
 (vectorised, float32). It depends on nothing but libm, so it does not depend on the
 torch version or its ABI: it is compiled once per machine with the system C compiler
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["lib", "usable", "LNLSTM", "LSTM", "build", "ptrs", "masks", "rate"]
+__all__ = ["lib", "usable", "LNLSTM", "LSTM", "GRU", "build", "ptrs", "masks", "rate"]
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,15 @@ def lib() -> ctypes.CDLL | None:
         log.warning("rnnkit: native step library unavailable, the fused CPU scans use "
                     "their pure-torch steps (same results, slower): %s", e)
         return None
-    for name, struct in (("ln_lstm", LNLSTM), ("lstm", LSTM)):
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for name, struct, fwd_args, bwd_args in (  # after the struct: (step input,) t, [s | k,] n
+            ("ln_lstm", LNLSTM, [ptr, i64, i64, i64], [i64, i64, i64]),
+            ("lstm", LSTM, [ptr, i64, i64], [i64, i64]),
+            ("gru", GRU, [ptr, i64, i64, i64], [i64, i64])):
         fwd, bwd = getattr(dll, f"{name}_fwd"), getattr(dll, f"{name}_bwd")
-        ptr_t, i64 = ctypes.POINTER(struct), ctypes.c_int64
         fwd.restype = bwd.restype = None
-        fwd.argtypes = ([ptr_t, ctypes.c_void_p, i64, i64, i64] if name == "ln_lstm"
-                        else [ptr_t, ctypes.c_void_p, i64, i64])
-        bwd.argtypes = [ptr_t, i64, i64, i64] if name == "ln_lstm" else [ptr_t, i64, i64]
+        fwd.argtypes = [ctypes.POINTER(struct), *fwd_args]
+        bwd.argtypes = [ctypes.POINTER(struct), *bwd_args]
     return dll
 
 
@@ -173,6 +175,15 @@ class LSTM(ctypes.Structure):
                 ("zh_rate", ctypes.c_float), ("zc_rate", ctypes.c_float),
                 *((n, _P) for n in ("h0", "c0", "ZH", "ZC", "A", "C", "TC", "Y", "dY", "dA",
                                     "dh", "dc", "keep_h", "keep_c"))]
+
+
+class GRU(ctypes.Structure):
+    """Mirror of ``gru_t`` in ``_native.c``."""
+
+    _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
+                ("zh_rate", ctypes.c_float), ("pad_", ctypes.c_float),
+                *((n, _P) for n in ("XP", "h0", "ZH", "Ghn", "RZ", "N", "Y", "dY", "dGh", "dXn",
+                                    "dh", "keep_h"))]
 
 
 if __name__ == "__main__":  # python -m rnnkit.kernels.fused._native

@@ -29,10 +29,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _native
 from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
-from .lstm import _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
+from .lstm import _add_recur, _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["gru_scan"]
 
@@ -74,6 +75,17 @@ def _gru_forward(ts, cfg):
     S = T if cfg.need_grad else 1
     Ghn, RZ, N = new(S, B, H), new(S, B, 2 * H), new(S, B, H)  # gh_n; r, z; n
     Y = new(T, B, H)
+    if _native.usable(xp, h0, W_hh, b_hh, m, _native.masks(zh)):  # the compiled steps
+        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
+                        **_native.ptrs(XP=xp, h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
+                                       Y=Y))
+        step, h = _native.lib().gru_fwd, h0
+        for t in range(T):
+            n = B if sizes is None else sizes[t]
+            gh = linear(h[:n] if m is None else h[:n] * m[:n], W_hh, b_hh)  # (n, 3H), held
+            step(P, gh.data_ptr(), t, t if cfg.need_grad else 0, n)  # -> RZ, Ghn, N, Y[t]
+            h = Y[t]
+        return [Y, last_state(Y, h0, cfg.steps)], [Ghn, RZ, N]
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -125,6 +137,24 @@ def bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, recur=None) ->
                         _direct(dht, z[t, :n], keep_h, dY, t), None)
 
 
+def _bptt_native(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn) -> None:
+    """:func:`bptt` (without ``recur``) with each step's elementwise work in one library call."""
+    T, B, H = N.shape
+    W_hhT = W_hh.t().contiguous()  # so that linear(dg, W_hhT) = dg W_hh
+    keep_h = torch.empty_like(h0)  # held while P has its address
+    P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
+                    **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y, dY=dY,
+                                   dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h))
+    step, live = _native.lib().gru_bwd, 0
+    for t in reversed(range(T)):
+        n = B if sizes is None else sizes[t]
+        if n > live:  # rows whose last step is t: their output gradient joins here
+            dh[live:n].add_(dY[t, live:n])
+            live = n
+        step(P, t, n)  # dGh[t], dXn[t]; dh <- dh~ z + zoneout's kept part + dY[t-1]
+        _add_recur(dh[:n], linear(dGh[t, :n], W_hhT), m)
+
+
 def _gru_backward(ts, res, grads, cfg, need):
     xp, h0, W_hh, b_hh, m, zh = ts
     zh = cfg.zone(zh, 0)
@@ -137,7 +167,10 @@ def _gru_backward(ts, res, grads, cfg, need):
     dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
     dXn = new(T, B, H)  # gradient of xp_n
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
-    bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
+    if _native.usable(dY, h0, W_hh, m, _native.masks(zh)):
+        _bptt_native(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
+    else:
+        bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
 
     dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
     dW_hh = _sum_outer(dGh, h0, Y, m) if need[2] else None

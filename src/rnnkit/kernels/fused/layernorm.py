@@ -85,18 +85,20 @@ def _lstm_forward(ts, cfg):
     # c_t differs from c~ only with zoneout; without gradients C keeps every c_t (the
     # lengths' last states), CT one row
     C = CT if zc is None and cfg.need_grad else C
-    if _native.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _native.masks(zh), _native.masks(zc)):
+    if _native.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _native.masks(zh),
+                      _native.masks(zc)):  # the compiled steps (_native.c)
         b_hh, b_c = _or_zeros(b_hh, G), _or_zeros(b_c, H)  # held: P keeps their addresses
-        P = _native.LNLSTM(B=B, H=H, eps=eps, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
-                           **_native.ptrs(XP=xp, h0=h0, c0=c0, g_hh=g_hh, b_hh=b_hh,
-                                   g_c=g_c, b_c=b_c, ZH=_native.masks(zh),
-                                   ZC=_native.masks(zc), V=V, A=A, MU=MU, RS=RS, CT=CT, MUC=MUC,
-                                   RSC=RSC, TC=TC, C=C, Y=Y))
+        P = _native.LNLSTM(B=B, H=H, eps=eps, zh_rate=_native.rate(zh),
+                           zc_rate=_native.rate(zc),
+                           **_native.ptrs(XP=xp, h0=h0, c0=c0, g_hh=g_hh, b_hh=b_hh, g_c=g_c,
+                                          b_c=b_c, ZH=_native.masks(zh), ZC=_native.masks(zc),
+                                          V=V, A=A, MU=MU, RS=RS, CT=CT, MUC=MUC, RSC=RSC,
+                                          TC=TC, C=C, Y=Y))
         step, h = _native.lib().ln_lstm_fwd, h0
         for t in range(T):
             n = B if sizes is None else sizes[t]
-            v = linear(h[:n] if m is None else h[:n] * m[:n], W_hh)  # (n, 4H)
-            step(P, v.data_ptr(), t, t if cfg.need_grad else 0, n)
+            v = linear(h[:n] if m is None else h[:n] * m[:n], W_hh)  # (n, 4H), held for the call
+            step(P, v.data_ptr(), t, t if cfg.need_grad else 0, n)  # -> V, A, ..., C[t], Y[t]
             h = Y[t]
         h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
         return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]

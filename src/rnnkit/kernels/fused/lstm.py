@@ -51,10 +51,11 @@ def _forward(ts, cfg):
     A = new(T, B, 4 * H)  # gate activations i, f, g, o
     C, TC, Y = new(T, B, H), new(T, B, H), new(T, B, O)
     R = new(T, B, H) if W_hr is not None else None
-    if R is None and _native.usable(xp, h0, c0, W_hh, b_hh, m, _native.masks(zh), _native.masks(zc)):
+    if R is None and _native.usable(xp, h0, c0, W_hh, b_hh, m, _native.masks(zh),
+                                    _native.masks(zc)):  # the compiled steps (_native.c)
         P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
-                         **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh), ZC=_native.masks(zc), A=A, C=C,
-                                        TC=TC, Y=Y))
+                         **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh),
+                                        ZC=_native.masks(zc), A=A, C=C, TC=TC, Y=Y))
         step, h = _native.lib().lstm_fwd, h0
         for t in range(T):
             n = B if sizes is None else sizes[t]
@@ -116,6 +117,7 @@ def _backward(ts, res, grads, cfg, need):
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()  # (live rows)
     live = 0
     if R is None and _native.usable(A, dY, W_hh, m, _native.masks(zh), _native.masks(zc)):
+        # the compiled steps (_native.c): one call per step, then the GEMM for d h_{t-1}
         keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
         P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
                          **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh),
@@ -152,7 +154,8 @@ def _backward(ts, res, grads, cfg, need):
                     dcv.mul_(f_all[t, :n])
                 else:
                     torch.addcmul(keep_c, dct, f_all[t, :n], out=dcv)
-                _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dY[t - 1, :n] if t > 0 else None)
+                dy = dY[t - 1, :n] if t > 0 else None
+                _recur_grad(dhv, dA[t, :n], W_hhT, m, keep_h, dy)
 
     dW_hh = _sum_outer(dA, h0, Y, m) if need[3] else None
     db_hh = dA.sum((0, 1)) if need[4] else None
