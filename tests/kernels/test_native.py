@@ -147,3 +147,22 @@ def test_float64_and_non_contiguous_inputs_take_the_torch_steps():
     assert not _native.usable(torch.zeros(2, dtype=torch.float64))
     assert not _native.usable(torch.zeros(2), torch.zeros(4, 4).t())
     assert _native.usable(torch.zeros(2), None, torch.zeros(3))
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU],
+                         ids=["lstm", "ln_lstm", "gru"])
+def test_zoned_out_units_keep_their_previous_value_exactly(native, cls):
+    """A keep mask of 1 gives exactly h_{t-1} (torch.lerp's form), as in the torch steps."""
+    def run():
+        torch.manual_seed(0)
+        m = cls(8, 32, zoneout=0.3, backend="fused")
+        torch.manual_seed(1)
+        return m(torch.randn(20, 4, 8))[0].detach()
+
+    native(False)
+    plain = run()
+    native(True)
+    ours = run()
+    kept = plain[1:] == plain[:-1]
+    assert 0.25 < kept.float().mean() < 0.35
+    assert torch.equal(ours[1:][kept], ours[:-1][kept])

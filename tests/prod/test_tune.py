@@ -83,7 +83,8 @@ def test_study_resumes_from_sqlite(recipe, tmp_path):
 def test_killed_worker_trial_is_failed_and_retried(recipe, tmp_path):
     rec = recipe(tmp_path, {"sampler": "random", "pruner": "none", "seed": 1, "heartbeat": 1,
                             "space": {"optim.lr": {"type": "float", "low": 1e-3, "high": 3e-2}}},
-                 max_steps=200000, val_every_steps=100)  # the first trial must outlive the kill
+                 max_steps=200000, max_epochs=100000,  # the first trial must outlive the kill
+                 val_every_steps=100)  # (max_epochs is 1 by default: a 20-step trial could end first)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "rnnkit", "tune", str(rec), "--trials", "2", "--out", str(out)],

@@ -78,16 +78,22 @@ static inline void ln_grad(const float* restrict dy, const float* restrict x,
     }
 }
 
+/* torch.lerp(a, b, w) = a + w (b - a), in torch's form: exact at w = 0 and w = 1 (a zoneout
+ * keep mask must give exactly the previous state). */
+static inline float lerp_(float a, float b, float w) {
+    return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
 /* Zoneout of the live rows' fresh state s~ (n, H) towards the previous state p:
- * s <- s~ + w (p - s~), w the (n, H) keep mask of the step, or the rate in evaluation. */
+ * s <- lerp(s~, p, w), w the (n, H) keep mask of the step, or the rate in evaluation. */
 static void zone_(float* restrict s, const float* restrict p, const float* restrict w,
                   float rate, int64_t n, int64_t H) {
     if (w) {
 #pragma omp simd
-        for (int64_t j = 0; j < n * H; j++) s[j] += w[j] * (p[j] - s[j]);
+        for (int64_t j = 0; j < n * H; j++) s[j] = lerp_(s[j], p[j], w[j]);
     } else if (rate != 0.0f) {
 #pragma omp simd
-        for (int64_t j = 0; j < n * H; j++) s[j] += rate * (p[j] - s[j]);
+        for (int64_t j = 0; j < n * H; j++) s[j] = lerp_(s[j], p[j], rate);
     }
 }
 
@@ -127,6 +133,7 @@ typedef struct {
      * over a step's rows in float32 (part), then over the steps in float64 (acc) */
     float* part;
     double* acc;
+    float* dct; /* (H,) scratch: the gradient of c~ through LN(c~) */
 } ln_lstm_t;
 
 /* Forward step t (scratch row s) from v = h_{t-1} W_hh^T (n, 4H), contiguous. */
@@ -196,7 +203,7 @@ API void ln_lstm_bwd(const ln_lstm_t* P, int64_t t, int64_t k, int64_t n) {
         const float *restrict o = a + 3 * H, *restrict c_prev = cp + r * H;
         float *restrict dh = P->dh + r * H, *restrict dc = P->dc + r * H;
         float *restrict da = P->dA + tt * G, *restrict dlc = P->dLC + r * H;
-        float dct[H];  /* gradient of c~ through LN(c~) */
+        float* restrict dct = P->dct;
 #pragma omp simd
         for (int64_t j = 0; j < H; j++) {
             da[3 * H + j] = dh[j] * tc[j] * (o[j] - o[j] * o[j]);
@@ -332,7 +339,7 @@ API void gru_fwd(const gru_t* P, const float* gh, int64_t t, int64_t s, int64_t 
             float gn = g[2 * H + j], nn = tanh_(xp[2 * H + j] + rz[j] * gn);
             ghn[j] = gn;
             nt[j] = nn;
-            yr[j] = nn + rz[H + j] * (h_prev[j] - nn);
+            yr[j] = lerp_(nn, h_prev[j], rz[H + j]);
         }
     }
     zone_(y, hp, at_(P->ZH, t, B, H), P->zh_rate, n, H);

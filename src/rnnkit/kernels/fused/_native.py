@@ -165,7 +165,7 @@ class LNLSTM(ctypes.Structure):
                 *((n, _P) for n in ("XP", "h0", "c0", "g_hh", "b_hh", "g_c", "b_c", "ZH",
                                     "ZC", "V", "A", "MU", "RS", "CT", "MUC", "RSC", "TC",
                                     "C", "Y", "dY", "dA", "dV", "dLC", "dh", "dc",
-                                    "keep_h", "keep_c", "part", "acc"))]
+                                    "keep_h", "keep_c", "part", "acc", "dct"))]
 
 
 class LSTM(ctypes.Structure):

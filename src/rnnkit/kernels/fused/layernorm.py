@@ -233,6 +233,7 @@ def _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need):
     dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
     # scratch and the sums' accumulators, held while P has their addresses
     keep_h, keep_c, dLC = torch.empty_like(h0), torch.empty_like(c0), torch.empty_like(c0)
+    dct = torch.empty(H, dtype=torch.float32)
     part = torch.empty(2 * G + 2 * H, dtype=torch.float32)
     acc = torch.zeros(2 * G + 2 * H, dtype=torch.float64)
     P = _native.LNLSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
@@ -240,7 +241,7 @@ def _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need):
                                       ZC=_native.masks(zc), V=V, A=A, MU=MU, RS=RS, CT=CT,
                                       MUC=MUC, RSC=RSC, TC=TC, C=C, dY=dY, dA=dA, dV=dV,
                                       dLC=dLC, dh=dh, dc=dc, keep_h=keep_h, keep_c=keep_c,
-                                      part=part, acc=acc))
+                                      part=part, acc=acc, dct=dct))
     step, live = _native.lib().ln_lstm_bwd, 0
     for b0, b1 in time_chunks(T, B * G, WEIGHT_BLOCK):
         # rows past a step's n stay 0 in the reused dV: n only grows going back
