@@ -167,3 +167,18 @@ def test_zoned_out_units_keep_their_previous_value_exactly(native, cls):
     kept = plain[1:] == plain[:-1]
     assert 0.25 < kept.float().mean() < 0.35
     assert torch.equal(ours[1:][kept], ours[:-1][kept])
+
+
+def test_auto_infers_a_small_gru_with_the_compiled_steps(native):
+    """Without gradients, torch's GRU loop beat the pure-torch fused steps below B*H = 8192;
+    the compiled steps are faster at every size (bench_gru_inference_s6.json), so auto takes
+    them whenever they are there, and keeps torch's kernel where they are not."""
+    from rnnkit.kernels.dispatch import choose_backend
+
+    gru = rnnkit.GRU(8, 16).eval()
+    x = torch.randn(5, 2, 8)
+    with torch.no_grad():
+        assert choose_backend(gru, x) == "fused"
+        assert choose_backend(gru, x.double()) == "native"
+        native(False)
+        assert choose_backend(gru, x) == "native"

@@ -90,6 +90,13 @@ def native_unsupported(layer, x: Tensor) -> str | None:
     return None
 
 
+def _native_steps(x: Tensor) -> bool:
+    """Whether the fused scans run compiled steps on ``x`` (float32 CPU, library built)."""
+    from rnnkit.kernels.fused import _native
+
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _native.lib() is not None
+
+
 def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
     """Where rnnkit's fused scan beats torch's native kernel on CPU (``x`` (T, B, I)).
 
@@ -98,8 +105,11 @@ def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
     - GRU: torch has no fused CPU GRU (ATen step by step, recording autograd per step),
       so in training the fused scan is faster at every size measured (B=1..32,
       H=128..512: 0.61-0.84; B=32 H=256 0.65-0.73, level when the input needs a
-      gradient). Without gradients its per-step Python costs more than torch's loop at
-      small sizes (B*H = 128: 2.6, 4096: 1.3) and less from B*H = 8192 (0.72-0.93).
+      gradient). Without gradients, with its pure-torch steps, its per-step Python costs
+      more than torch's loop at small sizes (B*H = 128: 2.6, 4096: 1.3) and less from
+      B*H = 8192 (0.72-0.93); with the compiled steps (float32, a C compiler; see
+      ``kernels/fused/_native.py``) it is faster at every size measured (B=1 H=128: 0.80,
+      B=32 H=128: 0.70, B=32 H=256: 0.55; ``benchmarks/results/bench_gru_inference_s6.json``).
     - LSTM and RNN with varying lengths (``varlen``): torch trains a packed sequence
       step by step and its backward is slow, so in training with B >= 2 the fused scan
       wins (LSTM B=8..64: 0.24-0.68; RNN 0.23-0.89); without gradients, or for one
@@ -115,7 +125,7 @@ def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
         x.requires_grad or any(p.requires_grad for p in layer.parameters()))
     B = x.shape[1]
     if gru:
-        return grad or B * layer.hidden_size >= 8192
+        return grad or B * layer.hidden_size >= 8192 or _native_steps(x)
     return grad and B >= 2
 
 
