@@ -8,6 +8,7 @@ is merely compared with the other.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,3 +183,20 @@ def test_auto_infers_a_small_gru_with_the_compiled_steps(native):
         assert choose_backend(gru, x.double()) == "native"
         native(False)
         assert choose_backend(gru, x) == "native"
+
+
+def test_build_native_command_prints_the_library(capsys):
+    from rnnkit.cli import main
+
+    assert main(["build-native"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith((".so", ".dylib")) and _native.build() == Path(path)
+
+
+def test_build_native_command_without_a_compiler_fails_clearly(monkeypatch, capsys):
+    from rnnkit.cli import main
+
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert main(["build-native"]) == 2
+    err = capsys.readouterr().err
+    assert "no C compiler found" in err and "pure-torch steps" in err

@@ -1,9 +1,10 @@
 /* rnnkit's compiled step math for the fused CPU scans (float32).
  *
- * One call per time step does all the elementwise work of a LayerNorm-LSTM or LSTM
- * step (gates, layer norms, cell update, zoneout) in one pass over the rows, instead
- * of the ~10-20 small torch ops the pure-PyTorch scan issues. The GEMMs stay in
- * torch (oneDNN); Python calls   v = h_{t-1} W_hh^T   then   <kernel>_fwd(ctx, v, t, s, n).
+ * One call per time step does all the elementwise work of an LSTM, LayerNorm-LSTM or
+ * GRU step (gates, layer norms, cell update, zoneout; forward or backward) in one pass
+ * over the rows, instead of the 5-20 small torch ops the pure-PyTorch scan issues. The
+ * GEMMs stay in torch (oneDNN); Python calls  v = h_{t-1} W_hh^T  then
+ * <cell>_fwd(ctx, v, t, ...), and going back <cell>_bwd(ctx, t, ...) then  dv W_hh.
  *
  * No dependency but libm: the library is built with the system C compiler on first
  * use (rnnkit/kernels/fused/_native.py) and works with any torch version. Built with
@@ -21,8 +22,9 @@
 #define API __attribute__((visibility("default")))
 
 /* ------------------------------------------------------------------ activations */
-/* e^x for x in [-87, 88] (clamped outside): 2^k e^r with |r| <= ln2/2 (+ 1 ulp), degree-6 Taylor
- * polynomial (relative error < 2e-7); branch-free so that gcc/clang vectorise it. */
+/* e^x for x in [-87, 88] (clamped outside; NaN stays NaN): 2^k e^r with |r| <= ln2/2 and a
+ * degree-6 Taylor polynomial (relative error < 2e-7); branch-free so that gcc/clang
+ * vectorise it. */
 static inline float exp_(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     /* k = round(x / ln 2): adding and subtracting 1.5 * 2^23 rounds to an integer

@@ -10,8 +10,8 @@ source, the compiler and the CPU, and loaded with :mod:`ctypes`.
 
 Where there is no compiler (or the build fails, or ``RNNKIT_NATIVE=0``), :func:`lib`
 returns ``None`` and the scans run their pure-torch step, which gives the same numbers
-to float32 rounding (tested both ways). ``python -m rnnkit.kernels.fused._native``
-builds the library ahead of time and prints where it is, or why it could not.
+to float32 rounding (tested both ways). ``rnnkit build-native`` builds the library
+ahead of time and prints where it is, or why it could not.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,20 +51,22 @@ def _cpu_id() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
-def _compiler() -> str | None:
-    cc = os.environ.get("CC") or "cc"
-    return shutil.which(cc)
+def _compiler() -> list[str] | None:
+    """The C compiler's command (``$CC``, which may carry flags or a wrapper, else ``cc``)."""
+    cmd = shlex.split(os.environ.get("CC") or "cc")
+    path = shutil.which(cmd[0]) if cmd else None
+    return None if path is None else [path, *cmd[1:]]
 
 
-def _cache_path(cc: str) -> Path:
+def _cache_path(cc: list[str]) -> Path:
     from ...data.registry import cache_dir
 
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS),
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *cc, version, " ".join(FLAGS),
                                     _cpu_id(), sys.platform]).encode()).hexdigest()[:16]
     suffix = ".dylib" if sys.platform == "darwin" else ".so"
     return cache_dir("native") / f"rnnkit_native_{key}{suffix}"
@@ -86,7 +89,7 @@ def build(force: bool = False) -> Path:
     for extra in (["-march=native"], []):  # some compilers/CPUs refuse -march=native
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix)
         os.close(fd)
-        cmd = [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
+        cmd = [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.SubprocessError) as e:
@@ -184,10 +187,3 @@ class GRU(ctypes.Structure):
                 ("zh_rate", ctypes.c_float), ("pad_", ctypes.c_float),
                 *((n, _P) for n in ("XP", "h0", "ZH", "Ghn", "RZ", "N", "Y", "dY", "dGh", "dXn",
                                     "dh", "keep_h"))]
-
-
-if __name__ == "__main__":  # python -m rnnkit.kernels.fused._native
-    try:
-        print(build(force="--force" in sys.argv))
-    except RuntimeError as e:
-        sys.exit(str(e))
