@@ -8,7 +8,10 @@ from rnnkit.bench.zoo import GridSettings, parse_shape, run_grid
 from rnnkit.tasks import bench_cli
 
 
-def test_grid_rows_and_ratios():
+def test_grid_rows_and_ratios(monkeypatch):
+    from rnnkit.kernels.fused import _native
+
+    monkeypatch.setattr(_native, "lib", lambda: None)  # the torch steps: auto's size rule applies
     s = GridSettings(cells=("gru", "sru"), backends=("auto", "fused", "native"),
                      shapes=(parse_shape("2,5,3,4"),), repeats=1, warmup=0, min_sample_s=0.0,
                      memory=False)
@@ -19,7 +22,8 @@ def test_grid_rows_and_ratios():
                          ("gru", "auto"), ("gru", "fused"), ("gru", "native"),
                          ("sru", "auto"), ("sru", "fused")}
     assert rows[("sru", "auto")]["ran"] == "fused" and rows[("gru", "auto")]["ran"] == "fused"
-    # a tiny GRU: fused in training, torch's kernel without gradients (B*H = 8 < 8192)
+    # a tiny GRU: fused in training, torch's kernel without gradients (B*H = 8 < 8192; with
+    # the compiled steps auto takes the fused scan there too: tests/kernels/test_native.py)
     assert rows[("gru", "auto")]["ran_forward"] == "native"
     assert rows[("sru", "auto")]["ran_forward"] == "fused"
     base = rows[("torch.nn.LSTM", "torch.nn")]

@@ -111,7 +111,9 @@ def test_killed_worker_trial_is_failed_and_retried(recipe, tmp_path):
     finally:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-    time.sleep(2.5)  # past the grace period (2 x heartbeat)
+    # past the grace period (2 x heartbeat = 2 s) by more than a second: SQLite keeps Optuna's
+    # heartbeats as CURRENT_TIMESTAMP, to the second, so 2.5 s could read as 2 (not stale)
+    time.sleep(4.0)
     rec2 = rec.read_text().replace("max_steps: 200000", "max_steps: 8").replace("val_every_steps: 100",
                                                                              "val_every_steps: 4")
     rec.write_text(rec2)
