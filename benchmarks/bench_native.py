@@ -34,6 +34,7 @@ LAYERS = {
     "ln_lstm": lambda I, H: rnnkit.LayerNormLSTM(I, H),
     "ln_lstm_zoneout": lambda I, H: rnnkit.LayerNormLSTM(I, H, zoneout=0.1),
     "gru": lambda I, H: rnnkit.GRU(I, H),  # auto on CPU: the fused scan when training
+    "ln_gru": lambda I, H: rnnkit.LayerNormGRU(I, H),
 }
 
 

@@ -1,6 +1,7 @@
 """The compiled step library of the fused CPU scans (``kernels/fused/_native.c``).
 
-The LSTM, LayerNorm-LSTM and GRU scans call it for their float32 step math when it builds;
+The LSTM, LayerNorm-LSTM, GRU and LayerNorm-GRU scans call it for their float32 step math
+when it builds;
 its results must be the pure-torch scan's to float32 rounding. Both are checked against
 the torch scan in float64 (same weights, inputs and masks), so that neither float32 path
 is merely compared with the other.
@@ -43,7 +44,7 @@ def native(monkeypatch):
 
 def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=None,
          state=False, hidden=16):
-    if cls is rnnkit.GRU and isinstance(zoneout, tuple):
+    if cls in (rnnkit.GRU, rnnkit.LayerNormGRU) and isinstance(zoneout, tuple):
         zoneout = zoneout[0]  # one state tensor
     torch.manual_seed(1)
     m = cls(8, hidden, num_layers=2, bidirectional=True, zoneout=zoneout,
@@ -51,7 +52,7 @@ def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=Non
     torch.manual_seed(2)
     x = torch.randn(7, 5, 8).to(dtype).requires_grad_()
     kw = {} if lengths is None else {"lengths": torch.tensor(lengths)}
-    gru = cls is rnnkit.GRU
+    gru = cls in (rnnkit.GRU, rnnkit.LayerNormGRU)
     if state:
         hx = tuple(torch.randn(4, 5, hidden).to(dtype) for _ in range(2))
         kw["hx"] = hx[0] if gru else hx
@@ -64,8 +65,8 @@ def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=Non
     return outs + [x.grad] + [p.grad for p in m.parameters()]
 
 
-@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU],
-                         ids=["lstm", "ln_lstm", "gru"])
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
+                                 rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(map(str, c)) or "plain")
 def test_native_steps_match_the_torch_scan(native, cls, cfg):
     assert _native.lib() is not None, "the library did not build"
@@ -151,8 +152,8 @@ def test_float64_and_non_contiguous_inputs_take_the_torch_steps():
     assert _native.usable(torch.zeros(2), None, torch.zeros(3))
 
 
-@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU],
-                         ids=["lstm", "ln_lstm", "gru"])
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
+                                 rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
 def test_zoned_out_units_keep_their_previous_value_exactly(native, cls):
     """A keep mask of 1 gives exactly h_{t-1} (torch.lerp's form), as in the torch steps."""
     def run():

@@ -313,16 +313,38 @@ API void lstm_bwd(const lstm_t* P, int64_t t, int64_t n) {
 /* ------------------------------------------------------------------ GRU (torch's reset-after form) */
 typedef struct {
     int64_t B, H;
-    float zh_rate, pad_;
+    float zh_rate, eps;
     const float *XP, *h0, *ZH;
     float *Ghn, *RZ, *N, *Y;
     /* backward */
     const float* dY;
     float *dGh, *dXn, *dh, *keep_h;
+    /* LayerNorm-GRU only (NULL for the GRU): gh = LN(v) g_hh + b_hh, v = (m h) W_hh^T;
+     * saved V, MU, RS; the backward's dV, a (3H,) scratch row, and the gain's and bias's
+     * gradients [g_hh (3H), b_hh (3H)] (part: a step in float32, acc: over steps in float64) */
+    const float *g_hh, *b_hh;
+    float *V, *MU, *RS, *dV, *gh, *part;
+    double* acc;
 } gru_t;
 
+/* One row of the GRU step from gh (3H): writes rz (2H), ghn, nt, y (H). */
+static inline void gru_row(const float* restrict g, const float* restrict xp,
+                           const float* restrict h_prev, float* restrict rz,
+                           float* restrict ghn, float* restrict nt, float* restrict y,
+                           int64_t H) {
+#pragma omp simd
+    for (int64_t j = 0; j < 2 * H; j++) rz[j] = gate_(xp[j] + g[j], 1.0f);
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+        float gn = g[2 * H + j], nn = tanh_(xp[2 * H + j] + rz[j] * gn);
+        ghn[j] = gn;
+        nt[j] = nn;
+        y[j] = lerp_(nn, h_prev[j], rz[H + j]);
+    }
+}
+
 /* Forward step t (scratch row s) from gh = (m * h_{t-1}) W_hh^T + b_hh (n, 3H):
- * r, z = sigmoid(xp_rz + gh_rz), n = tanh(xp_n + r gh_n), h = n + z (h_{t-1} - n), then
+ * r, z = sigmoid(xp_rz + gh_rz), n = tanh(xp_n + r gh_n), h = lerp(n, h_{t-1}, z), then
  * zoneout; writes RZ[s], Ghn[s] (gh_n), N[s], Y[t]. */
 API void gru_fwd(const gru_t* P, const float* gh, int64_t t, int64_t s, int64_t n) {
     const int64_t B = P->B, H = P->H, G = 3 * H;
@@ -330,31 +352,46 @@ API void gru_fwd(const gru_t* P, const float* gh, int64_t t, int64_t s, int64_t 
     float* restrict y = P->Y + (size_t)t * B * H;
     for (int64_t r = 0; r < n; r++) {
         const size_t ss = (size_t)s * B + r;
-        const float *restrict g = gh + r * G, *restrict xp = P->XP + ((size_t)t * B + r) * G;
-        float *restrict rz = P->RZ + ss * 2 * H, *restrict ghn = P->Ghn + ss * H;
-        float *restrict nt = P->N + ss * H, *restrict yr = y + r * H;
-        const float* restrict h_prev = hp + r * H;
+        gru_row(gh + r * G, P->XP + ((size_t)t * B + r) * G, hp + r * H, P->RZ + ss * 2 * H,
+                P->Ghn + ss * H, P->N + ss * H, y + r * H, H);
+    }
+    zone_(y, hp, at_(P->ZH, t, B, H), P->zh_rate, n, H);
+}
+
+/* LayerNorm-GRU forward step from v = (m * h_{t-1}) W_hh^T (n, 3H): saves V[s], MU[s],
+ * RS[s], then the GRU step with gh = LN(v) g_hh + b_hh. */
+API void ln_gru_fwd(const gru_t* P, const float* v, int64_t t, int64_t s, int64_t n) {
+    const int64_t B = P->B, H = P->H, G = 3 * H;
+    const float* restrict hp = t ? P->Y + (size_t)(t - 1) * B * H : P->h0;
+    const float *restrict g_hh = P->g_hh, *restrict b_hh = P->b_hh;
+    float *restrict y = P->Y + (size_t)t * B * H, *restrict gh = P->gh;
+    for (int64_t r = 0; r < n; r++) {
+        const size_t ss = (size_t)s * B + r;
+        const float* restrict vr = v + r * G;
+        memcpy(P->V + ss * G, vr, sizeof(float) * G);
+        float mu, rs;
+        moments(vr, G, P->eps, &mu, &rs);
+        P->MU[ss] = mu;
+        P->RS[ss] = rs;
 #pragma omp simd
-        for (int64_t j = 0; j < 2 * H; j++) rz[j] = gate_(xp[j] + g[j], 1.0f);
-#pragma omp simd
-        for (int64_t j = 0; j < H; j++) {
-            float gn = g[2 * H + j], nn = tanh_(xp[2 * H + j] + rz[j] * gn);
-            ghn[j] = gn;
-            nt[j] = nn;
-            yr[j] = lerp_(nn, h_prev[j], rz[H + j]);
-        }
+        for (int64_t j = 0; j < G; j++) gh[j] = (vr[j] - mu) * rs * g_hh[j] + b_hh[j];
+        gru_row(gh, P->XP + ((size_t)t * B + r) * G, hp + r * H, P->RZ + ss * 2 * H,
+                P->Ghn + ss * H, P->N + ss * H, y + r * H, H);
     }
     zone_(y, hp, at_(P->ZH, t, B, H), P->zh_rate, n, H);
 }
 
 /* Backward step t: reads dh (gradient of h_t, dY[t] included); writes dGh[t] = [dr, dz,
- * dgh_n] (the gradient of the recurrent product's output), dXn[t] (of xp_n), and dh <- the
- * part of h_{t-1}'s gradient that does not go through W_hh: dh~ z + zoneout's kept part +
- * dY[t-1]. */
-API void gru_bwd(const gru_t* P, int64_t t, int64_t n) {
+ * dgh_n] (the gradient of gh), dXn[t] (of xp_n), and dh <- the part of h_{t-1}'s
+ * gradient that does not go through W_hh: dh~ z + zoneout's kept part + dY[t-1].
+ * With layer norm (P->V set) also dV[t] = the gradient of v, and the gain's and bias's
+ * gradients of the step added to acc. */
+static void gru_bwd_(const gru_t* P, int64_t t, int64_t n) {
     const int64_t B = P->B, H = P->H, G = 3 * H;
     const float* restrict hp = t ? P->Y + (size_t)(t - 1) * B * H : P->h0;
     float* restrict keep_h = P->keep_h;
+    float *restrict sg = P->part, *restrict sb = P->part ? P->part + G : NULL;
+    if (P->V) memset(P->part, 0, sizeof(float) * 2 * G);
     split_(P->dh, keep_h, at_(P->ZH, t, B, H), P->zh_rate, n, H);
     for (int64_t r = 0; r < n; r++) {
         const size_t tt = (size_t)t * B + r;
@@ -375,5 +412,17 @@ API void gru_bwd(const gru_t* P, int64_t t, int64_t n) {
             dg[2 * H + j] = dn * rr;
             dh[j] = d * z + kh[j] + ky * dy[j];
         }
+        if (P->V)
+            ln_grad(dg, P->V + tt * G, P->g_hh, P->MU[tt], P->RS[tt], (int)G, P->dV + tt * G,
+                    sg, sb);
+    }
+    if (P->V) {
+        double* restrict acc = P->acc;
+        const float* restrict part = P->part;
+#pragma omp simd
+        for (int64_t j = 0; j < 2 * G; j++) acc[j] += part[j];
     }
 }
+
+API void gru_bwd(const gru_t* P, int64_t t, int64_t n) { gru_bwd_(P, t, n); }
+API void ln_gru_bwd(const gru_t* P, int64_t t, int64_t n) { gru_bwd_(P, t, n); }

@@ -119,7 +119,8 @@ def lib() -> ctypes.CDLL | None:
     for name, struct, fwd_args, bwd_args in (  # after the struct: (step input,) t, [s | k,] n
             ("ln_lstm", LNLSTM, [ptr, i64, i64, i64], [i64, i64, i64]),
             ("lstm", LSTM, [ptr, i64, i64], [i64, i64]),
-            ("gru", GRU, [ptr, i64, i64, i64], [i64, i64])):
+            ("gru", GRU, [ptr, i64, i64, i64], [i64, i64]),
+            ("ln_gru", GRU, [ptr, i64, i64, i64], [i64, i64])):
         fwd, bwd = getattr(dll, f"{name}_fwd"), getattr(dll, f"{name}_bwd")
         fwd.restype = bwd.restype = None
         fwd.argtypes = [ctypes.POINTER(struct), *fwd_args]
@@ -181,9 +182,10 @@ class LSTM(ctypes.Structure):
 
 
 class GRU(ctypes.Structure):
-    """Mirror of ``gru_t`` in ``_native.c``."""
+    """Mirror of ``gru_t`` in ``_native.c`` (GRU and LayerNorm-GRU)."""
 
     _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
-                ("zh_rate", ctypes.c_float), ("pad_", ctypes.c_float),
+                ("zh_rate", ctypes.c_float), ("eps", ctypes.c_float),
                 *((n, _P) for n in ("XP", "h0", "ZH", "Ghn", "RZ", "N", "Y", "dY", "dGh", "dXn",
-                                    "dh", "keep_h"))]
+                                    "dh", "keep_h", "g_hh", "b_hh", "V", "MU", "RS", "dV", "gh",
+                                    "part", "acc"))]

@@ -137,22 +137,23 @@ def bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, recur=None) ->
                         _direct(dht, z[t, :n], keep_h, dY, t), None)
 
 
-def _bptt_native(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn) -> None:
-    """:func:`bptt` (without ``recur``) with each step's elementwise work in one library call."""
-    T, B, H = N.shape
+def _bptt_native(P, step, dG: Tensor, dh: Tensor, dY: Tensor, W_hh: Tensor, m, sizes) -> None:
+    """:func:`bptt` with each step's elementwise work in one library call ``step(P, t, n)``.
+
+    The call fills the step's gradients and leaves in ``dh`` the part of ``h_{t-1}``'s
+    gradient that skips the recurrent product; this adds ``m * (dG[t] W_hh)``, ``dG`` the
+    gradient entering the product (GRU: ``dGh``; LayerNorm-GRU: ``dV``, back through its norm).
+    """
+    T, B = dY.shape[:2]
     W_hhT = W_hh.t().contiguous()  # so that linear(dg, W_hhT) = dg W_hh
-    keep_h = torch.empty_like(h0)  # held while P has its address
-    P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
-                    **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y, dY=dY,
-                                   dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h))
-    step, live = _native.lib().gru_bwd, 0
+    live = 0
     for t in reversed(range(T)):
         n = B if sizes is None else sizes[t]
         if n > live:  # rows whose last step is t: their output gradient joins here
             dh[live:n].add_(dY[t, live:n])
             live = n
-        step(P, t, n)  # dGh[t], dXn[t]; dh <- dh~ z + zoneout's kept part + dY[t-1]
-        _add_recur(dh[:n], linear(dGh[t, :n], W_hhT), m)
+        step(P, t, n)  # dGh[t], dXn[t] (, dV[t]); dh <- dh~ z + zoneout's kept part + dY[t-1]
+        _add_recur(dh[:n], linear(dG[t, :n], W_hhT), m)
 
 
 def _gru_backward(ts, res, grads, cfg, need):
@@ -167,8 +168,12 @@ def _gru_backward(ts, res, grads, cfg, need):
     dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
     dXn = new(T, B, H)  # gradient of xp_n
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
-    if _native.usable(dY, h0, W_hh, m, _native.masks(zh)):
-        _bptt_native(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
+    if _native.usable(dY, h0, W_hh, m, _native.masks(zh)):  # the compiled steps
+        keep_h = torch.empty_like(h0)  # held while P has its address
+        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
+                        **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
+                                       dY=dY, dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h))
+        _bptt_native(P, _native.lib().gru_bwd, dGh, dh, dY, W_hh, m, sizes)
     else:
         bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
 

@@ -29,6 +29,7 @@ from . import _native
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
+from .gru import _bptt_native
 from .gru import bptt as gru_bptt
 from .lstm import _add_recur, _factors, _recur_grad, _split_zone, _sum_outer, zone_args
 
@@ -285,6 +286,18 @@ def _gru_forward(ts, cfg):
     MU, RS = new(S, B, 1), new(S, B, 1)
     Ghn, RZ = new(S, B, H), new(S, B, 2 * H)  # gh_n; r, z
     N, Y = new(S, B, H), new(T, B, H)
+    if _native.usable(xp, h0, W_hh, b_hh, g_hh, m, _native.masks(zh)):  # the compiled steps
+        b_hh, gh = _or_zeros(b_hh, G), xp.new_empty(G)  # held: P keeps their addresses
+        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh), eps=eps,
+                        **_native.ptrs(XP=xp, h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
+                                       Y=Y, g_hh=g_hh, b_hh=b_hh, V=V, MU=MU, RS=RS, gh=gh))
+        step, h = _native.lib().ln_gru_fwd, h0
+        for t in range(T):
+            n = B if sizes is None else sizes[t]
+            v = linear(h[:n] if m is None else h[:n] * m[:n], W_hh)  # (n, 3H), held for the call
+            step(P, v.data_ptr(), t, t if cfg.need_grad else 0, n)  # -> V, MU, RS, RZ, ..., Y[t]
+            h = Y[t]
+        return [Y, last_state(Y, h0, cfg.steps)], [V, MU, RS, Ghn, RZ, N]
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -327,15 +340,26 @@ def _gru_backward(ts, res, grads, cfg, need):
     dXn = new(T, B, H)  # gradient of xp_n
     dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
 
-    def through_norm(t, n, dg):
-        return dV[t, :n].copy_(_ln_grad(dg, V[t, :n], MU[t, :n], RS[t, :n], g_hh))
+    if _native.usable(dY, h0, W_hh, g_hh, m, _native.masks(zh)):  # the compiled steps
+        acc = torch.zeros(6 * H, dtype=torch.float64)  # the gain's and bias's gradients
+        part, keep_h = torch.empty(6 * H, dtype=torch.float32), torch.empty_like(h0)  # held
+        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
+                        **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
+                                       dY=dY, dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h, g_hh=g_hh,
+                                       V=V, MU=MU, RS=RS, dV=dV, part=part, acc=acc))
+        _bptt_native(P, _native.lib().ln_gru_bwd, dV, dh, dY, W_hh, m, sizes)
+        dg, db = (v.to(N.dtype) for v in acc.split(3 * H))
+        db_hh, dg_hh = (db if need[3] else None), (dg if need[4] else None)
+    else:
+        def through_norm(t, n, dg):
+            return dV[t, :n].copy_(_ln_grad(dg, V[t, :n], MU[t, :n], RS[t, :n], g_hh))
 
-    gru_bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, through_norm)
+        gru_bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, through_norm)
+        db_hh = dGh.sum((0, 1)) if need[3] else None
+        dg_hh = _xhat_sum(dGh, V, MU, RS) if need[4] else None
 
     dxp = torch.cat((dGh[..., : 2 * H], dXn), dim=-1) if need[0] else None  # (T, B, 3H)
     dW_hh = _sum_outer(dV, h0, Y, m) if need[2] else None
-    db_hh = dGh.sum((0, 1)) if need[3] else None
-    dg_hh = _xhat_sum(dGh, V, MU, RS) if need[4] else None
     return [dxp, dh, dW_hh, db_hh, dg_hh, None, None]
 
 
