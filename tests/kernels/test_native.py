@@ -9,6 +9,7 @@ is merely compared with the other.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,13 @@ def test_build_native_command_without_a_compiler_fails_clearly(monkeypatch, caps
     assert main(["build-native"]) == 2
     err = capsys.readouterr().err
     assert "no C compiler found" in err and "pure-torch steps" in err
+
+
+def test_an_unwritable_cache_builds_in_the_temp_dir(monkeypatch, tmp_path):
+    blocked = tmp_path / "not-a-dir"  # a file where the cache directory would go: mkdir fails
+    blocked.write_text("")          # (a chmod'ed directory would not stop root)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    path = _native.build()
+    assert path.parent == tmp_path / "tmp" / "rnnkit-native" and path.exists()

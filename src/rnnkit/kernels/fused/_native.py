@@ -84,7 +84,15 @@ def build(force: bool = False) -> Path:
     out = _cache_path(cc)
     if out.exists() and not force:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise PermissionError(f"{out.parent} is not writable")
+    except OSError:  # a read-only home (some CI runners, containers): the temp dir instead
+        out = Path(tempfile.gettempdir()) / "rnnkit-native" / out.name
+        if out.exists() and not force:
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for extra in (["-march=native"], []):  # some compilers/CPUs refuse -march=native
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix)
