@@ -134,11 +134,11 @@ def test_a_failing_compiler_names_the_command_and_its_output(monkeypatch, tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"exited 3:\ncc: fatal error: broken"):
         _native.build()
-    assert not list((tmp_path / "rnnkit" / "native").iterdir())  # no half-written library
+    assert not list((tmp_path / "rnnkit" / "c-steps").iterdir())  # no half-written library
 
 
 def test_disabled_by_environment(monkeypatch):
-    monkeypatch.setenv("RNNKIT_NATIVE", "0")
+    monkeypatch.setenv("RNNKIT_C_STEPS", "0")
     _native.lib.cache_clear()
     try:
         assert _native.lib() is None
@@ -187,19 +187,19 @@ def test_auto_infers_a_small_gru_with_the_compiled_steps(native):
         assert choose_backend(gru, x) == "native"
 
 
-def test_build_native_command_prints_the_library(capsys):
+def test_build_steps_command_prints_the_library(capsys):
     from rnnkit.cli import main
 
-    assert main(["build-native"]) == 0
+    assert main(["build-steps"]) == 0
     path = capsys.readouterr().out.strip()
     assert path.endswith((".so", ".dylib")) and _native.build() == Path(path)
 
 
-def test_build_native_command_without_a_compiler_fails_clearly(monkeypatch, capsys):
+def test_build_steps_command_without_a_compiler_fails_clearly(monkeypatch, capsys):
     from rnnkit.cli import main
 
     monkeypatch.setenv("CC", "/nonexistent/cc")
-    assert main(["build-native"]) == 2
+    assert main(["build-steps"]) == 2
     err = capsys.readouterr().err
     assert "no C compiler found" in err and "pure-torch steps" in err
 
@@ -211,4 +211,4 @@ def test_an_unwritable_cache_builds_in_the_temp_dir(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     path = _native.build()
-    assert path.parent == tmp_path / "tmp" / "rnnkit-native" and path.exists()
+    assert path.parent == tmp_path / "tmp" / "rnnkit-c-steps" and path.exists()

@@ -5,12 +5,12 @@ torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops c
 as the GEMMs. ``_native.c`` does a step's elementwise work in one call over the rows
 (vectorised, float32). It depends on nothing but libm, so it does not depend on the
 torch version or its ABI: it is compiled once per machine with the system C compiler
-(``cc``, or ``$CC``) into the user's cache (``~/.cache/rnnkit/native/``), keyed by the
+(``cc``, or ``$CC``) into the user's cache (``~/.cache/rnnkit/c-steps/``), keyed by the
 source, the compiler and the CPU, and loaded with :mod:`ctypes`.
 
-Where there is no compiler (or the build fails, or ``RNNKIT_NATIVE=0``), :func:`lib`
+Where there is no compiler (or the build fails, or ``RNNKIT_C_STEPS=0``), :func:`lib`
 returns ``None`` and the scans run their pure-torch step, which gives the same numbers
-to float32 rounding (tested both ways). ``rnnkit build-native`` builds the library
+to float32 rounding (tested both ways). ``rnnkit build-steps`` builds the library
 ahead of time and prints where it is, or why it could not.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _cache_path(cc: list[str]) -> Path:
     key = hashlib.sha256("\0".join([SOURCE.read_text(), *cc, version, " ".join(FLAGS),
                                     _cpu_id(), sys.platform]).encode()).hexdigest()[:16]
     suffix = ".dylib" if sys.platform == "darwin" else ".so"
-    return cache_dir("native") / f"rnnkit_native_{key}{suffix}"
+    return cache_dir("c-steps") / f"rnnkit_steps_{key}{suffix}"
 
 
 def build(force: bool = False) -> Path:
@@ -89,7 +89,7 @@ def build(force: bool = False) -> Path:
         if not os.access(out.parent, os.W_OK):
             raise PermissionError(f"{out.parent} is not writable")
     except OSError:  # a read-only home (some CI runners, containers): the temp dir instead
-        out = Path(tempfile.gettempdir()) / "rnnkit-native" / out.name
+        out = Path(tempfile.gettempdir()) / "rnnkit-c-steps" / out.name
         if out.exists() and not force:
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def build(force: bool = False) -> Path:
 @functools.cache
 def lib() -> ctypes.CDLL | None:
     """The loaded library, built on first call; ``None`` where it cannot be (logged once)."""
-    if os.environ.get("RNNKIT_NATIVE", "1") == "0":
+    if os.environ.get("RNNKIT_C_STEPS", "1") == "0":
         return None
     try:
         dll = ctypes.CDLL(str(build()))

@@ -1,9 +1,9 @@
-"""``rnnkit build-native``: compile the fused CPU scans' C step library now.
+"""``rnnkit build-steps``: compile the fused CPU scans' C step library now.
 
 ::
 
-    rnnkit build-native            # prints the library's path (built once, then cached)
-    rnnkit build-native --force    # rebuild
+    rnnkit build-steps            # prints the library's path (built once, then cached)
+    rnnkit build-steps --force    # rebuild
 
 The LSTM, LayerNorm-LSTM and GRU scans build it on first use anyway
 (``rnnkit.kernels.fused._native``); this does it ahead of time, e.g. in a container
@@ -29,8 +29,8 @@ def run(a: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``build-native`` on the ``rnnkit`` sub-command parsers."""
-    p = subparsers.add_parser("build-native", help="compile the fused CPU scans' C step library "
+    """Register ``build-steps`` on the ``rnnkit`` sub-command parsers."""
+    p = subparsers.add_parser("build-steps", help="compile the fused CPU scans' C step library "
                               "now and print its path (else it is built on first use)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--force", action="store_true", help="rebuild even if the cached library is there")
