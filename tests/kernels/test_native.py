@@ -212,3 +212,60 @@ def test_an_unwritable_cache_builds_in_the_temp_dir(monkeypatch, tmp_path):
     (tmp_path / "tmp").mkdir()
     path = _native.build()
     assert path.parent == tmp_path / "tmp" / "rnnkit-c-steps" and path.exists()
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
+                                 rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
+def test_transposed_state_gradients_and_states(native, cls):
+    """Gradients of h_n/c_n arrive with any strides (here transposed), and a given state may be
+    a transposed view: the library reads rows, so such tensors must be made row-major first."""
+    gru = cls in (rnnkit.GRU, rnnkit.LayerNormGRU)
+
+    def run():
+        torch.manual_seed(0)
+        m = cls(6, 8, zoneout=0.2, backend="fused")
+        torch.manual_seed(1)
+        x = torch.randn(5, 3, 6, requires_grad=True)
+        hx = tuple(torch.randn(1, 8, 3).transpose(1, 2) for _ in range(1 if gru else 2))
+        y, state = m(x, hx[0] if gru else hx)
+        states = [state] if gru else list(state)
+        w = [torch.randn(1, 8, 3) for _ in states]
+        loss = y.square().sum() + sum((s.transpose(1, 2) * wi).sum() for s, wi in zip(states, w))
+        loss.backward()
+        return [y, *states, x.grad] + [p.grad for p in m.parameters()]
+
+    native(False)
+    plain = run()
+    native(True)
+    ours = run()
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell_cls", ["LSTMCell", "LayerNormLSTMCell", "GRUCell",
+                                      "LayerNormGRUCell"])
+def test_scan_takes_last_state_gradients_with_any_strides(native, cell_cls):
+    """Autograd hands the scan op its final states' gradients as they come, transposed
+    views included; the compiled steps read them by rows, so they get row-major copies."""
+    from rnnkit.kernels.fused import fused_scan
+
+    cell = getattr(rnnkit.cells, cell_cls)(6, 8)
+    torch.manual_seed(0)
+    p = {k: torch.randn(s) * 0.3 for k, s in cell.param_shapes().items()}
+    x = torch.randn(5, 3, 6)
+    state = tuple(torch.randn(3, s) for s in cell.state_sizes)
+    xp0 = cell.project(x, p).detach()
+
+    def run():
+        xp = xp0.clone().requires_grad_()
+        ys, s = fused_scan(cell, p, xp, state)
+        gs = [torch.randn(si.shape[::-1]).t() for si in s]  # (H, B) storage, (B, H) view
+        assert not gs[0].is_contiguous()
+        return torch.autograd.grad([ys, *s], [xp], [torch.ones_like(ys), *gs])[0]
+
+    torch.manual_seed(1)
+    native(False)
+    plain = run()
+    torch.manual_seed(1)
+    native(True)
+    torch.testing.assert_close(run(), plain, atol=1e-5, rtol=1e-4)

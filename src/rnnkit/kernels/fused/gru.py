@@ -33,7 +33,7 @@ from . import _native
 from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
-from .lstm import _add_recur, _d_sig, _recur_grad, _split_zone, _sum_outer, zone_args
+from .lstm import _add_recur, _d_sig, _grad_buf, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["gru_scan"]
 
@@ -167,7 +167,7 @@ def _gru_backward(ts, res, grads, cfg, need):
     new = buffers(cfg.steps, N)  # zeros with lengths: padded rows stay 0
     dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
     dXn = new(T, B, H)  # gradient of xp_n
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    dh = _grad_buf(h0, dh_n)
     if _native.usable(dY, h0, W_hh, m, _native.masks(zh)):  # the compiled steps
         keep_h = torch.empty_like(h0)  # held while P has its address
         P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
@@ -233,7 +233,7 @@ def _cho_backward(ts, res, grads, cfg, need):
     W_rzT, W_nT = W_hh[: 2 * H].t().contiguous(), W_hh[2 * H:].t().contiguous()
 
     dA = new(T, B, 3 * H)  # gradient of the pre-activations = dxp
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    dh = _grad_buf(h0, dh_n)
     live = 0
     for t0, t1 in time_chunks(T, B * H):
         z_, n_, hp = z[t0:t1], N[t0:t1], _prev(h0, Y, t0, t1)

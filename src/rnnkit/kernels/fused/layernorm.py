@@ -31,7 +31,7 @@ from ._op import register, run
 from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
 from .gru import _bptt_native
 from .gru import bptt as gru_bptt
-from .lstm import _add_recur, _factors, _recur_grad, _split_zone, _sum_outer, zone_args
+from .lstm import _add_recur, _factors, _grad_buf, _recur_grad, _split_zone, _sum_outer, zone_args
 
 __all__ = ["ln_lstm_scan", "ln_gru_scan"]
 
@@ -153,7 +153,7 @@ def _lstm_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = CT.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    if _native.usable(A, dY, W_hh, g_hh, g_c, m, _native.masks(zh), _native.masks(zc)):
+    if _native.usable(A, dY, c0, W_hh, g_hh, g_c, m, _native.masks(zh), _native.masks(zc)):
         return _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need)
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
@@ -171,8 +171,8 @@ def _lstm_backward(ts, res, grads, cfg, need):
     db_c = torch.zeros_like(b_c) if need[7] else None
     W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
 
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
-    dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
+    dh = _grad_buf(h0, dh_n)
+    dc = _grad_buf(c0, dc_n)
     live = 0
     for b0, b1 in time_chunks(T, B * 4 * H, WEIGHT_BLOCK):
         # rows past a step's n stay 0 in the reused dV, dLC: n only grows going back
@@ -230,8 +230,8 @@ def _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need):
     dV = new(span, B, G)
     dW_hh = torch.zeros_like(W_hh) if need[3] else None
     W_hhT = W_hh.t().contiguous()  # so that linear(dv, W_hhT) = dv W_hh
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
-    dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()
+    dh = _grad_buf(h0, dh_n)
+    dc = _grad_buf(c0, dc_n)
     # scratch and the sums' accumulators, held while P has their addresses
     keep_h, keep_c, dLC = torch.empty_like(h0), torch.empty_like(c0), torch.empty_like(c0)
     dct = torch.empty(H, dtype=torch.float32)
@@ -338,7 +338,7 @@ def _gru_backward(ts, res, grads, cfg, need):
     new = buffers(cfg.steps, N)  # zeros with lengths: padded rows stay 0
     dGh, dV = new(T, B, 3 * H), new(T, B, 3 * H)  # d gh = [dr, dz, dgh_n]; dv
     dXn = new(T, B, H)  # gradient of xp_n
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    dh = _grad_buf(h0, dh_n)
 
     if _native.usable(dY, h0, W_hh, g_hh, m, _native.masks(zh)):  # the compiled steps
         acc = torch.zeros(6 * H, dtype=torch.float64)  # the gain's and bias's gradients

@@ -113,10 +113,10 @@ def _backward(ts, res, grads, cfg, need):
     dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
     dHt = new(T, B, O) if R is not None else None  # gradient of h~ (pre-zoneout)
     W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()  # gradients of h_t, c_t
-    dc = torch.zeros_like(c0) if dc_n is None else dc_n.clone()  # (live rows)
+    dh = _grad_buf(h0, dh_n)  # gradients of h_t, c_t
+    dc = _grad_buf(c0, dc_n)  # (live rows)
     live = 0
-    if R is None and _native.usable(A, dY, W_hh, m, _native.masks(zh), _native.masks(zc)):
+    if R is None and _native.usable(A, dY, c0, W_hh, m, _native.masks(zh), _native.masks(zc)):
         # the compiled steps (_native.c): one call per step, then the GEMM for d h_{t-1}
         keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
         P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
@@ -195,6 +195,17 @@ def _split_zone(d: Tensor, z, t: int, n: int):
         return d, None
     keep = d * zone_at(z, t, n)
     return d - keep, keep
+
+
+def _grad_buf(s0: Tensor, d: Tensor | None) -> Tensor:
+    """A fresh row-major buffer for a state's gradient, from ``d`` (the incoming gradient of
+    the last state, which autograd may hand over with any strides) or zeros.
+
+    The compiled steps index it by rows, and the torch steps write it in place.
+    """
+    if d is None:
+        return torch.zeros_like(s0, memory_format=torch.contiguous_format)
+    return d.clone(memory_format=torch.contiguous_format)
 
 
 def _add_recur(dh: Tensor, g: Tensor, m: Tensor | None) -> None:
