@@ -1,7 +1,7 @@
 /* rnnkit's compiled step math for the fused CPU scans (float32).
  *
- * One call per time step does all the elementwise work of an LSTM, LayerNorm-LSTM or
- * GRU step (gates, layer norms, cell update, zoneout; forward or backward) in one pass
+ * One call per time step does all the elementwise work of an LSTM, LayerNorm-LSTM, GRU
+ * or LayerNorm-GRU step (gates, layer norms, cell update, zoneout; forward or backward) in one pass
  * over the rows, instead of the 5-20 small torch ops the pure-PyTorch scan issues. The
  * GEMMs stay in torch (oneDNN); Python calls  v = h_{t-1} W_hh^T  then
  * <cell>_fwd(ctx, v, t, ...), and going back <cell>_bwd(ctx, t, ...) then  dv W_hh.
@@ -381,12 +381,12 @@ API void ln_gru_fwd(const gru_t* P, const float* v, int64_t t, int64_t s, int64_
     zone_(y, hp, at_(P->ZH, t, B, H), P->zh_rate, n, H);
 }
 
-/* Backward step t: reads dh (gradient of h_t, dY[t] included); writes dGh[t] = [dr, dz,
- * dgh_n] (the gradient of gh), dXn[t] (of xp_n), and dh <- the part of h_{t-1}'s
- * gradient that does not go through W_hh: dh~ z + zoneout's kept part + dY[t-1].
- * With layer norm (P->V set) also dV[t] = the gradient of v, and the gain's and bias's
- * gradients of the step added to acc. */
-static void gru_bwd_(const gru_t* P, int64_t t, int64_t n) {
+/* Backward step t (GRU and LayerNorm-GRU): reads dh (gradient of h_t, dY[t] included);
+ * writes dGh[t] = [dr, dz, dgh_n] (the gradient of gh), dXn[t] (of xp_n), and dh <- the
+ * part of h_{t-1}'s gradient that does not go through W_hh: dh~ z + zoneout's kept part
+ * + dY[t-1]. With layer norm (P->V set) also dV[t] = the gradient of v, and the gain's
+ * and bias's gradients of the step added to acc. */
+API void gru_bwd(const gru_t* P, int64_t t, int64_t n) {
     const int64_t B = P->B, H = P->H, G = 3 * H;
     const float* restrict hp = t ? P->Y + (size_t)(t - 1) * B * H : P->h0;
     float* restrict keep_h = P->keep_h;
@@ -423,6 +423,3 @@ static void gru_bwd_(const gru_t* P, int64_t t, int64_t n) {
         for (int64_t j = 0; j < 2 * G; j++) acc[j] += part[j];
     }
 }
-
-API void gru_bwd(const gru_t* P, int64_t t, int64_t n) { gru_bwd_(P, t, n); }
-API void ln_gru_bwd(const gru_t* P, int64_t t, int64_t n) { gru_bwd_(P, t, n); }

@@ -1,7 +1,7 @@
 """The compiled step math of the fused CPU scans (``_native.c``), built on first use.
 
-The fused LSTM, LayerNorm-LSTM and GRU scans issue one GEMM per step plus 5-20 small
-torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
+The fused LSTM, LayerNorm-LSTM, GRU and LayerNorm-GRU scans issue one GEMM per step plus
+5-20 small torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
 as the GEMMs. ``_native.c`` does a step's elementwise work in one call over the rows
 (vectorised, float32). It depends on nothing but libm, so it does not depend on the
 torch version or its ABI: it is compiled once per machine with the system C compiler
@@ -124,15 +124,13 @@ def lib() -> ctypes.CDLL | None:
                     "their pure-torch steps (same results, slower): %s", e)
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    for name, struct, fwd_args, bwd_args in (  # after the struct: (step input,) t, [s | k,] n
-            ("ln_lstm", LNLSTM, [ptr, i64, i64, i64], [i64, i64, i64]),
-            ("lstm", LSTM, [ptr, i64, i64], [i64, i64]),
-            ("gru", GRU, [ptr, i64, i64, i64], [i64, i64]),
-            ("ln_gru", GRU, [ptr, i64, i64, i64], [i64, i64])):
-        fwd, bwd = getattr(dll, f"{name}_fwd"), getattr(dll, f"{name}_bwd")
-        fwd.restype = bwd.restype = None
-        fwd.argtypes = [ctypes.POINTER(struct), *fwd_args]
-        bwd.argtypes = [ctypes.POINTER(struct), *bwd_args]
+    for name, struct, args in (  # after the struct: (step input,) t, [s | k,] n
+            ("ln_lstm_fwd", LNLSTM, [ptr, i64, i64, i64]), ("ln_lstm_bwd", LNLSTM, [i64, i64, i64]),
+            ("lstm_fwd", LSTM, [ptr, i64, i64]), ("lstm_bwd", LSTM, [i64, i64]),
+            ("gru_fwd", GRU, [ptr, i64, i64, i64]), ("ln_gru_fwd", GRU, [ptr, i64, i64, i64]),
+            ("gru_bwd", GRU, [i64, i64])):  # gru_bwd: both GRUs (layer norm if P.V is set)
+        f = getattr(dll, name)
+        f.restype, f.argtypes = None, [ctypes.POINTER(struct), *args]
     return dll
 
 

@@ -347,7 +347,7 @@ def _gru_backward(ts, res, grads, cfg, need):
                         **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
                                        dY=dY, dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h, g_hh=g_hh,
                                        V=V, MU=MU, RS=RS, dV=dV, part=part, acc=acc))
-        _bptt_native(P, _native.lib().ln_gru_bwd, dV, dh, dY, W_hh, m, sizes)
+        _bptt_native(P, _native.lib().gru_bwd, dV, dh, dY, W_hh, m, sizes)  # P.V: with LN
         dg, db = (v.to(N.dtype) for v in acc.split(3 * H))
         db_hh, dg_hh = (db if need[3] else None), (dg if need[4] else None)
     else:

@@ -24,7 +24,7 @@ from torch import Tensor
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
-from .lstm import _recur_grad, _sum_outer, zone_args
+from .lstm import _grad_buf, _recur_grad, _sum_outer, zone_args
 
 __all__ = ["rnn_scan"]
 
@@ -74,7 +74,7 @@ def _backward(ts, res, grads, cfg, need, relu: bool):
     new = buffers(cfg.steps, A)
     dA = new(T, B, H)
     W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
-    dh = torch.zeros_like(h0) if dh_n is None else dh_n.clone()
+    dh = _grad_buf(h0, dh_n)
     live = 0
     for t0, t1 in time_chunks(T, B * H):
         a = A[t0:t1]
