@@ -8,12 +8,7 @@ import rnnkit
 from rnnkit.cells import Cell, GRUCell, LayerNormGRUCell
 from rnnkit.kernels.dispatch import choose_backend
 from rnnkit.layers import build_layer
-from rnnkit.layers.regularizers import (
-    _gru_step,
-    _layernorm_gru_step,
-    embedding_dropout,
-    max_norm_,
-)
+from rnnkit.layers.regularizers import embedding_dropout, max_norm_
 from rnnkit.testing import as_tuple, check_layer
 
 T, B, I, H = 6, 3, 4, 5
@@ -163,19 +158,31 @@ def test_recurrent_dropout_gru_interpolates_the_undropped_state():
 
 @pytest.mark.parametrize("make", [lambda: GRUCell(I, H), lambda: GRUCell(I, H, reset_after=False),
                                   lambda: LayerNormGRUCell(I, H)])
-def test_gru_adapters_equal_the_cell_step_without_a_mask(make):
+def test_gru_recurrent_dropout_steps_carry_h_and_drop_only_the_recurrence(make):
+    """``step_recurrent_dropout``: ``h_rec`` in the recurrent products, ``h`` carried, by hand."""
     torch.manual_seed(4)
     cell = make()
     p = {k: torch.randn(s, dtype=torch.float64) for k, s in cell.param_shapes().items()}
     x_t = cell.project(torch.randn(1, B, I, dtype=torch.float64), p)[0]
-    h = torch.randn(B, H, dtype=torch.float64)
-    adapter = _layernorm_gru_step if isinstance(cell, LayerNormGRUCell) else _gru_step
-    y, (h1,) = adapter(cell, x_t, h, h, p)
-    y_ref, (h_ref,) = cell.step(x_t, (h,), p)
-    torch.testing.assert_close(h1, h_ref, atol=1e-12, rtol=0)
-    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
-    y0, _ = adapter(cell, x_t, h, torch.zeros_like(h), p)  # the mask reaches the recurrence
-    assert not torch.allclose(y0, y_ref)
+    h, h_rec = torch.randn(2, B, H, dtype=torch.float64)
+    x_r, x_z, x_n = x_t.split(H, dim=-1)
+    W, b = p["weight_hh"], p["bias_hh"]
+    if isinstance(cell, LayerNormGRUCell):
+        gh = F.layer_norm(h_rec @ W.t(), (3 * H,), p["ln_hh_weight"], b, cell.eps)
+    else:
+        gh = h_rec @ W.t() + b
+    r = torch.sigmoid(x_r + gh[:, :H])
+    z = torch.sigmoid(x_z + gh[:, H:2 * H])
+    if getattr(cell, "reset_after", True):
+        n = torch.tanh(x_n + r * gh[:, 2 * H:])
+    else:
+        n = torch.tanh(x_n + (r * h_rec) @ W[2 * H:].t() + b[2 * H:])
+    want = (1 - z) * n + z * h
+    y, (h1,) = cell.step_recurrent_dropout(x_t, (h,), h_rec, p)
+    torch.testing.assert_close(h1, want, atol=1e-12, rtol=0)
+    assert y is h1
+    torch.testing.assert_close(cell.step(x_t, (h,), p)[1][0],
+                               cell.step_recurrent_dropout(x_t, (h,), h, p)[1][0])
 
 
 # --------------------------------------------------------------- zoneout

@@ -106,6 +106,16 @@ class Cell:
     def step(self, x_t: Tensor, state: State, p: Params) -> tuple[Tensor, State]:
         raise NotImplementedError(f"{type(self).__name__} must define step()")
 
+    def step_recurrent_dropout(self, x_t: Tensor, state: State, h_rec: Tensor,
+                               p: Params) -> tuple[Tensor, State]:
+        """``step`` with ``h_rec`` (the dropped ``h_{t-1}``) in the recurrent products.
+
+        The default passes ``(h_rec, *rest)`` to :meth:`step`, right for a cell that reads
+        ``h`` only through its recurrent weights (Elman, LSTM, IndRNN); a cell that also
+        carries ``h`` (GRU: ``h_t = (1 - z) n + z h_{t-1}``) overrides it.
+        """
+        return self.step(x_t, (h_rec, *state[1:]), p)
+
     def reset_parameters(self, p: Params) -> None:
         """torch.nn's initialisation: every weight ~ U(-1/sqrt(H), 1/sqrt(H))."""
         k = 1.0 / math.sqrt(self.hidden_size)

@@ -45,21 +45,25 @@ class GRUCell(Cell):
         return F.linear(x, p["weight_ih"], p.get("bias_ih"))  # (T, B, I) -> (T, B, 3H)
 
     def step(self, x_t: Tensor, state: State, p: Params):
+        return self.step_recurrent_dropout(x_t, state, state[0], p)
+
+    def step_recurrent_dropout(self, x_t: Tensor, state: State, h_rec: Tensor, p: Params):
+        """The step with ``h_rec`` in the recurrent products and ``h`` carried."""
         (h,) = state
         H = self.hidden_size
         W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
         x_r, x_z, x_n = x_t.split(H, dim=-1)
         if self.reset_after:
-            h_r, h_z, h_n = F.linear(h, W_hh, b_hh).split(H, dim=-1)
+            h_r, h_z, h_n = F.linear(h_rec, W_hh, b_hh).split(H, dim=-1)
             r = torch.sigmoid(x_r + h_r)
             z = torch.sigmoid(x_z + h_z)
             n = torch.tanh(x_n + r * h_n)
         else:
             b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * H], b_hh[2 * H:])
-            h_r, h_z = F.linear(h, W_hh[: 2 * H], b_rz).split(H, dim=-1)
+            h_r, h_z = F.linear(h_rec, W_hh[: 2 * H], b_rz).split(H, dim=-1)
             r = torch.sigmoid(x_r + h_r)
             z = torch.sigmoid(x_z + h_z)
-            n = torch.tanh(x_n + F.linear(r * h, W_hh[2 * H:], b_n))
+            n = torch.tanh(x_n + F.linear(r * h_rec, W_hh[2 * H:], b_n))
         h = (1 - z) * n + z * h
         return h, (h,)
 

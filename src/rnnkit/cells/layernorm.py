@@ -113,9 +113,13 @@ class LayerNormGRUCell(_LayerNormCell):
     num_gates = 3
 
     def step(self, x_t: Tensor, state: State, p: Params):
+        return self.step_recurrent_dropout(x_t, state, state[0], p)
+
+    def step_recurrent_dropout(self, x_t: Tensor, state: State, h_rec: Tensor, p: Params):
+        """The step with ``h_rec`` in ``LN(W_hh h)`` and ``h`` carried."""
         (h,) = state
         gi_r, gi_z, gi_n = x_t.chunk(3, dim=-1)
-        gh_r, gh_z, gh_n = self._recurrent(h, p).chunk(3, dim=-1)
+        gh_r, gh_z, gh_n = self._recurrent(h_rec, p).chunk(3, dim=-1)
         r = torch.sigmoid(gi_r + gh_r)
         z = torch.sigmoid(gi_z + gh_z)
         n = torch.tanh(gi_n + r * gh_n)

@@ -65,6 +65,40 @@ def log_g(x: Tensor) -> Tensor:
     return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
 
 
+class _LogCumSumExp(torch.autograd.Function):
+    """``torch.logcumsumexp`` along dim 1, with a backward that differentiates again.
+
+    torch's backward takes ``log|grad|``, so its derivative is NaN wherever the incoming
+    gradient is 0 (a padded step, an output the loss does not read). This one computes
+    the same formula (TensorFlow's, as torch's) with the zeros kept out of the log, in
+    ops that autograd differentiates, this function included: every order is finite.
+    """
+
+    @staticmethod
+    def forward(x):
+        return torch.logcumsumexp(x, dim=1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        # dx_s = sum_{t >= s} grad_t exp(x_s - out_t), split by the sign of grad_t
+        log_abs = torch.where(grad != 0, grad, torch.ones_like(grad)).abs().log()
+        lo = torch.finfo(grad.dtype).min  # log 0
+        pos = torch.where(grad > 0, log_abs, lo) - out
+        neg = torch.where(grad < 0, log_abs, lo) - out
+        rev = lambda v: logcumsumexp(v.flip(1)).flip(1)  # noqa: E731  (sum over t >= s)
+        return (rev(pos) + x).exp() - (rev(neg) + x).exp()
+
+
+def logcumsumexp(x: Tensor) -> Tensor:
+    """``torch.logcumsumexp(x, dim=1)``, differentiable any number of times."""
+    return _LogCumSumExp.apply(x)
+
+
 def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, mask: Tensor | None = None,
                    chunk: int = 64) -> Tensor:
     """All ``h_t = a_t * h_{t-1} + b_t`` at once, for ``a, b > 0`` given as logs.
@@ -80,21 +114,28 @@ def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, mask: Tensor | None
     Returns:
         h (T, B, H), including the skipped steps (which repeat the state).
     """
-    tiny = torch.finfo(log_b.dtype).min  # log 0, finite so that autograd stays finite
-    if mask is not None:
-        log_a = log_a.masked_fill(~mask, 0.0)
-        log_b = log_b.masked_fill(~mask, tiny)
+    # a skipped step (masked, or padding up to whole chunks) has a = 1 and b = 0: log a = 0,
+    # and its term of the logcumsumexp a constant -1e4 (exp underflows to 0 in every dtype)
+    skip = None if mask is None else ~mask  # (T, B, 1)
+    if skip is not None:
+        log_a = log_a.masked_fill(skip, 0.0)
     T = log_a.shape[0]
     n = -(-T // chunk)
     if n * chunk > T:  # pad with skipped steps to whole chunks
         pad = (n * chunk - T, *log_a.shape[1:])
         log_a = torch.cat([log_a, log_a.new_zeros(pad)])
-        log_b = torch.cat([log_b, log_b.new_full(pad, tiny)])
+        log_b = torch.cat([log_b, log_b.new_zeros(pad)])
+        if skip is None:
+            skip = torch.zeros(T, 1, 1, dtype=torch.bool, device=log_a.device)
+        skip = torch.cat([skip, skip.new_ones(n * chunk - T, *skip.shape[1:])])
     log_a = log_a.view(n, chunk, *log_a.shape[1:])  # (T', B, H) -> (n, chunk, B, H)
     log_b = log_b.view(n, chunk, *log_b.shape[1:])
     a_star = torch.cumsum(log_a, dim=1)  # log prod of a within the chunk, up to t
     from_h = torch.exp(a_star)  # h_t's factor on the chunk's incoming state
-    from_b = torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1))  # h_t if h_in = 0
+    z = log_b - a_star
+    if skip is not None:
+        z = z.masked_fill(skip.view(n, chunk, *skip.shape[1:]), -1e4)
+    from_b = torch.exp(a_star + logcumsumexp(z))  # h_t if h_in = 0
     h, hs = h0, []
     for k in range(n):
         hs.append(from_h[k] * h + from_b[k])  # (chunk, B, H)

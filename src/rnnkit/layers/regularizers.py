@@ -18,8 +18,9 @@ is an inverted-dropout mask (expectation 1); ``d ~ Bernoulli(p)`` a zoneout mask
     (as in Keras). For a cell without an adapter the layer passes
     ``(m_h * h, *rest)`` to ``step``, which is right when the step reads ``h``
     only through its recurrent weights (Elman, LSTM, LayerNorm-LSTM, IndRNN);
-    GRU and LayerNorm-GRU have adapters here, and a custom cell that also
-    carries ``h`` defines ``step_recurrent_dropout(x_t, state, h_rec, p)``.
+    a cell that also carries ``h`` (GRU, LayerNorm-GRU, a custom cell) defines
+    ``step_recurrent_dropout(x_t, state, h_rec, p)`` (the default of
+    :class:`~rnnkit.cells.Cell` is the pass-through above).
     Cells without a recurrent weight ``weight_hh`` (QRNN, SRU, minGRU, minLSTM)
     are refused: their state is carried, not multiplied.
 
@@ -58,7 +59,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells import GRUCell, LayerNormGRUCell
 from ..cells.base import Cell, Params, State
 
 __all__ = ["Regularizers", "dropout_mask", "zoneout", "uniform_draws", "zoneout_keep_",
@@ -172,46 +172,10 @@ def _check_zoneout(z, cell: Cell) -> tuple[float, float]:
     return p, p
 
 
-# ------------------------------------------------ recurrent dropout adapters
-def _gru_step(cell: GRUCell, x_t: Tensor, h: Tensor, h_rec: Tensor, p: Params):
-    """GRUCell's step with ``h_rec`` in the recurrent products and ``h`` carried."""
-    H = cell.hidden_size
-    W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
-    x_r, x_z, x_n = x_t.split(H, dim=-1)
-    if cell.reset_after:
-        h_r, h_z, h_n = F.linear(h_rec, W_hh, b_hh).split(H, dim=-1)
-        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
-    else:
-        b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * H], b_hh[2 * H:])
-        h_r, h_z = F.linear(h_rec, W_hh[: 2 * H], b_rz).split(H, dim=-1)
-        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + F.linear(r * h_rec, W_hh[2 * H:], b_n))
-    h = (1 - z) * n + z * h
-    return h, (h,)
-
-
-def _layernorm_gru_step(cell: LayerNormGRUCell, x_t: Tensor, h: Tensor, h_rec: Tensor,
-                        p: Params):
-    """LayerNormGRUCell's step with ``h_rec`` in ``LN(W_hh h)`` and ``h`` carried."""
-    gi_r, gi_z, gi_n = x_t.chunk(3, dim=-1)
-    gh_r, gh_z, gh_n = cell._recurrent(h_rec, p).chunk(3, dim=-1)
-    r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
-    n = torch.tanh(gi_n + r * gh_n)
-    h = (1 - z) * n + z * h
-    return h, (h,)
-
-
-_ADAPTERS = {GRUCell: _gru_step, LayerNormGRUCell: _layernorm_gru_step}
-
-
 def _dropped_recurrence_step(cell: Cell):
     """``f(x_t, state, h_rec, p)``: the step with ``h_rec`` feeding the recurrence."""
     if hasattr(cell, "step_recurrent_dropout"):
         return cell.step_recurrent_dropout
-    adapter = _ADAPTERS.get(type(cell))
-    if adapter is not None:
-        return lambda x_t, state, h_rec, p: adapter(cell, x_t, state[0], h_rec, p)
     return lambda x_t, state, h_rec, p: cell.step(x_t, (h_rec, *state[1:]), p)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 __all__ = ["linear", "weight_grad", "onednn_available", "Linear"]
 
@@ -103,23 +102,32 @@ class Linear(torch.autograd.Function):
 
     The input projection of the fused cells (one GEMM over all T):
     ``xp = x W_ih^T + b_ih``; backward ``dx = dxp W_ih``, ``dW_ih = dxp^T x``,
-    ``db_ih = sum dxp``.
+    ``db_ih = sum dxp``. A ``create_graph=True`` backward (grad mode on) computes the
+    same products with ``torch.mm``, which autograd differentiates again.
     """
 
     @staticmethod
-    def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
-        ctx.has_bias = b is not None
+    def forward(x, w, b):
         y = linear(x.reshape(-1, x.shape[-1]), w, b)  # (..., K) -> (M, K)
         return y.view(*x.shape[:-1], w.shape[0])  # (M, N) -> (..., N)
 
     @staticmethod
-    @once_differentiable
+    def setup_context(ctx, inputs, output):
+        x, w, b = inputs
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+
+    @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
         K, N = x.shape[-1], w.shape[0]
         x2, dy2 = x.reshape(-1, K), dy.reshape(-1, N)  # (..., *) -> (M, *)
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiable products
+            dx = (dy2 @ w).view(x.shape) if need[0] else None
+            dw = dy2.t() @ x2 if need[1] else None
+            db = dy2.sum(0) if need[2] and ctx.has_bias else None
+            return dx, dw, db
         dx = linear(dy2, w.t()).view(x.shape) if need[0] else None
         dw = weight_grad(dy2, x2) if need[1] else None
         db = dy2.sum(0) if need[2] and ctx.has_bias else None

@@ -13,6 +13,10 @@ named by ``kind`` (``"lstm"``, ``"gru"``, ``"indrnn"``, ...):
 
 - in eager mode the op calls the kernel's forward, and autograd (registered with
   ``register_autograd``) calls the backward op with the saved tensors;
+- a ``create_graph=True`` backward (a gradient penalty, ``gradgradcheck``) does not call
+  the backward op: it differentiates the call's *reference* instead, the same outputs
+  in plain torch ops (:mod:`rnnkit.kernels._higher`), so gradients of every order are
+  autograd's and the ordinary backward is unchanged;
 - under ``torch.compile``/``torch.export`` both ops are opaque nodes whose
   output shapes come from the fake kernels, so a layer on the fused backend
   traces into one graph (``fullgraph=True``) with no graph break.
@@ -23,7 +27,7 @@ when every sequence spans all T steps), ``last`` (each row's last step) and
 
 Example::
 
-    outs = run("indrnn", [xp, w, h0, None], steps, [0.0])   # -> [ys, h_n]
+    outs = run("indrnn", [xp, w, h0, None], steps, [0.0], reference)   # -> [ys, h_n]
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._higher import Reference, carrying, reference_vjp, take_reference
 from ._steps import Steps
 
 __all__ = ["Cfg", "Kernel", "KERNELS", "register", "run"]
@@ -130,6 +135,7 @@ def _setup(ctx, inputs, output):
     ctx.kind, ctx.sizes, ctx.floats, ctx.n_ts, ctx.n_out = kind, list(sizes), list(floats), \
         len(ts), n_out
     ctx.save_for_backward(*ts, *output, last)  # outputs too: Y is often needed
+    ctx.reference = take_reference()
     # the saved activations are outputs of the op too, and never get a gradient: without
     # this, autograd would fill a zero tensor for each of them on every backward (for a
     # LayerNorm-LSTM at T=100, B=32, H=256 two (T, B, 4H) fills, ~10% of its backward)
@@ -140,7 +146,11 @@ def _backward(ctx, grads):
     *rest, last = ctx.saved_tensors
     needs = [bool(x) for x in ctx.needs_input_grad[1]]
     out = [None] * ctx.n_ts
-    if any(needs):
+    if any(needs) and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # create_graph=True: differentiate the reference, whose backward is autograd's
+        out = reference_vjp(f"rnnkit::fused_scan({ctx.kind!r})", ctx.reference,
+                            _dec(rest[:ctx.n_ts]), needs, list(grads[:ctx.n_out]))
+    elif any(needs):
         g = _backward_op(ctx.kind, rest, _enc(list(grads[:ctx.n_out]), rest[0]), ctx.sizes,
                          last, ctx.floats, needs)
         it = iter(g)
@@ -152,9 +162,16 @@ def _backward(ctx, grads):
 _scan_op.register_autograd(_backward, setup_context=_setup)
 
 
-def run(kind: str, ts: list[Tensor | None], steps: Steps, floats: list[float]) -> list[Tensor]:
-    """Run kernel ``kind`` on ``ts`` through the custom op; returns its outputs (not the saved)."""
+def run(kind: str, ts: list[Tensor | None], steps: Steps, floats: list[float],
+        reference: Reference | None = None) -> list[Tensor]:
+    """Run kernel ``kind`` on ``ts`` through the custom op; returns its outputs (not the saved).
+
+    ``reference(ts) -> outputs``, the same outputs in differentiable torch ops, serves
+    ``create_graph=True`` backwards (:mod:`rnnkit.kernels._higher`); without one they raise.
+    """
     need = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
     sizes = [] if steps.sizes is None else [int(n) for n in steps.sizes]
-    res = _scan_op(kind, _enc(list(ts), ts[0]), sizes, steps.last, [float(f) for f in floats], need)
+    with carrying(reference if need else None):
+        res = _scan_op(kind, _enc(list(ts), ts[0]), sizes, steps.last,
+                       [float(f) for f in floats], need)
     return list(res[:KERNELS[kind].n_out])

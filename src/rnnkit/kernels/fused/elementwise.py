@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._higher import reference_scan, zones_of
 from ._op import register, run
 from ._steps import Steps, buffers, last_state
 from .gated import gated_scan, sru_chunked_scan
@@ -98,7 +99,10 @@ def qrnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(No
     time-chunked kernel, :mod:`.gated`)."""
     (c0,) = state
     zt, rates = zone_args(zones)
-    return _gated(f"qrnn_{cell.pooling}", xp, c0, steps, zt, rates)
+    H = cell.hidden_size
+    # the reference activates the gates as QRNNCell.project does after its GEMM
+    act = lambda u: torch.cat([torch.tanh(u[..., :H]), torch.sigmoid(u[..., H:])], dim=-1)  # noqa: E731
+    return _gated(f"qrnn_{cell.pooling}", xp, c0, steps, zt, rates, cell, act)
 
 
 def min_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
@@ -108,11 +112,17 @@ def min_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
     (h0,) = state
     zt, rates = zone_args(zones)
     return _gated("mingru" if isinstance(cell, MinGRUCell) else "minlstm", xp, h0, steps, zt,
-                  rates)
+                  rates, cell, lambda u: u)
 
 
-def _gated(kind, xp, s0, steps, zt, rates):
-    Y, s_n = gated_scan(kind, xp, s0, steps, zt[0], rates[0])
+def _gated(kind, xp, s0, steps, zt, rates, cell, act):
+    def reference(ts):  # ts = [u, s0, zone]: the cell stepped over the activated gates
+        u, s, z = ts
+        ys, (s_n,) = reference_scan(cell, {}, act(u), (s,), steps.sizes,
+                                    zones=zones_of([z], rates[:1]))
+        return [ys, s_n]
+
+    Y, s_n = gated_scan(kind, xp, s0, steps, zt[0], rates[0], reference)
     return Y, (s_n,)
 
 
@@ -175,8 +185,27 @@ def indrnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(
     u = cell.recurrent_weight(p)  # clamped to the bound, differentiably
     w = u if rec_mask is None else u * rec_mask  # (H,) or (B, H)
     zt, rates = zone_args(zones)
-    Y, h_n = run("indrnn", [xp, w, h0, *zt], steps, rates)
+    Y, h_n = run("indrnn", [xp, w, h0, *zt], steps, rates, _indrnn_reference(steps, rates))
     return Y, (h_n,)
+
+
+class _IndRNNStep:
+    """IndRNN's step on the op's inputs: ``w`` (H,) or, with recurrent dropout, (B, H)."""
+
+    @staticmethod
+    def step(x_t, state, p):
+        h = torch.relu(x_t + p["w"] * state[0])
+        return h, (h,)
+
+
+def _indrnn_reference(steps: Steps, rates):
+    def reference(ts):
+        xp, w, h0, z = ts
+        ys, (h_n,) = reference_scan(_IndRNNStep, {"w": w}, xp, (h0,), steps.sizes,
+                                    zones=zones_of([z], rates))
+        return [ys, h_n]
+
+    return reference
 
 
 # ------------------------------------------------------------------ SRU
@@ -185,5 +214,11 @@ def sru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
     with the highway inside the kernel (:func:`.gated.sru_chunked_scan`)."""
     (c0,) = state
     zt, rates = zone_args(zones)
-    Y, c_n = sru_chunked_scan(xp, p["weight_c"], c0, steps, zt[0], rates[0])
+    def reference(ts):  # ts = [xp, v, c0, zone]
+        x, v, c, z = ts
+        ys, (c_n,) = reference_scan(cell, {"weight_c": v}, x, (c,), steps.sizes,
+                                    zones=zones_of([z], rates[:1]))
+        return [ys, c_n]
+
+    Y, c_n = sru_chunked_scan(xp, p["weight_c"], c0, steps, zt[0], rates[0], reference)
     return Y, (c_n,)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._higher import Reference
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_
 
@@ -281,15 +282,17 @@ for _kind in GATED_KINDS:
              lambda ts, cfg, _k=_kind: _fake(ts, cfg, _k), n_out=2)
 
 
-def gated_scan(kind: str, u: Tensor, s0: Tensor, steps: Steps, zone, rate: float = 0.0):
+def gated_scan(kind: str, u: Tensor, s0: Tensor, steps: Steps, zone, rate: float = 0.0,
+               reference: Reference | None = None):
     """Run ``kind`` over pre-activations ``u`` (T, B, G*H): outputs (T, B, H) and last state.
 
     ``zone`` is the (T, B, H) zoneout keep mask (training) or None, ``rate`` the
-    zoneout rate used when there is no mask (evaluation; 0: no zoneout).
+    zoneout rate used when there is no mask (evaluation; 0: no zoneout); ``reference``
+    the outputs from ``[u, s0, zone]`` in differentiable ops (:mod:`rnnkit.kernels._higher`).
     """
     if kind not in GATED_KINDS:
         raise ValueError(f"gated_scan: kind must be one of {sorted(GATED_KINDS)}, got {kind!r}")
-    Y, s_n = run(kind, [u, s0, zone], steps, [rate])
+    Y, s_n = run(kind, [u, s0, zone], steps, [rate], reference)
     return Y, s_n
 
 
@@ -415,7 +418,8 @@ def _sru_backward(ts, res, grads, cfg, need):
 register("sru_chunked", _sru_forward, _sru_backward, _sru_fake, n_out=2)
 
 
-def sru_chunked_scan(xp: Tensor, v: Tensor, c0: Tensor, steps: Steps, zone, rate: float = 0.0):
+def sru_chunked_scan(xp: Tensor, v: Tensor, c0: Tensor, steps: Steps, zone, rate: float = 0.0,
+                     reference: Reference | None = None):
     """SRU over ``xp = [x~, a_f, a_r, alpha x^]`` (T, B, 4H): outputs ``h`` and the last ``c``."""
-    Y, c_n = run("sru_chunked", [xp, v, c0, zone], steps, [rate])
+    Y, c_n = run("sru_chunked", [xp, v, c0, zone], steps, [rate], reference)
     return Y, c_n

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._higher import cell_reference
 from . import _native
 from ._gemm import linear, weight_grad
 from ._op import register, run
@@ -284,5 +285,6 @@ def gru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
     (h0,) = state
     zt, rates = zone_args(zones)
     ts = [xp, h0, p["weight_hh"], p.get("bias_hh"), rec_mask, *zt]
-    ys, h_n = run("gru" if cell.reset_after else "gru_cho", ts, steps, rates)
+    ref = cell_reference(cell, ("weight_hh", "bias_hh"), 1, steps.sizes, rates)
+    ys, h_n = run("gru" if cell.reset_after else "gru_cho", ts, steps, rates, ref)
     return ys, (h_n,)

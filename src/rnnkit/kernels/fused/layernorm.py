@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._higher import cell_reference
 from . import _native
 from ._gemm import linear
 from ._op import register, run
@@ -269,7 +270,9 @@ def ln_lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=
     zt, rates = zone_args(zones)
     ts = [xp, h0, c0, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"], p["ln_c_weight"],
           p.get("ln_c_bias"), rec_mask, *zt]
-    ys, h_n, c_n = run("ln_lstm", ts, steps, [*rates, cell.eps])
+    names = ("weight_hh", "bias_hh", "ln_hh_weight", "ln_c_weight", "ln_c_bias")
+    ref = cell_reference(cell, names, 2, steps.sizes, rates)
+    ys, h_n, c_n = run("ln_lstm", ts, steps, [*rates, cell.eps], ref)
     return ys, (h_n, c_n)
 
 
@@ -371,5 +374,6 @@ def ln_gru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(
     (h0,) = state
     zt, rates = zone_args(zones)
     ts = [xp, h0, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"], rec_mask, *zt]
-    ys, h_n = run("ln_gru", ts, steps, [*rates, cell.eps])
+    ref = cell_reference(cell, ("weight_hh", "bias_hh", "ln_hh_weight"), 1, steps.sizes, rates)
+    ys, h_n = run("ln_gru", ts, steps, [*rates, cell.eps], ref)
     return ys, (h_n,)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._higher import cell_reference
 from . import _native
 from ._gemm import linear, weight_grad
 from ._op import register, run
@@ -263,5 +264,6 @@ def lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(No
     h0, c0 = state
     zt, rates = zone_args(zones)
     ts = [xp, h0, c0, p["weight_hh"], p.get("bias_hh"), p.get("weight_hr"), rec_mask, *zt]
-    ys, h_n, c_n = run("lstm", ts, steps, rates)
+    ref = cell_reference(cell, ("weight_hh", "bias_hh", "weight_hr"), 2, steps.sizes, rates)
+    ys, h_n, c_n = run("lstm", ts, steps, rates, ref)
     return ys, (h_n, c_n)

@@ -21,6 +21,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from .._higher import cell_reference
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
@@ -110,5 +111,6 @@ def rnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
     zt, rates = zone_args(zones)
     ts = [xp, h0, p["weight_hh"], p.get("bias_hh"), rec_mask, *zt]
     kind = "rnn_relu" if cell.nonlinearity == "relu" else "rnn_tanh"
-    ys, h_n = run(kind, ts, steps, rates)
+    ref = cell_reference(cell, ("weight_hh", "bias_hh"), 1, steps.sizes, rates)
+    ys, h_n = run(kind, ts, steps, rates, ref)
     return ys, (h_n,)
