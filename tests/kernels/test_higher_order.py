@@ -180,3 +180,84 @@ def test_op_without_reference_refuses_create_graph():
     ys, _ = _op.run("indrnn", [xp, w, h0, None], Steps(), [0.0])
     with pytest.raises(RuntimeError, match="create_graph=True backward needs"):
         torch.autograd.grad(ys.sum(), [w], create_graph=True)
+
+
+# ------------------------------------------------------------------ torch.func
+PRESETS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+
+
+def _per_sample(layer, x):
+    """Per-sample gradients of every weight: ``vmap(grad)`` and a loop over the samples."""
+    from torch.func import grad, vmap
+
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+
+    def loss(p, xi):
+        out, _ = functional_call(layer, p, (xi.unsqueeze(1),))  # (T, 1, D*H)
+        return (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).pow(2).sum()
+
+    got = vmap(grad(loss), in_dims=(None, 1))(params, x)
+    return got, [grad(loss)(params, x[:, b]) for b in range(x.shape[1])]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("backend", ["auto", "native", "fused", "loop"])
+def test_vmap_grad_per_sample_gradients_equal_a_loop_over_samples(preset, backend):
+    torch.manual_seed(0)
+    layer = PRESETS[preset](I, H, num_layers=2, bidirectional=True, backend=backend).double()
+    x = torch.randn(T, 4, I, dtype=torch.float64)
+    got, want = _per_sample(layer, x)
+    for b, w in enumerate(want):
+        for k in w:
+            torch.testing.assert_close(got[k][b], w[k], msg=f"{k}, sample {b}")
+    # and against plain autograd on one sample
+    y = layer(x[:, :1])[0]
+    loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).pow(2).sum()
+    g = torch.autograd.grad(loss, list(layer.parameters()))
+    for (k, _), gk in zip(layer.named_parameters(), g):
+        torch.testing.assert_close(got[k][0], gk)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_vmap_grad_over_every_fused_cell_with_lengths(family):
+    """The zoo cells on the fused backend: vmap(grad) over a stack of batches that share
+    their lengths (vmap cannot map the lengths themselves: they choose the control flow),
+    with the regularisers in evaluation (zoneout's expectation), equal to a loop over the
+    stack and to the loop backend."""
+    from torch.func import grad, vmap
+
+    lengths = torch.tensor([3, 1])
+    xs = torch.randn(3, T, B, I, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def run(backend):
+        layer = _layer(family, backend, "regularised").eval()
+        params = {k: v.detach() for k, v in layer.named_parameters()}
+
+        def loss(p, x):
+            out, _ = functional_call(layer, p, (x,), {"lengths": lengths})
+            return (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+                    ).pow(2).sum()
+
+        return vmap(grad(loss), in_dims=(None, 0))(params, xs), [grad(loss)(params, x) for x in xs]
+
+    got, want = run("fused")
+    ref, _ = run("loop")
+    for n, w in enumerate(want):
+        for k in w:
+            torch.testing.assert_close(got[k][n], w[k], msg=f"{k}, batch {n}")
+            torch.testing.assert_close(got[k][n], ref[k][n], msg=f"{k} vs the loop")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("backend", ["auto", "fused"])
+def test_jacrev_and_hessian_through_torch_func(preset, backend):
+    from torch.func import hessian, jacrev
+
+    torch.manual_seed(0)
+    layer = PRESETS[preset](I, H, backend=backend).double()
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    x = torch.randn(T, 2, I, dtype=torch.float64)
+    f = lambda xi: functional_call(layer, params, (xi,))[0]  # noqa: E731
+    torch.testing.assert_close(jacrev(f)(x), torch.autograd.functional.jacobian(f, x))
+    s = lambda xi: f(xi).pow(2).sum()  # noqa: E731
+    torch.testing.assert_close(hessian(s)(x), torch.autograd.functional.hessian(s, x))

@@ -74,6 +74,8 @@ class _LogCumSumExp(torch.autograd.Function):
     ops that autograd differentiates, this function included: every order is finite.
     """
 
+    generate_vmap_rule = True  # torch.func: vmap over the torch ops of forward and backward
+
     @staticmethod
     def forward(x):
         return torch.logcumsumexp(x, dim=1)

@@ -15,7 +15,9 @@ layer's loop steps it, with the same masks and zoneout). Then
   ``create_graph=True``, so every further derivative is autograd's.
 
 An op called without a reference raises on a ``create_graph`` backward rather than
-returning ``None`` or zeros. Example (what the scan modules do)::
+returning ``None`` or zeros. Under ``torch.func`` transforms (``grad``, ``vmap``,
+``jacrev``), which torch's custom ops do not support, a call runs its reference in
+place of the op (:func:`functorch_active`): same results, autograd's speed. Example (what the scan modules do)::
 
     ys, h_n = run("gru", ts, steps, rates, reference=lambda ts: gru_reference(cell, ts))
 
@@ -30,7 +32,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["carrying", "take_reference", "reference_vjp", "reference_scan", "Reference"]
+__all__ = ["carrying", "take_reference", "reference_vjp", "reference_scan", "Reference",
+           "functorch_active", "cell_reference", "zones_of"]
 
 #: ``reference(ts) -> outs``: the op's caller-visible outputs from its tensor inputs.
 Reference = Callable[[list], list]
@@ -47,6 +50,17 @@ def carrying(reference: Reference | None):
         yield
     finally:
         _slot.fn = prev
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running (never
+    while torch.compile traces: the ops are what it must see)."""
+    if torch.compiler.is_compiling():
+        return False
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except AttributeError:  # a torch without functorch's interpreter stack
+        return False
 
 
 def take_reference() -> Reference | None:

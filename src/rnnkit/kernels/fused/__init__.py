@@ -47,6 +47,7 @@ from ...cells import (
     RNNCell,
     SRUCell,
 )
+from .._higher import functorch_active
 from ._gemm import Linear
 from ._malloc import trim_malloc, tune_malloc
 from ._steps import Zone, permute_batch, plan_steps, step_inputs
@@ -126,8 +127,9 @@ def fused_project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """``F.linear`` with oneDNN's GEMM (its own backward) outside tracing; ``F.linear`` inside."""
-    if torch.compiler.is_compiling():
+    """``F.linear`` with oneDNN's GEMM (its own backward) outside tracing; ``F.linear`` inside
+    and under ``torch.func`` transforms."""
+    if torch.compiler.is_compiling() or functorch_active():
         return F.linear(x, w, b)
     return Linear.apply(x, w, b)
 

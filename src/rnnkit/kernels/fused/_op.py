@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._higher import Reference, carrying, reference_vjp, take_reference
+from .._higher import Reference, carrying, functorch_active, reference_vjp, take_reference
 from ._steps import Steps
 
 __all__ = ["Cfg", "Kernel", "KERNELS", "register", "run"]
@@ -168,7 +168,13 @@ def run(kind: str, ts: list[Tensor | None], steps: Steps, floats: list[float],
 
     ``reference(ts) -> outputs``, the same outputs in differentiable torch ops, serves
     ``create_graph=True`` backwards (:mod:`rnnkit.kernels._higher`); without one they raise.
+    Under ``torch.func`` transforms the reference runs instead of the op.
     """
+    if functorch_active():
+        if reference is None:
+            raise RuntimeError(f"rnnkit::fused_scan({kind!r}) cannot run under torch.func "
+                               "transforms without its reference; use backend='loop'")
+        return list(reference(list(ts)))[:KERNELS[kind].n_out]
     need = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
     sizes = [] if steps.sizes is None else [int(n) for n in steps.sizes]
     with carrying(reference if need else None):
