@@ -15,6 +15,7 @@ _EXPORTS = {
     "LSTM": "rnnkit.layers",
     "GRU": "rnnkit.layers",
     "build_layer": "rnnkit.layers",
+    "InputError": "rnnkit.layers",
     "IndRNN": "rnnkit.layers",
     "QRNN": "rnnkit.layers",
     "SRU": "rnnkit.layers",

@@ -22,7 +22,7 @@ def lstm():
     (dict(input=torch.randn(3)), r"input: expected a 3-D tensor \(T, B, I\).*got shape \(3,\)"),
     (dict(input=torch.randn(2, 3, 4, 5)), r"input: expected a 3-D.*got shape \(2, 3, 4, 5\)"),
     (dict(input=torch.randn(6, 3, 7)), r"input: expected 4 features.*got shape \(6, 3, 7\)"),
-    (dict(input=torch.randn(6, 3, 4).double()), r"input: dtype torch.float64 does not match.*float32"),
+    (dict(input=torch.randn(6, 3, 4).double()), r"input: RNN input dtype \(torch.float64\) does not match weight dtype \(torch.float32\)"),
     (dict(input=torch.randn(6, 3, 4), lengths=[6, 0, 2]), r"lengths: every length must be in \[1, T=6\], got lengths\[1\] = 0"),
     (dict(input=torch.randn(6, 3, 4), lengths=[6, 7, 2]), r"lengths\[1\] = 7"),
     (dict(input=torch.randn(6, 3, 4), lengths=[6, 2]), r"lengths: expected 3 integer lengths"),
@@ -41,13 +41,13 @@ def test_bad_input_names_the_argument(lstm, kwargs, pattern):
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="backend: expected 'auto', 'native', 'fused', 'triton' or 'loop', got 'cuda'"):
         rnnkit.LSTM(4, 5, backend="cuda")
-    with pytest.raises(ValueError, match="num_layers: expected a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_layers must be greater than zero, got 0"):
         rnnkit.GRU(4, 5, 0)
-    with pytest.raises(ValueError, match=r"dropout: expected a probability in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"dropout should be a number in range \[0, 1\].*got 1.5"):
         rnnkit.GRU(4, 5, 2, dropout=1.5)
-    with pytest.raises(ValueError, match=r"proj_size must be 0 or in \[1, hidden_size=5\), got 5"):
+    with pytest.raises(ValueError, match=r"proj_size has to be smaller than hidden_size \(5\), got 5"):
         rnnkit.LSTM(4, 5, proj_size=5)
-    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'. Select from 'tanh' or 'relu'."):
         rnnkit.RNN(4, 5, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="forget_bias: GRUCell has no forget gate"):
         rnnkit.GRU(4, 5, forget_bias=1.0)

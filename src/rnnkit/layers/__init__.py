@@ -1,10 +1,11 @@
 """Recurrent layers: the generic ``Recurrent``, the torch.nn-compatible presets and the cell zoo."""
+from ._inputs import InputError
 from .presets import GRU, LSTM, RNN
 from .recurrent import Recurrent
 from .registry import LAYERS, build_layer, register_layer
 from .regularizers import embedding_dropout, max_norm_
 from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
-__all__ = ["Recurrent", "RNN", "LSTM", "GRU", "IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM",
-           "LayerNormLSTM", "LayerNormGRU", "LAYERS", "build_layer", "register_layer",
+__all__ = ["Recurrent", "InputError", "RNN", "LSTM", "GRU", "IndRNN", "QRNN", "SRU", "MinGRU",
+           "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LAYERS", "build_layer", "register_layer",
            "embedding_dropout", "max_norm_"]

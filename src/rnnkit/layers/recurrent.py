@@ -26,6 +26,7 @@ Shapes: ``B`` batch, ``T`` time, ``I`` input, ``H`` hidden, ``O`` cell output
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -37,7 +38,7 @@ from ..kernels.dispatch import SCAN_BACKENDS, backend_names, choose_backend
 from ..kernels.fused import step_inputs
 from ..kernels.loop import length_mask, reverse_padded, scan
 from ..kernels.native import native_forward
-from ._inputs import finish, prepare
+from ._inputs import InputError, finish, prepare
 from .init import apply_init, check_init_args
 from .regularizers import Regularizers
 
@@ -60,6 +61,35 @@ def _native_step(cell: Cell, x: Tensor, state, p) -> tuple:
         return h, (h, c)
     h = fn(x, state[0], *args)
     return h, (h,)
+
+
+def _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                residual) -> None:
+    """torch.nn.RNNBase's checks, in its order, with its exception classes and words.
+
+    torch converts ``dropout`` with ``float()`` first, so ``None`` is a TypeError and
+    ``"x"`` a ValueError there; the same here. ``bidirectional`` torch only rejects in
+    forward (a TypeError from its kernel); rnnkit rejects it here, as the other flags.
+    """
+    what = ("should be a number in range [0, 1] representing the probability of an element "
+            f"being zeroed, got {dropout!r}")
+    try:
+        float(dropout)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"dropout {what}") from None
+    if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) \
+            or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout {what}")
+    for name, v in (("bias", bias), ("batch_first", batch_first),
+                    ("bidirectional", bidirectional), ("residual", residual)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(v).__name__} ({v!r})")
+    for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
+                    ("num_layers", num_layers)):
+        if not isinstance(v, int):
+            raise TypeError(f"{name} should be of type int, got: {type(v).__name__} ({v!r})")
+        if v <= 0:
+            raise ValueError(f"{name} must be greater than zero, got {v}")
 
 
 class Recurrent(nn.Module):
@@ -108,11 +138,8 @@ class Recurrent(nn.Module):
                  weight_drop: float = 0.0, max_norm: float | None = None,
                  device=None, dtype=None, **cell_kwargs):
         super().__init__()
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
-        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) \
-                or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, residual)
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout applies between stacked layers, so it has no effect with "
                           f"num_layers=1 (got dropout={dropout})", stacklevel=2)
@@ -237,6 +264,11 @@ class Recurrent(nn.Module):
                 proj, self.num_layers, self.batch_first,
                 bool(self.bidirectional))
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "regularizers" not in self.__dict__:  # pickled before the regularisers existed
+            self.regularizers = Regularizers.build(self.cells[0])
+
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
         self.flatten_parameters()
@@ -252,6 +284,8 @@ class Recurrent(nn.Module):
                         state_shapes=[(D * L, s) for s in sizes],
                         dtype=w0.dtype, device=w0.device)
         backend = choose_backend(self, batch.x, batch.lengths)
+        if batch.x.shape[1] == 0 and backend in SCAN_BACKENDS:
+            backend = "loop"  # an empty batch (B=0): nothing to scan, and no empty GPU grids
         if backend == "native":
             out, h_n = self._forward_native(batch)
         else:
@@ -354,7 +388,8 @@ class Recurrent(nn.Module):
             state: like ``forward``'s ``hx`` and ``h_n``, or None for zeros.
         Returns:
             ``y_t`` (B, O) and the new state (same layout as ``state``).
-        Raises ValueError for a bidirectional layer (its reverse direction reads
+        Raises InputError (a ValueError and a RuntimeError) for a wrong shape, and
+        ValueError for a bidirectional layer (its reverse direction reads
         the future) and for QRNN with ``window=2`` (its gates read ``x_{t-1}``).
         """
         if self.bidirectional:
@@ -365,7 +400,7 @@ class Recurrent(nn.Module):
                              "needs window=1")
         if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2) \
                 or x_t.shape[-1] != self.input_size:
-            raise ValueError(f"x_t: expected a (B, {self.input_size}) or ({self.input_size},) "
+            raise InputError(f"x_t: expected a (B, {self.input_size}) or ({self.input_size},) "
                              f"tensor, got {getattr(x_t, 'shape', type(x_t).__name__)}")
         unbatched = x_t.dim() == 1
         x = x_t.unsqueeze(0) if unbatched else x_t  # (I,) -> (1, I)
@@ -376,12 +411,12 @@ class Recurrent(nn.Module):
             states = (state,) if isinstance(state, Tensor) else tuple(state)
             want = len(self.cells[-1].state_sizes)
             if len(states) != want:
-                raise ValueError(f"state: expected {want} state tensor(s), got {len(states)}")
+                raise InputError(f"state: expected {want} state tensor(s), got {len(states)}")
             if unbatched:
                 states = tuple(h.unsqueeze(1) for h in states)  # (L, S) -> (L, 1, S)
             for i, (h, size) in enumerate(zip(states, self.cells[-1].state_sizes)):
                 if tuple(h.shape) != (self.num_layers, x.shape[0], size):
-                    raise ValueError(f"state[{i}]: expected shape "
+                    raise InputError(f"state[{i}]: expected shape "
                                      f"{(self.num_layers, x.shape[0], size)}, got "
                                      f"{tuple(h.shape)}")
         reg, training = self.regularizers, self.training
