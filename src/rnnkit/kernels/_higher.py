@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["carrying", "take_reference", "reference_vjp", "reference_scan", "Reference",
-           "functorch_active", "cell_reference", "zones_of"]
+           "functorch_active", "cell_reference", "zones_of", "sizes_mask"]
 
 #: ``reference(ts) -> outs``: the op's caller-visible outputs from its tensor inputs.
 Reference = Callable[[list], list]
@@ -99,8 +99,16 @@ def reference_vjp(op: str, reference: Reference | None, ts: Sequence[Tensor | No
     return [next(it) if need else None for need in needs]
 
 
+def sizes_mask(sizes: Sequence[int] | None, B: int, device) -> Tensor | None:
+    """Live rows per step of a length-sorted batch -> the (T, B, 1) bool length mask."""
+    if sizes is None:
+        return None
+    n = torch.tensor(list(sizes), device=device).view(-1, 1)  # (T, 1)
+    return (torch.arange(B, device=device).view(1, -1) < n).unsqueeze(-1)
+
+
 def reference_scan(cell, p: dict, xp: Tensor, state: tuple[Tensor, ...],
-                   sizes: Sequence[int] | None = None, rec_mask: Tensor | None = None,
+                   mask: Tensor | None = None, rec_mask: Tensor | None = None,
                    zones: Sequence = ()) -> tuple[Tensor, tuple[Tensor, ...]]:
     """The layer's regularised loop over ``xp`` (T, B, G), with its masks given.
 
@@ -109,12 +117,11 @@ def reference_scan(cell, p: dict, xp: Tensor, state: tuple[Tensor, ...],
     passed in as the fused scans get them: ``rec_mask`` (B, O) multiplies ``h_{t-1}``
     where it enters the recurrence (``cell.step_recurrent_dropout``); ``zones`` one
     entry per state tensor, None, a rate (evaluation) or (T, B, S) 0/1 keeps;
-    ``sizes[t]`` live rows of a length-sorted batch (the rest keep their state and
-    output zeros). ``cell`` needs only ``step`` (and ``step_recurrent_dropout`` with
+    ``mask`` (T, B, 1) bool, False where a sequence has ended (it keeps its state and
+    outputs zeros). ``cell`` needs only ``step`` (and ``step_recurrent_dropout`` with
     ``rec_mask``). Returns ys (T, B, O) and the last state.
     """
-    T, B = xp.shape[0], xp.shape[1]
-    rows = torch.arange(B, device=xp.device).unsqueeze(1)  # (B, 1)
+    T = xp.shape[0]
     zoned = any(z is not None for z in zones)
     ys = []
     for t in range(T):
@@ -128,8 +135,8 @@ def reference_scan(cell, p: dict, xp: Tensor, state: tuple[Tensor, ...],
                         for n, s, z in zip(new, state, zones))
             if emits_state:
                 y = new[0]
-        if sizes is not None:
-            live = rows < sizes[t]  # (B, 1)
+        if mask is not None:
+            live = mask[t]  # (B, 1)
             new = tuple(torch.where(live, n, s) for n, s in zip(new, state))
             y = torch.where(live, y, torch.zeros((), dtype=y.dtype, device=y.device))
         state = tuple(new)
@@ -153,7 +160,8 @@ def cell_reference(cell, names: Sequence[str], n_state: int, sizes: Sequence[int
         xp, state = ts[0], tuple(ts[1:1 + n_state])
         k = 1 + n_state + len(names)
         p = {n: w for n, w in zip(names, ts[1 + n_state:k]) if w is not None}
-        ys, last = reference_scan(cell, p, xp, state, sizes, ts[k], zones_of(ts[k + 1:], rates))
+        mask = sizes_mask(sizes, xp.shape[1], xp.device)
+        ys, last = reference_scan(cell, p, xp, state, mask, ts[k], zones_of(ts[k + 1:], rates))
         return [ys, *last]
 
     return reference

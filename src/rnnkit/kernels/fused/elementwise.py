@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._higher import reference_scan, zones_of
+from .._higher import reference_scan, sizes_mask, zones_of
 from ._op import register, run
 from ._steps import Steps, buffers, last_state
 from .gated import gated_scan, sru_chunked_scan
@@ -118,7 +118,7 @@ def min_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
 def _gated(kind, xp, s0, steps, zt, rates, cell, act):
     def reference(ts):  # ts = [u, s0, zone]: the cell stepped over the activated gates
         u, s, z = ts
-        ys, (s_n,) = reference_scan(cell, {}, act(u), (s,), steps.sizes,
+        ys, (s_n,) = reference_scan(cell, {}, act(u), (s,), _mask(steps, u),
                                     zones=zones_of([z], rates[:1]))
         return [ys, s_n]
 
@@ -189,6 +189,10 @@ def indrnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(
     return Y, (h_n,)
 
 
+def _mask(steps: Steps, like: Tensor) -> Tensor | None:
+    return sizes_mask(steps.sizes, like.shape[1], like.device)
+
+
 class _IndRNNStep:
     """IndRNN's step on the op's inputs: ``w`` (H,) or, with recurrent dropout, (B, H)."""
 
@@ -201,7 +205,7 @@ class _IndRNNStep:
 def _indrnn_reference(steps: Steps, rates):
     def reference(ts):
         xp, w, h0, z = ts
-        ys, (h_n,) = reference_scan(_IndRNNStep, {"w": w}, xp, (h0,), steps.sizes,
+        ys, (h_n,) = reference_scan(_IndRNNStep, {"w": w}, xp, (h0,), _mask(steps, xp),
                                     zones=zones_of([z], rates))
         return [ys, h_n]
 
@@ -216,7 +220,7 @@ def sru_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(Non
     zt, rates = zone_args(zones)
     def reference(ts):  # ts = [xp, v, c0, zone]
         x, v, c, z = ts
-        ys, (c_n,) = reference_scan(cell, {"weight_c": v}, x, (c,), steps.sizes,
+        ys, (c_n,) = reference_scan(cell, {"weight_c": v}, x, (c,), _mask(steps, x),
                                     zones=zones_of([z], rates[:1]))
         return [ys, c_n]
 

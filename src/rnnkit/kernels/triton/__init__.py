@@ -53,6 +53,8 @@ from ...cells import (
     QRNNCell,
     SRUCell,
 )
+from .._higher import functorch_active, reference_scan
+from ..loop import length_mask
 
 __all__ = ["triton_scan", "triton_unsupported", "triton_available", "register_backend",
            "layer_unsupported", "ELEMENTWISE_CELLS", "MATRIX_CELLS"]
@@ -204,22 +206,34 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
         raise ValueError(f"rec_mask: expected shape {tuple(state[0].shape)} like h, got "
                          f"{tuple(rec_mask.shape)}")
     lengths, full = _lengths(mask, T, B, xp.device)
-    if type(cell) in MATRIX_CELLS:
-        if not _compiling():
-            _sync_kernel_mode()
+    matrix = type(cell) in MATRIX_CELLS
+    if not matrix:
+        if zoneout is not None and any(z is not None for z in zoneout):
+            raise ValueError(f"zoneout: the Triton {type(cell).__name__} scan has no zoneout")
+        if rec_mask is not None and type(cell) is not IndRNNCell:
+            raise ValueError(f"rec_mask: {type(cell).__name__} has no recurrent weights to drop")
+    if functorch_active():  # torch.func: the same math in autograd's ops (kernels._higher)
+        zones = tuple(zoneout) if zoneout is not None else ()
+        return reference_scan(cell, p, xp, state, mask, rec_mask, zones)
+    if not _compiling():
+        _sync_kernel_mode()
+    if matrix:
         from ._matrix import matrix_scan  # imports triton
 
         return matrix_scan(cell, p, xp, state, lengths, full, rec_mask, zoneout)
-    if zoneout is not None and any(z is not None for z in zoneout):
-        raise ValueError(f"zoneout: the Triton {type(cell).__name__} scan has no zoneout")
-    if rec_mask is not None and type(cell) is not IndRNNCell:
-        raise ValueError(f"rec_mask: {type(cell).__name__} has no recurrent weights to drop")
-    if not _compiling():
-        _sync_kernel_mode()
     from ._elementwise import elementwise_scan  # imports triton
 
     kind, w = _elementwise_kind(cell, p)
-    y, s_n = elementwise_scan(kind, xp, state[0], w, rec_mask, lengths, full)
+    names = {0: "weight_hh", 4: "weight_c"}  # the cell's name for the op's w
+
+    def reference(ts):  # ts = the op's tensors [xp, s0, w, m, lengths]
+        x, s0, w_, m, lens = ts
+        q = {} if w_ is None else {names[kind]: w_}
+        m = None if m is None else m.to(x.dtype)
+        ys, (s_n,) = reference_scan(cell, q, x, (s0,), length_mask(lens, T), m)
+        return [ys, s_n]
+
+    y, s_n = elementwise_scan(kind, xp, state[0], w, rec_mask, lengths, full, reference)
     return y, (s_n,)
 
 

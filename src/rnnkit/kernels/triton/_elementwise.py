@@ -37,6 +37,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .._higher import carrying, reference_vjp, take_reference
 from ._common import scan_block, sigmoid, softplus
 
 __all__ = ["elementwise_scan", "KINDS"]
@@ -290,10 +291,17 @@ def _setup(ctx, inputs, output):
     Y, _, C = output
     ctx.save_for_backward(xp, s0, w, m, lengths, Y, C)
     ctx.kind, ctx.full = kind, full
+    ctx.reference = take_reference()
 
 
 def _grad(ctx, dY, ds_n, _dC):
     xp, s0, w, m, lengths, Y, C = ctx.saved_tensors
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # create_graph=True: differentiate the call's reference (kernels._higher)
+        needs = [bool(n) for n in ctx.needs_input_grad[:5]]
+        g = reference_vjp("rnnkit_triton::elementwise_scan", ctx.reference,
+                          [xp, s0, w, m, lengths], needs, [dY, ds_n])
+        return (*g[:3], None, None, None, None)
     dY = torch.zeros_like(Y) if dY is None else dY
     ds_n = torch.zeros_like(s0) if ds_n is None else ds_n
     dxp, ds0, dw = _backward_op(xp, s0, w, m, lengths, Y, C, dY, ds_n, ctx.kind, ctx.full)
@@ -304,7 +312,8 @@ _scan_op.register_autograd(_grad, setup_context=_setup)
 
 
 def elementwise_scan(kind: int, xp: Tensor, s0: Tensor, w: Tensor | None,
-                     m: Tensor | None, lengths: Tensor, full: bool) -> tuple[Tensor, Tensor]:
+                     m: Tensor | None, lengths: Tensor, full: bool,
+                     reference=None) -> tuple[Tensor, Tensor]:
     """Run one elementwise recurrence over ``xp`` (T, B, G*H) from ``s0`` (B, H).
 
     Args:
@@ -312,6 +321,8 @@ def elementwise_scan(kind: int, xp: Tensor, s0: Tensor, w: Tensor | None,
         w: IndRNN's ``u`` (H,) or SRU's ``weight_c`` (2H,); None for the others.
         m: IndRNN's (B, H) recurrent-dropout mask or None.
         lengths: (B,) int32 on the device; ``full``: every length is T.
+        reference: ``[Y, s_n]`` from the op's tensors ``[xp, s0, w, m, lengths]`` in
+            differentiable ops, for ``create_graph=True`` backwards (:mod:`.._higher`).
     Returns:
         Y (T, B, H) (zero past each length) and the final state (B, H).
     """
@@ -321,5 +332,6 @@ def elementwise_scan(kind: int, xp: Tensor, s0: Tensor, w: Tensor | None,
         m = m.to(xp.dtype).contiguous()
     if w is not None:
         w = w.contiguous()
-    Y, s_n, _ = _scan_op(xp, s0, w, m, lengths, kind, full)
+    with carrying(reference):
+        Y, s_n, _ = _scan_op(xp, s0, w, m, lengths, kind, full)
     return Y, s_n

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 
 from ...cells import LayerNormGRUCell, LayerNormLSTMCell, LSTMCell
+from .._higher import carrying, reference_scan, reference_vjp, take_reference, zones_of
+from ..loop import length_mask
 from ._common import row_block, row_warps
 from ._graphs import replay
 from ._gru import gru_bwd, gru_fwd
@@ -193,12 +195,21 @@ def _(W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, HS, CS, HREC, A, XH, RS, CH, 
 
 def _setup(ctx, inputs, output):
     xp, h0, c0, W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, rates, flags = inputs
-    ctx.save_for_backward(W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, *output[1:3], *output[3:])
+    ctx.save_for_backward(W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, *output[1:3], *output[3:],
+                          xp, h0, c0)
     ctx.rates, ctx.flags, ctx.has_c0 = list(rates), list(flags), c0 is not None
+    ctx.reference = take_reference()
 
 
 def _grad(ctx, grads):
-    W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, h_n, c_n, *bufs = ctx.saved_tensors
+    *saved, xp, h0, c0 = ctx.saved_tensors
+    W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, h_n, c_n, *bufs = saved
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # create_graph=True: differentiate the call's reference (kernels._higher)
+        ts = [xp, h0, c0 if ctx.has_c0 else None, W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc]
+        needs = [bool(n) for n in ctx.needs_input_grad[:12]]
+        g = reference_vjp("rnnkit_triton::matrix_scan", ctx.reference, ts, needs, grads[:3])
+        return (*g[:8], None, None, None, None, None, None)
     dY, dh_n, dc_n = (torch.zeros_like(o) if g is None else g
                       for g, o in zip(grads[:3], (bufs[2][1:], h_n, c_n)))
     g = _backward_op(W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, *bufs, dY, dh_n, dc_n,
@@ -238,6 +249,19 @@ def matrix_scan(cell, p, xp: Tensor, state, lengths: Tensor, full: bool,
                p.get("ln_c_bias"))
     need = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (xp, h0, c0, *weights))
-    out = _scan_op(xp, h0, c0, *weights, lengths, m, *keeps, [*rates, getattr(cell, "eps", 1e-5)],
-                   [lstm, ln, full, need])
+    names = ("weight_hh", "bias_hh", "ln_hh_weight", "ln_c_weight", "ln_c_bias")
+
+    def reference(ts):  # ts = the op's tensors [xp, h0, c0, *weights, lengths, m, zh, zc]
+        x, h, c, *ws, lens, m_, zh, zc = ts
+        q = {n: w for n, w in zip(names, ws) if w is not None}
+        zones = tuple(None if z is None else z.to(x.dtype) if isinstance(z, Tensor) else z
+                      for z in zones_of([zh, zc][:len(state)], rates))
+        ys, last = reference_scan(cell, q, x, (h, c) if lstm else (h,),
+                                  length_mask(lens, x.shape[0]),
+                                  None if m_ is None else m_.to(x.dtype), zones)
+        return [ys, *last]
+
+    with carrying(reference if need else None):
+        out = _scan_op(xp, h0, c0, *weights, lengths, m, *keeps,
+                       [*rates, getattr(cell, "eps", 1e-5)], [lstm, ln, full, need])
     return out[0], ((out[1], out[2]) if lstm else (out[1],))
