@@ -1,5 +1,5 @@
 """Recurrent layers: the generic ``Recurrent``, the torch.nn-compatible presets and the cell zoo."""
-from ._inputs import InputError
+from .errors import InputError
 from .presets import GRU, LSTM, RNN
 from .recurrent import Recurrent
 from .registry import LAYERS, build_layer, register_layer

@@ -5,11 +5,8 @@ time-major, with or without ``lengths`` and ``hx``) is brought to one internal
 form: time-major ``x (T, B, I)``, ``lengths (B,)`` or None, and ``hx`` as a tuple
 of ``(D*L, B, S_i)`` tensors, one per state tensor of the cell.
 
-Every mistake raises :class:`InputError`, a subclass of both ``ValueError`` and
-``RuntimeError``: torch.nn raises one or the other for the same mistakes (ValueError
-for the input's rank and dtype, RuntimeError for sizes, hidden-state shapes and
-empty sequences), so code written to catch torch's error catches ours. Each message
-names the argument, what it got and what was expected, and ends with torch's own
+Every mistake raises :class:`~rnnkit.layers.errors.InputError` (a ValueError and a
+RuntimeError, as torch.nn raises one or the other) whose message ends with torch's own
 sentence in parentheses, so a match on torch's text still matches.
 """
 from __future__ import annotations
@@ -20,11 +17,9 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["Batch", "InputError", "prepare", "finish"]
+from .errors import InputError
 
-
-class InputError(ValueError, RuntimeError):
-    """A forward argument a layer cannot take; both a ValueError and a RuntimeError."""
+__all__ = ["Batch", "prepare", "finish"]
 
 
 @dataclass

@@ -10,7 +10,7 @@ own fused kernels (cuDNN / oneDNN), so they are as fast as torch.nn.
 
 Arguments are checked as torch.nn checks them, with its exception classes (a
 non-bool flag or a float size is a TypeError, a size below one a ValueError, ...);
-a bad forward argument raises :class:`~rnnkit.layers._inputs.InputError`, both
+a bad forward argument raises :class:`~rnnkit.layers.errors.InputError`, both
 a ValueError and a RuntimeError. docs/tutorials/layers.md lists where rnnkit
 differs from torch.nn on purpose.
 """

@@ -38,7 +38,8 @@ from ..kernels.dispatch import SCAN_BACKENDS, backend_names, choose_backend
 from ..kernels.fused import step_inputs
 from ..kernels.loop import length_mask, reverse_padded, scan
 from ..kernels.native import native_forward
-from ._inputs import InputError, finish, prepare
+from ._inputs import finish, prepare
+from .errors import InputError
 from .init import apply_init, check_init_args
 from .regularizers import Regularizers
 
