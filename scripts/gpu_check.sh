@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One device call: versions, the Triton tests on the compiled kernels, the GPU benchmark.
 # Usage (on a CUDA machine, repository root):
-#   OUT=/tmp/out bash scripts/gpu_check.sh [tests] [bench] [quick] [grid]
-# tests: tests/kernels/test_triton.py on the compiled kernels; bench: benchmarks/bench_triton.py
+#   OUT=/tmp/out bash scripts/gpu_check.sh [tests] [conformance] [bench] [quick] [grid]
+# tests: tests/kernels/test_triton.py on the compiled kernels (second-order gradients included);
+# conformance: the presets against torch.nn's cuDNN on torch's module_db samples, every backend,
+# and the cuDNN weight flattening (tests/layers/test_module_db.py -m gpu); bench: benchmarks/bench_triton.py
 # (quick: bf16 only); grid: `rnnkit bench --device cuda` at the issue's shape and on its grid.
 set -u
 OUT=${OUT:-/tmp/rnnkit_gpu}; mkdir -p "$OUT"
@@ -13,6 +15,10 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 if [[ " $steps " == *" tests "* ]]; then
   timeout "${TEST_S:-270}" python3 -m pytest -q -p no:cacheprovider --tb=short -rs \
     tests/kernels/test_triton.py 2>&1 | tee "$OUT/tests_triton.log" | tail -60
+fi
+if [[ " $steps " == *" conformance "* ]]; then
+  timeout "${CONF_S:-240}" python3 -m pytest -q -p no:cacheprovider --tb=short -rs -m gpu \
+    tests/layers/test_module_db.py 2>&1 | tee "$OUT/tests_conformance.log" | tail -40
 fi
 if [[ " $steps " == *" bench "* ]]; then
   extra=""; [[ " $steps " == *" quick "* ]] && extra="--quick"

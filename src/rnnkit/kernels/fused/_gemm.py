@@ -106,16 +106,14 @@ class Linear(torch.autograd.Function):
     same products with ``torch.mm``, which autograd differentiates again.
     """
 
+    # the old-style forward(ctx, ...): with a separate setup_context (which torch.func needs)
+    # apply costs 20-28 us more per call here; under torch.func the layers use F.linear
     @staticmethod
-    def forward(x, w, b):
-        y = linear(x.reshape(-1, x.shape[-1]), w, b)  # (..., K) -> (M, K)
-        return y.view(*x.shape[:-1], w.shape[0])  # (M, N) -> (..., N)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, w, b = inputs
+    def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
+        y = linear(x.reshape(-1, x.shape[-1]), w, b)  # (..., K) -> (M, K)
+        return y.view(*x.shape[:-1], w.shape[0])  # (M, N) -> (..., N)
 
     @staticmethod
     def backward(ctx, dy):
