@@ -150,7 +150,10 @@ def choose_backend(layer, x: Tensor, lengths: Tensor | None = None) -> str:
                              "use backend='auto' or 'loop'")
         return "native"
     if reason is None:
-        if x.device.type == "cpu" and _prefers_fused_on_cpu(layer, x, lengths is not None) \
+        # under CPU autocast the vanilla layers run torch's kernel: exactly torch.nn's dtypes
+        # (torch.nn.GRU stays float32 there, its LSTM and RNN compute in bfloat16)
+        if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") \
+                and _prefers_fused_on_cpu(layer, x, lengths is not None) \
                 and _fused().unsupported(layer, x) is None:
             return "fused"
         return "native"

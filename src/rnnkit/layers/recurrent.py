@@ -25,6 +25,7 @@ Shapes: ``B`` batch, ``T`` time, ``I`` input, ``H`` hidden, ``O`` cell output
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import warnings
@@ -287,8 +288,21 @@ class Recurrent(nn.Module):
         backend = choose_backend(self, batch.x, batch.lengths)
         if batch.x.shape[1] == 0 and backend in SCAN_BACKENDS:
             backend = "loop"  # an empty batch (B=0): nothing to scan, and no empty GPU grids
-        if backend == "native":
+        dev = batch.x.device.type
+        if backend == "native":  # under autocast too: torch's kernel, as torch.nn
             out, h_n = self._forward_native(batch)
+        elif torch.is_autocast_enabled(dev):
+            # rnnkit's own backends run the recurrence in the layer's dtype with autocast off:
+            # per-op autocast would mix dtypes inside the scans (they crashed), the compiled
+            # steps are float32, and bfloat16 state math in a layer norm or minLSTM's
+            # normalisation moved input gradients by 20% (tests/layers/test_autocast.py);
+            # the outputs come back in the input's dtype, as torch.nn's do for its input
+            to, back = w0.dtype, batch.x.dtype
+            hx = None if batch.hx is None else tuple(h.to(to) for h in batch.hx)
+            with torch.autocast(dev, enabled=False):
+                out, h_n = self._forward_loop(dataclasses.replace(
+                    batch, x=batch.x.to(to), hx=hx), SCAN_BACKENDS.get(backend))
+            out, h_n = out.to(back), tuple(h.to(back) for h in h_n)
         else:
             out, h_n = self._forward_loop(batch, SCAN_BACKENDS.get(backend))
         out, h_n = finish(out, h_n, batch, self.batch_first)
