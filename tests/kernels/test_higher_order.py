@@ -23,6 +23,7 @@ from rnnkit.cells import (
     RNNCell,
     SRUCell,
 )
+from rnnkit.kernels.dispatch import choose_backend
 from rnnkit.kernels.fused import _gemm, _native, _op
 from rnnkit.kernels.fused._steps import Steps
 
@@ -51,8 +52,8 @@ CONFIGS = {"lengths": {}, "regularised": "regs"}
 
 def _regs(family):
     regs = {"zoneout": 0.3}
-    if family in RECURRENT_DROPOUT:
-        regs["recurrent_dropout"] = 0.4
+    if family in RECURRENT_DROPOUT:  # and DropConnect and max-norm on the recurrent weights
+        regs.update(recurrent_dropout=0.4, weight_drop=0.2, max_norm=2.0)
     return regs
 
 
@@ -146,6 +147,19 @@ def test_second_order_with_the_compiled_steps(family):
     got = _second_order(_layer(family, "fused", "regularised", torch.float32), x, lengths)
     for a, b in zip(got[0] + got[1], ref[0] + ref[1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru", "rnn_tanh"])
+def test_second_order_through_torchs_kernel_with_dropconnect(family):
+    """DropConnect alone runs on torch's kernel with the dropped weights (CPU), as auto
+    picks it without lengths."""
+    x, lengths = _inputs()
+    ref = _second_order(_layer(family, "loop", "lengths", weight_drop=0.3), x, lengths)
+    if family != "gru":  # auto trains a GRU on the fused scan
+        assert choose_backend(_layer(family, "auto", "lengths", weight_drop=0.3), x) == "native"
+    got = _second_order(_layer(family, "native", "lengths", weight_drop=0.3), x, lengths)
+    for n, a, b in zip(["input", *ref[2]], got[0] + got[1], ref[0] + ref[1]):
+        torch.testing.assert_close(a, b, msg=f"gradient of {n}")
 
 
 @pytest.mark.parametrize("backend", ["loop", "fused", "native"])

@@ -370,11 +370,15 @@ def test_layer_backend_triton(name, kw, _register):
 
 @needs_triton
 @pytest.mark.parametrize("name,kw", [
-    ("LSTM", dict(zoneout=0.2, recurrent_dropout=0.3)),
+    ("LSTM", dict(zoneout=0.2, recurrent_dropout=0.3, weight_drop=0.2)),
+    ("GRU", dict(zoneout=0.1, recurrent_dropout=0.3)),
+    ("LayerNormLSTM", dict(zoneout=(0.1, 0.2), recurrent_dropout=0.2)),
     ("LayerNormGRU", dict(zoneout=0.1)),
     ("IndRNN", dict(recurrent_dropout=0.3)),
+    ("QRNN", dict(window=2)),
     ("SRU", {}),
     ("MinGRU", {}),
+    ("MinLSTM", {}),
 ])
 def test_layer_backend_triton_second_order(name, kw, _register):
     """A gradient penalty through the Triton scans (create_graph=True): first- and
