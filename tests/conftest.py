@@ -8,6 +8,11 @@ The allocator tuning (rnnkit.kernels.fused.tune_malloc, which keeps freed memory
 process) is off, because tests that call the CLI or Trainer.fit in-process would otherwise
 keep the pytest process at its peak memory; tests/kernels/test_malloc.py turns it on in
 subprocesses.
+
+Hypothesis: the ``ci`` profile (default) is derandomised, so CI runs the same examples every
+time, with no deadline (a loaded 2-core machine); each property states its own
+``max_examples``. ``HYPOTHESIS_PROFILE=long`` multiplies the examples by 20 and draws fresh
+ones, for local fuzzing runs.
 """
 import os
 
@@ -16,5 +21,17 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("RNNKIT_MALLOC_TUNE", "0")
 
 import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 torch.set_num_threads(1)
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def fuzz_examples(n: int) -> int:
+    """``max_examples`` for a property: ``n`` in CI, 20 n under HYPOTHESIS_PROFILE=long."""
+    return n * 20 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else n
