@@ -11,8 +11,8 @@ subprocesses.
 
 Hypothesis: the ``ci`` profile (default) is derandomised, so CI runs the same examples every
 time, with no deadline (a loaded 2-core machine); each property states its own
-``max_examples``. ``HYPOTHESIS_PROFILE=long`` multiplies the examples by 20 and draws fresh
-ones, for local fuzzing runs.
+``max_examples`` through ``rnnkit.testing.fuzz_examples(n)``, which multiplies it by 20 under
+``HYPOTHESIS_PROFILE=long`` (fresh examples, for local fuzzing runs).
 """
 import os
 
@@ -30,8 +30,3 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("long", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-
-def fuzz_examples(n: int) -> int:
-    """``max_examples`` for a property: ``n`` in CI, 20 n under HYPOTHESIS_PROFILE=long."""
-    return n * 20 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else n

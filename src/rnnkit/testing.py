@@ -18,10 +18,17 @@ input, ``hx`` and every parameter.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["check_layer", "check_gradients", "as_tuple"]
+__all__ = ["check_layer", "check_gradients", "as_tuple", "fuzz_examples"]
+
+
+def fuzz_examples(n: int) -> int:
+    """A property test's ``max_examples``: ``n`` in CI, ``20 n`` with HYPOTHESIS_PROFILE=long."""
+    return n * 20 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else n
 
 
 def as_tuple(h):
