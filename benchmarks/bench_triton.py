@@ -48,7 +48,6 @@ from torch import nn
 import rnnkit
 from rnnkit.bench.machine import machine_info
 from rnnkit.bench.measure import Task, interleave, peak_bytes, summarize
-from rnnkit.kernels.fused import step_inputs
 from rnnkit.kernels.triton import triton_scan, triton_unsupported
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -68,7 +67,7 @@ class TritonLayer(nn.Module):
         state = tuple(x.new_zeros(x.shape[1], s) for s in cell.state_sizes)
         xp = cell.project(reg.drop_input(x, layer.training), p)  # (T, B, G)
         return triton_scan(cell, p, xp, state, None,
-                           **step_inputs(reg, state, x.shape[0], layer.training))
+                           **reg.step_inputs(state, x.shape[0], layer.training))
 
 
 def _build(name: str, I: int, H: int, device, dtype):

@@ -8,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
 from rnnkit.cells import GRUCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
-from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, fused_unsupported, step_inputs
+from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, fused_unsupported
 from rnnkit.kernels.loop import length_mask, scan
 from rnnkit.layers.regularizers import Regularizers
 
@@ -44,7 +44,7 @@ def _run(kind, cell, p, x, state, mask, reg=None, training=True, seed=7):
         step = None if reg is None else reg.step(cell, state, training)
         ys, s = scan(cell, p, xp, state, mask, step)
     else:
-        kw = {} if reg is None else step_inputs(reg, state, x.shape[0], training)
+        kw = {} if reg is None else reg.step_inputs(state, x.shape[0], training)
         ys, s = fused_scan(cell, p, xp, state, mask, **kw)
     g = torch.Generator().manual_seed(99)
     loss = (ys * torch.randn(ys.shape, generator=g, dtype=ys.dtype)).sum()

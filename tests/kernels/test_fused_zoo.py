@@ -16,7 +16,7 @@ from rnnkit.cells import (
     SRUCell,
 )
 from rnnkit.kernels.dispatch import choose_backend
-from rnnkit.kernels.fused import _gemm, fused_project, fused_scan, step_inputs
+from rnnkit.kernels.fused import _gemm, fused_project, fused_scan
 from rnnkit.kernels.loop import length_mask, scan
 from rnnkit.layers.regularizers import Regularizers
 
@@ -64,7 +64,7 @@ def _run(kind, cell, p, x, state, mask, reg=None, training=True, seed=7):
         ys, s = scan(cell, p, xp, state, mask, step)
     else:
         xp = fused_project(cell, x, p)
-        kw = {} if reg is None else step_inputs(reg, state, x.shape[0], training)
+        kw = {} if reg is None else reg.step_inputs(state, x.shape[0], training)
         ys, s = fused_scan(cell, p, xp, state, mask, **kw)
     g = torch.Generator().manual_seed(99)
     loss = (ys * torch.randn(ys.shape, generator=g, dtype=ys.dtype)).sum()

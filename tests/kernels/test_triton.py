@@ -102,9 +102,8 @@ def _compare(cell, dtype=torch.float32, lengths=None, reg=None, training=True, T
         st = tuple(to(s).requires_grad_() for s in state)
         torch.manual_seed(seed + 1)  # the same regulariser masks, drawn on CPU in float64
         if kernel:
-            from rnnkit.kernels.fused import step_inputs
 
-            kw = {} if reg is None else step_inputs(reg, state, T, training)
+            kw = {} if reg is None else reg.step_inputs(state, T, training)
             kw = {k: v if not isinstance(v, tuple) else
                   tuple(z.to(device) if isinstance(z, torch.Tensor) else z for z in v)
                   for k, v in kw.items()}

@@ -23,7 +23,8 @@ and may override:
 - ``scan(xp, state, p, mask) -> (ys, state)``: the whole time loop at once,
   for cells whose recurrence has a faster form than stepping (a parallel
   scan); it must equal stepping ``step`` with the masking of
-  :func:`rnnkit.kernels.loop.scan`. The layer uses it when defined.
+  :func:`rnnkit.kernels.loop.scan`. The layer uses it when defined and not None
+  (minGRU's sequential mode returns None: the layer's loop steps it).
 
 Example (an Elman cell)::
 

@@ -169,12 +169,14 @@ class _MinCell(Cell):
         """(T, B, G*H) logits -> ``log a``, ``log b``, each (T, B, H)."""
         raise NotImplementedError
 
-    def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
-        """The whole sequence: log-space scan (parallel) or ``step`` by step (sequential)."""
-        if self.mode == "sequential":
-            from ..kernels.loop import scan as step_scan  # here: kernels import cells
+    @property
+    def scan(self):
+        """The whole-sequence form in parallel mode (a log-space scan), else None: in
+        sequential mode the layer's loop runs :meth:`step` (cells import only torch)."""
+        return self._log_space_scan if self.mode == "parallel" else None
 
-            return step_scan(self, p, xp, state, mask)
+    def _log_space_scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
+        """All T steps at once: (T, B, G*H) logits -> ys (T, B, H) and the last state."""
         log_a, log_b = self.log_coefficients(xp)
         h = log_space_scan(log_a, log_b, state[0], mask)  # (T, B, H)
         y = h if mask is None else h.masked_fill(~mask, 0.0)

@@ -36,7 +36,6 @@ from torch import Tensor, nn
 
 from ..cells.base import Cell
 from ..kernels.dispatch import SCAN_BACKENDS, backend_names, choose_backend
-from ..kernels.fused import step_inputs
 from ..kernels.loop import length_mask, reverse_padded, scan
 from ..kernels.native import native_forward
 from ._inputs import finish, prepare
@@ -357,11 +356,11 @@ class Recurrent(nn.Module):
                 if fused is not None:  # same math and random masks, one op per scan
                     xp = fused.project(c, x_d, p)
                     y, state = fused.scan(c, p, xp, state, mask,
-                                          **step_inputs(reg, state, xp.shape[0], training))
+                                          **reg.step_inputs(state, xp.shape[0], training))
                 else:
                     xp = c.project(x_d, p)
                     step = reg.step(c, state, training)  # None: no per-step regulariser
-                    if step is None and hasattr(c, "scan"):  # the cell's whole-sequence form
+                    if step is None and getattr(c, "scan", None) is not None:  # whole-sequence form
                         y, state = c.scan(xp, state, p, mask)
                     else:
                         y, state = scan(c, p, xp, state, mask, step)

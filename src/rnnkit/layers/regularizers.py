@@ -286,6 +286,39 @@ class Regularizers:
 
         return step
 
+    def step_inputs(self, state: State, T: int, training: bool) -> dict:
+        """The random inputs of the regularised step, as the scan backends take them.
+
+        Draws exactly what :meth:`step` and the loop would, in the same order: the
+        recurrent-dropout mask ``m_h`` (B, O) once, then at every step a zoneout keep
+        mask (B, S) for each state tensor with a non-zero rate (0/1 in the state's
+        dtype). In evaluation zoneout is its expectation (a float). The layer draws them
+        and passes them down, so kernels never draw (nor import this module).
+
+        Args:
+            state: the initial state of this layer/direction (only shapes are used).
+        Returns:
+            ``{"rec_mask": Tensor | None, "zoneout": tuple[float | Tensor | None, ...] | None}``.
+        """
+        h = state[0]
+        rec_mask = None
+        if training and self.recurrent_dropout > 0:
+            rec_mask = dropout_mask(h.shape, self.recurrent_dropout, h)  # (B, O)
+        p_h, p_c = self.zoneout
+        rates = [p_h if i == 0 else p_c for i in range(len(state))]
+        if not any(rates):
+            return {"rec_mask": rec_mask, "zoneout": None}
+        if not training:
+            return {"rec_mask": rec_mask, "zoneout": tuple(p if p else None for p in rates)}
+        draws = [uniform_draws(s, T) if p else None for s, p in zip(state, rates)]
+        for t in range(T):  # per step and state tensor, as the loop draws them
+            for u in draws:
+                if u is not None:
+                    u[t].uniform_()
+        keeps = tuple(None if u is None else zoneout_keep_(u, p).to(s.dtype)
+                      for u, p, s in zip(draws, rates, state))
+        return {"rec_mask": rec_mask, "zoneout": keeps}
+
     def extra_repr(self) -> str:
         parts = [f"{k}={getattr(self, k)}" for k in
                  ("input_dropout", "recurrent_dropout", "weight_drop") if getattr(self, k)]

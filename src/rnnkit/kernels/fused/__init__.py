@@ -25,7 +25,7 @@ Example (what the layer does per layer and direction)::
 
     xp = fused_project(cell, x, p)                          # (T, B, G), one GEMM
     ys, state = fused_scan(cell, p, xp, state, mask,
-                           **step_inputs(layer.regularizers, state, T, layer.training))
+                           **layer.regularizers.step_inputs(state, T, layer.training))
 
 Shapes: ``T`` time, ``B`` batch, ``G`` gate features, ``O`` output, ``S`` state size.
 """
@@ -50,14 +50,14 @@ from ...cells import (
 from .._higher import functorch_active
 from ._gemm import Linear
 from ._malloc import trim_malloc, tune_malloc
-from ._steps import Zone, permute_batch, plan_steps, step_inputs
+from ._steps import Zone, permute_batch, plan_steps
 from .elementwise import indrnn_scan, min_scan, qrnn_scan, sru_scan
 from .gru import gru_scan
 from .layernorm import ln_gru_scan, ln_lstm_scan
 from .lstm import lstm_scan
 from .rnn import rnn_scan
 
-__all__ = ["fused_scan", "fused_project", "fused_unsupported", "step_inputs", "FUSED_CELLS",
+__all__ = ["fused_scan", "fused_project", "fused_unsupported", "FUSED_CELLS",
            "tune_malloc", "trim_malloc"]
 
 #: the cells with a fused scan, and the scan of each.
@@ -151,7 +151,7 @@ def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...]
             enters the recurrent product (the carried state is not dropped), or None.
         zoneout: one entry per state tensor: None, a rate ``p`` (evaluation:
             ``s_t = p s_{t-1} + (1 - p) s~_t``) or a (T, B, S_i) tensor of 0/1 keep
-            indicators (training). :func:`step_inputs` draws both regulariser
+            indicators (training). The layer's ``Regularizers.step_inputs`` draws both
             inputs exactly as the layer's loop does.
     Returns:
         ys (T, B, O) and the final state (each sequence's state at its last step).

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ...runtime import cache_dir
+
 __all__ = ["lib", "usable", "LNLSTM", "LSTM", "GRU", "build", "ptrs", "masks", "rate"]
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,6 @@ def _compiler() -> list[str] | None:
 
 
 def _cache_path(cc: list[str]) -> Path:
-    from ...data.registry import cache_dir
-
     try:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout

@@ -9,10 +9,10 @@ the other rows alone, which is exactly "keeps its state" (the PackedSequence
 idea, on a padded tensor). In the backward pass a row's gradient likewise
 passes through its padded steps untouched.
 
-Regularisers. The layer's loop (:class:`rnnkit.layers.regularizers.Regularizers`)
-draws its random masks from torch's RNG; :func:`step_inputs` draws the very same
-masks in the same order, so a fused layer and a loop layer give the same
-result under the same seed.
+Regularisers. The layer draws every random mask
+(:meth:`rnnkit.layers.regularizers.Regularizers.step_inputs`: the very masks its loop
+draws, in the same order) and passes them down, so a fused layer and a loop layer
+give the same result under the same seed; the kernels never draw.
 
 Shapes: ``T`` time, ``B`` batch, ``S`` a state tensor's size, ``O`` output size.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Steps", "Zone", "plan_steps", "permute_batch", "step_inputs", "zone_at",
+__all__ = ["Steps", "Zone", "plan_steps", "permute_batch", "zone_at",
            "last_state", "time_chunks", "tanh_"]
 
 #: A zoneout setting of one state tensor: None (off), a float ``p`` (evaluation:
@@ -150,39 +150,3 @@ def last_state(S: Tensor, s0: Tensor, steps: Steps) -> Tensor:
     last = steps.last
     s = S[last.clamp(min=0), torch.arange(B, device=S.device)]  # (B, S)
     return torch.where((last >= 0).unsqueeze(1), s, s0)
-
-
-def step_inputs(reg, state: tuple[Tensor, ...], T: int, training: bool) -> dict:
-    """The random inputs of the layer's regularised step, as :func:`fused_scan` keywords.
-
-    Draws exactly what ``reg.step(cell, state, training)`` and the loop would,
-    in the same order: the recurrent-dropout mask ``m_h`` (B, O) once, then at
-    every step a zoneout keep mask (B, S) for each state tensor with a
-    non-zero rate. In evaluation zoneout is its expectation (a float).
-
-    Args:
-        reg: the layer's :class:`~rnnkit.layers.regularizers.Regularizers`.
-        state: the initial state of this layer/direction (only shapes are used).
-    Returns:
-        ``{"rec_mask": Tensor | None, "zoneout": tuple[Zone, ...] | None}``.
-    """
-    from ...layers.regularizers import dropout_mask, uniform_draws, zoneout_keep_
-
-    h = state[0]
-    rec_mask = None
-    if training and reg.recurrent_dropout > 0:
-        rec_mask = dropout_mask(h.shape, reg.recurrent_dropout, h)  # (B, O)
-    p_h, p_c = reg.zoneout
-    rates = [p_h if i == 0 else p_c for i in range(len(state))]
-    if not any(rates):
-        return {"rec_mask": rec_mask, "zoneout": None}
-    if not training:
-        return {"rec_mask": rec_mask, "zoneout": tuple(p if p else None for p in rates)}
-    draws = [uniform_draws(s, T) if p else None for s, p in zip(state, rates)]
-    for t in range(T):  # per step and state tensor, as the loop draws them
-        for u in draws:
-            if u is not None:
-                u[t].uniform_()
-    keeps = tuple(None if u is None else zoneout_keep_(u, p).to(s.dtype)
-                  for u, p, s in zip(draws, rates, state))
-    return {"rec_mask": rec_mask, "zoneout": keeps}

@@ -30,7 +30,7 @@ Example (what a layer does per layer and direction)::
 
     xp = cell.project(x, p)                                  # (T, B, G), one GEMM
     ys, state = triton_scan(cell, p, xp, state, mask,
-                            **step_inputs(layer.regularizers, state, T, layer.training))
+                            **layer.regularizers.step_inputs(state, T, layer.training))
 
 Shapes: ``T`` time, ``B`` batch, ``G`` gate features, ``H`` hidden, ``S`` state size.
 """
@@ -188,7 +188,7 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
             recurrence (matrix cells and IndRNN), or None.
         zoneout: matrix cells only; one entry per state tensor: None, a rate (evaluation)
             or (T, B, S_i) 0/1 keep indicators (training), as
-            :func:`rnnkit.kernels.fused.step_inputs` draws them.
+            the layer's ``Regularizers.step_inputs`` draws them.
     Returns:
         ys (T, B, O) (zero past each length) and the final state tuple.
     """
