@@ -100,20 +100,19 @@ def _native_steps(x: Tensor) -> bool:
 def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
     """Where rnnkit's fused scan beats torch's native kernel on CPU (``x`` (T, B, I)).
 
-    Measured at T=100, I=128, one thread, CPU time, fused / native:
+    The rule, from measurements (figures in ``docs/kernels.md`` and the files it cites):
 
     - GRU: torch has no fused CPU GRU (ATen step by step, recording autograd per step),
-      so in training the fused scan is faster at every size measured (B=1..32,
-      H=128..512: 0.61-0.84; B=32 H=256 0.65-0.73, level when the input needs a
-      gradient). Without gradients, with its pure-torch steps, its per-step Python costs
-      more than torch's loop at small sizes (B*H = 128: 2.6, 4096: 1.3) and less from
-      B*H = 8192 (0.72-0.93); with the compiled steps (float32, a C compiler; see
-      ``kernels/fused/_native.py``) it is faster at every size measured (B=1 H=128: 0.80,
-      B=32 H=128: 0.70, B=32 H=256: 0.55; ``benchmarks/results/bench_gru_inference_s6.json``).
+      so in training the fused scan is faster at every size measured
+      (``benchmarks/results/gru_native_vs_fused_cpu.json``, ``bench_cpu_grid_gru_s6.json``).
+      Without gradients its per-step Python costs more than torch's loop at small sizes
+      with its pure-torch steps, and less from B*H = 8192; with the compiled steps
+      (float32, a C compiler; ``kernels/fused/_native.py``) it is faster at every size
+      measured (``bench_gru_inference_s6.json``).
     - LSTM and RNN with varying lengths (``varlen``): torch trains a packed sequence
       step by step and its backward is slow, so in training with B >= 2 the fused scan
-      wins (LSTM B=8..64: 0.24-0.68; RNN 0.23-0.89); without gradients, or for one
-      sequence, torch's kernel is faster (LSTM B=1 H=128: 4.2 in training).
+      wins; without gradients, or for one sequence, torch's kernel is faster
+      (``fused_cpu_t1.json``).
     ``rnnkit bench --cells gru --backends native,fused`` measures the GRU case.
     """
     from rnnkit.cells.gru import GRUCell
