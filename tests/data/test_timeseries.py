@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,102 @@ def test_etth1_reads_as_published():
     assert d.freq == "h" and len(s) == 17420 and d.filled == 0
     assert s.target[0, 0] == pytest.approx(30.5310001373291)
     assert s.index[0] == pd.Timestamp("2016-07-01 00:00")
+
+
+# --------------------------------------------------------------------------- issue 19: gaps, inf
+
+
+def _hourly_without(tmp_path, n=600, drop=300, name="h.csv"):
+    ix = pd.date_range("2021-01-01", periods=n, freq="h")
+    lines = [f"{t:%Y-%m-%d %H:%M:%S},{i}" for i, t in enumerate(ix) if i != drop]
+    return _csv(tmp_path, "date,y\n" + "\n".join(lines), name), ix
+
+
+def test_inferred_frequency_survives_one_missing_timestamp(tmp_path):
+    # pd.infer_freq fails on a gap; the fallback read microseconds as nanoseconds (3.6 s grid)
+    p, ix = _hourly_without(tmp_path)
+    d = read_timeseries(p, fill="linear")
+    s = d.series[0]
+    assert d.freq == "h" and len(s) == 600 and d.filled == 1
+    assert s.index.equals(pd.DatetimeIndex(ix, freq="h"))
+    np.testing.assert_array_equal(s.target[:, 0], np.arange(600.0))  # linear fill of a linear series
+    assert s.rows[300] == 0 and s.rows[301] == 302
+
+
+def test_inferred_frequency_gap_is_reported_at_its_row(tmp_path):
+    p, _ = _hourly_without(tmp_path)  # data row 301 (file row 302) was 2021-01-13 12:00
+    with pytest.raises(TimeSeriesError, match=r"h\.csv: row 302, column 'date': 1 missing timestamp\(s\), "
+                       r"the first is 2021-01-13 12:00:00 \(between rows 301 and 302\)"):
+        read_timeseries(p)
+
+
+def test_monthly_gap_is_reported_at_its_row_and_filled(tmp_path):
+    ix = pd.date_range("1949-01-01", periods=144, freq="MS")
+    lines = [f"{t:%Y-%m},{i}" for i, t in enumerate(ix) if i != 70]  # 1954-11 missing
+    p = _csv(tmp_path, "Month,Passengers\n" + "\n".join(lines), "m.csv")
+    with pytest.raises(TimeSeriesError, match=r"m\.csv: row 72, column 'Month': 1 missing timestamp\(s\), "
+                       r"the first is 1954-11-01 00:00:00 \(between rows 71 and 72\)"):
+        read_timeseries(p)
+    d = read_timeseries(p, fill="linear")
+    assert d.freq == "MS" and len(d.series[0]) == 144
+    np.testing.assert_array_equal(d.series[0].target[:, 0], np.arange(144.0))
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("freq", ["15min", "h", "D"])
+def test_inferred_frequency_is_right_at_every_timestamp_resolution(tmp_path, unit, freq):
+    ix = pd.date_range("2020-01-01", periods=50, freq=freq).as_unit(unit)
+    keep = np.r_[0:20, 21:50]
+    p = tmp_path / "x.parquet"
+    pd.DataFrame({"t": ix[keep], "v": keep.astype(float)}).to_parquet(p)
+    d = read_timeseries(p, fill="linear")
+    assert d.freq == freq and len(d.series[0]) == 50
+    np.testing.assert_array_equal(d.series[0].target[:, 0], np.arange(50.0))
+    with pytest.raises(TimeSeriesError, match=r"row 21, column 't': 1 missing timestamp"):
+        read_timeseries(p)  # Parquet rows are 1-based records: the 21st is the first after the gap
+
+
+def test_sparse_timestamps_do_not_get_a_fine_inferred_grid(tmp_path):
+    # no grid holds these without inventing most of the steps: ask for data.freq, never fill
+    p = _csv(tmp_path, "t,y\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:07,3\n"
+                       "2020-01-01 09:00,4\n")
+    with pytest.raises(TimeSeriesError, match=r"s\.csv: column 't': cannot infer a frequency.*set data\.freq"):
+        read_timeseries(p, fill="linear")
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400", "+INF", "-1e999"])
+def test_infinite_values_are_rejected_naming_row_and_column(tmp_path, value):
+    p = _csv(tmp_path, HOURLY.replace("3.0,12", f"{value},12"))
+    with pytest.raises(TimeSeriesError, match=rf"s\.csv: row 4, column 'load': non-finite value '{re.escape(value)}' "
+                       r"\(expected a finite number or an empty cell\)"):
+        read_timeseries(p, fill="linear")
+
+
+def test_infinite_values_in_parquet_are_rejected(tmp_path):
+    df = pd.DataFrame({"ts": pd.date_range("2020-01-01", periods=5, freq="D"),
+                       "v": [1.0, 2.0, np.inf, 4.0, 5.0], "w": [1.0, 2.0, 3.0, -np.inf, np.nan]})
+    p = tmp_path / "x.parquet"
+    df.to_parquet(p)
+    with pytest.raises(TimeSeriesError, match=r"x\.parquet: row 3, column 'v': non-finite value inf"):
+        read_timeseries(p, fill="linear")
+    with pytest.raises(TimeSeriesError, match=r"x\.parquet: row 4, column 'w': non-finite value -inf"):
+        read_timeseries(p, targets=["w"], fill="linear")
+
+
+@pytest.mark.parametrize("where", ["value", "timestamp", "series", "header"])
+def test_a_huge_cell_is_not_echoed_in_full(tmp_path, where):
+    big = "1" * 2_000_000 + "x"  # a digit blob: pandas once took minutes to refuse it as a timestamp
+    rows = ["t,id,y", "2020-01-01,a,1", "2020-01-02,a,2", "2020-01-03,a,3"]
+    if where == "value":
+        rows[2] = f"2020-01-02,a,{big}"
+    elif where == "timestamp":
+        rows[2] = f"{big},a,2"
+    elif where == "series":
+        rows[2], rows[3] = f"2020-01-02,{big},2", f"2020-01-01,{big},3"
+    else:
+        rows[0] = f"t,id,{big}"
+    p = _csv(tmp_path, "\n".join(rows))
+    with pytest.raises(TimeSeriesError, match=r"s\.csv: row \d.*'1{40}'\.\.\. \(2,000,001 characters\)") as e:
+        read_timeseries(p, series_id="id", targets=None if where == "header" else ["y", "zz"][:1],
+                        time_col="t", past_covariates=["nope"] if where == "header" else ())
+    assert len(str(e.value)) < 300

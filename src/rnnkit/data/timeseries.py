@@ -9,11 +9,14 @@ a ``series_id`` column; each is checked and returned on its own::
     2016-07-01 00:00,a,5.8,30.5    <- row 2
     ...
 
-Every series is checked in file order: timestamps parse, strictly increase (no duplicates),
-lie on one frequency grid (``freq``, inferred if not given); values are numeric.  Missing
-timestamps (gaps in the grid) and missing values (empty cells) are filled by ``fill``
-(``ffill``, ``linear``, ``zero``) or rejected (``error``, the default).  Errors are one line
-naming the file, the row (1-based, the header is row 1) and the column::
+Every row has as many fields as the header.  Every series is checked in file order:
+timestamps parse, strictly increase (no duplicates), lie on one frequency grid (``freq``,
+inferred if not given: the coarsest grid that holds every timestamp, so a gap stays a gap);
+values are finite numbers (``inf`` or ``1e400`` is an error).  Missing timestamps (gaps in
+the grid) and missing values (empty cells) are filled by ``fill`` (``ffill``, ``linear``,
+``zero``) or rejected (``error``, the default).  Errors are one line naming the file, the row
+and the column.  A CSV row is the 1-based line of the file on which the record starts (the
+header is row 1, as a spreadsheet counts); a Parquet row is the 1-based record::
 
     TimeSeriesError: data.csv: row 7, column 'load': non-numeric value 'n/a'
 
@@ -32,12 +35,17 @@ Example::
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from rnnkit.data._show import shown, shown_list
+from rnnkit.data.text import TextFileError, read_text
 
 __all__ = [
     "TimeSeriesError",
@@ -51,6 +59,8 @@ __all__ = [
 ]
 
 FILL_STRATEGIES = ("error", "ffill", "linear", "zero")
+#: a longer timestamp cell is not parsed ("2020-01-01T00:00:00.000000000+05:00" has 35)
+MAX_TIMESTAMP_CHARS = 64
 Fill = Literal["error", "ffill", "linear", "zero"]
 
 
@@ -68,7 +78,8 @@ class Series:
         target: (T, C) float64.
         past: (T, P) float64.
         future: (T, F) float64 known-future covariates from the file.
-        rows: (T,) int, the 1-based file row of each step (0 where a gap was filled).
+        rows: (T,) int, the file row of each step (0 where a gap was filled): CSV, the 1-based
+            line the record starts on (the header is row 1); Parquet, the 1-based record.
         horizon_index / horizon_future / horizon_rows: trailing rows whose targets are all
             empty (only read with ``future_rows=True``): the known-future covariates for the
             steps to forecast, (H',), (H', F), (H',).
@@ -168,89 +179,210 @@ def steps_between(start: pd.Timestamp, ts: pd.DatetimeIndex, freq: str) -> np.nd
 # --------------------------------------------------------------------------- reading
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    name = path.name.lower()
+def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV's cells as strings, and the file line each record starts on (the header is 1).
+
+    Python's csv module, not pandas: pandas pads a short row, makes the first column the
+    index when every row has one field more than the header, renames duplicate names, and
+    cannot tell on which line a record that spans lines starts.
+    """
     try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        # strings everywhere: every cell is validated here, so a bad one names its row
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
-        msg = " ".join(str(e).split())
-        raise TimeSeriesError(f"{path}: cannot read as {'Parquet' if 'parq' in name else 'CSV'} ({msg})") from None
+        text = read_text(path)  # plain or gzip (by content), UTF-8, BOM and CR/LF handled
+    except TextFileError as e:
+        raise TimeSeriesError(str(e)) from None
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except csv.Error as e:
+        raise TimeSeriesError(f"{path}: row 1: malformed CSV ({e})") from None
+    if not header:
+        raise TimeSeriesError(f"{path}: row 1: empty line; expected a header row naming the columns")
+    names = [h.strip() or f"Unnamed: {k}" for k, h in enumerate(header)]  # pandas' name for ""
+    K = len(names)
+    records, lines = [], []
+    start = reader.line_num + 1
+    try:
+        for rec in reader:
+            records.append(rec)
+            lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise TimeSeriesError(f"{path}: row {start}: malformed CSV ({e})") from None
+    width = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+    n = len(records)
+    while n and width[n - 1] == 0:  # blank lines are only allowed at the end of the file
+        n -= 1
+    width, records, lines = width[:n], records[:n], lines[:n]
+    if (width != K).any():
+        i = int(np.flatnonzero(width != K)[0])
+        what = "empty line" if width[i] == 0 else f"{width[i]} field(s)"
+        raise TimeSeriesError(f"{path}: row {lines[i]}: {what}; expected {K} fields ({shown_list(names)})")
+    frame = pd.DataFrame(records, columns=range(K), dtype=object)
+    frame.columns = names
+    return frame, np.asarray(lines, dtype=np.int64)
 
 
-def _row(path: Path, pos: int) -> int:
-    """File row of frame position ``pos`` (CSV: the header is row 1; Parquet: 1-based record)."""
-    return pos + (1 if path.name.lower().endswith((".parquet", ".pq")) else 2)
+def _read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The table and the file row of each record: CSV as in :func:`_read_csv`; Parquet rows
+    are 1-based records (a Parquet file has no header row)."""
+    if not path.name.lower().endswith((".parquet", ".pq")):
+        frame, rows = _read_csv(path)
+    else:
+        try:
+            import pyarrow
+
+            frame = pd.read_parquet(path)
+        except (pyarrow.ArrowException, OSError, ValueError, TypeError, NotImplementedError) as e:
+            raise TimeSeriesError(f"{path}: cannot read as Parquet ({shown(' '.join(str(e).split()), 200)})") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        rows = np.arange(1, len(frame) + 1, dtype=np.int64)
+    seen = set()
+    for c in frame.columns:
+        if c in seen:
+            raise TimeSeriesError(f"{path}: row 1: column {shown(c)} appears twice; expected unique names")
+        seen.add(c)
+    return frame, rows
 
 
-def _numeric(path: Path, frame: pd.DataFrame, col: str) -> np.ndarray:
-    """Column -> float64 with NaN for empty cells; a non-numeric cell is an error."""
+def _numeric(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) -> np.ndarray:
+    """Column -> float64 with NaN for empty cells; a non-numeric or infinite cell is an error."""
     raw = frame[col]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
-    text = raw.astype("string").str.strip()
-    empty = text.isna() | (text == "") | text.str.lower().isin(["nan", "na", "null"])
-    num = pd.to_numeric(text.where(~empty, None), errors="coerce")
-    bad = num.isna() & ~empty
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise TimeSeriesError(f"{path}: row {_row(path, pos)}, column {col!r}: non-numeric value "
-                              f"{raw.iloc[pos]!r} (expected a number or an empty cell)")
-    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+        num = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        text = raw.astype("string").str.strip()
+        empty = text.isna() | (text == "") | text.str.lower().isin(["nan", "na", "null"])
+        num = pd.to_numeric(text.where(~empty, None), errors="coerce")
+        bad = num.isna() & ~empty
+        if bad.any():
+            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: non-numeric value "
+                                  f"{shown(raw.iloc[pos])} (expected a number or an empty cell)")
+        num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isinf(num).any():  # inf, -Infinity, and numbers beyond float64 such as 1e400
+        pos = int(np.flatnonzero(np.isinf(num))[0])
+        raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: non-finite value "
+                              f"{shown(raw.iloc[pos])} (expected a finite number or an empty cell)")
+    return num
 
 
-def _timestamps(path: Path, frame: pd.DataFrame, col: str) -> pd.DatetimeIndex:
+def _aware(cell: str) -> bool | None:
+    """Whether a timestamp cell carries a time zone (None: it does not parse)."""
+    try:
+        return pd.Timestamp(cell).tzinfo is not None
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _timestamps(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) -> pd.DatetimeIndex:
     raw = frame[col]
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.DatetimeIndex(raw)
     else:
         text = raw.astype("string").str.strip()
-        ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+        # no timestamp is this long, and pandas takes minutes to refuse a 1 MB cell: unparsable
+        text = text.where(~(text.str.len() > MAX_TIMESTAMP_CHARS).fillna(False), "?")
+        try:
+            ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+        except (ValueError, TypeError, OverflowError):  # offsets differ (DST): all to UTC
+            aware = [_aware(c) for c in text.fillna("")]
+            kinds = [a for a in aware if a is not None]
+            if len(set(kinds)) > 1:  # naive cells among zoned ones would silently read as UTC
+                pos = next(i for i, a in enumerate(aware) if a is not None and a != kinds[0])
+                first = next(i for i, a in enumerate(aware) if a is not None)
+                raise TimeSeriesError(
+                    f"{path}: row {rows[pos]}, column {shown(col)}: timestamp {shown(raw.iloc[pos])} "
+                    f"{'has a' if kinds[0] is False else 'has no'} time zone but row {rows[first]}'s "
+                    f"{'has none' if kinds[0] is False else 'has one'} (expected all or none)") from None
+            ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed", utc=True))
         bad = np.asarray(ts.isna()) & ~np.asarray(text.isna() | (text == ""))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise TimeSeriesError(f"{path}: row {_row(path, pos)}, column {col!r}: cannot parse "
-                                  f"{raw.iloc[pos]!r} as a timestamp")
+            raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: cannot parse "
+                                  f"{shown(raw.iloc[pos])} as a timestamp")
     if ts.tz is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     if ts.isna().any():
         pos = int(np.flatnonzero(np.asarray(ts.isna()))[0])
-        raise TimeSeriesError(f"{path}: row {_row(path, pos)}, column {col!r}: empty timestamp")
+        raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: empty timestamp")
     return ts
 
 
-def _check_order(path: Path, ts: pd.DatetimeIndex, pos: np.ndarray, col: str, sid: str) -> None:
-    d = np.diff(ts.asi8)
+def _in(sid: str) -> str:
+    return f" in series {shown(sid)}" if sid else ""
+
+
+def _check_order(path: Path, ts: pd.DatetimeIndex, rows: np.ndarray, col: str, sid: str) -> None:
+    d = np.diff(ts.asi8)  # in the index's own unit; only the sign matters here
     if (d > 0).all():
         return
     i = int(np.flatnonzero(d <= 0)[0])
-    where = f" in series {sid!r}" if sid else ""
-    a, b = _row(path, int(pos[i])), _row(path, int(pos[i + 1]))
     kind = "duplicate" if d[i] == 0 else "non-monotonic"
-    raise TimeSeriesError(f"{path}: row {b}, column {col!r}: {kind} timestamp {ts[i + 1]} after "
-                          f"{ts[i]} at row {a}{where} (timestamps must strictly increase)")
+    raise TimeSeriesError(f"{path}: row {rows[i + 1]}, column {shown(col)}: {kind} timestamp {ts[i + 1]} "
+                          f"after {ts[i]} at row {rows[i]}{_in(sid)} (timestamps must strictly increase)")
+
+
+def _pd_infer_freq(ts: pd.DatetimeIndex) -> pd.DateOffset | None:
+    try:  # pandas >= 3 warns unless asked for the offset object it will return
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            f = pd.infer_freq(ts)
+    except (KeyError, pd.errors.OptionError):
+        f = pd.infer_freq(ts)
+    return None if f is None else pd.tseries.frequencies.to_offset(f)
+
+
+def _grid_size(ts: pd.DatetimeIndex, off: pd.DateOffset) -> float:
+    """About how many steps of ``off`` span ``ts`` (cheap: before building the grid)."""
+    step = pd.Timedelta(off) if isinstance(off, pd.offsets.Tick) else (ts[0] + off) - ts[0]
+    return (ts[-1] - ts[0]) / max(step, pd.Timedelta(1, unit="ns")) + 1
 
 
 def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
-    if len(ts) >= 3:
-        try:  # pandas >= 3 warns unless asked for the offset object it will return
-            with pd.option_context("future.infer_freq_returns_offset", True):
-                f = pd.infer_freq(ts)
-        except (KeyError, pd.errors.OptionError):
-            f = pd.infer_freq(ts)
-        if f is not None:
-            return f if isinstance(f, str) else f.freqstr
+    """The grid of strictly increasing ``ts``: the coarsest candidate that holds every timestamp.
+
+    ``pd.infer_freq`` answers only when no step is missing.  Otherwise the candidates are
+    ``pd.infer_freq`` of short runs spread over the series (one gap spoils only the runs
+    around it; this finds calendar steps such as ``MS``), then the most common step and the
+    greatest common step (fixed lengths, measured in the index's own unit: pandas may parse
+    timestamps as s, ms, us or ns).  A grid that would leave more than half of its steps
+    missing is refused: the series is too sparse to guess, and ``data.freq`` must say.
+    """
+    if len(ts) >= 3 and (f := _pd_infer_freq(ts)) is not None:
+        return f.freqstr
     if len(ts) < 2:
-        raise TimeSeriesError(f"{path}: column {col!r}: cannot infer a frequency from {len(ts)} "
+        raise TimeSeriesError(f"{path}: column {shown(col)}: cannot infer a frequency from {len(ts)} "
                               "timestamp(s); set data.freq")
-    d = pd.Series(np.diff(ts.asi8)).mode().iloc[0]
-    step = pd.Timedelta(int(d), unit="ns")
-    if step >= pd.Timedelta(days=28):
-        raise TimeSeriesError(f"{path}: column {col!r}: cannot infer a calendar frequency (irregular "
-                              "or gapped monthly/yearly timestamps); set data.freq, e.g. 'MS'")
-    return pd.tseries.frequencies.to_offset(step).freqstr
+    cands: list[pd.DateOffset] = []
+    w = 5
+    if len(ts) >= w:
+        for a in np.unique(np.linspace(0, len(ts) - w, num=min(16, len(ts) - w + 1)).astype(int)):
+            f = _pd_infer_freq(ts[a:a + w])
+            if f is not None and f not in cands:
+                cands.append(f)
+    d = np.diff(ts.asi8)  # (N-1,) steps in units of ts.unit
+    vals, counts = np.unique(d, return_counts=True)
+    for k in (int(vals[np.argmax(counts)]), int(np.gcd.reduce(d))):
+        step = pd.Timedelta(k, unit=ts.unit)
+        if step < pd.Timedelta(days=28):  # months and years are calendar steps, not fixed lengths
+            off = pd.tseries.frequencies.to_offset(step)
+            if off not in cands:
+                cands.append(off)
+    best, best_n = None, None
+    for off in cands:
+        if _grid_size(ts, off) > 4 * len(ts) + 8:  # far too sparse; do not build the grid
+            continue
+        grid = pd.date_range(ts[0], ts[-1], freq=off)
+        if (grid.get_indexer(ts) < 0).any():
+            continue
+        if best is None or len(grid) < best_n:
+            best, best_n = off, len(grid)
+    if best is not None and best_n <= 2 * len(ts):
+        return best.freqstr
+    why = (f"the finest grid holding them, {best.freqstr!r}, would add {best_n - len(ts)} missing steps "
+           f"to {len(ts)}" if best is not None else "no regular grid holds them")
+    raise TimeSeriesError(f"{path}: column {shown(col)}: cannot infer a frequency from {len(ts)} "
+                          f"timestamps ({why}); set data.freq, e.g. 'h' or 'MS'")
 
 
 def _fill(values: np.ndarray, how: str) -> np.ndarray:
@@ -265,38 +397,45 @@ def _fill(values: np.ndarray, how: str) -> np.ndarray:
     return df.to_numpy(dtype=np.float64)
 
 
-def _regularize(path, ts, pos, cols, values, freq, fill, time_col, sid):
-    """Put one series on its ``freq`` grid: detect gaps and missing values; fill or raise."""
-    where = f" in series {sid!r}" if sid else ""
+def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid):
+    """Put one series on its ``freq`` grid: detect gaps and missing values; fill or raise.
+
+    ``rows`` (T,) are the file rows of ``ts``; returns the grid, the values on it, the file
+    row of each grid step (0 where a step was filled in) and how many steps/values were filled.
+    """
+    where = _in(sid)
+    if _grid_size(ts, pd.tseries.frequencies.to_offset(freq)) > 50 * len(ts) + 10**6:
+        raise TimeSeriesError(f"{path}: column {shown(time_col)}: the {freq!r} grid from {ts[0]} to {ts[-1]} "
+                              f"has about {_grid_size(ts, pd.tseries.frequencies.to_offset(freq)):.3g} steps "
+                              f"for {len(ts)} rows{where}; check data.freq")
     grid = pd.date_range(ts[0], ts[-1], freq=freq)
     at = grid.get_indexer(ts)
     if (at < 0).any():
         i = int(np.flatnonzero(at < 0)[0])
-        raise TimeSeriesError(f"{path}: row {_row(path, int(pos[i]))}, column {time_col!r}: timestamp "
+        raise TimeSeriesError(f"{path}: row {rows[i]}, column {shown(time_col)}: timestamp "
                               f"{ts[i]} is not on the {freq!r} grid starting at {ts[0]}{where}")
     n_gaps = len(grid) - len(ts)
     if n_gaps and fill == "error":
         j = int(np.flatnonzero(np.diff(at) > 1)[0])
         raise TimeSeriesError(
-            f"{path}: row {_row(path, int(pos[j + 1]))}, column {time_col!r}: {n_gaps} missing "
+            f"{path}: row {rows[j + 1]}, column {shown(time_col)}: {n_gaps} missing "
             f"timestamp(s){where}, the first is {grid[at[j] + 1]} (between rows "
-            f"{_row(path, int(pos[j]))} and {_row(path, int(pos[j + 1]))}); set data.fill to "
-            f"ffill, linear or zero to fill them")
+            f"{rows[j]} and {rows[j + 1]}); set data.fill to ffill, linear or zero to fill them")
     full = np.full((len(grid), values.shape[1]), np.nan)
     full[at] = values
-    rows = np.zeros(len(grid), dtype=np.int64)
-    rows[at] = [_row(path, int(p)) for p in pos]
+    grid_rows = np.zeros(len(grid), dtype=np.int64)
+    grid_rows[at] = rows
     missing = np.isnan(values)
     if missing.any() and fill == "error":
         i, k = (int(v[0]) for v in np.nonzero(missing))
-        raise TimeSeriesError(f"{path}: row {_row(path, int(pos[i]))}, column {cols[k]!r}: missing "
+        raise TimeSeriesError(f"{path}: row {rows[i]}, column {shown(cols[k])}: missing "
                               f"value{where} ({int(missing.sum())} in all); set data.fill to ffill, "
                               "linear or zero to fill them")
     if np.isnan(full).all(axis=0).any():
         k = int(np.flatnonzero(np.isnan(full).all(axis=0))[0])
-        raise TimeSeriesError(f"{path}: column {cols[k]!r}: no values at all{where}")
+        raise TimeSeriesError(f"{path}: column {shown(cols[k])}: no values at all{where}")
     filled = n_gaps + int(missing.sum())
-    return grid, (_fill(full, fill) if filled else full), rows, filled
+    return grid, (_fill(full, fill) if filled else full), grid_rows, filled
 
 
 def read_timeseries(
@@ -332,13 +471,18 @@ def read_timeseries(
     """
     path = Path(path)
     if fill not in FILL_STRATEGIES:
-        raise TimeSeriesError(f"data.fill={fill!r}: expected one of {', '.join(FILL_STRATEGIES)}")
+        raise TimeSeriesError(f"data.fill={shown(fill)}: expected one of {', '.join(FILL_STRATEGIES)}")
+    if freq is not None:
+        try:
+            freq = pd.tseries.frequencies.to_offset(freq).freqstr
+        except (ValueError, TypeError):
+            raise TimeSeriesError(f"data.freq={shown(freq)}: not a pandas frequency; expected e.g. "
+                                  "'h', '15min', 'D' or 'MS'") from None
     if not path.is_file():
         raise TimeSeriesError(f"{path}: file not found")
-    frame = _read_frame(path)
+    frame, file_rows = _read_frame(path)
     if frame.shape[1] == 0 or len(frame) == 0:
         raise TimeSeriesError(f"{path}: no data rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
     columns = list(frame.columns)
     time_col = time_col or columns[0]
     past, fut = list(past_covariates), list(future_covariates)
@@ -347,55 +491,54 @@ def read_timeseries(
         targets = [c for c in columns if c not in named]
     for c in named + list(targets):
         if c not in columns:
-            raise TimeSeriesError(f"{path}: row 1: no column {c!r}; the columns are {', '.join(columns)}")
+            raise TimeSeriesError(f"{path}: row 1: no column {shown(c)}; the columns are {shown_list(columns)}")
     if not targets:
-        raise TimeSeriesError(f"{path}: row 1: no target column left (columns: {', '.join(columns)})")
+        raise TimeSeriesError(f"{path}: row 1: no target column left (columns: {shown_list(columns)})")
     overlap = set(targets) & (set(past) | set(fut))
     if overlap or set(past) & set(fut):
-        raise TimeSeriesError(f"{path}: column {sorted(overlap or set(past) & set(fut))[0]!r} is given "
+        raise TimeSeriesError(f"{path}: column {shown(sorted(overlap or set(past) & set(fut))[0])} is given "
                               "twice (as target/past/future); each column may have one role")
-    ts_all = _timestamps(path, frame, time_col)
+    ts_all = _timestamps(path, frame, file_rows, time_col)
     value_cols = list(targets) + past + fut
-    values_all = np.stack([_numeric(path, frame, c) for c in value_cols], axis=1)  # (N, C+P+F)
+    values_all = np.stack([_numeric(path, frame, file_rows, c) for c in value_cols], axis=1)  # (N, C+P+F)
     if series_id:
         ids = frame[series_id].astype("string").fillna("").str.strip().to_numpy()
         groups = {}
         for i, s in enumerate(ids):
             groups.setdefault(str(s), []).append(i)
         if "" in groups:
-            raise TimeSeriesError(f"{path}: row {_row(path, groups[''][0])}, column {series_id!r}: "
+            raise TimeSeriesError(f"{path}: row {file_rows[groups[''][0]]}, column {shown(series_id)}: "
                                   "empty series id")
     else:
         groups = {"": list(range(len(frame)))}
     C, P = len(targets), len(past)
     for sid, idx in groups.items():
-        _check_order(path, ts_all[np.asarray(idx)], np.asarray(idx), time_col, sid)
+        _check_order(path, ts_all[np.asarray(idx)], file_rows[np.asarray(idx)], time_col, sid)
     if regular and freq is None:  # one grid for the file, read off its longest series
         longest = np.asarray(max(groups.values(), key=len))
         freq = _infer_freq(path, ts_all[longest], time_col)
     out = TimeSeriesData(str(path), time_col, list(targets), past, fut, series_id, freq if regular else None)
     for sid, idx in groups.items():
         pos = np.asarray(idx)
-        ts, vals = ts_all[pos], values_all[pos]
+        ts, vals, rows = ts_all[pos], values_all[pos], file_rows[pos]
         h_ix = h_fut = h_rows = None
         if future_rows:
             empty = np.isnan(vals[:, :C]).all(axis=1)
             n_tail = len(empty) - (int(np.flatnonzero(~empty)[-1]) + 1 if (~empty).any() else 0)
             if n_tail:
-                h_ix, h_fut = ts[-n_tail:], vals[-n_tail:, C + P:]
-                h_rows = np.array([_row(path, int(p)) for p in pos[-n_tail:]])
-                ts, vals, pos = ts[:-n_tail], vals[:-n_tail], pos[:-n_tail]
+                h_ix, h_fut, h_rows = ts[-n_tail:], vals[-n_tail:, C + P:], rows[-n_tail:]
+                ts, vals, rows = ts[:-n_tail], vals[:-n_tail], rows[:-n_tail]
         if len(ts) == 0:
-            raise TimeSeriesError(f"{path}: series {sid!r} has no rows with target values")
+            raise TimeSeriesError(f"{path}: series {shown(sid)} has no rows with target values")
         if regular:
-            grid, vals, rows, n = _regularize(path, ts, pos, value_cols, vals, freq, fill, time_col, sid)
+            grid, vals, rows, n = _regularize(path, ts, rows, value_cols, vals, freq, fill, time_col, sid)
             out.filled += n
         else:
-            grid, rows = ts, np.array([_row(path, int(p)) for p in pos])
+            grid = ts
             if np.isnan(vals).any():
                 if fill == "error":
                     i, k = (int(v[0]) for v in np.nonzero(np.isnan(vals)))
-                    raise TimeSeriesError(f"{path}: row {rows[i]}, column {value_cols[k]!r}: missing value; "
+                    raise TimeSeriesError(f"{path}: row {rows[i]}, column {shown(value_cols[k])}: missing value; "
                                           "set data.fill to ffill, linear or zero to fill it")
                 out.filled += int(np.isnan(vals).sum())
                 vals = _fill(vals, fill)
