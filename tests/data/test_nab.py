@@ -135,3 +135,47 @@ def test_real_corpus_layout():
     # the published file repeats 2014-03-09 03:00:00 (daylight saving); NAB scores it as is
     lat = next(s for s in kc if s.key.startswith("realKnownCause/ec2_request_latency"))
     assert len(lat) == 4032 and (np.diff(lat.timestamps.asi8) == 0).sum() == 11
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400"])
+def test_infinite_value_names_row_and_column(tmp_path, strict, value):
+    rows = _rows(6)
+    rows[2] = (rows[2][0], value)
+    root = _corpus(tmp_path, rows, [])
+    with pytest.raises(TimeSeriesError, match=rf"a\.csv: row 4, column 'value': non-finite value '{value}'"):
+        read_nab_csv(root / "data" / "fam" / "a.csv", strict=strict)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_huge_cell_is_not_echoed_in_full(tmp_path, strict):
+    rows = _rows(6)
+    rows[2] = (rows[2][0], "x" * 1_000_000)
+    root = _corpus(tmp_path, rows, [])
+    with pytest.raises(TimeSeriesError, match=r"a\.csv: row 4, column 'value': non-numeric value "
+                                              r"'x{40}'\.\.\. \(1,000,000 characters\)") as e:
+        read_nab_csv(root / "data" / "fam" / "a.csv", strict=strict)
+    assert len(str(e.value)) < 400
+
+
+def test_ragged_row_is_an_error_not_a_shifted_column(tmp_path):
+    # pandas would pad a short row, or shift columns when every row has one field too many
+    bad = tmp_path / "b.csv"
+    bad.write_text("timestamp,value\n2014-01-01 00:00:00,1,7\n2014-01-01 00:01:00,2,8\n")
+    with pytest.raises(TimeSeriesError, match=r"b\.csv: row 2: 3 field\(s\); expected 2 fields"):
+        read_nab_csv(bad, strict=False)
+    bad.write_text("timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:01:00\n")
+    with pytest.raises(TimeSeriesError, match=r"b\.csv: row 3: 1 field\(s\); expected 2 fields"):
+        read_nab_csv(bad, strict=False)
+
+
+def test_huge_window_entry_is_not_echoed_in_full(tmp_path):
+    p = tmp_path / "w.json"
+    p.write_text(json.dumps({"f.csv": [["2014-01-01", "y" * 1_000_000]]}))
+    with pytest.raises(NABFormatError, match=r"window 0 end 'y{40}'\.\.\. \(1,000,000 characters\) is not") as e:
+        read_windows_json(p)
+    assert len(str(e.value)) < 400
+    p.write_text(json.dumps({"f.csv": [["2014-01-01"] * 100_000]}))
+    with pytest.raises(NABFormatError, match=r"window 0 is \[.*\.\.\. \(.* characters\); expected \[start, end\]") as e:
+        read_windows_json(p)
+    assert len(str(e.value)) < 400

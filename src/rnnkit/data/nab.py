@@ -33,7 +33,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnkit.data.timeseries import TimeSeriesError, read_timeseries
+from rnnkit.data._show import shown, shown_list
+from rnnkit.data.timeseries import (
+    MAX_TIMESTAMP_CHARS,
+    TimeSeriesError,
+    _numeric,
+    _read_csv,
+    _timestamps,
+    read_timeseries,
+)
 
 __all__ = [
     "NABFormatError",
@@ -122,7 +130,8 @@ def read_nab_csv(path: str | os.PathLike, *, strict: bool = True) -> tuple[pd.Da
     errors.  ``strict=False`` accepts them: the published NAB corpus has 11 repeated
     ``2014-03-09 03:00:00`` rows (a daylight-saving artefact) in three files and one backward
     jump in ``machine_temperature_system_failure.csv``, and NAB scores every row by position.
-    Unparsable timestamps and non-numeric or missing values are errors either way.
+    Unparsable timestamps, rows with the wrong number of fields, and non-numeric, infinite
+    or missing values are errors either way.
 
     Raises:
         TimeSeriesError: naming the file, the row (the header is row 1) and the column.
@@ -134,22 +143,17 @@ def read_nab_csv(path: str | os.PathLike, *, strict: bool = True) -> tuple[pd.Da
     path = Path(path)
     if not path.is_file():
         raise TimeSeriesError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise TimeSeriesError(f"{path}: cannot read as CSV ({' '.join(str(e).split())})") from None
+    frame, rows = _read_csv(path)
     for col in ("timestamp", "value"):
         if col not in frame.columns:
-            raise TimeSeriesError(f"{path}: row 1: no column {col!r}; the columns are {', '.join(frame.columns)}")
+            raise TimeSeriesError(f"{path}: row 1: no column {col!r}; the columns are {shown_list(frame.columns)}")
     if len(frame) == 0:
         raise TimeSeriesError(f"{path}: no data rows")
-    ts = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"].str.strip(), errors="coerce", format="mixed"))
-    values = pd.to_numeric(frame["value"].str.strip().replace("", None), errors="coerce").to_numpy(np.float64)
-    for col, bad, what in (("timestamp", np.asarray(ts.isna()), "cannot parse {!r} as a timestamp"),
-                           ("value", np.isnan(values), "non-numeric or missing value {!r}")):
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise TimeSeriesError(f"{path}: row {i + 2}, column {col!r}: " + what.format(frame[col].iloc[i]))
+    ts = _timestamps(path, frame, rows, "timestamp")
+    values = _numeric(path, frame, rows, "value")
+    if np.isnan(values).any():
+        i = int(np.flatnonzero(np.isnan(values))[0])
+        raise TimeSeriesError(f"{path}: row {rows[i]}, column 'value': missing value (expected a number)")
     return ts, values
 
 
@@ -169,11 +173,11 @@ def _read_json(path: Path) -> dict:
 
 def _parse_time(path: Path, key: str, what: str, text: object) -> pd.Timestamp:
     try:
-        if not isinstance(text, str):
+        if not isinstance(text, str) or len(text) > MAX_TIMESTAMP_CHARS:  # pandas is slow to refuse a long one
             raise ValueError
         return pd.Timestamp(text)
     except ValueError:
-        raise NABFormatError(f"{path}: {key!r}: {what} {text!r} is not a timestamp "
+        raise NABFormatError(f"{path}: {shown(key)}: {what} {shown(text)} is not a timestamp "
                              "(expected 'YYYY-mm-dd HH:MM:SS[.ffffff]')") from None
 
 
@@ -183,17 +187,17 @@ def read_windows_json(path: str | os.PathLike) -> dict[str, list[tuple[pd.Timest
     out = {}
     for key, wins in _read_json(path).items():
         if not isinstance(wins, list):
-            raise NABFormatError(f"{path}: {key!r}: expected a list of [start, end] windows, got {wins!r}")
+            raise NABFormatError(f"{path}: {shown(key)}: expected a list of [start, end] windows, got {shown(wins)}")
         limits = []
         for j, w in enumerate(wins):
             if not (isinstance(w, list) and len(w) == 2):
-                raise NABFormatError(f"{path}: {key!r}: window {j} is {w!r}; expected [start, end]")
+                raise NABFormatError(f"{path}: {shown(key)}: window {j} is {shown(w)}; expected [start, end]")
             a = _parse_time(path, key, f"window {j} start", w[0])
             b = _parse_time(path, key, f"window {j} end", w[1])
             if b < a:
-                raise NABFormatError(f"{path}: {key!r}: window {j} ends ({b}) before it starts ({a})")
+                raise NABFormatError(f"{path}: {shown(key)}: window {j} ends ({b}) before it starts ({a})")
             if limits and a <= limits[-1][1]:
-                raise NABFormatError(f"{path}: {key!r}: window {j} starts at {a}, not after the end of "
+                raise NABFormatError(f"{path}: {shown(key)}: window {j} starts at {a}, not after the end of "
                                      f"window {j - 1} ({limits[-1][1]}); windows must be sorted and disjoint")
             limits.append((a, b))
         out[str(key)] = limits
@@ -206,7 +210,7 @@ def read_labels_json(path: str | os.PathLike) -> dict[str, list[pd.Timestamp]]:
     out = {}
     for key, times in _read_json(path).items():
         if not isinstance(times, list):
-            raise NABFormatError(f"{path}: {key!r}: expected a list of timestamps, got {times!r}")
+            raise NABFormatError(f"{path}: {shown(key)}: expected a list of timestamps, got {shown(times)}")
         out[str(key)] = [_parse_time(path, key, f"label {j}", t) for j, t in enumerate(times)]
     return out
 
@@ -215,7 +219,7 @@ def _row_of(ts: pd.DatetimeIndex, t: pd.Timestamp, csv: str, label_file: Path, k
     """First row holding ``t`` (NAB's ``timestamps.index(t)``)."""
     hits = np.flatnonzero(np.asarray(ts == t))
     if len(hits) == 0:
-        raise NABFormatError(f"{label_file}: {key!r}: {what} {t} does not occur in {csv} (label timestamps "
+        raise NABFormatError(f"{label_file}: {shown(key)}: {what} {t} does not occur in {csv} (label timestamps "
                              "must equal a row's timestamp exactly)")
     return int(hits[0])
 
@@ -238,14 +242,14 @@ def load_nab_series(root: str | os.PathLike, key: str, *, windows: dict | None =
     if not csv.is_file() and Path(str(csv) + ".gz").is_file():
         csv = Path(str(csv) + ".gz")
     if key not in windows:
-        raise NABFormatError(f"{wpath}: no windows for {key!r} (every scored file needs an entry, "
+        raise NABFormatError(f"{wpath}: no windows for {shown(key)} (every scored file needs an entry, "
                              "possibly an empty list)")
     ts, values = read_nab_csv(csv, strict=strict)
     rows = [(_row_of(ts, a, str(csv), wpath, key, "window start"), _row_of(ts, b, str(csv), wpath, key, "window end"))
             for a, b in windows[key]]
     for (a, b), (ta, tb) in zip(rows, windows[key]):
         if b < a:
-            raise NABFormatError(f"{wpath}: {key!r}: window [{ta}, {tb}] ends at row {b + 2} of {csv}, "
+            raise NABFormatError(f"{wpath}: {shown(key)}: window [{ta}, {tb}] ends at row {b + 2} of {csv}, "
                                  f"before its start at row {a + 2}")
     points = [_row_of(ts, t, str(csv), lpath, key, "label") for t in labels.get(key, [])]
     return NABSeries(key, ts, values, rows, points, str(csv))
