@@ -6,7 +6,9 @@
                 [--study NAME] [--timeout SECONDS] [--data-dir DIR]
 
 Run it again to resume; run it in several terminals with the same ``--storage`` to share the
-study.  Prints the summary as JSON; see :mod:`rnnkit.tune`.
+study.  A killed worker's trial is run again with the same values by the other workers, or by
+the next run of the command (which waits up to ``search.grace + 1`` s for it to be declared
+dead), see :mod:`rnnkit.tune.heartbeat`.  Prints the summary as JSON; see :mod:`rnnkit.tune`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ A search recipe is an ordinary recipe plus one section::
       warmup_evals: 1             # validations of a trial before it may be pruned (median)
       seed: 0
       trials: 20                  # default of --trials
-      heartbeat: 60               # seconds; a trial silent for 2x this is failed and retried
+      heartbeat: 10               # seconds between a trial's heartbeats in the study
+      grace: 30                   # seconds without one before its worker counts as dead (default
+                                  # 3 x heartbeat): the trial is failed and its values run again
       space:                      # dotted recipe keys -> distributions
         optim.lr:          {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
         model.hidden_size: {type: int, low: 64, high: 256, step: 64}
@@ -20,6 +22,8 @@ The objective is the run's monitored metric (``trainer.monitor``, e.g. ``val_los
 ``trainer.mode`` direction; the value of a trial is its best validation value, and every
 validation is reported to the pruner.  The grid sampler needs a finite set per parameter:
 ``choices`` of a categorical, ``low..high`` by ``step`` of an int, or an explicit ``grid`` list.
+A dead worker's trial is re-run within ``heartbeat + grace + 1`` s of its death, or at the latest
+before the last worker leaves the study (see :mod:`rnnkit.tune.heartbeat`).
 
 Example::
 
@@ -89,7 +93,13 @@ class SearchConfig:
     warmup_evals: int = 1
     seed: int = 0
     trials: int = 20
-    heartbeat: int = 60
+    heartbeat: int = 10
+    grace: int | None = None
+
+    @property
+    def grace_period(self) -> int:
+        """Seconds without a heartbeat before a trial's worker counts as dead."""
+        return 3 * self.heartbeat if self.grace is None else self.grace
 
     def check(self) -> None:
         if not self.space:
@@ -99,6 +109,10 @@ class SearchConfig:
         for k in ("startup_trials", "warmup_evals", "trials", "heartbeat"):
             if getattr(self, k) < (1 if k in ("trials", "heartbeat") else 0):
                 raise ConfigError(f"search.{k}: expected a positive integer, got {getattr(self, k)}")
+        if self.grace_period < self.heartbeat + 2:  # SQLite's one-second timestamps: a live trial
+            raise ConfigError(f"search.grace: expected at least heartbeat + 2 = {self.heartbeat + 2} s "
+                              f"(a live trial's heartbeat can read as {self.heartbeat + 1} s old), "
+                              f"got {self.grace_period}")
 
     def grid(self) -> dict[str, list[Any]]:
         return {k: p.grid_values(k) for k, p in self.space.items()}

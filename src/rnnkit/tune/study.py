@@ -4,8 +4,11 @@ Each trial samples the space, trains the recipe with the one Trainer and reports
 validation of the monitored metric to the pruner; a trial the pruner rejects stops at that
 validation (``TrialPruned``).  The study lives in SQLite (``<out>/study.db`` by default), so
 running the same command again resumes it (``--trials`` is the total wanted), and several
-processes given the same ``--storage`` share it as workers; a trial whose worker died
-(no heartbeat for ``2 x search.heartbeat`` s) is failed and retried with the same values.
+processes given the same ``--storage`` share it as workers. A trial whose worker died (no
+heartbeat for ``search.grace`` s) is failed and its values run again, within
+``heartbeat + grace + 1`` s of the death, or at the latest before the last worker leaves: a
+worker returns only when no trial it saw running is left to a dead worker (see
+:mod:`rnnkit.tune.heartbeat`).
 
 Outputs in ``<out>``: ``trial_NNNN/`` (each trial's run directory), ``trials.json``,
 ``best.yaml`` (the recipe with the best values, ready for ``rnnkit train``) and
@@ -31,6 +34,7 @@ import yaml
 
 from rnnkit.train.config import ConfigError, build_run_config
 from rnnkit.train.trainer import Trainer
+from rnnkit.tune.heartbeat import Reclaimer
 from rnnkit.tune.space import SearchConfig, apply_params, load_search_recipe
 
 __all__ = ["run_search", "ReportingTrainer", "write_history_plot", "storage_url"]
@@ -133,7 +137,6 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
     """Run (or resume, or join as a worker) the study of ``recipe`` until it holds ``trials``
     finished (complete or pruned) trials; write the outputs and return the summary."""
     import optuna
-    from optuna.storages import RDBStorage
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -145,18 +148,12 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
     total = trials or search.trials
     if total < 1:
         raise ConfigError(f"--trials {total}: expected a positive integer")
+    deadline = None if timeout is None else time.monotonic() + timeout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry
-    try:  # optuna >= 4.9
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-
-        retry = {"heartbeat_stale_trial_callback": Retry(max_retry=2)}
-    except ImportError:
-        from optuna.storages import RetryFailedTrialCallback as Retry
-
-        retry = {"failed_trial_callback": Retry(max_retry=2)}
-    store = RDBStorage(storage_url(storage or out / "study.db"), heartbeat_interval=search.heartbeat,
-                       grace_period=2 * search.heartbeat, **retry)
+    rc = Reclaimer(storage_url(storage or out / "study.db"), heartbeat=search.heartbeat,
+                   grace=search.grace_period, log=log)
+    store = rc.storage
     name = study_name or Path(recipe).stem
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     probe = optuna.create_study(study_name=name, storage=store, direction=direction, load_if_exists=True)
@@ -167,15 +164,20 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
     # a resumed study or a second worker gets its own sampler seed, so workers do not draw alike
     study = optuna.load_study(study_name=name, storage=store, sampler=_sampler(search, search.seed + n_before),
                               pruner=_pruner(search))
+    rc.reclaim(study)  # a dead worker's trial is queued before this worker draws new values
     finished = len(study.get_trials(deepcopy=False, states=done_states))
     if finished:
         log(f"resuming study {name!r}: {finished} finished trial(s) in {store.url}")
 
     def objective(trial: Any) -> float:
+        rc.own = trial.number
         params = search.suggest(trial)
         run_dir = out / f"trial_{trial.number:04d}"
         t0 = time.time()
-        log(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+        retry_of = next((t.system_attrs.get("failed_trial") for t in study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,)) if t.number == trial.number), None)
+        log(f"trial {trial.number}" + (f" (values of trial {retry_of}, whose worker died)" if retry_of is not None
+                                       else "") + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
         value, trainer = _train_trial(raw, params, trial, run_dir, data_dir, search)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
@@ -186,9 +188,13 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
         return value
 
     remaining = max(0, total - finished)
-    if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(),
-                       callbacks=[MaxTrialsCallback(total, states=done_states)])
+    with rc.watch(study):  # a dead worker's trial is failed and queued while this one trains
+        if remaining:
+            study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(),
+                           callbacks=[MaxTrialsCallback(total, states=done_states),
+                                      lambda study, trial: rc.reclaim(study)])
+        # queued values run even past --trials: they were drawn, and may be the best ones
+        rc.settle(study, lambda: study.optimize(objective, n_trials=1, catch=()), deadline)
     return write_outputs(study, raw, out, metric, log=log)
 
 
