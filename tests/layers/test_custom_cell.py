@@ -1,8 +1,9 @@
 """A user-written cell through ``rnnkit.Recurrent`` gets every layer feature.
 
-The cell below is README's example, verbatim between the markers: keep them in sync.
+The code between the markers is docs/tutorials/custom-cell.md's example, verbatim:
+tests/docs/test_readme.py fails when the two differ.
 """
-# --- README example: begin ----------------------------------------------------------------------
+# --- docs/tutorials/custom-cell.md example: begin -----------------------------------------------
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +39,7 @@ class MGUCell(rnnkit.Cell):
 
 layer = rnnkit.Recurrent(MGUCell, 8, 16, num_layers=2, bidirectional=True, residual=True)
 out, h_n = layer(torch.randn(5, 3, 8), lengths=torch.tensor([5, 2, 4]))  # (5, 3, 32), (4, 3, 16)
-# --- README example: end ------------------------------------------------------------------------
+# --- docs/tutorials/custom-cell.md example: end -------------------------------------------------
 
 from rnnkit.layers import LAYERS, build_layer, register_layer  # noqa: E402
 from rnnkit.testing import check_gradients, check_layer  # noqa: E402
