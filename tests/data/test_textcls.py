@@ -182,3 +182,37 @@ def test_real_imdb_files():
     assert len(d) == 25_000 and label_classes(d.labels) == ["0", "1"]
     assert sum(ls == ("1",) for ls in d.labels) == 12_500
     assert os.path.basename(d.where[0]) == "test.csv.gz:2"
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "nan", "1e400", "1e39"])
+def test_non_finite_vector_values_name_file_line_and_column(tmp_path, value):
+    # 1e39 is finite in float64 but overflows float32, the dtype of the vectors
+    tok = train_tokenizer(["good bad film", "good film"], kind="word", reversible=False)
+    p = write(tmp_path / "g.txt", f"good 1 2\nfilm 3 {value}\n")
+    with pytest.raises(TextDataError, match=rf"g\.txt:2: column 3: non-finite vector value '{value}' for "
+                                            r"'film' \(expected a finite float32 number\)"):
+        load_vectors(p, tok)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_jsonl_non_standard_constants_are_invalid_json(tmp_path, constant):
+    p = write(tmp_path / "d.jsonl", f'{{"text": "a", "label": "x"}}\n{{"text": "b", "label": {constant}}}\n')
+    with pytest.raises(TextDataError, match=rf"d\.jsonl:2: invalid JSON \({constant} is not JSON; "
+                                            r"expected a string, number, list or object\)"):
+        read_table(p)
+
+
+def test_huge_cells_are_not_echoed_in_full(tmp_path):
+    big = "w" * 1_000_000
+    tok = train_tokenizer(["good film"], kind="word", reversible=False)
+    cases = [
+        (lambda: read_table(write(tmp_path / "a.csv", f"{big},label\nx,y\n")), r"a\.csv:1: no column 'text'"),
+        (lambda: read_table(write(tmp_path / "b.jsonl", f'{{"{big}": 1}}\n')), r"b\.jsonl:1: no field 'text'"),
+        (lambda: encode_labels(read_table(write(tmp_path / "c.csv", f"text,label\nx,{big}\n")), ["y"]),
+         r"c\.csv:2: label 'w{40}'\.\.\. \(1,000,000 characters\) was never seen"),
+        (lambda: load_vectors(write(tmp_path / "d.txt", f"good 1 {big}\n"), tok), r"d\.txt:1: column 3: non-numeric"),
+    ]
+    for read, message in cases:
+        with pytest.raises(TextDataError, match=message) as e:
+            read()
+        assert len(str(e.value)) < 400, str(e.value)[:500]

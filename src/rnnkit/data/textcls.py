@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.data._show import shown, shown_list
 from rnnkit.data.registry import (
     ChecksumError,
     ChecksumWarning,
@@ -87,6 +88,21 @@ class LabeledTexts:
 
 
 # ----------------------------------------------------------------------------- readers
+
+
+class _NotJSON(ValueError):
+    """A JSONL value that Python's json accepts but JSON does not (NaN, Infinity, 1e400)."""
+
+
+def _no_constant(name: str):
+    raise _NotJSON(f"{name} is not JSON; expected a string, number, list or object")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not np.isfinite(x):
+        raise _NotJSON(f"number {shown(text)} is out of range; expected a finite number")
+    return x
 
 
 def _split_labels(cell: str, sep: str | None, where: str, allow_empty: bool) -> tuple[str, ...]:
@@ -146,9 +162,14 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
             if not line.strip():
                 raise TextDataError(f"{p}:{n}: empty line; expected a JSON object")
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
             except json.JSONDecodeError as e:
                 raise TextDataError(f"{p}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except ValueError as e:  # NaN/Infinity, 1e400, an integer of over 4300 digits
+                raise TextDataError(f"{p}:{n}: invalid JSON ({str(e)[:120]})") from None
+            except RecursionError:
+                raise TextDataError(f"{p}:{n}: invalid JSON (nested too deeply); expected an object "
+                                    "of texts and labels") from None
             if not isinstance(row, dict):
                 raise TextDataError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
             _add(out, row, text_column, label_column, f"{p}:{n}", label_sep, allow_empty,
@@ -165,7 +186,7 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
     header = [h.strip() for h in header]
     for col in (text_column, label_column):
         if col is not None and col not in header:
-            raise TextDataError(f"{p}:1: no column {col!r}; the header has {', '.join(map(repr, header))}")
+            raise TextDataError(f"{p}:1: no column {shown(col)}; the header has {shown_list(header)}")
     start, blank = reader.line_num + 1, None
     while True:
         try:
@@ -193,20 +214,27 @@ def _add(out: LabeledTexts, row: dict, text_col: str, label_col: str | None, whe
          sep: str | None, allow_empty: bool, columns: list) -> None:
     for col in (text_col, label_col):
         if col is not None and col not in row:
-            raise TextDataError(f"{where}: no field {col!r}; found {', '.join(map(repr, columns))}")
+            raise TextDataError(f"{where}: no field {shown(col)}; found {shown_list(columns)}")
     text = row[text_col]
     if not isinstance(text, str):
-        raise TextDataError(f"{where}: field {text_col!r} is {type(text).__name__}; expected a string")
+        raise TextDataError(f"{where}: field {shown(text_col)} is {type(text).__name__}; expected a string")
     if not text.strip():
-        raise TextDataError(f"{where}: empty text in {text_col!r}")
+        raise TextDataError(f"{where}: empty text in {shown(text_col)}")
     labels: tuple[str, ...] = ()
     if label_col is not None:
         cell = row[label_col]
         if isinstance(cell, list):  # JSONL: a list of labels
             if sep is None and len(cell) != 1:
-                raise TextDataError(f"{where}: {label_col!r} holds a list; set data.label_sep "
+                raise TextDataError(f"{where}: {shown(label_col)} holds a list; set data.label_sep "
                                     "for multi-label data")
+            if not all(isinstance(c, (str, int, float)) for c in cell):
+                raise TextDataError(f"{where}: {shown(label_col)} holds a list with a "
+                                    f"{next(type(c).__name__ for c in cell if not isinstance(c, (str, int, float)))}; "
+                                    "expected label names (strings or numbers)")
             cell = (sep or "").join(str(c) for c in cell)
+        elif isinstance(cell, dict):
+            raise TextDataError(f"{where}: {shown(label_col)} holds an object; expected a label name "
+                                "(a string or number) or a list of them")
         labels = _split_labels(str(cell) if cell is not None else "", sep, where, allow_empty)
     out.texts.append(text)
     out.labels.append(labels)
@@ -284,9 +312,9 @@ def encode_labels(data: LabeledTexts, classes: Sequence[str]) -> np.ndarray:
     for i, ls in enumerate(data.labels):
         for name in ls:
             if name not in index:
-                shown = ", ".join(map(repr, list(classes)[:20])) + (" ..." if len(classes) > 20 else "")
-                raise TextDataError(f"{data.where[i]}: label {name!r} was never seen in training; "
-                                    f"known labels: {shown}")
+                known = ", ".join(map(shown, list(classes)[:20])) + (" ..." if len(classes) > 20 else "")
+                raise TextDataError(f"{data.where[i]}: label {shown(name)} was never seen in training; "
+                                    f"known labels: {known}")
         if data.multi_label:
             y[i, [index[n] for n in ls]] = 1.0
         else:
@@ -431,6 +459,25 @@ def resolve_imdb(data_dir: str | os.PathLike | None = None, *, download: bool = 
 # ----------------------------------------------------------------------------- vectors
 
 
+def _vector(cells: list[str], where: str, word: str) -> np.ndarray:
+    """The values of one vector line as float32; a non-number or a value that is not a finite
+    float32 (``inf``, ``nan``, ``1e39``) names its column (the word is column 1)."""
+    v = np.empty(len(cells), np.float64)
+    for k, c in enumerate(cells):
+        try:
+            v[k] = float(c)
+        except ValueError:
+            raise TextDataError(f"{where}: column {k + 2}: non-numeric vector value {shown(c)} for "
+                                f"{shown(word)}") from None
+    with np.errstate(over="ignore"):
+        v32 = v.astype(np.float32)  # beyond float32's range becomes inf
+    if not np.isfinite(v32).all():
+        k = int(np.flatnonzero(~np.isfinite(v32))[0])
+        raise TextDataError(f"{where}: column {k + 2}: non-finite vector value {shown(cells[k])} for "
+                            f"{shown(word)} (expected a finite float32 number)")
+    return v32
+
+
 def load_vectors(path: str | os.PathLike, tokenizer, *, lowercase_fallback: bool = True):
     """Rows of pretrained word vectors for a tokenizer's vocabulary.
 
@@ -442,8 +489,8 @@ def load_vectors(path: str | os.PathLike, tokenizer, *, lowercase_fallback: bool
         ``(vectors (V, d) float32, found (V,) bool)``; rows not found are zero.
 
     Raises:
-        TextDataError: a line with the wrong number of values or a non-number, naming
-            the file and line.
+        TextDataError: a line with the wrong number of values, a non-number or a value that
+            is not a finite float32 (``inf``, ``nan``, ``1e39``), naming the file, line and column.
     """
     p = Path(path).expanduser()
     wanted: dict[str, list[int]] = {}
@@ -480,10 +527,7 @@ def load_vectors(path: str | os.PathLike, tokenizer, *, lowercase_fallback: bool
         rows = [r for r in rows if not found[r]] if word not in wanted else rows
         if not rows:
             continue
-        try:
-            v = np.asarray(parts[1:], np.float32)
-        except ValueError:
-            raise TextDataError(f"{p}:{n}: non-numeric vector value for {word!r}") from None
+        v = _vector(parts[1:], f"{p}:{n}", word)
         if vecs is None:
             vecs = np.zeros((tokenizer.vocab_size, dim), np.float32)
         vecs[rows] = v
