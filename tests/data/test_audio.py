@@ -230,3 +230,59 @@ def test_feature_config_errors():
         FeatureConfig(n_mfcc=50)
     with pytest.raises(AudioDataError, match="fmax <= sample_rate/2 = 4000"):
         FeatureConfig(fmax=6000.0)
+
+
+# ----------------------------------------------------------------------------- issue 19
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_non_finite_samples_name_the_file_sample_and_channel(tmp_path, bad):
+    y = np.stack([tone(500), tone(700)], axis=1)  # (N, 2)
+    y[1234, 1] = bad
+    p = tmp_path / "f.wav"
+    sf.write(str(p), y, 8000, subtype="FLOAT")
+    with pytest.raises(AudioDataError, match=rf"f\.wav: sample 1235 \(1-based\), channel 2: non-finite value "
+                                             rf"{bad} \(expected finite samples\)"):
+        load_audio(p)
+
+
+def test_split_filter_needs_finite_numbers(tmp_path):
+    for name in ("1_a_0.wav", "1_a_nan.wav", "2_b_inf.wav"):
+        write(tmp_path / name, tone(500))
+    items = list_from_pattern(tmp_path)
+    with pytest.raises(AudioDataError, match=r"split filter 'index<5': field 'index' is 'nan' in "
+                                             r".*1_a_nan\.wav; '<' needs finite numbers"):
+        select(items, "index<5")
+    with pytest.raises(AudioDataError, match=r"split filter 'label<nan': the bound 'nan' is not a finite number"):
+        select(items, "label<nan")
+
+
+def test_csv_list_rows_are_file_lines_and_bad_files_are_one_line_errors(tmp_path):
+    write(tmp_path / "a.wav", tone(500))
+    csv = tmp_path / "labels.csv"
+    csv.write_text('path,label\na.wav,"two\nlines"\nzzz.wav,cat\n')  # a quoted label spans lines 2-3
+    with pytest.raises(AudioDataError, match=r"labels\.csv:4: audio file .*zzz\.wav not found"):
+        list_from_csv(csv)
+    csv.write_bytes(b"path,label\na.wav,\xff\n")
+    with pytest.raises(AudioDataError, match=r"labels\.csv:2:7: invalid UTF-8 byte 0xff"):
+        list_from_csv(csv)
+    csv.write_text("path,label\na\x00.wav,dog\n")
+    with pytest.raises(AudioDataError, match=r"labels\.csv:2: audio file .* not found"):
+        list_from_csv(csv)
+    csv.write_text("path,label,path\na.wav,dog,a.wav\n")
+    with pytest.raises(AudioDataError, match=r"labels\.csv:1: column 'path' appears twice"):
+        list_from_csv(csv)
+
+
+def test_huge_cells_are_not_echoed_in_full(tmp_path):
+    write(tmp_path / "a.wav", tone(500))
+    csv = tmp_path / "labels.csv"
+    big = "q" * 1_000_000
+    csv.write_text(f"file,{big}\na.wav,dog\n")
+    with pytest.raises(AudioDataError, match=r"labels\.csv:1: no 'path' column in the header 'file', 'q{40}'\.\.\. ") as e:
+        list_from_csv(csv)
+    assert len(str(e.value)) < 400
+    csv.write_text(f"path,label\n{big}.wav,dog\n")
+    with pytest.raises(AudioDataError, match=r"labels\.csv:2: audio file .*q{40}'?\.\.\. .* not found") as e:
+        list_from_csv(csv)
+    assert len(str(e.value)) < 600

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +38,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit.data._show import shown, shown_list
 from rnnkit.data.registry import cache_dir
+from rnnkit.data.text import TextFileError, read_text
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioDataError", "AudioList", "list_from_folders",
            "list_from_csv", "list_from_pattern", "list_audio", "select", "load_audio",
@@ -101,38 +106,62 @@ def list_from_folders(root: str | Path) -> AudioList:
 def list_from_csv(path: str | Path, path_column: str = "path",
                   label_column: str = "label") -> AudioList:
     """A CSV with a header; audio paths are relative to the CSV's folder. Other columns
-    become fields (e.g. a ``split`` column for ``select(..., "split=test")``)."""
+    become fields (e.g. a ``split`` column for ``select(..., "split=test")``). Errors name
+    the CSV's line on which the row starts (1-based; the header is line 1)."""
     path = Path(path)
     if not path.is_file():
         raise AudioDataError(f"{path}: no such file; expected a CSV of audio paths and labels")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
+    try:
+        text = read_text(path)  # UTF-8 (plain or gzip); a bad byte names line and column
+    except TextFileError as e:
+        raise AudioDataError(str(e)) from None
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []  # (line the row starts on, cells)
+    start = 1
+    try:
+        for row in reader:
+            rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise AudioDataError(f"{path}:{start}: malformed CSV ({e})") from None
+    if not rows or not rows[0][1]:
         raise AudioDataError(f"{path}: empty CSV; expected a header with '{path_column}' and "
                              f"'{label_column}' columns")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     for col in (path_column, label_column):
         if col not in header:
-            raise AudioDataError(f"{path}:1: no '{col}' column in the header {header}")
+            raise AudioDataError(f"{path}:1: no {shown(col)} column in the header {shown_list(header)}")
+    for h in header:
+        if header.count(h) > 1:
+            raise AudioDataError(f"{path}:1: column {shown(h)} appears twice; expected unique names")
     ip, il = header.index(path_column), header.index(label_column)
     paths, labels, fields = [], [], []
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in rows[1:]:
         if not any(c.strip() for c in row):
             continue
         if len(row) != len(header):
             raise AudioDataError(f"{path}:{n}: expected {len(header)} columns, got {len(row)}")
-        file, label = Path(row[ip].strip()), row[il].strip()
+        name, label = row[ip].strip(), row[il].strip()
         if not label:
-            raise AudioDataError(f"{path}:{n}: empty '{label_column}'")
-        file = file if file.is_absolute() else path.parent / file
-        if not file.is_file():
-            raise AudioDataError(f"{path}:{n}: audio file {file} not found")
+            raise AudioDataError(f"{path}:{n}: empty {shown(label_column)}")
+        file = Path(name) if name and "\0" not in name else None
+        if file is not None and not file.is_absolute():
+            file = path.parent / file
+        if file is None or not os.path.isfile(file):  # isfile: False for an over-long name too
+            raise AudioDataError(f"{path}:{n}: audio file {_path(path.parent, name)} not found")
         paths.append(file)
         labels.append(label)
         fields.append({h: c.strip() for h, c in zip(header, row)} | {"label": label})
     if not paths:
         raise AudioDataError(f"{path}: no rows after the header")
     return AudioList(paths, labels, fields)
+
+
+def _path(folder: Path, name: str) -> str:
+    """A path read from a file, for a message: as is, or quoted and cut when it is long or odd."""
+    full = name if name.startswith("/") else str(folder / name)
+    return full if len(full) <= 200 and full.isprintable() else shown(full, 200)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -159,7 +188,7 @@ def list_from_pattern(root: str | Path, pattern: str = "{label}_{speaker}_{index
     for f in files:
         m = rx.fullmatch(f.stem)
         if m is None:
-            raise AudioDataError(f"{f}: file name does not match the pattern {pattern!r}")
+            raise AudioDataError(f"{f}: file name does not match the pattern {shown(pattern)}")
         paths.append(f)
         labels.append(m["label"])
         fields.append(m.groupdict())
@@ -195,12 +224,12 @@ def select(items: AudioList, expr: str) -> list[int]:
     numeric comparison ``field<n`` (also ``<=``, ``>``, ``>=``), e.g. FSDD's ``index<5``."""
     m = _FILTER.fullmatch(expr)
     if m is None:
-        raise AudioDataError(f"split filter {expr!r}: expected FIELD=VALUE[,VALUE], FIELD!=VALUE "
+        raise AudioDataError(f"split filter {shown(expr)}: expected FIELD=VALUE[,VALUE], FIELD!=VALUE "
                              "or FIELD<NUMBER (also <=, >, >=)")
     name, op, value = m.groups()
     known = sorted(items.fields[0]) if items.fields else []
     if name not in known:
-        raise AudioDataError(f"split filter {expr!r}: unknown field {name!r}; the files have {known}")
+        raise AudioDataError(f"split filter {shown(expr)}: unknown field {shown(name)}; the files have {known}")
     if op in ("=", "!="):
         wanted = {v.strip() for v in value.split(",")}
         return [i for i, f in enumerate(items.fields) if (f[name] in wanted) == (op == "=")]
@@ -208,8 +237,14 @@ def select(items: AudioList, expr: str) -> list[int]:
         bound = float(value)
         nums = [float(f[name]) for f in items.fields]
     except ValueError:
-        raise AudioDataError(f"split filter {expr!r}: '{op}' needs numbers, and field {name!r} "
+        raise AudioDataError(f"split filter {shown(expr)}: '{op}' needs numbers, and field {shown(name)} "
                              "or the bound is not numeric") from None
+    if not math.isfinite(bound):
+        raise AudioDataError(f"split filter {shown(expr)}: the bound {shown(value)} is not a finite number")
+    for i, x in enumerate(nums):
+        if not math.isfinite(x):
+            raise AudioDataError(f"split filter {shown(expr)}: field {shown(name)} is {shown(items.fields[i][name])} "
+                                 f"in {items.paths[i]}; '{op}' needs finite numbers")
     cmp = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}[op]
     return [i for i, x in enumerate(nums) if cmp(x, bound)]
 
@@ -231,6 +266,10 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
         raise AudioDataError(f"{path}: cannot read audio ({msg}); expected WAV, FLAC or OGG") from None
     if y.shape[0] == 0:
         raise AudioDataError(f"{path}: the audio file has no samples")
+    if not np.isfinite(y).all():  # float WAV/FLAC can hold inf and nan
+        n, c = (int(v[0]) for v in np.nonzero(~np.isfinite(y)))
+        raise AudioDataError(f"{path}: sample {n + 1} (1-based), channel {c + 1}: non-finite value "
+                             f"{y[n, c]} (expected finite samples)")
     y = y.mean(axis=1)  # (N,): mono
     if sample_rate is not None and sr != sample_rate:
         import librosa
