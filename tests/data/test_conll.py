@@ -188,3 +188,17 @@ def test_real_ud_english_ewt_counts():
     assert {s: sum(map(len, v)) for s, v in counts.items()} == \
         {"train": 204577, "valid": 25147, "test": 25094}
     assert len({t for s in counts["train"] for t in s.tags}) == 17
+
+
+def test_huge_cells_are_not_echoed_in_full(tmp_path):
+    big = "z" * 1_000_000
+    cases = [
+        (write(tmp_path / "a.conllu", f"{big}\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n"),
+         read_conllu, r"a\.conllu:1: word ID 'z{40}'\.\.\. \(1,000,000 characters\); expected 1"),
+        (write(tmp_path / "b.txt", f"EU B-ORG\nrejects {big}\n"), lambda p: read_columns(p, scheme="bio"),
+         r"b\.txt:2: tag 'z{40}'\.\.\. \(1,000,000 characters\); expected O or B/I-TYPE"),
+    ]
+    for p, read, message in cases:
+        with pytest.raises(ConllError, match=message) as e:
+            read(p)
+        assert len(str(e.value)) < 400

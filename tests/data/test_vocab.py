@@ -130,3 +130,15 @@ def test_vocab_file_not_utf8_or_missing(tmp_path):
         Vocab.load(path)
     with pytest.raises(FileNotFoundError, match="no such vocabulary file"):
         Vocab.load(tmp_path / "missing.json")
+
+
+def test_huge_tokens_are_not_echoed_in_full(tmp_path):
+    big = "t" * 1_000_000
+    with pytest.raises(OutOfVocabularyError, match=r"token 't{40}'\.\.\. \(1,000,000 characters\) at position 1") as e:
+        Vocab(["a", "b"], unk=None).encode(["a", big])
+    assert len(str(e.value)) < 400
+    p = tmp_path / "v.json"
+    p.write_text(json.dumps({"itos": ["a", big, big], "unk": None}))
+    with pytest.raises(VocabFileError, match=r"v\.json: token 't{40}'\.\.\. \(1,000,000 characters\) appears twice") as e:
+        Vocab.load(p)
+    assert len(str(e.value)) < 400

@@ -121,3 +121,17 @@ def test_preprocessor_round_trip(lag, stl):
     np.testing.assert_allclose(pre.from_model(q, "s", steps[fut], z_last)[..., 2], z[fut], atol=1e-10)
     again = Preprocessor.from_dict(pre.to_dict())
     np.testing.assert_allclose(again.to_model(z, "s", steps), d, equal_nan=True)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.0, -1.0])
+def test_scaler_state_with_a_non_finite_or_non_positive_scale_is_refused(bad):
+    # a tampered or corrupt checkpoint (JSON allows NaN/Infinity) would forecast garbage
+    d = Scaler("standard").fit({"": np.arange(12.0).reshape(6, 2)}).to_dict()
+    d["stats"]["*"][1][1] = bad
+    with pytest.raises(ValueError, match=r"scaler: series '\*', scale\[1\] is .*; expected a finite "
+                                         r"positive number"):
+        Scaler.from_dict(d)
+    d = Scaler("standard").fit({"": np.arange(12.0).reshape(6, 2)}).to_dict()
+    d["stats"]["*"][0][0] = float("inf")
+    with pytest.raises(ValueError, match=r"scaler: series '\*', loc\[0\] is inf; expected a finite number"):
+        Scaler.from_dict(d)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from rnnkit.data._show import shown
 from rnnkit.data.registry import (
     ChecksumWarning,
     KnownCorpus,
@@ -151,7 +152,7 @@ def read_conllu(path: str | os.PathLike, column: Literal["upos", "xpos"] = "upos
         if re.fullmatch(r"\d+-\d+|\d+\.\d+", wid):
             continue  # multiword-token range or empty node
         if not wid.isdigit() or int(wid) != len(cur.words) + 1:
-            raise ConllError(f"{path}:{n}: word ID {wid!r}; expected {len(cur.words) + 1} "
+            raise ConllError(f"{path}:{n}: word ID {shown(wid)}; expected {len(cur.words) + 1} "
                              "(or a range a-b / an empty node a.b)")
         form, tag = cols[1], cols[col]
         if not form:
@@ -201,7 +202,7 @@ def read_columns(path: str | os.PathLike, token_column: int = 0, tag_column: int
         if len(cols) < need:
             raise ConllError(f"{path}:{n}: expected at least {need} whitespace-separated columns "
                              f"(token in column {token_column}, tag in column {tag_column}), "
-                             f"got {len(cols)}: {raw.strip()[:60]!r}")
+                             f"got {len(cols)}: {shown(raw.strip(), 60)}")
         if width is None:
             width = (len(cols), n)
         elif len(cols) != width[0]:
@@ -264,7 +265,7 @@ def _check_scheme(sents: Sequence[Sentence], scheme: str, path) -> None:
     for s in sents:
         for t, n in zip(s.tags, s.lines):
             if not (_SPAN_TAG.fullmatch(t) and (t == "O" or t[0] in allowed)):
-                raise ConllError(f"{path}:{n}: tag {t!r}; expected O or "
+                raise ConllError(f"{path}:{n}: tag {shown(t)}; expected O or "
                                  f"{'/'.join(allowed)}-TYPE ({scheme.upper()} scheme)")
 
 

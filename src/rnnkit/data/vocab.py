@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rnnkit.data._show import shown
+
 __all__ = ["UNK", "OutOfVocabularyError", "VocabFileError", "Vocab"]
 
 UNK = "<unk>"
@@ -77,18 +79,18 @@ class Vocab:
         itos = list(itos)
         for i, tok in enumerate(itos):
             if not isinstance(tok, str):
-                raise VocabFileError(f"vocab: itos[{i}] is {tok!r}; expected a string token")
+                raise VocabFileError(f"vocab: itos[{i}] is {shown(tok)}; expected a string token")
         stoi: dict[str, int] = {}
         for i, tok in enumerate(itos):
             if tok in stoi:
                 raise VocabFileError(
-                    f"vocab: token {tok!r} appears twice (ids {stoi[tok]} and {i}); expected unique tokens"
+                    f"vocab: token {shown(tok)} appears twice (ids {stoi[tok]} and {i}); expected unique tokens"
                 )
             stoi[tok] = i
         if unk is not None and unk not in stoi:
-            raise VocabFileError(f"vocab: unk token {unk!r} is not among the {len(itos)} tokens")
+            raise VocabFileError(f"vocab: unk token {shown(unk)} is not among the {len(itos)} tokens")
         if level is not None and level not in _LEVELS:
-            raise VocabFileError(f"vocab: level={level!r}; expected 'char', 'word' or null")
+            raise VocabFileError(f"vocab: level={shown(level)}; expected 'char', 'word' or null")
         self.itos = itos
         self.stoi = stoi
         self.unk = unk
@@ -185,7 +187,7 @@ class Vocab:
                 if unk_id is None:
                     kind = f"{self.level} " if self.level else ""
                     raise OutOfVocabularyError(
-                        f"token {tok!r} at position {pos} is outside the vocabulary "
+                        f"token {shown(tok)} at position {pos} is outside the vocabulary "
                         f"({len(self)} {kind}types, no {UNK}); expected one of the training tokens",
                         tok,
                         pos,
@@ -236,13 +238,13 @@ class Vocab:
                 f"{source}: expected a JSON object with an 'itos' list, got {type(d).__name__}"
             )
         if d.get("format", _FORMAT) != _FORMAT:
-            raise VocabFileError(f"{source}: format={d.get('format')!r}; expected {_FORMAT!r}")
+            raise VocabFileError(f"{source}: format={shown(d.get('format'))}; expected {_FORMAT!r}")
         itos = d.get("itos")
         if not isinstance(itos, list) or not itos:
             raise VocabFileError(f"{source}: 'itos' must be a non-empty list of strings")
         unk = d.get("unk")
         if unk is not None and not isinstance(unk, str):
-            raise VocabFileError(f"{source}: 'unk' must be a string or null, got {unk!r}")
+            raise VocabFileError(f"{source}: 'unk' must be a string or null, got {shown(unk)}")
         try:
             return cls(itos, unk=unk, level=d.get("level"))
         except VocabFileError as e:

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rnnkit.data._show import shown
+
 __all__ = [
     "Scaler",
     "difference",
@@ -74,7 +76,7 @@ class Scaler:
         """``(loc, scale)``, each (K,), for series ``sid``."""
         key = sid if self.per_series else "*"
         if key not in self.stats:
-            raise KeyError(f"series {sid!r} was not seen when the per-series scaler was fitted "
+            raise KeyError(f"series {shown(sid)} was not seen when the per-series scaler was fitted "
                            f"(known: {', '.join(sorted(self.stats)[:5])})")
         return self.stats[key]
 
@@ -92,8 +94,16 @@ class Scaler:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scaler:
+        """Inverse of :meth:`to_dict`; a non-finite ``loc`` or a scale that is not finite and
+        positive (a corrupt or tampered state: JSON readers accept NaN) is a ValueError."""
         sc = cls(d["kind"], d["per_series"])
         sc.stats = {k: (np.asarray(l, np.float64), np.asarray(s, np.float64)) for k, (l, s) in d["stats"].items()}
+        for sid, (loc, scale) in sc.stats.items():
+            for name, v, ok in (("loc", loc, np.isfinite(loc)), ("scale", scale, np.isfinite(scale) & (scale > 0))):
+                if not ok.all():
+                    i = int(np.flatnonzero(~ok)[0])
+                    raise ValueError(f"scaler: series {shown(sid)}, {name}[{i}] is {v[i]}; expected a finite "
+                                     f"{'positive ' if name == 'scale' else ''}number")
         return sc
 
 
@@ -196,7 +206,7 @@ class Preprocessor:
         if self.log:
             for sid, v in train.items():
                 if (v <= 0).any():
-                    raise ValueError(f"data.transform=log: series {sid!r} has values <= 0")
+                    raise ValueError(f"data.transform=log: series {shown(sid)} has values <= 0")
         self.scaler.fit({k: self._log(v) for k, v in train.items()})
         if self.stl_period:
             for sid, v in train.items():
@@ -220,7 +230,7 @@ class Preprocessor:
         if not self.stl_period:
             return 0.0
         if sid not in self.profiles:
-            raise KeyError(f"series {sid!r} has no fitted STL profile")
+            raise KeyError(f"series {shown(sid)} has no fitted STL profile")
         return self.profiles[sid].at(steps)
 
     def to_model(self, z: np.ndarray, sid: str, steps: np.ndarray) -> np.ndarray:
