@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from rnnkit.train.config import ConfigError
 from rnnkit.tune import load_search_recipe, run_search, storage_url
+from rnnkit.tune.heartbeat import Reclaimer
 
 LR = {"optim.lr": {"type": "float", "low": 1e-3, "high": 3e-2}}
 HB, GRACE = 1, 3  # the tests' heartbeat, and the grace period it gives by default (3 x heartbeat)
@@ -179,6 +180,28 @@ def test_a_live_workers_trial_is_waited_for_not_failed(helpers, tmp_path):
     rows = _rows(out)
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"], rows  # waited; neither failed nor retried
     assert s["failed"] == 0
+
+
+def test_a_worker_whose_trial_was_taken_for_dead_stops_it_and_goes_on(helpers, tmp_path):
+    # its heartbeats were late (a stalled machine, a locked database) and another worker failed
+    # its trial and queued the values: it must not die with Optuna's "Cannot tell a FAIL trial"
+    rec, out = _recipe(helpers, tmp_path, {"heartbeat": HB}), tmp_path / "out"
+    lines: list[str] = []
+
+    def log(msg: str) -> None:
+        lines.append(msg)
+        if msg.startswith("trial 0: optim.lr"):  # the other worker, as Reclaimer.reclaim does it
+            rc = Reclaimer(storage_url(out / "study.db"), heartbeat=HB, grace=GRACE, log=lambda *a: None)
+            _, study = _study(out, rec)
+            trial = study.get_trials(deepcopy=False)[0]
+            assert rc._fail(trial._trial_id)
+            rc.retry(study, rc.storage.get_trial(trial._trial_id))
+
+    s = run_search(rec, trials=1, out=out, log=log)
+    rows = _rows(out)
+    assert [(r["state"], r["retry_of"]) for r in rows] == [("FAIL", None), ("COMPLETE", 0)]
+    assert rows[1]["params"] == rows[0]["params"] and s["complete"] == 1
+    assert any("trial 0 was failed by another worker" in m for m in lines), lines
 
 
 def test_killed_worker_trial_is_failed_and_retried(helpers, tmp_path):

@@ -46,21 +46,30 @@ class ReportingTrainer(Trainer):
     The hook is :meth:`Trainer._validate` (the one place validation metrics appear): after it,
     ``trial.report(value, step)`` and, if ``trial.should_prune()``, the run stops as if early
     stopping had fired (``state.stopped = "pruned"``; checkpoints and logs are closed normally).
+    A trial another worker failed as dead (its heartbeats were late) stops the same way
+    (``lost``; ``state.stopped = "lost"``): its values are queued to run again.
     """
 
     def __init__(self, *args: Any, trial: Any, metric: str, warmup_evals: int = 0, **kw: Any):
         super().__init__(*args, **kw)
         self.trial, self.metric, self.pruned, self.reports = trial, metric, False, 0
+        self.lost = False
         self.warmup_evals = warmup_evals
         self._last_step = -1
 
     def _validate(self) -> bool:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         stop = super()._validate()
         value = self.last_val.get(self.metric)
-        if value is None or self.pruned or self.state.step == self._last_step:  # once per step
+        if value is None or self.pruned or self.lost or self.state.step == self._last_step:  # once per step
             return stop
         self._last_step = self.state.step
-        self.trial.report(float(value), self.state.step)
+        try:
+            self.trial.report(float(value), self.state.step)
+        except UpdateFinishedTrialError:
+            self.lost, self.state.stopped = True, "lost"
+            return True
         self.reports += 1
         if self.reports > self.warmup_evals and self.trial.should_prune():
             self.pruned, self.state.stopped = True, "pruned"
@@ -125,6 +134,8 @@ def _train_trial(raw: dict[str, Any], params: dict[str, Any], trial: Any, run_di
                                warmup_evals=search.warmup_evals)
     result = trainer.fit()
     best = result.best_metric
+    if trainer.lost:
+        return math.nan, trainer
     if trainer.reports == 0 or best is None:
         raise ConfigError(f"trial {trial.number}: no validation of {tc.monitor!r} happened; the task needs a "
                           "'valid' split and trainer.val_every_steps or whole epochs")
@@ -179,6 +190,8 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
         log(f"trial {trial.number}" + (f" (values of trial {retry_of}, whose worker died)" if retry_of is not None
                                        else "") + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
         value, trainer = _train_trial(raw, params, trial, run_dir, data_dir, search)
+        if trainer.lost:
+            raise _TrialLost(trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         trial.set_user_attr("steps", trainer.state.step)
@@ -187,15 +200,40 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
         log(f"trial {trial.number}: {metric} {value:.4f} ({time.time() - t0:.0f} s)")
         return value
 
-    remaining = max(0, total - finished)
+    def optimize(n: int, timeout: float | None, callbacks: list) -> None:
+        """``study.optimize``, going on when another worker took this worker's trial for dead."""
+        while n > 0:
+            try:
+                return study.optimize(objective, n_trials=n, timeout=timeout, catch=(), callbacks=callbacks)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError, _TrialLost):
+                if not _lost_to_another(study, rc.own):
+                    raise
+            log(f"trial {rc.own} was failed by another worker: no heartbeat from here reached the study "
+                f"for {rc.grace} s; its values are queued to run again, and this worker goes on")
+            n = total - len(study.get_trials(deepcopy=False, states=done_states)) if callbacks else n - 1
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return
+
     with rc.watch(study):  # a dead worker's trial is failed and queued while this one trains
-        if remaining:
-            study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(),
-                           callbacks=[MaxTrialsCallback(total, states=done_states),
-                                      lambda study, trial: rc.reclaim(study)])
+        optimize(max(0, total - finished), timeout,
+                 [MaxTrialsCallback(total, states=done_states), lambda study, trial: rc.reclaim(study)])
         # queued values run even past --trials: they were drawn, and may be the best ones
-        rc.settle(study, lambda: study.optimize(objective, n_trials=1, catch=()), deadline)
+        rc.settle(study, lambda: optimize(1, None, []), deadline)
     return write_outputs(study, raw, out, metric, log=log)
+
+
+class _TrialLost(Exception):
+    """This worker's trial was failed by another worker, which took it for dead."""
+
+
+def _lost_to_another(study: Any, number: int | None) -> bool:
+    """Trial ``number`` was failed by a worker that took it for dead: FAIL, and its values queued."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    return (number is not None and number < len(trials) and trials[number].state == TrialState.FAIL
+            and any(t.system_attrs.get("retry_history", [None])[-1] == number for t in trials))
 
 
 def _fmt(v: Any) -> str:
