@@ -1,7 +1,7 @@
-"""The compiled step library (``kernels/fused/_native.c``) against the fused scans' torch steps.
+"""The compiled step library (``kernels/fused/_csteps.c``) against the fused scans' torch steps.
 
 Per round, side by side in one process: the layer with the library, the same layer
-with its pure-torch steps (``_native.lib`` patched to ``None``), torch.nn.LSTM and GRU;
+with its pure-torch steps (``_csteps.lib`` patched to ``None``), torch.nn.LSTM and GRU;
 each gets a forward with autograd and ``out.backward(g)``. Process CPU time (or wall
 time with ``--clock wall``), median over the rounds after the first, allocator tuned as the ``rnnkit`` command does. Then the
 zoneout keep-mask draws of one layer over T steps: ``bernoulli_`` per step (what the
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import rnnkit
-from rnnkit.kernels.fused import _native, tune_malloc
+from rnnkit.kernels.fused import _csteps, tune_malloc
 from rnnkit.layers.regularizers import uniform_draws, zoneout_keep_
 
 LAYERS = {
@@ -89,13 +89,13 @@ def main(argv=None) -> None:
     CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
     tune_malloc()
     torch.set_num_threads(a.threads)
-    if _native.lib() is None:
+    if _csteps.lib() is None:
         raise SystemExit("the native library did not build: nothing to compare")
     B, T, H = (int(v) for v in a.shape.split(","))
     torch.manual_seed(0)
     x, g = torch.randn(T, B, 128), torch.randn(T, B, H)
     refs = {"torch.nn.LSTM": torch.nn.LSTM(128, H), "torch.nn.GRU": torch.nn.GRU(128, H)}
-    real = _native.lib
+    real = _csteps.lib
     layers = {name: LAYERS[name](128, H) for name in a.layers.split(",")}
     times: dict[str, list[float]] = {k: [] for k in refs}
     for _ in range(a.rounds):
@@ -103,11 +103,11 @@ def main(argv=None) -> None:
             times[name].append(_fwd_bwd(mod, x, g))
         for name, mod in layers.items():
             for label, lib in (("native", real), ("torch steps", lambda: None)):
-                _native.lib = lib
+                _csteps.lib = lib
                 try:
                     times.setdefault(f"{name} ({label})", []).append(_fwd_bwd(mod, x, g))
                 finally:
-                    _native.lib = real
+                    _csteps.lib = real
     med = {k: statistics.median(v[1:] or v) * 1e3 for k, v in times.items()}
     base, base_gru = med["torch.nn.LSTM"], med["torch.nn.GRU"]
     print(f"B={B} T={T} I=128 H={H}, {a.threads} thread(s), forward+backward, median of "

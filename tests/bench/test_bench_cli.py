@@ -9,9 +9,9 @@ from rnnkit.tasks import bench_cli
 
 
 def test_grid_rows_and_ratios(monkeypatch):
-    from rnnkit.kernels.fused import _native
+    from rnnkit.kernels.fused import _csteps
 
-    monkeypatch.setattr(_native, "lib", lambda: None)  # the torch steps: auto's size rule applies
+    monkeypatch.setattr(_csteps, "lib", lambda: None)  # the torch steps: auto's size rule applies
     s = GridSettings(cells=("gru", "sru"), backends=("auto", "fused", "native"),
                      shapes=(parse_shape("2,5,3,4"),), repeats=1, warmup=0, min_sample_s=0.0,
                      memory=False)
@@ -23,7 +23,7 @@ def test_grid_rows_and_ratios(monkeypatch):
                          ("sru", "auto"), ("sru", "fused")}
     assert rows[("sru", "auto")]["ran"] == "fused" and rows[("gru", "auto")]["ran"] == "fused"
     # a tiny GRU: fused in training, torch's kernel without gradients (B*H = 8 < 8192; with
-    # the compiled steps auto takes the fused scan there too: tests/kernels/test_native.py)
+    # the compiled steps auto takes the fused scan there too: tests/kernels/test_csteps.py)
     assert rows[("gru", "auto")]["ran_forward"] == "native"
     assert rows[("sru", "auto")]["ran_forward"] == "fused"
     base = rows[("torch.nn.LSTM", "torch.nn")]

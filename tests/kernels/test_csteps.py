@@ -1,4 +1,4 @@
-"""The compiled step library of the fused CPU scans (``kernels/fused/_native.c``).
+"""The compiled step library of the fused CPU scans (``kernels/fused/_csteps.c``).
 
 The LSTM, LayerNorm-LSTM, GRU and LayerNorm-GRU scans call it for their float32 step math
 when it builds;
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.kernels.fused import _native
+from rnnkit.kernels.fused import _csteps
 
-pytestmark = pytest.mark.skipif(_native._compiler() is None, reason="needs a C compiler (cc)")
+pytestmark = pytest.mark.skipif(_csteps._compiler() is None, reason="needs a C compiler (cc)")
 
 CONFIGS = [
     dict(),
@@ -34,13 +34,13 @@ CONFIGS = [
 @pytest.fixture
 def native(monkeypatch):
     """``use(on)``: run the scans with (on) or without (off) the library."""
-    real = _native.lib
+    real = _csteps.lib
 
     def use(on: bool):
-        monkeypatch.setattr(_native, "lib", real if on else (lambda: None))
+        monkeypatch.setattr(_csteps, "lib", real if on else (lambda: None))
 
     yield use
-    monkeypatch.setattr(_native, "lib", real)
+    monkeypatch.setattr(_csteps, "lib", real)
 
 
 def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=None,
@@ -70,8 +70,8 @@ def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=Non
                                  rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(map(str, c)) or "plain")
 def test_native_steps_match_the_torch_scan(native, cls, cfg):
-    assert _native.lib() is not None, "the library did not build"
-    assert _native.usable(torch.zeros(1))
+    assert _csteps.lib() is not None, "the library did not build"
+    assert _csteps.usable(torch.zeros(1))
     ref = _run(cls, torch.float64, **cfg)  # float64: the pure-torch scan
     native(True)
     ours = _run(cls, torch.float32, **cfg)
@@ -89,13 +89,13 @@ def test_native_steps_match_the_torch_scan(native, cls, cfg):
 
 def test_gate_activations_over_the_whole_float_range():
     """sigmoid and tanh from the library's own exp, against torch, extremes included."""
-    lib = _native.lib()
+    lib = _csteps.lib()
     H = 256
     pre = torch.cat([torch.linspace(-120, 120, 4 * H - 6),
                      torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.5, -87.5])]).view(1, 4 * H)
     A, C, TC, Y = torch.zeros(1, 1, 4 * H), *(torch.zeros(1, 1, H) for _ in range(3))
     h0, c0 = torch.zeros(1, H), torch.randn(1, H)
-    P = _native.LSTM(B=1, H=H, **_native.ptrs(h0=h0, c0=c0, A=A, C=C, TC=TC, Y=Y))
+    P = _csteps.LSTM(B=1, H=H, **_csteps.ptrs(h0=h0, c0=c0, A=A, C=C, TC=TC, Y=Y))
     lib.lstm_fwd(P, pre.data_ptr(), 0, 1)
     i, f, g, o = pre.view(4, H)
     want = torch.cat([i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()])
@@ -109,21 +109,21 @@ def test_without_a_compiler_the_scans_fall_back_with_one_warning(monkeypatch, tm
                                                                  caplog):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    _native.lib.cache_clear()
+    _csteps.lib.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="no C compiler"):
-            _native.build()
-        with caplog.at_level(logging.WARNING, logger=_native.__name__):
-            assert _native.lib() is None
-            assert _native.lib() is None
+            _csteps.build()
+        with caplog.at_level(logging.WARNING, logger=_csteps.__name__):
+            assert _csteps.lib() is None
+            assert _csteps.lib() is None
         assert len([r for r in caplog.records if "unavailable" in r.message]) == 1
-        assert not _native.usable(torch.zeros(1))
+        assert not _csteps.usable(torch.zeros(1))
         m = rnnkit.LSTM(4, 8, zoneout=0.1, backend="fused")
         y, _ = m(torch.randn(3, 2, 4))  # the torch steps
         assert y.shape == (3, 2, 8)
     finally:
         monkeypatch.undo()
-        _native.lib.cache_clear()
+        _csteps.lib.cache_clear()
 
 
 def test_a_failing_compiler_names_the_command_and_its_output(monkeypatch, tmp_path):
@@ -133,24 +133,24 @@ def test_a_failing_compiler_names_the_command_and_its_output(monkeypatch, tmp_pa
     monkeypatch.setenv("CC", str(cc))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"exited 3:\ncc: fatal error: broken"):
-        _native.build()
+        _csteps.build()
     assert not list((tmp_path / "rnnkit" / "c-steps").iterdir())  # no half-written library
 
 
 def test_disabled_by_environment(monkeypatch):
     monkeypatch.setenv("RNNKIT_C_STEPS", "0")
-    _native.lib.cache_clear()
+    _csteps.lib.cache_clear()
     try:
-        assert _native.lib() is None
+        assert _csteps.lib() is None
     finally:
         monkeypatch.undo()
-        _native.lib.cache_clear()
+        _csteps.lib.cache_clear()
 
 
 def test_float64_and_non_contiguous_inputs_take_the_torch_steps():
-    assert not _native.usable(torch.zeros(2, dtype=torch.float64))
-    assert not _native.usable(torch.zeros(2), torch.zeros(4, 4).t())
-    assert _native.usable(torch.zeros(2), None, torch.zeros(3))
+    assert not _csteps.usable(torch.zeros(2, dtype=torch.float64))
+    assert not _csteps.usable(torch.zeros(2), torch.zeros(4, 4).t())
+    assert _csteps.usable(torch.zeros(2), None, torch.zeros(3))
 
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
@@ -192,7 +192,7 @@ def test_build_steps_command_prints_the_library(capsys):
 
     assert main(["build-steps"]) == 0
     path = capsys.readouterr().out.strip()
-    assert path.endswith((".so", ".dylib")) and _native.build() == Path(path)
+    assert path.endswith((".so", ".dylib")) and _csteps.build() == Path(path)
 
 
 def test_build_steps_command_without_a_compiler_fails_clearly(monkeypatch, capsys):
@@ -210,7 +210,7 @@ def test_an_unwritable_cache_builds_in_the_temp_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    path = _native.build()
+    path = _csteps.build()
     assert path.parent == tmp_path / "tmp" / "rnnkit-c-steps" and path.exists()
 
 

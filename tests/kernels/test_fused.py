@@ -319,9 +319,9 @@ def test_auto_runs_the_fused_scan_for_lstm_and_rnn_with_lengths_on_cpu():
 
 def test_auto_gru_on_cpu_is_fused_in_training_and_for_large_batches_in_inference(monkeypatch):
     from rnnkit.kernels.dispatch import choose_backend
-    from rnnkit.kernels.fused import _native
+    from rnnkit.kernels.fused import _csteps
 
-    monkeypatch.setattr(_native, "lib", lambda: None)  # the pure-torch steps (test_native: compiled)
+    monkeypatch.setattr(_csteps, "lib", lambda: None)  # the pure-torch steps (test_csteps: compiled)
     small, large = rnnkit.GRU(3, 16), rnnkit.GRU(3, 256)
     x1, x32 = torch.randn(5, 1, 3), torch.randn(5, 32, 3)
     assert choose_backend(small, x1) == "fused"  # training: grads needed

@@ -24,7 +24,7 @@ from rnnkit.cells import (
     SRUCell,
 )
 from rnnkit.kernels.dispatch import choose_backend
-from rnnkit.kernels.fused import _gemm, _native, _op
+from rnnkit.kernels.fused import _csteps, _gemm, _op
 from rnnkit.kernels.fused._steps import Steps
 
 T, B, I, H = 3, 2, 2, 2
@@ -140,7 +140,7 @@ def test_second_order_equals_the_loops(family, backend, config):
 @pytest.mark.parametrize("family", ["lstm", "gru", "ln_lstm", "ln_gru"])
 def test_second_order_with_the_compiled_steps(family):
     """float32 runs the compiled C steps forward and backward; create_graph still works."""
-    if _native.lib() is None:
+    if _csteps.lib() is None:
         pytest.skip("no C compiler: the compiled steps are not built here")
     x, lengths = _inputs(torch.float32)
     ref = _second_order(_layer(family, "loop", "regularised", torch.float32), x, lengths)

@@ -92,9 +92,9 @@ def native_unsupported(layer, x: Tensor) -> str | None:
 
 def _native_steps(x: Tensor) -> bool:
     """Whether the fused scans run compiled steps on ``x`` (float32 CPU, library built)."""
-    from rnnkit.kernels.fused import _native
+    from rnnkit.kernels.fused import _csteps
 
-    return x.device.type == "cpu" and x.dtype == torch.float32 and _native.lib() is not None
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _csteps.lib() is not None
 
 
 def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
@@ -107,7 +107,7 @@ def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
       (``benchmarks/results/gru_native_vs_fused_cpu.json``, ``bench_cpu_grid_gru_s6.json``).
       Without gradients its per-step Python costs more than torch's loop at small sizes
       with its pure-torch steps, and less from B*H = 8192; with the compiled steps
-      (float32, a C compiler; ``kernels/fused/_native.py``) it is faster at every size
+      (float32, a C compiler; ``kernels/fused/_csteps.py``) it is faster at every size
       measured (``bench_gru_inference_s6.json``).
     - LSTM and RNN with varying lengths (``varlen``): torch trains a packed sequence
       step by step and its backward is slow, so in training with B >= 2 the fused scan

@@ -49,7 +49,7 @@ _CELL_FNS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
              "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
 
 
-def _native_step(cell: Cell, x: Tensor, state, p) -> tuple:
+def _torch_cell_step(cell: Cell, x: Tensor, state, p) -> tuple:
     """One step with torch's fused cell function (one C++ op) where it applies, else (None, None)."""
     from ..cells import GRUCell, LSTMCell, RNNCell
 
@@ -439,7 +439,7 @@ class Recurrent(nn.Module):
             s0 = tuple(h[l] for h in states)
             plain = not reg.per_step(training) and reg.weights(c, p, training) is p \
                 and not (training and reg.input_dropout)
-            y, s = _native_step(c, x, s0, p) if plain else (None, None)
+            y, s = _torch_cell_step(c, x, s0, p) if plain else (None, None)
             if y is None:
                 p = reg.weights(c, p, training)
                 xp = c.project(reg.drop_input(x.unsqueeze(0), training), p)[0]  # (1, B, G)

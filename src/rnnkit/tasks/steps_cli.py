@@ -6,7 +6,7 @@
     rnnkit build-steps --force    # rebuild
 
 The LSTM, LayerNorm-LSTM and GRU scans build it on first use anyway
-(``rnnkit.kernels.fused._native``); this does it ahead of time, e.g. in a container
+(``rnnkit.kernels.fused._csteps``); this does it ahead of time, e.g. in a container
 image, and says why it cannot where there is no working C compiler. rnnkit works
 without it: the scans then run their pure-torch steps.
 """
@@ -19,10 +19,10 @@ __all__ = ["add_parser", "run"]
 
 
 def run(a: argparse.Namespace) -> int:
-    from rnnkit.kernels.fused import _native
+    from rnnkit.kernels.fused import _csteps
 
     try:
-        print(_native.build(force=a.force))
+        print(_csteps.build(force=a.force))
     except RuntimeError as e:  # no compiler, or it failed
         raise ValueError(f"{e}\n(rnnkit works without it: the fused scans run pure-torch steps)") from e
     return 0

@@ -7,7 +7,7 @@
  * <cell>_fwd(ctx, v, t, ...), and going back <cell>_bwd(ctx, t, ...) then  dv W_hh.
  *
  * No dependency but libm: the library is built with the system C compiler on first
- * use (rnnkit/kernels/fused/_native.py) and works with any torch version. Built with
+ * use (rnnkit/kernels/fused/_csteps.py) and works with any torch version. Built with
  * -O3 -fopenmp-simd (vectorised loops, no OpenMP runtime) and no fast-math: exp is our
  * own polynomial (vectorisable, within 2 ulp), everything else is IEEE.
  *

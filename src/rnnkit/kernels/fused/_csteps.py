@@ -1,8 +1,8 @@
-"""The compiled step math of the fused CPU scans (``_native.c``), built on first use.
+"""The compiled step math of the fused CPU scans (``_csteps.c``), built on first use.
 
 The fused LSTM, LayerNorm-LSTM, GRU and LayerNorm-GRU scans issue one GEMM per step plus
 5-20 small torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
-as the GEMMs. ``_native.c`` does a step's elementwise work in one call over the rows
+as the GEMMs. ``_csteps.c`` does a step's elementwise work in one call over the rows
 (vectorised, float32). It depends on nothing but libm, so it does not depend on the
 torch version or its ABI: it is compiled once per machine with the system C compiler
 (``cc``, or ``$CC``) into the user's cache (``~/.cache/rnnkit/c-steps/``), keyed by the
@@ -37,7 +37,7 @@ __all__ = ["lib", "usable", "LNLSTM", "LSTM", "GRU", "build", "ptrs", "masks", "
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("_native.c")
+SOURCE = Path(__file__).with_name("_csteps.c")
 #: The portable flags; ``-march=native`` is added where the compiler takes it (the build
 #: is per machine: the cache key includes the CPU's flags).
 FLAGS = ["-O3", "-fopenmp-simd", "-fPIC", "-shared", "-std=gnu11"]
@@ -73,7 +73,7 @@ def _cache_path(cc: list[str]) -> Path:
 
 
 def build(force: bool = False) -> Path:
-    """Compile ``_native.c`` into the cache (if not there yet); returns the library's path.
+    """Compile ``_csteps.c`` into the cache (if not there yet); returns the library's path.
 
     Raises:
         RuntimeError: no C compiler, or the compiler failed (its output is in the message).
@@ -167,7 +167,7 @@ _P = ctypes.c_void_p
 
 
 class LNLSTM(ctypes.Structure):
-    """Mirror of ``ln_lstm_t`` in ``_native.c``."""
+    """Mirror of ``ln_lstm_t`` in ``_csteps.c``."""
 
     _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
                 ("eps", ctypes.c_float), ("zh_rate", ctypes.c_float),
@@ -179,7 +179,7 @@ class LNLSTM(ctypes.Structure):
 
 
 class LSTM(ctypes.Structure):
-    """Mirror of ``lstm_t`` in ``_native.c``."""
+    """Mirror of ``lstm_t`` in ``_csteps.c``."""
 
     _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
                 ("zh_rate", ctypes.c_float), ("zc_rate", ctypes.c_float),
@@ -188,7 +188,7 @@ class LSTM(ctypes.Structure):
 
 
 class GRU(ctypes.Structure):
-    """Mirror of ``gru_t`` in ``_native.c`` (GRU and LayerNorm-GRU)."""
+    """Mirror of ``gru_t`` in ``_csteps.c`` (GRU and LayerNorm-GRU)."""
 
     _fields_ = [("B", ctypes.c_int64), ("H", ctypes.c_int64),
                 ("zh_rate", ctypes.c_float), ("eps", ctypes.c_float),

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .._higher import cell_reference
-from . import _native
+from . import _csteps
 from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
@@ -76,11 +76,11 @@ def _gru_forward(ts, cfg):
     S = T if cfg.need_grad else 1
     Ghn, RZ, N = new(S, B, H), new(S, B, 2 * H), new(S, B, H)  # gh_n; r, z; n
     Y = new(T, B, H)
-    if _native.usable(xp, h0, W_hh, b_hh, m, _native.masks(zh)):  # the compiled steps
-        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
-                        **_native.ptrs(XP=xp, h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
+    if _csteps.usable(xp, h0, W_hh, b_hh, m, _csteps.masks(zh)):  # the compiled steps
+        P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),
+                        **_csteps.ptrs(XP=xp, h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
                                        Y=Y))
-        step, h = _native.lib().gru_fwd, h0
+        step, h = _csteps.lib().gru_fwd, h0
         for t in range(T):
             n = B if sizes is None else sizes[t]
             gh = linear(h[:n] if m is None else h[:n] * m[:n], W_hh, b_hh)  # (n, 3H), held
@@ -138,7 +138,7 @@ def bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn, recur=None) ->
                         _direct(dht, z[t, :n], keep_h, dY, t), None)
 
 
-def _bptt_native(P, step, dG: Tensor, dh: Tensor, dY: Tensor, W_hh: Tensor, m, sizes) -> None:
+def _bptt_csteps(P, step, dG: Tensor, dh: Tensor, dY: Tensor, W_hh: Tensor, m, sizes) -> None:
     """:func:`bptt` with each step's elementwise work in one library call ``step(P, t, n)``.
 
     The call fills the step's gradients and leaves in ``dh`` the part of ``h_{t-1}``'s
@@ -169,12 +169,12 @@ def _gru_backward(ts, res, grads, cfg, need):
     dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
     dXn = new(T, B, H)  # gradient of xp_n
     dh = _grad_buf(h0, dh_n)
-    if _native.usable(dY, h0, W_hh, m, _native.masks(zh)):  # the compiled steps
+    if _csteps.usable(dY, h0, W_hh, m, _csteps.masks(zh)):  # the compiled steps
         keep_h = torch.empty_like(h0)  # held while P has its address
-        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
-                        **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
+        P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),
+                        **_csteps.ptrs(h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
                                        dY=dY, dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h))
-        _bptt_native(P, _native.lib().gru_bwd, dGh, dh, dY, W_hh, m, sizes)
+        _bptt_csteps(P, _csteps.lib().gru_bwd, dGh, dh, dY, W_hh, m, sizes)
     else:
         bptt(h0, Y, dY, dh, RZ, N, Ghn, zh, m, W_hh, sizes, dGh, dXn)
 

@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 
 from .._higher import cell_reference
-from . import _native
+from . import _csteps
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
-from .gru import _bptt_native
+from .gru import _bptt_csteps
 from .gru import bptt as gru_bptt
 from .lstm import _add_recur, _factors, _grad_buf, _recur_grad, _split_zone, _sum_outer, zone_args
 
@@ -87,16 +87,16 @@ def _lstm_forward(ts, cfg):
     # c_t differs from c~ only with zoneout; without gradients C keeps every c_t (the
     # lengths' last states), CT one row
     C = CT if zc is None and cfg.need_grad else C
-    if _native.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _native.masks(zh),
-                      _native.masks(zc)):  # the compiled steps (_native.c)
+    if _csteps.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _csteps.masks(zh),
+                      _csteps.masks(zc)):  # the compiled steps (_csteps.c)
         b_hh, b_c = _or_zeros(b_hh, G), _or_zeros(b_c, H)  # held: P keeps their addresses
-        P = _native.LNLSTM(B=B, H=H, eps=eps, zh_rate=_native.rate(zh),
-                           zc_rate=_native.rate(zc),
-                           **_native.ptrs(XP=xp, h0=h0, c0=c0, g_hh=g_hh, b_hh=b_hh, g_c=g_c,
-                                          b_c=b_c, ZH=_native.masks(zh), ZC=_native.masks(zc),
+        P = _csteps.LNLSTM(B=B, H=H, eps=eps, zh_rate=_csteps.rate(zh),
+                           zc_rate=_csteps.rate(zc),
+                           **_csteps.ptrs(XP=xp, h0=h0, c0=c0, g_hh=g_hh, b_hh=b_hh, g_c=g_c,
+                                          b_c=b_c, ZH=_csteps.masks(zh), ZC=_csteps.masks(zc),
                                           V=V, A=A, MU=MU, RS=RS, CT=CT, MUC=MUC, RSC=RSC,
                                           TC=TC, C=C, Y=Y))
-        step, h = _native.lib().ln_lstm_fwd, h0
+        step, h = _csteps.lib().ln_lstm_fwd, h0
         for t in range(T):
             n = B if sizes is None else sizes[t]
             v = linear(h[:n] if m is None else h[:n] * m[:n], W_hh)  # (n, 4H), held for the call
@@ -154,8 +154,8 @@ def _lstm_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = CT.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    if _native.usable(A, dY, c0, W_hh, g_hh, g_c, m, _native.masks(zh), _native.masks(zc)):
-        return _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need)
+    if _csteps.usable(A, dY, c0, W_hh, g_hh, g_c, m, _csteps.masks(zh), _csteps.masks(zc)):
+        return _lstm_backward_csteps(ts, res, dY, dh_n, dc_n, cfg, need)
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
     f_all = A.view(T, B, 4, H)[:, :, 1]  # (T, B, 4H) -> (T, B, H) forget gates
 
@@ -212,7 +212,7 @@ def _lstm_backward(ts, res, grads, cfg, need):
     return [dA, dh, dc, dW_hh, db_hh, dg_hh, dg_c, db_c, None, None, None]
 
 
-def _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need):
+def _lstm_backward_csteps(ts, res, dY, dh_n, dc_n, cfg, need):
     """:func:`_lstm_backward` with each step's elementwise work in one library call.
 
     The library also sums the gains' and biases' gradients step by step, so only
@@ -238,13 +238,13 @@ def _lstm_backward_native(ts, res, dY, dh_n, dc_n, cfg, need):
     dct = torch.empty(H, dtype=torch.float32)
     part = torch.empty(2 * G + 2 * H, dtype=torch.float32)
     acc = torch.zeros(2 * G + 2 * H, dtype=torch.float64)
-    P = _native.LNLSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
-                       **_native.ptrs(c0=c0, g_hh=g_hh, g_c=g_c, ZH=_native.masks(zh),
-                                      ZC=_native.masks(zc), V=V, A=A, MU=MU, RS=RS, CT=CT,
+    P = _csteps.LNLSTM(B=B, H=H, zh_rate=_csteps.rate(zh), zc_rate=_csteps.rate(zc),
+                       **_csteps.ptrs(c0=c0, g_hh=g_hh, g_c=g_c, ZH=_csteps.masks(zh),
+                                      ZC=_csteps.masks(zc), V=V, A=A, MU=MU, RS=RS, CT=CT,
                                       MUC=MUC, RSC=RSC, TC=TC, C=C, dY=dY, dA=dA, dV=dV,
                                       dLC=dLC, dh=dh, dc=dc, keep_h=keep_h, keep_c=keep_c,
                                       part=part, acc=acc, dct=dct))
-    step, live = _native.lib().ln_lstm_bwd, 0
+    step, live = _csteps.lib().ln_lstm_bwd, 0
     for b0, b1 in time_chunks(T, B * G, WEIGHT_BLOCK):
         # rows past a step's n stay 0 in the reused dV: n only grows going back
         for t in reversed(range(b0, b1)):
@@ -289,12 +289,12 @@ def _gru_forward(ts, cfg):
     MU, RS = new(S, B, 1), new(S, B, 1)
     Ghn, RZ = new(S, B, H), new(S, B, 2 * H)  # gh_n; r, z
     N, Y = new(S, B, H), new(T, B, H)
-    if _native.usable(xp, h0, W_hh, b_hh, g_hh, m, _native.masks(zh)):  # the compiled steps
+    if _csteps.usable(xp, h0, W_hh, b_hh, g_hh, m, _csteps.masks(zh)):  # the compiled steps
         b_hh, gh = _or_zeros(b_hh, G), xp.new_empty(G)  # held: P keeps their addresses
-        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh), eps=eps,
-                        **_native.ptrs(XP=xp, h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
+        P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh), eps=eps,
+                        **_csteps.ptrs(XP=xp, h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
                                        Y=Y, g_hh=g_hh, b_hh=b_hh, V=V, MU=MU, RS=RS, gh=gh))
-        step, h = _native.lib().ln_gru_fwd, h0
+        step, h = _csteps.lib().ln_gru_fwd, h0
         for t in range(T):
             n = B if sizes is None else sizes[t]
             v = linear(h[:n] if m is None else h[:n] * m[:n], W_hh)  # (n, 3H), held for the call
@@ -343,14 +343,14 @@ def _gru_backward(ts, res, grads, cfg, need):
     dXn = new(T, B, H)  # gradient of xp_n
     dh = _grad_buf(h0, dh_n)
 
-    if _native.usable(dY, h0, W_hh, g_hh, m, _native.masks(zh)):  # the compiled steps
+    if _csteps.usable(dY, h0, W_hh, g_hh, m, _csteps.masks(zh)):  # the compiled steps
         acc = torch.zeros(6 * H, dtype=torch.float64)  # the gain's and bias's gradients
         part, keep_h = torch.empty(6 * H, dtype=torch.float32), torch.empty_like(h0)  # held
-        P = _native.GRU(B=B, H=H, zh_rate=_native.rate(zh),
-                        **_native.ptrs(h0=h0, ZH=_native.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
+        P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),
+                        **_csteps.ptrs(h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
                                        dY=dY, dGh=dGh, dXn=dXn, dh=dh, keep_h=keep_h, g_hh=g_hh,
                                        V=V, MU=MU, RS=RS, dV=dV, part=part, acc=acc))
-        _bptt_native(P, _native.lib().gru_bwd, dV, dh, dY, W_hh, m, sizes)  # P.V: with LN
+        _bptt_csteps(P, _csteps.lib().gru_bwd, dV, dh, dY, W_hh, m, sizes)  # P.V: with LN
         dg, db = (v.to(N.dtype) for v in acc.split(3 * H))
         db_hh, dg_hh = (db if need[3] else None), (dg if need[4] else None)
     else:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .._higher import cell_reference
-from . import _native
+from . import _csteps
 from ._gemm import linear, weight_grad
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lstm_gates_, tanh_, time_chunks, zone_at
@@ -52,12 +52,12 @@ def _forward(ts, cfg):
     A = new(T, B, 4 * H)  # gate activations i, f, g, o
     C, TC, Y = new(T, B, H), new(T, B, H), new(T, B, O)
     R = new(T, B, H) if W_hr is not None else None
-    if R is None and _native.usable(xp, h0, c0, W_hh, b_hh, m, _native.masks(zh),
-                                    _native.masks(zc)):  # the compiled steps (_native.c)
-        P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
-                         **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh),
-                                        ZC=_native.masks(zc), A=A, C=C, TC=TC, Y=Y))
-        step, h = _native.lib().lstm_fwd, h0
+    if R is None and _csteps.usable(xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),
+                                    _csteps.masks(zc)):  # the compiled steps (_csteps.c)
+        P = _csteps.LSTM(B=B, H=H, zh_rate=_csteps.rate(zh), zc_rate=_csteps.rate(zc),
+                         **_csteps.ptrs(h0=h0, c0=c0, ZH=_csteps.masks(zh),
+                                        ZC=_csteps.masks(zc), A=A, C=C, TC=TC, Y=Y))
+        step, h = _csteps.lib().lstm_fwd, h0
         for t in range(T):
             n = B if sizes is None else sizes[t]
             pre = linear(h[:n] if m is None else h[:n] * m[:n], W_hh, b_hh, xp[t, :n])
@@ -117,14 +117,14 @@ def _backward(ts, res, grads, cfg, need):
     dh = _grad_buf(h0, dh_n)  # gradients of h_t, c_t
     dc = _grad_buf(c0, dc_n)  # (live rows)
     live = 0
-    if R is None and _native.usable(A, dY, c0, W_hh, m, _native.masks(zh), _native.masks(zc)):
-        # the compiled steps (_native.c): one call per step, then the GEMM for d h_{t-1}
+    if R is None and _csteps.usable(A, dY, c0, W_hh, m, _csteps.masks(zh), _csteps.masks(zc)):
+        # the compiled steps (_csteps.c): one call per step, then the GEMM for d h_{t-1}
         keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
-        P = _native.LSTM(B=B, H=H, zh_rate=_native.rate(zh), zc_rate=_native.rate(zc),
-                         **_native.ptrs(h0=h0, c0=c0, ZH=_native.masks(zh),
-                                        ZC=_native.masks(zc), A=A, C=C, TC=TC, Y=Y, dY=dY,
+        P = _csteps.LSTM(B=B, H=H, zh_rate=_csteps.rate(zh), zc_rate=_csteps.rate(zc),
+                         **_csteps.ptrs(h0=h0, c0=c0, ZH=_csteps.masks(zh),
+                                        ZC=_csteps.masks(zc), A=A, C=C, TC=TC, Y=Y, dY=dY,
                                         dA=dA, dh=dh, dc=dc, keep_h=keep_h, keep_c=keep_c))
-        step = _native.lib().lstm_bwd
+        step = _csteps.lib().lstm_bwd
         for t in reversed(range(T)):
             n = B if sizes is None else sizes[t]
             if n > live:
