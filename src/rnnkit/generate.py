@@ -2,7 +2,8 @@
 
 At each step the next token is drawn from the filtered, tempered distribution::
 
-    p_i  = softmax(z / tau)_i                   tau: temperature (tau = 0 means greedy argmax)
+    p_i  = softmax((z - max z) / tau)_i         tau: temperature > 0 (tau = 0 means greedy argmax);
+                                                z - max z: no overflow at any tau (in float64)
     top-k: keep the k largest p_i
     top-p: keep the smallest set of largest p_i whose sum reaches p (nucleus sampling,
            Holtzman et al. 2020); the most likely token is always kept
@@ -21,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -49,19 +51,37 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 
 def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, generator: torch.Generator | None = None) -> int:
-    """One token id from ``logits`` (V,) (see the module docstring)."""
+    """One token id from ``logits`` (V,) (see the module docstring).
+
+    Stable at every positive temperature: the largest logit is subtracted first, so
+    ``(z - max z) / tau`` lies in ``[-inf, 0]`` with the top token(s) at 0, and the division
+    runs in float64 (a float32 ``tau`` of 1e-45 is denormal, 1e-46 is 0). As ``tau -> 0``
+    the distribution becomes one-hot on the argmax (uniform over tied tops).
+
+    Raises:
+        ValueError: a negative or non-finite ``temperature``; logits with no finite maximum.
+    """
+    _check_temperature(temperature)
     if temperature == 0:
         return int(torch.argmax(logits))
-    z = filter_logits(logits.float() / temperature, top_k, top_p)
-    probs = torch.softmax(z, dim=-1)
+    z = logits.double()
+    top = z.max()
+    if not torch.isfinite(top):
+        raise ValueError(f"logits: the largest is {float(top)}; expected finite values (a diverged model?)")
+    z = filter_logits((z - top) / temperature, top_k, top_p)  # (V,) in [-inf, 0]
+    probs = torch.softmax(z, dim=-1).float()  # float32 as before: seeded draws are unchanged
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _check_temperature(temperature: float) -> None:
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature {temperature}: expected a finite value >= 0 (0 = greedy)")
 
 
 def _check_args(length: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     if length < 0:
         raise ValueError(f"--length {length}: expected a non-negative number of tokens")
-    if temperature < 0:
-        raise ValueError(f"--temperature {temperature}: expected a value >= 0 (0 = greedy)")
+    _check_temperature(temperature)
     if top_k is not None and top_k < 1:
         raise ValueError(f"--top-k {top_k}: expected a positive integer")
     if top_p is not None and not 0.0 < top_p <= 1.0:
