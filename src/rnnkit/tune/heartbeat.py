@@ -113,11 +113,8 @@ class Reclaimer:
         old (the database's clock, as Optuna compares), or that have run ``grace + 1`` s without
         one (the worker's clock, as Optuna stamps ``datetime_start``)."""
         import sqlalchemy as sa
-        from optuna.storages._rdb import models as m
+        from optuna.storages._rdb import models as m  # heartbeats are in no public API
         from optuna.trial import TrialState
-
-        # Optuna's schema (its heartbeats are in no public API; RDBStorage._get_stale_trial_ids
-        # skips a trial without one)
 
         study_id = self.storage.get_study_id_from_name(study.study_name)
         q = (sa.select(m.TrialModel.trial_id, m.TrialModel.number, m.TrialHeartbeatModel.heartbeat)
