@@ -1,7 +1,7 @@
 """Why the tanh RNN fails on the adding problem and LSTM does not: the diagnostics behind it.
 
 Runs ``rnnkit explain adding`` (``rnnkit.diagnostics.explain_adding``) for RNN (tanh),
-LSTM and GRU at T = 100 and copies the plots to ``docs/diagnostics/`` for the README::
+LSTM and GRU at T = 100 and copies the plots to ``docs/diagnostics/`` for the docs::
 
     OMP_NUM_THREADS=1 python experiments/diagnostics/adding_gradient_flow.py demo
         # the runs of `rnnkit demo adding`: hidden 64, Adam lr 0.01, clip 1, 2000 steps
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = {
     "demo": {"hidden": 64, "lr": 1e-2, "steps": 2000, "snapshots": (0, 250, 500, 1000, 2000),
-             "mirrors": "rnnkit demo adding (README; rnnkit.demos.adding.train_adding, seed 0)"},
+             "mirrors": "rnnkit demo adding (rnnkit.demos.adding.train_adding, seed 0)"},
     "longmem": {"hidden": 128, "lr": 1e-3, "steps": 3000, "snapshots": (0, 500, 1000, 3000),
                 "mirrors": "experiments/longmem/adding.py --cell C --T 100 --steps 3000 --keep-going "
                            "(issue 4; seed 0)"},

@@ -1,4 +1,4 @@
-"""Print the README's forecasting results table from ``experiments/results/forecast_*.json``.
+"""Print the forecasting results table from ``experiments/results/forecast_*.json``.
 
 Usage::
 

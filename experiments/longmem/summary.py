@@ -1,8 +1,9 @@
 """Who solves what: the long-term dependency results as one markdown table per task.
 
     python experiments/longmem/summary.py            # prints the tables
-    python experiments/longmem/summary.py --readme   # writes them into README.md between
-                                                     # <!-- longmem:start --> and <!-- longmem:end -->
+
+The gradients tutorial (``docs/tutorials/gradients.md``) runs it at every docs build, so
+the tables there are always the result files'; README no longer carries them.
 
 Reads ``experiments/results/{adding,copy,smnist}_*.json`` (the records the task scripts
 write) and prints, per cell and sequence length, the test metric, whether it is solved
@@ -74,20 +75,6 @@ def table(prefix: str, title: str, note: str, entry=_entry, higher: bool = False
     return "\n".join(lines)
 
 
-README = RESULTS.parents[1] / "README.md"
-START, END = "<!-- longmem:start -->", "<!-- longmem:end -->"
-
-
-def write_readme(text: str, readme: Path = README) -> None:
-    """Replace what is between the markers in ``readme`` with ``text``."""
-    doc = readme.read_text()
-    if START not in doc or END not in doc:
-        raise SystemExit(f"{readme}: expected the markers {START} and {END}")
-    head, rest = doc.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    readme.write_text(f"{head}{START}\n{text}{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = [table("adding", "Adding problem", "test MSE; solved below 0.01, always answering 1 "
@@ -96,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                  "is 10 log 8 / (T + 20): 0.173 at T=100, 0.040 at T=500"),
            table("smnist", "Sequential MNIST", "test accuracy; T=28 reads rows, T=784 pixels",
                  entry=_accuracy, higher=True, cells=["lstm", "indrnn"])]
-    text = "\n\n".join(out) + "\n"
-    if "--readme" in argv:
-        write_readme(text)
-    else:
-        sys.stdout.write(text)
+    sys.stdout.write("\n\n".join(out) + "\n")
     return 0
 
 

@@ -1,9 +1,9 @@
 """torch.compile, torch.export and TorchScript over rnnkit.RNN/LSTM/GRU: what works, pinned.
 
-Each test asserts the behaviour found on torch 2.13 (CPU), so that README's statement
-stays true: where something works, the compiled/traced/exported layer must equal eager
+Each test asserts the behaviour found on torch 2.13 (CPU), so that the statement in
+docs/howto/backends.md stays true: where something works, the compiled/traced/exported layer must equal eager
 (outputs, final states and gradients); where it fails, the test asserts the failure, and
-starts failing, as a reminder to update README, the day it is fixed.
+starts failing, as a reminder to update that page, the day it is fixed.
 
 Known failures (``KNOWN``):
 
