@@ -276,3 +276,23 @@ def test_a_huge_cell_is_not_echoed_in_full(tmp_path, where):
         read_timeseries(p, series_id="id", targets=None if where == "header" else ["y", "zz"][:1],
                         time_col="t", past_covariates=["nope"] if where == "header" else ())
     assert len(str(e.value)) < 300
+
+
+def test_linear_fill_between_huge_values_stays_finite(tmp_path):
+    # found by the fuzz tests: the slope between +-1.8e308 overflowed to inf/nan in the filled step
+    p = _csv(tmp_path, "t,y\n2020-01-01,5\n2020-01-02,1.7e308\n2020-01-04,-1.7e308\n2020-01-05,0\n")
+    s = read_timeseries(p, fill="linear").series[0]
+    assert np.isfinite(s.target).all() and abs(s.target[2, 0]) < 1e300
+    np.testing.assert_array_equal(s.target[[0, 1, 3, 4], 0], [5, 1.7e308, -1.7e308, 0])
+
+
+def test_time_zone_offsets_that_change_read_in_utc_and_mixing_naive_is_an_error(tmp_path):
+    # pandas 3 raises a bare "Mixed timezones detected" ValueError for both
+    dst = _csv(tmp_path, "t,y\n2021-03-28 00:00+01:00,1\n2021-03-28 01:00+01:00,2\n"
+                         "2021-03-28 03:00+02:00,3\n2021-03-28 04:00+02:00,4\n", "dst.csv")
+    s = read_timeseries(dst).series[0]
+    assert list(s.index.hour) == [23, 0, 1, 2] and s.index.tz is None  # UTC, one hourly grid
+    mixed = _csv(tmp_path, "t,y\n2021-03-28 00:00,1\n2021-03-28 01:00+01:00,2\n2021-03-28 02:00,3\n", "mixed.csv")
+    with pytest.raises(TimeSeriesError, match=r"mixed\.csv: row 3, column 't': timestamp '2021-03-28 01:00\+01:00' "
+                                              r"has a time zone but row 2's has none"):
+        read_timeseries(mixed)

@@ -342,10 +342,10 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
     """The grid of strictly increasing ``ts``: the coarsest candidate that holds every timestamp.
 
     ``pd.infer_freq`` answers only when no step is missing.  Otherwise the candidates are
-    ``pd.infer_freq`` of short runs spread over the series (one gap spoils only the runs
-    around it; this finds calendar steps such as ``MS``), then the most common step and the
-    greatest common step (fixed lengths, measured in the index's own unit: pandas may parse
-    timestamps as s, ms, us or ns).  A grid that would leave more than half of its steps
+    ``pd.infer_freq`` of runs of three timestamps spread over the series (one gap spoils only
+    the runs around it; this finds calendar steps such as ``MS``), then the most common step
+    and the greatest common step (fixed lengths, measured in the index's own unit: pandas may
+    parse timestamps as s, ms, us or ns; whole days are ``D``, as pd.infer_freq says).  A grid that would leave more than half of its steps
     missing is refused: the series is too sparse to guess, and ``data.freq`` must say.
     """
     if len(ts) >= 3 and (f := _pd_infer_freq(ts)) is not None:
@@ -354,18 +354,18 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
         raise TimeSeriesError(f"{path}: column {shown(col)}: cannot infer a frequency from {len(ts)} "
                               "timestamp(s); set data.freq")
     cands: list[pd.DateOffset] = []
-    w = 5
-    if len(ts) >= w:
-        for a in np.unique(np.linspace(0, len(ts) - w, num=min(16, len(ts) - w + 1)).astype(int)):
-            f = _pd_infer_freq(ts[a:a + w])
+    if len(ts) >= 3:  # runs of 3, the fewest pd.infer_freq reads, at up to 32 places
+        for a in np.unique(np.linspace(0, len(ts) - 3, num=min(32, len(ts) - 2)).astype(int)):
+            f = _pd_infer_freq(ts[a:a + 3])
             if f is not None and f not in cands:
                 cands.append(f)
     d = np.diff(ts.asi8)  # (N-1,) steps in units of ts.unit
     vals, counts = np.unique(d, return_counts=True)
-    for k in (int(vals[np.argmax(counts)]), int(np.gcd.reduce(d))):
+    for k in (int(vals[np.argmax(counts)]), int(np.gcd.reduce(d))):  # the modal step, the common one
         step = pd.Timedelta(k, unit=ts.unit)
         if step < pd.Timedelta(days=28):  # months and years are calendar steps, not fixed lengths
-            off = pd.tseries.frequencies.to_offset(step)
+            whole_days = step % pd.Timedelta(days=1) == pd.Timedelta(0)
+            off = pd.offsets.Day(step.days) if whole_days else pd.tseries.frequencies.to_offset(step)
             if off not in cands:
                 cands.append(off)
     best, best_n = None, None
@@ -391,10 +391,14 @@ def _fill(values: np.ndarray, how: str) -> np.ndarray:
         return np.where(np.isnan(values), 0.0, values)
     df = pd.DataFrame(values)
     if how == "ffill":
-        df = df.ffill().bfill()  # leading gaps take the first observed value
-    else:
-        df = df.interpolate(method="linear", limit_direction="both")
-    return df.to_numpy(dtype=np.float64)
+        return df.ffill().bfill().to_numpy(dtype=np.float64)  # leading gaps take the first value
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = df.interpolate(method="linear", limit_direction="both").to_numpy(dtype=np.float64)
+        if not np.isfinite(out).all():  # the slope between values near +-1.8e308 overflowed:
+            scale = np.nanmax(np.abs(values), axis=0)  # (K,) interpolate in [-1, 1] instead
+            scaled = pd.DataFrame(values / scale).interpolate(method="linear", limit_direction="both")
+            out = np.where(np.isnan(values), scaled.to_numpy(dtype=np.float64) * scale, values)
+    return out
 
 
 def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid):
