@@ -286,3 +286,17 @@ def test_huge_cells_are_not_echoed_in_full(tmp_path):
     with pytest.raises(AudioDataError, match=r"labels\.csv:2: audio file .*q{40}'?\.\.\. .* not found") as e:
         list_from_csv(csv)
     assert len(str(e.value)) < 600
+
+
+def test_fuzz_findings_row_of_empty_cells_and_newline_in_a_file_name(tmp_path):
+    # found by tests/data/test_fuzz_readers.py under HYPOTHESIS_PROFILE=long
+    write(tmp_path / "a.wav", tone(500))
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n,\na.wav,dog\n")  # was skipped: one row fewer, silently
+    with pytest.raises(AudioDataError, match=r"labels\.csv:2: empty 'path'"):
+        list_from_csv(csv)
+    (tmp_path / "names").mkdir()
+    (tmp_path / "names" / "odd\nname.wav").write_bytes(b"")
+    with pytest.raises(AudioDataError, match=r"'.*odd\\nname\.wav': file name does not match") as e:
+        list_from_pattern(tmp_path / "names")
+    assert "\n" not in str(e.value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["LIMIT", "shown", "shown_list"]
+__all__ = ["LIMIT", "shown", "shown_list", "shown_path"]
 
 #: characters of a value kept in a message
 LIMIT = 40
@@ -34,3 +34,10 @@ def shown_list(values, limit: int = LIMIT, most: int = 12) -> str:
     values = list(values)
     out = ", ".join(shown(v, limit) for v in values[:most])
     return out + (f", ... ({len(values)} in all)" if len(values) > most else "")
+
+
+def shown_path(path: object, limit: int = 300) -> str:
+    """A path as is, or quoted (:func:`shown`) when it has a newline or other unprintable
+    character (file names from a folder listing may) or is longer than ``limit``."""
+    s = str(path)
+    return s if s.isprintable() and len(s) <= limit else shown(s, limit)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data._show import shown, shown_list
+from rnnkit.data._show import shown, shown_list, shown_path
 from rnnkit.data.registry import cache_dir
 from rnnkit.data.text import TextFileError, read_text
 
@@ -138,30 +138,26 @@ def list_from_csv(path: str | Path, path_column: str = "path",
     ip, il = header.index(path_column), header.index(label_column)
     paths, labels, fields = [], [], []
     for n, row in rows[1:]:
-        if not any(c.strip() for c in row):
+        if not row:  # a blank line
             continue
         if len(row) != len(header):
             raise AudioDataError(f"{path}:{n}: expected {len(header)} columns, got {len(row)}")
         name, label = row[ip].strip(), row[il].strip()
+        if not name:
+            raise AudioDataError(f"{path}:{n}: empty {shown(path_column)}")
         if not label:
             raise AudioDataError(f"{path}:{n}: empty {shown(label_column)}")
         file = Path(name) if name and "\0" not in name else None
         if file is not None and not file.is_absolute():
             file = path.parent / file
         if file is None or not os.path.isfile(file):  # isfile: False for an over-long name too
-            raise AudioDataError(f"{path}:{n}: audio file {_path(path.parent, name)} not found")
+            raise AudioDataError(f"{path}:{n}: audio file {shown_path(path.parent / name)} not found")
         paths.append(file)
         labels.append(label)
         fields.append({h: c.strip() for h, c in zip(header, row)} | {"label": label})
     if not paths:
         raise AudioDataError(f"{path}: no rows after the header")
     return AudioList(paths, labels, fields)
-
-
-def _path(folder: Path, name: str) -> str:
-    """A path read from a file, for a message: as is, or quoted and cut when it is long or odd."""
-    full = name if name.startswith("/") else str(folder / name)
-    return full if len(full) <= 200 and full.isprintable() else shown(full, 200)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -188,7 +184,7 @@ def list_from_pattern(root: str | Path, pattern: str = "{label}_{speaker}_{index
     for f in files:
         m = rx.fullmatch(f.stem)
         if m is None:
-            raise AudioDataError(f"{f}: file name does not match the pattern {shown(pattern)}")
+            raise AudioDataError(f"{shown_path(f)}: file name does not match the pattern {shown(pattern)}")
         paths.append(f)
         labels.append(m["label"])
         fields.append(m.groupdict())
@@ -244,7 +240,7 @@ def select(items: AudioList, expr: str) -> list[int]:
     for i, x in enumerate(nums):
         if not math.isfinite(x):
             raise AudioDataError(f"split filter {shown(expr)}: field {shown(name)} is {shown(items.fields[i][name])} "
-                                 f"in {items.paths[i]}; '{op}' needs finite numbers")
+                                 f"in {shown_path(items.paths[i])}; '{op}' needs finite numbers")
     cmp = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}[op]
     return [i for i, x in enumerate(nums) if cmp(x, bound)]
 
@@ -257,18 +253,19 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     import soundfile as sf
 
     path = Path(path)
+    where = shown_path(path)  # a name from a folder listing may hold a newline
     if not path.is_file():
-        raise AudioDataError(f"{path}: no such audio file")
+        raise AudioDataError(f"{where}: no such audio file")
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         msg = " ".join(str(e).split())
-        raise AudioDataError(f"{path}: cannot read audio ({msg}); expected WAV, FLAC or OGG") from None
+        raise AudioDataError(f"{where}: cannot read audio ({msg}); expected WAV, FLAC or OGG") from None
     if y.shape[0] == 0:
-        raise AudioDataError(f"{path}: the audio file has no samples")
+        raise AudioDataError(f"{where}: the audio file has no samples")
     if not np.isfinite(y).all():  # float WAV/FLAC can hold inf and nan
         n, c = (int(v[0]) for v in np.nonzero(~np.isfinite(y)))
-        raise AudioDataError(f"{path}: sample {n + 1} (1-based), channel {c + 1}: non-finite value "
+        raise AudioDataError(f"{where}: sample {n + 1} (1-based), channel {c + 1}: non-finite value "
                              f"{y[n, c]} (expected finite samples)")
     y = y.mean(axis=1)  # (N,): mono
     if sample_rate is not None and sr != sample_rate:

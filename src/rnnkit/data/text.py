@@ -22,6 +22,8 @@ import os
 import zlib
 from pathlib import Path
 
+from rnnkit.data._show import shown_path
+
 __all__ = [
     "EOS",
     "LEVELS",
@@ -56,10 +58,11 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         TextFileError: the gzip stream is truncated or corrupt.
     """
     p = Path(path)
+    where = shown_path(p)  # a name from a folder listing may hold a newline
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file; expected a text file (plain or .gz)")
+        raise FileNotFoundError(f"{where}: no such file; expected a text file (plain or .gz)")
     if p.is_dir():
-        raise IsADirectoryError(f"{p}: is a directory; expected a text file (plain or .gz)")
+        raise IsADirectoryError(f"{where}: is a directory; expected a text file (plain or .gz)")
     raw = p.read_bytes()
     if raw[:2] != _GZIP_MAGIC:
         return raw
@@ -67,7 +70,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as e:
         raise TextFileError(
-            f"{p}: corrupt or truncated gzip data ({e}); expected a valid .gz file"
+            f"{where}: corrupt or truncated gzip data ({e}); expected a valid .gz file"
         ) from None
 
 
@@ -95,21 +98,22 @@ def read_text(path: str | os.PathLike) -> str:
         >>> text = read_text("input.txt")  # doctest: +SKIP
     """
     p = Path(path)
+    where = shown_path(p)
     data = read_bytes(p)
     if not data:
-        raise TextFileError(f"{p}: file is empty; expected UTF-8 text")
+        raise TextFileError(f"{where}: file is empty; expected UTF-8 text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line, col = _line_col(data, e.start)
         raise TextFileError(
-            f"{p}:{line}:{col}: invalid UTF-8 byte 0x{data[e.start]:02x}; expected UTF-8 text"
+            f"{where}:{line}:{col}: invalid UTF-8 byte 0x{data[e.start]:02x}; expected UTF-8 text"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
-        raise TextFileError(f"{p}: file contains only whitespace; expected UTF-8 text")
+        raise TextFileError(f"{where}: file contains only whitespace; expected UTF-8 text")
     return text
 
 
