@@ -280,9 +280,9 @@ def test_a_huge_cell_is_not_echoed_in_full(tmp_path, where):
 
 def test_linear_fill_between_huge_values_stays_finite(tmp_path):
     # found by the fuzz tests: the slope between +-1.8e308 overflowed to inf/nan in the filled step
-    p = _csv(tmp_path, "t,y\n2020-01-01,5\n2020-01-02,1.7e308\n2020-01-04,-1.7e308\n2020-01-05,0\n")
-    s = read_timeseries(p, fill="linear").series[0]
-    assert np.isfinite(s.target).all() and abs(s.target[2, 0]) < 1e300
+    p = _csv(tmp_path, "t,y,z\n2020-01-01,5,0\n2020-01-02,1.7e308,0\n2020-01-04,-1.7e308,0\n2020-01-05,0,0\n")
+    s = read_timeseries(p, fill="linear").series[0]  # z: an all-zero column beside it
+    assert np.isfinite(s.target).all() and abs(s.target[2, 0]) < 1e300 and s.target[2, 1] == 0
     np.testing.assert_array_equal(s.target[[0, 1, 3, 4], 0], [5, 1.7e308, -1.7e308, 0])
 
 

@@ -34,14 +34,14 @@ import numpy as np
 import pandas as pd
 
 from rnnkit.data._show import shown, shown_list
-from rnnkit.data.timeseries import (
+from rnnkit.data._table import (
     MAX_TIMESTAMP_CHARS,
     TimeSeriesError,
-    _numeric,
-    _read_csv,
-    _timestamps,
-    read_timeseries,
+    numeric_column,
+    read_csv,
+    timestamp_column,
 )
+from rnnkit.data.timeseries import read_timeseries
 
 __all__ = [
     "NABFormatError",
@@ -143,14 +143,14 @@ def read_nab_csv(path: str | os.PathLike, *, strict: bool = True) -> tuple[pd.Da
     path = Path(path)
     if not path.is_file():
         raise TimeSeriesError(f"{path}: file not found")
-    frame, rows = _read_csv(path)
+    frame, rows = read_csv(path)
     for col in ("timestamp", "value"):
         if col not in frame.columns:
             raise TimeSeriesError(f"{path}: row 1: no column {col!r}; the columns are {shown_list(frame.columns)}")
     if len(frame) == 0:
         raise TimeSeriesError(f"{path}: no data rows")
-    ts = _timestamps(path, frame, rows, "timestamp")
-    values = _numeric(path, frame, rows, "value")
+    ts = timestamp_column(path, frame, rows, "timestamp")
+    values = numeric_column(path, frame, rows, "value")
     if np.isnan(values).any():
         i = int(np.flatnonzero(np.isnan(values))[0])
         raise TimeSeriesError(f"{path}: row {rows[i]}, column 'value': missing value (expected a number)")
@@ -166,6 +166,8 @@ def _read_json(path: Path) -> dict:
         raise NABFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise NABFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; deep nesting
+        raise NABFormatError(f"{path}: invalid JSON ({str(e)[:120] or 'nested too deeply'})") from None
     if not isinstance(obj, dict):
         raise NABFormatError(f"{path}: expected an object mapping '<family>/<file>.csv' to a list")
     return obj

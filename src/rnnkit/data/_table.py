@@ -1,0 +1,164 @@
+"""Strict reading of tabular time-series files: cells with their file rows, numbers, timestamps.
+
+Shared by :mod:`rnnkit.data.timeseries` and :mod:`rnnkit.data.nab`.  A CSV is read with
+Python's csv module, not pandas: pandas pads a short row, makes the first column the index
+when every row has one field more than the header, renames duplicate names, and cannot tell
+on which line a record that spans lines starts.  Rows are numbered as a user counts them:
+CSV, the 1-based line a record starts on (the header is row 1); Parquet, the 1-based record.
+A number must be finite (``inf``, ``-Infinity`` and ``1e400`` are errors); a timestamp
+cell longer than :data:`MAX_TIMESTAMP_CHARS` is not handed to pandas, which took 95 s to
+refuse a 1 MB one.  Every error is a one-line :class:`TimeSeriesError` naming the file, the
+row and the column, quoting the cell cut short.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnkit.data._show import shown, shown_list
+from rnnkit.data.text import TextFileError, read_text
+
+__all__ = ["TimeSeriesError", "MAX_TIMESTAMP_CHARS", "read_csv", "read_frame", "numeric_column",
+           "timestamp_column"]
+
+#: a longer timestamp cell is not parsed ("2020-01-01T00:00:00.000000000+05:00" has 35)
+MAX_TIMESTAMP_CHARS = 64
+
+
+class TimeSeriesError(ValueError):
+    """A time-series file that cannot be used as given (one line: file, row, column, what)."""
+
+
+def read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV's cells as strings, and the file line each record starts on (the header is 1).
+
+    Python's csv module, not pandas: pandas pads a short row, makes the first column the
+    index when every row has one field more than the header, renames duplicate names, and
+    cannot tell on which line a record that spans lines starts.
+    """
+    try:
+        text = read_text(path)  # plain or gzip (by content), UTF-8, BOM and CR/LF handled
+    except TextFileError as e:
+        raise TimeSeriesError(str(e)) from None
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except csv.Error as e:
+        raise TimeSeriesError(f"{path}: row 1: malformed CSV ({e})") from None
+    if not header:
+        raise TimeSeriesError(f"{path}: row 1: empty line; expected a header row naming the columns")
+    names = [h.strip() or f"Unnamed: {k}" for k, h in enumerate(header)]  # pandas' name for ""
+    K = len(names)
+    records, lines = [], []
+    start = reader.line_num + 1
+    try:
+        for rec in reader:
+            records.append(rec)
+            lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise TimeSeriesError(f"{path}: row {start}: malformed CSV ({e})") from None
+    width = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+    n = len(records)
+    while n and width[n - 1] == 0:  # blank lines are only allowed at the end of the file
+        n -= 1
+    width, records, lines = width[:n], records[:n], lines[:n]
+    if (width != K).any():
+        i = int(np.flatnonzero(width != K)[0])
+        what = "empty line" if width[i] == 0 else f"{width[i]} field(s)"
+        raise TimeSeriesError(f"{path}: row {lines[i]}: {what}; expected {K} fields ({shown_list(names)})")
+    frame = pd.DataFrame(records, columns=range(K), dtype=object)
+    frame.columns = names
+    return frame, np.asarray(lines, dtype=np.int64)
+
+
+def read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The table and the file row of each record: CSV as in :func:`read_csv`; Parquet rows
+    are 1-based records (a Parquet file has no header row)."""
+    if not path.name.lower().endswith((".parquet", ".pq")):
+        frame, rows = read_csv(path)
+    else:
+        try:
+            import pyarrow
+
+            frame = pd.read_parquet(path)
+        except (pyarrow.ArrowException, OSError, ValueError, TypeError, NotImplementedError) as e:
+            raise TimeSeriesError(f"{path}: cannot read as Parquet ({shown(' '.join(str(e).split()), 200)})") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        rows = np.arange(1, len(frame) + 1, dtype=np.int64)
+    seen = set()
+    for c in frame.columns:
+        if c in seen:
+            raise TimeSeriesError(f"{path}: row 1: column {shown(c)} appears twice; expected unique names")
+        seen.add(c)
+    return frame, rows
+
+
+def numeric_column(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) -> np.ndarray:
+    """Column -> float64 with NaN for empty cells; a non-numeric or infinite cell is an error."""
+    raw = frame[col]
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        num = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        text = raw.astype("string").str.strip()
+        empty = text.isna() | (text == "") | text.str.lower().isin(["nan", "na", "null"])
+        num = pd.to_numeric(text.where(~empty, None), errors="coerce")
+        bad = num.isna() & ~empty
+        if bad.any():
+            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: non-numeric value "
+                                  f"{shown(raw.iloc[pos])} (expected a number or an empty cell)")
+        num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isinf(num).any():  # inf, -Infinity, and numbers beyond float64 such as 1e400
+        pos = int(np.flatnonzero(np.isinf(num))[0])
+        raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: non-finite value "
+                              f"{shown(raw.iloc[pos])} (expected a finite number or an empty cell)")
+    return num
+
+
+def _aware(cell: str) -> bool | None:
+    """Whether a timestamp cell carries a time zone (None: it does not parse)."""
+    try:
+        return pd.Timestamp(cell).tzinfo is not None
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def timestamp_column(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) -> pd.DatetimeIndex:
+    raw = frame[col]
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        ts = pd.DatetimeIndex(raw)
+    else:
+        text = raw.astype("string").str.strip()
+        # no timestamp is this long, and pandas takes minutes to refuse a 1 MB cell: unparsable
+        text = text.where(~(text.str.len() > MAX_TIMESTAMP_CHARS).fillna(False), "?")
+        try:
+            ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+        except (ValueError, TypeError, OverflowError):  # offsets differ (DST): all to UTC
+            aware = [_aware(c) for c in text.fillna("")]
+            kinds = [a for a in aware if a is not None]
+            if len(set(kinds)) > 1:  # naive cells among zoned ones would silently read as UTC
+                pos = next(i for i, a in enumerate(aware) if a is not None and a != kinds[0])
+                first = next(i for i, a in enumerate(aware) if a is not None)
+                raise TimeSeriesError(
+                    f"{path}: row {rows[pos]}, column {shown(col)}: timestamp {shown(raw.iloc[pos])} "
+                    f"{'has a' if kinds[0] is False else 'has no'} time zone but row {rows[first]}'s "
+                    f"{'has none' if kinds[0] is False else 'has one'} (expected all or none)") from None
+            ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed", utc=True))
+        bad = np.asarray(ts.isna()) & ~np.asarray(text.isna() | (text == ""))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: cannot parse "
+                                  f"{shown(raw.iloc[pos])} as a timestamp")
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if ts.isna().any():
+        pos = int(np.flatnonzero(np.asarray(ts.isna()))[0])
+        raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: empty timestamp")
+    return ts
