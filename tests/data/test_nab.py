@@ -179,3 +179,11 @@ def test_huge_window_entry_is_not_echoed_in_full(tmp_path):
     with pytest.raises(NABFormatError, match=r"window 0 is \[.*\.\.\. \(.* characters\); expected \[start, end\]") as e:
         read_windows_json(p)
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, '{"f.csv": [' + "9" * 5000 + "]}"])
+def test_pathological_label_json_is_a_nab_format_error(tmp_path, content):
+    p = tmp_path / "w.json"
+    p.write_text(content)
+    with pytest.raises(NABFormatError, match=r"w\.json: invalid JSON"):
+        read_windows_json(p)

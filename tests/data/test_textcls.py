@@ -216,3 +216,11 @@ def test_huge_cells_are_not_echoed_in_full(tmp_path):
         with pytest.raises(TextDataError, match=message) as e:
             read()
         assert len(str(e.value)) < 400, str(e.value)[:500]
+
+
+@pytest.mark.parametrize("line", ["[" * 100_000 + "]" * 100_000, '{"text": "a", "label": ' + "9" * 5000 + "}"])
+def test_pathological_jsonl_is_a_one_line_error(tmp_path, line):
+    p = write(tmp_path / "d.jsonl", line + "\n")
+    with pytest.raises(TextDataError, match=r"d\.jsonl:1: invalid JSON") as e:
+        read_table(p)
+    assert len(str(e.value)) < 400

@@ -142,3 +142,11 @@ def test_huge_tokens_are_not_echoed_in_full(tmp_path):
     with pytest.raises(VocabFileError, match=r"v\.json: token 't{40}'\.\.\. \(1,000,000 characters\) appears twice") as e:
         Vocab.load(p)
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, '{"itos": [' + "9" * 5000 + "]}"])
+def test_pathological_json_is_a_vocab_file_error(tmp_path, content):
+    p = tmp_path / "v.json"
+    p.write_text(content)
+    with pytest.raises(VocabFileError, match=r"v\.json: invalid JSON"):
+        Vocab.load(p)

@@ -284,4 +284,8 @@ class Vocab:
             raise VocabFileError(
                 f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg}); expected a vocabulary"
             ) from None
+        except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; deep nesting
+            raise VocabFileError(
+                f"{path}: invalid JSON ({str(e)[:120] or 'nested too deeply'}); expected a vocabulary"
+            ) from None
         return cls.from_dict(d, source=str(path))
