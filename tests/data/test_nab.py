@@ -187,3 +187,13 @@ def test_pathological_label_json_is_a_nab_format_error(tmp_path, content):
     p.write_text(content)
     with pytest.raises(NABFormatError, match=r"w\.json: invalid JSON"):
         read_windows_json(p)
+
+
+def test_label_files_may_start_with_a_byte_order_mark(tmp_path):
+    # found by the fuzz tests: an editor's BOM made the file "invalid JSON"
+    p = tmp_path / "w.json"
+    p.write_bytes(b'\xef\xbb\xbf{"f.csv": [["2014-01-01 00:01:00", "2014-01-01 00:05:00"]]}\n')
+    assert len(read_windows_json(p)["f.csv"]) == 1
+    p.write_bytes(b'{"f.csv": [\n["2014-01-01 00:01:00", "\xff"]]}')
+    with pytest.raises(NABFormatError, match=r"w\.json:2:26: invalid UTF-8 byte 0xff"):
+        read_windows_json(p)

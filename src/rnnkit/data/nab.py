@@ -41,6 +41,7 @@ from rnnkit.data._table import (
     read_csv,
     timestamp_column,
 )
+from rnnkit.data.text import TextFileError, read_text
 from rnnkit.data.timeseries import read_timeseries
 
 __all__ = [
@@ -161,9 +162,9 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise NABFormatError(f"{path}: file not found")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise NABFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        obj = json.loads(read_text(path))  # UTF-8 with or without a BOM, plain or gzip
+    except TextFileError as e:  # empty, not UTF-8 (names line and column), corrupt gzip
+        raise NABFormatError(str(e)) from None
     except json.JSONDecodeError as e:
         raise NABFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
     except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; deep nesting
