@@ -1,4 +1,4 @@
-"""Checkpoints: a directory of safetensors + JSON, written atomically, loaded without pickle.
+"""Checkpoints: a directory of safetensors + JSON, published atomically, loaded without pickle.
 
 Layout of one checkpoint directory::
 
@@ -9,31 +9,57 @@ Layout of one checkpoint directory::
     trainer_state.json           epoch, step, batch index, best metric, schedule state,
                                  optimizer scalars/param groups, python/numpy RNG, history
 
-A checkpoint is written into ``<parent>/.<name>.tmp-XXXX/`` and moved into place with
-``os.replace`` (the previous one is first moved aside and deleted afterwards), so a process
-killed at any moment leaves either the old or the new checkpoint, never a half-written one.
+Integrity: each safetensors file carries the SHA-256 of its tensors (names, dtypes, shapes,
+bytes) in its header metadata, and ``trainer_state.safetensors`` the SHA-256 of
+``trainer_state.json``; readers check them, so a flipped bit is an error, not other weights.
+(``config.json`` is left unbound: it is the file people edit, and its every value is typed
+and checked when it is read.) Checkpoints written before these checks are read as before.
+
+Publication, for ``<parent>/<name>`` (e.g. ``runs/x/last``), under the lock
+``<parent>/.<name>.lock`` (:mod:`rnnkit.train.lock`)::
+
+    .<name>.tmp-S/      written and fsynced file by file
+    .<name>.new-S/      renamed from tmp-S when complete: the commit point
+    <name> -> .<name>.old-S,  .<name>.new-S -> <name>,  .<name>.old-S -> .<name>.del-S, deleted
+
+A ``.new-`` or ``.old-`` directory is always complete (only renames make them); ``.tmp-`` and
+``.del-`` ones are garbage. Whatever call a writer dies at, the newest complete checkpoint is
+``.<name>.new-S`` if there is one, else ``<name>``, else the newest ``.<name>.old-S``:
+:func:`resolve_checkpoint` (which every reader calls) finishes the interrupted move and
+deletes the garbage while holding the lock, so never under a live writer; a reader that
+cannot take the lock (a read-only directory) reads the newest complete one where it is.
+``tests/train/test_crash_points.py`` kills a save at each of its filesystem calls.
+
 Nothing is ever unpickled: tensors come from safetensors, everything else from JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor
+
+from rnnkit.train.config import MAX_DEPTH, nesting_depth
+from rnnkit.train.lock import FileLock
 
 __all__ = [
     "CheckpointError",
     "FORMAT",
+    "TENSORS_SHA256",
+    "TRAINER_JSON_SHA256",
     "write_checkpoint",
+    "resolve_checkpoint",
+    "has_checkpoint",
     "read_config",
     "read_model_state",
     "read_trainer_state",
@@ -43,14 +69,24 @@ __all__ = [
     "unflatten_tensors",
     "optimizer_to_flat",
     "optimizer_from_flat",
+    "file_sha256",
 ]
 
 FORMAT = "rnnkit.checkpoint"
 _FORMAT_VERSION = 1
+#: safetensors header key: SHA-256 of the file's tensors (see :func:`tensors_sha256`)
+TENSORS_SHA256 = "rnnkit.tensors.sha256"
+#: trainer_state.safetensors header key: SHA-256 of the bytes of trainer_state.json
+TRAINER_JSON_SHA256 = "rnnkit.trainer_state.json.sha256"
+#: deepest JSON nesting a checkpoint file may have (ours stay under 15)
+MAX_JSON_DEPTH = MAX_DEPTH
+#: how long a writer waits for another writer or a recovering reader of the same checkpoint
+LOCK_TIMEOUT = 600.0
 
 
 class CheckpointError(ValueError):
-    """A checkpoint directory that is missing, truncated, corrupted or of another task."""
+    """A checkpoint directory that is missing, truncated, corrupted, of another task, or that
+    could not be written (one-line message naming the file)."""
 
 
 # --------------------------------------------------------------------------- nested tensors
@@ -74,21 +110,32 @@ def flatten_tensors(obj: Any, prefix: str, out: dict[str, Tensor]) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
 
 
-def unflatten_tensors(skel: Any, tensors: dict[str, Tensor]) -> Any:
-    """Inverse of :func:`flatten_tensors`."""
+def unflatten_tensors(skel: Any, tensors: dict[str, Tensor], where: str = "trainer_state.json") -> Any:
+    """Inverse of :func:`flatten_tensors`; a malformed skeleton raises CheckpointError naming ``where``."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: {what}")
+
     if isinstance(skel, dict):
-        if "__tensor__" in skel:
-            key = skel["__tensor__"]
-            if key not in tensors:
-                raise CheckpointError(f"trainer_state.safetensors lacks tensor {key!r}")
-            return tensors[key]
-        if "__tuple__" in skel:
-            return tuple(unflatten_tensors(v, tensors) for v in skel["__tuple__"])
-        if "__dict__" in skel:
-            return {k: unflatten_tensors(v, tensors) for k, v in skel["__dict__"]}
-        raise CheckpointError(f"trainer_state.json: unexpected object {sorted(skel)}")
+        if len(skel) != 1:
+            raise bad(f"unexpected object with keys {sorted(map(str, skel))[:5]}")
+        (tag, value), = skel.items()
+        if tag == "__tensor__":
+            if not isinstance(value, str) or value not in tensors:
+                raise bad(f"names tensor {value!r}, which trainer_state.safetensors lacks")
+            return tensors[value]
+        if tag == "__tuple__" and isinstance(value, list):
+            return tuple(unflatten_tensors(v, tensors, where) for v in value)
+        if tag == "__dict__" and isinstance(value, list):
+            out = {}
+            for item in value:
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], (str, int))):
+                    raise bad(f"expected [key, value] pairs in a __dict__, got {item!r:.60}")
+                out[item[0]] = unflatten_tensors(item[1], tensors, where)
+            return out
+        raise bad(f"unexpected object {{{tag!r}: ...}}")
     if isinstance(skel, list):
-        return [unflatten_tensors(v, tensors) for v in skel]
+        return [unflatten_tensors(v, tensors, where) for v in skel]
     return skel
 
 
@@ -100,23 +147,38 @@ def optimizer_to_flat(state: dict[str, Any], out: dict[str, Tensor]) -> Any:
     }
 
 
-def optimizer_from_flat(skel: Any, tensors: dict[str, Tensor]) -> dict[str, Any]:
+def optimizer_from_flat(skel: Any, tensors: dict[str, Tensor], where: str = "trainer_state.json") -> dict[str, Any]:
     """Inverse of :func:`optimizer_to_flat`: a dict for ``optimizer.load_state_dict``."""
-    return {
-        "state": {int(i): unflatten_tensors(s, tensors) for i, s in skel["state"]},
-        "param_groups": unflatten_tensors(skel["param_groups"], tensors),
-    }
+    if not (isinstance(skel, dict) and isinstance(skel.get("state"), list) and "param_groups" in skel):
+        raise CheckpointError(f"{where}: field 'optimizer': expected an object with 'state' and 'param_groups'")
+    state = {}
+    for item in skel["state"]:
+        if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is int):
+            raise CheckpointError(f"{where}: field 'optimizer.state': expected [int, state] pairs, got {item!r:.60}")
+        state[item[0]] = unflatten_tensors(item[1], tensors, where)
+    return {"state": state, "param_groups": unflatten_tensors(skel["param_groups"], tensors, where)}
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def tensors_sha256(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k]
+        h.update(f"{k}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, allow_nan=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _unique_state(model_state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -133,6 +195,52 @@ def _unique_state(model_state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def _save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata={**metadata, TENSORS_SHA256: tensors_sha256(tensors)})
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, indent=2, allow_nan=True) + "\n"
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush a file's (or a directory's entries') data to disk; skipped where the OS cannot."""
+    try:
+        fd = os.open(path, os.O_RDONLY if directory else os.O_RDWR)
+    except OSError:
+        if not directory:
+            raise
+        return  # directories cannot be opened on Windows
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _stamp() -> str:
+    """A name part that sorts by time: nanoseconds since the epoch, then the pid."""
+    return f"{time.time_ns():020d}-{os.getpid()}"
+
+
+def _lock(final: Path) -> FileLock:
+    return FileLock(final.parent / f".{final.name}.lock", info={"checkpoint": final.name})
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror if not e.filename else f"{e.strerror}: {e.filename}"
+    return " ".join(str(e).split())[:300]
+
+
 def write_checkpoint(
     directory: str | os.PathLike,
     *,
@@ -144,7 +252,7 @@ def write_checkpoint(
     trainer_json: dict[str, Any] | None = None,
     write_assets: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically and return its path.
+    """Write a checkpoint directory, publish it atomically and return its path.
 
     Args:
         directory: final path (e.g. ``runs/x/last``); replaced if it exists.
@@ -154,89 +262,247 @@ def write_checkpoint(
         version: rnnkit version.
         trainer_tensors / trainer_json: resume state; omitted for a model-only checkpoint.
         write_assets: called with the temporary directory to add task files (vocab.json).
+
+    Raises:
+        CheckpointError: the disk is full, a file cannot be written, ...: the previous
+            checkpoint stays where it was (or, past the commit point, the new one is
+            moved into place by the next reader).
     """
     final = Path(directory)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
+    committed = False
     try:
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a checkpoint is ordinary data
-        save_file(_unique_state(model_state), str(tmp / "model.safetensors"),
-                  metadata={"format": FORMAT, "task": task})
-        _write_json(tmp / "config.json", {"format": FORMAT, "format_version": _FORMAT_VERSION,
-                                          "rnnkit_version": version, "task": task, "config": config})
-        if write_assets is not None:
-            write_assets(tmp)
-        if trainer_json is not None:
-            save_file({k: v.contiguous() for k, v in (trainer_tensors or {}).items()},
-                      str(tmp / "trainer_state.safetensors"))
-            _write_json(tmp / "trainer_state.json", trainer_json)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~umask)
-        old = None
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(final.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = _lock(final).acquire(timeout=LOCK_TIMEOUT)
+        try:
+            _recover(final)  # a killed writer's work: finish its move, delete its garbage
+            new = _write_new(final, model_state, config, task, version, trainer_tensors, trainer_json,
+                             write_assets)
+            committed = True
+            _publish(final, new)
+        finally:
+            lock.release()
+    except (OSError, SafetensorError) as e:
+        if committed:
+            raise CheckpointError(f"{final}: the checkpoint was written but not moved into place "
+                                  f"({_reason(e)}); the next reader or save completes the move") from None
+        raise CheckpointError(f"{final}: could not write the checkpoint ({_reason(e)}); "
+                              f"the previous checkpoint, if any, is kept") from None
     return final
 
 
-def _fsync_dir(path: Path) -> None:
+def _write_new(final: Path, model_state, config, task, version, trainer_tensors, trainer_json,
+               write_assets) -> Path:
+    """Write every file into ``.<name>.tmp-S``, fsync them, and rename it ``.<name>.new-S``."""
+    stamp = _stamp()
+    tmp = final.parent / f".{final.name}.tmp-{stamp}"
+    os.mkdir(tmp)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        _save_tensors(tmp / "model.safetensors", _unique_state(model_state), {"format": FORMAT, "task": task})
+        _write_text(tmp / "config.json", _json_text({"format": FORMAT, "format_version": _FORMAT_VERSION,
+                                                     "rnnkit_version": version, "task": task,
+                                                     "config": config}))
+        if write_assets is not None:
+            write_assets(tmp)
+        if trainer_json is not None:
+            text = _json_text(trainer_json)
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            _save_tensors(tmp / "trainer_state.safetensors", trainer_tensors or {}, {TRAINER_JSON_SHA256: digest})
+            _write_text(tmp / "trainer_state.json", text)
+        for f in sorted(tmp.iterdir()):
+            _fsync(f)
+        _fsync(tmp, directory=True)
+        new = final.parent / f".{final.name}.new-{stamp}"
+        os.rename(tmp, new)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync(final.parent, directory=True)
+    return new
+
+
+def _publish(final: Path, new: Path) -> None:
+    """Move the complete ``new`` to ``final``; the previous ``final`` is moved aside, then deleted."""
+    old = None
+    if final.exists() or final.is_symlink():
+        old = final.parent / f".{final.name}.old-{_stamp()}"
+        os.rename(final, old)
+    os.rename(new, final)
+    _fsync(final.parent, directory=True)
+    if old is not None:
+        _discard(old)
+
+
+def _remove(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # garbage that stays is deleted by the next recovery
+
+
+def _discard(path: Path) -> None:
+    """Delete a complete (``.new-``/``.old-``) directory: renamed ``.del-`` first, so a kill
+    in the middle of the deletion never leaves a half-deleted directory under a complete name."""
+    name = path.name
+    head, _, _ = name.rpartition(".")
+    garbage = path.with_name(f"{head}.del-{_stamp()}")
+    try:
+        os.rename(path, garbage)
     except OSError:
         return
+    _remove(garbage)
+
+
+# --------------------------------------------------------------------------- recovery
+
+_KINDS = ("tmp", "new", "old", "del")
+
+
+def _entries(final: Path) -> dict[str, list[Path]]:
+    """The temporaries of ``final`` by kind, oldest first (legacy ``.old-PID`` names sort first),
+    and its lock file under ``"lock"``."""
+    out: dict[str, list[tuple[tuple[int, float], Path]]] = {k: [] for k in _KINDS + ("lock",)}
+    prefix = f".{final.name}."
+    with os.scandir(final.parent) as it:
+        for e in it:
+            if not e.name.startswith(prefix):
+                continue
+            if e.name == f"{prefix}lock":  # a lock file: held, or left by a killed holder
+                out["lock"].append(((0, 0.0), Path(e.path)))
+                continue
+            kind, _, stamp = e.name[len(prefix):].partition("-")
+            if kind not in out or not stamp:
+                continue
+            first = stamp.split("-")[0]
+            ns = int(first) if first.isdigit() and len(first) == 20 else 0
+            try:
+                mtime = e.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                mtime = 0.0
+            out[kind].append(((ns, mtime), Path(e.path)))
+    return {k: [p for _, p in sorted(v)] for k, v in out.items()}
+
+
+def _recover(final: Path) -> None:
+    """With the lock held: move the newest complete checkpoint to ``final`` and delete the rest."""
+    e = _entries(final)
+    if e["new"]:
+        _publish(final, e["new"].pop())
+    elif e["old"] and not (final.exists() or final.is_symlink()):
+        os.rename(e["old"].pop(), final)
+        _fsync(final.parent, directory=True)
+    for p in e["new"] + e["old"]:
+        _discard(p)
+    for p in e["tmp"] + e["del"]:
+        _remove(p)
+
+
+def _newest_complete(final: Path, e: dict[str, list[Path]]) -> Path:
+    if e["new"]:
+        return e["new"][-1]
+    if final.exists() or not e["old"]:
+        return final
+    return e["old"][-1]
+
+
+def resolve_checkpoint(directory: str | os.PathLike) -> Path:
+    """The directory that holds the newest complete checkpoint for ``directory``.
+
+    Normally ``directory`` itself. If a writer was killed part-way, this finishes its move
+    (or puts the previous checkpoint back) and deletes the temporaries, holding the
+    checkpoint's lock, so a running writer's files are never touched; while a live writer
+    is between its two renames it waits for it. Where the lock cannot be taken (a
+    read-only directory), nothing is changed and the path of the newest complete
+    checkpoint (perhaps a ``.<name>.new-S`` or ``.<name>.old-S`` directory) is returned.
+    """
+    final = Path(directory)
+    if final.name in ("", ".", ".."):
+        return final
     try:
-        os.fsync(fd)
+        e = _entries(final)
     except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return final
+    if not any(e.values()):
+        return final
+    lock = _lock(final)
+    try:
+        got = lock.try_acquire()
+        if not got and not final.exists():  # a live writer between its renames: wait for it
+            lock.acquire(timeout=60)
+            got = True
+    except OSError:  # LockError, or the directory is read-only
+        got = False
+    if got:
+        try:
+            _recover(final)
+            return final
+        except OSError:
+            pass
+        finally:
+            lock.release()
+    try:
+        return _newest_complete(final, _entries(final))
+    except OSError:
+        return final
 
 
 def recover_interrupted(directory: str | os.PathLike) -> None:
-    """If a kill struck between moving ``directory`` aside and moving the new one in,
-    put the old one back; remove leftover temporary directories."""
+    """Repair what a killed save left at ``directory`` (see :func:`resolve_checkpoint`)."""
+    resolve_checkpoint(directory)
+
+
+def has_checkpoint(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` or a complete temporary of it (a killed save's) exists."""
     final = Path(directory)
-    parent = final.parent
-    if not parent.is_dir():
-        return
-    olds = sorted(parent.glob(f".{final.name}.old-*"))
-    if not final.exists() and olds:
-        os.replace(olds[-1], final)
-        olds = olds[:-1]
-    for p in olds + list(parent.glob(f".{final.name}.tmp-*")):
-        shutil.rmtree(p, ignore_errors=True)
+    if final.exists():
+        return True
+    try:
+        e = _entries(final)
+    except OSError:
+        return False
+    return bool(e["new"] or e["old"])
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent}: not a checkpoint ({path.name} is missing)")
+def _parse_json(path: Path, raw: bytes) -> Any:
+    too_deep = CheckpointError(f"{path}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels expected)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise CheckpointError(f"{path}: corrupted (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}:{e.lineno}:{e.colno}: corrupted JSON ({e.msg})") from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise CheckpointError(f"{path}: corrupted JSON ({' '.join(str(e).split())[:200]})") from None
+    if nesting_depth(obj) > MAX_JSON_DEPTH:
+        raise too_deep
+    return obj
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: not a checkpoint ({path.name} is missing)")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({_reason(e)})") from None
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(path, _read_bytes(path))
 
 
 def read_config(directory: str | os.PathLike, task: str | None = None) -> dict[str, Any]:
     """Read and check ``config.json``; with ``task`` given, reject another task's checkpoint."""
     d = Path(directory)
-    if not d.exists():
+    if not d.exists() and not has_checkpoint(d):
         raise CheckpointError(f"{d}: checkpoint directory not found")
+    d = resolve_checkpoint(d)
     if not d.is_dir():
         raise CheckpointError(f"{d}: expected a checkpoint directory (with model.safetensors and config.json)")
     meta = _read_json(d / "config.json")
@@ -247,33 +513,49 @@ def read_config(directory: str | os.PathLike, task: str | None = None) -> dict[s
     return meta
 
 
-def _load_safetensors(path: Path) -> dict[str, Tensor]:
+def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file, its checksum verified if it has one."""
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: not a complete checkpoint ({path.name} is missing)")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        msg = " ".join(str(e).split())
-        raise CheckpointError(f"{path}: truncated or corrupted safetensors file ({msg})") from None
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupted safetensors file ({_reason(e)})") from None
+    want = meta.get(TENSORS_SHA256)
+    if want is not None and tensors_sha256(tensors) != want:
+        raise CheckpointError(f"{path}: its tensors do not match the checksum in its header (corrupted or edited)")
+    return tensors, meta
 
 
 def read_model_state(directory: str | os.PathLike) -> dict[str, Tensor]:
     """Tensors of ``model.safetensors`` (use ``load_state_dict(strict=False)`` for tied weights)."""
-    return _load_safetensors(Path(directory) / "model.safetensors")
+    return _load_safetensors(resolve_checkpoint(directory) / "model.safetensors")[0]
 
 
 def read_trainer_state(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """``(trainer_state.json, trainer_state.safetensors tensors)`` of a resumable checkpoint."""
-    d = Path(directory)
-    meta = _read_json(d / "trainer_state.json")
+    """``(trainer_state.json, trainer_state.safetensors tensors)`` of a resumable checkpoint.
+
+    The JSON is checked for syntax, nesting and its SHA-256 (recorded in the safetensors
+    header), not for its fields: :func:`rnnkit.train.state.check_trainer_state` does that.
+    """
+    d = resolve_checkpoint(directory)
+    path = d / "trainer_state.json"
+    raw = _read_bytes(path)
+    meta = _parse_json(path, raw)
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{d / 'trainer_state.json'}: corrupted (expected a JSON object)")
-    return meta, _load_safetensors(d / "trainer_state.safetensors")
+        raise CheckpointError(f"{path}: corrupted (expected a JSON object)")
+    tensors, header = _load_safetensors(d / "trainer_state.safetensors")
+    want = header.get(TRAINER_JSON_SHA256)
+    if want is not None and hashlib.sha256(raw).hexdigest() != want:
+        raise CheckpointError(f"{path}: does not match trainer_state.safetensors (edited or corrupted)")
+    return meta, tensors
 
 
 def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> None:
     """Load ``model.safetensors`` into ``model``; every saved and every unaliased key must match."""
-    d = Path(directory)
+    d = resolve_checkpoint(directory)
     state = read_model_state(d)
     expected = _unique_state(model.state_dict())
     missing = sorted(set(expected) - set(state))
@@ -290,4 +572,3 @@ def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> 
                 f"{d / 'model.safetensors'}: {k} has shape {tuple(v.shape)}, the model expects {tuple(ref.shape)}"
             )
     model.load_state_dict(state, strict=False)
-

@@ -41,6 +41,8 @@ __all__ = [
     "apply_overrides",
     "load_recipe",
     "build_run_config",
+    "nesting_depth",
+    "MAX_DEPTH",
 ]
 
 
@@ -140,6 +142,23 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
+
+
+#: deepest nesting a recipe, an override or a checkpoint's JSON may have (ours stay under 15)
+MAX_DEPTH = 100
+
+
+def nesting_depth(obj: Any, limit: int = MAX_DEPTH) -> int:
+    """Depth of nested lists/dicts in ``obj`` (iterative; stops counting past ``limit``)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list, tuple)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                break
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
 
 
 def _parse_scalar(text: str) -> Any:

@@ -367,7 +367,7 @@ class Trainer:
 
     def load_best(self) -> bool:
         """Load ``best/`` weights into the model if it exists (after training)."""
-        best = self.run_dir / "best"
+        best = ckpt.resolve_checkpoint(self.run_dir / "best")
         if not (best / "model.safetensors").is_file():
             return False
         ckpt.load_model_weights(self.raw_model, best)
