@@ -61,11 +61,12 @@ class LMPredictor:
         self.state: Any = None
         self.logits: torch.Tensor | None = None  # (V,) next-token logits
 
-    @torch.no_grad()
     def feed_ids(self, ids: list[int]) -> None:
-        x = torch.tensor(ids, dtype=torch.long).unsqueeze(1)  # (T, 1)
-        logits, self.state = self.model(x, self.state)  # (T, 1, V)
-        self.logits = logits[-1, 0].float()
+        """Run token ids through the network, carrying the state (in chunks: bounded memory)."""
+        from rnnkit.generate import feed_prompt
+
+        logits, self.state = feed_prompt(self.model, ids, self.state)
+        self.logits = logits.float()
 
     def feed(self, text: str) -> None:
         """Run ``text`` through the network (an empty text starts a new line)."""
