@@ -53,3 +53,15 @@ def corpus(tmp_path):
 def lm_helpers():
     """The helper functions (recipe writer, weight reader) for tests in this directory."""
     return tiny_recipe, weights
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished one-epoch run of the tiny char LSTM: ``<tmp>/run`` (``last/``, ``best/``), with
+    its ``<tmp>/recipe.yaml``; shared by a module's tests, so copy it before changing it."""
+    from rnnkit.train import load_recipe, run_training
+
+    d = tmp_path_factory.mktemp("trained")
+    recipe = tiny_recipe(d, tiny_corpus(d), trainer={"max_epochs": 1})
+    run_training(load_recipe(recipe), out=d / "run", test_split=None)
+    return d / "run"

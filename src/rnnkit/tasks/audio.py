@@ -52,6 +52,7 @@ from rnnkit.models.audio import AudioClassifier, AudioConfig
 from rnnkit.tasks import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
+from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = ["AudioDataConfig", "AudioTask", "resolve_source", "load_audio_checkpoint",
@@ -176,7 +177,8 @@ class AudioTask:
                       "std": (train.std(0) + 1e-5).tolist()}
         self.data = {s: [(torch.from_numpy(_normalise(feats[i], self.stats)), index[self.items.labels[i]])
                          for i in idx] for s, idx in self.parts.items()}
-        self.model = AudioClassifier(config.model, d.features.num_features, len(self.classes))
+        self.model = build_model(AudioClassifier, config.model, d.features.num_features, len(self.classes),
+                                 run=config)
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self.rank, self.world = 0, 1
 
@@ -276,7 +278,8 @@ def load_audio_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
             raise CheckpointError(f"{d / name}: corrupted ({e})") from None
     classes, feats = assets["labels.json"], assets["features.json"]
     fcfg = from_dict(FeatureConfig, feats["features"], "features")
-    model = AudioClassifier(cfg.model, fcfg.num_features, len(classes))
+    model = build_model(AudioClassifier, cfg.model, fcfg.num_features, len(classes), run=cfg, training=False,
+                        source=d / "config.json")
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, classes, {**feats, "features": fcfg}, cfg

@@ -52,6 +52,7 @@ from rnnkit.models.classify import ClassifierConfig, TextClassifier
 from rnnkit.tasks import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = ["ClassifyDataConfig", "ClassifyTask", "load_classify_checkpoint", "predict_texts",
@@ -219,7 +220,8 @@ class ClassifyTask:
         self.data = {s: (_prepare(data.texts, tokenizer, d), torch.from_numpy(labels[s]))
                      for s, data in splits.items() if len(data)}
         self.where = {s: data.where for s, data in splits.items()}
-        self.model = TextClassifier(config.model, tokenizer.vocab_size, len(self.classes))
+        self.model = build_model(TextClassifier, config.model, tokenizer.vocab_size, len(self.classes),
+                                 run=config)
         self.vectors_found = 0
         if d.vectors:
             vecs, found = load_vectors(d.vectors, tokenizer)
@@ -414,7 +416,8 @@ def load_classify_checkpoint(directory: str | Path, *, map_location: str = "cpu"
         tok = TextTokenizer.load(d / "tokenizer.json")
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    model = TextClassifier(cfg.model, tok.vocab_size, len(classes))
+    model = build_model(TextClassifier, cfg.model, tok.vocab_size, len(classes), run=cfg, training=False,
+                        source=d / "config.json")
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, tok, classes, multi, cfg

@@ -60,6 +60,7 @@ from rnnkit.models.forecast import (
 from rnnkit.tasks import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = [
@@ -437,7 +438,8 @@ class ForecastTask:
         self.config = config
         self.data = ForecastData(config.data, data_dir=data_dir)
         d = self.data
-        self.model = Forecaster(config.model, n_targets=d.C, n_past=d.P, n_future=d.F, horizon=d.H)
+        self.model = build_model(Forecaster, config.model, n_targets=d.C, n_past=d.P, n_future=d.F,
+                                 horizon=d.H, run=config)
         self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
         self.order = d.global_origins("train")
         self.rank, self.world, self.b = 0, 1, config.data.batch_size
@@ -513,8 +515,8 @@ def load_forecast_checkpoint(directory: str | Path) -> tuple[Forecaster, dict[st
         C, F = len(s["targets"]), len(cfg.data.future_covariates) + len(s["calendar"])
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{asset}: corrupted preprocessing state ({e})") from None
-    model = Forecaster(cfg.model, n_targets=C, n_past=len(cfg.data.past_covariates), n_future=F,
-                       horizon=cfg.data.horizon)
+    model = build_model(Forecaster, cfg.model, n_targets=C, n_past=len(cfg.data.past_covariates), n_future=F,
+                        horizon=cfg.data.horizon, run=cfg, training=False, source=d / "config.json")
     load_model_weights(model, d)
     return model.eval(), state, cfg
 

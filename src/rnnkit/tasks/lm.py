@@ -35,6 +35,7 @@ from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
 from rnnkit.tasks import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = [
@@ -123,7 +124,7 @@ class LMTask:
         )
         self.vocab = self.corpus.vocab
         self.level = self.corpus.level
-        self.model = LanguageModel(config.model, len(self.vocab))
+        self.model = build_model(LanguageModel, config.model, len(self.vocab), run=config)
         self.eval_splits = tuple(s for s in self.corpus.splits if s != "train")
         self.batches: BPTTBatches | None = None
 
@@ -213,7 +214,7 @@ def load_lm_checkpoint(directory: str | Path, *, map_location: str = "cpu") -> t
         vocab = Vocab.load(vocab_path)
     except (ValueError, OSError) as e:
         raise CheckpointError(f"{vocab_path}: corrupted vocabulary ({e})") from None
-    model = LanguageModel(cfg.model, len(vocab))
+    model = build_model(LanguageModel, cfg.model, len(vocab), run=cfg, training=False, source=d / "config.json")
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, vocab, cfg

@@ -51,6 +51,7 @@ from rnnkit.models.tagger import TagBatch, Tagger, TaggerConfig
 from rnnkit.tasks import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = ["TagDataConfig", "TagTask", "TagEncoder", "load_tag_checkpoint", "predict_tags",
@@ -268,7 +269,8 @@ class TagTask:
         enc = self.encoder
         self.data = {s: [(x.words, enc.word_ids(x.words), enc.tag_ids(x, self.files[s]))
                          for x in v] for s, v in raw.items() if v}
-        self.model = Tagger(config.model, len(enc.words), len(enc.chars), len(enc.tags))
+        self.model = build_model(Tagger, config.model, len(enc.words), len(enc.chars), len(enc.tags),
+                                 run=config)
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self.rank, self.world = 0, 1
         self._batches: dict[int, list[list[int]]] = {}
@@ -414,7 +416,8 @@ def load_tag_checkpoint(directory: str | Path, *, map_location: str = "cpu"
             raise CheckpointError(f"{d / name}: corrupted ({e})") from None
     enc = TagEncoder(vocabs["words.json"], vocabs["chars.json"], vocabs["tags.json"],
                      lowercase=cfg.data.lowercase, max_chars=cfg.data.max_chars)
-    model = Tagger(cfg.model, len(enc.words), len(enc.chars), len(enc.tags))
+    model = build_model(Tagger, cfg.model, len(enc.words), len(enc.chars), len(enc.tags), run=cfg,
+                        training=False, source=d / "config.json")
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, enc, cfg

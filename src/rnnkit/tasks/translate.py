@@ -43,6 +43,7 @@ from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.tasks import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = ["TranslateDataConfig", "TranslateTask", "score_translations", "decode",
@@ -167,9 +168,9 @@ class TranslateTask:
                 for k, v in ((0, d.src_vocab_size), (1, d.tgt_vocab_size)))
         self.src_tok, self.tgt_tok = tokenizers
         self.data = {s: self._encode(pairs, cut=s == "train") for s, pairs in self.raw.items()}
-        self.model = Seq2Seq(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
-                             pad_id=self.tgt_tok.pad_id, bos_id=self.tgt_tok.bos_id,
-                             eos_id=self.tgt_tok.eos_id)
+        self.model = build_model(Seq2Seq, config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
+                                 pad_id=self.tgt_tok.pad_id, bos_id=self.tgt_tok.bos_id,
+                                 eos_id=self.tgt_tok.eos_id, run=config)
         self.eval_splits = tuple(s for s in self.data if s != "train")
         self.rank, self.world = 0, 1
         self._batches: dict[int, list[list[int]]] = {}
@@ -296,8 +297,9 @@ def load_translate_checkpoint(directory: str | Path, *, map_location: str = "cpu
         except ValueError as e:
             raise CheckpointError(f"{d / name}: corrupted ({e})") from None
     src_tok, tgt_tok = toks
-    model = Seq2Seq(cfg.model, src_tok.vocab_size, tgt_tok.vocab_size, pad_id=tgt_tok.pad_id,
-                    bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id)
+    model = build_model(Seq2Seq, cfg.model, src_tok.vocab_size, tgt_tok.vocab_size, pad_id=tgt_tok.pad_id,
+                        bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, run=cfg, training=False,
+                        source=d / "config.json")
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, src_tok, tgt_tok, cfg

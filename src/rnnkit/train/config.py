@@ -94,6 +94,10 @@ class TrainerConfig:
 
     ``max_time_minutes`` is measured on ``budget_clock``: "wall" (elapsed time) or
     "process" (CPU time of the training process, the fair measure on shared cores).
+
+    ``max_model_memory_gb`` caps the model's parameters plus optimizer state, checked before
+    anything is allocated (:mod:`rnnkit.train.sizing`); None: half of the machine's memory
+    (or ``RNNKIT_MAX_MODEL_MEMORY_GB``); ``inf`` turns the check off.
     """
 
     max_epochs: int = 10
@@ -121,6 +125,7 @@ class TrainerConfig:
     plot: bool = True
     out_dir: str = "runs"
     name: str | None = None
+    max_model_memory_gb: float | None = None
 
 
 @dataclass
@@ -136,6 +141,17 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- coercion
+
+
+def _clean(key: Any) -> str:
+    """A key as one printable line (a key from a file may hold newlines or control characters)."""
+    return repr(str(key))[1:-1]
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _type_name(tp: Any) -> str:
@@ -161,12 +177,18 @@ def nesting_depth(obj: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def _parse_scalar(text: str) -> Any:
+def _parse_scalar(text: str, key: str) -> Any:
     """A command-line string read as a YAML scalar/flow value ("[1, 2]", "null", "true")."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
+        deep = nesting_depth(value) > MAX_DEPTH
     except yaml.YAMLError:
         return text
+    except RecursionError:
+        deep = True
+    if deep:
+        raise ConfigError(f"config key '{key}': value nested too deeply (at most {MAX_DEPTH} levels expected)")
+    return value
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -174,7 +196,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
     def bad() -> ConfigError:
         return ConfigError(
-            f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+            f"config key '{key}': expected {_type_name(tp)}, got {_show(value)} ({type(value).__name__})"
         )
 
     origin = typing.get_origin(tp)
@@ -200,7 +222,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value in choices:
             return value
         raise ConfigError(
-            f"config key '{key}': {value!r} is not one of {', '.join(map(repr, choices))}"
+            f"config key '{key}': {_show(value)} is not one of {', '.join(map(repr, choices))}"
         )
     if tp is bool:
         if isinstance(value, bool):
@@ -232,19 +254,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise bad()
     if origin in (list, tuple, dict):
         if isinstance(value, str):
-            value = _parse_scalar(value)
+            value = _parse_scalar(value, key)
         args = typing.get_args(tp)
         if origin is dict:
             if not isinstance(value, dict):
                 raise bad()
             vt = args[1] if args else Any
-            return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+            return {str(k): _coerce(v, vt, f"{key}.{_clean(k)}") for k, v in value.items()}
         if not isinstance(value, (list, tuple)):
             raise bad()
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(
-                    f"config key '{key}': expected {len(args)} values, got {len(value)} ({value!r})"
+                    f"config key '{key}': expected {len(args)} values, got {len(value)} ({_show(value)})"
                 )
             return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         et = args[0] if args else Any
@@ -254,7 +276,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': expected a mapping of {tp.__name__} fields, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a mapping of {tp.__name__} fields, got {_show(value)}")
         return from_dict(tp, value, prefix=key)
     raise ConfigError(f"config key '{key}': unsupported field type {_type_name(tp)}")
 
@@ -267,12 +289,12 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix or cls.__name__}': expected a mapping, got {data!r}")
+        raise ConfigError(f"config section '{prefix or cls.__name__}': expected a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for k, v in data.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
+        key = f"{prefix}.{_clean(k)}" if prefix else _clean(k)
         if k not in names:
             raise ConfigError(
                 f"unknown config key '{key}'; allowed keys{' in ' + repr(prefix) if prefix else ''}: "
@@ -337,7 +359,7 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
     allowed = [f.name for f in dataclasses.fields(RunConfig)] + ["search"]
     for k in raw:
         if k not in allowed:
-            raise ConfigError(f"unknown config key '{k}'; allowed top-level keys: {', '.join(allowed)}")
+            raise ConfigError(f"unknown config key '{_clean(k)}'; allowed top-level keys: {', '.join(allowed)}")
     task = raw.get("task")
     if task is None:
         raise ConfigError("config key 'task' is missing (e.g. task: lm)")
@@ -357,6 +379,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
+    too_deep = ConfigError(f"{path}: YAML nested too deeply (at most {MAX_DEPTH} levels expected)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -365,6 +388,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    except RecursionError:
+        raise too_deep from None
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise too_deep
     if raw is None:
         raise ConfigError(f"{path}: recipe is empty")
     if not isinstance(raw, dict):

@@ -6,7 +6,8 @@ This is what ``rnnkit train`` calls, for every task::
 
 The run directory is ``--out`` if given, else ``<trainer.out_dir>/<trainer.name or recipe
 name>`` (``-2``, ``-3``, ... appended when that one already holds a run).  ``resume`` is a
-run directory whose ``last/`` checkpoint the run continues from.
+run directory whose ``last/`` checkpoint the run continues from; its ``trainer_state.json``
+is checked before anything is built.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import torch
 
 from rnnkit.tasks import get_task_spec
+from rnnkit.train.checkpoint import read_trainer_state
 from rnnkit.train.config import ConfigError, RunConfig
-from rnnkit.train.state import seed_everything, set_deterministic
+from rnnkit.train.state import check_trainer_state, seed_everything, set_deterministic
 from rnnkit.train.trainer import Trainer, make_fabric
 
 __all__ = ["run_training", "resolve_run_dir", "device_description"]
@@ -86,6 +88,10 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
     if fabric.global_rank == 0:
         run_dir = str(resolve_run_dir(cfg, recipe_name, out, resume))
     run_dir = Path(fabric.broadcast(run_dir, src=0))
+    if resume is not None:  # the resume state, checked before the task builds data and model
+        meta, tensors = read_trainer_state(run_dir / "last")
+        check_trainer_state(meta, tensors, run_dir / "last" / "trainer_state.json")
+        del meta, tensors
     seed_everything(tc.seed)
     task = spec.build(cfg, data_dir=data_dir)
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)

@@ -39,7 +39,13 @@ from rnnkit.train import checkpoint as ckpt
 from rnnkit.train.config import RunConfig, TrainerConfig, to_dict
 from rnnkit.train.monitor import Monitor, plot_history
 from rnnkit.train.optim import LRSchedule, build_optimizer
-from rnnkit.train.state import TrainState, capture_rng, restore_rng
+from rnnkit.train.state import (
+    TrainState,
+    capture_rng,
+    check_optimizer_state,
+    check_trainer_state,
+    restore_rng,
+)
 from rnnkit.train.task import Task
 
 __all__ = ["Trainer", "FitResult", "TrainingError", "make_fabric"]
@@ -154,22 +160,32 @@ class Trainer:
         self.fabric.barrier()
 
     def load(self, directory: Path) -> None:
-        """Restore model, optimizer, schedule, counters, carried state and RNGs from ``directory``."""
-        ckpt.recover_interrupted(directory)
+        """Restore model, optimizer, schedule, counters, carried state and RNGs from ``directory``.
+
+        Everything is checked (:func:`~rnnkit.train.state.check_trainer_state`, the optimizer
+        state against this optimizer, the weights against this model) before anything is
+        changed, so a bad checkpoint raises one CheckpointError line and leaves the Trainer as
+        it was.
+        """
+        directory = ckpt.resolve_checkpoint(directory)
+        where = directory / "trainer_state.json"
         ckpt.read_config(directory, task=self.task.name)
         meta, tensors = ckpt.read_trainer_state(directory)
+        state = check_trainer_state(meta, tensors, where)
+        optim = ckpt.optimizer_from_flat(meta["optimizer"], tensors, str(where))
+        check_optimizer_state(optim, self.optimizer, where)
+        carry = ckpt.unflatten_tensors(meta["carry"], tensors, str(where))
+        carry = self._select_carry(carry) if state.batch_in_epoch > 0 else None
+        ckpt.load_model_weights(self.raw_model, directory)
         try:
-            ckpt.load_model_weights(self.raw_model, directory)
-            self.optimizer.load_state_dict(ckpt.optimizer_from_flat(meta["optimizer"], tensors))
-            self.schedule.load_state_dict(meta["schedule"])
-            self.state = TrainState.from_json(meta["state"])
-            self.last_val = dict(meta.get("last_val") or {})
-            carry = ckpt.unflatten_tensors(meta["carry"], tensors)
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, (ckpt.CheckpointError, TrainingError)):
-                raise
-            raise ckpt.CheckpointError(f"{directory}: corrupted trainer state ({type(e).__name__}: {e})") from None
-        self.carry = self._select_carry(carry) if self.state.batch_in_epoch > 0 else None
+            self.optimizer.load_state_dict(optim)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"{where}: the optimizer state does not fit this run's optimizer "
+                                       f"({' '.join(str(e).split())[:200]})") from None
+        self.schedule.load_state_dict(meta["schedule"])
+        self.state = state
+        self.last_val = dict(meta.get("last_val") or {})
+        self.carry = carry
         restore_rng(meta["rng"], tensors)
 
     # ------------------------------------------------------------------ evaluation
