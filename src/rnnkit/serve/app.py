@@ -13,11 +13,19 @@ Endpoints (only those of the checkpoint's task are mounted, so ``/openapi.json``
     POST /forecast    forecast: {"timestamps": [...], "values": {"y": [...]}} -> {"forecast": [...]}
 
 Bounds: request bodies over ``max_body_bytes`` get 413 before they are parsed (declared
-``Content-Length`` or counted while streaming); ``max_tokens`` (generation length) and
-``max_items`` (list lengths) are part of the request schema, so violations are 422 with
-the field named; inputs the model cannot take (a character outside the vocabulary, a
-series shorter than the input window) are 422 with the pipeline's one-line message.  At
-most ``slots`` requests run the model at once (the rest wait), which bounds memory.
+``Content-Length`` or counted while streaming), and a body that has not fully arrived
+``body_timeout_s`` after the request began gets 408; both close the connection.
+``max_tokens`` (generation length) and ``max_items`` (list lengths) are part of the request
+schema, so violations are 422 with the field named. Types are strict (``true`` is not an
+integer, ``"3"`` is not a number) and numbers finite (``NaN``, ``Infinity``, ``1e400`` are
+422). Inputs the model cannot take (a character outside the vocabulary, a series shorter
+than the input window) are 422 with the pipeline's one-line message. Error messages never
+echo the request's values and never name a path of the server.
+
+Threads: the model runs in a pool of ``slots`` threads (the rest of the requests wait in
+its queue); everything else (parsing, validation, ``/health``, ``/info``) runs on the event
+loop and never waits for that pool. A fixed set of threads touches the model's buffers,
+so the allocator's per-thread arenas, and with them the memory, stay bounded.
 
 Example::
 
@@ -28,15 +36,24 @@ Example::
 # no `from __future__ import annotations`: FastAPI must see the request classes defined
 # inside create_app as objects, not as names it cannot resolve
 
+import asyncio
+import functools
+import math
+import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rnnkit.serve.predictor import load_predictor
 
@@ -52,17 +69,27 @@ class Limits:
     max_prompt_chars: int = 10_000
     max_items: int = 100_000
     slots: int = 2
+    body_timeout_s: float = 10.0
+
+    def check(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+                raise ValueError(f"Limits.{f.name}: {v!r}; expected a positive number")
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed.
+    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed;
+    408 for a body not complete ``timeout`` seconds after the request began.
 
     The body is read here (at most ``limit`` bytes are ever held) and replayed to the app,
-    so a chunked upload without ``Content-Length`` is cut off as soon as it passes the limit.
+    so a chunked upload without ``Content-Length`` is cut off as soon as it passes the limit,
+    and a body dribbled a byte at a time cannot hold a connection (and its memory) open.
+    Both answers close the connection: the rest of the body is never read.
     """
 
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout: float = 10.0):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -70,9 +97,14 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._reject(send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         chunks, size, more = [], 0, True
         while more:
-            msg = await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                return await _close_with(send, 408, f"request body not received within {self.timeout:g} s")
             if msg["type"] != "http.request":  # client went away
                 return None
             chunks.append(msg.get("body", b""))
@@ -92,47 +124,138 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _reject(self, send) -> None:
-        body = (b'{"detail":"request body too large: the limit is %d bytes"}' % self.limit)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _close_with(send, 413, f"request body too large: the limit is {self.limit} bytes")
+
+
+async def _close_with(send, status: int, detail: str) -> None:
+    """A JSON error response that closes the connection (the request was not read to its end)."""
+    body = JSONResponse({"detail": detail}).body
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Message(BaseModel):
+    detail: str
+
+
+#: what the body middleware answers on every POST (documented in the schema)
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"model": _Message, "description": "the body did not arrive within body_timeout_s"},
+    413: {"model": _Message, "description": "the body is larger than max_body_bytes"},
+}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields, bools as numbers, strings as numbers, NaN and
+    infinities are all 422 (``allow_inf_nan`` covers every float field, nested ones too)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- messages
+
+_SHOWN = 200  # characters of a message part (a field name, a value) shown at most
+_SERVER_TMP = re.compile(r"[^\s'\"]*rnnkit-serve-[^\s'\":,]*")  # a server temporary path
+
+
+def _short(x: Any, n: int = _SHOWN) -> Any:
+    if isinstance(x, str) and len(x) > n:
+        return f"{x[:n]}... ({len(x)} characters)"
+    return x
+
+
+def _validation_errors(e: RequestValidationError, limit: int = 20) -> list[dict[str, Any]]:
+    """pydantic's errors without ``input`` and ``ctx``: they echo the request's values (a NaN
+    there made the response itself fail to serialise; a 20 MB string was sent back)."""
+    out = []
+    errs = e.errors()
+    for x in errs[:limit]:
+        msg = x.get("msg", "invalid value")
+        if x.get("type") == "json_invalid" and isinstance(x.get("ctx"), dict):
+            msg = f"{msg}: {x['ctx'].get('error', '')}"
+        out.append({"loc": [_short(p, 60) for p in x.get("loc", ())], "msg": _short(str(msg)),
+                    "type": str(x.get("type", "value_error"))})
+    if len(errs) > limit:
+        out.append({"loc": ["body"], "msg": f"and {len(errs) - limit} more errors", "type": "too_many_errors"})
+    return out
+
+
+_FIELD = re.compile(r"^-{0,2}([A-Za-z_][A-Za-z0-9_-]*)\b")  # "--prompt: ...", "values['y']: ..."
+
+
+def _value_error(msg: str) -> dict[str, Any]:
+    """A pipeline's message in the shape of a validation error (the schema's 422 body), its
+    ``loc`` the request field the message starts with ("--prompt" is the CLI's name for it)."""
+    m = _FIELD.match(msg)
+    name = m.group(1).replace("-", "_") if m else ""
+    if name in {f for c in _Strict.__subclasses__() for f in c.model_fields}:
+        return {"loc": ["body", name], "msg": msg.lstrip("-"), "type": "value_error"}
+    return {"loc": ["body"], "msg": msg, "type": "value_error"}
 
 
 def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bool = False,
                predictor: Any = None) -> FastAPI:
     """The FastAPI app serving ``checkpoint`` (see the module docstring)."""
     lim = limits or Limits()
+    lim.check()
     pred = predictor if predictor is not None else load_predictor(checkpoint, int8=int8)
     task = pred.task
-    gate = threading.BoundedSemaphore(lim.slots)
-    # calls share one predictor and its read-only model; each call that streams gets its own
-    # stream (generation, scoring); forecasting edits the predictor's config, so it takes a lock
+    name = _public_name(checkpoint)
+    # the model runs only in these threads (see the module docstring); calls share one
+    # predictor and its read-only model, each call that streams gets its own stream
+    # (generation, scoring); forecasting edits the predictor's config, so it takes a lock
+    pool = ThreadPoolExecutor(lim.slots, thread_name_prefix="rnnkit-model")
     lock = threading.Lock()
     counters = {"requests": 0, "started": time.time()}
-    app = FastAPI(title=f"rnnkit serve: {task}", version="1",
-                  description=f"rnnkit {task} checkpoint {checkpoint}")
+    hide = sorted({str(checkpoint), str(Path(checkpoint).resolve())}, key=len, reverse=True)
+
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title=f"rnnkit serve: {task}", version="1", lifespan=lifespan,
+                  description=f"rnnkit {task} checkpoint {name}")
+
+    def clean(msg: str) -> str:
+        """One line, no server path (the checkpoint's, a temporary file's), at most 1000 characters."""
+        for h in hide:
+            msg = msg.replace(h, name)
+        msg = _SERVER_TMP.sub("request", " ".join(msg.split()))
+        return _short(msg, 1000)
 
     @app.exception_handler(ValueError)
     async def value_error(_, e: ValueError):  # the pipelines' one-line input errors
-        return JSONResponse(status_code=422, content={"detail": " ".join(str(e).split())})
+        return JSONResponse(status_code=422, content={"detail": [_value_error(clean(str(e)))]})
 
-    def run(fn, *a, **k):
-        with gate:
-            counters["requests"] += 1
-            return fn(*a, **k)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, e: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": _validation_errors(e)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, e: StarletteHTTPException):
+        if e.status_code == 400:  # FastAPI's answer to a body that is not UTF-8: 422 as for bad JSON
+            return JSONResponse(status_code=422, content={"detail": [
+                {"loc": ["body"], "msg": "JSON decode error: the body is not UTF-8 text", "type": "json_invalid"}]})
+        return await http_exception_handler(request, e)
+
+    async def run(fn, *a, **k):
+        counters["requests"] += 1
+        out = await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *a, **k))
+        if not _finite(out):  # JSON has no NaN: say why here, not "Out of range float values ..."
+            raise ValueError("the model's output is not finite for this input (values far outside "
+                             "the range it was trained on?)")
+        return out
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "task": task, "checkpoint": str(checkpoint), "int8": int8,
+    async def health() -> dict[str, Any]:  # on the event loop: never behind the model's queue
+        return {"status": "ok", "task": task, "checkpoint": name, "int8": int8,
                 "requests": counters["requests"], "uptime_s": round(time.time() - counters["started"], 1)}
 
     @app.get("/info")
-    def info() -> dict[str, Any]:
+    async def info() -> dict[str, Any]:
         return {"task": task, "limits": asdict(lim), "int8": int8, **_facts(pred)}
 
     Items = lim.max_items
@@ -155,18 +278,18 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
             texts: Annotated[list[Annotated[str, Field(max_length=lim.max_prompt_chars)]],
                              Field(min_length=1, max_length=min(Items, 256))]
 
-        @app.post("/generate", response_model=GenerateResponse)
-        def generate(r: GenerateRequest) -> dict[str, Any]:
+        @app.post("/generate", response_model=GenerateResponse, responses=_BODY_ERRORS)
+        async def generate(r: GenerateRequest) -> dict[str, Any]:
             def go() -> str:
                 p = LMPredictor(pred.model, pred.vocab, pred.config)  # own stream and generator
                 return p.generate(r.prompt, r.max_tokens, temperature=r.temperature, top_k=r.top_k,
                                   top_p=r.top_p, seed=r.seed)
 
-            return {"text": run(go), "tokens": r.max_tokens}
+            return {"text": await run(go), "tokens": r.max_tokens}
 
-        @app.post("/predict")
-        def predict(r: ScoreTextsRequest) -> dict[str, Any]:
-            return {"results": run(lambda: [pred.score(t) for t in r.texts])}
+        @app.post("/predict", responses=_BODY_ERRORS)
+        async def predict(r: ScoreTextsRequest) -> dict[str, Any]:
+            return {"results": await run(lambda: [pred.score(t) for t in r.texts])}
 
     elif task == "anomaly":
         class ScoreRequest(_Strict):
@@ -174,9 +297,9 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
                               Field(min_length=1, max_length=Items)]
             threshold: float | None = Field(None, ge=0.0, le=1.0)
 
-        @app.post("/score")
-        def score(r: ScoreRequest) -> dict[str, Any]:
-            s = run(pred.score, r.values)
+        @app.post("/score", responses=_BODY_ERRORS)
+        async def score(r: ScoreRequest) -> dict[str, Any]:
+            s = await run(pred.score, r.values)
             out: dict[str, Any] = {"scores": s}
             if r.threshold is not None:
                 out["anomalies"] = [i for i, v in enumerate(s) if v >= r.threshold]
@@ -188,13 +311,13 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
             values: dict[str, Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
                                         Field(max_length=Items)]]
 
-        @app.post("/forecast")
-        def forecast(r: ForecastRequest) -> dict[str, Any]:
+        @app.post("/forecast", responses=_BODY_ERRORS)
+        async def forecast(r: ForecastRequest) -> dict[str, Any]:
             def go():
                 with lock:
                     return pred.forecast(r.timestamps, r.values)
 
-            return {"forecast": run(go)}
+            return {"forecast": await run(go)}
 
     elif task in ("classify", "tag", "translate"):
         class TextsRequest(_Strict):
@@ -204,24 +327,40 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
             beam_size: int = Field(5, ge=1, le=32, description="translate: beam width")
             max_len: int = Field(100, ge=1, le=lim.max_tokens, description="translate: longest output")
 
-        @app.post("/predict")
-        def predict_texts(r: TextsRequest) -> dict[str, Any]:
-            res = run(pred.predict, r.texts, top_k=r.top_k, beam_size=r.beam_size, max_len=r.max_len)
+        @app.post("/predict", responses=_BODY_ERRORS)
+        async def predict_texts(r: TextsRequest) -> dict[str, Any]:
+            res = await run(pred.predict, r.texts, top_k=r.top_k, beam_size=r.beam_size, max_len=r.max_len)
             return {"results": res}
 
     elif task == "audio":
         class AudioRequest(_Strict):
-            audio: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
-                             Field(min_length=1, max_length=Items)]
+            audio: Annotated[list[Annotated[float, Field(ge=-1e6, le=1e6)]],
+                             Field(min_length=1, max_length=Items, description="samples, usually in [-1, 1]")]
             sample_rate: int = Field(8000, ge=1000, le=192_000)
             top_k: int = Field(1, ge=1, le=100)
 
-        @app.post("/predict")
-        def predict_audio(r: AudioRequest) -> dict[str, Any]:
-            return run(pred.classify, r.audio, r.sample_rate, r.top_k)
+        @app.post("/predict", responses=_BODY_ERRORS)
+        async def predict_audio(r: AudioRequest) -> dict[str, Any]:
+            return await run(pred.classify, r.audio, r.sample_rate, r.top_k)
 
-    app.add_middleware(BodyLimit, limit=lim.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=lim.max_body_bytes, timeout=lim.body_timeout_s)
     return app
+
+
+def _finite(x: Any) -> bool:
+    if isinstance(x, float):
+        return math.isfinite(x)
+    if isinstance(x, dict):
+        return all(_finite(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return all(_finite(v) for v in x)
+    return True
+
+
+def _public_name(checkpoint: str | Path) -> str:
+    """What responses call the checkpoint: its run's and its own directory name, never a path."""
+    p = Path(checkpoint).resolve()
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
 def _facts(pred: Any) -> dict[str, Any]:

@@ -198,9 +198,13 @@ class ForecastPredictor:
         d = self.config.data
         d.end_offset = 0
         with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as tmp:  # the file reader validates rows
-            path = Path(tmp) / "series.csv"
+            path = Path(tmp) / "request.csv"
             pd.DataFrame(rows).to_csv(path, index=False)
-            fd = ForecastData(d, state=self.state, path=path)
+            try:
+                fd = ForecastData(d, state=self.state, path=path)
+            except ValueError as e:  # the reader names its file: the request, not a server path
+                raise ValueError(str(e).replace(str(path), "request (as a table: row 1 the header, "
+                                                          "row k+2 timestamps[k])")) from None
         s, T = fd.series[0], len(fd.series[0])
         idx = future_index(s.index[-1], fd.ts.freq, fd.H)
         xf = fd.known_future(np.zeros((fd.H, 0)), idx, s.id)  # (H, F): calendar features
@@ -241,7 +245,12 @@ class AudioPredictor:
         from rnnkit.tasks.audio import _normalise
 
         fcfg = self.feats["features"]
-        y = np.asarray(waveform, dtype=np.float32)
+        y64 = np.asarray(waveform, dtype=np.float64)
+        bad = np.flatnonzero(~(np.abs(y64) <= np.finfo(np.float32).max))  # inf, NaN, or inf in float32
+        if bad.size:
+            raise ValueError(f"audio[{bad[0]}]: {y64[bad[0]]:g} is not a finite float32 sample "
+                             "(samples are usually in [-1, 1])")
+        y = y64.astype(np.float32)
         if sample_rate != fcfg.sample_rate:
             import librosa
 
