@@ -5,48 +5,110 @@ This is what ``rnnkit train`` calls, for every task::
     summary = run_training(load_recipe("configs/ptb_small.yaml"), recipe_name="ptb_small")
 
 The run directory is ``--out`` if given, else ``<trainer.out_dir>/<trainer.name or recipe
-name>`` (``-2``, ``-3``, ... appended when that one already holds a run).  ``resume`` is a
-run directory whose ``last/`` checkpoint the run continues from; its ``trainer_state.json``
-is checked before anything is built.
+name>`` (``-2``, ``-3``, ... appended when that one already holds a run, or another
+training is starting in it).  ``resume`` is a run directory whose ``last/`` checkpoint the
+run continues from; its ``trainer_state.json`` is checked before anything is built.
+
+A training holds its run directory's lock (``<run_dir>/.rnnkit-run.lock``, see
+:mod:`rnnkit.train.lock`) from start to end, so a second training into the same directory
+stops at once, naming the directory and the holder; the lock of a killed run is free.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rnnkit.tasks import get_task_spec
-from rnnkit.train.checkpoint import read_trainer_state
+from rnnkit.train.checkpoint import has_checkpoint, read_trainer_state
 from rnnkit.train.config import ConfigError, RunConfig
+from rnnkit.train.lock import FileLock, LockError, describe_holder
 from rnnkit.train.state import check_trainer_state, seed_everything, set_deterministic
 from rnnkit.train.trainer import Trainer, make_fabric
 
-__all__ = ["run_training", "resolve_run_dir", "device_description"]
+__all__ = ["run_training", "resolve_run_dir", "claim_run_dir", "lock_run_dir", "device_description",
+           "RUN_LOCK"]
+
+#: the lock file of a run directory
+RUN_LOCK = ".rnnkit-run.lock"
 
 
 def resolve_run_dir(cfg: RunConfig, recipe_name: str, out: str | Path | None, resume: str | Path | None) -> Path:
     """The run directory (see the module docstring); never an existing run unless resuming."""
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "last").exists() and not any(run_dir.glob(".last.old-*")):
+        if not has_checkpoint(run_dir / "last"):
             raise ConfigError(f"--resume {run_dir}: no last/ checkpoint in this run directory")
         return run_dir
     if out is not None:
         run_dir = Path(out)
-        if (run_dir / "last").exists():
+        if has_checkpoint(run_dir / "last"):
             raise ConfigError(f"--out {run_dir}: already holds a run (last/); pass --resume {run_dir} "
                               "to continue it or another --out")
         return run_dir
     base = Path(cfg.trainer.out_dir) / (cfg.trainer.name or recipe_name)
     run_dir, n = base, 1
-    while (run_dir / "last").exists() or (run_dir / "best").exists():
+    while _holds_run(run_dir):
         n += 1
         run_dir = base.with_name(f"{base.name}-{n}")
     return run_dir
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return has_checkpoint(run_dir / "last") or has_checkpoint(run_dir / "best")
+
+
+def lock_run_dir(run_dir: str | Path) -> FileLock:
+    """Take the lock of ``run_dir`` (created if needed) for this process.
+
+    Raises:
+        LockError: another training holds it: ``"runs/x: another training is running in
+            this run directory (pid 123 on host h since ...); ..."``.
+    """
+    run_dir = Path(run_dir)
+    lock = FileLock(run_dir / RUN_LOCK, info={"command": " ".join(sys.argv)[:300]})
+    try:
+        return lock.acquire(timeout=0)
+    except LockError:
+        raise LockError(f"{run_dir}: another training is running in this run directory "
+                        f"({describe_holder(lock.holder())}); wait for it to end, or choose another "
+                        f"--out") from None
+
+
+def claim_run_dir(cfg: RunConfig, recipe_name: str, out: str | Path | None,
+                  resume: str | Path | None) -> tuple[Path, FileLock]:
+    """:func:`resolve_run_dir`, locked: ``(run_dir, its lock)``; the caller releases the lock.
+
+    The checks are made again once the lock is held, since a training that held it a moment
+    ago may have written ``last/`` since; a name picked without ``--out`` skips directories
+    that another training has just claimed.
+    """
+    if out is not None or resume is not None:
+        run_dir = resolve_run_dir(cfg, recipe_name, out, resume)
+        lock = lock_run_dir(run_dir)
+        try:
+            resolve_run_dir(cfg, recipe_name, out, resume)
+        except BaseException:
+            lock.release()
+            raise
+        return run_dir, lock
+    base = Path(cfg.trainer.out_dir) / (cfg.trainer.name or recipe_name)
+    for n in range(1, 10**6):
+        run_dir = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        if _holds_run(run_dir):
+            continue
+        lock = FileLock(run_dir / RUN_LOCK, info={"command": " ".join(sys.argv)[:300]})
+        if not lock.try_acquire():
+            continue  # another training is starting there
+        if not _holds_run(run_dir):
+            return run_dir, lock
+        lock.release()
+    raise ConfigError(f"{base}: no free run directory name")
 
 
 def device_description(fabric: Any | None = None) -> str:
@@ -84,15 +146,25 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
     spec = get_task_spec(cfg.task)
     fabric = make_fabric(tc)
     fabric.launch()
-    run_dir = None
+    run_dir, lock = None, None
     if fabric.global_rank == 0:
-        run_dir = str(resolve_run_dir(cfg, recipe_name, out, resume))
-    run_dir = Path(fabric.broadcast(run_dir, src=0))
-    if resume is not None:  # the resume state, checked before the task builds data and model
-        meta, tensors = read_trainer_state(run_dir / "last")
-        check_trainer_state(meta, tensors, run_dir / "last" / "trainer_state.json")
-        del meta, tensors
-    seed_everything(tc.seed)
+        run_dir, lock = claim_run_dir(cfg, recipe_name, out, resume)
+        run_dir = str(run_dir)
+    try:
+        run_dir = Path(fabric.broadcast(run_dir, src=0))
+        if resume is not None:  # the resume state, checked before the task builds data and model
+            meta, tensors = read_trainer_state(run_dir / "last")
+            check_trainer_state(meta, tensors, run_dir / "last" / "trainer_state.json")
+            del meta, tensors
+        return _train(cfg, spec, fabric, run_dir, resume, data_dir, test_split, console)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, data_dir: str | None,
+           test_split: str | None, console: Any) -> dict[str, Any]:
+    seed_everything(cfg.trainer.seed)
     task = spec.build(cfg, data_dir=data_dir)
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
