@@ -138,6 +138,20 @@ def test_scores_with_nan_name_the_item(anomaly_ckpt):
     assert "finite" in r.json()["detail"][0]["msg"]
 
 
+def test_fuzz_findings_are_422(lm_client, audio_ckpt):
+    """Found by tests/prod/test_serve_fuzz.py: a body that is not UTF-8 was an undocumented 400;
+    audio samples beyond float32's range overflowed to inf and librosa's error was a 500."""
+    r = lm_client.post("/generate", content=b'\xff\xfe{"prompt": 1}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+    with TestClient(create_app(audio_ckpt)) as c:
+        r = c.post("/predict", json={"audio": [1e213] + [0.0] * 999, "sample_rate": 1295})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "audio", 0]
+    from rnnkit.serve import load_predictor as load
+
+    with pytest.raises(ValueError, match=r"audio\[0\]: 1e\+213 is not a finite float32 sample"):
+        load(audio_ckpt).classify([1e213] + [0.0] * 999, 1295)
+
+
 def test_forecast_errors_name_no_server_path(forecast_ckpt, workdir):
     import pandas as pd
 
