@@ -83,6 +83,7 @@ class FileLock:
         self.info = dict(info or {})
         self._fd: int | None = None
         self._pidfile = False
+        self.made_directory = False  # whether taking the lock created ``path``'s directory
 
     @property
     def held(self) -> bool:
@@ -107,7 +108,9 @@ class FileLock:
         """Take the lock if it is free (or its holder is dead); False if a live process has it."""
         if self.held:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.made_directory = True
         if _flock is None:
             return self._try_pidfile()
         while True:

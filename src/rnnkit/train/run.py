@@ -160,6 +160,11 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
     finally:
         if lock is not None:
             lock.release()
+            if lock.made_directory:  # a run that failed before writing anything leaves no directory
+                try:
+                    Path(run_dir).rmdir()
+                except OSError:
+                    pass
 
 
 def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, data_dir: str | None,

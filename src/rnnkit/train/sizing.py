@@ -112,7 +112,10 @@ def model_memory(model: nn.Module, optim: OptimConfig | None) -> int:
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e12:.1f} TB" if n >= 1e12 else f"{n / 1e9:.2f} GB"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"
 
 
 class _TooBig(BaseException):
@@ -125,6 +128,7 @@ class _Counter:
     def __init__(self, limit: float, factor: int):
         self.limit, self.factor = limit, factor
         self.seen: dict[int, int] = {}
+        self.total = 0
         self.thread = threading.get_ident()
 
     def __call__(self, module: nn.Module, name: str, param: Any) -> None:
@@ -133,7 +137,8 @@ class _Counter:
         self.seen[id(param)] = param.numel() * param.element_size()
         if len(self.seen) > MAX_PARAMETER_TENSORS:
             raise _TooBig(f"more than {MAX_PARAMETER_TENSORS:,} parameter tensors")
-        if sum(self.seen.values()) * (1 + self.factor) > self.limit:
+        self.total = sum(self.seen.values()) * (1 + self.factor)
+        if self.total > self.limit:
             raise _TooBig("")
 
 
@@ -172,7 +177,7 @@ def build_model(factory: Callable[..., nn.Module], *args: Any, run: RunConfig, t
     except _TooBig as e:
         if str(e):
             raise error(f"{where}model: {e} (check model.num_layers)") from None
-        raise too_big(f"more than {_gb(limit)}") from None
+        raise too_big(f"at least {_gb(counter.total)}") from None
     except (TypeError, ValueError, KeyError) as e:
         raise error(f"{where}model: {_message(e)}") from None
     except (NotImplementedError, RuntimeError):
