@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnkit.data.text import TextFileError
+from rnnkit.runtime import cache_dir  # the one definition; data re-exports it
 
 __all__ = [
     "SPLITS",
@@ -189,13 +190,6 @@ class DownloadError(ConnectionError):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def cache_dir(name: str | None = None) -> Path:
-    """``$XDG_CACHE_HOME/rnnkit[/name]``, default ``~/.cache/rnnkit[/name]`` (not created)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    base = Path(root) / "rnnkit"
-    return base / name if name else base
 
 
 def content_sha256(path: str | os.PathLike) -> str:
