@@ -1,6 +1,6 @@
 """Cost of filling fresh memory vs memory the process kept: eight 128 MB tensors, freed, six times.
 
-Shows the first-touch page faults that :func:`rnnkit.kernels.fused.tune_malloc` avoids::
+Shows the first-touch page faults that :func:`rnnkit.runtime.tune_malloc` avoids::
 
     python benchmarks/bench_fill.py            # glibc's default: every round refaults
     python benchmarks/bench_fill.py --tune-malloc
@@ -21,7 +21,7 @@ def main(argv=None) -> None:
                     help="instead: keep this many 256 MB blocks, timing each block's first fill")
     a = ap.parse_args(argv)
     if a.tune_malloc:
-        from rnnkit.kernels.fused import tune_malloc
+        from rnnkit.runtime import tune_malloc
 
         print("tune_malloc:", tune_malloc())
     torch.set_num_threads(1)

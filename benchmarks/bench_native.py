@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 import rnnkit
-from rnnkit.kernels.fused import _csteps, tune_malloc
+from rnnkit.kernels.fused import _csteps
+from rnnkit.runtime import tune_malloc
 from rnnkit.layers.regularizers import uniform_draws, zoneout_keep_
 
 LAYERS = {

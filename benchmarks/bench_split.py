@@ -33,13 +33,13 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--tune-malloc", action="store_true",
-                    help="call rnnkit.kernels.fused.tune_malloc() first (the rnnkit command does)")
+                    help="call rnnkit.runtime.tune_malloc() first (the rnnkit command does)")
     ap.add_argument("--json", type=Path, help="append this run's record to a JSON list here")
     ap.add_argument("--label", default="", help="a name for the run in the JSON record")
     a = ap.parse_args(argv)
     tuned = False
     if a.tune_malloc:
-        from rnnkit.kernels.fused import tune_malloc
+        from rnnkit.runtime import tune_malloc
 
         tuned = tune_malloc()
         print("tune_malloc:", tuned)

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from rnnkit.kernels.fused import tune_malloc
+from rnnkit.runtime import tune_malloc
 from rnnkit.kernels.fused._gemm import linear, weight_grad
 
 

@@ -4,7 +4,7 @@ The tests use tiny shapes, where extra threads only add synchronisation, and on 
 loaded 2-core machine OpenMP oversubscription made small GRU steps 30x slower.
 Subprocesses started by tests inherit OMP_NUM_THREADS.
 
-The allocator tuning (rnnkit.kernels.fused.tune_malloc, which keeps freed memory in the
+The allocator tuning (rnnkit.runtime.tune_malloc, which keeps freed memory in the
 process) is off, because tests that call the CLI or Trainer.fit in-process would otherwise
 keep the pytest process at its peak memory; tests/kernels/test_malloc.py turns it on in
 subprocesses.

@@ -230,7 +230,7 @@ def _pipeline_clis() -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnkit import __version__
+    from rnnkit.runtime import __version__
 
     parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rnnkit`` and ``python -m rnnkit``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .kernels.fused import tune_malloc
+    from rnnkit.runtime import tune_malloc
 
     tune_malloc()  # this process is ours: keep freed memory for the scans' buffers
     try:

@@ -198,7 +198,7 @@ class Detector:
     def save(self, directory: str | Path) -> Path:
         """Write an rnnkit checkpoint: model.safetensors, config.json (``{"task": "anomaly", "model":
         DetectorConfig}``, the layout ``rnnkit train`` writes too) and detector.json."""
-        from rnnkit import __version__
+        from rnnkit.runtime import __version__
         from rnnkit.train.checkpoint import write_checkpoint
 
         if self.base is None:

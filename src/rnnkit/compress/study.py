@@ -118,7 +118,7 @@ def finetune(task: Any, cfg: Any, steps: int, *, lr_scale: float = 0.3, run_dir:
 
 def save_checkpoint(task: Any, cfg: Any, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``task.model`` (masks folded in) as an ordinary rnnkit checkpoint with the task's assets."""
-    from rnnkit import __version__
+    from rnnkit.runtime import __version__
     from rnnkit.train.checkpoint import write_checkpoint
     from rnnkit.train.config import to_dict
 

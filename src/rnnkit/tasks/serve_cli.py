@@ -22,7 +22,7 @@ def _serve(a: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from rnnkit.kernels.fused import trim_malloc
+    from rnnkit.runtime import trim_malloc
     from rnnkit.serve.app import Limits, create_app
 
     for k in ("port", "threads", "slots", "max_body_kb", "max_tokens", "max_items"):

@@ -75,7 +75,7 @@ def make_fabric(t: TrainerConfig) -> Any:
 
 
 def _version() -> str:
-    from rnnkit import __version__
+    from rnnkit.runtime import __version__
 
     return __version__
 
@@ -280,16 +280,16 @@ class Trainer:
 
     def fit(self, resume_from: Path | None = None) -> FitResult:
         """Train until ``max_epochs``/``max_steps``/the time budget/early stopping."""
-        from ..kernels.fused import _malloc
+        from rnnkit.runtime import malloc_tuned, trim_malloc, tune_malloc
 
-        # while training, keep freed memory for the scans' buffers (rnnkit.kernels.fused.
+        # while training, keep freed memory for the scans' buffers (rnnkit.runtime.
         # tune_malloc); after, give it back, unless the process had tuned it itself
-        ours = not _malloc._done and _malloc.tune_malloc()
+        ours = not malloc_tuned() and tune_malloc()
         try:
             return self._fit(resume_from)
         finally:
             if ours:
-                _malloc.trim_malloc()
+                trim_malloc()
 
     def _fit(self, resume_from: Path | None) -> FitResult:
         tc, s = self.tc, self.state

@@ -49,7 +49,6 @@ from ...cells import (
 )
 from .._higher import functorch_active
 from ._gemm import Linear
-from ._malloc import trim_malloc, tune_malloc
 from ._steps import Zone, permute_batch, plan_steps
 from .elementwise import indrnn_scan, min_scan, qrnn_scan, sru_scan
 from .gru import gru_scan
@@ -57,8 +56,7 @@ from .layernorm import ln_gru_scan, ln_lstm_scan
 from .lstm import lstm_scan
 from .rnn import rnn_scan
 
-__all__ = ["fused_scan", "fused_project", "fused_unsupported", "FUSED_CELLS",
-           "tune_malloc", "trim_malloc"]
+__all__ = ["fused_scan", "fused_project", "fused_unsupported", "FUSED_CELLS"]
 
 #: the cells with a fused scan, and the scan of each.
 FUSED_CELLS = {LSTMCell: lstm_scan, GRUCell: gru_scan, RNNCell: rnn_scan,

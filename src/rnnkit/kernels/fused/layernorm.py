@@ -39,7 +39,7 @@ __all__ = ["ln_lstm_scan", "ln_gru_scan"]
 _ln_backward = torch.ops.aten.native_layer_norm_backward.default
 
 #: Numbers (float32: 4 bytes each) in the backward's per-block buffers of the LayerNorm-LSTM:
-#: 16 MB, below the 32 MB up to which :func:`~rnnkit.kernels.fused.tune_malloc` keeps freed
+#: 16 MB, below the 32 MB up to which :func:`~rnnkit.runtime.tune_malloc` keeps freed
 #: memory in the heap. At B=32, H=256 a block is 128 steps (the issue's T=100: one block).
 WEIGHT_BLOCK = 2 ** 22
 

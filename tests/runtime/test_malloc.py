@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rnnkit.kernels.fused import tune_malloc
+from rnnkit.runtime import tune_malloc
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -25,7 +25,7 @@ def test_opt_out(monkeypatch):
 
 RSS = """
 import os, torch
-import rnnkit.kernels.fused as f
+import rnnkit.runtime as f
 def rss():  # resident bytes
     return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 def freed():  # bytes of a 256 MB block that left the process when it was freed
@@ -59,7 +59,7 @@ def test_opt_out_leaves_the_allocator_alone():
 
 
 def test_not_applied_by_importing_rnnkit():
-    code = ("import rnnkit, rnnkit.layers, rnnkit.kernels.fused as f; "
-            "import sys; sys.exit(0 if not f._malloc._done and not f._malloc._glibc.cache_info().currsize "
+    code = ("import rnnkit, rnnkit.layers, rnnkit.kernels.fused, rnnkit.runtime.malloc as m; "
+            "import sys; sys.exit(0 if not m._done and not m._glibc.cache_info().currsize "
             "else 1)")
     assert _run(code).returncode == 0

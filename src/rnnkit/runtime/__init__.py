@@ -1,0 +1,27 @@
+"""Process-level facts and settings every level may need.
+
+- :func:`cache_dir`: where rnnkit caches files (downloads, compiled steps);
+- :func:`tune_malloc` / :func:`trim_malloc` (:mod:`rnnkit.runtime.malloc`): the process's
+  allocator, which the ``rnnkit`` command and :class:`rnnkit.Trainer` tune;
+- ``__version__``.
+
+A leaf package (standard library only), so that kernels, data readers, the Trainer and the
+commands can all ask it without importing one another.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rnnkit.runtime.malloc import malloc_tuned, trim_malloc, tune_malloc
+
+__all__ = ["__version__", "cache_dir", "tune_malloc", "trim_malloc", "malloc_tuned"]
+
+__version__ = "0.1.0"
+
+
+def cache_dir(name: str | None = None) -> Path:
+    """``$XDG_CACHE_HOME/rnnkit[/name]``, default ``~/.cache/rnnkit[/name]`` (not created)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = Path(root) / "rnnkit"
+    return base / name if name else base
