@@ -41,7 +41,7 @@ def load_task(checkpoint: str | Path, *, data_dir: str | None = None,
 
     ``overrides`` (``key=value``) change the recipe first (e.g. ``data.eval_batch_size=16``).
     """
-    from rnnkit.tasks import get_task_spec
+    from rnnkit.train.task import get_task_spec
     from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
     from rnnkit.train.config import apply_overrides, build_run_config
 

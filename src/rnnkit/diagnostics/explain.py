@@ -133,7 +133,7 @@ def _task_loss(task) -> Callable[[nn.Module], torch.Tensor]:
 def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir: str | None = None,
                        sequence: int = 0) -> dict:
     """Diagnostics of a checkpoint of any pipeline (its task rebuilt from config.json)."""
-    from rnnkit.tasks import get_task_spec
+    from rnnkit.train.task import get_task_spec
     from rnnkit.train.checkpoint import (
         CheckpointError,
         load_model_weights,
@@ -165,7 +165,7 @@ def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir:
 def explain_recipe(recipe: str | Path, out_dir: str | Path, *, overrides: list[str] | None = None,
                    data_dir: str | None = None, sequence: int = 0) -> dict:
     """Diagnostics of a freshly initialised model of a recipe (seeded by ``trainer.seed``)."""
-    from rnnkit.tasks import get_task_spec
+    from rnnkit.train.task import get_task_spec
     from rnnkit.train.config import load_recipe
     from rnnkit.train.state import seed_everything
 

@@ -40,7 +40,7 @@ from torch import nn
 from rnnkit.anomaly.benchmark import detector_name, evaluate_nab, run_detector
 from rnnkit.anomaly.detectors import Detector, DetectorConfig, build_detector, load_detector
 from rnnkit.data.nab import default_nab_root, load_nab_corpus, read_nab_csv
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.config import ConfigError, RunConfig, load_recipe
 from rnnkit.train.task import StepOutput
 

@@ -49,7 +49,7 @@ from rnnkit.data.audio import (
     spec_augment,
 )
 from rnnkit.models.audio import AudioClassifier, AudioConfig
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
 from rnnkit.train.sizing import build_model

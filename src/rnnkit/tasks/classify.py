@@ -49,7 +49,7 @@ from rnnkit.data.textcls import (
 )
 from rnnkit.data.tokenize import TextTokenizer, length_buckets, train_tokenizer
 from rnnkit.models.classify import ClassifierConfig, TextClassifier
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model

@@ -57,7 +57,7 @@ from rnnkit.models.forecast import (
     quantile_forecast,
     seasonal_naive_forecast,
 )
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model

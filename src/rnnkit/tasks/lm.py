@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from rnnkit.data import BPTTBatches, LMCorpus, Vocab, batchify, load_corpus
 from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model

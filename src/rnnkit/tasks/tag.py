@@ -48,7 +48,7 @@ from rnnkit.data.conll import (
 )
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.tagger import TagBatch, Tagger, TaggerConfig
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model

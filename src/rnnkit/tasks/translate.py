@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from rnnkit.data.parallel import read_parallel, resolve_parallel
 from rnnkit.data.tokenize import TextTokenizer, length_buckets, train_tokenizer
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from rnnkit.tasks import TaskSpec, register_task
+from rnnkit.train.task import TaskSpec, register_task
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model

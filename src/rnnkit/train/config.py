@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import yaml
 
+from rnnkit.train.task import UnknownTaskError, get_task_spec
+
 __all__ = [
     "ConfigError",
     "OptimConfig",
@@ -351,8 +353,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
 
 def build_run_config(raw: dict[str, Any]) -> RunConfig:
     """Typed :class:`RunConfig` from a raw mapping; the ``task`` key picks data/model types."""
-    from rnnkit.tasks import get_task_spec  # late: tasks import this module
-
     if not isinstance(raw, dict):
         raise ConfigError(f"a recipe must be a mapping of sections, got {type(raw).__name__}")
     # "search" is read by ``rnnkit tune`` (rnnkit.tune.space); training ignores it
@@ -363,7 +363,10 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
     task = raw.get("task")
     if task is None:
         raise ConfigError("config key 'task' is missing (e.g. task: lm)")
-    spec = get_task_spec(_coerce(task, str, "task"))
+    try:
+        spec = get_task_spec(_coerce(task, str, "task"))
+    except UnknownTaskError as e:
+        raise ConfigError(str(e)) from None
     return RunConfig(
         task=spec.name,
         data=from_dict(spec.data_config, raw.get("data") or {}, "data"),

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from rnnkit.tasks import get_task_spec
+from rnnkit.train.task import get_task_spec
 from rnnkit.train.checkpoint import has_checkpoint, read_trainer_state
 from rnnkit.train.config import ConfigError, RunConfig
 from rnnkit.train.lock import FileLock, LockError, describe_holder
