@@ -52,7 +52,9 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     except csv.Error as e:
         raise TimeSeriesError(f"{path}: row 1: malformed CSV ({e})") from None
     if not header:
-        raise TimeSeriesError(f"{path}: row 1: empty line; expected a header row naming the columns")
+        raise TimeSeriesError(
+            f"{path}: row 1: empty line; expected a header row naming the columns"
+        )
     names = [h.strip() or f"Unnamed: {k}" for k, h in enumerate(header)]  # pandas' name for ""
     K = len(names)
     records, lines = [], []
@@ -72,7 +74,9 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     if (width != K).any():
         i = int(np.flatnonzero(width != K)[0])
         what = "empty line" if width[i] == 0 else f"{width[i]} field(s)"
-        raise TimeSeriesError(f"{path}: row {lines[i]}: {what}; expected {K} fields ({shown_list(names)})")
+        raise TimeSeriesError(
+            f"{path}: row {lines[i]}: {what}; expected {K} fields ({shown_list(names)})"
+        )
     frame = pd.DataFrame(records, columns=range(K), dtype=object)
     frame.columns = names
     return frame, np.asarray(lines, dtype=np.int64)
@@ -89,13 +93,17 @@ def read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
             frame = pd.read_parquet(path)
         except (pyarrow.ArrowException, OSError, ValueError, TypeError, NotImplementedError) as e:
-            raise TimeSeriesError(f"{path}: cannot read as Parquet ({shown(' '.join(str(e).split()), 200)})") from None
+            raise TimeSeriesError(
+                f"{path}: cannot read as Parquet ({shown(' '.join(str(e).split()), 200)})"
+            ) from None
         frame.columns = [str(c).strip() for c in frame.columns]
         rows = np.arange(1, len(frame) + 1, dtype=np.int64)
     seen = set()
     for c in frame.columns:
         if c in seen:
-            raise TimeSeriesError(f"{path}: row 1: column {shown(c)} appears twice; expected unique names")
+            raise TimeSeriesError(
+                f"{path}: row 1: column {shown(c)} appears twice; expected unique names"
+            )
         seen.add(c)
     return frame, rows
 
@@ -112,8 +120,10 @@ def numeric_column(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) 
         bad = num.isna() & ~empty
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: non-numeric value "
-                                  f"{shown(raw.iloc[pos])} (expected a number or an empty cell)")
+            raise TimeSeriesError(
+                f"{path}: row {rows[pos]}, column {shown(col)}: non-numeric value "
+                f"{shown(raw.iloc[pos])} (expected a number or an empty cell)"
+            )
         num = num.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(num).any():  # inf, -Infinity, and numbers beyond float64 such as 1e400
         pos = int(np.flatnonzero(np.isinf(num))[0])
@@ -130,7 +140,9 @@ def _aware(cell: str) -> bool | None:
         return None
 
 
-def timestamp_column(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) -> pd.DatetimeIndex:
+def timestamp_column(
+    path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str
+) -> pd.DatetimeIndex:
     raw = frame[col]
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.DatetimeIndex(raw)
@@ -147,9 +159,12 @@ def timestamp_column(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str
                 pos = next(i for i, a in enumerate(aware) if a is not None and a != kinds[0])
                 first = next(i for i, a in enumerate(aware) if a is not None)
                 raise TimeSeriesError(
-                    f"{path}: row {rows[pos]}, column {shown(col)}: timestamp {shown(raw.iloc[pos])} "
-                    f"{'has a' if kinds[0] is False else 'has no'} time zone but row {rows[first]}'s "
-                    f"{'has none' if kinds[0] is False else 'has one'} (expected all or none)") from None
+                    f"{path}: row {rows[pos]}, column {shown(col)}: timestamp "
+                    f"{shown(raw.iloc[pos])} "
+                    f"{'has a' if kinds[0] is False else 'has no'} time zone but row "
+                    f"{rows[first]}'s "
+                    f"{'has none' if kinds[0] is False else 'has one'} (expected all or none)"
+                ) from None
             ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed", utc=True))
         bad = np.asarray(ts.isna()) & ~np.asarray(text.isna() | (text == ""))
         if bad.any():

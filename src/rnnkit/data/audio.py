@@ -76,7 +76,9 @@ class AudioList:
 
 
 def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    )
 
 
 def _need_dir(root: str | Path) -> Path:
@@ -131,10 +133,14 @@ def list_from_csv(path: str | Path, path_column: str = "path",
     header = [h.strip() for h in rows[0][1]]
     for col in (path_column, label_column):
         if col not in header:
-            raise AudioDataError(f"{path}:1: no {shown(col)} column in the header {shown_list(header)}")
+            raise AudioDataError(
+                f"{path}:1: no {shown(col)} column in the header {shown_list(header)}"
+            )
     for h in header:
         if header.count(h) > 1:
-            raise AudioDataError(f"{path}:1: column {shown(h)} appears twice; expected unique names")
+            raise AudioDataError(
+                f"{path}:1: column {shown(h)} appears twice; expected unique names"
+            )
     ip, il = header.index(path_column), header.index(label_column)
     paths, labels, fields = [], [], []
     for n, row in rows[1:]:
@@ -151,7 +157,9 @@ def list_from_csv(path: str | Path, path_column: str = "path",
         if file is not None and not file.is_absolute():
             file = path.parent / file
         if file is None or not os.path.isfile(file):  # isfile: False for an over-long name too
-            raise AudioDataError(f"{path}:{n}: audio file {shown_path(path.parent / name)} not found")
+            raise AudioDataError(
+                f"{path}:{n}: audio file {shown_path(path.parent / name)} not found"
+            )
         paths.append(file)
         labels.append(label)
         fields.append({h: c.strip() for h, c in zip(header, row)} | {"label": label})
@@ -184,7 +192,9 @@ def list_from_pattern(root: str | Path, pattern: str = "{label}_{speaker}_{index
     for f in files:
         m = rx.fullmatch(f.stem)
         if m is None:
-            raise AudioDataError(f"{shown_path(f)}: file name does not match the pattern {shown(pattern)}")
+            raise AudioDataError(
+                f"{shown_path(f)}: file name does not match the pattern {shown(pattern)}"
+            )
         paths.append(f)
         labels.append(m["label"])
         fields.append(m.groupdict())
@@ -220,12 +230,16 @@ def select(items: AudioList, expr: str) -> list[int]:
     numeric comparison ``field<n`` (also ``<=``, ``>``, ``>=``), e.g. FSDD's ``index<5``."""
     m = _FILTER.fullmatch(expr)
     if m is None:
-        raise AudioDataError(f"split filter {shown(expr)}: expected FIELD=VALUE[,VALUE], FIELD!=VALUE "
-                             "or FIELD<NUMBER (also <=, >, >=)")
+        raise AudioDataError(
+            f"split filter {shown(expr)}: expected FIELD=VALUE[,VALUE], FIELD!=VALUE "
+            "or FIELD<NUMBER (also <=, >, >=)"
+        )
     name, op, value = m.groups()
     known = sorted(items.fields[0]) if items.fields else []
     if name not in known:
-        raise AudioDataError(f"split filter {shown(expr)}: unknown field {shown(name)}; the files have {known}")
+        raise AudioDataError(
+            f"split filter {shown(expr)}: unknown field {shown(name)}; the files have {known}"
+        )
     if op in ("=", "!="):
         wanted = {v.strip() for v in value.split(",")}
         return [i for i, f in enumerate(items.fields) if (f[name] in wanted) == (op == "=")]
@@ -233,14 +247,21 @@ def select(items: AudioList, expr: str) -> list[int]:
         bound = float(value)
         nums = [float(f[name]) for f in items.fields]
     except ValueError:
-        raise AudioDataError(f"split filter {shown(expr)}: '{op}' needs numbers, and field {shown(name)} "
-                             "or the bound is not numeric") from None
+        raise AudioDataError(
+            f"split filter {shown(expr)}: '{op}' needs numbers, and field {shown(name)} "
+            "or the bound is not numeric"
+        ) from None
     if not math.isfinite(bound):
-        raise AudioDataError(f"split filter {shown(expr)}: the bound {shown(value)} is not a finite number")
+        raise AudioDataError(
+            f"split filter {shown(expr)}: the bound {shown(value)} is not a finite number"
+        )
     for i, x in enumerate(nums):
         if not math.isfinite(x):
-            raise AudioDataError(f"split filter {shown(expr)}: field {shown(name)} is {shown(items.fields[i][name])} "
-                                 f"in {shown_path(items.paths[i])}; '{op}' needs finite numbers")
+            raise AudioDataError(
+                f"split filter {shown(expr)}: field {shown(name)} is "
+                f"{shown(items.fields[i][name])} "
+                f"in {shown_path(items.paths[i])}; '{op}' needs finite numbers"
+            )
     cmp = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}[op]
     return [i for i, x in enumerate(nums) if cmp(x, bound)]
 
@@ -260,13 +281,17 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         msg = " ".join(str(e).split())
-        raise AudioDataError(f"{where}: cannot read audio ({msg}); expected WAV, FLAC or OGG") from None
+        raise AudioDataError(
+            f"{where}: cannot read audio ({msg}); expected WAV, FLAC or OGG"
+        ) from None
     if y.shape[0] == 0:
         raise AudioDataError(f"{where}: the audio file has no samples")
     if not np.isfinite(y).all():  # float WAV/FLAC can hold inf and nan
         n, c = (int(v[0]) for v in np.nonzero(~np.isfinite(y)))
-        raise AudioDataError(f"{where}: sample {n + 1} (1-based), channel {c + 1}: non-finite value "
-                             f"{y[n, c]} (expected finite samples)")
+        raise AudioDataError(
+            f"{where}: sample {n + 1} (1-based), channel {c + 1}: non-finite value "
+            f"{y[n, c]} (expected finite samples)"
+        )
     y = y.mean(axis=1)  # (N,): mono
     if sample_rate is not None and sr != sample_rate:
         import librosa
@@ -330,7 +355,9 @@ def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if cfg.deltas:
         width = min(9, feats.shape[1] if feats.shape[1] % 2 else feats.shape[1] - 1)
         if width >= 3:
-            ds = [librosa.feature.delta(feats, order=k, width=width) for k in range(1, cfg.deltas + 1)]
+            ds = [
+                librosa.feature.delta(feats, order=k, width=width) for k in range(1, cfg.deltas + 1)
+            ]
         else:  # a clip of one or two frames has no defined slope
             ds = [np.zeros_like(feats)] * cfg.deltas
         feats = np.concatenate([feats, *ds], axis=0)  # ((1+deltas)*F0, T)

@@ -116,11 +116,15 @@ def _lines(path: str | os.PathLike) -> list[str]:
     try:
         text = read_text(p)
     except TextFileError as e:  # empty, corrupt gzip, not UTF-8: already names file and line
-        raise ConllError(str(e).replace("expected UTF-8 text", "expected tagged sentences")) from None
+        raise ConllError(
+            str(e).replace("expected UTF-8 text", "expected tagged sentences")
+        ) from None
     return text.split("\n")
 
 
-def read_conllu(path: str | os.PathLike, column: Literal["upos", "xpos"] = "upos") -> list[Sentence]:
+def read_conllu(
+    path: str | os.PathLike, column: Literal["upos", "xpos"] = "upos"
+) -> list[Sentence]:
     """Sentences of a CoNLL-U file with the UPOS (4th) or XPOS (5th) column as tags.
 
     Comments (``#``), multiword-token ranges (ID ``a-b``) and empty nodes (ID ``a.b``) are
@@ -146,8 +150,10 @@ def read_conllu(path: str | os.PathLike, column: Literal["upos", "xpos"] = "upos
             continue
         cols = line.split("\t")
         if len(cols) != 10:
-            raise ConllError(f"{path}:{n}: expected 10 tab-separated CoNLL-U columns "
-                             f"(ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC), got {len(cols)}")
+            raise ConllError(
+                f"{path}:{n}: expected 10 tab-separated CoNLL-U columns "
+                f"(ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC), got {len(cols)}"
+            )
         wid = cols[0]
         if re.fullmatch(r"\d+-\d+|\d+\.\d+", wid):
             continue  # multiword-token range or empty node
@@ -351,9 +357,14 @@ def _check(corpus: KnownCorpus, files: dict[str, Path]) -> dict[str, Path]:
 def _download(corpus: KnownCorpus, split: str, dest_dir: Path) -> Path:
     """Fetch one split into ``dest_dir``: to a temporary file, sha256-checked, renamed."""
     sf = corpus.splits[split]
-    return download_checked(sf.url, sf.sha256, dest_dir / sf.names[0], what=corpus.name,
-                            hint="without network pass --data-dir DIR or set RNNKIT_DATA to a folder "
-                            f"holding {', '.join(s.names[0] for s in corpus.splits.values())}")
+    return download_checked(
+        sf.url,
+        sf.sha256,
+        dest_dir / sf.names[0],
+        what=corpus.name,
+        hint="without network pass --data-dir DIR or set RNNKIT_DATA to a folder "
+        f"holding {', '.join(s.names[0] for s in corpus.splits.values())}",
+    )
 
 
 def resolve_tagging_data(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
@@ -399,8 +410,10 @@ def resolve_tagging_data(source: str | os.PathLike, *, data_dir: str | os.PathLi
     for split, keys in (("train", ("train",)), ("valid", ("dev", "valid")), ("test", ("test",))):
         hits = [f for f in files if any(k in f.name.lower() for k in keys)]
         if len(hits) > 1:
-            raise FileNotFoundError(f"{p}: several {split} files ({', '.join(f.name for f in hits)}); "
-                                    "expected one, or name them with data.train/valid/test")
+            raise FileNotFoundError(
+                f"{p}: several {split} files ({', '.join(f.name for f in hits)}); "
+                "expected one, or name them with data.train/valid/test"
+            )
         if hits:
             out[split] = hits[0]
     if "train" not in out:

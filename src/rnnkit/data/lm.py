@@ -206,7 +206,8 @@ class BPTTBatches:
     def iter_epoch(
         self, epoch: int | None = None, start_step: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)``, each ``(T_k, B)`` views of ``data``, for batches ``start_step..`` of ``epoch``."""
+        """Yield ``(x, y)``, each ``(T_k, B)`` views of ``data``, for batches ``start_step..``
+        of ``epoch``."""
         sched = self.schedule(epoch)
         if not isinstance(start_step, int) or not 0 <= start_step <= len(sched):
             raise ValueError(

@@ -123,7 +123,9 @@ def default_nab_root(data_dir: str | os.PathLike | None = None) -> Path:
 # --------------------------------------------------------------------------- files
 
 
-def read_nab_csv(path: str | os.PathLike, *, strict: bool = True) -> tuple[pd.DatetimeIndex, np.ndarray]:
+def read_nab_csv(
+    path: str | os.PathLike, *, strict: bool = True
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """Timestamps and values of a NAB ``timestamp,value`` CSV (plain or .gz), in file order.
 
     With ``strict`` (the default for user files) the file is read by
@@ -147,14 +149,18 @@ def read_nab_csv(path: str | os.PathLike, *, strict: bool = True) -> tuple[pd.Da
     frame, rows = read_csv(path)
     for col in ("timestamp", "value"):
         if col not in frame.columns:
-            raise TimeSeriesError(f"{path}: row 1: no column {col!r}; the columns are {shown_list(frame.columns)}")
+            raise TimeSeriesError(
+                f"{path}: row 1: no column {col!r}; the columns are {shown_list(frame.columns)}"
+            )
     if len(frame) == 0:
         raise TimeSeriesError(f"{path}: no data rows")
     ts = timestamp_column(path, frame, rows, "timestamp")
     values = numeric_column(path, frame, rows, "value")
     if np.isnan(values).any():
         i = int(np.flatnonzero(np.isnan(values))[0])
-        raise TimeSeriesError(f"{path}: row {rows[i]}, column 'value': missing value (expected a number)")
+        raise TimeSeriesError(
+            f"{path}: row {rows[i]}, column 'value': missing value (expected a number)"
+        )
     return ts, values
 
 
@@ -168,7 +174,9 @@ def _read_json(path: Path) -> dict:
     except json.JSONDecodeError as e:
         raise NABFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
     except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; deep nesting
-        raise NABFormatError(f"{path}: invalid JSON ({str(e)[:120] or 'nested too deeply'})") from None
+        raise NABFormatError(
+            f"{path}: invalid JSON ({str(e)[:120] or 'nested too deeply'})"
+        ) from None
     if not isinstance(obj, dict):
         raise NABFormatError(f"{path}: expected an object mapping '<family>/<file>.csv' to a list")
     return obj
@@ -176,7 +184,8 @@ def _read_json(path: Path) -> dict:
 
 def _parse_time(path: Path, key: str, what: str, text: object) -> pd.Timestamp:
     try:
-        if not isinstance(text, str) or len(text) > MAX_TIMESTAMP_CHARS:  # pandas is slow to refuse a long one
+        # pandas is slow to refuse a long one
+        if not isinstance(text, str) or len(text) > MAX_TIMESTAMP_CHARS:
             raise ValueError
         return pd.Timestamp(text)
     except ValueError:
@@ -184,24 +193,34 @@ def _parse_time(path: Path, key: str, what: str, text: object) -> pd.Timestamp:
                              "(expected 'YYYY-mm-dd HH:MM:SS[.ffffff]')") from None
 
 
-def read_windows_json(path: str | os.PathLike) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
+def read_windows_json(
+    path: str | os.PathLike,
+) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
     """NAB ``combined_windows.json``: file key -> sorted, disjoint ``(start, end)`` timestamps."""
     path = Path(path)
     out = {}
     for key, wins in _read_json(path).items():
         if not isinstance(wins, list):
-            raise NABFormatError(f"{path}: {shown(key)}: expected a list of [start, end] windows, got {shown(wins)}")
+            raise NABFormatError(
+                f"{path}: {shown(key)}: expected a list of [start, end] windows, got {shown(wins)}"
+            )
         limits = []
         for j, w in enumerate(wins):
             if not (isinstance(w, list) and len(w) == 2):
-                raise NABFormatError(f"{path}: {shown(key)}: window {j} is {shown(w)}; expected [start, end]")
+                raise NABFormatError(
+                    f"{path}: {shown(key)}: window {j} is {shown(w)}; expected [start, end]"
+                )
             a = _parse_time(path, key, f"window {j} start", w[0])
             b = _parse_time(path, key, f"window {j} end", w[1])
             if b < a:
-                raise NABFormatError(f"{path}: {shown(key)}: window {j} ends ({b}) before it starts ({a})")
+                raise NABFormatError(
+                    f"{path}: {shown(key)}: window {j} ends ({b}) before it starts ({a})"
+                )
             if limits and a <= limits[-1][1]:
-                raise NABFormatError(f"{path}: {shown(key)}: window {j} starts at {a}, not after the end of "
-                                     f"window {j - 1} ({limits[-1][1]}); windows must be sorted and disjoint")
+                raise NABFormatError(
+                    f"{path}: {shown(key)}: window {j} starts at {a}, not after the end of "
+                    f"window {j - 1} ({limits[-1][1]}); windows must be sorted and disjoint"
+                )
             limits.append((a, b))
         out[str(key)] = limits
     return out
@@ -213,17 +232,23 @@ def read_labels_json(path: str | os.PathLike) -> dict[str, list[pd.Timestamp]]:
     out = {}
     for key, times in _read_json(path).items():
         if not isinstance(times, list):
-            raise NABFormatError(f"{path}: {shown(key)}: expected a list of timestamps, got {shown(times)}")
+            raise NABFormatError(
+                f"{path}: {shown(key)}: expected a list of timestamps, got {shown(times)}"
+            )
         out[str(key)] = [_parse_time(path, key, f"label {j}", t) for j, t in enumerate(times)]
     return out
 
 
-def _row_of(ts: pd.DatetimeIndex, t: pd.Timestamp, csv: str, label_file: Path, key: str, what: str) -> int:
+def _row_of(
+    ts: pd.DatetimeIndex, t: pd.Timestamp, csv: str, label_file: Path, key: str, what: str
+) -> int:
     """First row holding ``t`` (NAB's ``timestamps.index(t)``)."""
     hits = np.flatnonzero(np.asarray(ts == t))
     if len(hits) == 0:
-        raise NABFormatError(f"{label_file}: {shown(key)}: {what} {t} does not occur in {csv} (label timestamps "
-                             "must equal a row's timestamp exactly)")
+        raise NABFormatError(
+            f"{label_file}: {shown(key)}: {what} {t} does not occur in {csv} (label timestamps "
+            "must equal a row's timestamp exactly)"
+        )
     return int(hits[0])
 
 
@@ -238,28 +263,44 @@ def load_nab_series(root: str | os.PathLike, key: str, *, windows: dict | None =
     ``strict`` as in :func:`read_nab_csv` (off: the published corpus is read as NAB reads it).
     """
     root = Path(root)
-    wpath, lpath = root / "labels" / "combined_windows.json", root / "labels" / "combined_labels.json"
+    wpath, lpath = (
+        root / "labels" / "combined_windows.json",
+        root / "labels" / "combined_labels.json",
+    )
     windows = read_windows_json(wpath) if windows is None else windows
     labels = read_labels_json(lpath) if labels is None and lpath.is_file() else (labels or {})
     csv = root / "data" / key
     if not csv.is_file() and Path(str(csv) + ".gz").is_file():
         csv = Path(str(csv) + ".gz")
     if key not in windows:
-        raise NABFormatError(f"{wpath}: no windows for {shown(key)} (every scored file needs an entry, "
-                             "possibly an empty list)")
+        raise NABFormatError(
+            f"{wpath}: no windows for {shown(key)} (every scored file needs an entry, "
+            "possibly an empty list)"
+        )
     ts, values = read_nab_csv(csv, strict=strict)
-    rows = [(_row_of(ts, a, str(csv), wpath, key, "window start"), _row_of(ts, b, str(csv), wpath, key, "window end"))
-            for a, b in windows[key]]
+    rows = [
+        (
+            _row_of(ts, a, str(csv), wpath, key, "window start"),
+            _row_of(ts, b, str(csv), wpath, key, "window end"),
+        )
+        for a, b in windows[key]
+    ]
     for (a, b), (ta, tb) in zip(rows, windows[key]):
         if b < a:
-            raise NABFormatError(f"{wpath}: {shown(key)}: window [{ta}, {tb}] ends at row {b + 2} of {csv}, "
-                                 f"before its start at row {a + 2}")
+            raise NABFormatError(
+                f"{wpath}: {shown(key)}: window [{ta}, {tb}] ends at row {b + 2} of {csv}, "
+                f"before its start at row {a + 2}"
+            )
     points = [_row_of(ts, t, str(csv), lpath, key, "label") for t in labels.get(key, [])]
     return NABSeries(key, ts, values, rows, points, str(csv))
 
 
-def load_nab_corpus(root: str | os.PathLike | None = None, families: list[str] | tuple[str, ...] | None = None,
-                    files: list[str] | None = None, strict: bool = False) -> list[NABSeries]:
+def load_nab_corpus(
+    root: str | os.PathLike | None = None,
+    families: list[str] | tuple[str, ...] | None = None,
+    files: list[str] | None = None,
+    strict: bool = False,
+) -> list[NABSeries]:
     """All NAB files under ``root/data`` (sorted by key), optionally only some ``families``
     (``"realKnownCause"``, ...) or the given ``files`` keys."""
     root = default_nab_root(root)
@@ -269,7 +310,9 @@ def load_nab_corpus(root: str | os.PathLike | None = None, families: list[str] |
         have = {k.split("/", 1)[0] for k in keys}
         for f in families:
             if f not in have:
-                raise NABFormatError(f"{data}: no family {f!r}; found {', '.join(sorted(have)) or 'none'}")
+                raise NABFormatError(
+                    f"{data}: no family {f!r}; found {', '.join(sorted(have)) or 'none'}"
+                )
         keys = [k for k in keys if k.split("/", 1)[0] in families]
     if files:
         missing = [f for f in files if f not in keys]

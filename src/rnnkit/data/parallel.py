@@ -137,20 +137,37 @@ KNOWN_PARALLEL: dict[str, ParallelCorpus] = {
         languages=("de", "en"),
         description="Multi30k task 1 raw (image captions, En-De; Elliott et al. 2016)",
         url=_MULTI30K,
-        splits={"train": "train", "valid": "val", "test": "test_2016_flickr",
-                "test_2016_flickr": "test_2016_flickr", "test_2017_flickr": "test_2017_flickr",
-                "test_2017_mscoco": "test_2017_mscoco"},
+        splits={
+            "train": "train",
+            "valid": "val",
+            "test": "test_2016_flickr",
+            "test_2016_flickr": "test_2016_flickr",
+            "test_2017_flickr": "test_2017_flickr",
+            "test_2017_mscoco": "test_2017_mscoco",
+        },
         sha256={
             "train.de": "2c2b73fd2b548fbcde3a875e0a78d6ee94d498bfdee6bd3eae3945779e9ddf72",
             "train.en": "460a15fbd157e34a7a9957ee388c1ca247fe47af3ef25fb50442af6c274e0fc6",
             "val.de": "660e09eb7e1da2f856ea13ee5ad3cf6d36b3d5b0b733c857e94c5747a3dfc660",
             "val.en": "1f2a23d992769b5b3d209b0a10dd0b77c08cceb1f20dfb97ed0aafa49d107227",
-            "test_2016_flickr.de": "4be6b5b3236b79c25475c6bb829800a7ce559e9ba7a1f6c2394fe4d40be46d16",
-            "test_2016_flickr.en": "399a4382932c1aadd3ceb9bef1008d388a64c76d4ae4e9d4728c6f4301cac182",
-            "test_2017_flickr.de": "c3078bc3b36808bf9d20eb2347ed6137016179ef59ec0d2b9b8ecc3fb2880081",
-            "test_2017_flickr.en": "ce1450ddc5ab0834502579d77a170849952e15a2938b34cc503bdc25ebb4fb98",
-            "test_2017_mscoco.de": "58277df3c75f92f7145a11b910b553d1cf82c439249d4dc237c899609eafac22",
-            "test_2017_mscoco.en": "43051fdfa86fd5395182e718a94ca67b1b227b9f7c79596ff0f6b813216981d2",
+            "test_2016_flickr.de": (
+                "4be6b5b3236b79c25475c6bb829800a7ce559e9ba7a1f6c2394fe4d40be46d16"
+            ),
+            "test_2016_flickr.en": (
+                "399a4382932c1aadd3ceb9bef1008d388a64c76d4ae4e9d4728c6f4301cac182"
+            ),
+            "test_2017_flickr.de": (
+                "c3078bc3b36808bf9d20eb2347ed6137016179ef59ec0d2b9b8ecc3fb2880081"
+            ),
+            "test_2017_flickr.en": (
+                "ce1450ddc5ab0834502579d77a170849952e15a2938b34cc503bdc25ebb4fb98"
+            ),
+            "test_2017_mscoco.de": (
+                "58277df3c75f92f7145a11b910b553d1cf82c439249d4dc237c899609eafac22"
+            ),
+            "test_2017_mscoco.en": (
+                "43051fdfa86fd5395182e718a94ca67b1b227b9f7c79596ff0f6b813216981d2"
+            ),
         },
     ),
 }
@@ -215,9 +232,15 @@ def _resolve_known(corpus: ParallelCorpus, langs: tuple[str, str], splits: dict[
             for s, stem in splits.items()}
 
 
-def resolve_parallel(source: str | os.PathLike, src_lang: str, tgt_lang: str, *,
-                     splits: dict[str, str] | None = None, data_dir: str | os.PathLike | None = None,
-                     download: bool = True) -> dict[str, tuple[Path, Path]]:
+def resolve_parallel(
+    source: str | os.PathLike,
+    src_lang: str,
+    tgt_lang: str,
+    *,
+    splits: dict[str, str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> dict[str, tuple[Path, Path]]:
     """Find (or fetch) the ``(source file, target file)`` of each split.
 
     Args:
@@ -234,7 +257,9 @@ def resolve_parallel(source: str | os.PathLike, src_lang: str, tgt_lang: str, *,
     """
     key = os.fspath(source)
     if src_lang == tgt_lang:
-        raise ParallelDataError(f"src_lang and tgt_lang are both {src_lang!r}; expected two languages")
+        raise ParallelDataError(
+            f"src_lang and tgt_lang are both {src_lang!r}; expected two languages"
+        )
     if key in KNOWN_PARALLEL:
         corpus = KNOWN_PARALLEL[key]
         for lang in (src_lang, tgt_lang):
@@ -263,8 +288,10 @@ def resolve_parallel(source: str | os.PathLike, src_lang: str, tgt_lang: str, *,
                 out[s] = (a, b)
                 break
             if a or b:
-                raise ParallelDataError(f"{a or b}: has no {tgt_lang if a else src_lang} "
-                                        f"counterpart {d / stem}.{tgt_lang if a else src_lang}[.gz]")
+                raise ParallelDataError(
+                    f"{a or b}: has no {tgt_lang if a else src_lang} "
+                    f"counterpart {d / stem}.{tgt_lang if a else src_lang}[.gz]"
+                )
         if splits and s not in out:
             raise ParallelDataError(f"{d}: split {s}: no {stems[0]}.{src_lang}[.gz] and "
                                     f"{stems[0]}.{tgt_lang}[.gz]")

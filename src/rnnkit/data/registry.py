@@ -119,7 +119,9 @@ KNOWN: dict[str, KnownCorpus] = {
     "ptb": KnownCorpus(
         name="ptb",
         level="word",
-        description="Penn Treebank, Mikolov's LM version (10,000 words incl. <eos>; Zaremba et al. 2014)",
+        description=(
+            "Penn Treebank, Mikolov's LM version (10,000 words incl. <eos>; Zaremba et al. 2014)"
+        ),
         splits={
             "train": SplitFile(
                 f"{_WOJZAREMBA}/ptb.train.txt",
@@ -163,7 +165,9 @@ KNOWN: dict[str, KnownCorpus] = {
     "tinyshakespeare": KnownCorpus(
         name="tinyshakespeare",
         level="char",
-        description="Tiny Shakespeare (1.1 MB, 65 characters; Karpathy's char-rnn), shipped with rnnkit",
+        description=(
+            "Tiny Shakespeare (1.1 MB, 65 characters; Karpathy's char-rnn), shipped with rnnkit"
+        ),
         valid_fraction=0.1,
         embedded="tinyshakespeare.txt.gz",
         splits={
@@ -254,8 +258,8 @@ def _embedded(corpus: KnownCorpus) -> dict[str, Path]:
     res = importlib.resources.files("rnnkit") / "resources" / corpus.embedded
     if not res.is_file():
         raise FileNotFoundError(
-            f"{corpus.name}: the copy shipped with rnnkit (resources/{corpus.embedded}) is missing; "
-            "reinstall rnnkit, or pass --data-dir DIR or set RNNKIT_DATA"
+            f"{corpus.name}: the copy shipped with rnnkit (resources/{corpus.embedded}) is "
+            "missing; reinstall rnnkit, or pass --data-dir DIR or set RNNKIT_DATA"
         )
     if isinstance(res, Path):
         return {"train": res}
@@ -367,7 +371,8 @@ def _resolve_known(corpus: KnownCorpus, data_dir, download: bool) -> dict[str, P
         found, missing = _find_corpus(corpus, root)
         if missing:
             raise FileNotFoundError(
-                f"data_dir {root}: no {_wanted_names(corpus, missing)} in {root / corpus.name} or {root}; "
+                f"data_dir {root}: no {_wanted_names(corpus, missing)} in {root / corpus.name} "
+                f"or {root}; "
                 f"expected the {corpus.name} files {want}"
             )
         return _check_local(corpus, found)

@@ -23,7 +23,9 @@ __all__ = ["adding_problem", "copy_memory", "ADDING_BASELINE_MSE", "copy_memory_
 ADDING_BASELINE_MSE = 1.0 / 6.0
 
 
-def adding_problem(n: int, T: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def adding_problem(
+    n: int, T: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """``n`` sequences of length ``T``: x (T, n, 2) [value, marker], y (n,)."""
     if T < 2:
         raise ValueError(f"T: the adding problem needs T >= 2, got {T}")

@@ -129,9 +129,15 @@ def _fmt_of(path: Path, fmt: str) -> str:
                         "(optionally .gz), or set data.format")
 
 
-def read_table(path: str | os.PathLike, text_column: str = "text", label_column: str | None = "label",
-               *, fmt: str = "auto", label_sep: str | None = None,
-               require_labels: bool = True) -> LabeledTexts:
+def read_table(
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    *,
+    fmt: str = "auto",
+    label_sep: str | None = None,
+    require_labels: bool = True,
+) -> LabeledTexts:
     """Read a CSV / TSV (header row) or JSONL table of texts and labels.
 
     Args:
@@ -164,12 +170,16 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
             try:
                 row = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
             except json.JSONDecodeError as e:
-                raise TextDataError(f"{p}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+                raise TextDataError(
+                    f"{p}:{n}: invalid JSON ({e.msg} at column {e.colno})"
+                ) from None
             except ValueError as e:  # NaN/Infinity, 1e400, an integer of over 4300 digits
                 raise TextDataError(f"{p}:{n}: invalid JSON ({str(e)[:120]})") from None
             except RecursionError:
-                raise TextDataError(f"{p}:{n}: invalid JSON (nested too deeply); expected an object "
-                                    "of texts and labels") from None
+                raise TextDataError(
+                    f"{p}:{n}: invalid JSON (nested too deeply); expected an object "
+                    "of texts and labels"
+                ) from None
             if not isinstance(row, dict):
                 raise TextDataError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
             _add(out, row, text_column, label_column, f"{p}:{n}", label_sep, allow_empty,
@@ -186,7 +196,9 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
     header = [h.strip() for h in header]
     for col in (text_column, label_column):
         if col is not None and col not in header:
-            raise TextDataError(f"{p}:1: no column {shown(col)}; the header has {shown_list(header)}")
+            raise TextDataError(
+                f"{p}:1: no column {shown(col)}; the header has {shown_list(header)}"
+            )
     start, blank = reader.line_num + 1, None
     while True:
         try:
@@ -217,7 +229,9 @@ def _add(out: LabeledTexts, row: dict, text_col: str, label_col: str | None, whe
             raise TextDataError(f"{where}: no field {shown(col)}; found {shown_list(columns)}")
     text = row[text_col]
     if not isinstance(text, str):
-        raise TextDataError(f"{where}: field {shown(text_col)} is {type(text).__name__}; expected a string")
+        raise TextDataError(
+            f"{where}: field {shown(text_col)} is {type(text).__name__}; expected a string"
+        )
     if not text.strip():
         raise TextDataError(f"{where}: empty text in {shown(text_col)}")
     labels: tuple[str, ...] = ()
@@ -228,13 +242,17 @@ def _add(out: LabeledTexts, row: dict, text_col: str, label_col: str | None, whe
                 raise TextDataError(f"{where}: {shown(label_col)} holds a list; set data.label_sep "
                                     "for multi-label data")
             if not all(isinstance(c, (str, int, float)) for c in cell):
-                raise TextDataError(f"{where}: {shown(label_col)} holds a list with a "
-                                    f"{next(type(c).__name__ for c in cell if not isinstance(c, (str, int, float)))}; "
-                                    "expected label names (strings or numbers)")
+                raise TextDataError(
+                    f"{where}: {shown(label_col)} holds a list with a "
+                    f"{next(type(c).__name__ for c in cell if not isinstance(c, (str, int, float)))}"  # noqa: E501
+                    "; expected label names (strings or numbers)"
+                )
             cell = (sep or "").join(str(c) for c in cell)
         elif isinstance(cell, dict):
-            raise TextDataError(f"{where}: {shown(label_col)} holds an object; expected a label name "
-                                "(a string or number) or a list of them")
+            raise TextDataError(
+                f"{where}: {shown(label_col)} holds an object; expected a label name "
+                "(a string or number) or a list of them"
+            )
         labels = _split_labels(str(cell) if cell is not None else "", sep, where, allow_empty)
     out.texts.append(text)
     out.labels.append(labels)
@@ -252,7 +270,9 @@ def read_folders(root: str | os.PathLike, *, exclude: Sequence[str] = ("unsup",)
         raise TextDataError(f"{r}: no such folder; expected one sub-folder of text files per class")
     out = LabeledTexts()
     for d in sorted(c for c in r.iterdir() if c.is_dir() and c.name not in exclude):
-        files = sorted(f for f in d.iterdir() if f.is_file() and f.name.lower().endswith(tuple(suffixes)))
+        files = sorted(
+            f for f in d.iterdir() if f.is_file() and f.name.lower().endswith(tuple(suffixes))
+        )
         for f in files:
             try:
                 text = read_text(f).strip()
@@ -269,9 +289,15 @@ def read_folders(root: str | os.PathLike, *, exclude: Sequence[str] = ("unsup",)
     return out
 
 
-def read_labeled(path: str | os.PathLike, text_column: str = "text", label_column: str | None = "label",
-                 *, fmt: str = "auto", label_sep: str | None = None,
-                 require_labels: bool = True) -> LabeledTexts:
+def read_labeled(
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    *,
+    fmt: str = "auto",
+    label_sep: str | None = None,
+    require_labels: bool = True,
+) -> LabeledTexts:
     """:func:`read_folders` for a folder, else :func:`read_table`."""
     p = Path(path).expanduser()
     if p.is_dir():
@@ -308,13 +334,21 @@ def encode_labels(data: LabeledTexts, classes: Sequence[str]) -> np.ndarray:
             file and line.
     """
     index = {c: k for k, c in enumerate(classes)}
-    y = np.zeros((len(data), len(classes)), np.float32) if data.multi_label else np.zeros(len(data), np.int64)
+    y = (
+        np.zeros((len(data), len(classes)), np.float32)
+        if data.multi_label
+        else np.zeros(len(data), np.int64)
+    )
     for i, ls in enumerate(data.labels):
         for name in ls:
             if name not in index:
-                known = ", ".join(map(shown, list(classes)[:20])) + (" ..." if len(classes) > 20 else "")
-                raise TextDataError(f"{data.where[i]}: label {shown(name)} was never seen in training; "
-                                    f"known labels: {known}")
+                known = ", ".join(map(shown, list(classes)[:20])) + (
+                    " ..." if len(classes) > 20 else ""
+                )
+                raise TextDataError(
+                    f"{data.where[i]}: label {shown(name)} was never seen in training; "
+                    f"known labels: {known}"
+                )
         if data.multi_label:
             y[i, [index[n] for n in ls]] = 1.0
         else:
@@ -363,8 +397,10 @@ class _KnownTexts:
 #: the IMDB Large Movie Review Dataset v1.0 (official 25k/25k split)
 IMDB = _KnownTexts(
     name="imdb",
-    files={"train": ("train.csv", "c324c54e17ffceb54230d53ed26c7c43530fc5fe7374990773ce9871c2bf27ed"),
-           "test": ("test.csv", "9c724df13b97942ce5d40e5df5d6832a522312f601e26de41cd1e7906744cf16")},
+    files={
+        "train": ("train.csv", "c324c54e17ffceb54230d53ed26c7c43530fc5fe7374990773ce9871c2bf27ed"),
+        "test": ("test.csv", "9c724df13b97942ce5d40e5df5d6832a522312f601e26de41cd1e7906744cf16"),
+    },
     archive_url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
     archive_sha256="c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
     archive_root="aclImdb",
@@ -416,8 +452,10 @@ def _download_imdb(dest: Path) -> dict[str, Path]:
                                 "network pass --data-dir DIR holding imdb/train.csv[.gz] and "
                                 "test.csv[.gz] (or aclImdb/)") from None
         if h.hexdigest() != IMDB.archive_sha256:
-            raise ChecksumError(f"{IMDB.archive_url}: sha256 mismatch (expected "
-                                f"{IMDB.archive_sha256}, got {h.hexdigest()}); the download was deleted")
+            raise ChecksumError(
+                f"{IMDB.archive_url}: sha256 mismatch (expected "
+                f"{IMDB.archive_sha256}, got {h.hexdigest()}); the download was deleted"
+            )
         with tarfile.open(tmp, "r:gz") as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(f"{IMDB.archive_root}/")
                        and "/unsup/" not in f"{m.name}/" and (m.isdir() or m.name.endswith(".txt"))
@@ -433,7 +471,9 @@ def _download_imdb(dest: Path) -> dict[str, Path]:
     return {s: dest / IMDB.archive_root / s for s in IMDB.files}
 
 
-def resolve_imdb(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> dict[str, Path]:
+def resolve_imdb(
+    data_dir: str | os.PathLike | None = None, *, download: bool = True
+) -> dict[str, Path]:
     """``{"train": path, "test": path}`` of IMDB: CSV files or aclImdb split folders.
 
     Looks in ``data_dir`` (an explicit ``data_dir`` that lacks IMDB is an error),
@@ -442,8 +482,10 @@ def resolve_imdb(data_dir: str | os.PathLike | None = None, *, download: bool = 
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         if (found := _find_imdb(root)) is None:
-            raise FileNotFoundError(f"data_dir {root}: no imdb/train.csv[.gz] and test.csv[.gz] "
-                                    f"(or aclImdb/train, aclImdb/test) in {root / 'imdb'} or {root}")
+            raise FileNotFoundError(
+                f"data_dir {root}: no imdb/train.csv[.gz] and test.csv[.gz] "
+                f"(or aclImdb/train, aclImdb/test) in {root / 'imdb'} or {root}"
+            )
         return _check_imdb(found)
     roots = [Path(e).expanduser() for e in [os.environ.get("RNNKIT_DATA")] if e]
     roots.append(cache_dir(IMDB.name))
@@ -473,8 +515,10 @@ def _vector(cells: list[str], where: str, word: str) -> np.ndarray:
         v32 = v.astype(np.float32)  # beyond float32's range becomes inf
     if not np.isfinite(v32).all():
         k = int(np.flatnonzero(~np.isfinite(v32))[0])
-        raise TextDataError(f"{where}: column {k + 2}: non-finite vector value {shown(cells[k])} for "
-                            f"{shown(word)} (expected a finite float32 number)")
+        raise TextDataError(
+            f"{where}: column {k + 2}: non-finite vector value {shown(cells[k])} for "
+            f"{shown(word)} (expected a finite float32 number)"
+        )
     return v32
 
 

@@ -138,7 +138,9 @@ def _calendar_names(freq: str | None) -> list[str]:
     return []  # yearly: nothing periodic
 
 
-def calendar_features(index: pd.DatetimeIndex, freq: str | None = None) -> tuple[np.ndarray, list[str]]:
+def calendar_features(
+    index: pd.DatetimeIndex, freq: str | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Calendar features of ``index``: ``(T, K)`` float64 in [-0.5, 0.5] and their names."""
     index = pd.DatetimeIndex(index)
     names = _calendar_names(freq or index.freqstr)
@@ -181,8 +183,10 @@ def _check_order(path: Path, ts: pd.DatetimeIndex, rows: np.ndarray, col: str, s
         return
     i = int(np.flatnonzero(d <= 0)[0])
     kind = "duplicate" if d[i] == 0 else "non-monotonic"
-    raise TimeSeriesError(f"{path}: row {rows[i + 1]}, column {shown(col)}: {kind} timestamp {ts[i + 1]} "
-                          f"after {ts[i]} at row {rows[i]}{_in(sid)} (timestamps must strictly increase)")
+    raise TimeSeriesError(
+        f"{path}: row {rows[i + 1]}, column {shown(col)}: {kind} timestamp {ts[i + 1]} "
+        f"after {ts[i]} at row {rows[i]}{_in(sid)} (timestamps must strictly increase)"
+    )
 
 
 def _pd_infer_freq(ts: pd.DatetimeIndex) -> pd.DateOffset | None:
@@ -207,14 +211,17 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
     ``pd.infer_freq`` of runs of three timestamps spread over the series (one gap spoils only
     the runs around it; this finds calendar steps such as ``MS``), then the most common step
     and the greatest common step (fixed lengths, measured in the index's own unit: pandas may
-    parse timestamps as s, ms, us or ns; whole days are ``D``, as pd.infer_freq says).  A grid that would leave more than half of its steps
-    missing is refused: the series is too sparse to guess, and ``data.freq`` must say.
+    parse timestamps as s, ms, us or ns; whole days are ``D``, as pd.infer_freq says).  A grid
+    that would leave more than half of its steps missing is refused: the series is too sparse
+    to guess, and ``data.freq`` must say.
     """
     if len(ts) >= 3 and (f := _pd_infer_freq(ts)) is not None:
         return f.freqstr
     if len(ts) < 2:
-        raise TimeSeriesError(f"{path}: column {shown(col)}: cannot infer a frequency from {len(ts)} "
-                              "timestamp(s); set data.freq")
+        raise TimeSeriesError(
+            f"{path}: column {shown(col)}: cannot infer a frequency from {len(ts)} "
+            "timestamp(s); set data.freq"
+        )
     cands: list[pd.DateOffset] = []
     if len(ts) >= 3:  # runs of 3, the fewest pd.infer_freq reads, at up to 32 places
         for a in np.unique(np.linspace(0, len(ts) - 3, num=min(32, len(ts) - 2)).astype(int)):
@@ -223,11 +230,14 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
                 cands.append(f)
     d = np.diff(ts.asi8)  # (N-1,) steps in units of ts.unit
     vals, counts = np.unique(d, return_counts=True)
-    for k in (int(vals[np.argmax(counts)]), int(np.gcd.reduce(d))):  # the modal step, the common one
+    # the modal step, the common one
+    for k in (int(vals[np.argmax(counts)]), int(np.gcd.reduce(d))):
         step = pd.Timedelta(k, unit=ts.unit)
         if step < pd.Timedelta(days=28):  # months and years are calendar steps, not fixed lengths
             whole_days = step % pd.Timedelta(days=1) == pd.Timedelta(0)
-            off = pd.offsets.Day(step.days) if whole_days else pd.tseries.frequencies.to_offset(step)
+            off = (
+                pd.offsets.Day(step.days) if whole_days else pd.tseries.frequencies.to_offset(step)
+            )
             if off not in cands:
                 cands.append(off)
     best, best_n = None, None
@@ -241,8 +251,12 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
             best, best_n = off, len(grid)
     if best is not None and best_n <= 2 * len(ts):
         return best.freqstr
-    why = (f"the finest grid holding them, {best.freqstr!r}, would add {best_n - len(ts)} missing steps "
-           f"to {len(ts)}" if best is not None else "no regular grid holds them")
+    why = (
+        f"the finest grid holding them, {best.freqstr!r}, would add {best_n - len(ts)} "
+        f"missing steps to {len(ts)}"
+        if best is not None
+        else "no regular grid holds them"
+    )
     raise TimeSeriesError(f"{path}: column {shown(col)}: cannot infer a frequency from {len(ts)} "
                           f"timestamps ({why}); set data.freq, e.g. 'h' or 'MS'")
 
@@ -259,7 +273,9 @@ def _fill(values: np.ndarray, how: str) -> np.ndarray:
         if not np.isfinite(out).all():  # the slope between values near +-1.8e308 overflowed:
             scale = np.nanmax(np.abs(values), axis=0)  # (K,) interpolate in [-1, 1] instead
             scale = np.where(scale > 0, scale, 1.0)
-            scaled = pd.DataFrame(values / scale).interpolate(method="linear", limit_direction="both")
+            scaled = pd.DataFrame(values / scale).interpolate(
+                method="linear", limit_direction="both"
+            )
             out = np.where(np.isnan(values), scaled.to_numpy(dtype=np.float64) * scale, values)
     return out
 
@@ -272,9 +288,11 @@ def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid):
     """
     where = _in(sid)
     if _grid_size(ts, pd.tseries.frequencies.to_offset(freq)) > 50 * len(ts) + 10**6:
-        raise TimeSeriesError(f"{path}: column {shown(time_col)}: the {freq!r} grid from {ts[0]} to {ts[-1]} "
-                              f"has about {_grid_size(ts, pd.tseries.frequencies.to_offset(freq)):.3g} steps "
-                              f"for {len(ts)} rows{where}; check data.freq")
+        raise TimeSeriesError(
+            f"{path}: column {shown(time_col)}: the {freq!r} grid from {ts[0]} to {ts[-1]} "
+            f"has about {_grid_size(ts, pd.tseries.frequencies.to_offset(freq)):.3g} steps "
+            f"for {len(ts)} rows{where}; check data.freq"
+        )
     grid = pd.date_range(ts[0], ts[-1], freq=freq)
     at = grid.get_indexer(ts)
     if (at < 0).any():
@@ -295,9 +313,11 @@ def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid):
     missing = np.isnan(values)
     if missing.any() and fill == "error":
         i, k = (int(v[0]) for v in np.nonzero(missing))
-        raise TimeSeriesError(f"{path}: row {rows[i]}, column {shown(cols[k])}: missing "
-                              f"value{where} ({int(missing.sum())} in all); set data.fill to ffill, "
-                              "linear or zero to fill them")
+        raise TimeSeriesError(
+            f"{path}: row {rows[i]}, column {shown(cols[k])}: missing "
+            f"value{where} ({int(missing.sum())} in all); set data.fill to ffill, "
+            "linear or zero to fill them"
+        )
     if np.isnan(full).all(axis=0).any():
         k = int(np.flatnonzero(np.isnan(full).all(axis=0))[0])
         raise TimeSeriesError(f"{path}: column {shown(cols[k])}: no values at all{where}")
@@ -338,7 +358,9 @@ def read_timeseries(
     """
     path = Path(path)
     if fill not in FILL_STRATEGIES:
-        raise TimeSeriesError(f"data.fill={shown(fill)}: expected one of {', '.join(FILL_STRATEGIES)}")
+        raise TimeSeriesError(
+            f"data.fill={shown(fill)}: expected one of {', '.join(FILL_STRATEGIES)}"
+        )
     if freq is not None:
         try:
             freq = pd.tseries.frequencies.to_offset(freq).freqstr
@@ -358,24 +380,34 @@ def read_timeseries(
         targets = [c for c in columns if c not in named]
     for c in named + list(targets):
         if c not in columns:
-            raise TimeSeriesError(f"{path}: row 1: no column {shown(c)}; the columns are {shown_list(columns)}")
+            raise TimeSeriesError(
+                f"{path}: row 1: no column {shown(c)}; the columns are {shown_list(columns)}"
+            )
     if not targets:
-        raise TimeSeriesError(f"{path}: row 1: no target column left (columns: {shown_list(columns)})")
+        raise TimeSeriesError(
+            f"{path}: row 1: no target column left (columns: {shown_list(columns)})"
+        )
     overlap = set(targets) & (set(past) | set(fut))
     if overlap or set(past) & set(fut):
-        raise TimeSeriesError(f"{path}: column {shown(sorted(overlap or set(past) & set(fut))[0])} is given "
-                              "twice (as target/past/future); each column may have one role")
+        raise TimeSeriesError(
+            f"{path}: column {shown(sorted(overlap or set(past) & set(fut))[0])} is given "
+            "twice (as target/past/future); each column may have one role"
+        )
     ts_all = timestamp_column(path, frame, file_rows, time_col)
     value_cols = list(targets) + past + fut
-    values_all = np.stack([numeric_column(path, frame, file_rows, c) for c in value_cols], axis=1)  # (N, C+P+F)
+    values_all = np.stack(
+        [numeric_column(path, frame, file_rows, c) for c in value_cols], axis=1
+    )  # (N, C+P+F)
     if series_id:
         ids = frame[series_id].astype("string").fillna("").str.strip().to_numpy()
         groups = {}
         for i, s in enumerate(ids):
             groups.setdefault(str(s), []).append(i)
         if "" in groups:
-            raise TimeSeriesError(f"{path}: row {file_rows[groups[''][0]]}, column {shown(series_id)}: "
-                                  "empty series id")
+            raise TimeSeriesError(
+                f"{path}: row {file_rows[groups[''][0]]}, column {shown(series_id)}: "
+                "empty series id"
+            )
     else:
         groups = {"": list(range(len(frame)))}
     C, P = len(targets), len(past)
@@ -384,7 +416,9 @@ def read_timeseries(
     if regular and freq is None:  # one grid for the file, read off its longest series
         longest = np.asarray(max(groups.values(), key=len))
         freq = _infer_freq(path, ts_all[longest], time_col)
-    out = TimeSeriesData(str(path), time_col, list(targets), past, fut, series_id, freq if regular else None)
+    out = TimeSeriesData(
+        str(path), time_col, list(targets), past, fut, series_id, freq if regular else None
+    )
     for sid, idx in groups.items():
         pos = np.asarray(idx)
         ts, vals, rows = ts_all[pos], values_all[pos], file_rows[pos]
@@ -398,15 +432,19 @@ def read_timeseries(
         if len(ts) == 0:
             raise TimeSeriesError(f"{path}: series {shown(sid)} has no rows with target values")
         if regular:
-            grid, vals, rows, n = _regularize(path, ts, rows, value_cols, vals, freq, fill, time_col, sid)
+            grid, vals, rows, n = _regularize(
+                path, ts, rows, value_cols, vals, freq, fill, time_col, sid
+            )
             out.filled += n
         else:
             grid = ts
             if np.isnan(vals).any():
                 if fill == "error":
                     i, k = (int(v[0]) for v in np.nonzero(np.isnan(vals)))
-                    raise TimeSeriesError(f"{path}: row {rows[i]}, column {shown(value_cols[k])}: missing value; "
-                                          "set data.fill to ffill, linear or zero to fill it")
+                    raise TimeSeriesError(
+                        f"{path}: row {rows[i]}, column {shown(value_cols[k])}: missing value; "
+                        "set data.fill to ffill, linear or zero to fill it"
+                    )
                 out.filled += int(np.isnan(vals).sum())
                 vals = _fill(vals, fill)
         out.series.append(Series(sid, pd.DatetimeIndex(grid, freq=out.freq if regular else None),

@@ -118,7 +118,9 @@ class TextTokenizer:
 
     # ------------------------------------------------------------------ encode / decode
 
-    def _finish(self, ids: list[int], add_bos: bool, add_eos: bool, max_length: int | None) -> list[int]:
+    def _finish(
+        self, ids: list[int], add_bos: bool, add_eos: bool, max_length: int | None
+    ) -> list[int]:
         if max_length is not None:
             keep = max_length - add_bos - add_eos
             if keep < 0:
@@ -142,7 +144,9 @@ class TextTokenizer:
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise TokenizerError(f"encode_batch: texts[{i}] is {type(t).__name__}; expected a string")
+                raise TokenizerError(
+                    f"encode_batch: texts[{i}] is {type(t).__name__}; expected a string"
+                )
         encs = self._tok.encode_batch(texts, add_special_tokens=False)
         return [self._finish(e.ids, add_bos, add_eos, max_length) for e in encs]
 

@@ -84,11 +84,14 @@ class Vocab:
         for i, tok in enumerate(itos):
             if tok in stoi:
                 raise VocabFileError(
-                    f"vocab: token {shown(tok)} appears twice (ids {stoi[tok]} and {i}); expected unique tokens"
+                    f"vocab: token {shown(tok)} appears twice (ids {stoi[tok]} and {i}); "
+                    "expected unique tokens"
                 )
             stoi[tok] = i
         if unk is not None and unk not in stoi:
-            raise VocabFileError(f"vocab: unk token {shown(unk)} is not among the {len(itos)} tokens")
+            raise VocabFileError(
+                f"vocab: unk token {shown(unk)} is not among the {len(itos)} tokens"
+            )
         if level is not None and level not in _LEVELS:
             raise VocabFileError(f"vocab: level={shown(level)}; expected 'char', 'word' or null")
         self.itos = itos
@@ -286,6 +289,7 @@ class Vocab:
             ) from None
         except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; deep nesting
             raise VocabFileError(
-                f"{path}: invalid JSON ({str(e)[:120] or 'nested too deeply'}); expected a vocabulary"
+                f"{path}: invalid JSON ({str(e)[:120] or 'nested too deeply'}); "
+                "expected a vocabulary"
             ) from None
         return cls.from_dict(d, source=str(path))

@@ -52,7 +52,9 @@ class Scaler:
         per_series: one (loc, scale) per series id; else one for all series pooled.
     """
 
-    def __init__(self, kind: Literal["standard", "minmax", "none"] = "standard", per_series: bool = False):
+    def __init__(
+        self, kind: Literal["standard", "minmax", "none"] = "standard", per_series: bool = False
+    ):
         if kind not in ("standard", "minmax", "none"):
             raise ValueError(f"data.scaler={kind!r}: expected standard, minmax or none")
         self.kind, self.per_series = kind, per_series
@@ -76,8 +78,10 @@ class Scaler:
         """``(loc, scale)``, each (K,), for series ``sid``."""
         key = sid if self.per_series else "*"
         if key not in self.stats:
-            raise KeyError(f"series {shown(sid)} was not seen when the per-series scaler was fitted "
-                           f"(known: {', '.join(sorted(self.stats)[:5])})")
+            raise KeyError(
+                f"series {shown(sid)} was not seen when the per-series scaler was fitted "
+                f"(known: {', '.join(sorted(self.stats)[:5])})"
+            )
         return self.stats[key]
 
     def transform(self, v: np.ndarray, sid: str) -> np.ndarray:
@@ -97,13 +101,21 @@ class Scaler:
         """Inverse of :meth:`to_dict`; a non-finite ``loc`` or a scale that is not finite and
         positive (a corrupt or tampered state: JSON readers accept NaN) is a ValueError."""
         sc = cls(d["kind"], d["per_series"])
-        sc.stats = {k: (np.asarray(l, np.float64), np.asarray(s, np.float64)) for k, (l, s) in d["stats"].items()}
+        sc.stats = {
+            k: (np.asarray(l, np.float64), np.asarray(s, np.float64))
+            for k, (l, s) in d["stats"].items()
+        }
         for sid, (loc, scale) in sc.stats.items():
-            for name, v, ok in (("loc", loc, np.isfinite(loc)), ("scale", scale, np.isfinite(scale) & (scale > 0))):
+            for name, v, ok in (
+                ("loc", loc, np.isfinite(loc)),
+                ("scale", scale, np.isfinite(scale) & (scale > 0)),
+            ):
                 if not ok.all():
                     i = int(np.flatnonzero(~ok)[0])
-                    raise ValueError(f"scaler: series {shown(sid)}, {name}[{i}] is {v[i]}; expected a finite "
-                                     f"{'positive ' if name == 'scale' else ''}number")
+                    raise ValueError(
+                        f"scaler: series {shown(sid)}, {name}[{i}] is {v[i]}; expected a finite "
+                        f"{'positive ' if name == 'scale' else ''}number"
+                    )
         return sc
 
 
@@ -149,8 +161,10 @@ def stl_decompose(x: np.ndarray, period: int, robust: bool = True) -> dict[str, 
     from statsmodels.tsa.seasonal import STL
 
     if period < 2 or len(x) < 2 * period:
-        raise ValueError(f"data.stl_period={period}: STL needs period >= 2 and at least two periods of "
-                         f"training data (have {len(x)} steps)")
+        raise ValueError(
+            f"data.stl_period={period}: STL needs period >= 2 and at least two periods of "
+            f"training data (have {len(x)} steps)"
+        )
     parts = {"trend": [], "seasonal": [], "resid": []}
     for k in range(x.shape[1]):
         r = STL(x[:, k], period=period, robust=robust).fit()
@@ -197,7 +211,9 @@ class Preprocessor:
         lag: difference with this lag (0: no differencing).
     """
 
-    def __init__(self, scaler: Scaler, *, log: bool = False, stl_period: int | None = None, lag: int = 0):
+    def __init__(
+        self, scaler: Scaler, *, log: bool = False, stl_period: int | None = None, lag: int = 0
+    ):
         self.scaler, self.log, self.stl_period, self.lag = scaler, log, stl_period, lag
         self.profiles: dict[str, SeasonalProfile] = {}
 
@@ -234,11 +250,14 @@ class Preprocessor:
         return self.profiles[sid].at(steps)
 
     def to_model(self, z: np.ndarray, sid: str, steps: np.ndarray) -> np.ndarray:
-        """Scaled (T, K) at absolute ``steps`` (T,) -> model space (T, K) (NaN for the first lag rows)."""
+        """Scaled (T, K) at absolute ``steps`` (T,) -> model space (T, K) (NaN for the first
+        lag rows)."""
         u = z - self.seasonal(sid, steps)
         return difference(u, self.lag) if self.lag else u
 
-    def from_model(self, d: np.ndarray, sid: str, steps: np.ndarray, z_last: np.ndarray) -> np.ndarray:
+    def from_model(
+        self, d: np.ndarray, sid: str, steps: np.ndarray, z_last: np.ndarray
+    ) -> np.ndarray:
         """Model-space forecasts back to the scaled space.
 
         Args:
@@ -261,12 +280,19 @@ class Preprocessor:
         return d + s
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scaler": self.scaler.to_dict(), "log": self.log, "stl_period": self.stl_period,
-                "lag": self.lag, "profiles": {k: p.profile.tolist() for k, p in self.profiles.items()}}
+        return {
+            "scaler": self.scaler.to_dict(),
+            "log": self.log,
+            "stl_period": self.stl_period,
+            "lag": self.lag,
+            "profiles": {k: p.profile.tolist() for k, p in self.profiles.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
-        pre = cls(Scaler.from_dict(d["scaler"]), log=d["log"], stl_period=d["stl_period"], lag=d["lag"])
+        pre = cls(
+            Scaler.from_dict(d["scaler"]), log=d["log"], stl_period=d["stl_period"], lag=d["lag"]
+        )
         pre.profiles = {k: SeasonalProfile(d["stl_period"], v) for k, v in d["profiles"].items()}
         return pre
 
@@ -286,7 +312,9 @@ def window_origins(start: int, stop: int, input_length: int, horizon: int, *, fi
     return np.arange(hi, lo - 1, -stride, dtype=np.int64)[::-1].copy()
 
 
-def gather_windows(x: np.ndarray, origins: np.ndarray, before: int, after: int) -> tuple[np.ndarray, np.ndarray]:
+def gather_windows(
+    x: np.ndarray, origins: np.ndarray, before: int, after: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Input and target windows at ``origins``.
 
     Args:
