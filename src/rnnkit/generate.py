@@ -33,7 +33,14 @@ from torch import Tensor, nn
 
 from rnnkit.data import EOS, OutOfVocabularyError, Vocab, tokenize
 
-__all__ = ["filter_logits", "sample_next", "encode_prompt", "feed_prompt", "generate", "PROMPT_CHUNK"]
+__all__ = [
+    "filter_logits",
+    "sample_next",
+    "encode_prompt",
+    "feed_prompt",
+    "generate",
+    "PROMPT_CHUNK",
+]
 
 #: prompt tokens per model call: a 10,000-character prompt in one call held ~100 MB of
 #: activations (2x384 LSTM), which the allocator then kept; in chunks of 256, ~3 MB
@@ -74,7 +81,9 @@ def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: int | None =
     z = logits.double()
     top = z.max()
     if not torch.isfinite(top):
-        raise ValueError(f"logits: the largest is {float(top)}; expected finite values (a diverged model?)")
+        raise ValueError(
+            f"logits: the largest is {float(top)}; expected finite values (a diverged model?)"
+        )
     z = filter_logits((z - top) / temperature, top_k, top_p)  # (V,) in [-inf, 0]
     probs = torch.softmax(z, dim=-1).float()  # float32 as before: seeded draws are unchanged
     return int(torch.multinomial(probs, 1, generator=generator))
@@ -123,14 +132,25 @@ def feed_prompt(model: nn.Module, ids: list[int], state: Any = None, *,
     """Run ``ids`` (at least one) through ``model`` in chunks of :data:`PROMPT_CHUNK`,
     carrying the state; returns the last token's logits (V,) and the final state."""
     for i in range(0, len(ids), PROMPT_CHUNK):
-        x = torch.tensor(ids[i:i + PROMPT_CHUNK], dtype=torch.long, device=device).unsqueeze(1)  # (t, 1)
+        x = torch.tensor(
+            ids[i:i + PROMPT_CHUNK], dtype=torch.long, device=device
+        ).unsqueeze(1)  # (t, 1)
         logits, state = model(x, state)  # (t, 1, V)
     return logits[-1, 0], state
 
 
 @torch.no_grad()
-def generate(model: nn.Module, vocab: Vocab, prompt: str, length: int, *, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
+def generate(
+    model: nn.Module,
+    vocab: Vocab,
+    prompt: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> Iterator[str]:
     """Yield ``length`` generated tokens as text pieces (words get a leading space).
 
     Args:

@@ -55,7 +55,9 @@ def check_length_invariance(make, I, T=6, lengths=(6, 3, 1, 5), atol=1e-10, **kw
     out, h_n = layer(x, lengths=L)
     for b, n in enumerate(lengths):
         o_b, h_b = layer(x[:n, b:b + 1])
-        _close(out[:n, b], o_b[:, 0], f"output of sequence {b} (length {n}) in a batch vs alone", atol)
+        _close(
+            out[:n, b], o_b[:, 0], f"output of sequence {b} (length {n}) in a batch vs alone", atol
+        )
         _close(out[n:, b], torch.zeros_like(out[n:, b]), f"padded output of sequence {b}", 0)
         for i, (s, s_alone) in enumerate(zip(_seq_state(h_n, b), as_tuple(h_b))):
             _close(s, s_alone[:, 0], f"h_n[{i}] of sequence {b}", atol)

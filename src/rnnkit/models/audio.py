@@ -2,13 +2,13 @@
 
 For a clip of ``T`` feature frames ``x_1..x_T`` (log-mel or MFCC, ``F`` features each)::
 
-    u^0     = x                                     (B, T, F)
-    u^k     = relu(BN(conv1d_k(u^{k-1})))           kernel K, stride s_k, 'same' padding;
-                                                    T_k = ceil(T_{k-1} / s_k) frames
-    h_t     = BiRNN(u_t)                            any rnnkit cell, (B, T', D*H), with lengths
-    z       = pool(h_1..h_T')                       masked mean, max, both, or attention:
-                                                    a_t = softmax_t(v . tanh(W h_t)), z = sum a_t h_t
-    logits  = W_out dropout(z) + b                  (B, K)
+    u^0     = x                                 (B, T, F)
+    u^k     = relu(BN(conv1d_k(u^{k-1})))       kernel K, stride s_k, 'same' padding;
+                                                T_k = ceil(T_{k-1} / s_k) frames
+    h_t     = BiRNN(u_t)                        any rnnkit cell, (B, T', D*H), with lengths
+    z       = pool(h_1..h_T')                   masked mean, max, both, or attention:
+                                                a_t = softmax_t(v . tanh(W h_t)), z = sum a_t h_t
+    logits  = W_out dropout(z) + b              (B, K)
 
 Padded frames are set to zero after every convolution and batch normalisation statistics
 are taken over the real frames only, so a clip's logits do not depend on the other clips
@@ -124,12 +124,16 @@ class AudioClassifier(nn.Module):
         super().__init__()
         c = config
         if len(c.conv_strides) != len(c.conv_channels):
-            raise ValueError(f"model.conv_strides: expected {len(c.conv_channels)} strides (one per "
-                             f"conv_channels entry), got {c.conv_strides}")
+            raise ValueError(
+                f"model.conv_strides: expected {len(c.conv_channels)} strides (one per "
+                f"conv_channels entry), got {c.conv_strides}"
+            )
         if c.kernel_size < 1 or c.kernel_size % 2 == 0:
             raise ValueError(f"model.kernel_size={c.kernel_size}; expected a positive odd number")
         if any(s < 1 for s in c.conv_strides) or any(ch < 1 for ch in c.conv_channels):
-            raise ValueError("model.conv_channels and model.conv_strides: expected positive integers")
+            raise ValueError(
+                "model.conv_channels and model.conv_strides: expected positive integers"
+            )
         if not 0.0 <= c.dropout < 1.0:
             raise ValueError(f"model.dropout={c.dropout}; expected a probability in [0, 1)")
         if num_features < 1 or num_classes < 2:
@@ -149,7 +153,9 @@ class AudioClassifier(nn.Module):
         D = 2 if c.bidirectional else 1
         width = D * c.hidden_size
         if c.pooling == "attention":
-            self.att = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1, bias=False))
+            self.att = nn.Sequential(
+                nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1, bias=False)
+            )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(2 * width if c.pooling == "meanmax" else width, num_classes)
 

@@ -79,7 +79,9 @@ class ClassifierConfig:
 
 def _mask(lengths: Tensor, T: int) -> Tensor:
     """(B,) -> (B, T, 1) float, 1 on real tokens."""
-    return (torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(-1).float()
+    return (
+        (torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(-1).float()
+    )
 
 
 def reverse_within_lengths(x: Tensor, lengths: Tensor) -> Tensor:
@@ -133,17 +135,21 @@ class TextClassifier(nn.Module):
         self.split_directions = c.bidirectional and c.flip_reverse
         if self.split_directions:  # one one-way layer per direction and depth
             sizes = [chans[-1]] + [D * c.hidden_size] * (c.num_layers - 1)
-            self.fwd = nn.ModuleList(build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras)
-                                     for n in sizes)
-            self.bwd = nn.ModuleList(build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras)
-                                     for n in sizes)
+            self.fwd = nn.ModuleList(
+                build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras) for n in sizes
+            )
+            self.bwd = nn.ModuleList(
+                build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras) for n in sizes
+            )
         else:
             self.rnn = build_layer(c.cell, chans[-1], c.hidden_size, num_layers=c.num_layers,
                                    dropout=c.dropout if c.num_layers > 1 else 0.0,
                                    bidirectional=c.bidirectional, batch_first=True, **c.extras)
         width = D * c.hidden_size
         if c.pooling == "attention":
-            self.att = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1, bias=False))
+            self.att = nn.Sequential(
+                nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1, bias=False)
+            )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(2 * width if c.pooling == "meanmax" else width, num_classes)
 
@@ -174,7 +180,9 @@ class TextClassifier(nn.Module):
         mask = _mask(lengths, h.shape[1])  # (B, T, 1)
         if kind == "last":
             H = self.config.hidden_size
-            last = h.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.shape[-1]))[:, 0]  # (B, DH)
+            last = h.gather(
+                1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.shape[-1])
+            )[:, 0]  # (B, DH)
             return torch.cat([last[:, :H], h[:, 0, H:]], -1) if self.config.bidirectional else last
         if kind == "attention":
             score = self.att(h).masked_fill(mask == 0, float("-inf"))  # (B, T, 1)
@@ -187,9 +195,13 @@ class TextClassifier(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
         if ids.dim() != 2:
-            raise ValueError(f"TextClassifier expects token ids of shape (B, T), got {tuple(ids.shape)}")
+            raise ValueError(
+                f"TextClassifier expects token ids of shape (B, T), got {tuple(ids.shape)}"
+            )
         B, T = ids.shape
-        lengths = torch.full((B,), T, device=ids.device) if lengths is None else lengths.to(ids.device)
+        lengths = (
+            torch.full((B,), T, device=ids.device) if lengths is None else lengths.to(ids.device)
+        )
         mask = _mask(lengths, T)  # (B, T, 1)
         e = self.embedding(ids) * mask  # (B, T, E); ids past a length need not be 0
         p = self.config.embedding_dropout

@@ -13,7 +13,8 @@ Strategies (``h_t`` the top-layer output, ``g`` the head)::
                                        (trained teacher-forced; no past covariates)
     direct     y_{L..L+H-1} = g(h_{L-1}, xf)                     one head for all horizons
     seq2seq    e = Enc(x);  d_h = Dec([xf_h, y_{h-1} or y_{L-1}], d_{h-1}; d_{-1} = e_{L-1})
-               y_{L+h}      = g(d_h [, c_h]),  c_h = sum_t a_{h,t} e_t,  a_h = softmax(score(d_h, e) + mask)
+               y_{L+h}      = g(d_h [, c_h]),  c_h = sum_t a_{h,t} e_t,
+                              a_h = softmax(score(d_h, e) + mask)
                score: dot d.e | general d W e | additive v' tanh(W_q d + W_k e)  (Luong 2015;
                Bahdanau 2015).  Padded input steps (beyond ``lengths``) get weight exactly 0.
 
@@ -62,11 +63,13 @@ class ForecastModelConfig:
 
     Attributes:
         cell: any rnnkit cell name ("lstm", "gru", "rnn_tanh", "indrnn", "sru", "mingru", ...).
-        hidden_size / num_layers / dropout: of the recurrent layer(s) (dropout also before the head).
+        hidden_size / num_layers / dropout: of the recurrent layer(s) (dropout also before the
+            head).
         strategy: "single", "recursive", "direct" or "seq2seq" (see the module docstring).
         attention: seq2seq only: "none", "dot", "general" or "additive".
         decoder_feedback: seq2seq: feed the previous target into the decoder (teacher-forced in
-            training); else the decoder sees the known-future covariates and the last observed target.
+            training); else the decoder sees the known-future covariates and the last observed
+            target.
         head: "point", "quantile" or "gaussian".
         loss: point head loss: "mse", "mae" or "huber".
         quantiles: quantile head levels (sorted, in (0, 1)).
@@ -107,13 +110,16 @@ class _Attention(nn.Module):
             self.v = nn.Linear(dim, 1, bias=False)
 
     def forward(self, q: Tensor, e: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Returns the context ``(B, H, D)`` and the weights ``(B, H, L)``; ``mask`` (B, L) True = valid."""
+        """Returns the context ``(B, H, D)`` and the weights ``(B, H, L)``; ``mask`` (B, L)
+        True = valid."""
         if self.kind == "dot":
             s = q @ e.transpose(1, 2)  # (B, H, L)
         elif self.kind == "general":
             s = self.W(q) @ e.transpose(1, 2)  # (B, H, L)
         else:
-            s = self.v(torch.tanh(self.Wq(q)[:, :, None] + self.Wk(e)[:, None])).squeeze(-1)  # (B, H, L)
+            s = self.v(
+                torch.tanh(self.Wq(q)[:, :, None] + self.Wk(e)[:, None])
+            ).squeeze(-1)  # (B, H, L)
         if mask is not None:
             s = s.masked_fill(~mask[:, None, :], float("-inf"))
         a = torch.softmax(s, dim=-1)
@@ -140,24 +146,35 @@ class Forecaster(nn.Module):
         super().__init__()
         c = config
         if c.hidden_size < 1 or c.num_layers < 1:
-            raise ValueError(f"model.hidden_size={c.hidden_size}, model.num_layers={c.num_layers}: expected positive integers")
+            raise ValueError(
+                f"model.hidden_size={c.hidden_size}, model.num_layers={c.num_layers}: "
+                "expected positive integers"
+            )
         if not 0.0 <= c.dropout < 1.0:
             raise ValueError(f"model.dropout={c.dropout}: expected a probability in [0, 1)")
         if c.strategy == "single" and horizon != 1:
-            raise ValueError(f"model.strategy='single' predicts one step; data.horizon={horizon} needs "
-                             "'recursive', 'direct' or 'seq2seq'")
+            raise ValueError(
+                f"model.strategy='single' predicts one step; data.horizon={horizon} needs "
+                "'recursive', 'direct' or 'seq2seq'"
+            )
         if c.strategy == "recursive" and n_past:
-            raise ValueError("model.strategy='recursive' feeds its forecasts back, but past covariates are "
-                             "unknown beyond the origin; use 'direct' or 'seq2seq' with past covariates")
+            raise ValueError(
+                "model.strategy='recursive' feeds its forecasts back, but past covariates are "
+                "unknown beyond the origin; use 'direct' or 'seq2seq' with past covariates"
+            )
         if c.attention != "none" and c.strategy != "seq2seq":
             raise ValueError(f"model.attention={c.attention!r} needs model.strategy='seq2seq'")
         if c.head == "quantile" and (not c.quantiles or any(not 0 < q < 1 for q in c.quantiles)
                                      or list(c.quantiles) != sorted(set(c.quantiles))):
             raise ValueError(f"model.quantiles={c.quantiles}: expected increasing levels in (0, 1)")
         if c.highway < 0:
-            raise ValueError(f"model.highway={c.highway}: expected 0 (none) or a number of input steps")
+            raise ValueError(
+                f"model.highway={c.highway}: expected 0 (none) or a number of input steps"
+            )
         if c.extras.get("bidirectional"):
-            raise ValueError("model.extras.bidirectional: forecasting layers run forward in time only")
+            raise ValueError(
+                "model.extras.bidirectional: forecasting layers run forward in time only"
+            )
         from rnnkit.layers import build_layer
 
         self.config, self.C, self.P, self.F, self.H = c, n_targets, n_past, n_future, horizon
@@ -166,9 +183,13 @@ class Forecaster(nn.Module):
         drop = c.dropout if c.num_layers > 1 else 0.0
 
         def layer(i: int) -> nn.Module:
-            return build_layer(c.cell, i, Hd, num_layers=c.num_layers, dropout=drop, batch_first=True, **c.extras)
+            return build_layer(
+                c.cell, i, Hd, num_layers=c.num_layers, dropout=drop, batch_first=True, **c.extras
+            )
 
-        self.encoder = layer(n_targets + (n_future if c.strategy == "recursive" else n_past + n_future))
+        self.encoder = layer(
+            n_targets + (n_future if c.strategy == "recursive" else n_past + n_future)
+        )
         self.drop = nn.Dropout(c.dropout)
         out = n_targets * self.K
         if c.strategy == "single":
@@ -217,11 +238,15 @@ class Forecaster(nn.Module):
         c, C = self.config, self.C
         B, L, I = x.shape
         if I != C + self.P + self.F:
-            raise ValueError(f"Forecaster: x has {I} features per step; expected C+P+F = {C}+{self.P}+{self.F}")
+            raise ValueError(
+                f"Forecaster: x has {I} features per step; expected C+P+F = {C}+{self.P}+{self.F}"
+            )
         if xf is None:
             xf = x.new_zeros(B, self.H, self.F)
         if xf.shape[1] != self.H or xf.shape[2] != self.F:
-            raise ValueError(f"Forecaster: xf has shape {tuple(xf.shape)}; expected (B, {self.H}, {self.F})")
+            raise ValueError(
+                f"Forecaster: xf has shape {tuple(xf.shape)}; expected (B, {self.H}, {self.F})"
+            )
         teacher = y_teacher if self.training else None
         loc = None
         if c.norm != "none":
@@ -234,7 +259,9 @@ class Forecaster(nn.Module):
             enc, state = self.encoder(x, lengths=lengths)  # (B, L, Hd)
             last = self.drop(self._last(enc, lengths))  # (B, Hd)
             if c.strategy == "single":
-                p = self._params(self.head(torch.cat([last, xf[:, 0]], -1)))[:, None]  # (B, 1, C, K)
+                p = self._params(
+                    self.head(torch.cat([last, xf[:, 0]], -1))
+                )[:, None]  # (B, 1, C, K)
             elif c.strategy == "direct":
                 z = self.head(torch.cat([last, xf.reshape(B, -1)], -1))  # (B, H*C*K)
                 p = z.reshape(B, self.H, C, self.K)
@@ -243,9 +270,12 @@ class Forecaster(nn.Module):
         if self.highway is not None:
             k = c.highway
             if L < k or lengths is not None:
-                raise ValueError(f"model.highway={k} needs unpadded input windows of at least {k} steps "
-                                 f"(got {L}{' with lengths' if lengths is not None else ''})")
-            ar = self.highway(x[:, -k:, :C].transpose(1, 2)).transpose(1, 2)  # (B, C, k) -> (B, C, H) -> (B, H, C)
+                raise ValueError(
+                    f"model.highway={k} needs unpadded input windows of at least {k} steps "
+                    f"(got {L}{' with lengths' if lengths is not None else ''})"
+                )
+            # (B, C, k) -> (B, C, H) -> (B, H, C)
+            ar = self.highway(x[:, -k:, :C].transpose(1, 2)).transpose(1, 2)
             if c.head == "quantile":
                 p = p + ar[..., None]
             else:
@@ -279,8 +309,13 @@ class Forecaster(nn.Module):
         mask = None
         if lengths is not None:
             mask = torch.arange(L, device=x.device)[None] < lengths.to(x.device)[:, None]  # (B, L)
-        y_last = x[torch.arange(B, device=x.device), (lengths.to(x.device) - 1) if lengths is not None
-                   else torch.full((B,), L - 1, device=x.device), :C]  # (B, C)
+        y_last = x[
+            torch.arange(B, device=x.device),
+            (lengths.to(x.device) - 1)
+            if lengths is not None
+            else torch.full((B,), L - 1, device=x.device),
+            :C,
+        ]  # (B, C)
 
         def step_head(d: Tensor) -> Tensor:  # (B, h, Hd) -> (B, h, C, K)
             if self.attention is not None:
@@ -301,7 +336,9 @@ class Forecaster(nn.Module):
         else:
             ps, prev = [], y_last
             for h in range(self.H):
-                d, state = self.decoder(torch.cat([xf[:, h], prev], -1)[:, None], state)  # (B, 1, Hd)
+                d, state = self.decoder(
+                    torch.cat([xf[:, h], prev], -1)[:, None], state
+                )  # (B, 1, Hd)
                 ps.append(step_head(d))
                 prev = self._point(ps[-1][:, 0])
             p = torch.cat(ps, 1)
@@ -376,9 +413,12 @@ def naive_forecast(hist: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def seasonal_naive_forecast(hist: np.ndarray, horizon: int, m: int) -> np.ndarray:
-    """``y_{t+h} = y_{t+h-m*ceil((h+1)/m)}``: the last season repeated; (N, L>=m, C) -> (N, H, C)."""
+    """``y_{t+h} = y_{t+h-m*ceil((h+1)/m)}``: the last season repeated; (N, L>=m, C) ->
+    (N, H, C)."""
     if hist.shape[1] < m:
-        raise ValueError(f"seasonal naive with season_length={m} needs input windows of at least {m} steps")
+        raise ValueError(
+            f"seasonal naive with season_length={m} needs input windows of at least {m} steps"
+        )
     L = hist.shape[1]
     return hist[:, L - m + np.arange(horizon) % m]
 
@@ -407,7 +447,9 @@ class LinearAR:
                 X.append(np.lib.stride_tricks.sliding_window_view(v[:-1], p))  # (T-p, p)
                 y.append(v[p:])
             if not X:
-                raise ValueError(f"linear AR({p}): every training series is shorter than {p + 1} steps")
+                raise ValueError(
+                    f"linear AR({p}): every training series is shorter than {p + 1} steps"
+                )
             A = np.concatenate(X)
             A = np.hstack([A, np.ones((len(A), 1))])  # (n, p + 1)
             b = np.concatenate(y)

@@ -105,7 +105,9 @@ class LanguageModel(nn.Module):
                 raise ValueError(f"model.{name}={getattr(c, name)}; expected a positive integer")
         for name in ("dropout", "input_dropout", "embedding_dropout"):
             if not 0.0 <= getattr(c, name) < 1.0:
-                raise ValueError(f"model.{name}={getattr(c, name)}; expected a probability in [0, 1)")
+                raise ValueError(
+                    f"model.{name}={getattr(c, name)}; expected a probability in [0, 1)"
+                )
         if vocab_size < 1:
             raise ValueError(f"vocab_size={vocab_size}; expected a positive integer")
         if c.tie_weights and c.hidden_size != c.embedding_size:
@@ -151,7 +153,9 @@ class LanguageModel(nn.Module):
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         if tokens.dim() != 2:
-            raise ValueError(f"LanguageModel expects (T, B) token ids, got shape {tuple(tokens.shape)}")
+            raise ValueError(
+                f"LanguageModel expects (T, B) token ids, got shape {tuple(tokens.shape)}"
+            )
         x = self.drop_in(self._embed(tokens))  # (T, B, E)
         out, state = self.rnn(x, state)  # (T, B, H)
         logits = self.decoder(self.drop(out))  # (T, B, V)

@@ -117,7 +117,9 @@ class Attention(nn.Module):
             return self.W_k(memory)  # (B, S, A)
         return memory
 
-    def forward(self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         if self.kind == "additive":
             e = self.v(torch.tanh(keys + self.W_q(query)[:, None])).squeeze(-1)  # (B, S)
         else:
@@ -146,7 +148,9 @@ class Seq2Seq(nn.Module):
         c = self.config = config
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         if not 0.0 <= c.teacher_forcing <= 1.0:
-            raise ValueError(f"model.teacher_forcing={c.teacher_forcing}: expected a probability in [0, 1]")
+            raise ValueError(
+                f"model.teacher_forcing={c.teacher_forcing}: expected a probability in [0, 1]"
+            )
         if c.tie_embeddings and c.dec_hidden_size != c.embed_size:
             raise ValueError(f"model.tie_embeddings needs dec_hidden_size == embed_size "
                              f"({c.dec_hidden_size} != {c.embed_size})")
@@ -274,7 +278,10 @@ class Seq2Seq(nn.Module):
         enc = self.encode(src, src_lengths)
         B, K, dev = src.shape[0], beam_size, src.device
         rep = torch.arange(B, device=dev).repeat_interleave(K)  # (B*K,) row -> sentence
-        enc = {k: (tuple(s[rep] for s in v) if isinstance(v, tuple) else v[rep]) for k, v in enc.items()}
+        enc = {
+            k: (tuple(s[rep] for s in v) if isinstance(v, tuple) else v[rep])
+            for k, v in enc.items()
+        }
         feed = enc["memory"].new_zeros(B * K, self.config.dec_hidden_size)
         state = enc["state"]
         y = torch.full((B * K,), self.bos_id, dtype=torch.long, device=dev)
@@ -300,7 +307,9 @@ class Seq2Seq(nn.Module):
             hist = torch.cat([hist[src_beam], y[:, None]], 1)
             attn_hist = torch.cat([attn_hist[src_beam], a[src_beam][:, None]], 1)
             feed = feed[src_beam]
-            state = tuple(s[src_beam] for s in state) if isinstance(state, tuple) else state[src_beam]
+            state = (
+                tuple(s[src_beam] for s in state) if isinstance(state, tuple) else state[src_beam]
+            )
             done = done | (y == self.eos_id)
             if bool(done.all()):
                 break

@@ -154,8 +154,10 @@ class Tagger(nn.Module):
         if not 0.0 <= c.dropout < 1.0:
             raise ValueError(f"model.dropout={c.dropout}; expected a probability in [0, 1)")
         if c.word_dim < 0 or c.hidden_size < 1 or c.num_layers < 1:
-            raise ValueError("model.word_dim >= 0, model.hidden_size >= 1 and model.num_layers >= 1 "
-                             f"expected, got {c.word_dim}, {c.hidden_size}, {c.num_layers}")
+            raise ValueError(
+                "model.word_dim >= 0, model.hidden_size >= 1 and model.num_layers >= 1 "
+                f"expected, got {c.word_dim}, {c.hidden_size}, {c.num_layers}"
+            )
         if c.word_dim == 0 and c.char_encoder == "none":
             raise ValueError("model: word_dim=0 and char_encoder='none' leave no token features")
         if num_tags < 1:

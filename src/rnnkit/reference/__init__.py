@@ -34,7 +34,8 @@ of the second). The LSTM adds a cell state with an additive path,
 which lets gradients survive many steps while the forget gate f stays near 1. Each cell's
 step and its backward, written from its equations, are in ``rnnkit.reference.cells``; the time
 loop, lengths, bidirection and stacking in ``rnnkit.reference.layers``; the later cells
-(IndRNN, QRNN, SRU, minGRU, minLSTM, LayerNorm-LSTM/GRU), on the same driver, in ``rnnkit.reference.zoo``.
+(IndRNN, QRNN, SRU, minGRU, minLSTM, LayerNorm-LSTM/GRU), on the same driver, in
+``rnnkit.reference.zoo``.
 
 Example
 -------

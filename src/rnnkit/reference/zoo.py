@@ -84,7 +84,9 @@ class IndRNN(_Linear):
 
     def _cell_param_shapes(self, in_size):
         H = self.hidden_size
-        return {"weight_ih": (H, in_size), "weight_hh": (H,)} | ({"bias": (H,)} if self.bias else {})
+        return {"weight_ih": (H, in_size), "weight_hh": (H,)} | (
+            {"bias": (H,)} if self.bias else {}
+        )
 
     def _u(self, p):
         m = self.recurrent_max
