@@ -300,15 +300,15 @@ def test_auto_runs_the_fused_scan_for_lstm_and_rnn_with_lengths_on_cpu():
     lengths = torch.tensor([7, 2, 5, 7])
     for cls in (rnnkit.LSTM, rnnkit.RNN):
         kw = dict(num_layers=2, bidirectional=True, dtype=torch.float64)
-        auto, native = cls(3, 5, **kw), cls(3, 5, backend="native", **kw)
-        native.load_state_dict(auto.state_dict())
+        auto, torch_k = cls(3, 5, **kw), cls(3, 5, backend="torch", **kw)
+        torch_k.load_state_dict(auto.state_dict())
         assert choose_backend(auto, x, lengths) == "fused"
-        assert choose_backend(auto, x) == "native" and choose_backend(auto, x, None) == "native"
+        assert choose_backend(auto, x) == "torch" and choose_backend(auto, x, None) == "torch"
         with torch.no_grad():  # inference: torch's packed kernel is faster
-            assert choose_backend(auto, x, lengths) == "native"
-        assert choose_backend(auto, x[:, :1], lengths[:1]) == "native"  # one sequence
+            assert choose_backend(auto, x, lengths) == "torch"
+        assert choose_backend(auto, x[:, :1], lengths[:1]) == "torch"  # one sequence
         results = []
-        for layer in (auto, native):
+        for layer in (auto, torch_k):
             out, h = layer(x, lengths=lengths)
             hs = h if isinstance(h, tuple) else (h,)
             (out.square().sum() + sum(v.sum() for v in hs)).backward()
@@ -326,7 +326,7 @@ def test_auto_gru_on_cpu_is_fused_in_training_and_for_large_batches_in_inference
     x1, x32 = torch.randn(5, 1, 3), torch.randn(5, 32, 3)
     assert choose_backend(small, x1) == "fused"  # training: grads needed
     with torch.no_grad():
-        assert choose_backend(small, x1) == "native"  # B*H = 16: torch's loop is cheaper
+        assert choose_backend(small, x1) == "torch"  # B*H = 16: torch's loop is cheaper
         assert choose_backend(large, x32) == "fused"  # B*H = 8192
 
 

@@ -44,7 +44,7 @@ FAMILIES = {
     "min_gru": (MinGRUCell, {}),
     "min_lstm": (MinLSTMCell, {"mode": "sequential"}),
 }
-NATIVE = {"rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru"}
+TORCH_KERNEL = {"rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru"}
 RECURRENT_DROPOUT = {"rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_cho", "ln_lstm",
                      "ln_gru", "indrnn"}  # cells with a recurrent weight matrix or vector
 CONFIGS = {"lengths": {}, "regularised": "regs"}
@@ -59,9 +59,9 @@ def _regs(family):
 
 def _grid():
     for family in FAMILIES:
-        for backend in ("loop", "fused") + (("native",) if family in NATIVE else ()):
+        for backend in ("loop", "fused") + (("torch",) if family in TORCH_KERNEL else ()):
             for config in CONFIGS:
-                if backend == "native" and config == "regularised":
+                if backend == "torch" and config == "regularised":
                     continue  # torch's kernel cannot run zoneout (the layer refuses it)
                 yield family, backend, config
 
@@ -156,13 +156,13 @@ def test_second_order_through_torchs_kernel_with_dropconnect(family):
     x, lengths = _inputs()
     ref = _second_order(_layer(family, "loop", "lengths", weight_drop=0.3), x, lengths)
     if family != "gru":  # auto trains a GRU on the fused scan
-        assert choose_backend(_layer(family, "auto", "lengths", weight_drop=0.3), x) == "native"
-    got = _second_order(_layer(family, "native", "lengths", weight_drop=0.3), x, lengths)
+        assert choose_backend(_layer(family, "auto", "lengths", weight_drop=0.3), x) == "torch"
+    got = _second_order(_layer(family, "torch", "lengths", weight_drop=0.3), x, lengths)
     for n, a, b in zip(["input", *ref[2]], got[0] + got[1], ref[0] + ref[1]):
         torch.testing.assert_close(a, b, msg=f"gradient of {n}")
 
 
-@pytest.mark.parametrize("backend", ["loop", "fused", "native"])
+@pytest.mark.parametrize("backend", ["loop", "fused", "torch"])
 def test_bidirectional_stacked_second_order(backend):
     """Two layers, both directions, lengths: every weight gets the loop's second-order gradient."""
     x, lengths = _inputs()
@@ -215,7 +215,7 @@ def _per_sample(layer, x):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("backend", ["auto", "native", "fused", "loop"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "fused", "loop"])
 def test_vmap_grad_per_sample_gradients_equal_a_loop_over_samples(preset, backend):
     torch.manual_seed(0)
     layer = PRESETS[preset](I, H, num_layers=2, bidirectional=True, backend=backend).double()

@@ -46,7 +46,7 @@ except Exception as e:  # noqa: BLE001 - any import failure means: not available
 
 PRESETS = {torch.nn.RNN: rnnkit.RNN, torch.nn.LSTM: rnnkit.LSTM, torch.nn.GRU: rnnkit.GRU}
 INFOS = {info.module_cls.__name__: info for info in cm.module_db if info.module_cls in PRESETS}
-BACKENDS = ("auto", "native", "fused", "loop")
+BACKENDS = ("auto", "torch", "fused", "loop")
 CUDA_BACKENDS = BACKENDS + ("triton",)
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-4), torch.float64: dict(atol=1e-10, rtol=1e-8)}
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

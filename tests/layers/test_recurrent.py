@@ -39,7 +39,7 @@ def test_bad_input_names_the_argument(lstm, kwargs, pattern):
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="backend: expected 'auto', 'native', 'fused', 'triton' or 'loop', got 'cuda'"):
+    with pytest.raises(ValueError, match="backend: expected 'auto', 'torch', 'triton', 'fused' or 'loop', got 'cuda'"):
         rnnkit.LSTM(4, 5, backend="cuda")
     with pytest.raises(ValueError, match="num_layers must be greater than zero, got 0"):
         rnnkit.GRU(4, 5, 0)
@@ -59,14 +59,14 @@ def test_bad_constructor_arguments():
         rnnkit.LSTM(4, 5, dropout=0.2)
 
 
-def test_forced_native_backend_refuses_what_it_cannot_run():
+def test_forced_torch_backend_refuses_what_it_cannot_run():
     x = torch.randn(3, 2, 4)
-    with pytest.raises(ValueError, match="backend='native' cannot run this layer: torch has no fused kernel for GRUCell.*reset_after=False"):
-        rnnkit.GRU(4, 5, reset_after=False, backend="native")(x)
+    with pytest.raises(ValueError, match="backend='torch' cannot run this layer: torch has no fused kernel for GRUCell.*reset_after=False"):
+        rnnkit.GRU(4, 5, reset_after=False, backend="torch")(x)
     with pytest.raises(ValueError, match="residual connections"):
-        rnnkit.LSTM(4, 5, 2, residual=True, backend="native")(x)
+        rnnkit.LSTM(4, 5, 2, residual=True, backend="torch")(x)
     with pytest.raises(ValueError, match="does not support torch.bfloat16"):
-        rnnkit.LSTM(4, 5, backend="native", dtype=torch.bfloat16)(x.bfloat16())
+        rnnkit.LSTM(4, 5, backend="torch", dtype=torch.bfloat16)(x.bfloat16())
     # auto falls back quietly and still computes
     out, _ = rnnkit.LSTM(4, 5, dtype=torch.bfloat16)(x.bfloat16())
     assert out.dtype == torch.bfloat16 and out.shape == (3, 2, 5)

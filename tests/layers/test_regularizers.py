@@ -77,10 +77,10 @@ def test_every_regularizer_at_rate_zero_equals_the_plain_layer(cell):
             assert torch.equal(a, b), (cell, name)
 
 
-def test_rate_zero_keeps_the_native_kernel():
+def test_rate_zero_keeps_the_torch_kernel():
     lstm = rnnkit.LSTM(I, H, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
                        weight_drop=0.0)
-    assert choose_backend(lstm, torch.randn(T, B, I)) == "native"
+    assert choose_backend(lstm, torch.randn(T, B, I)) == "torch"
 
 
 # ------------------------------------------- variational dropout masks
@@ -350,7 +350,7 @@ def test_dropout_regularizers_are_the_identity_in_eval():
     plain = rnnkit.LSTM(I, H, 2).eval()
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(T, B, I)
-    assert choose_backend(layer, x) == "native"  # nothing to drop: torch's kernel runs
+    assert choose_backend(layer, x) == "torch"  # nothing to drop: torch's kernel runs
     torch.testing.assert_close(layer(x)[0], plain(x)[0], atol=0, rtol=0)
     loop = rnnkit.LSTM(I, H, 2, input_dropout=0.5, backend="loop").eval()
     loop.load_state_dict(layer.state_dict())
@@ -410,13 +410,13 @@ def test_packed_equals_padded_in_training_under_one_seed():
     ("zoneout", 0.2, "zoneout mixes"),
     ("max_norm", 1.0, "max_norm renormalises"),
 ])
-def test_native_backend_refuses_active_regularizers(name, value, pattern):
+def test_torch_backend_refuses_active_regularizers(name, value, pattern):
     x = torch.randn(T, B, I)
     auto = rnnkit.GRU(I, H, **{name: value}).train()
     assert choose_backend(auto, x) == "fused"  # rnnkit's fused scan runs every regulariser
-    native = rnnkit.GRU(I, H, backend="native", **{name: value}).train()
-    with pytest.raises(ValueError, match=f"backend='native' cannot run this layer: {pattern}"):
-        native(x)
+    torch_k = rnnkit.GRU(I, H, backend="torch", **{name: value}).train()
+    with pytest.raises(ValueError, match=f"backend='torch' cannot run this layer: {pattern}"):
+        torch_k(x)
 
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN])
@@ -427,7 +427,7 @@ def test_weight_drop_runs_torchs_kernel_on_cpu_with_the_loops_masks(cls):
     torch.manual_seed(0)
     x = torch.randn(T, B, I, dtype=torch.float64)
     runs = {}
-    for backend in ("native", "loop"):
+    for backend in ("torch", "loop"):
         torch.manual_seed(1)
         m = cls(I, H, num_layers=2, bidirectional=True, weight_drop=0.4, backend=backend).double()
         xb = x.clone().requires_grad_()
@@ -435,14 +435,14 @@ def test_weight_drop_runs_torchs_kernel_on_cpu_with_the_loops_masks(cls):
         out, _ = m(xb)
         out.pow(2).sum().backward()
         runs[backend] = (out, xb.grad, [p.grad for p in m.parameters()])
-    (o1, gx1, gp1), (o2, gx2, gp2) = runs["native"], runs["loop"]
+    (o1, gx1, gp1), (o2, gx2, gp2) = runs["torch"], runs["loop"]
     torch.testing.assert_close(o1, o2, atol=1e-10, rtol=0)
     torch.testing.assert_close(gx1, gx2, atol=1e-10, rtol=0)
     for a, b in zip(gp1, gp2):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
     assert any((g == 0).any() for g in gp1[1::4]), "some recurrent weights were dropped"
     auto = rnnkit.LSTM(I, H, weight_drop=0.4).train()
-    assert choose_backend(auto, x.float()) == "native"
+    assert choose_backend(auto, x.float()) == "torch"
     with torch.no_grad():  # dropped weights differ from the layer's: not the plain kernel's output
         torch.manual_seed(3)
         y_drop = auto(x.float())[0]

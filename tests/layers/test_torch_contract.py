@@ -20,7 +20,7 @@ from torch import nn
 import rnnkit
 from rnnkit.testing import as_tuple
 
-BACKENDS = ("auto", "native", "fused", "loop")
+BACKENDS = ("auto", "torch", "fused", "loop")
 CONFIGS = {  # name -> (preset, constructor kwargs)
     "rnn_tanh": ("RNN", {}),
     "rnn_relu": ("RNN", dict(nonlinearity="relu")),
@@ -480,7 +480,7 @@ def test_repeated_backward_with_retain_graph(config, backend):
 @pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
 def test_lower_precision_input_under_autocast_as_torch(name, backend):
     """torch.nn skips its input-dtype check under autocast; so does rnnkit (torch's CPU
-    kernel takes no bfloat16, so ``native`` refuses it and ``auto`` runs a scan)."""
+    kernel takes no bfloat16, so ``torch`` refuses it and ``auto`` runs a scan)."""
     ref, ours = _pair(name, backend)
     x = torch.randn(5, 2, I).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):

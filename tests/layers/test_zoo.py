@@ -39,9 +39,9 @@ def test_registry_builds_each_layer_and_every_input_form_works(name):
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_native_backend_is_refused_with_the_reason(name):
-    layer = ZOO[name](3, 4, backend="native")
-    with pytest.raises(ValueError, match=r"backend='native' cannot run this layer: torch has "
+def test_torch_backend_is_refused_with_the_reason(name):
+    layer = ZOO[name](3, 4, backend="torch")
+    with pytest.raises(ValueError, match=r"backend='torch' cannot run this layer: torch has "
                                          r"no fused kernel for \w+Cell\(3, 4"):
         layer(torch.randn(2, 1, 3))
 

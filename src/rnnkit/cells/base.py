@@ -66,10 +66,19 @@ class Cell:
     #: name used by torch's fused kernels ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"),
     #: or None where torch has no kernel for this cell.
     native_mode: str | None = None
+    #: which recurrence ``step`` computes, for the kernels that run it whole ("lstm", "gru",
+    #: "rnn", "ln_lstm", "ln_gru", "indrnn", "qrnn", "sru", "mingru", "minlstm"), or None.
+    #: A subclass gets None unless its body sets it again: it may change ``step``.
+    kernel_kind: str | None = None
     #: rows of ``weight_ih`` per gate block are ``hidden_size``; the number of blocks.
     num_gates: int = 1
     #: index of the forget-gate block, for ``forget_bias`` (None: no forget gate).
     forget_gate: int | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kernel_kind" not in cls.__dict__:
+            cls.kernel_kind = None  # kernels run a subclass only where it opts in
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         if input_size <= 0 or hidden_size <= 0:

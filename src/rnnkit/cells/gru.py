@@ -26,6 +26,7 @@ __all__ = ["GRUCell"]
 class GRUCell(Cell):
     """GRU step; ``reset_after=False`` selects the original Cho et al. form."""
 
+    kernel_kind = "gru"
     num_gates = 3
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,

@@ -61,6 +61,8 @@ def recurrent_bound(recurrent_max: float | None, time_horizon: int | None) -> fl
 class IndRNNCell(Cell):
     """IndRNN step; state ``(h,)``; ``recurrent_max``/``time_horizon`` bound ``|u|``."""
 
+    kernel_kind = "indrnn"
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  recurrent_max: float | None = None, time_horizon: int | None = None):
         super().__init__(input_size, hidden_size, bias)

@@ -83,6 +83,7 @@ class _LayerNormCell(Cell):
 class LayerNormLSTMCell(_LayerNormCell):
     """LayerNorm-LSTM step; state ``(h, c)``, gates i, f, g, o as torch.nn.LSTM."""
 
+    kernel_kind = "ln_lstm"
     num_gates = 4
     forget_gate = 1
 
@@ -110,6 +111,7 @@ class LayerNormLSTMCell(_LayerNormCell):
 class LayerNormGRUCell(_LayerNormCell):
     """LayerNorm-GRU step (torch's reset-after form); state ``(h,)``."""
 
+    kernel_kind = "ln_gru"
     num_gates = 3
 
     def step(self, x_t: Tensor, state: State, p: Params):

@@ -24,6 +24,7 @@ __all__ = ["LSTMCell"]
 class LSTMCell(Cell):
     """LSTM step; state is ``(h, c)`` with ``h`` of size P (proj_size) or H and ``c`` of size H."""
 
+    kernel_kind = "lstm"
     native_mode = "LSTM"
     num_gates = 4
     forget_gate = 1

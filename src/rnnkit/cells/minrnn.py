@@ -195,6 +195,7 @@ class _MinCell(Cell):
 class MinGRUCell(_MinCell):
     """minGRU step ``h = (1 - z) h + z g(k^h)``; ``mode`` "parallel" or "sequential"."""
 
+    kernel_kind = "mingru"
     num_gates = 2
 
     def step(self, x_t: Tensor, state: State, p: Params):
@@ -215,6 +216,7 @@ class MinGRUCell(_MinCell):
 class MinLSTMCell(_MinCell):
     """minLSTM step ``h = f' h + i' g(k^h)`` with ``f' + i' = 1``; ``mode`` as minGRU."""
 
+    kernel_kind = "minlstm"
     num_gates = 3
     forget_gate = 0  # blocks: f, i, h
 

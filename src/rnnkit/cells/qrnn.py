@@ -39,6 +39,7 @@ _GATES = {"f": 2, "fo": 3, "ifo": 4}
 class QRNNCell(Cell):
     """QRNN pooling step; ``window`` 1 or 2, ``pooling`` "f", "fo" or "ifo"; state ``(c,)``."""
 
+    kernel_kind = "qrnn"
     forget_gate = 1  # blocks of weight_ih/bias: z, f, o, i
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,

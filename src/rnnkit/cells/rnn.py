@@ -19,6 +19,7 @@ class RNNCell(Cell):
     Shapes: ``weight_ih (H, I)``, ``weight_hh (H, H)``, ``bias_ih (H,)``, ``bias_hh (H,)``.
     """
 
+    kernel_kind = "rnn"
     num_gates = 1
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,

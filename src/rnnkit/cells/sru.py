@@ -38,6 +38,7 @@ __all__ = ["SRUCell"]
 class SRUCell(Cell):
     """SRU step; state ``(c,)``, output ``h``; ``rescale`` scales the highway by sqrt(3)."""
 
+    kernel_kind = "sru"
     forget_gate = 0  # bias is (b_f, b_r)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,

@@ -1,106 +1,130 @@
-"""Backend choice: the fastest backend that can run a layer's configuration.
+"""Backends: one protocol, one ordered table, one choice per forward call.
 
-``backend="auto"`` tries torch's fused kernel first (cuDNN on GPU, oneDNN/ATen on CPU),
-then on CUDA tensors the Triton kernels (:mod:`rnnkit.kernels.triton`, when triton is
-installed), then rnnkit's fused CPU scan (:mod:`rnnkit.kernels.fused`: every cell family
-with any regulariser, lengths or residual), and falls back to the loop quietly; a backend named explicitly that cannot run the configuration raises a
-``ValueError`` saying why. Regularisers that act in training only
-(``input_dropout``, ``recurrent_dropout``, ``weight_drop``) keep the native
-kernel out of training but not out of evaluation, where they are the identity
-(``weight_drop`` on CPU runs natively in training too, on the dropped weights);
-``zoneout`` and ``max_norm`` change evaluation too, so they always need the loop.
+A backend is a name, ``unsupported(cfg) -> reason | None`` and ``run(...)``. The layer
+builds one :class:`Config` per forward call and :func:`choose` asks the backends of
+:data:`BACKENDS` in order; ``backend="auto"`` takes the first whose ``unsupported``
+returns None, and a backend named explicitly that cannot run the configuration raises
+a one-line ``ValueError`` with its reason. Each backend's reason is computed at most
+once per call (:meth:`Config.reason`).
+
+The table, in the order ``auto`` tries it:
+
+========  ==========================================================  ================
+name      what runs                                                   ``run`` takes
+========  ==========================================================  ================
+torch     torch's kernels (cuDNN on GPU, oneDNN/ATen on CPU),         the whole layer
+          :mod:`.torch_kernels`; ``"native"`` is its old name
+triton    rnnkit's Triton GPU scans (:mod:`.triton`; triton           a layer-direction
+          itself is imported on first run, never here)
+fused     rnnkit's fused scans with a hand-written backward           a layer-direction
+          (:mod:`.fused`): every built-in cell, every regulariser
+loop      the reference time loop over ``cell.step`` (:mod:`.loop`)   a layer-direction
+========  ==========================================================  ================
+
+``run`` by :attr:`~Backend.scope`:
+
+- ``"layer"``: ``run(mode, x, hx, weights, has_bias, num_layers, dropout, training,
+  bidirectional, lengths) -> (output, h_n)`` (:func:`.torch_kernels.torch_forward`).
+- ``"scan"``: ``run(cell, p, x, state, mask, rec_mask=, zoneout=) -> (ys, state)``, the
+  regularisers' random inputs drawn by the layer up front (``Regularizers.step_inputs``).
+- ``"step"``: ``run(cell, p, x, state, mask, step) -> (ys, state)``, ``step`` the
+  layer's regularised step (``Regularizers.step``) or None.
+
+Regularisers that act in training only (``input_dropout``, ``recurrent_dropout``,
+``weight_drop``) keep torch's kernels out of training but not out of evaluation, where
+they are the identity (``weight_drop`` on CPU runs there in training too, on the dropped
+weights); ``zoneout`` and ``max_norm`` change evaluation too. ``auto`` also passes over
+torch's CPU kernels where rnnkit's fused scan measured faster (:func:`_prefers_fused`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["choose_backend", "native_unsupported", "register_scan_backend", "SCAN_BACKENDS",
-           "backend_names"]
+from .torch_kernels import TORCH_KINDS, torch_forward
+
+__all__ = ["Backend", "Config", "BACKENDS", "ALIASES", "choose", "choose_backend",
+           "backend_names", "canonical_name", "torch_unsupported", "native_unsupported"]
 
 
-@dataclass(frozen=True)
-class ScanBackend:
-    """A backend that runs one layer-direction as ``scan(cell, p, project(cell, x, p), ...)``.
+class Backend(Protocol):
+    """What the dispatcher and the layer need of a backend (see the module docstring)."""
 
-    ``unsupported(layer, x) -> reason | None``; ``project(cell, x, p) -> xp``;
-    ``scan(cell, p, xp, state, mask, rec_mask=, zoneout=) -> (ys, state)`` as
-    :func:`rnnkit.kernels.fused.fused_scan`. ``auto`` tries it (in registration
-    order, before the fused CPU scan) when ``auto`` is True.
+    name: str
+    scope: str  # "layer", "scan" or "step": what run() takes
+
+    def unsupported(self, cfg: Config) -> str | None: ...
+
+    def run(self, *args, **kwargs): ...
+
+
+class Config:
+    """One forward call as the backends see it: the layer, its input and lengths.
+
+    Args:
+        layer: a :class:`~rnnkit.Recurrent` (read: ``cells``, ``residual``,
+            ``regularizers``, ``training``, ``hidden_size``, ``parameters()``).
+        x: (T, B, I) time-major input; ``lengths`` (B,) or None when all span T.
+        auto: whether the backend is being chosen (``backend="auto"``) rather than named.
     """
 
-    unsupported: Callable
-    project: Callable
-    scan: Callable
-    auto: bool = True
+    __slots__ = ("layer", "x", "lengths", "auto", "_reasons")
+
+    def __init__(self, layer, x: Tensor, lengths: Tensor | None = None, auto: bool = True):
+        self.layer, self.x, self.lengths, self.auto = layer, x, lengths, auto
+        self._reasons: dict[str, str | None] = {}
+
+    @property
+    def cell(self):
+        return self.layer.cells[0]
+
+    def reason(self, backend: Backend) -> str | None:
+        """``backend.unsupported(self)``, asked once per call."""
+        if backend.name not in self._reasons:
+            self._reasons[backend.name] = backend.unsupported(self)
+        return self._reasons[backend.name]
 
 
-#: name -> backend; "fused" is registered on first use, others with register_scan_backend.
-SCAN_BACKENDS: dict[str, ScanBackend] = {}
+# ------------------------------------------------------------------ torch's kernels
+_TORCH_CPU_DTYPES = (torch.float32, torch.float64)
 
 
-def register_scan_backend(name: str, unsupported: Callable, project: Callable, scan: Callable,
-                          auto: bool = True) -> None:
-    """Add a scan backend (e.g. ``"triton"``): layers then accept ``backend=name``."""
-    if name in ("auto", "native", "loop"):
-        raise ValueError(f"register_scan_backend: {name!r} is a built-in backend name")
-    SCAN_BACKENDS[name] = ScanBackend(unsupported, project, scan, auto)
-
-
-def _fused() -> ScanBackend:
-    if "fused" not in SCAN_BACKENDS:
-        from .fused import fused_project, fused_scan, fused_unsupported
-
-        SCAN_BACKENDS["fused"] = ScanBackend(
-            lambda layer, x: fused_unsupported(layer.cells[0], x), fused_project, fused_scan)
-        from .triton import register_backend  # never imports triton itself
-
-        register_backend()
-    return SCAN_BACKENDS["fused"]
-
-
-def backend_names() -> tuple[str, ...]:
-    """Every name ``backend=`` accepts."""
-    _fused()
-    return ("auto", "native", *SCAN_BACKENDS, "loop")
-
-_NATIVE_CPU_DTYPES = (torch.float32, torch.float64)
-
-
-def native_unsupported(layer, x: Tensor) -> str | None:
-    """Why torch's fused kernel cannot run ``layer`` on ``x``, or None if it can."""
-    from ..cells import GRUCell, LSTMCell, RNNCell
-
+def torch_unsupported(layer, x: Tensor) -> str | None:
+    """Why torch's kernels cannot run ``layer`` on ``x`` (T, B, I), or None if they can."""
     cell = layer.cells[0]
-    if type(cell) not in (RNNCell, LSTMCell, GRUCell) or cell.native_mode is None:
+    if getattr(cell, "kernel_kind", None) not in TORCH_KINDS or cell.native_mode is None:
         return f"torch has no fused kernel for {cell!r}"
     if layer.residual:
         return "residual connections are not part of torch's kernel"
     reg = getattr(layer, "regularizers", None)
     # DropConnect on CPU: torch's kernel with the dropped weights (the layer passes them).
     # Not on CUDA, where the Triton scan measured faster than cuDNN for it (docs/triton.md).
-    reason = None if reg is None else reg.native_unsupported(layer.training, x.device.type == "cpu")
+    reason = None if reg is None else reg.native_unsupported(layer.training,
+                                                             x.device.type == "cpu")
     if reason:
         return reason
-    if x.device.type == "cpu" and x.dtype not in _NATIVE_CPU_DTYPES:
+    if x.device.type == "cpu" and x.dtype not in _TORCH_CPU_DTYPES:
         return f"torch's CPU kernel does not support {x.dtype}"
     return None
 
 
-def _native_steps(x: Tensor) -> bool:
+native_unsupported = torch_unsupported  # the old name (backend "native")
+
+
+def _compiled_steps(x: Tensor) -> bool:
     """Whether the fused scans run compiled steps on ``x`` (float32 CPU, library built)."""
-    from rnnkit.kernels.fused import _csteps
+    from .fused import _csteps
 
     return x.device.type == "cpu" and x.dtype == torch.float32 and _csteps.lib() is not None
 
 
-def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
-    """Where rnnkit's fused scan beats torch's native kernel on CPU (``x`` (T, B, I)).
+def _prefers_fused(cfg: Config) -> bool:
+    """Where rnnkit's fused scan beats torch's kernel on CPU (``cfg.x`` (T, B, I)).
 
-    The rule, from measurements (figures in ``docs/kernels.md`` and the files it cites):
+    The rule, from measurements (``docs/kernels.md`` and the files it cites):
 
     - GRU: torch has no fused CPU GRU (ATen step by step, recording autograd per step),
       so in training the fused scan is faster at every size measured
@@ -109,57 +133,144 @@ def _prefers_fused_on_cpu(layer, x: Tensor, varlen: bool = False) -> bool:
       with its pure-torch steps, and less from B*H = 8192; with the compiled steps
       (float32, a C compiler; ``kernels/fused/_csteps.py``) it is faster at every size
       measured (``bench_gru_inference_s6.json``).
-    - LSTM and RNN with varying lengths (``varlen``): torch trains a packed sequence
-      step by step and its backward is slow, so in training with B >= 2 the fused scan
-      wins; without gradients, or for one sequence, torch's kernel is faster
-      (``fused_cpu_t1.json``).
-    ``rnnkit bench --cells gru --backends native,fused`` measures the GRU case.
-    """
-    from rnnkit.cells.gru import GRUCell
+    - LSTM and RNN with varying lengths: torch trains a packed sequence step by step and
+      its backward is slow, so in training with B >= 2 the fused scan wins; without
+      gradients, or for one sequence, torch's kernel is faster (``fused_cpu_t1.json``).
 
-    gru = type(layer.cells[0]) is GRUCell
-    if not gru and not varlen:
+    ``rnnkit bench --cells gru --backends torch,fused`` measures the GRU case.
+    """
+    layer, x = cfg.layer, cfg.x
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        # under CPU autocast the vanilla layers run torch's kernel: exactly torch.nn's dtypes
+        # (torch.nn.GRU stays float32 there, its LSTM and RNN compute in bfloat16)
+        return False
+    gru = cfg.cell.kernel_kind == "gru"
+    if not gru and cfg.lengths is None:
         return False
     grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    B = x.shape[1]
     if gru:
-        return grad or B * layer.hidden_size >= 8192 or _native_steps(x)
-    return grad and B >= 2
+        return grad or x.shape[1] * layer.hidden_size >= 8192 or _compiled_steps(x)
+    return grad and x.shape[1] >= 2
+
+
+class _Torch:
+    name, scope = "torch", "layer"
+
+    def unsupported(self, cfg: Config) -> str | None:
+        reason = torch_unsupported(cfg.layer, cfg.x)
+        if reason is None and cfg.auto and _prefers_fused(cfg) and cfg.reason(FUSED) is None:
+            return "auto: rnnkit's fused CPU scan is faster here (docs/kernels.md)"
+        return reason
+
+    run = staticmethod(torch_forward)
+
+
+# ------------------------------------------------------------------ rnnkit's scans
+class _Triton:
+    name, scope = "triton", "scan"
+
+    def unsupported(self, cfg: Config) -> str | None:
+        from .triton import triton_unsupported  # looks triton up, never imports it
+
+        layer = cfg.layer
+        reason = triton_unsupported(cfg.cell, cfg.x, layer.regularizers, layer.training)
+        if reason is None and cfg.auto and cfg.x.device.type != "cuda":
+            return "backend='auto' runs the Triton kernels on CUDA only"  # not the interpreter
+        return reason
+
+    @staticmethod
+    def run(cell, p, x, state, mask=None, *, rec_mask=None, zoneout=None):
+        from .triton import triton_run
+
+        return triton_run(cell, p, x, state, mask, rec_mask=rec_mask, zoneout=zoneout)
+
+
+class _Fused:
+    name, scope = "fused", "scan"
+
+    def unsupported(self, cfg: Config) -> str | None:
+        from .fused import fused_unsupported
+
+        return fused_unsupported(cfg.cell, cfg.x)
+
+    @staticmethod
+    def run(cell, p, x, state, mask=None, *, rec_mask=None, zoneout=None):
+        from .fused import fused_run
+
+        return fused_run(cell, p, x, state, mask, rec_mask=rec_mask, zoneout=zoneout)
+
+
+class _Loop:
+    name, scope = "loop", "step"
+
+    def unsupported(self, cfg: Config) -> str | None:
+        return None  # any cell, any configuration
+
+    @staticmethod
+    def run(cell, p, x, state, mask=None, step=None):
+        from .loop import scan
+
+        xp = cell.project(x, p)  # (T, B, G)
+        if step is None and getattr(cell, "scan", None) is not None:  # whole-sequence form
+            return cell.scan(xp, state, p, mask)
+        return scan(cell, p, xp, state, mask, step)
+
+
+TORCH, TRITON, FUSED, LOOP = _Torch(), _Triton(), _Fused(), _Loop()
+#: every backend, in the order ``auto`` tries them.
+BACKENDS: tuple[Backend, ...] = (TORCH, TRITON, FUSED, LOOP)
+_BY_NAME = {b.name: b for b in BACKENDS}
+#: old backend names -> today's (each warns once per process).
+ALIASES = {"native": "torch"}
+_warned: set[str] = set()
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every name ``backend=`` takes (besides the deprecated :data:`ALIASES`)."""
+    return ("auto", *_BY_NAME)
+
+
+def canonical_name(name: str, stacklevel: int = 2) -> str:
+    """``name`` as :data:`BACKENDS` spells it; an old alias warns (once per process).
+
+    Raises ValueError for a name that is neither.
+    """
+    if name in ALIASES:
+        new = ALIASES[name]
+        if name not in _warned:
+            _warned.add(name)
+            warnings.warn(f"backend={name!r} is deprecated; use backend={new!r} (the same "
+                          "backend: torch's own kernels)", DeprecationWarning,
+                          stacklevel=stacklevel + 1)
+        return new
+    if name == "auto" or name in _BY_NAME:
+        return name
+    names = backend_names()
+    raise ValueError(f"backend: expected {', '.join(map(repr, names[:-1]))} or "
+                     f"{names[-1]!r}, got {name!r}")
+
+
+def choose(layer, x: Tensor, lengths: Tensor | None = None) -> Backend:
+    """The backend ``layer`` runs on ``x`` (T, B, I): its own, or for ``auto`` the first
+    of :data:`BACKENDS` that can. ``lengths`` (B,), or None when all sequences span T.
+    """
+    name = layer.backend
+    if name not in _BY_NAME:
+        name = canonical_name(name)
+    if name == "auto":
+        cfg = Config(layer, x, lengths, auto=True)
+        for b in BACKENDS:
+            if cfg.reason(b) is None:
+                return b
+    b = _BY_NAME[name]
+    reason = Config(layer, x, lengths, auto=False).reason(b)
+    if reason:
+        raise ValueError(f"backend={name!r} cannot run this layer: {reason}; "
+                         "use backend='auto' or 'loop'")
+    return b
 
 
 def choose_backend(layer, x: Tensor, lengths: Tensor | None = None) -> str:
-    """The backend ``layer`` runs on ``x``: its own choice, or for ``auto`` the fastest that can.
-
-    ``lengths`` (B,), when the sequences differ in length (None when all span T).
-    """
-    _fused()
-    if layer.backend == "loop":
-        return "loop"
-    if layer.backend in SCAN_BACKENDS:
-        reason = SCAN_BACKENDS[layer.backend].unsupported(layer, x)
-        if reason:
-            raise ValueError(f"backend={layer.backend!r} cannot run this layer: {reason}; "
-                             "use backend='auto' or 'loop'")
-        return layer.backend
-    reason = native_unsupported(layer, x)
-    if layer.backend == "native":
-        if reason:
-            raise ValueError(f"backend='native' cannot run this layer: {reason}; "
-                             "use backend='auto' or 'loop'")
-        return "native"
-    if reason is None:
-        # under CPU autocast the vanilla layers run torch's kernel: exactly torch.nn's dtypes
-        # (torch.nn.GRU stays float32 there, its LSTM and RNN compute in bfloat16)
-        if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") \
-                and _prefers_fused_on_cpu(layer, x, lengths is not None) \
-                and _fused().unsupported(layer, x) is None:
-            return "fused"
-        return "native"
-    # Registered backends (e.g. triton on GPU), then the fused scan, which is faster than
-    # the loop wherever it applies (docs/kernels.md).
-    order = [n for n in SCAN_BACKENDS if n != "fused" and SCAN_BACKENDS[n].auto] + ["fused"]
-    for name in order:
-        if SCAN_BACKENDS[name].unsupported(layer, x) is None:
-            return name
-    return "loop"
+    """The name of the backend :func:`choose` picks."""
+    return choose(layer, x, lengths).name

@@ -35,33 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import Cell
-from ..kernels.dispatch import SCAN_BACKENDS, backend_names, choose_backend
-from ..kernels.loop import length_mask, reverse_padded, scan
-from ..kernels.native import native_forward
+from ..kernels.dispatch import LOOP, canonical_name, choose
+from ..kernels.loop import length_mask, reverse_padded
+from ..kernels.torch_kernels import torch_cell_step
 from ._inputs import finish, prepare
 from .errors import InputError
 from .init import apply_init, check_init_args
 from .regularizers import Regularizers
 
 __all__ = ["Recurrent"]
-
-_CELL_FNS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
-             "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
-
-
-def _torch_cell_step(cell: Cell, x: Tensor, state, p) -> tuple:
-    """One step with torch's fused cell function (one C++ op) where it applies, else (None, None)."""
-    from ..cells import GRUCell, LSTMCell, RNNCell
-
-    fn = _CELL_FNS.get(cell.native_mode) if type(cell) in (LSTMCell, GRUCell, RNNCell) else None
-    if fn is None or "weight_hr" in p or (cell.native_mode == "GRU" and not cell.reset_after):
-        return None, None
-    args = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
-    if cell.native_mode == "LSTM":
-        h, c = fn(x, state, *args)
-        return h, (h, c)
-    h = fn(x, state[0], *args)
-    return h, (h,)
 
 
 def _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
@@ -103,10 +85,11 @@ class Recurrent(nn.Module):
         bidirectional: as in ``torch.nn.LSTM``.
         residual: add each layer's input to its output; a learned projection
             ``weight_res_l{k}`` maps the input where the sizes differ.
-        backend: ``"auto"`` (torch's fused kernel when it can run the
-            configuration, else on CUDA the Triton kernels when triton is installed,
-            else rnnkit's fused scan, else the loop), ``"native"``, ``"triton"``,
-            ``"fused"`` or ``"loop"``.
+        backend: ``"auto"`` (torch's kernels when they can run the configuration,
+            else on CUDA the Triton kernels when triton is installed, else rnnkit's
+            fused scan, else the loop), ``"torch"``, ``"triton"``, ``"fused"`` or
+            ``"loop"`` (:mod:`rnnkit.kernels.dispatch`); ``"native"``, the old name
+            of ``"torch"``, still works and warns once.
         init_ih, init_hh, forget_bias: see :mod:`rnnkit.layers.init`.
         input_dropout, recurrent_dropout, zoneout, weight_drop, max_norm: the
             regularisers of :mod:`rnnkit.layers.regularizers` (variational
@@ -144,10 +127,7 @@ class Recurrent(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout applies between stacked layers, so it has no effect with "
                           f"num_layers=1 (got dropout={dropout})", stacklevel=2)
-        names = backend_names()
-        if backend not in names:
-            raise ValueError(f"backend: expected {', '.join(map(repr, names[:-1]))} or "
-                             f"{names[-1]!r}, got {backend!r}")
+        backend = canonical_name(backend, stacklevel=3)  # ValueError for an unknown name
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.residual, self.backend = bidirectional, residual, backend
@@ -268,6 +248,8 @@ class Recurrent(nn.Module):
         super().__setstate__(state)
         if "regularizers" not in self.__dict__:  # pickled before the regularisers existed
             self.regularizers = Regularizers.build(self.cells[0])
+        if self.__dict__.get("backend") == "native":  # pickled before the rename
+            self.backend = "torch"
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
@@ -283,12 +265,12 @@ class Recurrent(nn.Module):
                         batch_first=self.batch_first, num_states=len(sizes),
                         state_shapes=[(D * L, s) for s in sizes],
                         dtype=w0.dtype, device=w0.device)
-        backend = choose_backend(self, batch.x, batch.lengths)
-        if batch.x.shape[1] == 0 and backend in SCAN_BACKENDS:
-            backend = "loop"  # an empty batch (B=0): nothing to scan, and no empty GPU grids
+        backend = choose(self, batch.x, batch.lengths)  # the configuration checked once
+        if batch.x.shape[1] == 0 and backend.scope == "scan":
+            backend = LOOP  # an empty batch (B=0): nothing to scan, and no empty GPU grids
         dev = batch.x.device.type
-        if backend == "native":  # under autocast too: torch's kernel, as torch.nn
-            out, h_n = self._forward_native(batch)
+        if backend.scope == "layer":  # under autocast too: torch's kernel, as torch.nn
+            out, h_n = self._forward_torch(batch, backend)
         elif torch.is_autocast_enabled(dev):
             # rnnkit's own backends run the recurrence in the layer's dtype with autocast off:
             # per-op autocast would mix dtypes inside the scans (they crashed), the compiled
@@ -299,10 +281,10 @@ class Recurrent(nn.Module):
             hx = None if batch.hx is None else tuple(h.to(to) for h in batch.hx)
             with torch.autocast(dev, enabled=False):
                 out, h_n = self._forward_loop(dataclasses.replace(
-                    batch, x=batch.x.to(to), hx=hx), SCAN_BACKENDS.get(backend))
+                    batch, x=batch.x.to(to), hx=hx), backend)
             out, h_n = out.to(back), tuple(h.to(back) for h in h_n)
         else:
-            out, h_n = self._forward_loop(batch, SCAN_BACKENDS.get(backend))
+            out, h_n = self._forward_loop(batch, backend)
         out, h_n = finish(out, h_n, batch, self.batch_first)
         return out, (h_n[0] if len(h_n) == 1 else h_n)
 
@@ -312,15 +294,16 @@ class Recurrent(nn.Module):
         D, L, B = self.num_directions, self.num_layers, x.shape[1]
         return tuple(x.new_zeros(D * L, B, s) for s in self.cells[-1].state_sizes)
 
-    def _forward_native(self, batch):
+    def _forward_torch(self, batch, backend):
+        """Every layer and direction in one call of torch's kernel (scope "layer")."""
         hx = self._initial_states(batch.x, batch.hx)
         mode = self.cells[0].native_mode
-        out, h_n = native_forward(
-            mode, batch.x, hx if mode == "LSTM" else hx[0], self._native_weights(), self.bias,
+        out, h_n = backend.run(
+            mode, batch.x, hx if mode == "LSTM" else hx[0], self._torch_weights(), self.bias,
             self.num_layers, self.dropout, self.training, self.bidirectional, batch.lengths)
         return out, (h_n if mode == "LSTM" else (h_n,))
 
-    def _native_weights(self) -> list[Tensor]:
+    def _torch_weights(self) -> list[Tensor]:
         """The weights torch's kernel gets: DropConnect's dropped ones in training.
 
         Masks drawn per layer and direction in the order of :meth:`_forward_loop`, so a
@@ -338,8 +321,9 @@ class Recurrent(nn.Module):
                 flat += [p[n[:-suffix]] for n in names]
         return flat
 
-    def _forward_loop(self, batch, fused=None):
-        """The per-layer, per-direction loop; ``fused`` a ScanBackend (fused, triton) or None."""
+    def _forward_loop(self, batch, backend):
+        """The per-layer, per-direction loop; ``backend`` runs one layer-direction
+        (scope "scan": fused, triton; or "step": the loop)."""
         x, lengths = batch.x, batch.lengths
         hx = self._initial_states(x, batch.hx)
         mask = None if lengths is None else length_mask(lengths, x.shape[0])
@@ -352,17 +336,11 @@ class Recurrent(nn.Module):
                 state = tuple(h[l * D + d] for h in hx)
                 x_d = x if d == 0 else reverse_padded(x, lengths)
                 x_d = reg.drop_input(x_d, training)
-                if fused is not None:  # same math and random masks, one op per scan
-                    xp = fused.project(c, x_d, p)
-                    y, state = fused.scan(c, p, xp, state, mask,
-                                          **reg.step_inputs(state, xp.shape[0], training))
-                else:
-                    xp = c.project(x_d, p)
-                    step = reg.step(c, state, training)  # None: no per-step regulariser
-                    if step is None and getattr(c, "scan", None) is not None:  # whole-sequence form
-                        y, state = c.scan(xp, state, p, mask)
-                    else:
-                        y, state = scan(c, p, xp, state, mask, step)
+                if backend.scope == "scan":  # the same random masks, drawn up front
+                    y, state = backend.run(c, p, x_d, state, mask,
+                                           **reg.step_inputs(state, x_d.shape[0], training))
+                else:  # None: no per-step regulariser
+                    y, state = backend.run(c, p, x_d, state, mask, reg.step(c, state, training))
                 outs.append(y if d == 0 else reverse_padded(y, lengths))
                 finals.append(state)
             y = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (T, B, D*O)
@@ -439,7 +417,7 @@ class Recurrent(nn.Module):
             s0 = tuple(h[l] for h in states)
             plain = not reg.per_step(training) and reg.weights(c, p, training) is p \
                 and not (training and reg.input_dropout)
-            y, s = _torch_cell_step(c, x, s0, p) if plain else (None, None)
+            y, s = torch_cell_step(c, x, s0, p) if plain else (None, None)
             if y is None:
                 p = reg.weights(c, p, training)
                 xp = c.project(reg.drop_input(x.unsqueeze(0), training), p)[0]  # (1, B, G)

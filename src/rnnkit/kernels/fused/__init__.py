@@ -35,18 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...cells import (
-    GRUCell,
-    IndRNNCell,
-    LayerNormGRUCell,
-    LayerNormLSTMCell,
-    LSTMCell,
-    MinGRUCell,
-    MinLSTMCell,
-    QRNNCell,
-    RNNCell,
-    SRUCell,
-)
 from .._higher import functorch_active
 from ._gemm import Linear
 from ._steps import Zone, permute_batch, plan_steps
@@ -56,13 +44,14 @@ from .layernorm import ln_gru_scan, ln_lstm_scan
 from .lstm import lstm_scan
 from .rnn import rnn_scan
 
-__all__ = ["fused_scan", "fused_project", "fused_unsupported", "FUSED_CELLS"]
+__all__ = ["fused_scan", "fused_project", "fused_unsupported", "fused_run", "FUSED_SCANS"]
 
-#: the cells with a fused scan, and the scan of each.
-FUSED_CELLS = {LSTMCell: lstm_scan, GRUCell: gru_scan, RNNCell: rnn_scan,
-               LayerNormLSTMCell: ln_lstm_scan, LayerNormGRUCell: ln_gru_scan,
-               IndRNNCell: indrnn_scan, QRNNCell: qrnn_scan, SRUCell: sru_scan,
-               MinGRUCell: min_scan, MinLSTMCell: min_scan}
+#: the scan of each cell kind (``Cell.kernel_kind``) that has one.
+FUSED_SCANS = {"lstm": lstm_scan, "gru": gru_scan, "rnn": rnn_scan,
+               "ln_lstm": ln_lstm_scan, "ln_gru": ln_gru_scan, "indrnn": indrnn_scan,
+               "qrnn": qrnn_scan, "sru": sru_scan, "mingru": min_scan, "minlstm": min_scan}
+_NAMES = ("LSTMCell, GRUCell, RNNCell, LayerNormLSTMCell, LayerNormGRUCell, IndRNNCell, "
+          "QRNNCell, SRUCell, MinGRUCell, MinLSTMCell")
 
 
 def fused_unsupported(cell, x: Tensor | None = None) -> str | None:
@@ -74,9 +63,8 @@ def fused_unsupported(cell, x: Tensor | None = None) -> str | None:
     does not (it would record the op with this call's lengths and shapes baked
     in), so under it this returns a reason and ``auto`` keeps the loop.
     """
-    if type(cell) not in FUSED_CELLS:
-        names = ", ".join(c.__name__ for c in FUSED_CELLS)
-        return f"the fused backend has scans for {names}, not {cell!r}"
+    if getattr(cell, "kernel_kind", None) not in FUSED_SCANS:
+        return f"the fused backend has scans for {_NAMES}, not {cell!r}"
     if torch.jit.is_tracing():
         return "torch.jit.trace cannot trace the fused scan (use torch.export)"
     if x is not None and not x.is_floating_point():
@@ -96,14 +84,19 @@ def fused_project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
     reason = fused_unsupported(cell, x)
     if reason:
         raise ValueError(f"fused_project: {reason}")
-    W = p["weight_ih"]
-    if isinstance(cell, (LSTMCell, GRUCell, RNNCell)):
+    return _project(cell, x, p)
+
+
+def _project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """:func:`fused_project` for a cell :func:`fused_unsupported` accepted."""
+    W, kind = p["weight_ih"], cell.kernel_kind
+    if kind in ("lstm", "gru", "rnn"):
         return _linear(x, W, p.get("bias_ih"))
-    if isinstance(cell, (IndRNNCell, MinGRUCell, MinLSTMCell)):
+    if kind in ("indrnn", "mingru", "minlstm"):
         return _linear(x, W, p.get("bias"))
-    if isinstance(cell, (LayerNormLSTMCell, LayerNormGRUCell)):
+    if kind in ("ln_lstm", "ln_gru"):
         return cell._ln(_linear(x, W, None), p["ln_ih_weight"], p.get("bias_ih"))
-    if isinstance(cell, QRNNCell):
+    if kind == "qrnn":
         if cell.window == 2:
             x_prev = torch.cat([torch.zeros_like(x[:1]), x[:-1]])  # x_{t-1}, zero at t = 0
             x = torch.cat([x, x_prev], dim=-1)  # (T, B, 2I)
@@ -138,7 +131,7 @@ def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...]
     """Run ``cell`` over time: equal to ``loop.scan(cell, p, xp, state, mask, step)``.
 
     Args:
-        cell: an LSTMCell, GRUCell or RNNCell (see :func:`fused_unsupported`).
+        cell: a cell with a fused scan (see :func:`fused_unsupported`).
         p: the cell's weights for this layer/direction (after max_norm/weight_drop).
         xp: (T, B, G) :func:`fused_project`'s output: ``cell.project(x, p)``, except for
             QRNN, whose gates come before their tanh/sigmoid (the scan applies them).
@@ -157,6 +150,19 @@ def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...]
     reason = fused_unsupported(cell, xp)
     if reason:
         raise ValueError(f"fused_scan: {reason}")
+    return _scan(cell, p, xp, state, mask, rec_mask, zoneout)
+
+
+def fused_run(cell, p: dict[str, Tensor], x: Tensor, state: tuple[Tensor, ...],
+              mask: Tensor | None = None, *, rec_mask: Tensor | None = None,
+              zoneout: tuple[Zone, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One layer-direction from its input x (T, B, I): :func:`fused_project`, then
+    :func:`fused_scan`, for a cell and input the dispatcher has checked (not again here)."""
+    return _scan(cell, p, _project(cell, x, p), state, mask, rec_mask, zoneout)
+
+
+def _scan(cell, p, xp, state, mask, rec_mask, zoneout):
+    """:func:`fused_scan` for a cell :func:`fused_unsupported` accepted."""
     if xp.dim() != 3:
         raise ValueError(f"xp: expected a (T, B, G) tensor, got shape {tuple(xp.shape)}")
     T, B, _ = xp.shape
@@ -174,7 +180,7 @@ def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...]
     state = tuple(permute_batch(s, order, 0) for s in state)
     rec_mask = permute_batch(rec_mask, order, 0)
     zones = tuple(permute_batch(z, order, 1) for z in zones)
-    ys, state = FUSED_CELLS[type(cell)](cell, p, xp, state, steps, rec_mask, zones)
+    ys, state = FUSED_SCANS[cell.kernel_kind](cell, p, xp, state, steps, rec_mask, zones)
     if order is not None:
         inverse = torch.argsort(order)
         ys = ys.index_select(1, inverse)

@@ -107,12 +107,9 @@ def qrnn_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(No
 
 def min_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None,)):
     """minGRU / minLSTM as a time-chunked linear scan over the logits ``xp`` (T, B, G*H)."""
-    from ...cells import MinGRUCell
-
     (h0,) = state
     zt, rates = zone_args(zones)
-    return _gated("mingru" if isinstance(cell, MinGRUCell) else "minlstm", xp, h0, steps, zt,
-                  rates, cell, lambda u: u)
+    return _gated(cell.kernel_kind, xp, h0, steps, zt, rates, cell, lambda u: u)
 
 
 def _gated(kind, xp, s0, steps, zt, rates, cell, act):

@@ -42,27 +42,20 @@ import os
 import torch
 from torch import Tensor
 
-from ...cells import (
-    GRUCell,
-    IndRNNCell,
-    LayerNormGRUCell,
-    LayerNormLSTMCell,
-    LSTMCell,
-    MinGRUCell,
-    MinLSTMCell,
-    QRNNCell,
-    SRUCell,
-)
 from .._higher import functorch_active, reference_scan
 from ..loop import length_mask
 
-__all__ = ["triton_scan", "triton_unsupported", "triton_available", "register_backend",
-           "layer_unsupported", "ELEMENTWISE_CELLS", "MATRIX_CELLS"]
+__all__ = ["triton_scan", "triton_run", "triton_unsupported", "triton_available",
+           "ELEMENTWISE_KINDS", "MATRIX_KINDS"]
 
-#: cells whose recurrence is elementwise (one fused time-loop kernel each).
-ELEMENTWISE_CELLS = (IndRNNCell, QRNNCell, SRUCell, MinGRUCell, MinLSTMCell)
-#: cells whose recurrence is a matrix product (per-step GEMM + fused gate kernel).
-MATRIX_CELLS = (LSTMCell, GRUCell, LayerNormLSTMCell, LayerNormGRUCell)
+#: cell kinds (``Cell.kernel_kind``) whose recurrence is elementwise (one fused time-loop
+#: kernel each): IndRNNCell, QRNNCell, SRUCell, MinGRUCell, MinLSTMCell.
+ELEMENTWISE_KINDS = ("indrnn", "qrnn", "sru", "mingru", "minlstm")
+#: cell kinds whose recurrence is a matrix product (per-step GEMM + fused gate kernel):
+#: LSTMCell, GRUCell, LayerNormLSTMCell, LayerNormGRUCell.
+MATRIX_KINDS = ("lstm", "gru", "ln_lstm", "ln_gru")
+_NAMES = ("IndRNNCell, QRNNCell, SRUCell, MinGRUCell, MinLSTMCell, LSTMCell, GRUCell, "
+          "LayerNormLSTMCell, LayerNormGRUCell")
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MAX_ROW = 2048  # matrix cells: one program holds a whole (G*H) row for layer norm
 _QRNN_KIND = {"f": 1, "fo": 2, "ifo": 3}
@@ -127,19 +120,19 @@ def triton_unsupported(cell, x: Tensor | None = None, reg=None,
     """
     if not triton_available():
         return "Triton is not installed (pip install 'rnnkit[gpu]')"
-    kind = type(cell)
-    if kind not in ELEMENTWISE_CELLS + MATRIX_CELLS:
-        names = ", ".join(c.__name__ for c in ELEMENTWISE_CELLS + MATRIX_CELLS)
-        return f"the Triton backend has scans for {names}, not {cell!r}"
-    if kind is LSTMCell and cell.proj_size:
+    kind = getattr(cell, "kernel_kind", None)
+    if kind not in ELEMENTWISE_KINDS + MATRIX_KINDS:
+        return f"the Triton backend has scans for {_NAMES}, not {cell!r}"
+    name = type(cell).__name__
+    if kind == "lstm" and cell.proj_size:
         return "the Triton LSTM scan has no projection (proj_size); use backend='fused'"
-    if kind is GRUCell and not cell.reset_after:
+    if kind == "gru" and not cell.reset_after:
         return "the Triton GRU scan runs torch's reset-after form only (reset_after=True)"
-    if kind in MATRIX_CELLS and cell.num_gates * cell.hidden_size > 4 * _MAX_ROW:
-        return (f"the Triton {kind.__name__} scan holds a row of {cell.num_gates} x H units "
+    if kind in MATRIX_KINDS and cell.num_gates * cell.hidden_size > 4 * _MAX_ROW:
+        return (f"the Triton {name} scan holds a row of {cell.num_gates} x H units "
                 f"in one program: hidden_size <= {_MAX_ROW}, got {cell.hidden_size}")
-    if reg is not None and kind in ELEMENTWISE_CELLS and any(reg.zoneout):
-        return f"the Triton {kind.__name__} scan has no zoneout"
+    if reg is not None and kind in ELEMENTWISE_KINDS and any(reg.zoneout):
+        return f"the Triton {name} scan has no zoneout"
     if torch.jit.is_tracing():
         return "torch.jit.trace cannot trace the Triton scans (use torch.compile or torch.export)"
     if x is not None:
@@ -179,7 +172,7 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
     """Run ``cell`` over time: equal to ``loop.scan(cell, p, xp, state, mask, step)``.
 
     Args:
-        cell: a cell of :data:`ELEMENTWISE_CELLS` or :data:`MATRIX_CELLS`.
+        cell: a cell of a kind in :data:`ELEMENTWISE_KINDS` or :data:`MATRIX_KINDS`.
         p: the cell's weights for this layer/direction (after max_norm/weight_drop).
         xp: (T, B, G) ``cell.project(x, p)``, float32/bfloat16/float16 on CUDA.
         state: the initial state, a tuple of (B, S_i) tensors.
@@ -195,6 +188,19 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
     reason = triton_unsupported(cell, xp)
     if reason:
         raise ValueError(f"triton_scan: {reason}")
+    return _scan(cell, p, xp, state, mask, rec_mask, zoneout)
+
+
+def triton_run(cell, p: dict[str, Tensor], x: Tensor, state: tuple[Tensor, ...],
+               mask: Tensor | None = None, *, rec_mask: Tensor | None = None,
+               zoneout=None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One layer-direction from its input x (T, B, I): ``cell.project``, then
+    :func:`triton_scan`, for a cell and input the dispatcher has checked (not again here)."""
+    return _scan(cell, p, cell.project(x, p), state, mask, rec_mask, zoneout)
+
+
+def _scan(cell, p, xp, state, mask, rec_mask, zoneout):
+    """:func:`triton_scan` for a cell :func:`triton_unsupported` accepted."""
     if xp.dim() != 3:
         raise ValueError(f"xp: expected a (T, B, G) tensor, got shape {tuple(xp.shape)}")
     T, B, _ = xp.shape
@@ -206,11 +212,11 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
         raise ValueError(f"rec_mask: expected shape {tuple(state[0].shape)} like h, got "
                          f"{tuple(rec_mask.shape)}")
     lengths, full = _lengths(mask, T, B, xp.device)
-    matrix = type(cell) in MATRIX_CELLS
+    matrix = cell.kernel_kind in MATRIX_KINDS
     if not matrix:
         if zoneout is not None and any(z is not None for z in zoneout):
             raise ValueError(f"zoneout: the Triton {type(cell).__name__} scan has no zoneout")
-        if rec_mask is not None and type(cell) is not IndRNNCell:
+        if rec_mask is not None and cell.kernel_kind != "indrnn":
             raise ValueError(f"rec_mask: {type(cell).__name__} has no recurrent weights to drop")
     if functorch_active():  # torch.func: the same math in autograd's ops (kernels._higher)
         zones = tuple(zoneout) if zoneout is not None else ()
@@ -239,37 +245,12 @@ def triton_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...
 
 def _elementwise_kind(cell, p):
     """The kernel's kind number and recurrent weight vector (None if the cell has none)."""
-    if type(cell) is IndRNNCell:
+    kind = cell.kernel_kind
+    if kind == "indrnn":
         return 0, cell.recurrent_weight(p)  # u, clamped to the bound (autograd sees it)
-    if type(cell) is QRNNCell:
+    if kind == "qrnn":
         return _QRNN_KIND[cell.pooling], None
-    if type(cell) is SRUCell:
+    if kind == "sru":
         return 4, p["weight_c"]
-    return (5 if type(cell) is MinGRUCell else 6), None
-
-
-def layer_unsupported(layer, x: Tensor) -> str | None:
-    """Why ``backend="triton"`` cannot run ``layer`` on ``x`` (the dispatcher's question).
-
-    As :func:`triton_unsupported` for the layer's cell and regularisers, and ``auto``
-    never picks the interpreter: on a CPU tensor only an explicit ``backend="triton"``
-    runs (under ``TRITON_INTERPRET=1``).
-    """
-    reason = triton_unsupported(layer.cells[0], x, layer.regularizers, layer.training)
-    if reason is None and x.device.type != "cuda" and layer.backend != "triton":
-        return "backend='auto' runs the Triton kernels on CUDA only"
-    return reason
-
-
-def register_backend() -> None:
-    """Make ``backend="triton"`` known to the layers, and tried by ``auto`` after cuDNN.
-
-    Idempotent; needs :func:`rnnkit.kernels.dispatch.register_scan_backend`. Triton
-    itself is not imported here.
-    """
-    from ..dispatch import SCAN_BACKENDS, register_scan_backend
-
-    if "triton" not in SCAN_BACKENDS:
-        register_scan_backend("triton", layer_unsupported, lambda cell, x, p: cell.project(x, p),
-                              triton_scan)
+    return (5 if kind == "mingru" else 6), None
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...cells import LayerNormGRUCell, LayerNormLSTMCell, LSTMCell
 from .._higher import carrying, reference_scan, reference_vjp, take_reference, zones_of
 from ..loop import length_mask
 from ._common import row_block, row_warps
@@ -226,8 +225,8 @@ _scan_op.register_autograd(_grad, setup_context=_setup)
 def matrix_scan(cell, p, xp: Tensor, state, lengths: Tensor, full: bool,
                 rec_mask: Tensor | None, zoneout) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run an LSTM/GRU (or LayerNorm) cell over ``xp`` (T, B, G*H); see :func:`triton_scan`."""
-    lstm = isinstance(cell, (LSTMCell, LayerNormLSTMCell))
-    ln = isinstance(cell, (LayerNormLSTMCell, LayerNormGRUCell))
+    lstm = cell.kernel_kind in ("lstm", "ln_lstm")
+    ln = cell.kernel_kind in ("ln_lstm", "ln_gru")
     xp = xp.contiguous()
     h0 = state[0].to(xp.dtype).contiguous()
     c0 = state[1].to(xp.dtype).contiguous() if lstm else None
