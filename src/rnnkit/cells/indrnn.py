@@ -96,7 +96,8 @@ class IndRNNCell(Cell):
                                     else self.recurrent_max)
 
     def constrain_(self, p: Params) -> None:
-        """Project the stored ``u`` onto ``|u| <= recurrent_max`` in place (no-op without a bound)."""
+        """Project the stored ``u`` onto ``|u| <= recurrent_max`` in place (no-op without
+        a bound)."""
         if self.recurrent_max is not None:
             with torch.no_grad():
                 p["weight_hh"].clamp_(-self.recurrent_max, self.recurrent_max)

@@ -17,7 +17,8 @@ layer's loop steps it, with the same masks and zoneout). Then
 An op called without a reference raises on a ``create_graph`` backward rather than
 returning ``None`` or zeros. Under ``torch.func`` transforms (``grad``, ``vmap``,
 ``jacrev``), which torch's custom ops do not support, a call runs its reference in
-place of the op (:func:`functorch_active`): same results, autograd's speed. Example (what the scan modules do)::
+place of the op (:func:`functorch_active`): same results, autograd's speed. Example (what
+the scan modules do)::
 
     ys, h_n = run("gru", ts, steps, rates, reference=lambda ts: gru_reference(cell, ts))
 

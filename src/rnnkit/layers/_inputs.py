@@ -97,8 +97,8 @@ def prepare(input, hx, lengths, *, input_size: int, batch_first: bool, num_state
 def _check_lengths(lengths, T: int, B: int) -> Tensor:
     lens = torch.as_tensor(lengths)
     if lens.dim() != 1 or lens.numel() != B or lens.is_floating_point() or lens.is_complex():
-        raise InputError(f"lengths: expected {B} integer lengths (one per sequence), got "
-                         f"{'dtype ' + str(lens.dtype) if lens.is_floating_point() else 'shape ' + str(_shape(lens))}")
+        got = f"dtype {lens.dtype}" if lens.is_floating_point() else f"shape {_shape(lens)}"
+        raise InputError(f"lengths: expected {B} integer lengths (one per sequence), got {got}")
     lens = lens.to("cpu", torch.int64)
     bad = (lens < 1) | (lens > T)
     if bool(bad.any()):

@@ -19,5 +19,5 @@ class InputError(ValueError, RuntimeError):
         ...     rnnkit.GRU(3, 5)(torch.randn(4, 2, 3), torch.zeros(1, 3, 5))
         ... except RuntimeError as e:
         ...     print(e)
-        hx: expected shape (1, 2, 5), got (1, 3, 5); the input has 2 sequences (Expected hidden size (1, 2, 5), got [1, 3, 5])
+        hx: expected shape (1, 2, 5), got (1, 3, 5); the input has 2 sequences (Expected ...)
     """

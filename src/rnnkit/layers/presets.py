@@ -62,7 +62,8 @@ class RNN(_Preset):
         if "proj_size" in extras:
             raise ValueError(_ONLY_LSTM)
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
+            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. "
+                             "Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         self.proj_size = 0
@@ -72,7 +73,7 @@ class RNN(_Preset):
 
 
 class LSTM(_Preset):
-    """LSTM with optional projection (``proj_size``); see torch.nn.LSTM and :mod:`rnnkit.cells.lstm`.
+    """LSTM with optional projection (``proj_size``); see torch.nn.LSTM, :mod:`rnnkit.cells.lstm`.
 
     ``hx`` and ``h_n`` are ``(h, c)`` with ``h`` ``(D*L, B, P or H)`` and ``c`` ``(D*L, B, H)``.
 
@@ -95,7 +96,7 @@ class LSTM(_Preset):
 
 
 class GRU(_Preset):
-    """GRU; torch's form by default, Cho et al.'s with ``reset_after=False``; see :mod:`rnnkit.cells.gru`.
+    """GRU, torch's form (Cho et al.'s with ``reset_after=False``); see :mod:`rnnkit.cells.gru`.
 
     Example::
 

@@ -24,7 +24,7 @@ LAYERS: dict[str, callable] = {
 
 
 def register_layer(name: str, factory) -> None:
-    """Make ``factory(input_size, hidden_size, **kwargs)`` available as ``build_layer(name, ...)``."""
+    """Register ``factory(input_size, hidden_size, **kwargs)`` as ``build_layer(name, ...)``."""
     LAYERS[name] = factory
 
 

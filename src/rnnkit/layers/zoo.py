@@ -35,7 +35,7 @@ __all__ = ["IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "Layer
 
 
 class IndRNN(Recurrent):
-    """IndRNN (Li et al. 2018), ``h_t = relu(W x_t + b + u * h_{t-1})``; see :mod:`rnnkit.cells.indrnn`.
+    """IndRNN (Li et al. 2018), ``h_t = relu(W x_t + b + u * h_{t-1})``; :mod:`rnnkit.cells.indrnn`.
 
     Args (keyword-only, besides the common ones):
         recurrent_max: bound on ``|u|``; or
@@ -69,7 +69,7 @@ class IndRNN(Recurrent):
 
 
 class QRNN(Recurrent):
-    """QRNN (Bradbury et al. 2017): convolutional gates, f-/fo-/ifo-pooling; see :mod:`rnnkit.cells.qrnn`.
+    """QRNN (Bradbury et al. 2017): convolutional gates, f/fo/ifo pooling; :mod:`rnnkit.cells.qrnn`.
 
     Args (keyword-only): ``window`` 1 or 2 (convolution width), ``pooling`` "f", "fo" or "ifo".
     Parameters: ``weight_ih_l{k} (G*H, window*I)``, ``bias_l{k} (G*H,)``, G = 2, 3, 4.
@@ -111,7 +111,9 @@ class SRU(Recurrent):
 
 
 class MinGRU(Recurrent):
-    """minGRU (Feng et al. 2024), ``h_t = (1 - z_t) h_{t-1} + z_t g(W_h x_t)``; see :mod:`rnnkit.cells.minrnn`.
+    """minGRU (Feng et al. 2024), ``h_t = (1 - z_t) h_{t-1} + z_t g(W_h x_t)``.
+
+    See :mod:`rnnkit.cells.minrnn`.
 
     Args (keyword-only): ``mode`` "parallel" (log-space scan over all steps) or
     "sequential" (step by step); both give the same results.
@@ -132,7 +134,9 @@ class MinGRU(Recurrent):
 
 
 class MinLSTM(Recurrent):
-    """minLSTM (Feng et al. 2024), ``h_t = f'_t h_{t-1} + i'_t g(W_h x_t)``; see :mod:`rnnkit.cells.minrnn`.
+    """minLSTM (Feng et al. 2024), ``h_t = f'_t h_{t-1} + i'_t g(W_h x_t)``.
+
+    See :mod:`rnnkit.cells.minrnn`.
 
     Args (keyword-only): ``mode`` "parallel" or "sequential", as :class:`MinGRU`.
     Parameters: ``weight_ih_l{k} (3H, I)``, ``bias_l{k} (3H,)`` (gates f, i, h).
@@ -175,7 +179,7 @@ class LayerNormLSTM(Recurrent):
 
 
 class LayerNormGRU(Recurrent):
-    """GRU (torch's form) with layer normalisation (Ba et al. 2016); see :mod:`rnnkit.cells.layernorm`.
+    """GRU (torch's form) with layer normalisation (Ba et al. 2016); :mod:`rnnkit.cells.layernorm`.
 
     Args (keyword-only): ``eps`` of the normalisation (1e-5).
     Parameters: torch.nn.GRU's plus ``ln_ih_weight_l{k}``, ``ln_hh_weight_l{k}`` (3H,).

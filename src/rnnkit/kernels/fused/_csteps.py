@@ -1,8 +1,8 @@
 """The compiled step math of the fused CPU scans (``_csteps.c``), built on first use.
 
 The fused LSTM, LayerNorm-LSTM, GRU and LayerNorm-GRU scans issue one GEMM per step plus
-5-20 small torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops cost as much
-as the GEMMs. ``_csteps.c`` does a step's elementwise work in one call over the rows
+5-20 small torch ops for the gates, the layer norms and zoneout; at B=32, H=256 those ops
+cost as much as the GEMMs. ``_csteps.c`` does a step's elementwise work in one call over the rows
 (vectorised, float32). It depends on nothing but libm, so it does not depend on the
 torch version or its ABI: it is compiled once per machine with the system C compiler
 (``cc``, or ``$CC``) into the user's cache (``~/.cache/rnnkit/c-steps/``), keyed by the

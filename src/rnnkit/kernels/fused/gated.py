@@ -298,7 +298,8 @@ def gated_scan(kind: str, u: Tensor, s0: Tensor, steps: Steps, zone, rate: float
 
 # ------------------------------------------------------------------ SRU
 # xp = [x~, a_f, a_r, x^] (T, B, 4H) (a_f, a_r with their biases, x^ already times alpha):
-#   f_t  = sigmoid(a_f + v_f c_{t-1}),  c~_t = lerp(x~_t, c_{t-1}, f_t),  c_t = lerp(c~_t, c_{t-1}, k_t)
+#   f_t  = sigmoid(a_f + v_f c_{t-1}),  c~_t = lerp(x~_t, c_{t-1}, f_t),
+#   c_t  = lerp(c~_t, c_{t-1}, k_t)
 #   r_t  = sigmoid(a_r + v_r c_{t-1}),  h_t  = lerp(x^_t, c~_t, r_t)
 # The loop runs f and c step by step; r and h run over each chunk after it. Backward:
 #   J~_t = d c~_t / d c_{t-1} = f + (c_{t-1} - x~) f (1 - f) v_f,   J_t = k + (1 - k) J~_t

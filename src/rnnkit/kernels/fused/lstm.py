@@ -191,7 +191,8 @@ def _d_sig(s: Tensor) -> Tensor:
 
 
 def _split_zone(d: Tensor, z, t: int, n: int):
-    """Split the gradient ``d`` of a zoned state into (fresh part, kept part); no zoneout: (d, None)."""
+    """Split the gradient ``d`` of a zoned state into (fresh part, kept part); no zoneout:
+    (d, None)."""
     if z is None:
         return d, None
     keep = d * zone_at(z, t, n)

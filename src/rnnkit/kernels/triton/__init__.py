@@ -93,7 +93,8 @@ def _sync_kernel_mode() -> None:
     import importlib
     import sys
 
-    loaded = [sys.modules[f"{__name__}.{m}"] for m in _KERNEL_MODULES if f"{__name__}.{m}" in sys.modules]
+    names = [f"{__name__}.{m}" for m in _KERNEL_MODULES]
+    loaded = [sys.modules[n] for n in names if n in sys.modules]
     want = "InterpretedFunction" if _interpreting() else "JITFunction"
     kinds = {type(v).__name__ for mod in loaded for v in vars(mod).values()} & {
         "InterpretedFunction", "JITFunction"}

@@ -188,8 +188,8 @@ def _(W, b_hh, g_hh, g_c, b_c, lengths, m, zh, zc, HS, CS, HREC, A, XH, RS, CH, 
     T, B, H = HS.shape[0] - 1, HS.shape[1], HS.shape[2]
     like = lambda w: HREC.new_empty(0) if w is None else w.new_empty(w.shape)  # noqa: E731
     return [HREC.new_empty(T, B, W.shape[0]), HREC.new_empty(B, H),
-            HREC.new_empty(B, H) if lstm else HREC.new_empty(0), like(W), like(b_hh), like(g_hh), like(g_c),
-            like(b_c)]
+            HREC.new_empty(B, H) if lstm else HREC.new_empty(0), like(W), like(b_hh), like(g_hh),
+            like(g_c), like(b_c)]
 
 
 def _setup(ctx, inputs, output):
