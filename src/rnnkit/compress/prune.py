@@ -15,9 +15,9 @@ folds the masks back into plain parameters so the model saves as an ordinary che
 
 Example::
 
-    pruned = prune_model(model, 0.7, scope="global")      # [(layer, "weight_hh_l0"), ...]
-    sparsity(pruned)                                      # {"rnn.weight_hh_l0": 0.64, ..., "total": 0.7}
-    make_permanent(pruned)                                # zeros stay; masks are gone
+    pruned = prune_model(model, 0.7, scope="global")  # [(layer, "weight_hh_l0"), ...]
+    sparsity(pruned)  # {"rnn.weight_hh_l0": 0.64, ..., "total": 0.7}
+    make_permanent(pruned)  # zeros stay; masks are gone
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ def prune_model(model: nn.Module, amount: float, *, scope: Literal["global", "la
     if not targets:
         raise ValueError(f"{type(model).__name__}: no rnnkit recurrent layer weights to prune")
     if scope == "global":
-        prune.global_unstructured([(m, n) for _, m, n in targets], pruning_method=prune.L1Unstructured,
-                                  amount=float(amount))
+        prune.global_unstructured(
+            [(m, n) for _, m, n in targets],
+            pruning_method=prune.L1Unstructured,
+            amount=float(amount),
+        )
     else:
         for _, m, n in targets:
             prune.l1_unstructured(m, n, amount=float(amount))

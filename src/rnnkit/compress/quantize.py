@@ -53,9 +53,12 @@ class TorchRecurrent(nn.Module):
             return self.rnn(input, hx)
         T = input.shape[1 if self.batch_first else 0]
         lengths = torch.as_tensor(lengths).cpu()
-        packed = pack_padded_sequence(input, lengths, batch_first=self.batch_first, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            input, lengths, batch_first=self.batch_first, enforce_sorted=False
+        )
         out, h_n = self.rnn(packed, hx)
-        out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=T)  # (T, B, D*H)
+        # (T, B, D*H)
+        out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=T)
         return out, h_n
 
 
@@ -86,8 +89,12 @@ def _torch_module(layer: nn.Module) -> nn.RNNBase:
     elif mode == "GRU":
         m = nn.GRU(layer.input_size, layer.hidden_size, **kw)
     else:
-        m = nn.RNN(layer.input_size, layer.hidden_size, nonlinearity="tanh" if mode == "RNN_TANH" else "relu",
-                   **kw)
+        m = nn.RNN(
+            layer.input_size,
+            layer.hidden_size,
+            nonlinearity="tanh" if mode == "RNN_TANH" else "relu",
+            **kw,
+        )
     state = {k: v.detach() for k, v in layer.named_parameters(recurse=False)}
     if any(k.endswith("_orig") for k in state):
         raise ValueError("to_torch_recurrent: the layer is still pruned (masks attached); call "

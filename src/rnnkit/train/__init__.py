@@ -3,7 +3,9 @@
 See ``docs/training.md`` for the design.  Typical use::
 
     from rnnkit.train import load_recipe, run_training
-    summary = run_training(load_recipe("configs/shakespeare_char.yaml"), recipe_name="shakespeare_char")
+    summary = run_training(
+        load_recipe("configs/shakespeare_char.yaml"), recipe_name="shakespeare_char"
+    )
 """
 
 from rnnkit.train.checkpoint import CheckpointError

@@ -110,8 +110,11 @@ def flatten_tensors(obj: Any, prefix: str, out: dict[str, Tensor]) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
 
 
-def unflatten_tensors(skel: Any, tensors: dict[str, Tensor], where: str = "trainer_state.json") -> Any:
-    """Inverse of :func:`flatten_tensors`; a malformed skeleton raises CheckpointError naming ``where``."""
+def unflatten_tensors(
+    skel: Any, tensors: dict[str, Tensor], where: str = "trainer_state.json"
+) -> Any:
+    """Inverse of :func:`flatten_tensors`; a malformed skeleton raises CheckpointError naming
+    ``where``."""
 
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{where}: {what}")
@@ -129,7 +132,9 @@ def unflatten_tensors(skel: Any, tensors: dict[str, Tensor], where: str = "train
         if tag == "__dict__" and isinstance(value, list):
             out = {}
             for item in value:
-                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], (str, int))):
+                if not (
+                    isinstance(item, list) and len(item) == 2 and isinstance(item[0], (str, int))
+                ):
                     raise bad(f"expected [key, value] pairs in a __dict__, got {item!r:.60}")
                 out[item[0]] = unflatten_tensors(item[1], tensors, where)
             return out
@@ -142,19 +147,29 @@ def unflatten_tensors(skel: Any, tensors: dict[str, Tensor], where: str = "train
 def optimizer_to_flat(state: dict[str, Any], out: dict[str, Tensor]) -> Any:
     """``optimizer.state_dict()`` -> JSON skeleton (integer state keys kept as ints)."""
     return {
-        "state": [[int(i), flatten_tensors(s, f"optim.state.{i}", out)] for i, s in state["state"].items()],
+        "state": [
+            [int(i), flatten_tensors(s, f"optim.state.{i}", out)] for i, s in state["state"].items()
+        ],
         "param_groups": flatten_tensors(state["param_groups"], "optim.groups", out),
     }
 
 
-def optimizer_from_flat(skel: Any, tensors: dict[str, Tensor], where: str = "trainer_state.json") -> dict[str, Any]:
+def optimizer_from_flat(
+    skel: Any, tensors: dict[str, Tensor], where: str = "trainer_state.json"
+) -> dict[str, Any]:
     """Inverse of :func:`optimizer_to_flat`: a dict for ``optimizer.load_state_dict``."""
-    if not (isinstance(skel, dict) and isinstance(skel.get("state"), list) and "param_groups" in skel):
-        raise CheckpointError(f"{where}: field 'optimizer': expected an object with 'state' and 'param_groups'")
+    if not (
+        isinstance(skel, dict) and isinstance(skel.get("state"), list) and "param_groups" in skel
+    ):
+        raise CheckpointError(
+            f"{where}: field 'optimizer': expected an object with 'state' and 'param_groups'"
+        )
     state = {}
     for item in skel["state"]:
         if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is int):
-            raise CheckpointError(f"{where}: field 'optimizer.state': expected [int, state] pairs, got {item!r:.60}")
+            raise CheckpointError(
+                f"{where}: field 'optimizer.state': expected [int, state] pairs, got {item!r:.60}"
+            )
         state[item[0]] = unflatten_tensors(item[1], tensors, where)
     return {"state": state, "param_groups": unflatten_tensors(skel["param_groups"], tensors, where)}
 
@@ -186,7 +201,11 @@ def _unique_state(model_state: dict[str, Tensor]) -> dict[str, Tensor]:
     seen: dict[int, str] = {}
     out = {}
     for k, v in model_state.items():
-        ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)) if v.numel() else None
+        ptr = (
+            (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+            if v.numel()
+            else None
+        )
         if ptr is not None and ptr in seen:
             continue
         if ptr is not None:
@@ -275,16 +294,26 @@ def write_checkpoint(
         lock = _lock(final).acquire(timeout=LOCK_TIMEOUT)
         try:
             _recover(final)  # a killed writer's work: finish its move, delete its garbage
-            new = _write_new(final, model_state, config, task, version, trainer_tensors, trainer_json,
-                             write_assets)
+            new = _write_new(
+                final,
+                model_state,
+                config,
+                task,
+                version,
+                trainer_tensors,
+                trainer_json,
+                write_assets,
+            )
             committed = True
             _publish(final, new)
         finally:
             lock.release()
     except (OSError, SafetensorError) as e:
         if committed:
-            raise CheckpointError(f"{final}: the checkpoint was written but not moved into place "
-                                  f"({_reason(e)}); the next reader or save completes the move") from None
+            raise CheckpointError(
+                f"{final}: the checkpoint was written but not moved into place "
+                f"({_reason(e)}); the next reader or save completes the move"
+            ) from None
         raise CheckpointError(f"{final}: could not write the checkpoint ({_reason(e)}); "
                               f"the previous checkpoint, if any, is kept") from None
     return final
@@ -297,16 +326,31 @@ def _write_new(final: Path, model_state, config, task, version, trainer_tensors,
     tmp = final.parent / f".{final.name}.tmp-{stamp}"
     os.mkdir(tmp)
     try:
-        _save_tensors(tmp / "model.safetensors", _unique_state(model_state), {"format": FORMAT, "task": task})
-        _write_text(tmp / "config.json", _json_text({"format": FORMAT, "format_version": _FORMAT_VERSION,
-                                                     "rnnkit_version": version, "task": task,
-                                                     "config": config}))
+        _save_tensors(
+            tmp / "model.safetensors", _unique_state(model_state), {"format": FORMAT, "task": task}
+        )
+        _write_text(
+            tmp / "config.json",
+            _json_text(
+                {
+                    "format": FORMAT,
+                    "format_version": _FORMAT_VERSION,
+                    "rnnkit_version": version,
+                    "task": task,
+                    "config": config,
+                }
+            ),
+        )
         if write_assets is not None:
             write_assets(tmp)
         if trainer_json is not None:
             text = _json_text(trainer_json)
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            _save_tensors(tmp / "trainer_state.safetensors", trainer_tensors or {}, {TRAINER_JSON_SHA256: digest})
+            _save_tensors(
+                tmp / "trainer_state.safetensors",
+                trainer_tensors or {},
+                {TRAINER_JSON_SHA256: digest},
+            )
             _write_text(tmp / "trainer_state.json", text)
         for f in sorted(tmp.iterdir()):
             _fsync(f)
@@ -321,7 +365,8 @@ def _write_new(final: Path, model_state, config, task, version, trainer_tensors,
 
 
 def _publish(final: Path, new: Path) -> None:
-    """Move the complete ``new`` to ``final``; the previous ``final`` is moved aside, then deleted."""
+    """Move the complete ``new`` to ``final``; the previous ``final`` is moved aside, then
+    deleted."""
     old = None
     if final.exists() or final.is_symlink():
         old = final.parent / f".{final.name}.old-{_stamp()}"
@@ -468,7 +513,9 @@ def has_checkpoint(directory: str | os.PathLike) -> bool:
 
 
 def _parse_json(path: Path, raw: bytes) -> Any:
-    too_deep = CheckpointError(f"{path}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels expected)")
+    too_deep = CheckpointError(
+        f"{path}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels expected)"
+    )
     try:
         obj = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -478,7 +525,9 @@ def _parse_json(path: Path, raw: bytes) -> Any:
     except RecursionError:
         raise too_deep from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise CheckpointError(f"{path}: corrupted JSON ({' '.join(str(e).split())[:200]})") from None
+        raise CheckpointError(
+            f"{path}: corrupted JSON ({' '.join(str(e).split())[:200]})"
+        ) from None
     if nesting_depth(obj) > MAX_JSON_DEPTH:
         raise too_deep
     return obj
@@ -504,12 +553,22 @@ def read_config(directory: str | os.PathLike, task: str | None = None) -> dict[s
         raise CheckpointError(f"{d}: checkpoint directory not found")
     d = resolve_checkpoint(d)
     if not d.is_dir():
-        raise CheckpointError(f"{d}: expected a checkpoint directory (with model.safetensors and config.json)")
+        raise CheckpointError(
+            f"{d}: expected a checkpoint directory (with model.safetensors and config.json)"
+        )
     meta = _read_json(d / "config.json")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{d / 'config.json'}: not an rnnkit checkpoint config (format {FORMAT!r} expected)")
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT
+        or not isinstance(meta.get("config"), dict)
+    ):
+        raise CheckpointError(
+            f"{d / 'config.json'}: not an rnnkit checkpoint config (format {FORMAT!r} expected)"
+        )
     if task is not None and meta.get("task") != task:
-        raise CheckpointError(f"{d}: checkpoint is from task {meta.get('task')!r}; expected a {task!r} checkpoint")
+        raise CheckpointError(
+            f"{d}: checkpoint is from task {meta.get('task')!r}; expected a {task!r} checkpoint"
+        )
     return meta
 
 
@@ -522,10 +581,14 @@ def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupted safetensors file ({_reason(e)})") from None
+        raise CheckpointError(
+            f"{path}: truncated or corrupted safetensors file ({_reason(e)})"
+        ) from None
     want = meta.get(TENSORS_SHA256)
     if want is not None and tensors_sha256(tensors) != want:
-        raise CheckpointError(f"{path}: its tensors do not match the checksum in its header (corrupted or edited)")
+        raise CheckpointError(
+            f"{path}: its tensors do not match the checksum in its header (corrupted or edited)"
+        )
     return tensors, meta
 
 
@@ -549,7 +612,9 @@ def read_trainer_state(directory: str | os.PathLike) -> tuple[dict[str, Any], di
     tensors, header = _load_safetensors(d / "trainer_state.safetensors")
     want = header.get(TRAINER_JSON_SHA256)
     if want is not None and hashlib.sha256(raw).hexdigest() != want:
-        raise CheckpointError(f"{path}: does not match trainer_state.safetensors (edited or corrupted)")
+        raise CheckpointError(
+            f"{path}: does not match trainer_state.safetensors (edited or corrupted)"
+        )
     return meta, tensors
 
 
@@ -569,6 +634,7 @@ def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> 
         ref = model.state_dict()[k]
         if tuple(v.shape) != tuple(ref.shape):
             raise CheckpointError(
-                f"{d / 'model.safetensors'}: {k} has shape {tuple(v.shape)}, the model expects {tuple(ref.shape)}"
+                f"{d / 'model.safetensors'}: {k} has shape {tuple(v.shape)}, the model expects "
+                f"{tuple(ref.shape)}"
             )
     model.load_state_dict(state, strict=False)

@@ -50,7 +50,8 @@ class LockError(OSError):
 
 
 def describe_holder(info: dict[str, Any] | None) -> str:
-    """``"pid 123 on host h since 2025-01-01 12:00:00"`` from a lock file's JSON, or a placeholder."""
+    """``"pid 123 on host h since 2025-01-01 12:00:00"`` from a lock file's JSON, or a
+    placeholder."""
     if not info:
         return "another process"
     text = f"pid {info.get('pid', '?')} on host {info.get('host', '?')}"

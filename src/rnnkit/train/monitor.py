@@ -62,7 +62,9 @@ class Monitor:
 
                 self.loggers.append(TensorBoardLogger(root_dir=str(log_dir), name="tensorboard"))
             else:
-                raise ValueError(f"trainer.loggers: unknown logger {name!r}; expected 'csv' or 'tensorboard'")
+                raise ValueError(
+                    f"trainer.loggers: unknown logger {name!r}; expected 'csv' or 'tensorboard'"
+                )
 
     # ------------------------------------------------------------------ text
 

@@ -31,7 +31,9 @@ from rnnkit.train.config import OptimConfig, ScheduleConfig
 __all__ = ["build_optimizer", "LRSchedule"]
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: OptimConfig
+) -> torch.optim.Optimizer:
     """The optimizer named by ``cfg.name`` with its hyperparameters."""
     params = list(params)
     if cfg.lr <= 0:
@@ -63,7 +65,8 @@ class LRSchedule:
     def __init__(self, cfg: ScheduleConfig, base_lr: float, mode: str = "min"):
         if cfg.warmup_steps < 0 or cfg.step_size < 1 or cfg.gamma <= 0:
             raise ValueError(
-                f"schedule: warmup_steps={cfg.warmup_steps} (>= 0), step_size={cfg.step_size} (>= 1), "
+                f"schedule: warmup_steps={cfg.warmup_steps} (>= 0), "
+                f"step_size={cfg.step_size} (>= 1), "
                 f"gamma={cfg.gamma} (> 0) out of range"
             )
         self.cfg = cfg
@@ -94,7 +97,9 @@ class LRSchedule:
         warm = min(1.0, (step + 1) / w) if w > 0 else 1.0
         return self.base_lr * warm * self.main_factor(epoch, progress)
 
-    def apply(self, optimizer: torch.optim.Optimizer, step: int, epoch: int, progress: float) -> float:
+    def apply(
+        self, optimizer: torch.optim.Optimizer, step: int, epoch: int, progress: float
+    ) -> float:
         lr = self.lr(step, epoch, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -106,7 +111,9 @@ class LRSchedule:
             return
         best = self.plateau_best
         thr = self.cfg.threshold
-        better = best is None or (value < best * (1 - thr) if self.mode == "min" else value > best * (1 + thr))
+        better = best is None or (
+            value < best * (1 - thr) if self.mode == "min" else value > best * (1 + thr)
+        )
         if better:
             self.plateau_best, self.plateau_bad = value, 0
             return

@@ -45,8 +45,14 @@ from torch import nn
 from rnnkit.train.checkpoint import CheckpointError
 from rnnkit.train.config import ConfigError, OptimConfig, RunConfig
 
-__all__ = ["build_model", "model_memory", "machine_memory", "memory_limit", "optimizer_state_factor",
-           "MAX_PARAMETER_TENSORS"]
+__all__ = [
+    "build_model",
+    "model_memory",
+    "machine_memory",
+    "memory_limit",
+    "optimizer_state_factor",
+    "MAX_PARAMETER_TENSORS",
+]
 
 #: a dry build registering more parameter tensors than this is refused (1,000 stacked
 #: bidirectional LSTM layers have 8,000)
@@ -75,8 +81,10 @@ def memory_limit(max_model_memory_gb: float | None) -> tuple[float, str]:
     """``(bytes, where the limit comes from)``; ``math.inf`` bytes when there is none."""
     if max_model_memory_gb is not None:
         if not max_model_memory_gb > 0:
-            raise ConfigError(f"config key 'trainer.max_model_memory_gb': expected a positive number of GB "
-                              f"(inf turns the check off), got {max_model_memory_gb}")
+            raise ConfigError(
+                f"config key 'trainer.max_model_memory_gb': expected a positive number of GB "
+                f"(inf turns the check off), got {max_model_memory_gb}"
+            )
         return max_model_memory_gb * 1e9, f"trainer.max_model_memory_gb={max_model_memory_gb:g}"
     env = os.environ.get(_ENV)
     if env:
@@ -85,7 +93,9 @@ def memory_limit(max_model_memory_gb: float | None) -> tuple[float, str]:
         except ValueError:
             gb = math.nan
         if not gb > 0:
-            raise ConfigError(f"{_ENV}={env!r}: expected a positive number of GB (inf turns the check off)")
+            raise ConfigError(
+                f"{_ENV}={env!r}: expected a positive number of GB (inf turns the check off)"
+            )
         return gb * 1e9, f"{_ENV}={env}"
     total = machine_memory()
     if total is None:
@@ -119,7 +129,8 @@ def _gb(n: float) -> str:
 
 
 class _TooBig(BaseException):
-    """Stops a dry build (a BaseException, so that no ``except Exception`` in a constructor eats it)."""
+    """Stops a dry build (a BaseException, so that no ``except Exception`` in a constructor
+    eats it)."""
 
 
 class _Counter:
@@ -142,8 +153,14 @@ class _Counter:
             raise _TooBig("")
 
 
-def build_model(factory: Callable[..., nn.Module], *args: Any, run: RunConfig, training: bool = True,
-                source: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+def build_model(
+    factory: Callable[..., nn.Module],
+    *args: Any,
+    run: RunConfig,
+    training: bool = True,
+    source: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """``factory(*args, **kwargs)``, once a dry build on ``meta`` shows that it can be built
     and that it fits the memory limit (module docstring).
 

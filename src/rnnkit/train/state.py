@@ -63,7 +63,11 @@ class _Checker:
         if v is None and null:
             return v
         if not _is_number(v) or (low is not None and not v >= low):
-            what = "a number" + (f" >= {low:g}" if low is not None else "") + (" or null" if null else "")
+            what = (
+                "a number"
+                + (f" >= {low:g}" if low is not None else "")
+                + (" or null" if null else "")
+            )
             raise self.fail(name, what, v)
         return v
 
@@ -124,11 +128,18 @@ class TrainState:
             if not isinstance(h, list):
                 raise c.fail(f"{pre}.history", "a list of records", h)
             for i, r in enumerate(h):
-                if not (isinstance(r, dict) and all(
-                        isinstance(k, str) and (v is None or isinstance(v, (int, float, str))) for k, v in r.items())):
+                if not (
+                    isinstance(r, dict)
+                    and all(
+                        isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))
+                        for k, v in r.items()
+                    )
+                ):
                     raise c.fail(f"{pre}.history[{i}]", "an object of numbers and strings", r)
         if "stopped" in out and out["stopped"] is not None and out["stopped"] not in STOP_REASONS:
-            raise c.fail(f"{pre}.stopped", f"one of null, {', '.join(STOP_REASONS)}", out["stopped"])
+            raise c.fail(
+                f"{pre}.stopped", f"one of null, {', '.join(STOP_REASONS)}", out["stopped"]
+            )
         return cls(**out)
 
 
@@ -166,7 +177,9 @@ def restore_rng(meta: dict[str, Any], tensors: dict[str, Tensor]) -> None:
     """Inverse of :func:`capture_rng`."""
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
-    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = sorted(
+        (k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1])
+    )
     if cuda and torch.cuda.is_available():
         states = [tensors[k].to(torch.uint8) for k in cuda][: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all(states)
@@ -194,7 +207,9 @@ def check_trainer_state(meta: Any, tensors: dict[str, Tensor], where: Any) -> Tr
     c.count(c.get(meta, "world_size", "world_size", "an integer >= 1"), "world_size", low=1)
     opt = c.obj(c.get(meta, "optimizer", "optimizer", "an object"), "optimizer")
     if not isinstance(opt.get("state"), list):
-        raise c.fail("optimizer.state", "a list of [parameter index, state] pairs", opt.get("state"))
+        raise c.fail(
+            "optimizer.state", "a list of [parameter index, state] pairs", opt.get("state")
+        )
     optimizer_from_flat(opt, tensors, str(where))
     sched = c.obj(c.get(meta, "schedule", "schedule", "an object"), "schedule")
     c.number(sched.get("plateau_best"), "schedule.plateau_best", null=True)
@@ -234,10 +249,15 @@ def _check_rng(c: _Checker, rng: dict, tensors: dict[str, Tensor]) -> None:
                      rng.get("python")) from None
     try:
         kind, keys, pos, has_gauss, cached = rng["numpy"]
-        np.random.RandomState().set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        np.random.RandomState().set_state(
+            (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+        )
     except Exception:
-        raise c.fail("rng.numpy", "[kind, 624 integers, pos, has_gauss, cached] of numpy's get_state()",
-                     rng.get("numpy")) from None
+        raise c.fail(
+            "rng.numpy",
+            "[kind, 624 integers, pos, has_gauss, cached] of numpy's get_state()",
+            rng.get("numpy"),
+        ) from None
     for k, t in tensors.items():
         if k == "rng.torch" or k.startswith("rng.cuda."):
             ok = t.dtype == torch.uint8 and t.dim() == 1
@@ -247,10 +267,14 @@ def _check_rng(c: _Checker, rng: dict, tensors: dict[str, Tensor]) -> None:
                 except RuntimeError:
                     ok = False
             if not ok:
-                raise c.fail(f"tensor {k}", "a generator state (uint8 vector)", f"{t.dtype} {tuple(t.shape)}")
+                raise c.fail(
+                    f"tensor {k}", "a generator state (uint8 vector)", f"{t.dtype} {tuple(t.shape)}"
+                )
 
 
-def check_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, where: Any) -> None:
+def check_optimizer_state(
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, where: Any
+) -> None:
     """Check a loaded ``optimizer.state_dict()``-like ``state`` against ``optimizer``: the same
     groups and parameter counts, values of the same kinds, per-parameter state with the keys
     this optimizer makes and tensors of the parameters' shapes (or scalars, like Adam's
@@ -259,19 +283,27 @@ def check_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimize
     live = optimizer.state_dict()
     groups = state["param_groups"]
     if not isinstance(groups, list) or len(groups) != len(live["param_groups"]):
-        raise c.fail("optimizer.param_groups", f"a list of {len(live['param_groups'])} group(s)", groups)
-    params: dict[int, Tensor] = {}  # saved index -> the parameter it is loaded into, as torch maps them
+        raise c.fail(
+            "optimizer.param_groups", f"a list of {len(live['param_groups'])} group(s)", groups
+        )
+    # saved index -> the parameter it is loaded into, as torch maps them
+    params: dict[int, Tensor] = {}
     for i, (g, ref, live_g) in enumerate(zip(groups, live["param_groups"], optimizer.param_groups)):
         name = f"optimizer.param_groups[{i}]"
         g = c.obj(g, name)
         ids = g.get("params")
-        if not (isinstance(ids, list) and len(ids) == len(ref["params"]) and all(_is_int(j) for j in ids)):
+        if not (
+            isinstance(ids, list)
+            and len(ids) == len(ref["params"])
+            and all(_is_int(j) for j in ids)
+        ):
             raise c.fail(f"{name}.params", f"{len(ref['params'])} parameter indices", ids)
         for j, p in zip(ids, live_g["params"]):
             if j in params:
                 raise c.fail(f"{name}.params", "distinct parameter indices", ids)
             params[j] = p
-        for k, v in ref.items():  # settings a checkpoint lacks (another torch version's) take this run's
+        # settings a checkpoint lacks (another torch version's) take this run's
+        for k, v in ref.items():
             g.setdefault(k, v)
         for k, v in g.items():
             if k == "params" or k not in ref:
@@ -303,7 +335,11 @@ def check_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimize
             if not (isinstance(v, Tensor) and v.is_floating_point()
                     and (v.numel() == 1 or v.shape == params[i].shape)):
                 got = f"{v.dtype} {tuple(v.shape)}" if isinstance(v, Tensor) else v
-                raise c.fail(f"{name}.{k}", f"a float tensor of shape {tuple(params[i].shape)} or a scalar", got)
+                raise c.fail(
+                    f"{name}.{k}",
+                    f"a float tensor of shape {tuple(params[i].shape)} or a scalar",
+                    got,
+                )
 
 
 def _state_kinds(optimizer: torch.optim.Optimizer) -> dict[str, type | None] | None:

@@ -75,9 +75,12 @@ class Reclaimer:
         self.retry = Retry(max_retry=max_retry)
         self.heartbeat, self.grace, self.log = heartbeat, grace, log
         # Optuna's heartbeat thread, without its stale-trial check (a grace of 100 years)
-        self.storage = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=_NEVER, **{kw: self.retry})
+        self.storage = RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=_NEVER, **{kw: self.retry}
+        )
         self._lock = threading.Lock()
-        self.own: int | None = None  # the number of the trial this worker trains: never reclaimed here
+        # the number of the trial this worker trains: never reclaimed here
+        self.own: int | None = None
 
     def reclaim(self, study: Any) -> list[int]:
         """Fail the RUNNING trials of dead workers and queue their values; their numbers."""
@@ -117,17 +120,26 @@ class Reclaimer:
         from optuna.trial import TrialState
 
         study_id = self.storage.get_study_id_from_name(study.study_name)
-        q = (sa.select(m.TrialModel.trial_id, m.TrialModel.number, m.TrialHeartbeatModel.heartbeat)
-             .outerjoin(m.TrialHeartbeatModel, m.TrialHeartbeatModel.trial_id == m.TrialModel.trial_id)
-             .where(m.TrialModel.study_id == study_id, m.TrialModel.state == TrialState.RUNNING))
+        q = (
+            sa.select(m.TrialModel.trial_id, m.TrialModel.number, m.TrialHeartbeatModel.heartbeat)
+            .outerjoin(
+                m.TrialHeartbeatModel, m.TrialHeartbeatModel.trial_id == m.TrialModel.trial_id
+            )
+            .where(m.TrialModel.study_id == study_id, m.TrialModel.state == TrialState.RUNNING)
+        )
         with self.storage.engine.connect() as con:
             db_now = con.execute(sa.select(sa.func.now())).scalar().replace(tzinfo=None)
             rows = con.execute(q).all()
         grace = timedelta(seconds=self.grace)
-        dead = [(tid, n) for tid, n, beat in rows if beat is not None and db_now - beat.replace(tzinfo=None) > grace]
+        dead = [
+            (tid, n)
+            for tid, n, beat in rows
+            if beat is not None and db_now - beat.replace(tzinfo=None) > grace
+        ]
         for tid, n, beat in rows:
             if beat is None:
-                start = self.storage.get_trial(tid).datetime_start  # local time, in every Optuna version
+                # local time, in every Optuna version
+                start = self.storage.get_trial(tid).datetime_start
                 if start is not None and datetime.now() - start > grace + timedelta(seconds=1):
                     dead.append((tid, n))
         return dead
@@ -156,10 +168,13 @@ class Reclaimer:
             stop.set()
             t.join()
 
-    def settle(self, study: Any, run_queued: Callable[[], Any], deadline: float | None = None) -> None:
+    def settle(
+        self, study: Any, run_queued: Callable[[], Any], deadline: float | None = None
+    ) -> None:
         """Before this worker leaves: wait for each trial RUNNING now (and each copy of a dead
         one) to finish or be failed as dead, and run every queued trial with ``run_queued``
-        (one trial per call). ``deadline`` (``time.monotonic()``): stop there, saying what is left."""
+        (one trial per call). ``deadline`` (``time.monotonic()``): stop there, saying what is
+        left."""
         from optuna.trial import TrialState
 
         last = max((t.number for t in study.get_trials(deepcopy=False)), default=-1)
@@ -173,14 +188,18 @@ class Reclaimer:
             if not queued and not running:
                 return
             if deadline is not None and time.monotonic() >= deadline:
-                self.log(f"search: timeout with trial(s) {queued + running} queued or running; run the "
-                         "command again to finish them")
+                self.log(
+                    f"search: timeout with trial(s) {queued + running} queued or running; run the "
+                    "command again to finish them"
+                )
                 return
             if queued:
                 run_queued()
                 continue
             if set(running) - told:
-                self.log(f"waiting for trial(s) {running} of other workers: they finish there, or are "
-                         f"run again here once {self.grace} s pass without a heartbeat")
+                self.log(
+                    f"waiting for trial(s) {running} of other workers: they finish there, or are "
+                    f"run again here once {self.grace} s pass without a heartbeat"
+                )
                 told |= set(running)
             time.sleep(min(1.0, self.heartbeat))

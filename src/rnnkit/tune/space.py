@@ -70,7 +70,9 @@ class Param:
         if self.log and self.step is not None:
             raise ConfigError(f"{where}: 'log' and 'step' cannot be combined")
         if self.type == "int" and (int(self.low) != self.low or int(self.high) != self.high):
-            raise ConfigError(f"{where}: an int range needs integer low/high, got {self.low}..{self.high}")
+            raise ConfigError(
+                f"{where}: an int range needs integer low/high, got {self.low}..{self.high}"
+            )
 
     def grid_values(self, key: str) -> list[Any]:
         if self.grid is not None:
@@ -79,7 +81,9 @@ class Param:
             return list(self.choices)
         if self.type == "int":
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
-        raise ConfigError(f"search.space.{key}: the grid sampler needs a 'grid' list for a float range")
+        raise ConfigError(
+            f"search.space.{key}: the grid sampler needs a 'grid' list for a float range"
+        )
 
 
 @dataclass
@@ -108,11 +112,15 @@ class SearchConfig:
             p.check(k)
         for k in ("startup_trials", "warmup_evals", "trials", "heartbeat"):
             if getattr(self, k) < (1 if k in ("trials", "heartbeat") else 0):
-                raise ConfigError(f"search.{k}: expected a positive integer, got {getattr(self, k)}")
+                raise ConfigError(
+                    f"search.{k}: expected a positive integer, got {getattr(self, k)}"
+                )
         if self.grace_period < self.heartbeat + 2:  # SQLite's one-second timestamps: a live trial
-            raise ConfigError(f"search.grace: expected at least heartbeat + 2 = {self.heartbeat + 2} s "
-                              f"(a live trial's heartbeat can read as {self.heartbeat + 1} s old), "
-                              f"got {self.grace_period}")
+            raise ConfigError(
+                f"search.grace: expected at least heartbeat + 2 = {self.heartbeat + 2} s "
+                f"(a live trial's heartbeat can read as {self.heartbeat + 1} s old), "
+                f"got {self.grace_period}"
+            )
 
     def grid(self) -> dict[str, list[Any]]:
         return {k: p.grid_values(k) for k, p in self.space.items()}
@@ -126,7 +134,9 @@ class SearchConfig:
             elif p.type == "categorical":
                 out[k] = trial.suggest_categorical(k, p.choices)
             elif p.type == "int":
-                out[k] = trial.suggest_int(k, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+                out[k] = trial.suggest_int(
+                    k, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+                )
             else:
                 out[k] = trial.suggest_float(k, p.low, p.high, step=p.step, log=p.log)
         return out
@@ -165,12 +175,16 @@ def load_search_recipe(path: str | Path) -> tuple[dict[str, Any], SearchConfig]:
     try:
         if not isinstance(sec, dict) or not isinstance(sec.get("space", {}), dict):
             raise ConfigError("search: expected a mapping with a 'space' mapping")
-        space = {k: from_dict(Param, v, f"search.space.{k}") for k, v in (sec.get("space") or {}).items()}
+        space = {
+            k: from_dict(Param, v, f"search.space.{k}") for k, v in (sec.get("space") or {}).items()
+        }
         search = from_dict(SearchConfig, {**sec, "space": {}}, "search")
         search.space = space
         search.check()
-        first = {k: (p.grid_values(k)[0] if search.sampler == "grid" else p.choices[0] if p.type == "categorical"
-                     else int(p.low) if p.type == "int" else p.low) for k, p in space.items()}
+        first = {k: (p.grid_values(k)[0] if search.sampler == "grid"
+                     else p.choices[0] if p.type == "categorical"
+                     else int(p.low) if p.type == "int" else p.low)
+                 for k, p in space.items()}
         build_run_config(apply_params(raw, first))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
