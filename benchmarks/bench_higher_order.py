@@ -6,7 +6,7 @@ Per layer, interleaved in one process, wall clock, median over the rounds after 
 - ``penalty``: forward, ``torch.autograd.grad(out, x, create_graph=True)``, then the backward
   of ``|dx|^2`` to the weights (a WGAN-GP critic's step). On ``auto`` the fused scan runs its
   forward, and the create_graph backward differentiates its reference
-  (:mod:`rnnkit.kernels._higher`); ``loop`` is autograd over the Python loop; ``native`` is
+  (:mod:`rnnkit.kernels._higher`); ``loop`` is autograd over the Python loop; ``torch`` is
   torch's kernel, where it can run the layer.
 
 Usage::
@@ -74,12 +74,12 @@ def main() -> None:
         if lengths is not None:
             lengths[0] = T
         contenders = {}
-        for backend in ("auto", "loop", "native"):
+        for backend in ("auto", "loop", "torch"):
             torch.manual_seed(0)
             layer = make(I, H, backend)
             try:
                 layer(x[:2, :2], lengths=None if lengths is None else lengths[:2].clamp(max=2))
-            except ValueError:  # native cannot run this layer
+            except ValueError:  # torch cannot run this layer
                 continue
             contenders[backend] = layer
         picked = choose_backend(contenders["auto"], x, lengths)
@@ -97,8 +97,8 @@ def main() -> None:
         row = {"layer": name, "auto_runs": picked, **med,
                "penalty_over_first_auto": round(med["auto_penalty_ms"] / med["auto_first_ms"], 2),
                "penalty_auto_over_loop": round(med["auto_penalty_ms"] / med["loop_penalty_ms"], 2)}
-        if "native_penalty_ms" in med:
-            row["penalty_auto_over_native"] = round(med["auto_penalty_ms"] / med["native_penalty_ms"], 2)
+        if "torch_penalty_ms" in med:
+            row["penalty_auto_over_torch"] = round(med["auto_penalty_ms"] / med["torch_penalty_ms"], 2)
         rows.append(row)
         print(json.dumps(row))
     if args.json:
