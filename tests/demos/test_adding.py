@@ -13,3 +13,29 @@ def test_demo_prints_a_table(capsys):
     for cell in ("rnn_tanh", "gru", "lstm"):
         assert cell in out
     assert "test MSE" in out and "solved" in out
+
+
+def test_the_trainer_runs_the_plain_loop_step_for_step():
+    """train_adding goes through rnnkit.train.Trainer; the result is the plain loop's, exactly."""
+    import torch
+    import torch.nn.functional as F
+
+    from rnnkit.data.synthetic import adding_problem
+    from rnnkit.demos.adding import AddingModel
+
+    r = train_adding("lstm", T=8, steps=40, hidden=8, eval_every=20, test_size=200, seed=3)
+    torch.manual_seed(3)
+    g = torch.Generator().manual_seed(4)
+    x_test, y_test = adding_problem(200, 8, generator=torch.Generator().manual_seed(12345))
+    model = AddingModel("lstm", 8)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        x, y = adding_problem(50, 8, generator=g)
+        loss = F.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    with torch.no_grad():
+        mse = F.mse_loss(model.eval()(x_test), y_test).item()
+    assert r["test_mse"] == mse and r["steps"] == 40

@@ -7,27 +7,46 @@ vanilla RNN's gradient vanishes across the gap between the two markers and it
 stays at the baseline, while the gated cells solve it.
 
     rnnkit demo adding [--T 100] [--steps 2000] [--hidden 64] [--lr 0.01]
+
+Training is :class:`rnnkit.train.Trainer`'s: :class:`AddingTask` is the problem as a
+:class:`~rnnkit.train.Task` (a fresh batch per step, the test MSE as ``val_loss``) and
+:func:`throwaway_trainer` runs it in one process with no logs, plots or progress bar, in
+a temporary run directory (the Trainer always writes ``best/`` and ``last/``; a handful
+of checkpoints of a 20k-parameter model per run). Per step::
+
+    x, y  = adding_problem(B, T)                 fresh batch, seeded generator
+    loss  = mean((model(x) - y)^2)
+    Trainer: backward, global-norm clip, Adam step; test MSE every ``eval_every`` steps
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from ..data.synthetic import ADDING_BASELINE_MSE, adding_problem
 from ..layers import build_layer
+from ..train import OptimConfig, RunConfig, StepOutput, Trainer, TrainerConfig
 
-__all__ = ["AddingModel", "train_adding", "main"]
+__all__ = ["AddingModel", "AddingTask", "throwaway_trainer", "train_adding", "main",
+           "SOLVED_MSE", "TEST_SEED"]
 
 SOLVED_MSE = 0.01
+TEST_SEED = 12345
 
 
 class AddingModel(nn.Module):
-    """recurrent layer -> linear read-out of the last step's output."""
+    """recurrent layer -> linear read-out of the last step."""
 
     def __init__(self, cell: str, hidden: int, **layer_kwargs):
         super().__init__()
@@ -39,38 +58,110 @@ class AddingModel(nn.Module):
         return self.head(out[-1]).squeeze(-1)
 
 
+class AddingTask:
+    """The adding problem as a :class:`rnnkit.train.Task`: one epoch of ``steps`` fresh batches.
+
+    Batches are drawn from ``generator`` in order, so a run is fixed by its seeds (it cannot
+    resume mid-epoch: a throwaway run keeps no checkpoint to resume from). ``evaluate``
+    gives the MSE on ``test_size`` sequences drawn with ``test_seed`` as ``loss`` and records
+    ``history`` (``[[step, mse]]``) and ``solved_at`` (first step with MSE < 0.01); ``on_eval``
+    (``(step, mse)``) is called after each evaluation.
+    """
+
+    name = "adding"
+    item_name = "sequences"
+    eval_splits = ("valid",)
+
+    def __init__(self, model: nn.Module, T: int, steps: int, *, batch: int = 50,
+                 generator: torch.Generator, test_size: int = 1000, test_seed: int = TEST_SEED,
+                 on_eval: Callable[[int, float], None] | None = None):
+        self.model = model
+        self.T, self.steps, self.batch, self.generator = T, steps, batch, generator
+        self.x_test, self.y_test = adding_problem(
+            test_size, T, generator=torch.Generator().manual_seed(test_seed))
+        self.on_eval = on_eval
+        self.step = 0  # training steps taken
+        self.history: list[list[float]] = []
+        self.solved_at: int | None = None
+
+    def setup(self, rank: int, world_size: int) -> None:
+        if world_size != 1:
+            raise ValueError("the adding problem trains in one process")
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        return self.steps
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[Any]:
+        for _ in range(start_step, self.steps):
+            yield adding_problem(self.batch, self.T, generator=self.generator)
+
+    def initial_carry(self) -> Any:
+        return None
+
+    def training_step(self, model: nn.Module, batch: Any, carry: Any) -> StepOutput:
+        x, y = batch  # (T, B, 2), (B,)
+        self.step += 1
+        return StepOutput(F.mse_loss(model(x), y), None, x.shape[1])
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        mse = F.mse_loss(model(self.x_test), self.y_test).item()
+        self.history.append([self.step, mse])
+        if mse < SOLVED_MSE and self.solved_at is None:
+            self.solved_at = self.step
+        if self.on_eval is not None:
+            self.on_eval(self.step, mse)
+        return {"loss": mse}
+
+    def write_assets(self, directory: Path) -> None:
+        pass
+
+
+@contextmanager
+def throwaway_trainer(task: Any, optim: OptimConfig, *, callbacks: Sequence[Any] = (),
+                      **trainer: Any) -> Iterator[Trainer]:
+    """A :class:`~rnnkit.train.Trainer` for ``task`` in a temporary run directory.
+
+    ``trainer`` overrides :class:`~rnnkit.train.TrainerConfig` fields; the defaults here are
+    one CPU process, no loggers, plot, progress bar or mid-epoch checkpoints, and a silent
+    console. ``callbacks`` go to Lightning Fabric (e.g. ``on_after_optimizer_step``). The
+    run directory, with the ``best/`` and ``last/`` checkpoints the Trainer always writes,
+    is deleted on exit.
+    """
+    from lightning.fabric import Fabric
+
+    tc = TrainerConfig(**{"accelerator": "cpu", "checkpoint_every_steps": None, "loggers": [],
+                          "plot": False, "progress": False, "log_every_steps": 10**9, **trainer})
+    cfg = RunConfig(task=task.name, data=None, model=None, optim=optim, trainer=tc)
+    fabric = Fabric(accelerator=tc.accelerator, strategy=tc.strategy, devices=tc.devices,
+                    num_nodes=tc.num_nodes, precision=tc.precision, callbacks=list(callbacks))
+    fabric.launch()
+    with tempfile.TemporaryDirectory(prefix=f"rnnkit-{task.name}-") as tmp:
+        yield Trainer(cfg, task, fabric, Path(tmp), console=Console(quiet=True))
+
+
 def train_adding(cell: str, T: int, steps: int, hidden: int = 64, batch: int = 50,
                  lr: float = 1e-2, clip: float = 1.0, seed: int = 0, eval_every: int = 100,
                  test_size: int = 1000, **layer_kwargs) -> dict:
     """Train on fresh batches; return test MSE and the step at which it first fell below 0.01."""
     torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    x_test, y_test = adding_problem(test_size, T, generator=torch.Generator().manual_seed(12345))
     model = AddingModel(cell, hidden, **layer_kwargs)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    solved_at, mse, t0 = None, float("nan"), time.perf_counter()
-    for step in range(1, steps + 1):
-        x, y = adding_problem(batch, T, generator=g)
-        loss = nn.functional.mse_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        if step % eval_every == 0 or step == steps:
-            model.eval()
-            with torch.no_grad():
-                mse = nn.functional.mse_loss(model(x_test), y_test).item()
-            model.train()
-            if mse < SOLVED_MSE and solved_at is None:
-                solved_at = step
+    task = AddingTask(model, T, steps, batch=batch, test_size=test_size,
+                      generator=torch.Generator().manual_seed(seed + 1))
+    t0 = time.perf_counter()
+    with throwaway_trainer(task, OptimConfig(name="adam", lr=lr), max_epochs=1,
+                           val_every_steps=eval_every, grad_clip=clip) as trainer:
+        trainer.fit()
+    mse = task.history[-1][1] if task.history else float("nan")
     return {"cell": cell, "T": T, "test_mse": mse, "solved": mse < SOLVED_MSE,
-            "solved_at_step": solved_at, "steps": steps, "seconds": time.perf_counter() - t0}
+            "solved_at_step": task.solved_at, "steps": steps,
+            "seconds": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rnnkit demo adding", description=__doc__.split("\n\n")[0])
     ap.add_argument("--T", type=int, default=100, help="sequence length (default 100)")
-    ap.add_argument("--steps", type=int, default=2000, help="training steps per model (default 2000)")
+    ap.add_argument("--steps", type=int, default=2000,
+                    help="training steps per model (default 2000)")
     ap.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
     ap.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -15,6 +15,13 @@ sequences drawn with seed 12345) and records::
 The loss is the mean squared error of the read-out at the last step, so every gradient
 that reaches the marked steps (one in each half of the sequence) has travelled back
 through the recurrence from ``t = T - 1``.
+
+Training is :class:`rnnkit.train.Trainer`'s (:class:`rnnkit.demos.adding.AddingTask`). What
+the study needs inside the loop comes from what the Trainer already offers: the norm
+before clipping is the ``grad_norm`` the Trainer records at every step
+(``log_every_steps=1``); the norm after clipping and the snapshots come from a Lightning
+Fabric callback, ``on_after_optimizer_step``, which runs after the clipped gradients were
+applied and before they are zeroed.
 """
 from __future__ import annotations
 
@@ -26,9 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.data.synthetic import ADDING_BASELINE_MSE, adding_problem
+from rnnkit.train import OptimConfig
 
 from .gates import gate_activity
-from .gradient_flow import ClipRecord, flow_summary, hidden_gradient_norms
+from .gradient_flow import ClipRecord, flow_summary, gradient_norm, hidden_gradient_norms
 
 __all__ = ["adding_study", "SOLVED_MSE", "PROBE_SEED", "TEST_SEED"]
 
@@ -48,6 +56,28 @@ def _snapshot(model, x: torch.Tensor, y: torch.Tensor, sequence: int) -> dict:
             "gate_stats": a["stats"], "values": a["values"]}
 
 
+class _AfterStep:
+    """Fabric callback: after each optimizer step, the clipped gradients' norm and, at the
+    snapshot steps, :func:`_snapshot` of the updated model."""
+
+    def __init__(self, model, snapshots: tuple[int, ...], take: Callable[[], dict]):
+        self.model, self.snapshots, self.take = model, snapshots, take
+        self.step = 0
+        self.after: list[float] = []  # ||g|| after clipping, per step
+        self.snaps: dict[int, dict] = {}
+
+    def on_after_optimizer_step(self, **_) -> None:
+        self.step += 1
+        self.after.append(gradient_norm(self.model.parameters()))
+        if self.step in self.snapshots:
+            self.snaps[self.step] = self.take()
+
+
+def _norms_before(history: list[dict]) -> list[float]:
+    """The Trainer's per-step ``grad_norm`` (the norm before clipping)."""
+    return [r["grad_norm"] for r in history if "grad_norm" in r]
+
+
 def adding_study(cells: tuple[str, ...] = ("rnn_tanh", "lstm", "gru"), T: int = 100,
                  steps: int = 3000, snapshots: tuple[int, ...] = (0, 3000), hidden: int = 128,
                  batch: int = 50, lr: float = 1e-3, clip: float | None = 1.0, seed: int = 0,
@@ -60,13 +90,14 @@ def adding_study(cells: tuple[str, ...] = ("rnn_tanh", "lstm", "gru"), T: int = 
     "clipping": {...}, "snapshots": {step: {...}}}}}``; the snapshot "values" hold the probe
     sequence's gates and states as (T, H) arrays.
     """
-    from rnnkit.demos.adding import AddingModel
+    from rnnkit.demos.adding import AddingModel, AddingTask, throwaway_trainer
 
     bad = [s for s in snapshots if not 0 <= s <= steps]
     if bad:
-        raise ValueError(f"snapshots: every snapshot step must be in [0, steps={steps}], got {bad}")
-    x_test, y_test = adding_problem(1000, T, generator=torch.Generator().manual_seed(TEST_SEED))
-    x_probe, y_probe = adding_problem(probe_size, T, generator=torch.Generator().manual_seed(PROBE_SEED))
+        raise ValueError(f"snapshots: every snapshot step must be in [0, steps={steps}], "
+                         f"got {bad}")
+    x_probe, y_probe = adding_problem(probe_size, T,
+                                      generator=torch.Generator().manual_seed(PROBE_SEED))
     markers = torch.nonzero(x_probe[:, sequence, 1]).flatten().tolist()
     result = {"settings": {"T": T, "steps": steps, "hidden": hidden, "batch": batch, "lr": lr,
                            "optimizer": "adam", "clip": clip, "seed": seed,
@@ -78,37 +109,37 @@ def adding_study(cells: tuple[str, ...] = ("rnn_tanh", "lstm", "gru"), T: int = 
               "cells": {}}
     for cell in cells:
         torch.manual_seed(seed)  # as experiments/longmem/adding.py: same init, same batches
-        g = torch.Generator().manual_seed(seed + 1)
         model = AddingModel(cell, hidden)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        rec = ClipRecord(clip)
-        snaps, history, solved_at, t0 = {}, [], None, time.perf_counter()
+        t0 = time.perf_counter()
+        after = _AfterStep(model, snapshots,
+                           lambda m=model: _snapshot(m, x_probe, y_probe, sequence))
         if 0 in snapshots:
-            snaps[0] = _snapshot(model, x_probe, y_probe, sequence)
-        for step in range(1, steps + 1):
-            x, y = adding_problem(batch, T, generator=g)
-            loss = F.mse_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            rec.clip(model.parameters())
-            opt.step()
-            if step % eval_every == 0 or step == steps:
-                model.eval()
-                with torch.no_grad():
-                    mse = F.mse_loss(model(x_test), y_test).item()
-                model.train()
-                history.append([step, mse])
-                if mse < SOLVED_MSE and solved_at is None:
-                    solved_at = step
-                log(f"{cell:9s} step {step:5d}  test MSE {mse:.5f}  grad norm {rec.before[-1]:.3g}"
-                    f"  {time.perf_counter() - t0:6.1f}s")
-            if step in snapshots:
-                snaps[step] = _snapshot(model, x_probe, y_probe, sequence)
+            after.snaps[0] = _snapshot(model, x_probe, y_probe, sequence)
+
+        def on_eval(step: int, mse: float, cell=cell, after=after, t0=t0) -> None:
+            norm = _norms_before(trainer.state.history)[-1] if clip is not None \
+                else after.after[-1]
+            log(f"{cell:9s} step {step:5d}  test MSE {mse:.5f}  grad norm {norm:.3g}"
+                f"  {time.perf_counter() - t0:6.1f}s")
+
+        task = AddingTask(model, T, steps, batch=batch, test_size=1000, test_seed=TEST_SEED,
+                          generator=torch.Generator().manual_seed(seed + 1), on_eval=on_eval)
+        with throwaway_trainer(task, OptimConfig(name="adam", lr=lr), callbacks=[after],
+                               max_epochs=1, val_every_steps=eval_every, grad_clip=clip,
+                               log_every_steps=1) as trainer:
+            trainer.fit()
+        # without clipping the Trainer's norm is a float32 sum; ours is float64, as the
+        # norm after clipping (the same gradients)
+        before = _norms_before(trainer.state.history) if clip is not None else after.after
+        rec = ClipRecord(clip)
+        for b, a in zip(before, after.after):
+            rec.record(b, a)
+        history = task.history
         result["cells"][cell] = {
             "test_mse": history, "final_test_mse": history[-1][1] if history else None,
-            "solved_at_step": solved_at, "seconds": time.perf_counter() - t0,
+            "solved_at_step": task.solved_at, "seconds": time.perf_counter() - t0,
             "clipping": {"summary": rec.summary(), "steps": rec.steps,
                          "before": [float(np.float32(v)) for v in rec.before],
                          "after": [float(np.float32(v)) for v in rec.after], "max_norm": clip},
-            "snapshots": snaps}
+            "snapshots": dict(sorted(after.snaps.items()))}
     return result

@@ -41,7 +41,8 @@ __all__ = ["gate_activity", "cell_gates", "saturation", "plot_gate_heatmaps", "S
 SIGMOID_GATES = ("i", "f", "o", "r", "z", "f'", "i'")
 
 
-def cell_gates(cell, x_t: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> dict[str, Tensor]:
+def cell_gates(cell, x_t: Tensor, state: tuple[Tensor, ...],
+               p: dict[str, Tensor]) -> dict[str, Tensor]:
     """Gate activations ``{name: (B, H)}`` of one step of ``cell`` ({} for gate-less cells)."""
     kind = type(cell).__name__
     h = state[0]
@@ -132,7 +133,8 @@ def gate_activity(model: nn.Module, forward: Callable[[nn.Module], object],
                 T = next(iter(act.values())).shape[0]
                 valid = torch.arange(T)[:, None] < tr.lengths[None, :]  # (T, B)
                 stats = {k: saturation(k, v.cpu()[valid].double().numpy()) for k, v in act.items()}
-                out.append({"module": tr.name, "layer": l, "direction": "reverse" if d else "forward",
+                out.append({"module": tr.name, "layer": l,
+                            "direction": "reverse" if d else "forward",
                             "cell": repr(tr.layer.cells[l]), "length": n, "values": values,
                             "stats": stats})
     return out
@@ -167,8 +169,8 @@ def plot_gate_heatmaps(activity: dict, path: str | Path, title: str = "",
             ax.axvline(t, color="k", ls=":", lw=0.8)
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1, 0].set_xlabel("time step t")
-    fig.suptitle(title or f"{activity['module']} layer {activity['layer']} {activity['direction']}: "
-                 f"{activity['cell']}", fontsize=9)
+    fig.suptitle(title or f"{activity['module']} layer {activity['layer']} "
+                 f"{activity['direction']}: {activity['cell']}", fontsize=9)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.5 / fig.get_figheight(),
                         top=1 - 0.55 / fig.get_figheight(), hspace=0.45)
     path = Path(path)

@@ -14,7 +14,10 @@ stay near 1. The norm at ``t`` is taken over the whole batch, ``||dL/dh_t||_2`` 
 ``(B, S)`` (for a mean loss each sequence contributes ``1/B`` of its own gradient).
 
 Also here: the gradient norm before and after clipping over training
-(:class:`ClipRecord`), and their plots.
+(:class:`ClipRecord`), and their plots. No training loop lives here: a run under
+:class:`rnnkit.train.Trainer` feeds :meth:`ClipRecord.record` with the norm the Trainer
+measured before clipping and :func:`gradient_norm` taken after the optimizer step
+(:mod:`rnnkit.diagnostics.adding` shows how); :meth:`ClipRecord.clip` is for a plain loop.
 
 Example::
 
@@ -34,7 +37,8 @@ from torch import Tensor, nn
 
 from ._taps import state_names, tap_layers
 
-__all__ = ["hidden_gradient_norms", "flow_summary", "ClipRecord", "plot_gradient_flow", "plot_clipping"]
+__all__ = ["hidden_gradient_norms", "flow_summary", "ClipRecord", "gradient_norm",
+           "plot_gradient_flow", "plot_clipping"]
 
 
 def hidden_gradient_norms(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor]) -> list[dict]:
@@ -53,8 +57,8 @@ def hidden_gradient_norms(model: nn.Module, loss_fn: Callable[[nn.Module], Tenso
         states = [s for tr in traces for l in tr.steps for d in l for rec in d for s in rec[2]]
         wanted = [s for s in states if s.requires_grad]
         if not wanted or not loss.requires_grad:
-            raise ValueError("hidden_gradient_norms: the loss does not depend on the recurrent states "
-                             "with gradients enabled (run it outside torch.no_grad)")
+            raise ValueError("hidden_gradient_norms: the loss does not depend on the recurrent "
+                             "states with gradients enabled (run it outside torch.no_grad)")
         got = dict(zip(map(id, wanted), torch.autograd.grad(loss, wanted, allow_unused=True)))
     it = iter([got.get(id(s)) for s in states])
     out = []
@@ -73,7 +77,8 @@ def hidden_gradient_norms(model: nn.Module, loss_fn: Callable[[nn.Module], Tenso
 
                         gk = reverse_padded(gk, tr.lengths.to(gk.device))
                     norms[name] = torch.linalg.vector_norm(gk.double(), dim=(1, 2)).cpu().numpy()
-                out.append({"module": tr.name, "layer": l, "direction": "reverse" if d else "forward",
+                out.append({"module": tr.name, "layer": l,
+                            "direction": "reverse" if d else "forward",
                             "cell": repr(tr.layer.cells[l]), "loss": float(loss.detach()),
                             "lengths": tr.lengths.tolist(), "norms": norms})
     return out
@@ -100,10 +105,12 @@ def flow_summary(norms: np.ndarray) -> dict[str, float]:
 class ClipRecord:
     """Global gradient norm before and after clipping, per optimiser step.
 
-    Call :meth:`clip` instead of ``clip_grad_norm_``::
+    In a plain loop, call :meth:`clip` instead of ``clip_grad_norm_``::
 
         rec = ClipRecord(max_norm=1.0)
         loss.backward(); rec.clip(model.parameters()); opt.step()
+
+    Under a trainer that clips by itself, :meth:`record` what it measured.
     """
 
     max_norm: float | None
@@ -111,28 +118,39 @@ class ClipRecord:
     before: list[float] = field(default_factory=list)
     after: list[float] = field(default_factory=list)
 
+    def record(self, before: float, after: float) -> None:
+        """Append one optimiser step's norms, before and after clipping."""
+        self.steps.append(len(self.steps) + 1)
+        self.before.append(float(before))
+        self.after.append(float(after))
+
     def clip(self, params) -> float:
+        """Clip the gradients of ``params`` to ``max_norm`` (if set), record, return the
+        norm before clipping."""
         params = [p for p in params if p.grad is not None]
         if self.max_norm is not None:
             pre = float(nn.utils.clip_grad_norm_(params, self.max_norm))
         else:
-            pre = float(_total_norm(params))
-        self.steps.append(len(self.steps) + 1)
-        self.before.append(pre)
-        self.after.append(float(_total_norm(params)))
+            pre = gradient_norm(params)
+        self.record(pre, gradient_norm(params))
         return pre
 
     def summary(self) -> dict[str, float]:
         b = np.asarray(self.before)
+        clipped = float(np.mean(b > self.max_norm)) if len(b) and self.max_norm else 0.0
         return {"steps": len(b), "max_norm": self.max_norm,
                 "median_before": float(np.median(b)) if len(b) else math.nan,
                 "max_before": float(b.max()) if len(b) else math.nan,
-                "fraction_clipped": float(np.mean(b > self.max_norm)) if len(b) and self.max_norm else 0.0}
+                "fraction_clipped": clipped}
 
 
-def _total_norm(params) -> Tensor:
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.detach().double())
-                                                 for p in params]))
+def gradient_norm(params) -> float:
+    """Global L2 norm of the gradients of ``params`` (those that have one), in float64."""
+    grads = [p.grad.detach().double() for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                       for g in grads])))
 
 
 # --------------------------------------------------------------------------- plots
