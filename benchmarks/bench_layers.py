@@ -6,7 +6,7 @@
 """
 import sys
 
-from rnnkit.bench.cli import main
+from rnnkit.commands.bench_layers import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="bench_layers.py"))

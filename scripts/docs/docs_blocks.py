@@ -259,7 +259,7 @@ def cli_commands(block: Block) -> list[tuple[int, list[str]]]:
 
 def check_command(argv: list[str], root: Path) -> str | None:
     """None if ``rnnkit argv`` parses and the recipes it names exist, else the reason."""
-    from rnnkit.cli import build_parser
+    from rnnkit.commands import build_parser
 
     for w in argv:
         for m in re.finditer(r"(?<![\w/.])configs/[\w./-]+\.ya?ml", w):

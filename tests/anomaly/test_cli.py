@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnkit.tasks import anomaly_cli
+from rnnkit.commands import anomaly as anomaly_cli
 from rnnkit.tasks.anomaly import load_anomaly_recipe
 
 ROOT = Path(__file__).resolve().parents[2]

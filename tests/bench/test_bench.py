@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rnnkit.bench import measure, report
-from rnnkit.bench.cli import main
+from rnnkit.commands.bench_layers import main
 from rnnkit.bench.layers import (
     BASELINE,
     MEASURES,

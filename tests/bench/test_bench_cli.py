@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rnnkit.bench.zoo import GridSettings, parse_shape, run_grid
-from rnnkit.tasks import bench_cli
+from rnnkit.commands import bench as bench_cli
 
 
 def test_grid_rows_and_ratios(monkeypatch):

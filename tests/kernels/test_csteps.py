@@ -188,7 +188,7 @@ def test_auto_infers_a_small_gru_with_the_compiled_steps(native):
 
 
 def test_build_steps_command_prints_the_library(capsys):
-    from rnnkit.cli import main
+    from rnnkit.commands import main
 
     assert main(["build-steps"]) == 0
     path = capsys.readouterr().out.strip()
@@ -196,7 +196,7 @@ def test_build_steps_command_prints_the_library(capsys):
 
 
 def test_build_steps_command_without_a_compiler_fails_clearly(monkeypatch, capsys):
-    from rnnkit.cli import main
+    from rnnkit.commands import main
 
     monkeypatch.setenv("CC", "/nonexistent/cc")
     assert main(["build-steps"]) == 2

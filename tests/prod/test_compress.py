@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.cli import main
+from rnnkit.commands import main
 from rnnkit.compress import (
     TorchRecurrent,
     make_permanent,

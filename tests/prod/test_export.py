@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.cli import main
+from rnnkit.commands import main
 from rnnkit.export import export_checkpoint, export_spec, load_exported, verify_export
 
 

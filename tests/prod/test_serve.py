@@ -55,7 +55,7 @@ def test_anomaly_predictor_step_equals_batch_scores(anomaly_ckpt, workdir):
 def test_forecast_predictor_equals_predict_checkpoint(forecast_ckpt, workdir):
     import pandas as pd
 
-    from rnnkit.tasks.forecast_cli import predict_checkpoint
+    from rnnkit.tasks.forecast_eval import predict_checkpoint
 
     frame = pd.read_csv(workdir / "series.csv")
     hist = frame.iloc[100:130]
@@ -277,29 +277,26 @@ def test_anomaly_and_forecast_servers(anomaly_ckpt, forecast_ckpt, workdir):
 
 
 def test_text_tasks_are_served_through_their_predict_functions(lm_ckpt, monkeypatch):
-    """classify/tag/translate plug in through rnnkit.tasks.predict_cli.PREDICTORS (a stand-in here)."""
-    import types
+    """classify/tag/translate plug in through their TaskSpec's predict (a stand-in here)."""
+    import dataclasses
 
     from fastapi.testclient import TestClient
 
     from rnnkit.serve.app import Limits, create_app
-    from rnnkit.serve.predictor import TextPredictor
-    from rnnkit.tasks import predict_cli
+    from rnnkit.tasks.predictors import TextPredictor
+    from rnnkit.train.task import TASKS, get_task_spec
 
     calls = []
-    fake = types.ModuleType("fake_classify")
 
-    def predict(a):
-        calls.append(a)
-        return [{"input": t, "label": "pos" if "good" in t else "neg", "text": t} for t in a.inputs]
+    def predict(checkpoint, inputs, *, top_k=1):
+        calls.append((checkpoint, inputs, top_k))
+        return [{"input": t, "label": "pos" if "good" in t else "neg", "text": t} for t in inputs]
 
-    fake.predict_cli = predict
-    monkeypatch.setitem(sys.modules, "fake_classify", fake)
-    monkeypatch.setitem(predict_cli.PREDICTORS, "classify", "fake_classify:predict_cli")
+    monkeypatch.setitem(TASKS, "classify", dataclasses.replace(get_task_spec("classify"), predict=predict))
     pred = TextPredictor(lm_ckpt, "classify")
     c = TestClient(create_app(lm_ckpt, Limits(max_prompt_chars=50), predictor=pred))
     r = c.post("/predict", json={"texts": ["a good film", "dull"], "top_k": 2})
     assert r.status_code == 200 and [x["label"] for x in r.json()["results"]] == ["pos", "neg"]
-    assert calls[0].top_k == 2 and calls[0].checkpoint == str(lm_ckpt)
+    assert calls[0] == (str(lm_ckpt), ["a good film", "dull"], 2)
     assert c.post("/predict", json={"texts": ["x" * 51]}).status_code == 422
     assert c.post("/predict", json={"texts": []}).status_code == 422

@@ -313,7 +313,7 @@ def test_limits_are_checked():
 
 @pytest.mark.parametrize("value", ["0", "nan", "inf"])
 def test_serve_cli_refuses_a_bad_body_timeout(lm_ckpt, capsys, value):
-    from rnnkit.cli import main
+    from rnnkit.commands import main
 
     capsys.readouterr()
     assert main(["serve", str(lm_ckpt), "--body-timeout", value]) == 2

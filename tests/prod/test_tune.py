@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnkit.cli import main
+from rnnkit.commands import main
 from rnnkit.train.config import ConfigError, load_recipe
 from rnnkit.tune import load_search_recipe, run_search
 

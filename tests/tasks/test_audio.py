@@ -18,7 +18,7 @@ from rnnkit.tasks.audio import (  # noqa: E402
     predict_files,
     resolve_source,
 )
-from rnnkit.tasks.predict_cli import add_parser  # noqa: E402
+from rnnkit.commands.predict import add_parser  # noqa: E402
 from rnnkit.train.checkpoint import write_checkpoint  # noqa: E402
 from rnnkit.train.config import build_run_config, load_recipe  # noqa: E402
 

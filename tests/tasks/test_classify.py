@@ -17,7 +17,7 @@ from rnnkit.tasks.classify import (
     plot_confusion,
     predict_texts,
 )
-from rnnkit.tasks.predict_cli import add_parser
+from rnnkit.commands.predict import add_parser
 from rnnkit.train.checkpoint import write_checkpoint
 from rnnkit.train.config import build_run_config, load_recipe, to_dict
 
@@ -116,11 +116,11 @@ def test_evaluate_a_labelled_file_and_unknown_labels(trained, tmp_path):
     _, _, best, _ = trained
     f = tmp_path / "new.csv"
     f.write_text("text,label\nthe film was great,pos\nhated it,neg\n")
-    ev = evaluate_classify_checkpoint(best, path=f)
+    ev = evaluate_classify_checkpoint(best, data=f)
     assert ev["texts"] == 2 and ev["acc"] == 1.0
     f.write_text("text,label\nthe film was great,pos\nso so,meh\n")
     with pytest.raises(TextDataError, match=r"new\.csv:3: label 'meh' was never seen in training"):
-        evaluate_classify_checkpoint(best, path=f)
+        evaluate_classify_checkpoint(best, data=f)
 
 
 def test_predict_texts_and_cli(trained, capsys, monkeypatch):

@@ -19,8 +19,8 @@ from rnnkit.tasks.forecast import (
     forecast_metrics,
     load_forecast_checkpoint,
 )
-from rnnkit.tasks.forecast_cli import (
-    add_parser,
+from rnnkit.commands.forecast import add_parser
+from rnnkit.tasks.forecast_eval import (
     backtest,
     evaluate_checkpoint,
     predict_checkpoint,
@@ -170,8 +170,8 @@ def test_covariate_missing_at_prediction_time(trained, tmp_path):
 
 
 def test_rnnkit_forecast_command(trained, tmp_path, capsys):
-    """``rnnkit forecast`` (found by rnnkit.cli): evaluate prints JSON; bad input is one line, status 2."""
-    import rnnkit.cli as cli
+    """``rnnkit forecast`` (found by rnnkit.commands): evaluate prints JSON; bad input is one line, status 2."""
+    import rnnkit.commands as cli
 
     tmp, s = trained
     ckpt = str(Path(s["run_dir"]) / "best")

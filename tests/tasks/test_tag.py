@@ -9,7 +9,7 @@ import torch
 
 from rnnkit.data.conll import ConllError, Sentence
 from rnnkit.tasks import get_task_spec
-from rnnkit.tasks.predict_cli import add_parser
+from rnnkit.commands.predict import add_parser
 from rnnkit.tasks.tag import (
     TagDataConfig,
     TagTask,
@@ -154,7 +154,7 @@ def test_unseen_gold_tags_name_file_and_line(trained, tmp_path):
     n = len(bad.read_text().splitlines())
     with pytest.raises(ConllError, match=rf"bad\.conllu:{n}: tag 'INTJ' was never seen in training; "
                                          "expected one of ADJ, DET"):
-        evaluate_tag_checkpoint(run["best"], file=str(bad))
+        evaluate_tag_checkpoint(run["best"], data=str(bad))
     cfg = build_run_config(recipe(data, test=str(bad)))
     with pytest.raises(ConllError, match=rf"bad\.conllu:{n}: tag 'INTJ'"):
         TagTask(cfg)

@@ -12,7 +12,7 @@ import torch
 
 from rnnkit.data.parallel import ParallelDataError
 from rnnkit.tasks import get_task_spec
-from rnnkit.tasks.predict_cli import add_parser
+from rnnkit.commands.predict import add_parser
 from rnnkit.tasks.translate import (
     TranslateTask,
     evaluate_translate_checkpoint,

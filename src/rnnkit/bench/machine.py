@@ -48,7 +48,7 @@ def _loadavg() -> list[float] | None:
 
 def machine_info(device: str | torch.device = "cpu") -> dict:
     """A JSON-able description of the machine, the libraries and the threads."""
-    import rnnkit
+    from rnnkit.runtime import __version__
 
     device = torch.device(device)
     try:
@@ -67,7 +67,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "rnnkit": rnnkit.__version__,
+        "rnnkit": __version__,
         "git_commit": _git_commit(),
         "device": str(device),
     }

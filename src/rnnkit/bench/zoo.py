@@ -39,16 +39,16 @@ QUICK_SHAPES = (Shape(8, 50, 32, 64),)
 
 
 def _zoo() -> dict[str, Callable[..., nn.Module]]:
-    import rnnkit
+    from rnnkit import layers as L
 
     return {
-        "rnn_tanh": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU,
-        "lstm_zoneout": lambda I, H, **kw: rnnkit.LSTM(I, H, zoneout=0.1, **kw),
-        "lstm_rec_dropout": lambda I, H, **kw: rnnkit.LSTM(I, H, recurrent_dropout=0.25, **kw),
-        "lstm_weight_drop": lambda I, H, **kw: rnnkit.LSTM(I, H, weight_drop=0.5, **kw),
-        "ln_lstm": rnnkit.LayerNormLSTM, "ln_gru": rnnkit.LayerNormGRU,
-        "indrnn": rnnkit.IndRNN, "qrnn": rnnkit.QRNN, "sru": rnnkit.SRU,
-        "mingru": rnnkit.MinGRU, "minlstm": rnnkit.MinLSTM,
+        "rnn_tanh": L.RNN, "lstm": L.LSTM, "gru": L.GRU,
+        "lstm_zoneout": lambda I, H, **kw: L.LSTM(I, H, zoneout=0.1, **kw),
+        "lstm_rec_dropout": lambda I, H, **kw: L.LSTM(I, H, recurrent_dropout=0.25, **kw),
+        "lstm_weight_drop": lambda I, H, **kw: L.LSTM(I, H, weight_drop=0.5, **kw),
+        "ln_lstm": L.LayerNormLSTM, "ln_gru": L.LayerNormGRU,
+        "indrnn": L.IndRNN, "qrnn": L.QRNN, "sru": L.SRU,
+        "mingru": L.MinGRU, "minlstm": L.MinLSTM,
     }
 
 

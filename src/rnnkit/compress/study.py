@@ -41,22 +41,14 @@ def load_task(checkpoint: str | Path, *, data_dir: str | None = None,
 
     ``overrides`` (``key=value``) change the recipe first (e.g. ``data.eval_batch_size=16``).
     """
-    from rnnkit.train.task import get_task_spec
-    from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
+    from rnnkit.train.checkpoint import load_model_weights, read_config
     from rnnkit.train.config import apply_overrides, build_run_config
+    from rnnkit.train.task import get_task_spec
 
     d = Path(checkpoint)
     meta = read_config(d)
     cfg = build_run_config(apply_overrides(meta["config"], overrides))
-    if cfg.task == "lm":  # the checkpoint's vocabulary, not one rebuilt from the corpus
-        from rnnkit.data import Vocab
-        from rnnkit.tasks.lm import LMTask
-
-        if not (d / "vocab.json").is_file():
-            raise CheckpointError(f"{d}: not a complete LM checkpoint (vocab.json is missing)")
-        task = LMTask(cfg, data_dir=data_dir, vocab=Vocab.load(d / "vocab.json"))
-    else:
-        task = get_task_spec(cfg.task).build(cfg, data_dir=data_dir)
+    task = get_task_spec(cfg.task).load_task(d, cfg, data_dir=data_dir)
     load_model_weights(task.model, d)
     task.model.eval()
     return task, cfg

@@ -8,7 +8,7 @@
   ``rnnkit explain`` targets, writing PNGs and ``explain.json``.
 
 Names are imported on first use, so ``rnnkit --help`` (which imports
-:mod:`rnnkit.diagnostics.cli`) does not import torch.
+:mod:`rnnkit.commands.explain`) does not import torch.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@
     rnnkit export runs/fsdd/best --format torchscript --out fsdd.pt
 
 The graph is the task's inference step with the state as explicit inputs/outputs and a
-``lengths`` input for padded batches (:mod:`rnnkit.export.wrappers`).  After writing, the
+``lengths`` input for padded batches (each pipeline's :attr:`~rnnkit.train.task.TaskSpec.export`,
+:mod:`rnnkit.tasks.export_steps`).  After writing, the
 file is loaded back (onnxruntime for ONNX, ``torch.jit.load`` for TorchScript) and run on
 random inputs of two sizes different from the traced one, the second call starting from the
 state the first returned; every output must match the PyTorch model within ``atol`` (else a
@@ -35,12 +36,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.export.wrappers import EXPORTERS, ExportSpec, export_spec
+from rnnkit.tasks.export_steps import ExportSpec
 
-__all__ = ["export_checkpoint", "export_module", "verify_export", "load_exported", "EXPORTERS",
-           "ExportSpec", "export_spec", "FORMATS"]
+__all__ = ["export_checkpoint", "export_module", "verify_export", "load_exported", "ExportSpec",
+           "export_spec", "FORMATS"]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def export_spec(checkpoint: str | Path) -> ExportSpec:
+    """The :class:`ExportSpec` of a checkpoint directory, from its pipeline's TaskSpec."""
+    from rnnkit.train.checkpoint import read_config
+    from rnnkit.train.task import get_task_spec, task_names
+
+    task = read_config(checkpoint).get("task")
+    spec = get_task_spec(task) if isinstance(task, str) else None
+    if spec is None or spec.export is None:
+        have = [n for n in task_names() if get_task_spec(n).export is not None]
+        raise ValueError(f"export: {checkpoint} is a {task!r} checkpoint; export supports "
+                         f"{', '.join(have)} checkpoints")
+    with torch.no_grad():
+        return spec.export(Path(checkpoint))
 
 
 def export_module(spec: ExportSpec, fmt: str, path: str | Path, *, opset: int = 17) -> Path:

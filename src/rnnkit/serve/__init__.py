@@ -14,18 +14,34 @@ Python::
         alert = p.step(v) > 0.99
 """
 
-from rnnkit.serve.predictor import (
-    PREDICTORS,
+from pathlib import Path
+from typing import Any
+
+from rnnkit.tasks.predictors import (
     AnomalyPredictor,
     AudioPredictor,
     ForecastPredictor,
     LMPredictor,
     TextPredictor,
-    load_predictor,
 )
 
-__all__ = ["PREDICTORS", "load_predictor", "LMPredictor", "AnomalyPredictor", "ForecastPredictor",
+__all__ = ["load_predictor", "LMPredictor", "AnomalyPredictor", "ForecastPredictor",
            "AudioPredictor", "TextPredictor", "create_app", "Limits"]
+
+
+def load_predictor(checkpoint: str | Path, *, int8: bool = False) -> Any:
+    """The streaming predictor of a checkpoint, from its pipeline's TaskSpec; ``int8``
+    quantises its recurrent and linear layers dynamically (:func:`rnnkit.compress.quantize_dynamic`)."""
+    from rnnkit.train.checkpoint import read_config
+    from rnnkit.train.task import get_task_spec, task_names
+
+    task = read_config(checkpoint).get("task")
+    spec = get_task_spec(task) if isinstance(task, str) else None
+    if spec is None or spec.predictor is None:
+        have = [n for n in task_names() if get_task_spec(n).predictor is not None]
+        raise ValueError(f"{checkpoint}: a {task!r} checkpoint; serving supports "
+                         f"{', '.join(have)} checkpoints")
+    return spec.predictor(Path(checkpoint), int8)
 
 
 def __getattr__(name: str):

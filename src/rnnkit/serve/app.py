@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rnnkit.serve.predictor import load_predictor
+from rnnkit.serve import load_predictor
 
 __all__ = ["Limits", "create_app", "BodyLimit"]
 
@@ -260,7 +260,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
     Items = lim.max_items
     if task == "lm":
-        from rnnkit.serve.predictor import LMPredictor
+        from rnnkit.tasks.predictors import LMPredictor
 
         class GenerateRequest(_Strict):
             prompt: str = Field("", max_length=lim.max_prompt_chars, description="text to continue")

@@ -40,9 +40,10 @@ from torch import nn
 from rnnkit.anomaly.benchmark import detector_name, evaluate_nab, run_detector
 from rnnkit.anomaly.detectors import Detector, DetectorConfig, build_detector, load_detector
 from rnnkit.data.nab import default_nab_root, load_nab_corpus, read_nab_csv
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.export_steps import anomaly_export
+from rnnkit.tasks.predictors import anomaly_predictor
 from rnnkit.train.config import ConfigError, RunConfig, load_recipe
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = ["AnomalyDataConfig", "AnomalyTask", "load_anomaly_recipe", "run_nab", "train_series",
            "score_csv", "read_series"]
@@ -233,4 +234,6 @@ SPEC = register_task(TaskSpec(
     model_config=DetectorConfig,
     build=build_anomaly_task,
     description="time-series anomaly detection (LSTM-AD prediction error, EncDec-AD reconstruction)",
+    predictor=anomaly_predictor,
+    export=anomaly_export,
 ))

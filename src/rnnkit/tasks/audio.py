@@ -49,11 +49,12 @@ from rnnkit.data.audio import (
     spec_augment,
 )
 from rnnkit.models.audio import AudioClassifier, AudioConfig
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.export_steps import audio_export
+from rnnkit.tasks.predictors import audio_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
 from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = ["AudioDataConfig", "AudioTask", "resolve_source", "load_audio_checkpoint",
            "predict_files", "evaluate_audio_checkpoint"]
@@ -248,13 +249,6 @@ def build_audio_task(config: RunConfig, data_dir: str | None = None) -> AudioTas
     return AudioTask(config, data_dir=data_dir)
 
 
-SPEC = register_task(TaskSpec(
-    name="audio",
-    data_config=AudioDataConfig,
-    model_config=AudioConfig,
-    build=build_audio_task,
-    description="audio classification (log-mel/MFCC, CNN front-end, bidirectional RNN)",
-))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -304,17 +298,13 @@ def predict_files(directory: str | Path, files: list[str | Path], top_k: int = 1
     return out
 
 
-def predict_cli(a) -> list[dict[str, Any]]:
-    """``rnnkit predict`` for audio checkpoints: ``a.inputs`` (and ``--file`` lines) are audio files."""
-    from pathlib import Path as _P
-
-    from rnnkit.tasks.predict_cli import gather_inputs
-
-    out = predict_files(a.checkpoint, gather_inputs(a), top_k=a.top_k)
+def predict_inputs(checkpoint: str | Path, inputs: list[str], *, top_k: int = 1) -> list[dict[str, Any]]:
+    """``rnnkit predict`` for audio checkpoints: each input is an audio file's path."""
+    out = predict_files(checkpoint, inputs, top_k=top_k)
     for r in out:
         rest = "  ".join(f"{label} {p:.3f}" for label, p in r["top"][1:])
         r["input"] = r["file"]
-        r["text"] = f"{_P(r['file']).name}\t{r['label']}\t{r['prob']:.3f}" + (f"\t{rest}" if rest else "")
+        r["text"] = f"{Path(r['file']).name}\t{r['label']}\t{r['prob']:.3f}" + (f"\t{rest}" if rest else "")
     return out
 
 
@@ -336,3 +326,16 @@ def evaluate_audio_checkpoint(directory: str | Path, *, split: str = "test",
         if sub:
             per_class[c] = _evaluate(model, sub, cfg.data.eval_batch_size)["acc"]
     return {"split": split, "clips": len(data), **metrics, "per_class_acc": per_class}
+
+
+SPEC = register_task(TaskSpec(
+    name="audio",
+    data_config=AudioDataConfig,
+    model_config=AudioConfig,
+    build=build_audio_task,
+    description="audio classification (log-mel/MFCC, CNN front-end, bidirectional RNN)",
+    evaluate=evaluate_audio_checkpoint,
+    predict=predict_inputs,
+    predictor=audio_predictor,
+    export=audio_export,
+))

@@ -49,14 +49,14 @@ from rnnkit.data.textcls import (
 )
 from rnnkit.data.tokenize import TextTokenizer, length_buckets, train_tokenizer
 from rnnkit.models.classify import ClassifierConfig, TextClassifier
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.predictors import text_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = ["ClassifyDataConfig", "ClassifyTask", "load_classify_checkpoint", "predict_texts",
-           "predict_cli", "evaluate_classify_checkpoint", "classification_report",
+           "predict_inputs", "evaluate_classify_checkpoint", "classification_report",
            "plot_confusion"]
 
 #: known datasets: name -> label renames (IMDB's CSV labels 1/0 are aclImdb's pos/neg)
@@ -305,13 +305,6 @@ def build_classify_task(config: RunConfig, data_dir: str | None = None) -> Class
     return ClassifyTask(config, data_dir=data_dir)
 
 
-SPEC = register_task(TaskSpec(
-    name="classify",
-    data_config=ClassifyDataConfig,
-    model_config=ClassifierConfig,
-    build=build_classify_task,
-    description="text classification (tokenizer, optional CNN, bidirectional RNN, pooling)",
-))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -448,14 +441,13 @@ def predict_texts(directory: str | Path, texts: list[str], top_k: int = 1) -> li
     return out
 
 
-def predict_cli(a) -> list[dict[str, Any]]:
-    """``rnnkit predict`` for classify checkpoints: ``a.inputs`` and ``--file`` lines are texts.
+def predict_inputs(checkpoint: str | Path, inputs: list[str], *, top_k: int = 1) -> list[dict[str, Any]]:
+    """``rnnkit predict`` for classify checkpoints: each input is a text.
 
-    Each printed line: ``label<TAB>prob[<TAB>label2 prob2 ...]<TAB>text`` (the text cut to 60 chars).
+    Each result's ``"text"``: ``label<TAB>prob[<TAB>label2 prob2 ...]<TAB>text`` (the text cut
+    to 60 chars).
     """
-    from rnnkit.tasks.predict_cli import gather_inputs
-
-    out = predict_texts(a.checkpoint, gather_inputs(a), top_k=a.top_k)
+    out = predict_texts(checkpoint, inputs, top_k=top_k)
     for r in out:
         rest = "  ".join(f"{label} {p:.3f}" for label, p in r["top"][1:])
         head = ",".join(r["labels"]) if "labels" in r else r["label"]
@@ -465,14 +457,14 @@ def predict_cli(a) -> list[dict[str, Any]]:
 
 
 def evaluate_classify_checkpoint(directory: str | Path, *, split: str = "test",
-                                 path: str | Path | None = None, data_dir: str | None = None,
+                                 data: str | Path | None = None, data_dir: str | None = None,
                                  plot: str | Path | None = None) -> dict[str, Any]:
     """Loss, accuracy, macro F1, per-class precision/recall and confusion matrix of a checkpoint.
 
     Args:
         directory: the checkpoint (``best/`` or ``last/``).
         split: a split of the checkpoint's own data ("valid", "test").
-        path: instead, a labelled file or folder (same columns as the training data).
+        data: instead, a labelled file or folder (same columns as the training data).
         data_dir: where the data lives (as ``--data-dir``).
         plot: write the confusion-matrix PNG here.
 
@@ -482,8 +474,8 @@ def evaluate_classify_checkpoint(directory: str | Path, *, split: str = "test",
     model, tok, classes, multi, cfg = load_classify_checkpoint(directory)
     d: ClassifyDataConfig = cfg.data
     d.vectors = None  # the weights are in the checkpoint
-    if path is not None:
-        d.source, d.train, d.valid, d.test, d.valid_fraction = None, str(path), None, None, 0.0
+    if data is not None:
+        d.source, d.train, d.valid, d.test, d.valid_fraction = None, str(data), None, None, 0.0
         d.max_train = None
         split = "train"
     task = ClassifyTask(cfg, data_dir=data_dir, tokenizer=tok, classes=classes, multi_label=multi)
@@ -492,9 +484,21 @@ def evaluate_classify_checkpoint(directory: str | Path, *, split: str = "test",
     logits, y = task.predict_split(model, split)
     loss = float(task.loss(logits, y, reduction="sum")) / len(y) / (len(classes) if multi else 1)
     rep = classification_report(logits, y, classes, multi_label=multi)
-    res = {"split": str(path) if path is not None else split, "texts": len(y), "loss": loss, **rep}
+    res = {"split": str(data) if data is not None else split, "texts": len(y), "loss": loss, **rep}
     if plot is not None:
         res["plot"] = str(plot_confusion(rep["confusion"], classes, plot,
                                          title=f"{Path(directory).parent.name} {res['split']}: "
                                                f"acc {rep['acc']:.4f}"))
     return res
+
+
+SPEC = register_task(TaskSpec(
+    name="classify",
+    data_config=ClassifyDataConfig,
+    model_config=ClassifierConfig,
+    build=build_classify_task,
+    description="text classification (tokenizer, optional CNN, bidirectional RNN, pooling)",
+    evaluate=evaluate_classify_checkpoint,
+    predict=predict_inputs,
+    predictor=text_predictor,
+))

@@ -17,7 +17,7 @@ Metrics (over every window, step and target; ``v`` actuals, ``f`` forecasts, in 
 Every evaluation also scores the baselines on the same windows: naive (last value), seasonal
 naive (last season) and a linear AR(p) fitted on the training split.  Evaluating every origin
 of the test split with one trained model is rolling-origin evaluation; :func:`backtest` (in
-:mod:`rnnkit.tasks.forecast_cli`) retrains on expanding windows.
+:mod:`rnnkit.tasks.forecast_eval`) retrains on expanding windows.
 
 Example::
 
@@ -57,11 +57,13 @@ from rnnkit.models.forecast import (
     quantile_forecast,
     seasonal_naive_forecast,
 )
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.export_steps import forecast_export
+from rnnkit.tasks.forecast_eval import evaluate_checkpoint
+from rnnkit.tasks.predictors import forecast_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = [
     "ForecastDataConfig",
@@ -527,4 +529,7 @@ SPEC = register_task(TaskSpec(
     model_config=ForecastModelConfig,
     build=build_forecast_task,
     description="time-series forecasting (single-step, recursive, direct, seq2seq) with baselines",
+    evaluate=evaluate_checkpoint,
+    predictor=forecast_predictor,
+    export=forecast_export,
 ))

@@ -32,11 +32,12 @@ from torch import Tensor, nn
 
 from rnnkit.data import BPTTBatches, LMCorpus, Vocab, batchify, load_corpus
 from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.export_steps import lm_export
+from rnnkit.tasks.predictors import lm_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = [
     "LMDataConfig",
@@ -220,13 +221,6 @@ def load_lm_checkpoint(directory: str | Path, *, map_location: str = "cpu") -> t
     return model, vocab, cfg
 
 
-SPEC = register_task(TaskSpec(
-    name="lm",
-    data_config=LMDataConfig,
-    model_config=LMConfig,
-    build=build_lm_task,
-    description="language modeling (char or word level) with truncated BPTT",
-))
 
 
 def evaluate_checkpoint(directory: str | Path, *, split: str | None = None, data: str | None = None,
@@ -314,3 +308,24 @@ def shakespeare_demo(*, minutes: float = 3.0, out: str | None = None, seed: int 
     console.file.write("\n")
     summary["sample_prompt"] = prompt
     return summary
+
+
+def load_lm_task(directory: Path, cfg: RunConfig, data_dir: str | None = None) -> LMTask:
+    """The LM task of a checkpoint's recipe with the checkpoint's own vocabulary (not one
+    rebuilt from the corpus), before its weights are loaded."""
+    if not (directory / "vocab.json").is_file():
+        raise CheckpointError(f"{directory}: not a complete LM checkpoint (vocab.json is missing)")
+    return LMTask(cfg, data_dir=data_dir, vocab=Vocab.load(directory / "vocab.json"))
+
+
+SPEC = register_task(TaskSpec(
+    name="lm",
+    data_config=LMDataConfig,
+    model_config=LMConfig,
+    build=build_lm_task,
+    description="language modeling (char or word level) with truncated BPTT",
+    load=load_lm_task,
+    evaluate=evaluate_checkpoint,
+    predictor=lm_predictor,
+    export=lm_export,
+))

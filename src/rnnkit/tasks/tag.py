@@ -48,14 +48,14 @@ from rnnkit.data.conll import (
 )
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.tagger import TagBatch, Tagger, TaggerConfig
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.predictors import text_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = ["TagDataConfig", "TagTask", "TagEncoder", "load_tag_checkpoint", "predict_tags",
-           "predict_cli", "evaluate_tag_checkpoint", "tag_metrics", "plot_confusion"]
+           "predict_inputs", "evaluate_tag_checkpoint", "tag_metrics", "plot_confusion"]
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -385,13 +385,6 @@ def build_tag_task(config: RunConfig, data_dir: str | None = None) -> TagTask:
     return TagTask(config, data_dir=data_dir)
 
 
-SPEC = register_task(TaskSpec(
-    name="tag",
-    data_config=TagDataConfig,
-    model_config=TaggerConfig,
-    build=build_tag_task,
-    description="sequence tagging (CoNLL-U / CoNLL-2003; char+word BiRNN, softmax or CRF)",
-))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -441,12 +434,10 @@ def predict_tags(directory: str | Path, sentences: Sequence[str | Sequence[str]]
              "tags": enc.tags.decode(p)} for s, t, p in zip(sentences, toks, paths)]
 
 
-def predict_cli(a) -> list[dict[str, Any]]:
-    """``rnnkit predict`` for tagging checkpoints: each input is a sentence; prints
+def predict_inputs(checkpoint: str | Path, inputs: list[str]) -> list[dict[str, Any]]:
+    """``rnnkit predict`` for tagging checkpoints: each input is a sentence; its ``"text"`` is
     ``token/TAG`` pairs separated by spaces."""
-    from rnnkit.tasks.predict_cli import gather_inputs
-
-    out = predict_tags(a.checkpoint, gather_inputs(a))
+    out = predict_tags(checkpoint, inputs)
     for r in out:
         r["text"] = " ".join(f"{w}/{t}" for w, t in zip(r["tokens"], r["tags"]))
     return out
@@ -498,22 +489,22 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: str | Path, title: s
     return path
 
 
-def evaluate_tag_checkpoint(directory: str | Path, *, split: str = "test", file: str | None = None,
+def evaluate_tag_checkpoint(directory: str | Path, *, split: str = "test", data: str | None = None,
                             data_dir: str | None = None, report_dir: str | Path | None = None
                             ) -> dict[str, Any]:
     """Loss, token accuracy, span P/R/F1 (BIO/BIOES), per-tag report of a checkpoint.
 
     Args:
-        split: a split of the checkpoint's own data ("valid", "test"), unless ``file`` is given.
-        file: a tagged file in the training format to evaluate instead.
+        split: a split of the checkpoint's own data ("valid", "test"), unless ``data`` is given.
+        data: a tagged file in the training format to evaluate instead.
         report_dir: if given, ``confusion_<split>.png`` and ``report_<split>.json`` go there.
     """
     model, enc, cfg = load_tag_checkpoint(directory)
     d: TagDataConfig = cfg.data
-    if file is not None:
-        source: str | Path = Path(file)
-        sents = _read(d, Path(file))
-        split = Path(file).name
+    if data is not None:
+        source: str | Path = Path(data)
+        sents = _read(d, Path(data))
+        split = Path(data).name
     else:
         files = _data_files(d, data_dir)
         if split not in files:
@@ -548,3 +539,15 @@ def evaluate_tag_checkpoint(directory: str | Path, *, split: str = "test", file:
         tmp.write_text(json.dumps(out, indent=2) + "\n")
         os.replace(tmp, rep_path)
     return out
+
+
+SPEC = register_task(TaskSpec(
+    name="tag",
+    data_config=TagDataConfig,
+    model_config=TaggerConfig,
+    build=build_tag_task,
+    description="sequence tagging (CoNLL-U / CoNLL-2003; char+word BiRNN, softmax or CRF)",
+    evaluate=evaluate_tag_checkpoint,
+    predict=predict_inputs,
+    predictor=text_predictor,
+))

@@ -40,14 +40,14 @@ from torch import Tensor, nn
 from rnnkit.data.parallel import read_parallel, resolve_parallel
 from rnnkit.data.tokenize import TextTokenizer, length_buckets, train_tokenizer
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from rnnkit.train.task import TaskSpec, register_task
+from rnnkit.tasks.predictors import text_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput
+from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
 __all__ = ["TranslateDataConfig", "TranslateTask", "score_translations", "decode",
-           "load_translate_checkpoint", "translate", "predict_cli",
+           "load_translate_checkpoint", "translate", "predict_inputs",
            "evaluate_translate_checkpoint", "plot_attention"]
 
 
@@ -268,13 +268,6 @@ def build_translate_task(config: RunConfig, data_dir: str | None = None) -> Tran
     return TranslateTask(config, data_dir=data_dir)
 
 
-SPEC = register_task(TaskSpec(
-    name="translate",
-    data_config=TranslateDataConfig,
-    model_config=Seq2SeqConfig,
-    build=build_translate_task,
-    description="translation (parallel text, BiRNN encoder, attentive decoder, BLEU/chrF)",
-))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -322,11 +315,10 @@ def translate(directory: str | Path, texts: list[str], *, beam_size: int = 5, ma
     return out
 
 
-def predict_cli(a) -> list[dict[str, Any]]:
+def predict_inputs(checkpoint: str | Path, inputs: list[str], *, beam_size: int = 5,
+                   max_len: int = 100) -> list[dict[str, Any]]:
     """``rnnkit predict`` for translation checkpoints: one translation per input line."""
-    from rnnkit.tasks.predict_cli import gather_inputs
-
-    out = translate(a.checkpoint, gather_inputs(a), beam_size=a.beam_size, max_len=a.max_len)
+    out = translate(checkpoint, inputs, beam_size=beam_size, max_len=max_len)
     return [{"input": r["input"], "translation": r["translation"], "score": round(r["score"], 4),
              "text": r["translation"]} for r in out]
 
@@ -402,3 +394,15 @@ def evaluate_translate_checkpoint(directory: str | Path, *, split: str = "test",
                            title=task.raw[split][sentence][0])
             result["plot"] = str(plot)
     return result
+
+
+SPEC = register_task(TaskSpec(
+    name="translate",
+    data_config=TranslateDataConfig,
+    model_config=Seq2SeqConfig,
+    build=build_translate_task,
+    description="translation (parallel text, BiRNN encoder, attentive decoder, BLEU/chrF)",
+    evaluate=evaluate_translate_checkpoint,
+    predict=predict_inputs,
+    predictor=text_predictor,
+))

@@ -1,7 +1,9 @@
 """Streaming predictors: a checkpoint loaded once, its state kept across ``step()`` calls.
 
-One class per pipeline, all with ``task``, ``reset()`` and ``step(...)``, built from a
-checkpoint by :func:`load_predictor` through :data:`PREDICTORS`:
+One class per pipeline, all with ``task``, ``reset()`` and ``step(...)``; each pipeline's
+:attr:`~rnnkit.train.task.TaskSpec.predictor` (one of the ``*_predictor`` functions here)
+builds its predictor from a checkpoint, and :func:`rnnkit.serve.load_predictor` picks it by
+the checkpoint's task:
 
 - :class:`LMPredictor` (``lm``): ``feed(text)`` runs text through the network, carrying the
   state; each ``step()`` samples the next token from the last logits, feeds it back and
@@ -16,7 +18,7 @@ checkpoint by :func:`load_predictor` through :data:`PREDICTORS`:
   window, not an ever-running recurrent state, is what a forecast must see).
 - :class:`AudioPredictor` (``audio``): clips are classified whole (``classify``).
 - :class:`TextPredictor` (``classify``, ``tag``, ``translate``): texts through each pipeline's
-  ``rnnkit predict`` function.
+  :attr:`~rnnkit.train.task.TaskSpec.predict`.
 
 Every predictor also has a stateless ``predict(payload)``/task call used by the HTTP server.
 
@@ -29,7 +31,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import math
 import tempfile
 from collections import deque
@@ -40,8 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PREDICTORS", "load_predictor", "LMPredictor", "AnomalyPredictor", "ForecastPredictor",
-           "AudioPredictor", "TextPredictor"]
+__all__ = ["LMPredictor", "AnomalyPredictor", "ForecastPredictor", "AudioPredictor",
+           "TextPredictor", "lm_predictor", "anomaly_predictor", "forecast_predictor",
+           "audio_predictor", "text_predictor"]
 
 
 class LMPredictor:
@@ -266,44 +269,42 @@ class AudioPredictor:
 
 
 class TextPredictor:
-    """Text classification, tagging and translation through each pipeline's ``rnnkit predict``
-    function (:data:`rnnkit.tasks.predict_cli.PREDICTORS`): one result dict per text.
+    """Text classification, tagging and translation through each pipeline's
+    :attr:`~rnnkit.train.task.TaskSpec.predict`: one result dict per text.
 
     Those functions take a checkpoint path and load it per call; a pipeline that exposes a
-    load-once predictor can replace its entry in :data:`PREDICTORS`.
+    load-once predictor can set its own :attr:`~rnnkit.train.task.TaskSpec.predictor`.
     """
 
     def __init__(self, checkpoint: Path, task: str):
-        from rnnkit.tasks.predict_cli import PREDICTORS as CLI
+        from rnnkit.train.task import get_task_spec
 
-        if task not in CLI:
-            raise ValueError(f"{checkpoint}: no predictor registered for task {task!r}")
-        module, func = CLI[task].split(":")
-        self.fn = getattr(importlib.import_module(module), func)
+        self.fn = get_task_spec(task).predict
+        if self.fn is None:
+            raise ValueError(f"{checkpoint}: the {task!r} pipeline has no predict function")
         self.checkpoint, self.task = checkpoint, task
+        self.takes = set(inspect.signature(self.fn).parameters)
 
     def reset(self) -> None:
         """Nothing is carried between texts."""
 
     def predict(self, texts: list[str], *, top_k: int = 1, beam_size: int = 5, max_len: int = 100) -> list[dict]:
-        import argparse
-
-        a = argparse.Namespace(checkpoint=str(self.checkpoint), inputs=list(texts), file=None, top_k=top_k,
-                               beam_size=beam_size, max_len=max_len, json=True)
-        return self.fn(a)
+        options = {"top_k": top_k, "beam_size": beam_size, "max_len": max_len}
+        return self.fn(str(self.checkpoint), list(texts),
+                       **{k: v for k, v in options.items() if k in self.takes})
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _lm(d: Path, int8: bool) -> LMPredictor:
+def lm_predictor(d: Path, int8: bool) -> LMPredictor:
     from rnnkit.tasks.lm import load_lm_checkpoint
 
     model, vocab, cfg = load_lm_checkpoint(d)
     return LMPredictor(_maybe_int8(model, int8), vocab, cfg)
 
 
-def _anomaly(d: Path, int8: bool) -> AnomalyPredictor:
+def anomaly_predictor(d: Path, int8: bool) -> AnomalyPredictor:
     from rnnkit.anomaly.detectors import load_detector
 
     det = load_detector(d)
@@ -311,21 +312,21 @@ def _anomaly(d: Path, int8: bool) -> AnomalyPredictor:
     return AnomalyPredictor(det)
 
 
-def _forecast(d: Path, int8: bool) -> ForecastPredictor:
+def forecast_predictor(d: Path, int8: bool) -> ForecastPredictor:
     from rnnkit.tasks.forecast import load_forecast_checkpoint
 
     model, state, cfg = load_forecast_checkpoint(d)
     return ForecastPredictor(_maybe_int8(model, int8), state, cfg)
 
 
-def _audio(d: Path, int8: bool) -> AudioPredictor:
+def audio_predictor(d: Path, int8: bool) -> AudioPredictor:
     from rnnkit.tasks.audio import load_audio_checkpoint
 
     model, classes, feats, _ = load_audio_checkpoint(d)
     return AudioPredictor(_maybe_int8(model, int8), classes, feats)
 
 
-def _text(d: Path, int8: bool) -> TextPredictor:
+def text_predictor(d: Path, int8: bool) -> TextPredictor:
     from rnnkit.train.checkpoint import read_config
 
     if int8:
@@ -339,28 +340,3 @@ def _maybe_int8(model: torch.nn.Module, int8: bool) -> torch.nn.Module:
     from rnnkit.compress.quantize import quantize_dynamic
 
     return quantize_dynamic(model)[0]
-
-
-#: checkpoint task -> "module:function" with ``function(directory, int8) -> predictor``
-PREDICTORS: dict[str, str] = {
-    "lm": "rnnkit.serve.predictor:_lm",
-    "anomaly": "rnnkit.serve.predictor:_anomaly",
-    "forecast": "rnnkit.serve.predictor:_forecast",
-    "audio": "rnnkit.serve.predictor:_audio",
-    "classify": "rnnkit.serve.predictor:_text",
-    "tag": "rnnkit.serve.predictor:_text",
-    "translate": "rnnkit.serve.predictor:_text",
-}
-
-
-def load_predictor(checkpoint: str | Path, *, int8: bool = False) -> Any:
-    """The streaming predictor of a checkpoint (its task picks the class); ``int8`` quantises
-    its recurrent and linear layers dynamically (:func:`rnnkit.compress.quantize_dynamic`)."""
-    from rnnkit.train.checkpoint import read_config
-
-    task = read_config(checkpoint).get("task")
-    if task not in PREDICTORS:
-        raise ValueError(f"{checkpoint}: a {task!r} checkpoint; serving supports "
-                         f"{', '.join(sorted(PREDICTORS))} checkpoints")
-    module, func = PREDICTORS[task].split(":")
-    return getattr(importlib.import_module(module), func)(Path(checkpoint), int8)

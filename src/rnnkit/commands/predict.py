@@ -1,35 +1,30 @@
 """``rnnkit predict CKPT INPUT...``: run a trained checkpoint on new inputs.
 
-``predict`` reads the checkpoint's task (``config.json``) and hands the parsed arguments to
-that pipeline's predictor, named in :data:`PREDICTORS` as ``"module:function"`` so that
-nothing heavy is imported before it is needed::
+``predict`` reads the checkpoint's task (``config.json``), gathers the inputs and calls that
+pipeline's :attr:`~rnnkit.train.task.TaskSpec.predict`::
 
     $ rnnkit predict runs/fsdd/best 7_theo_0.wav 3_george_1.wav          # audio files
     7_theo_0.wav    7    0.998
     $ rnnkit predict runs/imdb/best "A wonderful film." --file reviews.txt  # texts
     $ echo "Ein Hund läuft." | rnnkit predict runs/multi30k/best --file -    # stdin
 
-A predictor is ``function(args: argparse.Namespace) -> list[dict]``: one JSON-able dict
-per input, with at least ``"input"`` and a ``"text"`` key holding the line to print
-(``--json`` prints the dicts instead).  Inputs are ``args.inputs`` (positional) followed by
-the lines of ``--file`` (``-`` = stdin); :func:`gather_inputs` does that for text tasks.
+A pipeline's predict is ``predict(checkpoint, inputs: list[str], **options) -> list[dict]``:
+one JSON-able dict per input, with at least ``"input"`` and a ``"text"`` key holding the line
+to print (``--json`` prints the dicts instead).  Inputs are the positional arguments
+followed by the lines of ``--file`` (``-`` = stdin).  ``--top-k``, ``--beam-size`` and
+``--max-len`` are passed on by name; one the pipeline does not take is an error.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import inspect
 import json
 import sys
 
-__all__ = ["add_parser", "cmd_predict", "PREDICTORS", "gather_inputs"]
+__all__ = ["add_parser", "cmd_predict", "gather_inputs", "OPTIONS"]
 
-#: checkpoint task -> "module:function" of its predictor; pipelines add theirs here
-PREDICTORS: dict[str, str] = {
-    "audio": "rnnkit.tasks.audio:predict_cli",
-    "classify": "rnnkit.tasks.classify:predict_cli",
-    "tag": "rnnkit.tasks.tag:predict_cli",
-    "translate": "rnnkit.tasks.translate:predict_cli",
-}
+#: the flags passed on to the pipeline's predict, by keyword, when given
+OPTIONS = ("top_k", "beam_size", "max_len")
 
 
 def gather_inputs(a: argparse.Namespace) -> list[str]:
@@ -58,11 +53,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="inputs: audio files (WAV, FLAC, OGG) or texts, depending on the checkpoint")
     p.add_argument("--file", metavar="FILE", help="read more inputs from FILE, one per line ('-' = stdin)")
-    p.add_argument("--top-k", type=int, default=1, metavar="K", help="classifiers: show the K most likely "
+    p.add_argument("--top-k", type=int, metavar="K", help="classifiers: show the K most likely "
                    "labels (default 1)")
-    p.add_argument("--beam-size", type=int, default=5, metavar="N",
+    p.add_argument("--beam-size", type=int, metavar="N",
                    help="translation: beam width; 1 = greedy (default 5)")
-    p.add_argument("--max-len", type=int, default=100, metavar="N",
+    p.add_argument("--max-len", type=int, metavar="N",
                    help="translation: longest output in tokens (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object per input")
     p.set_defaults(func=cmd_predict)
@@ -71,16 +66,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_predict(a: argparse.Namespace) -> int:
     from rnnkit.train.checkpoint import read_config
+    from rnnkit.train.task import get_task_spec, task_names
 
-    if a.top_k < 1:
-        raise ValueError(f"--top-k: expected a positive integer, got {a.top_k}")
-    if a.beam_size < 1 or a.max_len < 1:
-        raise ValueError(f"--beam-size/--max-len: expected positive integers, got {a.beam_size}/{a.max_len}")
+    options = {k: getattr(a, k) for k in OPTIONS if getattr(a, k) is not None}
+    for k, v in options.items():
+        if v < 1:
+            raise ValueError(f"--{k.replace('_', '-')}: expected a positive integer, got {v}")
     task = read_config(a.checkpoint).get("task")
-    if task not in PREDICTORS:
+    spec = get_task_spec(task) if isinstance(task, str) else None
+    if spec is None or spec.predict is None:
+        have = [n for n in task_names() if get_task_spec(n).predict is not None]
         raise ValueError(f"predict: {a.checkpoint} is a {task!r} checkpoint; predict supports "
-                         f"{', '.join(sorted(PREDICTORS))} checkpoints")
-    module, func = PREDICTORS[task].split(":")
-    for r in getattr(importlib.import_module(module), func)(a):
+                         f"{', '.join(have)} checkpoints")
+    takes = inspect.signature(spec.predict).parameters
+    for k in options:
+        if k not in takes:
+            raise ValueError(f"predict: --{k.replace('_', '-')} does not apply to {task} checkpoints")
+    for r in spec.predict(a.checkpoint, gather_inputs(a), **options):
         print(json.dumps(r) if a.json else r["text"])
     return 0

@@ -1,30 +1,25 @@
-"""``rnnkit forecast train|evaluate|predict|backtest``: typed functions and their parsers.
+"""Forecasting checkpoints: train-and-report, evaluate, predict and backtest, as typed functions.
 
-::
+:mod:`rnnkit.commands.forecast` is their command line (``rnnkit forecast
+train|evaluate|predict|backtest``).
 
-    rnnkit forecast train RECIPE.yaml [--set key=value ...] [--out DIR] [--data-dir DIR]
-    rnnkit forecast evaluate CKPT [--data FILE] [--split test] [--plot PNG] [--csv CSV]
-    rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
-    rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
-
-``train`` runs the Trainer, then scores the best checkpoint and the baselines on the test
+:func:`train_forecast` runs the Trainer, then scores the best checkpoint and the baselines on the test
 split and writes ``report.json``, ``forecast.png`` (actuals, forecast, interval) and
-``test_forecasts.csv`` into the run directory.  ``predict`` forecasts the ``horizon`` steps
+``test_forecasts.csv`` into the run directory.  `predict_checkpoint` forecasts the ``horizon`` steps
 after the end of each series in ``--data`` (known-future covariates for those steps go in
-trailing rows with empty targets) and writes them to CSV.  ``backtest`` retrains on
+trailing rows with empty targets) and writes them to CSV.  `backtest` retrains on
 expanding windows: fold ``k`` of ``n`` drops the last ``(n-1-k) * step`` steps and tests on
 the end of what is left (rolling origin with refitting).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-# numpy/pandas/torch and the pipeline are imported inside the functions, so that building the
-# ``rnnkit`` parser (which imports this module) stays fast
+# numpy/pandas/torch and the pipeline are imported inside the functions, so that importing
+# this module (the ``rnnkit`` command's parser does) stays fast
 
 __all__ = [
     "train_forecast",
@@ -32,9 +27,6 @@ __all__ = [
     "predict_checkpoint",
     "backtest",
     "format_report",
-    "add_parser",
-    "add_arguments",
-    "run",
 ]
 
 _NAMES = ("model", "naive", "seasonal_naive", "linear_ar")
@@ -307,65 +299,3 @@ def backtest(recipe: str | Path, *, folds: int = 3, step: int | None = None, ove
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "backtest.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``train|evaluate|predict|backtest`` sub-commands to the ``forecast`` parser."""
-    sub = p.add_subparsers(dest="forecast_command", metavar="ACTION", required=True)
-    t = sub.add_parser("train", help="train from a recipe; report vs baselines, plot, CSV")
-    t.add_argument("recipe", help="YAML recipe with task: forecast (e.g. configs/forecast_airline.yaml)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value")
-    t.add_argument("--out", metavar="DIR", help="run directory")
-    t.add_argument("--data-dir", metavar="DIR", help="directory a relative data.path is looked up in")
-    e = sub.add_parser("evaluate", help="metrics of a checkpoint and the baselines on a split")
-    e.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/)")
-    e.add_argument("--data", metavar="FILE", help="another file with the same columns (default: the recipe's)")
-    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--data-dir", metavar="DIR")
-    e.add_argument("--plot", metavar="PNG", help="write a plot of the last window of each series")
-    e.add_argument("--csv", metavar="CSV", help="write every window's forecasts")
-    f = sub.add_parser("predict", help="forecast the steps after the end of each series, to CSV")
-    f.add_argument("checkpoint")
-    f.add_argument("--data", required=True, metavar="FILE", help="history (plus future-covariate rows)")
-    f.add_argument("--output", required=True, metavar="CSV", help="where to write the forecasts")
-    f.add_argument("--plot", metavar="PNG", help="also plot history, forecast and interval")
-    b = sub.add_parser("backtest", help="rolling-origin backtest, retraining for each fold")
-    b.add_argument("recipe")
-    b.add_argument("--folds", type=int, default=3)
-    b.add_argument("--step", type=int, help="steps between fold origins (default: the horizon)")
-    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    b.add_argument("--out", default="runs/backtest", metavar="DIR")
-    b.add_argument("--data-dir", metavar="DIR")
-
-
-def run(a: argparse.Namespace) -> int:
-    """Run the parsed ``forecast`` action; prints the report and one JSON line."""
-    if a.forecast_command == "train":
-        s = train_forecast(a.recipe, overrides=a.set, out=a.out, data_dir=a.data_dir)
-        print(format_report(s["report"]["metrics"]))
-        print(json.dumps({"run_dir": s["run_dir"], "split": s["report"]["split"],
-                          "metrics": s["report"]["metrics"]}))
-    elif a.forecast_command == "evaluate":
-        r = evaluate_checkpoint(a.checkpoint, data=a.data, split=a.split, data_dir=a.data_dir, plot=a.plot, csv=a.csv)
-        print(format_report(r["metrics"]))
-        print(json.dumps(r))
-    elif a.forecast_command == "predict":
-        df = predict_checkpoint(a.checkpoint, a.data, output=a.output, plot=a.plot)
-        print(json.dumps({"output": a.output, "rows": len(df), "series": int(df["series_id"].nunique())}))
-    else:
-        r = backtest(a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir)
-        print(format_report(r["mean"]))
-        print(json.dumps({"out": a.out, "mean": r["mean"]}))
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``forecast`` on the ``rnnkit`` sub-command parsers (``func`` = :func:`run`)."""
-    p = subparsers.add_parser("forecast", help="time-series forecasting: train, evaluate, predict, backtest",
-                              description="Time-series forecasting: train, evaluate, predict, backtest.")
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p

@@ -12,18 +12,19 @@ and ``lengths`` for padded batches of different lengths::
     audio     x (B, T, F), lengths (B,)                              ->  logits (B, K)
 
 Rows past a sequence's length are padding (outputs there carry no meaning; states are
-each sequence's own at its last step).  :data:`EXPORTERS` maps a checkpoint's task to the
-function building its :class:`ExportSpec`; a new pipeline adds one entry.
+each sequence's own at its last step).  Each pipeline's
+:attr:`~rnnkit.train.task.TaskSpec.export` is one of the ``*_export`` functions here, which
+build its :class:`ExportSpec` from a checkpoint directory; :mod:`rnnkit.export` writes and
+verifies the file.
 
 Example::
 
-    spec = export_spec("runs/shakespeare_char/best")
+    spec = lm_export(Path("runs/shakespeare_char/best"))
     logits, h, c = spec.module(*spec.example_inputs)
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExportSpec", "EXPORTERS", "export_spec", "state_layout"]
+__all__ = ["ExportSpec", "state_layout", "lm_export", "anomaly_export", "forecast_export",
+           "audio_export"]
 
 
 @dataclass
@@ -126,7 +128,7 @@ class LMStep(nn.Module):
         return (m.decoder(out), *_unpack(h_n))  # (T, B, V)
 
 
-def _lm(directory: Path) -> ExportSpec:
+def lm_export(directory: Path) -> ExportSpec:
     from rnnkit.tasks.lm import load_lm_checkpoint
 
     model, vocab, cfg = load_lm_checkpoint(directory)
@@ -171,7 +173,7 @@ class _Reconstruct(nn.Module):
         return (self.model(x),)
 
 
-def _anomaly(directory: Path) -> ExportSpec:
+def anomaly_export(directory: Path) -> ExportSpec:
     from rnnkit.anomaly.detectors import PredictionDetector, load_detector
 
     det = load_detector(directory)
@@ -216,7 +218,7 @@ class ForecastStep(nn.Module):
         return (self.model(x, xf, lengths if self.with_lengths else None),)
 
 
-def _forecast(directory: Path) -> ExportSpec:
+def forecast_export(directory: Path) -> ExportSpec:
     from rnnkit.tasks.forecast import load_forecast_checkpoint
 
     model, state, cfg = load_forecast_checkpoint(directory)
@@ -256,7 +258,7 @@ class AudioStep(nn.Module):
         return (self.model(x, lengths),)
 
 
-def _audio(directory: Path) -> ExportSpec:
+def audio_export(directory: Path) -> ExportSpec:
     from rnnkit.tasks.audio import load_audio_checkpoint
 
     model, classes, feats, cfg = load_audio_checkpoint(directory)
@@ -271,25 +273,3 @@ def _audio(directory: Path) -> ExportSpec:
     return ExportSpec("audio", AudioStep(model).eval(), make(40, 3), ["x", "lengths"], ["logits"],
                       {"x": {0: "B", 1: "T"}, "lengths": {0: "B"}, "logits": {0: "B"}}, [],
                       {"classes": classes, "n_features": Fn}, make)
-
-
-#: checkpoint task -> "module:function" building its ExportSpec from a checkpoint directory
-EXPORTERS: dict[str, str] = {
-    "lm": "rnnkit.export.wrappers:_lm",
-    "anomaly": "rnnkit.export.wrappers:_anomaly",
-    "forecast": "rnnkit.export.wrappers:_forecast",
-    "audio": "rnnkit.export.wrappers:_audio",
-}
-
-
-def export_spec(checkpoint: str | Path) -> ExportSpec:
-    """The :class:`ExportSpec` of a checkpoint directory (its task picks the wrapper)."""
-    from rnnkit.train.checkpoint import read_config
-
-    task = read_config(checkpoint).get("task")
-    if task not in EXPORTERS:
-        raise ValueError(f"export: {checkpoint} is a {task!r} checkpoint; export supports "
-                         f"{', '.join(sorted(EXPORTERS))} checkpoints")
-    module, func = EXPORTERS[task].split(":")
-    with torch.no_grad():
-        return getattr(importlib.import_module(module), func)(Path(checkpoint))

@@ -21,7 +21,7 @@ __all__ = ["add_arguments", "run", "main", "default_out"]
 
 
 def _shape(text: str):
-    from .layers import Shape
+    from rnnkit.bench.layers import Shape
 
     parts = text.split(",")
     try:
@@ -71,7 +71,7 @@ def default_out(device: str) -> Path:
 
 
 def _settings(a: argparse.Namespace):
-    from .layers import Settings, quick_settings
+    from rnnkit.bench.layers import Settings, quick_settings
 
     kw = {"device": a.device, "dtype": a.dtype, "memory": not a.no_memory, "clock": a.clock}
     for key in ("repeats", "warmup"):
@@ -93,8 +93,8 @@ def run(a: argparse.Namespace, command: str | None = None) -> int:
     import torch
     from rich.console import Console
 
-    from . import report
-    from .layers import run_suite
+    from rnnkit.bench import report
+    from rnnkit.bench.layers import run_suite
 
     out = Console(width=max(Console().width, 160))  # the table is wide; never wrap its rows
     if a.compare:

@@ -68,7 +68,7 @@ def _print_summary(report: dict, out: Path) -> None:
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
-    from .explain import explain_adding, explain_checkpoint, explain_recipe
+    from rnnkit.diagnostics.explain import explain_adding, explain_checkpoint, explain_recipe
 
     target = Path(a.target)
     if a.target == "adding":

@@ -1,0 +1,54 @@
+"""``rnnkit train RECIPE.yaml [--set key=value ...] [--resume RUN_DIR] [--data-dir DIR] [--out DIR]``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["add_parser", "add_arguments", "run"]
+
+HELP = "train a model from a YAML recipe"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", nargs="?", help="YAML recipe (e.g. configs/shakespeare_char.yaml); optional "
+                   "with --resume, which then reuses the run's saved config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set optim.lr=0.001 --set trainer.devices=2 "
+                   "(repeatable; the value is converted to the key's type)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly from its last/ "
+                   "checkpoint (model, optimizer, schedule, RNG, position in the epoch)")
+    p.add_argument("--data-dir", metavar="DIR", help="directory holding known corpora (ptb/, wikitext2/, ...); "
+                   "overrides data.data_dir and $RNNKIT_DATA")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: <trainer.out_dir>/<recipe name>, "
+                   "with -2, -3, ... appended if taken)")
+
+
+def run(a: argparse.Namespace) -> int:
+    from rnnkit.train.checkpoint import read_config, recover_interrupted
+    from rnnkit.train.config import ConfigError, apply_overrides, build_run_config, load_recipe
+    from rnnkit.train.run import run_training
+
+    if a.recipe is None and a.resume is None:
+        raise ConfigError("train: give a RECIPE.yaml, or --resume RUN_DIR to continue a run")
+    if a.resume is not None:
+        recover_interrupted(Path(a.resume) / "last")  # a kill between the two renames of a save
+    if a.recipe is not None:
+        cfg = load_recipe(a.recipe, a.set)
+        name = Path(a.recipe).stem
+    else:  # the run's own config, as saved in its last checkpoint
+        meta = read_config(Path(a.resume) / "last")
+        cfg = build_run_config(apply_overrides(meta["config"], a.set))
+        name = Path(a.resume).name
+    summary = run_training(cfg, recipe_name=name, out=a.out, resume=a.resume, data_dir=a.data_dir)
+    if summary:
+        print(json.dumps({k: summary[k] for k in ("run_dir", "stopped", "val", "test") if k in summary}))
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``rnnkit`` sub-command parsers (``func`` = :func:`run`)."""
+    p = subparsers.add_parser("train", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
