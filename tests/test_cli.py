@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnkit.cli import COMMANDS, build_parser, main
+from rnnkit.commands import COMMANDS, build_parser, main
 
 
 def _corpus(d: Path, n: int = 2000) -> Path:

@@ -86,7 +86,7 @@ def tiny_lm(tmp_path_factory):
 
 
 def test_cli_generate_at_a_tiny_temperature_is_greedy(tiny_lm, capsys):
-    from rnnkit.cli import main
+    from rnnkit.commands import main
 
     args = ["generate", str(tiny_lm), "--prompt", "abc", "--length", "20", "--seed", "0"]
     assert main(args + ["--temperature", "0"]) == 0
@@ -97,7 +97,7 @@ def test_cli_generate_at_a_tiny_temperature_is_greedy(tiny_lm, capsys):
 
 @pytest.mark.parametrize("tau", ["nan", "inf", "-0.5"])
 def test_cli_generate_refuses_bad_temperatures_in_one_line(tiny_lm, capsys, tau):
-    from rnnkit.cli import main
+    from rnnkit.commands import main
 
     capsys.readouterr()
     assert main(["generate", str(tiny_lm), "--length", "3", "--temperature", tau]) == 2

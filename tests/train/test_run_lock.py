@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from rnnkit.cli import main as cli
+from rnnkit.commands import main as cli
 from rnnkit.train import load_recipe, run_training
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from rnnkit.cli import main as cli
+from rnnkit.commands import main as cli
 from rnnkit.train import checkpoint as ck
 from rnnkit.train import load_recipe, run_training
 from rnnkit.train.checkpoint import CheckpointError
