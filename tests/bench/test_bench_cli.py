@@ -24,7 +24,7 @@ def test_grid_rows_and_ratios(monkeypatch):
     assert rows[("sru", "auto")]["ran"] == "fused" and rows[("gru", "auto")]["ran"] == "fused"
     # a tiny GRU: fused in training, torch's kernel without gradients (B*H = 8 < 8192; with
     # the compiled steps auto takes the fused scan there too: tests/kernels/test_csteps.py)
-    assert rows[("gru", "auto")]["ran_forward"] == "native"
+    assert rows[("gru", "auto")]["ran_forward"] == "torch"
     assert rows[("sru", "auto")]["ran_forward"] == "fused"
     base = rows[("torch.nn.LSTM", "torch.nn")]
     assert base["ratio_lstm"] == {"forward": 1.0, "forward_backward": 1.0}
@@ -33,7 +33,7 @@ def test_grid_rows_and_ratios(monkeypatch):
         assert r["ratio_lstm"][m] == pytest.approx(r[m]["median_ms"] / base[m]["median_ms"])
     assert doc["shapes_done"] == 1 and doc["machine"]["torch"]
     table = bench_cli.format_table(doc)
-    assert "sru" in table and "native/fused" in table
+    assert "sru" in table and "torch/fused" in table
 
 
 def test_cli_saves_json(tmp_path, capsys):

@@ -32,7 +32,7 @@ CONFIGS = [
 
 
 @pytest.fixture
-def native(monkeypatch):
+def csteps(monkeypatch):
     """``use(on)``: run the scans with (on) or without (off) the library."""
     real = _csteps.lib
 
@@ -69,13 +69,13 @@ def _run(cls, dtype, zoneout=0.0, recurrent_dropout=0.0, train=True, lengths=Non
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
                                  rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(map(str, c)) or "plain")
-def test_native_steps_match_the_torch_scan(native, cls, cfg):
+def test_compiled_steps_match_the_torch_scan(csteps, cls, cfg):
     assert _csteps.lib() is not None, "the library did not build"
     assert _csteps.usable(torch.zeros(1))
     ref = _run(cls, torch.float64, **cfg)  # float64: the pure-torch scan
-    native(True)
+    csteps(True)
     ours = _run(cls, torch.float32, **cfg)
-    native(False)
+    csteps(False)
     plain = _run(cls, torch.float32, **cfg)
 
     def err(got):
@@ -155,7 +155,7 @@ def test_float64_and_non_contiguous_inputs_take_the_torch_steps():
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
                                  rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
-def test_zoned_out_units_keep_their_previous_value_exactly(native, cls):
+def test_zoned_out_units_keep_their_previous_value_exactly(csteps, cls):
     """A keep mask of 1 gives exactly h_{t-1} (torch.lerp's form), as in the torch steps."""
     def run():
         torch.manual_seed(0)
@@ -163,16 +163,16 @@ def test_zoned_out_units_keep_their_previous_value_exactly(native, cls):
         torch.manual_seed(1)
         return m(torch.randn(20, 4, 8))[0].detach()
 
-    native(False)
+    csteps(False)
     plain = run()
-    native(True)
+    csteps(True)
     ours = run()
     kept = plain[1:] == plain[:-1]
     assert 0.25 < kept.float().mean() < 0.35
     assert torch.equal(ours[1:][kept], ours[:-1][kept])
 
 
-def test_auto_infers_a_small_gru_with_the_compiled_steps(native):
+def test_auto_infers_a_small_gru_with_the_compiled_steps(csteps):
     """Without gradients, torch's GRU loop beat the pure-torch fused steps below B*H = 8192;
     the compiled steps are faster at every size (bench_gru_inference_s6.json), so auto takes
     them whenever they are there, and keeps torch's kernel where they are not."""
@@ -182,9 +182,9 @@ def test_auto_infers_a_small_gru_with_the_compiled_steps(native):
     x = torch.randn(5, 2, 8)
     with torch.no_grad():
         assert choose_backend(gru, x) == "fused"
-        assert choose_backend(gru, x.double()) == "native"
-        native(False)
-        assert choose_backend(gru, x) == "native"
+        assert choose_backend(gru, x.double()) == "torch"
+        csteps(False)
+        assert choose_backend(gru, x) == "torch"
 
 
 def test_build_steps_command_prints_the_library(capsys):
@@ -216,7 +216,7 @@ def test_an_unwritable_cache_builds_in_the_temp_dir(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormLSTM, rnnkit.GRU,
                                  rnnkit.LayerNormGRU], ids=["lstm", "ln_lstm", "gru", "ln_gru"])
-def test_transposed_state_gradients_and_states(native, cls):
+def test_transposed_state_gradients_and_states(csteps, cls):
     """Gradients of h_n/c_n arrive with any strides (here transposed), and a given state may be
     a transposed view: the library reads rows, so such tensors must be made row-major first."""
     gru = cls in (rnnkit.GRU, rnnkit.LayerNormGRU)
@@ -234,9 +234,9 @@ def test_transposed_state_gradients_and_states(native, cls):
         loss.backward()
         return [y, *states, x.grad] + [p.grad for p in m.parameters()]
 
-    native(False)
+    csteps(False)
     plain = run()
-    native(True)
+    csteps(True)
     ours = run()
     for a, b in zip(ours, plain):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
@@ -244,7 +244,7 @@ def test_transposed_state_gradients_and_states(native, cls):
 
 @pytest.mark.parametrize("cell_cls", ["LSTMCell", "LayerNormLSTMCell", "GRUCell",
                                       "LayerNormGRUCell"])
-def test_scan_takes_last_state_gradients_with_any_strides(native, cell_cls):
+def test_scan_takes_last_state_gradients_with_any_strides(csteps, cell_cls):
     """Autograd hands the scan op its final states' gradients as they come, transposed
     views included; the compiled steps read them by rows, so they get row-major copies."""
     from rnnkit.kernels.fused import fused_scan
@@ -264,8 +264,8 @@ def test_scan_takes_last_state_gradients_with_any_strides(native, cell_cls):
         return torch.autograd.grad([ys, *s], [xp], [torch.ones_like(ys), *gs])[0]
 
     torch.manual_seed(1)
-    native(False)
+    csteps(False)
     plain = run()
     torch.manual_seed(1)
-    native(True)
+    csteps(True)
     torch.testing.assert_close(run(), plain, atol=1e-5, rtol=1e-4)

@@ -102,8 +102,8 @@ def torch_unsupported(layer, x: Tensor) -> str | None:
     reg = getattr(layer, "regularizers", None)
     # DropConnect on CPU: torch's kernel with the dropped weights (the layer passes them).
     # Not on CUDA, where the Triton scan measured faster than cuDNN for it (docs/triton.md).
-    reason = None if reg is None else reg.native_unsupported(layer.training,
-                                                             x.device.type == "cpu")
+    reason = None if reg is None else reg.torch_unsupported(layer.training,
+                                                            x.device.type == "cpu")
     if reason:
         return reason
     if x.device.type == "cpu" and x.dtype not in _TORCH_CPU_DTYPES:

@@ -213,8 +213,9 @@ class Regularizers:
                     f"input_dropout")
         return r
 
-    def native_unsupported(self, training: bool, drops_weights: bool = False) -> str | None:
-        """Why torch's fused kernel cannot run these regularisers now, or None.
+    def torch_unsupported(self, training: bool, drops_weights: bool = False) -> str | None:
+        """Why torch's fused kernel (backend ``"torch"``) cannot run these regularisers now,
+        or None.
 
         ``drops_weights``: the caller hands torch's kernel weights already passed through
         :meth:`weights` (DropConnect draws one mask for all steps and the whole batch, so
