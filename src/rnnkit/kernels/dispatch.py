@@ -171,13 +171,12 @@ class _Triton:
     name, scope = "triton", "scan"
 
     def unsupported(self, cfg: Config) -> str | None:
+        if cfg.auto and cfg.x.device.type != "cuda":  # never the interpreter (checked first:
+            return "backend='auto' runs the Triton kernels on CUDA only"  # auto on CPU skips)
         from .triton import triton_unsupported  # looks triton up, never imports it
 
         layer = cfg.layer
-        reason = triton_unsupported(cfg.cell, cfg.x, layer.regularizers, layer.training)
-        if reason is None and cfg.auto and cfg.x.device.type != "cuda":
-            return "backend='auto' runs the Triton kernels on CUDA only"  # not the interpreter
-        return reason
+        return triton_unsupported(cfg.cell, cfg.x, layer.regularizers, layer.training)
 
     @staticmethod
     def run(cell, p, x, state, mask=None, *, rec_mask=None, zoneout=None):
