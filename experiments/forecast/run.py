@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in EXPERIMENTS.items():
             print(f"{k:16s} {v['recipe']} {' '.join(v['set'])}")
         return 0
-    from rnnkit.tasks.forecast_eval import format_report, train_forecast
+    from rnnkit.tasks.forecast import format_report, train_forecast
 
     exp = EXPERIMENTS[a.name]
     sets = exp["set"] + a.set

@@ -24,7 +24,7 @@ from run import EXPERIMENTS, ROOT  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    from rnnkit.tasks.forecast_eval import train_forecast
+    from rnnkit.tasks.forecast import train_forecast
 
     name, variants = argv[0], argv[1:] or [""]
     exp = EXPERIMENTS[name]

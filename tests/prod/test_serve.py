@@ -55,7 +55,7 @@ def test_anomaly_predictor_step_equals_batch_scores(anomaly_ckpt, workdir):
 def test_forecast_predictor_equals_predict_checkpoint(forecast_ckpt, workdir):
     import pandas as pd
 
-    from rnnkit.tasks.forecast_eval import predict_checkpoint
+    from rnnkit.tasks.forecast import predict_checkpoint
 
     frame = pd.read_csv(workdir / "series.csv")
     hist = frame.iloc[100:130]

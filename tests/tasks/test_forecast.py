@@ -12,17 +12,15 @@ import pytest
 import torch
 import yaml
 
+from rnnkit.commands.forecast import add_parser
 from rnnkit.data.timeseries import TimeSeriesError
 from rnnkit.tasks.forecast import (
     ForecastData,
+    backtest,
+    evaluate_checkpoint,
     evaluate_windows,
     forecast_metrics,
     load_forecast_checkpoint,
-)
-from rnnkit.commands.forecast import add_parser
-from rnnkit.tasks.forecast_eval import (
-    backtest,
-    evaluate_checkpoint,
     predict_checkpoint,
     train_forecast,
 )

@@ -1,4 +1,4 @@
-"""``rnnkit forecast train|evaluate|predict|backtest``: parse, call :mod:`rnnkit.tasks.forecast_eval`, print.
+"""``rnnkit forecast train|evaluate|predict|backtest``: parse, call :mod:`rnnkit.tasks.forecast`, print.
 
 ::
 
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> int:
     """Run the parsed ``forecast`` action; prints the report and one JSON line."""
-    from rnnkit.tasks.forecast_eval import (
+    from rnnkit.tasks.forecast import (
         backtest,
         evaluate_checkpoint,
         format_report,

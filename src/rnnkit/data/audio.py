@@ -364,6 +364,16 @@ def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return np.ascontiguousarray(feats.T, dtype=np.float32)  # (T, F)
 
 
+def normalise_features(x: np.ndarray, stats: dict) -> np.ndarray:
+    """Features (T, F) normalised as ``stats["normalize"]`` says: "global" with the training
+    set's ``mean``/``std`` (per feature), "utterance" with the clip's own, else unchanged."""
+    if stats["normalize"] == "global":
+        return (x - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
+    if stats["normalize"] == "utterance":
+        return (x - x.mean(0)) / (x.std(0) + 1e-5)
+    return x
+
+
 def _cache_key(paths: list[Path], cfg: FeatureConfig) -> str:
     h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
     for p in paths:

@@ -40,8 +40,8 @@ from torch import nn
 from rnnkit.anomaly.benchmark import detector_name, evaluate_nab, run_detector
 from rnnkit.anomaly.detectors import Detector, DetectorConfig, build_detector, load_detector
 from rnnkit.data.nab import default_nab_root, load_nab_corpus, read_nab_csv
-from rnnkit.tasks.export_steps import anomaly_export
-from rnnkit.tasks.predictors import anomaly_predictor
+from rnnkit.tasks.export_steps import ExportSpec, anomaly_export_spec
+from rnnkit.tasks.predictors import AnomalyPredictor, maybe_int8
 from rnnkit.train.config import ConfigError, RunConfig, load_recipe
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -228,12 +228,22 @@ def build_anomaly_task(config: RunConfig, data_dir: str | None = None) -> Anomal
     return AnomalyTask(config, data_dir=data_dir)
 
 
+def _predictor(directory: Path, int8: bool) -> AnomalyPredictor:
+    det = load_detector(directory)
+    det.model = maybe_int8(det.model, int8)
+    return AnomalyPredictor(det)
+
+
+def _export(directory: Path) -> ExportSpec:
+    return anomaly_export_spec(load_detector(directory))
+
+
 SPEC = register_task(TaskSpec(
     name="anomaly",
     data_config=AnomalyDataConfig,
     model_config=DetectorConfig,
     build=build_anomaly_task,
     description="time-series anomaly detection (LSTM-AD prediction error, EncDec-AD reconstruction)",
-    predictor=anomaly_predictor,
-    export=anomaly_export,
+    predictor=_predictor,
+    export=_export,
 ))

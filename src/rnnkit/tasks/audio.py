@@ -45,12 +45,13 @@ from rnnkit.data.audio import (
     feature_table,
     list_audio,
     load_audio,
+    normalise_features,
     select,
     spec_augment,
 )
 from rnnkit.models.audio import AudioClassifier, AudioConfig
-from rnnkit.tasks.export_steps import audio_export
-from rnnkit.tasks.predictors import audio_predictor
+from rnnkit.tasks.export_steps import ExportSpec, audio_export_spec
+from rnnkit.tasks.predictors import AudioPredictor, maybe_int8
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
 from rnnkit.train.sizing import build_model
@@ -142,14 +143,6 @@ def _split(items: AudioList, d: AudioDataConfig, seed: int) -> dict[str, list[in
     return {k: v for k, v in parts.items() if v}
 
 
-def _normalise(x: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    if stats["normalize"] == "global":
-        return (x - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
-    if stats["normalize"] == "utterance":
-        return (x - x.mean(0)) / (x.std(0) + 1e-5)
-    return x
-
-
 class AudioTask:
     """The audio-classification task for :class:`~rnnkit.train.Trainer`.
 
@@ -176,7 +169,7 @@ class AudioTask:
         train = np.concatenate([feats[i] for i in self.parts["train"]])  # (sum T, F)
         self.stats = {"normalize": d.normalize, "mean": train.mean(0).tolist(),
                       "std": (train.std(0) + 1e-5).tolist()}
-        self.data = {s: [(torch.from_numpy(_normalise(feats[i], self.stats)), index[self.items.labels[i]])
+        self.data = {s: [(torch.from_numpy(normalise_features(feats[i], self.stats)), index[self.items.labels[i]])
                          for i in idx] for s, idx in self.parts.items()}
         self.model = build_model(AudioClassifier, config.model, d.features.num_features, len(self.classes),
                                  run=config)
@@ -290,7 +283,7 @@ def predict_files(directory: str | Path, files: list[str | Path], top_k: int = 1
     out = []
     for f in files:
         y, _ = load_audio(f, fcfg.sample_rate)
-        x = torch.from_numpy(_normalise(compute_features(y, fcfg), feats))[None]  # (1, T, F)
+        x = torch.from_numpy(normalise_features(compute_features(y, fcfg), feats))[None]  # (1, T, F)
         p = torch.softmax(model(x, torch.tensor([x.shape[1]])).float(), -1)[0]  # (K,)
         probs, idx = p.topk(min(top_k, len(classes)))
         top = [[classes[int(i)], float(q)] for q, i in zip(probs, idx)]
@@ -328,6 +321,16 @@ def evaluate_audio_checkpoint(directory: str | Path, *, split: str = "test",
     return {"split": split, "clips": len(data), **metrics, "per_class_acc": per_class}
 
 
+def _predictor(directory: Path, int8: bool) -> AudioPredictor:
+    model, classes, feats, _ = load_audio_checkpoint(directory)
+    return AudioPredictor(maybe_int8(model, int8), classes, feats)
+
+
+def _export(directory: Path) -> ExportSpec:
+    model, classes, _, _ = load_audio_checkpoint(directory)
+    return audio_export_spec(model, classes)
+
+
 SPEC = register_task(TaskSpec(
     name="audio",
     data_config=AudioDataConfig,
@@ -336,6 +339,6 @@ SPEC = register_task(TaskSpec(
     description="audio classification (log-mel/MFCC, CNN front-end, bidirectional RNN)",
     evaluate=evaluate_audio_checkpoint,
     predict=predict_inputs,
-    predictor=audio_predictor,
-    export=audio_export,
+    predictor=_predictor,
+    export=_export,
 ))

@@ -13,13 +13,13 @@ and ``lengths`` for padded batches of different lengths::
 
 Rows past a sequence's length are padding (outputs there carry no meaning; states are
 each sequence's own at its last step).  Each pipeline's
-:attr:`~rnnkit.train.task.TaskSpec.export` is one of the ``*_export`` functions here, which
-build its :class:`ExportSpec` from a checkpoint directory; :mod:`rnnkit.export` writes and
-verifies the file.
+:attr:`~rnnkit.train.task.TaskSpec.export` loads its checkpoint and calls one of the
+``*_export_spec`` functions here, which build the :class:`ExportSpec` from the loaded model;
+:mod:`rnnkit.export` writes and verifies the file.  Nothing here imports a pipeline.
 
 Example::
 
-    spec = lm_export(Path("runs/shakespeare_char/best"))
+    spec = lm_export_spec(*load_lm_checkpoint("runs/shakespeare_char/best"))
     logits, h, c = spec.module(*spec.example_inputs)
 """
 
@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExportSpec", "state_layout", "lm_export", "anomaly_export", "forecast_export",
-           "audio_export"]
+__all__ = ["ExportSpec", "state_layout", "lm_export_spec", "anomaly_export_spec",
+           "forecast_export_spec", "audio_export_spec"]
 
 
 @dataclass
@@ -128,10 +127,8 @@ class LMStep(nn.Module):
         return (m.decoder(out), *_unpack(h_n))  # (T, B, V)
 
 
-def lm_export(directory: Path) -> ExportSpec:
-    from rnnkit.tasks.lm import load_lm_checkpoint
-
-    model, vocab, cfg = load_lm_checkpoint(directory)
+def lm_export_spec(model: nn.Module, vocab: Any, cfg: Any) -> ExportSpec:
+    """The ExportSpec of a loaded language model (``load_lm_checkpoint``'s outputs)."""
     _check_exportable(model.rnn, "the language model's recurrent layer")
     layout = state_layout(model.rnn)
     s_in, s_out, s_axes = _state_io(layout)
@@ -173,10 +170,10 @@ class _Reconstruct(nn.Module):
         return (self.model(x),)
 
 
-def anomaly_export(directory: Path) -> ExportSpec:
-    from rnnkit.anomaly.detectors import PredictionDetector, load_detector
+def anomaly_export_spec(det: Any) -> ExportSpec:
+    """The ExportSpec of a loaded anomaly detector (:func:`rnnkit.anomaly.detectors.load_detector`)."""
+    from rnnkit.anomaly.detectors import PredictionDetector
 
-    det = load_detector(directory)
     c = det.config
     meta = {"kind": c.kind, "mean": det.mean, "std": det.std, "cell": c.cell}
     if isinstance(det, PredictionDetector):
@@ -218,10 +215,8 @@ class ForecastStep(nn.Module):
         return (self.model(x, xf, lengths if self.with_lengths else None),)
 
 
-def forecast_export(directory: Path) -> ExportSpec:
-    from rnnkit.tasks.forecast import load_forecast_checkpoint
-
-    model, state, cfg = load_forecast_checkpoint(directory)
+def forecast_export_spec(model: nn.Module, state: dict[str, Any], cfg: Any) -> ExportSpec:
+    """The ExportSpec of a loaded forecaster (``load_forecast_checkpoint``'s outputs)."""
     m = model.config
     _check_exportable(model.encoder, "the forecaster's encoder")
     if hasattr(model, "decoder"):
@@ -258,10 +253,8 @@ class AudioStep(nn.Module):
         return (self.model(x, lengths),)
 
 
-def audio_export(directory: Path) -> ExportSpec:
-    from rnnkit.tasks.audio import load_audio_checkpoint
-
-    model, classes, feats, cfg = load_audio_checkpoint(directory)
+def audio_export_spec(model: nn.Module, classes: list[str]) -> ExportSpec:
+    """The ExportSpec of a loaded audio classifier (``load_audio_checkpoint``'s outputs)."""
     _check_exportable(model.rnn, "the classifier's recurrent layer")
     Fn = model.num_features
 

@@ -1,526 +1,333 @@
-"""Time-series forecasting: data -> windows -> Forecaster -> Trainer -> metrics vs baselines.
+"""The forecasting pipeline: its TaskSpec, and train-and-report, evaluate, predict and backtest.
 
-A recipe names a file (:func:`rnnkit.data.timeseries.read_timeseries`), its columns, the
-splits and the preprocessing (:class:`rnnkit.data.windows.Preprocessor`, fitted on the
-training split only), and a :class:`~rnnkit.models.forecast.ForecastModelConfig`.  Each
-series of length ``T`` is split chronologically (``split_rows`` or ``val_size``/``test_size``,
-a count of steps if >= 1, else a fraction of ``T``); a split's windows are the origins whose
-targets lie inside it, their inputs reaching back (the Informer protocol).
+The parts, bottom up: :mod:`rnnkit.tasks.forecast_data` (the ``data`` section, the series
+cut into windows), :mod:`rnnkit.tasks.forecast_task` (metrics against the baselines, the
+Task the Trainer runs, checkpoints) and this module, which registers the pipeline and
+re-exports the parts' public names.  :mod:`rnnkit.commands.forecast` is the command line
+(``rnnkit forecast train|evaluate|predict|backtest``).
 
-Metrics (over every window, step and target; ``v`` actuals, ``f`` forecasts, in the
-``metric_space``: "original" units or the "scaled" space, e.g. standardised for Informer)::
-
-    MSE = mean (v - f)^2      MAE = mean |v - f|      RMSE = sqrt(MSE)
-    MAPE  = 100 mean |v - f| / |v|                    sMAPE = 200 mean |v - f| / (|v| + |f|)
-    MASE  = mean |v - f| / s,  s = mean_t |v_t - v_{t-m}| on the series' training split (m = season_length)
-
-Every evaluation also scores the baselines on the same windows: naive (last value), seasonal
-naive (last season) and a linear AR(p) fitted on the training split.  Evaluating every origin
-of the test split with one trained model is rolling-origin evaluation; :func:`backtest` (in
-:mod:`rnnkit.tasks.forecast_eval`) retrains on expanding windows.
-
-Example::
-
-    cfg = build_run_config({"task": "forecast", "data": {"path": "air.csv", "horizon": 12,
-                            "input_length": 24, "season_length": 12}, "model": {"cell": "gru"}})
-    task = ForecastTask(cfg)          # what rnnkit's Trainer runs
+:func:`train_forecast` runs the Trainer, then scores the best checkpoint and the baselines on the test
+split and writes ``report.json``, ``forecast.png`` (actuals, forecast, interval) and
+``test_forecasts.csv`` into the run directory.  ``predict_checkpoint`` forecasts the ``horizon`` steps
+after the end of each series in ``--data`` (known-future covariates for those steps go in
+trailing rows with empty targets) and writes them to CSV.  ``backtest`` retrains on
+expanding windows: fold ``k`` of ``n`` drops the last ``(n-1-k) * step`` steps and tests on
+the end of what is left (rolling origin with refitting).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-import pandas as pd
-import torch
-from torch import Tensor, nn
-
-from rnnkit.data.timeseries import (
-    TimeSeriesData,
-    TimeSeriesError,
-    calendar_features,
-    read_timeseries,
-    steps_between,
+from rnnkit.models.forecast import ForecastModelConfig
+from rnnkit.tasks.export_steps import ExportSpec, forecast_export_spec
+from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig, resolve_path
+from rnnkit.tasks.forecast_task import (
+    ForecastTask,
+    build_forecast_task,
+    evaluate_windows,
+    forecast_metrics,
+    load_forecast_checkpoint,
 )
-from rnnkit.data.windows import Preprocessor, Scaler, window_origins
-from rnnkit.models.forecast import (
-    Forecaster,
-    ForecastModelConfig,
-    LinearAR,
-    forecast_loss,
-    naive_forecast,
-    point_forecast,
-    quantile_forecast,
-    seasonal_naive_forecast,
-)
-from rnnkit.tasks.export_steps import forecast_export
-from rnnkit.tasks.forecast_eval import evaluate_checkpoint
-from rnnkit.tasks.predictors import forecast_predictor
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config
-from rnnkit.train.sizing import build_model
-from rnnkit.train.task import StepOutput, TaskSpec, register_task
+from rnnkit.tasks.predictors import ForecastPredictor, maybe_int8
+from rnnkit.train.task import TaskSpec, register_task
 
 __all__ = [
     "ForecastDataConfig",
     "ForecastData",
     "ForecastTask",
+    "build_forecast_task",
     "forecast_metrics",
     "evaluate_windows",
     "load_forecast_checkpoint",
+    "resolve_path",
     "ASSET",
+    "train_forecast",
+    "evaluate_checkpoint",
+    "predict_checkpoint",
+    "backtest",
+    "format_report",
 ]
 
-ASSET = "scaler.json"  # preprocessing state + schema, written into every checkpoint
+_NAMES = ("model", "naive", "seasonal_naive", "linear_ar")
 
 
-@dataclass
-class ForecastDataConfig:
-    """The ``data:`` section of a forecasting recipe.
+def format_report(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per forecaster, one column per metric."""
+    cols = ["mse", "mae", "rmse", "mape", "smape", "mase", "coverage"]
+    cols = [c for c in cols if any(c in m for m in metrics.values())]
+    lines = [f"{'':16s}" + "".join(f"{c:>11s}" for c in cols)]
+    for name, m in metrics.items():
+        lines.append(f"{name:16s}" + "".join(f"{m[c]:11.4f}" if c in m else f"{'':11s}" for c in cols))
+    return "\n".join(lines)
 
-    Attributes:
-        path: CSV/Parquet file (absolute, relative to the working directory, or to ``data_dir``).
-        data_dir: where to look for a relative ``path`` (else ``--data-dir``, $RNNKIT_DATA).
-        time_col / targets / past_covariates / future_covariates / series_id / freq / fill:
-            as in :func:`~rnnkit.data.timeseries.read_timeseries` (targets default: the rest).
-        calendar: add calendar features of every step to the known-future covariates.
-        transform: "log" takes ``log(y)`` before scaling (positive series with growing swings).
-        scaler / per_series: target scaling fitted on the training split ("standard", "minmax", "none").
-        difference: differencing lag (0: none; 1: first differences; m: seasonal).
-        stl_period: remove an STL seasonal profile with this period (None: no).
-        input_length / horizon: L and H.
-        split_rows: ``[train_end, val_end, test_end]`` step indices per series (e.g. Informer's
-            ``[8640, 11520, 14400]``); else ``val_size``/``test_size`` (steps if >= 1, else fractions).
-        end_offset: drop the last k steps of every series first (backtest folds).
-        season_length: m for seasonal naive and MASE.
-        ar_order: p of the linear AR baseline (default: input_length).
-        train_stride: keep every k-th training window (1: all).
-        batch_size / eval_batch_size: windows per training / evaluation batch.
-        metric_space: "original" units or "scaled" (after log and scaler).
-        interval_level: central prediction interval reported (e.g. 0.8 -> 10%..90%).
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _plot(path: Path, title: str, panels: list[dict[str, Any]]) -> None:
+    """One panel per (series, target): history, actual future, forecast, interval, baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False)
+    for ax, p in zip(axes[:, 0], panels):
+        ax.plot(p["hist_t"], p["hist"], color="black", lw=1, label="actual")
+        if p.get("actual") is not None:
+            ax.plot(p["t"], p["actual"], color="black", lw=1)
+        if p.get("lower") is not None:
+            ax.fill_between(p["t"], p["lower"], p["upper"], color="tab:blue", alpha=0.25,
+                            label=f"{p['level']:.0%} interval")
+        ax.plot(p["t"], p["forecast"], color="tab:blue", lw=1.5, label="forecast")
+        if p.get("baseline") is not None:
+            ax.plot(p["t"], p["baseline"], color="tab:gray", ls="--", lw=1, label="seasonal naive")
+        ax.set_title(p["title"], fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _eval_panels(data: Any, r: dict[str, Any], max_panels: int = 4) -> list[dict[str, Any]]:
+    """Panels for the last window of each series (metric space)."""
+    panels = []
+    last = {}
+    for n, (sid, t) in enumerate(r["origins"]):
+        last[sid] = (n, t)
+    for sid, (n, t) in list(last.items())[:max_panels]:
+        i = data.ids.index(sid)
+        s = data.series[i]
+        z = data.z[data.offsets[i]:data.offsets[i] + len(s)]
+        h0 = max(0, t - max(data.L, 2 * data.H))
+        hist = data._metric(data.pre, z[h0:t], sid)
+        for c, name in enumerate(data.ts.targets[:max(1, max_panels // max(1, len(last)))]):
+            panels.append({
+                "title": f"{Path(data.path).name} {('series ' + sid + ' ') if sid else ''}{name}: last test window",
+                "hist_t": s.index[h0:t], "hist": hist[:, c], "t": s.index[t:t + data.H],
+                "actual": r["actual"][n, :, c], "forecast": r["forecasts"]["model"][n, :, c],
+                "lower": r["lower"][n, :, c] if "lower" in r else None,
+                "upper": r["upper"][n, :, c] if "upper" in r else None, "level": data.cfg.interval_level,
+                "baseline": r["forecasts"].get("seasonal_naive", [None] * (n + 1))[n][:, c]
+                if "seasonal_naive" in r["forecasts"] else None})
+    return panels
+
+
+def _eval_frame(data: Any, r: dict[str, Any], stride: int | None) -> Any:
+    """Long table of forecasts (a DataFrame); ``stride`` keeps every k-th origin per series,
+    counted from the last."""
+    import numpy as np
+    import pandas as pd
+
+    keep = np.ones(len(r["origins"]), dtype=bool)
+    if stride and stride > 1:
+        by: dict[str, list[int]] = {}
+        for n, (sid, _) in enumerate(r["origins"]):
+            by.setdefault(sid, []).append(n)
+        keep[:] = False
+        for ns in by.values():
+            keep[ns[::-1][::stride]] = True
+    rows = []
+    lvl = int(round(100 * data.cfg.interval_level))
+    for n in np.flatnonzero(keep):
+        sid, t = r["origins"][n]
+        s = data.series[data.ids.index(sid)]
+        for h in range(data.H):
+            for c, name in enumerate(data.ts.targets):
+                row = {"series_id": sid, "origin": s.index[t], "timestamp": s.index[t + h], "step": h + 1,
+                       "target": name, "actual": r["actual"][n, h, c]}
+                for k, v in r["forecasts"].items():
+                    row["forecast" if k == "model" else k] = v[n, h, c]
+                if "lower" in r:
+                    row[f"lower_{lvl}"], row[f"upper_{lvl}"] = r["lower"][n, h, c], r["upper"][n, h, c]
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, split: str = "test",
+                        data_dir: str | None = None, plot: str | Path | None = None,
+                        csv: str | Path | None = None, csv_stride: int | None = None) -> dict[str, Any]:
+    """Metrics of a checkpoint and of the baselines on every window of ``split``.
+
+    ``data`` replaces the recipe's file (same columns); the checkpoint's preprocessing is reused.
+    Returns ``{"split", "windows", "horizon", "metric_space", "metrics": {name: {...}}}``.
     """
 
-    path: str = ""
-    data_dir: str | None = None
-    time_col: str | None = None
-    targets: list[str] = field(default_factory=list)
-    past_covariates: list[str] = field(default_factory=list)
-    future_covariates: list[str] = field(default_factory=list)
-    series_id: str | None = None
-    freq: str | None = None
-    fill: Literal["error", "ffill", "linear", "zero"] = "error"
-    calendar: bool = True
-    transform: Literal["none", "log"] = "none"
-    scaler: Literal["standard", "minmax", "none"] = "standard"
-    per_series: bool = False
-    difference: int = 0
-    stl_period: int | None = None
-    input_length: int = 96
-    horizon: int = 24
-    split_rows: list[int] | None = None
-    val_size: float = 0.2
-    test_size: float = 0.2
-    end_offset: int = 0
-    season_length: int = 1
-    ar_order: int | None = None
-    train_stride: int = 1
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    metric_space: Literal["original", "scaled"] = "original"
-    interval_level: float = 0.8
+    model, state, cfg = load_forecast_checkpoint(checkpoint)
+    d = cfg.data
+    if data is not None:
+        d.path = data
+    fd = ForecastData(d, data_dir=data_dir, state=state)
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"--split {split}: expected train, valid or test")
+    r = evaluate_windows(model, fd, split)
+    if plot is not None:
+        _plot(Path(plot), f"{cfg.model.cell} {cfg.model.strategy} ({cfg.model.head}), horizon {fd.H}",
+              _eval_panels(fd, r))
+    if csv is not None:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        _eval_frame(fd, r, csv_stride).to_csv(csv, index=False)
+    return {"split": split, "windows": len(r["origins"]), "horizon": fd.H, "metric_space": d.metric_space,
+            "metrics": r["metrics"]}
 
 
-def resolve_path(d: ForecastDataConfig, data_dir: str | None = None) -> Path:
-    """``data.path`` as given, else under ``data_dir`` / ``data.data_dir`` / $RNNKIT_DATA."""
-    if not d.path:
-        raise ConfigError("config key 'data.path': missing (a CSV or Parquet file)")
-    p = Path(d.path)
-    tried = [p]
-    if not p.is_absolute():
-        for base in (data_dir, d.data_dir, os.environ.get("RNNKIT_DATA")):
-            if base:
-                tried.append(Path(base) / p)
-    for t in tried:
-        if t.is_file():
-            return t
-    raise TimeSeriesError(f"{d.path}: file not found (looked in {', '.join(str(t) for t in tried)})")
+def _horizon_covariates(fd: Any, s: Any, idx: Any) -> Any:
+    """Scaled file covariates for the forecast steps ``idx`` (H, F_file); a missing one is an error."""
+    import numpy as np
+    import pandas as pd
+
+    from rnnkit.data.timeseries import TimeSeriesError
+
+    names = fd.ts.future_covariates
+    if not names:
+        return np.zeros((len(idx), 0))
+    have = s.horizon_index if s.horizon_index is not None else pd.DatetimeIndex([])
+    where = f" of series {s.id!r}" if s.id else ""
+    pos = have.get_indexer(idx)
+    if (pos < 0).any():
+        k = int(np.flatnonzero(pos < 0)[0])
+        raise TimeSeriesError(
+            f"{fd.path}: column {names[0]!r}: known-future covariate missing at prediction time for "
+            f"{idx[k]} (step {k + 1} of {len(idx)} after the last target at row {s.rows[-1]}{where}); "
+            f"add rows for the next {len(idx)} steps with the covariates and empty targets")
+    vals = s.horizon_future[pos]
+    if np.isnan(vals).any():
+        k, c = (int(v[0]) for v in np.nonzero(np.isnan(vals)))
+        raise TimeSeriesError(f"{fd.path}: row {s.horizon_rows[pos[k]]}, column {names[c]!r}: known-future "
+                              f"covariate missing at prediction time (empty cell for {idx[k]}{where})")
+    loc, scale = fd.cov_scaler.params(s.id)
+    return (vals - loc[fd.P:]) / scale[fd.P:]
 
 
-def _split_bounds(d: ForecastDataConfig, T: int) -> tuple[int, int, int]:
-    if d.split_rows is not None:
-        if len(d.split_rows) != 3 or not 0 < d.split_rows[0] < d.split_rows[1] < d.split_rows[2]:
-            raise ConfigError(f"config key 'data.split_rows': expected increasing [train_end, val_end, "
-                              f"test_end], got {d.split_rows}")
-        a, b, c = d.split_rows
-        return a, b, min(c, T)
+def predict_checkpoint(checkpoint: str | Path, data: str | Path, *, output: str | Path | None = None,
+                       plot: str | Path | None = None) -> Any:
+    """Forecast the ``horizon`` steps after the end of every series in ``data``.
 
-    def n(size: float) -> int:
-        return int(size) if size >= 1 else int(round(size * T))
-
-    test_end = T
-    val_end = T - n(d.test_size)
-    return val_end - n(d.val_size), val_end, test_end
-
-
-class ForecastData:
-    """A file read, split, preprocessed and laid out for windowing.
-
-    With ``state`` (a checkpoint's :data:`ASSET`) the fitted preprocessing is reused; else it
-    is fitted on the training split.  Per series ``s`` (``T_s`` steps): ``z`` (T, C) scaled
-    targets, ``inputs`` (T, C+P+F) model-space targets + scaled covariates, ``future`` (T, F)
-    known-future covariates, ``bounds`` the split ends.  All series are concatenated with
-    ``offsets`` so a batch is one fancy-indexing gather.
+    Returns (and writes to ``output`` as CSV) ``series_id, timestamp, step, target, forecast,
+    lower_<level>, upper_<level>`` (a DataFrame) in original units.
     """
+    import numpy as np
+    import pandas as pd
+    import torch
 
-    def __init__(self, d: ForecastDataConfig, *, data_dir: str | None = None, state: dict | None = None,
-                 path: str | Path | None = None, future_rows: bool = False):
-        for key in ("input_length", "horizon", "batch_size", "eval_batch_size", "train_stride", "season_length"):
-            if getattr(d, key) < 1:
-                raise ConfigError(f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}")
-        if not 0 < d.interval_level < 1:
-            raise ConfigError(f"config key 'data.interval_level': expected a level in (0, 1), got {d.interval_level}")
-        self.cfg = d
-        self.path = Path(path) if path is not None else resolve_path(d, data_dir)
-        s = state["schema"] if state else None
-        self.ts: TimeSeriesData = read_timeseries(
-            self.path, time_col=s["time_col"] if s else d.time_col,
-            targets=s["targets"] if s else (d.targets or None),
-            past_covariates=d.past_covariates, future_covariates=d.future_covariates,
-            series_id=d.series_id, freq=s["freq"] if s else d.freq, fill=d.fill, future_rows=future_rows)
-        self.L, self.H, self.lag = d.input_length, d.horizon, d.difference
-        self.ar_p = d.ar_order or d.input_length
-        series = self.ts.series
-        if d.end_offset:
-            for x in series:
-                keep = len(x) - d.end_offset
-                if keep < 2:
-                    raise ConfigError(f"data.end_offset={d.end_offset}: series {x.id!r} has only {len(x)} steps")
-                x.index, x.target, x.past, x.future, x.rows = (x.index[:keep], x.target[:keep], x.past[:keep],
-                                                               x.future[:keep], x.rows[:keep])
-        self.bounds = {x.id: _split_bounds(d, len(x)) for x in series}
-        fitting = state is None
-        if fitting:
-            state = self._fit_state(series)
-        self.state = state
-        self.pre = Preprocessor.from_dict(state["preprocessor"])
-        self.cov_scaler = Scaler.from_dict(state["covariates"])
-        self.anchors = {k: pd.Timestamp(v) for k, v in state["anchors"].items()}
-        self.C, self.P = len(self.ts.targets), len(self.ts.past_covariates)
-        self.F = len(self.ts.future_covariates) + len(state["schema"]["calendar"])
-        self._layout(series)
-        if fitting and not self.origins["train"]:
-            raise self.too_short("train", 0)
+    from rnnkit.data.timeseries import TimeSeriesError, future_index
+    from rnnkit.models.forecast import point_forecast, quantile_forecast
 
-    # ------------------------------------------------------------------ fitting
-
-    def _fit_state(self, series) -> dict[str, Any]:
-        d = self.cfg
-        train = {}
-        for x in series:
-            a = self.bounds[x.id][0]
-            if a < 2:
-                raise ConfigError(f"{self.path}: series {x.id!r} has no training split (train ends at step {a})")
-            train[x.id] = x
-        pre = Preprocessor(Scaler(d.scaler, d.per_series), log=d.transform == "log", stl_period=d.stl_period,
-                           lag=d.difference)
-        pre.fit({k: x.target[:self.bounds[k][0]] for k, x in train.items()})
-        covs = {k: np.hstack([x.past, x.future])[:self.bounds[k][0]] for k, x in train.items()}
-        cov = Scaler("standard" if d.past_covariates or d.future_covariates else "none", d.per_series).fit(covs)
-        cal = calendar_features(series[0].index[:1], self.ts.freq)[1] if d.calendar else []
-        mase = {}
-        for k, x in train.items():
-            v = self._metric(pre, pre.scale(x.target[:self.bounds[k][0]], k), k)
-            m = d.season_length if len(v) > d.season_length else 1
-            s = np.abs(v[m:] - v[:-m]).mean(axis=0)
-            mase[k] = np.where(s > 1e-12, s, 1.0).tolist()
-        schema = {"time_col": self.ts.time_col, "targets": self.ts.targets, "freq": self.ts.freq,
-                  "calendar": cal, "series": [x.id for x in series]}
-        ar_train = [pre.scale(x.target[:self.bounds[x.id][0]], x.id) for x in series if self.bounds[x.id][0] > self.ar_p]
-        if not ar_train:
-            raise ConfigError(f"config key 'data.ar_order': {self.ar_p} lags need a training split longer than "
-                              f"{self.ar_p} steps in at least one series of {self.path}")
-        ar = LinearAR(self.ar_p).fit(ar_train)
-        return {"schema": schema, "preprocessor": pre.to_dict(), "covariates": cov.to_dict(),
-                "anchors": {x.id: str(x.index[0]) for x in series}, "mase_scale": mase,
-                "ar_coef": ar.coef.tolist()}
-
-    def _metric(self, pre: Preprocessor, z: np.ndarray, sid: str) -> np.ndarray:
-        return pre.unscale(z, sid) if self.cfg.metric_space == "original" else z
-
-    def steps(self, sid: str, index: pd.DatetimeIndex) -> np.ndarray:
-        """Absolute steps of ``index`` from the series anchor (fixes the STL phase)."""
-        if sid not in self.anchors:
-            if self.pre.stl_period or self.pre.scaler.per_series:
-                raise TimeSeriesError(f"{self.path}: series {sid!r} was not in the training data; its "
-                                      "per-series scaler/STL profile is unknown")
-            return np.arange(len(index))
-        return steps_between(self.anchors[sid], index, self.ts.freq)
-
-    def known_future(self, x_future: np.ndarray, index: pd.DatetimeIndex, sid: str) -> np.ndarray:
-        """Scaled file covariates + calendar features: (T, F)."""
-        cal = calendar_features(index, self.ts.freq)[0] if self.state["schema"]["calendar"] else np.zeros((len(index), 0))
-        return np.hstack([x_future, cal])
-
-    def _layout(self, series) -> None:
-        d, C = self.cfg, self.C
-        inputs, futures, zs, offs, self.ids = [], [], [], [], []
-        self.origins: dict[str, list[tuple[int, np.ndarray]]] = {"train": [], "valid": [], "test": []}
-        off = 0
-        need = max(self.L + self.lag, d.season_length, self.ar_p)
-        for i, x in enumerate(series):
-            st = self.steps(x.id, x.index)
-            z = self.pre.scale(x.target, x.id)
-            m = self.pre.to_model(z, x.id, st)
-            covs = np.hstack([x.past, x.future])
-            covs = self.cov_scaler.transform(covs, x.id) if covs.shape[1] else covs
-            fut = self.known_future(covs[:, self.P:], x.index, x.id)
-            inputs.append(np.hstack([np.nan_to_num(m), covs[:, :self.P], fut]))
-            futures.append(fut)
-            zs.append(z)
-            self.ids.append(x.id)
-            a, b, c = self.bounds[x.id]
-            for split, lo, hi in (("train", 0, a), ("valid", a, b), ("test", b, c)):
-                o = window_origins(lo, hi, need, self.H, stride=d.train_stride if split == "train" else 1)
-                if len(o):
-                    self.origins[split].append((i, o))
-            offs.append(off)
-            off += len(x)
-        self.series = series
-        self.inputs = torch.tensor(np.concatenate(inputs), dtype=torch.float32)  # (sum T, C+P+F)
-        self.future = torch.tensor(np.concatenate(futures), dtype=torch.float32)  # (sum T, F)
-        self.model_y = self.inputs[:, :C]  # (sum T, C) model-space targets
-        self.z = np.concatenate(zs)  # (sum T, C) scaled targets
-        self.offsets = np.asarray(offs)
-
-    def too_short(self, split: str, which: int) -> TimeSeriesError:
-        """The error for a split without a single window (horizon longer than the data allows)."""
-        x = self.series[which]
-        a, b, c = self.bounds[x.id]
-        lo, hi = {"train": (0, a), "valid": (a, b), "test": (b, c)}[split]
-        rows = x.rows[lo:hi][x.rows[lo:hi] > 0]
-        span = f"rows {rows[0]}..{rows[-1]}" if len(rows) else "no rows"
-        where = f" of series {x.id!r}" if x.id else ""
-        need = max(self.L + self.lag, self.cfg.season_length, self.ar_p)
-        return TimeSeriesError(
-            f"{self.path}: column {self.ts.targets[0]!r}: data.horizon={self.H} is longer than the data "
-            f"allows: the {split} split{where} covers {span} ({max(hi - lo, 0)} steps) and needs {self.H} "
-            f"target steps after {need} earlier steps (input_length={self.L}, difference={self.lag}, "
-            f"season_length={self.cfg.season_length}, ar_order={self.ar_p})")
-
-    # ------------------------------------------------------------------ batches
-
-    def global_origins(self, split: str) -> np.ndarray:
-        """(N,) origins of ``split`` as indices into the concatenated arrays."""
-        parts = [self.offsets[i] + o for i, o in self.origins[split]]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def batch(self, g: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
-        """Windows at global origins ``g`` (N,): ``x (N, L, C+P+F)``, ``xf (N, H, F)``, ``y (N, H, C)``."""
-        g = torch.as_tensor(g, dtype=torch.long)
-        past = g[:, None] + torch.arange(-self.L, 0)  # (N, L)
-        fut = g[:, None] + torch.arange(self.H)  # (N, H)
-        return self.inputs[past], self.future[fut], self.model_y[fut]
+    model, state, cfg = load_forecast_checkpoint(checkpoint)
+    d = cfg.data
+    d.end_offset = 0
+    fd = ForecastData(d, state=state, path=data, future_rows=True)
+    lvl = d.interval_level
+    probs = [(1 - lvl) / 2, 0.5, (1 + lvl) / 2]
+    rows, panels = [], []
+    for i, s in enumerate(fd.series):
+        T, need = len(s), fd.L + fd.lag
+        if T < need:
+            raise TimeSeriesError(f"{fd.path}: column {fd.ts.targets[0]!r}: series{' ' + repr(s.id) if s.id else ''} "
+                                  f"has {T} steps (rows {s.rows[0]}..{s.rows[-1]}); the model needs the last "
+                                  f"{need} (input_length={fd.L}, difference={fd.lag})")
+        idx = future_index(s.index[-1], fd.ts.freq, fd.H)
+        xf = fd.known_future(_horizon_covariates(fd, s, idx), idx, s.id)  # (H, F)
+        g = fd.offsets[i] + T
+        x = fd.inputs[g - fd.L:g][None]  # (1, L, C+P+F)
+        with torch.no_grad():
+            p = model(x, torch.tensor(xf, dtype=torch.float32)[None])  # (1, H, C, K)
+        z_last = fd.z[g - max(fd.lag, 1):g][None]  # (1, lag, C)
+        steps = fd.steps(s.id, idx)[None]  # (1, H)
+        pt = fd.pre.unscale(fd.pre.from_model(point_forecast(p, cfg.model).numpy(), s.id, steps, z_last), s.id)[0]
+        q = fd.pre.from_model(quantile_forecast(p, cfg.model, probs).numpy(), s.id, steps, z_last)[0]
+        q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (3, H, C)
+        for h in range(fd.H):
+            for c, name in enumerate(fd.ts.targets):
+                row = {"series_id": s.id, "timestamp": idx[h], "step": h + 1, "target": name, "forecast": pt[h, c]}
+                if cfg.model.head != "point":
+                    row[f"lower_{round(100 * lvl)}"], row[f"upper_{round(100 * lvl)}"] = q[0, h, c], q[2, h, c]
+                rows.append(row)
+        h0 = max(0, T - max(fd.L, 3 * fd.H))
+        for c, name in enumerate(fd.ts.targets[:3]):
+            if len(panels) < 4:
+                panels.append({"title": f"{Path(fd.path).name} {s.id} {name}: forecast", "hist_t": s.index[h0:],
+                               "hist": s.target[h0:, c], "t": idx, "forecast": pt[:, c], "level": lvl,
+                               "lower": q[0, :, c] if cfg.model.head != "point" else None, "upper": q[2, :, c]})
+    out = pd.DataFrame(rows)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(output, index=False)
+    if plot is not None:
+        _plot(Path(plot), f"{cfg.model.cell} {cfg.model.strategy}: next {fd.H} steps", panels)
+    return out
 
 
-# --------------------------------------------------------------------------- metrics
+def train_forecast(recipe: str | Path, *, overrides: list[str] | None = None, out: str | Path | None = None,
+                   data_dir: str | None = None, console=None) -> dict[str, Any]:
+    """Train a recipe, then score the best checkpoint against the baselines on the test split.
 
-
-def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray | float = 1.0) -> dict[str, float]:
-    """MSE, MAE, RMSE, MAPE, sMAPE (both in %) and MASE over all elements.
-
-    Args:
-        actual, forecast: same shape (..., C).
-        scale: the MASE denominator per element (broadcast), e.g. (N, 1, C).
+    Writes ``report.json``, ``forecast.png`` and ``test_forecasts.csv`` (non-overlapping test
+    windows) into the run directory and returns the summary with ``"report"`` added.
     """
-    e = actual - forecast
-    ae = np.abs(e)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ape = np.where(actual != 0, ae / np.abs(actual), np.nan)
-        den = np.abs(actual) + np.abs(forecast)
-        sape = np.where(den > 0, 2 * ae / den, 0.0)
-    return {"mse": float((e**2).mean()), "mae": float(ae.mean()), "rmse": float(np.sqrt((e**2).mean())),
-            "mape": float(100 * np.nanmean(ape)) if np.isfinite(ape).any() else float("nan"),
-            "smape": float(100 * sape.mean()), "mase": float((ae / scale).mean())}
+    from rnnkit.train.config import load_recipe
+    from rnnkit.train.run import run_training
+
+    cfg = load_recipe(recipe, overrides)
+    if cfg.task != "forecast":
+        raise ValueError(f"{recipe}: task {cfg.task!r}; rnnkit forecast train needs task: forecast")
+    summary = run_training(cfg, recipe_name=Path(recipe).stem, out=out, data_dir=data_dir, console=console)
+    run_dir = Path(summary["run_dir"])
+    split = "test" if "test" in summary else "valid"
+    ckpt = run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "last"  # no validation: last
+    report = evaluate_checkpoint(ckpt, split=split, data_dir=data_dir, plot=run_dir / "forecast.png",
+                                 csv=run_dir / f"{split}_forecasts.csv", csv_stride=cfg.data.horizon)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    summary["report"] = report
+    return summary
 
 
-@torch.no_grad()
-def _model_params(model: Forecaster, data: ForecastData, g: np.ndarray, batch: int) -> Tensor:
-    dev = next(model.parameters()).device
-    outs = []
-    for i in range(0, len(g), batch):
-        x, xf, _ = data.batch(g[i:i + batch])
-        outs.append(model(x.to(dev), xf.to(dev)).float().cpu())
-    return torch.cat(outs) if outs else torch.zeros(0)  # (N, H, C, K)
+def backtest(recipe: str | Path, *, folds: int = 3, step: int | None = None, overrides: list[str] | None = None,
+             out: str | Path = "runs/backtest", data_dir: str | None = None) -> dict[str, Any]:
+    """Rolling-origin backtest with refitting (see the module docstring).
 
-
-def evaluate_windows(model: Forecaster | None, data: ForecastData, split: str, *,
-                     baselines: bool = True) -> dict[str, Any]:
-    """Forecasts and metrics on every window of ``split`` (rolling origin, step 1).
-
-    Returns ``{"metrics": {name: {...}}, "actual", "forecasts": {name: (N, H, C)}, "lower",
-    "upper" (the model's central interval, metric space; not for a point head), "origins"
-    [(series, t)], "loss"}``; names are
-    "model" (if given), "naive", "seasonal_naive", "linear_ar".
+    Returns ``{"folds": [{"end_offset", "metrics"}], "mean": {name: {metric: mean over folds}}}``.
     """
-    d, cfg_level = data.cfg, data.cfg.interval_level
-    if not data.origins[split]:
-        raise data.too_short(split, 0)
-    g = data.global_origins(split)
-    probs = [(1 - cfg_level) / 2, 0.5, (1 + cfg_level) / 2]
-    res: dict[str, Any] = {"forecasts": {}, "metrics": {}}
-    params = None
-    if model is not None:
-        was = model.training
-        model.eval()
-        params = _model_params(model, data, g, d.eval_batch_size)
-        model.train(was)
-        y = data.batch(g)[2]
-        res["loss"] = float(forecast_loss(params, y, model.config))
-        pt = point_forecast(params, model.config).numpy()  # (N, H, C)
-        qs = quantile_forecast(params, model.config, probs).numpy()  # (N, H, C, 3)
-    ar = LinearAR(data.ar_p)
-    ar.coef = np.asarray(data.state["ar_coef"])
-    acts, outs, origins, scales = [], {k: [] for k in ("model", "lower", "upper", "naive", "seasonal_naive",
-                                                         "linear_ar")}, [], []
-    start = 0
-    for i, o in data.origins[split]:
-        sid, n = data.ids[i], len(o)
-        z = data.z[data.offsets[i]:data.offsets[i] + len(data.series[i])]  # (T, C) scaled
-        idx = data.series[i].index
-        st = data.steps(sid, idx)
-        fut = o[:, None] + np.arange(data.H)  # (n, H)
+    import numpy as np
 
-        def metric(v: np.ndarray, sid: str = sid) -> np.ndarray:
-            return data._metric(data.pre, v, sid)
+    from rnnkit.train.config import load_recipe
+    from rnnkit.train.run import run_training
 
-        acts.append(metric(z[fut]))
-        if params is not None:
-            z_last = z[o[:, None] + np.arange(-max(data.lag, 1), 0)]  # (n, lag, C)
-            outs["model"].append(metric(data.pre.from_model(pt[start:start + n], sid, st[fut], z_last)))
-            q = data.pre.from_model(qs[start:start + n], sid, st[fut], z_last)  # (n, H, C, 3)
-            outs["lower"].append(metric(q[..., 0]))
-            outs["upper"].append(metric(q[..., 2]))
-        if baselines:
-            hist = z[o[:, None] + np.arange(-max(data.L, d.season_length, data.ar_p), 0)]  # (n, Lb, C)
-            outs["naive"].append(metric(naive_forecast(hist, data.H)))
-            outs["seasonal_naive"].append(metric(seasonal_naive_forecast(hist, data.H, d.season_length)))
-            outs["linear_ar"].append(metric(ar.forecast(hist, data.H)))
-        scales.append(np.broadcast_to(np.asarray(data.state["mase_scale"].get(sid, 1.0)), (n, 1, data.C)))
-        origins += [(sid, int(t)) for t in o]
-        start += n
-    actual, scale = np.concatenate(acts), np.concatenate(scales)
-    res.update(actual=actual, origins=origins)
-    for k, v in outs.items():
-        if v:
-            res["forecasts"][k] = np.concatenate(v)
-            if k not in ("lower", "upper"):
-                res["metrics"][k] = forecast_metrics(actual, res["forecasts"][k], scale)
-    if params is not None:
-        lo, hi = res["forecasts"].pop("lower"), res["forecasts"].pop("upper")
-        if model.config.head != "point":  # the interval, and the share of actuals inside it
-            res["lower"], res["upper"] = lo, hi
-            res["metrics"]["model"]["coverage"] = float(((actual >= lo) & (actual <= hi)).mean())
-    return res
+    if folds < 1:
+        raise ValueError(f"--folds {folds}: expected a positive integer")
+    base = load_recipe(recipe, overrides)
+    step = step or base.data.horizon
+    results = []
+    for k in range(folds):
+        off = (folds - 1 - k) * step
+        cfg = load_recipe(recipe, list(overrides or []) + [f"data.end_offset={off + base.data.end_offset}"])
+        run_dir = Path(out) / f"fold{k}"
+        run_training(cfg, recipe_name=f"fold{k}", out=run_dir, data_dir=data_dir, test_split=None)
+        r = evaluate_checkpoint(run_dir / "best", split="test", data_dir=data_dir)
+        results.append({"end_offset": off, "windows": r["windows"], "metrics": r["metrics"]})
+    mean = {n: {m: float(np.mean([f["metrics"][n][m] for f in results])) for m in results[0]["metrics"][n]}
+            for n in results[0]["metrics"]}
+    report = {"folds": results, "mean": mean, "step": step}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "backtest.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
-# --------------------------------------------------------------------------- the Task
+def _predictor(directory: Path, int8: bool) -> ForecastPredictor:
+    model, state, cfg = load_forecast_checkpoint(directory)
+    return ForecastPredictor(maybe_int8(model, int8), state, cfg)
 
 
-class ForecastTask:
-    """The forecasting task for :class:`~rnnkit.train.Trainer` (see the module docstring)."""
-
-    name = "forecast"
-    item_name = "windows"
-
-    def __init__(self, config: RunConfig, *, data_dir: str | None = None):
-        self.config = config
-        self.data = ForecastData(config.data, data_dir=data_dir)
-        d = self.data
-        self.model = build_model(Forecaster, config.model, n_targets=d.C, n_past=d.P, n_future=d.F,
-                                 horizon=d.H, run=config)
-        self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
-        self.order = d.global_origins("train")
-        self.rank, self.world, self.b = 0, 1, config.data.batch_size
-
-    def setup(self, rank: int, world_size: int) -> None:
-        if self.config.data.batch_size % world_size:
-            raise ConfigError(f"config key 'data.batch_size': {self.config.data.batch_size} windows cannot be "
-                              f"split evenly over {world_size} processes")
-        self.rank, self.world, self.b = rank, world_size, self.config.data.batch_size // world_size
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng(self.config.trainer.seed + 7919 * epoch)
-        p = self.order[rng.permutation(len(self.order))]
-        p = p[:max(1, len(p) // self.world) * self.world] if self.world > 1 else p  # equal shares: no DDP hang
-        return p[self.rank::self.world]  # this rank's share
-
-    def steps_per_epoch(self, epoch: int) -> int:
-        return -(-len(self._perm(epoch)) // self.b)
-
-    def train_batches(self, epoch: int, start_step: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        p = self._perm(epoch)
-        for i in range(start_step, self.steps_per_epoch(epoch)):
-            yield self.data.batch(p[i * self.b:(i + 1) * self.b])
-
-    def initial_carry(self) -> Any:
-        return None
-
-    def training_step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], carry: Any) -> StepOutput:
-        dev = next(model.parameters()).device
-        x, xf, y = (t.to(dev) for t in batch)
-        p = model(x, xf, y_teacher=y)  # (B, H, C, K)
-        loss = forecast_loss(p.float(), y, self.config.model)
-        return StepOutput(loss, None, x.size(0))
-
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        """Model loss, and MSE/MAE of the point forecast in the metric space."""
-        if split not in ("train", "valid", "test"):
-            raise ValueError(f"split {split!r}: expected train, valid or test")
-        r = evaluate_windows(model, self.data, split, baselines=False)
-        m = r["metrics"]["model"]
-        return {"loss": r["loss"], "mse": m["mse"], "mae": m["mae"]}
-
-    def write_assets(self, directory: Path) -> None:
-        import json
-
-        (Path(directory) / ASSET).write_text(json.dumps(self.data.state, indent=1) + "\n")
-
-
-def build_forecast_task(config: RunConfig, data_dir: str | None = None) -> ForecastTask:
-    return ForecastTask(config, data_dir=data_dir)
-
-
-def load_forecast_checkpoint(directory: str | Path) -> tuple[Forecaster, dict[str, Any], RunConfig]:
-    """Model (eval mode), preprocessing state (:data:`ASSET`) and run config of a checkpoint.
-
-    Raises:
-        CheckpointError: not a checkpoint, another task's, or missing/corrupted assets.
-    """
-    import json
-
-    d = Path(directory)
-    meta = read_config(d, task="forecast")
-    try:
-        cfg = build_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
-    asset = d / ASSET
-    if not asset.is_file():
-        raise CheckpointError(f"{d}: not a complete forecasting checkpoint ({ASSET} is missing)")
-    try:
-        state = json.loads(asset.read_text(encoding="utf-8"))
-        s = state["schema"]
-        C, F = len(s["targets"]), len(cfg.data.future_covariates) + len(s["calendar"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{asset}: corrupted preprocessing state ({e})") from None
-    model = build_model(Forecaster, cfg.model, n_targets=C, n_past=len(cfg.data.past_covariates), n_future=F,
-                        horizon=cfg.data.horizon, run=cfg, training=False, source=d / "config.json")
-    load_model_weights(model, d)
-    return model.eval(), state, cfg
+def _export(directory: Path) -> ExportSpec:
+    return forecast_export_spec(*load_forecast_checkpoint(directory))
 
 
 SPEC = register_task(TaskSpec(
@@ -530,6 +337,6 @@ SPEC = register_task(TaskSpec(
     build=build_forecast_task,
     description="time-series forecasting (single-step, recursive, direct, seq2seq) with baselines",
     evaluate=evaluate_checkpoint,
-    predictor=forecast_predictor,
-    export=forecast_export,
+    predictor=_predictor,
+    export=_export,
 ))

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from rnnkit.data import BPTTBatches, LMCorpus, Vocab, batchify, load_corpus
 from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
-from rnnkit.tasks.export_steps import lm_export
-from rnnkit.tasks.predictors import lm_predictor
+from rnnkit.tasks.export_steps import ExportSpec, lm_export_spec
+from rnnkit.tasks.predictors import LMPredictor, maybe_int8
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
@@ -318,6 +318,15 @@ def load_lm_task(directory: Path, cfg: RunConfig, data_dir: str | None = None) -
     return LMTask(cfg, data_dir=data_dir, vocab=Vocab.load(directory / "vocab.json"))
 
 
+def _predictor(directory: Path, int8: bool) -> LMPredictor:
+    model, vocab, cfg = load_lm_checkpoint(directory)
+    return LMPredictor(maybe_int8(model, int8), vocab, cfg)
+
+
+def _export(directory: Path) -> ExportSpec:
+    return lm_export_spec(*load_lm_checkpoint(directory))
+
+
 SPEC = register_task(TaskSpec(
     name="lm",
     data_config=LMDataConfig,
@@ -326,6 +335,6 @@ SPEC = register_task(TaskSpec(
     description="language modeling (char or word level) with truncated BPTT",
     load=load_lm_task,
     evaluate=evaluate_checkpoint,
-    predictor=lm_predictor,
-    export=lm_export,
+    predictor=_predictor,
+    export=_export,
 ))

@@ -1,9 +1,9 @@
 """Streaming predictors: a checkpoint loaded once, its state kept across ``step()`` calls.
 
 One class per pipeline, all with ``task``, ``reset()`` and ``step(...)``; each pipeline's
-:attr:`~rnnkit.train.task.TaskSpec.predictor` (one of the ``*_predictor`` functions here)
-builds its predictor from a checkpoint, and :func:`rnnkit.serve.load_predictor` picks it by
-the checkpoint's task:
+:attr:`~rnnkit.train.task.TaskSpec.predictor` loads its checkpoint into one of them, and
+:func:`rnnkit.serve.load_predictor` picks it by the checkpoint's task.  Nothing here imports
+a pipeline:
 
 - :class:`LMPredictor` (``lm``): ``feed(text)`` runs text through the network, carrying the
   state; each ``step()`` samples the next token from the last logits, feeds it back and
@@ -43,8 +43,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["LMPredictor", "AnomalyPredictor", "ForecastPredictor", "AudioPredictor",
-           "TextPredictor", "lm_predictor", "anomaly_predictor", "forecast_predictor",
-           "audio_predictor", "text_predictor"]
+           "TextPredictor", "text_predictor", "maybe_int8"]
 
 
 class LMPredictor:
@@ -196,7 +195,7 @@ class ForecastPredictor:
 
         from rnnkit.data.timeseries import future_index
         from rnnkit.models.forecast import point_forecast, quantile_forecast
-        from rnnkit.tasks.forecast import ForecastData
+        from rnnkit.tasks.forecast_data import ForecastData
 
         d = self.config.data
         d.end_offset = 0
@@ -244,8 +243,7 @@ class AudioPredictor:
 
     @torch.no_grad()
     def classify(self, waveform: list[float], sample_rate: int, top_k: int = 1) -> dict[str, Any]:
-        from rnnkit.data.audio import compute_features
-        from rnnkit.tasks.audio import _normalise
+        from rnnkit.data.audio import compute_features, normalise_features
 
         fcfg = self.feats["features"]
         y64 = np.asarray(waveform, dtype=np.float64)
@@ -261,7 +259,7 @@ class AudioPredictor:
         if len(y) < fcfg.n_fft:
             raise ValueError(f"audio: {len(y)} samples at {fcfg.sample_rate} Hz; expected at least "
                              f"{fcfg.n_fft} (one analysis frame)")
-        x = torch.from_numpy(_normalise(compute_features(y, fcfg), self.feats))[None]  # (1, T, F)
+        x = torch.from_numpy(normalise_features(compute_features(y, fcfg), self.feats))[None]  # (1, T, F)
         p = torch.softmax(self.model(x, torch.tensor([x.shape[1]])).float(), -1)[0]  # (K,)
         probs, idx = p.topk(min(top_k, len(self.classes)))
         top = [[self.classes[int(i)], float(v)] for v, i in zip(probs, idx)]
@@ -297,35 +295,6 @@ class TextPredictor:
 # --------------------------------------------------------------------------- loading
 
 
-def lm_predictor(d: Path, int8: bool) -> LMPredictor:
-    from rnnkit.tasks.lm import load_lm_checkpoint
-
-    model, vocab, cfg = load_lm_checkpoint(d)
-    return LMPredictor(_maybe_int8(model, int8), vocab, cfg)
-
-
-def anomaly_predictor(d: Path, int8: bool) -> AnomalyPredictor:
-    from rnnkit.anomaly.detectors import load_detector
-
-    det = load_detector(d)
-    det.model = _maybe_int8(det.model, int8)
-    return AnomalyPredictor(det)
-
-
-def forecast_predictor(d: Path, int8: bool) -> ForecastPredictor:
-    from rnnkit.tasks.forecast import load_forecast_checkpoint
-
-    model, state, cfg = load_forecast_checkpoint(d)
-    return ForecastPredictor(_maybe_int8(model, int8), state, cfg)
-
-
-def audio_predictor(d: Path, int8: bool) -> AudioPredictor:
-    from rnnkit.tasks.audio import load_audio_checkpoint
-
-    model, classes, feats, _ = load_audio_checkpoint(d)
-    return AudioPredictor(_maybe_int8(model, int8), classes, feats)
-
-
 def text_predictor(d: Path, int8: bool) -> TextPredictor:
     from rnnkit.train.checkpoint import read_config
 
@@ -334,7 +303,8 @@ def text_predictor(d: Path, int8: bool) -> TextPredictor:
     return TextPredictor(d, read_config(d)["task"])
 
 
-def _maybe_int8(model: torch.nn.Module, int8: bool) -> torch.nn.Module:
+def maybe_int8(model: torch.nn.Module, int8: bool) -> torch.nn.Module:
+    """``model`` with its recurrent and linear layers quantised dynamically if ``int8``."""
     if not int8:
         return model
     from rnnkit.compress.quantize import quantize_dynamic

@@ -1,0 +1,259 @@
+"""Time-series forecasting: data -> windows -> Forecaster -> Trainer -> metrics vs baselines.
+
+A recipe names a file (:func:`rnnkit.data.timeseries.read_timeseries`), its columns, the
+splits and the preprocessing (:class:`rnnkit.data.windows.Preprocessor`, fitted on the
+training split only), and a :class:`~rnnkit.models.forecast.ForecastModelConfig`.  Each
+series of length ``T`` is split chronologically (``split_rows`` or ``val_size``/``test_size``,
+a count of steps if >= 1, else a fraction of ``T``); a split's windows are the origins whose
+targets lie inside it, their inputs reaching back (the Informer protocol).
+
+Metrics (over every window, step and target; ``v`` actuals, ``f`` forecasts, in the
+``metric_space``: "original" units or the "scaled" space, e.g. standardised for Informer)::
+
+    MSE = mean (v - f)^2      MAE = mean |v - f|      RMSE = sqrt(MSE)
+    MAPE  = 100 mean |v - f| / |v|                    sMAPE = 200 mean |v - f| / (|v| + |f|)
+    MASE  = mean |v - f| / s,  s = mean_t |v_t - v_{t-m}| on the series' training split (m = season_length)
+
+Every evaluation also scores the baselines on the same windows: naive (last value), seasonal
+naive (last season) and a linear AR(p) fitted on the training split.  Evaluating every origin
+of the test split with one trained model is rolling-origin evaluation; :func:`~rnnkit.tasks.forecast.backtest`
+retrains on expanding windows.
+
+Example::
+
+    cfg = build_run_config({"task": "forecast", "data": {"path": "air.csv", "horizon": 12,
+                            "input_length": 24, "season_length": 12}, "model": {"cell": "gru"}})
+    task = ForecastTask(cfg)          # what rnnkit's Trainer runs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.models.forecast import (
+    Forecaster,
+    LinearAR,
+    forecast_loss,
+    naive_forecast,
+    point_forecast,
+    quantile_forecast,
+    seasonal_naive_forecast,
+)
+from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig
+from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
+from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.sizing import build_model
+from rnnkit.train.task import StepOutput
+
+__all__ = [
+    "ForecastDataConfig",
+    "ForecastData",
+    "ForecastTask",
+    "build_forecast_task",
+    "forecast_metrics",
+    "evaluate_windows",
+    "load_forecast_checkpoint",
+    "ASSET",
+]
+
+# --------------------------------------------------------------------------- metrics
+
+
+def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray | float = 1.0) -> dict[str, float]:
+    """MSE, MAE, RMSE, MAPE, sMAPE (both in %) and MASE over all elements.
+
+    Args:
+        actual, forecast: same shape (..., C).
+        scale: the MASE denominator per element (broadcast), e.g. (N, 1, C).
+    """
+    e = actual - forecast
+    ae = np.abs(e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ape = np.where(actual != 0, ae / np.abs(actual), np.nan)
+        den = np.abs(actual) + np.abs(forecast)
+        sape = np.where(den > 0, 2 * ae / den, 0.0)
+    return {"mse": float((e**2).mean()), "mae": float(ae.mean()), "rmse": float(np.sqrt((e**2).mean())),
+            "mape": float(100 * np.nanmean(ape)) if np.isfinite(ape).any() else float("nan"),
+            "smape": float(100 * sape.mean()), "mase": float((ae / scale).mean())}
+
+
+@torch.no_grad()
+def _model_params(model: Forecaster, data: ForecastData, g: np.ndarray, batch: int) -> Tensor:
+    dev = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(g), batch):
+        x, xf, _ = data.batch(g[i:i + batch])
+        outs.append(model(x.to(dev), xf.to(dev)).float().cpu())
+    return torch.cat(outs) if outs else torch.zeros(0)  # (N, H, C, K)
+
+
+def evaluate_windows(model: Forecaster | None, data: ForecastData, split: str, *,
+                     baselines: bool = True) -> dict[str, Any]:
+    """Forecasts and metrics on every window of ``split`` (rolling origin, step 1).
+
+    Returns ``{"metrics": {name: {...}}, "actual", "forecasts": {name: (N, H, C)}, "lower",
+    "upper" (the model's central interval, metric space; not for a point head), "origins"
+    [(series, t)], "loss"}``; names are
+    "model" (if given), "naive", "seasonal_naive", "linear_ar".
+    """
+    d, cfg_level = data.cfg, data.cfg.interval_level
+    if not data.origins[split]:
+        raise data.too_short(split, 0)
+    g = data.global_origins(split)
+    probs = [(1 - cfg_level) / 2, 0.5, (1 + cfg_level) / 2]
+    res: dict[str, Any] = {"forecasts": {}, "metrics": {}}
+    params = None
+    if model is not None:
+        was = model.training
+        model.eval()
+        params = _model_params(model, data, g, d.eval_batch_size)
+        model.train(was)
+        y = data.batch(g)[2]
+        res["loss"] = float(forecast_loss(params, y, model.config))
+        pt = point_forecast(params, model.config).numpy()  # (N, H, C)
+        qs = quantile_forecast(params, model.config, probs).numpy()  # (N, H, C, 3)
+    ar = LinearAR(data.ar_p)
+    ar.coef = np.asarray(data.state["ar_coef"])
+    acts, outs, origins, scales = [], {k: [] for k in ("model", "lower", "upper", "naive", "seasonal_naive",
+                                                         "linear_ar")}, [], []
+    start = 0
+    for i, o in data.origins[split]:
+        sid, n = data.ids[i], len(o)
+        z = data.z[data.offsets[i]:data.offsets[i] + len(data.series[i])]  # (T, C) scaled
+        idx = data.series[i].index
+        st = data.steps(sid, idx)
+        fut = o[:, None] + np.arange(data.H)  # (n, H)
+
+        def metric(v: np.ndarray, sid: str = sid) -> np.ndarray:
+            return data._metric(data.pre, v, sid)
+
+        acts.append(metric(z[fut]))
+        if params is not None:
+            z_last = z[o[:, None] + np.arange(-max(data.lag, 1), 0)]  # (n, lag, C)
+            outs["model"].append(metric(data.pre.from_model(pt[start:start + n], sid, st[fut], z_last)))
+            q = data.pre.from_model(qs[start:start + n], sid, st[fut], z_last)  # (n, H, C, 3)
+            outs["lower"].append(metric(q[..., 0]))
+            outs["upper"].append(metric(q[..., 2]))
+        if baselines:
+            hist = z[o[:, None] + np.arange(-max(data.L, d.season_length, data.ar_p), 0)]  # (n, Lb, C)
+            outs["naive"].append(metric(naive_forecast(hist, data.H)))
+            outs["seasonal_naive"].append(metric(seasonal_naive_forecast(hist, data.H, d.season_length)))
+            outs["linear_ar"].append(metric(ar.forecast(hist, data.H)))
+        scales.append(np.broadcast_to(np.asarray(data.state["mase_scale"].get(sid, 1.0)), (n, 1, data.C)))
+        origins += [(sid, int(t)) for t in o]
+        start += n
+    actual, scale = np.concatenate(acts), np.concatenate(scales)
+    res.update(actual=actual, origins=origins)
+    for k, v in outs.items():
+        if v:
+            res["forecasts"][k] = np.concatenate(v)
+            if k not in ("lower", "upper"):
+                res["metrics"][k] = forecast_metrics(actual, res["forecasts"][k], scale)
+    if params is not None:
+        lo, hi = res["forecasts"].pop("lower"), res["forecasts"].pop("upper")
+        if model.config.head != "point":  # the interval, and the share of actuals inside it
+            res["lower"], res["upper"] = lo, hi
+            res["metrics"]["model"]["coverage"] = float(((actual >= lo) & (actual <= hi)).mean())
+    return res
+
+
+# --------------------------------------------------------------------------- the Task
+
+
+class ForecastTask:
+    """The forecasting task for :class:`~rnnkit.train.Trainer` (see the module docstring)."""
+
+    name = "forecast"
+    item_name = "windows"
+
+    def __init__(self, config: RunConfig, *, data_dir: str | None = None):
+        self.config = config
+        self.data = ForecastData(config.data, data_dir=data_dir)
+        d = self.data
+        self.model = build_model(Forecaster, config.model, n_targets=d.C, n_past=d.P, n_future=d.F,
+                                 horizon=d.H, run=config)
+        self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
+        self.order = d.global_origins("train")
+        self.rank, self.world, self.b = 0, 1, config.data.batch_size
+
+    def setup(self, rank: int, world_size: int) -> None:
+        if self.config.data.batch_size % world_size:
+            raise ConfigError(f"config key 'data.batch_size': {self.config.data.batch_size} windows cannot be "
+                              f"split evenly over {world_size} processes")
+        self.rank, self.world, self.b = rank, world_size, self.config.data.batch_size // world_size
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng(self.config.trainer.seed + 7919 * epoch)
+        p = self.order[rng.permutation(len(self.order))]
+        p = p[:max(1, len(p) // self.world) * self.world] if self.world > 1 else p  # equal shares: no DDP hang
+        return p[self.rank::self.world]  # this rank's share
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        return -(-len(self._perm(epoch)) // self.b)
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        p = self._perm(epoch)
+        for i in range(start_step, self.steps_per_epoch(epoch)):
+            yield self.data.batch(p[i * self.b:(i + 1) * self.b])
+
+    def initial_carry(self) -> Any:
+        return None
+
+    def training_step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], carry: Any) -> StepOutput:
+        dev = next(model.parameters()).device
+        x, xf, y = (t.to(dev) for t in batch)
+        p = model(x, xf, y_teacher=y)  # (B, H, C, K)
+        loss = forecast_loss(p.float(), y, self.config.model)
+        return StepOutput(loss, None, x.size(0))
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Model loss, and MSE/MAE of the point forecast in the metric space."""
+        if split not in ("train", "valid", "test"):
+            raise ValueError(f"split {split!r}: expected train, valid or test")
+        r = evaluate_windows(model, self.data, split, baselines=False)
+        m = r["metrics"]["model"]
+        return {"loss": r["loss"], "mse": m["mse"], "mae": m["mae"]}
+
+    def write_assets(self, directory: Path) -> None:
+        import json
+
+        (Path(directory) / ASSET).write_text(json.dumps(self.data.state, indent=1) + "\n")
+
+
+def build_forecast_task(config: RunConfig, data_dir: str | None = None) -> ForecastTask:
+    return ForecastTask(config, data_dir=data_dir)
+
+
+def load_forecast_checkpoint(directory: str | Path) -> tuple[Forecaster, dict[str, Any], RunConfig]:
+    """Model (eval mode), preprocessing state (:data:`ASSET`) and run config of a checkpoint.
+
+    Raises:
+        CheckpointError: not a checkpoint, another task's, or missing/corrupted assets.
+    """
+    import json
+
+    d = Path(directory)
+    meta = read_config(d, task="forecast")
+    try:
+        cfg = build_run_config(meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    asset = d / ASSET
+    if not asset.is_file():
+        raise CheckpointError(f"{d}: not a complete forecasting checkpoint ({ASSET} is missing)")
+    try:
+        state = json.loads(asset.read_text(encoding="utf-8"))
+        s = state["schema"]
+        C, F = len(s["targets"]), len(cfg.data.future_covariates) + len(s["calendar"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{asset}: corrupted preprocessing state ({e})") from None
+    model = build_model(Forecaster, cfg.model, n_targets=C, n_past=len(cfg.data.past_covariates), n_future=F,
+                        horizon=cfg.data.horizon, run=cfg, training=False, source=d / "config.json")
+    load_model_weights(model, d)
+    return model.eval(), state, cfg
