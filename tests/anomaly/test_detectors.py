@@ -94,3 +94,39 @@ def test_bad_configs_and_short_series():
         build_detector(DetectorConfig(kind="reconstruction", window=16)).fit(np.zeros(50), fit_end=20)
     with pytest.raises(RuntimeError, match="not fitted"):
         build_detector(DetectorConfig()).score(np.zeros(10))
+
+
+@pytest.mark.parametrize("kind", ["prediction", "reconstruction"])
+def test_fit_under_the_trainer_is_the_plain_loop(series, kind):
+    """Detector.fit runs rnnkit.train.Trainer; its weights are those of the plain loop it
+    replaced (validate, then train one epoch; early stopping; best weights kept), exactly."""
+    import copy
+    import math
+
+    # lr 0.1: both stop early (prediction after 8 of 12 epochs, reconstruction after 4)
+    cfg = DetectorConfig(kind=kind, hidden_size=8, window=8, horizon=2, lr=0.1, max_epochs=12,
+                         patience=1, batch_size=32)
+    torch.set_num_threads(1)
+    fitted = build_detector(cfg).fit(series, fit_end=240)
+    det = build_detector(cfg)
+    det.prepare(series, 240)
+    opt = torch.optim.Adam(det.model.parameters(), lr=cfg.lr)
+    best, best_state, bad = math.inf, None, 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        v = det.val_loss()
+        if v < best:
+            best, best_state, bad = v, copy.deepcopy(det.model.state_dict()), 0
+        else:
+            bad += 1
+            if bad > cfg.patience:
+                break
+        det.model.train()
+        for batch in det.batches(epoch):
+            loss = det.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(det.model.parameters(), cfg.grad_clip)
+            opt.step()
+    assert epoch < cfg.max_epochs and fitted.history == {"epochs": epoch, "best_val_mse": best}
+    for k, v in fitted.model.state_dict().items():
+        assert torch.equal(v, best_state[k]), k

@@ -28,7 +28,8 @@ __all__ = ["random_scores", "windowed_gaussian_scores"]
 
 
 def random_scores(n: int, seed: int = 42) -> np.ndarray:
-    """``n`` draws of ``random.uniform(0, 1)`` after ``random.seed(seed)`` (NAB's random detector)."""
+    """``n`` draws of ``random.uniform(0, 1)`` after ``random.seed(seed)`` (NAB's random
+    detector)."""
     rng = random.Random(seed)
     return np.array([rng.uniform(0, 1) for _ in range(n)], dtype=np.float64)
 

@@ -48,14 +48,16 @@ DYNAMIC = {"span": 30, "window": 2000, "step": 100, "min_decrease": 0.13}
 
 
 def detector_name(detector: str | DetectorConfig) -> str:
-    """``random``, ``windowed_gaussian``, or ``lstm_prediction``, ``gru_reconstruction_rolling6400`` ..."""
+    """``random``, ``windowed_gaussian``, or ``lstm_prediction``,
+    ``gru_reconstruction_rolling6400`` ..."""
     if isinstance(detector, DetectorConfig):
         suffix = f"_rolling{detector.rolling_window}" if detector.error_model == "rolling" else ""
         return f"{detector.cell}_{detector.kind}{suffix}"
     return detector
 
 
-def score_series(detector: str | DetectorConfig, series: NABSeries, *, seed: int = 42) -> tuple[np.ndarray, dict]:
+def score_series(detector: str | DetectorConfig, series: NABSeries, *,
+                 seed: int = 42) -> tuple[np.ndarray, dict]:
     """Anomaly scores ``(N,)`` of one NAB file and a dict of fit information."""
     if detector == "random":
         return random_scores(len(series), seed=seed), {}
@@ -64,7 +66,8 @@ def score_series(detector: str | DetectorConfig, series: NABSeries, *, seed: int
     if isinstance(detector, DetectorConfig):
         det = build_detector(detector).fit(series.values, fit_end=series.probation)
         return det.score(series.values), dict(det.history)
-    raise ValueError(f"detector {detector!r}: expected 'random', 'windowed_gaussian' or a DetectorConfig")
+    raise ValueError(f"detector {detector!r}: expected 'random', 'windowed_gaussian' or a "
+                     "DetectorConfig")
 
 
 def write_results_csv(path: Path, series: NABSeries, scores: np.ndarray) -> None:
@@ -93,8 +96,9 @@ def read_results_csv(path: Path, series: NABSeries) -> np.ndarray:
     return s
 
 
-def run_detector(detector: str | DetectorConfig, corpus: list[NABSeries], *, out: str | Path | None = None,
-                 seed: int = 42, log=print) -> list[ScoredFile]:
+def run_detector(detector: str | DetectorConfig, corpus: list[NABSeries], *,
+                 out: str | Path | None = None, seed: int = 42,
+                 log=print) -> list[ScoredFile]:
     """Score every file of ``corpus``; write NAB results CSVs under ``out`` if given."""
     name = detector_name(detector)
     files = []
@@ -106,20 +110,23 @@ def run_detector(detector: str | DetectorConfig, corpus: list[NABSeries], *, out
             family, fname = s.key.split("/", 1)
             write_results_csv(Path(out) / name / family / f"{name}_{fname}", s, scores)
         if log is not None:
-            extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+            extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in info.items())
             log(f"{name} {s.key}: {len(s)} rows, {time.time() - t0:.1f}s {extra}".rstrip())
     return files
 
 
 def evaluate_nab(files: list[ScoredFile]) -> dict:
     """NAB scores under every profile plus point/window P/R/F1 (module docstring)."""
-    out = {"files": [f.key for f in files], "windows": sum(len(f.windows) for f in files), "profiles": {}}
+    out = {"files": [f.key for f in files], "windows": sum(len(f.windows) for f in files),
+           "profiles": {}}
     for profile in PROFILES:
         r = nab_score(files, profile)
         out["profiles"][profile] = {
             "score": r.score, "threshold": r.threshold, "raw": r.raw, "raw_null": r.raw_null,
             "raw_perfect": r.raw_perfect,
-            "per_file": {f.key: {"raw": f.raw, "tp": f.tp, "fp": f.fp, "fn": f.fn, "tn": f.tn} for f in r.files},
+            "per_file": {f.key: {"raw": f.raw, "tp": f.tp, "fp": f.fp, "fn": f.fn, "tn": f.tn}
+                         for f in r.files},
         }
     th = out["profiles"]["standard"]["threshold"]
     out["point"] = point_metrics(files, th)._asdict()

@@ -7,7 +7,7 @@ validation errors.  The score of ``e_t`` is a tail probability::
 
     m_t   = (e_t - mu)^T Sigma^-1 (e_t - mu)          squared Mahalanobis distance
     p_t   = P(chi2_d > m_t)                            tail probability under the Gaussian
-    s_t   = -ln p_t                                    surprise, computed as chi2.logsf (no underflow)
+    s_t   = -ln p_t                                    surprise (chi2.logsf: no underflow)
     score = s_t / (1 + s_t)  in [0, 1)                 monotone in m_t, never saturates to 1.0
 
 ``Sigma`` is shrunk towards its diagonal, ``(1 - a) Sigma + a diag(Sigma)``, plus a ridge of
@@ -132,7 +132,8 @@ class ErrorScorer:
         if mode not in ("validation", "rolling"):
             raise ValueError(f"error_model={mode!r}: expected 'validation' or 'rolling'")
         if window < 2 or every < 1:
-            raise ValueError(f"rolling_window={window}, refit_every={every}: expected >= 2 and >= 1")
+            raise ValueError(f"rolling_window={window}, refit_every={every}: expected >= 2 "
+                             "and >= 1")
         self.base, self.mode = base, mode
         self.fit_end, self.val_start = fit_end, val_start
         self.window, self.every, self.shrinkage = window, every, shrinkage
@@ -180,7 +181,8 @@ class ErrorScorer:
             if block != self._block:
                 lo, hi = self._fit_rows(self.fit_end + block * self.every)
                 rows = [i for i, r in enumerate(self._hist_t) if lo <= r < hi]
-                hist = np.stack([self._hist_e[i] for i in rows]) if rows else np.zeros((0, self.base.dim))
+                hist = np.stack([self._hist_e[i] for i in rows]) if rows \
+                    else np.zeros((0, self.base.dim))
                 self._model, self._block = self._refit(hist), block
             s = float(self._model.score(e)[0])
         if self.mode == "rolling" and t >= self.val_start:

@@ -51,11 +51,12 @@ def _top(state: Any) -> Tensor:
 class Predictor(nn.Module):
     """Recurrent next-``l``-values predictor (module docstring)."""
 
-    def __init__(self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 1, horizon: int = 1):
+    def __init__(self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 1,
+                 horizon: int = 1):
         super().__init__()
         if hidden_size < 1 or num_layers < 1 or horizon < 1:
-            raise ValueError(f"hidden_size={hidden_size}, num_layers={num_layers}, horizon={horizon}: "
-                             "expected positive integers")
+            raise ValueError(f"hidden_size={hidden_size}, num_layers={num_layers}, "
+                             f"horizon={horizon}: expected positive integers")
         self.rnn = _layer(cell, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, horizon)
 
@@ -70,7 +71,8 @@ class EncDecAE(nn.Module):
     def __init__(self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 1):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
-            raise ValueError(f"hidden_size={hidden_size}, num_layers={num_layers}: expected positive integers")
+            raise ValueError(f"hidden_size={hidden_size}, num_layers={num_layers}: expected "
+                             "positive integers")
         self.encoder = _layer(cell, hidden_size, num_layers)
         self.decoder = _layer(cell, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, 1)

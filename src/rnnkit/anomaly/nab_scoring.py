@@ -112,17 +112,20 @@ class ScoredFile:
         self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
         n = len(self.scores)
         if np.isnan(self.scores).any():
-            raise ValueError(f"{self.key}: anomaly scores contain NaN (row {int(np.argmax(np.isnan(self.scores)))})")
+            row = int(np.argmax(np.isnan(self.scores)))
+            raise ValueError(f"{self.key}: anomaly scores contain NaN (row {row})")
         prev = -1
         for a, b in self.windows:
             if not (prev < a <= b < n):
-                raise ValueError(f"{self.key}: window ({a}, {b}) is not sorted, disjoint and inside 0..{n - 1}")
+                raise ValueError(f"{self.key}: window ({a}, {b}) is not sorted, disjoint and "
+                                 f"inside 0..{n - 1}")
             prev = b
         if self.probation is None:
             self.probation = probation_length(n, PROBATION_PERCENT)
 
 
-def sweep_weights(n: int, windows: list[tuple[int, int]], profile: str | Profile) -> tuple[np.ndarray, np.ndarray]:
+def sweep_weights(n: int, windows: list[tuple[int, int]],
+                  profile: str | Profile) -> tuple[np.ndarray, np.ndarray]:
     """Per-row weight ``w_i`` (module docstring) and window id (``-1`` outside windows).
 
     Returns ``(w (N,), window_id (N,))``.
@@ -232,7 +235,8 @@ class NABResult:
     files: list[FileScore]
 
 
-def nab_score(files: list[ScoredFile], profile: str = "standard", threshold: float | None = None) -> NABResult:
+def nab_score(files: list[ScoredFile], profile: str = "standard",
+              threshold: float | None = None) -> NABResult:
     """Normalised NAB score of a detector's ``files``, its threshold optimised on them
     (or the given ``threshold``), exactly as NAB's optimise/score/normalise steps."""
     p = _profile(profile)
@@ -276,7 +280,8 @@ def point_metrics(files: list[ScoredFile], threshold: float) -> PRF:
 
 
 def window_metrics(files: list[ScoredFile], threshold: float) -> PRF:
-    """Window recall (windows with a detection) and event precision (alarm runs touching a window)."""
+    """Window recall (windows with a detection) and event precision (alarm runs touching a
+    window)."""
     hit = n_win = good = n_events = 0
     for f in files:
         _, wid = sweep_weights(len(f.scores), f.windows, "standard")

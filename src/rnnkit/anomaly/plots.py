@@ -17,8 +17,9 @@ import numpy as np
 __all__ = ["plot_series"]
 
 
-def plot_series(path: str | Path, timestamps, values: np.ndarray, scores: np.ndarray, threshold: float | None,
-                windows: list[tuple[int, int]], *, probation: int = 0, title: str = "") -> Path:
+def plot_series(path: str | Path, timestamps, values: np.ndarray, scores: np.ndarray,
+                threshold: float | None, windows: list[tuple[int, int]], *, probation: int = 0,
+                title: str = "") -> Path:
     """Write the PNG at ``path`` and return it."""
     import matplotlib
 
@@ -30,7 +31,8 @@ def plot_series(path: str | Path, timestamps, values: np.ndarray, scores: np.nda
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[3, 2])
     for ax in (ax1, ax2):
         for k, (a, b) in enumerate(windows):
-            ax.axvspan(t[a], t[b], color="tab:red", alpha=0.15, lw=0, label="labelled window" if k == 0 else None)
+            ax.axvspan(t[a], t[b], color="tab:red", alpha=0.15, lw=0,
+                       label="labelled window" if k == 0 else None)
         if probation:
             ax.axvspan(t[0], t[probation - 1], color="0.85", lw=0, label="probationary period")
     ax1.plot(t, values, lw=0.6, color="tab:blue", label="value")

@@ -35,7 +35,8 @@ from scipy.stats import norm
 
 Z_RANGE = tuple(np.arange(2.0, 10.5, 0.5))  # Hundman et al.'s z in 2..10, step 0.5
 
-__all__ = ["Z_RANGE", "percentile_threshold", "gaussian_tail_threshold", "ewma", "DynamicThreshold", "dynamic_threshold"]
+__all__ = ["Z_RANGE", "percentile_threshold", "gaussian_tail_threshold", "ewma",
+           "DynamicThreshold", "dynamic_threshold"]
 
 
 def _values(x, name: str) -> np.ndarray:
@@ -43,7 +44,8 @@ def _values(x, name: str) -> np.ndarray:
     if len(v) == 0:
         raise ValueError(f"{name}: expected at least one value")
     if not np.isfinite(v).all():
-        raise ValueError(f"{name}: contains NaN or infinite values (index {int(np.flatnonzero(~np.isfinite(v))[0])})")
+        first = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise ValueError(f"{name}: contains NaN or infinite values (index {first})")
     return v
 
 
@@ -63,7 +65,8 @@ def gaussian_tail_threshold(values, alpha: float) -> float:
 
 
 def ewma(errors, span: float | None) -> np.ndarray:
-    """Exponentially weighted moving average (pandas ``ewm(span=...)``, adjusted); None: no smoothing."""
+    """Exponentially weighted moving average (pandas ``ewm(span=...)``, adjusted); None: no
+    smoothing."""
     e = _values(errors, "errors")
     if span is None:
         return e
@@ -109,8 +112,9 @@ class DynamicThreshold(NamedTuple):
     sequences: list[tuple[int, int]]
 
 
-def dynamic_threshold(errors, *, window: int | None = None, step: int | None = None, span: float | None = 30,
-                      z_range=Z_RANGE, min_decrease: float = 0.13) -> DynamicThreshold:
+def dynamic_threshold(errors, *, window: int | None = None, step: int | None = None,
+                      span: float | None = 30, z_range=Z_RANGE,
+                      min_decrease: float = 0.13) -> DynamicThreshold:
     """Hundman et al.'s nonparametric dynamic threshold with pruning (module docstring).
 
     Args:
