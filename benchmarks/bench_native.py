@@ -26,8 +26,8 @@ import torch
 
 import rnnkit
 from rnnkit.kernels.fused import _csteps
-from rnnkit.runtime import tune_malloc
 from rnnkit.layers.regularizers import uniform_draws, zoneout_keep_
+from rnnkit.runtime import tune_malloc
 
 LAYERS = {
     "lstm_zoneout": lambda I, H: rnnkit.LSTM(I, H, zoneout=0.1),

@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from rnnkit.runtime import tune_malloc
 from rnnkit.kernels.fused._gemm import linear, weight_grad
+from rnnkit.runtime import tune_malloc
 
 
 def _median_ms(f, rounds: int = 7, warm: int = 2) -> float:

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from rnnkit.bench import measure, report
-from rnnkit.commands.bench_layers import main
 from rnnkit.bench.layers import (
     BASELINE,
     MEASURES,
@@ -24,6 +23,7 @@ from rnnkit.bench.layers import (
     run_suite,
 )
 from rnnkit.bench.machine import cpu_model
+from rnnkit.commands.bench_layers import main
 
 TINY = Shape(B=2, T=3, I=4, H=5)
 

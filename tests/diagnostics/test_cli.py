@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.diagnostics import explain_checkpoint, hidden_gradient_norms
 from rnnkit.commands.explain import add_parser
+from rnnkit.diagnostics import explain_checkpoint, hidden_gradient_norms
 from rnnkit.train.checkpoint import write_checkpoint
 from rnnkit.train.config import build_run_config, to_dict
 

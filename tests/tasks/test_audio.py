@@ -10,6 +10,7 @@ import torch
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("librosa")
 
+from rnnkit.commands.predict import add_parser  # noqa: E402
 from rnnkit.data.audio import AudioDataError  # noqa: E402
 from rnnkit.tasks import get_task_spec  # noqa: E402
 from rnnkit.tasks.audio import (  # noqa: E402
@@ -18,7 +19,6 @@ from rnnkit.tasks.audio import (  # noqa: E402
     predict_files,
     resolve_source,
 )
-from rnnkit.commands.predict import add_parser  # noqa: E402
 from rnnkit.train.checkpoint import write_checkpoint  # noqa: E402
 from rnnkit.train.config import build_run_config, load_recipe  # noqa: E402
 

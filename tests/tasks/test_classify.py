@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnkit.commands.predict import add_parser
 from rnnkit.data.textcls import TextDataError
 from rnnkit.tasks import get_task_spec
 from rnnkit.tasks.classify import (
@@ -17,7 +18,6 @@ from rnnkit.tasks.classify import (
     plot_confusion,
     predict_texts,
 )
-from rnnkit.commands.predict import add_parser
 from rnnkit.train.checkpoint import write_checkpoint
 from rnnkit.train.config import build_run_config, load_recipe, to_dict
 

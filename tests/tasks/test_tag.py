@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnkit.commands.predict import add_parser
 from rnnkit.data.conll import ConllError, Sentence
 from rnnkit.tasks import get_task_spec
-from rnnkit.commands.predict import add_parser
 from rnnkit.tasks.tag import (
     TagDataConfig,
     TagTask,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnkit.commands.predict import add_parser
 from rnnkit.data.parallel import ParallelDataError
 from rnnkit.tasks import get_task_spec
-from rnnkit.commands.predict import add_parser
 from rnnkit.tasks.translate import (
     TranslateTask,
     evaluate_translate_checkpoint,
