@@ -119,18 +119,24 @@ def _read_splits(d: ClassifyDataConfig, data_dir: str | None) -> dict[str, Label
     """Every split present, labels renamed; ``train`` always."""
     if d.source is not None:
         if d.source not in KNOWN_TEXTS:
-            raise ConfigError(f"config key 'data.source': unknown dataset {d.source!r}; expected one "
-                              f"of {', '.join(KNOWN_TEXTS)} or null with data.train set")
+            raise ConfigError(
+                f"config key 'data.source': unknown dataset {d.source!r}; expected one "
+                f"of {', '.join(KNOWN_TEXTS)} or null with data.train set"
+            )
         paths = resolve_imdb(data_dir or d.data_dir)
         renames = {**KNOWN_TEXTS[d.source], **d.label_names}
     else:
         if d.train is None:
-            raise ConfigError("config key 'data.train': expected a file or folder (or set data.source)")
+            raise ConfigError(
+                "config key 'data.train': expected a file or folder (or set data.source)"
+            )
         paths = {s: p for s in ("train", "valid", "test") if (p := getattr(d, s)) is not None}
         renames = d.label_names
     out = {}
     for split, path in paths.items():
-        data = read_labeled(path, d.text_column, d.label_column, fmt=d.format, label_sep=d.label_sep)
+        data = read_labeled(
+            path, d.text_column, d.label_column, fmt=d.format, label_sep=d.label_sep
+        )
         if renames:
             data.labels = [tuple(renames.get(x, x) for x in ls) for ls in data.labels]
         out[split] = data
@@ -189,16 +195,27 @@ class ClassifyTask:
         d: ClassifyDataConfig = config.data
         for key in ("batch_size", "eval_batch_size", "bucket_factor"):
             if getattr(d, key) < 1:
-                raise ConfigError(f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}")
+                raise ConfigError(
+                    f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
+                )
         if d.max_tokens is not None and d.max_tokens < 1:
-            raise ConfigError(f"config key 'data.max_tokens': expected a positive integer or null, got {d.max_tokens}")
+            raise ConfigError(
+                "config key 'data.max_tokens': expected a positive integer or null, "
+                f"got {d.max_tokens}"
+            )
         if not 0.0 <= d.valid_fraction < 1.0:
-            raise ConfigError(f"config key 'data.valid_fraction': expected a fraction in [0, 1), got {d.valid_fraction}")
+            raise ConfigError(
+                "config key 'data.valid_fraction': expected a fraction in [0, 1), "
+                f"got {d.valid_fraction}"
+            )
         self.config, self.seed = config, config.trainer.seed
         splits = _read_splits(d, data_dir)
         if "valid" not in splits and d.valid_fraction > 0:
             tr, va = _hold_out(splits["train"], d.valid_fraction, self.seed)
-            splits["valid"], splits["train"] = splits["train"].subset(va), splits["train"].subset(tr)
+            splits["valid"], splits["train"] = (
+                splits["train"].subset(va),
+                splits["train"].subset(tr),
+            )
         rng = np.random.default_rng(self.seed)
         for split, data in splits.items():  # quick experiments: a seeded subset
             limit = d.max_train if split == "train" else d.max_eval
@@ -220,12 +237,15 @@ class ClassifyTask:
         self.data = {s: (_prepare(data.texts, tokenizer, d), torch.from_numpy(labels[s]))
                      for s, data in splits.items() if len(data)}
         self.where = {s: data.where for s, data in splits.items()}
-        self.model = build_model(TextClassifier, config.model, tokenizer.vocab_size, len(self.classes),
-                                 run=config)
+        self.model = build_model(
+            TextClassifier, config.model, tokenizer.vocab_size, len(self.classes), run=config
+        )
         self.vectors_found = 0
         if d.vectors:
             vecs, found = load_vectors(d.vectors, tokenizer)
-            self.vectors_found = self.model.load_vectors(torch.from_numpy(vecs), torch.from_numpy(found))
+            self.vectors_found = self.model.load_vectors(
+                torch.from_numpy(vecs), torch.from_numpy(found)
+            )
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self.rank, self.world = 0, 1
 
@@ -256,7 +276,9 @@ class ClassifyTask:
 
     def loss(self, logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
         if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits.float(), y.float(), reduction=reduction)
+            return F.binary_cross_entropy_with_logits(
+                logits.float(), y.float(), reduction=reduction
+            )
         return F.cross_entropy(logits.float(), y, reduction=reduction)
 
     def training_step(self, model: nn.Module, batch, carry: Any) -> StepOutput:
@@ -269,7 +291,9 @@ class ClassifyTask:
     def predict_split(self, model: nn.Module, split: str) -> tuple[Tensor, Tensor]:
         """``(logits (N, K), targets)`` of ``split`` in data order."""
         if split not in self.data:
-            raise ValueError(f"split {split!r} is empty or unknown; available: {', '.join(self.data)}")
+            raise ValueError(
+                f"split {split!r} is empty or unknown; available: {', '.join(self.data)}"
+            )
         ids, y = self.data[split]
         return _logits(model, ids, self.config.data.eval_batch_size, self.tokenizer.pad_id), y
 
@@ -409,8 +433,15 @@ def load_classify_checkpoint(directory: str | Path, *, map_location: str = "cpu"
         tok = TextTokenizer.load(d / "tokenizer.json")
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    model = build_model(TextClassifier, cfg.model, tok.vocab_size, len(classes), run=cfg, training=False,
-                        source=d / "config.json")
+    model = build_model(
+        TextClassifier,
+        cfg.model,
+        tok.vocab_size,
+        len(classes),
+        run=cfg,
+        training=False,
+        source=d / "config.json",
+    )
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, tok, classes, multi, cfg
@@ -441,7 +472,9 @@ def predict_texts(directory: str | Path, texts: list[str], top_k: int = 1) -> li
     return out
 
 
-def predict_inputs(checkpoint: str | Path, inputs: list[str], *, top_k: int = 1) -> list[dict[str, Any]]:
+def predict_inputs(
+    checkpoint: str | Path, inputs: list[str], *, top_k: int = 1
+) -> list[dict[str, Any]]:
     """``rnnkit predict`` for classify checkpoints: each input is a text.
 
     Each result's ``"text"``: ``label<TAB>prob[<TAB>label2 prob2 ...]<TAB>text`` (the text cut

@@ -163,7 +163,9 @@ class TagEncoder:
                 tags[b, :len(tids)] = torch.tensor(tids)
         lengths = torch.tensor([len(s[0]) for s in sents])
         if unk_replace > 0 and len(self.rare):
-            drop = torch.isin(words, self.rare) & (torch.rand(B, T, generator=generator) < unk_replace)
+            drop = torch.isin(words, self.rare) & (
+                torch.rand(B, T, generator=generator) < unk_replace
+            )
             words = words.masked_fill(drop, self.words.unk_id)
         cids = [self.char_ids(t) for t in rows]
         char_lengths = torch.tensor([len(c) for c in cids])
@@ -269,8 +271,9 @@ class TagTask:
         enc = self.encoder
         self.data = {s: [(x.words, enc.word_ids(x.words), enc.tag_ids(x, self.files[s]))
                          for x in v] for s, v in raw.items() if v}
-        self.model = build_model(Tagger, config.model, len(enc.words), len(enc.chars), len(enc.tags),
-                                 run=config)
+        self.model = build_model(
+            Tagger, config.model, len(enc.words), len(enc.chars), len(enc.tags), run=config
+        )
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self.rank, self.world = 0, 1
         self._batches: dict[int, list[list[int]]] = {}
@@ -279,7 +282,8 @@ class TagTask:
         self.rank, self.world = rank, world_size
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        """Seeded shuffle; chunks of 50 batches sorted by length (little padding); batches shuffled."""
+        """Seeded shuffle; chunks of 50 batches sorted by length (little padding); batches
+        shuffled."""
         if epoch not in self._batches:
             B, train = self.config.data.batch_size, self.data["train"]
             g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
@@ -316,7 +320,9 @@ class TagTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         if split not in self.data:
-            raise ValueError(f"split {split!r} is empty or unknown; available: {', '.join(self.data)}")
+            raise ValueError(
+                f"split {split!r} is empty or unknown; available: {', '.join(self.data)}"
+            )
         return _evaluate(_unwrap(model), self.encoder, self.data[split],
                          self.config.data.eval_batch_size, self.tag_scheme)
 
@@ -459,7 +465,8 @@ def _per_tag(gold: list[str], pred: list[str], labels: list[str]) -> tuple[dict,
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (gold rows, predicted columns) as a PNG, written atomically."""
+    """Row-normalised confusion matrix (gold rows, predicted columns) as a PNG, written
+    atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -532,8 +539,14 @@ def evaluate_tag_checkpoint(directory: str | Path, *, split: str = "test", data:
     if report_dir is not None:
         rd = Path(report_dir)
         rd.mkdir(parents=True, exist_ok=True)
-        out["confusion_png"] = str(plot_confusion(cm, list(enc.tags.itos), rd / f"confusion_{split}.png",
-                                                  f"{split}: token accuracy {out['acc']:.4f}"))
+        out["confusion_png"] = str(
+            plot_confusion(
+                cm,
+                list(enc.tags.itos),
+                rd / f"confusion_{split}.png",
+                f"{split}: token accuracy {out['acc']:.4f}",
+            )
+        )
         rep_path = rd / f"report_{split}.json"
         tmp = rep_path.with_name(f".{rep_path.name}.tmp")
         tmp.write_text(json.dumps(out, indent=2) + "\n")
