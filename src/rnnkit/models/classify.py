@@ -17,8 +17,8 @@ are re-masked, and the recurrence is run with each text's own length. By default
 the backward one on each text reversed within its own length (``x[b, len_b - 1 - t]``), so
 that padding only ever follows the real tokens and the outputs at real positions equal a
 bidirectional layer run with ``lengths`` (tested); torch's fused CPU kernel then runs with
-no packing, whose backward pass is about 10x slower on CPU (torch 2.13, B=64, T=256,
-H=128). ``flip_reverse=False`` uses one bidirectional layer with ``lengths``.
+no packing, whose backward pass is several times slower on CPU (measured in
+docs/pipelines/text-classification.md). ``flip_reverse=False`` uses one bidirectional layer with ``lengths``.
 
 Shapes: ``B`` batch, ``T`` tokens, ``E`` embedding, ``C`` channels, ``H`` hidden, ``D``
 directions, ``K`` classes.
