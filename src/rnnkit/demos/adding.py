@@ -38,7 +38,7 @@ from ..data.synthetic import ADDING_BASELINE_MSE, adding_problem
 from ..layers import build_layer
 from ..train import OptimConfig, RunConfig, StepOutput, Trainer, TrainerConfig
 
-__all__ = ["AddingModel", "AddingTask", "throwaway_trainer", "train_adding", "main",
+__all__ = ["AddingModel", "AddingTask", "throwaway_trainer", "train_adding", "adding_demo", "main",
            "SOLVED_MSE", "TEST_SEED"]
 
 SOLVED_MSE = 0.01
@@ -157,7 +157,32 @@ def train_adding(cell: str, T: int, steps: int, hidden: int = 64, batch: int = 5
             "seconds": time.perf_counter() - t0}
 
 
+def adding_demo(T: int = 100, steps: int = 2000, hidden: int = 64, lr: float = 1e-2,
+                seed: int = 0, console: Console | None = None) -> list[dict]:
+    """Train RNN (tanh), GRU and LSTM with the same budget, print who solves the adding
+    problem (a rich table) and return :func:`train_adding`'s results."""
+    console = console or Console()
+    console.print(f"Adding problem, T={T}: baseline MSE {ADDING_BASELINE_MSE:.3f}, "
+                  f"solved means test MSE < {SOLVED_MSE}")
+    table = Table(title=f"Adding problem, T={T}, {steps} steps of batch 50")
+    for col in ("model", "test MSE", "solved", "solved at step", "seconds"):
+        table.add_column(col)
+    results = []
+    for cell in ("rnn_tanh", "gru", "lstm"):
+        with console.status(f"training {cell} ..."):
+            r = train_adding(cell, T, steps, hidden, lr=lr, seed=seed)
+        results.append(r)
+        console.print(f"{cell:9s} test MSE {r['test_mse']:.4f}")
+        table.add_row(cell, f"{r['test_mse']:.4f}", "yes" if r["solved"] else "no",
+                      str(r["solved_at_step"] or "-"), f"{r['seconds']:.0f}")
+    console.print(table)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``rnnkit demo adding`` options -> :func:`adding_demo`. ``rnnkit.commands.demo`` calls
+    this today; once it parses these options itself and calls :func:`adding_demo`, this goes
+    (only ``rnnkit.commands`` is to import argparse)."""
     ap = argparse.ArgumentParser(prog="rnnkit demo adding", description=__doc__.split("\n\n")[0])
     ap.add_argument("--T", type=int, default=100, help="sequence length (default 100)")
     ap.add_argument("--steps", type=int, default=2000,
@@ -166,19 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = ap.parse_args(argv)
-    console = Console()
-    console.print(f"Adding problem, T={args.T}: baseline MSE {ADDING_BASELINE_MSE:.3f}, "
-                  f"solved means test MSE < {SOLVED_MSE}")
-    table = Table(title=f"Adding problem, T={args.T}, {args.steps} steps of batch 50")
-    for col in ("model", "test MSE", "solved", "solved at step", "seconds"):
-        table.add_column(col)
-    for cell in ("rnn_tanh", "gru", "lstm"):
-        with console.status(f"training {cell} ..."):
-            r = train_adding(cell, args.T, args.steps, args.hidden, lr=args.lr, seed=args.seed)
-        console.print(f"{cell:9s} test MSE {r['test_mse']:.4f}")
-        table.add_row(cell, f"{r['test_mse']:.4f}", "yes" if r["solved"] else "no",
-                      str(r["solved_at_step"] or "-"), f"{r['seconds']:.0f}")
-    console.print(table)
+    adding_demo(args.T, args.steps, args.hidden, args.lr, args.seed)
     return 0
 
 
