@@ -69,7 +69,9 @@ def validate(doc: dict) -> dict:
                                              and e["peak_bytes"] >= 0),
                  f"{at}.{m}.peak_bytes", f"None or bytes >= 0, got {e['peak_bytes']!r}")
             if r["contender"] == baseline:
-                need(e["ratio"] == 1.0, f"{at}.{m}.ratio", f"1.0 for the baseline, got {e['ratio']}")
+                need(
+                    e["ratio"] == 1.0, f"{at}.{m}.ratio", f"1.0 for the baseline, got {e['ratio']}"
+                )
     return doc
 
 

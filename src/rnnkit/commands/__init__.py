@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``rnnkit`` parser with every subcommand of :data:`MODULES`."""
     from rnnkit.runtime import __version__
 
-    parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
+    parser = argparse.ArgumentParser(
+        prog="rnnkit", description="Recurrent neural networks on PyTorch."
+    )
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in MODULES:

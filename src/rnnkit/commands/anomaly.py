@@ -28,7 +28,9 @@ def _nab(a: argparse.Namespace) -> int:
     from rnnkit.tasks.anomaly import AnomalyDataConfig, load_anomaly_recipe, run_nab
 
     if (a.recipe is None) == (a.detector is None):
-        raise ValueError("anomaly nab: give a RECIPE.yaml or --detector random|windowed_gaussian (one of them)")
+        raise ValueError(
+            "anomaly nab: give a RECIPE.yaml or --detector random|windowed_gaussian (one of them)"
+        )
     if a.recipe is not None:
         cfg = load_anomaly_recipe(a.recipe, a.set)
         detector, data = cfg.model, cfg.data
@@ -45,10 +47,15 @@ def _nab(a: argparse.Namespace) -> int:
 
 
 def _summary(report: dict) -> dict:
-    return {"detector": report["detector"], "files": len(report["files"]), "windows": report["windows"],
-            **{p: round(v["score"], 2) for p, v in report["profiles"].items()},
-            "threshold_standard": report["profiles"]["standard"]["threshold"],
-            "point": report["point"], "window": report["window"]}
+    return {
+        "detector": report["detector"],
+        "files": len(report["files"]),
+        "windows": report["windows"],
+        **{p: round(v["score"], 2) for p, v in report["profiles"].items()},
+        "threshold_standard": report["profiles"]["standard"]["threshold"],
+        "point": report["point"],
+        "window": report["window"],
+    }
 
 
 def _evaluate(a: argparse.Namespace) -> int:
@@ -82,12 +89,25 @@ def _train(a: argparse.Namespace) -> int:
         fit_fraction = a.fit_fraction if a.fit_fraction is not None else data.fit_fraction
         cols = (data.time_col, data.value_col)
     else:
-        raw = apply_overrides({"model": {}}, [s if s.startswith("model.") else f"model.{s}" for s in a.set])
+        raw = apply_overrides(
+            {"model": {}}, [s if s.startswith("model.") else f"model.{s}" for s in a.set]
+        )
         detector = from_dict(DetectorConfig, raw["model"], "model")
         fit_fraction = a.fit_fraction if a.fit_fraction is not None else 0.15
         cols = ("timestamp", "value")
-    det = train_series(a.csv, detector, a.out, fit_fraction=fit_fraction, time_col=cols[0], value_col=cols[1])
-    print(json.dumps({"checkpoint": a.out, "fit_rows": det.fit_end, "train_rows": det.train_end, **det.history}))
+    det = train_series(
+        a.csv, detector, a.out, fit_fraction=fit_fraction, time_col=cols[0], value_col=cols[1]
+    )
+    print(
+        json.dumps(
+            {
+                "checkpoint": a.out,
+                "fit_rows": det.fit_end,
+                "train_rows": det.train_end,
+                **det.history,
+            }
+        )
+    )
     return 0
 
 
@@ -110,11 +130,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``nab | evaluate | train | score`` sub-commands to the ``anomaly`` parser."""
     sub = p.add_subparsers(dest="anomaly_command", metavar="ACTION", required=True)
 
-    n = sub.add_parser("nab", help="run a detector on NAB files and print NAB scores (3 profiles) and P/R/F1")
-    n.add_argument("recipe", nargs="?", help="anomaly recipe, e.g. configs/anomaly_nab_prediction.yaml")
-    n.add_argument("--detector", choices=["random", "windowed_gaussian"], help="a NAB baseline instead of a recipe")
-    n.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override (repeatable)")
-    n.add_argument("--families", nargs="+", metavar="F", help="NAB families (default: the recipe's)")
+    n = sub.add_parser(
+        "nab", help="run a detector on NAB files and print NAB scores (3 profiles) and P/R/F1"
+    )
+    n.add_argument(
+        "recipe", nargs="?", help="anomaly recipe, e.g. configs/anomaly_nab_prediction.yaml"
+    )
+    n.add_argument(
+        "--detector",
+        choices=["random", "windowed_gaussian"],
+        help="a NAB baseline instead of a recipe",
+    )
+    n.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override (repeatable)",
+    )
+    n.add_argument(
+        "--families", nargs="+", metavar="F", help="NAB families (default: the recipe's)"
+    )
     n.add_argument("--data-dir", metavar="DIR", help="NAB root (with data/ and labels/)")
     n.add_argument("--out", metavar="DIR", help="write NAB results CSVs and per-file plots here")
     n.add_argument("--seed", type=int, default=42, help="random detector seed (NAB's: 42)")
@@ -124,25 +160,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = sub.add_parser("evaluate", help="NAB-score results CSVs in NAB's layout (any detector's)")
     e.add_argument("results", help="directory holding <family>/<detector>_<file>.csv")
     e.add_argument("--detector", required=True, help="detector name used in the file names")
-    e.add_argument("--families", nargs="+", metavar="F", help="NAB families to score (default: all found)")
+    e.add_argument(
+        "--families", nargs="+", metavar="F", help="NAB families to score (default: all found)"
+    )
     e.add_argument("--data-dir", metavar="DIR", help="NAB root (with data/ and labels/)")
     e.set_defaults(anomaly_func=_evaluate)
 
     t = sub.add_parser("train", help="fit a detector on the first rows of a timestamp,value CSV")
-    t.add_argument("csv", help="CSV with timestamp,value columns (or the recipe's data.time_col/value_col)")
+    t.add_argument(
+        "csv", help="CSV with timestamp,value columns (or the recipe's data.time_col/value_col)"
+    )
     t.add_argument("--out", required=True, metavar="CKPT", help="checkpoint directory to write")
-    t.add_argument("--recipe", help="anomaly recipe for the detector (default: DetectorConfig defaults)")
+    t.add_argument(
+        "--recipe", help="anomaly recipe for the detector (default: DetectorConfig defaults)"
+    )
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="detector override, e.g. --set model.kind=reconstruction")
-    t.add_argument("--fit-fraction", type=float, metavar="F", help="learn from the first F of the rows (default 0.15)")
+    t.add_argument(
+        "--fit-fraction",
+        type=float,
+        metavar="F",
+        help="learn from the first F of the rows (default 0.15)",
+    )
     t.set_defaults(anomaly_func=_train)
 
     s = sub.add_parser("score", help="score a CSV with a trained detector")
     s.add_argument("checkpoint", help="detector checkpoint directory")
     s.add_argument("csv", help="CSV with timestamp,value columns")
-    s.add_argument("--out", metavar="FILE", help="write timestamp,value,anomaly_score[,is_anomaly] here")
+    s.add_argument(
+        "--out", metavar="FILE", help="write timestamp,value,anomaly_score[,is_anomaly] here"
+    )
     s.add_argument("--threshold", type=float, help="add is_anomaly = score >= threshold")
-    s.add_argument("--streaming", action="store_true", help="feed rows one at a time (carried state)")
+    s.add_argument(
+        "--streaming", action="store_true", help="feed rows one at a time (carried state)"
+    )
     s.set_defaults(anomaly_func=_score)
 
 

@@ -37,12 +37,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "see rnnkit.bench.zoo.ZOO_CELLS)")
     p.add_argument("--backends", type=_names, metavar="A,B",
                    help="subset of auto,native,fused,loop (default auto,fused)")
-    p.add_argument("--shapes", metavar="B,T,H[;...]", help="shapes to run, ';'-separated, each "
-                   "B,T,H (I=128) or B,T,I,H (default: B in 1,32,128 x T in 100,1000 x H in 128,512)")
+    p.add_argument(
+        "--shapes",
+        metavar="B,T,H[;...]",
+        help="shapes to run, ';'-separated, each "
+        "B,T,H (I=128) or B,T,I,H (default: B in 1,32,128 x T in 100,1000 x H in 128,512)",
+    )
     p.add_argument("--repeats", type=int, help="interleaved repeats, median reported (default 5)")
     p.add_argument("--warmup", type=int, help="untimed calls per contender first (default 1)")
-    p.add_argument("--clock", choices=["cpu", "wall"], default=None,
-                   help="cpu (default on CPU: process CPU time, robust on a shared machine) or wall")
+    p.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default=None,
+        help="cpu (default on CPU: process CPU time, robust on a shared machine) or wall",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")
@@ -127,8 +135,15 @@ def run(a: argparse.Namespace) -> int:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device: {a.device!r} requested but torch sees no CUDA device")
     s = _settings(a)
-    path = Path(a.out) if a.out else (
-        None if s.quick else Path("benchmarks") / "results" / f"bench_{a.device.split(':')[0]}.json")
+    path = (
+        Path(a.out)
+        if a.out
+        else (
+            None
+            if s.quick
+            else Path("benchmarks") / "results" / f"bench_{a.device.split(':')[0]}.json"
+        )
+    )
     command = shlex.join(["rnnkit", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] \
         else None
 

@@ -2,7 +2,8 @@
 
 ::
 
-    python benchmarks/bench_layers.py                 # full run, saves benchmarks/results/core_layers_cpu.json
+    python benchmarks/bench_layers.py                 # full run, saves
+                                                      # benchmarks/results/core_layers_cpu.json
     python benchmarks/bench_layers.py --quick         # smoke run (~1 min on 2 cores), saves nothing
     python benchmarks/bench_layers.py --cells lstm --shape 32,100,128,256 --repeats 21
     python benchmarks/bench_layers.py --compare run1.json run2.json

@@ -4,7 +4,8 @@
 
     rnnkit prune CKPT --amounts 0.5,0.7,0.9 [--scope global,layer] [--finetune-steps N]
                  [--linear] [--split valid] [--out DIR] [--save] [--set key=value] [--data-dir DIR]
-    rnnkit quantize CKPT [--split valid] [--repeats 3] [--out DIR] [--set key=value] [--data-dir DIR]
+    rnnkit quantize CKPT [--split valid] [--repeats 3] [--out DIR] [--set key=value]
+                    [--data-dir DIR]
 
 ``prune`` prints the sparsity-vs-metric table and writes ``DIR/pruning.json`` and
 ``DIR/pruning.md`` (with ``--save``, each fine-tuned model as ``DIR/<scope>-<amount>/``, an
@@ -26,7 +27,9 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated fractions, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated fractions, got {text!r}"
+        ) from None
 
 
 def _scopes(text: str) -> list[str]:
@@ -48,9 +51,19 @@ def _prune(a: argparse.Namespace) -> int:
             raise ValueError(f"--amounts: {x} is not a fraction in [0, 1)")
     if a.finetune_steps < 0:
         raise ValueError(f"--finetune-steps {a.finetune_steps}: expected >= 0")
-    rows = prune_table(a.checkpoint, a.amounts, scopes=a.scope, finetune_steps=a.finetune_steps, split=a.split,
-                       linear=a.linear, lr_scale=a.finetune_lr_scale, data_dir=a.data_dir, overrides=a.set,
-                       save_dir=a.out if a.save and a.out else None, log=console.print)
+    rows = prune_table(
+        a.checkpoint,
+        a.amounts,
+        scopes=a.scope,
+        finetune_steps=a.finetune_steps,
+        split=a.split,
+        linear=a.linear,
+        lr_scale=a.finetune_lr_scale,
+        data_dir=a.data_dir,
+        overrides=a.set,
+        save_dir=a.out if a.save and a.out else None,
+        log=console.print,
+    )
     md = table_markdown(rows)
     if a.out:
         out = Path(a.out)
@@ -70,11 +83,21 @@ def _quantize(a: argparse.Namespace) -> int:
     console = Console(stderr=True, highlight=False)
     if a.repeats < 1:
         raise ValueError(f"--repeats {a.repeats}: expected a positive integer")
-    rep = quantize_report(a.checkpoint, split=a.split, repeats=a.repeats, linear=not a.no_linear,
-                          data_dir=a.data_dir, overrides=a.set, threads=a.threads, log=console.print)
+    rep = quantize_report(
+        a.checkpoint,
+        split=a.split,
+        repeats=a.repeats,
+        linear=not a.no_linear,
+        data_dir=a.data_dir,
+        overrides=a.set,
+        threads=a.threads,
+        log=console.print,
+    )
     key, med = rep["metric"], rep["cpu_seconds_median"]
-    lines = ["| model | " + key + " | size (MB) | " + " | ".join(f"{w} (CPU s)" for w in med) + " |",
-             "|---|---:|---:|" + "---:|" * len(med)]
+    lines = [
+        "| model | " + key + " | size (MB) | " + " | ".join(f"{w} (CPU s)" for w in med) + " |",
+        "|---|---:|---:|" + "---:|" * len(med),
+    ]
     for k in ("float", "float_no_onednn", "float_torch_nn", "int8"):
         if k not in rep["metrics"] and not any(k in m for m in med.values()):
             continue
@@ -96,26 +119,41 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/)")
     p.add_argument("--split", default="valid", help="split to measure on (default valid)")
     p.add_argument("--out", metavar="DIR", help="write the table (JSON and markdown) here")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the checkpoint's recipe, e.g. data.eval_batch_size=16 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the checkpoint's recipe, e.g. data.eval_batch_size=16 (repeatable)",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="where the checkpoint's data lives")
 
 
 def add_parser(subparsers) -> None:
     """Add ``prune`` and ``quantize`` to an ``argparse`` sub-parser set."""
-    h = "magnitude-prune a checkpoint's recurrent weights, fine-tune, and tabulate sparsity vs metric"
+    h = (
+        "magnitude-prune a checkpoint's recurrent weights, fine-tune, and tabulate sparsity vs "
+        "metric"
+    )
     p = subparsers.add_parser("prune", help=h, description=h[0].upper() + h[1:] + ".")
     _common(p)
     p.add_argument("--amounts", type=_floats, default=[0.5, 0.7, 0.9], metavar="A,B,...",
                    help="fractions of the weights to prune (default 0.5,0.7,0.9)")
-    p.add_argument("--scope", type=_scopes, default=["global"], metavar="global|layer",
-                   help="one magnitude threshold over all weights (global) or the same fraction per "
-                   "weight tensor (layer); both: global,layer")
+    p.add_argument(
+        "--scope",
+        type=_scopes,
+        default=["global"],
+        metavar="global|layer",
+        help="one magnitude threshold over all weights (global) or the same fraction per "
+        "weight tensor (layer); both: global,layer",
+    )
     p.add_argument("--finetune-steps", type=int, default=0, metavar="N",
                    help="optimizer steps of fine-tuning after pruning (default 0)")
     p.add_argument("--finetune-lr-scale", type=float, default=0.3, metavar="S",
                    help="fine-tuning learning rate = recipe lr x S (default 0.3)")
-    p.add_argument("--linear", action="store_true", help="also prune nn.Linear weights (heads, decoder)")
+    p.add_argument(
+        "--linear", action="store_true", help="also prune nn.Linear weights (heads, decoder)"
+    )
     p.add_argument("--save", action="store_true", help="save each pruned model under --out")
     p.set_defaults(func=_prune)
 

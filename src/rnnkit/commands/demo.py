@@ -1,4 +1,6 @@
-"""``rnnkit demo [shakespeare|adding] [--minutes M] [--out DIR]``: the main job on the shipped data."""
+"""``rnnkit demo [shakespeare|adding] [--minutes M] [--out DIR]``: the main job on the shipped
+data."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,9 +11,14 @@ HELP = "train a char-level LSTM on tinyshakespeare for ~3 minutes and sample fro
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("which", nargs="?", default="shakespeare", choices=["shakespeare", "adding"],
-                   help="shakespeare (default): char-level LSTM on the shipped tinyshakespeare, then a "
-                   "sample; adding: the adding problem (its own options follow)")
+    p.add_argument(
+        "which",
+        nargs="?",
+        default="shakespeare",
+        choices=["shakespeare", "adding"],
+        help="shakespeare (default): char-level LSTM on the shipped tinyshakespeare, then a "
+        "sample; adding: the adding problem (its own options follow)",
+    )
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/demo-shakespeare[-N])")
     p.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")

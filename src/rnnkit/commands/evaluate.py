@@ -19,19 +19,38 @@ HELP = "evaluate a checkpoint on a split of its data (any pipeline)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/) of any pipeline")
-    p.add_argument("--data", metavar="CORPUS", help="data to evaluate on instead of the checkpoint's own: "
-                   "a corpus name, text file or directory (lm), a CSV/TSV/JSONL file (classify), a "
-                   "CoNLL file (tag), a CSV (forecast)")
-    p.add_argument("--split", help="split to evaluate (default: test if the data has one; lm: else valid; "
-                   "translate: the recipe's test split name, e.g. test_2016_flickr)")
+    p.add_argument(
+        "checkpoint", help="checkpoint directory (a run's best/ or last/) of any pipeline"
+    )
+    p.add_argument(
+        "--data",
+        metavar="CORPUS",
+        help="data to evaluate on instead of the checkpoint's own: "
+        "a corpus name, text file or directory (lm), a CSV/TSV/JSONL file (classify), a "
+        "CoNLL file (tag), a CSV (forecast)",
+    )
+    p.add_argument(
+        "--split",
+        help="split to evaluate (default: test if the data has one; lm: else valid; "
+        "translate: the recipe's test split name, e.g. test_2016_flickr)",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="directory holding known datasets")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="lm: parallel evaluation streams (default: the recipe's data.eval_batch_size)")
-    p.add_argument("--plot", metavar="PNG", help="classify: confusion-matrix PNG; translate: attention "
-                   "heatmap PNG of the first sentence")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="lm: parallel evaluation streams (default: the recipe's data.eval_batch_size)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="classify: confusion-matrix PNG; translate: attention "
+        "heatmap PNG of the first sentence",
+    )
     p.add_argument("--report-dir", metavar="DIR", help="tag: per-tag report and confusion PNG here")
-    p.add_argument("--beam-size", type=int, metavar="N", help="translate: beam width (default: the recipe's)")
+    p.add_argument(
+        "--beam-size", type=int, metavar="N", help="translate: beam width (default: the recipe's)"
+    )
     p.add_argument("--csv", metavar="CSV", help="forecast: write every window's forecasts")
 
 
@@ -49,7 +68,9 @@ def run(a: argparse.Namespace) -> int:
     takes = inspect.signature(spec.evaluate).parameters
     for k in options:
         if k not in takes:
-            raise ValueError(f"evaluate: --{k.replace('_', '-')} does not apply to {task} checkpoints")
+            raise ValueError(
+                f"evaluate: --{k.replace('_', '-')} does not apply to {task} checkpoints"
+            )
     print(json.dumps(spec.evaluate(a.checkpoint, **options)))
     return 0
 

@@ -22,13 +22,20 @@ def _csv_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``explain`` to an ``argparse`` sub-parser set; returns the new parser."""
-    help_text = "gradient flow, clipping and gate plots (PNG + JSON) for a checkpoint, recipe or the adding problem"
-    p = subparsers.add_parser("explain", help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    help_text = (
+        "gradient flow, clipping and gate plots (PNG + JSON) for a checkpoint, recipe or the "
+        "adding problem"
+    )
+    p = subparsers.add_parser(
+        "explain", help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+    )
     p.add_argument("target", help="a checkpoint directory (or a run directory: its best/), a YAML "
                    "recipe (fresh model) or 'adding'")
     p.add_argument("--out", metavar="DIR", help="output directory (default explain/<target name>)")
@@ -47,7 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--hidden", type=int, default=128, help="hidden size (default 128)")
     g.add_argument("--batch", type=int, default=50, help="training batch (default 50)")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
-    g.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0 = none (default 1)")
+    g.add_argument(
+        "--clip", type=float, default=1.0, help="max gradient norm, 0 = none (default 1)"
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_explain)
     return p

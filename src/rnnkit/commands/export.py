@@ -17,8 +17,12 @@ def _export(a: argparse.Namespace) -> int:
 
     info = export_checkpoint(a.checkpoint, a.format, a.out, verify=not a.no_verify, atol=a.atol,
                              opset=a.opset)
-    print(json.dumps({k: info[k] for k in ("file", "format", "task", "inputs", "outputs", "state")}
-                     | ({"max_abs_diff": info["verify"]["max_abs_diff"]} if "verify" in info else {})))
+    print(
+        json.dumps(
+            {k: info[k] for k in ("file", "format", "task", "inputs", "outputs", "state")}
+            | ({"max_abs_diff": info["verify"]["max_abs_diff"]} if "verify" in info else {})
+        )
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``rnnkit forecast train|evaluate|predict|backtest``: parse, call :mod:`rnnkit.tasks.forecast`, print.
+"""``rnnkit forecast train|evaluate|predict|backtest``: parse, call :mod:`rnnkit.tasks.forecast`,
+print.
 
 ::
 
@@ -24,20 +25,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``train|evaluate|predict|backtest`` sub-commands to the ``forecast`` parser."""
     sub = p.add_subparsers(dest="forecast_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train from a recipe; report vs baselines, plot, CSV")
-    t.add_argument("recipe", help="YAML recipe with task: forecast (e.g. configs/forecast_airline.yaml)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value")
+    t.add_argument(
+        "recipe", help="YAML recipe with task: forecast (e.g. configs/forecast_airline.yaml)"
+    )
+    t.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value"
+    )
     t.add_argument("--out", metavar="DIR", help="run directory")
-    t.add_argument("--data-dir", metavar="DIR", help="directory a relative data.path is looked up in")
+    t.add_argument(
+        "--data-dir", metavar="DIR", help="directory a relative data.path is looked up in"
+    )
     e = sub.add_parser("evaluate", help="metrics of a checkpoint and the baselines on a split")
     e.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/)")
-    e.add_argument("--data", metavar="FILE", help="another file with the same columns (default: the recipe's)")
+    e.add_argument(
+        "--data", metavar="FILE", help="another file with the same columns (default: the recipe's)"
+    )
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--data-dir", metavar="DIR")
     e.add_argument("--plot", metavar="PNG", help="write a plot of the last window of each series")
     e.add_argument("--csv", metavar="CSV", help="write every window's forecasts")
     f = sub.add_parser("predict", help="forecast the steps after the end of each series, to CSV")
     f.add_argument("checkpoint")
-    f.add_argument("--data", required=True, metavar="FILE", help="history (plus future-covariate rows)")
+    f.add_argument(
+        "--data", required=True, metavar="FILE", help="history (plus future-covariate rows)"
+    )
     f.add_argument("--output", required=True, metavar="CSV", help="where to write the forecasts")
     f.add_argument("--plot", metavar="PNG", help="also plot history, forecast and interval")
     b = sub.add_parser("backtest", help="rolling-origin backtest, retraining for each fold")
@@ -65,14 +76,22 @@ def run(a: argparse.Namespace) -> int:
         print(json.dumps({"run_dir": s["run_dir"], "split": s["report"]["split"],
                           "metrics": s["report"]["metrics"]}))
     elif a.forecast_command == "evaluate":
-        r = evaluate_checkpoint(a.checkpoint, data=a.data, split=a.split, data_dir=a.data_dir, plot=a.plot, csv=a.csv)
+        r = evaluate_checkpoint(
+            a.checkpoint, data=a.data, split=a.split, data_dir=a.data_dir, plot=a.plot, csv=a.csv
+        )
         print(format_report(r["metrics"]))
         print(json.dumps(r))
     elif a.forecast_command == "predict":
         df = predict_checkpoint(a.checkpoint, a.data, output=a.output, plot=a.plot)
-        print(json.dumps({"output": a.output, "rows": len(df), "series": int(df["series_id"].nunique())}))
+        print(
+            json.dumps(
+                {"output": a.output, "rows": len(df), "series": int(df["series_id"].nunique())}
+            )
+        )
     else:
-        r = backtest(a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir)
+        r = backtest(
+            a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir
+        )
         print(format_report(r["mean"]))
         print(json.dumps({"out": a.out, "mean": r["mean"]}))
     return 0
@@ -80,8 +99,11 @@ def run(a: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``forecast`` on the ``rnnkit`` sub-command parsers (``func`` = :func:`run`)."""
-    p = subparsers.add_parser("forecast", help="time-series forecasting: train, evaluate, predict, backtest",
-                              description="Time-series forecasting: train, evaluate, predict, backtest.")
+    p = subparsers.add_parser(
+        "forecast",
+        help="time-series forecasting: train, evaluate, predict, backtest",
+        description="Time-series forecasting: train, evaluate, predict, backtest.",
+    )
     add_arguments(p)
     p.set_defaults(func=run)
     return p

@@ -1,5 +1,5 @@
-"""``rnnkit generate CKPT --prompt TEXT --length N [--temperature T] [--top-k K] [--top-p P] [--seed S]``:
-text from a language-model checkpoint, printed as it is produced."""
+"""``rnnkit generate CKPT --prompt TEXT --length N [--temperature T] [--top-k K] [--top-p P]
+[--seed S]``: text from a language-model checkpoint, printed as it is produced."""
 from __future__ import annotations
 
 import argparse
@@ -13,12 +13,20 @@ HELP = "generate text from a language-model checkpoint, printed as it is produce
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint directory of a language model")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new line)")
-    p.add_argument("--length", type=int, default=500, metavar="N", help="tokens to generate (default 500)")
+    p.add_argument(
+        "--length", type=int, default=500, metavar="N", help="tokens to generate (default 500)"
+    )
     p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                    help="softmax temperature; 0 = greedy (default 1.0)")
-    p.add_argument("--top-k", type=int, metavar="K", help="sample among the K most likely tokens only")
-    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: smallest set of tokens "
-                   "with total probability >= P")
+    p.add_argument(
+        "--top-k", type=int, metavar="K", help="sample among the K most likely tokens only"
+    )
+    p.add_argument(
+        "--top-p",
+        type=float,
+        metavar="P",
+        help="nucleus sampling: smallest set of tokens with total probability >= P",
+    )
     p.add_argument("--seed", type=int, metavar="S", help="random seed (same seed, same text)")
 
 

@@ -38,7 +38,9 @@ def gather_inputs(a: argparse.Namespace) -> list[str]:
                 with open(a.file, encoding="utf-8") as f:
                     lines = f.read().splitlines()
             except UnicodeDecodeError as e:
-                raise ValueError(f"--file {a.file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+                raise ValueError(
+                    f"--file {a.file}: not UTF-8 text ({e.reason} at byte {e.start})"
+                ) from None
         items.extend(line for line in lines if line.strip())
     if not items:
         raise ValueError("predict: no input; give inputs as arguments or --file FILE (- for stdin)")
@@ -48,11 +50,19 @@ def gather_inputs(a: argparse.Namespace) -> list[str]:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``predict`` to an ``argparse`` sub-parser set; returns the new parser."""
     help_text = "run a trained checkpoint (classifier, tagger, translator, audio) on new inputs"
-    p = subparsers.add_parser("predict", help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    p = subparsers.add_parser(
+        "predict", help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+    )
     p.add_argument("checkpoint", help="checkpoint directory (a run's best/ or last/)")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="inputs: audio files (WAV, FLAC, OGG) or texts, depending on the checkpoint")
-    p.add_argument("--file", metavar="FILE", help="read more inputs from FILE, one per line ('-' = stdin)")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="inputs: audio files (WAV, FLAC, OGG) or texts, depending on the checkpoint",
+    )
+    p.add_argument(
+        "--file", metavar="FILE", help="read more inputs from FILE, one per line ('-' = stdin)"
+    )
     p.add_argument("--top-k", type=int, metavar="K", help="classifiers: show the K most likely "
                    "labels (default 1)")
     p.add_argument("--beam-size", type=int, metavar="N",
@@ -81,7 +91,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     takes = inspect.signature(spec.predict).parameters
     for k in options:
         if k not in takes:
-            raise ValueError(f"predict: --{k.replace('_', '-')} does not apply to {task} checkpoints")
+            raise ValueError(
+                f"predict: --{k.replace('_', '-')} does not apply to {task} checkpoints"
+            )
     for r in spec.predict(a.checkpoint, gather_inputs(a), **options):
         print(json.dumps(r) if a.json else r["text"])
     return 0

@@ -24,7 +24,9 @@ def run(a: argparse.Namespace) -> int:
     try:
         print(_csteps.build(force=a.force))
     except RuntimeError as e:  # no compiler, or it failed
-        raise ValueError(f"{e}\n(rnnkit works without it: the fused scans run pure-torch steps)") from e
+        raise ValueError(
+            f"{e}\n(rnnkit works without it: the fused scans run pure-torch steps)"
+        ) from e
     return 0
 
 
@@ -33,6 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("build-steps", help="compile the fused CPU scans' C step library "
                               "now and print its path (else it is built on first use)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--force", action="store_true", help="rebuild even if the cached library is there")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild even if the cached library is there"
+    )
     p.set_defaults(func=run)
     return p

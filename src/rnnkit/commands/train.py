@@ -1,4 +1,6 @@
-"""``rnnkit train RECIPE.yaml [--set key=value ...] [--resume RUN_DIR] [--data-dir DIR] [--out DIR]``."""
+"""``rnnkit train RECIPE.yaml [--set key=value ...] [--resume RUN_DIR] [--data-dir DIR]
+[--out DIR]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,17 +13,38 @@ HELP = "train a model from a YAML recipe"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", nargs="?", help="YAML recipe (e.g. configs/shakespeare_char.yaml); optional "
-                   "with --resume, which then reuses the run's saved config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set optim.lr=0.001 --set trainer.devices=2 "
-                   "(repeatable; the value is converted to the key's type)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly from its last/ "
-                   "checkpoint (model, optimizer, schedule, RNG, position in the epoch)")
-    p.add_argument("--data-dir", metavar="DIR", help="directory holding known corpora (ptb/, wikitext2/, ...); "
-                   "overrides data.data_dir and $RNNKIT_DATA")
-    p.add_argument("--out", metavar="DIR", help="run directory (default: <trainer.out_dir>/<recipe name>, "
-                   "with -2, -3, ... appended if taken)")
+    p.add_argument(
+        "recipe",
+        nargs="?",
+        help="YAML recipe (e.g. configs/shakespeare_char.yaml); optional "
+        "with --resume, which then reuses the run's saved config",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optim.lr=0.001 --set trainer.devices=2 "
+        "(repeatable; the value is converted to the key's type)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR exactly from its last/ "
+        "checkpoint (model, optimizer, schedule, RNG, position in the epoch)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory holding known corpora (ptb/, wikitext2/, ...); "
+        "overrides data.data_dir and $RNNKIT_DATA",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run directory (default: <trainer.out_dir>/<recipe name>, "
+        "with -2, -3, ... appended if taken)",
+    )
 
 
 def run(a: argparse.Namespace) -> int:
@@ -42,7 +65,11 @@ def run(a: argparse.Namespace) -> int:
         name = Path(a.resume).name
     summary = run_training(cfg, recipe_name=name, out=a.out, resume=a.resume, data_dir=a.data_dir)
     if summary:
-        print(json.dumps({k: summary[k] for k in ("run_dir", "stopped", "val", "test") if k in summary}))
+        print(
+            json.dumps(
+                {k: summary[k] for k in ("run_dir", "stopped", "val", "test") if k in summary}
+            )
+        )
     return 0
 
 

@@ -30,15 +30,24 @@ def _tune(a: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``tune`` to an ``argparse`` sub-parser set."""
-    h = "hyperparameter search (Optuna: TPE/random/grid, median/hyperband pruning, SQLite, resumable)"
+    h = (
+        "hyperparameter search (Optuna: TPE/random/grid, median/hyperband pruning, SQLite, "
+        "resumable)"
+    )
     p = subparsers.add_parser("tune", help=h, description=h[0].upper() + h[1:] + ".")
-    p.add_argument("recipe", help="a recipe with a search: section (e.g. configs/shakespeare_char_search.yaml)")
+    p.add_argument(
+        "recipe", help="a recipe with a search: section (e.g. configs/shakespeare_char_search.yaml)"
+    )
     p.add_argument("--trials", type=int, metavar="N", help="finished trials the study should hold "
                    "(default search.trials); counted across resumes and workers")
-    p.add_argument("--out", metavar="DIR", help="output directory (default <trainer.out_dir>/tune/<recipe>)")
+    p.add_argument(
+        "--out", metavar="DIR", help="output directory (default <trainer.out_dir>/tune/<recipe>)"
+    )
     p.add_argument("--storage", metavar="FILE|URL", help="study storage (default OUT/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: the recipe's file name)")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="stop starting trials after S seconds"
+    )
     p.add_argument("--data-dir", metavar="DIR", help="directory holding known datasets")
     p.set_defaults(func=_tune)
     return p

@@ -2,7 +2,7 @@
 
 ::
 
-    rnnkit export runs/shakespeare_char/best --format onnx            # -> .../best.onnx + best.onnx.json
+    rnnkit export runs/shakespeare_char/best --format onnx  # -> .../best.onnx + best.onnx.json
     rnnkit export runs/fsdd/best --format torchscript --out fsdd.pt
 
 The graph is the task's inference step with the state as explicit inputs/outputs and a
@@ -64,11 +64,19 @@ def export_module(spec: ExportSpec, fmt: str, path: str | Path, *, opset: int = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer and deprecation warnings about the checks we bake in
+        # tracer and deprecation warnings about the checks we bake in
+        warnings.simplefilter("ignore")
         if fmt == "onnx":
-            torch.onnx.export(spec.module, spec.example_inputs, str(path), input_names=spec.input_names,
-                              output_names=spec.output_names, dynamic_axes=spec.dynamic_axes,
-                              opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                spec.module,
+                spec.example_inputs,
+                str(path),
+                input_names=spec.input_names,
+                output_names=spec.output_names,
+                dynamic_axes=spec.dynamic_axes,
+                opset_version=opset,
+                dynamo=False,
+            )
         elif fmt == "torchscript":
             traced = torch.jit.trace(spec.module, spec.example_inputs, check_trace=False)
             traced.save(str(path))
@@ -119,11 +127,17 @@ def verify_export(spec: ExportSpec, run, sizes: tuple[tuple[int, int], ...] = ((
         n_state = len(spec.state)
         ref_in, got_in = list(xs), list(xs)
         if k and n_state:
-            ref_in[-n_state:], got_in[-n_state:] = ref_state, [torch.from_numpy(s) for s in got_state]
+            ref_in[-n_state:], got_in[-n_state:] = (
+                ref_state,
+                [torch.from_numpy(s) for s in got_state],
+            )
         with torch.no_grad():
             ref = [o.numpy() for o in spec.module(*ref_in)]
         got = run(*got_in)
-        diffs = {n: float(np.abs(np.asarray(g) - r).max()) for n, g, r in zip(spec.output_names, got, ref)}
+        diffs = {
+            n: float(np.abs(np.asarray(g) - r).max())
+            for n, g, r in zip(spec.output_names, got, ref)
+        }
         checks.append({"T": T, "B": B, "carried_state": bool(k and n_state), "max_abs_diff": diffs})
         worst = max(worst, *diffs.values())
         if n_state:
@@ -152,10 +166,18 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path
     path = Path(out) if out is not None else ckpt.with_name(ckpt.name + FORMATS[fmt])
     export_module(spec, fmt, path, opset=opset)
     info: dict[str, Any] = {
-        "format": fmt, "file": str(path), "checkpoint": str(ckpt), "task": spec.task,
-        "inputs": spec.input_names, "outputs": spec.output_names,
-        "dynamic_axes": {k: {str(a): s for a, s in v.items()} for k, v in spec.dynamic_axes.items()},
-        "state": [list(p) for p in spec.state], "meta": spec.meta, "torch": torch.__version__,
+        "format": fmt,
+        "file": str(path),
+        "checkpoint": str(ckpt),
+        "task": spec.task,
+        "inputs": spec.input_names,
+        "outputs": spec.output_names,
+        "dynamic_axes": {
+            k: {str(a): s for a, s in v.items()} for k, v in spec.dynamic_axes.items()
+        },
+        "state": [list(p) for p in spec.state],
+        "meta": spec.meta,
+        "torch": torch.__version__,
     }
     if fmt == "onnx":
         info["opset"] = opset

@@ -19,7 +19,8 @@ layer's forward and backward, one thread; ``benchmarks/results/bench_split_s5.js
 against the earlier setting (mmap threshold 32 MB, trim threshold 1 GB):
 
 - B=128, T=400, H=512: LayerNorm-LSTM forward 1.85-1.90 -> 1.06-1.62 s (its backward also
-  changed, see :mod:`rnnkit.kernels.fused.layernorm`), forward+backward 1.87-2.11x -> 0.99-1.01x torch.nn.LSTM's;
+  changed, see :mod:`rnnkit.kernels.fused.layernorm`), forward+backward 1.87-2.11x ->
+  0.99-1.01x torch.nn.LSTM's;
 - B=32, T=100, H=256, where the LayerNorm-LSTM's blocks are under 32 MB and were kept
   either way: torch.nn.LSTM, whose oneDNN workspace is larger, took 53-56 ms forward+backward
   in ``rnnkit bench`` (``bench_targets_matrix_s4*.json``), 43-44 ms tuned (``_s5*.json``).

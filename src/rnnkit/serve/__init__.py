@@ -31,7 +31,8 @@ __all__ = ["load_predictor", "LMPredictor", "AnomalyPredictor", "ForecastPredict
 
 def load_predictor(checkpoint: str | Path, *, int8: bool = False) -> Any:
     """The streaming predictor of a checkpoint, from its pipeline's TaskSpec; ``int8``
-    quantises its recurrent and linear layers dynamically (:func:`rnnkit.compress.quantize_dynamic`)."""
+    quantises its recurrent and linear layers dynamically
+    (:func:`rnnkit.compress.quantize_dynamic`)."""
     from rnnkit.train.checkpoint import read_config
     from rnnkit.train.task import get_task_spec, task_names
 

@@ -5,7 +5,8 @@ Endpoints (only those of the checkpoint's task are mounted, so ``/openapi.json``
 
     GET  /health      {"status": "ok", "task", "checkpoint", "requests", "uptime_s"}
     GET  /info        task facts and the limits below
-    POST /generate    lm:       {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed"} -> {"text"}
+    POST /generate    lm:       {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed"}
+                                -> {"text"}
     POST /predict     lm:       {"texts": [...]} -> per-text loss / ppl / bits
                       audio:    {"audio": [...], "sample_rate", "top_k"} -> label, prob, top
                       classify, tag, translate: {"texts": [...], "top_k", "beam_size", "max_len"}
@@ -104,7 +105,9 @@ class BodyLimit:
             try:
                 msg = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
             except asyncio.TimeoutError:
-                return await _close_with(send, 408, f"request body not received within {self.timeout:g} s")
+                return await _close_with(
+                    send, 408, f"request body not received within {self.timeout:g} s"
+                )
             if msg["type"] != "http.request":  # client went away
                 return None
             chunks.append(msg.get("body", b""))
@@ -178,7 +181,13 @@ def _validation_errors(e: RequestValidationError, limit: int = 20) -> list[dict[
         out.append({"loc": [_short(p, 60) for p in x.get("loc", ())], "msg": _short(str(msg)),
                     "type": str(x.get("type", "value_error"))})
     if len(errs) > limit:
-        out.append({"loc": ["body"], "msg": f"and {len(errs) - limit} more errors", "type": "too_many_errors"})
+        out.append(
+            {
+                "loc": ["body"],
+                "msg": f"and {len(errs) - limit} more errors",
+                "type": "too_many_errors",
+            }
+        )
     return out
 
 
@@ -220,7 +229,8 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
                   description=f"rnnkit {task} checkpoint {name}")
 
     def clean(msg: str) -> str:
-        """One line, no server path (the checkpoint's, a temporary file's), at most 1000 characters."""
+        """One line, no server path (the checkpoint's, a temporary file's), at most 1000
+        characters."""
         for h in hide:
             msg = msg.replace(h, name)
         msg = _SERVER_TMP.sub("request", " ".join(msg.split()))
@@ -236,9 +246,20 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
-        if e.status_code == 400:  # FastAPI's answer to a body that is not UTF-8: 422 as for bad JSON
-            return JSONResponse(status_code=422, content={"detail": [
-                {"loc": ["body"], "msg": "JSON decode error: the body is not UTF-8 text", "type": "json_invalid"}]})
+        # FastAPI's answer to a body that is not UTF-8: 422 as for bad JSON
+        if e.status_code == 400:
+            return JSONResponse(
+                status_code=422,
+                content={
+                    "detail": [
+                        {
+                            "loc": ["body"],
+                            "msg": "JSON decode error: the body is not UTF-8 text",
+                            "type": "json_invalid",
+                        }
+                    ]
+                },
+            )
         return await http_exception_handler(request, e)
 
     async def run(fn, *a, **k):
@@ -251,8 +272,14 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
     @app.get("/health")
     async def health() -> dict[str, Any]:  # on the event loop: never behind the model's queue
-        return {"status": "ok", "task": task, "checkpoint": name, "int8": int8,
-                "requests": counters["requests"], "uptime_s": round(time.time() - counters["started"], 1)}
+        return {
+            "status": "ok",
+            "task": task,
+            "checkpoint": name,
+            "int8": int8,
+            "requests": counters["requests"],
+            "uptime_s": round(time.time() - counters["started"], 1),
+        }
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -321,21 +348,29 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
     elif task in ("classify", "tag", "translate"):
         class TextsRequest(_Strict):
-            texts: Annotated[list[Annotated[str, Field(min_length=1, max_length=lim.max_prompt_chars)]],
-                             Field(min_length=1, max_length=min(Items, 256))]
+            texts: Annotated[
+                list[Annotated[str, Field(min_length=1, max_length=lim.max_prompt_chars)]],
+                Field(min_length=1, max_length=min(Items, 256)),
+            ]
             top_k: int = Field(1, ge=1, le=100, description="classify: labels per text")
             beam_size: int = Field(5, ge=1, le=32, description="translate: beam width")
-            max_len: int = Field(100, ge=1, le=lim.max_tokens, description="translate: longest output")
+            max_len: int = Field(
+                100, ge=1, le=lim.max_tokens, description="translate: longest output"
+            )
 
         @app.post("/predict", responses=_BODY_ERRORS)
         async def predict_texts(r: TextsRequest) -> dict[str, Any]:
-            res = await run(pred.predict, r.texts, top_k=r.top_k, beam_size=r.beam_size, max_len=r.max_len)
+            res = await run(
+                pred.predict, r.texts, top_k=r.top_k, beam_size=r.beam_size, max_len=r.max_len
+            )
             return {"results": res}
 
     elif task == "audio":
         class AudioRequest(_Strict):
-            audio: Annotated[list[Annotated[float, Field(ge=-1e6, le=1e6)]],
-                             Field(min_length=1, max_length=Items, description="samples, usually in [-1, 1]")]
+            audio: Annotated[
+                list[Annotated[float, Field(ge=-1e6, le=1e6)]],
+                Field(min_length=1, max_length=Items, description="samples, usually in [-1, 1]"),
+            ]
             sample_rate: int = Field(8000, ge=1000, le=192_000)
             top_k: int = Field(1, ge=1, le=100)
 
