@@ -76,11 +76,15 @@ def load_anomaly_recipe(path: str | Path, overrides: list[str] | None = None) ->
     """A typed anomaly recipe (``task: anomaly``)."""
     cfg = load_recipe(path, overrides)
     if cfg.task != "anomaly":
-        raise ConfigError(f"{path}: task is {cfg.task!r}; expected an anomaly recipe (task: anomaly)")
+        raise ConfigError(
+            f"{path}: task is {cfg.task!r}; expected an anomaly recipe (task: anomaly)"
+        )
     return cfg
 
 
-def read_series(path: str | Path, time_col: str = "timestamp", value_col: str = "value") -> tuple[pd.DatetimeIndex, np.ndarray]:
+def read_series(
+    path: str | Path, time_col: str = "timestamp", value_col: str = "value"
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """A user series, validated strictly (duplicate/decreasing timestamps and non-numeric
     values are one-line errors naming the file, row and column)."""
     if (time_col, value_col) == ("timestamp", "value"):
@@ -93,15 +97,24 @@ def read_series(path: str | Path, time_col: str = "timestamp", value_col: str = 
 
 def _fit_end(n: int, fraction: float) -> int:
     if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"config key 'data.fit_fraction': expected a value in (0, 1], got {fraction}")
+        raise ConfigError(
+            f"config key 'data.fit_fraction': expected a value in (0, 1], got {fraction}"
+        )
     return max(1, int(math.floor(fraction * n)))
 
 
 # --------------------------------------------------------------------------- functions
 
 
-def run_nab(detector: str | DetectorConfig, data: AnomalyDataConfig | None = None, *, out: str | Path | None = None,
-            seed: int = 42, plots: bool = True, log=print) -> dict:
+def run_nab(
+    detector: str | DetectorConfig,
+    data: AnomalyDataConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    seed: int = 42,
+    plots: bool = True,
+    log=print,
+) -> dict:
     """Score ``detector`` on NAB files and return :func:`~rnnkit.anomaly.benchmark.evaluate_nab`'s
     report (with the detector name); writes results CSVs and plots under ``out``."""
     data = data or AnomalyDataConfig()
@@ -115,14 +128,28 @@ def run_nab(detector: str | DetectorConfig, data: AnomalyDataConfig | None = Non
         th = report["profiles"]["standard"]["threshold"]
         for s, f in zip(corpus, files):
             family, fname = s.key.split("/", 1)
-            plot_series(Path(out) / report["detector"] / "plots" / family / fname.replace(".csv", ".png"),
-                        s.timestamps, s.values, f.scores, th, s.windows, probation=s.probation,
-                        title=f"{report['detector']}: {s.key}")
+            plot_series(
+                Path(out) / report["detector"] / "plots" / family / fname.replace(".csv", ".png"),
+                s.timestamps,
+                s.values,
+                f.scores,
+                th,
+                s.windows,
+                probation=s.probation,
+                title=f"{report['detector']}: {s.key}",
+            )
     return report
 
 
-def train_series(csv: str | Path, detector: DetectorConfig, out: str | Path, *, fit_fraction: float = 0.15,
-                 time_col: str = "timestamp", value_col: str = "value") -> Detector:
+def train_series(
+    csv: str | Path,
+    detector: DetectorConfig,
+    out: str | Path,
+    *,
+    fit_fraction: float = 0.15,
+    time_col: str = "timestamp",
+    value_col: str = "value",
+) -> Detector:
     """Fit ``detector`` on the first ``fit_fraction`` of a CSV series and save it to ``out``."""
     _, values = read_series(csv, time_col, value_col)
     det = build_detector(detector).fit(values, fit_end=_fit_end(len(values), fit_fraction))
@@ -147,7 +174,9 @@ def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = 
         scores = np.array([scorer.update(v) for v in values])
     else:
         scores = det.score(values)
-    frame = pd.DataFrame({time_col: ts.strftime("%Y-%m-%d %H:%M:%S"), value_col: values, "anomaly_score": scores})
+    frame = pd.DataFrame(
+        {time_col: ts.strftime("%Y-%m-%d %H:%M:%S"), value_col: values, "anomaly_score": scores}
+    )
     if threshold is not None:
         frame["is_anomaly"] = (scores >= threshold).astype(int)
     if out is not None:
@@ -163,8 +192,10 @@ def _series_for(d: AnomalyDataConfig, data_dir: str | None) -> tuple[np.ndarray,
     """``(values, fit_end, name)`` of the one series an ``rnnkit train`` recipe names."""
     if d.source == "nab":
         if len(d.files) != 1:
-            raise ConfigError("config key 'data.files': `rnnkit train` fits one NAB file; give exactly one key "
-                              "(e.g. [realKnownCause/nyc_taxi.csv]), or use `rnnkit anomaly nab` for many")
+            raise ConfigError(
+                "config key 'data.files': `rnnkit train` fits one NAB file; give exactly one key "
+                "(e.g. [realKnownCause/nyc_taxi.csv]), or use `rnnkit anomaly nab` for many"
+            )
         s = load_nab_corpus(default_nab_root(data_dir or d.data_dir), files=d.files)[0]
         return s.values, s.probation, s.key
     _, values = read_series(d.source, d.time_col, d.value_col)
@@ -192,7 +223,9 @@ class AnomalyTask:
 
     def setup(self, rank: int, world_size: int) -> None:
         if world_size != 1:
-            raise ConfigError("config key 'trainer.devices': an anomaly detector trains in one process")
+            raise ConfigError(
+                "config key 'trainer.devices': an anomaly detector trains in one process"
+            )
 
     def steps_per_epoch(self, epoch: int) -> int:
         return len(self.detector.batches(epoch))
@@ -218,10 +251,17 @@ class AnomalyTask:
         was = self.model.training
         self.detector.fit_error_model()
         self.model.train(was)
-        state = {"mean": self.detector.mean, "std": self.detector.std, "fit_end": self.detector.fit_end,
-                 "train_end": self.detector.train_end, "error_model": self.detector.base.to_dict(),
-                 "history": {"series": self.series}}
-        (directory / "detector.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+        state = {
+            "mean": self.detector.mean,
+            "std": self.detector.std,
+            "fit_end": self.detector.fit_end,
+            "train_end": self.detector.train_end,
+            "error_model": self.detector.base.to_dict(),
+            "history": {"series": self.series},
+        }
+        (directory / "detector.json").write_text(
+            json.dumps(state, indent=1) + "\n", encoding="utf-8"
+        )
 
 
 def build_anomaly_task(config: RunConfig, data_dir: str | None = None) -> AnomalyTask:
@@ -238,12 +278,16 @@ def _export(directory: Path) -> ExportSpec:
     return anomaly_export_spec(load_detector(directory))
 
 
-SPEC = register_task(TaskSpec(
-    name="anomaly",
-    data_config=AnomalyDataConfig,
-    model_config=DetectorConfig,
-    build=build_anomaly_task,
-    description="time-series anomaly detection (LSTM-AD prediction error, EncDec-AD reconstruction)",
-    predictor=_predictor,
-    export=_export,
-))
+SPEC = register_task(
+    TaskSpec(
+        name="anomaly",
+        data_config=AnomalyDataConfig,
+        model_config=DetectorConfig,
+        build=build_anomaly_task,
+        description=(
+            "time-series anomaly detection (LSTM-AD prediction error, EncDec-AD reconstruction)"
+        ),
+        predictor=_predictor,
+        export=_export,
+    )
+)

@@ -158,7 +158,9 @@ class AudioTask:
         d: AudioDataConfig = config.data
         for key in ("batch_size", "eval_batch_size"):
             if getattr(d, key) < 1:
-                raise ConfigError(f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}")
+                raise ConfigError(
+                    f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
+                )
         self.config, self.seed = config, config.trainer.seed
         src, labels, pattern = resolve_source(d, data_dir)
         self.items = list_audio(src, labels, pattern, d.path_column, d.label_column)
@@ -169,10 +171,19 @@ class AudioTask:
         train = np.concatenate([feats[i] for i in self.parts["train"]])  # (sum T, F)
         self.stats = {"normalize": d.normalize, "mean": train.mean(0).tolist(),
                       "std": (train.std(0) + 1e-5).tolist()}
-        self.data = {s: [(torch.from_numpy(normalise_features(feats[i], self.stats)), index[self.items.labels[i]])
-                         for i in idx] for s, idx in self.parts.items()}
-        self.model = build_model(AudioClassifier, config.model, d.features.num_features, len(self.classes),
-                                 run=config)
+        self.data = {
+            s: [
+                (
+                    torch.from_numpy(normalise_features(feats[i], self.stats)),
+                    index[self.items.labels[i]],
+                )
+                for i in idx
+            ]
+            for s, idx in self.parts.items()
+        }
+        self.model = build_model(
+            AudioClassifier, config.model, d.features.num_features, len(self.classes), run=config
+        )
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self.rank, self.world = 0, 1
 
@@ -212,7 +223,9 @@ class AudioTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         if split not in self.data:
-            raise ValueError(f"split {split!r} is empty or unknown; available: {', '.join(self.data)}")
+            raise ValueError(
+                f"split {split!r} is empty or unknown; available: {', '.join(self.data)}"
+            )
         return _evaluate(model, self.data[split], self.config.data.eval_batch_size)
 
     def write_assets(self, directory: Path) -> None:
@@ -222,7 +235,9 @@ class AudioTask:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, data: list[tuple[Tensor, int]], batch_size: int) -> dict[str, float]:
+def _evaluate(
+    model: nn.Module, data: list[tuple[Tensor, int]], batch_size: int
+) -> dict[str, float]:
     """Mean cross-entropy and accuracy; batches sorted by length to limit padding."""
     was = model.training
     model.eval()
@@ -265,15 +280,24 @@ def load_audio_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
             raise CheckpointError(f"{d / name}: corrupted ({e})") from None
     classes, feats = assets["labels.json"], assets["features.json"]
     fcfg = from_dict(FeatureConfig, feats["features"], "features")
-    model = build_model(AudioClassifier, cfg.model, fcfg.num_features, len(classes), run=cfg, training=False,
-                        source=d / "config.json")
+    model = build_model(
+        AudioClassifier,
+        cfg.model,
+        fcfg.num_features,
+        len(classes),
+        run=cfg,
+        training=False,
+        source=d / "config.json",
+    )
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, classes, {**feats, "features": fcfg}, cfg
 
 
 @torch.no_grad()
-def predict_files(directory: str | Path, files: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
+def predict_files(
+    directory: str | Path, files: list[str | Path], top_k: int = 1
+) -> list[dict[str, Any]]:
     """Label and probability of each audio file (resampled to the checkpoint's rate).
 
     Returns ``[{"file", "label", "prob", "top": [[label, prob], ...]}]``.
@@ -283,7 +307,8 @@ def predict_files(directory: str | Path, files: list[str | Path], top_k: int = 1
     out = []
     for f in files:
         y, _ = load_audio(f, fcfg.sample_rate)
-        x = torch.from_numpy(normalise_features(compute_features(y, fcfg), feats))[None]  # (1, T, F)
+        # (1, T, F)
+        x = torch.from_numpy(normalise_features(compute_features(y, fcfg), feats))[None]
         p = torch.softmax(model(x, torch.tensor([x.shape[1]])).float(), -1)[0]  # (K,)
         probs, idx = p.topk(min(top_k, len(classes)))
         top = [[classes[int(i)], float(q)] for q, i in zip(probs, idx)]
@@ -291,13 +316,17 @@ def predict_files(directory: str | Path, files: list[str | Path], top_k: int = 1
     return out
 
 
-def predict_inputs(checkpoint: str | Path, inputs: list[str], *, top_k: int = 1) -> list[dict[str, Any]]:
+def predict_inputs(
+    checkpoint: str | Path, inputs: list[str], *, top_k: int = 1
+) -> list[dict[str, Any]]:
     """``rnnkit predict`` for audio checkpoints: each input is an audio file's path."""
     out = predict_files(checkpoint, inputs, top_k=top_k)
     for r in out:
         rest = "  ".join(f"{label} {p:.3f}" for label, p in r["top"][1:])
         r["input"] = r["file"]
-        r["text"] = f"{Path(r['file']).name}\t{r['label']}\t{r['prob']:.3f}" + (f"\t{rest}" if rest else "")
+        r["text"] = f"{Path(r['file']).name}\t{r['label']}\t{r['prob']:.3f}" + (
+            f"\t{rest}" if rest else ""
+        )
     return out
 
 

@@ -5,11 +5,11 @@ spells its inference step out, with the recurrent state as explicit inputs and o
 (``h0``/``c0`` in, ``h_n``/``c_n`` out: the caller carries them from one call to the next)
 and ``lengths`` for padded batches of different lengths::
 
-    lm        tokens (T, B) int64, lengths (B,), h0 (L, B, H)[, c0]  ->  logits (T, B, V), h_n[, c_n]
-    anomaly   prediction:      x (T, B, 1), lengths (B,), h0[, c0]   ->  y (T, B, l), h_n[, c_n]
-              reconstruction:  x (L, B, 1)                           ->  x' (L, B, 1)
-    forecast  x (B, L, C+P+F), xf (B, H, F)[, lengths (B,)]          ->  params (B, H, C, K)
-    audio     x (B, T, F), lengths (B,)                              ->  logits (B, K)
+    lm        tokens (T, B) int64, lengths (B,), h0 (L, B, H)[, c0]  -> logits (T, B, V), h_n[, c_n]
+    anomaly   prediction:      x (T, B, 1), lengths (B,), h0[, c0]   -> y (T, B, l), h_n[, c_n]
+              reconstruction:  x (L, B, 1)                           -> x' (L, B, 1)
+    forecast  x (B, L, C+P+F), xf (B, H, F)[, lengths (B,)]          -> params (B, H, C, K)
+    audio     x (B, T, F), lengths (B,)                              -> logits (B, K)
 
 Rows past a sequence's length are padding (outputs there carry no meaning; states are
 each sequence's own at its last step).  Each pipeline's
@@ -96,7 +96,9 @@ def _states(layout: list[tuple[int, int]], B: int, gen: torch.Generator) -> list
     return [0.5 * torch.randn(n, B, s, generator=gen) for n, s in layout]
 
 
-def _state_io(layout: list[tuple[int, int]]) -> tuple[list[str], list[str], dict[str, dict[int, str]]]:
+def _state_io(
+    layout: list[tuple[int, int]],
+) -> tuple[list[str], list[str], dict[str, dict[int, str]]]:
     ins = ["h0", "c0"][:len(layout)]
     outs = ["h_n", "c_n"][:len(layout)]
     return ins, outs, {n: {1: "B"} for n in ins + outs}
@@ -138,12 +140,17 @@ def lm_export_spec(model: nn.Module, vocab: Any, cfg: Any) -> ExportSpec:
         g = torch.Generator().manual_seed(seed)
         return (torch.randint(0, V, (T, B), generator=g), _lengths(T, B, g), *_states(layout, B, g))
 
-    return ExportSpec("lm", LMStep(model).eval(), make(7, 3), ["tokens", "lengths", *s_in],
-                      ["logits", *s_out],
-                      {"tokens": {0: "T", 1: "B"}, "lengths": {0: "B"}, "logits": {0: "T", 1: "B"}, **s_axes},
-                      list(zip(s_in, s_out)),
-                      {"vocab_size": V, "level": vocab.level, "state_shapes": layout, "cell": cfg.model.cell},
-                      make)
+    return ExportSpec(
+        "lm",
+        LMStep(model).eval(),
+        make(7, 3),
+        ["tokens", "lengths", *s_in],
+        ["logits", *s_out],
+        {"tokens": {0: "T", 1: "B"}, "lengths": {0: "B"}, "logits": {0: "T", 1: "B"}, **s_axes},
+        list(zip(s_in, s_out)),
+        {"vocab_size": V, "level": vocab.level, "state_shapes": layout, "cell": cfg.model.cell},
+        make,
+    )
 
 
 # --------------------------------------------------------------------------- anomaly
@@ -171,7 +178,8 @@ class _Reconstruct(nn.Module):
 
 
 def anomaly_export_spec(det: Any) -> ExportSpec:
-    """The ExportSpec of a loaded anomaly detector (:func:`rnnkit.anomaly.detectors.load_detector`)."""
+    """The ExportSpec of a loaded anomaly detector
+    (:func:`rnnkit.anomaly.detectors.load_detector`)."""
     from rnnkit.anomaly.detectors import PredictionDetector
 
     c = det.config
@@ -185,10 +193,17 @@ def anomaly_export_spec(det: Any) -> ExportSpec:
             g = torch.Generator().manual_seed(seed)
             return (torch.randn(T, B, 1, generator=g), _lengths(T, B, g), *_states(layout, B, g))
 
-        return ExportSpec("anomaly", PredictorStep(det.model).eval(), make(7, 3), ["x", "lengths", *s_in],
-                          ["y", *s_out], {"x": {0: "T", 1: "B"}, "lengths": {0: "B"}, "y": {0: "T", 1: "B"},
-                                          **s_axes},
-                          list(zip(s_in, s_out)), {**meta, "horizon": c.horizon, "state_shapes": layout}, make)
+        return ExportSpec(
+            "anomaly",
+            PredictorStep(det.model).eval(),
+            make(7, 3),
+            ["x", "lengths", *s_in],
+            ["y", *s_out],
+            {"x": {0: "T", 1: "B"}, "lengths": {0: "B"}, "y": {0: "T", 1: "B"}, **s_axes},
+            list(zip(s_in, s_out)),
+            {**meta, "horizon": c.horizon, "state_shapes": layout},
+            make,
+        )
     for name in ("encoder", "decoder"):
         _check_exportable(getattr(det.model, name), f"the autoencoder's {name}")
     L = c.window
@@ -197,8 +212,17 @@ def anomaly_export_spec(det: Any) -> ExportSpec:
         g = torch.Generator().manual_seed(seed)
         return (torch.randn(L, B, 1, generator=g),)  # the window length is fixed: L
 
-    return ExportSpec("anomaly", _Reconstruct(det.model).eval(), make_w(L, 3), ["x"], ["reconstruction"],
-                      {"x": {1: "B"}, "reconstruction": {1: "B"}}, [], {**meta, "window": L}, make_w)
+    return ExportSpec(
+        "anomaly",
+        _Reconstruct(det.model).eval(),
+        make_w(L, 3),
+        ["x"],
+        ["reconstruction"],
+        {"x": {1: "B"}, "reconstruction": {1: "B"}},
+        [],
+        {**meta, "window": L},
+        make_w,
+    )
 
 
 # --------------------------------------------------------------------------- forecasting
@@ -237,8 +261,17 @@ def forecast_export_spec(model: nn.Module, state: dict[str, Any], cfg: Any) -> E
         axes["lengths"] = {0: "B"}
     meta = {"input_length": L, "horizon": H, "targets": state["schema"]["targets"], "head": m.head,
             "n_features": I, "n_future": F, "strategy": m.strategy}
-    return ExportSpec("forecast", ForecastStep(model, with_lengths).eval(), make(max(L, 2), 3), names,
-                      ["params"], axes, [], meta, make)
+    return ExportSpec(
+        "forecast",
+        ForecastStep(model, with_lengths).eval(),
+        make(max(L, 2), 3),
+        names,
+        ["params"],
+        axes,
+        [],
+        meta,
+        make,
+    )
 
 
 # --------------------------------------------------------------------------- audio

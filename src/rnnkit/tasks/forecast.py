@@ -6,10 +6,10 @@ Task the Trainer runs, checkpoints) and this module, which registers the pipelin
 re-exports the parts' public names.  :mod:`rnnkit.commands.forecast` is the command line
 (``rnnkit forecast train|evaluate|predict|backtest``).
 
-:func:`train_forecast` runs the Trainer, then scores the best checkpoint and the baselines on the test
-split and writes ``report.json``, ``forecast.png`` (actuals, forecast, interval) and
-``test_forecasts.csv`` into the run directory.  ``predict_checkpoint`` forecasts the ``horizon`` steps
-after the end of each series in ``--data`` (known-future covariates for those steps go in
+:func:`train_forecast` runs the Trainer, then scores the best checkpoint and the baselines on the
+test split and writes ``report.json``, ``forecast.png`` (actuals, forecast, interval) and
+``test_forecasts.csv`` into the run directory.  ``predict_checkpoint`` forecasts the ``horizon``
+steps after the end of each series in ``--data`` (known-future covariates for those steps go in
 trailing rows with empty targets) and writes them to CSV.  ``backtest`` retrains on
 expanding windows: fold ``k`` of ``n`` drops the last ``(n-1-k) * step`` steps and tests on
 the end of what is left (rolling origin with refitting).
@@ -60,7 +60,9 @@ def format_report(metrics: dict[str, dict[str, float]]) -> str:
     cols = [c for c in cols if any(c in m for m in metrics.values())]
     lines = [f"{'':16s}" + "".join(f"{c:>11s}" for c in cols)]
     for name, m in metrics.items():
-        lines.append(f"{name:16s}" + "".join(f"{m[c]:11.4f}" if c in m else f"{'':11s}" for c in cols))
+        lines.append(
+            f"{name:16s}" + "".join(f"{m[c]:11.4f}" if c in m else f"{'':11s}" for c in cols)
+        )
     return "\n".join(lines)
 
 
@@ -107,14 +109,25 @@ def _eval_panels(data: Any, r: dict[str, Any], max_panels: int = 4) -> list[dict
         h0 = max(0, t - max(data.L, 2 * data.H))
         hist = data._metric(data.pre, z[h0:t], sid)
         for c, name in enumerate(data.ts.targets[:max(1, max_panels // max(1, len(last)))]):
-            panels.append({
-                "title": f"{Path(data.path).name} {('series ' + sid + ' ') if sid else ''}{name}: last test window",
-                "hist_t": s.index[h0:t], "hist": hist[:, c], "t": s.index[t:t + data.H],
-                "actual": r["actual"][n, :, c], "forecast": r["forecasts"]["model"][n, :, c],
-                "lower": r["lower"][n, :, c] if "lower" in r else None,
-                "upper": r["upper"][n, :, c] if "upper" in r else None, "level": data.cfg.interval_level,
-                "baseline": r["forecasts"].get("seasonal_naive", [None] * (n + 1))[n][:, c]
-                if "seasonal_naive" in r["forecasts"] else None})
+            panels.append(
+                {
+                    "title": (
+                        f"{Path(data.path).name} {('series ' + sid + ' ') if sid else ''}"
+                        f"{name}: last test window"
+                    ),
+                    "hist_t": s.index[h0:t],
+                    "hist": hist[:, c],
+                    "t": s.index[t : t + data.H],
+                    "actual": r["actual"][n, :, c],
+                    "forecast": r["forecasts"]["model"][n, :, c],
+                    "lower": r["lower"][n, :, c] if "lower" in r else None,
+                    "upper": r["upper"][n, :, c] if "upper" in r else None,
+                    "level": data.cfg.interval_level,
+                    "baseline": r["forecasts"].get("seasonal_naive", [None] * (n + 1))[n][:, c]
+                    if "seasonal_naive" in r["forecasts"]
+                    else None,
+                }
+            )
     return panels
 
 
@@ -139,12 +152,21 @@ def _eval_frame(data: Any, r: dict[str, Any], stride: int | None) -> Any:
         s = data.series[data.ids.index(sid)]
         for h in range(data.H):
             for c, name in enumerate(data.ts.targets):
-                row = {"series_id": sid, "origin": s.index[t], "timestamp": s.index[t + h], "step": h + 1,
-                       "target": name, "actual": r["actual"][n, h, c]}
+                row = {
+                    "series_id": sid,
+                    "origin": s.index[t],
+                    "timestamp": s.index[t + h],
+                    "step": h + 1,
+                    "target": name,
+                    "actual": r["actual"][n, h, c],
+                }
                 for k, v in r["forecasts"].items():
                     row["forecast" if k == "model" else k] = v[n, h, c]
                 if "lower" in r:
-                    row[f"lower_{lvl}"], row[f"upper_{lvl}"] = r["lower"][n, h, c], r["upper"][n, h, c]
+                    row[f"lower_{lvl}"], row[f"upper_{lvl}"] = (
+                        r["lower"][n, h, c],
+                        r["upper"][n, h, c],
+                    )
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -152,9 +174,16 @@ def _eval_frame(data: Any, r: dict[str, Any], stride: int | None) -> Any:
 # --------------------------------------------------------------------------- functions
 
 
-def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, split: str = "test",
-                        data_dir: str | None = None, plot: str | Path | None = None,
-                        csv: str | Path | None = None, csv_stride: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    plot: str | Path | None = None,
+    csv: str | Path | None = None,
+    csv_stride: int | None = None,
+) -> dict[str, Any]:
     """Metrics of a checkpoint and of the baselines on every window of ``split``.
 
     ``data`` replaces the recipe's file (same columns); the checkpoint's preprocessing is reused.
@@ -170,17 +199,26 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, spli
         raise ValueError(f"--split {split}: expected train, valid or test")
     r = evaluate_windows(model, fd, split)
     if plot is not None:
-        _plot(Path(plot), f"{cfg.model.cell} {cfg.model.strategy} ({cfg.model.head}), horizon {fd.H}",
-              _eval_panels(fd, r))
+        _plot(
+            Path(plot),
+            f"{cfg.model.cell} {cfg.model.strategy} ({cfg.model.head}), horizon {fd.H}",
+            _eval_panels(fd, r),
+        )
     if csv is not None:
         Path(csv).parent.mkdir(parents=True, exist_ok=True)
         _eval_frame(fd, r, csv_stride).to_csv(csv, index=False)
-    return {"split": split, "windows": len(r["origins"]), "horizon": fd.H, "metric_space": d.metric_space,
-            "metrics": r["metrics"]}
+    return {
+        "split": split,
+        "windows": len(r["origins"]),
+        "horizon": fd.H,
+        "metric_space": d.metric_space,
+        "metrics": r["metrics"],
+    }
 
 
 def _horizon_covariates(fd: Any, s: Any, idx: Any) -> Any:
-    """Scaled file covariates for the forecast steps ``idx`` (H, F_file); a missing one is an error."""
+    """Scaled file covariates for the forecast steps ``idx`` (H, F_file); a missing one is an
+    error."""
     import numpy as np
     import pandas as pd
 
@@ -195,20 +233,29 @@ def _horizon_covariates(fd: Any, s: Any, idx: Any) -> Any:
     if (pos < 0).any():
         k = int(np.flatnonzero(pos < 0)[0])
         raise TimeSeriesError(
-            f"{fd.path}: column {names[0]!r}: known-future covariate missing at prediction time for "
-            f"{idx[k]} (step {k + 1} of {len(idx)} after the last target at row {s.rows[-1]}{where}); "
-            f"add rows for the next {len(idx)} steps with the covariates and empty targets")
+            f"{fd.path}: column {names[0]!r}: known-future covariate missing at prediction time "
+            f"for {idx[k]} (step {k + 1} of {len(idx)} after the last target at row "
+            f"{s.rows[-1]}{where}); add rows for the next {len(idx)} steps with the covariates and "
+            f"empty targets"
+        )
     vals = s.horizon_future[pos]
     if np.isnan(vals).any():
         k, c = (int(v[0]) for v in np.nonzero(np.isnan(vals)))
-        raise TimeSeriesError(f"{fd.path}: row {s.horizon_rows[pos[k]]}, column {names[c]!r}: known-future "
-                              f"covariate missing at prediction time (empty cell for {idx[k]}{where})")
+        raise TimeSeriesError(
+            f"{fd.path}: row {s.horizon_rows[pos[k]]}, column {names[c]!r}: known-future "
+            f"covariate missing at prediction time (empty cell for {idx[k]}{where})"
+        )
     loc, scale = fd.cov_scaler.params(s.id)
     return (vals - loc[fd.P:]) / scale[fd.P:]
 
 
-def predict_checkpoint(checkpoint: str | Path, data: str | Path, *, output: str | Path | None = None,
-                       plot: str | Path | None = None) -> Any:
+def predict_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    output: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> Any:
     """Forecast the ``horizon`` steps after the end of every series in ``data``.
 
     Returns (and writes to ``output`` as CSV) ``series_id, timestamp, step, target, forecast,
@@ -231,9 +278,11 @@ def predict_checkpoint(checkpoint: str | Path, data: str | Path, *, output: str 
     for i, s in enumerate(fd.series):
         T, need = len(s), fd.L + fd.lag
         if T < need:
-            raise TimeSeriesError(f"{fd.path}: column {fd.ts.targets[0]!r}: series{' ' + repr(s.id) if s.id else ''} "
-                                  f"has {T} steps (rows {s.rows[0]}..{s.rows[-1]}); the model needs the last "
-                                  f"{need} (input_length={fd.L}, difference={fd.lag})")
+            raise TimeSeriesError(
+                f"{fd.path}: column {fd.ts.targets[0]!r}: series{' ' + repr(s.id) if s.id else ''} "
+                f"has {T} steps (rows {s.rows[0]}..{s.rows[-1]}); the model needs the last "
+                f"{need} (input_length={fd.L}, difference={fd.lag})"
+            )
         idx = future_index(s.index[-1], fd.ts.freq, fd.H)
         xf = fd.known_future(_horizon_covariates(fd, s, idx), idx, s.id)  # (H, F)
         g = fd.offsets[i] + T
@@ -242,21 +291,43 @@ def predict_checkpoint(checkpoint: str | Path, data: str | Path, *, output: str 
             p = model(x, torch.tensor(xf, dtype=torch.float32)[None])  # (1, H, C, K)
         z_last = fd.z[g - max(fd.lag, 1):g][None]  # (1, lag, C)
         steps = fd.steps(s.id, idx)[None]  # (1, H)
-        pt = fd.pre.unscale(fd.pre.from_model(point_forecast(p, cfg.model).numpy(), s.id, steps, z_last), s.id)[0]
-        q = fd.pre.from_model(quantile_forecast(p, cfg.model, probs).numpy(), s.id, steps, z_last)[0]
+        pt = fd.pre.unscale(
+            fd.pre.from_model(point_forecast(p, cfg.model).numpy(), s.id, steps, z_last), s.id
+        )[0]
+        q = fd.pre.from_model(quantile_forecast(p, cfg.model, probs).numpy(), s.id, steps, z_last)[
+            0
+        ]
         q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (3, H, C)
         for h in range(fd.H):
             for c, name in enumerate(fd.ts.targets):
-                row = {"series_id": s.id, "timestamp": idx[h], "step": h + 1, "target": name, "forecast": pt[h, c]}
+                row = {
+                    "series_id": s.id,
+                    "timestamp": idx[h],
+                    "step": h + 1,
+                    "target": name,
+                    "forecast": pt[h, c],
+                }
                 if cfg.model.head != "point":
-                    row[f"lower_{round(100 * lvl)}"], row[f"upper_{round(100 * lvl)}"] = q[0, h, c], q[2, h, c]
+                    row[f"lower_{round(100 * lvl)}"], row[f"upper_{round(100 * lvl)}"] = (
+                        q[0, h, c],
+                        q[2, h, c],
+                    )
                 rows.append(row)
         h0 = max(0, T - max(fd.L, 3 * fd.H))
         for c, name in enumerate(fd.ts.targets[:3]):
             if len(panels) < 4:
-                panels.append({"title": f"{Path(fd.path).name} {s.id} {name}: forecast", "hist_t": s.index[h0:],
-                               "hist": s.target[h0:, c], "t": idx, "forecast": pt[:, c], "level": lvl,
-                               "lower": q[0, :, c] if cfg.model.head != "point" else None, "upper": q[2, :, c]})
+                panels.append(
+                    {
+                        "title": f"{Path(fd.path).name} {s.id} {name}: forecast",
+                        "hist_t": s.index[h0:],
+                        "hist": s.target[h0:, c],
+                        "t": idx,
+                        "forecast": pt[:, c],
+                        "level": lvl,
+                        "lower": q[0, :, c] if cfg.model.head != "point" else None,
+                        "upper": q[2, :, c],
+                    }
+                )
     out = pd.DataFrame(rows)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +337,14 @@ def predict_checkpoint(checkpoint: str | Path, data: str | Path, *, output: str 
     return out
 
 
-def train_forecast(recipe: str | Path, *, overrides: list[str] | None = None, out: str | Path | None = None,
-                   data_dir: str | None = None, console=None) -> dict[str, Any]:
+def train_forecast(
+    recipe: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    data_dir: str | None = None,
+    console=None,
+) -> dict[str, Any]:
     """Train a recipe, then score the best checkpoint against the baselines on the test split.
 
     Writes ``report.json``, ``forecast.png`` and ``test_forecasts.csv`` (non-overlapping test
@@ -279,19 +356,35 @@ def train_forecast(recipe: str | Path, *, overrides: list[str] | None = None, ou
     cfg = load_recipe(recipe, overrides)
     if cfg.task != "forecast":
         raise ValueError(f"{recipe}: task {cfg.task!r}; rnnkit forecast train needs task: forecast")
-    summary = run_training(cfg, recipe_name=Path(recipe).stem, out=out, data_dir=data_dir, console=console)
+    summary = run_training(
+        cfg, recipe_name=Path(recipe).stem, out=out, data_dir=data_dir, console=console
+    )
     run_dir = Path(summary["run_dir"])
     split = "test" if "test" in summary else "valid"
-    ckpt = run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "last"  # no validation: last
-    report = evaluate_checkpoint(ckpt, split=split, data_dir=data_dir, plot=run_dir / "forecast.png",
-                                 csv=run_dir / f"{split}_forecasts.csv", csv_stride=cfg.data.horizon)
+    # no validation: last
+    ckpt = run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "last"
+    report = evaluate_checkpoint(
+        ckpt,
+        split=split,
+        data_dir=data_dir,
+        plot=run_dir / "forecast.png",
+        csv=run_dir / f"{split}_forecasts.csv",
+        csv_stride=cfg.data.horizon,
+    )
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     summary["report"] = report
     return summary
 
 
-def backtest(recipe: str | Path, *, folds: int = 3, step: int | None = None, overrides: list[str] | None = None,
-             out: str | Path = "runs/backtest", data_dir: str | None = None) -> dict[str, Any]:
+def backtest(
+    recipe: str | Path,
+    *,
+    folds: int = 3,
+    step: int | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path = "runs/backtest",
+    data_dir: str | None = None,
+) -> dict[str, Any]:
     """Rolling-origin backtest with refitting (see the module docstring).
 
     Returns ``{"folds": [{"end_offset", "metrics"}], "mean": {name: {metric: mean over folds}}}``.
@@ -308,13 +401,20 @@ def backtest(recipe: str | Path, *, folds: int = 3, step: int | None = None, ove
     results = []
     for k in range(folds):
         off = (folds - 1 - k) * step
-        cfg = load_recipe(recipe, list(overrides or []) + [f"data.end_offset={off + base.data.end_offset}"])
+        cfg = load_recipe(
+            recipe, list(overrides or []) + [f"data.end_offset={off + base.data.end_offset}"]
+        )
         run_dir = Path(out) / f"fold{k}"
         run_training(cfg, recipe_name=f"fold{k}", out=run_dir, data_dir=data_dir, test_split=None)
         r = evaluate_checkpoint(run_dir / "best", split="test", data_dir=data_dir)
         results.append({"end_offset": off, "windows": r["windows"], "metrics": r["metrics"]})
-    mean = {n: {m: float(np.mean([f["metrics"][n][m] for f in results])) for m in results[0]["metrics"][n]}
-            for n in results[0]["metrics"]}
+    mean = {
+        n: {
+            m: float(np.mean([f["metrics"][n][m] for f in results]))
+            for m in results[0]["metrics"][n]
+        }
+        for n in results[0]["metrics"]
+    }
     report = {"folds": results, "mean": mean, "step": step}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "backtest.json").write_text(json.dumps(report, indent=2) + "\n")

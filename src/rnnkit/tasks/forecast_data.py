@@ -49,12 +49,14 @@ class ForecastDataConfig:
             as in :func:`~rnnkit.data.timeseries.read_timeseries` (targets default: the rest).
         calendar: add calendar features of every step to the known-future covariates.
         transform: "log" takes ``log(y)`` before scaling (positive series with growing swings).
-        scaler / per_series: target scaling fitted on the training split ("standard", "minmax", "none").
+        scaler / per_series: target scaling fitted on the training split ("standard", "minmax",
+            "none").
         difference: differencing lag (0: none; 1: first differences; m: seasonal).
         stl_period: remove an STL seasonal profile with this period (None: no).
         input_length / horizon: L and H.
         split_rows: ``[train_end, val_end, test_end]`` step indices per series (e.g. Informer's
-            ``[8640, 11520, 14400]``); else ``val_size``/``test_size`` (steps if >= 1, else fractions).
+            ``[8640, 11520, 14400]``); else ``val_size``/``test_size`` (steps if >= 1, else
+            fractions).
         end_offset: drop the last k steps of every series first (backtest folds).
         season_length: m for seasonal naive and MASE.
         ar_order: p of the linear AR baseline (default: input_length).
@@ -107,14 +109,18 @@ def resolve_path(d: ForecastDataConfig, data_dir: str | None = None) -> Path:
     for t in tried:
         if t.is_file():
             return t
-    raise TimeSeriesError(f"{d.path}: file not found (looked in {', '.join(str(t) for t in tried)})")
+    raise TimeSeriesError(
+        f"{d.path}: file not found (looked in {', '.join(str(t) for t in tried)})"
+    )
 
 
 def _split_bounds(d: ForecastDataConfig, T: int) -> tuple[int, int, int]:
     if d.split_rows is not None:
         if len(d.split_rows) != 3 or not 0 < d.split_rows[0] < d.split_rows[1] < d.split_rows[2]:
-            raise ConfigError(f"config key 'data.split_rows': expected increasing [train_end, val_end, "
-                              f"test_end], got {d.split_rows}")
+            raise ConfigError(
+                f"config key 'data.split_rows': expected increasing [train_end, val_end, "
+                f"test_end], got {d.split_rows}"
+            )
         a, b, c = d.split_rows
         return a, b, min(c, T)
 
@@ -136,21 +142,46 @@ class ForecastData:
     ``offsets`` so a batch is one fancy-indexing gather.
     """
 
-    def __init__(self, d: ForecastDataConfig, *, data_dir: str | None = None, state: dict | None = None,
-                 path: str | Path | None = None, future_rows: bool = False):
-        for key in ("input_length", "horizon", "batch_size", "eval_batch_size", "train_stride", "season_length"):
+    def __init__(
+        self,
+        d: ForecastDataConfig,
+        *,
+        data_dir: str | None = None,
+        state: dict | None = None,
+        path: str | Path | None = None,
+        future_rows: bool = False,
+    ):
+        for key in (
+            "input_length",
+            "horizon",
+            "batch_size",
+            "eval_batch_size",
+            "train_stride",
+            "season_length",
+        ):
             if getattr(d, key) < 1:
-                raise ConfigError(f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}")
+                raise ConfigError(
+                    f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
+                )
         if not 0 < d.interval_level < 1:
-            raise ConfigError(f"config key 'data.interval_level': expected a level in (0, 1), got {d.interval_level}")
+            raise ConfigError(
+                f"config key 'data.interval_level': expected a level in (0, 1), "
+                f"got {d.interval_level}"
+            )
         self.cfg = d
         self.path = Path(path) if path is not None else resolve_path(d, data_dir)
         s = state["schema"] if state else None
         self.ts: TimeSeriesData = read_timeseries(
-            self.path, time_col=s["time_col"] if s else d.time_col,
+            self.path,
+            time_col=s["time_col"] if s else d.time_col,
             targets=s["targets"] if s else (d.targets or None),
-            past_covariates=d.past_covariates, future_covariates=d.future_covariates,
-            series_id=d.series_id, freq=s["freq"] if s else d.freq, fill=d.fill, future_rows=future_rows)
+            past_covariates=d.past_covariates,
+            future_covariates=d.future_covariates,
+            series_id=d.series_id,
+            freq=s["freq"] if s else d.freq,
+            fill=d.fill,
+            future_rows=future_rows,
+        )
         self.L, self.H, self.lag = d.input_length, d.horizon, d.difference
         self.ar_p = d.ar_order or d.input_length
         series = self.ts.series
@@ -158,9 +189,16 @@ class ForecastData:
             for x in series:
                 keep = len(x) - d.end_offset
                 if keep < 2:
-                    raise ConfigError(f"data.end_offset={d.end_offset}: series {x.id!r} has only {len(x)} steps")
-                x.index, x.target, x.past, x.future, x.rows = (x.index[:keep], x.target[:keep], x.past[:keep],
-                                                               x.future[:keep], x.rows[:keep])
+                    raise ConfigError(
+                        f"data.end_offset={d.end_offset}: series {x.id!r} has only {len(x)} steps"
+                    )
+                x.index, x.target, x.past, x.future, x.rows = (
+                    x.index[:keep],
+                    x.target[:keep],
+                    x.past[:keep],
+                    x.future[:keep],
+                    x.rows[:keep],
+                )
         self.bounds = {x.id: _split_bounds(d, len(x)) for x in series}
         fitting = state is None
         if fitting:
@@ -183,13 +221,21 @@ class ForecastData:
         for x in series:
             a = self.bounds[x.id][0]
             if a < 2:
-                raise ConfigError(f"{self.path}: series {x.id!r} has no training split (train ends at step {a})")
+                raise ConfigError(
+                    f"{self.path}: series {x.id!r} has no training split (train ends at step {a})"
+                )
             train[x.id] = x
-        pre = Preprocessor(Scaler(d.scaler, d.per_series), log=d.transform == "log", stl_period=d.stl_period,
-                           lag=d.difference)
+        pre = Preprocessor(
+            Scaler(d.scaler, d.per_series),
+            log=d.transform == "log",
+            stl_period=d.stl_period,
+            lag=d.difference,
+        )
         pre.fit({k: x.target[:self.bounds[k][0]] for k, x in train.items()})
         covs = {k: np.hstack([x.past, x.future])[:self.bounds[k][0]] for k, x in train.items()}
-        cov = Scaler("standard" if d.past_covariates or d.future_covariates else "none", d.per_series).fit(covs)
+        cov = Scaler(
+            "standard" if d.past_covariates or d.future_covariates else "none", d.per_series
+        ).fit(covs)
         cal = calendar_features(series[0].index[:1], self.ts.freq)[1] if d.calendar else []
         mase = {}
         for k, x in train.items():
@@ -199,10 +245,16 @@ class ForecastData:
             mase[k] = np.where(s > 1e-12, s, 1.0).tolist()
         schema = {"time_col": self.ts.time_col, "targets": self.ts.targets, "freq": self.ts.freq,
                   "calendar": cal, "series": [x.id for x in series]}
-        ar_train = [pre.scale(x.target[:self.bounds[x.id][0]], x.id) for x in series if self.bounds[x.id][0] > self.ar_p]
+        ar_train = [
+            pre.scale(x.target[: self.bounds[x.id][0]], x.id)
+            for x in series
+            if self.bounds[x.id][0] > self.ar_p
+        ]
         if not ar_train:
-            raise ConfigError(f"config key 'data.ar_order': {self.ar_p} lags need a training split longer than "
-                              f"{self.ar_p} steps in at least one series of {self.path}")
+            raise ConfigError(
+                f"config key 'data.ar_order': {self.ar_p} lags need a training split longer than "
+                f"{self.ar_p} steps in at least one series of {self.path}"
+            )
         ar = LinearAR(self.ar_p).fit(ar_train)
         return {"schema": schema, "preprocessor": pre.to_dict(), "covariates": cov.to_dict(),
                 "anchors": {x.id: str(x.index[0]) for x in series}, "mase_scale": mase,
@@ -215,20 +267,30 @@ class ForecastData:
         """Absolute steps of ``index`` from the series anchor (fixes the STL phase)."""
         if sid not in self.anchors:
             if self.pre.stl_period or self.pre.scaler.per_series:
-                raise TimeSeriesError(f"{self.path}: series {sid!r} was not in the training data; its "
-                                      "per-series scaler/STL profile is unknown")
+                raise TimeSeriesError(
+                    f"{self.path}: series {sid!r} was not in the training data; its "
+                    "per-series scaler/STL profile is unknown"
+                )
             return np.arange(len(index))
         return steps_between(self.anchors[sid], index, self.ts.freq)
 
     def known_future(self, x_future: np.ndarray, index: pd.DatetimeIndex, sid: str) -> np.ndarray:
         """Scaled file covariates + calendar features: (T, F)."""
-        cal = calendar_features(index, self.ts.freq)[0] if self.state["schema"]["calendar"] else np.zeros((len(index), 0))
+        cal = (
+            calendar_features(index, self.ts.freq)[0]
+            if self.state["schema"]["calendar"]
+            else np.zeros((len(index), 0))
+        )
         return np.hstack([x_future, cal])
 
     def _layout(self, series) -> None:
         d, C = self.cfg, self.C
         inputs, futures, zs, offs, self.ids = [], [], [], [], []
-        self.origins: dict[str, list[tuple[int, np.ndarray]]] = {"train": [], "valid": [], "test": []}
+        self.origins: dict[str, list[tuple[int, np.ndarray]]] = {
+            "train": [],
+            "valid": [],
+            "test": [],
+        }
         off = 0
         need = max(self.L + self.lag, d.season_length, self.ar_p)
         for i, x in enumerate(series):
@@ -244,7 +306,9 @@ class ForecastData:
             self.ids.append(x.id)
             a, b, c = self.bounds[x.id]
             for split, lo, hi in (("train", 0, a), ("valid", a, b), ("test", b, c)):
-                o = window_origins(lo, hi, need, self.H, stride=d.train_stride if split == "train" else 1)
+                o = window_origins(
+                    lo, hi, need, self.H, stride=d.train_stride if split == "train" else 1
+                )
                 if len(o):
                     self.origins[split].append((i, o))
             offs.append(off)
@@ -266,10 +330,12 @@ class ForecastData:
         where = f" of series {x.id!r}" if x.id else ""
         need = max(self.L + self.lag, self.cfg.season_length, self.ar_p)
         return TimeSeriesError(
-            f"{self.path}: column {self.ts.targets[0]!r}: data.horizon={self.H} is longer than the data "
-            f"allows: the {split} split{where} covers {span} ({max(hi - lo, 0)} steps) and needs {self.H} "
-            f"target steps after {need} earlier steps (input_length={self.L}, difference={self.lag}, "
-            f"season_length={self.cfg.season_length}, ar_order={self.ar_p})")
+            f"{self.path}: column {self.ts.targets[0]!r}: data.horizon={self.H} is longer than "
+            f"the data allows: the {split} split{where} covers {span} ({max(hi - lo, 0)} steps) "
+            f"and needs {self.H} target steps after {need} earlier steps "
+            f"(input_length={self.L}, difference={self.lag}, "
+            f"season_length={self.cfg.season_length}, ar_order={self.ar_p})"
+        )
 
     # ------------------------------------------------------------------ batches
 
@@ -279,7 +345,8 @@ class ForecastData:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def batch(self, g: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
-        """Windows at global origins ``g`` (N,): ``x (N, L, C+P+F)``, ``xf (N, H, F)``, ``y (N, H, C)``."""
+        """Windows at global origins ``g`` (N,): ``x (N, L, C+P+F)``, ``xf (N, H, F)``,
+        ``y (N, H, C)``."""
         g = torch.as_tensor(g, dtype=torch.long)
         past = g[:, None] + torch.arange(-self.L, 0)  # (N, L)
         fut = g[:, None] + torch.arange(self.H)  # (N, H)

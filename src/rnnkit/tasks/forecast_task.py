@@ -12,12 +12,13 @@ Metrics (over every window, step and target; ``v`` actuals, ``f`` forecasts, in 
 
     MSE = mean (v - f)^2      MAE = mean |v - f|      RMSE = sqrt(MSE)
     MAPE  = 100 mean |v - f| / |v|                    sMAPE = 200 mean |v - f| / (|v| + |f|)
-    MASE  = mean |v - f| / s,  s = mean_t |v_t - v_{t-m}| on the series' training split (m = season_length)
+    MASE  = mean |v - f| / s,  s = mean_t |v_t - v_{t-m}| on the series' training split
+                               (m = season_length)
 
 Every evaluation also scores the baselines on the same windows: naive (last value), seasonal
 naive (last season) and a linear AR(p) fitted on the training split.  Evaluating every origin
-of the test split with one trained model is rolling-origin evaluation; :func:`~rnnkit.tasks.forecast.backtest`
-retrains on expanding windows.
+of the test split with one trained model is rolling-origin evaluation;
+:func:`~rnnkit.tasks.forecast.backtest` retrains on expanding windows.
 
 Example::
 
@@ -65,7 +66,9 @@ __all__ = [
 # --------------------------------------------------------------------------- metrics
 
 
-def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray | float = 1.0) -> dict[str, float]:
+def forecast_metrics(
+    actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray | float = 1.0
+) -> dict[str, float]:
     """MSE, MAE, RMSE, MAPE, sMAPE (both in %) and MASE over all elements.
 
     Args:
@@ -78,9 +81,14 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray
         ape = np.where(actual != 0, ae / np.abs(actual), np.nan)
         den = np.abs(actual) + np.abs(forecast)
         sape = np.where(den > 0, 2 * ae / den, 0.0)
-    return {"mse": float((e**2).mean()), "mae": float(ae.mean()), "rmse": float(np.sqrt((e**2).mean())),
-            "mape": float(100 * np.nanmean(ape)) if np.isfinite(ape).any() else float("nan"),
-            "smape": float(100 * sape.mean()), "mase": float((ae / scale).mean())}
+    return {
+        "mse": float((e**2).mean()),
+        "mae": float(ae.mean()),
+        "rmse": float(np.sqrt((e**2).mean())),
+        "mape": float(100 * np.nanmean(ape)) if np.isfinite(ape).any() else float("nan"),
+        "smape": float(100 * sape.mean()),
+        "mase": float((ae / scale).mean()),
+    }
 
 
 @torch.no_grad()
@@ -120,8 +128,12 @@ def evaluate_windows(model: Forecaster | None, data: ForecastData, split: str, *
         qs = quantile_forecast(params, model.config, probs).numpy()  # (N, H, C, 3)
     ar = LinearAR(data.ar_p)
     ar.coef = np.asarray(data.state["ar_coef"])
-    acts, outs, origins, scales = [], {k: [] for k in ("model", "lower", "upper", "naive", "seasonal_naive",
-                                                         "linear_ar")}, [], []
+    acts, outs, origins, scales = (
+        [],
+        {k: [] for k in ("model", "lower", "upper", "naive", "seasonal_naive", "linear_ar")},
+        [],
+        [],
+    )
     start = 0
     for i, o in data.origins[split]:
         sid, n = data.ids[i], len(o)
@@ -136,16 +148,23 @@ def evaluate_windows(model: Forecaster | None, data: ForecastData, split: str, *
         acts.append(metric(z[fut]))
         if params is not None:
             z_last = z[o[:, None] + np.arange(-max(data.lag, 1), 0)]  # (n, lag, C)
-            outs["model"].append(metric(data.pre.from_model(pt[start:start + n], sid, st[fut], z_last)))
+            outs["model"].append(
+                metric(data.pre.from_model(pt[start : start + n], sid, st[fut], z_last))
+            )
             q = data.pre.from_model(qs[start:start + n], sid, st[fut], z_last)  # (n, H, C, 3)
             outs["lower"].append(metric(q[..., 0]))
             outs["upper"].append(metric(q[..., 2]))
         if baselines:
-            hist = z[o[:, None] + np.arange(-max(data.L, d.season_length, data.ar_p), 0)]  # (n, Lb, C)
+            # (n, Lb, C)
+            hist = z[o[:, None] + np.arange(-max(data.L, d.season_length, data.ar_p), 0)]
             outs["naive"].append(metric(naive_forecast(hist, data.H)))
-            outs["seasonal_naive"].append(metric(seasonal_naive_forecast(hist, data.H, d.season_length)))
+            outs["seasonal_naive"].append(
+                metric(seasonal_naive_forecast(hist, data.H, d.season_length))
+            )
             outs["linear_ar"].append(metric(ar.forecast(hist, data.H)))
-        scales.append(np.broadcast_to(np.asarray(data.state["mase_scale"].get(sid, 1.0)), (n, 1, data.C)))
+        scales.append(
+            np.broadcast_to(np.asarray(data.state["mase_scale"].get(sid, 1.0)), (n, 1, data.C))
+        )
         origins += [(sid, int(t)) for t in o]
         start += n
     actual, scale = np.concatenate(acts), np.concatenate(scales)
@@ -184,14 +203,17 @@ class ForecastTask:
 
     def setup(self, rank: int, world_size: int) -> None:
         if self.config.data.batch_size % world_size:
-            raise ConfigError(f"config key 'data.batch_size': {self.config.data.batch_size} windows cannot be "
-                              f"split evenly over {world_size} processes")
+            raise ConfigError(
+                f"config key 'data.batch_size': {self.config.data.batch_size} windows cannot be "
+                f"split evenly over {world_size} processes"
+            )
         self.rank, self.world, self.b = rank, world_size, self.config.data.batch_size // world_size
 
     def _perm(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(self.config.trainer.seed + 7919 * epoch)
         p = self.order[rng.permutation(len(self.order))]
-        p = p[:max(1, len(p) // self.world) * self.world] if self.world > 1 else p  # equal shares: no DDP hang
+        # equal shares: no DDP hang
+        p = p[:max(1, len(p) // self.world) * self.world] if self.world > 1 else p
         return p[self.rank::self.world]  # this rank's share
 
     def steps_per_epoch(self, epoch: int) -> int:
@@ -205,7 +227,9 @@ class ForecastTask:
     def initial_carry(self) -> Any:
         return None
 
-    def training_step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], carry: Any) -> StepOutput:
+    def training_step(
+        self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], carry: Any
+    ) -> StepOutput:
         dev = next(model.parameters()).device
         x, xf, y = (t.to(dev) for t in batch)
         p = model(x, xf, y_teacher=y)  # (B, H, C, K)
@@ -253,7 +277,16 @@ def load_forecast_checkpoint(directory: str | Path) -> tuple[Forecaster, dict[st
         C, F = len(s["targets"]), len(cfg.data.future_covariates) + len(s["calendar"])
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{asset}: corrupted preprocessing state ({e})") from None
-    model = build_model(Forecaster, cfg.model, n_targets=C, n_past=len(cfg.data.past_covariates), n_future=F,
-                        horizon=cfg.data.horizon, run=cfg, training=False, source=d / "config.json")
+    model = build_model(
+        Forecaster,
+        cfg.model,
+        n_targets=C,
+        n_past=len(cfg.data.past_covariates),
+        n_future=F,
+        horizon=cfg.data.horizon,
+        run=cfg,
+        training=False,
+        source=d / "config.json",
+    )
     load_model_weights(model, d)
     return model.eval(), state, cfg

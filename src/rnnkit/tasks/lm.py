@@ -112,11 +112,15 @@ class LMTask:
     name = "lm"
     item_name = "tokens"
 
-    def __init__(self, config: RunConfig, *, data_dir: str | None = None, vocab: Vocab | None = None):
+    def __init__(
+        self, config: RunConfig, *, data_dir: str | None = None, vocab: Vocab | None = None
+    ):
         d: LMDataConfig = config.data
         for key in ("batch_size", "eval_batch_size", "bptt"):
             if getattr(d, key) < 1:
-                raise ConfigError(f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}")
+                raise ConfigError(
+                    f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
+                )
         self.config = config
         self.corpus: LMCorpus = load_corpus(
             d.corpus, level=d.level, data_dir=data_dir or d.data_dir, download=d.download,
@@ -134,14 +138,21 @@ class LMTask:
     def setup(self, rank: int, world_size: int) -> None:
         d: LMDataConfig = self.config.data
         if d.batch_size % world_size:
-            raise ConfigError(f"config key 'data.batch_size': {d.batch_size} streams cannot be split "
-                              f"evenly over {world_size} processes")
+            raise ConfigError(
+                f"config key 'data.batch_size': {d.batch_size} streams cannot be split "
+                f"evenly over {world_size} processes"
+            )
         b = d.batch_size // world_size
         data = batchify(self.corpus.splits["train"], d.batch_size)  # (L, B)
         if data.size(0) < 2:
-            raise ConfigError(f"data.corpus {d.corpus!r}: the training split is too short for batch_size={d.batch_size}")
+            raise ConfigError(
+                f"data.corpus {d.corpus!r}: the training split is too short for "
+                f"batch_size={d.batch_size}"
+            )
         data = data[:, rank * b:(rank + 1) * b].contiguous()  # (L, B/W): this rank's streams
-        self.batches = BPTTBatches(data, d.bptt, variable=d.variable_bptt, seed=self.config.trainer.seed)
+        self.batches = BPTTBatches(
+            data, d.bptt, variable=d.variable_bptt, seed=self.config.trainer.seed
+        )
 
     def steps_per_epoch(self, epoch: int) -> int:
         return self.batches.num_batches(epoch)
@@ -152,7 +163,9 @@ class LMTask:
     def initial_carry(self) -> Any:
         return None
 
-    def training_step(self, model: nn.Module, batch: tuple[Tensor, Tensor], carry: Any) -> StepOutput:
+    def training_step(
+        self, model: nn.Module, batch: tuple[Tensor, Tensor], carry: Any
+    ) -> StepOutput:
         d: LMDataConfig = self.config.data
         dev = _device_of(model)
         x, y = batch[0].to(dev), batch[1].to(dev)  # (T, B)
@@ -168,8 +181,12 @@ class LMTask:
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         """Mean cross-entropy over ``split`` as ``eval_batch_size`` continuous streams."""
         if split not in self.corpus.splits:
-            raise ValueError(f"split {split!r} is not in the corpus; available: {', '.join(self.corpus.splits)}")
-        return lm_metrics(evaluate_ids(model, self.corpus.splits[split], self.config.data), self.level)
+            raise ValueError(
+                f"split {split!r} is not in the corpus; available: {', '.join(self.corpus.splits)}"
+            )
+        return lm_metrics(
+            evaluate_ids(model, self.corpus.splits[split], self.config.data), self.level
+        )
 
     def write_assets(self, directory: Path) -> None:
         self.vocab.save(directory / "vocab.json")
@@ -185,8 +202,11 @@ def evaluate_ids(model: nn.Module, ids: Tensor, d: LMDataConfig) -> float:
     total, count, state = 0.0, 0, None
     for x, y in BPTTBatches(data, d.eval_bptt or d.bptt):
         logits, state = model(x.to(dev), state)  # (T, B, V)
-        total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.to(dev).reshape(-1),
-                                       reduction="sum"))
+        total += float(
+            F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), y.to(dev).reshape(-1), reduction="sum"
+            )
+        )
         count += y.numel()
     model.train(was)
     return total / count
@@ -196,7 +216,9 @@ def build_lm_task(config: RunConfig, data_dir: str | None = None) -> LMTask:
     return LMTask(config, data_dir=data_dir)
 
 
-def load_lm_checkpoint(directory: str | Path, *, map_location: str = "cpu") -> tuple[LanguageModel, Vocab, RunConfig]:
+def load_lm_checkpoint(
+    directory: str | Path, *, map_location: str = "cpu"
+) -> tuple[LanguageModel, Vocab, RunConfig]:
     """Model (eval mode), vocabulary and run config of an LM checkpoint directory.
 
     Raises:
@@ -215,7 +237,9 @@ def load_lm_checkpoint(directory: str | Path, *, map_location: str = "cpu") -> t
         vocab = Vocab.load(vocab_path)
     except (ValueError, OSError) as e:
         raise CheckpointError(f"{vocab_path}: corrupted vocabulary ({e})") from None
-    model = build_model(LanguageModel, cfg.model, len(vocab), run=cfg, training=False, source=d / "config.json")
+    model = build_model(
+        LanguageModel, cfg.model, len(vocab), run=cfg, training=False, source=d / "config.json"
+    )
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, vocab, cfg
@@ -223,8 +247,14 @@ def load_lm_checkpoint(directory: str | Path, *, map_location: str = "cpu") -> t
 
 
 
-def evaluate_checkpoint(directory: str | Path, *, split: str | None = None, data: str | None = None,
-                        data_dir: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    directory: str | Path,
+    *,
+    split: str | None = None,
+    data: str | None = None,
+    data_dir: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
     """Metrics of an LM checkpoint on ``split`` of its corpus (or of ``data``, with its vocab).
 
     Returns ``{"split", "corpus", "tokens", "loss", "ppl"[, "bpc"]}``.
@@ -235,29 +265,63 @@ def evaluate_checkpoint(directory: str | Path, *, split: str | None = None, data
         d.corpus = data
     if batch_size is not None:
         d.eval_batch_size = batch_size
-    corpus = load_corpus(d.corpus, level=vocab.level, data_dir=data_dir or d.data_dir, download=d.download,
-                         valid_fraction=d.valid_fraction, test_fraction=d.test_fraction, vocab=vocab)
+    corpus = load_corpus(
+        d.corpus,
+        level=vocab.level,
+        data_dir=data_dir or d.data_dir,
+        download=d.download,
+        valid_fraction=d.valid_fraction,
+        test_fraction=d.test_fraction,
+        vocab=vocab,
+    )
     if split is None:
-        split = "test" if "test" in corpus.splits else "valid" if "valid" in corpus.splits else "train"
+        split = (
+            "test" if "test" in corpus.splits else "valid" if "valid" in corpus.splits else "train"
+        )
     if split not in corpus.splits:
-        raise ValueError(f"--split {split}: not in {d.corpus!r}; available: {', '.join(corpus.splits)}")
+        raise ValueError(
+            f"--split {split}: not in {d.corpus!r}; available: {', '.join(corpus.splits)}"
+        )
     ids = corpus.splits[split]
     loss = evaluate_ids(model, ids, d)
-    return {"split": split, "corpus": d.corpus, "tokens": int(ids.numel()), **lm_metrics(loss, corpus.level)}
+    return {
+        "split": split,
+        "corpus": d.corpus,
+        "tokens": int(ids.numel()),
+        **lm_metrics(loss, corpus.level),
+    }
 
 
 # --------------------------------------------------------------------------- demo
 
 DEMO_RECIPE: dict[str, Any] = {
     "task": "lm",
-    "data": {"corpus": "tinyshakespeare", "level": "char", "batch_size": 32, "bptt": 100,
-             "eval_batch_size": 50},
-    "model": {"cell": "lstm", "embedding_size": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
+    "data": {
+        "corpus": "tinyshakespeare",
+        "level": "char",
+        "batch_size": 32,
+        "bptt": 100,
+        "eval_batch_size": 50,
+    },
+    "model": {
+        "cell": "lstm",
+        "embedding_size": 64,
+        "hidden_size": 256,
+        "num_layers": 2,
+        "dropout": 0.1,
+    },
     "optim": {"name": "adam", "lr": 3e-3},
     "schedule": {"name": "cosine", "warmup_steps": 50, "min_lr": 3e-4},
-    "trainer": {"max_epochs": 100, "max_time_minutes": 3.0, "val_every_steps": 200,
-                "checkpoint_every_steps": 200, "grad_clip": 5.0, "log_every_steps": 25,
-                "out_dir": "runs", "name": "demo-shakespeare"},
+    "trainer": {
+        "max_epochs": 100,
+        "max_time_minutes": 3.0,
+        "val_every_steps": 200,
+        "checkpoint_every_steps": 200,
+        "grad_clip": 5.0,
+        "log_every_steps": 25,
+        "out_dir": "runs",
+        "name": "demo-shakespeare",
+    },
 }
 
 
@@ -269,8 +333,15 @@ def _busy() -> bool:
         return False
 
 
-def shakespeare_demo(*, minutes: float = 3.0, out: str | None = None, seed: int = 1234,
-                     threads: int | None = None, sample_length: int = 500, console=None) -> dict[str, Any]:
+def shakespeare_demo(
+    *,
+    minutes: float = 3.0,
+    out: str | None = None,
+    seed: int = 1234,
+    threads: int | None = None,
+    sample_length: int = 500,
+    console=None,
+) -> dict[str, Any]:
     """Train a char-level LSTM on the shipped tinyshakespeare for ``minutes``, then sample.
 
     Shows a progress bar, validation loss and bits per char; writes the run directory
@@ -285,18 +356,27 @@ def shakespeare_demo(*, minutes: float = 3.0, out: str | None = None, seed: int 
     console = console or Console(highlight=False, soft_wrap=True)
     if threads is None and _busy():
         threads = 1
-        console.print("the CPU is busy (load average >= cores): using 1 torch thread, which is much "
-                      "faster than several threads competing for the cores (--threads to choose)")
+        console.print(
+            "the CPU is busy (load average >= cores): using 1 torch thread, which is much "
+            "faster than several threads competing for the cores (--threads to choose)"
+        )
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEMO_RECIPE.items()}
     raw["trainer"].update(max_time_minutes=float(minutes), seed=seed, threads=threads)
     cfg = build_run_config(raw)
-    console.print(f"[bold]rnnkit demo[/]: char-level LSTM ({cfg.model.num_layers}x{cfg.model.hidden_size}) "
-                  f"on tinyshakespeare for {minutes:g} min (first 90% train, last 10% validation)")
-    summary = run_training(cfg, recipe_name="demo-shakespeare", out=out, test_split=None, console=console)
+    console.print(
+        f"[bold]rnnkit demo[/]: char-level LSTM ({cfg.model.num_layers}x{cfg.model.hidden_size}) "
+        f"on tinyshakespeare for {minutes:g} min (first 90% train, last 10% validation)"
+    )
+    summary = run_training(
+        cfg, recipe_name="demo-shakespeare", out=out, test_split=None, console=console
+    )
     run_dir = Path(summary["run_dir"])
     val = summary.get("val", {})
-    console.print(f"validation loss {val.get('val_loss', float('nan')):.4f} nats/char, "
-                  f"{val.get('val_bpc', float('nan')):.4f} bits/char (best {summary.get('best') or float('nan'):.4f})")
+    console.print(
+        f"validation loss {val.get('val_loss', float('nan')):.4f} nats/char, "
+        f"{val.get('val_bpc', float('nan')):.4f} bits/char "
+        f"(best {summary.get('best') or float('nan'):.4f})"
+    )
     console.print(f"checkpoint: {run_dir / 'best'}   curves: {run_dir / 'curves.png'}")
     model, vocab, _ = load_lm_checkpoint(run_dir / "best")
     console.print("[bold]sample[/] (temperature 0.8, top-k 40, seed 0):")

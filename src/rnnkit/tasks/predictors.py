@@ -51,7 +51,9 @@ class LMPredictor:
 
     task = "lm"
 
-    def __init__(self, model: torch.nn.Module, vocab: Any, config: Any = None, *, seed: int | None = None):
+    def __init__(
+        self, model: torch.nn.Module, vocab: Any, config: Any = None, *, seed: int | None = None
+    ):
         self.model, self.vocab, self.config = model.eval(), vocab, config
         self.generator = torch.Generator()
         if seed is not None:
@@ -76,7 +78,9 @@ class LMPredictor:
 
         self.feed_ids(encode_prompt(self.vocab, text))
 
-    def step(self, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> str:
+    def step(
+        self, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+    ) -> str:
         """Sample the next token, feed it back, and return it as text."""
         from rnnkit.data import EOS
         from rnnkit.generate import sample_next
@@ -91,9 +95,18 @@ class LMPredictor:
             return "\n" if tok == EOS else " " + tok
         return tok
 
-    def generate(self, prompt: str, length: int, *, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None) -> str:
-        """``length`` tokens continuing ``prompt`` (a fresh stream; seeded like ``rnnkit generate``)."""
+    def generate(
+        self,
+        prompt: str,
+        length: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """``length`` tokens continuing ``prompt`` (a fresh stream; seeded like
+        ``rnnkit generate``)."""
         from rnnkit.generate import _check_args
 
         _check_args(length, temperature, top_k, top_p)
@@ -103,7 +116,9 @@ class LMPredictor:
         else:
             self.generator.seed()
         self.feed(prompt)
-        return "".join(self.step(temperature=temperature, top_k=top_k, top_p=top_p) for _ in range(length))
+        return "".join(
+            self.step(temperature=temperature, top_k=top_k, top_p=top_p) for _ in range(length)
+        )
 
     @torch.no_grad()
     def score(self, text: str) -> dict[str, float]:
@@ -116,7 +131,12 @@ class LMPredictor:
         x = torch.tensor(ids, dtype=torch.long).unsqueeze(1)  # (T, 1)
         logits, _ = self.model(x[:-1])  # (T-1, 1, V)
         loss = float(F.cross_entropy(logits[:, 0].float(), x[1:, 0]))
-        return {"tokens": len(ids), "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bits": loss / math.log(2)}
+        return {
+            "tokens": len(ids),
+            "loss": loss,
+            "ppl": math.exp(min(loss, 700.0)),
+            "bits": loss / math.log(2),
+        }
 
 
 class AnomalyPredictor:
@@ -165,28 +185,43 @@ class ForecastPredictor:
         self.time_col: str = state["schema"]["time_col"] or "time"
         self.covariates: list[str] = list(d.past_covariates) + list(d.future_covariates)
         if d.future_covariates:
-            raise ValueError("serving forecasts with known-future covariates is not supported yet: the "
-                             "request would have to carry the future rows")
+            raise ValueError(
+                "serving forecasts with known-future covariates is not supported yet: the "
+                "request would have to carry the future rows"
+            )
         self.need = d.input_length + d.difference
         self.reset()
 
     def reset(self) -> None:
-        self.rows: deque[dict[str, Any]] = deque(maxlen=max(self.need, self.config.data.season_length) + 1)
+        self.rows: deque[dict[str, Any]] = deque(
+            maxlen=max(self.need, self.config.data.season_length) + 1
+        )
 
     def step(self, timestamp: str, values: dict[str, float]) -> list[dict[str, Any]] | None:
         """Append one row; the forecast of the next ``horizon`` steps once the window is full."""
-        self.rows.append({self.time_col: timestamp, **{k: values[k] for k in self.targets + self.covariates}})
+        self.rows.append(
+            {self.time_col: timestamp, **{k: values[k] for k in self.targets + self.covariates}}
+        )
         if len(self.rows) < self.need:
             return None
         return self._forecast(list(self.rows))
 
-    def forecast(self, timestamps: list[str], values: dict[str, list[float]]) -> list[dict[str, Any]]:
-        """Forecast after the last of ``timestamps`` (a history of at least ``input_length`` rows)."""
+    def forecast(
+        self, timestamps: list[str], values: dict[str, list[float]]
+    ) -> list[dict[str, Any]]:
+        """Forecast after the last of ``timestamps`` (a history of at least ``input_length``
+        rows)."""
         _check_series(values, self.targets + self.covariates, len(timestamps))
         if len(timestamps) < self.need:
-            raise ValueError(f"timestamps: {len(timestamps)} rows given; the model needs the last {self.need} "
-                             f"(input_length={self.config.data.input_length}, difference={self.config.data.difference})")
-        rows = [{self.time_col: t, **{k: v[i] for k, v in values.items()}} for i, t in enumerate(timestamps)]
+            raise ValueError(
+                f"timestamps: {len(timestamps)} rows given; the model needs the last {self.need} "
+                f"(input_length={self.config.data.input_length}, "
+                f"difference={self.config.data.difference})"
+            )
+        rows = [
+            {self.time_col: t, **{k: v[i] for k, v in values.items()}}
+            for i, t in enumerate(timestamps)
+        ]
         return self._forecast(rows)
 
     @torch.no_grad()
@@ -199,7 +234,8 @@ class ForecastPredictor:
 
         d = self.config.data
         d.end_offset = 0
-        with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as tmp:  # the file reader validates rows
+        # the file reader validates rows
+        with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as tmp:
             path = Path(tmp) / "request.csv"
             pd.DataFrame(rows).to_csv(path, index=False)
             try:
@@ -214,16 +250,27 @@ class ForecastPredictor:
         p = self.model(x, torch.tensor(xf, dtype=torch.float32)[None])  # (1, H, C, K)
         z_last = fd.z[T - max(fd.lag, 1):T][None]
         steps = fd.steps(s.id, idx)[None]
-        pt = fd.pre.unscale(fd.pre.from_model(point_forecast(p, self.config.model).numpy(), s.id, steps, z_last),
-                            s.id)[0]  # (H, C)
+        pt = fd.pre.unscale(
+            fd.pre.from_model(point_forecast(p, self.config.model).numpy(), s.id, steps, z_last),
+            s.id,
+        )[0]  # (H, C)
         lvl = d.interval_level
-        q = fd.pre.from_model(quantile_forecast(p, self.config.model, [(1 - lvl) / 2, (1 + lvl) / 2]).numpy(),
-                              s.id, steps, z_last)[0]
+        q = fd.pre.from_model(
+            quantile_forecast(p, self.config.model, [(1 - lvl) / 2, (1 + lvl) / 2]).numpy(),
+            s.id,
+            steps,
+            z_last,
+        )[0]
         q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (2, H, C)
         out = []
         for h in range(fd.H):
             for c, name in enumerate(self.targets):
-                r = {"timestamp": str(idx[h]), "step": h + 1, "target": name, "forecast": float(pt[h, c])}
+                r = {
+                    "timestamp": str(idx[h]),
+                    "step": h + 1,
+                    "target": name,
+                    "forecast": float(pt[h, c]),
+                }
                 if self.config.model.head != "point":
                     r["lower"], r["upper"] = float(q[0, h, c]), float(q[1, h, c])
                 out.append(r)
@@ -247,7 +294,8 @@ class AudioPredictor:
 
         fcfg = self.feats["features"]
         y64 = np.asarray(waveform, dtype=np.float64)
-        bad = np.flatnonzero(~(np.abs(y64) <= np.finfo(np.float32).max))  # inf, NaN, or inf in float32
+        # inf, NaN, or inf in float32
+        bad = np.flatnonzero(~(np.abs(y64) <= np.finfo(np.float32).max))
         if bad.size:
             raise ValueError(f"audio[{bad[0]}]: {y64[bad[0]]:g} is not a finite float32 sample "
                              "(samples are usually in [-1, 1])")
@@ -259,7 +307,8 @@ class AudioPredictor:
         if len(y) < fcfg.n_fft:
             raise ValueError(f"audio: {len(y)} samples at {fcfg.sample_rate} Hz; expected at least "
                              f"{fcfg.n_fft} (one analysis frame)")
-        x = torch.from_numpy(normalise_features(compute_features(y, fcfg), self.feats))[None]  # (1, T, F)
+        # (1, T, F)
+        x = torch.from_numpy(normalise_features(compute_features(y, fcfg), self.feats))[None]
         p = torch.softmax(self.model(x, torch.tensor([x.shape[1]])).float(), -1)[0]  # (K,)
         probs, idx = p.topk(min(top_k, len(self.classes)))
         top = [[self.classes[int(i)], float(v)] for v, i in zip(probs, idx)]
@@ -286,7 +335,9 @@ class TextPredictor:
     def reset(self) -> None:
         """Nothing is carried between texts."""
 
-    def predict(self, texts: list[str], *, top_k: int = 1, beam_size: int = 5, max_len: int = 100) -> list[dict]:
+    def predict(
+        self, texts: list[str], *, top_k: int = 1, beam_size: int = 5, max_len: int = 100
+    ) -> list[dict]:
         options = {"top_k": top_k, "beam_size": beam_size, "max_len": max_len}
         return self.fn(str(self.checkpoint), list(texts),
                        **{k: v for k, v in options.items() if k in self.takes})
@@ -299,7 +350,9 @@ def text_predictor(d: Path, int8: bool) -> TextPredictor:
     from rnnkit.train.checkpoint import read_config
 
     if int8:
-        raise ValueError("--int8: not available for text classification/tagging/translation checkpoints yet")
+        raise ValueError(
+            "--int8: not available for text classification/tagging/translation checkpoints yet"
+        )
     return TextPredictor(d, read_config(d)["task"])
 
 

@@ -153,7 +153,9 @@ class TranslateTask:
                 raise ConfigError(f"config key 'data.{key}': expected a positive integer, "
                                   f"got {getattr(d, key)}")
         if not 0.0 <= d.label_smoothing < 1.0:
-            raise ConfigError(f"config key 'data.label_smoothing': expected [0, 1), got {d.label_smoothing}")
+            raise ConfigError(
+                f"config key 'data.label_smoothing': expected [0, 1), got {d.label_smoothing}"
+            )
         self.config, self.seed = config, config.trainer.seed
         files = resolve_parallel(d.source, d.src_lang, d.tgt_lang, splits=d.splits or None,
                                  data_dir=data_dir or d.data_dir)
@@ -168,9 +170,16 @@ class TranslateTask:
                 for k, v in ((0, d.src_vocab_size), (1, d.tgt_vocab_size)))
         self.src_tok, self.tgt_tok = tokenizers
         self.data = {s: self._encode(pairs, cut=s == "train") for s, pairs in self.raw.items()}
-        self.model = build_model(Seq2Seq, config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
-                                 pad_id=self.tgt_tok.pad_id, bos_id=self.tgt_tok.bos_id,
-                                 eos_id=self.tgt_tok.eos_id, run=config)
+        self.model = build_model(
+            Seq2Seq,
+            config.model,
+            self.src_tok.vocab_size,
+            self.tgt_tok.vocab_size,
+            pad_id=self.tgt_tok.pad_id,
+            bos_id=self.tgt_tok.bos_id,
+            eos_id=self.tgt_tok.eos_id,
+            run=config,
+        )
         self.eval_splits = tuple(s for s in self.data if s != "train")
         self.rank, self.world = 0, 1
         self._batches: dict[int, list[list[int]]] = {}
@@ -220,19 +229,27 @@ class TranslateTask:
         src, lengths, tgt_in, tgt_out = batch
         logits, _ = model(src.to(dev), lengths, tgt_in.to(dev))  # (B, T, V)
         y = tgt_out.to(dev)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=self.tgt_tok.pad_id,
-                               label_smoothing=self.config.data.label_smoothing)
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            y.flatten(),
+            ignore_index=self.tgt_tok.pad_id,
+            label_smoothing=self.config.data.label_smoothing,
+        )
         return StepOutput(loss, None, int((y != self.tgt_tok.pad_id).sum()))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         if split not in self.data or split == "train":
-            raise ValueError(f"split {split!r} is unknown; available: {', '.join(self.eval_splits)}")
+            raise ValueError(
+                f"split {split!r} is unknown; available: {', '.join(self.eval_splits)}"
+            )
         d: TranslateDataConfig = self.config.data
         metrics = self.token_loss(model, split)
         src_ids = [s for s, _ in self.data[split]]
         refs = [t for _, t in self.raw[split]]
-        greedy = decode(model, src_ids, beam_size=1, max_len=d.max_decode_len, batch_size=d.eval_batch_size)
+        greedy = decode(
+            model, src_ids, beam_size=1, max_len=d.max_decode_len, batch_size=d.eval_batch_size
+        )
         g = score_translations(self.tgt_tok.decode_batch([h["tokens"] for h in greedy]), refs)
         if split == "valid" or d.beam_size == 1:
             return {**metrics, **g}
@@ -248,7 +265,9 @@ class TranslateTask:
         model.eval()
         dev = next(model.parameters()).device
         data, total, n = self.data[split], 0.0, 0
-        for idx in length_buckets([len(s) for s, _ in data], self.config.data.eval_batch_size, shuffle=False):
+        for idx in length_buckets(
+            [len(s) for s, _ in data], self.config.data.eval_batch_size, shuffle=False
+        ):
             src, lengths, tgt_in, tgt_out = self._collate([data[i] for i in idx])
             logits, _ = model(src.to(dev), lengths, tgt_in.to(dev))
             y = tgt_out.to(dev)
@@ -290,9 +309,18 @@ def load_translate_checkpoint(directory: str | Path, *, map_location: str = "cpu
         except ValueError as e:
             raise CheckpointError(f"{d / name}: corrupted ({e})") from None
     src_tok, tgt_tok = toks
-    model = build_model(Seq2Seq, cfg.model, src_tok.vocab_size, tgt_tok.vocab_size, pad_id=tgt_tok.pad_id,
-                        bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, run=cfg, training=False,
-                        source=d / "config.json")
+    model = build_model(
+        Seq2Seq,
+        cfg.model,
+        src_tok.vocab_size,
+        tgt_tok.vocab_size,
+        pad_id=tgt_tok.pad_id,
+        bos_id=tgt_tok.bos_id,
+        eos_id=tgt_tok.eos_id,
+        run=cfg,
+        training=False,
+        source=d / "config.json",
+    )
     load_model_weights(model, d)
     model.to(map_location).eval()
     return model, src_tok, tgt_tok, cfg
@@ -334,8 +362,10 @@ def plot_attention(weights, src_tokens: list[str], tgt_tokens: list[str], path: 
 
     w = np.asarray(weights, dtype=float)
     if w.shape != (len(tgt_tokens), len(src_tokens)):
-        raise ValueError(f"plot_attention: weights {w.shape} do not match {len(tgt_tokens)} target x "
-                         f"{len(src_tokens)} source tokens")
+        raise ValueError(
+            f"plot_attention: weights {w.shape} do not match {len(tgt_tokens)} target x "
+            f"{len(src_tokens)} source tokens"
+        )
     fig, ax = plt.subplots(figsize=(0.45 * len(src_tokens) + 2, 0.4 * len(tgt_tokens) + 1.5))
     ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=60, ha="right")
@@ -353,9 +383,16 @@ def plot_attention(weights, src_tokens: list[str], tgt_tokens: list[str], path: 
     return p
 
 
-def evaluate_translate_checkpoint(directory: str | Path, *, split: str = "test", beam_size: int | None = None,
-                                  data_dir: str | None = None, plot: str | Path | None = None,
-                                  sentence: int = 0, hypotheses: str | Path | None = None) -> dict[str, Any]:
+def evaluate_translate_checkpoint(
+    directory: str | Path,
+    *,
+    split: str = "test",
+    beam_size: int | None = None,
+    data_dir: str | None = None,
+    plot: str | Path | None = None,
+    sentence: int = 0,
+    hypotheses: str | Path | None = None,
+) -> dict[str, Any]:
     """Decode ``split`` of the checkpoint's own data and score it (loss, BLEU, chrF, greedy and
     beam). ``plot`` writes the attention heatmap of sentence ``sentence``; ``hypotheses``
     writes the detokenised outputs, one per line."""
@@ -364,7 +401,9 @@ def evaluate_translate_checkpoint(directory: str | Path, *, split: str = "test",
         cfg.data.beam_size = beam_size
     task = TranslateTask(cfg, data_dir=data_dir, tokenizers=(src_tok, tgt_tok))
     if split not in task.eval_splits:
-        raise ValueError(f"--split {split}: not in the data; available: {', '.join(task.eval_splits)}")
+        raise ValueError(
+            f"--split {split}: not in the data; available: {', '.join(task.eval_splits)}"
+        )
     d: TranslateDataConfig = cfg.data
     metrics = task.evaluate(model, split if split != "valid" else "valid")
     if split == "valid" and d.beam_size > 1:  # the task decodes valid greedily; add the beam
@@ -373,8 +412,13 @@ def evaluate_translate_checkpoint(directory: str | Path, *, split: str = "test",
         b = score_translations(tgt_tok.decode_batch([h["tokens"] for h in hyps]),
                                [t for _, t in task.raw[split]])
         metrics = {**metrics, "bleu_greedy": metrics["bleu"], "chrf_greedy": metrics["chrf"], **b}
-    result: dict[str, Any] = {"split": split, "sentences": len(task.data[split]),
-                              "beam_size": d.beam_size, "length_penalty": d.length_penalty, **metrics}
+    result: dict[str, Any] = {
+        "split": split,
+        "sentences": len(task.data[split]),
+        "beam_size": d.beam_size,
+        "length_penalty": d.length_penalty,
+        **metrics,
+    }
     if hypotheses is not None or plot is not None:
         src_ids = [s for s, _ in task.data[split]]
         hyps = decode(model, src_ids, beam_size=d.beam_size, max_len=d.max_decode_len,
@@ -382,7 +426,9 @@ def evaluate_translate_checkpoint(directory: str | Path, *, split: str = "test",
         if hypotheses is not None:
             p = Path(hypotheses)
             tmp = p.with_name(f".{p.name}.tmp")
-            tmp.write_text("".join(tgt_tok.decode(h["tokens"]) + "\n" for h in hyps), encoding="utf-8")
+            tmp.write_text(
+                "".join(tgt_tok.decode(h["tokens"]) + "\n" for h in hyps), encoding="utf-8"
+            )
             tmp.replace(p)
             result["hypotheses"] = str(p)
         if plot is not None:
