@@ -2,7 +2,8 @@
 
 ::
 
-    rnnkit prune CKPT --amounts 0.5,0.7,0.9 --scope global,layer --finetune-steps 100 --out runs/prune
+    rnnkit prune CKPT --amounts 0.5,0.7,0.9 --scope global,layer --finetune-steps 100
+                 --out runs/prune
     rnnkit quantize CKPT --out runs/quant            # float vs int8: metric, size, speed
 
 Python::

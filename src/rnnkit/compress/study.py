@@ -9,7 +9,9 @@ at zero while the others adapt).
 
 Example::
 
-    rows = prune_table("runs/shakespeare_char/best", [0.5, 0.8], scopes=["global"], finetune_steps=50)
+    rows = prune_table(
+        "runs/shakespeare_char/best", [0.5, 0.8], scopes=["global"], finetune_steps=50
+    )
     print(table_markdown(rows))
     report = quantize_report("runs/shakespeare_char/best")   # speed-up and metric change
 """
@@ -55,7 +57,8 @@ def load_task(checkpoint: str | Path, *, data_dir: str | None = None,
 
 
 def monitored(cfg: Any) -> tuple[str, str]:
-    """``(metric key of task.evaluate, "min" | "max")`` from ``trainer.monitor`` ("val_loss" -> "loss")."""
+    """``(metric key of task.evaluate, "min" | "max")`` from ``trainer.monitor``
+    ("val_loss" -> "loss")."""
     m = cfg.trainer.monitor
     return (m[4:] if m.startswith("val_") else m), cfg.trainer.mode
 
@@ -70,11 +73,19 @@ def _evaluate(task: Any, model: nn.Module, split: str) -> dict[str, float]:
         model.train(was)
 
 
-def finetune(task: Any, cfg: Any, steps: int, *, lr_scale: float = 0.3, run_dir: str | Path | None = None,
-             overrides: list[str] | None = None) -> tuple[float, dict[str, float]]:
+def finetune(
+    task: Any,
+    cfg: Any,
+    steps: int,
+    *,
+    lr_scale: float = 0.3,
+    run_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[float, dict[str, float]]:
     """Train ``task.model`` (pruned or not) for ``steps`` optimizer steps with the one Trainer;
-    returns the wall seconds and the final validation metrics (``{}`` if the task has none).  The recipe's optimizer and schedule are kept, with the learning
-    rate times ``lr_scale`` and no warm-up; checkpoints go to a temporary ``run_dir``."""
+    returns the wall seconds and the final validation metrics (``{}`` if the task has none).
+    The recipe's optimizer and schedule are kept, with the learning rate times ``lr_scale`` and
+    no warm-up; checkpoints go to a temporary ``run_dir``."""
     from rnnkit.train.config import apply_overrides, build_run_config, to_dict
     from rnnkit.train.trainer import Trainer, make_fabric
 
@@ -83,9 +94,20 @@ def finetune(task: Any, cfg: Any, steps: int, *, lr_scale: float = 0.3, run_dir:
     raw = to_dict(cfg)
     raw["optim"]["lr"] = cfg.optim.lr * lr_scale
     raw["schedule"]["warmup_steps"] = 0
-    raw["trainer"].update(max_steps=steps, max_epochs=10**6, max_time_minutes=None, val_every_steps=None,
-                          checkpoint_every_steps=None, patience=None, loggers=[], plot=False,
-                          progress=False, devices=1, num_nodes=1, strategy="auto")
+    raw["trainer"].update(
+        max_steps=steps,
+        max_epochs=10**6,
+        max_time_minutes=None,
+        val_every_steps=None,
+        checkpoint_every_steps=None,
+        patience=None,
+        loggers=[],
+        plot=False,
+        progress=False,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+    )
     ft = build_run_config(apply_overrides(raw, overrides))
     tmp = None
     if run_dir is None:
@@ -108,8 +130,11 @@ def finetune(task: Any, cfg: Any, steps: int, *, lr_scale: float = 0.3, run_dir:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_checkpoint(task: Any, cfg: Any, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``task.model`` (masks folded in) as an ordinary rnnkit checkpoint with the task's assets."""
+def save_checkpoint(
+    task: Any, cfg: Any, directory: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``task.model`` (masks folded in) as an ordinary rnnkit checkpoint with the task's
+    assets."""
     from rnnkit.runtime import __version__
     from rnnkit.train.checkpoint import write_checkpoint
     from rnnkit.train.config import to_dict
@@ -121,10 +146,20 @@ def save_checkpoint(task: Any, cfg: Any, directory: str | Path, extra: dict[str,
     return path
 
 
-def prune_table(checkpoint: str | Path, amounts: list[float], *, scopes: list[str] = ("global",),
-                finetune_steps: int = 0, split: str = "valid", linear: bool = False, lr_scale: float = 0.3,
-                data_dir: str | None = None, overrides: list[str] | None = None,
-                save_dir: str | Path | None = None, log=print) -> list[dict[str, Any]]:
+def prune_table(
+    checkpoint: str | Path,
+    amounts: list[float],
+    *,
+    scopes: list[str] = ("global",),
+    finetune_steps: int = 0,
+    split: str = "valid",
+    linear: bool = False,
+    lr_scale: float = 0.3,
+    data_dir: str | None = None,
+    overrides: list[str] | None = None,
+    save_dir: str | Path | None = None,
+    log=print,
+) -> list[dict[str, Any]]:
     """Prune the checkpoint at each ``amount`` and ``scope``, fine-tune, and measure.
 
     Returns one row per (scope, amount) plus the dense baseline (``amount`` 0):
@@ -136,17 +171,32 @@ def prune_table(checkpoint: str | Path, amounts: list[float], *, scopes: list[st
     task, cfg = load_task(checkpoint, data_dir=data_dir, overrides=overrides)
     key, _ = monitored(cfg)
     if split not in getattr(task, "eval_splits", (split,)):
-        raise ValueError(f"--split {split}: the checkpoint's data has {', '.join(task.eval_splits)}")
+        raise ValueError(
+            f"--split {split}: the checkpoint's data has {', '.join(task.eval_splits)}"
+        )
     from rnnkit.train.checkpoint import load_model_weights
 
     dense = _evaluate(task, task.model, split)
     if key not in dense:
-        raise ValueError(f"trainer.monitor={cfg.trainer.monitor!r}: {key!r} is not among the metrics "
-                         f"{sorted(dense)}")
+        raise ValueError(
+            f"trainer.monitor={cfg.trainer.monitor!r}: {key!r} is not among the metrics "
+            f"{sorted(dense)}"
+        )
     log(f"dense: {key} {dense[key]:.4f}")
-    rows = [{"scope": "dense", "amount": 0.0, "sparsity": 0.0, "metric": key, "before": dense[key],
-             "after": dense[key], "finetune_steps": 0, "finetune_seconds": 0.0, "metrics_before": dense,
-             "metrics_after": dense}]
+    rows = [
+        {
+            "scope": "dense",
+            "amount": 0.0,
+            "sparsity": 0.0,
+            "metric": key,
+            "before": dense[key],
+            "after": dense[key],
+            "finetune_steps": 0,
+            "finetune_seconds": 0.0,
+            "metrics_before": dense,
+            "metrics_after": dense,
+        }
+    ]
     for scope in scopes:
         for a in amounts:
             load_model_weights(task.model, checkpoint)
@@ -157,13 +207,24 @@ def prune_table(checkpoint: str | Path, amounts: list[float], *, scopes: list[st
             after = before if not finetune_steps else val if split == "valid" and val else \
                 _evaluate(task, task.model, split)
             make_permanent(targets)
-            row = {"scope": scope, "amount": a, "sparsity": sp, "metric": key, "before": before[key],
-                   "after": after[key], "finetune_steps": finetune_steps, "finetune_seconds": secs,
-                   "metrics_before": before, "metrics_after": after,
-                   "layers": {k: v for k, v in sparsity(targets).items() if k != "total"}}
+            row = {
+                "scope": scope,
+                "amount": a,
+                "sparsity": sp,
+                "metric": key,
+                "before": before[key],
+                "after": after[key],
+                "finetune_steps": finetune_steps,
+                "finetune_seconds": secs,
+                "metrics_before": before,
+                "metrics_after": after,
+                "layers": {k: v for k, v in sparsity(targets).items() if k != "total"},
+            }
             rows.append(row)
-            log(f"{scope} {a:.2f}: sparsity {sp:.3f}  {key} {before[key]:.4f} -> {after[key]:.4f} after "
-                f"{finetune_steps} fine-tuning steps")
+            log(
+                f"{scope} {a:.2f}: sparsity {sp:.3f}  {key} {before[key]:.4f} -> "
+                f"{after[key]:.4f} after {finetune_steps} fine-tuning steps"
+            )
             if save_dir is not None:
                 save_checkpoint(task, cfg, Path(save_dir) / f"{scope}-{a:g}",
                                 {"pruning": {k: row[k] for k in ("scope", "amount", "sparsity")},
@@ -178,8 +239,10 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
     out = [f"| scope | target | sparsity | {key} pruned | {key} fine-tuned | steps |",
            "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append(f"| {r['scope']} | {r['amount']:.2f} | {r['sparsity']:.3f} | {r['before']:.4f} | "
-                   f"{r['after']:.4f} | {r['finetune_steps']} |")
+        out.append(
+            f"| {r['scope']} | {r['amount']:.2f} | {r['sparsity']:.3f} | {r['before']:.4f} | "
+            f"{r['after']:.4f} | {r['finetune_steps']} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -207,9 +270,17 @@ def _lm_step_fn(model: nn.Module, steps: int = 200, onednn: bool = True):
     return run
 
 
-def quantize_report(checkpoint: str | Path, *, split: str = "valid", repeats: int = 3, linear: bool = True,
-                    data_dir: str | None = None, overrides: list[str] | None = None,
-                    threads: int | None = 1, log=print) -> dict[str, Any]:
+def quantize_report(
+    checkpoint: str | Path,
+    *,
+    split: str = "valid",
+    repeats: int = 3,
+    linear: bool = True,
+    data_dir: str | None = None,
+    overrides: list[str] | None = None,
+    threads: int | None = 1,
+    log=print,
+) -> dict[str, Any]:
     """Float vs dynamic-int8 on CPU: the monitored metric, model size and time.
 
     Three variants are timed in process CPU seconds, interleaved, ``repeats`` times each
@@ -241,17 +312,30 @@ def quantize_report(checkpoint: str | Path, *, split: str = "valid", repeats: in
             for k, fn in fns.items():
                 times[w][k] += _time(fn, 1)
     med = {w: {k: statistics.median(v) for k, v in t.items()} for w, t in times.items()}
-    report = {"checkpoint": str(checkpoint), "task": task.name, "split": split, "metric": key, "mode": mode,
-              "metrics": metrics, "metric_change": metrics["int8"][key] - metrics["float"][key],
-              "bytes": {"float": model_bytes(fp), "int8": model_bytes(q)},
-              "cpu_seconds_median": med, "cpu_seconds_all": times, "repeats": repeats,
-              "speedup_vs_float": {w: m["float"] / m["int8"] for w, m in med.items()},
-              "speedup_vs_float_torch_nn": {w: m["float_torch_nn"] / m["int8"] for w, m in med.items()},
-              "converted": rep["converted"], "skipped": rep["skipped"], "threads": torch.get_num_threads()}
+    report = {
+        "checkpoint": str(checkpoint),
+        "task": task.name,
+        "split": split,
+        "metric": key,
+        "mode": mode,
+        "metrics": metrics,
+        "metric_change": metrics["int8"][key] - metrics["float"][key],
+        "bytes": {"float": model_bytes(fp), "int8": model_bytes(q)},
+        "cpu_seconds_median": med,
+        "cpu_seconds_all": times,
+        "repeats": repeats,
+        "speedup_vs_float": {w: m["float"] / m["int8"] for w, m in med.items()},
+        "speedup_vs_float_torch_nn": {w: m["float_torch_nn"] / m["int8"] for w, m in med.items()},
+        "converted": rep["converted"],
+        "skipped": rep["skipped"],
+        "threads": torch.get_num_threads(),
+    }
     log(f"{key}: float {metrics['float'][key]:.4f}  int8 {metrics['int8'][key]:.4f}  "
         f"(change {report['metric_change']:+.4f})")
     for w, m in med.items():
-        log(f"{w} (CPU s): float {m['float']:.3f}  float(torch.nn) {m['float_torch_nn']:.3f}  int8 {m['int8']:.3f}  "
-            f"speed-up x{report['speedup_vs_float'][w]:.2f} (vs torch.nn float x"
-            f"{report['speedup_vs_float_torch_nn'][w]:.2f})")
+        log(
+            f"{w} (CPU s): float {m['float']:.3f}  float(torch.nn) {m['float_torch_nn']:.3f}  "
+            f"int8 {m['int8']:.3f}  speed-up x{report['speedup_vs_float'][w]:.2f} "
+            f"(vs torch.nn float x{report['speedup_vs_float_torch_nn'][w]:.2f})"
+        )
     return report

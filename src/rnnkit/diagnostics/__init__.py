@@ -15,11 +15,19 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "hidden_gradient_norms": "gradient_flow", "flow_summary": "gradient_flow", "ClipRecord": "gradient_flow",
-    "plot_gradient_flow": "gradient_flow", "plot_clipping": "gradient_flow",
-    "gate_activity": "gates", "cell_gates": "gates", "saturation": "gates",
-    "plot_gate_heatmaps": "gates", "adding_study": "adding",
-    "explain_model": "explain", "explain_checkpoint": "explain", "explain_recipe": "explain",
+    "hidden_gradient_norms": "gradient_flow",
+    "flow_summary": "gradient_flow",
+    "ClipRecord": "gradient_flow",
+    "plot_gradient_flow": "gradient_flow",
+    "plot_clipping": "gradient_flow",
+    "gate_activity": "gates",
+    "cell_gates": "gates",
+    "saturation": "gates",
+    "plot_gate_heatmaps": "gates",
+    "adding_study": "adding",
+    "explain_model": "explain",
+    "explain_checkpoint": "explain",
+    "explain_recipe": "explain",
     "explain_adding": "explain",
 }
 

@@ -51,7 +51,9 @@ def _jsonable(obj: Any) -> Any:
 def _write_json(path: Path, obj: dict) -> Path:
     text = json.dumps(_jsonable(obj), indent=1)
     # lists of numbers on one line each: readable, and a 3000-step history stays 3000 values wide
-    text = re.sub(r"\[\s+([-+0-9.eEnul,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    text = re.sub(
+        r"\[\s+([-+0-9.eEnul,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text
+    )
     path.write_text(text + "\n")
     return path
 
@@ -79,20 +81,39 @@ def explain_model(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor]
     finally:
         model.train(was)
     panels = {f"{f['module']} layer {f['layer']} {f['direction']}": {"": f["norms"]} for f in flows}
-    files = [plot_gradient_flow(panels, out / "gradient_flow.png",
-                                title=f"{name}: gradient norm per time step (loss {flows[0]['loss']:.4g})")]
+    files = [
+        plot_gradient_flow(
+            panels,
+            out / "gradient_flow.png",
+            title=f"{name}: gradient norm per time step (loss {flows[0]['loss']:.4g})",
+        )
+    ]
     for a in acts:
-        files.append(plot_gate_heatmaps(a, out / f"gates_{_tag(a)}.png",
-                                        title=f"{name}: {a['module']} layer {a['layer']} "
-                                              f"{a['direction']}, sequence {sequence} ({a['cell']})"))
-    report = {"name": name, "mode": "eval (dropout off)", "sequence": sequence,
-              "gradient_flow": [{**{k: f[k] for k in ("module", "layer", "direction", "cell", "loss",
-                                                      "lengths")},
-                                 "norms": f["norms"],
-                                 "summary": {k: flow_summary(v) for k, v in f["norms"].items()}}
-                                for f in flows],
-              "gates": [{k: a[k] for k in ("module", "layer", "direction", "cell", "length", "stats")}
-                        for a in acts]}
+        files.append(
+            plot_gate_heatmaps(
+                a,
+                out / f"gates_{_tag(a)}.png",
+                title=f"{name}: {a['module']} layer {a['layer']} "
+                f"{a['direction']}, sequence {sequence} ({a['cell']})",
+            )
+        )
+    report = {
+        "name": name,
+        "mode": "eval (dropout off)",
+        "sequence": sequence,
+        "gradient_flow": [
+            {
+                **{k: f[k] for k in ("module", "layer", "direction", "cell", "loss", "lengths")},
+                "norms": f["norms"],
+                "summary": {k: flow_summary(v) for k, v in f["norms"].items()},
+            }
+            for f in flows
+        ],
+        "gates": [
+            {k: a[k] for k in ("module", "layer", "direction", "cell", "length", "stats")}
+            for a in acts
+        ],
+    }
     if clipping is not None and clipping.get("steps"):
         files.append(plot_clipping({name: clipping}, out / "grad_clipping.png",
                                    title="global gradient norm over training"))
@@ -109,8 +130,13 @@ def clipping_from_history(history: list[dict], max_norm: float | None) -> dict:
     rows = [h for h in history if "grad_norm" in h]
     before = [float(h["grad_norm"]) for h in rows]
     after = [min(b, max_norm) if max_norm else b for b in before]
-    return {"steps": [int(h["step"]) for h in rows], "before": before, "after": after,
-            "max_norm": max_norm, "source": "trainer history (logged steps); after = min(before, max_norm)"}
+    return {
+        "steps": [int(h["step"]) for h in rows],
+        "before": before,
+        "after": after,
+        "max_norm": max_norm,
+        "source": "trainer history (logged steps); after = min(before, max_norm)",
+    }
 
 
 def _task_loss(task) -> Callable[[nn.Module], torch.Tensor]:
@@ -157,9 +183,15 @@ def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir:
             clipping = clipping_from_history(state.get("state", {}).get("history", []),
                                              cfg.trainer.grad_clip)
             break
-    return explain_model(task.model, _task_loss(task), out_dir, name=f"{cfg.task} checkpoint {ckpt}",
-                         sequence=sequence, clipping=clipping,
-                         extra={"checkpoint": str(ckpt), "task": cfg.task})
+    return explain_model(
+        task.model,
+        _task_loss(task),
+        out_dir,
+        name=f"{cfg.task} checkpoint {ckpt}",
+        sequence=sequence,
+        clipping=clipping,
+        extra={"checkpoint": str(ckpt), "task": cfg.task},
+    )
 
 
 def explain_recipe(recipe: str | Path, out_dir: str | Path, *, overrides: list[str] | None = None,
@@ -195,12 +227,20 @@ def explain_adding(out_dir: str | Path, *, cells: tuple[str, ...] = ("rnn_tanh",
     snapshots = tuple(sorted(set(snapshots if snapshots is not None else (0, steps))))
     res = adding_study(cells, T=T, steps=steps, snapshots=snapshots, log=log, **kwargs)
     label = lambda c: _LABELS.get(c, c)  # noqa: E731
-    panels = {f"{label(c)} (test MSE {r['final_test_mse']:.3f})":
-              {("init" if s == 0 else f"step {s}"): snap["norms"] for s, snap in r["snapshots"].items()}
-              for c, r in res["cells"].items()}
-    files = [plot_gradient_flow(panels, out / "gradient_flow.png",
-                                title=f"Adding problem T={T}: ||dL/dh_t|| on {res['settings']['probe_size']} "
-                                      "probe sequences (loss at t = T-1)")]
+    panels = {
+        f"{label(c)} (test MSE {r['final_test_mse']:.3f})": {
+            ("init" if s == 0 else f"step {s}"): snap["norms"] for s, snap in r["snapshots"].items()
+        }
+        for c, r in res["cells"].items()
+    }
+    files = [
+        plot_gradient_flow(
+            panels,
+            out / "gradient_flow.png",
+            title=f"Adding problem T={T}: ||dL/dh_t|| on {res['settings']['probe_size']} "
+            "probe sequences (loss at t = T-1)",
+        )
+    ]
     files.append(plot_clipping({label(c): r["clipping"] for c, r in res["cells"].items()},
                                out / "grad_clipping.png",
                                title=f"Adding problem T={T}: gradient norm before/after clipping"))
@@ -209,10 +249,16 @@ def explain_adding(out_dir: str | Path, *, cells: tuple[str, ...] = ("rnn_tanh",
         snap = r["snapshots"][last]
         act = {"module": "rnn", "layer": 0, "direction": "forward", "cell": c,
                "values": snap["values"], "stats": snap["gate_stats"]}
-        files.append(plot_gate_heatmaps(
-            act, out / f"gates_{c}.png", marks=res["probe"]["markers"],
-            title=f"{label(c)} after {last} steps, probe sequence (markers at t = "
-                  f"{', '.join(map(str, res['probe']['markers']))}; target {res['probe']['target']:.3f})"))
+        files.append(
+            plot_gate_heatmaps(
+                act,
+                out / f"gates_{c}.png",
+                marks=res["probe"]["markers"],
+                title=f"{label(c)} after {last} steps, probe sequence (markers at t = "
+                f"{', '.join(map(str, res['probe']['markers']))}; "
+                f"target {res['probe']['target']:.3f})",
+            )
+        )
     for r in res["cells"].values():
         for snap in r["snapshots"].values():
             snap.pop("values")  # the heatmaps show them; the JSON keeps the statistics

@@ -189,7 +189,9 @@ def _parse_scalar(text: str, key: str) -> Any:
     except RecursionError:
         deep = True
     if deep:
-        raise ConfigError(f"config key '{key}': value nested too deeply (at most {MAX_DEPTH} levels expected)")
+        raise ConfigError(
+            f"config key '{key}': value nested too deeply (at most {MAX_DEPTH} levels expected)"
+        )
     return value
 
 
@@ -198,7 +200,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
     def bad() -> ConfigError:
         return ConfigError(
-            f"config key '{key}': expected {_type_name(tp)}, got {_show(value)} ({type(value).__name__})"
+            f"config key '{key}': expected {_type_name(tp)}, got {_show(value)} "
+            f"({type(value).__name__})"
         )
 
     origin = typing.get_origin(tp)
@@ -229,7 +232,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        if isinstance(value, str) and value.lower() in (
+            "true",
+            "yes",
+            "on",
+            "1",
+            "false",
+            "no",
+            "off",
+            "0",
+        ):
             return value.lower() in ("true", "yes", "on", "1")
         raise bad()
     if tp is int:
@@ -268,7 +280,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(
-                    f"config key '{key}': expected {len(args)} values, got {len(value)} ({_show(value)})"
+                    f"config key '{key}': expected {len(args)} values, got {len(value)} "
+                    f"({_show(value)})"
                 )
             return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         et = args[0] if args else Any
@@ -278,7 +291,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': expected a mapping of {tp.__name__} fields, got {_show(value)}")
+            raise ConfigError(
+                f"config key '{key}': expected a mapping of {tp.__name__} fields, "
+                f"got {_show(value)}"
+            )
         return from_dict(tp, value, prefix=key)
     raise ConfigError(f"config key '{key}': unsupported field type {_type_name(tp)}")
 
@@ -291,7 +307,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix or cls.__name__}': expected a mapping, got {_show(data)}")
+        raise ConfigError(
+            f"config section '{prefix or cls.__name__}': expected a mapping, got {_show(data)}"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -299,8 +317,8 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         key = f"{prefix}.{_clean(k)}" if prefix else _clean(k)
         if k not in names:
             raise ConfigError(
-                f"unknown config key '{key}'; allowed keys{' in ' + repr(prefix) if prefix else ''}: "
-                f"{', '.join(names)}"
+                f"unknown config key '{key}'; allowed keys"
+                f"{' in ' + repr(prefix) if prefix else ''}: {', '.join(names)}"
             )
         kwargs[k] = _coerce(v, hints[k], key)
     try:
@@ -359,7 +377,9 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
     allowed = [f.name for f in dataclasses.fields(RunConfig)] + ["search"]
     for k in raw:
         if k not in allowed:
-            raise ConfigError(f"unknown config key '{_clean(k)}'; allowed top-level keys: {', '.join(allowed)}")
+            raise ConfigError(
+                f"unknown config key '{_clean(k)}'; allowed top-level keys: {', '.join(allowed)}"
+            )
     task = raw.get("task")
     if task is None:
         raise ConfigError("config key 'task' is missing (e.g. task: lm)")
@@ -398,7 +418,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if raw is None:
         raise ConfigError(f"{path}: recipe is empty")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}"
+        )
     try:
         return build_run_config(apply_overrides(raw, overrides))
     except ConfigError as e:

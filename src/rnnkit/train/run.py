@@ -38,7 +38,9 @@ __all__ = ["run_training", "resolve_run_dir", "claim_run_dir", "lock_run_dir", "
 RUN_LOCK = ".rnnkit-run.lock"
 
 
-def resolve_run_dir(cfg: RunConfig, recipe_name: str, out: str | Path | None, resume: str | Path | None) -> Path:
+def resolve_run_dir(
+    cfg: RunConfig, recipe_name: str, out: str | Path | None, resume: str | Path | None
+) -> Path:
     """The run directory (see the module docstring); never an existing run unless resuming."""
     if resume is not None:
         run_dir = Path(resume)
@@ -48,8 +50,10 @@ def resolve_run_dir(cfg: RunConfig, recipe_name: str, out: str | Path | None, re
     if out is not None:
         run_dir = Path(out)
         if has_checkpoint(run_dir / "last"):
-            raise ConfigError(f"--out {run_dir}: already holds a run (last/); pass --resume {run_dir} "
-                              "to continue it or another --out")
+            raise ConfigError(
+                f"--out {run_dir}: already holds a run (last/); pass --resume {run_dir} "
+                "to continue it or another --out"
+            )
         return run_dir
     base = Path(cfg.trainer.out_dir) / (cfg.trainer.name or recipe_name)
     run_dir, n = base, 1
@@ -75,9 +79,11 @@ def lock_run_dir(run_dir: str | Path) -> FileLock:
     try:
         return lock.acquire(timeout=0)
     except LockError:
-        raise LockError(f"{run_dir}: another training is running in this run directory "
-                        f"({describe_holder(lock.holder())}); wait for it to end, or choose another "
-                        f"--out") from None
+        raise LockError(
+            f"{run_dir}: another training is running in this run directory "
+            f"({describe_holder(lock.holder())}); wait for it to end, or choose another "
+            f"--out"
+        ) from None
 
 
 def claim_run_dir(cfg: RunConfig, recipe_name: str, out: str | Path | None,
@@ -139,7 +145,8 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
     """
     tc = cfg.trainer
     if data_dir is not None and hasattr(cfg.data, "data_dir"):
-        cfg.data.data_dir = str(data_dir)  # saved in the checkpoints, so evaluate finds the data again
+        # saved in the checkpoints, so evaluate finds the data again
+        cfg.data.data_dir = str(data_dir)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     set_deterministic(tc.deterministic)
@@ -177,11 +184,17 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, d
     if test_split and test_split in getattr(task, "eval_splits", ()):
         trainer.load_best()
         test = {f"test_{k}": v for k, v in trainer.evaluate(test_split).items()}
-        trainer.monitor.print("[bold]test[/] (best checkpoint): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        trainer.monitor.print(
+            "[bold]test[/] (best checkpoint): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items())
+        )
         summary["test"] = test
     if fabric.global_rank != 0:
         return {}  # only rank 0 reports
-    summary.update(run_dir=str(run_dir), wall_seconds=result.wall_seconds, device=device_description(fabric),
-                   world_size=fabric.world_size)
+    summary.update(
+        run_dir=str(run_dir),
+        wall_seconds=result.wall_seconds,
+        device=device_description(fabric),
+        world_size=fabric.world_size,
+    )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -125,7 +125,9 @@ class TaskSpec:
     predictor: Callable[[Path, bool], Any] | None = None
     export: Callable[[Path], Any] | None = None
 
-    def load_task(self, checkpoint: str | Path, run_config: Any, data_dir: str | None = None) -> Any:
+    def load_task(
+        self, checkpoint: str | Path, run_config: Any, data_dir: str | None = None
+    ) -> Any:
         """The Task of a checkpoint's recipe, built with the checkpoint's assets (no weights)."""
         if self.load is not None:
             return self.load(Path(checkpoint), run_config, data_dir=data_dir)
@@ -137,8 +139,10 @@ class UnknownTaskError(ValueError):
 
 
 #: task name -> module defining it (imported on first use; it registers its spec)
-BUILTIN_TASKS: dict[str, str] = {name: f"rnnkit.tasks.{name}" for name in
-                                 ("anomaly", "audio", "classify", "forecast", "lm", "tag", "translate")}
+BUILTIN_TASKS: dict[str, str] = {
+    name: f"rnnkit.tasks.{name}"
+    for name in ("anomaly", "audio", "classify", "forecast", "lm", "tag", "translate")
+}
 
 #: the registered specs, filled as pipeline modules are imported
 TASKS: dict[str, TaskSpec] = {}

@@ -130,14 +130,16 @@ class Trainer:
         if isinstance(x, torch.Tensor):
             if x.size(0) != self.world:
                 raise TrainingError(
-                    f"the checkpoint was written mid-epoch by {x.size(0)} process(es); resume it with "
-                    f"trainer.devices x trainer.num_nodes = {x.size(0)} (this run has {self.world})"
+                    f"the checkpoint was written mid-epoch by {x.size(0)} process(es); resume it "
+                    f"with trainer.devices x trainer.num_nodes = {x.size(0)} "
+                    f"(this run has {self.world})"
                 )
             return x[self.rank].to(self.fabric.device)
         return tuple(self._select_carry(v) for v in x)
 
     def save(self, name: str, *, with_state: bool = True) -> None:
-        """Write ``run_dir/name`` atomically (rank 0), with resume state unless ``with_state=False``."""
+        """Write ``run_dir/name`` atomically (rank 0), with resume state unless
+        ``with_state=False``."""
         carry = self._gather_carry() if with_state else None
         if self.rank == 0:
             tensors: dict[str, torch.Tensor] = {}
@@ -180,8 +182,10 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(optim)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise ckpt.CheckpointError(f"{where}: the optimizer state does not fit this run's optimizer "
-                                       f"({' '.join(str(e).split())[:200]})") from None
+            raise ckpt.CheckpointError(
+                f"{where}: the optimizer state does not fit this run's optimizer "
+                f"({' '.join(str(e).split())[:200]})"
+            ) from None
         self.schedule.load_state_dict(meta["schedule"])
         self.state = state
         self.last_val = dict(meta.get("last_val") or {})
@@ -226,7 +230,9 @@ class Trainer:
             s.bad_evals += 1
         if tc.patience is not None and s.bad_evals > tc.patience:
             s.stopped = "early_stopping"
-            self.monitor.print(f"early stopping: {tc.monitor} has not improved for {s.bad_evals} evaluations")
+            self.monitor.print(
+                f"early stopping: {tc.monitor} has not improved for {s.bad_evals} evaluations"
+            )
             return True
         return False
 
@@ -276,7 +282,9 @@ class Trainer:
         grads = [p.grad.detach() for p in self.raw_model.parameters() if p.grad is not None]
         if not grads:
             return 0.0
-        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        return float(
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        )
 
     def fit(self, resume_from: Path | None = None) -> FitResult:
         """Train until ``max_epochs``/``max_steps``/the time budget/early stopping."""
@@ -296,12 +304,16 @@ class Trainer:
         if resume_from is not None:
             self.load(Path(resume_from))
             s = self.state
-            if (s.stopped == "max_epochs" and s.epoch < tc.max_epochs) or (
-                    s.stopped == "max_steps" and (tc.max_steps is None or s.step < tc.max_steps)) or (
-                    s.stopped == "time" and not self._out_of_time(self._budget_used())):
+            if (
+                (s.stopped == "max_epochs" and s.epoch < tc.max_epochs)
+                or (s.stopped == "max_steps" and (tc.max_steps is None or s.step < tc.max_steps))
+                or (s.stopped == "time" and not self._out_of_time(self._budget_used()))
+            ):
                 s.stopped = None  # the limit that ended the run was raised: go on
-            self.monitor.print(f"resumed from {resume_from}: epoch {s.epoch + 1}, batch {s.batch_in_epoch}, "
-                               f"step {s.step}")
+            self.monitor.print(
+                f"resumed from {resume_from}: epoch {s.epoch + 1}, batch {s.batch_in_epoch}, "
+                f"step {s.step}"
+            )
         self._t0, self._wall0 = time.monotonic(), s.elapsed
         self._c0, self._cpu0 = time.process_time(), s.cpu_seconds
         stop = s.stopped is not None
@@ -340,12 +352,21 @@ class Trainer:
                                     self._budget_left())
                 if s.step % tc.log_every_steps == 0:
                     avg = since_log[0] / max(since_log[1], 1)
-                    rec = {"train_loss": avg, "lr": lr, "grad_norm": norm, f"{self.task.item_name}_per_s": speed}
+                    rec = {
+                        "train_loss": avg,
+                        "lr": lr,
+                        "grad_norm": norm,
+                        f"{self.task.item_name}_per_s": speed,
+                    }
                     s.history.append({"step": s.step, "epoch": s.epoch, **rec})
                     self.monitor.log_metrics(rec, s.step)
                     since_log = [0.0, 0.0, 0.0]
                 self._tick()
-                if tc.val_every_steps and s.step % tc.val_every_steps == 0 and s.batch_in_epoch < total:
+                if (
+                    tc.val_every_steps
+                    and s.step % tc.val_every_steps == 0
+                    and s.batch_in_epoch < total
+                ):
                     stop = self._validate()
                 if tc.max_steps is not None and s.step >= tc.max_steps:
                     s.stopped, stop = "max_steps", True
@@ -374,9 +395,17 @@ class Trainer:
             plot_history(s.history, self.run_dir / "curves.png", title=self.run_dir.name)
         result = FitResult(self.run_dir, s, dict(self.last_val), s.best, wall)
         if self.rank == 0:
-            summary = {"task": self.task.name, "stopped": s.stopped, "epoch": s.epoch, "step": s.step,
-                       "elapsed_seconds": s.elapsed, "cpu_seconds": s.cpu_seconds, "best": s.best, "monitor": self.tc.monitor,
-                       "val": self.last_val}
+            summary = {
+                "task": self.task.name,
+                "stopped": s.stopped,
+                "epoch": s.epoch,
+                "step": s.step,
+                "elapsed_seconds": s.elapsed,
+                "cpu_seconds": s.cpu_seconds,
+                "best": s.best,
+                "monitor": self.tc.monitor,
+                "val": self.last_val,
+            }
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         self.monitor.close()
         return result

@@ -10,5 +10,13 @@ values run again within a stated time, see :mod:`rnnkit.tune.heartbeat`.
 from rnnkit.tune.space import Param, SearchConfig, apply_params, load_search_recipe
 from rnnkit.tune.study import ReportingTrainer, run_search, storage_url, write_history_plot
 
-__all__ = ["Param", "SearchConfig", "apply_params", "load_search_recipe", "ReportingTrainer", "run_search",
-           "storage_url", "write_history_plot"]
+__all__ = [
+    "Param",
+    "SearchConfig",
+    "apply_params",
+    "load_search_recipe",
+    "ReportingTrainer",
+    "run_search",
+    "storage_url",
+    "write_history_plot",
+]

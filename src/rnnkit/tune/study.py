@@ -62,7 +62,8 @@ class ReportingTrainer(Trainer):
 
         stop = super()._validate()
         value = self.last_val.get(self.metric)
-        if value is None or self.pruned or self.lost or self.state.step == self._last_step:  # once per step
+        # once per step
+        if value is None or self.pruned or self.lost or self.state.step == self._last_step:
             return stop
         self._last_step = self.state.step
         try:
@@ -118,8 +119,10 @@ def _train_trial(raw: dict[str, Any], params: dict[str, Any], trial: Any, run_di
     cfg = build_run_config(apply_params(raw, params))
     tc = cfg.trainer
     if tc.devices * tc.num_nodes != 1:
-        raise ConfigError("search: each trial trains in one process (trainer.devices=1); run several "
-                          "`rnnkit tune` workers on one --storage to use more devices")
+        raise ConfigError(
+            "search: each trial trains in one process (trainer.devices=1); run several "
+            "`rnnkit tune` workers on one --storage to use more devices"
+        )
     tc.progress = False
     if data_dir is not None and hasattr(cfg.data, "data_dir"):
         cfg.data.data_dir = str(data_dir)
@@ -137,14 +140,24 @@ def _train_trial(raw: dict[str, Any], params: dict[str, Any], trial: Any, run_di
     if trainer.lost:
         return math.nan, trainer
     if trainer.reports == 0 or best is None:
-        raise ConfigError(f"trial {trial.number}: no validation of {tc.monitor!r} happened; the task needs a "
-                          "'valid' split and trainer.val_every_steps or whole epochs")
+        raise ConfigError(
+            f"trial {trial.number}: no validation of {tc.monitor!r} happened; the task needs a "
+            "'valid' split and trainer.val_every_steps or whole epochs"
+        )
     return float(best), trainer
 
 
-def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path | None = None,
-               storage: str | None = None, study_name: str | None = None, data_dir: str | None = None,
-               timeout: float | None = None, log=print) -> dict[str, Any]:
+def run_search(
+    recipe: str | Path,
+    *,
+    trials: int | None = None,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    data_dir: str | None = None,
+    timeout: float | None = None,
+    log=print,
+) -> dict[str, Any]:
     """Run (or resume, or join as a worker) the study of ``recipe`` until it holds ``trials``
     finished (complete or pruned) trials; write the outputs and return the summary."""
     import optuna
@@ -153,7 +166,10 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
 
     raw, search = load_search_recipe(recipe)
     base = build_run_config(raw)
-    metric, direction = base.trainer.monitor, "minimize" if base.trainer.mode == "min" else "maximize"
+    metric, direction = (
+        base.trainer.monitor,
+        "minimize" if base.trainer.mode == "min" else "maximize",
+    )
     out = Path(out) if out is not None else Path(base.trainer.out_dir) / "tune" / Path(recipe).stem
     out.mkdir(parents=True, exist_ok=True)
     total = trials or search.trials
@@ -161,20 +177,29 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
         raise ConfigError(f"--trials {total}: expected a positive integer")
     deadline = None if timeout is None else time.monotonic() + timeout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry
+    # heartbeat, retry
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     rc = Reclaimer(storage_url(storage or out / "study.db"), heartbeat=search.heartbeat,
                    grace=search.grace_period, log=log)
     store = rc.storage
     name = study_name or Path(recipe).stem
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    probe = optuna.create_study(study_name=name, storage=store, direction=direction, load_if_exists=True)
+    probe = optuna.create_study(
+        study_name=name, storage=store, direction=direction, load_if_exists=True
+    )
     if probe.direction.name.lower() != direction:
-        raise ConfigError(f"--storage: study {name!r} exists with direction {probe.direction.name.lower()}, "
-                          f"but trainer.mode gives {direction}")
+        raise ConfigError(
+            f"--storage: study {name!r} exists with direction {probe.direction.name.lower()}, "
+            f"but trainer.mode gives {direction}"
+        )
     n_before = len(probe.trials)
     # a resumed study or a second worker gets its own sampler seed, so workers do not draw alike
-    study = optuna.load_study(study_name=name, storage=store, sampler=_sampler(search, search.seed + n_before),
-                              pruner=_pruner(search))
+    study = optuna.load_study(
+        study_name=name,
+        storage=store,
+        sampler=_sampler(search, search.seed + n_before),
+        pruner=_pruner(search),
+    )
     rc.reclaim(study)  # a dead worker's trial is queued before this worker draws new values
     finished = len(study.get_trials(deepcopy=False, states=done_states))
     if finished:
@@ -187,8 +212,12 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
         t0 = time.time()
         retry_of = next((t.system_attrs.get("failed_trial") for t in study.get_trials(
             deepcopy=False, states=(TrialState.RUNNING,)) if t.number == trial.number), None)
-        log(f"trial {trial.number}" + (f" (values of trial {retry_of}, whose worker died)" if retry_of is not None
-                                       else "") + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+        log(
+            f"trial {trial.number}"
+            + (f" (values of trial {retry_of}, whose worker died)" if retry_of is not None else "")
+            + ": "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+        )
         value, trainer = _train_trial(raw, params, trial, run_dir, data_dir, search)
         if trainer.lost:
             raise _TrialLost(trial.number)
@@ -204,20 +233,32 @@ def run_search(recipe: str | Path, *, trials: int | None = None, out: str | Path
         """``study.optimize``, going on when another worker took this worker's trial for dead."""
         while n > 0:
             try:
-                return study.optimize(objective, n_trials=n, timeout=timeout, catch=(), callbacks=callbacks)
+                return study.optimize(
+                    objective, n_trials=n, timeout=timeout, catch=(), callbacks=callbacks
+                )
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError, _TrialLost):
                 if not _lost_to_another(study, rc.own):
                     raise
-            log(f"trial {rc.own} was failed by another worker: no heartbeat from here reached the study "
-                f"for {rc.grace} s; its values are queued to run again, and this worker goes on")
-            n = total - len(study.get_trials(deepcopy=False, states=done_states)) if callbacks else n - 1
+            log(
+                f"trial {rc.own} was failed by another worker: no heartbeat from here reached the "
+                f"study for {rc.grace} s; its values are queued to run again, and this worker "
+                f"goes on"
+            )
+            n = (
+                total - len(study.get_trials(deepcopy=False, states=done_states))
+                if callbacks
+                else n - 1
+            )
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 return
 
     with rc.watch(study):  # a dead worker's trial is failed and queued while this one trains
-        optimize(max(0, total - finished), timeout,
-                 [MaxTrialsCallback(total, states=done_states), lambda study, trial: rc.reclaim(study)])
+        optimize(
+            max(0, total - finished),
+            timeout,
+            [MaxTrialsCallback(total, states=done_states), lambda study, trial: rc.reclaim(study)],
+        )
         # queued values run even past --trials: they were drawn, and may be the best ones
         rc.settle(study, lambda: optimize(1, None, []), deadline)
     return write_outputs(study, raw, out, metric, log=log)
@@ -228,7 +269,8 @@ class _TrialLost(Exception):
 
 
 def _lost_to_another(study: Any, number: int | None) -> bool:
-    """Trial ``number`` was failed by a worker that took it for dead: FAIL, and its values queued."""
+    """Trial ``number`` was failed by a worker that took it for dead: FAIL, and its values
+    queued."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -240,7 +282,9 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write_outputs(study: Any, raw: dict[str, Any], out: Path, metric: str, log=print) -> dict[str, Any]:
+def write_outputs(
+    study: Any, raw: dict[str, Any], out: Path, metric: str, log=print
+) -> dict[str, Any]:
     """``trials.json``, ``best.yaml`` and ``history.png`` of a study; returns the summary."""
     from optuna.trial import TrialState
 
@@ -258,11 +302,15 @@ def write_outputs(study: Any, raw: dict[str, Any], out: Path, metric: str, log=p
         summary["best"] = {"number": b.number, "value": b.value, "params": b.params,
                            "run_dir": b.user_attrs.get("run_dir")}
         best = apply_params(raw, b.params)
-        head = (f"# best of study {study.study_name!r}: trial {b.number}, {metric} = {b.value:.6g}\n"
-                f"# searched values: {json.dumps(b.params)}\n")
+        head = (
+            f"# best of study {study.study_name!r}: trial {b.number}, {metric} = {b.value:.6g}\n"
+            f"# searched values: {json.dumps(b.params)}\n"
+        )
         (out / "best.yaml").write_text(head + yaml.safe_dump(best, sort_keys=False))
         summary["best_recipe"] = str(out / "best.yaml")
-    (out / "trials.json").write_text(json.dumps({**summary, "rows": rows}, indent=1, default=str) + "\n")
+    (out / "trials.json").write_text(
+        json.dumps({**summary, "rows": rows}, indent=1, default=str) + "\n"
+    )
     if rows:
         write_history_plot(rows, out / "history.png", metric, summary["direction"])
         summary["plot"] = str(out / "history.png")
@@ -292,7 +340,11 @@ def write_history_plot(rows: list[dict[str, Any]], path: Path, metric: str, dire
             by.append(best)
     a.scatter(xs, ys, s=18, label="complete", color="tab:blue")
     px = [r["number"] for r in rows if r["state"] == "PRUNED" and r["intermediate"]]
-    py = [list(r["intermediate"].values())[-1] for r in rows if r["state"] == "PRUNED" and r["intermediate"]]
+    py = [
+        list(r["intermediate"].values())[-1]
+        for r in rows
+        if r["state"] == "PRUNED" and r["intermediate"]
+    ]
     a.scatter(px, py, s=22, marker="x", color="tab:gray", label="pruned (last value)")
     a.step(bx, by, where="post", color="tab:red", label="best so far")
     a.set(xlabel="trial", ylabel=metric, title="optimisation history")
@@ -300,7 +352,11 @@ def write_history_plot(rows: list[dict[str, Any]], path: Path, metric: str, dire
     for r in rows:
         if r["intermediate"]:
             steps, vals = zip(*r["intermediate"].items())
-            style = dict(color="tab:gray", alpha=0.6, ls="--") if r["state"] == "PRUNED" else dict(alpha=0.9)
+            style = (
+                dict(color="tab:gray", alpha=0.6, ls="--")
+                if r["state"] == "PRUNED"
+                else dict(alpha=0.9)
+            )
             b.plot(steps, vals, marker=".", lw=1, **style)
     b.set(xlabel="optimizer step", ylabel=metric, title="validation per trial (dashed: pruned)")
     fig.tight_layout()
