@@ -1,8 +1,9 @@
 """Shared harness of the long-term dependency experiments (adding, copy memory, sequential MNIST).
 
 Each task script defines a model, a batch sampler and an evaluation; this module
-owns what they share: the command line, the device, the training loop (Adam or
-RMSProp, gradient clipping, periodic evaluation, early stop when solved), the log
+owns what they share: the command line, the device, the training (Adam or RMSProp,
+gradient clipping, periodic evaluation, early stop when solved: a :class:`Run` is
+trained by ``rnnkit.train.Trainer`` as one epoch of ``--steps`` batches), the log
 file and the result JSON in the project's results convention::
 
     {task, dataset, split, metric, value, reference: {value, source}, command,
@@ -19,6 +20,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from torch import nn
 
+from rnnkit.train import OptimConfig, RunConfig, StepOutput, Trainer, TrainerConfig, TrainingError
+
 __all__ = ["REPO", "CELLS", "base_parser", "pick_device", "device_string", "parse_layer_kw",
-           "make_layer", "resolve_lr", "Run", "train", "write_result", "command_line"]
+           "make_layer", "resolve_lr", "Run", "RunTask", "train", "write_result", "command_line"]
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "experiments" / "results"
@@ -181,51 +186,111 @@ def _log(fh, line: str) -> None:
         fh.flush()
 
 
+class RunTask:
+    """A :class:`Run` as an ``rnnkit.train.Task``: one epoch of ``args.steps`` batches.
+
+    ``evaluate`` runs ``run.evaluate``, logs it with the mean training loss since the last
+    evaluation, and ends training (by lowering the Trainer's ``max_steps`` to this step) at
+    the first solved evaluation unless ``--keep-going``, or at a non-finite metric.
+    """
+
+    name = "longmem"
+    item_name = "sequences"
+    eval_splits = ("valid",)
+
+    def __init__(self, run: Run, args, trainer: TrainerConfig, log: Callable[[str], None]):
+        self.run, self.args, self.trainer, self.log = run, args, trainer, log
+        self.model = run.model
+        self.step, self.losses, self.last = 0, [], {}
+        self.solved_at, self.evaluated_at = None, None
+        self.t0 = time.perf_counter()
+
+    def setup(self, rank: int, world_size: int) -> None:
+        if world_size != 1:
+            raise SystemExit("the long-memory experiments train in one process")
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        return self.args.steps
+
+    def train_batches(self, epoch: int, start_step: int):
+        for step in range(start_step + 1, self.args.steps + 1):
+            yield self.run.sample(step)
+
+    def initial_carry(self):
+        return None
+
+    def training_step(self, model: nn.Module, batch, carry) -> StepOutput:
+        x, y = batch  # time-major: x (T, B, ...)
+        loss = self.run.loss(model, x, y)
+        self.step += 1
+        self.losses.append(loss.item())
+        return StepOutput(loss, None, x.shape[1], self.losses[-1])
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        if self.evaluated_at != self.step:  # after a stop the Trainer validates once more
+            self.evaluated_at = self.step
+            self.last = self.run.evaluate(model)
+            train_loss = sum(self.losses) / max(len(self.losses), 1)
+            self.losses = []
+            self.run.history.append([self.step, round(self.last["metric"], 6)])
+            self.log(f"step {self.step:6d}  train_loss {train_loss:.5f}  {self.run.metric} "
+                     f"{self.last['metric']:.5f}  {time.perf_counter() - self.t0:8.1f}s")
+            if not math.isfinite(self.last["metric"]):
+                self.log("# diverged (non-finite test metric); stopping")
+                self.trainer.max_steps = self.step
+            elif self.last["solved"] and self.solved_at is None:
+                self.solved_at = self.step
+                if not self.args.keep_going:
+                    self.trainer.max_steps = self.step
+        return {"metric": self.last["metric"]}
+
+    def write_assets(self, directory: Path) -> None:
+        pass
+
+
+def _fabric(device: torch.device):
+    from lightning.fabric import Fabric
+
+    fabric = Fabric(accelerator=device.type, precision="32-true",
+                    devices=1 if device.index is None else [device.index])
+    fabric.launch()
+    return fabric
+
+
 def train(run: Run, args, log_name: str) -> dict:
-    """Train with clipping and periodic evaluation; stop at the first solved evaluation."""
-    opt_cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.RMSprop
-    opt = opt_cls(run.model.parameters(), lr=resolve_lr(args))
+    """Train ``run`` under ``rnnkit.train.Trainer`` (clipping, periodic evaluation, stop at the
+    first solved evaluation) in a temporary run directory; no logs but ours."""
     fh = None
     if not args.no_record:
         LOGS.mkdir(parents=True, exist_ok=True)
         fh = open(LOGS / f"longmem_{log_name}.log", "w")
     _log(fh, f"# {' '.join(shlex.quote(a) for a in sys.argv)}")
     _log(fh, f"# {sum(p.numel() for p in run.model.parameters())} parameters; {run.model}")
-    t0, solved_at, last, losses = time.perf_counter(), None, {}, []
-    step = 0
+    tc = TrainerConfig(max_epochs=1, val_every_steps=args.eval_every,
+                       grad_clip=args.clip if args.clip > 0 else None, monitor="val_metric",
+                       mode="max" if run.metric.endswith("accuracy") else "min",
+                       checkpoint_every_steps=None, loggers=[], plot=False, progress=False,
+                       log_every_steps=10**9)
+    cfg = RunConfig(task="longmem", data=None, model=None, trainer=tc,
+                    optim=OptimConfig(name=args.optimizer, lr=resolve_lr(args)))
+    task = RunTask(run, args, tc, lambda line: _log(fh, line))
     try:
-        for step in range(1, args.steps + 1):
-            x, y = run.sample(step)
-            loss = run.loss(run.model, x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.clip > 0:
-                nn.utils.clip_grad_norm_(run.model.parameters(), args.clip)
-            opt.step()
-            losses.append(loss.item())
-            if step % args.eval_every == 0 or step == args.steps:
-                run.model.eval()
-                with torch.no_grad():
-                    last = run.evaluate(run.model)
-                run.model.train()
-                train_loss = sum(losses) / len(losses)
-                losses = []
-                run.history.append([step, round(last["metric"], 6)])
-                _log(fh, f"step {step:6d}  train_loss {train_loss:.5f}  {run.metric} "
-                         f"{last['metric']:.5f}  {time.perf_counter() - t0:8.1f}s")
-                if not math.isfinite(last["metric"]):
-                    _log(fh, "# diverged (non-finite test metric); stopping")
-                    break
-                if last["solved"] and solved_at is None:
-                    solved_at = step
-                    if not args.keep_going:
-                        break
+        with tempfile.TemporaryDirectory(prefix="rnnkit-longmem-") as tmp:
+            trainer = Trainer(cfg, task, _fabric(pick_device(args.device)), Path(tmp),
+                              console=Console(quiet=True))
+            task.t0 = time.perf_counter()
+            try:
+                trainer.fit()
+            except TrainingError as e:  # a non-finite training loss: record the model's metric
+                _log(fh, f"# {e}")
+                trainer.evaluate()
     finally:
-        wall = time.perf_counter() - t0
+        wall = time.perf_counter() - task.t0
         if fh is not None:
-            fh.write(f"# stopped at step {step}, {wall:.1f}s\n")
+            fh.write(f"# stopped at step {task.step}, {wall:.1f}s\n")
             fh.close()
-    return {**last, "steps_run": step, "solved_at_step": solved_at, "wall_seconds": round(wall, 1)}
+    return {**task.last, "steps_run": task.step, "solved_at_step": task.solved_at,
+            "wall_seconds": round(wall, 1)}
 
 
 def _dumps(record: dict) -> str:

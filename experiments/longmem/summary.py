@@ -29,7 +29,8 @@ def _entry(run: dict) -> str:
     how = []
     if (run.get("layer_kwargs") or {}).get("paper_init"):
         how.append(f"{run['layers']} layers, paper init")
-    if run.get("lr") not in (None, 1e-3) and run["cell"] != "irnn":  # the IRNN's 1e-4 is its default
+    # the IRNN's 1e-4 is its default
+    if run.get("lr") not in (None, 1e-3) and run["cell"] != "irnn":
         how.append(f"lr {run['lr']:g}")
     if run.get("seed", 0) != 0:
         how.append(f"seed {run['seed']}")
@@ -50,7 +51,8 @@ def _better(a: dict | None, b: dict, higher: bool = False) -> bool:
 
 
 def _accuracy(run: dict) -> str:
-    return f"{100 * run['value']:.2f}% ({run['steps_run']} steps, {run['split'].split('(')[-1][:-1]})"
+    split = run["split"].split("(")[-1][:-1]
+    return f"{100 * run['value']:.2f}% ({run['steps_run']} steps, {split})"
 
 
 def table(prefix: str, title: str, note: str, entry=_entry, higher: bool = False,
