@@ -119,11 +119,10 @@ def max_norm_(module: nn.Module) -> None:
     Layers without ``max_norm`` are left alone; the forward pass already uses
     the constrained weights, so this changes no output.
     """
-    from .recurrent import Recurrent
-
     with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, Recurrent) and layer.max_norm is not None:
+        for layer in module.modules():  # the recurrent layers: those holding Regularizers
+            if isinstance(getattr(layer, "regularizers", None), Regularizers) \
+                    and layer.max_norm is not None:
                 for l, cell in enumerate(layer.cells):
                     for d in range(layer.num_directions):
                         p = layer._params(l, d)
