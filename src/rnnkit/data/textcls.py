@@ -23,27 +23,23 @@ IMDB (Maas et al. 2011, 25k/25k): looked up as ``imdb/{train,test}.csv[.gz]`` (h
 ``text,label``, 1 = positive) or an ``aclImdb/{train,test}/{pos,neg}`` tree under
 ``data_dir``, ``$RNNKIT_DATA`` and the cache ``~/.cache/rnnkit/imdb``; else the official
 tarball is downloaded into the cache, checked against its sha256 and unpacked.
+
+The parts, bottom up: :mod:`rnnkit.data.textcls_formats` (the table and folder readers),
+:mod:`rnnkit.data.textcls_encode` (labels, text cleanup and truncation, word vectors) and
+this module, which finds or downloads IMDB and re-exports the parts' public names.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from rnnkit.data._show import shown, shown_list
 from rnnkit.data.registry import (
     ChecksumError,
     ChecksumWarning,
@@ -51,334 +47,24 @@ from rnnkit.data.registry import (
     cache_dir,
     content_sha256,
 )
-from rnnkit.data.text import TextFileError, read_text
+from rnnkit.data.textcls_encode import (
+    clean_markup,
+    encode_labels,
+    label_classes,
+    load_vectors,
+    truncate,
+)
+from rnnkit.data.textcls_formats import (
+    LabeledTexts,
+    TextDataError,
+    read_folders,
+    read_labeled,
+    read_table,
+)
 
 __all__ = ["TextDataError", "LabeledTexts", "read_table", "read_folders", "read_labeled",
            "label_classes", "encode_labels", "clean_markup", "truncate", "IMDB",
            "resolve_imdb", "load_vectors"]
-
-
-class TextDataError(ValueError):
-    """Labelled text that cannot be used; the message names the file and line."""
-
-
-@dataclass
-class LabeledTexts:
-    """Texts with their labels.
-
-    Attributes:
-        texts: one string per example.
-        labels: one tuple of label names per example (one name unless multi-label;
-            empty tuples only for unlabelled or multi-label data).
-        where: ``"file:line"`` (or the file) of each example, for error messages.
-        multi_label: the labels were read with a separator.
-    """
-
-    texts: list[str] = field(default_factory=list)
-    labels: list[tuple[str, ...]] = field(default_factory=list)
-    where: list[str] = field(default_factory=list)
-    multi_label: bool = False
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def subset(self, idx: Sequence[int]) -> LabeledTexts:
-        return LabeledTexts([self.texts[i] for i in idx], [self.labels[i] for i in idx],
-                            [self.where[i] for i in idx], self.multi_label)
-
-
-# ----------------------------------------------------------------------------- readers
-
-
-class _NotJSON(ValueError):
-    """A JSONL value that Python's json accepts but JSON does not (NaN, Infinity, 1e400)."""
-
-
-def _no_constant(name: str):
-    raise _NotJSON(f"{name} is not JSON; expected a string, number, list or object")
-
-
-def _finite_float(text: str) -> float:
-    x = float(text)
-    if not np.isfinite(x):
-        raise _NotJSON(f"number {shown(text)} is out of range; expected a finite number")
-    return x
-
-
-def _split_labels(cell: str, sep: str | None, where: str, allow_empty: bool) -> tuple[str, ...]:
-    cell = cell.strip()
-    if sep is None:
-        if not cell:
-            if allow_empty:
-                return ()
-            raise TextDataError(f"{where}: empty label")
-        return (cell,)
-    labels = tuple(s.strip() for s in cell.split(sep) if s.strip())
-    return tuple(dict.fromkeys(labels))  # unique, in order
-
-
-def _fmt_of(path: Path, fmt: str) -> str:
-    if fmt != "auto":
-        return fmt
-    name = path.name.lower().removesuffix(".gz")
-    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".tab", "tsv"), (".jsonl", "jsonl"),
-                         (".ndjson", "jsonl"), (".json", "jsonl")):
-        if name.endswith(suffix):
-            return kind
-    raise TextDataError(f"{path}: unknown table format; expected .csv, .tsv or .jsonl "
-                        "(optionally .gz), or set data.format")
-
-
-def read_table(
-    path: str | os.PathLike,
-    text_column: str = "text",
-    label_column: str | None = "label",
-    *,
-    fmt: str = "auto",
-    label_sep: str | None = None,
-    require_labels: bool = True,
-) -> LabeledTexts:
-    """Read a CSV / TSV (header row) or JSONL table of texts and labels.
-
-    Args:
-        path: the file (plain or gzip).
-        text_column / label_column: the columns (JSONL: keys); ``label_column=None``
-            reads texts only (prediction input).
-        fmt: ``"auto"`` (from the suffix), ``"csv"``, ``"tsv"`` or ``"jsonl"``.
-        label_sep: multi-label separator (e.g. ``"|"``); None = one label per row.
-        require_labels: an empty label cell is an error (single-label data).
-
-    Raises:
-        TextDataError: a missing column, an empty line, an empty text or label, a row with
-            the wrong number of fields, invalid JSON (each names file and line).
-    """
-    p = Path(path)
-    kind = _fmt_of(p, fmt)
-    try:
-        content = read_text(p)
-    except TextFileError as e:
-        raise TextDataError(str(e)) from None
-    out = LabeledTexts(multi_label=label_sep is not None)
-    allow_empty = label_sep is not None or not require_labels
-    if kind == "jsonl":
-        lines = content.split("\n")
-        while lines and not lines[-1].strip():  # blank lines are only allowed at the end
-            lines.pop()
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                raise TextDataError(f"{p}:{n}: empty line; expected a JSON object")
-            try:
-                row = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
-            except json.JSONDecodeError as e:
-                raise TextDataError(
-                    f"{p}:{n}: invalid JSON ({e.msg} at column {e.colno})"
-                ) from None
-            except ValueError as e:  # NaN/Infinity, 1e400, an integer of over 4300 digits
-                raise TextDataError(f"{p}:{n}: invalid JSON ({str(e)[:120]})") from None
-            except RecursionError:
-                raise TextDataError(
-                    f"{p}:{n}: invalid JSON (nested too deeply); expected an object "
-                    "of texts and labels"
-                ) from None
-            if not isinstance(row, dict):
-                raise TextDataError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
-            _add(out, row, text_column, label_column, f"{p}:{n}", label_sep, allow_empty,
-                 list(row))
-        return out
-    csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter="," if kind == "csv" else "\t")
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise TextDataError(f"{p}: empty file; expected a header row") from None
-    except csv.Error as e:
-        raise TextDataError(f"{p}:1: malformed {kind.upper()} ({e})") from None
-    header = [h.strip() for h in header]
-    for col in (text_column, label_column):
-        if col is not None and col not in header:
-            raise TextDataError(
-                f"{p}:1: no column {shown(col)}; the header has {shown_list(header)}"
-            )
-    start, blank = reader.line_num + 1, None
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            raise TextDataError(f"{p}:{start}: malformed {kind.upper()} ({e})") from None
-        where = f"{p}:{start}"
-        start = reader.line_num + 1
-        if not row:  # blank lines are only allowed at the end of the file
-            blank = blank or where
-            continue
-        if blank is not None:
-            raise TextDataError(f"{blank}: empty line; expected a row of {len(header)} fields")
-        if len(row) != len(header):
-            raise TextDataError(f"{where}: {len(row)} fields; expected {len(header)} "
-                                f"({', '.join(header)})")
-        _add(out, dict(zip(header, row)), text_column, label_column, where, label_sep,
-             allow_empty, header)
-    return out
-
-
-def _add(out: LabeledTexts, row: dict, text_col: str, label_col: str | None, where: str,
-         sep: str | None, allow_empty: bool, columns: list) -> None:
-    for col in (text_col, label_col):
-        if col is not None and col not in row:
-            raise TextDataError(f"{where}: no field {shown(col)}; found {shown_list(columns)}")
-    text = row[text_col]
-    if not isinstance(text, str):
-        raise TextDataError(
-            f"{where}: field {shown(text_col)} is {type(text).__name__}; expected a string"
-        )
-    if not text.strip():
-        raise TextDataError(f"{where}: empty text in {shown(text_col)}")
-    labels: tuple[str, ...] = ()
-    if label_col is not None:
-        cell = row[label_col]
-        if isinstance(cell, list):  # JSONL: a list of labels
-            if sep is None and len(cell) != 1:
-                raise TextDataError(f"{where}: {shown(label_col)} holds a list; set data.label_sep "
-                                    "for multi-label data")
-            if not all(isinstance(c, (str, int, float)) for c in cell):
-                raise TextDataError(
-                    f"{where}: {shown(label_col)} holds a list with a "
-                    f"{next(type(c).__name__ for c in cell if not isinstance(c, (str, int, float)))}"  # noqa: E501
-                    "; expected label names (strings or numbers)"
-                )
-            cell = (sep or "").join(str(c) for c in cell)
-        elif isinstance(cell, dict):
-            raise TextDataError(
-                f"{where}: {shown(label_col)} holds an object; expected a label name "
-                "(a string or number) or a list of them"
-            )
-        labels = _split_labels(str(cell) if cell is not None else "", sep, where, allow_empty)
-    out.texts.append(text)
-    out.labels.append(labels)
-    out.where.append(where)
-
-
-def read_folders(root: str | os.PathLike, *, exclude: Sequence[str] = ("unsup",),
-                 suffixes: Sequence[str] = (".txt", ".txt.gz")) -> LabeledTexts:
-    """One class per sub-folder of ``root`` (aclImdb: ``train/pos/*.txt``, ``train/neg/*.txt``).
-
-    Files are read in sorted order; a file's whole content is one text (stripped).
-    """
-    r = Path(root)
-    if not r.is_dir():
-        raise TextDataError(f"{r}: no such folder; expected one sub-folder of text files per class")
-    out = LabeledTexts()
-    for d in sorted(c for c in r.iterdir() if c.is_dir() and c.name not in exclude):
-        files = sorted(
-            f for f in d.iterdir() if f.is_file() and f.name.lower().endswith(tuple(suffixes))
-        )
-        for f in files:
-            try:
-                text = read_text(f).strip()
-            except TextFileError as e:
-                raise TextDataError(str(e)) from None
-            if not text:
-                raise TextDataError(f"{f}: empty text")
-            out.texts.append(text)
-            out.labels.append((d.name,))
-            out.where.append(str(f))
-    if not out.texts:
-        raise TextDataError(f"{r}: no {'/'.join(suffixes)} files in any sub-folder; expected "
-                            "one sub-folder of text files per class (e.g. pos/, neg/)")
-    return out
-
-
-def read_labeled(
-    path: str | os.PathLike,
-    text_column: str = "text",
-    label_column: str | None = "label",
-    *,
-    fmt: str = "auto",
-    label_sep: str | None = None,
-    require_labels: bool = True,
-) -> LabeledTexts:
-    """:func:`read_folders` for a folder, else :func:`read_table`."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        return read_folders(p)
-    if not p.exists():
-        raise TextDataError(f"{p}: no such file or folder; expected a CSV/TSV/JSONL file or a "
-                            "folder per class")
-    return read_table(p, text_column, label_column, fmt=fmt, label_sep=label_sep,
-                      require_labels=require_labels)
-
-
-# ----------------------------------------------------------------------------- labels, text
-
-
-def label_classes(labels: Sequence[tuple[str, ...]]) -> list[str]:
-    """Sorted distinct label names (numeric names sort numerically: "2" before "10")."""
-    names = {name for ls in labels for name in ls}
-    return sorted(names, key=lambda s: (0, float(s), s) if _is_number(s) else (1, 0.0, s))
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def encode_labels(data: LabeledTexts, classes: Sequence[str]) -> np.ndarray:
-    """Label indices ``(N,)`` (int64), or for multi-label data a 0/1 matrix ``(N, K)``.
-
-    Raises:
-        TextDataError: a label not in ``classes`` (never seen in training), naming the
-            file and line.
-    """
-    index = {c: k for k, c in enumerate(classes)}
-    y = (
-        np.zeros((len(data), len(classes)), np.float32)
-        if data.multi_label
-        else np.zeros(len(data), np.int64)
-    )
-    for i, ls in enumerate(data.labels):
-        for name in ls:
-            if name not in index:
-                known = ", ".join(map(shown, list(classes)[:20])) + (
-                    " ..." if len(classes) > 20 else ""
-                )
-                raise TextDataError(
-                    f"{data.where[i]}: label {shown(name)} was never seen in training; "
-                    f"known labels: {known}"
-                )
-        if data.multi_label:
-            y[i, [index[n] for n in ls]] = 1.0
-        else:
-            if len(ls) != 1:
-                raise TextDataError(f"{data.where[i]}: expected one label, got {len(ls)}")
-            y[i] = index[ls[0]]
-    return y
-
-
-_MARKUP = re.compile(r"<[^>]{0,40}>")
-
-
-def clean_markup(text: str) -> str:
-    """Replace HTML-like tags (IMDB's ``<br />``) by a space."""
-    return _MARKUP.sub(" ", text)
-
-
-def truncate(ids: list[int], max_tokens: int | None, mode: str = "head") -> list[int]:
-    """Cut ``ids`` to ``max_tokens``: keep the ``head``, the ``tail``, or ``head_tail``
-    (the first half and the last half, where reviews give their verdict)."""
-    if max_tokens is None or len(ids) <= max_tokens:
-        return ids
-    if mode == "head":
-        return ids[:max_tokens]
-    if mode == "tail":
-        return ids[-max_tokens:]
-    if mode == "head_tail":
-        h = max_tokens // 2
-        return ids[:h] + ids[len(ids) - (max_tokens - h):]
-    raise ValueError(f"truncation={mode!r}; expected head, tail or head_tail")
 
 
 # ----------------------------------------------------------------------------- IMDB
@@ -496,88 +182,3 @@ def resolve_imdb(
         raise FileNotFoundError(f"imdb: not found in {', '.join(map(str, roots))} and download "
                                 "is off; pass --data-dir DIR or set RNNKIT_DATA")
     return _download_imdb(cache_dir(IMDB.name))
-
-
-# ----------------------------------------------------------------------------- vectors
-
-
-def _vector(cells: list[str], where: str, word: str) -> np.ndarray:
-    """The values of one vector line as float32; a non-number or a value that is not a finite
-    float32 (``inf``, ``nan``, ``1e39``) names its column (the word is column 1)."""
-    v = np.empty(len(cells), np.float64)
-    for k, c in enumerate(cells):
-        try:
-            v[k] = float(c)
-        except ValueError:
-            raise TextDataError(f"{where}: column {k + 2}: non-numeric vector value {shown(c)} for "
-                                f"{shown(word)}") from None
-    with np.errstate(over="ignore"):
-        v32 = v.astype(np.float32)  # beyond float32's range becomes inf
-    if not np.isfinite(v32).all():
-        k = int(np.flatnonzero(~np.isfinite(v32))[0])
-        raise TextDataError(
-            f"{where}: column {k + 2}: non-finite vector value {shown(cells[k])} for "
-            f"{shown(word)} (expected a finite float32 number)"
-        )
-    return v32
-
-
-def load_vectors(path: str | os.PathLike, tokenizer, *, lowercase_fallback: bool = True):
-    """Rows of pretrained word vectors for a tokenizer's vocabulary.
-
-    Reads a GloVe (``word v1 ... vd`` per line) or word2vec text file (the same, after a
-    ``count dim`` header line), plain or gzip. A vocabulary entry's ``▁`` word-start marker
-    is ignored, and with ``lowercase_fallback`` a lowercased entry is tried too.
-
-    Returns:
-        ``(vectors (V, d) float32, found (V,) bool)``; rows not found are zero.
-
-    Raises:
-        TextDataError: a line with the wrong number of values, a non-number or a value that
-            is not a finite float32 (``inf``, ``nan``, ``1e39``), naming the file, line and column.
-    """
-    p = Path(path).expanduser()
-    wanted: dict[str, list[int]] = {}
-    for i in range(tokenizer.vocab_size):
-        tok = tokenizer.id_to_token(i)
-        if tok is None or tok.startswith("<") and tok.endswith(">"):
-            continue
-        key = tok.lstrip("▁") or tok
-        wanted.setdefault(key, []).append(i)
-    try:
-        content = read_text(p)
-    except TextFileError as e:
-        raise TextDataError(str(e)) from None
-    vecs: np.ndarray | None = None
-    found = np.zeros(tokenizer.vocab_size, bool)
-    dim = None
-    for n, line in enumerate(content.split("\n"), 1):
-        parts = line.rstrip().split(" ")
-        if len(parts) < 2:
-            if line.strip():
-                raise TextDataError(f"{p}:{n}: expected a word and its vector values")
-            continue
-        if n == 1 and len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            dim = int(parts[1])  # word2vec header "count dim"
-            continue
-        if dim is None:
-            dim = len(parts) - 1
-        if len(parts) - 1 != dim:
-            raise TextDataError(f"{p}:{n}: {len(parts) - 1} values; expected {dim}")
-        word = parts[0]
-        rows = wanted.get(word) or (wanted.get(word.lower()) if lowercase_fallback else None)
-        if not rows:
-            continue
-        rows = [r for r in rows if not found[r]] if word not in wanted else rows
-        if not rows:
-            continue
-        v = _vector(parts[1:], f"{p}:{n}", word)
-        if vecs is None:
-            vecs = np.zeros((tokenizer.vocab_size, dim), np.float32)
-        vecs[rows] = v
-        found[rows] = True
-    if dim is None:
-        raise TextDataError(f"{p}: no vectors found; expected GloVe or word2vec text")
-    if vecs is None:
-        vecs = np.zeros((tokenizer.vocab_size, dim), np.float32)
-    return vecs, found
