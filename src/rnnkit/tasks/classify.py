@@ -40,7 +40,9 @@ import torch
 from rnnkit.data.textcls import TextDataError
 from rnnkit.data.tokenize import TextTokenizer
 from rnnkit.models.classify import ClassifierConfig, TextClassifier
+from rnnkit.tasks.classify_data import KNOWN_TEXTS as KNOWN_TEXTS
 from rnnkit.tasks.classify_data import ClassifyDataConfig, _prepare
+from rnnkit.tasks.classify_data import collate as collate
 from rnnkit.tasks.classify_task import (
     ClassifyTask,
     _logits,

@@ -43,6 +43,8 @@ import torch
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.tagger import Tagger, TaggerConfig
 from rnnkit.tasks.predictors import text_predictor
+from rnnkit.tasks.tag_data import PAD as PAD
+from rnnkit.tasks.tag_data import UNK as UNK
 from rnnkit.tasks.tag_data import (
     TagDataConfig,
     TagEncoder,
