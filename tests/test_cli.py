@@ -171,10 +171,10 @@ def test_demo_adding_is_dispatched(monkeypatch):
 
     seen = {}
 
-    def fake_main(argv=None):
-        seen["argv"] = argv
-        return 0
+    def fake_demo(*args):
+        seen["args"] = args
+        return []
 
-    monkeypatch.setattr(adding, "main", fake_main)
-    assert main(["demo", "adding", "--steps", "3"]) == 0
-    assert seen["argv"] == ["--steps", "3"]
+    monkeypatch.setattr(adding, "adding_demo", fake_demo)
+    assert main(["demo", "adding", "--steps", "3", "--T", "7"]) == 0
+    assert seen["args"] == (7, 3, 64, 1e-2, 0)  # T, steps, hidden, lr, seed

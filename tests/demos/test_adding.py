@@ -1,5 +1,6 @@
 """The demo's trainer on a short adding problem: gated cells learn it, the score is real."""
-from rnnkit.demos.adding import main, train_adding
+from rnnkit.commands import main
+from rnnkit.demos.adding import train_adding
 
 
 def test_gru_solves_a_short_adding_problem():
@@ -8,7 +9,7 @@ def test_gru_solves_a_short_adding_problem():
 
 
 def test_demo_prints_a_table(capsys):
-    assert main(["--T", "5", "--steps", "20", "--hidden", "8"]) == 0
+    assert main(["demo", "adding", "--T", "5", "--steps", "20", "--hidden", "8"]) == 0
     out = capsys.readouterr().out
     for cell in ("rnn_tanh", "gru", "lstm"):
         assert cell in out

@@ -1,11 +1,14 @@
 """``rnnkit demo [shakespeare|adding] [--minutes M] [--out DIR]``: the main job on the shipped
-data."""
+data, or the adding problem::
+
+    rnnkit demo adding [--T 100] [--steps 2000] [--hidden 64] [--lr 0.01] [--seed 0]
+"""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "add_arguments", "run"]
+__all__ = ["add_parser", "add_arguments", "adding_parser", "run"]
 
 HELP = "train a char-level LSTM on tinyshakespeare for ~3 minutes and sample from it"
 
@@ -26,11 +29,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed on to the adding demo")
 
 
+def adding_parser() -> argparse.ArgumentParser:
+    """The options of ``rnnkit demo adding`` (:func:`rnnkit.demos.adding.adding_demo`)."""
+    ap = argparse.ArgumentParser(prog="rnnkit demo adding",
+                                 description="The adding problem: who can remember two numbers "
+                                 "across T steps? (RNN, GRU and LSTM, the same budget)")
+    ap.add_argument("--T", type=int, default=100, help="sequence length (default 100)")
+    ap.add_argument("--steps", type=int, default=2000,
+                    help="training steps per model (default 2000)")
+    ap.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
+    ap.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return ap
+
+
 def run(a: argparse.Namespace) -> int:
     if a.which == "adding":
-        from rnnkit.demos.adding import main as adding_main
+        from rnnkit.demos.adding import adding_demo
 
-        return int(adding_main(a.rest) or 0)
+        o = adding_parser().parse_args(a.rest)
+        adding_demo(o.T, o.steps, o.hidden, o.lr, o.seed)
+        return 0
     if a.rest:
         raise ValueError(f"demo shakespeare: unrecognized arguments {' '.join(a.rest)}")
     from rnnkit.tasks.lm import shakespeare_demo

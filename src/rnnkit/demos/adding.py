@@ -20,7 +20,6 @@ of checkpoints of a 20k-parameter model per run). Per step::
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +37,7 @@ from ..data.synthetic import ADDING_BASELINE_MSE, adding_problem
 from ..layers import build_layer
 from ..train import OptimConfig, RunConfig, StepOutput, Trainer, TrainerConfig
 
-__all__ = ["AddingModel", "AddingTask", "throwaway_trainer", "train_adding", "adding_demo", "main",
+__all__ = ["AddingModel", "AddingTask", "throwaway_trainer", "train_adding", "adding_demo",
            "SOLVED_MSE", "TEST_SEED"]
 
 SOLVED_MSE = 0.01
@@ -177,23 +176,3 @@ def adding_demo(T: int = 100, steps: int = 2000, hidden: int = 64, lr: float = 1
                       str(r["solved_at_step"] or "-"), f"{r['seconds']:.0f}")
     console.print(table)
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``rnnkit demo adding`` options -> :func:`adding_demo`. ``rnnkit.commands.demo`` calls
-    this today; once it parses these options itself and calls :func:`adding_demo`, this goes
-    (only ``rnnkit.commands`` is to import argparse)."""
-    ap = argparse.ArgumentParser(prog="rnnkit demo adding", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--T", type=int, default=100, help="sequence length (default 100)")
-    ap.add_argument("--steps", type=int, default=2000,
-                    help="training steps per model (default 2000)")
-    ap.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
-    ap.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    args = ap.parse_args(argv)
-    adding_demo(args.T, args.steps, args.hidden, args.lr, args.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

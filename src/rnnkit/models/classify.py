@@ -18,7 +18,8 @@ the backward one on each text reversed within its own length (``x[b, len_b - 1 -
 that padding only ever follows the real tokens and the outputs at real positions equal a
 bidirectional layer run with ``lengths`` (tested); torch's fused CPU kernel then runs with
 no packing, whose backward pass is several times slower on CPU (measured in
-docs/pipelines/text-classification.md). ``flip_reverse=False`` uses one bidirectional layer with ``lengths``.
+docs/pipelines/text-classification.md). ``flip_reverse=False`` uses one bidirectional
+layer with ``lengths``.
 
 Shapes: ``B`` batch, ``T`` tokens, ``E`` embedding, ``C`` channels, ``H`` hidden, ``D``
 directions, ``K`` classes.
