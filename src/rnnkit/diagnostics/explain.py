@@ -159,7 +159,6 @@ def _task_loss(task) -> Callable[[nn.Module], torch.Tensor]:
 def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir: str | None = None,
                        sequence: int = 0) -> dict:
     """Diagnostics of a checkpoint of any pipeline (its task rebuilt from config.json)."""
-    from rnnkit.train.task import get_task_spec
     from rnnkit.train.checkpoint import (
         CheckpointError,
         load_model_weights,
@@ -167,6 +166,7 @@ def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir:
         read_trainer_state,
     )
     from rnnkit.train.config import ConfigError, build_run_config
+    from rnnkit.train.task import get_task_spec
 
     ckpt = Path(checkpoint)
     meta = read_config(ckpt)
@@ -197,9 +197,9 @@ def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir:
 def explain_recipe(recipe: str | Path, out_dir: str | Path, *, overrides: list[str] | None = None,
                    data_dir: str | None = None, sequence: int = 0) -> dict:
     """Diagnostics of a freshly initialised model of a recipe (seeded by ``trainer.seed``)."""
-    from rnnkit.train.task import get_task_spec
     from rnnkit.train.config import load_recipe
     from rnnkit.train.state import seed_everything
+    from rnnkit.train.task import get_task_spec
 
     cfg = load_recipe(recipe, overrides)
     seed_everything(cfg.trainer.seed)

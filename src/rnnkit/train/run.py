@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from rnnkit.train.task import get_task_spec
 from rnnkit.train.checkpoint import has_checkpoint, read_trainer_state
 from rnnkit.train.config import ConfigError, RunConfig
 from rnnkit.train.lock import FileLock, LockError, describe_holder
 from rnnkit.train.state import check_trainer_state, seed_everything, set_deterministic
+from rnnkit.train.task import get_task_spec
 from rnnkit.train.trainer import Trainer, make_fabric
 
 __all__ = ["run_training", "resolve_run_dir", "claim_run_dir", "lock_run_dir", "device_description",

@@ -112,8 +112,8 @@ def _train_trial(raw: dict[str, Any], params: dict[str, Any], trial: Any, run_di
     """Train one trial (``run_training``'s steps, with the reporting Trainer)."""
     import torch
 
-    from rnnkit.train.task import get_task_spec
     from rnnkit.train.state import seed_everything, set_deterministic
+    from rnnkit.train.task import get_task_spec
     from rnnkit.train.trainer import make_fabric
 
     cfg = build_run_config(apply_params(raw, params))
