@@ -12,14 +12,14 @@ def test_grid_rows_and_ratios(monkeypatch):
     from rnnkit.kernels.fused import _csteps
 
     monkeypatch.setattr(_csteps, "lib", lambda: None)  # the torch steps: auto's size rule applies
-    s = GridSettings(cells=("gru", "sru"), backends=("auto", "fused", "native"),
+    s = GridSettings(cells=("gru", "sru"), backends=("auto", "fused", "torch"),
                      shapes=(parse_shape("2,5,3,4"),), repeats=1, warmup=0, min_sample_s=0.0,
                      memory=False)
     doc = run_grid(s)
     rows = {(r["cell"], r["backend"]): r for r in doc["results"]}
-    # native cannot run SRU: that contender is left out, not an error
+    # torch cannot run SRU: that contender is left out, not an error
     assert set(rows) == {("torch.nn.LSTM", "torch.nn"), ("torch.nn.GRU", "torch.nn"),
-                         ("gru", "auto"), ("gru", "fused"), ("gru", "native"),
+                         ("gru", "auto"), ("gru", "fused"), ("gru", "torch"),
                          ("sru", "auto"), ("sru", "fused")}
     assert rows[("sru", "auto")]["ran"] == "fused" and rows[("gru", "auto")]["ran"] == "fused"
     # a tiny GRU: fused in training, torch's kernel without gradients (B*H = 8 < 8192; with

@@ -32,7 +32,7 @@ __all__ = ["ZOO_CELLS", "BACKENDS", "GRID_SHAPES", "QUICK_SHAPES", "GridSettings
 
 SCHEMA = "rnnkit-bench-grid/1"
 BASELINES = {"torch.nn.LSTM": nn.LSTM, "torch.nn.GRU": nn.GRU}
-BACKENDS = ("auto", "native", "fused", "loop")
+BACKENDS = ("auto", "torch", "fused", "loop")
 GRID_SHAPES = tuple(Shape(B, T, 128, H) for B in (1, 32, 128) for T in (100, 1000)
                     for H in (128, 512))
 QUICK_SHAPES = (Shape(8, 50, 32, 64),)

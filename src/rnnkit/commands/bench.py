@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cells", type=_names, metavar="A,B", help="subset of the cells (default: all; "
                    "see rnnkit.bench.zoo.ZOO_CELLS)")
     p.add_argument("--backends", type=_names, metavar="A,B",
-                   help="subset of auto,native,fused,loop (default auto,fused)")
+                   help="subset of auto,torch,fused,loop (default auto,fused)")
     p.add_argument(
         "--shapes",
         metavar="B,T,H[;...]",
@@ -90,11 +90,15 @@ def _settings(a: argparse.Namespace):
     return GridSettings(**kw)
 
 
+def _name(backend: str) -> str:
+    """Today's name of a backend in a results file ("native" was torch's kernels' old name)."""
+    return "torch" if backend == "native" else backend
+
 
 def _ran(r: dict) -> str:
     """What ran: one backend, or ``inference/training`` where auto picks differently."""
-    fwd = r.get("ran_forward", r["ran"])
-    return r["ran"] if fwd == r["ran"] else f"{fwd}/{r['ran']}"
+    ran, fwd = _name(r["ran"]), _name(r.get("ran_forward", r["ran"]))
+    return ran if fwd == ran else f"{fwd}/{ran}"
 
 
 def format_table(doc: dict) -> str:
@@ -107,7 +111,7 @@ def format_table(doc: dict) -> str:
         f, fb = r["forward"], r["forward_backward"]
         mib = "-" if fb["peak_bytes"] is None else f"{fb['peak_bytes'] / 2**20:.1f}"
         lines.append((f"B={sh['B']} T={sh['T']} I={sh['I']} H={sh['H']}", r["cell"],
-                      r["backend"], _ran(r), f"{f['median_ms']:.2f}",
+                      _name(r["backend"]), _ran(r), f"{f['median_ms']:.2f}",
                       f"{r['ratio_lstm']['forward']:.2f}", f"{r['ratio_gru']['forward']:.2f}",
                       f"{fb['median_ms']:.2f}", f"{r['ratio_lstm']['forward_backward']:.2f}",
                       f"{r['ratio_gru']['forward_backward']:.2f}", mib))

@@ -64,7 +64,7 @@ class TorchRecurrent(nn.Module):
 
 def convertible(layer: nn.Module) -> str | None:
     """Why ``layer`` cannot become a ``torch.nn`` RNN, or None if it can."""
-    from rnnkit.kernels.dispatch import native_unsupported
+    from rnnkit.kernels.dispatch import torch_unsupported
     from rnnkit.layers import Recurrent
 
     if not isinstance(layer, Recurrent):
@@ -75,7 +75,7 @@ def convertible(layer: nn.Module) -> str | None:
     layer.eval()
     try:
         w = layer._flat_weights[0]
-        return native_unsupported(layer, torch.zeros(1, 1, layer.input_size, dtype=w.dtype))
+        return torch_unsupported(layer, torch.zeros(1, 1, layer.input_size, dtype=w.dtype))
     finally:
         layer.train(was)
 

@@ -71,13 +71,13 @@ def state_layout(layer: nn.Module) -> list[tuple[int, int]]:
 
 def _check_exportable(layer: nn.Module, where: str) -> None:
     """Only layers that run torch's fused kernel trace to a graph valid for any T."""
-    from rnnkit.kernels.dispatch import native_unsupported
+    from rnnkit.kernels.dispatch import torch_unsupported
 
     was = layer.training
     layer.eval()
     try:
         w = layer._flat_weights[0]
-        reason = native_unsupported(layer, torch.zeros(1, 1, layer.input_size, dtype=w.dtype))
+        reason = torch_unsupported(layer, torch.zeros(1, 1, layer.input_size, dtype=w.dtype))
     finally:
         layer.train(was)
     if reason is not None:
