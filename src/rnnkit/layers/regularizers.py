@@ -88,8 +88,8 @@ def uniform_draws(like: Tensor, steps: int | None = None) -> Tensor:
     scans draw them step by step (``u[t].uniform_()``), which on every device gives the
     numbers this draws for one step, so loop and fused layers zone out the same units
     under the same seed, in every dtype (the draws are float32 for all).
-    ``bernoulli_(p)`` per step took twice as long (7.9-8.1 vs 3.9-4.1 ms per 100 steps of
-    two (32, 256) masks on the CPU: ``python benchmarks/bench_native.py``).
+    ``bernoulli_(p)`` per step took about twice as long on the CPU (docs/kernels.md,
+    "Small choices"; ``python benchmarks/bench_native.py``).
     """
     shape = like.shape if steps is None else (steps, *like.shape)
     u = like.new_empty(shape, dtype=torch.float32)

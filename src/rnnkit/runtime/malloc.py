@@ -5,25 +5,18 @@ buffers afresh (several (T, B, G) tensors), and so does torch.nn.LSTM (its oneDN
 workspace). glibc returns large freed blocks to the kernel (``munmap`` for blocks
 above its mmap threshold, at most 32 MB; trimming the heap top for the rest), so the
 next step's buffers come back as new pages, each zero-filled by a page fault on first
-touch. On the 2-core AMD EPYC VM we measure on, filling eight fresh 128 MB tensors
-costs 0.40-0.44 s per GB, refilling memory the process kept 0.04 s per GB
-(``python benchmarks/bench_fill.py [--tune-malloc]``). This is why
-PyTorch's CPU performance guide recommends jemalloc or tcmalloc; :func:`tune_malloc`
+touch, which costs about ten times as much as refilling memory the process kept. This is
+why PyTorch's CPU performance guide recommends jemalloc or tcmalloc; :func:`tune_malloc`
 gets the same from glibc with two ``mallopt`` settings:
 
 - ``M_MMAP_MAX = 0``: every block comes from the heap, whatever its size;
 - ``M_TRIM_THRESHOLD = -1``: freed heap memory is not given back.
 
-Measured with ``python benchmarks/bench_split.py --shape B,T,H --tune-malloc`` (each
-layer's forward and backward, one thread; ``benchmarks/results/bench_split_s5.json``),
-against the earlier setting (mmap threshold 32 MB, trim threshold 1 GB):
-
-- B=128, T=400, H=512: LayerNorm-LSTM forward 1.85-1.90 -> 1.06-1.62 s (its backward also
-  changed, see :mod:`rnnkit.kernels.fused.layernorm`), forward+backward 1.87-2.11x ->
-  0.99-1.01x torch.nn.LSTM's;
-- B=32, T=100, H=256, where the LayerNorm-LSTM's blocks are under 32 MB and were kept
-  either way: torch.nn.LSTM, whose oneDNN workspace is larger, took 53-56 ms forward+backward
-  in ``rnnkit bench`` (``bench_targets_matrix_s4*.json``), 43-44 ms tuned (``_s5*.json``).
+The measurements (page-fault cost, and the LayerNorm-LSTM's and torch.nn.LSTM's times with
+and without the tuning) are in docs/kernels.md, "Small choices", with their result files
+(``benchmarks/results/bench_split_s5.json``, ``bench_targets_matrix_s4*.json`` -> ``_s5*``)
+and commands (``python benchmarks/bench_fill.py [--tune-malloc]``,
+``python benchmarks/bench_split.py --shape B,T,H --tune-malloc``).
 
 It changes the whole process's allocator, so a library import never calls it: the
 ``rnnkit`` command and :class:`rnnkit.Trainer` do (they run the process), and

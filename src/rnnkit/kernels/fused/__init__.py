@@ -77,7 +77,7 @@ def fused_project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
 
     The same one GEMM over all T (forward and backward) through
     :class:`~._gemm.Linear`; on the CPUs where torch's default BLAS is slow at
-    these shapes it is up to 2x faster than ``F.linear`` (docs/kernels.md). The
+    these shapes it is faster than ``F.linear`` (docs/kernels.md, "Small choices"). The
     cell-specific rest (QRNN's window and activations, SRU's highway, the input
     layer norm) is the cell's own code, vectorised over all T.
     """

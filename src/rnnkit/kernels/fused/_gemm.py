@@ -61,7 +61,7 @@ def _plain(t: Tensor) -> Tensor:
     """``t`` if it is row-major or a transposed row-major matrix, else a contiguous copy.
 
     oneDNN reads other strides (e.g. a column slice of a wider gradient) through a
-    path about 1000x slower: SRU's (3200, 384)-of-512 weight gradient took 3.8 s, not 3 ms.
+    path orders of magnitude slower (docs/kernels.md, "Small choices").
     """
     return t if t.is_contiguous() or t.t().is_contiguous() else t.contiguous()
 
@@ -76,8 +76,8 @@ def linear(x: Tensor, w: Tensor, bias: Tensor | None = None,
         x, w = _plain(x), _plain(w)
         op = torch.ops.mkldnn._linear_pointwise
         y = op(x, w, bias, "none", [], "")
-        # the sum as its own op: oneDNN's fused "add" post-op was slower, 14.5-14.8 vs
-        # 13.0-13.1 ms per 100 (32, 256) x (256, 1024) products (benchmarks/bench_step_gemm.py)
+        # the sum as its own op: oneDNN's fused "add" post-op was slower
+        # (docs/kernels.md, "Small choices"; benchmarks/bench_step_gemm.py)
         return y if other is None else y.add_(other)
     if other is None:
         return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
@@ -89,10 +89,9 @@ def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
     """``dy^T x``: (M, N), (M, K) -> (N, K), the weight gradient of a product over M rows.
 
     Computed as ``(x^T dy)^T``, the small (K, N) result transposed: oneDNN then
-    reads both long operands without reordering them. Measured one thread on the
-    2-core AMD EPYC, (M, N, K) = (32000, 1536, 128): 123 ms, against 290 ms for
-    ``linear(dy.t(), x.t())`` and 150 ms for ``torch.mm(dy.t(), x)``;
-    (3200, 1024, 256): 9.9 / 14.0 / 19.0 ms; (32000, 2048, 512): 483 / 663 / 728 ms.
+    reads both long operands without reordering them, faster than
+    ``linear(dy.t(), x.t())`` or ``torch.mm(dy.t(), x)`` at every shape measured
+    (docs/kernels.md, "Small choices").
     """
     return linear(x.t(), dy.t()).t().contiguous()
 

@@ -100,10 +100,10 @@ _SIGMOID_FORM = (torch.float32, torch.float64)  # bf16/fp16: 2 sigmoid(2x) - 1 l
 def tanh_(x: Tensor, out: Tensor | None = None) -> Tensor:
     """``tanh(x)`` into ``out`` (default: in place) as ``2 sigmoid(2x) - 1``.
 
-    torch's float32 CPU ``tanh`` is 6x slower than its ``sigmoid`` on the CPUs we
-    measure (20.8 vs 3.4 us per (32, 256) tensor); this form takes 10.2 us in three
-    ops (15.2 with a separate ``mul_(2).sub_(1)``), within 2e-7 of ``tanh`` in
-    float32 and 4e-16 in float64.
+    torch's float32 CPU ``tanh`` is several times slower than its ``sigmoid`` on the
+    CPUs we measure, and this form in three ops is faster than ``tanh`` (figures:
+    docs/kernels.md, "Small choices"); it is within 2e-7 of ``tanh`` in float32 and
+    4e-16 in float64.
     """
     out = x if out is None else out
     if x.dtype not in _SIGMOID_FORM:  # 8 bits of mantissa: sigmoid(2x) ~ 1/2 rounds x away

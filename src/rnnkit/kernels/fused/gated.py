@@ -57,8 +57,8 @@ def _min_g(x: Tensor) -> tuple[Tensor, Tensor]:
     """minGRU/minLSTM's ``g`` (``x + 1/2`` for ``x >= 0``, ``sigmoid(x)`` below) as
     ``relu(x) + sigmoid(min(x, 0))``, bit for bit the same, and ``m = min(x, 0)``.
 
-    (``torch.where`` and comparisons are not vectorised on CPU: 10-20x slower than
-    ``relu``/``sigmoid`` per element.)
+    (``torch.where`` and comparisons are not vectorised on CPU and are much slower than
+    ``relu``/``sigmoid`` per element: docs/kernels.md, "Small choices".)
     """
     m = torch.clamp(x, max=0)
     return torch.relu(x).add_(torch.sigmoid(m)), m

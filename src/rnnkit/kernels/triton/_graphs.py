@@ -2,10 +2,10 @@
 
 The LSTM/GRU scans (:mod:`._matrix`) launch two kernels per time step, a cuBLAS GEMM
 and a Triton kernel, each costing 20-40 us of Python and driver time on the host
-while the GPU work per step is a few microseconds: at B=32, T=100, H=256 the
-eager LayerNorm-LSTM forward took 6.6 ms on an H100 against cuDNN's 1.4 ms, all of
-it launch overhead. :func:`replay` records a whole forward (or backward) scan once
-as a CUDA graph and from then on replays it with one launch.
+while the GPU work per step is a few microseconds, so an eager scan at small shapes is
+mostly launch overhead (measured: docs/triton.md, "CUDA graphs"). :func:`replay` records
+a whole forward (or backward) scan once as a CUDA graph and from then on replays it with
+one launch.
 
 A graph is tied to fixed addresses, so every call copies its tensor arguments into
 the graph's own input buffers, replays, and returns clones of the graph's outputs
