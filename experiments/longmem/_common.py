@@ -190,16 +190,17 @@ class RunTask:
     """A :class:`Run` as an ``rnnkit.train.Task``: one epoch of ``args.steps`` batches.
 
     ``evaluate`` runs ``run.evaluate``, logs it with the mean training loss since the last
-    evaluation, and ends training (by lowering the Trainer's ``max_steps`` to this step) at
-    the first solved evaluation unless ``--keep-going``, or at a non-finite metric.
+    evaluation, and ends training (``Trainer.request_stop``) at the first solved evaluation
+    unless ``--keep-going``, or at a non-finite metric.
     """
 
     name = "longmem"
     item_name = "sequences"
     eval_splits = ("valid",)
 
-    def __init__(self, run: Run, args, trainer: TrainerConfig, log: Callable[[str], None]):
-        self.run, self.args, self.trainer, self.log = run, args, trainer, log
+    def __init__(self, run: Run, args, log: Callable[[str], None]):
+        self.run, self.args, self.log = run, args, log
+        self.trainer: Trainer | None = None  # set once the Trainer is built
         self.model = run.model
         self.step, self.losses, self.last = 0, [], {}
         self.solved_at, self.evaluated_at = None, None
@@ -227,7 +228,7 @@ class RunTask:
         return StepOutput(loss, None, x.shape[1], self.losses[-1])
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        if self.evaluated_at != self.step:  # after a stop the Trainer validates once more
+        if self.evaluated_at != self.step:  # train() evaluates again after a diverged loss
             self.evaluated_at = self.step
             self.last = self.run.evaluate(model)
             train_loss = sum(self.losses) / max(len(self.losses), 1)
@@ -237,11 +238,11 @@ class RunTask:
                      f"{self.last['metric']:.5f}  {time.perf_counter() - self.t0:8.1f}s")
             if not math.isfinite(self.last["metric"]):
                 self.log("# diverged (non-finite test metric); stopping")
-                self.trainer.max_steps = self.step
+                self.trainer.request_stop("diverged")
             elif self.last["solved"] and self.solved_at is None:
                 self.solved_at = self.step
                 if not self.args.keep_going:
-                    self.trainer.max_steps = self.step
+                    self.trainer.request_stop("solved")
         return {"metric": self.last["metric"]}
 
     def write_assets(self, directory: Path) -> None:
@@ -270,14 +271,14 @@ def train(run: Run, args, log_name: str) -> dict:
                        grad_clip=args.clip if args.clip > 0 else None, monitor="val_metric",
                        mode="max" if run.metric.endswith("accuracy") else "min",
                        checkpoint_every_steps=None, loggers=[], plot=False, progress=False,
-                       log_every_steps=10**9)
+                       log_every_steps=10**9, checkpoints="memory")
     cfg = RunConfig(task="longmem", data=None, model=None, trainer=tc,
                     optim=OptimConfig(name=args.optimizer, lr=resolve_lr(args)))
-    task = RunTask(run, args, tc, lambda line: _log(fh, line))
+    task = RunTask(run, args, lambda line: _log(fh, line))
     try:
         with tempfile.TemporaryDirectory(prefix="rnnkit-longmem-") as tmp:
-            trainer = Trainer(cfg, task, _fabric(pick_device(args.device)), Path(tmp),
-                              console=Console(quiet=True))
+            trainer = task.trainer = Trainer(cfg, task, _fabric(pick_device(args.device)),
+                                             Path(tmp), console=Console(quiet=True))
             task.t0 = time.perf_counter()
             try:
                 trainer.fit()

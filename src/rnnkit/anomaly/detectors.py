@@ -27,15 +27,10 @@ replaced, so a fit gives the same weights, bit for bit::
                                                  more than ``patience`` evaluations
     weights = those of the best v
 
-The Trainer writes ``best/`` at each improvement and ``last/`` at each epoch end, where the
-old loop kept the best weights in memory. For a fit of a few hundred one-step epochs that
-dominated: NAB realKnownCause with configs/anomaly_nab_prediction.yaml (7 fits, 2 shared CPU
-cores, ``OMP_NUM_THREADS=1``) took 11-19 s instead of the old loop's 3.4 s (11 s with the run
-directory on tmpfs). So the fit runs a Trainer whose ``save``/``load_best`` keep ``best/`` in
-memory and skip ``last/`` (a fit is never resumed): 4.7-5.8 s against 4.6-4.8 s for the old
-loop, and 14.4-17.7 s against 14.0-15.2 s with configs/anomaly_nab_reconstruction.yaml, the
-same NAB scores to the last digit. A Trainer option for runs without checkpoints would
-replace that subclass.
+The fit keeps the best weights in memory and writes no checkpoint (``trainer.checkpoints:
+memory``; a fit is never resumed), and validates the untrained network before the first step
+(``trainer.validate_at_start``). Writing ``best/`` and ``last/`` to disk had made NAB's
+prediction runs 3-5 times slower (docs/pipelines/anomaly-detection.md has the measurements).
 
 The fitted detector is saved as an rnnkit checkpoint by :meth:`Detector.save`.
 
@@ -47,7 +42,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import tempfile
@@ -196,16 +190,17 @@ class Detector:
         tc = TrainerConfig(max_epochs=max(c.max_epochs - 1, 0), patience=c.patience,
                            grad_clip=c.grad_clip, monitor="val_loss", mode="min",
                            accelerator="cpu", checkpoint_every_steps=None, loggers=[], plot=False,
-                           progress=False, log_every_steps=10**9)
+                           progress=False, log_every_steps=10**9, checkpoints="memory",
+                           validate_at_start=True)
         cfg = RunConfig(task="anomaly", data=None, model=c,
                         optim=OptimConfig(name="adam", lr=c.lr), trainer=tc)
         fabric = make_fabric(tc)
         fabric.launch()
+        # validate_at_start: the untrained network is the first candidate for the best weights,
+        # kept in memory (checkpoints="memory"): nothing is written
         with tempfile.TemporaryDirectory(prefix="rnnkit-detector-") as tmp:
-            trainer = _InMemoryTrainer(cfg, DetectorFit(self), fabric, Path(tmp),
-                                       console=Console(quiet=True))
-            trainer.state.best = v0  # the untrained network is the first candidate
-            trainer.save("best", with_state=False)
+            trainer = Trainer(cfg, DetectorFit(self), fabric, Path(tmp),
+                              console=Console(quiet=True))
             try:
                 trainer.fit()
             except TrainingError:  # the loss diverged: the best weights so far stand
@@ -285,23 +280,6 @@ class DetectorFit:
 
     def write_assets(self, directory: Path) -> None:
         pass
-
-
-class _InMemoryTrainer(Trainer):
-    """The Trainer, with ``best/`` kept in memory and no ``last/``: a fit is never resumed, and
-    writing checkpoints made NAB's prediction runs 3-5 times slower (module docstring)."""
-
-    best_state: dict[str, torch.Tensor] | None = None
-
-    def save(self, name: str, *, with_state: bool = True) -> None:
-        if name == "best":
-            self.best_state = copy.deepcopy(self.raw_model.state_dict())
-
-    def load_best(self) -> bool:
-        if self.best_state is None:
-            return False
-        self.raw_model.load_state_dict(self.best_state)
-        return True
 
 
 class PredictionDetector(Detector):

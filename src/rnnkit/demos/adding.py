@@ -10,9 +10,8 @@ stays at the baseline, while the gated cells solve it.
 
 Training is :class:`rnnkit.train.Trainer`'s: :class:`AddingTask` is the problem as a
 :class:`~rnnkit.train.Task` (a fresh batch per step, the test MSE as ``val_loss``) and
-:func:`throwaway_trainer` runs it in one process with no logs, plots or progress bar, in
-a temporary run directory (the Trainer always writes ``best/`` and ``last/``; a handful
-of checkpoints of a 20k-parameter model per run). Per step::
+:func:`throwaway_trainer` runs it in one process with no logs, plots, progress bar or
+checkpoints (the best weights stay in memory). Per step::
 
     x, y  = adding_problem(B, T)                 fresh batch, seeded generator
     loss  = mean((model(x) - y)^2)
@@ -35,7 +34,7 @@ from torch import nn
 
 from ..data.synthetic import ADDING_BASELINE_MSE, adding_problem
 from ..layers import build_layer
-from ..train import OptimConfig, RunConfig, StepOutput, Trainer, TrainerConfig
+from ..train import OptimConfig, RunConfig, StepOutput, Trainer, TrainerConfig, make_fabric
 
 __all__ = ["AddingModel", "AddingTask", "throwaway_trainer", "train_adding", "adding_demo",
            "SOLVED_MSE", "TEST_SEED"]
@@ -121,18 +120,15 @@ def throwaway_trainer(task: Any, optim: OptimConfig, *, callbacks: Sequence[Any]
     """A :class:`~rnnkit.train.Trainer` for ``task`` in a temporary run directory.
 
     ``trainer`` overrides :class:`~rnnkit.train.TrainerConfig` fields; the defaults here are
-    one CPU process, no loggers, plot, progress bar or mid-epoch checkpoints, and a silent
-    console. ``callbacks`` go to Lightning Fabric (e.g. ``on_after_optimizer_step``). The
-    run directory, with the ``best/`` and ``last/`` checkpoints the Trainer always writes,
-    is deleted on exit.
+    one CPU process, no loggers, plot or progress bar, best weights kept in memory and no
+    checkpoint written (``checkpoints="memory"``), and a silent console. ``callbacks`` go to
+    Lightning Fabric (e.g. ``on_after_optimizer_step``). The run directory is deleted on exit.
     """
-    from lightning.fabric import Fabric
-
     tc = TrainerConfig(**{"accelerator": "cpu", "checkpoint_every_steps": None, "loggers": [],
-                          "plot": False, "progress": False, "log_every_steps": 10**9, **trainer})
+                          "plot": False, "progress": False, "log_every_steps": 10**9,
+                          "checkpoints": "memory", **trainer})
     cfg = RunConfig(task=task.name, data=None, model=None, optim=optim, trainer=tc)
-    fabric = Fabric(accelerator=tc.accelerator, strategy=tc.strategy, devices=tc.devices,
-                    num_nodes=tc.num_nodes, precision=tc.precision, callbacks=list(callbacks))
+    fabric = make_fabric(tc, callbacks)
     fabric.launch()
     with tempfile.TemporaryDirectory(prefix=f"rnnkit-{task.name}-") as tmp:
         yield Trainer(cfg, task, fabric, Path(tmp), console=Console(quiet=True))

@@ -100,6 +100,12 @@ class TrainerConfig:
     ``max_model_memory_gb`` caps the model's parameters plus optimizer state, checked before
     anything is allocated (:mod:`rnnkit.train.sizing`); None: half of the machine's memory
     (or ``RNNKIT_MAX_MODEL_MEMORY_GB``); ``inf`` turns the check off.
+
+    ``checkpoints``: "disk" writes ``best/``, ``last/`` and ``summary.json`` into the run
+    directory; "memory" keeps the best weights in memory (``Trainer.load_best`` restores
+    them) and writes no checkpoint, for throwaway fits that are never resumed (an anomaly
+    detector's, a demo's). ``validate_at_start`` evaluates the untrained model before the
+    first step, so it is the first candidate for the best weights.
     """
 
     max_epochs: int = 10
@@ -128,6 +134,8 @@ class TrainerConfig:
     out_dir: str = "runs"
     name: str | None = None
     max_model_memory_gb: float | None = None
+    checkpoints: Literal["disk", "memory"] = "disk"
+    validate_at_start: bool = False
 
 
 @dataclass

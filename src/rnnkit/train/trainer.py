@@ -66,12 +66,13 @@ class FitResult:
     wall_seconds: float = 0.0
 
 
-def make_fabric(t: TrainerConfig) -> Any:
-    """A Lightning Fabric for the trainer settings (call ``.launch()`` before building the task)."""
+def make_fabric(t: TrainerConfig, callbacks: Any = ()) -> Any:
+    """A Lightning Fabric for the trainer settings (call ``.launch()`` before building the task);
+    ``callbacks`` are Fabric callbacks (e.g. an object with ``on_after_optimizer_step``)."""
     from lightning.fabric import Fabric
 
     return Fabric(accelerator=t.accelerator, strategy=t.strategy, devices=t.devices,
-                  num_nodes=t.num_nodes, precision=t.precision)
+                  num_nodes=t.num_nodes, precision=t.precision, callbacks=list(callbacks))
 
 
 def _version() -> str:
@@ -103,6 +104,8 @@ class Trainer:
         self.model, self.optimizer = fabric.setup(self.raw_model, optimizer)
         self.schedule = LRSchedule(config.schedule, config.optim.lr, mode=self.tc.mode)
         self.state = TrainState()
+        self._best_state: dict[str, torch.Tensor] | None = None  # checkpoints="memory"
+        self._stop_request: str | None = None
         self.carry: Any = None
         self.last_val: dict[str, float] = {}
         self.monitor = Monitor(self.run_dir / "logs", self.tc.loggers, task.item_name,
@@ -139,7 +142,13 @@ class Trainer:
 
     def save(self, name: str, *, with_state: bool = True) -> None:
         """Write ``run_dir/name`` atomically (rank 0), with resume state unless
-        ``with_state=False``."""
+        ``with_state=False``; with ``trainer.checkpoints="memory"`` keep ``best``'s weights
+        in memory instead and write nothing."""
+        if self.tc.checkpoints == "memory":
+            if name == "best":
+                self._best_state = {k: v.detach().clone()
+                                    for k, v in self.raw_model.state_dict().items()}
+            return
         carry = self._gather_carry() if with_state else None
         if self.rank == 0:
             tensors: dict[str, torch.Tensor] = {}
@@ -317,6 +326,9 @@ class Trainer:
         self._t0, self._wall0 = time.monotonic(), s.elapsed
         self._c0, self._cpu0 = time.process_time(), s.cpu_seconds
         stop = s.stopped is not None
+        if tc.validate_at_start and not stop and s.step == 0 and not s.history:
+            stop = self._validate()  # the untrained model is the first candidate
+        stop = self._requested_stop() or stop
         since_log: list[float] = [0.0, 0.0, 0.0]  # loss*items, items, time
         while not stop and s.epoch < tc.max_epochs:
             total = self.task.steps_per_epoch(s.epoch)
@@ -368,6 +380,7 @@ class Trainer:
                     and s.batch_in_epoch < total
                 ):
                     stop = self._validate()
+                stop = self._requested_stop() or stop
                 if tc.max_steps is not None and s.step >= tc.max_steps:
                     s.stopped, stop = "max_steps", True
                 if self._out_of_time(self._budget_used()):
@@ -384,17 +397,24 @@ class Trainer:
                 stop = self._validate() or stop
             elif s.stopped in ("time", "max_steps"):
                 stop = self._validate() or True
+            stop = self._requested_stop() or stop
             if s.epoch >= tc.max_epochs and s.stopped is None:
                 s.stopped = "max_epochs"
             self.save("last")
         return self._finish(time.monotonic() - self._t0)
+
+    def _requested_stop(self) -> bool:
+        """Whether :meth:`request_stop` was called (sets ``state.stopped``)."""
+        if self._stop_request is not None and self.state.stopped is None:
+            self.state.stopped = self._stop_request
+        return self._stop_request is not None
 
     def _finish(self, wall: float) -> FitResult:
         s = self.state
         if self.rank == 0 and self.tc.plot:
             plot_history(s.history, self.run_dir / "curves.png", title=self.run_dir.name)
         result = FitResult(self.run_dir, s, dict(self.last_val), s.best, wall)
-        if self.rank == 0:
+        if self.rank == 0 and self.tc.checkpoints == "disk":
             summary = {
                 "task": self.task.name,
                 "stopped": s.stopped,
@@ -410,8 +430,18 @@ class Trainer:
         self.monitor.close()
         return result
 
+    def request_stop(self, reason: str) -> None:
+        """End training after the current step or evaluation, with ``state.stopped = reason``
+        (a task's own stopping rule, e.g. "solved"); the run then finishes as usual."""
+        self._stop_request = reason
+
     def load_best(self) -> bool:
-        """Load ``best/`` weights into the model if it exists (after training)."""
+        """Load the best weights into the model if there are any (after training)."""
+        if self.tc.checkpoints == "memory":
+            if self._best_state is None:
+                return False
+            self.raw_model.load_state_dict(self._best_state)
+            return True
         best = ckpt.resolve_checkpoint(self.run_dir / "best")
         if not (best / "model.safetensors").is_file():
             return False
