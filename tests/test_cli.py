@@ -178,3 +178,24 @@ def test_demo_adding_is_dispatched(monkeypatch):
     monkeypatch.setattr(adding, "adding_demo", fake_demo)
     assert main(["demo", "adding", "--steps", "3", "--T", "7"]) == 0
     assert seen["args"] == (7, 3, 64, 1e-2, 0)  # T, steps, hidden, lr, seed
+
+
+def test_a_flag_the_pipeline_does_not_take_is_named(trained, capsys):
+    """evaluate/predict pass options on by name through the TaskSpec; one the pipeline's
+    function does not take is an error naming it, never silently ignored."""
+    run = trained[0] / "run" / "best"
+    _bad(["evaluate", str(run), "--beam-size", "3"], capsys, "--beam-size", "does not apply to lm")
+    _bad(["evaluate", str(run), "--plot", "x.png"], capsys, "--plot", "does not apply to lm")
+    _bad(["predict", str(run), "hello"], capsys, "'lm' checkpoint", "predict supports",
+         "classify")
+
+
+def test_every_subcommand_module_is_listed():
+    """commands/__init__.py lists every subcommand module (a new one cannot be forgotten)."""
+    import pkgutil
+
+    import rnnkit.commands as commands
+    from rnnkit.commands import MODULES
+
+    found = {m.name for m in pkgutil.iter_modules(commands.__path__)} - {"bench_layers"}
+    assert found == set(MODULES)
