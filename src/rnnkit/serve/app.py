@@ -1,17 +1,24 @@
 """The HTTP API of ``rnnkit serve``: FastAPI over a checkpoint's predictor.
 
-Endpoints (only those of the checkpoint's task are mounted, so ``/openapi.json`` and
-``/docs`` describe exactly what this server does)::
+Endpoints (only those of the predictor's ``api`` are mounted, so ``/openapi.json`` and
+``/docs`` describe exactly what this server does). The checkpoint's TaskSpec builds the
+predictor (:func:`rnnkit.serve.load_predictor`); the routes follow its ``api``, never a task
+name, so a new pipeline whose predictor has one of these APIs is served as it is::
 
     GET  /health      {"status": "ok", "task", "checkpoint", "requests", "uptime_s"}
-    GET  /info        task facts and the limits below
-    POST /generate    lm:       {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed"}
-                                -> {"text"}
-    POST /predict     lm:       {"texts": [...]} -> per-text loss / ppl / bits
-                      audio:    {"audio": [...], "sample_rate", "top_k"} -> label, prob, top
-                      classify, tag, translate: {"texts": [...], "top_k", "beam_size", "max_len"}
-    POST /score       anomaly:  {"values": [...], "threshold"} -> {"scores", "anomalies"}
-    POST /forecast    forecast: {"timestamps": [...], "values": {"y": [...]}} -> {"forecast": [...]}
+    GET  /info        task facts (the predictor's ``facts()``) and the limits below
+    api "generate" (lm):
+      POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed"}
+                      -> {"text"}
+      POST /predict   {"texts": [...]} -> per-text loss / ppl / bits
+    api "texts" (classify, tag, translate):
+      POST /predict   {"texts": [...], "top_k", "beam_size", "max_len"} -> {"results"}
+    api "audio" (audio):
+      POST /predict   {"audio": [...], "sample_rate", "top_k"} -> label, prob, top
+    api "score" (anomaly):
+      POST /score     {"values": [...], "threshold"} -> {"scores", "anomalies"}
+    api "forecast" (forecast):
+      POST /forecast  {"timestamps": [...], "values": {"y": [...]}} -> {"forecast": [...]}
 
 Bounds: request bodies over ``max_body_bytes`` get 413 before they are parsed (declared
 ``Content-Length`` or counted while streaming), and a body that has not fully arrived
@@ -283,10 +290,10 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
-        return {"task": task, "limits": asdict(lim), "int8": int8, **_facts(pred)}
+        return {"task": task, "limits": asdict(lim), "int8": int8, **pred.facts()}
 
     Items = lim.max_items
-    if task == "lm":
+    if pred.api == "generate":
         from rnnkit.tasks.predictors import LMPredictor
 
         class GenerateRequest(_Strict):
@@ -318,7 +325,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
         async def predict(r: ScoreTextsRequest) -> dict[str, Any]:
             return {"results": await run(lambda: [pred.score(t) for t in r.texts])}
 
-    elif task == "anomaly":
+    elif pred.api == "score":
         class ScoreRequest(_Strict):
             values: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
                               Field(min_length=1, max_length=Items)]
@@ -332,7 +339,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
                 out["anomalies"] = [i for i, v in enumerate(s) if v >= r.threshold]
             return out
 
-    elif task == "forecast":
+    elif pred.api == "forecast":
         class ForecastRequest(_Strict):
             timestamps: Annotated[list[str], Field(min_length=1, max_length=Items)]
             values: dict[str, Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
@@ -346,7 +353,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
             return {"forecast": await run(go)}
 
-    elif task in ("classify", "tag", "translate"):
+    elif pred.api == "texts":
         class TextsRequest(_Strict):
             texts: Annotated[
                 list[Annotated[str, Field(min_length=1, max_length=lim.max_prompt_chars)]],
@@ -365,7 +372,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
             )
             return {"results": res}
 
-    elif task == "audio":
+    elif pred.api == "audio":
         class AudioRequest(_Strict):
             audio: Annotated[
                 list[Annotated[float, Field(ge=-1e6, le=1e6)]],
@@ -396,17 +403,3 @@ def _public_name(checkpoint: str | Path) -> str:
     """What responses call the checkpoint: its run's and its own directory name, never a path."""
     p = Path(checkpoint).resolve()
     return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
-
-
-def _facts(pred: Any) -> dict[str, Any]:
-    if pred.task == "lm":
-        return {"vocab_size": len(pred.vocab), "level": pred.vocab.level}
-    if pred.task == "forecast":
-        d = pred.config.data
-        return {"targets": pred.targets, "input_length": d.input_length, "horizon": d.horizon}
-    if pred.task == "anomaly":
-        c = pred.detector.config
-        return {"kind": c.kind, "horizon": c.horizon, "window": c.window}
-    if pred.task == "audio":
-        return {"classes": pred.classes, "sample_rate": pred.feats["features"].sample_rate}
-    return {}

@@ -50,6 +50,7 @@ class LMPredictor:
     """Text generation and scoring with a language-model checkpoint (see the module docstring)."""
 
     task = "lm"
+    api = "generate"  # the HTTP routes it serves (rnnkit.serve.app): /generate, /predict
 
     def __init__(
         self, model: torch.nn.Module, vocab: Any, config: Any = None, *, seed: int | None = None
@@ -59,6 +60,10 @@ class LMPredictor:
         if seed is not None:
             self.generator.manual_seed(seed)
         self.reset()
+
+    def facts(self) -> dict[str, Any]:
+        """What ``GET /info`` says of the model."""
+        return {"vocab_size": len(self.vocab), "level": self.vocab.level}
 
     def reset(self) -> None:
         """Forget the stream: no state, no pending logits."""
@@ -143,6 +148,7 @@ class AnomalyPredictor:
     """Anomaly scores of a stream (``step``) or of a whole series (``score``)."""
 
     task = "anomaly"
+    api = "score"  # POST /score
 
     def __init__(self, detector: Any):
         from rnnkit.anomaly.streaming import StreamingScorer
@@ -150,6 +156,11 @@ class AnomalyPredictor:
         self.detector = detector
         self._make = lambda: StreamingScorer(detector)
         self.reset()
+
+    def facts(self) -> dict[str, Any]:
+        """What ``GET /info`` says of the model."""
+        c = self.detector.config
+        return {"kind": c.kind, "horizon": c.horizon, "window": c.window}
 
     def reset(self) -> None:
         self.scorer = self._make()
@@ -177,6 +188,7 @@ class ForecastPredictor:
     """Forecasts of the next ``horizon`` steps from the latest ``input_length`` rows."""
 
     task = "forecast"
+    api = "forecast"  # POST /forecast
 
     def __init__(self, model: torch.nn.Module, state: dict[str, Any], config: Any):
         self.model, self.state, self.config = model.eval(), state, config
@@ -191,6 +203,11 @@ class ForecastPredictor:
             )
         self.need = d.input_length + d.difference
         self.reset()
+
+    def facts(self) -> dict[str, Any]:
+        """What ``GET /info`` says of the model."""
+        d = self.config.data
+        return {"targets": self.targets, "input_length": d.input_length, "horizon": d.horizon}
 
     def reset(self) -> None:
         self.rows: deque[dict[str, Any]] = deque(
@@ -281,9 +298,14 @@ class AudioPredictor:
     """Clip classification from a waveform (resampled to the checkpoint's rate) or features."""
 
     task = "audio"
+    api = "audio"  # POST /predict with samples
 
     def __init__(self, model: torch.nn.Module, classes: list[str], feats: dict[str, Any]):
         self.model, self.classes, self.feats = model.eval(), classes, feats
+
+    def facts(self) -> dict[str, Any]:
+        """What ``GET /info`` says of the model."""
+        return {"classes": self.classes, "sample_rate": self.feats["features"].sample_rate}
 
     def reset(self) -> None:
         """Nothing is carried between clips."""
@@ -323,6 +345,8 @@ class TextPredictor:
     load-once predictor can set its own :attr:`~rnnkit.train.task.TaskSpec.predictor`.
     """
 
+    api = "texts"  # POST /predict with texts
+
     def __init__(self, checkpoint: Path, task: str):
         from rnnkit.train.task import get_task_spec
 
@@ -331,6 +355,10 @@ class TextPredictor:
             raise ValueError(f"{checkpoint}: the {task!r} pipeline has no predict function")
         self.checkpoint, self.task = checkpoint, task
         self.takes = set(inspect.signature(self.fn).parameters)
+
+    def facts(self) -> dict[str, Any]:
+        """What ``GET /info`` says of the model (nothing beyond its task)."""
+        return {}
 
     def reset(self) -> None:
         """Nothing is carried between texts."""
