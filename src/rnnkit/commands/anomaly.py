@@ -8,9 +8,8 @@
     rnnkit anomaly train CSV --out CKPT [--recipe RECIPE] [--set K=V] [--fit-fraction F]
     rnnkit anomaly score CKPT CSV [--out SCORES.csv] [--threshold T] [--streaming]
 
-This module imports only argparse at load time, so ``rnnkit --help`` stays fast.  Wire it
-into the ``rnnkit`` table with ``"anomaly": (HELP, add_arguments, run)`` or call
-:func:`add_parser` on the top-level subparsers.
+This module imports only argparse at load time, so ``rnnkit --help`` stays fast;
+:func:`add_parser` adds it to the ``rnnkit`` subcommands (:data:`rnnkit.commands.MODULES`).
 """
 
 from __future__ import annotations

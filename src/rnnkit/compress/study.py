@@ -301,7 +301,11 @@ def quantize_report(
     variants = {"float": fp, "float_torch_nn": twin, "int8": q}
     metrics = {k: _evaluate(task, m, split) for k, m in variants.items()}
     works = {"evaluate": {k: (lambda m=m: _evaluate(task, m, split)) for k, m in variants.items()}}
-    if task.name == "lm":  # batch-1 steps: oneDNN's per-call overhead dominates; ATen's kernel too
+    from rnnkit.models.lm import LanguageModel
+
+    # a model that generates token by token: time batch-1 steps too, where oneDNN's per-call
+    # overhead dominates (and ATen's kernel with oneDNN off)
+    if isinstance(fp, LanguageModel):
         works["generate_200_tokens"] = {k: _lm_step_fn(m) for k, m in variants.items()}
         works["generate_200_tokens"]["float_no_onednn"] = _lm_step_fn(fp, onednn=False)
     times: dict[str, dict[str, list[float]]] = {w: {k: [] for k in fns} for w, fns in works.items()}
