@@ -121,7 +121,9 @@ def test_search_finds_zoneout(server, page):
     box = page.locator("input.md-search__input")
     box.click()
     box.fill("zoneout")
-    page.wait_for_selector(".md-search-result__item", timeout=20_000)
+    # the search worker indexes the whole site first: 20 s was not always enough on 2 loaded
+    # cores (one timeout in a full-suite run while other tests ran beside it)
+    page.wait_for_selector(".md-search-result__item", timeout=60_000)
     results = page.locator(".md-search-result__item")
     texts = results.all_inner_texts()
     links = [urljoin(server, h) for h in results.locator("a").evaluate_all("as => as.map(a => a.href)")]
