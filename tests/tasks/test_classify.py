@@ -19,7 +19,7 @@ from rnnkit.tasks.classify import (
     predict_texts,
 )
 from rnnkit.train.checkpoint import write_checkpoint
-from rnnkit.train.config import build_run_config, load_recipe, to_dict
+from rnnkit.train.config import ConfigError, build_run_config, load_recipe, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = {"pos": ["great", "superb", "loved"], "neg": ["awful", "boring", "hated"],
@@ -179,8 +179,34 @@ def test_shipped_recipe_and_bad_config(tmp_path):
     with pytest.raises(ValueError, match="data.batch_size"):
         ClassifyTask(build_run_config(recipe(tmp_path, batch_size=0)))
     with pytest.raises(ValueError, match="unknown dataset 'sst'"):
-        ClassifyTask(build_run_config(recipe(tmp_path, source="sst")))
+        ClassifyTask(build_run_config(recipe(tmp_path, source="sst", train=None, test=None)))
     one = tmp_path / "one.csv"
     one.write_text("text,label\na b,x\nc d,x\n")
     with pytest.raises(TextDataError, match=r"found 1 label\(s\) \['x'\]; expected at least 2"):
         ClassifyTask(build_run_config(recipe(tmp_path, train=str(one), test=None, valid_fraction=0.0)))
+
+
+def test_a_recipe_that_names_files_reads_them_not_imdb(tmp_path, monkeypatch):
+    """data.train without data.source reads the file (the docs' recipe); IMDB is the default
+    only when no file is named; a recipe naming both is an error naming both keys."""
+    import rnnkit.tasks.classify_data as cd
+
+    def no_imdb(*a, **k):
+        raise AssertionError("IMDB was looked up although the recipe names its own files")
+
+    monkeypatch.setattr(cd, "resolve_imdb", no_imdb)
+    raw = recipe(tmp_path)
+    del raw["data"]["source"]  # as docs/howto/own-data.md writes it: no source key at all
+    task = ClassifyTask(build_run_config(raw))
+    assert set(task.classes) == {"pos", "neg", "mix"}
+    assert sum(len(y) for _, y in task.data.values()) == 3 * 30 + 3 * 6  # train+valid, test
+    both = recipe(tmp_path, source="imdb")
+    with pytest.raises(ConfigError, match=r"'data.source' \('imdb'\) and 'data.train' \("):
+        ClassifyTask(build_run_config(both))
+    calls = []
+    monkeypatch.setattr(cd, "resolve_imdb", lambda *a, **k: calls.append(1) or {})
+    none = recipe(tmp_path, train=None, test=None)
+    del none["data"]["source"]
+    with pytest.raises(Exception):  # the fake IMDB has no train split; the point is the lookup
+        ClassifyTask(build_run_config(none))
+    assert calls == [1]

@@ -19,7 +19,7 @@ from rnnkit.tasks.tag import (
     tag_metrics,
 )
 from rnnkit.train.checkpoint import write_checkpoint
-from rnnkit.train.config import build_run_config, load_recipe, to_dict
+from rnnkit.train.config import ConfigError, build_run_config, load_recipe, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -155,9 +155,32 @@ def test_unseen_gold_tags_name_file_and_line(trained, tmp_path):
     with pytest.raises(ConllError, match=rf"bad\.conllu:{n}: tag 'INTJ' was never seen in training; "
                                          "expected one of ADJ, DET"):
         evaluate_tag_checkpoint(run["best"], data=str(bad))
-    cfg = build_run_config(recipe(data, test=str(bad)))
+    raw = recipe(data, train=str(data / "toy-train.conllu"), test=str(bad))
+    del raw["data"]["source"]  # own files: no known dataset
     with pytest.raises(ConllError, match=rf"bad\.conllu:{n}: tag 'INTJ'"):
-        TagTask(cfg)
+        TagTask(build_run_config(raw))
+    # a source and a file both naming the data: an error naming both, not a silent mix
+    with pytest.raises(ConfigError, match=r"'data\.source' \('.*'\) and 'data\.test' \("):
+        TagTask(build_run_config(recipe(data, test=str(bad))))
+
+
+def test_own_files_never_reach_for_the_default_dataset(tmp_path, monkeypatch):
+    """data.train without data.source reads the files; UD EWT is the default only when no file
+    is named (it used to be looked up and its valid/test mixed in)."""
+    import rnnkit.tasks.tag_data as td
+
+    seen = []
+    monkeypatch.setattr(td, "resolve_tagging_data", lambda *a, **k: seen.append(a) or {})
+    train = write_conllu(tmp_path / "mine-train.conllu", 12, 0)
+    raw = recipe(tmp_path, train=str(train))
+    del raw["data"]["source"]
+    task = TagTask(build_run_config(raw))
+    assert seen == [] and sum(len(v) for v in task.data.values()) == 12
+    none = recipe(tmp_path)
+    del none["data"]["source"]
+    with pytest.raises(ConfigError, match="no training file"):
+        TagTask(build_run_config(none))
+    assert seen == [("ud_english_ewt",)]
 
 
 def test_unk_replacement_only_hits_training_singletons():

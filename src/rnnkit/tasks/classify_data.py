@@ -23,13 +23,15 @@ from rnnkit.data.textcls import (
     truncate,
 )
 from rnnkit.data.tokenize import TextTokenizer
-from rnnkit.train.config import ConfigError
+from rnnkit.train.config import ConfigError, pick_source
 
 __all__ = ["ClassifyDataConfig", "KNOWN_TEXTS", "collate"]
 
 
 #: known datasets: name -> label renames (IMDB's CSV labels 1/0 are aclImdb's pos/neg)
 KNOWN_TEXTS = {"imdb": {"0": "neg", "1": "pos"}}
+#: the known dataset a recipe that names no file reads
+DEFAULT_SOURCE = "imdb"
 
 
 @dataclass
@@ -37,7 +39,8 @@ class ClassifyDataConfig:
     """The ``data:`` section of a classify recipe.
 
     Attributes:
-        source: "imdb" (a known dataset), or None to read ``train``/``valid``/``test``.
+        source: a known dataset ("imdb"), or None to read ``train``/``valid``/``test``.
+            Unset, it is "imdb" only when no file is named; naming both is an error.
         train / valid / test: CSV, TSV, JSONL files (plain or .gz) or folders per class.
         format: "auto" (from the suffix), "csv", "tsv" or "jsonl".
         text_column / label_column: the columns (JSONL: keys) of tables.
@@ -57,7 +60,7 @@ class ClassifyDataConfig:
         data_dir: where known datasets live (else ``--data-dir``, $RNNKIT_DATA, the cache).
     """
 
-    source: str | None = "imdb"
+    source: str | None = None
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -86,14 +89,16 @@ class ClassifyDataConfig:
 
 def _read_splits(d: ClassifyDataConfig, data_dir: str | None) -> dict[str, LabeledTexts]:
     """Every split present, labels renamed; ``train`` always."""
-    if d.source is not None:
-        if d.source not in KNOWN_TEXTS:
+    files = {s: getattr(d, s) for s in ("train", "valid", "test")}
+    source = pick_source("data", d.source, files, DEFAULT_SOURCE)
+    if source is not None:
+        if source not in KNOWN_TEXTS:
             raise ConfigError(
-                f"config key 'data.source': unknown dataset {d.source!r}; expected one "
-                f"of {', '.join(KNOWN_TEXTS)} or null with data.train set"
+                f"config key 'data.source': unknown dataset {source!r}; expected one "
+                f"of {', '.join(KNOWN_TEXTS)}, or data.train set instead"
             )
         paths = resolve_imdb(data_dir or d.data_dir)
-        renames = {**KNOWN_TEXTS[d.source], **d.label_names}
+        renames = {**KNOWN_TEXTS[source], **d.label_names}
     else:
         if d.train is None:
             raise ConfigError(

@@ -29,6 +29,7 @@ from rnnkit.data.textcls import (
 from rnnkit.data.tokenize import TextTokenizer, length_buckets, train_tokenizer
 from rnnkit.models.classify import TextClassifier
 from rnnkit.tasks.classify_data import (
+    DEFAULT_SOURCE,
     ClassifyDataConfig,
     _hold_out,
     _prepare,
@@ -139,7 +140,7 @@ class ClassifyTask:
         self.multi_label = splits["train"].multi_label if multi_label is None else multi_label
         self.classes = classes if classes is not None else label_classes(splits["train"].labels)
         if len(self.classes) < (1 if self.multi_label else 2):
-            raise TextDataError(f"{d.train or d.source}: found {len(self.classes)} label(s) "
+            raise TextDataError(f"{d.train or d.source or DEFAULT_SOURCE}: found {len(self.classes)} label(s) "
                                 f"{self.classes}; expected at least 2 classes")
         labels = {s: encode_labels(data, self.classes) for s, data in splits.items()}
         if tokenizer is None:

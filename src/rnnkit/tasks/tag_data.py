@@ -29,7 +29,7 @@ from rnnkit.data.conll import (
 )
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.tagger import TagBatch
-from rnnkit.train.config import ConfigError
+from rnnkit.train.config import ConfigError, pick_source
 
 __all__ = ["TagDataConfig", "TagEncoder", "build_encoder"]
 
@@ -42,9 +42,10 @@ class TagDataConfig:
 
     Attributes:
         source: "ud_english_ewt", a folder (files named *train*, *dev*/*valid*, *test*) or
-            a training file.
+            a training file. Unset, it is "ud_english_ewt" only when no file is named below;
+            setting both is an error.
         data_dir: where known datasets live (else ``--data-dir``, $RNNKIT_DATA, the cache).
-        train / valid / test: explicit files; override what ``source`` found.
+        train / valid / test: your own files (instead of ``source``).
         format: "conllu", "columns" (CoNLL-2003 style) or "auto" (by name/content).
         column: CoNLL-U tag column, "upos" or "xpos".
         token_column / tag_column: column files: where the token and the tag are.
@@ -59,7 +60,7 @@ class TagDataConfig:
         batch_size / eval_batch_size: sentences per batch.
     """
 
-    source: str = "ud_english_ewt"
+    source: str | None = None
     data_dir: str | None = None
     train: str | None = None
     valid: str | None = None
@@ -162,9 +163,11 @@ def _prepare(sents: list[Sentence], scheme: str, encoding: str) -> list[Sentence
 
 def _data_files(d: TagDataConfig, data_dir: str | None) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    if d.source:
+    source = pick_source("data", d.source, {s: getattr(d, s) for s in ("train", "valid", "test")},
+                         "ud_english_ewt")
+    if source:
         root = data_dir or d.data_dir
-        files = resolve_tagging_data(d.source, data_dir=root)
+        files = resolve_tagging_data(source, data_dir=root)
     for split in ("train", "valid", "test"):
         if getattr(d, split):
             p = Path(getattr(d, split)).expanduser()

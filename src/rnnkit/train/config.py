@@ -40,6 +40,7 @@ __all__ = [
     "RunConfig",
     "from_dict",
     "to_dict",
+    "pick_source",
     "apply_overrides",
     "load_recipe",
     "build_run_config",
@@ -333,6 +334,27 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         return cls(**kwargs)
     except TypeError as e:  # a required field without a default
         raise ConfigError(f"config section '{prefix or cls.__name__}': {e}") from None
+
+
+def pick_source(section: str, source: str | None, files: dict[str, Any],
+                default: str) -> str | None:
+    """The known dataset a ``section`` reads, or None for its own files.
+
+    A section that takes either a known dataset (``source``) or files (``train``/``valid``/
+    ``test``): ``source`` if the recipe sets it, else ``default`` only when it names no file.
+    Setting both is an error naming both, never one silently overriding the other.
+    """
+    named = {k: v for k, v in files.items() if v not in (None, "")}
+    if source not in (None, ""):
+        if named:
+            k, v = next(iter(named.items()))
+            raise ConfigError(
+                f"config keys '{section}.source' ({source!r}) and '{section}.{k}' ({str(v)!r}) "
+                f"both name the data; set {section}.source for a known dataset, or "
+                f"{section}.train (valid, test) for your own files, not both"
+            )
+        return source
+    return None if named else default
 
 
 def to_dict(obj: Any) -> Any:
