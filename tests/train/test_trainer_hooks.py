@@ -1,5 +1,6 @@
-"""The Trainer's hooks for throwaway fits: best weights kept in memory, a validation before the
-first step, and a stop the task asks for. A linear regression as the task, in process."""
+"""The Trainer's hooks for throwaway fits (best weights kept in memory, a validation before the
+first step, a stop the task asks for), early stopping's count and the epoch it reports. A linear
+regression as the task, in process."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class Regression:
         pass
 
 
-def _fit(tmp_path, task: Regression, **trainer) -> Trainer:
+def _fit(tmp_path, task: Regression, console: Console | None = None, **trainer) -> Trainer:
     tc = TrainerConfig(**{"max_epochs": 3, "accelerator": "cpu", "checkpoint_every_steps": None,
                           "loggers": [], "plot": False, "progress": False, "grad_clip": None,
                           **trainer})
@@ -61,7 +62,7 @@ def _fit(tmp_path, task: Regression, **trainer) -> Trainer:
                     optim=OptimConfig(name="sgd", lr=0.05), trainer=tc)
     fabric = make_fabric(tc)
     fabric.launch()
-    t = Trainer(cfg, task, fabric, tmp_path / "run", console=Console(quiet=True))
+    t = Trainer(cfg, task, fabric, tmp_path / "run", console=console or Console(quiet=True))
     task.trainer = t
     t.fit()
     return t
@@ -111,3 +112,28 @@ def test_a_task_can_stop_training(tmp_path):
     # where the task asks to stop; no evaluation is repeated
     assert t.state.stopped == "solved"
     assert t.state.step == 4 and len(task.evals) == 2
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path):
+    """As Keras and Lightning: patience=2 stops at the 2nd evaluation without improvement."""
+    task = Regression()
+    # mode "max" while the loss falls: every evaluation after the first is no improvement
+    t = _fit(tmp_path, task, checkpoints="memory", mode="max", patience=2, max_epochs=10)
+    assert t.state.stopped == "early_stopping"
+    assert len(task.evals) == 3 and t.state.bad_evals == 2 and t.state.epoch == 3
+    task0 = Regression()
+    t0 = _fit(tmp_path / "p0", task0, checkpoints="memory", mode="max", patience=0, max_epochs=10)
+    assert len(task0.evals) == 2 and t0.state.stopped == "early_stopping"
+
+
+def test_validation_lines_name_the_epoch_just_trained(tmp_path):
+    import io
+
+    buf = io.StringIO()
+    _fit(tmp_path, Regression(), console=Console(file=buf, width=200), checkpoints="memory",
+         max_epochs=2, val_every_steps=3)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("validation")]
+    # 4 steps per epoch: every 3rd step mid-epoch (3, 6) and at each epoch end (4, 8)
+    assert [ln.split(":")[0] for ln in lines] == [
+        "validation step 3 epoch 1", "validation step 4 epoch 1",
+        "validation step 6 epoch 2", "validation step 8 epoch 2"]

@@ -187,7 +187,9 @@ class Detector:
             raise ValueError(f"validation loss is {v0} from the first epoch: the fit rows contain "
                              "values the network cannot model (check the series for extreme "
                              "outliers)")
-        tc = TrainerConfig(max_epochs=max(c.max_epochs - 1, 0), patience=c.patience,
+        # LSTM-AD's loop stops after *more than* `patience` epochs without improvement; the
+        # Trainer after `patience` of them: one more keeps the published schedule
+        tc = TrainerConfig(max_epochs=max(c.max_epochs - 1, 0), patience=c.patience + 1,
                            grad_clip=c.grad_clip, monitor="val_loss", mode="min",
                            accelerator="cpu", checkpoint_every_steps=None, loggers=[], plot=False,
                            progress=False, log_every_steps=10**9, checkpoints="memory",

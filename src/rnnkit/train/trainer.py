@@ -223,7 +223,9 @@ class Trainer:
         s.history.append({"step": s.step, "epoch": s.epoch, "elapsed": round(s.elapsed, 1),
                           "cpu_seconds": round(s.cpu_seconds, 1), **metrics})
         self.monitor.log_metrics(metrics, s.step)
-        self.monitor.print(f"[bold]validation[/] step {s.step} epoch {s.epoch + 1}: "
+        # the epoch being trained (1-based); at an epoch's end, the one just finished
+        shown = s.epoch + 1 if s.batch_in_epoch else s.epoch
+        self.monitor.print(f"[bold]validation[/] step {s.step} epoch {shown}: "
                            + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if tc.monitor not in metrics:
             raise TrainingError(f"trainer.monitor={tc.monitor!r} is not a validation metric; "
@@ -237,7 +239,8 @@ class Trainer:
             self.save("best", with_state=False)
         else:
             s.bad_evals += 1
-        if tc.patience is not None and s.bad_evals > tc.patience:
+        # early stopping after `patience` evaluations without improvement (Keras, Lightning)
+        if tc.patience is not None and s.bad_evals > 0 and s.bad_evals >= tc.patience:
             s.stopped = "early_stopping"
             self.monitor.print(
                 f"early stopping: {tc.monitor} has not improved for {s.bad_evals} evaluations"
