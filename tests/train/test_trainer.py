@@ -84,6 +84,8 @@ def test_early_stopping_and_outputs(tmp_path, corpus, tiny_recipe, weights):
     assert list((r / "logs" / "tensorboard").rglob("events.out.tfevents*"))
     summary = json.loads((r / "summary.json").read_text())
     assert summary["best"] == pytest.approx(min(v for v in [summary["best"]]))
+    # under mode=max the first evaluation (end of epoch 1 of 2) stays the best: best/ is from it
+    assert summary["best_step"] == summary["step"] // 2 > 0
     assert set(summary["val"]) == {"val_loss", "val_ppl", "val_bpc"}
     assert summary["val"]["val_bpc"] == pytest.approx(summary["val"]["val_loss"] / torch.log(torch.tensor(2.0)).item())
 

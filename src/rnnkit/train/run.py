@@ -181,6 +181,9 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, d
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
     summary = json.loads((run_dir / "summary.json").read_text()) if fabric.global_rank == 0 else {}
+    if result.best_metric is not None:
+        trainer.monitor.print(f"[bold]best[/] {cfg.trainer.monitor} {result.best_metric:.4f} at "
+                              f"step {trainer.state.best_step} -> {run_dir / 'best'}")
     if test_split and test_split in getattr(task, "eval_splits", ()):
         trainer.load_best()
         test = {f"test_{k}": v for k, v in trainer.evaluate(test_split).items()}

@@ -86,6 +86,7 @@ class TrainState:
         step: optimizer steps taken in total.
         batch_in_epoch: batches of ``epoch`` already trained on (0 at an epoch boundary).
         best: best value of the monitored metric so far (None before the first evaluation).
+        best_step: the step ``best`` (and ``best/``) came from.
         bad_evals: evaluations since the last improvement (early stopping).
         elapsed: training wall-clock seconds so far, over all (re)starts.
         cpu_seconds: CPU seconds of the training process so far, over all (re)starts.
@@ -98,6 +99,7 @@ class TrainState:
     step: int = 0
     batch_in_epoch: int = 0
     best: float | None = None
+    best_step: int | None = None
     bad_evals: int = 0
     elapsed: float = 0.0
     cpu_seconds: float = 0.0
@@ -120,6 +122,8 @@ class TrainState:
                 c.count(out[k], f"{pre}.{k}")
         if "best" in out:
             c.number(out["best"], f"{pre}.best", null=True)
+        if out.get("best_step") is not None:
+            c.count(out["best_step"], f"{pre}.best_step")
         for k in ("elapsed", "cpu_seconds"):
             if k in out:
                 out[k] = float(c.number(out[k], f"{pre}.{k}", low=0))

@@ -235,7 +235,7 @@ class Trainer:
         better = s.best is None or (value < s.best - tc.min_delta if tc.mode == "min"
                                     else value > s.best + tc.min_delta)
         if better:
-            s.best, s.bad_evals = value, 0
+            s.best, s.best_step, s.bad_evals = value, s.step, 0
             self.save("best", with_state=False)
         else:
             s.bad_evals += 1
@@ -426,6 +426,7 @@ class Trainer:
                 "elapsed_seconds": s.elapsed,
                 "cpu_seconds": s.cpu_seconds,
                 "best": s.best,
+                "best_step": s.best_step,
                 "monitor": self.tc.monitor,
                 "val": self.last_val,
             }
