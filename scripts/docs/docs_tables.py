@@ -10,9 +10,16 @@ cannot drift from them::
 
 Results files are loaded and checked with ``experiments/make_table.py``'s own loader (the
 README table's source), so a file missing a required key fails the build with its name.
-Benchmark files of schema ``rnnkit-bench/1`` are rendered with ``rnnkit.bench.report``; the
-fused-kernel benchmark format has its own table; any other JSON gets a generic table of its
-scalar fields, so a new benchmark never breaks the build.
+``rnnkit bench`` files (schemas ``rnnkit-bench-grid/1`` and ``/2``) are rendered with
+``rnnkit.bench.report``, under a line naming their clock and thread counts, with the thread
+scaling table where a run swept thread counts; the retired core-layer harness's files
+(``rnnkit-bench/1``) and the fused-kernel benchmark format have their own tables; any other
+JSON gets a generic table of its scalar fields, so a new benchmark never breaks the build.
+
+``snippet("speed-table", ROOT)`` is the speed headline: every wall-clock CPU run of
+``rnnkit bench --threads 1,...,N`` in ``benchmarks/results/``, each cell's forward+backward
+time over torch.nn.LSTM's at 1 thread and at all N threads, and its scaling beside
+torch.nn.LSTM's. ``python scripts/docs/docs_tables.py speed-table`` prints it (for README).
 """
 from __future__ import annotations
 
@@ -150,8 +157,58 @@ def _short(v: Any) -> Any:
     return f"{v:.4g}" if isinstance(v, float) else v
 
 
+def _core_layers_table(doc: dict) -> list[str]:
+    """A file of the retired core-layer harness (schema ``rnnkit-bench/1``), as recorded."""
+    m, st = doc["machine"], doc["settings"]
+    n = m["torch_threads"]
+    lines = [f"Suite `{doc.get('suite')}`, {doc.get('created', '')}: {m['cpu']}, "
+             f"{m.get('usable_cores')} cores usable, torch {m['torch']}, **{n} "
+             f"thread{'s' if n != 1 else ''}**, **{st.get('clock', 'wall')} clock**.", "",
+             f"Median of {st['repeats']} interleaved repeats after {st['warmup']} warm-up "
+             f"({st.get('dtype', '')}); *ratio* = time / `{st['baseline']}`'s; ± is half the "
+             "interquartile range.", ""]
+    labels = {"forward": "fwd", "forward_backward": "fwd+bwd"}
+    head = ["shape", "cell", "contender"]
+    for k in st["measures"]:
+        head += [f"{labels.get(k, k)} ms", "ratio"]
+    head += [f"{labels.get(k, k)} peak MiB" for k in st["measures"]]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in doc["results"]:
+        sh = r["shape"]
+        cells = [f"B={sh['B']} T={sh['T']} I={sh['I']} H={sh['H']}", r["cell"], r["contender"]]
+        for k in st["measures"]:
+            e = r[k]
+            spread = (e["p75_ms"] - e["p25_ms"]) / (2 * e["median_ms"])
+            cells += [f"{e['median_ms']:.2f} ±{100 * spread:.0f}%", f"{e['ratio']:.2f}"]
+        cells += ["-" if r[k]["peak_bytes"] is None else f"{r[k]['peak_bytes'] / 2**20:.1f}"
+                  for k in st["measures"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _report(root: Path):
+    return _load_module(root / "src" / "rnnkit" / "bench" / "report.py", "_rnnkit_bench_report")
+
+
+def _grid_table(doc: dict, report) -> list[str]:
+    """An ``rnnkit bench`` file: its clock and threads first, then the table(s)."""
+    clock = {"wall": "Wall clock", "cpu": "CPU clock, for noisy machines"}
+    counts = report.thread_counts(doc)
+    label = (f"{clock.get(doc['settings']['clock'], doc['settings']['clock'])}, "
+             f"{' and '.join(map(str, counts))} thread{'s' if counts != [1] else ''}.")
+    lines = [f"Suite `{doc.get('suite')}`, {doc.get('created', '')}: "
+             f"{report.machine_line(doc)}.", "", f"**{label}** {report.header(doc)}", "",
+             report.markdown_table(doc)]
+    scaling = report.markdown_scaling(doc)
+    if scaling:
+        first = report.thread_counts(doc)[0]
+        lines += ["", f"Thread scaling: x*N* = time at {first} thread(s) / time at *N* threads, "
+                  "beside torch.nn.LSTM's own.", "", scaling]
+    return lines
+
+
 def benchmarks_page(root: Path) -> str:
-    report = _load_module(root / "src" / "rnnkit" / "bench" / "report.py", "_rnnkit_bench_report")
+    report = _report(root)
     files = sorted((root / "benchmarks" / "results").glob("*.json"))
     out = ["# Benchmarks", "",
            f"Every recorded benchmark in `benchmarks/results/` ({len(files)} files), generated from "
@@ -167,12 +224,9 @@ def benchmarks_page(root: Path) -> str:
             out[-1] += f" Command: `{doc['command']}`."
         out.append("")
         if isinstance(doc, dict) and doc.get("schema") == "rnnkit-bench/1":
-            st = doc["settings"]
-            out += [f"Suite `{doc.get('suite')}`, {doc.get('created', '')}: " + report.machine_line(doc) + ".",
-                    "", f"Median of {st['repeats']} interleaved repeats after {st['warmup']} warm-up "
-                    f"({st.get('clock', 'wall')} clock, {st.get('dtype', '')}); *ratio* = time / "
-                    f"`{st['baseline']}`'s; ± is half the interquartile range.", "",
-                    report.markdown_table(doc)]
+            out += _core_layers_table(doc)
+        elif isinstance(doc, dict) and doc.get("schema") in report.SCHEMAS:
+            out += _grid_table(report.validate(doc), report)
         elif isinstance(doc, dict) and "environment" in doc and isinstance(doc.get("results"), list) \
                 and all("variant" in r for r in doc["results"]):
             out += _fused_table(doc)
@@ -206,10 +260,82 @@ def _regularisation_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-SNIPPETS = {"regularisation-table": _regularisation_table}
+def _speed_docs(root: Path, report) -> list[tuple[Path, dict]]:
+    """The wall-clock CPU runs of ``rnnkit bench`` that swept thread counts, oldest first."""
+    found = []
+    for path in sorted((root / "benchmarks" / "results").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if (isinstance(doc, dict) and doc.get("schema") == report.SCHEMA
+                and doc["settings"].get("clock") == "wall"
+                and str(doc["machine"].get("device", "")).startswith("cpu")
+                and len(report.thread_counts(doc)) > 1):
+            found.append((path, doc))
+    return sorted(found, key=lambda pd: pd[1].get("created", ""))
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def speed_table(doc: dict, report) -> list[str]:
+    """One run's headline: time / torch.nn.LSTM's at the first and last thread counts."""
+    counts = report.thread_counts(doc)
+    lo, hi = counts[0], counts[-1]
+    cores = doc["machine"].get("usable_cores")
+    top = _threads(hi) + (" (all)" if hi == cores else "")
+    lines = [f"| shape | cell | ran | f+b / LSTM, {_threads(lo)} | f+b / LSTM, {top} "
+             f"| speed-up {lo}->{hi} threads | torch.nn.LSTM's | share |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    rows: dict[tuple, dict[int, dict]] = {}
+    for r in doc["results"]:
+        if r["backend"] in ("auto", "torch.nn") and r["cell"] != "torch.nn.LSTM":
+            sh = r["shape"]
+            key = (f"B={sh['B']} T={sh['T']} I={sh['I']} H={sh['H']}", r["cell"])
+            rows.setdefault(key, {})[r["threads"]] = r
+    fb = "forward_backward"
+    for (shape, cell), by_n in rows.items():
+        if lo not in by_n or hi not in by_n:
+            continue
+        a, b = by_n[lo], by_n[hi]
+        ran = a["ran"] if a["ran"] == b["ran"] else f"{a['ran']} / {b['ran']}"
+        lines.append(f"| {shape} | {cell} | {ran} | {a['ratio_lstm'][fb]:.2f} | "
+                     f"{b['ratio_lstm'][fb]:.2f} | {b['scaling'][fb]:.2f}x | "
+                     f"{b['scaling_lstm'][fb]:.2f}x | "
+                     f"{100 * b['scaling'][fb] / b['scaling_lstm'][fb]:.0f}% |")
+    return lines
+
+
+def _speed_snippet(root: Path) -> str:
+    report = _report(root)
+    found = _speed_docs(root, report)
+    if not found:
+        return ('!!! warning "Not measured yet"\n    No wall-clock thread sweep in '
+                "`benchmarks/results/` yet: `rnnkit bench --threads 1,N --out "
+                "benchmarks/results/bench_cpu_threads.json` on a quiet machine makes one "
+                "(*N*: its cores).\n")
+    out = []
+    for path, doc in found:
+        out += [f"`{path.name}`: {report.machine_line(doc)}. Command: `{doc.get('command')}`.",
+                "", *speed_table(doc, report), ""]
+    out.append("*Wall clock, forward+backward, median of interleaved repeats, all thread "
+               "counts side by side in one process. f+b / LSTM: time over torch.nn.LSTM's at "
+               "the same shape and threads (below 1: faster); speed-up: time at the fewest "
+               "threads / at the most; share: that speed-up over torch.nn.LSTM's.*")
+    return "\n".join(out) + "\n"
+
+
+SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet}
 
 
 def snippet(name: str, root: Path) -> str:
     if name not in SNIPPETS:
         raise KeyError(f"<!-- generated: {name} -->: unknown snippet; known: {', '.join(SNIPPETS)}")
     return SNIPPETS[name](root)
+
+
+if __name__ == "__main__":
+    import sys
+
+    ROOT = Path(__file__).resolve().parents[2]
+    for name in sys.argv[1:] or list(SNIPPETS):
+        print(snippet(name, ROOT))

@@ -1,13 +1,13 @@
-"""Benchmarks: timing and peak-memory harness, and the core-layer suite.
+"""Benchmarks: the timing and peak-memory harness and the suite behind ``rnnkit bench``.
 
-``run_suite(Settings(...))`` measures rnnkit.RNN/LSTM/GRU (backends ``auto`` and
-``loop``) against torch.nn side by side and returns a JSON-able result document;
-``report`` checks, saves and prints such documents. The command line is
-``python benchmarks/bench_layers.py`` (see :mod:`rnnkit.commands.bench_layers`).
+``run_grid(GridSettings(...))`` measures every rnnkit cell x backend x shape x thread count
+against torch.nn.LSTM/GRU side by side in one process and returns a JSON-able result
+document; :mod:`rnnkit.bench.report` checks, saves, loads and prints such documents. The
+command line is ``rnnkit bench`` (:mod:`rnnkit.commands.bench`).
 """
-from .layers import SCHEMA, Settings, Shape, quick_settings, run_suite
 from .machine import machine_info
 from .measure import Task, interleave, peak_bytes, summarize
+from .zoo import GridSettings, Shape, parse_shape, parse_threads, run_grid
 
-__all__ = ["SCHEMA", "Settings", "Shape", "quick_settings", "run_suite", "machine_info", "Task",
-           "interleave", "peak_bytes", "summarize"]
+__all__ = ["GridSettings", "Shape", "parse_shape", "parse_threads", "run_grid", "machine_info",
+           "Task", "interleave", "peak_bytes", "summarize"]

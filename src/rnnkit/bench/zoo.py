@@ -1,11 +1,18 @@
-"""The cell x backend x shape suite behind ``rnnkit bench``.
+"""The cell x backend x shape x threads suite behind ``rnnkit bench``.
 
 For each shape every contender runs side by side in one process (interleaved
 repeats after warm-up, see :mod:`rnnkit.bench.measure`): the baselines
 ``torch.nn.LSTM`` and ``torch.nn.GRU``, and each rnnkit cell on each backend
-that can run it. Every row has ``forward`` and ``forward_backward`` entries
-(median ms, quartiles, peak bytes) and the ratios ``ratio_lstm``/``ratio_gru``
-of its median to the baselines' at the same B, T, I, H (below 1: faster).
+that can run it, each at every thread count of the sweep. A contender's untimed
+setup sets torch's intra-op threads, so the rounds interleave thread counts as
+well as contenders: a slow spell on a shared machine hits 1 and N threads alike.
+
+Every row (one cell, backend, shape and thread count) has ``forward`` and
+``forward_backward`` entries (median ms, quartiles, peak bytes), the ratios
+``ratio_lstm``/``ratio_gru`` of its median to the baselines' at the same shape
+and thread count (below 1: faster), and its thread scaling ``scaling`` = time
+at the sweep's first (smallest) thread count / time at this row's, beside
+torch.nn.LSTM's own, ``scaling_lstm``.
 
 ``forward`` is ``layer(x)`` under ``no_grad``; ``forward_backward`` is
 ``layer(x)[0].backward(g)`` with gradients reset (untimed) before each call,
@@ -13,10 +20,12 @@ an input that needs no grad and a fixed ``g``; layers are in training mode.
 
 Example::
 
-    doc = run_grid(GridSettings(cells=("gru", "sru"), shapes=(Shape(32, 100, 128, 256),)))
+    doc = run_grid(GridSettings(cells=("gru", "sru"), shapes=(Shape(32, 100, 128, 256),),
+                                threads=(1, 2)))
 """
 from __future__ import annotations
 
+import copy
 import gc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,15 +33,37 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .layers import Shape, layer_tasks
-from .measure import CLOCKS, interleave, peak_bytes, summarize
+from .measure import CLOCKS, Task, interleave, peak_bytes, summarize
+from .report import CLOCK_LABELS, SCHEMA
 
-__all__ = ["ZOO_CELLS", "BACKENDS", "GRID_SHAPES", "QUICK_SHAPES", "GridSettings", "run_grid",
-           "parse_shape"]
+__all__ = ["ZOO_CELLS", "BACKENDS", "GRID_SHAPES", "QUICK_SHAPES", "CONTROL", "Shape",
+           "GridSettings", "run_grid", "parse_shape", "parse_threads", "layer_tasks"]
 
-SCHEMA = "rnnkit-bench-grid/1"
 BASELINES = {"torch.nn.LSTM": nn.LSTM, "torch.nn.GRU": nn.GRU}
+#: the A/A control (``control=True``): a second torch.nn.LSTM, same weights, other memory
+CONTROL = ("torch.nn.LSTM", "torch.nn-copy")
 BACKENDS = ("auto", "torch", "fused", "loop")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Batch B, time T, input I and hidden H of one benchmark case."""
+
+    B: int
+    T: int
+    I: int
+    H: int
+
+    def __post_init__(self):
+        for k, v in asdict(self).items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"shape: {k} must be a positive int, got {v!r}")
+
+    @property
+    def label(self) -> str:
+        return f"B={self.B} T={self.T} I={self.I} H={self.H}"
+
+
 GRID_SHAPES = tuple(Shape(B, T, 128, H) for B in (1, 32, 128) for T in (100, 1000)
                     for H in (128, 512))
 QUICK_SHAPES = (Shape(8, 50, 32, 64),)
@@ -65,10 +96,26 @@ def parse_shape(text: str) -> Shape:
             v = [v[0], v[1], 128, v[2]]
         if len(v) != 4:
             raise ValueError
+        return Shape(*v)
     except ValueError:
         raise ValueError(f"--shapes: expected B,T,H or B,T,I,H (positive ints), "
                          f"got {text!r}") from None
-    return Shape(*v)
+
+
+def parse_threads(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``: distinct positive thread counts, in ascending order."""
+    try:
+        v = [int(p) for p in text.split(",")]
+        if not v or min(v) < 1 or len(set(v)) != len(v):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--threads: expected distinct positive ints separated by commas "
+                         f"such as 1,2,4, got {text!r}") from None
+    return tuple(sorted(v))
+
+
+def _default_threads() -> tuple[int, ...]:
+    return (torch.get_num_threads(),)
 
 
 @dataclass
@@ -76,16 +123,18 @@ class GridSettings:
     cells: tuple[str, ...] = ZOO_CELLS
     backends: tuple[str, ...] = ("auto", "fused")
     shapes: tuple[Shape, ...] = GRID_SHAPES
+    threads: tuple[int, ...] = field(default_factory=_default_threads)  # torch's default count
     repeats: int = 5
     warmup: int = 1
     min_sample_s: float = 0.05
-    clock: str = "cpu"
+    clock: str = "wall"
     memory: bool = True
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
     quick: bool = False
     input_grad: bool = False  # forward_backward also computes dL/dx
+    control: bool = False  # add the A/A control CONTROL
     measures: tuple[str, ...] = field(default=("forward", "forward_backward"))
 
     def __post_init__(self):
@@ -95,16 +144,60 @@ class GridSettings:
             if bad:
                 raise ValueError(f"--{name}: unknown {bad}; expected some of {list(known)}")
         if self.clock not in CLOCKS:
-            raise ValueError(f"clock: expected one of {list(CLOCKS)}, got {self.clock!r}")
+            raise ValueError(f"--clock: expected one of {list(CLOCKS)}, got {self.clock!r}")
         if not isinstance(self.repeats, int) or self.repeats < 1:
-            raise ValueError(f"repeats: expected a positive int, got {self.repeats!r}")
+            raise ValueError(f"--repeats: expected a positive int, got {self.repeats!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"--warmup: expected an int >= 0, got {self.warmup!r}")
+        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ValueError(f"--dtype: expected a torch dtype name such as 'float32', "
+                             f"got {self.dtype!r}")
+        self.threads = parse_threads(",".join(map(str, self.threads)))
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["shapes"] = [asdict(s) for s in self.shapes]
+        d["threads"] = list(self.threads)
+        d["clock_label"] = CLOCK_LABELS[self.clock]
         return d
 
 
+def layer_tasks(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, Task]:
+    """The ``forward`` and ``forward_backward`` tasks of one layer on input ``x``."""
+    params = list(module.parameters())
+
+    def forward():
+        with torch.no_grad():
+            return module(x)
+
+    def drop_grads():
+        for p in params:
+            p.grad = None
+        x.grad = None
+
+    def forward_backward():
+        out, _ = module(x)  # (T, B, H)
+        out.backward(grad_out)
+
+    return {"forward": Task(forward), "forward_backward": Task(forward_backward, drop_grads)}
+
+
+def _set_threads(n: int) -> None:
+    if torch.get_num_threads() != n:  # re-setting the same count is not free (thread pools)
+        torch.set_num_threads(n)
+
+
+def _at_threads(task: Task, n: int) -> Task:
+    """``task`` with torch's intra-op threads set to ``n`` in its (untimed) setup."""
+    def setup():
+        _set_threads(n)
+        if task.setup is not None:
+            task.setup()
+
+    return Task(task.run, setup)
+
+
+# ------------------------------------------------------------------ contenders
 def _contenders(shape: Shape, s: GridSettings, x: torch.Tensor) -> dict[tuple, nn.Module]:
     """``{(cell, backend): module}``: the baselines and every runnable rnnkit layer."""
     from rnnkit.kernels.dispatch import choose_backend
@@ -113,33 +206,50 @@ def _contenders(shape: Shape, s: GridSettings, x: torch.Tensor) -> dict[tuple, n
     out: dict[tuple, nn.Module] = {}
     for name, cls in BASELINES.items():
         out[(name, "torch.nn")] = cls(shape.I, shape.H, **kw).train()
+    if s.control:
+        out[CONTROL] = copy.deepcopy(out[("torch.nn.LSTM", "torch.nn")])
     zoo = _zoo()
     for cell in s.cells:
         for backend in s.backends:
             m = zoo[cell](shape.I, shape.H, backend=backend, **kw).train()
             try:
-                chosen = choose_backend(m, x)
+                choose_backend(m, x)
             except ValueError:
                 continue  # this backend cannot run this cell
-            if backend == "auto":  # what auto runs when training and, under no_grad, inferring
-                m.chosen = chosen
-                with torch.no_grad():
-                    m.chosen_forward = choose_backend(m, x)
             out[(cell, backend)] = m
     return out
 
 
+def _ran(m: nn.Module, backend: str, x: torch.Tensor) -> tuple[str, str]:
+    """What ``auto`` runs when training and, under no_grad, inferring (at the current threads)."""
+    from rnnkit.kernels.dispatch import choose_backend
+
+    if backend != "auto":
+        return backend, backend
+    train = choose_backend(m, x)
+    with torch.no_grad():
+        return train, choose_backend(m, x)
+
+
+# --------------------------------------------------------------------- running
 def _shape_rows(shape: Shape, s: GridSettings, progress) -> list[dict]:
     gc.collect()
     torch.manual_seed(s.seed)
     dev, dt = torch.device(s.device), getattr(torch, s.dtype)
     x = torch.randn(shape.T, shape.B, shape.I, device=dev, dtype=dt, requires_grad=s.input_grad)
     g = torch.randn(shape.T, shape.B, shape.H, device=dev, dtype=dt)
+    _set_threads(s.threads[0])
     mods = _contenders(shape, s, x)
-    tasks = {k: layer_tasks(m, x, g) for k, m in mods.items()}
-    rows = {k: {"cell": k[0], "backend": k[1], "shape": asdict(shape),
-                "ran": getattr(mods[k], "chosen", k[1]),
-                "ran_forward": getattr(mods[k], "chosen_forward", k[1])} for k in mods}
+    rows: dict[tuple, dict] = {}
+    tasks: dict[tuple, dict[str, Task]] = {}
+    for n in s.threads:  # rows: (cell, backend, threads), thread counts inner
+        _set_threads(n)
+        for (cell, backend), m in mods.items():
+            ran, ran_forward = _ran(m, backend, x)
+            rows[(cell, backend, n)] = {"cell": cell, "backend": backend, "shape": asdict(shape),
+                                        "threads": n, "ran": ran, "ran_forward": ran_forward}
+            tasks[(cell, backend, n)] = {k: _at_threads(t, n)
+                                         for k, t in layer_tasks(m, x, g).items()}
     for measure in s.measures:
         say = None if progress is None else (
             lambda msg, m=measure: progress(f"{shape.label} {m}: {msg}"))
@@ -151,12 +261,30 @@ def _shape_rows(shape: Shape, s: GridSettings, progress) -> list[dict]:
             e["calls_per_sample"] = t["calls_per_sample"]
             e["peak_bytes"] = peak_bytes(tasks[k][measure], dev) if s.memory else None
             rows[k][measure] = e
-    for r in rows.values():
+    order = sorted(rows, key=lambda k: list(mods).index(k[:2]))  # each contender's counts together
+    return add_ratios([rows[k] for k in order], s.measures)
+
+
+def add_ratios(rows: list[dict], measures=("forward", "forward_backward")) -> list[dict]:
+    """Set ``ratio_lstm``/``ratio_gru`` and ``scaling``/``scaling_lstm`` of rows of one shape.
+
+    ``ratio_lstm[m]`` = median / torch.nn.LSTM's median at the same thread count;
+    ``scaling[m]`` = this contender's median at the smallest thread count of ``rows`` /
+    its median at this row's count; ``scaling_lstm[m]``: the same for torch.nn.LSTM.
+    """
+    med = {(r["cell"], r["backend"], r["threads"]): {m: r[m]["median_ms"] for m in measures}
+           for r in rows}
+    first = min(r["threads"] for r in rows)
+    for r in rows:
+        n, me = r["threads"], (r["cell"], r["backend"])
         for base in BASELINES:
-            b = rows[(base, "torch.nn")]
-            key = "ratio_" + base.split(".")[-1].lower()
-            r[key] = {m: r[m]["median_ms"] / b[m]["median_ms"] for m in s.measures}
-    return list(rows.values())
+            b = med[(base, "torch.nn", n)]
+            r["ratio_" + base.split(".")[-1].lower()] = {m: med[(*me, n)][m] / b[m]
+                                                         for m in measures}
+        lstm = ("torch.nn.LSTM", "torch.nn")
+        r["scaling"] = {m: med[(*me, first)][m] / med[(*me, n)][m] for m in measures}
+        r["scaling_lstm"] = {m: med[(*lstm, first)][m] / med[(*lstm, n)][m] for m in measures}
+    return rows
 
 
 def run_grid(s: GridSettings, progress: Callable[[str], None] | None = None,
@@ -170,11 +298,15 @@ def run_grid(s: GridSettings, progress: Callable[[str], None] | None = None,
     doc = {"schema": SCHEMA, "suite": "cells_backends_shapes",
            "created": started.isoformat(timespec="seconds"), "machine": machine_info(s.device),
            "settings": s.to_json(), "results": [], "shapes_done": 0}
-    for shape in s.shapes:
-        doc["results"].extend(_shape_rows(shape, s, progress))
-        doc["shapes_done"] += 1
-        doc["seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
-        doc["machine"]["loadavg_end"] = loadavg_now()
-        if on_shape is not None:
-            on_shape(doc)
+    before = torch.get_num_threads()
+    try:
+        for shape in s.shapes:
+            doc["results"].extend(_shape_rows(shape, s, progress))
+            doc["shapes_done"] += 1
+            doc["seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+            doc["machine"]["loadavg_end"] = loadavg_now()
+            if on_shape is not None:
+                on_shape(doc)
+    finally:
+        _set_threads(before)
     return doc
