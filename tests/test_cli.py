@@ -199,3 +199,22 @@ def test_every_subcommand_module_is_listed():
 
     found = {m.name for m in pkgutil.iter_modules(commands.__path__)}
     assert found == set(MODULES)
+
+
+def test_train_prints_a_header_and_a_short_summary(tmp_path, capsys):
+    """Before the first step: task, parameters, data sizes, device, run directory; at the end a
+    few lines (the whole summary stays in summary.json), naming the step best/ came from."""
+    from safetensors.torch import load_file
+
+    corpus = _corpus(tmp_path)
+    capsys.readouterr()
+    assert main(["train", str(_recipe(tmp_path, corpus)), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    n = sum(t.numel() for t in load_file(str(tmp_path / "r" / "best" / "model.safetensors")).values())
+    assert f"training lm (lstm): {n:,} parameters" in out
+    assert "tokens: train 1,800, valid 200" in out and "vocabulary: " in out
+    assert "device: cpu" in out and f"run directory: {tmp_path / 'r'}" in out
+    assert f"best val_loss {summary['best']:.4f} at step {summary['best_step']}" in out
+    assert f"stopped (max_epochs) at step {summary['step']}" in out
+    assert not out.rstrip().endswith("}")  # no raw JSON dump

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["add_parser", "add_arguments", "run"]
@@ -65,12 +64,25 @@ def run(a: argparse.Namespace) -> int:
         name = Path(a.resume).name
     summary = run_training(cfg, recipe_name=name, out=a.out, resume=a.resume, data_dir=a.data_dir)
     if summary:
-        print(
-            json.dumps(
-                {k: summary[k] for k in ("run_dir", "stopped", "val", "test") if k in summary}
-            )
-        )
+        print(summary_lines(summary))
     return 0
+
+
+def summary_lines(summary: dict) -> str:
+    """A run's end in a few lines (the whole summary is the run directory's summary.json)."""
+
+    def metrics(d: dict) -> str:
+        return "  ".join(f"{k} {v:.4f}" for k, v in d.items() if isinstance(v, float))
+
+    run_dir = Path(summary["run_dir"])
+    lines = [f"stopped ({summary.get('stopped')}) at step {summary.get('step')}, "
+             f"epoch {summary.get('epoch')}, after {summary.get('wall_seconds', 0.0):.0f} s"]
+    if summary.get("val"):
+        lines.append(f"last validation: {metrics(summary['val'])}")
+    if summary.get("test"):
+        lines.append(f"test (best checkpoint): {metrics(summary['test'])}")
+    lines.append(f"run directory: {run_dir}   summary: {run_dir / 'summary.json'}")
+    return "\n".join(lines)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -140,7 +140,8 @@ class ClassifyTask:
         self.multi_label = splits["train"].multi_label if multi_label is None else multi_label
         self.classes = classes if classes is not None else label_classes(splits["train"].labels)
         if len(self.classes) < (1 if self.multi_label else 2):
-            raise TextDataError(f"{d.train or d.source or DEFAULT_SOURCE}: found {len(self.classes)} label(s) "
+            where = d.train or d.source or DEFAULT_SOURCE
+            raise TextDataError(f"{where}: found {len(self.classes)} label(s) "
                                 f"{self.classes}; expected at least 2 classes")
         labels = {s: encode_labels(data, self.classes) for s, data in splits.items()}
         if tokenizer is None:
@@ -166,6 +167,12 @@ class ClassifyTask:
         self.rank, self.world = 0, 1
 
     # ------------------------------------------------------------------ Trainer contract
+
+    def describe(self) -> dict[str, str]:
+        """What the run's header says of the data (rnnkit.train.run)."""
+        sizes = ", ".join(f"{s} {len(y):,}" for s, (_, y) in self.data.items())
+        return {"texts": sizes, "vocabulary": f"{self.tokenizer.vocab_size:,} tokens",
+                "classes": f"{len(self.classes)}" + (" (multi-label)" if self.multi_label else "")}
 
     def setup(self, rank: int, world_size: int) -> None:
         self.rank, self.world = rank, world_size

@@ -201,6 +201,14 @@ class ForecastTask:
         self.order = d.global_origins("train")
         self.rank, self.world, self.b = 0, 1, config.data.batch_size
 
+    def describe(self) -> dict[str, str]:
+        """What the run's header says of the data (rnnkit.train.run)."""
+        d = self.data
+        windows = ", ".join(f"{s} {len(d.global_origins(s)):,}" for s in ("train", "valid", "test"))
+        return {"windows": windows, "series": f"{len(d.series):,}",
+                "targets": f"{d.C} ({', '.join(d.ts.targets)})",
+                "input -> horizon": f"{self.config.data.input_length} -> {d.H} steps"}
+
     def setup(self, rank: int, world_size: int) -> None:
         if self.config.data.batch_size % world_size:
             raise ConfigError(

@@ -135,6 +135,11 @@ class LMTask:
 
     # ------------------------------------------------------------------ training
 
+    def describe(self) -> dict[str, str]:
+        """What the run's header says of the data (rnnkit.train.run)."""
+        sizes = ", ".join(f"{s} {ids.numel():,}" for s, ids in self.corpus.splits.items())
+        return {"tokens": sizes, "vocabulary": f"{len(self.vocab):,} ({self.level} level)"}
+
     def setup(self, rank: int, world_size: int) -> None:
         d: LMDataConfig = self.config.data
         if d.batch_size % world_size:

@@ -174,11 +174,24 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
                     pass
 
 
+def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resumed: bool) -> None:
+    """What is about to train, on what, and where it goes: printed once before the first step."""
+    task, say = trainer.task, trainer.monitor.print
+    n = sum(p.numel() for p in task.model.parameters())
+    say(f"[bold]{'resuming' if resumed else 'training'}[/] {cfg.task} "
+        f"({getattr(cfg.model, 'cell', type(task.model).__name__)}): {n:,} parameters")
+    for k, v in (task.describe() if hasattr(task, "describe") else {}).items():
+        say(f"  {k}: {v}")
+    say(f"  device: {device_description(fabric)}")
+    say(f"  run directory: {run_dir} (best/, last/, summary.json)")
+
+
 def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, data_dir: str | None,
            test_split: str | None, console: Any) -> dict[str, Any]:
     seed_everything(cfg.trainer.seed)
     task = spec.build(cfg, data_dir=data_dir)
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
+    _header(trainer, cfg, fabric, run_dir, resume is not None)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
     summary = json.loads((run_dir / "summary.json").read_text()) if fabric.global_rank == 0 else {}
     if result.best_metric is not None:
