@@ -26,6 +26,7 @@ pipeline implements these methods and gets everything else for free::
         def training_step(self, model, batch, carry):   # -> StepOutput(loss, carry, n_items)
         def evaluate(self, model, split): ...            # -> {"loss": ..., "acc": ...}
         def write_assets(self, directory): ...           # vocab.json, scaler.json, ...
+        def describe(self): ...    # optional: {"texts": "train 900, ..."} for the run's header
 
 ``carry`` is whatever the task threads from one batch to the next (the detached hidden
 state in truncated BPTT; ``None`` for i.i.d. batches); the Trainer stores it in mid-epoch
