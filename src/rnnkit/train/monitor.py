@@ -84,21 +84,26 @@ class Monitor:
     def start_epoch(self, epoch: int, total: int, done: int) -> None:
         if not self.use_bar:
             return
-        self._bar = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self._bar = Progress(*self.columns(self.console.width), console=self.console,
+                             transient=False)
         self._bar.start()
         self._task = self._bar.add_task("train", total=total, completed=done, epoch=epoch + 1,
                                         loss="-", speed="")
+
+    @staticmethod
+    def columns(width: int) -> tuple:
+        """The progress bar's columns: what matters first (batch count, ETA, loss), then the
+        bar, sized to what is left of ``width``, so an 80-column terminal still shows them."""
+        return (
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            MofNCompleteColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            BarColumn(bar_width=max(8, min(40, width - 80))),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+        )
 
     def update(self, step: int, epoch: int, batch: int, total: int, loss: float, lr: float,
                items_per_s: float, extra: str = "") -> None:
