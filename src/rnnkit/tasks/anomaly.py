@@ -212,6 +212,7 @@ class AnomalyTask:
 
     name = "anomaly"
     item_name = "windows"
+    loss_name = "MSE (standardised values)"  # the y-label of curves.png
     eval_splits = ("valid",)
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):

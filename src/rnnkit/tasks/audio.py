@@ -153,6 +153,7 @@ class AudioTask:
 
     name = "audio"
     item_name = "clips"
+    loss_name = "cross-entropy (nats per clip)"  # the y-label of curves.png
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):
         d: AudioDataConfig = config.data

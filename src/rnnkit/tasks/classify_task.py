@@ -104,6 +104,7 @@ class ClassifyTask:
 
     name = "classify"
     item_name = "texts"
+    loss_name = "cross-entropy (nats per text)"  # the y-label of curves.png
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None,
                  tokenizer: TextTokenizer | None = None, classes: list[str] | None = None,

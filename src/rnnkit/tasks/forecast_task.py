@@ -201,6 +201,14 @@ class ForecastTask:
         self.order = d.global_origins("train")
         self.rank, self.world, self.b = 0, 1, config.data.batch_size
 
+    @property
+    def loss_name(self) -> str:
+        """The training loss, as the y-label of curves.png (in the model's scaled space)."""
+        m = self.config.model
+        if m.head == "point":
+            return f"{m.loss.upper()} (scaled targets)"
+        return "pinball loss (scaled targets)" if m.head == "quantile" else "Gaussian NLL"
+
     def describe(self) -> dict[str, str]:
         """What the run's header says of the data (rnnkit.train.run)."""
         d = self.data

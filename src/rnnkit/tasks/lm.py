@@ -111,6 +111,7 @@ class LMTask:
 
     name = "lm"
     item_name = "tokens"
+    loss_name = "cross-entropy (nats per token)"  # the y-label of curves.png
 
     def __init__(
         self, config: RunConfig, *, data_dir: str | None = None, vocab: Vocab | None = None

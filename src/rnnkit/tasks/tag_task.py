@@ -91,6 +91,7 @@ class TagTask:
 
     name = "tag"
     item_name = "tokens"
+    loss_name = "loss per token (cross-entropy or CRF NLL, nats)"  # curves.png
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):
         d: TagDataConfig = config.data

@@ -143,6 +143,7 @@ class TranslateTask:
 
     name = "translate"
     item_name = "tokens"
+    loss_name = "cross-entropy (nats per target token)"  # the y-label of curves.png
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None,
                  tokenizers: tuple[TextTokenizer, TextTokenizer] | None = None):

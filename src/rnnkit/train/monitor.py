@@ -5,8 +5,10 @@
   ``log_every_steps`` steps, so ``nohup ... > run.log`` stays readable.
 * Metrics go to Lightning Fabric's ``CSVLogger`` (``logs/csv/version_N/metrics.csv``) and
   ``TensorBoardLogger`` (``logs/tensorboard/``), rank 0 only.
-* :func:`plot_history` draws training/validation loss and the validation metrics against
-  the step into ``curves.png`` (matplotlib, Agg backend: no display needed).
+* :func:`plot_history` draws training/validation loss (labelled with the task's
+  ``loss_name``), each validation metric on its own axis, and the learning rate with the
+  pre-clip gradient norm against the step into ``curves.png`` (matplotlib, Agg backend);
+  :func:`curve_panels` is the data it draws.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["Monitor", "plot_history"]
+__all__ = ["Monitor", "plot_history", "curve_panels"]
 
 
 class Monitor:
@@ -129,41 +131,68 @@ class Monitor:
             lg.finalize("success")
 
 
-def plot_history(history: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
-    """Draw loss (train, validation) and validation metrics against the step; write a PNG."""
-    if not history:
+def curve_panels(history: list[dict[str, Any]], loss_label: str = "loss") -> list[dict[str, Any]]:
+    """What ``curves.png`` draws, panel by panel, from the Trainer's history records.
+
+    Each panel is ``{"title", "ylabel", "log": bool, "series": {name: (steps, values)}}``:
+    the loss (training and validation, labelled ``loss_label``), one panel per validation
+    metric (each on its own axis; perplexities on a log axis), and the learning rate with the
+    pre-clip gradient norm (the norm on a log axis of its own, ``"twin"``).
+    """
+
+    def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+        pts = [(r["step"], float(r[key])) for r in records
+               if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        return ([p[0] for p in pts], [p[1] for p in pts])
+
+    train = [r for r in history if "train_loss" in r]
+    vals = [r for r in history if "val_loss" in r]
+    panels = [{"title": "loss", "ylabel": loss_label, "log": False,
+               "series": {k: v for k, v in (("train", series(train, "train_loss")),
+                                             ("validation", series(vals, "val_loss"))) if v[0]}}]
+    for k in sorted({k for r in vals for k in r if k.startswith("val_") and k != "val_loss"}):
+        xs = series(vals, k)
+        if xs[0]:
+            panels.append({"title": k, "ylabel": k[4:], "log": k.endswith("ppl"),
+                           "series": {k: xs}})
+    lr, norm = series(train, "lr"), series(train, "grad_norm")
+    if lr[0] or norm[0]:
+        panels.append({"title": "learning rate and gradient norm", "ylabel": "learning rate",
+                       "log": False, "series": {"lr": lr}, "twin": {"grad_norm": norm}})
+    return panels
+
+
+def plot_history(history: list[dict[str, Any]], path: Path, title: str = "",
+                 loss_label: str = "loss") -> Path | None:
+    """Draw :func:`curve_panels` of ``history`` side by side against the step; write a PNG."""
+    panels = curve_panels(history, loss_label) if history else []
+    if not panels or not any(p["series"] for p in panels):
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [(r["step"], r["train_loss"]) for r in history if "train_loss" in r]
-    vals = [r for r in history if "val_loss" in r]
-    metric_keys = sorted({k for r in vals for k in r if k.startswith("val_") and k != "val_loss"})
-    ncols = 2 if metric_keys else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
-    ax = axes[0, 0]
-    if train:
-        ax.plot(*zip(*train), label="train", alpha=0.8)
-    if vals:
-        ax.plot([r["step"] for r in vals], [r["val_loss"] for r in vals], "o-", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per item)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if metric_keys:
-        ax2 = axes[0, 1]
-        for k in metric_keys:
-            pts = [(r["step"], r[k]) for r in vals if k in r and math.isfinite(r[k])]
-            if pts:
-                ax2.plot(*zip(*pts), "o-", label=k)
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("validation metric")
-        if any(k.endswith("ppl") for k in metric_keys):
-            ax2.set_yscale("log")
-        ax2.grid(alpha=0.3)
-        ax2.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for name, (x, y) in panel["series"].items():
+            ax.plot(x, y, "o-" if name.startswith(("val", "validation")) else "-", label=name,
+                    alpha=0.85, markersize=3)
+        ax.set(title=panel["title"], xlabel="step", ylabel=panel["ylabel"])
+        if panel["log"]:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        handles = ax.get_legend_handles_labels()
+        if "twin" in panel:
+            tw = ax.twinx()
+            for name, (x, y) in panel["twin"].items():
+                tw.plot(x, y, color="tab:red", alpha=0.7, label=f"{name} (right, log)")
+            tw.set_yscale("log")
+            tw.set_ylabel("gradient norm (before clipping)")
+            h2 = tw.get_legend_handles_labels()
+            handles = (handles[0] + h2[0], handles[1] + h2[1])
+        if handles[0]:
+            ax.legend(*handles, fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

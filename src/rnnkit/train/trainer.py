@@ -415,7 +415,8 @@ class Trainer:
     def _finish(self, wall: float) -> FitResult:
         s = self.state
         if self.rank == 0 and self.tc.plot:
-            plot_history(s.history, self.run_dir / "curves.png", title=self.run_dir.name)
+            plot_history(s.history, self.run_dir / "curves.png", title=self.run_dir.name,
+                         loss_label=getattr(self.task, "loss_name", None) or "loss")
         result = FitResult(self.run_dir, s, dict(self.last_val), s.best, wall)
         if self.rank == 0 and self.tc.checkpoints == "disk":
             summary = {
