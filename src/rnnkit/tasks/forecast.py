@@ -74,7 +74,9 @@ def _plot(path: Path, title: str, panels: list[dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False)
     for ax, p in zip(axes[:, 0], panels):
@@ -89,6 +91,11 @@ def _plot(path: Path, title: str, panels: list[dict[str, Any]]) -> None:
             ax.plot(p["t"], p["baseline"], color="tab:gray", ls="--", lw=1, label="seasonal naive")
         ax.set_title(p["title"], fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
+        if np.issubdtype(np.asarray(p["hist_t"]).dtype, np.datetime64):
+            # dates: as many ticks as fit, labelled concisely (no overlapping full dates)
+            locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
