@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import compiled
 from .._higher import cell_reference
 from . import _csteps
 from ._gemm import linear, weight_grad
@@ -76,6 +77,11 @@ def _gru_forward(ts, cfg):
     S = T if cfg.need_grad else 1
     Ghn, RZ, N = new(S, B, H), new(S, B, 2 * H), new(S, B, H)  # gh_n; r, z; n
     Y = new(T, B, H)
+    if compiled.usable("gru", xp, h0, W_hh, b_hh, m, _csteps.masks(zh)):  # the whole loop
+        compiled.ext().gru_forward(xp, h0, W_hh, b_hh, None, m, _csteps.masks(zh),
+                                   _csteps.rate(zh), 0.0, sizes or [], cfg.need_grad, Ghn, RZ,
+                                   N, Y, None, None, None)
+        return [Y, last_state(Y, h0, cfg.steps)], [Ghn, RZ, N]
     if _csteps.usable(xp, h0, W_hh, b_hh, m, _csteps.masks(zh)):  # the compiled steps
         P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),
                         **_csteps.ptrs(XP=xp, h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N,
@@ -169,7 +175,11 @@ def _gru_backward(ts, res, grads, cfg, need):
     dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
     dXn = new(T, B, H)  # gradient of xp_n
     dh = _grad_buf(h0, dh_n)
-    if _csteps.usable(dY, h0, W_hh, m, _csteps.masks(zh)):  # the compiled steps
+    if compiled.usable("gru", dY, h0, W_hh, m, _csteps.masks(zh)):  # the whole loop
+        compiled.ext().gru_backward(h0, W_hh, None, m, _csteps.masks(zh), _csteps.rate(zh),
+                                    sizes or [], Ghn, RZ, N, Y, dY, dGh, dXn, dh, None, None,
+                                    None, None, None)
+    elif _csteps.usable(dY, h0, W_hh, m, _csteps.masks(zh)):  # the compiled steps
         keep_h = torch.empty_like(h0)  # held while P has its address
         P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),
                         **_csteps.ptrs(h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import compiled
 from .._higher import cell_reference
 from . import _csteps
 from ._gemm import linear
@@ -87,6 +88,14 @@ def _lstm_forward(ts, cfg):
     # c_t differs from c~ only with zoneout; without gradients C keeps every c_t (the
     # lengths' last states), CT one row
     C = CT if zc is None and cfg.need_grad else C
+    if compiled.usable("ln_lstm", xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _csteps.masks(zh),
+                       _csteps.masks(zc)):  # the whole loop compiled
+        compiled.ext().ln_lstm_forward(
+            xp, h0, c0, W_hh, b_hh if b_hh is not None else xp.new_zeros(G), g_hh, g_c,
+            b_c if b_c is not None else xp.new_zeros(H), m, *_zone_args(zh, zc), eps,
+            sizes or [], cfg.need_grad, V, A, MU, RS, CT, MUC, RSC, TC, C, Y)
+        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+        return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]
     if _csteps.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _csteps.masks(zh),
                       _csteps.masks(zc)):  # the compiled steps (_csteps.c)
         b_hh, b_c = _or_zeros(b_hh, G), _or_zeros(b_c, H)  # held: P keeps their addresses
@@ -154,6 +163,9 @@ def _lstm_backward(ts, res, grads, cfg, need):
     sizes = cfg.steps.sizes
     T, B, H = CT.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
+    if compiled.usable("ln_lstm", A, dY, h0, c0, W_hh, g_hh, g_c, m, _csteps.masks(zh),
+                       _csteps.masks(zc)):
+        return _lstm_backward_compiled(ts, res, dY, dh_n, dc_n, cfg, need)
     if _csteps.usable(A, dY, c0, W_hh, g_hh, g_c, m, _csteps.masks(zh), _csteps.masks(zc)):
         return _lstm_backward_csteps(ts, res, dY, dh_n, dc_n, cfg, need)
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
@@ -261,6 +273,39 @@ def _lstm_backward_csteps(ts, res, dY, dh_n, dc_n, cfg, need):
             dg_c if need[6] else None, db_c if need[7] else None, None, None, None]
 
 
+def _zone_args(zh, zc) -> tuple:
+    """Zoneout as the compiled loops take it: masks (or None), then rates."""
+    return _csteps.masks(zh), _csteps.masks(zc), _csteps.rate(zh), _csteps.rate(zc)
+
+
+def _lstm_backward_compiled(ts, res, dY, dh_n, dc_n, cfg, need):
+    """:func:`_lstm_backward_csteps` with each block's time loop in compiled code
+    (:mod:`rnnkit.kernels.compiled`); ``dW_hh`` stays one GEMM per block of steps."""
+    xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
+    zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
+    Y, _, _, A, V, MU, RS, CT, MUC, RSC, TC, C = res
+    C = CT if C is None else C
+    T, B, H = CT.shape
+    G = 4 * H
+    new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
+    dA = new(T, B, G)  # d pre-activations = dxp
+    dV = new(max(1, min(T, WEIGHT_BLOCK // (B * G))), B, G)  # dv for a block of steps
+    dW_hh = torch.zeros_like(W_hh) if need[3] else None
+    dh, dc = _grad_buf(h0, dh_n), _grad_buf(c0, dc_n)
+    acc = torch.zeros(2 * G + 2 * H, dtype=torch.float64)  # [g_hh, b_hh, g_c, b_c] grads
+    live = 0
+    for b0, b1 in time_chunks(T, B * G, WEIGHT_BLOCK):
+        live = compiled.ext().ln_lstm_backward(
+            c0, W_hh, g_hh, g_c, m, *_zone_args(zh, zc), cfg.steps.sizes or [], b0, b1, live,
+            A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh, dc, acc)
+        if dW_hh is not None:
+            dW_hh += _sum_outer(dV[: b1 - b0], h0, Y, m, b0)
+    # (copies: in float64, views of acc would alias one another, which an op may not return)
+    dg_hh, db_hh, dg_c, db_c = (v.to(A.dtype, copy=True) for v in acc.split([G, G, H, H]))
+    return [dA, dh, dc, dW_hh, db_hh if need[4] else None, dg_hh if need[5] else None,
+            dg_c if need[6] else None, db_c if need[7] else None, None, None, None]
+
+
 register("ln_lstm", _lstm_forward, _lstm_backward, _lstm_fake, n_out=3)
 
 
@@ -289,6 +334,11 @@ def _gru_forward(ts, cfg):
     MU, RS = new(S, B, 1), new(S, B, 1)
     Ghn, RZ = new(S, B, H), new(S, B, 2 * H)  # gh_n; r, z
     N, Y = new(S, B, H), new(T, B, H)
+    if compiled.usable("ln_gru", xp, h0, W_hh, b_hh, g_hh, m, _csteps.masks(zh)):
+        compiled.ext().gru_forward(xp, h0, W_hh, b_hh, g_hh, m, _csteps.masks(zh),
+                                   _csteps.rate(zh), eps, sizes or [], cfg.need_grad, Ghn, RZ, N,
+                                   Y, V, MU, RS)  # the whole loop compiled
+        return [Y, last_state(Y, h0, cfg.steps)], [V, MU, RS, Ghn, RZ, N]
     if _csteps.usable(xp, h0, W_hh, b_hh, g_hh, m, _csteps.masks(zh)):  # the compiled steps
         b_hh, gh = _or_zeros(b_hh, G), xp.new_empty(G)  # held: P keeps their addresses
         P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh), eps=eps,
@@ -343,7 +393,14 @@ def _gru_backward(ts, res, grads, cfg, need):
     dXn = new(T, B, H)  # gradient of xp_n
     dh = _grad_buf(h0, dh_n)
 
-    if _csteps.usable(dY, h0, W_hh, g_hh, m, _csteps.masks(zh)):  # the compiled steps
+    if compiled.usable("ln_gru", dY, h0, W_hh, g_hh, m, _csteps.masks(zh)):  # the whole loop
+        acc = torch.zeros(6 * H, dtype=torch.float64)  # the gain's and bias's gradients
+        compiled.ext().gru_backward(h0, W_hh, g_hh, m, _csteps.masks(zh), _csteps.rate(zh),
+                                    sizes or [], Ghn, RZ, N, Y, dY, dGh, dXn, dh, V, MU, RS, dV,
+                                    acc)
+        dg, db = (v.to(N.dtype, copy=True) for v in acc.split(3 * H))  # copies: no aliases
+        db_hh, dg_hh = (db if need[3] else None), (dg if need[4] else None)
+    elif _csteps.usable(dY, h0, W_hh, g_hh, m, _csteps.masks(zh)):  # the compiled steps
         acc = torch.zeros(6 * H, dtype=torch.float64)  # the gain's and bias's gradients
         part, keep_h = torch.empty(6 * H, dtype=torch.float32), torch.empty_like(h0)  # held
         P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import compiled
 from .._higher import cell_reference
 from . import _csteps
 from ._gemm import linear, weight_grad
@@ -52,6 +53,13 @@ def _forward(ts, cfg):
     A = new(T, B, 4 * H)  # gate activations i, f, g, o
     C, TC, Y = new(T, B, H), new(T, B, H), new(T, B, O)
     R = new(T, B, H) if W_hr is not None else None
+    if R is None and compiled.usable("lstm", xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),
+                                     _csteps.masks(zc)):  # the whole loop compiled
+        compiled.ext().lstm_forward(xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),
+                                    _csteps.masks(zc), _csteps.rate(zh), _csteps.rate(zc),
+                                    sizes or [], A, C, TC, Y)
+        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+        return [Y, h_n, c_n], [A, C, TC, R]
     if R is None and _csteps.usable(xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),
                                     _csteps.masks(zc)):  # the compiled steps (_csteps.c)
         P = _csteps.LSTM(B=B, H=H, zh_rate=_csteps.rate(zh), zc_rate=_csteps.rate(zc),
@@ -117,7 +125,12 @@ def _backward(ts, res, grads, cfg, need):
     dh = _grad_buf(h0, dh_n)  # gradients of h_t, c_t
     dc = _grad_buf(c0, dc_n)  # (live rows)
     live = 0
-    if R is None and _csteps.usable(A, dY, c0, W_hh, m, _csteps.masks(zh), _csteps.masks(zc)):
+    if R is None and compiled.usable("lstm", A, dY, h0, c0, W_hh, m, _csteps.masks(zh),
+                                     _csteps.masks(zc)):  # the whole loop compiled
+        compiled.ext().lstm_backward(h0, c0, W_hh, m, _csteps.masks(zh), _csteps.masks(zc),
+                                     _csteps.rate(zh), _csteps.rate(zc), sizes or [], A, C, TC,
+                                     dY, dA, dh, dc)
+    elif R is None and _csteps.usable(A, dY, c0, W_hh, m, _csteps.masks(zh), _csteps.masks(zc)):
         # the compiled steps (_csteps.c): one call per step, then the GEMM for d h_{t-1}
         keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
         P = _csteps.LSTM(B=B, H=H, zh_rate=_csteps.rate(zh), zc_rate=_csteps.rate(zc),

@@ -1,0 +1,193 @@
+"""Whole time loops in compiled code: a torch C++ extension, built on first use and cached.
+
+The fused scans (:mod:`rnnkit.kernels.fused`) run their time loop in Python: per step a
+GEMM call and one call for the gate math, forward and backward. For the LSTM (without
+``proj_size``), the GRU (torch's reset-after form), the LayerNorm-LSTM and the
+LayerNorm-GRU, this extension runs the whole loop of one layer-direction in C++ instead
+(``lstm.cpp``, ``gru.cpp``): per step the recurrent GEMM through ATen (``at::addmm_out`` /
+``at::mm_out``: torch's BLAS, with torch's threads) and the elementwise step parallel over
+batch rows and hidden units (``at::parallel_for``), writing the same saved (T, B, .)
+buffers as the Python loop, in float32 and float64. The fused kernels call it in place of
+their loop when :func:`usable` (same inputs, outputs and saved tensors; the custom ops,
+their references for higher-order gradients, torch.func and torch.compile are unchanged).
+
+Build: :func:`torch.utils.cpp_extension.load` with ``FLAGS`` (``-O3 -march=native``, and
+``-fopenmp``, without which ``at::parallel_for`` in an extension runs on one thread) in a
+temporary directory under ``rnnkit.runtime.cache_dir("compiled-scans")``, then renamed
+atomically to a file keyed by the sources, torch's version, the compiler, the flags, the
+CPU and Python; later processes import that file. A failed build (no compiler, an error)
+is reported once, as a warning with the compiler's output, and the fused scans run their
+Python loop (same numbers). ``RNNKIT_COMPILED_SCANS=0`` turns the extension off; ``=1``
+uses it wherever it can run; unset, the scans use it where it was measured at least as fast
+(:func:`preferred`; docs/kernels.md, "The time loop in compiled code").
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ...runtime import cache_dir
+
+__all__ = ["ext", "usable", "build", "disabled", "mode", "FLAGS", "SOURCES"]
+
+log = logging.getLogger(__name__)
+
+_HERE = Path(__file__).parent
+SOURCES = [_HERE / "module.cpp", _HERE / "lstm.cpp", _HERE / "gru.cpp"]
+HEADERS = [_HERE / "scans.h"]
+#: the flags the extension is built (and tested) with
+FLAGS = ["-O3", "-march=native", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
+_DTYPES = (torch.float32, torch.float64)
+_off = 0  # > 0 inside ``disabled()``
+
+
+def _compiler() -> list[str]:
+    """The C++ compiler torch's extension builder uses: ``$CXX`` or ``c++``."""
+    return shlex.split(os.environ.get("CXX") or "c++")
+
+
+def _describe(cc: list[str]) -> str:
+    try:
+        return subprocess.run([*cc, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "".join(sorted({ln for ln in f if ln.startswith(("model name", "flags"))}))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def _key() -> str:
+    cc = _compiler()
+    parts = [*(p.read_bytes().decode() for p in SOURCES + HEADERS), torch.__version__,
+             *cc, _describe(cc), " ".join(FLAGS + LDFLAGS), _cpu_id(), sys.version]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _import(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build():
+    """The extension module: imported from the cache, or built there first.
+
+    Raises:
+        RuntimeError: the build failed (the message ends with the compiler's output).
+    """
+    name = f"rnnkit_scans_{_key()}"
+    root = cache_dir("compiled-scans")
+    final = root / f"{name}.so"
+    if final.exists():
+        return _import(name, final)
+    from torch.utils import cpp_extension
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".build-", dir=root)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # torch's, folded into ours
+            warnings.simplefilter("always")
+            try:
+                mod = cpp_extension.load(name, [str(s) for s in SOURCES], extra_cflags=FLAGS,
+                                         extra_ldflags=LDFLAGS, build_directory=tmp,
+                                         verbose=False)
+            except Exception as e:  # noqa: BLE001 - any failure means: no extension
+                notes = "".join(f"\n{w.message}" for w in caught)
+                raise RuntimeError(f"{e}{notes}") from None
+        built = next(Path(tmp).glob(f"{name}*.so"))
+        os.replace(built, final)  # atomic: a concurrent build writes the same bytes
+        return mod
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@functools.cache
+def ext():
+    """The loaded extension, built on first call; ``None`` when off or unbuildable.
+
+    A failure is reported once per process (a warning with the tail of the compiler's
+    output) and the fused scans keep their Python loop.
+    """
+    if os.environ.get("RNNKIT_COMPILED_SCANS", "") == "0":
+        return None
+    try:
+        return build()
+    except Exception as e:  # noqa: BLE001
+        tail = str(e)[-3000:]
+        msg = ("rnnkit: building the compiled time loops (kernels/compiled) failed; the fused "
+               f"scans run their Python loop instead (same results, slower). Output:\n{tail}")
+        log.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return None
+
+
+def mode() -> str:
+    """``"off"`` (``RNNKIT_COMPILED_SCANS=0`` or inside :func:`disabled`), ``"on"`` (``=1``)
+    or ``"auto"`` (unset: where it was measured at least as fast)."""
+    if _off:
+        return "off"
+    v = os.environ.get("RNNKIT_COMPILED_SCANS", "")
+    return {"0": "off", "1": "on"}.get(v, "auto")
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within this block the fused scans run their Python loop (for A/B measurements)."""
+    global _off
+    _off += 1
+    try:
+        yield
+    finally:
+        _off -= 1
+
+
+def usable(kind: str, *tensors: Tensor | None) -> bool:
+    """Whether the fused scan ``kind`` runs its loop compiled on these tensors.
+
+    CPU float32/float64, all one dtype and contiguous, the mode allowing it
+    (:func:`mode`, :func:`preferred`) and the extension built.
+    """
+    m = mode()
+    if m == "off":
+        return False
+    t = tensors[0]
+    if t.device.type != "cpu" or t.dtype not in _DTYPES:
+        return False
+    if any(x is not None and (x.dtype != t.dtype or x.device != t.device
+                              or not x.is_contiguous()) for x in tensors):
+        return False
+    if m == "auto" and not preferred(kind, t):
+        return False
+    return ext() is not None
+
+
+def preferred(kind: str, x: Tensor) -> bool:
+    """Where the compiled loop is used without ``RNNKIT_COMPILED_SCANS=1``.
+
+    Decided from ``benchmarks/results/compiled_scans.json`` (docs/kernels.md, "The time
+    loop in compiled code"); until measured: nowhere (opt-in).
+    """
+    return False

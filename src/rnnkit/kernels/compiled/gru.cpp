@@ -1,0 +1,159 @@
+// The GRU (torch's reset-after form) and LayerNorm-GRU time loops (the math:
+// kernels/fused/gru.py, layernorm.py; the same saved buffers as the Python scans).
+#include "scans.h"
+
+namespace rnnkit {
+
+// One row's units j0..j1-1 of the GRU step from gh = (m h_{t-1}) W_hh^T + b_hh (or the
+// LayerNorm-GRU's gamma LN(v) + b_hh): r, z = sigmoid(xp_rz + gh_rz),
+// n = tanh(xp_n + r gh_n), h = lerp(n, h_{t-1}, z), then zoneout.
+template <typename T>
+static inline void gru_units(const T* g, const T* x, const T* hp, T* rz, T* ghn, T* nt, T* y,
+                             const T* w, T rate, bool zoned, int64_t H, int64_t j0,
+                             int64_t j1) {
+#pragma omp simd
+  for (int64_t j = j0; j < j1; j++) {
+    T r = sigmoid_(x[j] + g[j]), z = sigmoid_(x[H + j] + g[H + j]), gn = g[2 * H + j];
+    T nn = tanh_(x[2 * H + j] + r * gn), hn = lerp_(nn, hp[j], z);
+    rz[j] = r;
+    rz[H + j] = z;
+    ghn[j] = gn;
+    nt[j] = nn;
+    y[j] = zoned ? lerp_(hn, hp[j], w ? w[j] : rate) : hn;
+  }
+}
+
+template <typename T>
+static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
+                    const OptT& g_hh, const OptT& m, Zone<T> zh, T eps, const Sizes& sizes,
+                    bool save_all, Tensor& Ghn, Tensor& RZ, Tensor& N, Tensor& Y,
+                    const OptT& V, const OptT& MU, const OptT& RS) {
+  const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
+  const bool ln = has(g_hh);
+  const Tensor Wt = W_hh.t();
+  Tensor gh = at::empty({B, G}, xp.options()), hm = at::empty({B, H}, xp.options());
+  const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
+  const T *bp = ptr<T>(bias), *gp = ln ? ptr<T>(*g_hh) : nullptr;
+  for (int64_t t = 0; t < T_; t++) {
+    const int64_t n = live(sizes, t, B);
+    if (n == 0) continue;
+    const int64_t s = save_all ? t : 0;
+    const Tensor hp = t ? Y[t - 1] : h0;
+    Tensor gn = gh.narrow(0, 0, n);
+    if (ln)
+      at::mm_out(gn, masked(hp, m, hm, n), Wt);  // v, normalised row by row below
+    else if (has(b_hh))
+      at::addmm_out(gn, *b_hh, masked(hp, m, hm, n), Wt);
+    else
+      at::mm_out(gn, masked(hp, m, hm, n), Wt);
+    T *g0 = ptr<T>(gh), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
+    T *rz0 = ptr<T>(RZ) + s * B * 2 * H, *ghn0 = ptr<T>(Ghn) + s * B * H;
+    T *n0 = ptr<T>(N) + s * B * H, *y0 = ptr<T>(Y) + t * B * H;
+    const T* wh = zh.at(t, B, H);
+    auto row = [&](int64_t r, int64_t j0, int64_t j1) {
+      gru_units(g0 + r * G, xq + r * G, hpp + r * H, rz0 + r * 2 * H, ghn0 + r * H,
+                n0 + r * H, y0 + r * H, wh ? wh + r * H : nullptr, zh.rate, zh.on(), H, j0,
+                j1);
+    };
+    if (!ln) {
+      for_units(n, H, GRAIN, row);
+      continue;
+    }
+    T *V0 = ptr<T>(*V) + s * B * G, *mu0 = ptr<T>(*MU) + s * B, *rs0 = ptr<T>(*RS) + s * B;
+    for_rows(n, G, [&](int64_t r) {
+      T* g = g0 + r * G;
+      std::copy(g, g + G, V0 + r * G);
+      T mu, rs;
+      moments(g, G, eps, &mu, &rs);
+      mu0[r] = mu;
+      rs0[r] = rs;
+#pragma omp simd
+      for (int64_t j = 0; j < G; j++) g[j] = (g[j] - mu) * rs * gp[j] + bp[j];
+      row(r, 0, H);
+    });
+  }
+}
+
+template <typename T>
+static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const OptT& m,
+                    Zone<T> zh, const Sizes& sizes, const Tensor& Ghn, const Tensor& RZ,
+                    const Tensor& N, const Tensor& Y, const Tensor& dY, Tensor& dGh,
+                    Tensor& dXn, Tensor& dh, const OptT& V, const OptT& MU, const OptT& RS,
+                    const OptT& dV, const OptT& acc) {
+  const int64_t T_ = N.size(0), B = N.size(1), H = N.size(2), G = 3 * H;
+  const bool ln = has(g_hh);
+  const int64_t nt = at::get_num_threads();
+  Tensor sums = ln ? at::zeros({nt, 2 * G}, N.options().dtype(at::kDouble)) : Tensor();
+  Tensor rec = at::empty({B, H}, N.options());
+  int64_t lv = 0;
+  for (int64_t t = T_ - 1; t >= 0; t--) {
+    const int64_t n = live(sizes, t, B);
+    if (n == 0) continue;
+    if (n > lv) {
+      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
+      lv = n;
+    }
+    const T* hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0);
+    const T *rz0 = ptr<T>(RZ) + t * B * 2 * H, *n0 = ptr<T>(N) + t * B * H;
+    const T *ghn0 = ptr<T>(Ghn) + t * B * H, *wh = zh.at(t, B, H);
+    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : nullptr;
+    T *dg0 = ptr<T>(dGh) + t * B * G, *dxn0 = ptr<T>(dXn) + t * B * H, *dh0 = ptr<T>(dh);
+    const T ky = t ? T(1) : T(0);
+    auto units = [&](int64_t r, int64_t j0, int64_t j1) {
+      const T *rg = rz0 + r * 2 * H, *zg = rg + H, *nn_ = n0 + r * H, *gn = ghn0 + r * H;
+      const T *hp = hpp + r * H, *w = wh ? wh + r * H : nullptr;
+      const T* dy = dy0 ? dy0 + r * H : hp;
+      T *dhr = dh0 + r * H, *dg = dg0 + r * G, *dxn = dxn0 + r * H;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; j++) {
+        T d = dhr[j], z = zg[j], nn = nn_[j], rr = rg[j];
+        T kh = zh.on() ? d * (w ? w[j] : zh.rate) : T(0);
+        d -= kh;
+        T dn = d * (T(1) - z) * (T(1) - nn * nn);
+        dxn[j] = dn;
+        dg[H + j] = d * (hp[j] - nn) * (z - z * z);
+        dg[j] = dn * gn[j] * (rr - rr * rr);
+        dg[2 * H + j] = dn * rr;
+        dhr[j] = d * z + kh + ky * dy[j];
+      }
+    };
+    if (!ln) {
+      for_units(n, H, GRAIN, units);
+      add_recur(dh, dGh[t].narrow(0, 0, n), W_hh, m, rec, n);
+      continue;
+    }
+    const T *V0 = ptr<T>(*V) + t * B * G, *mu0 = ptr<T>(*MU) + t * B, *rs0 = ptr<T>(*RS) + t * B;
+    const T* gp = ptr<T>(*g_hh);
+    T* dV0 = ptr<T>(*dV) + t * B * G;
+    for_rows(n, G, [&](int64_t r) {
+      units(r, 0, H);
+      double* acc_t = ptr<double>(sums) + at::get_thread_num() * 2 * G;
+      ln_grad(dg0 + r * G, V0 + r * G, gp, mu0[r], rs0[r], G, dV0 + r * G, acc_t, acc_t + G);
+    });
+    add_recur(dh, (*dV)[t].narrow(0, 0, n), W_hh, m, rec, n);
+  }
+  if (ln) acc->add_(sums.sum(0));
+}
+
+void gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
+                 const OptT& g_hh, const OptT& m, const OptT& ZH, double zh_rate, double eps,
+                 const Sizes& sizes, bool save_all, Tensor Ghn, Tensor RZ, Tensor N, Tensor Y,
+                 const OptT& V, const OptT& MU, const OptT& RS) {
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
+    gru_fwd<scalar_t>(xp, h0, W_hh, b_hh, g_hh, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)},
+                      scalar_t(eps), sizes, save_all, Ghn, RZ, N, Y, V, MU, RS);
+  });
+}
+
+void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const OptT& m,
+                  const OptT& ZH, double zh_rate, const Sizes& sizes, const Tensor& Ghn,
+                  const Tensor& RZ, const Tensor& N, const Tensor& Y, const Tensor& dY,
+                  Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
+                  const OptT& RS, const OptT& dV, const OptT& acc) {
+  AT_DISPATCH_FLOATING_TYPES(N.scalar_type(), "gru_backward", [&] {
+    gru_bwd<scalar_t>(h0, W_hh, g_hh, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)}, sizes, Ghn,
+                      RZ, N, Y, dY, dGh, dXn, dh, V, MU, RS, dV, acc);
+  });
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,45 @@
+// Python bindings of the compiled time loops (built by kernels/compiled/__init__.py).
+#include <torch/extension.h>
+
+#include <atomic>
+
+#include "scans.h"
+
+namespace {
+
+// How many distinct threads at::parallel_for ran `n` one-item chunks on: 1 when the
+// extension was built without OpenMP (its pragmas are then ignored and it runs serially).
+int64_t threads_used(int64_t n) {
+  std::vector<std::atomic<int>> seen(at::get_num_threads() + 1);
+  at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+    volatile double x = 0;
+    for (int64_t i = b; i < e; i++)
+      for (int k = 0; k < 200000; k++) x = x + 1e-9 * k;  // long enough for every thread to join
+    seen[std::min<int64_t>(at::get_thread_num(), seen.size() - 1)] = 1;
+  });
+  int64_t count = 0;
+  for (auto& s : seen) count += s.load();
+  return count;
+}
+
+bool openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "rnnkit's compiled time loops (LSTM, GRU, LayerNorm-LSTM, LayerNorm-GRU)";
+  m.def("lstm_forward", &rnnkit::lstm_forward);
+  m.def("lstm_backward", &rnnkit::lstm_backward);
+  m.def("ln_lstm_forward", &rnnkit::ln_lstm_forward);
+  m.def("ln_lstm_backward", &rnnkit::ln_lstm_backward);
+  m.def("gru_forward", &rnnkit::gru_forward);
+  m.def("gru_backward", &rnnkit::gru_backward);
+  m.def("threads_used", &threads_used);
+  m.def("openmp", &openmp);
+}

@@ -1,0 +1,190 @@
+// rnnkit's compiled time loops: shared declarations and the elementwise helpers.
+//
+// One call runs a whole layer-direction (forward, or backward through time) of an LSTM,
+// GRU, LayerNorm-LSTM or LayerNorm-GRU: per step the recurrent GEMM through ATen
+// (at::addmm_out / at::mm_out: torch's own BLAS and threads), then the step's elementwise
+// work in one pass, parallel over batch rows and hidden units (at::parallel_for, which
+// needs -fopenmp to really fork), written straight into the (T, B, .) buffers that the
+// Python caller (rnnkit/kernels/fused/*.py) allocated and saves for the backward.
+//
+// Shapes: T time, B batch, H hidden, G = 4H (LSTM) or 3H (GRU); every buffer is
+// contiguous; a step works on the live rows 0..n-1 (lengths: the batch is sorted by
+// length, n = sizes[t]).
+#pragma once
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace rnnkit {
+
+using at::Tensor;
+using OptT = std::optional<Tensor>;
+using Sizes = std::vector<int64_t>;
+
+// ------------------------------------------------------------------ activations
+// e^x in float for x in [-87, 88] (clamped outside): 2^k e^r, |r| <= ln2/2, degree-6
+// Taylor polynomial (relative error < 2e-7), branch-free so that it vectorises (the same
+// function as kernels/fused/_csteps.c). float64 uses std::exp.
+static inline float exp_(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - k * 0.693145751953125f - k * 1.42860682030941723212e-6f;
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666671633720398f +
+            r * (0.0416666679084300995f + r * (0.00833333376795053482f +
+            r * 0.00138888892251998186f)))));
+  union { int32_t i; float f; } scale = {((int32_t)k + 127) << 23};
+  return p * scale.f;
+}
+static inline double exp_(double x) { return std::exp(x); }
+
+template <typename T> static inline T sigmoid_(T x) { return T(1) / (T(1) + exp_(-x)); }
+static inline float tanh_(float x) { return 2.0f / (1.0f + exp_(-2.0f * x)) - 1.0f; }
+static inline double tanh_(double x) { return std::tanh(x); }
+
+// torch.lerp's formula: exact at w = 0 and w = 1 (a zoneout keep mask gives exactly the
+// previous state).
+template <typename T> static inline T lerp_(T a, T b, T w) {
+  return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+}
+
+// ------------------------------------------------------------------ helpers
+template <typename T> static inline T* ptr(const Tensor& t) { return t.data_ptr<T>(); }
+template <typename T> static inline const T* optr(const OptT& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
+}
+static inline int64_t live(const Sizes& sizes, int64_t t, int64_t B) {
+  return sizes.empty() ? B : sizes[t];
+}
+static inline bool has(const OptT& t) { return t.has_value() && t->defined(); }
+
+// A zoneout setting of one state: the (T, B, S) keep masks, or a rate (0: off).
+template <typename T> struct Zone {
+  const T* w;  // masks or nullptr
+  T rate;
+  bool on() const { return w != nullptr || rate != T(0); }
+  // the (B, S) masks of step t (nullptr: the rate)
+  const T* at(int64_t t, int64_t B, int64_t S) const { return w ? w + t * B * S : nullptr; }
+};
+
+// f(r, j0, j1) over the units (row r, hidden units j0..j1-1) of n rows of H units, split
+// among torch's threads (at::parallel_for: serial below `grain` units).
+template <typename F>
+static inline void for_units(int64_t n, int64_t H, int64_t grain, const F& f) {
+  at::parallel_for(0, n * H, grain, [&](int64_t b, int64_t e) {
+    while (b < e) {
+      int64_t r = b / H, j0 = b - r * H, j1 = std::min(H, j0 + (e - b));
+      f(r, j0, j1);
+      b += j1 - j0;
+    }
+  });
+}
+
+// f(r) for the rows 0..n-1 of `width` numbers each, split among torch's threads.
+template <typename F>
+static inline void for_rows(int64_t n, int64_t width, const F& f) {
+  at::parallel_for(0, n, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width)),
+                   [&](int64_t b, int64_t e) {
+                     for (int64_t r = b; r < e; r++) f(r);
+                   });
+}
+
+//: units per thread below which a step's elementwise work stays on one thread
+constexpr int64_t GRAIN = 2048;
+
+// mean and 1/sqrt(var + eps) of x[0..G-1] (two passes, biased variance, as torch).
+template <typename T>
+static inline void moments(const T* x, int64_t G, T eps, T* mu, T* rs) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < G; j++) s += x[j];
+  T m = s / T(G), q = 0;
+#pragma omp simd reduction(+ : q)
+  for (int64_t j = 0; j < G; j++) q += (x[j] - m) * (x[j] - m);
+  *mu = m;
+  *rs = T(1) / std::sqrt(q / T(G) + eps);
+}
+
+// dx = rs (gy - mean(gy) - xh mean(gy xh)), gy = dy gain, xh = (x - mu) rs: the input
+// gradient of layer_norm(x) * gain + bias (aten's formula); and this row's part of the
+// gain's and bias's gradients added to sg += dy xh, sb += dy (double accumulators).
+template <typename T>
+static inline void ln_grad(const T* dy, const T* x, const T* gain, T mu, T rs, int64_t G,
+                           T* dx, double* sg, double* sb) {
+  T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t j = 0; j < G; j++) {
+    T xh = (x[j] - mu) * rs, gy = dy[j] * gain[j];
+    a += gy;
+    b += gy * xh;
+    sg[j] += double(dy[j] * xh);
+    sb[j] += double(dy[j]);
+  }
+  a /= T(G);
+  b /= T(G);
+#pragma omp simd
+  for (int64_t j = 0; j < G; j++) {
+    T xh = (x[j] - mu) * rs;
+    dx[j] = rs * (dy[j] * gain[j] - a - xh * b);
+  }
+}
+
+// h (n, H) or m * h into `scratch` (the input of the recurrent GEMM).
+static inline Tensor masked(const Tensor& h, const OptT& m, Tensor& scratch, int64_t n) {
+  if (!has(m)) return h.narrow(0, 0, n);
+  Tensor out = scratch.narrow(0, 0, n);
+  at::mul_out(out, h.narrow(0, 0, n), m->narrow(0, 0, n));
+  return out;
+}
+
+// dh[:n] += m * (dg W): the recurrent part of h_{t-1}'s gradient.
+static inline void add_recur(Tensor& dh, const Tensor& dg, const Tensor& W, const OptT& m,
+                             Tensor& scratch, int64_t n) {
+  Tensor d = dh.narrow(0, 0, n);
+  if (!has(m)) {
+    d.addmm_(dg, W);
+    return;
+  }
+  Tensor s = scratch.narrow(0, 0, n);
+  at::mm_out(s, dg, W);
+  d.addcmul_(s, m->narrow(0, 0, n));
+}
+
+// ------------------------------------------------------------------ entry points
+void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
+                  const OptT& b_hh, const OptT& m, const OptT& ZH, const OptT& ZC,
+                  double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
+                  Tensor TC, Tensor Y);
+void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const OptT& m,
+                   const OptT& ZH, const OptT& ZC, double zh_rate, double zc_rate,
+                   const Sizes& sizes, const Tensor& A, const Tensor& C, const Tensor& TC,
+                   const Tensor& dY, Tensor dA, Tensor dh, Tensor dc);
+void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
+                     const Tensor& b_hh, const Tensor& g_hh, const Tensor& g_c,
+                     const Tensor& b_c, const OptT& m, const OptT& ZH, const OptT& ZC,
+                     double zh_rate, double zc_rate, double eps, const Sizes& sizes,
+                     bool save_all, Tensor V, Tensor A, Tensor MU, Tensor RS, Tensor CT,
+                     Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y);
+int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_hh,
+                         const Tensor& g_c, const OptT& m, const OptT& ZH, const OptT& ZC,
+                         double zh_rate, double zc_rate, const Sizes& sizes, int64_t b0,
+                         int64_t b1, int64_t live_rows, const Tensor& A, const Tensor& V,
+                         const Tensor& MU, const Tensor& RS, const Tensor& CT,
+                         const Tensor& MUC, const Tensor& RSC, const Tensor& TC,
+                         const Tensor& C, const Tensor& dY, Tensor dA, Tensor dV, Tensor dh,
+                         Tensor dc, Tensor acc);
+void gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
+                 const OptT& g_hh, const OptT& m, const OptT& ZH, double zh_rate, double eps,
+                 const Sizes& sizes, bool save_all, Tensor Ghn, Tensor RZ, Tensor N, Tensor Y,
+                 const OptT& V, const OptT& MU, const OptT& RS);
+void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const OptT& m,
+                  const OptT& ZH, double zh_rate, const Sizes& sizes, const Tensor& Ghn,
+                  const Tensor& RZ, const Tensor& N, const Tensor& Y, const Tensor& dY,
+                  Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
+                  const OptT& RS, const OptT& dV, const OptT& acc);
+
+}  // namespace rnnkit

@@ -1,0 +1,227 @@
+"""The whole time loops in compiled code (``kernels/compiled``) against the loop backend.
+
+Float64 forward and gradients of the compiled LSTM, GRU, LayerNorm-LSTM and LayerNorm-GRU
+loops against :func:`rnnkit.kernels.loop.scan` (the tolerances of ``test_fused.py``), the
+same numbers with the extension off, the same outputs under ``OMP_NUM_THREADS=1`` and
+``=2``, and the fallback when the build fails.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.cells import GRUCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell
+from rnnkit.kernels import compiled
+from rnnkit.kernels.fused import fused_scan
+from rnnkit.kernels.loop import length_mask, scan
+from rnnkit.layers.regularizers import Regularizers
+
+
+@pytest.fixture(scope="module")
+def ext():
+    if os.environ.get("RNNKIT_COMPILED_SCANS") == "0" or compiled.ext() is None:
+        pytest.skip("the compiled time loops are off or could not be built")
+    return compiled.ext()
+
+
+@pytest.fixture
+def calls(ext, monkeypatch):
+    """Use the extension wherever it can run, and count its calls by function name."""
+    monkeypatch.setenv("RNNKIT_COMPILED_SCANS", "1")
+    counts: dict[str, int] = {}
+
+    class Spy:
+        def __getattr__(self, name):
+            f = getattr(ext, name)
+
+            def call(*args):
+                counts[name] = counts.get(name, 0) + 1
+                return f(*args)
+            return call
+
+    monkeypatch.setattr(compiled, "ext", Spy)
+    return counts
+
+
+I, H = 3, 4
+CELLS = {
+    "lstm": lambda: LSTMCell(I, H),
+    "lstm_nobias": lambda: LSTMCell(I, H, bias=False),
+    "gru": lambda: GRUCell(I, H),
+    "gru_nobias": lambda: GRUCell(I, H, bias=False),
+    "ln_lstm": lambda: LayerNormLSTMCell(I, H),
+    "ln_gru": lambda: LayerNormGRUCell(I, H),
+}
+LENGTHS = {"full": None, "unsorted": [6, 2, 6, 1], "sorted": [6, 4, 4, 2]}
+REGS = {"none": {}, "zoneout": dict(zoneout=0.3), "recurrent_dropout": dict(recurrent_dropout=0.4),
+        "both": dict(recurrent_dropout=0.3, zoneout=0.25)}
+
+
+def _setup(cell, T, B, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = {k: torch.randn(s, generator=g, dtype=dtype).mul_(0.7).requires_grad_()
+         for k, s in cell.param_shapes().items()}
+    x = torch.randn(T, B, cell.input_size, generator=g, dtype=dtype)
+    state = tuple(torch.randn(B, s, generator=g, dtype=dtype).requires_grad_()
+                  for s in cell.state_sizes)
+    return p, x, state
+
+
+def _run(kind, cell, p, x, state, mask, reg, training, seed=7):
+    """Outputs, final state and the gradients of a fixed random loss w.r.t. everything."""
+    torch.manual_seed(seed)
+    xp = cell.project(x, p)
+    if kind == "loop":
+        ys, s = scan(cell, p, xp, state, mask, reg.step(cell, state, training))
+    else:
+        ys, s = fused_scan(cell, p, xp, state, mask,
+                           **reg.step_inputs(state, x.shape[0], training))
+    g = torch.Generator().manual_seed(99)
+    loss = (ys * torch.randn(ys.shape, generator=g, dtype=ys.dtype)).sum()
+    loss = loss + sum((si * torch.randn(si.shape, generator=g, dtype=si.dtype)).sum() for si in s)
+    grads = torch.autograd.grad(loss, [xp, *state, *p.values()])
+    return [ys, *s, *grads]
+
+
+def _assert_close(a, b, atol, what):
+    for i, (u, v) in enumerate(zip(a, b, strict=True)):
+        torch.testing.assert_close(u, v, atol=atol, rtol=0, msg=lambda m: f"{what} [{i}]: {m}")
+
+
+@pytest.mark.parametrize("name,lengths,reg", list(itertools.product(CELLS, LENGTHS, REGS)))
+def test_matches_loop_float64(calls, name, lengths, reg):
+    cell = CELLS[name]()
+    r = Regularizers.build(cell, **REGS[reg])
+    p, x, state = _setup(cell, 6, 4, torch.float64)
+    mask = None if LENGTHS[lengths] is None else length_mask(torch.tensor(LENGTHS[lengths]), 6)
+    for training in (True, False):
+        ref = _run("loop", cell, p, x, state, mask, r, training)
+        n = dict(calls)
+        out = _run("fused", cell, p, x, state, mask, r, training)
+        assert sum(calls.values()) == sum(n.values()) + 2, "forward and backward compiled"
+        _assert_close(out, ref, 1e-12, f"{name} {lengths} {reg} training={training}")
+        if mask is not None:  # padded steps output exactly zero
+            assert out[0].masked_select(~mask).abs().max() == 0
+
+
+LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "ln_lstm": rnnkit.LayerNormLSTM,
+          "ln_gru": rnnkit.LayerNormGRU}
+
+
+def _layer_run(cls, backend, dtype=torch.float64, training=True, hidden=5, batch=3,
+               lengths=(6, 2, 5), **kw):
+    torch.manual_seed(0)
+    layer = cls(4, hidden, num_layers=2, bidirectional=True, zoneout=0.2,
+                recurrent_dropout=0.3, backend=backend, dtype=dtype, **kw).train(training)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, batch, 4, generator=g, dtype=dtype).requires_grad_()
+    torch.manual_seed(7)
+    out, h = layer(x, lengths=torch.tensor(lengths[:batch]))
+    hs = h if isinstance(h, tuple) else (h,)
+    (out.square().sum() + sum(v.sum() for v in hs)).backward()
+    return [out, *hs, x.grad, *(q.grad for q in layer.parameters())]
+
+
+@pytest.mark.parametrize("name,training", list(itertools.product(LAYERS, (True, False))))
+def test_bidirectional_layers_match_the_loop(calls, name, training):
+    """Two bidirectional layers with lengths, zoneout and recurrent dropout, same seed."""
+    out = _layer_run(LAYERS[name], "fused", training=training)
+    assert calls, "the compiled loops ran"
+    ref = _layer_run(LAYERS[name], "loop", training=training)
+    _assert_close(out, ref, 1e-10, f"{name} training={training}")
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_same_numbers_with_the_extension_off(calls, name, dtype):
+    """On and off (the Python loop, with or without the C steps) agree to rounding."""
+    kw = dict(dtype=dtype, hidden=37, batch=3)
+    on = _layer_run(LAYERS[name], "fused", **kw)
+    assert calls
+    with compiled.disabled():
+        n = sum(calls.values())
+        off = _layer_run(LAYERS[name], "fused", **kw)
+        assert sum(calls.values()) == n
+    if dtype == torch.float64:
+        _assert_close(on, off, 1e-12, name)
+    else:  # float32: the tolerances test_fused.py uses for float32 paths
+        _assert_close(on[:3], off[:3], 1e-5, name)
+        _assert_close(on[3:], off[3:], 1e-4, name)
+
+
+_THREADS_SCRIPT = """
+import json, sys, torch, rnnkit
+from rnnkit.kernels import compiled
+out = {"threads": torch.get_num_threads(), "used": compiled.ext().threads_used(16)}
+for cls in (rnnkit.LSTM, rnnkit.GRU, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU):
+    torch.manual_seed(0)
+    m = cls(32, 256, bidirectional=True, zoneout=0.1, recurrent_dropout=0.2, backend="fused")
+    x = torch.randn(12, 24, 32, requires_grad=True)
+    torch.manual_seed(1)
+    y, _ = m(x, lengths=torch.tensor([12] * 20 + [9, 5, 3, 1]))
+    y.square().sum().backward()
+    out[cls.__name__] = [y.flatten().tolist(), x.grad.flatten().tolist(),
+                         m.weight_hh_l0.grad.flatten().tolist()]
+json.dump(out, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_same_outputs_under_one_and_two_openmp_threads(ext, tmp_path):
+    """Built with -fopenmp, the loops really fork under OMP_NUM_THREADS=2 (at::parallel_for
+    over 2 threads), and give the 1-thread outputs to float32 rounding."""
+    res = {}
+    for n in (1, 2):
+        env = {**os.environ, "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n),
+               "RNNKIT_COMPILED_SCANS": "1"}  # (tests/conftest.py sets both to 1)
+        path = tmp_path / f"t{n}.json"
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(path)], env=env, check=True,
+                       timeout=600)
+        res[n] = json.loads(path.read_text())
+    assert (res[1]["threads"], res[1]["used"]) == (1, 1)
+    assert (res[2]["threads"], res[2]["used"]) == (2, 2)
+    for name in ("LSTM", "GRU", "LayerNormLSTM", "LayerNormGRU"):
+        for a, b, tol in zip(res[1][name], res[2][name], (1e-5, 1e-4, 1e-4)):
+            torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=tol, rtol=0,
+                                       msg=lambda m: f"{name}: {m}")
+
+
+def test_a_failed_build_warns_once_and_falls_back(tmp_path, monkeypatch):
+    """A broken compiler: one warning with its output, no library left, the Python loop's
+    numbers."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("RNNKIT_COMPILED_SCANS", "1")
+    compiled.ext.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = _layer_run(rnnkit.LSTM, "fused")
+            second = _layer_run(rnnkit.LSTM, "fused")
+        assert compiled.ext() is None
+    finally:
+        compiled.ext.cache_clear()
+    ours = [w for w in caught if "compiled time loops" in str(w.message)]
+    assert len(ours) == 1 and issubclass(ours[0].category, RuntimeWarning)
+    assert "no-such-compiler" in str(ours[0].message)
+    root = tmp_path / "rnnkit" / "compiled-scans"
+    assert list(root.iterdir()) == [], "nothing half-built left in the cache"
+    with compiled.disabled():
+        ref = _layer_run(rnnkit.LSTM, "fused")
+    for a, b, c in zip(first, second, ref):
+        assert torch.equal(a, c) and torch.equal(b, c)
+
+
+def test_env_zero_turns_it_off(calls, monkeypatch):
+    monkeypatch.setenv("RNNKIT_COMPILED_SCANS", "0")
+    assert compiled.mode() == "off"
+    _layer_run(rnnkit.LSTM, "fused")
+    assert not calls
