@@ -89,3 +89,20 @@ def test_heatmap_png(tmp_path):
     (act,) = gate_activity(layer, lambda m: m(torch.randn(6, 1, 2)))
     path = plot_gate_heatmaps(act, tmp_path / "g.png", marks=[2])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_classifiers_backward_layers_are_labelled_reverse():
+    """The text classifier runs its backward direction as one-way layers on reversed texts;
+    gates and gradient flow call those the reverse direction, not "forward"."""
+    from rnnkit.diagnostics import hidden_gradient_norms
+    from rnnkit.models.classify import ClassifierConfig, TextClassifier
+
+    torch.manual_seed(0)
+    model = TextClassifier(ClassifierConfig(embedding_dim=8, hidden_size=6, bidirectional=True,
+                                            num_layers=1), vocab_size=20, num_classes=3)
+    ids, lengths = torch.randint(1, 20, (2, 7)), torch.tensor([7, 5])
+    acts = gate_activity(model, lambda m: m(ids, lengths))
+    got = {a["module"]: a["direction"] for a in acts}
+    assert got == {"fwd.0": "forward", "bwd.0": "reverse"}
+    flows = hidden_gradient_norms(model, lambda m: m(ids, lengths).sum())
+    assert {f["module"]: f["direction"] for f in flows} == got

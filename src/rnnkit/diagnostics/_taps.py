@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-__all__ = ["find_recurrent_layers", "LayerTrace", "tap_layers", "state_names"]
+__all__ = ["find_recurrent_layers", "LayerTrace", "tap_layers", "state_names", "direction"]
 
 
 def find_recurrent_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -135,3 +135,10 @@ def tap_layers(model: nn.Module) -> Iterator[list[LayerTrace]]:
         for layer, backend, cells in saved:
             layer.backend = backend
             layer.cells[:] = cells
+
+
+def direction(layer: nn.Module, d: int) -> str:
+    """"forward" or "reverse" for direction ``d`` of ``layer``; a one-way layer that a model
+    feeds reversed text (``layer.input_reversed = True``, e.g. the classifier's backward
+    layers) is the reverse direction, its steps in the order the layer ran them."""
+    return "reverse" if d or getattr(layer, "input_reversed", False) else "forward"

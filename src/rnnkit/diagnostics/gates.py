@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._taps import LayerTrace, state_names, tap_layers
+from ._taps import LayerTrace, direction, state_names, tap_layers
 
 __all__ = ["gate_activity", "cell_gates", "saturation", "plot_gate_heatmaps", "SIGMOID_GATES"]
 
@@ -134,7 +134,7 @@ def gate_activity(model: nn.Module, forward: Callable[[nn.Module], object],
                 valid = torch.arange(T)[:, None] < tr.lengths[None, :]  # (T, B)
                 stats = {k: saturation(k, v.cpu()[valid].double().numpy()) for k, v in act.items()}
                 out.append({"module": tr.name, "layer": l,
-                            "direction": "reverse" if d else "forward",
+                            "direction": direction(tr.layer, d),
                             "cell": repr(tr.layer.cells[l]), "length": n, "values": values,
                             "stats": stats})
     return out
@@ -148,6 +148,7 @@ def plot_gate_heatmaps(activity: dict, path: str | Path, title: str = "",
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     values = activity["values"]
     names = list(values)
@@ -169,6 +170,7 @@ def plot_gate_heatmaps(activity: dict, path: str | Path, title: str = "",
             ax.axvline(t, color="k", ls=":", lw=0.8)
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1, 0].set_xlabel("time step t")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title or f"{activity['module']} layer {activity['layer']} "
                  f"{activity['direction']}: {activity['cell']}", fontsize=9)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.5 / fig.get_figheight(),

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._taps import state_names, tap_layers
+from ._taps import direction, state_names, tap_layers
 
 __all__ = ["hidden_gradient_norms", "flow_summary", "ClipRecord", "gradient_norm",
            "plot_gradient_flow", "plot_clipping"]
@@ -78,7 +78,7 @@ def hidden_gradient_norms(model: nn.Module, loss_fn: Callable[[nn.Module], Tenso
                         gk = reverse_padded(gk, tr.lengths.to(gk.device))
                     norms[name] = torch.linalg.vector_norm(gk.double(), dim=(1, 2)).cpu().numpy()
                 out.append({"module": tr.name, "layer": l,
-                            "direction": "reverse" if d else "forward",
+                            "direction": direction(tr.layer, d),
                             "cell": repr(tr.layer.cells[l]), "loss": float(loss.detach()),
                             "lengths": tr.lengths.tolist(), "norms": norms})
     return out
@@ -159,7 +159,8 @@ def gradient_norm(params) -> float:
 def _margins(fig) -> None:
     """Margins in inches, so one panel and five panels both keep their labels."""
     w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=0.8 / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.75 / h,
+    # 1.1 in on the left: log-scale tick labels (1e-12) plus the y-label, never cut off
+    fig.subplots_adjust(left=1.1 / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.75 / h,
                         wspace=0.1)
 
 
@@ -174,6 +175,7 @@ def plot_gradient_flow(panels: dict[str, dict[str, dict[str, np.ndarray]]], path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), sharey=True, squeeze=False)
@@ -187,6 +189,7 @@ def plot_gradient_flow(panels: dict[str, dict[str, dict[str, np.ndarray]]], path
                                 label=f"{label + ': ' if label else ''}||dL/d{s}_t||")
         ax.set_title(name)
         ax.set_xlabel("time step t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best", framealpha=0.7)
     axes[0][0].set_ylabel("gradient norm (log scale)")

@@ -142,6 +142,8 @@ class TextClassifier(nn.Module):
             self.bwd = nn.ModuleList(
                 build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras) for n in sizes
             )
+            for layer in self.bwd:  # diagnostics label it the reverse direction
+                layer.input_reversed = True
         else:
             self.rnn = build_layer(c.cell, chans[-1], c.hidden_size, num_layers=c.num_layers,
                                    dropout=c.dropout if c.num_layers > 1 else 0.0,
