@@ -188,6 +188,7 @@ def test_generate_is_the_checkpoints_generation(lm_server, lm_ckpt):
 def test_bad_inputs_are_clear_4xx(lm_server, body, status, needle):
     r = lm_server.client.post("/generate", json=body)
     assert r.status_code == status and needle in r.text
+    assert "--" not in r.text  # HTTP replies name request fields, never the CLI's --flags
 
 
 def test_malformed_oversized_and_wrong_endpoint(lm_server):
