@@ -166,6 +166,17 @@ def test_demo_shakespeare_tiny_budget(tmp_path, capsys):
     assert len(sample.strip()) > 100  # a 500-character passage was printed
 
 
+def test_demo_runs_a_fixed_number_of_steps(tmp_path, capsys):
+    """The demo's result depends on the work done, not on the clock: --steps N trains N steps."""
+    capsys.readouterr()
+    assert main(["demo", "--steps", "12", "--threads", "1", "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["step"] == 12 and summary["stopped"] == "max_steps"
+    assert "for 12 steps" in out
+    _bad(["demo", "--steps", "0"], capsys, "--steps: expected a positive integer")
+
+
 def test_demo_adding_is_dispatched(monkeypatch):
     import rnnkit.demos.adding as adding
 
