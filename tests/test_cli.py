@@ -182,13 +182,14 @@ def test_demo_adding_is_dispatched(monkeypatch):
 
     seen = {}
 
-    def fake_demo(*args):
-        seen["args"] = args
+    def fake_demo(*args, **kw):
+        seen["args"], seen["kw"] = args, kw
         return []
 
     monkeypatch.setattr(adding, "adding_demo", fake_demo)
     assert main(["demo", "adding", "--steps", "3", "--T", "7"]) == 0
     assert seen["args"] == (7, 3, 64, 1e-2, 0)  # T, steps, hidden, lr, seed
+    assert seen["kw"] == {"out": "runs/demo-adding"}
 
 
 def test_a_flag_the_pipeline_does_not_take_is_named(trained, capsys):

@@ -8,12 +8,25 @@ def test_gru_solves_a_short_adding_problem():
     assert r["solved"] and r["test_mse"] < 0.01 and r["solved_at_step"] <= 300
 
 
-def test_demo_prints_a_table(capsys):
-    assert main(["demo", "adding", "--T", "5", "--steps", "20", "--hidden", "8"]) == 0
+def test_demo_prints_progress_a_table_and_writes_its_outputs(capsys, tmp_path):
+    import json
+
+    out_dir = tmp_path / "adding"
+    assert main(["demo", "adding", "--T", "5", "--steps", "200", "--hidden", "8",
+                 "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
     for cell in ("rnn_tanh", "gru", "lstm"):
         assert cell in out
+        assert f"  {cell:9s} step    100  test MSE " in out  # progress while it trains
     assert "test MSE" in out and "solved" in out
+    res = json.loads((out_dir / "results.json").read_text())
+    assert [r["cell"] for r in res["results"]] == ["rnn_tanh", "gru", "lstm"]
+    assert res["settings"] == {"T": 5, "steps": 200, "hidden": 8, "lr": 0.01, "seed": 0,
+                               "batch": 50}
+    table = (out_dir / "table.md").read_text().splitlines()
+    assert table[0].startswith("| model | test MSE") and len(table) == 5
+    assert f"| lstm | {res['results'][2]['test_mse']:.4f} |" in table[4]
+    assert (out_dir / "gradient_flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_trainer_runs_the_plain_loop_step_for_step():

@@ -37,7 +37,7 @@ def test_explain_adding_writes_plots_and_the_numbers(tmp_path, capsys):
     assert set(lstm["snapshots"]["4"]["gate_stats"]) == {"i", "f", "g", "o", "h", "c"}
     # the initial curve is the gradient flow of the freshly seeded model on the probe batch
     from rnnkit.data.synthetic import adding_problem
-    from rnnkit.demos.adding import AddingModel
+    from rnnkit.diagnostics.adding_task import AddingModel
 
     torch.manual_seed(0)
     model = AddingModel("lstm", 8).eval()

@@ -43,6 +43,9 @@ def adding_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
     ap.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--out", default="runs/demo-adding", metavar="DIR",
+                    help="where results.json, table.md and gradient_flow.png go "
+                    "(default runs/demo-adding)")
     return ap
 
 
@@ -51,7 +54,7 @@ def run(a: argparse.Namespace) -> int:
         from rnnkit.demos.adding import adding_demo
 
         o = adding_parser().parse_args(a.rest)
-        adding_demo(o.T, o.steps, o.hidden, o.lr, o.seed)
+        adding_demo(o.T, o.steps, o.hidden, o.lr, o.seed, out=o.out)
         return 0
     if a.rest:
         raise ValueError(f"demo shakespeare: unrecognized arguments {' '.join(a.rest)}")

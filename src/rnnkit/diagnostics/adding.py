@@ -1,9 +1,10 @@
 """The adding problem under the microscope: gradient flow, clipping and gates while training.
 
-For each cell (RNN tanh, LSTM, GRU, ...) this trains :class:`rnnkit.demos.adding.AddingModel`
-exactly as the long-term dependency experiments do (``experiments/longmem/adding.py``: same
-seed, same initialisation, same training batches, Adam, global-norm clipping, 1000 test
-sequences drawn with seed 12345) and records::
+For each cell (RNN tanh, LSTM, GRU, ...) this trains
+:class:`~rnnkit.diagnostics.adding_task.AddingModel` exactly as the long-term dependency
+experiments do (``experiments/longmem/adding.py``: same seed, same initialisation, same
+training batches, Adam, global-norm clipping, 1000 test sequences drawn with seed 12345)
+and records::
 
     flow[step]      ||dL/dh_t|| (and ||dL/dc_t||) for t = 0..T-1 on a fixed probe batch,
                     at the snapshot steps (0 = initialisation)
@@ -12,16 +13,16 @@ sequences drawn with seed 12345) and records::
     clipping        the global gradient norm before and after clipping at every step
     test_mse        every ``eval_every`` steps (solved: < 0.01; always answering 1: 0.167)
 
-The loss is the mean squared error of the read-out at the last step, so every gradient
-that reaches the marked steps (one in each half of the sequence) has travelled back
-through the recurrence from ``t = T - 1``.
+The loss is the mean squared error of the read-out at the last step, so every gradient that
+reaches the marked steps (one in each half of the sequence) has travelled back through the
+recurrence from ``t = T - 1``.
 
-Training is :class:`rnnkit.train.Trainer`'s (:class:`rnnkit.demos.adding.AddingTask`). What
-the study needs inside the loop comes from what the Trainer already offers: the norm
-before clipping is the ``grad_norm`` the Trainer records at every step
-(``log_every_steps=1``); the norm after clipping and the snapshots come from a Lightning
-Fabric callback, ``on_after_optimizer_step``, which runs after the clipped gradients were
-applied and before they are zeroed.
+Training is :class:`rnnkit.train.Trainer`'s
+(:class:`~rnnkit.diagnostics.adding_task.AddingTask`). What the study needs inside the loop
+comes from what the Trainer already offers: the norm before clipping is the ``grad_norm``
+the Trainer records at every step (``log_every_steps=1``); the norm after clipping and the
+snapshots come from a Lightning Fabric callback, ``on_after_optimizer_step``, which runs
+after the clipped gradients were applied and before they are zeroed.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def adding_study(cells: tuple[str, ...] = ("rnn_tanh", "lstm", "gru"), T: int = 
     "clipping": {...}, "snapshots": {step: {...}}}}}``; the snapshot "values" hold the probe
     sequence's gates and states as (T, H) arrays.
     """
-    from rnnkit.demos.adding import AddingModel, AddingTask, throwaway_trainer
+    from rnnkit.diagnostics.adding_task import AddingModel, AddingTask, throwaway_trainer
 
     bad = [s for s in snapshots if not 0 <= s <= steps]
     if bad:
