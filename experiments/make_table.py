@@ -111,9 +111,12 @@ def _value(v, percent: bool) -> str:
     return _fmt(v)
 
 
-def render(results: list[tuple[str, dict]], headlines=None) -> str:
+def render(results: list[tuple[str, dict]], headlines=None, *, page=None, run_link=None) -> str:
     """The markdown between the markers: one row per headline (default ``HEADLINES``), then
-    its footnotes."""
+    its footnotes. ``page(path)`` and ``run_link(name, record)`` make the links (default:
+    relative to the repository root, as README needs; the docs site passes its own)."""
+    page = page or (lambda p: p)
+    run_link = run_link or (lambda name, rec: f"experiments/results/{name}.json")
     headlines = HEADLINES if headlines is None else headlines
     by_name = dict(results)
     for h in headlines:
@@ -137,9 +140,9 @@ def render(results: list[tuple[str, dict]], headlines=None) -> str:
         if h.note:
             notes.append(h.note)
             mark = f" ({len(notes)})"
-        link = f"[`{h.result}`](experiments/results/{h.result}.json)"
+        link = f"[`{h.result}`]({run_link(h.result, r)})"
         lines.append("| " + " | ".join((
-            f"[{_cell(h.pipeline)}]({h.page}){mark}", _cell(h.what), value,
+            f"[{_cell(h.pipeline)}]({page(h.page)}){mark}", _cell(h.what), value,
             f"{_value(base, h.percent)}, {_cell(h.baseline)}", _duration(r["wall_seconds"]), link)) + " |")
     for k, note in enumerate(notes, 1):
         lines += ["", f"({k}) {note}"]

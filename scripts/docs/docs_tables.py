@@ -51,18 +51,26 @@ def results_page(root: Path) -> str:
     by_task: dict[str, list[tuple[str, dict]]] = {}
     for name, rec in results:
         by_task.setdefault(str(rec["task"]), []).append((name, rec))
+    headline = mt.render(results, page=lambda p: p.removeprefix("docs/"),
+                         run_link=lambda name, rec: f"#{_slug(str(rec['task']))}")
     out = ["# Results", "",
-           f"Every recorded run in `experiments/results/` ({len(results)} files), grouped by task. "
-           "This page is generated from those JSON files at every build (the same files and "
-           "loader as README's table, `python experiments/make_table.py`), so it always shows "
-           "what the runs wrote. Each row's exact command and notes are under the table; "
-           "*time* is the run's wall-clock time, on the machine in *device*.", ""]
+           "Each pipeline's best result beside the published reference or the baseline it is "
+           "measured against (the same table as README's; *time* is the run's wall-clock time, "
+           "on the machine the run names below). Where rnnkit loses, the row says so.", "",
+           headline, "",
+           "## Every run", "",
+           f"Every recorded run in `experiments/results/` ({len(results)} files), grouped by task, "
+           "failed and partial ones included. This page is generated from those JSON files at "
+           "every build (the same files and loader as README's table, "
+           "`python experiments/make_table.py`), so it always shows what the runs wrote. Each "
+           "row's exact command and notes are under the table; *time* is the run's wall-clock "
+           "time, on the machine in *device*.", ""]
     out += ["| task | results |", "|---|---:|"]
     for task, rows in by_task.items():
         out.append(f"| [{_cell(task)}](#{_slug(task)}) | {len(rows)} |")
     out.append("")
     for task, rows in by_task.items():
-        out += [f"## {task}", ""]
+        out += [f"### {task}", ""]
         out += ["| result | dataset | split | metric | rnnkit | reference | time | device |",
                 "|---|---|---|---|---:|---|---:|---|"]
         for name, r in rows:
