@@ -103,6 +103,11 @@ def test_every_page_renders_and_every_link_and_image_loads(built_site, server, p
         broken_imgs = page.eval_on_selector_all(
             "article img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
         problems += [f"{url}: image did not load: {src}" for src in broken_imgs]
+        # no code line runs past the content column (docs/stylesheets/extra.css wraps them)
+        wide = page.eval_on_selector_all(
+            "article pre > code", "cs => cs.filter(c => c.scrollWidth > c.clientWidth + 1)"
+            ".map(c => c.innerText.split('\\n').reduce((a, l) => l.length > a.length ? l : a, ''))")
+        problems += [f"{url}: code line wider than the column: {w[:80]!r}" for w in wide]
         for href in page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)"):
             u = urlsplit(href)
             if href.startswith(server):
