@@ -8,24 +8,45 @@ namespace rnnkit {
 // LayerNorm-GRU's gamma LN(v) + b_hh): r, z = sigmoid(xp_rz + gh_rz),
 // n = tanh(xp_n + r gh_n), h = lerp(n, h_{t-1}, z), then zoneout.
 template <typename T>
-static inline void gru_units(const T* g, const T* x, const T* hp, T* rz, T* ghn, T* nt, T* y,
-                             const T* w, T rate, bool zoned, int64_t H, int64_t j0,
-                             int64_t j1) {
+static inline void gru_units(const T* RS_ g, const T* RS_ x, const T* RS_ hp, T* RS_ rz,
+                             T* RS_ ghn, T* RS_ nt, T* RS_ y, const T* RS_ w, T zoned,
+                             int64_t H, int64_t j0, int64_t j1) {
 #pragma omp simd
   for (int64_t j = j0; j < j1; j++) {
     T r = sigmoid_(x[j] + g[j]), z = sigmoid_(x[H + j] + g[H + j]), gn = g[2 * H + j];
-    T nn = tanh_(x[2 * H + j] + r * gn), hn = lerp_(nn, hp[j], z);
+    T nn = tanh_(x[2 * H + j] + r * gn), hn = lerp_(nn, hp[j], z), hz = lerp_(hn, hp[j], w[j]);
     rz[j] = r;
     rz[H + j] = z;
     ghn[j] = gn;
     nt[j] = nn;
-    y[j] = zoned ? lerp_(hn, hp[j], w ? w[j] : rate) : hn;
+    y[j] = zoned != T(0) ? hz : hn;
+  }
+}
+
+// Backward of gru_units: reads dh (gradient of h_t); writes dg = [dr, dz, dgh_n] (the
+// gradient of gh), dxn (of xp_n) and dh <- dh~ z + zoneout's kept part + ky dy.
+template <typename T>
+static inline void gru_units_bwd(const T* RS_ rz, const T* RS_ nt, const T* RS_ ghn,
+                                 const T* RS_ hp, const T* RS_ w, const T* RS_ dy, T ky,
+                                 T* RS_ dh, T* RS_ dg, T* RS_ dxn, int64_t H, int64_t j0,
+                                 int64_t j1) {
+#pragma omp simd
+  for (int64_t j = j0; j < j1; j++) {
+    T d = dh[j], z = rz[H + j], nn = nt[j], rr = rz[j];
+    T kh = d * w[j];  // (weight 0 without zoneout)
+    d -= kh;
+    T dn = d * (T(1) - z) * (T(1) - nn * nn);
+    dxn[j] = dn;
+    dg[H + j] = d * (hp[j] - nn) * (z - z * z);
+    dg[j] = dn * ghn[j] * (rr - rr * rr);
+    dg[2 * H + j] = dn * rr;
+    dh[j] = d * z + kh + ky * dy[j];
   }
 }
 
 template <typename T>
 static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
-                    const OptT& g_hh, const OptT& m, Zone<T> zh, T eps, const Sizes& sizes,
+                    const OptT& g_hh, const OptT& m, const Zone<T>& zh, T eps, const Sizes& sizes,
                     bool save_all, Tensor& Ghn, Tensor& RZ, Tensor& N, Tensor& Y,
                     const OptT& V, const OptT& MU, const OptT& RS) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
@@ -49,11 +70,10 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
     T *g0 = ptr<T>(gh), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
     T *rz0 = ptr<T>(RZ) + s * B * 2 * H, *ghn0 = ptr<T>(Ghn) + s * B * H;
     T *n0 = ptr<T>(N) + s * B * H, *y0 = ptr<T>(Y) + t * B * H;
-    const T* wh = zh.at(t, B, H);
+    const T zoned = zh.on();  // (T, not bool: gcc vectorises)
     auto row = [&](int64_t r, int64_t j0, int64_t j1) {
-      gru_units(g0 + r * G, xq + r * G, hpp + r * H, rz0 + r * 2 * H, ghn0 + r * H,
-                n0 + r * H, y0 + r * H, wh ? wh + r * H : nullptr, zh.rate, zh.on(), H, j0,
-                j1);
+      gru_units(g0 + r * G, xq + r * G, hpp + r * H, rz0 + r * 2 * H, ghn0 + r * H, n0 + r * H,
+                y0 + r * H, zh.row(t, r, B, H), zoned, H, j0, j1);
     };
     if (!ln) {
       for_units(n, H, GRAIN, row);
@@ -63,8 +83,8 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
     for_rows(n, G, [&](int64_t r) {
       T* g = g0 + r * G;
       std::copy(g, g + G, V0 + r * G);
-      T mu, rs;
-      moments(g, G, eps, &mu, &rs);
+      const Moments<T> mv = moments(g, G, eps);
+      const T mu = mv.mu, rs = mv.rs;
       mu0[r] = mu;
       rs0[r] = rs;
 #pragma omp simd
@@ -76,7 +96,7 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
 
 template <typename T>
 static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const OptT& m,
-                    Zone<T> zh, const Sizes& sizes, const Tensor& Ghn, const Tensor& RZ,
+                    const Zone<T>& zh, const Sizes& sizes, const Tensor& Ghn, const Tensor& RZ,
                     const Tensor& N, const Tensor& Y, const Tensor& dY, Tensor& dGh,
                     Tensor& dXn, Tensor& dh, const OptT& V, const OptT& MU, const OptT& RS,
                     const OptT& dV, const OptT& acc) {
@@ -84,6 +104,7 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
   const bool ln = has(g_hh);
   const int64_t nt = at::get_num_threads();
   Tensor sums = ln ? at::zeros({nt, 2 * G}, N.options().dtype(at::kDouble)) : Tensor();
+  Tensor parts = ln ? at::empty({nt, 2 * G}, N.options()) : Tensor();
   Tensor rec = at::empty({B, H}, N.options());
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
@@ -95,27 +116,13 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
     }
     const T* hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0);
     const T *rz0 = ptr<T>(RZ) + t * B * 2 * H, *n0 = ptr<T>(N) + t * B * H;
-    const T *ghn0 = ptr<T>(Ghn) + t * B * H, *wh = zh.at(t, B, H);
-    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : nullptr;
+    const T* ghn0 = ptr<T>(Ghn) + t * B * H;
+    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : hpp;  // (hpp: read, times 0)
     T *dg0 = ptr<T>(dGh) + t * B * G, *dxn0 = ptr<T>(dXn) + t * B * H, *dh0 = ptr<T>(dh);
     const T ky = t ? T(1) : T(0);
     auto units = [&](int64_t r, int64_t j0, int64_t j1) {
-      const T *rg = rz0 + r * 2 * H, *zg = rg + H, *nn_ = n0 + r * H, *gn = ghn0 + r * H;
-      const T *hp = hpp + r * H, *w = wh ? wh + r * H : nullptr;
-      const T* dy = dy0 ? dy0 + r * H : hp;
-      T *dhr = dh0 + r * H, *dg = dg0 + r * G, *dxn = dxn0 + r * H;
-#pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        T d = dhr[j], z = zg[j], nn = nn_[j], rr = rg[j];
-        T kh = zh.on() ? d * (w ? w[j] : zh.rate) : T(0);
-        d -= kh;
-        T dn = d * (T(1) - z) * (T(1) - nn * nn);
-        dxn[j] = dn;
-        dg[H + j] = d * (hp[j] - nn) * (z - z * z);
-        dg[j] = dn * gn[j] * (rr - rr * rr);
-        dg[2 * H + j] = dn * rr;
-        dhr[j] = d * z + kh + ky * dy[j];
-      }
+      gru_units_bwd(rz0 + r * 2 * H, n0 + r * H, ghn0 + r * H, hpp + r * H, zh.row(t, r, B, H),
+                    dy0 + r * H, ky, dh0 + r * H, dg0 + r * G, dxn0 + r * H, H, j0, j1);
     };
     if (!ln) {
       for_units(n, H, GRAIN, units);
@@ -125,11 +132,12 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
     const T *V0 = ptr<T>(*V) + t * B * G, *mu0 = ptr<T>(*MU) + t * B, *rs0 = ptr<T>(*RS) + t * B;
     const T* gp = ptr<T>(*g_hh);
     T* dV0 = ptr<T>(*dV) + t * B * G;
-    for_rows(n, G, [&](int64_t r) {
-      units(r, 0, H);
-      double* acc_t = ptr<double>(sums) + at::get_thread_num() * 2 * G;
-      ln_grad(dg0 + r * G, V0 + r * G, gp, mu0[r], rs0[r], G, dV0 + r * G, acc_t, acc_t + G);
-    });
+    for_rows_summed(n, G, 2 * G, ptr<T>(parts), ptr<double>(sums),
+                    [&](int64_t r, int64_t, T* part) {
+                      units(r, 0, H);
+                      ln_grad(dg0 + r * G, V0 + r * G, gp, mu0[r], rs0[r], G, dV0 + r * G,
+                              part, part + G);
+                    });
     add_recur(dh, (*dV)[t].narrow(0, 0, n), W_hh, m, rec, n);
   }
   if (ln) acc->add_(sums.sum(0));
@@ -140,7 +148,7 @@ void gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const O
                  const Sizes& sizes, bool save_all, Tensor Ghn, Tensor RZ, Tensor N, Tensor Y,
                  const OptT& V, const OptT& MU, const OptT& RS) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
-    gru_fwd<scalar_t>(xp, h0, W_hh, b_hh, g_hh, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)},
+    gru_fwd<scalar_t>(xp, h0, W_hh, b_hh, g_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)),
                       scalar_t(eps), sizes, save_all, Ghn, RZ, N, Y, V, MU, RS);
   });
 }
@@ -151,7 +159,7 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
                   Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
                   const OptT& RS, const OptT& dV, const OptT& acc) {
   AT_DISPATCH_FLOATING_TYPES(N.scalar_type(), "gru_backward", [&] {
-    gru_bwd<scalar_t>(h0, W_hh, g_hh, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)}, sizes, Ghn,
+    gru_bwd<scalar_t>(h0, W_hh, g_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), sizes, Ghn,
                       RZ, N, Y, dY, dGh, dXn, dh, V, MU, RS, dV, acc);
   });
 }

@@ -4,10 +4,55 @@
 
 namespace rnnkit {
 
+// One row's units j0..j1-1 of the LSTM step from pre = xp_t + (m h) W_hh^T (bias b added
+// here): the gates into a, c_t (after zoneout) into c, tanh(c~) into tc, h_t into y.
+template <typename T>
+static inline void lstm_units(const T* RS_ p, const T* RS_ b, const T* RS_ cp,
+                              const T* RS_ hq, const T* RS_ wh, const T* RS_ wc, T zhon,
+                              T zcon, T* RS_ a, T* RS_ c, T* RS_ tc, T* RS_ y, int64_t H,
+                              int64_t j0, int64_t j1) {
+#pragma omp simd
+  for (int64_t j = j0; j < j1; j++) {
+    T i = sigmoid_(p[j] + b[j]), f = sigmoid_(p[H + j] + b[H + j]);
+    T g = tanh_(p[2 * H + j] + b[2 * H + j]), o = sigmoid_(p[3 * H + j] + b[3 * H + j]);
+    a[j] = i;
+    a[H + j] = f;
+    a[2 * H + j] = g;
+    a[3 * H + j] = o;
+    T cn = f * cp[j] + i * g, th = tanh_(cn), hn = o * th;
+    T cz = lerp_(cn, cp[j], wc[j]), hz = lerp_(hn, hq[j], wh[j]);
+    tc[j] = th;
+    c[j] = zcon != T(0) ? cz : cn;
+    y[j] = zhon != T(0) ? hz : hn;
+  }
+}
+
+// Backward of lstm_units: reads dh (gradient of h_t), dc; writes da, dc <- d c_{t-1} and
+// dh <- zoneout's kept part of d h_{t-1} + ky dy (dY[t-1]); the GEMM's part comes after.
+template <typename T>
+static inline void lstm_units_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_ cp,
+                                  const T* RS_ dy, const T* RS_ wh, const T* RS_ wc, T ky,
+                                  T* RS_ da, T* RS_ dh, T* RS_ dc, int64_t H, int64_t j0,
+                                  int64_t j1) {
+#pragma omp simd
+  for (int64_t j = j0; j < j1; j++) {
+    T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+    T kh = dh[j] * wh[j], kc = dc[j] * wc[j];  // (weights 0 without zoneout)
+    T dhv = dh[j] - kh, dcv = dc[j] - kc;
+    T d = dcv + dhv * (o - o * tc[j] * tc[j]);
+    da[3 * H + j] = dhv * tc[j] * (o - o * o);
+    da[j] = d * g * (i - i * i);
+    da[H + j] = d * cp[j] * (f - f * f);
+    da[2 * H + j] = d * (i - i * g * g);
+    dc[j] = d * f + kc;
+    dh[j] = kh + ky * dy[j];
+  }
+}
+
 // ------------------------------------------------------------------ LSTM (no projection)
 template <typename T>
 static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
-                     const OptT& b_hh, const OptT& m, Zone<T> zh, Zone<T> zc,
+                     const OptT& b_hh, const OptT& m, const Zone<T>& zh, const Zone<T>& zc,
                      const Sizes& sizes, Tensor& A, Tensor& C, Tensor& TC, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
   const Tensor Wt = W_hh.t();  // (H, 4H) view: pre = xp_t + (m h) W_hh^T
@@ -24,31 +69,18 @@ static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
     const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
     T *a0 = ptr<T>(A) + t * B * G, *c0p = ptr<T>(C) + t * B * H;
     T *tc0 = ptr<T>(TC) + t * B * H, *y0 = ptr<T>(Y) + t * B * H;
-    const T *wh = zh.at(t, B, H), *wc = zc.at(t, B, H);
+    const T zhon = zh.on(), zcon = zc.on();  // (T, not bool: gcc vectorises)
     for_units(n, H, GRAIN, [&](int64_t r, int64_t j0, int64_t j1) {
-      const T *p = P + r * G, *cp = cpp + r * H, *hq = hpp + r * H;
-      T *a = a0 + r * G, *c = c0p + r * H, *tc = tc0 + r * H, *y = y0 + r * H;
-      const T *whr = wh ? wh + r * H : nullptr, *wcr = wc ? wc + r * H : nullptr;
-#pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        T i = sigmoid_(p[j] + bp[j]), f = sigmoid_(p[H + j] + bp[H + j]);
-        T g = tanh_(p[2 * H + j] + bp[2 * H + j]), o = sigmoid_(p[3 * H + j] + bp[3 * H + j]);
-        a[j] = i;
-        a[H + j] = f;
-        a[2 * H + j] = g;
-        a[3 * H + j] = o;
-        T cn = f * cp[j] + i * g, th = tanh_(cn), hn = o * th;
-        tc[j] = th;
-        c[j] = zc.on() ? lerp_(cn, cp[j], wcr ? wcr[j] : zc.rate) : cn;
-        y[j] = zh.on() ? lerp_(hn, hq[j], whr ? whr[j] : zh.rate) : hn;
-      }
+      lstm_units(P + r * G, bp, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),
+                 zc.row(t, r, B, H), zhon, zcon, a0 + r * G, c0p + r * H, tc0 + r * H,
+                 y0 + r * H, H, j0, j1);
     });
   }
 }
 
 template <typename T>
 static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const OptT& m,
-                     Zone<T> zh, Zone<T> zc, const Sizes& sizes, const Tensor& A,
+                     const Zone<T>& zh, const Zone<T>& zc, const Sizes& sizes, const Tensor& A,
                      const Tensor& C, const Tensor& TC, const Tensor& dY, Tensor& dA,
                      Tensor& dh, Tensor& dc) {
   const int64_t T_ = A.size(0), B = A.size(1), G = A.size(2), H = G / 4;
@@ -65,29 +97,11 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
     const T *a0 = ptr<T>(A) + t * B * G, *tc0 = ptr<T>(TC) + t * B * H;
     const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : nullptr;
     T *da0 = ptr<T>(dA) + t * B * G, *dh0 = ptr<T>(dh), *dc0 = ptr<T>(dc);
-    const T *wh = zh.at(t, B, H), *wc = zc.at(t, B, H);
     const T ky = t ? T(1) : T(0);
     for_units(n, H, GRAIN, [&](int64_t r, int64_t j0, int64_t j1) {
-      const T *a = a0 + r * G, *tc = tc0 + r * H, *cp = cpp + r * H;
-      const T *dy = dy0 ? dy0 + r * H : tc, *whr = wh ? wh + r * H : nullptr;
-      const T* wcr = wc ? wc + r * H : nullptr;
-      T *da = da0 + r * G, *dhr = dh0 + r * H, *dcr = dc0 + r * H;
-#pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-        T dhv = dhr[j], dcv = dcr[j];
-        T kh = zh.on() ? dhv * (whr ? whr[j] : zh.rate) : T(0);
-        T kc = zc.on() ? dcv * (wcr ? wcr[j] : zc.rate) : T(0);
-        dhv -= kh;
-        dcv -= kc;
-        T d = dcv + dhv * (o - o * tc[j] * tc[j]);
-        da[3 * H + j] = dhv * tc[j] * (o - o * o);
-        da[j] = d * g * (i - i * i);
-        da[H + j] = d * cp[j] * (f - f * f);
-        da[2 * H + j] = d * (i - i * g * g);
-        dcr[j] = d * f + kc;
-        dhr[j] = kh + ky * dy[j];
-      }
+      lstm_units_bwd(a0 + r * G, tc0 + r * H, cpp + r * H, dy0 ? dy0 + r * H : tc0 + r * H,
+                     zh.row(t, r, B, H), zc.row(t, r, B, H), ky, da0 + r * G, dh0 + r * H,
+                     dc0 + r * H, H, j0, j1);
     });
     add_recur(dh, dA[t].narrow(0, 0, n), W_hh, m, scratch, n);
   }
@@ -98,8 +112,8 @@ void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Te
                   double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
                   Tensor TC, Tensor Y) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
-    lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)},
-                       {optr<scalar_t>(ZC), scalar_t(zc_rate)}, sizes, A, C, TC, Y);
+    lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C, TC, Y);
   });
 }
 
@@ -108,24 +122,85 @@ void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const
                    const Sizes& sizes, const Tensor& A, const Tensor& C, const Tensor& TC,
                    const Tensor& dY, Tensor dA, Tensor dh, Tensor dc) {
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
-    lstm_bwd<scalar_t>(h0, c0, W_hh, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)},
-                       {optr<scalar_t>(ZC), scalar_t(zc_rate)}, sizes, A, C, TC, dY, dA, dh,
+    lstm_bwd<scalar_t>(h0, c0, W_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C, TC, dY, dA, dh,
                        dc);
   });
 }
 
 // ------------------------------------------------------------------ LayerNorm-LSTM
+// Pointers of one row of the LayerNorm-LSTM's buffers.
+template <typename T> struct LnRow {
+  const T *v, *x, *cp, *hq, *wh, *wc;  // v = (m h) W_hh^T, xp_t, c_{t-1}, h_{t-1}, zoneout
+  T *V, *a, *ct, *tc, *c, *y, *mu, *rs, *muc, *rsc, *pre;  // pre: (4H,) scratch
+};
+
+// Forward of one row: v's layer norm, the gates, c~ and its layer norm, h, zoneout.
+template <typename T>
+static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ ghh, const T* RS_ bhh,
+                               const T* RS_ gc, const T* RS_ bc, T eps, T zhon, T zcon,
+                               int64_t H) {
+  const int64_t G = 4 * H;
+  const T *RS_ v = q.v, *RS_ x = q.x, *RS_ cp = q.cp, *RS_ hq = q.hq;
+  const T *RS_ wh = q.wh, *RS_ wc = q.wc;
+  T *RS_ a = q.a, *RS_ ct = q.ct, *RS_ tc = q.tc, *RS_ y = q.y;
+  std::copy(v, v + G, q.V);
+  const Moments<T> mv = moments(v, G, eps);
+  const T mu = mv.mu, rs = mv.rs;
+  *q.mu = mu;
+  *q.rs = rs;
+  T* RS_ p = q.pre;  // (scratch: the gates read one array and write another, or gcc
+#pragma omp simd     //  does not vectorise them)
+  for (int64_t j = 0; j < G; j++) p[j] = (v[j] - mu) * rs * ghh[j] + bhh[j] + x[j];
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    T i = sigmoid_(p[j]), f = sigmoid_(p[H + j]), g = tanh_(p[2 * H + j]);
+    T o = sigmoid_(p[3 * H + j]);
+    a[j] = i;
+    a[H + j] = f;
+    a[2 * H + j] = g;
+    a[3 * H + j] = o;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) ct[j] = a[H + j] * cp[j] + a[j] * a[2 * H + j];
+  const Moments<T> mc = moments(ct, H, eps);
+  const T muc = mc.mu, rsc = mc.rs;
+  *q.muc = muc;
+  *q.rsc = rsc;
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    T th = tanh_((ct[j] - muc) * rsc * gc[j] + bc[j]), hn = a[3 * H + j] * th;
+    T hz = lerp_(hn, hq[j], wh[j]);
+    tc[j] = th;
+    y[j] = zhon != T(0) ? hz : hn;
+  }
+  if (q.c != q.ct) {  // C is CT (no zoneout, saving all steps): nothing to write
+    T* RS_ c = q.c;
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+      T cz = lerp_(ct[j], cp[j], wc[j]);
+      c[j] = zcon != T(0) ? cz : ct[j];
+    }
+  }
+}
+
 template <typename T>
 static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                         const Tensor& W_hh, const Tensor& b_hh, const Tensor& g_hh,
-                        const Tensor& g_c, const Tensor& b_c, const OptT& m, Zone<T> zh,
-                        Zone<T> zc, T eps, const Sizes& sizes, bool save_all, Tensor& V,
+                        const Tensor& g_c, const Tensor& b_c, const OptT& m, const Zone<T>& zh,
+                        const Zone<T>& zc, T eps, const Sizes& sizes, bool save_all, Tensor& V,
                         Tensor& A, Tensor& MU, Tensor& RS, Tensor& CT, Tensor& MUC,
                         Tensor& RSC, Tensor& TC, Tensor& C, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
   const Tensor Wt = W_hh.t();
   Tensor v = at::empty({B, G}, xp.options()), hm = at::empty({B, H}, xp.options());
   const T *ghh = ptr<T>(g_hh), *bhh = ptr<T>(b_hh), *gc = ptr<T>(g_c), *bc = ptr<T>(b_c);
+  T *pV = ptr<T>(V), *pA = ptr<T>(A), *pMU = ptr<T>(MU), *pRS = ptr<T>(RS), *pCT = ptr<T>(CT);
+  T *pMUC = ptr<T>(MUC), *pRSC = ptr<T>(RSC), *pTC = ptr<T>(TC), *pC = ptr<T>(C);
+  T* pY = ptr<T>(Y);
+  Tensor scratch = at::empty({at::get_num_threads(), G}, xp.options());
+  T* psc = ptr<T>(scratch);
+  const T zhon = zh.on(), zcon = zc.on();  // (T, not bool: gcc vectorises)
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
@@ -134,55 +209,59 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
     Tensor vn = v.narrow(0, 0, n);
     at::mm_out(vn, masked(hp, m, hm, n), Wt);
     const T *vp = ptr<T>(v), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
-    const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
-    T *y0 = ptr<T>(Y) + t * B * H, *c0p = ptr<T>(C) + t * B * H;
-    const T *wh = zh.at(t, B, H), *wc = zc.at(t, B, H);
+    const T* cpp = t ? pC + (t - 1) * B * H : ptr<T>(c0);
     for_rows(n, G, [&](int64_t r) {
-      const T *vr = vp + r * G, *x = xq + r * G, *cp = cpp + r * H, *hq = hpp + r * H;
-      const int64_t ss = s * B + r;
-      T *Vr = ptr<T>(V) + ss * G, *a = ptr<T>(A) + ss * G;
-      std::copy(vr, vr + G, Vr);
-      T mu, rs;
-      moments(vr, G, eps, &mu, &rs);
-      ptr<T>(MU)[ss] = mu;
-      ptr<T>(RS)[ss] = rs;
-#pragma omp simd
-      for (int64_t j = 0; j < H; j++) {
-        auto pre = [&](int64_t k) { return (vr[k] - mu) * rs * ghh[k] + bhh[k] + x[k]; };
-        T i = sigmoid_(pre(j)), f = sigmoid_(pre(H + j)), g = tanh_(pre(2 * H + j));
-        a[j] = i;
-        a[H + j] = f;
-        a[2 * H + j] = g;
-        a[3 * H + j] = sigmoid_(pre(3 * H + j));
-      }
-      T* ct = ptr<T>(CT) + ss * H;
-#pragma omp simd
-      for (int64_t j = 0; j < H; j++) ct[j] = a[H + j] * cp[j] + a[j] * a[2 * H + j];
-      moments(ct, H, eps, &mu, &rs);
-      ptr<T>(MUC)[ss] = mu;
-      ptr<T>(RSC)[ss] = rs;
-      T *tc = ptr<T>(TC) + ss * H, *y = y0 + r * H, *c = c0p + r * H;
-      const T *o = a + 3 * H, *whr = wh ? wh + r * H : nullptr, *wcr = wc ? wc + r * H : nullptr;
-#pragma omp simd
-      for (int64_t j = 0; j < H; j++) {
-        T th = tanh_((ct[j] - mu) * rs * gc[j] + bc[j]), hn = o[j] * th;
-        tc[j] = th;
-        y[j] = zh.on() ? lerp_(hn, hq[j], whr ? whr[j] : zh.rate) : hn;
-      }
-      if (c != ct) {  // C is CT (no zoneout, saving all steps): nothing to write
-#pragma omp simd
-        for (int64_t j = 0; j < H; j++)
-          c[j] = zc.on() ? lerp_(ct[j], cp[j], wcr ? wcr[j] : zc.rate) : ct[j];
-      }
+      const int64_t ss = s * B + r, tt = t * B + r;
+      LnRow<T> q{vp + r * G, xq + r * G, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),
+                 zc.row(t, r, B, H), pV + ss * G, pA + ss * G, pCT + ss * H, pTC + ss * H,
+                 pC + tt * H, pY + tt * H, pMU + ss, pRS + ss, pMUC + ss, pRSC + ss,
+                 psc + at::get_thread_num() * G};
+      ln_lstm_row(q, ghh, bhh, gc, bc, eps, zhon, zcon, H);
     });
   }
 }
 
+// Backward of one row at step t: reads dh (gradient of h_t), dc; writes da, dv (through
+// the norm of v), dc <- d c_{t-1}, dh <- zoneout's kept part + dy; adds the row's gain
+// and bias gradients to acc = [g_hh, b_hh, g_c, b_c]. sc: four (H,) scratch rows.
+template <typename T>
+static inline void ln_lstm_row_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_ cp,
+                                   const T* RS_ ct, T muc, T rsc, const T* RS_ v, T mu, T rs,
+                                   const T* RS_ ghh, const T* RS_ gc, const T* RS_ wh,
+                                   const T* RS_ wc, const T* RS_ dy, T ky, T* RS_ da,
+                                   T* RS_ dv, T* RS_ dh, T* RS_ dc, T* RS_ sc, T* RS_ acc,
+                                   int64_t H) {
+  const int64_t G = 4 * H;
+  T *RS_ dlc = sc, *RS_ dct = sc + H, *RS_ kh = sc + 2 * H, *RS_ kc = sc + 3 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    T o = a[3 * H + j];
+    kh[j] = dh[j] * wh[j];  // (weights 0 without zoneout)
+    kc[j] = dc[j] * wc[j];
+    T d = dh[j] - kh[j];
+    dc[j] -= kc[j];
+    da[3 * H + j] = d * tc[j] * (o - o * o);
+    dlc[j] = d * (o - o * tc[j] * tc[j]);
+  }
+  ln_grad(dlc, ct, gc, muc, rsc, H, dct, acc + 2 * G, acc + 2 * G + H);
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    T i = a[j], f = a[H + j], g = a[2 * H + j], d = dc[j] + dct[j];
+    da[j] = d * g * (i - i * i);
+    da[H + j] = d * cp[j] * (f - f * f);
+    da[2 * H + j] = d * (i - i * g * g);
+    dc[j] = d * f + kc[j];
+  }
+  ln_grad(da, v, ghh, mu, rs, G, dv, acc, acc + G);
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) dh[j] = kh[j] + ky * dy[j];
+}
+
 template <typename T>
 static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g_hh,
-                           const Tensor& g_c, const OptT& m, Zone<T> zh, Zone<T> zc,
-                           const Sizes& sizes, int64_t b0, int64_t b1, int64_t lv,
-                           const Tensor& A, const Tensor& V, const Tensor& MU,
+                           const Tensor& g_c, const OptT& m, const Zone<T>& zh,
+                           const Zone<T>& zc, const Sizes& sizes, int64_t b0, int64_t b1,
+                           int64_t lv, const Tensor& A, const Tensor& V, const Tensor& MU,
                            const Tensor& RS, const Tensor& CT, const Tensor& MUC,
                            const Tensor& RSC, const Tensor& TC, const Tensor& C,
                            const Tensor& dY, Tensor& dA, Tensor& dV, Tensor& dh, Tensor& dc,
@@ -193,7 +272,13 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
   // four (H,) scratch rows
   Tensor sums = at::zeros({nt, K}, A.options().dtype(at::kDouble));
   Tensor scratch = at::empty({nt, 4 * H}, A.options()), rec = at::empty({B, H}, A.options());
-  const T *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c);
+  Tensor parts = at::empty({nt, K}, A.options());
+  const T *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c), *pA = ptr<T>(A), *pTC = ptr<T>(TC);
+  const T *pCT = ptr<T>(CT), *pMUC = ptr<T>(MUC), *pRSC = ptr<T>(RSC), *pV = ptr<T>(V);
+  const T *pMU = ptr<T>(MU), *pRS = ptr<T>(RS);
+  T *pdA = ptr<T>(dA), *pdV = ptr<T>(dV), *pdh = ptr<T>(dh), *pdc = ptr<T>(dc);
+  T* psc = ptr<T>(scratch);
+  double* psums = ptr<double>(sums);
   for (int64_t t = b1 - 1; t >= b0; t--) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
@@ -202,41 +287,14 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
       lv = n;
     }
     const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
-    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : nullptr;
-    const T *wh = zh.at(t, B, H), *wc = zc.at(t, B, H);
-    for_rows(n, G, [&](int64_t r) {
-      const int64_t tid = at::get_thread_num(), tt = t * B + r, kk = (t - b0) * B + r;
-      double* acc_t = ptr<double>(sums) + tid * K;
-      T* sc = ptr<T>(scratch) + tid * 4 * H;
-      T *dlc = sc, *dct = sc + H, *kh = sc + 2 * H, *kc = sc + 3 * H;
-      const T *a = ptr<T>(A) + tt * G, *tc = ptr<T>(TC) + tt * H, *cp = cpp + r * H;
-      const T *whr = wh ? wh + r * H : nullptr, *wcr = wc ? wc + r * H : nullptr;
-      T *dhr = ptr<T>(dh) + r * H, *dcr = ptr<T>(dc) + r * H, *da = ptr<T>(dA) + tt * G;
-#pragma omp simd
-      for (int64_t j = 0; j < H; j++) {
-        T o = a[3 * H + j];
-        kh[j] = zh.on() ? dhr[j] * (whr ? whr[j] : zh.rate) : T(0);
-        kc[j] = zc.on() ? dcr[j] * (wcr ? wcr[j] : zc.rate) : T(0);
-        T d = dhr[j] - kh[j];
-        dcr[j] -= kc[j];
-        da[3 * H + j] = d * tc[j] * (o - o * o);
-        dlc[j] = d * (o - o * tc[j] * tc[j]);
-      }
-      ln_grad(dlc, ptr<T>(CT) + tt * H, gc, ptr<T>(MUC)[tt], ptr<T>(RSC)[tt], H, dct,
-              acc_t + 2 * G, acc_t + 2 * G + H);
-#pragma omp simd
-      for (int64_t j = 0; j < H; j++) {
-        T i = a[j], f = a[H + j], g = a[2 * H + j], d = dcr[j] + dct[j];
-        da[j] = d * g * (i - i * i);
-        da[H + j] = d * cp[j] * (f - f * f);
-        da[2 * H + j] = d * (i - i * g * g);
-        dcr[j] = d * f + kc[j];
-      }
-      ln_grad(da, ptr<T>(V) + tt * G, ghh, ptr<T>(MU)[tt], ptr<T>(RS)[tt], G,
-              ptr<T>(dV) + kk * G, acc_t, acc_t + G);
-      const T* dy = dy0 ? dy0 + r * H : nullptr;
-#pragma omp simd
-      for (int64_t j = 0; j < H; j++) dhr[j] = kh[j] + (dy ? dy[j] : T(0));
+    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : pTC;  // (pTC: read, times 0)
+    const T ky = t ? T(1) : T(0);
+    for_rows_summed(n, G, K, ptr<T>(parts), psums, [&](int64_t r, int64_t tid, T* part) {
+      const int64_t tt = t * B + r, kk = (t - b0) * B + r;
+      ln_lstm_row_bwd(pA + tt * G, pTC + tt * H, cpp + r * H, pCT + tt * H, pMUC[tt],
+                      pRSC[tt], pV + tt * G, pMU[tt], pRS[tt], ghh, gc, zh.row(t, r, B, H),
+                      zc.row(t, r, B, H), dy0 + r * H, ky, pdA + tt * G, pdV + kk * G,
+                      pdh + r * H, pdc + r * H, psc + tid * 4 * H, part, H);
     });
     add_recur(dh, dV[t - b0].narrow(0, 0, n), W_hh, m, rec, n);
   }
@@ -252,8 +310,8 @@ void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
                      Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "ln_lstm_forward", [&] {
     ln_lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m,
-                          {optr<scalar_t>(ZH), scalar_t(zh_rate)},
-                          {optr<scalar_t>(ZC), scalar_t(zc_rate)}, scalar_t(eps), sizes,
+                          Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                          Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), scalar_t(eps), sizes,
                           save_all, V, A, MU, RS, CT, MUC, RSC, TC, C, Y);
   });
 }
@@ -268,8 +326,8 @@ int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_h
                          Tensor dc, Tensor acc) {
   int64_t out = 0;
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "ln_lstm_backward", [&] {
-    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m, {optr<scalar_t>(ZH), scalar_t(zh_rate)},
-                                {optr<scalar_t>(ZC), scalar_t(zc_rate)}, sizes, b0, b1,
+    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                                Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, b0, b1,
                                 live_rows, A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh,
                                 dc, acc);
   });

@@ -22,6 +22,8 @@
 
 namespace rnnkit {
 
+#define RS_ __restrict__
+
 using at::Tensor;
 using OptT = std::optional<Tensor>;
 using Sizes = std::vector<int64_t>;
@@ -62,13 +64,18 @@ static inline int64_t live(const Sizes& sizes, int64_t t, int64_t B) {
 }
 static inline bool has(const OptT& t) { return t.has_value() && t->defined(); }
 
-// A zoneout setting of one state: the (T, B, S) keep masks, or a rate (0: off).
+// A zoneout setting of one state: the (T, B, S) keep masks, or a rate (0: off). row()
+// gives a row's weights either way (the rate as a row of S copies), so that the loops
+// read them without a branch and vectorise.
 template <typename T> struct Zone {
   const T* w;  // masks or nullptr
   T rate;
+  std::vector<T> fill;
+  Zone(const T* w_, double rate_, int64_t S) : w(w_), rate(T(rate_)), fill(S, T(rate_)) {}
   bool on() const { return w != nullptr || rate != T(0); }
-  // the (B, S) masks of step t (nullptr: the rate)
-  const T* at(int64_t t, int64_t B, int64_t S) const { return w ? w + t * B * S : nullptr; }
+  const T* row(int64_t t, int64_t r, int64_t B, int64_t S) const {
+    return w ? w + (t * B + r) * S : fill.data();
+  }
 };
 
 // f(r, j0, j1) over the units (row r, hidden units j0..j1-1) of n rows of H units, split
@@ -84,45 +91,67 @@ static inline void for_units(int64_t n, int64_t H, int64_t grain, const F& f) {
   });
 }
 
+// Rows per chunk of at::parallel_for for rows of `width` numbers.
+static inline int64_t row_grain(int64_t width) {
+  return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width));
+}
+
 // f(r) for the rows 0..n-1 of `width` numbers each, split among torch's threads.
 template <typename F>
 static inline void for_rows(int64_t n, int64_t width, const F& f) {
-  at::parallel_for(0, n, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width)),
-                   [&](int64_t b, int64_t e) {
-                     for (int64_t r = b; r < e; r++) f(r);
-                   });
+  at::parallel_for(0, n, row_grain(width), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r++) f(r);
+  });
+}
+
+// for_rows for steps that also sum K numbers over the rows (the LayerNorm gains' and
+// biases' gradients): f(r, tid, part) adds row r's into `part`, its thread's K scratch
+// numbers in T, zeroed per chunk and added to the thread's double sums at the chunk's end
+// (float32 over a step's rows, float64 over the steps, as kernels/fused/_csteps.c does).
+template <typename T, typename F>
+static inline void for_rows_summed(int64_t n, int64_t width, int64_t K, T* parts,
+                                   double* sums, const F& f) {
+  at::parallel_for(0, n, row_grain(width), [&](int64_t b, int64_t e) {
+    const int64_t tid = at::get_thread_num();
+    T* RS_ part = parts + tid * K;
+    double* RS_ acc = sums + tid * K;
+    std::fill(part, part + K, T(0));
+    for (int64_t r = b; r < e; r++) f(r, tid, part);
+#pragma omp simd
+    for (int64_t k = 0; k < K; k++) acc[k] += double(part[k]);
+  });
 }
 
 //: units per thread below which a step's elementwise work stays on one thread
 constexpr int64_t GRAIN = 2048;
 
-// mean and 1/sqrt(var + eps) of x[0..G-1] (two passes, biased variance, as torch).
-template <typename T>
-static inline void moments(const T* x, int64_t G, T eps, T* mu, T* rs) {
+// mean and 1/sqrt(var + eps) of x[0..G-1] (two passes, biased variance, as torch); returned
+// by value (a local whose address is taken keeps the loops that read it from vectorising).
+template <typename T> struct Moments { T mu, rs; };
+template <typename T> static inline Moments<T> moments(const T* x, int64_t G, T eps) {
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < G; j++) s += x[j];
   T m = s / T(G), q = 0;
 #pragma omp simd reduction(+ : q)
   for (int64_t j = 0; j < G; j++) q += (x[j] - m) * (x[j] - m);
-  *mu = m;
-  *rs = T(1) / std::sqrt(q / T(G) + eps);
+  return {m, T(1) / std::sqrt(q / T(G) + eps)};
 }
 
 // dx = rs (gy - mean(gy) - xh mean(gy xh)), gy = dy gain, xh = (x - mu) rs: the input
 // gradient of layer_norm(x) * gain + bias (aten's formula); and this row's part of the
-// gain's and bias's gradients added to sg += dy xh, sb += dy (double accumulators).
+// gain's and bias's gradients added to sg += dy xh, sb += dy.
 template <typename T>
-static inline void ln_grad(const T* dy, const T* x, const T* gain, T mu, T rs, int64_t G,
-                           T* dx, double* sg, double* sb) {
+static inline void ln_grad(const T* RS_ dy, const T* RS_ x, const T* RS_ gain, T mu, T rs,
+                           int64_t G, T* RS_ dx, T* RS_ sg, T* RS_ sb) {
   T a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
   for (int64_t j = 0; j < G; j++) {
     T xh = (x[j] - mu) * rs, gy = dy[j] * gain[j];
     a += gy;
     b += gy * xh;
-    sg[j] += double(dy[j] * xh);
-    sb[j] += double(dy[j]);
+    sg[j] += dy[j] * xh;
+    sb[j] += dy[j];
   }
   a /= T(G);
   b /= T(G);
