@@ -8,12 +8,14 @@ namespace rnnkit {
 // LayerNorm-GRU's gamma LN(v) + b_hh): r, z = sigmoid(xp_rz + gh_rz),
 // n = tanh(xp_n + r gh_n), h = lerp(n, h_{t-1}, z), then zoneout.
 template <typename T>
-static inline void gru_units(const T* RS_ g, const T* RS_ x, const T* RS_ hp, T* RS_ rz,
+static inline void gru_units(const T* RS_ g, const T* RS_ b, const T* RS_ x, const T* RS_ hp,
+                             T* RS_ rz,
                              T* RS_ ghn, T* RS_ nt, T* RS_ y, const T* RS_ w, T zoned,
                              int64_t H, int64_t j0, int64_t j1) {
 #pragma omp simd
   for (int64_t j = j0; j < j1; j++) {
-    T r = sigmoid_(x[j] + g[j]), z = sigmoid_(x[H + j] + g[H + j]), gn = g[2 * H + j];
+    const int64_t jz = H + j, jn = 2 * H + j;
+    T r = sigmoid_(x[j] + (g[j] + b[j])), z = sigmoid_(x[jz] + (g[jz] + b[jz])), gn = g[jn] + b[jn];
     T nn = tanh_(x[2 * H + j] + r * gn), hn = lerp_(nn, hp[j], z), hz = lerp_(hn, hp[j], w[j]);
     rz[j] = r;
     rz[H + j] = z;
@@ -51,28 +53,24 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
                     const OptT& V, const OptT& MU, const OptT& RS) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
   const bool ln = has(g_hh);
-  const Tensor Wt = W_hh.t();
-  Tensor gh = at::empty({B, G}, xp.options()), hm = at::empty({B, H}, xp.options());
-  const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
+  const StepGemm gemm(W_hh, B);  // (m h) W_hh^T
+  Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
+  const Tensor bias = has(b_hh) ? *b_hh : zero;
+  // the bias: in the GRU step, or (LayerNorm-GRU) with the norm's gain, before it
   const T *bp = ptr<T>(bias), *gp = ln ? ptr<T>(*g_hh) : nullptr;
+  const T* bu = ln ? ptr<T>(zero) : bp;
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
     const int64_t s = save_all ? t : 0;
     const Tensor hp = t ? Y[t - 1] : h0;
-    Tensor gn = gh.narrow(0, 0, n);
-    if (ln)
-      at::mm_out(gn, masked(hp, m, hm, n), Wt);  // v, normalised row by row below
-    else if (has(b_hh))
-      at::addmm_out(gn, *b_hh, masked(hp, m, hm, n), Wt);
-    else
-      at::mm_out(gn, masked(hp, m, hm, n), Wt);
+    Tensor gh = gemm(masked(hp, m, hm, n));  // (n, 3H); LayerNorm-GRU: v, normalised below
     T *g0 = ptr<T>(gh), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
     T *rz0 = ptr<T>(RZ) + s * B * 2 * H, *ghn0 = ptr<T>(Ghn) + s * B * H;
     T *n0 = ptr<T>(N) + s * B * H, *y0 = ptr<T>(Y) + t * B * H;
     const T zoned = zh.on();  // (T, not bool: gcc vectorises)
     auto row = [&](int64_t r, int64_t j0, int64_t j1) {
-      gru_units(g0 + r * G, xq + r * G, hpp + r * H, rz0 + r * 2 * H, ghn0 + r * H, n0 + r * H,
+      gru_units(g0 + r * G, bu, xq + r * G, hpp + r * H, rz0 + r * 2 * H, ghn0 + r * H, n0 + r * H,
                 y0 + r * H, zh.row(t, r, B, H), zoned, H, j0, j1);
     };
     if (!ln) {
@@ -105,7 +103,7 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
   const int64_t nt = at::get_num_threads();
   Tensor sums = ln ? at::zeros({nt, 2 * G}, N.options().dtype(at::kDouble)) : Tensor();
   Tensor parts = ln ? at::empty({nt, 2 * G}, N.options()) : Tensor();
-  Tensor rec = at::empty({B, H}, N.options());
+  const StepGemm gemm(W_hh.t(), B);  // dg W_hh
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
     const int64_t n = live(sizes, t, B);
@@ -126,7 +124,7 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
     };
     if (!ln) {
       for_units(n, H, GRAIN, units);
-      add_recur(dh, dGh[t].narrow(0, 0, n), W_hh, m, rec, n);
+      add_recur(dh, dGh[t].narrow(0, 0, n), gemm, m, n);
       continue;
     }
     const T *V0 = ptr<T>(*V) + t * B * G, *mu0 = ptr<T>(*MU) + t * B, *rs0 = ptr<T>(*RS) + t * B;
@@ -138,7 +136,7 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
                       ln_grad(dg0 + r * G, V0 + r * G, gp, mu0[r], rs0[r], G, dV0 + r * G,
                               part, part + G);
                     });
-    add_recur(dh, (*dV)[t].narrow(0, 0, n), W_hh, m, rec, n);
+    add_recur(dh, (*dV)[t].narrow(0, 0, n), gemm, m, n);
   }
   if (ln) acc->add_(sums.sum(0));
 }

@@ -4,17 +4,17 @@
 
 namespace rnnkit {
 
-// One row's units j0..j1-1 of the LSTM step from pre = xp_t + (m h) W_hh^T (bias b added
-// here): the gates into a, c_t (after zoneout) into c, tanh(c~) into tc, h_t into y.
+// One row's units j0..j1-1 of the LSTM step from p = (m h) W_hh^T, x = xp_t and b = b_hh: the gates into a, c_t (after zoneout) into c, tanh(c~) into tc, h_t into y.
 template <typename T>
-static inline void lstm_units(const T* RS_ p, const T* RS_ b, const T* RS_ cp,
+static inline void lstm_units(const T* RS_ p, const T* RS_ x, const T* RS_ b, const T* RS_ cp,
                               const T* RS_ hq, const T* RS_ wh, const T* RS_ wc, T zhon,
                               T zcon, T* RS_ a, T* RS_ c, T* RS_ tc, T* RS_ y, int64_t H,
                               int64_t j0, int64_t j1) {
 #pragma omp simd
   for (int64_t j = j0; j < j1; j++) {
-    T i = sigmoid_(p[j] + b[j]), f = sigmoid_(p[H + j] + b[H + j]);
-    T g = tanh_(p[2 * H + j] + b[2 * H + j]), o = sigmoid_(p[3 * H + j] + b[3 * H + j]);
+    const int64_t jf = H + j, jg = 2 * H + j, jo = 3 * H + j;
+    T i = sigmoid_(p[j] + x[j] + b[j]), f = sigmoid_(p[jf] + x[jf] + b[jf]);
+    T g = tanh_(p[jg] + x[jg] + b[jg]), o = sigmoid_(p[jo] + x[jo] + b[jo]);
     a[j] = i;
     a[H + j] = f;
     a[2 * H + j] = g;
@@ -55,23 +55,22 @@ static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
                      const OptT& b_hh, const OptT& m, const Zone<T>& zh, const Zone<T>& zc,
                      const Sizes& sizes, Tensor& A, Tensor& C, Tensor& TC, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
-  const Tensor Wt = W_hh.t();  // (H, 4H) view: pre = xp_t + (m h) W_hh^T
-  Tensor pre = at::empty({B, G}, xp.options()), hm = at::empty({B, H}, xp.options());
+  const StepGemm gemm(W_hh, B);  // (m h) W_hh^T
+  Tensor hm = at::empty({B, H}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
     const Tensor hp = t ? Y[t - 1] : h0;
-    Tensor pn = pre.narrow(0, 0, n);
-    at::addmm_out(pn, xp[t].narrow(0, 0, n), masked(hp, m, hm, n), Wt);
-    const T *P = ptr<T>(pre), *hpp = ptr<T>(hp);
+    const Tensor pre = gemm(masked(hp, m, hm, n));  // (n, 4H)
+    const T *P = ptr<T>(pre), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
     const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
     T *a0 = ptr<T>(A) + t * B * G, *c0p = ptr<T>(C) + t * B * H;
     T *tc0 = ptr<T>(TC) + t * B * H, *y0 = ptr<T>(Y) + t * B * H;
     const T zhon = zh.on(), zcon = zc.on();  // (T, not bool: gcc vectorises)
     for_units(n, H, GRAIN, [&](int64_t r, int64_t j0, int64_t j1) {
-      lstm_units(P + r * G, bp, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),
+      lstm_units(P + r * G, xq + r * G, bp, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),
                  zc.row(t, r, B, H), zhon, zcon, a0 + r * G, c0p + r * H, tc0 + r * H,
                  y0 + r * H, H, j0, j1);
     });
@@ -84,7 +83,7 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
                      const Tensor& C, const Tensor& TC, const Tensor& dY, Tensor& dA,
                      Tensor& dh, Tensor& dc) {
   const int64_t T_ = A.size(0), B = A.size(1), G = A.size(2), H = G / 4;
-  Tensor scratch = at::empty({B, H}, A.options());
+  const StepGemm gemm(W_hh.t(), B);  // dA W_hh
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
     const int64_t n = live(sizes, t, B);
@@ -103,7 +102,7 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
                      zh.row(t, r, B, H), zc.row(t, r, B, H), ky, da0 + r * G, dh0 + r * H,
                      dc0 + r * H, H, j0, j1);
     });
-    add_recur(dh, dA[t].narrow(0, 0, n), W_hh, m, scratch, n);
+    add_recur(dh, dA[t].narrow(0, 0, n), gemm, m, n);
   }
 }
 
@@ -192,8 +191,8 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                         Tensor& A, Tensor& MU, Tensor& RS, Tensor& CT, Tensor& MUC,
                         Tensor& RSC, Tensor& TC, Tensor& C, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
-  const Tensor Wt = W_hh.t();
-  Tensor v = at::empty({B, G}, xp.options()), hm = at::empty({B, H}, xp.options());
+  const StepGemm gemm(W_hh, B);  // v = (m h) W_hh^T
+  Tensor hm = at::empty({B, H}, xp.options());
   const T *ghh = ptr<T>(g_hh), *bhh = ptr<T>(b_hh), *gc = ptr<T>(g_c), *bc = ptr<T>(b_c);
   T *pV = ptr<T>(V), *pA = ptr<T>(A), *pMU = ptr<T>(MU), *pRS = ptr<T>(RS), *pCT = ptr<T>(CT);
   T *pMUC = ptr<T>(MUC), *pRSC = ptr<T>(RSC), *pTC = ptr<T>(TC), *pC = ptr<T>(C);
@@ -206,8 +205,7 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
     if (n == 0) continue;
     const int64_t s = save_all ? t : 0;  // the saved activations' step (one row: inference)
     const Tensor hp = t ? Y[t - 1] : h0;
-    Tensor vn = v.narrow(0, 0, n);
-    at::mm_out(vn, masked(hp, m, hm, n), Wt);
+    const Tensor v = gemm(masked(hp, m, hm, n));  // (n, 4H)
     const T *vp = ptr<T>(v), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
     const T* cpp = t ? pC + (t - 1) * B * H : ptr<T>(c0);
     for_rows(n, G, [&](int64_t r) {
@@ -271,7 +269,8 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
   // per thread: the gains' and biases' gradients [g_hh, b_hh, g_c, b_c] in double, and
   // four (H,) scratch rows
   Tensor sums = at::zeros({nt, K}, A.options().dtype(at::kDouble));
-  Tensor scratch = at::empty({nt, 4 * H}, A.options()), rec = at::empty({B, H}, A.options());
+  Tensor scratch = at::empty({nt, 4 * H}, A.options());
+  const StepGemm gemm(W_hh.t(), B);  // dv W_hh
   Tensor parts = at::empty({nt, K}, A.options());
   const T *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c), *pA = ptr<T>(A), *pTC = ptr<T>(TC);
   const T *pCT = ptr<T>(CT), *pMUC = ptr<T>(MUC), *pRSC = ptr<T>(RSC), *pV = ptr<T>(V);
@@ -296,7 +295,7 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
                       zc.row(t, r, B, H), dy0 + r * H, ky, pdA + tt * G, pdV + kk * G,
                       pdh + r * H, pdc + r * H, psc + tid * 4 * H, part, H);
     });
-    add_recur(dh, dV[t - b0].narrow(0, 0, n), W_hh, m, rec, n);
+    add_recur(dh, dV[t - b0].narrow(0, 0, n), gemm, m, n);
   }
   acc.add_(sums.sum(0));
   return lv;

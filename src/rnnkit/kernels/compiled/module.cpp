@@ -5,7 +5,13 @@
 
 #include "scans.h"
 
+namespace rnnkit {
+bool use_packed = true;
+}  // namespace rnnkit
+
 namespace {
+
+void set_packed(bool on) { rnnkit::use_packed = on; }
 
 // How many distinct threads at::parallel_for ran `n` one-item chunks on: 1 when the
 // extension was built without OpenMP (its pragmas are then ignored and it runs serially).
@@ -42,4 +48,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_backward", &rnnkit::gru_backward);
   m.def("threads_used", &threads_used);
   m.def("openmp", &openmp);
+  m.def("set_packed", &set_packed, "use MKL's packed sgemm for the per-step products (float32)");
 }

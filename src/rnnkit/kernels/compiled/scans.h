@@ -13,6 +13,7 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
 #include <cmath>
@@ -170,17 +171,45 @@ static inline Tensor masked(const Tensor& h, const OptT& m, Tensor& scratch, int
   return out;
 }
 
-// dh[:n] += m * (dg W): the recurrent part of h_{t-1}'s gradient.
-static inline void add_recur(Tensor& dh, const Tensor& dg, const Tensor& W, const OptT& m,
-                             Tensor& scratch, int64_t n) {
-  Tensor d = dh.narrow(0, 0, n);
-  if (!has(m)) {
-    d.addmm_(dg, W);
-    return;
+//: whether StepGemm may use MKL's packed sgemm (set_packed() from Python, for A/B timings)
+extern bool use_packed;
+
+// The per-step product x W^T, (n, K) x (N, K) -> (n, N), through ATen. float32 with MKL:
+// mkl::_mkl_linear, with W packed once per loop for B rows (it multiplies n != B rows
+// unpacked), which skips the repacking of W that an sgemm call does every step (measured
+// faster at B=32, H=256; docs/kernels.md, "The time loop in compiled code"); else at::mm.
+class StepGemm {
+  using Sig = Tensor(const Tensor&, const Tensor&, const Tensor&, const OptT&, int64_t);
+
+ public:
+  StepGemm(const Tensor& W, int64_t B) : W_(W.contiguous()), B_(B) {
+    if (!use_packed || W_.scalar_type() != at::kFloat) return;
+    auto& d = c10::Dispatcher::singleton();
+    auto lin = d.findSchema({"mkl::_mkl_linear", ""});
+    auto pack = d.findSchema({"mkl::_mkl_reorder_linear_weight", ""});
+    if (!lin || !pack) return;
+    linear_.emplace(lin->typed<Sig>());
+    packed_ = pack->typed<Tensor(const Tensor&, int64_t)>().call(W_, B_);
   }
-  Tensor s = scratch.narrow(0, 0, n);
-  at::mm_out(s, dg, W);
-  d.addcmul_(s, m->narrow(0, 0, n));
+  Tensor operator()(const Tensor& x) const {
+    if (packed_.defined()) return linear_->call(x, packed_, W_, std::nullopt, B_);
+    return at::mm(x, W_.t());
+  }
+
+ private:
+  Tensor W_, packed_;
+  int64_t B_;
+  std::optional<c10::TypedOperatorHandle<Sig>> linear_;
+};
+
+// dh[:n] += m * (dg W): the recurrent part of h_{t-1}'s gradient (gemm: dg W = dg (W^T)^T).
+static inline void add_recur(Tensor& dh, const Tensor& dg, const StepGemm& gemm, const OptT& m,
+                             int64_t n) {
+  Tensor d = dh.narrow(0, 0, n), s = gemm(dg);
+  if (has(m))
+    d.addcmul_(s, m->narrow(0, 0, n));
+  else
+    d.add_(s);
 }
 
 // ------------------------------------------------------------------ entry points

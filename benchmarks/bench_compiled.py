@@ -1,0 +1,133 @@
+"""The compiled time loops (``kernels/compiled``) against the Python-loop fused scans and torch.nn.
+
+Per thread count and shape, side by side in one process, interleaved: each layer on the
+fused backend with its loop compiled (``RNNKIT_COMPILED_SCANS=1``), the same layer with
+the loop in Python (``compiled.disabled()``: per step a oneDNN GEMM and a C step call),
+optionally (``--unpacked``) the compiled loop with plain ``at::mm`` per-step products,
+``torch.nn.LSTM`` and ``torch.nn.GRU``. Each gets a forward with autograd and
+``out.backward(g)`` (weights' gradients, no input gradient), timed by the wall clock;
+the median over the rounds after a warm-up, the allocator tuned as the ``rnnkit`` command
+does. Ratios are a row's median over torch.nn.LSTM's median in the same run.
+
+Usage::
+
+    python benchmarks/bench_compiled.py --threads 2,1 --rounds 7 \\
+        --json benchmarks/results/compiled_scans.json
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import rnnkit
+from rnnkit.kernels import compiled
+from rnnkit.runtime import tune_malloc
+
+LAYERS = {
+    "lstm": lambda I, H: rnnkit.LSTM(I, H, backend="fused"),
+    "gru": lambda I, H: rnnkit.GRU(I, H, backend="fused"),
+    "ln_lstm": lambda I, H: rnnkit.LayerNormLSTM(I, H, backend="fused"),
+    "ln_gru": lambda I, H: rnnkit.LayerNormGRU(I, H, backend="fused"),
+    "lstm_zoneout": lambda I, H: rnnkit.LSTM(I, H, zoneout=0.1, backend="fused"),
+    "lstm_rec_dropout": lambda I, H: rnnkit.LSTM(I, H, recurrent_dropout=0.25, backend="fused"),
+}
+
+
+def _fwd_bwd(mod, x, g, mode: str) -> float:
+    """One forward+backward; ``mode``: "compiled", "fused" (the Python loop) or "at::mm"
+    (compiled, per-step products without MKL's packed weights)."""
+    mod.zero_grad(set_to_none=True)
+    ext = compiled.ext()
+    ext.set_packed(mode != "at::mm")
+    t0 = time.perf_counter()
+    with compiled.disabled() if mode == "fused" else contextlib.nullcontext():
+        mod(x)[0].backward(g)
+    t = time.perf_counter() - t0
+    ext.set_packed(True)
+    return t
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
+              unpacked: bool = False) -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I)
+    mods = {"torch.nn.LSTM": (torch.nn.LSTM(I, H), "torch"),
+            "torch.nn.GRU": (torch.nn.GRU(I, H), "torch")}
+    for c in cells:
+        layer = LAYERS[c](I, H)
+        mods[f"{c} compiled"] = (layer, "compiled")
+        if unpacked:
+            mods[f"{c} compiled at::mm"] = (layer, "at::mm")
+        mods[f"{c} fused"] = (layer, "fused")
+    g = torch.randn(T, B, H)
+    times: dict[str, list[float]] = {k: [] for k in mods}
+    for m, mode in mods.values():  # warm-up (and the extension's first load)
+        for _ in range(2):
+            _fwd_bwd(m, x, g, mode)
+    for _ in range(rounds):
+        for k, (m, mode) in mods.items():
+            times[k].append(_fwd_bwd(m, x, g, mode))
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    base = med["torch.nn.LSTM"]
+    return {"shape": dict(B=B, T=T, I=I, H=H),
+            "ms": {k: round(v, 2) for k, v in med.items()},
+            "ms_all": {k: [round(t * 1e3, 2) for t in v] for k, v in times.items()},
+            "over_torch_lstm": {k: round(v / base, 3) for k, v in med.items()},
+            "gru_over_torch_gru": {k: round(med[k] / med["torch.nn.GRU"], 3)
+                                   for k in med if k.startswith("gru ")}}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", default="2,1", help="thread counts, in order")
+    ap.add_argument("--shapes", default="32,100,128,256;128,100,128,512", help="B,T,I,H;...")
+    ap.add_argument("--cells", default=",".join(LAYERS))
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--unpacked", action="store_true",
+                    help="also time the compiled loops with plain at::mm per-step products")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    os.environ["RNNKIT_COMPILED_SCANS"] = "1"
+    tune_malloc()
+    assert compiled.ext() is not None, "the extension did not build"
+    out = {"command": "python benchmarks/bench_compiled.py " + " ".join(sys.argv[1:]
+                                                                       if argv is None else argv),
+           "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform()},
+           "torch": torch.__version__, "clock": "wall (time.perf_counter)",
+           "measure": "median forward+backward (weights' gradients), interleaved rounds",
+           "load_before": os.getloadavg(), "runs": []}
+    for n in [int(t) for t in a.threads.split(",")]:
+        torch.set_num_threads(n)
+        for s in a.shapes.split(";"):
+            B, T, I, H = (int(v) for v in s.split(","))
+            r = run_shape(B, T, I, H, a.cells.split(","), a.rounds, a.unpacked)
+            r["threads"] = n
+            out["runs"].append(r)
+            print(f"threads={n} B={B} T={T} I={I} H={H}")
+            for k, v in r["ms"].items():
+                print(f"  {k:28s} {v:9.2f} ms  {r['over_torch_lstm'][k]:.3f}x torch.nn.LSTM")
+    out["load_after"] = os.getloadavg()
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
