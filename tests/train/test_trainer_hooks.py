@@ -137,3 +137,12 @@ def test_validation_lines_name_the_epoch_just_trained(tmp_path):
     assert [ln.split(":")[0] for ln in lines] == [
         "validation step 3 epoch 1", "validation step 4 epoch 1",
         "validation step 6 epoch 2", "validation step 8 epoch 2"]
+
+
+def test_a_step_limit_on_an_evaluation_step_is_evaluated_once(tmp_path):
+    """max_steps hit at a step that was just validated (val_every_steps): no second evaluation."""
+    task = Regression()
+    t = _fit(tmp_path, task, checkpoints="memory", val_every_steps=3, max_steps=6, max_epochs=5)
+    assert t.state.stopped == "max_steps" and t.state.step == 6
+    assert [h["step"] for h in t.state.history if "val_loss" in h] == [3, 4, 6]
+    assert len(task.evals) == 3

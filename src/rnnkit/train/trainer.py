@@ -399,12 +399,19 @@ class Trainer:
                 self._tick()
                 stop = self._validate() or stop
             elif s.stopped in ("time", "max_steps"):
-                stop = self._validate() or True
+                # a last evaluation, unless the step that hit the limit was just evaluated
+                stop = (self._validate() if not self._evaluated_now() else False) or True
             stop = self._requested_stop() or stop
             if s.epoch >= tc.max_epochs and s.stopped is None:
                 s.stopped = "max_epochs"
             self.save("last")
         return self._finish(time.monotonic() - self._t0)
+
+    def _evaluated_now(self) -> bool:
+        """Whether the newest history record is a validation at the current step."""
+        h = self.state.history
+        return bool(h) and h[-1].get("step") == self.state.step and any(
+            k.startswith("val_") for k in h[-1])
 
     def _requested_stop(self) -> bool:
         """Whether :meth:`request_stop` was called (sets ``state.stopped``)."""
