@@ -302,7 +302,7 @@ def evaluate_checkpoint(
 # --------------------------------------------------------------------------- demo
 
 #: the demo's length: a fixed amount of work, so its result does not depend on how busy the
-#: machine is; about 3 minutes on this project's 2-core machine (docs/getting-started.md)
+#: machine is; 3-4 minutes on this project's 2-core machine (docs/getting-started.md)
 DEMO_STEPS = 1200
 
 DEMO_RECIPE: dict[str, Any] = {
@@ -383,7 +383,7 @@ def shakespeare_demo(
         if steps < 1:
             raise ValueError(f"--steps: expected a positive integer, got {steps}")
         raw["trainer"].update(max_steps=int(steps))
-        length = f"{steps:,} steps (about 3 minutes on a 2-core CPU)"
+        length = f"{steps:,} steps (3-4 minutes on a 2-core CPU)"
     raw["trainer"].update(seed=seed, threads=threads)
     cfg = build_run_config(raw)
     console.print(
