@@ -13,6 +13,7 @@ Usage::
 
     python benchmarks/bench_compiled.py --threads 2,1 --rounds 7 \\
         --json benchmarks/results/compiled_scans.json
+    python benchmarks/bench_compiled.py --table benchmarks/results/compiled_scans.json
 """
 from __future__ import annotations
 
@@ -94,6 +95,28 @@ def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
                                    for k in med if k.startswith("gru ")}}
 
 
+def table(res: dict) -> str:
+    """The docs' markdown table from a result file: forward+backward time over torch.nn.LSTM's
+    (torch.nn.GRU's for the GRU rows in brackets), compiled loop / Python loop, per run."""
+    runs = res["runs"]
+    head = [f"{r['threads']} thr, B={r['shape']['B']} H={r['shape']['H']}" for r in runs]
+    lines = ["| cell | " + " | ".join(head) + " |", "|---" * (len(runs) + 1) + "|"]
+    cells = [k[: -len(" compiled")] for k in runs[0]["ms"] if k.endswith(" compiled")]
+    for c in cells:
+        row = []
+        for r in runs:
+            o = r["over_torch_lstm"]
+            txt = f"**{o[c + ' compiled']:.2f}** / {o[c + ' fused']:.2f}"
+            if c == "gru":
+                g = r["gru_over_torch_gru"]
+                txt += f" ({g['gru compiled']:.2f} / {g['gru fused']:.2f})"
+            row.append(txt)
+        lines.append(f"| {c} | " + " | ".join(row) + " |")
+    ms = " | ".join(f"{r['ms']['torch.nn.LSTM']:.1f} / {r['ms']['torch.nn.GRU']:.1f}" for r in runs)
+    lines.append(f"| torch.nn.LSTM / GRU ms | {ms} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", default="2,1", help="thread counts, in order")
@@ -103,7 +126,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--unpacked", action="store_true",
                     help="also time the compiled loops with plain at::mm per-step products")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--table", type=Path, help="print the docs' table of this result file, exit")
     a = ap.parse_args(argv)
+    if a.table:
+        print(table(json.loads(a.table.read_text())))
+        return {}
     os.environ["RNNKIT_COMPILED_SCANS"] = "1"
     tune_malloc()
     assert compiled.ext() is not None, "the extension did not build"
