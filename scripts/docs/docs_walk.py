@@ -400,12 +400,13 @@ def make_datasets(root: Path) -> Path:
         _write(root / "multi30k" / f"{split}.en", "".join(" ".join(s).capitalize() + ".\n" for s in sents))
         _write(root / "multi30k" / f"{split}.de",
                "".join(" ".join(lex[w] for w in s).capitalize() + ".\n" for s in sents))
-    # FSDD: {label}_{speaker}_{index}.wav at 8 kHz; index < 5 is the test split
+    # FSDD: {label}_{speaker}_{index}.wav at 8 kHz; index < 5 is the test split, and 10% of
+    # the rest per class (here 1 of 10) is held out for validation
     for label in range(10):
         for speaker in ("theo", "lucas"):
-            for index in range(7):
+            for index in range(10):
                 _wav(root / "fsdd" / "recordings" / f"{label}_{speaker}_{index}.wav",
-                     300 + 150 * label, 0.25 + 0.02 * index, label * 100 + index)
+                     300 + 150 * label, 0.2 + 0.01 * index, label * 100 + index)
     # NAB: data/<family>/<file>.csv (timestamp,value) and labels/combined_{windows,labels}.json
     windows, labels = {}, {}
     for family, seed in (("realKnownCause", 7), ("realAWSCloudwatch", 8)):
