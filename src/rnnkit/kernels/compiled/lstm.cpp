@@ -4,7 +4,8 @@
 
 namespace rnnkit {
 
-// One row's units j0..j1-1 of the LSTM step from p = (m h) W_hh^T, x = xp_t and b = b_hh: the gates into a, c_t (after zoneout) into c, tanh(c~) into tc, h_t into y.
+// One row's units j0..j1-1 of the LSTM step from p = (m h) W_hh^T, x = xp_t and b = b_hh:
+// the gates into a, c_t (after zoneout) into c, tanh(c~) into tc, h_t into y.
 template <typename T>
 static inline void lstm_units(const T* RS_ p, const T* RS_ x, const T* RS_ b, const T* RS_ cp,
                               const T* RS_ hq, const T* RS_ wh, const T* RS_ wc, T zhon,
@@ -111,8 +112,9 @@ void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Te
                   double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
                   Tensor TC, Tensor Y) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
-    lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
-                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C, TC, Y);
+    const int64_t S = c0.size(1);
+    lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m, zone<scalar_t>(ZH, zh_rate, S),
+                       zone<scalar_t>(ZC, zc_rate, S), sizes, A, C, TC, Y);
   });
 }
 
@@ -121,9 +123,9 @@ void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const
                    const Sizes& sizes, const Tensor& A, const Tensor& C, const Tensor& TC,
                    const Tensor& dY, Tensor dA, Tensor dh, Tensor dc) {
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
-    lstm_bwd<scalar_t>(h0, c0, W_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
-                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C, TC, dY, dA, dh,
-                       dc);
+    const int64_t S = c0.size(1);
+    lstm_bwd<scalar_t>(h0, c0, W_hh, m, zone<scalar_t>(ZH, zh_rate, S),
+                       zone<scalar_t>(ZC, zc_rate, S), sizes, A, C, TC, dY, dA, dh, dc);
   });
 }
 
@@ -309,9 +311,9 @@ void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
                      Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "ln_lstm_forward", [&] {
     ln_lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m,
-                          Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
-                          Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), scalar_t(eps), sizes,
-                          save_all, V, A, MU, RS, CT, MUC, RSC, TC, C, Y);
+                          zone<scalar_t>(ZH, zh_rate, c0.size(1)),
+                          zone<scalar_t>(ZC, zc_rate, c0.size(1)), scalar_t(eps), sizes, save_all,
+                          V, A, MU, RS, CT, MUC, RSC, TC, C, Y);
   });
 }
 
@@ -325,10 +327,10 @@ int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_h
                          Tensor dc, Tensor acc) {
   int64_t out = 0;
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "ln_lstm_backward", [&] {
-    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
-                                Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, b0, b1,
-                                live_rows, A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh,
-                                dc, acc);
+    const int64_t S = c0.size(1);
+    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m, zone<scalar_t>(ZH, zh_rate, S),
+                                zone<scalar_t>(ZC, zc_rate, S), sizes, b0, b1, live_rows, A, V,
+                                MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh, dc, acc);
   });
   return out;
 }
