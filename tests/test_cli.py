@@ -228,5 +228,5 @@ def test_train_prints_a_header_and_a_short_summary(tmp_path, capsys):
     assert "tokens: train 1,800, valid 200" in out and "vocabulary: " in out
     assert "device: cpu" in out and f"run directory: {tmp_path / 'r'}" in out
     assert f"best val_loss {summary['best']:.4f} at step {summary['best_step']}" in out
-    assert f"stopped (max_epochs) at step {summary['step']}" in out
+    assert f"stopped (max_epochs) at step {summary['step']} after 1 full epoch(s)" in out
     assert not out.rstrip().endswith("}")  # no raw JSON dump

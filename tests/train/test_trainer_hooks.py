@@ -146,3 +146,24 @@ def test_a_step_limit_on_an_evaluation_step_is_evaluated_once(tmp_path):
     assert t.state.stopped == "max_steps" and t.state.step == 6
     assert [h["step"] for h in t.state.history if "val_loss" in h] == [3, 4, 6]
     assert len(task.evals) == 3
+
+
+def test_a_short_run_logs_its_last_step_so_its_curves_have_lr_and_grad_norm(tmp_path):
+    from rnnkit.train.monitor import curve_panels
+
+    t = _fit(tmp_path, Regression(), checkpoints="memory", max_steps=3, log_every_steps=50)
+    train = [h for h in t.state.history if "train_loss" in h]
+    assert [h["step"] for h in train] == [3] and train[0]["lr"] > 0 and train[0]["grad_norm"] > 0
+    assert curve_panels(t.state.history)[-1]["title"] == "learning rate and gradient norm"
+
+
+def test_no_validation_split_is_said_up_front(tmp_path):
+    import io
+
+    task = Regression()
+    task.eval_splits = ()
+    buf = io.StringIO()
+    t = _fit(tmp_path, task, console=Console(file=buf, width=200), max_epochs=1)
+    assert "no validation split" in buf.getvalue() and "no best/" in buf.getvalue()
+    assert not (tmp_path / "run" / "best").exists() and (tmp_path / "run" / "last").is_dir()
+    assert t.state.best is None

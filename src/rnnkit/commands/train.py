@@ -75,8 +75,9 @@ def summary_lines(summary: dict) -> str:
         return "  ".join(f"{k} {v:.4f}" for k, v in d.items() if isinstance(v, float))
 
     run_dir = Path(summary["run_dir"])
-    lines = [f"stopped ({summary.get('stopped')}) at step {summary.get('step')}, "
-             f"epoch {summary.get('epoch')}, after {summary.get('wall_seconds', 0.0):.0f} s"]
+    seconds = summary.get("elapsed_seconds") or summary.get("wall_seconds") or 0.0
+    lines = [f"stopped ({summary.get('stopped')}) at step {summary.get('step')} after "
+             f"{summary.get('epoch')} full epoch(s), {seconds:.1f} s of training"]
     if summary.get("val"):
         lines.append(f"last validation: {metrics(summary['val'])}")
     if summary.get("test"):

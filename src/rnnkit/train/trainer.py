@@ -326,6 +326,11 @@ class Trainer:
                 f"resumed from {resume_from}: epoch {s.epoch + 1}, batch {s.batch_in_epoch}, "
                 f"step {s.step}"
             )
+        if "valid" not in getattr(self.task, "eval_splits", ("valid",)) and s.step == 0:
+            self.monitor.print(
+                "[bold yellow]no validation split[/] (it is empty or missing): nothing is "
+                "evaluated during training and no best/ checkpoint is written; last/ holds the "
+                "final weights (give the data a validation split, e.g. data.valid_fraction)")
         self._t0, self._wall0 = time.monotonic(), s.elapsed
         self._c0, self._cpu0 = time.process_time(), s.cpu_seconds
         stop = s.stopped is not None
@@ -365,7 +370,10 @@ class Trainer:
                 speed = since_log[1] * self.world / max(since_log[2], 1e-9)
                 self.monitor.update(s.step, s.epoch, s.batch_in_epoch, total, value, lr, speed,
                                     self._budget_left())
-                if s.step % tc.log_every_steps == 0:
+                # the last step is logged too, so a short run still has its curves
+                last = (tc.max_steps is not None and s.step >= tc.max_steps) or (
+                    s.batch_in_epoch >= total and s.epoch + 1 >= tc.max_epochs)
+                if s.step % tc.log_every_steps == 0 or last:
                     avg = since_log[0] / max(since_log[1], 1)
                     rec = {
                         "train_loss": avg,
