@@ -146,8 +146,9 @@ void gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const O
                  const Sizes& sizes, bool save_all, Tensor Ghn, Tensor RZ, Tensor N, Tensor Y,
                  const OptT& V, const OptT& MU, const OptT& RS) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
-    gru_fwd<scalar_t>(xp, h0, W_hh, b_hh, g_hh, m, zone<scalar_t>(ZH, zh_rate, h0.size(1)),
-                      scalar_t(eps), sizes, save_all, Ghn, RZ, N, Y, V, MU, RS);
+    gru_fwd<scalar_t>(xp, h0, W_hh, b_hh, g_hh, m,
+                      Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), scalar_t(eps),
+                      sizes, save_all, Ghn, RZ, N, Y, V, MU, RS);
   });
 }
 
@@ -157,7 +158,8 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
                   Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
                   const OptT& RS, const OptT& dV, const OptT& acc) {
   AT_DISPATCH_FLOATING_TYPES(N.scalar_type(), "gru_backward", [&] {
-    gru_bwd<scalar_t>(h0, W_hh, g_hh, m, zone<scalar_t>(ZH, zh_rate, h0.size(1)), sizes, Ghn, RZ,
+    gru_bwd<scalar_t>(h0, W_hh, g_hh, m,
+                      Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), sizes, Ghn, RZ,
                       N, Y, dY, dGh, dXn, dh, V, MU, RS, dV, acc);
   });
 }

@@ -112,9 +112,10 @@ void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Te
                   double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
                   Tensor TC, Tensor Y) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
-    const int64_t S = c0.size(1);
-    lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m, zone<scalar_t>(ZH, zh_rate, S),
-                       zone<scalar_t>(ZC, zc_rate, S), sizes, A, C, TC, Y);
+    lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m,
+                       Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C,
+                       TC, Y);
   });
 }
 
@@ -123,9 +124,10 @@ void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const
                    const Sizes& sizes, const Tensor& A, const Tensor& C, const Tensor& TC,
                    const Tensor& dY, Tensor dA, Tensor dh, Tensor dc) {
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
-    const int64_t S = c0.size(1);
-    lstm_bwd<scalar_t>(h0, c0, W_hh, m, zone<scalar_t>(ZH, zh_rate, S),
-                       zone<scalar_t>(ZC, zc_rate, S), sizes, A, C, TC, dY, dA, dh, dc);
+    lstm_bwd<scalar_t>(h0, c0, W_hh, m,
+                       Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C,
+                       TC, dY, dA, dh, dc);
   });
 }
 
@@ -311,9 +313,9 @@ void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
                      Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y) {
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "ln_lstm_forward", [&] {
     ln_lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m,
-                          zone<scalar_t>(ZH, zh_rate, c0.size(1)),
-                          zone<scalar_t>(ZC, zc_rate, c0.size(1)), scalar_t(eps), sizes, save_all,
-                          V, A, MU, RS, CT, MUC, RSC, TC, C, Y);
+                          Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                          Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)),
+                          scalar_t(eps), sizes, save_all, V, A, MU, RS, CT, MUC, RSC, TC, C, Y);
   });
 }
 
@@ -327,10 +329,12 @@ int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_h
                          Tensor dc, Tensor acc) {
   int64_t out = 0;
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "ln_lstm_backward", [&] {
-    const int64_t S = c0.size(1);
-    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m, zone<scalar_t>(ZH, zh_rate, S),
-                                zone<scalar_t>(ZC, zc_rate, S), sizes, b0, b1, live_rows, A, V,
-                                MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh, dc, acc);
+    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m,
+                                Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
+                                Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes,
+                                b0, b1,
+                                live_rows, A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh,
+                                dc, acc);
   });
   return out;
 }

@@ -79,10 +79,6 @@ template <typename T> struct Zone {
   }
 };
 
-template <typename T> static inline Zone<T> zone(const OptT& Z, double rate, int64_t S) {
-  return Zone<T>(optr<T>(Z), rate, S);
-}
-
 // f(r, j0, j1) over the units (row r, hidden units j0..j1-1) of n rows of H units, split
 // among torch's threads (at::parallel_for: serial below `grain` units).
 template <typename F>
