@@ -13,7 +13,7 @@ Usage::
 
     python benchmarks/bench_compiled.py --threads 2,1 --rounds 7 \\
         --json benchmarks/results/compiled_scans.json
-    python benchmarks/bench_compiled.py --table benchmarks/results/compiled_scans.json
+    python benchmarks/bench_compiled.py --table benchmarks/results/compiled_scans*.json
 """
 from __future__ import annotations
 
@@ -95,24 +95,34 @@ def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
                                    for k in med if k.startswith("gru ")}}
 
 
-def table(res: dict) -> str:
-    """The docs' markdown table from a result file: forward+backward time over torch.nn.LSTM's
-    (torch.nn.GRU's for the GRU rows in brackets), compiled loop / Python loop, per run."""
-    runs = res["runs"]
+def _span(vals: list[float]) -> str:
+    lo, hi = min(vals), max(vals)
+    return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}"
+
+
+def table(results: list[dict]) -> str:
+    """The docs' markdown table from result files (ranges over the files): forward+backward
+    time over torch.nn.LSTM's, **compiled loop** / Python loop (the GRU's over torch.nn.GRU's
+    in brackets), one column per thread count and shape."""
+    runs = results[0]["runs"]
     head = [f"{r['threads']} thr, B={r['shape']['B']} H={r['shape']['H']}" for r in runs]
     lines = ["| cell | " + " | ".join(head) + " |", "|---" * (len(runs) + 1) + "|"]
     cells = [k[: -len(" compiled")] for k in runs[0]["ms"] if k.endswith(" compiled")]
+
+    def vals(i, key, what="over_torch_lstm"):
+        return [res["runs"][i][what][key] for res in results]
+
     for c in cells:
         row = []
-        for r in runs:
-            o = r["over_torch_lstm"]
-            txt = f"**{o[c + ' compiled']:.2f}** / {o[c + ' fused']:.2f}"
+        for i in range(len(runs)):
+            txt = f"**{_span(vals(i, c + ' compiled'))}** / {_span(vals(i, c + ' fused'))}"
             if c == "gru":
-                g = r["gru_over_torch_gru"]
-                txt += f" ({g['gru compiled']:.2f} / {g['gru fused']:.2f})"
+                txt += (f" ({_span(vals(i, 'gru compiled', 'gru_over_torch_gru'))} / "
+                        f"{_span(vals(i, 'gru fused', 'gru_over_torch_gru'))})")
             row.append(txt)
         lines.append(f"| {c} | " + " | ".join(row) + " |")
-    ms = " | ".join(f"{r['ms']['torch.nn.LSTM']:.1f} / {r['ms']['torch.nn.GRU']:.1f}" for r in runs)
+    ms = " | ".join(f"{_span(vals(i, 'torch.nn.LSTM', 'ms'))} / {_span(vals(i, 'torch.nn.GRU', 'ms'))}"
+                    for i in range(len(runs)))
     lines.append(f"| torch.nn.LSTM / GRU ms | {ms} |")
     return "\n".join(lines)
 
@@ -126,10 +136,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--unpacked", action="store_true",
                     help="also time the compiled loops with plain at::mm per-step products")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--table", type=Path, help="print the docs' table of this result file, exit")
+    ap.add_argument("--table", type=Path, nargs="+",
+                    help="print the docs' table of these result files (ranges), exit")
     a = ap.parse_args(argv)
     if a.table:
-        print(table(json.loads(a.table.read_text())))
+        print(table([json.loads(f.read_text()) for f in a.table]))
         return {}
     os.environ["RNNKIT_COMPILED_SCANS"] = "1"
     tune_malloc()
