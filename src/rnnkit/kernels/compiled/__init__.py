@@ -191,7 +191,7 @@ def usable(kind: str, *tensors: Tensor | None) -> bool:
 
 def preferred(kind: str, x: Tensor) -> bool:
     """Where the compiled loop is used without ``RNNKIT_COMPILED_SCANS=1``: every kind and
-    shape it runs (CPU), since it was at least as fast as the Python loop in every row measured
-    (1 and 2 threads; B = 1, 4, 32, 128; ``benchmarks/results/compiled_scans*.json``, the
-    table in docs/kernels.md, "The time loop in compiled code")."""
+    shape it runs (CPU), since it was faster than the Python loop in every row measured (1 and
+    2 threads, B=32 and 128, ``benchmarks/results/compiled_scans*.json``; B=1 and 4 in a run
+    not recorded; docs/kernels.md, "The time loop in compiled code")."""
     return kind in KINDS and x.device.type == "cpu"
