@@ -209,6 +209,7 @@ def test_a_failed_build_warns_once_and_falls_back(tmp_path, monkeypatch):
         assert compiled.ext() is None
     finally:
         compiled.ext.cache_clear()
+    assert compiled.FLAGS == ["-O3", "-march=native", "-fopenmp"]  # the flags it is tested with
     ours = [w for w in caught if "compiled time loops" in str(w.message)]
     assert len(ours) == 1 and issubclass(ours[0].category, RuntimeWarning)
     assert "no-such-compiler" in str(ours[0].message)

@@ -116,9 +116,11 @@ def build():
         with warnings.catch_warnings(record=True) as caught:  # torch's, folded into ours
             warnings.simplefilter("always")
             try:
-                mod = cpp_extension.load(name, [str(s) for s in SOURCES], extra_cflags=FLAGS,
-                                         extra_ldflags=LDFLAGS, build_directory=tmp,
-                                         verbose=False)
+                # (copies: load() appends to the lists it is given, which changed FLAGS and
+                # so the key of a later call in the same process)
+                mod = cpp_extension.load(name, [str(s) for s in SOURCES],
+                                         extra_cflags=list(FLAGS), extra_ldflags=list(LDFLAGS),
+                                         build_directory=tmp, verbose=False)
             except Exception as e:  # noqa: BLE001 - any failure means: no extension
                 notes = "".join(f"\n{w.message}" for w in caught)
                 raise RuntimeError(f"{e}{notes}") from None
