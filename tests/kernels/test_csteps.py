@@ -33,13 +33,18 @@ CONFIGS = [
 
 @pytest.fixture
 def csteps(monkeypatch):
-    """``use(on)``: run the scans with (on) or without (off) the library."""
+    """``use(on)``: run the scans with (on) or without (off) the library. The whole-loop
+    compiled scans (kernels/compiled) are turned off meanwhile, so these runs go through the
+    Python loop and its C steps, which they test (the compiled loops have their own tests)."""
+    from rnnkit.kernels import compiled
+
     real = _csteps.lib
 
     def use(on: bool):
         monkeypatch.setattr(_csteps, "lib", real if on else (lambda: None))
 
-    yield use
+    with compiled.disabled():
+        yield use
     monkeypatch.setattr(_csteps, "lib", real)
 
 
