@@ -128,7 +128,9 @@ def _prefers_fused(cfg: Config) -> bool:
 
     - GRU: torch has no fused CPU GRU (ATen step by step, recording autograd per step),
       so in training the fused scan is faster at every size measured
-      (``benchmarks/results/gru_native_vs_fused_cpu.json``, ``bench_cpu_grid_gru_s6.json``).
+      (``benchmarks/results/gru_native_vs_fused_cpu.json``, ``bench_cpu_grid_gru_s6.json``;
+      with the compiled time loop, at 1 and 2 threads: ``bench_gru_torch_vs_fused_xeon2.json``,
+      where torch's kernel is ahead only at B >= 64, H = 512 on one thread, by at most 6%).
       Without gradients its per-step Python costs more than torch's loop at small sizes
       with its pure-torch steps, and less from B*H = 8192; with the compiled steps
       (float32, a C compiler; ``kernels/fused/_csteps.py``) it is faster at every size
