@@ -230,3 +230,28 @@ def test_train_prints_a_header_and_a_short_summary(tmp_path, capsys):
     assert f"best val_loss {summary['best']:.4f} at step {summary['best_step']}" in out
     assert f"stopped (max_epochs) at step {summary['step']} after 1 full epoch(s)" in out
     assert not out.rstrip().endswith("}")  # no raw JSON dump
+
+
+def test_commands_drop_to_one_thread_on_a_busy_machine(monkeypatch):
+    import os
+
+    import torch
+
+    import rnnkit.runtime as runtime
+    from rnnkit.commands import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1), 0.0, 0.0))
+        assert runtime.busy()
+        set_threads(None)
+        assert torch.get_num_threads() == 1
+        set_threads(2)
+        assert torch.get_num_threads() == 2  # an explicit --threads wins
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert not runtime.busy()
+        torch.set_num_threads(before)
+        set_threads(None)
+        assert torch.get_num_threads() == before  # idle: torch's own choice stays
+    finally:
+        torch.set_num_threads(before)

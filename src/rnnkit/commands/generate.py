@@ -28,12 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="nucleus sampling: smallest set of tokens with total probability >= P",
     )
     p.add_argument("--seed", type=int, metavar="S", help="random seed (same seed, same text)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's, or 1 on a busy machine)")
 
 
 def run(a: argparse.Namespace) -> int:
+    from rnnkit.commands import set_threads
     from rnnkit.generate import generate
     from rnnkit.tasks.lm import load_lm_checkpoint
 
+    set_threads(a.threads)
     model, vocab, _ = load_lm_checkpoint(a.checkpoint)
     pieces = generate(model, vocab, a.prompt, a.length, temperature=a.temperature, top_k=a.top_k,
                       top_p=a.top_p, seed=a.seed)

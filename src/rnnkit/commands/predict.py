@@ -70,11 +70,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, metavar="N",
                    help="translation: longest output in tokens (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object per input")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's, or 1 on a busy machine)")
     p.set_defaults(func=cmd_predict)
     return p
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    from rnnkit.commands import set_threads
     from rnnkit.train.checkpoint import read_config
     from rnnkit.train.task import get_task_spec, task_names
 
@@ -94,6 +97,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
             raise ValueError(
                 f"predict: --{k.replace('_', '-')} does not apply to {task} checkpoints"
             )
+    set_threads(a.threads)
     for r in spec.predict(a.checkpoint, gather_inputs(a), **options):
         print(json.dumps(r) if a.json else r["text"])
     return 0

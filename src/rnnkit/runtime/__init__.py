@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rnnkit.runtime.malloc import malloc_tuned, trim_malloc, tune_malloc
 
-__all__ = ["__version__", "cache_dir", "tune_malloc", "trim_malloc", "malloc_tuned"]
+__all__ = ["__version__", "cache_dir", "tune_malloc", "trim_malloc", "malloc_tuned", "busy"]
 
 __version__ = "0.1.0"
 
@@ -25,3 +25,15 @@ def cache_dir(name: str | None = None) -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     base = Path(root) / "rnnkit"
     return base / name if name else base
+
+
+def busy() -> bool:
+    """Whether other work already keeps every core busy (1-minute load average >= cores).
+
+    Then one torch thread is much faster than several competing for the cores: the demo,
+    ``rnnkit generate`` and ``rnnkit predict`` drop to one thread unless told otherwise.
+    """
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except (AttributeError, OSError):  # no load average on this platform
+        return False

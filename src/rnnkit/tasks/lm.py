@@ -20,7 +20,6 @@ equal the single-process gradient of the global batch.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 
 from rnnkit.data import BPTTBatches, LMCorpus, Vocab, batchify, load_corpus
 from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
+from rnnkit.runtime import busy
 from rnnkit.tasks.export_steps import ExportSpec, lm_export_spec
 from rnnkit.tasks.predictors import LMPredictor, maybe_int8
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
@@ -336,14 +336,6 @@ DEMO_RECIPE: dict[str, Any] = {
 }
 
 
-def _busy() -> bool:
-    """True when other work already keeps every core busy (1-minute load average)."""
-    try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except (AttributeError, OSError):  # no load average on this platform
-        return False
-
-
 def shakespeare_demo(
     *,
     steps: int = DEMO_STEPS,
@@ -369,7 +361,7 @@ def shakespeare_demo(
     from rnnkit.train.run import run_training
 
     console = console or Console(highlight=False, soft_wrap=True)
-    if threads is None and _busy():
+    if threads is None and busy():
         threads = 1
         console.print(
             "the CPU is busy (load average >= cores): using 1 torch thread, which is much "
