@@ -204,9 +204,10 @@ def test_a_recipe_that_names_files_reads_them_not_imdb(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"'data.source' \('imdb'\) and 'data.train' \("):
         ClassifyTask(build_run_config(both))
     calls = []
-    monkeypatch.setattr(cd, "resolve_imdb", lambda *a, **k: calls.append(1) or {})
+    fake = {"train": make_csv(tmp_path / "imdb_train.csv", 10, 3), "test": make_csv(
+        tmp_path / "imdb_test.csv", 2, 4)}
+    monkeypatch.setattr(cd, "resolve_imdb", lambda *a, **k: calls.append(1) or fake)
     none = recipe(tmp_path, train=None, test=None)
     del none["data"]["source"]
-    with pytest.raises(Exception):  # the fake IMDB has no train split; the point is the lookup
-        ClassifyTask(build_run_config(none))
-    assert calls == [1]
+    task = ClassifyTask(build_run_config(none))  # no file named: the default dataset is read
+    assert calls == [1] and sum(len(y) for _, y in task.data.values()) == 3 * 10 + 3 * 2
