@@ -24,8 +24,14 @@ al. 2022), which lets a small RNN follow a drifting level.  ``highway=k`` adds L
 autoregressive component (Lai et al. 2018): a linear map of each target's last ``k`` input
 values to its ``H`` forecasts, ``y_{L+h} += sum_i w_{h,i} y_{L-k+i} + b_h``, shared by channels.
 
-Baselines (NumPy, on the same windows): :func:`naive_forecast`, :func:`seasonal_naive_forecast`
-and :class:`LinearAR` (least-squares AR(p), iterated).
+``arch`` picks the model behind the same interface: "rnn" is this module's
+:class:`Forecaster`; "segrnn" is :class:`~rnnkit.models.forecast_segrnn.SegRNN` (segments of
+the lookback through any rnnkit cell, parallel decoding, RevIN); "dlinear" is the linear
+baseline :class:`~rnnkit.models.forecast_linear.DLinear`.  Build any of them with
+:func:`rnnkit.models.forecasters.build_forecaster`.
+
+Baselines (NumPy, on the same windows, :mod:`rnnkit.models.forecast_baselines`, re-exported
+here): :func:`naive_forecast`, :func:`seasonal_naive_forecast` and :class:`LinearAR`.
 
 Example::
 
@@ -45,9 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.models.forecast_baselines import LinearAR, naive_forecast, seasonal_naive_forecast
+
 __all__ = [
     "ForecastModelConfig",
     "Forecaster",
+    "head_size",
     "forecast_loss",
     "point_forecast",
     "quantile_forecast",
@@ -62,6 +71,7 @@ class ForecastModelConfig:
     """The ``model:`` section of a forecasting recipe.
 
     Attributes:
+        arch: "rnn" (:class:`Forecaster`), "segrnn" or "dlinear" (see the module docstring).
         cell: any rnnkit cell name ("lstm", "gru", "rnn_tanh", "indrnn", "sru", "mingru", ...).
         hidden_size / num_layers / dropout: of the recurrent layer(s) (dropout also before the
             head).
@@ -73,11 +83,20 @@ class ForecastModelConfig:
         head: "point", "quantile" or "gaussian".
         loss: point head loss: "mse", "mae" or "huber".
         quantiles: quantile head levels (sorted, in (0, 1)).
-        norm: "none", "last" or "mean" (see the module docstring).
+        norm: "none", "last" or "mean" (see the module docstring); "revin" (segrnn, dlinear):
+            per window and channel ``(y - mean) / std``, undone on the outputs (Kim et al. 2022).
+        revin_affine: RevIN's learnable per-channel scale and shift.
+        segment_length: segrnn: steps per input/output segment (SegRNN's ``seg_len``).
+        channels: segrnn, dlinear: "independent" (one shared model run on each channel alone)
+            or "mixed" (all channels of a step in one input).
+        channel_embedding: segrnn with independent channels: decode each channel with its
+            learned embedding beside the position embedding (SegRNN's ``channel_id``).
+        decomposition_kernel: dlinear: the moving-average window of the trend.
         highway: LSTNet's linear autoregressive component over the last ``highway`` steps (0: none).
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
+    arch: Literal["rnn", "segrnn", "dlinear"] = "rnn"
     cell: str = "lstm"
     hidden_size: int = 64
     num_layers: int = 1
@@ -88,12 +107,18 @@ class ForecastModelConfig:
     head: Literal["point", "quantile", "gaussian"] = "point"
     loss: Literal["mse", "mae", "huber"] = "mse"
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
-    norm: Literal["none", "last", "mean"] = "none"
+    norm: Literal["none", "last", "mean", "revin"] = "none"
+    revin_affine: bool = False
+    segment_length: int = 48
+    channels: Literal["independent", "mixed"] = "independent"
+    channel_embedding: bool = True
+    decomposition_kernel: int = 25
     highway: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _n_params(cfg: ForecastModelConfig) -> int:
+def head_size(cfg: ForecastModelConfig) -> int:
+    """K, the head's parameters per step and channel: 1 (point), Q (quantile), 2 (gaussian)."""
     return {"point": 1, "quantile": len(cfg.quantiles), "gaussian": 2}[cfg.head]
 
 
@@ -171,6 +196,11 @@ class Forecaster(nn.Module):
             raise ValueError(
                 f"model.highway={c.highway}: expected 0 (none) or a number of input steps"
             )
+        if c.arch != "rnn" or c.norm == "revin":
+            raise ValueError(
+                f"model.arch={c.arch!r}, model.norm={c.norm!r}: Forecaster is arch 'rnn' with norm "
+                "none, last or mean; build through rnnkit.models.forecasters.build_forecaster"
+            )
         if c.extras.get("bidirectional"):
             raise ValueError(
                 "model.extras.bidirectional: forecasting layers run forward in time only"
@@ -178,7 +208,7 @@ class Forecaster(nn.Module):
         from rnnkit.layers import build_layer
 
         self.config, self.C, self.P, self.F, self.H = c, n_targets, n_past, n_future, horizon
-        self.K = _n_params(c)
+        self.K = head_size(c)
         Hd = c.hidden_size
         drop = c.dropout if c.num_layers > 1 else 0.0
 
@@ -402,66 +432,3 @@ def quantile_forecast(p: Tensor, config: ForecastModelConfig, probs: list[float]
             w = (pr - qs[j - 1]) / (qs[j] - qs[j - 1])
             cols.append((1 - w) * srt[..., j - 1] + w * srt[..., j])
     return torch.stack(cols, -1)
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def naive_forecast(hist: np.ndarray, horizon: int) -> np.ndarray:
-    """Last value repeated: (N, L, C) -> (N, H, C)."""
-    return np.repeat(hist[:, -1:], horizon, axis=1)
-
-
-def seasonal_naive_forecast(hist: np.ndarray, horizon: int, m: int) -> np.ndarray:
-    """``y_{t+h} = y_{t+h-m*ceil((h+1)/m)}``: the last season repeated; (N, L>=m, C) ->
-    (N, H, C)."""
-    if hist.shape[1] < m:
-        raise ValueError(
-            f"seasonal naive with season_length={m} needs input windows of at least {m} steps"
-        )
-    L = hist.shape[1]
-    return hist[:, L - m + np.arange(horizon) % m]
-
-
-class LinearAR:
-    """Linear autoregression ``y_t = b + sum_{i=1..p} a_i y_{t-i}`` per channel, least squares
-    (ridge ``1e-6``) pooled over series, forecast by iterating its own predictions."""
-
-    def __init__(self, order: int):
-        if order < 1:
-            raise ValueError(f"data.ar_order={order}: expected a positive integer")
-        self.p = order
-        self.coef: np.ndarray | None = None  # (C, p + 1): lags t-p..t-1, then the intercept
-
-    def fit(self, train: list[np.ndarray]) -> LinearAR:
-        """``train``: series of (T_i, C) values (each longer than p)."""
-        p = self.p
-        C = train[0].shape[1]
-        self.coef = np.zeros((C, p + 1))
-        for k in range(C):
-            X, y = [], []
-            for s in train:
-                v = s[:, k]
-                if len(v) <= p:
-                    continue
-                X.append(np.lib.stride_tricks.sliding_window_view(v[:-1], p))  # (T-p, p)
-                y.append(v[p:])
-            if not X:
-                raise ValueError(
-                    f"linear AR({p}): every training series is shorter than {p + 1} steps"
-                )
-            A = np.concatenate(X)
-            A = np.hstack([A, np.ones((len(A), 1))])  # (n, p + 1)
-            b = np.concatenate(y)
-            G = A.T @ A + 1e-6 * len(A) * np.eye(p + 1)
-            self.coef[k] = np.linalg.solve(G, A.T @ b)
-        return self
-
-    def forecast(self, hist: np.ndarray, horizon: int) -> np.ndarray:
-        """(N, L>=p, C) -> (N, H, C)."""
-        p, a = self.p, self.coef
-        buf = np.concatenate([hist[:, -p:], np.zeros((hist.shape[0], horizon, hist.shape[2]))], 1)
-        for h in range(horizon):
-            win = buf[:, h:h + p]  # (N, p, C)
-            buf[:, p + h] = np.einsum("npc,cp->nc", win, a[:, :p]) + a[:, p]
-        return buf[:, p:]

@@ -1,0 +1,159 @@
+"""SegRNN: the lookback read as segments by any rnnkit cell, all output segments decoded at once.
+
+After Lin et al. (2023), "SegRNN: Segment Recurrent Neural Network for Long-Term Time Series
+Forecasting".  With ``w`` steps per segment, ``n = ceil(L / w)`` input and ``m = ceil(H / w)``
+output segments, per window (independent channels: per window and channel, one shared
+model; mixed: a segment holds the ``w`` steps of all ``C`` channels)::
+
+    z      = norm(y)                                 last / mean / RevIN (forecast_norm)
+    e_j    = ReLU(W_e z[jw : (j+1)w] + b_e)           j = 1..n, segment embedding (B*, n, d)
+    h_n    = RNN(e_1..e_n)                           any rnnkit cell, the final state
+    d_i    = RNN(q_i; h_n)                           i = 1..m, ONE step each, in parallel:
+             q_i = [p_i ; c_k]  (position i, channel k embeddings, d/2 each)  or  q_i = p_i
+    y_i    = W_o dropout(d_i) + b_o                  (w*K,) per output segment
+    y      = norm^{-1}([y_1 .. y_m])[:H]
+
+(SegRNN's "PMF", parallel multi-step forecasting: no output is fed back, so errors do not
+accumulate and the decoder's ``m`` steps cost one batched step.)  An ``L`` that ``w`` does not
+divide is padded at the front with the window's first value.  The encoder and decoder are the
+same layer, as in SegRNN.
+
+Shapes: ``B`` windows, ``L`` lookback, ``H`` horizon, ``C`` channels, ``d`` hidden size,
+``K`` head parameters.
+
+Example::
+
+    cfg = ForecastModelConfig(arch="segrnn", cell="gru", hidden_size=64, segment_length=24,
+                              norm="revin", dropout=0.5)
+    m = SegRNN(cfg, n_targets=7, horizon=96)
+    m(torch.randn(8, 336, 7)).shape                 # (8, 96, 7, 1)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.models.forecast import ForecastModelConfig, head_size
+from rnnkit.models.forecast_norm import InstanceNorm
+
+__all__ = ["SegRNN", "repeat_state"]
+
+
+def repeat_state(state: Any, m: int) -> Any:
+    """Each batch row of a layer state repeated ``m`` times in place (rows ``b*m .. b*m+m-1``
+    are copies of ``b``): tensors ``(layers, N, ...)`` -> ``(layers, N*m, ...)``, tuples
+    element-wise."""
+    if isinstance(state, (tuple, list)):
+        return type(state)(repeat_state(s, m) for s in state)
+    return state.repeat_interleave(m, dim=1)
+
+
+def check_targets_only(model: str, n_past: int, n_future: int) -> None:
+    """segrnn and dlinear read the target channels only: no covariates, no calendar."""
+    if n_past or n_future:
+        raise ValueError(
+            f"model.arch={model!r} reads the targets only, but the data has {n_past} past and "
+            f"{n_future} known-future covariates; set data.calendar: false and drop the "
+            "covariates (or use model.arch: rnn)"
+        )
+
+
+class SegRNN(nn.Module):
+    """Segment recurrent forecaster (see the module docstring).
+
+    Args:
+        config: :class:`~rnnkit.models.forecast.ForecastModelConfig` with ``arch="segrnn"``:
+            ``cell``, ``hidden_size`` (d), ``num_layers``, ``dropout`` (before the output map),
+            ``segment_length`` (w), ``channels``, ``channel_embedding``, ``norm``,
+            ``revin_affine``, ``head`` ("point" or "quantile"; "gaussian" with norm none, last
+            or mean), ``extras`` (for ``build_layer``).
+        n_targets: C.  n_past / n_future: must be 0.  horizon: H.
+
+    Forward:
+        x: (B, L, C).  xf, lengths, y_teacher: accepted for the common interface; ``lengths``
+        must be None (full windows).
+    Returns:
+        (B, H, C, K) head parameters.
+    """
+
+    def __init__(self, config: ForecastModelConfig, *, n_targets: int, n_past: int = 0,
+                 n_future: int = 0, horizon: int = 1):
+        super().__init__()
+        c = config
+        check_targets_only("segrnn", n_past, n_future)
+        if c.segment_length < 1 or c.hidden_size < 2 or c.num_layers < 1:
+            raise ValueError(
+                f"model.segment_length={c.segment_length}, model.hidden_size={c.hidden_size}, "
+                f"model.num_layers={c.num_layers}: expected w >= 1, d >= 2, layers >= 1"
+            )
+        if not 0.0 <= c.dropout < 1.0:
+            raise ValueError(f"model.dropout={c.dropout}: expected a probability in [0, 1)")
+        if c.head == "gaussian" and c.norm == "revin":
+            raise ValueError("model.head='gaussian' with model.norm='revin' is not supported: "
+                             "use head 'quantile', or norm 'last' / 'mean'")
+        if c.extras.get("bidirectional"):
+            raise ValueError("model.extras.bidirectional: forecasting layers run forward only")
+        from rnnkit.layers import build_layer
+
+        self.config, self.C, self.P, self.F, self.H = c, n_targets, 0, 0, horizon
+        self.K, self.w, d = head_size(c), c.segment_length, c.hidden_size
+        self.m = math.ceil(horizon / self.w)
+        self.independent = c.channels == "independent"
+        width = self.w if self.independent else self.w * n_targets  # values per segment
+        self.norm = InstanceNorm(c.norm, n_targets, affine=c.revin_affine)
+        self.embed = nn.Linear(width, d)
+        self.encoder = build_layer(c.cell, d, d, num_layers=c.num_layers,
+                                   dropout=c.dropout if c.num_layers > 1 else 0.0,
+                                   batch_first=True, **c.extras)
+        if self.independent and c.channel_embedding:
+            self.pos = nn.Parameter(torch.randn(self.m, d - d // 2))
+            self.chan = nn.Parameter(torch.randn(n_targets, d // 2))
+        else:
+            self.pos = nn.Parameter(torch.randn(self.m, d))
+            self.chan = None
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(d, width * self.K)
+
+    def _queries(self, B: int) -> Tensor:
+        """Decoder inputs, one per (sequence, output segment): (N*m, 1, d), N = B*C or B."""
+        if self.chan is None:
+            n = B * self.C if self.independent else B
+            return self.pos.repeat(n, 1)[:, None]  # (n*m, 1, d)
+        C, m = self.C, self.m
+        q = torch.cat([self.pos[None].expand(C, m, -1),
+                       self.chan[:, None].expand(C, m, -1)], -1)  # (C, m, d)
+        return q.reshape(1, C * m, -1).expand(B, -1, -1).reshape(B * C * m, 1, -1)
+
+    def forward(self, x: Tensor, xf: Tensor | None = None, lengths: Tensor | None = None,
+                y_teacher: Tensor | None = None) -> Tensor:
+        B, L, I = x.shape
+        C, w, m, K = self.C, self.w, self.m, self.K
+        if I != C:
+            raise ValueError(f"SegRNN: x has {I} features per step; expected the {C} targets")
+        if lengths is not None and bool((lengths.to(x.device) < L).any()):
+            raise ValueError("SegRNN: padded windows (lengths < L) are not supported")
+        z, stats = self.norm(x)  # (B, L, C)
+        pad = -L % w
+        if pad:
+            z = torch.cat([z[:, :1].expand(B, pad, C), z], 1)  # (B, n*w, C)
+        n = z.size(1) // w
+        if self.independent:
+            u = z.transpose(1, 2).reshape(B * C, n, w)  # (B*C, n, w)
+        else:
+            u = z.reshape(B, n, w * C)  # (B, n, w*C): a segment's steps, channels inner
+        _, h = self.encoder(torch.relu(self.embed(u)))  # state (layers, N, d)
+        out, _ = self.encoder(self._queries(B), repeat_state(h, m))  # (N*m, 1, d)
+        y = self.head(self.drop(out[:, 0]))  # (N*m, width*K)
+        if self.independent:
+            # (B*C*m, w*K) -> (B, C, m*w, K) -> (B, H, C, K)
+            p = y.reshape(B, C, m * w, K)[:, :, :self.H].transpose(1, 2)
+        else:
+            # (B*m, w*C*K) -> (B, m*w, C, K) -> (B, H, C, K)
+            p = y.reshape(B, m * w, C, K)[:, :self.H]
+        if self.config.head == "gaussian" and stats is not None:
+            return torch.cat([self.norm.inverse(p[..., :1], stats), p[..., 1:]], -1)
+        return self.norm.inverse(p, stats)

@@ -1,0 +1,157 @@
+"""SegRNN, DLinear and instance normalisation: shapes, every cell, gradients, values by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit.layers.registry import LAYERS
+from rnnkit.models.forecast import Forecaster, ForecastModelConfig
+from rnnkit.models.forecast_linear import DLinear, moving_average
+from rnnkit.models.forecast_norm import InstanceNorm
+from rnnkit.models.forecast_segrnn import SegRNN, repeat_state
+from rnnkit.models.forecasters import build_forecaster
+
+
+def _segrnn(**kw) -> ForecastModelConfig:
+    base = {"arch": "segrnn", "cell": "gru", "hidden_size": 8, "segment_length": 4,
+            "dropout": 0.0}
+    return ForecastModelConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("cell", sorted(LAYERS))
+def test_segrnn_every_cell_shapes_and_gradients(cell):
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(cell=cell, norm="revin", revin_affine=True), n_targets=3, horizon=10)
+    x = torch.randn(2, 12, 3)
+    p = m(x)
+    assert p.shape == (2, 10, 3, 1) and torch.isfinite(p).all()
+    p.square().mean().backward()
+    for name, w in m.named_parameters():
+        assert w.grad is not None and torch.isfinite(w.grad).all(), name
+    assert m.embed.weight.grad.abs().sum() > 0 and m.pos.grad.abs().sum() > 0
+
+
+def test_segrnn_gradcheck_float64():
+    """Input and embedding gradients against finite differences (norm none: the window
+    statistics of last/mean/revin are taken without gradient, as RevIN does)."""
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(hidden_size=4, norm="none"), n_targets=2, horizon=6).double()
+    x = torch.randn(2, 8, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: m(v), (x,), eps=1e-6, atol=1e-5)
+    pos = m.pos.detach().clone().requires_grad_(True)
+    call = torch.func.functional_call
+    assert torch.autograd.gradcheck(lambda q: call(m, {"pos": q}, (x.detach(),)), (pos,),
+                                    eps=1e-6, atol=1e-5)
+
+
+def test_segrnn_decodes_by_hand():
+    """One independent channel, norm none: the output equals the encoder stepped by hand."""
+    torch.manual_seed(1)
+    m = SegRNN(_segrnn(hidden_size=6, channel_embedding=False), n_targets=1, horizon=8).eval()
+    x = torch.randn(1, 8, 1)
+    e = torch.relu(m.embed(x[0, :, 0].reshape(2, 4)))[None]  # (1, n=2, d)
+    _, h = m.encoder(e)
+    outs = [m.encoder(m.pos[i].reshape(1, 1, -1), h)[0][0, 0] for i in range(2)]  # each (d,)
+    want = torch.cat([m.head(o) for o in outs])  # (2 * w,)
+    assert torch.allclose(m(x)[0, :, 0, 0], want, atol=1e-6)
+
+
+def test_segrnn_channels_share_or_mix():
+    torch.manual_seed(0)
+    ind = SegRNN(_segrnn(channel_embedding=False), n_targets=3, horizon=4).eval()
+    x = torch.randn(2, 8, 3)
+    # independent channels, no channel embedding: channel k's forecast depends on channel k only
+    x2 = x.clone()
+    x2[..., 1] += 5.0
+    a, b = ind(x), ind(x2)
+    assert torch.allclose(a[..., 0, :], b[..., 0, :]) and not torch.allclose(a[..., 1, :], b[..., 1, :])
+    mixed = SegRNN(_segrnn(channels="mixed"), n_targets=3, horizon=4).eval()
+    a, b = mixed(x), mixed(x2)
+    assert mixed.embed.in_features == 12 and not torch.allclose(a[..., 0, :], b[..., 0, :])
+
+
+def test_segrnn_pads_a_lookback_the_segment_does_not_divide():
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(norm="last"), n_targets=2, horizon=5).eval()
+    x = torch.randn(3, 10, 2)  # 10 = 2 * 4 + 2: two copies of the first step in front
+    xp = torch.cat([x[:, :1], x[:, :1], x], 1)
+    assert torch.allclose(m(x), m(xp), atol=1e-6)
+
+
+def test_segrnn_norm_last_follows_the_level():
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(norm="last"), n_targets=2, horizon=6).eval()
+    x = torch.randn(2, 8, 2)
+    assert torch.allclose(m(x + 7.0), m(x) + 7.0, atol=1e-5)
+
+
+def test_segrnn_quantile_head_and_errors():
+    m = SegRNN(_segrnn(head="quantile", quantiles=[0.1, 0.5, 0.9], norm="revin"), n_targets=1,
+               horizon=4)
+    assert m(torch.randn(2, 8, 1)).shape == (2, 4, 1, 3)
+    with pytest.raises(ValueError, match="targets only"):
+        SegRNN(_segrnn(), n_targets=1, n_future=4, horizon=4)
+    with pytest.raises(ValueError, match="gaussian"):
+        SegRNN(_segrnn(head="gaussian", norm="revin"), n_targets=1, horizon=4)
+    with pytest.raises(ValueError, match="padded"):
+        SegRNN(_segrnn(), n_targets=1, horizon=4)(torch.randn(2, 8, 1), lengths=torch.tensor([8, 5]))
+    with pytest.raises(ValueError, match="build_forecaster"):
+        Forecaster(_segrnn(), n_targets=1, horizon=4)
+
+
+def test_repeat_state_rows_follow_their_source():
+    h = torch.arange(6.0).reshape(1, 3, 2)
+    c = h + 100
+    rh, rc = repeat_state((h, c), 2)
+    assert rh.shape == (1, 6, 2) and torch.equal(rh[0, 2], h[0, 1]) and torch.equal(rh[0, 3], h[0, 1])
+    assert torch.equal(rc[0, 5], c[0, 2])
+
+
+def test_revin_is_invertible_and_normalises():
+    torch.manual_seed(0)
+    norm = InstanceNorm("revin", 3, affine=True)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([2.0, 0.5, -1.5]))
+        norm.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))
+    y = 4.0 + 3.0 * torch.randn(5, 20, 3)
+    z, st = norm(y)
+    plain = (z - norm.bias) / norm.weight  # undo the affine by hand
+    assert torch.allclose(plain.mean(1), torch.zeros(5, 3), atol=1e-5)
+    assert torch.allclose(plain.std(1, unbiased=False), torch.ones(5, 3), atol=1e-3)
+    back = norm.inverse(z[..., None], st)[..., 0]  # (B, L, C, 1) -> the input again
+    assert torch.allclose(back, y, atol=1e-4)
+    last = InstanceNorm("last", 3)
+    z, st = last(y)
+    assert torch.equal(z[:, -1], torch.zeros(5, 3)) and torch.allclose(last.inverse(z[..., None], st)[..., 0], y)
+
+
+def test_moving_average_and_dlinear_by_hand():
+    y = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])[None, :, None]  # (1, 5, 1)
+    # k = 3: ends repeated once: [1, 1, 2, 4, 8, 16, 16]
+    want = torch.tensor([4 / 3, 7 / 3, 14 / 3, 28 / 3, 40 / 3])
+    assert torch.allclose(moving_average(y, 3)[0, :, 0], want)
+    with pytest.raises(ValueError, match="odd"):
+        moving_average(y, 4)
+    m = DLinear(ForecastModelConfig(arch="dlinear", decomposition_kernel=3), n_targets=2,
+                horizon=2, input_length=5)
+    with torch.no_grad():
+        m.seasonal.weight.copy_(torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 0, 0, 1.0]]))
+        m.trend.weight.copy_(torch.tensor([[0, 0, 0, 0, 2.0], [0, 0, 0, 0, 0]]))
+        m.seasonal.bias.copy_(torch.tensor([0.5, 0.0]))
+        m.trend.bias.zero_()
+    x = torch.cat([y, 2 * y], -1)  # (1, 5, 2): channel 1 = 2 x channel 0, the maps are shared
+    p = m(x)[0, :, :, 0]  # (H, C)
+    s = y[0, :, 0] - want  # seasonal remainder
+    h0 = s[0] + 0.5 + 2 * want[-1]
+    h1 = s[-1]
+    assert torch.allclose(p[:, 0], torch.stack([h0, h1]), atol=1e-5)
+    assert torch.allclose(p[:, 1], torch.stack([2 * (h0 - 0.5) + 0.5, 2 * h1]), atol=1e-5)
+
+
+def test_build_forecaster_picks_the_arch():
+    kw = {"n_targets": 2, "horizon": 4, "input_length": 8}
+    assert isinstance(build_forecaster(ForecastModelConfig(cell="gru", hidden_size=4), **kw),
+                      Forecaster)
+    assert isinstance(build_forecaster(_segrnn(), **kw), SegRNN)
+    assert isinstance(build_forecaster(ForecastModelConfig(arch="dlinear"), **kw), DLinear)
