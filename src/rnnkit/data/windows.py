@@ -13,6 +13,12 @@ Windows: for a forecast origin ``t`` (the first step to predict) the input windo
 window lies inside it; its inputs may reach back into the previous split (the Informer
 protocol).  Shapes: ``N`` windows, ``L`` input length, ``H`` horizon, ``K`` channels.
 
+The long-horizon benchmark protocol (LTSF: Informer, Autoformer, DLinear, PatchTST, SegRNN)
+splits by row: train the first 12 months, validation the next 4, test the next 4, months of 30
+days at the series' own step (:func:`ltsf_split_rows`: ETTh ``[8640, 11520, 14400]``, ETTm four
+times that).  With origins as above, a split of ``n`` steps has ``n - H + 1`` windows, its
+inputs reaching ``L`` steps back into the split before.
+
 Example::
 
     sc = Scaler("standard").fit({"": train})            # train: (T_train, K)
@@ -37,6 +43,8 @@ __all__ = [
     "Preprocessor",
     "window_origins",
     "gather_windows",
+    "LTSF_MONTHS",
+    "ltsf_split_rows",
 ]
 
 
@@ -329,3 +337,24 @@ def gather_windows(
     if len(origins) and (past.min() < 0 or fut.max() >= len(x)):
         raise IndexError(f"windows [t-{before}, t+{after}) leave the series of length {len(x)}")
     return x[past], x[fut]
+
+
+LTSF_MONTHS = (12, 4, 4)  # train / validation / test, months of 30 days
+
+
+def ltsf_split_rows(step: str) -> list[int]:
+    """``[train_end, val_end, test_end]`` rows of the LTSF protocol at the step ``step`` (a pandas
+    frequency): 12/4/4 months of 30 days; "h" -> [8640, 11520, 14400], "15min" -> 4x that."""
+    import pandas as pd
+
+    try:
+        per_day = pd.Timedelta("1D") / pd.to_timedelta(pd.tseries.frequencies.to_offset(step))
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"data.protocol='ltsf' needs a fixed step (hours, minutes); the series' step is "
+            f"{step!r}"
+        ) from None
+    if per_day != int(per_day) or per_day < 1:
+        raise ValueError(f"data.protocol='ltsf': the step {step!r} does not divide a day")
+    ends = np.cumsum(LTSF_MONTHS) * 30 * int(per_day)
+    return [int(e) for e in ends]

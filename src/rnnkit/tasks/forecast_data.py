@@ -27,13 +27,20 @@ from rnnkit.data.timeseries import (
     read_timeseries,
     steps_between,
 )
-from rnnkit.data.windows import Preprocessor, Scaler, window_origins
+from rnnkit.data.windows import Preprocessor, Scaler, ltsf_split_rows, window_origins
 from rnnkit.models.forecast import (
     LinearAR,
 )
 from rnnkit.train.config import ConfigError
 
-__all__ = ["ForecastDataConfig", "ForecastData", "resolve_path", "ASSET"]
+__all__ = [
+    "ForecastDataConfig",
+    "ForecastData",
+    "resolve_path",
+    "ltsf_protocol",
+    "ltsf_window_counts",
+    "ASSET",
+]
 
 ASSET = "scaler.json"  # preprocessing state + schema, written into every checkpoint
 
@@ -64,6 +71,9 @@ class ForecastDataConfig:
         batch_size / eval_batch_size: windows per training / evaluation batch.
         metric_space: "original" units or "scaled" (after log and scaler).
         interval_level: central prediction interval reported (e.g. 0.8 -> 10%..90%).
+        protocol: "ltsf": the long-horizon benchmark (:func:`ltsf_protocol`): 12/4/4-month
+            row splits at the series' step, standardised with training statistics, scored in
+            the standardised space on every window (the window counts are checked).
     """
 
     path: str = ""
@@ -94,6 +104,32 @@ class ForecastDataConfig:
     eval_batch_size: int = 256
     metric_space: Literal["original", "scaled"] = "original"
     interval_level: float = 0.8
+    protocol: Literal["none", "ltsf"] = "none"
+
+
+def ltsf_protocol(d: ForecastDataConfig, freq: str) -> list[int]:
+    """The LTSF split rows for a series at step ``freq``, once the recipe is checked against
+    the protocol: standard scaling fitted on the whole training split (not per series), metrics
+    in that scaled space, no split_rows or end_offset of its own."""
+    want = {"scaler": "standard", "per_series": False, "metric_space": "scaled",
+            "transform": "none", "split_rows": None, "end_offset": 0}
+    for key, v in want.items():
+        if getattr(d, key) != v:
+            raise ConfigError(
+                f"config key 'data.{key}': {getattr(d, key)!r} does not fit data.protocol='ltsf' "
+                f"(it fixes {key}: {v!r})"
+            )
+    try:
+        return ltsf_split_rows(freq)
+    except ValueError as e:
+        raise ConfigError(f"config key 'data.protocol': {e}") from None
+
+
+def ltsf_window_counts(rows: list[int], L: int, H: int, stride: int = 1) -> dict[str, int]:
+    """Windows per split under the LTSF protocol: validation and test ``n - H + 1`` for a split
+    of ``n`` rows (every window); training ``ceil((train_end - L - H + 1) / stride)``."""
+    a, b, c = rows
+    return {"train": -(-(a - L - H + 1) // stride), "valid": b - a - H + 1, "test": c - b - H + 1}
 
 
 def resolve_path(d: ForecastDataConfig, data_dir: str | None = None) -> Path:
@@ -199,7 +235,17 @@ class ForecastData:
                     x.future[:keep],
                     x.rows[:keep],
                 )
-        self.bounds = {x.id: _split_bounds(d, len(x)) for x in series}
+        if d.protocol == "ltsf":
+            rows = ltsf_protocol(d, self.ts.freq)
+            if len(series) != 1 or len(series[0]) < rows[2]:
+                raise TimeSeriesError(
+                    f"{self.path}: data.protocol='ltsf' needs one series of at least {rows[2]} "
+                    f"steps (12+4+4 months at {self.ts.freq!r}); got {len(series)} series of "
+                    f"{min(len(x) for x in series)}+ steps"
+                )
+            self.bounds = {series[0].id: tuple(rows)}
+        else:
+            self.bounds = {x.id: _split_bounds(d, len(x)) for x in series}
         fitting = state is None
         if fitting:
             state = self._fit_state(series)
@@ -212,6 +258,23 @@ class ForecastData:
         self._layout(series)
         if fitting and not self.origins["train"]:
             raise self.too_short("train", 0)
+        if d.protocol == "ltsf":
+            self._check_ltsf_counts()
+
+    def _check_ltsf_counts(self) -> None:
+        """Every validation and test window is there (no dropped batch, no lost target)."""
+        d = self.cfg
+        want = ltsf_window_counts(list(self.bounds[self.ids[0]]), self.L, self.H, d.train_stride)
+        need = max(self.L + self.lag, d.season_length, self.ar_p)
+        for split in ("valid", "test"):
+            got = len(self.global_origins(split))
+            if got != want[split]:
+                raise TimeSeriesError(
+                    f"{self.path}: data.protocol='ltsf': the {split} split has {got} windows; "
+                    f"expected {want[split]} (every origin, horizon {self.H}); an input need of "
+                    f"{need} steps (input_length, season_length, ar_order) reaches past row 0"
+                )
+        self.window_counts = {s: len(self.global_origins(s)) for s in ("train", "valid", "test")}
 
     # ------------------------------------------------------------------ fitting
 

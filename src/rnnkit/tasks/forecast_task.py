@@ -38,7 +38,6 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.models.forecast import (
-    Forecaster,
     LinearAR,
     forecast_loss,
     naive_forecast,
@@ -46,6 +45,7 @@ from rnnkit.models.forecast import (
     quantile_forecast,
     seasonal_naive_forecast,
 )
+from rnnkit.models.forecasters import build_forecaster
 from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config
@@ -92,7 +92,7 @@ def forecast_metrics(
 
 
 @torch.no_grad()
-def _model_params(model: Forecaster, data: ForecastData, g: np.ndarray, batch: int) -> Tensor:
+def _model_params(model: nn.Module, data: ForecastData, g: np.ndarray, batch: int) -> Tensor:
     dev = next(model.parameters()).device
     outs = []
     for i in range(0, len(g), batch):
@@ -101,7 +101,7 @@ def _model_params(model: Forecaster, data: ForecastData, g: np.ndarray, batch: i
     return torch.cat(outs) if outs else torch.zeros(0)  # (N, H, C, K)
 
 
-def evaluate_windows(model: Forecaster | None, data: ForecastData, split: str, *,
+def evaluate_windows(model: nn.Module | None, data: ForecastData, split: str, *,
                      baselines: bool = True) -> dict[str, Any]:
     """Forecasts and metrics on every window of ``split`` (rolling origin, step 1).
 
@@ -168,6 +168,9 @@ def evaluate_windows(model: Forecaster | None, data: ForecastData, split: str, *
         origins += [(sid, int(t)) for t in o]
         start += n
     actual, scale = np.concatenate(acts), np.concatenate(scales)
+    want = getattr(data, "window_counts", {}).get(split)
+    if want is not None and not len(actual) == len(origins) == want:
+        raise RuntimeError(f"{split}: scored {len(actual)} windows; the protocol has {want}")
     res.update(actual=actual, origins=origins)
     for k, v in outs.items():
         if v:
@@ -195,8 +198,8 @@ class ForecastTask:
         self.config = config
         self.data = ForecastData(config.data, data_dir=data_dir)
         d = self.data
-        self.model = build_model(Forecaster, config.model, n_targets=d.C, n_past=d.P, n_future=d.F,
-                                 horizon=d.H, run=config)
+        self.model = build_model(build_forecaster, config.model, n_targets=d.C, n_past=d.P,
+                                 n_future=d.F, horizon=d.H, input_length=d.L, run=config)
         self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
         self.order = d.global_origins("train")
         self.rank, self.world, self.b = 0, 1, config.data.batch_size
@@ -270,7 +273,7 @@ def build_forecast_task(config: RunConfig, data_dir: str | None = None) -> Forec
     return ForecastTask(config, data_dir=data_dir)
 
 
-def load_forecast_checkpoint(directory: str | Path) -> tuple[Forecaster, dict[str, Any], RunConfig]:
+def load_forecast_checkpoint(directory: str | Path) -> tuple[nn.Module, dict[str, Any], RunConfig]:
     """Model (eval mode), preprocessing state (:data:`ASSET`) and run config of a checkpoint.
 
     Raises:
@@ -294,12 +297,13 @@ def load_forecast_checkpoint(directory: str | Path) -> tuple[Forecaster, dict[st
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{asset}: corrupted preprocessing state ({e})") from None
     model = build_model(
-        Forecaster,
+        build_forecaster,
         cfg.model,
         n_targets=C,
         n_past=len(cfg.data.past_covariates),
         n_future=F,
         horizon=cfg.data.horizon,
+        input_length=cfg.data.input_length,
         run=cfg,
         training=False,
         source=d / "config.json",

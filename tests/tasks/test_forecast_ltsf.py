@@ -1,0 +1,132 @@
+"""The LTSF protocol in the forecasting pipeline: splits, scaling, every window scored, recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnkit.models.forecasters import build_forecaster
+from rnnkit.tasks.forecast import ForecastData, ForecastDataConfig, evaluate_windows, train_forecast
+from rnnkit.tasks.forecast_data import ltsf_window_counts
+from rnnkit.train.config import ConfigError, load_recipe
+from rnnkit.train.sizing import build_model
+
+ROOT = Path(__file__).resolve().parents[2]
+ETT = ROOT / ".." / "shared" / "datasets" / "ett"
+
+
+@pytest.fixture(scope="module")
+def ett_like(tmp_path_factory) -> Path:
+    """An hourly file with ETT's columns and 14,500 rows: a daily cycle, a drift, noise."""
+    rng = np.random.default_rng(0)
+    T = 14500
+    t = np.arange(T)
+    cols = {"date": pd.date_range("2016-07-01", periods=T, freq="h").strftime("%Y-%m-%d %H:%M:%S")}
+    for k, c in enumerate(["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]):
+        cols[c] = np.round(3 * np.sin(2 * np.pi * (t + 3 * k) / 24) + t / 3000
+                           + 0.3 * rng.normal(size=T) + k, 4)
+    p = tmp_path_factory.mktemp("ett") / "ETTx.csv"
+    pd.DataFrame(cols).to_csv(p, index=False)
+    return p
+
+
+def _cfg(path: Path, **kw) -> ForecastDataConfig:
+    base = {"path": str(path), "protocol": "ltsf", "metric_space": "scaled", "calendar": False,
+            "targets": ["HUFL", "OT"], "input_length": 48, "horizon": 24, "season_length": 24,
+            "eval_batch_size": 1000}
+    return ForecastDataConfig(**{**base, **kw})
+
+
+def test_protocol_splits_scaling_and_counts(ett_like):
+    d = ForecastData(_cfg(ett_like))
+    assert d.bounds[d.ids[0]] == (8640, 11520, 14400)  # the file's extra 100 rows are unused
+    assert d.window_counts == {"train": 8640 - 48 - 24 + 1, "valid": 2880 - 24 + 1,
+                               "test": 2880 - 24 + 1}
+    assert d.window_counts == ltsf_window_counts([8640, 11520, 14400], 48, 24)
+    test = d.global_origins("test")
+    assert test[0] == 11520 and test[-1] + 24 == 14400
+    x, _, y = d.batch(test[:1])  # the first test window's input is rows [11472, 11520)
+    raw = pd.read_csv(ett_like)[["HUFL", "OT"]].to_numpy()
+    mu, sd = raw[:8640].mean(0), raw[:8640].std(0)  # training rows only, population std
+    assert np.allclose(x[0].numpy(), (raw[11472:11520] - mu) / sd, atol=1e-5)
+    assert np.allclose(y[0].numpy(), (raw[11520:11544] - mu) / sd, atol=1e-5)
+
+
+def test_protocol_strides_training_windows_only(ett_like):
+    d = ForecastData(_cfg(ett_like, train_stride=4))
+    assert d.window_counts["train"] == -(-(8640 - 48 - 24 + 1) // 4)
+    assert d.window_counts["test"] == 2857
+
+
+@pytest.mark.parametrize("key,value", [("metric_space", "original"), ("scaler", "minmax"),
+                                       ("split_rows", [100, 200, 300]), ("per_series", True)])
+def test_protocol_rejects_what_it_fixes(ett_like, key, value):
+    with pytest.raises(ConfigError, match=f"data.{key}"):
+        ForecastData(_cfg(ett_like, **{key: value}))
+
+
+def test_protocol_needs_twenty_months(tmp_path, ett_like):
+    short = tmp_path / "short.csv"
+    pd.read_csv(ett_like).iloc[:12000].to_csv(short, index=False)
+    with pytest.raises(Exception, match="14400"):
+        ForecastData(_cfg(short))
+
+
+def test_every_test_window_is_scored(ett_like):
+    """2857 windows in batches of 1000: the last, partial batch counts (no drop-last)."""
+    from rnnkit.train.config import build_run_config
+
+    cfg = build_run_config({"task": "forecast", "data": vars(_cfg(ett_like)),
+                            "model": {"arch": "segrnn", "cell": "gru", "hidden_size": 8,
+                                      "segment_length": 12, "norm": "last"}})
+    d = ForecastData(cfg.data)
+    m = build_model(build_forecaster, cfg.model, n_targets=d.C, horizon=d.H, input_length=d.L,
+                    run=cfg)
+    r = evaluate_windows(m, d, "test")
+    assert r["actual"].shape == (2857, 24, 2) and len(r["origins"]) == 2857
+    assert r["forecasts"]["model"].shape == (2857, 24, 2)
+    assert set(r["metrics"]) == {"model", "naive", "seasonal_naive", "linear_ar"}
+    e = r["actual"] - r["forecasts"]["naive"]
+    assert r["metrics"]["naive"]["mse"] == pytest.approx(float((e**2).mean()))
+    d.window_counts["test"] = 2856  # a dropped window is an error, never a number
+    with pytest.raises(RuntimeError, match="2856"):
+        evaluate_windows(m, d, "test", baselines=False)
+
+
+@pytest.mark.parametrize("recipe", ["ltsf_etth1_segrnn", "ltsf_etth1_dlinear"])
+def test_ltsf_recipes_train_end_to_end(ett_like, tmp_path, recipe):
+    s = train_forecast(ROOT / "configs" / f"{recipe}.yaml", out=tmp_path / recipe, overrides=[
+        f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48", "data.horizon=24",
+        "data.targets=[OT]", "data.train_stride=2", "model.hidden_size=8", "optim.lr=0.01",
+        "model.segment_length=12", "trainer.max_epochs=2", "trainer.loggers=[]",
+        "trainer.plot=false"])
+    rep = s["report"]
+    assert rep["windows"] == 2857 and rep["metric_space"] == "scaled"
+    assert rep["metrics"]["model"]["mse"] < rep["metrics"]["naive"]["mse"]
+
+
+@pytest.mark.parametrize("name", ["ltsf_etth1_segrnn", "ltsf_ettm1_segrnn", "ltsf_etth1_dlinear",
+                                  "ltsf_ettm1_dlinear"])
+def test_ltsf_recipes_follow_the_papers(name):
+    c = load_recipe(ROOT / "configs" / f"{name}.yaml")
+    assert c.data.protocol == "ltsf" and c.data.calendar is False and c.model.loss == "mse"
+    if c.model.arch == "segrnn":  # SegRNN's lookback-96 scripts, d_model 256 on CPU (stated)
+        assert (c.model.cell, c.model.dropout, c.data.batch_size, c.trainer.max_epochs,
+                c.trainer.patience) == ("gru", 0.5, 256, 30, 10)
+        assert c.optim.lr == (1e-3 if "etth" in name else 2e-4)
+        assert (c.schedule.name, c.schedule.gamma, c.schedule.decay_start) == ("step", 0.8, 4)
+    else:  # LTSF-Linear's DLinear scripts
+        assert (c.model.decomposition_kernel, c.trainer.max_epochs, c.trainer.patience) == (25, 10, 3)
+        assert (c.optim.lr, c.data.batch_size) == ((0.005, 32) if "etth" in name else (1e-4, 8))
+
+
+@pytest.mark.skipif(not ETT.is_dir(), reason=f"ETT data not found at {ETT} (shared datasets)")
+@pytest.mark.parametrize("file,L,H,rows", [("ETTh1.csv", 336, 720, 2880),
+                                           ("ETTm1.csv.gz", 96, 96, 11520)])
+def test_ett_test_windows(file, L, H, rows):
+    d = ForecastData(_cfg(ETT / file, targets=["OT"], input_length=L, horizon=H))
+    assert d.window_counts["test"] == rows - H + 1 == len(d.global_origins("test"))
+    assert d.window_counts["valid"] == rows - H + 1
