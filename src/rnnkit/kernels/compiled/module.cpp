@@ -39,13 +39,21 @@ bool openmp() {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "rnnkit's compiled time loops (LSTM, GRU, LayerNorm-LSTM, LayerNorm-GRU)";
+  m.doc() = "rnnkit's compiled time loops (LSTM, GRU, RNN, the LayerNorm cells, the elementwise recurrences)";
   m.def("lstm_forward", &rnnkit::lstm_forward);
   m.def("lstm_backward", &rnnkit::lstm_backward);
   m.def("ln_lstm_forward", &rnnkit::ln_lstm_forward);
   m.def("ln_lstm_backward", &rnnkit::ln_lstm_backward);
   m.def("gru_forward", &rnnkit::gru_forward);
   m.def("gru_backward", &rnnkit::gru_backward);
+  m.def("rnn_forward", &rnnkit::rnn_forward);
+  m.def("rnn_backward", &rnnkit::rnn_backward);
+  m.def("gated_forward", &rnnkit::gated_forward);
+  m.def("gated_backward", &rnnkit::gated_backward);
+  m.def("sru_forward", &rnnkit::sru_forward);
+  m.def("sru_backward", &rnnkit::sru_backward);
+  m.def("indrnn_forward", &rnnkit::indrnn_forward);
+  m.def("indrnn_backward", &rnnkit::indrnn_backward);
   m.def("threads_used", &threads_used);
   m.def("openmp", &openmp);
   m.def("set_packed", &set_packed, "use MKL's packed sgemm for the per-step products (float32)");

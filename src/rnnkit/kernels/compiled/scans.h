@@ -245,4 +245,26 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
                   Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
                   const OptT& RS, const OptT& dV, const OptT& acc);
 
+void rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
+                 const OptT& m, const OptT& ZH, double zh_rate, bool relu, const Sizes& sizes,
+                 Tensor A, Tensor Y);
+void rnn_backward(const Tensor& h0, const Tensor& W_hh, const OptT& m, const OptT& ZH,
+                  double zh_rate, bool relu, const Sizes& sizes, const Tensor& A,
+                  const Tensor& dY, Tensor dA, Tensor dh);
+// the elementwise recurrences (elementwise.cpp): `last` is each row's last step (empty: T-1)
+void gated_forward(int64_t kind, const Tensor& u, const Tensor& s0, const OptT& Z, double rate,
+                   const Sizes& last, Tensor Hs, Tensor Y);
+void gated_backward(int64_t kind, const Tensor& u, const Tensor& s0, const OptT& Z, double rate,
+                    const Sizes& last, const Tensor& Hs, const OptT& dY, Tensor du, Tensor ds);
+void sru_forward(const Tensor& xp, const Tensor& v, const Tensor& c0, const OptT& Z,
+                 double rate, const Sizes& last, Tensor C, Tensor Y);
+void sru_backward(const Tensor& xp, const Tensor& v, const Tensor& c0, const OptT& Z,
+                  double rate, const Sizes& last, const Tensor& C, const OptT& dY, Tensor dxp,
+                  Tensor dc, Tensor dv);
+void indrnn_forward(const Tensor& xp, const Tensor& w, const Tensor& h0, const OptT& Z,
+                    double rate, const Sizes& last, Tensor A, Tensor Y);
+void indrnn_backward(const Tensor& w, const Tensor& h0, const OptT& Z, double rate,
+                     const Sizes& last, const Tensor& A, const Tensor& Y, const OptT& dY,
+                     Tensor dxp, Tensor dh, Tensor dw);
+
 }  // namespace rnnkit

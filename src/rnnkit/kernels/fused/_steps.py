@@ -45,6 +45,11 @@ class Steps:
     last: Tensor | None = None
 
 
+def lasts(steps: Steps) -> list[int]:
+    """Each row's last step as a list, as the compiled loops take it ([]: every row has all T)."""
+    return [] if steps.last is None else steps.last.tolist()
+
+
 def plan_steps(mask: Tensor | None, T: int, B: int) -> tuple[Tensor | None, Steps]:
     """From a (T, B, 1) length mask: the batch order (None: keep it) and the live rows.
 

@@ -27,10 +27,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import compiled
 from .._higher import reference_scan, sizes_mask, zones_of
+from . import _csteps
 from ._op import register, run
-from ._steps import Steps, buffers, last_state
-from .gated import gated_scan, sru_chunked_scan
+from ._steps import Steps, buffers, last_state, lasts
+from .gated import _state_grad, gated_scan, sru_chunked_scan
 from .lstm import zone_args
 
 __all__ = ["reverse_diag_scan", "qrnn_scan", "min_scan", "indrnn_scan", "sru_scan",
@@ -132,6 +134,10 @@ def _indrnn_forward(ts, cfg):
     new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
     A = new(T, B, H)  # h~
     Y = A if k is None else new(T, B, H)
+    if compiled.usable("indrnn", xp, w, h0, _csteps.masks(k)):  # the whole loop compiled
+        compiled.ext().indrnn_forward(xp, w, h0, _csteps.masks(k), _csteps.rate(k),
+                                      lasts(cfg.steps), A, Y)
+        return [Y, last_state(Y, h0, cfg.steps)], [None if A is Y else A]
     wb = w.expand(B, H)
     h = h0
     for t in range(T):
@@ -157,6 +163,15 @@ def _indrnn_backward(ts, res, grads, cfg, need):
     k, one_k = _zone_factors(cfg.zone(zh, 0), xp)
     Y, _, A = res
     A = Y if A is None else A
+    gY = None if grads[0] is None else grads[0].contiguous()
+    if compiled.usable("indrnn", A, w, h0, Y, gY, _csteps.masks(k)):  # the whole loop compiled
+        dxp, dh0 = torch.empty_like(A), _state_grad(h0, grads[1])
+        dw = A.new_zeros(A.shape[1:], dtype=torch.float64)  # (B, H), summed below for (H,)
+        compiled.ext().indrnn_backward(w, h0, _csteps.masks(k), _csteps.rate(k),
+                                       lasts(cfg.steps), A, Y, gY, dxp, dh0, dw)
+        dw = (dw if w.dim() == 2 else dw.sum(0)).to(w.dtype)
+        return [dxp if need[0] else None, dw if need[1] else None, dh0 if need[2] else None,
+                None]
     D = (A > 0).to(A.dtype) * w  # d h~ / d h_{t-1}
     if k is not None:
         D.mul_(one_k)  # (1 - k) [h~ > 0] w

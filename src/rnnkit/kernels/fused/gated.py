@@ -35,9 +35,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import compiled
 from .._higher import Reference
+from . import _csteps
 from ._op import register, run
-from ._steps import Steps, buffers, last_state, tanh_
+from ._steps import Steps, buffers, last_state, lasts, tanh_
 
 __all__ = ["CHUNK_ELEMS", "gated_scan", "sru_chunked_scan", "GATED_KINDS"]
 
@@ -47,6 +49,9 @@ CHUNK_ELEMS = 1 << 18
 #: kind -> (gates in u, has an output gate o)
 GATED_KINDS = {"mingru": (2, False), "minlstm": (3, False), "qrnn_f": (2, False),
                "qrnn_fo": (3, True), "qrnn_ifo": (4, True)}
+#: kind -> its number in the compiled loops (kernels/compiled/elementwise.cpp) and its family
+_COMPILED = {"mingru": (0, "mingru"), "minlstm": (1, "minlstm"), "qrnn_f": (2, "qrnn"),
+             "qrnn_fo": (3, "qrnn"), "qrnn_ifo": (4, "qrnn")}
 
 
 def _chunk(T: int, B: int, width: int) -> int:
@@ -130,6 +135,14 @@ def _gates_backward(kind: str, u: Tensor, aux, da: Tensor, db: Tensor, do: Tenso
         torch.mul(do, _sig_grad(o), out=du[2])
 
 
+def _state_grad(s0: Tensor, gn: Tensor | None) -> Tensor:
+    """A fresh contiguous buffer holding the final state's gradient ``gn`` (or zeros): the
+    compiled loops carry the state's gradient back through time in it."""
+    if gn is None:
+        return torch.zeros_like(s0, memory_format=torch.contiguous_format)
+    return gn.clone(memory_format=torch.contiguous_format)
+
+
 def _prev(S: Tensor, s0: Tensor, t0: int, t1: int) -> Tensor:
     """(t1 - t0, B, S): the state before each step of the chunk (a view unless t0 = 0)."""
     if t0 > 0:
@@ -191,6 +204,11 @@ def _forward(ts, cfg, kind):
     new = buffers(cfg.steps, u)  # zeros with lengths: padded rows stay 0
     Hs = new(T, B, S)
     Y = new(T, B, S) if has_o else Hs
+    num, family = _COMPILED[kind]
+    if compiled.usable(family, u, s0, _csteps.masks(k)):  # the whole loop compiled
+        compiled.ext().gated_forward(num, u, s0, _csteps.masks(k), _csteps.rate(k),
+                                     lasts(cfg.steps), Hs, Y)
+        return [Y, last_state(Hs, s0, cfg.steps)], [Hs if has_o else None]
     tc = _chunk(T, B, GH)
     s = s0
     for t0 in range(0, T, tc):
@@ -230,6 +248,13 @@ def _backward(ts, res, grads, cfg, need, kind):
     T, B, GH = u.shape
     has_o = GATED_KINDS[kind][1]
     sizes = steps.sizes
+    num, family = _COMPILED[kind]
+    gYc = None if gY is None else gY.contiguous()
+    if compiled.usable(family, u, s0, Hs, gYc, _csteps.masks(k)):  # the whole loop compiled
+        dU, ds0 = torch.empty_like(u), _state_grad(s0, gn)
+        compiled.ext().gated_backward(num, u, s0, _csteps.masks(k), _csteps.rate(k),
+                                      lasts(steps), Hs, gYc, dU, ds0)
+        return [dU if need[0] else None, ds0 if need[1] else None, None]
     dU = torch.empty_like(u) if need[0] else None
     last = steps.last if steps.last is not None else \
         torch.full((B,), T - 1, dtype=torch.long, device=u.device)
@@ -314,6 +339,10 @@ def _sru_forward(ts, cfg):
     sizes = cfg.steps.sizes
     new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
     C, Y = new(T, B, H), new(T, B, H)
+    if compiled.usable("sru", xp, v, c0, _csteps.masks(k)):  # the whole loop compiled
+        compiled.ext().sru_forward(xp, v, c0, _csteps.masks(k), _csteps.rate(k),
+                                   lasts(cfg.steps), C, Y)
+        return [Y, last_state(C, c0, cfg.steps)], [C]
     v_f, v_r = v.chunk(2)
     vf = v_f.expand(B, H)
     tc = _chunk(T, B, H4)
@@ -360,6 +389,14 @@ def _sru_backward(ts, res, grads, cfg, need):
     steps = cfg.steps
     T, B, H4 = xp.shape
     sizes = steps.sizes
+    gYc = None if gY is None else gY.contiguous()
+    if compiled.usable("sru", xp, v, c0, C, gYc, _csteps.masks(k)):  # the whole loop compiled
+        dXP, dc0 = torch.empty_like(xp), _state_grad(c0, gn)
+        dv = xp.new_zeros((B, v.shape[0]), dtype=torch.float64)  # per row, summed below
+        compiled.ext().sru_backward(xp, v, c0, _csteps.masks(k), _csteps.rate(k), lasts(steps),
+                                    C, gYc, dXP, dc0, dv)
+        return [dXP if need[0] else None, dv.sum(0).to(v.dtype) if need[1] else None,
+                dc0 if need[2] else None, None]
     v_f, v_r = v.chunk(2)
     dXP = torch.empty_like(xp) if need[0] else None
     dv = torch.zeros_like(v) if need[1] else None

@@ -21,7 +21,9 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from .. import compiled
 from .._higher import cell_reference
+from . import _csteps
 from ._gemm import linear
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, tanh_, time_chunks, zone_at
@@ -47,6 +49,10 @@ def _forward(ts, cfg, relu: bool):
     A = new(T, B, H)  # h~
     # With zoneout h~ and h_t differ, and the backward needs h~; else A is the output.
     Y = A if zh is None else new(T, B, H)
+    if compiled.usable("rnn", xp, h0, W_hh, b_hh, m, _csteps.masks(zh)):  # the whole loop
+        compiled.ext().rnn_forward(xp, h0, W_hh, b_hh, m, _csteps.masks(zh), _csteps.rate(zh),
+                                   relu, sizes or [], A, Y)
+        return [Y, last_state(Y, h0, cfg.steps)], [None if A is Y else A]
     h = h0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -76,6 +82,12 @@ def _backward(ts, res, grads, cfg, need, relu: bool):
     dA = new(T, B, H)
     W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
     dh = _grad_buf(h0, dh_n)
+    if compiled.usable("rnn", dY, h0, W_hh, A, m, _csteps.masks(zh)):  # the whole loop
+        compiled.ext().rnn_backward(h0, W_hh, m, _csteps.masks(zh), _csteps.rate(zh), relu,
+                                    sizes or [], A, dY, dA, dh)
+        dW_hh = _sum_outer(dA, h0, Y, m) if need[2] else None
+        db_hh = dA.sum((0, 1)) if need[3] else None
+        return [dA, dh, dW_hh, db_hh, None, None]
     live = 0
     for t0, t1 in time_chunks(T, B * H):
         a = A[t0:t1]
