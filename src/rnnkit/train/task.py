@@ -111,6 +111,8 @@ class TaskSpec:
             ``predict(...)`` and ``reset()`` that keeps the model loaded (``rnnkit serve``).
         export: ``export(checkpoint_dir) -> ExportSpec`` (:mod:`rnnkit.tasks.export_steps`),
             the inference step to trace (``rnnkit export``).
+        generate: ``generate(checkpoint, **options) -> dict`` with a printable ``"text"``
+            (``rnnkit generate``); options are keyword-only, named as the command's flags.
 
     A ``None`` function means the pipeline does not offer it; callers say so by name.
     """
@@ -125,6 +127,7 @@ class TaskSpec:
     predict: Callable[..., list[dict]] | None = None
     predictor: Callable[[Path, bool], Any] | None = None
     export: Callable[[Path], Any] | None = None
+    generate: Callable[..., dict] | None = None
 
     def load_task(
         self, checkpoint: str | Path, run_config: Any, data_dir: str | None = None
@@ -142,7 +145,7 @@ class UnknownTaskError(ValueError):
 #: task name -> module defining it (imported on first use; it registers its spec)
 BUILTIN_TASKS: dict[str, str] = {
     name: f"rnnkit.tasks.{name}"
-    for name in ("anomaly", "audio", "classify", "forecast", "lm", "tag", "translate")
+    for name in ("anomaly", "audio", "classify", "forecast", "lm", "music", "tag", "translate")
 }
 
 #: the registered specs, filled as pipeline modules are imported
