@@ -1,0 +1,289 @@
+"""The long-horizon benchmark (LTSF) table: SegRNN and DLinear in rnnkit's harness, one JSON per job.
+
+A job is (dataset, variables, horizon, lookback, seeds).  For each seed it trains the
+recurrent model (``configs/ltsf_<etth1|ettm1>_segrnn.yaml``) and DLinear
+(``configs/ltsf_<etth1|ettm1>_dlinear.yaml``) with ``rnnkit forecast train``, each scored on
+every test window beside naive, seasonal naive and linear AR, and writes
+``experiments/results/ltsf_<dataset>_<m|s>_h<H>_l<L>.json`` with the mean and spread over
+the seeds.  Usage (from the repository root; one process at a time on a shared CPU)::
+
+    nohup python experiments/forecast/ltsf.py --queue > experiments/logs/ltsf_queue.log 2>&1 &
+    python experiments/forecast/ltsf.py ETTh1 multivariate --horizon 96 --lookback 720 --seeds 1 2 3
+    python experiments/forecast/ltsf.py --select-lookback        # ETTh1 validation, 336/512/720
+    python experiments/forecast/ltsf.py --list                    # the queue and what is done
+
+Resumable: a finished job's JSON is skipped; within a job each finished seed's report is kept
+under ``experiments/logs/ltsf/`` and not run again.  Before each training run the driver waits
+while ``/tmp/bench.lock`` exists (a speed benchmark on the same machine) and runs torch on one
+thread.  Every run's log is ``experiments/logs/ltsf/<job>_<model>_seed<k>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "experiments" / "results"
+LOGS = ROOT / "experiments" / "logs" / "ltsf"
+LOCK = Path("/tmp/bench.lock")
+HORIZONS = (96, 192, 336, 720)
+LOOKBACKS = (336, 512, 720)
+COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+
+# published MSE, multivariate, horizons 96/192/336/720 (the issue's table)
+PUBLISHED = {
+    "ETTh1": {"PatchTST/64 (Nie et al. 2023, Table 3; lookback 512)": (0.370, 0.413, 0.422, 0.447),
+              "SegRNN (authors' repository, drop-last fixed; lookback 96)": (0.368, 0.408, 0.444, 0.446)},
+    "ETTm1": {"PatchTST/64 (Nie et al. 2023, Table 3; lookback 512)": (0.293, 0.333, 0.369, 0.416),
+              "SegRNN (authors' repository, drop-last fixed; lookback 96)": (0.330, 0.369, 0.399, 0.454)},
+    "ETTh2": {"SegRNN (authors' repository, drop-last fixed; lookback 96)": (0.278, 0.359, 0.421, 0.432)},
+    "ETTm2": {"SegRNN (authors' repository, drop-last fixed; lookback 96)": (0.173, 0.237, 0.296, 0.389)},
+}
+# per dataset: file, seasonal-naive season, DLinear's own lr / batch (LTSF-Linear scripts)
+DATASETS = {
+    "ETTh1": {"path": "ett/ETTh1.csv", "family": "etth1", "season": 24, "dlinear": (0.005, 32)},
+    "ETTh2": {"path": "ett/ETTh2.csv", "family": "etth1", "season": 24, "dlinear": (0.05, 32)},
+    "ETTm1": {"path": "ett/ETTm1.csv.gz", "family": "ettm1", "season": 96, "dlinear": (1e-4, 8)},
+    "ETTm2": {"path": "ett/ETTm2.csv.gz", "family": "ettm1", "season": 96, "dlinear": (1e-3, 32)},
+}
+LOOKBACK_FILE = ROOT / "experiments" / "forecast" / "ltsf_lookback.json"  # the selection
+
+
+def job_name(ds: str, variables: str, H: int, L: int) -> str:
+    return f"ltsf_{ds.lower()}_{variables[0]}_h{H}_l{L}"
+
+
+def chosen_lookback() -> int | None:
+    if LOOKBACK_FILE.is_file():
+        return int(json.loads(LOOKBACK_FILE.read_text())["chosen"])
+    return None
+
+
+def queue() -> list[tuple[str, str, int, int, list[int]]]:
+    """The table in priority order (the issue's): targets first, with 3 seeds."""
+    L = chosen_lookback() or 720
+    q = [("ETTh1", "multivariate", H, L, [1, 2, 3]) for H in HORIZONS]
+    q += [("ETTm1", "multivariate", H, L, [1, 2, 3]) for H in HORIZONS]
+    for ds in ("ETTh2", "ETTm2"):
+        q += [(ds, "multivariate", H, L, [1]) for H in HORIZONS]
+    for ds in DATASETS:
+        q += [(ds, "univariate", H, L, [1]) for H in HORIZONS]
+    for ds in DATASETS:
+        q += [(ds, "multivariate", H, 96, [1]) for H in HORIZONS]
+    return q
+
+
+def _wait_for_bench() -> None:
+    waited = 0
+    while LOCK.exists():
+        if waited % 300 == 0:
+            print(f"  {LOCK} exists (a benchmark is running): waiting", flush=True)
+        time.sleep(10)
+        waited += 10
+
+
+def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str) -> list[str]:
+    info = DATASETS[ds]
+    sets = [f"data.path={info['path']}", f"data.horizon={H}", f"data.input_length={L}",
+            f"data.season_length={info['season']}", f"trainer.seed={seed}", "trainer.threads=1"]
+    if variables == "univariate":
+        sets.append("data.targets=[OT]")
+    if model == "dlinear":
+        lr, batch = info["dlinear"]
+        sets += [f"optim.lr={lr}", f"data.batch_size={batch}"]
+    return sets
+
+
+def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
+            extra: list[str]) -> dict:
+    """Train and score one (model, seed); its report is cached under LOGS."""
+    name = job_name(ds, variables, H, L)
+    cache = LOGS / f"{name}_{model}_seed{seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    recipe = f"configs/ltsf_{DATASETS[ds]['family']}_{model}.yaml"
+    out = f"runs/ltsf/{name}_{model}_seed{seed}"
+    sets = _overrides(ds, variables, H, L, seed, model) + extra
+    cmd = ["rnnkit", "forecast", "train", recipe, *[f"--set={s}" for s in sets], "--out", out]
+    printable = " ".join(shlex.quote(c) for c in cmd)
+    _wait_for_bench()
+    log = LOGS / f"{name}_{model}_seed{seed}.log"
+    print(f"  {time.strftime('%H:%M:%S')} {printable}  (log {log.relative_to(ROOT)})", flush=True)
+    if (ROOT / out).exists():  # a killed earlier attempt: start it again from scratch
+        import shutil
+
+        shutil.rmtree(ROOT / out)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    t0 = time.time()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    wall = time.time() - t0
+    if rc:
+        raise SystemExit(f"{printable}: exit status {rc}; see {log}")
+    report = json.loads((ROOT / out / "report.json").read_text())
+    summary = json.loads((ROOT / out / "summary.json").read_text())
+    rec = {"command": printable, "wall_seconds": round(wall, 1), "report": report,
+           "best_val_loss": summary.get("best"), "stopped": summary.get("stopped"),
+           "epochs": summary.get("epoch"), "steps": summary.get("step")}
+    cache.write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"  -> test MSE {report['metrics']['model']['mse']:.4f} "
+          f"MAE {report['metrics']['model']['mae']:.4f} in {wall:.0f} s", flush=True)
+    return rec
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values),
+            "min": min(values), "max": max(values), "values": values}
+
+
+def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: list[str],
+            force: bool = False) -> Path:
+    name = job_name(ds, variables, H, L)
+    path = RESULTS / f"{name}.json"
+    if path.is_file() and not force:
+        print(f"{name}: done ({path.relative_to(ROOT)})", flush=True)
+        return path
+    LOGS.mkdir(parents=True, exist_ok=True)
+    print(f"{name}: seeds {seeds}", flush=True)
+    runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [])
+                for s in seeds] for m in ("segrnn", "dlinear")}
+    first = runs["segrnn"][0]["report"]
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / f"configs/ltsf_{DATASETS[ds]['family']}_segrnn.yaml")
+                            .read_text())
+    mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn"]]
+    mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["segrnn"]]
+    dl_mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["dlinear"]]
+    dl_mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["dlinear"]]
+    base = {k: {"mse": first["metrics"][k]["mse"], "mae": first["metrics"][k]["mae"]}
+            for k in ("naive", "seasonal_naive", "linear_ar")}
+    base["dlinear"] = {"mse": statistics.fmean(dl_mse), "mae": statistics.fmean(dl_mae),
+                       "seeds": {"mse": _spread(dl_mse), "mae": _spread(dl_mae)}}
+    value = statistics.fmean(mse)
+    i = HORIZONS.index(H) if H in HORIZONS else None
+    published = {k: v[i] for k, v in PUBLISHED.get(ds, {}).items()} if (
+        i is not None and variables == "multivariate") else {}
+    ref_name = next(iter(published), None)
+    model = recipe["model"]
+    extras = ", ".join(extra) if extra else ""
+    record = {
+        "task": "time-series forecasting, long-horizon benchmark (LTSF)",
+        "dataset": ds,
+        "protocol": "ltsf",
+        "variables": variables,
+        "horizon": H,
+        "lookback": L,
+        "metric": "mse",
+        "value": value,
+        "mae": statistics.fmean(mae),
+        "baselines": base,
+        "seeds": {"seeds": seeds, "n": len(seeds), "mse": _spread(mse), "mae": _spread(mae)},
+        "cell": model["cell"],
+        "model": {"arch": "segrnn", "hidden_size": model["hidden_size"],
+                  "segment_length": model["segment_length"], "dropout": model["dropout"],
+                  "norm": model["norm"], "channels": model["channels"],
+                  "train_stride": recipe["data"].get("train_stride", 1), "extra": extras},
+        "split": (f"test: every window of the last 4 of 20 months ({first['windows']} windows, "
+                  f"horizon {H}, checked against 4 months - H + 1)"),
+        "windows": first["windows"],
+        "reference": {"value": published[ref_name], "source": ref_name} if ref_name else
+                     {"value": None, "source": "no published row entered for this setting"},
+        "published": published,
+        "beats": {k: bool(value < v["mse"]) for k, v in base.items()} |
+                 {k: bool(value < v) for k, v in published.items()},
+        "seed_label": "3 seeds (target run)" if len(seeds) >= 3 else f"{len(seeds)} seed(s)",
+        "command": (f"python experiments/forecast/ltsf.py {ds} {variables} --horizon {H} "
+                    f"--lookback {L} --seeds {' '.join(map(str, seeds))}"
+                    + "".join(f" --set {shlex.quote(s)}" for s in extra)),
+        "runs": {m: [{"command": r["command"], "wall_seconds": r["wall_seconds"],
+                      "mse": r["report"]["metrics"]["model"]["mse"],
+                      "mae": r["report"]["metrics"]["model"]["mae"],
+                      "best_val_loss": r["best_val_loss"], "stopped": r["stopped"],
+                      "epochs": r["epochs"]} for r in rs] for m, rs in runs.items()},
+        "wall_seconds": round(sum(r["wall_seconds"] for rs in runs.values() for r in rs), 1),
+        "device": _device(),
+        "date": _dt.date.today().isoformat(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{name}: MSE {value:.4f} +- {record['seeds']['mse']['std']:.4f} | DLinear "
+          f"{base['dlinear']['mse']:.4f} | naive {base['naive']['mse']:.4f} | s-naive "
+          f"{base['seasonal_naive']['mse']:.4f} | linear AR {base['linear_ar']['mse']:.4f}"
+          f"{''.join(f' | {k.split()[0]} {v:.3f}' for k, v in published.items())}", flush=True)
+    return path
+
+
+def select_lookback(H: int = 96, epochs: int = 10, seed: int = 1) -> int:
+    """Short runs on ETTh1 multivariate: the lookback with the lowest validation MSE."""
+    if LOOKBACK_FILE.is_file():
+        return chosen_lookback()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for L in LOOKBACKS:
+        extra = [f"trainer.max_epochs={epochs}"]
+        r = run_one("ETTh1", "multivariate", H, L, seed, "segrnn", extra + ["trainer.patience=3"])
+        rows[L] = {"val_mse": r["best_val_loss"], "test_mse": r["report"]["metrics"]["model"]["mse"],
+                   "command": r["command"], "wall_seconds": r["wall_seconds"]}
+        # the cache is keyed like a table run: move it aside so the table run trains in full
+        name = job_name("ETTh1", "multivariate", H, L)
+        c = LOGS / f"{name}_segrnn_seed{seed}.json"
+        c.rename(LOGS / f"select_{name}_segrnn_seed{seed}.json")
+    best = min(rows, key=lambda L: rows[L]["val_mse"])
+    LOOKBACK_FILE.write_text(json.dumps({
+        "what": "lookback chosen on ETTh1 multivariate validation MSE (SegRNN, seed 1, "
+                f"horizon {H}, at most {epochs} epochs, patience 3), then fixed for every run",
+        "candidates": rows, "chosen": best, "date": _dt.date.today().isoformat()}, indent=2) + "\n")
+    scores = ", ".join(f"{L}: {v['val_mse']:.4f}" for L, v in rows.items())
+    print(f"lookback: {best} ({scores})", flush=True)
+    return best
+
+
+def _device() -> str:
+    from rnnkit.train.run import device_description
+
+    return device_description()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dataset", nargs="?", choices=sorted(DATASETS))
+    p.add_argument("variables", nargs="?", choices=["multivariate", "univariate"])
+    p.add_argument("--horizon", type=int, default=96)
+    p.add_argument("--lookback", type=int, default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra overrides for the recurrent model's recipe")
+    p.add_argument("--force", action="store_true", help="rerun a finished job")
+    p.add_argument("--queue", action="store_true", help="select the lookback, then the table")
+    p.add_argument("--select-lookback", action="store_true")
+    p.add_argument("--list", action="store_true")
+    a = p.parse_args(argv)
+    if a.list:
+        for job in queue():
+            done = (RESULTS / f"{job_name(*job[:4])}.json").is_file()
+            print(f"{'done' if done else 'todo'}  {job_name(*job[:4])}  seeds {job[4]}")
+        return 0
+    if a.select_lookback or a.queue:
+        select_lookback()
+    if a.queue:
+        for job in queue():
+            run_job(*job, [])
+        return 0
+    if a.dataset:
+        L = a.lookback or chosen_lookback() or 720
+        run_job(a.dataset, a.variables or "multivariate", a.horizon, L, a.seeds, a.set, a.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
