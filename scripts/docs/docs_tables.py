@@ -395,8 +395,45 @@ def _ltsf_table(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _music_table(root: Path) -> str:
+    """JSB Chorales: tanh RNN / GRU / LSTM x Bernoulli / RNN-NADE, from experiments/results/jsb_*."""
+    res = root / "experiments" / "results"
+    recs = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(res.glob("jsb_*.json"))}
+    if not recs:
+        return ('!!! warning "Not measured yet"\n    No `experiments/results/jsb_*.json` yet: '
+                "`python experiments/music/jsb.py gru nade` makes one.\n")
+
+    def cell(name: str, key: str) -> str:
+        r = recs.get(name)
+        if r is None:
+            return "not run"
+        s = r["seeds"] if key == "nll" else r["frame_accuracy"]
+        n = len(s["values"])
+        text = f"{s['mean']:.3f} ± {s['std']:.3f}" if n > 1 else f"{s['mean']:.3f}"
+        return (f"**{text}**" if key == "nll" else text) + f" ({n} seed{'s' if n != 1 else ''})"
+
+    lines = ["| cell | Bernoulli: test NLL | Bernoulli: frame acc. | RNN-NADE: test NLL "
+             "| RNN-NADE: frame acc. |", "|---|---:|---:|---:|---:|"]
+    for c, label in (("rnn_tanh", "tanh RNN"), ("gru", "GRU"), ("lstm", "LSTM")):
+        lines.append(f"| {label} | {cell(f'jsb_{c}_bernoulli', 'nll')} | "
+                     f"{cell(f'jsb_{c}_bernoulli', 'acc')} | {cell(f'jsb_{c}_nade', 'nll')} | "
+                     f"{cell(f'jsb_{c}_nade', 'acc')} |")
+    pub = {}
+    for r in recs.values():
+        for p in r["reference"].get("published", []):
+            pub[(p["model"], p["source"])] = p["value"]
+    lines += ["", "| published (test NLL per step) | value | source |", "|---|---:|---|"]
+    lines += [f"| {m} | {v:.2f} | {_cell(src)} |" for (m, src), v in pub.items()]
+    dev = next(iter(recs.values())).get("device", "")
+    lines += ["", "*Mean ± standard deviation over seeds of the test NLL per time step (nats, "
+              "summed over the 88 keys, averaged over all 4,725 test steps; lower is better) and "
+              "Bay et al.'s frame accuracy; best validation checkpoint of each seed. Generated "
+              f"from `experiments/results/jsb_*.json`; recorded on {dev}.*"]
+    return "\n".join(lines) + "\n"
+
+
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
-            "ltsf-table": _ltsf_table}
+            "ltsf-table": _ltsf_table, "music-table": _music_table}
 
 
 def snippet(name: str, root: Path) -> str:
