@@ -100,6 +100,10 @@ def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str) -
     if model == "dlinear":
         lr, batch = info["dlinear"]
         sets += [f"optim.lr={lr}", f"data.batch_size={batch}"]
+    else:
+        # torch's own GRU kernel: at B*H = 1792*256 it is the fastest on one thread
+        # (docs/kernels.md), and it keeps these runs off kernels under development
+        sets.append("model.extras.backend=torch")
     return sets
 
 

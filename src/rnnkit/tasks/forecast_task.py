@@ -102,19 +102,21 @@ def _model_params(model: nn.Module, data: ForecastData, g: np.ndarray, batch: in
 
 
 def evaluate_windows(model: nn.Module | None, data: ForecastData, split: str, *,
-                     baselines: bool = True) -> dict[str, Any]:
+                     baselines: bool = True, quantiles: list[float] | None = None
+                     ) -> dict[str, Any]:
     """Forecasts and metrics on every window of ``split`` (rolling origin, step 1).
 
     Returns ``{"metrics": {name: {...}}, "actual", "forecasts": {name: (N, H, C)}, "lower",
     "upper" (the model's central interval, metric space; not for a point head), "origins"
     [(series, t)], "loss"}``; names are
-    "model" (if given), "naive", "seasonal_naive", "linear_ar".
+    "model" (if given), "naive", "seasonal_naive", "linear_ar".  With ``quantiles`` (levels in
+    (0, 1)) and a model, also ``"quantiles"``: the model's forecast quantiles (N, H, C, P).
     """
     d, cfg_level = data.cfg, data.cfg.interval_level
     if not data.origins[split]:
         raise data.too_short(split, 0)
     g = data.global_origins(split)
-    probs = [(1 - cfg_level) / 2, 0.5, (1 + cfg_level) / 2]
+    probs = [(1 - cfg_level) / 2, 0.5, (1 + cfg_level) / 2] + list(quantiles or [])
     res: dict[str, Any] = {"forecasts": {}, "metrics": {}}
     params = None
     if model is not None:
@@ -125,12 +127,13 @@ def evaluate_windows(model: nn.Module | None, data: ForecastData, split: str, *,
         y = data.batch(g)[2]
         res["loss"] = float(forecast_loss(params, y, model.config))
         pt = point_forecast(params, model.config).numpy()  # (N, H, C)
-        qs = quantile_forecast(params, model.config, probs).numpy()  # (N, H, C, 3)
+        qs = quantile_forecast(params, model.config, probs).numpy()  # (N, H, C, 3 + P)
     ar = LinearAR(data.ar_p)
     ar.coef = np.asarray(data.state["ar_coef"])
     acts, outs, origins, scales = (
         [],
-        {k: [] for k in ("model", "lower", "upper", "naive", "seasonal_naive", "linear_ar")},
+        {k: [] for k in ("model", "lower", "upper", "quantiles", "naive", "seasonal_naive",
+                         "linear_ar")},
         [],
         [],
     )
@@ -151,9 +154,12 @@ def evaluate_windows(model: nn.Module | None, data: ForecastData, split: str, *,
             outs["model"].append(
                 metric(data.pre.from_model(pt[start : start + n], sid, st[fut], z_last))
             )
-            q = data.pre.from_model(qs[start:start + n], sid, st[fut], z_last)  # (n, H, C, 3)
+            q = data.pre.from_model(qs[start:start + n], sid, st[fut], z_last)  # (n, H, C, 3+P)
             outs["lower"].append(metric(q[..., 0]))
             outs["upper"].append(metric(q[..., 2]))
+            if quantiles:
+                outs["quantiles"].append(np.stack([metric(q[..., j]) for j in
+                                                   range(3, q.shape[-1])], -1))
         if baselines:
             # (n, Lb, C)
             hist = z[o[:, None] + np.arange(-max(data.L, d.season_length, data.ar_p), 0)]
@@ -175,10 +181,12 @@ def evaluate_windows(model: nn.Module | None, data: ForecastData, split: str, *,
     for k, v in outs.items():
         if v:
             res["forecasts"][k] = np.concatenate(v)
-            if k not in ("lower", "upper"):
+            if k not in ("lower", "upper", "quantiles"):
                 res["metrics"][k] = forecast_metrics(actual, res["forecasts"][k], scale)
     if params is not None:
         lo, hi = res["forecasts"].pop("lower"), res["forecasts"].pop("upper")
+        if quantiles:
+            res["quantiles"] = res["forecasts"].pop("quantiles")
         if model.config.head != "point":  # the interval, and the share of actuals inside it
             res["lower"], res["upper"] = lo, hi
             res["metrics"]["model"]["coverage"] = float(((actual >= lo) & (actual <= hi)).mean())
