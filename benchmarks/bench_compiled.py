@@ -40,7 +40,15 @@ LAYERS = {
     "ln_gru": lambda I, H: rnnkit.LayerNormGRU(I, H, backend="fused"),
     "lstm_zoneout": lambda I, H: rnnkit.LSTM(I, H, zoneout=0.1, backend="fused"),
     "lstm_rec_dropout": lambda I, H: rnnkit.LSTM(I, H, recurrent_dropout=0.25, backend="fused"),
+    "rnn": lambda I, H: rnnkit.RNN(I, H, backend="fused"),
+    "indrnn": lambda I, H: rnnkit.IndRNN(I, H, backend="fused"),
+    "qrnn": lambda I, H: rnnkit.QRNN(I, H, backend="fused"),
+    "sru": lambda I, H: rnnkit.SRU(I, H, backend="fused"),
+    "mingru": lambda I, H: rnnkit.MinGRU(I, H, backend="fused"),
+    "minlstm": lambda I, H: rnnkit.MinLSTM(I, H, backend="fused"),
 }
+#: the default --cells: the matrix cells of the first measurements
+MATRIX = "lstm,gru,ln_lstm,ln_gru,lstm_zoneout,lstm_rec_dropout"
 
 
 def _fwd_bwd(mod, x, g, mode: str) -> float:
@@ -131,7 +139,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", default="2,1", help="thread counts, in order")
     ap.add_argument("--shapes", default="32,100,128,256;128,100,128,512", help="B,T,I,H;...")
-    ap.add_argument("--cells", default=",".join(LAYERS))
+    ap.add_argument("--cells", default=MATRIX, help=f"of {','.join(LAYERS)}")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--unpacked", action="store_true",
                     help="also time the compiled loops with plain at::mm per-step products")

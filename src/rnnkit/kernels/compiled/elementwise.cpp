@@ -3,9 +3,10 @@
 // saved buffers as their Python scans).
 //
 // Their state update is elementwise, so a unit of one row never waits for another: each
-// task of at::parallel_for takes one row and a block of units and runs the whole time loop
-// on them, forward, and backward from the row's last step, with the gates recomputed from
-// the pre-activations (nothing but the states is saved) and no temporaries. The Python
+// task of at::parallel_for takes a block of rows (or, with few rows, of one row's units) and
+// runs the whole time loop on it, step-major (a step's numbers of a row are contiguous),
+// forward, and backward from each row's last step, with the gates recomputed from the
+// pre-activations (nothing but the states is saved) and no temporaries. The Python
 // scans instead run one op per step over all units, and compute the gates a chunk of steps
 // at a time (docs/kernels.md, "The zoo cells").
 #include "scans.h"
@@ -14,18 +15,24 @@ namespace rnnkit {
 
 namespace {
 
-//: units per task: a task reads BLOCK consecutive numbers of each gate per step
-constexpr int64_t BLOCK = 64;
-
-// f(r, j0, j1) once for every row r < B and block of units [j0, j1), split among torch's
-// threads: each call runs its own whole time loop.
+// f(r0, r1, j0, j1) over blocks of rows and units that cover the (B, H) state, split among
+// torch's threads: each call runs its own whole time loop. Whole rows where there are rows
+// enough for every thread (a step's numbers of one row are contiguous: the loads stream),
+// else blocks of at least 16 units.
 template <typename F>
-inline void for_columns(int64_t B, int64_t H, const F& f) {
-  const int64_t nb = (H + BLOCK - 1) / BLOCK;
-  at::parallel_for(0, B * nb, 1, [&](int64_t b, int64_t e) {
+inline void for_blocks(int64_t B, int64_t H, const F& f) {
+  const int64_t nt = at::get_num_threads();
+  const int64_t per_row = std::min<int64_t>(std::max<int64_t>(1, (4 * nt + B - 1) / B),
+                                            std::max<int64_t>(1, H / 16));
+  const int64_t width = (H + per_row - 1) / per_row;
+  const int64_t nb = (H + width - 1) / width;
+  // rows per task: about 4 tasks per thread
+  const int64_t rows = nb > 1 ? 1 : std::max<int64_t>(1, B / (4 * nt));
+  const int64_t nr = (B + rows - 1) / rows;
+  at::parallel_for(0, nr * nb, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) {
-      const int64_t r = i / nb, j0 = (i - r * nb) * BLOCK;
-      f(r, j0, std::min(H, j0 + BLOCK));
+      const int64_t q = i / nb, j0 = (i - q * nb) * width;
+      f(q * rows, std::min(B, (q + 1) * rows), j0, std::min(H, j0 + width));
     }
   });
 }
@@ -115,28 +122,32 @@ void gated_fwd(const Tensor& u, const Tensor& s0, const Zone<T>& zk, const Sizes
   const T *u0 = ptr<T>(u), *s00 = ptr<T>(s0);
   T *hs0 = ptr<T>(Hs), *y0 = has_out(K) ? ptr<T>(Y) : nullptr;
   const T zoned = zk.on();
-  for_columns(B, H, [&](int64_t r, int64_t j0, int64_t j1) {
-    const int64_t n = steps_of(last, r, T_);
-    for (int64_t t = 0; t < n; t++) {
-      const T* RS_ ut = u0 + (t * B + r) * GH;
-      const T* RS_ sp = t ? hs0 + ((t - 1) * B + r) * H : s00 + r * H;
-      const T* RS_ k = zk.row(t, r, B, H);
-      T* RS_ hs = hs0 + (t * B + r) * H;
+  for_blocks(B, H, [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    // step-major over the block's rows, sorted by length: at step t rows r0.. until the
+    // first that has ended
+    const int64_t tn = steps_of(last, r0, T_);
+    for (int64_t t = 0; t < tn; t++)
+      for (int64_t r = r0; r < r1 && t < steps_of(last, r, T_); r++) {
+        const T* RS_ ut = u0 + (t * B + r) * GH;
+        const T* RS_ sp = t ? hs0 + ((t - 1) * B + r) * H : s00 + r * H;
+        const T* RS_ k = zk.row(t, r, B, H);
+        T* RS_ hs = hs0 + (t * B + r) * H;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        T a, b, o;
-        coeffs<K>(ut, H, j, a, b, o);
-        const T kk = k[j], sn = (a + kk * (T(1) - a)) * sp[j] + (T(1) - kk) * b;
-        hs[j] = sn;
-        if constexpr (has_out(K))
-          y0[(t * B + r) * H + j] = o * (zoned != T(0) ? a * sp[j] + b : sn);
+        for (int64_t j = j0; j < j1; j++) {
+          T a, b, o;
+          coeffs<K>(ut, H, j, a, b, o);
+          const T kk = k[j], sn = (a + kk * (T(1) - a)) * sp[j] + (T(1) - kk) * b;
+          hs[j] = sn;
+          if constexpr (has_out(K))
+            y0[(t * B + r) * H + j] = o * (zoned != T(0) ? a * sp[j] + b : sn);
+        }
       }
-    }
   });
 }
 
-// Backward from each row's last step: ds (B, H) enters with the final states' gradients
-// and leaves with s0's; du (T, B, G*H) gets every step's (0 past a row's end).
+// Backward from each row's last step (the batch is sorted by length, longest first): ds
+// (B, H) enters with the final states' gradients and leaves with s0's; du (T, B, G*H) gets
+// every step's (0 past a row's end).
 template <int64_t K, typename T>
 void gated_bwd(const Tensor& u, const Tensor& s0, const Zone<T>& zk, const Sizes& last,
                const Tensor& Hs, const OptT& dY, Tensor& du, Tensor& ds) {
@@ -145,38 +156,41 @@ void gated_bwd(const Tensor& u, const Tensor& s0, const Zone<T>& zk, const Sizes
   T *du0 = ptr<T>(du), *ds0 = ptr<T>(ds);
   const std::vector<T> zero(H, T(0));
   const T zoned = zk.on();
-  for_columns(B, H, [&](int64_t r, int64_t j0, int64_t j1) {
-    const int64_t n = steps_of(last, r, T_);
-    for (int64_t t = n; t < T_; t++)
-      for (int64_t g = 0; g < gates_of(K); g++)
-        std::fill(du0 + (t * B + r) * GH + g * H + j0, du0 + (t * B + r) * GH + g * H + j1, T(0));
-    T* RS_ cr = ds0 + r * H;  // the gradient reaching s_t from the steps after it
-    for (int64_t t = n - 1; t >= 0; t--) {
-      const T* RS_ ut = u0 + (t * B + r) * GH;
-      const T* RS_ sp = t ? hs0 + ((t - 1) * B + r) * H : s00 + r * H;
-      const T* RS_ hs = hs0 + (t * B + r) * H;
-      const T* RS_ gy = dy0 ? dy0 + (t * B + r) * H : zero.data();
-      const T* RS_ k = zk.row(t, r, B, H);
-      T* RS_ dut = du0 + (t * B + r) * GH;
+  for_blocks(B, H, [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t t = steps_of(last, r, T_); t < T_; t++)
+        for (int64_t g = 0; g < gates_of(K); g++)
+          std::fill(du0 + (t * B + r) * GH + g * H + j0, du0 + (t * B + r) * GH + g * H + j1,
+                    T(0));
+    const int64_t tn = steps_of(last, r0, T_);
+    for (int64_t t = tn - 1; t >= 0; t--)
+      for (int64_t r = r0; r < r1 && t < steps_of(last, r, T_); r++) {
+        T* RS_ cr = ds0 + r * H;  // the gradient reaching s_t from the steps after it
+        const T* RS_ ut = u0 + (t * B + r) * GH;
+        const T* RS_ sp = t ? hs0 + ((t - 1) * B + r) * H : s00 + r * H;
+        const T* RS_ hs = hs0 + (t * B + r) * H;
+        const T* RS_ gy = dy0 ? dy0 + (t * B + r) * H : zero.data();
+        const T* RS_ k = zk.row(t, r, B, H);
+        T* RS_ dut = du0 + (t * B + r) * GH;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        T a, b, o;
-        coeffs<K>(ut, H, j, a, b, o);
-        const T kk = k[j], one_k = T(1) - kk, g = gy[j];
-        T direct = g, q = T(0), dax = T(0), dbx = T(0), dout = T(0);
-        if constexpr (has_out(K)) {  // y = o c~, c~ = s_t unless zoned
-          const T cn = zoned != T(0) ? a * sp[j] + b : hs[j], dc = g * o;
-          dout = g * cn;
-          direct = zoned != T(0) ? T(0) : dc;
-          q = zoned != T(0) ? a * dc : T(0);
-          dax = zoned != T(0) ? dc * sp[j] : T(0);
-          dbx = zoned != T(0) ? dc : T(0);
+        for (int64_t j = j0; j < j1; j++) {
+          T a, b, o;
+          coeffs<K>(ut, H, j, a, b, o);
+          const T kk = k[j], one_k = T(1) - kk, g = gy[j];
+          T direct = g, q = T(0), dax = T(0), dbx = T(0), dout = T(0);
+          if constexpr (has_out(K)) {  // y = o c~, c~ = s_t unless zoned
+            const T cn = zoned != T(0) ? a * sp[j] + b : hs[j], dc = g * o;
+            dout = g * cn;
+            direct = zoned != T(0) ? T(0) : dc;
+            q = zoned != T(0) ? a * dc : T(0);
+            dax = zoned != T(0) ? dc * sp[j] : T(0);
+            dbx = zoned != T(0) ? dc : T(0);
+          }
+          const T dS = direct + cr[j];
+          cr[j] = (a + kk * (T(1) - a)) * dS + q;
+          coeffs_grad<K>(ut, H, j, dS * sp[j] * one_k + dax, dS * one_k + dbx, dout, dut);
         }
-        const T dS = direct + cr[j];
-        cr[j] = (a + kk * (T(1) - a)) * dS + q;
-        coeffs_grad<K>(ut, H, j, dS * sp[j] * one_k + dax, dS * one_k + dbx, dout, dut);
       }
-    }
   });
 }
 
@@ -189,21 +203,24 @@ void sru_fwd(const Tensor& xp, const Tensor& v, const Tensor& c0, const Zone<T>&
   const int64_t T_ = xp.size(0), B = xp.size(1), H = c0.size(1);
   const T *x0 = ptr<T>(xp), *vp = ptr<T>(v), *c00 = ptr<T>(c0);
   T *C0 = ptr<T>(C), *y0 = ptr<T>(Y);
-  for_columns(B, H, [&](int64_t r, int64_t j0, int64_t j1) {
-    const int64_t n = steps_of(last, r, T_);
-    for (int64_t t = 0; t < n; t++) {
-      const T* RS_ x = x0 + (t * B + r) * 4 * H;
-      const T* RS_ cp = t ? C0 + ((t - 1) * B + r) * H : c00 + r * H;
-      const T* RS_ k = zk.row(t, r, B, H);
-      T *RS_ c = C0 + (t * B + r) * H, *RS_ y = y0 + (t * B + r) * H;
+  for_blocks(B, H, [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    // step-major over the block's rows, sorted by length: at step t rows r0.. until the
+    // first that has ended
+    const int64_t tn = steps_of(last, r0, T_);
+    for (int64_t t = 0; t < tn; t++)
+      for (int64_t r = r0; r < r1 && t < steps_of(last, r, T_); r++) {
+        const T* RS_ x = x0 + (t * B + r) * 4 * H;
+        const T* RS_ cp = t ? C0 + ((t - 1) * B + r) * H : c00 + r * H;
+        const T* RS_ k = zk.row(t, r, B, H);
+        T *RS_ c = C0 + (t * B + r) * H, *RS_ y = y0 + (t * B + r) * H;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        const T p = cp[j], f = sigmoid_(x[H + j] + vp[j] * p);
-        const T rr = sigmoid_(x[2 * H + j] + vp[H + j] * p), ct = lerp_(x[j], p, f);
-        c[j] = lerp_(ct, p, k[j]);
-        y[j] = lerp_(x[3 * H + j], ct, rr);
+        for (int64_t j = j0; j < j1; j++) {
+          const T p = cp[j], f = sigmoid_(x[H + j] + vp[j] * p);
+          const T rr = sigmoid_(x[2 * H + j] + vp[H + j] * p), ct = lerp_(x[j], p, f);
+          c[j] = lerp_(ct, p, k[j]);
+          y[j] = lerp_(x[3 * H + j], ct, rr);
+        }
       }
-    }
   });
 }
 
@@ -221,39 +238,41 @@ void sru_bwd(const Tensor& xp, const Tensor& v, const Tensor& c0, const Zone<T>&
   double* dv0 = ptr<double>(dv);
   const std::vector<T> zero(H, T(0));
   const T zoned = zk.on();
-  for_columns(B, H, [&](int64_t r, int64_t j0, int64_t j1) {
-    const int64_t n = steps_of(last, r, T_);
-    for (int64_t t = n; t < T_; t++)
-      for (int64_t g = 0; g < 4; g++)
-        std::fill(dx0 + (t * B + r) * 4 * H + g * H + j0,
-                  dx0 + (t * B + r) * 4 * H + g * H + j1, T(0));
-    T* RS_ cr = dc0 + r * H;
-    double *RS_ dvf = dv0 + r * 2 * H, *RS_ dvr = dvf + H;
-    for (int64_t t = n - 1; t >= 0; t--) {
-      const T* RS_ x = x0 + (t * B + r) * 4 * H;
-      const T* RS_ cp = t ? C0 + ((t - 1) * B + r) * H : c00 + r * H;
-      const T* RS_ gy = dy0 ? dy0 + (t * B + r) * H : zero.data();
-      const T* RS_ k = zk.row(t, r, B, H);
-      T* RS_ dx = dx0 + (t * B + r) * 4 * H;
+  for_blocks(B, H, [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t t = steps_of(last, r, T_); t < T_; t++)
+        for (int64_t g = 0; g < 4; g++)
+          std::fill(dx0 + (t * B + r) * 4 * H + g * H + j0,
+                    dx0 + (t * B + r) * 4 * H + g * H + j1, T(0));
+    const int64_t tn = steps_of(last, r0, T_);
+    for (int64_t t = tn - 1; t >= 0; t--)
+      for (int64_t r = r0; r < r1 && t < steps_of(last, r, T_); r++) {
+        T* RS_ cr = dc0 + r * H;
+        double *RS_ dvf = dv0 + r * 2 * H, *RS_ dvr = dvf + H;
+        const T* RS_ x = x0 + (t * B + r) * 4 * H;
+        const T* RS_ cp = t ? C0 + ((t - 1) * B + r) * H : c00 + r * H;
+        const T* RS_ gy = dy0 ? dy0 + (t * B + r) * H : zero.data();
+        const T* RS_ k = zk.row(t, r, B, H);
+        T* RS_ dx = dx0 + (t * B + r) * 4 * H;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        const T p = cp[j], f = sigmoid_(x[H + j] + vp[j] * p);
-        const T rr = sigmoid_(x[2 * H + j] + vp[H + j] * p), ct = lerp_(x[j], p, f);
-        const T dfp = (p - x[j]) * (f * (T(1) - f)), Jt = f + dfp * vp[j];
-        const T kk = k[j], J = (T(1) - kk) * Jt + kk, dh = gy[j];
-        const T dco = dh * rr, dar = (ct - x[3 * H + j]) * dh * (rr * (T(1) - rr));
-        const T q = dar * vp[H + j] + (zoned != T(0) ? dco * Jt : T(0));
-        const T dS = (zoned != T(0) ? T(0) : dco) + cr[j];
-        cr[j] = J * dS + q;
-        const T dct = zoned != T(0) ? dS * (T(1) - kk) + dco : dS;
-        dx[j] = dct * (T(1) - f);
-        dx[H + j] = dct * dfp;
-        dx[2 * H + j] = dar;
-        dx[3 * H + j] = dh * (T(1) - rr);
-        dvf[j] += double(dct * dfp * p);
-        dvr[j] += double(dar * p);
+        for (int64_t j = j0; j < j1; j++) {
+          const T p = cp[j], f = sigmoid_(x[H + j] + vp[j] * p);
+          const T rr = sigmoid_(x[2 * H + j] + vp[H + j] * p), ct = lerp_(x[j], p, f);
+          const T dfp = (p - x[j]) * (f * (T(1) - f)), Jt = f + dfp * vp[j];
+          const T kk = k[j], J = (T(1) - kk) * Jt + kk, dh = gy[j];
+          const T dco = dh * rr, dar = (ct - x[3 * H + j]) * dh * (rr * (T(1) - rr));
+          const T q = dar * vp[H + j] + (zoned != T(0) ? dco * Jt : T(0));
+          const T dS = (zoned != T(0) ? T(0) : dco) + cr[j];
+          cr[j] = J * dS + q;
+          const T dct = zoned != T(0) ? dS * (T(1) - kk) + dco : dS;
+          dx[j] = dct * (T(1) - f);
+          dx[H + j] = dct * dfp;
+          dx[2 * H + j] = dar;
+          dx[3 * H + j] = dh * (T(1) - rr);
+          dvf[j] += double(dct * dfp * p);
+          dvr[j] += double(dar * p);
+        }
       }
-    }
   });
 }
 
@@ -267,21 +286,24 @@ void indrnn_fwd(const Tensor& xp, const Tensor& w, const Tensor& h0, const Zone<
   const T *x0 = ptr<T>(xp), *wp = ptr<T>(w), *h00 = ptr<T>(h0);
   T *a0 = ptr<T>(A), *y0 = ptr<T>(Y);
   const bool zoned = zk.on();
-  for_columns(B, H, [&](int64_t r, int64_t j0, int64_t j1) {
-    const int64_t n = steps_of(last, r, T_);
-    const T* RS_ wr = wp + r * ws;
-    for (int64_t t = 0; t < n; t++) {
-      const T* RS_ x = x0 + (t * B + r) * H;
-      const T* RS_ hp = t ? y0 + ((t - 1) * B + r) * H : h00 + r * H;
-      T* RS_ a = a0 + (t * B + r) * H;
+  for_blocks(B, H, [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    // step-major over the block's rows, sorted by length: at step t rows r0.. until the
+    // first that has ended
+    const int64_t tn = steps_of(last, r0, T_);
+    for (int64_t t = 0; t < tn; t++)
+      for (int64_t r = r0; r < r1 && t < steps_of(last, r, T_); r++) {
+        const T* RS_ wr = wp + r * ws;
+        const T* RS_ x = x0 + (t * B + r) * H;
+        const T* RS_ hp = t ? y0 + ((t - 1) * B + r) * H : h00 + r * H;
+        T* RS_ a = a0 + (t * B + r) * H;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) a[j] = std::max(x[j] + wr[j] * hp[j], T(0));
-      if (!zoned) continue;
-      const T* RS_ k = zk.row(t, r, B, H);
-      T* RS_ y = y0 + (t * B + r) * H;
+        for (int64_t j = j0; j < j1; j++) a[j] = std::max(x[j] + wr[j] * hp[j], T(0));
+        if (!zoned) continue;
+        const T* RS_ k = zk.row(t, r, B, H);
+        T* RS_ y = y0 + (t * B + r) * H;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) y[j] = lerp_(a[j], hp[j], k[j]);
-    }
+        for (int64_t j = j0; j < j1; j++) y[j] = lerp_(a[j], hp[j], k[j]);
+      }
   });
 }
 
@@ -298,28 +320,30 @@ void indrnn_bwd(const Tensor& w, const Tensor& h0, const Zone<T>& zk, const Size
   T *dx0 = ptr<T>(dxp), *dh0 = ptr<T>(dh);
   double* dw0 = ptr<double>(dw);
   const std::vector<T> zero(H, T(0));
-  for_columns(B, H, [&](int64_t r, int64_t j0, int64_t j1) {
-    const int64_t n = steps_of(last, r, T_);
-    for (int64_t t = n; t < T_; t++)
-      std::fill(dx0 + (t * B + r) * H + j0, dx0 + (t * B + r) * H + j1, T(0));
-    const T* RS_ wr = wp + r * ws;
-    T* RS_ cr = dh0 + r * H;
-    double* RS_ dwr = dw0 + r * H;
-    for (int64_t t = n - 1; t >= 0; t--) {
-      const T* RS_ a = a0 + (t * B + r) * H;
-      const T* RS_ hp = t ? y0 + ((t - 1) * B + r) * H : h00 + r * H;
-      const T* RS_ gy = dy0 ? dy0 + (t * B + r) * H : zero.data();
-      const T* RS_ k = zk.row(t, r, B, H);
-      T* RS_ dx = dx0 + (t * B + r) * H;
+  for_blocks(B, H, [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t t = steps_of(last, r, T_); t < T_; t++)
+        std::fill(dx0 + (t * B + r) * H + j0, dx0 + (t * B + r) * H + j1, T(0));
+    const int64_t tn = steps_of(last, r0, T_);
+    for (int64_t t = tn - 1; t >= 0; t--)
+      for (int64_t r = r0; r < r1 && t < steps_of(last, r, T_); r++) {
+        const T* RS_ wr = wp + r * ws;
+        T* RS_ cr = dh0 + r * H;
+        double* RS_ dwr = dw0 + r * H;
+        const T* RS_ a = a0 + (t * B + r) * H;
+        const T* RS_ hp = t ? y0 + ((t - 1) * B + r) * H : h00 + r * H;
+        const T* RS_ gy = dy0 ? dy0 + (t * B + r) * H : zero.data();
+        const T* RS_ k = zk.row(t, r, B, H);
+        T* RS_ dx = dx0 + (t * B + r) * H;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) {
-        const T one_k = T(1) - k[j], pos = a[j] > T(0) ? one_k : T(0);
-        const T dS = gy[j] + cr[j], dpre = dS * pos;
-        cr[j] = (pos * wr[j] + k[j]) * dS;
-        dx[j] = dpre;
-        dwr[j] += double(dpre * hp[j]);
+        for (int64_t j = j0; j < j1; j++) {
+          const T one_k = T(1) - k[j], pos = a[j] > T(0) ? one_k : T(0);
+          const T dS = gy[j] + cr[j], dpre = dS * pos;
+          cr[j] = (pos * wr[j] + k[j]) * dS;
+          dx[j] = dpre;
+          dwr[j] += double(dpre * hp[j]);
+        }
       }
-    }
   });
 }
 
