@@ -155,3 +155,16 @@ def test_build_forecaster_picks_the_arch():
                       Forecaster)
     assert isinstance(build_forecaster(_segrnn(), **kw), SegRNN)
     assert isinstance(build_forecaster(ForecastModelConfig(arch="dlinear"), **kw), DLinear)
+
+
+def test_segrnn_highway_adds_a_shared_linear_map():
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(highway=8, norm="last"), n_targets=2, horizon=4).eval()
+    x = torch.randn(3, 8, 2)
+    with torch.no_grad():
+        base = m(x)
+        m.highway.weight.add_(1.0)  # y += sum of the normalised window, per channel
+        z = x - x[:, -1:]
+        assert torch.allclose(m(x)[..., 0], base[..., 0] + z.sum(1, keepdim=True), atol=1e-5)
+    with pytest.raises(ValueError, match="highway"):
+        SegRNN(_segrnn(highway=8, channels="mixed"), n_targets=2, horizon=4)

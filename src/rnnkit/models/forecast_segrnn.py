@@ -14,7 +14,9 @@ model; mixed: a segment holds the ``w`` steps of all ``C`` channels)::
     y      = norm^{-1}([y_1 .. y_m])[:H]
 
 (SegRNN's "PMF", parallel multi-step forecasting: no output is fed back, so errors do not
-accumulate and the decoder's ``m`` steps cost one batched step.)  An ``L`` that ``w`` does not
+accumulate and the decoder's ``m`` steps cost one batched step.)  ``highway=k`` adds LSTNet's
+linear component on the normalised window, shared by the channels: ``y += W_a z[L-k:] + b_a``
+(``W_a``: (H, k); independent channels only).  An ``L`` that ``w`` does not
 divide is padded at the front with the window's first value.  The encoder and decoder are the
 same layer, as in SegRNN.
 
@@ -70,7 +72,7 @@ class SegRNN(nn.Module):
             ``cell``, ``hidden_size`` (d), ``num_layers``, ``dropout`` (before the output map),
             ``segment_length`` (w), ``channels``, ``channel_embedding``, ``norm``,
             ``revin_affine``, ``head`` ("point" or "quantile"; "gaussian" with norm none, last
-            or mean), ``extras`` (for ``build_layer``).
+            or mean), ``highway``, ``extras`` (for ``build_layer``).
         n_targets: C.  n_past / n_future: must be 0.  horizon: H.
 
     Forward:
@@ -117,6 +119,10 @@ class SegRNN(nn.Module):
             self.chan = None
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(d, width * self.K)
+        if c.highway < 0 or (c.highway and not self.independent):
+            raise ValueError(f"model.highway={c.highway}: expected 0 or a number of input steps "
+                             "(with channels 'independent')")
+        self.highway = nn.Linear(c.highway, horizon) if c.highway else None
 
     def _queries(self, B: int) -> Tensor:
         """Decoder inputs, one per (sequence, output segment): (N*m, 1, d), N = B*C or B."""
@@ -137,6 +143,7 @@ class SegRNN(nn.Module):
         if lengths is not None and bool((lengths.to(x.device) < L).any()):
             raise ValueError("SegRNN: padded windows (lengths < L) are not supported")
         z, stats = self.norm(x)  # (B, L, C)
+        x_n = z
         pad = -L % w
         if pad:
             z = torch.cat([z[:, :1].expand(B, pad, C), z], 1)  # (B, n*w, C)
@@ -154,6 +161,13 @@ class SegRNN(nn.Module):
         else:
             # (B*m, w*C*K) -> (B, m*w, C, K) -> (B, H, C, K)
             p = y.reshape(B, m * w, C, K)[:, :self.H]
+        if self.highway is not None:
+            k = self.config.highway
+            if L < k:
+                raise ValueError(f"model.highway={k} needs input windows of at least {k} steps")
+            ar = self.highway(x_n[:, -k:].transpose(1, 2)).transpose(1, 2)  # (B, H, C)
+            p = p + ar[..., None] if self.config.head == "quantile" else torch.cat(
+                [p[..., :1] + ar[..., None], p[..., 1:]], -1)
         if self.config.head == "gaussian" and stats is not None:
             return torch.cat([self.norm.inverse(p[..., :1], stats), p[..., 1:]], -1)
         return self.norm.inverse(p, stats)
