@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -34,6 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 DATA = "../shared/datasets"
 LOCK = Path("/tmp/bench.lock")
+#: one thread; the Python-driven fused scans instead of the compiled loops, whose sources another
+#: engineer was changing on this machine (each change meant a rebuild mid-run)
+ENV = {"OMP_NUM_THREADS": "1", "RNNKIT_COMPILED_SCANS": "0"}
+PREFIX = "".join(f"{k}={v} " for k, v in ENV.items())
 RECIPES = {"bernoulli": "configs/jsb_gru.yaml", "nade": "configs/jsb_gru_nade.yaml"}
 CELLS = {"rnn_tanh": "tanh RNN", "gru": "GRU", "lstm": "LSTM"}
 DATASET = ("JSB Chorales, quarter notes (czhuang/JSB-Chorales-dataset @ 9a7f733), "
@@ -60,12 +65,12 @@ CHECKED = ("published values as recalled from the two papers' tables; the search
 
 
 def _run_dir(cell: str, output: str, seed: int) -> Path:
-    return ROOT / "runs" / f"jsb_{cell}_{output}_s{seed}"
+    return ROOT / "runs" / f"jsb_{cell}_{output}_s{seed}"  # = the command's --out
 
 
 def _command(cell: str, output: str, seed: int, sets: list[str]) -> list[str]:
     args = ["train", RECIPES[output], "--data-dir", DATA,
-            "--out", str(_run_dir(cell, output, seed).relative_to(ROOT)),
+            "--out", f"runs/jsb_{cell}_{output}_s{seed}",
             "--set", f"model.cell={cell}", "--set", f"trainer.seed={seed}"]
     for s in sets:
         args += ["--set", s]
@@ -89,9 +94,9 @@ def train(cell: str, output: str, seed: int, sets: list[str]) -> None:
         print(f"waiting: {LOCK} exists (a benchmark is running)", flush=True)
         time.sleep(30)
     args = _command(cell, output, seed, sets)
-    print("running: rnnkit " + " ".join(shlex.quote(a) for a in args), flush=True)
+    print("running: " + PREFIX + "rnnkit " + " ".join(shlex.quote(a) for a in args), flush=True)
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "rnnkit", *args], cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "rnnkit", *args], cwd=ROOT, env={**os.environ, **ENV})
     if proc.returncode != 0:
         raise SystemExit(f"seed {seed}: rnnkit train failed with status {proc.returncode}")
     summary = json.loads((_run_dir(cell, output, seed) / "summary.json").read_text())
@@ -117,7 +122,7 @@ def record(cell: str, output: str, seeds: list[int], sets: list[str]) -> dict | 
     best = min(pub, key=lambda p: p["value"])
     mean = statistics.fmean(nll.values())
     name = f"jsb_{cell}_{output}"
-    cmds = ["rnnkit " + " ".join(shlex.quote(a) for a in _command(cell, output, s, sets))
+    cmds = [PREFIX + "rnnkit " + " ".join(shlex.quote(a) for a in _command(cell, output, s, sets))
             for s in runs]
     rec = {
         "task": "polyphonic music (piano-roll NLL)",

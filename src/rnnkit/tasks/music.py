@@ -319,13 +319,19 @@ def generate_piece(checkpoint: str | Path, *, out: str | None = None, prompt: st
     midi = write_midi(piece, out or "generated.mid", steps_per_quarter=spq, tempo=tempo)
     pic = plot_roll(piece, png or midi.with_suffix(".png"),
                     prompt_steps=0 if head is None else len(head),
-                    title=f"{Path(checkpoint).name}: {len(new)} sampled steps"
+                    title=f"{_label(checkpoint)}: {len(new)} sampled steps"
                           + (f" after a {len(head)}-step prompt" if head is not None else ""))
     polyphony = float(new.sum(1).mean())
     return {"midi": str(midi), "png": str(pic), "prompt_steps": 0 if head is None else len(head),
             "steps": len(new), "mean_notes_per_step": polyphony, "notes_off_piano": dropped,
             "text": f"wrote {midi} ({len(piece)} steps, {len(new)} sampled, "
                     f"{polyphony:.2f} notes per step) and {pic}"}
+
+
+def _label(checkpoint: str | Path) -> str:
+    """``run/best`` for a run's checkpoint, else the directory's name."""
+    p = Path(checkpoint).resolve()
+    return f"{p.parent.name}/{p.name}" if p.name in ("best", "last") else p.name
 
 
 SPEC = register_task(TaskSpec(
