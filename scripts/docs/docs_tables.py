@@ -382,6 +382,8 @@ def _ltsf_table(root: Path) -> str:
         beats_dl = "yes" if r["value"] < b["dlinear"]["mse"] else "**no**"
         beats_pt = ("-" if "PatchTST/64" not in pub else
                     "yes" if r["value"] < pub["PatchTST/64"] else "**no**")
+        if r.get("status", "complete") != "complete":
+            n = f"{n} ({r['status']})"
         out.append(f"| {name} | {H} | {lb} | {ours} | {n} | {b['dlinear']['mse']:.3f} | "
                    f"{b['linear_ar']['mse']:.3f} | {b['seasonal_naive']['mse']:.3f} | "
                    f"{b['naive']['mse']:.3f} | {pt} | {sg} | {beats_dl} | {beats_pt} |")
