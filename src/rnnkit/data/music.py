@@ -29,8 +29,10 @@ from torch import Tensor
 __all__ = ["NUM_KEYS", "LOWEST_NOTE", "SPLITS", "MusicDataError", "steps_to_roll", "roll_to_steps",
            "load_jsb", "transpose", "transpositions", "random_transpose", "collate"]
 
-#: keys of a piano roll (the piano's 88), the MIDI number of its lowest key (A0)
-NUM_KEYS, LOWEST_NOTE = 88, 21
+#: keys of a piano roll (the piano's 88)
+NUM_KEYS = 88
+#: the MIDI number of its lowest key (A0)
+LOWEST_NOTE = 21
 SPLITS = ("train", "valid", "test")
 
 
