@@ -162,7 +162,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     if path.is_file() and not force:
         done = json.loads(path.read_text()).get("seeds", {}).get("n", 0)
         if done >= k:
-            print(f"{name}: done with {done} seed(s) ({path.relative_to(ROOT)})", flush=True)
+            print(f"{name}: done with {done} seed(s) ({path})", flush=True)
             return path
     LOGS.mkdir(parents=True, exist_ok=True)
     print(f"{name}: seeds {seeds[:k]} of {seeds}", flush=True)

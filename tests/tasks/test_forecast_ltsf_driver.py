@@ -1,0 +1,73 @@
+"""experiments/forecast/ltsf.py: the results file has the issue's keys, resumes, and orders the
+queue targets first (training is replaced by fixed reports; the pipeline has its own tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def ltsf(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("_ltsf", ROOT / "experiments/forecast/ltsf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(mod, "LOGS", tmp_path / "logs")
+    calls = []
+
+    def fake_run_one(ds, variables, H, L, seed, model, extra):
+        calls.append((model, seed))
+        mse = {"segrnn": 0.40 + 0.01 * seed, "dlinear": 0.45}[model]
+        m = {"model": {"mse": mse, "mae": mse / 2}, "naive": {"mse": 1.3, "mae": 0.7},
+             "seasonal_naive": {"mse": 0.5, "mae": 0.43}, "linear_ar": {"mse": 0.42, "mae": 0.4}}
+        return {"command": f"rnnkit forecast train x --set=trainer.seed={seed}",
+                "wall_seconds": 10.0, "report": {"metrics": m, "windows": 2785},
+                "best_val_loss": 0.7, "stopped": "patience", "epochs": 12}
+
+    monkeypatch.setattr(mod, "run_one", fake_run_one)
+    monkeypatch.setattr(mod, "_device", lambda: "cpu: test")
+    mod.calls = calls
+    return mod
+
+
+def test_results_file_has_the_issue_keys(ltsf):
+    path = ltsf.run_job("ETTh1", "multivariate", 96, 720, [1, 2, 3], [])
+    r = json.loads(path.read_text())
+    assert path.name == "ltsf_etth1_m_h96_l720.json"
+    for key in ("dataset", "protocol", "variables", "horizon", "lookback", "metric", "value", "mae",
+                "baselines", "command", "wall_seconds", "seeds", "cell"):
+        assert key in r, key
+    assert (r["dataset"], r["protocol"], r["variables"], r["horizon"], r["lookback"], r["metric"]) \
+        == ("ETTh1", "ltsf", "multivariate", 96, 720, "mse")
+    assert r["value"] == pytest.approx(0.42) and r["mae"] == pytest.approx(0.21)  # seed mean
+    assert r["seeds"]["n"] == 3 and r["seeds"]["mse"]["std"] == pytest.approx(0.008165, abs=1e-5)
+    assert set(r["baselines"]) == {"naive", "seasonal_naive", "linear_ar", "dlinear"}
+    assert r["baselines"]["dlinear"]["mse"] == pytest.approx(0.45)
+    assert r["beats"]["dlinear"] and not r["beats"]["linear_ar"]  # 0.42 is not below 0.42
+    assert r["reference"]["value"] == 0.370 and r["status"] == "complete" and r["cell"] == "gru"
+    for key in ("task", "split", "reference", "device", "date"):  # experiments/make_table.py's
+        assert key in r
+
+
+def test_partial_then_complete_and_skip(ltsf):
+    ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [], upto=1)
+    path = ltsf.RESULTS / "ltsf_ettm1_m_h192_l720.json"
+    assert json.loads(path.read_text())["status"] == "partial (1 of 3 seeds)"
+    assert ltsf.calls == [("segrnn", 1), ("dlinear", 1)]
+    ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [], upto=1)  # done: skipped
+    assert len(ltsf.calls) == 2
+    ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [])
+    assert json.loads(path.read_text())["status"] == "complete"
+
+
+def test_queue_puts_the_targets_first(ltsf):
+    q = ltsf.queue()
+    assert [j[0] for j in q[:16]] == ["ETTh1"] * 8 + ["ETTm1"] * 8
+    assert [j[5] for j in q[:8]] == [1] * 4 + [3] * 4 and all(j[4] == [1, 2, 3] for j in q[:16])
+    assert all(j[4] == [1] for j in q[16:]) and len(q) == 16 + 8 + 16 + 16
