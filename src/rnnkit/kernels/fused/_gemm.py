@@ -16,6 +16,8 @@ Shapes: ``M`` rows, ``K`` inner, ``N`` output features.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -85,15 +87,26 @@ def linear(x: Tensor, w: Tensor, bias: Tensor | None = None,
     return y if bias is None else y.add_(bias)
 
 
+@functools.cache
+def _intel_cpu() -> bool:
+    """Whether this is an Intel CPU (``vendor_id`` in /proc/cpuinfo; False where unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(ln.startswith("vendor_id") and "GenuineIntel" in ln for ln in f)
+    except OSError:
+        return False
+
+
 def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
     """``dy^T x``: (M, N), (M, K) -> (N, K), the weight gradient of a product over M rows.
 
-    Computed as ``torch.mm(x^T, dy)^T`` (torch's BLAS: MKL on CPU), the small (K, N) result
-    transposed. oneDNN's inner product (:func:`linear`), faster for the forward products,
-    was 1.0-3.1x slower here at every shape measured, 1 thread, torch 2.13 (e.g.
-    (M, N, K) = (12800, 1536, 512): 420 against 135 ms; (3200, 1024, 256): 13.2 against
-    10.0 ms; docs/kernels.md, "Small choices").
+    The small (K, N) result transposed, ``(x^T dy)^T``: on an Intel CPU through torch's BLAS
+    (MKL), elsewhere through oneDNN's inner product (:func:`linear`), the faster of the two
+    where each was measured (docs/kernels.md, "Small choices";
+    ``benchmarks/results/weight_grad_xeon2.json``).
     """
+    if dy.device.type == "cpu" and not _intel_cpu():
+        return linear(x.t(), dy.t()).t().contiguous()  # (oneDNN where it is faster)
     return torch.mm(x.t(), dy).t().contiguous()
 
 
