@@ -268,3 +268,23 @@ def test_env_zero_turns_it_off(calls, monkeypatch):
     assert compiled.mode() == "off"
     _layer_run(rnnkit.LSTM, "fused")
     assert not calls
+
+
+def test_unpacked_products_give_the_same_numbers(calls, ext):
+    """RNNKIT_PACKED_GEMM=0's path (plain at::mm per step, no MKL packed weights) against the
+    packed one, float32, and the switch really reaches the extension."""
+    on = _layer_run(rnnkit.LayerNormLSTM, "fused", dtype=torch.float32, hidden=37)
+    ext.set_packed(False)
+    try:
+        off = _layer_run(rnnkit.LayerNormLSTM, "fused", dtype=torch.float32, hidden=37)
+    finally:
+        ext.set_packed(True)
+    _assert_close(on[:3], off[:3], 1e-5, "unpacked", rtol=1e-5)
+    _assert_close(on[3:], off[3:], 1e-4, "unpacked", rtol=1e-5)
+    env = {**os.environ, "RNNKIT_PACKED_GEMM": "0", "RNNKIT_COMPILED_SCANS": "1"}
+    code = "from rnnkit.kernels import compiled; print(compiled.ext().packed())"
+    for value, expected in (("0", "False"), ("", "True")):
+        env["RNNKIT_PACKED_GEMM"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300, check=True).stdout
+        assert out.strip() == expected

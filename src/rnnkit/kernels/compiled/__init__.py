@@ -17,7 +17,9 @@ temporary directory under ``rnnkit.runtime.cache_dir("compiled-scans")``, then r
 atomically to a file keyed by the sources, torch's version, the compiler, the flags, the
 CPU and Python; later processes import that file. A failed build (no compiler, an error)
 is reported once, as a warning with the compiler's output, and the fused scans run their
-Python loop (same numbers). ``RNNKIT_COMPILED_SCANS=0`` turns the extension off; ``=1``
+Python loop (same numbers). ``RNNKIT_PACKED_GEMM=0`` makes the per-step products plain
+``at::mm`` (no packed weights: less memory, slower). ``RNNKIT_COMPILED_SCANS=0`` turns the
+extension off; ``=1``
 uses it wherever it can run; unset, the scans use it where it was measured at least as fast
 (:func:`preferred`; docs/kernels.md, "The time loop in compiled code").
 """
@@ -142,7 +144,11 @@ def ext():
     if os.environ.get("RNNKIT_COMPILED_SCANS", "") == "0":
         return None
     try:
-        return build()
+        mod = build()
+        # MKL's packed weights cost ~7.3 MB plus twice the weight while a loop runs, for
+        # 4-10% speed; RNNKIT_PACKED_GEMM=0 trades that back (docs/kernels.md)
+        mod.set_packed(os.environ.get("RNNKIT_PACKED_GEMM", "") != "0")
+        return mod
     except Exception as e:  # noqa: BLE001
         tail = str(e)[-3000:]
         msg = ("rnnkit: building the compiled time loops (kernels/compiled) failed; the fused "

@@ -352,6 +352,7 @@ void indrnn_bwd(const Tensor& w, const Tensor& h0, const Zone<T>& zk, const Size
 // ------------------------------------------------------------------ entry points
 void gated_forward(int64_t kind, const Tensor& u, const Tensor& s0, const OptT& Z, double rate,
                    const Sizes& last, Tensor Hs, Tensor Y) {
+  RECORD_FUNCTION("rnnkit::compiled::gated_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gated_forward", [&] {
     using T = scalar_t;
     const Zone<T> zk(optr<T>(Z), rate, s0.size(1));
@@ -368,6 +369,7 @@ void gated_forward(int64_t kind, const Tensor& u, const Tensor& s0, const OptT& 
 
 void gated_backward(int64_t kind, const Tensor& u, const Tensor& s0, const OptT& Z, double rate,
                     const Sizes& last, const Tensor& Hs, const OptT& dY, Tensor du, Tensor ds) {
+  RECORD_FUNCTION("rnnkit::compiled::gated_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gated_backward", [&] {
     using T = scalar_t;
     const Zone<T> zk(optr<T>(Z), rate, s0.size(1));
@@ -384,6 +386,7 @@ void gated_backward(int64_t kind, const Tensor& u, const Tensor& s0, const OptT&
 
 void sru_forward(const Tensor& xp, const Tensor& v, const Tensor& c0, const OptT& Z,
                  double rate, const Sizes& last, Tensor C, Tensor Y) {
+  RECORD_FUNCTION("rnnkit::compiled::sru_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "sru_forward", [&] {
     sru_fwd<scalar_t>(xp, v, c0, Zone<scalar_t>(optr<scalar_t>(Z), rate, c0.size(1)), last,
                       C, Y);
@@ -393,6 +396,7 @@ void sru_forward(const Tensor& xp, const Tensor& v, const Tensor& c0, const OptT
 void sru_backward(const Tensor& xp, const Tensor& v, const Tensor& c0, const OptT& Z,
                   double rate, const Sizes& last, const Tensor& C, const OptT& dY, Tensor dxp,
                   Tensor dc, Tensor dv) {
+  RECORD_FUNCTION("rnnkit::compiled::sru_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "sru_backward", [&] {
     sru_bwd<scalar_t>(xp, v, c0, Zone<scalar_t>(optr<scalar_t>(Z), rate, c0.size(1)), last,
                       C, dY, dxp, dc, dv);
@@ -401,6 +405,7 @@ void sru_backward(const Tensor& xp, const Tensor& v, const Tensor& c0, const Opt
 
 void indrnn_forward(const Tensor& xp, const Tensor& w, const Tensor& h0, const OptT& Z,
                     double rate, const Sizes& last, Tensor A, Tensor Y) {
+  RECORD_FUNCTION("rnnkit::compiled::indrnn_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "indrnn_forward", [&] {
     indrnn_fwd<scalar_t>(xp, w, h0, Zone<scalar_t>(optr<scalar_t>(Z), rate, h0.size(1)), last,
                          A, Y);
@@ -410,6 +415,7 @@ void indrnn_forward(const Tensor& xp, const Tensor& w, const Tensor& h0, const O
 void indrnn_backward(const Tensor& w, const Tensor& h0, const OptT& Z, double rate,
                      const Sizes& last, const Tensor& A, const Tensor& Y, const OptT& dY,
                      Tensor dxp, Tensor dh, Tensor dw) {
+  RECORD_FUNCTION("rnnkit::compiled::indrnn_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "indrnn_backward", [&] {
     indrnn_bwd<scalar_t>(w, h0, Zone<scalar_t>(optr<scalar_t>(Z), rate, h0.size(1)), last, A,
                          Y, dY, dxp, dh, dw);

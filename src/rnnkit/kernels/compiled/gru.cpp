@@ -145,6 +145,7 @@ void gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const O
                  const OptT& g_hh, const OptT& m, const OptT& ZH, double zh_rate, double eps,
                  const Sizes& sizes, bool save_all, Tensor Ghn, Tensor RZ, Tensor N, Tensor Y,
                  const OptT& V, const OptT& MU, const OptT& RS) {
+  RECORD_FUNCTION("rnnkit::compiled::gru_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     gru_fwd<scalar_t>(xp, h0, W_hh, b_hh, g_hh, m,
                       Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), scalar_t(eps),
@@ -157,6 +158,7 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
                   const Tensor& RZ, const Tensor& N, const Tensor& Y, const Tensor& dY,
                   Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
                   const OptT& RS, const OptT& dV, const OptT& acc) {
+  RECORD_FUNCTION("rnnkit::compiled::gru_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(N.scalar_type(), "gru_backward", [&] {
     gru_bwd<scalar_t>(h0, W_hh, g_hh, m,
                       Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), sizes, Ghn, RZ,

@@ -111,6 +111,7 @@ void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Te
                   const OptT& b_hh, const OptT& m, const OptT& ZH, const OptT& ZC,
                   double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
                   Tensor TC, Tensor Y) {
+  RECORD_FUNCTION("rnnkit::compiled::lstm_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m,
                        Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
@@ -123,6 +124,7 @@ void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const
                    const OptT& ZH, const OptT& ZC, double zh_rate, double zc_rate,
                    const Sizes& sizes, const Tensor& A, const Tensor& C, const Tensor& TC,
                    const Tensor& dY, Tensor dA, Tensor dh, Tensor dc) {
+  RECORD_FUNCTION("rnnkit::compiled::lstm_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
     lstm_bwd<scalar_t>(h0, c0, W_hh, m,
                        Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
@@ -311,6 +313,7 @@ void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
                      double zh_rate, double zc_rate, double eps, const Sizes& sizes,
                      bool save_all, Tensor V, Tensor A, Tensor MU, Tensor RS, Tensor CT,
                      Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y) {
+  RECORD_FUNCTION("rnnkit::compiled::ln_lstm_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "ln_lstm_forward", [&] {
     ln_lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m,
                           Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
@@ -328,6 +331,7 @@ int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_h
                          const Tensor& C, const Tensor& dY, Tensor dA, Tensor dV, Tensor dh,
                          Tensor dc, Tensor acc) {
   int64_t out = 0;
+  RECORD_FUNCTION("rnnkit::compiled::ln_lstm_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "ln_lstm_backward", [&] {
     out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m,
                                 Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),

@@ -12,6 +12,7 @@ bool use_packed = true;
 namespace {
 
 void set_packed(bool on) { rnnkit::use_packed = on; }
+bool packed() { return rnnkit::use_packed; }
 
 // How many distinct threads at::parallel_for ran `n` one-item chunks on: 1 when the
 // extension was built without OpenMP (its pragmas are then ignored and it runs serially).
@@ -57,4 +58,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("threads_used", &threads_used);
   m.def("openmp", &openmp);
   m.def("set_packed", &set_packed, "use MKL's packed sgemm for the per-step products (float32)");
+  m.def("packed", &packed, "whether the per-step products use MKL's packed sgemm");
 }

@@ -78,6 +78,7 @@ static void rnn_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& m, const Z
 void rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
                  const OptT& m, const OptT& ZH, double zh_rate, bool relu, const Sizes& sizes,
                  Tensor A, Tensor Y) {
+  RECORD_FUNCTION("rnnkit::compiled::rnn_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
     rnn_fwd<scalar_t>(xp, h0, W_hh, b_hh, m,
                       Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), relu, sizes, A,
@@ -88,6 +89,7 @@ void rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const O
 void rnn_backward(const Tensor& h0, const Tensor& W_hh, const OptT& m, const OptT& ZH,
                   double zh_rate, bool relu, const Sizes& sizes, const Tensor& A,
                   const Tensor& dY, Tensor dA, Tensor dh) {
+  RECORD_FUNCTION("rnnkit::compiled::rnn_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "rnn_backward", [&] {
     rnn_bwd<scalar_t>(h0, W_hh, m, Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)),
                       relu, sizes, A, dY, dA, dh);

@@ -9,10 +9,12 @@
 //
 // Shapes: T time, B batch, H hidden, G = 4H (LSTM) or 3H (GRU); every buffer is
 // contiguous; a step works on the live rows 0..n-1 (lengths: the batch is sorted by
-// length, n = sizes[t]).
+// length, n = sizes[t]). Each entry point is a RECORD_FUNCTION scope, so that torch's
+// profiler sees its allocations and their frees (MKL's packed weights die inside it).
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
