@@ -8,6 +8,7 @@ same numbers with the extension off, the same outputs under ``OMP_NUM_THREADS=1`
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -67,6 +68,7 @@ I, H = 3, 4
 CELLS = {
     "lstm": lambda: LSTMCell(I, H),
     "lstm_nobias": lambda: LSTMCell(I, H, bias=False),
+    "lstm_proj": lambda: LSTMCell(I, H, proj_size=3),
     "gru": lambda: GRUCell(I, H),
     "gru_nobias": lambda: GRUCell(I, H, bias=False),
     "ln_lstm": lambda: LayerNormLSTMCell(I, H),
@@ -144,7 +146,8 @@ def test_matches_loop_float64(calls, name, lengths, reg):
             assert out[0].masked_select(~mask).abs().max() == 0
 
 
-LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "ln_lstm": rnnkit.LayerNormLSTM,
+LAYERS = {"lstm": rnnkit.LSTM, "lstm_proj": functools.partial(rnnkit.LSTM, proj_size=3),
+          "gru": rnnkit.GRU, "ln_lstm": rnnkit.LayerNormLSTM,
           "ln_gru": rnnkit.LayerNormGRU, "rnn": rnnkit.RNN, "indrnn": rnnkit.IndRNN}
 #: layers without recurrent weights (zoneout only)
 CARRIED = {"qrnn": rnnkit.QRNN, "sru": rnnkit.SRU, "mingru": rnnkit.MinGRU,

@@ -50,14 +50,14 @@ __all__ = ["ext", "usable", "preferred", "build", "disabled", "mode", "FLAGS", "
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
-SOURCES = [_HERE / "module.cpp", _HERE / "lstm.cpp", _HERE / "gru.cpp", _HERE / "rnn.cpp",
-           _HERE / "elementwise.cpp"]
+SOURCES = [_HERE / "module.cpp", _HERE / "lstm.cpp", _HERE / "lstm_proj.cpp", _HERE / "gru.cpp",
+           _HERE / "rnn.cpp", _HERE / "elementwise.cpp"]
 HEADERS = [_HERE / "scans.h"]
 #: the flags the extension is built (and tested) with
 FLAGS = ["-O3", "-march=native", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 _DTYPES = (torch.float32, torch.float64)
-#: the fused kernels whose loop is compiled (not: LSTM with proj_size, Cho's GRU)
+#: the fused kernels whose loop is compiled (not: Cho's GRU); "lstm" includes proj_size
 KINDS = ("lstm", "gru", "ln_lstm", "ln_gru", "rnn", "mingru", "minlstm", "qrnn", "sru",
          "indrnn")
 _off = 0  # > 0 inside ``disabled()``

@@ -247,6 +247,15 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
                   Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
                   const OptT& RS, const OptT& dV, const OptT& acc);
 
+void lstmp_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
+                   const OptT& b_hh, const Tensor& W_hr, const OptT& m, const OptT& ZH,
+                   const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes, Tensor A,
+                   Tensor C, Tensor TC, Tensor R, Tensor Y);
+void lstmp_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const Tensor& W_hr,
+                    const OptT& m, const OptT& ZH, const OptT& ZC, double zh_rate,
+                    double zc_rate, const Sizes& sizes, const Tensor& A, const Tensor& C,
+                    const Tensor& TC, const Tensor& dY, Tensor dA, Tensor dHt, Tensor dh,
+                    Tensor dc);
 void rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
                  const OptT& m, const OptT& ZH, double zh_rate, bool relu, const Sizes& sizes,
                  Tensor A, Tensor Y);

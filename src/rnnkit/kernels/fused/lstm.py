@@ -60,6 +60,13 @@ def _forward(ts, cfg):
                                     sizes or [], A, C, TC, Y)
         h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
         return [Y, h_n, c_n], [A, C, TC, R]
+    if R is not None and compiled.usable("lstm", xp, h0, c0, W_hh, b_hh, W_hr, m,
+                                         _csteps.masks(zh), _csteps.masks(zc)):  # with W_hr
+        compiled.ext().lstmp_forward(xp, h0, c0, W_hh, b_hh, W_hr, m, _csteps.masks(zh),
+                                     _csteps.masks(zc), _csteps.rate(zh), _csteps.rate(zc),
+                                     sizes or [], A, C, TC, R, Y)
+        h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
+        return [Y, h_n, c_n], [A, C, TC, R]
     if R is None and _csteps.usable(xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),
                                     _csteps.masks(zc)):  # the compiled steps (_csteps.c)
         P = _csteps.LSTM(B=B, H=H, zh_rate=_csteps.rate(zh), zc_rate=_csteps.rate(zc),
@@ -130,6 +137,11 @@ def _backward(ts, res, grads, cfg, need):
         compiled.ext().lstm_backward(h0, c0, W_hh, m, _csteps.masks(zh), _csteps.masks(zc),
                                      _csteps.rate(zh), _csteps.rate(zc), sizes or [], A, C, TC,
                                      dY, dA, dh, dc)
+    elif R is not None and compiled.usable("lstm", A, dY, h0, c0, W_hh, W_hr, m,
+                                           _csteps.masks(zh), _csteps.masks(zc)):  # with W_hr
+        compiled.ext().lstmp_backward(h0, c0, W_hh, W_hr, m, _csteps.masks(zh),
+                                      _csteps.masks(zc), _csteps.rate(zh), _csteps.rate(zc),
+                                      sizes or [], A, C, TC, dY, dA, dHt, dh, dc)
     elif R is None and _csteps.usable(A, dY, c0, W_hh, m, _csteps.masks(zh), _csteps.masks(zc)):
         # the compiled steps (_csteps.c): one call per step, then the GEMM for d h_{t-1}
         keep_h, keep_c = torch.empty_like(h0), torch.empty_like(c0)  # held: P has their addresses
