@@ -75,10 +75,10 @@ PAGES = walk_pages()
 #: (page, the command as the page writes it, or a prefix of it) -> why the walk cannot run it
 NOT_RUNNABLE = {
     ("README.md", "rnnkit bench --quick"):
-        "a minute or two of timing loops by design, with no shorter documented form; timings on "
+        "2-3 minutes of timing loops by design, with no shorter documented form; timings on "
         "a shared CI machine are noise. tests/bench runs the same code on small shapes",
     ("docs/howto/benchmarks.md", "rnnkit bench --quick"):
-        "a minute or two of timing loops (as README's); tests/bench covers the code",
+        "2-3 minutes of timing loops (as README's); tests/bench covers the code",
     ("docs/howto/benchmarks.md", "rnnkit bench --quick --threads 1,2"):
         "timing loops at two thread counts: minutes; tests/bench covers the code",
     ("docs/howto/benchmarks.md", "rnnkit bench --cells lstm,gru,ln_lstm"):

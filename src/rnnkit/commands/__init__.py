@@ -36,7 +36,8 @@ COMMANDS = ("train", "evaluate", "generate", "demo")
 def set_threads(threads: int | None) -> None:
     """torch's CPU threads for a command: ``threads`` if given, else one on a busy machine
     (several threads competing for busy cores are much slower: ``rnnkit generate`` took 15 s
-    at torch's default and 4.6 s at one thread on the loaded 2-core machine), else torch's."""
+    at torch's default and 4.6 s at one thread on the loaded 2-core Intel Xeon VM, torch
+    2.13), else torch's."""
     from rnnkit.runtime import busy
 
     if threads is not None or busy():

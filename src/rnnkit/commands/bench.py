@@ -2,7 +2,7 @@
 
 ::
 
-    rnnkit bench --quick                                   # smoke run (a minute or two)
+    rnnkit bench --quick                                   # smoke run (2-3 min, 2-core Xeon VM)
     rnnkit bench --quick --threads 1,2                     # ... at 1 and 2 threads: scaling
     rnnkit bench                                           # full grid (hours on 2 cores)
     rnnkit bench --cells gru,sru,indrnn --backends auto,fused,loop --shapes 32,1000,512
