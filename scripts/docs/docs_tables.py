@@ -264,7 +264,8 @@ def _regularisation_table(root: Path) -> str:
     lines += ["", f"*{d['what']}; {len(d['variants'][0]['val_curve']) if d['variants'] else 0} epochs; "
               f"train loss of the best checkpoint, measured without dropout; time is wall-clock on a "
               f"shared machine. Recorded {d['date']} on "
-              f"{dev}; generated from `docs/tutorials/data/regularisation.json`.*"]
+              f"{dev}, torch {d.get('torch', '2.13')}, with `{d.get('command', '?')}`; generated "
+              "from `docs/tutorials/data/regularisation.json`.*"]
     return "\n".join(lines) + "\n"
 
 
