@@ -5,6 +5,8 @@ pipeline's :attr:`~rnnkit.train.task.TaskSpec.predict`::
 
     $ rnnkit predict runs/fsdd/best 7_theo_0.wav 3_george_1.wav          # audio files
     7_theo_0.wav    7    0.998
+    $ rnnkit predict runs/digits_ctc/best utt.wav                        # speech: transcript
+    utt.wav    three one four
     $ rnnkit predict runs/imdb/best "A wonderful film." --file reviews.txt  # texts
     $ echo "Ein Hund läuft." | rnnkit predict runs/multi30k/best --file -    # stdin
 
@@ -49,7 +51,8 @@ def gather_inputs(a: argparse.Namespace) -> list[str]:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``predict`` to an ``argparse`` sub-parser set; returns the new parser."""
-    help_text = "run a trained checkpoint (classifier, tagger, translator, audio) on new inputs"
+    help_text = ("run a trained checkpoint (classifier, tagger, translator, audio, speech) on "
+                 "new inputs")
     p = subparsers.add_parser(
         "predict", help=help_text, description=help_text[0].upper() + help_text[1:] + "."
     )
@@ -66,7 +69,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, metavar="K", help="classifiers: show the K most likely "
                    "labels (default 1)")
     p.add_argument("--beam-size", type=int, metavar="N",
-                   help="translation: beam width; 1 = greedy (default 5)")
+                   help="translation: beam width; 1 = greedy (default 5); asr: beam "
+                   "search with the recipe's lexicon (default 1, greedy)")
     p.add_argument("--max-len", type=int, metavar="N",
                    help="translation: longest output in tokens (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object per input")

@@ -19,6 +19,7 @@ from typing import Any
 
 from rnnkit.tasks.predictors import (
     AnomalyPredictor,
+    ASRPredictor,
     AudioPredictor,
     ForecastPredictor,
     LMPredictor,
@@ -26,7 +27,7 @@ from rnnkit.tasks.predictors import (
 )
 
 __all__ = ["load_predictor", "LMPredictor", "AnomalyPredictor", "ForecastPredictor",
-           "AudioPredictor", "TextPredictor", "create_app", "Limits"]
+           "AudioPredictor", "ASRPredictor", "TextPredictor", "create_app", "Limits"]
 
 
 def load_predictor(checkpoint: str | Path, *, int8: bool = False) -> Any:

@@ -15,6 +15,8 @@ name, so a new pipeline whose predictor has one of these APIs is served as it is
       POST /predict   {"texts": [...], "top_k", "beam_size", "max_len"} -> {"results"}
     api "audio" (audio):
       POST /predict   {"audio": [...], "sample_rate", "top_k"} -> label, prob, top
+    api "transcribe" (asr):
+      POST /transcribe?beam_size=1   body: a WAV (FLAC, OGG) file -> {"text", "seconds"}
     api "score" (anomaly):
       POST /score     {"values": [...], "threshold"} -> {"scores", "anomalies"}
     api "forecast" (forecast):
@@ -56,7 +58,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -384,6 +386,19 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
         @app.post("/predict", responses=_BODY_ERRORS)
         async def predict_audio(r: AudioRequest) -> dict[str, Any]:
             return await run(pred.classify, r.audio, r.sample_rate, r.top_k)
+
+    elif pred.api == "transcribe":
+        wav = {"requestBody": {"required": True, "content": {
+            "audio/wav": {"schema": {"type": "string", "format": "binary"}}}}}
+
+        @app.post("/transcribe", responses=_BODY_ERRORS, openapi_extra=wav)
+        async def transcribe(request: Request, beam_size: Annotated[int, Query(
+                ge=1, le=32, description="1: greedy; more: beam search (lexicon)")] = 1
+        ) -> dict[str, Any]:
+            body = await request.body()  # at most max_body_bytes (BodyLimit)
+            if not body:
+                raise ValueError("body: empty; expected a WAV file")
+            return await run(pred.transcribe_wav, body, beam_size)
 
     app.add_middleware(BodyLimit, limit=lim.max_body_bytes, timeout=lim.body_timeout_s)
     return app

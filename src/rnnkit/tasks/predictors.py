@@ -17,6 +17,9 @@ a pipeline:
   window of the last rows is the carried state (the model was trained on windows, so the
   window, not an ever-running recurrent state, is what a forecast must see).
 - :class:`AudioPredictor` (``audio``): clips are classified whole (``classify``).
+- :class:`ASRPredictor` (``asr``): a WAV file's transcript (``transcribe_wav``), or, for a
+  unidirectional checkpoint, samples streamed in through ``step(samples)`` (the partial
+  transcript; the network's state and the CTC path are the carried state).
 - :class:`TextPredictor` (``classify``, ``tag``, ``translate``): texts through each pipeline's
   :attr:`~rnnkit.train.task.TaskSpec.predict`.
 
@@ -43,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["LMPredictor", "AnomalyPredictor", "ForecastPredictor", "AudioPredictor",
-           "TextPredictor", "text_predictor", "maybe_int8"]
+           "ASRPredictor", "TextPredictor", "text_predictor", "maybe_int8"]
 
 
 class LMPredictor:
@@ -335,6 +338,74 @@ class AudioPredictor:
         probs, idx = p.topk(min(top_k, len(self.classes)))
         top = [[self.classes[int(i)], float(v)] for v, i in zip(probs, idx)]
         return {"label": top[0][0], "prob": top[0][1], "top": top}
+
+
+class ASRPredictor:
+    """Speech to text: a WAV body transcribed whole, or samples streamed in (module docstring).
+
+    Args:
+        model: the CTC model (evaluation mode).
+        sample_rate: the rate the model was trained at (audio is resampled to it).
+        transcribe: ``transcribe(samples (N,) float32, beam_size) -> text``.
+        streamer: ``streamer() -> an object with push(samples) -> text and finish() -> text``,
+            or None when the model cannot stream (bidirectional).
+        facts: what ``GET /info`` adds (units, lexicon, ...).
+    """
+
+    task = "asr"
+    api = "transcribe"  # POST /transcribe with a WAV body
+
+    def __init__(self, model: torch.nn.Module, sample_rate: int, transcribe, streamer=None,
+                 facts: dict[str, Any] | None = None):
+        self.model, self.sample_rate = model.eval(), sample_rate
+        self._transcribe, self._streamer = transcribe, streamer
+        self._facts = {"sample_rate": sample_rate, "streaming": streamer is not None,
+                       **(facts or {})}
+        self.reset()
+
+    def facts(self) -> dict[str, Any]:
+        return dict(self._facts)
+
+    def reset(self) -> None:
+        """Forget the streamed utterance."""
+        self.stream = None
+
+    def step(self, samples) -> str:
+        """Feed samples at ``sample_rate`` (unidirectional models); the transcript so far."""
+        if self._streamer is None:
+            raise ValueError("this checkpoint is bidirectional: it transcribes whole "
+                             "utterances only (transcribe_wav)")
+        if self.stream is None:
+            self.stream = self._streamer()
+        return self.stream.push(samples)
+
+    def finish(self) -> str:
+        """End the streamed utterance; its whole transcript."""
+        text = self.stream.finish() if self.stream is not None else ""
+        self.reset()
+        return text
+
+    @torch.no_grad()
+    def transcribe_wav(self, data: bytes, beam_size: int = 1) -> dict[str, Any]:
+        """The transcript of a WAV (or FLAC, OGG) file's bytes; one-line errors for bad audio."""
+        import io
+
+        import soundfile as sf
+
+        try:
+            y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # (N, C)
+        except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+            raise ValueError(f"body: cannot read audio ({' '.join(str(e).split())}); expected "
+                             "a WAV, FLAC or OGG file") from None
+        if y.shape[0] == 0 or not np.isfinite(y).all():
+            raise ValueError("body: the audio has no samples or non-finite ones")
+        y = y.mean(axis=1)
+        if sr != self.sample_rate:
+            import librosa
+
+            y = librosa.resample(y, orig_sr=sr, target_sr=self.sample_rate).astype(np.float32)
+        text = self._transcribe(self.model, y, beam_size)
+        return {"text": text, "seconds": round(len(y) / self.sample_rate, 3)}
 
 
 class TextPredictor:

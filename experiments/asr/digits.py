@@ -1,0 +1,240 @@
+"""Connected FSDD digits with CTC: the standard split at 3 seeds, leave-one-speaker-out at 6 folds.
+
+Each run is an exact ``rnnkit train`` command on ``configs/digits_ctc.yaml`` (standard split)
+or ``configs/digits_ctc_loso.yaml`` (``--set data.split=loso:SPEAKER``); its best checkpoint
+(lowest validation WER) is scored on test by the trainer (greedy decoding) and then by
+``rnnkit evaluate --beam-size 8`` (flashlight-text beam search over the digit-word lexicon).
+Records: ``experiments/results/digits_ctc_standard.json`` and ``digits_ctc_loso.json``::
+
+    OMP_NUM_THREADS=1 python experiments/asr/digits.py                 # the whole queue
+    OMP_NUM_THREADS=1 python experiments/asr/digits.py --only standard:0
+    python experiments/asr/digits.py --record-only
+
+The queue runs the standard split at seed 0 first, then the 6 folds (seed 0), then seeds 1 and
+2 of the standard split. Runs already finished (``runs/<name>/summary.json`` with a test
+score) are not repeated, so a killed queue resumes where it stopped; before each run the
+script waits while ``/tmp/bench.lock`` exists. While the ``asr`` task is not yet in
+``rnnkit.train.task.BUILTIN_TASKS``, the commands run as ``python -c`` with the pipeline
+imported first (the recorded command is the plain ``rnnkit`` one).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "experiments" / "results"
+DATA = "../shared/datasets"
+LOCK = Path("/tmp/bench.lock")
+ENV = {"OMP_NUM_THREADS": "1"}
+PREFIX = "".join(f"{k}={v} " for k, v in ENV.items())
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+#: rnnkit's isolated-digit classifier (configs/fsdd.yaml) on each held-out speaker
+#: (experiments/results/fsdd_heldout_speaker.json): accuracy per speaker
+CLASSIFIER = {"george": 0.79, "jackson": 0.834, "lucas": 0.692, "nicolas": 0.668,
+              "theo": 0.914, "yweweler": 0.92}
+DATASET = ("connected digits synthesised from the Free Spoken Digit Dataset "
+           "(Jakobovski/free-spoken-digit-dataset @ 26eb9aa) by rnnkit.data.digits: 2-7 digits "
+           "of one speaker, 0.05-0.3 s silences, +-6 dB gain, 20-40 dB SNR white noise; "
+           "synth_seed 0; 3000 train / 300 valid / 500 test utterances")
+QUEUE = ["standard:0", *(f"loso:{s}:0" for s in SPEAKERS), "standard:1", "standard:2"]
+
+
+def _parse(item: str) -> tuple[str, str | None, int]:
+    parts = item.split(":")
+    if parts[0] == "standard":
+        return "standard", None, int(parts[1])
+    return "loso", parts[1], int(parts[2])
+
+
+def _name(kind: str, speaker: str | None, seed: int) -> str:
+    return f"digits_ctc_{kind}" + (f"_{speaker}" if speaker else "") + f"_s{seed}"
+
+
+def _command(kind: str, speaker: str | None, seed: int) -> list[str]:
+    recipe = "configs/digits_ctc.yaml" if kind == "standard" else "configs/digits_ctc_loso.yaml"
+    args = ["train", recipe, "--data-dir", DATA, "--out", f"runs/{_name(kind, speaker, seed)}",
+            "--set", f"trainer.seed={seed}"]
+    if speaker:
+        args += ["--set", f"data.split=loso:{speaker}"]
+    return args
+
+
+def _rnnkit(args: list[str]) -> list[str]:
+    """The argv that runs ``rnnkit ARGS`` with the asr pipeline importable."""
+    code = ("import sys, rnnkit.tasks.asr; from rnnkit.commands import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, *args]
+
+
+def _done(name: str) -> dict | None:
+    p = ROOT / "runs" / name / "summary.json"
+    if p.is_file():
+        s = json.loads(p.read_text())
+        if "test" in s and "beam" in s:
+            return s
+    return None
+
+
+def train(item: str) -> None:
+    kind, speaker, seed = _parse(item)
+    name = _name(kind, speaker, seed)
+    if _done(name):
+        print(f"{name}: done already", flush=True)
+        return
+    run = ROOT / "runs" / name
+    summary_path = run / "summary.json"
+    if not (summary_path.is_file() and "test" in json.loads(summary_path.read_text())):
+        while LOCK.exists():
+            print(f"waiting: {LOCK} exists (a benchmark is running)", flush=True)
+            time.sleep(30)
+        args = _command(kind, speaker, seed)
+        if (run / "last").exists():
+            args += ["--resume", f"runs/{name}/last"]
+        print("running: " + PREFIX + "rnnkit " + " ".join(map(shlex.quote, args)), flush=True)
+        t0 = time.time()
+        proc = subprocess.run(_rnnkit(args), cwd=ROOT, env={**os.environ, **ENV})
+        if proc.returncode != 0:
+            raise SystemExit(f"{name}: rnnkit train failed with status {proc.returncode}")
+        s = json.loads(summary_path.read_text())
+        s["script_wall_seconds"] = time.time() - t0
+        summary_path.write_text(json.dumps(s, indent=2))
+    from rnnkit.tasks.asr import evaluate_asr_checkpoint
+
+    s = json.loads(summary_path.read_text())
+    s["beam"] = evaluate_asr_checkpoint(run / "best", split="test", data_dir=str(ROOT / DATA),
+                                        beam_size=8)
+    summary_path.write_text(json.dumps(s, indent=2))
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": round(statistics.fmean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def _scores(s: dict) -> dict:
+    t, b = s["test"], s["beam"]
+    return {"wer": round(t["test_wer"], 4), "cer": round(t["test_cer"], 4),
+            "sentence_accuracy": round(t["test_sentence_accuracy"], 4),
+            "beam_wer": round(b["wer"], 4), "beam_cer": round(b["cer"], 4),
+            "beam_sentence_accuracy": round(b["sentence_accuracy"], 4),
+            "epochs": s.get("epoch"), "stopped": s.get("stopped")}
+
+
+def _common(runs: dict[str, dict], cmds: list[str]) -> dict:
+    first = next(iter(runs.values()))
+    return {"command": " ; ".join(cmds),
+            "wall_seconds": round(sum(r.get("script_wall_seconds") or r.get("wall_seconds", 0.0)
+                                      for r in runs.values()), 1),
+            "device": first.get("device"), "date": _dt.date.today().isoformat()}
+
+
+def record_standard() -> dict | None:
+    seeds = [0, 1, 2]
+    runs = {str(k): r for k in seeds if (r := _done(_name("standard", None, k)))}
+    if not runs:
+        print("digits_ctc_standard: no finished seed yet")
+        return None
+    sc = {k: _scores(r) for k, r in runs.items()}
+    wer = [v["wer"] for v in sc.values()]
+    cmds = [PREFIX + "rnnkit " + " ".join(map(shlex.quote, _command("standard", None, int(k))))
+            for k in runs]
+    rec = {
+        "task": "speech recognition (CTC), connected digits",
+        "dataset": DATASET,
+        "split": "standard: test utterances from recordings with index 0-4, validation 5-9, "
+                 "training 10-49 (all 6 speakers in each)",
+        "metric": "wer",
+        "metric_description": "test word error rate (torchmetrics, corpus level), greedy CTC "
+                              "decoding of the best-validation-WER checkpoint; lower is better",
+        "value": round(statistics.fmean(wer), 4),
+        "cer": round(statistics.fmean(v["cer"] for v in sc.values()), 4),
+        "sentence_accuracy": round(statistics.fmean(v["sentence_accuracy"] for v in sc.values()),
+                                   4),
+        "beam_lexicon": {"wer": round(statistics.fmean(v["beam_wer"] for v in sc.values()), 4),
+                         "cer": round(statistics.fmean(v["beam_cer"] for v in sc.values()), 4),
+                         "sentence_accuracy": round(statistics.fmean(
+                             v["beam_sentence_accuracy"] for v in sc.values()), 4),
+                         "decoder": "flashlight-text LexiconDecoder, beam 8, the ten digit "
+                                    "words, no language model"},
+        "seeds": {"values": {k: v["wer"] for k, v in sc.items()}, **_spread(wer)},
+        "per_seed": sc,
+        "target": "WER <= 0.02 (issue 24), 3 seeds",
+        "met": bool(statistics.fmean(wer) <= 0.02) if len(runs) >= 3 else None,
+        "status": "complete" if len(runs) == 3 else f"partial: {len(runs)} of 3 seeds",
+        **_common(runs, cmds),
+        "notes": "1 torch thread on a shared 2-core CPU machine; wall_seconds sums the seeds",
+    }
+    _write("digits_ctc_standard", rec)
+    return rec
+
+
+def record_loso() -> dict | None:
+    runs = {s: r for s in SPEAKERS if (r := _done(_name("loso", s, 0)))}
+    if not runs:
+        print("digits_ctc_loso: no finished fold yet")
+        return None
+    sc = {s: _scores(r) for s, r in runs.items()}
+    wer = [v["wer"] for v in sc.values()]
+    cls_err = statistics.fmean(1 - CLASSIFIER[s] for s in runs)
+    cmds = [PREFIX + "rnnkit " + " ".join(map(shlex.quote, _command("loso", s, 0))) for s in runs]
+    rec = {
+        "task": "speech recognition (CTC), connected digits",
+        "dataset": DATASET,
+        "split": "leave one speaker out: test utterances from all recordings of the held-out "
+                 "speaker; training from the other 5 (index 5-49), validation index 0-4",
+        "metric": "wer",
+        "metric_description": "test WER (greedy), mean over the held-out speakers",
+        "value": round(statistics.fmean(wer), 4),
+        "cer": round(statistics.fmean(v["cer"] for v in sc.values()), 4),
+        "sentence_accuracy": round(statistics.fmean(v["sentence_accuracy"] for v in sc.values()),
+                                   4),
+        "beam_lexicon_wer": round(statistics.fmean(v["beam_wer"] for v in sc.values()), 4),
+        "per_speaker": sc,
+        "seeds": {"values": {s: v["wer"] for s, v in sc.items()}, **_spread(wer)},
+        "reference": {"value": round(cls_err, 4),
+                      "source": "rnnkit's isolated-digit classifier (configs/fsdd.yaml), error "
+                                "rate on the same held-out speakers' recordings "
+                                "(experiments/results/fsdd_heldout_speaker.json), one digit at "
+                                "a time"},
+        "met": bool(statistics.fmean(wer) < cls_err) if len(runs) == len(SPEAKERS) else None,
+        "status": "complete" if len(runs) == len(SPEAKERS) else
+                  f"partial: {len(runs)} of {len(SPEAKERS)} folds",
+        **_common(runs, cmds),
+        "notes": "one seed per fold, 1 torch thread on a shared 2-core CPU machine",
+    }
+    _write("digits_ctc_loso", rec)
+    return rec
+
+
+def _write(name: str, rec: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(rec, indent=2) + "\n")
+    print(f"wrote {RESULTS / name}.json: WER {rec['value']} ({rec['status']})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", metavar="ITEM", help=f"run these of {QUEUE}")
+    ap.add_argument("--record-only", action="store_true")
+    a = ap.parse_args(argv)
+    if not a.record_only:
+        for item in a.only or QUEUE:
+            train(item)
+            record_standard() if item.startswith("standard") else record_loso()
+    record_standard()
+    record_loso()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""The data of the asr pipeline: utterances, transcripts and normalised log-mel frames per split.
+
+``data.source`` is ``fsdd_digits`` (connected digits synthesised from FSDD,
+:mod:`rnnkit.data.digits`, split ``standard`` or ``loso:SPEAKER``), a CSV ``path,text`` or a
+LibriSpeech-style folder (:mod:`rnnkit.data.speech`, split by field filters as the audio
+pipeline's, else a seeded ``valid_fraction``/``test_fraction`` of the files). Features are
+computed once per (audio, settings) and cached in ``~/.cache/rnnkit/asr``; the training
+split's per-feature mean and standard deviation normalise every split.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from rnnkit.data.audio import (
+    AudioDataError,
+    FeatureConfig,
+    compute_features,
+    load_audio,
+    normalise_features,
+    select,
+)
+from rnnkit.data.digits import DIGIT_WORDS, fsdd_recordings, make_utterances, split_pools
+from rnnkit.data.registry import cache_dir
+from rnnkit.data.speech import CharUnits, list_transcribed
+from rnnkit.train.config import ConfigError
+
+__all__ = ["ASRDataConfig", "load_asr_data", "find_fsdd"]
+
+_SPLIT_SEEDS = {"train": 1, "valid": 2, "test": 3}
+
+
+@dataclass
+class ASRDataConfig:
+    """The ``data:`` section of an asr recipe.
+
+    Attributes:
+        source: "fsdd_digits", a CSV with ``path,text`` columns, or a folder of
+            LibriSpeech-style ``*.trans.txt`` files.
+        data_dir: where ``fsdd/recordings`` lives (else ``--data-dir``, $RNNKIT_DATA, the cache).
+        split: fsdd_digits: "standard" (recording index 0-4 held out) or "loso:SPEAKER".
+        train_utterances / valid_utterances / test_utterances: fsdd_digits: utterances made
+            per split.
+        synth_seed: fsdd_digits: seed of the utterances (split ``s`` uses [synth_seed, s]).
+        min_digits / max_digits: fsdd_digits: digits per utterance.
+        augment: fsdd_digits: gain and noise (see rnnkit.data.digits).
+        test / valid: other sources: split filters over the files' fields ("speaker=19").
+        valid_fraction / test_fraction: other sources without filters: seeded shares.
+        path_column / text_column: CSV columns.
+        lexicon: words beam search may spell ("auto": the digit words for fsdd_digits, none
+            otherwise; a list; or null).
+        features: frame features (log-mel by default).
+        normalize: "global" (training mean/std per feature) or "utterance".
+        spec_augment ... max_time_fraction: SpecAugment during training.
+        batch_size / eval_batch_size: utterances per batch.
+        cache: cache features in ~/.cache/rnnkit/asr.
+    """
+
+    source: str = "fsdd_digits"
+    data_dir: str | None = None
+    split: str = "standard"
+    train_utterances: int = 3000
+    valid_utterances: int = 300
+    test_utterances: int = 500
+    synth_seed: int = 0
+    min_digits: int = 2
+    max_digits: int = 7
+    augment: bool = True
+    test: str | None = None
+    valid: str | None = None
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    path_column: str = "path"
+    text_column: str = "text"
+    lexicon: str | list[str] | None = "auto"
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(kind="logmel"))
+    normalize: Literal["global", "utterance"] = "global"
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_width: int = 6
+    time_masks: int = 2
+    time_width: int = 10
+    max_time_fraction: float = 0.1
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    cache: bool = True
+
+
+def find_fsdd(d: ASRDataConfig, data_dir: str | None = None) -> Path:
+    roots = [r for r in (data_dir, d.data_dir, os.environ.get("RNNKIT_DATA")) if r]
+    roots.append(str(Path.home() / ".cache" / "rnnkit"))
+    for r in roots:
+        p = Path(r).expanduser() / "fsdd" / "recordings"
+        if p.is_dir():
+            return p
+    raise AudioDataError(f"data.source 'fsdd_digits': fsdd/recordings/ not found in {roots}; pass "
+                         "--data-dir DIR or set RNNKIT_DATA to the folder holding fsdd/")
+
+
+def _cached(key: dict, make) -> tuple[list[np.ndarray], list[str]]:
+    """``make() -> (features [(T_i, F)], texts)``, cached by the JSON of ``key``."""
+    h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_dir("asr") / f"features-{h}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return np.split(z["data"], z["ends"][:-1]), [str(t) for t in z["texts"]]
+    x, texts = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, data=np.concatenate(x), ends=np.cumsum([len(a) for a in x]),
+             texts=np.array(texts, dtype=str))
+    tmp.replace(path)
+    return x, texts
+
+
+def _fsdd_digits(d: ASRDataConfig, data_dir: str | None) -> dict[str, tuple[list, list, list]]:
+    """``{split: (features, texts, origins)}`` of the synthesised digit utterances."""
+    recs = fsdd_recordings(find_fsdd(d, data_dir))
+    pools = split_pools(recs, d.split)
+    sizes = {"train": d.train_utterances, "valid": d.valid_utterances,
+             "test": d.test_utterances}
+    out = {}
+    for s, pool in pools.items():
+        if sizes[s] < 1:
+            continue
+
+        def make(pool=pool, s=s):
+            utts = make_utterances(pool, sizes[s], [d.synth_seed, _SPLIT_SEEDS[s]],
+                                   min_digits=d.min_digits, max_digits=d.max_digits,
+                                   sample_rate=d.features.sample_rate, augment=d.augment)
+            return [compute_features(u.audio, d.features) for u in utts], [u.text for u in utts]
+
+        key = {"v": 1, "split": d.split, "part": s, "n": sizes[s], "seed": d.synth_seed,
+               "digits": [d.min_digits, d.max_digits], "augment": d.augment,
+               "features": asdict(d.features),
+               "files": [(r.path.name, r.path.stat().st_size) for r in pool]}
+        x, texts = _cached(key, make) if d.cache else make()
+        out[s] = (x, texts, [f"fsdd_digits {d.split}/{s} utterance {i}" for i in range(len(x))])
+    return out
+
+
+def _files(d: ASRDataConfig, seed: int) -> dict[str, tuple[list, list, list]]:
+    """``{split: (features, texts, origins)}`` of a CSV or trans.txt folder."""
+    p = Path(d.source).expanduser()
+    if not p.exists():
+        raise AudioDataError(f"data.source {d.source!r}: no such file or folder; expected "
+                             "'fsdd_digits', a CSV with path,text or a folder of *.trans.txt")
+    items = list_transcribed(p, d.path_column, d.text_column)
+    idx = set(range(len(items)))
+    rng = np.random.default_rng(seed)
+    test = set(select(items, d.test)) if d.test else set(
+        rng.permutation(sorted(idx))[:round(d.test_fraction * len(items))].tolist())
+    rest = sorted(idx - test)
+    valid = (set(select(items, d.valid)) - test) if d.valid else set(
+        rng.permutation(rest)[:round(d.valid_fraction * len(items))].tolist())
+    parts = {"train": sorted(set(rest) - valid), "valid": sorted(valid), "test": sorted(test)}
+    if not parts["train"]:
+        raise ConfigError(f"data.test={d.test!r} / data.valid={d.valid!r}: no training files")
+
+    def feats(i: int) -> np.ndarray:
+        return compute_features(load_audio(items.paths[i], d.features.sample_rate)[0],
+                                d.features)
+
+    out = {}
+    for s, ids in parts.items():
+        if not ids:
+            continue
+        key = {"v": 1, "files": [(str(items.paths[i]), os.stat(items.paths[i]).st_mtime_ns)
+                                 for i in ids], "features": asdict(d.features)}
+        texts = [items.texts[i] for i in ids]
+
+        def make(ids=ids, texts=texts):
+            return [feats(i) for i in ids], texts
+
+        x, _ = _cached(key, make) if d.cache else make()
+        out[s] = (x, texts, [items.origin[i] for i in ids])
+    return out
+
+
+def load_asr_data(d: ASRDataConfig, seed: int, data_dir: str | None = None,
+                  units: CharUnits | None = None):
+    """``(splits, units, stats, lexicon)``: ``splits[s] = [(frames (T, F) float32, ids, text,
+    origin)]``, normalised; ``units`` from the training texts unless given (a checkpoint's)."""
+    if d.source == "fsdd_digits":
+        raw = _fsdd_digits(d, data_dir)
+    else:
+        raw = _files(d, seed)
+    if units is None:
+        units = CharUnits.from_texts(raw["train"][1])
+    train = np.concatenate(raw["train"][0])  # (sum T, F)
+    stats = {"normalize": d.normalize, "mean": train.mean(0).tolist(),
+             "std": (train.std(0) + 1e-5).tolist()}
+    splits = {}
+    for s, (x, texts, origin) in raw.items():
+        splits[s] = [(normalise_features(f, stats).astype(np.float32),
+                      units.encode(t, where=o), t, o) for f, t, o in zip(x, texts, origin)]
+    if d.lexicon == "auto":
+        lexicon = list(DIGIT_WORDS) if d.source == "fsdd_digits" else None
+    else:
+        lexicon = list(d.lexicon) if isinstance(d.lexicon, list) else (
+            None if d.lexicon is None else _read_words(d.lexicon))
+    return splits, units, stats, lexicon
+
+
+def _read_words(path: str) -> list[str]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise AudioDataError(f"data.lexicon {path!r}: no such file; expected 'auto', a list of "
+                             "words, null, or a file of words (one per line)")
+    return [w for w in (line.split()[0] for line in p.read_text().splitlines() if line.split())]
