@@ -421,6 +421,12 @@ def _music_table(root: Path) -> str:
         lines.append(f"| {label} | {cell(f'jsb_{c}_bernoulli', 'nll')} | "
                      f"{cell(f'jsb_{c}_bernoulli', 'acc')} | {cell(f'jsb_{c}_nade', 'nll')} | "
                      f"{cell(f'jsb_{c}_nade', 'acc')} |")
+    base = {f"jsb_{c}_{o}" for c in ("rnn_tanh", "gru", "lstm") for o in ("bernoulli", "nade")}
+    variants = [n for n in recs if n not in base]
+    if variants:
+        lines += ["", "| variant | test NLL | frame acc. |", "|---|---:|---:|"]
+        lines += [f"| {_cell(recs[n]['model'])} | {cell(n, 'nll')} | {cell(n, 'acc')} |"
+                  for n in variants]
     pub = {}
     for r in recs.values():
         for p in r["reference"].get("published", []):
