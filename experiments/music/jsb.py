@@ -64,13 +64,21 @@ CHECKED = ("published values as recalled from the two papers' tables; the search
            "corpora did not hold the tables' text, so they were not re-read in this session")
 
 
+#: a variant's tag (``--tag tr6``) and extra overrides: runs/jsb_<cell>_<output>_<tag>_s<seed>
+TAG = ""
+
+
+def _name(cell: str, output: str) -> str:
+    return f"jsb_{cell}_{output}" + (f"_{TAG}" if TAG else "")
+
+
 def _run_dir(cell: str, output: str, seed: int) -> Path:
-    return ROOT / "runs" / f"jsb_{cell}_{output}_s{seed}"  # = the command's --out
+    return ROOT / "runs" / f"{_name(cell, output)}_s{seed}"  # = the command's --out
 
 
 def _command(cell: str, output: str, seed: int, sets: list[str]) -> list[str]:
     args = ["train", RECIPES[output], "--data-dir", DATA,
-            "--out", f"runs/jsb_{cell}_{output}_s{seed}",
+            "--out", f"runs/{_name(cell, output)}_s{seed}",
             "--set", f"model.cell={cell}", "--set", f"trainer.seed={seed}"]
     for s in sets:
         args += ["--set", s]
@@ -114,14 +122,15 @@ def record(cell: str, output: str, seeds: list[int], sets: list[str]) -> dict | 
     runs = {s: _done(cell, output, s) for s in seeds}
     runs = {s: r for s, r in runs.items() if r}
     if not runs:
-        print(f"jsb_{cell}_{output}: no finished seed yet")
+        print(f"{_name(cell, output)}: no finished seed yet")
         return None
     nll = {str(s): round(r["test"]["test_loss"], 4) for s, r in runs.items()}
     acc = {str(s): round(r["test"]["test_frame_acc"], 4) for s, r in runs.items()}
     pub = PUBLISHED[output]
     best = min(pub, key=lambda p: p["value"])
     mean = statistics.fmean(nll.values())
-    name = f"jsb_{cell}_{output}"
+    name = _name(cell, output)
+    aug = next((x.split("=", 1)[1] for x in sets if x.startswith("data.transpose=")), "0")
     cmds = [PREFIX + "rnnkit " + " ".join(shlex.quote(a) for a in _command(cell, output, s, sets))
             for s in runs]
     rec = {
@@ -131,7 +140,8 @@ def record(cell: str, output: str, seeds: list[int], sets: list[str]) -> dict | 
         "metric": "nll_per_step",
         "metric_description": "test NLL per time step, nats (summed over the 88 keys, averaged "
                               "over every step of every test chorale); lower is better",
-        "model": f"{CELLS[cell]}, {'independent Bernoulli outputs' if output == 'bernoulli' else 'RNN-NADE output'}",
+        "model": f"{CELLS[cell]}, {'independent Bernoulli outputs' if output == 'bernoulli' else 'RNN-NADE output'}"
+                 + (f", training pieces transposed by up to +-{aug} semitones" if aug != "0" else ""),
         "value": round(mean, 4),
         "seeds": {"values": nll, **_spread(list(nll.values()))},
         "frame_accuracy": {"values": acc, **_spread(list(acc.values())),
@@ -153,7 +163,9 @@ def record(cell: str, output: str, seeds: list[int], sets: list[str]) -> dict | 
         "runs": {str(s): {k: r.get(k) for k in ("stopped", "epoch", "step", "best", "test")}
                  for s, r in runs.items()},
         "notes": "1 torch thread on a shared 2-core machine; wall_seconds sums the seeds. "
-                 "No transposition augmentation (the papers' setting).",
+                 + ("No transposition augmentation (the papers' setting)." if aug == "0" else
+                    f"Training pieces transposed at random by up to +-{aug} semitones each epoch "
+                    "(the papers did not augment; valid and test are untransposed)."),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(rec, indent=2) + "\n")
@@ -169,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides")
     ap.add_argument("--record-only", action="store_true")
+    ap.add_argument("--tag", default="", help="name of a variant (its runs and result file)")
     a = ap.parse_args(argv)
+    global TAG
+    TAG = a.tag
     if not a.record_only:
         for seed in a.seeds:
             train(a.cell, a.output, seed, a.set)
