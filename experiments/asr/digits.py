@@ -97,8 +97,8 @@ def train(item: str) -> None:
             print(f"waiting: {LOCK} exists (a benchmark is running)", flush=True)
             time.sleep(30)
         args = _command(kind, speaker, seed)
-        if (run / "last").exists():
-            args += ["--resume", f"runs/{name}/last"]
+        if (run / "last").exists():  # a killed run: continue it exactly
+            args = ["train", "--resume", f"runs/{name}", "--data-dir", DATA]
         print("running: " + PREFIX + "rnnkit " + " ".join(map(shlex.quote, args)), flush=True)
         t0 = time.time()
         proc = subprocess.run(_rnnkit(args), cwd=ROOT, env={**os.environ, **ENV})

@@ -213,3 +213,11 @@ def test_shipped_recipes_load():
         cfg = load_recipe(ROOT / "configs" / f"{name}.yaml")
         assert cfg.task == "asr" and cfg.data.source == "fsdd_digits"
     assert load_recipe(ROOT / "configs" / "digits_ctc_loso.yaml").data.split.startswith("loso:")
+
+
+def test_unreadable_wav_is_a_one_line_error(trained, tmp_path):
+    _, _, _, best = trained
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt nonsense")
+    with pytest.raises(AudioDataError, match=r"bad\.wav: cannot read audio \(.*\); expected WAV"):
+        transcribe_files(best, [str(bad)])
