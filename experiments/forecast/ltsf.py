@@ -256,8 +256,9 @@ def select_lookback(H: int = 96, epochs: int = 10, seed: int = 1) -> int:
                    "command": r["command"], "wall_seconds": r["wall_seconds"]}
         # the cache is keyed like a table run: move it aside so the table run trains in full
         name = job_name("ETTh1", "multivariate", H, L)
-        c = LOGS / f"{name}_segrnn_seed{seed}.json"
-        c.rename(LOGS / f"select_{name}_segrnn_seed{seed}.json")
+        for ext in ("json", "log"):
+            c = LOGS / f"{name}_segrnn_seed{seed}.{ext}"
+            c.rename(LOGS / f"select_{name}_segrnn_seed{seed}.{ext}")
     best = min(rows, key=lambda L: rows[L]["val_mse"])
     LOOKBACK_FILE.write_text(json.dumps({
         "what": "lookback chosen on ETTh1 multivariate validation MSE (SegRNN, seed 1, "
