@@ -349,8 +349,7 @@ def _ltsf_table(root: Path) -> str:
     if sel.is_file():
         s = json.loads(sel.read_text(encoding="utf-8"))
         cands = ", ".join(f"{L}: {v['val_mse']:.4f}" for L, v in s["candidates"].items())
-        out += [f"Lookback **{s['chosen']}**, chosen on ETTh1's validation split ({s['what']}; "
-                f"validation MSE {cands}).", ""]
+        out += [f"Lookback **{s['chosen']}**: the {s['what']} (validation MSE {cands}).", ""]
     else:
         out += ["The long lookback is not selected yet "
                 "(`python experiments/forecast/ltsf.py --select-lookback`).", ""]
