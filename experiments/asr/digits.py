@@ -135,7 +135,14 @@ def _common(runs: dict[str, dict], cmds: list[str]) -> dict:
     return {"command": " ; ".join(cmds),
             "wall_seconds": round(sum(r.get("script_wall_seconds") or r.get("wall_seconds", 0.0)
                                       for r in runs.values()), 1),
-            "device": first.get("device"), "date": _dt.date.today().isoformat()}
+            "device": first.get("device"), "machine": _machine(),
+            "date": _dt.date.today().isoformat()}
+
+
+def _machine() -> str:
+    import platform
+
+    return f"{platform.node() or 'unknown host'}: {os.cpu_count()} CPU cores, {platform.machine()}"
 
 
 def record_standard() -> dict | None:
