@@ -1,0 +1,73 @@
+"""experiments/asr/digits.py: the records have the issue's keys, say partial until complete, and
+compare the folds with the isolated-digit classifier (finished runs are fixed summaries)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def digits(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("_digits", ROOT / "experiments/asr/digits.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "RESULTS", tmp_path / "results")
+    return mod
+
+
+def finish(mod, root: Path, item: str, wer: float):
+    """A run's summary as the trainer and the driver's beam evaluation leave it."""
+    kind, speaker, seed = mod._parse(item)
+    d = root / "runs" / mod._name(kind, speaker, seed)
+    d.mkdir(parents=True)
+    s = {"test": {"test_wer": wer, "test_cer": wer / 2, "test_sentence_accuracy": 1 - 3 * wer},
+         "beam": {"wer": wer * 0.7, "cer": wer / 2, "sentence_accuracy": 1 - 2 * wer},
+         "epoch": 20, "stopped": "max_epochs", "wall_seconds": 100.0, "device": "cpu: test"}
+    (d / "summary.json").write_text(json.dumps(s))
+
+
+def test_standard_record_is_partial_then_complete(digits, tmp_path):
+    assert digits.record_standard() is None
+    finish(digits, tmp_path, "standard:0", 0.01)
+    rec = digits.record_standard()
+    assert rec["status"] == "partial: 1 of 3 seeds" and rec["met"] is None
+    for k in ("dataset", "task", "metric", "value", "cer", "sentence_accuracy", "seeds",
+              "command", "wall_seconds", "machine"):
+        assert k in rec
+    assert rec["metric"] == "wer" and "--out runs/digits_ctc_standard_s0" in rec["command"]
+    finish(digits, tmp_path, "standard:1", 0.02)
+    finish(digits, tmp_path, "standard:2", 0.03)
+    digits.record_standard()
+    rec = json.loads((tmp_path / "results" / "digits_ctc_standard.json").read_text())
+    assert rec["value"] == pytest.approx(0.02) and rec["met"] is True
+    assert rec["status"] == "complete" and rec["seeds"]["values"] == {"0": 0.01, "1": 0.02,
+                                                                       "2": 0.03}
+    assert rec["beam_lexicon"]["wer"] == pytest.approx(0.014)
+
+
+def test_loso_record_compares_with_the_classifier_on_the_same_speakers(digits, tmp_path):
+    finish(digits, tmp_path, "loso:lucas:0", 0.25)
+    rec = digits.record_loso()
+    assert rec["reference"]["value"] == pytest.approx(1 - 0.692) and rec["met"] is None
+    assert "--set data.split=loso:lucas" in rec["command"]
+    for s in digits.SPEAKERS:
+        if s != "lucas":
+            finish(digits, tmp_path, f"loso:{s}:0", 0.1)
+    rec = digits.record_loso()
+    assert rec["status"] == "complete" and rec["met"] is True  # 0.125 < 0.197
+    assert rec["value"] == pytest.approx((0.25 + 5 * 0.1) / 6)
+
+
+def test_queue_runs_the_labelled_standard_seed_first():
+    spec = importlib.util.spec_from_file_location("_d", ROOT / "experiments/asr/digits.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.QUEUE[0] == "standard:0" and len(mod.QUEUE) == 9
+    assert mod._command("loso", "theo", 0)[1] == "configs/digits_ctc_loso.yaml"
