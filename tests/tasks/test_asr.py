@@ -11,7 +11,7 @@ sf = pytest.importorskip("soundfile")
 pytest.importorskip("librosa")
 pytest.importorskip("torchmetrics")
 
-import rnnkit.tasks.asr  # noqa: E402,F401  registers "asr" (until it is in BUILTIN_TASKS)
+import rnnkit.tasks.asr  # noqa: E402,F401
 from rnnkit.commands.predict import add_parser  # noqa: E402
 from rnnkit.data.audio import AudioDataError  # noqa: E402
 from rnnkit.models.ctc import BeamDecoder  # noqa: E402

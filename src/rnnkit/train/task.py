@@ -145,7 +145,8 @@ class UnknownTaskError(ValueError):
 #: task name -> module defining it (imported on first use; it registers its spec)
 BUILTIN_TASKS: dict[str, str] = {
     name: f"rnnkit.tasks.{name}"
-    for name in ("anomaly", "audio", "classify", "forecast", "lm", "music", "tag", "translate")
+    for name in ("anomaly", "asr", "audio", "classify", "forecast", "lm", "music", "tag",
+                 "translate")
 }
 
 #: the registered specs, filled as pipeline modules are imported
