@@ -63,6 +63,9 @@ NOT_MEASUREMENTS = {
     ("tutorials/production.md", "grace: 30       # seconds"): "a setting",
     ("pipelines/text-classification.md", "Two hours I will never get back"): "a review's text",
     ("pipelines/forecasting.md", "4 months of 30 days"): "the data split",
+    ("pipelines/asr.md", "silences of 0.05-0.3 s between them"): "the generator's settings",
+    ("pipelines/asr.md", "(2.8 s on average)"): "the utterances' length, not a timing",
+    ("pipelines/asr.md", "10 ms frames at 8 kHz"): "a feature setting (the frame hop)",
 }
 
 
