@@ -128,7 +128,7 @@ def test_predict_refuses_other_tasks_and_bad_audio(trained, tmp_path):
     ap = argparse.ArgumentParser()
     add_parser(ap.add_subparsers())
     a = ap.parse_args(["predict", str(other), "x.wav"])
-    with pytest.raises(ValueError, match="is a 'lm' checkpoint; predict supports audio, classify"):
+    with pytest.raises(ValueError, match="is a 'lm' checkpoint; predict supports asr, audio, classify"):
         a.func(a)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"nope")
