@@ -401,12 +401,17 @@ def make_datasets(root: Path) -> Path:
         _write(root / "multi30k" / f"{split}.de",
                "".join(" ".join(lex[w] for w in s).capitalize() + ".\n" for s in sents))
     # FSDD: {label}_{speaker}_{index}.wav at 8 kHz; index < 5 is the test split, and 10% of
-    # the rest per class (here 1 of 10) is held out for validation
+    # the rest per class is held out for validation (the connected digits of asr: 5-9
+    # validation, 10 and up training, so there are 12)
     for label in range(10):
         for speaker in ("theo", "lucas"):
-            for index in range(10):
+            for index in range(12):
                 _wav(root / "fsdd" / "recordings" / f"{label}_{speaker}_{index}.wav",
                      300 + 150 * label, 0.2 + 0.01 * index, label * 100 + index)
+    # JSB Chorales: {"train"|"valid"|"test": [piece, ...]}, a piece a list of steps of MIDI notes
+    _write(root / "jsb_chorales" / "jsb-chorales-quarter.json",
+           json.dumps({split: _chorales(n, seed) for split, n, seed in
+                       (("train", 12, 21), ("valid", 4, 22), ("test", 4, 23))}))
     # NAB: data/<family>/<file>.csv (timestamp,value) and labels/combined_{windows,labels}.json
     windows, labels = {}, {}
     for family, seed in (("realKnownCause", 7), ("realAWSCloudwatch", 8)):
@@ -424,6 +429,23 @@ def make_datasets(root: Path) -> Path:
     # the airline passengers (Box & Jenkins series G layout), 12 years monthly
     _write(root / "classic_series" / "airline-passengers.csv", _monthly_csv(144))
     return root
+
+
+def _chorales(n: int, seed: int) -> list[list[list[int]]]:
+    """``n`` pieces of 24-40 steps, each step a chord of 3-4 MIDI notes in 28..71."""
+    import numpy as np
+
+    rng = _rng(seed)
+    pieces = []
+    for _ in range(n):
+        root = int(rng.integers(48, 60))
+        steps = []
+        for _ in range(int(rng.integers(24, 41))):
+            root = int(np.clip(root + rng.integers(-2, 3), 40, 64))
+            chord = [root - 12, root, root + 4, root + 7][: int(rng.integers(3, 5))]
+            steps.append(sorted({int(x) for x in chord}))
+        pieces.append(steps)
+    return pieces
 
 
 def make_user_files(work: Path) -> None:
@@ -453,6 +475,17 @@ def make_user_files(work: Path) -> None:
             _wav(work / "my_clips" / label / f"{label}_{k}.wav", freq + 20 * k, 0.3, 50 + k)
     # spoken digits: the clip the page predicts
     _wav(work / "7_theo_0.wav", 300 + 150 * 7, 0.3, 99)
+    # music: a folder of the users' own MIDI files (four-part chords on a grid)
+    import numpy as np
+
+    from rnnkit.data.midi import write_midi
+    from rnnkit.data.music import LOWEST_NOTE, NUM_KEYS
+
+    for k, piece in enumerate(_chorales(4, 24)):
+        roll = np.zeros((len(piece), NUM_KEYS), dtype=np.uint8)
+        for t, notes in enumerate(piece):
+            roll[t, [n - LOWEST_NOTE for n in notes]] = 1
+        write_midi(roll, work / "my_midi" / f"piece_{k}.mid", steps_per_quarter=4)
     # forecasting: a history file with the recipe's columns, for `forecast predict --data`
     _write(work / "history.csv", _monthly_csv(60, start="1956-01"))
 

@@ -115,6 +115,9 @@ STEPS = {
     "configs/multi30k_gru_attn.yaml": 8,
     "configs/forecast_airline.yaml": 8,
     "configs/fsdd.yaml": 8,
+    "configs/digits_ctc.yaml": 8,
+    "configs/jsb_gru.yaml": 8,
+    "configs/jsb_gru_nade.yaml": 8,
 }
 #: commands whose shortening depends on the run before them: (page, command prefix) -> args
 EXTRA_BY_COMMAND = {
