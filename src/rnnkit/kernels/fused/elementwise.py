@@ -32,8 +32,8 @@ from .._higher import reference_scan, sizes_mask, zones_of
 from . import _csteps
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lasts
-from .gated import _state_grad, gated_scan, sru_chunked_scan
-from .lstm import zone_args
+from .gated import gated_scan, sru_chunked_scan
+from .lstm import _grad_buf, zone_args
 
 __all__ = ["reverse_diag_scan", "qrnn_scan", "min_scan", "indrnn_scan", "sru_scan",
            "live_mask"]
@@ -165,7 +165,7 @@ def _indrnn_backward(ts, res, grads, cfg, need):
     A = Y if A is None else A
     gY = None if grads[0] is None else grads[0].contiguous()
     if compiled.usable("indrnn", A, w, h0, Y, gY, _csteps.masks(k)):  # the whole loop compiled
-        dxp, dh0 = torch.empty_like(A), _state_grad(h0, grads[1])
+        dxp, dh0 = torch.empty_like(A), _grad_buf(h0, grads[1])
         dw = A.new_zeros(A.shape[1:], dtype=torch.float64)  # (B, H), summed below for (H,)
         compiled.ext().indrnn_backward(w, h0, _csteps.masks(k), _csteps.rate(k),
                                        lasts(cfg.steps), A, Y, gY, dxp, dh0, dw)

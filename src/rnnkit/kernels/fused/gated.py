@@ -40,6 +40,7 @@ from .._higher import Reference
 from . import _csteps
 from ._op import register, run
 from ._steps import Steps, buffers, last_state, lasts, tanh_
+from .lstm import _grad_buf
 
 __all__ = ["CHUNK_ELEMS", "gated_scan", "sru_chunked_scan", "GATED_KINDS"]
 
@@ -133,14 +134,6 @@ def _gates_backward(kind: str, u: Tensor, aux, da: Tensor, db: Tensor, do: Tenso
     torch.mul(df, _sig_grad(f), out=du[1])
     if o is not None:
         torch.mul(do, _sig_grad(o), out=du[2])
-
-
-def _state_grad(s0: Tensor, gn: Tensor | None) -> Tensor:
-    """A fresh contiguous buffer holding the final state's gradient ``gn`` (or zeros): the
-    compiled loops carry the state's gradient back through time in it."""
-    if gn is None:
-        return torch.zeros_like(s0, memory_format=torch.contiguous_format)
-    return gn.clone(memory_format=torch.contiguous_format)
 
 
 def _prev(S: Tensor, s0: Tensor, t0: int, t1: int) -> Tensor:
@@ -251,7 +244,7 @@ def _backward(ts, res, grads, cfg, need, kind):
     num, family = _COMPILED[kind]
     gYc = None if gY is None else gY.contiguous()
     if compiled.usable(family, u, s0, Hs, gYc, _csteps.masks(k)):  # the whole loop compiled
-        dU, ds0 = torch.empty_like(u), _state_grad(s0, gn)
+        dU, ds0 = torch.empty_like(u), _grad_buf(s0, gn)
         compiled.ext().gated_backward(num, u, s0, _csteps.masks(k), _csteps.rate(k),
                                       lasts(steps), Hs, gYc, dU, ds0)
         return [dU if need[0] else None, ds0 if need[1] else None, None]
@@ -391,7 +384,7 @@ def _sru_backward(ts, res, grads, cfg, need):
     sizes = steps.sizes
     gYc = None if gY is None else gY.contiguous()
     if compiled.usable("sru", xp, v, c0, C, gYc, _csteps.masks(k)):  # the whole loop compiled
-        dXP, dc0 = torch.empty_like(xp), _state_grad(c0, gn)
+        dXP, dc0 = torch.empty_like(xp), _grad_buf(c0, gn)
         dv = xp.new_zeros((B, v.shape[0]), dtype=torch.float64)  # per row, summed below
         compiled.ext().sru_backward(xp, v, c0, _csteps.masks(k), _csteps.rate(k), lasts(steps),
                                     C, gYc, dXP, dc0, dv)
