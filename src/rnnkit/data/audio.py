@@ -43,8 +43,9 @@ from rnnkit.data.registry import cache_dir
 from rnnkit.data.text import TextFileError, read_text
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioDataError", "AudioList", "list_from_folders",
-           "list_from_csv", "list_from_pattern", "list_audio", "select", "load_audio",
-           "FeatureConfig", "compute_features", "feature_table", "spec_augment", "collate"]
+           "list_from_csv", "read_csv_table", "list_from_pattern", "list_audio", "select",
+           "load_audio", "FeatureConfig", "compute_features", "feature_table", "spec_augment",
+           "collate"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -105,14 +106,14 @@ def list_from_folders(root: str | Path) -> AudioList:
     return AudioList(paths, labels, [{"label": s} for s in labels])
 
 
-def list_from_csv(path: str | Path, path_column: str = "path",
-                  label_column: str = "label") -> AudioList:
-    """A CSV with a header; audio paths are relative to the CSV's folder. Other columns
-    become fields (e.g. a ``split`` column for ``select(..., "split=test")``). Errors name
-    the CSV's line on which the row starts (1-based; the header is line 1)."""
-    path = Path(path)
+def read_csv_table(path: Path, columns: tuple[str, ...], what: str
+                   ) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV's stripped header and its rows as ``(line the row starts on, cells)``, the header
+    row first. Raises :class:`AudioDataError` naming the file (and line) for a missing,
+    unreadable, malformed or empty file, a header without one of ``columns`` or a name
+    given twice; ``what`` says what the file should be ("a CSV of audio paths and labels")."""
     if not path.is_file():
-        raise AudioDataError(f"{path}: no such file; expected a CSV of audio paths and labels")
+        raise AudioDataError(f"{path}: no such file; expected {what}")
     try:
         text = read_text(path)  # UTF-8 (plain or gzip); a bad byte names line and column
     except TextFileError as e:
@@ -127,20 +128,29 @@ def list_from_csv(path: str | Path, path_column: str = "path",
             start = reader.line_num + 1
     except csv.Error as e:
         raise AudioDataError(f"{path}:{start}: malformed CSV ({e})") from None
+    expected = " and ".join(f"'{c}'" for c in columns)
     if not rows or not rows[0][1]:
-        raise AudioDataError(f"{path}: empty CSV; expected a header with '{path_column}' and "
-                             f"'{label_column}' columns")
+        raise AudioDataError(f"{path}: empty CSV; expected a header with {expected} columns")
     header = [h.strip() for h in rows[0][1]]
-    for col in (path_column, label_column):
+    for col in columns:
         if col not in header:
-            raise AudioDataError(
-                f"{path}:1: no {shown(col)} column in the header {shown_list(header)}"
-            )
+            raise AudioDataError(f"{path}:1: no {shown(col)} column in the header "
+                                 f"{shown_list(header)}; expected {expected}")
     for h in header:
         if header.count(h) > 1:
-            raise AudioDataError(
-                f"{path}:1: column {shown(h)} appears twice; expected unique names"
-            )
+            raise AudioDataError(f"{path}:1: column {shown(h)} appears twice; expected unique "
+                                 "names")
+    return header, rows
+
+
+def list_from_csv(path: str | Path, path_column: str = "path",
+                  label_column: str = "label") -> AudioList:
+    """A CSV with a header; audio paths are relative to the CSV's folder. Other columns
+    become fields (e.g. a ``split`` column for ``select(..., "split=test")``). Errors name
+    the CSV's line on which the row starts (1-based; the header is line 1)."""
+    path = Path(path)
+    header, rows = read_csv_table(path, (path_column, label_column),
+                                  "a CSV of audio paths and labels")
     ip, il = header.index(path_column), header.index(label_column)
     paths, labels, fields = [], [], []
     for n, row in rows[1:]:

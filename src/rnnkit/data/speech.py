@@ -22,8 +22,6 @@ the same ``encode``/``decode``.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -33,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.data._show import shown, shown_list, shown_path
-from rnnkit.data.audio import AUDIO_EXTENSIONS, AudioDataError
+from rnnkit.data.audio import AUDIO_EXTENSIONS, AudioDataError, read_csv_table
 from rnnkit.data.text import TextFileError, read_text
 
 __all__ = ["BLANK", "Transcribed", "CharUnits", "normalise_text", "list_transcripts_csv",
@@ -68,31 +66,8 @@ def list_transcripts_csv(path: str | Path, path_column: str = "path",
                          text_column: str = "text") -> Transcribed:
     """A CSV with a header naming ``path_column`` and ``text_column``; errors name the line."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioDataError(f"{path}: no such file; expected a CSV with '{path_column}' and "
-                             f"'{text_column}' columns")
-    try:
-        text = read_text(path)
-    except TextFileError as e:
-        raise AudioDataError(str(e)) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        rows = []
-        start = 1
-        for row in reader:
-            rows.append((start, row))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise AudioDataError(f"{path}:{start}: malformed CSV ({e})") from None
-    if not rows or not rows[0][1]:
-        raise AudioDataError(f"{path}: empty CSV; expected a header with '{path_column}' and "
-                             f"'{text_column}' columns")
-    header = [h.strip() for h in rows[0][1]]
-    for col in (path_column, text_column):
-        if col not in header:
-            raise AudioDataError(f"{path}:1: no {shown(col)} column in the header "
-                                 f"{shown_list(header)}; expected '{path_column}' and "
-                                 f"'{text_column}'")
+    header, rows = read_csv_table(path, (path_column, text_column),
+                                  f"a CSV with '{path_column}' and '{text_column}' columns")
     ip, it = header.index(path_column), header.index(text_column)
     out = Transcribed([], [], [], [])
     for n, row in rows[1:]:
