@@ -1,0 +1,56 @@
+"""experiments/music/jsb.py: the published numbers it cites and the rewrite of result files'
+references (no training)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def jsb():
+    spec = importlib.util.spec_from_file_location("_jsb", ROOT / "experiments/music/jsb.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_published_numbers_are_the_checked_ones(jsb):
+    values = {o: {p["model"]: p["value"] for p in pubs} for o, pubs in jsb.PUBLISHED.items()}
+    assert values["bernoulli"] == {"RNN (SGD)": 8.71, "RNN (Hessian-free)": 8.58,
+                                   "tanh RNN": 9.10, "GRU": 8.54, "LSTM": 8.67}
+    assert values["nade"] == {"RNN-NADE (SGD)": 5.56, "RNN-NADE (Hessian-free)": 5.19}
+    for pubs in jsb.PUBLISHED.values():
+        for p in pubs:  # every number says what confirmed it, or that nothing did
+            assert p["checked"].split(":")[0] in (
+                "verified", "value verified", "partly", "unsettled", "not verified")
+    assert jsb.reference("nade")["value"] == 5.19
+    assert jsb.reference("bernoulli")["source"].startswith("GRU, Chung")
+
+
+def test_refresh_rewrites_references_and_met_only(jsb, tmp_path):
+    old = {"reference": {"value": 1.0, "source": "from memory", "published": []},
+           "target": "old", "met": True, "seeds": {"values": {"0": 5.5}}, "notes": "kept"}
+    (tmp_path / "jsb_gru_nade.json").write_text(json.dumps({**old, "value": 5.5}))
+    (tmp_path / "jsb_gru_bernoulli_tr6.json").write_text(
+        json.dumps({**old, "value": 8.5, "met": False}))
+    (tmp_path / "jsb_lstm_nade_partial.json").write_text(
+        json.dumps({**old, "value": 5.0, "met": None}))
+    (tmp_path / "other.json").write_text("{}")
+
+    done = jsb.refresh_references(tmp_path)
+
+    assert [p.name for p in done] == ["jsb_gru_bernoulli_tr6.json", "jsb_gru_nade.json",
+                                      "jsb_lstm_nade_partial.json"]
+    nade = json.loads((tmp_path / "jsb_gru_nade.json").read_text())
+    assert nade["reference"]["value"] == 5.19 and nade["met"] is False  # 5.5 > 5.19
+    assert nade["target"].startswith("mean over 3 seeds <= 5.19")
+    assert [p["value"] for p in nade["reference"]["published"]] == [5.56, 5.19]
+    assert nade["seeds"] == old["seeds"] and nade["notes"] == "kept" and nade["value"] == 5.5
+    bern = json.loads((tmp_path / "jsb_gru_bernoulli_tr6.json").read_text())
+    assert bern["reference"]["value"] == 8.54 and bern["met"] is True  # 8.5 <= 8.54
+    partial = json.loads((tmp_path / "jsb_lstm_nade_partial.json").read_text())
+    assert partial["met"] is None  # fewer than 3 seeds: not judged
+    assert (tmp_path / "other.json").read_text() == "{}"
