@@ -13,7 +13,10 @@ Records: ``experiments/results/digits_ctc_standard.json`` and ``digits_ctc_loso.
 The queue runs the standard split at seed 0 first, then the 6 folds (seed 0), then seeds 1 and
 2 of the standard split. Runs already finished (``runs/<name>/summary.json`` with a test
 score) are not repeated, so a killed queue resumes where it stopped; before each run the
-script waits while ``/tmp/bench.lock`` exists. While the ``asr`` task is not yet in
+script waits while ``/tmp/bench.lock`` exists. A run whose saved config differs from what its
+command builds from today's recipe (settings that change results; not paths, threads, time
+budget or logging) is stale: it is moved to ``runs/<name>.stale-N`` and run again, and the
+records leave it out. While the ``asr`` task is not yet in
 ``rnnkit.train.task.BUILTIN_TASKS``, the commands run as ``python -c`` with the pipeline
 imported first (the recorded command is the plain ``rnnkit`` one).
 """
@@ -46,6 +49,23 @@ DATASET = ("connected digits synthesised from the Free Spoken Digit Dataset "
            "of one speaker, 0.05-0.3 s silences, +-6 dB gain, 20-40 dB SNR white noise; "
            "synth_seed 0; 3000 train / 300 valid / 500 test utterances")
 QUEUE = ["standard:0", *(f"loso:{s}:0" for s in SPEAKERS), "standard:1", "standard:2"]
+#: the recipes live in the repository (ROOT, where runs and results go, may be moved in tests)
+RECIPES = Path(__file__).resolve().parents[2]
+#: config keys that do not change a run's result: a run differing only in these is current
+RUN_ONLY = {("data", "data_dir"), ("data", "cache"), ("data", "eval_batch_size"),
+            ("trainer", "max_time_minutes"), ("trainer", "budget_clock"),
+            ("trainer", "threads"), ("trainer", "progress"), ("trainer", "loggers"),
+            ("trainer", "log_every_steps"), ("trainer", "checkpoint_every_steps")}
+#: how the recipe got to today's (experiments/logs/asr_digits*.log; one seed, fold george;
+#: screening runs stopped at 12 epochs): the LOSO record carries it
+HISTORY = [
+    {"recipe": "global mean/variance normalisation, no speed perturbation, SpecAugment 2x6 "
+               "mel bins + 2x10 frames, dropout 0.2, 20 epochs (wall-clock budget)",
+     "fold": "george", "wer": 0.3279, "beam_wer": 0.2449,
+     "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
+                "../shared/datasets --set trainer.seed=0 --set data.split=loso:george "
+                "(recipe at commit 2afbd5a)"},
+]
 
 
 def _parse(item: str) -> tuple[str, str | None, int]:
@@ -75,11 +95,40 @@ def _rnnkit(args: list[str]) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def _done(name: str) -> dict | None:
+def _settings(config: dict) -> dict:
+    """A run config (as saved in a checkpoint) less its :data:`RUN_ONLY` keys."""
+    return {sec: ({k: v for k, v in val.items() if (sec, k) not in RUN_ONLY}
+                  if isinstance(val, dict) else val) for sec, val in config.items()}
+
+
+def _stale(kind: str, speaker: str | None, seed: int) -> str | None:
+    """Why ``runs/<name>`` no longer matches its command on today's recipe (None: it does, or
+    it saved no config to compare)."""
+    import rnnkit.tasks.asr  # noqa: F401  (registers the asr config types)
+    from rnnkit.train.config import build_run_config, load_recipe, to_dict
+
+    run = ROOT / "runs" / _name(kind, speaker, seed)
+    saved = next((p for p in (run / "best" / "config.json", run / "last" / "config.json")
+                  if p.is_file()), None)
+    if saved is None:
+        return None
+    args = _command(kind, speaker, seed)
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    want = _settings(to_dict(load_recipe(RECIPES / args[1], sets)))
+    have = json.loads(saved.read_text())["config"]
+    have = _settings(to_dict(build_run_config(have)))
+    diff = [f"{sec}.{k}: {have.get(sec, {}).get(k)!r} -> {v!r}"
+            for sec, val in want.items() if isinstance(val, dict)
+            for k, v in val.items() if have.get(sec, {}).get(k) != v]
+    return "; ".join(diff) or None
+
+
+def _done(name: str, item: str | None = None) -> dict | None:
+    """The finished run's summary (None: unfinished, or stale when ``item`` is given)."""
     p = ROOT / "runs" / name / "summary.json"
     if p.is_file():
         s = json.loads(p.read_text())
-        if "test" in s and "beam" in s:
+        if "test" in s and "beam" in s and not (item and _stale(*_parse(item))):
             return s
     return None
 
@@ -87,10 +136,17 @@ def _done(name: str) -> dict | None:
 def train(item: str) -> None:
     kind, speaker, seed = _parse(item)
     name = _name(kind, speaker, seed)
+    run = ROOT / "runs" / name
+    why = _stale(kind, speaker, seed)
+    if why:
+        k = 1
+        while (old := run.with_name(f"{name}.stale-{k}")).exists():
+            k += 1
+        run.rename(old)
+        print(f"{name}: recipe changed ({why}); old run moved to {old}", flush=True)
     if _done(name):
         print(f"{name}: done already", flush=True)
         return
-    run = ROOT / "runs" / name
     summary_path = run / "summary.json"
     if not (summary_path.is_file() and "test" in json.loads(summary_path.read_text())):
         while LOCK.exists():
@@ -147,7 +203,8 @@ def _machine() -> str:
 
 def record_standard() -> dict | None:
     seeds = [0, 1, 2]
-    runs = {str(k): r for k in seeds if (r := _done(_name("standard", None, k)))}
+    runs = {str(k): r for k in seeds
+            if (r := _done(_name("standard", None, k), f"standard:{k}"))}
     if not runs:
         print("digits_ctc_standard: no finished seed yet")
         return None
@@ -189,7 +246,7 @@ def record_standard() -> dict | None:
 
 
 def record_loso() -> dict | None:
-    runs = {s: r for s in SPEAKERS if (r := _done(_name("loso", s, 0)))}
+    runs = {s: r for s in SPEAKERS if (r := _done(_name("loso", s, 0), f"loso:{s}:0"))}
     if not runs:
         print("digits_ctc_loso: no finished fold yet")
         return None

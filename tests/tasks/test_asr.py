@@ -24,7 +24,7 @@ from rnnkit.tasks.asr import (  # noqa: E402
 from rnnkit.tasks.asr_eval import error_rates  # noqa: E402
 from rnnkit.tasks.asr_stream import StreamingTranscriber  # noqa: E402
 from rnnkit.train.checkpoint import write_checkpoint  # noqa: E402
-from rnnkit.train.config import build_run_config, load_recipe, to_dict  # noqa: E402
+from rnnkit.train.config import ConfigError, build_run_config, load_recipe, to_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SR = 8000
@@ -221,3 +221,51 @@ def test_unreadable_wav_is_a_one_line_error(trained, tmp_path):
     bad.write_bytes(b"RIFF....WAVEfmt nonsense")
     with pytest.raises(AudioDataError, match=r"bad\.wav: cannot read audio \(.*\); expected WAV"):
         transcribe_files(best, [str(bad)])
+
+
+def test_utterance_normalisation_hand_case_and_gain_invariance(tmp_path):
+    from rnnkit.data.audio import FeatureConfig, compute_features, normalise_features
+
+    x = np.array([[1.0, 10.0], [3.0, 30.0]], np.float32)  # per feature: mean (2, 20), std (1, 10)
+    np.testing.assert_allclose(normalise_features(x, {"normalize": "utterance"}),
+                               [[-1, -1], [1, 1]], atol=1e-4)
+    # a gain adds the same dB to every log-mel bin, which the utterance's own mean removes
+    y = utterance(["one", "six"], np.random.default_rng(1))
+    f = FeatureConfig(kind="logmel", n_mels=20)
+    a, b = (normalise_features(compute_features(g * y, f), {"normalize": "utterance"})
+            for g in (1.0, 0.25))
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    task = ASRTask(build_run_config(recipe(make_corpus(tmp_path / "c", n=6),
+                                           normalize="utterance")))
+    for frames, *_ in task.data["train"] + task.data["test"]:
+        np.testing.assert_allclose(frames.mean(0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(frames.std(0), 1.0, atol=1e-3)
+    assert task.stats["normalize"] == "utterance"
+
+
+FSDD = ROOT.parent / "shared" / "datasets" / "fsdd" / "recordings"
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
+def test_speed_perturbation_changes_only_the_training_utterances():
+    from rnnkit.data.digits import DIGIT_WORDS
+    from rnnkit.data.speech import CharUnits
+    from rnnkit.tasks.asr_data import ASRDataConfig, load_asr_data
+
+    units = CharUnits.from_texts([" ".join(DIGIT_WORDS)])
+
+    def data(**kw):
+        d = ASRDataConfig(split="loso:george", train_utterances=3, valid_utterances=2,
+                          test_utterances=2, cache=False, normalize="utterance",
+                          augment=False, **kw)
+        return load_asr_data(d, 0, str(FSDD.parents[1]), units)[0]
+
+    plain, unit, fast = data(), data(speed_perturb=[1, 1]), data(speed_perturb=[1.25, 1.25])
+    for s in ("valid", "test"):
+        for u, v in zip(plain[s], fast[s]):
+            assert u[2] == v[2] and np.array_equal(u[0], v[0])
+    # same draws at factors 1 and 1.25: the same digits and silences, the speech shorter
+    for u, v in zip(unit["train"], fast["train"]):
+        assert u[2] == v[2] and len(u[0]) / 1.25 < len(v[0]) < len(u[0]) - 10
+    with pytest.raises(ConfigError, match=r"data\.speed_perturb': expected \[lo, hi\]"):
+        data(speed_perturb=[1.1])

@@ -71,3 +71,24 @@ def test_queue_runs_the_labelled_standard_seed_first():
     spec.loader.exec_module(mod)
     assert mod.QUEUE[0] == "standard:0" and len(mod.QUEUE) == 9
     assert mod._command("loso", "theo", 0)[1] == "configs/digits_ctc_loso.yaml"
+
+
+def test_a_run_of_an_older_recipe_is_stale_and_left_out_of_the_records(digits, tmp_path):
+    import rnnkit.tasks.asr  # noqa: F401
+    from rnnkit.train.config import load_recipe, to_dict
+
+    finish(digits, tmp_path, "loso:theo:0", 0.2)
+    args = digits._command("loso", "theo", 0)
+    cfg = to_dict(load_recipe(ROOT / args[1], ["trainer.seed=0", "data.split=loso:theo"]))
+    cfg["data"]["data_dir"], cfg["trainer"]["threads"] = "elsewhere", 2  # not settings
+    best = tmp_path / "runs" / "digits_ctc_loso_theo_s0" / "best"
+    best.mkdir()
+    (best / "config.json").write_text(json.dumps({"config": cfg}))
+    assert digits._stale("loso", "theo", 0) is None
+    assert digits.record_loso()["per_speaker"]["theo"]["wer"] == 0.2
+    cfg["data"]["normalize"] = "global" if cfg["data"]["normalize"] != "global" else "utterance"
+    cfg["model"]["dropout"] = 0.5
+    (best / "config.json").write_text(json.dumps({"config": cfg}))
+    why = digits._stale("loso", "theo", 0)
+    assert "data.normalize" in why and "model.dropout: 0.5 ->" in why
+    assert digits.record_loso() is None  # the only fold is stale

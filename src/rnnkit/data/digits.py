@@ -7,10 +7,17 @@ recording drawn from a pool, joined with short silences::
     n        ~ U{min_digits..max_digits}, speaker ~ U(speakers), d_i ~ U{0..9}
     r_i      = a recording of (speaker, d_i) from the pool, scaled to RMS 0.05 x 10^(g_i/20),
                g_i ~ U(-3, 3) dB                                 (per-digit level jitter)
+    r_i      = speed(r_i, a),  a ~ U(speed)                      optional, one a per utterance:
+                                                                  r(t) -> r(a t), N/a samples
     y        = [s_0, r_1, s_1, ..., r_n, s_n]                     s_0, s_n ~ U(0.05, 0.2) s of
                                                                   silence, s_i ~ U(0.05, 0.3) s
     y        = 10^(G/20) y + e,   G ~ U(-6, 6) dB,   e ~ N(0, sigma^2),  SNR ~ U(20, 40) dB
     text     = "three one four"                                   digit words, one space
+
+Speed perturbation (Ko et al. 2015, "Audio augmentation for speech recognition") plays a
+recording ``a`` times faster: tempo, pitch and formants all scale by ``a``, which mimics a
+shorter or longer vocal tract, so five training speakers sound like many. It resamples
+with soxr (librosa's default resampler) from ``sample_rate`` to ``sample_rate / a``.
 
 Everything is drawn from ``numpy.random.default_rng(seed)``, so one seed always gives the
 same audio and transcripts (given the same recordings). Pools (:func:`split_pools`):
@@ -36,7 +43,7 @@ import numpy as np
 from rnnkit.data.audio import AudioDataError, load_audio
 
 __all__ = ["DIGIT_WORDS", "FSDD_SPEAKERS", "Recording", "Utterance", "fsdd_recordings",
-           "split_pools", "make_utterances", "split_names"]
+           "split_pools", "make_utterances", "split_names", "speed_perturb"]
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -63,6 +70,7 @@ class Utterance:
     digits: tuple[int, ...]
     speaker: str
     sources: tuple[str, ...]
+    speed: float = 1.0
 
 
 def fsdd_recordings(folder: str | Path) -> list[Recording]:
@@ -109,13 +117,28 @@ def split_pools(recordings: list[Recording], split: str) -> dict[str, list[Recor
     return parts
 
 
+def speed_perturb(y: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """``y`` (N,) played ``factor`` times faster: ``round(N / factor)`` samples, pitch and
+    formants times ``factor`` (band-limited resampling, soxr's high quality)."""
+    import librosa
+
+    if factor == 1.0:
+        return y
+    return librosa.resample(np.asarray(y, np.float32), orig_sr=sample_rate,
+                            target_sr=sample_rate / factor, res_type="soxr_hq")
+
+
 def make_utterances(pool: list[Recording], n: int, seed: int, *, min_digits: int = 2,
-                    max_digits: int = 7, sample_rate: int = 8000,
-                    augment: bool = True) -> list[Utterance]:
-    """``n`` utterances from ``pool`` (module docstring); ``augment=False``: no gain or noise."""
+                    max_digits: int = 7, sample_rate: int = 8000, augment: bool = True,
+                    speed: tuple[float, float] | None = None) -> list[Utterance]:
+    """``n`` utterances from ``pool`` (module docstring); ``augment=False``: no gain or noise;
+    ``speed=(lo, hi)``: each utterance's recordings sped up by one factor ~ U(lo, hi)."""
     if not 1 <= min_digits <= max_digits:
         raise AudioDataError(f"data.min_digits/max_digits: expected 1 <= min <= max, got "
                              f"{min_digits}, {max_digits}")
+    if speed is not None and not 0.5 <= speed[0] <= speed[1] <= 2.0:
+        raise AudioDataError(f"data.speed_perturb: expected [lo, hi] with 0.5 <= lo <= hi <= 2, "
+                             f"got {list(speed)}")
     rng = np.random.default_rng(seed)
     by = {}  # (speaker, digit) -> recordings
     for r in pool:
@@ -138,12 +161,15 @@ def make_utterances(pool: list[Recording], n: int, seed: int, *, min_digits: int
         have = [d for d in range(10) if (speaker, d) in by]
         k = int(rng.integers(min_digits, max_digits + 1))
         digits = tuple(int(have[i]) for i in rng.integers(len(have), size=k))
+        # drawn only when asked, so that the utterances of a seed without it stay the same
+        a = float(rng.uniform(*speed)) if speed is not None else 1.0
         parts, used = [silence(0.05, 0.2)], []
         for i, d in enumerate(digits):
             choices = by[(speaker, d)]
             r = choices[rng.integers(len(choices))]
             jitter = 10 ** (rng.uniform(-3, 3) / 20) if augment else 1.0
-            parts.append((samples(r) * _RMS * jitter).astype(np.float32))
+            x = speed_perturb(samples(r), a, sample_rate)
+            parts.append((x * _RMS * jitter).astype(np.float32))
             parts.append(silence(0.05, 0.3) if i < k - 1 else silence(0.05, 0.2))
             used.append(r.path.name)
         y = np.concatenate(parts)
@@ -156,5 +182,5 @@ def make_utterances(pool: list[Recording], n: int, seed: int, *, min_digits: int
             y = y + rng.normal(0.0, sigma, size=y.shape)
         y = np.clip(y, -1.0, 1.0).astype(np.float32)
         out.append(Utterance(y, " ".join(DIGIT_WORDS[d] for d in digits), digits, speaker,
-                             tuple(used)))
+                             tuple(used), a))
     return out

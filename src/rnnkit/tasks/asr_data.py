@@ -4,8 +4,10 @@
 :mod:`rnnkit.data.digits`, split ``standard`` or ``loso:SPEAKER``), a CSV ``path,text`` or a
 LibriSpeech-style folder (:mod:`rnnkit.data.speech`, split by field filters as the audio
 pipeline's, else a seeded ``valid_fraction``/``test_fraction`` of the files). Features are
-computed once per (audio, settings) and cached in ``~/.cache/rnnkit/asr``; the training
-split's per-feature mean and standard deviation normalise every split.
+computed once per (audio, settings) and cached in ``~/.cache/rnnkit/asr``. ``normalize:
+global`` scales every split with the training split's per-feature mean and standard
+deviation; ``utterance`` scales each utterance by its own (cepstral mean and variance
+normalisation per utterance: a speaker's or channel's constant spectral tilt cancels).
 """
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ class ASRDataConfig:
         synth_seed: fsdd_digits: seed of the utterances (split ``s`` uses [synth_seed, s]).
         min_digits / max_digits: fsdd_digits: digits per utterance.
         augment: fsdd_digits: gain and noise (see rnnkit.data.digits).
+        speed_perturb: fsdd_digits: ``[lo, hi]``: each training utterance is sped up by a
+            factor ~ U(lo, hi) (tempo, pitch and formants; rnnkit.data.digits); null: none.
+            Validation and test utterances are never perturbed.
         test / valid: other sources: split filters over the files' fields ("speaker=19").
         valid_fraction / test_fraction: other sources without filters: seeded shares.
         path_column / text_column: CSV columns.
@@ -72,6 +77,7 @@ class ASRDataConfig:
     min_digits: int = 2
     max_digits: int = 7
     augment: bool = True
+    speed_perturb: list[float] | None = None
     test: str | None = None
     valid: str | None = None
     valid_fraction: float = 0.05
@@ -125,21 +131,29 @@ def _fsdd_digits(d: ASRDataConfig, data_dir: str | None) -> dict[str, tuple[list
     pools = split_pools(recs, d.split)
     sizes = {"train": d.train_utterances, "valid": d.valid_utterances,
              "test": d.test_utterances}
+    sp = d.speed_perturb
+    if sp is not None and (not isinstance(sp, (list, tuple)) or len(sp) != 2):
+        raise ConfigError(f"config key 'data.speed_perturb': expected [lo, hi] or null, got {sp!r}")
     out = {}
     for s, pool in pools.items():
         if sizes[s] < 1:
             continue
 
-        def make(pool=pool, s=s):
+        speed = tuple(float(v) for v in sp) if sp is not None and s == "train" else None
+
+        def make(pool=pool, s=s, speed=speed):
             utts = make_utterances(pool, sizes[s], [d.synth_seed, _SPLIT_SEEDS[s]],
                                    min_digits=d.min_digits, max_digits=d.max_digits,
-                                   sample_rate=d.features.sample_rate, augment=d.augment)
+                                   sample_rate=d.features.sample_rate, augment=d.augment,
+                                   speed=speed)
             return [compute_features(u.audio, d.features) for u in utts], [u.text for u in utts]
 
         key = {"v": 1, "split": d.split, "part": s, "n": sizes[s], "seed": d.synth_seed,
                "digits": [d.min_digits, d.max_digits], "augment": d.augment,
                "features": asdict(d.features),
                "files": [(r.path.name, r.path.stat().st_size) for r in pool]}
+        if speed is not None:  # absent otherwise: the caches made before it stay valid
+            key["speed"] = list(speed)
         x, texts = _cached(key, make) if d.cache else make()
         out[s] = (x, texts, [f"fsdd_digits {d.split}/{s} utterance {i}" for i in range(len(x))])
     return out
