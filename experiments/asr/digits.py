@@ -183,7 +183,8 @@ def _scores(s: dict) -> dict:
             "sentence_accuracy": round(t["test_sentence_accuracy"], 4),
             "beam_wer": round(b["wer"], 4), "beam_cer": round(b["cer"], 4),
             "beam_sentence_accuracy": round(b["sentence_accuracy"], 4),
-            "epochs": s.get("epoch"), "stopped": s.get("stopped")}
+            "epochs": s.get("epoch"), "stopped": s.get("stopped"),
+            "cpu_seconds": round(s["cpu_seconds"], 1) if "cpu_seconds" in s else None}
 
 
 def _common(runs: dict[str, dict], cmds: list[str]) -> dict:
@@ -191,8 +192,29 @@ def _common(runs: dict[str, dict], cmds: list[str]) -> dict:
     return {"command": " ; ".join(cmds),
             "wall_seconds": round(sum(r.get("script_wall_seconds") or r.get("wall_seconds", 0.0)
                                       for r in runs.values()), 1),
-            "device": first.get("device"), "machine": _machine(),
+            "cpu_seconds": round(sum(r.get("cpu_seconds", 0.0) for r in runs.values()), 1),
+            "device": first.get("device"), "machine": _machine(), "torch": _torch(),
             "date": _dt.date.today().isoformat()}
+
+
+def _torch() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def _recipe(kind: str) -> dict:
+    """The settings of today's recipe that the speaker-generalisation work changed."""
+    import rnnkit.tasks.asr  # noqa: F401
+    from rnnkit.train.config import load_recipe
+
+    c = load_recipe(RECIPES / _command(kind, None, 0)[1])
+    d, t = c.data, c.trainer
+    return {"normalize": d.normalize, "speed_perturb": d.speed_perturb,
+            "spec_augment": f"{d.freq_masks} x {d.freq_width} mel bins, {d.time_masks} x "
+                            f"{d.time_width} frames" if d.spec_augment else None,
+            "dropout": c.model.dropout, "max_epochs": t.max_epochs,
+            "budget": f"{t.max_time_minutes:g} min of {t.budget_clock} time"}
 
 
 def _machine() -> str:
@@ -236,6 +258,7 @@ def record_standard() -> dict | None:
         "reference": {"value": 0.02,
                       "source": "issue 24's target for the standard split (no published result "
                                 "exists for this generated benchmark)"},
+        "recipe": _recipe("standard"),
         "met": bool(statistics.fmean(wer) <= 0.02) if len(runs) >= 3 else None,
         "status": "complete" if len(runs) == 3 else f"partial: {len(runs)} of 3 seeds",
         **_common(runs, cmds),
@@ -273,6 +296,9 @@ def record_loso() -> dict | None:
                                 "rate on the same held-out speakers' recordings "
                                 "(experiments/results/fsdd_heldout_speaker.json), one digit at "
                                 "a time"},
+        "classifier_error": {s: round(1 - CLASSIFIER[s], 4) for s in SPEAKERS},
+        "recipe": _recipe("loso"),
+        "recipe_history": HISTORY,
         "met": bool(statistics.fmean(wer) < cls_err) if len(runs) == len(SPEAKERS) else None,
         "status": "complete" if len(runs) == len(SPEAKERS) else
                   f"partial: {len(runs)} of {len(SPEAKERS)} folds",
@@ -281,6 +307,84 @@ def record_loso() -> dict | None:
     }
     _write("digits_ctc_loso", rec)
     return rec
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}%" if v < 0.1 else f"{100 * v:.1f}%"
+
+
+def _recipe_line(r: dict | None) -> str:
+    if r is None:
+        return "the recipe before speed perturbation: global normalisation"
+    sp = r["speed_perturb"]
+    return (f"{r['normalize']} normalisation, speed perturbation "
+            + (f"U({sp[0]:g}, {sp[1]:g})" if sp else "none")
+            + f", SpecAugment {r['spec_augment'] or 'off'}, dropout {r['dropout']:g}, "
+            f"at most {r['max_epochs']} epochs, {r['budget']}")
+
+
+def docs_block() -> str:
+    """The Results section of docs/pipelines/asr.md, from the two records."""
+    out = []
+    std = RESULTS / "digits_ctc_standard.json"
+    if std.is_file():
+        r = json.loads(std.read_text())
+        out += [f"Standard split (`experiments/results/digits_ctc_standard.json`, "
+                f"{r['status']}): 500 test utterances, the best-validation-WER checkpoint of "
+                f"`configs/digits_ctc.yaml` ({_recipe_line(r.get('recipe'))}).", "",
+                "| seed | greedy WER | CER | sentences exact | beam 8 + lexicon WER | "
+                "epochs | CPU time |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for k, v in r["per_seed"].items():
+            cpu = f"{v['cpu_seconds'] / 60:.0f} min" if v.get("cpu_seconds") else "–"  # noqa: RUF001
+            out.append(f"| {k} | {_pct(v['wer'])} | {_pct(v['cer'])} | "
+                       f"{_pct(v['sentence_accuracy'])} | {_pct(v['beam_wer'])} | "
+                       f"{v['epochs']} | {cpu} |")
+        out.append(f"| **mean** | **{_pct(r['value'])}** | {_pct(r['cer'])} | "
+                   f"{_pct(r['sentence_accuracy'])} | {_pct(r['beam_lexicon']['wer'])} | | |")
+        met = {True: "met", False: "missed", None: "not decided until 3 seeds"}[r["met"]]
+        out += ["", f"Target: WER at most 2% over 3 seeds: {met}.", ""]
+    loso = RESULTS / "digits_ctc_loso.json"
+    if loso.is_file():
+        r = json.loads(loso.read_text())
+        out += [f"Leave one speaker out (`experiments/results/digits_ctc_loso.json`, "
+                f"{r['status']}; `configs/digits_ctc_loso.yaml`, "
+                f"{_recipe_line(r.get('recipe'))}), against rnnkit's isolated-digit classifier's "
+                "error on the same speaker's recordings, one digit at a time:", "",
+                "| held-out speaker | greedy WER | beam 8 + lexicon WER | sentences exact | "
+                "classifier error |", "|---|---:|---:|---:|---:|"]
+        for spk, v in r["per_speaker"].items():
+            out.append(f"| {spk} | {_pct(v['wer'])} | {_pct(v['beam_wer'])} | "
+                       f"{_pct(v['sentence_accuracy'])} | {_pct(1 - CLASSIFIER[spk])} |")
+        n = len(r["per_speaker"])
+        out.append(f"| **mean of {n}** | **{_pct(r['value'])}** | {_pct(r['beam_lexicon_wer'])}"
+                   f" | {_pct(r['sentence_accuracy'])} | {_pct(r['reference']['value'])} |")
+        met = {True: "met", False: "missed",
+               None: f"not decided until all 6 folds ({n} so far)"}[r["met"]]
+        out += ["", f"Target: a lower mean WER than the classifier's mean error over the six "
+                f"speakers (19.7%): {met}.", ""]
+        if r.get("recipe_history"):
+            out += ["Earlier recipes, on fold george (one seed):", "",
+                    "| recipe | greedy WER | beam 8 + lexicon WER |", "|---|---:|---:|"]
+            for h in r["recipe_history"]:
+                out.append(f"| {h['recipe']} | {_pct(h['wer'])} | {_pct(h.get('beam_wer'))} |")
+            out.append("")
+    rec = next((json.loads(f.read_text()) for f in (std, loso) if f.is_file()), None)
+    if rec:
+        out.append(f"Measured on {rec['machine']} ({rec['device']}), "
+                   f"torch {rec.get('torch', _torch())}, "
+                   "`OMP_NUM_THREADS=1`, one run at a time beside other jobs; the exact "
+                   "commands are in the records. Made by `python experiments/asr/digits.py "
+                   "--record-only`.")
+    return "\n".join(out)
+
+
+def write_docs(page: Path | None = None) -> None:
+    """Rewrite the text between ``<!-- asr-results -->`` and ``<!-- asr-results:end -->``."""
+    page = page or ROOT / "docs" / "pipelines" / "asr.md"
+    text = page.read_text()
+    start, end = "<!-- asr-results -->", "<!-- asr-results:end -->"
+    i, j = text.index(start) + len(start), text.index(end)
+    page.write_text(text[:i] + "\n" + docs_block() + "\n" + text[j:])
 
 
 def _write(name: str, rec: dict) -> None:
@@ -300,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             record_standard() if item.startswith("standard") else record_loso()
     record_standard()
     record_loso()
+    write_docs()
     return 0
 
 

@@ -92,3 +92,21 @@ def test_a_run_of_an_older_recipe_is_stale_and_left_out_of_the_records(digits, t
     why = digits._stale("loso", "theo", 0)
     assert "data.normalize" in why and "model.dropout: 0.5 ->" in why
     assert digits.record_loso() is None  # the only fold is stale
+
+
+def test_docs_block_is_made_from_the_records_between_the_markers(digits, tmp_path):
+    finish(digits, tmp_path, "standard:0", 0.0099)
+    finish(digits, tmp_path, "loso:george:0", 0.15)
+    finish(digits, tmp_path, "loso:theo:0", 0.05)
+    digits.record_standard()
+    digits.record_loso()
+    page = tmp_path / "asr.md"
+    page.write_text("# top\n<!-- asr-results -->\nSTALE TEXT\n<!-- asr-results:end -->\nbottom\n")
+    digits.write_docs(page)
+    text = page.read_text()
+    assert text.startswith("# top\n<!-- asr-results -->\n") and text.endswith(
+        "<!-- asr-results:end -->\nbottom\n") and "STALE" not in text
+    assert "| 0 | 0.99% | 0.50% |" in text  # seed 0: WER, CER
+    assert "| george | 15.0% | 10.5% | 55.0% | 21.0% |" in text  # beam 0.7 x WER; classifier
+    assert "| **mean of 2** | **10.0%** |" in text and "(2 so far)" in text
+    assert "partial: 2 of 6 folds" in text and "torch " in text
