@@ -246,8 +246,16 @@ def test_utterance_normalisation_hand_case_and_gain_invariance(tmp_path):
 FSDD = ROOT.parent / "shared" / "datasets" / "fsdd" / "recordings"
 
 
+@pytest.fixture()
+def resampler_loaded():
+    from rnnkit.data.digits import speed_perturb
+
+    speed_perturb(np.zeros(64, np.float32), 0.9, SR)  # librosa loads soxr on first use (~5 s)
+
+
+
 @pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
-def test_speed_perturbation_changes_only_the_training_utterances():
+def test_speed_perturbation_changes_only_the_training_utterances(resampler_loaded):
     from rnnkit.data.digits import DIGIT_WORDS
     from rnnkit.data.speech import CharUnits
     from rnnkit.tasks.asr_data import ASRDataConfig, load_asr_data
@@ -269,3 +277,30 @@ def test_speed_perturbation_changes_only_the_training_utterances():
         assert u[2] == v[2] and len(u[0]) / 1.25 < len(v[0]) < len(u[0]) - 10
     with pytest.raises(ConfigError, match=r"data\.speed_perturb': expected \[lo, hi\]"):
         data(speed_perturb=[1.1])
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
+def test_resynthesis_gives_each_epoch_new_seeded_training_utterances(tmp_path, resampler_loaded):
+    def task(**data):
+        raw = {"task": "asr",
+               "data": {"source": "fsdd_digits", "data_dir": str(FSDD.parents[1]),
+                        "split": "loso:george", "train_utterances": 6, "valid_utterances": 2,
+                        "test_utterances": 2, "cache": False, "normalize": "utterance",
+                        "speed_perturb": [0.9, 1.1], **data},
+               "model": {"conv_channels": [8], "conv_strides": [2], "hidden_size": 8,
+                         "num_layers": 1}, "trainer": {"seed": 0}}
+        return ASRTask(build_run_config(raw))
+
+    a, b, fixed = task(resynthesize=True), task(resynthesize=True), task()
+    assert a.train_utterances(0) is a.data["train"] and fixed.train_utterances(3) is fixed.data[
+        "train"]
+    e1, e2 = a.train_utterances(1), a.train_utterances(2)
+    texts = [[u[2] for u in e] for e in (a.data["train"], e1, e2)]
+    assert len({tuple(t) for t in texts}) == 3 and all(len(t) == 6 for t in texts)
+    assert a.train_utterances(2) is e2  # made once per epoch
+    for u, v in zip(e1, b.train_utterances(1)):  # seeded: another task makes the same epoch
+        assert u[2] == v[2] and np.array_equal(u[0], v[0])
+        np.testing.assert_allclose(u[0].mean(0), 0.0, atol=1e-4)  # normalised per utterance
+    assert "".join(a.units.decode(u[1]) for u in e1) == "".join(u[2] for u in e1)
+    with pytest.raises(ConfigError, match=r"data\.resynthesize': only for data\.source"):
+        ASRTask(build_run_config(recipe(make_corpus(tmp_path / "c", n=4), resynthesize=True)))

@@ -130,9 +130,11 @@ def speed_perturb(y: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
 
 def make_utterances(pool: list[Recording], n: int, seed: int, *, min_digits: int = 2,
                     max_digits: int = 7, sample_rate: int = 8000, augment: bool = True,
-                    speed: tuple[float, float] | None = None) -> list[Utterance]:
+                    speed: tuple[float, float] | None = None,
+                    loaded: dict[Path, np.ndarray] | None = None) -> list[Utterance]:
     """``n`` utterances from ``pool`` (module docstring); ``augment=False``: no gain or noise;
-    ``speed=(lo, hi)``: each utterance's recordings sped up by one factor ~ U(lo, hi)."""
+    ``speed=(lo, hi)``: each utterance's recordings sped up by one factor ~ U(lo, hi);
+    ``loaded``: a dict that keeps the recordings read, for the next call."""
     if not 1 <= min_digits <= max_digits:
         raise AudioDataError(f"data.min_digits/max_digits: expected 1 <= min <= max, got "
                              f"{min_digits}, {max_digits}")
@@ -144,7 +146,7 @@ def make_utterances(pool: list[Recording], n: int, seed: int, *, min_digits: int
     for r in pool:
         by.setdefault((r.speaker, r.digit), []).append(r)
     speakers = sorted({s for s, _ in by})
-    cache: dict[Path, np.ndarray] = {}
+    cache: dict[Path, np.ndarray] = {} if loaded is None else loaded
 
     def samples(r: Recording) -> np.ndarray:
         if r.path not in cache:

@@ -37,7 +37,7 @@ from rnnkit.data.audio import FeatureConfig, compute_features, load_audio, norma
 from rnnkit.data.audio import spec_augment as _spec_augment
 from rnnkit.data.speech import CharUnits
 from rnnkit.models.asr import ASRConfig, CTCModel
-from rnnkit.tasks.asr_data import ASRDataConfig, load_asr_data
+from rnnkit.tasks.asr_data import ASRDataConfig, TrainResynthesizer, load_asr_data
 from rnnkit.tasks.asr_eval import collate_utterances, decode_split, make_decoder
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
@@ -79,6 +79,9 @@ class ASRTask:
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self._decode = make_decoder(self.units)
         self.rank, self.world = 0, 1
+        self._resynth = (TrainResynthesizer(d, data_dir, self.units, self.stats)
+                         if d.resynthesize else None)
+        self._epoch: tuple[int, list] = (0, self.data["train"])  # the utterances of an epoch
 
     def describe(self) -> dict[str, str]:
         d: ASRDataConfig = self.config.data
@@ -94,9 +97,18 @@ class ASRTask:
         n, B = len(self.data["train"]), self.config.data.batch_size
         return max(1, n // B) if self.world > 1 else -(-n // B)
 
+    def train_utterances(self, epoch: int) -> list[tuple]:
+        """The training utterances of ``epoch``: the same every epoch, or with
+        ``data.resynthesize`` new ones after the first (made once per epoch)."""
+        if self._resynth is None or epoch == 0:
+            return self.data["train"]
+        if self._epoch[0] != epoch:
+            self._epoch = (epoch, self._resynth(epoch))
+        return self._epoch[1]
+
     def train_batches(self, epoch: int, start_step: int) -> Iterator[tuple]:
         """Seeded shuffle per epoch; rank r takes every W-th utterance of the global batch."""
-        B, train = self.config.data.batch_size, self.data["train"]
+        B, train = self.config.data.batch_size, self.train_utterances(epoch)
         g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         order = torch.randperm(len(train), generator=g).tolist()
         for k in range(start_step, self.steps_per_epoch(epoch)):

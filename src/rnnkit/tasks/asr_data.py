@@ -33,7 +33,7 @@ from rnnkit.data.registry import cache_dir
 from rnnkit.data.speech import CharUnits, list_transcribed
 from rnnkit.train.config import ConfigError
 
-__all__ = ["ASRDataConfig", "load_asr_data", "find_fsdd"]
+__all__ = ["ASRDataConfig", "load_asr_data", "find_fsdd", "TrainResynthesizer"]
 
 _SPLIT_SEEDS = {"train": 1, "valid": 2, "test": 3}
 
@@ -55,6 +55,9 @@ class ASRDataConfig:
         speed_perturb: fsdd_digits: ``[lo, hi]``: each training utterance is sped up by a
             factor ~ U(lo, hi) (tempo, pitch and formants; rnnkit.data.digits); null: none.
             Validation and test utterances are never perturbed.
+        resynthesize: fsdd_digits: every epoch after the first trains on new utterances (seed
+            ``[synth_seed, 1, epoch]``: new digit strings, silences, gains, noise and speeds
+            from the same training recordings) instead of the same ones again.
         test / valid: other sources: split filters over the files' fields ("speaker=19").
         valid_fraction / test_fraction: other sources without filters: seeded shares.
         path_column / text_column: CSV columns.
@@ -78,6 +81,7 @@ class ASRDataConfig:
     max_digits: int = 7
     augment: bool = True
     speed_perturb: list[float] | None = None
+    resynthesize: bool = False
     test: str | None = None
     valid: str | None = None
     valid_fraction: float = 0.05
@@ -157,6 +161,35 @@ def _fsdd_digits(d: ASRDataConfig, data_dir: str | None) -> dict[str, tuple[list
         x, texts = _cached(key, make) if d.cache else make()
         out[s] = (x, texts, [f"fsdd_digits {d.split}/{s} utterance {i}" for i in range(len(x))])
     return out
+
+
+class TrainResynthesizer:
+    """Epoch ``e``'s training utterances, ``[(frames, ids, text, origin)]`` normalised with
+    ``stats`` (``data.resynthesize``): made from the training pool with seed
+    ``[synth_seed, 1, e]``, not cached (synthesis and log-mel take ~10 s per 3,000)."""
+
+    def __init__(self, d: ASRDataConfig, data_dir: str | None, units: CharUnits, stats: dict):
+        if d.source != "fsdd_digits":
+            raise ConfigError(f"config key 'data.resynthesize': only for data.source "
+                              f"'fsdd_digits', not {d.source!r}")
+        self.d, self.units, self.stats = d, units, stats
+        self.pool = split_pools(fsdd_recordings(find_fsdd(d, data_dir)), d.split)["train"]
+        self.loaded: dict = {}
+
+    def __call__(self, epoch: int) -> list[tuple]:
+        d = self.d
+        sp = tuple(float(v) for v in d.speed_perturb) if d.speed_perturb is not None else None
+        utts = make_utterances(self.pool, d.train_utterances, [d.synth_seed, 1, epoch],
+                               min_digits=d.min_digits, max_digits=d.max_digits,
+                               sample_rate=d.features.sample_rate, augment=d.augment,
+                               speed=sp, loaded=self.loaded)
+        out = []
+        for i, u in enumerate(utts):
+            where = f"fsdd_digits {d.split}/train epoch {epoch} utterance {i}"
+            f = normalise_features(compute_features(u.audio, d.features), self.stats)
+            out.append((f.astype(np.float32), self.units.encode(u.text, where=where), u.text,
+                        where))
+        return out
 
 
 def _files(d: ASRDataConfig, seed: int) -> dict[str, tuple[list, list, list]]:
