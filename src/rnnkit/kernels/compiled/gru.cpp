@@ -53,7 +53,7 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
                     const OptT& V, const OptT& MU, const OptT& RS) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
   const bool ln = has(g_hh);
-  const StepGemm gemm(W_hh, B);  // (m h) W_hh^T
+  const StepGemm gemm(W_hh, B, !save_all);  // (m h) W_hh^T
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : zero;
   // the bias: in the GRU step, or (LayerNorm-GRU) with the norm's gain, before it

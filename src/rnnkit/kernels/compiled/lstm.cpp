@@ -54,9 +54,10 @@ static inline void lstm_units_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_ 
 template <typename T>
 static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                      const OptT& b_hh, const OptT& m, const Zone<T>& zh, const Zone<T>& zc,
-                     const Sizes& sizes, Tensor& A, Tensor& C, Tensor& TC, Tensor& Y) {
+                     const Sizes& sizes, bool keep, Tensor& A, Tensor& C, Tensor& TC,
+                     Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
-  const StepGemm gemm(W_hh, B);  // (m h) W_hh^T
+  const StepGemm gemm(W_hh, B, keep);  // (m h) W_hh^T
   Tensor hm = at::empty({B, H}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
@@ -109,14 +110,14 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
 
 void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                   const OptT& b_hh, const OptT& m, const OptT& ZH, const OptT& ZC,
-                  double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
-                  Tensor TC, Tensor Y) {
+                  double zh_rate, double zc_rate, const Sizes& sizes, bool keep, Tensor A,
+                  Tensor C, Tensor TC, Tensor Y) {
   RECORD_FUNCTION("rnnkit::compiled::lstm_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, m,
                        Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
-                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C,
-                       TC, Y);
+                       Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, keep, A,
+                       C, TC, Y);
   });
 }
 
@@ -136,27 +137,31 @@ void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const
 // ------------------------------------------------------------------ LayerNorm-LSTM
 // Pointers of one row of the LayerNorm-LSTM's buffers.
 template <typename T> struct LnRow {
-  const T *v, *x, *cp, *hq, *wh, *wc;  // v = (m h) W_hh^T, xp_t, c_{t-1}, h_{t-1}, zoneout
-  T *V, *a, *ct, *tc, *c, *y, *mu, *rs, *muc, *rsc, *pre;  // pre: (4H,) scratch
+  const T *v, *x, *cp, *hq, *wh, *wc;  // v = (m h) W_hh^T, u_t = W_ih x_t, c_{t-1}, h_{t-1}, zoneout
+  T *V, *a, *ct, *tc, *c, *y, *mu, *rs, *muc, *rsc, *mux, *rsx, *pre;  // pre: (4H,) scratch
 };
 
-// Forward of one row: v's layer norm, the gates, c~ and its layer norm, h, zoneout.
+// Forward of one row: the layer norms of u = W_ih x and of v, the gates, c~ and its layer
+// norm, h, zoneout. b: b_ih + b_hh.
 template <typename T>
-static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ ghh, const T* RS_ bhh,
-                               const T* RS_ gc, const T* RS_ bc, T eps, T zhon, T zcon,
-                               int64_t H) {
+static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ gih, const T* RS_ ghh,
+                               const T* RS_ b, const T* RS_ gc, const T* RS_ bc, T eps, T zhon,
+                               T zcon, int64_t H) {
   const int64_t G = 4 * H;
   const T *RS_ v = q.v, *RS_ x = q.x, *RS_ cp = q.cp, *RS_ hq = q.hq;
   const T *RS_ wh = q.wh, *RS_ wc = q.wc;
   T *RS_ a = q.a, *RS_ ct = q.ct, *RS_ tc = q.tc, *RS_ y = q.y;
   std::copy(v, v + G, q.V);
-  const Moments<T> mv = moments(v, G, eps);
-  const T mu = mv.mu, rs = mv.rs;
+  const Moments<T> mv = moments(v, G, eps), mx = moments(x, G, eps);
+  const T mu = mv.mu, rs = mv.rs, mux = mx.mu, rsx = mx.rs;
   *q.mu = mu;
   *q.rs = rs;
+  *q.mux = mux;
+  *q.rsx = rsx;
   T* RS_ p = q.pre;  // (scratch: the gates read one array and write another, or gcc
 #pragma omp simd     //  does not vectorise them)
-  for (int64_t j = 0; j < G; j++) p[j] = (v[j] - mu) * rs * ghh[j] + bhh[j] + x[j];
+  for (int64_t j = 0; j < G; j++)
+    p[j] = (v[j] - mu) * rs * ghh[j] + (x[j] - mux) * rsx * gih[j] + b[j];
 #pragma omp simd
   for (int64_t j = 0; j < H; j++) {
     T i = sigmoid_(p[j]), f = sigmoid_(p[H + j]), g = tanh_(p[2 * H + j]);
@@ -191,18 +196,20 @@ static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ ghh, const T* RS_
 
 template <typename T>
 static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
-                        const Tensor& W_hh, const Tensor& b_hh, const Tensor& g_hh,
-                        const Tensor& g_c, const Tensor& b_c, const OptT& m, const Zone<T>& zh,
-                        const Zone<T>& zc, T eps, const Sizes& sizes, bool save_all, Tensor& V,
-                        Tensor& A, Tensor& MU, Tensor& RS, Tensor& CT, Tensor& MUC,
-                        Tensor& RSC, Tensor& TC, Tensor& C, Tensor& Y) {
+                        const Tensor& W_hh, const Tensor& g_ih, const Tensor& b,
+                        const Tensor& g_hh, const Tensor& g_c, const Tensor& b_c, const OptT& m,
+                        const Zone<T>& zh, const Zone<T>& zc, T eps, const Sizes& sizes,
+                        bool save_all, Tensor& V, Tensor& A, Tensor& MU, Tensor& RS,
+                        Tensor& MUX, Tensor& RSX, Tensor& CT, Tensor& MUC, Tensor& RSC,
+                        Tensor& TC, Tensor& C, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
-  const StepGemm gemm(W_hh, B);  // v = (m h) W_hh^T
+  const StepGemm gemm(W_hh, B, !save_all);  // v = (m h) W_hh^T
   Tensor hm = at::empty({B, H}, xp.options());
-  const T *ghh = ptr<T>(g_hh), *bhh = ptr<T>(b_hh), *gc = ptr<T>(g_c), *bc = ptr<T>(b_c);
+  const T *gih = ptr<T>(g_ih), *ghh = ptr<T>(g_hh), *bp = ptr<T>(b), *gc = ptr<T>(g_c);
+  const T* bc = ptr<T>(b_c);
   T *pV = ptr<T>(V), *pA = ptr<T>(A), *pMU = ptr<T>(MU), *pRS = ptr<T>(RS), *pCT = ptr<T>(CT);
   T *pMUC = ptr<T>(MUC), *pRSC = ptr<T>(RSC), *pTC = ptr<T>(TC), *pC = ptr<T>(C);
-  T* pY = ptr<T>(Y);
+  T *pY = ptr<T>(Y), *pMUX = ptr<T>(MUX), *pRSX = ptr<T>(RSX);
   Tensor scratch = at::empty({at::get_num_threads(), G}, xp.options());
   T* psc = ptr<T>(scratch);
   const T zhon = zh.on(), zcon = zc.on();  // (T, not bool: gcc vectorises)
@@ -219,24 +226,27 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
       LnRow<T> q{vp + r * G, xq + r * G, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),
                  zc.row(t, r, B, H), pV + ss * G, pA + ss * G, pCT + ss * H, pTC + ss * H,
                  pC + tt * H, pY + tt * H, pMU + ss, pRS + ss, pMUC + ss, pRSC + ss,
-                 psc + at::get_thread_num() * G};
-      ln_lstm_row(q, ghh, bhh, gc, bc, eps, zhon, zcon, H);
+                 pMUX + ss, pRSX + ss, psc + at::get_thread_num() * G};
+      ln_lstm_row(q, gih, ghh, bp, gc, bc, eps, zhon, zcon, H);
     });
   }
 }
 
-// Backward of one row at step t: reads dh (gradient of h_t), dc; writes da, dv (through
-// the norm of v), dc <- d c_{t-1}, dh <- zoneout's kept part + dy; adds the row's gain
-// and bias gradients to acc = [g_hh, b_hh, g_c, b_c]. sc: four (H,) scratch rows.
+// Backward of one row at step t: reads dh (gradient of h_t), dc; writes du (through the
+// norm of u = W_ih x), dv (through the norm of v), dc <- d c_{t-1}, dh <- zoneout's kept
+// part + dy; adds the row's gain and bias gradients to acc = [g_hh, b_hh, g_c, b_c, g_ih,
+// b_ih]. sc: four (H,) and one (4H,) scratch rows (the last: the gates' gradient).
 template <typename T>
 static inline void ln_lstm_row_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_ cp,
                                    const T* RS_ ct, T muc, T rsc, const T* RS_ v, T mu, T rs,
+                                   const T* RS_ u, T mux, T rsx, const T* RS_ gih,
                                    const T* RS_ ghh, const T* RS_ gc, const T* RS_ wh,
-                                   const T* RS_ wc, const T* RS_ dy, T ky, T* RS_ da,
+                                   const T* RS_ wc, const T* RS_ dy, T ky, T* RS_ du,
                                    T* RS_ dv, T* RS_ dh, T* RS_ dc, T* RS_ sc, T* RS_ acc,
                                    int64_t H) {
   const int64_t G = 4 * H;
   T *RS_ dlc = sc, *RS_ dct = sc + H, *RS_ kh = sc + 2 * H, *RS_ kc = sc + 3 * H;
+  T* RS_ da = sc + 4 * H;
 #pragma omp simd
   for (int64_t j = 0; j < H; j++) {
     T o = a[3 * H + j];
@@ -257,31 +267,34 @@ static inline void ln_lstm_row_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_
     dc[j] = d * f + kc[j];
   }
   ln_grad(da, v, ghh, mu, rs, G, dv, acc, acc + G);
+  ln_grad(da, u, gih, mux, rsx, G, du, acc + 2 * G + 2 * H, acc + 3 * G + 2 * H);
 #pragma omp simd
   for (int64_t j = 0; j < H; j++) dh[j] = kh[j] + ky * dy[j];
 }
 
 template <typename T>
-static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g_hh,
-                           const Tensor& g_c, const OptT& m, const Zone<T>& zh,
-                           const Zone<T>& zc, const Sizes& sizes, int64_t b0, int64_t b1,
-                           int64_t lv, const Tensor& A, const Tensor& V, const Tensor& MU,
-                           const Tensor& RS, const Tensor& CT, const Tensor& MUC,
-                           const Tensor& RSC, const Tensor& TC, const Tensor& C,
-                           const Tensor& dY, Tensor& dA, Tensor& dV, Tensor& dh, Tensor& dc,
-                           Tensor& acc) {
-  const int64_t B = A.size(1), G = A.size(2), H = G / 4, K = 2 * G + 2 * H;
+static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g_ih,
+                           const Tensor& g_hh, const Tensor& g_c, const OptT& m,
+                           const Zone<T>& zh, const Zone<T>& zc, const Sizes& sizes, int64_t b0,
+                           int64_t b1, int64_t lv, const Tensor& U, const Tensor& MUX,
+                           const Tensor& RSX, const Tensor& A, const Tensor& V,
+                           const Tensor& MU, const Tensor& RS, const Tensor& CT,
+                           const Tensor& MUC, const Tensor& RSC, const Tensor& TC,
+                           const Tensor& C, const Tensor& dY, Tensor& dU, Tensor& dV, Tensor& dh,
+                           Tensor& dc, Tensor& acc) {
+  const int64_t B = A.size(1), G = A.size(2), H = G / 4, K = 4 * G + 2 * H;
   const int64_t nt = at::get_num_threads();
-  // per thread: the gains' and biases' gradients [g_hh, b_hh, g_c, b_c] in double, and
-  // four (H,) scratch rows
+  // per thread: the gains' and biases' gradients [g_hh, b_hh, g_c, b_c, g_ih, b_ih] in
+  // double, and four (H,) and one (4H,) scratch rows
   Tensor sums = at::zeros({nt, K}, A.options().dtype(at::kDouble));
-  Tensor scratch = at::empty({nt, 4 * H}, A.options());
+  Tensor scratch = at::empty({nt, 4 * H + G}, A.options());
   const StepGemm gemm(W_hh.t(), B);  // dv W_hh
   Tensor parts = at::empty({nt, K}, A.options());
-  const T *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c), *pA = ptr<T>(A), *pTC = ptr<T>(TC);
+  const T *gih = ptr<T>(g_ih), *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c), *pA = ptr<T>(A);
+  const T *pTC = ptr<T>(TC), *pU = ptr<T>(U), *pMUX = ptr<T>(MUX), *pRSX = ptr<T>(RSX);
   const T *pCT = ptr<T>(CT), *pMUC = ptr<T>(MUC), *pRSC = ptr<T>(RSC), *pV = ptr<T>(V);
   const T *pMU = ptr<T>(MU), *pRS = ptr<T>(RS);
-  T *pdA = ptr<T>(dA), *pdV = ptr<T>(dV), *pdh = ptr<T>(dh), *pdc = ptr<T>(dc);
+  T *pdU = ptr<T>(dU), *pdV = ptr<T>(dV), *pdh = ptr<T>(dh), *pdc = ptr<T>(dc);
   T* psc = ptr<T>(scratch);
   double* psums = ptr<double>(sums);
   for (int64_t t = b1 - 1; t >= b0; t--) {
@@ -297,9 +310,10 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
     for_rows_summed(n, G, K, ptr<T>(parts), psums, [&](int64_t r, int64_t tid, T* part) {
       const int64_t tt = t * B + r, kk = (t - b0) * B + r;
       ln_lstm_row_bwd(pA + tt * G, pTC + tt * H, cpp + r * H, pCT + tt * H, pMUC[tt],
-                      pRSC[tt], pV + tt * G, pMU[tt], pRS[tt], ghh, gc, zh.row(t, r, B, H),
-                      zc.row(t, r, B, H), dy0 + r * H, ky, pdA + tt * G, pdV + kk * G,
-                      pdh + r * H, pdc + r * H, psc + tid * 4 * H, part, H);
+                      pRSC[tt], pV + tt * G, pMU[tt], pRS[tt], pU + tt * G, pMUX[tt],
+                      pRSX[tt], gih, ghh, gc, zh.row(t, r, B, H), zc.row(t, r, B, H),
+                      dy0 + r * H, ky, pdU + tt * G, pdV + kk * G, pdh + r * H, pdc + r * H,
+                      psc + tid * (4 * H + G), part, H);
     });
     add_recur(dh, dV[t - b0].narrow(0, 0, n), gemm, m, n);
   }
@@ -307,38 +321,40 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
   return lv;
 }
 
-void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
-                     const Tensor& b_hh, const Tensor& g_hh, const Tensor& g_c,
+void ln_lstm_forward(const Tensor& u, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
+                     const Tensor& g_ih, const Tensor& b, const Tensor& g_hh, const Tensor& g_c,
                      const Tensor& b_c, const OptT& m, const OptT& ZH, const OptT& ZC,
                      double zh_rate, double zc_rate, double eps, const Sizes& sizes,
-                     bool save_all, Tensor V, Tensor A, Tensor MU, Tensor RS, Tensor CT,
-                     Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y) {
+                     bool save_all, Tensor V, Tensor A, Tensor MU, Tensor RS, Tensor MUX,
+                     Tensor RSX, Tensor CT, Tensor MUC, Tensor RSC, Tensor TC, Tensor C,
+                     Tensor Y) {
   RECORD_FUNCTION("rnnkit::compiled::ln_lstm_forward", std::vector<c10::IValue>());
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "ln_lstm_forward", [&] {
-    ln_lstm_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m,
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ln_lstm_forward", [&] {
+    ln_lstm_fwd<scalar_t>(u, h0, c0, W_hh, g_ih, b, g_hh, g_c, b_c, m,
                           Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
                           Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)),
-                          scalar_t(eps), sizes, save_all, V, A, MU, RS, CT, MUC, RSC, TC, C, Y);
+                          scalar_t(eps), sizes, save_all, V, A, MU, RS, MUX, RSX, CT, MUC, RSC,
+                          TC, C, Y);
   });
 }
 
-int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_hh,
-                         const Tensor& g_c, const OptT& m, const OptT& ZH, const OptT& ZC,
-                         double zh_rate, double zc_rate, const Sizes& sizes, int64_t b0,
-                         int64_t b1, int64_t live_rows, const Tensor& A, const Tensor& V,
-                         const Tensor& MU, const Tensor& RS, const Tensor& CT,
+int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_ih,
+                         const Tensor& g_hh, const Tensor& g_c, const OptT& m, const OptT& ZH,
+                         const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes,
+                         int64_t b0, int64_t b1, int64_t live_rows, const Tensor& U,
+                         const Tensor& MUX, const Tensor& RSX, const Tensor& A,
+                         const Tensor& V, const Tensor& MU, const Tensor& RS, const Tensor& CT,
                          const Tensor& MUC, const Tensor& RSC, const Tensor& TC,
-                         const Tensor& C, const Tensor& dY, Tensor dA, Tensor dV, Tensor dh,
+                         const Tensor& C, const Tensor& dY, Tensor dU, Tensor dV, Tensor dh,
                          Tensor dc, Tensor acc) {
   int64_t out = 0;
   RECORD_FUNCTION("rnnkit::compiled::ln_lstm_backward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "ln_lstm_backward", [&] {
-    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_hh, g_c, m,
+    out = ln_lstm_bwd<scalar_t>(c0, W_hh, g_ih, g_hh, g_c, m,
                                 Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, c0.size(1)),
                                 Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes,
-                                b0, b1,
-                                live_rows, A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh,
-                                dc, acc);
+                                b0, b1, live_rows, U, MUX, RSX, A, V, MU, RS, CT, MUC, RSC, TC,
+                                C, dY, dU, dV, dh, dc, acc);
   });
   return out;
 }

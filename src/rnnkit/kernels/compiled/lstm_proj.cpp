@@ -12,10 +12,10 @@ namespace rnnkit {
 template <typename T>
 static void lstmp_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                       const OptT& b_hh, const Tensor& W_hr, const OptT& m, const Zone<T>& zh,
-                      const Zone<T>& zc, const Sizes& sizes, Tensor& A, Tensor& C, Tensor& TC,
-                      Tensor& R, Tensor& Y) {
+                      const Zone<T>& zc, const Sizes& sizes, bool keep, Tensor& A, Tensor& C,
+                      Tensor& TC, Tensor& R, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4, O = h0.size(1);
-  const StepGemm gemm(W_hh, B), proj(W_hr, B);  // (m h) W_hh^T, r W_hr^T
+  const StepGemm gemm(W_hh, B, keep), proj(W_hr, B, keep);  // (m h) W_hh^T, r W_hr^T
   Tensor hm = at::empty({B, O}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
@@ -119,14 +119,14 @@ static void lstmp_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, co
 
 void lstmp_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                    const OptT& b_hh, const Tensor& W_hr, const OptT& m, const OptT& ZH,
-                   const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes, Tensor A,
-                   Tensor C, Tensor TC, Tensor R, Tensor Y) {
+                   const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes, bool keep,
+                   Tensor A, Tensor C, Tensor TC, Tensor R, Tensor Y) {
   RECORD_FUNCTION("rnnkit::compiled::lstmp_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstmp_forward", [&] {
     lstmp_fwd<scalar_t>(xp, h0, c0, W_hh, b_hh, W_hr, m,
                         Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)),
-                        Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, A, C,
-                        TC, R, Y);
+                        Zone<scalar_t>(optr<scalar_t>(ZC), zc_rate, c0.size(1)), sizes, keep, A,
+                        C, TC, R, Y);
   });
 }
 

@@ -1,17 +1,68 @@
 // Python bindings of the compiled time loops (built by kernels/compiled/__init__.py).
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <mutex>
 
 #include "scans.h"
 
 namespace rnnkit {
 bool use_packed = true;
+
+namespace {
+struct PackEntry {
+  Tensor copy, packed;  // W's bytes when packed; MKL's packed form for B rows
+  int64_t B;
+  int64_t bytes() const { return copy.nbytes() + packed.nbytes(); }
+};
+std::mutex pack_mutex;
+std::vector<PackEntry> pack_cache;  // most recently used first
+}  // namespace
+
+Tensor packed_weight(const Tensor& W, int64_t B,
+                     const c10::TypedOperatorHandle<Tensor(const Tensor&, int64_t)>& pack) {
+  std::lock_guard<std::mutex> lock(pack_mutex);
+  for (size_t i = 0; i < pack_cache.size(); i++) {
+    const PackEntry& e = pack_cache[i];
+    if (e.B == B && e.copy.sizes() == W.sizes() && e.copy.scalar_type() == W.scalar_type() &&
+        std::memcmp(e.copy.data_ptr(), W.data_ptr(), W.nbytes()) == 0) {
+      std::rotate(pack_cache.begin(), pack_cache.begin() + i, pack_cache.begin() + i + 1);
+      return pack_cache.front().packed;
+    }
+  }
+  PackEntry fresh{W.clone(), pack.call(W, B), B};
+  if (fresh.bytes() > PACK_CACHE_BYTES) return fresh.packed;  // too big to keep
+  pack_cache.insert(pack_cache.begin(), fresh);
+  int64_t total = 0;
+  for (size_t i = 0; i < pack_cache.size(); i++) {
+    total += pack_cache[i].bytes();
+    if (total > PACK_CACHE_BYTES) {  // drop the least recently used
+      pack_cache.resize(i);
+      break;
+    }
+  }
+  return pack_cache.front().packed;
+}
+
+void clear_pack_cache() {
+  std::lock_guard<std::mutex> lock(pack_mutex);
+  pack_cache.clear();
+}
+
+int64_t pack_cache_entries() {
+  std::lock_guard<std::mutex> lock(pack_mutex);
+  return int64_t(pack_cache.size());
+}
 }  // namespace rnnkit
 
 namespace {
 
-void set_packed(bool on) { rnnkit::use_packed = on; }
+void set_packed(bool on) {
+  rnnkit::use_packed = on;
+  rnnkit::clear_pack_cache();
+}
 bool packed() { return rnnkit::use_packed; }
 
 // How many distinct threads at::parallel_for ran `n` one-item chunks on: 1 when the
@@ -60,5 +111,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("threads_used", &threads_used);
   m.def("openmp", &openmp);
   m.def("set_packed", &set_packed, "use MKL's packed sgemm for the per-step products (float32)");
+  m.def("clear_pack_cache", &rnnkit::clear_pack_cache,
+        "free the packed weights kept for inference (StepGemm without gradients)");
+  m.def("pack_cache_entries", &rnnkit::pack_cache_entries);
   m.def("packed", &packed, "whether the per-step products use MKL's packed sgemm");
 }

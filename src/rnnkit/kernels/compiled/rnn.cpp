@@ -7,10 +7,10 @@ namespace rnnkit {
 
 template <typename T>
 static void rnn_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
-                    const OptT& m, const Zone<T>& zh, bool relu, const Sizes& sizes, Tensor& A,
-                    Tensor& Y) {
+                    const OptT& m, const Zone<T>& zh, bool relu, const Sizes& sizes, bool keep,
+                    Tensor& A, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), H = xp.size(2);
-  const StepGemm gemm(W_hh, B);  // (m h) W_hh^T
+  const StepGemm gemm(W_hh, B, keep);  // (m h) W_hh^T
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({H}, xp.options());
   const T* bp = ptr<T>(has(b_hh) ? *b_hh : zero);
   const bool zoned = zh.on();
@@ -77,12 +77,12 @@ static void rnn_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& m, const Z
 
 void rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
                  const OptT& m, const OptT& ZH, double zh_rate, bool relu, const Sizes& sizes,
-                 Tensor A, Tensor Y) {
+                 bool keep, Tensor A, Tensor Y) {
   RECORD_FUNCTION("rnnkit::compiled::rnn_forward", std::vector<c10::IValue>());
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
     rnn_fwd<scalar_t>(xp, h0, W_hh, b_hh, m,
-                      Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), relu, sizes, A,
-                      Y);
+                      Zone<scalar_t>(optr<scalar_t>(ZH), zh_rate, h0.size(1)), relu, sizes, keep,
+                      A, Y);
   });
 }
 

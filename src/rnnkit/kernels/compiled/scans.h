@@ -176,6 +176,18 @@ static inline Tensor masked(const Tensor& h, const OptT& m, Tensor& scratch, int
 //: whether StepGemm may use MKL's packed sgemm (set_packed() from Python, for A/B timings)
 extern bool use_packed;
 
+// MKL's packed form of W for B rows, from a small cache when no gradient is being
+// recorded (inference: the same weights call after call, and at B=1 packing W costs as
+// much as a sequence's products; benchmarks/results/streaming_cpu_xeon2_s10.json). An
+// entry holds a copy of W and is used only when W's bytes equal it (memcmp: exact, so a
+// weight updated in place, or a new tensor at a freed address, is packed again). At most
+// PACK_CACHE_BYTES of copies and packed weights; clear_pack_cache() frees them.
+Tensor packed_weight(const Tensor& W, int64_t B,
+                     const c10::TypedOperatorHandle<Tensor(const Tensor&, int64_t)>& pack);
+void clear_pack_cache();
+int64_t pack_cache_entries();
+constexpr int64_t PACK_CACHE_BYTES = int64_t(64) << 20;
+
 // The per-step product x W^T, (n, K) x (N, K) -> (n, N), through ATen. float32 with MKL:
 // mkl::_mkl_linear, with W packed once per loop for B rows (it multiplies n != B rows
 // unpacked), which skips the repacking of W that an sgemm call does every step (measured
@@ -184,14 +196,17 @@ class StepGemm {
   using Sig = Tensor(const Tensor&, const Tensor&, const Tensor&, const OptT&, int64_t);
 
  public:
-  StepGemm(const Tensor& W, int64_t B) : W_(W.contiguous()), B_(B) {
+  // keep: take the packed form from packed_weight()'s cache (a forward loop whose caller
+  // records no gradient, i.e. inference; in training W changes every step)
+  StepGemm(const Tensor& W, int64_t B, bool keep = false) : W_(W.contiguous()), B_(B) {
     if (!use_packed || W_.scalar_type() != at::kFloat) return;
     auto& d = c10::Dispatcher::singleton();
     auto lin = d.findSchema({"mkl::_mkl_linear", ""});
     auto pack = d.findSchema({"mkl::_mkl_reorder_linear_weight", ""});
     if (!lin || !pack) return;
     linear_.emplace(lin->typed<Sig>());
-    packed_ = pack->typed<Tensor(const Tensor&, int64_t)>().call(W_, B_);
+    const auto packer = pack->typed<Tensor(const Tensor&, int64_t)>();
+    packed_ = keep ? packed_weight(W_, B_, packer) : packer.call(W_, B_);
   }
   Tensor operator()(const Tensor& x) const {
     if (packed_.defined()) return linear_->call(x, packed_, W_, std::nullopt, B_);
@@ -217,25 +232,28 @@ static inline void add_recur(Tensor& dh, const Tensor& dg, const StepGemm& gemm,
 // ------------------------------------------------------------------ entry points
 void lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                   const OptT& b_hh, const OptT& m, const OptT& ZH, const OptT& ZC,
-                  double zh_rate, double zc_rate, const Sizes& sizes, Tensor A, Tensor C,
-                  Tensor TC, Tensor Y);
+                  double zh_rate, double zc_rate, const Sizes& sizes, bool keep, Tensor A,
+                  Tensor C, Tensor TC, Tensor Y);
 void lstm_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const OptT& m,
                    const OptT& ZH, const OptT& ZC, double zh_rate, double zc_rate,
                    const Sizes& sizes, const Tensor& A, const Tensor& C, const Tensor& TC,
                    const Tensor& dY, Tensor dA, Tensor dh, Tensor dc);
-void ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
-                     const Tensor& b_hh, const Tensor& g_hh, const Tensor& g_c,
+// (the LayerNorm-LSTM's input layer norm runs in its loops: u = W_ih x, b = b_ih + b_hh)
+void ln_lstm_forward(const Tensor& u, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
+                     const Tensor& g_ih, const Tensor& b, const Tensor& g_hh, const Tensor& g_c,
                      const Tensor& b_c, const OptT& m, const OptT& ZH, const OptT& ZC,
                      double zh_rate, double zc_rate, double eps, const Sizes& sizes,
-                     bool save_all, Tensor V, Tensor A, Tensor MU, Tensor RS, Tensor CT,
-                     Tensor MUC, Tensor RSC, Tensor TC, Tensor C, Tensor Y);
-int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_hh,
-                         const Tensor& g_c, const OptT& m, const OptT& ZH, const OptT& ZC,
-                         double zh_rate, double zc_rate, const Sizes& sizes, int64_t b0,
-                         int64_t b1, int64_t live_rows, const Tensor& A, const Tensor& V,
-                         const Tensor& MU, const Tensor& RS, const Tensor& CT,
+                     bool save_all, Tensor V, Tensor A, Tensor MU, Tensor RS, Tensor MUX,
+                     Tensor RSX, Tensor CT, Tensor MUC, Tensor RSC, Tensor TC, Tensor C,
+                     Tensor Y);
+int64_t ln_lstm_backward(const Tensor& c0, const Tensor& W_hh, const Tensor& g_ih,
+                         const Tensor& g_hh, const Tensor& g_c, const OptT& m, const OptT& ZH,
+                         const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes,
+                         int64_t b0, int64_t b1, int64_t live_rows, const Tensor& U,
+                         const Tensor& MUX, const Tensor& RSX, const Tensor& A,
+                         const Tensor& V, const Tensor& MU, const Tensor& RS, const Tensor& CT,
                          const Tensor& MUC, const Tensor& RSC, const Tensor& TC,
-                         const Tensor& C, const Tensor& dY, Tensor dA, Tensor dV, Tensor dh,
+                         const Tensor& C, const Tensor& dY, Tensor dU, Tensor dV, Tensor dh,
                          Tensor dc, Tensor acc);
 void gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
                  const OptT& g_hh, const OptT& m, const OptT& ZH, double zh_rate, double eps,
@@ -249,8 +267,8 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
 
 void lstmp_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                    const OptT& b_hh, const Tensor& W_hr, const OptT& m, const OptT& ZH,
-                   const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes, Tensor A,
-                   Tensor C, Tensor TC, Tensor R, Tensor Y);
+                   const OptT& ZC, double zh_rate, double zc_rate, const Sizes& sizes, bool keep,
+                   Tensor A, Tensor C, Tensor TC, Tensor R, Tensor Y);
 void lstmp_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, const Tensor& W_hr,
                     const OptT& m, const OptT& ZH, const OptT& ZC, double zh_rate,
                     double zc_rate, const Sizes& sizes, const Tensor& A, const Tensor& C,
@@ -258,7 +276,7 @@ void lstmp_backward(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, cons
                     Tensor dc);
 void rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
                  const OptT& m, const OptT& ZH, double zh_rate, bool relu, const Sizes& sizes,
-                 Tensor A, Tensor Y);
+                 bool keep, Tensor A, Tensor Y);
 void rnn_backward(const Tensor& h0, const Tensor& W_hh, const OptT& m, const OptT& ZH,
                   double zh_rate, bool relu, const Sizes& sizes, const Tensor& A,
                   const Tensor& dY, Tensor dA, Tensor dh);

@@ -94,7 +94,9 @@ def _project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         return _linear(x, W, p.get("bias_ih"))
     if kind in ("indrnn", "mingru", "minlstm"):
         return _linear(x, W, p.get("bias"))
-    if kind in ("ln_lstm", "ln_gru"):
+    if kind == "ln_lstm":  # u = W_ih x: the scan applies the input layer norm
+        return _linear(x, W, None)
+    if kind == "ln_gru":
         return cell._ln(_linear(x, W, None), p["ln_ih_weight"], p.get("bias_ih"))
     if kind == "qrnn":
         if cell.window == 2:
@@ -134,7 +136,8 @@ def fused_scan(cell, p: dict[str, Tensor], xp: Tensor, state: tuple[Tensor, ...]
         cell: a cell with a fused scan (see :func:`fused_unsupported`).
         p: the cell's weights for this layer/direction (after max_norm/weight_drop).
         xp: (T, B, G) :func:`fused_project`'s output: ``cell.project(x, p)``, except for
-            QRNN, whose gates come before their tanh/sigmoid (the scan applies them).
+            QRNN, whose gates come before their tanh/sigmoid, and LayerNorm-LSTM, whose
+            ``W_ih x`` comes before its layer norm (the scan applies them).
         state: initial state, a tuple of (B, S_i) tensors.
         mask: (T, B, 1) bool length mask (``loop.length_mask``) or None: at a
             padded step a sequence keeps its state and outputs zeros.

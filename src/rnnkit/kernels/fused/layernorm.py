@@ -1,7 +1,11 @@
 """Fused LayerNorm-LSTM and LayerNorm-GRU scans (cells in :mod:`rnnkit.cells.layernorm`).
 
 The input half ``xp = LN(W_ih x; gamma_ih, b_ih)`` is one GEMM and one layer norm
-over all T, before the scan. Per step, LayerNorm-LSTM::
+over all T, before the scan; for the LayerNorm-LSTM the scan takes ``u = W_ih x`` and
+applies that layer norm itself, inside the compiled loop each row's as it is used (its
+forward and backward over all T cost 8% of a B=32, T=100, H=256 training step, most of
+it the memory traffic of two more (T, B, 4H) passes; docs/kernels.md), and before its
+loop in the Python ones. Per step, LayerNorm-LSTM::
 
     v = (m * h_{t-1}) W_hh^T                   one GEMM                           (B, 4H)
     v^, mu, rstd = layer_norm(v)               one op, no affine
@@ -71,12 +75,12 @@ def _or_zeros(b: Tensor | None, n: int) -> Tensor:
 
 # ------------------------------------------------------------------ LayerNorm-LSTM
 def _lstm_forward(ts, cfg):
-    xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
+    u, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc, g_ih, b_ih = ts
     zh, zc, eps = cfg.zone(zh, 0), cfg.zone(zc, 1), cfg.floats[2]
-    T, B, G = xp.shape
+    T, B, G = u.shape
     H = G // 4
     sizes = cfg.steps.sizes
-    new = buffers(cfg.steps, xp)  # zeros with lengths: padded rows stay 0
+    new = buffers(cfg.steps, u)  # zeros with lengths: padded rows stay 0
     # Without gradients the activations are scratch, one row reused by every step: fresh
     # (T, B, 4H) buffers would be filled page by page (first-touch page faults made a
     # B=32, T=100, H=256 inference 40% slower) and nobody reads them.
@@ -88,14 +92,19 @@ def _lstm_forward(ts, cfg):
     # c_t differs from c~ only with zoneout; without gradients C keeps every c_t (the
     # lengths' last states), CT one row
     C = CT if zc is None and cfg.need_grad else C
-    if compiled.usable("ln_lstm", xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _csteps.masks(zh),
-                       _csteps.masks(zc)):  # the whole loop compiled
+    if compiled.usable("ln_lstm", u, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, g_ih, b_ih,
+                       _csteps.masks(zh), _csteps.masks(zc)):  # the whole loop compiled
+        MUX, RSX = new(S, B, 1), new(S, B, 1)  # the input layer norm's statistics
+        b = (b_ih if b_ih is not None else u.new_zeros(G)) if b_hh is None else (
+            b_hh if b_ih is None else b_ih + b_hh)
         compiled.ext().ln_lstm_forward(
-            xp, h0, c0, W_hh, b_hh if b_hh is not None else xp.new_zeros(G), g_hh, g_c,
-            b_c if b_c is not None else xp.new_zeros(H), m, *_zone_args(zh, zc), eps,
-            sizes or [], cfg.need_grad, V, A, MU, RS, CT, MUC, RSC, TC, C, Y)
+            u, h0, c0, W_hh, g_ih, b, g_hh, g_c, b_c if b_c is not None else u.new_zeros(H), m,
+            *_zone_args(zh, zc), eps, sizes or [], cfg.need_grad, V, A, MU, RS, MUX, RSX, CT,
+            MUC, RSC, TC, C, Y)
         h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
-        return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]
+        return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C, MUX,
+                               RSX]
+    xp, MUX, RSX = torch.native_layer_norm(u, [G], g_ih, b_ih, eps)  # the input layer norm
     if _csteps.usable(xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, _csteps.masks(zh),
                       _csteps.masks(zc)):  # the compiled steps (_csteps.c)
         b_hh, b_c = _or_zeros(b_hh, G), _or_zeros(b_c, H)  # held: P keeps their addresses
@@ -112,7 +121,8 @@ def _lstm_forward(ts, cfg):
             step(P, v.data_ptr(), t, t if cfg.need_grad else 0, n)  # -> V, A, ..., C[t], Y[t]
             h = Y[t]
         h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
-        return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]
+        return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C, MUX,
+                               RSX]
     h, c = h0, c0
     for t in range(T):
         n = B if sizes is None else sizes[t]
@@ -140,7 +150,7 @@ def _lstm_forward(ts, cfg):
             y.lerp_(hp, zone_at(zh, t, n))
         h, c = Y[t], C[t]
     h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
-    return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C]
+    return [Y, h_n, c_n], [A, V, MU, RS, CT, MUC, RSC, TC, None if C is CT else C, MUX, RSX]
 
 
 def _lstm_fake(ts, cfg):
@@ -151,10 +161,32 @@ def _lstm_fake(ts, cfg):
     zoned = zc is not None or bool(cfg.floats[1])
     return ([e(T, B, H), e(B, H), e(B, H)],
             [e(T, B, G), e(T, B, G), e(T, B, 1), e(T, B, 1), e(T, B, H), e(T, B, 1),
-             e(T, B, 1), e(T, B, H), e(T, B, H) if zoned else None])
+             e(T, B, 1), e(T, B, H), e(T, B, H) if zoned else None, e(T, B, 1), e(T, B, 1)])
 
 
 def _lstm_backward(ts, res, grads, cfg, need):
+    """Gradients for ``ts = [u, ..., g_ih, b_ih]``: the compiled loop's, or the Python loops'
+    for ``xp = LN(u)`` (:func:`_lstm_backward_xp`) taken through the input layer norm."""
+    u, h0, c0, W_hh, g_hh, g_c, m, zh, zc, g_ih = (ts[i] for i in (0, 1, 2, 3, 5, 6, 8, 9, 10,
+                                                                   11))
+    zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
+    A, dY = res[3], grads[0]
+    dY = torch.zeros_like(res[0]) if dY is None else dY.contiguous()
+    if compiled.usable("ln_lstm", A, dY, u, h0, c0, W_hh, g_hh, g_c, g_ih, m,
+                       _csteps.masks(zh), _csteps.masks(zc)):
+        return _lstm_backward_compiled(ts, res, dY, grads[1], grads[2], cfg, need)
+    MUX, RSX = res[-2:]
+    out = _lstm_backward_xp(ts[:11], res[:-2], [dY, *grads[1:]], cfg, need[:11])
+    dA = out[0]  # d xp
+    du = _ln_grad(dA, u, MUX, RSX, g_ih) if need[0] else None
+    dg_ih = _xhat_sum(dA, u, MUX, RSX) if need[11] else None
+    db_ih = dA.sum((0, 1)) if need[12] else None
+    return [du, *out[1:], dg_ih, db_ih]
+
+
+def _lstm_backward_xp(ts, res, grads, cfg, need):
+    """The Python loops' gradients for ``ts = [xp, ...]`` (the gates' input after the input
+    layer norm; ``dxp`` always)."""
     xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
     zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
     Y, _, _, A, V, MU, RS, CT, MUC, RSC, TC, C = res
@@ -162,10 +194,6 @@ def _lstm_backward(ts, res, grads, cfg, need):
     dY, dh_n, dc_n = grads
     sizes = cfg.steps.sizes
     T, B, H = CT.shape
-    dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
-    if compiled.usable("ln_lstm", A, dY, h0, c0, W_hh, g_hh, g_c, m, _csteps.masks(zh),
-                       _csteps.masks(zc)):
-        return _lstm_backward_compiled(ts, res, dY, dh_n, dc_n, cfg, need)
     if _csteps.usable(A, dY, c0, W_hh, g_hh, g_c, m, _csteps.masks(zh), _csteps.masks(zc)):
         return _lstm_backward_csteps(ts, res, dY, dh_n, dc_n, cfg, need)
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
@@ -280,43 +308,52 @@ def _zone_args(zh, zc) -> tuple:
 
 def _lstm_backward_compiled(ts, res, dY, dh_n, dc_n, cfg, need):
     """:func:`_lstm_backward_csteps` with each block's time loop in compiled code
-    (:mod:`rnnkit.kernels.compiled`); ``dW_hh`` stays one GEMM per block of steps."""
-    xp, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc = ts
+    (:mod:`rnnkit.kernels.compiled`), the input layer norm's backward in it too; ``dW_hh``
+    stays one GEMM per block of steps."""
+    u, h0, c0, W_hh, b_hh, g_hh, g_c, b_c, m, zh, zc, g_ih, b_ih = ts
     zh, zc = cfg.zone(zh, 0), cfg.zone(zc, 1)
-    Y, _, _, A, V, MU, RS, CT, MUC, RSC, TC, C = res
+    Y, _, _, A, V, MU, RS, CT, MUC, RSC, TC, C, MUX, RSX = res
     C = CT if C is None else C
     T, B, H = CT.shape
     G = 4 * H
     new = buffers(cfg.steps, A)  # zeros with lengths: padded rows stay 0
-    dA = new(T, B, G)  # d pre-activations = dxp
+    dU = new(T, B, G)  # d (W_ih x)
     dV = new(max(1, min(T, WEIGHT_BLOCK // (B * G))), B, G)  # dv for a block of steps
     dW_hh = torch.zeros_like(W_hh) if need[3] else None
     dh, dc = _grad_buf(h0, dh_n), _grad_buf(c0, dc_n)
-    acc = torch.zeros(2 * G + 2 * H, dtype=torch.float64)  # [g_hh, b_hh, g_c, b_c] grads
+    # the gains' and biases' gradients [g_hh, b_hh, g_c, b_c, g_ih, b_ih]
+    acc = torch.zeros(4 * G + 2 * H, dtype=torch.float64)
     live = 0
     for b0, b1 in time_chunks(T, B * G, WEIGHT_BLOCK):
         live = compiled.ext().ln_lstm_backward(
-            c0, W_hh, g_hh, g_c, m, *_zone_args(zh, zc), cfg.steps.sizes or [], b0, b1, live,
-            A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dA, dV, dh, dc, acc)
+            c0, W_hh, g_ih, g_hh, g_c, m, *_zone_args(zh, zc), cfg.steps.sizes or [], b0, b1,
+            live, u, MUX, RSX, A, V, MU, RS, CT, MUC, RSC, TC, C, dY, dU, dV, dh, dc, acc)
         if dW_hh is not None:
             dW_hh += _sum_outer(dV[: b1 - b0], h0, Y, m, b0)
     # (copies: in float64, views of acc would alias one another, which an op may not return)
-    dg_hh, db_hh, dg_c, db_c = (v.to(A.dtype, copy=True) for v in acc.split([G, G, H, H]))
-    return [dA, dh, dc, dW_hh, db_hh if need[4] else None, dg_hh if need[5] else None,
-            dg_c if need[6] else None, db_c if need[7] else None, None, None, None]
+    dg_hh, db_hh, dg_c, db_c, dg_ih, db_ih = (v.to(A.dtype, copy=True)
+                                              for v in acc.split([G, G, H, H, G, G]))
+    return [dU, dh, dc, dW_hh, db_hh if need[4] else None, dg_hh if need[5] else None,
+            dg_c if need[6] else None, db_c if need[7] else None, None, None, None,
+            dg_ih if need[11] else None, db_ih if need[12] else None]
 
 
 register("ln_lstm", _lstm_forward, _lstm_backward, _lstm_fake, n_out=3)
 
 
-def ln_lstm_scan(cell, p, xp: Tensor, state, steps: Steps, rec_mask=None, zones=(None, None)):
-    """Run a :class:`~rnnkit.cells.LayerNormLSTMCell` over ``xp`` (T, B, 4H)."""
+def ln_lstm_scan(cell, p, u: Tensor, state, steps: Steps, rec_mask=None, zones=(None, None)):
+    """Run a :class:`~rnnkit.cells.LayerNormLSTMCell` over ``u = W_ih x`` (T, B, 4H): the
+    input layer norm (``ln_ih_weight``, ``bias_ih``) is the scan's."""
     h0, c0 = state
     zt, rates = zone_args(zones)
-    ts = [xp, h0, c0, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"], p["ln_c_weight"],
-          p.get("ln_c_bias"), rec_mask, *zt]
+    ts = [u, h0, c0, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"], p["ln_c_weight"],
+          p.get("ln_c_bias"), rec_mask, *zt, p["ln_ih_weight"], p.get("bias_ih")]
     names = ("weight_hh", "bias_hh", "ln_hh_weight", "ln_c_weight", "ln_c_bias")
-    ref = cell_reference(cell, names, 2, steps.sizes, rates)
+    base = cell_reference(cell, names, 2, steps.sizes, rates)
+
+    def ref(ts):  # the cell's own input layer norm, then its steps
+        return base([cell._ln(ts[0], ts[11], ts[12]), *ts[1:11]])
+
     ys, h_n, c_n = run("ln_lstm", ts, steps, [*rates, cell.eps], ref)
     return ys, (h_n, c_n)
 

@@ -57,14 +57,14 @@ def _forward(ts, cfg):
                                      _csteps.masks(zc)):  # the whole loop compiled
         compiled.ext().lstm_forward(xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),
                                     _csteps.masks(zc), _csteps.rate(zh), _csteps.rate(zc),
-                                    sizes or [], A, C, TC, Y)
+                                    sizes or [], not cfg.need_grad, A, C, TC, Y)
         h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
         return [Y, h_n, c_n], [A, C, TC, R]
     if R is not None and compiled.usable("lstm", xp, h0, c0, W_hh, b_hh, W_hr, m,
                                          _csteps.masks(zh), _csteps.masks(zc)):  # with W_hr
         compiled.ext().lstmp_forward(xp, h0, c0, W_hh, b_hh, W_hr, m, _csteps.masks(zh),
                                      _csteps.masks(zc), _csteps.rate(zh), _csteps.rate(zc),
-                                     sizes or [], A, C, TC, R, Y)
+                                     sizes or [], not cfg.need_grad, A, C, TC, R, Y)
         h_n, c_n = last_state(Y, h0, cfg.steps), last_state(C, c0, cfg.steps)
         return [Y, h_n, c_n], [A, C, TC, R]
     if R is None and _csteps.usable(xp, h0, c0, W_hh, b_hh, m, _csteps.masks(zh),

@@ -51,7 +51,7 @@ def _forward(ts, cfg, relu: bool):
     Y = A if zh is None else new(T, B, H)
     if compiled.usable("rnn", xp, h0, W_hh, b_hh, m, _csteps.masks(zh)):  # the whole loop
         compiled.ext().rnn_forward(xp, h0, W_hh, b_hh, m, _csteps.masks(zh), _csteps.rate(zh),
-                                   relu, sizes or [], A, Y)
+                                   relu, sizes or [], not cfg.need_grad, A, Y)
         return [Y, last_state(Y, h0, cfg.steps)], [None if A is Y else A]
     h = h0
     for t in range(T):
