@@ -95,6 +95,23 @@ CHECKED = ("Checked on 2026-12-05 against stored copies of public pages and repo
 
 #: a variant's tag (``--tag tr6``) and extra overrides: runs/jsb_<cell>_<output>_<tag>_s<seed>
 TAG = ""
+#: the recipe of a variant (``--recipe``), instead of ``RECIPES[output]``
+RECIPE: str | None = None
+
+
+def _recipe(output: str) -> str:
+    return RECIPE or RECIPES[output]
+
+
+def _transpose(output: str, sets: list[str]) -> str:
+    """The run's ``data.transpose`` (its override, else the recipe's), as text."""
+    given = [x.split("=", 1)[1] for x in sets if x.startswith("data.transpose=")]
+    if given:
+        return given[-1]
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / _recipe(output)).read_text())
+    return str((recipe.get("data") or {}).get("transpose", 0))
 
 
 def _name(cell: str, output: str) -> str:
@@ -106,7 +123,7 @@ def _run_dir(cell: str, output: str, seed: int) -> Path:
 
 
 def _command(cell: str, output: str, seed: int, sets: list[str]) -> list[str]:
-    args = ["train", RECIPES[output], "--data-dir", DATA,
+    args = ["train", _recipe(output), "--data-dir", DATA,
             "--out", f"runs/{_name(cell, output)}_s{seed}",
             "--set", f"model.cell={cell}", "--set", f"trainer.seed={seed}"]
     for s in sets:
@@ -189,7 +206,7 @@ def record(cell: str, output: str, seeds: list[int], sets: list[str]) -> dict | 
     best = min(PUBLISHED[output], key=lambda p: p["value"])
     mean = statistics.fmean(nll.values())
     name = _name(cell, output)
-    aug = next((x.split("=", 1)[1] for x in sets if x.startswith("data.transpose=")), "0")
+    aug = _transpose(output, sets)
     cmds = [PREFIX + "rnnkit " + " ".join(shlex.quote(a) for a in _command(cell, output, s, sets))
             for s in runs]
     rec = {
@@ -239,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides")
     ap.add_argument("--record-only", action="store_true")
     ap.add_argument("--tag", default="", help="name of a variant (its runs and result file)")
+    ap.add_argument("--recipe", default=None,
+                    help="the variant's recipe (default: configs/jsb_gru.yaml or _nade.yaml)")
     if argv is None:
         argv = sys.argv[1:]
     if argv == ["--refresh-references"]:  # no cell/output: every jsb_*.json
@@ -246,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rewrote the reference of {path.relative_to(ROOT)}")
         return 0
     a = ap.parse_args(argv)
-    global TAG
-    TAG = a.tag
+    global TAG, RECIPE
+    TAG, RECIPE = a.tag, a.recipe
+    if RECIPE and not TAG:
+        ap.error("--recipe needs --tag (the variant's runs and result file are named by it)")
     if not a.record_only:
         for seed in a.seeds:
             train(a.cell, a.output, seed, a.set)

@@ -54,3 +54,24 @@ def test_refresh_rewrites_references_and_met_only(jsb, tmp_path):
     partial = json.loads((tmp_path / "jsb_lstm_nade_partial.json").read_text())
     assert partial["met"] is None  # fewer than 3 seeds: not judged
     assert (tmp_path / "other.json").read_text() == "{}"
+
+
+def test_a_variant_recipe_names_its_runs_and_its_augmentation(jsb, monkeypatch):
+    monkeypatch.setattr(jsb, "TAG", "aug")
+    monkeypatch.setattr(jsb, "RECIPE", "configs/jsb_gru_nade_aug.yaml")
+    cmd = jsb._command("lstm", "nade", 2, ["optim.lr=0.001"])
+    assert cmd[:2] == ["train", "configs/jsb_gru_nade_aug.yaml"]
+    assert cmd[cmd.index("--out") + 1] == "runs/jsb_lstm_nade_aug_s2"
+    assert cmd[-2:] == ["--set", "optim.lr=0.001"]
+    assert jsb._transpose("nade", []) == "6"  # read from the recipe
+    assert jsb._transpose("nade", ["data.transpose=3"]) == "3"  # an override wins
+    monkeypatch.setattr(jsb, "TAG", "")
+    monkeypatch.setattr(jsb, "RECIPE", None)
+    assert jsb._command("gru", "bernoulli", 0, [])[1] == "configs/jsb_gru.yaml"
+    assert jsb._transpose("bernoulli", []) == "0"
+
+
+def test_a_recipe_without_a_tag_is_refused(jsb, capsys):
+    with pytest.raises(SystemExit):
+        jsb.main(["gru", "nade", "--recipe", "configs/jsb_gru_nade_aug.yaml", "--record-only"])
+    assert "--recipe needs --tag" in capsys.readouterr().err
