@@ -65,6 +65,25 @@ HISTORY = [
      "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
                 "../shared/datasets --set trainer.seed=0 --set data.split=loso:george "
                 "(recipe at commit 2afbd5a)"},
+    {"recipe": "screening: utterance normalisation, speed perturbation U(0.85, 1.15), "
+               "SpecAugment 2x10 mel bins + 3x10 frames, dropout 0.3, 12 epochs",
+     "fold": "george", "wer": 0.2374, "beam_wer": None,
+     "log": "experiments/logs/asr_digits_screen_george_all.log",
+     "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
+                "../shared/datasets --set trainer.seed=0 --set data.split=loso:george --set "
+                "data.normalize=utterance '--set=data.speed_perturb=[0.85, 1.15]' --set "
+                "data.freq_width=10 --set data.time_masks=3 --set model.dropout=0.3 --set "
+                "trainer.max_epochs=12 --set trainer.budget_clock=process"},
+    {"recipe": "screening: utterance normalisation, speed perturbation U(0.85, 1.15), "
+               "SpecAugment 2x6 mel bins + 2x10 frames, dropout 0.2, 12 epochs; stopped in "
+               "epoch 9 for time, scored at its best checkpoint (epoch 8)",
+     "fold": "george", "wer": 0.2223, "beam_wer": 0.1659,
+     "log": "experiments/logs/asr_digits_screen_george_speed_cmvn.log",
+     "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
+                "../shared/datasets --set trainer.seed=0 --set data.split=loso:george --set "
+                "data.normalize=utterance '--set=data.speed_perturb=[0.85, 1.15]' --set "
+                "trainer.max_epochs=12 --set trainer.budget_clock=process; then rnnkit evaluate "
+                "runs/screen/george_speed_cmvn/best --split test (--beam-size 8)"},
 ]
 
 
@@ -211,6 +230,7 @@ def _recipe(kind: str) -> dict:
     c = load_recipe(RECIPES / _command(kind, None, 0)[1])
     d, t = c.data, c.trainer
     return {"normalize": d.normalize, "speed_perturb": d.speed_perturb,
+            "resynthesize": d.resynthesize,
             "spec_augment": f"{d.freq_masks} x {d.freq_width} mel bins, {d.time_masks} x "
                             f"{d.time_width} frames" if d.spec_augment else None,
             "dropout": c.model.dropout, "max_epochs": t.max_epochs,
@@ -319,6 +339,7 @@ def _recipe_line(r: dict | None) -> str:
     sp = r["speed_perturb"]
     return (f"{r['normalize']} normalisation, speed perturbation "
             + (f"U({sp[0]:g}, {sp[1]:g})" if sp else "none")
+            + (", new training utterances every epoch" if r.get("resynthesize") else "")
             + f", SpecAugment {r['spec_augment'] or 'off'}, dropout {r['dropout']:g}, "
             f"at most {r['max_epochs']} epochs, {r['budget']}")
 
