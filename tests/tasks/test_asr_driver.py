@@ -62,6 +62,7 @@ def test_loso_record_compares_with_the_classifier_on_the_same_speakers(digits, t
             finish(digits, tmp_path, f"loso:{s}:0", 0.1)
     rec = digits.record_loso()
     assert rec["status"] == "complete" and rec["met"] is True  # 0.125 < 0.197
+    assert rec["met_beam_lexicon"] is True  # 0.7 x 0.125
     assert rec["value"] == pytest.approx((0.25 + 5 * 0.1) / 6)
 
 
