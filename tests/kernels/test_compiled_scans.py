@@ -330,3 +330,11 @@ def test_inference_keeps_packed_weights_and_notices_a_changed_weight(calls, ext,
     assert not torch.allclose(after, before, atol=1e-3)
     torch.testing.assert_close(after, plain, atol=1e-5, rtol=1e-5)
     assert ext.pack_cache_entries() == 0
+
+
+def test_mkl_packed_products_are_found_where_torch_has_mkl(ext):
+    """The per-step products call MKL's packed GEMM straight from libtorch_cpu; where torch
+    was built with MKL that lookup must succeed (else every loop silently takes at::mm)."""
+    if not torch.backends.mkl.is_available():
+        pytest.skip("this torch has no MKL")
+    assert ext.mkl_packed_api()

@@ -21,8 +21,17 @@ std::mutex pack_mutex;
 std::vector<PackEntry> pack_cache;  // most recently used first
 }  // namespace
 
-Tensor packed_weight(const Tensor& W, int64_t B,
-                     const c10::TypedOperatorHandle<Tensor(const Tensor&, int64_t)>& pack) {
+Tensor mkl_pack(const Tensor& W, int64_t B) {
+  const int64_t N = W.size(0), K = W.size(1);
+  const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(B), int(N), int(K));
+  Tensor packed = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))},
+                            W.options());
+  cblas_sgemm_pack(kRowMajor, kBMatrix, kTrans, int(B), int(N), int(K), 1.0f,
+                   W.data_ptr<float>(), int(K), packed.data_ptr<float>());
+  return packed;
+}
+
+Tensor packed_weight(const Tensor& W, int64_t B) {
   std::lock_guard<std::mutex> lock(pack_mutex);
   for (size_t i = 0; i < pack_cache.size(); i++) {
     const PackEntry& e = pack_cache[i];
@@ -32,7 +41,7 @@ Tensor packed_weight(const Tensor& W, int64_t B,
       return pack_cache.front().packed;
     }
   }
-  PackEntry fresh{W.clone(), pack.call(W, B), B};
+  PackEntry fresh{W.clone(), mkl_pack(W, B), B};
   if (fresh.bytes() > PACK_CACHE_BYTES) return fresh.packed;  // too big to keep
   pack_cache.insert(pack_cache.begin(), fresh);
   int64_t total = 0;
@@ -114,5 +123,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("clear_pack_cache", &rnnkit::clear_pack_cache,
         "free the packed weights kept for inference (StepGemm without gradients)");
   m.def("pack_cache_entries", &rnnkit::pack_cache_entries);
+  m.def("mkl_packed_api", [] { return rnnkit::mkl_packed_api(); },
+        "whether MKL's cblas_sgemm_pack/compute were found (in libtorch_cpu)");
   m.def("packed", &packed, "whether the per-step products use MKL's packed sgemm");
 }

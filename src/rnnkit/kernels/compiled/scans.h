@@ -165,68 +165,99 @@ static inline void ln_grad(const T* RS_ dy, const T* RS_ x, const T* RS_ gain, T
   }
 }
 
+//: whether StepGemm may use MKL's packed sgemm (set_packed() from Python, for A/B timings)
+extern bool use_packed;
+
+// MKL's packed-GEMM interface, which libtorch_cpu exports where torch was built with MKL
+// (x86). Weak: where it is absent the addresses are null and StepGemm uses at::mm.
+// (LP64 MKL_INT; CBLAS enums as ints.)
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                      const float* src, int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k,
+                         const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                         int ldc) __attribute__((weak));
+}
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
+static inline bool mkl_packed_api() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr &&
+         cblas_sgemm_compute != nullptr;
+}
+
+// W (N, K) float32 packed by MKL as the B operand of x W^T for B rows.
+Tensor mkl_pack(const Tensor& W, int64_t B);
+
+// mkl_pack(W, B) from a small cache, for inference (the same weights call after call; at B=1
+// packing W cost about as much as a sequence's products; docs/kernels.md, session 10). An
+// entry holds a copy of W and is used only when W's bytes equal it (memcmp: exact, so a
+// weight updated in place, or a new tensor at a freed address, is packed again). At most
+// PACK_CACHE_BYTES of copies and packed weights; clear_pack_cache() frees them.
+Tensor packed_weight(const Tensor& W, int64_t B);
+void clear_pack_cache();
+int64_t pack_cache_entries();
+constexpr int64_t PACK_CACHE_BYTES = int64_t(64) << 20;
+
+// The per-step product x W^T, (n, K) x (N, K) -> (n, N). float32 with MKL: W packed once per
+// loop for B rows (cblas_sgemm_pack; measured faster at B=32, H=256 than an sgemm call,
+// which repacks W every step: docs/kernels.md, "The time loop in compiled code"), each step
+// one cblas_sgemm_compute straight into a buffer the object owns (or, add_to, into the
+// caller's rows), with no tensor op in between; n != B rows (lengths) and float64 use at::mm.
+// The result of operator() is valid until its next call.
+class StepGemm {
+ public:
+  // keep: take the packed form from packed_weight()'s cache (a forward loop whose caller
+  // records no gradient, i.e. inference; in training W changes every step)
+  StepGemm(const Tensor& W, int64_t B, bool keep = false)
+      : W_(W.contiguous()), B_(B), N_(W_.size(0)), K_(W_.size(1)) {
+    if (!use_packed || W_.scalar_type() != at::kFloat || !mkl_packed_api() || B <= 0) return;
+    packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
+    out_ = at::empty({B_, N_}, W_.options());
+  }
+  Tensor operator()(const Tensor& x) const {
+    if (!raw(x)) return at::mm(x, W_.t());
+    compute(x, 0.0f, out_.data_ptr<float>(), N_);
+    return out_;
+  }
+  // out (n, N, rows N apart) += x W^T
+  void add_to(const Tensor& x, Tensor& out) const {
+    if (!raw(x) || out.stride(0) != N_ || out.stride(1) != 1) {
+      out.add_(at::mm(x, W_.t()));
+      return;
+    }
+    compute(x, 1.0f, out.data_ptr<float>(), N_);
+  }
+
+ private:
+  bool raw(const Tensor& x) const {
+    return packed_.defined() && x.size(0) == B_ && x.stride(1) == 1 &&
+           x.scalar_type() == at::kFloat;
+  }
+  void compute(const Tensor& x, float beta, float* c, int64_t ldc) const {
+    cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(N_), int(K_),
+                        x.data_ptr<float>(), int(x.stride(0)), packed_.data_ptr<float>(),
+                        int(K_), beta, c, int(ldc));
+  }
+  Tensor W_, packed_, out_;
+  int64_t B_, N_, K_;
+};
+
 // h (n, H) or m * h into `scratch` (the input of the recurrent GEMM).
 static inline Tensor masked(const Tensor& h, const OptT& m, Tensor& scratch, int64_t n) {
-  if (!has(m)) return h.narrow(0, 0, n);
+  if (!has(m)) return n == h.size(0) ? h : h.narrow(0, 0, n);
   Tensor out = scratch.narrow(0, 0, n);
   at::mul_out(out, h.narrow(0, 0, n), m->narrow(0, 0, n));
   return out;
 }
 
-//: whether StepGemm may use MKL's packed sgemm (set_packed() from Python, for A/B timings)
-extern bool use_packed;
-
-// MKL's packed form of W for B rows, from a small cache when no gradient is being
-// recorded (inference: the same weights call after call, and at B=1 packing W costs as
-// much as a sequence's products; benchmarks/results/streaming_cpu_xeon2_s10.json). An
-// entry holds a copy of W and is used only when W's bytes equal it (memcmp: exact, so a
-// weight updated in place, or a new tensor at a freed address, is packed again). At most
-// PACK_CACHE_BYTES of copies and packed weights; clear_pack_cache() frees them.
-Tensor packed_weight(const Tensor& W, int64_t B,
-                     const c10::TypedOperatorHandle<Tensor(const Tensor&, int64_t)>& pack);
-void clear_pack_cache();
-int64_t pack_cache_entries();
-constexpr int64_t PACK_CACHE_BYTES = int64_t(64) << 20;
-
-// The per-step product x W^T, (n, K) x (N, K) -> (n, N), through ATen. float32 with MKL:
-// mkl::_mkl_linear, with W packed once per loop for B rows (it multiplies n != B rows
-// unpacked), which skips the repacking of W that an sgemm call does every step (measured
-// faster at B=32, H=256; docs/kernels.md, "The time loop in compiled code"); else at::mm.
-class StepGemm {
-  using Sig = Tensor(const Tensor&, const Tensor&, const Tensor&, const OptT&, int64_t);
-
- public:
-  // keep: take the packed form from packed_weight()'s cache (a forward loop whose caller
-  // records no gradient, i.e. inference; in training W changes every step)
-  StepGemm(const Tensor& W, int64_t B, bool keep = false) : W_(W.contiguous()), B_(B) {
-    if (!use_packed || W_.scalar_type() != at::kFloat) return;
-    auto& d = c10::Dispatcher::singleton();
-    auto lin = d.findSchema({"mkl::_mkl_linear", ""});
-    auto pack = d.findSchema({"mkl::_mkl_reorder_linear_weight", ""});
-    if (!lin || !pack) return;
-    linear_.emplace(lin->typed<Sig>());
-    const auto packer = pack->typed<Tensor(const Tensor&, int64_t)>();
-    packed_ = keep ? packed_weight(W_, B_, packer) : packer.call(W_, B_);
-  }
-  Tensor operator()(const Tensor& x) const {
-    if (packed_.defined()) return linear_->call(x, packed_, W_, std::nullopt, B_);
-    return at::mm(x, W_.t());
-  }
-
- private:
-  Tensor W_, packed_;
-  int64_t B_;
-  std::optional<c10::TypedOperatorHandle<Sig>> linear_;
-};
-
 // dh[:n] += m * (dg W): the recurrent part of h_{t-1}'s gradient (gemm: dg W = dg (W^T)^T).
 static inline void add_recur(Tensor& dh, const Tensor& dg, const StepGemm& gemm, const OptT& m,
                              int64_t n) {
-  Tensor d = dh.narrow(0, 0, n), s = gemm(dg);
+  Tensor d = n == dh.size(0) ? dh : dh.narrow(0, 0, n);
   if (has(m))
-    d.addcmul_(s, m->narrow(0, 0, n));
+    d.addcmul_(gemm(dg), m->narrow(0, 0, n));
   else
-    d.add_(s);
+    gemm.add_to(dg, d);
 }
 
 // ------------------------------------------------------------------ entry points
