@@ -103,15 +103,41 @@ def _recipe(output: str) -> str:
     return RECIPE or RECIPES[output]
 
 
-def _transpose(output: str, sets: list[str]) -> str:
-    """The run's ``data.transpose`` (its override, else the recipe's), as text."""
-    given = [x.split("=", 1)[1] for x in sets if x.startswith("data.transpose=")]
+def _setting(output: str, sets: list[str], key: str):
+    """A setting of the run (``"data.transpose"``): its last override, else the recipe's, else
+    the dataclass default (None)."""
+    given = [x.split("=", 1)[1] for x in sets if x.startswith(key + "=")]
     if given:
         return given[-1]
     import yaml
 
+    section, name = key.split(".", 1)
     recipe = yaml.safe_load((ROOT / _recipe(output)).read_text())
-    return str((recipe.get("data") or {}).get("transpose", 0))
+    return (recipe.get(section) or {}).get(name)
+
+
+def _transpose(output: str, sets: list[str]) -> str:
+    """The run's ``data.transpose`` (its override, else the recipe's), as text."""
+    return str(_setting(output, sets, "data.transpose") or 0)
+
+
+def _model_label(cell: str, output: str, sets: list[str]) -> str:
+    """``GRU, RNN-NADE output (150 NADE hidden units)`` and, for a variant (``--tag``), what
+    sets it apart: dropout, augmentation and budget."""
+    label = f"{CELLS[cell]}, " + ("independent Bernoulli outputs" if output == "bernoulli" else
+                                  f"RNN-NADE output ({_setting(output, sets, 'model.nade_hidden')}"
+                                  " NADE hidden units)")
+    if TAG:
+        label += f", dropout {_setting(output, sets, 'model.dropout')}"
+    aug = _transpose(output, sets)
+    if aug != "0":
+        label += f", training pieces transposed by up to +-{aug} semitones"
+    minutes = _setting(output, sets, "trainer.max_time_minutes")
+    if TAG and minutes:
+        clock = _setting(output, sets, "trainer.budget_clock") or "wall"
+        label += (f", at most {_setting(output, sets, 'trainer.max_epochs')} epochs or "
+                  f"{minutes} min of {'process CPU' if clock == 'process' else 'wall-clock'} time")
+    return label
 
 
 def _name(cell: str, output: str) -> str:
@@ -216,8 +242,7 @@ def record(cell: str, output: str, seeds: list[int], sets: list[str]) -> dict | 
         "metric": "nll_per_step",
         "metric_description": "test NLL per time step, nats (summed over the 88 keys, averaged "
                               "over every step of every test chorale); lower is better",
-        "model": f"{CELLS[cell]}, {'independent Bernoulli outputs' if output == 'bernoulli' else 'RNN-NADE output'}"
-                 + (f", training pieces transposed by up to +-{aug} semitones" if aug != "0" else ""),
+        "model": _model_label(cell, output, sets),
         "value": round(mean, 4),
         "seeds": {"values": nll, **_spread(list(nll.values()))},
         "frame_accuracy": {"values": acc, **_spread(list(acc.values())),
@@ -265,10 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rewrote the reference of {path.relative_to(ROOT)}")
         return 0
     a = ap.parse_args(argv)
+    if a.recipe and not a.tag:
+        ap.error("--recipe needs --tag (the variant's runs and result file are named by it)")
     global TAG, RECIPE
     TAG, RECIPE = a.tag, a.recipe
-    if RECIPE and not TAG:
-        ap.error("--recipe needs --tag (the variant's runs and result file are named by it)")
     if not a.record_only:
         for seed in a.seeds:
             train(a.cell, a.output, seed, a.set)

@@ -75,3 +75,19 @@ def test_a_recipe_without_a_tag_is_refused(jsb, capsys):
     with pytest.raises(SystemExit):
         jsb.main(["gru", "nade", "--recipe", "configs/jsb_gru_nade_aug.yaml", "--record-only"])
     assert "--recipe needs --tag" in capsys.readouterr().err
+
+
+def test_the_model_label_says_what_sets_a_variant_apart(jsb, monkeypatch):
+    assert jsb._model_label("gru", "nade", []) == "GRU, RNN-NADE output (64 NADE hidden units)"
+    assert jsb._model_label("lstm", "bernoulli", []) == "LSTM, independent Bernoulli outputs"
+    monkeypatch.setattr(jsb, "TAG", "aug")
+    monkeypatch.setattr(jsb, "RECIPE", "configs/jsb_gru_nade_aug.yaml")
+    assert jsb._model_label("gru", "nade", ["model.dropout=0.2"]) == (
+        "GRU, RNN-NADE output (150 NADE hidden units), dropout 0.2, training pieces transposed "
+        "by up to +-6 semitones, at most 400 epochs or 15 min of process CPU time")
+    monkeypatch.setattr(jsb, "RECIPE", None)
+    monkeypatch.setattr(jsb, "TAG", "tr6")
+    assert jsb._model_label("gru", "bernoulli", ["data.transpose=6",
+                                                 "trainer.max_time_minutes=3"]) == (
+        "GRU, independent Bernoulli outputs, dropout 0.5, training pieces transposed by up to "
+        "+-6 semitones, at most 200 epochs or 3 min of wall-clock time")
