@@ -338,3 +338,29 @@ def test_mkl_packed_products_are_found_where_torch_has_mkl(ext):
     if not torch.backends.mkl.is_available():
         pytest.skip("this torch has no MKL")
     assert ext.mkl_packed_api()
+
+
+def test_pack_cache_size_setting(ext):
+    """RNNKIT_PACK_CACHE_MB=0 keeps no packed weight between inference calls (same outputs);
+    a value that is not a whole number of MB is a one-line error naming the variable."""
+    if not ext.packed():
+        pytest.skip("RNNKIT_PACKED_GEMM=0: no packed products")
+    torch.manual_seed(0)
+    m = rnnkit.GRU(7, 11, backend="fused")
+    x = torch.randn(6, 3, 7)
+    try:
+        with torch.no_grad():
+            ext.set_pack_cache_bytes(64 << 20)
+            kept = m(x)[0]
+            assert ext.pack_cache_entries() == 1
+            ext.set_pack_cache_bytes(0)
+            assert ext.pack_cache_entries() == 0
+            assert torch.equal(m(x)[0], kept)
+            assert ext.pack_cache_entries() == 0
+    finally:
+        ext.set_pack_cache_bytes(compiled._pack_cache_mb() << 20)
+    env = {**os.environ, "RNNKIT_PACK_CACHE_MB": "lots", "RNNKIT_COMPILED_SCANS": "1"}
+    out = subprocess.run([sys.executable, "-c", "from rnnkit.kernels import compiled; compiled.ext()"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "RNNKIT_PACK_CACHE_MB: expected a whole number of MB" in out.stderr.splitlines()[-1]

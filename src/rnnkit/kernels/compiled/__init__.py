@@ -134,6 +134,17 @@ def build():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _pack_cache_mb() -> int:
+    """``RNNKIT_PACK_CACHE_MB`` (default 64), checked: a whole number of MB, 0 or more."""
+    raw = os.environ.get("RNNKIT_PACK_CACHE_MB", "").strip()
+    if not raw:
+        return 64
+    if not raw.isdigit():
+        raise ValueError(f"RNNKIT_PACK_CACHE_MB: expected a whole number of MB (0 or more), "
+                         f"got {raw!r}")
+    return int(raw)
+
+
 @functools.cache
 def ext():
     """The loaded extension, built on first call; ``None`` when off or unbuildable.
@@ -143,11 +154,15 @@ def ext():
     """
     if os.environ.get("RNNKIT_COMPILED_SCANS", "") == "0":
         return None
+    cache_mb = _pack_cache_mb()  # (a bad value raises here, not as a build failure)
     try:
         mod = build()
         # MKL's packed weights cost ~7.3 MB plus twice the weight while a loop runs, for
         # 4-10% speed; RNNKIT_PACKED_GEMM=0 trades that back (docs/kernels.md)
         mod.set_packed(os.environ.get("RNNKIT_PACKED_GEMM", "") != "0")
+        # inference keeps the packed weights between calls, at most this many MB
+        # (docs/kernels.md, "Memory"); 0 packs on every call instead
+        mod.set_pack_cache_bytes(cache_mb << 20)
         return mod
     except Exception as e:  # noqa: BLE001
         tail = str(e)[-3000:]

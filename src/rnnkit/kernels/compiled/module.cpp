@@ -19,6 +19,7 @@ struct PackEntry {
 };
 std::mutex pack_mutex;
 std::vector<PackEntry> pack_cache;  // most recently used first
+int64_t pack_cache_bytes = int64_t(64) << 20;
 }  // namespace
 
 Tensor mkl_pack(const Tensor& W, int64_t B) {
@@ -42,12 +43,12 @@ Tensor packed_weight(const Tensor& W, int64_t B) {
     }
   }
   PackEntry fresh{W.clone(), mkl_pack(W, B), B};
-  if (fresh.bytes() > PACK_CACHE_BYTES) return fresh.packed;  // too big to keep
+  if (fresh.bytes() > pack_cache_bytes) return fresh.packed;  // too big to keep
   pack_cache.insert(pack_cache.begin(), fresh);
   int64_t total = 0;
   for (size_t i = 0; i < pack_cache.size(); i++) {
     total += pack_cache[i].bytes();
-    if (total > PACK_CACHE_BYTES) {  // drop the least recently used
+    if (total > pack_cache_bytes) {  // drop the least recently used
       pack_cache.resize(i);
       break;
     }
@@ -57,6 +58,12 @@ Tensor packed_weight(const Tensor& W, int64_t B) {
 
 void clear_pack_cache() {
   std::lock_guard<std::mutex> lock(pack_mutex);
+  pack_cache.clear();
+}
+
+void set_pack_cache_bytes(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(pack_mutex);
+  pack_cache_bytes = std::max<int64_t>(0, bytes);
   pack_cache.clear();
 }
 
@@ -123,6 +130,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("clear_pack_cache", &rnnkit::clear_pack_cache,
         "free the packed weights kept for inference (StepGemm without gradients)");
   m.def("pack_cache_entries", &rnnkit::pack_cache_entries);
+  m.def("set_pack_cache_bytes", &rnnkit::set_pack_cache_bytes,
+        "the most bytes of packed weights kept for inference (0: none; empties the cache)");
   m.def("mkl_packed_api", [] { return rnnkit::mkl_packed_api(); },
         "whether MKL's cblas_sgemm_pack/compute were found (in libtorch_cpu)");
   m.def("packed", &packed, "whether the per-step products use MKL's packed sgemm");

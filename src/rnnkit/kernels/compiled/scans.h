@@ -192,11 +192,12 @@ Tensor mkl_pack(const Tensor& W, int64_t B);
 // packing W cost about as much as a sequence's products; docs/kernels.md, session 10). An
 // entry holds a copy of W and is used only when W's bytes equal it (memcmp: exact, so a
 // weight updated in place, or a new tensor at a freed address, is packed again). At most
-// PACK_CACHE_BYTES of copies and packed weights; clear_pack_cache() frees them.
+// set_pack_cache_bytes() of copies and packed weights (64 MB unless set; 0: no cache);
+// clear_pack_cache() frees them.
 Tensor packed_weight(const Tensor& W, int64_t B);
 void clear_pack_cache();
 int64_t pack_cache_entries();
-constexpr int64_t PACK_CACHE_BYTES = int64_t(64) << 20;
+void set_pack_cache_bytes(int64_t bytes);
 
 // The per-step product x W^T, (n, K) x (N, K) -> (n, N). float32 with MKL: W packed once per
 // loop for B rows (cblas_sgemm_pack; measured faster at B=32, H=256 than an sgemm call,
