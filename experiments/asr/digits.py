@@ -94,6 +94,13 @@ HISTORY = [
                 "data.normalize=utterance '--set=data.speed_perturb=[0.85, 1.15]' --set "
                 "trainer.max_epochs=12 --set trainer.budget_clock=process; then rnnkit evaluate "
                 "runs/screen/george_speed_cmvn/best --split test (--beam-size 8)"},
+    {"recipe": "as the one before, plus new training utterances every epoch "
+               "(data.resynthesize), 20 epochs (best validation at epoch 20)",
+     "fold": "george", "wer": 0.2999, "beam_wer": 0.252,
+     "log": "experiments/logs/asr_digits_george_resynth.log",
+     "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
+                "../shared/datasets --out runs/digits_ctc_loso_george_s0 --set trainer.seed=0 "
+                "--set data.split=loso:george (recipe at commit fc777ac)"},
 ]
 
 
