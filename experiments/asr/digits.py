@@ -84,18 +84,9 @@ HISTORY = [
                 "data.normalize=utterance '--set=data.speed_perturb=[0.85, 1.15]' --set "
                 "data.freq_width=10 --set data.time_masks=3 --set model.dropout=0.3 --set "
                 "trainer.max_epochs=12 --set trainer.budget_clock=process"},
-    {"recipe": "screening: utterance normalisation, speed perturbation U(0.85, 1.15), "
-               "SpecAugment 2x6 mel bins + 2x10 frames, dropout 0.2, 12 epochs; stopped in "
-               "epoch 9 for time, scored at its best checkpoint (epoch 8)",
-     "fold": "george", "wer": 0.2223, "beam_wer": 0.1659,
-     "log": "experiments/logs/asr_digits_screen_george_speed_cmvn.log",
-     "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
-                "../shared/datasets --set trainer.seed=0 --set data.split=loso:george --set "
-                "data.normalize=utterance '--set=data.speed_perturb=[0.85, 1.15]' --set "
-                "trainer.max_epochs=12 --set trainer.budget_clock=process; then rnnkit evaluate "
-                "runs/screen/george_speed_cmvn/best --split test (--beam-size 8)"},
-    {"recipe": "as the one before, plus new training utterances every epoch "
-               "(data.resynthesize), 20 epochs (best validation at epoch 20)",
+    {"recipe": "today's (utterance normalisation, speed perturbation U(0.85, 1.15)) plus new "
+               "training utterances every epoch (data.resynthesize), 20 epochs (best "
+               "validation at epoch 19)",
      "fold": "george", "wer": 0.2999, "beam_wer": 0.252,
      "log": "experiments/logs/asr_digits_george_resynth.log",
      "command": "OMP_NUM_THREADS=1 rnnkit train configs/digits_ctc_loso.yaml --data-dir "
