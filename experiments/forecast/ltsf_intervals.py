@@ -9,7 +9,7 @@ intervals (validation residuals; :mod:`rnnkit.tasks.forecast_intervals`).  Write
 
 ``--backtest``: ``rnnkit forecast backtest`` (expanding window, refit per fold) on the airline
 passengers and on ETTh1 (OT, a 2880-step test split per fold, folds 720 steps apart).  Writes
-``experiments/results/forecast_backtest_<name>.json``.
+``experiments/results/backtest_<name>.json``.
 
 Waits while ``/tmp/bench.lock`` exists; one thread; logs in ``experiments/logs/ltsf/``::
 
@@ -109,7 +109,7 @@ BACKTESTS = {
 
 
 def backtest(name: str) -> Path:
-    path = RESULTS / f"forecast_backtest_{name}.json"
+    path = RESULTS / f"backtest_{name}.json"
     if path.is_file():
         return path
     LOGS.mkdir(parents=True, exist_ok=True)

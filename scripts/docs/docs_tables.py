@@ -343,6 +343,8 @@ def _ltsf_table(root: Path) -> str:
     runs = {}
     for path in sorted((root / "experiments" / "results").glob("ltsf_*.json")):
         r = json.loads(path.read_text(encoding="utf-8"))
+        if r.get("metric") != "mse":  # (ltsf_intervals_*: the intervals' table below)
+            continue
         runs[(r["dataset"], r["variables"], r["lookback"], r["horizon"])] = r
     out = []
     sel = root / "experiments" / "forecast" / "ltsf_lookback.json"
@@ -364,8 +366,8 @@ def _ltsf_table(root: Path) -> str:
                 keys.append((ds, "multivariate", 0, H))
     keys.sort(key=lambda k: (k[1] != "multivariate", k[2] == 96, k[0], k[3]))
     out += ["| data | H | L | rnnkit SegRNN (GRU) | seeds | DLinear (ours) | linear AR | "
-            "seasonal naive | naive | PatchTST/64 (pub.) | SegRNN (pub.) | beats DLinear | "
-            "beats PatchTST/64 |",
+            "seasonal naive | naive | PatchTST/64 (pub.) | SegRNN (pub.) | beats every "
+            "baseline | beats PatchTST/64 |",
             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for k in keys:
         ds, var, lb, H = k
@@ -379,7 +381,10 @@ def _ltsf_table(root: Path) -> str:
         r = runs[k]
         b, sd, n = r["baselines"], r["seeds"]["mse"], r["seeds"]["n"]
         ours = f"**{r['value']:.3f}**" + (f" ± {sd['std']:.3f}" if n > 1 else "")
-        beats_dl = "yes" if r["value"] < b["dlinear"]["mse"] else "**no**"
+        best = min(("DLinear", b["dlinear"]["mse"]), ("linear AR", b["linear_ar"]["mse"]),
+                   ("seasonal naive", b["seasonal_naive"]["mse"]), ("naive", b["naive"]["mse"]),
+                   key=lambda kv: kv[1])
+        beats_dl = "yes" if r["value"] < best[1] else f"**no** ({best[0]})"
         beats_pt = ("-" if "PatchTST/64" not in pub else
                     "yes" if r["value"] < pub["PatchTST/64"] else "**no**")
         if r.get("status", "complete") != "complete":
@@ -440,8 +445,42 @@ def _music_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ltsf_intervals(root: Path) -> str:
+    """Issue 22's item 5: the intervals' coverage and CRPS beside the baselines'
+    (``ltsf_intervals_*.json``), and the expanding-window backtests (``backtest_*``)."""
+    res = root / "experiments" / "results"
+    out = []
+    for path in sorted(res.glob("ltsf_intervals_*.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        n = r["seeds"]["n"]
+        out += [f"{r['dataset']} {r['variables']} (OT), horizon {r['horizon']}, lookback "
+                f"{r['lookback']}, {n} seed{'s' if n > 1 else ''}; {r['split']}:", "",
+                "| forecaster | 80% covers | 80% width | 95% covers | 95% width | CRPS | MSE |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        rows = [(f"rnnkit SegRNN (GRU), {h} head", v) for h, v in r["heads"].items()]
+        rows += [(f"{b.replace('_', ' ')} + residual intervals", v)
+                 for b, v in r["baselines"].items()]
+        for name, v in rows:
+            out.append(f"| {name} | {v['coverage_80']:.1%} | {v['width_80']:.3f} | "
+                       f"{v['coverage_95']:.1%} | {v['width_95']:.3f} | {v['crps']:.4f} | "
+                       f"{v['mse']:.4f} |")
+        out += ["", f"*Target: the 80% interval covers 75-85% of test targets. CRPS: {r['crps']}; "
+                f"baselines' intervals: {r['baseline_intervals']}. Recorded on {r['device']}, "
+                f"{r['date']}; `experiments/results/{path.name}`.*", ""]
+    for path in sorted(res.glob("backtest_*.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        m = r["mean"]
+        key = "mae" if "MAE" in r["metric"] else "mse"
+        cells = " | ".join(f"{name.replace('_', ' ')} {v[key]:.4g}" for name, v in m.items())
+        out.append(f"- **Backtest, {r['dataset']}** ({r['split']}), mean {key.upper()} over the "
+                   f"folds: {cells}. Recorded on {r.get('device', 'this machine')}; "
+                   f"`experiments/results/{path.name}`.")
+    return "\n".join(out) + "\n"
+
+
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
-            "ltsf-table": _ltsf_table, "music-table": _music_table}
+            "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals,
+            "music-table": _music_table}
 
 
 def snippet(name: str, root: Path) -> str:
