@@ -68,6 +68,7 @@ def test_partial_then_complete_and_skip(ltsf):
 
 def test_queue_puts_the_targets_first(ltsf):
     q = ltsf.queue()
-    assert [j[0] for j in q[:16]] == ["ETTh1"] * 8 + ["ETTm1"] * 8
-    assert [j[5] for j in q[:8]] == [1] * 4 + [3] * 4 and all(j[4] == [1, 2, 3] for j in q[:16])
+    # both targets at one seed over every horizon first, then at all three
+    assert [j[0] for j in q[:16]] == (["ETTh1"] * 4 + ["ETTm1"] * 4) * 2
+    assert [j[5] for j in q[:16]] == [1] * 8 + [3] * 8 and all(j[4] == [1, 2, 3] for j in q[:16])
     assert all(j[4] == [1] for j in q[16:]) and len(q) == 16 + 8 + 16 + 16
