@@ -136,7 +136,8 @@ def _model_label(cell: str, output: str, sets: list[str]) -> str:
     if TAG and minutes:
         clock = _setting(output, sets, "trainer.budget_clock") or "wall"
         label += (f", at most {_setting(output, sets, 'trainer.max_epochs')} epochs or "
-                  f"{minutes} min of {'process CPU' if clock == 'process' else 'wall-clock'} time")
+                  f"{minutes} min of {'process CPU' if clock == 'process' else 'wall-clock'} time "
+                  "(1 thread)")
     return label
 
 

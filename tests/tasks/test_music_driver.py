@@ -84,10 +84,10 @@ def test_the_model_label_says_what_sets_a_variant_apart(jsb, monkeypatch):
     monkeypatch.setattr(jsb, "RECIPE", "configs/jsb_gru_nade_aug.yaml")
     assert jsb._model_label("gru", "nade", ["model.dropout=0.2"]) == (
         "GRU, RNN-NADE output (150 NADE hidden units), dropout 0.2, training pieces transposed "
-        "by up to +-6 semitones, at most 400 epochs or 15 min of process CPU time")
+        "by up to +-6 semitones, at most 400 epochs or 15 min of process CPU time (1 thread)")
     monkeypatch.setattr(jsb, "RECIPE", None)
     monkeypatch.setattr(jsb, "TAG", "tr6")
     assert jsb._model_label("gru", "bernoulli", ["data.transpose=6",
                                                  "trainer.max_time_minutes=3"]) == (
         "GRU, independent Bernoulli outputs, dropout 0.5, training pieces transposed by up to "
-        "+-6 semitones, at most 200 epochs or 3 min of wall-clock time")
+        "+-6 semitones, at most 200 epochs or 3 min of wall-clock time (1 thread)")
