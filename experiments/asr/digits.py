@@ -355,7 +355,7 @@ def _recipe_line(r: dict | None) -> str:
             + (f"U({sp[0]:g}, {sp[1]:g})" if sp else "none")
             + (", new training utterances every epoch" if r.get("resynthesize") else "")
             + f", SpecAugment {r['spec_augment'] or 'off'}, dropout {r['dropout']:g}, "
-            f"at most {r['max_epochs']} epochs, {r['budget']}")
+            f"at most {r['max_epochs']} epochs, {r['budget']} on one thread")
 
 
 def docs_block() -> str:
