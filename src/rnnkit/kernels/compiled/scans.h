@@ -1,8 +1,8 @@
 // rnnkit's compiled time loops: shared declarations and the elementwise helpers.
 //
 // One call runs a whole layer-direction (forward, or backward through time) of an LSTM,
-// GRU, LayerNorm-LSTM or LayerNorm-GRU: per step the recurrent GEMM through ATen
-// (at::addmm_out / at::mm_out: torch's own BLAS and threads), then the step's elementwise
+// GRU, LayerNorm-LSTM or LayerNorm-GRU: per step the recurrent GEMM (StepGemm: MKL's packed
+// sgemm in float32 where torch has MKL, else at::mm; torch's threads), then the step's elementwise
 // work in one pass, parallel over batch rows and hidden units (at::parallel_for, which
 // needs -fopenmp to really fork), written straight into the (T, B, .) buffers that the
 // Python caller (rnnkit/kernels/fused/*.py) allocated and saves for the backward.
