@@ -447,7 +447,8 @@ def _music_table(root: Path) -> str:
 
 def _ltsf_intervals(root: Path) -> str:
     """Issue 22's item 5: the intervals' coverage and CRPS beside the baselines'
-    (``ltsf_intervals_*.json``), and the expanding-window backtests (``backtest_*``)."""
+    (``ltsf_intervals_*.json``), each uncalibrated (heads only) and under each calibration, and
+    the expanding-window backtests (``backtest_*``)."""
     res = root / "experiments" / "results"
     out = []
     for path in sorted(res.glob("ltsf_intervals_*.json")):
@@ -455,18 +456,26 @@ def _ltsf_intervals(root: Path) -> str:
         n = r["seeds"]["n"]
         out += [f"{r['dataset']} {r['variables']} (OT), horizon {r['horizon']}, lookback "
                 f"{r['lookback']}, {n} seed{'s' if n > 1 else ''}; {r['split']}:", "",
-                "| forecaster | 80% covers | 80% width | 95% covers | 95% width | CRPS | MSE |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
-        rows = [(f"rnnkit SegRNN (GRU), {h} head", v) for h, v in r["heads"].items()]
-        rows += [(f"{b.replace('_', ' ')} + residual intervals", v)
+                "| forecaster | calibration | 80% covers | 80% width | 95% covers | 95% width "
+                "| CRPS | MSE |",
+                "|---|---|---:|---:|---:|---:|---:|---:|"]
+        K = r.get("rolling_window", {})
+        rows = [(f"rnnkit SegRNN (GRU), {h} head", f"{h} head", v) for h, v in r["heads"].items()]
+        rows += [(f"{b.replace('_', ' ')} + residual intervals", b, v)
                  for b, v in r["baselines"].items()]
-        for name, v in rows:
-            out.append(f"| {name} | {v['coverage_80']:.1%} | {v['width_80']:.3f} | "
-                       f"{v['coverage_95']:.1%} | {v['width_95']:.3f} | {v['crps']:.4f} | "
-                       f"{v['mse']:.4f} |")
-        out += ["", f"*Target: the 80% interval covers 75-85% of test targets. CRPS: {r['crps']}; "
-                f"baselines' intervals: {r['baseline_intervals']}. Recorded on {r['device']}, "
-                f"{r['date']}; `experiments/results/{path.name}`.*", ""]
+        for name, key, by_cal in rows:
+            for cal, v in by_cal.items():
+                label = f"rolling, K = {K[key]}" if cal == "rolling" and key in K else cal
+                cov = f"{v['coverage_80']:.1%}"
+                cov = f"**{cov}**" if 0.75 <= v["coverage_80"] <= 0.85 else cov
+                out.append(f"| {name} | {label} | {cov} | {v['width_80']:.3f} | "
+                           f"{v['coverage_95']:.1%} | {v['width_95']:.3f} | {v['crps']:.4f} | "
+                           f"{v['mse']:.4f} |")
+        out += ["", f"*Target: the 80% interval covers 75-85% of test targets. {r['verdict']} "
+                f"{r['calibration']} CRPS: {r['crps']}; baselines' intervals: "
+                f"{r['baseline_intervals']}. Trained on {r['device_train']}, scored on "
+                f"{r['device']}, {r['date']}; "
+                f"`experiments/results/{path.name}`.*", ""]
     for path in sorted(res.glob("backtest_*.json")):
         r = json.loads(path.read_text(encoding="utf-8"))
         m = r["mean"]

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--data-dir", metavar="DIR")
     e.add_argument("--plot", metavar="PNG", help="write a plot of the last window of each series")
     e.add_argument("--csv", metavar="CSV", help="write every window's forecasts")
+    e.add_argument("--calibration", choices=["none", "split", "rolling"],
+                   help="calibrate the interval on past windows (default: the recipe's "
+                        "data.interval_calibration)")
     f = sub.add_parser("predict", help="forecast the steps after the end of each series, to CSV")
     f.add_argument("checkpoint")
     f.add_argument(
@@ -77,7 +80,8 @@ def run(a: argparse.Namespace) -> int:
                           "metrics": s["report"]["metrics"]}))
     elif a.forecast_command == "evaluate":
         r = evaluate_checkpoint(
-            a.checkpoint, data=a.data, split=a.split, data_dir=a.data_dir, plot=a.plot, csv=a.csv
+            a.checkpoint, data=a.data, split=a.split, data_dir=a.data_dir, plot=a.plot, csv=a.csv,
+            calibration=a.calibration,
         )
         print(format_report(r["metrics"]))
         print(json.dumps(r))

@@ -24,6 +24,7 @@ from typing import Any
 from rnnkit.models.forecast import ForecastModelConfig
 from rnnkit.tasks.export_steps import ExportSpec, forecast_export_spec
 from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig, resolve_path
+from rnnkit.tasks.forecast_intervals import calibrate_interval
 from rnnkit.tasks.forecast_task import (
     ForecastTask,
     build_forecast_task,
@@ -190,11 +191,16 @@ def evaluate_checkpoint(
     plot: str | Path | None = None,
     csv: str | Path | None = None,
     csv_stride: int | None = None,
+    calibration: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint and of the baselines on every window of ``split``.
 
     ``data`` replaces the recipe's file (same columns); the checkpoint's preprocessing is reused.
-    Returns ``{"split", "windows", "horizon", "metric_space", "metrics": {name: {...}}}``.
+    ``calibration`` (None: the recipe's ``data.interval_calibration``): "none", "split" or
+    "rolling" calibration of the head's interval and its coverage
+    (:func:`~rnnkit.tasks.forecast_intervals.calibrate_interval`).
+    Returns ``{"split", "windows", "horizon", "metric_space", "metrics": {name: {...}},
+    "calibration"}``.
     """
 
     model, state, cfg = load_forecast_checkpoint(checkpoint)
@@ -205,6 +211,16 @@ def evaluate_checkpoint(
     if split not in ("train", "valid", "test"):
         raise ValueError(f"--split {split}: expected train, valid or test")
     r = evaluate_windows(model, fd, split)
+    method = d.interval_calibration if calibration is None else calibration
+    if calibration is None and (split == "train" or (split, method) == ("valid", "split")):
+        method = "none"  # the recipe's calibration where it applies (test; valid if rolling)
+    if method not in ("none", "split", "rolling"):
+        raise ValueError(f"--calibration {method}: expected none, split or rolling")
+    if method != "none" and "lower" in r:
+        r["lower"], r["upper"] = calibrate_interval(model, fd, r, split, method=method,
+                                                    window=d.calibration_window)
+        inside = (r["actual"] >= r["lower"]) & (r["actual"] <= r["upper"])
+        r["metrics"]["model"]["coverage"] = float(inside.mean())
     if plot is not None:
         _plot(
             Path(plot),
@@ -220,6 +236,7 @@ def evaluate_checkpoint(
         "horizon": fd.H,
         "metric_space": d.metric_space,
         "metrics": r["metrics"],
+        "calibration": method,
     }
 
 

@@ -71,6 +71,11 @@ class ForecastDataConfig:
         batch_size / eval_batch_size: windows per training / evaluation batch.
         metric_space: "original" units or "scaled" (after log and scaler).
         interval_level: central prediction interval reported (e.g. 0.8 -> 10%..90%).
+        interval_calibration: how ``forecast evaluate`` calibrates the head's interval on past
+            windows (:mod:`rnnkit.tasks.forecast_intervals`): "none", "split" (conformalized
+            quantile regression on the validation windows) or "rolling" (the last
+            ``calibration_window`` windows whose targets are observed at each origin).
+        calibration_window: K, windows in the rolling calibration set.
         protocol: "ltsf": the long-horizon benchmark (:func:`ltsf_protocol`): 12/4/4-month
             row splits at the series' step, standardised with training statistics, scored in
             the standardised space on every window (the window counts are checked).
@@ -104,6 +109,8 @@ class ForecastDataConfig:
     eval_batch_size: int = 256
     metric_space: Literal["original", "scaled"] = "original"
     interval_level: float = 0.8
+    interval_calibration: Literal["none", "split", "rolling"] = "none"
+    calibration_window: int = 720
     protocol: Literal["none", "ltsf"] = "none"
 
 
@@ -194,6 +201,7 @@ class ForecastData:
             "eval_batch_size",
             "train_stride",
             "season_length",
+            "calibration_window",
         ):
             if getattr(d, key) < 1:
                 raise ConfigError(
