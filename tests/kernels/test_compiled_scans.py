@@ -364,3 +364,36 @@ def test_pack_cache_size_setting(ext):
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "RNNKIT_PACK_CACHE_MB: expected a whole number of MB" in out.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("layer", [rnnkit.GRU, rnnkit.LayerNormGRU, rnnkit.LayerNormLSTM],
+                         ids=["gru", "ln_gru", "ln_lstm"])
+@pytest.mark.parametrize("zoneout", [0.0, 0.25])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_team_inference_loop_matches_the_serial_loop(calls, ext, layer, zoneout, batch):
+    """Inference at a few rows with 2 threads runs each layer's loop on a team of threads,
+    each owning a slice of the hidden units (H=40: slices of 32 and 8 units), the LayerNorm
+    moments combined across the slices; its outputs equal the one-loop path's (team off)
+    within float32 rounding, and the team really ran."""
+    if not ext.packed() or not ext.mkl_packed_api():
+        pytest.skip("the team loop needs MKL's packed products")
+    torch.manual_seed(0)
+    m = layer(7, 40, num_layers=2, zoneout=zoneout, backend="fused").eval()
+    x = torch.randn(9, batch, 7)
+    threads, rows = torch.get_num_threads(), ext.team_rows()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            before = ext.team_runs()
+            team = m(x)
+            assert ext.team_runs() == before + 2  # one per layer
+            ext.set_team_rows(0)
+            serial = m(x)
+            assert ext.team_runs() == before + 2
+    finally:
+        ext.set_team_rows(rows)
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(team[0], serial[0], atol=2e-5, rtol=1e-5)
+    for a, b in zip(torch.utils._pytree.tree_leaves(team[1]),
+                    torch.utils._pytree.tree_leaves(serial[1])):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)

@@ -62,6 +62,9 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        # glibc's allocator settings in force: they can change torch.nn.LSTM's time at B=1,
+        # whose workspace may land in fresh mmap'd pages on every call (docs/kernels.md)
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
         "loadavg_start": _loadavg(),
         "platform": platform.platform(),

@@ -46,6 +46,57 @@ static inline void gru_units_bwd(const T* RS_ rz, const T* RS_ nt, const T* RS_ 
   }
 }
 
+// gru_fwd's inference loop on a team of P threads (team_size()): thread q runs the slices
+// p = q, q + nq, ... of the units, their product, the LayerNorm-GRU's moments (each slice's,
+// then, after a barrier, the row's, combined in the same order on every thread) and the GRU
+// step; a barrier ends each step. Only the inference buffers (step 0 of RZ, Ghn, N) and Y.
+static void gru_team(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const float* bp,
+                     const float* gp, const Zone<float>& zh, float eps, Tensor& Ghn, Tensor& RZ,
+                     Tensor& N, Tensor& Y, int64_t P) {
+  const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
+  const TeamGemm gemm(W_hh, B, 3, P);
+  const int64_t parts = gemm.parts();
+  Tensor gh = at::empty({B, G}, xp.options());
+  std::vector<double> st(size_t(B * parts * 3));
+  std::vector<float> zero(size_t(G), 0.0f);
+  float *g0 = ptr<float>(gh), *y = ptr<float>(Y), *rz0 = ptr<float>(RZ), *ghn0 = ptr<float>(Ghn);
+  float* n0 = ptr<float>(N);
+  const float *x0 = ptr<float>(xp), *h0p = ptr<float>(h0);
+  const float* bu = gp ? zero.data() : bp;  // (LayerNorm-GRU: the bias comes with the norm)
+  const float zoned = zh.on();
+  team_loop(P, [&](int64_t q, int64_t nq) {
+    for (int64_t t = 0; t < T_; t++) {
+      const float* hp = t ? y + (t - 1) * B * H : h0p;
+      for (int64_t p = q; p < parts; p += nq) {
+        gemm.compute(p, hp, H, g0);
+        if (gp)
+          for (int64_t r = 0; r < B; r++)
+            slice_moments(g0 + r * G, H, 3, gemm.j0(p), gemm.j1(p), &st[(r * parts + p) * 3]);
+      }
+      if (gp) {
+#pragma omp barrier
+      }
+      for (int64_t p = q; p < parts; p += nq) {
+        const int64_t j0 = gemm.j0(p), j1 = gemm.j1(p);
+        for (int64_t r = 0; r < B; r++) {
+          float* g = g0 + r * G;
+          if (gp) {
+            const Moments<float> mv = combine_moments(&st[r * parts * 3], parts, eps);
+            for (int64_t k = 0; k < 3; k++) {
+#pragma omp simd
+              for (int64_t j = k * H + j0; j < k * H + j1; j++)
+                g[j] = (g[j] - mv.mu) * mv.rs * gp[j] + bp[j];
+            }
+          }
+          gru_units(g, bu, x0 + (t * B + r) * G, hp + r * H, rz0 + r * 2 * H, ghn0 + r * H,
+                    n0 + r * H, y + (t * B + r) * H, zh.row(t, r, B, H), zoned, H, j0, j1);
+        }
+      }
+#pragma omp barrier
+    }
+  });
+}
+
 template <typename T>
 static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const OptT& b_hh,
                     const OptT& g_hh, const OptT& m, const Zone<T>& zh, T eps, const Sizes& sizes,
@@ -53,6 +104,14 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
                     const OptT& V, const OptT& MU, const OptT& RS) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
   const bool ln = has(g_hh);
+  if constexpr (std::is_same_v<T, float>) {
+    if (const int64_t P = team_size(W_hh, B, H, save_all, has(m), sizes)) {
+      const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
+      gru_team(xp, h0, W_hh, ptr<float>(bias), ln ? ptr<float>(*g_hh) : nullptr, zh, eps, Ghn,
+               RZ, N, Y, P);
+      return;
+    }
+  }
   const StepGemm gemm(W_hh, B, !save_all);  // (m h) W_hh^T
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : zero;

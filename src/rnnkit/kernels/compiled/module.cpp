@@ -10,16 +10,37 @@
 
 namespace rnnkit {
 bool use_packed = true;
+int64_t team_rows = 4;  // (the rule's measurement: team_size())
+std::atomic<int64_t> team_runs{0};
 
 namespace {
 struct PackEntry {
-  Tensor copy, packed;  // W's bytes when packed; MKL's packed form for B rows
-  int64_t B;
-  int64_t bytes() const { return copy.nbytes() + packed.nbytes(); }
+  Tensor copy;                // W's bytes when packed
+  int64_t B;                  // for B rows
+  std::vector<int64_t> spec;  // how W was sliced (pack_slices)
+  std::vector<Tensor> packs;  // MKL's packed forms
+  int64_t bytes() const {
+    int64_t n = copy.nbytes();
+    for (const Tensor& p : packs) n += p.nbytes();
+    return n;
+  }
 };
 std::mutex pack_mutex;
 std::vector<PackEntry> pack_cache;  // most recently used first
 int64_t pack_cache_bytes = int64_t(64) << 20;
+
+std::vector<Tensor> make_packs(const Tensor& W, int64_t B, const std::vector<int64_t>& spec) {
+  if (spec.empty()) return {mkl_pack(W, B)};
+  const int64_t gates = spec[0], H = W.size(0) / gates;
+  std::vector<Tensor> packs;
+  for (size_t p = 1; p + 1 < spec.size(); p++) {
+    std::vector<Tensor> rows;
+    for (int64_t g = 0; g < gates; g++)
+      rows.push_back(W.narrow(0, g * H + spec[p], spec[p + 1] - spec[p]));
+    packs.push_back(mkl_pack(at::cat(rows), B));
+  }
+  return packs;
+}
 }  // namespace
 
 Tensor mkl_pack(const Tensor& W, int64_t B) {
@@ -28,22 +49,23 @@ Tensor mkl_pack(const Tensor& W, int64_t B) {
   Tensor packed = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))},
                             W.options());
   cblas_sgemm_pack(kRowMajor, kBMatrix, kTrans, int(B), int(N), int(K), 1.0f,
-                   W.data_ptr<float>(), int(K), packed.data_ptr<float>());
+                   W.contiguous().data_ptr<float>(), int(K), packed.data_ptr<float>());
   return packed;
 }
 
-Tensor packed_weight(const Tensor& W, int64_t B) {
+std::vector<Tensor> pack_slices(const Tensor& W, int64_t B, const std::vector<int64_t>& spec) {
   std::lock_guard<std::mutex> lock(pack_mutex);
   for (size_t i = 0; i < pack_cache.size(); i++) {
     const PackEntry& e = pack_cache[i];
-    if (e.B == B && e.copy.sizes() == W.sizes() && e.copy.scalar_type() == W.scalar_type() &&
+    if (e.B == B && e.spec == spec && e.copy.sizes() == W.sizes() &&
+        e.copy.scalar_type() == W.scalar_type() &&
         std::memcmp(e.copy.data_ptr(), W.data_ptr(), W.nbytes()) == 0) {
       std::rotate(pack_cache.begin(), pack_cache.begin() + i, pack_cache.begin() + i + 1);
-      return pack_cache.front().packed;
+      return pack_cache.front().packs;
     }
   }
-  PackEntry fresh{W.clone(), mkl_pack(W, B), B};
-  if (fresh.bytes() > pack_cache_bytes) return fresh.packed;  // too big to keep
+  PackEntry fresh{W.clone(), B, spec, make_packs(W, B, spec)};
+  if (fresh.bytes() > pack_cache_bytes) return fresh.packs;  // too big to keep
   pack_cache.insert(pack_cache.begin(), fresh);
   int64_t total = 0;
   for (size_t i = 0; i < pack_cache.size(); i++) {
@@ -53,8 +75,10 @@ Tensor packed_weight(const Tensor& W, int64_t B) {
       break;
     }
   }
-  return pack_cache.front().packed;
+  return pack_cache.front().packs;
 }
+
+Tensor packed_weight(const Tensor& W, int64_t B) { return pack_slices(W, B, {})[0]; }
 
 void clear_pack_cache() {
   std::lock_guard<std::mutex> lock(pack_mutex);
@@ -134,5 +158,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the most bytes of packed weights kept for inference (0: none; empties the cache)");
   m.def("mkl_packed_api", [] { return rnnkit::mkl_packed_api(); },
         "whether MKL's cblas_sgemm_pack/compute were found (in libtorch_cpu)");
+  m.def("set_team_rows", [](int64_t n) { rnnkit::team_rows = n; },
+        "inference loops of at most n rows run on a team of threads (0: never; for A/B timings)");
+  m.def("team_rows", [] { return rnnkit::team_rows; });
+  m.def("team_runs", [] { return rnnkit::team_runs.load(); }, "loops run on a team so far");
   m.def("packed", &packed, "whether the per-step products use MKL's packed sgemm");
 }

@@ -18,10 +18,15 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace rnnkit {
 
@@ -195,6 +200,9 @@ Tensor mkl_pack(const Tensor& W, int64_t B);
 // set_pack_cache_bytes() of copies and packed weights (64 MB unless set; 0: no cache);
 // clear_pack_cache() frees them.
 Tensor packed_weight(const Tensor& W, int64_t B);
+// Cached like packed_weight: spec empty, {mkl_pack(W, B)}; spec = {gates, j_0, ..., j_P}, one
+// pack per slice p: the rows [g H + j_p, g H + j_{p+1}) of every gate block g, in order.
+std::vector<Tensor> pack_slices(const Tensor& W, int64_t B, const std::vector<int64_t>& spec);
 void clear_pack_cache();
 int64_t pack_cache_entries();
 void set_pack_cache_bytes(int64_t bytes);
@@ -242,6 +250,125 @@ class StepGemm {
   Tensor W_, packed_, out_;
   int64_t B_, N_, K_;
 };
+
+//: at most this many rows run an inference loop on a team of threads (set_team_rows();
+//: 0: never)
+extern int64_t team_rows;
+//: how many loops ran on a team (for tests)
+extern std::atomic<int64_t> team_runs;
+
+// How many threads an inference loop (no saved activations) at B rows of H units runs on as
+// a team (0: none, use the ordinary loop). A team keeps one `omp parallel` region for the
+// whole loop, each thread owning a slice of the hidden units, with a barrier per step,
+// instead of a fork and join per product: at B=1 the product is one small GEMV (about 9 us
+// for 768 x 256), which MKL does not split below 1024 rows, and a fork and join per step
+// costs about as much as the half it would save (docs/kernels.md, "Inference at B=1").
+// Only float32 with MKL's packed sgemm, every row live (no lengths), no recurrent mask,
+// outside any parallel region, and at least 16 units a thread.
+// B <= team_rows (4): at 2 threads the team was faster for every cell at B <= 4 and, at
+// B=8, slower for the LayerNorm-LSTM (benchmarks/results/streaming_team_xeon2_s11.json).
+static inline int64_t team_size(const Tensor& W, int64_t B, int64_t H, bool save_all,
+                                bool masked_rows, const Sizes& sizes) {
+#ifdef _OPENMP
+  const int64_t P = at::get_num_threads();
+  if (save_all || masked_rows || !sizes.empty() || B > team_rows || B < 1 || P < 2 ||
+      W.scalar_type() != at::kFloat || !use_packed || !mkl_packed_api() ||
+      at::in_parallel_region() || H < 16 * P)
+    return 0;
+  return P;
+#else
+  return 0;
+#endif
+}
+
+// f(q, nq) on each thread q of a team of (at most) P threads: one parallel region.
+template <typename F>
+static inline void team_loop(int64_t P, const F& f) {
+  team_runs++;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(int(P))
+  f(int64_t(omp_get_thread_num()), int64_t(omp_get_num_threads()));
+#else
+  f(int64_t(0), int64_t(1));
+#endif
+}
+
+// The recurrent product of a team's loop: W (gates * H, K) split by hidden units into
+// parts() slices; slice p holds units [j0(p), j1(p)) of every gate block, packed by MKL
+// for B rows (cached as packed_weight()). compute(p, x, out) writes slice p's columns of
+// out (B rows of gates * H) = x W^T; each thread computes its own slices.
+class TeamGemm {
+ public:
+  TeamGemm(const Tensor& W, int64_t B, int64_t gates, int64_t P)
+      : B_(B), K_(W.size(1)), H_(W.size(0) / gates), gates_(gates) {
+    const int64_t chunk = (H_ + P - 1) / P, step = (chunk + 15) / 16 * 16;
+    for (int64_t j = 0; j < H_; j += step) bounds_.push_back(j);
+    bounds_.push_back(H_);
+    std::vector<int64_t> spec{gates};
+    spec.insert(spec.end(), bounds_.begin(), bounds_.end());
+    packed_ = pack_slices(W.contiguous(), B, spec);
+    for (int64_t p = 0; p < parts(); p++) out_.push_back(at::empty({B, gates * h(p)}, W.options()));
+  }
+  int64_t parts() const { return int64_t(bounds_.size()) - 1; }
+  int64_t j0(int64_t p) const { return bounds_[p]; }
+  int64_t j1(int64_t p) const { return bounds_[p + 1]; }
+  int64_t h(int64_t p) const { return j1(p) - j0(p); }
+  void compute(int64_t p, const float* x, int64_t ldx, float* out) const {
+    const int64_t n = gates_ * h(p);
+    float* o = out_[p].data_ptr<float>();
+    cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(n), int(K_), x, int(ldx),
+                        packed_[p].data_ptr<float>(), int(K_), 0.0f, o, int(n));
+    for (int64_t r = 0; r < B_; r++)
+      for (int64_t g = 0; g < gates_; g++)
+        std::copy(o + r * n + g * h(p), o + r * n + (g + 1) * h(p),
+                  out + r * gates_ * H_ + g * H_ + j0(p));
+  }
+
+ private:
+  int64_t B_, K_, H_, gates_;
+  std::vector<int64_t> bounds_;
+  std::vector<Tensor> packed_, out_;
+};
+
+// Moments of a row (mean, 1/sqrt(var + eps)) from slices' (count, mean, sum of squared
+// deviations) in double, combined in slice order (Chan et al.), so every thread gets the
+// same numbers. st: parts x (count, mean, m2).
+template <typename T>
+static inline Moments<T> combine_moments(const double* st, int64_t parts, T eps) {
+  double n = 0, mean = 0;
+  for (int64_t p = 0; p < parts; p++) {
+    n += st[3 * p];
+    mean += st[3 * p] * st[3 * p + 1];
+  }
+  mean /= n;
+  double m2 = 0;
+  for (int64_t p = 0; p < parts; p++) {
+    const double d = st[3 * p + 1] - mean;
+    m2 += st[3 * p + 2] + st[3 * p] * d * d;
+  }
+  return {T(mean), T(1.0 / std::sqrt(m2 / n + double(eps)))};
+}
+
+// Adds blocks [o + g * H + j0, o + g * H + j1) for g < gates to a slice's (count, mean, m2).
+template <typename T>
+static inline void slice_moments(const T* o, int64_t H, int64_t gates, int64_t j0, int64_t j1,
+                                 double* st) {
+  double s = 0, q = 0;
+  for (int64_t g = 0; g < gates; g++) {
+    const T* RS_ x = o + g * H;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = j0; j < j1; j++) s += double(x[j]);
+  }
+  const double n = double(gates * (j1 - j0)), m = s / n;
+  for (int64_t g = 0; g < gates; g++) {
+    const T* RS_ x = o + g * H;
+#pragma omp simd reduction(+ : q)
+    for (int64_t j = j0; j < j1; j++) q += (double(x[j]) - m) * (double(x[j]) - m);
+  }
+  st[0] = n;
+  st[1] = m;
+  st[2] = q;
+}
 
 // h (n, H) or m * h into `scratch` (the input of the recurrent GEMM).
 static inline Tensor masked(const Tensor& h, const OptT& m, Tensor& scratch, int64_t n) {

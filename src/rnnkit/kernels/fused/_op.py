@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .._higher import Reference, carrying, functorch_active, reference_vjp, take_reference
 from ._steps import Steps
@@ -162,6 +163,15 @@ def _backward(ctx, grads):
 _scan_op.register_autograd(_backward, setup_context=_setup)
 
 
+def _plain_eager(ts: list[Tensor | None]) -> bool:
+    """Whether nothing records or traces this call: plain tensors (no fake, functional or
+    other subclass), no dispatch mode (make_fx, FlopCounterMode, ...), no torch.compile,
+    torch.export or torch.jit trace. Only then may the op's dispatch be skipped."""
+    return (all(t is None or type(t) is Tensor or type(t) is torch.nn.Parameter for t in ts)
+            and _get_current_dispatch_mode() is None
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+
 def run(kind: str, ts: list[Tensor | None], steps: Steps, floats: list[float],
         reference: Reference | None = None) -> list[Tensor]:
     """Run kernel ``kind`` on ``ts`` through the custom op; returns its outputs (not the saved).
@@ -177,6 +187,13 @@ def run(kind: str, ts: list[Tensor | None], steps: Steps, floats: list[float],
         return list(reference(list(ts)))[:KERNELS[kind].n_out]
     need = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
     sizes = [] if steps.sizes is None else [int(n) for n in steps.sizes]
+    if not need and _plain_eager(ts):
+        # inference in plain eager mode: the kernel itself, without the custom op's dispatch
+        # (docs/kernels.md, "Inference at B=1")
+        cfg = _cfg(sizes, steps.last, [float(f) for f in floats], False)
+        outs, _ = KERNELS[kind].forward(list(ts), cfg)
+        n = KERNELS[kind].n_out
+        return [o.clone() if any(o is t for t in ts if t is not None) else o for o in outs[:n]]
     with carrying(reference if need else None):
         res = _scan_op(kind, _enc(list(ts), ts[0]), sizes, steps.last,
                        [float(f) for f in floats], need)
