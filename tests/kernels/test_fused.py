@@ -377,5 +377,7 @@ def test_inference_skips_the_custom_op_only_when_nothing_traces(cls, monkeypatch
         assert len(seen) == 2  # one op call per layer
     with_grad = m(x)[0]
     assert len(seen) == 4
+    with torch.no_grad(), torch.autograd.forward_ad.dual_level():
+        assert not _op._plain_eager([x])  # a forward-AD level: tangents need the op's rules
     torch.testing.assert_close(direct, traced, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(direct, with_grad.detach(), rtol=1e-6, atol=1e-6)

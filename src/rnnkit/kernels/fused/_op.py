@@ -165,10 +165,12 @@ _scan_op.register_autograd(_backward, setup_context=_setup)
 
 def _plain_eager(ts: list[Tensor | None]) -> bool:
     """Whether nothing records or traces this call: plain tensors (no fake, functional or
-    other subclass), no dispatch mode (make_fx, FlopCounterMode, ...), no torch.compile,
-    torch.export or torch.jit trace. Only then may the op's dispatch be skipped."""
+    other subclass), no dispatch mode (make_fx, FlopCounterMode, ...), no forward-mode AD
+    level, no torch.compile, torch.export or torch.jit trace. Only then may the op's
+    dispatch be skipped."""
     return (all(t is None or type(t) is Tensor or type(t) is torch.nn.Parameter for t in ts)
             and _get_current_dispatch_mode() is None
+            and getattr(torch.autograd.forward_ad, "_current_level", -1) < 0
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
