@@ -74,7 +74,7 @@ HEADLINES = (
              note="On speakers it never heard, the same model gets 66.8-92.0% (mean 80.3%)."),
     Headline("Speech recognition", "docs/pipelines/asr.md", "digits_ctc_standard",
              "FSDD connected digits, test WER (greedy), standard split", "target",
-             percent=True, note="1 of 3 seeds so far; 0.63% with beam search over the digit "
+             percent=True, note="3 seeds; 0.48% with beam search over the digit "
                                 "words. Unheard speakers (all 6 folds): 20.3% greedy (misses), "
                                 "14.6% with the lexicon (beats), against the digit classifier's "
                                 "19.7%."),
