@@ -27,6 +27,7 @@ import torch
 import rnnkit
 from rnnkit.bench.machine import machine_info
 from rnnkit.bench.measure import Task, interleave, summarize
+from rnnkit.runtime import tune_malloc
 
 CELLS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "ln_lstm": rnnkit.LayerNormLSTM,
          "ln_gru": rnnkit.LayerNormGRU, "indrnn": rnnkit.IndRNN, "sru": rnnkit.SRU,
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--json")
     a = ap.parse_args()
+    tune_malloc()  # as the rnnkit command does: freed buffers stay in the process
     rows = []
     for n in (int(t) for t in a.threads.split(",")):
         torch.set_num_threads(n)

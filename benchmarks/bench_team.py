@@ -23,6 +23,7 @@ import rnnkit
 from rnnkit.bench.machine import machine_info
 from rnnkit.bench.measure import Task, interleave, summarize
 from rnnkit.kernels import compiled
+from rnnkit.runtime import tune_malloc
 
 CELLS = {"gru": rnnkit.GRU, "ln_gru": rnnkit.LayerNormGRU, "ln_lstm": rnnkit.LayerNormLSTM}
 
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--json")
     a = ap.parse_args()
+    tune_malloc()  # as the rnnkit command does: freed buffers stay in the process
     ext = compiled.ext()
     if ext is None:
         raise SystemExit("the compiled loops are not available (RNNKIT_COMPILED_SCANS=0 or no "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.runtime import malloc_tuned
+
 __all__ = ["machine_info", "cpu_model", "loadavg_now"]
 
 
@@ -62,9 +64,9 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        # glibc's allocator settings in force: they can change torch.nn.LSTM's time at B=1,
-        # whose workspace may land in fresh mmap'd pages on every call (docs/kernels.md)
-        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+        # whether rnnkit.runtime.tune_malloc() keeps freed memory in this process (the rnnkit
+        # command and the benchmarks call it): without it buffers are refaulted every call
+        "malloc_tuned": malloc_tuned(),
         "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
         "loadavg_start": _loadavg(),
         "platform": platform.platform(),

@@ -265,8 +265,9 @@ extern std::atomic<int64_t> team_runs;
 // costs about as much as the half it would save (docs/kernels.md, "Inference at B=1").
 // Only float32 with MKL's packed sgemm, every row live (no lengths), no recurrent mask,
 // outside any parallel region, and at least 16 units a thread.
-// B <= team_rows (4): at 2 threads the team was faster for every cell at B <= 4 and, at
-// B=8, slower for the LayerNorm-LSTM (benchmarks/results/streaming_team_xeon2_s11.json).
+// B <= team_rows (4): at 2 threads the team was faster at B <= 2 for every cell and at B=4
+// for the GRUs (the LayerNorm-LSTM within 3% either way), and slower at B=8 for the
+// LayerNorm cells (benchmarks/results/streaming_team_xeon2_s11.json).
 static inline int64_t team_size(const Tensor& W, int64_t B, int64_t H, bool save_all,
                                 bool masked_rows, const Sizes& sizes) {
 #ifdef _OPENMP
