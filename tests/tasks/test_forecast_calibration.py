@@ -17,6 +17,8 @@ from rnnkit.tasks.forecast import (
     ForecastDataConfig,
     evaluate_checkpoint,
     evaluate_windows,
+    load_forecast_checkpoint,
+    predict_checkpoint,
     train_forecast,
 )
 from rnnkit.tasks.forecast_intervals import (
@@ -231,15 +233,23 @@ def test_config_names_the_calibration(sine):
         _data(sine, calibration_window=0)
 
 
-def test_evaluate_checkpoint_calibrates_the_interval(sine, tmp_path):
+@pytest.fixture(scope="module")
+def trained(sine, tmp_path_factory):
+    """One epoch of a quantile SegRNN on the sine (a head far too narrow), recipe calibration
+    rolling with K = 336: (training summary, best checkpoint)."""
+    out = tmp_path_factory.mktemp("calrun") / "run"
     s = train_forecast(
-        "configs/ltsf_etth1_segrnn.yaml", out=tmp_path / "run",
+        "configs/ltsf_etth1_segrnn.yaml", out=out,
         overrides=[f"data.path={sine}", "data.data_dir=null", "data.input_length=48",
                    "data.horizon=24", "data.targets=[OT]", "data.train_stride=4", "model.hidden_size=8",
                    "model.segment_length=12", "model.head=quantile", "trainer.max_epochs=1",
                    "trainer.loggers=[]", "trainer.plot=false",
                    "data.interval_calibration=rolling", "data.calibration_window=336"])
-    best = tmp_path / "run" / "best"
+    return s, out / "best"
+
+
+def test_evaluate_checkpoint_calibrates_the_interval(trained):
+    s, best = trained
     raw = evaluate_checkpoint(best, calibration="none")
     assert raw["calibration"] == "none"
     assert raw["metrics"]["model"]["coverage"] < 0.5  # one epoch: the head is far too narrow
@@ -255,3 +265,61 @@ def test_evaluate_checkpoint_calibrates_the_interval(sine, tmp_path):
     assert s["report"]["metrics"]["model"]["coverage"] == cov[None]
     with pytest.raises(ValueError, match="--calibration always"):
         evaluate_checkpoint(best, calibration="always")
+
+
+def _upto(sine, tmp_path, end: int, start: int = 0):
+    p = tmp_path / f"upto_{start}_{end}.csv"
+    pd.read_csv(sine).iloc[start:end].to_csv(p, index=False)
+    return p
+
+
+def test_predict_split_calibration_is_evaluates_on_the_same_window(trained, sine, tmp_path):
+    """predict --calibration split on the history before the first test window gives exactly
+    the interval evaluate's split calibration gives that window (both CQR on every validation
+    window, in scaled units)."""
+    _, best = trained
+    model, state, cfg = load_forecast_checkpoint(best)
+    data = ForecastData(cfg.data, state=state)
+    r = evaluate_windows(model, data, "test")
+    lo, hi = calibrate_interval(model, data, r, "test", method="split")
+    t0 = r["origins"][0][1]
+    out = predict_checkpoint(best, _upto(sine, tmp_path, t0), calibration="split")
+    assert out.attrs["calibration"] == "split"
+    exp_lo, exp_hi = (data.pre.unscale(v[:1], "")[0, :, 0] for v in (lo, hi))
+    assert np.allclose(out["lower_80"], exp_lo, atol=1e-4)
+    assert np.allclose(out["upper_80"], exp_hi, atol=1e-4)
+    raw = predict_checkpoint(best, _upto(sine, tmp_path, t0), calibration="none")
+    assert raw.attrs["calibration"] == "none"
+    assert np.allclose(raw["forecast"], out["forecast"])  # calibration moves the interval only
+    assert ((out["upper_80"] - out["lower_80"]) > (raw["upper_80"] - raw["lower_80"])).all()
+
+
+def test_predict_rolling_calibration_reads_the_last_windows_of_the_history(trained, sine,
+                                                                         tmp_path):
+    _, best = trained
+    L, H, K = 48, 24, 336
+    df = pd.read_csv(sine)
+    # the recipe's rolling rule (K = 336 complete windows) is the default
+    ends = range(12000, 14400, 200)  # 12 forecast origins in the test months
+    inside, raw_inside = [], []
+    for T in ends:
+        out = predict_checkpoint(best, _upto(sine, tmp_path, T))
+        assert out.attrs["calibration"] == "rolling"
+        y = df["OT"].to_numpy()[T:T + H]
+        inside.append((out["lower_80"] <= y) & (y <= out["upper_80"]))
+        raw = predict_checkpoint(best, _upto(sine, tmp_path, T), calibration="none")
+        raw_inside.append((raw["lower_80"] <= y) & (y <= raw["upper_80"]))
+    assert np.mean(inside) == pytest.approx(0.8, abs=0.1)
+    assert np.mean(raw_inside) < 0.5
+    # only the last K complete windows count: history cut to exactly what they need, same result
+    T = 13000
+    full = predict_checkpoint(best, _upto(sine, tmp_path, T))
+    cut = predict_checkpoint(best, _upto(sine, tmp_path, T, start=T - (L + K + H - 1)))
+    assert np.allclose(full[["lower_80", "upper_80"]], cut[["lower_80", "upper_80"]], atol=1e-5)
+    # one window fewer than K: the set changes
+    less = predict_checkpoint(best, _upto(sine, tmp_path, T, start=T - (L + K + H - 2)))
+    assert not np.allclose(full[["lower_80", "upper_80"]], less[["lower_80", "upper_80"]])
+    # too short a history to bound the 80% interval (needs 4 complete windows): one-line error
+    with pytest.raises(ValueError, match=r"rolling calibration of the 80% interval has 2 complete "
+                                         r"calibration windows; it needs at least 4"):
+        predict_checkpoint(best, _upto(sine, tmp_path, T, start=T - (L + H + 1)))

@@ -54,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--output", required=True, metavar="CSV", help="where to write the forecasts")
     f.add_argument("--plot", metavar="PNG", help="also plot history, forecast and interval")
+    f.add_argument("--calibration", choices=["none", "split", "rolling"],
+                   help="calibrate the interval: on the history's own last windows (rolling) or "
+                        "the recipe's validation windows (split); default: the recipe's "
+                        "data.interval_calibration")
+    f.add_argument("--data-dir", metavar="DIR",
+                   help="where the recipe's data file is looked up (split calibration)")
     b = sub.add_parser("backtest", help="rolling-origin backtest, retraining for each fold")
     b.add_argument("recipe")
     b.add_argument("--folds", type=int, default=3)
@@ -86,10 +92,12 @@ def run(a: argparse.Namespace) -> int:
         print(format_report(r["metrics"]))
         print(json.dumps(r))
     elif a.forecast_command == "predict":
-        df = predict_checkpoint(a.checkpoint, a.data, output=a.output, plot=a.plot)
+        df = predict_checkpoint(a.checkpoint, a.data, output=a.output, plot=a.plot,
+                                calibration=a.calibration, data_dir=a.data_dir)
         print(
             json.dumps(
-                {"output": a.output, "rows": len(df), "series": int(df["series_id"].nunique())}
+                {"output": a.output, "rows": len(df), "series": int(df["series_id"].nunique()),
+                 "calibration": df.attrs["calibration"]}
             )
         )
     else:

@@ -24,7 +24,7 @@ from typing import Any
 from rnnkit.models.forecast import ForecastModelConfig
 from rnnkit.tasks.export_steps import ExportSpec, forecast_export_spec
 from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig, resolve_path
-from rnnkit.tasks.forecast_intervals import calibrate_interval
+from rnnkit.tasks.forecast_intervals import calibrate_forecast, calibrate_interval, scaled_windows
 from rnnkit.tasks.forecast_task import (
     ForecastTask,
     build_forecast_task,
@@ -279,12 +279,24 @@ def predict_checkpoint(
     *,
     output: str | Path | None = None,
     plot: str | Path | None = None,
+    calibration: str | None = None,
+    data_dir: str | None = None,
 ) -> Any:
     """Forecast the ``horizon`` steps after the end of every series in ``data``.
 
     Returns (and writes to ``output`` as CSV) ``series_id, timestamp, step, target, forecast,
-    lower_<level>, upper_<level>`` (a DataFrame) in original units.
+    lower_<level>, upper_<level>`` (a DataFrame) in original units; ``attrs["calibration"]``
+    names how the interval was calibrated.
+
+    ``calibration`` (None: the recipe's ``data.interval_calibration``) calibrates a quantile or
+    Gaussian head's interval by CQR in the model's scaled units, as ``forecast evaluate`` does:
+    "rolling" on the last ``data.calibration_window`` complete windows of each series' own
+    history (windows whose ``H`` targets all lie in ``data``), "split" on every validation
+    window of the recipe's data file (looked up in ``data_dir``, else the recipe's), "none" not
+    at all.
     """
+    import copy
+
     import numpy as np
     import pandas as pd
     import torch
@@ -294,10 +306,21 @@ def predict_checkpoint(
 
     model, state, cfg = load_forecast_checkpoint(checkpoint)
     d = cfg.data
-    d.end_offset = 0
-    fd = ForecastData(d, state=state, path=data, future_rows=True)
+    method = d.interval_calibration if calibration is None else calibration
+    if method not in ("none", "split", "rolling"):
+        raise ValueError(f"--calibration {method}: expected none, split or rolling")
+    if cfg.model.head == "point":
+        method = "none"  # a point head has no interval to calibrate
     lvl = d.interval_level
     probs = [(1 - lvl) / 2, 0.5, (1 + lvl) / 2]
+    pair = [probs[0], probs[2]]
+    cal = None
+    if method == "split":  # the recipe's own validation windows, before d is changed
+        rec = ForecastData(copy.deepcopy(d), data_dir=data_dir, state=state)
+        cal = scaled_windows(model, rec, rec.origins["valid"], pair)
+    d.end_offset = 0
+    d.protocol = "none"  # the benchmark's split rows do not apply to a history to forecast from
+    fd = ForecastData(d, state=state, path=data, future_rows=True)
     rows, panels = [], []
     for i, s in enumerate(fd.series):
         T, need = len(s), fd.L + fd.lag
@@ -320,7 +343,15 @@ def predict_checkpoint(
         )[0]
         q = fd.pre.from_model(quantile_forecast(p, cfg.model, probs).numpy(), s.id, steps, z_last)[
             0
-        ]
+        ]  # (H, C, 3), scaled
+        if method != "none":
+            if method == "rolling":  # the last K complete windows of this history
+                first = max(fd.L + fd.lag, T - fd.H + 1 - d.calibration_window)
+                cal = scaled_windows(model, fd, [(i, np.arange(first, T - fd.H + 1))], pair)
+            where = f"{fd.path}: series {s.id!r}" if s.id else str(fd.path)
+            q[..., [0, 2]] = calibrate_forecast(q[..., [0, 2]], lvl, cal, method=method,
+                                                origin=(s.id, T), window=d.calibration_window,
+                                                where=where)
         q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (3, H, C)
         for h in range(fd.H):
             for c, name in enumerate(fd.ts.targets):
@@ -353,6 +384,7 @@ def predict_checkpoint(
                     }
                 )
     out = pd.DataFrame(rows)
+    out.attrs["calibration"] = method
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(output, index=False)

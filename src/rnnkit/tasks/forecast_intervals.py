@@ -63,10 +63,11 @@ import numpy as np
 from torch import nn
 
 from rnnkit.tasks.forecast_data import ForecastData
-from rnnkit.tasks.forecast_task import evaluate_windows
+from rnnkit.tasks.forecast_task import _model_params, evaluate_windows
 
 __all__ = ["CRPS_LEVELS", "CALIBRATIONS", "pinball", "crps_from_quantiles", "residual_quantiles",
-           "conformal_rank", "calibrate", "calibrate_interval", "choose_window", "interval_scores",
+           "conformal_rank", "calibrate", "calibrate_interval", "calibrate_forecast",
+           "scaled_windows", "choose_window", "interval_scores",
            "interval_reports", "interval_report"]
 
 CRPS_LEVELS = [round(k / 20, 2) for k in range(1, 20)]  # 0.05 .. 0.95
@@ -232,6 +233,61 @@ def calibrate_interval(model: nn.Module, data: ForecastData, res: dict[str, Any]
     out = calibrate(q, probs, cal, kind="cqr", method=method, origins=res["origins"],
                     window=window)
     return out[..., 0], out[..., 1]
+
+
+def scaled_windows(model: nn.Module, data: ForecastData, origins: list[tuple[int, np.ndarray]],
+                   probs: list[float]) -> dict[str, Any]:
+    """The head's quantiles at ``probs`` and the actuals of the windows at ``origins`` (pairs
+    ``(series index, (n,) origins)``, each window's ``H`` targets observed), in the model's
+    scaled units (the same for every series, before the scaler is undone):
+    ``{"q": (N, H, C, P), "actual": (N, H, C), "origins": [(series, t)]}``."""
+    from rnnkit.models.forecast import quantile_forecast
+
+    origins = [(i, o) for i, o in origins if len(o)]
+    g = (np.concatenate([data.offsets[i] + o for i, o in origins]) if origins
+         else np.zeros(0, dtype=np.int64))
+    was = model.training
+    model.eval()
+    params = _model_params(model, data, g, data.cfg.eval_batch_size)
+    model.train(was)
+    qs = quantile_forecast(params, model.config, probs).numpy() if len(g) else None
+    qq, acts, org, start = [], [], [], 0
+    for i, o in origins:
+        sid, n = data.ids[i], len(o)
+        z = data.z[data.offsets[i]:data.offsets[i] + len(data.series[i])]  # (T, C) scaled
+        fut = o[:, None] + np.arange(data.H)  # (n, H)
+        z_last = z[o[:, None] + np.arange(-max(data.lag, 1), 0)]
+        st = data.steps(sid, data.series[i].index)
+        qq.append(data.pre.from_model(qs[start:start + n], sid, st[fut], z_last))
+        acts.append(z[fut])
+        org += [(sid, int(t)) for t in o]
+        start += n
+    H, C, P = data.H, data.C, len(probs)
+    return {"q": np.concatenate(qq) if qq else np.zeros((0, H, C, P)),
+            "actual": np.concatenate(acts) if acts else np.zeros((0, H, C)), "origins": org}
+
+
+def calibrate_forecast(q: np.ndarray, level: float, cal: dict[str, Any], *, method: str,
+                       origin: tuple[str, int], window: int, where: str) -> np.ndarray:
+    """One forecast's central interval ``q`` (H, C, 2) at ``level``, calibrated (CQR) on the
+    windows ``cal`` (:func:`scaled_windows`): ``method`` "split" (all of them) or "rolling" (the
+    last ``window`` whose step-``h`` target is observed before ``origin``).  Too few calibration
+    windows to bound the interval (the conformal rank above their number) raise, naming
+    ``where``."""
+    H = q.shape[0]
+    if method == "split":
+        m = len(cal["actual"])
+    else:
+        t = np.array([tj for s, tj in cal["origins"] if s == origin[0]], dtype=np.int64)
+        m = min(int((t + H - 1 < origin[1]).sum()), window)  # the last step has the fewest
+    need = next(k for k in range(1, 100_000) if conformal_rank(k, level) <= k)
+    if m < need:
+        raise ValueError(
+            f"{where}: {method} calibration of the {level:.0%} interval has {m} complete "
+            f"calibration windows; it needs at least {need} (else the interval is unbounded): "
+            f"give a longer history or use --calibration none")
+    return calibrate(q[None], [_lo(level), _hi(level)], cal, kind="cqr", method=method,
+                     origins=[origin], window=window)[0]
 
 
 # --------------------------------------------------------------------------- scores and reports
