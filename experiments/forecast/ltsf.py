@@ -292,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.list:
         for job in queue():
-            done = (RESULTS / f"{job_name(*job[:4])}.json").is_file()
-            print(f"{'file' if done else 'todo'}  {job_name(*job[:4])}  seeds {job[4][:job[5]]}")
+            path = RESULTS / f"{job_name(*job[:4])}.json"
+            have = json.loads(path.read_text()).get("seeds", {}).get("n", 0) if path.is_file() else 0
+            want = min(job[5], len(job[4]))
+            print(f"{'done' if have >= want else 'todo'}  {job_name(*job[:4])}  seeds "
+                  f"{job[4][:want]} (file has {have})")
         return 0
     if a.select_lookback or a.queue:
         select_lookback()
