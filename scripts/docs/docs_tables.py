@@ -481,7 +481,8 @@ def _ltsf_intervals(root: Path) -> str:
         m = r["mean"]
         key = "mae" if "MAE" in r["metric"] else "mse"
         cells = " | ".join(f"{name.replace('_', ' ')} {v[key]:.4g}" for name, v in m.items())
-        out.append(f"- **Backtest, {r['dataset']}** ({r['split']}), mean {key.upper()} over the "
+        model = f", {r['model']}" if r.get("model") else ""
+        out.append(f"- **Backtest, {r['dataset']}{model}** ({r['split']}), mean {key.upper()} over the "
                    f"folds: {cells}. Recorded on {r.get('device', 'this machine')}; "
                    f"`experiments/results/{path.name}`.")
     return "\n".join(out) + "\n"
