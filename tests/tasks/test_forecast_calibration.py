@@ -323,3 +323,31 @@ def test_predict_rolling_calibration_reads_the_last_windows_of_the_history(train
     with pytest.raises(ValueError, match=r"rolling calibration of the 80% interval has 2 complete "
                                          r"calibration windows; it needs at least 4"):
         predict_checkpoint(best, _upto(sine, tmp_path, T, start=T - (L + H + 1)))
+
+
+def test_the_forecast_server_calibrates_as_predict_does(trained, sine, tmp_path):
+    """The streaming/HTTP predictor of an LTSF checkpoint (the protocol's split rows do not
+    apply to a request) gives predict's rolling-calibrated interval for the same history, and
+    says how much history that takes."""
+    from rnnkit.serve import load_predictor
+
+    _, best = trained
+    L, H = 48, 24
+    T = 13000
+    hist = pd.read_csv(sine).iloc[T - (L + 336 + H - 1):T]
+    ref = predict_checkpoint(best, _upto(sine, tmp_path, T, start=T - (L + 336 + H - 1)))
+    p = load_predictor(best)
+    assert p.facts()["interval_calibration"] == "rolling"
+    assert p.facts()["min_history"] == L + H - 1 + 4  # 4 complete windows bound an 80% interval
+    got = p.forecast(list(hist["date"]), {"OT": list(hist["OT"])})
+    assert np.allclose([r["forecast"] for r in got], ref["forecast"], atol=1e-5)
+    assert np.allclose([r["lower"] for r in got], ref["lower_80"], atol=1e-5)
+    assert np.allclose([r["upper"] for r in got], ref["upper_80"], atol=1e-5)
+    # streaming keeps the K windows' rows: the last step's forecast is the same
+    p.reset()
+    outs = [p.step(t, {"OT": v}) for t, v in zip(hist["date"], hist["OT"], strict=True)]
+    assert outs[L + H + 1] is None and outs[L + H + 2] is not None  # from the 4th window on
+    assert np.allclose([r["upper"] for r in outs[-1]], ref["upper_80"], atol=1e-5)
+    with pytest.raises(ValueError, match=r"needs the last 75 \(input_length=48, difference=0, "
+                                         r"and 27 more for the rolling interval calibration\)"):
+        p.forecast(list(hist["date"][:60]), {"OT": list(hist["OT"][:60])})

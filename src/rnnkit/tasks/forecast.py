@@ -24,7 +24,7 @@ from typing import Any
 from rnnkit.models.forecast import ForecastModelConfig
 from rnnkit.tasks.export_steps import ExportSpec, forecast_export_spec
 from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig, resolve_path
-from rnnkit.tasks.forecast_intervals import calibrate_forecast, calibrate_interval, scaled_windows
+from rnnkit.tasks.forecast_intervals import IntervalCalibrator, calibrate_interval
 from rnnkit.tasks.forecast_task import (
     ForecastTask,
     build_forecast_task,
@@ -295,8 +295,6 @@ def predict_checkpoint(
     window of the recipe's data file (looked up in ``data_dir``, else the recipe's), "none" not
     at all.
     """
-    import copy
-
     import numpy as np
     import pandas as pd
     import torch
@@ -306,18 +304,9 @@ def predict_checkpoint(
 
     model, state, cfg = load_forecast_checkpoint(checkpoint)
     d = cfg.data
-    method = d.interval_calibration if calibration is None else calibration
-    if method not in ("none", "split", "rolling"):
-        raise ValueError(f"--calibration {method}: expected none, split or rolling")
-    if cfg.model.head == "point":
-        method = "none"  # a point head has no interval to calibrate
+    calibrate = IntervalCalibrator(model, cfg, state, method=calibration, data_dir=data_dir)
     lvl = d.interval_level
     probs = [(1 - lvl) / 2, 0.5, (1 + lvl) / 2]
-    pair = [probs[0], probs[2]]
-    cal = None
-    if method == "split":  # the recipe's own validation windows, before d is changed
-        rec = ForecastData(copy.deepcopy(d), data_dir=data_dir, state=state)
-        cal = scaled_windows(model, rec, rec.origins["valid"], pair)
     d.end_offset = 0
     d.protocol = "none"  # the benchmark's split rows do not apply to a history to forecast from
     fd = ForecastData(d, state=state, path=data, future_rows=True)
@@ -344,14 +333,7 @@ def predict_checkpoint(
         q = fd.pre.from_model(quantile_forecast(p, cfg.model, probs).numpy(), s.id, steps, z_last)[
             0
         ]  # (H, C, 3), scaled
-        if method != "none":
-            if method == "rolling":  # the last K complete windows of this history
-                first = max(fd.L + fd.lag, T - fd.H + 1 - d.calibration_window)
-                cal = scaled_windows(model, fd, [(i, np.arange(first, T - fd.H + 1))], pair)
-            where = f"{fd.path}: series {s.id!r}" if s.id else str(fd.path)
-            q[..., [0, 2]] = calibrate_forecast(q[..., [0, 2]], lvl, cal, method=method,
-                                                origin=(s.id, T), window=d.calibration_window,
-                                                where=where)
+        q = calibrate(fd, i, q, f"{fd.path}: series {s.id!r}" if s.id else str(fd.path))
         q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (3, H, C)
         for h in range(fd.H):
             for c, name in enumerate(fd.ts.targets):
@@ -384,7 +366,7 @@ def predict_checkpoint(
                     }
                 )
     out = pd.DataFrame(rows)
-    out.attrs["calibration"] = method
+    out.attrs["calibration"] = calibrate.method
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(output, index=False)

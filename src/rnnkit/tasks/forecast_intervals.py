@@ -67,6 +67,7 @@ from rnnkit.tasks.forecast_task import _model_params, evaluate_windows
 
 __all__ = ["CRPS_LEVELS", "CALIBRATIONS", "pinball", "crps_from_quantiles", "residual_quantiles",
            "conformal_rank", "calibrate", "calibrate_interval", "calibrate_forecast",
+           "IntervalCalibrator",
            "scaled_windows", "choose_window", "interval_scores",
            "interval_reports", "interval_report"]
 
@@ -288,6 +289,56 @@ def calibrate_forecast(q: np.ndarray, level: float, cal: dict[str, Any], *, meth
             f"give a longer history or use --calibration none")
     return calibrate(q[None], [_lo(level), _hi(level)], cal, kind="cqr", method=method,
                      origins=[origin], window=window)[0]
+
+
+class IntervalCalibrator:
+    """How ``forecast predict`` and the forecast server calibrate one forecast's central
+    interval: ``method`` (None: the recipe's ``data.interval_calibration``; a point head has no
+    interval, so "none") "rolling" on the last ``data.calibration_window`` complete windows of
+    the history given, "split" on every validation window of the recipe's own data file (read
+    here, from ``data_dir`` or the recipe's), or "none".  Works in the model's scaled units."""
+
+    def __init__(self, model: nn.Module, config: Any, state: dict[str, Any], *,
+                 method: str | None = None, data_dir: str | None = None):
+        import copy
+
+        d = config.data
+        method = d.interval_calibration if method is None else method
+        if method not in CALIBRATIONS:
+            raise ValueError(f"--calibration {method}: expected none, split or rolling")
+        self.method = "none" if config.model.head == "point" else method
+        self.model, self.level, self.window = model, d.interval_level, d.calibration_window
+        self.probs = [_lo(self.level), _hi(self.level)]
+        self.cal: dict[str, Any] | None = None
+        if self.method == "split":  # the recipe's validation windows, computed once
+            rec = ForecastData(copy.deepcopy(d), data_dir=data_dir, state=state)
+            self.cal = scaled_windows(model, rec, rec.origins["valid"], self.probs)
+
+    def history(self, d: Any) -> tuple[int, int]:
+        """Rows of history (data config ``d``) a calibrated forecast needs at least, and uses
+        at most (rolling: enough complete windows to bound the interval, and all K)."""
+        need = d.input_length + d.difference
+        if self.method != "rolling":
+            return need, need
+        k = next(k for k in range(1, 100_000) if conformal_rank(k, self.level) <= k)
+        return need + d.horizon - 1 + k, need + d.horizon - 1 + self.window
+
+    def __call__(self, data: ForecastData, i: int, q: np.ndarray, where: str) -> np.ndarray:
+        """Series ``i``'s (of ``data``, history of ``T`` rows) forecast quantiles ``q`` (H, C, P)
+        at (lo, ..., hi) in scaled units, their outer pair calibrated (a new array)."""
+        if self.method == "none":
+            return q
+        T = len(data.series[i])
+        cal = self.cal
+        if self.method == "rolling":  # the last K complete windows of this history
+            first = max(data.L + data.lag, T - data.H + 1 - self.window)
+            cal = scaled_windows(self.model, data, [(i, np.arange(first, T - data.H + 1))],
+                                 self.probs)
+        out = q.astype(np.float64).copy()
+        out[..., [0, -1]] = calibrate_forecast(q[..., [0, -1]], self.level, cal,
+                                               method=self.method, origin=(data.ids[i], T),
+                                               window=self.window, where=where)
+        return out
 
 
 # --------------------------------------------------------------------------- scores and reports

@@ -15,7 +15,10 @@ a pipeline:
 - :class:`ForecastPredictor` (``forecast``): ``step(timestamp, values)`` appends one row and,
   once ``input_length`` rows are in, returns the forecast of the next ``horizon`` steps; the
   window of the last rows is the carried state (the model was trained on windows, so the
-  window, not an ever-running recurrent state, is what a forecast must see).
+  window, not an ever-running recurrent state, is what a forecast must see).  Its interval is
+  calibrated as the recipe's ``data.interval_calibration`` says, as ``forecast predict`` does
+  (:class:`~rnnkit.tasks.forecast_intervals.IntervalCalibrator`; rolling needs a longer
+  history, and keeps that much).
 - :class:`AudioPredictor` (``audio``): clips are classified whole (``classify``).
 - :class:`ASRPredictor` (``asr``): a WAV file's transcript (``transcribe_wav``), or, for a
   unidirectional checkpoint, samples streamed in through ``step(samples)`` (the partial
@@ -204,17 +207,21 @@ class ForecastPredictor:
                 "serving forecasts with known-future covariates is not supported yet: the "
                 "request would have to carry the future rows"
             )
-        self.need = d.input_length + d.difference
+        from rnnkit.tasks.forecast_intervals import IntervalCalibrator
+
+        self.calibrate = IntervalCalibrator(self.model, config, state)
+        self.need, self.keep = self.calibrate.history(d)
         self.reset()
 
     def facts(self) -> dict[str, Any]:
         """What ``GET /info`` says of the model."""
         d = self.config.data
-        return {"targets": self.targets, "input_length": d.input_length, "horizon": d.horizon}
+        return {"targets": self.targets, "input_length": d.input_length, "horizon": d.horizon,
+                "interval_calibration": self.calibrate.method, "min_history": self.need}
 
     def reset(self) -> None:
         self.rows: deque[dict[str, Any]] = deque(
-            maxlen=max(self.need, self.config.data.season_length) + 1
+            maxlen=max(self.keep, self.config.data.season_length) + 1
         )
 
     def step(self, timestamp: str, values: dict[str, float]) -> list[dict[str, Any]] | None:
@@ -233,10 +240,13 @@ class ForecastPredictor:
         rows)."""
         _check_series(values, self.targets + self.covariates, len(timestamps))
         if len(timestamps) < self.need:
+            d = self.config.data
+            why = (f"input_length={d.input_length}, difference={d.difference}" +
+                   (f", and {self.need - d.input_length - d.difference} more for the rolling "
+                    f"interval calibration" if self.calibrate.method == "rolling" else ""))
             raise ValueError(
                 f"timestamps: {len(timestamps)} rows given; the model needs the last {self.need} "
-                f"(input_length={self.config.data.input_length}, "
-                f"difference={self.config.data.difference})"
+                f"({why})"
             )
         rows = [
             {self.time_col: t, **{k: v[i] for k, v in values.items()}}
@@ -254,6 +264,7 @@ class ForecastPredictor:
 
         d = self.config.data
         d.end_offset = 0
+        d.protocol = "none"  # the benchmark's split rows do not apply to a request's history
         # the file reader validates rows
         with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as tmp:
             path = Path(tmp) / "request.csv"
@@ -280,7 +291,8 @@ class ForecastPredictor:
             s.id,
             steps,
             z_last,
-        )[0]
+        )[0]  # (H, C, 2), scaled
+        q = self.calibrate(fd, 0, q, "request")
         q = fd.pre.unscale(np.moveaxis(q, -1, 0), s.id)  # (2, H, C)
         out = []
         for h in range(fd.H):
