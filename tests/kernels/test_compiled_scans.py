@@ -397,3 +397,40 @@ def test_team_inference_loop_matches_the_serial_loop(calls, ext, layer, zoneout,
     for a, b in zip(torch.utils._pytree.tree_leaves(team[1]),
                     torch.utils._pytree.tree_leaves(serial[1])):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train_nograd"])
+@pytest.mark.parametrize("batch,lengths", [(1, None), (3, (9, 4, 7))], ids=["b1", "b3_lengths"])
+def test_ln_lstm_inference_loop_matches_the_loop_backend(calls, ext, dtype, threads, training,
+                                                         batch, lengths):
+    """Without gradients the LayerNorm-LSTM's compiled forward runs its inference loop (no saved
+    activations; float32: the packed product by raw pointers, and at 2 threads and B=1 the
+    team of threads with its spin barriers); its outputs equal the loop backend's with the
+    same seed: zoneout (rates in evaluation, masks in training), recurrent dropout, lengths."""
+    torch.manual_seed(0)
+    layer = functools.partial(rnnkit.LayerNormLSTM, 7, 40, num_layers=2, zoneout=0.25,
+                              recurrent_dropout=0.3, dtype=dtype)
+    fused, loop = layer(backend="fused").train(training), layer(backend="loop").train(training)
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(9, batch, 7, dtype=dtype)
+    kw = {} if lengths is None else {"lengths": torch.tensor(lengths)}
+    kept = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    teams = ext.team_runs()
+    try:
+        with torch.no_grad():
+            torch.manual_seed(3)
+            out = fused(x, **kw)
+            torch.manual_seed(3)
+            ref = loop(x, **kw)
+    finally:
+        torch.set_num_threads(kept)
+    assert calls.get("ln_lstm_forward", 0) == 2  # one per layer
+    team = dtype == torch.float32 and threads == 2 and lengths is None and not training
+    if ext.packed() and ext.mkl_packed_api():  # (the team: no lengths, no recurrent mask)
+        assert ext.team_runs() == teams + (2 if team else 0)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    for a, b in zip(torch.utils._pytree.tree_leaves(out), torch.utils._pytree.tree_leaves(ref)):
+        torch.testing.assert_close(a, b, atol=tol, rtol=1e-5)

@@ -194,12 +194,49 @@ static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ gih, const T* RS_
   }
 }
 
+// ln_lstm_row without the saved activations (inference: no copy of v, no gates, moments or
+// tanh(c~) written): the gates straight into o and c~ (o, ct: (H,) scratch), c~'s norm, h, c.
+template <typename T>
+static inline void ln_lstm_row_inf(const T* RS_ v, const T* RS_ x, const T* RS_ cp,
+                                   const T* RS_ hq, const T* RS_ wh, const T* RS_ wc,
+                                   const T* RS_ gih, const T* RS_ ghh, const T* RS_ b,
+                                   const T* RS_ gc, const T* RS_ bc, T eps, T zhon, T zcon,
+                                   T* RS_ o, T* RS_ ct, T* RS_ c, T* RS_ y, int64_t H) {
+  const int64_t G = 4 * H;
+  const Moments<T> mv = moments(v, G, eps), mx = moments(x, G, eps);
+  const T mu = mv.mu, rs = mv.rs, mux = mx.mu, rsx = mx.rs;
+  auto pre = [&](int64_t i) {
+    return (v[i] - mu) * rs * ghh[i] + (x[i] - mux) * rsx * gih[i] + b[i];
+  };
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    const T ig = sigmoid_(pre(j)), fg = sigmoid_(pre(H + j)), gg = tanh_(pre(2 * H + j));
+    o[j] = sigmoid_(pre(3 * H + j));
+    ct[j] = fg * cp[j] + ig * gg;
+  }
+  const Moments<T> mc = moments(ct, H, eps);
+  const T muc = mc.mu, rsc = mc.rs;
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    const T th = tanh_((ct[j] - muc) * rsc * gc[j] + bc[j]), hn = o[j] * th;
+    const T hz = lerp_(hn, hq[j], wh[j]), cz = lerp_(ct[j], cp[j], wc[j]);
+    y[j] = zhon != T(0) ? hz : hn;
+    c[j] = zcon != T(0) ? cz : ct[j];
+  }
+}
+
 // ln_lstm_fwd's inference loop on a team of P threads (team_size(); as gru_team): thread q
-// runs the unit slices p = q, q + nq, ...: v's slice and its moments; after a barrier the
-// row's (combined in slice order), the gates, c~ and its slice's moments; after a barrier
-// c~'s norm, h and c. A barrier ends each step. (Every thread running the whole row's
-// gates instead, to save the middle barrier, measured slower: 31.4 against 29.3 us a step,
-// docs/kernels.md.) u's moments are taken for all steps first. Writes Y and C.
+// runs the unit slices p = q, q + nq, ...: v's slice (TeamGemm's buffer, read in place) and
+// its moments; after a barrier the row's (combined in slice order), the gates, c~ and c_t
+// and c~'s slice moments; after a barrier every thread runs c~'s norm and h for the whole row
+// into its own copy of h (the input of its next product; Y by slices), so that no third
+// barrier ends the step: a thread's next writes (v, its moments) are read by no one before the
+// next barrier, and the next writes of what it read (o, c~, their moments) come after it.
+// The barriers are TeamBarrier's (libgomp's, three a step, cost about 2.5 us of a 9 us step,
+// session 12). (Every thread running the whole row's gates instead, to save the middle
+// barrier, measured slower: 31.4 against 29.3 us a step in session 11, 8.00 against 7.50 for
+// one layer in session 12.) u's moments are taken for all steps first, split among the
+// threads; u_t's slices are fetched during the product.
 static void ln_lstm_team(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                          const Tensor& W_hh, const float* gih, const float* bp, const float* ghh,
                          const float* gc, const float* bc, const Zone<float>& zh,
@@ -207,62 +244,88 @@ static void ln_lstm_team(const Tensor& xp, const Tensor& h0, const Tensor& c0,
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
   const TeamGemm gemm(W_hh, B, 4, P);
   const int64_t parts = gemm.parts();
-  Tensor vbuf = at::empty({B, G}, xp.options()), abuf = at::empty({B, G + H}, xp.options());
-  std::vector<double> sv(size_t(B * parts * 3)), sc(size_t(B * parts * 3));
+  Tensor abuf = at::empty({B, 2 * H}, xp.options()), hbuf = at::empty({P, B, H}, xp.options());
+  // each (row, slice)'s moments (count, mean, m2) in its own 64 bytes: the threads write them
+  // side by side every step
+  constexpr int64_t S = 8;
+  std::vector<double> sv(size_t(B * parts * S)), sc(size_t(B * parts * S));
   std::vector<Moments<float>> mx(size_t(T_ * B));
-  float *v0 = ptr<float>(vbuf), *a0 = ptr<float>(abuf), *y = ptr<float>(Y), *c = ptr<float>(C);
+  float *a0 = ptr<float>(abuf), *h1 = ptr<float>(hbuf), *y = ptr<float>(Y), *c = ptr<float>(C);
   const float *x0 = ptr<float>(xp), *h0p = ptr<float>(h0), *c0p = ptr<float>(c0);
   const float zhon = zh.on(), zcon = zc.on();
-  for_rows(T_ * B, G, [&](int64_t r) { mx[r] = moments(x0 + r * G, G, eps); });
+  TeamBarrier bar;
   team_loop(P, [&](int64_t q, int64_t nq) {
+    for (int64_t r = q; r < T_ * B; r += nq) mx[r] = moments(x0 + r * G, G, eps);
+    float* hq = h1 + q * B * H;  // this thread's h_{t-1}, then h_t
+    std::copy(h0p, h0p + B * H, hq);
+    bar.wait(nq);
     for (int64_t t = 0; t < T_; t++) {
-      const float* hp = t ? y + (t - 1) * B * H : h0p;
       const float* cp = t ? c + (t - 1) * B * H : c0p;
-      for (int64_t p = q; p < parts; p += nq) {
-        gemm.compute(p, hp, H, v0);
+      for (int64_t p = q; p < parts; p += nq)  // (u_t's slices arrive during the product)
         for (int64_t r = 0; r < B; r++)
-          slice_moments(v0 + r * G, H, 4, gemm.j0(p), gemm.j1(p), &sv[(r * parts + p) * 3]);
-      }
-#pragma omp barrier
+          for (int64_t g = 0; g < 4; g++)
+            prefetch(x0 + (t * B + r) * G + g * H + gemm.j0(p), gemm.h(p));
       for (int64_t p = q; p < parts; p += nq) {
-        const int64_t j0 = gemm.j0(p), j1 = gemm.j1(p);
+        const float* v = gemm.product(p, hq, H);
+        const int64_t n = 4 * gemm.h(p);
+        for (int64_t r = 0; r < B; r++) {  // slice p of row r: n numbers in a row
+          double* st = &sv[(r * parts + p) * S];
+          const float m = sum_(v + r * n, n) / float(n);
+          st[0] = double(n);
+          st[1] = double(m);
+          st[2] = double(sqdev_(v + r * n, n, m));
+        }
+      }
+      bar.wait(nq);
+      for (int64_t p = q; p < parts; p += nq) {
+        const int64_t j0 = gemm.j0(p), hp = gemm.h(p);
+        const float* vp = gemm.product_buffer(p);
         for (int64_t r = 0; r < B; r++) {
-          const float *RS_ v = v0 + r * G, *RS_ x = x0 + (t * B + r) * G, *RS_ cpr = cp + r * H;
-          float *RS_ o = a0 + r * (G + H), *RS_ ct = o + G;  // (o: the output gate, in [0, H))
-          const Moments<float> mv = combine_moments(&sv[r * parts * 3], parts, eps);
+          const Moments<float> mv = combine_moments(&sv[r * parts * S], parts, eps, S);
           const Moments<float> mu = mx[t * B + r];
-          auto pre = [&](int64_t i) {
-            return (v[i] - mv.mu) * mv.rs * ghh[i] + (x[i] - mu.mu) * mu.rs * gih[i] + bp[i];
+          const float *RS_ v = vp + r * 4 * hp, *RS_ x = x0 + (t * B + r) * G + j0;
+          const float *RS_ gi = gih + j0, *RS_ gh = ghh + j0, *RS_ bb = bp + j0;
+          const float *RS_ cpr = cp + r * H + j0, *RS_ wc = zc.row(t, r, B, H) + j0;
+          float *RS_ o = a0 + r * 2 * H + j0, *RS_ ct = o + H;
+          float* RS_ cr = c + (t * B + r) * H + j0;
+          auto pre = [&](int64_t g, int64_t jj) {  // (gate block g, unit j0 + jj)
+            const int64_t i = g * H + jj;
+            return (v[g * hp + jj] - mv.mu) * mv.rs * gh[i] + (x[i] - mu.mu) * mu.rs * gi[i] +
+                   bb[i];
           };
 #pragma omp simd
-          for (int64_t j = j0; j < j1; j++) {
-            const float ig = sigmoid_(pre(j)), fg = sigmoid_(pre(H + j));
-            const float gg = tanh_(pre(2 * H + j));
-            o[j] = sigmoid_(pre(3 * H + j));
-            ct[j] = fg * cpr[j] + ig * gg;
+          for (int64_t jj = 0; jj < hp; jj++) {
+            const float ig = sigmoid_(pre(0, jj)), fg = sigmoid_(pre(1, jj));
+            const float gg = tanh_(pre(2, jj));
+            o[jj] = sigmoid_(pre(3, jj));
+            const float cn = fg * cpr[jj] + ig * gg, cz = lerp_(cn, cpr[jj], wc[jj]);
+            ct[jj] = cn;
+            cr[jj] = zcon != 0.0f ? cz : cn;
           }
-          slice_moments(ct, H, 1, j0, j1, &sc[(r * parts + p) * 3]);
+          double* st = &sc[(r * parts + p) * S];
+          const float m = sum_(ct, hp) / float(hp);
+          st[0] = double(hp);
+          st[1] = double(m);
+          st[2] = double(sqdev_(ct, hp, m));
         }
       }
-#pragma omp barrier
-      for (int64_t p = q; p < parts; p += nq) {
-        const int64_t j0 = gemm.j0(p), j1 = gemm.j1(p);
-        for (int64_t r = 0; r < B; r++) {
-          const Moments<float> mc = combine_moments(&sc[r * parts * 3], parts, eps);
-          const float *o = a0 + r * (G + H), *ct = o + G, *cpr = cp + r * H;
-          const float *hq = hp + r * H, *wh = zh.row(t, r, B, H), *wc = zc.row(t, r, B, H);
-          float *yr = y + (t * B + r) * H, *cr = c + (t * B + r) * H;
+      bar.wait(nq);
+      for (int64_t r = 0; r < B; r++) {  // the whole row, on every thread
+        const Moments<float> mc = combine_moments(&sc[r * parts * S], parts, eps, S);
+        const float *RS_ o = a0 + r * 2 * H, *RS_ ct = o + H, *RS_ wh = zh.row(t, r, B, H);
+        float* RS_ hr = hq + r * H;
 #pragma omp simd
-          for (int64_t j = j0; j < j1; j++) {
-            const float th = tanh_((ct[j] - mc.mu) * mc.rs * gc[j] + bc[j]);
-            const float hn = o[j] * th, hz = lerp_(hn, hq[j], wh[j]);
-            yr[j] = zhon != 0.0f ? hz : hn;
-            const float cz = lerp_(ct[j], cpr[j], wc[j]);
-            cr[j] = zcon != 0.0f ? cz : ct[j];
-          }
+        for (int64_t j = 0; j < H; j++) {
+          const float th = tanh_((ct[j] - mc.mu) * mc.rs * gc[j] + bc[j]);
+          const float hn = o[j] * th, hz = lerp_(hn, hr[j], wh[j]);
+          hr[j] = zhon != 0.0f ? hz : hn;
         }
       }
-#pragma omp barrier
+      for (int64_t p = q; p < parts; p += nq)  // (Y: each thread its slices)
+        for (int64_t r = 0; r < B; r++) {
+          const float* hr = hq + r * H;
+          std::copy(hr + gemm.j0(p), hr + gemm.j1(p), y + (t * B + r) * H + gemm.j0(p));
+        }
     }
   });
 }
@@ -293,14 +356,34 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
   Tensor scratch = at::empty({at::get_num_threads(), G}, xp.options());
   T* psc = ptr<T>(scratch);
   const T zhon = zh.on(), zcon = zc.on();  // (T, not bool: gcc vectorises)
+  bool direct = false;  // the product by raw pointers (no tensor op a step)
+  if constexpr (std::is_same_v<T, float>) direct = gemm.direct() && !has(m);
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
     const int64_t s = save_all ? t : 0;  // the saved activations' step (one row: inference)
-    const Tensor hp = t ? Y[t - 1] : h0;
-    const Tensor v = gemm(masked(hp, m, hm, n));  // (n, 4H)
-    const T *vp = ptr<T>(v), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
+    const T* hpp = t ? pY + (t - 1) * B * H : ptr<T>(h0);
+    const T* xq = ptr<T>(xp) + t * B * G;
+    if (!save_all && n * G <= 4096) prefetch(xq, n * G);  // (u_t arrives during the product)
+    const T* vp = nullptr;  // v = (m h) W_hh^T, (n, 4H)
+    Tensor v;
+    if constexpr (std::is_same_v<T, float>) {
+      if (direct && n == B) vp = gemm.rows(hpp, H);
+    }
+    if (!vp) {
+      v = gemm(masked(t ? Y[t - 1] : h0, m, hm, n));
+      vp = ptr<T>(v);
+    }
     const T* cpp = t ? pC + (t - 1) * B * H : ptr<T>(c0);
+    if (!save_all) {  // inference: nothing saved
+      for_rows(n, G, [&](int64_t r) {
+        T* o = psc + at::get_thread_num() * G;  // (o and c~: 2H of the thread's G)
+        ln_lstm_row_inf(vp + r * G, xq + r * G, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),
+                        zc.row(t, r, B, H), gih, ghh, bp, gc, bc, eps, zhon, zcon, o, o + H,
+                        pC + (t * B + r) * H, pY + (t * B + r) * H, H);
+      });
+      continue;
+    }
     for_rows(n, G, [&](int64_t r) {
       const int64_t ss = s * B + r, tt = t * B + r;
       LnRow<T> q{vp + r * G, xq + r * G, cpp + r * H, hpp + r * H, zh.row(t, r, B, H),

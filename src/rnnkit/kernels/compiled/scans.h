@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <thread>
 #include <type_traits>
 #include <vector>
 #ifdef _OPENMP
@@ -71,6 +72,13 @@ static inline int64_t live(const Sizes& sizes, int64_t t, int64_t B) {
   return sizes.empty() ? B : sizes[t];
 }
 static inline bool has(const OptT& t) { return t.has_value() && t->defined(); }
+
+// Asks for x[0..n-1] in cache (one prefetch a 64-byte line): an inference loop's u_t, read
+// after the step's product, which then hides the wait.
+template <typename T> static inline void prefetch(const T* x, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(x);
+  for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += 64) __builtin_prefetch(p + b, 0, 3);
+}
 
 // A zoneout setting of one state: the (T, B, S) keep masks, or a rate (0: off). row()
 // gives a row's weights either way (the rate as a row of S copies), so that the loops
@@ -133,17 +141,42 @@ static inline void for_rows_summed(int64_t n, int64_t width, int64_t K, T* parts
 //: units per thread below which a step's elementwise work stays on one thread
 constexpr int64_t GRAIN = 2048;
 
+// sum of x[0..n-1], and of (x - m)^2, in four vectors of partial sums (gcc keeps `part` in
+// registers): one accumulator makes a 1024-number sum a chain of 64 dependent adds, whose
+// latency was a third of the LayerNorm-LSTM's elementwise step at B=1 (session 12).
+template <typename T> static inline T sum_(const T* RS_ x, int64_t n) {
+  constexpr int64_t L = 256 / sizeof(T);
+  T part[L] = {};
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+#pragma omp simd
+    for (int64_t l = 0; l < L; l++) part[l] += x[j + l];
+  }
+  T s = 0;
+  for (; j < n; j++) s += x[j];
+  for (int64_t l = 0; l < L; l++) s += part[l];
+  return s;
+}
+template <typename T> static inline T sqdev_(const T* RS_ x, int64_t n, T m) {
+  constexpr int64_t L = 256 / sizeof(T);
+  T part[L] = {};
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+#pragma omp simd
+    for (int64_t l = 0; l < L; l++) part[l] += (x[j + l] - m) * (x[j + l] - m);
+  }
+  T s = 0;
+  for (; j < n; j++) s += (x[j] - m) * (x[j] - m);
+  for (int64_t l = 0; l < L; l++) s += part[l];
+  return s;
+}
+
 // mean and 1/sqrt(var + eps) of x[0..G-1] (two passes, biased variance, as torch); returned
 // by value (a local whose address is taken keeps the loops that read it from vectorising).
 template <typename T> struct Moments { T mu, rs; };
 template <typename T> static inline Moments<T> moments(const T* x, int64_t G, T eps) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < G; j++) s += x[j];
-  T m = s / T(G), q = 0;
-#pragma omp simd reduction(+ : q)
-  for (int64_t j = 0; j < G; j++) q += (x[j] - m) * (x[j] - m);
-  return {m, T(1) / std::sqrt(q / T(G) + eps)};
+  const T m = sum_(x, G) / T(G);
+  return {m, T(1) / std::sqrt(sqdev_(x, G, m) / T(G) + eps)};
 }
 
 // dx = rs (gy - mean(gy) - xh mean(gy xh)), gy = dy gain, xh = (x - mu) rs: the input
@@ -228,6 +261,16 @@ class StepGemm {
     compute(x, 0.0f, out_.data_ptr<float>(), N_);
     return out_;
   }
+  // Whether rows() may run: MKL's packed product of all B rows (float32).
+  bool direct() const { return packed_.defined(); }
+  // x (B rows of K, ldx apart) W^T into the object's buffer, returned (B rows of N); only
+  // where direct(): the inference loops' product without a tensor op per step.
+  const float* rows(const float* x, int64_t ldx) const {
+    float* c = out_.data_ptr<float>();
+    cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(N_), int(K_), x, int(ldx),
+                        packed_.data_ptr<float>(), int(K_), 0.0f, c, int(N_));
+    return c;
+  }
   // out (n, N, rows N apart) += x W^T
   void add_to(const Tensor& x, Tensor& out) const {
     if (!raw(x) || out.stride(0) != N_ || out.stride(1) != 1) {
@@ -294,6 +337,37 @@ static inline void team_loop(int64_t P, const F& f) {
 #endif
 }
 
+// A barrier for the n threads of a team_loop: each spins (pause) on a generation count, and
+// after a while yields its core, so an oversubscribed machine still makes progress. `omp
+// barrier` (libgomp) makes a futex call each time it opens: 0.85 us against 0.09 us for this
+// one, 2 threads on the 2-core Xeon VM (session 12), and the LayerNorm-LSTM's team loop
+// waits at two barriers a step. Each arrival releases and each departure acquires, so what a
+// thread wrote before the barrier is seen by all after it.
+class TeamBarrier {
+ public:
+  void wait(int64_t n) {
+    const int64_t g = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(g + 1, std::memory_order_release);
+      return;
+    }
+    for (int64_t i = 0; gen_.load(std::memory_order_acquire) == g; i++) {
+      if (i < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  alignas(64) std::atomic<int64_t> count_{0};
+  alignas(64) std::atomic<int64_t> gen_{0};
+};
+
 // The recurrent product of a team's loop: W (gates * H, K) split by hidden units into
 // parts() slices; slice p holds units [j0(p), j1(p)) of every gate block, packed by MKL
 // for B rows (cached as packed_weight()). compute(p, x, out) writes slice p's columns of
@@ -314,6 +388,17 @@ class TeamGemm {
   int64_t j0(int64_t p) const { return bounds_[p]; }
   int64_t j1(int64_t p) const { return bounds_[p + 1]; }
   int64_t h(int64_t p) const { return j1(p) - j0(p); }
+  // slice p's product x W_p^T into the object's buffer, returned: B rows of gates * h(p),
+  // gate block g's units [j0(p), j1(p)) at g * h(p) (compute() without the copy)
+  const float* product(int64_t p, const float* x, int64_t ldx) const {
+    const int64_t n = gates_ * h(p);
+    float* o = out_[p].data_ptr<float>();
+    cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(n), int(K_), x, int(ldx),
+                        packed_[p].data_ptr<float>(), int(K_), 0.0f, o, int(n));
+    return o;
+  }
+  // what product(p, ...) last returned
+  const float* product_buffer(int64_t p) const { return out_[p].data_ptr<float>(); }
   void compute(int64_t p, const float* x, int64_t ldx, float* out) const {
     const int64_t n = gates_ * h(p);
     float* o = out_[p].data_ptr<float>();
@@ -333,19 +418,20 @@ class TeamGemm {
 
 // Moments of a row (mean, 1/sqrt(var + eps)) from slices' (count, mean, sum of squared
 // deviations) in double, combined in slice order (Chan et al.), so every thread gets the
-// same numbers. st: parts x (count, mean, m2).
+// same numbers. st: parts x (count, mean, m2), `stride` numbers apart.
 template <typename T>
-static inline Moments<T> combine_moments(const double* st, int64_t parts, T eps) {
+static inline Moments<T> combine_moments(const double* st, int64_t parts, T eps,
+                                         int64_t stride = 3) {
   double n = 0, mean = 0;
   for (int64_t p = 0; p < parts; p++) {
-    n += st[3 * p];
-    mean += st[3 * p] * st[3 * p + 1];
+    n += st[stride * p];
+    mean += st[stride * p] * st[stride * p + 1];
   }
   mean /= n;
   double m2 = 0;
   for (int64_t p = 0; p < parts; p++) {
-    const double d = st[3 * p + 1] - mean;
-    m2 += st[3 * p + 2] + st[3 * p] * d * d;
+    const double d = st[stride * p + 1] - mean;
+    m2 += st[stride * p + 2] + st[stride * p] * d * d;
   }
   return {T(mean), T(1.0 / std::sqrt(m2 / n + double(eps)))};
 }
