@@ -253,7 +253,7 @@ static void ln_lstm_team(const Tensor& xp, const Tensor& h0, const Tensor& c0,
   float *a0 = ptr<float>(abuf), *h1 = ptr<float>(hbuf), *y = ptr<float>(Y), *c = ptr<float>(C);
   const float *x0 = ptr<float>(xp), *h0p = ptr<float>(h0), *c0p = ptr<float>(c0);
   const float zhon = zh.on(), zcon = zc.on();
-  TeamBarrier bar;
+  TeamBarrier bar(P);
   team_loop(P, [&](int64_t q, int64_t nq) {
     for (int64_t r = q; r < T_ * B; r += nq) mx[r] = moments(x0 + r * G, G, eps);
     float* hq = h1 + q * B * H;  // this thread's h_{t-1}, then h_t

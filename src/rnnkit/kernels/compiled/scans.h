@@ -345,6 +345,13 @@ static inline void team_loop(int64_t P, const F& f) {
 // thread wrote before the barrier is seen by all after it.
 class TeamBarrier {
  public:
+  // P threads: more than the machine's processors, a waiter yields at once (spinning would
+  // hold the core that the thread it waits for needs)
+  explicit TeamBarrier(int64_t P) {
+#ifdef _OPENMP
+    if (P > int64_t(omp_get_num_procs())) spins_ = 0;
+#endif
+  }
   void wait(int64_t n) {
     const int64_t g = gen_.load(std::memory_order_acquire);
     if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
@@ -353,7 +360,7 @@ class TeamBarrier {
       return;
     }
     for (int64_t i = 0; gen_.load(std::memory_order_acquire) == g; i++) {
-      if (i < 4096) {
+      if (i < spins_) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
@@ -366,6 +373,7 @@ class TeamBarrier {
  private:
   alignas(64) std::atomic<int64_t> count_{0};
   alignas(64) std::atomic<int64_t> gen_{0};
+  int64_t spins_ = 4096;
 };
 
 // The recurrent product of a team's loop: W (gates * H, K) split by hidden units into
