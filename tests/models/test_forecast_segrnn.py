@@ -168,3 +168,37 @@ def test_segrnn_highway_adds_a_shared_linear_map():
         assert torch.allclose(m(x)[..., 0], base[..., 0] + z.sum(1, keepdim=True), atol=1e-5)
     with pytest.raises(ValueError, match="highway"):
         SegRNN(_segrnn(highway=8, channels="mixed"), n_targets=2, horizon=4)
+
+
+@pytest.mark.parametrize("norm", ["last", "revin"])
+def test_segrnn_linear_ar_starts_at_the_linear_ar_forecast(norm):
+    """model.linear_ar: with its head at zero (as built) the model IS the iterated linear AR
+    baseline (forecast_baselines.LinearAR, fitted by least squares), window by window; the
+    recurrent residual then adds its own level-free output."""
+    import numpy as np
+
+    from rnnkit.models.forecast_baselines import LinearAR
+
+    rng = np.random.default_rng(0)
+    t = np.arange(600)
+    series = np.stack([np.sin(2 * np.pi * t / 24), np.cos(2 * np.pi * t / 12)], 1)
+    series = series + 0.1 * rng.normal(size=series.shape)
+    ar = LinearAR(6).fit([series[:400]])
+    H, L = 10, 8
+    m = SegRNN(_segrnn(norm=norm, linear_ar=True, head="quantile", quantiles=[0.1, 0.5, 0.9]),
+               n_targets=2, horizon=H, input_length=L).eval()
+    m.set_linear_ar(ar.coef)
+    win = np.stack([series[s:s + L] for s in (400, 450, 512)])  # (3, L, 2)
+    want = ar.forecast(win, H)  # (3, H, 2), iterated one step at a time
+    with torch.no_grad():
+        got = m(torch.tensor(win, dtype=torch.float32))  # (3, H, 2, 3 quantiles)
+        assert torch.allclose(got, torch.tensor(want, dtype=torch.float32)[..., None]
+                              .expand_as(got), atol=1e-4)
+        m.head.bias.fill_(0.5)  # the residual: +0.5 in normalised units
+        scale = 1.0 if norm == "last" else np.sqrt(win.var(1, keepdims=True) + 1e-5)
+        assert np.allclose(m(torch.tensor(win, dtype=torch.float32))[..., 1].numpy(),
+                           want + 0.5 * scale, atol=1e-4)
+    with pytest.raises(ValueError, match="AR\\(9\\).*at most data.input_length"):
+        m.set_linear_ar(np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="needs input_length"):
+        SegRNN(_segrnn(linear_ar=True), n_targets=2, horizon=H)

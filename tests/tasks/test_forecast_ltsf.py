@@ -130,3 +130,31 @@ def test_ett_test_windows(file, L, H, rows):
     d = ForecastData(_cfg(ETT / file, targets=["OT"], input_length=L, horizon=H))
     assert d.window_counts["test"] == rows - H + 1 == len(d.global_origins("test"))
     assert d.window_counts["valid"] == rows - H + 1
+
+
+def test_linear_ar_hybrid_starts_at_the_baseline_and_round_trips(ett_like, tmp_path):
+    """model.linear_ar: the task fits the AR on the training split and hands it to the model,
+    which, as built, scores exactly the linear AR baseline on every test window; trained, its
+    checkpoint (the AR map is a saved buffer) scores what the run reported."""
+    from rnnkit.tasks.forecast import ForecastTask, evaluate_checkpoint
+    from rnnkit.train.config import build_run_config
+
+    over = [f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+            "data.horizon=24", "data.targets=[HUFL,OT]", "data.train_stride=2",
+            "model.hidden_size=8", "model.segment_length=12", "model.linear_ar=true",
+            "trainer.max_epochs=1", "trainer.loggers=[]", "trainer.plot=false"]
+    cfg = load_recipe(ROOT / "configs" / "ltsf_etth1_segrnn.yaml", over)
+    task = ForecastTask(cfg)
+    r = evaluate_windows(task.model, task.data, "test")
+    assert r["metrics"]["model"]["mse"] == pytest.approx(r["metrics"]["linear_ar"]["mse"],
+                                                         rel=1e-5)
+    s = train_forecast(ROOT / "configs" / "ltsf_etth1_segrnn.yaml", out=tmp_path / "run",
+                       overrides=over)
+    again = evaluate_checkpoint(tmp_path / "run" / "best")
+    assert again["metrics"]["model"]["mse"] == pytest.approx(
+        s["report"]["metrics"]["model"]["mse"], rel=1e-6)
+    assert again["metrics"]["model"]["mse"] != r["metrics"]["model"]["mse"]  # it trained
+    with pytest.raises(ConfigError, match="model.linear_ar.*only model.arch 'segrnn'"):
+        ForecastTask(build_run_config({"task": "forecast", "data": {
+            "path": str(ett_like), "targets": ["OT"], "input_length": 48, "horizon": 24},
+            "model": {"arch": "rnn", "linear_ar": True}}))

@@ -93,6 +93,10 @@ class ForecastModelConfig:
             learned embedding beside the position embedding (SegRNN's ``channel_id``).
         decomposition_kernel: dlinear: the moving-average window of the trend.
         highway: LSTNet's linear autoregressive component over the last ``highway`` steps (0: none).
+        linear_ar: segrnn: forecast ``linear AR + recurrent residual`` (the hybrid ES-RNN and
+            LSTNet stand for): the data's linear AR baseline (least squares on the training
+            split, iterated to ``H`` steps) as a fixed affine map of the window, plus SegRNN's
+            output, whose head starts at zero so training starts from the AR forecast.
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
@@ -114,6 +118,7 @@ class ForecastModelConfig:
     channel_embedding: bool = True
     decomposition_kernel: int = 25
     highway: int = 0
+    linear_ar: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
 

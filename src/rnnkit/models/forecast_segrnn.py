@@ -16,7 +16,12 @@ model; mixed: a segment holds the ``w`` steps of all ``C`` channels)::
 (SegRNN's "PMF", parallel multi-step forecasting: no output is fed back, so errors do not
 accumulate and the decoder's ``m`` steps cost one batched step.)  ``highway=k`` adds LSTNet's
 linear component on the normalised window, shared by the channels: ``y += W_a z[L-k:] + b_a``
-(``W_a``: (H, k); independent channels only).  An ``L`` that ``w`` does not
+(``W_a``: (H, k); independent channels only).  ``linear_ar`` makes the model a hybrid: the
+forecast is ``A_c z_c + a_c + (norm^{-1}(y) - norm^{-1}(0))``, where ``A_c`` (H, L) and ``a_c``
+(H,) are channel ``c``'s linear AR baseline (fitted by least squares on the training split,
+:class:`~rnnkit.models.forecast_baselines.LinearAR`) unrolled into one affine map
+(:meth:`SegRNN.set_linear_ar`; fixed buffers), and the recurrent part, its level removed,
+models what the AR misses; its head starts at zero.  An ``L`` that ``w`` does not
 divide is padded at the front with the window's first value.  The encoder and decoder are the
 same layer, as in SegRNN.
 
@@ -83,7 +88,7 @@ class SegRNN(nn.Module):
     """
 
     def __init__(self, config: ForecastModelConfig, *, n_targets: int, n_past: int = 0,
-                 n_future: int = 0, horizon: int = 1):
+                 n_future: int = 0, horizon: int = 1, input_length: int | None = None):
         super().__init__()
         c = config
         check_targets_only("segrnn", n_past, n_future)
@@ -123,6 +128,42 @@ class SegRNN(nn.Module):
             raise ValueError(f"model.highway={c.highway}: expected 0 or a number of input steps "
                              "(with channels 'independent')")
         self.highway = nn.Linear(c.highway, horizon) if c.highway else None
+        if c.linear_ar:
+            if c.head == "gaussian":
+                raise ValueError("model.linear_ar with model.head='gaussian' is not supported: "
+                                 "use head 'point' or 'quantile'")
+            if not input_length:
+                raise ValueError("model.linear_ar: the model needs input_length (L)")
+            # channel c's AR forecast as one affine map of the window (set_linear_ar fills them)
+            self.register_buffer("ar_map", torch.zeros(n_targets, horizon, input_length))
+            self.register_buffer("ar_bias", torch.zeros(n_targets, horizon))
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    @torch.no_grad()
+    def set_linear_ar(self, coef: Any) -> None:
+        """The linear AR's coefficients ``coef`` (C, p + 1) (lags t-p..t-1, then the intercept;
+        :attr:`LinearAR.coef`) unrolled over the ``H`` steps: its iterated forecast is the
+        affine map ``ar_map (C, H, p) @ window[-p:] + ar_bias (C, H)``, computed in float64."""
+        import numpy as np
+
+        coef = np.asarray(coef, dtype=np.float64)
+        C, p = coef.shape[0], coef.shape[1] - 1
+        if not self.config.linear_ar or C != self.C or p > self.ar_map.size(-1):
+            raise ValueError(
+                f"set_linear_ar: an AR({p}) for {C} channels; the model has {self.C} channels "
+                f"and windows of {self.ar_map.size(-1) if self.config.linear_ar else '?'} steps "
+                "(model.linear_ar must be true, and data.ar_order at most data.input_length)")
+        A = np.zeros((C, self.H, self.ar_map.size(-1)))  # lags beyond p stay 0
+        for k in range(C):
+            rows = np.zeros((p + self.H, p + 1))  # each value as affine in (window, 1)
+            rows[:p, :p] = np.eye(p)
+            for h in range(self.H):
+                rows[p + h] = coef[k, :p] @ rows[h:h + p]
+                rows[p + h, p] += coef[k, p]
+            A[k, :, A.shape[-1] - p:] = rows[p:, :p]
+            self.ar_bias[k] = torch.from_numpy(rows[p:, p]).to(self.ar_bias)
+        self.ar_map.copy_(torch.from_numpy(A))
 
     def _queries(self, B: int) -> Tensor:
         """Decoder inputs, one per (sequence, output segment): (N*m, 1, d), N = B*C or B."""
@@ -168,6 +209,13 @@ class SegRNN(nn.Module):
             ar = self.highway(x_n[:, -k:].transpose(1, 2)).transpose(1, 2)  # (B, H, C)
             p = p + ar[..., None] if self.config.head == "quantile" else torch.cat(
                 [p[..., :1] + ar[..., None], p[..., 1:]], -1)
+        if self.config.linear_ar:
+            if L != self.ar_map.size(-1):
+                raise ValueError(f"SegRNN: model.linear_ar was built for windows of "
+                                 f"{self.ar_map.size(-1)} steps; got {L}")
+            base = torch.einsum("blc,chl->bhc", x, self.ar_map) + self.ar_bias.T  # (B, H, C)
+            res = self.norm.inverse(p, stats) - self.norm.inverse(torch.zeros_like(p), stats)
+            return res + base[..., None]
         if self.config.head == "gaussian" and stats is not None:
             return torch.cat([self.norm.inverse(p[..., :1], stats), p[..., 1:]], -1)
         return self.norm.inverse(p, stats)

@@ -29,7 +29,7 @@ def build_forecaster(config: ForecastModelConfig, *, n_targets: int, n_past: int
     if config.arch == "rnn":
         return Forecaster(config, **kw)
     if config.arch == "segrnn":
-        return SegRNN(config, **kw)
+        return SegRNN(config, input_length=input_length, **kw)
     if config.arch == "dlinear":
         return DLinear(config, input_length=input_length, **kw)
     raise ValueError(f"model.arch={config.arch!r}: expected one of {', '.join(ARCHS)}")

@@ -208,6 +208,15 @@ class ForecastTask:
         d = self.data
         self.model = build_model(build_forecaster, config.model, n_targets=d.C, n_past=d.P,
                                  n_future=d.F, horizon=d.H, input_length=d.L, run=config)
+        if config.model.linear_ar:
+            if config.model.arch != "segrnn":
+                raise ConfigError("config key 'model.linear_ar': only model.arch 'segrnn' has "
+                                  f"it (got {config.model.arch!r})")
+            if d.lag or d.pre.stl_period:
+                raise ConfigError("config key 'model.linear_ar': the linear AR is fitted on the "
+                                  "scaled series, so the model's inputs must be those: no "
+                                  "data.difference, no data.stl_period")
+            self.model.set_linear_ar(np.asarray(d.state["ar_coef"]))
         self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
         self.order = d.global_origins("train")
         self.rank, self.world, self.b = 0, 1, config.data.batch_size
