@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/bench_team.py --threads 2 --batch 1,2,4,8 \\
         --json benchmarks/results/streaming_team_xeon2_s11.json
+    python benchmarks/bench_team.py --threads 2,4 --cells gru,ln_gru
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--batch", default="1,2,4,8")
     ap.add_argument("--threads", default=str(torch.get_num_threads()))
     ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--cells", default=",".join(CELLS), help="comma-separated, of: " + ", ".join(CELLS))
     ap.add_argument("--json")
     a = ap.parse_args()
     tune_malloc()  # as the rnnkit command does: freed buffers stay in the process
@@ -45,6 +47,7 @@ def main() -> None:
         raise SystemExit("the compiled loops are not available (RNNKIT_COMPILED_SCANS=0 or no "
                          "compiler): nothing to compare")
     kept = ext.team_rows()
+    cells = {c: CELLS[c] for c in a.cells.split(",")}  # (KeyError: an unknown cell)
     I, H, L, T = a.input, a.hidden, a.layers, a.seq
     rows = []
 
@@ -60,7 +63,7 @@ def main() -> None:
                 xs = torch.randn(T, B, I)
                 ref = torch.nn.LSTM(I, H, L).eval()
                 tasks = {"torch.nn.LSTM": Task(lambda m=ref, xs=xs: m(xs))}
-                for name, cls in CELLS.items():
+                for name, cls in cells.items():
                     m = cls(I, H, L).eval()
                     tasks[f"{name} serial"] = Task(lambda m=m, xs=xs: run(m, xs, False))
                     tasks[f"{name} team"] = Task(lambda m=m, xs=xs: run(m, xs, True))

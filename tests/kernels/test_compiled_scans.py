@@ -436,15 +436,17 @@ def test_ln_lstm_inference_loop_matches_the_loop_backend(calls, ext, dtype, thre
         torch.testing.assert_close(a, b, atol=tol, rtol=1e-5)
 
 
-def test_ln_lstm_team_with_more_threads_than_slices(calls, ext):
-    """At 3 threads and H=64 the LayerNorm-LSTM's team has two slices of 32 units: the third
-    thread owns none and still meets every barrier (on a 2-core machine the team also has
-    more threads than processors, where its barrier yields at once); the outputs equal the
-    one-loop path's within float32 rounding."""
+@pytest.mark.parametrize("layer", [rnnkit.GRU, rnnkit.LayerNormGRU, rnnkit.LayerNormLSTM],
+                         ids=["gru", "ln_gru", "ln_lstm"])
+def test_team_with_more_threads_than_slices(calls, ext, layer):
+    """At 3 threads and H=64 a team has two slices of 32 units: the third thread owns none
+    and still meets every barrier (on a 2-core machine the team also has more threads than
+    processors, where its barrier yields at once); the outputs equal the one-loop path's
+    within float32 rounding."""
     if not ext.packed() or not ext.mkl_packed_api():
         pytest.skip("the team loop needs MKL's packed products")
     torch.manual_seed(0)
-    m = rnnkit.LayerNormLSTM(7, 64, num_layers=2, zoneout=0.25, backend="fused").eval()
+    m = layer(7, 64, num_layers=2, zoneout=0.25, backend="fused").eval()
     x = torch.randn(9, 1, 7)
     threads, rows = torch.get_num_threads(), ext.team_rows()
     torch.set_num_threads(3)

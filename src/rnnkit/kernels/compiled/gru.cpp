@@ -6,8 +6,11 @@ namespace rnnkit {
 
 // One row's units j0..j1-1 of the GRU step from gh = (m h_{t-1}) W_hh^T + b_hh (or the
 // LayerNorm-GRU's gamma LN(v) + b_hh): r, z = sigmoid(xp_rz + gh_rz),
-// n = tanh(xp_n + r gh_n), h = lerp(n, h_{t-1}, z), then zoneout.
+// n = tanh(xp_n + r gh_n), h = lerp(n, h_{t-1}, z), then zoneout. (flatten, here and on the
+// two below: gcc's unit growth limit, reached in this file, left exp_ a call and the loops
+// scalar, the team's steps 1.3-1.7x slower at B=1-8; session 12.)
 template <typename T>
+[[gnu::flatten]]
 static inline void gru_units(const T* RS_ g, const T* RS_ b, const T* RS_ x, const T* RS_ hp,
                              T* RS_ rz,
                              T* RS_ ghn, T* RS_ nt, T* RS_ y, const T* RS_ w, T zoned,
@@ -28,6 +31,7 @@ static inline void gru_units(const T* RS_ g, const T* RS_ b, const T* RS_ x, con
 // Backward of gru_units: reads dh (gradient of h_t); writes dg = [dr, dz, dgh_n] (the
 // gradient of gh), dxn (of xp_n) and dh <- dh~ z + zoneout's kept part + ky dy.
 template <typename T>
+[[gnu::flatten]]
 static inline void gru_units_bwd(const T* RS_ rz, const T* RS_ nt, const T* RS_ ghn,
                                  const T* RS_ hp, const T* RS_ w, const T* RS_ dy, T ky,
                                  T* RS_ dh, T* RS_ dg, T* RS_ dxn, int64_t H, int64_t j0,
@@ -46,53 +50,86 @@ static inline void gru_units_bwd(const T* RS_ rz, const T* RS_ nt, const T* RS_ 
   }
 }
 
+// The team's GRU step for units [j0, j0 + n) of one row, from its slice of the product
+// v = h_{t-1} W_hh^T (gate block k's units at k * n) and, for the LayerNorm-GRU (LN), the
+// row's moments: gh = gamma LN(v) + b_hh, or v + b_hh; then gru_units' math with nothing
+// saved (inference). b, gain, x, hp, w, y: at unit j0 (b, gain and x with gate blocks H apart).
+template <bool LN>
+[[gnu::flatten]]
+static inline void gru_team_units(const float* RS_ v, Moments<float> mv, const float* RS_ gain,
+                                  const float* RS_ b, const float* RS_ x, const float* RS_ hp,
+                                  const float* RS_ w, float zoned, float* RS_ y, int64_t H,
+                                  int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) {
+    auto gh = [&](int64_t k) {  // gate block k's gh at unit j
+      const int64_t i = k * H + j;
+      return LN ? (v[k * n + j] - mv.mu) * mv.rs * gain[i] + b[i] : v[k * n + j] + b[i];
+    };
+    const float r = sigmoid_(x[j] + gh(0)), z = sigmoid_(x[H + j] + gh(1));
+    const float nn = tanh_(x[2 * H + j] + r * gh(2)), hn = lerp_(nn, hp[j], z);
+    const float hz = lerp_(hn, hp[j], w[j]);
+    y[j] = zoned != 0.0f ? hz : hn;
+  }
+}
+
 // gru_fwd's inference loop on a team of P threads (team_size()): thread q runs the slices
-// p = q, q + nq, ... of the units, their product, the LayerNorm-GRU's moments (each slice's,
+// p = q, q + nq, ... of the units: their product, the LayerNorm-GRU's moments (each slice's,
 // then, after a barrier, the row's, combined in the same order on every thread) and the GRU
-// step; a barrier ends each step. Only the inference buffers (step 0 of RZ, Ghn, N) and Y.
+// step into Y; a barrier ends each step (h_t is whole only then: one a step is the least,
+// two with the norm unless every thread redid the row's step, which was slower for the
+// LayerNorm-LSTM). The barriers are TeamBarrier's, the products read where MKL writes them
+// and nothing is saved: 2 layers at B=1, 2 threads, 2-core Xeon, the omp-barrier build in
+// the same process, GRU 20.9 -> 19.7 us a step, LayerNorm-GRU 23.4 -> 21.6; 4 threads on
+// the 2 cores 121 -> 35, 201 -> 42 (session 12, docs/kernels.md).
 static void gru_team(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, const float* bp,
-                     const float* gp, const Zone<float>& zh, float eps, Tensor& Ghn, Tensor& RZ,
-                     Tensor& N, Tensor& Y, int64_t P) {
+                     const float* gp, const Zone<float>& zh, float eps, Tensor& Y, int64_t P) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
   const TeamGemm gemm(W_hh, B, 3, P);
   const int64_t parts = gemm.parts();
-  Tensor gh = at::empty({B, G}, xp.options());
-  std::vector<double> st(size_t(B * parts * 3));
-  std::vector<float> zero(size_t(G), 0.0f);
-  float *g0 = ptr<float>(gh), *y = ptr<float>(Y), *rz0 = ptr<float>(RZ), *ghn0 = ptr<float>(Ghn);
-  float* n0 = ptr<float>(N);
+  // each (row, slice)'s moments (count, mean, m2) in its own 64 bytes: the threads write them
+  // side by side every step
+  constexpr int64_t S = 8;
+  std::vector<double> st(size_t(B * parts * S));
+  float* y = ptr<float>(Y);
   const float *x0 = ptr<float>(xp), *h0p = ptr<float>(h0);
-  const float* bu = gp ? zero.data() : bp;  // (LayerNorm-GRU: the bias comes with the norm)
   const float zoned = zh.on();
+  TeamBarrier bar(P);
   team_loop(P, [&](int64_t q, int64_t nq) {
     for (int64_t t = 0; t < T_; t++) {
       const float* hp = t ? y + (t - 1) * B * H : h0p;
+      for (int64_t p = q; p < parts; p += nq)  // (x_t's slices arrive during the product)
+        for (int64_t r = 0; r < B; r++)
+          for (int64_t k = 0; k < 3; k++)
+            prefetch(x0 + (t * B + r) * G + k * H + gemm.j0(p), gemm.h(p));
       for (int64_t p = q; p < parts; p += nq) {
-        gemm.compute(p, hp, H, g0);
-        if (gp)
-          for (int64_t r = 0; r < B; r++)
-            slice_moments(g0 + r * G, H, 3, gemm.j0(p), gemm.j1(p), &st[(r * parts + p) * 3]);
-      }
-      if (gp) {
-#pragma omp barrier
-      }
-      for (int64_t p = q; p < parts; p += nq) {
-        const int64_t j0 = gemm.j0(p), j1 = gemm.j1(p);
-        for (int64_t r = 0; r < B; r++) {
-          float* g = g0 + r * G;
-          if (gp) {
-            const Moments<float> mv = combine_moments(&st[r * parts * 3], parts, eps);
-            for (int64_t k = 0; k < 3; k++) {
-#pragma omp simd
-              for (int64_t j = k * H + j0; j < k * H + j1; j++)
-                g[j] = (g[j] - mv.mu) * mv.rs * gp[j] + bp[j];
-            }
-          }
-          gru_units(g, bu, x0 + (t * B + r) * G, hp + r * H, rz0 + r * 2 * H, ghn0 + r * H,
-                    n0 + r * H, y + (t * B + r) * H, zh.row(t, r, B, H), zoned, H, j0, j1);
+        const float* v = gemm.product(p, hp, H);
+        if (!gp) continue;
+        const int64_t n = 3 * gemm.h(p);
+        for (int64_t r = 0; r < B; r++) {  // slice p of row r: n numbers in a row
+          double* s = &st[(r * parts + p) * S];
+          const float m = sum_(v + r * n, n) / float(n);
+          s[0] = double(n);
+          s[1] = double(m);
+          s[2] = double(sqdev_(v + r * n, n, m));
         }
       }
-#pragma omp barrier
+      if (gp) bar.wait(nq);
+      for (int64_t p = q; p < parts; p += nq) {
+        const int64_t j0 = gemm.j0(p), n = gemm.h(p);
+        const float* vp = gemm.product_buffer(p);
+        for (int64_t r = 0; r < B; r++) {
+          const float *v = vp + r * 3 * n, *x = x0 + (t * B + r) * G + j0;
+          const float *hr = hp + r * H + j0, *w = zh.row(t, r, B, H) + j0;
+          float* yr = y + (t * B + r) * H + j0;
+          if (gp)
+            gru_team_units<true>(v, combine_moments(&st[r * parts * S], parts, eps, S), gp + j0,
+                                 bp + j0, x, hr, w, zoned, yr, H, n);
+          else
+            gru_team_units<false>(v, {}, nullptr, bp + j0, x, hr, w, zoned, yr, H, n);
+        }
+      }
+      bar.wait(nq);
     }
   });
 }
@@ -107,8 +144,7 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
   if constexpr (std::is_same_v<T, float>) {
     if (const int64_t P = team_size(W_hh, B, H, save_all, has(m), sizes)) {
       const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
-      gru_team(xp, h0, W_hh, ptr<float>(bias), ln ? ptr<float>(*g_hh) : nullptr, zh, eps, Ghn,
-               RZ, N, Y, P);
+      gru_team(xp, h0, W_hh, ptr<float>(bias), ln ? ptr<float>(*g_hh) : nullptr, zh, eps, Y, P);
       return;
     }
   }
