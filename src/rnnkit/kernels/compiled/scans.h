@@ -378,8 +378,8 @@ class TeamBarrier {
 
 // The recurrent product of a team's loop: W (gates * H, K) split by hidden units into
 // parts() slices; slice p holds units [j0(p), j1(p)) of every gate block, packed by MKL
-// for B rows (cached as packed_weight()). compute(p, x, out) writes slice p's columns of
-// out (B rows of gates * H) = x W^T; each thread computes its own slices.
+// for B rows (cached as packed_weight()). product(p, x) computes slice p's columns of
+// x W^T into the object's buffer; each thread computes its own slices.
 class TeamGemm {
  public:
   TeamGemm(const Tensor& W, int64_t B, int64_t gates, int64_t P)
@@ -397,7 +397,7 @@ class TeamGemm {
   int64_t j1(int64_t p) const { return bounds_[p + 1]; }
   int64_t h(int64_t p) const { return j1(p) - j0(p); }
   // slice p's product x W_p^T into the object's buffer, returned: B rows of gates * h(p),
-  // gate block g's units [j0(p), j1(p)) at g * h(p) (compute() without the copy)
+  // gate block g's units [j0(p), j1(p)) at g * h(p)
   const float* product(int64_t p, const float* x, int64_t ldx) const {
     const int64_t n = gates_ * h(p);
     float* o = out_[p].data_ptr<float>();
@@ -407,16 +407,6 @@ class TeamGemm {
   }
   // what product(p, ...) last returned
   const float* product_buffer(int64_t p) const { return out_[p].data_ptr<float>(); }
-  void compute(int64_t p, const float* x, int64_t ldx, float* out) const {
-    const int64_t n = gates_ * h(p);
-    float* o = out_[p].data_ptr<float>();
-    cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(n), int(K_), x, int(ldx),
-                        packed_[p].data_ptr<float>(), int(K_), 0.0f, o, int(n));
-    for (int64_t r = 0; r < B_; r++)
-      for (int64_t g = 0; g < gates_; g++)
-        std::copy(o + r * n + g * h(p), o + r * n + (g + 1) * h(p),
-                  out + r * gates_ * H_ + g * H_ + j0(p));
-  }
 
  private:
   int64_t B_, K_, H_, gates_;
@@ -442,27 +432,6 @@ static inline Moments<T> combine_moments(const double* st, int64_t parts, T eps,
     m2 += st[stride * p + 2] + st[stride * p] * d * d;
   }
   return {T(mean), T(1.0 / std::sqrt(m2 / n + double(eps)))};
-}
-
-// Adds blocks [o + g * H + j0, o + g * H + j1) for g < gates to a slice's (count, mean, m2).
-template <typename T>
-static inline void slice_moments(const T* o, int64_t H, int64_t gates, int64_t j0, int64_t j1,
-                                 double* st) {
-  double s = 0, q = 0;
-  for (int64_t g = 0; g < gates; g++) {
-    const T* RS_ x = o + g * H;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = j0; j < j1; j++) s += double(x[j]);
-  }
-  const double n = double(gates * (j1 - j0)), m = s / n;
-  for (int64_t g = 0; g < gates; g++) {
-    const T* RS_ x = o + g * H;
-#pragma omp simd reduction(+ : q)
-    for (int64_t j = j0; j < j1; j++) q += (double(x[j]) - m) * (double(x[j]) - m);
-  }
-  st[0] = n;
-  st[1] = m;
-  st[2] = q;
 }
 
 // h (n, H) or m * h into `scratch` (the input of the recurrent GEMM).
