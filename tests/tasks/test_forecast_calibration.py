@@ -292,6 +292,13 @@ def test_predict_split_calibration_is_evaluates_on_the_same_window(trained, sine
     assert raw.attrs["calibration"] == "none"
     assert np.allclose(raw["forecast"], out["forecast"])  # calibration moves the interval only
     assert ((out["upper_80"] - out["lower_80"]) > (raw["upper_80"] - raw["lower_80"])).all()
+    hist = _upto(sine, tmp_path, t0)
+    sine.rename(sine.with_suffix(".away"))  # the recipe's file gone: a one-line error, not a crash
+    try:
+        with pytest.raises(ValueError, match="split calibration .* could not be read .*--data-dir"):
+            predict_checkpoint(best, hist, calibration="split")
+    finally:
+        sine.with_suffix(".away").rename(sine)
 
 
 def test_predict_rolling_calibration_reads_the_last_windows_of_the_history(trained, sine,

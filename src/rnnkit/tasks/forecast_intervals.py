@@ -311,7 +311,13 @@ class IntervalCalibrator:
         self.probs = [_lo(self.level), _hi(self.level)]
         self.cal: dict[str, Any] | None = None
         if self.method == "split":  # the recipe's validation windows, computed once
-            rec = ForecastData(copy.deepcopy(d), data_dir=data_dir, state=state)
+            try:
+                rec = ForecastData(copy.deepcopy(d), data_dir=data_dir, state=state)
+            except (OSError, ValueError) as e:
+                raise ValueError(
+                    f"split calibration of the interval reads the recipe's validation windows, "
+                    f"and its data could not be read ({e}); give the directory that holds "
+                    f"{d.path!r} (--data-dir), or use --calibration rolling or none") from e
             self.cal = scaled_windows(model, rec, rec.origins["valid"], self.probs)
 
     def history(self, d: Any) -> tuple[int, int]:
