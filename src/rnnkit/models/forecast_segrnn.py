@@ -78,7 +78,8 @@ class SegRNN(nn.Module):
             ``segment_length`` (w), ``channels``, ``channel_embedding``, ``norm``,
             ``revin_affine``, ``head`` ("point" or "quantile"; "gaussian" with norm none, last
             or mean), ``highway``, ``extras`` (for ``build_layer``).
-        n_targets: C.  n_past / n_future: must be 0.  horizon: H.
+        n_targets: C.  n_past / n_future: must be 0.  horizon: H.  input_length: L (needed by
+            ``linear_ar``).
 
     Forward:
         x: (B, L, C).  xf, lengths, y_teacher: accepted for the common interface; ``lengths``
@@ -144,7 +145,8 @@ class SegRNN(nn.Module):
     def set_linear_ar(self, coef: Any) -> None:
         """The linear AR's coefficients ``coef`` (C, p + 1) (lags t-p..t-1, then the intercept;
         :attr:`LinearAR.coef`) unrolled over the ``H`` steps: its iterated forecast is the
-        affine map ``ar_map (C, H, p) @ window[-p:] + ar_bias (C, H)``, computed in float64."""
+        affine map ``ar_map (C, H, L) @ window + ar_bias (C, H)`` (the first ``L - p`` lags
+        weigh 0), computed in float64."""
         import numpy as np
 
         coef = np.asarray(coef, dtype=np.float64)
