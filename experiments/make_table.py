@@ -63,10 +63,10 @@ HEADLINES = (
              "ltsf_etth1_m_h96_l512", "ETTh1 multivariate, test MSE at horizon 96 (SegRNN-GRU)",
              "PatchTST/64 (Nie et al. 2023)",
              note="LTSF protocol, every test window scored; mean of 3 seeds (std 0.0007), the "
-                  "other rows 1 of 3 so far. Our DLinear gets 0.372 on the same windows. We lose at ETTh1 horizon 720 (linear AR 0.460 "
-                  "against our 0.478) and on ETTm1 at horizons 96 and 192 (linear AR 0.290 and 0.330, ours 0.304 and "
-                  "0.339); 
-                  "the forecasting page has every horizon."),
+                  "other rows 1 of 3 so far. Our DLinear gets 0.372 on the same windows. We lose "
+                  "at ETTh1 horizon 720 (linear AR 0.460 against our 0.478) and on ETTm1 at "
+                  "horizons 96 and 192 (linear AR 0.290 and 0.330, ours 0.304 and 0.339); the "
+                  "forecasting page has every horizon."),
     Headline("Anomaly detection", "docs/pipelines/anomaly-detection.md",
              "nab_lstm_prediction_rolling6400_both", "NAB score, 24 files, standard profile",
              "NAB's windowed Gaussian, same files", baseline_result="nab_windowed_gaussian_both"),
