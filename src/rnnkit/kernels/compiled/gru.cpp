@@ -106,13 +106,8 @@ static void gru_team(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, con
         const float* v = gemm.product(p, hp, H);
         if (!gp) continue;
         const int64_t n = 3 * gemm.h(p);
-        for (int64_t r = 0; r < B; r++) {  // slice p of row r: n numbers in a row
-          double* s = &st[(r * parts + p) * S];
-          const float m = sum_(v + r * n, n) / float(n);
-          s[0] = double(n);
-          s[1] = double(m);
-          s[2] = double(sqdev_(v + r * n, n, m));
-        }
+        for (int64_t r = 0; r < B; r++)  // slice p of row r: n numbers in a row
+          slice_stats(v + r * n, n, &st[(r * parts + p) * S]);
       }
       if (gp) bar.wait(nq);
       for (int64_t p = q; p < parts; p += nq) {

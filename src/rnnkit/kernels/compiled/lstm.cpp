@@ -268,13 +268,8 @@ static void ln_lstm_team(const Tensor& xp, const Tensor& h0, const Tensor& c0,
       for (int64_t p = q; p < parts; p += nq) {
         const float* v = gemm.product(p, hq, H);
         const int64_t n = 4 * gemm.h(p);
-        for (int64_t r = 0; r < B; r++) {  // slice p of row r: n numbers in a row
-          double* st = &sv[(r * parts + p) * S];
-          const float m = sum_(v + r * n, n) / float(n);
-          st[0] = double(n);
-          st[1] = double(m);
-          st[2] = double(sqdev_(v + r * n, n, m));
-        }
+        for (int64_t r = 0; r < B; r++)  // slice p of row r: n numbers in a row
+          slice_stats(v + r * n, n, &sv[(r * parts + p) * S]);
       }
       bar.wait(nq);
       for (int64_t p = q; p < parts; p += nq) {

@@ -434,6 +434,15 @@ static inline Moments<T> combine_moments(const double* st, int64_t parts, T eps,
   return {T(mean), T(1.0 / std::sqrt(m2 / n + double(eps)))};
 }
 
+// A team slice's (count, mean, sum of squared deviations) of its n numbers x, into st[0..2]
+// (combine_moments() merges the slices'); the sums in float with four accumulators.
+static inline void slice_stats(const float* x, int64_t n, double* st) {
+  const float m = sum_(x, n) / float(n);
+  st[0] = double(n);
+  st[1] = double(m);
+  st[2] = double(sqdev_(x, n, m));
+}
+
 // h (n, H) or m * h into `scratch` (the input of the recurrent GEMM).
 static inline Tensor masked(const Tensor& h, const OptT& m, Tensor& scratch, int64_t n) {
   if (!has(m)) return n == h.size(0) ? h : h.narrow(0, 0, n);
