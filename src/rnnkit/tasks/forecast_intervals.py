@@ -268,6 +268,12 @@ def scaled_windows(model: nn.Module, data: ForecastData, origins: list[tuple[int
             "actual": np.concatenate(acts) if acts else np.zeros((0, H, C)), "origins": org}
 
 
+def min_windows(level: float) -> int:
+    """The fewest calibration windows whose conformal rank bounds a central ``level`` interval
+    (4 for 80%, 19 for 95%)."""
+    return next(k for k in range(1, 100_000) if conformal_rank(k, level) <= k)
+
+
 def calibrate_forecast(q: np.ndarray, level: float, cal: dict[str, Any], *, method: str,
                        origin: tuple[str, int], window: int, where: str) -> np.ndarray:
     """One forecast's central interval ``q`` (H, C, 2) at ``level``, calibrated (CQR) on the
@@ -281,7 +287,7 @@ def calibrate_forecast(q: np.ndarray, level: float, cal: dict[str, Any], *, meth
     else:
         t = np.array([tj for s, tj in cal["origins"] if s == origin[0]], dtype=np.int64)
         m = min(int((t + H - 1 < origin[1]).sum()), window)  # the last step has the fewest
-    need = next(k for k in range(1, 100_000) if conformal_rank(k, level) <= k)
+    need = min_windows(level)
     if m < need:
         raise ValueError(
             f"{where}: {method} calibration of the {level:.0%} interval has {m} complete "
@@ -326,7 +332,7 @@ class IntervalCalibrator:
         need = d.input_length + d.difference
         if self.method != "rolling":
             return need, need
-        k = next(k for k in range(1, 100_000) if conformal_rank(k, self.level) <= k)
+        k = min_windows(self.level)
         return need + d.horizon - 1 + k, need + d.horizon - 1 + self.window
 
     def __call__(self, data: ForecastData, i: int, q: np.ndarray, where: str) -> np.ndarray:
