@@ -2,8 +2,10 @@
 
 A job is (dataset, variables, horizon, lookback, seeds).  For each seed it trains the
 recurrent model (``configs/ltsf_<etth1|ettm1>_segrnn.yaml``) and DLinear
-(``configs/ltsf_<etth1|ettm1>_dlinear.yaml``) with ``rnnkit forecast train``, each scored on
-every test window beside naive, seasonal naive and linear AR, and writes
+(``configs/ltsf_<etth1|ettm1>_dlinear.yaml``) with ``rnnkit forecast train``, blends the
+recurrent model's checkpoint with the linear AR baseline (``rnnkit forecast blend``: SegRNN-AR,
+one weight per horizon step fitted on validation), each scored on every test window beside
+naive, seasonal naive and linear AR, and writes
 ``experiments/results/ltsf_<dataset>_<m|s>_h<H>_l<L>.json`` with the mean and spread over
 the seeds.  Usage (from the repository root; one process at a time on a shared CPU)::
 
@@ -11,6 +13,7 @@ the seeds.  Usage (from the repository root; one process at a time on a shared C
     python experiments/forecast/ltsf.py ETTh1 multivariate --horizon 96 --lookback 720 --seeds 1 2 3
     python experiments/forecast/ltsf.py --select-lookback        # ETTh1 validation, 336/512/720
     python experiments/forecast/ltsf.py --list                    # the queue and what is done
+    python experiments/forecast/ltsf.py --refresh                 # job files from cached seeds
 
 Resumable: a finished job's JSON is skipped; within a job each finished seed's report is kept
 under ``experiments/logs/ltsf/`` and not run again.  Before each training run the driver waits
@@ -159,6 +162,35 @@ def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
     return rec
 
 
+def blend_one(ds: str, variables: str, H: int, L: int, seed: int) -> dict:
+    """SegRNN-AR of one seed: that seed's SegRNN checkpoint with ``model.ar_blend`` fitted on
+    the validation windows (``blend_checkpoint``: the checkpoint training with
+    ``--set model.ar_blend=true`` writes), scored on every test window; cached under LOGS."""
+    name = job_name(ds, variables, H, L)
+    cache = LOGS / f"{name}_segrnn-ar_seed{seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import torch
+
+    from rnnkit.tasks.forecast import evaluate_checkpoint
+    from rnnkit.tasks.forecast_task import blend_checkpoint
+
+    src = ROOT / "runs" / "ltsf" / f"{name}_segrnn_seed{seed}" / "best"
+    out = ROOT / "runs" / "ltsf" / f"{name}_segrnn-ar_seed{seed}"
+    _wait_for_bench()
+    torch.set_num_threads(1)
+    t0 = time.time()
+    fitted = blend_checkpoint(src, out, data_dir=str(ROOT / ".." / "shared" / "datasets"))
+    report = evaluate_checkpoint(out, data_dir=str(ROOT / ".." / "shared" / "datasets"))
+    rec = {"command": (f"rnnkit forecast blend {src.relative_to(ROOT)} --out "
+                       f"{out.relative_to(ROOT)}"),
+           "wall_seconds": round(time.time() - t0, 1), "report": report, "fitted": fitted}
+    cache.write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"  -> SegRNN-AR seed {seed}: test MSE {report['metrics']['model']['mse']:.4f} (blend "
+          f"weight mean {fitted['ar_blend_mean']:.3f})", flush=True)
+    return rec
+
+
 def _spread(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.pstdev(values),
             "min": min(values), "max": max(values), "values": values}
@@ -180,14 +212,17 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     print(f"{name}: seeds {seeds[:k]} of {seeds}", flush=True)
     runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [])
                 for s in seeds[:k]] for m in ("segrnn", "dlinear")}
+    runs["segrnn-ar"] = [blend_one(ds, variables, H, L, s) for s in seeds[:k]]
     planned, seeds = seeds, seeds[:k]
     first = runs["segrnn"][0]["report"]
     import yaml
 
     recipe = yaml.safe_load((ROOT / f"configs/ltsf_{DATASETS[ds]['family']}_segrnn.yaml")
                             .read_text())
-    mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn"]]
-    mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["segrnn"]]
+    mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn-ar"]]
+    mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["segrnn-ar"]]
+    rec_mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn"]]
+    rec_mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["segrnn"]]
     dl_mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["dlinear"]]
     dl_mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["dlinear"]]
     base = {k: {"mse": first["metrics"][k]["mse"], "mae": first["metrics"][k]["mae"]}
@@ -214,10 +249,21 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         "baselines": base,
         "seeds": {"seeds": seeds, "n": len(seeds), "mse": _spread(mse), "mae": _spread(mae)},
         "cell": model["cell"],
-        "model": {"arch": "segrnn", "hidden_size": model["hidden_size"],
+        "model": {"arch": "segrnn", "name": "SegRNN-AR", "hidden_size": model["hidden_size"],
                   "segment_length": model["segment_length"], "dropout": model["dropout"],
                   "norm": model["norm"], "channels": model["channels"],
-                  "train_stride": recipe["data"].get("train_stride", 1), "extra": extras},
+                  "train_stride": recipe["data"].get("train_stride", 1), "extra": extras,
+                  "ar_blend": ("SegRNN's forecast blended with the linear AR baseline's, one "
+                               "weight per horizon step fitted on the validation windows "
+                               "(model.ar_blend)"),
+                  "ar_blend_weight_mean": [r["fitted"]["ar_blend_mean"]
+                                           for r in runs["segrnn-ar"]]},
+        "recurrent_alone": {
+            "what": "SegRNN without the blend (the same checkpoints, the recipe as it trains)",
+            "mse": statistics.fmean(rec_mse), "mae": statistics.fmean(rec_mae),
+            "seeds": {"mse": _spread(rec_mse), "mae": _spread(rec_mae)},
+            "beats": {k: bool(statistics.fmean(rec_mse) < v["mse"]) for k, v in base.items()}
+                     | {k: bool(statistics.fmean(rec_mse) < v) for k, v in published.items()}},
         "split": (f"test: every window of the last 4 of 20 months ({first['windows']} windows, "
                   f"horizon {H}, checked against 4 months - H + 1)"),
         "windows": first["windows"],
@@ -234,16 +280,17 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
                     + "".join(f" --set {shlex.quote(s)}" for s in extra)),
         "runs": {m: [{"command": r["command"], "wall_seconds": r["wall_seconds"],
                       "mse": r["report"]["metrics"]["model"]["mse"],
-                      "mae": r["report"]["metrics"]["model"]["mae"],
-                      "best_val_loss": r["best_val_loss"], "stopped": r["stopped"],
-                      "epochs": r["epochs"]} for r in rs] for m, rs in runs.items()},
+                      "mae": r["report"]["metrics"]["model"]["mae"]}
+                     | {k: r[k] for k in ("best_val_loss", "stopped", "epochs", "fitted")
+                        if k in r} for r in rs] for m, rs in runs.items()},
         "wall_seconds": round(sum(r["wall_seconds"] for rs in runs.values() for r in rs), 1),
         "device": _device(),
         "date": _dt.date.today().isoformat(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{name}: MSE {value:.4f} +- {record['seeds']['mse']['std']:.4f} | DLinear "
+    print(f"{name}: SegRNN-AR MSE {value:.4f} +- {record['seeds']['mse']['std']:.4f} | SegRNN "
+          f"{record['recurrent_alone']['mse']:.4f} | DLinear "
           f"{base['dlinear']['mse']:.4f} | naive {base['naive']['mse']:.4f} | s-naive "
           f"{base['seasonal_naive']['mse']:.4f} | linear AR {base['linear_ar']['mse']:.4f}"
           f"{''.join(f' | {k.split()[0]} {v:.3f}' for k, v in published.items())}", flush=True)
@@ -295,7 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue", action="store_true", help="select the lookback, then the table")
     p.add_argument("--select-lookback", action="store_true")
     p.add_argument("--list", action="store_true")
+    p.add_argument("--refresh", action="store_true",
+                   help="rewrite every job file from its cached seed reports (no training; "
+                        "blends a seed whose SegRNN-AR is not cached yet)")
     a = p.parse_args(argv)
+    if a.refresh:
+        for path in sorted(RESULTS.glob("ltsf_*_l*.json")):
+            r = json.loads(path.read_text())
+            if r.get("protocol") != "ltsf" or r.get("metric") != "mse":
+                continue
+            key, done = (r["dataset"], r["variables"], r["horizon"], r["lookback"]), \
+                r["seeds"]["seeds"]
+            planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
+            run_job(*key, planned, [], force=True, upto=len(done))
+        return 0
     if a.list:
         for job in queue():
             path = RESULTS / f"{job_name(*job[:4])}.json"

@@ -158,3 +158,103 @@ def test_linear_ar_hybrid_starts_at_the_baseline_and_round_trips(ett_like, tmp_p
         ForecastTask(build_run_config({"task": "forecast", "data": {
             "path": str(ett_like), "targets": ["OT"], "input_length": 48, "horizon": 24},
             "model": {"arch": "rnn", "linear_ar": True}}))
+
+
+def test_segrnn_fit_ar_blend_recovers_the_least_squares_weight():
+    """fit_ar_blend: targets built as ``AR + b (SegRNN - AR)`` with a known b per step give
+    that b back (exact least squares), clipped to [0, 1], and refitting is idempotent."""
+    import torch
+
+    from rnnkit.models.forecast import ForecastModelConfig
+    from rnnkit.models.forecast_segrnn import SegRNN
+
+    torch.manual_seed(0)
+    cfg = ForecastModelConfig(arch="segrnn", cell="gru", hidden_size=8, segment_length=6,
+                              norm="last", ar_blend=True)
+    m = SegRNN(cfg, n_targets=2, horizon=12, input_length=24).eval()
+    m.set_linear_ar(np.random.default_rng(1).normal(0, 0.2, size=(2, 4 + 1)))
+    x = torch.randn(50, 24, 2)
+    with torch.no_grad():
+        ar, seg = m.ar_forecast(x), m(x)[..., 0]
+    b = torch.linspace(-0.5, 1.5, 12)  # steps outside [0, 1] clip to the nearest end
+    y = ar + b[None, :, None] * (seg - ar)
+    got = m.fit_ar_blend([(x[:20], y[:20]), (x[20:], y[20:])])
+    assert torch.allclose(got, b.clamp(0, 1), atol=1e-4)
+    assert torch.allclose(m.fit_ar_blend([(x, y)]), got, atol=1e-6)  # b = 1 while refitting
+    with torch.no_grad():  # the forward is the blend it fitted
+        want = ar + got[None, :, None] * (seg - ar)
+        assert torch.allclose(m(x)[..., 0], want, atol=1e-5)
+    with pytest.raises(ValueError, match="ar_blend with model.head='quantile'"):
+        SegRNN(ForecastModelConfig(arch="segrnn", head="quantile", ar_blend=True), n_targets=2,
+               horizon=12, input_length=24)
+    with pytest.raises(ValueError, match="choose one"):
+        SegRNN(ForecastModelConfig(arch="segrnn", linear_ar=True, ar_blend=True), n_targets=2,
+               horizon=12, input_length=24)
+
+
+def test_ar_blend_is_fitted_on_validation_after_training(ett_like, tmp_path):
+    """model.ar_blend: training writes a best checkpoint whose per-step weights are the least
+    squares blend of SegRNN's and the linear AR baseline's validation forecasts (computed here
+    from evaluate_windows, independently of the model's fit); the checkpoint scores what the
+    run reported; blend_checkpoint turns a plain SegRNN run into the same checkpoint."""
+    import torch
+
+    from rnnkit.tasks.forecast import evaluate_checkpoint
+    from rnnkit.tasks.forecast_task import blend_checkpoint, load_forecast_checkpoint
+
+    over = [f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+            "data.horizon=24", "data.targets=[HUFL,OT]", "data.train_stride=4",
+            "model.hidden_size=8", "model.segment_length=12", "trainer.max_epochs=1",
+            "trainer.loggers=[]", "trainer.plot=false"]
+    recipe = ROOT / "configs" / "ltsf_etth1_segrnn.yaml"
+    s = train_forecast(recipe, out=tmp_path / "blend", overrides=over + ["model.ar_blend=true"])
+    assert s["finalized"]["ar_blend_windows"] == 2880 - 24 + 1
+    model, state, cfg = load_forecast_checkpoint(tmp_path / "blend" / "best")
+    fitted = model.blend.clone()
+    assert not torch.allclose(fitted, torch.ones(24))
+    data = ForecastData(cfg.data, state=state)
+    model.blend.fill_(1.0)  # SegRNN alone, against the baseline on the same windows
+    r = evaluate_windows(model, data, "valid")
+    y, seg, ar = r["actual"], r["forecasts"]["model"], r["forecasts"]["linear_ar"]
+    b = (((y - ar) * (seg - ar)).sum((0, 2)) / ((seg - ar) ** 2).sum((0, 2))).clip(0, 1)
+    assert np.allclose(fitted.numpy(), b, atol=1e-4)
+    again = evaluate_checkpoint(tmp_path / "blend" / "best")
+    assert again["metrics"]["model"]["mse"] == pytest.approx(
+        s["report"]["metrics"]["model"]["mse"], rel=1e-6)
+    # the same seed without the blend trains the same SegRNN; blending it afterwards matches
+    train_forecast(recipe, out=tmp_path / "plain", overrides=over)
+    got = blend_checkpoint(tmp_path / "plain" / "best", tmp_path / "post")
+    assert got == pytest.approx(s["finalized"], rel=1e-5)
+    post = evaluate_checkpoint(tmp_path / "post")
+    assert post["metrics"]["model"]["mse"] == pytest.approx(again["metrics"]["model"]["mse"],
+                                                            rel=1e-5)
+    with pytest.raises(ValueError, match="without linear_ar or ar_blend"):
+        blend_checkpoint(tmp_path / "post", tmp_path / "twice")
+
+
+@pytest.mark.parametrize("arch", ["segrnn_ar", "dlinear"])
+def test_fixed_window_forecasters_export_and_match(ett_like, tmp_path, arch):
+    """rnnkit export of SegRNN (with its AR blend) and DLinear: windows of input_length steps,
+    no lengths input; the ONNX file reproduces the checkpoint's forward at a new batch size."""
+    import torch
+
+    from rnnkit.export import export_checkpoint, load_exported
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
+    recipe = "ltsf_etth1_dlinear.yaml" if arch == "dlinear" else "ltsf_etth1_segrnn.yaml"
+    over = [f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+            "data.horizon=24", "data.targets=[HUFL,OT]", "data.train_stride=8",
+            "trainer.max_epochs=1", "trainer.loggers=[]", "trainer.plot=false"]
+    if arch != "dlinear":
+        over += ["model.hidden_size=8", "model.segment_length=12", "model.ar_blend=true"]
+    train_forecast(ROOT / "configs" / recipe, out=tmp_path / "run", overrides=over)
+    info = export_checkpoint(tmp_path / "run" / "best", "onnx", tmp_path / "f.onnx")
+    assert info["inputs"] == ["x", "xf"] and info["verify"]["max_abs_diff"] < 1e-4
+    model, _, _ = load_forecast_checkpoint(tmp_path / "run" / "best")
+    if arch != "dlinear":
+        assert not torch.allclose(model.blend, torch.ones(24))  # the fitted blend is exported
+    x = torch.randn(5, 48, 2, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = model(x, torch.zeros(5, 24, 0))
+    (got,) = load_exported(tmp_path / "f.onnx", "onnx")(x, torch.zeros(5, 24, 0))
+    np.testing.assert_allclose(np.asarray(got), ref.numpy(), atol=2e-5, rtol=1e-4)

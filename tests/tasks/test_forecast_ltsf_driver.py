@@ -30,7 +30,16 @@ def ltsf(tmp_path, monkeypatch):
                 "wall_seconds": 10.0, "report": {"metrics": m, "windows": 2785},
                 "best_val_loss": 0.7, "stopped": "patience", "epochs": 12}
 
+    def fake_blend_one(ds, variables, H, L, seed):
+        calls.append(("segrnn-ar", seed))
+        mse = 0.38 + 0.01 * seed
+        m = {"model": {"mse": mse, "mae": mse / 2}}
+        return {"command": f"rnnkit forecast blend runs/x{seed}/best --out runs/x{seed}_ar",
+                "wall_seconds": 2.0, "report": {"metrics": m, "windows": 2785},
+                "fitted": {"ar_blend_mean": 0.6 + 0.1 * seed}}
+
     monkeypatch.setattr(mod, "run_one", fake_run_one)
+    monkeypatch.setattr(mod, "blend_one", fake_blend_one)
     monkeypatch.setattr(mod, "_device", lambda: "cpu: test")
     mod.calls = calls
     return mod
@@ -45,11 +54,18 @@ def test_results_file_has_the_issue_keys(ltsf):
         assert key in r, key
     assert (r["dataset"], r["protocol"], r["variables"], r["horizon"], r["lookback"], r["metric"]) \
         == ("ETTh1", "ltsf", "multivariate", 96, 720, "mse")
-    assert r["value"] == pytest.approx(0.42) and r["mae"] == pytest.approx(0.21)  # seed mean
+    # the value is SegRNN-AR's seed mean; SegRNN alone is beside it
+    assert r["value"] == pytest.approx(0.40) and r["mae"] == pytest.approx(0.20)
     assert r["seeds"]["n"] == 3 and r["seeds"]["mse"]["std"] == pytest.approx(0.008165, abs=1e-5)
+    alone = r["recurrent_alone"]
+    assert alone["mse"] == pytest.approx(0.42) and alone["seeds"]["mse"]["values"] == \
+        pytest.approx([0.41, 0.42, 0.43])
+    assert r["model"]["ar_blend_weight_mean"] == pytest.approx([0.7, 0.8, 0.9])
     assert set(r["baselines"]) == {"naive", "seasonal_naive", "linear_ar", "dlinear"}
     assert r["baselines"]["dlinear"]["mse"] == pytest.approx(0.45)
-    assert r["beats"]["dlinear"] and not r["beats"]["linear_ar"]  # 0.42 is not below 0.42
+    assert r["beats"]["dlinear"] and r["beats"]["linear_ar"]  # 0.40 < 0.42
+    assert alone["beats"]["dlinear"] and not alone["beats"]["linear_ar"]  # 0.42 is not below 0.42
+    assert len(r["runs"]["segrnn-ar"]) == 3 and "fitted" in r["runs"]["segrnn-ar"][0]
     assert r["reference"]["value"] == 0.370 and r["status"] == "complete" and r["cell"] == "gru"
     for key in ("task", "split", "reference", "device", "date"):  # experiments/make_table.py's
         assert key in r
@@ -59,9 +75,9 @@ def test_partial_then_complete_and_skip(ltsf):
     ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [], upto=1)
     path = ltsf.RESULTS / "ltsf_ettm1_m_h192_l720.json"
     assert json.loads(path.read_text())["status"] == "partial (1 of 3 seeds)"
-    assert ltsf.calls == [("segrnn", 1), ("dlinear", 1)]
+    assert ltsf.calls == [("segrnn", 1), ("dlinear", 1), ("segrnn-ar", 1)]
     ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [], upto=1)  # done: skipped
-    assert len(ltsf.calls) == 2
+    assert len(ltsf.calls) == 3
     ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [])
     assert json.loads(path.read_text())["status"] == "complete"
 

@@ -1,5 +1,5 @@
-"""``rnnkit forecast train|evaluate|predict|backtest``: parse, call :mod:`rnnkit.tasks.forecast`,
-print.
+"""``rnnkit forecast train|evaluate|predict|backtest|blend``: parse, call
+:mod:`rnnkit.tasks.forecast`, print.
 
 ::
 
@@ -7,6 +7,7 @@ print.
     rnnkit forecast evaluate CKPT [--data FILE] [--split test] [--plot PNG] [--csv CSV]
     rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
     rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
+    rnnkit forecast blend CKPT --out DIR [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["add_parser", "add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``train|evaluate|predict|backtest`` sub-commands to the ``forecast`` parser."""
+    """Add the ``train|evaluate|predict|backtest|blend`` sub-commands to the ``forecast`` parser."""
     sub = p.add_subparsers(dest="forecast_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train from a recipe; report vs baselines, plot, CSV")
     t.add_argument(
@@ -67,12 +68,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--out", default="runs/backtest", metavar="DIR")
     b.add_argument("--data-dir", metavar="DIR")
+    m = sub.add_parser("blend", help="blend a trained SegRNN with the linear AR baseline "
+                                     "(weights fitted on the validation windows)")
+    m.add_argument("checkpoint", help="a SegRNN point forecaster's checkpoint (best/)")
+    m.add_argument("--out", required=True, metavar="DIR", help="the blended checkpoint")
+    m.add_argument("--data-dir", metavar="DIR")
 
 
 def run(a: argparse.Namespace) -> int:
     """Run the parsed ``forecast`` action; prints the report and one JSON line."""
     from rnnkit.tasks.forecast import (
         backtest,
+        blend_checkpoint,
         evaluate_checkpoint,
         format_report,
         predict_checkpoint,
@@ -100,6 +107,12 @@ def run(a: argparse.Namespace) -> int:
                  "calibration": df.attrs["calibration"]}
             )
         )
+    elif a.forecast_command == "blend":
+        fitted = blend_checkpoint(a.checkpoint, a.out, data_dir=a.data_dir)
+        r = evaluate_checkpoint(a.out, data_dir=a.data_dir)
+        print(format_report(r["metrics"]))
+        print(json.dumps({"out": a.out, "fitted": fitted, "split": r["split"],
+                          "metrics": r["metrics"]}))
     else:
         r = backtest(
             a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir
@@ -113,8 +126,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``forecast`` on the ``rnnkit`` sub-command parsers (``func`` = :func:`run`)."""
     p = subparsers.add_parser(
         "forecast",
-        help="time-series forecasting: train, evaluate, predict, backtest",
-        description="Time-series forecasting: train, evaluate, predict, backtest.",
+        help="time-series forecasting: train, evaluate, predict, backtest, blend",
+        description="Time-series forecasting: train, evaluate, predict, backtest, blend.",
     )
     add_arguments(p)
     p.set_defaults(func=run)

@@ -97,6 +97,10 @@ class ForecastModelConfig:
             LSTNet stand for): the data's linear AR baseline (least squares on the training
             split, iterated to ``H`` steps) as a fixed affine map of the window, plus SegRNN's
             output, whose head starts at zero so training starts from the AR forecast.
+        ar_blend: segrnn, point head: forecast ``AR + b_h (SegRNN - AR)``, SegRNN's forecast
+            blended with the same fixed linear AR map, one weight ``b_h`` in [0, 1] per horizon
+            step fitted by least squares on the validation windows after training (SegRNN
+            trains alone, ``b = 1``; :meth:`~rnnkit.models.forecast_segrnn.SegRNN.fit_ar_blend`).
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
@@ -119,6 +123,7 @@ class ForecastModelConfig:
     decomposition_kernel: int = 25
     highway: int = 0
     linear_ar: bool = False
+    ar_blend: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -21,7 +21,11 @@ forecast is ``A_c z_c + a_c + (norm^{-1}(y) - norm^{-1}(0))``, where ``A_c`` (H,
 (H,) are channel ``c``'s linear AR baseline (fitted by least squares on the training split,
 :class:`~rnnkit.models.forecast_baselines.LinearAR`) unrolled into one affine map
 (:meth:`SegRNN.set_linear_ar`; fixed buffers), and the recurrent part, its level removed,
-models what the AR misses; its head starts at zero.  An ``L`` that ``w`` does not
+models what the AR misses; its head starts at zero.  ``ar_blend`` keeps SegRNN as it is and
+blends its forecast ``y`` with the same AR map afterwards: ``A_c z_c + a_c + b_h (y - A_c z_c -
+a_c)``, one weight ``b_h`` in [0, 1] per horizon step, fitted by least squares on held-out
+windows after training (:meth:`SegRNN.fit_ar_blend`; ``b = 1``, SegRNN alone, until then).
+An ``L`` that ``w`` does not
 divide is padded at the front with the window's first value.  The encoder and decoder are the
 same layer, as in SegRNN.
 
@@ -79,7 +83,7 @@ class SegRNN(nn.Module):
             ``revin_affine``, ``head`` ("point" or "quantile"; "gaussian" with norm none, last
             or mean), ``highway``, ``extras`` (for ``build_layer``).
         n_targets: C.  n_past / n_future: must be 0.  horizon: H.  input_length: L (needed by
-            ``linear_ar``).
+            ``linear_ar`` and ``ar_blend``).
 
     Forward:
         x: (B, L, C).  xf, lengths, y_teacher: accepted for the common interface; ``lengths``
@@ -129,17 +133,27 @@ class SegRNN(nn.Module):
             raise ValueError(f"model.highway={c.highway}: expected 0 or a number of input steps "
                              "(with channels 'independent')")
         self.highway = nn.Linear(c.highway, horizon) if c.highway else None
-        if c.linear_ar:
-            if c.head == "gaussian":
-                raise ValueError("model.linear_ar with model.head='gaussian' is not supported: "
-                                 "use head 'point' or 'quantile'")
+        if c.linear_ar and c.ar_blend:
+            raise ValueError("model.linear_ar and model.ar_blend: choose one way to combine the "
+                             "linear AR with SegRNN")
+        if c.linear_ar and c.head == "gaussian":
+            raise ValueError("model.linear_ar with model.head='gaussian' is not supported: "
+                             "use head 'point' or 'quantile'")
+        if c.ar_blend and c.head != "point":
+            raise ValueError(f"model.ar_blend with model.head={c.head!r} is not supported: it "
+                             "blends point forecasts (use head 'point')")
+        if c.linear_ar or c.ar_blend:
+            key = "linear_ar" if c.linear_ar else "ar_blend"
             if not input_length:
-                raise ValueError("model.linear_ar: the model needs input_length (L)")
+                raise ValueError(f"model.{key}: the model needs input_length (L)")
             # channel c's AR forecast as one affine map of the window (set_linear_ar fills them)
             self.register_buffer("ar_map", torch.zeros(n_targets, horizon, input_length))
             self.register_buffer("ar_bias", torch.zeros(n_targets, horizon))
+        if c.linear_ar:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        if c.ar_blend:  # SegRNN's weight per horizon step; 1 (SegRNN alone) until fitted
+            self.register_buffer("blend", torch.ones(horizon))
 
     @torch.no_grad()
     def set_linear_ar(self, coef: Any) -> None:
@@ -151,11 +165,13 @@ class SegRNN(nn.Module):
 
         coef = np.asarray(coef, dtype=np.float64)
         C, p = coef.shape[0], coef.shape[1] - 1
-        if not self.config.linear_ar or C != self.C or p > self.ar_map.size(-1):
+        has_ar = self.config.linear_ar or self.config.ar_blend
+        if not has_ar or C != self.C or p > self.ar_map.size(-1):
             raise ValueError(
                 f"set_linear_ar: an AR({p}) for {C} channels; the model has {self.C} channels "
-                f"and windows of {self.ar_map.size(-1) if self.config.linear_ar else '?'} steps "
-                "(model.linear_ar must be true, and data.ar_order at most data.input_length)")
+                f"and windows of {self.ar_map.size(-1) if has_ar else '?'} steps "
+                "(model.linear_ar or model.ar_blend must be true, and data.ar_order at most "
+                "data.input_length)")
         A = np.zeros((C, self.H, self.ar_map.size(-1)))  # lags beyond p stay 0
         for k in range(C):
             rows = np.zeros((p + self.H, p + 1))  # each value as affine in (window, 1)
@@ -166,6 +182,44 @@ class SegRNN(nn.Module):
             A[k, :, A.shape[-1] - p:] = rows[p:, :p]
             self.ar_bias[k] = torch.from_numpy(rows[p:, p]).to(self.ar_bias)
         self.ar_map.copy_(torch.from_numpy(A))
+
+    def ar_forecast(self, x: Tensor) -> Tensor:
+        """The linear AR's forecast of each window: (B, L, C) -> (B, H, C) (``linear_ar`` or
+        ``ar_blend`` models, after :meth:`set_linear_ar`)."""
+        if x.size(1) != self.ar_map.size(-1):
+            key = "linear_ar" if self.config.linear_ar else "ar_blend"
+            raise ValueError(f"SegRNN: model.{key} was built for windows of "
+                             f"{self.ar_map.size(-1)} steps; got {x.size(1)}")
+        return torch.einsum("blc,chl->bhc", x, self.ar_map) + self.ar_bias.T
+
+    @torch.no_grad()
+    def fit_ar_blend(self, batches: Any) -> Tensor:
+        """Fit ``blend`` (``ar_blend``): for each horizon step ``h`` the ``b`` in [0, 1] that
+        minimises the squared error of ``AR + b (SegRNN - AR)`` over ``batches``, an iterable
+        of ``(x (B, L, C), y (B, H, C))`` held-out windows in the model's space (least squares
+        in float64, then clipped).  Idempotent: SegRNN's own forecast is recomputed with
+        ``b = 1``.  Returns the weights (H,)."""
+        if not self.config.ar_blend:
+            raise ValueError("fit_ar_blend: the model was built without model.ar_blend")
+        was = self.training
+        self.eval()
+        self.blend.fill_(1.0)
+        num = torch.zeros(self.H, dtype=torch.float64)
+        den = torch.zeros(self.H, dtype=torch.float64)
+        n = 0
+        for x, y in batches:
+            x = x.to(self.blend.device)
+            base = self.ar_forecast(x).double()  # (B, H, C)
+            gap = self(x)[..., 0].double() - base  # SegRNN - AR
+            num += ((y.to(gap) - base) * gap).sum((0, 2)).cpu()
+            den += (gap * gap).sum((0, 2)).cpu()
+            n += x.size(0)
+        self.train(was)
+        if n == 0:
+            raise ValueError("fit_ar_blend: no windows to fit the blend on")
+        b = torch.where(den > 0, num / den.clamp_min(1e-300), torch.ones_like(num))
+        self.blend.copy_(b.clamp(0.0, 1.0).to(self.blend))
+        return self.blend.clone()
 
     def _queries(self, B: int) -> Tensor:
         """Decoder inputs, one per (sequence, output segment): (N*m, 1, d), N = B*C or B."""
@@ -212,12 +266,12 @@ class SegRNN(nn.Module):
             p = p + ar[..., None] if self.config.head == "quantile" else torch.cat(
                 [p[..., :1] + ar[..., None], p[..., 1:]], -1)
         if self.config.linear_ar:
-            if L != self.ar_map.size(-1):
-                raise ValueError(f"SegRNN: model.linear_ar was built for windows of "
-                                 f"{self.ar_map.size(-1)} steps; got {L}")
-            base = torch.einsum("blc,chl->bhc", x, self.ar_map) + self.ar_bias.T  # (B, H, C)
+            base = self.ar_forecast(x)  # (B, H, C)
             res = self.norm.inverse(p, stats) - self.norm.inverse(torch.zeros_like(p), stats)
             return res + base[..., None]
         if self.config.head == "gaussian" and stats is not None:
             return torch.cat([self.norm.inverse(p[..., :1], stats), p[..., 1:]], -1)
+        if self.config.ar_blend:
+            base = self.ar_forecast(x)[..., None]  # (B, H, C, 1)
+            return base + self.blend[:, None, None] * (self.norm.inverse(p, stats) - base)
         return self.norm.inverse(p, stats)

@@ -9,6 +9,7 @@ and ``lengths`` for padded batches of different lengths::
     anomaly   prediction:      x (T, B, 1), lengths (B,), h0[, c0]   -> y (T, B, l), h_n[, c_n]
               reconstruction:  x (L, B, 1)                           -> x' (L, B, 1)
     forecast  x (B, L, C+P+F), xf (B, H, F)[, lengths (B,)]          -> params (B, H, C, K)
+              (segrnn, dlinear: x (B, input_length, C), no lengths)
     audio     x (B, T, F), lengths (B,)                              -> logits (B, K)
 
 Rows past a sequence's length are padding (outputs there carry no meaning; states are
@@ -242,21 +243,25 @@ class ForecastStep(nn.Module):
 def forecast_export_spec(model: nn.Module, state: dict[str, Any], cfg: Any) -> ExportSpec:
     """The ExportSpec of a loaded forecaster (``load_forecast_checkpoint``'s outputs)."""
     m = model.config
-    _check_exportable(model.encoder, "the forecaster's encoder")
+    if hasattr(model, "encoder"):
+        _check_exportable(model.encoder, "the forecaster's encoder")
     if hasattr(model, "decoder"):
         _check_exportable(model.decoder, "the forecaster's decoder")
+    # segrnn and dlinear read windows of exactly input_length steps (linear maps of the window);
     # recursive forecasts and the highway read the whole window: no padding there
-    with_lengths = m.strategy != "recursive" and not m.highway
+    fixed = m.arch in ("segrnn", "dlinear")
+    with_lengths = not fixed and m.strategy != "recursive" and not m.highway
     I, H, F = model.C + model.P + model.F, model.H, model.F
+    L = cfg.data.input_length
 
     def make(T: int, B: int, seed: int = 0) -> tuple[Tensor, ...]:
         g = torch.Generator().manual_seed(seed)
+        T = L if fixed else T
         x, xf = torch.randn(B, T, I, generator=g), torch.randn(B, H, F, generator=g)
         return (x, xf, _lengths(T, B, g)) if with_lengths else (x, xf)
 
-    L = cfg.data.input_length
     names = ["x", "xf"] + (["lengths"] if with_lengths else [])
-    axes = {"x": {0: "B", 1: "T"}, "xf": {0: "B"}, "params": {0: "B"}}
+    axes = {"x": {0: "B"} if fixed else {0: "B", 1: "T"}, "xf": {0: "B"}, "params": {0: "B"}}
     if with_lengths:
         axes["lengths"] = {0: "B"}
     meta = {"input_length": L, "horizon": H, "targets": state["schema"]["targets"], "head": m.head,

@@ -27,6 +27,7 @@ from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig, 
 from rnnkit.tasks.forecast_intervals import IntervalCalibrator, calibrate_interval
 from rnnkit.tasks.forecast_task import (
     ForecastTask,
+    blend_checkpoint,
     build_forecast_task,
     evaluate_windows,
     forecast_metrics,
@@ -49,6 +50,7 @@ __all__ = [
     "evaluate_checkpoint",
     "predict_checkpoint",
     "backtest",
+    "blend_checkpoint",
     "format_report",
 ]
 

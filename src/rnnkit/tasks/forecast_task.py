@@ -53,6 +53,9 @@ from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
 __all__ = [
+    "attach_linear_ar",
+    "blend_checkpoint",
+    "fit_ar_blend",
     "ForecastDataConfig",
     "ForecastData",
     "ForecastTask",
@@ -208,16 +211,8 @@ class ForecastTask:
         d = self.data
         self.model = build_model(build_forecaster, config.model, n_targets=d.C, n_past=d.P,
                                  n_future=d.F, horizon=d.H, input_length=d.L, run=config)
-        if config.model.linear_ar:
-            if config.model.arch != "segrnn":
-                raise ConfigError("config key 'model.linear_ar': only model.arch 'segrnn' has "
-                                  f"it (got {config.model.arch!r})")
-            if d.lag or d.pre.stl_period:
-                raise ConfigError("config key 'model.linear_ar': the linear AR is fitted on the "
-                                  "scaled series, so the model's inputs must be those: no "
-                                  "data.difference, no data.stl_period")
-            self.model.set_linear_ar(np.asarray(d.state["ar_coef"]))
         self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
+        attach_linear_ar(self.model, config, d)
         self.order = d.global_origins("train")
         self.rank, self.world, self.b = 0, 1, config.data.batch_size
 
@@ -280,10 +275,93 @@ class ForecastTask:
         m = r["metrics"]["model"]
         return {"loss": r["loss"], "mse": m["mse"], "mae": m["mae"]}
 
+    def finalize(self, model: nn.Module) -> dict[str, float] | None:
+        """After training, on the best weights: fit ``model.ar_blend``'s weights on every
+        validation window (:meth:`SegRNN.fit_ar_blend`).  Returns what was fitted (None: nothing
+        to fit), for the run's summary."""
+        if not self.config.model.ar_blend:
+            return None
+        return fit_ar_blend(model, self.data)
+
     def write_assets(self, directory: Path) -> None:
         import json
 
         (Path(directory) / ASSET).write_text(json.dumps(self.data.state, indent=1) + "\n")
+
+
+def attach_linear_ar(model: nn.Module, config: RunConfig, data: ForecastData) -> None:
+    """Hand ``data``'s linear AR (fitted on its training split) to a ``model.linear_ar`` or
+    ``model.ar_blend`` SegRNN; nothing for other models.
+
+    Raises:
+        ConfigError: another arch, inputs that are not the scaled series the AR was fitted on,
+            or (``ar_blend``) no validation windows to fit the blend on.
+    """
+    m = config.model
+    for key in ("linear_ar", "ar_blend"):
+        if not getattr(m, key):
+            continue
+        if m.arch != "segrnn":
+            raise ConfigError(f"config key 'model.{key}': only model.arch 'segrnn' has it "
+                              f"(got {m.arch!r})")
+        if data.lag or data.pre.stl_period:
+            raise ConfigError(f"config key 'model.{key}': the linear AR is fitted on the scaled "
+                              "series, so the model's inputs must be those: no data.difference, "
+                              "no data.stl_period")
+        if key == "ar_blend" and not data.origins["valid"]:
+            raise ConfigError("config key 'model.ar_blend': the blend is fitted on the "
+                              "validation windows, and the data has none (set data.valid_size, "
+                              "or use the ltsf protocol)")
+        model.set_linear_ar(np.asarray(data.state["ar_coef"]))
+
+
+def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, float]:
+    """Fit an ``ar_blend`` SegRNN's weights on every validation window of ``data``
+    (:meth:`~rnnkit.models.forecast_segrnn.SegRNN.fit_ar_blend`); returns their mean, min and
+    max and the number of windows."""
+    g, bs = data.global_origins("valid"), data.cfg.eval_batch_size
+    b = model.fit_ar_blend(data.batch(g[i:i + bs])[0::2] for i in range(0, len(g), bs))
+    return {"ar_blend_mean": float(b.mean()), "ar_blend_min": float(b.min()),
+            "ar_blend_max": float(b.max()), "ar_blend_windows": len(g)}
+
+
+def blend_checkpoint(checkpoint: str | Path, out: str | Path, *,
+                     data_dir: str | None = None) -> dict[str, float]:
+    """Write checkpoint ``out``: the SegRNN of ``checkpoint`` with ``model.ar_blend`` turned on
+    and its weights fitted on the validation windows of the checkpoint's own data and
+    preprocessing.  SegRNN trains the same with or without the blend (it is fitted after
+    training), so this is the checkpoint training with ``model.ar_blend: true`` would have
+    written.  Returns what :func:`fit_ar_blend` returns.
+
+    Raises:
+        ValueError: not a plain SegRNN point forecaster (or already blended).
+        ConfigError / CheckpointError: as :func:`attach_linear_ar` / loading.
+    """
+    import json
+
+    from rnnkit.runtime import __version__
+    from rnnkit.train.checkpoint import write_checkpoint
+    from rnnkit.train.config import to_dict
+
+    old, state, cfg = load_forecast_checkpoint(checkpoint)
+    m = cfg.model
+    if m.arch != "segrnn" or m.linear_ar or m.ar_blend or m.head != "point":
+        raise ValueError(f"{checkpoint}: blend_checkpoint needs a SegRNN point forecaster "
+                         f"without linear_ar or ar_blend (got arch {m.arch!r}, head {m.head!r})")
+    m.ar_blend = True
+    data = ForecastData(cfg.data, data_dir=data_dir, state=state)
+    model = build_model(build_forecaster, m, n_targets=data.C, n_past=data.P, n_future=data.F,
+                        horizon=data.H, input_length=data.L, run=cfg, training=False)
+    missing, unexpected = model.load_state_dict(old.state_dict(), strict=False)
+    if unexpected or set(missing) - {"ar_map", "ar_bias", "blend"}:
+        raise ValueError(f"{checkpoint}: weights do not match a blended SegRNN "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    attach_linear_ar(model, cfg, data)
+    fitted = fit_ar_blend(model, data)
+    write_checkpoint(out, model_state=model.state_dict(), config=to_dict(cfg), task="forecast",
+                     version=__version__, write_assets=lambda d: (Path(d) / ASSET).write_text(
+                         json.dumps(state, indent=1) + "\n"))
+    return fitted
 
 
 def build_forecast_task(config: RunConfig, data_dir: str | None = None) -> ForecastTask:

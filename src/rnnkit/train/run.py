@@ -197,6 +197,13 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, d
     if result.best_metric is not None:
         trainer.monitor.print(f"[bold]best[/] {cfg.trainer.monitor} {result.best_metric:.4f} at "
                               f"step {trainer.state.best_step} -> {run_dir / 'best'}")
+    if hasattr(task, "finalize") and trainer.load_best():
+        fitted = task.finalize(trainer.raw_model)  # e.g. weights fitted on validation
+        if fitted is not None:
+            trainer.save("best", with_state=False)
+            summary["finalized"] = fitted
+            trainer.monitor.print("[bold]fitted on the best weights[/]: " + "  ".join(
+                f"{k} {v:.4g}" for k, v in fitted.items()))
     if test_split and test_split in getattr(task, "eval_splits", ()):
         trainer.load_best()
         test = {f"test_{k}": v for k, v in trainer.evaluate(test_split).items()}
