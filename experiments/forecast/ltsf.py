@@ -16,7 +16,9 @@ the seeds.  Usage (from the repository root; one process at a time on a shared C
     python experiments/forecast/ltsf.py --refresh                 # job files from cached seeds
 
 Resumable: a finished job's JSON is skipped; within a job each finished seed's report is kept
-under ``experiments/logs/ltsf/`` and not run again.  Before each training run the driver waits
+under ``experiments/logs/ltsf/`` and not run again.  Two drivers can share the table: each
+(model, seed) run holds a lock file (its driver's pid) while it trains, and the other driver
+waits for its report.  Before each training run the driver waits
 while ``/tmp/bench.lock`` exists (a speed benchmark on the same machine) and runs torch on one
 thread.  Every run's log is ``experiments/logs/ltsf/<job>_<model>_seed<k>.log``.
 """
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
@@ -125,18 +128,85 @@ def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str) -
     return sets
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(lock: Path) -> bool:
+    """Take ``lock`` (a file holding the trainer's pid) unless a live process holds it; a dead
+    holder's lock is taken over.  Lets two drivers share one table: each (model, seed) run is
+    trained by one of them, and the other waits for its report."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                return False
+            lock.unlink(missing_ok=True)  # its holder is gone
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+
+
+def _record(printable: str, wall: float, out: Path) -> dict:
+    report = json.loads((out / "report.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    return {"command": printable, "wall_seconds": round(wall, 1), "report": report,
+            "best_val_loss": summary.get("best"), "stopped": summary.get("stopped"),
+            "epochs": summary.get("epoch"), "steps": summary.get("step")}
+
+
 def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
             extra: list[str]) -> dict:
-    """Train and score one (model, seed); its report is cached under LOGS."""
+    """Train and score one (model, seed); its report is cached under LOGS.  While another
+    driver trains the same run (its lock file), wait for its report; a finished run whose
+    driver died before caching it is taken as it is."""
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{model}_seed{seed}.json"
+    return _exclusive(cache, lambda: cache_or_train(ds, variables, H, L, seed, model, extra,
+                                                    cache))
+
+
+def _exclusive(cache: Path, make: Any) -> dict:
+    """``make()`` under ``cache``'s lock file, unless ``cache`` exists (then it is read)."""
+    lock = cache.with_suffix(".lock")
+    waited = 0
+    while not cache.is_file() and not _claim(lock):
+        if waited % 600 == 0:
+            print(f"  {lock.name}: another driver is making it; waiting", flush=True)
+        time.sleep(15)
+        waited += 15
+    try:
+        return json.loads(cache.read_text()) if cache.is_file() else make()
+    finally:
+        if lock.is_file() and lock.read_text().strip() == str(os.getpid()):
+            lock.unlink()
+
+
+def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: str,
+                   extra: list[str], cache: Path) -> dict:
     name = job_name(ds, variables, H, L)
-    cache = LOGS / f"{name}_{model}_seed{seed}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
     recipe = f"configs/ltsf_{DATASETS[ds]['family']}_{model}.yaml"
     out = f"runs/ltsf/{name}_{model}_seed{seed}"
     sets = _overrides(ds, variables, H, L, seed, model) + extra
     cmd = ["rnnkit", "forecast", "train", recipe, *[f"--set={s}" for s in sets], "--out", out]
     printable = " ".join(shlex.quote(c) for c in cmd)
+    if (ROOT / out / "report.json").is_file() and (ROOT / out / "summary.json").is_file():
+        wall = json.loads((ROOT / out / "summary.json").read_text()).get("wall_seconds", 0.0)
+        rec = _record(printable, wall, ROOT / out)  # trained; its driver stopped before caching
+        cache.write_text(json.dumps(rec, indent=1) + "\n")
+        print(f"  {out}: finished earlier, taken as it is", flush=True)
+        return rec
     _wait_for_bench()
     log = LOGS / f"{name}_{model}_seed{seed}.log"
     print(f"  {time.strftime('%H:%M:%S')} {printable}  (log {log.relative_to(ROOT)})", flush=True)
@@ -151,12 +221,9 @@ def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
     wall = time.time() - t0
     if rc:
         raise SystemExit(f"{printable}: exit status {rc}; see {log}")
-    report = json.loads((ROOT / out / "report.json").read_text())
-    summary = json.loads((ROOT / out / "summary.json").read_text())
-    rec = {"command": printable, "wall_seconds": round(wall, 1), "report": report,
-           "best_val_loss": summary.get("best"), "stopped": summary.get("stopped"),
-           "epochs": summary.get("epoch"), "steps": summary.get("step")}
+    rec = _record(printable, wall, ROOT / out)
     cache.write_text(json.dumps(rec, indent=1) + "\n")
+    report = rec["report"]
     print(f"  -> test MSE {report['metrics']['model']['mse']:.4f} "
           f"MAE {report['metrics']['model']['mae']:.4f} in {wall:.0f} s", flush=True)
     return rec
@@ -166,10 +233,12 @@ def blend_one(ds: str, variables: str, H: int, L: int, seed: int) -> dict:
     """SegRNN-AR of one seed: that seed's SegRNN checkpoint with ``model.ar_blend`` fitted on
     the validation windows (``blend_checkpoint``: the checkpoint training with
     ``--set model.ar_blend=true`` writes), scored on every test window; cached under LOGS."""
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_segrnn-ar_seed{seed}.json"
+    return _exclusive(cache, lambda: _blend(ds, variables, H, L, seed, cache))
+
+
+def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path) -> dict:
     name = job_name(ds, variables, H, L)
-    cache = LOGS / f"{name}_segrnn-ar_seed{seed}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
     import torch
 
     from rnnkit.tasks.forecast import evaluate_checkpoint

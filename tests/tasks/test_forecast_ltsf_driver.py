@@ -88,3 +88,36 @@ def test_queue_puts_the_targets_first(ltsf):
     assert [j[0] for j in q[:16]] == (["ETTh1"] * 4 + ["ETTm1"] * 4) * 2
     assert [j[5] for j in q[:16]] == [1] * 8 + [3] * 8 and all(j[4] == [1, 2, 3] for j in q[:16])
     assert all(j[4] == [1] for j in q[16:]) and len(q) == 16 + 8 + 16 + 16
+
+
+def test_locks_let_two_drivers_share_the_table(tmp_path):
+    """A lock held by a live process is respected, a dead holder's is taken over, and a run
+    that finished after its driver died is taken as it is (no retraining)."""
+    import os
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("_ltsf2", ROOT / "experiments/forecast/ltsf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lock = tmp_path / "x.lock"
+    lock.write_text(str(os.getppid()))  # a live process (pytest's parent)
+    assert not mod._claim(lock)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    lock.write_text(dead)
+    assert mod._claim(lock) and lock.read_text() == str(os.getpid())
+    # the driver died after training: report.json and summary.json are there
+    mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
+    mod.LOGS.mkdir()
+    name = mod.job_name("ETTh1", "multivariate", 96, 512)
+    out = tmp_path / "runs" / "ltsf" / f"{name}_segrnn_seed2"
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps({"metrics": {"model": {"mse": 0.36}}}))
+    (out / "summary.json").write_text(json.dumps({"best": 0.6, "stopped": "early_stopping",
+                                                  "epoch": 9, "step": 300,
+                                                  "wall_seconds": 700.0}))
+    rec = mod.run_one("ETTh1", "multivariate", 96, 512, 2, "segrnn", [])
+    assert rec["report"]["metrics"]["model"]["mse"] == 0.36 and rec["wall_seconds"] == 700.0
+    assert (mod.LOGS / f"{name}_segrnn_seed2.json").is_file()
+    assert not (mod.LOGS / f"{name}_segrnn_seed2.lock").exists()  # released
