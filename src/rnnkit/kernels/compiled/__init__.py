@@ -17,8 +17,10 @@ temporary directory under ``rnnkit.runtime.cache_dir("compiled-scans")``, then r
 atomically to a file keyed by the sources, torch's version, the compiler, the flags, the
 CPU and Python; later processes import that file. A failed build (no compiler, an error)
 is reported once, as a warning with the compiler's output, and the fused scans run their
-Python loop (same numbers). ``RNNKIT_PACKED_GEMM=0`` makes the per-step products plain
-``at::mm`` (no packed weights: less memory, slower). ``RNNKIT_COMPILED_SCANS=0`` turns the
+Python loop (same numbers). The per-step products use MKL's packed weights where they have
+room under the Python loop's peak memory, else BLAS's sgemm or oneDNN brgemm slices on the
+unpacked weight (``scans.h``, ``StepGemm``); ``RNNKIT_PACKED_GEMM=0`` packs nowhere (less
+memory, slower at large shapes). ``RNNKIT_COMPILED_SCANS=0`` turns the
 extension off; ``=1``
 uses it wherever it can run; unset, the scans use it where it was measured at least as fast
 (:func:`preferred`; docs/kernels.md, "The time loop in compiled code").
@@ -157,8 +159,9 @@ def ext():
     cache_mb = _pack_cache_mb()  # (a bad value raises here, not as a build failure)
     try:
         mod = build()
-        # MKL's packed weights cost ~7.3 MB plus twice the weight while a loop runs, for
-        # 4-10% speed; RNNKIT_PACKED_GEMM=0 trades that back (docs/kernels.md)
+        # MKL's packed weights cost ~7.3 MB plus twice the weight while a loop runs; training
+        # loops pack only where that has room (pack_fits() in scans.h); RNNKIT_PACKED_GEMM=0
+        # packs nowhere (docs/kernels.md, "Memory")
         mod.set_packed(os.environ.get("RNNKIT_PACKED_GEMM", "") != "0")
         # inference keeps the packed weights between calls, at most this many MB
         # (docs/kernels.md, "Memory"); 0 packs on every call instead

@@ -143,7 +143,8 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
       return;
     }
   }
-  const StepGemm gemm(W_hh, B, !save_all);  // (m h) W_hh^T
+  // (m h) W_hh^T; in training packed where it has room beside the backward's dGh (pack_fits())
+  const StepGemm gemm(W_hh, B, !save_all, T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : zero;
   // the bias: in the GRU step, or (LayerNorm-GRU) with the norm's gain, before it
@@ -193,7 +194,9 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
   const int64_t nt = at::get_num_threads();
   Tensor sums = ln ? at::zeros({nt, 2 * G}, N.options().dtype(at::kDouble)) : Tensor();
   Tensor parts = ln ? at::empty({nt, 2 * G}, N.options()) : Tensor();
-  const StepGemm gemm(W_hh.t(), B);  // dg W_hh
+  // dg W_hh; packed where it has room beside what the caller makes after the loop (pack_fits():
+  // dxp, (T, B, 3H), and h_{t-1} stacked for dW_hh's GEMM, then the product and its copy)
+  const StepGemm gemm(W_hh.t(), B, false, (T_ * B * 4 * H + 2 * G * H) * int64_t(sizeof(T)));
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
     const int64_t n = live(sizes, t, B);

@@ -57,7 +57,8 @@ static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
                      const Sizes& sizes, bool keep, Tensor& A, Tensor& C, Tensor& TC,
                      Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
-  const StepGemm gemm(W_hh, B, keep);  // (m h) W_hh^T
+  // (m h) W_hh^T; packed where it has room beside the backward's dA (pack_fits())
+  const StepGemm gemm(W_hh, B, keep, T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
@@ -85,7 +86,9 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
                      const Tensor& C, const Tensor& TC, const Tensor& dY, Tensor& dA,
                      Tensor& dh, Tensor& dc) {
   const int64_t T_ = A.size(0), B = A.size(1), G = A.size(2), H = G / 4;
-  const StepGemm gemm(W_hh.t(), B);  // dA W_hh
+  // dA W_hh; packed where it has room beside dW_hh's GEMM after the loop (the caller stacks
+  // h_{t-1} over all T, then the product and its copy: pack_fits())
+  const StepGemm gemm(W_hh.t(), B, false, (T_ * B * H + 2 * G * H) * int64_t(sizeof(T)));
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
     const int64_t n = live(sizes, t, B);
@@ -341,7 +344,8 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
       return;
     }
   }
-  const StepGemm gemm(W_hh, B, !save_all);  // v = (m h) W_hh^T
+  // v = (m h) W_hh^T; in training packed where it has room beside the backward's dU
+  const StepGemm gemm(W_hh, B, !save_all, T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options());
   const T *gih = ptr<T>(g_ih), *ghh = ptr<T>(g_hh), *bp = ptr<T>(b), *gc = ptr<T>(g_c);
   const T* bc = ptr<T>(b_c);
@@ -446,7 +450,14 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
   // double, and four (H,) and one (4H,) scratch rows
   Tensor sums = at::zeros({nt, K}, A.options().dtype(at::kDouble));
   Tensor scratch = at::empty({nt, 4 * H + G}, A.options());
-  const StepGemm gemm(W_hh.t(), B);  // dv W_hh
+  // dv W_hh. Packed where it has room (pack_fits()): beside the block's dW_hh GEMM after the
+  // call (h_{t-1} stacked for the block that starts at 0, then the product and its copy), or
+  // beside the whole-sequence (T, B, 4H) layer-norm gradient that the Python loop makes in
+  // place of this block's dV (less a margin of two weights)
+  const int64_t T_ = A.size(0), k = b1 - b0;
+  const int64_t room = std::max((b0 == 0 ? k * B * H : 0) + 2 * G * H,
+                                (T_ - k) * B * G - 2 * G * H);
+  const StepGemm gemm(W_hh.t(), B, false, room * int64_t(sizeof(T)));
   Tensor parts = at::empty({nt, K}, A.options());
   const T *gih = ptr<T>(g_ih), *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c), *pA = ptr<T>(A);
   const T *pTC = ptr<T>(TC), *pU = ptr<T>(U), *pMUX = ptr<T>(MUX), *pRSX = ptr<T>(RSX);

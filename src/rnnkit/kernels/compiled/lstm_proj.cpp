@@ -15,7 +15,9 @@ static void lstmp_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, cons
                       const Zone<T>& zc, const Sizes& sizes, bool keep, Tensor& A, Tensor& C,
                       Tensor& TC, Tensor& R, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4, O = h0.size(1);
-  const StepGemm gemm(W_hh, B, keep), proj(W_hr, B, keep);  // (m h) W_hh^T, r W_hr^T
+  // (m h) W_hh^T, r W_hr^T; packed where each has half the room beside the backward's dA
+  const int64_t room = T_ * B * G * int64_t(sizeof(T)) / 2;
+  const StepGemm gemm(W_hh, B, keep, room), proj(W_hr, B, keep, room);
   Tensor hm = at::empty({B, O}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
@@ -70,7 +72,10 @@ static void lstmp_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, co
                       const Tensor& A, const Tensor& C, const Tensor& TC, const Tensor& dY,
                       Tensor& dA, Tensor& dHt, Tensor& dh, Tensor& dc) {
   const int64_t T_ = A.size(0), B = A.size(1), G = A.size(2), H = G / 4, O = h0.size(1);
-  const StepGemm gemm(W_hh.t(), B), proj(W_hr.t(), B);  // dA W_hh, dh~ W_hr
+  // dA W_hh, dh~ W_hr; packed where each has half the room beside the caller's weight
+  // gradients after the loop (h_{t-1} stacked, the two products and their copies)
+  const int64_t room = (T_ * B * O + 2 * G * O + 2 * O * H) * int64_t(sizeof(T)) / 2;
+  const StepGemm gemm(W_hh.t(), B, false, room), proj(W_hr.t(), B, false, room);
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
     const int64_t n = live(sizes, t, B);

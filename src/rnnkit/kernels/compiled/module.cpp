@@ -10,6 +10,8 @@
 
 namespace rnnkit {
 bool use_packed = true;
+bool pack_by_size = true;
+std::atomic<int64_t> pack_count{0}, slice_count{0};
 int64_t team_rows = 4;  // (the rule's measurement: team_size())
 std::atomic<int64_t> team_runs{0};
 
@@ -64,12 +66,16 @@ std::vector<Tensor> make_packs(const Tensor& W, int64_t B, const std::vector<int
 }  // namespace
 
 Tensor mkl_pack(const Tensor& W, int64_t B) {
+  pack_count++;
   const int64_t N = W.size(0), K = W.size(1);
   const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(B), int(N), int(K));
   Tensor packed = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))},
                             W.options());
-  cblas_sgemm_pack(kRowMajor, kBMatrix, kTrans, int(B), int(N), int(K), 1.0f,
-                   W.contiguous().data_ptr<float>(), int(K), packed.data_ptr<float>());
+  // the B operand W^T: W row-major (transposed), or W = M^T with M (K, N) row-major (as is)
+  const bool as_is = !W.is_contiguous() && W.t().is_contiguous();
+  const Tensor src = as_is ? W : W.contiguous();
+  cblas_sgemm_pack(kRowMajor, kBMatrix, as_is ? kNoTrans : kTrans, int(B), int(N), int(K), 1.0f,
+                   src.data_ptr<float>(), int(as_is ? N : K), packed.data_ptr<float>());
   return packed;
 }
 
@@ -78,13 +84,14 @@ std::vector<Tensor> pack_slices(const Tensor& W, int64_t B, const std::vector<in
   for (size_t i = 0; i < pack_cache.size(); i++) {
     const PackEntry& e = pack_cache[i];
     if (e.B == B && e.spec == spec && e.copy.sizes() == W.sizes() &&
+        e.copy.strides() == W.strides() &&
         e.copy.scalar_type() == W.scalar_type() &&
         same_bytes(e.copy, W)) {
       std::rotate(pack_cache.begin(), pack_cache.begin() + i, pack_cache.begin() + i + 1);
       return pack_cache.front().packs;
     }
   }
-  PackEntry fresh{W.clone(), B, spec, make_packs(W, B, spec)};
+  PackEntry fresh{W.clone(at::MemoryFormat::Preserve), B, spec, make_packs(W, B, spec)};
   if (fresh.bytes() > pack_cache_bytes) return fresh.packs;  // too big to keep
   pack_cache.insert(pack_cache.begin(), fresh);
   int64_t total = 0;
@@ -183,4 +190,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("team_rows", [] { return rnnkit::team_rows; });
   m.def("team_runs", [] { return rnnkit::team_runs.load(); }, "loops run on a team so far");
   m.def("packed", &packed, "whether the per-step products use MKL's packed sgemm");
+  m.def("set_pack_by_size", [](bool on) { rnnkit::pack_by_size = on; },
+        "training loops pack only where the packed weight has room (default); false: always "
+        "(for A/B timings)");
+  m.def("pack_by_size", [] { return rnnkit::pack_by_size; });
+  m.def("pack_count", [] { return rnnkit::pack_count.load(); }, "weights packed so far");
+  m.def("slice_count", [] { return rnnkit::slice_count.load(); },
+        "per-step products run as brgemm slices so far");
+  m.def("pack_bytes", [](int64_t B, int64_t N, int64_t K) {
+    return rnnkit::mkl_packed_api() ? rnnkit::pack_bytes(B, N, K) : int64_t(-1);
+  }, "bytes of MKL's packed form of an (N, K) weight for B rows (-1: no MKL)");
 }

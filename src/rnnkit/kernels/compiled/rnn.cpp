@@ -10,7 +10,8 @@ static void rnn_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
                     const OptT& m, const Zone<T>& zh, bool relu, const Sizes& sizes, bool keep,
                     Tensor& A, Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), H = xp.size(2);
-  const StepGemm gemm(W_hh, B, keep);  // (m h) W_hh^T
+  // (m h) W_hh^T; packed where it has room beside the backward's dA (pack_fits())
+  const StepGemm gemm(W_hh, B, keep, T_ * B * H * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({H}, xp.options());
   const T* bp = ptr<T>(has(b_hh) ? *b_hh : zero);
   const bool zoned = zh.on();
@@ -46,7 +47,8 @@ static void rnn_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& m, const Z
                     bool relu, const Sizes& sizes, const Tensor& A, const Tensor& dY, Tensor& dA,
                     Tensor& dh) {
   const int64_t T_ = A.size(0), B = A.size(1), H = A.size(2);
-  const StepGemm gemm(W_hh.t(), B);  // da W_hh
+  // da W_hh; packed where it has room beside dW_hh's GEMM after the loop (pack_fits())
+  const StepGemm gemm(W_hh.t(), B, false, (T_ * B * H + 2 * H * H) * int64_t(sizeof(T)));
   const T is_relu = relu;
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {

@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
 #include <atomic>
@@ -205,6 +206,11 @@ static inline void ln_grad(const T* RS_ dy, const T* RS_ x, const T* RS_ gain, T
 
 //: whether StepGemm may use MKL's packed sgemm (set_packed() from Python, for A/B timings)
 extern bool use_packed;
+//: whether a training loop packs only where the packed weight has room (pack_fits();
+//: set_pack_by_size(false) packs always, as before session 13, for A/B measurements)
+extern bool pack_by_size;
+//: weights packed by mkl_pack() and products run as brgemm slices so far (for tests)
+extern std::atomic<int64_t> pack_count, slice_count;
 
 // MKL's packed-GEMM interface, which libtorch_cpu exports where torch was built with MKL
 // (x86). Weak: where it is absent the addresses are null and StepGemm uses at::mm.
@@ -216,6 +222,10 @@ void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k
 void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k,
                          const float* a, int lda, const float* b, int ldb, float beta, float* c,
                          int ldc) __attribute__((weak));
+// (BLAS's Fortran sgemm, column-major, every argument by address)
+void SGEMM(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+           const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+           const float* beta, float* c, const int* ldc) __attribute__((weak));
 }
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 static inline bool mkl_packed_api() {
@@ -223,7 +233,9 @@ static inline bool mkl_packed_api() {
          cblas_sgemm_compute != nullptr;
 }
 
-// W (N, K) float32 packed by MKL as the B operand of x W^T for B rows.
+// W (N, K) float32 packed by MKL as the B operand of x W^T for B rows. W is contiguous or
+// the transpose of a contiguous (K, N) matrix (a backward's W_hh.t(): packed as it lies, no
+// copy).
 Tensor mkl_pack(const Tensor& W, int64_t B);
 
 // mkl_pack(W, B) from a small cache, for inference (the same weights call after call; at B=1
@@ -240,26 +252,61 @@ void clear_pack_cache();
 int64_t pack_cache_entries();
 void set_pack_cache_bytes(int64_t bytes);
 
+// Bytes of MKL's packed form of W (N, K) for B rows: about 7.3 MB plus twice W on torch
+// 2.13's MKL, whatever B (7.56 MiB for 256 x 256, 10.06 for 1024 x 256, 15.56 for 512 x 2048;
+// docs/kernels.md, "Memory").
+static inline int64_t pack_bytes(int64_t B, int64_t N, int64_t K) {
+  return int64_t(cblas_sgemm_pack_get_size(kBMatrix, int(B), int(N), int(K)));
+}
+
+// Whether a training loop may pack weights of `bytes` in all (pack_bytes()) while it runs:
+// only where they fit in `room`, the bytes that its forward+backward allocates at another
+// moment on top of what is alive while the loop runs (the caller's buffers, which the Python
+// loop allocates too). Then the packed weights never raise the peak above the Python loop's.
+// Each loop states its room (the backward's gate gradients, for a forward; the (T, B, .)
+// stacks that the caller's weight-gradient GEMMs make after a backward loop). At B=32, T=100,
+// H=256 MKL's 7.6-10 MB did not fit in the LSTMs' and the RNN's backward (and the RNN's
+// forward), which then run at::mm's products; at B=128, H=512 every loop has room
+// (docs/kernels.md, "Memory"; benchmarks/results/memory_cpu_xeon2_s13.json).
+static inline bool pack_fits(int64_t bytes, int64_t room) {
+  return !pack_by_size || bytes <= room;
+}
+
 // The per-step product x W^T, (n, K) x (N, K) -> (n, N). float32 with MKL: W packed once per
 // loop for B rows (cblas_sgemm_pack; measured faster at B=32, H=256 than an sgemm call,
 // which repacks W every step: docs/kernels.md, "The time loop in compiled code"), each step
 // one cblas_sgemm_compute straight into a buffer the object owns (or, add_to, into the
-// caller's rows), with no tensor op in between; n != B rows (lengths) and float64 use at::mm.
+// caller's rows), with no tensor op in between. A training loop whose packed weight has no
+// room (`room` bytes, pack_fits(); negative: no limit) reads W^T as a (K, N) row-major
+// matrix instead (a backward's W_hh.t() is one as it lies; a forward's W is copied once),
+// which MKL's sgemm does not repack per call: at up to 32 rows and 2 or more threads one
+// oneDNN brgemm per thread on slices of the N columns (slice_product()), else at::mm. n != B
+// rows (lengths) of a packed product, and float64, use at::mm.
 // The result of operator() is valid until its next call.
 class StepGemm {
  public:
   // keep: take the packed form from packed_weight()'s cache (a forward loop whose caller
   // records no gradient, i.e. inference; in training W changes every step)
-  StepGemm(const Tensor& W, int64_t B, bool keep = false)
-      : W_(W.contiguous()), B_(B), N_(W_.size(0)), K_(W_.size(1)) {
-    if (!use_packed || W_.scalar_type() != at::kFloat || !mkl_packed_api() || B <= 0) return;
-    packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
+  StepGemm(const Tensor& W, int64_t B, bool keep = false, int64_t room = -1)
+      : W_(plain(W)), B_(B), N_(W_.size(0)), K_(W_.size(1)) {
+    if (W_.scalar_type() != at::kFloat || B <= 0) return;
     out_ = at::empty({B_, N_}, W_.options());
+    if (use_packed && mkl_packed_api() &&
+        (keep || room < 0 || pack_fits(pack_bytes(B_, N_, K_), room))) {
+      packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
+      return;
+    }
+    Wt_ = W_.t().contiguous();  // (K, N) row-major
   }
   Tensor operator()(const Tensor& x) const {
-    if (!raw(x)) return at::mm(x, W_.t());
-    compute(x, 0.0f, out_.data_ptr<float>(), N_);
-    return out_;
+    if (raw(x)) {
+      compute(x, 0.0f, out_.data_ptr<float>(), N_);
+      return out_;
+    }
+    if (!plain_rows(x)) return at::mm(x, W_.t());
+    Tensor c = x.size(0) == B_ ? out_ : out_.narrow(0, 0, x.size(0));
+    if (!slice_product(x, false, c) && !sgemm(x, 0.0f, c)) at::mm_out(c, x, Wt_);
+    return c;
   }
   // Whether rows() may run: MKL's packed product of all B rows (float32).
   bool direct() const { return packed_.defined(); }
@@ -273,24 +320,75 @@ class StepGemm {
   }
   // out (n, N, rows N apart) += x W^T
   void add_to(const Tensor& x, Tensor& out) const {
-    if (!raw(x) || out.stride(0) != N_ || out.stride(1) != 1) {
-      out.add_(at::mm(x, W_.t()));
+    const bool rows_ok = out.stride(0) == N_ && out.stride(1) == 1;
+    if (raw(x) && rows_ok) {
+      compute(x, 1.0f, out.data_ptr<float>(), N_);
       return;
     }
-    compute(x, 1.0f, out.data_ptr<float>(), N_);
+    if (plain_rows(x) && rows_ok) {
+      if (!slice_product(x, true, out) && !sgemm(x, 1.0f, out)) out.addmm_(x, Wt_);
+      return;
+    }
+    out.addmm_(x, W_.t());
   }
 
  private:
+  // W as it is where it or its transpose is contiguous (at::mm and mkl_pack read either), else
+  // a contiguous copy
+  static Tensor plain(const Tensor& W) {
+    return W.is_contiguous() || W.t().is_contiguous() ? W : W.contiguous();
+  }
   bool raw(const Tensor& x) const {
     return packed_.defined() && x.size(0) == B_ && x.stride(1) == 1 &&
            x.scalar_type() == at::kFloat;
+  }
+  // the unpacked float32 product applies (rows of x contiguous)
+  bool plain_rows(const Tensor& x) const {
+    return Wt_.defined() && x.stride(1) == 1 && x.scalar_type() == at::kFloat;
   }
   void compute(const Tensor& x, float beta, float* c, int64_t ldc) const {
     cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(N_), int(K_),
                         x.data_ptr<float>(), int(x.stride(0)), packed_.data_ptr<float>(),
                         int(K_), beta, c, int(ldc));
   }
-  Tensor W_, packed_, out_;
+  // c (n, N, rows N apart) = (or +=, add) x Wt_ as one oneDNN brgemm per slice of about 128
+  // columns, the slices split among torch's threads (each reads its columns of Wt_ in place,
+  // nothing packed). Only at up to 32 rows and 2 or more threads, outside a parallel region
+  // (false: not run). Against MKL's packed product at 32 rows, 2 threads (2-core Xeon,
+  // session 13): (32, 1024) x (1024, 256) 47-50 us against 52, (32, 256) x (256, 1024) 53-55
+  // against 48, (32, 256) x (256, 256) 13 against 14; MKL's unpacked sgemm 58-67 us. At 1
+  // thread at::mm (MKL, no transpose) was as fast as the packed product (90 against 92 us) and
+  // one brgemm slower (96); at 128 rows brgemm was 2.5x slower.
+  bool slice_product(const Tensor& x, bool add, Tensor& c) const {
+    const int64_t n = x.size(0), P = at::get_num_threads();
+    if (n > 32 || n < 1 || P < 2 || at::in_parallel_region()) return false;
+    const int64_t parts = (N_ + 127) / 128, w = ((N_ + parts - 1) / parts + 15) / 16 * 16;
+    slice_count++;
+    const float* a = x.data_ptr<float>();
+    const float* b = Wt_.data_ptr<float>();
+    float* cp = c.data_ptr<float>();
+    const int64_t lda = x.stride(0), ldc = c.stride(0);
+    at::parallel_for(0, (N_ + w - 1) / w, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; p++) {
+        const int64_t j0 = p * w, nn = std::min(w, N_ - j0);
+        at::native::cpublas::brgemm(n, nn, K_, lda, N_, ldc, add, a, b + j0, cp + j0, false);
+      }
+    });
+    return true;
+  }
+  // c (n, N, rows N apart) = x Wt_ + beta c by BLAS's sgemm called directly (MKL reads Wt_ as
+  // it lies; the same kernel as at::mm without a tensor op a step); false where torch's
+  // library does not export it
+  bool sgemm(const Tensor& x, float beta, Tensor& c) const {
+    if (SGEMM == nullptr) return false;
+    const int m = int(N_), n = int(x.size(0)), k = int(K_), lda = int(N_);
+    const int ldb = int(x.stride(0)), ldc = int(c.stride(0));
+    const float one = 1.0f;
+    SGEMM("N", "N", &m, &n, &k, &one, Wt_.data_ptr<float>(), &lda, x.data_ptr<float>(), &ldb,
+          &beta, c.data_ptr<float>(), &ldc);
+    return true;
+  }
+  Tensor W_, packed_, out_, Wt_;
   int64_t B_, N_, K_;
 };
 
