@@ -143,6 +143,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--append", action="store_true",
+                    help="add this run's results to the --json file's")
     a = ap.parse_args(argv)
     os.environ["RNNKIT_COMPILED_SCANS"] = "1"
     tune_malloc()
@@ -177,6 +179,12 @@ def main(argv=None) -> dict:
                           f" x torch.nn.LSTM (ratio {v:.3f})", flush=True)
             out["runs"].append(run)
     out["load_after"] = os.getloadavg()
+    if a.json and a.append and a.json.exists():
+        old = json.loads(a.json.read_text())  # (later runs: their command, date, load)
+        old.setdefault("appended", []).append(
+            {k: out[k] for k in ("command", "date", "load_before", "load_after")})
+        old["runs"] += out["runs"]
+        out = old
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")
     return out
