@@ -76,7 +76,8 @@ LOOKBACK_FILE = ROOT / "experiments" / "forecast" / "ltsf_lookback.json"  # the 
 
 
 def job_name(ds: str, variables: str, H: int, L: int) -> str:
-    return f"ltsf_{ds.lower()}_{variables[0]}_h{H}_l{L}"
+    """``ltsf_<data>_<m|s>_h<H>_l<L>``: M and S as in the LTSF papers' feature modes."""
+    return f"ltsf_{ds.lower()}_{'m' if variables == 'multivariate' else 's'}_h{H}_l{L}"
 
 
 def chosen_lookback() -> int | None:
