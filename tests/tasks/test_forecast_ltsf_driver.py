@@ -52,6 +52,7 @@ def test_results_file_has_the_issue_keys(ltsf):
     for key in ("dataset", "protocol", "variables", "horizon", "lookback", "metric", "value", "mae",
                 "baselines", "command", "wall_seconds", "seeds", "cell"):
         assert key in r, key
+    assert ltsf.job_name("ETTm2", "univariate", 720, 96) == "ltsf_ettm2_s_h720_l96"
     assert (r["dataset"], r["protocol"], r["variables"], r["horizon"], r["lookback"], r["metric"]) \
         == ("ETTh1", "ltsf", "multivariate", 96, 720, "mse")
     # the value is SegRNN-AR's seed mean; SegRNN alone is beside it
