@@ -239,8 +239,8 @@ def test_same_outputs_under_one_and_two_openmp_threads(ext, tmp_path):
         res[n] = json.loads(path.read_text())
     assert (res[1]["threads"], res[1]["used"]) == (1, 1)
     assert (res[2]["threads"], res[2]["used"]) == (2, 2)
-    # (the products may differ: at 2 threads and <= 32 rows an unpacked one is oneDNN brgemm
-    # slices, at 1 thread MKL's sgemm, which round differently: gradients within 1e-4, or 5e-6
+    # (the products may differ: at 2 threads an unpacked one is oneDNN brgemm blocks, at 1
+    # thread MKL's sgemm, which round differently: gradients within 1e-4, or 5e-6
     # of the tensor's largest value, as in the float32 test above)
     for name in ("LSTM", "GRU", "LayerNormLSTM", "LayerNormGRU", "RNN", "MinLSTM", "SRU"):
         for a, b, tol in zip(res[1][name], res[2][name], (1e-5, 1e-4, 1e-4)):
@@ -287,8 +287,8 @@ def test_env_zero_turns_it_off(calls, monkeypatch):
 @pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "ln_lstm", "ln_gru", "rnn"])
 def test_packed_and_unpacked_products_give_the_same_numbers(calls, ext, name, threads):
     """float32, lengths, zoneout and recurrent dropout, 1 and 2 threads: MKL's packed products
-    in every loop (``set_pack_by_size(False)``), none (``set_packed(False)``: at 2 threads and
-    <= 32 rows oneDNN brgemm slices, else BLAS's sgemm), and the default (packed where the
+    in every loop (``set_pack_by_size(False)``), none (``set_packed(False)``: at 2 threads
+    oneDNN brgemm blocks, else BLAS's sgemm), and the default (packed where the
     packed weight has room), each against the Python loop; the slices really ran at 2
     threads."""
     kw = dict(dtype=torch.float32, hidden=37, batch=3)
@@ -316,6 +316,33 @@ def test_packed_and_unpacked_products_give_the_same_numbers(calls, ext, name, th
         for i, (u, v) in enumerate(zip(got[3:], ref[3:], strict=True)):
             atol = max(1e-4, 5e-6 * v.abs().max().item())
             _assert_close([u], [v], atol, f"{name} {mode} gradient {i}", rtol=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [37, 300], ids=["brgemm", "sgemm"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "ln_lstm"])
+def test_unpacked_products_over_32_rows_at_two_threads(calls, ext, name, hidden):
+    """At 2 threads, 40 rows (two blocks of brgemm rows), or K = 4 x 300 > 1024 (BLAS's sgemm
+    at 2 threads): the unpacked products give the Python loop's numbers."""
+    kw = dict(dtype=torch.float32, hidden=hidden, batch=40, lengths=(6,) * 38 + (4, 2))
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with compiled.disabled():
+            ref = _layer_run(LAYERS[name], "fused", **kw)
+        ext.set_packed(False)
+        slices = ext.slice_count()
+        try:
+            got = _layer_run(LAYERS[name], "fused", **kw)
+        finally:
+            ext.set_packed(True)
+        ran = ext.slice_count() > slices
+    finally:
+        torch.set_num_threads(kept)
+    assert ran  # (the forward's K is 4 (the input) or H: brgemm either way)
+    _assert_close(got[:3], ref[:3], 2e-5, name, rtol=1e-5)
+    for i, (u, v) in enumerate(zip(got[3:], ref[3:], strict=True)):
+        atol = max(1e-4, 5e-6 * v.abs().max().item())
+        _assert_close([u], [v], atol, f"{name} gradient {i}", rtol=1e-5)
 
 
 def test_training_packs_only_where_the_packed_weight_has_room(calls, ext):

@@ -452,11 +452,12 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
   Tensor scratch = at::empty({nt, 4 * H + G}, A.options());
   // dv W_hh. Packed where it has room (pack_fits()): beside the block's dW_hh GEMM after the
   // call (h_{t-1} stacked for the block that starts at 0, then the product and its copy), or
-  // beside the whole-sequence (T, B, 4H) layer-norm gradient that the Python loop makes in
-  // place of this block's dV (less a margin of two weights)
-  const int64_t T_ = A.size(0), k = b1 - b0;
+  // beside the whole-sequence (T, B, 4H) input layer-norm gradient that the Python loop makes
+  // after its loop where this loop has the caller's dV, a block of dV.size(0) steps (less a
+  // margin of two weights)
+  const int64_t T_ = A.size(0), k = b1 - b0, span = dV.size(0);
   const int64_t room = std::max((b0 == 0 ? k * B * H : 0) + 2 * G * H,
-                                (T_ - k) * B * G - 2 * G * H);
+                                (T_ - span) * B * G - 2 * G * H);
   const StepGemm gemm(W_hh.t(), B, false, room * int64_t(sizeof(T)));
   Tensor parts = at::empty({nt, K}, A.options());
   const T *gih = ptr<T>(g_ih), *ghh = ptr<T>(g_hh), *gc = ptr<T>(g_c), *pA = ptr<T>(A);

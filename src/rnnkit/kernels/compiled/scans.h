@@ -279,8 +279,8 @@ static inline bool pack_fits(int64_t bytes, int64_t room) {
 // caller's rows), with no tensor op in between. A training loop whose packed weight has no
 // room (`room` bytes, pack_fits(); negative: no limit) reads W^T as a (K, N) row-major
 // matrix instead (a backward's W_hh.t() is one as it lies; a forward's W is copied once),
-// which MKL's sgemm does not repack per call: at up to 32 rows and 2 or more threads one
-// oneDNN brgemm per thread on slices of the N columns (slice_product()), else at::mm. n != B
+// which MKL's sgemm does not repack per call: at 2 or more threads, K <= 1024 and up to 128
+// rows oneDNN brgemm on blocks of rows and columns (slice_product()), else BLAS's sgemm. n != B
 // rows (lengths) of a packed product, and float64, use at::mm.
 // The result of operator() is valid until its next call.
 class StepGemm {
@@ -351,27 +351,32 @@ class StepGemm {
                         x.data_ptr<float>(), int(x.stride(0)), packed_.data_ptr<float>(),
                         int(K_), beta, c, int(ldc));
   }
-  // c (n, N, rows N apart) = (or +=, add) x Wt_ as one oneDNN brgemm per slice of about 128
-  // columns, the slices split among torch's threads (each reads its columns of Wt_ in place,
-  // nothing packed). Only at up to 32 rows and 2 or more threads, outside a parallel region
-  // (false: not run). Against MKL's packed product at 32 rows, 2 threads (2-core Xeon,
-  // session 13): (32, 1024) x (1024, 256) 47-50 us against 52, (32, 256) x (256, 1024) 53-55
-  // against 48, (32, 256) x (256, 256) 13 against 14; MKL's unpacked sgemm 58-67 us. At 1
-  // thread at::mm (MKL, no transpose) was as fast as the packed product (90 against 92 us) and
-  // one brgemm slower (96); at 128 rows brgemm was 2.5x slower.
+  // c (n, N, rows N apart) = (or +=, add) x Wt_ as one oneDNN brgemm per block of at most 32
+  // rows and slice of about 128 columns, the blocks split among torch's threads (each reads its
+  // columns of Wt_ in place, nothing packed). Only at 2 or more threads, K <= 1024 and up to
+  // 128 rows, outside a parallel region (false: not run). Against MKL's packed product and its
+  // unpacked sgemm at 2 threads (a standalone script, 2-core Xeon, session 13, us): (32, 1024)
+  // x (1024, 256) 47-51 / 47-52 / 65-67; (64, 1024) x (1024, 256) 93-95 / 90-96 / 109-115;
+  // (48, 1024) x (1024, 256) 70 / 68 / 89; (32, 256) x (256, 1024) 53-57 / 44-48 / 56-58;
+  // (32, 256) x (256, 256) 12-13 / 13-14 / 16. With K = 1536 or 2048 brgemm (no blocking of K,
+  // or blocks of 512) was 1.1-3x slower than sgemm, and at 1 thread sgemm was as fast as the
+  // packed product (82-106 against 82-109 us at (32, 1024) x (1024, 256)) and brgemm no faster.
   bool slice_product(const Tensor& x, bool add, Tensor& c) const {
     const int64_t n = x.size(0), P = at::get_num_threads();
-    if (n > 32 || n < 1 || P < 2 || at::in_parallel_region()) return false;
-    const int64_t parts = (N_ + 127) / 128, w = ((N_ + parts - 1) / parts + 15) / 16 * 16;
+    if (n > 128 || n < 1 || K_ > 1024 || P < 2 || at::in_parallel_region()) return false;
     slice_count++;
+    const int64_t parts = (N_ + 127) / 128, w = ((N_ + parts - 1) / parts + 15) / 16 * 16;
+    const int64_t cols = (N_ + w - 1) / w, blocks = (n + 31) / 32, rw = (n + blocks - 1) / blocks;
     const float* a = x.data_ptr<float>();
     const float* b = Wt_.data_ptr<float>();
     float* cp = c.data_ptr<float>();
     const int64_t lda = x.stride(0), ldc = c.stride(0);
-    at::parallel_for(0, (N_ + w - 1) / w, 1, [&](int64_t p0, int64_t p1) {
+    at::parallel_for(0, blocks * cols, 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; p++) {
-        const int64_t j0 = p * w, nn = std::min(w, N_ - j0);
-        at::native::cpublas::brgemm(n, nn, K_, lda, N_, ldc, add, a, b + j0, cp + j0, false);
+        const int64_t i0 = p / cols * rw, m = std::min(rw, n - i0);
+        const int64_t j0 = p % cols * w, nn = std::min(w, N_ - j0);
+        at::native::cpublas::brgemm(m, nn, K_, lda, N_, ldc, add, a + i0 * lda, b + j0,
+                                    cp + i0 * ldc + j0, false);
       }
     });
     return true;
