@@ -11,6 +11,7 @@
 namespace rnnkit {
 bool use_packed = true;
 bool pack_by_size = true;
+bool use_slices = true;
 std::atomic<int64_t> pack_count{0}, slice_count{0};
 int64_t team_rows = 4;  // (the rule's measurement: team_size())
 std::atomic<int64_t> team_runs{0};
@@ -194,6 +195,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "training loops pack only where the packed weight has room (default); false: always "
         "(for A/B timings)");
   m.def("pack_by_size", [] { return rnnkit::pack_by_size; });
+  m.def("set_slices", [](bool on) { rnnkit::use_slices = on; },
+        "unpacked products may run as oneDNN brgemm blocks at 2+ threads (default); false: "
+        "BLAS's sgemm (for A/B timings)");
   m.def("pack_count", [] { return rnnkit::pack_count.load(); }, "weights packed so far");
   m.def("slice_count", [] { return rnnkit::slice_count.load(); },
         "per-step products run as brgemm slices so far");

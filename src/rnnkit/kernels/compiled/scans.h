@@ -209,6 +209,9 @@ extern bool use_packed;
 //: whether a training loop packs only where the packed weight has room (pack_fits();
 //: set_pack_by_size(false) packs always, as before session 13, for A/B measurements)
 extern bool pack_by_size;
+//: whether unpacked products may run as brgemm blocks (slice_product(); set_slices(false):
+//: BLAS's sgemm everywhere, for A/B measurements)
+extern bool use_slices;
 //: weights packed by mkl_pack() and products run as brgemm slices so far (for tests)
 extern std::atomic<int64_t> pack_count, slice_count;
 
@@ -363,7 +366,8 @@ class StepGemm {
   // packed product (82-106 against 82-109 us at (32, 1024) x (1024, 256)) and brgemm no faster.
   bool slice_product(const Tensor& x, bool add, Tensor& c) const {
     const int64_t n = x.size(0), P = at::get_num_threads();
-    if (n > 128 || n < 1 || K_ > 1024 || P < 2 || at::in_parallel_region()) return false;
+    if (!use_slices || n > 128 || n < 1 || K_ > 1024 || P < 2 || at::in_parallel_region())
+      return false;
     slice_count++;
     const int64_t parts = (N_ + 127) / 128, w = ((N_ + parts - 1) / parts + 15) / 16 * 16;
     const int64_t cols = (N_ + w - 1) / w, blocks = (n + 31) / 32, rw = (n + blocks - 1) / blocks;
