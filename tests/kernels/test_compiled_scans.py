@@ -318,12 +318,15 @@ def test_packed_and_unpacked_products_give_the_same_numbers(calls, ext, name, th
             _assert_close([u], [v], atol, f"{name} {mode} gradient {i}", rtol=1e-5)
 
 
-@pytest.mark.parametrize("hidden", [37, 300], ids=["brgemm", "sgemm"])
+@pytest.mark.parametrize("batch", [40, 80])
+@pytest.mark.parametrize("hidden", [37, 300])
 @pytest.mark.parametrize("name", ["lstm", "gru", "ln_lstm"])
-def test_unpacked_products_over_32_rows_at_two_threads(calls, ext, name, hidden):
-    """At 2 threads, 40 rows (two blocks of brgemm rows), or K = 4 x 300 > 1024 (BLAS's sgemm
-    at 2 threads): the unpacked products give the Python loop's numbers."""
-    kw = dict(dtype=torch.float32, hidden=hidden, batch=40, lengths=(6,) * 38 + (4, 2))
+def test_unpacked_products_over_32_rows_at_two_threads(calls, ext, name, hidden, batch):
+    """At 2 threads, 40 or 80 rows (blocks of brgemm rows), K <= 1024 (brgemm on W^T in place)
+    or K = 4 x 300 > 1024 (the LSTMs' backward: brgemm on panels of W_hh at 40 rows, BLAS's
+    sgemm at 80): the unpacked products give the Python loop's numbers."""
+    lengths = (6,) * (batch - 2) + (4, 2)
+    kw = dict(dtype=torch.float32, hidden=hidden, batch=batch, lengths=lengths)
     kept = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -338,7 +341,7 @@ def test_unpacked_products_over_32_rows_at_two_threads(calls, ext, name, hidden)
         ran = ext.slice_count() > slices
     finally:
         torch.set_num_threads(kept)
-    assert ran  # (the forward's K is 4 (the input) or H: brgemm either way)
+    assert ran  # (K = 4H > 1024 backward: brgemm on panels of W_hh; forward: on W^T)
     _assert_close(got[:3], ref[:3], 2e-5, name, rtol=1e-5)
     for i, (u, v) in enumerate(zip(got[3:], ref[3:], strict=True)):
         atol = max(1e-4, 5e-6 * v.abs().max().item())

@@ -282,9 +282,9 @@ static inline bool pack_fits(int64_t bytes, int64_t room) {
 // caller's rows), with no tensor op in between. A training loop whose packed weight has no
 // room (`room` bytes, pack_fits(); negative: no limit) reads W^T as a (K, N) row-major
 // matrix instead (a backward's W_hh.t() is one as it lies; a forward's W is copied once),
-// which MKL's sgemm does not repack per call: at 2 or more threads, K <= 1024 and up to 128
-// rows oneDNN brgemm on blocks of rows and columns (slice_product()), else BLAS's sgemm. n != B
-// rows (lengths) of a packed product, and float64, use at::mm.
+// which MKL's sgemm does not repack per call: at 2 or more threads oneDNN brgemm on blocks of
+// rows and columns (slice_product(); with K > 1024 on a copy of W's columns in panels), else
+// BLAS's sgemm. n != B rows (lengths) of a packed product, and float64, use at::mm.
 // The result of operator() is valid until its next call.
 class StepGemm {
  public:
@@ -299,7 +299,20 @@ class StepGemm {
       packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
       return;
     }
+    const bool as_is = W_.t().is_contiguous();  // (a backward's W_hh.t(): no copy below)
     Wt_ = W_.t().contiguous();  // (K, N) row-major
+    // K > 1024 at 2 or more threads: brgemm on Wt_'s columns in place was 1.1-3x slower than
+    // sgemm, but on a copy of them in contiguous panels of 64 ([N / 64][K][64], the weight's
+    // bytes: room that every backward has, pack_fits()) as fast as MKL's packed product
+    // (slice_product())
+    if (as_is && use_slices && K_ > 1024 && at::get_num_threads() > 1) {
+      const int64_t panels = (N_ + kPanel - 1) / kPanel;
+      Wp_ = at::empty({panels, K_, kPanel}, W_.options());
+      for (int64_t q = 0; q < panels; q++) {
+        const int64_t j0 = q * kPanel, w = std::min(kPanel, N_ - j0);
+        Wp_[q].narrow(1, 0, w).copy_(Wt_.narrow(1, j0, w));
+      }
+    }
   }
   Tensor operator()(const Tensor& x) const {
     if (raw(x)) {
@@ -355,31 +368,38 @@ class StepGemm {
                         int(K_), beta, c, int(ldc));
   }
   // c (n, N, rows N apart) = (or +=, add) x Wt_ as one oneDNN brgemm per block of at most 32
-  // rows and slice of about 128 columns, the blocks split among torch's threads (each reads its
-  // columns of Wt_ in place, nothing packed). Only at 2 or more threads, K <= 1024 and up to
-  // 128 rows, outside a parallel region (false: not run). Against MKL's packed product and its
-  // unpacked sgemm at 2 threads (a standalone script, 2-core Xeon, session 13, us): (32, 1024)
-  // x (1024, 256) 47-51 / 47-52 / 65-67; (64, 1024) x (1024, 256) 93-95 / 90-96 / 109-115;
-  // (48, 1024) x (1024, 256) 70 / 68 / 89; (32, 256) x (256, 1024) 53-57 / 44-48 / 56-58;
-  // (32, 256) x (256, 256) 12-13 / 13-14 / 16. With K = 1536 or 2048 brgemm (no blocking of K,
-  // or blocks of 512) was 1.1-3x slower than sgemm, and at 1 thread sgemm was as fast as the
-  // packed product (82-106 against 82-109 us at (32, 1024) x (1024, 256)) and brgemm no faster.
+  // rows and slice of about 128 columns (64 from Wp_'s panels), the blocks split among torch's
+  // threads (each reads its columns of Wt_ in place or its panels, nothing packed by MKL). Only
+  // at 2 or more threads, outside a parallel region, and K <= 1024 and up to 128 rows, or with
+  // Wp_ up to 64 rows (false: not run). Against MKL's packed product and its unpacked sgemm at 2
+  // threads (a standalone script, 2-core Xeon, session 13, us): (32, 1024) x (1024, 256)
+  // 47-51 / 47-52 / 65-68; (64, 1024) x (1024, 256) 93-95 / 90-96 / 109-115; (48, 1024) x
+  // (1024, 256) 70 / 68 / 89; (32, 256) x (256, 1024) 53-57 / 44-48 / 56-59; (32, 256) x (256,
+  // 256) 12-13 / 13-14 / 16. With K = 1536 or 2048 brgemm on Wt_ in place was 1.1-3x slower
+  // than sgemm; on panels of 64: (32, 2048) x (2048, 512) 215 / 212 / 279, (32, 1536) x (1536,
+  // 512) 147 / 152 / 199, (64, 2048) x (2048, 512) 439 / 406 / 467, but at 128 rows 904 / 779
+  // / 876. At 1 thread sgemm was as fast as the packed product (82-106 against 82-109 us at
+  // (32, 1024) x (1024, 256)) and brgemm no faster.
   bool slice_product(const Tensor& x, bool add, Tensor& c) const {
     const int64_t n = x.size(0), P = at::get_num_threads();
-    if (!use_slices || n > 128 || n < 1 || K_ > 1024 || P < 2 || at::in_parallel_region())
+    const bool panels = Wp_.defined();
+    if (!use_slices || n < 1 || P < 2 || at::in_parallel_region() ||
+        (panels ? n > 64 : (n > 128 || K_ > 1024)))
       return false;
     slice_count++;
-    const int64_t parts = (N_ + 127) / 128, w = ((N_ + parts - 1) / parts + 15) / 16 * 16;
+    const int64_t parts = (N_ + 127) / 128;
+    const int64_t w = panels ? kPanel : ((N_ + parts - 1) / parts + 15) / 16 * 16;
     const int64_t cols = (N_ + w - 1) / w, blocks = (n + 31) / 32, rw = (n + blocks - 1) / blocks;
     const float* a = x.data_ptr<float>();
-    const float* b = Wt_.data_ptr<float>();
+    const float* b = panels ? Wp_.data_ptr<float>() : Wt_.data_ptr<float>();
     float* cp = c.data_ptr<float>();
-    const int64_t lda = x.stride(0), ldc = c.stride(0);
+    const int64_t lda = x.stride(0), ldc = c.stride(0), ldb = panels ? kPanel : N_;
     at::parallel_for(0, blocks * cols, 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; p++) {
-        const int64_t i0 = p / cols * rw, m = std::min(rw, n - i0);
-        const int64_t j0 = p % cols * w, nn = std::min(w, N_ - j0);
-        at::native::cpublas::brgemm(m, nn, K_, lda, N_, ldc, add, a + i0 * lda, b + j0,
+        const int64_t i0 = p / cols * rw, m = std::min(rw, n - i0), q = p % cols;
+        const int64_t j0 = q * w, nn = std::min(w, N_ - j0);
+        const float* bq = panels ? b + q * K_ * kPanel : b + j0;
+        at::native::cpublas::brgemm(m, nn, K_, lda, ldb, ldc, add, a + i0 * lda, bq,
                                     cp + i0 * ldc + j0, false);
       }
     });
@@ -397,7 +417,8 @@ class StepGemm {
           &beta, c.data_ptr<float>(), &ldc);
     return true;
   }
-  Tensor W_, packed_, out_, Wt_;
+  static constexpr int64_t kPanel = 64;  // columns of a panel of Wp_
+  Tensor W_, packed_, out_, Wt_, Wp_;
   int64_t B_, N_, K_;
 };
 
