@@ -166,6 +166,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_lstm_backward", &rnnkit::ln_lstm_backward);
   m.def("gru_forward", &rnnkit::gru_forward);
   m.def("gru_backward", &rnnkit::gru_backward);
+  m.def("gru_backward_dxp", &rnnkit::gru_backward_dxp);
   m.def("lstmp_forward", &rnnkit::lstmp_forward);
   m.def("lstmp_backward", &rnnkit::lstmp_backward);
   m.def("rnn_forward", &rnnkit::rnn_forward);

@@ -624,6 +624,11 @@ void gru_backward(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const 
                   const Tensor& RZ, const Tensor& N, const Tensor& Y, const Tensor& dY,
                   Tensor dGh, Tensor dXn, Tensor dh, const OptT& V, const OptT& MU,
                   const OptT& RS, const OptT& dV, const OptT& acc);
+// the GRU's backward (no norm) writing dxp, dgh_n and db_hh (gru.cpp, gru_bwd_dxp)
+void gru_backward_dxp(const Tensor& h0, const Tensor& W_hh, const OptT& m, const OptT& ZH,
+                      double zh_rate, const Sizes& sizes, const Tensor& Ghn, const Tensor& RZ,
+                      const Tensor& N, const Tensor& Y, const Tensor& dY, Tensor dxp, Tensor dGn,
+                      Tensor dh, Tensor db);
 
 void lstmp_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                    const OptT& b_hh, const Tensor& W_hr, const OptT& m, const OptT& ZH,

@@ -172,14 +172,18 @@ def _gru_backward(ts, res, grads, cfg, need):
     T, B, H = N.shape
     dY = torch.zeros_like(Y) if dY is None else dY.contiguous()
     new = buffers(cfg.steps, N)  # zeros with lengths: padded rows stay 0
-    dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
-    dXn = new(T, B, H)  # gradient of xp_n
     dh = _grad_buf(h0, dh_n)
     if compiled.usable("gru", dY, h0, W_hh, m, _csteps.masks(zh)):  # the whole loop
-        compiled.ext().gru_backward(h0, W_hh, None, m, _csteps.masks(zh), _csteps.rate(zh),
-                                    sizes or [], Ghn, RZ, N, Y, dY, dGh, dXn, dh, None, None,
-                                    None, None, None)
-    elif _csteps.usable(dY, h0, W_hh, m, _csteps.masks(zh)):  # the compiled steps
+        # writes dxp = [dr, dz, dxn] and dgh_n in place and sums db_hh as it goes: no cat
+        # or sum after it (docs/kernels.md, "GRU at B=128, H=512")
+        dxp, dGn, db_hh = new(T, B, 3 * H), new(T, B, H), N.new_empty(3 * H)
+        compiled.ext().gru_backward_dxp(h0, W_hh, m, _csteps.masks(zh), _csteps.rate(zh),
+                                        sizes or [], Ghn, RZ, N, Y, dY, dxp, dGn, dh, db_hh)
+        dW_hh = _recur_weight_grad(dxp, dGn, h0, Y, m) if need[2] else None
+        return [dxp if need[0] else None, dh, dW_hh, db_hh if need[3] else None, None, None]
+    dGh = new(T, B, 3 * H)  # gradient of gh = [dr, dz, dgh_n]
+    dXn = new(T, B, H)  # gradient of xp_n
+    if _csteps.usable(dY, h0, W_hh, m, _csteps.masks(zh)):  # the compiled steps
         keep_h = torch.empty_like(h0)  # held while P has its address
         P = _csteps.GRU(B=B, H=H, zh_rate=_csteps.rate(zh),
                         **_csteps.ptrs(h0=h0, ZH=_csteps.masks(zh), Ghn=Ghn, RZ=RZ, N=N, Y=Y,
@@ -192,6 +196,27 @@ def _gru_backward(ts, res, grads, cfg, need):
     dW_hh = _sum_outer(dGh, h0, Y, m) if need[2] else None
     db_hh = dGh.sum((0, 1)) if need[3] else None
     return [dxp, dh, dW_hh, db_hh, None, None]
+
+
+def _recur_weight_grad(dxp: Tensor, dGn: Tensor, h0: Tensor, Y: Tensor, m) -> Tensor:
+    """``dW_hh = sum_t [dr, dz, dgh_n]_t^T (m * h_{t-1})`` (3H, H) from ``dxp``'s first 2H
+    columns (``dr, dz``) and ``dGn`` (T, B, H), without stacking ``h_{t-1}``: step 0 against
+    ``h0``, the rest against ``Y[:-1]`` as it lies (a copy only with a mask ``m``).
+
+    Each block as :func:`~._gemm.weight_grad` computes it on an Intel CPU: the small
+    ``(x^T dy)`` product, transposed into place.
+    """
+    T, B, G = dxp.shape
+    H = G // 3
+    h0m = h0 if m is None else h0 * m
+    Yp = Y[: T - 1] if m is None else Y[: T - 1] * m  # (T-1, B, H) h_{t-1} for t >= 1
+    dW = dxp.new_empty(G, H)
+    for d, rows in ((dxp[..., : 2 * H], dW[: 2 * H]), (dGn, dW[2 * H:])):
+        w = torch.mm(h0m.t(), d[0])  # (H, k)
+        if T > 1:  # (T-1, B, k) -> ((T-1) B, k), a view: dxp's rows are 3H apart
+            w.addmm_(Yp.reshape(-1, H).t(), d[1:].reshape(-1, d.shape[-1]))
+        rows.copy_(w.t())
+    return dW
 
 
 # ------------------------------------------------ Cho et al.'s form (reset before)
