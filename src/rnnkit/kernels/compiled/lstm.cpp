@@ -87,8 +87,9 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
                      Tensor& dh, Tensor& dc) {
   const int64_t T_ = A.size(0), B = A.size(1), G = A.size(2), H = G / 4;
   // dA W_hh; packed where it has room beside dW_hh's GEMM after the loop (the caller stacks
-  // h_{t-1} over all T, then the product and its copy: pack_fits())
-  const StepGemm gemm(W_hh.t(), B, false, (T_ * B * H + 2 * G * H) * int64_t(sizeof(T)));
+  // h_{t-1} over all T, then the product and its copy: pack_fits()) and beside W_hh^T, which
+  // the Python loop copies for its steps and this loop does not (G x H)
+  const StepGemm gemm(W_hh.t(), B, false, (T_ * B * H + 3 * G * H) * int64_t(sizeof(T)));
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
     const int64_t n = live(sizes, t, B);

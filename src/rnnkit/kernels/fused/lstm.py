@@ -128,7 +128,6 @@ def _backward(ts, res, grads, cfg, need):
     dA = new(T, B, 4 * H)  # gradient of the gate pre-activations = dxp
     dA4 = dA.view(T, B, 4, H)  # (T, B, 4H) -> (T, B, 4, H)
     dHt = new(T, B, O) if R is not None else None  # gradient of h~ (pre-zoneout)
-    W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
     dh = _grad_buf(h0, dh_n)  # gradients of h_t, c_t
     dc = _grad_buf(c0, dc_n)  # (live rows)
     live = 0
@@ -150,6 +149,7 @@ def _backward(ts, res, grads, cfg, need):
                                         ZC=_csteps.masks(zc), A=A, C=C, TC=TC, Y=Y, dY=dY,
                                         dA=dA, dh=dh, dc=dc, keep_h=keep_h, keep_c=keep_c))
         step = _csteps.lib().lstm_bwd
+        W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
         for t in reversed(range(T)):
             n = B if sizes is None else sizes[t]
             if n > live:
@@ -158,6 +158,7 @@ def _backward(ts, res, grads, cfg, need):
             step(P, t, n)  # dA[t], dc; dh <- zoneout's kept part + dY[t-1]
             _add_recur(dh[:n], linear(dA[t, :n], W_hhT), m)
     else:
+        W_hhT = W_hh.t().contiguous()  # so that linear(da, W_hhT) = da W_hh
         for t0, t1 in time_chunks(T, B * H):
             D_o, D_c, K = _factors(A, C, TC, c0, t0, t1)
             for t in reversed(range(t0, t1)):
