@@ -147,6 +147,22 @@ def test_matches_loop_float64(calls, name, lengths, reg):
             assert out[0].masked_select(~mask).abs().max() == 0
 
 
+@pytest.mark.parametrize("T", [1, 2, 6])
+@pytest.mark.parametrize("reg", ["none", "recurrent_dropout"])
+def test_gru_backward_writes_dxp_in_place(calls, T, reg):
+    """The GRU's compiled backward (gru_backward_dxp: dxp, dgh_n and db_hh from the loop,
+    dW_hh from h0 and Y[:-1] without stacking) against the Python loop, float64, T = 1 (h0's
+    product alone) and up, with and without the recurrent mask."""
+    cell = CELLS["gru"]()
+    r = Regularizers.build(cell, **REGS[reg])
+    p, x, state = _setup(cell, T, 4, torch.float64)
+    ref = _run("loop", cell, p, x, state, None, r, True)
+    n = calls.get("gru_backward_dxp", 0)
+    out = _run("fused", cell, p, x, state, None, r, True)
+    assert calls.get("gru_backward_dxp", 0) == n + 1
+    _assert_close(out, ref, 1e-12, f"gru T={T} {reg}")
+
+
 LAYERS = {"lstm": rnnkit.LSTM, "lstm_proj": functools.partial(rnnkit.LSTM, proj_size=3),
           "gru": rnnkit.GRU, "ln_lstm": rnnkit.LayerNormLSTM,
           "ln_gru": rnnkit.LayerNormGRU, "rnn": rnnkit.RNN, "indrnn": rnnkit.IndRNN}
