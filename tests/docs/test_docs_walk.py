@@ -101,6 +101,9 @@ NOT_RUNNABLE = {
     ("docs/pipelines/spoken-digits.md", "rnnkit predict runs/fsdd_standard/best"):
         "the recorded run's checkpoint and the real FSDD recordings (the walk runs line 13's "
         "predict on its own run)",
+    ("docs/pipelines/forecasting.md", "rnnkit forecast blend runs/ltsf_etth1_segrnn/best"):
+        "a trained LTSF SegRNN on ETTh1 (about 20 minutes of CPU); tests/tasks/"
+        "test_forecast_ltsf.py runs the same command on a small SegRNN run",
     ("docs/pipelines/spoken-digits.md", "rnnkit explain runs/fsdd_standard"):
         "the recorded run's checkpoint and the real FSDD recordings",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,7 @@ def test_segrnn_fit_ar_blend_recovers_the_least_squares_weight():
                horizon=12, input_length=24)
 
 
-def test_ar_blend_is_fitted_on_validation_after_training(ett_like, tmp_path):
+def test_ar_blend_is_fitted_on_validation_after_training(ett_like, tmp_path, capsys):
     """model.ar_blend: training writes a best checkpoint whose per-step weights are the least
     squares blend of SegRNN's and the linear AR baseline's validation forecasts (computed here
     from evaluate_windows, independently of the model's fit); the checkpoint scores what the
@@ -223,11 +224,16 @@ def test_ar_blend_is_fitted_on_validation_after_training(ett_like, tmp_path):
         s["report"]["metrics"]["model"]["mse"], rel=1e-6)
     # the same seed without the blend trains the same SegRNN; blending it afterwards matches
     train_forecast(recipe, out=tmp_path / "plain", overrides=over)
-    got = blend_checkpoint(tmp_path / "plain" / "best", tmp_path / "post")
-    assert got == pytest.approx(s["finalized"], rel=1e-5)
+    from rnnkit.commands import main
+
+    assert main(["forecast", "blend", str(tmp_path / "plain" / "best"), "--out",
+                 str(tmp_path / "post")]) == 0  # the command the docs show
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["fitted"] == pytest.approx(s["finalized"], rel=1e-5)
     post = evaluate_checkpoint(tmp_path / "post")
     assert post["metrics"]["model"]["mse"] == pytest.approx(again["metrics"]["model"]["mse"],
                                                             rel=1e-5)
+    assert printed["metrics"]["model"]["mse"] == pytest.approx(post["metrics"]["model"]["mse"])
     with pytest.raises(ValueError, match="without linear_ar or ar_blend"):
         blend_checkpoint(tmp_path / "post", tmp_path / "twice")
 
