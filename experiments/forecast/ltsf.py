@@ -172,7 +172,8 @@ def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
             extra: list[str]) -> dict:
     """Train and score one (model, seed); its report is cached under LOGS.  While another
     driver trains the same run (its lock file), wait for its report; a finished run whose
-    driver died before caching it is taken as it is."""
+    driver died before caching it is taken as it is if it was trained with the same settings
+    (:func:`_same_run`)."""
     cache = LOGS / f"{job_name(ds, variables, H, L)}_{model}_seed{seed}.json"
     return _exclusive(cache, lambda: cache_or_train(ds, variables, H, L, seed, model, extra,
                                                     cache))
@@ -194,6 +195,22 @@ def _exclusive(cache: Path, make: Any) -> dict:
             lock.unlink()
 
 
+def _same_run(out: Path, recipe: str, sets: list[str]) -> bool:
+    """Whether ``out``'s best checkpoint was trained from ``recipe`` with ``sets`` (data, model,
+    optimiser, schedule and seed; a key its config predates counts as its default), so that a
+    run from an older recipe is retrained rather than taken."""
+    from rnnkit.train.config import load_recipe, to_dict
+
+    try:
+        got = json.loads((out / "best" / "config.json").read_text())["config"]
+    except (OSError, KeyError, ValueError):
+        return False
+    want = to_dict(load_recipe(ROOT / recipe, sets))
+    same = all(got.get(part, {}).get(k, v) == v for part in ("data", "model", "optim", "schedule")
+               for k, v in want[part].items())
+    return same and got.get("trainer", {}).get("seed") == want["trainer"]["seed"]
+
+
 def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: str,
                    extra: list[str], cache: Path) -> dict:
     name = job_name(ds, variables, H, L)
@@ -202,7 +219,8 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
     sets = _overrides(ds, variables, H, L, seed, model) + extra
     cmd = ["rnnkit", "forecast", "train", recipe, *[f"--set={s}" for s in sets], "--out", out]
     printable = " ".join(shlex.quote(c) for c in cmd)
-    if (ROOT / out / "report.json").is_file() and (ROOT / out / "summary.json").is_file():
+    if ((ROOT / out / "report.json").is_file() and (ROOT / out / "summary.json").is_file()
+            and _same_run(ROOT / out, recipe, sets)):
         wall = json.loads((ROOT / out / "summary.json").read_text()).get("wall_seconds", 0.0)
         rec = _record(printable, wall, ROOT / out)  # trained; its driver stopped before caching
         cache.write_text(json.dumps(rec, indent=1) + "\n")

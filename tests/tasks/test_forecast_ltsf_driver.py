@@ -118,6 +118,18 @@ def test_locks_let_two_drivers_share_the_table(tmp_path):
     (out / "summary.json").write_text(json.dumps({"best": 0.6, "stopped": "early_stopping",
                                                   "epoch": 9, "step": 300,
                                                   "wall_seconds": 700.0}))
+    from rnnkit.train.config import load_recipe, to_dict
+
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    sets = mod._overrides("ETTh1", "multivariate", 96, 512, 2, "segrnn")
+    (out / "best").mkdir()
+    cfg = to_dict(load_recipe(ROOT / "configs" / "ltsf_etth1_segrnn.yaml", sets + ["optim.lr=0.5"]))
+    (out / "best" / "config.json").write_text(json.dumps({"config": cfg}))
+    assert not mod._same_run(out, "configs/ltsf_etth1_segrnn.yaml", sets)  # another recipe
+    cfg["optim"]["lr"] = to_dict(load_recipe(ROOT / "configs" / "ltsf_etth1_segrnn.yaml",
+                                             sets))["optim"]["lr"]
+    del cfg["model"]["ar_blend"]  # a key the run's config predates counts as its default
+    (out / "best" / "config.json").write_text(json.dumps({"config": cfg}))
     rec = mod.run_one("ETTh1", "multivariate", 96, 512, 2, "segrnn", [])
     assert rec["report"]["metrics"]["model"]["mse"] == 0.36 and rec["wall_seconds"] == 700.0
     assert (mod.LOGS / f"{name}_segrnn_seed2.json").is_file()
