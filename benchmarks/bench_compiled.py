@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 import rnnkit
+from rnnkit.bench.machine import cpu_model
 from rnnkit.kernels import compiled
 from rnnkit.runtime import tune_malloc
 
@@ -66,13 +67,6 @@ def _fwd_bwd(mod, x, g, mode: str) -> float:
     ext.set_packed(True)
     return t
 
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
@@ -161,7 +155,7 @@ def main(argv=None) -> dict:
     assert compiled.ext() is not None, "the extension did not build"
     out = {"command": "python benchmarks/bench_compiled.py " + " ".join(sys.argv[1:]
                                                                        if argv is None else argv),
-           "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform()},
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
            "torch": torch.__version__, "clock": "wall (time.perf_counter)",
            "measure": "median forward+backward (weights' gradients), interleaved rounds",
            "load_before": os.getloadavg(), "runs": []}

@@ -37,6 +37,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import rnnkit
+from rnnkit.bench.machine import cpu_model
 from rnnkit.kernels import compiled
 from rnnkit.kernels.fused import _gemm
 from rnnkit.runtime import tune_malloc
@@ -120,13 +121,6 @@ def run(B: int, T: int, I: int, H: int, rounds: int) -> dict:
             "gemm_floor_ms": floor}
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -142,7 +136,7 @@ def main(argv=None) -> dict:
     argv_ = sys.argv[1:] if argv is None else argv
     out = {"command": "python benchmarks/bench_gru_profile.py " + " ".join(argv_),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform(),
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                        "malloc_tuned": True},
            "torch": torch.__version__, "clock": "wall (time.perf_counter)",
            "load_before": os.getloadavg(), "runs": []}

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 import rnnkit
+from rnnkit.bench.machine import cpu_model
 from rnnkit.bench.measure import Task, peak_bytes
 from rnnkit.kernels import compiled
 from rnnkit.runtime import tune_malloc
@@ -123,13 +124,6 @@ def times(B: int, T: int, I: int, H: int, cells: list[str], rounds: int) -> dict
                                     for c in cells}}
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -153,7 +147,7 @@ def main(argv=None) -> dict:
     argv_ = sys.argv[1:] if argv is None else argv
     out = {"command": "python benchmarks/bench_pack_memory.py " + " ".join(argv_),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform(),
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                        "malloc_tuned": True},
            "torch": torch.__version__,
            "memory": "peak bytes above the call's start of one forward+backward (weights' "

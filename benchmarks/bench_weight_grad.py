@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,19 +22,13 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.bench.machine import cpu_model
 from rnnkit.kernels.fused._gemm import linear
 
 SHAPES = [(3200, 1024, 128), (3200, 1024, 256), (3200, 768, 256), (12800, 2048, 512),
           (12800, 2048, 128), (12800, 1536, 512), (12800, 1536, 128), (32000, 1536, 128),
           (32000, 2048, 128), (32000, 512, 128), (100, 1024, 256)]
 
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def run(M: int, N: int, K: int, rounds: int) -> dict:
@@ -65,7 +58,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     out = {"command": "python benchmarks/bench_weight_grad.py " + " ".join(
                sys.argv[1:] if argv is None else argv),
-           "machine": {"cpu": _cpu(), "cores": os.cpu_count()}, "torch": torch.__version__,
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "torch": torch.__version__,
            "clock": "wall (time.perf_counter), median of interleaved rounds",
            "load_before": os.getloadavg(), "runs": []}
     for n in (int(t) for t in a.threads.split(",")):
