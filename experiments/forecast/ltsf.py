@@ -195,14 +195,14 @@ def _exclusive(cache: Path, make: Any) -> dict:
             lock.unlink()
 
 
-def _same_run(out: Path, recipe: str, sets: list[str]) -> bool:
-    """Whether ``out``'s best checkpoint was trained from ``recipe`` with ``sets`` (data, model,
-    optimiser, schedule and seed; a key its config predates counts as its default), so that a
-    run from an older recipe is retrained rather than taken."""
+def _same_run(out: Path, recipe: str, sets: list[str], ckpt: str = "best") -> bool:
+    """Whether ``out``'s ``ckpt`` checkpoint was trained from ``recipe`` with ``sets`` (data,
+    model, optimiser, schedule and seed; a key its config predates counts as its default), so
+    that a run from an older recipe is retrained rather than taken or resumed."""
     from rnnkit.train.config import load_recipe, to_dict
 
     try:
-        got = json.loads((out / "best" / "config.json").read_text())["config"]
+        got = json.loads((out / ckpt / "config.json").read_text())["config"]
     except (OSError, KeyError, ValueError):
         return False
     want = to_dict(load_recipe(ROOT / recipe, sets))
@@ -229,18 +229,27 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
     _wait_for_bench()
     log = LOGS / f"{name}_{model}_seed{seed}.log"
     print(f"  {time.strftime('%H:%M:%S')} {printable}  (log {log.relative_to(ROOT)})", flush=True)
-    if (ROOT / out).exists():  # a killed earlier attempt: start it again from scratch
-        import shutil
+    resumed = False
+    if (ROOT / out).exists():  # a killed earlier attempt
+        if _same_run(ROOT / out, recipe, sets, "last"):  # continue it from its last checkpoint
+            cmd += ["--resume", out]  # exact resume: the recorded command stays the same
+            resumed = True
+            print(f"  {out}: killed earlier; resumed from its last/ checkpoint", flush=True)
+        else:  # from another recipe, or killed before its first checkpoint: start again
+            import shutil
 
-        shutil.rmtree(ROOT / out)
+            shutil.rmtree(ROOT / out)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.time()
-    with open(log, "w") as f:
+    with open(log, "a" if resumed else "w") as f:
         rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
     wall = time.time() - t0
     if rc:
         raise SystemExit(f"{printable}: exit status {rc}; see {log}")
-    rec = _record(printable, wall, ROOT / out)
+    if resumed:  # this call's wall time is the last part only; the trainer's counts every part
+        summary = json.loads((ROOT / out / "summary.json").read_text())
+        wall = max(wall, float(summary.get("elapsed_seconds") or 0.0))
+    rec = {**_record(printable, wall, ROOT / out), "resumed": resumed}
     cache.write_text(json.dumps(rec, indent=1) + "\n")
     report = rec["report"]
     print(f"  -> test MSE {report['metrics']['model']['mse']:.4f} "

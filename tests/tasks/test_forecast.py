@@ -184,6 +184,37 @@ def test_rnnkit_forecast_command(trained, tmp_path, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_forecast_train_resume_equals_the_uninterrupted_run(trained, capsys):
+    """A run stopped mid-epoch (as a kill leaves it: last/ only, no report) and continued with
+    ``rnnkit forecast train --resume`` ends with the uninterrupted run's weights and report; a
+    recipe-less resume takes the run's saved config."""
+    from safetensors.torch import load_file
+
+    import rnnkit.commands as cli
+
+    tmp, s = trained
+    full = json.loads((Path(s["run_dir"]) / "report.json").read_text())
+    part = tmp / "part"
+    train_forecast(_recipe(tmp), out=part, overrides=["trainer.max_steps=13"])
+    (part / "report.json").unlink()  # a kill leaves no report
+    with pytest.raises(AssertionError):
+        assert json.loads((part / "summary.json").read_text())["step"] == s["step"]
+    assert cli.main(["forecast", "train", str(_recipe(tmp)), "--resume", str(part)]) == 0
+    capsys.readouterr()
+    rep = json.loads((part / "report.json").read_text())
+    assert rep["metrics"]["model"] == full["metrics"]["model"]
+    a, b = (load_file(Path(d) / "best" / "model.safetensors") for d in (s["run_dir"], part))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # without the recipe: the saved config (max_steps 13 lifted by an override)
+    again = tmp / "again"
+    train_forecast(_recipe(tmp), out=again, overrides=["trainer.max_steps=13"])
+    train_forecast(None, resume=again, overrides=["trainer.max_steps=null"])
+    assert json.loads((again / "report.json").read_text())["metrics"]["model"] == \
+        full["metrics"]["model"]
+    assert cli.main(["forecast", "train"]) == 2
+    assert "--resume RUN_DIR" in capsys.readouterr().err
+
+
 def test_rolling_origin_backtest_with_refits(trained):
     tmp, s = trained
     rep = json.loads((Path(s["run_dir"]) / "report.json").read_text())

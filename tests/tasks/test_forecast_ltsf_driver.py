@@ -134,3 +134,58 @@ def test_locks_let_two_drivers_share_the_table(tmp_path):
     assert rec["report"]["metrics"]["model"]["mse"] == 0.36 and rec["wall_seconds"] == 700.0
     assert (mod.LOGS / f"{name}_segrnn_seed2.json").is_file()
     assert not (mod.LOGS / f"{name}_segrnn_seed2.lock").exists()  # released
+
+
+def test_a_killed_run_is_resumed_not_restarted(tmp_path, monkeypatch):
+    """A run directory with a last/ checkpoint of the same recipe (its driver and trainer were
+    killed) is continued with ``--resume``, keeping its log; one from another recipe is deleted
+    and trained again."""
+    import subprocess
+
+    from rnnkit.train.config import load_recipe, to_dict
+
+    spec = importlib.util.spec_from_file_location("_ltsf3", ROOT / "experiments/forecast/ltsf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
+    mod.LOGS.mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    name = mod.job_name("ETTh1", "multivariate", 96, 512)
+    out = tmp_path / "runs" / "ltsf" / f"{name}_segrnn_seed1"
+    sets = mod._overrides("ETTh1", "multivariate", 96, 512, 1, "segrnn")
+    ran = []
+
+    def fake_run(cmd, cwd, env, stdout, stderr):
+        ran.append(cmd)
+        stdout.write("second part\n")
+        out.mkdir(parents=True, exist_ok=True)  # as the trainer does
+        (out / "report.json").write_text(json.dumps({"metrics": {"model": {"mse": 0.36,
+                                                                            "mae": 0.4}}}))
+        (out / "summary.json").write_text(json.dumps({"best": 0.6, "elapsed_seconds": 900.0}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(mod, "_wait_for_bench", lambda: None)
+
+    def killed(lr_set):
+        out.mkdir(parents=True)
+        (out / "last").mkdir()
+        cfg = to_dict(load_recipe(ROOT / "configs" / "ltsf_etth1_segrnn.yaml", sets + lr_set))
+        (out / "last" / "config.json").write_text(json.dumps({"config": cfg}))
+        (mod.LOGS / f"{name}_segrnn_seed1.log").write_text("first part\n")
+
+    killed([])
+    rec = mod.run_one("ETTh1", "multivariate", 96, 512, 1, "segrnn", [])
+    assert ran[-1][-2:] == ["--resume", f"runs/ltsf/{name}_segrnn_seed1"]
+    assert "--resume" not in rec["command"] and rec["resumed"]
+    assert rec["wall_seconds"] == 900.0  # the trainer's count over both parts
+    assert (mod.LOGS / f"{name}_segrnn_seed1.log").read_text() == "first part\nsecond part\n"
+    # another recipe's killed run: deleted, trained from scratch
+    import shutil
+
+    shutil.rmtree(out)
+    (mod.LOGS / f"{name}_segrnn_seed1.json").unlink()
+    killed(["optim.lr=0.5"])
+    rec = mod.run_one("ETTh1", "multivariate", 96, 512, 1, "segrnn", [])
+    assert "--resume" not in ran[-1] and not rec["resumed"] and not (out / "last").exists()
+    assert (mod.LOGS / f"{name}_segrnn_seed1.log").read_text() == "second part\n"

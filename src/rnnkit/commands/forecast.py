@@ -4,6 +4,7 @@
 ::
 
     rnnkit forecast train RECIPE.yaml [--set key=value ...] [--out DIR] [--data-dir DIR]
+    rnnkit forecast train [RECIPE.yaml] --resume RUN_DIR
     rnnkit forecast evaluate CKPT [--data FILE] [--split test] [--plot PNG] [--csv CSV]
     rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
     rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
@@ -27,12 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="forecast_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train from a recipe; report vs baselines, plot, CSV")
     t.add_argument(
-        "recipe", help="YAML recipe with task: forecast (e.g. configs/forecast_airline.yaml)"
+        "recipe", nargs="?", help="YAML recipe with task: forecast (e.g. "
+        "configs/forecast_airline.yaml); optional with --resume, which then reuses the run's "
+        "saved config"
     )
     t.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value"
     )
     t.add_argument("--out", metavar="DIR", help="run directory")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the killed run in RUN_DIR "
+                   "exactly from its last/ checkpoint, then score it as a finished one")
     t.add_argument(
         "--data-dir", metavar="DIR", help="directory a relative data.path is looked up in"
     )
@@ -87,7 +92,8 @@ def run(a: argparse.Namespace) -> int:
     )
 
     if a.forecast_command == "train":
-        s = train_forecast(a.recipe, overrides=a.set, out=a.out, data_dir=a.data_dir)
+        s = train_forecast(a.recipe, overrides=a.set, out=a.out, data_dir=a.data_dir,
+                           resume=a.resume)
         print(format_report(s["report"]["metrics"]))
         print(json.dumps({"run_dir": s["run_dir"], "split": s["report"]["split"],
                           "metrics": s["report"]["metrics"]}))

@@ -47,21 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from rnnkit.train.checkpoint import read_config, recover_interrupted
-    from rnnkit.train.config import ConfigError, apply_overrides, build_run_config, load_recipe
-    from rnnkit.train.run import run_training
+    from rnnkit.train.run import recipe_or_resume, run_training
 
-    if a.recipe is None and a.resume is None:
-        raise ConfigError("train: give a RECIPE.yaml, or --resume RUN_DIR to continue a run")
-    if a.resume is not None:
-        recover_interrupted(Path(a.resume) / "last")  # a kill between the two renames of a save
-    if a.recipe is not None:
-        cfg = load_recipe(a.recipe, a.set)
-        name = Path(a.recipe).stem
-    else:  # the run's own config, as saved in its last checkpoint
-        meta = read_config(Path(a.resume) / "last")
-        cfg = build_run_config(apply_overrides(meta["config"], a.set))
-        name = Path(a.resume).name
+    cfg, name = recipe_or_resume(a.recipe, a.set, a.resume)
     summary = run_training(cfg, recipe_name=name, out=a.out, resume=a.resume, data_dir=a.data_dir)
     if summary:
         print(summary_lines(summary))

@@ -378,26 +378,29 @@ def predict_checkpoint(
 
 
 def train_forecast(
-    recipe: str | Path,
+    recipe: str | Path | None,
     *,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     data_dir: str | None = None,
+    resume: str | Path | None = None,
     console=None,
 ) -> dict[str, Any]:
     """Train a recipe, then score the best checkpoint against the baselines on the test split.
 
     Writes ``report.json``, ``forecast.png`` and ``test_forecasts.csv`` (non-overlapping test
     windows) into the run directory and returns the summary with ``"report"`` added.
+    ``resume`` continues a killed run from its ``last/`` checkpoint (the recipe may then be
+    ``None``: the run's saved config is used).
     """
-    from rnnkit.train.config import load_recipe
-    from rnnkit.train.run import run_training
+    from rnnkit.train.run import recipe_or_resume, run_training
 
-    cfg = load_recipe(recipe, overrides)
+    cfg, name = recipe_or_resume(recipe, overrides, resume)
+    where = recipe if recipe is not None else f"--resume {resume}"
     if cfg.task != "forecast":
-        raise ValueError(f"{recipe}: task {cfg.task!r}; rnnkit forecast train needs task: forecast")
+        raise ValueError(f"{where}: task {cfg.task!r}; rnnkit forecast train needs task: forecast")
     summary = run_training(
-        cfg, recipe_name=Path(recipe).stem, out=out, data_dir=data_dir, console=console
+        cfg, recipe_name=name, out=out, resume=resume, data_dir=data_dir, console=console
     )
     run_dir = Path(summary["run_dir"])
     split = "test" if "test" in summary else "valid"

@@ -32,10 +32,28 @@ from rnnkit.train.task import get_task_spec
 from rnnkit.train.trainer import Trainer, make_fabric
 
 __all__ = ["run_training", "resolve_run_dir", "claim_run_dir", "lock_run_dir", "device_description",
-           "RUN_LOCK"]
+           "recipe_or_resume", "RUN_LOCK"]
 
 #: the lock file of a run directory
 RUN_LOCK = ".rnnkit-run.lock"
+
+
+def recipe_or_resume(recipe: str | Path | None, overrides: list[str] | None,
+                     resume: str | Path | None) -> tuple[RunConfig, str]:
+    """``(config, recipe name)`` of a ``train`` command: ``recipe`` with ``overrides``, or, with
+    only ``resume``, the config saved in ``<resume>/last/`` with ``overrides`` applied.  A kill
+    between the two renames of a checkpoint save is repaired first."""
+    from rnnkit.train.checkpoint import read_config, recover_interrupted
+    from rnnkit.train.config import apply_overrides, build_run_config, load_recipe
+
+    if recipe is None and resume is None:
+        raise ConfigError("train: give a RECIPE.yaml, or --resume RUN_DIR to continue a run")
+    if resume is not None:
+        recover_interrupted(Path(resume) / "last")
+    if recipe is not None:
+        return load_recipe(recipe, overrides), Path(recipe).stem
+    meta = read_config(Path(resume) / "last")
+    return build_run_config(apply_overrides(meta["config"], overrides or [])), Path(resume).name
 
 
 def resolve_run_dir(
