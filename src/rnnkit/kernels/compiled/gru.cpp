@@ -28,6 +28,21 @@ static inline void gru_units(const T* RS_ g, const T* RS_ b, const T* RS_ x, con
   }
 }
 
+// The gradients of one unit of gru_units, from d (the gradient of h_t), the step's saved r, z,
+// n, gh_n and h_{t-1}, zoneout's weight w, and ky dy (the output's gradient, added to dh).
+template <typename T>
+struct GruUnitGrad {
+  T dr, dz, dgn, dn, dh;  // [dr, dz, dgh_n] (of gh), dxn (of xp_n), dh for step t-1
+};
+template <typename T>
+static inline GruUnitGrad<T> gru_unit_grad(T d, T rr, T z, T nn, T ghn, T hp, T w, T dy, T ky) {
+  T kh = d * w;  // (weight 0 without zoneout)
+  d -= kh;
+  T dn = d * (T(1) - z) * (T(1) - nn * nn);
+  return {dn * ghn * (rr - rr * rr), d * (hp - nn) * (z - z * z), dn * rr, dn,
+          d * z + kh + ky * dy};
+}
+
 // Backward of gru_units: reads dh (gradient of h_t); writes dg = [dr, dz, dgh_n] (the
 // gradient of gh), dxn (of xp_n) and dh <- dh~ z + zoneout's kept part + ky dy.
 template <typename T>
@@ -38,15 +53,13 @@ static inline void gru_units_bwd(const T* RS_ rz, const T* RS_ nt, const T* RS_ 
                                  int64_t j1) {
 #pragma omp simd
   for (int64_t j = j0; j < j1; j++) {
-    T d = dh[j], z = rz[H + j], nn = nt[j], rr = rz[j];
-    T kh = d * w[j];  // (weight 0 without zoneout)
-    d -= kh;
-    T dn = d * (T(1) - z) * (T(1) - nn * nn);
-    dxn[j] = dn;
-    dg[H + j] = d * (hp[j] - nn) * (z - z * z);
-    dg[j] = dn * ghn[j] * (rr - rr * rr);
-    dg[2 * H + j] = dn * rr;
-    dh[j] = d * z + kh + ky * dy[j];
+    const GruUnitGrad<T> g =
+        gru_unit_grad(dh[j], rz[j], rz[H + j], nt[j], ghn[j], hp[j], w[j], dy[j], ky);
+    dxn[j] = g.dn;
+    dg[H + j] = g.dz;
+    dg[j] = g.dr;
+    dg[2 * H + j] = g.dgn;
+    dh[j] = g.dh;
   }
 }
 
@@ -63,22 +76,19 @@ static inline void gru_units_bwd_dxp(const T* RS_ rz, const T* RS_ nt, const T* 
                                      double* RS_ db, int64_t H, int64_t j0, int64_t j1) {
 #pragma omp simd
   for (int64_t j = j0; j < j1; j++) {
-    T d = dh[j], z = rz[H + j], nn = nt[j], rr = rz[j];
-    T kh = d * w[j];  // (weight 0 without zoneout)
-    d -= kh;
-    T dn = d * (T(1) - z) * (T(1) - nn * nn);
-    T dzv = d * (hp[j] - nn) * (z - z * z), drv = dn * ghn[j] * (rr - rr * rr), dgv = dn * rr;
-    dg[j] = drv;
-    dg[H + j] = dzv;
-    dg[2 * H + j] = dgv;
-    dx[j] = drv;
-    dx[H + j] = dzv;
-    dx[2 * H + j] = dn;
-    dgn[j] = dgv;
-    db[j] += double(drv);
-    db[H + j] += double(dzv);
-    db[2 * H + j] += double(dgv);
-    dh[j] = d * z + kh + ky * dy[j];
+    const GruUnitGrad<T> g =
+        gru_unit_grad(dh[j], rz[j], rz[H + j], nt[j], ghn[j], hp[j], w[j], dy[j], ky);
+    dg[j] = g.dr;
+    dg[H + j] = g.dz;
+    dg[2 * H + j] = g.dgn;
+    dx[j] = g.dr;
+    dx[H + j] = g.dz;
+    dx[2 * H + j] = g.dn;
+    dgn[j] = g.dgn;
+    db[j] += double(g.dr);
+    db[H + j] += double(g.dz);
+    db[2 * H + j] += double(g.dgn);
+    dh[j] = g.dh;
   }
 }
 
@@ -215,6 +225,22 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
   }
 }
 
+// Step t's saved rows for a GRU backward, (B, .) each: h_{t-1}, [r, z], n, gh_n, and dY[t-1],
+// the output gradient that joins dh for step t-1 (at t = 0 none: h0 is read, times ky = 0).
+template <typename T>
+struct GruSaved {
+  const T *hp, *rz, *n, *ghn, *dy;
+  T ky;
+  GruSaved(int64_t t, int64_t B, int64_t H, const Tensor& h0, const Tensor& Y, const Tensor& RZ,
+           const Tensor& N, const Tensor& Ghn, const Tensor& dY)
+      : hp(t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0)),
+        rz(ptr<T>(RZ) + t * B * 2 * H),
+        n(ptr<T>(N) + t * B * H),
+        ghn(ptr<T>(Ghn) + t * B * H),
+        dy(t ? ptr<T>(dY) + (t - 1) * B * H : hp),
+        ky(t ? T(1) : T(0)) {}
+};
+
 template <typename T>
 static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, const OptT& m,
                     const Zone<T>& zh, const Sizes& sizes, const Tensor& Ghn, const Tensor& RZ,
@@ -231,21 +257,14 @@ static void gru_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& g_hh, cons
   const StepGemm gemm(W_hh.t(), B, false, (T_ * B * 4 * H + 2 * G * H) * int64_t(sizeof(T)));
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
-    const int64_t n = live(sizes, t, B);
+    const int64_t n = join_live(sizes, t, B, dh, dY, lv);
     if (n == 0) continue;
-    if (n > lv) {
-      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
-      lv = n;
-    }
-    const T* hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0);
-    const T *rz0 = ptr<T>(RZ) + t * B * 2 * H, *n0 = ptr<T>(N) + t * B * H;
-    const T* ghn0 = ptr<T>(Ghn) + t * B * H;
-    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : hpp;  // (hpp: read, times 0)
+    const GruSaved<T> sv(t, B, H, h0, Y, RZ, N, Ghn, dY);
     T *dg0 = ptr<T>(dGh) + t * B * G, *dxn0 = ptr<T>(dXn) + t * B * H, *dh0 = ptr<T>(dh);
-    const T ky = t ? T(1) : T(0);
     auto units = [&](int64_t r, int64_t j0, int64_t j1) {
-      gru_units_bwd(rz0 + r * 2 * H, n0 + r * H, ghn0 + r * H, hpp + r * H, zh.row(t, r, B, H),
-                    dy0 + r * H, ky, dh0 + r * H, dg0 + r * G, dxn0 + r * H, H, j0, j1);
+      gru_units_bwd(sv.rz + r * 2 * H, sv.n + r * H, sv.ghn + r * H, sv.hp + r * H,
+                    zh.row(t, r, B, H), sv.dy + r * H, sv.ky, dh0 + r * H, dg0 + r * G,
+                    dxn0 + r * H, H, j0, j1);
     };
     if (!ln) {
       for_units(n, H, GRAIN, units);
@@ -286,23 +305,15 @@ static void gru_bwd_dxp(const Tensor& h0, const Tensor& W_hh, const OptT& m, con
                       (T_ * B * 4 * H - B * G + 2 * G * H) * int64_t(sizeof(T)));
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
-    const int64_t n = live(sizes, t, B);
+    const int64_t n = join_live(sizes, t, B, dh, dY, lv);
     if (n == 0) continue;
-    if (n > lv) {
-      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
-      lv = n;
-    }
-    const T* hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0);
-    const T *rz0 = ptr<T>(RZ) + t * B * 2 * H, *n0 = ptr<T>(N) + t * B * H;
-    const T* ghn0 = ptr<T>(Ghn) + t * B * H;
-    const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : hpp;  // (hpp: read, times 0)
+    const GruSaved<T> sv(t, B, H, h0, Y, RZ, N, Ghn, dY);
     T *dg0 = ptr<T>(dg), *dx0 = ptr<T>(dxp) + t * B * G, *dgn0 = ptr<T>(dGn) + t * B * H;
     T* dh0 = ptr<T>(dh);
     double* sp = ptr<double>(sums);
-    const T ky = t ? T(1) : T(0);
     for_units(n, H, GRAIN, [&](int64_t r, int64_t j0, int64_t j1) {
-      gru_units_bwd_dxp(rz0 + r * 2 * H, n0 + r * H, ghn0 + r * H, hpp + r * H,
-                        zh.row(t, r, B, H), dy0 + r * H, ky, dh0 + r * H, dg0 + r * G,
+      gru_units_bwd_dxp(sv.rz + r * 2 * H, sv.n + r * H, sv.ghn + r * H, sv.hp + r * H,
+                        zh.row(t, r, B, H), sv.dy + r * H, sv.ky, dh0 + r * H, dg0 + r * G,
                         dx0 + r * G, dgn0 + r * H, sp + at::get_thread_num() * G, H, j0, j1);
     });
     add_recur(dh, dg.narrow(0, 0, n), gemm, m, n);

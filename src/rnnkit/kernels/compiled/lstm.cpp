@@ -92,12 +92,8 @@ static void lstm_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, con
   const StepGemm gemm(W_hh.t(), B, false, (T_ * B * H + 3 * G * H) * int64_t(sizeof(T)));
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
-    const int64_t n = live(sizes, t, B);
+    const int64_t n = join_live(sizes, t, B, dh, dY, lv);
     if (n == 0) continue;
-    if (n > lv) {  // rows whose last step is t: their output gradient joins here
-      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
-      lv = n;
-    }
     const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
     const T *a0 = ptr<T>(A) + t * B * G, *tc0 = ptr<T>(TC) + t * B * H;
     const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : nullptr;
@@ -469,12 +465,8 @@ static int64_t ln_lstm_bwd(const Tensor& c0, const Tensor& W_hh, const Tensor& g
   T* psc = ptr<T>(scratch);
   double* psums = ptr<double>(sums);
   for (int64_t t = b1 - 1; t >= b0; t--) {
-    const int64_t n = live(sizes, t, B);
+    const int64_t n = join_live(sizes, t, B, dh, dY, lv);
     if (n == 0) continue;
-    if (n > lv) {
-      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
-      lv = n;
-    }
     const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
     const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : pTC;  // (pTC: read, times 0)
     const T ky = t ? T(1) : T(0);

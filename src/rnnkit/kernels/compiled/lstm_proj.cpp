@@ -78,12 +78,8 @@ static void lstmp_bwd(const Tensor& h0, const Tensor& c0, const Tensor& W_hh, co
   const StepGemm gemm(W_hh.t(), B, false, room), proj(W_hr.t(), B, false, room);
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
-    const int64_t n = live(sizes, t, B);
+    const int64_t n = join_live(sizes, t, B, dh, dY, lv);
     if (n == 0) continue;
-    if (n > lv) {  // rows whose last step is t: their output gradient joins here
-      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
-      lv = n;
-    }
     // split dh into h~'s part (dHt[t]) and zoneout's kept part (+ dY[t-1]), left in dh
     const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * O : nullptr;
     T *dht0 = ptr<T>(dHt) + t * B * O, *dh0 = ptr<T>(dh);

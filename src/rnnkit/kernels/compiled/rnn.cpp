@@ -52,12 +52,8 @@ static void rnn_bwd(const Tensor& h0, const Tensor& W_hh, const OptT& m, const Z
   const T is_relu = relu;
   int64_t lv = 0;
   for (int64_t t = T_ - 1; t >= 0; t--) {
-    const int64_t n = live(sizes, t, B);
+    const int64_t n = join_live(sizes, t, B, dh, dY, lv);
     if (n == 0) continue;
-    if (n > lv) {  // rows whose last step is t: their output gradient joins here
-      dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
-      lv = n;
-    }
     const T* a0 = ptr<T>(A) + t * B * H;
     const T* dy0 = t ? ptr<T>(dY) + (t - 1) * B * H : a0;  // (a0: read, times 0)
     T *da0 = ptr<T>(dA) + t * B * H, *dh0 = ptr<T>(dh);

@@ -74,6 +74,18 @@ static inline int64_t live(const Sizes& sizes, int64_t t, int64_t B) {
 }
 static inline bool has(const OptT& t) { return t.has_value() && t->defined(); }
 
+// A backward loop's step t (t falling; rows sorted by length, longest first): the rows alive
+// at t, after adding dY[t] into dh for the rows whose last step is t (lv: rows joined so far).
+static inline int64_t join_live(const Sizes& sizes, int64_t t, int64_t B, const Tensor& dh,
+                                const Tensor& dY, int64_t& lv) {
+  const int64_t n = live(sizes, t, B);
+  if (n > lv) {
+    dh.narrow(0, lv, n - lv).add_(dY[t].narrow(0, lv, n - lv));
+    lv = n;
+  }
+  return n;
+}
+
 // Asks for x[0..n-1] in cache (one prefetch a 64-byte line): an inference loop's u_t, read
 // after the step's product, which then hides the wait.
 template <typename T> static inline void prefetch(const T* x, int64_t n) {
