@@ -144,6 +144,7 @@ template <typename T> struct LnRow {
 // Forward of one row: the layer norms of u = W_ih x and of v, the gates, c~ and its layer
 // norm, h, zoneout. b: b_ih + b_hh.
 template <typename T>
+[[gnu::flatten]]
 static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ gih, const T* RS_ ghh,
                                const T* RS_ b, const T* RS_ gc, const T* RS_ bc, T eps, T zhon,
                                T zcon, int64_t H) {
@@ -196,7 +197,13 @@ static inline void ln_lstm_row(const LnRow<T>& q, const T* RS_ gih, const T* RS_
 
 // ln_lstm_row without the saved activations (inference: no copy of v, no gates, moments or
 // tanh(c~) written): the gates straight into o and c~ (o, ct: (H,) scratch), c~'s norm, h, c.
+// flatten (here and on ln_lstm_row and ln_lstm_row_bwd): gcc's inlining budget for this file
+// can run out before exp_ and the moments are inlined into a row function, and then its loops
+// do not vectorise. A helper added to scans.h in session 14 did that to this one (-fopt-info-vec
+// lost both loops; a B=1 inference step took 46 us instead of 32), and flattening this one
+// alone then did it to ln_lstm_row.
 template <typename T>
+[[gnu::flatten]]
 static inline void ln_lstm_row_inf(const T* RS_ v, const T* RS_ x, const T* RS_ cp,
                                    const T* RS_ hq, const T* RS_ wh, const T* RS_ wc,
                                    const T* RS_ gih, const T* RS_ ghh, const T* RS_ b,
@@ -396,6 +403,7 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
 // part + dy; adds the row's gain and bias gradients to acc = [g_hh, b_hh, g_c, b_c, g_ih,
 // b_ih]. sc: four (H,) and one (4H,) scratch rows (the last: the gates' gradient).
 template <typename T>
+[[gnu::flatten]]
 static inline void ln_lstm_row_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_ cp,
                                    const T* RS_ ct, T muc, T rsc, const T* RS_ v, T mu, T rs,
                                    const T* RS_ u, T mux, T rsx, const T* RS_ gih,

@@ -87,6 +87,12 @@ def linear(x: Tensor, w: Tensor, bias: Tensor | None = None,
     return y if bias is None else y.add_(bias)
 
 
+def linear_nd(x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`linear` over (..., K) inputs: (..., K) -> (..., N), no autograd."""
+    y = linear(x.reshape(-1, x.shape[-1]), w, bias)  # (M, K) -> (M, N)
+    return y.view(*x.shape[:-1], w.shape[0])
+
+
 @functools.cache
 def _intel_cpu() -> bool:
     """Whether this is an Intel CPU (``vendor_id`` in /proc/cpuinfo; False where unknown)."""
@@ -125,8 +131,7 @@ class Linear(torch.autograd.Function):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        y = linear(x.reshape(-1, x.shape[-1]), w, b)  # (..., K) -> (M, K)
-        return y.view(*x.shape[:-1], w.shape[0])  # (M, N) -> (..., N)
+        return linear_nd(x, w, b)
 
     @staticmethod
     def backward(ctx, dy):
