@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import os
 import platform
@@ -35,21 +36,13 @@ from pathlib import Path
 
 import torch
 
-import rnnkit
 from rnnkit.bench.machine import cpu_model
 from rnnkit.bench.measure import Task, peak_bytes
+from rnnkit.bench.zoo import PACKED_LOOP_CELLS, make_layer
 from rnnkit.kernels import compiled
 from rnnkit.runtime import tune_malloc
 
-CELLS = {
-    "lstm_zoneout": lambda I, H: rnnkit.LSTM(I, H, zoneout=0.1, backend="fused"),
-    "lstm_rec_dropout": lambda I, H: rnnkit.LSTM(I, H, recurrent_dropout=0.25, backend="fused"),
-    "lstm_weight_drop": lambda I, H: rnnkit.LSTM(I, H, weight_drop=0.5, backend="fused"),
-    "ln_lstm": lambda I, H: rnnkit.LayerNormLSTM(I, H, backend="fused"),
-    "ln_gru": lambda I, H: rnnkit.LayerNormGRU(I, H, backend="fused"),
-    "gru": lambda I, H: rnnkit.GRU(I, H, backend="fused"),
-    "rnn": lambda I, H: rnnkit.RNN(I, H, backend="fused"),
-}
+CELLS = {c: functools.partial(make_layer, c, backend="fused") for c in PACKED_LOOP_CELLS}
 MODES = ("loop", "compiled", "compiled, packed always", "compiled, unpacked")
 
 

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit.bench.zoo import PACKED_LOOP_CELLS, make_layer
 from rnnkit.cells import (
     GRUCell,
     IndRNNCell,
@@ -391,19 +392,8 @@ def test_training_packs_only_where_the_packed_weight_has_room(calls, ext):
     assert packs(gru) == 2
 
 
-_PEAK_LAYERS = {
-    "lstm_zoneout": lambda I, H: rnnkit.LSTM(I, H, zoneout=0.1, backend="fused"),
-    "lstm_rec_dropout": lambda I, H: rnnkit.LSTM(I, H, recurrent_dropout=0.25, backend="fused"),
-    "lstm_weight_drop": lambda I, H: rnnkit.LSTM(I, H, weight_drop=0.5, backend="fused"),
-    "ln_lstm": lambda I, H: rnnkit.LayerNormLSTM(I, H, backend="fused"),
-    "ln_gru": lambda I, H: rnnkit.LayerNormGRU(I, H, backend="fused"),
-    "gru": lambda I, H: rnnkit.GRU(I, H, backend="fused"),
-    "rnn": lambda I, H: rnnkit.RNN(I, H, backend="fused"),
-}
-
-
 @pytest.mark.parametrize("shape", [(32, 100, 128, 256), (8, 20, 16, 64)], ids=["b32", "small"])
-@pytest.mark.parametrize("name", list(_PEAK_LAYERS))
+@pytest.mark.parametrize("name", PACKED_LOOP_CELLS)
 def test_peak_memory_no_higher_than_the_python_loop(calls, ext, name, shape):
     """Issue 21: one forward+backward's peak (torch's profiler) on the compiled loop is no
     higher than on the Python loop, where MKL's packed weights (7.3 MB and more) would have
@@ -413,7 +403,7 @@ def test_peak_memory_no_higher_than_the_python_loop(calls, ext, name, shape):
     B, T, I, H = shape
     torch.manual_seed(0)
     x, g = torch.randn(T, B, I), torch.randn(T, B, H)
-    layer = _PEAK_LAYERS[name](I, H)
+    layer = make_layer(name, I, H, backend="fused")
 
     def peak(ctx):
         def run():

@@ -86,6 +86,19 @@ def _zoo() -> dict[str, Callable[..., nn.Module]]:
 #: cell names of the suite (each an rnnkit layer factory ``(I, H, backend=...)``).
 ZOO_CELLS = ("rnn_tanh", "lstm", "gru", "lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop",
              "ln_lstm", "ln_gru", "indrnn", "qrnn", "sru", "mingru", "minlstm")
+#: the cells whose fused scan runs a compiled matrix loop with a packed recurrent weight (the
+#: peak-memory check's layers: tests/kernels/test_compiled_scans.py, bench_pack_memory.py).
+PACKED_LOOP_CELLS = ("lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop", "ln_lstm", "ln_gru",
+                     "gru", "rnn_tanh")
+
+
+def make_layer(name: str, I: int, H: int, **kw) -> nn.Module:
+    """The suite's layer ``name`` (:data:`ZOO_CELLS`), input size ``I``, hidden size ``H``;
+    ``kw`` (e.g. ``backend="fused"``) go to the layer."""
+    zoo = _zoo()
+    if name not in zoo:
+        raise ValueError(f"cell {name!r}: expected one of {', '.join(ZOO_CELLS)}")
+    return zoo[name](I, H, **kw)
 
 
 def parse_shape(text: str) -> Shape:
