@@ -1,0 +1,20 @@
+#!/bin/sh
+# The LTSF table in the background on a 2-core machine: four drivers at one thread each, sharing
+# the table through per-run lock files (experiments/forecast/ltsf.py); a run killed with its
+# session is resumed from its last checkpoint by whichever driver reaches it next, and a finished
+# job is skipped. Logs: experiments/logs/ltsf_<worker>.log. Stop them with
+#   kill -- -$(cat experiments/logs/ltsf_<worker>.pid)
+cd "$(dirname "$0")/../.." || exit 1
+P="python experiments/forecast/ltsf.py"
+start() {  # name, shell loop
+    setsid sh -c "$2" >> "experiments/logs/ltsf_$1.log" 2>&1 < /dev/null &
+    echo $! > "experiments/logs/ltsf_$1.pid"
+}
+# the issue's order: targets (ETTh1, ETTm1 multivariate, 3 seeds) first, then the rest
+start queue "$P --queue"
+start worker2 "for H in 96 192 336 720; do $P ETTm1 multivariate --horizon \$H --seeds 1 2 3 || exit 1; done"
+start worker5 "for H in 96 192 336 720; do $P ETTm2 univariate --horizon \$H --seeds 1 || exit 1; done; \
+for H in 96 192 336 720; do $P ETTm2 multivariate --horizon \$H --seeds 1 || exit 1; done"
+start worker4 "for H in 720 336 192 96; do $P ETTm2 multivariate --horizon \$H --seeds 1 || exit 1; done; \
+for D in ETTh1 ETTh2 ETTm1 ETTm2; do for H in 96 192 336 720; do \
+$P \$D multivariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done; done"
