@@ -66,12 +66,20 @@ def vectorised(src: Path, flags: list[str], includes: list[str]) -> dict[str, in
     return dict(sorted(counts.items()))
 
 
+def _compiler() -> str:
+    """The first line of ``$CXX --version`` (or ``c++``)."""
+    cxx = os.environ.get("CXX", "c++")
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else cxx
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--record", action="store_true", help="write the counts as the new record")
     a = ap.parse_args()
     from torch.utils import cpp_extension
 
+    from rnnkit.bench.machine import cpu_model
     from rnnkit.kernels import compiled
 
     includes = [*cpp_extension.include_paths(), sysconfig.get_paths()["include"]]
@@ -80,11 +88,17 @@ def main() -> int:
         found = dict(zip((s.name for s in sources),
                          pool.map(lambda s: vectorised(s, list(compiled.FLAGS), includes),
                                   sources)))
+    where = {"flags": list(compiled.FLAGS), "compiler": _compiler(), "cpu": cpu_model()}
     if a.record:
-        RECORD.write_text(json.dumps({"flags": compiled.FLAGS, "files": found}, indent=1) + "\n")
+        RECORD.write_text(json.dumps({**where, "files": found}, indent=1) + "\n")
         print(f"recorded {sum(sum(v.values()) for v in found.values())} loops in {RECORD}")
         return 0
-    want = json.loads(RECORD.read_text())["files"]
+    rec = json.loads(RECORD.read_text())
+    for k, v in where.items():  # -march=native: another CPU or compiler vectorises differently
+        if rec.get(k) != v:
+            print(f"note: recorded with {k} {rec.get(k)!r}, this is {v!r}; counts may differ "
+                  "for that reason alone")
+    want = rec["files"]
     lost = []
     for f in sorted(set(want) | set(found)):
         for fn in sorted(set(want.get(f, {})) | set(found.get(f, {}))):
