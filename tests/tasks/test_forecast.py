@@ -197,8 +197,7 @@ def test_forecast_train_resume_equals_the_uninterrupted_run(trained, capsys):
     part = tmp / "part"
     train_forecast(_recipe(tmp), out=part, overrides=["trainer.max_steps=13"])
     (part / "report.json").unlink()  # a kill leaves no report
-    with pytest.raises(AssertionError):
-        assert json.loads((part / "summary.json").read_text())["step"] == s["step"]
+    assert json.loads((part / "summary.json").read_text())["step"] == 13 < s["step"]
     assert cli.main(["forecast", "train", str(_recipe(tmp)), "--resume", str(part)]) == 0
     capsys.readouterr()
     rep = json.loads((part / "report.json").read_text())
