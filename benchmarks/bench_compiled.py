@@ -4,6 +4,9 @@ Per thread count and shape, side by side in one process, interleaved: each layer
 fused backend with its loop compiled (``RNNKIT_COMPILED_SCANS=1``), the same layer with
 the loop in Python (``compiled.disabled()``: per step a oneDNN GEMM and a C step call),
 optionally (``--unpacked``) the compiled loop with plain ``at::mm`` per-step products,
+and (``--rules``) the compiled loop under each CPU vendor's rule for the training loops'
+products (``<cell> packed``: MKL's packed sgemm where it has room, an Intel CPU's default;
+``<cell> slices``: oneDNN brgemm slices at every thread count, the default elsewhere),
 ``torch.nn.LSTM`` and ``torch.nn.GRU``. Each gets a forward with autograd and
 ``out.backward(g)`` (weights' gradients, no input gradient), timed by the wall clock;
 the median over the rounds after a warm-up, the allocator tuned as the ``rnnkit`` command
@@ -55,22 +58,27 @@ MATRIX = "lstm,gru,ln_lstm,ln_gru,lstm_zoneout,lstm_rec_dropout"
 
 
 def _fwd_bwd(mod, x, g, mode: str) -> float:
-    """One forward+backward; ``mode``: "compiled", "fused" (the Python loop) or "at::mm"
-    (compiled, per-step products without MKL's packed weights)."""
+    """One forward+backward; ``mode``: "compiled", "fused" (the Python loop), "at::mm"
+    (compiled, per-step products without MKL's packed weights), "packed" or "slices" (compiled,
+    the training loops' products chosen by the Intel or the other vendors' rule)."""
     mod.zero_grad(set_to_none=True)
     ext = compiled.ext()
     ext.set_packed(mode != "at::mm")
+    kept = ext.prefer_slices()
+    if mode in ("packed", "slices"):
+        ext.set_prefer_slices(mode == "slices")
     t0 = time.perf_counter()
     with compiled.disabled() if mode == "fused" else contextlib.nullcontext():
         mod(x)[0].backward(g)
     t = time.perf_counter() - t0
     ext.set_packed(True)
+    ext.set_prefer_slices(kept)
     return t
 
 
 
 def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
-              unpacked: bool = False) -> dict:
+              unpacked: bool = False, rules: bool = False) -> dict:
     torch.manual_seed(0)
     x = torch.randn(T, B, I)
     mods = {"torch.nn.LSTM": (torch.nn.LSTM(I, H), "torch"),
@@ -80,6 +88,9 @@ def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
         mods[f"{c} compiled"] = (layer, "compiled")
         if unpacked:
             mods[f"{c} compiled at::mm"] = (layer, "at::mm")
+        if rules:
+            mods[f"{c} packed"] = (layer, "packed")
+            mods[f"{c} slices"] = (layer, "slices")
         mods[f"{c} fused"] = (layer, "fused")
     gs = {}  # the output gradient, by output width (proj_size narrows it)
     times: dict[str, list[float]] = {k: [] for k in mods}
@@ -143,6 +154,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--unpacked", action="store_true",
                     help="also time the compiled loops with plain at::mm per-step products")
+    ap.add_argument("--rules", action="store_true",
+                    help="also time the compiled loops under each vendor's product rule")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--table", type=Path, nargs="+",
                     help="print the docs' table of these result files (ranges), exit")
@@ -158,12 +171,13 @@ def main(argv=None) -> dict:
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
            "torch": torch.__version__, "clock": "wall (time.perf_counter)",
            "measure": "median forward+backward (weights' gradients), interleaved rounds",
+           "prefer_slices_default": bool(compiled.ext().prefer_slices()),
            "load_before": os.getloadavg(), "runs": []}
     for n in [int(t) for t in a.threads.split(",")]:
         torch.set_num_threads(n)
         for s in a.shapes.split(";"):
             B, T, I, H = (int(v) for v in s.split(","))
-            r = run_shape(B, T, I, H, a.cells.split(","), a.rounds, a.unpacked)
+            r = run_shape(B, T, I, H, a.cells.split(","), a.rounds, a.unpacked, a.rules)
             r["threads"] = n
             out["runs"].append(r)
             print(f"threads={n} B={B} T={T} I={I} H={H}")

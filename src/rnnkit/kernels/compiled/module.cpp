@@ -12,6 +12,14 @@ namespace rnnkit {
 bool use_packed = true;
 bool pack_by_size = true;
 bool use_slices = true;
+bool prefer_slices = [] {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return !__builtin_cpu_is("intel");
+#else
+  return false;  // (no MKL there: the products are at::mm's)
+#endif
+}();
 std::atomic<int64_t> pack_count{0}, slice_count{0};
 int64_t team_rows = 4;  // (the rule's measurement: team_size())
 std::atomic<int64_t> team_runs{0};
@@ -199,6 +207,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_slices", [](bool on) { rnnkit::use_slices = on; },
         "unpacked products may run as oneDNN brgemm blocks at 2+ threads (default); false: "
         "BLAS's sgemm (for A/B timings)");
+  m.def("set_prefer_slices", [](bool on) { rnnkit::prefer_slices = on; },
+        "training loops run their products as oneDNN brgemm slices at every thread count, "
+        "not MKL's packed sgemm (default: on a CPU that is not Intel's)");
+  m.def("prefer_slices", [] { return rnnkit::prefer_slices; });
   m.def("pack_count", [] { return rnnkit::pack_count.load(); }, "weights packed so far");
   m.def("slice_count", [] { return rnnkit::slice_count.load(); },
         "per-step products run as brgemm slices so far");

@@ -224,6 +224,12 @@ extern bool pack_by_size;
 //: whether unpacked products may run as brgemm blocks (slice_product(); set_slices(false):
 //: BLAS's sgemm everywhere, for A/B measurements)
 extern bool use_slices;
+//: whether training loops run their products as brgemm slices at every thread count instead
+//: of MKL's packed sgemm (set_prefer_slices() from Python). True by default on a CPU that is
+//: not Intel's: on the 2-core AMD EPYC (Zen 4, AVX-512) MKL's products ran 15-35% slower than
+//: oneDNN's at 32 and 128 rows, and training loops on brgemm slices 8-27% faster at 2 threads
+//: (docs/kernels.md, "MKL on an AMD CPU"; benchmarks/results/prefer_slices_amd2_s15.json)
+extern bool prefer_slices;
 //: weights packed by mkl_pack() and products run as brgemm slices so far (for tests)
 extern std::atomic<int64_t> pack_count, slice_count;
 
@@ -284,7 +290,7 @@ static inline int64_t pack_bytes(int64_t B, int64_t N, int64_t K) {
 // forward), which then run at::mm's products; at B=128, H=512 every loop has room
 // (docs/kernels.md, "Memory"; benchmarks/results/memory_cpu_xeon2_s13.json).
 static inline bool pack_fits(int64_t bytes, int64_t room) {
-  return !pack_by_size || bytes <= room;
+  return !pack_by_size || (!prefer_slices && bytes <= room);
 }
 
 // The per-step product x W^T, (n, K) x (N, K) -> (n, N). float32 with MKL: W packed once per
@@ -307,7 +313,7 @@ class StepGemm {
     if (W_.scalar_type() != at::kFloat || B <= 0) return;
     out_ = at::empty({B_, N_}, W_.options());
     if (use_packed && mkl_packed_api() &&
-        (keep || room < 0 || pack_fits(pack_bytes(B_, N_, K_), room))) {
+        (keep || (room < 0 && !prefer_slices) || pack_fits(pack_bytes(B_, N_, K_), room))) {
       packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
       return;
     }
@@ -317,7 +323,7 @@ class StepGemm {
     // sgemm, but on a copy of them in contiguous panels of 64 ([N / 64][K][64], the weight's
     // bytes: room that every backward has, pack_fits()) as fast as MKL's packed product
     // (slice_product())
-    if (as_is && use_slices && K_ > 1024 && at::get_num_threads() > 1) {
+    if (as_is && use_slices && K_ > 1024 && (at::get_num_threads() > 1 || prefer_slices)) {
       const int64_t panels = (N_ + kPanel - 1) / kPanel;
       Wp_ = at::empty({panels, K_, kPanel}, W_.options());
       for (int64_t q = 0; q < panels; q++) {
@@ -395,8 +401,8 @@ class StepGemm {
   bool slice_product(const Tensor& x, bool add, Tensor& c) const {
     const int64_t n = x.size(0), P = at::get_num_threads();
     const bool panels = Wp_.defined();
-    if (!use_slices || n < 1 || P < 2 || at::in_parallel_region() ||
-        (panels ? n > 64 : (n > 128 || K_ > 1024)))
+    if (!use_slices || n < 1 || (P < 2 && !prefer_slices) || at::in_parallel_region() ||
+        (panels ? n > (prefer_slices ? 128 : 64) : (n > 128 || K_ > 1024)))
       return false;
     slice_count++;
     const int64_t parts = (N_ + 127) / 128;
