@@ -69,7 +69,10 @@ DATASETS = {
     # lower within six epochs (ltsf_screens.json, "ettm1"); chosen on validation
     "ETTm1": {"path": "ett/ETTm1.csv.gz", "family": "ettm1", "season": 96, "segrnn": 1e-3,
               "dlinear": (1e-4, 8)},
-    "ETTm2": {"path": "ett/ETTm2.csv.gz", "family": "ettm1", "season": 96, "segrnn": 1e-4,
+    # ETTm2: 1e-3, not the authors' 1e-4: at 1e-4 the validation MSE still fell after 30
+    # epochs (best 0.1375, horizon 96, seed 1) where 1e-3 reached 0.1205 in four
+    # (ltsf_screens.json, "ettm2"); chosen on validation, as for ETTm1
+    "ETTm2": {"path": "ett/ETTm2.csv.gz", "family": "ettm1", "season": 96, "segrnn": 1e-3,
               "dlinear": (1e-3, 32)},
 }
 LOOKBACK_FILE = ROOT / "experiments" / "forecast" / "ltsf_lookback.json"  # the selection
