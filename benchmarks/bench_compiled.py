@@ -67,13 +67,14 @@ def _fwd_bwd(mod, x, g, mode: str) -> float:
     kept = ext.prefer_slices()
     if mode in ("packed", "slices"):
         ext.set_prefer_slices(mode == "slices")
-    t0 = time.perf_counter()
-    with compiled.disabled() if mode == "fused" else contextlib.nullcontext():
-        mod(x)[0].backward(g)
-    t = time.perf_counter() - t0
-    ext.set_packed(True)
-    ext.set_prefer_slices(kept)
-    return t
+    try:
+        t0 = time.perf_counter()
+        with compiled.disabled() if mode == "fused" else contextlib.nullcontext():
+            mod(x)[0].backward(g)
+        return time.perf_counter() - t0
+    finally:
+        ext.set_packed(True)
+        ext.set_prefer_slices(kept)
 
 
 

@@ -61,7 +61,11 @@ def run(threads: list[int]) -> list[dict]:
         torch.set_num_threads(n)
         for B, K, N in SHAPES:
             calls = 2000 if B == 1 else 200
-            us = {k: round(_us(f, calls), 1) for k, f in _ways(B, K, N).items()}
+            ways = _ways(B, K, N)
+            first = next(iter(ways.values()))()
+            for k, f in ways.items():  # the same product every way
+                torch.testing.assert_close(f(), first, atol=1e-3, rtol=1e-4, msg=k)
+            us = {k: round(_us(f, calls), 1) for k, f in ways.items()}
             rows.append({"threads": n, "B": B, "K": K, "N": N, "us": us})
             print(n, (B, K, N), us, flush=True)
     return rows

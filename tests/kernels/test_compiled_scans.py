@@ -48,6 +48,16 @@ def ext():
 
 
 @pytest.fixture
+def intel_rule(ext):
+    """The products chosen as on an Intel CPU (MKL's packed sgemm, kept for inference), whatever
+    this CPU is; restored after the test."""
+    kept = ext.prefer_slices()
+    ext.set_prefer_slices(False)
+    yield
+    ext.set_prefer_slices(kept)
+
+
+@pytest.fixture
 def calls(ext, monkeypatch):
     """Use the extension wherever it can run, and count its calls by function name."""
     monkeypatch.setenv("RNNKIT_COMPILED_SCANS", "1")
@@ -340,8 +350,9 @@ def test_packed_and_unpacked_products_give_the_same_numbers(calls, ext, name, th
 @pytest.mark.parametrize("name", ["lstm", "gru", "ln_lstm"])
 def test_unpacked_products_over_32_rows_at_two_threads(calls, ext, name, hidden, batch):
     """At 2 threads, 40 or 80 rows (blocks of brgemm rows), K <= 1024 (brgemm on W^T in place)
-    or K = 4 x 300 > 1024 (the LSTMs' backward: brgemm on panels of W_hh at 40 rows, BLAS's
-    sgemm at 80): the unpacked products give the Python loop's numbers."""
+    or K = 4 x 300 > 1024 (the LSTMs' backward: brgemm on panels of W_hh at 40 rows, and at 80
+    where slices are preferred, else BLAS's sgemm): the unpacked products give the Python
+    loop's numbers."""
     lengths = (6,) * (batch - 2) + (4, 2)
     kw = dict(dtype=torch.float32, hidden=hidden, batch=batch, lengths=lengths)
     kept = torch.get_num_threads()
@@ -403,36 +414,57 @@ def test_training_packs_only_where_the_packed_weight_has_room(calls, ext):
 
 
 def test_slices_are_preferred_on_a_cpu_that_is_not_intels(ext):
-    """The default follows the CPU's vendor (MKL's products were 15-35% slower than oneDNN's
-    on an AMD EPYC: docs/kernels.md, "MKL on an AMD CPU")."""
-    with open("/proc/cpuinfo") as f:
-        vendors = {ln.split(":", 1)[1].strip() for ln in f if ln.startswith("vendor_id")}
+    """The default follows the CPU's vendor (MKL's products were 1.15-1.84x oneDNN's time on an
+    AMD EPYC: docs/kernels.md, "MKL on an AMD CPU"); RNNKIT_PREFER_SLICES overrides it, and a
+    value other than 0 or 1 is a one-line error naming the variable."""
+    if os.environ.get("RNNKIT_PREFER_SLICES"):
+        pytest.skip("RNNKIT_PREFER_SLICES is set")
+    try:
+        with open("/proc/cpuinfo") as f:
+            vendors = {ln.split(":", 1)[1].strip() for ln in f if ln.startswith("vendor_id")}
+    except OSError:
+        vendors = set()
     if not vendors:
         pytest.skip("no vendor_id in /proc/cpuinfo")
     assert ext.prefer_slices() == ("GenuineIntel" not in vendors)
+    code = "from rnnkit.kernels import compiled; print(compiled.ext().prefer_slices())"
+    for value, expected in (("0", "False"), ("1", "True")):
+        env = {**os.environ, "RNNKIT_PREFER_SLICES": value, "RNNKIT_COMPILED_SCANS": "1"}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300, check=True).stdout
+        assert out.strip() == expected
+    env = {**os.environ, "RNNKIT_PREFER_SLICES": "yes", "RNNKIT_COMPILED_SCANS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0
+    assert "RNNKIT_PREFER_SLICES='yes': expected 0 or 1" in out.stderr.splitlines()[-1]
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "ln_lstm"])
-def test_slices_at_one_thread_give_the_python_loops_numbers(calls, ext, name):
-    """With slices preferred, one thread, 40 rows and K = 4 x 300 > 1024 (the LSTMs' backward
-    on panels of W_hh): brgemm ran and the numbers are the Python loop's."""
-    kw = dict(dtype=torch.float32, hidden=300, batch=40, lengths=(6,) * 38 + (4, 2))
+@pytest.mark.parametrize("batch", [40, 80])
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "ln_lstm", "ln_gru", "rnn"])
+def test_slices_at_one_thread_give_the_python_loops_numbers(calls, ext, name, batch):
+    """With slices preferred, one thread, 40 or 80 rows and K = 4 x 300 > 1024 (the LSTMs'
+    backward on panels of W_hh, up to 128 rows): brgemm ran, nothing was packed, and the numbers
+    are the Python loop's."""
+    kw = dict(dtype=torch.float32, hidden=300, batch=batch,
+              lengths=(6,) * (batch - 2) + (4, 2))
     kept, kept_pref = torch.get_num_threads(), ext.prefer_slices()
     torch.set_num_threads(1)
     try:
         with compiled.disabled():
             ref = _layer_run(LAYERS[name], "fused", **kw)
         ext.set_prefer_slices(True)
-        slices = ext.slice_count()
+        slices, packs = ext.slice_count(), ext.pack_count()
         got = _layer_run(LAYERS[name], "fused", **kw)
-        ran = ext.slice_count() > slices
+        ran, packed = ext.slice_count() - slices, ext.pack_count() - packs
     finally:
         ext.set_prefer_slices(kept_pref)
         torch.set_num_threads(kept)
-    assert ran
-    _assert_close(got[:3], ref[:3], 2e-5, name, rtol=1e-5)
-    for i, (u, v) in enumerate(zip(got[3:], ref[3:], strict=True)):
-        atol = max(1e-4, 5e-6 * v.abs().max().item())
+    assert ran >= 2 * 6 and packed == 0  # (every step of the forward and the backward)
+    outs = 3 if "lstm" in name else 2  # the output and the final states; then the gradients
+    _assert_close(got[:outs], ref[:outs], 2e-5, name, rtol=1e-5)
+    for i, (u, v) in enumerate(zip(got[outs:], ref[outs:], strict=True)):
+        atol = max(1e-4, 1e-5 * v.abs().max().item())
         _assert_close([u], [v], atol, f"{name} gradient {i}", rtol=1e-5)
 
 
@@ -479,7 +511,8 @@ def test_unpacked_products_switch(calls, ext):
 @pytest.mark.parametrize("layer", [rnnkit.LSTM, rnnkit.GRU, rnnkit.LayerNormLSTM, rnnkit.RNN,
                                    functools.partial(rnnkit.LSTM, proj_size=5)],
                          ids=["lstm", "gru", "ln_lstm", "rnn", "lstm_proj"])
-def test_inference_keeps_packed_weights_and_notices_a_changed_weight(calls, ext, layer):
+def test_inference_keeps_packed_weights_and_notices_a_changed_weight(calls, ext, intel_rule,
+                                                                    layer):
     """Without gradients the forward loops keep MKL's packed W_hh between calls; a training
     step never adds to that cache; a weight changed in place is packed again (the outputs
     equal the unpacked products' for the new weights, not the old ones')."""
@@ -510,6 +543,30 @@ def test_inference_keeps_packed_weights_and_notices_a_changed_weight(calls, ext,
     assert ext.pack_cache_entries() == 0
 
 
+def test_gru_inference_on_slices_keeps_nothing_and_gives_the_same_numbers(calls, ext):
+    """Where slices are preferred, the GRU's inference loop (1 thread: no team) packs nothing and
+    keeps nothing, runs brgemm slices, and gives the packed loop's numbers."""
+    torch.manual_seed(0)
+    m = rnnkit.GRU(7, 11, num_layers=2, backend="fused")
+    x = torch.randn(6, 1, 7)
+    kept, kept_pref = torch.get_num_threads(), ext.prefer_slices()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            ext.set_prefer_slices(False)
+            packed = m(x)[0]
+            ext.set_prefer_slices(True)
+            ext.clear_pack_cache()
+            slices, packs = ext.slice_count(), ext.pack_count()
+            got = m(x)[0]
+            assert ext.slice_count() > slices and ext.pack_count() == packs
+            assert ext.pack_cache_entries() == 0
+    finally:
+        ext.set_prefer_slices(kept_pref)
+        torch.set_num_threads(kept)
+    torch.testing.assert_close(got, packed, atol=1e-6, rtol=1e-5)
+
+
 def test_mkl_packed_products_are_found_where_torch_has_mkl(ext):
     """The per-step products call MKL's packed GEMM straight from libtorch_cpu; where torch
     was built with MKL that lookup must succeed (else every loop silently takes at::mm)."""
@@ -518,7 +575,7 @@ def test_mkl_packed_products_are_found_where_torch_has_mkl(ext):
     assert ext.mkl_packed_api()
 
 
-def test_pack_cache_size_setting(ext):
+def test_pack_cache_size_setting(ext, intel_rule):
     """RNNKIT_PACK_CACHE_MB=0 keeps no packed weight between inference calls (same outputs);
     a value that is not a whole number of MB is a one-line error naming the variable."""
     if not ext.packed():

@@ -20,9 +20,12 @@ is reported once, as a warning with the compiler's output, and the fused scans r
 Python loop (same numbers). The per-step products use MKL's packed weights where they have
 room under the Python loop's peak memory, else BLAS's sgemm or oneDNN brgemm slices on the
 unpacked weight (``scans.h``, ``StepGemm``); ``RNNKIT_PACKED_GEMM=0`` packs nowhere (less
-memory, slower at large shapes). ``RNNKIT_COMPILED_SCANS=0`` turns the
-extension off; ``=1``
-uses it wherever it can run; unset, the scans use it where it was measured at least as fast
+memory, slower at large shapes). On a CPU that is not Intel's the products run as brgemm
+slices wherever those take them, in training at every thread count and in the GRUs' inference
+(MKL's kernels are slower there: docs/kernels.md, "MKL on an AMD CPU");
+``RNNKIT_PREFER_SLICES=1`` or ``=0`` chooses that rule on any CPU.
+``RNNKIT_COMPILED_SCANS=0`` turns the extension off; ``=1`` uses it wherever it can run;
+unset, the scans use it where it was measured at least as fast
 (:func:`preferred`; docs/kernels.md, "The time loop in compiled code").
 """
 from __future__ import annotations
@@ -157,12 +160,18 @@ def ext():
     if os.environ.get("RNNKIT_COMPILED_SCANS", "") == "0":
         return None
     cache_mb = _pack_cache_mb()  # (a bad value raises here, not as a build failure)
+    prefer = os.environ.get("RNNKIT_PREFER_SLICES", "")
+    if prefer not in ("", "0", "1"):
+        raise ValueError(f"RNNKIT_PREFER_SLICES={prefer!r}: expected 0 or 1 (unset: by the "
+                         "CPU's vendor)")
     try:
         mod = build()
         # MKL's packed weights cost ~7.3 MB plus twice the weight while a loop runs; training
         # loops pack only where that has room (pack_fits() in scans.h); RNNKIT_PACKED_GEMM=0
         # packs nowhere (docs/kernels.md, "Memory")
         mod.set_packed(os.environ.get("RNNKIT_PACKED_GEMM", "") != "0")
+        if prefer:  # else the extension's own default, from the CPU's vendor
+            mod.set_prefer_slices(prefer == "1")
         # inference keeps the packed weights between calls, at most this many MB
         # (docs/kernels.md, "Memory"); 0 packs on every call instead
         mod.set_pack_cache_bytes(cache_mb << 20)

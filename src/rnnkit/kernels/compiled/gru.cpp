@@ -185,8 +185,13 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
       return;
     }
   }
-  // (m h) W_hh^T; in training packed where it has room beside the backward's dGh (pack_fits())
-  const StepGemm gemm(W_hh, B, !save_all, T_ * B * G * int64_t(sizeof(T)));
+  // (m h) W_hh^T; in training packed where it has room beside the backward's dGh (pack_fits()),
+  // in inference packed and kept (packed_weight()), except where slices are preferred
+  // (prefer_slices): there inference multiplies by oneDNN's brgemm slices as training does (at
+  // B=1, 1 thread, 2 layers, on the 2-core AMD EPYC: 40.6 against 55.8 us a step; docs/kernels.md,
+  // "MKL on an AMD CPU")
+  const StepGemm gemm(W_hh, B, !save_all && !slices_take(B, H, false),
+                      T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : zero;
   // the bias: in the GRU step, or (LayerNorm-GRU) with the norm's gain, before it

@@ -224,11 +224,12 @@ extern bool pack_by_size;
 //: whether unpacked products may run as brgemm blocks (slice_product(); set_slices(false):
 //: BLAS's sgemm everywhere, for A/B measurements)
 extern bool use_slices;
-//: whether training loops run their products as brgemm slices at every thread count instead
-//: of MKL's packed sgemm (set_prefer_slices() from Python). True by default on a CPU that is
-//: not Intel's: on the 2-core AMD EPYC (Zen 4, AVX-512) MKL's products ran 15-35% slower than
-//: oneDNN's at 32 and 128 rows, and training loops on brgemm slices 8-27% faster at 2 threads
-//: (docs/kernels.md, "MKL on an AMD CPU"; benchmarks/results/prefer_slices_amd2_s15.json)
+//: whether products run as brgemm slices at every thread count instead of MKL's packed sgemm,
+//: where the slices take them (slices_take(); set_prefer_slices() from Python). True by
+//: default on a CPU that is not Intel's: on the 2-core AMD EPYC (Zen 4, AVX-512) MKL's calls
+//: took 1.15-1.84x the time of oneDNN's inner product at 32 and 128 rows, and training loops
+//: on brgemm slices 0.66-0.96 of their time on MKL's packed products (docs/kernels.md, "MKL on
+//: an AMD CPU"; benchmarks/results/gemm_vendor_amd2_s15.json, prefer_slices_amd2_s15.json)
 extern bool prefer_slices;
 //: weights packed by mkl_pack() and products run as brgemm slices so far (for tests)
 extern std::atomic<int64_t> pack_count, slice_count;
@@ -290,7 +291,16 @@ static inline int64_t pack_bytes(int64_t B, int64_t N, int64_t K) {
 // forward), which then run at::mm's products; at B=128, H=512 every loop has room
 // (docs/kernels.md, "Memory"; benchmarks/results/memory_cpu_xeon2_s13.json).
 static inline bool pack_fits(int64_t bytes, int64_t room) {
-  return !pack_by_size || (!prefer_slices && bytes <= room);
+  return !pack_by_size || bytes <= room;
+}
+
+// Whether a product of B rows by W (N, K) runs as brgemm slices rather than packed, where slices
+// are preferred (prefer_slices): slice_product() takes up to 128 rows, and K > 1024 only from
+// panels of a W^T that lies row-major (`transposed`: a backward's W_hh.t()). Anywhere else MKL's
+// packed product stays (its plain sgemm was slower still on such a CPU: (128, 512) x (512, 1536)
+// at 2 threads 1275-1728 against 1497 us packed, gemm_vendor_amd2_s15.json).
+static inline bool slices_take(int64_t B, int64_t K, bool transposed) {
+  return prefer_slices && use_slices && B <= 128 && (K <= 1024 || transposed);
 }
 
 // The per-step product x W^T, (n, K) x (N, K) -> (n, N). float32 with MKL: W packed once per
@@ -298,11 +308,13 @@ static inline bool pack_fits(int64_t bytes, int64_t room) {
 // which repacks W every step: docs/kernels.md, "The time loop in compiled code"), each step
 // one cblas_sgemm_compute straight into a buffer the object owns (or, add_to, into the
 // caller's rows), with no tensor op in between. A training loop whose packed weight has no
-// room (`room` bytes, pack_fits(); negative: no limit) reads W^T as a (K, N) row-major
-// matrix instead (a backward's W_hh.t() is one as it lies; a forward's W is copied once),
-// which MKL's sgemm does not repack per call: at 2 or more threads oneDNN brgemm on blocks of
-// rows and columns (slice_product(); with K > 1024 on a copy of W's columns in panels), else
-// BLAS's sgemm. n != B rows (lengths) of a packed product, and float64, use at::mm.
+// room (`room` bytes, pack_fits(); negative: no limit), and every loop whose product the
+// slices take on a CPU that prefers them (slices_take(); inference too where its caller asks),
+// reads W^T as a (K, N) row-major matrix instead (a backward's W_hh.t() is one as it lies; a
+// forward's W is copied once), which MKL's sgemm does not repack per call: at 2 or more threads,
+// or at any where slices are preferred, oneDNN brgemm on blocks of rows and columns
+// (slice_product(); with K > 1024 on a copy of W's columns in panels), else BLAS's sgemm.
+// n != B rows (lengths) of a packed product, and float64, use at::mm.
 // The result of operator() is valid until its next call.
 class StepGemm {
  public:
@@ -312,8 +324,10 @@ class StepGemm {
       : W_(plain(W)), B_(B), N_(W_.size(0)), K_(W_.size(1)) {
     if (W_.scalar_type() != at::kFloat || B <= 0) return;
     out_ = at::empty({B_, N_}, W_.options());
+    const bool slices = slices_take(B_, K_, W_.t().is_contiguous());
     if (use_packed && mkl_packed_api() &&
-        (keep || (room < 0 && !prefer_slices) || pack_fits(pack_bytes(B_, N_, K_), room))) {
+        (keep || !pack_by_size ||
+         (!slices && (room < 0 || pack_fits(pack_bytes(B_, N_, K_), room))))) {
       packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
       return;
     }
@@ -323,7 +337,7 @@ class StepGemm {
     // sgemm, but on a copy of them in contiguous panels of 64 ([N / 64][K][64], the weight's
     // bytes: room that every backward has, pack_fits()) as fast as MKL's packed product
     // (slice_product())
-    if (as_is && use_slices && K_ > 1024 && (at::get_num_threads() > 1 || prefer_slices)) {
+    if (as_is && use_slices && K_ > 1024 && (at::get_num_threads() > 1 || slices)) {
       const int64_t panels = (N_ + kPanel - 1) / kPanel;
       Wp_ = at::empty({panels, K_, kPanel}, W_.options());
       for (int64_t q = 0; q < panels; q++) {
@@ -388,8 +402,9 @@ class StepGemm {
   // c (n, N, rows N apart) = (or +=, add) x Wt_ as one oneDNN brgemm per block of at most 32
   // rows and slice of about 128 columns (64 from Wp_'s panels), the blocks split among torch's
   // threads (each reads its columns of Wt_ in place or its panels, nothing packed by MKL). Only
-  // at 2 or more threads, outside a parallel region, and K <= 1024 and up to 128 rows, or with
-  // Wp_ up to 64 rows (false: not run). Against MKL's packed product and its unpacked sgemm at 2
+  // at 2 or more threads (at any where slices are preferred: prefer_slices), outside a parallel
+  // region, and K <= 1024 and up to 128 rows, or with Wp_ up to 64 rows (128 where slices are
+  // preferred) (false: not run). Against MKL's packed product and its unpacked sgemm at 2
   // threads (a standalone script, 2-core Xeon, session 13, us): (32, 1024) x (1024, 256)
   // 47-51 / 47-52 / 65-68; (64, 1024) x (1024, 256) 93-95 / 90-96 / 109-115; (48, 1024) x
   // (1024, 256) 70 / 68 / 89; (32, 256) x (256, 1024) 53-57 / 44-48 / 56-59; (32, 256) x (256,
