@@ -208,8 +208,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "unpacked products may run as oneDNN brgemm blocks at 2+ threads (default); false: "
         "BLAS's sgemm (for A/B timings)");
   m.def("set_prefer_slices", [](bool on) { rnnkit::prefer_slices = on; },
-        "training loops run their products as oneDNN brgemm slices at every thread count, "
-        "not MKL's packed sgemm (default: on a CPU that is not Intel's)");
+        "products run as oneDNN brgemm slices at every thread count where those take them "
+        "(training loops, and the GRUs' inference without a team), not MKL's packed sgemm "
+        "(default: on a CPU that is not Intel's; RNNKIT_PREFER_SLICES overrides it)");
   m.def("prefer_slices", [] { return rnnkit::prefer_slices; });
   m.def("pack_count", [] { return rnnkit::pack_count.load(); }, "weights packed so far");
   m.def("slice_count", [] { return rnnkit::slice_count.load(); },
