@@ -384,7 +384,7 @@ def test_training_packs_only_where_the_packed_weight_has_room(calls, ext):
     gate gradients (its forward packs) but not beside what its backward's caller stacks after
     the loop (its backward does not), while the GRU's backward has room (dxp and h_{t-1}
     stacked: 13 MB); ``set_pack_by_size(False)`` packs every loop. (The rule of an Intel CPU:
-    on another, training loops pack nothing, below.)"""
+    on another, training loops at these shapes pack nothing, below.)"""
     if not (ext.packed() and ext.mkl_packed_api()):
         pytest.skip("no MKL packed products")
     if ext.pack_bytes(32, 256, 1024) <= 100 * 32 * 256 * 4 + 2 * 1024 * 256 * 4:

@@ -187,9 +187,9 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
   }
   // (m h) W_hh^T; in training packed where it has room beside the backward's dGh (pack_fits()),
   // in inference packed and kept (packed_weight()), except where slices are preferred
-  // (prefer_slices): there inference multiplies by oneDNN's brgemm slices as training does (at
-  // B=1, 1 thread, 2 layers, on the 2-core AMD EPYC: 40.6 against 55.8 us a step; docs/kernels.md,
-  // "MKL on an AMD CPU")
+  // (slices_take()): there inference multiplies by oneDNN's brgemm slices as training does (at
+  // B=1, 1 thread, 2 layers, on the 2-core AMD EPYC: 30.9 against 43.6 us a step packed;
+  // docs/kernels.md, "MKL on an AMD CPU", streaming_cpu_amd2_s15b.json)
   const StepGemm gemm(W_hh, B, !save_all && !slices_take(B, H, false),
                       T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
