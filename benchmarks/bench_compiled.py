@@ -6,7 +6,9 @@ the loop in Python (``compiled.disabled()``: per step a oneDNN GEMM and a C step
 optionally (``--unpacked``) the compiled loop with plain ``at::mm`` per-step products,
 and (``--rules``) the compiled loop under each CPU vendor's rule for the training loops'
 products (``<cell> packed``: MKL's packed sgemm where it has room, an Intel CPU's default;
-``<cell> slices``: oneDNN brgemm slices at every thread count, the default elsewhere),
+``<cell> slices``: oneDNN brgemm slices at every thread count, the default elsewhere), and
+(``--pad``) the compiled loop with its copy of W^T dense (``<cell> unpadded``; padded rows are
+the default, ``row_stride()``),
 ``torch.nn.LSTM`` and ``torch.nn.GRU``. Each gets a forward with autograd and
 ``out.backward(g)`` (weights' gradients, no input gradient), timed by the wall clock;
 the median over the rounds after a warm-up, the allocator tuned as the ``rnnkit`` command
@@ -60,13 +62,15 @@ MATRIX = "lstm,gru,ln_lstm,ln_gru,lstm_zoneout,lstm_rec_dropout"
 def _fwd_bwd(mod, x, g, mode: str) -> float:
     """One forward+backward; ``mode``: "compiled", "fused" (the Python loop), "at::mm"
     (compiled, per-step products without MKL's packed weights), "packed" or "slices" (compiled,
-    the training loops' products chosen by the Intel or the other vendors' rule)."""
+    the training loops' products chosen by the Intel or the other vendors' rule), "unpadded"
+    (compiled, W^T's copy with dense rows)."""
     mod.zero_grad(set_to_none=True)
     ext = compiled.ext()
     ext.set_packed(mode != "at::mm")
     kept = ext.prefer_slices()
     if mode in ("packed", "slices"):
         ext.set_prefer_slices(mode == "slices")
+    ext.set_pad_rows(mode != "unpadded")
     try:
         t0 = time.perf_counter()
         with compiled.disabled() if mode == "fused" else contextlib.nullcontext():
@@ -75,11 +79,12 @@ def _fwd_bwd(mod, x, g, mode: str) -> float:
     finally:
         ext.set_packed(True)
         ext.set_prefer_slices(kept)
+        ext.set_pad_rows(True)
 
 
 
 def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
-              unpacked: bool = False, rules: bool = False) -> dict:
+              unpacked: bool = False, rules: bool = False, pad: bool = False) -> dict:
     torch.manual_seed(0)
     x = torch.randn(T, B, I)
     mods = {"torch.nn.LSTM": (torch.nn.LSTM(I, H), "torch"),
@@ -92,6 +97,8 @@ def run_shape(B: int, T: int, I: int, H: int, cells: list[str], rounds: int,
         if rules:
             mods[f"{c} packed"] = (layer, "packed")
             mods[f"{c} slices"] = (layer, "slices")
+        if pad:
+            mods[f"{c} unpadded"] = (layer, "unpadded")
         mods[f"{c} fused"] = (layer, "fused")
     gs = {}  # the output gradient, by output width (proj_size narrows it)
     times: dict[str, list[float]] = {k: [] for k in mods}
@@ -157,6 +164,8 @@ def main(argv=None) -> dict:
                     help="also time the compiled loops with plain at::mm per-step products")
     ap.add_argument("--rules", action="store_true",
                     help="also time the compiled loops under each vendor's product rule")
+    ap.add_argument("--pad", action="store_true",
+                    help="also time the compiled loops with W^T's copy unpadded")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--table", type=Path, nargs="+",
                     help="print the docs' table of these result files (ranges), exit")
@@ -178,7 +187,8 @@ def main(argv=None) -> dict:
         torch.set_num_threads(n)
         for s in a.shapes.split(";"):
             B, T, I, H = (int(v) for v in s.split(","))
-            r = run_shape(B, T, I, H, a.cells.split(","), a.rounds, a.unpacked, a.rules)
+            r = run_shape(B, T, I, H, a.cells.split(","), a.rounds, a.unpacked, a.rules,
+                          a.pad)
             r["threads"] = n
             out["runs"].append(r)
             print(f"threads={n} B={B} T={T} I={I} H={H}")

@@ -34,7 +34,22 @@ CELLS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "ln_lstm": rnnkit.LayerNormLSTM
          "mingru": rnnkit.MinGRU}
 
 
-def _tasks(I: int, H: int, L: int, T: int) -> dict[str, tuple[Task, int]]:
+def _unpadded(f):
+    """f with the compiled loops' copy of W^T unpadded (``set_pad_rows(False)``), for A/B."""
+    from rnnkit.kernels import compiled
+
+    def run():
+        ext = compiled.ext()
+        ext.set_pad_rows(False)
+        try:
+            return f()
+        finally:
+            ext.set_pad_rows(True)
+    return run
+
+
+def _tasks(I: int, H: int, L: int, T: int, unpadded: bool = False
+           ) -> dict[str, tuple[Task, int]]:
     """name -> (task, steps per call)."""
     x, xs = torch.randn(1, I), torch.randn(T, 1, I)
     tasks = {}
@@ -49,6 +64,8 @@ def _tasks(I: int, H: int, L: int, T: int) -> dict[str, tuple[Task, int]]:
         st = m.init_state(1)
         tasks[f"rnnkit.{name} step"] = (Task(lambda m=m, st=st: m.step(x, st)), 1)
         tasks[f"rnnkit.{name} seq"] = (Task(lambda m=m: m(xs)), T)
+        if unpadded and name in ("lstm", "ln_lstm"):
+            tasks[f"rnnkit.{name} unpadded seq"] = (Task(_unpadded(lambda m=m: m(xs))), T)
     return tasks
 
 
@@ -61,6 +78,8 @@ def main() -> None:
     ap.add_argument("--threads", default=str(torch.get_num_threads()))
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--unpadded", action="store_true",
+                    help="also time the LSTMs' whole sequence with W^T's copy unpadded (A/B)")
     ap.add_argument("--json")
     a = ap.parse_args()
     tune_malloc()  # as the rnnkit command does: freed buffers stay in the process
@@ -68,7 +87,7 @@ def main() -> None:
     for n in (int(t) for t in a.threads.split(",")):
         torch.set_num_threads(n)
         torch.manual_seed(0)
-        tasks = _tasks(a.input, a.hidden, a.layers, a.seq)
+        tasks = _tasks(a.input, a.hidden, a.layers, a.seq, a.unpadded)
         with torch.no_grad():
             res = interleave({k: t for k, (t, _) in tasks.items()}, repeats=a.repeats,
                              warmup=20, min_sample_s=0.05, clock=a.clock)

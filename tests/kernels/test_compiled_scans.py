@@ -440,13 +440,14 @@ def test_slices_are_preferred_on_a_cpu_that_is_not_intels(ext):
     assert "RNNKIT_PREFER_SLICES='yes': expected 0 or 1" in out.stderr.splitlines()[-1]
 
 
-@pytest.mark.parametrize("batch", [40, 80])
+@pytest.mark.parametrize("batch,hidden", [(40, 300), (80, 300), (40, 64)])
 @pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "ln_lstm", "ln_gru", "rnn"])
-def test_slices_at_one_thread_give_the_python_loops_numbers(calls, ext, name, batch):
+def test_slices_at_one_thread_give_the_python_loops_numbers(calls, ext, name, batch, hidden):
     """With slices preferred, one thread, 40 or 80 rows and K = 4 x 300 > 1024 (the LSTMs'
-    backward on panels of W_hh, up to 128 rows): brgemm ran, nothing was packed, and the numbers
-    are the Python loop's."""
-    kw = dict(dtype=torch.float32, hidden=300, batch=batch,
+    backward on panels of W_hh, up to 128 rows), or H = 64 (the LSTMs' forward reads W_hh^T from
+    rows padded past 4H = 256): brgemm ran, nothing was packed, and the numbers are the Python
+    loop's."""
+    kw = dict(dtype=torch.float32, hidden=hidden, batch=batch,
               lengths=(6,) * (batch - 2) + (4, 2))
     kept, kept_pref = torch.get_num_threads(), ext.prefer_slices()
     torch.set_num_threads(1)
@@ -543,11 +544,54 @@ def test_inference_keeps_packed_weights_and_notices_a_changed_weight(calls, ext,
     assert ext.pack_cache_entries() == 0
 
 
-def test_gru_inference_on_slices_keeps_nothing_and_gives_the_same_numbers(calls, ext):
-    """Where slices are preferred, the GRU's inference loop (1 thread: no team) packs nothing and
-    keeps nothing, runs brgemm slices, and gives the packed loop's numbers."""
+@pytest.mark.parametrize("layer", [rnnkit.LSTM, rnnkit.GRU, rnnkit.LayerNormLSTM, rnnkit.RNN,
+                                   functools.partial(rnnkit.LSTM, proj_size=5)],
+                         ids=["lstm", "gru", "ln_lstm", "rnn", "lstm_proj"])
+def test_inference_on_slices_keeps_w_transposed_and_notices_a_changed_weight(calls, ext, layer):
+    """Where slices are preferred, without gradients the forward loops keep their copy of W_hh^T
+    (padded rows) between calls instead of transposing it each call; a training step never adds
+    to that cache; a weight changed in place is transposed again (the outputs equal the Python
+    loop's for the new weights, not the old ones')."""
     torch.manual_seed(0)
-    m = rnnkit.GRU(7, 11, num_layers=2, backend="fused")
+    m = layer(7, 64, backend="fused")
+    x = torch.randn(6, 3, 7)
+    kept_pref = ext.prefer_slices()
+    ext.set_prefer_slices(True)
+    try:
+        ext.clear_pack_cache()
+        packs = ext.pack_count()
+        m(x)[0].sum().backward()
+        assert ext.pack_cache_entries() == 0  # training: W_hh changes every step
+        with torch.no_grad():
+            before = m(x)[0]
+            kept = ext.pack_cache_entries()
+            assert kept >= 1
+            assert torch.equal(m(x)[0], before)
+            assert ext.pack_cache_entries() == kept  # the second call found them
+            for p in m.parameters():
+                p.mul_(1.5)
+            after = m(x)[0]
+            with compiled.disabled():
+                plain = m(x)[0]
+        assert ext.pack_count() == packs
+    finally:
+        ext.set_prefer_slices(kept_pref)
+        ext.clear_pack_cache()
+    assert not torch.allclose(after, before, atol=1e-3)
+    torch.testing.assert_close(after, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer,hidden", [(rnnkit.GRU, 11), (rnnkit.LayerNormGRU, 11),
+                                          (rnnkit.LayerNormLSTM, 11), (rnnkit.LayerNormLSTM, 64)],
+                         ids=["gru", "ln_gru", "ln_lstm", "ln_lstm_padded"])
+def test_inference_on_slices_packs_nothing_and_gives_the_same_numbers(calls, ext, layer,
+                                                                     hidden):
+    """Where slices are preferred, the GRUs' and the LayerNorm-LSTM's inference loops (1 thread:
+    no team; the LayerNorm-LSTM's product by raw pointers, at H = 64 from padded rows of W_hh^T)
+    pack nothing, keep each layer's W_hh^T, run brgemm slices, and give the packed loop's
+    numbers."""
+    torch.manual_seed(0)
+    m = layer(7, hidden, num_layers=2, backend="fused")
     x = torch.randn(6, 1, 7)
     kept, kept_pref = torch.get_num_threads(), ext.prefer_slices()
     torch.set_num_threads(1)
@@ -560,7 +604,7 @@ def test_gru_inference_on_slices_keeps_nothing_and_gives_the_same_numbers(calls,
             slices, packs = ext.slice_count(), ext.pack_count()
             got = m(x)[0]
             assert ext.slice_count() > slices and ext.pack_count() == packs
-            assert ext.pack_cache_entries() == 0
+            assert ext.pack_cache_entries() == 2  # (each layer's W_hh^T)
     finally:
         ext.set_prefer_slices(kept_pref)
         torch.set_num_threads(kept)
@@ -605,28 +649,35 @@ def test_pack_cache_size_setting(ext, intel_rule):
                          ids=["gru", "ln_gru", "ln_lstm"])
 @pytest.mark.parametrize("zoneout", [0.0, 0.25])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_team_inference_loop_matches_the_serial_loop(calls, ext, layer, zoneout, batch):
+@pytest.mark.parametrize("slices", [False, True], ids=["packed", "slices"])
+def test_team_inference_loop_matches_the_serial_loop(calls, ext, layer, zoneout, batch, slices):
     """Inference at a few rows with 2 threads runs each layer's loop on a team of threads,
     each owning a slice of the hidden units (H=40: slices of 32 and 8 units), the LayerNorm
-    moments combined across the slices; its outputs equal the one-loop path's (team off)
-    within float32 rounding, and the team really ran."""
-    if not ext.packed() or not ext.mkl_packed_api():
-        pytest.skip("the team loop needs MKL's packed products")
+    moments combined across the slices, each slice's product from MKL's packed slices or (slices
+    preferred) a brgemm per gate block on one copy of W_hh^T; its outputs equal the one-loop
+    path's (team off) within float32 rounding, and the team really ran (with slices: packing
+    nothing)."""
+    if not slices and (not ext.packed() or not ext.mkl_packed_api()):
+        pytest.skip("the packed team loop needs MKL's packed products")
     torch.manual_seed(0)
     m = layer(7, 40, num_layers=2, zoneout=zoneout, backend="fused").eval()
     x = torch.randn(9, batch, 7)
-    threads, rows = torch.get_num_threads(), ext.team_rows()
+    threads, rows, kept = torch.get_num_threads(), ext.team_rows(), ext.prefer_slices()
     torch.set_num_threads(2)
     try:
+        ext.set_prefer_slices(slices)
         with torch.no_grad():
-            before = ext.team_runs()
+            before, packs = ext.team_runs(), ext.pack_count()
+            ext.clear_pack_cache()
             team = m(x)
             assert ext.team_runs() == before + 2  # one per layer
+            assert (ext.pack_count() == packs) == slices
             ext.set_team_rows(0)
             serial = m(x)
             assert ext.team_runs() == before + 2
     finally:
         ext.set_team_rows(rows)
+        ext.set_prefer_slices(kept)
         torch.set_num_threads(threads)
     torch.testing.assert_close(team[0], serial[0], atol=2e-5, rtol=1e-5)
     for a, b in zip(torch.utils._pytree.tree_leaves(team[1]),

@@ -187,11 +187,11 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
   }
   // (m h) W_hh^T; in training packed where it has room beside the backward's dGh (pack_fits()),
   // in inference packed and kept (packed_weight()), except where slices are preferred
-  // (slices_take()): there inference multiplies by oneDNN's brgemm slices as training does (at
-  // B=1, 1 thread, 2 layers, on the 2-core AMD EPYC: 30.9 against 43.6 us a step packed;
-  // docs/kernels.md, "MKL on an AMD CPU", streaming_cpu_amd2_s15b.json)
-  const StepGemm gemm(W_hh, B, !save_all && !slices_take(B, H, false),
-                      T_ * B * G * int64_t(sizeof(T)));
+  // (slices_take()): there inference multiplies by oneDNN's brgemm slices as training does, on
+  // a kept W^T (transposed_weight(); at B=1, 1 thread, 2 layers, on the 2-core AMD EPYC: 30.9
+  // against 43.6 us a step packed; docs/kernels.md, "MKL on an AMD CPU",
+  // streaming_cpu_amd2_s15b.json)
+  const StepGemm gemm(W_hh, B, !save_all, T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options()), zero = at::zeros({G}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : zero;
   // the bias: in the GRU step, or (LayerNorm-GRU) with the norm's gain, before it

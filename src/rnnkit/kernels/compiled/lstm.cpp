@@ -348,7 +348,12 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
       return;
     }
   }
-  // v = (m h) W_hh^T; in training packed where it has room beside the backward's dU
+  // v = (m h) W_hh^T; in training packed where it has room beside the backward's dU, in
+  // inference packed and kept (packed_weight()), except where slices are preferred
+  // (slices_take()): there both multiply by oneDNN's brgemm slices, in inference on a kept W^T
+  // (transposed_weight()) by raw pointers (rows()). At B=1 on the 2-core AMD EPYC MKL's packed
+  // product of 1024 x 256 took 17.9 us, the slices on padded rows 11.0
+  // (gemm_pad_amd2_s16.json; docs/kernels.md, "Padded rows")
   const StepGemm gemm(W_hh, B, !save_all, T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options());
   const T *gih = ptr<T>(g_ih), *ghh = ptr<T>(g_hh), *bp = ptr<T>(b), *gc = ptr<T>(g_c);

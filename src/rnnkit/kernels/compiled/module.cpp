@@ -12,6 +12,7 @@ namespace rnnkit {
 bool use_packed = true;
 bool pack_by_size = true;
 bool use_slices = true;
+bool pad_rows = true;
 bool prefer_slices = [] {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
@@ -62,6 +63,13 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 
 std::vector<Tensor> make_packs(const Tensor& W, int64_t B, const std::vector<int64_t>& spec) {
   if (spec.empty()) return {mkl_pack(W, B)};
+  if (spec[0] == -1) {  // transposed_weight(): W^T, rows spec[1] apart
+    const int64_t N = W.size(0), K = W.size(1), ld = spec[1];
+    const Tensor src = W.contiguous();
+    Tensor D = at::empty({K, ld}, W.options());
+    transpose_into(src.data_ptr<float>(), N, K, D.data_ptr<float>(), ld);
+    return {D.narrow(1, 0, N)};
+  }
   const int64_t gates = spec[0], H = W.size(0) / gates;
   std::vector<Tensor> packs;
   for (size_t p = 1; p + 1 < spec.size(); p++) {
@@ -115,6 +123,10 @@ std::vector<Tensor> pack_slices(const Tensor& W, int64_t B, const std::vector<in
 }
 
 Tensor packed_weight(const Tensor& W, int64_t B) { return pack_slices(W, B, {})[0]; }
+
+Tensor transposed_weight(const Tensor& W) {
+  return pack_slices(W, 0, {-1, row_stride(W.size(0))})[0];
+}
 
 void clear_pack_cache() {
   std::lock_guard<std::mutex> lock(pack_mutex);
@@ -209,9 +221,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "BLAS's sgemm (for A/B timings)");
   m.def("set_prefer_slices", [](bool on) { rnnkit::prefer_slices = on; },
         "products run as oneDNN brgemm slices at every thread count where those take them "
-        "(training loops, and the GRUs' inference without a team), not MKL's packed sgemm "
+        "(training loops, inference without a team, and a team's slices), not MKL's packed sgemm "
         "(default: on a CPU that is not Intel's; RNNKIT_PREFER_SLICES overrides it)");
   m.def("prefer_slices", [] { return rnnkit::prefer_slices; });
+  m.def("set_pad_rows", [](bool on) { rnnkit::pad_rows = on; },
+        "copies of W^T whose rows would lie a multiple of 1 KB apart get 64 bytes more per row "
+        "(default); false: dense (for A/B timings)");
+  m.def("pad_rows", [] { return rnnkit::pad_rows; });
   m.def("pack_count", [] { return rnnkit::pack_count.load(); }, "weights packed so far");
   m.def("slice_count", [] { return rnnkit::slice_count.load(); },
         "per-step products run as brgemm slices so far");

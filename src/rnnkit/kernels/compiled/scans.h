@@ -231,6 +231,9 @@ extern bool use_slices;
 //: on brgemm slices 0.66-0.96 of their time on MKL's packed products (docs/kernels.md, "MKL on
 //: an AMD CPU"; benchmarks/results/gemm_vendor_amd2_s15.json, prefer_slices_amd2_s15.json)
 extern bool prefer_slices;
+//: whether a copy of W^T whose rows would lie a multiple of 1 KB apart is padded by 64 bytes
+//: a row (row_stride(); set_pad_rows(false): dense, for A/B measurements)
+extern bool pad_rows;
 //: weights packed by mkl_pack() and products run as brgemm slices so far (for tests)
 extern std::atomic<int64_t> pack_count, slice_count;
 
@@ -268,8 +271,13 @@ Tensor mkl_pack(const Tensor& W, int64_t B);
 // clear_pack_cache() frees them.
 Tensor packed_weight(const Tensor& W, int64_t B);
 // Cached like packed_weight: spec empty, {mkl_pack(W, B)}; spec = {gates, j_0, ..., j_P}, one
-// pack per slice p: the rows [g H + j_p, g H + j_{p+1}) of every gate block g, in order.
+// pack per slice p: the rows [g H + j_p, g H + j_{p+1}) of every gate block g, in order;
+// spec = {-1, ld}: {W^T}, (K, N) with rows ld apart (transposed_weight()).
 std::vector<Tensor> pack_slices(const Tensor& W, int64_t B, const std::vector<int64_t>& spec);
+// W^T (K, N), its rows row_stride(N) apart, from the same cache (float32, for inference: the
+// brgemm slices' operand where slices are preferred). Transposing a 1024 x 256 W for each
+// call was a tenth of a LayerNorm-LSTM's inference time at B=1, T=100 (perf, session 16).
+Tensor transposed_weight(const Tensor& W);
 void clear_pack_cache();
 int64_t pack_cache_entries();
 void set_pack_cache_bytes(int64_t bytes);
@@ -303,6 +311,34 @@ static inline bool slices_take(int64_t B, int64_t K, bool transposed) {
   return prefer_slices && use_slices && B <= 128 && (K <= 1024 || transposed);
 }
 
+// The row stride of a copy of W^T (K, N) that brgemm slices read: N, or N + 16 where N floats
+// are a multiple of 1 KB (N = 4H: the LSTMs' forward). With rows a multiple of 1 KB apart a
+// slice's 128 columns of K rows fall in few cache sets. At 1 thread on the 2-core AMD EPYC (x
+// W^T for B rows of K, us, dense / padded): B=1, 256 x 1024 21.2 / 11.0; 512 x 2048 83.7 /
+// 51.9; B=32, 256 x 1024 155 / 148; B=128, 512 x 2048 2512 / 2363; N = 768 and 1536: no
+// change (benchmarks/results/gemm_pad_amd2_s16.json; docs/kernels.md, "Padded rows").
+static inline int64_t row_stride(int64_t N) {
+  return pad_rows && N % 256 == 0 ? N + 16 : N;
+}
+
+// D (K rows, ld apart) = W^T, W (N, K) row-major, in tiles of 16 x 16, the tiles' rows split
+// among torch's threads. Tensor's copy_ of W.t() into a padded D took 241 us at 1 thread for a
+// 1024 x 256 W and 3122 for 2048 x 512, into a dense one 155 and 621, these tiles 159 and 649
+// (2-core AMD EPYC, gemm_pad_amd2_s16.json): once a forward loop, whose 100 steps at B=1 take
+// about 1.2 ms (1024 x 256).
+static inline void transpose_into(const float* RS_ W, int64_t N, int64_t K, float* RS_ D,
+                                  int64_t ld) {
+  constexpr int64_t S = 16;
+  at::parallel_for(0, (N + S - 1) / S, 4, [&](int64_t b0, int64_t b1) {
+    for (int64_t n0 = b0 * S; n0 < std::min(N, b1 * S); n0 += S)
+      for (int64_t k0 = 0; k0 < K; k0 += S) {
+        const int64_t n1 = std::min(N, n0 + S), k1 = std::min(K, k0 + S);
+        for (int64_t k = k0; k < k1; k++)
+          for (int64_t n = n0; n < n1; n++) D[k * ld + n] = W[n * K + k];
+      }
+  });
+}
+
 // The per-step product x W^T, (n, K) x (N, K) -> (n, N). float32 with MKL: W packed once per
 // loop for B rows (cblas_sgemm_pack; measured faster at B=32, H=256 than an sgemm call,
 // which repacks W every step: docs/kernels.md, "The time loop in compiled code"), each step
@@ -318,21 +354,31 @@ static inline bool slices_take(int64_t B, int64_t K, bool transposed) {
 // The result of operator() is valid until its next call.
 class StepGemm {
  public:
-  // keep: take the packed form from packed_weight()'s cache (a forward loop whose caller
-  // records no gradient, i.e. inference; in training W changes every step)
+  // keep: take the packed form from packed_weight()'s cache, or where slices take the product
+  // (slices_take()) W^T from transposed_weight()'s (a forward loop whose caller records no
+  // gradient, i.e. inference; in training W changes every step)
   StepGemm(const Tensor& W, int64_t B, bool keep = false, int64_t room = -1)
       : W_(plain(W)), B_(B), N_(W_.size(0)), K_(W_.size(1)) {
     if (W_.scalar_type() != at::kFloat || B <= 0) return;
     out_ = at::empty({B_, N_}, W_.options());
     const bool slices = slices_take(B_, K_, W_.t().is_contiguous());
-    if (use_packed && mkl_packed_api() &&
+    if (use_packed && mkl_packed_api() && !(keep && slices) &&
         (keep || !pack_by_size ||
          (!slices && (room < 0 || pack_fits(pack_bytes(B_, N_, K_), room))))) {
       packed_ = keep ? packed_weight(W_, B_) : mkl_pack(W_, B_);
       return;
     }
     const bool as_is = W_.t().is_contiguous();  // (a backward's W_hh.t(): no copy below)
-    Wt_ = W_.t().contiguous();  // (K, N) row-major
+    if (as_is) {
+      Wt_ = W_.t();  // (K, N) row-major as it lies
+    } else if (keep && slices) {
+      Wt_ = transposed_weight(W_);  // (inference: kept between calls)
+    } else {
+      // (K, N) row-major, a copy, its rows row_stride() apart
+      const int64_t ld = row_stride(N_);
+      Wt_ = at::empty({K_, ld}, W_.options()).narrow(1, 0, N_);
+      transpose_into(W_.data_ptr<float>(), N_, K_, Wt_.data_ptr<float>(), ld);
+    }
     // K > 1024 at 2 or more threads: brgemm on Wt_'s columns in place was 1.1-3x slower than
     // sgemm, but on a copy of them in contiguous panels of 64 ([N / 64][K][64], the weight's
     // bytes: room that every backward has, pack_fits()) as fast as MKL's packed product
@@ -356,14 +402,18 @@ class StepGemm {
     if (!slice_product(x, false, c) && !sgemm(x, 0.0f, c)) at::mm_out(c, x, Wt_);
     return c;
   }
-  // Whether rows() may run: MKL's packed product of all B rows (float32).
-  bool direct() const { return packed_.defined(); }
+  // Whether rows() may run (float32): MKL's packed product of all B rows, or their brgemm
+  // slices (slice_product()'s conditions).
+  bool direct() const { return packed_.defined() || slices_run(B_); }
   // x (B rows of K, ldx apart) W^T into the object's buffer, returned (B rows of N); only
   // where direct(): the inference loops' product without a tensor op per step.
   const float* rows(const float* x, int64_t ldx) const {
     float* c = out_.data_ptr<float>();
-    cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(N_), int(K_), x, int(ldx),
-                        packed_.data_ptr<float>(), int(K_), 0.0f, c, int(N_));
+    if (packed_.defined())
+      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(N_), int(K_), x,
+                          int(ldx), packed_.data_ptr<float>(), int(K_), 0.0f, c, int(N_));
+    else
+      slices(x, ldx, B_, false, c, N_);
     return c;
   }
   // out (n, N, rows N apart) += x W^T
@@ -414,19 +464,26 @@ class StepGemm {
   // / 876. At 1 thread sgemm was as fast as the packed product (82-106 against 82-109 us at
   // (32, 1024) x (1024, 256)) and brgemm no faster.
   bool slice_product(const Tensor& x, bool add, Tensor& c) const {
-    const int64_t n = x.size(0), P = at::get_num_threads();
-    const bool panels = Wp_.defined();
-    if (!use_slices || n < 1 || (P < 2 && !prefer_slices) || at::in_parallel_region() ||
-        (panels ? n > (prefer_slices ? 128 : 64) : (n > 128 || K_ > 1024)))
-      return false;
+    if (!slices_run(x.size(0))) return false;
+    slices(x.data_ptr<float>(), x.stride(0), x.size(0), add, c.data_ptr<float>(), c.stride(0));
+    return true;
+  }
+  // whether slice_product() runs for n rows
+  bool slices_run(int64_t n) const {
+    return Wt_.defined() && use_slices && n >= 1 &&
+           (at::get_num_threads() >= 2 || prefer_slices) && !at::in_parallel_region() &&
+           (Wp_.defined() ? n <= (prefer_slices ? 128 : 64) : (n <= 128 && K_ <= 1024));
+  }
+  // slice_product()'s blocks on raw pointers: c (n rows, ldc apart) = (+=, add) a (n rows of
+  // K, lda apart) Wt_
+  void slices(const float* a, int64_t lda, int64_t n, bool add, float* cp, int64_t ldc) const {
     slice_count++;
+    const bool panels = Wp_.defined();
     const int64_t parts = (N_ + 127) / 128;
     const int64_t w = panels ? kPanel : ((N_ + parts - 1) / parts + 15) / 16 * 16;
     const int64_t cols = (N_ + w - 1) / w, blocks = (n + 31) / 32, rw = (n + blocks - 1) / blocks;
-    const float* a = x.data_ptr<float>();
     const float* b = panels ? Wp_.data_ptr<float>() : Wt_.data_ptr<float>();
-    float* cp = c.data_ptr<float>();
-    const int64_t lda = x.stride(0), ldc = c.stride(0), ldb = panels ? kPanel : N_;
+    const int64_t ldb = panels ? kPanel : Wt_.stride(0);
     at::parallel_for(0, blocks * cols, 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; p++) {
         const int64_t i0 = p / cols * rw, m = std::min(rw, n - i0), q = p % cols;
@@ -436,14 +493,13 @@ class StepGemm {
                                     cp + i0 * ldc + j0, false);
       }
     });
-    return true;
   }
   // c (n, N, rows N apart) = x Wt_ + beta c by BLAS's sgemm called directly (MKL reads Wt_ as
   // it lies; the same kernel as at::mm without a tensor op a step); false where torch's
   // library does not export it
   bool sgemm(const Tensor& x, float beta, Tensor& c) const {
     if (SGEMM == nullptr) return false;
-    const int m = int(N_), n = int(x.size(0)), k = int(K_), lda = int(N_);
+    const int m = int(N_), n = int(x.size(0)), k = int(K_), lda = int(Wt_.stride(0));
     const int ldb = int(x.stride(0)), ldc = int(c.stride(0));
     const float one = 1.0f;
     SGEMM("N", "N", &m, &n, &k, &one, Wt_.data_ptr<float>(), &lda, x.data_ptr<float>(), &ldb,
@@ -477,7 +533,8 @@ static inline int64_t team_size(const Tensor& W, int64_t B, int64_t H, bool save
 #ifdef _OPENMP
   const int64_t P = at::get_num_threads();
   if (save_all || masked_rows || !sizes.empty() || B > team_rows || B < 1 || P < 2 ||
-      W.scalar_type() != at::kFloat || !use_packed || !mkl_packed_api() ||
+      W.scalar_type() != at::kFloat ||
+      (!(prefer_slices && use_slices) && (!use_packed || !mkl_packed_api())) ||
       at::in_parallel_region() || H < 16 * P)
     return 0;
   return P;
@@ -539,8 +596,10 @@ class TeamBarrier {
 
 // The recurrent product of a team's loop: W (gates * H, K) split by hidden units into
 // parts() slices; slice p holds units [j0(p), j1(p)) of every gate block, packed by MKL
-// for B rows (cached as packed_weight()). product(p, x) computes slice p's columns of
-// x W^T into the object's buffer; each thread computes its own slices.
+// for B rows (cached as packed_weight()), or, where slices are preferred (prefer_slices),
+// read from one copy of W^T (rows padded as StepGemm's) by a brgemm per gate block.
+// product(p, x) computes slice p's columns of x W^T into the object's buffer; each thread
+// computes its own slices.
 class TeamGemm {
  public:
   TeamGemm(const Tensor& W, int64_t B, int64_t gates, int64_t P)
@@ -548,9 +607,15 @@ class TeamGemm {
     const int64_t chunk = (H_ + P - 1) / P, step = (chunk + 15) / 16 * 16;
     for (int64_t j = 0; j < H_; j += step) bounds_.push_back(j);
     bounds_.push_back(H_);
-    std::vector<int64_t> spec{gates};
-    spec.insert(spec.end(), bounds_.begin(), bounds_.end());
-    packed_ = pack_slices(W.contiguous(), B, spec);
+    if (prefer_slices && use_slices) {  // W^T, kept as StepGemm's (transposed_weight())
+      Wt_ = transposed_weight(W.contiguous());
+      ld_ = Wt_.stride(0);
+      slice_count++;
+    } else {
+      std::vector<int64_t> spec{gates};
+      spec.insert(spec.end(), bounds_.begin(), bounds_.end());
+      packed_ = pack_slices(W.contiguous(), B, spec);
+    }
     for (int64_t p = 0; p < parts(); p++) out_.push_back(at::empty({B, gates * h(p)}, W.options()));
   }
   int64_t parts() const { return int64_t(bounds_.size()) - 1; }
@@ -562,6 +627,12 @@ class TeamGemm {
   const float* product(int64_t p, const float* x, int64_t ldx) const {
     const int64_t n = gates_ * h(p);
     float* o = out_[p].data_ptr<float>();
+    if (Wt_.defined()) {  // one brgemm per gate block
+      for (int64_t g = 0; g < gates_; g++)
+        at::native::cpublas::brgemm(B_, h(p), K_, ldx, ld_, n, false, x,
+                                    Wt_.data_ptr<float>() + g * H_ + j0(p), o + g * h(p), false);
+      return o;
+    }
     cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(B_), int(n), int(K_), x, int(ldx),
                         packed_[p].data_ptr<float>(), int(K_), 0.0f, o, int(n));
     return o;
@@ -570,9 +641,10 @@ class TeamGemm {
   const float* product_buffer(int64_t p) const { return out_[p].data_ptr<float>(); }
 
  private:
-  int64_t B_, K_, H_, gates_;
+  int64_t B_, K_, H_, gates_, ld_ = 0;
   std::vector<int64_t> bounds_;
   std::vector<Tensor> packed_, out_;
+  Tensor Wt_;
 };
 
 // Moments of a row (mean, 1/sqrt(var + eps)) from slices' (count, mean, sum of squared
