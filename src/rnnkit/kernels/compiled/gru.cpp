@@ -197,13 +197,15 @@ static void gru_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
   // the bias: in the GRU step, or (LayerNorm-GRU) with the norm's gain, before it
   const T *bp = ptr<T>(bias), *gp = ln ? ptr<T>(*g_hh) : nullptr;
   const T* bu = ln ? ptr<T>(zero) : bp;
+  Tensor hold;
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
     const int64_t s = save_all ? t : 0;
-    const Tensor hp = t ? Y[t - 1] : h0;
-    Tensor gh = gemm(masked(hp, m, hm, n));  // (n, 3H); LayerNorm-GRU: v, normalised below
-    T *g0 = ptr<T>(gh), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
+    // (n, 3H); LayerNorm-GRU: v, normalised below in place
+    T* g0 = forward_product<T>(gemm, Y, h0, t, m, hm, n, hold);
+    const T* hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0);
+    const T* xq = ptr<T>(xp) + t * B * G;
     T *rz0 = ptr<T>(RZ) + s * B * 2 * H, *ghn0 = ptr<T>(Ghn) + s * B * H;
     T *n0 = ptr<T>(N) + s * B * H, *y0 = ptr<T>(Y) + t * B * H;
     const T zoned = zh.on();  // (T, not bool: gcc vectorises)

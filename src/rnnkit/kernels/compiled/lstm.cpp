@@ -62,12 +62,12 @@ static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
   Tensor hm = at::empty({B, H}, xp.options());
   const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
+  Tensor hold;
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
-    const Tensor hp = t ? Y[t - 1] : h0;
-    const Tensor pre = gemm(masked(hp, m, hm, n));  // (n, 4H)
-    const T *P = ptr<T>(pre), *hpp = ptr<T>(hp), *xq = ptr<T>(xp) + t * B * G;
+    const T* P = forward_product<T>(gemm, Y, h0, t, m, hm, n, hold);  // (n, 4H)
+    const T *hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0), *xq = ptr<T>(xp) + t * B * G;
     const T* cpp = t ? ptr<T>(C) + (t - 1) * B * H : ptr<T>(c0);
     T *a0 = ptr<T>(A) + t * B * G, *c0p = ptr<T>(C) + t * B * H;
     T *tc0 = ptr<T>(TC) + t * B * H, *y0 = ptr<T>(Y) + t * B * H;
@@ -364,8 +364,7 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
   Tensor scratch = at::empty({at::get_num_threads(), G}, xp.options());
   T* psc = ptr<T>(scratch);
   const T zhon = zh.on(), zcon = zc.on();  // (T, not bool: gcc vectorises)
-  bool direct = false;  // the product by raw pointers (no tensor op a step)
-  if constexpr (std::is_same_v<T, float>) direct = gemm.direct() && !has(m);
+  Tensor hold;
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
@@ -373,15 +372,7 @@ static void ln_lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0,
     const T* hpp = t ? pY + (t - 1) * B * H : ptr<T>(h0);
     const T* xq = ptr<T>(xp) + t * B * G;
     if (!save_all && n * G <= 4096) prefetch(xq, n * G);  // (u_t arrives during the product)
-    const T* vp = nullptr;  // v = (m h) W_hh^T, (n, 4H)
-    Tensor v;
-    if constexpr (std::is_same_v<T, float>) {
-      if (direct && n == B) vp = gemm.rows(hpp, H);
-    }
-    if (!vp) {
-      v = gemm(masked(t ? Y[t - 1] : h0, m, hm, n));
-      vp = ptr<T>(v);
-    }
+    const T* vp = forward_product<T>(gemm, Y, h0, t, m, hm, n, hold);  // v, (n, 4H)
     const T* cpp = t ? pC + (t - 1) * B * H : ptr<T>(c0);
     if (!save_all) {  // inference: nothing saved
       for_rows(n, G, [&](int64_t r) {

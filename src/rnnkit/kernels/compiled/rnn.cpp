@@ -16,12 +16,12 @@ static void rnn_fwd(const Tensor& xp, const Tensor& h0, const Tensor& W_hh, cons
   const T* bp = ptr<T>(has(b_hh) ? *b_hh : zero);
   const bool zoned = zh.on();
   const T is_relu = relu;  // (T, not bool: gcc vectorises)
+  Tensor hold;
   for (int64_t t = 0; t < T_; t++) {
     const int64_t n = live(sizes, t, B);
     if (n == 0) continue;
-    const Tensor hp = t ? Y[t - 1] : h0;
-    Tensor pre = gemm(masked(hp, m, hm, n));  // (n, H)
-    const T *p0 = ptr<T>(pre), *hpp = ptr<T>(hp), *x0 = ptr<T>(xp) + t * B * H;
+    const T* p0 = forward_product<T>(gemm, Y, h0, t, m, hm, n, hold);  // (n, H)
+    const T *hpp = t ? ptr<T>(Y) + (t - 1) * B * H : ptr<T>(h0), *x0 = ptr<T>(xp) + t * B * H;
     T *a0 = ptr<T>(A) + t * B * H, *y0 = ptr<T>(Y) + t * B * H;
     for_units(n, H, GRAIN, [&](int64_t r, int64_t j0, int64_t j1) {
       const T *RS_ p = p0 + r * H, *RS_ x = x0 + r * H, *RS_ b = bp;
