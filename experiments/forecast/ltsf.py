@@ -424,9 +424,18 @@ def select_lookback(H: int = 96, epochs: int = 10, seed: int = 1) -> int:
 
 
 def _device() -> str:
+    """The machine, at the one thread every run of the table trains and blends on
+    (``trainer.threads=1``), whatever this driver process's own thread count is."""
+    import torch
+
     from rnnkit.train.run import device_description
 
-    return device_description()
+    kept = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return device_description()
+    finally:
+        torch.set_num_threads(kept)
 
 
 def main(argv: list[str] | None = None) -> int:
