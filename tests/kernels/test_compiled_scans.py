@@ -345,6 +345,38 @@ def test_packed_and_unpacked_products_give_the_same_numbers(calls, ext, name, th
             _assert_close([u], [v], atol, f"{name} {mode} gradient {i}", rtol=1e-5)
 
 
+@pytest.mark.parametrize("slices", [False, True], ids=["intel_rule", "slices"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name,hidden", [("lstm", 1), ("gru", 1), ("rnn", 1), ("proj1", 4),
+                                         ("lstm", 64), ("gru", 64)])
+def test_unpacked_products_of_one_unit_and_on_padded_rows(calls, ext, name, hidden, threads,
+                                                          slices):
+    """No packed weights (``set_packed(False)``), either vendor's rule, 1 and 2 threads: BLAS's
+    sgemm and brgemm read W^T with a leading dimension of at least N, both for a W_hh of one
+    column (H = 1, or an LSTM with ``proj_size=1``), whose transpose has row stride 1, and for a
+    copy whose rows are padded past 4H = 256 (H = 64); the numbers are the Python loop's."""
+    cls = functools.partial(rnnkit.LSTM, proj_size=1) if name == "proj1" else LAYERS[name]
+    kw = dict(dtype=torch.float32, hidden=hidden, batch=3)
+    kept, kept_pref = torch.get_num_threads(), ext.prefer_slices()
+    torch.set_num_threads(threads)
+    try:
+        with compiled.disabled():
+            ref = _layer_run(cls, "fused", **kw)
+        ext.set_prefer_slices(slices)
+        ext.set_packed(False)
+        got = _layer_run(cls, "fused", **kw)
+    finally:
+        ext.set_packed(True)
+        ext.set_prefer_slices(kept_pref)
+        torch.set_num_threads(kept)
+    assert calls
+    outs = 3 if name in ("lstm", "proj1") else 2
+    _assert_close(got[:outs], ref[:outs], 1e-5, name, rtol=1e-5)
+    for i, (u, v) in enumerate(zip(got[outs:], ref[outs:], strict=True)):
+        atol = max(1e-4, 1e-5 * v.abs().max().item())
+        _assert_close([u], [v], atol, f"{name} gradient {i}", rtol=1e-5)
+
+
 @pytest.mark.parametrize("batch", [40, 80])
 @pytest.mark.parametrize("hidden", [37, 300])
 @pytest.mark.parametrize("name", ["lstm", "gru", "ln_lstm"])
@@ -649,18 +681,20 @@ def test_pack_cache_size_setting(ext, intel_rule):
                          ids=["gru", "ln_gru", "ln_lstm"])
 @pytest.mark.parametrize("zoneout", [0.0, 0.25])
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("slices", [False, True], ids=["packed", "slices"])
-def test_team_inference_loop_matches_the_serial_loop(calls, ext, layer, zoneout, batch, slices):
+@pytest.mark.parametrize("slices,hidden", [(False, 40), (True, 40), (True, 64)],
+                         ids=["packed", "slices", "slices_padded"])
+def test_team_inference_loop_matches_the_serial_loop(calls, ext, layer, zoneout, batch, slices,
+                                                     hidden):
     """Inference at a few rows with 2 threads runs each layer's loop on a team of threads,
-    each owning a slice of the hidden units (H=40: slices of 32 and 8 units), the LayerNorm
-    moments combined across the slices, each slice's product from MKL's packed slices or (slices
-    preferred) a brgemm per gate block on one copy of W_hh^T; its outputs equal the one-loop
-    path's (team off) within float32 rounding, and the team really ran (with slices: packing
-    nothing)."""
+    each owning a slice of the hidden units (H=40: slices of 32 and 8 units; H=64: 32 and 32),
+    the LayerNorm moments combined across the slices, each slice's product from MKL's packed
+    slices or (slices preferred) a brgemm per gate block on one copy of W_hh^T (at H=64 the
+    LayerNorm-LSTM's with padded rows); its outputs equal the one-loop path's (team off) within
+    float32 rounding, and the team really ran (with slices: packing nothing)."""
     if not slices and (not ext.packed() or not ext.mkl_packed_api()):
         pytest.skip("the packed team loop needs MKL's packed products")
     torch.manual_seed(0)
-    m = layer(7, 40, num_layers=2, zoneout=zoneout, backend="fused").eval()
+    m = layer(7, hidden, num_layers=2, zoneout=zoneout, backend="fused").eval()
     x = torch.randn(9, batch, 7)
     threads, rows, kept = torch.get_num_threads(), ext.team_rows(), ext.prefer_slices()
     torch.set_num_threads(2)
@@ -729,8 +763,8 @@ def test_team_with_more_threads_than_slices(calls, ext, layer):
     and still meets every barrier (on a 2-core machine the team also has more threads than
     processors, where its barrier yields at once); the outputs equal the one-loop path's
     within float32 rounding."""
-    if not ext.packed() or not ext.mkl_packed_api():
-        pytest.skip("the team loop needs MKL's packed products")
+    if not ext.prefer_slices() and (not ext.packed() or not ext.mkl_packed_api()):
+        pytest.skip("the team loop needs MKL's packed products or brgemm slices")
     torch.manual_seed(0)
     m = layer(7, 64, num_layers=2, zoneout=0.25, backend="fused").eval()
     x = torch.randn(9, 1, 7)

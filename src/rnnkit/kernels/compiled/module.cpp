@@ -30,10 +30,10 @@ struct PackEntry {
   Tensor copy;                // W's bytes when packed
   int64_t B;                  // for B rows
   std::vector<int64_t> spec;  // how W was sliced (pack_slices)
-  std::vector<Tensor> packs;  // MKL's packed forms
+  std::vector<Tensor> packs;  // MKL's packed forms, or W^T (a view of its padded rows)
   int64_t bytes() const {
     int64_t n = copy.nbytes();
-    for (const Tensor& p : packs) n += p.nbytes();
+    for (const Tensor& p : packs) n += int64_t(p.storage().nbytes());
     return n;
   }
 };
@@ -201,10 +201,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("openmp", &openmp);
   m.def("set_packed", &set_packed, "use MKL's packed sgemm for the per-step products (float32)");
   m.def("clear_pack_cache", &rnnkit::clear_pack_cache,
-        "free the packed weights kept for inference (StepGemm without gradients)");
+        "free the packed weights and W^T copies kept for inference (StepGemm without "
+        "gradients)");
   m.def("pack_cache_entries", &rnnkit::pack_cache_entries);
   m.def("set_pack_cache_bytes", &rnnkit::set_pack_cache_bytes,
-        "the most bytes of packed weights kept for inference (0: none; empties the cache)");
+        "the most bytes of packed weights and W^T copies kept for inference (0: none; "
+        "empties the cache)");
   m.def("mkl_packed_api", [] { return rnnkit::mkl_packed_api(); },
         "whether MKL's cblas_sgemm_pack/compute were found (in libtorch_cpu)");
   m.def("set_team_rows", [](int64_t n) { rnnkit::team_rows = n; },

@@ -234,7 +234,8 @@ extern bool prefer_slices;
 //: whether a copy of W^T whose rows would lie a multiple of 1 KB apart is padded by 64 bytes
 //: a row (row_stride(); set_pad_rows(false): dense, for A/B measurements)
 extern bool pad_rows;
-//: weights packed by mkl_pack() and products run as brgemm slices so far (for tests)
+//: weights packed by mkl_pack(), and products run as brgemm slices (StepGemm's per product,
+//: a team's once per loop) so far (for tests)
 extern std::atomic<int64_t> pack_count, slice_count;
 
 // MKL's packed-GEMM interface, which libtorch_cpu exports where torch was built with MKL
@@ -312,7 +313,8 @@ static inline bool slices_take(int64_t B, int64_t K, bool transposed) {
 }
 
 // The row stride of a copy of W^T (K, N) that brgemm slices read: N, or N + 16 where N floats
-// are a multiple of 1 KB (N = 4H: the LSTMs' forward). With rows a multiple of 1 KB apart a
+// are a multiple of 1 KB (N = 4H: the LSTMs' forward; also the GRUs' 3H and the RNN's H where
+// H is a multiple of 256, which did not need it). With rows a multiple of 1 KB apart a
 // slice's 128 columns of K rows fall in few cache sets. At 1 thread on the 2-core AMD EPYC (x
 // W^T for B rows of K, us, dense / padded): B=1, 256 x 1024 21.2 / 11.0; 512 x 2048 83.7 /
 // 51.9; B=32, 256 x 1024 155 / 148; B=128, 512 x 2048 2512 / 2363; N = 768 and 1536: no
@@ -345,9 +347,10 @@ static inline void transpose_into(const float* RS_ W, int64_t N, int64_t K, floa
 // one cblas_sgemm_compute straight into a buffer the object owns (or, add_to, into the
 // caller's rows), with no tensor op in between. A training loop whose packed weight has no
 // room (`room` bytes, pack_fits(); negative: no limit), and every loop whose product the
-// slices take on a CPU that prefers them (slices_take(); inference too where its caller asks),
-// reads W^T as a (K, N) row-major matrix instead (a backward's W_hh.t() is one as it lies; a
-// forward's W is copied once), which MKL's sgemm does not repack per call: at 2 or more threads,
+// slices take on a CPU that prefers them (slices_take(); inference too), reads W^T as a (K, N)
+// row-major matrix instead (a backward's W_hh.t() is one as it lies; a forward's W is copied
+// once a loop with padded rows, or in inference taken from transposed_weight()'s cache), which
+// MKL's sgemm does not repack per call: at 2 or more threads,
 // or at any where slices are preferred, oneDNN brgemm on blocks of rows and columns
 // (slice_product(); with K > 1024 on a copy of W's columns in panels), else BLAS's sgemm.
 // n != B rows (lengths) of a packed product, and float64, use at::mm.
@@ -379,6 +382,9 @@ class StepGemm {
       Wt_ = at::empty({K_, ld}, W_.options()).narrow(1, 0, N_);
       transpose_into(W_.data_ptr<float>(), N_, K_, Wt_.data_ptr<float>(), ld);
     }
+    // W^T's row stride for BLAS and brgemm: at least N (a W of one column, K = 1, is "contiguous"
+    // either way round, and its transpose then has stride 1, which sgemm rejects as lda)
+    ldw_ = std::max<int64_t>(Wt_.stride(0), N_);
     // K > 1024 at 2 or more threads: brgemm on Wt_'s columns in place was 1.1-3x slower than
     // sgemm, but on a copy of them in contiguous panels of 64 ([N / 64][K][64], the weight's
     // bytes: room that every backward has, pack_fits()) as fast as MKL's packed product
@@ -484,7 +490,7 @@ class StepGemm {
     const int64_t w = panels ? kPanel : ((N_ + parts - 1) / parts + 15) / 16 * 16;
     const int64_t cols = (N_ + w - 1) / w, blocks = (n + 31) / 32, rw = (n + blocks - 1) / blocks;
     const float* b = panels ? Wp_.data_ptr<float>() : Wt_.data_ptr<float>();
-    const int64_t ldb = panels ? kPanel : Wt_.stride(0);
+    const int64_t ldb = panels ? kPanel : ldw_;
     at::parallel_for(0, blocks * cols, 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; p++) {
         const int64_t i0 = p / cols * rw, m = std::min(rw, n - i0), q = p % cols;
@@ -500,7 +506,7 @@ class StepGemm {
   // library does not export it
   bool sgemm(const Tensor& x, float beta, Tensor& c) const {
     if (SGEMM == nullptr) return false;
-    const int m = int(N_), n = int(x.size(0)), k = int(K_), lda = int(Wt_.stride(0));
+    const int m = int(N_), n = int(x.size(0)), k = int(K_), lda = int(ldw_);
     const int ldb = int(x.stride(0)), ldc = int(c.stride(0));
     const float one = 1.0f;
     SGEMM("N", "N", &m, &n, &k, &one, Wt_.data_ptr<float>(), &lda, x.data_ptr<float>(), &ldb,
@@ -509,7 +515,7 @@ class StepGemm {
   }
   static constexpr int64_t kPanel = 64;  // columns of a panel of Wp_
   Tensor W_, packed_, out_, Wt_, Wp_;
-  int64_t B_, N_, K_;
+  int64_t B_, N_, K_, ldw_ = 0;
 };
 
 //: at most this many rows run an inference loop on a team of threads (set_team_rows();
@@ -518,14 +524,20 @@ extern int64_t team_rows;
 //: how many loops ran on a team (for tests)
 extern std::atomic<int64_t> team_runs;
 
+// Whether a team's products run as brgemm on W^T (TeamGemm) rather than MKL's packed slices:
+// where slices are preferred and K <= 1024 (beyond, brgemm on W^T as it lies was 1.1-3x
+// slower than packed: slice_product()).
+static inline bool team_slices(int64_t K) { return prefer_slices && use_slices && K <= 1024; }
+
 // How many threads an inference loop (no saved activations) at B rows of H units runs on as
 // a team (0: none, use the ordinary loop). A team keeps one `omp parallel` region for the
 // whole loop, each thread owning a slice of the hidden units, with a barrier per step,
 // instead of a fork and join per product: at B=1 the product is one small GEMV (about 9 us
 // for 768 x 256), which MKL does not split below 1024 rows, and a fork and join per step
 // costs about as much as the half it would save (docs/kernels.md, "Inference at B=1").
-// Only float32 with MKL's packed sgemm, every row live (no lengths), no recurrent mask,
-// outside any parallel region, and at least 16 units a thread.
+// Only float32 with MKL's packed sgemm (or, where slices are preferred, brgemm on W^T with
+// K <= 1024), every row live (no lengths), no recurrent mask, outside any parallel region, and
+// at least 16 units a thread.
 // B <= team_rows (4): at 2 threads the team was faster at B <= 2 for every cell and at B=4
 // for the GRUs (the LayerNorm-LSTM within 3% either way), and slower at B=8 for the
 // LayerNorm cells (benchmarks/results/streaming_team_xeon2_s11.json).
@@ -535,7 +547,7 @@ static inline int64_t team_size(const Tensor& W, int64_t B, int64_t H, bool save
   const int64_t P = at::get_num_threads();
   if (save_all || masked_rows || !sizes.empty() || B > team_rows || B < 1 || P < 2 ||
       W.scalar_type() != at::kFloat ||
-      (!(prefer_slices && use_slices) && (!use_packed || !mkl_packed_api())) ||
+      (!team_slices(W.size(1)) && (!use_packed || !mkl_packed_api())) ||
       at::in_parallel_region() || H < 16 * P)
     return 0;
   return P;
@@ -608,7 +620,7 @@ class TeamGemm {
     const int64_t chunk = (H_ + P - 1) / P, step = (chunk + 15) / 16 * 16;
     for (int64_t j = 0; j < H_; j += step) bounds_.push_back(j);
     bounds_.push_back(H_);
-    if (prefer_slices && use_slices) {  // W^T, kept as StepGemm's (transposed_weight())
+    if (team_slices(K_)) {  // W^T, kept as StepGemm's (transposed_weight())
       Wt_ = transposed_weight(W.contiguous());
       ld_ = Wt_.stride(0);
       slice_count++;
