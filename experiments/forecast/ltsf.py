@@ -168,7 +168,34 @@ def _record(printable: str, wall: float, out: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     return {"command": printable, "wall_seconds": round(wall, 1), "report": report,
             "best_val_loss": summary.get("best"), "stopped": summary.get("stopped"),
-            "epochs": summary.get("epoch"), "steps": summary.get("step")}
+            "epochs": summary.get("epoch"), "steps": summary.get("step"),
+            "device": summary.get("device")}
+
+
+def _run_device(r: dict) -> str | None:
+    """The machine that finished a run: its record's, else its run directory's summary (runs
+    cached before records carried it), else None."""
+    if r.get("device"):
+        return r["device"]
+    parts = shlex.split(r["command"])
+    if "--out" in parts:
+        summary = ROOT / parts[parts.index("--out") + 1] / "summary.json"
+        if summary.is_file():
+            return json.loads(summary.read_text()).get("device")
+    return None
+
+
+def _devices(runs: dict) -> str:
+    """The job's "device": each machine its training runs finished on (1 thread each), and how
+    many runs did not record theirs."""
+    seen = [_run_device(r) for rs in runs.values() for r in rs if "fitted" not in r]
+    known = sorted({d for d in seen if d})
+    missing = sum(d is None for d in seen)
+    text = "; ".join(known) if known else _device()
+    if missing:
+        text += (f"; {missing} earlier run(s) did not record their machine (the 2-core Intel Xeon "
+                 "or AMD EPYC VMs of sessions 9-15, 1 thread)")
+    return text
 
 
 def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
@@ -382,9 +409,11 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
                       "mse": r["report"]["metrics"]["model"]["mse"],
                       "mae": r["report"]["metrics"]["model"]["mae"]}
                      | {k: r[k] for k in ("best_val_loss", "stopped", "epochs", "fitted")
-                        if k in r} for r in rs] for m, rs in runs.items()},
+                        if k in r}
+                     | ({"device": _run_device(r)} if _run_device(r) else {})
+                     for r in rs] for m, rs in runs.items()},
         "wall_seconds": round(sum(r["wall_seconds"] for rs in runs.values() for r in rs), 1),
-        "device": _device(),
+        "device": _devices(runs),
         "date": _dt.date.today().isoformat(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
