@@ -189,3 +189,19 @@ def test_a_killed_run_is_resumed_not_restarted(tmp_path, monkeypatch):
     rec = mod.run_one("ETTh1", "multivariate", 96, 512, 1, "segrnn", [])
     assert "--resume" not in ran[-1] and not rec["resumed"] and not (out / "last").exists()
     assert (mod.LOGS / f"{name}_segrnn_seed1.log").read_text() == "second part\n"
+
+
+def test_device_names_each_training_runs_machine(ltsf, tmp_path, monkeypatch):
+    """A job's "device" lists the machines its training runs finished on: a run's own record,
+    else the summary in its run directory, and counts the runs with neither (blends, which run
+    where the file is written, are not training runs)."""
+    monkeypatch.setattr(ltsf, "ROOT", tmp_path)
+    (tmp_path / "runs" / "old").mkdir(parents=True)
+    (tmp_path / "runs" / "old" / "summary.json").write_text(json.dumps({"device": "cpu: B"}))
+    runs = {"segrnn": [{"command": "rnnkit forecast train x --out runs/new", "device": "cpu: A"},
+                       {"command": "rnnkit forecast train x --out runs/old"},
+                       {"command": "rnnkit forecast train x --out runs/gone"}],
+            "segrnn-ar": [{"command": "rnnkit forecast blend y --out runs/z", "fitted": {}}]}
+    assert [ltsf._run_device(r) for r in runs["segrnn"]] == ["cpu: A", "cpu: B", None]
+    text = ltsf._devices(runs)
+    assert text.startswith("cpu: A; cpu: B; 1 earlier run(s) did not record their machine")
