@@ -173,29 +173,36 @@ def _record(printable: str, wall: float, out: Path) -> dict:
 
 
 def _run_device(r: dict) -> str | None:
-    """The machine that finished a run: its record's, else its run directory's summary (runs
-    cached before records carried it), else None."""
+    """The machine a run trained on: the ``device:`` lines of its log (each machine once, in
+    order, where a resumed run moved), else its record's, else its run directory's summary,
+    else None."""
+    parts = shlex.split(r["command"])
+    out = parts[parts.index("--out") + 1] if "--out" in parts else None
+    if out and (LOGS / f"{Path(out).name}.log").is_file():
+        seen: list[str] = []
+        for line in (LOGS / f"{Path(out).name}.log").read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("device: ") and line[8:] not in seen:
+                seen.append(line[8:])
+        if seen:
+            return " then ".join(seen)
     if r.get("device"):
         return r["device"]
-    parts = shlex.split(r["command"])
-    if "--out" in parts:
-        summary = ROOT / parts[parts.index("--out") + 1] / "summary.json"
-        if summary.is_file():
-            return json.loads(summary.read_text()).get("device")
+    if out and (ROOT / out / "summary.json").is_file():
+        return json.loads((ROOT / out / "summary.json").read_text()).get("device")
     return None
 
 
 def _devices(runs: dict) -> str:
-    """The job's "device": each machine its training runs finished on (1 thread each), and how
-    many runs did not record theirs."""
+    """The job's "device": each machine its training runs trained on (1 thread each), and how
+    many runs recorded none."""
     seen = [_run_device(r) for rs in runs.values() for r in rs if "fitted" not in r]
     known = sorted({d for d in seen if d})
     missing = sum(d is None for d in seen)
-    text = "; ".join(known) if known else _device()
     if missing:
-        text += (f"; {missing} earlier run(s) did not record their machine (the 2-core Intel Xeon "
-                 "or AMD EPYC VMs of sessions 9-15, 1 thread)")
-    return text
+        known.append(f"{missing} run(s) recorded no machine (the 2-core Intel Xeon or AMD EPYC "
+                     "VMs of sessions 9-15, 1 thread)")
+    return "; ".join(known) if known else _device()  # (no training runs: this machine)
 
 
 def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,

@@ -198,10 +198,18 @@ def test_device_names_each_training_runs_machine(ltsf, tmp_path, monkeypatch):
     monkeypatch.setattr(ltsf, "ROOT", tmp_path)
     (tmp_path / "runs" / "old").mkdir(parents=True)
     (tmp_path / "runs" / "old" / "summary.json").write_text(json.dumps({"device": "cpu: B"}))
+    ltsf.LOGS.mkdir(parents=True)
+    (ltsf.LOGS / "moved.log").write_text("epoch 1\n  device: cpu: C\nkilled\n  device: cpu: A\n"
+                                         "  device: cpu: A\n")
     runs = {"segrnn": [{"command": "rnnkit forecast train x --out runs/new", "device": "cpu: A"},
                        {"command": "rnnkit forecast train x --out runs/old"},
+                       {"command": "rnnkit forecast train x --out runs/moved"},
                        {"command": "rnnkit forecast train x --out runs/gone"}],
             "segrnn-ar": [{"command": "rnnkit forecast blend y --out runs/z", "fitted": {}}]}
-    assert [ltsf._run_device(r) for r in runs["segrnn"]] == ["cpu: A", "cpu: B", None]
+    assert [ltsf._run_device(r) for r in runs["segrnn"]] == ["cpu: A", "cpu: B",
+                                                             "cpu: C then cpu: A", None]
     text = ltsf._devices(runs)
-    assert text.startswith("cpu: A; cpu: B; 1 earlier run(s) did not record their machine")
+    assert text.startswith("cpu: A; cpu: B; cpu: C then cpu: A; 1 run(s) recorded no machine")
+    # no run recorded one: no machine is named for them (not the writer's)
+    unknown = {"segrnn": [{"command": "rnnkit forecast train x --out runs/gone"}]}
+    assert ltsf._devices(unknown).startswith("1 run(s) recorded no machine")
