@@ -168,35 +168,31 @@ def _record(printable: str, wall: float, out: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     return {"command": printable, "wall_seconds": round(wall, 1), "report": report,
             "best_val_loss": summary.get("best"), "stopped": summary.get("stopped"),
-            "epochs": summary.get("epoch"), "steps": summary.get("step"),
-            "device": summary.get("device")}
+            "epochs": summary.get("epoch"), "steps": summary.get("step")}
 
 
 def _run_device(r: dict) -> str | None:
-    """The machine a run trained on: the ``device:`` lines of its log (each machine once, in
-    order, where a resumed run moved), else its record's, else its run directory's summary,
-    else None."""
+    """The machines a run trained on, from the ``device:`` line its log gets at every start
+    (each machine once, in order: a resumed run may have moved), or None."""
     parts = shlex.split(r["command"])
-    out = parts[parts.index("--out") + 1] if "--out" in parts else None
-    if out and (LOGS / f"{Path(out).name}.log").is_file():
-        seen: list[str] = []
-        for line in (LOGS / f"{Path(out).name}.log").read_text(errors="replace").splitlines():
-            line = line.strip()
-            if line.startswith("device: ") and line[8:] not in seen:
-                seen.append(line[8:])
-        if seen:
-            return " then ".join(seen)
-    if r.get("device"):
-        return r["device"]
-    if out and (ROOT / out / "summary.json").is_file():
-        return json.loads((ROOT / out / "summary.json").read_text()).get("device")
-    return None
+    if "--out" not in parts:
+        return None
+    log = LOGS / f"{Path(parts[parts.index('--out') + 1]).name}.log"
+    if not log.is_file():
+        return None
+    seen: list[str] = []
+    for line in log.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("device: ") and line[8:] not in seen:
+            seen.append(line[8:])
+    return " then ".join(seen) or None
 
 
-def _devices(runs: dict) -> str:
-    """The job's "device": each machine its training runs trained on (1 thread each), and how
-    many runs recorded none."""
-    seen = [_run_device(r) for rs in runs.values() for r in rs if "fitted" not in r]
+def _devices(listed: dict) -> str:
+    """The job's "device" from its listed runs (each with its ``device``, where known): every
+    machine its training runs trained on (1 thread each; blends run where the file is written),
+    and how many runs recorded none."""
+    seen = [r.get("device") for rs in listed.values() for r in rs if "fitted" not in r]
     known = sorted({d for d in seen if d})
     missing = sum(d is None for d in seen)
     if missing:
@@ -370,6 +366,12 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     ref_name = next(iter(published), None)
     model = recipe["model"]
     extras = ", ".join(extra) if extra else ""
+    listed = {m: [{"command": r["command"], "wall_seconds": r["wall_seconds"],
+                   "mse": r["report"]["metrics"]["model"]["mse"],
+                   "mae": r["report"]["metrics"]["model"]["mae"]}
+                  | {k: r[k] for k in ("best_val_loss", "stopped", "epochs", "fitted") if k in r}
+                  | ({"device": d} if (d := _run_device(r)) else {})
+                  for r in rs] for m, rs in runs.items()}
     record = {
         "task": "time-series forecasting, long-horizon benchmark (LTSF)",
         "dataset": ds,
@@ -412,15 +414,9 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         "command": (f"python experiments/forecast/ltsf.py {ds} {variables} --horizon {H} "
                     f"--lookback {L} --seeds {' '.join(map(str, seeds))}"
                     + "".join(f" --set {shlex.quote(s)}" for s in extra)),
-        "runs": {m: [{"command": r["command"], "wall_seconds": r["wall_seconds"],
-                      "mse": r["report"]["metrics"]["model"]["mse"],
-                      "mae": r["report"]["metrics"]["model"]["mae"]}
-                     | {k: r[k] for k in ("best_val_loss", "stopped", "epochs", "fitted")
-                        if k in r}
-                     | ({"device": _run_device(r)} if _run_device(r) else {})
-                     for r in rs] for m, rs in runs.items()},
+        "runs": listed,
         "wall_seconds": round(sum(r["wall_seconds"] for rs in runs.values() for r in rs), 1),
-        "device": _devices(runs),
+        "device": _devices(listed),
         "date": _dt.date.today().isoformat(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -541,54 +541,23 @@ def test_unpacked_products_switch(calls, ext):
         assert out.strip() == expected
 
 
+@pytest.mark.parametrize("slices", [False, True], ids=["packed", "slices"])
 @pytest.mark.parametrize("layer", [rnnkit.LSTM, rnnkit.GRU, rnnkit.LayerNormLSTM, rnnkit.RNN,
                                    functools.partial(rnnkit.LSTM, proj_size=5)],
                          ids=["lstm", "gru", "ln_lstm", "rnn", "lstm_proj"])
-def test_inference_keeps_packed_weights_and_notices_a_changed_weight(calls, ext, intel_rule,
-                                                                    layer):
-    """Without gradients the forward loops keep MKL's packed W_hh between calls; a training
-    step never adds to that cache; a weight changed in place is packed again (the outputs
-    equal the unpacked products' for the new weights, not the old ones')."""
-    if not ext.packed():
+def test_inference_keeps_its_weights_and_notices_a_changed_weight(calls, ext, layer, slices):
+    """Without gradients the forward loops keep their form of W_hh between calls: MKL's packed
+    weight (the Intel rule), or where slices are preferred a copy of W_hh^T with padded rows
+    (H = 64), packing nothing; a training step never adds to that cache; a weight changed in
+    place is packed or transposed again (the outputs equal the Python loop's for the new
+    weights, not the old ones')."""
+    if not slices and not ext.packed():
         pytest.skip("RNNKIT_PACKED_GEMM=0: no packed products")
-    torch.manual_seed(0)
-    m = layer(7, 11, backend="fused")
-    x = torch.randn(6, 3, 7)
-    ext.clear_pack_cache()
-    m(x)[0].sum().backward()
-    assert ext.pack_cache_entries() == 0  # training: W_hh changes every step
-    with torch.no_grad():
-        before = m(x)[0]
-        kept = ext.pack_cache_entries()
-        assert kept >= 1
-        assert torch.equal(m(x)[0], before)
-        assert ext.pack_cache_entries() == kept  # the second call found them
-        for p in m.parameters():
-            p.mul_(1.5)
-        after = m(x)[0]
-        ext.set_packed(False)  # (also empties the cache)
-        try:
-            plain = m(x)[0]
-        finally:
-            ext.set_packed(True)
-    assert not torch.allclose(after, before, atol=1e-3)
-    torch.testing.assert_close(after, plain, atol=1e-5, rtol=1e-5)
-    assert ext.pack_cache_entries() == 0
-
-
-@pytest.mark.parametrize("layer", [rnnkit.LSTM, rnnkit.GRU, rnnkit.LayerNormLSTM, rnnkit.RNN,
-                                   functools.partial(rnnkit.LSTM, proj_size=5)],
-                         ids=["lstm", "gru", "ln_lstm", "rnn", "lstm_proj"])
-def test_inference_on_slices_keeps_w_transposed_and_notices_a_changed_weight(calls, ext, layer):
-    """Where slices are preferred, without gradients the forward loops keep their copy of W_hh^T
-    (padded rows) between calls instead of transposing it each call; a training step never adds
-    to that cache; a weight changed in place is transposed again (the outputs equal the Python
-    loop's for the new weights, not the old ones')."""
     torch.manual_seed(0)
     m = layer(7, 64, backend="fused")
     x = torch.randn(6, 3, 7)
     kept_pref = ext.prefer_slices()
-    ext.set_prefer_slices(True)
+    ext.set_prefer_slices(slices)
     try:
         ext.clear_pack_cache()
         packs = ext.pack_count()
@@ -605,7 +574,7 @@ def test_inference_on_slices_keeps_w_transposed_and_notices_a_changed_weight(cal
             after = m(x)[0]
             with compiled.disabled():
                 plain = m(x)[0]
-        assert ext.pack_count() == packs
+        assert (ext.pack_count() == packs) == slices
     finally:
         ext.set_prefer_slices(kept_pref)
         ext.clear_pack_cache()

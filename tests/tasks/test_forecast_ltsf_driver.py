@@ -191,25 +191,20 @@ def test_a_killed_run_is_resumed_not_restarted(tmp_path, monkeypatch):
     assert (mod.LOGS / f"{name}_segrnn_seed1.log").read_text() == "second part\n"
 
 
-def test_device_names_each_training_runs_machine(ltsf, tmp_path, monkeypatch):
-    """A job's "device" lists the machines its training runs finished on: a run's own record,
-    else the summary in its run directory, and counts the runs with neither (blends, which run
-    where the file is written, are not training runs)."""
-    monkeypatch.setattr(ltsf, "ROOT", tmp_path)
-    (tmp_path / "runs" / "old").mkdir(parents=True)
-    (tmp_path / "runs" / "old" / "summary.json").write_text(json.dumps({"device": "cpu: B"}))
+def test_device_names_each_training_runs_machine(ltsf):
+    """A run's machines come from the ``device:`` lines of its log (each once, in order: a
+    resumed run may have moved); the job's "device" lists its training runs' machines and counts
+    those with none (blends, which run where the file is written, are not training runs)."""
     ltsf.LOGS.mkdir(parents=True)
     (ltsf.LOGS / "moved.log").write_text("epoch 1\n  device: cpu: C\nkilled\n  device: cpu: A\n"
                                          "  device: cpu: A\n")
-    runs = {"segrnn": [{"command": "rnnkit forecast train x --out runs/new", "device": "cpu: A"},
-                       {"command": "rnnkit forecast train x --out runs/old"},
-                       {"command": "rnnkit forecast train x --out runs/moved"},
-                       {"command": "rnnkit forecast train x --out runs/gone"}],
-            "segrnn-ar": [{"command": "rnnkit forecast blend y --out runs/z", "fitted": {}}]}
-    assert [ltsf._run_device(r) for r in runs["segrnn"]] == ["cpu: A", "cpu: B",
-                                                             "cpu: C then cpu: A", None]
-    text = ltsf._devices(runs)
-    assert text.startswith("cpu: A; cpu: B; cpu: C then cpu: A; 1 run(s) recorded no machine")
+    (ltsf.LOGS / "quiet.log").write_text("epoch 1\n")
+    runs = [{"command": "rnnkit forecast train x --out runs/ltsf/moved"},
+            {"command": "rnnkit forecast train x --out runs/ltsf/quiet"},
+            {"command": "rnnkit forecast train x --out runs/ltsf/gone"}]
+    assert [ltsf._run_device(r) for r in runs] == ["cpu: C then cpu: A", None, None]
+    listed = {"segrnn": [{"device": "cpu: C then cpu: A"}, {"device": "cpu: B"}, {}],
+              "segrnn-ar": [{"fitted": {}}]}
+    assert ltsf._devices(listed).startswith("cpu: B; cpu: C then cpu: A; 1 run(s) recorded no")
     # no run recorded one: no machine is named for them (not the writer's)
-    unknown = {"segrnn": [{"command": "rnnkit forecast train x --out runs/gone"}]}
-    assert ltsf._devices(unknown).startswith("1 run(s) recorded no machine")
+    assert ltsf._devices({"segrnn": [{}]}).startswith("1 run(s) recorded no machine")
