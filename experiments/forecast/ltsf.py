@@ -102,8 +102,9 @@ def queue() -> list[tuple[str, str, int, int, list[int], int]]:
         q += [(ds, "multivariate", H, L, [1], 1) for H in HORIZONS]
     for ds in DATASETS:
         q += [(ds, "univariate", H, L, [1], 1) for H in HORIZONS]
-    for ds in DATASETS:
-        q += [(ds, "multivariate", H, 96, [1], 1) for H in HORIZONS]
+    for variables in ("multivariate", "univariate"):
+        for ds in DATASETS:
+            q += [(ds, variables, H, 96, [1], 1) for H in HORIZONS]
     return q
 
 

@@ -88,7 +88,12 @@ def test_queue_puts_the_targets_first(ltsf):
     # both targets at one seed over every horizon first, then at all three
     assert [j[0] for j in q[:16]] == (["ETTh1"] * 4 + ["ETTm1"] * 4) * 2
     assert [j[5] for j in q[:16]] == [1] * 8 + [3] * 8 and all(j[4] == [1, 2, 3] for j in q[:16])
-    assert all(j[4] == [1] for j in q[16:]) and len(q) == 16 + 8 + 16 + 16
+    assert all(j[4] == [1] for j in q[16:]) and len(q) == 16 + 8 + 16 + 16 + 16
+    # then every other row at one seed: both lookbacks, both variable sets, all four sets
+    rows = {(j[0], j[1], j[2], j[3]) for j in q}
+    assert len(rows) == len(q) - 8 and {(d, v, L) for d, v, _, L in rows} == {
+        (d, v, L) for d in ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
+        for v in ("multivariate", "univariate") for L in (96, q[0][3])}
 
 
 def test_locks_let_two_drivers_share_the_table(tmp_path):
