@@ -1,7 +1,8 @@
 """Inference (no grad, evaluation mode) of the compiled loops under each CPU vendor's product
 rule, side by side in one process: ``slices`` (oneDNN brgemm slices on a kept copy of W^T with
 padded rows, the default on a CPU that is not Intel's) against ``packed`` (MKL's kept packed
-weights, an Intel CPU's default), with torch.nn.LSTM beside them (docs/kernels.md, "Padded
+weights, an Intel CPU's default), for the LayerNorm-LSTM, GRU, LayerNorm-GRU and the plain
+LSTM (on the compiled loop, ``backend="fused"``), with torch.nn.LSTM beside them (docs/kernels.md, "Padded
 rows"). A 2-layer stack, I=128, H=256, T=100, at each batch size and thread count; wall clock,
 the median over interleaved rounds of 5 calls each.
 
@@ -11,20 +12,21 @@ the median over interleaved rounds of 5 calls each.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import rnnkit
-from rnnkit.bench.machine import machine_info
+from rnnkit.bench.machine import write_suite
 from rnnkit.kernels import compiled
 from rnnkit.runtime import tune_malloc
 
-CELLS = {"ln_lstm": rnnkit.LayerNormLSTM, "gru": rnnkit.GRU, "ln_gru": rnnkit.LayerNormGRU}
+CELLS = {"ln_lstm": rnnkit.LayerNormLSTM, "gru": rnnkit.GRU, "ln_gru": rnnkit.LayerNormGRU,
+         # the plain LSTM on the compiled loop (``backend="fused"``; where ``auto`` takes it
+         # for inference: kernels/dispatch.py, ``_prefers_fused``)
+         "lstm": lambda I, H, L: rnnkit.LSTM(I, H, L, backend="fused")}
 
 
 def _ms(m, x, calls: int = 5) -> float:
@@ -82,13 +84,8 @@ def main(argv=None) -> dict:
                 f"{k} {v:.2f}" for k, v in r["slices_over_packed"].items()) + "  over torch.nn.LSTM "
                 + "  ".join(f"{k} {v:.2f}" for k, v in r["over_torch_lstm"].items()
                             if k.endswith("slices")), flush=True)
-    out = {"suite": "inference_rules", "machine": machine_info(),
-           "command": "python benchmarks/bench_inference_rules.py " + " ".join(
-               sys.argv[1:] if argv is None else argv),
-           "clock": "wall, median of interleaved rounds of 5 calls", "results": rows}
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=1) + "\n")
-    return out
+    return write_suite(a.json, "inference_rules", "bench_inference_rules.py", argv,
+                       "wall, median of interleaved rounds of 5 calls", rows)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def _tasks(I: int, H: int, L: int, T: int, unpadded: bool = False
         st = m.init_state(1)
         tasks[f"rnnkit.{name} step"] = (Task(lambda m=m, st=st: m.step(x, st)), 1)
         tasks[f"rnnkit.{name} seq"] = (Task(lambda m=m: m(xs)), T)
-        if unpadded and name == "ln_lstm":  # (rnnkit.LSTM runs torch's kernel here)
+        if unpadded and name == "ln_lstm":  # (the LayerNorm-LSTM: where padding mattered)
             tasks[f"rnnkit.{name} unpadded seq"] = (Task(_unpadded(lambda m=m: m(xs))), T)
     return tasks
 

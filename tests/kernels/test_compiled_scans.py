@@ -583,12 +583,14 @@ def test_inference_keeps_its_weights_and_notices_a_changed_weight(calls, ext, la
 
 
 @pytest.mark.parametrize("layer,hidden", [(rnnkit.GRU, 11), (rnnkit.LayerNormGRU, 11),
-                                          (rnnkit.LayerNormLSTM, 11), (rnnkit.LayerNormLSTM, 64)],
-                         ids=["gru", "ln_gru", "ln_lstm", "ln_lstm_padded"])
+                                          (rnnkit.LayerNormLSTM, 11), (rnnkit.LayerNormLSTM, 64),
+                                          (rnnkit.LSTM, 11), (rnnkit.LSTM, 64)],
+                         ids=["gru", "ln_gru", "ln_lstm", "ln_lstm_padded", "lstm",
+                              "lstm_padded"])
 def test_inference_on_slices_packs_nothing_and_gives_the_same_numbers(calls, ext, layer,
                                                                      hidden):
-    """Where slices are preferred, the GRUs' and the LayerNorm-LSTM's inference loops (1 thread:
-    no team; the LayerNorm-LSTM's product by raw pointers, at H = 64 from padded rows of W_hh^T)
+    """Where slices are preferred, the GRUs' and the LSTMs' inference loops (1 thread: no team;
+    the LSTMs' products by raw pointers, at H = 64 from padded rows of W_hh^T)
     pack nothing, keep each layer's W_hh^T, run brgemm slices, and give the packed loop's
     numbers."""
     torch.manual_seed(0)
@@ -646,8 +648,8 @@ def test_pack_cache_size_setting(ext, intel_rule):
     assert "RNNKIT_PACK_CACHE_MB: expected a whole number of MB" in out.stderr.splitlines()[-1]
 
 
-@pytest.mark.parametrize("layer", [rnnkit.GRU, rnnkit.LayerNormGRU, rnnkit.LayerNormLSTM],
-                         ids=["gru", "ln_gru", "ln_lstm"])
+@pytest.mark.parametrize("layer", [rnnkit.GRU, rnnkit.LayerNormGRU, rnnkit.LayerNormLSTM,
+                                   rnnkit.LSTM], ids=["gru", "ln_gru", "ln_lstm", "lstm"])
 @pytest.mark.parametrize("zoneout", [0.0, 0.25])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("slices,hidden", [(False, 40), (True, 40), (True, 64)],
@@ -725,8 +727,8 @@ def test_ln_lstm_inference_loop_matches_the_loop_backend(calls, ext, dtype, thre
         torch.testing.assert_close(a, b, atol=tol, rtol=1e-5)
 
 
-@pytest.mark.parametrize("layer", [rnnkit.GRU, rnnkit.LayerNormGRU, rnnkit.LayerNormLSTM],
-                         ids=["gru", "ln_gru", "ln_lstm"])
+@pytest.mark.parametrize("layer", [rnnkit.GRU, rnnkit.LayerNormGRU, rnnkit.LayerNormLSTM,
+                                   rnnkit.LSTM], ids=["gru", "ln_gru", "ln_lstm", "lstm"])
 def test_team_with_more_threads_than_slices(calls, ext, layer):
     """At 3 threads and H=64 a team has two slices of 32 units: the third thread owns none
     and still meets every barrier (on a 2-core machine the team also has more threads than

@@ -1,5 +1,6 @@
 """The fused CPU scans against the reference loop (and thus torch.nn), forward and gradients."""
 import itertools
+import os
 
 import pytest
 import torch
@@ -315,6 +316,90 @@ def test_auto_runs_the_fused_scan_for_lstm_and_rnn_with_lengths_on_cpu():
             results.append([out, *hs] + [q.grad for q in layer.parameters()])
         for a, b in zip(*results):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_auto_lstm_takes_the_compiled_loop_for_projections_and_small_batch_inference():
+    """kernels/dispatch.py's LSTM rules (benchmarks/results/lstm_auto_amd2_s17.json): float32
+    with ``proj_size`` on the compiled loop, in training and inference, with and without
+    lengths; float32 inference without lengths there too where the products are brgemm slices
+    (not an Intel CPU) at B <= 2 on one thread and B <= 4 on two, torch's kernel beyond, with
+    gradients, on the packed rule and in float64. Either way the numbers are torch.nn.LSTM's."""
+    import warnings
+
+    from rnnkit.kernels import compiled
+    from rnnkit.kernels.dispatch import choose_backend
+
+    ext = compiled.ext()
+    if ext is None:
+        pytest.skip("the compiled loops did not build here (no compiler)")
+    torch.manual_seed(0)
+    x, lengths = torch.randn(9, 3, 4), torch.tensor([9, 4, 7])
+    warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+    for proj in (0, 3):
+        ref = torch.nn.LSTM(4, 6, 2, proj_size=proj)
+        auto = rnnkit.LSTM(4, 6, 2, proj_size=proj)
+        auto.load_state_dict(ref.state_dict())
+        for B, threads in ((1, 1), (2, 1), (3, 1), (3, 2), (5, 2)):
+            xb = torch.randn(9, B, 4)
+            kept_threads = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                assert choose_backend(auto, xb) == ("fused" if proj else "torch")  # gradients
+                assert choose_backend(auto, xb.double()) == "torch"
+                with torch.no_grad():
+                    small = B <= (4 if threads > 1 else 2) and ext.prefer_slices()
+                    assert choose_backend(auto, xb) == ("fused" if proj or small else "torch")
+                    y, (h, c) = auto(xb)
+                    y_ref, (h_ref, c_ref) = ref(xb)
+            finally:
+                torch.set_num_threads(kept_threads)
+            for a, b in ((y, y_ref), (h, h_ref), (c, c_ref)):
+                torch.testing.assert_close(a, b, atol=2e-6, rtol=0)
+            with torch.no_grad():
+                lens = torch.full((B,), 9)
+                lens[-1] = 5
+                assert choose_backend(auto, xb, lens) == ("fused" if proj else "torch")
+        kept = ext.prefer_slices()
+        try:
+            ext.set_prefer_slices(False)  # the packed rule (Intel's): torch's kernel
+            with torch.no_grad():
+                assert choose_backend(auto, x[:, :1]) == ("fused" if proj else "torch")
+        finally:
+            ext.set_prefer_slices(kept)
+        # training with lengths: the same outputs and gradients as torch.nn.LSTM's
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, (h, c) = auto(x, lengths=lengths)
+        out_ref, (h_ref, c_ref) = ref(packed)
+        out_ref = pad_packed_sequence(out_ref, total_length=9)[0]
+        ((out * x[..., :1]).sum() + h.sum() + c.sum()).backward()
+        ((out_ref * x[..., :1]).sum() + h_ref.sum() + c_ref.sum()).backward()
+        for a, b in ((out, out_ref), (h, h_ref), (c, c_ref)):
+            torch.testing.assert_close(a, b, atol=2e-6, rtol=0)
+        for (name, p_ref), p in zip(ref.named_parameters(), auto.parameters()):
+            torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-5, rtol=0, msg=name)
+
+
+def test_small_batch_lstm_inference_never_waits_for_a_build(tmp_path):
+    """With the compiled loops not built (an empty cache), LSTM inference at B=1 keeps torch's
+    kernel and builds nothing (``compiled.built()``); an LSTM with ``proj_size`` does build
+    them, as a GRU does, since there it wins several times over."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, rnnkit\n"
+        "from rnnkit.kernels import compiled\n"
+        "from rnnkit.kernels.dispatch import choose_backend\n"
+        "m = rnnkit.LSTM(4, 6).eval()\n"
+        "with torch.no_grad():\n"
+        "    print(choose_backend(m, torch.randn(3, 1, 4)), compiled.built(),\n"
+        "          compiled.ext.cache_info().currsize)\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "RNNKIT_PREFER_SLICES": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["torch", "False", "0"]
+    assert not list(tmp_path.rglob("*.so"))
 
 
 def test_auto_gru_on_cpu_is_fused_in_training_and_for_large_batches_in_inference(monkeypatch):

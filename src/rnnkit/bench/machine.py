@@ -6,16 +6,18 @@ run: on a shared machine it is the first thing to look at when two runs differ.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
 from rnnkit.runtime import malloc_tuned
 
-__all__ = ["machine_info", "cpu_model", "loadavg_now"]
+__all__ = ["machine_info", "cpu_model", "loadavg_now", "write_suite"]
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
@@ -86,3 +88,17 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
 def loadavg_now() -> list[float] | None:
     """The 1, 5 and 15 minute load averages now (for ``loadavg_end``)."""
     return _loadavg()
+
+
+def write_suite(path: str | Path | None, suite: str, script: str, argv: list[str] | None,
+                clock: str, results: list, **extra) -> dict:
+    """A standalone benchmark's result file: its suite name, :func:`machine_info`, ``extra``
+    keys, the command that made it (``python benchmarks/<script>`` and its arguments: ``argv``,
+    or the process's), the clock and the rows; written to ``path`` as JSON unless None."""
+    args = sys.argv[1:] if argv is None else argv
+    doc = {"suite": suite, "machine": machine_info(), **extra,
+           "command": " ".join(["python", f"benchmarks/{script}", *args]), "clock": clock,
+           "results": results}
+    if path is not None:
+        Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+    return doc

@@ -121,6 +121,28 @@ def _compiled_steps(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and _csteps.lib() is not None
 
 
+def _tracing() -> bool:
+    """Whether Dynamo/export or the TorchScript tracer is recording this call."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _compiled_loop(kind: str, x: Tensor) -> bool:
+    """Whether the fused scan ``kind`` runs its time loop compiled for ``x``'s dtype and device
+    (the extension built, :func:`rnnkit.kernels.compiled.available`)."""
+    from . import compiled
+
+    return compiled.available(kind, x)
+
+
+def _compiled_slices(x: Tensor) -> bool:
+    """Whether the compiled loops' products are brgemm slices here (not an Intel CPU), the
+    extension already built (:func:`rnnkit.kernels.compiled.built`: no build for this rule)."""
+    from . import compiled
+
+    return (compiled.built() and compiled.available("lstm", x)
+            and bool(compiled.ext().prefer_slices()))
+
+
 def _prefers_fused(cfg: Config) -> bool:
     """Where rnnkit's fused scan beats torch's kernel on CPU (``cfg.x`` (T, B, I)).
 
@@ -138,22 +160,39 @@ def _prefers_fused(cfg: Config) -> bool:
     - LSTM and RNN with varying lengths: torch trains a packed sequence step by step and
       its backward is slow, so in training with B >= 2 the fused scan wins; without
       gradients, or for one sequence, torch's kernel is faster (``fused_cpu_t1.json``).
+    - LSTM with projections (``proj_size``), float32: torch has no oneDNN kernel for it and
+      runs ATen's step-by-step loop, which the compiled loop beats in training and inference,
+      with and without lengths, at every batch measured (``lstm_auto_amd2_s17.json``).
+    - LSTM inference (no gradients), float32, all sequences full length, where the compiled
+      loop's products are brgemm slices on a kept W^T (a CPU that is not Intel's,
+      ``compiled.ext().prefer_slices()``): faster than torch's oneDNN kernel at B <= 2 on one
+      thread and at B <= 4 on more (where the loop runs on a team of threads), slower beyond
+      (``lstm_auto_amd2_s17.json``, ``inference_rules_amd2_s17.json``); on Intel, where the
+      products are MKL's packed weights, not measured, so torch's kernel stays. Only where
+      the extension is built already: a gain of 10-25% is not worth a minute's build on a
+      first inference call (``rnnkit generate`` after a demo that trained on torch's kernel).
+      (Both LSTM rules in eager mode only: under ``torch.compile``, ``torch.export`` and
+      ``torch.jit.trace`` the LSTM keeps torch's kernel, as the graphs were tested with.)
 
-    ``rnnkit bench --cells gru --backends torch,fused`` measures the GRU case.
+    ``rnnkit bench --cells gru --backends torch,fused`` measures the GRU case and
+    ``benchmarks/bench_lstm_auto.py`` the LSTM ones.
     """
     layer, x = cfg.layer, cfg.x
     if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         # under CPU autocast the vanilla layers run torch's kernel: exactly torch.nn's dtypes
         # (torch.nn.GRU stays float32 there, its LSTM and RNN compute in bfloat16)
         return False
-    gru = cfg.cell.kernel_kind == "gru"
-    if not gru and cfg.lengths is None:
-        return False
+    kind = cfg.cell.kernel_kind
     grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    if gru:
+    if kind == "gru":
         return grad or x.shape[1] * layer.hidden_size >= 8192 or _compiled_steps(x)
-    return grad and x.shape[1] >= 2
+    if kind == "lstm" and x.dtype == torch.float32 and not _tracing() and (
+            getattr(layer, "proj_size", 0) or not grad and cfg.lengths is None
+            and x.shape[1] <= (4 if torch.get_num_threads() > 1 else 2)
+            and _compiled_slices(x)):
+        return _compiled_loop("lstm", x)
+    return grad and cfg.lengths is not None and x.shape[1] >= 2
 
 
 class _Torch:

@@ -50,7 +50,8 @@ from torch import Tensor
 
 from ...runtime import cache_dir
 
-__all__ = ["ext", "usable", "preferred", "build", "disabled", "mode", "FLAGS", "SOURCES", "KINDS"]
+__all__ = ["ext", "usable", "available", "built", "preferred", "build", "disabled", "mode",
+           "FLAGS", "SOURCES", "KINDS"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,23 @@ def build():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@functools.cache
+def _in_cache() -> bool:
+    """Whether this process found the built library in the cache on its first look."""
+    return (cache_dir("compiled-scans") / f"rnnkit_scans_{_key()}.so").exists()
+
+
+def built() -> bool:
+    """Whether the extension is loaded, or loads without a build (its library is in the cache).
+
+    The backends' rules for cases that torch's own kernel already serves well take the
+    compiled loop only then: no call should wait a minute for a build to gain a few percent.
+    """
+    if os.environ.get("RNNKIT_COMPILED_SCANS", "") == "0":
+        return False
+    return (ext.cache_info().currsize > 0 and ext() is not None) or _in_cache()
+
+
 def _pack_cache_mb() -> int:
     """``RNNKIT_PACK_CACHE_MB`` (default 64), checked: a whole number of MB, 0 or more."""
     raw = os.environ.get("RNNKIT_PACK_CACHE_MB", "").strip()
@@ -211,16 +229,20 @@ def usable(kind: str, *tensors: Tensor | None) -> bool:
     CPU float32/float64, all one dtype and contiguous, the mode allowing it
     (:func:`mode`, :func:`preferred`) and the extension built.
     """
-    m = mode()
-    if m == "off":
-        return False
     t = tensors[0]
-    if t.device.type != "cpu" or t.dtype not in _DTYPES:
-        return False
     if any(x is not None and (x.dtype != t.dtype or x.device != t.device
                               or not x.is_contiguous()) for x in tensors):
         return False
-    if m == "auto" and not preferred(kind, t):
+    return available(kind, t)
+
+
+def available(kind: str, x: Tensor) -> bool:
+    """Whether the fused scan ``kind`` runs its loop compiled for ``x``'s dtype and device
+    (:func:`usable` without its layout checks: the backend's choice, before any copy)."""
+    m = mode()
+    if m == "off" or x.device.type != "cpu" or x.dtype not in _DTYPES:
+        return False
+    if m == "auto" and not preferred(kind, x):
         return False
     return ext() is not None
 

@@ -51,16 +51,82 @@ static inline void lstm_units_bwd(const T* RS_ a, const T* RS_ tc, const T* RS_ 
 }
 
 // ------------------------------------------------------------------ LSTM (no projection)
+// The team's LSTM step for units [j0, j0 + n) of one row, from its slice of the product
+// v = h_{t-1} W_hh^T (gate block k's units at k * n): lstm_units' math with nothing saved
+// (inference). b, x: at unit j0 with gate blocks H apart; cp, hp, wh, wc, c, y: at unit j0.
+[[gnu::flatten]]
+static inline void lstm_team_units(const float* RS_ v, const float* RS_ b, const float* RS_ x,
+                                   const float* RS_ cp, const float* RS_ hp,
+                                   const float* RS_ wh, const float* RS_ wc, float zhon,
+                                   float zcon, float* RS_ c, float* RS_ y, int64_t H,
+                                   int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) {
+    auto pre = [&](int64_t k) { return v[k * n + j] + x[k * H + j] + b[k * H + j]; };
+    const float i = sigmoid_(pre(0)), f = sigmoid_(pre(1)), g = tanh_(pre(2));
+    const float o = sigmoid_(pre(3));
+    const float cn = f * cp[j] + i * g, hn = o * tanh_(cn);
+    const float cz = lerp_(cn, cp[j], wc[j]), hz = lerp_(hn, hp[j], wh[j]);
+    c[j] = zcon != 0.0f ? cz : cn;
+    y[j] = zhon != 0.0f ? hz : hn;
+  }
+}
+
+// lstm_fwd's inference loop on a team of P threads (team_size(); as gru_team without the
+// norm): thread q runs the unit slices p = q, q + nq, ...: their product, then the LSTM step
+// of those units into C and Y (c_t of a unit needs only its own c_{t-1}); one barrier ends
+// each step, when h_t is whole. The gates and tanh(c_t) are not written (inference saves
+// nothing). Before it the plain LSTM ran its inference steps on one thread: at B=1, 2 threads,
+// 2 layers, H=256 on the 2-core AMD EPYC 0.91-1.02 of torch.nn.LSTM's time, against the
+// LayerNorm-LSTM's team at 0.81 (inference_rules_amd2_s17.json).
+static void lstm_team(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
+                      const float* bp, const Zone<float>& zh, const Zone<float>& zc, Tensor& C,
+                      Tensor& Y, int64_t P) {
+  const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
+  const TeamGemm gemm(W_hh, B, 4, P);
+  const int64_t parts = gemm.parts();
+  float *y = ptr<float>(Y), *c = ptr<float>(C);
+  const float *x0 = ptr<float>(xp), *h0p = ptr<float>(h0), *c0p = ptr<float>(c0);
+  const float zhon = zh.on(), zcon = zc.on();
+  TeamBarrier bar(P);
+  team_loop(P, [&](int64_t q, int64_t nq) {
+    for (int64_t t = 0; t < T_; t++) {
+      const float *hp = t ? y + (t - 1) * B * H : h0p, *cp = t ? c + (t - 1) * B * H : c0p;
+      for (int64_t p = q; p < parts; p += nq)  // (x_t's slices arrive during the product)
+        for (int64_t r = 0; r < B; r++)
+          for (int64_t k = 0; k < 4; k++)
+            prefetch(x0 + (t * B + r) * G + k * H + gemm.j0(p), gemm.h(p));
+      for (int64_t p = q; p < parts; p += nq) {
+        const int64_t j0 = gemm.j0(p), n = gemm.h(p);
+        const float* vp = gemm.product(p, hp, H);
+        for (int64_t r = 0; r < B; r++) {
+          const int64_t o = (t * B + r) * H + j0;
+          lstm_team_units(vp + r * 4 * n, bp + j0, x0 + (t * B + r) * G + j0,
+                          cp + r * H + j0, hp + r * H + j0, zh.row(t, r, B, H) + j0,
+                          zc.row(t, r, B, H) + j0, zhon, zcon, c + o, y + o, H, n);
+        }
+      }
+      bar.wait(nq);
+    }
+  });
+}
+
 template <typename T>
 static void lstm_fwd(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                      const OptT& b_hh, const OptT& m, const Zone<T>& zh, const Zone<T>& zc,
                      const Sizes& sizes, bool keep, Tensor& A, Tensor& C, Tensor& TC,
                      Tensor& Y) {
   const int64_t T_ = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4;
+  const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
+  if constexpr (std::is_same_v<T, float>) {
+    if (const int64_t P = team_size(W_hh, B, H, !keep, has(m), sizes)) {
+      lstm_team(xp, h0, c0, W_hh, ptr<float>(bias), zh, zc, C, Y, P);
+      return;
+    }
+  }
   // (m h) W_hh^T; packed where it has room beside the backward's dA (pack_fits())
   const StepGemm gemm(W_hh, B, keep, T_ * B * G * int64_t(sizeof(T)));
   Tensor hm = at::empty({B, H}, xp.options());
-  const Tensor bias = has(b_hh) ? *b_hh : at::zeros({G}, xp.options());
   const T* bp = ptr<T>(bias);
   Tensor hold;
   for (int64_t t = 0; t < T_; t++) {
