@@ -116,7 +116,7 @@ def main(argv=None) -> dict:
     assert compiled.ext() is not None, "the extension did not build"
     rows = []
     grid = [(B, 256, 0, False, False) for B in map(int, a.batches.split(","))]
-    for B in map(int, a.proj_batches.split(",")):
+    for B in (int(b) for b in a.proj_batches.split(",") if b.strip()):  # ("": none)
         grid += [(B, 256, 128, train, lengths) for train in (False, True)
                  for lengths in ((False, True) if B > 1 else (False,))]
     for n in map(int, a.threads.split(",")):

@@ -6,9 +6,9 @@
 # conformance: the presets against torch.nn's cuDNN on torch's module_db samples, every backend,
 # and the cuDNN weight flattening (tests/layers/test_module_db.py -m gpu); bench: benchmarks/bench_triton.py
 # (quick: bf16 only); grid: `rnnkit bench --device cuda` at the issue's shape and on its grid;
-# cpu16: issue 21's CPU targets at 1, 4 and 16 threads on the machine's 16 cores, training and
-# B=1 inference (the compiled loops are built first, so the timed run does not include the
-# build; under 10 minutes).
+# cpu16: issue 21's CPU targets at 1, 4 and 16 threads on the machine's 16 cores, training,
+# B=1 inference and auto's small-batch LSTM rule (the compiled loops are built first, so the
+# timed run does not include the build; under 10 minutes).
 set -u
 OUT=${OUT:-/tmp/rnnkit_gpu}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
@@ -37,7 +37,7 @@ if [[ " $steps " == *" grid "* ]]; then
 fi
 if [[ " $steps " == *" cpu16 "* ]]; then
   python3 -c "from rnnkit.kernels import compiled; assert compiled.ext() is not None" || exit 1
-  timeout "${CPU16_S:-300}" python3 -m rnnkit bench --backends auto --clock wall \
+  timeout "${CPU16_S:-270}" python3 -m rnnkit bench --backends auto --clock wall \
     --cells lstm,gru,ln_lstm,ln_gru,lstm_zoneout,lstm_rec_dropout,lstm_weight_drop \
     --shapes '32,100,128,256;128,100,128,512' --threads 1,4,16 --repeats 3 \
     --no-memory --out "$OUT/bench_cpu16_matrix.json" 2>&1 | tail -40
@@ -47,4 +47,7 @@ if [[ " $steps " == *" cpu16 "* ]]; then
     --no-memory --out "$OUT/bench_cpu16_elementwise.json" 2>&1 | tail -40
   timeout "${CPU16_S:-60}" python3 benchmarks/bench_streaming.py --threads 1,4,16 --repeats 5 \
     --json "$OUT/streaming_cpu16.json" 2>&1 | grep seq
+  # auto's small-batch LSTM inference rule (B <= 4 above one thread) at 4 and 16 threads
+  timeout "${CPU16_S:-45}" python3 benchmarks/bench_lstm_auto.py --threads 4,16 --batches 1,2,4,8 \
+    --proj-batches "" --rounds 3 --json "$OUT/lstm_auto_cpu16.json" 2>&1 | tail -8
 fi
