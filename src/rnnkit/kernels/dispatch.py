@@ -166,9 +166,10 @@ def _prefers_fused(cfg: Config) -> bool:
     - LSTM inference (no gradients), float32, all sequences full length, where the compiled
       loop's products are brgemm slices on a kept W^T (a CPU that is not Intel's,
       ``compiled.ext().prefer_slices()``): faster than torch's oneDNN kernel at B <= 2 on one
-      thread and at B <= 4 on more (where the loop runs on a team of threads), slower beyond
-      (``lstm_auto_amd2_s17.json``, ``inference_rules_amd2_s17.json``); on Intel, where the
-      products are MKL's packed weights, not measured, so torch's kernel stays. Only where
+      thread and at B <= 4 on two (where the loop runs on a team of threads), slower beyond
+      (``lstm_auto_amd2_s17.json``, ``inference_rules_amd2_s17.json``). Not measured above two
+      threads (no such machine yet; ``scripts/gpu_check.sh cpu16`` has the run) nor on Intel,
+      where the products are MKL's packed weights: torch's kernel stays there. Only where
       the extension is built already: a gain of 10-25% is not worth a minute's build on a
       first inference call (``rnnkit generate`` after a demo that trained on torch's kernel).
       (Both LSTM rules in eager mode only: under ``torch.compile``, ``torch.export`` and
@@ -189,7 +190,8 @@ def _prefers_fused(cfg: Config) -> bool:
         return grad or x.shape[1] * layer.hidden_size >= 8192 or _compiled_steps(x)
     if kind == "lstm" and x.dtype == torch.float32 and not _tracing() and (
             getattr(layer, "proj_size", 0) or not grad and cfg.lengths is None
-            and x.shape[1] <= (4 if torch.get_num_threads() > 1 else 2)
+            and torch.get_num_threads() <= 2
+            and x.shape[1] <= (4 if torch.get_num_threads() == 2 else 2)
             and _compiled_slices(x)):
         return _compiled_loop("lstm", x)
     return grad and cfg.lengths is not None and x.shape[1] >= 2
