@@ -361,6 +361,9 @@ def test_auto_lstm_takes_the_compiled_loop_for_projections_and_small_batch_infer
                 lens = torch.full((B,), 9)
                 lens[-1] = 5
                 assert choose_backend(auto, xb, lens) == ("fused" if proj else "torch")
+        with compiled.disabled():  # no compiled loop: the older lengths rule still holds
+            assert choose_backend(auto, x, lengths) == "fused"
+            assert choose_backend(auto, x) == "torch"
         kept = ext.prefer_slices()
         try:
             ext.set_prefer_slices(False)  # the packed rule (Intel's): torch's kernel
@@ -379,6 +382,43 @@ def test_auto_lstm_takes_the_compiled_loop_for_projections_and_small_batch_infer
             torch.testing.assert_close(a, b, atol=2e-6, rtol=0)
         for (name, p_ref), p in zip(ref.named_parameters(), auto.parameters()):
             torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: rnnkit.LSTM(4, 8, 2, proj_size=3, backend=b),
+    lambda b: rnnkit.GRU(4, 8, 2, backend=b),
+    lambda b: rnnkit.LayerNormLSTM(4, 8, 2, zoneout=0.2, backend=b),
+    lambda b: rnnkit.LSTM(4, 8, 2, backend=b)], ids=["lstm_proj", "gru", "ln_lstm", "lstm"])
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_forward_mode_ad_through_auto_matches_the_loop(make, grad):
+    """Forward-mode AD (dual tensors) through whatever ``auto`` picks: the fused op and the
+    input projection's autograd Function have no jvp, so their references run there, with the
+    loop backend's tangents (before, a proj LSTM raised in training and silently returned no
+    tangent under no_grad). Where auto picks torch's kernel (the plain LSTM in training), torch
+    raises as torch.nn.LSTM does."""
+    import torch.autograd.forward_ad as fwAD
+
+    from rnnkit.kernels.dispatch import choose_backend
+
+    torch.manual_seed(0)
+    auto, loop = make("auto").eval(), make("loop").eval()
+    loop.load_state_dict(auto.state_dict())
+    x, t = torch.randn(5, 1, 4), torch.randn(5, 1, 4)
+
+    def tangent(m):
+        with torch.set_grad_enabled(grad), fwAD.dual_level():
+            out, _ = m(fwAD.make_dual(x, t))
+            return fwAD.unpack_dual(out).tangent
+
+    with torch.set_grad_enabled(grad):
+        picked = choose_backend(auto, x)
+    if picked == "torch":
+        with pytest.raises(NotImplementedError, match="forward AD"):
+            tangent(auto)
+        return
+    got, want = tangent(auto), tangent(loop)
+    assert got is not None and want is not None
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_small_batch_lstm_inference_never_waits_for_a_build(tmp_path):

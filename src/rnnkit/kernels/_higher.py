@@ -33,8 +33,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["carrying", "take_reference", "reference_vjp", "reference_scan", "Reference",
-           "functorch_active", "cell_reference", "zones_of", "sizes_mask"]
+__all__ = ["carrying", "take_reference", "forward_ad_active", "reference_vjp", "reference_scan",
+           "Reference", "functorch_active", "cell_reference", "zones_of", "sizes_mask"]
 
 #: ``reference(ts) -> outs``: the op's caller-visible outputs from its tensor inputs.
 Reference = Callable[[list], list]
@@ -62,6 +62,13 @@ def functorch_active() -> bool:
         return torch._C._functorch.peek_interpreter_stack() is not None
     except AttributeError:  # a torch without functorch's interpreter stack
         return False
+
+
+def forward_ad_active() -> bool:
+    """Whether a forward-mode AD level is open (``torch.autograd.forward_ad.dual_level``):
+    the fused op and the input projection's autograd Function have no jvp, so their
+    references run instead."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
 
 
 def take_reference() -> Reference | None:

@@ -192,8 +192,8 @@ def _prefers_fused(cfg: Config) -> bool:
             getattr(layer, "proj_size", 0) or not grad and cfg.lengths is None
             and torch.get_num_threads() <= 2
             and x.shape[1] <= (4 if torch.get_num_threads() == 2 else 2)
-            and _compiled_slices(x)):
-        return _compiled_loop("lstm", x)
+            and _compiled_slices(x)) and _compiled_loop("lstm", x):
+        return True
     return grad and cfg.lengths is not None and x.shape[1] >= 2
 
 

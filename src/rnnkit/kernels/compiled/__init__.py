@@ -141,9 +141,14 @@ def build():
 
 
 @functools.cache
+def _library_name() -> str:
+    """The built library's file name in the cache (:func:`build`'s), computed once."""
+    return f"rnnkit_scans_{_key()}.so"
+
+
 def _in_cache() -> bool:
-    """Whether this process found the built library in the cache on its first look."""
-    return (cache_dir("compiled-scans") / f"rnnkit_scans_{_key()}.so").exists()
+    """Whether the built library is in the cache now (one stat)."""
+    return (cache_dir("compiled-scans") / _library_name()).exists()
 
 
 def built() -> bool:

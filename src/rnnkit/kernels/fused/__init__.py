@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._higher import functorch_active
+from .._higher import forward_ad_active, functorch_active
 from ._gemm import Linear, linear_nd
 from ._steps import Zone, permute_batch, plan_steps
 from .elementwise import indrnn_scan, min_scan, qrnn_scan, sru_scan
@@ -120,10 +120,11 @@ def _project(cell, x: Tensor, p: dict[str, Tensor]) -> Tensor:
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """``F.linear`` with oneDNN's GEMM (its own backward) outside tracing; ``F.linear`` inside
-    and under ``torch.func`` transforms. With grad mode off (inference), the same GEMM without
-    the autograd Function's call (about 10 us a call; a B=1 layer pays it per sequence)."""
-    if torch.compiler.is_compiling() or functorch_active():
+    """``F.linear`` with oneDNN's GEMM (its own backward) outside tracing; ``F.linear`` inside,
+    under ``torch.func`` transforms and under forward-mode AD (the Function has no jvp). With
+    grad mode off (inference), the same GEMM without the autograd Function's call (about 10 us
+    a call; a B=1 layer pays it per sequence)."""
+    if torch.compiler.is_compiling() or functorch_active() or forward_ad_active():
         return F.linear(x, w, b)
     if not torch.is_grad_enabled():
         return linear_nd(x, w, b)

@@ -38,7 +38,14 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from .._higher import Reference, carrying, functorch_active, reference_vjp, take_reference
+from .._higher import (
+    Reference,
+    carrying,
+    forward_ad_active,
+    functorch_active,
+    reference_vjp,
+    take_reference,
+)
 from ._steps import Steps
 
 __all__ = ["Cfg", "Kernel", "KERNELS", "register", "run"]
@@ -170,7 +177,7 @@ def _plain_eager(ts: list[Tensor | None]) -> bool:
     dispatch be skipped."""
     return (all(t is None or type(t) is Tensor or type(t) is torch.nn.Parameter for t in ts)
             and _get_current_dispatch_mode() is None
-            and getattr(torch.autograd.forward_ad, "_current_level", -1) < 0
+            and not forward_ad_active()
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
@@ -180,12 +187,15 @@ def run(kind: str, ts: list[Tensor | None], steps: Steps, floats: list[float],
 
     ``reference(ts) -> outputs``, the same outputs in differentiable torch ops, serves
     ``create_graph=True`` backwards (:mod:`rnnkit.kernels._higher`); without one they raise.
-    Under ``torch.func`` transforms the reference runs instead of the op.
+    Under ``torch.func`` transforms and forward-mode AD the reference runs instead of the op.
     """
-    if functorch_active():
+    if functorch_active() or forward_ad_active():
+        # torch.func transforms and forward-mode AD (dual tensors): the op has no batching
+        # rule and no jvp, so the reference, in differentiable torch ops, runs instead
         if reference is None:
             raise RuntimeError(f"rnnkit::fused_scan({kind!r}) cannot run under torch.func "
-                               "transforms without its reference; use backend='loop'")
+                               "transforms or forward-mode AD without its reference; use "
+                               "backend='loop'")
         return list(reference(list(ts)))[:KERNELS[kind].n_out]
     need = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
     sizes = [] if steps.sizes is None else [int(n) for n in steps.sizes]
