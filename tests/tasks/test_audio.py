@@ -76,16 +76,24 @@ def trained(tmp_path_factory):
     from rnnkit.train.config import to_dict
 
     tmp = tmp_path_factory.mktemp("audio")
+    # the module's own cache, put back afterwards (it leaked into every later test before)
+    kept = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
-    src = make_tones(tmp / "tones")
-    torch.manual_seed(0)
-    cfg = build_run_config(recipe(src))
-    task = train_task(AudioTask(cfg))
-    metrics = {s: task.evaluate(task.model, s) for s in task.eval_splits}
-    best = write_checkpoint(tmp / "run" / "best", model_state=task.model.state_dict(),
-                            config=to_dict(cfg), task="audio", version="0",
-                            write_assets=task.write_assets)
-    return tmp, src, {"best": best, "metrics": metrics}
+    try:
+        src = make_tones(tmp / "tones")
+        torch.manual_seed(0)
+        cfg = build_run_config(recipe(src))
+        task = train_task(AudioTask(cfg))
+        metrics = {s: task.evaluate(task.model, s) for s in task.eval_splits}
+        best = write_checkpoint(tmp / "run" / "best", model_state=task.model.state_dict(),
+                                config=to_dict(cfg), task="audio", version="0",
+                                write_assets=task.write_assets)
+        yield tmp, src, {"best": best, "metrics": metrics}
+    finally:
+        if kept is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = kept
 
 
 def test_training_learns_the_tones_and_checkpoints(trained):

@@ -152,14 +152,16 @@ def _in_cache() -> bool:
 
 
 def built() -> bool:
-    """Whether the extension is loaded, or loads without a build (its library is in the cache).
+    """Whether the extension's library is in the cache (it loads without a build).
 
     The backends' rules for cases that torch's own kernel already serves well take the
     compiled loop only then: no call should wait a minute for a build to gain a few percent.
+    It is the cache that decides, not whether this process has loaded the extension, so that
+    every process on a machine (a run and its resumption) makes the same choice.
     """
     if os.environ.get("RNNKIT_COMPILED_SCANS", "") == "0":
         return False
-    return (ext.cache_info().currsize > 0 and ext() is not None) or _in_cache()
+    return _in_cache()
 
 
 def _pack_cache_mb() -> int:
