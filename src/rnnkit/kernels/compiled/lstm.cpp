@@ -77,8 +77,9 @@ static inline void lstm_team_units(const float* RS_ v, const float* RS_ b, const
 // of those units into C and Y (c_t of a unit needs only its own c_{t-1}); one barrier ends
 // each step, when h_t is whole. The gates and tanh(c_t) are not written (inference saves
 // nothing). Before it the plain LSTM ran its inference steps on one thread: at B=1, 2 threads,
-// 2 layers, H=256 on the 2-core AMD EPYC 0.91-1.02 of torch.nn.LSTM's time, against the
-// LayerNorm-LSTM's team at 0.81 (inference_rules_amd2_s17.json).
+// 2 layers, H=256 on the 2-core AMD EPYC 0.93-1.02 of torch.nn.LSTM's time in session 17's
+// runs before the team (files rewritten since); with it 0.89-0.93 (lstm_auto_amd2_s17.json,
+// inference_rules_amd2_s17.json; docs/kernels.md, "The LSTM on the compiled loop").
 static void lstm_team(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& W_hh,
                       const float* bp, const Zone<float>& zh, const Zone<float>& zc, Tensor& C,
                       Tensor& Y, int64_t P) {
