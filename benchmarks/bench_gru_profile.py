@@ -14,7 +14,11 @@ one shape (default B=128, T=100, I=128, H=512):
    (``torch.ops.mkl._mkl_linear`` with ``_mkl_reorder_linear_weight``, the loops' kernel), the
    input projection (``kernels.fused._gemm.Linear``'s oneDNN product) and the two weight
    gradients (``_gemm.weight_grad``); their sum is a floor under our time, since every GEMM is
-   there in any float32 implementation of the step.
+   there in any float32 implementation of the step;
+4. this core's peak: a square (2048, 2048) x (2048, 2048) sgemm through ``torch.mm`` at the same
+   thread count.  The step's multiply-adds at that rate are a floor under any float32
+   implementation's time, and torch.nn.GRU's time over it is the largest speed-up over
+   torch.nn.GRU this machine allows (``"best_possible_speedup_over_torch_gru"``).
 
 Usage::
 
@@ -84,6 +88,12 @@ def gemm_floor(B: int, T: int, I: int, H: int, rounds: int) -> dict:
     return {k: round(v, 2) for k, v in out.items()}
 
 
+def peak_gflops(rounds: int, n: int = 2048) -> float:
+    """GFLOP/s of one square float32 ``torch.mm`` at the current thread count (median)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / (_median_ms(lambda: torch.mm(a, b), rounds) / 1e3) / 1e9
+
+
 def run(B: int, T: int, I: int, H: int, rounds: int) -> dict:
     torch.manual_seed(0)
     x, g = torch.randn(T, B, I), torch.randn(T, B, H)
@@ -111,6 +121,8 @@ def run(B: int, T: int, I: int, H: int, rounds: int) -> dict:
     ops = {e.key: round(e.self_cpu_time_total / 1e3 / n, 2) for e in prof.key_averages()
            if e.self_cpu_time_total / 1e3 / n >= 0.5}
     floor = gemm_floor(B, T, I, H, rounds)
+    peak = peak_gflops(rounds)
+    at_peak = floor["GFLOP"] / peak * 1e3
     return {"shape": dict(B=B, T=T, I=I, H=H),
             "fwd_bwd_ms": {k: round(v, 2) for k, v in med.items()},
             "speedup_over_torch_gru": round(med["torch.nn.GRU"]
@@ -118,21 +130,25 @@ def run(B: int, T: int, I: int, H: int, rounds: int) -> dict:
             "target_ms (torch.nn.GRU / 1.5)": round(med["torch.nn.GRU"] / 1.5, 2),
             "profile_self_ms_per_call (profiler on)": dict(sorted(ops.items(),
                                                                   key=lambda kv: -kv[1])),
-            "gemm_floor_ms": floor}
+            "gemm_floor_ms": floor,
+            "peak_sgemm_gflops (2048^3 torch.mm)": round(peak, 1),
+            "floor_at_peak_ms": round(at_peak, 2),
+            "ours_gflops": round(floor["GFLOP"] / med["rnnkit.GRU (fused, compiled)"] * 1e3, 1),
+            "best_possible_speedup_over_torch_gru": round(med["torch.nn.GRU"] / at_peak, 3)}
 
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", default="2,1")
-    ap.add_argument("--shape", default="128,100,128,512", help="B,T,I,H")
+    ap.add_argument("--shape", default="128,100,128,512", help="B,T,I,H; several joined by ';'")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     os.environ["RNNKIT_COMPILED_SCANS"] = "1"
     tune_malloc()
     assert compiled.ext() is not None, "the extension did not build"
-    B, T, I, H = (int(v) for v in a.shape.split(","))
+    shapes = [tuple(int(v) for v in sh.split(",")) for sh in a.shape.split(";")]
     argv_ = sys.argv[1:] if argv is None else argv
     out = {"command": "python benchmarks/bench_gru_profile.py " + " ".join(argv_),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -140,12 +156,13 @@ def main(argv=None) -> dict:
                        "malloc_tuned": True},
            "torch": torch.__version__, "clock": "wall (time.perf_counter)",
            "load_before": os.getloadavg(), "runs": []}
-    for n in [int(t) for t in a.threads.split(",")]:
-        torch.set_num_threads(n)
-        r = run(B, T, I, H, a.rounds)
-        r["threads"] = n
-        out["runs"].append(r)
-        print(json.dumps(r, indent=1), flush=True)
+    for B, T, I, H in shapes:
+        for n in [int(t) for t in a.threads.split(",")]:
+            torch.set_num_threads(n)
+            r = run(B, T, I, H, a.rounds)
+            r["threads"] = n
+            out["runs"].append(r)
+            print(json.dumps(r, indent=1), flush=True)
     out["load_after"] = os.getloadavg()
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")
