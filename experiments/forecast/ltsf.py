@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import shlex
@@ -76,6 +77,9 @@ DATASETS = {
               "dlinear": (1e-3, 32)},
 }
 LOOKBACK_FILE = ROOT / "experiments" / "forecast" / "ltsf_lookback.json"  # the selection
+SEGMENTS = (12, 24, 48)  # segment lengths tried at lookback 96 (the recipes' own is 48)
+SEGMENT_FILE = ROOT / "experiments" / "forecast" / "ltsf_segment_l96.json"  # that selection
+RECIPE_SEGMENT = 48  # model.segment_length in both SegRNN recipes
 
 
 def job_name(ds: str, variables: str, H: int, L: int) -> str:
@@ -87,6 +91,36 @@ def chosen_lookback() -> int | None:
     if LOOKBACK_FILE.is_file():
         return int(json.loads(LOOKBACK_FILE.read_text())["chosen"])
     return None
+
+
+def chosen_segment(L: int) -> int | None:
+    """The segment length :func:`select_segment` chose for lookback ``L``, where it differs
+    from the recipes' (None otherwise, or before the selection)."""
+    if SEGMENT_FILE.is_file():
+        rec = json.loads(SEGMENT_FILE.read_text())
+        if int(rec["lookback"]) == L and int(rec["chosen"]) != RECIPE_SEGMENT:
+            return int(rec["chosen"])
+    return None
+
+
+def tag(model: str, L: int) -> str:
+    """A model's name in its runs' files: a SegRNN (or SegRNN-AR) run at a selected segment
+    length carries it (``segrnn_seg24``), so that the recipe's earlier runs, cached under the
+    plain name, are kept as they are and never taken for it."""
+    S = chosen_segment(L) if model.startswith("segrnn") else None
+    return f"{model}_seg{S}" if S else model
+
+
+def job_done(path: Path, k: int, L: int) -> int:
+    """How many seeds ``path`` (a job's file) holds, or 0 where it is missing or was made at
+    another segment length than lookback ``L``'s now."""
+    if not path.is_file():
+        return 0
+    rec = json.loads(path.read_text())
+    want = chosen_segment(L) or RECIPE_SEGMENT
+    if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != want:
+        return 0
+    return rec.get("seeds", {}).get("n", 0)
 
 
 def queue() -> list[tuple[str, str, int, int, list[int], int]]:
@@ -130,6 +164,8 @@ def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str) -
         # torch's own GRU kernel: at B*H = 1792*256 it is the fastest on one thread
         # (docs/kernels.md), and it keeps these runs off kernels under development
         sets += [f"optim.lr={info['segrnn']}", "model.extras.backend=torch"]
+        if S := chosen_segment(L):
+            sets.append(f"model.segment_length={S}")
     return sets
 
 
@@ -208,7 +244,7 @@ def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
     driver trains the same run (its lock file), wait for its report; a finished run whose
     driver died before caching it is taken as it is if it was trained with the same settings
     (:func:`_same_run`)."""
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_{model}_seed{seed}.json"
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(model, L)}_seed{seed}.json"
     return _exclusive(cache, lambda: cache_or_train(ds, variables, H, L, seed, model, extra,
                                                     cache))
 
@@ -246,10 +282,11 @@ def _same_run(out: Path, recipe: str, sets: list[str], ckpt: str = "best") -> bo
 
 
 def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: str,
-                   extra: list[str], cache: Path) -> dict:
-    name = job_name(ds, variables, H, L)
+                   extra: list[str], cache: Path, prefix: str = "") -> dict:
+    """(``prefix`` names a selection run's directory and log apart from the table's.)"""
+    name = prefix + job_name(ds, variables, H, L)
     recipe = f"configs/ltsf_{DATASETS[ds]['family']}_{model}.yaml"
-    out = f"runs/ltsf/{name}_{model}_seed{seed}"
+    out = f"runs/ltsf/{name}_{tag(model, L)}_seed{seed}"
     sets = _overrides(ds, variables, H, L, seed, model) + extra
     cmd = ["rnnkit", "forecast", "train", recipe, *[f"--set={s}" for s in sets], "--out", out]
     printable = " ".join(shlex.quote(c) for c in cmd)
@@ -261,7 +298,7 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
         print(f"  {out}: finished earlier, taken as it is", flush=True)
         return rec
     _wait_for_bench()
-    log = LOGS / f"{name}_{model}_seed{seed}.log"
+    log = LOGS / f"{name}_{tag(model, L)}_seed{seed}.log"
     print(f"  {time.strftime('%H:%M:%S')} {printable}  (log {log.relative_to(ROOT)})", flush=True)
     resumed = False
     if (ROOT / out).exists():  # a killed earlier attempt
@@ -295,7 +332,7 @@ def blend_one(ds: str, variables: str, H: int, L: int, seed: int) -> dict:
     """SegRNN-AR of one seed: that seed's SegRNN checkpoint with ``model.ar_blend`` fitted on
     the validation windows (``blend_checkpoint``: the checkpoint training with
     ``--set model.ar_blend=true`` writes), scored on every test window; cached under LOGS."""
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_segrnn-ar_seed{seed}.json"
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag('segrnn-ar', L)}_seed{seed}.json"
     return _exclusive(cache, lambda: _blend(ds, variables, H, L, seed, cache))
 
 
@@ -306,8 +343,8 @@ def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path) -> d
     from rnnkit.tasks.forecast import evaluate_checkpoint
     from rnnkit.tasks.forecast_task import blend_checkpoint
 
-    src = ROOT / "runs" / "ltsf" / f"{name}_segrnn_seed{seed}" / "best"
-    out = ROOT / "runs" / "ltsf" / f"{name}_segrnn-ar_seed{seed}"
+    src = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn', L)}_seed{seed}" / "best"
+    out = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn-ar', L)}_seed{seed}"
     _wait_for_bench()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -335,7 +372,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     path = RESULTS / f"{name}.json"
     k = min(upto or len(seeds), len(seeds))
     if path.is_file() and not force:
-        done = json.loads(path.read_text()).get("seeds", {}).get("n", 0)
+        done = job_done(path, k, L)
         if done >= k:
             print(f"{name}: done with {done} seed(s) ({path})", flush=True)
             return path
@@ -387,7 +424,8 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         "seeds": {"seeds": seeds, "n": len(seeds), "mse": _spread(mse), "mae": _spread(mae)},
         "cell": model["cell"],
         "model": {"arch": "segrnn", "name": "SegRNN-AR", "hidden_size": model["hidden_size"],
-                  "segment_length": model["segment_length"], "dropout": model["dropout"],
+                  "segment_length": chosen_segment(L) or model["segment_length"],
+                  "dropout": model["dropout"],
                   "norm": model["norm"], "channels": model["channels"],
                   "train_stride": recipe["data"].get("train_stride", 1), "extra": extras,
                   "ar_blend": ("SegRNN's forecast blended with the linear AR baseline's, one "
@@ -456,6 +494,36 @@ def select_lookback(H: int = 96, epochs: int = 10, seed: int = 1) -> int:
     return best
 
 
+def select_segment(L: int = 96, H: int = 96, epochs: int = 10, seed: int = 1) -> dict:
+    """Short runs on ETTh1 multivariate at lookback ``L``: the segment length (of
+    :data:`SEGMENTS`) with the lowest validation MSE, the lookback selection's protocol.  The
+    recipes' 48 was set for the long lookback's cost; at 96 it leaves the GRU two steps, where
+    SegRNN's own lookback-96 scripts use 24.  Written to :data:`SEGMENT_FILE`."""
+    if SEGMENT_FILE.is_file():
+        return json.loads(SEGMENT_FILE.read_text())
+    LOGS.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for S in SEGMENTS:
+        extra = [f"model.segment_length={S}", f"trainer.max_epochs={epochs}", "trainer.patience=3"]
+        prefix = f"select_seg{S}_"
+        cache = LOGS / f"{prefix}{job_name('ETTh1', 'multivariate', H, L)}_segrnn_seed{seed}.json"
+        r = _exclusive(cache, functools.partial(cache_or_train, "ETTh1", "multivariate", H, L,
+                                                seed, "segrnn", extra, cache, prefix))
+        rows[S] = {"val_mse": r["best_val_loss"], "test_mse": r["report"]["metrics"]["model"]["mse"],
+                   "epochs": r["epochs"], "command": r["command"], "wall_seconds": r["wall_seconds"]}
+    best = min(rows, key=lambda S: rows[S]["val_mse"])
+    record = {"what": f"segment length chosen on ETTh1 multivariate validation MSE at lookback {L} "
+                      f"(SegRNN, seed {seed}, horizon {H}, at most {epochs} epochs, patience 3), "
+                      f"then used by every lookback-{L} SegRNN run",
+              "lookback": L, "candidates": rows, "chosen": best,
+              "command": "python experiments/forecast/ltsf.py --select-segment",
+              "device": _device(), "date": _dt.date.today().isoformat()}
+    SEGMENT_FILE.write_text(json.dumps(record, indent=2) + "\n")
+    scores = ", ".join(f"{S}: {v['val_mse']:.4f}" for S, v in rows.items())
+    print(f"segment length at lookback {L}: {best} ({scores})", flush=True)
+    return record
+
+
 def _device() -> str:
     """The machine, at the one thread every run of the table trains and blends on
     (``trainer.threads=1``), whatever this driver process's own thread count is."""
@@ -483,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rerun a finished job")
     p.add_argument("--queue", action="store_true", help="select the lookback, then the table")
     p.add_argument("--select-lookback", action="store_true")
+    p.add_argument("--select-segment", action="store_true",
+                   help="the segment length at lookback 96, on ETTh1's validation split")
     p.add_argument("--list", action="store_true")
     p.add_argument("--refresh", action="store_true",
                    help="rewrite every job file from its cached seed reports (no training; "
@@ -493,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(path.read_text())
             if r.get("protocol") != "ltsf" or r.get("metric") != "mse":
                 continue
+            if not job_done(path, 1, r["lookback"]):  # an earlier segment length's: rerun, later
+                print(f"{path.name}: made at another segment length; left as it is", flush=True)
+                continue
             key, done = (r["dataset"], r["variables"], r["horizon"], r["lookback"]), \
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
@@ -501,13 +574,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         for job in queue():
             path = RESULTS / f"{job_name(*job[:4])}.json"
-            have = json.loads(path.read_text()).get("seeds", {}).get("n", 0) if path.is_file() else 0
+            have = job_done(path, 1, job[3])
             want = min(job[5], len(job[4]))
             print(f"{'done' if have >= want else 'todo'}  {job_name(*job[:4])}  seeds "
                   f"{job[4][:want]} (file has {have})")
         return 0
     if a.select_lookback or a.queue:
         select_lookback()
+    if a.select_segment:
+        select_segment()
+        return 0
     if a.queue:
         for *job, upto in queue():
             run_job(*job, [], upto=upto)

@@ -17,6 +17,8 @@ start worker2 "for H in 96 192 336 720; do $P ETTm1 multivariate --horizon \$H -
 # file from its runs (cached runs are taken as they are; the 1e-4 ones were removed)
 start worker5 "for H in 96 720 336 192; do $P ETTm2 multivariate --horizon \$H --seeds 1 --force || exit 1; done; \
 for H in 96 192 336 720; do $P ETTm2 univariate --horizon \$H --seeds 1 --force || exit 1; done"
+# lookback 96: SegRNN at the segment length chosen on ETTh1's validation split (24; `ltsf.py
+# --select-segment`, session 18); rows made at the recipes' 48 are run again (ltsf.job_done)
 start worker4 "for D in ETTh1 ETTh2 ETTm1 ETTm2; do for H in 96 192 336 720; do \
 $P \$D multivariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done; done"
 # univariate (OT) at lookback 96, one seed: short runs (minutes for ETTh, under an hour for ETTm)

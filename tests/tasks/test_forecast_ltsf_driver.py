@@ -19,6 +19,7 @@ def ltsf(tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(mod, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(mod, "SEGMENT_FILE", tmp_path / "segment.json")  # no selection yet
     calls = []
 
     def fake_run_one(ds, variables, H, L, seed, model, extra):
@@ -81,6 +82,33 @@ def test_partial_then_complete_and_skip(ltsf):
     assert len(ltsf.calls) == 3
     ltsf.run_job("ETTm1", "multivariate", 192, 720, [1, 2, 3], [])
     assert json.loads(path.read_text())["status"] == "complete"
+
+
+def test_a_selected_segment_length_reruns_only_its_lookback(ltsf):
+    """select_segment's choice for lookback 96 reaches the recipe's overrides and the runs'
+    names there, and a lookback-96 job made at the recipe's length counts as not done."""
+    assert ltsf.chosen_segment(96) is None and ltsf.tag("segrnn", 96) == "segrnn"
+    old = ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])
+    assert json.loads(old.read_text())["model"]["segment_length"] == ltsf.RECIPE_SEGMENT
+    assert ltsf.job_done(old, 1, 96) == 1
+    ltsf.SEGMENT_FILE.write_text(json.dumps({"lookback": 96, "chosen": 24}))
+    assert ltsf.chosen_segment(96) == 24 and ltsf.chosen_segment(512) is None
+    assert ltsf.tag("segrnn", 96) == "segrnn_seg24" and ltsf.tag("segrnn-ar", 96) == "segrnn-ar_seg24"
+    assert ltsf.tag("dlinear", 96) == "dlinear" and ltsf.tag("segrnn", 512) == "segrnn"
+    seg = [s for s in ltsf._overrides("ETTh1", "univariate", 336, 96, 1, "segrnn")
+           if s.startswith("model.segment_length")]
+    assert seg == ["model.segment_length=24"]
+    assert not any("segment_length" in s for s in ltsf._overrides("ETTh1", "univariate", 336, 512,
+                                                                   1, "segrnn")
+                   + ltsf._overrides("ETTh1", "univariate", 336, 96, 1, "dlinear"))
+    assert ltsf.job_done(old, 1, 96) == 0  # made at 48: run again
+    n = len(ltsf.calls)
+    ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])
+    assert len(ltsf.calls) == n + 3
+    assert json.loads(old.read_text())["model"]["segment_length"] == 24
+    assert ltsf.job_done(old, 1, 96) == 1
+    ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])  # now done: skipped
+    assert len(ltsf.calls) == n + 3
 
 
 def test_queue_puts_the_targets_first(ltsf):
