@@ -355,6 +355,13 @@ def _ltsf_table(root: Path) -> str:
     else:
         out += ["The long lookback is not selected yet "
                 "(`python experiments/forecast/ltsf.py --select-lookback`).", ""]
+    seg = root / "experiments" / "forecast" / "ltsf_segment_l96.json"
+    if seg.is_file():
+        s = json.loads(seg.read_text(encoding="utf-8"))
+        cands = ", ".join(f"{S}: {v['val_mse']:.4f}" for S, v in s["candidates"].items())
+        out += [f"Segment length at lookback {s['lookback']}: **{s['chosen']}**, the {s['what']} "
+                f"(validation MSE {cands}); a lookback-{s['lookback']} row's L column names the "
+                "segment length its runs had.", ""]
 
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -403,7 +410,9 @@ def _ltsf_table(root: Path) -> str:
                     "yes" if ours[0] < pub["PatchTST/64"] else "**no**")
         label = (n if r.get("status", "complete") == "complete" else
                  r["status"].removeprefix("partial (").removesuffix(")"))  # "1 of 3 seeds"
-        out.append(f"| {name} | {H} | {lb} | {show(blend, True)} | {show(solo, blend is None)} | "
+        seg_len = r.get("model", {}).get("segment_length")
+        L_col = f"{lb} (seg {seg_len})" if lb == 96 and seg_len else f"{lb}"
+        out.append(f"| {name} | {H} | {L_col} | {show(blend, True)} | {show(solo, blend is None)} | "
                    f"{label} | {b['dlinear']['mse']:.3f} | "
                    f"{b['linear_ar']['mse']:.3f} | {b['seasonal_naive']['mse']:.3f} | "
                    f"{b['naive']['mse']:.3f} | {pt} | {sg} | {beats(blend)} | {beats(solo)} | "
