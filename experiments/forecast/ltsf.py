@@ -12,10 +12,13 @@ the seeds.  Usage (from the repository root; one process at a time on a shared C
     nohup python experiments/forecast/ltsf.py --queue > experiments/logs/ltsf_queue.log 2>&1 &
     python experiments/forecast/ltsf.py ETTh1 multivariate --horizon 96 --lookback 720 --seeds 1 2 3
     python experiments/forecast/ltsf.py --select-lookback        # ETTh1 validation, 336/512/720
+    python experiments/forecast/ltsf.py --select-segment         # at lookback 96: 12/24/48
     python experiments/forecast/ltsf.py --list                    # the queue and what is done
     python experiments/forecast/ltsf.py --refresh                 # job files from cached seeds
 
-Resumable: a finished job's JSON is skipped; within a job each finished seed's report is kept
+A SegRNN (and SegRNN-AR) run at a segment length other than the recipes' 48 carries it in its
+files' names (``..._segrnn_seg24_seed1``), and a job file made at another length than its
+lookback's is not taken as done.  Resumable: a finished job's JSON is skipped; within a job each finished seed's report is kept
 under ``experiments/logs/ltsf/`` and not run again.  Two drivers can share the table: each
 (model, seed) run holds a lock file (its driver's pid) while it trains, and the other driver
 waits for its report.  Before each training run the driver waits
@@ -30,6 +33,7 @@ import datetime as _dt
 import functools
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -103,24 +107,42 @@ def chosen_segment(L: int) -> int | None:
     return None
 
 
-def tag(model: str, L: int) -> str:
-    """A model's name in its runs' files: a SegRNN (or SegRNN-AR) run at a selected segment
-    length carries it (``segrnn_seg24``), so that the recipe's earlier runs, cached under the
-    plain name, are kept as they are and never taken for it."""
-    S = chosen_segment(L) if model.startswith("segrnn") else None
-    return f"{model}_seg{S}" if S else model
+def segment_for(L: int, extra: list[str] | tuple = ()) -> int:
+    """The segment length a SegRNN run at lookback ``L`` trains with: the last
+    ``model.segment_length=`` of ``extra``, else :func:`chosen_segment`'s, else the recipes'.
+    A job reads it once and hands it to each of its runs and its record."""
+    given = [int(e.split("=", 1)[1]) for e in extra if e.startswith("model.segment_length=")]
+    return given[-1] if given else chosen_segment(L) or RECIPE_SEGMENT
 
 
-def job_done(path: Path, k: int, L: int) -> int:
+def tag(model: str, S: int) -> str:
+    """A model's name in its runs' files: a SegRNN (or SegRNN-AR) run at segment length ``S``
+    other than the recipes' carries it (``segrnn_seg24``), so that the recipe's earlier runs,
+    cached under the plain name, are kept as they are and never taken for it."""
+    return f"{model}_seg{S}" if model.startswith("segrnn") and S != RECIPE_SEGMENT else model
+
+
+def job_done(path: Path, L: int, S: int | None = None) -> int:
     """How many seeds ``path`` (a job's file) holds, or 0 where it is missing or was made at
-    another segment length than lookback ``L``'s now."""
+    another segment length than ``S`` (lookback ``L``'s now, by default)."""
     if not path.is_file():
         return 0
     rec = json.loads(path.read_text())
-    want = chosen_segment(L) or RECIPE_SEGMENT
-    if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != want:
+    if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != (S or segment_for(L)):
         return 0
     return rec.get("seeds", {}).get("n", 0)
+
+
+def _check_segment(rec: dict, S: int, cache: Path) -> dict:
+    """``rec`` (a SegRNN or SegRNN-AR report) if it was made at segment length ``S``; a mismatch
+    raises.  A report without the field is older than it: the length its file name carries
+    (``_seg24_``), or the recipes' under a plain name."""
+    named = re.search(r"_seg(\d+)_seed\d+\.json$", cache.name)
+    got = rec.get("segment_length", int(named.group(1)) if named else RECIPE_SEGMENT)
+    if got != S:
+        raise SystemExit(f"{cache}: made at segment length {got}, this job's is {S}; move it "
+                         "aside to run it again")
+    return rec
 
 
 def queue() -> list[tuple[str, str, int, int, list[int], int]]:
@@ -151,7 +173,10 @@ def _wait_for_bench() -> None:
         waited += 10
 
 
-def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str) -> list[str]:
+def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str,
+               S: int | None = None) -> list[str]:
+    """The recipe's ``--set``s for one run (``S``: SegRNN's segment length, :func:`segment_for`
+    by default)."""
     info = DATASETS[ds]
     sets = [f"data.path={info['path']}", f"data.horizon={H}", f"data.input_length={L}",
             f"data.season_length={info['season']}", f"trainer.seed={seed}", "trainer.threads=1"]
@@ -164,7 +189,7 @@ def _overrides(ds: str, variables: str, H: int, L: int, seed: int, model: str) -
         # torch's own GRU kernel: at B*H = 1792*256 it is the fastest on one thread
         # (docs/kernels.md), and it keeps these runs off kernels under development
         sets += [f"optim.lr={info['segrnn']}", "model.extras.backend=torch"]
-        if S := chosen_segment(L):
+        if (S := S or segment_for(L)) != RECIPE_SEGMENT:
             sets.append(f"model.segment_length={S}")
     return sets
 
@@ -239,14 +264,16 @@ def _devices(listed: dict) -> str:
 
 
 def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
-            extra: list[str]) -> dict:
+            extra: list[str], S: int | None = None) -> dict:
     """Train and score one (model, seed); its report is cached under LOGS.  While another
     driver trains the same run (its lock file), wait for its report; a finished run whose
     driver died before caching it is taken as it is if it was trained with the same settings
-    (:func:`_same_run`)."""
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(model, L)}_seed{seed}.json"
-    return _exclusive(cache, lambda: cache_or_train(ds, variables, H, L, seed, model, extra,
-                                                    cache))
+    (:func:`_same_run`).  ``S``: SegRNN's segment length (:func:`segment_for` by default)."""
+    S = segment_for(L, extra) if S is None else S
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(model, S)}_seed{seed}.json"
+    rec = _exclusive(cache, functools.partial(cache_or_train, ds, variables, H, L, seed, model,
+                                              extra, cache, "", S))
+    return _check_segment(rec, S, cache) if model == "segrnn" else rec
 
 
 def _exclusive(cache: Path, make: Any) -> dict:
@@ -282,23 +309,26 @@ def _same_run(out: Path, recipe: str, sets: list[str], ckpt: str = "best") -> bo
 
 
 def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: str,
-                   extra: list[str], cache: Path, prefix: str = "") -> dict:
+                   extra: list[str], cache: Path, prefix: str = "", S: int | None = None) -> dict:
     """(``prefix`` names a selection run's directory and log apart from the table's.)"""
     name = prefix + job_name(ds, variables, H, L)
+    S = segment_for(L, extra) if S is None else S
+    label = model if prefix else tag(model, S)
     recipe = f"configs/ltsf_{DATASETS[ds]['family']}_{model}.yaml"
-    out = f"runs/ltsf/{name}_{tag(model, L)}_seed{seed}"
-    sets = _overrides(ds, variables, H, L, seed, model) + extra
+    out = f"runs/ltsf/{name}_{label}_seed{seed}"
+    sets = _overrides(ds, variables, H, L, seed, model, S) + extra
     cmd = ["rnnkit", "forecast", "train", recipe, *[f"--set={s}" for s in sets], "--out", out]
     printable = " ".join(shlex.quote(c) for c in cmd)
     if ((ROOT / out / "report.json").is_file() and (ROOT / out / "summary.json").is_file()
             and _same_run(ROOT / out, recipe, sets)):
         wall = json.loads((ROOT / out / "summary.json").read_text()).get("wall_seconds", 0.0)
         rec = _record(printable, wall, ROOT / out)  # trained; its driver stopped before caching
+        rec |= {"segment_length": S} if model == "segrnn" else {}
         cache.write_text(json.dumps(rec, indent=1) + "\n")
         print(f"  {out}: finished earlier, taken as it is", flush=True)
         return rec
     _wait_for_bench()
-    log = LOGS / f"{name}_{tag(model, L)}_seed{seed}.log"
+    log = LOGS / f"{name}_{label}_seed{seed}.log"
     print(f"  {time.strftime('%H:%M:%S')} {printable}  (log {log.relative_to(ROOT)})", flush=True)
     resumed = False
     if (ROOT / out).exists():  # a killed earlier attempt
@@ -321,6 +351,7 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
         summary = json.loads((ROOT / out / "summary.json").read_text())
         wall = max(wall, float(summary.get("elapsed_seconds") or 0.0))
     rec = {**_record(printable, wall, ROOT / out), "resumed": resumed}
+    rec |= {"segment_length": S} if model == "segrnn" else {}
     cache.write_text(json.dumps(rec, indent=1) + "\n")
     report = rec["report"]
     print(f"  -> test MSE {report['metrics']['model']['mse']:.4f} "
@@ -328,23 +359,25 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
     return rec
 
 
-def blend_one(ds: str, variables: str, H: int, L: int, seed: int) -> dict:
+def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None = None) -> dict:
     """SegRNN-AR of one seed: that seed's SegRNN checkpoint with ``model.ar_blend`` fitted on
     the validation windows (``blend_checkpoint``: the checkpoint training with
     ``--set model.ar_blend=true`` writes), scored on every test window; cached under LOGS."""
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag('segrnn-ar', L)}_seed{seed}.json"
-    return _exclusive(cache, lambda: _blend(ds, variables, H, L, seed, cache))
+    S = segment_for(L) if S is None else S
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag('segrnn-ar', S)}_seed{seed}.json"
+    rec = _exclusive(cache, functools.partial(_blend, ds, variables, H, L, seed, cache, S))
+    return _check_segment(rec, S, cache)
 
 
-def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path) -> dict:
+def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: int) -> dict:
     name = job_name(ds, variables, H, L)
     import torch
 
     from rnnkit.tasks.forecast import evaluate_checkpoint
     from rnnkit.tasks.forecast_task import blend_checkpoint
 
-    src = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn', L)}_seed{seed}" / "best"
-    out = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn-ar', L)}_seed{seed}"
+    src = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn', S)}_seed{seed}" / "best"
+    out = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn-ar', S)}_seed{seed}"
     _wait_for_bench()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -352,7 +385,8 @@ def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path) -> d
     report = evaluate_checkpoint(out, data_dir=str(ROOT / ".." / "shared" / "datasets"))
     rec = {"command": (f"rnnkit forecast blend {src.relative_to(ROOT)} --out "
                        f"{out.relative_to(ROOT)}"),
-           "wall_seconds": round(time.time() - t0, 1), "report": report, "fitted": fitted}
+           "wall_seconds": round(time.time() - t0, 1), "report": report, "fitted": fitted,
+           "segment_length": S}
     cache.write_text(json.dumps(rec, indent=1) + "\n")
     print(f"  -> SegRNN-AR seed {seed}: test MSE {report['metrics']['model']['mse']:.4f} (blend "
           f"weight mean {fitted['ar_blend_mean']:.3f})", flush=True)
@@ -371,16 +405,17 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     name = job_name(ds, variables, H, L)
     path = RESULTS / f"{name}.json"
     k = min(upto or len(seeds), len(seeds))
+    S = segment_for(L, extra)  # read once: every run of the job and its record use it
     if path.is_file() and not force:
-        done = job_done(path, k, L)
+        done = job_done(path, L, S)
         if done >= k:
             print(f"{name}: done with {done} seed(s) ({path})", flush=True)
             return path
     LOGS.mkdir(parents=True, exist_ok=True)
     print(f"{name}: seeds {seeds[:k]} of {seeds}", flush=True)
-    runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [])
+    runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [], S=S)
                 for s in seeds[:k]] for m in ("segrnn", "dlinear")}
-    runs["segrnn-ar"] = [blend_one(ds, variables, H, L, s) for s in seeds[:k]]
+    runs["segrnn-ar"] = [blend_one(ds, variables, H, L, s, S=S) for s in seeds[:k]]
     planned, seeds = seeds, seeds[:k]
     first = runs["segrnn"][0]["report"]
     import yaml
@@ -424,7 +459,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         "seeds": {"seeds": seeds, "n": len(seeds), "mse": _spread(mse), "mae": _spread(mae)},
         "cell": model["cell"],
         "model": {"arch": "segrnn", "name": "SegRNN-AR", "hidden_size": model["hidden_size"],
-                  "segment_length": chosen_segment(L) or model["segment_length"],
+                  "segment_length": S,
                   "dropout": model["dropout"],
                   "norm": model["norm"], "channels": model["channels"],
                   "train_stride": recipe["data"].get("train_stride", 1), "extra": extras,
@@ -500,7 +535,10 @@ def select_segment(L: int = 96, H: int = 96, epochs: int = 10, seed: int = 1) ->
     recipes' 48 was set for the long lookback's cost; at 96 it leaves the GRU two steps, where
     SegRNN's own lookback-96 scripts use 24.  Written to :data:`SEGMENT_FILE`."""
     if SEGMENT_FILE.is_file():
-        return json.loads(SEGMENT_FILE.read_text())
+        rec = json.loads(SEGMENT_FILE.read_text())
+        if int(rec["lookback"]) != L:
+            raise SystemExit(f"{SEGMENT_FILE} holds lookback {rec['lookback']}'s selection, not {L}'s")
+        return rec
     LOGS.mkdir(parents=True, exist_ok=True)
     rows = {}
     for S in SEGMENTS:
@@ -514,11 +552,13 @@ def select_segment(L: int = 96, H: int = 96, epochs: int = 10, seed: int = 1) ->
     best = min(rows, key=lambda S: rows[S]["val_mse"])
     record = {"what": f"segment length chosen on ETTh1 multivariate validation MSE at lookback {L} "
                       f"(SegRNN, seed {seed}, horizon {H}, at most {epochs} epochs, patience 3), "
-                      f"then used by every lookback-{L} SegRNN run",
+                      f"then fixed for the lookback-{L} SegRNN runs",
               "lookback": L, "candidates": rows, "chosen": best,
               "command": "python experiments/forecast/ltsf.py --select-segment",
               "device": _device(), "date": _dt.date.today().isoformat()}
-    SEGMENT_FILE.write_text(json.dumps(record, indent=2) + "\n")
+    tmp = SEGMENT_FILE.with_suffix(".tmp")  # drivers read it: never a half-written file
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, SEGMENT_FILE)
     scores = ", ".join(f"{S}: {v['val_mse']:.4f}" for S, v in rows.items())
     print(f"segment length at lookback {L}: {best} ({scores})", flush=True)
     return record
@@ -563,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(path.read_text())
             if r.get("protocol") != "ltsf" or r.get("metric") != "mse":
                 continue
-            if not job_done(path, 1, r["lookback"]):  # an earlier segment length's: rerun, later
+            if not job_done(path, r["lookback"]):  # an earlier segment length's: rerun, later
                 print(f"{path.name}: made at another segment length; left as it is", flush=True)
                 continue
             key, done = (r["dataset"], r["variables"], r["horizon"], r["lookback"]), \
@@ -574,10 +614,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         for job in queue():
             path = RESULTS / f"{job_name(*job[:4])}.json"
-            have = job_done(path, 1, job[3])
+            have = job_done(path, job[3])
             want = min(job[5], len(job[4]))
+            held = ""
+            if path.is_file() and not have:  # made at another segment length
+                r = json.loads(path.read_text())
+                held = (f"{r['seeds']['n']} at segment length "
+                        f"{r.get('model', {}).get('segment_length', RECIPE_SEGMENT)}, not "
+                        f"{segment_for(job[3])}")
             print(f"{'done' if have >= want else 'todo'}  {job_name(*job[:4])}  seeds "
-                  f"{job[4][:want]} (file has {have})")
+                  f"{job[4][:want]} (file has {held or have})")
         return 0
     if a.select_lookback or a.queue:
         select_lookback()

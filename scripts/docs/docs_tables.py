@@ -359,9 +359,14 @@ def _ltsf_table(root: Path) -> str:
     if seg.is_file():
         s = json.loads(seg.read_text(encoding="utf-8"))
         cands = ", ".join(f"{S}: {v['val_mse']:.4f}" for S, v in s["candidates"].items())
+        older = sorted({r.get("model", {}).get("segment_length", drv.RECIPE_SEGMENT)
+                        for k, r in runs.items()
+                        if k[2] == s["lookback"]} - {s["chosen"]})
+        rerun = (f"; rows made at {', '.join(map(str, older))} before it are being run again"
+                 if older else "")
         out += [f"Segment length at lookback {s['lookback']}: **{s['chosen']}**, the {s['what']} "
-                f"(validation MSE {cands}); a lookback-{s['lookback']} row's L column names the "
-                "segment length its runs had.", ""]
+                f"(validation MSE {cands}){rerun}. A lookback-{s['lookback']} row's L column "
+                "names the segment length its runs had.", ""]
 
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"

@@ -22,7 +22,7 @@ def ltsf(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "SEGMENT_FILE", tmp_path / "segment.json")  # no selection yet
     calls = []
 
-    def fake_run_one(ds, variables, H, L, seed, model, extra):
+    def fake_run_one(ds, variables, H, L, seed, model, extra, S=None):
         calls.append((model, seed))
         mse = {"segrnn": 0.40 + 0.01 * seed, "dlinear": 0.45}[model]
         m = {"model": {"mse": mse, "mae": mse / 2}, "naive": {"mse": 1.3, "mae": 0.7},
@@ -31,7 +31,7 @@ def ltsf(tmp_path, monkeypatch):
                 "wall_seconds": 10.0, "report": {"metrics": m, "windows": 2785},
                 "best_val_loss": 0.7, "stopped": "patience", "epochs": 12}
 
-    def fake_blend_one(ds, variables, H, L, seed):
+    def fake_blend_one(ds, variables, H, L, seed, S=None):
         calls.append(("segrnn-ar", seed))
         mse = 0.38 + 0.01 * seed
         m = {"model": {"mse": mse, "mae": mse / 2}}
@@ -87,26 +87,33 @@ def test_partial_then_complete_and_skip(ltsf):
 def test_a_selected_segment_length_reruns_only_its_lookback(ltsf):
     """select_segment's choice for lookback 96 reaches the recipe's overrides and the runs'
     names there, and a lookback-96 job made at the recipe's length counts as not done."""
-    assert ltsf.chosen_segment(96) is None and ltsf.tag("segrnn", 96) == "segrnn"
+    import yaml
+
+    for family in ("etth1", "ettm1"):  # the constant is the recipes' own
+        recipe = yaml.safe_load((ROOT / f"configs/ltsf_{family}_segrnn.yaml").read_text())
+        assert recipe["model"]["segment_length"] == ltsf.RECIPE_SEGMENT
+    assert ltsf.chosen_segment(96) is None and ltsf.segment_for(96) == ltsf.RECIPE_SEGMENT
     old = ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])
     assert json.loads(old.read_text())["model"]["segment_length"] == ltsf.RECIPE_SEGMENT
-    assert ltsf.job_done(old, 1, 96) == 1
+    assert ltsf.job_done(old, 96) == 1
     ltsf.SEGMENT_FILE.write_text(json.dumps({"lookback": 96, "chosen": 24}))
     assert ltsf.chosen_segment(96) == 24 and ltsf.chosen_segment(512) is None
-    assert ltsf.tag("segrnn", 96) == "segrnn_seg24" and ltsf.tag("segrnn-ar", 96) == "segrnn-ar_seg24"
-    assert ltsf.tag("dlinear", 96) == "dlinear" and ltsf.tag("segrnn", 512) == "segrnn"
+    assert ltsf.segment_for(96) == 24 and ltsf.segment_for(512) == ltsf.RECIPE_SEGMENT
+    assert ltsf.segment_for(96, ["model.segment_length=12"]) == 12
+    assert ltsf.tag("segrnn", 24) == "segrnn_seg24" and ltsf.tag("segrnn-ar", 24) == "segrnn-ar_seg24"
+    assert ltsf.tag("dlinear", 24) == "dlinear" and ltsf.tag("segrnn", 48) == "segrnn"
     seg = [s for s in ltsf._overrides("ETTh1", "univariate", 336, 96, 1, "segrnn")
            if s.startswith("model.segment_length")]
     assert seg == ["model.segment_length=24"]
     assert not any("segment_length" in s for s in ltsf._overrides("ETTh1", "univariate", 336, 512,
                                                                    1, "segrnn")
                    + ltsf._overrides("ETTh1", "univariate", 336, 96, 1, "dlinear"))
-    assert ltsf.job_done(old, 1, 96) == 0  # made at 48: run again
+    assert ltsf.job_done(old, 96) == 0  # made at 48: run again
     n = len(ltsf.calls)
     ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])
     assert len(ltsf.calls) == n + 3
     assert json.loads(old.read_text())["model"]["segment_length"] == 24
-    assert ltsf.job_done(old, 1, 96) == 1
+    assert ltsf.job_done(old, 96) == 1
     ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])  # now done: skipped
     assert len(ltsf.calls) == n + 3
 
@@ -222,6 +229,78 @@ def test_a_killed_run_is_resumed_not_restarted(tmp_path, monkeypatch):
     rec = mod.run_one("ETTh1", "multivariate", 96, 512, 1, "segrnn", [])
     assert "--resume" not in ran[-1] and not rec["resumed"] and not (out / "last").exists()
     assert (mod.LOGS / f"{name}_segrnn_seed1.log").read_text() == "second part\n"
+
+
+def test_a_selected_segment_names_and_checks_every_file(tmp_path, monkeypatch):
+    """At lookback 96 after the selection, the SegRNN run trains with the chosen length under
+    ``segrnn_seg24`` names (run directory, log, cache), the blend reads that run's checkpoint
+    and caches as ``segrnn-ar_seg24``; DLinear keeps its plain names; a cached report of another
+    length under a tagged name raises instead of being taken."""
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("_ltsf4", ROOT / "experiments/forecast/ltsf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
+    mod.SEGMENT_FILE = tmp_path / "segment.json"
+    mod.SEGMENT_FILE.write_text(json.dumps({"lookback": 96, "chosen": 24}))
+    mod.LOGS.mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    name = mod.job_name("ETTh2", "univariate", 192, 96)
+    ran = []
+
+    def fake_run(cmd, cwd, env, stdout, stderr):
+        ran.append(cmd)
+        out = tmp_path / cmd[cmd.index("--out") + 1]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps({"metrics": {"model": {"mse": 0.2,
+                                                                            "mae": 0.3}}}))
+        (out / "summary.json").write_text(json.dumps({"best": 0.5}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    blended = []
+
+    def fake_blend(src, out, data_dir):
+        blended.append((src, out))
+        return {"ar_blend_mean": 0.5}
+
+    import rnnkit.tasks.forecast as fc
+    import rnnkit.tasks.forecast_task as ft
+
+    monkeypatch.setattr(mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(mod, "_wait_for_bench", lambda: None)
+    monkeypatch.setattr(ft, "blend_checkpoint", fake_blend)
+    monkeypatch.setattr(fc, "evaluate_checkpoint",
+                        lambda out, data_dir: {"metrics": {"model": {"mse": 0.19, "mae": 0.29}}})
+    rec = mod.run_one("ETTh2", "univariate", 192, 96, 1, "segrnn", [])
+    assert rec["segment_length"] == 24
+    assert "--set=model.segment_length=24" in ran[-1]
+    assert ran[-1][ran[-1].index("--out") + 1] == f"runs/ltsf/{name}_segrnn_seg24_seed1"
+    assert (mod.LOGS / f"{name}_segrnn_seg24_seed1.log").is_file()
+    assert (mod.LOGS / f"{name}_segrnn_seg24_seed1.json").is_file()
+    mod.run_one("ETTh2", "univariate", 192, 96, 1, "dlinear", [])
+    assert not any("segment_length" in c for c in ran[-1])
+    assert ran[-1][ran[-1].index("--out") + 1] == f"runs/ltsf/{name}_dlinear_seed1"
+    b = mod.blend_one("ETTh2", "univariate", 192, 96, 1)
+    assert b["segment_length"] == 24
+    assert blended == [(tmp_path / "runs/ltsf" / f"{name}_segrnn_seg24_seed1" / "best",
+                        tmp_path / "runs/ltsf" / f"{name}_segrnn-ar_seg24_seed1")]
+    assert (mod.LOGS / f"{name}_segrnn-ar_seg24_seed1.json").is_file()
+    # a report from before the field: its name's length counts
+    cache = mod.LOGS / f"{name}_segrnn_seg24_seed1.json"
+    older = {k: v for k, v in json.loads(cache.read_text()).items() if k != "segment_length"}
+    cache.write_text(json.dumps(older))
+    n = len(ran)
+    assert mod.run_one("ETTh2", "univariate", 192, 96, 1, "segrnn", [])["report"] == older["report"]
+    assert len(ran) == n
+    # a report of another length cached under the tagged name: an error, not a silent reuse
+    cache.write_text(json.dumps({**json.loads(cache.read_text()), "segment_length": 12}))
+    with pytest.raises(SystemExit, match="segment length 12"):
+        mod.run_one("ETTh2", "univariate", 192, 96, 1, "segrnn", [])
+    # an explicit length in the extra settings gets its own names
+    rec = mod.run_one("ETTh2", "univariate", 192, 96, 1, "segrnn", ["model.segment_length=12"])
+    assert rec["segment_length"] == 12
+    assert ran[-1][ran[-1].index("--out") + 1] == f"runs/ltsf/{name}_segrnn_seg12_seed1"
 
 
 def test_device_names_each_training_runs_machine(ltsf):
