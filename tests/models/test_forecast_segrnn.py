@@ -202,3 +202,52 @@ def test_segrnn_linear_ar_starts_at_the_linear_ar_forecast(norm):
         m.set_linear_ar(np.zeros((2, 10)))
     with pytest.raises(ValueError, match="needs input_length"):
         SegRNN(_segrnn(linear_ar=True), n_targets=2, horizon=H)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("channels, chan_emb", [("independent", True), ("independent", False),
+                                                ("mixed", False)])
+def test_segrnn_separable_decoder_equals_the_batched_step(cell, channels, chan_emb, monkeypatch):
+    """The decoder's step from products taken once per distinct operand gives the batched
+    step's forecast and every gradient (float64, training mode)."""
+    import rnnkit.models.forecast_segrnn as seg
+
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(cell=cell, hidden_size=6, norm="revin", revin_affine=True,
+                       channels=channels, channel_embedding=chan_emb),
+               n_targets=3, horizon=10).double().train()
+    assert seg.separable_mode(m.encoder) == {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}.get(
+        cell, cell.upper())
+    x = torch.randn(4, 12, 3, dtype=torch.float64)
+    g = torch.randn(4, 10, 3, 1, dtype=torch.float64)
+
+    def run():
+        m.zero_grad(set_to_none=True)
+        p = m(x)
+        p.backward(g)
+        return p.detach(), {n: w.grad.clone() for n, w in m.named_parameters()}
+
+    fast = run()
+    monkeypatch.setattr(seg, "separable_mode", lambda layer: None)  # the batched step
+    slow = run()
+    assert torch.allclose(fast[0], slow[0], rtol=1e-12, atol=1e-12)
+    assert fast[1].keys() == slow[1].keys()
+    for n in fast[1]:
+        assert torch.allclose(fast[1][n], slow[1][n], rtol=1e-10, atol=1e-12), n
+
+
+def test_segrnn_separable_decoder_only_for_a_plain_step():
+    """Two layers, a regulariser that acts in the step, Cho's GRU (reset before the product),
+    a cell with no torch.nn step: the batched step."""
+    from rnnkit.models.forecast_segrnn import separable_mode
+
+    def enc(**kw):
+        return SegRNN(_segrnn(**kw), n_targets=2, horizon=8).encoder
+
+    assert separable_mode(enc(cell="gru")) == "GRU"
+    assert separable_mode(enc(cell="gru", num_layers=2)) is None
+    assert separable_mode(enc(cell="lstm", extras={"zoneout": 0.1})) is None
+    assert separable_mode(enc(cell="gru", extras={"reset_after": False})) is None
+    assert separable_mode(enc(cell="layernorm_lstm")) is None
+    rd = enc(cell="lstm", extras={"recurrent_dropout": 0.25})
+    assert separable_mode(rd.train()) is None and separable_mode(rd.eval()) == "LSTM"

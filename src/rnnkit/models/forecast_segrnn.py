@@ -14,20 +14,25 @@ model; mixed: a segment holds the ``w`` steps of all ``C`` channels)::
     y      = norm^{-1}([y_1 .. y_m])[:H]
 
 (SegRNN's "PMF", parallel multi-step forecasting: no output is fed back, so errors do not
-accumulate and the decoder's ``m`` steps cost one batched step.)  ``highway=k`` adds LSTNet's
-linear component on the normalised window, shared by the channels: ``y += W_a z[L-k:] + b_a``
-(``W_a``: (H, k); independent channels only).  ``linear_ar`` makes the model a hybrid: the
-forecast is ``A_c z_c + a_c + (norm^{-1}(y) - norm^{-1}(0))``, where ``A_c`` (H, L) and ``a_c``
-(H,) are channel ``c``'s linear AR baseline (fitted by least squares on the training split,
-:class:`~rnnkit.models.forecast_baselines.LinearAR`) unrolled into one affine map
-(:meth:`SegRNN.set_linear_ar`; fixed buffers), and the recurrent part, its level removed,
-models what the AR misses; its head starts at zero.  ``ar_blend`` keeps SegRNN as it is and
+accumulate and the decoder's ``m`` steps cost one batched step.)  Where the layer is one
+layer, one direction of torch.nn's GRU, LSTM or Elman RNN step (no regulariser acting, no
+projection), that step is taken with its two products once per distinct operand: ``q_i`` has
+``m`` (or ``C*m``) distinct values and ``h_n`` one per sequence, where the batched step would
+multiply all ``N*m`` rows; the gates are then summed by broadcasting (:func:`separable_step`;
+docs/pipelines/forecasting.md has its timing).
+
+``highway=k`` adds LSTNet's linear component on the normalised window, shared by the channels:
+``y += W_a z[L-k:] + b_a`` (``W_a``: (H, k); independent channels only). ``linear_ar`` makes the
+model a hybrid: the forecast is ``A_c z_c + a_c + (norm^{-1}(y) - norm^{-1}(0))``, where ``A_c``
+(H, L) and ``a_c`` (H,) are channel ``c``'s linear AR baseline (fitted by least squares on the
+training split, :class:`~rnnkit.models.forecast_baselines.LinearAR`) unrolled into one affine
+map (:meth:`SegRNN.set_linear_ar`; fixed buffers), and the recurrent part, its level removed,
+models what the AR misses; its head starts at zero. ``ar_blend`` keeps SegRNN as it is and
 blends its forecast ``y`` with the same AR map afterwards: ``A_c z_c + a_c + b_h (y - A_c z_c -
 a_c)``, one weight ``b_h`` in [0, 1] per horizon step, fitted by least squares on held-out
-windows after training (:meth:`SegRNN.fit_ar_blend`; ``b = 1``, SegRNN alone, until then).
-An ``L`` that ``w`` does not
-divide is padded at the front with the window's first value.  The encoder and decoder are the
-same layer, as in SegRNN.
+windows after training (:meth:`SegRNN.fit_ar_blend`; ``b = 1``, SegRNN alone, until then). An
+``L`` that ``w`` does not divide is padded at the front with the window's first value. The
+encoder and decoder are the same layer, as in SegRNN.
 
 Shapes: ``B`` windows, ``L`` lookback, ``H`` horizon, ``C`` channels, ``d`` hidden size,
 ``K`` head parameters.
@@ -51,7 +56,7 @@ from torch import Tensor, nn
 from rnnkit.models.forecast import ForecastModelConfig, head_size
 from rnnkit.models.forecast_norm import InstanceNorm
 
-__all__ = ["SegRNN", "repeat_state"]
+__all__ = ["SegRNN", "repeat_state", "separable_mode", "separable_step"]
 
 
 def repeat_state(state: Any, m: int) -> Any:
@@ -61,6 +66,57 @@ def repeat_state(state: Any, m: int) -> Any:
     if isinstance(state, (tuple, list)):
         return type(state)(repeat_state(s, m) for s in state)
     return state.repeat_interleave(m, dim=1)
+
+
+def separable_mode(layer: nn.Module) -> str | None:
+    """``"GRU"``, ``"LSTM"``, ``"RNN_TANH"`` or ``"RNN_RELU"`` where ``layer`` is one layer, one
+    direction of that torch.nn step (rnnkit's ``Recurrent`` with a native cell, no regulariser
+    acting in its current mode, no projection), so that one step's input and state products can
+    be taken apart (:func:`separable_step`); else None."""
+    from rnnkit.layers.recurrent import Recurrent
+
+    if isinstance(layer, Recurrent):
+        mode = getattr(layer.cells[0], "native_mode", None)
+        if (mode is None or layer.num_layers != 1 or layer.bidirectional
+                or getattr(layer, "proj_size", 0) or layer.residual
+                or layer.regularizers.torch_unsupported(layer.training) is not None
+                or (layer.training and layer.regularizers.weight_drop)):
+            return None
+        return mode
+    return None
+
+
+def separable_step(layer: nn.Module, mode: str, gi: Tensor, h: Any, rows: tuple[int, ...]
+                   ) -> Tensor:
+    """One step of ``layer`` (:func:`separable_mode` ``mode``) for every pair of a state row and
+    an input row, from the products taken once each.
+
+    ``gi``: the input's projection ``x W_ih^T + b_ih`` broadcastable to ``(*rows, G)``; ``h``:
+    the layer's state, ``(1, N, d)`` (LSTM: ``(h, c)``), reshaped to ``rows`` (its rows must
+    broadcast against ``gi``'s).  Returns the new hidden state ``(*rows, d)`` (torch.nn's
+    gate order and formulas).
+    """
+    w_hh = layer.weight_hh_l0
+    b_hh = getattr(layer, "bias_hh_l0", None)
+    if mode == "LSTM":
+        h0, c0 = (s[0].reshape(*rows, -1) for s in h)
+    else:
+        h0 = (h[0] if isinstance(h, (tuple, list)) else h)[0].reshape(*rows, -1)
+    gh = torch.nn.functional.linear(h0, w_hh, b_hh)
+    if mode == "GRU":
+        d = h0.size(-1)
+        rz = torch.sigmoid(gi[..., :2 * d] + gh[..., :2 * d])
+        r, z = rz[..., :d], rz[..., d:]
+        n = torch.tanh(gi[..., 2 * d:] + r * gh[..., 2 * d:])
+        return n + z * (h0 - n)
+    if mode == "LSTM":
+        d = h0.size(-1)
+        g = gi + gh
+        ifo = torch.sigmoid(torch.cat([g[..., :2 * d], g[..., 3 * d:]], -1))
+        c = ifo[..., d:2 * d] * c0 + ifo[..., :d] * torch.tanh(g[..., 2 * d:3 * d])
+        return ifo[..., 2 * d:] * torch.tanh(c)
+    act = torch.tanh if mode == "RNN_TANH" else torch.relu
+    return act(gi + gh)
 
 
 def check_targets_only(model: str, n_past: int, n_future: int) -> None:
@@ -221,6 +277,31 @@ class SegRNN(nn.Module):
         self.blend.copy_(b.clamp(0.0, 1.0).to(self.blend))
         return self.blend.clone()
 
+    def _query_table(self) -> Tensor:
+        """The decoder's distinct inputs: (C, m, d) with channel embeddings, else (m, d)."""
+        if self.chan is None:
+            return self.pos
+        C, m = self.C, self.m
+        return torch.cat([self.pos[None].expand(C, m, -1),
+                          self.chan[:, None].expand(C, m, -1)], -1)
+
+    def _decode(self, h: Any, B: int) -> Tensor:
+        """The decoder's one step for every (sequence, output segment): (N*m, d), rows
+        ``n*m + i``."""
+        mode = separable_mode(self.encoder)
+        if mode is None:  # any other layer: the batched step over all N*m rows
+            out, _ = self.encoder(self._queries(B), repeat_state(h, self.m))  # (N*m, 1, d)
+            return out[:, 0]
+        q = self._query_table()
+        gi = torch.nn.functional.linear(q, self.encoder.weight_ih_l0,
+                                        getattr(self.encoder, "bias_ih_l0", None))
+        if self.chan is None:  # gi (m, G); state rows n = 0..N-1
+            rows = ((h[0] if isinstance(h, (tuple, list)) else h).size(1), 1)
+        else:  # gi (C, m, G); state rows n = b*C + c
+            rows = (B, self.C, 1)
+        out = separable_step(self.encoder, mode, gi, h, rows)  # (..., m, d)
+        return out.reshape(-1, out.size(-1))
+
     def _queries(self, B: int) -> Tensor:
         """Decoder inputs, one per (sequence, output segment): (N*m, 1, d), N = B*C or B."""
         if self.chan is None:
@@ -250,8 +331,7 @@ class SegRNN(nn.Module):
         else:
             u = z.reshape(B, n, w * C)  # (B, n, w*C): a segment's steps, channels inner
         _, h = self.encoder(torch.relu(self.embed(u)))  # state (layers, N, d)
-        out, _ = self.encoder(self._queries(B), repeat_state(h, m))  # (N*m, 1, d)
-        y = self.head(self.drop(out[:, 0]))  # (N*m, width*K)
+        y = self.head(self.drop(self._decode(h, B)))  # (N*m, width*K)
         if self.independent:
             # (B*C*m, w*K) -> (B, C, m*w, K) -> (B, H, C, K)
             p = y.reshape(B, C, m * w, K)[:, :, :self.H].transpose(1, 2)
