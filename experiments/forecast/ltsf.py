@@ -503,22 +503,29 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     return path
 
 
+def _screen(H: int, seed: int, epochs: int, runs: dict) -> dict:
+    """Short SegRNN runs on ETTh1 multivariate (at most ``epochs`` epochs, patience 3), one per
+    candidate of ``runs`` (candidate -> (lookback, extra settings, name prefix)); each cached
+    and run under its prefix (``select_...``), apart from the table's runs.  Returns each
+    candidate's validation and test MSE, epochs, command and time."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for key, (L, extra, prefix) in runs.items():
+        extra = [*extra, f"trainer.max_epochs={epochs}", "trainer.patience=3"]
+        cache = LOGS / f"{prefix}{job_name('ETTh1', 'multivariate', H, L)}_segrnn_seed{seed}.json"
+        r = _exclusive(cache, functools.partial(cache_or_train, "ETTh1", "multivariate", H, L,
+                                                seed, "segrnn", extra, cache, prefix))
+        rows[key] = {"val_mse": r["best_val_loss"],
+                     "test_mse": r["report"]["metrics"]["model"]["mse"], "epochs": r["epochs"],
+                     "command": r["command"], "wall_seconds": r["wall_seconds"]}
+    return rows
+
+
 def select_lookback(H: int = 96, epochs: int = 10, seed: int = 1) -> int:
     """Short runs on ETTh1 multivariate: the lookback with the lowest validation MSE."""
     if LOOKBACK_FILE.is_file():
         return chosen_lookback()
-    LOGS.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    for L in LOOKBACKS:
-        extra = [f"trainer.max_epochs={epochs}"]
-        r = run_one("ETTh1", "multivariate", H, L, seed, "segrnn", extra + ["trainer.patience=3"])
-        rows[L] = {"val_mse": r["best_val_loss"], "test_mse": r["report"]["metrics"]["model"]["mse"],
-                   "command": r["command"], "wall_seconds": r["wall_seconds"]}
-        # the cache is keyed like a table run: move it aside so the table run trains in full
-        name = job_name("ETTh1", "multivariate", H, L)
-        for ext in ("json", "log"):
-            c = LOGS / f"{name}_segrnn_seed{seed}.{ext}"
-            c.rename(LOGS / f"select_{name}_segrnn_seed{seed}.{ext}")
+    rows = _screen(H, seed, epochs, {L: (L, [], "select_") for L in LOOKBACKS})
     best = min(rows, key=lambda L: rows[L]["val_mse"])
     LOOKBACK_FILE.write_text(json.dumps({
         "what": "lookback chosen on ETTh1 multivariate validation MSE (SegRNN, seed 1, "
@@ -539,16 +546,8 @@ def select_segment(L: int = 96, H: int = 96, epochs: int = 10, seed: int = 1) ->
         if int(rec["lookback"]) != L:
             raise SystemExit(f"{SEGMENT_FILE} holds lookback {rec['lookback']}'s selection, not {L}'s")
         return rec
-    LOGS.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    for S in SEGMENTS:
-        extra = [f"model.segment_length={S}", f"trainer.max_epochs={epochs}", "trainer.patience=3"]
-        prefix = f"select_seg{S}_"
-        cache = LOGS / f"{prefix}{job_name('ETTh1', 'multivariate', H, L)}_segrnn_seed{seed}.json"
-        r = _exclusive(cache, functools.partial(cache_or_train, "ETTh1", "multivariate", H, L,
-                                                seed, "segrnn", extra, cache, prefix))
-        rows[S] = {"val_mse": r["best_val_loss"], "test_mse": r["report"]["metrics"]["model"]["mse"],
-                   "epochs": r["epochs"], "command": r["command"], "wall_seconds": r["wall_seconds"]}
+    rows = _screen(H, seed, epochs, {S: (L, [f"model.segment_length={S}"], f"select_seg{S}_")
+                                     for S in SEGMENTS})
     best = min(rows, key=lambda S: rows[S]["val_mse"])
     record = {"what": f"segment length chosen on ETTh1 multivariate validation MSE at lookback {L} "
                       f"(SegRNN, seed {seed}, horizon {H}, at most {epochs} epochs, patience 3), "

@@ -320,3 +320,35 @@ def test_device_names_each_training_runs_machine(ltsf):
     assert ltsf._devices(listed).startswith("cpu: B; cpu: C then cpu: A; 1 run(s) recorded no")
     # no run recorded one: no machine is named for them (not the writer's)
     assert ltsf._devices({"segrnn": [{}]}).startswith("1 run(s) recorded no machine")
+
+
+def test_selections_run_apart_from_the_table(tmp_path, monkeypatch):
+    """Both selections train short runs under ``select_...`` names (never a table run's) and
+    pick the lowest validation MSE; a lookback-96 segment selection reaches no other lookback."""
+    spec = importlib.util.spec_from_file_location("_ltsf5", ROOT / "experiments/forecast/ltsf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.LOGS, mod.LOOKBACK_FILE = tmp_path / "logs", tmp_path / "lookback.json"
+    mod.SEGMENT_FILE = tmp_path / "segment.json"
+    monkeypatch.setattr(mod, "_device", lambda: "cpu: test")
+    seen = []
+    val = {336: 0.64, 512: 0.63, 720: 0.65, 12: 0.674, 24: 0.663, 48: 0.664}
+
+    def fake(ds, variables, H, L, seed, model, extra, cache, prefix="", S=None):
+        seen.append((L, prefix, cache.name, tuple(extra)))
+        seg = [int(e.split("=")[1]) for e in extra if e.startswith("model.segment_length=")]
+        key = seg[0] if seg else L
+        rec = {"best_val_loss": val[key], "report": {"metrics": {"model": {"mse": 0.4}}},
+               "epochs": 10, "command": "c", "wall_seconds": 1.0}
+        cache.write_text(json.dumps(rec))
+        return rec
+
+    monkeypatch.setattr(mod, "cache_or_train", fake)
+    assert mod.select_lookback() == 512
+    assert mod.select_segment()["chosen"] == 24
+    assert all(p.startswith("select_") and c.startswith(p + "ltsf_etth1_m_h96_") for _, p, c, _ in seen)
+    assert all("trainer.max_epochs=10" in e and "trainer.patience=3" in e for *_, e in seen)
+    assert [L for L, *_ in seen] == [336, 512, 720, 96, 96, 96]
+    assert mod.chosen_segment(96) == 24 and mod.chosen_segment(512) is None
+    with pytest.raises(SystemExit, match="not 512's"):
+        mod.select_segment(L=512)
