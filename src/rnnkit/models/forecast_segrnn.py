@@ -304,12 +304,11 @@ class SegRNN(nn.Module):
 
     def _queries(self, B: int) -> Tensor:
         """Decoder inputs, one per (sequence, output segment): (N*m, 1, d), N = B*C or B."""
+        q = self._query_table()
         if self.chan is None:
             n = B * self.C if self.independent else B
-            return self.pos.repeat(n, 1)[:, None]  # (n*m, 1, d)
+            return q.repeat(n, 1)[:, None]  # (n*m, 1, d)
         C, m = self.C, self.m
-        q = torch.cat([self.pos[None].expand(C, m, -1),
-                       self.chan[:, None].expand(C, m, -1)], -1)  # (C, m, d)
         return q.reshape(1, C * m, -1).expand(B, -1, -1).reshape(B * C * m, 1, -1)
 
     def forward(self, x: Tensor, xf: Tensor | None = None, lengths: Tensor | None = None,
