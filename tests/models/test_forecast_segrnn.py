@@ -251,3 +251,17 @@ def test_segrnn_separable_decoder_only_for_a_plain_step():
     assert separable_mode(enc(cell="layernorm_lstm")) is None
     rd = enc(cell="lstm", extras={"recurrent_dropout": 0.25})
     assert separable_mode(rd.train()) is None and separable_mode(rd.eval()) == "LSTM"
+    # a cell whose step is not torch.nn's (a subclass that changes it), and projections
+    from rnnkit.cells.gru import GRUCell
+    from rnnkit.cells.lstm import LSTMCell
+    from rnnkit.layers.recurrent import Recurrent
+
+    class Squashed(GRUCell):
+        def step(self, x_t, state, p):
+            h, _ = super().step(x_t, state, p)
+            h = torch.tanh(2 * h)
+            return h, (h,)
+
+    assert separable_mode(Recurrent(GRUCell, 6, 6)) == "GRU"
+    assert separable_mode(Recurrent(Squashed, 6, 6)) is None
+    assert separable_mode(Recurrent(LSTMCell, 6, 6, proj_size=3)) is None

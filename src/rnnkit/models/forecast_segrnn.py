@@ -73,12 +73,16 @@ def separable_mode(layer: nn.Module) -> str | None:
     direction of that torch.nn step (rnnkit's ``Recurrent`` with a native cell, no regulariser
     acting in its current mode, no projection), so that one step's input and state products can
     be taken apart (:func:`separable_step`); else None."""
+    from rnnkit.kernels.torch_kernels import TORCH_KINDS
     from rnnkit.layers.recurrent import Recurrent
 
     if isinstance(layer, Recurrent):
-        mode = getattr(layer.cells[0], "native_mode", None)
-        if (mode is None or layer.num_layers != 1 or layer.bidirectional
-                or getattr(layer, "proj_size", 0) or layer.residual
+        cell = layer.cells[0]
+        mode = getattr(cell, "native_mode", None)
+        # kernel_kind: a subclass of the cell that changes its step does not opt in
+        if (mode is None or getattr(cell, "kernel_kind", None) not in TORCH_KINDS
+                or layer.num_layers != 1 or layer.bidirectional
+                or getattr(cell, "proj_size", 0) or layer.residual
                 or layer.regularizers.torch_unsupported(layer.training) is not None
                 or (layer.training and layer.regularizers.weight_drop)):
             return None
