@@ -539,8 +539,9 @@ def select_lookback(H: int = 96, epochs: int = 10, seed: int = 1) -> int:
 def select_segment(L: int = 96, H: int = 96, epochs: int = 10, seed: int = 1) -> dict:
     """Short runs on ETTh1 multivariate at lookback ``L``: the segment length (of
     :data:`SEGMENTS`) with the lowest validation MSE, the lookback selection's protocol.  The
-    recipes' 48 was set for the long lookback's cost; at 96 it leaves the GRU two steps, where
-    SegRNN's own lookback-96 scripts use 24.  Written to :data:`SEGMENT_FILE`."""
+    recipes' 48 was set for the long lookback's cost; at 96 it leaves the GRU two steps (SegRNN's
+    own lookback-96 scripts use 24 for ETTh, 48 for ETTm).  As the lookback, the choice made on
+    ETTh1 holds for all four sets.  Written to :data:`SEGMENT_FILE`."""
     if SEGMENT_FILE.is_file():
         rec = json.loads(SEGMENT_FILE.read_text())
         if int(rec["lookback"]) != L:
