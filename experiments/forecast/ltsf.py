@@ -18,13 +18,12 @@ the seeds.  Usage (from the repository root; one process at a time on a shared C
 
 A SegRNN (and SegRNN-AR) run at a segment length other than the recipes' 48 carries it in its
 files' names (``..._segrnn_seg24_seed1``), and a job file made at another length than its
-lookback's is not taken as done.  Resumable: a finished job's JSON is skipped; within a job each finished seed's report is kept
-under ``experiments/logs/ltsf/`` and not run again.  Two drivers can share the table: each
-(model, seed) run holds a lock file (its driver's pid) while it trains, and the other driver
-waits for its report.  Before each training run the driver waits
+lookback's is not taken as done. Resumable: a finished job's JSON is skipped; within a job each
+finished seed's report is kept under ``experiments/logs/ltsf/`` and not run again. Two drivers
+can share the table: each (model, seed) run holds a lock file (its driver's pid) while it
+trains, and the other driver waits for its report. Before each training run the driver waits
 while ``/tmp/bench.lock`` exists (a speed benchmark on the same machine) and runs torch on one
-thread.  Every run's log is ``experiments/logs/ltsf/<job>_<model>_seed<k>.log``.
-"""
+thread. Every run's log is ``experiments/logs/ltsf/<job>_<model>_seed<k>.log``."""
 
 from __future__ import annotations
 
