@@ -70,9 +70,9 @@ HEADLINES = (
                   "(0.2244 against DLinear's 0.2234, 1 seed), and PatchTST/64's published MSE "
                   "on ETTh1 and ETTm1 but at ETTh1 720 (0.456 against 0.447). SegRNN alone "
                   "loses to linear AR at ETTh1 336-720 and ETTm1 96-336. At lookback 96 "
-                  "(segment 24 by validation) it loses to our DLinear at ETTh1 336 "
-                  "and 720 (0.486 / 0.537 against 0.477 / 0.509, 1 seed) and on univariate "
-                  "ETTh2 720; the forecasting page has every row."),
+                  "(segment 24) it loses to our DLinear at ETTh1 336 and 720 (0.486 / "
+                  "0.537 against 0.477 / 0.509, 1 seed) and on univariate ETTh2 720 and ETTm2 "
+                  "336; the forecasting page has every row."),
     Headline("Anomaly detection", "docs/pipelines/anomaly-detection.md",
              "nab_lstm_prediction_rolling6400_both", "NAB score, 24 files, standard profile",
              "NAB's windowed Gaussian, same files", baseline_result="nab_windowed_gaussian_both"),
