@@ -1,5 +1,5 @@
 #!/bin/sh
-# The LTSF table in the background on a 2-core machine: five drivers at one thread each, sharing
+# The LTSF table in the background on a 2-core machine: six drivers at one thread each, sharing
 # the table through per-run lock files (experiments/forecast/ltsf.py); a run killed with its
 # session is resumed from its last checkpoint by whichever driver reaches it next, and a finished
 # job is skipped. Logs: experiments/logs/ltsf_<worker>.log. Stop them with
@@ -24,3 +24,6 @@ $P \$D multivariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done; done"
 # univariate (OT) at lookback 96, one seed: short runs (minutes for ETTh, under an hour for ETTm)
 start worker7 "for D in ETTh1 ETTh2 ETTm1 ETTm2; do for H in 96 192 336 720; do \
 $P \$D univariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done; done"
+# ETTm2 multivariate at lookback 96 from the other end (worker4 reaches it last), so that both
+# cores train while worker4 is on ETTm1
+start worker8 "for H in 720 336 192 96; do $P ETTm2 multivariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done"
