@@ -71,15 +71,12 @@ def train_task(task, epochs=6, lr=0.02):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One short training run shared by the tests below, saved as a checkpoint."""
-    import os
-
     from rnnkit.train.config import to_dict
 
     tmp = tmp_path_factory.mktemp("audio")
     # the module's own cache, put back afterwards (it leaked into every later test before)
-    kept = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
         src = make_tones(tmp / "tones")
         torch.manual_seed(0)
         cfg = build_run_config(recipe(src))
@@ -89,11 +86,6 @@ def trained(tmp_path_factory):
                                 config=to_dict(cfg), task="audio", version="0",
                                 write_assets=task.write_assets)
         yield tmp, src, {"best": best, "metrics": metrics}
-    finally:
-        if kept is None:
-            os.environ.pop("XDG_CACHE_HOME", None)
-        else:
-            os.environ["XDG_CACHE_HOME"] = kept
 
 
 def test_training_learns_the_tones_and_checkpoints(trained):
