@@ -408,6 +408,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     path = RESULTS / f"{name}.json"
     k = min(upto or len(seeds), len(seeds))
     S = segment_for(L, extra)  # read once: every run of the job and its record use it
+    close = close_calls().get(name)  # likewise: marked as a close call at one seed
     if path.is_file() and not force:
         done = job_done(path, L, S)
         if done >= k:
@@ -485,7 +486,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         "beats": {k: bool(value < v["mse"]) for k, v in base.items()} |
                  {k: bool(value < v) for k, v in published.items()},
         "seed_label": (f"{len(seeds)} seed(s)" if len(seeds) < 3 else
-                       "3 seeds (close call at one seed)" if name in close_calls() else
+                       "3 seeds (close call at one seed)" if close else
                        "3 seeds (target run)"),
         "status": "complete" if len(seeds) == len(planned) else
                   f"partial ({len(seeds)} of {len(planned)} seeds)",
@@ -493,7 +494,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
                     f"--lookback {L} --seeds {' '.join(map(str, seeds))}"
                     + "".join(f" --set {shlex.quote(s)}" for s in extra)),
         "runs": listed,
-        **({"close_call": close_calls()[name]} if name in close_calls() else {}),
+        **({"close_call": close} if close else {}),
         "wall_seconds": round(sum(r["wall_seconds"] for rs in runs.values() for r in rs), 1),
         "device": _devices(listed),
         "date": _dt.date.today().isoformat(),
@@ -508,6 +509,9 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     return path
 
 
+FIXED = ("naive", "seasonal_naive", "linear_ar")  # the baselines fitted without a seed
+
+
 def margin(rec: dict) -> tuple[str, float]:
     """A job file's best baseline (lowest test MSE) and SegRNN-AR's relative margin over it,
     ``(best - ours) / best``: above 0 a win, below 0 a loss."""
@@ -516,18 +520,33 @@ def margin(rec: dict) -> tuple[str, float]:
     return best, (base[best] - rec["value"]) / base[best]
 
 
-def seed_range() -> tuple[float, str]:
-    """The largest seed-to-seed range of SegRNN-AR's test MSE, ``(max - min) / mean``, among
-    the job files with three or more seeds (the target runs), and whose it is."""
-    ranges = []
+def seed_ranges() -> dict:
+    """How far one seed can move a margin: per data family (``etth1``: hourly ETTh1/ETTh2,
+    ``ettm1``: 15-minute ETTm1/ETTm2) and baseline kind (``fixed``: naive, seasonal naive and
+    linear AR, fitted without a seed; ``dlinear``: trained per seed, so its own seed moves the
+    margin too), the largest seed-to-seed range (max - min) of SegRNN-AR's margin over that
+    baseline, seed by seed, among the complete three-seed target runs.  ``{"etth1/fixed":
+    {"range": r, "from": job}, ...}``; fewer than all four raises."""
+    out: dict = {}
+    marked = close_calls()
     for path in sorted(RESULTS.glob("ltsf_*_h*_l*.json")):
         r = json.loads(path.read_text())
-        v = r.get("seeds", {}).get("mse", {}).get("values", []) if r.get("metric") == "mse" else []
-        if len(v) >= 3:
-            ranges.append(((max(v) - min(v)) / statistics.fmean(v), path.stem))
-    if not ranges:
-        raise SystemExit("close calls: no job file with three seeds yet to measure the spread on")
-    return max(ranges)
+        if (r.get("protocol") != "ltsf" or r.get("metric") != "mse" or path.stem in marked
+                or r.get("status") != "complete" or job_done(path, r["lookback"]) < 3):
+            continue
+        ours = r["seeds"]["mse"]["values"]
+        fixed = min(r["baselines"][k]["mse"] for k in FIXED)
+        dl = r["baselines"]["dlinear"]["seeds"]["mse"]["values"]
+        for kind, m in (("fixed", [(fixed - a) / fixed for a in ours]),
+                        ("dlinear", [(d - a) / d for a, d in zip(ours, dl)])):
+            key = f"{DATASETS[r['dataset']]['family']}/{kind}"
+            if max(m) - min(m) > out.get(key, {}).get("range", -1.0):
+                out[key] = {"range": max(m) - min(m), "from": path.stem}
+    want = {f"{f}/{k}" for f in ("etth1", "ettm1") for k in ("fixed", "dlinear")}
+    if set(out) != want:
+        raise SystemExit(f"close calls: no complete three-seed target run yet for "
+                         f"{', '.join(sorted(want - set(out)))} to measure the spread on")
+    return out
 
 
 def close_calls() -> dict:
@@ -536,56 +555,72 @@ def close_calls() -> dict:
 
 
 def mark_close_calls() -> dict:
-    """One seed cannot tell a row whose margin (:func:`margin`, win or loss) is smaller than the
-    seeds' own spread: such a row gets seeds 2 and 3, for SegRNN and DLinear alike.  The
-    threshold is the largest seed-to-seed range among the three-seed target runs
-    (:func:`seed_range`), measured the first time and then kept in :data:`CLOSE_FILE`, as are the
-    rows marked: a row once marked stays marked, whatever its three seeds then give.  Only
-    complete one-seed rows at their lookback's segment length are looked at.  Returns the file's
-    record."""
-    if CLOSE_FILE.is_file():
-        rec = json.loads(CLOSE_FILE.read_text())
-    else:
-        spread, source = seed_range()
-        rec = {"what": "one-seed rows whose SegRNN-AR margin over their best baseline, win or "
-                       "loss, is under the largest seed-to-seed range (max - min) / mean of "
-                       "SegRNN-AR's MSE among the three-seed target runs: run at three seeds",
-               "threshold": spread, "threshold_from": source,
-               "command": "python experiments/forecast/ltsf.py --close-calls", "rows": {}}
-    for path in sorted(RESULTS.glob("ltsf_*_h*_l*.json")):
-        r = json.loads(path.read_text())
-        if (r.get("protocol") != "ltsf" or r.get("metric") != "mse" or path.stem in rec["rows"]
-                or r.get("status") != "complete" or r["seeds"]["n"] != 1
-                or not job_done(path, r["lookback"])):
-            continue
-        best, m = margin(r)
-        if abs(m) < rec["threshold"]:
-            rec["rows"][path.stem] = {"margin_at_one_seed": m, "best_baseline": best,
-                                      "mse_at_one_seed": r["value"],
-                                      "marked": _dt.date.today().isoformat()}
-            print(f"{path.stem}: a close call at one seed ({m:+.2%} against {best}); "
-                  "three seeds", flush=True)
-    tmp = CLOSE_FILE.with_suffix(".tmp")  # drivers read it: never a half-written file
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    os.replace(tmp, CLOSE_FILE)
+    """One seed cannot tell a row whose margin (:func:`margin`, win or loss) is smaller than
+    one seed can move it: such a row gets seeds 2 and 3, for SegRNN and DLinear alike.  The
+    threshold is :func:`seed_ranges`'s, for the row's data family and the kind of its best
+    baseline, measured the first time and then kept in :data:`CLOSE_FILE`, as are the rows
+    marked: a row once marked stays marked, whatever its three seeds then give.  Only complete
+    one-seed rows at their lookback's segment length are looked at.  Drivers read the file
+    while this writes it (atomically, under a lock).  Returns the file's record."""
+    lock = CLOSE_FILE.with_suffix(".lock")
+    while not _claim(lock):  # another --close-calls is marking: wait for it
+        time.sleep(1)
+    try:
+        if CLOSE_FILE.is_file():
+            rec = json.loads(CLOSE_FILE.read_text())
+        else:
+            rec = {"what": "one-seed rows whose SegRNN-AR margin over their best baseline, win "
+                           "or loss, is under the largest seed-to-seed range of that margin "
+                           "among the three-seed target runs of the same data family and "
+                           "baseline kind: run at three seeds",
+                   "thresholds": seed_ranges(),
+                   "command": "python experiments/forecast/ltsf.py --close-calls", "rows": {}}
+        for path in sorted(RESULTS.glob("ltsf_*_h*_l*.json")):
+            r = json.loads(path.read_text())
+            if (r.get("protocol") != "ltsf" or r.get("metric") != "mse"
+                    or path.stem in rec["rows"] or r.get("status") != "complete"
+                    or r["seeds"]["n"] != 1 or not job_done(path, r["lookback"])):
+                continue
+            best, m = margin(r)
+            key = (f"{DATASETS[r['dataset']]['family']}/"
+                   f"{'dlinear' if best == 'dlinear' else 'fixed'}")
+            if abs(m) < rec["thresholds"][key]["range"]:
+                rec["rows"][path.stem] = {"margin_at_one_seed": m, "best_baseline": best,
+                                          "threshold": key, "mse_at_one_seed": r["value"],
+                                          "marked": _dt.date.today().isoformat()}
+                print(f"{path.stem}: a close call at one seed ({m:+.2%} against {best}, under "
+                      f"{rec['thresholds'][key]['range']:.2%}); three seeds", flush=True)
+        tmp = CLOSE_FILE.with_name(f"{CLOSE_FILE.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rec, indent=2) + "\n")
+        os.replace(tmp, CLOSE_FILE)  # drivers read it: never a half-written file
+    finally:
+        lock.unlink(missing_ok=True)
     return rec
 
 
-def run_close_calls() -> None:
-    """Mark the close calls, run each marked row to three seeds (the cheapest first, by its one
-    seed's time), and look again until no marked row is left to run: rows that land meanwhile
-    from other drivers are looked at too."""
+def run_close_calls(wait: float = 300.0) -> None:
+    """Mark the close calls and run each marked row to three seeds, the cheapest first (by its
+    one seed's time); then look again.  While other drivers still have rows of the table to
+    land, wait for them (``wait`` seconds between looks), so that their rows are looked at too;
+    return when the whole queue is done."""
     while True:
         todo = []
         for name in mark_close_calls()["rows"]:
             path = RESULTS / f"{name}.json"
+            if not path.is_file():
+                print(f"{name}: marked, but {path} is not there; skipped", flush=True)
+                continue
             r = json.loads(path.read_text())
             if job_done(path, r["lookback"]) < 3:
                 key = (r["dataset"], r["variables"], r["horizon"], r["lookback"])
                 todo.append((r["wall_seconds"] / max(1, r["seeds"]["n"]), key))
-        if not todo:
+        if todo:
+            run_job(*min(todo)[1], [1, 2, 3], [])
+            continue
+        if all(job_done(RESULTS / f"{job_name(*job[:4])}.json", job[3]) >= min(job[5], len(job[4]))
+               for job in queue()):
             return
-        run_job(*min(todo)[1], [1, 2, 3], [])
+        time.sleep(wait)
 
 
 def _screen(H: int, seed: int, epochs: int, runs: dict) -> dict:
@@ -697,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
             key, done = (r["dataset"], r["variables"], r["horizon"], r["lookback"]), \
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
+            planned = max(planned, done, key=len)  # never fewer seeds than the file holds
             run_job(*key, planned, [], force=True, upto=len(done))
         return 0
     if a.list:
