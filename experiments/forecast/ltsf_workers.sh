@@ -30,3 +30,6 @@ start worker8 "for H in 720 336 192 96; do $P ETTm2 multivariate --horizon \$H -
 # one-seed rows closer to the line than the target runs' seed spread, win or loss: three seeds
 # (ltsf.py --close-calls, session 19); it looks again for rows other drivers land meanwhile
 start close "$P --close-calls"
+# the two costliest close calls in their own driver, so that both cores work on them
+start close2 "$P ETTm2 multivariate --horizon 192 --lookback 512 --seeds 1 2 3; \
+$P ETTh1 multivariate --horizon 720 --lookback 96 --seeds 1 2 3"
