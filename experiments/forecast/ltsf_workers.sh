@@ -27,7 +27,7 @@ $P \$D univariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done; done"
 # ETTm2 multivariate at lookback 96 from the other end (worker4 reaches it last), so that both
 # cores train while worker4 is on ETTm1
 start worker8 "for H in 720 336 192 96; do $P ETTm2 multivariate --horizon \$H --lookback 96 --seeds 1 || exit 1; done"
-# one-seed rows closer to the line than the target runs' seed spread, win or loss: three seeds
+# one-seed rows closer to the line than one seed moves their margin, win or loss: three seeds
 # (ltsf.py --close-calls, session 19); it looks again for rows other drivers land meanwhile
 start close "$P --close-calls"
 # the two costliest close calls in their own driver, so that both cores work on them
