@@ -1,5 +1,5 @@
 #!/bin/sh
-# The LTSF table in the background on a 2-core machine: six drivers at one thread each, sharing
+# The LTSF table in the background on a 2-core machine: drivers at one thread each, sharing
 # the table through per-run lock files (experiments/forecast/ltsf.py); a run killed with its
 # session is resumed from its last checkpoint by whichever driver reaches it next, and a finished
 # job is skipped. Logs: experiments/logs/ltsf_<worker>.log. Stop them with
