@@ -439,6 +439,7 @@ def _ltsf_table(root: Path) -> str:
             None, drv.segment_for(96))
         if stale:
             label = f"{label} (older segment length)"
+            stale_rows += 1
         else:
             total += 1
             if ours[0] >= best[1]:

@@ -1,0 +1,77 @@
+"""The LTSF page's generated table states every loss and every tie from the results files.
+
+``scripts/docs/docs_tables.py``'s ``ltsf-table`` snippet on a small made-up results folder:
+a win on every seed, a loss, a win on the mean that one seed does not hold (a tie), and a
+lookback-96 row made at a segment length the table no longer uses (shown, not counted).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "docs"))
+
+from docs_tables import snippet  # noqa: E402
+
+
+def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48):
+    """A job file as experiments/forecast/ltsf.py writes it (the keys the table reads)."""
+    def spread(v):
+        m = sum(v) / len(v)
+        return {"mean": m, "std": (sum((x - m) ** 2 for x in v) / len(v)) ** 0.5,
+                "min": min(v), "max": max(v), "values": v}
+
+    return {"dataset": ds, "variables": var, "horizon": H, "lookback": L, "metric": "mse",
+            "protocol": "ltsf", "value": sum(ours) / len(ours), "status": "complete",
+            "seeds": {"seeds": list(range(1, len(ours) + 1)), "n": len(ours), "mse": spread(ours)},
+            "recurrent_alone": {"mse": sum(alone) / len(alone), "seeds": {"mse": spread(alone)}},
+            "baselines": {"naive": {"mse": 1.0}, "seasonal_naive": {"mse": 0.9},
+                          "linear_ar": {"mse": linear_ar},
+                          "dlinear": {"mse": sum(dlinear) / len(dlinear),
+                                      "seeds": {"mse": spread(dlinear)}}},
+            "model": {"segment_length": seg}, "device": "cpu: Test CPU (1 threads x 1 process(es))"}
+
+
+def test_losses_ties_and_counts_come_from_the_files(tmp_path):
+    fc = tmp_path / "experiments" / "forecast"
+    res = tmp_path / "experiments" / "results"
+    fc.mkdir(parents=True)
+    res.mkdir()
+    (fc / "ltsf.py").symlink_to(ROOT / "experiments" / "forecast" / "ltsf.py")
+    (fc / "ltsf_segment_l96.json").write_text(json.dumps(
+        {"lookback": 96, "chosen": 24, "what": "segment length", "candidates": {
+            "24": {"val_mse": 0.66}, "48": {"val_mse": 0.67}}}))
+    rows = {
+        # wins on every seed, against DLinear seed by seed
+        "ltsf_etth1_m_h96_l512": _row("ETTh1", "multivariate", 96, 512, [0.35, 0.36, 0.37],
+                                      [0.38, 0.38, 0.38], [0.40, 0.41, 0.42]),
+        # a win on the mean (0.40 against 0.41) that seed 3 does not hold (0.43 against 0.42)
+        "ltsf_etth1_m_h192_l512": _row("ETTh1", "multivariate", 192, 512, [0.38, 0.39, 0.43],
+                                       [0.45, 0.45, 0.45], [0.41, 0.40, 0.42]),
+        # a loss to linear AR (0.3 < 0.31), where SegRNN alone would have won
+        "ltsf_etth2_s_h720_l512": _row("ETTh2", "univariate", 720, 512, [0.31], [0.29], [0.40],
+                                       linear_ar=0.30),
+        # lookback 96 at the older segment length: shown, marked, not counted
+        "ltsf_ettm1_m_h96_l96": _row("ETTm1", "multivariate", 96, 96, [0.99], [0.99], [0.30],
+                                     seg=48),
+    }
+    for name, r in rows.items():
+        (res / f"{name}.json").write_text(json.dumps(r))
+    text = snippet("ltsf-table", tmp_path)
+    assert "**SegRNN-AR beats every baseline in 2 of 3 rows** (1 more, still at an older " \
+           "segment length and being run again, not counted). It loses in 1:" in text
+    assert ("- ETTh2 S (OT), H 720, L 512: 0.3100 against linear AR's 0.3000 (+3.3%; 1 seed); "
+            "SegRNN alone 0.2900") in text
+    assert "Of those wins, 1 holds on the mean over the seeds but not on every seed" in text
+    assert "- ETTh1 M, H 192, L 512: 0.4000 against DLinear's 0.4100 (-2.44%), worse on 1 of 3 " \
+           "seeds" in text
+    assert "SegRNN alone beats every baseline in 2 of 3 rows, and SegRNN-AR is worse than " \
+           "SegRNN alone in 1 of them." in text
+    assert "PatchTST/64's at lookback 512: 2 of 2" in text  # 0.36 < 0.370, 0.40 < 0.413
+    row = next(line for line in text.splitlines() if line.startswith("| ETTh2 S (OT) | 720 |"))
+    assert "| 0.3100 | **0.2900** |" in row  # the row's lowest MSE in bold, not the table's model
+    stale = next(line for line in text.splitlines() if line.startswith("| ETTm1 M | 96 | 96"))
+    assert "(older segment length)" in stale and "96 (seg 48)" in stale
+    assert "Test CPU" in text
