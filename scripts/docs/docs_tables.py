@@ -390,7 +390,6 @@ def _ltsf_table(root: Path) -> str:
             "SegRNN-AR beats every baseline | SegRNN alone does | SegRNN-AR beats PatchTST/64 "
             "· SegRNN (pub.) |",
             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
-    cc = root / "experiments" / "forecast" / "ltsf_close_calls.json"
     ties: list[str] = []
     solo_lost = worse_than_solo = 0
     pub_wins: dict[tuple[str, int], list[bool]] = {}  # (published model, lookback) -> rows won
