@@ -502,9 +502,8 @@ def _ltsf_table(root: Path) -> str:
                    + (f"; SegRNN alone {alone:.4f}" if alone is not None else ""))
     if ties:
         out += ["", f"Of those wins, {len(ties)} {'holds' if len(ties) == 1 else 'hold'} on the "
-                "mean over the seeds but not on every seed (DLinear seed against seed): read "
-                f"{'it' if len(ties) == 1 else 'them'} as {'a tie' if len(ties) == 1 else 'ties'}:"
-                ] + ties
+                "mean over the seeds (the issue's measure) but not on every seed, DLinear seed "
+                "against seed:"] + ties
     pubs = "; ".join(f"{m}'s at lookback {lb}: {sum(w)} of {len(w)}"
                      for (m, lb), w in sorted(pub_wins.items(), key=lambda kv: kv[0][1],
                                               reverse=True))
