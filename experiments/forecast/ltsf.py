@@ -715,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the segment length at lookback 96, on ETTh1's validation split")
     p.add_argument("--close-calls", action="store_true",
                    help="give three seeds to the one-seed rows whose margin, win or loss, is "
-                        "under the target runs' seed spread (mark_close_calls), and run them")
+                        "under what one seed moves it on the target runs, per data family and "
+                        "baseline kind (mark_close_calls), and run them")
     p.add_argument("--list", action="store_true")
     p.add_argument("--refresh", action="store_true",
                    help="rewrite every job file from its cached seed reports (no training; "
