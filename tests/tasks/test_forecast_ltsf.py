@@ -264,3 +264,37 @@ def test_fixed_window_forecasters_export_and_match(ett_like, tmp_path, arch):
         ref = model(x, torch.zeros(5, 24, 0))
     (got,) = load_exported(tmp_path / "f.onnx", "onnx")(x, torch.zeros(5, 24, 0))
     np.testing.assert_allclose(np.asarray(got), ref.numpy(), atol=2e-5, rtol=1e-4)
+
+
+def test_blend_holdout_fits_on_early_validation_and_scores_the_late(ett_like, tmp_path):
+    """experiments/forecast/blend_holdout.py: the weights are fitted on the validation windows
+    before the split (less a gap of H), and the three MSEs on the later windows equal those
+    computed from evaluate_windows' forecasts of the same windows."""
+    import importlib.util
+
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
+    spec = importlib.util.spec_from_file_location(
+        "_blend_holdout", ROOT / "experiments" / "forecast" / "blend_holdout.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    over = [f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+            "data.horizon=24", "data.targets=[HUFL,OT]", "data.train_stride=4",
+            "model.hidden_size=8", "model.segment_length=12", "trainer.max_epochs=1",
+            "trainer.loggers=[]", "trainer.plot=false", "model.ar_blend=true"]
+    train_forecast(ROOT / "configs" / "ltsf_etth1_segrnn.yaml", out=tmp_path / "b", overrides=over)
+    row = mod.holdout(tmp_path / "b" / "best", data_dir=None)
+    n, H = 2880 - 24 + 1, 24
+    assert (row["windows_fit"], row["windows_checked"]) == (n // 2 - H, n - n // 2)
+    model, state, cfg = load_forecast_checkpoint(tmp_path / "b" / "best")
+    full = model.blend.clone()
+    data = ForecastData(cfg.data, state=state)
+    model.blend.fill_(1.0)
+    r = evaluate_windows(model, data, "valid")
+    y = r["actual"][n // 2:]
+    for key, name in (("late_mse_segrnn_alone", "model"), ("late_mse_ar", "linear_ar")):
+        assert row[key] == pytest.approx(float(((r["forecasts"][name][n // 2:] - y) ** 2).mean()),
+                                         rel=1e-5), key
+    assert row["blend_weight_mean"] != pytest.approx(float(full.mean()), abs=1e-6)  # not all
+    assert row["held_out_prefers"] == ("blend" if row["late_mse_blend"] < row[
+        "late_mse_segrnn_alone"] else "SegRNN alone")
