@@ -373,7 +373,10 @@ def _ltsf_table(root: Path) -> str:
 
     keys = list(runs)
     cc = root / "experiments" / "forecast" / "ltsf_close_calls.json"
-    close = set(json.loads(cc.read_text(encoding="utf-8"))["rows"]) if cc.is_file() else set()
+    calls = json.loads(cc.read_text(encoding="utf-8")) if cc.is_file() else None
+    close = set(calls["rows"]) if calls else set()
+    baselines = {"dlinear": "DLinear", "linear_ar": "linear AR",
+                 "seasonal_naive": "seasonal naive", "naive": "naive"}
 
     def path_stem(k: tuple) -> str:
         return drv.job_name(k[0], k[1], k[3], k[2])
@@ -420,9 +423,8 @@ def _ltsf_table(root: Path) -> str:
         def num(v: float, low: float = low) -> str:
             return f"**{v:.4f}**" if v == low else f"{v:.4f}"
 
-        best = min(("DLinear", b["dlinear"]["mse"]), ("linear AR", b["linear_ar"]["mse"]),
-                   ("seasonal naive", b["seasonal_naive"]["mse"]), ("naive", b["naive"]["mse"]),
-                   key=lambda kv: kv[1])
+        best_key = min(baselines, key=lambda x: b[x]["mse"])
+        best = (baselines[best_key], b[best_key]["mse"])
 
         def beats(v: tuple[float, float] | None, best: tuple = best) -> str:
             return "-" if v is None else "yes" if v[0] < best[1] else f"**no** ({best[0]})"
@@ -449,11 +451,9 @@ def _ltsf_table(root: Path) -> str:
                 if (m == "PatchTST/64") == (lb != 96):  # each at the lookback it was run at
                     pub_wins.setdefault((m, lb), []).append(ours[0] < pub[m])
             if n > 1 and blend is not None and ours[0] < best[1]:  # a win on the mean: on
-                key = {"DLinear": "dlinear", "linear AR": "linear_ar",  # every seed too?
-                       "seasonal naive": "seasonal_naive", "naive": "naive"}[best[0]]
-                mine = r["seeds"]["mse"]["values"]
-                theirs = (b["dlinear"]["seeds"]["mse"]["values"] if key == "dlinear"
-                          else [b[key]["mse"]] * len(mine))  # (DLinear: seed by seed)
+                mine = r["seeds"]["mse"]["values"]                  # every seed too?
+                theirs = (b["dlinear"]["seeds"]["mse"]["values"] if best_key == "dlinear"
+                          else [best[1]] * len(mine))  # (DLinear: seed by seed)
                 worse = sum(a >= t for a, t in zip(mine, theirs))
                 if worse:
                     ties.append(f"- {name}, H {H}, L {lb}: {ours[0]:.4f} against {best[0]}'s "
@@ -477,17 +477,16 @@ def _ltsf_table(root: Path) -> str:
             "and ETTm2: the same paper's Table 3), measured with the last test batch dropped; "
             "SegRNN at lookback 96 from its authors' repository, after they fixed that. The last "
             "column compares each row with both, whatever its own lookback.*"]
-    if cc.is_file():
-        c = json.loads(cc.read_text(encoding="utf-8"))
+    if calls:
         kinds = {"fixed": "the fixed baselines", "dlinear": "DLinear"}
         th = "; ".join(f"{'ETTh' if k.startswith('etth') else 'ETTm'} against "
                        f"{kinds[k.split('/')[1]]} {v['range']:.2%} (`{v['from']}`)"
-                       for k, v in c["thresholds"].items())
+                       for k, v in calls["thresholds"].items())
         out += ["", f"*Close calls: a one-seed row whose margin over its best baseline (that one "
                 f"only), win or loss, was under what one seed moves that margin (the largest "
                 f"seed-to-seed range among the three-seed target runs of the same data family, "
                 f"against the same kind of baseline: {th}) is run at three seeds, SegRNN and "
-                f"DLinear alike (`{c['command']}`); {len(c['rows'])} rows so far, marked "
+                f"DLinear alike (`{calls['command']}`); {len(calls['rows'])} rows so far, marked "
                 f"\"(close call)\".*"]
     devices = sorted({d.split(" (")[0].removeprefix("cpu: ") for r in runs.values()
                       for d in r.get("device", "").split("; ") if d})
