@@ -30,3 +30,18 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("long", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per CPU this process may use, at most 4.
+
+    On CI's 2 cores that is 2: the docs walk (a third of the suite, one file) runs in one
+    worker while the other takes the rest. Each worker keeps one torch thread (above), so two
+    workers on two cores do not oversubscribe them. More than 4 gains little (the walk is one
+    file) and multiplies torch's memory. ``-n 0`` runs everything in this process.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(4, usable))

@@ -115,9 +115,46 @@ def build():
     final = root / f"{name}.so"
     if final.exists():
         return _import(name, final)
+    root.mkdir(parents=True, exist_ok=True)
+    with _one_builder(root):
+        if final.exists():  # another process built it while this one waited
+            return _import(name, final)
+        return _build_into(name, root, final)
+
+
+@contextlib.contextmanager
+def _one_builder(root: Path):
+    """Hold an exclusive ``flock`` on ``root/.build.lock``: processes that start at once (test
+    workers, DDP ranks, a run and its evaluation) wait for one build instead of each compiling
+    the same sources for a minute on the same cores. Where ``flock`` is missing or refused, each
+    builds (the rename into the cache is atomic, so that is only slower)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        f = open(root / ".build.lock", "a")  # noqa: SIM115 - closed below, after the yield
+    except OSError:  # an unwritable cache: the build itself reports that
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("rnnkit: waiting for another process's build of the compiled time loops")
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            except OSError:
+                pass
+        except OSError:  # a filesystem without flock
+            pass
+        yield  # closing the file releases the lock
+
+
+def _build_into(name: str, root: Path, final: Path):
     from torch.utils import cpp_extension
 
-    root.mkdir(parents=True, exist_ok=True)
     log.info("rnnkit: building the compiled time loops into %s (once per source, torch, "
              "compiler and CPU; about a minute)", final)
     tmp = tempfile.mkdtemp(prefix=".build-", dir=root)
