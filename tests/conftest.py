@@ -59,39 +59,3 @@ def pytest_collection_modifyitems(config, items):
         return FIRST.index(path) if path in FIRST else len(FIRST)
 
     items.sort(key=rank)  # stable: everything else keeps its order
-
-
-_prebuild = None
-
-
-def pytest_sessionstart(session):
-    """On a full run (no paths given), build the compiled time loops in the background from the
-    start: the first tests that need them (in any worker, or a docs-walk command) then wait on
-    the build's lock for the rest of it instead of starting it, which cost a worker about a
-    minute on CI's cold cache. Partial runs build on first use, as users' processes do."""
-    global _prebuild
-    import subprocess
-    import sys
-
-    from _pytest.config import Config
-
-    config = session.config
-    if (hasattr(config, "workerinput") or config.args_source != Config.ArgsSource.TESTPATHS
-            or os.environ.get("RNNKIT_COMPILED_SCANS") == "0"):
-        return
-    code = "from rnnkit.kernels import compiled\nif not compiled.built():\n    compiled.build()\n"
-    _prebuild = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def pytest_sessionfinish(session):
-    """A build still running when the run ends (everything failed early, or was interrupted) is
-    stopped with SIGINT, so it removes its temporary build directory."""
-    import signal
-
-    if _prebuild is not None and _prebuild.poll() is None:
-        os.killpg(_prebuild.pid, signal.SIGINT)
-        try:
-            _prebuild.wait(30)
-        except Exception:  # noqa: BLE001 - it is only a cache warm-up
-            os.killpg(_prebuild.pid, signal.SIGKILL)
