@@ -12,15 +12,18 @@
 set -u
 OUT=${OUT:-/tmp/rnnkit_gpu}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+# pyproject's addopts without its pytest-xdist options: the device's Python may lack xdist, and
+# these runs are one file each on one GPU
+ADDOPTS="-ra --import-mode=importlib"
 steps=${*:-tests bench}
 nvidia-smi -L
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 if [[ " $steps " == *" tests "* ]]; then
-  timeout "${TEST_S:-270}" python3 -m pytest -q -p no:cacheprovider --tb=short -rs \
+  timeout "${TEST_S:-270}" python3 -m pytest -q -p no:cacheprovider -o "addopts=$ADDOPTS" --tb=short -rs \
     tests/kernels/test_triton.py 2>&1 | tee "$OUT/tests_triton.log" | tail -60
 fi
 if [[ " $steps " == *" conformance "* ]]; then
-  timeout "${CONF_S:-240}" python3 -m pytest -q -p no:cacheprovider --tb=short -rs -m gpu \
+  timeout "${CONF_S:-240}" python3 -m pytest -q -p no:cacheprovider -o "addopts=$ADDOPTS" --tb=short -rs -m gpu \
     tests/layers/test_module_db.py 2>&1 | tee "$OUT/tests_conformance.log" | tail -40
 fi
 if [[ " $steps " == *" bench "* ]]; then

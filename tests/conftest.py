@@ -32,30 +32,50 @@ settings.register_profile("long", deadline=None, print_blob=True,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container
+    limited to 2 CPUs on a 16-core host has 16 in its affinity and ``200000 100000`` in
+    ``cpu.max``)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return n
+
+
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto`` (pyproject's addopts): one worker per CPU this process may use, at most 4.
+    """``-n auto`` (pyproject's addopts): one worker per usable CPU (:func:`_usable_cpus`), at
+    most 4; ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as in xdist itself.
 
     On CI's 2 cores that is 2: the docs walk (a third of the suite, one file) runs in one
     worker while the other takes the rest. Each worker keeps one torch thread (above), so two
     workers on two cores do not oversubscribe them. More than 4 gains little (the walk is one
     file) and multiplies torch's memory. ``-n 0`` runs everything in this process.
     """
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 1
-    return max(1, min(4, usable))
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if env:
+        return int(env)
+    return max(1, min(4, _usable_cpus()))
 
 
-#: test files that start first: the docs walk runs a third of the suite's time in one file, so
-#: under ``--dist loadfile`` it goes to a worker at the start, not after everything else
+#: test files that start first, relative to the root: the docs walk runs a third of the suite's
+#: time in one file, so under ``--dist loadfile --no-loadscope-reorder`` (pyproject) it goes to a
+#: worker at the start, not after everything else. (xdist's default reorder would queue files by
+#: their number of tests, which put the walk's 24 tests 28th.)
 FIRST = ("tests/docs/test_docs_walk.py",)
 
 
 def pytest_collection_modifyitems(config, items):
     """Put :data:`FIRST` first (the same stable order in every worker, as xdist requires)."""
+    first = [config.rootpath / f for f in FIRST]
+
     def rank(item):
-        path = item.nodeid.split("::", 1)[0]
-        return FIRST.index(path) if path in FIRST else len(FIRST)
+        return first.index(item.path) if item.path in first else len(first)
 
     items.sort(key=rank)  # stable: everything else keeps its order

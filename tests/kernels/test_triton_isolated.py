@@ -21,7 +21,8 @@ from rnnkit.kernels.triton import triton_available
 def test_triton_kernels_under_the_interpreter_in_their_own_process():
     here = Path(__file__).resolve()
     env = dict(os.environ, TRITON_INTERPRET="1", RNNKIT_TRITON_ISOLATED="1", OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+                        "-m", "not slow",
                         str(here.with_name("test_triton.py"))],
                        cwd=here.parents[2], env=env, capture_output=True, text=True, timeout=1200)
     tail = (r.stdout + r.stderr)[-4000:]

@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -122,12 +123,18 @@ def build():
         return _build_into(name, root, final)
 
 
+#: how long a process waits for another's build before building itself (a build takes about a
+#: minute; a stopped or hung builder must not hold every later process forever)
+BUILD_WAIT_S = 600.0
+
+
 @contextlib.contextmanager
-def _one_builder(root: Path):
+def _one_builder(root: Path, wait_s: float | None = None):
     """Hold an exclusive ``flock`` on ``root/.build.lock``: processes that start at once (test
     workers, DDP ranks, a run and its evaluation) wait for one build instead of each compiling
-    the same sources for a minute on the same cores. Where ``flock`` is missing or refused, each
-    builds (the rename into the cache is atomic, so that is only slower)."""
+    the same sources for a minute on the same cores. After ``wait_s`` (:data:`BUILD_WAIT_S`)
+    without the lock, or where ``flock`` is missing or refused, a process builds anyway (the
+    rename into the cache is atomic, so that is only slower)."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -138,17 +145,26 @@ def _one_builder(root: Path):
     except OSError:  # an unwritable cache: the build itself reports that
         yield
         return
+    deadline = time.monotonic() + (BUILD_WAIT_S if wait_s is None else wait_s)
     with f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("rnnkit: waiting for another process's build of the compiled time loops")
+        waited = False
+        while True:
             try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            except OSError:
-                pass
-        except OSError:  # a filesystem without flock
-            pass
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log.info("rnnkit: waiting for another process's build of the compiled "
+                             "time loops")
+                    waited = True
+                if time.monotonic() >= deadline:
+                    log.warning("rnnkit: another process has held the compiled time loops' "
+                                "build lock (%s) for over %.0f s; building here too",
+                                root / ".build.lock", BUILD_WAIT_S if wait_s is None else wait_s)
+                    break
+                time.sleep(0.2)
+            except OSError:  # a filesystem without flock
+                break
         yield  # closing the file releases the lock
 
 
