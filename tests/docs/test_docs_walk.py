@@ -40,8 +40,9 @@ run on the same 2-core AMD EPYC, it took 1104 s of wall time and its commands 49
 the full suite on the idle machine, 356 s of wall time and 393 s of CPU.
 The suite runs in parallel (pytest-xdist, whole files per worker): this file starts first in
 one worker (``FIRST`` in tests/conftest.py) while the other takes the rest. On the 2-core AMD
-EPYC, from a clean clone with a cold build cache, the walk took 452 s and 473 s of wall time
-there, the whole suite 646 s and 656 s (948 s on CI in one process before).
+EPYC, from a clean clone with a cold build cache, the walk took 498 s of wall time there and
+the whole suite 604 s (948 s on CI in one process before; 646-656 s in parallel while xdist's
+default reorder still queued this file 28th).
 ``test_the_walk_fits_its_budget`` fails it past 900 s of its commands' CPU time (half the
 suite's 15 minutes on 2 cores), not wall time, which other jobs on the machine stretch.
 """
