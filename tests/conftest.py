@@ -15,6 +15,7 @@ time, with no deadline (a loaded 2-core machine); each property states its own
 ``HYPOTHESIS_PROFILE=long`` (fresh examples, for local fuzzing runs).
 """
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -41,7 +42,7 @@ def _usable_cpus() -> int:
     except AttributeError:  # not Linux
         n = os.cpu_count() or 1
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         if quota != "max":
             n = min(n, max(1, int(quota) // int(period)))
     except (OSError, ValueError):
