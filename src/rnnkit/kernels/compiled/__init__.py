@@ -145,7 +145,8 @@ def _one_builder(root: Path, wait_s: float | None = None):
     except OSError:  # an unwritable cache: the build itself reports that
         yield
         return
-    deadline = time.monotonic() + (BUILD_WAIT_S if wait_s is None else wait_s)
+    limit = BUILD_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + limit
     with f:
         waited = False
         while True:
@@ -160,7 +161,7 @@ def _one_builder(root: Path, wait_s: float | None = None):
                 if time.monotonic() >= deadline:
                     log.warning("rnnkit: another process has held the compiled time loops' "
                                 "build lock (%s) for over %.0f s; building here too",
-                                root / ".build.lock", BUILD_WAIT_S if wait_s is None else wait_s)
+                                root / ".build.lock", limit)
                     break
                 time.sleep(0.2)
             except OSError:  # a filesystem without flock
