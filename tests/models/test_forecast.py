@@ -13,6 +13,7 @@ from rnnkit.models.forecast import (
     Forecaster,
     ForecastModelConfig,
     LinearAR,
+    NLinear,
     forecast_loss,
     naive_forecast,
     point_forecast,
@@ -198,3 +199,35 @@ def test_linear_ar_recovers_an_ar2_process():
     c = ar.coef[0]
     one = c[0] * y[-2] + c[1] * y[-1] + c[2]
     np.testing.assert_allclose(f, [one, c[0] * y[-1] + c[1] * one + c[2]])
+
+
+def test_nlinear_recovers_its_map_and_is_level_free():
+    """NLinear in closed form: windows whose targets are exactly ``last + W (x - last) + a``
+    give ``W`` and ``a`` back (ridge 0); the channels are pooled; its affine map is its
+    forecast; a window shifted by ``c`` gets the forecast shifted by ``c``."""
+    rng = np.random.default_rng(0)
+    L, H, C = 6, 4, 3
+    W, a = rng.normal(0, 0.3, (H, L)), rng.normal(0, 0.5, H)
+    W[:, -1] = 0.0  # x_L - x_L is 0: that weight is not identifiable, and NLinear sets it to 0
+    x = rng.normal(size=(200, L, C)) + rng.normal(0, 3, (200, 1, C))  # levels vary by window
+    last = x[:, -1:]
+    y = last + np.einsum("hl,nlc->nhc", W, x - last) + a[None, :, None]
+    m = NLinear(ridge=0.0).fit([(x[:120], y[:120]), (x[120:], y[120:])])
+    np.testing.assert_allclose(m.W, W, atol=1e-9)
+    np.testing.assert_allclose(m.a, a, atol=1e-9)
+    np.testing.assert_allclose(m.forecast(x), y, atol=1e-9)
+    A, b = m.affine()
+    np.testing.assert_allclose(np.einsum("hl,nlc->nhc", A, x) + b[None, :, None], y, atol=1e-9)
+    np.testing.assert_allclose(m.forecast(x + 7.5), y + 7.5, atol=1e-9)
+    # the ridge shrinks W, not the intercept: a constant target offset is still fitted exactly
+    flat = np.repeat(x[:, -1:], L, 1)  # x - last == 0: only the intercept can explain y
+    r = NLinear(ridge=1.0).fit([(flat, flat[:, :H] + 2.0)])
+    np.testing.assert_allclose(r.forecast(flat), flat[:, :H] + 2.0, atol=1e-9)
+    with pytest.raises(ValueError, match="no training windows"):
+        NLinear().fit([])
+    with pytest.raises(ValueError, match="expected x"):
+        NLinear().fit([(x[:, :, :2], y)])
+    with pytest.raises(ValueError, match="fitted on windows of 6 steps"):
+        m.forecast(x[:, 1:])
+    with pytest.raises(ValueError, match="fit it first"):
+        NLinear().forecast(x)

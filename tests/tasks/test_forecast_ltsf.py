@@ -238,6 +238,58 @@ def test_ar_blend_is_fitted_on_validation_after_training(ett_like, tmp_path, cap
         blend_checkpoint(tmp_path / "post", tmp_path / "twice")
 
 
+def test_ar_blend_with_nlinear(ett_like, tmp_path, capsys):
+    """model.ar_blend_partner=nlinear: the blend's linear map is NLinear fitted on every
+    training window (its forecast on the windows, recomputed here from the data's training
+    windows, is the model's with the blend at 0); the weights are the least squares blend on
+    validation; ``rnnkit forecast blend --partner nlinear`` of the plain run writes the same
+    checkpoint; the partner without the blend is refused."""
+    import torch
+
+    from rnnkit.commands import main
+    from rnnkit.models.forecast import NLinear
+    from rnnkit.tasks.forecast import evaluate_checkpoint
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
+    over = [f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+            "data.horizon=24", "data.targets=[HUFL,OT]", "data.train_stride=4",
+            "model.hidden_size=8", "model.segment_length=12", "trainer.max_epochs=1",
+            "trainer.loggers=[]", "trainer.plot=false"]
+    recipe = ROOT / "configs" / "ltsf_etth1_segrnn.yaml"
+    s = train_forecast(recipe, out=tmp_path / "nl", overrides=over + [
+        "model.ar_blend=true", "model.ar_blend_partner=nlinear"])
+    model, state, cfg = load_forecast_checkpoint(tmp_path / "nl" / "best")
+    assert cfg.model.ar_blend_partner == "nlinear"
+    data = ForecastData(cfg.data, state=state)
+    g = data.global_origins("train")
+    x, y = (t.numpy() for t in data.batch(g)[0::2])
+    want = NLinear().fit([(x, y)])
+    v = data.global_origins("valid")
+    xv, yv = (t.double() for t in data.batch(v)[0::2])
+    nl = torch.from_numpy(want.forecast(xv.numpy()))
+    with torch.no_grad():
+        model.blend.zero_()
+        assert torch.allclose(model(xv.float())[..., 0].double(), nl, atol=1e-4)
+        fitted = s["finalized"]
+        model.blend.fill_(1.0)
+        seg = model(xv.float())[..., 0].double()
+    b = (((yv - nl) * (seg - nl)).sum((0, 2)) / ((seg - nl) ** 2).sum((0, 2))).clamp(0, 1)
+    assert fitted["ar_blend_mean"] == pytest.approx(float(b.mean()), abs=1e-4)
+    # not the linear AR's map: the two partners give different forecasts
+    ar = evaluate_windows(model, data, "valid")["forecasts"]["linear_ar"]
+    assert not np.allclose(ar, nl.numpy(), atol=1e-3)
+    train_forecast(recipe, out=tmp_path / "plain", overrides=over)
+    assert main(["forecast", "blend", str(tmp_path / "plain" / "best"), "--out",
+                 str(tmp_path / "post"), "--partner", "nlinear"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["fitted"] == pytest.approx(fitted, rel=1e-5)
+    assert evaluate_checkpoint(tmp_path / "post")["metrics"]["model"]["mse"] == pytest.approx(
+        s["report"]["metrics"]["model"]["mse"], rel=1e-5)
+    with pytest.raises(ConfigError, match="ar_blend_partner='nlinear' needs model.ar_blend"):
+        train_forecast(recipe, out=tmp_path / "bad", overrides=over + [
+            "model.ar_blend_partner=nlinear"])
+
+
 @pytest.mark.parametrize("arch", ["segrnn_ar", "dlinear"])
 def test_fixed_window_forecasters_export_and_match(ett_like, tmp_path, arch):
     """rnnkit export of SegRNN (with its AR blend) and DLinear: windows of input_length steps,

@@ -8,7 +8,7 @@
     rnnkit forecast evaluate CKPT [--data FILE] [--split test] [--plot PNG] [--csv CSV]
     rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
     rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
-    rnnkit forecast blend CKPT --out DIR [--data-dir DIR]
+    rnnkit forecast blend CKPT --out DIR [--partner linear_ar|nlinear] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -73,10 +73,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--out", default="runs/backtest", metavar="DIR")
     b.add_argument("--data-dir", metavar="DIR")
-    m = sub.add_parser("blend", help="blend a trained SegRNN with the linear AR baseline "
+    m = sub.add_parser("blend", help="blend a trained SegRNN with a linear forecaster "
                                      "(weights fitted on the validation windows)")
     m.add_argument("checkpoint", help="a SegRNN point forecaster's checkpoint (best/)")
     m.add_argument("--out", required=True, metavar="DIR", help="the blended checkpoint")
+    m.add_argument("--partner", choices=("linear_ar", "nlinear"), default="linear_ar",
+                   help="what SegRNN is blended with (model.ar_blend_partner): the linear AR "
+                        "baseline, or NLinear fitted in closed form on the training windows")
     m.add_argument("--data-dir", metavar="DIR")
 
 
@@ -114,7 +117,7 @@ def run(a: argparse.Namespace) -> int:
             )
         )
     elif a.forecast_command == "blend":
-        fitted = blend_checkpoint(a.checkpoint, a.out, data_dir=a.data_dir)
+        fitted = blend_checkpoint(a.checkpoint, a.out, partner=a.partner, data_dir=a.data_dir)
         r = evaluate_checkpoint(a.out, data_dir=a.data_dir)
         print(format_report(r["metrics"]))
         print(json.dumps({"out": a.out, "fitted": fitted, "split": r["split"],

@@ -31,7 +31,8 @@ baseline :class:`~rnnkit.models.forecast_linear.DLinear`.  Build any of them wit
 :func:`rnnkit.models.forecasters.build_forecaster`.
 
 Baselines (NumPy, on the same windows, :mod:`rnnkit.models.forecast_baselines`, re-exported
-here): :func:`naive_forecast`, :func:`seasonal_naive_forecast` and :class:`LinearAR`.
+here): :func:`naive_forecast`, :func:`seasonal_naive_forecast`, :class:`LinearAR` and
+:class:`NLinear`.
 
 Example::
 
@@ -51,7 +52,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.models.forecast_baselines import LinearAR, naive_forecast, seasonal_naive_forecast
+from rnnkit.models.forecast_baselines import (
+    LinearAR,
+    NLinear,
+    naive_forecast,
+    seasonal_naive_forecast,
+)
 
 __all__ = [
     "ForecastModelConfig",
@@ -63,6 +69,7 @@ __all__ = [
     "naive_forecast",
     "seasonal_naive_forecast",
     "LinearAR",
+    "NLinear",
 ]
 
 
@@ -101,6 +108,10 @@ class ForecastModelConfig:
             blended with the same fixed linear AR map, one weight ``b_h`` in [0, 1] per horizon
             step fitted by least squares on the validation windows after training (SegRNN
             trains alone, ``b = 1``; :meth:`~rnnkit.models.forecast_segrnn.SegRNN.fit_ar_blend`).
+        ar_blend_partner: ar_blend: the linear forecaster SegRNN is blended with: "linear_ar"
+            (the data's linear AR baseline, iterated) or "nlinear" (a level-free direct linear
+            map of the window minus its last value, fitted in closed form on the training
+            windows: :class:`~rnnkit.models.forecast_baselines.NLinear`).
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
@@ -124,6 +135,7 @@ class ForecastModelConfig:
     highway: int = 0
     linear_ar: bool = False
     ar_blend: bool = False
+    ar_blend_partner: Literal["linear_ar", "nlinear"] = "linear_ar"
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,7 +1,8 @@
 """Forecasting baselines in NumPy, scored on the same windows as every model.
 
 :func:`naive_forecast` (the last value), :func:`seasonal_naive_forecast` (the last season) and
-:class:`LinearAR` (least-squares AR(p), iterated).  Shapes: ``N`` windows, ``L`` input steps,
+:class:`LinearAR` (least-squares AR(p), iterated) and :class:`NLinear` (a direct linear map of
+the window minus its last value, in closed form).  Shapes: ``N`` windows, ``L`` input steps,
 ``H`` horizon, ``C`` channels.  DLinear, the trained linear baseline, is
 :class:`rnnkit.models.forecast_linear.DLinear`.
 
@@ -10,13 +11,14 @@ Example::
     hist = np.random.randn(10, 48, 2)                       # (N, L, C)
     seasonal_naive_forecast(hist, 36, 24).shape             # (10, 36, 2)
     LinearAR(4).fit([np.random.randn(200, 2)]).forecast(hist, 36).shape
+    NLinear().fit([(hist, np.random.randn(10, 36, 2))]).forecast(hist).shape  # (10, 36, 2)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["naive_forecast", "seasonal_naive_forecast", "LinearAR"]
+__all__ = ["naive_forecast", "seasonal_naive_forecast", "LinearAR", "NLinear"]
 
 
 def naive_forecast(hist: np.ndarray, horizon: int) -> np.ndarray:
@@ -77,3 +79,68 @@ class LinearAR:
             win = buf[:, h:h + p]  # (N, p, C)
             buf[:, p + h] = np.einsum("npc,cp->nc", win, a[:, :p]) + a[:, p]
         return buf[:, p:]
+
+
+class NLinear:
+    """NLinear (Zeng et al. 2023) in closed form: ``y = x_L + W (x - x_L) + a``, one map
+    ``W`` (H, L; its last column is 0, as ``x_L - x_L`` is) and intercept ``a`` (H,) shared
+    by the channels (each channel is its own sample), fitted by ridge least squares
+    (``ridge * n``, the intercept not shrunk) on training windows.  Subtracting the window's
+    last value makes it level-free: a shifted window gets the same forecast, shifted (the
+    iterated :class:`LinearAR` instead drifts to the training split's mean).  :meth:`affine`
+    gives it as one affine map of the window."""
+
+    def __init__(self, ridge: float = 1e-4):
+        if ridge < 0:
+            raise ValueError(f"NLinear: ridge={ridge}: expected a non-negative number")
+        self.ridge = ridge
+        self.W: np.ndarray | None = None  # (H, L)
+        self.a: np.ndarray | None = None  # (H,)
+
+    def fit(self, batches) -> NLinear:
+        """``batches``: an iterable of ``(x (N, L, C), y (N, H, C))`` training windows (arrays
+        or tensors; every batch the same ``L``, ``H`` and ``C``), in float64."""
+        G = R = None
+        n = 0
+        for x, y in batches:
+            x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+            if x.ndim != 3 or y.ndim != 3 or len(x) != len(y) or x.shape[2] != y.shape[2]:
+                raise ValueError(f"NLinear.fit: expected x (N, L, C) and y (N, H, C); got "
+                                 f"{x.shape} and {y.shape}")
+            L, H = x.shape[1], y.shape[1]
+            x = x.transpose(0, 2, 1).reshape(-1, L)  # one row per (window, channel)
+            y = y.transpose(0, 2, 1).reshape(-1, H)
+            last = x[:, -1:]
+            z = np.hstack([x[:, :-1] - last, np.ones((len(x), 1))])  # x_L - x_L is always 0
+            if G is None:
+                G, R = np.zeros((L, L)), np.zeros((L, H))
+            if G.shape[0] != L or R.shape[1] != H:
+                raise ValueError(f"NLinear.fit: a batch of {L} input and {H} output steps after "
+                                 f"{G.shape[0]} and {R.shape[1]}")
+            G += z.T @ z
+            R += z.T @ (y - last)
+            n += len(x)
+        if not n:
+            raise ValueError("NLinear.fit: no training windows")
+        reg = self.ridge * n * np.eye(len(G))
+        reg[-1, -1] = 0.0
+        sol = np.linalg.solve(G + reg, R).T  # (H, L): W's first L - 1 columns, then a
+        self.W = np.hstack([sol[:, :-1], np.zeros((len(sol), 1))])  # x_L's weight: 0
+        self.a = sol[:, -1]
+        return self
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(A (H, L), a (H,))`` with ``forecast = A @ window + a`` for each channel."""
+        if self.W is None:
+            raise ValueError("NLinear: fit it first")
+        A = self.W.copy()
+        A[:, -1] += 1.0 - self.W.sum(1)
+        return A, self.a.copy()
+
+    def forecast(self, hist: np.ndarray) -> np.ndarray:
+        """(N, L, C) -> (N, H, C)."""
+        A, a = self.affine()
+        if hist.shape[1] != A.shape[1]:
+            raise ValueError(f"NLinear: fitted on windows of {A.shape[1]} steps; got "
+                             f"{hist.shape[1]}")
+        return np.einsum("nlc,hl->nhc", hist, A) + a[None, :, None]

@@ -30,7 +30,9 @@ map (:meth:`SegRNN.set_linear_ar`; fixed buffers), and the recurrent part, its l
 models what the AR misses; its head starts at zero. ``ar_blend`` keeps SegRNN as it is and
 blends its forecast ``y`` with the same AR map afterwards: ``A_c z_c + a_c + b_h (y - A_c z_c -
 a_c)``, one weight ``b_h`` in [0, 1] per horizon step, fitted by least squares on held-out
-windows after training (:meth:`SegRNN.fit_ar_blend`; ``b = 1``, SegRNN alone, until then). An
+windows after training (:meth:`SegRNN.fit_ar_blend`; ``b = 1``, SegRNN alone, until then).
+With ``ar_blend_partner: nlinear`` the map is NLinear's instead, a level-free direct map fitted
+in closed form on the training windows (:meth:`SegRNN.set_linear_map`). An
 ``L`` that ``w`` does not divide is padded at the front with the window's first value. The
 encoder and decoder are the same layer, as in SegRNN.
 
@@ -199,6 +201,9 @@ class SegRNN(nn.Module):
         if c.linear_ar and c.head == "gaussian":
             raise ValueError("model.linear_ar with model.head='gaussian' is not supported: "
                              "use head 'point' or 'quantile'")
+        if c.ar_blend_partner != "linear_ar" and not c.ar_blend:
+            raise ValueError(f"model.ar_blend_partner={c.ar_blend_partner!r} needs "
+                             "model.ar_blend: true (it names what SegRNN is blended with)")
         if c.ar_blend and c.head != "point":
             raise ValueError(f"model.ar_blend with model.head={c.head!r} is not supported: it "
                              "blends point forecasts (use head 'point')")
@@ -242,6 +247,27 @@ class SegRNN(nn.Module):
             A[k, :, A.shape[-1] - p:] = rows[p:, :p]
             self.ar_bias[k] = torch.from_numpy(rows[p:, p]).to(self.ar_bias)
         self.ar_map.copy_(torch.from_numpy(A))
+
+    @torch.no_grad()
+    def set_linear_map(self, A: Any, a: Any) -> None:
+        """Any affine forecaster of the window in the AR's place: ``A`` (H, L) or (C, H, L)
+        and ``a`` (H,) or (C, H), shared by the channels when given without ``C`` (``ar_blend``
+        with ``ar_blend_partner: nlinear``: :meth:`NLinear.affine
+        <rnnkit.models.forecast_baselines.NLinear.affine>`)."""
+        has_ar = self.config.linear_ar or self.config.ar_blend
+        A = torch.as_tensor(A, dtype=torch.float64)
+        a = torch.as_tensor(a, dtype=torch.float64)
+        if not has_ar:
+            raise ValueError("set_linear_map: the model was built without model.linear_ar or "
+                             "model.ar_blend")
+        A = A.expand(self.C, *A.shape[-2:]) if A.dim() == 2 else A
+        a = a.expand(self.C, a.shape[-1]) if a.dim() == 1 else a
+        if A.shape != self.ar_map.shape or a.shape != self.ar_bias.shape:
+            raise ValueError(f"set_linear_map: a map {tuple(A.shape)} and intercept "
+                             f"{tuple(a.shape)}; expected {tuple(self.ar_map.shape[-2:])} and "
+                             f"({self.H},), with or without {self.C} channels first")
+        self.ar_map.copy_(A)
+        self.ar_bias.copy_(a)
 
     def ar_forecast(self, x: Tensor) -> Tensor:
         """The linear AR's forecast of each window: (B, L, C) -> (B, H, C) (``linear_ar`` or

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from rnnkit.models.forecast import (
     LinearAR,
+    NLinear,
     forecast_loss,
     naive_forecast,
     point_forecast,
@@ -312,7 +313,22 @@ def attach_linear_ar(model: nn.Module, config: RunConfig, data: ForecastData) ->
             raise ConfigError("config key 'model.ar_blend': the blend is fitted on the "
                               "validation windows, and the data has none (set data.valid_size, "
                               "or use the ltsf protocol)")
-        model.set_linear_ar(np.asarray(data.state["ar_coef"]))
+        if key == "ar_blend" and m.ar_blend_partner == "nlinear":
+            model.set_linear_map(*nlinear_of(data).affine())
+        else:
+            model.set_linear_ar(np.asarray(data.state["ar_coef"]))
+
+
+def nlinear_of(data: ForecastData) -> NLinear:
+    """:class:`~rnnkit.models.forecast_baselines.NLinear` fitted on every training window of
+    ``data`` (the model's scaled space; ``ar_blend_partner: nlinear``)."""
+    g, bs = data.global_origins("train"), 4096
+    if not len(g):
+        raise ConfigError("config key 'model.ar_blend_partner': NLinear is fitted on the "
+                          "training windows, and the data has none")
+    C = data.C
+    return NLinear().fit((x[..., :C], y) for x, y in
+                         (data.batch(g[i:i + bs])[0::2] for i in range(0, len(g), bs)))
 
 
 def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, float]:
@@ -325,16 +341,17 @@ def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, float]:
             "ar_blend_max": float(b.max()), "ar_blend_windows": len(g)}
 
 
-def blend_checkpoint(checkpoint: str | Path, out: str | Path, *,
+def blend_checkpoint(checkpoint: str | Path, out: str | Path, *, partner: str = "linear_ar",
                      data_dir: str | None = None) -> dict[str, float]:
     """Write checkpoint ``out``: the SegRNN of ``checkpoint`` with ``model.ar_blend`` turned on
-    and its weights fitted on the validation windows of the checkpoint's own data and
-    preprocessing.  SegRNN trains the same with or without the blend (it is fitted after
-    training), so this is the checkpoint training with ``model.ar_blend: true`` would have
-    written.  Returns what :func:`fit_ar_blend` returns.
+    (blended with ``partner``: ``model.ar_blend_partner``) and its weights fitted on the
+    validation windows of the checkpoint's own data and preprocessing.  SegRNN trains the same
+    with or without the blend (it is fitted after training), so this is the checkpoint training
+    with ``model.ar_blend: true`` would have written.  Returns what :func:`fit_ar_blend` returns.
 
     Raises:
-        ValueError: not a plain SegRNN point forecaster (or already blended).
+        ValueError: not a plain SegRNN point forecaster (or already blended), or an unknown
+            ``partner``.
         ConfigError / CheckpointError: as :func:`attach_linear_ar` / loading.
     """
     import json
@@ -348,7 +365,10 @@ def blend_checkpoint(checkpoint: str | Path, out: str | Path, *,
     if m.arch != "segrnn" or m.linear_ar or m.ar_blend or m.head != "point":
         raise ValueError(f"{checkpoint}: blend_checkpoint needs a SegRNN point forecaster "
                          f"without linear_ar or ar_blend (got arch {m.arch!r}, head {m.head!r})")
-    m.ar_blend = True
+    if partner not in ("linear_ar", "nlinear"):
+        raise ValueError(f"blend_checkpoint: partner={partner!r}: expected 'linear_ar' or "
+                         "'nlinear'")
+    m.ar_blend, m.ar_blend_partner = True, partner
     data = ForecastData(cfg.data, data_dir=data_dir, state=state)
     model = build_model(build_forecaster, m, n_targets=data.C, n_past=data.P, n_future=data.F,
                         horizon=data.H, input_length=data.L, run=cfg, training=False)
