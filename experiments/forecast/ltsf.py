@@ -84,6 +84,12 @@ SEGMENTS = (12, 24, 48)  # segment lengths tried at lookback 96 (the recipes' ow
 SEGMENT_FILE = ROOT / "experiments" / "forecast" / "ltsf_segment_l96.json"  # that selection
 RECIPE_SEGMENT = 48  # model.segment_length in both SegRNN recipes
 CLOSE_FILE = ROOT / "experiments" / "forecast" / "ltsf_close_calls.json"  # rows given 3 seeds
+# the blend partner per lookback, chosen on held-out validation (blend_partner.py writes it)
+PARTNER_FILE = ROOT / "experiments" / "forecast" / "ltsf_blend_partner.json"
+# partner -> (the blended model's name in files and runs, its name in tables, what it blends)
+BLENDS = {"linear_ar": ("segrnn-ar", "SegRNN-AR", "the linear AR baseline's"),
+          "nlinear": ("segrnn-nl", "SegRNN-NLinear",
+                      "NLinear's (a level-free linear map, closed form on the training windows)")}
 
 
 def job_name(ds: str, variables: str, H: int, L: int) -> str:
@@ -115,6 +121,15 @@ def segment_for(L: int, extra: list[str] | tuple = ()) -> int:
     return given[-1] if given else chosen_segment(L) or RECIPE_SEGMENT
 
 
+def partner_for(L: int) -> str:
+    """What SegRNN is blended with at lookback ``L`` (``model.ar_blend_partner``): the choice
+    :file:`ltsf_blend_partner.json` records for ``L`` (held-out validation), else the linear
+    AR.  A job reads it once."""
+    if PARTNER_FILE.is_file():
+        return json.loads(PARTNER_FILE.read_text()).get("chosen", {}).get(str(L), "linear_ar")
+    return "linear_ar"
+
+
 def tag(model: str, S: int) -> str:
     """A model's name in its runs' files: a SegRNN (or SegRNN-AR) run at segment length ``S``
     other than the recipes' carries it (``segrnn_seg24``), so that the recipe's earlier runs,
@@ -130,6 +145,8 @@ def job_done(path: Path, L: int, S: int | None = None) -> int:
     rec = json.loads(path.read_text())
     if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != (S or segment_for(L)):
         return 0
+    if rec.get("model", {}).get("ar_blend_partner", "linear_ar") != partner_for(L):
+        return 0  # blended with another partner: blended again (no training)
     return rec.get("seeds", {}).get("n", 0)
 
 
@@ -361,36 +378,45 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
     return rec
 
 
-def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None = None) -> dict:
-    """SegRNN-AR of one seed: that seed's SegRNN checkpoint with ``model.ar_blend`` fitted on
-    the validation windows (``blend_checkpoint``: the checkpoint training with
-    ``--set model.ar_blend=true`` writes), scored on every test window; cached under LOGS."""
+def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None = None,
+              partner: str | None = None) -> dict:
+    """The blended model of one seed: that seed's SegRNN checkpoint with ``model.ar_blend``
+    (partner :func:`partner_for` ``L`` by default) fitted on the validation windows
+    (``blend_checkpoint``: the checkpoint training with ``--set model.ar_blend=true`` writes),
+    scored on every test window; cached under LOGS (``segrnn-ar`` or ``segrnn-nl``)."""
     S = segment_for(L) if S is None else S
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag('segrnn-ar', S)}_seed{seed}.json"
-    rec = _exclusive(cache, functools.partial(_blend, ds, variables, H, L, seed, cache, S))
+    partner = partner or partner_for(L)
+    key = BLENDS[partner][0]
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(key, S)}_seed{seed}.json"
+    rec = _exclusive(cache, functools.partial(_blend, ds, variables, H, L, seed, cache, S,
+                                              partner))
     return _check_segment(rec, S, cache)
 
 
-def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: int) -> dict:
+def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: int,
+           partner: str = "linear_ar") -> dict:
     name = job_name(ds, variables, H, L)
+    key = BLENDS[partner][0]
     import torch
 
     from rnnkit.tasks.forecast import evaluate_checkpoint
     from rnnkit.tasks.forecast_task import blend_checkpoint
 
     src = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn', S)}_seed{seed}" / "best"
-    out = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn-ar', S)}_seed{seed}"
+    out = ROOT / "runs" / "ltsf" / f"{name}_{tag(key, S)}_seed{seed}"
     _wait_for_bench()
     torch.set_num_threads(1)
     t0 = time.time()
-    fitted = blend_checkpoint(src, out, data_dir=str(ROOT / ".." / "shared" / "datasets"))
+    fitted = blend_checkpoint(src, out, partner=partner,
+                              data_dir=str(ROOT / ".." / "shared" / "datasets"))
     report = evaluate_checkpoint(out, data_dir=str(ROOT / ".." / "shared" / "datasets"))
     rec = {"command": (f"rnnkit forecast blend {src.relative_to(ROOT)} --out "
-                       f"{out.relative_to(ROOT)}"),
+                       f"{out.relative_to(ROOT)}"
+                       + (f" --partner {partner}" if partner != "linear_ar" else "")),
            "wall_seconds": round(time.time() - t0, 1), "report": report, "fitted": fitted,
-           "segment_length": S}
+           "segment_length": S, "partner": partner}
     cache.write_text(json.dumps(rec, indent=1) + "\n")
-    print(f"  -> SegRNN-AR seed {seed}: test MSE {report['metrics']['model']['mse']:.4f} (blend "
+    print(f"  -> {BLENDS[partner][1]} seed {seed}: test MSE {report['metrics']['model']['mse']:.4f} (blend "
           f"weight mean {fitted['ar_blend_mean']:.3f})", flush=True)
     return rec
 
@@ -418,15 +444,17 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     print(f"{name}: seeds {seeds[:k]} of {seeds}", flush=True)
     runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [], S=S)
                 for s in seeds[:k]] for m in ("segrnn", "dlinear")}
-    runs["segrnn-ar"] = [blend_one(ds, variables, H, L, s, S=S) for s in seeds[:k]]
+    partner = partner_for(L)  # read once, as S is
+    key, blend_name, blended = BLENDS[partner]
+    runs[key] = [blend_one(ds, variables, H, L, s, S=S, partner=partner) for s in seeds[:k]]
     planned, seeds = seeds, seeds[:k]
     first = runs["segrnn"][0]["report"]
     import yaml
 
     recipe = yaml.safe_load((ROOT / f"configs/ltsf_{DATASETS[ds]['family']}_segrnn.yaml")
                             .read_text())
-    mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn-ar"]]
-    mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["segrnn-ar"]]
+    mse = [r["report"]["metrics"]["model"]["mse"] for r in runs[key]]
+    mae = [r["report"]["metrics"]["model"]["mae"] for r in runs[key]]
     rec_mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn"]]
     rec_mae = [r["report"]["metrics"]["model"]["mae"] for r in runs["segrnn"]]
     dl_mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["dlinear"]]
@@ -461,16 +489,16 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         "baselines": base,
         "seeds": {"seeds": seeds, "n": len(seeds), "mse": _spread(mse), "mae": _spread(mae)},
         "cell": model["cell"],
-        "model": {"arch": "segrnn", "name": "SegRNN-AR", "hidden_size": model["hidden_size"],
+        "model": {"arch": "segrnn", "name": blend_name, "hidden_size": model["hidden_size"],
                   "segment_length": S,
                   "dropout": model["dropout"],
                   "norm": model["norm"], "channels": model["channels"],
                   "train_stride": recipe["data"].get("train_stride", 1), "extra": extras,
-                  "ar_blend": ("SegRNN's forecast blended with the linear AR baseline's, one "
-                               "weight per horizon step fitted on the validation windows "
+                  "ar_blend": (f"SegRNN's forecast blended with {blended}, one weight per "
+                               "horizon step fitted on the validation windows "
                                "(model.ar_blend)"),
-                  "ar_blend_weight_mean": [r["fitted"]["ar_blend_mean"]
-                                           for r in runs["segrnn-ar"]]},
+                  "ar_blend_partner": partner,
+                  "ar_blend_weight_mean": [r["fitted"]["ar_blend_mean"] for r in runs[key]]},
         "recurrent_alone": {
             "what": "SegRNN without the blend (the same checkpoints, the recipe as it trains)",
             "mse": statistics.fmean(rec_mse), "mae": statistics.fmean(rec_mae),
@@ -501,7 +529,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{name}: SegRNN-AR MSE {value:.4f} +- {record['seeds']['mse']['std']:.4f} | SegRNN "
+    print(f"{name}: {blend_name} MSE {value:.4f} +- {record['seeds']['mse']['std']:.4f} | SegRNN "
           f"{record['recurrent_alone']['mse']:.4f} | DLinear "
           f"{base['dlinear']['mse']:.4f} | naive {base['naive']['mse']:.4f} | s-naive "
           f"{base['seasonal_naive']['mse']:.4f} | linear AR {base['linear_ar']['mse']:.4f}"

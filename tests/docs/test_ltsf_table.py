@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "scripts" / "docs"))
 from docs_tables import snippet  # noqa: E402
 
 
-def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48):
+def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48, partner=None):
     """A job file as experiments/forecast/ltsf.py writes it (the keys the table reads)."""
     def spread(v):
         m = sum(v) / len(v)
@@ -31,7 +31,8 @@ def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48):
                           "linear_ar": {"mse": linear_ar},
                           "dlinear": {"mse": sum(dlinear) / len(dlinear),
                                       "seeds": {"mse": spread(dlinear)}}},
-            "model": {"segment_length": seg}, "device": "cpu: Test CPU (1 threads x 1 process(es))"}
+            "model": {"segment_length": seg} | ({"ar_blend_partner": partner} if partner else {}),
+            "device": "cpu: Test CPU (1 threads x 1 process(es))"}
 
 
 def test_losses_ties_and_counts_come_from_the_files(tmp_path):
@@ -56,19 +57,33 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
         # lookback 96 at the older segment length: shown, marked, not counted
         "ltsf_ettm1_m_h96_l96": _row("ETTm1", "multivariate", 96, 96, [0.99], [0.99], [0.30],
                                      seg=48),
+        # lookback 96 blended with NLinear, the partner chosen there: counted, a win
+        "ltsf_etth1_s_h96_l96": _row("ETTh1", "univariate", 96, 96, [0.20], [0.22], [0.30],
+                                     seg=24, partner="nlinear"),
+        # lookback 96 still blended with the linear AR: shown, marked, not counted
+        "ltsf_ettm2_s_h96_l96": _row("ETTm2", "univariate", 96, 96, [0.99], [0.99], [0.30],
+                                     seg=24),
     }
+    (fc / "ltsf_blend_partner.json").write_text(json.dumps({
+        "chosen": {"96": "nlinear"},
+        "by_lookback": {"96": {"rows": 32, "rows_in_table": 32, "geomean_ratio": 0.96,
+                               "rows_nlinear_lower": 14},
+                        "512": {"rows": 11, "rows_in_table": 32, "geomean_ratio": 0.94,
+                                "rows_nlinear_lower": 7,
+                                "undecided": "checkpoints here for 11 of the 32 rows"}}}))
     for name, r in rows.items():
         (res / f"{name}.json").write_text(json.dumps(r))
     text = snippet("ltsf-table", tmp_path)
-    assert "**SegRNN-AR beats every baseline in 2 of 3 rows** (1 more, still at an older " \
-           "segment length and being run again, not counted). It loses in 1:" in text
+    assert "**The SegRNN blend beats every baseline in 3 of 4 rows** (2 more, still at an " \
+           "older segment length or blend and being run again, not counted). It loses in 1:" \
+        in text
     assert ("- ETTh2 S (OT), H 720, L 512: 0.3100 against linear AR's 0.3000 (+3.3%; 1 seed); "
             "SegRNN alone 0.2900") in text
     assert "Of those wins, 1 holds on the mean over the seeds (the issue's measure) but not on " \
            "every seed" in text
     assert "- ETTh1 M, H 192, L 512: 0.4000 against DLinear's 0.4100 (-2.44%), worse on 1 of 3 " \
            "seeds" in text
-    assert "SegRNN alone beats every baseline in 2 of 3 rows, and SegRNN-AR is worse than " \
+    assert "SegRNN alone beats every baseline in 3 of 4 rows, and the blend is worse than " \
            "SegRNN alone in 1 of them." in text
     assert "PatchTST/64's at lookback 512: 2 of 2" in text  # 0.36 < 0.370, 0.40 < 0.413
     row = next(line for line in text.splitlines() if line.startswith("| ETTh2 S (OT) | 720 |"))
@@ -76,3 +91,11 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
     stale = next(line for line in text.splitlines() if line.startswith("| ETTm1 M | 96 | 96"))
     assert "(older segment length)" in stale and "96 (seg 48)" in stale
     assert "Test CPU" in text
+    nl = next(line for line in text.splitlines() if line.startswith("| ETTh1 S (OT) | 96 | 96"))
+    assert "96 (seg 24, NLinear)" in nl and "older" not in nl
+    old = next(line for line in text.splitlines() if line.startswith("| ETTm2 S (OT) | 96 | 96"))
+    assert "(older blend)" in old and "NLinear" not in old
+    assert "at lookback 96, **NLinear**: NLinear's blend against the AR's, held-out validation " \
+           "MSE ratio 0.960 (geometric mean over 32 rows; lower in 14)" in text
+    assert "at lookback 512, the linear AR (not decided: checkpoints here for 11 of the 32 " \
+           "rows)" in text

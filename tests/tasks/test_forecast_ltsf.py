@@ -351,3 +351,70 @@ def test_blend_holdout_fits_on_early_validation_and_scores_the_late(ett_like, tm
     assert row["blend_weight_mean"] != pytest.approx(float(full.mean()), abs=1e-6)
     assert row["held_out_prefers"] == ("blend" if row["late_mse_blend"] < row[
         "late_mse_segrnn_alone"] else "SegRNN alone")
+
+
+def test_blend_partner_screen_and_its_rule(ett_like, tmp_path, monkeypatch):
+    """experiments/forecast/blend_partner.py: on the later validation windows, the AR alone
+    scores what blend_holdout.py scores, NLinear alone what NLinear fitted here on the training
+    windows scores, and each blend is fitted on the earlier windows; the test split is read
+    only with ``test``.  The rule picks NLinear iff the geometric mean of the rows' held-out
+    ratios is below 1, and decides nothing for a lookback with rows missing."""
+    import importlib.util
+
+    import torch
+
+    from rnnkit.models.forecast import NLinear
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments" / "forecast"))
+    mods = {}
+    for name in ("blend_partner", "blend_holdout"):
+        spec = importlib.util.spec_from_file_location(
+            f"_{name}", ROOT / "experiments" / "forecast" / f"{name}.py")
+        mods[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mods[name])
+    over = [f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+            "data.horizon=24", "data.targets=[HUFL,OT]", "data.train_stride=4",
+            "model.hidden_size=8", "model.segment_length=12", "trainer.max_epochs=1",
+            "trainer.loggers=[]", "trainer.plot=false", "model.ar_blend=true"]
+    train_forecast(ROOT / "configs" / "ltsf_etth1_segrnn.yaml", out=tmp_path / "b", overrides=over)
+    row = mods["blend_partner"].screen(tmp_path / "b" / "best", None, test=False)
+    held = mods["blend_holdout"].holdout(tmp_path / "b" / "best", data_dir=None)
+    assert row["late_ar_alone"] == pytest.approx(held["late_mse_ar"], rel=1e-6)
+    assert row["late_segrnn"] == pytest.approx(held["late_mse_segrnn_alone"], rel=1e-6)
+    assert row["late_ar_blend"] == pytest.approx(held["late_mse_blend"], rel=1e-6)
+    assert "test_nlinear_blend" not in row
+    _, state, cfg = load_forecast_checkpoint(tmp_path / "b" / "best")
+    data = ForecastData(cfg.data, state=state)
+    x, y = (t.numpy() for t in data.batch(data.global_origins("train"))[0::2])
+    late = data.global_origins("valid")[row["windows_fit"] + 24:]
+    xl, yl = (t.numpy() for t in data.batch(late)[0::2])
+    f = NLinear().fit([(x, y)]).forecast(xl.astype(np.float64))
+    assert row["late_nlinear_alone"] == pytest.approx(float(((f - yl) ** 2).mean()), rel=1e-4)
+    # the NLinear blend: weights by least squares on the earlier windows, scored on the later
+    model, _, _ = load_forecast_checkpoint(tmp_path / "b" / "best")
+    model.eval().blend.fill_(1.0)
+    early = data.global_origins("valid")[:row["windows_fit"]]
+    xe, ye = (t.numpy() for t in data.batch(early)[0::2])
+    nl = NLinear().fit([(x, y)])
+    with torch.no_grad():
+        se, sl = (model(torch.from_numpy(v))[..., 0].double().numpy() for v in (xe, xl))
+    fe = nl.forecast(xe.astype(np.float64))
+    b = np.clip(((ye - fe) * (se - fe)).sum((0, 2)) / ((se - fe) ** 2).sum((0, 2)), 0, 1)
+    blend = f + b[None, :, None] * (sl - f)
+    assert row["late_nlinear_blend"] == pytest.approx(float(((blend - yl) ** 2).mean()), rel=1e-4)
+    assert row["nlinear_weight_early"] == pytest.approx(float(b.mean()), abs=1e-5)
+    both = mods["blend_partner"].screen(tmp_path / "b" / "best", None, test=True)
+    assert {"test_ar_blend", "test_nlinear_blend", "ar_weight", "nlinear_weight"} <= set(both)
+    # the rule, on made-up rows: two rows at lookback 96 (ratios 0.5 and 1.5: geometric mean
+    # 0.866), one of two at 512
+    rows = [{"row": "ltsf_a_l96", "late_nlinear_blend": 0.5, "late_ar_blend": 1.0},
+            {"row": "ltsf_b_l96", "late_nlinear_blend": 1.5, "late_ar_blend": 1.0},
+            {"row": "ltsf_a_l512", "late_nlinear_blend": 0.5, "late_ar_blend": 1.0}]
+    got = mods["blend_partner"].decide(rows, {96: 2, 512: 2})
+    assert got["chosen"] == {"96": "nlinear"}
+    assert got["by_lookback"]["96"]["geomean_ratio"] == pytest.approx(0.75 ** 0.5)
+    assert got["by_lookback"]["96"]["rows_nlinear_lower"] == 1
+    assert "1 of the 2 rows" in got["by_lookback"]["512"]["undecided"]
+    rows[1]["late_nlinear_blend"] = 2.5  # geometric mean 1.118: the AR stays
+    assert mods["blend_partner"].decide(rows, {96: 2})["chosen"] == {"96": "linear_ar"}

@@ -21,6 +21,7 @@ def ltsf(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "LOGS", tmp_path / "logs")
     monkeypatch.setattr(mod, "SEGMENT_FILE", tmp_path / "segment.json")  # no selection yet
     monkeypatch.setattr(mod, "CLOSE_FILE", tmp_path / "close.json")  # no close calls yet
+    monkeypatch.setattr(mod, "PARTNER_FILE", tmp_path / "partner.json")  # the linear AR
     calls = []
 
     def fake_run_one(ds, variables, H, L, seed, model, extra, S=None):
@@ -32,9 +33,9 @@ def ltsf(tmp_path, monkeypatch):
                 "wall_seconds": 10.0, "report": {"metrics": m, "windows": 2785},
                 "best_val_loss": 0.7, "stopped": "patience", "epochs": 12}
 
-    def fake_blend_one(ds, variables, H, L, seed, S=None):
-        calls.append(("segrnn-ar", seed))
-        mse = 0.38 + 0.01 * seed
+    def fake_blend_one(ds, variables, H, L, seed, S=None, partner="linear_ar"):
+        calls.append((mod.BLENDS[partner][0], seed))
+        mse = (0.38 if partner == "linear_ar" else 0.36) + 0.01 * seed
         m = {"model": {"mse": mse, "mae": mse / 2}}
         return {"command": f"rnnkit forecast blend runs/x{seed}/best --out runs/x{seed}_ar",
                 "wall_seconds": 2.0, "report": {"metrics": m, "windows": 2785},
@@ -72,6 +73,28 @@ def test_results_file_has_the_issue_keys(ltsf):
     assert r["reference"]["value"] == 0.370 and r["status"] == "complete" and r["cell"] == "gru"
     for key in ("task", "split", "reference", "device", "date"):  # experiments/make_table.py's
         assert key in r
+
+
+def test_the_chosen_blend_partner_reblends_only_its_lookback(ltsf):
+    """The partner ltsf_blend_partner.json chooses for a lookback names the row's model and its
+    runs, and an earlier file of that lookback (blended with the linear AR) counts as not done,
+    so that it is blended again; other lookbacks keep the linear AR."""
+    assert ltsf.partner_for(96) == "linear_ar"  # no choice yet
+    old = ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])
+    other = ltsf.run_job("ETTh1", "univariate", 336, 512, [1], [])
+    assert json.loads(old.read_text())["model"]["ar_blend_partner"] == "linear_ar"
+    ltsf.PARTNER_FILE.write_text(json.dumps({"chosen": {"96": "nlinear"}}))
+    assert ltsf.partner_for(96) == "nlinear" and ltsf.partner_for(512) == "linear_ar"
+    assert ltsf.job_done(old, 96) == 0 and ltsf.job_done(other, 512) == 1
+    n = len(ltsf.calls)
+    r = json.loads(ltsf.run_job("ETTh1", "univariate", 336, 96, [1], []).read_text())
+    assert ltsf.calls[n:] == [("segrnn", 1), ("dlinear", 1), ("segrnn-nl", 1)]
+    assert r["model"]["name"] == "SegRNN-NLinear" and r["model"]["ar_blend_partner"] == "nlinear"
+    assert "NLinear" in r["model"]["ar_blend"] and r["value"] == pytest.approx(0.37)
+    assert set(r["runs"]) == {"segrnn", "dlinear", "segrnn-nl"}
+    assert ltsf.job_done(ltsf.RESULTS / "ltsf_etth1_s_h336_l96.json", 96) == 1
+    ltsf.run_job("ETTh1", "univariate", 336, 512, [1], [])  # done: not blended again
+    assert ltsf.calls[-1] == ("segrnn-nl", 1)
 
 
 def test_partial_then_complete_and_skip(ltsf):
@@ -140,8 +163,8 @@ def test_close_calls_get_three_seeds_win_or_loss(ltsf, monkeypatch):
     blend, dlin = {}, {}  # (dataset, variables, seed) -> MSE, else the fixture's
     fake_blend, fake_run = ltsf.blend_one, ltsf.run_one
 
-    def blend_one(ds, variables, H, L, seed, S=None):
-        r = fake_blend(ds, variables, H, L, seed, S)
+    def blend_one(ds, variables, H, L, seed, S=None, partner="linear_ar"):
+        r = fake_blend(ds, variables, H, L, seed, S, partner)
         if (ds, variables, seed) in blend:
             r["report"]["metrics"]["model"]["mse"] = blend[ds, variables, seed]
         return r
@@ -343,6 +366,7 @@ def test_a_selected_segment_names_and_checks_every_file(tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
     mod.SEGMENT_FILE = tmp_path / "segment.json"
+    mod.PARTNER_FILE = tmp_path / "partner.json"  # no partner chosen: the linear AR
     mod.SEGMENT_FILE.write_text(json.dumps({"lookback": 96, "chosen": 24}))
     mod.LOGS.mkdir()
     (tmp_path / "configs").symlink_to(ROOT / "configs")
@@ -360,8 +384,8 @@ def test_a_selected_segment_names_and_checks_every_file(tmp_path, monkeypatch):
 
     blended = []
 
-    def fake_blend(src, out, data_dir):
-        blended.append((src, out))
+    def fake_blend(src, out, partner, data_dir):
+        blended.append((src, out, partner))
         return {"ar_blend_mean": 0.5}
 
     import rnnkit.tasks.forecast as fc
@@ -384,8 +408,14 @@ def test_a_selected_segment_names_and_checks_every_file(tmp_path, monkeypatch):
     b = mod.blend_one("ETTh2", "univariate", 192, 96, 1)
     assert b["segment_length"] == 24
     assert blended == [(tmp_path / "runs/ltsf" / f"{name}_segrnn_seg24_seed1" / "best",
-                        tmp_path / "runs/ltsf" / f"{name}_segrnn-ar_seg24_seed1")]
+                        tmp_path / "runs/ltsf" / f"{name}_segrnn-ar_seg24_seed1", "linear_ar")]
     assert (mod.LOGS / f"{name}_segrnn-ar_seg24_seed1.json").is_file()
+    # NLinear as the partner: its own checkpoint, cache and command, the same SegRNN
+    b = mod.blend_one("ETTh2", "univariate", 192, 96, 1, partner="nlinear")
+    assert blended[-1] == (tmp_path / "runs/ltsf" / f"{name}_segrnn_seg24_seed1" / "best",
+                           tmp_path / "runs/ltsf" / f"{name}_segrnn-nl_seg24_seed1", "nlinear")
+    assert b["partner"] == "nlinear" and b["command"].endswith("--partner nlinear")
+    assert (mod.LOGS / f"{name}_segrnn-nl_seg24_seed1.json").is_file()
     # a report from before the field: its name's length counts
     cache = mod.LOGS / f"{name}_segrnn_seg24_seed1.json"
     older = {k: v for k, v in json.loads(cache.read_text()).items() if k != "segment_length"}
@@ -430,6 +460,7 @@ def test_selections_run_apart_from_the_table(tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     mod.LOGS, mod.LOOKBACK_FILE = tmp_path / "logs", tmp_path / "lookback.json"
     mod.SEGMENT_FILE = tmp_path / "segment.json"
+    mod.PARTNER_FILE = tmp_path / "partner.json"  # no partner chosen: the linear AR
     monkeypatch.setattr(mod, "_device", lambda: "cpu: test")
     seen = []
     val = {336: 0.64, 512: 0.63, 720: 0.65, 12: 0.674, 24: 0.663, 48: 0.664}

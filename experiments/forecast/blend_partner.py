@@ -1,0 +1,187 @@
+"""Which linear forecaster should SegRNN be blended with?  A held-out validation screen.
+
+SegRNN-AR blends SegRNN with the linear AR baseline (iterated AR(L) with an intercept, fitted
+on the training split): ``AR + b_h (SegRNN - AR)``, ``b_h`` fitted on the validation windows.
+Iterated over hundreds of steps the AR drifts to the training split's mean, so where the level
+moves its long-horizon forecast follows the training months.  The alternative screened here is
+a level-free direct linear map (NLinear, Zeng et al. 2023, in closed form): each window minus
+its last value, one ridge least-squares map of the L inputs to the H outputs, shared by the
+channels and fitted on every training window.  It is an affine map of the window, so it takes
+the AR's place in the same blend unchanged.
+
+For each SegRNN-AR checkpoint of the table the screen fits the blend weights on the earlier
+validation windows only and scores on the later ones (a gap of ``H`` origins), for both
+partners; the test split is not read.  With ``--test`` (after the choice) it also scores the
+blend fitted on every validation window on every test window.  Usage::
+
+    python experiments/forecast/blend_partner.py --test --json experiments/forecast/ltsf_blend_partner.json
+
+The JSON's ``"chosen"`` (:func:`decide`) is what ``ltsf.py`` blends each lookback's rows with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from blend_holdout import _mse  # the scripts' directory is on sys.path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "experiments" / "results"
+
+
+def nlinear_map(data, L: int, H: int, ridge: float = 1e-4, bs: int = 2048) -> tuple:
+    """The closed-form NLinear of ``data``'s training windows as an affine map of the window:
+    ``(A (H, L), a (H,))`` with ``y = A x + a`` per channel (float64)."""
+    g = data.global_origins("train")
+    G = np.zeros((L + 1, L + 1))
+    R = np.zeros((L + 1, H))
+    n = 0
+    for i in range(0, len(g), bs):
+        x, _, y = data.batch(g[i:i + bs])
+        C = y.shape[-1]
+        x = x[..., :C].double().permute(0, 2, 1).reshape(-1, L).numpy()  # (B*C, L)
+        y = y.double().permute(0, 2, 1).reshape(-1, H).numpy()
+        last = x[:, -1:]
+        z = np.hstack([x - last, np.ones((len(x), 1))])
+        G += z.T @ z
+        R += z.T @ (y - last)
+        n += len(x)
+    reg = ridge * n * np.eye(L + 1)
+    reg[L, L] = 0.0  # the intercept is not shrunk
+    W = np.linalg.solve(G + reg, R).T  # (H, L + 1)
+    A = W[:, :L].copy()
+    A[:, L - 1] += 1.0 - W[:, :L].sum(1)  # y = last + W (x - last) + a
+    return A, W[:, L]
+
+
+def _fit(model, data, origins) -> torch.Tensor:
+    return model.fit_ar_blend(data.batch(origins[i:i + 512])[0::2]
+                              for i in range(0, len(origins), 512))
+
+
+def screen(run: Path, data_dir: str, test: bool) -> dict:
+    from rnnkit.tasks.forecast_data import ForecastData
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
+    t0 = time.perf_counter()
+    model, state, cfg = load_forecast_checkpoint(run)
+    if not cfg.model.ar_blend:
+        raise SystemExit(f"{run}: not a SegRNN-AR checkpoint (model.ar_blend is false)")
+    model.eval()
+    data = ForecastData(cfg.data, data_dir=data_dir, state=state)
+    g, H, L = data.global_origins("valid"), data.H, data.L
+    half = len(g) // 2
+    early, late = g[:half - H], g[half:]
+    ar = (model.ar_map.clone(), model.ar_bias.clone())
+    A, a = nlinear_map(data, L, H)
+    nl = (torch.from_numpy(A).to(ar[0]).expand_as(ar[0]).clone(),
+          torch.from_numpy(a).to(ar[1])[None].expand_as(ar[1]).clone())
+    row: dict = {"run": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run),
+                 "windows_fit": len(early),
+                 "windows_checked": len(late)}
+    model.blend.fill_(1.0)
+    row["late_segrnn"] = _mse(model, data, late)
+    for name, (m, b) in (("ar", ar), ("nlinear", nl)):
+        model.ar_map.copy_(m)
+        model.ar_bias.copy_(b)
+        model.blend.zero_()
+        row[f"late_{name}_alone"] = _mse(model, data, late)
+        w = _fit(model, data, early)
+        row[f"late_{name}_blend"] = _mse(model, data, late)
+        row[f"{name}_weight_early"] = float(w.mean())
+        if test:
+            w = _fit(model, data, data.global_origins("valid"))
+            row[f"{name}_weight"] = float(w.mean())
+            row[f"test_{name}_blend"] = _mse(model, data, data.global_origins("test"))
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def checkpoints() -> list[tuple[str, Path]]:
+    """(results file, SegRNN-AR checkpoint) for every seed of every LTSF row: the linear AR
+    blend of each seed's SegRNN (``runs/ltsf/<job>_segrnn[_segS]_seed<k>`` ->
+    ``..._segrnn-ar[_segS]_seed<k>``), whichever blend the row now reports."""
+    out = []
+    for f in sorted(RESULTS.glob("ltsf_ett*_h*_l*.json")):
+        for r in json.loads(f.read_text())["runs"]["segrnn"]:
+            src = re.search(r"--out (\S+)", r["command"]).group(1)
+            out.append((f.stem, ROOT / re.sub(r"_segrnn(_seg\d+)?_seed", r"_segrnn-ar\1_seed", src)))
+    return out
+
+
+def decide(rows: list[dict], wanted: dict[int, int]) -> dict:
+    """The rule, fixed before any test number of the NLinear blend was computed: at a lookback
+    where every row of the table has a checkpoint here, NLinear is chosen iff the geometric
+    mean over the rows (each row's seeds averaged) of ``late_nlinear_blend / late_ar_blend``
+    is below 1.  ``wanted``: lookback -> the table's rows at it.  Returns ``{"chosen": {L:
+    partner}, "by_lookback": {L: {...}}}``."""
+    by_row: dict[str, list[dict]] = {}
+    for r in rows:
+        by_row.setdefault(r["row"], []).append(r)
+    out: dict = {"chosen": {}, "by_lookback": {}}
+    for L, n in sorted(wanted.items()):
+        logs = []
+        for name, rs in by_row.items():
+            if int(name.rsplit("_l", 1)[1]) != L:
+                continue
+            nl = sum(r["late_nlinear_blend"] for r in rs) / len(rs)
+            ar = sum(r["late_ar_blend"] for r in rs) / len(rs)
+            logs.append(np.log(nl / ar))
+        info = {"rows": len(logs), "rows_in_table": n}
+        if logs:
+            info |= {"geomean_ratio": float(np.exp(np.mean(logs))),
+                     "rows_nlinear_lower": int(sum(v < 0 for v in logs))}
+        if len(logs) == n:
+            out["chosen"][str(L)] = "nlinear" if info["geomean_ratio"] < 1 else "linear_ar"
+        else:
+            info["undecided"] = f"checkpoints here for {len(logs)} of the {n} rows"
+        out["by_lookback"][str(L)] = info
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
+    p.add_argument("--json", default=None)
+    p.add_argument("--only", default="", help="a regex on the results file's name")
+    p.add_argument("--test", action="store_true", help="also score on the test windows")
+    a = p.parse_args(argv)
+    from rnnkit.train.run import device_description
+
+    torch.set_num_threads(1)
+    rows = []
+    wanted: dict[int, int] = {}
+    for stem, _ in checkpoints():
+        wanted.setdefault(int(stem.rsplit("_l", 1)[1]), set()).add(stem)
+    wanted = {L: len(v) for L, v in wanted.items()}
+    for stem, run in checkpoints():
+        if not re.search(a.only, stem):
+            continue
+        if not run.exists():  # trained on another machine; runs/ is not in the repository
+            print(f"skipped {stem}: {run.relative_to(ROOT)} is not on this machine", flush=True)
+            continue
+        row = {"row": stem, **screen(run, a.data_dir, a.test)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps({
+                "what": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
+                "rule": " ".join(decide.__doc__.split("Returns")[0].split()),
+                "command": "python experiments/forecast/blend_partner.py "
+                           + " ".join(argv if argv is not None else sys.argv[1:]),
+                "device": device_description(), "torch": torch.__version__,
+                "date": _dt.date.today().isoformat(), **decide(rows, wanted),
+                "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
