@@ -748,16 +748,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true")
     p.add_argument("--refresh", action="store_true",
                    help="rewrite every job file from its cached seed reports (no training; "
-                        "blends a seed whose SegRNN-AR is not cached yet)")
+                        "blends a seed whose blend, with its lookback's partner, is not cached "
+                        "yet)")
     a = p.parse_args(argv)
     if a.refresh:
         for path in sorted(RESULTS.glob("ltsf_*_l*.json")):
             r = json.loads(path.read_text())
             if r.get("protocol") != "ltsf" or r.get("metric") != "mse":
                 continue
-            if not job_done(path, r["lookback"]):  # an earlier segment length's: rerun, later
+            if r.get("model", {}).get("segment_length", RECIPE_SEGMENT) != segment_for(
+                    r["lookback"]):  # an earlier segment length's: rerun, later
                 print(f"{path.name}: made at another segment length; left as it is", flush=True)
-                continue
+                continue  # (another blend partner's is blended again below: no training)
             key, done = (r["dataset"], r["variables"], r["horizon"], r["lookback"]), \
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
