@@ -6,7 +6,7 @@ Iterated over hundreds of steps the AR drifts to the training split's mean, so w
 moves its long-horizon forecast follows the training months.  The alternative screened here is
 a level-free direct linear map (NLinear, Zeng et al. 2023, in closed form): each window minus
 its last value, one ridge least-squares map of the L inputs to the H outputs, shared by the
-channels and fitted on every training window.  It is an affine map of the window, so it takes
+channels and fitted on the training windows SegRNN trained on.  It is an affine map of the window, so it takes
 the AR's place in the same blend unchanged.
 
 For each SegRNN-AR checkpoint of the table the screen fits the blend weights on the earlier
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import re
 import sys
 import time
@@ -119,9 +120,9 @@ def checkpoints() -> list[tuple[str, Path]]:
 
 def decide(rows: list[dict], wanted: dict[int, int]) -> dict:
     """The rule, fixed before any test number of the NLinear blend was computed: at a lookback
-    where every row of the table has a checkpoint here, NLinear is chosen iff the geometric
-    mean over the rows (each row's seeds averaged) of ``late_nlinear_blend / late_ar_blend``
-    is below 1.  ``wanted``: lookback -> the table's rows at it.  Returns ``{"chosen": {L:
+    where every row of the table has a checkpoint here (at least one seed's), NLinear is chosen
+    iff the geometric mean over the rows (each row's seeds averaged) of
+    ``late_nlinear_blend / late_ar_blend`` is below 1.  ``wanted``: lookback -> the table's rows at it.  Returns ``{"chosen": {L:
     partner}, "by_lookback": {L: {...}}}``."""
     by_row: dict[str, list[dict]] = {}
     for r in rows:
@@ -170,16 +171,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row = {"row": stem, **screen(run, a.data_dir, a.test)}
         rows.append(row)
-        print(json.dumps(row), flush=True)
-        if a.json:
-            Path(a.json).write_text(json.dumps({
-                "what": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
-                "rule": " ".join(decide.__doc__.split("Returns")[0].split()),
-                "command": "python experiments/forecast/blend_partner.py "
-                           + " ".join(argv if argv is not None else sys.argv[1:]),
-                "device": device_description(), "torch": torch.__version__,
-                "date": _dt.date.today().isoformat(), **decide(rows, wanted),
-                "rows": rows}, indent=2) + "\n")
+        print(json.dumps(row), flush=True)  # the progress: the file is written once, at the end
+    if a.json:  # ltsf.py and the docs read it while drivers run: never half-written or partial
+        out = Path(a.json)
+        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({
+            "what": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
+            "rule": " ".join(decide.__doc__.split("Returns")[0].split()),
+            "command": "python experiments/forecast/blend_partner.py "
+                       + " ".join(argv if argv is not None else sys.argv[1:]),
+            "device": device_description(), "torch": torch.__version__,
+            "date": _dt.date.today().isoformat(), **decide(rows, wanted),
+            "rows": rows}, indent=2) + "\n")
+        os.replace(tmp, out)
     return 0
 
 

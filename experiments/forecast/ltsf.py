@@ -772,11 +772,14 @@ def main(argv: list[str] | None = None) -> int:
             have = job_done(path, job[3])
             want = min(job[5], len(job[4]))
             held = ""
-            if path.is_file() and not have:  # made at another segment length
+            if path.is_file() and not have:  # made at another segment length or blend
                 r = json.loads(path.read_text())
-                held = (f"{r['seeds']['n']} at segment length "
-                        f"{r.get('model', {}).get('segment_length', RECIPE_SEGMENT)}, not "
-                        f"{segment_for(job[3])}")
+                got = r.get("model", {})
+                seg, partner = got.get("segment_length", RECIPE_SEGMENT), got.get(
+                    "ar_blend_partner", "linear_ar")
+                held = (f"{r['seeds']['n']} at segment length {seg}, not {segment_for(job[3])}"
+                        if seg != segment_for(job[3]) else
+                        f"{r['seeds']['n']} blended with {partner}, not {partner_for(job[3])}")
             print(f"{'done' if have >= want else 'todo'}  {job_name(*job[:4])}  seeds "
                   f"{job[4][:want]} (file has {held or have})")
         return 0

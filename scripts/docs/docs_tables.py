@@ -378,7 +378,8 @@ def _ltsf_table(root: Path) -> str:
                     f"at lookback {L}, the linear AR (not decided: {info['undecided']})")
             parts.append(f"{head}: NLinear's blend against the AR's, held-out validation MSE "
                          f"ratio {info['geomean_ratio']:.3f} (geometric mean over "
-                         f"{info['rows']} rows; lower in {info['rows_nlinear_lower']})")
+                         f"{info['rows']} rows; lower in {info['rows_nlinear_lower']})"
+                         if "geomean_ratio" in info else f"{head}: no row screened")
         out += ["What SegRNN is blended with (`experiments/forecast/blend_partner.py`, "
                 "`ltsf_blend_partner.json`: the blend's weights fitted on the earlier validation "
                 "windows, scored on the later ones; the test split is not read): "

@@ -70,7 +70,9 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
                                "rows_nlinear_lower": 14},
                         "512": {"rows": 11, "rows_in_table": 32, "geomean_ratio": 0.94,
                                 "rows_nlinear_lower": 7,
-                                "undecided": "checkpoints here for 11 of the 32 rows"}}}))
+                                "undecided": "checkpoints here for 11 of the 32 rows"},
+                        "720": {"rows": 0, "rows_in_table": 4,
+                                "undecided": "checkpoints here for 0 of the 4 rows"}}}))
     for name, r in rows.items():
         (res / f"{name}.json").write_text(json.dumps(r))
     text = snippet("ltsf-table", tmp_path)
@@ -99,3 +101,5 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
            "MSE ratio 0.960 (geometric mean over 32 rows; lower in 14)" in text
     assert "at lookback 512, the linear AR (not decided: checkpoints here for 11 of the 32 " \
            "rows)" in text
+    assert "at lookback 720, the linear AR (not decided: checkpoints here for 0 of the 4 rows): " \
+           "no row screened" in text

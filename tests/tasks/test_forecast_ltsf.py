@@ -288,6 +288,11 @@ def test_ar_blend_with_nlinear(ett_like, tmp_path, capsys):
     with pytest.raises(ConfigError, match="ar_blend_partner='nlinear' needs model.ar_blend"):
         train_forecast(recipe, out=tmp_path / "bad", overrides=over + [
             "model.ar_blend_partner=nlinear"])
+    with pytest.raises(ConfigError, match="'model.ar_blend_partner'.*arch 'dlinear'"):
+        train_forecast(ROOT / "configs" / "ltsf_etth1_dlinear.yaml", out=tmp_path / "bad2",
+                       overrides=over[:6] + ["trainer.max_epochs=1", "trainer.loggers=[]",
+                                             "trainer.plot=false",
+                                             "model.ar_blend_partner=nlinear"])
 
 
 @pytest.mark.parametrize("arch", ["segrnn_ar", "dlinear"])

@@ -299,6 +299,10 @@ def attach_linear_ar(model: nn.Module, config: RunConfig, data: ForecastData) ->
             or (``ar_blend``) no validation windows to fit the blend on.
     """
     m = config.model
+    if m.ar_blend_partner != "linear_ar" and not (m.arch == "segrnn" and m.ar_blend):
+        raise ConfigError(f"config key 'model.ar_blend_partner': {m.ar_blend_partner!r} names "
+                          "what a SegRNN is blended with, so it needs model.arch 'segrnn' and "
+                          f"model.ar_blend: true (got arch {m.arch!r}, ar_blend {m.ar_blend})")
     for key in ("linear_ar", "ar_blend"):
         if not getattr(m, key):
             continue
@@ -320,9 +324,11 @@ def attach_linear_ar(model: nn.Module, config: RunConfig, data: ForecastData) ->
 
 
 def nlinear_of(data: ForecastData) -> NLinear:
-    """:class:`~rnnkit.models.forecast_baselines.NLinear` fitted on every training window of
-    ``data`` (the model's scaled space; ``ar_blend_partner: nlinear``)."""
-    g, bs = data.global_origins("train"), 4096
+    """:class:`~rnnkit.models.forecast_baselines.NLinear` fitted on the training windows of
+    ``data`` the model trains on (every ``data.train_stride``-th; the model's scaled space;
+    ``ar_blend_partner: nlinear``), in batches of about 2**22 input values."""
+    g = data.global_origins("train")
+    bs = max(1, 2**22 // (data.L * data.C))
     if not len(g):
         raise ConfigError("config key 'model.ar_blend_partner': NLinear is fitted on the "
                           "training windows, and the data has none")
