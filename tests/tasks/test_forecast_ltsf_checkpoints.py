@@ -1,0 +1,45 @@
+"""experiments/forecast/ltsf_checkpoints.py: which of the table's runs must be trained again
+here (a seed whose SegRNN checkpoint or its AR blend is missing), ETTh rows first."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _mod():
+    spec = importlib.util.spec_from_file_location(
+        "_ltsf_checkpoints", ROOT / "experiments" / "forecast" / "ltsf_checkpoints.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_missing_lists_the_seeds_without_both_checkpoints(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+
+    def row(name, seeds, seg=""):
+        runs = [{"command": f"rnnkit forecast train configs/x.yaml --set=trainer.seed={s} "
+                            f"--out runs/ltsf/{name}_segrnn{seg}_seed{s}", "mse": 0.1 * s}
+                for s in seeds]
+        (res / f"{name}.json").write_text(json.dumps({"runs": {"segrnn": runs}}))
+
+    row("ltsf_ettm1_m_h96_l512", [1])
+    row("ltsf_etth2_s_h96_l512", [1, 2, 3])
+    row("ltsf_etth1_s_h96_l96", [1], seg="_seg24")  # another lookback: not listed
+    for d in ("runs/ltsf/ltsf_etth2_s_h96_l512_segrnn_seed1/best",  # both: done
+              "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn-ar_seed1",
+              "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn_seed2/best"):  # no blend yet
+        (tmp_path / d).mkdir(parents=True)
+    got = _mod().missing(512, results=res, root=tmp_path)
+    assert [(j["row"], j["seed"]) for j in got] == [
+        ("ltsf_etth2_s_h96_l512", 2), ("ltsf_etth2_s_h96_l512", 3), ("ltsf_ettm1_m_h96_l512", 1)]
+    assert got[0]["out"] == "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn_seed2"
+    assert got[0]["blend"] == "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn-ar_seed2"
+    assert abs(got[1]["mse"] - 0.3) < 1e-12  # the recorded test MSE, to compare with
+    seg = _mod().missing(96, results=res, root=tmp_path)
+    assert seg[0]["blend"] == "runs/ltsf/ltsf_etth1_s_h96_l96_segrnn-ar_seg24_seed1"
