@@ -33,34 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from blend_holdout import _mse  # the scripts' directory is on sys.path
+from ltsf import blend_run
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
-
-
-def nlinear_map(data, L: int, H: int, ridge: float = 1e-4, bs: int = 2048) -> tuple:
-    """The closed-form NLinear of ``data``'s training windows as an affine map of the window:
-    ``(A (H, L), a (H,))`` with ``y = A x + a`` per channel (float64)."""
-    g = data.global_origins("train")
-    G = np.zeros((L + 1, L + 1))
-    R = np.zeros((L + 1, H))
-    n = 0
-    for i in range(0, len(g), bs):
-        x, _, y = data.batch(g[i:i + bs])
-        C = y.shape[-1]
-        x = x[..., :C].double().permute(0, 2, 1).reshape(-1, L).numpy()  # (B*C, L)
-        y = y.double().permute(0, 2, 1).reshape(-1, H).numpy()
-        last = x[:, -1:]
-        z = np.hstack([x - last, np.ones((len(x), 1))])
-        G += z.T @ z
-        R += z.T @ (y - last)
-        n += len(x)
-    reg = ridge * n * np.eye(L + 1)
-    reg[L, L] = 0.0  # the intercept is not shrunk
-    W = np.linalg.solve(G + reg, R).T  # (H, L + 1)
-    A = W[:, :L].copy()
-    A[:, L - 1] += 1.0 - W[:, :L].sum(1)  # y = last + W (x - last) + a
-    return A, W[:, L]
 
 
 def _fit(model, data, origins) -> torch.Tensor:
@@ -70,7 +46,7 @@ def _fit(model, data, origins) -> torch.Tensor:
 
 def screen(run: Path, data_dir: str, test: bool) -> dict:
     from rnnkit.tasks.forecast_data import ForecastData
-    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint, nlinear_of
 
     t0 = time.perf_counter()
     model, state, cfg = load_forecast_checkpoint(run)
@@ -78,11 +54,11 @@ def screen(run: Path, data_dir: str, test: bool) -> dict:
         raise SystemExit(f"{run}: not a SegRNN-AR checkpoint (model.ar_blend is false)")
     model.eval()
     data = ForecastData(cfg.data, data_dir=data_dir, state=state)
-    g, H, L = data.global_origins("valid"), data.H, data.L
+    g, H = data.global_origins("valid"), data.H
     half = len(g) // 2
     early, late = g[:half - H], g[half:]
     ar = (model.ar_map.clone(), model.ar_bias.clone())
-    A, a = nlinear_map(data, L, H)
+    A, a = nlinear_of(data).affine()  # what ar_blend_partner: nlinear fits
     nl = (torch.from_numpy(A).to(ar[0]).expand_as(ar[0]).clone(),
           torch.from_numpy(a).to(ar[1])[None].expand_as(ar[1]).clone())
     row: dict = {"run": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run),
@@ -114,7 +90,7 @@ def checkpoints() -> list[tuple[str, Path]]:
     for f in sorted(RESULTS.glob("ltsf_ett*_h*_l*.json")):
         for r in json.loads(f.read_text())["runs"]["segrnn"]:
             src = re.search(r"--out (\S+)", r["command"]).group(1)
-            out.append((f.stem, ROOT / re.sub(r"_segrnn(_seg\d+)?_seed", r"_segrnn-ar\1_seed", src)))
+            out.append((f.stem, ROOT / blend_run(src)))
     return out
 
 

@@ -137,6 +137,12 @@ def tag(model: str, S: int) -> str:
     return f"{model}_seg{S}" if model.startswith("segrnn") and S != RECIPE_SEGMENT else model
 
 
+def blend_run(segrnn_out: str, partner: str = "linear_ar") -> str:
+    """The blended checkpoint's directory for a SegRNN run's (``..._segrnn[_segS]_seed<k>`` ->
+    ``..._segrnn-ar[_segS]_seed<k>``, or ``segrnn-nl``), as :func:`_blend` names it."""
+    return re.sub(r"_segrnn(_seg\d+)?_seed", rf"_{BLENDS[partner][0]}\1_seed", segrnn_out)
+
+
 def job_done(path: Path, L: int, S: int | None = None) -> int:
     """How many seeds ``path`` (a job's file) holds, or 0 where it is missing or was made at
     another segment length than ``S`` (lookback ``L``'s now, by default)."""

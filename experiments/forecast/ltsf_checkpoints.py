@@ -28,6 +28,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the table driver, beside it
+from ltsf import blend_run  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 DATA = ROOT.parent / "shared" / "datasets"
@@ -43,7 +46,7 @@ def missing(lookback: int, results: Path = RESULTS, root: Path = ROOT) -> list[d
                     key=lambda p: (not p.name.startswith("ltsf_etth"), p.name)):
         for r in json.loads(f.read_text())["runs"]["segrnn"]:
             out = re.search(r"--out (\S+)", r["command"]).group(1)
-            blend = re.sub(r"_segrnn(_seg\d+)?_seed", r"_segrnn-ar\1_seed", out)
+            blend = blend_run(out)
             if (root / out / "best").is_dir() and (root / blend).is_dir():
                 continue
             seed = int(re.search(r"trainer\.seed=(\d+)", r["command"]).group(1))
