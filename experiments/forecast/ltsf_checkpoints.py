@@ -7,7 +7,8 @@ decides a lookback only when every row has one.  This runs each missing seed's r
 recipe, overrides, seed and output directory), resuming a run that was stopped, then blends it
 with the linear AR (``rnnkit forecast blend``: the ``..._segrnn-ar..`` checkpoint the screen
 reads) and checks that it reproduces the test MSE the table recorded for that seed.  The
-table's files are not changed.  ETTh rows first (cheaper), one process per call::
+table's files are not changed.  One seed of each row with none here first, ETTh rows (cheaper)
+first; one process per call::
 
     nohup python experiments/forecast/ltsf_checkpoints.py --lookback 512 --part 0/2 > a.log 2>&1 &
     nohup python experiments/forecast/ltsf_checkpoints.py --lookback 512 --part 1/2 > b.log 2>&1 &
@@ -39,20 +40,27 @@ TOLERANCE = 1e-4  # relative: the same run on another CPU (float32 sums in anoth
 
 def missing(lookback: int, results: Path = RESULTS, root: Path = ROOT) -> list[dict]:
     """Every seed of every row at ``lookback`` whose SegRNN checkpoint (``.../best``) or its
-    linear AR blend is not under ``root``: ``{"row", "seed", "command", "out", "mse"}``, the
-    ETTh rows first."""
-    todo = []
+    linear AR blend is not under ``root``: ``{"row", "seed", "command", "out", "mse"}``.
+
+    First one seed of each row that has none here (the screen's rule decides a lookback once
+    every row has one), then the other seeds; ETTh rows (cheaper) first within each."""
+    first, rest = [], []
     for f in sorted(results.glob(f"ltsf_ett*_h*_l{lookback}.json"),
                     key=lambda p: (not p.name.startswith("ltsf_etth"), p.name)):
+        todo, have = [], False
         for r in json.loads(f.read_text())["runs"]["segrnn"]:
             out = re.search(r"--out (\S+)", r["command"]).group(1)
             blend = blend_run(out)
             if (root / out / "best").is_dir() and (root / blend).is_dir():
+                have = True
                 continue
             seed = int(re.search(r"trainer\.seed=(\d+)", r["command"]).group(1))
             todo.append({"row": f.stem, "seed": seed, "command": r["command"], "out": out,
                          "blend": blend, "mse": r["mse"]})
-    return todo
+        if todo and not have:
+            first.append(todo.pop(0))
+        rest.extend(todo)
+    return first + rest
 
 
 def train_and_check(job: dict) -> dict:

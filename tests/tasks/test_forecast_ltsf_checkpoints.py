@@ -1,5 +1,6 @@
 """experiments/forecast/ltsf_checkpoints.py: which of the table's runs must be trained again
-here (a seed whose SegRNN checkpoint or its AR blend is missing), ETTh rows first."""
+here (a seed whose SegRNN checkpoint or its AR blend is missing): one seed of each row with
+none here first, ETTh rows first."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def test_missing_lists_the_seeds_without_both_checkpoints(tmp_path):
               "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn-ar_seed1",
               "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn_seed2/best"):  # no blend yet
         (tmp_path / d).mkdir(parents=True)
+    row("ltsf_etth1_m_h96_l512", [1, 2])  # no seed here: its first seed comes first
     got = _mod().missing(512, results=res, root=tmp_path)
     assert [(j["row"], j["seed"]) for j in got] == [
-        ("ltsf_etth2_s_h96_l512", 2), ("ltsf_etth2_s_h96_l512", 3), ("ltsf_ettm1_m_h96_l512", 1)]
-    assert got[0]["out"] == "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn_seed2"
-    assert got[0]["blend"] == "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn-ar_seed2"
-    assert abs(got[1]["mse"] - 0.3) < 1e-12  # the recorded test MSE, to compare with
+        ("ltsf_etth1_m_h96_l512", 1), ("ltsf_ettm1_m_h96_l512", 1),  # rows with no seed here
+        ("ltsf_etth1_m_h96_l512", 2), ("ltsf_etth2_s_h96_l512", 2), ("ltsf_etth2_s_h96_l512", 3)]
+    assert got[3]["out"] == "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn_seed2"
+    assert got[3]["blend"] == "runs/ltsf/ltsf_etth2_s_h96_l512_segrnn-ar_seed2"
+    assert abs(got[4]["mse"] - 0.3) < 1e-12  # the recorded test MSE, to compare with
     seg = _mod().missing(96, results=res, root=tmp_path)
     assert seg[0]["blend"] == "runs/ltsf/ltsf_etth1_s_h96_l96_segrnn-ar_seg24_seed1"
