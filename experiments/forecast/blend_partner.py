@@ -16,6 +16,10 @@ blend fitted on every validation window on every test window.  Usage::
 
     python experiments/forecast/blend_partner.py --test --json experiments/forecast/ltsf_blend_partner.json
 
+``--reuse FILE`` takes the rows of an earlier screen whose checkpoint is byte for byte the one
+screened then (its ``model.safetensors``' SHA-256, recorded in each row) instead of screening
+them again; the rule is then applied to every row, reused or new.
+
 The JSON's ``"chosen"`` (:func:`decide`) is what ``ltsf.py`` blends each lookback's rows with.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -82,6 +87,18 @@ def screen(run: Path, data_dir: str, test: bool) -> dict:
     return row
 
 
+def fingerprint(run: Path) -> str:
+    """The SHA-256 of a checkpoint's weights: a reused row must be of these very weights."""
+    return hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
+
+
+def reusable(path: Path, test: bool) -> dict[str, dict]:
+    """An earlier screen's rows by checkpoint (``run``); with ``test``, only rows that were
+    scored on test too."""
+    rows = json.loads(Path(path).read_text())["rows"]
+    return {r["run"]: r for r in rows if not test or "test_nlinear_blend" in r}
+
+
 def checkpoints() -> list[tuple[str, Path]]:
     """(results file, SegRNN-AR checkpoint) for every seed of every LTSF row: the linear AR
     blend of each seed's SegRNN (``runs/ltsf/<job>_segrnn[_segS]_seed<k>`` ->
@@ -130,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--only", default="", help="a regex on the results file's name")
     p.add_argument("--test", action="store_true", help="also score on the test windows")
+    p.add_argument("--reuse", default=None,
+                   help="an earlier screen's JSON: its rows of unchanged checkpoints are kept")
     a = p.parse_args(argv)
     from rnnkit.train.run import device_description
+
+    old = reusable(Path(a.reuse), a.test) if a.reuse else {}
 
     torch.set_num_threads(1)
     rows = []
@@ -145,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         if not run.exists():  # trained on another machine; runs/ is not in the repository
             print(f"skipped {stem}: {run.relative_to(ROOT)} is not on this machine", flush=True)
             continue
-        row = {"row": stem, **screen(run, a.data_dir, a.test)}
+        rel, sha = str(run.relative_to(ROOT)), fingerprint(run)
+        prev = old.get(rel)
+        if prev is not None and prev["row"] == stem and prev.get("sha256", sha) == sha:
+            # a row screened before hashes were recorded (session 21's) gets this checkpoint's
+            rows.append(prev | {"sha256": sha})
+            print(f"reused {stem}: {rel}", flush=True)
+            continue
+        row = {"row": stem, **screen(run, a.data_dir, a.test), "sha256": sha}
         rows.append(row)
         print(json.dumps(row), flush=True)  # the progress: the file is written once, at the end
     if a.json:  # ltsf.py and the docs read it while drivers run: never half-written or partial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -411,6 +412,40 @@ def test_blend_partner_screen_and_its_rule(ett_like, tmp_path, monkeypatch):
     assert row["nlinear_weight_early"] == pytest.approx(float(b.mean()), abs=1e-5)
     both = mods["blend_partner"].screen(tmp_path / "b" / "best", None, test=True)
     assert {"test_ar_blend", "test_nlinear_blend", "ar_weight", "nlinear_weight"} <= set(both)
+    # main(): a table of one row whose checkpoint is this one; --reuse keeps a row only for the
+    # same weights, and with --test only one scored on test
+    bp = mods["blend_partner"]
+    res = tmp_path / "results"
+    res.mkdir()
+    cmd = "rnnkit forecast train x.yaml --out runs/ltsf/ltsf_ettx_m_h24_l48_segrnn_seed1"
+    (res / "ltsf_ettx_m_h24_l48.json").write_text(json.dumps(
+        {"runs": {"segrnn": [{"command": cmd, "mse": 1.0}]}}))
+    ck = tmp_path / "runs" / "ltsf" / "ltsf_ettx_m_h24_l48_segrnn-ar_seed1"
+    shutil.copytree(tmp_path / "b" / "best", ck)
+    monkeypatch.setattr(bp, "ROOT", tmp_path)
+    monkeypatch.setattr(bp, "RESULTS", res)
+    bp.main(["--json", str(tmp_path / "s1.json")])
+    first = json.loads((tmp_path / "s1.json").read_text())
+    assert first["chosen"] == {"48": "nlinear" if row["late_nlinear_blend"] < row["late_ar_blend"]
+                               else "linear_ar"}
+    assert first["rows"][0]["late_ar_blend"] == pytest.approx(row["late_ar_blend"], rel=1e-9)
+    calls = []
+    real = bp.screen
+    monkeypatch.setattr(bp, "screen", lambda *a: calls.append(a) or real(*a))
+    bp.main(["--json", str(tmp_path / "s2.json"), "--reuse", str(tmp_path / "s1.json")])
+    assert not calls  # the same weights: reused
+    again = json.loads((tmp_path / "s2.json").read_text())
+    assert again["rows"] == first["rows"] and again["chosen"] == first["chosen"]
+    bp.main(["--json", str(tmp_path / "s3.json"), "--reuse", str(tmp_path / "s1.json"), "--test"])
+    assert len(calls) == 1  # s1 was not scored on test
+    from safetensors.torch import load_file, save_file
+    w = load_file(ck / "model.safetensors")
+    w["blend"] = w["blend"] * 0.5
+    save_file(w, ck / "model.safetensors")
+    bp.main(["--json", str(tmp_path / "s4.json"), "--reuse", str(tmp_path / "s1.json")])
+    assert len(calls) == 2  # other weights: screened again
+    assert json.loads((tmp_path / "s4.json").read_text())["rows"][0]["sha256"] != \
+        first["rows"][0]["sha256"]
     # the rule, on made-up rows: two rows at lookback 96 (ratios 0.5 and 1.5: geometric mean
     # 0.866), one of two at 512
     rows = [{"row": "ltsf_a_l96", "late_nlinear_blend": 0.5, "late_ar_blend": 1.0},
