@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 LOGS = ROOT / "experiments" / "logs" / "ltsf"
+RUNS = ROOT / "runs" / "ltsf"  # checkpoints: not in git, so only the ones trained here
 LOCK = Path("/tmp/bench.lock")
 HORIZONS = (96, 192, 336, 720)
 LOOKBACKS = (336, 512, 720)
@@ -399,6 +400,15 @@ def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None 
     return _check_segment(rec, S, cache)
 
 
+def unblendable(ds: str, variables: str, H: int, L: int, seeds: list[int], S: int) -> list[int]:
+    """The seeds whose blend with ``L``'s partner is not cached and cannot be made here: their
+    SegRNN checkpoint is on another machine (``ltsf_checkpoints.py`` trains it again)."""
+    name, key = job_name(ds, variables, H, L), BLENDS[partner_for(L)][0]
+    return [s for s in seeds
+            if not (LOGS / f"{name}_{tag(key, S)}_seed{s}.json").is_file()
+            and not (RUNS / f"{name}_{tag('segrnn', S)}_seed{s}" / "best").is_dir()]
+
+
 def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: int,
            partner: str = "linear_ar") -> dict:
     name = job_name(ds, variables, H, L)
@@ -408,8 +418,8 @@ def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: i
     from rnnkit.tasks.forecast import evaluate_checkpoint
     from rnnkit.tasks.forecast_task import blend_checkpoint
 
-    src = ROOT / "runs" / "ltsf" / f"{name}_{tag('segrnn', S)}_seed{seed}" / "best"
-    out = ROOT / "runs" / "ltsf" / f"{name}_{tag(key, S)}_seed{seed}"
+    src = RUNS / f"{name}_{tag('segrnn', S)}_seed{seed}" / "best"
+    out = RUNS / f"{name}_{tag(key, S)}_seed{seed}"
     _wait_for_bench()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -770,6 +780,12 @@ def main(argv: list[str] | None = None) -> int:
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
             planned = max(planned, done, key=len)  # never fewer seeds than the file holds
+            away = unblendable(*key, done, segment_for(r["lookback"]))
+            if away:  # its older blend stays, and the docs table does not count it
+                print(f"{path.name}: left as it is: seed(s) {away} to blend with "
+                      f"{partner_for(r['lookback'])}, whose SegRNN checkpoint is not here "
+                      "(experiments/forecast/ltsf_checkpoints.py)", flush=True)
+                continue
             run_job(*key, planned, [], force=True, upto=len(done))
         return 0
     if a.list:

@@ -22,10 +22,14 @@ def ltsf(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "SEGMENT_FILE", tmp_path / "segment.json")  # no selection yet
     monkeypatch.setattr(mod, "CLOSE_FILE", tmp_path / "close.json")  # no close calls yet
     monkeypatch.setattr(mod, "PARTNER_FILE", tmp_path / "partner.json")  # the linear AR
+    monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
     calls = []
 
     def fake_run_one(ds, variables, H, L, seed, model, extra, S=None):
         calls.append((model, seed))
+        S = mod.segment_for(L, extra) if S is None else S  # the checkpoint training leaves
+        name = f"{mod.job_name(ds, variables, H, L)}_{mod.tag(model, S)}_seed{seed}"
+        (mod.RUNS / name / "best").mkdir(parents=True, exist_ok=True)
         mse = {"segrnn": 0.40 + 0.01 * seed, "dlinear": 0.45}[model]
         m = {"model": {"mse": mse, "mae": mse / 2}, "naive": {"mse": 1.3, "mae": 0.7},
              "seasonal_naive": {"mse": 0.5, "mae": 0.43}, "linear_ar": {"mse": 0.42, "mae": 0.4}}
@@ -99,6 +103,30 @@ def test_the_chosen_blend_partner_reblends_only_its_lookback(ltsf):
     ltsf.run_job("ETTh1", "univariate", 336, 96, [1], [])  # done: not blended again
     ltsf.run_job("ETTh1", "univariate", 336, 512, [1], [])
     assert len(ltsf.calls) == n
+
+
+def test_refresh_leaves_a_row_whose_checkpoint_is_on_another_machine(ltsf):
+    """A new partner cannot be blended where a seed's SegRNN checkpoint is not here and its
+    blend is not cached: --refresh leaves that row (its older blend, not counted by the docs
+    table) and re-blends the others."""
+    import shutil
+
+    away = ltsf.run_job("ETTh1", "univariate", 336, 96, [1, 2], [])
+    here = ltsf.run_job("ETTh1", "univariate", 192, 96, [1], [])
+    S = ltsf.segment_for(96)
+    shutil.rmtree(ltsf.RUNS / f"ltsf_etth1_s_h336_l96_{ltsf.tag('segrnn', S)}_seed2")
+    ltsf.PARTNER_FILE.write_text(json.dumps({"chosen": {"96": "nlinear"}}))
+    assert ltsf.unblendable("ETTh1", "univariate", 336, 96, [1, 2], S) == [2]
+    assert ltsf.unblendable("ETTh1", "univariate", 192, 96, [1], S) == []
+    before = away.read_text()
+    n = len(ltsf.calls)
+    assert ltsf.main(["--refresh"]) == 0
+    assert away.read_text() == before and ltsf.job_done(away, 96) == 0
+    assert json.loads(here.read_text())["model"]["ar_blend_partner"] == "nlinear"
+    assert ("segrnn-nl", 2) not in ltsf.calls[n:]
+    # once the seed's blend is cached (made where the checkpoint was), the row is re-blended
+    (ltsf.LOGS / f"ltsf_etth1_s_h336_l96_{ltsf.tag('segrnn-nl', S)}_seed2.json").write_text("{}")
+    assert ltsf.unblendable("ETTh1", "univariate", 336, 96, [1, 2], S) == []
 
 
 def test_partial_then_complete_and_skip(ltsf):
@@ -276,7 +304,7 @@ def test_locks_let_two_drivers_share_the_table(tmp_path):
     lock.write_text(dead)
     assert mod._claim(lock) and lock.read_text() == str(os.getpid())
     # the driver died after training: report.json and summary.json are there
-    mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
+    mod.ROOT, mod.LOGS, mod.RUNS = tmp_path, tmp_path / "logs", tmp_path / "runs" / "ltsf"
     mod.LOGS.mkdir()
     name = mod.job_name("ETTh1", "multivariate", 96, 512)
     out = tmp_path / "runs" / "ltsf" / f"{name}_segrnn_seed2"
@@ -314,7 +342,7 @@ def test_a_killed_run_is_resumed_not_restarted(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("_ltsf3", ROOT / "experiments/forecast/ltsf.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
+    mod.ROOT, mod.LOGS, mod.RUNS = tmp_path, tmp_path / "logs", tmp_path / "runs" / "ltsf"
     mod.LOGS.mkdir()
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     name = mod.job_name("ETTh1", "multivariate", 96, 512)
@@ -368,7 +396,7 @@ def test_a_selected_segment_names_and_checks_every_file(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("_ltsf4", ROOT / "experiments/forecast/ltsf.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.ROOT, mod.LOGS = tmp_path, tmp_path / "logs"
+    mod.ROOT, mod.LOGS, mod.RUNS = tmp_path, tmp_path / "logs", tmp_path / "runs" / "ltsf"
     mod.SEGMENT_FILE = tmp_path / "segment.json"
     mod.PARTNER_FILE = tmp_path / "partner.json"  # no partner chosen: the linear AR
     mod.SEGMENT_FILE.write_text(json.dumps({"lookback": 96, "chosen": 24}))
