@@ -88,8 +88,11 @@ def screen(run: Path, data_dir: str, test: bool) -> dict:
 
 
 def fingerprint(run: Path) -> str:
-    """The SHA-256 of a checkpoint's weights: a reused row must be of these very weights."""
-    return hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
+    """The SHA-256 of a checkpoint's weights (the complete checkpoint ``screen`` loads): a
+    reused row must be of these very weights."""
+    from rnnkit.train.checkpoint_dirs import resolve_checkpoint
+
+    return hashlib.sha256((resolve_checkpoint(run) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def reusable(path: Path, test: bool) -> dict[str, dict]:
@@ -168,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rel, sha = str(run.relative_to(ROOT)), fingerprint(run)
         prev = old.get(rel)
-        if prev is not None and prev["row"] == stem and prev.get("sha256", sha) == sha:
-            # a row screened before hashes were recorded (session 21's) gets this checkpoint's
-            rows.append(prev | {"sha256": sha})
+        if prev is not None and prev["row"] == stem and prev.get("sha256") == sha:
+            rows.append(prev)
             print(f"reused {stem}: {rel}", flush=True)
             continue
         row = {"row": stem, **screen(run, a.data_dir, a.test), "sha256": sha}

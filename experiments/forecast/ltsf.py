@@ -402,11 +402,14 @@ def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None 
 
 def unblendable(ds: str, variables: str, H: int, L: int, seeds: list[int], S: int) -> list[int]:
     """The seeds whose blend with ``L``'s partner is not cached and cannot be made here: their
-    SegRNN checkpoint is on another machine (``ltsf_checkpoints.py`` trains it again)."""
+    SegRNN run is on another machine, or is still training here (``best/`` is written at every
+    improvement; ``summary.json`` when the run has finished), as when ``ltsf_checkpoints.py``
+    trains it again."""
     name, key = job_name(ds, variables, H, L), BLENDS[partner_for(L)][0]
     return [s for s in seeds
             if not (LOGS / f"{name}_{tag(key, S)}_seed{s}.json").is_file()
-            and not (RUNS / f"{name}_{tag('segrnn', S)}_seed{s}" / "best").is_dir()]
+            and not all((RUNS / f"{name}_{tag('segrnn', S)}_seed{s}" / f).exists()
+                        for f in ("best", "summary.json"))]
 
 
 def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: int,
@@ -780,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
             planned = max(planned, done, key=len)  # never fewer seeds than the file holds
-            away = unblendable(*key, done, segment_for(r["lookback"]))
+            away = unblendable(*key, planned[:len(done)], segment_for(r["lookback"]))
             if away:  # its older blend stays, and the docs table does not count it
                 print(f"{path.name}: left as it is: seed(s) {away} to blend with "
                       f"{partner_for(r['lookback'])}, whose SegRNN checkpoint is not here "

@@ -77,13 +77,16 @@ def train_and_check(job: dict) -> dict:
             shutil.rmtree(out)
         subprocess.run(cmd, cwd=ROOT, check=True)
     got = evaluate_checkpoint(out / "best", data_dir=str(DATA))["metrics"]["model"]["mse"]
-    blend_checkpoint(out / "best", ROOT / job["blend"], data_dir=str(DATA))
     same = abs(got - job["mse"]) <= TOLERANCE * job["mse"]
     print(f"{job['row']} seed {job['seed']}: test MSE {got:.6f}, recorded {job['mse']:.6f} "
           f"({'the same' if same else 'DIFFERENT'})", flush=True)
-    if not same:
-        raise SystemExit(f"{out}: test MSE {got} is not the recorded {job['mse']}; the screen "
-                         "must not read this checkpoint as the table's")
+    if not same:  # moved aside, so that neither the screen nor ltsf.py --refresh reads it
+        bad = out.with_name(out.name + ".bad")
+        shutil.rmtree(bad, ignore_errors=True)
+        out.rename(bad)
+        raise SystemExit(f"{out}: test MSE {got} is not the recorded {job['mse']}; moved to "
+                         f"{bad.name}, not blended: the screen must not read it as the table's")
+    blend_checkpoint(out / "best", ROOT / job["blend"], data_dir=str(DATA))
     return {**job, "test_mse": got}
 
 

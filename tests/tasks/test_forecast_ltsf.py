@@ -438,12 +438,17 @@ def test_blend_partner_screen_and_its_rule(ett_like, tmp_path, monkeypatch):
     assert again["rows"] == first["rows"] and again["chosen"] == first["chosen"]
     bp.main(["--json", str(tmp_path / "s3.json"), "--reuse", str(tmp_path / "s1.json"), "--test"])
     assert len(calls) == 1  # s1 was not scored on test
+    unhashed = first | {"rows": [{k: v for k, v in r.items() if k != "sha256"}
+                                 for r in first["rows"]]}
+    (tmp_path / "s0.json").write_text(json.dumps(unhashed))
+    bp.main(["--json", str(tmp_path / "s5.json"), "--reuse", str(tmp_path / "s0.json")])
+    assert len(calls) == 2  # a row without the weights' hash is not taken on trust
     from safetensors.torch import load_file, save_file
     w = load_file(ck / "model.safetensors")
     w["blend"] = w["blend"] * 0.5
     save_file(w, ck / "model.safetensors")
     bp.main(["--json", str(tmp_path / "s4.json"), "--reuse", str(tmp_path / "s1.json")])
-    assert len(calls) == 2  # other weights: screened again
+    assert len(calls) == 3  # other weights: screened again
     assert json.loads((tmp_path / "s4.json").read_text())["rows"][0]["sha256"] != \
         first["rows"][0]["sha256"]
     # the rule, on made-up rows: two rows at lookback 96 (ratios 0.5 and 1.5: geometric mean

@@ -46,3 +46,31 @@ def test_missing_lists_the_seeds_without_both_checkpoints(tmp_path):
     assert abs(got[4]["mse"] - 0.3) < 1e-12  # the recorded test MSE, to compare with
     seg = _mod().missing(96, results=res, root=tmp_path)
     assert seg[0]["blend"] == "runs/ltsf/ltsf_etth1_s_h96_l96_segrnn-ar_seg24_seed1"
+
+
+def test_a_run_that_does_not_reproduce_is_moved_aside_not_blended(tmp_path, monkeypatch):
+    """train_and_check: a finished run whose test MSE is not the recorded one is renamed
+    ``.bad`` (so that missing() lists it again and neither the screen nor ltsf.py --refresh
+    reads it) and never blended; one that reproduces it is blended."""
+    import pytest
+
+    import rnnkit.tasks.forecast as fc
+    import rnnkit.tasks.forecast_task as ft
+
+    mod = _mod()
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    blended = []
+    monkeypatch.setattr(ft, "blend_checkpoint", lambda src, out, data_dir: blended.append(out))
+    monkeypatch.setattr(fc, "evaluate_checkpoint",
+                        lambda path, data_dir: {"metrics": {"model": {"mse": 0.5}}})
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name / "best").mkdir(parents=True)  # finished: no training
+        (tmp_path / "runs" / name / "summary.json").write_text("{}")
+    job = {"row": "r", "seed": 1, "command": "rnnkit forecast train x.yaml", "out": "runs/a",
+           "blend": "runs/a-ar", "mse": 0.5 * (1 + 2e-4)}
+    with pytest.raises(SystemExit, match="not the recorded"):
+        mod.train_and_check(job)
+    assert not (tmp_path / "runs" / "a").exists() and (tmp_path / "runs" / "a.bad").is_dir()
+    assert blended == []
+    got = mod.train_and_check(job | {"out": "runs/b", "blend": "runs/b-ar", "mse": 0.5 * (1 + 5e-5)})
+    assert got["test_mse"] == 0.5 and blended == [tmp_path / "runs" / "b-ar"]

@@ -30,6 +30,7 @@ def ltsf(tmp_path, monkeypatch):
         S = mod.segment_for(L, extra) if S is None else S  # the checkpoint training leaves
         name = f"{mod.job_name(ds, variables, H, L)}_{mod.tag(model, S)}_seed{seed}"
         (mod.RUNS / name / "best").mkdir(parents=True, exist_ok=True)
+        (mod.RUNS / name / "summary.json").write_text("{}")
         mse = {"segrnn": 0.40 + 0.01 * seed, "dlinear": 0.45}[model]
         m = {"model": {"mse": mse, "mae": mse / 2}, "naive": {"mse": 1.3, "mae": 0.7},
              "seasonal_naive": {"mse": 0.5, "mae": 0.43}, "linear_ar": {"mse": 0.42, "mae": 0.4}}
@@ -124,9 +125,18 @@ def test_refresh_leaves_a_row_whose_checkpoint_is_on_another_machine(ltsf):
     assert away.read_text() == before and ltsf.job_done(away, 96) == 0
     assert json.loads(here.read_text())["model"]["ar_blend_partner"] == "nlinear"
     assert ("segrnn-nl", 2) not in ltsf.calls[n:]
-    # once the seed's blend is cached (made where the checkpoint was), the row is re-blended
-    (ltsf.LOGS / f"ltsf_etth1_s_h336_l96_{ltsf.tag('segrnn-nl', S)}_seed2.json").write_text("{}")
+    # a run still training (best/ is written at each improvement, summary.json at the end)
+    run2 = ltsf.RUNS / f"ltsf_etth1_s_h336_l96_{ltsf.tag('segrnn', S)}_seed2"
+    (run2 / "best").mkdir(parents=True)
+    assert ltsf.unblendable("ETTh1", "univariate", 336, 96, [1, 2], S) == [2]
+    ltsf.main(["--refresh"])
+    assert away.read_text() == before
+    # finished: the row is re-blended
+    (run2 / "summary.json").write_text("{}")
     assert ltsf.unblendable("ETTh1", "univariate", 336, 96, [1, 2], S) == []
+    ltsf.main(["--refresh"])
+    assert ("segrnn-nl", 2) in ltsf.calls[n:] and ltsf.job_done(away, 96) == 2
+    assert json.loads(away.read_text())["model"]["ar_blend_partner"] == "nlinear"
 
 
 def test_partial_then_complete_and_skip(ltsf):
