@@ -18,7 +18,8 @@ blend fitted on every validation window on every test window.  Usage::
 
 ``--reuse FILE`` takes the rows of an earlier screen whose checkpoint is byte for byte the one
 screened then (its ``model.safetensors``' SHA-256, recorded in each row) instead of screening
-them again; the rule is then applied to every row, reused or new.
+them again; the rule is then applied to every row, reused or new, at a lookback it has not
+decided yet (a decided one stays decided: :func:`keep_decided`).
 
 The JSON's ``"chosen"`` (:func:`decide`) is what ``ltsf.py`` blends each lookback's rows with.
 """
@@ -102,6 +103,19 @@ def reusable(path: Path, test: bool) -> dict[str, dict]:
     return {r["run"]: r for r in rows if not test or "test_nlinear_blend" in r}
 
 
+def keep_decided(got: dict, earlier: dict) -> dict:
+    """A lookback is decided once, when every row first has a checkpoint: an earlier screen's
+    choice stands (seeds screened later are recorded, and ``by_lookback`` shows the ratio they
+    give, but they do not re-decide it)."""
+    out = {"chosen": dict(got["chosen"]), "by_lookback": dict(got["by_lookback"])}
+    for L, partner in earlier.get("chosen", {}).items():
+        then = earlier["by_lookback"][L]
+        out["chosen"][L] = partner
+        out["by_lookback"][L] = {**out["by_lookback"].get(L, {}), "decided_earlier": partner,
+                                 "decided_with": then.get("decided_with", then)}
+    return out
+
+
 def checkpoints() -> list[tuple[str, Path]]:
     """(results file, SegRNN-AR checkpoint) for every seed of every LTSF row: the linear AR
     blend of each seed's SegRNN (``runs/ltsf/<job>_segrnn[_segS]_seed<k>`` ->
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from rnnkit.train.run import device_description
 
     old = reusable(Path(a.reuse), a.test) if a.reuse else {}
+    earlier = json.loads(Path(a.reuse).read_text()) if a.reuse else {}
 
     torch.set_num_threads(1)
     rows = []
@@ -187,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python experiments/forecast/blend_partner.py "
                        + " ".join(argv if argv is not None else sys.argv[1:]),
             "device": device_description(), "torch": torch.__version__,
-            "date": _dt.date.today().isoformat(), **decide(rows, wanted),
+            "date": _dt.date.today().isoformat(), **keep_decided(decide(rows, wanted), earlier),
             "rows": rows}, indent=2) + "\n")
         os.replace(tmp, out)
     return 0

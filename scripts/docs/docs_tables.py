@@ -376,10 +376,16 @@ def _ltsf_table(root: Path) -> str:
         for L, info in sorted(partners.get("by_lookback", {}).items(), key=lambda kv: int(kv[0])):
             head = (f"at lookback {L}, **{names[chosen[L]]}**" if L in chosen else
                     f"at lookback {L}, the linear AR (not decided: {info['undecided']})")
+            d = info.get("decided_with", info)  # the figures it was decided on
+            later = (f"; the seeds screened since give {info['geomean_ratio']:.3f} over "
+                     f"{info['rows']} rows, which does not decide it again"
+                     if "geomean_ratio" in info and d is not info
+                     and (info["geomean_ratio"], info["rows"]) != (d["geomean_ratio"], d["rows"])
+                     else "")
             parts.append(f"{head}: NLinear's blend against the AR's, held-out validation MSE "
-                         f"ratio {info['geomean_ratio']:.3f} (geometric mean over "
-                         f"{info['rows']} rows; lower in {info['rows_nlinear_lower']})"
-                         if "geomean_ratio" in info else f"{head}: no row screened")
+                         f"ratio {d['geomean_ratio']:.3f} (geometric mean over "
+                         f"{d['rows']} rows; lower in {d['rows_nlinear_lower']}){later}"
+                         if "geomean_ratio" in d else f"{head}: no row screened")
         out += ["What SegRNN is blended with (`experiments/forecast/blend_partner.py`, "
                 "`ltsf_blend_partner.json`: the blend's weights fitted on the earlier validation "
                 "windows, scored on the later ones; the test split is not read): "

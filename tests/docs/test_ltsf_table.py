@@ -66,8 +66,11 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
     }
     (fc / "ltsf_blend_partner.json").write_text(json.dumps({
         "chosen": {"96": "nlinear"},
-        "by_lookback": {"96": {"rows": 32, "rows_in_table": 32, "geomean_ratio": 0.96,
-                               "rows_nlinear_lower": 14},
+        "by_lookback": {"96": {"rows": 32, "rows_in_table": 32, "geomean_ratio": 0.97,
+                               "rows_nlinear_lower": 13, "decided_earlier": "nlinear",
+                               "decided_with": {"rows": 32, "rows_in_table": 32,
+                                                "geomean_ratio": 0.96,
+                                                "rows_nlinear_lower": 14}},
                         "512": {"rows": 11, "rows_in_table": 32, "geomean_ratio": 0.94,
                                 "rows_nlinear_lower": 7,
                                 "undecided": "checkpoints here for 11 of the 32 rows"},
@@ -98,7 +101,8 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
     old = next(line for line in text.splitlines() if line.startswith("| ETTm2 S (OT) | 96 | 96"))
     assert "(older blend)" in old and "NLinear" not in old
     assert "at lookback 96, **NLinear**: NLinear's blend against the AR's, held-out validation " \
-           "MSE ratio 0.960 (geometric mean over 32 rows; lower in 14)" in text
+           "MSE ratio 0.960 (geometric mean over 32 rows; lower in 14); the seeds screened " \
+           "since give 0.970 over 32 rows, which does not decide it again" in text
     assert "at lookback 512, the linear AR (not decided: checkpoints here for 11 of the 32 " \
            "rows)" in text
     assert "at lookback 720, the linear AR (not decided: checkpoints here for 0 of the 4 rows): " \

@@ -457,6 +457,15 @@ def test_blend_partner_screen_and_its_rule(ett_like, tmp_path, monkeypatch):
             {"row": "ltsf_b_l96", "late_nlinear_blend": 1.5, "late_ar_blend": 1.0},
             {"row": "ltsf_a_l512", "late_nlinear_blend": 0.5, "late_ar_blend": 1.0}]
     got = mods["blend_partner"].decide(rows, {96: 2, 512: 2})
+    # decided once: a later screen with more seeds records its ratio but keeps the choice
+    then = {"chosen": {"96": "linear_ar"}, "by_lookback": {"96": {"geomean_ratio": 1.01}}}
+    kept = mods["blend_partner"].keep_decided(got, then)
+    assert kept["chosen"] == {"96": "linear_ar"}
+    assert kept["by_lookback"]["96"]["geomean_ratio"] == pytest.approx(0.75 ** 0.5)
+    assert kept["by_lookback"]["96"]["decided_with"] == {"geomean_ratio": 1.01}
+    again = mods["blend_partner"].keep_decided(got, kept)
+    assert again["by_lookback"]["96"]["decided_with"] == {"geomean_ratio": 1.01}
+    assert mods["blend_partner"].keep_decided(got, {}) == got
     assert got["chosen"] == {"96": "nlinear"}
     assert got["by_lookback"]["96"]["geomean_ratio"] == pytest.approx(0.75 ** 0.5)
     assert got["by_lookback"]["96"]["rows_nlinear_lower"] == 1
