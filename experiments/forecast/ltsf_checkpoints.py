@@ -6,8 +6,10 @@ decides a lookback only when every row has one.  This runs each missing seed's r
 ``rnnkit forecast train`` command again (its ``runs`` entry in the row's results file; same
 recipe, overrides, seed and output directory), resuming a run that was stopped, then blends it
 with the linear AR (``rnnkit forecast blend``: the ``..._segrnn-ar..`` checkpoint the screen
-reads) and checks that it reproduces the test MSE the table recorded for that seed.  The
-table's files are not changed.  One seed of each row with none here first, ETTh rows (cheaper)
+reads) and checks that it reproduces the test MSE the table recorded for that seed
+(:func:`same_run`: to 1e-4, or to 1e-3 where it also stopped at the recorded epoch with its best
+validation loss within 1e-3; a run that does not is moved aside, never blended).  The table's
+files are not changed.  One seed of each row with none here first, ETTh rows (cheaper)
 first; one process per call::
 
     nohup python experiments/forecast/ltsf_checkpoints.py --lookback 512 --part 0/2 > a.log 2>&1 &
@@ -30,20 +32,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the table driver, beside it
-from ltsf import blend_run  # noqa: E402
+from ltsf import _claim, blend_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 DATA = ROOT.parent / "shared" / "datasets"
 TOLERANCE = 1e-4  # relative: the same run on another CPU (float32 sums in another order)
+SAME_PATH = 1e-3  # relative, for a run that also stopped where the recorded one did (below)
 
 
-def missing(lookback: int, results: Path = RESULTS, root: Path = ROOT) -> list[dict]:
+def missing(lookback: int, results: Path | None = None, root: Path | None = None) -> list[dict]:
     """Every seed of every row at ``lookback`` whose SegRNN checkpoint (``.../best``) or its
     linear AR blend is not under ``root``: ``{"row", "seed", "command", "out", "mse"}``.
 
     First one seed of each row that has none here (the screen's rule decides a lookback once
     every row has one), then the other seeds; ETTh rows (cheaper) first within each."""
+    results, root = results or RESULTS, root or ROOT
     first, rest = [], []
     for f in sorted(results.glob(f"ltsf_ett*_h*_l{lookback}.json"),
                     key=lambda p: (not p.name.startswith("ltsf_etth"), p.name)):
@@ -56,11 +60,27 @@ def missing(lookback: int, results: Path = RESULTS, root: Path = ROOT) -> list[d
                 continue
             seed = int(re.search(r"trainer\.seed=(\d+)", r["command"]).group(1))
             todo.append({"row": f.stem, "seed": seed, "command": r["command"], "out": out,
-                         "blend": blend, "mse": r["mse"]})
+                         "blend": blend, "mse": r["mse"],
+                         **{k: r[k] for k in ("epochs", "stopped", "best_val_loss") if k in r}})
         if todo and not have:
             first.append(todo.pop(0))
         rest.extend(todo)
     return first + rest
+
+
+def same_run(mse: float, summary: dict, job: dict) -> str:
+    """Whether a run trained here is the recorded one: its test MSE within ``TOLERANCE``
+    ("the same"); or within ``SAME_PATH`` for a run that stopped the same way at the same epoch
+    with its best validation loss within ``SAME_PATH`` ("the same path": the float32 sums of
+    hundreds of steps on another CPU); else "DIFFERENT"."""
+    rel = abs(mse - job["mse"]) / job["mse"]
+    if rel <= TOLERANCE:
+        return "the same"
+    path = (summary.get("epoch") == job.get("epochs") and summary.get("stopped") == job.get(
+        "stopped") and abs(summary["best"] - job["best_val_loss"]) <= SAME_PATH
+        * job["best_val_loss"]) if "best_val_loss" in job else False
+    return (f"the same path: stopped at epoch {summary['epoch']} as recorded, test MSE within "
+            f"{rel:.1e}" if path and rel <= SAME_PATH else "DIFFERENT")
 
 
 def train_and_check(job: dict) -> dict:
@@ -77,9 +97,11 @@ def train_and_check(job: dict) -> dict:
             shutil.rmtree(out)
         subprocess.run(cmd, cwd=ROOT, check=True)
     got = evaluate_checkpoint(out / "best", data_dir=str(DATA))["metrics"]["model"]["mse"]
-    same = abs(got - job["mse"]) <= TOLERANCE * job["mse"]
+    summary = json.loads((out / "summary.json").read_text())
+    verdict = same_run(got, summary, job)
+    same = verdict != "DIFFERENT"
     print(f"{job['row']} seed {job['seed']}: test MSE {got:.6f}, recorded {job['mse']:.6f} "
-          f"({'the same' if same else 'DIFFERENT'})", flush=True)
+          f"({verdict})", flush=True)
     if not same:  # moved aside, so that neither the screen nor ltsf.py --refresh reads it
         bad = out.with_name(out.name + ".bad")
         shutil.rmtree(bad, ignore_errors=True)
@@ -101,8 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     for job in todo:
         if a.list:
             print(f"{job['row']} seed {job['seed']}: {job['out']}")
-        else:
+            continue
+        lock = ROOT / f"{job['out']}.lock"  # two parts never train one run (lists can shift)
+        if not _claim(lock):
+            print(f"{job['row']} seed {job['seed']}: another process has it", flush=True)
+            continue
+        try:
+            if not any(j["out"] == job["out"] for j in missing(a.lookback)):
+                continue  # finished by another process since this list was made
             train_and_check(job)
+        finally:
+            lock.unlink(missing_ok=True)
     return 0
 
 

@@ -74,3 +74,40 @@ def test_a_run_that_does_not_reproduce_is_moved_aside_not_blended(tmp_path, monk
     assert blended == []
     got = mod.train_and_check(job | {"out": "runs/b", "blend": "runs/b-ar", "mse": 0.5 * (1 + 5e-5)})
     assert got["test_mse"] == 0.5 and blended == [tmp_path / "runs" / "b-ar"]
+
+
+def test_same_run_and_the_lock(tmp_path, monkeypatch, capsys):
+    """same_run: within 1e-4 of the recorded test MSE is the same run; within 1e-3 only if it
+    also stopped the same way at the same epoch with the best validation loss within 1e-3 (the
+    case met: univariate ETTm1 336, lookback 512, seed 1 on the AMD EPYC, whose validation curve
+    matched the Xeon's log at every epoch); a job another live process holds is skipped."""
+    import os
+
+    mod = _mod()
+    job = {"mse": 0.05334259851818523, "epochs": 14, "stopped": "early_stopping",
+           "best_val_loss": 0.0972403883934021}
+    here = {"epoch": 14, "stopped": "early_stopping", "best": 0.09722034633159637}
+    assert mod.same_run(0.05334259851818523 * (1 + 5e-5), here, job) == "the same"
+    assert mod.same_run(0.0533526228226942, here, job).startswith("the same path")
+    assert mod.same_run(0.0533526228226942, here | {"epoch": 15}, job) == "DIFFERENT"
+    assert mod.same_run(0.0533526228226942, here | {"best": 0.0975}, job) == "DIFFERENT"
+    assert mod.same_run(0.0533526228226942, here, {"mse": job["mse"]}) == "DIFFERENT"
+    assert mod.same_run(job["mse"] * 1.002, here, job) == "DIFFERENT"
+    # the lock: a job a live process holds is left to it
+    res = tmp_path / "results"
+    res.mkdir()
+    cmd = "rnnkit forecast train x.yaml --set=trainer.seed=1 --out runs/ltsf/ltsf_etth1_m_h96_l512_segrnn_seed1"
+    (res / "ltsf_etth1_m_h96_l512.json").write_text(json.dumps(
+        {"runs": {"segrnn": [{"command": cmd, "mse": 0.3}]}}))
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "RESULTS", res)
+    (tmp_path / "runs" / "ltsf").mkdir(parents=True)
+    lock = tmp_path / "runs" / "ltsf" / "ltsf_etth1_m_h96_l512_segrnn_seed1.lock"
+    lock.write_text(str(os.getpid()))
+    trained = []
+    monkeypatch.setattr(mod, "train_and_check", trained.append)
+    assert mod.main(["--lookback", "512"]) == 0
+    assert trained == [] and "another process has it" in capsys.readouterr().out
+    lock.write_text("999999999")  # its holder is gone: taken over, and released after
+    assert mod.main(["--lookback", "512"]) == 0
+    assert [j["seed"] for j in trained] == [1] and not lock.exists()
