@@ -96,11 +96,11 @@ def fingerprint(run: Path) -> str:
     return hashlib.sha256((resolve_checkpoint(run) / "model.safetensors").read_bytes()).hexdigest()
 
 
-def reusable(path: Path, test: bool) -> dict[str, dict]:
+def reusable(earlier: dict, test: bool) -> dict[str, dict]:
     """An earlier screen's rows by checkpoint (``run``); with ``test``, only rows that were
     scored on test too."""
-    rows = json.loads(Path(path).read_text())["rows"]
-    return {r["run"]: r for r in rows if not test or "test_nlinear_blend" in r}
+    return {r["run"]: r for r in earlier.get("rows", [])
+            if not test or "test_nlinear_blend" in r}
 
 
 def keep_decided(got: dict, earlier: dict) -> dict:
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from rnnkit.train.run import device_description
 
-    old = reusable(Path(a.reuse), a.test) if a.reuse else {}
     earlier = json.loads(Path(a.reuse).read_text()) if a.reuse else {}
+    old = reusable(earlier, a.test)
 
     torch.set_num_threads(1)
     rows = []
