@@ -87,6 +87,9 @@ RECIPE_SEGMENT = 48  # model.segment_length in both SegRNN recipes
 CLOSE_FILE = ROOT / "experiments" / "forecast" / "ltsf_close_calls.json"  # rows given 3 seeds
 # the blend partner per lookback, chosen on held-out validation (blend_partner.py writes it)
 PARTNER_FILE = ROOT / "experiments" / "forecast" / "ltsf_blend_partner.json"
+# a change to the SegRNN recipe chosen for one family of rows on that family's own validation
+# screen ("<dataset> <variables> <lookback>" -> its name and ``--set``s; ltsf_family_screen.py)
+FAMILY_FILE = ROOT / "experiments" / "forecast" / "ltsf_family_recipes.json"
 # partner -> (the blended model's name in files and runs, its name in tables, what it blends)
 BLENDS = {"linear_ar": ("segrnn-ar", "SegRNN-AR", "the linear AR baseline's"),
           "nlinear": ("segrnn-nl", "SegRNN-NLinear",
@@ -131,27 +134,57 @@ def partner_for(L: int) -> str:
     return "linear_ar"
 
 
-def tag(model: str, S: int) -> str:
+def variant_for(ds: str, variables: str, L: int, extra: list[str] | tuple = ()) -> tuple[
+        str, list[str]]:
+    """The SegRNN recipe's variant for a row: ``(name, sets)``, ``("", [])`` for the recipe as
+    it is.  A family's choice in :data:`FAMILY_FILE` comes first; overrides given by hand
+    (``extra``, other than the segment length, which names itself) add ``set<hash>``, so that a
+    run with them is never taken for one without them, nor the other way round."""
+    name, sets = "", []
+    if FAMILY_FILE.is_file():
+        got = json.loads(FAMILY_FILE.read_text()).get("chosen", {}).get(f"{ds} {variables} {L}")
+        if got:
+            name, sets = got["name"], list(got["sets"])
+    own = [e for e in extra if not e.startswith("model.segment_length=")]
+    if own:
+        import hashlib
+
+        digest = hashlib.sha256("\n".join(own).encode()).hexdigest()[:8]
+        name = "_".join(filter(None, (name, f"set{digest}")))
+    return name, sets
+
+
+def tag(model: str, S: int, variant: str = "") -> str:
     """A model's name in its runs' files: a SegRNN (or SegRNN-AR) run at segment length ``S``
-    other than the recipes' carries it (``segrnn_seg24``), so that the recipe's earlier runs,
-    cached under the plain name, are kept as they are and never taken for it."""
-    return f"{model}_seg{S}" if model.startswith("segrnn") and S != RECIPE_SEGMENT else model
+    other than the recipes' carries it (``segrnn_seg24``), and a run of a recipe variant
+    (:func:`variant_for`) its name after that (``segrnn_seg24_stride1``), so that the recipe's
+    earlier runs, cached under the plain name, are kept as they are and never taken for it."""
+    if not model.startswith("segrnn"):
+        return model
+    name = f"{model}_seg{S}" if S != RECIPE_SEGMENT else model
+    return f"{name}_{variant}" if variant else name
 
 
 def blend_run(segrnn_out: str, partner: str = "linear_ar") -> str:
-    """The blended checkpoint's directory for a SegRNN run's (``..._segrnn[_segS]_seed<k>`` ->
-    ``..._segrnn-ar[_segS]_seed<k>``, or ``segrnn-nl``), as :func:`_blend` names it."""
-    return re.sub(r"_segrnn(_seg\d+)?_seed", rf"_{BLENDS[partner][0]}\1_seed", segrnn_out)
+    """The blended checkpoint's directory for a SegRNN run's (``..._segrnn[_segS][_V]_seed<k>``
+    -> ``..._segrnn-ar[_segS][_V]_seed<k>``, or ``segrnn-nl``), as :func:`_blend` names it."""
+    return re.sub(r"_segrnn((?:_[a-z0-9]+)*)_seed(\d+)$", rf"_{BLENDS[partner][0]}\1_seed\2",
+                  segrnn_out)
 
 
-def job_done(path: Path, L: int, S: int | None = None) -> int:
+def job_done(path: Path, L: int, S: int | None = None, V: str | None = None) -> int:
     """How many seeds ``path`` (a job's file) holds, or 0 where it is missing or was made at
-    another segment length than ``S`` (lookback ``L``'s now, by default)."""
+    another segment length than ``S`` (lookback ``L``'s now, by default) or with another
+    recipe variant than ``V`` (its family's now, by default: :func:`variant_for`)."""
     if not path.is_file():
         return 0
     rec = json.loads(path.read_text())
     if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != (S or segment_for(L)):
         return 0
+    if V is None:
+        V = variant_for(rec["dataset"], rec["variables"], L)[0]
+    if rec.get("model", {}).get("variant", "") != V:
+        return 0  # another recipe's runs: trained again
     if rec.get("model", {}).get("ar_blend_partner", "linear_ar") != partner_for(L):
         return 0  # blended with another partner: blended again (no training)
     return rec.get("seeds", {}).get("n", 0)
@@ -161,7 +194,7 @@ def _check_segment(rec: dict, S: int, cache: Path) -> dict:
     """``rec`` (a SegRNN or SegRNN-AR report) if it was made at segment length ``S``; a mismatch
     raises.  A report without the field is older than it: the length its file name carries
     (``_seg24_``), or the recipes' under a plain name."""
-    named = re.search(r"_seg(\d+)_seed\d+\.json$", cache.name)
+    named = re.search(r"_seg(\d+)(?:_[a-z0-9]+)*_seed\d+\.json$", cache.name)
     got = rec.get("segment_length", int(named.group(1)) if named else RECIPE_SEGMENT)
     if got != S:
         raise SystemExit(f"{cache}: made at segment length {got}, this job's is {S}; move it "
@@ -256,7 +289,8 @@ def _record(printable: str, wall: float, out: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     return {"command": printable, "wall_seconds": round(wall, 1), "report": report,
             "best_val_loss": summary.get("best"), "stopped": summary.get("stopped"),
-            "epochs": summary.get("epoch"), "steps": summary.get("step")}
+            "epochs": summary.get("epoch"), "steps": summary.get("step")} | (
+                {"device": summary["device"]} if summary.get("device") else {})
 
 
 def _run_device(r: dict) -> str | None:
@@ -290,15 +324,16 @@ def _devices(listed: dict) -> str:
 
 
 def run_one(ds: str, variables: str, H: int, L: int, seed: int, model: str,
-            extra: list[str], S: int | None = None) -> dict:
+            extra: list[str], S: int | None = None, V: str = "") -> dict:
     """Train and score one (model, seed); its report is cached under LOGS.  While another
     driver trains the same run (its lock file), wait for its report; a finished run whose
     driver died before caching it is taken as it is if it was trained with the same settings
-    (:func:`_same_run`).  ``S``: SegRNN's segment length (:func:`segment_for` by default)."""
+    (:func:`_same_run`).  ``S``: SegRNN's segment length (:func:`segment_for` by default);
+    ``V``: the recipe variant ``extra`` makes (:func:`variant_for`), in the run's names."""
     S = segment_for(L, extra) if S is None else S
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(model, S)}_seed{seed}.json"
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(model, S, V)}_seed{seed}.json"
     rec = _exclusive(cache, functools.partial(cache_or_train, ds, variables, H, L, seed, model,
-                                              extra, cache, "", S))
+                                              extra, cache, "", S, V))
     return _check_segment(rec, S, cache) if model == "segrnn" else rec
 
 
@@ -335,11 +370,12 @@ def _same_run(out: Path, recipe: str, sets: list[str], ckpt: str = "best") -> bo
 
 
 def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: str,
-                   extra: list[str], cache: Path, prefix: str = "", S: int | None = None) -> dict:
+                   extra: list[str], cache: Path, prefix: str = "", S: int | None = None,
+                   V: str = "") -> dict:
     """(``prefix`` names a selection run's directory and log apart from the table's.)"""
     name = prefix + job_name(ds, variables, H, L)
     S = segment_for(L, extra) if S is None else S
-    label = model if prefix else tag(model, S)
+    label = model if prefix else tag(model, S, V)
     recipe = f"configs/ltsf_{DATASETS[ds]['family']}_{model}.yaml"
     out = f"runs/ltsf/{name}_{label}_seed{seed}"
     sets = _overrides(ds, variables, H, L, seed, model, S) + extra
@@ -386,7 +422,7 @@ def cache_or_train(ds: str, variables: str, H: int, L: int, seed: int, model: st
 
 
 def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None = None,
-              partner: str | None = None) -> dict:
+              partner: str | None = None, V: str = "") -> dict:
     """The blended model of one seed: that seed's SegRNN checkpoint with ``model.ar_blend``
     (partner :func:`partner_for` ``L`` by default) fitted on the validation windows
     (``blend_checkpoint``: the checkpoint training with ``--set model.ar_blend=true`` writes),
@@ -394,26 +430,27 @@ def blend_one(ds: str, variables: str, H: int, L: int, seed: int, S: int | None 
     S = segment_for(L) if S is None else S
     partner = partner or partner_for(L)
     key = BLENDS[partner][0]
-    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(key, S)}_seed{seed}.json"
+    cache = LOGS / f"{job_name(ds, variables, H, L)}_{tag(key, S, V)}_seed{seed}.json"
     rec = _exclusive(cache, functools.partial(_blend, ds, variables, H, L, seed, cache, S,
-                                              partner))
+                                              partner, V))
     return _check_segment(rec, S, cache)
 
 
-def unblendable(ds: str, variables: str, H: int, L: int, seeds: list[int], S: int) -> list[int]:
+def unblendable(ds: str, variables: str, H: int, L: int, seeds: list[int], S: int,
+                V: str = "") -> list[int]:
     """The seeds whose blend with ``L``'s partner is not cached and cannot be made here: their
     SegRNN run is on another machine, or is still training here (``best/`` is written at every
     improvement; ``summary.json`` when the run has finished), as when ``ltsf_checkpoints.py``
     trains it again."""
     name, key = job_name(ds, variables, H, L), BLENDS[partner_for(L)][0]
     return [s for s in seeds
-            if not (LOGS / f"{name}_{tag(key, S)}_seed{s}.json").is_file()
-            and not all((RUNS / f"{name}_{tag('segrnn', S)}_seed{s}" / f).exists()
+            if not (LOGS / f"{name}_{tag(key, S, V)}_seed{s}.json").is_file()
+            and not all((RUNS / f"{name}_{tag('segrnn', S, V)}_seed{s}" / f).exists()
                         for f in ("best", "summary.json"))]
 
 
 def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: int,
-           partner: str = "linear_ar") -> dict:
+           partner: str = "linear_ar", V: str = "") -> dict:
     name = job_name(ds, variables, H, L)
     key = BLENDS[partner][0]
     import torch
@@ -421,8 +458,8 @@ def _blend(ds: str, variables: str, H: int, L: int, seed: int, cache: Path, S: i
     from rnnkit.tasks.forecast import evaluate_checkpoint
     from rnnkit.tasks.forecast_task import blend_checkpoint
 
-    src = RUNS / f"{name}_{tag('segrnn', S)}_seed{seed}" / "best"
-    out = RUNS / f"{name}_{tag(key, S)}_seed{seed}"
+    src = RUNS / f"{name}_{tag('segrnn', S, V)}_seed{seed}" / "best"
+    out = RUNS / f"{name}_{tag(key, S, V)}_seed{seed}"
     _wait_for_bench()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -452,26 +489,32 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
     name = job_name(ds, variables, H, L)
     path = RESULTS / f"{name}.json"
     k = min(upto or len(seeds), len(seeds))
+    V, family = variant_for(ds, variables, L, extra)  # the family's recipe variant, read once
+    own = extra
+    extra = [*family, *extra]  # SegRNN's overrides: the family's, then any given by hand
     S = segment_for(L, extra)  # read once: every run of the job and its record use it
     close = close_calls().get(name)  # likewise: marked as a close call at one seed
     if path.is_file() and not force:
-        done = job_done(path, L, S)
+        done = job_done(path, L, S, V)
         if done >= k:
             print(f"{name}: done with {done} seed(s) ({path})", flush=True)
             return path
     LOGS.mkdir(parents=True, exist_ok=True)
     print(f"{name}: seeds {seeds[:k]} of {seeds}", flush=True)
-    runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [], S=S)
+    runs = {m: [run_one(ds, variables, H, L, s, m, extra if m == "segrnn" else [], S=S,
+                        V=V if m == "segrnn" else "")
                 for s in seeds[:k]] for m in ("segrnn", "dlinear")}
     partner = partner_for(L)  # read once, as S is
     key, blend_name, blended = BLENDS[partner]
-    runs[key] = [blend_one(ds, variables, H, L, s, S=S, partner=partner) for s in seeds[:k]]
+    runs[key] = [blend_one(ds, variables, H, L, s, S=S, partner=partner, V=V)
+                 for s in seeds[:k]]
     planned, seeds = seeds, seeds[:k]
     first = runs["segrnn"][0]["report"]
-    import yaml
+    from rnnkit.train.config import load_recipe, to_dict
 
-    recipe = yaml.safe_load((ROOT / f"configs/ltsf_{DATASETS[ds]['family']}_segrnn.yaml")
-                            .read_text())
+    # the recipe as SegRNN trained: its file with the family's and the hand-given overrides
+    recipe = to_dict(load_recipe(ROOT / f"configs/ltsf_{DATASETS[ds]['family']}_segrnn.yaml",
+                                 _overrides(ds, variables, H, L, seeds[0], "segrnn", S) + extra))
     mse = [r["report"]["metrics"]["model"]["mse"] for r in runs[key]]
     mae = [r["report"]["metrics"]["model"]["mae"] for r in runs[key]]
     rec_mse = [r["report"]["metrics"]["model"]["mse"] for r in runs["segrnn"]]
@@ -488,12 +531,12 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
         i is not None and variables == "multivariate") else {}
     ref_name = next(iter(published), None)
     model = recipe["model"]
-    extras = ", ".join(extra) if extra else ""
+    extras = ", ".join(extra) if extra else ""  # (the family's variant's first)
     listed = {m: [{"command": r["command"], "wall_seconds": r["wall_seconds"],
                    "mse": r["report"]["metrics"]["model"]["mse"],
                    "mae": r["report"]["metrics"]["model"]["mae"]}
                   | {k: r[k] for k in ("best_val_loss", "stopped", "epochs", "fitted") if k in r}
-                  | ({"device": d} if (d := _run_device(r)) else {})
+                  | ({"device": d} if (d := _run_device(r) or r.get("device")) else {})
                   for r in rs] for m, rs in runs.items()}
     record = {
         "task": "time-series forecasting, long-horizon benchmark (LTSF)",
@@ -513,6 +556,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
                   "dropout": model["dropout"],
                   "norm": model["norm"], "channels": model["channels"],
                   "train_stride": recipe["data"].get("train_stride", 1), "extra": extras,
+                  **({"variant": V, "variant_sets": family} if V else {}),
                   "ar_blend": (f"SegRNN's forecast blended with {blended}, one weight per "
                                "horizon step fitted on the validation windows "
                                "(model.ar_blend)"),
@@ -539,7 +583,7 @@ def run_job(ds: str, variables: str, H: int, L: int, seeds: list[int], extra: li
                   f"partial ({len(seeds)} of {len(planned)} seeds)",
         "command": (f"python experiments/forecast/ltsf.py {ds} {variables} --horizon {H} "
                     f"--lookback {L} --seeds {' '.join(map(str, seeds))}"
-                    + "".join(f" --set {shlex.quote(s)}" for s in extra)),
+                    + "".join(f" --set {shlex.quote(s)}" for s in own)),
         "runs": listed,
         **({"close_call": close} if close else {}),
         "wall_seconds": round(sum(r["wall_seconds"] for rs in runs.values() for r in rs), 1),
@@ -779,11 +823,16 @@ def main(argv: list[str] | None = None) -> int:
                     r["lookback"]):  # an earlier segment length's: rerun, later
                 print(f"{path.name}: made at another segment length; left as it is", flush=True)
                 continue  # (another blend partner's is blended again below: no training)
+            V = variant_for(r["dataset"], r["variables"], r["lookback"])[0]
+            if r.get("model", {}).get("variant", "") != V:  # likewise: to train, later
+                print(f"{path.name}: made with another recipe variant than {V or 'the recipe'}"
+                      "; left as it is", flush=True)
+                continue
             key, done = (r["dataset"], r["variables"], r["horizon"], r["lookback"]), \
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
             planned = max(planned, done, key=len)  # never fewer seeds than the file holds
-            away = unblendable(*key, planned[:len(done)], segment_for(r["lookback"]))
+            away = unblendable(*key, planned[:len(done)], segment_for(r["lookback"]), V)
             if away:  # its older blend stays, and the docs table does not count it
                 print(f"{path.name}: left as it is: seed(s) {away} to blend with "
                       f"{partner_for(r['lookback'])}, whose SegRNN checkpoint is not here "
@@ -802,8 +851,11 @@ def main(argv: list[str] | None = None) -> int:
                 got = r.get("model", {})
                 seg, partner = got.get("segment_length", RECIPE_SEGMENT), got.get(
                     "ar_blend_partner", "linear_ar")
+                V = variant_for(*job[:2], job[3])[0]
                 held = (f"{r['seeds']['n']} at segment length {seg}, not {segment_for(job[3])}"
                         if seg != segment_for(job[3]) else
+                        f"{r['seeds']['n']} of recipe variant {got.get('variant') or 'none'}, "
+                        f"not {V or 'none'}" if got.get("variant", "") != V else
                         f"{r['seeds']['n']} blended with {partner}, not {partner_for(job[3])}")
             print(f"{'done' if have >= want else 'todo'}  {job_name(*job[:4])}  seeds "
                   f"{job[4][:want]} (file has {held or have})")

@@ -392,6 +392,22 @@ def _ltsf_table(root: Path) -> str:
                 + "; ".join(parts) + ". A row's L column names NLinear where it is the partner.",
                 ""]
 
+    ff = root / "experiments" / "forecast" / "ltsf_family_recipes.json"
+    family = json.loads(ff.read_text(encoding="utf-8")) if ff.is_file() else {}
+    for fam, sc in family.get("screens", {}).items():
+        v = sc["validation"]
+        cands = ", ".join(f"{c} {v[c]['score']:.4f}" for c in v)
+        pick = (f"**{sc['chosen']}** ({'; '.join(sc['candidates'][sc['chosen']]['sets'])}: "
+                f"{sc['candidates'][sc['chosen']]['why']}; {sc['ratio']:.3f} of the recipe's "
+                "score), now in this family's rows, whose L column names it"
+                if sc["chosen"] != "recipe" else "**the recipe** (no candidate was lower by "
+                f"more than {sc['margin']:.0%})")
+        out += [f"A recipe screen for {fam} alone (`{sc['command']}`, its rule written before "
+                f"its first score: `{sc['rule']}`): picked because that family held the firm "
+                "target's only loss on test, so the screen is adaptive. SegRNN at seed 1, each "
+                "candidate's geometric-mean best validation MSE over the four horizons: "
+                f"{cands}; chosen: {pick}.", ""]
+
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"  # (the published rows have three decimals)
 
@@ -464,8 +480,10 @@ def _ltsf_table(root: Path) -> str:
         stale = lb == 96 and r.get("model", {}).get("segment_length") not in (
             None, drv.segment_for(96))
         reblend = partner != chosen.get(str(lb), "linear_ar")
+        want = family.get("chosen", {}).get(f"{ds} {var} {lb}", {}).get("name", "")
+        stale = stale or r.get("model", {}).get("variant", "") != want
         if stale or reblend:
-            label = f"{label} ({'older segment length' if stale else 'older blend'})"
+            label = f"{label} ({'older recipe' if stale else 'older blend'})"
             stale_rows += 1
         else:
             total += 1
@@ -487,6 +505,7 @@ def _ltsf_table(root: Path) -> str:
                                 f"on {worse} of {len(mine)} seeds")
         seg_len = r.get("model", {}).get("segment_length")
         notes = ([f"seg {seg_len}"] if lb == 96 and seg_len else []) + (
+            [r["model"]["variant"]] if r.get("model", {}).get("variant") else []) + (
             ["NLinear"] if partner == "nlinear" else [])
         L_col = f"{lb} ({', '.join(notes)})" if notes else f"{lb}"
         out.append(f"| {name} | {H} | {L_col} | {show(blend)} | {show(solo)} | "
@@ -521,7 +540,7 @@ def _ltsf_table(root: Path) -> str:
                 f"\"(close call)\".*"]
     devices = sorted({d.split(" (")[0].removeprefix("cpu: ") for r in runs.values()
                       for d in r.get("device", "").split("; ") if d})
-    pending = (f" ({stale_rows} more, still at an older segment length or blend and being "
+    pending = (f" ({stale_rows} more, still at an older recipe or blend and being "
                "run again, not counted)" if stale_rows else "")
     out += ["", f"**The SegRNN blend beats every baseline in {total - len(lost)} of {total} "
             f"rows**{pending}. "

@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT / "scripts" / "docs"))
 from docs_tables import snippet  # noqa: E402
 
 
-def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48, partner=None):
+def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48, partner=None,
+         variant=None):
     """A job file as experiments/forecast/ltsf.py writes it (the keys the table reads)."""
     def spread(v):
         m = sum(v) / len(v)
@@ -31,7 +32,8 @@ def _row(ds, var, H, L, ours, alone, dlinear, linear_ar=0.50, seg=48, partner=No
                           "linear_ar": {"mse": linear_ar},
                           "dlinear": {"mse": sum(dlinear) / len(dlinear),
                                       "seeds": {"mse": spread(dlinear)}}},
-            "model": {"segment_length": seg} | ({"ar_blend_partner": partner} if partner else {}),
+            "model": {"segment_length": seg} | ({"ar_blend_partner": partner} if partner else {})
+            | ({"variant": variant} if variant else {}),
             "device": "cpu: Test CPU (1 threads x 1 process(es))"}
 
 
@@ -63,7 +65,22 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
         # lookback 96 still blended with the linear AR: shown, marked, not counted
         "ltsf_ettm2_s_h96_l96": _row("ETTm2", "univariate", 96, 96, [0.99], [0.99], [0.30],
                                      seg=24),
+        # the family's chosen recipe variant: counted, a win, the variant named
+        "ltsf_etth2_s_h192_l96": _row("ETTh2", "univariate", 192, 96, [0.20], [0.21], [0.30],
+                                      seg=24, partner="nlinear", variant="stride1"),
+        # the same family at the recipe, before the variant: shown, marked, not counted
+        "ltsf_etth2_s_h336_l96": _row("ETTh2", "univariate", 336, 96, [0.20], [0.21], [0.30],
+                                      seg=24, partner="nlinear"),
     }
+    (fc / "ltsf_family_recipes.json").write_text(json.dumps({
+        "chosen": {"ETTh2 univariate 96": {"name": "stride1", "sets": ["data.train_stride=1"]}},
+        "screens": {"ETTh2 univariate 96": {
+            "rule": "rule.md", "margin": 0.01, "command": "python family_screen.py",
+            "candidates": {"stride1": {"sets": ["data.train_stride=1"], "why": "all windows"},
+                           "revin": {"sets": ["model.norm=revin"], "why": "mean and std"}},
+            "validation": {"recipe": {"score": 0.158}, "stride1": {"score": 0.154},
+                           "revin": {"score": 0.16}},
+            "chosen": "stride1", "ratio": 0.154 / 0.158}}}))
     (fc / "ltsf_blend_partner.json").write_text(json.dumps({
         "chosen": {"96": "nlinear"},
         "by_lookback": {"96": {"rows": 32, "rows_in_table": 32, "geomean_ratio": 0.97,
@@ -79,8 +96,8 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
     for name, r in rows.items():
         (res / f"{name}.json").write_text(json.dumps(r))
     text = snippet("ltsf-table", tmp_path)
-    assert "**The SegRNN blend beats every baseline in 3 of 4 rows** (2 more, still at an " \
-           "older segment length or blend and being run again, not counted). It loses in 1:" \
+    assert "**The SegRNN blend beats every baseline in 4 of 5 rows** (3 more, still at an " \
+           "older recipe or blend and being run again, not counted). It loses in 1:" \
         in text
     assert ("- ETTh2 S (OT), H 720, L 512: 0.3100 against linear AR's 0.3000 (+3.3%; 1 seed); "
             "SegRNN alone 0.2900") in text
@@ -88,13 +105,21 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
            "every seed" in text
     assert "- ETTh1 M, H 192, L 512: 0.4000 against DLinear's 0.4100 (-2.44%), worse on 1 of 3 " \
            "seeds" in text
-    assert "SegRNN alone beats every baseline in 3 of 4 rows, and the blend is worse than " \
+    assert "SegRNN alone beats every baseline in 4 of 5 rows, and the blend is worse than " \
            "SegRNN alone in 1 of them." in text
     assert "PatchTST/64's at lookback 512: 2 of 2" in text  # 0.36 < 0.370, 0.40 < 0.413
     row = next(line for line in text.splitlines() if line.startswith("| ETTh2 S (OT) | 720 |"))
     assert "| 0.3100 | **0.2900** |" in row  # the row's lowest MSE in bold, not the table's model
     stale = next(line for line in text.splitlines() if line.startswith("| ETTm1 M | 96 | 96"))
-    assert "(older segment length)" in stale and "96 (seg 48)" in stale
+    assert "(older recipe)" in stale and "96 (seg 48)" in stale
+    fam = next(line for line in text.splitlines() if line.startswith("| ETTh2 S (OT) | 192 | 96"))
+    assert "96 (seg 24, stride1, NLinear)" in fam and "older" not in fam
+    pre = next(line for line in text.splitlines() if line.startswith("| ETTh2 S (OT) | 336 | 96"))
+    assert "(older recipe)" in pre
+    assert ("A recipe screen for ETTh2 univariate 96 alone (`python family_screen.py`, its rule "
+            "written before its first score: `rule.md`)") in text
+    assert ("recipe 0.1580, stride1 0.1540, revin 0.1600; chosen: **stride1** "
+            "(data.train_stride=1: all windows; 0.975 of the recipe's score)") in text
     assert "Test CPU" in text
     nl = next(line for line in text.splitlines() if line.startswith("| ETTh1 S (OT) | 96 | 96"))
     assert "96 (seg 24, NLinear)" in nl and "older" not in nl

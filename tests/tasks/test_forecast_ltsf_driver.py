@@ -23,12 +23,14 @@ def ltsf(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "CLOSE_FILE", tmp_path / "close.json")  # no close calls yet
     monkeypatch.setattr(mod, "PARTNER_FILE", tmp_path / "partner.json")  # the linear AR
     monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mod, "FAMILY_FILE", tmp_path / "family.json")  # no family variant
     calls = []
 
-    def fake_run_one(ds, variables, H, L, seed, model, extra, S=None):
+    def fake_run_one(ds, variables, H, L, seed, model, extra, S=None, V=""):
         calls.append((model, seed))
+        mod.extras_seen = list(extra)
         S = mod.segment_for(L, extra) if S is None else S  # the checkpoint training leaves
-        name = f"{mod.job_name(ds, variables, H, L)}_{mod.tag(model, S)}_seed{seed}"
+        name = f"{mod.job_name(ds, variables, H, L)}_{mod.tag(model, S, V)}_seed{seed}"
         (mod.RUNS / name / "best").mkdir(parents=True, exist_ok=True)
         (mod.RUNS / name / "summary.json").write_text("{}")
         mse = {"segrnn": 0.40 + 0.01 * seed, "dlinear": 0.45}[model]
@@ -38,8 +40,8 @@ def ltsf(tmp_path, monkeypatch):
                 "wall_seconds": 10.0, "report": {"metrics": m, "windows": 2785},
                 "best_val_loss": 0.7, "stopped": "patience", "epochs": 12}
 
-    def fake_blend_one(ds, variables, H, L, seed, S=None, partner="linear_ar"):
-        calls.append((mod.BLENDS[partner][0], seed))
+    def fake_blend_one(ds, variables, H, L, seed, S=None, partner="linear_ar", V=""):
+        calls.append((mod.BLENDS[partner][0] + (f"_{V}" if V else ""), seed))
         mse = (0.38 if partner == "linear_ar" else 0.36) + 0.01 * seed
         m = {"model": {"mse": mse, "mae": mse / 2}}
         return {"command": f"rnnkit forecast blend runs/x{seed}/best --out runs/x{seed}_ar",
@@ -205,13 +207,13 @@ def test_close_calls_get_three_seeds_win_or_loss(ltsf, monkeypatch):
     blend, dlin = {}, {}  # (dataset, variables, seed) -> MSE, else the fixture's
     fake_blend, fake_run = ltsf.blend_one, ltsf.run_one
 
-    def blend_one(ds, variables, H, L, seed, S=None, partner="linear_ar"):
+    def blend_one(ds, variables, H, L, seed, S=None, partner="linear_ar", V=""):
         r = fake_blend(ds, variables, H, L, seed, S, partner)
         if (ds, variables, seed) in blend:
             r["report"]["metrics"]["model"]["mse"] = blend[ds, variables, seed]
         return r
 
-    def run_one(ds, variables, H, L, seed, model, extra, S=None):
+    def run_one(ds, variables, H, L, seed, model, extra, S=None, V=""):
         r = fake_run(ds, variables, H, L, seed, model, extra, S)
         if model == "dlinear" and (ds, variables, seed) in dlin:
             r["report"]["metrics"]["model"]["mse"] = dlin[ds, variables, seed]
@@ -507,7 +509,7 @@ def test_selections_run_apart_from_the_table(tmp_path, monkeypatch):
     seen = []
     val = {336: 0.64, 512: 0.63, 720: 0.65, 12: 0.674, 24: 0.663, 48: 0.664}
 
-    def fake(ds, variables, H, L, seed, model, extra, cache, prefix="", S=None):
+    def fake(ds, variables, H, L, seed, model, extra, cache, prefix="", S=None, V=""):
         seen.append((L, prefix, cache.name, tuple(extra)))
         seg = [int(e.split("=")[1]) for e in extra if e.startswith("model.segment_length=")]
         key = seg[0] if seg else L
@@ -525,3 +527,45 @@ def test_selections_run_apart_from_the_table(tmp_path, monkeypatch):
     assert mod.chosen_segment(96) == 24 and mod.chosen_segment(512) is None
     with pytest.raises(SystemExit, match="not 512's"):
         mod.select_segment(L=512)
+
+
+def test_a_family_recipe_variant_names_its_runs_and_retrains_only_its_rows(ltsf):
+    """A variant chosen for one family (ltsf_family_recipes.json) reaches that family's SegRNN
+    runs as overrides, carries its name in their files and in the row's record, makes the
+    family's earlier rows count as not done (--refresh leaves them, to be trained), and leaves
+    every other row alone; overrides given by hand get a name of their own."""
+    ettm2 = ltsf.run_job("ETTm2", "univariate", 336, 96, [1], [])
+    other = ltsf.run_job("ETTm1", "univariate", 336, 96, [1], [])
+    assert "variant" not in json.loads(ettm2.read_text())["model"]
+    ltsf.FAMILY_FILE.write_text(json.dumps({"chosen": {"ETTm2 univariate 96": {
+        "name": "stride1", "sets": ["data.train_stride=1"]}}}))
+    assert ltsf.variant_for("ETTm2", "univariate", 96) == ("stride1", ["data.train_stride=1"])
+    assert ltsf.variant_for("ETTm2", "univariate", 512) == ("", [])
+    assert ltsf.variant_for("ETTm2", "multivariate", 96) == ("", [])
+    assert ltsf.job_done(ettm2, 96) == 0 and ltsf.job_done(other, 96) == 1
+    S = ltsf.segment_for(96)
+    assert ltsf.tag("segrnn", S, "stride1") == f"{ltsf.tag('segrnn', S)}_stride1"
+    assert ltsf.tag("dlinear", S, "stride1") == "dlinear"
+    out = f"runs/ltsf/ltsf_ettm2_s_h336_l96_segrnn_seg{S}_stride1_seed3"
+    assert ltsf.blend_run(out, "nlinear") == \
+        f"runs/ltsf/ltsf_ettm2_s_h336_l96_segrnn-nl_seg{S}_stride1_seed3"
+    assert ltsf.blend_run("runs/ltsf/ltsf_etth1_m_h96_l512_segrnn_seed2") == \
+        "runs/ltsf/ltsf_etth1_m_h96_l512_segrnn-ar_seed2"
+    before = ettm2.read_text()
+    n = len(ltsf.calls)
+    assert ltsf.main(["--refresh"]) == 0
+    assert ettm2.read_text() == before  # its runs are another recipe's: not re-blended
+    assert not [c for c in ltsf.calls[n:] if "stride1" in c[0]]
+    ltsf.run_job("ETTm2", "univariate", 336, 96, [1], [])
+    assert ltsf.extras_seen == []  # the last run is DLinear's, which the variant leaves alone
+    assert ("segrnn-ar_stride1", 1) in ltsf.calls[n:]
+    r = json.loads(ettm2.read_text())
+    assert r["model"]["variant"] == "stride1" and r["model"]["train_stride"] == 1
+    assert r["model"]["variant_sets"] == ["data.train_stride=1"]
+    assert "--set" not in r["command"]  # the family's file, not the command, carries it
+    assert ltsf.job_done(ettm2, 96) == 1
+    assert json.loads(other.read_text())["model"]["train_stride"] == 2  # the recipe's
+    # by hand: a name of its own, after the family's
+    name, sets = ltsf.variant_for("ETTm2", "univariate", 96, ["model.hidden_size=512"])
+    assert name.startswith("stride1_set") and len(name) == len("stride1_set") + 8
+    assert ltsf.variant_for("ETTh1", "univariate", 96, ["model.segment_length=12"]) == ("", [])

@@ -1,0 +1,99 @@
+"""experiments/forecast/family_screen.py: the rule (the lowest geometric-mean validation MSE,
+only if more than 1% below the recipe's), a decision that stands, and the chosen runs handed to
+the table driver under its names (runs replaced by small made-up files)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def screen(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "experiments" / "forecast"))
+    spec = importlib.util.spec_from_file_location(
+        "_family_screen", ROOT / "experiments/forecast/family_screen.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ltsf = mod.ltsf
+    monkeypatch.setattr(ltsf, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(ltsf, "RUNS", tmp_path / "runs" / "ltsf")
+    monkeypatch.setattr(ltsf, "FAMILY_FILE", tmp_path / "family.json")
+    monkeypatch.setattr(ltsf, "SEGMENT_FILE", tmp_path / "segment.json")
+    monkeypatch.setattr(ltsf, "_device", lambda: "cpu: test")
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "SCREEN", tmp_path / "screen")
+    (tmp_path / "segment.json").write_text(json.dumps({"lookback": 96, "chosen": 24}))
+    ltsf.LOGS.mkdir(parents=True)
+    yield mod
+    sys.modules.pop("ltsf", None)
+
+
+def _fill(mod, vals: dict[str, list[float]]) -> None:
+    """Seed-1 runs per candidate (the recipe's and seg48's as the table's cached reports)."""
+    for cand, per_h in vals.items():
+        for H, v in zip(mod.ltsf.HORIZONS, per_h):
+            if cand in ("recipe", "seg48"):
+                label = mod.ltsf.tag("segrnn", 24 if cand == "recipe" else 48)
+                (mod.ltsf.LOGS / f"ltsf_ettm2_s_h{H}_l96_{label}_seed1.json").write_text(
+                    json.dumps({"best_val_loss": v, "epochs": 20, "stopped": "early_stopping",
+                                "command": "rnnkit forecast train x", "wall_seconds": 1.0}))
+                continue
+            run = mod.SCREEN / f"{cand}_h{H}_seed1"
+            (run / "best").mkdir(parents=True)
+            (run / "summary.json").write_text(json.dumps(
+                {"best": v, "epoch": 30, "stopped": "max_epochs", "device": "cpu: test"}))
+            (run / "best" / "config.json").write_text(json.dumps({"config": {}}))
+
+
+def test_the_lowest_score_wins_only_by_more_than_the_margin(screen, capsys):
+    base = [0.09, 0.15, 0.20, 0.24]
+    _fill(screen, {"recipe": base, "seg48": [v * 1.01 for v in base],
+                   "width512": [v * 0.995 for v in base],  # 0.5% lower: under the margin
+                   "stride1": [v * 0.985 for v in base], "revin": [v * 1.2 for v in base]})
+    got = screen.scores()
+    assert got["recipe"]["score"] == pytest.approx(math.prod(base) ** 0.25)
+    assert screen.decide(got) == "stride1"  # 1.5% lower
+    assert screen.main([]) == 0
+    rec = json.loads(screen.ltsf.FAMILY_FILE.read_text())
+    assert rec["chosen"] == {"ETTm2 univariate 96": {"name": "stride1",
+                                                     "sets": ["data.train_stride=1"]}}
+    sc = rec["screens"]["ETTm2 univariate 96"]
+    assert sc["ratio"] == pytest.approx(0.985) and sc["margin"] == 0.01
+    assert "config" not in sc["validation"]["stride1"]["96"]
+    assert screen.ltsf.variant_for("ETTm2", "univariate", 96) == ("stride1",
+                                                                  ["data.train_stride=1"])
+    # its seed-1 runs are where the table driver looks for them
+    for H in screen.ltsf.HORIZONS:
+        assert (screen.ltsf.RUNS / f"ltsf_ettm2_s_h{H}_l96_segrnn_seg24_stride1_seed1"
+                / "summary.json").is_file()
+        assert not (screen.SCREEN / f"stride1_h{H}_seed1").exists()
+    with pytest.raises(SystemExit, match="a decision stands"):
+        screen.main([])
+
+
+def test_no_candidate_under_the_margin_keeps_the_recipe(screen):
+    base = [0.09, 0.15, 0.20, 0.24]
+    _fill(screen, {"recipe": base, "seg48": base, "width512": [v * 0.995 for v in base],
+                   "stride1": base, "revin": base})
+    assert screen.decide(screen.scores()) is None
+    assert screen.main([]) == 0
+    rec = json.loads(screen.ltsf.FAMILY_FILE.read_text())
+    assert rec["chosen"] == {} and rec["screens"]["ETTm2 univariate 96"]["chosen"] == "recipe"
+    assert screen.ltsf.variant_for("ETTm2", "univariate", 96) == ("", [])
+
+
+def test_no_decision_before_every_run_is_in(screen):
+    base = [0.09, 0.15, 0.20, 0.24]
+    _fill(screen, {"recipe": base, "seg48": base, "width512": base, "stride1": base})
+    with pytest.raises(SystemExit, match="revin"):
+        screen.main([])
+    assert not screen.ltsf.FAMILY_FILE.exists()
+    assert screen.main(["--status"]) == 0
