@@ -145,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             timespec="minutes")}
     if chosen:
         rec["chosen"][key] = {"name": chosen, "sets": CANDIDATES[chosen][0]}
+        # the runs first: no driver looks for them under the table's names before the file
+        for d in _adopt(chosen):
+            print(f"  moved to {d}")
     tmp = ltsf.FAMILY_FILE.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=2) + "\n")
     tmp.replace(ltsf.FAMILY_FILE)
     print(f"{key}: {chosen or 'the recipe stays'}"
           + (f" (score {rec['screens'][key]['ratio']:.3f} of the recipe's)" if chosen else ""))
-    if chosen:
-        for d in _adopt(chosen):
-            print(f"  moved to {d}")
     return 0
 
 

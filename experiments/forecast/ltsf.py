@@ -154,6 +154,12 @@ def variant_for(ds: str, variables: str, L: int, extra: list[str] | tuple = ()) 
     return name, sets
 
 
+def family_segment(ds: str, variables: str, L: int) -> int:
+    """The segment length a row's SegRNN trains with: :func:`segment_for`, after its family's
+    variant (which may set it)."""
+    return segment_for(L, variant_for(ds, variables, L)[1])
+
+
 def tag(model: str, S: int, variant: str = "") -> str:
     """A model's name in its runs' files: a SegRNN (or SegRNN-AR) run at segment length ``S``
     other than the recipes' carries it (``segrnn_seg24``), and a run of a recipe variant
@@ -168,8 +174,11 @@ def tag(model: str, S: int, variant: str = "") -> str:
 def blend_run(segrnn_out: str, partner: str = "linear_ar") -> str:
     """The blended checkpoint's directory for a SegRNN run's (``..._segrnn[_segS][_V]_seed<k>``
     -> ``..._segrnn-ar[_segS][_V]_seed<k>``, or ``segrnn-nl``), as :func:`_blend` names it."""
-    return re.sub(r"_segrnn((?:_[a-z0-9]+)*)_seed(\d+)$", rf"_{BLENDS[partner][0]}\1_seed\2",
-                  segrnn_out)
+    out, n = re.subn(r"_segrnn((?:_[a-z0-9]+)*)_seed(\d+)$", rf"_{BLENDS[partner][0]}\1_seed\2",
+                     str(segrnn_out))
+    if not n:  # never a blend written into the SegRNN run's own directory
+        raise ValueError(f"{segrnn_out}: not a SegRNN run's directory (..._segrnn..._seed<k>)")
+    return out
 
 
 def job_done(path: Path, L: int, S: int | None = None, V: str | None = None) -> int:
@@ -179,7 +188,8 @@ def job_done(path: Path, L: int, S: int | None = None, V: str | None = None) -> 
     if not path.is_file():
         return 0
     rec = json.loads(path.read_text())
-    if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != (S or segment_for(L)):
+    S = S or family_segment(rec["dataset"], rec["variables"], L)
+    if rec.get("model", {}).get("segment_length", RECIPE_SEGMENT) != S:
         return 0
     if V is None:
         V = variant_for(rec["dataset"], rec["variables"], L)[0]
@@ -819,8 +829,9 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(path.read_text())
             if r.get("protocol") != "ltsf" or r.get("metric") != "mse":
                 continue
-            if r.get("model", {}).get("segment_length", RECIPE_SEGMENT) != segment_for(
-                    r["lookback"]):  # an earlier segment length's: rerun, later
+            S = family_segment(r["dataset"], r["variables"], r["lookback"])
+            if r.get("model", {}).get("segment_length", RECIPE_SEGMENT) != S:
+                # an earlier segment length's: rerun, later
                 print(f"{path.name}: made at another segment length; left as it is", flush=True)
                 continue  # (another blend partner's is blended again below: no training)
             V = variant_for(r["dataset"], r["variables"], r["lookback"])[0]
@@ -832,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["seeds"]["seeds"]
             planned = next((j[4] for j in queue() if tuple(j[:4]) == key), done)
             planned = max(planned, done, key=len)  # never fewer seeds than the file holds
-            away = unblendable(*key, planned[:len(done)], segment_for(r["lookback"]), V)
+            away = unblendable(*key, planned[:len(done)], S, V)
             if away:  # its older blend stays, and the docs table does not count it
                 print(f"{path.name}: left as it is: seed(s) {away} to blend with "
                       f"{partner_for(r['lookback'])}, whose SegRNN checkpoint is not here "
@@ -851,9 +862,9 @@ def main(argv: list[str] | None = None) -> int:
                 got = r.get("model", {})
                 seg, partner = got.get("segment_length", RECIPE_SEGMENT), got.get(
                     "ar_blend_partner", "linear_ar")
-                V = variant_for(*job[:2], job[3])[0]
-                held = (f"{r['seeds']['n']} at segment length {seg}, not {segment_for(job[3])}"
-                        if seg != segment_for(job[3]) else
+                V, want = variant_for(*job[:2], job[3])[0], family_segment(*job[:2], job[3])
+                held = (f"{r['seeds']['n']} at segment length {seg}, not {want}"
+                        if seg != want else
                         f"{r['seeds']['n']} of recipe variant {got.get('variant') or 'none'}, "
                         f"not {V or 'none'}" if got.get("variant", "") != V else
                         f"{r['seeds']['n']} blended with {partner}, not {partner_for(job[3])}")

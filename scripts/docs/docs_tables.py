@@ -478,7 +478,7 @@ def _ltsf_table(root: Path) -> str:
             label = f"{label} (close call)" if n >= 3 else f"{n} of 3 seeds (close call)"
         partner = r.get("model", {}).get("ar_blend_partner", "linear_ar")
         stale = lb == 96 and r.get("model", {}).get("segment_length") not in (
-            None, drv.segment_for(96))
+            None, drv.family_segment(ds, var, 96))
         reblend = partner != chosen.get(str(lb), "linear_ar")
         want = family.get("chosen", {}).get(f"{ds} {var} {lb}", {}).get("name", "")
         stale = stale or r.get("model", {}).get("variant", "") != want

@@ -551,6 +551,9 @@ def test_a_family_recipe_variant_names_its_runs_and_retrains_only_its_rows(ltsf)
         f"runs/ltsf/ltsf_ettm2_s_h336_l96_segrnn-nl_seg{S}_stride1_seed3"
     assert ltsf.blend_run("runs/ltsf/ltsf_etth1_m_h96_l512_segrnn_seed2") == \
         "runs/ltsf/ltsf_etth1_m_h96_l512_segrnn-ar_seed2"
+    with pytest.raises(ValueError, match="not a SegRNN run"):  # never into the run itself
+        ltsf.blend_run("runs/ltsf/ltsf_etth1_m_h96_l512_segrnn_seed2/best")
+    assert ltsf.family_segment("ETTm2", "univariate", 96) == S
     before = ettm2.read_text()
     n = len(ltsf.calls)
     assert ltsf.main(["--refresh"]) == 0
