@@ -11,6 +11,7 @@ segment choice (the same recipe at the recipes' 48).  The other candidates are t
 
     python experiments/forecast/family_screen.py            # decide, once every run is in
     python experiments/forecast/family_screen.py --status   # validation scores so far
+    python experiments/forecast/family_screen.py --test     # after it: test, for the record
 
 It writes the decision to ``ltsf_family_recipes.json`` (``ltsf.py`` reads it: the family's
 SegRNN runs get the chosen ``--set``s and carry the name in their files), and moves the
@@ -111,10 +112,45 @@ def _adopt(cand: str) -> list[str]:
     return moved
 
 
+def record_test() -> dict:
+    """Once the family is decided: each candidate's seed-1 test MSE per horizon (SegRNN alone,
+    the runs' own reports), added to the screen's record for the record only."""
+    key = " ".join(map(str, FAMILY))
+    rec = json.loads(ltsf.FAMILY_FILE.read_text()) if ltsf.FAMILY_FILE.is_file() else {}
+    sc = rec.get("screens", {}).get(key)
+    if sc is None:
+        raise SystemExit(f"{key} is not decided yet: its test scores stay unread")
+    S, name = ltsf.segment_for(FAMILY[2]), ltsf.job_name(*FAMILY[:2], 0, FAMILY[2])
+    test: dict = {}
+    for cand in ["recipe", *CANDIDATES]:
+        for H in ltsf.HORIZONS:
+            job = name.replace("_h0_", f"_h{H}_")
+            if cand in ("recipe", "seg48"):
+                f = ltsf.LOGS / f"{job}_{ltsf.tag('segrnn', 24 if cand == 'recipe' else 48)}_seed1.json"
+                mse = json.loads(f.read_text())["report"]["metrics"]["model"]["mse"]
+            else:
+                run = (ltsf.RUNS / f"{job}_{ltsf.tag('segrnn', S, cand)}_seed1"
+                       if cand == sc["chosen"] else SCREEN / f"{cand}_h{H}_seed1")
+                mse = json.loads((run / "report.json").read_text())["metrics"]["model"]["mse"]
+            test.setdefault(cand, {})[H] = mse
+    sc["test_mse_seed1"] = {"what": "SegRNN alone, seed 1, read after the decision, for the "
+                                    "record only", **test}
+    tmp = ltsf.FAMILY_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=2) + "\n")
+    tmp.replace(ltsf.FAMILY_FILE)
+    return test
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--status", action="store_true", help="validation scores so far; no choice")
+    p.add_argument("--test", action="store_true",
+                   help="after the decision: every candidate's seed-1 test MSE, for the record")
     a = p.parse_args(argv)
+    if a.test:
+        for cand, per_h in record_test().items():
+            print(f"{cand:9s} " + " ".join(f"{H}: {v:.4f}" for H, v in per_h.items()))
+        return 0
     got = scores()
     for cand, rows in got.items():
         vals = " ".join(f"{H}: {rows[H]['val_mse']:.4f}" if rows[H] else f"{H}: -"

@@ -44,13 +44,15 @@ def _fill(mod, vals: dict[str, list[float]]) -> None:
                 label = mod.ltsf.tag("segrnn", 24 if cand == "recipe" else 48)
                 (mod.ltsf.LOGS / f"ltsf_ettm2_s_h{H}_l96_{label}_seed1.json").write_text(
                     json.dumps({"best_val_loss": v, "epochs": 20, "stopped": "early_stopping",
-                                "command": "rnnkit forecast train x", "wall_seconds": 1.0}))
+                                "command": "rnnkit forecast train x", "wall_seconds": 1.0,
+                                "report": {"metrics": {"model": {"mse": v / 2}}}}))
                 continue
             run = mod.SCREEN / f"{cand}_h{H}_seed1"
             (run / "best").mkdir(parents=True)
             (run / "summary.json").write_text(json.dumps(
                 {"best": v, "epoch": 30, "stopped": "max_epochs", "device": "cpu: test"}))
             (run / "best" / "config.json").write_text(json.dumps({"config": {}}))
+            (run / "report.json").write_text(json.dumps({"metrics": {"model": {"mse": v / 2}}}))
 
 
 def test_the_lowest_score_wins_only_by_more_than_the_margin(screen, capsys):
@@ -77,6 +79,12 @@ def test_the_lowest_score_wins_only_by_more_than_the_margin(screen, capsys):
         assert not (screen.SCREEN / f"stride1_h{H}_seed1").exists()
     with pytest.raises(SystemExit, match="a decision stands"):
         screen.main([])
+    # test, after the decision, for the record: the chosen one's from the table's directory
+    test = screen.record_test()
+    assert test["stride1"][336] == pytest.approx(0.20 * 0.985 / 2)
+    assert test["recipe"][96] == pytest.approx(0.045) and test["revin"][720] == 0.24 * 1.2 / 2
+    rec = json.loads(screen.ltsf.FAMILY_FILE.read_text())["screens"]["ETTm2 univariate 96"]
+    assert rec["test_mse_seed1"]["width512"]["192"] == pytest.approx(0.15 * 0.995 / 2)
 
 
 def test_no_candidate_under_the_margin_keeps_the_recipe(screen):
@@ -96,4 +104,6 @@ def test_no_decision_before_every_run_is_in(screen):
     with pytest.raises(SystemExit, match="revin"):
         screen.main([])
     assert not screen.ltsf.FAMILY_FILE.exists()
+    with pytest.raises(SystemExit, match="not decided yet"):  # test stays unread before
+        screen.record_test()
     assert screen.main(["--status"]) == 0
