@@ -7,7 +7,8 @@ validation MSE over the horizons, and the lowest replaces the table's recipe for
 if it is lower than the recipe's by more than :data:`MARGIN`.  The recipe's own score comes from
 the table's cached seed-1 runs, and ``seg48``'s from the runs made before the lookback-96
 segment choice (the same recipe at the recipes' 48).  The other candidates are trained by
-``runs/screen_ltsf/<family>/run_variant.sh`` (``rnnkit forecast train``, 1 thread each)::
+``experiments/forecast/family_screen_runs.sh`` (``rnnkit forecast train``, 1 thread each;
+:func:`screen_command` is the command it runs)::
 
     python experiments/forecast/family_screen.py            # decide, once every run is in
     python experiments/forecast/family_screen.py --status   # validation scores so far
@@ -26,6 +27,7 @@ import argparse
 import datetime as _dt
 import json
 import math
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -58,6 +60,16 @@ def _cached(H: int, label: str) -> dict | None:
                 f.relative_to(ROOT))}
 
 
+def screen_command(cand: str, H: int) -> str:
+    """The ``rnnkit forecast train`` command ``family_screen_runs.sh`` runs for one candidate
+    and horizon: the table's SegRNN command for the row at seed 1, plus the candidate's sets."""
+    ds, variables, L = FAMILY
+    sets = ltsf._overrides(ds, variables, H, L, 1, "segrnn", 24) + CANDIDATES[cand][0]
+    cmd = ["rnnkit", "forecast", "train", f"configs/ltsf_{ltsf.DATASETS[ds]['family']}_segrnn.yaml",
+           *[f"--set={s}" for s in sets], "--out", f"runs/screen_ltsf/ettm2_s_l96/{cand}_h{H}_seed1"]
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
 def _screened(H: int, cand: str) -> dict | None:
     run = SCREEN / f"{cand}_h{H}_seed1"
     if not (run / "summary.json").is_file():
@@ -66,7 +78,7 @@ def _screened(H: int, cand: str) -> dict | None:
     cfg = json.loads((run / "best" / "config.json").read_text())["config"]
     return {"val_mse": s["best"], "epochs": s["epoch"], "stopped": s["stopped"],
             "wall_seconds": s.get("wall_seconds"), "device": s.get("device"),
-            "run": str(run.relative_to(ROOT)), "config": cfg}
+            "command": screen_command(cand, H), "run": str(run.relative_to(ROOT)), "config": cfg}
 
 
 def scores() -> dict:

@@ -70,6 +70,11 @@ def test_the_lowest_score_wins_only_by_more_than_the_margin(screen, capsys):
     sc = rec["screens"]["ETTm2 univariate 96"]
     assert sc["ratio"] == pytest.approx(0.985) and sc["margin"] == 0.01
     assert "config" not in sc["validation"]["stride1"]["96"]
+    cmd = sc["validation"]["stride1"]["96"]["command"]  # what family_screen_runs.sh runs
+    assert cmd.startswith("rnnkit forecast train configs/ltsf_ettm1_segrnn.yaml ")
+    assert cmd.endswith("--set=model.segment_length=24 --set=data.train_stride=1 --out "
+                        "runs/screen_ltsf/ettm2_s_l96/stride1_h96_seed1")
+    assert "--set=data.path=ett/ETTm2.csv.gz" in cmd and "--set=trainer.seed=1" in cmd
     assert screen.ltsf.variant_for("ETTm2", "univariate", 96) == ("stride1",
                                                                   ["data.train_stride=1"])
     # its seed-1 runs are where the table driver looks for them
@@ -107,3 +112,20 @@ def test_no_decision_before_every_run_is_in(screen):
     with pytest.raises(SystemExit, match="not decided yet"):  # test stays unread before
         screen.record_test()
     assert screen.main(["--status"]) == 0
+
+
+def test_the_runner_script_runs_the_command_the_record_names(screen):
+    """family_screen_runs.sh (the screen's runs) and screen_command (their record) agree: every
+    --set of the script is in the command, and the command has no other."""
+    import re
+    import shlex
+
+    script = (ROOT / "experiments/forecast/family_screen_runs.sh").read_text()
+    body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+    body = body.replace("\\\n", " ").replace("$H", "336")
+    ran = [s.strip("'") for s in re.findall(r"'?--set=[^\s\"]+", body)]
+    cmd = shlex.split(screen.screen_command("revin", 336))
+    sets = [c for c in cmd if c.startswith("--set=")]
+    assert sets == ran + ["--set=model.norm=revin"]  # "$@": the candidate's own, last
+    assert cmd[:4] == ["rnnkit", "forecast", "train", "configs/ltsf_ettm1_segrnn.yaml"]
+    assert "configs/ltsf_ettm1_segrnn.yaml" in body
