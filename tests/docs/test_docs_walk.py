@@ -114,6 +114,9 @@ NOT_RUNNABLE = {
     ("docs/pipelines/forecasting.md", "rnnkit forecast blend runs/ltsf_etth1_segrnn/best"):
         "a trained LTSF SegRNN on ETTh1 (about 20 minutes of CPU); tests/tasks/"
         "test_forecast_ltsf.py runs the same command on a small SegRNN run",
+    ("docs/pipelines/forecasting.md", "rnnkit forecast compare runs/ltsf_etth1_segrnn/blend"):
+        "two trained LTSF forecasters on ETTh1 (the blend above and a DLinear run); "
+        "tests/tasks/test_forecast_compare.py runs the same command on two small runs",
     ("docs/pipelines/spoken-digits.md", "rnnkit explain runs/fsdd_standard"):
         "the recorded run's checkpoint and the real FSDD recordings",
 }

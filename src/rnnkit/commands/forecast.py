@@ -1,4 +1,4 @@
-"""``rnnkit forecast train|evaluate|predict|backtest|blend``: parse, call
+"""``rnnkit forecast train|evaluate|predict|backtest|blend|compare``: parse, call
 :mod:`rnnkit.tasks.forecast`, print.
 
 ::
@@ -9,6 +9,7 @@
     rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
     rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
     rnnkit forecast blend CKPT --out DIR [--partner linear_ar|nlinear] [--data-dir DIR]
+    rnnkit forecast compare CKPT [CKPT ...] --against CKPT [CKPT ...] [--split test]
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ __all__ = ["add_parser", "add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``train|evaluate|predict|backtest|blend`` sub-commands to the ``forecast`` parser."""
+    """Add the ``train|evaluate|predict|backtest|blend|compare`` sub-commands to the ``forecast``
+    parser."""
     sub = p.add_subparsers(dest="forecast_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train from a recipe; report vs baselines, plot, CSV")
     t.add_argument(
@@ -81,6 +83,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what SegRNN is blended with (model.ar_blend_partner): the linear AR "
                         "baseline, or NLinear fitted in closed form on the training windows")
     m.add_argument("--data-dir", metavar="DIR")
+    c = sub.add_parser("compare", help="Diebold-Mariano test of two forecasters (and the "
+                                       "baselines) on the same windows")
+    c.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                   help="the forecaster to test (several: e.g. one per seed, errors averaged)")
+    c.add_argument("--against", nargs="+", required=True, metavar="CKPT",
+                   help="the forecaster it is compared with (one or more checkpoints)")
+    c.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    c.add_argument("--data-dir", metavar="DIR")
 
 
 def run(a: argparse.Namespace) -> int:
@@ -122,6 +132,18 @@ def run(a: argparse.Namespace) -> int:
         print(format_report(r["metrics"]))
         print(json.dumps({"out": a.out, "fitted": fitted, "split": r["split"],
                           "metrics": r["metrics"]}))
+    elif a.forecast_command == "compare":
+        from rnnkit.tasks.forecast_compare import compare_checkpoints
+
+        r = compare_checkpoints(a.checkpoints, a.against, split=a.split, data_dir=a.data_dir)
+        print(f"{'against':16s} {'MSE':>10s} {'theirs':>10s} {'diff':>8s} {'DM':>7s} "
+              f"{'p':>6s}   ({r['windows']} {r['split']} windows, lag {r['lag']})")
+        for k, v in r.items():
+            if k.startswith("a_vs_"):
+                name = "--against" if k == "a_vs_b" else k[5:]
+                print(f"{name:16s} {v['mean_a']:10.4f} {v['mean_b']:10.4f} "
+                      f"{v['relative_diff']:+8.2%} {v['stat']:+7.2f} {v['p_value']:6.3f}")
+        print(json.dumps(r))
     else:
         r = backtest(
             a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir
@@ -135,8 +157,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``forecast`` on the ``rnnkit`` sub-command parsers (``func`` = :func:`run`)."""
     p = subparsers.add_parser(
         "forecast",
-        help="time-series forecasting: train, evaluate, predict, backtest, blend",
-        description="Time-series forecasting: train, evaluate, predict, backtest, blend.",
+        help="time-series forecasting: train, evaluate, predict, backtest, blend, compare",
+        description="Time-series forecasting: train, evaluate, predict, backtest, blend, compare.",
     )
     add_arguments(p)
     p.set_defaults(func=run)

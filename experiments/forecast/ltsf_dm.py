@@ -1,0 +1,84 @@
+"""Are the LTSF table's close rows more than test-sample noise?  Diebold-Mariano per row.
+
+For each given results file (``experiments/results/ltsf_*.json``): the table's model (the
+blend, every seed's checkpoint) against DLinear (every seed's) and against the fixed baselines,
+on every test window, with :func:`rnnkit.tasks.forecast_compare.compare_checkpoints` (the
+seeds' per-window squared errors averaged, lag ``H - 1``).  The checkpoints are read from the
+run directories the file's ``runs`` name (``runs/`` is not in the repository: a row whose
+checkpoints are not on this machine is reported as such and skipped).  Writes one JSON::
+
+    python experiments/forecast/ltsf_dm.py experiments/results/ltsf_ettm2_s_h*_l96.json \\
+        --json experiments/forecast/ltsf_dm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "datasets"
+
+
+def checkpoints(rec: dict) -> tuple[str, list[Path], list[Path]]:
+    """The row's blend key and its blend and DLinear checkpoints, seed by seed."""
+    key = next(k for k in rec["runs"] if k.startswith("segrnn-"))
+    blends = [ROOT / re.search(r"--out (\S+)", r["command"]).group(1) for r in rec["runs"][key]]
+    dl = [ROOT / re.search(r"--out (\S+)", r["command"]).group(1) / "best"
+          for r in rec["runs"]["dlinear"]]
+    return key, blends, dl
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from rnnkit.tasks.forecast_compare import compare_checkpoints
+    from rnnkit.train.run import device_description
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", nargs="+", type=Path)
+    p.add_argument("--json", type=Path, required=True)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    rows, skipped = {}, {}
+    for path in a.results:
+        rec = json.loads(path.read_text())
+        key, blends, dl = checkpoints(rec)
+        away = [str(c.relative_to(ROOT)) for c in [*blends, *dl] if not c.is_dir()]
+        if away:
+            skipped[path.stem] = f"checkpoints not on this machine: {', '.join(away)}"
+            print(f"{path.stem}: skipped ({skipped[path.stem]})", flush=True)
+            continue
+        t0 = time.time()
+        r = compare_checkpoints(blends, dl, split="test", data_dir=str(DATA))
+        for name, want in (("mean_a", rec["value"]), ("mean_b", rec["baselines"]["dlinear"]["mse"])):
+            got = r["a_vs_b"][name]
+            if abs(got - want) > 1e-6 * max(1.0, abs(want)):  # the file's own figures
+                raise SystemExit(f"{path}: {name} {got:.6f} here, {want:.6f} in the file")
+        rows[path.stem] = {"model": rec["model"]["name"], "seeds": rec["seeds"]["seeds"],
+                           "wall_seconds": round(time.time() - t0, 1), **r}
+        dm = r["a_vs_b"]
+        print(f"{path.stem}: {rec['model']['name']} {dm['mean_a']:.4f} against DLinear "
+              f"{dm['mean_b']:.4f} ({dm['relative_diff']:+.2%}), DM {dm['stat']:+.2f}, "
+              f"p {dm['p_value']:.3f} ({r['windows']} windows, lag {r['lag']})", flush=True)
+    out = {"what": "Diebold-Mariano tests of the LTSF table's model against DLinear (a: the "
+                   "blend, b: DLinear; the seeds' per-window squared errors averaged) and "
+                   "against the fixed baselines, on every test window; two-sided, Newey-West "
+                   "variance at lag H - 1, Harvey-Leybourne-Newbold factor, Student's t",
+           "rows": rows, "skipped": skipped,
+           "command": "python experiments/forecast/ltsf_dm.py "
+                      + " ".join(str(p.relative_to(ROOT) if p.is_absolute() else p)
+                                 for p in a.results) + f" --json {a.json}",
+           "device": device_description(), "torch": torch.__version__,
+           "date": _dt.date.today().isoformat()}
+    a.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

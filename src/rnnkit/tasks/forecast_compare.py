@@ -1,0 +1,120 @@
+"""Is one forecaster's lower error more than test-sample noise?  The Diebold-Mariano test.
+
+Two forecasters scored on the same windows give, per forecast origin ``t``, a loss differential
+``d_t = L(a)_t - L(b)_t`` (here the squared error averaged over the ``H`` steps and the
+channels of the window).  Windows that start one step apart share ``H - 1`` targets, so ``d_t``
+is autocorrelated up to lag ``H - 1``; the test divides the mean differential by a long-run
+(heteroskedasticity and autocorrelation consistent) standard error, Newey-West's Bartlett-weighted
+sum of the autocovariances up to that lag, which is never negative.  The statistic gets Harvey,
+Leybourne and Newbold's (1997) small-sample factor and is read against Student's t with
+``n - 1`` degrees of freedom (Diebold and Mariano 1995).
+
+The test is about the test windows as a sample of the series' future: it says nothing about
+the seed-to-seed spread of a trained model, which the benchmark's seeds measure.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["diebold_mariano", "compare_checkpoints"]
+
+
+def diebold_mariano(loss_a: Any, loss_b: Any, lag: int = 0) -> dict[str, float]:
+    """Diebold-Mariano test of equal expected loss, two-sided.
+
+    Args:
+        loss_a, loss_b: per-origin losses of the two forecasters on the same windows, in time
+            order (1-D, equal length).
+        lag: the autocorrelation the long-run variance allows for: ``H - 1`` for ``H``-step
+            windows at every origin (0: independent losses).
+
+    Returns ``{"n", "lag", "mean_a", "mean_b", "mean_diff", "relative_diff" (mean_diff /
+    mean_b), "stat", "p_value"}``; a negative statistic: ``a`` has the lower loss.
+
+    Raises:
+        ValueError: unequal or too few losses (at most ``lag + 1``), or not finite.
+    """
+    a = np.asarray(loss_a, dtype=np.float64).ravel()
+    b = np.asarray(loss_b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"diebold_mariano: {a.size} losses against {b.size}; expected the same "
+                         "windows for both forecasters")
+    if lag < 0:
+        raise ValueError(f"diebold_mariano: lag {lag}; expected 0 or more")
+    n = a.size
+    if n <= lag + 1:
+        raise ValueError(f"diebold_mariano: {n} losses for lag {lag}; expected more than "
+                         f"{lag + 1}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("diebold_mariano: a loss is not finite")
+    d = a - b
+    mean = float(d.mean())
+    e = d - mean
+    var = float(e @ e) / n
+    for k in range(1, lag + 1):
+        var += 2.0 * (1.0 - k / (lag + 1)) * float(e[k:] @ e[:-k]) / n
+    out = {"n": n, "lag": lag, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+           "mean_diff": mean, "relative_diff": mean / float(b.mean()) if b.mean() else math.nan}
+    if var <= 0.0:  # identical losses: no evidence either way
+        return out | {"stat": 0.0 if mean == 0.0 else math.copysign(math.inf, mean),
+                      "p_value": 1.0 if mean == 0.0 else 0.0}
+    h = lag + 1
+    hln = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    stat = hln * mean / math.sqrt(var / n)
+    from scipy.stats import t as student_t
+
+    return out | {"stat": stat, "p_value": float(2.0 * student_t.sf(abs(stat), n - 1))}
+
+
+def _window_losses(checkpoint: str | Path, split: str, data_dir: str | None) -> dict[str, Any]:
+    from rnnkit.tasks.forecast_data import ForecastData
+    from rnnkit.tasks.forecast_task import evaluate_windows, load_forecast_checkpoint
+
+    model, state, cfg = load_forecast_checkpoint(checkpoint)
+    data = ForecastData(cfg.data, data_dir=data_dir, state=state)
+    r = evaluate_windows(model, data, split)
+    axes = tuple(range(1, r["actual"].ndim))
+    losses = {k: ((f - r["actual"]) ** 2).mean(axis=axes) for k, f in r["forecasts"].items()
+              if k in ("model", "naive", "seasonal_naive", "linear_ar")}
+    return {"losses": losses, "origins": list(r["origins"]), "actual": r["actual"],
+            "horizon": data.H}
+
+
+def compare_checkpoints(checkpoints_a: list[str | Path], checkpoints_b: list[str | Path], *,
+                        split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
+    """Diebold-Mariano tests of ``a`` (one or more checkpoints, e.g. one per seed) against
+    ``b`` and against the fixed baselines, on every window of ``split``.
+
+    Each side's per-window squared error (mean over steps and channels, the scale the
+    checkpoints report) is averaged over its checkpoints, so that the test's mean difference is
+    the difference of the seeds' mean MSEs.  Every checkpoint must see the same windows with
+    the same targets; anything else raises.
+
+    Returns ``{"split", "windows", "horizon", "lag", "a_vs_b": {...}, "a_vs_<baseline>":
+    {...}}`` (each :func:`diebold_mariano`'s record).
+    """
+    if not checkpoints_a or not checkpoints_b:
+        raise ValueError("compare_checkpoints: expected at least one checkpoint on each side")
+    runs = [_window_losses(c, split, data_dir) for c in [*checkpoints_a, *checkpoints_b]]
+    ref = runs[0]
+    for c, r in zip([*checkpoints_a, *checkpoints_b], runs):
+        if r["origins"] != ref["origins"] or r["actual"].shape != ref["actual"].shape \
+                or not np.allclose(r["actual"], ref["actual"], rtol=0, atol=1e-6):
+            raise ValueError(f"{c}: its {split} windows or targets differ from "
+                             f"{[*checkpoints_a, *checkpoints_b][0]}'s; expected the same data, "
+                             "horizon, lookback and scaling")
+    k = len(checkpoints_a)
+    a = np.mean([r["losses"]["model"] for r in runs[:k]], axis=0)
+    b = np.mean([r["losses"]["model"] for r in runs[k:]], axis=0)
+    lag = ref["horizon"] - 1
+    out: dict[str, Any] = {"split": split, "windows": int(a.size), "horizon": ref["horizon"],
+                           "lag": lag, "a_vs_b": diebold_mariano(a, b, lag)}
+    for name in ("naive", "seasonal_naive", "linear_ar"):
+        if name in ref["losses"]:
+            out[f"a_vs_{name}"] = diebold_mariano(a, ref["losses"][name], lag)
+    return out

@@ -1,0 +1,113 @@
+"""rnnkit.tasks.forecast_compare: the Diebold-Mariano test by hand, its size under the null with
+and without the overlap correction, and checkpoints compared on the same windows."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import t as student_t
+
+from rnnkit.tasks.forecast import train_forecast
+from rnnkit.tasks.forecast_compare import compare_checkpoints, diebold_mariano
+
+from .test_forecast import _recipe, _write_series
+
+
+def test_by_hand_without_and_with_a_lag():
+    r = diebold_mariano([1, 2, 3, 4], [0, 0, 0, 0])
+    # d = 1..4: mean 2.5, variance 1.25 (over n); HLN factor sqrt((n + 1 - 2) / n) at h = 1
+    stat = math.sqrt(3 / 4) * 2.5 / math.sqrt(1.25 / 4)
+    assert r["stat"] == pytest.approx(stat) and r["mean_diff"] == 2.5 and r["n"] == 4
+    assert r["p_value"] == pytest.approx(2 * student_t.sf(stat, 3))
+    # d = 1, 3, 2, 4 at lag 1: gamma0 1.25, gamma1 (-0.75 - 0.25 - 0.75) / 4 = -0.4375,
+    # Bartlett weight 1/2: variance 1.25 - 0.4375 = 0.8125; h = 2: sqrt((5 - 4 + 0.5) / 4)
+    r = diebold_mariano([1, 3, 2, 4], [0, 0, 0, 0], lag=1)
+    assert r["stat"] == pytest.approx(math.sqrt(1.5 / 4) * 2.5 / math.sqrt(0.8125 / 4))
+    # a lower loss for a: a negative statistic, and the relative difference against b
+    r = diebold_mariano([1.0, 1.1, 0.9, 1.0, 1.2], [2.0, 2.1, 2.2, 1.9, 2.0])
+    assert r["stat"] < 0 and r["relative_diff"] == pytest.approx((1.04 - 2.04) / 2.04)
+
+
+def test_identical_losses_and_bad_input():
+    r = diebold_mariano([0.5, 0.7, 0.2], [0.5, 0.7, 0.2])
+    assert r["stat"] == 0.0 and r["p_value"] == 1.0
+    with pytest.raises(ValueError, match="3 losses against 2"):
+        diebold_mariano([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="4 losses for lag 3"):
+        diebold_mariano([1, 2, 3, 4], [0, 1, 2, 2], lag=3)
+    with pytest.raises(ValueError, match="not finite"):
+        diebold_mariano([1, float("nan"), 3], [0, 1, 2])
+
+
+def test_size_under_the_null_and_why_the_lag_matters():
+    """Equal expected loss: rejections at 5% near 5% for independent losses; for losses that
+    overlap as H-step windows do (a moving sum of 10 shocks), ignoring the overlap rejects about
+    half the time, and the lag H - 1 brings it near the nominal level."""
+    rng = np.random.default_rng(0)
+    n, h, reps = 300, 10, 400
+    iid = sum(diebold_mariano(rng.standard_normal(n), np.zeros(n))["p_value"] < 0.05
+              for _ in range(reps)) / reps
+    assert 0.02 <= iid <= 0.09
+    lagged = naive = 0
+    for _ in range(reps):
+        d = np.convolve(rng.standard_normal(n + h - 1), np.ones(h) / h, "valid")
+        lagged += diebold_mariano(d, np.zeros(n), lag=h - 1)["p_value"] < 0.05
+        naive += diebold_mariano(d, np.zeros(n))["p_value"] < 0.05
+    assert naive / reps > 0.4 and lagged / reps < 0.15
+    # and the test has power: a real difference of half a standard deviation is found
+    found = sum(diebold_mariano(rng.standard_normal(n) + 0.5, np.zeros(n))["p_value"] < 0.05
+                for _ in range(50))
+    assert found >= 48
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cmp")
+    _write_series(tmp / "sales.csv")
+    out = {}
+    for name, extra in (("a", {}), ("b", {}), ("h4", {"horizon": 4})):
+        recipe = _recipe(tmp, **extra)
+        seed = {"a": 1, "b": 2, "h4": 1}[name]
+        text = recipe.read_text().replace("threads: 1", f"threads: 1\n  seed: {seed}")
+        recipe.write_text(text)
+        out[name] = Path(train_forecast(recipe, out=tmp / name)["run_dir"])
+    return out
+
+
+def test_checkpoints_on_the_same_windows(runs):
+    a, b = runs["a"], runs["b"]
+    r = compare_checkpoints([a / "best"], [b / "best"])
+    rep_a = json.loads((a / "report.json").read_text())["metrics"]
+    rep_b = json.loads((b / "report.json").read_text())["metrics"]
+    assert r["windows"] == 2 * 25 and r["horizon"] == 6 and r["lag"] == 5
+    # the per-window losses average to each run's reported test MSE
+    assert r["a_vs_b"]["mean_a"] == pytest.approx(rep_a["model"]["mse"], rel=1e-5)
+    assert r["a_vs_b"]["mean_b"] == pytest.approx(rep_b["model"]["mse"], rel=1e-5)
+    assert r["a_vs_naive"]["mean_b"] == pytest.approx(rep_a["naive"]["mse"], rel=1e-5)
+    assert r["a_vs_seasonal_naive"]["mean_b"] == pytest.approx(rep_a["seasonal_naive"]["mse"],
+                                                                rel=1e-5)
+    # two checkpoints on one side: the mean of their MSEs
+    both = compare_checkpoints([a / "best", b / "best"], [b / "best"])
+    assert both["a_vs_b"]["mean_a"] == pytest.approx(
+        (rep_a["model"]["mse"] + rep_b["model"]["mse"]) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="windows or targets differ"):
+        compare_checkpoints([a / "best"], [runs["h4"] / "best"])
+
+
+def test_the_command_prints_the_table_and_the_record(runs, capsys):
+    from rnnkit.commands import main
+
+    a, b = runs["a"], runs["b"]
+    assert main(["forecast", "compare", str(a / "best"), "--against", str(b / "best")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rec = json.loads(lines[-1])
+    assert rec == compare_checkpoints([a / "best"], [b / "best"])
+    assert lines[0].endswith("(50 test windows, lag 5)")
+    row = lines[1].split()
+    assert row[0] == "--against" and float(row[1]) == pytest.approx(rec["a_vs_b"]["mean_a"],
+                                                                   abs=1e-4)
+    assert [ln.split()[0] for ln in lines[2:5]] == ["naive", "seasonal_naive", "linear_ar"]
