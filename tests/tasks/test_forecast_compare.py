@@ -23,10 +23,16 @@ def test_by_hand_without_and_with_a_lag():
     stat = math.sqrt(3 / 4) * 2.5 / math.sqrt(1.25 / 4)
     assert r["stat"] == pytest.approx(stat) and r["mean_diff"] == 2.5 and r["n"] == 4
     assert r["p_value"] == pytest.approx(2 * student_t.sf(stat, 3))
-    # d = 1, 3, 2, 4 at lag 1: gamma0 1.25, gamma1 (-0.75 - 0.25 - 0.75) / 4 = -0.4375,
-    # Bartlett weight 1/2: variance 1.25 - 0.4375 = 0.8125; h = 2: sqrt((5 - 4 + 0.5) / 4)
+    # d = 1, 3, 2, 4 at lag 1: gamma0 1.25, gamma1 (-0.75 - 0.25 - 0.75) / 4 = -0.4375; the
+    # equal-weight sum 1.25 - 0.875 = 0.375; h = 2: sqrt((5 - 4 + 0.5) / 4)
     r = diebold_mariano([1, 3, 2, 4], [0, 0, 0, 0], lag=1)
-    assert r["stat"] == pytest.approx(math.sqrt(1.5 / 4) * 2.5 / math.sqrt(0.8125 / 4))
+    assert r["kernel"] == "uniform"
+    assert r["stat"] == pytest.approx(math.sqrt(1.5 / 4) * 2.5 / math.sqrt(0.375 / 4))
+    # d = 1, 4, 1, 4: gamma0 2.25, gamma1 -6.75 / 4: the equal-weight sum is negative, so
+    # Bartlett's (weight 1/2): 2.25 - 1.6875 = 0.5625
+    r = diebold_mariano([1, 4, 1, 4], [0, 0, 0, 0], lag=1)
+    assert r["kernel"] == "bartlett"
+    assert r["stat"] == pytest.approx(math.sqrt(1.5 / 4) * 2.5 / math.sqrt(0.5625 / 4))
     # a lower loss for a: a negative statistic, and the relative difference against b
     r = diebold_mariano([1.0, 1.1, 0.9, 1.0, 1.2], [2.0, 2.1, 2.2, 1.9, 2.0])
     assert r["stat"] < 0 and r["relative_diff"] == pytest.approx((1.04 - 2.04) / 2.04)
@@ -35,6 +41,8 @@ def test_by_hand_without_and_with_a_lag():
 def test_identical_losses_and_bad_input():
     r = diebold_mariano([0.5, 0.7, 0.2], [0.5, 0.7, 0.2])
     assert r["stat"] == 0.0 and r["p_value"] == 1.0
+    r = diebold_mariano([1.5, 2.5, 0.5], [1.0, 2.0, 0.0])  # a constant difference: certain
+    assert r["stat"] == math.inf and r["p_value"] == 0.0
     with pytest.raises(ValueError, match="3 losses against 2"):
         diebold_mariano([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="4 losses for lag 3"):
@@ -46,7 +54,7 @@ def test_identical_losses_and_bad_input():
 def test_size_under_the_null_and_why_the_lag_matters():
     """Equal expected loss: rejections at 5% near 5% for independent losses; for losses that
     overlap as H-step windows do (a moving sum of 10 shocks), ignoring the overlap rejects about
-    half the time, and the lag H - 1 brings it near the nominal level."""
+    half the time, and the lag H - 1 brings it near the nominal level (7.5% here, n = 300)."""
     rng = np.random.default_rng(0)
     n, h, reps = 300, 10, 400
     iid = sum(diebold_mariano(rng.standard_normal(n), np.zeros(n))["p_value"] < 0.05
@@ -57,7 +65,7 @@ def test_size_under_the_null_and_why_the_lag_matters():
         d = np.convolve(rng.standard_normal(n + h - 1), np.ones(h) / h, "valid")
         lagged += diebold_mariano(d, np.zeros(n), lag=h - 1)["p_value"] < 0.05
         naive += diebold_mariano(d, np.zeros(n))["p_value"] < 0.05
-    assert naive / reps > 0.4 and lagged / reps < 0.15
+    assert naive / reps > 0.4 and 0.02 <= lagged / reps <= 0.10
     # and the test has power: a real difference of half a standard deviation is found
     found = sum(diebold_mariano(rng.standard_normal(n) + 0.5, np.zeros(n))["p_value"] < 0.05
                 for _ in range(50))
@@ -83,7 +91,17 @@ def test_checkpoints_on_the_same_windows(runs):
     r = compare_checkpoints([a / "best"], [b / "best"])
     rep_a = json.loads((a / "report.json").read_text())["metrics"]
     rep_b = json.loads((b / "report.json").read_text())["metrics"]
-    assert r["windows"] == 2 * 25 and r["horizon"] == 6 and r["lag"] == 5
+    assert r["windows"] == 2 * 25 and r["horizon"] == 6 and r["lag"] == 5 and r["series"] == 2
+    assert r["a_vs_b"]["lag"] == 5 and r["a_vs_naive"]["lag"] == 5  # the lag the test used
+    # the statistic from the per-window losses, recomputed
+    from rnnkit.tasks.forecast_compare import _window_losses
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
+    la, lb = (_window_losses(load_forecast_checkpoint(c / "best"), "test", None)["losses"]
+              for c in (a, b))
+    assert r["a_vs_b"]["stat"] == pytest.approx(
+        diebold_mariano(la["model"], lb["model"], 5)["stat"])
+    assert r["a_vs_linear_ar"]["mean_b"] == pytest.approx(rep_a["linear_ar"]["mse"], rel=1e-5)
     # the per-window losses average to each run's reported test MSE
     assert r["a_vs_b"]["mean_a"] == pytest.approx(rep_a["model"]["mse"], rel=1e-5)
     assert r["a_vs_b"]["mean_b"] == pytest.approx(rep_b["model"]["mse"], rel=1e-5)
@@ -94,7 +112,7 @@ def test_checkpoints_on_the_same_windows(runs):
     both = compare_checkpoints([a / "best", b / "best"], [b / "best"])
     assert both["a_vs_b"]["mean_a"] == pytest.approx(
         (rep_a["model"]["mse"] + rep_b["model"]["mse"]) / 2, rel=1e-5)
-    with pytest.raises(ValueError, match="windows or targets differ"):
+    with pytest.raises(ValueError, match="data.horizon 4, .* is 6; expected the same windows"):
         compare_checkpoints([a / "best"], [runs["h4"] / "best"])
 
 
@@ -111,3 +129,4 @@ def test_the_command_prints_the_table_and_the_record(runs, capsys):
     assert row[0] == "--against" and float(row[1]) == pytest.approx(rec["a_vs_b"]["mean_a"],
                                                                    abs=1e-4)
     assert [ln.split()[0] for ln in lines[2:5]] == ["naive", "seasonal_naive", "linear_ar"]
+    assert lines[5].startswith("note: 2 series, taken one after another")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 __all__ = ["add_parser", "add_arguments", "run"]
@@ -136,14 +137,23 @@ def run(a: argparse.Namespace) -> int:
         from rnnkit.tasks.forecast_compare import compare_checkpoints
 
         r = compare_checkpoints(a.checkpoints, a.against, split=a.split, data_dir=a.data_dir)
-        print(f"{'against':16s} {'MSE':>10s} {'theirs':>10s} {'diff':>8s} {'DM':>7s} "
-              f"{'p':>6s}   ({r['windows']} {r['split']} windows, lag {r['lag']})")
+        print(f"{'against':16s} {'MSE':>10s} {'their MSE':>10s} {'diff':>8s} {'DM':>7s} "
+              f"{'p':>9s}   ({r['windows']} {r['split']} windows, lag {r['lag']})")
         for k, v in r.items():
             if k.startswith("a_vs_"):
                 name = "--against" if k == "a_vs_b" else k[5:]
                 print(f"{name:16s} {v['mean_a']:10.4f} {v['mean_b']:10.4f} "
-                      f"{v['relative_diff']:+8.2%} {v['stat']:+7.2f} {v['p_value']:6.3f}")
-        print(json.dumps(r))
+                      f"{v['relative_diff']:+8.2%} {v['stat']:+7.2f} {v['p_value']:9.3g}")
+        if r["series"] > 1:
+            print(f"note: {r['series']} series, taken one after another: what they share at the "
+                  "same time steps is ignored, so the p-values are too small")
+
+        def finite(x: Any) -> Any:  # JSON has no Infinity
+            if isinstance(x, dict):
+                return {k: finite(v) for k, v in x.items()}
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        print(json.dumps(finite(r)))
     else:
         r = backtest(
             a.recipe, folds=a.folds, step=a.step, overrides=a.set, out=a.out, data_dir=a.data_dir

@@ -4,10 +4,15 @@ Two forecasters scored on the same windows give, per forecast origin ``t``, a lo
 ``d_t = L(a)_t - L(b)_t`` (here the squared error averaged over the ``H`` steps and the
 channels of the window).  Windows that start one step apart share ``H - 1`` targets, so ``d_t``
 is autocorrelated up to lag ``H - 1``; the test divides the mean differential by a long-run
-(heteroskedasticity and autocorrelation consistent) standard error, Newey-West's Bartlett-weighted
-sum of the autocovariances up to that lag, which is never negative.  The statistic gets Harvey,
-Leybourne and Newbold's (1997) small-sample factor and is read against Student's t with
-``n - 1`` degrees of freedom (Diebold and Mariano 1995).
+standard error, the sum of the autocovariances up to that lag with equal weights (Diebold and
+Mariano 1995), for which Harvey, Leybourne and Newbold's (1997) small-sample factor was derived;
+the statistic is read against Student's t with ``n - 1`` degrees of freedom.  Where that sum is
+not positive, Newey-West's Bartlett weights (never negative, but a variance too small at these
+lags: the test rejects a true null more often) are used instead, and the record says so.
+
+Windows of several series are taken series by series as one sequence: the test then ignores
+what the series share at the same time steps, so its p-values are too small there (the record
+counts the series).
 
 The test is about the test windows as a sample of the series' future: it says nothing about
 the seed-to-seed spread of a trained model, which the benchmark's seeds measure.
@@ -34,7 +39,8 @@ def diebold_mariano(loss_a: Any, loss_b: Any, lag: int = 0) -> dict[str, float]:
             windows at every origin (0: independent losses).
 
     Returns ``{"n", "lag", "mean_a", "mean_b", "mean_diff", "relative_diff" (mean_diff /
-    mean_b), "stat", "p_value"}``; a negative statistic: ``a`` has the lower loss.
+    mean_b), "stat", "p_value", "kernel"}`` ("uniform", or "bartlett" where the uniform sum is
+    not positive); a negative statistic: ``a`` has the lower loss.
 
     Raises:
         ValueError: unequal or too few losses (at most ``lag + 1``), or not finite.
@@ -55,12 +61,15 @@ def diebold_mariano(loss_a: Any, loss_b: Any, lag: int = 0) -> dict[str, float]:
     d = a - b
     mean = float(d.mean())
     e = d - mean
-    var = float(e @ e) / n
-    for k in range(1, lag + 1):
-        var += 2.0 * (1.0 - k / (lag + 1)) * float(e[k:] @ e[:-k]) / n
+    gamma = [float(e @ e) / n] + [float(e[k:] @ e[:-k]) / n for k in range(1, lag + 1)]
+    kernel, var = "uniform", gamma[0] + 2.0 * sum(gamma[1:])
+    if var <= 0.0:
+        kernel = "bartlett"
+        var = gamma[0] + 2.0 * sum((1.0 - k / (lag + 1)) * g for k, g in enumerate(gamma[1:], 1))
     out = {"n": n, "lag": lag, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-           "mean_diff": mean, "relative_diff": mean / float(b.mean()) if b.mean() else math.nan}
-    if var <= 0.0:  # identical losses: no evidence either way
+           "mean_diff": mean, "relative_diff": mean / float(b.mean()) if b.mean() else math.nan,
+           "kernel": kernel}
+    if var <= 0.0:  # a constant difference: none (p 1) or certain (p 0)
         return out | {"stat": 0.0 if mean == 0.0 else math.copysign(math.inf, mean),
                       "p_value": 1.0 if mean == 0.0 else 0.0}
     h = lag + 1
@@ -71,18 +80,18 @@ def diebold_mariano(loss_a: Any, loss_b: Any, lag: int = 0) -> dict[str, float]:
     return out | {"stat": stat, "p_value": float(2.0 * student_t.sf(abs(stat), n - 1))}
 
 
-def _window_losses(checkpoint: str | Path, split: str, data_dir: str | None) -> dict[str, Any]:
+def _window_losses(loaded: tuple, split: str, data_dir: str | None) -> dict[str, Any]:
     from rnnkit.tasks.forecast_data import ForecastData
-    from rnnkit.tasks.forecast_task import evaluate_windows, load_forecast_checkpoint
+    from rnnkit.tasks.forecast_task import evaluate_windows
 
-    model, state, cfg = load_forecast_checkpoint(checkpoint)
+    model, state, cfg = loaded
     data = ForecastData(cfg.data, data_dir=data_dir, state=state)
     r = evaluate_windows(model, data, split)
     axes = tuple(range(1, r["actual"].ndim))
     losses = {k: ((f - r["actual"]) ** 2).mean(axis=axes) for k, f in r["forecasts"].items()
               if k in ("model", "naive", "seasonal_naive", "linear_ar")}
     return {"losses": losses, "origins": list(r["origins"]), "actual": r["actual"],
-            "horizon": data.H}
+            "horizon": data.H, "series": len({sid for sid, _ in r["origins"]})}
 
 
 def compare_checkpoints(checkpoints_a: list[str | Path], checkpoints_b: list[str | Path], *,
@@ -95,25 +104,38 @@ def compare_checkpoints(checkpoints_a: list[str | Path], checkpoints_b: list[str
     the difference of the seeds' mean MSEs.  Every checkpoint must see the same windows with
     the same targets; anything else raises.
 
-    Returns ``{"split", "windows", "horizon", "lag", "a_vs_b": {...}, "a_vs_<baseline>":
-    {...}}`` (each :func:`diebold_mariano`'s record).
+    Returns ``{"split", "windows", "series", "horizon", "lag", "a_vs_b": {...},
+    "a_vs_<baseline>": {...}}`` (each :func:`diebold_mariano`'s record).
     """
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint
+
     if not checkpoints_a or not checkpoints_b:
         raise ValueError("compare_checkpoints: expected at least one checkpoint on each side")
-    runs = [_window_losses(c, split, data_dir) for c in [*checkpoints_a, *checkpoints_b]]
+    every = [*checkpoints_a, *checkpoints_b]
+    loaded = [load_forecast_checkpoint(c) for c in every]  # every path and config, first
+    first = loaded[0][2].data
+    for c, (_, _, cfg) in zip(every, loaded):
+        for field in ("horizon", "input_length", "targets"):
+            if getattr(cfg.data, field) != getattr(first, field):
+                raise ValueError(f"{c}: data.{field} {getattr(cfg.data, field)!r}, "
+                                 f"{every[0]}'s is {getattr(first, field)!r}; expected the same "
+                                 "windows on both sides")
+    runs = [_window_losses(x, split, data_dir) for x in loaded]
     ref = runs[0]
-    for c, r in zip([*checkpoints_a, *checkpoints_b], runs):
-        if r["origins"] != ref["origins"] or r["actual"].shape != ref["actual"].shape \
-                or not np.allclose(r["actual"], ref["actual"], rtol=0, atol=1e-6):
-            raise ValueError(f"{c}: its {split} windows or targets differ from "
-                             f"{[*checkpoints_a, *checkpoints_b][0]}'s; expected the same data, "
-                             "horizon, lookback and scaling")
+    for c, r in zip(every, runs):
+        if r["origins"] != ref["origins"]:
+            raise ValueError(f"{c}: {len(r['origins'])} {split} windows, {every[0]}'s "
+                             f"{len(ref['origins'])}, or at other origins; expected the same")
+        if not np.allclose(r["actual"], ref["actual"], rtol=1e-6, atol=1e-9):
+            raise ValueError(f"{c}: its {split} targets differ from {every[0]}'s (another "
+                             "scaling or metric space?); expected the same")
     k = len(checkpoints_a)
     a = np.mean([r["losses"]["model"] for r in runs[:k]], axis=0)
     b = np.mean([r["losses"]["model"] for r in runs[k:]], axis=0)
     lag = ref["horizon"] - 1
-    out: dict[str, Any] = {"split": split, "windows": int(a.size), "horizon": ref["horizon"],
-                           "lag": lag, "a_vs_b": diebold_mariano(a, b, lag)}
+    out: dict[str, Any] = {"split": split, "windows": int(a.size), "series": ref["series"],
+                           "horizon": ref["horizon"], "lag": lag,
+                           "a_vs_b": diebold_mariano(a, b, lag)}
     for name in ("naive", "seasonal_naive", "linear_ar"):
         if name in ref["losses"]:
             out[f"a_vs_{name}"] = diebold_mariano(a, ref["losses"][name], lag)
