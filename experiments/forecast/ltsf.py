@@ -18,7 +18,10 @@ the seeds.  Usage (from the repository root; one process at a time on a shared C
 
 A SegRNN (and SegRNN-AR) run at a segment length other than the recipes' 48 carries it in its
 files' names (``..._segrnn_seg24_seed1``), and a job file made at another length than its
-lookback's is not taken as done. Resumable: a finished job's JSON is skipped; within a job each
+lookback's is not taken as done. A recipe variant chosen for one family of rows
+(``ltsf_family_recipes.json``, ``family_screen.py``: e.g. univariate ETTm2 at lookback 96 on
+every training window) reaches that family's SegRNN runs and is named in their files the same
+way (``..._segrnn_seg24_stride1_seed1``). Resumable: a finished job's JSON is skipped; within a job each
 finished seed's report is kept under ``experiments/logs/ltsf/`` and not run again. Two drivers
 can share the table: each (model, seed) run holds a lock file (its driver's pid) while it
 trains, and the other driver waits for its report. Before each training run the driver waits
@@ -88,7 +91,7 @@ CLOSE_FILE = ROOT / "experiments" / "forecast" / "ltsf_close_calls.json"  # rows
 # the blend partner per lookback, chosen on held-out validation (blend_partner.py writes it)
 PARTNER_FILE = ROOT / "experiments" / "forecast" / "ltsf_blend_partner.json"
 # a change to the SegRNN recipe chosen for one family of rows on that family's own validation
-# screen ("<dataset> <variables> <lookback>" -> its name and ``--set``s; ltsf_family_screen.py)
+# screen ("<dataset> <variables> <lookback>" -> its name and ``--set``s; family_screen.py)
 FAMILY_FILE = ROOT / "experiments" / "forecast" / "ltsf_family_recipes.json"
 # partner -> (the blended model's name in files and runs, its name in tables, what it blends)
 BLENDS = {"linear_ar": ("segrnn-ar", "SegRNN-AR", "the linear AR baseline's"),
