@@ -132,13 +132,14 @@ def record_test() -> dict:
     sc = rec.get("screens", {}).get(key)
     if sc is None:
         raise SystemExit(f"{key} is not decided yet: its test scores stay unread")
-    S, name = ltsf.segment_for(FAMILY[2]), ltsf.job_name(*FAMILY[:2], 0, FAMILY[2])
+    S = ltsf.segment_for(FAMILY[2])
     test: dict = {}
     for cand in ["recipe", *CANDIDATES]:
         for H in ltsf.HORIZONS:
-            job = name.replace("_h0_", f"_h{H}_")
+            job = ltsf.job_name(*FAMILY[:2], H, FAMILY[2])
             if cand in ("recipe", "seg48"):
-                f = ltsf.LOGS / f"{job}_{ltsf.tag('segrnn', 24 if cand == 'recipe' else 48)}_seed1.json"
+                label = ltsf.tag("segrnn", S if cand == "recipe" else 48)
+                f = ltsf.LOGS / f"{job}_{label}_seed1.json"
                 mse = json.loads(f.read_text())["report"]["metrics"]["model"]["mse"]
             else:
                 run = (ltsf.RUNS / f"{job}_{ltsf.tag('segrnn', S, cand)}_seed1"

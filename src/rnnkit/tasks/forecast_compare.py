@@ -80,13 +80,14 @@ def diebold_mariano(loss_a: Any, loss_b: Any, lag: int = 0) -> dict[str, float]:
     return out | {"stat": stat, "p_value": float(2.0 * student_t.sf(abs(stat), n - 1))}
 
 
-def _window_losses(loaded: tuple, split: str, data_dir: str | None) -> dict[str, Any]:
+def _window_losses(loaded: tuple, split: str, data_dir: str | None,
+                   baselines: bool = True) -> dict[str, Any]:
     from rnnkit.tasks.forecast_data import ForecastData
     from rnnkit.tasks.forecast_task import evaluate_windows
 
     model, state, cfg = loaded
     data = ForecastData(cfg.data, data_dir=data_dir, state=state)
-    r = evaluate_windows(model, data, split)
+    r = evaluate_windows(model, data, split, baselines=baselines)
     axes = tuple(range(1, r["actual"].ndim))
     losses = {k: ((f - r["actual"]) ** 2).mean(axis=axes) for k, f in r["forecasts"].items()
               if k in ("model", "naive", "seasonal_naive", "linear_ar")}
@@ -120,7 +121,8 @@ def compare_checkpoints(checkpoints_a: list[str | Path], checkpoints_b: list[str
                 raise ValueError(f"{c}: data.{field} {getattr(cfg.data, field)!r}, "
                                  f"{every[0]}'s is {getattr(first, field)!r}; expected the same "
                                  "windows on both sides")
-    runs = [_window_losses(x, split, data_dir) for x in loaded]
+    # the baselines once, on the first checkpoint's windows (the others must be the same)
+    runs = [_window_losses(x, split, data_dir, baselines=i == 0) for i, x in enumerate(loaded)]
     ref = runs[0]
     for c, r in zip(every, runs):
         if r["origins"] != ref["origins"]:
