@@ -42,16 +42,20 @@ TOLERANCE = 1e-4  # relative: the same run on another CPU (float32 sums in anoth
 SAME_PATH = 1e-3  # relative, the best validation loss of a run that stopped where it did
 
 
-def missing(lookback: int, results: Path | None = None, root: Path | None = None) -> list[dict]:
+def missing(lookback: int, results: Path | None = None, root: Path | None = None,
+            only: str = "") -> list[dict]:
     """Every seed of every row at ``lookback`` whose SegRNN checkpoint (``.../best``) or its
     linear AR blend is not under ``root``: ``{"row", "seed", "command", "out", "mse"}``.
 
     First one seed of each row that has none here (the screen's rule decides a lookback once
-    every row has one), then the other seeds; ETTh rows (cheaper) first within each."""
+    every row has one), then the other seeds; ETTh rows (cheaper) first within each.  ``only``:
+    a regex the results file's name must match (``_s_``: the univariate rows)."""
     results, root = results or RESULTS, root or ROOT
     first, rest = [], []
     for f in sorted(results.glob(f"ltsf_ett*_h*_l{lookback}.json"),
                     key=lambda p: (not p.name.startswith("ltsf_etth"), p.name)):
+        if not re.search(only, f.name):
+            continue
         todo, have = [], False
         for r in json.loads(f.read_text())["runs"]["segrnn"]:
             out = re.search(r"--out (\S+)", r["command"]).group(1)
@@ -120,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lookback", type=int, default=512)
     p.add_argument("--part", default="0/1", help="k/n: every n-th missing run from the k-th")
+    p.add_argument("--only", default="", help="a regex on the results file's name")
     p.add_argument("--list", action="store_true")
     a = p.parse_args(argv)
     k, n = map(int, a.part.split("/"))
-    todo = missing(a.lookback)[k::n]
+    todo = missing(a.lookback, only=a.only)[k::n]
     for job in todo:
         if a.list:
             print(f"{job['row']} seed {job['seed']}: {job['out']}")
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{job['row']} seed {job['seed']}: another process has it", flush=True)
             continue
         try:
-            if not any(j["out"] == job["out"] for j in missing(a.lookback)):
+            if not any(j["out"] == job["out"] for j in missing(a.lookback, only=a.only)):
                 continue  # finished by another process since this list was made
             train_and_check(job)
         finally:
