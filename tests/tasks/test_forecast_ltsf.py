@@ -186,6 +186,15 @@ def test_segrnn_fit_ar_blend_recovers_the_least_squares_weight():
     with torch.no_grad():  # the forward is the blend it fitted
         want = ar + got[None, :, None] * (seg - ar)
         assert torch.allclose(m(x)[..., 0], want, atol=1e-5)
+    # shared: one weight, the pooled least squares sum((y - ar) gap) / sum(gap^2), by hand
+    y2 = ar + 0.3 * (seg - ar) + 0.05 * torch.randn_like(ar)
+    gap = (seg - ar).double()
+    one = float(((y2.double() - ar.double()) * gap).sum() / (gap * gap).sum())
+    assert 0.2 < one < 0.4
+    shared = m.fit_ar_blend([(x, y2)], shared=True)
+    assert torch.allclose(shared, torch.full((12,), one, dtype=shared.dtype), atol=1e-5)
+    per_step = m.fit_ar_blend([(x, y2)])
+    assert float(per_step.std()) > 1e-3  # the noise moves each step's weight; shared does not
     with pytest.raises(ValueError, match="ar_blend with model.head='quantile'"):
         SegRNN(ForecastModelConfig(arch="segrnn", head="quantile", ar_blend=True), n_targets=2,
                horizon=12, input_length=24)

@@ -1,0 +1,154 @@
+"""How should SegRNN and NLinear be weighted?  A held-out validation screen of the blend weights.
+
+The table's model is ``NLinear + b_h (SegRNN - NLinear)``, one ``b_h`` per horizon step
+fitted by least squares on the validation windows.  The rule
+(``ltsf_blend_weights_rule.md``, committed before any of these numbers) compares it with one
+weight shared by the steps (pooled least squares) and with equal weights (``b = 0.5``), fitted
+on the earlier validation windows and scored on the later ones (a gap of ``H`` origins), over
+the 16 univariate rows at lookback 96 (each row's seed-1 checkpoint, trained again by
+``ltsf_checkpoints.py`` and checked against the test MSE the table records).  The test split
+is not read until the decision is written; ``--test`` then adds each candidate's test MSE
+(weights fitted on every validation window) for the record.  Usage::
+
+    python experiments/forecast/blend_weights.py            # the screen and its decision
+    python experiments/forecast/blend_weights.py --test     # after it: test, for the record
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from blend_holdout import _mse  # the scripts' directory is on sys.path
+from blend_partner import fingerprint
+from ltsf import blend_run
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "experiments" / "results"
+OUT = ROOT / "experiments" / "forecast" / "ltsf_blend_weights.json"
+RULE = "experiments/forecast/ltsf_blend_weights_rule.md"
+CANDIDATES = ("fitted", "shared", "equal")
+MARGIN = 0.01  # a candidate must be more than 1% better than the fitted weights
+
+
+def rows_in_scope(results: Path | None = None) -> list[tuple[str, str]]:
+    """(results file's stem, seed-1 SegRNN-AR checkpoint) of the 16 univariate lookback-96
+    rows, from each row's recorded seed-1 command."""
+    out = []
+    for f in sorted((results or RESULTS).glob("ltsf_ett*_s_h*_l96.json")):
+        for r in json.loads(f.read_text())["runs"]["segrnn"]:
+            if re.search(r"trainer\.seed=1(\s|$)", r["command"]):
+                out.append((f.stem, blend_run(re.search(r"--out (\S+)", r["command"]).group(1))))
+    return out
+
+
+def _set(model, data, origins, how: str) -> None:
+    """Set the blend weights: fitted per step or shared on ``origins``, or equal."""
+    if how == "equal":
+        model.blend.fill_(0.5)
+        return
+    model.fit_ar_blend((data.batch(origins[i:i + 512])[0::2]
+                        for i in range(0, len(origins), 512)), shared=how == "shared")
+
+
+def screen(run: Path, data_dir: str, test: bool) -> dict:
+    """One checkpoint: each candidate's MSE on the later validation windows (weights from the
+    earlier ones); with ``test``, also on every test window (weights from every validation
+    window).  The model's standardised space."""
+    from rnnkit.tasks.forecast_data import ForecastData
+    from rnnkit.tasks.forecast_task import load_forecast_checkpoint, nlinear_of
+
+    t0 = time.perf_counter()
+    model, state, cfg = load_forecast_checkpoint(run)
+    if not cfg.model.ar_blend:
+        raise SystemExit(f"{run}: not a SegRNN-AR checkpoint (model.ar_blend is false)")
+    model.eval()
+    data = ForecastData(cfg.data, data_dir=data_dir, state=state)
+    g, H = data.global_origins("valid"), data.H
+    half = len(g) // 2
+    early, late = g[:half - H], g[half:]
+    A, a = nlinear_of(data).affine()  # the table's partner (model.ar_blend_partner: nlinear)
+    model.set_linear_map(A, a)
+    row: dict = {"windows_fit": len(early), "windows_checked": len(late)}
+    for how in CANDIDATES:
+        _set(model, data, early, how)
+        row[f"late_{how}"] = _mse(model, data, late)
+        row[f"weight_{how}_early"] = float(model.blend.mean())
+        if test:
+            _set(model, data, g, how)
+            row[f"test_{how}"] = _mse(model, data, data.global_origins("test"))
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def decide(rows: list[dict], n_rows: int) -> dict:
+    """The rule: each candidate's geometric mean over the rows of ``late / late_fitted``; the
+    lowest replaces the fitted weights if below ``1 - MARGIN``.  Undecided until every row in
+    scope is screened."""
+    scores = {how: float(np.exp(np.mean([np.log(r[f"late_{how}"] / r["late_fitted"])
+                                         for r in rows]))) for how in CANDIDATES}
+    lower = {how: int(sum(r[f"late_{how}"] < r["late_fitted"] for r in rows))
+             for how in CANDIDATES if how != "fitted"}
+    out = {"score": scores, "rows_lower_than_fitted": lower, "rows": len(rows),
+           "rows_in_scope": n_rows, "margin": MARGIN}
+    if len(rows) < n_rows:
+        return out | {"chosen": None, "undecided": f"{len(rows)} of {n_rows} rows screened"}
+    best = min(CANDIDATES, key=scores.get)
+    return out | {"chosen": best if scores[best] < 1 - MARGIN else "fitted"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
+    p.add_argument("--json", default=str(OUT))
+    p.add_argument("--test", action="store_true",
+                   help="after the decision: each candidate's test MSE, for the record")
+    a = p.parse_args(argv)
+    from rnnkit.train.run import device_description
+
+    out = Path(a.json)
+    earlier = json.loads(out.read_text()) if out.is_file() else {}
+    if a.test and not (earlier.get("decision") or {}).get("chosen"):
+        raise SystemExit(f"{out}: no decision yet; --test reads the test split only after it")
+    torch.set_num_threads(1)
+    scope = rows_in_scope()
+    rows = []
+    for stem, rel in scope:
+        run = ROOT / rel
+        if not run.exists():
+            print(f"skipped {stem}: {rel} is not on this machine", flush=True)
+            continue
+        row = {"row": stem, "run": rel, **screen(run, a.data_dir, a.test),
+               "sha256": fingerprint(run)}
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not k.startswith("test_")}),
+              flush=True)  # test numbers go to the file only
+    decision = decide(rows, len(scope))
+    if a.test and decision["chosen"] != earlier["decision"]["chosen"]:
+        raise SystemExit("the screen's validation numbers changed since the decision: "
+                         f"{decision} against {earlier['decision']}")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({
+        "what": " ".join(__doc__.split("\n\n")[1].split()),
+        "rule": RULE,
+        "command": "python experiments/forecast/blend_weights.py "
+                   + " ".join(argv if argv is not None else sys.argv[1:]),
+        "device": device_description(), "torch": torch.__version__,
+        "date": _dt.date.today().isoformat(),
+        "decision": earlier.get("decision") if a.test else decision,
+        "rows": rows}, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(decision), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
