@@ -5,10 +5,11 @@ blend, every seed's checkpoint) against DLinear (every seed's) and against the f
 on every test window, with :func:`rnnkit.tasks.forecast_compare.compare_checkpoints` (the
 seeds' per-window squared errors averaged, lag ``H - 1``).  The checkpoints are read from the
 run directories the file's ``runs`` name (``runs/`` is not in the repository: a row whose
-checkpoints are not on this machine is reported as such and skipped).  Writes one JSON::
+checkpoints are not on this machine is reported as such and skipped; ``--make`` first runs
+again the row's DLinear and blend commands whose output is missing).  Writes one JSON::
 
-    python experiments/forecast/ltsf_dm.py experiments/results/ltsf_ettm2_s_h*_l96.json \\
-        --json experiments/forecast/ltsf_dm.json
+    python experiments/forecast/ltsf_dm.py 'experiments/results/ltsf_ett*_s_h*_l96.json' \\
+        --make --json experiments/forecast/ltsf_dm.json
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 import datetime as _dt
 import json
 import re
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +37,25 @@ def checkpoints(rec: dict) -> tuple[str, list[Path], list[Path]]:
     return key, blends, dl
 
 
+def make_missing(rec: dict) -> list[str]:
+    """With ``--make``: run again each recorded DLinear training and blend command whose output
+    is not on this machine (the SegRNN checkpoints come from ``ltsf_checkpoints.py``).  Their
+    seeds' mean is then checked against the file's figures, as every row's is."""
+    key = next(k for k in rec["runs"] if k.startswith("segrnn-"))
+    done = []
+    for r in [*rec["runs"]["dlinear"], *rec["runs"][key]]:
+        out = ROOT / re.search(r"--out (\S+)", r["command"]).group(1)
+        ready = (out / "best").is_dir() if " train " in r["command"] else out.is_dir()
+        if not ready:
+            src = re.search(r"blend (\S+)", r["command"])
+            if src and not (ROOT / src.group(1)).is_dir():
+                continue  # its SegRNN checkpoint is not here: the row is skipped below
+            subprocess.run(shlex.split(r["command"]), cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL)
+            done.append(str(out.relative_to(ROOT)))
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -43,11 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", nargs="+", type=Path)
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--make", action="store_true",
+                   help="first run again the row's missing DLinear and blend commands")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     rows, skipped = {}, {}
-    for path in a.results:
+    paths = [q for p in a.results  # a quoted pattern is expanded here, and recorded as given
+             for q in (sorted(ROOT.glob(str(p))) if "*" in str(p) else [p])]
+    for path in paths:
         rec = json.loads(path.read_text())
+        if a.make:
+            for made in make_missing(rec):
+                print(f"{path.stem}: made {made}", flush=True)
         key, blends, dl = checkpoints(rec)
         away = [str(c.relative_to(ROOT)) for c in [*blends, *dl] if not c.is_dir()]
         if away:
@@ -72,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                    "variance at lag H - 1, Harvey-Leybourne-Newbold factor, Student's t",
            "rows": rows, "skipped": skipped,
            "command": "python experiments/forecast/ltsf_dm.py "
-                      + " ".join(str(p.relative_to(ROOT) if p.is_absolute() else p)
-                                 for p in a.results) + f" --json {a.json}",
+                      + " ".join(f"'{p}'" if "*" in str(p) else
+                                 str(p.relative_to(ROOT) if p.is_absolute() else p)
+                                 for p in a.results)
+                      + (" --make" if a.make else "") + f" --json {a.json}",
            "device": device_description(), "torch": torch.__version__,
            "date": _dt.date.today().isoformat()}
     a.json.write_text(json.dumps(out, indent=2) + "\n")

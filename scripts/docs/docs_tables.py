@@ -392,6 +392,25 @@ def _ltsf_table(root: Path) -> str:
                 + "; ".join(parts) + ". A row's L column names NLinear where it is the partner.",
                 ""]
 
+    bw = root / "experiments" / "forecast" / "ltsf_blend_weights.json"
+    if bw.is_file():
+        w = json.loads(bw.read_text(encoding="utf-8"))
+        d = w["decision"]
+        lower = d["rows_lower_than_fitted"]
+        cands = ", ".join(f"{c} {v:.4f}" + (f" (lower in {lower[c]} of {d['rows']} rows)"
+                                             if c in lower else "")
+                          for c, v in d["score"].items())
+        verdict = ("not decided yet: " + d["undecided"] if d["chosen"] is None else
+                   "**fitted per step** (the recipe: no candidate was lower by more than "
+                   f"{d['margin']:.0%})" if d["chosen"] == "fitted" else
+                   f"**{d['chosen']}**, more than {d['margin']:.0%} lower")
+        out += ["How SegRNN and NLinear are weighted (`experiments/forecast/blend_weights.py`, "
+                f"`ltsf_blend_weights.json`, its rule written before its first score: "
+                f"`{w['rule']}`): over the {d['rows_in_scope']} univariate rows at lookback 96, "
+                "weights fitted on the earlier validation windows, each candidate's MSE on the "
+                "later ones over the fitted per-step weights', geometric mean over the rows: "
+                f"{cands}; chosen: {verdict}.", ""]
+
     ff = root / "experiments" / "forecast" / "ltsf_family_recipes.json"
     family = json.loads(ff.read_text(encoding="utf-8")) if ff.is_file() else {}
     for fam, sc in family.get("screens", {}).items():
@@ -653,8 +672,55 @@ def _ltsf_intervals(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _ltsf_dm(root: Path) -> str:
+    """The Diebold-Mariano tests of the table's rows against DLinear and the best fixed
+    baseline on the same test windows (``experiments/forecast/ltsf_dm.json``)."""
+    path = root / "experiments" / "forecast" / "ltsf_dm.json"
+    if not path.is_file():
+        return "*No Diebold-Mariano test is recorded yet (`experiments/forecast/ltsf_dm.py`).*\n"
+    d = json.loads(path.read_text(encoding="utf-8"))
+    fixed = {"naive": "naive", "seasonal_naive": "seasonal naive", "linear_ar": "linear AR"}
+    out = ["| data | H | L | seeds | rnnkit (blend) | DLinear (ours) | difference | p | "
+           "best fixed baseline | difference | p |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    sig = {"dlinear": [0, 0], "fixed": [0, 0]}  # [lower at 5%, higher at 5%]
+    for stem, r in sorted(d["rows"].items(), key=lambda kv: (kv[0].split("_")[1:3],
+                                                                  kv[1]["horizon"])):
+        ds, var = stem.split("_")[1:3]
+        L = stem.rsplit("_l", 1)[1]
+        name = f"{ds.upper()[:3]}{ds[3:]} {'M' if var == 'm' else 'S (OT)'}"
+        dm = r["a_vs_b"]
+        key = min(fixed, key=lambda k: r[f"a_vs_{k}"]["mean_b"])
+        fb = r[f"a_vs_{key}"]
+
+        def cell(t: dict, tally: list[int]) -> tuple[str, str]:
+            p = t["p_value"]
+            if p < 0.05:
+                tally[t["mean_diff"] > 0] += 1
+            return f"{t['relative_diff']:+.1%}", (f"**{p:.2g}**" if p < 0.05 else f"{p:.2g}")
+
+        dd, dp = cell(dm, sig["dlinear"])
+        fd, fp = cell(fb, sig["fixed"])
+        out.append(f"| {name} | {r['horizon']} | {L} | {len(r['seeds'])} | {dm['mean_a']:.4f} "
+                   f"| {dm['mean_b']:.4f} | {dd} | {dp} | {fixed[key]} {fb['mean_b']:.4f} | "
+                   f"{fd} | {fp} |")
+    n = len(d["rows"])
+    out += ["", f"*{n} rows. Significant at 5% (bold): against DLinear, {sig['dlinear'][0]} "
+            f"lower and {sig['dlinear'][1]} higher; against the best fixed baseline, "
+            f"{sig['fixed'][0]} lower and {sig['fixed'][1]} higher. Two-sided Diebold-Mariano "
+            "on the per-window squared errors of every test window, each side's seeds averaged "
+            "window by window; long-run variance at lag H - 1 (the windows overlap), "
+            "Harvey-Leybourne-Newbold factor, Student's t. Difference: the blend's MSE over the "
+            f"baseline's, minus 1. `{d['command']}`; {d['device']}, torch {d['torch']}, "
+            f"{d['date']}.*"]
+    if d.get("skipped"):
+        out += ["", "*Not tested (checkpoints not on the machine): "
+                + ", ".join(sorted(d["skipped"])) + ".*"]
+    return "\n".join(out) + "\n"
+
+
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
-            "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals,
+            "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals, "ltsf-dm": _ltsf_dm,
             "music-table": _music_table}
 
 

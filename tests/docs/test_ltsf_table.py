@@ -132,3 +132,49 @@ def test_losses_ties_and_counts_come_from_the_files(tmp_path):
            "rows)" in text
     assert "at lookback 720, the linear AR (not decided: checkpoints here for 0 of the 4 rows): " \
            "no row screened" in text
+
+
+def _dm(mean_a, mean_b, p):
+    return {"mean_a": mean_a, "mean_b": mean_b, "mean_diff": mean_a - mean_b,
+            "relative_diff": mean_a / mean_b - 1, "p_value": p}
+
+
+def test_dm_table_and_blend_weights_line_come_from_the_files(tmp_path):
+    """``ltsf-dm``: each row against DLinear and its best fixed baseline, p below 5% in bold and
+    counted by direction; ``ltsf-table`` states the blend-weights screen's scores and choice."""
+    fc = tmp_path / "experiments" / "forecast"
+    fc.mkdir(parents=True)
+    (tmp_path / "experiments" / "results").mkdir()
+    (fc / "ltsf.py").symlink_to(ROOT / "experiments" / "forecast" / "ltsf.py")
+    assert "No Diebold-Mariano test" in snippet("ltsf-dm", tmp_path)
+    rows = {
+        "ltsf_etth2_s_h96_l96": {"horizon": 96, "seeds": [1, 2, 3],
+                                 "a_vs_b": _dm(0.1239, 0.1274, 0.01),
+                                 "a_vs_naive": _dm(0.1239, 0.20, 0.001),
+                                 "a_vs_seasonal_naive": _dm(0.1239, 0.15, 0.2),
+                                 "a_vs_linear_ar": _dm(0.1239, 0.13, 0.04)},
+        "ltsf_ettm2_s_h336_l96": {"horizon": 336, "seeds": [1],
+                                  "a_vs_b": _dm(0.1384, 0.1349, 0.68),
+                                  "a_vs_naive": _dm(0.1384, 0.29, 0.001),
+                                  "a_vs_seasonal_naive": _dm(0.1384, 0.1479, 0.038),
+                                  "a_vs_linear_ar": _dm(0.1384, 0.1494, 0.3)}}
+    (fc / "ltsf_dm.json").write_text(json.dumps({
+        "rows": rows, "skipped": {"ltsf_ettm1_s_h96_l96": "not here"}, "command": "cmd",
+        "device": "cpu: Test CPU", "torch": "2.x", "date": "2026-12-06"}))
+    text = snippet("ltsf-dm", tmp_path)
+    assert "| ETTh2 S (OT) | 96 | 96 | 3 | 0.1239 | 0.1274 | -2.7% | **0.01** | linear AR 0.1300 " \
+           "| -4.7% | **0.04** |" in text
+    assert "| ETTm2 S (OT) | 336 | 96 | 1 | 0.1384 | 0.1349 | +2.6% | 0.68 | seasonal naive " \
+           "0.1479 | -6.4% | **0.038** |" in text
+    assert "against DLinear, 1 lower and 0 higher; against the best fixed baseline, 2 lower " \
+           "and 0 higher" in text
+    assert "Not tested (checkpoints not on the machine): ltsf_ettm1_s_h96_l96." in text
+    (fc / "ltsf_blend_weights.json").write_text(json.dumps({
+        "rule": "rule.md", "decision": {
+            "score": {"fitted": 1.0, "shared": 0.995, "equal": 1.08},
+            "rows_lower_than_fitted": {"shared": 9, "equal": 3}, "rows": 16,
+            "rows_in_scope": 16, "margin": 0.01, "chosen": "fitted"}}))
+    table = snippet("ltsf-table", tmp_path)
+    assert ("geometric mean over the rows: fitted 1.0000, shared 0.9950 (lower in 9 of 16 rows), "
+            "equal 1.0800 (lower in 3 of 16 rows); chosen: **fitted per step** (the recipe: no "
+            "candidate was lower by more than 1%).") in table
