@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from blend_holdout import _mse  # the scripts' directory is on sys.path
 from blend_partner import fingerprint
-from ltsf import blend_run
+from ltsf import blend_run, partner_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
@@ -39,14 +39,20 @@ CANDIDATES = ("fitted", "shared", "equal")
 MARGIN = 0.01  # a candidate must be more than 1% better than the fitted weights
 
 
-def rows_in_scope(results: Path | None = None) -> list[tuple[str, str]]:
+def rows_in_scope(results: Path | None = None, n_rows: int = 16) -> list[tuple[str, str]]:
     """(results file's stem, seed-1 SegRNN-AR checkpoint) of the 16 univariate lookback-96
-    rows, from each row's recorded seed-1 command."""
+    rows, from each row's recorded seed-1 command; raises unless there are ``n_rows`` rows with
+    exactly one seed-1 run each (the rule's scope)."""
     out = []
-    for f in sorted((results or RESULTS).glob("ltsf_ett*_s_h*_l96.json")):
-        for r in json.loads(f.read_text())["runs"]["segrnn"]:
-            if re.search(r"trainer\.seed=1(\s|$)", r["command"]):
-                out.append((f.stem, blend_run(re.search(r"--out (\S+)", r["command"]).group(1))))
+    files = sorted((results or RESULTS).glob("ltsf_ett*_s_h*_l96.json"))
+    for f in files:
+        ones = [r["command"] for r in json.loads(f.read_text())["runs"]["segrnn"]
+                if re.search(r"trainer\.seed=1(?!\d)", r["command"])]
+        if len(ones) != 1:
+            raise SystemExit(f"{f}: {len(ones)} seed-1 SegRNN runs; expected one")
+        out.append((f.stem, blend_run(re.search(r"--out (\S+)", ones[0]).group(1))))
+    if len(out) != n_rows:
+        raise SystemExit(f"{len(out)} univariate lookback-96 rows; the rule's scope is {n_rows}")
     return out
 
 
@@ -116,8 +122,15 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(a.json)
     earlier = json.loads(out.read_text()) if out.is_file() else {}
-    if a.test and not (earlier.get("decision") or {}).get("chosen"):
+    decided = (earlier.get("decision") or {}).get("chosen")
+    if a.test and not decided:
         raise SystemExit(f"{out}: no decision yet; --test reads the test split only after it")
+    if decided and not a.test:
+        raise SystemExit(f"{out}: decided ({decided}) on {earlier['date']}; a decision is made "
+                         "once (--test adds the test scores)")
+    if partner_for(96) != "nlinear":
+        raise SystemExit("the table's lookback-96 partner is not NLinear: this screen blends "
+                         "with NLinear")
     torch.set_num_threads(1)
     scope = rows_in_scope()
     rows = []
@@ -132,9 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in row.items() if not k.startswith("test_")}),
               flush=True)  # test numbers go to the file only
     decision = decide(rows, len(scope))
-    if a.test and decision["chosen"] != earlier["decision"]["chosen"]:
-        raise SystemExit("the screen's validation numbers changed since the decision: "
-                         f"{decision} against {earlier['decision']}")
+    if a.test:  # the very checkpoints and validation numbers the decision was made on
+        then = {r["row"]: r for r in earlier["rows"]}
+        changed = [r["row"] for r in rows if r["row"] not in then
+                   or r["sha256"] != then[r["row"]]["sha256"]
+                   or any(abs(r[f"late_{c}"] - then[r["row"]][f"late_{c}"])
+                          > 1e-9 * then[r["row"]][f"late_{c}"] for c in CANDIDATES)]
+        if changed or len(rows) != len(then):
+            raise SystemExit("not the checkpoints or validation numbers the decision was made "
+                             f"on: {', '.join(changed) or 'a row is missing'}")
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({
         "what": " ".join(__doc__.split("\n\n")[1].split()),

@@ -684,20 +684,21 @@ def _ltsf_dm(root: Path) -> str:
            "best fixed baseline | difference | p |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     sig = {"dlinear": [0, 0], "fixed": [0, 0]}  # [lower at 5%, higher at 5%]
-    for stem, r in sorted(d["rows"].items(), key=lambda kv: (kv[0].split("_")[1:3],
-                                                                  kv[1]["horizon"])):
+    for stem, r in sorted(d["rows"].items(), key=lambda kv: (
+            kv[0].split("_")[1:3], int(kv[0].rsplit("_l", 1)[1]), kv[1]["horizon"])):
         ds, var = stem.split("_")[1:3]
         L = stem.rsplit("_l", 1)[1]
         name = f"{ds.upper()[:3]}{ds[3:]} {'M' if var == 'm' else 'S (OT)'}"
         dm = r["a_vs_b"]
-        key = min(fixed, key=lambda k: r[f"a_vs_{k}"]["mean_b"])
+        key = min((k for k in fixed if f"a_vs_{k}" in r), key=lambda k: r[f"a_vs_{k}"]["mean_b"])
         fb = r[f"a_vs_{key}"]
 
         def cell(t: dict, tally: list[int]) -> tuple[str, str]:
             p = t["p_value"]
             if p < 0.05:
                 tally[t["mean_diff"] > 0] += 1
-            return f"{t['relative_diff']:+.1%}", (f"**{p:.2g}**" if p < 0.05 else f"{p:.2g}")
+            text = "< 0.001" if p < 0.001 else f"{p:.3g}"
+            return f"{t['relative_diff']:+.1%}", (f"**{text}**" if p < 0.05 else text)
 
         dd, dp = cell(dm, sig["dlinear"])
         fd, fp = cell(fb, sig["fixed"])
