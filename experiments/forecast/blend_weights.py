@@ -58,11 +58,9 @@ def rows_in_scope(results: Path | None = None, n_rows: int = 16) -> list[tuple[s
 
 def _set(model, data, origins, how: str) -> None:
     """Set the blend weights: fitted per step or shared on ``origins``, or equal."""
-    if how == "equal":
-        model.blend.fill_(0.5)
-        return
     model.fit_ar_blend((data.batch(origins[i:i + 512])[0::2]
-                        for i in range(0, len(origins), 512)), shared=how == "shared")
+                        for i in range(0, len(origins), 512)),
+                       weights="per_step" if how == "fitted" else how)
 
 
 def screen(run: Path, data_dir: str, test: bool) -> dict:

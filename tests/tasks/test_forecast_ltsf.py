@@ -191,10 +191,15 @@ def test_segrnn_fit_ar_blend_recovers_the_least_squares_weight():
     gap = (seg - ar).double()
     one = float(((y2.double() - ar.double()) * gap).sum() / (gap * gap).sum())
     assert 0.2 < one < 0.4
-    shared = m.fit_ar_blend([(x, y2)], shared=True)
+    shared = m.fit_ar_blend([(x, y2)], weights="shared")
     assert torch.allclose(shared, torch.full((12,), one, dtype=shared.dtype), atol=1e-5)
     per_step = m.fit_ar_blend([(x, y2)])
     assert float(per_step.std()) > 1e-3  # the noise moves each step's weight; shared does not
+    assert torch.equal(m.fit_ar_blend(iter(()), weights="equal"), torch.full((12,), 0.5))
+    with torch.no_grad():
+        assert torch.allclose(m(x)[..., 0], (ar + seg) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="weights='mean': expected 'per_step', 'shared' or"):
+        m.fit_ar_blend([(x, y2)], weights="mean")
     with pytest.raises(ValueError, match="ar_blend with model.head='quantile'"):
         SegRNN(ForecastModelConfig(arch="segrnn", head="quantile", ar_blend=True), n_targets=2,
                horizon=12, input_length=24)
@@ -295,6 +300,25 @@ def test_ar_blend_with_nlinear(ett_like, tmp_path, capsys):
     assert printed["fitted"] == pytest.approx(fitted, rel=1e-5)
     assert evaluate_checkpoint(tmp_path / "post")["metrics"]["model"]["mse"] == pytest.approx(
         s["report"]["metrics"]["model"]["mse"], rel=1e-5)
+    # model.ar_blend_weights: equal weights (fitted on nothing) and one shared weight
+    assert main(["forecast", "blend", str(tmp_path / "plain" / "best"), "--out",
+                 str(tmp_path / "eq"), "--partner", "nlinear", "--weights", "equal"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["fitted"]["ar_blend_weights"] == "equal"
+    assert printed["fitted"]["ar_blend_windows"] == 0 and printed["fitted"]["ar_blend_mean"] == 0.5
+    eq, _, eq_cfg = load_forecast_checkpoint(tmp_path / "eq")
+    assert eq_cfg.model.ar_blend_weights == "equal"
+    with torch.no_grad():
+        assert torch.allclose(eq(xv.float())[..., 0].double(), (seg + nl) / 2, atol=1e-4)
+    sh = train_forecast(recipe, out=tmp_path / "sh", overrides=over + [
+        "model.ar_blend=true", "model.ar_blend_partner=nlinear", "model.ar_blend_weights=shared"])
+    one = float(((yv - nl) * (seg - nl)).sum() / ((seg - nl) ** 2).sum())
+    assert sh["finalized"]["ar_blend_weights"] == "shared"
+    assert sh["finalized"]["ar_blend_min"] == pytest.approx(sh["finalized"]["ar_blend_max"])
+    assert sh["finalized"]["ar_blend_mean"] == pytest.approx(min(max(one, 0.0), 1.0), abs=1e-4)
+    with pytest.raises(ConfigError, match="ar_blend_weights"):
+        train_forecast(recipe, out=tmp_path / "bad3", overrides=over + [
+            "model.ar_blend=true", "model.ar_blend_weights=mean"])
     with pytest.raises(ConfigError, match="ar_blend_partner='nlinear' needs model.ar_blend"):
         train_forecast(recipe, out=tmp_path / "bad", overrides=over + [
             "model.ar_blend_partner=nlinear"])

@@ -8,7 +8,8 @@
     rnnkit forecast evaluate CKPT [--data FILE] [--split test] [--plot PNG] [--csv CSV]
     rnnkit forecast predict CKPT --data FILE --output CSV [--plot PNG]
     rnnkit forecast backtest RECIPE.yaml --folds 3 [--step H] [--out DIR]
-    rnnkit forecast blend CKPT --out DIR [--partner linear_ar|nlinear] [--data-dir DIR]
+    rnnkit forecast blend CKPT --out DIR [--partner linear_ar|nlinear]
+        [--weights per_step|shared|equal] [--data-dir DIR]
     rnnkit forecast compare CKPT [CKPT ...] --against CKPT [CKPT ...] [--split test]
 """
 
@@ -83,6 +84,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--partner", choices=("linear_ar", "nlinear"), default="linear_ar",
                    help="what SegRNN is blended with (model.ar_blend_partner): the linear AR "
                         "baseline, or NLinear fitted in closed form on the training windows")
+    m.add_argument("--weights", choices=("per_step", "shared", "equal"), default="per_step",
+                   help="how the weights are fitted on the validation windows "
+                        "(model.ar_blend_weights): one per horizon step, one shared by the "
+                        "steps, or 0.5 fitted on nothing")
     m.add_argument("--data-dir", metavar="DIR")
     c = sub.add_parser("compare", help="Diebold-Mariano test of two forecasters (and the "
                                        "baselines) on the same windows")
@@ -128,7 +133,8 @@ def run(a: argparse.Namespace) -> int:
             )
         )
     elif a.forecast_command == "blend":
-        fitted = blend_checkpoint(a.checkpoint, a.out, partner=a.partner, data_dir=a.data_dir)
+        fitted = blend_checkpoint(a.checkpoint, a.out, partner=a.partner, weights=a.weights,
+                                  data_dir=a.data_dir)
         r = evaluate_checkpoint(a.out, data_dir=a.data_dir)
         print(format_report(r["metrics"]))
         print(json.dumps({"out": a.out, "fitted": fitted, "split": r["split"],

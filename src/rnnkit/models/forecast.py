@@ -112,6 +112,11 @@ class ForecastModelConfig:
             (the data's linear AR baseline, iterated) or "nlinear" (a level-free direct linear
             map of the window minus its last value, fitted in closed form on the training
             windows: :class:`~rnnkit.models.forecast_baselines.NLinear`).
+        ar_blend_weights: ar_blend: how the weights are fitted on the validation windows:
+            "per_step" (one ``b_h`` per horizon step, least squares, clipped to [0, 1]),
+            "shared" (one ``b`` for every step, the least squares pooled over the steps) or
+            "equal" (``b = 0.5``, fitted on nothing: the forecast combination that shifts in
+            the data cannot mislead).
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
@@ -136,6 +141,7 @@ class ForecastModelConfig:
     linear_ar: bool = False
     ar_blend: bool = False
     ar_blend_partner: Literal["linear_ar", "nlinear"] = "linear_ar"
+    ar_blend_weights: Literal["per_step", "shared", "equal"] = "per_step"
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -279,15 +279,23 @@ class SegRNN(nn.Module):
         return torch.einsum("blc,chl->bhc", x, self.ar_map) + self.ar_bias.T
 
     @torch.no_grad()
-    def fit_ar_blend(self, batches: Any, *, shared: bool = False) -> Tensor:
+    def fit_ar_blend(self, batches: Any, *, weights: str | None = None) -> Tensor:
         """Fit ``blend`` (``ar_blend``): for each horizon step ``h`` the ``b`` in [0, 1] that
         minimises the squared error of ``AR + b (SegRNN - AR)`` over ``batches``, an iterable
         of ``(x (B, L, C), y (B, H, C))`` held-out windows in the model's space (least squares
-        in float64, then clipped).  ``shared``: one ``b`` for every step instead, the least
-        squares pooled over the steps.  Idempotent: SegRNN's own forecast is recomputed with
-        ``b = 1``.  Returns the weights (H,)."""
+        in float64, then clipped).  ``weights`` (default ``model.ar_blend_weights``):
+        "per_step" as above; "shared", one ``b`` for every step, the least squares pooled over
+        the steps; "equal", ``b = 0.5`` (``batches`` is not read).  Idempotent: SegRNN's own
+        forecast is recomputed with ``b = 1``.  Returns the weights (H,)."""
         if not self.config.ar_blend:
             raise ValueError("fit_ar_blend: the model was built without model.ar_blend")
+        weights = weights or self.config.ar_blend_weights
+        if weights not in ("per_step", "shared", "equal"):
+            raise ValueError(f"fit_ar_blend: weights={weights!r}: expected 'per_step', "
+                             "'shared' or 'equal'")
+        if weights == "equal":
+            self.blend.fill_(0.5)
+            return self.blend.clone()
         was = self.training
         self.eval()
         self.blend.fill_(1.0)
@@ -304,7 +312,7 @@ class SegRNN(nn.Module):
         self.train(was)
         if n == 0:
             raise ValueError("fit_ar_blend: no windows to fit the blend on")
-        if shared:
+        if weights == "shared":
             num, den = num.sum().expand(self.H), den.sum().expand(self.H)
         b = torch.where(den > 0, num / den.clamp_min(1e-300), torch.ones_like(num))
         self.blend.copy_(b.clamp(0.0, 1.0).to(self.blend))

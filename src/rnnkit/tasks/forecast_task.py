@@ -338,20 +338,25 @@ def nlinear_of(data: ForecastData) -> NLinear:
 
 
 def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, float]:
-    """Fit an ``ar_blend`` SegRNN's weights on every validation window of ``data``
-    (:meth:`~rnnkit.models.forecast_segrnn.SegRNN.fit_ar_blend`); returns their mean, min and
-    max and the number of windows."""
+    """Fit an ``ar_blend`` SegRNN's weights on every validation window of ``data``, as its
+    ``model.ar_blend_weights`` says (:meth:`~rnnkit.models.forecast_segrnn.SegRNN.fit_ar_blend`);
+    returns their mean, min and max, how they were fitted and the number of windows (0 for
+    equal weights, which read none)."""
     g, bs = data.global_origins("valid"), data.cfg.eval_batch_size
+    how = model.config.ar_blend_weights
     b = model.fit_ar_blend(data.batch(g[i:i + bs])[0::2] for i in range(0, len(g), bs))
     return {"ar_blend_mean": float(b.mean()), "ar_blend_min": float(b.min()),
-            "ar_blend_max": float(b.max()), "ar_blend_windows": len(g)}
+            "ar_blend_max": float(b.max()), "ar_blend_weights": how,
+            "ar_blend_windows": 0 if how == "equal" else len(g)}
 
 
 def blend_checkpoint(checkpoint: str | Path, out: str | Path, *, partner: str = "linear_ar",
+                     weights: str = "per_step",
                      data_dir: str | None = None) -> dict[str, float]:
     """Write checkpoint ``out``: the SegRNN of ``checkpoint`` with ``model.ar_blend`` turned on
     (blended with ``partner``: ``model.ar_blend_partner``) and its weights fitted on the
-    validation windows of the checkpoint's own data and preprocessing.  SegRNN trains the same
+    validation windows of the checkpoint's own data and preprocessing as ``weights`` says
+    (``model.ar_blend_weights``).  SegRNN trains the same
     with or without the blend (it is fitted after training), so this is the checkpoint training
     with ``model.ar_blend: true`` would have written.  Returns what :func:`fit_ar_blend` returns.
 
@@ -374,7 +379,10 @@ def blend_checkpoint(checkpoint: str | Path, out: str | Path, *, partner: str = 
     if partner not in ("linear_ar", "nlinear"):
         raise ValueError(f"blend_checkpoint: partner={partner!r}: expected 'linear_ar' or "
                          "'nlinear'")
-    m.ar_blend, m.ar_blend_partner = True, partner
+    if weights not in ("per_step", "shared", "equal"):
+        raise ValueError(f"blend_checkpoint: weights={weights!r}: expected 'per_step', "
+                         "'shared' or 'equal'")
+    m.ar_blend, m.ar_blend_partner, m.ar_blend_weights = True, partner, weights
     data = ForecastData(cfg.data, data_dir=data_dir, state=state)
     model = build_model(build_forecaster, m, n_targets=data.C, n_past=data.P, n_future=data.F,
                         horizon=data.H, input_length=data.L, run=cfg, training=False)

@@ -221,7 +221,8 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, d
             trainer.save("best", with_state=False)
             summary["finalized"] = fitted
             trainer.monitor.print("[bold]fitted on the best weights[/]: " + "  ".join(
-                f"{k} {v:.4g}" for k, v in fitted.items()))
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in fitted.items()))
     if test_split and test_split in getattr(task, "eval_splits", ()):
         trainer.load_best()
         test = {f"test_{k}": v for k, v in trainer.evaluate(test_split).items()}
