@@ -319,6 +319,9 @@ def test_ar_blend_with_nlinear(ett_like, tmp_path, capsys):
     with pytest.raises(ConfigError, match="ar_blend_weights"):
         train_forecast(recipe, out=tmp_path / "bad3", overrides=over + [
             "model.ar_blend=true", "model.ar_blend_weights=mean"])
+    with pytest.raises(ConfigError, match="ar_blend_weights='equal' needs model.ar_blend: true"):
+        train_forecast(recipe, out=tmp_path / "bad4", overrides=over + [
+            "model.ar_blend_weights=equal"])
     with pytest.raises(ConfigError, match="ar_blend_partner='nlinear' needs model.ar_blend"):
         train_forecast(recipe, out=tmp_path / "bad", overrides=over + [
             "model.ar_blend_partner=nlinear"])
@@ -327,6 +330,11 @@ def test_ar_blend_with_nlinear(ett_like, tmp_path, capsys):
                        overrides=over[:6] + ["trainer.max_epochs=1", "trainer.loggers=[]",
                                              "trainer.plot=false",
                                              "model.ar_blend_partner=nlinear"])
+    with pytest.raises(ConfigError, match="'model.ar_blend_weights'.*arch 'dlinear'"):
+        train_forecast(ROOT / "configs" / "ltsf_etth1_dlinear.yaml", out=tmp_path / "bad5",
+                       overrides=over[:6] + ["trainer.max_epochs=1", "trainer.loggers=[]",
+                                             "trainer.plot=false",
+                                             "model.ar_blend_weights=shared"])
 
 
 @pytest.mark.parametrize("arch", ["segrnn_ar", "dlinear"])

@@ -204,6 +204,9 @@ class SegRNN(nn.Module):
         if c.ar_blend_partner != "linear_ar" and not c.ar_blend:
             raise ValueError(f"model.ar_blend_partner={c.ar_blend_partner!r} needs "
                              "model.ar_blend: true (it names what SegRNN is blended with)")
+        if c.ar_blend_weights != "per_step" and not c.ar_blend:
+            raise ValueError(f"model.ar_blend_weights={c.ar_blend_weights!r} needs "
+                             "model.ar_blend: true (it says how the blend's weights are fitted)")
         if c.ar_blend and c.head != "point":
             raise ValueError(f"model.ar_blend with model.head={c.head!r} is not supported: it "
                              "blends point forecasts (use head 'point')")

@@ -276,7 +276,7 @@ class ForecastTask:
         m = r["metrics"]["model"]
         return {"loss": r["loss"], "mse": m["mse"], "mae": m["mae"]}
 
-    def finalize(self, model: nn.Module) -> dict[str, float] | None:
+    def finalize(self, model: nn.Module) -> dict[str, Any] | None:
         """After training, on the best weights: fit ``model.ar_blend``'s weights on every
         validation window (:meth:`SegRNN.fit_ar_blend`).  Returns what was fitted (None: nothing
         to fit), for the run's summary."""
@@ -303,6 +303,11 @@ def attach_linear_ar(model: nn.Module, config: RunConfig, data: ForecastData) ->
         raise ConfigError(f"config key 'model.ar_blend_partner': {m.ar_blend_partner!r} names "
                           "what a SegRNN is blended with, so it needs model.arch 'segrnn' and "
                           f"model.ar_blend: true (got arch {m.arch!r}, ar_blend {m.ar_blend})")
+    if m.ar_blend_weights != "per_step" and not (m.arch == "segrnn" and m.ar_blend):
+        raise ConfigError(f"config key 'model.ar_blend_weights': {m.ar_blend_weights!r} says "
+                          "how a SegRNN's blend weights are fitted, so it needs model.arch "
+                          f"'segrnn' and model.ar_blend: true (got arch {m.arch!r}, ar_blend "
+                          f"{m.ar_blend})")
     for key in ("linear_ar", "ar_blend"):
         if not getattr(m, key):
             continue
@@ -313,10 +318,10 @@ def attach_linear_ar(model: nn.Module, config: RunConfig, data: ForecastData) ->
             raise ConfigError(f"config key 'model.{key}': the linear AR is fitted on the scaled "
                               "series, so the model's inputs must be those: no data.difference, "
                               "no data.stl_period")
-        if key == "ar_blend" and not data.origins["valid"]:
+        if key == "ar_blend" and not data.origins["valid"] and m.ar_blend_weights != "equal":
             raise ConfigError("config key 'model.ar_blend': the blend is fitted on the "
                               "validation windows, and the data has none (set data.valid_size, "
-                              "or use the ltsf protocol)")
+                              "use the ltsf protocol, or model.ar_blend_weights: equal)")
         if key == "ar_blend" and m.ar_blend_partner == "nlinear":
             model.set_linear_map(*nlinear_of(data).affine())
         else:
@@ -337,7 +342,7 @@ def nlinear_of(data: ForecastData) -> NLinear:
                          (data.batch(g[i:i + bs])[0::2] for i in range(0, len(g), bs)))
 
 
-def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, float]:
+def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, Any]:
     """Fit an ``ar_blend`` SegRNN's weights on every validation window of ``data``, as its
     ``model.ar_blend_weights`` says (:meth:`~rnnkit.models.forecast_segrnn.SegRNN.fit_ar_blend`);
     returns their mean, min and max, how they were fitted and the number of windows (0 for
@@ -352,7 +357,7 @@ def fit_ar_blend(model: nn.Module, data: ForecastData) -> dict[str, float]:
 
 def blend_checkpoint(checkpoint: str | Path, out: str | Path, *, partner: str = "linear_ar",
                      weights: str = "per_step",
-                     data_dir: str | None = None) -> dict[str, float]:
+                     data_dir: str | None = None) -> dict[str, Any]:
     """Write checkpoint ``out``: the SegRNN of ``checkpoint`` with ``model.ar_blend`` turned on
     (blended with ``partner``: ``model.ar_blend_partner``) and its weights fitted on the
     validation windows of the checkpoint's own data and preprocessing as ``weights`` says
