@@ -39,7 +39,11 @@ def checkpoints(rec: dict) -> tuple[str, list[Path], list[Path]]:
     return key, blends, dl
 
 
-TOLERANCE = 1e-4  # relative, as ltsf_checkpoints.py accepts a run trained again
+# relative: a SegRNN run trained again is accepted by ltsf_checkpoints.py within 1e-4 of its
+# recorded test MSE, and its blend carries that float noise on (univariate ETTm2 720 at lookback
+# 512: SegRNN 9e-5, its blend 1.2e-4); a checkpoint of another recipe or seed is off by far
+# more.  Each row records its own gaps.
+TOLERANCE = 1e-3
 
 
 def segrnn_verified(rec: dict) -> list[str]:
@@ -143,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             skipped[path.stem] = "not the table's checkpoints: " + "; ".join(off)
             print(f"{path.stem}: skipped ({skipped[path.stem]})", flush=True)
             continue
+        gaps = {n: r["a_vs_b"][n] / want - 1 for n, want in (
+            ("mean_a", rec["value"]), ("mean_b", rec["baselines"]["dlinear"]["mse"]))}
         rows[path.stem] = {"model": rec["model"]["name"], "seeds": rec["seeds"]["seeds"],
-                           "wall_seconds": round(time.time() - t0, 1), **r}
+                           "wall_seconds": round(time.time() - t0, 1),
+                           "gap_to_table": {"blend": gaps["mean_a"], "dlinear": gaps["mean_b"]},
+                           **r}
         dm = r["a_vs_b"]
         print(f"{path.stem}: {rec['model']['name']} {dm['mean_a']:.4f} against DLinear "
               f"{dm['mean_b']:.4f} ({dm['relative_diff']:+.2%}), DM {dm['stat']:+.2f}, "
