@@ -109,7 +109,7 @@ def make_missing(rec: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from rnnkit.tasks.forecast_compare import compare_checkpoints
+    from rnnkit.tasks.forecast_compare import compare_checkpoints, null_cutoff
     from rnnkit.train.run import device_description
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--make", action="store_true",
                    help="first run again the row's missing DLinear and blend commands")
+    p.add_argument("--null-reps", type=int, default=1000,
+                   help="draws of the simulated null behind each row's cut-off (null_cutoff)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    rows, skipped = {}, {}
+    rows, skipped, nulls = {}, {}, {}
     paths = []
     for p in a.results:  # a quoted pattern is expanded here, and recorded as given
         got = sorted(map(Path, glob.glob(str(p)))) if "*" in str(p) else [p]
@@ -147,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             skipped[path.stem] = "not the table's checkpoints: " + "; ".join(off)
             print(f"{path.stem}: skipped ({skipped[path.stem]})", flush=True)
             continue
+        key_null = (r["windows"], r["lag"])
+        if key_null not in nulls:  # one simulation per (windows, lag): the rows share them
+            nulls[key_null] = null_cutoff(*key_null, reps=a.null_reps)
+        r["null"] = nulls[key_null]
+        for k, v in list(r.items()):
+            if k.startswith("a_vs_"):
+                v["holds_at_null_cutoff"] = bool(v["p_value"] < r["null"]["cutoff"])
         gaps = {n: r["a_vs_b"][n] / want - 1 for n, want in (
             ("mean_a", rec["value"]), ("mean_b", rec["baselines"]["dlinear"]["mse"]))}
         rows[path.stem] = {"model": rec["model"]["name"], "seeds": rec["seeds"]["seeds"],
@@ -159,8 +168,13 @@ def main(argv: list[str] | None = None) -> int:
               f"p {dm['p_value']:.3f} ({r['windows']} windows, lag {r['lag']})", flush=True)
     out = {"what": "Diebold-Mariano tests of the LTSF table's model against DLinear (a: the "
                    "blend, b: DLinear; the seeds' per-window squared errors averaged) and "
-                   "against the fixed baselines, on every test window; two-sided, Newey-West "
-                   "variance at lag H - 1, Harvey-Leybourne-Newbold factor, Student's t",
+                   "against the fixed baselines, on every test window; two-sided, long-run "
+                   "variance with equal weights up to lag H - 1 (Bartlett weights where that "
+                   "is not positive: each test's kernel), Harvey-Leybourne-Newbold factor, "
+                   "Student's t. Each row's null: the test's size and 5% cut-off under a "
+                   "simulated null of overlapping windows at its windows and lag "
+                   "(rnnkit.tasks.forecast_compare.null_cutoff); holds_at_null_cutoff: p "
+                   "below that cut-off",
            "rows": rows, "skipped": skipped,
            "command": "python experiments/forecast/ltsf_dm.py "
                       + " ".join(f"'{p}'" if "*" in str(p) else

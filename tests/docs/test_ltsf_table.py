@@ -158,6 +158,26 @@ def test_dm_table_and_blend_weights_line_come_from_the_files(tmp_path):
                                   "a_vs_naive": _dm(0.1384, 0.29, 0.001),
                                   "a_vs_seasonal_naive": _dm(0.1384, 0.1479, 0.038),
                                   "a_vs_linear_ar": _dm(0.1384, 0.1494, 0.3)}}
+    rows_null = json.loads(json.dumps(rows))
+    rows_null["ltsf_etth2_s_h96_l96"]["null"] = {"n": 2785, "lag": 95, "reps": 1000,
+                                                 "size": 0.068, "cutoff": 0.02}
+    rows_null["ltsf_ettm2_s_h336_l96"]["null"] = {"n": 11185, "lag": 335, "reps": 1000,
+                                                  "size": 0.08, "cutoff": 0.04}
+    for stem, r in rows_null.items():
+        for k in ("a_vs_b", "a_vs_naive", "a_vs_seasonal_naive", "a_vs_linear_ar"):
+            r[k]["holds_at_null_cutoff"] = r[k]["p_value"] < r["null"]["cutoff"]
+    rows_null["ltsf_etth2_s_h96_l96"]["a_vs_b"]["kernel"] = "bartlett"
+    (fc / "ltsf_dm.json").write_text(json.dumps({
+        "rows": rows_null, "skipped": {}, "command": "cmd",
+        "device": "cpu: Test CPU", "torch": "2.x", "date": "2026-12-06"}))
+    text = snippet("ltsf-dm", tmp_path)
+    # p 0.01 holds (cut-off 0.02), with Bartlett's variance; p 0.04 does not; 0.038 holds (0.04)
+    assert "| -2.7% | **0.01** ‡ | linear AR 0.1300 | -4.7% | **0.04** † |" in text
+    assert "| seasonal naive 0.1479 | -6.4% | **0.038** |" in text
+    assert "Bartlett weights, where the equal-weight sum is not positive, 1 of the tests" in text
+    assert ("rejects at 5% this often: 11185 windows at H = 336: 8.0%; 2785 windows at H = 96: "
+            "6.8%") in text
+    assert "Lower and below the cut-off: 1 against DLinear, 1 against the best fixed" in text
     (fc / "ltsf_dm.json").write_text(json.dumps({
         "rows": rows, "skipped": {"ltsf_ettm1_s_h96_l96": "not here"}, "command": "cmd",
         "device": "cpu: Test CPU", "torch": "2.x", "date": "2026-12-06"}))

@@ -72,6 +72,20 @@ def test_size_under_the_null_and_why_the_lag_matters():
     assert found >= 48
 
 
+def test_null_cutoff_finds_the_over_rejection_of_few_independent_stretches():
+    """null_cutoff simulates the test under a true null: at many windows per horizon it rejects
+    near 5%; at two windows per horizon (ETTh's 2,161 windows at H = 720 are three) far more
+    often, and the cut-off that rejects 5% of the time is far below 0.05."""
+    from rnnkit.tasks.forecast_compare import null_cutoff
+
+    many = null_cutoff(300, 9, reps=300)
+    assert many["n"] == 300 and many["lag"] == 9 and many["reps"] == 300
+    assert 0.02 <= many["size"] <= 0.11 and 0.015 <= many["cutoff"] <= 0.07
+    few = null_cutoff(60, 29, reps=300)
+    assert few["size"] > 0.15 and few["cutoff"] < 0.01
+    assert null_cutoff(60, 29, reps=300) == few  # seeded: the same draws
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cmp")
