@@ -163,7 +163,7 @@ def test_dm_table_and_blend_weights_line_come_from_the_files(tmp_path):
                                                  "size": 0.068, "cutoff": 0.02}
     rows_null["ltsf_ettm2_s_h336_l96"]["null"] = {"n": 11185, "lag": 335, "reps": 1000,
                                                   "size": 0.08, "cutoff": 0.04}
-    for stem, r in rows_null.items():
+    for r in rows_null.values():
         for k in ("a_vs_b", "a_vs_naive", "a_vs_seasonal_naive", "a_vs_linear_ar"):
             r[k]["holds_at_null_cutoff"] = r[k]["p_value"] < r["null"]["cutoff"]
     rows_null["ltsf_etth2_s_h96_l96"]["a_vs_b"]["kernel"] = "bartlett"
