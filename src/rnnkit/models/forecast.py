@@ -115,8 +115,8 @@ class ForecastModelConfig:
         ar_blend_weights: ar_blend: how the weights are fitted on the validation windows:
             "per_step" (one ``b_h`` per horizon step, least squares, clipped to [0, 1]),
             "shared" (one ``b`` for every step, the least squares pooled over the steps) or
-            "equal" (``b = 0.5``, fitted on nothing: the forecast combination that shifts in
-            the data cannot mislead).
+            "equal" (``b = 0.5``, fitted on nothing, so it cannot overfit the validation
+            windows; no validation split is needed).
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
