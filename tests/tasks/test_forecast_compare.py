@@ -137,7 +137,15 @@ def test_the_command_prints_the_table_and_the_record(runs, capsys):
     assert main(["forecast", "compare", str(a / "best"), "--against", str(b / "best")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rec = json.loads(lines[-1])
+    null = rec.pop("null")
     assert rec == compare_checkpoints([a / "best"], [b / "best"])
+    from rnnkit.tasks.forecast_compare import null_cutoff
+
+    assert null == null_cutoff(50, 5, reps=1000)  # the windows and lag of the test above
+    assert lines[6] == (f"note: under a simulated null of overlapping windows (1000 draws), this "
+                        f"test rejects {null['size']:.1%} of the time at 5% with 50 windows at "
+                        f"lag 5; its 5% cut-off is p < {null['cutoff']:.3g}")
+    assert null["size"] > 0.05  # 50 windows at lag 5: the nominal p is too small
     assert lines[0].endswith("(50 test windows, lag 5)")
     row = lines[1].split()
     assert row[0] == "--against" and float(row[1]) == pytest.approx(rec["a_vs_b"]["mean_a"],
