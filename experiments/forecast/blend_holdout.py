@@ -34,22 +34,39 @@ def _mse(model: torch.nn.Module, data, origins: list, bs: int = 512) -> float:
     return se / n
 
 
-def holdout(run: str | Path, data_dir: str) -> dict:
-    """One checkpoint's row: the weights fitted on the earlier validation windows and the MSE of
-    the blend, SegRNN alone and the AR on the later ones (the model's standardised space)."""
+def fit_on(model: torch.nn.Module, data, origins: list, weights: str | None = None
+           ) -> torch.Tensor:
+    """Fit the blend's weights on ``origins`` (``SegRNN.fit_ar_blend``, in batches of 512)."""
+    return model.fit_ar_blend((data.batch(origins[i:i + 512])[0::2]
+                               for i in range(0, len(origins), 512)), weights=weights)
+
+
+def held_out(run: str | Path, data_dir: str | None) -> tuple:
+    """A SegRNN-AR checkpoint (eval mode) and its data, with the validation origins split as
+    every screen here splits them: ``(model, data, valid, early, late)``, ``early`` the
+    earlier half less a gap of ``H`` origins (no fitted window's target reaches a checked
+    window's origin), ``late`` the later half."""
     from rnnkit.tasks.forecast_data import ForecastData
     from rnnkit.tasks.forecast_task import load_forecast_checkpoint
 
     model, state, cfg = load_forecast_checkpoint(run)
     if not cfg.model.ar_blend:
         raise SystemExit(f"{run}: not a SegRNN-AR checkpoint (model.ar_blend is false)")
+    model.eval()
     data = ForecastData(cfg.data, data_dir=data_dir, state=state)
     g, H = list(data.global_origins("valid")), data.H
     half = len(g) // 2
     early, late = g[:half - H], g[half:]
     if len(early) < 1:
         raise SystemExit(f"{run}: too few validation windows ({len(g)}) for horizon {H}")
-    b = model.fit_ar_blend(data.batch(early[i:i + 512])[0::2] for i in range(0, len(early), 512))
+    return model, data, g, early, late
+
+
+def holdout(run: str | Path, data_dir: str) -> dict:
+    """One checkpoint's row: the weights fitted on the earlier validation windows and the MSE of
+    the blend, SegRNN alone and the AR on the later ones (the model's standardised space)."""
+    model, data, _, early, late = held_out(run, data_dir)
+    b = fit_on(model, data, early)
     row = {"run": str(run), "windows_fit": len(early), "windows_checked": len(late),
            "blend_weight_mean": float(b.mean()), "late_mse_blend": _mse(model, data, late)}
     model.blend.fill_(1.0)

@@ -38,31 +38,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from blend_holdout import _mse  # the scripts' directory is on sys.path
+from blend_holdout import _mse, fit_on, held_out  # the scripts' directory is on sys.path
 from ltsf import blend_run
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 
 
-def _fit(model, data, origins) -> torch.Tensor:
-    return model.fit_ar_blend(data.batch(origins[i:i + 512])[0::2]
-                              for i in range(0, len(origins), 512))
-
-
 def screen(run: Path, data_dir: str, test: bool) -> dict:
-    from rnnkit.tasks.forecast_data import ForecastData
-    from rnnkit.tasks.forecast_task import load_forecast_checkpoint, nlinear_of
+    from rnnkit.tasks.forecast_task import nlinear_of
 
     t0 = time.perf_counter()
-    model, state, cfg = load_forecast_checkpoint(run)
-    if not cfg.model.ar_blend:
-        raise SystemExit(f"{run}: not a SegRNN-AR checkpoint (model.ar_blend is false)")
-    model.eval()
-    data = ForecastData(cfg.data, data_dir=data_dir, state=state)
-    g, H = data.global_origins("valid"), data.H
-    half = len(g) // 2
-    early, late = g[:half - H], g[half:]
+    model, data, g, early, late = held_out(run, data_dir)
     ar = (model.ar_map.clone(), model.ar_bias.clone())
     A, a = nlinear_of(data).affine()  # what ar_blend_partner: nlinear fits
     nl = (torch.from_numpy(A).to(ar[0]).expand_as(ar[0]).clone(),
@@ -77,11 +64,11 @@ def screen(run: Path, data_dir: str, test: bool) -> dict:
         model.ar_bias.copy_(b)
         model.blend.zero_()
         row[f"late_{name}_alone"] = _mse(model, data, late)
-        w = _fit(model, data, early)
+        w = fit_on(model, data, early)
         row[f"late_{name}_blend"] = _mse(model, data, late)
         row[f"{name}_weight_early"] = float(w.mean())
         if test:
-            w = _fit(model, data, data.global_origins("valid"))
+            w = fit_on(model, data, g)
             row[f"{name}_weight"] = float(w.mean())
             row[f"test_{name}_blend"] = _mse(model, data, data.global_origins("test"))
     row["seconds"] = round(time.perf_counter() - t0, 1)

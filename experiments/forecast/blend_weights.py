@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from blend_holdout import _mse  # the scripts' directory is on sys.path
+from blend_holdout import _mse, fit_on, held_out  # the scripts' directory is on sys.path
 from blend_partner import fingerprint
 from ltsf import blend_run, partner_for
 
@@ -36,6 +36,7 @@ RESULTS = ROOT / "experiments" / "results"
 OUT = ROOT / "experiments" / "forecast" / "ltsf_blend_weights.json"
 RULE = "experiments/forecast/ltsf_blend_weights_rule.md"
 CANDIDATES = ("fitted", "shared", "equal")
+WEIGHTS = {"fitted": "per_step", "shared": "shared", "equal": "equal"}  # model.ar_blend_weights
 MARGIN = 0.01  # a candidate must be more than 1% better than the fitted weights
 
 
@@ -56,38 +57,23 @@ def rows_in_scope(results: Path | None = None, n_rows: int = 16) -> list[tuple[s
     return out
 
 
-def _set(model, data, origins, how: str) -> None:
-    """Set the blend weights: fitted per step or shared on ``origins``, or equal."""
-    model.fit_ar_blend((data.batch(origins[i:i + 512])[0::2]
-                        for i in range(0, len(origins), 512)),
-                       weights="per_step" if how == "fitted" else how)
-
-
 def screen(run: Path, data_dir: str, test: bool) -> dict:
     """One checkpoint: each candidate's MSE on the later validation windows (weights from the
     earlier ones); with ``test``, also on every test window (weights from every validation
     window).  The model's standardised space."""
-    from rnnkit.tasks.forecast_data import ForecastData
-    from rnnkit.tasks.forecast_task import load_forecast_checkpoint, nlinear_of
+    from rnnkit.tasks.forecast_task import nlinear_of
 
     t0 = time.perf_counter()
-    model, state, cfg = load_forecast_checkpoint(run)
-    if not cfg.model.ar_blend:
-        raise SystemExit(f"{run}: not a SegRNN-AR checkpoint (model.ar_blend is false)")
-    model.eval()
-    data = ForecastData(cfg.data, data_dir=data_dir, state=state)
-    g, H = data.global_origins("valid"), data.H
-    half = len(g) // 2
-    early, late = g[:half - H], g[half:]
+    model, data, g, early, late = held_out(run, data_dir)
     A, a = nlinear_of(data).affine()  # the table's partner (model.ar_blend_partner: nlinear)
     model.set_linear_map(A, a)
     row: dict = {"windows_fit": len(early), "windows_checked": len(late)}
     for how in CANDIDATES:
-        _set(model, data, early, how)
+        fit_on(model, data, early, WEIGHTS[how])
         row[f"late_{how}"] = _mse(model, data, late)
         row[f"weight_{how}_early"] = float(model.blend.mean())
         if test:
-            _set(model, data, g, how)
+            fit_on(model, data, g, WEIGHTS[how])
             row[f"test_{how}"] = _mse(model, data, data.global_origins("test"))
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
