@@ -77,6 +77,58 @@ def test_protocol_needs_twenty_months(tmp_path, ett_like):
         ForecastData(_cfg(short))
 
 
+def test_protocol_end_offset_moves_every_boundary(ett_like):
+    """A rolling-origin fold: 4 months earlier, train [0, 5760), validation and test 2880 each,
+    scaled with the fold's own training rows (nothing after 11520 is read)."""
+    d = ForecastData(_cfg(ett_like, end_offset=2880))
+    assert d.bounds[d.ids[0]] == (5760, 8640, 11520)
+    assert d.window_counts == ltsf_window_counts([5760, 8640, 11520], 48, 24)
+    assert d.window_counts["valid"] == d.window_counts["test"] == 2857
+    test = d.global_origins("test")
+    assert test[0] == 8640 and test[-1] + 24 == 11520
+    x, _, y = d.batch(test[-1:])
+    raw = pd.read_csv(ett_like)[["HUFL", "OT"]].to_numpy()
+    mu, sd = raw[:5760].mean(0), raw[:5760].std(0)
+    assert np.allclose(x[0].numpy(), (raw[11448:11496] - mu) / sd, atol=1e-5)
+    assert np.allclose(y[0].numpy(), (raw[11496:11520] - mu) / sd, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [-1, 2880 * 2, 10**6])
+def test_protocol_end_offset_must_leave_training(ett_like, k):
+    """Training must stay longer than validation: 8640 - k > 2880."""
+    with pytest.raises(ConfigError, match="data.end_offset.*k < 5760"):
+        ForecastData(_cfg(ett_like, end_offset=k))
+
+
+def test_protocol_fold_needs_only_its_own_months(tmp_path, ett_like):
+    """Four months earlier, 16 months of rows are enough; the full protocol still needs 20."""
+    short = tmp_path / "short.csv"
+    pd.read_csv(ett_like).iloc[:11520].to_csv(short, index=False)
+    assert ForecastData(_cfg(short, end_offset=2880)).bounds  # reads
+    with pytest.raises(Exception, match="14400 steps"):
+        ForecastData(_cfg(short))
+
+
+def test_backtest_on_the_protocol(ett_like, tmp_path):
+    """`rnnkit forecast backtest` with the protocol: fold 0 is the protocol 4 months earlier
+    (its test split is the protocol's validation months), fold 1 the protocol itself."""
+    from rnnkit.tasks.forecast import backtest
+
+    rep = backtest(ROOT / "configs" / "ltsf_etth1_dlinear.yaml", folds=2, step=2880,
+                   out=tmp_path / "bt", overrides=[
+                       f"data.path={ett_like}", "data.data_dir=null", "data.input_length=48",
+                       "data.horizon=24", "data.targets=[OT]", "trainer.max_epochs=1",
+                       "trainer.loggers=[]", "trainer.plot=false"])
+    assert [f["end_offset"] for f in rep["folds"]] == [2880, 0]
+    assert [f["windows"] for f in rep["folds"]] == [2857, 2857]
+    raw = pd.read_csv(ett_like)["OT"].to_numpy()
+    for f, (a, b, c) in zip(rep["folds"], [(5760, 8640, 11520), (8640, 11520, 14400)]):
+        mu, sd = raw[:a].mean(), raw[:a].std()
+        z = (raw - mu) / sd  # the naive forecast of each test window: its input's last value
+        err = np.stack([z[o:o + 24] - z[o - 1] for o in range(b, c - 24 + 1)])
+        assert f["metrics"]["naive"]["mse"] == pytest.approx(float((err**2).mean()), rel=1e-5)
+
+
 def test_every_test_window_is_scored(ett_like):
     """2857 windows in batches of 1000: the last, partial batch counts (no drop-last)."""
     from rnnkit.train.config import build_run_config

@@ -64,7 +64,9 @@ class ForecastDataConfig:
         split_rows: ``[train_end, val_end, test_end]`` step indices per series (e.g. Informer's
             ``[8640, 11520, 14400]``); else ``val_size``/``test_size`` (steps if >= 1, else
             fractions).
-        end_offset: drop the last k steps of every series first (backtest folds).
+        end_offset: drop the last k steps of every series first (backtest folds); under
+            ``protocol: ltsf``, move every split boundary k steps earlier instead (the
+            protocol's own split lengths, ending k steps before its test end).
         season_length: m for seasonal naive and MASE.
         ar_order: p of the linear AR baseline (default: input_length).
         train_stride: keep every k-th training window (1: all).
@@ -117,9 +119,11 @@ class ForecastDataConfig:
 def ltsf_protocol(d: ForecastDataConfig, freq: str) -> list[int]:
     """The LTSF split rows for a series at step ``freq``, once the recipe is checked against
     the protocol: standard scaling fitted on the whole training split (not per series), metrics
-    in that scaled space, no split_rows or end_offset of its own."""
+    in that scaled space, no split_rows of its own.  ``data.end_offset`` k moves every boundary
+    k steps earlier (a rolling-origin fold: train [0, 12 months - k), validation and test the
+    next 4 months each); k must leave a training split longer than the validation split."""
     want = {"scaler": "standard", "per_series": False, "metric_space": "scaled",
-            "transform": "none", "split_rows": None, "end_offset": 0}
+            "transform": "none", "split_rows": None}
     for key, v in want.items():
         if getattr(d, key) != v:
             raise ConfigError(
@@ -127,9 +131,17 @@ def ltsf_protocol(d: ForecastDataConfig, freq: str) -> list[int]:
                 f"(it fixes {key}: {v!r})"
             )
     try:
-        return ltsf_split_rows(freq)
+        rows = ltsf_split_rows(freq)
     except ValueError as e:
         raise ConfigError(f"config key 'data.protocol': {e}") from None
+    k = d.end_offset
+    if k < 0 or rows[0] - k <= rows[1] - rows[0]:
+        raise ConfigError(
+            f"config key 'data.end_offset': {k} does not fit data.protocol='ltsf' (expected 0 <= "
+            f"k < {2 * rows[0] - rows[1]} steps, so that training keeps more than the "
+            f"{rows[1] - rows[0]}-step validation split)"
+        )
+    return [r - k for r in rows]
 
 
 def ltsf_window_counts(rows: list[int], L: int, H: int, stride: int = 1) -> dict[str, int]:
@@ -229,7 +241,7 @@ class ForecastData:
         self.L, self.H, self.lag = d.input_length, d.horizon, d.difference
         self.ar_p = d.ar_order or d.input_length
         series = self.ts.series
-        if d.end_offset:
+        if d.end_offset and d.protocol != "ltsf":  # ltsf moves its split rows instead
             for x in series:
                 keep = len(x) - d.end_offset
                 if keep < 2:
@@ -246,10 +258,11 @@ class ForecastData:
         if d.protocol == "ltsf":
             rows = ltsf_protocol(d, self.ts.freq)
             if len(series) != 1 or len(series[0]) < rows[2]:
+                less = f", less data.end_offset={d.end_offset}" if d.end_offset else ""
                 raise TimeSeriesError(
                     f"{self.path}: data.protocol='ltsf' needs one series of at least {rows[2]} "
-                    f"steps (12+4+4 months at {self.ts.freq!r}); got {len(series)} series of "
-                    f"{min(len(x) for x in series)}+ steps"
+                    f"steps (12+4+4 months at {self.ts.freq!r}{less}); got {len(series)} series "
+                    f"of {min(len(x) for x in series)}+ steps"
                 )
             self.bounds = {series[0].id: tuple(rows)}
         else:
