@@ -198,15 +198,18 @@ def _adopt(cand: str) -> tuple[str, list[str], list[str]]:
     name = "_".join(filter(None, ["stride1" if eff["data.train_stride"] == "1" else "",
                                   cand if cand not in ("recipe", "stride2") else ""]))
     S = ltsf.segment_for(L, sets)
-    moved = []
+    moves = {}
     for H in ltsf.HORIZONS:
         src = run_dir(cand, "late", H)
         dst = ltsf.RUNS / f"{ltsf.job_name(ds, variables, H, L)}_{ltsf.tag('segrnn', S, name)}_seed1"
-        if src.is_dir() and not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(src), str(dst))
-            moved.append(str(dst.relative_to(ROOT)))
-    return name, sets, moved
+        if src.is_dir():
+            if dst.exists():
+                raise SystemExit(f"{dst}: already there; the screen's run {src} is not moved")
+            moves[str(H)] = (src, dst)
+    for src, dst in moves.values():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dst))
+    return name, sets, {H: str(dst.relative_to(ROOT)) for H, (_, dst) in moves.items()}
 
 
 def record_test() -> dict:
@@ -231,7 +234,7 @@ def record_test() -> dict:
             else:
                 d = run_dir(cand, "late", H)
                 if not d.is_dir():  # adopted: moved to the table's directory
-                    d = ROOT / rec["adopted_runs"][ltsf.HORIZONS.index(H)]
+                    d = ROOT / rec["adopted_runs"][str(H)]
                 mse = json.loads((d / "report.json").read_text())["metrics"]["model"]["mse"]
             test.setdefault(cand, {})[str(H)] = mse
     rec["test_mse_seed1"] = {"what": "SegRNN alone, seed 1, late block (the protocol), read "
@@ -264,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         for cand, per_h in record_test().items():
             print(f"{cand:8s} " + " ".join(f"{H}: {v:.4f}" for H, v in per_h.items()))
         return 0
+    if RECORD.is_file():  # a decision stands (and after an adoption the family has moved on)
+        rec = json.loads(RECORD.read_text())
+        if a.status:
+            print(f"decided on {rec['date']}: {rec['chosen']} (scores, of the recipe's: "
+                  + ", ".join(f"{c} {v:.4f}" for c, v in rec["ratios"].items()) + ")")
+            return 0
+        raise SystemExit(f"{RECORD.name}: decided on {rec['date']}; a decision stands")
     got = cells()
     for cand, r in got.items():
         vals = " ".join(f"{k}: {c['val_mse']:.4f}" if c else f"{k}: -"
@@ -271,9 +281,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cand:8s} {vals}  score {r['score']:.4f}" if r["score"] else f"{cand:8s} {vals}")
     if a.status:
         return 0
-    if RECORD.is_file():
-        raise SystemExit(f"{RECORD.name}: decided on {json.loads(RECORD.read_text())['date']}; "
-                         "a decision stands")
     chosen = decide(got)
     rule = (ROOT / RULE).read_bytes()
     rec = {"what": "session 23's recipe screen of univariate ETTm2 at lookback 96, scored on two "
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             fam["chosen"].pop(FAMILY_KEY)
         _write(ltsf.FAMILY_FILE, fam)
-        for d in moved:
+        for d in moved.values():
             print(f"  moved to {d}")
     _write(RECORD, rec)
     print(f"{FAMILY_KEY}: {chosen or 'the recipe stays'} (scores, of the recipe's: "

@@ -117,6 +117,9 @@ NOT_RUNNABLE = {
     ("docs/pipelines/forecasting.md", "rnnkit forecast compare runs/ltsf_etth1_segrnn/blend"):
         "two trained LTSF forecasters on ETTh1 (the blend above and a DLinear run); "
         "tests/tasks/test_forecast_compare.py runs the same command on two small runs",
+    ("docs/pipelines/forecasting.md", "rnnkit forecast backtest configs/ltsf_etth1_segrnn.yaml"):
+        "two LTSF SegRNN runs on ETTh1 (about 40 minutes of CPU); tests/tasks/"
+        "test_forecast_ltsf.py runs a backtest on the protocol with a small DLinear",
     ("docs/pipelines/spoken-digits.md", "rnnkit explain runs/fsdd_standard"):
         "the recorded run's checkpoint and the real FSDD recordings",
 }
