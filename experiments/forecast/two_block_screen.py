@@ -239,6 +239,13 @@ def record_test() -> dict:
             test.setdefault(cand, {})[str(H)] = mse
     rec["test_mse_seed1"] = {"what": "SegRNN alone, seed 1, late block (the protocol), read "
                                      "after the decision, for the record only", **test}
+    # the early block's runs scored on the months after their validation (12-16, the
+    # protocol's validation months, not test): how much these models differ a block later
+    rec["early_block_next_months_mse"] = {
+        "what": "SegRNN alone, seed 1, trained on months 0-8 (early block), MSE on months 12-16 "
+                "(the runs' own test split under data.end_offset; not the test months)",
+        **{c: {str(H): json.loads((run_dir(c, "early", H) / "report.json").read_text())[
+            "metrics"]["model"]["mse"] for H in ltsf.HORIZONS} for c in CANDIDATES}}
     _write(RECORD, rec)
     return test
 

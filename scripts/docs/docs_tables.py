@@ -427,6 +427,20 @@ def _ltsf_table(root: Path) -> str:
                 "candidate's geometric-mean best validation MSE over the four horizons: "
                 f"{cands}; chosen: {pick}.", ""]
 
+    tb = root / "experiments" / "forecast" / "ltsf_two_block.json"
+    if tb.is_file():
+        t = json.loads(tb.read_text(encoding="utf-8"))
+        ratios = ", ".join(f"{c} {r:.4f}" for c, r in t["ratios"].items() if c != "recipe")
+        pick = (f"**{t['chosen']}**, now in the family's rows" if t["chosen"] != "recipe" else
+                f"**the recipe** (no candidate was lower by more than {t['margin']:.0%})")
+        blocks = " and ".join(f"{b} (`data.end_offset={v['data.end_offset']}`)"
+                              for b, v in t["blocks"].items())
+        out += [f"The same family's recipe screen again, on two validation blocks (`{t['command']}`"
+                f", its rule written before its first run: `{t['rule']}`; the third adaptive look "
+                f"at this family): SegRNN at seed 1, the geometric-mean best validation MSE over "
+                f"four horizons and the blocks {blocks}, as ratios to the recipe's "
+                f"({t['scores']['recipe']:.4f}): {ratios}; chosen: {pick}.", ""]
+
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"  # (the published rows have three decimals)
 

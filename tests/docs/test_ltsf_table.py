@@ -198,3 +198,15 @@ def test_dm_table_and_blend_weights_line_come_from_the_files(tmp_path):
     assert ("geometric mean over the rows: fitted 1.0000, shared 0.9950 (lower in 9 of 16 rows), "
             "equal 1.0800 (lower in 3 of 16 rows); chosen: **fitted per step** (the recipe: no "
             "candidate was lower by more than 1%).") in table
+    (fc / "ltsf_two_block.json").write_text(json.dumps({
+        "command": "python two_block_screen.py", "rule": "two.md", "margin": 0.01,
+        "blocks": {"late": {"data.end_offset": 0}, "early": {"data.end_offset": 11520}},
+        "scores": {"recipe": 0.17, "revin": 0.1708}, "ratios": {"recipe": 1.0, "revin": 1.0047},
+        "chosen": "recipe"}))
+    table = snippet("ltsf-table", tmp_path)
+    assert ("The same family's recipe screen again, on two validation blocks (`python "
+            "two_block_screen.py`, its rule written before its first run: `two.md`; the third "
+            "adaptive look at this family): SegRNN at seed 1, the geometric-mean best validation "
+            "MSE over four horizons and the blocks late (`data.end_offset=0`) and early "
+            "(`data.end_offset=11520`), as ratios to the recipe's (0.1700): revin 1.0047; "
+            "chosen: **the recipe** (no candidate was lower by more than 1%).") in table

@@ -165,6 +165,9 @@ def test_adopting_revin_hands_its_runs_to_the_table_and_test_is_read_after(scree
     for cand, f in {"recipe": 1.0, "stride2": 1.02, "seg48": 1.1, "revin": 0.985}.items():
         assert test[cand] == {str(H): pytest.approx(v * f / 2)
                               for H, v in zip(ltsf.HORIZONS, BASE["late"])}, cand
+    nxt = json.loads(screen.RECORD.read_text())["early_block_next_months_mse"]
+    assert nxt["revin"] == {str(H): pytest.approx(v * 0.985 / 2)  # the early runs' own report
+                            for H, v in zip(ltsf.HORIZONS, BASE["early"])}
     got = json.loads(screen.RECORD.read_text())["test_mse_seed1"]
     assert got["revin"]["720"] == pytest.approx(0.24 * 0.985 / 2)
     assert got["recipe"]["96"] == pytest.approx(0.045)  # the seed-1 run's, not seed 2's 99
