@@ -50,6 +50,7 @@ FAMILY = ("ETTm2", "univariate", 96)
 FAMILY_KEY = " ".join(map(str, FAMILY))
 SCREEN = ROOT / "runs" / "screen_ltsf" / "ettm2_s_l96_2block"
 BLOCKS = {"late": 0, "early": 11520}  # data.end_offset: 4 months of 15-minute rows
+MONTHS = {"late": "12-16, trained on 0-12", "early": "8-12, trained on 0-8"}
 # candidate -> (the --sets it adds to the family's current recipe, why)
 CANDIDATES = {
     "recipe": ([], "the table's recipe for the family (every training window)"),
@@ -83,9 +84,12 @@ def run_dir(cand: str, block: str, H: int) -> Path:
     return SCREEN / f"{cand}_{block}_h{H}_seed1"
 
 
+def _recipe() -> str:
+    return f"configs/ltsf_{ltsf.DATASETS[FAMILY[0]]['family']}_segrnn.yaml"
+
+
 def command(cand: str, block: str, H: int) -> list[str]:
-    recipe = f"configs/ltsf_{ltsf.DATASETS[FAMILY[0]]['family']}_segrnn.yaml"
-    return ["rnnkit", "forecast", "train", recipe,
+    return ["rnnkit", "forecast", "train", _recipe(),
             *[f"--set={s}" for s in sets_for(cand, block, H)],
             "--out", str(run_dir(cand, block, H).relative_to(ROOT))]
 
@@ -110,19 +114,38 @@ def _on_record(cand: str, block: str, H: int) -> dict | None:
     else:
         return None
     want = sets_for(cand, block, H)
-    have = [a.removeprefix("--set=") for a in shlex.split(rec["command"])
-            if a.startswith("--set=")]
-    # the same settings, whatever their order; stride2's recorded run had no stride set
-    # (the recipe file's 2), this screen's sets it twice, 1 then 2
-    if _effective(have) != _effective(want):
+    argv = shlex.split(rec["command"])
+    have = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
+    plain = [a for a in argv[:argv.index("--out")] if not a.startswith("--set=")]
+    # the same recipe and settings, whatever their order; stride2's recorded run had no stride
+    # set (the recipe file's own), this screen's sets it twice, 1 then 2
+    if plain != command(cand, block, H)[:4] or _effective(have) != _effective(want):
         raise SystemExit(f"{src}: the {cand} run on record for H={H} is not the run this screen "
                          f"would make:\n  {rec['command']}\n  {want}")
     return rec | {"from": src}
 
 
+def _load(sets: list[str]):
+    from rnnkit.train.config import load_recipe
+
+    return load_recipe(ltsf.ROOT / _recipe(), sets)
+
+
+def _as_dict(cfg) -> dict:
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as saved
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
 def _effective(sets: list[str]) -> dict[str, str]:
-    """``--set``s as the values they leave, the stride the recipe file's 2 where none is set."""
-    out = {"data.train_stride": "2"}
+    """``--set``s as the values they leave, the stride the recipe file's where none is set."""
+    out = {"data.train_stride": str(_load([]).data.train_stride)}
     for s in sets:
         k, v = s.split("=", 1)
         out[k] = v
@@ -134,10 +157,12 @@ def _ran(cand: str, block: str, H: int) -> dict | None:
     if not (d / "summary.json").is_file():
         return None
     s = json.loads((d / "summary.json").read_text())
-    cfg = json.loads((d / "best" / "config.json").read_text())["config"]["data"]
-    if cfg["end_offset"] != BLOCKS[block] or cfg["horizon"] != H:
-        raise SystemExit(f"{d}: trained at end_offset {cfg['end_offset']}, horizon "
-                         f"{cfg['horizon']}; expected {BLOCKS[block]}, {H}")
+    saved = json.loads((d / "best" / "config.json").read_text())["config"]
+    want = _as_dict(_load(sets_for(cand, block, H)))
+    for k in _effective(sets_for(cand, block, H)):  # every setting this cell's command sets
+        got, exp = _get(saved, k), _get(want, k)
+        if got != exp:
+            raise SystemExit(f"{d}: trained with {k}={got!r}; this cell's command sets {exp!r}")
     return {"val_mse": s["best"], "epochs": s["epoch"], "stopped": s["stopped"],
             "wall_seconds": s.get("wall_seconds"), "device": s.get("device"),
             "command": shlex.join(command(cand, block, H))}
@@ -226,7 +251,10 @@ def record_test() -> dict:
             if cand == "recipe":
                 f = ltsf.RESULTS / f"{ltsf.job_name(ds, variables, H, L)}.json"
                 runs = json.loads(f.read_text())["runs"]["segrnn"]
-                mse = next(r["mse"] for r in runs if r["command"] == cell["command"])
+                mse = next((r["mse"] for r in runs if r["command"] == cell["command"]), None)
+                if mse is None:
+                    raise SystemExit(f"{f}: no run with the recipe's recorded command "
+                                     f"{cell['command']}")
             elif cand == "stride2":
                 name = ltsf.job_name(ds, variables, H, L)
                 f = ltsf.LOGS / f"{name}_{ltsf.tag('segrnn', 24)}_seed1.json"
@@ -293,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = {"what": "session 23's recipe screen of univariate ETTm2 at lookback 96, scored on two "
                    "validation blocks (months 8-12 and 12-16)", "rule": RULE,
            "rule_sha256": hashlib.sha256(rule).hexdigest(), "margin": MARGIN,
-           "blocks": {b: {"data.end_offset": k} for b, k in BLOCKS.items()},
+           "blocks": {b: {"data.end_offset": k, "validation_months": MONTHS[b]}
+                      for b, k in BLOCKS.items()},
            "candidates": {c: {"sets": s, "why": w} for c, (s, w) in CANDIDATES.items()},
            "cells": {c: r["cells"] for c, r in got.items()},
            "scores": {c: r["score"] for c, r in got.items()},

@@ -433,13 +433,14 @@ def _ltsf_table(root: Path) -> str:
         ratios = ", ".join(f"{c} {r:.4f}" for c, r in t["ratios"].items() if c != "recipe")
         pick = (f"**{t['chosen']}**, now in the family's rows" if t["chosen"] != "recipe" else
                 f"**the recipe** (no candidate was lower by more than {t['margin']:.0%})")
-        blocks = " and ".join(f"{b} (`data.end_offset={v['data.end_offset']}`)"
-                              for b, v in t["blocks"].items())
+        blocks = " and ".join(f"{b} (`data.end_offset={v['data.end_offset']}`: validation "
+                              f"months {v['validation_months']})" for b, v in t["blocks"].items())
         out += [f"The same family's recipe screen again, on two validation blocks (`{t['command']}`"
                 f", its rule written before its first run: `{t['rule']}`; the third adaptive look "
                 f"at this family): SegRNN at seed 1, the geometric-mean best validation MSE over "
-                f"four horizons and the blocks {blocks}, as ratios to the recipe's "
-                f"({t['scores']['recipe']:.4f}): {ratios}; chosen: {pick}.", ""]
+                f"four horizons and the blocks {blocks}, as ratios to the score of the recipe, "
+                f"{t['scores']['recipe']:.4f} (the recipe here is the one the screen above "
+                f"chose): {ratios}; chosen: {pick}.", ""]
 
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"  # (the published rows have three decimals)

@@ -200,13 +200,20 @@ def test_dm_table_and_blend_weights_line_come_from_the_files(tmp_path):
             "candidate was lower by more than 1%).") in table
     (fc / "ltsf_two_block.json").write_text(json.dumps({
         "command": "python two_block_screen.py", "rule": "two.md", "margin": 0.01,
-        "blocks": {"late": {"data.end_offset": 0}, "early": {"data.end_offset": 11520}},
+        "blocks": {"late": {"data.end_offset": 0, "validation_months": "12-16"},
+                   "early": {"data.end_offset": 11520, "validation_months": "8-12"}},
         "scores": {"recipe": 0.17, "revin": 0.1708}, "ratios": {"recipe": 1.0, "revin": 1.0047},
         "chosen": "recipe"}))
     table = snippet("ltsf-table", tmp_path)
     assert ("The same family's recipe screen again, on two validation blocks (`python "
             "two_block_screen.py`, its rule written before its first run: `two.md`; the third "
             "adaptive look at this family): SegRNN at seed 1, the geometric-mean best validation "
-            "MSE over four horizons and the blocks late (`data.end_offset=0`) and early "
-            "(`data.end_offset=11520`), as ratios to the recipe's (0.1700): revin 1.0047; "
-            "chosen: **the recipe** (no candidate was lower by more than 1%).") in table
+            "MSE over four horizons and the blocks late (`data.end_offset=0`: validation months "
+            "12-16) and early (`data.end_offset=11520`: validation months 8-12), as ratios to "
+            "the score of the recipe, 0.1700 (the recipe here is the one the screen above "
+            "chose): revin 1.0047; chosen: **the recipe** (no candidate was lower by more than "
+            "1%).") in table
+    t = json.loads((fc / "ltsf_two_block.json").read_text())
+    (fc / "ltsf_two_block.json").write_text(json.dumps({**t, "chosen": "revin"}))
+    assert "revin 1.0047; chosen: **revin**, now in the family's rows." in snippet(
+        "ltsf-table", tmp_path)

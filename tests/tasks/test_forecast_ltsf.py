@@ -104,9 +104,14 @@ def test_protocol_fold_needs_only_its_own_months(tmp_path, ett_like):
     """Four months earlier, 16 months of rows are enough; the full protocol still needs 20."""
     short = tmp_path / "short.csv"
     pd.read_csv(ett_like).iloc[:11520].to_csv(short, index=False)
-    assert ForecastData(_cfg(short, end_offset=2880)).bounds  # reads
+    assert ForecastData(_cfg(short, end_offset=2880)).bounds[""] == (5760, 8640, 11520)
     with pytest.raises(Exception, match="14400 steps"):
         ForecastData(_cfg(short))
+    shorter = tmp_path / "shorter.csv"
+    pd.read_csv(ett_like).iloc[:11519].to_csv(shorter, index=False)
+    with pytest.raises(Exception, match=r"at least 11520 steps \(12\+4\+4 months at 'h', less "
+                                        r"data.end_offset=2880\)"):
+        ForecastData(_cfg(shorter, end_offset=2880))
 
 
 def test_backtest_on_the_protocol(ett_like, tmp_path):

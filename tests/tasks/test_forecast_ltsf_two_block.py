@@ -56,9 +56,10 @@ def _run_dir(mod, cand, block, H, v, offset=None):
     (d / "best").mkdir(parents=True, exist_ok=True)
     (d / "summary.json").write_text(json.dumps(
         {"best": v, "epoch": 30, "stopped": "max_epochs", "wall_seconds": 5.0}))
-    offset = mod.BLOCKS[block] if offset is None else offset
-    (d / "best" / "config.json").write_text(
-        json.dumps({"config": {"data": {"end_offset": offset, "horizon": H}}}))
+    cfg = mod._as_dict(mod._load(mod.sets_for(cand, block, H)))  # as the trainer saves it
+    if offset is not None:
+        cfg["data"]["end_offset"] = offset
+    (d / "best" / "config.json").write_text(json.dumps({"config": cfg}))
     (d / "report.json").write_text(json.dumps({"metrics": {"model": {"mse": v / 2}}}))
 
 
@@ -232,8 +233,22 @@ def test_the_cells_on_record_must_be_the_runs_this_screen_would_make(screen):
     with pytest.raises(SystemExit, match="the stride2 run on record for H=336"):
         screen.cells()
     _run_dir(screen, "revin", "early", 96, 0.1, offset=0)  # trained on the late block
-    with pytest.raises(SystemExit, match="end_offset 0, horizon 96; expected 11520, 96"):
+    with pytest.raises(SystemExit, match="data.end_offset=0; this cell's command sets 11520"):
         screen._ran("revin", "early", 96)
+    # a run of another candidate left in this cell's directory: the last value, not RevIN
+    _run_dir(screen, "revin", "early", 192, 0.1)
+    cfg_file = screen.run_dir("revin", "early", 192) / "best" / "config.json"
+    saved = json.loads(cfg_file.read_text())
+    saved["config"]["model"]["norm"] = "last"
+    cfg_file.write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match="model.norm='last'; this cell's command sets 'revin'"):
+        screen._ran("revin", "early", 192)
+    # the same settings through another recipe file are not the run on record
+    cell = fam["screens"][KEY]["validation"]["recipe"]["336"]
+    cell["command"] = _stride2_command(screen, 336).replace("ltsf_ettm1_segrnn", "ltsf_etth1_segrnn")
+    ltsf.FAMILY_FILE.write_text(json.dumps(fam))
+    with pytest.raises(SystemExit, match="the stride2 run on record for H=336"):
+        screen.cells()
 
 
 def test_the_command_of_a_cell(screen):

@@ -12,7 +12,8 @@ test split and writes ``report.json``, ``forecast.png`` (actuals, forecast, inte
 steps after the end of each series in ``--data`` (known-future covariates for those steps go in
 trailing rows with empty targets) and writes them to CSV.  ``backtest`` retrains on
 expanding windows: fold ``k`` of ``n`` drops the last ``(n-1-k) * step`` steps and tests on
-the end of what is left (rolling origin with refitting).
+the end of what is left (rolling origin with refitting); under ``data.protocol: ltsf`` the fold
+moves every split boundary of the protocol that many steps earlier instead.
 """
 
 from __future__ import annotations
