@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--make", action="store_true",
                    help="first run again the row's missing DLinear and blend commands")
     p.add_argument("--null-reps", type=int, default=1000,
-                   help="draws of the simulated null behind each row's cut-off (null_cutoff)")
+                   help="draws of the simulated null behind each row's cut-off (null_cutoff; "
+                        "0: none)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     rows, skipped, nulls = {}, {}, {}
@@ -150,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.stem}: skipped ({skipped[path.stem]})", flush=True)
             continue
         key_null = (r["windows"], r["lag"])
-        if key_null not in nulls:  # one simulation per (windows, lag): the rows share them
+        if a.null_reps and key_null not in nulls:  # one per (windows, lag): the rows share it
             nulls[key_null] = null_cutoff(*key_null, reps=a.null_reps)
-        r["null"] = nulls[key_null]
-        for k, v in list(r.items()):
-            if k.startswith("a_vs_"):
-                v["holds_at_null_cutoff"] = bool(v["p_value"] < r["null"]["cutoff"])
+        if a.null_reps:
+            r["null"] = nulls[key_null]
+            for k, v in list(r.items()):
+                if k.startswith("a_vs_"):
+                    v["holds_at_null_cutoff"] = bool(v["p_value"] < r["null"]["cutoff"])
         gaps = {n: r["a_vs_b"][n] / want - 1 for n, want in (
             ("mean_a", rec["value"]), ("mean_b", rec["baselines"]["dlinear"]["mse"]))}
         rows[path.stem] = {"model": rec["model"]["name"], "seeds": rec["seeds"]["seeds"],

@@ -84,6 +84,8 @@ def test_null_cutoff_finds_the_over_rejection_of_few_independent_stretches():
     few = null_cutoff(60, 29, reps=300)
     assert few["size"] > 0.15 and few["cutoff"] < 0.01
     assert null_cutoff(60, 29, reps=300) == few  # seeded: the same draws
+    with pytest.raises(ValueError, match="reps=0; expected at least 1"):
+        null_cutoff(60, 29, reps=0)  # no draw has no cut-off (numpy's quantile said IndexError)
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,8 @@ def null_cutoff(n: int, lag: int, *, reps: int = 1000, level: float = 0.05,
     which a test rejects ``level`` of the time under this null).  An assumption-laden check,
     not an exact correction: real loss differences are neither normal nor a plain moving mean.
     """
+    if reps < 1:
+        raise ValueError(f"null_cutoff: reps={reps}; expected at least 1 draw")
     rng = np.random.default_rng(seed)
     h = lag + 1
     ps = np.empty(reps)
