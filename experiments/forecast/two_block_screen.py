@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -143,9 +144,14 @@ def _get(tree: dict, dotted: str):
     return tree
 
 
+@functools.cache
+def _recipe_stride() -> str:
+    return str(_load([]).data.train_stride)
+
+
 def _effective(sets: list[str]) -> dict[str, str]:
     """``--set``s as the values they leave, the stride the recipe file's where none is set."""
-    out = {"data.train_stride": str(_load([]).data.train_stride)}
+    out = {"data.train_stride": _recipe_stride()}
     for s in sets:
         k, v = s.split("=", 1)
         out[k] = v

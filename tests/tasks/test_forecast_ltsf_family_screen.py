@@ -4,10 +4,8 @@ the table driver under its names (runs replaced by small made-up files)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,24 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def screen(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "experiments" / "forecast"))
-    spec = importlib.util.spec_from_file_location(
-        "_family_screen", ROOT / "experiments/forecast/family_screen.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ltsf = mod.ltsf
-    monkeypatch.setattr(ltsf, "LOGS", tmp_path / "logs")
-    monkeypatch.setattr(ltsf, "RUNS", tmp_path / "runs" / "ltsf")
-    monkeypatch.setattr(ltsf, "FAMILY_FILE", tmp_path / "family.json")
-    monkeypatch.setattr(ltsf, "SEGMENT_FILE", tmp_path / "segment.json")
-    monkeypatch.setattr(ltsf, "_device", lambda: "cpu: test")
-    monkeypatch.setattr(mod, "ROOT", tmp_path)
+def screen(ltsf_screen_script, tmp_path, monkeypatch):
+    mod = ltsf_screen_script("family_screen")
     monkeypatch.setattr(mod, "SCREEN", tmp_path / "screen")
-    (tmp_path / "segment.json").write_text(json.dumps({"lookback": 96, "chosen": 24}))
-    ltsf.LOGS.mkdir(parents=True)
-    yield mod
-    sys.modules.pop("ltsf", None)
+    return mod
 
 
 def _fill(mod, vals: dict[str, list[float]]) -> None:

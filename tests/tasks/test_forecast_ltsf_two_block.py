@@ -6,13 +6,11 @@ after the decision (every run and record replaced by small made-up files)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import shlex
 import shutil
 import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -24,31 +22,15 @@ BASE = {"late": [0.09, 0.15, 0.20, 0.24], "early": [0.10, 0.16, 0.22, 0.27]}
 
 
 @pytest.fixture()
-def screen(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "experiments" / "forecast"))
-    spec = importlib.util.spec_from_file_location(
-        "_two_block_screen", ROOT / "experiments/forecast/two_block_screen.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ltsf = mod.ltsf
-    monkeypatch.setattr(ltsf, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(ltsf, "LOGS", tmp_path / "logs")
-    monkeypatch.setattr(ltsf, "RUNS", tmp_path / "runs" / "ltsf")
-    monkeypatch.setattr(ltsf, "FAMILY_FILE", tmp_path / "family.json")
-    monkeypatch.setattr(ltsf, "SEGMENT_FILE", tmp_path / "segment.json")
-    monkeypatch.setattr(ltsf, "_device", lambda: "cpu: test")
-    monkeypatch.setattr(mod, "ROOT", tmp_path)
+def screen(ltsf_screen_script, tmp_path, monkeypatch):
+    mod = ltsf_screen_script("two_block_screen")
     monkeypatch.setattr(mod, "SCREEN", tmp_path / "runs" / "screen_ltsf" / "ettm2_s_l96_2block")
     monkeypatch.setattr(mod, "RECORD", tmp_path / "two_block.json")
-    (tmp_path / "segment.json").write_text(json.dumps({"lookback": 96, "chosen": 24}))
-    ltsf.FAMILY_FILE.write_text(json.dumps(
+    mod.ltsf.FAMILY_FILE.write_text(json.dumps(
         {"chosen": {KEY: {"name": "stride1", "sets": ["data.train_stride=1"]}}}))
     (tmp_path / mod.RULE).parent.mkdir(parents=True)
     (tmp_path / mod.RULE).write_text("# the rule, made up\nlowest score, if more than 1% below\n")
-    ltsf.RESULTS.mkdir()
-    ltsf.LOGS.mkdir()
-    yield mod
-    sys.modules.pop("ltsf", None)
+    return mod
 
 
 def _run_dir(mod, cand, block, H, v, offset=None):
