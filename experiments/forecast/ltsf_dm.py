@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                       + " ".join(f"'{p}'" if "*" in str(p) else
                                  str(p.relative_to(ROOT) if p.is_absolute() else p)
                                  for p in a.results)
-                      + (" --make" if a.make else "") + f" --json {a.json}",
+                      + (" --make" if a.make else "")
+                      + (f" --null-reps {a.null_reps}" if a.null_reps != 1000 else "")
+                      + f" --json {a.json}",
            "device": device_description(), "torch": torch.__version__,
            "date": _dt.date.today().isoformat()}
     a.json.write_text(json.dumps(out, indent=2) + "\n")
