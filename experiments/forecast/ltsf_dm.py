@@ -44,6 +44,7 @@ def checkpoints(rec: dict) -> tuple[str, list[Path], list[Path]]:
 # 512: SegRNN 9e-5, its blend 1.2e-4); a checkpoint of another recipe or seed is off by far
 # more.  Each row records its own gaps.
 TOLERANCE = 1e-3
+NULL_REPS = 1000  # draws of each row's simulated null by default (recorded when not this)
 
 
 def segrnn_verified(rec: dict) -> list[str]:
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--make", action="store_true",
                    help="first run again the row's missing DLinear and blend commands")
-    p.add_argument("--null-reps", type=int, default=1000,
+    p.add_argument("--null-reps", type=int, default=NULL_REPS,
                    help="draws of the simulated null behind each row's cut-off (null_cutoff; "
                         "0: none)")
     a = p.parse_args(argv)
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                  str(p.relative_to(ROOT) if p.is_absolute() else p)
                                  for p in a.results)
                       + (" --make" if a.make else "")
-                      + (f" --null-reps {a.null_reps}" if a.null_reps != 1000 else "")
+                      + (f" --null-reps {a.null_reps}" if a.null_reps != NULL_REPS else "")
                       + f" --json {a.json}",
            "device": device_description(), "torch": torch.__version__,
            "date": _dt.date.today().isoformat()}
