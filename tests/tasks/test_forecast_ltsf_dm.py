@@ -4,6 +4,7 @@ made for a row, and a pattern that matches no results file."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_null_reps_zero_skips_the_null_and_is_recorded(dm, tmp_path, monkeypatch
     rec = {"runs": runs, "value": 0.30, "baselines": {"dlinear": {"mse": 0.32}},
            "model": {"name": "SegRNN-NLinear"}, "seeds": {"seeds": [1]}}
     res = tmp_path / "ltsf_etth1_s_h96_l96.json"
-    res.write_text(__import__("json").dumps(rec))
+    res.write_text(json.dumps(rec))
     seen = []
 
     def fake_compare(a, b, split, data_dir):
@@ -76,7 +77,7 @@ def test_null_reps_zero_skips_the_null_and_is_recorded(dm, tmp_path, monkeypatch
     out = tmp_path / "o.json"
     assert dm.main([str(res), "--null-reps", "0", "--json", str(out)]) == 0
     assert seen == [(["runs/b1"], ["runs/d1/best"], "test")]
-    doc = __import__("json").loads(out.read_text())
+    doc = json.loads(out.read_text())
     row = doc["rows"]["ltsf_etth1_s_h96_l96"]
     assert "null" not in row and "holds_at_null_cutoff" not in row["a_vs_b"]
     assert row["a_vs_b"]["p_value"] == 0.012 and row["gap_to_table"] == {"blend": 0.0,
