@@ -236,6 +236,34 @@ def test_segrnn_separable_decoder_equals_the_batched_step(cell, channels, chan_e
         assert torch.allclose(fast[1][n], slow[1][n], rtol=1e-10, atol=1e-12), n
 
 
+def test_segrnn_decoder_step_batched_never_takes_the_step_apart(monkeypatch):
+    """``decoder_step: batched`` runs the layer on all decoder rows (the path of runs trained
+    before the separable step), ``auto`` takes it apart; both give the same forecast and
+    gradients in float64; any arch but segrnn refuses the key."""
+    import rnnkit.models.forecast_segrnn as seg
+
+    calls = []
+    real = seg.separable_step
+    monkeypatch.setattr(seg, "separable_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(4, 12, 3, dtype=torch.float64)
+    out = {}
+    for step in ("auto", "batched"):
+        torch.manual_seed(0)
+        m = SegRNN(_segrnn(hidden_size=6, decoder_step=step), n_targets=3,
+                   horizon=10).double().train()
+        calls.clear()
+        p = m(x)
+        p.square().sum().backward()
+        out[step] = (p.detach(), {n: w.grad.clone() for n, w in m.named_parameters()})
+        assert len(calls) == (step == "auto"), step
+    assert torch.allclose(out["auto"][0], out["batched"][0], rtol=1e-12, atol=1e-12)
+    for n, g in out["auto"][1].items():
+        assert torch.allclose(g, out["batched"][1][n], rtol=1e-10, atol=1e-12), n
+    with pytest.raises(ValueError, match="model.decoder_step='batched'.*needs model.arch 'segrnn'"):
+        build_forecaster(ForecastModelConfig(arch="dlinear", decoder_step="batched"),
+                         n_targets=1, horizon=4, input_length=8)
+
+
 def test_segrnn_separable_decoder_only_for_a_plain_step():
     """Two layers, a regulariser that acts in the step, Cho's GRU (reset before the product),
     a cell with no torch.nn step: the batched step."""

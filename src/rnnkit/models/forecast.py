@@ -117,6 +117,11 @@ class ForecastModelConfig:
             "shared" (one ``b`` for every step, the least squares pooled over the steps) or
             "equal" (``b = 0.5``, fitted on nothing, so it cannot overfit the validation
             windows; no validation split is needed).
+        decoder_step: segrnn: "auto" takes the decoder's step apart where the layer allows it
+            (:func:`~rnnkit.models.forecast_segrnn.separable_step`: the same function, its
+            float32 gradient sums in another order); "batched" always runs the layer on all
+            ``N*m`` decoder rows, as every SegRNN trained before 2026-12-06 did, so such a run
+            can be trained again on its own path.
         extras: more keyword arguments for ``build_layer`` (backend, zoneout, ...).
     """
 
@@ -142,6 +147,7 @@ class ForecastModelConfig:
     ar_blend: bool = False
     ar_blend_partner: Literal["linear_ar", "nlinear"] = "linear_ar"
     ar_blend_weights: Literal["per_step", "shared", "equal"] = "per_step"
+    decoder_step: Literal["auto", "batched"] = "auto"
     extras: dict[str, Any] = field(default_factory=dict)
 
 

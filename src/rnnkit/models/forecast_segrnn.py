@@ -332,8 +332,8 @@ class SegRNN(nn.Module):
     def _decode(self, h: Any, B: int) -> Tensor:
         """The decoder's one step for every (sequence, output segment): (N*m, d), rows
         ``n*m + i``."""
-        mode = separable_mode(self.encoder)
-        if mode is None:  # any other layer: the batched step over all N*m rows
+        mode = None if self.config.decoder_step == "batched" else separable_mode(self.encoder)
+        if mode is None:  # any other layer (or asked for): the batched step over all N*m rows
             out, _ = self.encoder(self._queries(B), repeat_state(h, self.m))  # (N*m, 1, d)
             return out[:, 0]
         q = self._query_table()

@@ -26,6 +26,9 @@ def build_forecaster(config: ForecastModelConfig, *, n_targets: int, n_past: int
                      n_future: int = 0, horizon: int = 1, input_length: int) -> nn.Module:
     """The model ``config.arch`` names (``input_length`` is L; DLinear's maps need it)."""
     kw = {"n_targets": n_targets, "n_past": n_past, "n_future": n_future, "horizon": horizon}
+    if config.decoder_step != "auto" and config.arch != "segrnn":
+        raise ValueError(f"model.decoder_step={config.decoder_step!r} chooses how SegRNN's "
+                         f"decoder steps, so it needs model.arch 'segrnn' (got {config.arch!r})")
     if config.arch == "rnn":
         return Forecaster(config, **kw)
     if config.arch == "segrnn":
