@@ -76,6 +76,51 @@ def test_a_run_that_does_not_reproduce_is_moved_aside_not_blended(tmp_path, monk
     assert got["test_mse"] == 0.5 and blended == [tmp_path / "runs" / "b-ar"]
 
 
+def test_decoder_step_batched_trains_on_that_path_and_resumes_only_on_it(tmp_path, monkeypatch):
+    """``--decoder-step batched``: a run started here gets ``--set=model.decoder_step=batched``;
+    a part-trained run resumes (its saved config carries the step) only when it was started on
+    the path asked for, else it is refused, never resumed on the other path."""
+    import pytest
+
+    import rnnkit.tasks.forecast as fc
+    import rnnkit.tasks.forecast_task as ft
+
+    mod = _mod()
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    ran = []
+
+    def fake_run(cmd, cwd, check):
+        ran.append(cmd)
+        out = tmp_path / cmd[cmd.index("--out") + 1] if "--out" in cmd else Path(cmd[-1])
+        (out / "best").mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text("{}")
+
+    monkeypatch.setattr(mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(ft, "blend_checkpoint", lambda src, out, data_dir: None)
+    monkeypatch.setattr(fc, "evaluate_checkpoint",
+                        lambda path, data_dir: {"metrics": {"model": {"mse": 0.5}}})
+    job = {"row": "r", "seed": 1, "command": "rnnkit forecast train x.yaml --out runs/a",
+           "out": "runs/a", "blend": "runs/a-ar", "mse": 0.5}
+    mod.train_and_check(job, "batched")
+    assert ran[-1][-1] == "--set=model.decoder_step=batched"
+
+    def part_trained(name, model):
+        (tmp_path / "runs" / name / "last").mkdir(parents=True)
+        (tmp_path / "runs" / name / "last" / "config.json").write_text(
+            json.dumps({"config": {"model": model}}))
+        return job | {"command": f"rnnkit forecast train x.yaml --out runs/{name}",
+                      "out": f"runs/{name}", "blend": f"runs/{name}-ar"}
+
+    old = part_trained("b", {})  # a config from before the key: the separable ("auto") path
+    with pytest.raises(SystemExit, match="started with model.decoder_step 'auto', not 'batched'"):
+        mod.train_and_check(old, "batched")
+    mod.train_and_check(old)  # resumed as started
+    assert ran[-1][-2:] == ["--resume", str(tmp_path / "runs" / "b")]
+    new = part_trained("c", {"decoder_step": "batched"})
+    mod.train_and_check(new, "batched")
+    assert ran[-1][-2:] == ["--resume", str(tmp_path / "runs" / "c")]
+
+
 def test_same_run_and_the_lock(tmp_path, monkeypatch, capsys):
     """same_run: within 1e-4 of the recorded test MSE is the same run; further only if it
     stopped the same way at the same epoch with the best validation loss within 1e-3 (the
@@ -106,7 +151,7 @@ def test_same_run_and_the_lock(tmp_path, monkeypatch, capsys):
     lock = tmp_path / "runs" / "ltsf" / "ltsf_etth1_m_h96_l512_segrnn_seed1.lock"
     lock.write_text(str(os.getpid()))
     trained = []
-    monkeypatch.setattr(mod, "train_and_check", trained.append)
+    monkeypatch.setattr(mod, "train_and_check", lambda job, step=None: trained.append(job))
     assert mod.main(["--lookback", "512"]) == 0
     assert trained == [] and "another process has it" in capsys.readouterr().out
     lock.write_text("999999999")  # its holder is gone: taken over, and released after
