@@ -120,10 +120,11 @@ def train_and_check(job: dict, decoder_step: str | None = None) -> dict:
                 raise SystemExit(f"{out}: started with model.decoder_step {started!r}, not "
                                  f"{decoder_step or 'auto'!r}; move it aside to train it again")
             cmd = [*cmd[:cmd.index("train") + 1], "--resume", str(out)]
-        elif decoder_step:
-            cmd.append(f"--set=model.decoder_step={decoder_step}")
-        elif out.is_dir():  # stopped before its first checkpoint: nothing to keep
-            shutil.rmtree(out)
+        else:
+            if out.is_dir():  # stopped before its first checkpoint: nothing to keep
+                shutil.rmtree(out)
+            if decoder_step:
+                cmd.append(f"--set=model.decoder_step={decoder_step}")
         subprocess.run(cmd, cwd=ROOT, check=True)
     got = evaluate_checkpoint(out / "best", data_dir=str(DATA))["metrics"]["model"]["mse"]
     summary = json.loads((out / "summary.json").read_text())

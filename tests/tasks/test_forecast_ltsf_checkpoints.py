@@ -101,8 +101,10 @@ def test_decoder_step_batched_trains_on_that_path_and_resumes_only_on_it(tmp_pat
                         lambda path, data_dir: {"metrics": {"model": {"mse": 0.5}}})
     job = {"row": "r", "seed": 1, "command": "rnnkit forecast train x.yaml --out runs/a",
            "out": "runs/a", "blend": "runs/a-ar", "mse": 0.5}
+    (tmp_path / "runs" / "a" / "logs").mkdir(parents=True)  # stopped before any checkpoint
     mod.train_and_check(job, "batched")
     assert ran[-1][-1] == "--set=model.decoder_step=batched"
+    assert not (tmp_path / "runs" / "a" / "logs").exists()  # removed, then trained afresh
 
     def part_trained(name, model):
         (tmp_path / "runs" / name / "last").mkdir(parents=True)
