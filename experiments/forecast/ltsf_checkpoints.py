@@ -147,13 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lookback", type=int, default=512)
     p.add_argument("--part", default="0/1", help="k/n: every n-th missing run from the k-th")
     p.add_argument("--only", default="", help="a regex on the results file's name")
+    p.add_argument("--seed", type=int, action="append", default=None,
+                   help="only these seeds (repeatable): a row's seeds may have been recorded "
+                        "on different decoder paths")
     p.add_argument("--list", action="store_true")
     p.add_argument("--decoder-step", choices=["batched"], default=None,
                    help="train with SegRNN's batched decoder step (runs recorded before "
                         "2026-12-06); default: the recorded command as it is")
     a = p.parse_args(argv)
     k, n = map(int, a.part.split("/"))
-    todo = missing(a.lookback, only=a.only)[k::n]
+    todo = [j for j in missing(a.lookback, only=a.only)
+            if a.seed is None or j["seed"] in a.seed][k::n]
     for job in todo:
         if a.list:
             print(f"{job['row']} seed {job['seed']}: {job['out']}")

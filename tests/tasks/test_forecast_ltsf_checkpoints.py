@@ -159,3 +159,14 @@ def test_same_run_and_the_lock(tmp_path, monkeypatch, capsys):
     lock.write_text("999999999")  # its holder is gone: taken over, and released after
     assert mod.main(["--lookback", "512"]) == 0
     assert [j["seed"] for j in trained] == [1] and not lock.exists()
+    # --seed: only those seeds (multivariate ETTm2 192's seed 1 predates the separable step,
+    # its seeds 2 and 3 do not)
+    cmd2 = cmd.replace("seed=1", "seed=2").replace("seed1", "seed2")
+    (res / "ltsf_etth1_m_h96_l512.json").write_text(json.dumps(
+        {"runs": {"segrnn": [{"command": cmd, "mse": 0.3}, {"command": cmd2, "mse": 0.3}]}}))
+    trained.clear()
+    assert mod.main(["--lookback", "512", "--seed", "2"]) == 0
+    assert [j["seed"] for j in trained] == [2]
+    trained.clear()
+    assert mod.main(["--lookback", "512", "--seed", "1", "--seed", "2"]) == 0
+    assert [j["seed"] for j in trained] == [1, 2]
