@@ -131,7 +131,7 @@ def test_missing_value_is_an_error_naming_row_and_column(tmp_path):
      r"s\.csv: row 4, column 'date': duplicate timestamp 2020-01-01 01:00:00 after .* at row 3"),
     (HOURLY.replace("03:00,4.0", "00:30,4.0"),
      r"s\.csv: row 5, column 'date': non-monotonic timestamp 2020-01-01 00:30:00 after 2020-01-01 02:00:00 at row 4"),
-    (HOURLY.replace("2020-01-01 01:00", "yesterday"), r"s\.csv: row 3, column 'date': cannot parse 'yesterday'"),
+    (HOURLY.replace("2020-01-01 01:00", "yesterday"), r"s\.csv: row 3, column 'date': 'yesterday' has no date"),
     (HOURLY, r"s\.csv: row 1: no column 'wind'"),
 ])
 def test_bad_input_names_file_row_and_column(tmp_path, text, message):
@@ -296,3 +296,69 @@ def test_time_zone_offsets_that_change_read_in_utc_and_mixing_naive_is_an_error(
     with pytest.raises(TimeSeriesError, match=r"mixed\.csv: row 3, column 't': timestamp '2021-03-28 01:00\+01:00' "
                                               r"has a time zone but row 2's has none"):
         read_timeseries(mixed)
+
+
+def _dates(tmp_path, cells, name="d.csv"):
+    return _csv(tmp_path, "t,y\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)), name)
+
+
+def test_day_first_dates_are_read_day_first_for_the_whole_column(tmp_path):
+    # pandas alone reads "01/12/2000" month-first and "13/12/2000" day-first in one column
+    s = read_timeseries(_dates(tmp_path, ["10/12/2000", "11/12/2000", "12/12/2000", "13/12/2000"]))
+    assert s.freq == "D" and [str(t.date()) for t in s.series[0].index] == [
+        "2000-12-10", "2000-12-11", "2000-12-12", "2000-12-13"]
+    s = read_timeseries(_dates(tmp_path, ["12/10/2000", "12/11/2000", "12/12/2000", "12/13/2000"]))
+    assert [str(t.date()) for t in s.series[0].index][-1] == "2000-12-13"  # month-first
+
+
+def test_day_month_order_is_taken_from_the_regular_grid(tmp_path):
+    # month-first reads a regular monthly grid; day-first would be Jan 1..12, then 2001-01-01
+    cells = [f"{m:02d}/01/2000" for m in range(1, 13)] + ["01/01/2001", "02/01/2001"]
+    s = read_timeseries(_dates(tmp_path, cells))
+    assert s.freq == "MS" and str(s.series[0].index[-1].date()) == "2001-02-01"
+    cells = [f"01.{m:02d}.2000" for m in range(1, 13)] + ["01.01.2001", "01.02.2001"]  # dd.mm
+    assert str(read_timeseries(_dates(tmp_path, cells)).series[0].index[1].date()) == "2000-02-01"
+
+
+def test_ambiguous_day_month_dates_are_an_error(tmp_path):
+    # dd/mm monthly or mm/dd daily: both regular, so the file does not say which
+    p = _dates(tmp_path, ["01/02/2000", "01/03/2000", "01/04/2000", "01/05/2000"])
+    with pytest.raises(TimeSeriesError, match=r"d\.csv: row 2, column 't': '01/02/2000' reads as "
+                                              r"day/month and as month/day.*YYYY-MM-DD"):
+        read_timeseries(p)
+    p = _dates(tmp_path, ["12/01/2000", "13/01/2000", "01/14/2000"])
+    with pytest.raises(TimeSeriesError, match=r"row 4, column 't': '01/14/2000' is month-first but "
+                                              r"row 3's '13/01/2000' is day-first"):
+        read_timeseries(p)
+
+
+@pytest.mark.parametrize("cell", ["00:00", "1:30 pm", "now", "Today"])
+def test_a_cell_without_a_date_is_an_error(tmp_path, cell):
+    p = _dates(tmp_path, [cell, "2000-01-01 02:00", "2000-01-01 03:00"])
+    with pytest.raises(TimeSeriesError, match=rf"row 2, column 't': '{cell}' has no date"):
+        read_timeseries(p)
+
+
+def test_one_utc_offset_keeps_local_dates_and_times(tmp_path):
+    # local midnight at +01:00 is 23:00 the day before in UTC: the day must stay its own
+    s = read_timeseries(_dates(tmp_path, [f"2000-01-0{d}T00:00:00+01:00" for d in (3, 4, 5)]))
+    assert [str(t) for t in s.series[0].index] == [
+        "2000-01-03 00:00:00", "2000-01-04 00:00:00", "2000-01-05 00:00:00"] and s.freq == "D"
+
+
+def test_daily_dates_across_summer_time_keep_their_days(tmp_path):
+    cells = ["2000-03-25T00:00:00+01:00", "2000-03-26T00:00:00+01:00", "2000-03-27T00:00:00+02:00",
+             "2000-03-28T00:00:00+02:00"]
+    s = read_timeseries(_dates(tmp_path, cells))
+    assert [t.day for t in s.series[0].index] == [25, 26, 27, 28] and s.freq == "D"
+    p = tmp_path / "m.parquet"  # a zoned Parquet column: month starts in Berlin, not UTC
+    pd.DataFrame({"t": pd.date_range("2000-01-01", periods=14, freq="MS", tz="Europe/Berlin"),
+                  "y": np.arange(14.0)}).to_parquet(p)
+    s = read_timeseries(p)
+    assert s.freq == "MS" and str(s.series[0].index[3]) == "2000-04-01 00:00:00"
+
+
+def test_text_after_a_closing_quote_is_an_error(tmp_path):
+    p = _csv(tmp_path, 't,y\n2000-01-01,1\n2000-01-02,"4"5\n2000-01-03,3\n')
+    with pytest.raises(TimeSeriesError, match=r"s\.csv: row 3: malformed CSV"):
+        read_timeseries(p)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     except TextFileError as e:
         raise TimeSeriesError(str(e)) from None
     csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: text after a closing quote (`"4"5`) is an error, not the field "45"
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except csv.Error as e:
@@ -133,6 +135,75 @@ def numeric_column(path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str) 
     return num
 
 
+def pd_infer_freq(ts: pd.DatetimeIndex) -> pd.DateOffset | None:
+    """``pd.infer_freq`` as an offset (None: no regular frequency)."""
+    try:  # pandas >= 3 warns unless asked for the offset object it will return
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            f = pd.infer_freq(ts)
+    except (KeyError, pd.errors.OptionError):
+        f = pd.infer_freq(ts)
+    return None if f is None else pd.tseries.frequencies.to_offset(f)
+
+
+#: "01/02/2000", "1.2.99", "01-02-2000 10:00": a day and a month in an order the cell doesn't say
+_DAY_MONTH = re.compile(r"^(\d{1,2})([/.\-])(\d{1,2})\2(?:\d{4}|\d{2})(?:$|[ T])")
+
+
+def _dayfirst(path: Path, text: pd.Series, rows: np.ndarray, col: str) -> bool:
+    """Whether ``dd/mm/yyyy``-like cells are day-first, read from the column as a whole.
+
+    pandas (dateutil) decides cell by cell: "13/04/2000" day-first, "01/04/2000" month-first in
+    the same column. Here one order holds for the column: the one some field above 12 proves,
+    else the one whose timestamps lie on a regular grid; where both or neither do, the dates
+    are ambiguous and this raises rather than guess.
+    """
+    cells = text[text.notna() & (text != "")]
+    m = cells.str.extract(_DAY_MONTH)
+    if not len(m) or m[0].isna().any():
+        return False  # not all day/month cells: pandas' own reading (ISO and the rest)
+    a, b = m[0].astype(int).to_numpy(), m[2].astype(int).to_numpy()
+    pos = np.flatnonzero(text.notna() & (text != ""))
+    if (a > 12).any() and (b > 12).any():
+        i, j = int(np.flatnonzero(a > 12)[0]), int(np.flatnonzero(b > 12)[0])
+        raise TimeSeriesError(
+            f"{path}: row {rows[pos[j]]}, column {shown(col)}: {shown(cells.iloc[j])} is "
+            f"month-first but row {rows[pos[i]]}'s {shown(cells.iloc[i])} is day-first "
+            "(expected one order; write dates as YYYY-MM-DD)"
+        )
+    if (a > 12).any() or (b > 12).any() or (a == b).all():
+        return bool((a > 12).any())
+    regular = {}
+    for first in (False, True):
+        ts = pd.DatetimeIndex(pd.to_datetime(cells, errors="coerce", format="mixed",
+                                             dayfirst=first))
+        u = ts.dropna().unique().sort_values()
+        regular[first] = len(u) >= 3 and pd_infer_freq(u) is not None
+    if regular[True] != regular[False]:
+        return regular[True]
+    i = int(np.flatnonzero(a != b)[0])
+    raise TimeSeriesError(
+        f"{path}: row {rows[pos[i]]}, column {shown(col)}: {shown(cells.iloc[i])} reads as "
+        "day/month and as month/day, and the other dates do not tell which (expected "
+        "unambiguous dates; write them as YYYY-MM-DD)"
+    )
+
+
+def _drop_zone(ts: pd.DatetimeIndex, wall: pd.DatetimeIndex | None) -> pd.DatetimeIndex:
+    """Zoned timestamps as naive ones: their local times where those are a regular clock.
+
+    One UTC offset throughout, or dates (every local time midnight, as daily or monthly data
+    written in a zone with summer time): the local times, so that a day stays that day. Else
+    (hourly data across a summer-time change): UTC, the one clock without a repeated or
+    missing hour.
+    """
+    utc = ts.tz_convert("UTC").tz_localize(None)
+    if wall is None:
+        wall = ts.tz_localize(None)
+    one_offset = (wall - utc).dropna().nunique() <= 1
+    dates = bool(((wall == wall.normalize()) | wall.isna()).all())
+    return wall if one_offset or dates else utc
+
+
 def _aware(cell: str) -> bool | None:
     """Whether a timestamp cell carries a time zone (None: it does not parse)."""
     try:
@@ -145,14 +216,29 @@ def timestamp_column(
     path: Path, frame: pd.DataFrame, rows: np.ndarray, col: str
 ) -> pd.DatetimeIndex:
     raw = frame[col]
+    wall = None  # local wall-clock times where the cells' UTC offsets differ
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.DatetimeIndex(raw)
     else:
         text = raw.astype("string").str.strip()
         # no timestamp is this long, and pandas takes minutes to refuse a 1 MB cell: unparsable
         text = text.where(~(text.str.len() > MAX_TIMESTAMP_CHARS).fillna(False), "?")
+        # pandas reads these against today's date: a clock, not a timestamp
+        undated = text.str.lower().isin(["now", "today", "tomorrow", "yesterday"]) | (
+            text.str.fullmatch(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[ap]\.?m\.?)?",
+                               case=False)
+        )
+        if undated.fillna(False).any():
+            pos = int(np.flatnonzero(undated.fillna(False).to_numpy())[0])
+            raise TimeSeriesError(
+                f"{path}: row {rows[pos]}, column {shown(col)}: {shown(raw.iloc[pos])} has no "
+                "date (expected a timestamp such as 2024-01-01 00:00)"
+            )
+        first = _dayfirst(path, text, rows, col)
         try:
-            ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+            ts = pd.DatetimeIndex(
+                pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=first)
+            )
         except (ValueError, TypeError, OverflowError):  # offsets differ (DST): all to UTC
             aware = [_aware(c) for c in text.fillna("")]
             kinds = [a for a in aware if a is not None]
@@ -166,14 +252,20 @@ def timestamp_column(
                     f"{rows[first]}'s "
                     f"{'has none' if kinds[0] is False else 'has one'} (expected all or none)"
                 ) from None
-            ts = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed", utc=True))
+            ts = pd.DatetimeIndex(
+                pd.to_datetime(text, errors="coerce", format="mixed", utc=True, dayfirst=first)
+            )
+            wall = pd.DatetimeIndex(pd.to_datetime(
+                text.str.replace(r"\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", "", regex=True),
+                errors="coerce", format="mixed", dayfirst=first,
+            ))
         bad = np.asarray(ts.isna()) & ~np.asarray(text.isna() | (text == ""))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: cannot parse "
                                   f"{shown(raw.iloc[pos])} as a timestamp")
     if ts.tz is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
+        ts = _drop_zone(ts, wall)
     if ts.isna().any():
         pos = int(np.flatnonzero(np.asarray(ts.isna()))[0])
         raise TimeSeriesError(f"{path}: row {rows[pos]}, column {shown(col)}: empty timestamp")

@@ -43,7 +43,13 @@ import numpy as np
 import pandas as pd
 
 from rnnkit.data._show import shown, shown_list
-from rnnkit.data._table import TimeSeriesError, numeric_column, read_frame, timestamp_column
+from rnnkit.data._table import (
+    TimeSeriesError,
+    numeric_column,
+    pd_infer_freq,
+    read_frame,
+    timestamp_column,
+)
 
 __all__ = [
     "TimeSeriesError",
@@ -189,15 +195,6 @@ def _check_order(path: Path, ts: pd.DatetimeIndex, rows: np.ndarray, col: str, s
     )
 
 
-def _pd_infer_freq(ts: pd.DatetimeIndex) -> pd.DateOffset | None:
-    try:  # pandas >= 3 warns unless asked for the offset object it will return
-        with pd.option_context("future.infer_freq_returns_offset", True):
-            f = pd.infer_freq(ts)
-    except (KeyError, pd.errors.OptionError):
-        f = pd.infer_freq(ts)
-    return None if f is None else pd.tseries.frequencies.to_offset(f)
-
-
 def _grid_size(ts: pd.DatetimeIndex, off: pd.DateOffset) -> float:
     """About how many steps of ``off`` span ``ts`` (cheap: before building the grid)."""
     step = pd.Timedelta(off) if isinstance(off, pd.offsets.Tick) else (ts[0] + off) - ts[0]
@@ -215,7 +212,7 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
     that would leave more than half of its steps missing is refused: the series is too sparse
     to guess, and ``data.freq`` must say.
     """
-    if len(ts) >= 3 and (f := _pd_infer_freq(ts)) is not None:
+    if len(ts) >= 3 and (f := pd_infer_freq(ts)) is not None:
         return f.freqstr
     if len(ts) < 2:
         raise TimeSeriesError(
@@ -225,7 +222,7 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
     cands: list[pd.DateOffset] = []
     if len(ts) >= 3:  # runs of 3, the fewest pd.infer_freq reads, at up to 32 places
         for a in np.unique(np.linspace(0, len(ts) - 3, num=min(32, len(ts) - 2)).astype(int)):
-            f = _pd_infer_freq(ts[a:a + 3])
+            f = pd_infer_freq(ts[a:a + 3])
             if f is not None and f not in cands:
                 cands.append(f)
     d = np.diff(ts.asi8)  # (N-1,) steps in units of ts.unit
