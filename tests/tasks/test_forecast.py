@@ -42,6 +42,10 @@ def test_metrics_by_hand():
     # a zero actual: MAPE skips it, sMAPE counts it, 0/0 in sMAPE counts as 0
     z = forecast_metrics(np.array([0.0, 2.0, 0.0]), np.array([1.0, 1.0, 0.0]))
     assert z["mape"] == pytest.approx(50.0) and z["smape"] == pytest.approx(100 * (2 + 2 / 3 + 0) / 3)
+    # a NaN forecast (a diverged model) is not a perfect sMAPE; a NaN actual is not scored
+    assert np.isnan(forecast_metrics(np.array([1.0, 2.0]), np.array([np.nan, 2.0]))["smape"])
+    with pytest.raises(ValueError, match="1 actual value\\(s\\) are not finite"):
+        forecast_metrics(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
 
 
 def _write_series(path: Path, T: int = 240, future_rows: int = 0, seed: int = 0) -> None:
@@ -242,6 +246,75 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(_recipe(tmp_path), ["data.horizont=4"])
     with pytest.raises(ConfigError, match="'model.strategy': 'beam' is not one of"):
         load_recipe(_recipe(tmp_path), ["model.strategy=beam"])
+
+
+def _edit_series(tmp_path: Path, edit) -> None:
+    """The two-series file as ``edit(frame)`` returns it (rows: a at 2..241, b at 242..481)."""
+    _write_series(tmp_path / "sales.csv")
+    edit(pd.read_csv(tmp_path / "sales.csv")).to_csv(tmp_path / "sales.csv", index=False)
+
+
+def test_log_transform_checks_every_split_not_only_training(tmp_path):
+    # a -5 in series b's test split: log would give NaN there, silently zeroed in the inputs
+    _edit_series(tmp_path, lambda f: f.assign(sales=f["sales"].where(f.index != 470, -5.0)))
+    cfg = load_recipe(_recipe(tmp_path), ["data.transform=log"])
+    with pytest.raises(TimeSeriesError, match=r"sales\.csv: row 472, column 'sales' \(series 'b'\): "
+                                              r"data\.transform=log needs target values > 0, got -5"):
+        ForecastData(cfg.data)
+
+
+@pytest.mark.parametrize("key, value", [("val_size", -0.01), ("val_size", -5.0), ("test_size", 1.5),
+                                        ("test_size", float("nan")), ("val_size", float("inf"))])
+def test_split_sizes_must_be_a_fraction_or_whole_steps(tmp_path, key, value):
+    import dataclasses
+
+    _write_series(tmp_path / "sales.csv", T=120)
+    cfg = load_recipe(_recipe(tmp_path))
+    with pytest.raises(ConfigError, match=rf"config key 'data\.{key}': expected a fraction in \[0, 1\) "
+                                          rf"or a whole number of steps >= 1, got {value}"):
+        ForecastData(dataclasses.replace(cfg.data, **{key: value}))
+
+
+def test_split_rows_and_end_offset_past_the_data_are_errors(tmp_path):
+    _write_series(tmp_path / "sales.csv")
+    cfg = load_recipe(_recipe(tmp_path), ["data.split_rows=[120,250,300]"])
+    with pytest.raises(ConfigError, match=r"'data\.split_rows': val_end 250 leaves no test split: "
+                                          r"series 'a' has 240 steps"):
+        ForecastData(cfg.data)
+    cfg = load_recipe(_recipe(tmp_path), ["data.end_offset=-6"])
+    with pytest.raises(ConfigError, match=r"'data\.end_offset': expected a number of steps >= 0, got -6"):
+        ForecastData(cfg.data)
+    with pytest.raises(ValueError, match=r"--step 0: expected a positive number of steps"):
+        backtest(_recipe(tmp_path), folds=2, step=0, out=tmp_path / "bt")
+
+
+def test_a_split_too_short_for_a_window_is_an_error_not_skipped(tmp_path):
+    from rnnkit.tasks.forecast_task import ForecastTask
+
+    _write_series(tmp_path / "sales.csv")
+    # 4 test steps, horizon 6: no test window; the run would report validation scores instead
+    with pytest.raises(TimeSeriesError, match=r"data\.horizon=6 is longer than the data allows: the "
+                                              r"test split of series 'a' covers rows 238\.\.241 \(4 steps\)"):
+        ForecastTask(load_recipe(_recipe(tmp_path), ["data.test_size=4"]))
+    # series b is a sixth as long: its share (5 steps) cannot hold a validation window, and it
+    # would drop out of the scores without a word
+    _edit_series(tmp_path, lambda f: f.drop(index=range(240, 440)))
+    cfg = load_recipe(_recipe(tmp_path), ["data.val_size=0.125", "data.test_size=0.125"])
+    with pytest.raises(TimeSeriesError, match=r"the valid split of series 'b' covers rows \d+\.\.\d+ "
+                                              r"\(5 steps\)"):
+        ForecastTask(cfg)
+    # no test split asked for (test_size 0): validation only, as before
+    assert ForecastTask(load_recipe(_recipe(tmp_path), ["data.test_size=0"])).eval_splits == ("valid",)
+
+
+def test_the_run_header_names_the_grid_and_what_was_filled(tmp_path):
+    from rnnkit.tasks.forecast_task import ForecastTask
+
+    _edit_series(tmp_path, lambda f: f.drop(index=[100]))  # one hour of series a
+    assert ForecastTask(load_recipe(_recipe(tmp_path), ["data.fill=linear"])).describe()["grid"] == (
+        "h, 1 steps or values filled in (data.fill=linear)")
+    _write_series(tmp_path / "sales.csv")
+    assert ForecastTask(load_recipe(_recipe(tmp_path))).describe()["grid"] == "h"
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("forecast_*.yaml")), ids=lambda p: p.name)

@@ -440,6 +440,8 @@ def backtest(
 
     if folds < 1:
         raise ValueError(f"--folds {folds}: expected a positive integer")
+    if step is not None and step < 1:
+        raise ValueError(f"--step {step}: expected a positive number of steps")
     base = load_recipe(recipe, overrides)
     step = step or base.data.horizon
     results = []

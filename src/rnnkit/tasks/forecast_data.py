@@ -10,6 +10,7 @@ pipeline is :mod:`rnnkit.tasks.forecast_task` (metrics, the Task, checkpoints) a
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +170,23 @@ def resolve_path(d: ForecastDataConfig, data_dir: str | None = None) -> Path:
     )
 
 
-def _split_bounds(d: ForecastDataConfig, T: int) -> tuple[int, int, int]:
+def _check_sizes(d: ForecastDataConfig) -> None:
+    """``data.val_size`` / ``data.test_size``: a fraction in [0, 1) or a whole step count."""
+    for key in ("val_size", "test_size"):
+        v = getattr(d, key)
+        if not (math.isfinite(v) and v >= 0 and (v < 1 or float(v).is_integer())):
+            raise ConfigError(
+                f"config key 'data.{key}': expected a fraction in [0, 1) or a whole number of "
+                f"steps >= 1, got {v}"
+            )
+    if d.end_offset < 0:
+        raise ConfigError(
+            f"config key 'data.end_offset': expected a number of steps >= 0, got {d.end_offset}"
+        )
+
+
+def _split_bounds(d: ForecastDataConfig, T: int, sid: str = "") -> tuple[int, int, int]:
+    where = f"series {sid!r} " if sid else "the series "
     if d.split_rows is not None:
         if len(d.split_rows) != 3 or not 0 < d.split_rows[0] < d.split_rows[1] < d.split_rows[2]:
             raise ConfigError(
@@ -177,7 +194,12 @@ def _split_bounds(d: ForecastDataConfig, T: int) -> tuple[int, int, int]:
                 f"test_end], got {d.split_rows}"
             )
         a, b, c = d.split_rows
-        return a, b, min(c, T)
+        if b >= T:
+            raise ConfigError(
+                f"config key 'data.split_rows': val_end {b} leaves no test split: {where}has "
+                f"{T} steps"
+            )
+        return a, b, min(c, T)  # test_end past the end: to the end
 
     def n(size: float) -> int:
         return int(size) if size >= 1 else int(round(size * T))
@@ -224,6 +246,7 @@ class ForecastData:
                 f"config key 'data.interval_level': expected a level in (0, 1), "
                 f"got {d.interval_level}"
             )
+        _check_sizes(d)
         self.cfg = d
         self.path = Path(path) if path is not None else resolve_path(d, data_dir)
         s = state["schema"] if state else None
@@ -266,7 +289,7 @@ class ForecastData:
                 )
             self.bounds = {series[0].id: tuple(rows)}
         else:
-            self.bounds = {x.id: _split_bounds(d, len(x)) for x in series}
+            self.bounds = {x.id: _split_bounds(d, len(x), x.id) for x in series}
         fitting = state is None
         if fitting:
             state = self._fit_state(series)
@@ -378,6 +401,8 @@ class ForecastData:
         off = 0
         need = max(self.L + self.lag, d.season_length, self.ar_p)
         for i, x in enumerate(series):
+            if self.pre.log:
+                self._check_positive(x)
             st = self.steps(x.id, x.index)
             z = self.pre.scale(x.target, x.id)
             m = self.pre.to_model(z, x.id, st)
@@ -403,6 +428,32 @@ class ForecastData:
         self.model_y = self.inputs[:, :C]  # (sum T, C) model-space targets
         self.z = np.concatenate(zs)  # (sum T, C) scaled targets
         self.offsets = np.asarray(offs)
+
+    def check_windows(self) -> None:
+        """Every series whose validation or test split has steps has a window there.
+
+        A split left empty on purpose (``val_size`` or ``test_size`` 0) is skipped; one that
+        has steps but is too short for a window raises, rather than being scored without
+        that series (or, for the test split, falling back to the validation split).
+        """
+        for k, split in ((1, "valid"), (2, "test")):
+            have = {i for i, _ in self.origins[split]}
+            for i, x in enumerate(self.series):
+                lo, hi = self.bounds[x.id][k - 1], min(self.bounds[x.id][k], len(x))
+                if hi > lo and i not in have:
+                    raise self.too_short(split, i)
+
+    def _check_positive(self, x) -> None:
+        """``data.transform: log`` needs every target > 0, not only the training split's."""
+        bad = np.argwhere(x.target <= 0)
+        if len(bad):
+            t, c = bad[0]
+            where = f" (series {x.id!r})" if x.id else ""
+            row = f"row {x.rows[t]}" if x.rows[t] > 0 else f"filled step {x.index[t]}"
+            raise TimeSeriesError(
+                f"{self.path}: {row}, column {self.ts.targets[c]!r}{where}: data.transform=log "
+                f"needs target values > 0, got {x.target[t, c]:g}"
+            )
 
     def too_short(self, split: str, which: int) -> TimeSeriesError:
         """The error for a split without a single window (horizon longer than the data allows)."""

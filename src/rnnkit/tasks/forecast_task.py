@@ -79,12 +79,16 @@ def forecast_metrics(
         actual, forecast: same shape (..., C).
         scale: the MASE denominator per element (broadcast), e.g. (N, 1, C).
     """
+    if not np.isfinite(actual).all():
+        raise ValueError(f"forecast_metrics: {int((~np.isfinite(actual)).sum())} actual value(s) "
+                         "are not finite; a score over them would be made up")
     e = actual - forecast
     ae = np.abs(e)
     with np.errstate(divide="ignore", invalid="ignore"):
         ape = np.where(actual != 0, ae / np.abs(actual), np.nan)
         den = np.abs(actual) + np.abs(forecast)
-        sape = np.where(den > 0, 2 * ae / den, 0.0)
+        # 0/0 (both zero) is a perfect 0; a NaN forecast stays NaN rather than scoring 0
+        sape = np.where(den > 0, 2 * ae / den, np.where(den == 0, 0.0, np.nan))
     return {
         "mse": float((e**2).mean()),
         "mae": float(ae.mean()),
@@ -205,11 +209,13 @@ class ForecastTask:
 
     name = "forecast"
     item_name = "windows"
+    valid_split_key = "data.val_size or data.split_rows"  # the no-validation hint's key
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):
         self.config = config
         self.data = ForecastData(config.data, data_dir=data_dir)
         d = self.data
+        d.check_windows()
         self.model = build_model(build_forecaster, config.model, n_targets=d.C, n_past=d.P,
                                  n_future=d.F, horizon=d.H, input_length=d.L, run=config)
         self.eval_splits = tuple(s for s in ("valid", "test") if d.origins[s])
@@ -229,8 +235,12 @@ class ForecastTask:
         """What the run's header says of the data (rnnkit.train.run)."""
         d = self.data
         windows = ", ".join(f"{s} {len(d.global_origins(s)):,}" for s in ("train", "valid", "test"))
+        grid = f"{d.ts.freq}"
+        if d.ts.filled:  # say what was made up, so a misread grid cannot pass unseen
+            grid += f", {d.ts.filled:,} steps or values filled in (data.fill={d.cfg.fill})"
         return {"windows": windows, "series": f"{len(d.series):,}",
                 "targets": f"{d.C} ({', '.join(d.ts.targets)})",
+                "grid": grid,
                 "input -> horizon": f"{self.config.data.input_length} -> {d.H} steps"}
 
     def setup(self, rank: int, world_size: int) -> None:

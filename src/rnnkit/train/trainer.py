@@ -330,7 +330,8 @@ class Trainer:
             self.monitor.print(
                 "[bold yellow]no validation split[/] (it is empty or missing): nothing is "
                 "evaluated during training and no best/ checkpoint is written; last/ holds the "
-                "final weights (give the data a validation split, e.g. data.valid_fraction)")
+                "final weights (give the data a validation split: "
+                f"{getattr(self.task, 'valid_split_key', 'data.valid_fraction')})")
         self._t0, self._wall0 = time.monotonic(), s.elapsed
         self._c0, self._cpu0 = time.process_time(), s.cpu_seconds
         stop = s.stopped is not None
