@@ -362,3 +362,16 @@ def test_text_after_a_closing_quote_is_an_error(tmp_path):
     p = _csv(tmp_path, 't,y\n2000-01-01,1\n2000-01-02,"4"5\n2000-01-03,3\n')
     with pytest.raises(TimeSeriesError, match=r"s\.csv: row 3: malformed CSV"):
         read_timeseries(p)
+
+
+def test_a_semicolon_file_gets_a_hint_not_just_a_missing_column(tmp_path):
+    with pytest.raises(TimeSeriesError, match=r"row 1: no target column left \(columns: 'month;sales'\); "
+                                              r"the file looks separated by ';'"):
+        read_timeseries(_csv(tmp_path, "month;sales\n2000-01-01;1\n2000-02-01;2\n"))
+
+
+def test_month_end_dates_on_a_month_start_grid_say_where_the_grid_is(tmp_path):
+    p = _csv(tmp_path, "t,y\n2000-01-31,1\n2000-02-29,2\n2000-03-31,3\n")
+    with pytest.raises(TimeSeriesError, match=r"row 2, column 't': timestamp 2000-01-31 00:00:00 is not "
+                                              r"on the 'MS' grid \(its next step is 2000-02-01"):
+        read_timeseries(p, freq="MS")

@@ -135,3 +135,14 @@ def test_scaler_state_with_a_non_finite_or_non_positive_scale_is_refused(bad):
     d["stats"]["*"][0][0] = float("inf")
     with pytest.raises(ValueError, match=r"scaler: series '\*', loc\[0\] is inf; expected a finite number"):
         Scaler.from_dict(d)
+
+
+def test_scaler_handles_huge_and_tiny_units_and_refuses_what_float64_cannot_hold():
+    v = np.array([[1.0], [2.0], [3.0]])
+    want = Scaler("standard").fit({"a": v}).stats["*"]
+    for unit in (1e160, 1e-20):  # the squares overflow; a 1e-12 floor would call it constant
+        loc, scale = Scaler("standard").fit({"a": v * unit}).stats["*"]
+        assert np.allclose(loc / unit, want[0]) and np.allclose(scale / unit, want[1])
+    assert Scaler("standard").fit({"a": np.full((3, 1), 1e-20)}).stats["*"][1] == 1.0  # constant
+    with pytest.raises(ValueError, match=r"data.scaler=minmax: channel 0 spans more than float64"):
+        Scaler("minmax").fit({"a": np.array([[-1e308], [1e308]])})

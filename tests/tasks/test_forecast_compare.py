@@ -154,3 +154,12 @@ def test_the_command_prints_the_table_and_the_record(runs, capsys):
                                                                    abs=1e-4)
     assert [ln.split()[0] for ln in lines[2:5]] == ["naive", "seasonal_naive", "linear_ar"]
     assert lines[5].startswith("note: 2 series, taken one after another")
+
+
+def test_a_negative_null_reps_is_an_error_not_zero(runs, capsys):
+    from rnnkit.commands import main
+
+    a, b = runs["a"], runs["b"]
+    assert main(["forecast", "compare", str(a / "best"), "--against", str(b / "best"),
+                 "--null-reps", "-5"]) != 0
+    assert "--null-reps -5: expected 0 (no null) or more draws" in capsys.readouterr().err

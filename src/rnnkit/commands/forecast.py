@@ -147,6 +147,8 @@ def run(a: argparse.Namespace) -> int:
     elif a.forecast_command == "compare":
         from rnnkit.tasks.forecast_compare import compare_checkpoints, null_cutoff
 
+        if a.null_reps < 0:
+            raise ValueError(f"--null-reps {a.null_reps}: expected 0 (no null) or more draws")
         r = compare_checkpoints(a.checkpoints, a.against, split=a.split, data_dir=a.data_dir)
         if a.null_reps > 0:
             r["null"] = null_cutoff(r["windows"], r["lag"], reps=a.null_reps)

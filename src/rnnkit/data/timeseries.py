@@ -294,8 +294,11 @@ def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid):
     at = grid.get_indexer(ts)
     if (at < 0).any():
         i = int(np.flatnonzero(at < 0)[0])
+        off = pd.tseries.frequencies.to_offset(freq)
+        on = off.is_on_offset(ts[0])  # a month-end date on a month-start grid is not
+        step = f"starting at {ts[0]}" if on else f"(its next step is {off.rollforward(ts[i])})"
         raise TimeSeriesError(f"{path}: row {rows[i]}, column {shown(time_col)}: timestamp "
-                              f"{ts[i]} is not on the {freq!r} grid starting at {ts[0]}{where}")
+                              f"{ts[i]} is not on the {freq!r} grid {step}{where}")
     n_gaps = len(grid) - len(ts)
     if n_gaps and fill == "error":
         j = int(np.flatnonzero(np.diff(at) > 1)[0])
@@ -381,8 +384,11 @@ def read_timeseries(
                 f"{path}: row 1: no column {shown(c)}; the columns are {shown_list(columns)}"
             )
     if not targets:
+        hint = ""
+        if len(columns) == 1 and any(sep in str(columns[0]) for sep in ";\t|"):
+            hint = "; the file looks separated by ';', tab or '|', and only ',' is read"
         raise TimeSeriesError(
-            f"{path}: row 1: no target column left (columns: {shown_list(columns)})"
+            f"{path}: row 1: no target column left (columns: {shown_list(columns)}){hint}"
         )
     overlap = set(targets) & (set(past) | set(fut))
     if overlap or set(past) & set(fut):

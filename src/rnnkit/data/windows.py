@@ -72,13 +72,28 @@ class Scaler:
         """Fit on ``{series_id: (T_i, K) training values}``."""
         groups = train if self.per_series else {"*": np.concatenate(list(train.values()), axis=0)}
         for sid, v in groups.items():
-            if self.kind == "standard":
-                loc, scale = v.mean(axis=0), v.std(axis=0)
-            elif self.kind == "minmax":
-                loc, scale = v.min(axis=0), v.max(axis=0) - v.min(axis=0)
-            else:
-                loc, scale = np.zeros(v.shape[1]), np.ones(v.shape[1])
-            scale = np.where(scale > 1e-12, scale, 1.0)  # a constant channel stays put
+            with np.errstate(over="ignore", invalid="ignore"):
+                if self.kind == "standard":
+                    loc, scale = v.mean(axis=0), v.std(axis=0)
+                    if not (np.isfinite(loc).all() and np.isfinite(scale).all()):
+                        m = np.abs(v).max(axis=0)  # ~1e154 and up: the squares overflow
+                        m = np.where(m > 0, m, 1.0)
+                        loc, scale = (v / m).mean(axis=0) * m, (v / m).std(axis=0) * m
+                elif self.kind == "minmax":
+                    loc, scale = v.min(axis=0), v.max(axis=0) - v.min(axis=0)
+                else:
+                    loc, scale = np.zeros(v.shape[1]), np.ones(v.shape[1])
+            if not (np.isfinite(loc).all() and np.isfinite(scale).all()):
+                k = int(np.flatnonzero(~(np.isfinite(loc) & np.isfinite(scale)))[0])
+                where = "" if sid == "*" else f" of series {shown(sid)}"
+                raise ValueError(
+                    f"data.scaler={self.kind}: channel {k}{where} spans more than float64 can "
+                    "scale (values near 1e308)"
+                )
+            # a constant channel stays put; "constant" is relative to the values' size, so
+            # data in tiny units (1e-20) is still scaled
+            tiny = 1e-12 * np.maximum(np.abs(v).max(axis=0, initial=0.0), 1e-300)
+            scale = np.where(scale > np.minimum(tiny, 1e-12), scale, 1.0)
             self.stats[sid] = (np.asarray(loc, np.float64), np.asarray(scale, np.float64))
         return self
 

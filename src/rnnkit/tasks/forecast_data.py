@@ -338,11 +338,14 @@ class ForecastData:
             stl_period=d.stl_period,
             lag=d.difference,
         )
-        pre.fit({k: x.target[:self.bounds[k][0]] for k, x in train.items()})
         covs = {k: np.hstack([x.past, x.future])[:self.bounds[k][0]] for k, x in train.items()}
-        cov = Scaler(
-            "standard" if d.past_covariates or d.future_covariates else "none", d.per_series
-        ).fit(covs)
+        try:  # the scalers' errors name the channel; say which file it is in
+            pre.fit({k: x.target[:self.bounds[k][0]] for k, x in train.items()})
+            cov = Scaler(
+                "standard" if d.past_covariates or d.future_covariates else "none", d.per_series
+            ).fit(covs)
+        except ValueError as e:
+            raise TimeSeriesError(f"{self.path}: {e}") from None
         cal = calendar_features(series[0].index[:1], self.ts.freq)[1] if d.calendar else []
         mase = {}
         for k, x in train.items():
