@@ -375,3 +375,14 @@ def test_month_end_dates_on_a_month_start_grid_say_where_the_grid_is(tmp_path):
     with pytest.raises(TimeSeriesError, match=r"row 2, column 't': timestamp 2000-01-31 00:00:00 is not "
                                               r"on the 'MS' grid \(its next step is 2000-02-01"):
         read_timeseries(p, freq="MS")
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(targets=["load", "load"]), r"column 'load' is given twice \(in data\.targets\)"),
+    (dict(targets=["load"], past_covariates=["temp", "temp"]), r"'temp' is given twice \(in data\.past_covariates\)"),
+    (dict(targets=["load"], series_id="load"), r"'load' is given twice \(in data\.targets and as the time or series"),
+    (dict(targets=["load"], time_col="date", series_id="date"), r"'date' is given twice \(in data\.time_col/series_id\)"),
+])
+def test_a_column_in_two_roles_is_an_error(tmp_path, kw, message):
+    with pytest.raises(TimeSeriesError, match=message):
+        read_timeseries(_csv(tmp_path, HOURLY), **kw)

@@ -171,6 +171,18 @@ def test_covariate_missing_at_prediction_time(trained, tmp_path):
         predict_checkpoint(ckpt, tmp_path / "hole.csv")
 
 
+def test_a_missing_last_observation_is_not_taken_for_a_forecast_step(trained, tmp_path):
+    tmp, s = trained
+    _write_series(tmp_path / "gap.csv", T=240, future_rows=6)
+    df = pd.read_csv(tmp_path / "gap.csv", dtype=str, keep_default_na=False)
+    df.loc[239, "sales"] = ""  # series a's last observation (file row 241); 6 future rows follow
+    df.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(TimeSeriesError, match=r"gap\.csv: row 241, column 'sales': 7 rows after the last "
+                                              r"target \(row 240 of series 'a'\) have empty targets, "
+                                              r"more than the horizon of 6"):
+        predict_checkpoint(Path(s["run_dir"]) / "best", tmp_path / "gap.csv")
+
+
 def test_rnnkit_forecast_command(trained, tmp_path, capsys):
     """``rnnkit forecast`` (found by rnnkit.commands): evaluate prints JSON; bad input is one line, status 2."""
     import rnnkit.commands as cli

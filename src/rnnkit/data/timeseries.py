@@ -390,6 +390,17 @@ def read_timeseries(
         raise TimeSeriesError(
             f"{path}: row 1: no target column left (columns: {shown_list(columns)}){hint}"
         )
+    ids = [time_col] + ([series_id] if series_id else [])
+    for role, cols in (("targets", list(targets)), ("past_covariates", past),
+                       ("future_covariates", fut), ("time_col/series_id", ids)):
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        if twice or (role != "time_col/series_id" and set(cols) & set(ids)):
+            c = twice[0] if twice else sorted(set(cols) & set(ids))[0]
+            raise TimeSeriesError(
+                f"{path}: column {shown(c)} is given twice (in data.{role}"
+                f"{'' if twice else ' and as the time or series column'}); each column may "
+                "have one role"
+            )
     overlap = set(targets) & (set(past) | set(fut))
     if overlap or set(past) & set(fut):
         raise TimeSeriesError(

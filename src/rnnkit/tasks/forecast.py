@@ -252,10 +252,16 @@ def _horizon_covariates(fd: Any, s: Any, idx: Any) -> Any:
     from rnnkit.data.timeseries import TimeSeriesError
 
     names = fd.ts.future_covariates
-    if not names:
-        return np.zeros((len(idx), 0))
     have = s.horizon_index if s.horizon_index is not None else pd.DatetimeIndex([])
     where = f" of series {s.id!r}" if s.id else ""
+    if len(have) > len(idx):  # more empty-target rows than steps to forecast: not all are future
+        raise TimeSeriesError(
+            f"{fd.path}: row {s.horizon_rows[0]}, column {fd.ts.targets[0]!r}: {len(have)} rows "
+            f"after the last target (row {s.rows[-1]}{where}) have empty targets, more than the "
+            f"horizon of {len(idx)}; a history must end with an observed value"
+        )
+    if not names:
+        return np.zeros((len(idx), 0))
     pos = have.get_indexer(idx)
     if (pos < 0).any():
         k = int(np.flatnonzero(pos < 0)[0])
