@@ -300,6 +300,19 @@ def test_split_rows_and_end_offset_past_the_data_are_errors(tmp_path):
         backtest(_recipe(tmp_path), folds=2, step=0, out=tmp_path / "bt")
 
 
+def test_split_rows_past_a_history_do_not_stop_a_checkpoint_reading_it(trained, tmp_path):
+    import dataclasses
+
+    tmp, s = trained
+    _, state, cfg = load_forecast_checkpoint(Path(s["run_dir"]) / "best")
+    _write_series(tmp_path / "h.csv", T=60, future_rows=6)
+    d = dataclasses.replace(cfg.data, split_rows=[120, 180, 240])  # a training file's rows
+    assert len(ForecastData(d, state=state, path=tmp_path / "h.csv", future_rows=True).series[0]) == 60
+    _write_series(tmp_path / "t.csv", T=60)
+    with pytest.raises(ConfigError, match=r"val_end 180 leaves no test split: series 'a' has 60 steps"):
+        ForecastData(d, path=tmp_path / "t.csv")  # but a file to train on must reach its test split
+
+
 def test_a_split_too_short_for_a_window_is_an_error_not_skipped(tmp_path):
     from rnnkit.tasks.forecast_task import ForecastTask
 

@@ -158,6 +158,8 @@ def _dayfirst(path: Path, text: pd.Series, rows: np.ndarray, col: str) -> bool:
     are ambiguous and this raises rather than guess.
     """
     cells = text[text.notna() & (text != "")]
+    if not len(cells) or not _DAY_MONTH.match(str(cells.iloc[0])):
+        return False  # ISO and the rest: pandas' own reading (and no scan of a long column)
     m = cells.str.extract(_DAY_MONTH)
     if not len(m) or m[0].isna().any():
         return False  # not all day/month cells: pandas' own reading (ISO and the rest)

@@ -185,7 +185,11 @@ def _check_sizes(d: ForecastDataConfig) -> None:
         )
 
 
-def _split_bounds(d: ForecastDataConfig, T: int, sid: str = "") -> tuple[int, int, int]:
+def _split_bounds(
+    d: ForecastDataConfig, T: int, sid: str = "", check: bool = True
+) -> tuple[int, int, int]:
+    """``(train_end, val_end, test_end)`` of a series of ``T`` steps; ``check``: a training
+    file (not a history given to a checkpoint) must reach into its test split."""
     where = f"series {sid!r} " if sid else "the series "
     if d.split_rows is not None:
         if len(d.split_rows) != 3 or not 0 < d.split_rows[0] < d.split_rows[1] < d.split_rows[2]:
@@ -194,7 +198,7 @@ def _split_bounds(d: ForecastDataConfig, T: int, sid: str = "") -> tuple[int, in
                 f"test_end], got {d.split_rows}"
             )
         a, b, c = d.split_rows
-        if b >= T:
+        if check and b >= T:
             raise ConfigError(
                 f"config key 'data.split_rows': val_end {b} leaves no test split: {where}has "
                 f"{T} steps"
@@ -289,7 +293,7 @@ class ForecastData:
                 )
             self.bounds = {series[0].id: tuple(rows)}
         else:
-            self.bounds = {x.id: _split_bounds(d, len(x), x.id) for x in series}
+            self.bounds = {x.id: _split_bounds(d, len(x), x.id, state is None) for x in series}
         fitting = state is None
         if fitting:
             state = self._fit_state(series)
