@@ -94,6 +94,12 @@ def test_bad_configs_and_short_series():
         build_detector(DetectorConfig(kind="reconstruction", window=16)).fit(np.zeros(50), fit_end=20)
     with pytest.raises(RuntimeError, match="not fitted"):
         build_detector(DetectorConfig()).score(np.zeros(10))
+    # at build time, not when a saved detector first scores (rolling) or silently (the rest)
+    for key, value, want in [("grad_clip", -1.0, "a positive norm"), ("batch_size", 0, "a positive"),
+                             ("patience", -3, "an integer >= 0"), ("rolling_window", 0, "an integer >= 2"),
+                             ("refit_every", 0, "a positive integer")]:
+        with pytest.raises(ValueError, match=rf"{key}={value}: expected {want}"):
+            build_detector(DetectorConfig(**{key: value}))
 
 
 @pytest.mark.parametrize("kind", ["prediction", "reconstruction"])

@@ -68,6 +68,13 @@ def test_overrides_are_coerced(recipe):
     ("optim.betas=[1, 2, 3]", "config key 'optim.betas': expected 2 values, got 3"),
     ("trainer.max_epochs", "expected key=value"),
     ("task=summarize", "unknown task 'summarize'; expected one of "),
+    # torch scales by max_norm / norm: -1 would reverse every gradient, 0 zero them
+    ("trainer.grad_clip=-1", "config key 'trainer.grad_clip': expected a positive norm or null"),
+    ("trainer.grad_clip=0", "config key 'trainer.grad_clip': expected a positive norm or null"),
+    ("trainer.max_epochs=0", "config key 'trainer.max_epochs': expected a positive integer, got 0"),
+    ("trainer.patience=-1", "config key 'trainer.patience': expected an integer >= 0 or null"),
+    ("trainer.threads=0", "config key 'trainer.threads': expected a positive integer or null"),
+    ("trainer.min_delta=-0.1", "config key 'trainer.min_delta': expected a number >= 0"),
 ])
 def test_bad_overrides_name_the_key(recipe, override, needle):
     with pytest.raises(ConfigError) as e:

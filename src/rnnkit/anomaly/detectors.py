@@ -118,6 +118,19 @@ class Detector:
     valid_from: int  # first row with a complete error vector
 
     def __init__(self, config: DetectorConfig):
+        c = config
+        checks = (  # caught at train time, not when a saved detector first scores
+            ("grad_clip", math.isfinite(c.grad_clip) and c.grad_clip > 0, "a positive norm"),
+            ("batch_size", c.batch_size >= 1, "a positive integer"),
+            ("max_epochs", c.max_epochs >= 1, "a positive integer"),
+            ("patience", c.patience >= 0, "an integer >= 0"),
+            ("lr", math.isfinite(c.lr) and c.lr > 0, "a positive learning rate"),
+            ("rolling_window", c.rolling_window >= 2, "an integer >= 2"),
+            ("refit_every", c.refit_every >= 1, "a positive integer"),
+        )
+        for key, ok, want in checks:
+            if not ok:
+                raise ValueError(f"{key}={getattr(c, key)}: expected {want}")
         self.config = config
         self.mean, self.std = 0.0, 1.0
         self.fit_end = self.train_end = 0

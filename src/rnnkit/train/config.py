@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -399,6 +400,28 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return out
 
 
+def _check_trainer(t: TrainerConfig) -> TrainerConfig:
+    """Ranges the types cannot say: a negative grad_clip would reverse every gradient
+    (torch scales by max_norm / norm), 0 would zero them; a negative patience never stops."""
+    def bad(key: str, want: str) -> ConfigError:
+        return ConfigError(f"config key 'trainer.{key}': expected {want}, got {getattr(t, key)}")
+
+    if t.grad_clip is not None and not (math.isfinite(t.grad_clip) and t.grad_clip > 0):
+        raise bad("grad_clip", "a positive norm or null (no clipping)")
+    if t.max_time_minutes is not None and not t.max_time_minutes > 0:
+        raise bad("max_time_minutes", "a positive number of minutes or null")
+    if t.max_epochs < 1:
+        raise bad("max_epochs", "a positive integer")
+    for key in ("max_steps", "val_every_steps", "checkpoint_every_steps", "threads"):
+        if getattr(t, key) is not None and getattr(t, key) < 1:
+            raise bad(key, "a positive integer or null")
+    if t.patience is not None and t.patience < 0:
+        raise bad("patience", "an integer >= 0 or null")
+    if not t.min_delta >= 0:
+        raise bad("min_delta", "a number >= 0")
+    return t
+
+
 def build_run_config(raw: dict[str, Any]) -> RunConfig:
     """Typed :class:`RunConfig` from a raw mapping; the ``task`` key picks data/model types."""
     if not isinstance(raw, dict):
@@ -423,7 +446,7 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
         model=from_dict(spec.model_config, raw.get("model") or {}, "model"),
         optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
         schedule=from_dict(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
-        trainer=from_dict(TrainerConfig, raw.get("trainer") or {}, "trainer"),
+        trainer=_check_trainer(from_dict(TrainerConfig, raw.get("trainer") or {}, "trainer")),
     )
 
 
