@@ -196,6 +196,16 @@ def test_load_corpus_word_directory(tmp_path):
     assert c.files["test"] == tmp_path / "test.txt.gz"
 
 
+def test_load_corpus_keeps_a_test_file_when_valid_is_cut_from_train(tmp_path):
+    # train.txt + test.txt, no valid file: valid comes from train, test stays the file
+    (tmp_path / "train.txt").write_text("".join(f" a b c {i % 3} \n" for i in range(10)))
+    (tmp_path / "test.txt").write_text(" c b \n")
+    c = load_corpus(tmp_path, level="word", valid_fraction=0.2, test_fraction=0.3)
+    assert list(c.splits) == ["train", "valid", "test"] and c.files["test"] == tmp_path / "test.txt"
+    assert c.vocab.decode(c.splits["test"]) == ["c", "b", "<eos>"]
+    assert len(c.splits["train"]) + len(c.splits["valid"]) == 10 * 5
+
+
 def test_load_corpus_char_file_splits_90_10(tmp_path):
     text = "".join(chr(97 + i % 7) for i in range(95)) + "\nxyz\n"
     (tmp_path / "t.txt").write_text(text)

@@ -224,3 +224,23 @@ def test_pathological_jsonl_is_a_one_line_error(tmp_path, line):
     with pytest.raises(TextDataError, match=r"d\.jsonl:1: invalid JSON") as e:
         read_table(p)
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("name, content, message", [
+    # dict(zip(header, row)) kept the last of two same-named columns: 'neg', or the text 'bad'
+    ("d.csv", "text,label,label\ngood good,pos,neg\n", r"d\.csv:1: column 'label' appears twice"),
+    ("d.csv", "text,label,text\ngood good,pos,bad\n", r"d\.csv:1: column 'text' appears twice"),
+    ("d.jsonl", '{"text": "good", "label": "pos", "label": "neg"}\n',
+     r"d\.jsonl:1: key 'label' appears twice in one object"),
+    ("d.jsonl", '{"text": "good", "label": true}\n', r"d\.jsonl:1: 'label' is true; expected a label"),
+    ("d.csv", 'text,label\n"good" good,pos\n', r"d\.csv:2: malformed CSV"),  # not 'good good'
+])
+def test_ambiguous_tables_are_errors_not_a_guess(tmp_path, name, content, message):
+    with pytest.raises(TextDataError, match=message):
+        read_labeled(write(tmp_path / name, content), "text", "label")
+
+
+def test_jsonl_number_labels_are_one_class_however_written(tmp_path):
+    p = write(tmp_path / "n.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n'
+                                    '{"text": "c", "label": [2]}\n{"text": "d", "label": 0.5}\n')
+    assert read_labeled(p, "text", "label").labels == [("1",), ("1",), ("2",), ("0.5",)]

@@ -186,6 +186,20 @@ def test_shipped_recipe_and_bad_config(tmp_path):
         ClassifyTask(build_run_config(recipe(tmp_path, train=str(one), test=None, valid_fraction=0.0)))
 
 
+@pytest.mark.parametrize("key", ["max_train", "max_eval"])
+def test_a_negative_subset_size_is_an_error_not_all_but_n(tmp_path, key):
+    # data[:-3] would have kept all but 3 examples
+    with pytest.raises(ConfigError, match=rf"'data\.{key}': expected a positive integer or null, got -3"):
+        ClassifyTask(build_run_config(recipe(tmp_path, **{key: -3})))
+
+
+def test_a_header_only_test_file_is_an_error_not_no_test_split(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    with pytest.raises(TextDataError, match=r"empty\.csv: no examples for the test split"):
+        ClassifyTask(build_run_config(recipe(tmp_path, test=str(empty))))
+
+
 def test_a_recipe_that_names_files_reads_them_not_imdb(tmp_path, monkeypatch):
     """data.train without data.source reads the file (the docs' recipe); IMDB is the default
     only when no file is named; a recipe naming both is an error naming both keys."""

@@ -20,7 +20,7 @@ from rnnkit.tasks.translate import (
     translate,
 )
 from rnnkit.train.checkpoint import CheckpointError, write_checkpoint
-from rnnkit.train.config import build_run_config, load_recipe, to_dict
+from rnnkit.train.config import ConfigError, build_run_config, load_recipe, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 LEX = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "fünf": "five",
@@ -155,6 +155,12 @@ def test_bad_parallel_input_names_files(tmp_path):
     (src / "val.de").write_text("\n".join(lines) + "\n")
     with pytest.raises(ParallelDataError, match=r"val\.de:7: empty line"):
         TranslateTask(build_run_config(recipe(src)))
+
+
+def test_a_negative_train_limit_is_an_error_not_all_but_n(tmp_path):
+    src = make_corpus(tmp_path / "c", n_train=20)
+    with pytest.raises(ConfigError, match=r"'data\.train_limit': expected a positive integer or null, got -5"):
+        TranslateTask(build_run_config(recipe(src, train_limit=-5)))
 
 
 def test_runs_under_the_trainer(tmp_path):

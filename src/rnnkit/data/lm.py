@@ -265,7 +265,8 @@ def load_corpus(
         valid_fraction, test_fraction: when the source has only a train file, split
             it chronologically (:func:`~rnnkit.data.text.split_text`, at line
             boundaries for words); default ``valid_fraction``: the known corpus's
-            (tinyshakespeare 0.1), else 0.1. Ignored when the source has a valid file.
+            (tinyshakespeare 0.1), else 0.1. Ignored when the source has a valid file;
+            ``test_fraction`` is ignored when it has a test file (that file is the test split).
         vocab: use this vocabulary (e.g. a checkpoint's) instead of building one.
         min_freq, max_size: passed to :meth:`Vocab.build` for word level.
 
@@ -290,10 +291,15 @@ def load_corpus(
             if valid_fraction is not None
             else (known.valid_fraction if known else 0.1)
         )
-        if vf > 0 or test_fraction > 0:
+        test_file = "test" in texts  # a test file is the test split: only valid is cut
+        tf = 0.0 if test_file else test_fraction
+        if vf > 0 or tf > 0:
             by = "char" if level == "char" else "line"
-            texts = split_text(texts["train"], vf, test_fraction, by=by)
-            files = {split: files["train"] for split in texts}
+            parts = split_text(texts["train"], vf, tf, by=by)
+            cut = {split: files["train"] for split in parts}
+            if test_file:
+                parts["test"], cut["test"] = texts["test"], files["test"]
+            texts, files = parts, cut
     tokens = {split: tokenize(text, level) for split, text in texts.items()}
     if vocab is None:
         if level == "char":

@@ -133,7 +133,10 @@ def read_table(
             if not line.strip():
                 raise TextDataError(f"{p}:{n}: empty line; expected a JSON object")
             try:
-                row = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
+                row = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float,
+                                 object_pairs_hook=_unique_keys(f"{p}:{n}"))
+            except TextDataError:
+                raise
             except json.JSONDecodeError as e:
                 raise TextDataError(
                     f"{p}:{n}: invalid JSON ({e.msg} at column {e.colno})"
@@ -151,7 +154,8 @@ def read_table(
                  list(row))
         return out
     csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter="," if kind == "csv" else "\t")
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter="," if kind == "csv" else "\t",
+                        strict=True)  # '"good" good' is malformed, not the text 'good good'
     try:
         header = next(reader)
     except StopIteration:
@@ -159,6 +163,9 @@ def read_table(
     except csv.Error as e:
         raise TextDataError(f"{p}:1: malformed {kind.upper()} ({e})") from None
     header = [h.strip() for h in header]
+    twice = next((h for h in header if header.count(h) > 1), None)
+    if twice is not None:  # dict(zip(header, row)) would keep the last column silently
+        raise TextDataError(f"{p}:1: column {shown(twice)} appears twice in the header")
     for col in (text_column, label_column):
         if col is not None and col not in header:
             raise TextDataError(
@@ -187,6 +194,27 @@ def read_table(
     return out
 
 
+def _label_name(cell: object, where: str, col: str) -> str:
+    """A JSON label as a class name: 1 and 1.0 are one class, "1"; true is not a name."""
+    if isinstance(cell, bool):
+        raise TextDataError(f"{where}: {shown(col)} is {str(cell).lower()}; expected a label name "
+                            "(a string or a number)")
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    return str(cell)
+
+
+def _unique_keys(where: str):
+    """``object_pairs_hook``: a key given twice is an error (json keeps the last silently)."""
+    def hook(pairs: list) -> dict:
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise TextDataError(f"{where}: key {shown(twice)} appears twice in one object")
+        return dict(pairs)
+    return hook
+
+
 def _add(out: LabeledTexts, row: dict, text_col: str, label_col: str | None, where: str,
          sep: str | None, allow_empty: bool, columns: list) -> None:
     for col in (text_col, label_col):
@@ -212,13 +240,14 @@ def _add(out: LabeledTexts, row: dict, text_col: str, label_col: str | None, whe
                     f"{next(type(c).__name__ for c in cell if not isinstance(c, (str, int, float)))}"  # noqa: E501
                     "; expected label names (strings or numbers)"
                 )
-            cell = (sep or "").join(str(c) for c in cell)
+            cell = (sep or "").join(_label_name(c, where, label_col) for c in cell)
         elif isinstance(cell, dict):
             raise TextDataError(
                 f"{where}: {shown(label_col)} holds an object; expected a label name "
                 "(a string or number) or a list of them"
             )
-        labels = _split_labels(str(cell) if cell is not None else "", sep, where, allow_empty)
+        labels = _split_labels(_label_name(cell, where, label_col) if cell is not None else "",
+                               sep, where, allow_empty)
     out.texts.append(text)
     out.labels.append(labels)
     out.where.append(where)

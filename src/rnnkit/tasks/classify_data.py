@@ -17,6 +17,7 @@ from torch import Tensor
 
 from rnnkit.data.textcls import (
     LabeledTexts,
+    TextDataError,
     clean_markup,
     read_labeled,
     resolve_imdb,
@@ -111,6 +112,9 @@ def _read_splits(d: ClassifyDataConfig, data_dir: str | None) -> dict[str, Label
         data = read_labeled(
             path, d.text_column, d.label_column, fmt=d.format, label_sep=d.label_sep
         )
+        if not len(data):  # a header-only test file would otherwise mean "no test split"
+            raise TextDataError(f"{path}: no examples for the {split} split (only a header, or "
+                                "empty); expected at least one labelled text")
         if renames:
             data.labels = [tuple(renames.get(x, x) for x in ls) for ls in data.labels]
         out[split] = data

@@ -115,11 +115,12 @@ class ClassifyTask:
                 raise ConfigError(
                     f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
                 )
-        if d.max_tokens is not None and d.max_tokens < 1:
-            raise ConfigError(
-                "config key 'data.max_tokens': expected a positive integer or null, "
-                f"got {d.max_tokens}"
-            )
+        for key in ("max_tokens", "max_train", "max_eval"):  # x[:-3] would drop 3, not keep 3
+            if getattr(d, key) is not None and getattr(d, key) < 1:
+                raise ConfigError(
+                    f"config key 'data.{key}': expected a positive integer or null, "
+                    f"got {getattr(d, key)}"
+                )
         if not 0.0 <= d.valid_fraction < 1.0:
             raise ConfigError(
                 "config key 'data.valid_fraction': expected a fraction in [0, 1), "

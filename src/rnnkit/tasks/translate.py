@@ -153,6 +153,9 @@ class TranslateTask:
             if getattr(d, key) < 1:
                 raise ConfigError(f"config key 'data.{key}': expected a positive integer, "
                                   f"got {getattr(d, key)}")
+        if d.train_limit is not None and d.train_limit < 1:  # [:-5] would drop 5 pairs
+            raise ConfigError(f"config key 'data.train_limit': expected a positive integer or "
+                              f"null, got {d.train_limit}")
         if not 0.0 <= d.label_smoothing < 1.0:
             raise ConfigError(
                 f"config key 'data.label_smoothing': expected [0, 1), got {d.label_smoothing}"
