@@ -10,6 +10,9 @@ import pytest
 from rnnkit.data.conll import (
     KNOWN_TAGGING,
     ConllError,
+    Sentence,
+    check_span_tags,
+    convert_tags,
     detect_scheme,
     read_columns,
     read_conllu,
@@ -120,6 +123,29 @@ def test_scheme_conversion_by_hand():
     assert to_bioes(["I-PER", "I-LOC"]) == ["S-PER", "S-LOC"]
     assert detect_scheme(bio) == "bio" and detect_scheme(bioes) == "bioes"
     assert detect_scheme(["NOUN", "O"]) == "none" and detect_scheme(["O", "O"]) == "none"
+
+
+@pytest.mark.parametrize("bad", ["B_PER", "LOC", "0", "B-", "X-PER", "b-PER", "OO", ""])
+def test_malformed_span_tags_are_never_rewritten(bad):
+    """_split used to take any tag as a 2-character prefix and a type: B_PER -> B-PER,
+    LOC -> S-C."""
+    want = rf"tag {bad!r} is not O or B-/I-/E-/S- followed by a type"
+    for to in ("bio", "bioes"):
+        with pytest.raises(ValueError, match=want):
+            convert_tags(["B-PER", "I-PER", bad], to)
+    assert convert_tags(["B-PER", bad], "none") == ["B-PER", bad]  # no scheme: as read
+    with pytest.raises(ValueError, match=r"^tag 'B_PER' is not O or B-/I-/E-/S-"):
+        convert_tags(["B_PER", "I_PER", "LOC"], "bioes")  # the probe's case, whole
+    with pytest.raises(ConllError, match=rf"^f\.txt:8: {want} \(why\)$"):
+        check_span_tags([Sentence(["a", "b"], ["O", "B-X"], [1, 2]),
+                         Sentence(["c", "d"], ["I-X", bad], [7, 8])], "f.txt", "why")
+
+
+def test_well_formed_span_tags_still_convert():
+    assert convert_tags(["B-PER", "I-PER", "O", "B-LOC"], "bioes") == \
+        ["B-PER", "E-PER", "O", "S-LOC"]
+    assert convert_tags(["S-B-X", "B-I-PER", "E-I-PER"], "bio") == ["B-B-X", "B-I-PER", "I-I-PER"]
+    check_span_tags([Sentence(["a", "b", "c"], ["O", "S-X", "E-X"], [1, 2, 3])], "f", "why")
 
 
 def test_scheme_conversion_round_trips_on_all_short_sequences():

@@ -255,3 +255,89 @@ def test_real_ud_english_ewt_task():
     task = TagTask(cfg, data_dir=str(DATASETS))
     assert len(task.data["train"]) == 200 and len(task.data["valid"]) == 2001
     assert len(task.data["test"]) == 2077 and len(task.encoder.tags) == 17
+
+
+def _typo(path: Path, old: str, new: str) -> int:
+    """Replace the first line ``old`` with ``new``; its 1-based line number."""
+    lines = path.read_text().splitlines()
+    k = lines.index(old)
+    lines[k] = new
+    path.write_text("\n".join(lines) + "\n")
+    return k + 1
+
+
+def test_stray_tag_never_skips_the_scheme_conversion(tmp_path):
+    """One '0' for 'O' used to make the file scheme "none", skip the BIO->BIOES conversion for
+    the whole run and still report BIOES span metrics."""
+    want = (r"tag {tag} is not O or B-/I-/E-/S- followed by a type "
+            r"\(data\.encoding=bioes needs BIO, IOB or BIOES tags\)$")
+    data = tmp_path / "ner"
+    data.mkdir()
+    train, test = write_ner(data / "train.txt", 12, 0), write_ner(data / "test.txt", 4, 1)
+    raw = recipe(data, format="columns", encoding="bioes", valid_fraction=0.25)
+    task = TagTask(build_run_config(raw))  # the good case: converted, train and test
+    assert task.scheme == "bio" and task.tag_scheme == "bioes"
+    assert task.encoder.tags.itos == ["B-PER", "E-PER", "O", "S-LOC", "S-PER"]
+    assert {task.encoder.tags.itos[i] for x in task.data["test"] for i in x[2]} <= \
+        {"B-PER", "E-PER", "O", "S-LOC", "S-PER"}
+    n = _typo(train, "works O", "works 0")
+    with pytest.raises(ConllError, match=rf"^{train}:{n}: " + want.format(tag="'0'")):
+        TagTask(build_run_config(raw))
+    _typo(train, "works 0", "works O")
+    n = _typo(test, "John B-PER", "John B_PER")  # the test file: checked too, never rewritten to B-PER
+    with pytest.raises(ConllError, match=rf"^{test}:{n}: " + want.format(tag="'B_PER'")):
+        TagTask(build_run_config(raw))
+    # without a conversion the test file is checked against the training file's scheme
+    with pytest.raises(ConllError, match=rf"^{test}:{n}: tag 'B_PER' is not O or B-/I-/E-/S- "
+                                         r"followed by a type \(the training file's tags are "
+                                         r"BIO\)$"):
+        TagTask(build_run_config(recipe(data, format="columns", valid_fraction=0.25)))
+    with pytest.raises(ConfigError, match=r"^config keys 'data\.scheme' \(none\) and "
+                                          r"'data\.encoding' \(bioes\): a conversion needs"):
+        TagTask(build_run_config(recipe(data, scheme="none", encoding="bioes")))
+
+
+def test_pos_tags_need_no_scheme_unless_a_conversion_is_asked(trained):
+    _, data, _, _ = trained
+    task = TagTask(build_run_config(recipe(data)))  # encoding "same" (the default): as before
+    assert task.scheme == "none" and task.tag_scheme == "none"
+    with pytest.raises(ConllError, match=r"toy-train\.conllu:2: tag 'DET' is not O or B-/I-/E-/S- "
+                                         r"followed by a type \(data\.encoding=bio needs BIO"):
+        TagTask(build_run_config(recipe(data, encoding="bio")))
+
+
+def test_valid_fraction_never_empties_the_training_split(tmp_path):
+    train = write_conllu(tmp_path / "mine-train.conllu", 10, 0)
+
+    def task(**data):
+        raw = recipe(tmp_path, train=str(train), **data)
+        del raw["data"]["source"]
+        return TagTask(build_run_config(raw))
+
+    # used to end in KeyError: 'train' (the empty split was dropped)
+    with pytest.raises(ConfigError, match=r"^config key 'data\.valid_fraction': 0\.99 of 10 "
+                                          r"training sentences holds out all 10, so the training "
+                                          r"split would be empty"):
+        task(valid_fraction=0.99)
+    with pytest.raises(ConfigError, match=r"data\.valid_fraction': 0\.96 of 10 .* all 10"):
+        task(valid_fraction=0.96)  # rounds up to all
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match=rf"^config key 'data\.valid_fraction': expected a "
+                                              rf"fraction in \[0, 1\), got {bad}$"):
+            task(valid_fraction=bad)
+    t = task(valid_fraction=0.9)
+    assert len(t.data["train"]) == 1 and len(t.data["valid"]) == 9
+
+
+def test_max_sentences_is_positive_or_null(tmp_path):
+    data = tmp_path / "toy"
+    data.mkdir()
+    write_conllu(data / "toy-train.conllu", 10, 0)
+    write_conllu(data / "toy-dev.conllu", 2, 1)
+    for bad in (-3, 0):  # -3 used to drop the last 3 sentences, 0 to be ignored
+        with pytest.raises(ConfigError, match=rf"^config key 'data\.max_sentences': expected a "
+                                              rf"positive integer or null \(all sentences\), "
+                                              rf"got {bad}$"):
+            TagTask(build_run_config(recipe(data, max_sentences=bad)))
+    assert len(TagTask(build_run_config(recipe(data, max_sentences=3))).data["train"]) == 3
+    assert len(TagTask(build_run_config(recipe(data, max_sentences=None))).data["train"]) == 10

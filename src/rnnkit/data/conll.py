@@ -51,13 +51,14 @@ from rnnkit.data.registry import (
 from rnnkit.data.text import TextFileError, read_text
 
 __all__ = ["ConllError", "Sentence", "read_conllu", "read_columns", "read_tagged",
-           "detect_scheme", "to_bio", "to_bioes", "convert_tags", "KNOWN_TAGGING",
-           "resolve_tagging_data"]
+           "detect_scheme", "check_span_tags", "to_bio", "to_bioes", "convert_tags",
+           "KNOWN_TAGGING", "resolve_tagging_data"]
 
 log = logging.getLogger(__name__)
 
 Scheme = Literal["none", "bio", "bioes"]
-_SPAN_TAG = re.compile(r"(?:O|[BIES]-.+)")
+_SPAN_TAG = re.compile(r"(?:O|([BIES])-(.+))")
+_SPAN_WANT = "O or B-/I-/E-/S- followed by a type"
 _UD = ("https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/"
        "15d613d8447b3478787d4c278730a1e48a945efb")
 
@@ -275,8 +276,22 @@ def _check_scheme(sents: Sequence[Sentence], scheme: str, path) -> None:
                                  f"{'/'.join(allowed)}-TYPE ({scheme.upper()} scheme)")
 
 
+def check_span_tags(sents: Sequence[Sentence], path, why: str) -> None:
+    """Raise :class:`ConllError` at the first tag that is not ``O`` or ``P-TYPE`` (``P`` in
+    ``B I E S``), naming ``path:line``, the tag and ``why`` span tags are needed."""
+    for s in sents:
+        for k, t in enumerate(s.tags):
+            if not _SPAN_TAG.fullmatch(t):
+                where = f"{path}:{s.lines[k]}" if k < len(s.lines) else f"{path}"
+                raise ConllError(f"{where}: tag {shown(t)} is not {_SPAN_WANT} ({why})")
+
+
 def _split(tag: str) -> tuple[str, str]:
-    return ("O", "") if tag == "O" else (tag[0], tag[2:])
+    """(prefix, type) of a span tag; anything else is a ValueError (never rewritten)."""
+    m = _SPAN_TAG.fullmatch(tag)
+    if m is None:
+        raise ValueError(f"tag {shown(tag)} is not {_SPAN_WANT}")
+    return ("O", "") if tag == "O" else (m[1], m[2])
 
 
 def to_bio(tags: Sequence[str]) -> list[str]:
@@ -315,7 +330,12 @@ def to_bioes(tags: Sequence[str]) -> list[str]:
 
 
 def convert_tags(tags: Sequence[str], to: Scheme) -> list[str]:
-    """``to_bio`` / ``to_bioes`` / unchanged (``"none"``)."""
+    """``to_bio`` / ``to_bioes`` / unchanged (``"none"``).
+
+    Raises:
+        ValueError: (``"bio"``/``"bioes"``) a tag that is not ``O`` or ``P-TYPE`` with ``P``
+            in ``B I E S`` (e.g. ``B_PER``, ``LOC``): it is never rewritten.
+    """
     if to == "bio":
         return to_bio(tags)
     if to == "bioes":

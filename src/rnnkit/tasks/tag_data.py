@@ -22,6 +22,7 @@ import torch
 from rnnkit.data.conll import (
     ConllError,
     Sentence,
+    check_span_tags,
     convert_tags,
     detect_scheme,
     read_tagged,
@@ -152,10 +153,29 @@ class TagEncoder:
         return TagBatch(words, lengths, chars, char_lengths, index, tags)
 
 
-def _prepare(sents: list[Sentence], scheme: str, encoding: str) -> list[Sentence]:
-    if scheme in ("bio", "bioes") and encoding != "same":
-        return [Sentence(s.words, convert_tags(s.tags, encoding), s.lines) for s in sents]
-    return sents
+def _needs(encoding: str) -> str:
+    return f"data.encoding={encoding} needs BIO, IOB or BIOES tags"
+
+
+def _prepare(sents: list[Sentence], scheme: str, encoding: str,
+             source: str | os.PathLike = "<tags>") -> list[Sentence]:
+    """The sentences with their tags converted to ``encoding`` ("same": as read).
+
+    Span tags are converted whatever ``scheme`` the file was detected as (one of only ``O``
+    tags is "none"). A tag that is not ``O``/``B-``/``I-``/``E-``/``S-TYPE`` is a
+    :class:`ConllError` naming ``source:line``, never rewritten or skipped.
+    """
+    if encoding == "same":
+        return sents
+    out = []
+    for s in sents:
+        try:
+            tags = convert_tags(s.tags, encoding)
+        except ValueError:
+            check_span_tags([s], source, _needs(encoding))  # raises, naming the line
+            raise
+        out.append(Sentence(s.words, tags, s.lines))
+    return out
 
 
 # --------------------------------------------------------------------------- reading
@@ -180,7 +200,13 @@ def _data_files(d: TagDataConfig, data_dir: str | None) -> dict[str, Path]:
 
 
 def _read(d: TagDataConfig, path: Path) -> list[Sentence]:
-    return read_tagged(path, d.format, d.column, d.token_column, d.tag_column, d.scheme)
+    """The file's sentences; with a scheme conversion (``data.encoding`` not "same") every tag
+    must be a span tag (a stray ``0`` for ``O`` would otherwise make the file scheme "none"
+    and skip the conversion): a :class:`ConllError` naming ``path:line`` and the tag."""
+    sents = read_tagged(path, d.format, d.column, d.token_column, d.tag_column, d.scheme)
+    if d.encoding != "same":
+        check_span_tags(sents, path, _needs(d.encoding))
+    return sents
 
 
 def _file_scheme(d: TagDataConfig, train: list[Sentence]) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnnkit.data.conll import check_span_tags
 from rnnkit.models.tagger import TagBatch, Tagger
 from rnnkit.tasks.tag_data import (
     TagDataConfig,
@@ -99,25 +100,47 @@ class TagTask:
             if getattr(d, key) < 1:
                 raise ConfigError(f"config key 'data.{key}': expected a positive integer, "
                                   f"got {getattr(d, key)}")
-        if not 0.0 <= d.unk_replace <= 1.0 or not 0.0 <= d.valid_fraction < 1.0:
-            raise ConfigError(f"data.unk_replace={d.unk_replace} / data.valid_fraction="
-                              f"{d.valid_fraction}: expected probabilities")
+        if d.max_sentences is not None and d.max_sentences < 1:
+            raise ConfigError(f"config key 'data.max_sentences': expected a positive integer "
+                              f"or null (all sentences), got {d.max_sentences}")
+        if not 0.0 <= d.unk_replace <= 1.0:
+            raise ConfigError(f"config key 'data.unk_replace': expected a probability in "
+                              f"[0, 1], got {d.unk_replace}")
+        if not 0.0 <= d.valid_fraction < 1.0:
+            raise ConfigError(f"config key 'data.valid_fraction': expected a fraction in "
+                              f"[0, 1), got {d.valid_fraction}")
+        if d.scheme == "none" and d.encoding != "same":
+            raise ConfigError(f"config keys 'data.scheme' (none) and 'data.encoding' "
+                              f"({d.encoding}): a conversion needs BIO, IOB or BIOES tags; "
+                              "expected data.scheme auto, bio or bioes, or data.encoding same")
         self.config, self.seed = config, config.trainer.seed
         self.files = _data_files(d, data_dir)
         raw = {s: _read(d, p) for s, p in self.files.items()}
         self.scheme = _file_scheme(d, raw["train"])
+        if self.scheme in ("bio", "bioes"):  # each file is detected alone: check them all
+            why = (f"the training file's tags are {self.scheme.upper()}" if d.scheme == "auto"
+                   else f"data.scheme={d.scheme}")
+            for s in raw:
+                check_span_tags(raw[s], self.files[s], why)
         # the tag set is the whole training file's, also when max_sentences takes a subset
-        tagset = {t for x in _prepare(raw["train"], self.scheme, d.encoding) for t in x.tags}
-        if d.max_sentences:
+        tagset = {t for x in _prepare(raw["train"], self.scheme, d.encoding, self.files["train"])
+                  for t in x.tags}
+        if d.max_sentences is not None:
             raw["train"] = raw["train"][:d.max_sentences]
         if "valid" not in raw and d.valid_fraction > 0:
             rng = np.random.default_rng(self.seed)
             perm = rng.permutation(len(raw["train"]))
             cut = round(d.valid_fraction * len(perm))
+            if cut >= len(perm):
+                raise ConfigError(
+                    f"config key 'data.valid_fraction': {d.valid_fraction} of {len(perm)} "
+                    f"training sentences holds out all {cut}, so the training split would be "
+                    "empty; expected a smaller fraction or a data.valid file"
+                )
             raw["valid"] = [raw["train"][i] for i in sorted(perm[:cut])]
             raw["train"] = [raw["train"][i] for i in sorted(perm[cut:])]
             self.files["valid"] = self.files["train"]
-        raw = {s: _prepare(v, self.scheme, d.encoding) for s, v in raw.items()}
+        raw = {s: _prepare(v, self.scheme, d.encoding, self.files[s]) for s, v in raw.items()}
         self.tag_scheme = self.scheme if d.encoding == "same" else d.encoding
         self.encoder = build_encoder(raw["train"], d, tagset)
         enc = self.encoder
