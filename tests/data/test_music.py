@@ -11,6 +11,7 @@ from rnnkit.data.music import (
     collate,
     load_jsb,
     random_transpose,
+    read_jsb,
     roll_to_steps,
     steps_to_roll,
     transpose,
@@ -78,3 +79,34 @@ def test_collate_pads_with_silence():
     x, lengths = collate([a, b])
     assert x.shape == (2, 3, NUM_KEYS) and lengths.tolist() == [3, 1]
     assert x[1, 1:].sum() == 0 and x[0].sum() == 3 * NUM_KEYS
+
+
+def test_unknown_keys_and_non_midi_numbers_are_errors(tmp_path):
+    ok = {"train": [[[60], [20, 64]]], "valid": [[[109, 127]]], "test": [[[0, 48]]]}
+    p = tmp_path / "ok.json"
+    p.write_text(json.dumps(ok))
+    s, dropped = read_jsb(p)
+    assert dropped == 4 and [len(s[k]) for k in ("train", "valid", "test")] == [1, 1, 1]
+    assert roll_to_steps(s["train"][0]) == [[60], [64]] and s["valid"][0].sum() == 0
+    cases = {
+        "tst.json": ({"train": ok["train"], "valid": ok["valid"], "tst": ok["test"]},
+                     r"tst\.json: unknown key 'tst'; expected keys train, valid, test$"),
+        "validation.json": ({"train": ok["train"], "validation": ok["valid"]},
+                            r"validation\.json: unknown key 'validation'; expected keys train, "
+                            r"valid, test$"),
+        "null.json": ({"train": ok["train"], "valid": None},
+                      r"null\.json: 'valid' is NoneType; expected a list of pieces$"),
+        "high.json": ({"train": ok["train"], "test": [[[60], [48, 200]]]},
+                      r"high\.json: test\[0\] step 1: note 200 is not a MIDI note number "
+                      r"\(expected 0-127; 21-108 on the piano\)$"),
+        "low.json": ({"train": [[[60]], [[-3.0]]]},
+                     r"low\.json: train\[1\] step 0: note -3 is not a MIDI note number "
+                     r"\(expected 0-127"),
+    }
+    for name, (doc, msg) in cases.items():
+        f = tmp_path / name
+        f.write_text(json.dumps(doc))
+        with pytest.raises(MusicDataError, match=msg):
+            read_jsb(f)
+        with pytest.raises(MusicDataError, match=msg):
+            load_jsb(f)

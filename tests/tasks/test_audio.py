@@ -161,3 +161,84 @@ def test_known_source_lookup_and_shipped_recipe(tmp_path, monkeypatch):
         resolve_source(cfg.data, str(tmp_path))
     (tmp_path / "fsdd" / "recordings").mkdir(parents=True)
     assert resolve_source(cfg.data, str(tmp_path))[0] == tmp_path / "fsdd" / "recordings"
+
+
+def make_csv(tmp: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """``list.csv`` (path,label,split) over the tones of :func:`make_tones` in ``tmp/tones``."""
+    make_tones(tmp / "tones", per_class=4)
+    p = tmp / "list.csv"
+    p.write_text("path,label,split\n" + "".join(f"tones/{f},{lab},{s}\n" for f, lab, s in rows))
+    return p
+
+
+def csv_recipe(source, **data):
+    r = recipe(source, test="split=test", cache=False, **data)
+    return build_run_config(r)
+
+
+GOOD_ROWS = [(f"{lab}_{'ab'[i % 2]}_{i}.wav", lab, "test" if i == 0 else "train")
+             for lab in ("lo", "hi") for i in range(4)]
+
+
+@pytest.mark.parametrize("bad", [-0.2, 1.0, 1.5])
+def test_valid_fraction_out_of_range_is_a_config_error(tmp_path, bad):
+    from rnnkit.train.config import ConfigError
+
+    src = make_csv(tmp_path, GOOD_ROWS)
+    with pytest.raises(ConfigError, match=r"^config key 'data\.valid_fraction': expected a "
+                       rf"fraction in \[0, 1\), got {bad}$"):
+        AudioTask(csv_recipe(src, valid_fraction=bad))
+    task = AudioTask(csv_recipe(src, valid_fraction=0.34))  # 3 training clips per class: 1 valid
+    assert {s: len(v) for s, v in task.parts.items()} == {"train": 4, "valid": 2, "test": 2}
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("freq_masks", -1, "a non-negative integer"), ("freq_width", -4, "a non-negative integer"),
+    ("time_masks", -2, "a non-negative integer"), ("time_width", -1, "a non-negative integer"),
+    ("max_time_fraction", -0.1, r"a fraction in \[0, 1\]"),
+    ("max_time_fraction", 1.5, r"a fraction in \[0, 1\]"),
+])
+def test_spec_augment_keys_are_range_checked(tmp_path, key, value, expected):
+    from rnnkit.train.config import ConfigError
+
+    src = make_csv(tmp_path, GOOD_ROWS)
+    with pytest.raises(ConfigError, match=rf"^config key 'data\.{key}': expected {expected}, "
+                       rf"got {value}$"):
+        AudioTask(csv_recipe(src, **{key: value}))
+    ok = AudioTask(csv_recipe(src, freq_masks=0, freq_width=0, time_masks=0, time_width=0,
+                              max_time_fraction=1.0))
+    x, lengths, _ = next(iter(ok.train_batches(0, 0)))
+    ok.training_step(ok.model, (x, lengths, _), None)
+
+
+def test_classes_come_from_training_and_an_unseen_label_names_its_row(tmp_path):
+    src = make_csv(tmp_path, GOOD_ROWS)
+    task = AudioTask(csv_recipe(src, valid_fraction=0.0))
+    assert task.classes == ["hi", "lo"] and set(task.parts) == {"train", "test"}
+    # line 6 of the CSV (header = line 1): a test clip labelled 'mid', no training clip is
+    rows = list(GOOD_ROWS)
+    rows[4] = ("hi_a_0.wav", "mid", "test")
+    src = make_csv(tmp_path, rows)
+    with pytest.raises(AudioDataError, match=r"list\.csv:6: label 'mid' was never seen in "
+                       r"training; known labels: 'hi', 'lo'$"):
+        AudioTask(csv_recipe(src, valid_fraction=0.0))
+    # the same for a validation clip picked by a filter
+    rows[4] = ("hi_a_0.wav", "mid", "valid")
+    src = make_csv(tmp_path, rows)
+    with pytest.raises(AudioDataError, match=r"list\.csv:6: label 'mid' was never seen in "
+                       r"training"):
+        AudioTask(csv_recipe(src, valid="split=valid"))
+
+
+@pytest.mark.parametrize("label", ["lo", "hi"])
+def test_a_file_listed_twice_names_both_rows(tmp_path, label):
+    rows = [*GOOD_ROWS, ("lo_b_1.wav", label, "train")]  # line 10 repeats line 3
+    src = make_csv(tmp_path, rows)
+    with pytest.raises(AudioDataError, match=r"list\.csv:10: audio file .*lo_b_1\.wav is "
+                       r"listed twice \(also at .*list\.csv:3\); expected each file once$"):
+        AudioTask(csv_recipe(src))
+    # blank lines do not shift the line numbers
+    text = src.read_text().splitlines()
+    src.write_text("\n".join(text[:4] + [""] + text[4:]) + "\n")
+    with pytest.raises(AudioDataError, match=r"list\.csv:11: .*also at .*list\.csv:3\)"):
+        AudioTask(csv_recipe(src))

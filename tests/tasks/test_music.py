@@ -113,3 +113,29 @@ def test_missing_jsb_names_where_it_looked(tmp_path, monkeypatch):
     cfg = build_run_config({"task": "music", "data": {"source": "jsb"}, "model": {}})
     with pytest.raises(MusicDataError, match="jsb_chorales/jsb-chorales-quarter.json not found"):
         MusicTask(cfg, data_dir=str(tmp_path))
+
+
+def test_notes_off_the_piano_are_counted_in_the_header_and_evaluation(tmp_path):
+    pieces = chorales(4, 0)
+    pieces[0][0] = [*pieces[0][0], 12, 120]  # MIDI notes without a piano key: dropped, counted
+    src = tmp_path / "off.json"
+    src.write_text(json.dumps({"train": pieces, "test": chorales(2, 1)}))
+    task = MusicTask(build_run_config(recipe(src, "bernoulli")))
+    assert task.notes_off_piano == 2
+    assert task.describe()["notes off the piano"] == "2 dropped (MIDI < 21 or > 108: no key)"
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps({"train": chorales(4, 0), "test": chorales(2, 1)}))
+    task = MusicTask(build_run_config(recipe(clean, "bernoulli")))
+    assert task.notes_off_piano == 0 and task.describe()["notes off the piano"].startswith("0 ")
+    best = write_checkpoint(tmp_path / "best", model_state=task.model.state_dict(),
+                            config=to_dict(task.config), task="music", version="0",
+                            write_assets=task.write_assets)
+    assert evaluate_music_checkpoint(best, data=str(src), split="train")["notes_off_piano"] == 2
+
+
+def test_an_unknown_split_key_stops_the_run(tmp_path):
+    src = tmp_path / "tst.json"
+    src.write_text(json.dumps({"train": chorales(4, 0), "tst": chorales(2, 1)}))
+    with pytest.raises(MusicDataError, match=r"tst\.json: unknown key 'tst'; expected keys "
+                       r"train, valid, test$"):
+        MusicTask(build_run_config(recipe(src, "bernoulli")))

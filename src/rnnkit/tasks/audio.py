@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data._show import shown, shown_path
 from rnnkit.data.audio import (
     AudioDataError,
     AudioList,
@@ -46,6 +47,7 @@ from rnnkit.data.audio import (
     list_audio,
     load_audio,
     normalise_features,
+    read_csv_table,
     select,
     spec_augment,
 )
@@ -123,6 +125,48 @@ def resolve_source(d: AudioDataConfig, data_dir: str | None = None) -> tuple[Pat
                          "DIR or set RNNKIT_DATA to the folder holding it")
 
 
+def _check_data_config(d: AudioDataConfig) -> None:
+    """A :class:`ConfigError` naming the first key of ``d`` out of its range."""
+    for key in ("batch_size", "eval_batch_size"):
+        if getattr(d, key) < 1:
+            raise ConfigError(
+                f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
+            )
+    for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"config key 'data.{key}': expected a non-negative integer, "
+                              f"got {getattr(d, key)}")
+    if not 0.0 <= d.max_time_fraction <= 1.0:
+        raise ConfigError("config key 'data.max_time_fraction': expected a fraction in [0, 1], "
+                          f"got {d.max_time_fraction}")
+    if not 0.0 <= d.valid_fraction < 1.0:
+        raise ConfigError("config key 'data.valid_fraction': expected a fraction in [0, 1), "
+                          f"got {d.valid_fraction}")
+
+
+def _locations(items: AudioList, src: Path, labels: str) -> list[str]:
+    """Where each item was listed, for errors: ``list.csv:LINE`` for a CSV (the line its row
+    starts on, as :func:`~rnnkit.data.audio.list_from_csv` counts them), else the file."""
+    is_csv = labels == "csv" or (labels == "auto" and src.suffix.lower() == ".csv")
+    if is_csv:
+        _, rows = read_csv_table(src, (), "a CSV of audio paths and labels")
+        lines = [f"{src}:{n}" for n, row in rows[1:] if row]  # list_from_csv skips blank lines
+        if len(lines) == len(items):
+            return lines
+    return [shown_path(f) for f in items.paths]
+
+
+def _check_items(items: AudioList, where: list[str]) -> None:
+    """An :class:`AudioDataError` for an audio file listed twice, naming both places."""
+    seen: dict[str, int] = {}
+    for i, f in enumerate(items.paths):
+        key = os.path.realpath(f)
+        if key in seen:
+            raise AudioDataError(f"{where[i]}: audio file {shown_path(f)} is listed twice (also "
+                                 f"at {where[seen[key]]}); expected each file once")
+        seen[key] = i
+
+
 def _split(items: AudioList, d: AudioDataConfig, seed: int) -> dict[str, list[int]]:
     """Indices of train/valid/test: filters, else a per-class seeded fraction for valid."""
     all_idx = set(range(len(items)))
@@ -157,17 +201,23 @@ class AudioTask:
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):
         d: AudioDataConfig = config.data
-        for key in ("batch_size", "eval_batch_size"):
-            if getattr(d, key) < 1:
-                raise ConfigError(
-                    f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
-                )
+        _check_data_config(d)
         self.config, self.seed = config, config.trainer.seed
         src, labels, pattern = resolve_source(d, data_dir)
         self.items = list_audio(src, labels, pattern, d.path_column, d.label_column)
-        self.classes = self.items.classes()
-        index = {c: k for k, c in enumerate(self.classes)}
+        where = _locations(self.items, src, labels)
+        _check_items(self.items, where)
         self.parts = _split(self.items, d, self.seed)
+        # the classes are the training labels: a valid/test label never trained on is an error
+        self.classes = self.items.subset(self.parts["train"]).classes()
+        index = {c: k for k, c in enumerate(self.classes)}
+        known = ", ".join(map(shown, self.classes[:20])) + (
+            " ..." if len(self.classes) > 20 else "")
+        for split in ("valid", "test"):
+            for i in self.parts.get(split, []):
+                if self.items.labels[i] not in index:
+                    raise AudioDataError(f"{where[i]}: label {shown(self.items.labels[i])} was "
+                                         f"never seen in training; known labels: {known}")
         feats = feature_table(self.items, d.features, cache=d.cache)
         train = np.concatenate([feats[i] for i in self.parts["train"]])  # (sum T, F)
         self.stats = {"normalize": d.normalize, "mean": train.mean(0).tolist(),

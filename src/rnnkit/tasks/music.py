@@ -36,8 +36,8 @@ from rnnkit.data.music import (
     NUM_KEYS,
     MusicDataError,
     collate,
-    load_jsb,
     random_transpose,
+    read_jsb,
 )
 from rnnkit.models.music import MusicConfig, PianoRollRNN, frame_counts
 from rnnkit.tasks.music_generate import DEFAULT_LENGTH, plot_roll, sample_roll
@@ -46,7 +46,7 @@ from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
-__all__ = ["MusicDataConfig", "MusicTask", "load_music_data", "evaluate_rolls",
+__all__ = ["MusicDataConfig", "MusicTask", "read_music_data", "load_music_data", "evaluate_rolls",
            "load_music_checkpoint", "evaluate_music_checkpoint", "predict_midi", "generate_piece",
            "JSB_FILE"]
 
@@ -107,20 +107,29 @@ def _split_files(rolls: dict[str, np.ndarray], d: MusicDataConfig) -> dict[str, 
     return {s: [rolls[names[i]] for i in idx] for s, idx in parts.items() if len(idx)}
 
 
-def load_music_data(d: MusicDataConfig, data_dir: str | None = None) -> dict[str, list]:
-    """``{split: [roll (T, 88) uint8, ...]}`` of ``d.source`` (see :class:`MusicDataConfig`)."""
+def read_music_data(d: MusicDataConfig, data_dir: str | None = None
+                    ) -> tuple[dict[str, list], int]:
+    """``({split: [roll (T, 88) uint8, ...]}, notes dropped)`` of ``d.source`` (see
+    :class:`MusicDataConfig`); ``dropped`` counts the notes off the piano (MIDI < 21 or > 108),
+    which a piano roll cannot hold."""
     if d.source == "jsb":
-        return load_jsb(_find_jsb(data_dir or d.data_dir))
+        return read_jsb(_find_jsb(data_dir or d.data_dir))
     p = Path(d.source).expanduser()
     if p.is_file():
-        return load_jsb(p)
+        return read_jsb(p)
     if p.is_dir():
         from rnnkit.data.midi import read_midi_folder
 
-        rolls, _ = read_midi_folder(p, steps_per_quarter=d.steps_per_quarter)
-        return _split_files(rolls, d)
+        rolls, dropped = read_midi_folder(p, steps_per_quarter=d.steps_per_quarter)
+        return _split_files(rolls, d), dropped
     raise MusicDataError(f"data.source {d.source!r}: no such file or folder; expected 'jsb', a "
                          "JSB-style JSON file or a folder of MIDI files")
+
+
+def load_music_data(d: MusicDataConfig, data_dir: str | None = None) -> dict[str, list]:
+    """``{split: [roll (T, 88) uint8, ...]}`` of ``d.source`` (:func:`read_music_data` without
+    the count of notes dropped)."""
+    return read_music_data(d, data_dir)[0]
 
 
 def _chunks(rolls: list[np.ndarray], n: int | None) -> list[np.ndarray]:
@@ -173,7 +182,7 @@ class MusicTask:
                               f"transpose >= 0 and max_length >= 2, got {d.transpose}, "
                               f"{d.max_length}")
         self.config, self.seed = config, config.trainer.seed
-        self.data = load_music_data(d, data_dir)
+        self.data, self.notes_off_piano = read_music_data(d, data_dir)
         self.train = _chunks(self.data["train"], d.max_length)
         self.model = build_model(PianoRollRNN, config.model, NUM_KEYS, run=config)
         rate = np.concatenate(self.data["train"]).mean(axis=0)  # (K,) how often each key sounds
@@ -185,7 +194,9 @@ class MusicTask:
         sizes = ", ".join(f"{s} {len(r)} ({sum(len(x) for x in r):,} steps)"
                           for s, r in self.data.items())
         m: MusicConfig = self.config.model
-        return {"pieces": sizes, "output": f"{m.output}, {NUM_KEYS} keys"}
+        return {"pieces": sizes, "output": f"{m.output}, {NUM_KEYS} keys",
+                "notes off the piano": f"{self.notes_off_piano:,} dropped (MIDI < {LOWEST_NOTE} "
+                                       f"or > {LOWEST_NOTE + NUM_KEYS - 1}: no key)"}
 
     def setup(self, rank: int, world_size: int) -> None:
         self.rank, self.world = rank, world_size
@@ -267,13 +278,14 @@ def evaluate_music_checkpoint(directory: str | Path, *, split: str | None = None
     d: MusicDataConfig = cfg.data
     if data is not None:
         d.source = data
-    splits = load_music_data(d, data_dir)
+    splits, dropped = read_music_data(d, data_dir)
     split = split or ("test" if "test" in splits else "valid" if "valid" in splits else "train")
     if split not in splits:
         raise ValueError(f"--split {split}: not in {d.source!r}; available: {', '.join(splits)}")
     m = evaluate_rolls(model, splits[split], batch_size or d.eval_batch_size)
     return {"split": split, "source": d.source, "pieces": len(splits[split]),
-            "steps": int(m["steps"]), "nll_per_step": m["loss"], "frame_acc": m["frame_acc"]}
+            "steps": int(m["steps"]), "nll_per_step": m["loss"], "frame_acc": m["frame_acc"],
+            "notes_off_piano": dropped}
 
 
 def predict_midi(checkpoint: str | Path, inputs: list[str]) -> list[dict[str, Any]]:
