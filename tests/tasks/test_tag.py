@@ -297,6 +297,21 @@ def test_stray_tag_never_skips_the_scheme_conversion(tmp_path):
         TagTask(build_run_config(recipe(data, scheme="none", encoding="bioes")))
 
 
+def test_a_typo_among_span_tags_is_an_error_without_a_conversion_too(tmp_path):
+    # encoding "same", scheme auto: one '0' made the BIO file scheme "none" (no span metrics,
+    # '0' a tag of its own); data.scheme: none still reads every tag as a plain label
+    data = tmp_path / "ner"
+    data.mkdir()
+    train = write_ner(data / "train.txt", 12, 0)
+    write_ner(data / "test.txt", 4, 1)
+    n = _typo(train, "works O", "works 0")
+    with pytest.raises(ConllError, match=rf"^{train}:{n}: tag '0' is not O or B-/I-/E-/S- followed "
+                                         r"by a type \(other tags in the file are, e\.g\. 'B-PER'"):
+        TagTask(build_run_config(recipe(data, format="columns", valid_fraction=0.25)))
+    task = TagTask(build_run_config(recipe(data, format="columns", valid_fraction=0.25, scheme="none")))
+    assert task.scheme == "none" and "0" in task.encoder.tags.itos
+
+
 def test_pos_tags_need_no_scheme_unless_a_conversion_is_asked(trained):
     _, data, _, _ = trained
     task = TagTask(build_run_config(recipe(data)))  # encoding "same" (the default): as before
@@ -327,6 +342,10 @@ def test_valid_fraction_never_empties_the_training_split(tmp_path):
             task(valid_fraction=bad)
     t = task(valid_fraction=0.9)
     assert len(t.data["train"]) == 1 and len(t.data["valid"]) == 9
+    # nor rounds the validation split away: 0.04 of 10 is none
+    with pytest.raises(ConfigError, match=r"data\.valid_fraction': 0\.04 of 10 training sentences "
+                                          r"holds out none"):
+        task(valid_fraction=0.04)
 
 
 def test_max_sentences_is_positive_or_null(tmp_path):

@@ -189,7 +189,7 @@ def evaluate_tag_checkpoint(directory: str | Path, *, split: str = "test", data:
             raise ValueError(f"--split {split}: not in the data; available: {', '.join(files)}")
         source = files[split]
         sents = _read(d, source)
-    scheme = _file_scheme(d, sents) if d.scheme == "auto" else d.scheme
+    scheme = _file_scheme(d, sents, source) if d.scheme == "auto" else d.scheme
     sents = _prepare(sents, scheme, d.encoding)
     tag_scheme = scheme if d.encoding == "same" else d.encoding
     data = [(s.words, enc.word_ids(s.words), enc.tag_ids(s, source)) for s in sents]

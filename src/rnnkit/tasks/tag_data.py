@@ -11,6 +11,7 @@ and convert it to the one the model predicts (:func:`_prepare`). Used by
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,10 +210,23 @@ def _read(d: TagDataConfig, path: Path) -> list[Sentence]:
     return sents
 
 
-def _file_scheme(d: TagDataConfig, train: list[Sentence]) -> str:
+_SPAN = re.compile(r"[BIES]-.+")  # a span tag other than O
+
+
+def _file_scheme(d: TagDataConfig, train: list[Sentence], path: str | os.PathLike = "<tags>"
+                 ) -> str:
+    """``data.scheme``, or the one the tags show. A file that mixes span tags (``B-LOC``) with
+    others (``0`` typed for ``O``) is an error at the first other tag: detected as "none", it
+    would train without its span metrics and with the typo as a tag of its own."""
     if d.scheme != "auto":
         return d.scheme
-    return detect_scheme(t for s in train for t in s.tags)
+    scheme = detect_scheme(t for s in train for t in s.tags)
+    if scheme == "none":
+        span = next((t for s in train for t in s.tags if t != "O" and _SPAN.fullmatch(t)), None)
+        if span is not None:
+            check_span_tags(train, path, f"other tags in the file are, e.g. {span!r}; set "
+                            "data.scheme: none to read every tag as a plain label")
+    return scheme
 
 
 def build_encoder(train: list[Sentence], d: TagDataConfig, tags: set[str] | None = None

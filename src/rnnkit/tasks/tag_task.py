@@ -116,7 +116,7 @@ class TagTask:
         self.config, self.seed = config, config.trainer.seed
         self.files = _data_files(d, data_dir)
         raw = {s: _read(d, p) for s, p in self.files.items()}
-        self.scheme = _file_scheme(d, raw["train"])
+        self.scheme = _file_scheme(d, raw["train"], self.files["train"])
         if self.scheme in ("bio", "bioes"):  # each file is detected alone: check them all
             why = (f"the training file's tags are {self.scheme.upper()}" if d.scheme == "auto"
                    else f"data.scheme={d.scheme}")
@@ -131,6 +131,12 @@ class TagTask:
             rng = np.random.default_rng(self.seed)
             perm = rng.permutation(len(raw["train"]))
             cut = round(d.valid_fraction * len(perm))
+            if cut == 0:  # valid_fraction > 0 asks for a validation split: never none
+                raise ConfigError(
+                    f"config key 'data.valid_fraction': {d.valid_fraction} of {len(perm)} "
+                    "training sentences holds out none; expected a larger fraction, 0 for no "
+                    "validation split, or a data.valid file"
+                )
             if cut >= len(perm):
                 raise ConfigError(
                     f"config key 'data.valid_fraction': {d.valid_fraction} of {len(perm)} "
