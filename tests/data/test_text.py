@@ -175,3 +175,16 @@ def test_split_too_short():
     # 10 chars: train [0, 9), valid [9, 9) is empty, test [9, 10)
     with pytest.raises(ValueError, match="the valid split is empty"):
         split_text("abcdefghij", valid_fraction=0.01, test_fraction=0.01)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_utf16_without_a_bom_is_named_not_read_as_nul_text(tmp_path, encoding):
+    # valid UTF-8 byte by byte ('t\x00e\x00...'), so it used to reach the readers as a header
+    # with NULs in it ("no column 'text'")
+    p = tmp_path / "u.csv"
+    p.write_bytes("text,label\ngood film,pos\n".encode(encoding))
+    with pytest.raises(TextFileError, match=r"u\.csv: \d+ of the first \d+ bytes are NUL: UTF-16 or "
+                                            r"UTF-32 text without a byte-order mark"):
+        read_text(p)
+    (tmp_path / "one.txt").write_bytes(b"a\x00bcdefgh\n")  # one NUL: the readers' to name
+    assert read_text(tmp_path / "one.txt") == "a\x00bcdefgh\n"

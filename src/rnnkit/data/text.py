@@ -102,6 +102,11 @@ def read_text(path: str | os.PathLike) -> str:
     data = read_bytes(p)
     if not data:
         raise TextFileError(f"{where}: file is empty; expected UTF-8 text")
+    head = data[:4096]
+    if head.count(0) > len(head) // 4:  # ASCII in UTF-16/32 without a BOM: valid UTF-8 NULs
+        raise TextFileError(f"{where}: {head.count(0)} of the first {len(head)} bytes are NUL: "
+                            "UTF-16 or UTF-32 text without a byte-order mark, or a binary file; "
+                            "expected UTF-8 text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
