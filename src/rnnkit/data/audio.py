@@ -61,6 +61,12 @@ class AudioList:
     paths: list[Path]
     labels: list[str]
     fields: list[dict[str, str]] = field(default_factory=list)
+    #: where each file was listed, for errors: ``list.csv:LINE``, else the file (empty: paths)
+    where: list[str] = field(default_factory=list)
+
+    def place(self, i: int) -> str:
+        """Where item ``i`` was listed (its CSV line, else its file)."""
+        return self.where[i] if self.where else shown_path(self.paths[i])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -73,7 +79,8 @@ class AudioList:
 
     def subset(self, idx: list[int]) -> AudioList:
         return AudioList([self.paths[i] for i in idx], [self.labels[i] for i in idx],
-                         [self.fields[i] for i in idx])
+                         [self.fields[i] for i in idx],
+                         [self.where[i] for i in idx] if self.where else [])
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -152,7 +159,8 @@ def list_from_csv(path: str | Path, path_column: str = "path",
     header, rows = read_csv_table(path, (path_column, label_column),
                                   "a CSV of audio paths and labels")
     ip, il = header.index(path_column), header.index(label_column)
-    paths, labels, fields = [], [], []
+    paths, labels, fields, where = [], [], [], []
+    seen: dict[str, str] = {}  # real path -> where it was first listed
     for n, row in rows[1:]:
         if not row:  # a blank line
             continue
@@ -170,12 +178,18 @@ def list_from_csv(path: str | Path, path_column: str = "path",
             raise AudioDataError(
                 f"{path}:{n}: audio file {shown_path(path.parent / name)} not found"
             )
+        key = os.path.realpath(file)
+        if key in seen:  # with two labels, which would it be?
+            raise AudioDataError(f"{path}:{n}: audio file {shown_path(file)} is listed twice "
+                                 f"(also at {seen[key]}); expected each file once")
+        seen[key] = f"{path}:{n}"
         paths.append(file)
         labels.append(label)
         fields.append({h: c.strip() for h, c in zip(header, row)} | {"label": label})
+        where.append(f"{path}:{n}")
     if not paths:
         raise AudioDataError(f"{path}: no rows after the header")
-    return AudioList(paths, labels, fields)
+    return AudioList(paths, labels, fields, where)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:

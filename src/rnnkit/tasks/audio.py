@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.data._show import shown, shown_path
+from rnnkit.data._show import shown
 from rnnkit.data.audio import (
     AudioDataError,
     AudioList,
@@ -47,7 +47,6 @@ from rnnkit.data.audio import (
     list_audio,
     load_audio,
     normalise_features,
-    read_csv_table,
     select,
     spec_augment,
 )
@@ -144,29 +143,6 @@ def _check_data_config(d: AudioDataConfig) -> None:
                           f"got {d.valid_fraction}")
 
 
-def _locations(items: AudioList, src: Path, labels: str) -> list[str]:
-    """Where each item was listed, for errors: ``list.csv:LINE`` for a CSV (the line its row
-    starts on, as :func:`~rnnkit.data.audio.list_from_csv` counts them), else the file."""
-    is_csv = labels == "csv" or (labels == "auto" and src.suffix.lower() == ".csv")
-    if is_csv:
-        _, rows = read_csv_table(src, (), "a CSV of audio paths and labels")
-        lines = [f"{src}:{n}" for n, row in rows[1:] if row]  # list_from_csv skips blank lines
-        if len(lines) == len(items):
-            return lines
-    return [shown_path(f) for f in items.paths]
-
-
-def _check_items(items: AudioList, where: list[str]) -> None:
-    """An :class:`AudioDataError` for an audio file listed twice, naming both places."""
-    seen: dict[str, int] = {}
-    for i, f in enumerate(items.paths):
-        key = os.path.realpath(f)
-        if key in seen:
-            raise AudioDataError(f"{where[i]}: audio file {shown_path(f)} is listed twice (also "
-                                 f"at {where[seen[key]]}); expected each file once")
-        seen[key] = i
-
-
 def _split(items: AudioList, d: AudioDataConfig, seed: int) -> dict[str, list[int]]:
     """Indices of train/valid/test: filters, else a per-class seeded fraction for valid."""
     all_idx = set(range(len(items)))
@@ -205,8 +181,6 @@ class AudioTask:
         self.config, self.seed = config, config.trainer.seed
         src, labels, pattern = resolve_source(d, data_dir)
         self.items = list_audio(src, labels, pattern, d.path_column, d.label_column)
-        where = _locations(self.items, src, labels)
-        _check_items(self.items, where)
         self.parts = _split(self.items, d, self.seed)
         # the classes are the training labels: a valid/test label never trained on is an error
         self.classes = self.items.subset(self.parts["train"]).classes()
@@ -216,8 +190,10 @@ class AudioTask:
         for split in ("valid", "test"):
             for i in self.parts.get(split, []):
                 if self.items.labels[i] not in index:
-                    raise AudioDataError(f"{where[i]}: label {shown(self.items.labels[i])} was "
-                                         f"never seen in training; known labels: {known}")
+                    raise AudioDataError(
+                        f"{self.items.place(i)}: label {shown(self.items.labels[i])} was never "
+                        f"seen in training; known labels: {known}"
+                    )
         feats = feature_table(self.items, d.features, cache=d.cache)
         train = np.concatenate([feats[i] for i in self.parts["train"]])  # (sum T, F)
         self.stats = {"normalize": d.normalize, "mean": train.mean(0).tolist(),
