@@ -9,7 +9,6 @@ from rnnkit.data.music import (
     NUM_KEYS,
     MusicDataError,
     collate,
-    load_jsb,
     random_transpose,
     read_jsb,
     roll_to_steps,
@@ -30,10 +29,11 @@ def test_steps_to_roll_and_back_drops_notes_off_the_piano():
     assert roll[0, 60 - 21] == 1 and roll.sum() == 5
 
 
-def test_load_jsb_and_its_one_line_errors(tmp_path):
+def test_read_jsb_and_its_one_line_errors(tmp_path):
     p = tmp_path / "mini.json"
     p.write_text(json.dumps({"train": [[[60], [62, 65.0]]], "valid": [[[]]], "test": [[[48]]]}))
-    s = load_jsb(p)
+    s, dropped = read_jsb(p)
+    assert dropped == 0
     assert [len(s[k]) for k in ("train", "valid", "test")] == [1, 1, 1]
     assert roll_to_steps(s["train"][0]) == [[60], [62, 65]] and s["valid"][0].sum() == 0
     cases = {
@@ -49,14 +49,14 @@ def test_load_jsb_and_its_one_line_errors(tmp_path):
         if text is not None:
             f.write_text(text)
         with pytest.raises(MusicDataError, match=msg) as e:
-            load_jsb(f)
+            read_jsb(f)
         assert "\n" not in str(e.value)
 
 
 @pytest.mark.skipif(not JSB.is_file(), reason="../shared/datasets/jsb_chorales is absent "
                     "(the JSB Chorales JSON of the datasets README)")
 def test_real_jsb_has_the_boulanger_lewandowski_split():
-    s = load_jsb(JSB)
+    s = read_jsb(JSB)[0]
     assert {k: len(v) for k, v in s.items()} == {"train": 229, "valid": 76, "test": 77}
     assert sum(len(r) for r in s["test"]) == 4725  # time steps the test NLL is averaged over
     assert 3.8 < np.concatenate(s["train"]).sum(1).mean() < 4.0  # four voices, some rests
@@ -108,5 +108,3 @@ def test_unknown_keys_and_non_midi_numbers_are_errors(tmp_path):
         f.write_text(json.dumps(doc))
         with pytest.raises(MusicDataError, match=msg):
             read_jsb(f)
-        with pytest.raises(MusicDataError, match=msg):
-            load_jsb(f)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["NUM_KEYS", "LOWEST_NOTE", "SPLITS", "MusicDataError", "steps_to_roll", "roll_to_steps",
-           "read_jsb", "load_jsb", "transpose", "transpositions", "random_transpose", "collate"]
+           "read_jsb", "transpose", "transpositions", "random_transpose", "collate"]
 
 #: keys of a piano roll (the piano's 88)
 NUM_KEYS = 88
@@ -123,11 +123,6 @@ def read_jsb(path: str | Path) -> tuple[dict[str, list[np.ndarray]], int]:
     if "train" not in out:
         raise MusicDataError(f"{p}: no 'train' split; expected keys train, valid, test")
     return out, dropped
-
-
-def load_jsb(path: str | Path) -> dict[str, list[np.ndarray]]:
-    """The splits of :func:`read_jsb` without the count of notes off the piano."""
-    return read_jsb(path)[0]
 
 
 def transpositions(roll: np.ndarray, max_shift: int) -> list[int]:

@@ -46,7 +46,7 @@ from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
-__all__ = ["MusicDataConfig", "MusicTask", "read_music_data", "load_music_data", "evaluate_rolls",
+__all__ = ["MusicDataConfig", "MusicTask", "read_music_data", "evaluate_rolls",
            "load_music_checkpoint", "evaluate_music_checkpoint", "predict_midi", "generate_piece",
            "JSB_FILE"]
 
@@ -124,12 +124,6 @@ def read_music_data(d: MusicDataConfig, data_dir: str | None = None
         return _split_files(rolls, d), dropped
     raise MusicDataError(f"data.source {d.source!r}: no such file or folder; expected 'jsb', a "
                          "JSB-style JSON file or a folder of MIDI files")
-
-
-def load_music_data(d: MusicDataConfig, data_dir: str | None = None) -> dict[str, list]:
-    """``{split: [roll (T, 88) uint8, ...]}`` of ``d.source`` (:func:`read_music_data` without
-    the count of notes dropped)."""
-    return read_music_data(d, data_dir)[0]
 
 
 def _chunks(rolls: list[np.ndarray], n: int | None) -> list[np.ndarray]:
