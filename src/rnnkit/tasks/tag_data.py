@@ -154,29 +154,15 @@ class TagEncoder:
         return TagBatch(words, lengths, chars, char_lengths, index, tags)
 
 
-def _needs(encoding: str) -> str:
-    return f"data.encoding={encoding} needs BIO, IOB or BIOES tags"
-
-
-def _prepare(sents: list[Sentence], scheme: str, encoding: str,
-             source: str | os.PathLike = "<tags>") -> list[Sentence]:
+def _prepare(sents: list[Sentence], scheme: str, encoding: str) -> list[Sentence]:
     """The sentences with their tags converted to ``encoding`` ("same": as read).
 
     Span tags are converted whatever ``scheme`` the file was detected as (one of only ``O``
-    tags is "none"). A tag that is not ``O``/``B-``/``I-``/``E-``/``S-TYPE`` is a
-    :class:`ConllError` naming ``source:line``, never rewritten or skipped.
+    tags is "none"); :func:`_read` has checked every tag is ``O`` or ``B-/I-/E-/S-TYPE``.
     """
     if encoding == "same":
         return sents
-    out = []
-    for s in sents:
-        try:
-            tags = convert_tags(s.tags, encoding)
-        except ValueError:
-            check_span_tags([s], source, _needs(encoding))  # raises, naming the line
-            raise
-        out.append(Sentence(s.words, tags, s.lines))
-    return out
+    return [Sentence(s.words, convert_tags(s.tags, encoding), s.lines) for s in sents]
 
 
 # --------------------------------------------------------------------------- reading
@@ -206,7 +192,7 @@ def _read(d: TagDataConfig, path: Path) -> list[Sentence]:
     and skip the conversion): a :class:`ConllError` naming ``path:line`` and the tag."""
     sents = read_tagged(path, d.format, d.column, d.token_column, d.tag_column, d.scheme)
     if d.encoding != "same":
-        check_span_tags(sents, path, _needs(d.encoding))
+        check_span_tags(sents, path, f"data.encoding={d.encoding} needs BIO, IOB or BIOES tags")
     return sents
 
 

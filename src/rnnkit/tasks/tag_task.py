@@ -123,7 +123,7 @@ class TagTask:
             for s in raw:
                 check_span_tags(raw[s], self.files[s], why)
         # the tag set is the whole training file's, also when max_sentences takes a subset
-        tagset = {t for x in _prepare(raw["train"], self.scheme, d.encoding, self.files["train"])
+        tagset = {t for x in _prepare(raw["train"], self.scheme, d.encoding)
                   for t in x.tags}
         if d.max_sentences is not None:
             raw["train"] = raw["train"][:d.max_sentences]
@@ -146,7 +146,7 @@ class TagTask:
             raw["valid"] = [raw["train"][i] for i in sorted(perm[:cut])]
             raw["train"] = [raw["train"][i] for i in sorted(perm[cut:])]
             self.files["valid"] = self.files["train"]
-        raw = {s: _prepare(v, self.scheme, d.encoding, self.files[s]) for s, v in raw.items()}
+        raw = {s: _prepare(v, self.scheme, d.encoding) for s, v in raw.items()}
         self.tag_scheme = self.scheme if d.encoding == "same" else d.encoding
         self.encoder = build_encoder(raw["train"], d, tagset)
         enc = self.encoder
