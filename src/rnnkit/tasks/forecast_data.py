@@ -294,6 +294,9 @@ class ForecastData:
             self.bounds = {series[0].id: tuple(rows)}
         else:
             self.bounds = {x.id: _split_bounds(d, len(x), x.id, state is None) for x in series}
+        if d.transform == "log":  # every split, and before fitting: the row is named
+            for x in series:
+                self._check_positive(x)
         fitting = state is None
         if fitting:
             state = self._fit_state(series)
@@ -408,8 +411,6 @@ class ForecastData:
         off = 0
         need = max(self.L + self.lag, d.season_length, self.ar_p)
         for i, x in enumerate(series):
-            if self.pre.log:
-                self._check_positive(x)
             st = self.steps(x.id, x.index)
             z = self.pre.scale(x.target, x.id)
             m = self.pre.to_model(z, x.id, st)
