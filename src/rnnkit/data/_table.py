@@ -95,7 +95,9 @@ def read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
             import pyarrow
 
             frame = pd.read_parquet(path)
-        except (pyarrow.ArrowException, OSError, ValueError, TypeError, NotImplementedError) as e:
+        # KeyError/IndexError: pandas' own metadata in the file, damaged ("numpy_type" missing)
+        except (pyarrow.ArrowException, OSError, ValueError, TypeError, NotImplementedError,
+                KeyError, IndexError) as e:
             raise TimeSeriesError(
                 f"{path}: cannot read as Parquet ({shown(' '.join(str(e).split()), 200)})"
             ) from None
