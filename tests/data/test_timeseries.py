@@ -240,6 +240,35 @@ def test_sparse_timestamps_do_not_get_a_fine_inferred_grid(tmp_path):
         read_timeseries(p, fill="linear")
 
 
+@pytest.mark.parametrize("at,shift,row,finer", [
+    (57, 30, 59, "data.freq='30min' "),  # a typo'd minute would have made the grid 30min
+    (0, 30, 2, "data.freq='30min' "),  # the first row is the stray one: the grid is the others'
+    (120, 17, 122, "data.freq "),  # 17 minutes off: only a 1-minute grid holds it
+])
+def test_one_off_grid_timestamp_is_an_error_not_a_finer_grid(tmp_path, at, shift, row, finer):
+    ix = pd.date_range("2021-01-01", periods=200, freq="h")
+    ts = ix.insert(at, ix[at] + pd.Timedelta(minutes=shift)).delete(at + 1)
+    p = _csv(tmp_path, "date,y\n" + "\n".join(f"{t:%Y-%m-%d %H:%M},{i}" for i, t in enumerate(ts)))
+    msg = (rf"s\.csv: row {row}, column 'date': timestamp {re.escape(str(ts[at]))} is off the 'h' "
+           rf"grid that holds the other 199 timestamps \(1 off it\); correct or drop the row, "
+           rf"or set {re.escape(finer)}if the finer grid is meant")
+    for fill in ("error", "linear"):  # before: a 30min grid with 199 steps filled in (linear)
+        with pytest.raises(TimeSeriesError, match=msg):
+            read_timeseries(p, fill=fill)
+    d = read_timeseries(p, freq="30min", fill="linear") if shift == 30 else None
+    # data.freq still decides (the grid starts at the first timestamp, 00:30 when at == 0)
+    assert d is None or (d.freq == "30min" and d.filled == (199 if at else 198))
+
+
+def test_a_finer_grid_part_of_the_file_is_not_a_stray_timestamp(tmp_path):
+    # hourly, then half-hourly: far more than 1% off the hourly grid, so the 30min grid is read
+    ix = pd.date_range("2021-01-01", periods=100, freq="h").append(
+        pd.date_range("2021-01-05 04:30", periods=100, freq="30min"))
+    p = _csv(tmp_path, "date,y\n" + "\n".join(f"{t:%Y-%m-%d %H:%M},{i}" for i, t in enumerate(ix)))
+    d = read_timeseries(p, fill="linear")
+    assert d.freq == "30min" and d.filled == 101  # 99 between the hourly steps, 2 at the switch
+
+
 @pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400", "+INF", "-1e999"])
 def test_infinite_values_are_rejected_naming_row_and_column(tmp_path, value):
     p = _csv(tmp_path, HOURLY.replace("3.0,12", f"{value},12"))

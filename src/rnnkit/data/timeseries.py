@@ -201,7 +201,21 @@ def _grid_size(ts: pd.DatetimeIndex, off: pd.DateOffset) -> float:
     return (ts[-1] - ts[0]) / max(step, pd.Timedelta(1, unit="ns")) + 1
 
 
-def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
+def _off_grid(ts: pd.DatetimeIndex, off: pd.DateOffset) -> np.ndarray:
+    """(N,) True where a timestamp of ``ts`` is off the ``off`` grid that holds most of them.
+
+    A fixed step's grid is anchored where most timestamps fall (so an off-grid first row is
+    found too); a calendar step's grid is anchored at the first timestamp.
+    """
+    if isinstance(off, pd.offsets.Tick):
+        k = int(pd.Timedelta(off) // pd.Timedelta(1, unit=ts.unit))  # the step in ts's unit
+        r = ts.asi8 % max(k, 1)
+        vals, counts = np.unique(r, return_counts=True)
+        return r != vals[np.argmax(counts)]
+    return pd.date_range(ts[0], ts[-1], freq=off).get_indexer(ts) < 0
+
+
+def _infer_freq(path: Path, ts: pd.DatetimeIndex, rows: np.ndarray, col: str) -> str:
     """The grid of strictly increasing ``ts``: the coarsest candidate that holds every timestamp.
 
     ``pd.infer_freq`` answers only when no step is missing.  Otherwise the candidates are
@@ -210,7 +224,11 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
     and the greatest common step (fixed lengths, measured in the index's own unit: pandas may
     parse timestamps as s, ms, us or ns; whole days are ``D``, as pd.infer_freq says).  A grid
     that would leave more than half of its steps missing is refused: the series is too sparse
-    to guess, and ``data.freq`` must say.
+    to guess, and ``data.freq`` must say.  A few timestamps (at most 1%, at least one) off a
+    grid that holds the rest are an error at their row (file row ``rows[i]`` of ``ts[i]``)
+    when taking them in would make the grid half as fine or finer, or leave no grid at all:
+    hourly data with one ``10:30`` is a typo to fix, not half-hourly data with every other step
+    missing (``data.freq`` says otherwise where the finer grid is meant).
     """
     if len(ts) >= 3 and (f := pd_infer_freq(ts)) is not None:
         return f.freqstr
@@ -246,6 +264,25 @@ def _infer_freq(path: Path, ts: pd.DatetimeIndex, col: str) -> str:
             continue
         if best is None or len(grid) < best_n:
             best, best_n = off, len(grid)
+    near = None  # the coarsest candidate that all but a few timestamps lie on
+    for off in cands:
+        if _grid_size(ts, off) > 4 * len(ts) + 8:
+            continue
+        stray = _off_grid(ts, off)
+        if 0 < stray.sum() <= max(1, len(ts) // 100):
+            n = _grid_size(ts[~stray], off)
+            if near is None or n < near[1]:
+                near = (off, n, stray)
+    if near is not None and (best is None or best_n > 1.5 * near[1]):
+        off, _, stray = near
+        i = int(np.flatnonzero(stray)[0])
+        finer = f"data.freq={best.freqstr!r}" if best is not None else "data.freq"
+        raise TimeSeriesError(
+            f"{path}: row {rows[i]}, column {shown(col)}: timestamp {ts[i]} is off the "
+            f"{off.freqstr!r} grid that holds the other {int((~stray).sum())} timestamps "
+            f"({int(stray.sum())} off it); correct or drop the row, or set {finer} if the "
+            "finer grid is meant"
+        )
     if best is not None and best_n <= 2 * len(ts):
         return best.freqstr
     why = (
@@ -429,7 +466,7 @@ def read_timeseries(
         _check_order(path, ts_all[np.asarray(idx)], file_rows[np.asarray(idx)], time_col, sid)
     if regular and freq is None:  # one grid for the file, read off its longest series
         longest = np.asarray(max(groups.values(), key=len))
-        freq = _infer_freq(path, ts_all[longest], time_col)
+        freq = _infer_freq(path, ts_all[longest], file_rows[longest], time_col)
     out = TimeSeriesData(
         str(path), time_col, list(targets), past, fut, series_id, freq if regular else None
     )
