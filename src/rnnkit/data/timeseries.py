@@ -11,7 +11,8 @@ a ``series_id`` column; each is checked and returned on its own::
 
 Every row has as many fields as the header.  Every series is checked in file order:
 timestamps parse, strictly increase (no duplicates), lie on one frequency grid (``freq``,
-inferred if not given: the coarsest grid that holds every timestamp, so a gap stays a gap);
+inferred if not given: the coarsest grid that holds every timestamp, so a gap stays a gap,
+and a stray timestamp off a grid holding the rest is an error, not a finer grid);
 values are finite numbers (``inf`` or ``1e400`` is an error).  Missing timestamps (gaps in
 the grid) and missing values (empty cells) are filled by ``fill`` (``ffill``, ``linear``,
 ``zero``) or rejected (``error``, the default).  Errors are one line naming the file, the row
