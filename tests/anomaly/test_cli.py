@@ -80,6 +80,35 @@ def test_score_rejects_bad_csv_naming_row_and_column(tmp_path):
         a.func(a)
 
 
+def test_score_reports_gaps_and_rejects_a_series_at_another_step(tmp_path, capsys):
+    csv = _series_csv(tmp_path / "s.csv")
+    a = _parse(["anomaly", "train", str(csv), "--out", str(tmp_path / "ckpt"), "--fit-fraction", "0.5",
+                "--set", "model.max_epochs=2", "--set", "model.hidden_size=4"])
+    assert a.func(a) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["steps"] == {"step": "5min", "gaps": 0, "largest_gap": None, "first_gap_after": None}
+    assert json.loads((tmp_path / "ckpt" / "detector.json").read_text())["step"] == "5min"
+    # rows 50-52 deleted: scored as before (rows count), but the gap is reported
+    gappy = pd.read_csv(csv).drop(index=[50, 51, 52])
+    gappy.to_csv(tmp_path / "gap.csv", index=False)
+    a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "gap.csv"), "--out", str(tmp_path / "o.csv")])
+    assert a.func(a) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 237 and out["steps"] == {
+        "step": "5min", "gaps": 1, "largest_gap": "20min",
+        "first_gap_after": "2014-01-01 04:05:00"}
+    # every second row: the same values stepping 10 minutes would be misread by 5-minute windows
+    coarse = pd.read_csv(csv).iloc[::2]
+    coarse.to_csv(tmp_path / "coarse.csv", index=False)
+    a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "coarse.csv")])
+    with pytest.raises(ValueError, match=r"coarse\.csv: the series steps 10min \(median\), but the "
+                       r"detector .*ckpt was trained on one stepping 5min; .*--any-step"):
+        a.func(a)
+    a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "coarse.csv"), "--any-step",
+                "--out", str(tmp_path / "c.csv")])
+    assert a.func(a) == 0 and json.loads(capsys.readouterr().out)["rows"] == 120
+
+
 def test_nab_and_evaluate_commands_on_a_tiny_corpus(tmp_path, capsys):
     root = tmp_path / "nab"
     (root / "data" / "fam").mkdir(parents=True)
@@ -115,5 +144,6 @@ def test_rnnkit_train_runs_an_anomaly_recipe_with_the_trainer(tmp_path):
     cfg = load_recipe(recipe)
     summary = run_training(cfg, recipe_name="r", out=tmp_path / "run")
     det = load_detector(Path(summary["run_dir"]) / "best")
+    assert det.step == "5min"  # recorded by the Trainer task too
     s = det.score(pd.read_csv(csv)["value"].to_numpy())
     assert s.shape == (240,) and np.isfinite(s).all() and (s[:2] == 0).all()

@@ -66,6 +66,9 @@ NOT_MEASUREMENTS = {
     ("pipelines/asr.md", "silences of 0.05-0.3 s between them"): "the generator's settings",
     ("pipelines/asr.md", "(2.8 s on average)"): "the utterances' length, not a timing",
     ("pipelines/asr.md", "10 ms frames at 8 kHz"): "a feature setting (the frame hop)",
+    ("pipelines/anomaly-detection.md", "the series steps 10min (median)"): "an error message",
+    ("pipelines/anomaly-detection.md", "stepping 5min; ...`)"): "an error message",
+    ("pipelines/anomaly-detection.md", '"step": "5min", "gaps": 1'): "a series' steps, printed",
     ("pipelines/forecasting.md", "three seconds before the first run started"):
         "the gap between two commit/log timestamps, not a timing",
 }

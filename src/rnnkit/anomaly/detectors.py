@@ -136,6 +136,7 @@ class Detector:
         self.fit_end = self.train_end = 0
         self.base: GaussianErrorModel | None = None
         self.history: dict[str, float] = {}
+        self.step: str | None = None  # the training series' median step, where it had timestamps
         torch.manual_seed(config.seed)
         self.model = self._build()
 
@@ -249,6 +250,8 @@ class Detector:
         state = {"mean": self.mean, "std": self.std, "fit_end": self.fit_end,
                  "train_end": self.train_end,
                  "error_model": self.base.to_dict(), "history": self.history}
+        if self.step is not None:
+            state["step"] = self.step
 
         def assets(d: Path) -> None:
             (d / "detector.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
@@ -439,6 +442,7 @@ def load_detector(directory: str | Path) -> Detector:
         det.fit_end, det.train_end = int(state["fit_end"]), int(state["train_end"])
         det.base = GaussianErrorModel.from_dict(state["error_model"])
         det.history = state.get("history", {})
+        det.step = None if state.get("step") is None else str(state["step"])
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: corrupted detector state ({e})") from None
     load_model_weights(det.model, d)

@@ -103,7 +103,7 @@ def _train(a: argparse.Namespace) -> int:
                 "checkpoint": a.out,
                 "fit_rows": det.fit_end,
                 "train_rows": det.train_end,
-                **det.history,
+                **det.history,  # with "steps": the series' median step and its gaps
             }
         )
     )
@@ -113,8 +113,10 @@ def _train(a: argparse.Namespace) -> int:
 def _score(a: argparse.Namespace) -> int:
     from rnnkit.tasks.anomaly import score_csv
 
-    frame = score_csv(a.checkpoint, a.csv, a.out, threshold=a.threshold, streaming=a.streaming)
-    info = {"rows": len(frame), "max_score": float(frame["anomaly_score"].max())}
+    frame = score_csv(a.checkpoint, a.csv, a.out, threshold=a.threshold, streaming=a.streaming,
+                      any_step=a.any_step)
+    info = {"rows": len(frame), "max_score": float(frame["anomaly_score"].max()),
+            "steps": frame.attrs["steps"]}
     if a.threshold is not None:
         info["alarms"] = int(frame["is_anomaly"].sum())
     if a.out:
@@ -193,6 +195,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--streaming", action="store_true", help="feed rows one at a time (carried state)"
     )
+    s.add_argument("--any-step", action="store_true",
+                   help="score a series whose median step differs from the training series'")
     s.set_defaults(anomaly_func=_score)
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "calendar_features",
     "future_index",
     "steps_between",
+    "step_summary",
 ]
 
 FILL_STRATEGIES = ("error", "ffill", "linear", "zero")
@@ -178,6 +179,30 @@ def steps_between(start: pd.Timestamp, ts: pd.DatetimeIndex, freq: str) -> np.nd
 
 
 # --------------------------------------------------------------------------- checking
+
+
+def step_summary(ts: pd.DatetimeIndex) -> dict[str, str | int | None]:
+    """The typical step of increasing timestamps ``ts`` and the gaps in them.
+
+    Returns ``{"step", "gaps", "largest_gap", "first_gap_after"}``: the median step, how many
+    steps are at least 1.5 times it (a missing row or more), the longest step, and the
+    timestamp before the first gap (None without gaps).  Steps print as pandas frequencies
+    (``5min``, ``h``, ``3D``).
+    """
+    if len(ts) < 2:
+        return {"step": None, "gaps": 0, "largest_gap": None, "first_gap_after": None}
+    d = np.diff(ts.asi8)
+    med = np.median(d)
+    gap = d >= 1.5 * med if med > 0 else np.zeros(len(d), dtype=bool)
+    def shown_step(k) -> str:
+        return pd.tseries.frequencies.to_offset(pd.Timedelta(int(k), unit=ts.unit)).freqstr
+
+    return {
+        "step": shown_step(med),
+        "gaps": int(gap.sum()),
+        "largest_gap": shown_step(d.max()) if gap.any() else None,
+        "first_gap_after": str(ts[int(np.flatnonzero(gap)[0])]) if gap.any() else None,
+    }
 
 
 def _in(sid: str) -> str:

@@ -40,6 +40,7 @@ from torch import nn
 from rnnkit.anomaly.benchmark import detector_name, evaluate_nab, run_detector
 from rnnkit.anomaly.detectors import Detector, DetectorConfig, build_detector, load_detector
 from rnnkit.data.nab import default_nab_root, load_nab_corpus, read_nab_csv
+from rnnkit.data.timeseries import TimeSeriesError, step_summary
 from rnnkit.tasks.export_steps import ExportSpec, anomaly_export_spec
 from rnnkit.tasks.predictors import AnomalyPredictor, maybe_int8
 from rnnkit.train.config import ConfigError, RunConfig, load_recipe
@@ -150,23 +151,49 @@ def train_series(
     time_col: str = "timestamp",
     value_col: str = "value",
 ) -> Detector:
-    """Fit ``detector`` on the first ``fit_fraction`` of a CSV series and save it to ``out``."""
-    _, values = read_series(csv, time_col, value_col)
+    """Fit ``detector`` on the first ``fit_fraction`` of a CSV series and save it to ``out``.
+
+    The detector records the series' median step (``Detector.step``), so scoring a series at
+    another step is an error (:func:`score_csv`); ``Detector.history["steps"]`` is the
+    series' :func:`~rnnkit.data.timeseries.step_summary` (its gaps).
+    """
+    ts, values = read_series(csv, time_col, value_col)
     det = build_detector(detector).fit(values, fit_end=_fit_end(len(values), fit_fraction))
+    steps = step_summary(ts)
+    det.step, det.history["steps"] = steps["step"], steps
     det.save(out)
     return det
 
 
+def _check_step(det: Detector, checkpoint: str | Path, csv: str | Path, step: str | None) -> None:
+    """A detector's windows count rows: scoring a series at another step misreads it."""
+    if det.step is None or step is None or step == det.step:
+        return
+    raise TimeSeriesError(
+        f"{csv}: the series steps {step} (median), but the detector {checkpoint} was trained on "
+        f"one stepping {det.step}; its windows count rows, so they would span another length of "
+        f"time. Resample the series to {det.step}, or score it as it is with any_step=True "
+        "(`--any-step`)"
+    )
+
+
 def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = None, *,
               threshold: float | None = None, streaming: bool = False, time_col: str = "timestamp",
-              value_col: str = "value") -> pd.DataFrame:
+              value_col: str = "value", any_step: bool = False) -> pd.DataFrame:
     """Scores of a CSV series by a saved detector; ``is_anomaly`` if a threshold is given.
 
     ``streaming`` feeds the rows one at a time (:mod:`rnnkit.anomaly.streaming`); the
-    scores equal the batch ones up to float rounding.
+    scores equal the batch ones up to float rounding.  The series must step as the detector's
+    training series did (median step; checkpoints written before the step was recorded are
+    not checked) unless ``any_step``.  Rows are scored in order whatever the timestamps' gaps;
+    ``frame.attrs["steps"]`` is the series' :func:`~rnnkit.data.timeseries.step_summary`, so
+    the caller can show them.
     """
     det = load_detector(checkpoint)
     ts, values = read_series(csv, time_col, value_col)
+    steps = step_summary(ts)
+    if not any_step:
+        _check_step(det, checkpoint, csv, steps["step"])
     if streaming:
         from rnnkit.anomaly.streaming import StreamingScorer
 
@@ -179,6 +206,7 @@ def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = 
     )
     if threshold is not None:
         frame["is_anomaly"] = (scores >= threshold).astype(int)
+    frame.attrs["steps"] = steps
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False, float_format="%.10g")
@@ -188,8 +216,11 @@ def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = 
 # --------------------------------------------------------------------------- Trainer task
 
 
-def _series_for(d: AnomalyDataConfig, data_dir: str | None) -> tuple[np.ndarray, int, str]:
-    """``(values, fit_end, name)`` of the one series an ``rnnkit train`` recipe names."""
+def _series_for(
+    d: AnomalyDataConfig, data_dir: str | None
+) -> tuple[pd.DatetimeIndex, np.ndarray, int, str]:
+    """``(timestamps, values, fit_end, name)`` of the one series an ``rnnkit train`` recipe
+    names."""
     if d.source == "nab":
         if len(d.files) != 1:
             raise ConfigError(
@@ -197,9 +228,9 @@ def _series_for(d: AnomalyDataConfig, data_dir: str | None) -> tuple[np.ndarray,
                 "(e.g. [realKnownCause/nyc_taxi.csv]), or use `rnnkit anomaly nab` for many"
             )
         s = load_nab_corpus(default_nab_root(data_dir or d.data_dir), files=d.files)[0]
-        return s.values, s.probation, s.key
-    _, values = read_series(d.source, d.time_col, d.value_col)
-    return values, _fit_end(len(values), d.fit_fraction), str(d.source)
+        return pd.DatetimeIndex(s.timestamps), s.values, s.probation, s.key
+    ts, values = read_series(d.source, d.time_col, d.value_col)
+    return ts, values, _fit_end(len(values), d.fit_fraction), str(d.source)
 
 
 class AnomalyTask:
@@ -217,7 +248,8 @@ class AnomalyTask:
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):
         self.config = config
-        values, fit_end, self.series = _series_for(config.data, data_dir)
+        ts, values, fit_end, self.series = _series_for(config.data, data_dir)
+        self.steps = step_summary(ts)
         self.detector = build_detector(config.model)
         self.detector.prepare(values, fit_end)
         self.model: nn.Module = self.detector.model
@@ -258,7 +290,8 @@ class AnomalyTask:
             "fit_end": self.detector.fit_end,
             "train_end": self.detector.train_end,
             "error_model": self.detector.base.to_dict(),
-            "history": {"series": self.series},
+            "history": {"series": self.series, "steps": self.steps},
+            "step": self.steps["step"],
         }
         (directory / "detector.json").write_text(
             json.dumps(state, indent=1) + "\n", encoding="utf-8"
