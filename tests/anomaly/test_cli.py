@@ -109,6 +109,22 @@ def test_score_reports_gaps_and_rejects_a_series_at_another_step(tmp_path, capsy
     assert a.func(a) == 0 and json.loads(capsys.readouterr().out)["rows"] == 120
 
 
+def test_score_rejects_a_series_too_short_and_thresholds_outside_the_scores(tmp_path, capsys):
+    csv = _series_csv(tmp_path / "s.csv")
+    a = _parse(["anomaly", "train", str(csv), "--out", str(tmp_path / "ckpt"), "--fit-fraction", "0.5",
+                "--set", "model.max_epochs=2", "--set", "model.hidden_size=4", "--set", "model.horizon=4"])
+    assert a.func(a) == 0
+    pd.read_csv(csv).iloc[:4].to_csv(tmp_path / "short.csv", index=False)  # every score was 0
+    a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "short.csv")])
+    with pytest.raises(ValueError, match=r"short\.csv: 4 rows, but the detector .*ckpt scores a row only "
+                       r"after 4 earlier ones; the series needs at least 5"):
+        a.func(a)
+    for t in ("nan", "7", "-1", "0"):  # 0 alarms, 0 alarms, every row, every row
+        a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(csv), "--threshold", t])
+        with pytest.raises(ValueError, match=r"threshold=.*: expected a value in \(0, 1\)"):
+            a.func(a)
+
+
 def test_nab_and_evaluate_commands_on_a_tiny_corpus(tmp_path, capsys):
     root = tmp_path / "nab"
     (root / "data" / "fam").mkdir(parents=True)
@@ -128,6 +144,16 @@ def test_nab_and_evaluate_commands_on_a_tiny_corpus(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert again["standard"] == pytest.approx(first["standard"]) and first["windows"] == 1
     assert first["standard"] > 50  # the spike at row 300 lies in the window: an early detection
+    # a results file in another row order is another file's scores: NAB scores by row
+    res = tmp_path / "res" / "windowed_gaussian" / "fam" / "windowed_gaussian_x.csv"
+    frame = pd.read_csv(res)
+    frame.iloc[::-1].to_csv(res, index=False)
+    with pytest.raises(ValueError, match=r"windowed_gaussian_x\.csv: row 2, column 'timestamp': "
+                       r"'2014-01-02 09:15:00', but row 2 of .*x\.csv is 2014-01-01 00:00:00"):
+        a.func(a)
+    frame.assign(anomaly_score=frame["anomaly_score"].where(frame.index != 5, np.inf)).to_csv(res, index=False)
+    with pytest.raises(ValueError, match=r"row 7, column 'anomaly_score': not a finite number"):
+        a.func(a)
 
 
 def test_rnnkit_train_runs_an_anomaly_recipe_with_the_trainer(tmp_path):

@@ -100,6 +100,14 @@ def test_bad_configs_and_short_series():
                              ("refit_every", 0, "a positive integer")]:
         with pytest.raises(ValueError, match=rf"{key}={value}: expected {want}"):
             build_detector(DetectorConfig(**{key: value}))
+    # a rolling window no longer than the error vector never refits: it was the validation model
+    with pytest.raises(ValueError, match=r"rolling_window=4: expected more rows than the error "
+                       r"vector's length \(4\)"):
+        build_detector(DetectorConfig(error_model="rolling", rolling_window=4, horizon=4))
+    with pytest.raises(ValueError, match=r"rolling_window=16: .*length \(16\)"):
+        build_detector(DetectorConfig(kind="reconstruction", window=16, error_model="rolling",
+                                      rolling_window=16))
+    build_detector(DetectorConfig(error_model="rolling", rolling_window=5, horizon=4))
 
 
 @pytest.mark.parametrize("kind", ["prediction", "reconstruction"])

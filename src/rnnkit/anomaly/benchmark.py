@@ -82,16 +82,26 @@ def write_results_csv(path: Path, series: NABSeries, scores: np.ndarray) -> None
 
 
 def read_results_csv(path: Path, series: NABSeries) -> np.ndarray:
-    """The ``anomaly_score`` column of a results file, checked against its data file."""
+    """The ``anomaly_score`` column of a results file, checked against its data file: the
+    same number of rows, the same timestamp on every row (NAB scores by row, so a reordered
+    or shifted file would be scored against the wrong windows), finite scores."""
     frame = pd.read_csv(path)
-    if "anomaly_score" not in frame.columns:
-        raise ValueError(f"{path}: row 1: no column 'anomaly_score'")
+    for col in ("timestamp", "anomaly_score"):
+        if col not in frame.columns:
+            raise ValueError(f"{path}: row 1: no column {col!r}")
     if len(frame) != len(series):
         raise ValueError(f"{path}: {len(frame)} rows, but {series.path} has {len(series)}")
+    ts = pd.to_datetime(frame["timestamp"], errors="coerce", format="mixed")
+    same = ts.to_numpy() == pd.DatetimeIndex(series.timestamps).as_unit("ns").to_numpy()
+    if not same.all():
+        i = int(np.flatnonzero(~same)[0])
+        got = frame["timestamp"].iloc[i]
+        raise ValueError(f"{path}: row {i + 2}, column 'timestamp': {got!r}, "
+                         f"but row {i + 2} of {series.path} is {series.timestamps[i]}")
     s = pd.to_numeric(frame["anomaly_score"], errors="coerce").to_numpy(np.float64)
-    if np.isnan(s).any():
-        i = int(np.flatnonzero(np.isnan(s))[0])
-        raise ValueError(f"{path}: row {i + 2}, column 'anomaly_score': not a number "
+    if not np.isfinite(s).all():
+        i = int(np.flatnonzero(~np.isfinite(s))[0])
+        raise ValueError(f"{path}: row {i + 2}, column 'anomaly_score': not a finite number "
                          f"({frame['anomaly_score'].iloc[i]!r})")
     return s
 

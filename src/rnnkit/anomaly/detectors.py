@@ -131,6 +131,11 @@ class Detector:
         for key, ok, want in checks:
             if not ok:
                 raise ValueError(f"{key}={getattr(c, key)}: expected {want}")
+        if c.error_model == "rolling" and c.rolling_window <= self.dim:  # never refits otherwise
+            raise ValueError(
+                f"rolling_window={c.rolling_window}: expected more rows than the error vector's "
+                f"length ({self.dim}), or the rolling Gaussian can never be refitted"
+            )
         self.config = config
         self.mean, self.std = 0.0, 1.0
         self.fit_end = self.train_end = 0

@@ -189,8 +189,16 @@ def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = 
     ``frame.attrs["steps"]`` is the series' :func:`~rnnkit.data.timeseries.step_summary`, so
     the caller can show them.
     """
+    if threshold is not None and not 0.0 < threshold < 1.0:  # also NaN
+        raise ValueError(f"threshold={threshold}: expected a value in (0, 1); scores lie in "
+                         "[0, 1)")
     det = load_detector(checkpoint)
     ts, values = read_series(csv, time_col, value_col)
+    if len(values) <= det.valid_from:
+        raise TimeSeriesError(
+            f"{csv}: {len(values)} rows, but the detector {checkpoint} scores a row only after "
+            f"{det.valid_from} earlier ones; the series needs at least {det.valid_from + 1}"
+        )
     steps = step_summary(ts)
     if not any_step:
         _check_step(det, checkpoint, csv, steps["step"])
