@@ -121,3 +121,35 @@ def test_splits_hold_out_recordings_and_speakers():
     assert "theo" not in {r.speaker for r in loso["train"] + loso["valid"]}
     with pytest.raises(AudioDataError, match="unknown speaker; expected one of"):
         split_pools(recs, "loso:nobody")
+
+
+def test_the_same_audio_listed_twice_is_an_error(tmp_path):
+    wav(tmp_path / "a.wav")
+    wav(tmp_path / "b.wav")
+    (tmp_path / "t.csv").write_text("path,text\na.wav,one\nb.wav,two\n./a.wav,nine nine\n")
+    with pytest.raises(AudioDataError, match=r"t\.csv:4: audio file .*a\.wav is listed twice "
+                       r"\(also at .*t\.csv:2\)"):
+        list_transcribed(tmp_path / "t.csv")
+    (tmp_path / "s.csv").write_text("path,text\na.wav,one\na.wav,one\n")  # same text too
+    with pytest.raises(AudioDataError, match=r"s\.csv:3: .* listed twice \(also at .*s\.csv:2\)"):
+        list_transcribed(tmp_path / "s.csv")
+
+
+def test_a_repeated_utterance_id_in_trans_txt_is_an_error(tmp_path):
+    d = tmp_path / "19" / "198"
+    d.mkdir(parents=True)
+    wav(d / "19-198-0000.wav")
+    wav(d / "19-198-0001.wav")
+    (d / "19-198.trans.txt").write_text("19-198-0000 ONE\n19-198-0001 TWO\n19-198-0000 SIX\n")
+    with pytest.raises(AudioDataError, match=r"19-198\.trans\.txt:3: utterance '19-198-0000' is "
+                       r"listed twice \(also at .*19-198\.trans\.txt:1\)"):
+        list_trans_txt(tmp_path)
+    (d / "19-198.trans.txt").write_text("19-198-0000 ONE\n19-198-0001 TWO\n")
+    assert len(list_trans_txt(tmp_path)) == 2
+    e = tmp_path / "19" / "199"  # the same ID again in another chapter's transcripts
+    e.mkdir()
+    wav(e / "19-198-0001.wav")
+    (e / "19-199.trans.txt").write_text("19-198-0001 NINE\n")
+    with pytest.raises(AudioDataError, match=r"19-199\.trans\.txt:1: utterance '19-198-0001' is "
+                       r"listed twice \(also at .*19-198\.trans\.txt:2\)"):
+        list_trans_txt(tmp_path)

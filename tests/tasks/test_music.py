@@ -139,3 +139,17 @@ def test_an_unknown_split_key_stops_the_run(tmp_path):
     with pytest.raises(MusicDataError, match=r"tst\.json: unknown key 'tst'; expected keys "
                        r"train, valid, test$"):
         MusicTask(build_run_config(recipe(src, "bernoulli")))
+
+
+def test_evaluate_refuses_a_non_positive_batch_size(tmp_path):
+    src = tmp_path / "mini.json"
+    src.write_text(json.dumps({"train": chorales(4, 0), "test": chorales(2, 1)}))
+    task = MusicTask(build_run_config(recipe(src, "bernoulli")))
+    best = write_checkpoint(tmp_path / "best", model_state=task.model.state_dict(),
+                            config=to_dict(task.config), task="music", version="0",
+                            write_assets=task.write_assets)
+    for b in (0, -1):  # 0 fell back to the recipe's size; -1 divided by zero
+        with pytest.raises(ValueError, match=rf"--batch-size: expected a positive integer, got {b}"):
+            evaluate_music_checkpoint(best, batch_size=b)
+    assert evaluate_music_checkpoint(best, batch_size=1)["nll_per_step"] == pytest.approx(
+        evaluate_music_checkpoint(best)["nll_per_step"], rel=1e-5)

@@ -12,6 +12,8 @@ import json
 
 #: the flags passed on to the pipeline's evaluate, by keyword
 OPTIONS = ("split", "data", "data_dir", "batch_size", "plot", "report_dir", "beam_size", "csv")
+#: the options that are counts: a value below 1 is an error, never a fallback
+POSITIVE = ("batch_size", "beam_size")
 
 __all__ = ["add_parser", "add_arguments", "run"]
 
@@ -58,6 +60,10 @@ def run(a: argparse.Namespace) -> int:
     from rnnkit.train.checkpoint import read_config
     from rnnkit.train.task import get_task_spec, task_names
 
+    for k in POSITIVE:
+        v = getattr(a, k, None)
+        if v is not None and v < 1:
+            raise ValueError(f"--{k.replace('_', '-')}: expected a positive integer, got {v}")
     task = read_config(a.checkpoint).get("task", "lm")
     spec = get_task_spec(task)
     if spec.evaluate is None:

@@ -70,6 +70,7 @@ def list_transcripts_csv(path: str | Path, path_column: str = "path",
                                   f"a CSV with '{path_column}' and '{text_column}' columns")
     ip, it = header.index(path_column), header.index(text_column)
     out = Transcribed([], [], [], [])
+    seen: dict[str, str] = {}  # real path -> file:line
     for n, row in rows[1:]:
         if not row:
             continue
@@ -86,6 +87,7 @@ def list_transcripts_csv(path: str | Path, path_column: str = "path",
         if file is None or not os.path.isfile(file):
             raise AudioDataError(f"{path}:{n}: audio file {shown_path(path.parent / name)} "
                                  "not found")
+        _once(seen, os.path.realpath(file), f"{path}:{n}", f"audio file {shown_path(file)}")
         out.paths.append(file)
         out.texts.append(words)
         out.origin.append(f"{path}:{n}")
@@ -93,6 +95,15 @@ def list_transcripts_csv(path: str | Path, path_column: str = "path",
     if not out.paths:
         raise AudioDataError(f"{path}: no rows after the header")
     return out
+
+
+def _once(seen: dict[str, str], key: str, where: str, what: str) -> None:
+    """Record ``key`` as read at ``where``; an error if it was read before (the same audio
+    twice, even with one transcript, would put it in two splits or weigh it double)."""
+    if key in seen:
+        raise AudioDataError(f"{where}: {what} is listed twice (also at {seen[key]}); expected "
+                             "each utterance once")
+    seen[key] = where
 
 
 _TRANS_LINE = re.compile(r"(\S+)\s+(.*\S)\s*")
@@ -111,6 +122,8 @@ def list_trans_txt(root: str | Path) -> Transcribed:
         raise AudioDataError(f"{root}: no *.trans.txt files; expected LibriSpeech-style "
                              "transcripts (or pass a CSV with path,text)")
     out = Transcribed([], [], [], [])
+    ids: dict[str, str] = {}  # utterance ID -> file:line
+    audios: dict[str, str] = {}  # real path of the audio -> file:line
     for tf in files:
         try:
             lines = read_text(tf).split("\n")
@@ -129,6 +142,9 @@ def list_trans_txt(root: str | Path) -> Transcribed:
             if audio is None:
                 raise AudioDataError(f"{shown_path(tf)}:{n}: no audio {shown(uid)}"
                                      f"{{{','.join(AUDIO_EXTENSIONS)}}} in {shown_path(tf.parent)}")
+            where = f"{shown_path(tf)}:{n}"
+            _once(ids, uid, where, f"utterance {shown(uid)}")
+            _once(audios, os.path.realpath(audio), where, f"audio file {shown_path(audio)}")
             parts = uid.split("-")
             f = {"id": uid}
             if len(parts) >= 3:

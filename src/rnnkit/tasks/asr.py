@@ -37,8 +37,18 @@ from rnnkit.data.audio import FeatureConfig, compute_features, load_audio, norma
 from rnnkit.data.audio import spec_augment as _spec_augment
 from rnnkit.data.speech import CharUnits
 from rnnkit.models.asr import ASRConfig, CTCModel
-from rnnkit.tasks.asr_data import ASRDataConfig, TrainResynthesizer, load_asr_data
-from rnnkit.tasks.asr_eval import collate_utterances, decode_split, make_decoder
+from rnnkit.tasks.asr_data import (
+    ASRDataConfig,
+    TrainResynthesizer,
+    check_asr_data_config,
+    load_asr_data,
+)
+from rnnkit.tasks.asr_eval import (
+    check_ctc_feasible,
+    collate_utterances,
+    decode_split,
+    make_decoder,
+)
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
 from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
 from rnnkit.train.sizing import build_model
@@ -64,10 +74,7 @@ class ASRTask:
     def __init__(self, config: RunConfig, *, data_dir: str | None = None,
                  units: CharUnits | None = None):
         d: ASRDataConfig = config.data
-        for key in ("batch_size", "eval_batch_size"):
-            if getattr(d, key) < 1:
-                raise ConfigError(f"config key 'data.{key}': expected a positive integer, got "
-                                  f"{getattr(d, key)}")
+        check_asr_data_config(d)  # the audio pipeline's checks (batch sizes, SpecAugment) too
         if d.normalize not in ("global", "utterance"):
             raise ConfigError(f"config key 'data.normalize': expected 'global' or 'utterance', "
                               f"got {d.normalize!r}")
@@ -76,6 +83,8 @@ class ASRTask:
             d, self.seed, data_dir, units)
         self.model = build_model(CTCModel, config.model, d.features.num_features,
                                  len(self.units), run=config)
+        for items in self.data.values():  # CTC cannot align a transcript longer than its audio
+            check_ctc_feasible(items, self.model.frame_lengths)
         self.eval_splits = tuple(s for s in ("valid", "test") if s in self.data)
         self._decode = make_decoder(self.units)
         self.rank, self.world = 0, 1
@@ -104,6 +113,7 @@ class ASRTask:
             return self.data["train"]
         if self._epoch[0] != epoch:
             self._epoch = (epoch, self._resynth(epoch))
+            check_ctc_feasible(self._epoch[1], self.model.frame_lengths)
         return self._epoch[1]
 
     def train_batches(self, epoch: int, start_step: int) -> Iterator[tuple]:
@@ -180,14 +190,19 @@ def evaluate_asr_checkpoint(directory: str | Path, *, split: str | None = None,
                             beam_size: int | None = None) -> dict[str, Any]:
     """WER, CER, sentence accuracy and CTC loss of a checkpoint on ``split`` of its data,
     decoded greedily (``beam_size`` 1 or None) or by beam search with the lexicon."""
+    for flag, v in (("--batch-size", batch_size), ("--beam-size", beam_size)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{flag}: expected a positive integer, got {v!r}")
     model, units, info, cfg = load_asr_checkpoint(directory)
     task_data = load_asr_data(cfg.data, cfg.trainer.seed, data_dir, units)[0]
     split = split or "test"
     if split not in task_data:
         raise ValueError(f"--split {split}: not in the data; available: {', '.join(task_data)}")
-    beam = beam_size or 1
+    check_ctc_feasible(task_data[split], model.frame_lengths)
+    beam = 1 if beam_size is None else beam_size
     decode = make_decoder(units, beam, info.get("lexicon") if beam > 1 else None)
-    m = decode_split(model, task_data[split], decode, batch_size or cfg.data.eval_batch_size)
+    m = decode_split(model, task_data[split], decode,
+                     cfg.data.eval_batch_size if batch_size is None else batch_size)
     items = task_data[split]
     wrong = [{"ref": it[2], "hyp": h} for it, h in zip(items, m["hyps"]) if it[2] != h][:10]
     return {"split": split, "utterances": len(items), "decoder": (

@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from rnnkit.data._show import shown
 from rnnkit.data.audio import (
     AudioDataError,
     FeatureConfig,
@@ -30,10 +31,13 @@ from rnnkit.data.audio import (
 )
 from rnnkit.data.digits import DIGIT_WORDS, fsdd_recordings, make_utterances, split_pools
 from rnnkit.data.registry import cache_dir
-from rnnkit.data.speech import CharUnits, list_transcribed
+from rnnkit.data.speech import CharUnits, list_transcribed, normalise_text
+from rnnkit.data.text import TextFileError, read_text
+from rnnkit.tasks.audio import _check_data_config
 from rnnkit.train.config import ConfigError
 
-__all__ = ["ASRDataConfig", "load_asr_data", "find_fsdd", "TrainResynthesizer"]
+__all__ = ["ASRDataConfig", "check_asr_data_config", "load_asr_data", "find_fsdd",
+           "TrainResynthesizer"]
 
 _SPLIT_SEEDS = {"train": 1, "valid": 2, "test": 3}
 
@@ -100,6 +104,22 @@ class ASRDataConfig:
     batch_size: int = 32
     eval_batch_size: int = 64
     cache: bool = True
+
+
+def check_asr_data_config(d: ASRDataConfig) -> None:
+    """A :class:`ConfigError` naming the first key of ``d`` out of its range: the audio
+    pipeline's checks (batch sizes, SpecAugment, ``valid_fraction``), then the asr ones."""
+    _check_data_config(d)
+    if not 0.0 <= d.test_fraction < 1.0:
+        raise ConfigError("config key 'data.test_fraction': expected a fraction in [0, 1), "
+                          f"got {d.test_fraction}")
+    if d.train_utterances < 1:
+        raise ConfigError("config key 'data.train_utterances': expected a positive integer, "
+                          f"got {d.train_utterances}")
+    for key in ("valid_utterances", "test_utterances"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"config key 'data.{key}': expected a non-negative integer "
+                              f"(0: no such split), got {getattr(d, key)}")
 
 
 def find_fsdd(d: ASRDataConfig, data_dir: str | None = None) -> Path:
@@ -203,9 +223,18 @@ def _files(d: ASRDataConfig, seed: int) -> dict[str, tuple[list, list, list]]:
     rng = np.random.default_rng(seed)
     test = set(select(items, d.test)) if d.test else set(
         rng.permutation(sorted(idx))[:round(d.test_fraction * len(items))].tolist())
+    if d.test and not test:
+        raise ConfigError(f"config key 'data.test': filter {shown(d.test)} matches none of the "
+                          f"{len(items)} files of {d.source}; expected a filter that selects "
+                          "the test files (or no filter and data.test_fraction)")
     rest = sorted(idx - test)
     valid = (set(select(items, d.valid)) - test) if d.valid else set(
         rng.permutation(rest)[:round(d.valid_fraction * len(items))].tolist())
+    if d.valid and not valid:
+        raise ConfigError(f"config key 'data.valid': filter {shown(d.valid)} matches none of "
+                          f"the {len(rest)} non-test files of {d.source}; expected a filter "
+                          "that selects the validation files (or no filter and "
+                          "data.valid_fraction)")
     parts = {"train": sorted(set(rest) - valid), "valid": sorted(valid), "test": sorted(test)}
     if not parts["train"]:
         raise ConfigError(f"data.test={d.test!r} / data.valid={d.valid!r}: no training files")
@@ -234,6 +263,7 @@ def load_asr_data(d: ASRDataConfig, seed: int, data_dir: str | None = None,
                   units: CharUnits | None = None):
     """``(splits, units, stats, lexicon)``: ``splits[s] = [(frames (T, F) float32, ids, text,
     origin)]``, normalised; ``units`` from the training texts unless given (a checkpoint's)."""
+    check_asr_data_config(d)
     if d.source == "fsdd_digits":
         raw = _fsdd_digits(d, data_dir)
     else:
@@ -249,15 +279,44 @@ def load_asr_data(d: ASRDataConfig, seed: int, data_dir: str | None = None,
                       units.encode(t, where=o), t, o) for f, t, o in zip(x, texts, origin)]
     if d.lexicon == "auto":
         lexicon = list(DIGIT_WORDS) if d.source == "fsdd_digits" else None
+    elif d.lexicon is None:
+        lexicon = None
+    elif isinstance(d.lexicon, list):
+        lexicon = _lexicon([(w, f"config key 'data.lexicon[{i}]'")
+                            for i, w in enumerate(d.lexicon)], units)
     else:
-        lexicon = list(d.lexicon) if isinstance(d.lexicon, list) else (
-            None if d.lexicon is None else _read_words(d.lexicon))
+        lexicon = _lexicon(_read_words(d.lexicon), units)
     return splits, units, stats, lexicon
 
 
-def _read_words(path: str) -> list[str]:
+def _read_words(path: str) -> list[tuple[str, str]]:
+    """``[(word, "file:line")]`` of a lexicon file: UTF-8, one word a line, blank lines
+    skipped."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise AudioDataError(f"data.lexicon {path!r}: no such file; expected 'auto', a list of "
                              "words, null, or a file of words (one per line)")
-    return [w for w in (line.split()[0] for line in p.read_text().splitlines() if line.split())]
+    try:
+        lines = read_text(p).split("\n")
+    except TextFileError as e:
+        raise AudioDataError(f"data.lexicon: {e}") from None
+    return [(line, f"{p}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def _lexicon(words: list[tuple[object, str]], units: CharUnits) -> list[str]:
+    """The lexicon's words normalised as transcripts are (lower case), each checked to be
+    one word spelled in ``units``; errors name ``where`` (``file:line`` or the config key)."""
+    out = []
+    for w, where in words:
+        if not isinstance(w, str):
+            raise AudioDataError(f"{where}: expected a word (a string), got {shown(w)}")
+        word = normalise_text(w)
+        if not word or " " in word:
+            raise AudioDataError(f"{where}: expected one word, got {shown(w)}")
+        bad = next((c for c in word if c not in units.index), None)
+        if bad is not None:
+            raise AudioDataError(f"{where}: lexicon word {shown(word)} has character {bad!r}, "
+                                 f"which is not in the units; expected words spelled in "
+                                 f"{''.join(units.chars)!r}")
+        out.append(word)
+    return out

@@ -17,10 +17,43 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.audio import AudioDataError
 from rnnkit.data.speech import CharUnits, normalise_text
 from rnnkit.models.ctc import BeamDecoder, greedy_decode
 
-__all__ = ["error_rates", "collate_utterances", "make_decoder", "decode_split"]
+__all__ = ["error_rates", "collate_utterances", "make_decoder", "decode_split",
+           "ctc_frames_needed", "check_ctc_feasible"]
+
+
+def ctc_frames_needed(ids) -> int:
+    """The fewest output frames a CTC alignment of ``ids`` takes: one per unit, plus a blank
+    between each pair of equal adjacent units (``"ll"`` needs ``l, blank, l``)."""
+    ids = [int(i) for i in ids]
+    return len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+
+
+def _infeasible(origin: str, ids, have: int, frames: int) -> AudioDataError:
+    need = ctc_frames_needed(ids)
+    return AudioDataError(
+        f"{origin}: transcript too long for its audio under CTC: it needs {need} output frames "
+        f"({len(ids)} characters + {need - len(ids)} blanks between repeated ones) but the "
+        f"audio's {frames} feature frames give the model {have}; expected a longer clip or a "
+        "shorter transcript")
+
+
+def check_ctc_feasible(items: list[tuple], frame_lengths) -> None:
+    """An :class:`AudioDataError` naming the first of ``items`` (``(frames, ids, text,
+    origin)``) whose transcript cannot be aligned: fewer model output frames
+    (``frame_lengths(T)``, a (N,) tensor of input frames -> output frames) than
+    :func:`ctc_frames_needed`. CTC's loss is infinite there, and zeroing it would skip the
+    utterance silently."""
+    if not items:
+        return
+    frames = torch.tensor([it[0].shape[0] for it in items])
+    have = frame_lengths(frames).tolist()
+    for it, T, n in zip(items, frames.tolist(), have):
+        if ctc_frames_needed(it[1]) > n:
+            raise _infeasible(it[3], it[1], int(n), T)
 
 
 def error_rates(hyps: list[str], refs: list[str]) -> dict[str, float]:
@@ -59,6 +92,10 @@ def decode_split(model: nn.Module, items: list[tuple], decode, batch_size: int =
                  ) -> dict[str, Any]:
     """Mean CTC loss per utterance (nats), hypotheses and error rates over ``items``
     (``(frames, ids, text, origin)``), batched by length."""
+    if batch_size < 1:
+        raise ValueError(f"batch size {batch_size!r}: expected a positive integer")
+    if not items:
+        raise ValueError("decode_split: no utterances to decode")
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -70,6 +107,10 @@ def decode_split(model: nn.Module, items: list[tuple], decode, batch_size: int =
         chunk = order[k:k + batch_size]
         x, lengths, y, ylen = collate_utterances([items[i] for i in chunk])
         lp, olen = model(x.to(dev), lengths)  # (B, T', V)
+        for i, n in zip(chunk, olen.tolist()):  # an infeasible one's loss would be zeroed
+            if ctc_frames_needed(items[i][1]) > n:
+                model.train(was)
+                raise _infeasible(items[i][3], items[i][1], int(n), items[i][0].shape[0])
         loss += float(ctc(lp.transpose(0, 1), y, olen, ylen))  # log_probs as (T', B, V)
         for i, h in zip(chunk, decode(lp.cpu(), olen)):
             hyps[i] = h

@@ -136,6 +136,8 @@ def _chunks(rolls: list[np.ndarray], n: int | None) -> list[np.ndarray]:
 def evaluate_rolls(model: nn.Module, rolls: list[np.ndarray], batch_size: int = 64
                    ) -> dict[str, float]:
     """``{"loss": NLL per step (nats), "frame_acc", "steps"}`` over every step of ``rolls``."""
+    if batch_size < 1:
+        raise ValueError(f"batch size {batch_size!r}: expected a positive integer")
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -268,6 +270,9 @@ def evaluate_music_checkpoint(directory: str | Path, *, split: str | None = None
                               batch_size: int | None = None) -> dict[str, Any]:
     """NLL per step and frame accuracy of a checkpoint on ``split`` of its data (or ``data``:
     a JSB-style JSON file or a MIDI folder)."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"--batch-size: expected a positive integer, got {batch_size!r}")
     model, _, cfg = load_music_checkpoint(directory)
     d: MusicDataConfig = cfg.data
     if data is not None:
@@ -276,7 +281,8 @@ def evaluate_music_checkpoint(directory: str | Path, *, split: str | None = None
     split = split or ("test" if "test" in splits else "valid" if "valid" in splits else "train")
     if split not in splits:
         raise ValueError(f"--split {split}: not in {d.source!r}; available: {', '.join(splits)}")
-    m = evaluate_rolls(model, splits[split], batch_size or d.eval_batch_size)
+    m = evaluate_rolls(model, splits[split],
+                       d.eval_batch_size if batch_size is None else batch_size)
     return {"split": split, "source": d.source, "pieces": len(splits[split]),
             "steps": int(m["steps"]), "nll_per_step": m["loss"], "frame_acc": m["frame_acc"],
             "notes_off_piano": dropped}
