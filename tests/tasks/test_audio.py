@@ -20,7 +20,7 @@ from rnnkit.tasks.audio import (  # noqa: E402
     resolve_source,
 )
 from rnnkit.train.checkpoint import write_checkpoint  # noqa: E402
-from rnnkit.train.config import build_run_config, load_recipe  # noqa: E402
+from rnnkit.train.config import ConfigError, build_run_config, load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,6 +150,16 @@ def test_splits_by_field_and_per_class_validation(trained):
     torch.testing.assert_close(train.mean(0), torch.zeros(16), atol=1e-4, rtol=0)
 
 
+def test_a_split_filter_matching_nothing_is_an_error(trained):
+    _, src, _ = trained  # before: no test split (test) or no validation split (valid), silently
+    with pytest.raises(ConfigError, match=r"config key 'data\.test': filter 'speaker=zz' matches none of "
+                       r"the 20 files"):
+        AudioTask(build_run_config(recipe(src, test="speaker=zz")))
+    with pytest.raises(ConfigError, match=r"config key 'data\.valid': filter 'speaker=b' matches none of "
+                       r"the 10 non-test files"):
+        AudioTask(build_run_config(recipe(src, test="speaker=b", valid="speaker=b")))
+
+
 def test_known_source_lookup_and_shipped_recipe(tmp_path, monkeypatch):
     monkeypatch.delenv("RNNKIT_DATA", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -182,7 +192,7 @@ GOOD_ROWS = [(f"{lab}_{'ab'[i % 2]}_{i}.wav", lab, "test" if i == 0 else "train"
 
 @pytest.mark.parametrize("bad", [-0.2, 1.0, 1.5])
 def test_valid_fraction_out_of_range_is_a_config_error(tmp_path, bad):
-    from rnnkit.train.config import ConfigError
+
 
     src = make_csv(tmp_path, GOOD_ROWS)
     with pytest.raises(ConfigError, match=r"^config key 'data\.valid_fraction': expected a "
@@ -199,7 +209,7 @@ def test_valid_fraction_out_of_range_is_a_config_error(tmp_path, bad):
     ("max_time_fraction", 1.5, r"a fraction in \[0, 1\]"),
 ])
 def test_spec_augment_keys_are_range_checked(tmp_path, key, value, expected):
-    from rnnkit.train.config import ConfigError
+
 
     src = make_csv(tmp_path, GOOD_ROWS)
     with pytest.raises(ConfigError, match=rf"^config key 'data\.{key}': expected {expected}, "

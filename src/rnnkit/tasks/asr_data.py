@@ -33,7 +33,7 @@ from rnnkit.data.digits import DIGIT_WORDS, fsdd_recordings, make_utterances, sp
 from rnnkit.data.registry import cache_dir
 from rnnkit.data.speech import CharUnits, list_transcribed, normalise_text
 from rnnkit.data.text import TextFileError, read_text
-from rnnkit.tasks.audio import _check_data_config
+from rnnkit.tasks.audio import check_audio_data_config
 from rnnkit.train.config import ConfigError
 
 __all__ = ["ASRDataConfig", "check_asr_data_config", "load_asr_data", "find_fsdd",
@@ -109,7 +109,7 @@ class ASRDataConfig:
 def check_asr_data_config(d: ASRDataConfig) -> None:
     """A :class:`ConfigError` naming the first key of ``d`` out of its range: the audio
     pipeline's checks (batch sizes, SpecAugment, ``valid_fraction``), then the asr ones."""
-    _check_data_config(d)
+    check_audio_data_config(d)
     if not 0.0 <= d.test_fraction < 1.0:
         raise ConfigError("config key 'data.test_fraction': expected a fraction in [0, 1), "
                           f"got {d.test_fraction}")

@@ -58,8 +58,8 @@ from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_d
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
-__all__ = ["AudioDataConfig", "AudioTask", "resolve_source", "load_audio_checkpoint",
-           "predict_files", "evaluate_audio_checkpoint"]
+__all__ = ["AudioDataConfig", "AudioTask", "check_audio_data_config", "resolve_source",
+           "load_audio_checkpoint", "predict_files", "evaluate_audio_checkpoint"]
 
 #: known collections: name -> (folder under a data directory, label form, pattern)
 KNOWN_AUDIO = {"fsdd": ("fsdd/recordings", "pattern", "{label}_{speaker}_{index}")}
@@ -124,7 +124,7 @@ def resolve_source(d: AudioDataConfig, data_dir: str | None = None) -> tuple[Pat
                          "DIR or set RNNKIT_DATA to the folder holding it")
 
 
-def _check_data_config(d: AudioDataConfig) -> None:
+def check_audio_data_config(d: AudioDataConfig) -> None:
     """A :class:`ConfigError` naming the first key of ``d`` out of its range."""
     for key in ("batch_size", "eval_batch_size"):
         if getattr(d, key) < 1:
@@ -147,9 +147,16 @@ def _split(items: AudioList, d: AudioDataConfig, seed: int) -> dict[str, list[in
     """Indices of train/valid/test: filters, else a per-class seeded fraction for valid."""
     all_idx = set(range(len(items)))
     test = set(select(items, d.test)) if d.test else set()
+    if d.test and not test:
+        raise ConfigError(f"config key 'data.test': filter {d.test!r} matches none of the "
+                          f"{len(items)} files; expected a filter that selects the test files")
     rest = sorted(all_idx - test)
     if d.valid:
         valid = set(select(items, d.valid)) - test
+        if not valid:
+            raise ConfigError(f"config key 'data.valid': filter {d.valid!r} matches none of "
+                              f"the {len(rest)} non-test files; expected a filter that selects "
+                              "the validation files (or no filter and data.valid_fraction)")
     else:
         rng = np.random.default_rng(seed)
         valid = set()
@@ -177,7 +184,7 @@ class AudioTask:
 
     def __init__(self, config: RunConfig, *, data_dir: str | None = None):
         d: AudioDataConfig = config.data
-        _check_data_config(d)
+        check_audio_data_config(d)
         self.config, self.seed = config, config.trainer.seed
         src, labels, pattern = resolve_source(d, data_dir)
         self.items = list_audio(src, labels, pattern, d.path_column, d.label_column)
