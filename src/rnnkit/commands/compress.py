@@ -24,11 +24,12 @@ __all__ = ["add_parser"]
 
 
 def _floats(text: str) -> list[float]:
+    """``--amounts``: comma-separated numbers (checked to be fractions in (0, 1) by ``_prune``)."""
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated fractions, got {text!r}"
+            f"expected comma-separated fractions in (0, 1), got {text!r}"
         ) from None
 
 
@@ -45,10 +46,14 @@ def _prune(a: argparse.Namespace) -> int:
 
     from rnnkit.compress.study import prune_table, table_markdown
 
+    if a.save and not a.out:
+        raise ValueError("--save: saves each pruned model under --out DIR; give --out")
     console = Console(stderr=True, highlight=False)
+    if not a.amounts:
+        raise ValueError("--amounts: empty; expected at least one fraction in (0, 1)")
     for x in a.amounts:
-        if not 0.0 <= x < 1.0:
-            raise ValueError(f"--amounts: {x} is not a fraction in [0, 1)")
+        if not 0.0 < x < 1.0:
+            raise ValueError(f"--amounts: {x} is not a fraction in (0, 1)")
     if a.finetune_steps < 0:
         raise ValueError(f"--finetune-steps {a.finetune_steps}: expected >= 0")
     rows = prune_table(
@@ -61,7 +66,7 @@ def _prune(a: argparse.Namespace) -> int:
         lr_scale=a.finetune_lr_scale,
         data_dir=a.data_dir,
         overrides=a.set,
-        save_dir=a.out if a.save and a.out else None,
+        save_dir=a.out if a.save else None,
         log=console.print,
     )
     md = table_markdown(rows)
@@ -154,7 +159,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--linear", action="store_true", help="also prune nn.Linear weights (heads, decoder)"
     )
-    p.add_argument("--save", action="store_true", help="save each pruned model under --out")
+    p.add_argument("--save", action="store_true",
+                   help="save each pruned model under --out (which it requires)")
     p.set_defaults(func=_prune)
 
     h = "dynamic int8 quantisation for CPU: metric change, size and measured speed-up"

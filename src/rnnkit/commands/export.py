@@ -8,8 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 __all__ = ["add_parser"]
+
+
+def _atol(text: str) -> float:
+    """``--atol``: a finite number >= 0 (``nan`` would make verification always pass)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
 
 
 def _export(a: argparse.Namespace) -> int:
@@ -34,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
     p.add_argument("--out", metavar="FILE", help="output file (default: CKPT.onnx or CKPT.pt)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--atol", type=float, default=1e-4, help="verification tolerance (default 1e-4)")
+    p.add_argument("--atol", type=_atol, default=1e-4, help="verification tolerance (default 1e-4)")
     p.add_argument("--no-verify", action="store_true", help="skip reloading and comparing the file")
     p.set_defaults(func=_export)
     return p

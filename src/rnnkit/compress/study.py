@@ -167,7 +167,27 @@ def prune_table(
     "finetune_seconds", "metrics_before", "metrics_after"}``; ``before``/``after`` are the
     monitored metric on ``split`` right after pruning and after fine-tuning.
     With ``save_dir`` each fine-tuned model is saved as ``<save_dir>/<scope>-<amount>/``.
+
+    Raises:
+        ValueError: ``amounts`` empty, an amount not a fraction in (0, 1) (0 is the dense
+            row, always there), two amounts alike (one row, one saved model each), or
+            ``scopes`` empty or not "global"/"layer".
     """
+    amounts = list(amounts)
+    if not amounts:
+        raise ValueError("amounts: empty; expected at least one fraction in (0, 1)")
+    for i, a in enumerate(amounts):
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 < a < 1.0:
+            raise ValueError(f"amounts[{i}]: {a!r} is not a fraction in (0, 1)")
+    seen: dict[str, float] = {}
+    for a in amounts:
+        if f"{a:g}" in seen:
+            raise ValueError(f"amounts: {seen[f'{a:g}']:g} and {a:g} are the same amount "
+                             "(each amount is one row and one saved model)")
+        seen[f"{a:g}"] = a
+    scopes = list(scopes)
+    if not scopes or any(sc not in ("global", "layer") for sc in scopes):
+        raise ValueError(f"scopes: {scopes!r}; expected global, layer or both")
     task, cfg = load_task(checkpoint, data_dir=data_dir, overrides=overrides)
     key, _ = monitored(cfg)
     if split not in getattr(task, "eval_splits", (split,)):

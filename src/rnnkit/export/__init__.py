@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import sys
@@ -44,7 +45,7 @@ import torch
 from rnnkit.tasks.export_steps import ExportSpec
 
 __all__ = ["export_checkpoint", "export_module", "verify_export", "load_exported", "ExportSpec",
-           "export_spec", "FORMATS"]
+           "export_spec", "check_atol", "FORMATS"]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -146,16 +147,41 @@ def load_exported(path: str | Path, fmt: str):
     return run_ts
 
 
+def check_atol(atol: Any, name: str = "atol") -> float:
+    """``atol`` as a float if it is a finite number >= 0, else a one-line ValueError
+    (a NaN tolerance would make every comparison pass)."""
+    if isinstance(atol, bool) or not isinstance(atol, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name}: {atol!r}; expected a finite number >= 0")
+    if not math.isfinite(float(atol)) or atol < 0:
+        raise ValueError(f"{name}: {float(atol):g}; expected a finite number >= 0")
+    return float(atol)
+
+
+def _max_abs_diff(got: Any, ref: np.ndarray) -> float:
+    """max |got - ref| over every element; ``inf`` for another shape, ``nan`` where either
+    side is not finite (NumPy's max propagates NaN; Python's ``max()`` would drop it)."""
+    got = np.asarray(got)
+    if got.shape != ref.shape:
+        return math.inf
+    if got.size == 0:
+        return 0.0
+    d = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    return float(d.max()) if np.isfinite(d).all() else math.nan
+
+
 def verify_export(spec: ExportSpec, run, sizes: tuple[tuple[int, int], ...] = ((11, 2), (5, 4)),
                   atol: float = 1e-4) -> dict[str, Any]:
     """Max |exported - PyTorch| over calls with new sizes, carrying the state between calls.
 
     Call ``k`` uses inputs of size ``sizes[k]``; from the second call on, the state inputs
     are the state outputs of the previous call (each side its own), with the batch size
-    of the first call.  Raises ``ValueError`` above ``atol``.
+    of the first call.  Raises ``ValueError`` above ``atol`` (a finite number >= 0), for an
+    output of another shape, and for any NaN or infinity in either side's outputs (a file
+    that returns NaN is never "equal" to the checkpoint).
     """
+    atol = check_atol(atol)
     B = sizes[0][1]
-    worst, checks = 0.0, []
+    worst, checks, bad = 0.0, [], []
     ref_state = got_state = None
     for k, (T, _) in enumerate(sizes):
         xs = list(spec.make_inputs(T, B, seed=100 + k))
@@ -169,15 +195,21 @@ def verify_export(spec: ExportSpec, run, sizes: tuple[tuple[int, int], ...] = ((
         with torch.no_grad():
             ref = [o.numpy() for o in spec.module(*ref_in)]
         got = run(*got_in)
-        diffs = {
-            n: float(np.abs(np.asarray(g) - r).max())
-            for n, g, r in zip(spec.output_names, got, ref)
-        }
+        if len(got) != len(ref):
+            raise ValueError(f"export: the exported model returns {len(got)} outputs; the "
+                             f"checkpoint's step returns {len(ref)} "
+                             f"({', '.join(spec.output_names)})")
+        diffs = {n: _max_abs_diff(g, r) for n, g, r in zip(spec.output_names, got, ref)}
+        bad += [f"{n} (T={T}, B={B})" for n, v in diffs.items() if not math.isfinite(v)]
         checks.append({"T": T, "B": B, "carried_state": bool(k and n_state), "max_abs_diff": diffs})
-        worst = max(worst, *diffs.values())
+        worst = max([worst, *(v for v in diffs.values() if math.isfinite(v))])
         if n_state:
             ref_state = [torch.from_numpy(r) for r in ref[-n_state:]]
             got_state = got[-n_state:]
+    if bad:
+        raise ValueError(f"export: output {bad[0]} of the exported model or the checkpoint is not "
+                         "finite (NaN or infinity) or has another shape; the file is not verified "
+                         f"(outputs that fail: {', '.join(bad)})")
     if worst > atol:
         raise ValueError(f"export: the exported model differs from the checkpoint by {worst:.3g} "
                          f"(> atol {atol:g}); details: {checks}")
@@ -196,6 +228,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    atol = check_atol(atol)
     ckpt = Path(checkpoint)
     spec = export_spec(ckpt)
     path = Path(out) if out is not None else ckpt.with_name(ckpt.name + FORMATS[fmt])

@@ -13,6 +13,8 @@ name, so a new pipeline whose predictor has one of these APIs is served as it is
       POST /predict   {"texts": [...]} -> per-text loss / ppl / bits
     api "texts" (classify, tag, translate):
       POST /predict   {"texts": [...], "top_k", "beam_size", "max_len"} -> {"results"}
+                      (only the options the pipeline takes: classify top_k, translate
+                      beam_size and max_len, tag none; the others are 422)
     api "audio" (audio):
       POST /predict   {"audio": [...], "sample_rate", "top_k"} -> label, prob, top
     api "transcribe" (asr):
@@ -28,9 +30,12 @@ Bounds: request bodies over ``max_body_bytes`` get 413 before they are parsed (d
 ``max_tokens`` (generation length) and ``max_items`` (list lengths) are part of the request
 schema, so violations are 422 with the field named. Types are strict (``true`` is not an
 integer, ``"3"`` is not a number) and numbers finite (``NaN``, ``Infinity``, ``1e400`` are
-422). Inputs the model cannot take (a character outside the vocabulary, a series shorter
-than the input window) are 422 with the pipeline's one-line message. Error messages never
-echo the request's values and never name a path of the server.
+422), a key given twice in a JSON object is 422 naming it (JSON readers disagree on which
+one wins), and a query parameter the endpoint does not declare is 422 (``/generate`` takes
+everything in its body). Inputs the model cannot take (a character outside the vocabulary,
+a series shorter than the input window, a ``values`` key that is no column of the model)
+are 422 with the pipeline's one-line message, naming the item (``texts[2]``). Error
+messages never echo the request's values and never name a path of the server.
 
 Threads: the model runs in a pool of ``slots`` threads (the rest of the requests wait in
 its queue); everything else (parsing, validation, ``/health``, ``/info``) runs on the event
@@ -47,7 +52,9 @@ Example::
 # inside create_app as objects, not as names it cannot resolve
 
 import asyncio
+import email.message
 import functools
+import json
 import math
 import re
 import threading
@@ -62,7 +69,8 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rnnkit.serve import load_predictor
@@ -166,6 +174,86 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+# --------------------------------------------------------------------------- strict routes
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook: a key given twice is an error, not "the last one wins"."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _is_json(content_type: str | None, strict: bool) -> bool:
+    """Whether FastAPI reads a body with this Content-Type as JSON (none: unless ``strict``)."""
+    if not content_type:
+        return not strict
+    m = email.message.Message()
+    m["content-type"] = content_type
+    sub = m.get_content_subtype()
+    return m.get_content_maintype() == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+class _StrictJSONRequest(Request):
+    """A request whose JSON body is parsed with :func:`_no_duplicates` (FastAPI then reuses
+    the parsed body)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_strict_json"):
+            self._strict_json = json.loads(await self.body(), object_pairs_hook=_no_duplicates)
+        return self._strict_json
+
+
+class _StrictRoute(APIRoute):
+    """An API route that answers 422 for a query parameter it does not declare and for a
+    JSON body with a key given twice, both named in ``loc``."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+        declared = {p.alias for p in self.dependant.query_params}
+        body_fields = {f for p in self.dependant.body_params
+                       for f in getattr(p.field_info.annotation, "model_fields", {})}
+        has_body = self.body_field is not None
+        strict = self.strict_content_type is not False
+
+        async def strict_handler(request: Request):
+            request = _StrictJSONRequest(request.scope, request.receive)
+            unknown = [k for k in request.query_params if k not in declared]
+            if unknown:
+                k = unknown[0]
+                takes = (f"it takes {', '.join(sorted(declared))}" if declared
+                         else "it takes none")
+                where = (f"; {_short(k, 60)} is a field of the JSON body"
+                         if k in body_fields else "")
+                raise RequestValidationError([{
+                    "loc": ("query", k), "type": "extra_forbidden",
+                    "msg": f"unknown query parameter for {self.path} ({takes}){where}"}])
+            if has_body and _is_json(request.headers.get("content-type"), strict):
+                body = await request.body()
+                if body:
+                    try:
+                        await request.json()
+                    except _DuplicateKey as e:
+                        raise RequestValidationError([{
+                            "loc": ("body", e.key), "type": "json_invalid",
+                            "msg": f"JSON decode error: key {_short(e.key, 60)!r} appears more "
+                                   "than once in an object; give each key once"}]) from None
+                    except Exception:  # noqa: BLE001 - FastAPI's own parse reports it
+                        pass
+            return await handler(request)
+
+        return strict_handler
+
+
 # --------------------------------------------------------------------------- messages
 
 _SHOWN = 200  # characters of a message part (a field name, a value) shown at most
@@ -200,17 +288,29 @@ def _validation_errors(e: RequestValidationError, limit: int = 20) -> list[dict[
     return out
 
 
-_FIELD = re.compile(r"^-{0,2}([A-Za-z_][A-Za-z0-9_-]*)\b")  # "--prompt: ...", "values['y']: ..."
+# "--prompt: ...", "values['y']: ...", "texts[3]: ..."
+_FIELD = re.compile(r"^-{0,2}([A-Za-z_][A-Za-z0-9_-]*)\b(?:\[(\d+|'[^']*')\])?")
 
 
 def _value_error(msg: str) -> dict[str, Any]:
     """A pipeline's message in the shape of a validation error (the schema's 422 body), its
-    ``loc`` the request field the message starts with ("--prompt" is the CLI's name for it)."""
+    ``loc`` the request field the message starts with ("--prompt" is the CLI's name for it),
+    and the item (``texts[3]``, ``values['y']``) where it names one."""
     m = _FIELD.match(msg)
     name = m.group(1).replace("-", "_") if m else ""
     if name in {f for c in _Strict.__subclasses__() for f in c.model_fields}:
-        return {"loc": ["body", name], "msg": msg.lstrip("-"), "type": "value_error"}
+        loc: list[Any] = ["body", name]
+        if m.group(2) is not None:
+            item = m.group(2)
+            loc.append(int(item) if item.isdigit() else _short(item[1:-1], 60))
+        return {"loc": loc, "msg": msg.lstrip("-"), "type": "value_error"}
     return {"loc": ["body"], "msg": msg, "type": "value_error"}
+
+
+def _item_error(field: str, i: int, e: ValueError) -> ValueError:
+    """``e`` (a message about one item, perhaps naming the CLI's field) as ``field[i]: ...``."""
+    msg = re.sub(r"^-{0,2}[A-Za-z_][A-Za-z0-9_-]*(\[[^\]]*\])?:\s*", "", str(e))
+    return ValueError(f"{field}[{i}]: {msg}")
 
 
 def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bool = False,
@@ -236,6 +336,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
     app = FastAPI(title=f"rnnkit serve: {task}", version="1", lifespan=lifespan,
                   description=f"rnnkit {task} checkpoint {name}")
+    app.router.route_class = _StrictRoute  # duplicate JSON keys, undeclared query parameters
 
     def clean(msg: str) -> str:
         """One line, no server path (the checkpoint's, a temporary file's), at most 1000
@@ -325,7 +426,16 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
 
         @app.post("/predict", responses=_BODY_ERRORS)
         async def predict(r: ScoreTextsRequest) -> dict[str, Any]:
-            return {"results": await run(lambda: [pred.score(t) for t in r.texts])}
+            def go() -> list[dict[str, float]]:
+                out = []
+                for i, t in enumerate(r.texts):
+                    try:
+                        out.append(pred.score(t))
+                    except ValueError as e:  # name the text: "texts[2]: 'é' at position ..."
+                        raise _item_error("texts", i, e) from None
+                return out
+
+            return {"results": await run(go)}
 
     elif pred.api == "score":
         class ScoreRequest(_Strict):
@@ -356,23 +466,29 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, *, int8: bo
             return {"forecast": await run(go)}
 
     elif pred.api == "texts":
-        class TextsRequest(_Strict):
-            texts: Annotated[
+        # only the options this pipeline takes (classify: top_k; translate: beam_size,
+        # max_len; tag: none): any other is an unknown field, 422, as the CLI rejects it
+        option_fields = {
+            "top_k": (int, Field(1, ge=1, le=100, description="classify: labels per text")),
+            "beam_size": (int, Field(5, ge=1, le=32, description="translate: beam width")),
+            "max_len": (int, Field(100, ge=1, le=lim.max_tokens,
+                                   description="translate: longest output")),
+        }
+        takes = pred.options() if hasattr(pred, "options") else dict.fromkeys(option_fields)
+        TextsRequest = create_model(  # noqa: N806 - a class
+            "TextsRequest",
+            __base__=_Strict,
+            texts=(Annotated[
                 list[Annotated[str, Field(min_length=1, max_length=lim.max_prompt_chars)]],
                 Field(min_length=1, max_length=min(Items, 256)),
-            ]
-            top_k: int = Field(1, ge=1, le=100, description="classify: labels per text")
-            beam_size: int = Field(5, ge=1, le=32, description="translate: beam width")
-            max_len: int = Field(
-                100, ge=1, le=lim.max_tokens, description="translate: longest output"
-            )
+            ], ...),
+            **{k: v for k, v in option_fields.items() if k in takes},
+        )
 
         @app.post("/predict", responses=_BODY_ERRORS)
         async def predict_texts(r: TextsRequest) -> dict[str, Any]:
-            res = await run(
-                pred.predict, r.texts, top_k=r.top_k, beam_size=r.beam_size, max_len=r.max_len
-            )
-            return {"results": res}
+            opts = {k: getattr(r, k) for k in option_fields if k in takes}
+            return {"results": await run(pred.predict, r.texts, **opts)}
 
     elif pred.api == "audio":
         class AudioRequest(_Strict):

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ExportSpec", "state_layout", "lm_export_spec", "anomaly_export_spec",
-           "forecast_export_spec", "audio_export_spec"]
+           "forecast_export_spec", "forecast_preprocessing_meta", "audio_export_spec"]
 
 
 @dataclass
@@ -149,7 +149,11 @@ def lm_export_spec(model: nn.Module, vocab: Any, cfg: Any) -> ExportSpec:
         ["logits", *s_out],
         {"tokens": {0: "T", 1: "B"}, "lengths": {0: "B"}, "logits": {0: "T", 1: "B"}, **s_axes},
         list(zip(s_in, s_out)),
-        {"vocab_size": V, "level": vocab.level, "state_shapes": layout, "cell": cfg.model.cell},
+        {"vocab_size": V, "level": vocab.level, "state_shapes": layout, "cell": cfg.model.cell,
+         "token_range": [0, V],
+         "tokens": f"token ids in [0, {V}) (vocabulary order); the graph does not check them: "
+                   "onnxruntime's Gather reads an id in [-V, -1] from the end of the vocabulary "
+                   "and an id out of range fails or reads garbage, so check ids before calling"},
         make,
     )
 
@@ -241,7 +245,9 @@ class ForecastStep(nn.Module):
 
 
 def forecast_export_spec(model: nn.Module, state: dict[str, Any], cfg: Any) -> ExportSpec:
-    """The ExportSpec of a loaded forecaster (``load_forecast_checkpoint``'s outputs)."""
+    """The ExportSpec of a loaded forecaster (``load_forecast_checkpoint``'s outputs); its
+    ``meta`` holds the preprocessing and feature layout (:func:`forecast_preprocessing_meta`):
+    the graph reads and writes scaled model-space values, never raw units."""
     m = model.config
     if hasattr(model, "encoder"):
         _check_exportable(model.encoder, "the forecaster's encoder")
@@ -265,7 +271,8 @@ def forecast_export_spec(model: nn.Module, state: dict[str, Any], cfg: Any) -> E
     if with_lengths:
         axes["lengths"] = {0: "B"}
     meta = {"input_length": L, "horizon": H, "targets": state["schema"]["targets"], "head": m.head,
-            "n_features": I, "n_future": F, "strategy": m.strategy}
+            "n_features": I, "n_future": F, "strategy": m.strategy,
+            **forecast_preprocessing_meta(state, cfg, m, I, F)}
     return ExportSpec(
         "forecast",
         ForecastStep(model, with_lengths).eval(),
@@ -277,6 +284,94 @@ def forecast_export_spec(model: nn.Module, state: dict[str, Any], cfg: Any) -> E
         meta,
         make,
     )
+
+
+def _per_channel(stats: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A fitted :class:`~rnnkit.data.windows.Scaler`'s ``stats`` as ``{series: {"loc":
+    {name: v}, "scale": {name: v}}}`` (series ``"*"``: one pair for all series)."""
+    return {sid: {"loc": dict(zip(names, map(float, loc))),
+                  "scale": dict(zip(names, map(float, scale)))}
+            for sid, (loc, scale) in stats.items()}
+
+
+def forecast_preprocessing_meta(state: dict[str, Any], cfg: Any, m: Any, I: int,
+                                F: int) -> dict[str, Any]:
+    """What the exported forecaster's graph expects around it (the sidecar's ``meta``):
+    the feature layout of ``x`` and ``xf``, and the preprocessing chain of
+    :class:`~rnnkit.data.windows.Preprocessor` with its fitted parameters, as
+    :class:`~rnnkit.tasks.predictors.ForecastPredictor` applies it.  The graph's inputs and
+    outputs are in the model's space, never in raw units."""
+    d = cfg.data
+    targets = list(state["schema"]["targets"])
+    calendar = list(state["schema"]["calendar"])
+    past, future = list(d.past_covariates), list(d.future_covariates)
+    pre = state["preprocessor"]
+    sc = pre["scaler"]
+    cov = state["covariates"]
+    features = targets + past + future + calendar
+    if len(features) != I or len(future) + len(calendar) != F:  # the layout is what the model read
+        raise ValueError(f"export: the checkpoint's feature layout ({len(features)} columns: "
+                         f"{features}) does not match the model's {I} inputs ({F} known-future)")
+    lag, stl = pre["lag"], pre["stl_period"]
+    chain = (["log"] if pre["log"] else []) + ["scale"] + (["stl"] if stl else []) + \
+        (["difference"] if lag else [])
+    model_space = "(" + " -> ".join(chain) + ")"
+    return {
+        "lookback": d.input_length,
+        "freq": state["schema"]["freq"],
+        "time_col": state["schema"]["time_col"],
+        "features": features,  # the columns of x, in order
+        "future_features": future + calendar,  # the columns of xf, in order
+        "inputs_scaled": True,
+        "outputs_scaled": True,
+        "io": (
+            f"x (B, T, {I}): one row per step, oldest first, the last row the step before the "
+            f"forecast; its columns are 'features': the targets in model space {model_space}"
+            + (" (0 where no value is 'difference' steps earlier)" if lag else "")
+            + (", the covariates scaled by 'covariate_scaler'" if past or future else "")
+            + (", the calendar features of the step (in [-0.5, 0.5], not scaled)"
+               if calendar else "")
+            + f"; xf (B, {d.horizon}, {F}): the 'future_features' of the forecast steps, "
+            f"scaled likewise. params (B, {d.horizon}, {len(targets)}, K) are {m.head}-head "
+            "parameters in model space, NOT raw units ("
+            + {"point": "the value is params[..., 0]",
+               "gaussian": "mu = params[..., 0], sigma = softplus(params[..., 1]) + 1e-3",
+               "quantile": "sorted along K, the quantiles at 'quantiles'"}[m.head]
+            + "); to get raw values undo 'order' last step first ("
+            + ("undifference from the last scaled levels, " if lag else "")
+            + ("add the STL profile, " if stl else "")
+            + "v = z * scale + loc" + (", y = exp(v)" if pre["log"] else "") + ")"
+        ),
+        "quantiles": list(m.quantiles) if m.head == "quantile" else None,
+        "preprocessing": {
+            "order": chain,
+            "log": bool(pre["log"]),
+            "scaler": {
+                "kind": sc["kind"],
+                "per_series": bool(sc["per_series"]),
+                "formula": "z = (v - loc) / scale, v = log(y) if log else y (standard: loc is "
+                           "the training mean and scale its std; minmax: loc the min and scale "
+                           "the range; none: 0 and 1); series '*' holds for every series",
+                "series": _per_channel(sc["stats"], targets),
+                # the anomaly sidecar's names, for the common case (one standard scaler)
+                **({"mean": _per_channel(sc["stats"], targets)["*"]["loc"],
+                    "std": _per_channel(sc["stats"], targets)["*"]["scale"]}
+                   if sc["kind"] == "standard" and "*" in sc["stats"] else {}),
+            },
+            "stl": None if not stl else {
+                "period": stl,
+                "formula": "z -= profile[series][(steps from anchors[series]) mod period]",
+                "anchors": dict(state["anchors"]),
+                "profile": pre["profiles"],
+            },
+            "difference": lag,
+            "covariate_scaler": {
+                "kind": cov["kind"],
+                "columns": past + future,
+                "series": _per_channel(cov["stats"], past + future),
+            } if past or future else None,
+        },
+    }
 
 
 # --------------------------------------------------------------------------- audio

@@ -77,9 +77,20 @@ class LMPredictor:
         self.logits: torch.Tensor | None = None  # (V,) next-token logits
 
     def feed_ids(self, ids: list[int]) -> None:
-        """Run token ids through the network, carrying the state (in chunks: bounded memory)."""
+        """Run token ids through the network, carrying the state (in chunks: bounded memory).
+
+        Raises:
+            ValueError: an id that is not an integer in ``[0, vocab_size)`` (a negative one
+                would index from the end of the embedding table in some runtimes).
+        """
         from rnnkit.generate import feed_prompt
 
+        V = len(self.vocab)
+        for i, t in enumerate(ids):
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) \
+                    or not 0 <= t < V:
+                raise ValueError(f"ids[{i}]: {t!r} is not a token id; expected an integer in "
+                                 f"[0, {V})")
         logits, self.state = feed_prompt(self.model, ids, self.state)
         self.logits = logits.float()
 
@@ -181,10 +192,20 @@ class AnomalyPredictor:
         return [float(s.update(v)) for v in values]
 
 
-def _check_series(values: dict[str, list[float]], targets: list[str], n: int) -> None:
-    missing = [t for t in targets if t not in values]
+def _check_columns(values: dict[str, Any], expected: list[str]) -> None:
+    """``values`` has exactly the model's target and covariate columns (an extra key is not
+    silently dropped: it is a typo, the time column, or a covariate the model never saw)."""
+    missing = [t for t in expected if t not in values]
     if missing:
-        raise ValueError(f"values: missing target column(s) {missing}; expected {targets}")
+        raise ValueError(f"values: missing target column(s) {missing}; expected {expected}")
+    extra = [k for k in values if k not in expected]
+    if extra:
+        raise ValueError(f"values[{str(extra[0])[:60]!r}]: not a target or covariate of this "
+                         f"model; expected the keys {expected}")
+
+
+def _check_series(values: dict[str, list[float]], targets: list[str], n: int) -> None:
+    _check_columns(values, targets)
     for k, v in values.items():
         if len(v) != n:
             raise ValueError(f"values[{k!r}]: {len(v)} values for {n} timestamps")
@@ -226,6 +247,7 @@ class ForecastPredictor:
 
     def step(self, timestamp: str, values: dict[str, float]) -> list[dict[str, Any]] | None:
         """Append one row; the forecast of the next ``horizon`` steps once the window is full."""
+        _check_columns(values, self.targets + self.covariates)
         self.rows.append(
             {self.time_col: timestamp, **{k: values[k] for k in self.targets + self.covariates}}
         )
@@ -446,12 +468,24 @@ class TextPredictor:
     def reset(self) -> None:
         """Nothing is carried between texts."""
 
-    def predict(
-        self, texts: list[str], *, top_k: int = 1, beam_size: int = 5, max_len: int = 100
-    ) -> list[dict]:
-        options = {"top_k": top_k, "beam_size": beam_size, "max_len": max_len}
-        return self.fn(str(self.checkpoint), list(texts),
-                       **{k: v for k, v in options.items() if k in self.takes})
+    #: the options :meth:`predict` knows, with their defaults; each pipeline takes some of them
+    OPTIONS = {"top_k": 1, "beam_size": 5, "max_len": 100}
+
+    def options(self) -> dict[str, Any]:
+        """The options this checkpoint's pipeline takes, with their defaults (e.g. classify:
+        ``top_k``; translate: ``beam_size`` and ``max_len``; tag: none)."""
+        return {k: v for k, v in self.OPTIONS.items() if k in self.takes}
+
+    def predict(self, texts: list[str], **options: Any) -> list[dict]:
+        """One result dict per text; ``options`` must be among :meth:`options` (an option the
+        pipeline does not take is an error, as ``rnnkit predict`` makes it, not ignored)."""
+        takes = self.options()
+        for k in options:
+            if k not in takes:
+                have = ", ".join(takes) or "no options"
+                raise ValueError(f"{k}: does not apply to {self.task} checkpoints (they take "
+                                 f"{have})")
+        return self.fn(str(self.checkpoint), list(texts), **{**takes, **options})
 
 
 # --------------------------------------------------------------------------- loading
