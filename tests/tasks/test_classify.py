@@ -225,3 +225,16 @@ def test_a_recipe_that_names_files_reads_them_not_imdb(tmp_path, monkeypatch):
     del none["data"]["source"]
     task = ClassifyTask(build_run_config(none))  # no file named: the default dataset is read
     assert calls == [1] and sum(len(y) for _, y in task.data.values()) == 3 * 10 + 3 * 2
+
+
+def test_a_label_name_matching_no_training_label_is_an_error(tmp_path):
+    """data.label_names used to rename nothing, silently, for a key no label has: a typo, or
+    an unquoted yes/no, which YAML reads as a boolean (caught when the recipe is read)."""
+    with pytest.raises(ConfigError, match=r"config key 'data.label_names.poss': no training "
+                       r"label 'poss' in .*train\.csv; expected one of its labels: 'mix', "
+                       r"'neg', 'pos'$"):
+        ClassifyTask(build_run_config(recipe(tmp_path, label_names={"poss": "positive"})))
+    with pytest.raises(ConfigError, match=r"'data.label_names': key True was read as bool"):
+        build_run_config(recipe(tmp_path, label_names={True: "pos"}))
+    task = ClassifyTask(build_run_config(recipe(tmp_path, label_names={"pos": "positive"})))
+    assert set(task.classes) == {"positive", "neg", "mix"}

@@ -115,10 +115,26 @@ def _read_splits(d: ClassifyDataConfig, data_dir: str | None) -> dict[str, Label
         if not len(data):  # a header-only test file would otherwise mean "no test split"
             raise TextDataError(f"{path}: no examples for the {split} split (only a header, or "
                                 "empty); expected at least one labelled text")
+        if split == "train":
+            _check_renames(d.label_names, data, path)
         if renames:
             data.labels = [tuple(renames.get(x, x) for x in ls) for ls in data.labels]
         out[split] = data
     return out
+
+
+def _check_renames(names: dict[str, str], train: LabeledTexts, path: str) -> None:
+    """Every ``label_names`` key is a training label (a typo, or ``yes`` read as a boolean,
+    would otherwise rename nothing, silently)."""
+    seen = {x for ls in train.labels for x in ls}
+    for key in names:
+        if key not in seen:
+            labels = sorted(seen)
+            shown = ", ".join(map(repr, labels[:20])) + (" ..." if len(labels) > 20 else "")
+            raise ConfigError(
+                f"config key 'data.label_names.{repr(key)[1:-1]}': no training label {key!r} "
+                f"in {path}; expected one of its labels: {shown}"
+            )
 
 
 def _hold_out(data: LabeledTexts, fraction: float, seed: int) -> tuple[list[int], list[int]]:

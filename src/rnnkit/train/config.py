@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from yaml.constructor import ConstructorError
 
 from rnnkit.train.task import UnknownTaskError, get_task_spec
 
@@ -46,6 +47,7 @@ __all__ = [
     "load_recipe",
     "build_run_config",
     "nesting_depth",
+    "check_schedule",
     "MAX_DEPTH",
 ]
 
@@ -80,6 +82,11 @@ class ScheduleConfig:
     ``cosine`` (from 1 to ``min_lr/lr`` over all training steps); ``plateau`` (times
     ``gamma`` when the monitored validation metric has not improved for ``patience``
     evaluations).
+
+    Ranges (checked when the recipe is read, :func:`check_schedule`): ``warmup_steps >= 0``,
+    ``step_size >= 1``, ``gamma`` finite and > 0, at most 1 for ``step`` and ``plateau`` (a
+    decay); ``decay_start >= 0`` (step); ``0 <= min_lr <= optim.lr`` (cosine);
+    ``patience >= 0`` and finite ``threshold >= 0`` (plateau).
     """
 
     name: Literal["constant", "step", "cosine", "plateau"] = "constant"
@@ -189,13 +196,98 @@ def nesting_depth(obj: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+class _Misread(ConstructorError):
+    """YAML that the plain safe loader would silently read as something else."""
+
+
+_NON_DECIMAL = {"0x": "a hexadecimal", "0b": "a binary", "0o": "an octal"}
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """The safe loader, refusing what it would otherwise silently misread.
+
+    A key repeated in one mapping (the plain loader keeps the last value, or for a section
+    the last section wholesale) and the YAML 1.1 integers that are not plain decimal:
+    ``010`` (octal: 8), ``0x10`` (16), ``0b10`` (2) and ``1:30`` (base 60: 90).  rnnkit
+    reads integers only as written in decimal, as ``--set`` does; a merge key (``<<``) may
+    still be overridden by the mapping's own keys, as YAML defines.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable: the base class says so
+                    continue
+                if first is not None:
+                    raise _Misread(
+                        None, None,
+                        f"key '{_clean(key)}' repeated in one mapping (first on line "
+                        f"{first.line + 1}); each key may appear once, a repeat would "
+                        "silently replace the first",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def _check_number(self, node: yaml.ScalarNode, kind: str, value: Any) -> Any:
+        text = str(node.value)
+        digits = text.lstrip("+-").replace("_", "").lower()
+        if ":" in digits:
+            form = "a base-60 (sexagesimal)"
+        elif kind == "integer" and digits[:2] in _NON_DECIMAL:
+            form = _NON_DECIMAL[digits[:2]]
+        elif kind == "integer" and len(digits) > 1 and digits[0] == "0":
+            form = "an octal"
+        else:
+            return value
+        raise _Misread(
+            None, None,
+            f"{text} is {form} {kind} to YAML 1.1, read as {value!r}; rnnkit takes numbers "
+            "only in plain decimal: write it so, or quote it for a string",
+            node.start_mark,
+        )
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        return self._check_number(node, "integer", super().construct_yaml_int(node))
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        return self._check_number(node, "number", super().construct_yaml_float(node))
+
+
+_RecipeLoader.add_constructor("tag:yaml.org,2002:int", _RecipeLoader.construct_yaml_int)
+_RecipeLoader.add_constructor("tag:yaml.org,2002:float", _RecipeLoader.construct_yaml_float)
+
+
+def _yaml_load(text: str) -> Any:
+    """``text`` read by :class:`_RecipeLoader` (safe: plain YAML types only)."""
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _Override(str):
+    """A ``--set`` value: command-line text, typed by the field it sets (see :func:`_coerce`)."""
+
+    __slots__ = ()
+
+
+#: how a null is written on the command line (for an optional field: None)
+_NULL_TEXT = ("none", "null", "~")
+
+
 def _parse_scalar(text: str, key: str) -> Any:
     """A command-line string read as a YAML scalar/flow value ("[1, 2]", "null", "true")."""
     try:
-        value = yaml.safe_load(text)
+        value = _yaml_load(text)
         deep = nesting_depth(value) > MAX_DEPTH
+    except _Misread as e:
+        raise ConfigError(f"config key '{key}': {e.problem}") from None
     except yaml.YAMLError:
-        return text
+        return str(text)
     except RecursionError:
         deep = True
     if deep:
@@ -205,21 +297,36 @@ def _parse_scalar(text: str, key: str) -> Any:
     return value
 
 
+def _typed_any(value: Any, key: str) -> Any:
+    """An ``Any`` value with its ``--set`` strings read as YAML (``false`` -> False, ``3`` -> 3,
+    ``null`` -> None), as the same text in the recipe would be; recipe values are kept."""
+    if isinstance(value, _Override):
+        parsed = _parse_scalar(value, key)
+        if parsed is None and value.strip() not in ("", "~", "null", "Null", "NULL"):
+            return str(value)  # "#x" is a comment to YAML, not a null
+        return parsed
+    if isinstance(value, dict):
+        return {k: _typed_any(v, f"{key}.{_clean(k)}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed_any(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to type ``tp`` or raise ConfigError naming ``key``."""
 
     def bad() -> ConfigError:
         return ConfigError(
             f"config key '{key}': expected {_type_name(tp)}, got {_show(value)} "
-            f"({type(value).__name__})"
+            f"({'str' if isinstance(value, str) else type(value).__name__})"
         )
 
     origin = typing.get_origin(tp)
     if tp is Any:
-        return value
+        return _typed_any(value, key)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+        if value is None or (isinstance(value, str) and value.lower() in _NULL_TEXT):
             if type(None) in args:
                 return None
             raise bad()
@@ -235,7 +342,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value in choices:
-            return value
+            return choices[choices.index(value)]
         raise ConfigError(
             f"config key '{key}': {_show(value)} is not one of {', '.join(map(repr, choices))}"
         )
@@ -273,8 +380,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 pass
         raise bad()
     if tp is str:
+        if isinstance(value, _Override) and value.strip().lower() in _NULL_TEXT:
+            # an optional field reads this text as None: here it is no name, nor a path
+            raise ConfigError(
+                f"config key '{key}': expected str, got null ({str(value)!r}); this key "
+                "cannot be null"
+            )
         if isinstance(value, str):
-            return value
+            return str(value)
         raise bad()
     if origin in (list, tuple, dict):
         if isinstance(value, str):
@@ -283,8 +396,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is dict:
             if not isinstance(value, dict):
                 raise bad()
-            vt = args[1] if args else Any
-            return {str(k): _coerce(v, vt, f"{key}.{_clean(k)}") for k, v in value.items()}
+            kt, vt = args if args else (Any, Any)
+            out = {}
+            for k, v in value.items():
+                if kt is str and not isinstance(k, str):
+                    if not isinstance(k, int) or isinstance(k, bool):  # 1 -> "1" is as written
+                        raise ConfigError(
+                            f"config key '{key}': key {_show(k)} was read as "
+                            f"{type(k).__name__}, expected a string; quote the key (YAML reads "
+                            "unquoted yes/no/on/off/true/false as booleans, null and ~ as "
+                            "null, 1.50 as the number 1.5)"
+                        )
+                out[str(k)] = _coerce(v, vt, f"{key}.{_clean(k)}")
+            return out
         if not isinstance(value, (list, tuple)):
             raise bad()
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -326,8 +450,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     for k, v in data.items():
         key = f"{prefix}.{_clean(k)}" if prefix else _clean(k)
         if k not in names:
+            read_as = "" if isinstance(k, str) else f" (read as {type(k).__name__}: quote it)"
             raise ConfigError(
-                f"unknown config key '{key}'; allowed keys"
+                f"unknown config key '{key}'{read_as}; allowed keys"
                 f"{' in ' + repr(prefix) if prefix else ''}: {', '.join(names)}"
             )
         kwargs[k] = _coerce(v, hints[k], key)
@@ -375,7 +500,9 @@ def to_dict(obj: Any) -> Any:
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``section.key=value`` strings to a raw recipe mapping (values stay strings).
 
-    The typed conversion in :func:`from_dict` coerces each string to its field's type.
+    The typed conversion in :func:`from_dict` coerces each string to its field's type: a
+    field of type ``Any`` (``model.extras.*``) reads it as YAML (``false``, ``3``, ``null``);
+    ``null`` (``none``, ``~``) is None for an optional field and an error for a required one.
     """
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for item in overrides or []:
@@ -396,7 +523,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             else:
                 child = node[p] = dict(child)
             node = child
-        node[parts[-1]] = value
+        node[parts[-1]] = _Override(value)
     return out
 
 
@@ -417,9 +544,63 @@ def _check_trainer(t: TrainerConfig) -> TrainerConfig:
             raise bad(key, "a positive integer or null")
     if t.patience is not None and t.patience < 0:
         raise bad("patience", "an integer >= 0 or null")
-    if not t.min_delta >= 0:
-        raise bad("min_delta", "a number >= 0")
+    if not (math.isfinite(t.min_delta) and t.min_delta >= 0):
+        raise bad("min_delta", "a number >= 0 (finite)")
+    if t.log_every_steps < 1:
+        raise bad("log_every_steps", "a positive integer")
+    if not 0 <= t.seed < 2**63:
+        raise bad("seed", "an integer in [0, 2**63)")
     return t
+
+
+def _check_optim(o: OptimConfig) -> OptimConfig:
+    """Ranges of the optimizer's numbers (a nan rate, or eps=0, would only show up later as a
+    "diverged" run; torch's own messages name no config key)."""
+    def bad(key: str, want: str) -> ConfigError:
+        return ConfigError(f"config key 'optim.{key}': expected {want}, got {getattr(o, key)}")
+
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        raise bad("lr", "a positive, finite learning rate")
+    if o.name != "sgd" and not (math.isfinite(o.eps) and o.eps > 0):
+        raise bad("eps", f"a positive, finite number ({o.name} divides by sqrt(v) + eps)")
+    if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0):
+        raise bad("weight_decay", "a number >= 0 (finite)")
+    if o.name in ("sgd", "rmsprop") and not (math.isfinite(o.momentum) and o.momentum >= 0):
+        raise bad("momentum", "a number >= 0 (finite)")
+    if o.name in ("adam", "adamw") and not all(0 <= b < 1 for b in o.betas):
+        raise bad("betas", "two numbers in [0, 1)")
+    return o
+
+
+def check_schedule(s: ScheduleConfig, lr: float) -> ScheduleConfig:
+    """Ranges of the schedule's numbers, for a base rate ``lr`` (``optim.lr``).
+
+    A negative ``min_lr`` turns cosine into gradient ascent, one above ``lr`` raises the rate;
+    a ``gamma`` above 1 grows it; nan or a negative count would fail (or never act) mid-run.
+    """
+    def bad(key: str, want: str) -> ConfigError:
+        return ConfigError(
+            f"config key 'schedule.{key}': expected {want}, got {getattr(s, key)}"
+        )
+
+    if s.warmup_steps < 0:
+        raise bad("warmup_steps", "an integer >= 0")
+    if s.step_size < 1:
+        raise bad("step_size", "a positive integer")
+    decays = s.name in ("step", "plateau")
+    if not (math.isfinite(s.gamma) and s.gamma > 0 and (s.gamma <= 1 or not decays)):
+        raise bad("gamma", f"a decay factor in (0, 1]{f' for {s.name}' if decays else ''}")
+    if s.name == "step" and s.decay_start is not None and s.decay_start < 0:
+        raise bad("decay_start", "an epoch >= 0 or null (= step_size)")
+    if s.name == "cosine" and not (math.isfinite(s.min_lr) and 0 <= s.min_lr <= lr):
+        raise bad("min_lr", f"a rate in [0, optim.lr = {lr:g}] (cosine falls from optim.lr "
+                            "to min_lr)")
+    if s.name == "plateau":
+        if s.patience < 0:
+            raise bad("patience", "an integer >= 0 (evaluations without improvement)")
+        if not (math.isfinite(s.threshold) and s.threshold >= 0):
+            raise bad("threshold", "a number >= 0 (finite)")
+    return s
 
 
 def build_run_config(raw: dict[str, Any]) -> RunConfig:
@@ -440,12 +621,17 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
         spec = get_task_spec(_coerce(task, str, "task"))
     except UnknownTaskError as e:
         raise ConfigError(str(e)) from None
+    data = from_dict(spec.data_config, raw.get("data") or {}, "data")
+    model = from_dict(spec.model_config, raw.get("model") or {}, "model")
+    optim = _check_optim(from_dict(OptimConfig, raw.get("optim") or {}, "optim"))
     return RunConfig(
         task=spec.name,
-        data=from_dict(spec.data_config, raw.get("data") or {}, "data"),
-        model=from_dict(spec.model_config, raw.get("model") or {}, "model"),
-        optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
-        schedule=from_dict(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
+        data=data,
+        model=model,
+        optim=optim,
+        schedule=check_schedule(
+            from_dict(ScheduleConfig, raw.get("schedule") or {}, "schedule"), optim.lr
+        ),
         trainer=_check_trainer(from_dict(TrainerConfig, raw.get("trainer") or {}, "trainer")),
     )
 
@@ -457,7 +643,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: recipe file not found")
     too_deep = ConfigError(f"{path}: YAML nested too deeply (at most {MAX_DEPTH} levels expected)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _yaml_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:

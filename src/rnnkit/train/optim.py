@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from rnnkit.train.config import OptimConfig, ScheduleConfig
+from rnnkit.train.config import OptimConfig, ScheduleConfig, check_schedule
 
 __all__ = ["build_optimizer", "LRSchedule"]
 
@@ -69,6 +69,7 @@ class LRSchedule:
                 f"step_size={cfg.step_size} (>= 1), "
                 f"gamma={cfg.gamma} (> 0) out of range"
             )
+        check_schedule(cfg, base_lr)  # the ranges a recipe is held to (ConfigError)
         self.cfg = cfg
         self.base_lr = base_lr
         self.mode = mode
