@@ -138,6 +138,19 @@ def test_finetune_keeps_pruned_weights_zero_and_changes_the_rest(lm_ckpt):
         assert not torch.equal(w, before[n])  # the unpruned weights trained
 
 
+def test_finetune_scales_a_cosine_floor_with_the_rate_and_checks_the_scale(lm_ckpt):
+    import dataclasses
+
+    task, cfg = load_task(lm_ckpt)  # a floor between lr * 0.3 and lr was an error after scaling
+    cos = dataclasses.replace(cfg, schedule=dataclasses.replace(
+        cfg.schedule, name="cosine", min_lr=0.5 * cfg.optim.lr))
+    secs, val = finetune(task, cos, 2)
+    assert secs > 0 and "loss" in val
+    for bad in (float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match=r"--finetune-lr-scale=.*: expected a positive finite number"):
+            finetune(task, cfg, 2, lr_scale=bad)
+
+
 def test_prune_table_and_cli(lm_ckpt, tmp_path):
     rows = prune_table(lm_ckpt, [0.5, 0.9], scopes=["layer"], finetune_steps=0, log=lambda *a: None)
     assert [r["scope"] for r in rows] == ["dense", "layer", "layer"]

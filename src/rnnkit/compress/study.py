@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 import statistics
 import tempfile
@@ -84,15 +85,19 @@ def finetune(
 ) -> tuple[float, dict[str, float]]:
     """Train ``task.model`` (pruned or not) for ``steps`` optimizer steps with the one Trainer;
     returns the wall seconds and the final validation metrics (``{}`` if the task has none).
-    The recipe's optimizer and schedule are kept, with the learning rate times ``lr_scale`` and
-    no warm-up; checkpoints go to a temporary ``run_dir``."""
+    The recipe's optimizer and schedule are kept, with the learning rate (and a cosine
+    schedule's ``min_lr``, so its shape is kept) times ``lr_scale`` and no warm-up;
+    checkpoints go to a temporary ``run_dir``."""
     from rnnkit.train.config import apply_overrides, build_run_config, to_dict
     from rnnkit.train.trainer import Trainer, make_fabric
 
+    if not (isinstance(lr_scale, (int, float)) and math.isfinite(lr_scale) and lr_scale > 0):
+        raise ValueError(f"--finetune-lr-scale={lr_scale}: expected a positive finite number")
     if steps < 1:
         return 0.0, {}
     raw = to_dict(cfg)
     raw["optim"]["lr"] = cfg.optim.lr * lr_scale
+    raw["schedule"]["min_lr"] = cfg.schedule.min_lr * lr_scale
     raw["schedule"]["warmup_steps"] = 0
     raw["trainer"].update(
         max_steps=steps,
