@@ -104,3 +104,96 @@ def test_cli_generate_refuses_bad_temperatures_in_one_line(tiny_lm, capsys, tau)
     err = capsys.readouterr().err
     assert err.startswith(f"rnnkit: error: --temperature {float(tau)}: expected a finite value >= 0")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- prompts and seeds
+
+
+def _word_vocab():
+    from rnnkit.data import Vocab
+    from rnnkit.data.text import tokenize
+
+    return Vocab.build(tokenize("the cat sat\non the mat\n", "word"), level="word")
+
+
+def test_word_prompt_with_unknown_words_is_an_error_naming_them():
+    from rnnkit.generate import encode_prompt
+
+    v = _word_vocab()
+    assert v.unk == "<unk>"  # the vocabulary has <unk>: the words used to silently become it
+    with pytest.raises(ValueError, match=r"--prompt: 'dog', 'ran' are not in the checkpoint's vocabulary"):
+        encode_prompt(v, "the dog ran on the mat")
+    with pytest.raises(ValueError, match=r"--prompt: 'Cat' is not in"):
+        encode_prompt(v, "the Cat")
+
+
+@pytest.mark.parametrize("prompt", ["the <eos> cat", "the cat <pad>", "<bos> the"])
+def test_word_prompt_cannot_type_special_tokens(prompt):
+    from rnnkit.generate import encode_prompt
+
+    with pytest.raises(ValueError, match=r"--prompt: '<\w+>' is a special token, not a word"):
+        encode_prompt(_word_vocab(), prompt)
+    v = _word_vocab()  # <unk> is a word of PTB's and WikiText-2's text, so it may be typed
+    assert encode_prompt(v, "the <unk> sat") == v.encode(["the", "<unk>", "sat"])
+
+
+def test_scoring_reads_unknown_words_as_unk_and_counts_them():
+    import torch
+
+    from rnnkit.generate import encode_prompt
+    from rnnkit.tasks.predictors import LMPredictor
+
+    v = _word_vocab()
+    assert encode_prompt(v, "the dog sat", unknown="unk") == v.encode(["the", "<unk>", "sat"])
+    with pytest.raises(ValueError, match=r"unknown='skip': expected 'error' or 'unk'"):
+        encode_prompt(v, "the cat", unknown="skip")
+
+    class Uniform(torch.nn.Module):  # every token equally likely: loss = log V exactly
+        def forward(self, x, state=None):
+            return torch.zeros(x.shape[0], x.shape[1], len(v)), state
+
+    pred = LMPredictor.__new__(LMPredictor)
+    pred.vocab, pred.model = v, Uniform()
+    r = pred.score("the dog sat on the rug")
+    assert r["tokens"] == 6 and r["unknown_words"] == 2
+    assert r["loss"] == pytest.approx(math.log(len(v)))
+
+
+def test_valid_word_prompts_encode_as_before():
+    from rnnkit.generate import encode_prompt
+
+    v = _word_vocab()
+    assert encode_prompt(v, "the cat\non") == v.encode(["the", "cat", "<eos>", "on"])
+    assert encode_prompt(v, "") == [v.stoi["<eos>"]]  # documented: an empty prompt starts a line
+
+
+def test_empty_prompt_without_a_newline_in_the_vocabulary_is_an_error():
+    from rnnkit.data import Vocab
+    from rnnkit.generate import encode_prompt
+
+    v = Vocab.build(list("abc "), specials=(), level="char")  # a corpus with no line break
+    with pytest.raises(ValueError, match=r"--prompt: empty, and the checkpoint's vocabulary has no '\\n'"):
+        encode_prompt(v, "")
+    assert encode_prompt(v, "ab") == [v.stoi["a"], v.stoi["b"]]
+
+
+@pytest.mark.parametrize("seed", [2**64, 99999999999999999999999, -(2**63) - 1])
+def test_out_of_range_seeds_name_the_flag(tiny_lm, capsys, seed):
+    from rnnkit.commands import main
+
+    capsys.readouterr()
+    assert main(["generate", str(tiny_lm), "--length", "3", "--seed", str(seed)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rnnkit: error: --seed {seed}: expected an integer from -2**63 to 2**64 - 1")
+    assert err.count("\n") == 1 and "Overflow" not in err
+    with pytest.raises(ValueError, match=rf"--seed {seed}: expected an integer"):
+        next(generate(torch.nn.Module(), None, "", 1, seed=seed))
+
+
+def test_edge_seeds_still_work(tiny_lm, capsys):
+    from rnnkit.commands import main
+
+    for seed in (2**64 - 1, -1, 0):
+        capsys.readouterr()
+        assert main(["generate", str(tiny_lm), "--prompt", "ab", "--length", "3", "--seed", str(seed)]) == 0
+        assert capsys.readouterr().out.startswith("ab")

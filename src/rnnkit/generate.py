@@ -31,7 +31,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data import EOS, OutOfVocabularyError, Vocab, tokenize
+from rnnkit.data import EOS, OutOfVocabularyError, Vocab
+from rnnkit.data.text import tokenize  # (rnnkit.data.tokenize, once imported, is the module)
+
+#: special tokens of rnnkit's vocabularies, never typed in a word-level prompt (``<unk>`` may
+#: be: PTB and WikiText-2 write it in their text, so it is a word of their vocabularies)
+_SPECIALS = frozenset({EOS, "<pad>", "<bos>"})
 
 __all__ = [
     "filter_logits",
@@ -40,6 +45,7 @@ __all__ = [
     "feed_prompt",
     "generate",
     "PROMPT_CHUNK",
+    "check_seed",
 ]
 
 #: prompt tokens per model call: a 10,000-character prompt in one call held ~100 MB of
@@ -94,7 +100,22 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"--temperature {temperature}: expected a finite value >= 0 (0 = greedy)")
 
 
-def _check_args(length: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+#: the seeds a torch.Generator takes (a negative one wraps around modulo 2**64)
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def check_seed(seed: int | None, flag: str = "--seed") -> None:
+    """A seed the sampling generator can take, or a one-line error naming ``flag``."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{flag} {seed!r}: expected an integer")
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ValueError(f"{flag} {seed}: expected an integer from -2**63 to 2**64 - 1")
+
+
+def _check_args(length: int, temperature: float, top_k: int | None, top_p: float | None,
+                seed: int | None = None) -> None:
     if length < 0:
         raise ValueError(f"--length {length}: expected a non-negative number of tokens")
     _check_temperature(temperature)
@@ -102,21 +123,57 @@ def _check_args(length: int, temperature: float, top_k: int | None, top_p: float
         raise ValueError(f"--top-k {top_k}: expected a positive integer")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"--top-p {top_p}: expected a probability in (0, 1]")
+    check_seed(seed)
 
 
-def encode_prompt(vocab: Vocab, prompt: str) -> list[int]:
-    """Token ids of ``prompt`` at the vocabulary's level; an empty prompt starts a new line.
+def encode_prompt(vocab: Vocab, prompt: str, *, unknown: str = "error") -> list[int]:
+    """Token ids of ``prompt`` at the vocabulary's level.
+
+    Char level: every character, each of which must be in the vocabulary. Word level: the
+    words of each line, a line break giving ``<eos>`` (as in training); every word must be in
+    the vocabulary (no silent ``<unk>``) unless ``unknown="unk"`` (scoring text, where unknown
+    words are read as ``<unk>``, the word-level convention, and counted by the caller), and
+    ``<eos>``/``<pad>``/``<bos>`` cannot be typed: they would be read as the special token,
+    not as text. ``<unk>`` can: PTB and WikiText-2 write it in their text.
+
+    An empty prompt starts a new line: the model is fed ``"\n"`` (char level) or ``<eos>``
+    (word level), and is an error when the vocabulary has no such token.
 
     Raises:
-        ValueError: a character (char level) that the model has never seen, naming it.
+        ValueError: a character or word the model has never seen, or a special token typed
+            in the prompt (naming them), or an empty prompt without a start token.
     """
+    if unknown not in ("error", "unk"):
+        raise ValueError(f"unknown={unknown!r}: expected 'error' or 'unk'")
     level = vocab.level or "char"
     if not prompt:
         start = "\n" if level == "char" else EOS
         if start not in vocab:
-            start = vocab.itos[0]
+            raise ValueError(
+                f"--prompt: empty, and the checkpoint's vocabulary has no {start!r} to start a "
+                f"new line from; expected a non-empty prompt"
+            )
         return [vocab.stoi[start]]
-    tokens = list(prompt) if level == "char" else tokenize(prompt, "word")[:-1] or [EOS]
+    if level == "char":
+        tokens = list(prompt)
+    else:
+        tokens = tokenize(prompt, "word")[:-1] or [EOS]
+        words = prompt.split()
+        specials = sorted({w for w in words if w in _SPECIALS})
+        if specials:
+            raise ValueError(
+                f"--prompt: {', '.join(map(repr, specials))} is a special token, not a word; "
+                "expected plain text (a line break in the prompt ends a sentence)"
+            )
+        oov = [w for w in dict.fromkeys(words) if w not in vocab]
+        if oov and (unknown == "error" or vocab.unk is None):
+            shown = ", ".join(map(repr, oov[:10])) + (
+                f" and {len(oov) - 10} more" if len(oov) > 10 else "")
+            raise ValueError(
+                f"--prompt: {shown} {'is' if len(oov) == 1 else 'are'} not in the "
+                f"checkpoint's vocabulary ({len(vocab)} tokens); expected words it was "
+                "trained on (they would be read as <unk>)"
+            )
     try:
         return vocab.encode(tokens)
     except OutOfVocabularyError as e:
@@ -162,7 +219,7 @@ def generate(
         top_k, top_p: sampling filters (None: off).
         seed: seed of the sampling generator (None: nondeterministic).
     """
-    _check_args(length, temperature, top_k, top_p)
+    _check_args(length, temperature, top_k, top_p, seed)
     ids = encode_prompt(vocab, prompt)
     model.eval()
     dev = next(model.parameters()).device

@@ -176,3 +176,17 @@ def test_real_multi30k_is_canonical():
     assert read_parallel(*files["train"])[0] == (
         "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",
         "Two young, White males are outside near many bushes.")
+
+
+def test_folder_with_valid_and_dev_is_ambiguous(tmp_path):
+    for stem in ("train", "valid", "dev"):
+        write(tmp_path / f"{stem}.de", "a\nb\n")
+        write(tmp_path / f"{stem}.en", "x\ny\n")
+    with pytest.raises(ParallelDataError, match=r"valid\.de and .*dev\.de would each be the valid split"):
+        resolve_parallel(tmp_path, "de", "en")
+    (tmp_path / "dev.en").unlink()  # even half of a second split is one too many
+    with pytest.raises(ParallelDataError, match=r"valid\.de and .*dev\.de would each be"):
+        resolve_parallel(tmp_path, "de", "en")
+    write(tmp_path / "dev.en", "x\ny\n")
+    got = resolve_parallel(tmp_path, "de", "en", splits={"train": "train", "valid": "dev"})
+    assert got["valid"] == (tmp_path / "dev.de", tmp_path / "dev.en")

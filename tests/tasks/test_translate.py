@@ -185,3 +185,93 @@ def test_recipe_builds_the_model():
     model = Seq2Seq(cfg.model, 8000, 5000)
     n = sum(p.numel() for p in model.parameters())
     assert 4_000_000 < n < 6_000_000  # tied output: 8000*256 + 5000*256 embeddings + ~1.6M
+
+
+# ----------------------------------------------------------------------------- honest input checks
+
+
+def test_lowercase_scoring_is_case_insensitive_and_says_so():
+    hyp, ref = ["a dog runs ."], ["A Dog runs ."]
+    assert score_translations(hyp, ref)["bleu"] < 50  # cased, as before
+    s = score_translations(hyp, ref, lowercase=True)
+    assert s == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0), "lowercase": True}
+
+
+def _cased_corpus(folder: Path) -> Path:
+    """make_corpus with capitalised target sentences."""
+    make_corpus(folder, n_train=40)
+    for split in ("train", "val", "test"):
+        p = folder / f"{split}.en"
+        p.write_text("".join(s[:1].upper() + s[1:] + "\n" for s in p.read_text().splitlines()))
+    return folder
+
+
+def test_lowercased_model_is_scored_against_lowercased_references(tmp_path, monkeypatch):
+    """A perfect lowercase translation scores 100, not ~30, in training and checkpoint evaluation."""
+    import rnnkit.tasks.translate as tr
+
+    src = _cased_corpus(tmp_path / "c")
+    task = TranslateTask(build_run_config(recipe(src, lowercase=True, beam_size=2)))
+    by_src = {tuple(s): t for s, t in task.data["valid"] + task.data["test"]}
+
+    def perfect(model, src_ids, **kw):  # the reference, through the (lowercasing) tokenizer
+        return [{"tokens": by_src[tuple(s)][1:-1], "score": 0.0,
+                 "attention": torch.zeros(len(by_src[tuple(s)]) - 1, len(s))} for s in src_ids]
+
+    monkeypatch.setattr(tr, "decode", perfect)
+    for split in ("valid", "test"):
+        m = task.evaluate(task.model, split)
+        assert m["bleu"] == pytest.approx(100.0) and m["chrf"] == pytest.approx(100.0)
+        assert m["lowercase"] is True
+    assert "case-insensitive" in task.describe()["scoring"]
+    best = write_checkpoint(tmp_path / "best", model_state=task.model.state_dict(),
+                            config=to_dict(task.config), task="translate", version="0",
+                            write_assets=task.write_assets)
+    ev = evaluate_translate_checkpoint(best, split="valid")
+    assert ev["lowercase"] is True and ev["bleu"] == pytest.approx(100.0)
+    assert ev["bleu_greedy"] == pytest.approx(100.0)
+    monkeypatch.undo()
+    cased = TranslateTask(build_run_config(recipe(src, beam_size=1)))
+    assert "lowercase" not in cased.evaluate(cased.model, "valid")  # cased runs: as before
+
+
+@pytest.mark.parametrize("key", ["max_src_len", "max_tgt_len"])
+def test_max_len_must_keep_a_word(tmp_path, key):
+    src = make_corpus(tmp_path / "c", n_train=20)
+    with pytest.raises(ConfigError, match=rf"'data\.{key}': expected an integer >= 2 .*got 1"):
+        TranslateTask(build_run_config(recipe(src, **{key: 1})))
+
+
+def test_truncated_training_pairs_are_counted_in_the_header(tmp_path):
+    src = make_corpus(tmp_path / "c", n_train=40)
+    task = TranslateTask(build_run_config(recipe(src, max_src_len=2, max_tgt_len=3)))
+    eos, bos = task.src_tok.eos_id, task.tgt_tok.bos_id
+    assert all(len(s) == 2 and s[-1] == eos for s, _ in task.data["train"])  # one word + <eos>
+    assert all(len(t) <= 4 and t[0] == bos for _, t in task.data["train"])
+    # sources are 3-6 tokens with <eos> (always cut to 2); targets 3-6 + <bos> (cut above 4)
+    raw = [(task.src_tok.encode(a, add_eos=True), task.tgt_tok.encode(b, add_bos=True, add_eos=True))
+           for a, b in task.raw["train"]]
+    n_tgt = sum(len(t) > 4 for _, t in raw)
+    assert task.truncated == {"src": 40, "tgt": n_tgt, "pairs": 40}
+    assert task.describe()["truncated"].startswith("40 training pairs cut to max_src_len=2 / max_tgt_len=3")
+    for (s, t), (s0, t0) in zip(task.data["train"], raw):  # the same ids as the tokenizer's own cut
+        assert s == s0[:1] + s0[-1:] if len(s0) > 2 else s == s0
+        assert t == (t0[:3] + t0[-1:] if len(t0) > 4 else t0)
+    full = TranslateTask(build_run_config(recipe(src)))
+    assert full.truncated == {"src": 0, "tgt": 0, "pairs": 0}
+    assert [s for s, _ in full.data["train"]] == [s for s, _ in raw]
+
+
+@pytest.mark.parametrize("alpha", [-5.0, -0.1, math.nan, math.inf])
+def test_length_penalty_must_be_finite_and_non_negative(tmp_path, alpha):
+    src = make_corpus(tmp_path / "c", n_train=20)
+    with pytest.raises(ConfigError, match=r"'data\.length_penalty': expected a finite length penalty >= 0"):
+        TranslateTask(build_run_config(recipe(src, length_penalty=alpha)))
+
+
+def test_valid_and_dev_in_one_folder_is_an_error(tmp_path):
+    src = make_corpus(tmp_path / "c", n_train=20)
+    for lang in ("de", "en"):
+        (src / f"dev.{lang}").write_text((src / f"val.{lang}").read_text())
+    with pytest.raises(ParallelDataError, match=r"val\.de and .*dev\.de would each be the valid split"):
+        TranslateTask(build_run_config(recipe(src)))

@@ -27,8 +27,9 @@ OPTIONS = ("prompt", "length", "temperature", "top_k", "top_p", "seed", "out", "
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint directory of a language or music model")
-    p.add_argument("--prompt", help="lm: text to continue (default: start a new line); music: "
-                   "a MIDI file to continue")
+    p.add_argument("--prompt", help="lm: text to continue (default: start a new line); every "
+                   "character or word must be in the model's vocabulary; music: a MIDI file to "
+                   "continue")
     p.add_argument("--length", type=int, metavar="N",
                    help="tokens (lm, default 500) or steps (music, default 64) to generate")
     p.add_argument("--temperature", type=float, metavar="T",
@@ -42,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="lm: nucleus sampling: smallest set of tokens with total probability >= P",
     )
-    p.add_argument("--seed", type=int, metavar="S", help="random seed (same seed, same output)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="random seed, -2**63 to 2**64 - 1 (same seed, same output)")
     p.add_argument("--out", metavar="FILE.mid", help="music: the MIDI file to write")
     p.add_argument("--png", metavar="FILE.png",
                    help="music: the piano-roll picture (default: --out with .png)")
@@ -78,6 +80,7 @@ def _stream_lm(checkpoint: str, *, prompt: str | None = None, length: int | None
 
 def run(a: argparse.Namespace) -> int:
     from rnnkit.commands import set_threads
+    from rnnkit.generate import check_seed
     from rnnkit.train.checkpoint import read_config
     from rnnkit.train.task import get_task_spec, task_names
 
@@ -89,6 +92,7 @@ def run(a: argparse.Namespace) -> int:
         have = ["lm"] + [n for n in task_names() if n != "lm" and get_task_spec(n).generate]
         raise ValueError(f"generate: {a.checkpoint}: checkpoint is from task {task!r}; expected a "
                          + " or a ".join(repr(n) for n in have) + " checkpoint")
+    check_seed(a.seed)  # before torch or numpy see it: their overflow names no flag
     options = {k: getattr(a, k) for k in OPTIONS if getattr(a, k) is not None}
     takes = inspect.signature(fn).parameters
     for k in options:

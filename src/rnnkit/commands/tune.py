@@ -38,12 +38,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "recipe", help="a recipe with a search: section (e.g. configs/shakespeare_char_search.yaml)"
     )
-    p.add_argument("--trials", type=int, metavar="N", help="finished trials the study should hold "
-                   "(default search.trials); counted across resumes and workers")
+    p.add_argument("--trials", type=int, metavar="N", help="finished trials the study should hold, "
+                   ">= 1 (default search.trials); counted across resumes and workers")
     p.add_argument(
         "--out", metavar="DIR", help="output directory (default <trainer.out_dir>/tune/<recipe>)"
     )
-    p.add_argument("--storage", metavar="FILE|URL", help="study storage (default OUT/study.db)")
+    p.add_argument("--storage", metavar="FILE|URL", help="study storage: a SQLite file or a "
+                   "SQLAlchemy URL such as sqlite:///runs/study.db (default OUT/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: the recipe's file name)")
     p.add_argument(
         "--timeout", type=float, metavar="S", help="stop starting trials after S seconds"

@@ -28,7 +28,8 @@ and the upstream ``.gz`` both verify. A local copy that differs only warns
 (:class:`~rnnkit.data.registry.ChecksumWarning`).
 
 A folder that is not a known corpus uses the same layout: ``<file>.<lang>[.gz]`` per split,
-with the split names ``train``, ``valid`` (or ``val``/``dev``) and ``test``.
+with the split names ``train``, ``valid`` (or ``val``/``dev``: a folder holding more than one
+of these is an error naming the files, since which is meant cannot be guessed) and ``test``.
 """
 from __future__ import annotations
 
@@ -282,6 +283,14 @@ def resolve_parallel(
     out: dict[str, tuple[Path, Path]] = {}
     cands = {s: (stem,) for s, stem in splits.items()} if splits else _FOLDER_SPLITS
     for s, stems in cands.items():
+        present = [st for st in stems
+                   if _find(d, st, src_lang) or _find(d, st, tgt_lang)]
+        if len(present) > 1:  # valid.* and dev.*: which one is meant cannot be guessed
+            files = [str(_find(d, st, src_lang) or _find(d, st, tgt_lang)) for st in present]
+            raise ParallelDataError(
+                f"{d}: {' and '.join(files)} would each be the {s} split; expected one of "
+                f"{', '.join(f'{st}.<lang>' for st in stems)} (remove the others, or name the "
+                f"file stem in data.splits, e.g. {{{s}: {present[0]}}})")
         for stem in stems:
             a, b = _find(d, stem, src_lang), _find(d, stem, tgt_lang)
             if a and b:

@@ -144,10 +144,17 @@ class LMPredictor:
 
     @torch.no_grad()
     def score(self, text: str) -> dict[str, float]:
-        """Mean next-token cross-entropy of ``text`` (nats), its perplexity and bits per token."""
+        """Mean next-token cross-entropy of ``text`` (nats), its perplexity and bits per token.
+
+        At word level an unknown word is read as ``<unk>`` (the convention PTB's and
+        WikiText-2's perplexities use) and counted in ``"unknown_words"``, so a score over
+        text the model cannot spell is never taken for one over the text itself.
+        """
         from rnnkit.generate import encode_prompt
 
-        ids = encode_prompt(self.vocab, text)
+        ids = encode_prompt(self.vocab, text, unknown="unk")
+        unknown = sum(w not in self.vocab for w in text.split()) if self.vocab.level == "word" \
+            else 0
         if len(ids) < 2:
             raise ValueError(f"text: needs at least 2 tokens to score, got {len(ids)}")
         x = torch.tensor(ids, dtype=torch.long).unsqueeze(1)  # (T, 1)
@@ -158,6 +165,7 @@ class LMPredictor:
             "loss": loss,
             "ppl": math.exp(min(loss, 700.0)),
             "bits": loss / math.log(2),
+            "unknown_words": unknown,
         }
 
 

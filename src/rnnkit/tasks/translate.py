@@ -12,7 +12,9 @@ batches of similar source length are formed. Per batch::
     loss     = mean over real target tokens of CE(logits, tgt_out) with label smoothing
 
 Evaluation reports the (unsmoothed) token cross-entropy ``loss``, ``ppl``, and BLEU and
-chrF from sacrebleu computed on *detokenised* output against the raw reference lines:
+chrF from sacrebleu computed on *detokenised* output against the raw reference lines
+(case-insensitively when ``data.lowercase`` is set, since the output is then lowercased too:
+the metrics then carry ``"lowercase": True``):
 greedy decoding on ``valid`` (cheap enough for every epoch), beam search
 (``data.beam_size``, ``data.length_penalty``) on every other split, which also reports
 ``bleu_greedy``. A checkpoint stores ``src_tokenizer.json`` and ``tgt_tokenizer.json``, so
@@ -63,11 +65,13 @@ class TranslateDataConfig:
         skip_empty: drop pairs whose lines are both empty instead of failing.
         tokenizer: "bpe", "word" or "wordpiece" (one per language, trained on train).
         src_vocab_size / tgt_vocab_size / lowercase / min_freq: tokenizer settings.
-        max_src_len / max_tgt_len: training pairs are cut to this many tokens (with <eos>).
+        max_src_len / max_tgt_len: training pairs are cut to this many tokens (with <eos>),
+            at least 2 (one word and <eos>); the run's header says how many pairs were cut.
         train_limit: use only the first N training pairs (smoke tests).
         batch_size / eval_batch_size: sentence pairs per batch.
         label_smoothing: of the training cross-entropy.
-        beam_size / length_penalty: decoding of non-valid splits (1 = greedy).
+        beam_size / length_penalty: decoding of non-valid splits (1 = greedy); the length
+            penalty alpha is a finite number >= 0.
         max_decode_len: output tokens at most ``min(max_decode_len, 2 * S + 10)``.
     """
 
@@ -93,15 +97,30 @@ class TranslateDataConfig:
     max_decode_len: int = 100
 
 
-def score_translations(hyps: list[str], refs: list[str]) -> dict[str, float]:
+def score_translations(hyps: list[str], refs: list[str], *,
+                       lowercase: bool = False) -> dict[str, float]:
     """Corpus BLEU and chrF (sacrebleu defaults: 13a tokenisation, cased) of detokenised
-    ``hyps`` against one reference each."""
+    ``hyps`` against one reference each.
+
+    ``lowercase=True`` (a model trained with ``data.lowercase``, whose output is lowercase)
+    compares case-insensitively (sacrebleu's ``lowercase``, applied to hypotheses and
+    references alike) and says so: the result then holds ``"lowercase": True``."""
     import sacrebleu
+    from sacrebleu.metrics import CHRF
 
     if len(hyps) != len(refs):
         raise ValueError(f"score_translations: {len(hyps)} hypotheses but {len(refs)} references")
-    return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
-            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score}
+    if not lowercase:
+        return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+                "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score}
+    return {"bleu": sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score,
+            "chrf": CHRF(lowercase=True).corpus_score(hyps, [refs]).score,
+            "lowercase": True}
+
+
+def _check_length_penalty(alpha: float, where: str) -> None:
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise ConfigError(f"{where}: expected a finite length penalty >= 0, got {alpha}")
 
 
 def _pad(seqs: list[list[int]], pad: int) -> Tensor:
@@ -148,11 +167,15 @@ class TranslateTask:
     def __init__(self, config: RunConfig, *, data_dir: str | None = None,
                  tokenizers: tuple[TextTokenizer, TextTokenizer] | None = None):
         d: TranslateDataConfig = config.data
-        for key in ("batch_size", "eval_batch_size", "beam_size", "max_src_len", "max_tgt_len",
-                    "max_decode_len"):
+        for key in ("batch_size", "eval_batch_size", "beam_size", "max_decode_len"):
             if getattr(d, key) < 1:
                 raise ConfigError(f"config key 'data.{key}': expected a positive integer, "
                                   f"got {getattr(d, key)}")
+        for key in ("max_src_len", "max_tgt_len"):  # counted with <eos>: 1 keeps no word
+            if getattr(d, key) < 2:
+                raise ConfigError(f"config key 'data.{key}': expected an integer >= 2 (the "
+                                  f"tokens kept, <eos> included), got {getattr(d, key)}")
+        _check_length_penalty(d.length_penalty, "config key 'data.length_penalty'")
         if d.train_limit is not None and d.train_limit < 1:  # [:-5] would drop 5 pairs
             raise ConfigError(f"config key 'data.train_limit': expected a positive integer or "
                               f"null, got {d.train_limit}")
@@ -173,6 +196,8 @@ class TranslateTask:
                                 lowercase=d.lowercase, min_freq=d.min_freq)
                 for k, v in ((0, d.src_vocab_size), (1, d.tgt_vocab_size)))
         self.src_tok, self.tgt_tok = tokenizers
+        #: training pairs cut to max_src_len / max_tgt_len: {"src", "tgt", "pairs"}
+        self.truncated = {"src": 0, "tgt": 0, "pairs": 0}
         self.data = {s: self._encode(pairs, cut=s == "train") for s, pairs in self.raw.items()}
         self.model = build_model(
             Seq2Seq,
@@ -190,11 +215,31 @@ class TranslateTask:
 
     def _encode(self, pairs: list[tuple[str, str]], cut: bool) -> list[tuple[list[int], list[int]]]:
         d: TranslateDataConfig = self.config.data
-        src = self.src_tok.encode_batch([p[0] for p in pairs], add_eos=True,
-                                        max_length=d.max_src_len if cut else None)
-        tgt = self.tgt_tok.encode_batch([p[1] for p in pairs], add_bos=True, add_eos=True,
-                                        max_length=d.max_tgt_len + 1 if cut else None)
+        src = self.src_tok.encode_batch([p[0] for p in pairs], add_eos=True)
+        tgt = self.tgt_tok.encode_batch([p[1] for p in pairs], add_bos=True, add_eos=True)
+        if cut:  # keep the first tokens and the closing <eos>, and count what was cut
+            S, T = d.max_src_len, d.max_tgt_len + 1  # the target also holds <bos>
+            long_s = [len(s) > S for s in src]
+            long_t = [len(t) > T for t in tgt]
+            src = [s[:S - 1] + s[-1:] if c else s for s, c in zip(src, long_s)]
+            tgt = [t[:T - 1] + t[-1:] if c else t for t, c in zip(tgt, long_t)]
+            self.truncated = {"src": sum(long_s), "tgt": sum(long_t),
+                              "pairs": sum(a or b for a, b in zip(long_s, long_t))}
         return list(zip(src, tgt))
+
+    def describe(self) -> dict[str, str]:
+        """What the run's header says of the data (rnnkit.train.run)."""
+        d: TranslateDataConfig = self.config.data
+        n = self.truncated
+        cut = (f"{n['pairs']:,} training pairs cut to max_src_len={d.max_src_len} / "
+               f"max_tgt_len={d.max_tgt_len} ({n['src']:,} sources, {n['tgt']:,} targets)")
+        out = {"pairs": ", ".join(f"{s} {len(v):,}" for s, v in self.data.items()),
+               "vocabulary": f"{self.src_tok.vocab_size:,} {d.src_lang}, "
+                             f"{self.tgt_tok.vocab_size:,} {d.tgt_lang} ({d.tokenizer})",
+               "truncated": cut}
+        if d.lowercase:
+            out["scoring"] = "BLEU/chrF case-insensitive (data.lowercase: the output is lowercase)"
+        return out
 
     def setup(self, rank: int, world_size: int) -> None:
         self.rank, self.world = rank, world_size
@@ -254,12 +299,15 @@ class TranslateTask:
         greedy = decode(
             model, src_ids, beam_size=1, max_len=d.max_decode_len, batch_size=d.eval_batch_size
         )
-        g = score_translations(self.tgt_tok.decode_batch([h["tokens"] for h in greedy]), refs)
+        lc = bool(d.lowercase)
+        g = score_translations(self.tgt_tok.decode_batch([h["tokens"] for h in greedy]), refs,
+                               lowercase=lc)
         if split == "valid" or d.beam_size == 1:
             return {**metrics, **g}
         beam = decode(model, src_ids, beam_size=d.beam_size, max_len=d.max_decode_len,
                       alpha=d.length_penalty, batch_size=max(1, d.eval_batch_size // d.beam_size))
-        b = score_translations(self.tgt_tok.decode_batch([h["tokens"] for h in beam]), refs)
+        b = score_translations(self.tgt_tok.decode_batch([h["tokens"] for h in beam]), refs,
+                               lowercase=lc)
         return {**metrics, **b, "bleu_greedy": g["bleu"], "chrf_greedy": g["chrf"]}
 
     @torch.no_grad()
@@ -336,6 +384,7 @@ def translate(directory: str | Path, texts: list[str], *, beam_size: int = 5, ma
     "tokens": [source pieces], "output_tokens": [target pieces], "attention": (T', S) list}]``."""
     model, src_tok, tgt_tok, cfg = load_translate_checkpoint(directory)
     a = cfg.data.length_penalty if alpha is None else alpha
+    _check_length_penalty(a, "alpha")
     src_ids = src_tok.encode_batch(texts, add_eos=True)
     hyps = decode(model, src_ids, beam_size=beam_size, max_len=max_len, alpha=a)
     out = []
@@ -414,7 +463,7 @@ def evaluate_translate_checkpoint(
         hyps = decode(model, [s for s, _ in task.data[split]], beam_size=d.beam_size,
                       max_len=d.max_decode_len, alpha=d.length_penalty)
         b = score_translations(tgt_tok.decode_batch([h["tokens"] for h in hyps]),
-                               [t for _, t in task.raw[split]])
+                               [t for _, t in task.raw[split]], lowercase=bool(d.lowercase))
         metrics = {**metrics, "bleu_greedy": metrics["bleu"], "chrf_greedy": metrics["chrf"], **b}
     result: dict[str, Any] = {
         "split": split,

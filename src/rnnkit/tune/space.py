@@ -16,7 +16,7 @@ A search recipe is an ordinary recipe plus one section::
         optim.lr:          {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
         model.hidden_size: {type: int, low: 64, high: 256, step: 64}
         model.cell:        {type: categorical, choices: [lstm, gru]}
-        model.dropout:     {type: float, low: 0.0, high: 0.5, grid: [0.0, 0.25, 0.5]}
+        model.dropout:     {type: float, low: 0.0, high: 0.4}  # sampler grid: add grid: [0, 0.2]
 
 The objective is the run's monitored metric (``trainer.monitor``, e.g. ``val_loss``) in its
 ``trainer.mode`` direction; the value of a trial is its best validation value, and every
@@ -24,6 +24,12 @@ validation is reported to the pruner.  The grid sampler needs a finite set per p
 ``choices`` of a categorical, ``low..high`` by ``step`` of an int, or an explicit ``grid`` list.
 A dead worker's trial is re-run within ``heartbeat + grace + 1`` s of its death, or at the latest
 before the last worker leaves the study (see :mod:`rnnkit.tune.heartbeat`).
+
+Every field is checked when the recipe loads (a one-line error naming ``search.space.<key>``):
+a categorical takes ``choices`` only; a float or int range takes finite ``low < high``, ``log``
+(``low > 0``) or a ``step`` (``> 0``, an integer for an int, at most ``high - low`` and dividing
+it); a ``grid`` is a non-empty list of values within ``low..high``, used only by
+``sampler: grid``.
 
 Example::
 
@@ -34,6 +40,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,11 +65,27 @@ class Param:
     grid: list[Any] | None = None
 
     def check(self, key: str) -> None:
+        """One-line :class:`ConfigError` naming ``search.space.<key>`` for a value Optuna would
+        reject at the first trial, or (worse) silently read otherwise."""
         where = f"search.space.{key}"
         if self.type == "categorical":
             if not self.choices:
                 raise ConfigError(f"{where}: a categorical needs a non-empty 'choices' list")
+            extra = [k for k in ("low", "high", "step", "grid") if getattr(self, k) is not None]
+            extra += ["log"] if self.log else []
+            if extra:
+                raise ConfigError(
+                    f"{where}: {', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not "
+                    "apply to a categorical; expected only 'choices'")
             return
+        if self.choices is not None:
+            kind = "an int" if self.type == "int" else "a float"
+            raise ConfigError(f"{where}: 'choices' does not apply to {kind} range; expected "
+                              "low/high (or type: categorical)")
+        for k in ("low", "high"):
+            v = getattr(self, k)
+            if v is not None and not math.isfinite(v):
+                raise ConfigError(f"{where}: expected a finite {k}, got {v}")
         if self.low is None or self.high is None or not self.low < self.high:
             raise ConfigError(f"{where}: expected low < high, got low={self.low}, high={self.high}")
         if self.log and self.low <= 0:
@@ -73,6 +96,36 @@ class Param:
             raise ConfigError(
                 f"{where}: an int range needs integer low/high, got {self.low}..{self.high}"
             )
+        if self.step is not None:
+            span, step = self.high - self.low, self.step
+            if not (math.isfinite(step) and step > 0):
+                raise ConfigError(f"{where}: expected step > 0, got {_num(step)}")
+            if self.type == "int" and int(step) != step:
+                raise ConfigError(f"{where}: an int range needs an integer step, got {_num(step)}")
+            if step > span:
+                raise ConfigError(
+                    f"{where}: step {_num(step)} is larger than high - low = {_num(span)} "
+                    f"(only low would be sampled); expected a step <= {_num(span)}")
+            n = span / step
+            if abs(n - round(n)) > 1e-9 * max(1.0, n):
+                raise ConfigError(
+                    f"{where}: high - low = {_num(span)} is not a multiple of step {_num(step)} "
+                    f"(high would never be sampled); expected a step that divides it")
+        if self.grid is not None:
+            self._check_grid(where)
+
+    def _check_grid(self, where: str) -> None:
+        if not isinstance(self.grid, list) or not self.grid:
+            raise ConfigError(f"{where}.grid: expected a non-empty list of values, got "
+                              f"{self.grid!r}")
+        for i, v in enumerate(self.grid):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not number or (self.type == "int" and not isinstance(v, int)):
+                want = "an integer" if self.type == "int" else "a number"
+                raise ConfigError(f"{where}.grid[{i}]: expected {want}, got {v!r}")
+            if not self.low <= v <= self.high:
+                raise ConfigError(f"{where}.grid[{i}]: {v} is outside low..high = "
+                                  f"{_num(self.low)}..{_num(self.high)}")
 
     def grid_values(self, key: str) -> list[Any]:
         if self.grid is not None:
@@ -110,6 +163,10 @@ class SearchConfig:
             raise ConfigError("search.space: empty; declare at least one parameter to search")
         for k, p in self.space.items():
             p.check(k)
+            if p.grid is not None and self.sampler != "grid":
+                raise ConfigError(
+                    f"search.space.{k}.grid: only the grid sampler uses a grid, but "
+                    f"search.sampler is {self.sampler!r}; expected sampler: grid (or no grid)")
         for k in ("startup_trials", "warmup_evals", "trials", "heartbeat"):
             if getattr(self, k) < (1 if k in ("trials", "heartbeat") else 0):
                 raise ConfigError(
@@ -140,6 +197,11 @@ class SearchConfig:
             else:
                 out[k] = trial.suggest_float(k, p.low, p.high, step=p.step, log=p.log)
         return out
+
+
+def _num(x: float) -> str:
+    """``16`` for 16.0, ``0.1`` for 0.1: numbers in messages as they were written."""
+    return f"{x:g}"
 
 
 def apply_params(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

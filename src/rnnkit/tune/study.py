@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import warnings
 from pathlib import Path
@@ -80,10 +81,42 @@ class ReportingTrainer(Trainer):
         return stop
 
 
+#: what ``--storage`` takes, for its errors
+STORAGE_FORMS = ("a SQLite file path (runs/study.db) or a SQLAlchemy URL "
+                 "(sqlite:///runs/study.db, sqlite:////abs/study.db, postgresql://user@host/db)")
+
+#: URL schemes of SQLAlchemy dialects: "sqlite:/x.db" is a mistyped URL, not a file name
+_DIALECT = re.compile(r"(sqlite|postgres|postgresql|mysql|mariadb|oracle|mssql)(\+\w+)?:",
+                      re.IGNORECASE)
+
+
 def storage_url(storage: str | Path) -> str:
-    """A SQLAlchemy URL from a URL or a path to a SQLite file."""
+    """A SQLAlchemy URL from a URL or a path to a SQLite file.
+
+    Raises:
+        ConfigError: a database URL without ``://`` (``sqlite:/x.db``), which would otherwise
+            be read as a file name in a folder ``sqlite:``.
+    """
     s = str(storage)
-    return s if "://" in s else f"sqlite:///{Path(s).resolve()}"
+    if "://" in s:
+        return s
+    if _DIALECT.match(s):
+        raise ConfigError(f"--storage {s}: a database URL needs '://'; expected {STORAGE_FORMS}")
+    return f"sqlite:///{Path(s).resolve()}"
+
+
+def _open_storage(url: str, shown: str, search: SearchConfig, log) -> Reclaimer:
+    """The study's storage, or a one-line ``--storage`` error (no SQLAlchemy traceback)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return Reclaimer(url, heartbeat=search.heartbeat, grace=search.grace_period, log=log)
+    except (SQLAlchemyError, ImportError, ValueError, OSError) as e:
+        why = " ".join(str(e).split("\n")[0].split())  # the first line, e.g. "unable to open"
+        raise ConfigError(
+            f"--storage {shown}: cannot open the study storage ({type(e).__name__}: {why}); "
+            f"expected {STORAGE_FORMS}, in an existing, writable folder"
+        ) from None
 
 
 def _sampler(search: SearchConfig, seed: int):
@@ -164,23 +197,25 @@ def run_search(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)
+                               or trials < 1):
+        raise ConfigError(f"--trials {trials}: expected a positive integer")
     raw, search = load_search_recipe(recipe)
     base = build_run_config(raw)
     metric, direction = (
         base.trainer.monitor,
         "minimize" if base.trainer.mode == "min" else "maximize",
     )
+    url = storage_url(storage) if storage is not None else None  # a bad URL fails before mkdir
     out = Path(out) if out is not None else Path(base.trainer.out_dir) / "tune" / Path(recipe).stem
     out.mkdir(parents=True, exist_ok=True)
-    total = trials or search.trials
-    if total < 1:
-        raise ConfigError(f"--trials {total}: expected a positive integer")
+    total = search.trials if trials is None else trials  # --trials 0 is an error, not the default
     deadline = None if timeout is None else time.monotonic() + timeout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # heartbeat, retry
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    rc = Reclaimer(storage_url(storage or out / "study.db"), heartbeat=search.heartbeat,
-                   grace=search.grace_period, log=log)
+    rc = _open_storage(url or storage_url(out / "study.db"),
+                       storage or f"{out / 'study.db'} (the default)", search, log)
     store = rc.storage
     name = study_name or Path(recipe).stem
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
