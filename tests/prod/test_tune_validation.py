@@ -131,3 +131,13 @@ def test_a_storage_url_without_double_slash_is_named(recipe, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"rnnkit: error: --storage {bad}: ") and needle in err, err
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_search_recipes_are_read_as_strictly_as_training_recipes(tmp_path):
+    from rnnkit.train.config import ConfigError
+    from rnnkit.tune.space import load_search_recipe
+
+    p = tmp_path / "s.yaml"  # a second search: section used to replace the first wholesale
+    p.write_text((ROOT / "configs" / "shakespeare_char_search.yaml").read_text() + "\nsearch: {trials: 2}\n")
+    with pytest.raises(ConfigError, match=r"s\.yaml:\d+:1: invalid YAML \(key 'search' repeated in one mapping"):
+        load_search_recipe(p)

@@ -45,6 +45,7 @@ __all__ = [
     "pick_source",
     "apply_overrides",
     "load_recipe",
+    "read_recipe_yaml",
     "build_run_config",
     "nesting_depth",
     "check_schedule",
@@ -636,8 +637,10 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
     )
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML recipe, apply ``--set`` overrides and return the typed RunConfig."""
+def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML recipe file holds, read as :func:`load_recipe` reads it (safe types
+    only; repeated keys, non-decimal YAML 1.1 numbers, non-UTF-8 text and deep nesting are
+    one-line ConfigErrors naming the file and line), before any typing."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
@@ -660,6 +663,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(
             f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}"
         )
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe, apply ``--set`` overrides and return the typed RunConfig."""
+    raw = read_recipe_yaml(path)
     try:
         return build_run_config(apply_overrides(raw, overrides))
     except ConfigError as e:

@@ -45,9 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from rnnkit.train.config import ConfigError, build_run_config, from_dict
+from rnnkit.train.config import ConfigError, build_run_config, from_dict, read_recipe_yaml
 
 __all__ = ["Param", "SearchConfig", "load_search_recipe", "apply_params"]
 
@@ -222,15 +220,8 @@ def load_search_recipe(path: str | Path) -> tuple[dict[str, Any], SearchConfig]:
     """``(the recipe without its search section, SearchConfig)``; every trial's recipe is checked
     up front by building it with the space's first values, so a wrong key fails before training."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, dict) or "search" not in raw:
+    raw = read_recipe_yaml(path)  # the recipe reader's checks (repeated keys, 010, ...)
+    if "search" not in raw:
         raise ConfigError(f"{path}: no 'search:' section (see rnnkit.tune.space for its format)")
     raw = dict(raw)
     sec = raw.pop("search") or {}
