@@ -44,14 +44,31 @@ Example (an Elman cell)::
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
 
-__all__ = ["Cell", "Params", "State"]
+__all__ = ["Cell", "Params", "State", "check_flag", "check_int"]
 
 Params = dict[str, Tensor]
 State = tuple[Tensor, ...]
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` if it is a bool, else a TypeError in torch.nn's words (never ``bool(value)``:
+    ``"False"`` is true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__} ({value!r})")
+    return value
+
+
+def check_int(name: str, value) -> int:
+    """``value`` as an int if it is an integer (not a bool), else a TypeError in torch.nn's
+    words (never ``int(value)``: 2.7 is not 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
+    return int(value)
 
 
 class Cell:
@@ -81,14 +98,16 @@ class Cell:
             cls.kernel_kind = None  # kernels run a subclass only where it opts in
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        input_size = check_int("input_size", input_size)
+        hidden_size = check_int("hidden_size", hidden_size)
         if input_size <= 0 or hidden_size <= 0:
             raise ValueError(
                 f"input_size and hidden_size must be positive, got input_size={input_size}, "
                 f"hidden_size={hidden_size}"
             )
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.bias = bool(bias)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = check_flag("bias", bias)
 
     # ----------------------------------------------------------------- shapes
     @property

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, Params, State
+from .base import Cell, Params, State, check_flag
 
 __all__ = ["GRUCell"]
 
@@ -32,7 +32,7 @@ class GRUCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  reset_after: bool = True):
         super().__init__(input_size, hidden_size, bias)
-        self.reset_after = bool(reset_after)
+        self.reset_after = check_flag("reset_after", reset_after)
         self.native_mode = "GRU" if self.reset_after else None
 
     def param_shapes(self):

@@ -30,6 +30,8 @@ drops every additive term (``bias_ih``, ``bias_hh``, ``ln_c_bias``).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -47,6 +49,8 @@ class _LayerNormCell(Cell):
         super().__init__(input_size, hidden_size, bias)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        if math.isinf(eps):  # var + inf: every normalised value 0, every output constant
+            raise ValueError(f"eps: expected a positive finite number, got {eps!r}")
         self.eps = float(eps)
 
     def param_shapes(self):

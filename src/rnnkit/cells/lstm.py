@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, Params, State
+from .base import Cell, Params, State, check_int
 
 __all__ = ["LSTMCell"]
 
@@ -31,11 +31,12 @@ class LSTMCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, proj_size: int = 0):
         super().__init__(input_size, hidden_size, bias)
+        proj_size = check_int("proj_size", proj_size)
         if proj_size < 0 or (proj_size and proj_size >= hidden_size):
             raise ValueError(
                 f"proj_size must be 0 or in [1, hidden_size={hidden_size}), got {proj_size}"
             )
-        self.proj_size = int(proj_size)
+        self.proj_size = proj_size
 
     @property
     def state_sizes(self):

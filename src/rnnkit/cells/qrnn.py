@@ -24,6 +24,7 @@ sequence, and the window never reaches a padded step (it looks back only).
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +46,12 @@ class QRNNCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  window: int = 1, pooling: str = "fo"):
         super().__init__(input_size, hidden_size, bias)
-        if window not in (1, 2) or isinstance(window, bool):
+        if isinstance(window, bool) or not isinstance(window, numbers.Integral) \
+                or window not in (1, 2):
             raise ValueError(f"window: expected 1 or 2, got {window!r}")
         if pooling not in _GATES:
             raise ValueError(f"pooling: expected 'f', 'fo' or 'ifo', got {pooling!r}")
-        self.window, self.pooling = window, pooling
+        self.window, self.pooling = int(window), pooling
         self.num_gates = _GATES[pooling]
 
     def param_shapes(self):

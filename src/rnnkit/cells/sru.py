@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, Params, State
+from .base import Cell, Params, State, check_flag
 
 __all__ = ["SRUCell"]
 
@@ -44,7 +44,7 @@ class SRUCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  rescale: bool = False):
         super().__init__(input_size, hidden_size, bias)
-        self.rescale = bool(rescale)
+        self.rescale = check_flag("rescale", rescale)
         self.alpha = math.sqrt(3.0) if self.rescale else 1.0
         self.projected_highway = input_size != hidden_size
         self.num_gates = 4 if self.projected_highway else 3  # blocks of weight_ih

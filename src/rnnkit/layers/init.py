@@ -17,6 +17,8 @@ recurrent matrix is orthogonal for every gate.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -68,8 +70,10 @@ def check_init_args(cell, init_ih, init_hh, forget_bias) -> None:
                          f"(weight_hh of shape (G*H, H)), so init_hh={init_hh!r} does not apply; "
                          "leave init_hh=None")
     if forget_bias is not None:
-        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
-            raise ValueError(f"forget_bias: expected a number or None, got {forget_bias!r}")
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)) \
+                or not math.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected a finite number or None, got "
+                             f"{forget_bias!r}")
         if cell.forget_gate is None:
             raise ValueError(f"forget_bias: {type(cell).__name__} has no forget gate")
         if not cell.bias:

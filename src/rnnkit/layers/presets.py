@@ -35,7 +35,7 @@ class _Preset(Recurrent):
 
 
 def _check_proj_size(proj_size, hidden_size) -> None:
-    if not isinstance(proj_size, int):
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int):
         raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__} "
                         f"({proj_size!r})")
     if proj_size < 0:

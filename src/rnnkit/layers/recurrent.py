@@ -38,8 +38,7 @@ from ..cells.base import Cell
 from ..kernels.dispatch import LOOP, canonical_name, choose
 from ..kernels.loop import length_mask, reverse_padded
 from ..kernels.torch_kernels import torch_cell_step
-from ._inputs import finish, prepare
-from .errors import InputError
+from ._inputs import finish, prepare, prepare_step
 from .init import apply_init, check_init_args
 from .regularizers import Regularizers
 
@@ -327,6 +326,11 @@ class Recurrent(nn.Module):
         x, lengths = batch.x, batch.lengths
         hx = self._initial_states(x, batch.hx)
         mask = None if lengths is None else length_mask(lengths, x.shape[0])
+        if mask is not None:
+            # padding is never read: zeroed once, NaN or inf there cannot reach a valid step's
+            # output or any gradient (as NaN * 0 in a masked step's backward); the layers
+            # above get zeros at padded steps, as each layer's output is zero there
+            x = x.masked_fill(~mask, 0.0)
         D, reg, training = self.num_directions, self.regularizers, self.training
         finals = []  # [l * D + d] -> state tuple
         for l, c in enumerate(self.cells):
@@ -347,7 +351,7 @@ class Recurrent(nn.Module):
             if self.residual:
                 w = getattr(self, f"weight_res_l{l}", None)
                 res = x if w is None else F.linear(x, w)
-                y = y + (res if mask is None else res * mask)
+                y = y + (res if mask is None else res.masked_fill(~mask, 0.0))
             if self.dropout and self.training and l < self.num_layers - 1:
                 y = F.dropout(y, self.dropout, training=True)
             x = y
@@ -379,7 +383,8 @@ class Recurrent(nn.Module):
             state: like ``forward``'s ``hx`` and ``h_n``, or None for zeros.
         Returns:
             ``y_t`` (B, O) and the new state (same layout as ``state``).
-        Raises InputError (a ValueError and a RuntimeError) for a wrong shape, and
+        Raises InputError (a ValueError and a RuntimeError) for a wrong shape, dtype or
+        device of ``x_t`` or ``state`` (checked as ``forward`` checks ``hx``), and
         ValueError for a bidirectional layer (its reverse direction reads
         the future) and for QRNN with ``window=2`` (its gates read ``x_{t-1}``).
         """
@@ -389,27 +394,13 @@ class Recurrent(nn.Module):
         if getattr(self.cells[0], "window", 1) != 1:
             raise ValueError("step: QRNN with window=2 reads x_{t-1} in its gates; streaming "
                              "needs window=1")
-        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2) \
-                or x_t.shape[-1] != self.input_size:
-            raise InputError(f"x_t: expected a (B, {self.input_size}) or ({self.input_size},) "
-                             f"tensor, got {getattr(x_t, 'shape', type(x_t).__name__)}")
-        unbatched = x_t.dim() == 1
-        x = x_t.unsqueeze(0) if unbatched else x_t  # (I,) -> (1, I)
-        if state is None:
-            states = tuple(x.new_zeros(self.num_layers, x.shape[0], s)
-                           for s in self.cells[-1].state_sizes)
-        else:
-            states = (state,) if isinstance(state, Tensor) else tuple(state)
-            want = len(self.cells[-1].state_sizes)
-            if len(states) != want:
-                raise InputError(f"state: expected {want} state tensor(s), got {len(states)}")
-            if unbatched:
-                states = tuple(h.unsqueeze(1) for h in states)  # (L, S) -> (L, 1, S)
-            for i, (h, size) in enumerate(zip(states, self.cells[-1].state_sizes)):
-                if tuple(h.shape) != (self.num_layers, x.shape[0], size):
-                    raise InputError(f"state[{i}]: expected shape "
-                                     f"{(self.num_layers, x.shape[0], size)}, got "
-                                     f"{tuple(h.shape)}")
+        w0 = getattr(self, self._param_names[0][0])
+        sizes = self.cells[-1].state_sizes
+        x, states, unbatched = prepare_step(
+            x_t, state, input_size=self.input_size,
+            state_shapes=[(self.num_layers, s) for s in sizes], dtype=w0.dtype, device=w0.device)
+        if states is None:
+            states = tuple(x.new_zeros(self.num_layers, x.shape[0], s) for s in sizes)
         reg, training = self.regularizers, self.training
         new = []
         for l, c in enumerate(self.cells):
