@@ -275,7 +275,8 @@ def load_corpus(
     training tokens plus ``<unk>`` (PTB: 10,000 types, WikiText-2: 33,278).
 
     Raises:
-        ValueError: bad ``level``; a token outside a given vocabulary without
+        ValueError: bad ``level``; a fraction outside [0, 1) (also when the source has
+            its own valid/test file); a token outside a given vocabulary without
             ``<unk>`` (names the file and line); errors of the readers.
     """
     name = os.fspath(source)
@@ -283,6 +284,12 @@ def load_corpus(
     level = level or (known.level if known else "char")
     if level not in ("char", "word"):
         raise ValueError(f"load_corpus: level={level!r}; expected 'char' or 'word'")
+    # checked whether or not a split is cut: -0.1 must not read as "no validation split"
+    for key, frac in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if frac is None and key == "valid_fraction":
+            continue
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= frac < 1.0:
+            raise ValueError(f"load_corpus: {key}={frac!r}; expected a number in [0, 1)")
     files = resolve_corpus(name, data_dir=data_dir, download=download)
     texts = {split: read_text(path) for split, path in files.items()}
     if "valid" not in texts:

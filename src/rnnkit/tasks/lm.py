@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data import BPTTBatches, LMCorpus, Vocab, batchify, load_corpus
+from rnnkit.data.registry import KNOWN
 from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
 from rnnkit.runtime import busy
 from rnnkit.tasks.export_steps import ExportSpec, lm_export_spec
@@ -123,6 +124,10 @@ class LMTask:
                 raise ConfigError(
                     f"config key 'data.{key}': expected a positive integer, got {getattr(d, key)}"
                 )
+        for key in ("valid_fraction", "test_fraction"):
+            v = getattr(d, key)
+            if v is not None and not 0.0 <= v < 1.0:  # also NaN; -0.1 is not "no split"
+                raise ConfigError(f"config key 'data.{key}': expected a number in [0, 1), got {v}")
         self.config = config
         self.corpus: LMCorpus = load_corpus(
             d.corpus, level=d.level, data_dir=data_dir or d.data_dir, download=d.download,
@@ -244,6 +249,7 @@ def load_lm_checkpoint(
         vocab = Vocab.load(vocab_path)
     except (ValueError, OSError) as e:
         raise CheckpointError(f"{vocab_path}: corrupted vocabulary ({e})") from None
+    _check_level(cfg, vocab, d)
     model = build_model(
         LanguageModel, cfg.model, len(vocab), run=cfg, training=False, source=d / "config.json"
     )
@@ -252,6 +258,21 @@ def load_lm_checkpoint(
     return model, vocab, cfg
 
 
+
+
+def _check_level(cfg: RunConfig, vocab: Vocab, d: Path) -> None:
+    """The level of ``config.json`` (``data.level``, or its corpus's default) must be the
+    vocabulary's: a word-level config on a char vocabulary would read text another way than
+    the model was trained on."""
+    data: LMDataConfig = cfg.data
+    known = KNOWN.get(str(data.corpus))
+    level = data.level or (known.level if known else "char")
+    if vocab.level is not None and level != vocab.level:
+        raise CheckpointError(
+            f"{d / 'config.json'}: field 'config.data.level': {level!r}"
+            f"{'' if data.level else ' (the corpus default)'} does not match the level of "
+            f"vocab.json; expected {vocab.level!r}"
+        )
 
 
 def evaluate_checkpoint(
@@ -264,6 +285,11 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Metrics of an LM checkpoint on ``split`` of its corpus (or of ``data``, with its vocab).
 
+    Without ``split``: the corpus's test split, else its valid split (cut as in training);
+    but ``data`` that is one file (no valid/test files beside it) is scored whole, as split
+    ``"file"``: evaluating a file is not evaluating its last 10%. With ``split`` given,
+    ``data`` is split as the training corpus was.
+
     Returns ``{"split", "corpus", "tokens", "loss", "ppl"[, "bpc"]}``.
     """
     model, vocab, cfg = load_lm_checkpoint(directory)
@@ -272,19 +298,20 @@ def evaluate_checkpoint(
         d.corpus = data
     if batch_size is not None:
         d.eval_batch_size = batch_size
+    whole = data is not None and split is None
     corpus = load_corpus(
         d.corpus,
         level=vocab.level,
         data_dir=data_dir or d.data_dir,
         download=d.download,
-        valid_fraction=d.valid_fraction,
-        test_fraction=d.test_fraction,
+        valid_fraction=0.0 if whole else d.valid_fraction,
+        test_fraction=0.0 if whole else d.test_fraction,
         vocab=vocab,
     )
+    if whole and list(corpus.splits) == ["train"]:  # one file, nothing cut from it
+        corpus.splits = {"file": corpus.splits["train"]}
     if split is None:
-        split = (
-            "test" if "test" in corpus.splits else "valid" if "valid" in corpus.splits else "train"
-        )
+        split = next(s for s in ("test", "valid", "file", "train") if s in corpus.splits)
     if split not in corpus.splits:
         raise ValueError(
             f"--split {split}: not in {d.corpus!r}; available: {', '.join(corpus.splits)}"
@@ -411,7 +438,9 @@ def load_lm_task(directory: Path, cfg: RunConfig, data_dir: str | None = None) -
     rebuilt from the corpus), before its weights are loaded."""
     if not (directory / "vocab.json").is_file():
         raise CheckpointError(f"{directory}: not a complete LM checkpoint (vocab.json is missing)")
-    return LMTask(cfg, data_dir=data_dir, vocab=Vocab.load(directory / "vocab.json"))
+    vocab = Vocab.load(directory / "vocab.json")
+    _check_level(cfg, vocab, directory)
+    return LMTask(cfg, data_dir=data_dir, vocab=vocab)
 
 
 def _predictor(directory: Path, int8: bool) -> LMPredictor:

@@ -3,17 +3,21 @@
 Layout of one checkpoint directory::
 
     model.safetensors            model state_dict (tied weights stored once)
-    config.json                  {"format", "rnnkit_version", "task", "config": full typed config}
+    config.json                  {"format", "format_version", "rnnkit_version", "task",
+                                  "config": full typed config,
+                                  "asset_sha256": {asset file: SHA-256 of its bytes}}
     <task assets>                e.g. vocab.json (written by the task)
     trainer_state.safetensors    optimizer tensors, torch RNG state (uint8), carried state
     trainer_state.json           epoch, step, batch index, best metric, schedule state,
                                  optimizer scalars/param groups, python/numpy RNG, history
 
 Integrity: each safetensors file carries the SHA-256 of its tensors (names, dtypes, shapes,
-bytes) in its header metadata, and ``trainer_state.safetensors`` the SHA-256 of
-``trainer_state.json``; readers check them, so a flipped bit is an error, not other weights.
-(``config.json`` is left unbound: it is the file people edit, and its every value is typed
-and checked when it is read.) Checkpoints written before these checks are read as before.
+bytes) in its header metadata, ``trainer_state.safetensors`` the SHA-256 of
+``trainer_state.json``, and ``config.json`` the SHA-256 of each task asset (an edited
+labels.json would otherwise relabel every prediction); readers check them, so a flipped bit
+is an error, not other weights or other labels. (``config.json`` itself is left unbound: it
+is the file people edit, and its every value is typed and checked when it is read.)
+Checkpoints written before these checks are read as before.
 
 Publication, for ``<parent>/<name>`` (e.g. ``runs/x/last``), under the lock
 ``<parent>/.<name>.lock`` (:mod:`rnnkit.train.lock`)::
@@ -64,12 +68,15 @@ from rnnkit.train.checkpoint_dirs import (
 )
 from rnnkit.train.checkpoint_format import (
     _FORMAT_VERSION,
+    ASSETS_SHA256,
     FORMAT,
+    FORMAT_VERSIONS,
     TENSORS_SHA256,
     TRAINER_JSON_SHA256,
     CheckpointError,
     _reason,
     _unique_state,
+    assets_sha256,
     file_sha256,
     flatten_tensors,
     optimizer_from_flat,
@@ -103,6 +110,9 @@ __all__ = [
     "optimizer_to_flat",
     "optimizer_from_flat",
     "file_sha256",
+    "assets_sha256",
+    "ASSETS_SHA256",
+    "FORMAT_VERSIONS",
 ]
 
 #: how long a writer waits for another writer or a recovering reader of the same checkpoint
@@ -195,6 +205,8 @@ def _write_new(final: Path, model_state, config, task, version, trainer_tensors,
         _save_tensors(
             tmp / "model.safetensors", _unique_state(model_state), {"format": FORMAT, "task": task}
         )
+        if write_assets is not None:
+            write_assets(tmp)
         _write_text(
             tmp / "config.json",
             _json_text(
@@ -204,11 +216,10 @@ def _write_new(final: Path, model_state, config, task, version, trainer_tensors,
                     "rnnkit_version": version,
                     "task": task,
                     "config": config,
+                    ASSETS_SHA256: assets_sha256(tmp),  # the readers check each asset's bytes
                 }
             ),
         )
-        if write_assets is not None:
-            write_assets(tmp)
         if trainer_json is not None:
             text = _json_text(trainer_json)
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()

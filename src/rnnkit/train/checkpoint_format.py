@@ -28,10 +28,22 @@ __all__ = [
     "optimizer_from_flat",
     "tensors_sha256",
     "file_sha256",
+    "ASSETS_SHA256",
+    "FORMAT_VERSIONS",
+    "OWN_FILES",
+    "assets_sha256",
 ]
 
 FORMAT = "rnnkit.checkpoint"
 _FORMAT_VERSION = 1
+#: the ``format_version`` values of config.json that this rnnkit reads
+FORMAT_VERSIONS = (1,)
+#: config.json key: ``{asset file name: SHA-256 of its bytes}`` (see :func:`assets_sha256`)
+ASSETS_SHA256 = "asset_sha256"
+#: the files a checkpoint always has; every other file in it is a task asset (vocab.json, ...)
+OWN_FILES = frozenset(
+    {"model.safetensors", "config.json", "trainer_state.safetensors", "trainer_state.json"}
+)
 #: safetensors header key: SHA-256 of the file's tensors (see :func:`tensors_sha256`)
 TENSORS_SHA256 = "rnnkit.tensors.sha256"
 #: trainer_state.safetensors header key: SHA-256 of the bytes of trainer_state.json
@@ -151,6 +163,17 @@ def tensors_sha256(tensors: dict[str, Tensor]) -> str:
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def assets_sha256(directory: str | os.PathLike) -> dict[str, str]:
+    """``{relative path: SHA-256}`` of every file in ``directory`` but :data:`OWN_FILES`: the
+    task's assets (vocab.json, labels.json, ...), as config.json records them."""
+    d = Path(directory)
+    return {
+        f.relative_to(d).as_posix(): file_sha256(f)
+        for f in sorted(d.rglob("*"))
+        if f.is_file() and f.relative_to(d).as_posix() not in OWN_FILES
+    }
 
 
 # --------------------------------------------------------------------------- tied weights

@@ -2,7 +2,8 @@
 
 Every reader first resolves the directory (:func:`~rnnkit.train.checkpoint_dirs.resolve_checkpoint`
 finishes a killed save), then checks what it reads: JSON syntax and nesting, the format
-name, the tensors' checksums, and for the trainer state the SHA-256 of
+name and version, the tensors' checksums, the SHA-256 of each task asset (vocab.json,
+labels.json, ...) that config.json records, and for the trainer state the SHA-256 of
 ``trainer_state.json``. Every problem is a one-line :class:`CheckpointError` naming the
 file. Nothing is unpickled.
 """
@@ -21,12 +22,15 @@ from torch import Tensor
 
 from rnnkit.train.checkpoint_dirs import has_checkpoint, resolve_checkpoint
 from rnnkit.train.checkpoint_format import (
+    ASSETS_SHA256,
     FORMAT,
+    FORMAT_VERSIONS,
     TENSORS_SHA256,
     TRAINER_JSON_SHA256,
     CheckpointError,
     _reason,
     _unique_state,
+    file_sha256,
     tensors_sha256,
 )
 from rnnkit.train.config import MAX_DEPTH, nesting_depth
@@ -90,11 +94,68 @@ def read_config(directory: str | os.PathLike, task: str | None = None) -> dict[s
         raise CheckpointError(
             f"{d / 'config.json'}: not an rnnkit checkpoint config (format {FORMAT!r} expected)"
         )
+    _check_header(d / "config.json", meta)
     if task is not None and meta.get("task") != task:
         raise CheckpointError(
             f"{d}: checkpoint is from task {meta.get('task')!r}; expected a {task!r} checkpoint"
         )
+    _check_assets(d, meta.get(ASSETS_SHA256))
     return meta
+
+
+def _check_header(path: Path, meta: dict[str, Any]) -> None:
+    """The fields of config.json around the run config: ``format_version`` and ``task``
+    (absent in early checkpoints, then read as version 1 of an unnamed task)."""
+    version = meta.get("format_version", 1)
+    if type(version) is not int or version not in FORMAT_VERSIONS:
+        raise CheckpointError(
+            f"{path}: field 'format_version': expected one of "
+            f"{', '.join(map(str, FORMAT_VERSIONS))} (the checkpoint formats this rnnkit "
+            f"reads), got {json.dumps(version)[:40]}"
+        )
+    name = meta.get("task")
+    if name is not None and not (isinstance(name, str) and name):
+        raise CheckpointError(
+            f"{path}: field 'task': expected a task name (a string such as \"lm\"), got "
+            f"{json.dumps(name)[:40]}"
+        )
+
+
+def _check_assets(d: Path, recorded: Any) -> None:
+    """Each asset whose SHA-256 config.json records must have those bytes (checkpoints
+    written before the hashes were recorded have none to check)."""
+    if recorded is None:
+        return
+    where = d / "config.json"
+    if not isinstance(recorded, dict):
+        raise CheckpointError(
+            f"{where}: field {ASSETS_SHA256!r}: expected an object of file name -> SHA-256"
+        )
+    for name, digest in recorded.items():
+        if not (isinstance(digest, str) and len(digest) == 64 and all(
+                c in "0123456789abcdefABCDEF" for c in digest)) or not _inside(name):
+            raise CheckpointError(
+                f"{where}: field '{ASSETS_SHA256}.{name}': expected the 64-hex-digit SHA-256 "
+                f"of a file in the checkpoint, got {json.dumps(digest)[:70]}"
+            )
+        path = d / name
+        if not path.is_file():
+            raise CheckpointError(f"{d}: not a complete checkpoint ({name} is missing)")
+        try:
+            ok = file_sha256(path) == digest.lower()
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot be read ({_reason(e)})") from None
+        if not ok:
+            raise CheckpointError(
+                f"{path}: does not match the SHA-256 recorded in config.json "
+                f"(edited or corrupted); restore the file the checkpoint was saved with"
+            )
+
+
+def _inside(name: str) -> bool:
+    """``name`` is a relative path that stays inside the checkpoint (no ``..``, not absolute)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -9,6 +9,13 @@ name>`` (``-2``, ``-3``, ... appended when that one already holds a run, or anot
 training is starting in it).  ``resume`` is a run directory whose ``last/`` checkpoint the
 run continues from; its ``trainer_state.json`` is checked before anything is built.
 
+Resuming checks that the run goes on as it started: the config keys that differ from
+``last/config.json`` are printed, and those that lay the batches out (``data.*`` but for
+where the data lives and evaluation-only keys, and ``trainer.seed``) may not change while the
+run is mid-epoch; and the task rebuilt from the data must write the assets that ``last/``
+holds (vocab.json, labels.json, ...), since the weights were trained for those: a corpus
+edited since the run started would otherwise give every embedding row another token.
+
 A training holds its run directory's lock (``<run_dir>/.rnnkit-run.lock``, see
 :mod:`rnnkit.train.lock`) from start to end, so a second training into the same directory
 stops at once, naming the directory and the holder; the lock of a killed run is free.
@@ -17,22 +24,38 @@ stops at once, naming the directory and the holder; the lock of a killed run is 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rnnkit.train.checkpoint import has_checkpoint, read_trainer_state
-from rnnkit.train.config import ConfigError, RunConfig
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    assets_sha256,
+    has_checkpoint,
+    load_model_weights,
+    read_config,
+    read_trainer_state,
+    resolve_checkpoint,
+)
+from rnnkit.train.config import ConfigError, RunConfig, build_run_config, to_dict
 from rnnkit.train.lock import FileLock, LockError, describe_holder
-from rnnkit.train.state import check_trainer_state, seed_everything, set_deterministic
+from rnnkit.train.state import (
+    TrainState,
+    check_trainer_state,
+    seed_everything,
+    set_deterministic,
+)
 from rnnkit.train.task import get_task_spec
-from rnnkit.train.trainer import Trainer, make_fabric
+from rnnkit.train.trainer import Trainer, TrainingError, make_fabric
 
 __all__ = ["run_training", "resolve_run_dir", "claim_run_dir", "lock_run_dir", "device_description",
-           "recipe_or_resume", "RUN_LOCK"]
+           "recipe_or_resume", "config_changes", "check_resume_config", "check_resume_assets",
+           "RUN_LOCK"]
 
 #: the lock file of a run directory
 RUN_LOCK = ".rnnkit-run.lock"
@@ -43,7 +66,7 @@ def recipe_or_resume(recipe: str | Path | None, overrides: list[str] | None,
     """``(config, recipe name)`` of a ``train`` command: ``recipe`` with ``overrides``, or, with
     only ``resume``, the config saved in ``<resume>/last/`` with ``overrides`` applied.  A kill
     between the two renames of a checkpoint save is repaired first."""
-    from rnnkit.train.checkpoint import read_config, recover_interrupted
+    from rnnkit.train.checkpoint import recover_interrupted
     from rnnkit.train.config import apply_overrides, build_run_config, load_recipe
 
     if recipe is None and resume is None:
@@ -177,11 +200,13 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
         run_dir = str(run_dir)
     try:
         run_dir = Path(fabric.broadcast(run_dir, src=0))
+        changes: list[tuple[str, Any, Any]] = []
         if resume is not None:  # the resume state, checked before the task builds data and model
             meta, tensors = read_trainer_state(run_dir / "last")
-            check_trainer_state(meta, tensors, run_dir / "last" / "trainer_state.json")
+            state = check_trainer_state(meta, tensors, run_dir / "last" / "trainer_state.json")
             del meta, tensors
-        return _train(cfg, spec, fabric, run_dir, resume, data_dir, test_split, console)
+            changes = check_resume_config(cfg, run_dir / "last", state)
+        return _train(cfg, spec, fabric, run_dir, resume, data_dir, test_split, console, changes)
     finally:
         if lock is not None:
             lock.release()
@@ -192,7 +217,146 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
                     pass
 
 
-def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resumed: bool) -> None:
+# --------------------------------------------------------------------------- resume checks
+
+#: leaf names of ``data.*`` keys that change where the data is read from or how it is
+#: evaluated, never the training batches; any other data key lays the batches out
+_NOT_BATCH_KEYS = ("data_dir", "download", "cache")
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def config_changes(cfg: RunConfig, checkpoint: str | Path) -> list[tuple[str, Any, Any]]:
+    """``[(dotted key, value in the checkpoint's config.json, value in cfg)]`` of every key
+    that differs, both sides with their defaults filled in (a key added since the checkpoint
+    was written is no change)."""
+    saved, built = read_config(checkpoint)["config"], True
+    try:
+        saved = to_dict(build_run_config(saved))
+    except ConfigError:
+        built = False  # another version's keys: compared as written, where both have them
+    old = _flat(json.loads(json.dumps(saved, default=str)))
+    new = _flat(json.loads(json.dumps(to_dict(cfg), default=str)))
+    keys = set(old) | set(new) if built else set(old) & set(new)
+    return [(k, old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)]
+
+
+def _lays_out_batches(key: str) -> bool:
+    """Whether changing ``key`` changes which batch is the k-th of an epoch, or its shape."""
+    if key == "trainer.seed":  # shuffling, variable BPTT lengths
+        return True
+    leaf = key.rsplit(".", 1)[-1]
+    return key.startswith("data.") and leaf not in _NOT_BATCH_KEYS and not leaf.startswith("eval_")
+
+
+def check_resume_config(cfg: RunConfig, last: Path,
+                        state: TrainState) -> list[tuple[str, Any, Any]]:
+    """The config changes of a resume (:func:`config_changes`), refused when the run stopped
+    mid-epoch and one of them lays the batches out: resuming "at batch k" of batches cut
+    another way would skip or repeat data.
+
+    Raises:
+        ConfigError: ``"config key 'data.bptt': 25 in runs/x/last/config.json, 10 now; ..."``.
+    """
+    changes = config_changes(cfg, last)
+    if state.batch_in_epoch > 0:
+        bad = [c for c in changes if _lays_out_batches(c[0])]
+        if bad:
+            key, old, new = bad[0]
+            more = f" (and {', '.join(k for k, _, _ in bad[1:])})" if bad[1:] else ""
+            raise ConfigError(
+                f"config key '{key}'{more}: {json.dumps(old)} in {last / 'config.json'}, "
+                f"{json.dumps(new)} now; the run stopped mid-epoch (epoch {state.epoch + 1}, "
+                f"batch {state.batch_in_epoch}) and this key decides what its batches hold, so "
+                f"going on at batch {state.batch_in_epoch} of other batches would skip or repeat "
+                f"data: resume with {key}={json.dumps(old)}, or change it where a run stopped "
+                "at an epoch's end"
+            )
+    return changes
+
+
+def _json_diff(a: Any, b: Any, path: str = "") -> str | None:
+    """Where two JSON values differ (``"itos[3]"``), or None; floats within 1e-6 relative
+    (an asset fitted with the weights, on another device) count as equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}.{k}".lstrip(".")
+            d = _json_diff(a[k], b[k], f"{path}.{k}")
+            if d is not None:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path or '(top level)'} (length {len(a)} vs {len(b)})"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _json_diff(x, y, f"{path}[{i}]")
+            if d is not None:
+                return d
+        return None
+    if (isinstance(a, float) or isinstance(b, float)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
+        same = (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+        return None if same else (path.lstrip(".") or "(top level)")
+    return None if a == b and type(a) is type(b) else (path.lstrip(".") or "(top level)")
+
+
+def _asset_diff(saved: Path, rebuilt: Path) -> str | None:
+    """None if the two asset files say the same, else what differs (for the message)."""
+    a, b = saved.read_bytes(), rebuilt.read_bytes()
+    if a == b:
+        return None
+    try:
+        where = _json_diff(json.loads(a), json.loads(b))
+    except ValueError:  # not JSON: the bytes differ
+        return "its bytes"
+    return None if where is None else f"at {where}"
+
+
+def check_resume_assets(task: Any, last: Path) -> None:
+    """The assets ``task`` (built from the current data) writes must be those of ``last``.
+
+    The checkpoint's weights are loaded first (when they fit), so assets fitted with the
+    weights (an anomaly detector's error model) are compared as the run saved them; an asset
+    that ``last`` lacks (written by a newer rnnkit) is not compared.
+
+    Raises:
+        TrainingError: ``"runs/x/last/vocab.json: the task rebuilt from the data writes
+            another vocab.json (at itos[3]): the data changed since the run started; ..."``.
+    """
+    last = resolve_checkpoint(last)
+    try:
+        load_model_weights(task.model, last)
+    except CheckpointError:
+        pass  # weights that do not fit this model: Trainer.load says so, after this check
+    with tempfile.TemporaryDirectory(prefix="rnnkit-resume-") as tmp:
+        task.write_assets(Path(tmp))
+        for name in assets_sha256(tmp):
+            saved = last / name
+            if not saved.is_file():
+                continue
+            what = _asset_diff(saved, Path(tmp) / name)
+            if what is not None:
+                raise TrainingError(
+                    f"{saved}: the task rebuilt from the data now writes another {name} "
+                    f"(differs {what}): the data changed since the run started, and the "
+                    "checkpoint's weights were trained for the old one; resume with the data "
+                    "the run started with, or start a new run"
+                )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resumed: bool,
+            changes: list[tuple[str, Any, Any]] = ()) -> None:
     """What is about to train, on what, and where it goes: printed once before the first step."""
     task, say = trainer.task, trainer.monitor.print
     n = sum(p.numel() for p in task.model.parameters())
@@ -202,14 +366,22 @@ def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resume
         say(f"  {k}: {v}")
     say(f"  device: {device_description(fabric)}")
     say(f"  run directory: {run_dir} (best/, last/, summary.json)")
+    if changes:
+        from rich.markup import escape
+
+        say("  config changed since last/: " + escape(", ".join(
+            f"{k} {json.dumps(old)} -> {json.dumps(new)}" for k, old, new in changes)))
 
 
 def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, data_dir: str | None,
-           test_split: str | None, console: Any) -> dict[str, Any]:
+           test_split: str | None, console: Any,
+           changes: list[tuple[str, Any, Any]]) -> dict[str, Any]:
     seed_everything(cfg.trainer.seed)
     task = spec.build(cfg, data_dir=data_dir)
+    if resume is not None:
+        check_resume_assets(task, run_dir / "last")
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
-    _header(trainer, cfg, fabric, run_dir, resume is not None)
+    _header(trainer, cfg, fabric, run_dir, resume is not None, changes)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
     summary = json.loads((run_dir / "summary.json").read_text()) if fabric.global_rank == 0 else {}
     if result.best_metric is not None:
