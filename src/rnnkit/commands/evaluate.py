@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split",
-        help="split to evaluate (default: test if the data has one; lm: else valid; "
+        help="split to evaluate (default: test if the data has one; lm: else valid, and with "
+        "--data FILE the whole file; "
         "translate: the recipe's test split name, e.g. test_2016_flickr)",
     )
     p.add_argument("--data-dir", metavar="DIR", help="directory holding known datasets")
