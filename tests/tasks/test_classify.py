@@ -238,3 +238,31 @@ def test_a_label_name_matching_no_training_label_is_an_error(tmp_path):
         build_run_config(recipe(tmp_path, label_names={True: "pos"}))
     task = ClassifyTask(build_run_config(recipe(tmp_path, label_names={"pos": "positive"})))
     assert set(task.classes) == {"positive", "neg", "mix"}
+
+
+def test_a_wordpiece_run_resumes_with_its_own_tokenizer(tmp_path):
+    """HF's WordPiece trainer numbers its tokens differently run to run: a resume that trained
+    it again would have been refused (or, before that check, given every embedding row another
+    token). The resume reads the checkpoint's tokenizer and classes."""
+    import json
+    import random
+
+    from rnnkit.train.run import run_training
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    csv = tmp_path / "c.csv"
+    csv.write_text("text,label\n" + "".join(
+        " ".join(rng.choice(words) for _ in range(12)) + f",{i % 2}\n" for i in range(400)))
+    raw = {"task": "classify",
+           "data": {"train": str(csv), "tokenizer": "wordpiece", "vocab_size": 300, "batch_size": 32},
+           "model": {"hidden_size": 16, "embedding_dim": 16},
+           "trainer": {"max_epochs": 1, "accelerator": "cpu", "progress": False, "loggers": [],
+                       "plot": False, "out_dir": str(tmp_path / "runs"), "name": "c"}}
+    run_training(build_run_config(raw), recipe_name="c", test_split=None)
+    tok = json.loads((tmp_path / "runs" / "c" / "last" / "tokenizer.json").read_text())
+    raw["trainer"]["max_epochs"] = 2
+    s = run_training(build_run_config(raw), recipe_name="c", resume=tmp_path / "runs" / "c",
+                     test_split=None)
+    assert s["step"] == 24  # 12 batches an epoch (360 texts after validation): two epochs
+    assert json.loads((tmp_path / "runs" / "c" / "last" / "tokenizer.json").read_text()) == tok

@@ -54,21 +54,22 @@ def _copy(stopped, which, tmp_path) -> Path:
     return Path(shutil.copytree(stopped[0] / which, tmp_path / which))
 
 
-def test_resume_refuses_a_corpus_whose_vocabulary_order_changed(stopped, tmp_path):
-    """The probe's case: the same characters, another frequency order (+4000 'z'): every
-    embedding row would stand for another character."""
+def test_resume_keeps_the_checkpoints_vocabulary_when_the_corpus_order_changed(stopped, tmp_path):
+    """The probe's case: the same characters, another frequency order (+4000 'z'). Rebuilt,
+    every embedding row would stand for another character; the resume reads the new corpus
+    through the checkpoint's vocabulary instead."""
     d, recipe, corpus = stopped
     run = _copy(stopped, "end", tmp_path)  # at an epoch's end data.corpus may name another file
+    saved = (run / "last" / "vocab.json").read_bytes()
     changed = tmp_path / "tiny_z.txt"
     changed.write_text(corpus.read_text() + "z" * 4000)
-    with pytest.raises(TrainingError) as e:
-        run_training(load_recipe(recipe, [f"data.corpus={changed}", "trainer.max_steps=null"]),
-                     resume=run, test_split=None)
-    msg = _one_line(e)
-    assert "vocab.json" in msg and "data changed since the run started" in msg, msg
+    run_training(load_recipe(recipe, [f"data.corpus={changed}", "trainer.max_epochs=2",
+                                      "trainer.max_steps=null"]), resume=run, test_split=None)
+    assert json.loads((run / "last" / "vocab.json").read_bytes()) == json.loads(saved)
+    assert json.loads((run / "last" / "trainer_state.json").read_text())["state"]["epoch"] >= 1
 
 
-def test_resume_refuses_an_edited_corpus_file_without_a_recipe(stopped, tmp_path):
+def test_resume_refuses_an_edited_corpus_the_vocabulary_cannot_spell(stopped, tmp_path):
     """``--resume RUN`` alone reads the run's saved config, whose corpus file was edited."""
     from rnnkit.train.run import recipe_or_resume
 
@@ -81,8 +82,27 @@ def test_resume_refuses_an_edited_corpus_file_without_a_recipe(stopped, tmp_path
                  out=tmp_path / "run", test_split=None)
     text.write_text(text.read_text().replace("e", "Q"))  # 'e' gone, 'Q' new
     cfg, name = recipe_or_resume(None, ["trainer.max_steps=null"], tmp_path / "run")
-    with pytest.raises(TrainingError, match=r"last/vocab\.json.*data changed"):
+    with pytest.raises(ValueError) as e:
         run_training(cfg, recipe_name=name, resume=tmp_path / "run", test_split=None)
+    msg = _one_line(e)
+    assert "'Q'" in msg, msg
+
+
+def test_a_checkpoint_an_older_rnnkit_wrote_with_now_refused_ranges_loads_but_does_not_resume(
+        stopped, tmp_path):
+    """Training ranges (optim.eps > 0, ...) are checked for training, not for using weights."""
+    from rnnkit.tasks.lm import load_lm_checkpoint
+    from rnnkit.train.run import recipe_or_resume
+
+    run = _copy(stopped, "end", tmp_path)
+    cfg_path = run / "last" / "config.json"
+    meta = json.loads(cfg_path.read_text())
+    meta["config"]["optim"]["eps"] = 0.0  # accepted before 2026-12-07
+    cfg_path.write_text(json.dumps(meta))
+    model, vocab, cfg = load_lm_checkpoint(run / "last")
+    assert cfg.optim.eps == 0.0 and len(vocab) > 10
+    with pytest.raises(ConfigError, match=r"config key 'optim\.eps'"):
+        recipe_or_resume(None, [], run)
 
 
 @pytest.mark.parametrize("override", ["data.bptt=10", "data.batch_size=8",
@@ -170,3 +190,18 @@ def test_same_assets_pass_json_key_order_and_float_noise_aside(tmp_path):
 def test_an_asset_the_checkpoint_lacks_is_not_compared(tmp_path):
     last = _ckpt(tmp_path, _Task(["a", "b"]))
     check_resume_assets(_Task(["a", "b"], {"mean": 1.0}), last)
+
+
+def test_only_the_data_part_of_an_asset_is_compared(tmp_path):
+    """An anomaly detector's error model is fitted with the weights (and on another device
+    rounds otherwise), and its history names where the file was: resume_assets writes the
+    keys that come from the data, and only those are compared."""
+    last = _ckpt(tmp_path, _Task(["a", "b"], {"mean": 1.0, "error_model": {"cov": [[2.0]]}}))
+
+    class Part(_Task):
+        def resume_assets(self, directory: Path) -> None:
+            (directory / "scaler.json").write_text(json.dumps({"mean": self.scale["mean"]}))
+
+    check_resume_assets(Part(["a", "b"], {"mean": 1.0}), last)
+    with pytest.raises(TrainingError, match=r"scaler\.json.*at mean"):
+        check_resume_assets(Part(["a", "b"], {"mean": 1.5}), last)

@@ -45,12 +45,12 @@ def load_task(checkpoint: str | Path, *, data_dir: str | None = None,
     ``overrides`` (``key=value``) change the recipe first (e.g. ``data.eval_batch_size=16``).
     """
     from rnnkit.train.checkpoint import load_model_weights, read_config
-    from rnnkit.train.config import apply_overrides, build_run_config
+    from rnnkit.train.config import apply_overrides, checkpoint_run_config
     from rnnkit.train.task import get_task_spec
 
     d = Path(checkpoint)
     meta = read_config(d)
-    cfg = build_run_config(apply_overrides(meta["config"], overrides))
+    cfg = checkpoint_run_config(apply_overrides(meta["config"], overrides))
     task = get_task_spec(cfg.task).load_task(d, cfg, data_dir=data_dir)
     load_model_weights(task.model, d)
     task.model.eval()

@@ -165,13 +165,13 @@ def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir:
         read_config,
         read_trainer_state,
     )
-    from rnnkit.train.config import ConfigError, build_run_config
+    from rnnkit.train.config import ConfigError, checkpoint_run_config
     from rnnkit.train.task import get_task_spec
 
     ckpt = Path(checkpoint)
     meta = read_config(ckpt)
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{ckpt / 'config.json'}: invalid config ({e})") from None
     task = get_task_spec(cfg.task).build(cfg, data_dir=data_dir)

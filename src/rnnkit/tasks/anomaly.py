@@ -288,6 +288,16 @@ class AnomalyTask:
             raise ValueError(f"split {split!r}: an anomaly task has only 'valid'")
         return {"loss": self.detector.val_loss()}
 
+    def resume_assets(self, directory: Path) -> None:
+        """The part of ``detector.json`` that comes from the series alone (its scaler, splits
+        and step), what a resumed run must find unchanged; the error model is fitted with the
+        weights, and ``history.series`` names where the file was."""
+        state = {"mean": self.detector.mean, "std": self.detector.std,
+                 "fit_end": self.detector.fit_end, "train_end": self.detector.train_end,
+                 "step": self.steps["step"]}
+        (directory / "detector.json").write_text(json.dumps(state, indent=1) + "\n",
+                                                 encoding="utf-8")
+
     def write_assets(self, directory: Path) -> None:
         was = self.model.training
         self.detector.fit_error_model()

@@ -50,7 +50,12 @@ from rnnkit.tasks.asr_eval import (
     make_decoder,
 )
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
+from rnnkit.train.config import (
+    ConfigError,
+    RunConfig,
+    checkpoint_run_config,
+    from_dict,
+)
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -166,7 +171,7 @@ def load_asr_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
     d = Path(directory)
     meta = read_config(d, task="asr")
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
     try:

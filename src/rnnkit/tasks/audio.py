@@ -54,7 +54,12 @@ from rnnkit.models.audio import AudioClassifier, AudioConfig
 from rnnkit.tasks.export_steps import ExportSpec, audio_export_spec
 from rnnkit.tasks.predictors import AudioPredictor, maybe_int8
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config, from_dict
+from rnnkit.train.config import (
+    ConfigError,
+    RunConfig,
+    checkpoint_run_config,
+    from_dict,
+)
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -301,7 +306,7 @@ def load_audio_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
     d = Path(directory)
     meta = read_config(d, task="audio")
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
     assets = {}

@@ -51,7 +51,7 @@ from rnnkit.tasks.classify_task import (
 )
 from rnnkit.tasks.predictors import text_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, build_run_config
+from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import TaskSpec, register_task
 
@@ -100,14 +100,8 @@ def plot_confusion(confusion: list, classes: list[str], path: str | Path, title:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def load_classify_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
-    """``(model (eval mode), tokenizer, classes, multi_label, run config)``."""
-    d = Path(directory)
-    meta = read_config(d, task="classify")
-    try:
-        cfg = build_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+def _read_assets(d: Path) -> tuple[TextTokenizer, list[str], bool]:
+    """``(tokenizer, classes, multi_label)`` of a classify checkpoint."""
     for name in ("tokenizer.json", "labels.json"):
         if not (d / name).is_file():
             raise CheckpointError(f"{d}: not a complete classify checkpoint ({name} is missing)")
@@ -120,6 +114,27 @@ def load_classify_checkpoint(directory: str | Path, *, map_location: str = "cpu"
         tok = TextTokenizer.load(d / "tokenizer.json")
     except ValueError as e:
         raise CheckpointError(str(e)) from None
+    return tok, classes, multi
+
+
+def load_classify_task(directory: Path, config: RunConfig,
+                       data_dir: str | None = None) -> ClassifyTask:
+    """The task of a checkpoint's run with the checkpoint's tokenizer and classes (a resume:
+    trained again, a WordPiece vocabulary can number its tokens otherwise)."""
+    tok, classes, multi = _read_assets(Path(directory))
+    return ClassifyTask(config, data_dir=data_dir, tokenizer=tok, classes=classes,
+                        multi_label=multi)
+
+
+def load_classify_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
+    """``(model (eval mode), tokenizer, classes, multi_label, run config)``."""
+    d = Path(directory)
+    meta = read_config(d, task="classify")
+    try:
+        cfg = checkpoint_run_config(meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    tok, classes, multi = _read_assets(d)
     model = build_model(
         TextClassifier,
         cfg.model,
@@ -218,6 +233,7 @@ SPEC = register_task(TaskSpec(
     model_config=ClassifierConfig,
     build=build_classify_task,
     description="text classification (tokenizer, optional CNN, bidirectional RNN, pooling)",
+    load=load_classify_task,
     evaluate=evaluate_classify_checkpoint,
     predict=predict_inputs,
     predictor=text_predictor,

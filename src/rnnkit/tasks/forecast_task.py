@@ -49,7 +49,7 @@ from rnnkit.models.forecast import (
 from rnnkit.models.forecasters import build_forecaster
 from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
@@ -428,7 +428,7 @@ def load_forecast_checkpoint(directory: str | Path) -> tuple[nn.Module, dict[str
     d = Path(directory)
     meta = read_config(d, task="forecast")
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
     asset = d / ASSET

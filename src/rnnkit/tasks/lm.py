@@ -36,7 +36,7 @@ from rnnkit.runtime import busy
 from rnnkit.tasks.export_steps import ExportSpec, lm_export_spec
 from rnnkit.tasks.predictors import LMPredictor, maybe_int8
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.config import ConfigError, RunConfig, build_run_config, checkpoint_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -239,7 +239,7 @@ def load_lm_checkpoint(
     d = Path(directory)
     meta = read_config(d, task="lm")
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
     vocab_path = d / "vocab.json"

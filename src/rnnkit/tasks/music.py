@@ -42,7 +42,7 @@ from rnnkit.data.music import (
 from rnnkit.models.music import MusicConfig, PianoRollRNN, frame_counts
 from rnnkit.tasks.music_generate import DEFAULT_LENGTH, plot_roll, sample_roll
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -248,7 +248,7 @@ def load_music_checkpoint(directory: str | Path, *, map_location: str = "cpu"
     d = Path(directory)
     meta = read_config(d, task="music")
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
     try:

@@ -56,7 +56,7 @@ from rnnkit.tasks.tag_data import (
 from rnnkit.tasks.tag_data import build_encoder as build_encoder
 from rnnkit.tasks.tag_task import TagTask, _run, build_tag_task, tag_metrics
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import TaskSpec, register_task
 
@@ -73,7 +73,7 @@ def load_tag_checkpoint(directory: str | Path, *, map_location: str = "cpu"
     d = Path(directory)
     meta = read_config(d, task="tag")
     try:
-        cfg = build_run_config(meta["config"])
+        cfg = checkpoint_run_config(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
     vocabs = {}

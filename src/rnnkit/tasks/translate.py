@@ -44,7 +44,7 @@ from rnnkit.data.tokenize import TextTokenizer, length_buckets, train_tokenizer
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.tasks.predictors import text_predictor
 from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config
+from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -339,19 +339,17 @@ def build_translate_task(config: RunConfig, data_dir: str | None = None) -> Tran
     return TranslateTask(config, data_dir=data_dir)
 
 
+def load_translate_task(directory: Path, config: RunConfig,
+                        data_dir: str | None = None) -> TranslateTask:
+    """The task of a checkpoint's run with the checkpoint's tokenizers (a resume: trained
+    again, a WordPiece vocabulary can number its tokens otherwise)."""
+    return TranslateTask(config, data_dir=data_dir, tokenizers=_read_tokenizers(Path(directory)))
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def load_translate_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
-    """``(model (eval mode), src tokenizer, tgt tokenizer, run config)``."""
-    d = Path(directory)
-    meta = read_config(d, task="translate")
-    try:
-        cfg = build_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+def _read_tokenizers(d: Path) -> tuple[TextTokenizer, TextTokenizer]:
     toks = []
     for name in ("src_tokenizer.json", "tgt_tokenizer.json"):
         if not (d / name).is_file():
@@ -360,7 +358,18 @@ def load_translate_checkpoint(directory: str | Path, *, map_location: str = "cpu
             toks.append(TextTokenizer.load(d / name))
         except ValueError as e:
             raise CheckpointError(f"{d / name}: corrupted ({e})") from None
-    src_tok, tgt_tok = toks
+    return toks[0], toks[1]
+
+
+def load_translate_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
+    """``(model (eval mode), src tokenizer, tgt tokenizer, run config)``."""
+    d = Path(directory)
+    meta = read_config(d, task="translate")
+    try:
+        cfg = checkpoint_run_config(meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    src_tok, tgt_tok = _read_tokenizers(d)
     model = build_model(
         Seq2Seq,
         cfg.model,
@@ -501,6 +510,7 @@ SPEC = register_task(TaskSpec(
     model_config=Seq2SeqConfig,
     build=build_translate_task,
     description="translation (parallel text, BiRNN encoder, attentive decoder, BLEU/chrF)",
+    load=load_translate_task,
     evaluate=evaluate_translate_checkpoint,
     predict=predict_inputs,
     predictor=text_predictor,

@@ -47,6 +47,7 @@ __all__ = [
     "load_recipe",
     "read_recipe_yaml",
     "build_run_config",
+    "checkpoint_run_config",
     "nesting_depth",
     "check_schedule",
     "MAX_DEPTH",
@@ -604,8 +605,11 @@ def check_schedule(s: ScheduleConfig, lr: float) -> ScheduleConfig:
     return s
 
 
-def build_run_config(raw: dict[str, Any]) -> RunConfig:
-    """Typed :class:`RunConfig` from a raw mapping; the ``task`` key picks data/model types."""
+def build_run_config(raw: dict[str, Any], *, training_ranges: bool = True) -> RunConfig:
+    """Typed :class:`RunConfig` from a raw mapping; the ``task`` key picks data/model types.
+
+    ``training_ranges`` holds the optimizer, schedule and trainer sections to their ranges
+    (:func:`check_schedule`, ...); :func:`checkpoint_run_config` leaves them out."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a recipe must be a mapping of sections, got {type(raw).__name__}")
     # "search" is read by ``rnnkit tune`` (rnnkit.tune.space); training ignores it
@@ -624,17 +628,24 @@ def build_run_config(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(str(e)) from None
     data = from_dict(spec.data_config, raw.get("data") or {}, "data")
     model = from_dict(spec.model_config, raw.get("model") or {}, "model")
-    optim = _check_optim(from_dict(OptimConfig, raw.get("optim") or {}, "optim"))
-    return RunConfig(
-        task=spec.name,
-        data=data,
-        model=model,
-        optim=optim,
-        schedule=check_schedule(
-            from_dict(ScheduleConfig, raw.get("schedule") or {}, "schedule"), optim.lr
-        ),
-        trainer=_check_trainer(from_dict(TrainerConfig, raw.get("trainer") or {}, "trainer")),
-    )
+    optim = from_dict(OptimConfig, raw.get("optim") or {}, "optim")
+    schedule = from_dict(ScheduleConfig, raw.get("schedule") or {}, "schedule")
+    trainer = from_dict(TrainerConfig, raw.get("trainer") or {}, "trainer")
+    if training_ranges:
+        _check_optim(optim)
+        check_schedule(schedule, optim.lr)
+        _check_trainer(trainer)
+    return RunConfig(task=spec.name, data=data, model=model, optim=optim, schedule=schedule,
+                     trainer=trainer)
+
+
+def checkpoint_run_config(raw: dict[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` of a checkpoint's ``config.json``, for using the checkpoint
+    (evaluate, predict, serve, export): typed as a recipe is, but without holding the
+    optimizer, schedule and trainer sections to the training ranges, which an older rnnkit
+    did not check and which do not change what the weights compute.  Training from it
+    (``--resume``) checks them."""
+    return build_run_config(raw, training_ranges=False)
 
 
 def read_recipe_yaml(path: str | Path) -> dict[str, Any]:

@@ -34,15 +34,13 @@ from typing import Any
 import torch
 
 from rnnkit.train.checkpoint import (
-    CheckpointError,
     assets_sha256,
     has_checkpoint,
-    load_model_weights,
     read_config,
     read_trainer_state,
     resolve_checkpoint,
 )
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config, to_dict
+from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config, to_dict
 from rnnkit.train.lock import FileLock, LockError, describe_holder
 from rnnkit.train.state import (
     TrainState,
@@ -239,7 +237,7 @@ def config_changes(cfg: RunConfig, checkpoint: str | Path) -> list[tuple[str, An
     was written is no change)."""
     saved, built = read_config(checkpoint)["config"], True
     try:
-        saved = to_dict(build_run_config(saved))
+        saved = to_dict(checkpoint_run_config(saved))
     except ConfigError:
         built = False  # another version's keys: compared as written, where both have them
     old = _flat(json.loads(json.dumps(saved, default=str)))
@@ -283,11 +281,12 @@ def check_resume_config(cfg: RunConfig, last: Path,
 
 
 def _json_diff(a: Any, b: Any, path: str = "") -> str | None:
-    """Where two JSON values differ (``"itos[3]"``), or None; floats within 1e-6 relative
-    (an asset fitted with the weights, on another device) count as equal."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if k not in a or k not in b:
+    """Where JSON value ``b`` (rebuilt) differs from ``a`` (saved) (``"itos[3]"``), or None:
+    a key of ``b`` missing from ``a`` or holding another value (keys only ``a`` holds are not
+    compared); floats within 1e-6 relative count as equal."""
+    if isinstance(a, dict) and isinstance(b, dict):  # b, rebuilt, may hold fewer keys
+        for k in sorted(b):
+            if k not in a:
                 return f"{path}.{k}".lstrip(".")
             d = _json_diff(a[k], b[k], f"{path}.{k}")
             if d is not None:
@@ -321,23 +320,23 @@ def _asset_diff(saved: Path, rebuilt: Path) -> str | None:
 
 
 def check_resume_assets(task: Any, last: Path) -> None:
-    """The assets ``task`` (built from the current data) writes must be those of ``last``.
+    """The assets ``task`` (rebuilt from the current data) writes must be those of ``last``.
 
-    The checkpoint's weights are loaded first (when they fit), so assets fitted with the
-    weights (an anomaly detector's error model) are compared as the run saved them; an asset
-    that ``last`` lacks (written by a newer rnnkit) is not compared.
+    A task writes them with ``resume_assets(directory)`` where it has one (the part of its
+    assets that comes from the data alone: an anomaly detector's scaler and splits, not its
+    error model, which is fitted with the weights), else ``write_assets``; in a JSON asset
+    only the keys the rebuilt one holds are compared, and an asset that ``last`` lacks
+    (written by a newer rnnkit) is not compared.  Tasks whose spec can ``load`` a checkpoint's
+    assets resume with those instead, and are not checked here.
 
     Raises:
-        TrainingError: ``"runs/x/last/vocab.json: the task rebuilt from the data writes
-            another vocab.json (at itos[3]): the data changed since the run started; ..."``.
+        TrainingError: ``"runs/x/last/labels.json: the task rebuilt from the data writes
+            another labels.json (at classes[3]): the data changed since the run started; ..."``.
     """
     last = resolve_checkpoint(last)
-    try:
-        load_model_weights(task.model, last)
-    except CheckpointError:
-        pass  # weights that do not fit this model: Trainer.load says so, after this check
+    write = getattr(task, "resume_assets", None) or task.write_assets
     with tempfile.TemporaryDirectory(prefix="rnnkit-resume-") as tmp:
-        task.write_assets(Path(tmp))
+        write(Path(tmp))
         for name in assets_sha256(tmp):
             saved = last / name
             if not saved.is_file():
@@ -377,9 +376,14 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, d
            test_split: str | None, console: Any,
            changes: list[tuple[str, Any, Any]]) -> dict[str, Any]:
     seed_everything(cfg.trainer.seed)
-    task = spec.build(cfg, data_dir=data_dir)
-    if resume is not None:
-        check_resume_assets(task, run_dir / "last")
+    if resume is not None and spec.load is not None:
+        # the checkpoint's own vocabulary/tokenizer/classes: the weights were trained for them
+        # (trained again, a WordPiece tokenizer numbers its tokens otherwise)
+        task = spec.load_task(resolve_checkpoint(run_dir / "last"), cfg, data_dir=data_dir)
+    else:
+        task = spec.build(cfg, data_dir=data_dir)
+        if resume is not None:
+            check_resume_assets(task, run_dir / "last")
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
     _header(trainer, cfg, fabric, run_dir, resume is not None, changes)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
