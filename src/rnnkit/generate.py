@@ -172,7 +172,7 @@ def encode_prompt(vocab: Vocab, prompt: str, *, unknown: str = "error") -> list[
             raise ValueError(
                 f"--prompt: {shown} {'is' if len(oov) == 1 else 'are'} not in the "
                 f"checkpoint's vocabulary ({len(vocab)} tokens); expected words it was "
-                "trained on (they would be read as <unk>)"
+                "trained on" + (f" (they would be read as {vocab.unk})" if vocab.unk else "")
             )
     try:
         return vocab.encode(tokens)

@@ -109,6 +109,23 @@ def test_score_reports_gaps_and_rejects_a_series_at_another_step(tmp_path, capsy
     assert a.func(a) == 0 and json.loads(capsys.readouterr().out)["rows"] == 120
 
 
+def test_a_monthly_series_scores_on_its_own_slices(tmp_path, capsys):
+    # months run 28-31 days: a slice's median step (720h, 732h) is not the whole series' (744h)
+    t = pd.date_range("2001-01-01", periods=120, freq="MS")
+    x = np.sin(np.arange(120) / 3.0)
+    pd.DataFrame({"timestamp": t.strftime("%Y-%m-%d"), "value": x}).to_csv(tmp_path / "m.csv", index=False)
+    a = _parse(["anomaly", "train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "ckpt"), "--fit-fraction",
+                "0.5", "--set", "model.max_epochs=2", "--set", "model.hidden_size=4", "--set", "model.horizon=2"])
+    assert a.func(a) == 0
+    assert json.loads(capsys.readouterr().out)["steps"]["step"] == "744h"
+    for rows in (slice(0, 5), slice(1, 7), slice(40, 57)):  # 732h, 720h, 744h
+        pd.read_csv(tmp_path / "m.csv").iloc[rows].to_csv(tmp_path / "part.csv", index=False)
+        a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "part.csv"), "--out",
+                    str(tmp_path / "o.csv")])
+        assert a.func(a) == 0
+        assert json.loads(capsys.readouterr().out)["steps"]["step"] in ("720h", "732h", "744h")
+
+
 def test_score_rejects_a_series_too_short_and_thresholds_outside_the_scores(tmp_path, capsys):
     csv = _series_csv(tmp_path / "s.csv")
     a = _parse(["anomaly", "train", str(csv), "--out", str(tmp_path / "ckpt"), "--fit-fraction", "0.5",

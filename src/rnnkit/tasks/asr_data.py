@@ -290,8 +290,8 @@ def load_asr_data(d: ASRDataConfig, seed: int, data_dir: str | None = None,
 
 
 def _read_words(path: str) -> list[tuple[str, str]]:
-    """``[(word, "file:line")]`` of a lexicon file: UTF-8, one word a line, blank lines
-    skipped."""
+    """``[(word, "file:line")]`` of a lexicon file: UTF-8, one word a line (its first field:
+    a pronunciation lexicon's ``WORD<tab>W ER D`` gives ``WORD``), blank lines skipped."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise AudioDataError(f"data.lexicon {path!r}: no such file; expected 'auto', a list of "
@@ -300,7 +300,7 @@ def _read_words(path: str) -> list[tuple[str, str]]:
         lines = read_text(p).split("\n")
     except TextFileError as e:
         raise AudioDataError(f"data.lexicon: {e}") from None
-    return [(line, f"{p}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
+    return [(line.split()[0], f"{p}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def _lexicon(words: list[tuple[object, str]], units: CharUnits) -> list[str]:

@@ -336,9 +336,11 @@ def forecast_preprocessing_meta(state: dict[str, Any], cfg: Any, m: Any, I: int,
             "parameters in model space, NOT raw units ("
             + {"point": "the value is params[..., 0]",
                "gaussian": "mu = params[..., 0], sigma = softplus(params[..., 1]) + 1e-3",
-               "quantile": "sorted along K, the quantiles at 'quantiles'"}[m.head]
+               "quantile": "the quantiles at 'quantiles' along K, unsorted: sort along K"}[m.head]
             + "); to get raw values undo 'order' last step first ("
-            + ("undifference from the last scaled levels, " if lag else "")
+            + (("undifference (x_{t+h} = x_{t+h-lag} + d_{t+h}) from the last 'difference' "
+                "scaled levels" + (" minus their STL profile" if stl else "") + ", ")
+               if lag else "")
             + ("add the STL profile, " if stl else "")
             + "v = z * scale + loc" + (", y = exp(v)" if pre["log"] else "") + ")"
         ),
