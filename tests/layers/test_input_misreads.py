@@ -202,3 +202,23 @@ def test_packed_sequence_with_wrong_rank_data(name):
                                                  rf"is 2-D .*\(input must have 2 dimensions, "
                                                  rf"got {dim}\)"):
                 layer(q)
+
+
+@pytest.mark.parametrize("name", ["RNN", "GRU", "LSTM"])
+def test_a_state_of_another_float_precision_is_cast_under_autocast(name):
+    """The Elman RNN's step returns a bf16 state under CPU autocast: fed back, it was refused
+    (torch.nn casts it). Outside autocast the dtypes must still match."""
+    torch.manual_seed(0)
+    m = getattr(rnnkit, name)(4, 6).eval()
+    x = torch.randn(5, 3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        state = None
+        for t in range(5):
+            y, state = m.step(x[t], state)
+        hx = tuple(h.to(torch.bfloat16) for h in (state if isinstance(state, tuple) else (state,)))
+        hx = hx if name == "LSTM" else hx[0]
+        out_bf, _ = m(x, hx)
+        out_f, _ = m(x, tuple(h.float() for h in hx) if name == "LSTM" else hx.float())
+    torch.testing.assert_close(out_bf.float(), out_f.float())
+    with pytest.raises(InputError, match=r"dtype torch\.bfloat16 does not match"):
+        m(x, hx)

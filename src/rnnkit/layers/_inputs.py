@@ -168,8 +168,13 @@ def _check_hx(hx, unbatched: bool, B: int, num_states: int, state_shapes, dtype,
             raise InputError(f"{name(i)}: expected shape {want}, got {_shape(h)}{hint}"
                              f"{torch_says}")
         if h.dtype != dtype:
-            raise InputError(f"{name(i)}: dtype {h.dtype} does not match {x_name}'s "
-                             f"({dtype})")
+            if not (h.is_floating_point() and dtype.is_floating_point
+                    and torch._C._is_any_autocast_enabled()):
+                raise InputError(f"{name(i)}: dtype {h.dtype} does not match {x_name}'s "
+                                 f"({dtype})")
+            # under autocast another float precision is a cast, as torch.nn takes it (the
+            # state a step returns there, bf16, goes back into the next step)
+            h = h.to(dtype)
         if h.device != device:
             raise InputError(f"{name(i)}: on device {h.device} but {x_name} is on {device} "
                              "(Input and hidden tensors are not at the same device)")
