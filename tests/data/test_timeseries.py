@@ -260,6 +260,21 @@ def test_one_off_grid_timestamp_is_an_error_not_a_finer_grid(tmp_path, at, shift
     assert d is None or (d.freq == "30min" and d.filled == (199 if at else 198))
 
 
+@pytest.mark.parametrize("freq,stray,finer", [
+    ("D", pd.Timestamp("2020-01-01 12:00"), "data.freq='12h' "),  # pandas 3: Day is no Tick
+    ("MS", pd.Timestamp("2020-01-15"), "data.freq "),  # a calendar grid, anchored at row 3
+])
+def test_a_stray_first_row_is_found_on_day_and_calendar_grids(tmp_path, freq, stray, finer):
+    ix = pd.date_range("2020-01-01", periods=120, freq=freq)
+    ts = ix.delete(0).insert(0, stray)  # before: a 12h grid, 119 steps interpolated (daily)
+    p = _csv(tmp_path, "date,y\n" + "\n".join(f"{t:%Y-%m-%d %H:%M},{i}" for i, t in enumerate(ts)))
+    for fill in ("error", "linear"):
+        with pytest.raises(TimeSeriesError, match=rf"s\.csv: row 2, column 'date': timestamp "
+                           rf"{re.escape(str(stray))} is off the '{freq}' grid that holds the "
+                           rf"other 119 timestamps .*or set {re.escape(finer)}if"):
+            read_timeseries(p, fill=fill)
+
+
 def test_a_finer_grid_part_of_the_file_is_not_a_stray_timestamp(tmp_path):
     # hourly, then half-hourly: far more than 1% off the hourly grid, so the 30min grid is read
     ix = pd.date_range("2021-01-01", periods=100, freq="h").append(

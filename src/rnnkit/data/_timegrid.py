@@ -70,15 +70,21 @@ def _grid_size(ts: pd.DatetimeIndex, off: pd.DateOffset) -> float:
 def _off_grid(ts: pd.DatetimeIndex, off: pd.DateOffset) -> np.ndarray:
     """(N,) True where a timestamp of ``ts`` is off the ``off`` grid that holds most of them.
 
-    A fixed step's grid is anchored where most timestamps fall (so an off-grid first row is
-    found too); a calendar step's grid is anchored at the first timestamp.
+    A fixed step's grid (``Tick``s, and whole days of zone-less timestamps: ``Day`` is no
+    ``Tick`` in pandas 3) is anchored where most timestamps fall, so an off-grid first row is
+    found too; a calendar step's grid is anchored at the first timestamp, or at the second
+    where that holds more of them.
     """
-    if isinstance(off, pd.offsets.Tick):
+    if isinstance(off, pd.offsets.Tick) or (isinstance(off, pd.offsets.Day) and ts.tz is None):
         k = int(pd.Timedelta(off) // pd.Timedelta(1, unit=ts.unit))  # the step in ts's unit
         r = ts.asi8 % max(k, 1)
         vals, counts = np.unique(r, return_counts=True)
         return r != vals[np.argmax(counts)]
-    return pd.date_range(ts[0], ts[-1], freq=off).get_indexer(ts) < 0
+    off_first = pd.date_range(ts[0], ts[-1], freq=off).get_indexer(ts) < 0
+    if len(ts) < 3 or off_first.sum() <= len(ts) // 2:
+        return off_first
+    off_second = pd.date_range(ts[1], ts[-1], freq=off).get_indexer(ts) < 0  # ts[0] counts off
+    return off_second if off_second.sum() < off_first.sum() else off_first
 
 
 def _infer_freq(path: Path, ts: pd.DatetimeIndex, rows: np.ndarray, col: str) -> str:
