@@ -27,7 +27,7 @@ def step_summary(ts: pd.DatetimeIndex) -> dict[str, str | int | None]:
     Returns ``{"step", "gaps", "largest_gap", "first_gap_after"}``: the median step, how many
     steps are at least 1.5 times it (a missing row or more), the longest step, and the
     timestamp before the first gap (None without gaps).  Steps print as pandas frequencies
-    (``5min``, ``h``, ``3D``).
+    (``5min``, ``h``, ``24h``; whole days print in hours, as pandas 3 names a fixed day).
     """
     if len(ts) < 2:
         return {"step": None, "gaps": 0, "largest_gap": None, "first_gap_after": None}
