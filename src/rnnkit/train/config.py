@@ -13,6 +13,10 @@ Every key is checked: an unknown key names itself and the allowed ones, a value 
 wrong type names the key, the value and the expected type.  Values given on the command
 line (``--set optim.lr=3e-4``) arrive as strings and are coerced to the field's type.
 
+The dataclasses and :class:`ConfigError` live in :mod:`rnnkit.train.config_types`, the file
+reading in :mod:`rnnkit.train.recipe_yaml`, the range checks in
+:mod:`rnnkit.train.config_checks`; all are importable from here.
+
 Example::
 
     cfg = load_recipe("configs/ptb_small.yaml", overrides=["trainer.max_epochs=2"])
@@ -22,16 +26,29 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from yaml.constructor import ConstructorError
 
+from rnnkit.train.config_checks import _check_optim, _check_trainer, check_schedule
+from rnnkit.train.config_types import (
+    ConfigError,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+    TrainerConfig,
+    _clean,
+)
+from rnnkit.train.recipe_yaml import (
+    MAX_DEPTH,
+    _Misread,
+    _yaml_load,
+    nesting_depth,
+    read_recipe_yaml,
+)
 from rnnkit.train.task import UnknownTaskError, get_task_spec
 
 __all__ = [
@@ -54,119 +71,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A recipe or override that does not fit the typed configuration (one-line message)."""
-
-
-@dataclass
-class OptimConfig:
-    """Optimizer: ``sgd`` (with optional momentum/Nesterov), ``adam``, ``adamw`` or ``rmsprop``."""
-
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    alpha: float = 0.99  # RMSprop smoothing constant
-
-
-@dataclass
-class ScheduleConfig:
-    """Learning-rate schedule, a multiplier on ``optim.lr``.
-
-    ``lr(step, epoch) = lr0 * warmup(step) * main(epoch or step)`` where ``warmup`` rises
-    linearly from ``1/warmup_steps`` to 1 over the first ``warmup_steps`` optimizer steps and
-    ``main`` is one of: ``constant``; ``step`` (``gamma ** (1 + (e - decay_start) // step_size)``
-    from epoch ``decay_start`` on, default ``decay_start = step_size``: torch's StepLR; with
-    ``decay_start=4, step_size=1, gamma=0.5`` it is Zaremba et al.'s halving after epoch 4);
-    ``cosine`` (from 1 to ``min_lr/lr`` over all training steps); ``plateau`` (times
-    ``gamma`` when the monitored validation metric has not improved for ``patience``
-    evaluations).
-
-    Ranges (checked when the recipe is read, :func:`check_schedule`): ``warmup_steps >= 0``,
-    ``step_size >= 1``, ``gamma`` finite and > 0, at most 1 for ``step`` and ``plateau`` (a
-    decay); ``decay_start >= 0`` (step); ``0 <= min_lr <= optim.lr`` (cosine);
-    ``patience >= 0`` and finite ``threshold >= 0`` (plateau).
-    """
-
-    name: Literal["constant", "step", "cosine", "plateau"] = "constant"
-    warmup_steps: int = 0
-    gamma: float = 0.1
-    step_size: int = 1
-    decay_start: int | None = None
-    min_lr: float = 0.0
-    patience: int = 2
-    threshold: float = 1e-4
-
-
-@dataclass
-class TrainerConfig:
-    """The loop: stopping, checkpoints, clipping, devices, precision, logging.
-
-    ``max_time_minutes`` is measured on ``budget_clock``: "wall" (elapsed time) or
-    "process" (CPU time of the training process, the fair measure on shared cores).
-
-    ``max_model_memory_gb`` caps the model's parameters plus optimizer state, checked before
-    anything is allocated (:mod:`rnnkit.train.sizing`); None: half of the machine's memory
-    (or ``RNNKIT_MAX_MODEL_MEMORY_GB``); ``inf`` turns the check off.
-
-    ``checkpoints``: "disk" writes ``best/``, ``last/`` and ``summary.json`` into the run
-    directory; "memory" keeps the best weights in memory (``Trainer.load_best`` restores
-    them) and writes no checkpoint, for throwaway fits that are never resumed (an anomaly
-    detector's, a demo's). ``validate_at_start`` evaluates the untrained model before the
-    first step, so it is the first candidate for the best weights.
-    """
-
-    max_epochs: int = 10
-    max_steps: int | None = None
-    max_time_minutes: float | None = None
-    budget_clock: Literal["wall", "process"] = "wall"
-    val_every_steps: int | None = None
-    checkpoint_every_steps: int | None = 200
-    grad_clip: float | None = 5.0
-    monitor: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
-    patience: int | None = None
-    min_delta: float = 0.0
-    seed: int = 1234
-    deterministic: bool = False
-    threads: int | None = None
-    accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"] = "32-true"
-    log_every_steps: int = 50
-    progress: bool = True
-    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
-    plot: bool = True
-    out_dir: str = "runs"
-    name: str | None = None
-    max_model_memory_gb: float | None = None
-    checkpoints: Literal["disk", "memory"] = "disk"
-    validate_at_start: bool = False
-
-
-@dataclass
-class RunConfig:
-    """A whole run: the task name plus one typed section per component."""
-
-    task: str
-    data: Any
-    model: Any
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-
 # --------------------------------------------------------------------------- coercion
-
-
-def _clean(key: Any) -> str:
-    """A key as one printable line (a key from a file may hold newlines or control characters)."""
-    return repr(str(key))[1:-1]
 
 
 def _show(value: Any) -> str:
@@ -179,96 +84,6 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
-
-
-#: deepest nesting a recipe, an override or a checkpoint's JSON may have (ours stay under 15)
-MAX_DEPTH = 100
-
-
-def nesting_depth(obj: Any, limit: int = MAX_DEPTH) -> int:
-    """Depth of nested lists/dicts in ``obj`` (iterative; stops counting past ``limit``)."""
-    deepest, stack = 0, [(obj, 1)]
-    while stack:
-        o, d = stack.pop()
-        if isinstance(o, (dict, list, tuple)):
-            deepest = max(deepest, d)
-            if deepest > limit:
-                break
-            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
-    return deepest
-
-
-class _Misread(ConstructorError):
-    """YAML that the plain safe loader would silently read as something else."""
-
-
-_NON_DECIMAL = {"0x": "a hexadecimal", "0b": "a binary", "0o": "an octal"}
-
-
-class _RecipeLoader(yaml.SafeLoader):
-    """The safe loader, refusing what it would otherwise silently misread.
-
-    A key repeated in one mapping (the plain loader keeps the last value, or for a section
-    the last section wholesale) and the YAML 1.1 integers that are not plain decimal:
-    ``010`` (octal: 8), ``0x10`` (16), ``0b10`` (2) and ``1:30`` (base 60: 90).  rnnkit
-    reads integers only as written in decimal, as ``--set`` does; a merge key (``<<``) may
-    still be overridden by the mapping's own keys, as YAML defines.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, Any] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.get(key)
-                except TypeError:  # unhashable: the base class says so
-                    continue
-                if first is not None:
-                    raise _Misread(
-                        None, None,
-                        f"key '{_clean(key)}' repeated in one mapping (first on line "
-                        f"{first.line + 1}); each key may appear once, a repeat would "
-                        "silently replace the first",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-    def _check_number(self, node: yaml.ScalarNode, kind: str, value: Any) -> Any:
-        text = str(node.value)
-        digits = text.lstrip("+-").replace("_", "").lower()
-        if ":" in digits:
-            form = "a base-60 (sexagesimal)"
-        elif kind == "integer" and digits[:2] in _NON_DECIMAL:
-            form = _NON_DECIMAL[digits[:2]]
-        elif kind == "integer" and len(digits) > 1 and digits[0] == "0":
-            form = "an octal"
-        else:
-            return value
-        raise _Misread(
-            None, None,
-            f"{text} is {form} {kind} to YAML 1.1, read as {value!r}; rnnkit takes numbers "
-            "only in plain decimal: write it so, or quote it for a string",
-            node.start_mark,
-        )
-
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        return self._check_number(node, "integer", super().construct_yaml_int(node))
-
-    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
-        return self._check_number(node, "number", super().construct_yaml_float(node))
-
-
-_RecipeLoader.add_constructor("tag:yaml.org,2002:int", _RecipeLoader.construct_yaml_int)
-_RecipeLoader.add_constructor("tag:yaml.org,2002:float", _RecipeLoader.construct_yaml_float)
-
-
-def _yaml_load(text: str) -> Any:
-    """``text`` read by :class:`_RecipeLoader` (safe: plain YAML types only)."""
-    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class _Override(str):
@@ -529,80 +344,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return out
 
 
-def _check_trainer(t: TrainerConfig) -> TrainerConfig:
-    """Ranges the types cannot say: a negative grad_clip would reverse every gradient
-    (torch scales by max_norm / norm), 0 would zero them; a negative patience never stops."""
-    def bad(key: str, want: str) -> ConfigError:
-        return ConfigError(f"config key 'trainer.{key}': expected {want}, got {getattr(t, key)}")
-
-    if t.grad_clip is not None and not (math.isfinite(t.grad_clip) and t.grad_clip > 0):
-        raise bad("grad_clip", "a positive norm or null (no clipping)")
-    if t.max_time_minutes is not None and not t.max_time_minutes > 0:
-        raise bad("max_time_minutes", "a positive number of minutes or null")
-    if t.max_epochs < 1:
-        raise bad("max_epochs", "a positive integer")
-    for key in ("max_steps", "val_every_steps", "checkpoint_every_steps", "threads"):
-        if getattr(t, key) is not None and getattr(t, key) < 1:
-            raise bad(key, "a positive integer or null")
-    if t.patience is not None and t.patience < 0:
-        raise bad("patience", "an integer >= 0 or null")
-    if not (math.isfinite(t.min_delta) and t.min_delta >= 0):
-        raise bad("min_delta", "a number >= 0 (finite)")
-    if t.log_every_steps < 1:
-        raise bad("log_every_steps", "a positive integer")
-    if not 0 <= t.seed < 2**63:
-        raise bad("seed", "an integer in [0, 2**63)")
-    return t
-
-
-def _check_optim(o: OptimConfig) -> OptimConfig:
-    """Ranges of the optimizer's numbers (a nan rate, or eps=0, would only show up later as a
-    "diverged" run; torch's own messages name no config key)."""
-    def bad(key: str, want: str) -> ConfigError:
-        return ConfigError(f"config key 'optim.{key}': expected {want}, got {getattr(o, key)}")
-
-    if not (math.isfinite(o.lr) and o.lr > 0):
-        raise bad("lr", "a positive, finite learning rate")
-    if o.name != "sgd" and not (math.isfinite(o.eps) and o.eps > 0):
-        raise bad("eps", f"a positive, finite number ({o.name} divides by sqrt(v) + eps)")
-    if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0):
-        raise bad("weight_decay", "a number >= 0 (finite)")
-    if o.name in ("sgd", "rmsprop") and not (math.isfinite(o.momentum) and o.momentum >= 0):
-        raise bad("momentum", "a number >= 0 (finite)")
-    if o.name in ("adam", "adamw") and not all(0 <= b < 1 for b in o.betas):
-        raise bad("betas", "two numbers in [0, 1)")
-    return o
-
-
-def check_schedule(s: ScheduleConfig, lr: float) -> ScheduleConfig:
-    """Ranges of the schedule's numbers, for a base rate ``lr`` (``optim.lr``).
-
-    A negative ``min_lr`` turns cosine into gradient ascent, one above ``lr`` raises the rate;
-    a ``gamma`` above 1 grows it; nan or a negative count would fail (or never act) mid-run.
-    """
-    def bad(key: str, want: str) -> ConfigError:
-        return ConfigError(
-            f"config key 'schedule.{key}': expected {want}, got {getattr(s, key)}"
-        )
-
-    if s.warmup_steps < 0:
-        raise bad("warmup_steps", "an integer >= 0")
-    if s.step_size < 1:
-        raise bad("step_size", "a positive integer")
-    decays = s.name in ("step", "plateau")
-    if not (math.isfinite(s.gamma) and s.gamma > 0 and (s.gamma <= 1 or not decays)):
-        raise bad("gamma", f"a decay factor in (0, 1]{f' for {s.name}' if decays else ''}")
-    if s.name == "step" and s.decay_start is not None and s.decay_start < 0:
-        raise bad("decay_start", "an epoch >= 0 or null (= step_size)")
-    if s.name == "cosine" and not (math.isfinite(s.min_lr) and 0 <= s.min_lr <= lr):
-        raise bad("min_lr", f"a rate in [0, optim.lr = {lr:g}] (cosine falls from optim.lr "
-                            "to min_lr)")
-    if s.name == "plateau":
-        if s.patience < 0:
-            raise bad("patience", "an integer >= 0 (evaluations without improvement)")
-        if not (math.isfinite(s.threshold) and s.threshold >= 0):
-            raise bad("threshold", "a number >= 0 (finite)")
-    return s
 
 
 def build_run_config(raw: dict[str, Any], *, training_ranges: bool = True) -> RunConfig:
@@ -647,34 +388,6 @@ def checkpoint_run_config(raw: dict[str, Any]) -> RunConfig:
     (``--resume``) checks them."""
     return build_run_config(raw, training_ranges=False)
 
-
-def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML recipe file holds, read as :func:`load_recipe` reads it (safe types
-    only; repeated keys, non-decimal YAML 1.1 numbers, non-UTF-8 text and deep nesting are
-    one-line ConfigErrors naming the file and line), before any typing."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: recipe file not found")
-    too_deep = ConfigError(f"{path}: YAML nested too deeply (at most {MAX_DEPTH} levels expected)")
-    try:
-        raw = _yaml_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    except RecursionError:
-        raise too_deep from None
-    if nesting_depth(raw) > MAX_DEPTH:
-        raise too_deep
-    if raw is None:
-        raise ConfigError(f"{path}: recipe is empty")
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}"
-        )
-    return raw
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
