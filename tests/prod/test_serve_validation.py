@@ -44,6 +44,9 @@ def test_unknown_query_parameters_are_422(lm_client):
     r = lm_client.post("/predict?bogus=1", json={"texts": ["the cat"]})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "bogus"]
     assert lm_client.get("/health").status_code == 200  # no query: as before
+    # a route with neither body nor query parameters ignores a query (health-check probes)
+    assert lm_client.get("/health?probe=1").status_code == 200
+    assert lm_client.get("/info?x=1").status_code == 200
 
 
 def test_lm_scoring_names_the_text_that_fails(lm_client):

@@ -31,7 +31,8 @@ Bounds: request bodies over ``max_body_bytes`` get 413 before they are parsed (d
 schema, so violations are 422 with the field named. Types are strict (``true`` is not an
 integer, ``"3"`` is not a number) and numbers finite (``NaN``, ``Infinity``, ``1e400`` are
 422), a key given twice in a JSON object is 422 naming it (JSON readers disagree on which
-one wins), and a query parameter the endpoint does not declare is 422 (``/generate`` takes
+one wins), and a query parameter the endpoint does not declare is 422 where it takes a body
+or declares parameters (``/health?probe=1`` is fine; ``/generate`` takes
 everything in its body). Inputs the model cannot take (a character outside the vocabulary,
 a series shorter than the input window, a ``values`` key that is no column of the model)
 are 422 with the pipeline's one-line message, naming the item (``texts[2]``). Error
