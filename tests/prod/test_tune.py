@@ -86,6 +86,19 @@ def test_grid_sampler_covers_the_grid_and_stops(recipe, tmp_path):
         (a, b) for a in (1e-6, 0.03) for b in (8, 16)}
 
 
+def test_a_trial_whose_values_make_an_invalid_recipe_fails_and_the_study_goes_on(recipe, tmp_path):
+    # each value is in its range, but a cosine floor above the rate is not: that trial fails
+    rec = recipe(tmp_path, {"sampler": "grid", "pruner": "none", "space": {
+        "schedule.min_lr": {"type": "categorical", "choices": [0.0, 5.0]}}}, max_steps=4)
+    raw = yaml.safe_load(rec.read_text())
+    raw["schedule"] = {"name": "cosine"}
+    rec.write_text(yaml.safe_dump(raw))
+    lines = []
+    s = run_search(rec, trials=2, out=tmp_path / "out", log=lines.append)
+    assert s["complete"] == 1
+    assert any("not trained, its values make an invalid recipe" in ln and "min_lr" in ln for ln in lines)
+
+
 @pytest.mark.parametrize("space,needle", [
     ({}, "empty"),
     ({"optim.lr": {"type": "float", "low": 1.0, "high": 0.1}}, "low < high"),

@@ -253,6 +253,12 @@ def run_search(
             + ": "
             + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         )
+        try:  # values the space allows may still combine into a recipe out of range
+            build_run_config(apply_params(raw, params))
+        except ConfigError as e:
+            trial.set_user_attr("error", str(e))
+            log(f"trial {trial.number}: not trained, its values make an invalid recipe ({e})")
+            return float("nan")  # optuna records the trial as failed; the study goes on
         value, trainer = _train_trial(raw, params, trial, run_dir, data_dir, search)
         if trainer.lost:
             raise _TrialLost(trial.number)
