@@ -160,20 +160,14 @@ def explain_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data_dir:
                        sequence: int = 0) -> dict:
     """Diagnostics of a checkpoint of any pipeline (its task rebuilt from config.json)."""
     from rnnkit.train.checkpoint import (
-        CheckpointError,
         load_model_weights,
-        read_config,
+        read_run_config,
         read_trainer_state,
     )
-    from rnnkit.train.config import ConfigError, checkpoint_run_config
     from rnnkit.train.task import get_task_spec
 
     ckpt = Path(checkpoint)
-    meta = read_config(ckpt)
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{ckpt / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(ckpt)
     task = get_task_spec(cfg.task).build(cfg, data_dir=data_dir)
     load_model_weights(task.model, ckpt)
     clipping = None

@@ -49,11 +49,14 @@ from rnnkit.tasks.asr_eval import (
     decode_split,
     make_decoder,
 )
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
 from rnnkit.train.config import (
     ConfigError,
     RunConfig,
-    checkpoint_run_config,
     from_dict,
 )
 from rnnkit.train.sizing import build_model
@@ -169,11 +172,7 @@ def build_asr_task(config: RunConfig, data_dir: str | None = None) -> ASRTask:
 def load_asr_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
     """``(model (eval mode), units, info (lexicon, features, statistics), run config)``."""
     d = Path(directory)
-    meta = read_config(d, task="asr")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="asr")
     try:
         info = json.loads((d / "units.json").read_text(encoding="utf-8"))
         units = CharUnits.from_json(json.dumps(info["units"]))

@@ -53,11 +53,14 @@ from rnnkit.data.audio import (
 from rnnkit.models.audio import AudioClassifier, AudioConfig
 from rnnkit.tasks.export_steps import ExportSpec, audio_export_spec
 from rnnkit.tasks.predictors import AudioPredictor, maybe_int8
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
 from rnnkit.train.config import (
     ConfigError,
     RunConfig,
-    checkpoint_run_config,
     from_dict,
 )
 from rnnkit.train.sizing import build_model
@@ -304,11 +307,7 @@ def build_audio_task(config: RunConfig, data_dir: str | None = None) -> AudioTas
 def load_audio_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
     """``(model (eval mode), classes, feature settings with statistics, run config)``."""
     d = Path(directory)
-    meta = read_config(d, task="audio")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="audio")
     assets = {}
     for name in ("labels.json", "features.json"):
         if not (d / name).is_file():

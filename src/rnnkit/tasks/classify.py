@@ -50,8 +50,12 @@ from rnnkit.tasks.classify_task import (
     classification_report,
 )
 from rnnkit.tasks.predictors import text_predictor
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
+from rnnkit.train.config import RunConfig
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import TaskSpec, register_task
 
@@ -129,11 +133,7 @@ def load_classify_task(directory: Path, config: RunConfig,
 def load_classify_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
     """``(model (eval mode), tokenizer, classes, multi_label, run config)``."""
     d = Path(directory)
-    meta = read_config(d, task="classify")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="classify")
     tok, classes, multi = _read_assets(d)
     model = build_model(
         TextClassifier,

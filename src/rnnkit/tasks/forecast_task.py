@@ -48,8 +48,12 @@ from rnnkit.models.forecast import (
 )
 from rnnkit.models.forecasters import build_forecaster
 from rnnkit.tasks.forecast_data import ASSET, ForecastData, ForecastDataConfig
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
+from rnnkit.train.config import ConfigError, RunConfig
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput
 
@@ -426,11 +430,7 @@ def load_forecast_checkpoint(directory: str | Path) -> tuple[nn.Module, dict[str
     import json
 
     d = Path(directory)
-    meta = read_config(d, task="forecast")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="forecast")
     asset = d / ASSET
     if not asset.is_file():
         raise CheckpointError(f"{d}: not a complete forecasting checkpoint ({ASSET} is missing)")

@@ -35,8 +35,12 @@ from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
 from rnnkit.runtime import busy
 from rnnkit.tasks.export_steps import ExportSpec, lm_export_spec
 from rnnkit.tasks.predictors import LMPredictor, maybe_int8
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, build_run_config, checkpoint_run_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
+from rnnkit.train.config import ConfigError, RunConfig, build_run_config
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -237,11 +241,7 @@ def load_lm_checkpoint(
         CheckpointError: not a checkpoint, another task's, truncated or corrupted.
     """
     d = Path(directory)
-    meta = read_config(d, task="lm")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="lm")
     vocab_path = d / "vocab.json"
     if not vocab_path.is_file():
         raise CheckpointError(f"{d}: not a complete LM checkpoint (vocab.json is missing)")

@@ -41,8 +41,12 @@ from rnnkit.data.music import (
 )
 from rnnkit.models.music import MusicConfig, PianoRollRNN, frame_counts
 from rnnkit.tasks.music_generate import DEFAULT_LENGTH, plot_roll, sample_roll
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
+from rnnkit.train.config import ConfigError, RunConfig
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -246,11 +250,7 @@ def load_music_checkpoint(directory: str | Path, *, map_location: str = "cpu"
                           ) -> tuple[PianoRollRNN, dict, RunConfig]:
     """``(model (eval mode), music.json's dict, run config)`` of a music checkpoint."""
     d = Path(directory)
-    meta = read_config(d, task="music")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="music")
     try:
         info = json.loads((d / "music.json").read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -55,8 +55,12 @@ from rnnkit.tasks.tag_data import (
 )
 from rnnkit.tasks.tag_data import build_encoder as build_encoder
 from rnnkit.tasks.tag_task import TagTask, _run, build_tag_task, tag_metrics
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
+from rnnkit.train.config import RunConfig
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import TaskSpec, register_task
 
@@ -71,11 +75,7 @@ def load_tag_checkpoint(directory: str | Path, *, map_location: str = "cpu"
                         ) -> tuple[Tagger, TagEncoder, RunConfig]:
     """``(model (eval mode), encoder with the training vocabularies, run config)``."""
     d = Path(directory)
-    meta = read_config(d, task="tag")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="tag")
     vocabs = {}
     for name in ("words.json", "chars.json", "tags.json"):
         if not (d / name).is_file():

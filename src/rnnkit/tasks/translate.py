@@ -50,8 +50,12 @@ from rnnkit.tasks.translate_eval import (  # scoring and decoding, re-exported h
     plot_attention,
     score_translations,
 )
-from rnnkit.train.checkpoint import CheckpointError, load_model_weights, read_config
-from rnnkit.train.config import ConfigError, RunConfig, checkpoint_run_config
+from rnnkit.train.checkpoint import (
+    CheckpointError,
+    load_model_weights,
+    read_run_config,
+)
+from rnnkit.train.config import ConfigError, RunConfig
 from rnnkit.train.sizing import build_model
 from rnnkit.train.task import StepOutput, TaskSpec, register_task
 
@@ -318,11 +322,7 @@ def _read_tokenizers(d: Path) -> tuple[TextTokenizer, TextTokenizer]:
 def load_translate_checkpoint(directory: str | Path, *, map_location: str = "cpu"):
     """``(model (eval mode), src tokenizer, tgt tokenizer, run config)``."""
     d = Path(directory)
-    meta = read_config(d, task="translate")
-    try:
-        cfg = checkpoint_run_config(meta["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{d / 'config.json'}: invalid config ({e})") from None
+    _, cfg = read_run_config(d, task="translate")
     src_tok, tgt_tok = _read_tokenizers(d)
     model = build_model(
         Seq2Seq,

@@ -89,6 +89,7 @@ from rnnkit.train.checkpoint_read import (
     load_model_weights,
     read_config,
     read_model_state,
+    read_run_config,
     read_trainer_state,
 )
 
@@ -101,6 +102,7 @@ __all__ = [
     "resolve_checkpoint",
     "has_checkpoint",
     "read_config",
+    "read_run_config",
     "read_model_state",
     "read_trainer_state",
     "load_model_weights",

@@ -33,9 +33,16 @@ from rnnkit.train.checkpoint_format import (
     file_sha256,
     tensors_sha256,
 )
-from rnnkit.train.config import MAX_DEPTH, nesting_depth
+from rnnkit.train.config import (
+    MAX_DEPTH,
+    ConfigError,
+    RunConfig,
+    checkpoint_run_config,
+    nesting_depth,
+)
 
-__all__ = ["read_config", "read_model_state", "read_trainer_state", "load_model_weights"]
+__all__ = ["read_config", "read_run_config", "read_model_state", "read_trainer_state",
+           "load_model_weights"]
 
 #: deepest JSON nesting a checkpoint file may have (ours stay under 15)
 MAX_JSON_DEPTH = MAX_DEPTH
@@ -176,6 +183,18 @@ def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             f"{path}: its tensors do not match the checksum in its header (corrupted or edited)"
         )
     return tensors, meta
+
+
+def read_run_config(directory: str | Path,
+                    task: str | None = None) -> tuple[dict[str, Any], RunConfig]:
+    """``(config.json's mapping, its RunConfig)`` of a checkpoint: :func:`read_config`, then
+    :func:`~rnnkit.train.config.checkpoint_run_config` (typed, without the training ranges);
+    an invalid config is a :class:`CheckpointError` naming ``config.json``."""
+    meta = read_config(directory, task=task)
+    try:
+        return meta, checkpoint_run_config(meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{Path(directory) / 'config.json'}: invalid config ({e})") from None
 
 
 def read_model_state(directory: str | os.PathLike) -> dict[str, Tensor]:
