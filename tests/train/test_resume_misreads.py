@@ -205,3 +205,23 @@ def test_only_the_data_part_of_an_asset_is_compared(tmp_path):
     check_resume_assets(Part(["a", "b"], {"mean": 1.0}), last)
     with pytest.raises(TrainingError, match=r"scaler\.json.*at mean"):
         check_resume_assets(Part(["a", "b"], {"mean": 1.5}), last)
+
+
+def test_evaluation_only_keys_may_change_mid_epoch():
+    """A data config's EVAL_ONLY_KEYS (translate's beam, forecast's intervals) do not lay out
+    the training batches, so a mid-epoch resume may change them; the rest may not."""
+    from rnnkit.tasks.forecast_data import ForecastDataConfig
+    from rnnkit.tasks.translate import TranslateDataConfig
+    from rnnkit.train.run import _lays_out_batches
+
+    tr, fc = TranslateDataConfig.EVAL_ONLY_KEYS, ForecastDataConfig.EVAL_ONLY_KEYS
+    assert not _lays_out_batches("data.beam_size", tr) and _lays_out_batches("data.batch_size", tr)
+    assert not _lays_out_batches("data.interval_level", fc) and _lays_out_batches("data.horizon", fc)
+    assert _lays_out_batches("data.beam_size") and not _lays_out_batches("data.eval_batch_size")
+    assert "EVAL_ONLY_KEYS" not in to_dict_keys(TranslateDataConfig())
+
+
+def to_dict_keys(obj) -> set:
+    import dataclasses
+
+    return set(dataclasses.asdict(obj))

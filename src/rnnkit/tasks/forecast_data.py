@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -115,6 +115,10 @@ class ForecastDataConfig:
     interval_calibration: Literal["none", "split", "rolling"] = "none"
     calibration_window: int = 720
     protocol: Literal["none", "ltsf"] = "none"
+
+    #: keys that change only how the model is evaluated: a mid-epoch resume may change them
+    EVAL_ONLY_KEYS: ClassVar[tuple[str, ...]] = (
+        "metric_space", "interval_level", "interval_calibration", "calibration_window")
 
 
 def ltsf_protocol(d: ForecastDataConfig, freq: str) -> list[int]:

@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +106,9 @@ class TranslateDataConfig:
     beam_size: int = 5
     length_penalty: float = 0.6
     max_decode_len: int = 100
+
+    #: keys that change only how the model is evaluated: a mid-epoch resume may change them
+    EVAL_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("beam_size", "length_penalty", "max_decode_len")
 
 
 class TranslateTask:

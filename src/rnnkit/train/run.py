@@ -246,12 +246,14 @@ def config_changes(cfg: RunConfig, checkpoint: str | Path) -> list[tuple[str, An
     return [(k, old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)]
 
 
-def _lays_out_batches(key: str) -> bool:
-    """Whether changing ``key`` changes which batch is the k-th of an epoch, or its shape."""
+def _lays_out_batches(key: str, eval_only: tuple[str, ...] = ()) -> bool:
+    """Whether changing ``key`` changes which batch is the k-th of an epoch, or its shape;
+    ``eval_only``: the data config's keys that only change evaluation (``EVAL_ONLY_KEYS``)."""
     if key == "trainer.seed":  # shuffling, variable BPTT lengths
         return True
     leaf = key.rsplit(".", 1)[-1]
-    return key.startswith("data.") and leaf not in _NOT_BATCH_KEYS and not leaf.startswith("eval_")
+    return (key.startswith("data.") and leaf not in _NOT_BATCH_KEYS
+            and not leaf.startswith("eval_") and key.removeprefix("data.") not in eval_only)
 
 
 def check_resume_config(cfg: RunConfig, last: Path,
@@ -265,7 +267,8 @@ def check_resume_config(cfg: RunConfig, last: Path,
     """
     changes = config_changes(cfg, last)
     if state.batch_in_epoch > 0:
-        bad = [c for c in changes if _lays_out_batches(c[0])]
+        eval_only = getattr(type(cfg.data), "EVAL_ONLY_KEYS", ())
+        bad = [c for c in changes if _lays_out_batches(c[0], eval_only)]
         if bad:
             key, old, new = bad[0]
             more = f" (and {', '.join(k for k, _, _ in bad[1:])})" if bad[1:] else ""
