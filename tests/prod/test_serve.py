@@ -258,6 +258,8 @@ def test_anomaly_and_forecast_servers(anomaly_ckpt, forecast_ckpt, workdir):
         assert s.client.post("/score", json={"values": [0.0] * 1001}).status_code == 422
         bad = s.client.post("/score", content=b'{"values": [1.0, NaN]}', headers={"content-type": "application/json"})
         assert bad.status_code == 422
+        # the step the client's series must have (None: this detector was fitted on bare values)
+        assert s.client.get("/info").json()["step"] is None
     finally:
         s.close()
     frame = pd.read_csv(workdir / "series.csv").iloc[:40]

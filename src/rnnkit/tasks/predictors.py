@@ -186,7 +186,10 @@ class AnomalyPredictor:
     def facts(self) -> dict[str, Any]:
         """What ``GET /info`` says of the model."""
         c = self.detector.config
-        return {"kind": c.kind, "horizon": c.horizon, "window": c.window}
+        # the training series' median step: the server scores values, not timestamps, so the
+        # client is the one to send a series that steps so (rnnkit anomaly score checks it)
+        return {"kind": c.kind, "horizon": c.horizon, "window": c.window,
+                "step": self.detector.step}
 
     def reset(self) -> None:
         self.scorer = self._make()
