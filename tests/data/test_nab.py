@@ -112,6 +112,11 @@ def test_bad_windows_json(tmp_path):
     p.write_text('{"f.csv": [')
     with pytest.raises(NABFormatError, match=r"w\.json:1:\d+: invalid JSON"):
         read_windows_json(p)
+    # a zoned limit beside a zone-less one was a TypeError (found by HYPOTHESIS_PROFILE=long)
+    p.write_text('{"f.csv": [["2014-01-01 00:00:00.0-0000", "2014-01-01 00:00:01"]]}')
+    with pytest.raises(NABFormatError, match=r"window 0 start '2014-01-01 00:00:00\.0-0000' has a "
+                       r"time zone; expected a zone-less"):
+        read_windows_json(p)
 
 
 def test_missing_window_entry_and_family(tmp_path):

@@ -188,3 +188,8 @@ def test_utf16_without_a_bom_is_named_not_read_as_nul_text(tmp_path, encoding):
         read_text(p)
     (tmp_path / "one.txt").write_bytes(b"a\x00bcdefgh\n")  # one NUL: the readers' to name
     assert read_text(tmp_path / "one.txt") == "a\x00bcdefgh\n"
+    # NUL characters that do not line up as a wide encoding's (the long fuzz profile's case):
+    # text, however odd; "\x00\n" was refused as "1 of the first 2 bytes are NUL"
+    for text in ("\x00\n", "\x00\n" * 4, "\x00\x00 a\n"):
+        (tmp_path / "nul.txt").write_bytes(text.encode())
+        assert read_text(tmp_path / "nul.txt") == text

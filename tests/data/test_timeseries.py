@@ -275,6 +275,20 @@ def test_a_stray_first_row_is_found_on_day_and_calendar_grids(tmp_path, freq, st
             read_timeseries(p, fill=fill)
 
 
+def test_another_series_may_not_be_mostly_filled_in_on_the_inferred_grid(tmp_path):
+    # found by HYPOTHESIS_PROFILE=long: series b's year 200 (a typo) and 2000 made 657,438
+    # daily steps, two observed, all the rest interpolated
+    rows = [f"2000-01-{d:02d},a,{d}" for d in range(1, 9)] + ["0200-01-01,b,0", "2000-01-02,b,1"]
+    p = _csv(tmp_path, "date,id,v\n" + "\n".join(rows))
+    with pytest.raises(TimeSeriesError, match=r"s\.csv: row 10, column 'date': the 2 rows in series "
+                       r"'b' from 0200-01-01 00:00:00 to 2000-01-02 00:00:00 span about 6\.57e\+05 "
+                       r"steps of the 'D' grid inferred from the file's longest series"):
+        read_timeseries(p, series_id="id", fill="linear")
+    ok = p.read_text().replace("0200-01-01,b", "2000-01-01,b")
+    p.write_text(ok)
+    assert len(read_timeseries(p, series_id="id", fill="linear").series[1]) == 2
+
+
 def test_a_finer_grid_part_of_the_file_is_not_a_stray_timestamp(tmp_path):
     # hourly, then half-hourly: far more than 1% off the hourly grid, so the 30min grid is read
     ix = pd.date_range("2021-01-01", periods=100, freq="h").append(

@@ -186,13 +186,23 @@ def _fill(values: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
-def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid):
+def _regularize(path, ts, rows, cols, values, freq, fill, time_col, sid, *, inferred=False):
     """Put one series on its ``freq`` grid: detect gaps and missing values; fill or raise.
 
     ``rows`` (T,) are the file rows of ``ts``; returns the grid, the values on it, the file
     row of each grid step (0 where a step was filled in) and how many steps/values were filled.
+    A grid ``inferred`` from another series of the file may not be filled in over more than
+    half of this one's steps (the inferring series is held to the same bound).
     """
     where = _in(sid)
+    size = _grid_size(ts, pd.tseries.frequencies.to_offset(freq))
+    if inferred and fill != "error" and size > 2 * max(len(ts), 2):
+        raise TimeSeriesError(
+            f"{path}: row {rows[0]}, column {shown(time_col)}: the {len(ts)} rows{where} from "
+            f"{ts[0]} to {ts[-1]} span about {size:.3g} steps of the {freq!r} grid inferred from "
+            f"the file's longest series, so more than half would be filled in; check their "
+            "timestamps, or set data.freq"
+        )
     if _grid_size(ts, pd.tseries.frequencies.to_offset(freq)) > 50 * len(ts) + 10**6:
         raise TimeSeriesError(
             f"{path}: column {shown(time_col)}: the {freq!r} grid from {ts[0]} to {ts[-1]} "

@@ -187,10 +187,15 @@ def _parse_time(path: Path, key: str, what: str, text: object) -> pd.Timestamp:
         # pandas is slow to refuse a long one
         if not isinstance(text, str) or len(text) > MAX_TIMESTAMP_CHARS:
             raise ValueError
-        return pd.Timestamp(text)
+        t = pd.Timestamp(text)
     except ValueError:
         raise NABFormatError(f"{path}: {shown(key)}: {what} {shown(text)} is not a timestamp "
                              "(expected 'YYYY-mm-dd HH:MM:SS[.ffffff]')") from None
+    if t.tzinfo is not None:  # NAB's series are zone-less: comparing with them would raise
+        raise NABFormatError(f"{path}: {shown(key)}: {what} {shown(text)} has a time zone; "
+                             "expected a zone-less 'YYYY-mm-dd HH:MM:SS[.ffffff]', as the "
+                             "series' timestamps are")
+    return t
 
 
 def read_windows_json(

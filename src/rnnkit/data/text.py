@@ -74,6 +74,24 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         ) from None
 
 
+def _wide_text(head: bytes) -> str | None:
+    """``"UTF-16"`` or ``"UTF-32"`` where ``head`` (8 bytes or more) is laid out as text in
+    that encoding without a byte-order mark: in every 2 (4) bytes one column holds the
+    characters (some ASCII letters) and the others are NUL (little- or big-endian), else
+    None.  A text that merely holds NUL characters does not line up so."""
+    for width, name in ((4, "UTF-32"), (2, "UTF-16")):
+        m = len(head) - len(head) % width
+        if m < 8:
+            continue
+        cols = [head[i:m:width] for i in range(width)]
+        nul = [c.count(0) / (m // width) for c in cols]
+        chars = cols[nul.index(min(nul))]
+        if (min(nul) < 0.5 and sorted(nul)[1] > 0.9
+                and any(65 <= b <= 90 or 97 <= b <= 122 for b in chars)):  # letters, not NULs
+            return name
+    return None
+
+
 def read_text(path: str | os.PathLike) -> str:
     """Read a UTF-8 text file, plain or gzip-compressed, into one string.
 
@@ -103,10 +121,11 @@ def read_text(path: str | os.PathLike) -> str:
     if not data:
         raise TextFileError(f"{where}: file is empty; expected UTF-8 text")
     head = data[:4096]
-    if head.count(0) > len(head) // 4:  # ASCII in UTF-16/32 without a BOM: valid UTF-8 NULs
+    wide = _wide_text(head)
+    if wide is not None:  # ASCII in UTF-16/32 without a BOM: valid UTF-8, NULs and all
         raise TextFileError(f"{where}: {head.count(0)} of the first {len(head)} bytes are NUL: "
-                            "UTF-16 or UTF-32 text without a byte-order mark, or a binary file; "
-                            "expected UTF-8 text")
+                            f"UTF-16 or UTF-32 text without a byte-order mark (it looks like "
+                            f"{wide}); expected UTF-8 text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

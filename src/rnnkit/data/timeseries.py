@@ -286,7 +286,8 @@ def read_timeseries(
     C, P = len(targets), len(past)
     for sid, idx in groups.items():
         _check_order(path, ts_all[np.asarray(idx)], file_rows[np.asarray(idx)], time_col, sid)
-    if regular and freq is None:  # one grid for the file, read off its longest series
+    inferred = regular and freq is None
+    if inferred:  # one grid for the file, read off its longest series
         longest = np.asarray(max(groups.values(), key=len))
         freq = _infer_freq(path, ts_all[longest], file_rows[longest], time_col)
     out = TimeSeriesData(
@@ -306,7 +307,7 @@ def read_timeseries(
             raise TimeSeriesError(f"{path}: series {shown(sid)} has no rows with target values")
         if regular:
             grid, vals, rows, n = _regularize(
-                path, ts, rows, value_cols, vals, freq, fill, time_col, sid
+                path, ts, rows, value_cols, vals, freq, fill, time_col, sid, inferred=inferred
             )
             out.filled += n
         else:
