@@ -115,9 +115,7 @@ class ForecastDataConfig:
     interval_calibration: Literal["none", "split", "rolling"] = "none"
     calibration_window: int = 720
     protocol: Literal["none", "ltsf"] = "none"
-
-    #: keys that change only how the model is evaluated: a mid-epoch resume may change them
-    EVAL_ONLY_KEYS: ClassVar[tuple[str, ...]] = (
+    EVAL_ONLY_KEYS: ClassVar[tuple[str, ...]] = (  # a mid-epoch resume may change them
         "metric_space", "interval_level", "interval_calibration", "calibration_window")
 
 
