@@ -17,6 +17,7 @@ differs from torch.nn on purpose.
 from __future__ import annotations
 
 from ..cells import GRUCell, LSTMCell, RNNCell
+from ..cells.base import check_int
 from .recurrent import Recurrent
 
 __all__ = ["RNN", "LSTM", "GRU"]
@@ -35,10 +36,7 @@ class _Preset(Recurrent):
 
 
 def _check_proj_size(proj_size, hidden_size) -> None:
-    if isinstance(proj_size, bool) or not isinstance(proj_size, int):
-        raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__} "
-                        f"({proj_size!r})")
-    if proj_size < 0:
+    if check_int("proj_size", proj_size) < 0:
         raise ValueError("proj_size should be a positive integer or zero to disable "
                          f"projections, got {proj_size}")
     if isinstance(hidden_size, int) and proj_size and proj_size >= hidden_size:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells.base import Cell
+from ..cells.base import Cell, check_flag
 from ..kernels.dispatch import LOOP, canonical_name, choose
 from ..kernels.loop import length_mask, reverse_padded
 from ..kernels.torch_kernels import torch_cell_step
@@ -64,10 +64,9 @@ def _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout,
         raise ValueError(f"dropout {what}")
     for name, v in (("bias", bias), ("batch_first", batch_first),
                     ("bidirectional", bidirectional), ("residual", residual)):
-        if not isinstance(v, bool):
-            raise TypeError(f"{name} should be of type bool, got: {type(v).__name__} ({v!r})")
+        check_flag(name, v)
     for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                    ("num_layers", num_layers)):
+                    ("num_layers", num_layers)):  # torch.nn's rule: a bool is an int to it
         if not isinstance(v, int):
             raise TypeError(f"{name} should be of type int, got: {type(v).__name__} ({v!r})")
         if v <= 0:
