@@ -23,6 +23,8 @@ _EXPORTS = {
     "MinLSTM": "rnnkit.layers",
     "LayerNormLSTM": "rnnkit.layers",
     "LayerNormGRU": "rnnkit.layers",
+    "LRU": "rnnkit.layers",
+    "RGLRU": "rnnkit.layers",
     "LanguageModel": "rnnkit.models",
     "LMConfig": "rnnkit.models",
     "Trainer": "rnnkit.train",
@@ -40,6 +42,8 @@ _EXPORTS = {
     "MinLSTMCell": "rnnkit.cells",
     "LayerNormLSTMCell": "rnnkit.cells",
     "LayerNormGRUCell": "rnnkit.cells",
+    "LRUCell": "rnnkit.cells",
+    "RGLRUCell": "rnnkit.cells",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -54,6 +54,7 @@ LAYER_CASES = {
     "rnn_tanh": ALL, "lstm": ALL, "gru": ALL, "indrnn": ALL, "layernorm_lstm": ALL,
     "layernorm_gru": ALL, "mingru": dict(input_dropout=0.2, zoneout=0.2),
     "sru": dict(input_dropout=0.2, zoneout=0.2), "qrnn": dict(input_dropout=0.2, zoneout=0.2),
+    "lru": dict(input_dropout=0.2, zoneout=0.2), "rglru": dict(input_dropout=0.2, zoneout=0.2),
 }
 
 
@@ -385,10 +386,11 @@ def test_gradcheck_through_zoneout_expectation_and_max_norm():
     ("lstm", ALL), ("gru", ALL), ("rnn_relu", dict(ALL, zoneout=0.3)),
     ("lstm", dict(ALL, zoneout=(0.1, 0.4))), ("indrnn", ALL), ("layernorm_gru", ALL),
     ("mingru", dict(input_dropout=0.3, zoneout=0.25)), ("sru", dict(zoneout=0.25)),
+    ("lru", dict(input_dropout=0.3, zoneout=(0.25, 0.1))), ("rglru", dict(zoneout=0.25)),
 ])
 def test_conformance_in_eval_with_regularizers(cell, kw):
     check_layer(lambda **k: build_layer(cell, I, H, **{**kw, **k}), I, H,
-                (H, H) if "lstm" in cell else (H,))
+                (H, H) if "lstm" in cell or cell == "lru" else (H,))
 
 
 def test_packed_equals_padded_in_training_under_one_seed():
@@ -466,7 +468,7 @@ def test_bad_regularizer_arguments(kwargs, pattern):
 def test_regularizers_the_cell_cannot_take_are_refused():
     with pytest.raises(ValueError, match=r"zoneout: GRUCell has one state tensor, so give one"):
         rnnkit.GRU(I, H, zoneout=(0.1, 0.2))
-    for cell in ("mingru", "minlstm", "qrnn", "sru"):
+    for cell in ("mingru", "minlstm", "qrnn", "sru", "lru", "rglru"):
         for name in ("recurrent_dropout", "weight_drop", "max_norm"):
             with pytest.raises(ValueError, match=f"{name}: .*Cell has no recurrent weights"):
                 build_layer(cell, I, H, **{name: 0.5})

@@ -12,6 +12,7 @@ LAYERS = {
     "IndRNN": (rnnkit.IndRNN, {}), "QRNN": (rnnkit.QRNN, dict(pooling="ifo")),
     "SRU": (rnnkit.SRU, {}), "MinGRU": (rnnkit.MinGRU, {}), "MinLSTM": (rnnkit.MinLSTM, {}),
     "LayerNormLSTM": (rnnkit.LayerNormLSTM, {}), "LayerNormGRU": (rnnkit.LayerNormGRU, {}),
+    "LRU": (rnnkit.LRU, dict(state_size=4)), "RGLRU": (rnnkit.RGLRU, {}),
 }
 
 

@@ -5,7 +5,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from rnnkit.layers import (
     LAYERS,
+    LRU,
     QRNN,
+    RGLRU,
     SRU,
     IndRNN,
     LayerNormGRU,
@@ -17,7 +19,7 @@ from rnnkit.layers import (
 from rnnkit.testing import as_tuple
 
 ZOO = {"indrnn": IndRNN, "qrnn": QRNN, "sru": SRU, "mingru": MinGRU, "minlstm": MinLSTM,
-       "layernorm_lstm": LayerNormLSTM, "layernorm_gru": LayerNormGRU}
+       "layernorm_lstm": LayerNormLSTM, "layernorm_gru": LayerNormGRU, "lru": LRU, "rglru": RGLRU}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -52,3 +54,6 @@ def test_repr_shows_the_cell_options():
     assert "recurrent_max=1.00696" in repr(IndRNN(3, 4, time_horizon=100))
     assert "mode='sequential'" in repr(MinLSTM(3, 4, mode="sequential"))
     assert "rescale=True" in repr(SRU(3, 4, rescale=True))
+    assert "state_size=8, r_min=0.9, r_max=0.999" in repr(LRU(3, 4, state_size=8, r_min=0.9,
+                                                              r_max=0.999))
+    assert "c=4.0" in repr(RGLRU(3, 4, c=4))

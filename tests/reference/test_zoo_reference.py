@@ -1,5 +1,8 @@
 """rnnkit's zoo layers (autograd) against the NumPy reference (explicit BPTT) in float64.
 
+The LRU and RG-LRU run their parallel scan here (no per-step regulariser); their stepped form
+is checked against the scan in tests/cells/test_lru.py.
+
 Outputs, final states and the gradients of every parameter, the input and h0 agree within
 1e-8 relative, on a 2-layer bidirectional layer with unsorted lengths and an initial state;
 the reference's backward is itself checked against finite differences.
@@ -12,8 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.layers import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
-from rnnkit.reference import zoo
+from rnnkit.layers import (
+    LRU,
+    QRNN,
+    RGLRU,
+    SRU,
+    IndRNN,
+    LayerNormGRU,
+    LayerNormLSTM,
+    MinGRU,
+    MinLSTM,
+)
+from rnnkit.reference import lru, zoo
 
 TOL = 1e-8
 T, B, I, H = 6, 4, 3, 4
@@ -42,6 +55,12 @@ CASES = {  # name -> (rnnkit layer, reference layer); all 2-layer bidirectional 
                               lambda: zoo.LayerNormLSTM(I, H, 2, True, False)),
     "layernorm_gru": (lambda: LayerNormGRU(I, H, 2, bidirectional=True),
                       lambda: zoo.LayerNormGRU(I, H, 2, True)),
+    "lru": (lambda: LRU(I, H, 2, bidirectional=True), lambda: lru.LRU(I, H, 2, True)),
+    "lru_diagonal_skip": (lambda: LRU(H, H, 2), lambda: lru.LRU(H, H, 2)),  # one direction
+    "rglru": (lambda: RGLRU(I, H, 2, bidirectional=True, c=4.0),
+              lambda: lru.RGLRU(I, H, 2, True, c=4.0)),
+    "rglru_nobias": (lambda: RGLRU(I, H, 2, bias=False, bidirectional=True),
+                     lambda: lru.RGLRU(I, H, 2, True, False)),
 }
 
 

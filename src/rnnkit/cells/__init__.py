@@ -3,6 +3,7 @@ from .base import Cell, Params, State
 from .gru import GRUCell
 from .indrnn import IndRNNCell
 from .layernorm import LayerNormGRUCell, LayerNormLSTMCell
+from .lru import LRUCell, RGLRUCell
 from .lstm import LSTMCell
 from .minrnn import MinGRUCell, MinLSTMCell
 from .qrnn import QRNNCell
@@ -11,4 +12,4 @@ from .sru import SRUCell
 
 __all__ = ["Cell", "Params", "State", "RNNCell", "LSTMCell", "GRUCell",
            "IndRNNCell", "QRNNCell", "SRUCell", "MinGRUCell", "MinLSTMCell",
-           "LayerNormLSTMCell", "LayerNormGRUCell"]
+           "LayerNormLSTMCell", "LayerNormGRUCell", "LRUCell", "RGLRUCell"]

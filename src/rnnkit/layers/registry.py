@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .presets import GRU, LSTM, RNN
-from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
+from .zoo import LRU, QRNN, RGLRU, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
 __all__ = ["LAYERS", "build_layer", "register_layer"]
 
@@ -20,6 +20,8 @@ LAYERS: dict[str, callable] = {
     "minlstm": MinLSTM,
     "layernorm_lstm": LayerNormLSTM,
     "layernorm_gru": LayerNormGRU,
+    "lru": LRU,
+    "rglru": RGLRU,
 }
 
 

@@ -1,4 +1,4 @@
-"""The later cells as layers: IndRNN, QRNN, SRU, MinGRU, MinLSTM, LayerNormLSTM/GRU.
+"""The later cells as layers: IndRNN, QRNN, SRU, MinGRU, MinLSTM, LayerNormLSTM/GRU, LRU, RGLRU.
 
 Each is a thin :class:`~rnnkit.Recurrent` over its cell (equations in
 :mod:`rnnkit.cells`), so it has every layer feature: stacking, bidirection,
@@ -11,7 +11,8 @@ an initial state, ``batch_first``, inter-layer dropout. All take
 
 and return ``(output, h_n)`` like :class:`rnnkit.GRU` (``(output, (h_n, c_n))``
 for LayerNormLSTM). ``output`` is (T, B, D*H) and ``h_n`` (D*L, B, H); for QRNN
-and SRU ``h_n`` is the cell state ``c``, as in their authors' code.
+and SRU ``h_n`` is the cell state ``c``, as in their authors' code; for the LRU it is
+the pair ``(Re s, Im s)``, each (D*L, B, N).
 
 ``forget_bias`` sets the forget gate's bias where the cell has one (QRNN, SRU,
 MinLSTM: the single ``bias``; LayerNormLSTM: ``bias_ih``, with ``bias_hh`` 0).
@@ -20,18 +21,23 @@ cells) and is refused by the others.
 """
 from __future__ import annotations
 
+import math
+
 from ..cells import (
     IndRNNCell,
     LayerNormGRUCell,
     LayerNormLSTMCell,
+    LRUCell,
     MinGRUCell,
     MinLSTMCell,
     QRNNCell,
+    RGLRUCell,
     SRUCell,
 )
 from .recurrent import Recurrent
 
-__all__ = ["IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU"]
+__all__ = ["IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU",
+           "RGLRU"]
 
 
 class IndRNN(Recurrent):
@@ -196,3 +202,57 @@ class LayerNormGRU(Recurrent):
         super().__init__(LayerNormGRUCell, input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, device=device, dtype=dtype, eps=eps,
                          **extras)
+
+
+class LRU(Recurrent):
+    """LRU (Orvieto et al. 2023): a complex diagonal linear recurrence; :mod:`rnnkit.cells.lru`.
+
+    ``s_t = lambda * s_{t-1} + gamma * B x_t``, ``y_t = Re(C s_t) + D x_t``, run as a parallel
+    scan (or step by step with a per-step regulariser such as ``zoneout``).
+
+    Args (keyword-only): ``state_size`` N (default H); ``r_min``, ``r_max`` (0, 1): the ring
+    of ``|lambda|`` at initialisation; ``max_phase`` (2 pi).
+    Parameters: ``weight_ih_l{k} (2N, I)``, ``nu_log_l{k}``, ``theta_log_l{k}``,
+    ``gamma_log_l{k}`` (N,), ``weight_out_l{k} (H, 2N)``, ``weight_skip_l{k}`` (H,) if I == H
+    else (H, I), ``bias_l{k} (H,)``. ``hx`` and ``h_n`` are ``(Re s, Im s)``, each (D*L, B, N).
+
+    Example::
+
+        >>> lru = LRU(16, 32, num_layers=2, state_size=64, r_min=0.9, r_max=0.999)
+        >>> out, (s_re, s_im) = lru(torch.randn(100, 4, 16))  # (100, 4, 32), (2, 4, 64) x 2
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, state_size: int | None = None, r_min: float = 0.0,
+                 r_max: float = 1.0, max_phase: float = 2 * math.pi, **extras):
+        super().__init__(LRUCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         state_size=state_size, r_min=r_min, r_max=r_max, max_phase=max_phase,
+                         **extras)
+        self.state_size = self.cells[0].state_size
+
+
+class RGLRU(Recurrent):
+    """RG-LRU (De et al. 2024, Griffin): a gated real diagonal recurrence; :mod:`rnnkit.cells.lru`.
+
+    ``h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * v_t)`` with ``a_t = a^(c r_t)``, run as a
+    parallel scan (or step by step with a per-step regulariser).
+
+    Args (keyword-only): ``c`` (8); ``r_min``, ``r_max`` (0.9, 0.999): the range of ``a`` at
+    initialisation. Parameters: ``weight_ih_l{k} (3H, I)`` (blocks gate_a, gate_x, value),
+    ``bias_l{k} (3H,)``, ``a_param_l{k} (H,)``.
+
+    Example::
+
+        >>> rnn = RGLRU(16, 32, num_layers=2, residual=True)
+        >>> out, h_n = rnn(torch.randn(100, 4, 16), lengths=[100, 7, 50, 1])
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, c: float = 8.0, r_min: float = 0.9,
+                 r_max: float = 0.999, **extras):
+        super().__init__(RGLRUCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype, c=c, r_min=r_min,
+                         r_max=r_max, **extras)

@@ -35,7 +35,8 @@ which lets gradients survive many steps while the forget gate f stays near 1. Ea
 step and its backward, written from its equations, are in ``rnnkit.reference.cells``; the time
 loop, lengths, bidirection and stacking in ``rnnkit.reference.layers``; the later cells
 (IndRNN, QRNN, SRU, minGRU, minLSTM, LayerNorm-LSTM/GRU), on the same driver, in
-``rnnkit.reference.zoo``.
+``rnnkit.reference.zoo``; the diagonal linear recurrences (LRU, RG-LRU) in
+``rnnkit.reference.lru``.
 
 Example
 -------

@@ -1,0 +1,331 @@
+"""Diagonal linear recurrences: the LRU and Griffin's RG-LRU.
+
+Both cells update each state unit on its own, linearly, with coefficients that read only
+the input,
+
+    h_t = a_t * h_{t-1} + b_t,
+
+so all T steps run at once as a parallel scan (:func:`linear_scan`), and one step at a time
+for streaming; the two agree.
+
+**LRU** (Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long
+Sequences"): a complex diagonal state ``s`` (N units), a fixed (time-invariant) ``lambda``,
+
+    lambda = exp(-exp(nu_log) + i exp(theta_log))      |lambda| < 1 for any nu_log
+    gamma  = exp(gamma_log)                             (init sqrt(1 - |lambda|^2))
+    s_t = lambda * s_{t-1} + gamma * (B x_t)            B = B_re + i B_im, complex (N, I)
+    y_t = Re(C s_t) + D x_t (+ bias)
+
+Parameters: ``weight_ih (2N, I)`` stacks B_re over B_im; ``nu_log``, ``theta_log``,
+``gamma_log`` (N,); ``weight_out (H, 2N)`` maps ``[Re s; Im s]`` to the output (this is
+``Re(C s)`` with ``C_re = W[:, :N]``, ``C_im = -W[:, N:]``); ``weight_skip`` the paper's
+diagonal ``D`` (H,) when I == H, else a matrix (H, I) (departure: the paper's layer keeps
+the width, a stacked or bidirectional layer does not); ``bias (H,)``, zero at first
+(departure: the paper has none; ``bias=False`` drops it). The state is ``(Re s, Im s)``,
+each (B, N), and the output ``y`` (B, H). Initialisation is the paper's: ``|lambda|``
+uniform on the ring ``[r_min, r_max]``, phase uniform in ``[0, max_phase]``, ``B`` and ``C``
+Glorot-like Gaussians, ``D ~ N(0, 1)``. Complex numbers are carried as real pairs, so every
+dtype, export and the fused loop see real tensors only.
+
+**RG-LRU** (De et al. 2024, "Griffin"): a real diagonal state gated by the input,
+
+    k_t = W x_t + b                    blocks (gate_a, gate_x, value), all T at once
+    r_t = sigmoid(k^a_t)   i_t = sigmoid(k^x_t)
+    log a_t = -c * r_t * softplus(a_param)          c = 8
+    h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * k^v_t)
+
+Parameters: ``weight_ih (3H, I)``, ``bias (3H,)``, ``a_param (H,)`` initialised so that
+``a = exp(-c * softplus(a_param))`` (the gate fully open) is uniform in ``[r_min, r_max]``
+= ``[0.9, 0.999]`` in ``a^2``, as in Griffin. Departures: Griffin's recurrent block gives
+the RG-LRU a projected and convolved input and block-diagonal gate weights; here the cell
+projects its own value (the third block of ``weight_ih``) with dense gate weights, so it
+stacks like any layer. ``sqrt(1 - a^2)`` is computed as ``sqrt(max(-expm1(2 log a),
+2.5e-7))``: its derivative is at most 1000, Griffin's bound, and the value changes only
+where ``a`` is within 1.3e-7 of 1 (float32's spacing there). State ``(h,)``, output ``h``.
+
+Shapes: ``T`` time, ``B`` batch, ``I`` input, ``H`` hidden (the output), ``N`` LRU state.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell, Params, State, check_int
+
+__all__ = ["LRUCell", "RGLRUCell", "linear_scan"]
+
+Pair = tuple[Tensor, Tensor]  # a complex tensor as (real part, imaginary part)
+Z = Tensor | Pair  # a real tensor, or a complex one as a pair
+
+# Inside the scan every value is a tuple of parts: (x,) when real, (re, im) when complex.
+
+
+def _mul(x: tuple, y: tuple) -> tuple:
+    if len(x) == 1:
+        return (x[0] * y[0],)
+    return x[0] * y[0] - x[1] * y[1], x[0] * y[1] + x[1] * y[0]
+
+
+def _add(x: tuple, y: tuple) -> tuple:
+    return tuple(p + q for p, q in zip(x, y))
+
+
+def _at(x: tuple, index) -> tuple:
+    return tuple(v[index] for v in x)
+
+
+def _cat(x: tuple, y: tuple, dim: int) -> tuple:
+    return tuple(torch.cat([p, q], dim) for p, q in zip(x, y))
+
+
+def _scan_within(a: tuple, b: tuple) -> tuple[tuple, tuple]:
+    """Inclusive scan along dim 1 of ``(a_t, b_t)`` under ``(a1, b1), (a2, b2) -> (a2 a1,
+    a2 b1 + b2)``, in log2(C) doubling steps (Hillis and Steele): returns the products of
+    ``a`` up to each step, and each ``h_t`` from a zero state."""
+    C, d = a[0].shape[1], 1
+    while d < C:  # each step adds the partial result from d steps back
+        head, late, early = (slice(None), slice(None, d)), (slice(None), slice(d, None)), \
+            (slice(None), slice(None, -d))
+        b = _cat(_at(b, head), _add(_mul(_at(a, late), _at(b, early)), _at(b, late)), 1)
+        a = _cat(_at(a, head), _mul(_at(a, late), _at(a, early)), 1)
+        d *= 2
+    return a, b
+
+
+def linear_scan(a: Z, b: Z, h0: Z, mask: Tensor | None = None, chunk: int = 64) -> Z:
+    """All ``h_t = a_t * h_{t-1} + b_t`` at once, real or complex (as (re, im) pairs).
+
+    Within chunks of ``chunk`` steps a doubling scan runs all chunks at once; a loop over the
+    T/chunk chunks carries the state across (products of at most ``chunk`` factors, so a
+    ``|a| <= 1`` never underflows a state that matters). Any signs; no logarithms.
+
+    Args:
+        a: (T, B, S), or broadcastable to ``b`` (the LRU's constant (S,)); b: (T, B, S);
+        h0: (B, S); each a tensor, or a pair of them for complex values.
+        mask: (T, B, 1) bool or None; where False the step is skipped (a = 1, b = 0), so the
+            state is carried past padding.
+    Returns:
+        h (T, B, S) (a pair for complex input), the skipped steps repeating the state.
+    """
+    complex_ = isinstance(h0, tuple)
+    a, b, h = (a, b, h0) if complex_ else ((a,), (b,), (h0,))
+    a = tuple(v.expand_as(w) for v, w in zip(a, b))
+    one = (1.0, 0.0)  # a's identity, per part
+    if mask is not None:
+        a = tuple(v.masked_fill(~mask, one[i]) for i, v in enumerate(a))
+        b = tuple(v.masked_fill(~mask, 0.0) for v in b)
+    T = b[0].shape[0]
+    C = min(chunk, 1 << max(T - 1, 0).bit_length())  # a power of two, no longer than needed
+    n = -(-T // C)
+    if n * C > T:  # pad with skipped steps to whole chunks
+        pad = (n * C - T, *b[0].shape[1:])
+        a = tuple(torch.cat([v, v.new_full(pad, one[i])]) for i, v in enumerate(a))
+        b = tuple(torch.cat([v, v.new_zeros(pad)]) for v in b)
+    A, Bs = _scan_within(tuple(v.reshape(n, C, *v.shape[1:]) for v in a),  # (n, C, B, S)
+                         tuple(v.reshape(n, C, *v.shape[1:]) for v in b))
+    hs = []
+    for k in range(n):  # carry the state from chunk to chunk
+        hs.append(_add(_mul(_at(A, k), _at(h, None)), _at(Bs, k)))  # (C, B, S)
+        h = _at(hs[-1], -1)
+    out = tuple(torch.cat(parts)[:T] for parts in zip(*hs))
+    return out if complex_ else out[0]
+
+
+def _check_ring(r_min, r_max, open_ends: bool) -> tuple[float, float]:
+    """``(r_min, r_max)`` as floats, ``0 <= r_min < r_max <= 1`` (``0 < .. < 1``: open)."""
+    for name, v in (("r_min", r_min), ("r_max", r_max)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    ok = 0 < r_min < r_max < 1 if open_ends else 0 <= r_min < r_max <= 1
+    if not ok:
+        what = "0 < r_min < r_max < 1" if open_ends else "0 <= r_min < r_max <= 1"
+        raise ValueError(f"r_min, r_max: expected {what}, got r_min={r_min}, r_max={r_max}")
+    return float(r_min), float(r_max)
+
+
+def _positive(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name}: expected a positive finite number, got {v!r}")
+    return float(v)
+
+
+def _half_to_float(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+class LRUCell(Cell):
+    """LRU step ``s = lambda s + gamma B x``, ``y = Re(C s) + D x``; state ``(Re s, Im s)``.
+
+    Args (keyword-only): ``state_size`` N (default ``hidden_size``); ``r_min``, ``r_max``:
+    the ring of ``|lambda|`` at initialisation (0 and 1, the paper's defaults; 0.9 and 0.999
+    for its long-range tasks); ``max_phase``: phases drawn in ``[0, max_phase]`` (2 pi).
+    """
+
+    num_gates = 2  # weight_ih's row blocks: B_re, B_im (for init_ih)
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 state_size: int | None = None, r_min: float = 0.0, r_max: float = 1.0,
+                 max_phase: float = 2 * math.pi):
+        super().__init__(input_size, hidden_size, bias)
+        N = hidden_size if state_size is None else check_int("state_size", state_size)
+        if N <= 0:
+            raise ValueError(f"state_size: expected a positive int, got {N}")
+        self.state_size = N
+        self.r_min, self.r_max = _check_ring(r_min, r_max, open_ends=False)
+        self.max_phase = _positive("max_phase", max_phase)
+        self.diagonal_skip = input_size == hidden_size  # the paper's D; else a matrix
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.state_size, self.state_size)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def param_shapes(self):
+        H, I, N = self.hidden_size, self.input_size, self.state_size
+        shapes = {"weight_ih": (2 * N, I), "nu_log": (N,), "theta_log": (N,),
+                  "gamma_log": (N,), "weight_out": (H, 2 * N),
+                  "weight_skip": (H,) if self.diagonal_skip else (H, I)}
+        if self.bias:
+            shapes["bias"] = (H,)
+        return shapes
+
+    @staticmethod
+    def lam(p: Params) -> Pair:
+        """``lambda`` as (re, im), each (N,)."""
+        mod, arg = torch.exp(-torch.exp(p["nu_log"])), torch.exp(p["theta_log"])
+        return mod * torch.cos(arg), mod * torch.sin(arg)
+
+    def project(self, x: Tensor, p: Params) -> Tensor:
+        """(T, B, I) -> (T, B, 2N + H): ``gamma * B x`` (re, im) and ``D x + bias``."""
+        gamma = torch.exp(p["gamma_log"]).repeat(2)  # (2N,): the same for re and im
+        u = F.linear(x, p["weight_ih"]) * gamma
+        w = p["weight_skip"]
+        skip = x * w if w.dim() == 1 else F.linear(x, w)
+        if "bias" in p:
+            skip = skip + p["bias"]
+        return torch.cat([u, skip], dim=-1)
+
+    def _split(self, xp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        N = self.state_size
+        return xp[..., :N], xp[..., N:2 * N], xp[..., 2 * N:]
+
+    def step(self, x_t: Tensor, state: State, p: Params):
+        s_re, s_im = state
+        u_re, u_im, skip = self._split(x_t)
+        l_re, l_im = self.lam(p)
+        s_re, s_im = l_re * s_re - l_im * s_im + u_re, l_re * s_im + l_im * s_re + u_im
+        y = F.linear(torch.cat([s_re, s_im], dim=-1), p["weight_out"]) + skip
+        return y, (s_re, s_im)
+
+    def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
+        """All T steps at once: (T, B, 2N + H) -> ys (T, B, H) and the last state."""
+        dt = xp.dtype  # a half-precision scan runs in float32, as minGRU's
+        u_re, u_im, skip = self._split(_half_to_float(xp))
+        lam = tuple(v.to(u_re.dtype) for v in self.lam(p))
+        s_re, s_im = linear_scan(lam, (u_re, u_im),
+                                 tuple(s.to(u_re.dtype) for s in state), mask)
+        y = F.linear(torch.cat([s_re, s_im], dim=-1), p["weight_out"].to(u_re.dtype)) + skip
+        y = y.to(dt)
+        if mask is not None:
+            y = y.masked_fill(~mask, 0.0)
+        return y, (s_re[-1].to(dt), s_im[-1].to(dt))
+
+    def reset_parameters(self, p: Params) -> None:
+        """The paper's ring initialisation (its appendix A), drawn from torch's RNG."""
+        N, I = self.state_size, self.input_size
+        d64 = dict(dtype=torch.float64, device=p["nu_log"].device)
+        u1, u2 = torch.rand(N, **d64), torch.rand(N, **d64)
+        r2 = (u1 * (self.r_max ** 2 - self.r_min ** 2) + self.r_min ** 2).clamp(1e-12, 1 - 1e-6)
+        nu = -0.5 * torch.log(r2)  # |lambda| = exp(-nu) = sqrt(r2)
+        with torch.no_grad():
+            p["nu_log"].copy_(torch.log(nu))
+            p["theta_log"].copy_(torch.log((self.max_phase * u2).clamp_min(1e-12)))
+            p["gamma_log"].copy_(0.5 * torch.log(-torch.expm1(-2 * nu)))  # sqrt(1 - |l|^2)
+            p["weight_ih"].normal_(0.0, 1.0 / math.sqrt(2 * I))
+            p["weight_out"].normal_(0.0, 1.0 / math.sqrt(N))
+            if self.diagonal_skip:
+                p["weight_skip"].normal_()
+            else:
+                p["weight_skip"].uniform_(-1 / math.sqrt(I), 1 / math.sqrt(I))  # nn.Linear's
+            if "bias" in p:
+                p["bias"].zero_()
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.state_size != self.hidden_size:
+            s += f", state_size={self.state_size}"
+        return s + f", r_min={self.r_min}, r_max={self.r_max}"
+
+
+#: floor of ``1 - a^2`` under the square root: ``d sqrt(q) / dq <= 1000`` (Griffin's bound)
+SQRT_FLOOR = 2.5e-7
+
+
+class RGLRUCell(Cell):
+    """RG-LRU step ``h = a h + sqrt(1 - a^2) (i * v)``, ``a = exp(-c r softplus(a_param))``.
+
+    Args (keyword-only): ``c`` (8, Griffin's); ``r_min``, ``r_max``: the range of ``a`` at
+    initialisation with the gate open (0.9 and 0.999, Griffin's).
+    """
+
+    num_gates = 3  # weight_ih's row blocks: gate_a, gate_x, value
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 c: float = 8.0, r_min: float = 0.9, r_max: float = 0.999):
+        super().__init__(input_size, hidden_size, bias)
+        self.c = _positive("c", c)
+        self.r_min, self.r_max = _check_ring(r_min, r_max, open_ends=True)
+
+    def param_shapes(self):
+        G, H, I = 3 * self.hidden_size, self.hidden_size, self.input_size
+        shapes = {"weight_ih": (G, I)}
+        if self.bias:
+            shapes["bias"] = (G,)
+        shapes["a_param"] = (H,)
+        return shapes
+
+    def project(self, x: Tensor, p: Params) -> Tensor:
+        return F.linear(x, p["weight_ih"], p.get("bias"))  # (T, B, I) -> (T, B, 3H)
+
+    def coefficients(self, k: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        """Projected inputs (..., 3H) -> ``a``, ``b`` (..., H) of ``h = a h + b``."""
+        k_a, k_x, v = k.chunk(3, dim=-1)
+        log_a = -self.c * torch.sigmoid(k_a) * F.softplus(p["a_param"].to(k.dtype))
+        mult = torch.sqrt(torch.clamp_min(-torch.expm1(2 * log_a), SQRT_FLOOR))
+        return torch.exp(log_a), mult * torch.sigmoid(k_x) * v
+
+    def step(self, x_t: Tensor, state: State, p: Params):
+        (h,) = state
+        a, b = self.coefficients(x_t, p)
+        h = a * h + b
+        return h, (h,)
+
+    def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
+        """All T steps at once: (T, B, 3H) -> ys (T, B, H) and the last state."""
+        dt = xp.dtype
+        a, b = self.coefficients(_half_to_float(xp), p)
+        h = linear_scan(a, b, state[0].to(b.dtype), mask).to(dt)
+        y = h if mask is None else h.masked_fill(~mask, 0.0)
+        return y, (h[-1],)
+
+    def reset_parameters(self, p: Params) -> None:
+        """``nn.Linear``'s init for ``weight_ih``/``bias``; ``a_param`` as Griffin's."""
+        k = 1.0 / math.sqrt(self.input_size)
+        H = self.hidden_size
+        d64 = dict(dtype=torch.float64, device=p["a_param"].device)
+        r = torch.sqrt(torch.rand(H, **d64) * (self.r_max ** 2 - self.r_min ** 2)
+                       + self.r_min ** 2)  # a with the gate open: a^2 ~ U(r_min^2, r_max^2)
+        with torch.no_grad():
+            p["weight_ih"].uniform_(-k, k)
+            if "bias" in p:
+                p["bias"].uniform_(-k, k)
+            p["a_param"].copy_(torch.log(torch.expm1(-torch.log(r) / self.c)))  # softplus^-1
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}, c={self.c}"
