@@ -9,7 +9,7 @@ batch. Used by :mod:`rnnkit.tasks.classify_task` and :mod:`rnnkit.tasks.classify
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -56,8 +56,8 @@ class ClassifyDataConfig:
         max_tokens / truncation: keep at most this many tokens: "head", "tail" or "head_tail".
         vectors: a GloVe/word2vec text file to initialise the embedding (None: random).
         batch_size / eval_batch_size / bucket_factor: batching (see length_buckets).
-        max_train / max_eval: use only the first N texts of train / of each eval split
-            after shuffling (quick experiments; None = all).
+        max_train / max_eval: use only N seeded-random texts of train / of each eval split
+            (quick experiments; None = all); see :func:`_subsets`.
         data_dir: where known datasets live (else ``--data-dir``, $RNNKIT_DATA, the cache).
     """
 
@@ -86,6 +86,10 @@ class ClassifyDataConfig:
     max_train: int | None = None
     max_eval: int | None = None
     data_dir: str | None = None
+
+    #: keys that change only the evaluation splits, never the training texts or their batches
+    #: (see :func:`_subsets`): a mid-epoch resume may change them
+    EVAL_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("max_eval", "test")
 
 
 def _read_splits(d: ClassifyDataConfig, data_dir: str | None) -> dict[str, LabeledTexts]:
@@ -150,6 +154,31 @@ def _hold_out(data: LabeledTexts, fraction: float, seed: int) -> tuple[list[int]
         valid.extend(idx[:round(fraction * len(idx))].tolist())
     vs = set(valid)
     return [i for i in range(len(data)) if i not in vs], sorted(valid)
+
+
+#: each eval split's subset generator is ``default_rng([seed, stream])``
+_EVAL_STREAMS = {"valid": 1, "test": 2}
+
+
+def _subsets(splits: dict[str, LabeledTexts], max_train: int | None, max_eval: int | None,
+             seed: int) -> dict[str, LabeledTexts]:
+    """Each split cut to a seeded subset of ``max_train`` (train) or ``max_eval`` texts (kept
+    in file order); None or a limit >= the split's size keeps it whole.
+
+    train draws from ``default_rng(seed)`` alone, so its texts depend on neither max_eval
+    nor which eval splits exist (a mid-epoch resume may change those). That generator's
+    first draw is what every earlier rnnkit gave train (train came first in the splits and
+    drew first), so old checkpoints resume onto the same texts. Each eval split draws from
+    its own generator, so its subset depends on no other split either.
+    """
+    out = dict(splits)
+    for split, data in splits.items():
+        limit = max_train if split == "train" else max_eval
+        if limit is None or limit >= len(data):
+            continue
+        rng = np.random.default_rng(seed if split == "train" else [seed, _EVAL_STREAMS[split]])
+        out[split] = data.subset(sorted(rng.permutation(len(data))[:limit].tolist()))
+    return out
 
 
 def _prepare(texts: list[str], tok: TextTokenizer, d: ClassifyDataConfig) -> list[Tensor]:

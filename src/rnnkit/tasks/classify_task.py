@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +33,7 @@ from rnnkit.tasks.classify_data import (
     _hold_out,
     _prepare,
     _read_splits,
+    _subsets,
     collate,
 )
 from rnnkit.train.config import ConfigError, RunConfig
@@ -134,11 +134,7 @@ class ClassifyTask:
                 splits["train"].subset(va),
                 splits["train"].subset(tr),
             )
-        rng = np.random.default_rng(self.seed)
-        for split, data in splits.items():  # quick experiments: a seeded subset
-            limit = d.max_train if split == "train" else d.max_eval
-            if limit is not None and limit < len(data):
-                splits[split] = data.subset(sorted(rng.permutation(len(data))[:limit].tolist()))
+        splits = _subsets(splits, d.max_train, d.max_eval, self.seed)  # quick experiments
         self.multi_label = splits["train"].multi_label if multi_label is None else multi_label
         self.classes = classes if classes is not None else label_classes(splits["train"].labels)
         if len(self.classes) < (1 if self.multi_label else 2):
