@@ -60,11 +60,45 @@ def test_a_recorded_asset_that_is_missing_is_named(tmp_path):
         ck.read_config(d)
 
 
-def test_checkpoints_without_recorded_hashes_still_load(tmp_path):
+def test_a_written_checkpoint_is_format_2(tmp_path):
+    assert json.loads((_ckpt(tmp_path) / "config.json").read_text())["format_version"] == 2
+
+
+@pytest.mark.parametrize("v1", [{"format_version": 1}, {}], ids=["1", "no-field"])
+def test_format_1_checkpoints_without_recorded_hashes_still_load(tmp_path, v1):
+    """Written before the hashes existed (format 1, or no format_version at all)."""
     d = _ckpt(tmp_path)
-    _edit_config(d, lambda m: m.pop(ck.ASSETS_SHA256))
+
+    def old(m):
+        m.pop(ck.ASSETS_SHA256)
+        m.pop("format_version")
+        m.update(v1)
+
+    _edit_config(d, old)
     (d / "labels.json").write_text('{"classes": ["x", "y"]}\n')  # nothing to check it against
     assert ck.read_config(d, task="classify")["task"] == "classify"
+
+
+def test_format_1_checkpoints_with_recorded_hashes_are_checked(tmp_path):
+    d = _ckpt(tmp_path)
+    _edit_config(d, lambda m: m.__setitem__("format_version", 1))
+    ck.read_config(d)
+    (d / "labels.json").write_text('{"classes": ["x", "y"]}\n')
+    with pytest.raises(ck.CheckpointError, match=r"labels\.json: does not match the SHA-256"):
+        ck.read_config(d)
+
+
+@pytest.mark.parametrize("edit", ["delete", "null"])
+def test_deleting_the_recorded_hashes_of_a_format_2_checkpoint_is_refused(tmp_path, edit):
+    """Deleting asset_sha256 from config.json must not turn the asset check off."""
+    d = _ckpt(tmp_path)
+    _edit_config(d, (lambda m: m.pop(ck.ASSETS_SHA256)) if edit == "delete"
+                 else (lambda m: m.__setitem__(ck.ASSETS_SHA256, None)))
+    (d / "labels.json").write_text('{"classes": ["x", "y"]}\n')
+    with pytest.raises(ck.CheckpointError) as e:
+        ck.read_config(d)
+    msg = str(e.value)
+    assert "\n" not in msg and str(d / "config.json") in msg and "'asset_sha256'" in msg, msg
 
 
 @pytest.mark.parametrize("value", ["x", [1], {"labels.json": 5}, {"labels.json": "ab" * 32},

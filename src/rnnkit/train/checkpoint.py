@@ -17,7 +17,9 @@ bytes) in its header metadata, ``trainer_state.safetensors`` the SHA-256 of
 labels.json would otherwise relabel every prediction); readers check them, so a flipped bit
 is an error, not other weights or other labels. (``config.json`` itself is left unbound: it
 is the file people edit, and its every value is typed and checked when it is read.)
-Checkpoints written before these checks are read as before.
+Checkpoints written before these checks are read as before: ``format_version`` 2 (written
+now) must record ``asset_sha256``, while version 1 (or none) was also written before the
+asset hashes existed, so there a missing record checks nothing.
 
 Publication, for ``<parent>/<name>`` (e.g. ``runs/x/last``), under the lock
 ``<parent>/.<name>.lock`` (:mod:`rnnkit.train.lock`)::

@@ -29,15 +29,20 @@ __all__ = [
     "tensors_sha256",
     "file_sha256",
     "ASSETS_SHA256",
+    "ASSETS_REQUIRED_FROM",
     "FORMAT_VERSIONS",
     "OWN_FILES",
     "assets_sha256",
 ]
 
 FORMAT = "rnnkit.checkpoint"
-_FORMAT_VERSION = 1
+#: the ``format_version`` this rnnkit writes: 2 = config.json always records
+#: :data:`ASSETS_SHA256`; 1 (or no field) = it may not (written before the hashes existed)
+_FORMAT_VERSION = 2
 #: the ``format_version`` values of config.json that this rnnkit reads
-FORMAT_VERSIONS = (1,)
+FORMAT_VERSIONS = (1, 2)
+#: the first format whose config.json must hold :data:`ASSETS_SHA256`
+ASSETS_REQUIRED_FROM = 2
 #: config.json key: ``{asset file name: SHA-256 of its bytes}`` (see :func:`assets_sha256`)
 ASSETS_SHA256 = "asset_sha256"
 #: the files a checkpoint always has; every other file in it is a task asset (vocab.json, ...)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rnnkit.train.checkpoint_dirs import has_checkpoint, resolve_checkpoint
 from rnnkit.train.checkpoint_format import (
+    ASSETS_REQUIRED_FROM,
     ASSETS_SHA256,
     FORMAT,
     FORMAT_VERSIONS,
@@ -101,18 +102,18 @@ def read_config(directory: str | os.PathLike, task: str | None = None) -> dict[s
         raise CheckpointError(
             f"{d / 'config.json'}: not an rnnkit checkpoint config (format {FORMAT!r} expected)"
         )
-    _check_header(d / "config.json", meta)
+    version = _check_header(d / "config.json", meta)
     if task is not None and meta.get("task") != task:
         raise CheckpointError(
             f"{d}: checkpoint is from task {meta.get('task')!r}; expected a {task!r} checkpoint"
         )
-    _check_assets(d, meta.get(ASSETS_SHA256))
+    _check_assets(d, meta, version)
     return meta
 
 
-def _check_header(path: Path, meta: dict[str, Any]) -> None:
-    """The fields of config.json around the run config: ``format_version`` and ``task``
-    (absent in early checkpoints, then read as version 1 of an unnamed task)."""
+def _check_header(path: Path, meta: dict[str, Any]) -> int:
+    """The fields of config.json around the run config: ``format_version`` (returned) and
+    ``task`` (absent in early checkpoints, then read as version 1 of an unnamed task)."""
     version = meta.get("format_version", 1)
     if type(version) is not int or version not in FORMAT_VERSIONS:
         raise CheckpointError(
@@ -126,17 +127,28 @@ def _check_header(path: Path, meta: dict[str, Any]) -> None:
             f"{path}: field 'task': expected a task name (a string such as \"lm\"), got "
             f"{json.dumps(name)[:40]}"
         )
+    return version
 
 
-def _check_assets(d: Path, recorded: Any) -> None:
-    """Each asset whose SHA-256 config.json records must have those bytes (checkpoints
-    written before the hashes were recorded have none to check)."""
-    if recorded is None:
-        return
+def _check_assets(d: Path, meta: dict[str, Any], version: int) -> None:
+    """Each asset whose SHA-256 config.json records must have those bytes. From format
+    :data:`ASSETS_REQUIRED_FROM` on the record must be there (deleting it would turn the check
+    off); format 1 checkpoints written before the hashes existed have none to check."""
     where = d / "config.json"
+    if ASSETS_SHA256 not in meta:
+        if version < ASSETS_REQUIRED_FROM:
+            return
+        raise CheckpointError(
+            f"{where}: field {ASSETS_SHA256!r} is missing; expected an object of file name -> "
+            f"SHA-256 (every format_version {version} checkpoint records its assets' hashes)"
+        )
+    recorded = meta[ASSETS_SHA256]
+    if recorded is None and version < ASSETS_REQUIRED_FROM:
+        return
     if not isinstance(recorded, dict):
         raise CheckpointError(
-            f"{where}: field {ASSETS_SHA256!r}: expected an object of file name -> SHA-256"
+            f"{where}: field {ASSETS_SHA256!r}: expected an object of file name -> SHA-256, "
+            f"got {json.dumps(recorded)[:40]}"
         )
     for name, digest in recorded.items():
         if not (isinstance(digest, str) and len(digest) == 64 and all(
