@@ -25,6 +25,8 @@ _EXPORTS = {
     "LayerNormGRU": "rnnkit.layers",
     "LRU": "rnnkit.layers",
     "RGLRU": "rnnkit.layers",
+    "SLSTM": "rnnkit.layers",
+    "MLSTM": "rnnkit.layers",
     "LanguageModel": "rnnkit.models",
     "LMConfig": "rnnkit.models",
     "Trainer": "rnnkit.train",
@@ -44,6 +46,8 @@ _EXPORTS = {
     "LayerNormGRUCell": "rnnkit.cells",
     "LRUCell": "rnnkit.cells",
     "RGLRUCell": "rnnkit.cells",
+    "SLSTMCell": "rnnkit.cells",
+    "MLSTMCell": "rnnkit.cells",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -6,8 +6,10 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from rnnkit.layers import (
     LAYERS,
     LRU,
+    MLSTM,
     QRNN,
     RGLRU,
+    SLSTM,
     SRU,
     IndRNN,
     LayerNormGRU,
@@ -19,7 +21,8 @@ from rnnkit.layers import (
 from rnnkit.testing import as_tuple
 
 ZOO = {"indrnn": IndRNN, "qrnn": QRNN, "sru": SRU, "mingru": MinGRU, "minlstm": MinLSTM,
-       "layernorm_lstm": LayerNormLSTM, "layernorm_gru": LayerNormGRU, "lru": LRU, "rglru": RGLRU}
+       "layernorm_lstm": LayerNormLSTM, "layernorm_gru": LayerNormGRU, "lru": LRU, "rglru": RGLRU,
+       "slstm": SLSTM, "mlstm": MLSTM}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -31,13 +34,14 @@ def test_registry_builds_each_layer_and_every_input_form_works(name):
     x = torch.randn(4, 6, 3)  # (B, T, I)
     out, h_n = layer(x, lengths=[6, 2, 5, 1])
     assert out.shape == (4, 6, 10) and out.dtype == torch.float32
-    assert all(h.shape == (4, 4, 5) for h in as_tuple(h_n))
+    sizes = layer.cells[-1].state_sizes  # (5,), or e.g. the mLSTM's (C, n, m): (25, 5, 1)
+    assert [h.shape for h in as_tuple(h_n)] == [(4, 4, s) for s in sizes]
     packed = pack_padded_sequence(x, [6, 2, 5, 1], batch_first=True, enforce_sorted=False)
     p_out, _ = layer(packed)
     assert isinstance(p_out, PackedSequence)
     one, h_one = layer(x[1, :2])  # unbatched (T, I)
     torch.testing.assert_close(one, out[1, :2], atol=1e-6, rtol=0)
-    assert all(h.shape == (4, 5) for h in as_tuple(h_one))
+    assert [h.shape for h in as_tuple(h_one)] == [(4, s) for s in sizes]
 
 
 @pytest.mark.parametrize("name", ZOO)

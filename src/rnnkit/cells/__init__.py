@@ -9,7 +9,9 @@ from .minrnn import MinGRUCell, MinLSTMCell
 from .qrnn import QRNNCell
 from .rnn import RNNCell
 from .sru import SRUCell
+from .xlstm import MLSTMCell, SLSTMCell
 
 __all__ = ["Cell", "Params", "State", "RNNCell", "LSTMCell", "GRUCell",
            "IndRNNCell", "QRNNCell", "SRUCell", "MinGRUCell", "MinLSTMCell",
-           "LayerNormLSTMCell", "LayerNormGRUCell", "LRUCell", "RGLRUCell"]
+           "LayerNormLSTMCell", "LayerNormGRUCell", "LRUCell", "RGLRUCell",
+           "SLSTMCell", "MLSTMCell"]

@@ -4,8 +4,20 @@ from .presets import GRU, LSTM, RNN
 from .recurrent import Recurrent
 from .registry import LAYERS, build_layer, register_layer
 from .regularizers import embedding_dropout, max_norm_
-from .zoo import LRU, QRNN, RGLRU, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
+from .zoo import (
+    LRU,
+    MLSTM,
+    QRNN,
+    RGLRU,
+    SLSTM,
+    SRU,
+    IndRNN,
+    LayerNormGRU,
+    LayerNormLSTM,
+    MinGRU,
+    MinLSTM,
+)
 
 __all__ = ["Recurrent", "InputError", "RNN", "LSTM", "GRU", "IndRNN", "QRNN", "SRU", "MinGRU",
-           "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU", "RGLRU", "LAYERS", "build_layer",
-           "register_layer", "embedding_dropout", "max_norm_"]
+           "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU", "RGLRU", "SLSTM", "MLSTM", "LAYERS",
+           "build_layer", "register_layer", "embedding_dropout", "max_norm_"]

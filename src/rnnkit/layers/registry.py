@@ -4,7 +4,19 @@ from __future__ import annotations
 from torch import nn
 
 from .presets import GRU, LSTM, RNN
-from .zoo import LRU, QRNN, RGLRU, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
+from .zoo import (
+    LRU,
+    MLSTM,
+    QRNN,
+    RGLRU,
+    SLSTM,
+    SRU,
+    IndRNN,
+    LayerNormGRU,
+    LayerNormLSTM,
+    MinGRU,
+    MinLSTM,
+)
 
 __all__ = ["LAYERS", "build_layer", "register_layer"]
 
@@ -22,6 +34,8 @@ LAYERS: dict[str, callable] = {
     "layernorm_gru": LayerNormGRU,
     "lru": LRU,
     "rglru": RGLRU,
+    "slstm": SLSTM,
+    "mlstm": MLSTM,
 }
 
 

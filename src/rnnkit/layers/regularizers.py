@@ -107,10 +107,11 @@ def recurrent_weight_names(cell: Cell) -> list[str]:
 
 
 def _renorm_rows(w: Tensor, c: float) -> Tensor:
-    """Rows of ``w`` (G*H, H) rescaled to L2 norm <= c; a vector (H,) clamped to |u| <= c."""
+    """Rows of ``w`` (G*H, H) rescaled to L2 norm <= c; a vector (H,) clamped to |u| <= c;
+    the rows of a block-diagonal weight (sLSTM's (4, heads, d, d)) each rescaled alike."""
     if w.dim() == 1:
         return w.clamp(-c, c)
-    return torch.renorm(w, 2, 0, c)
+    return torch.renorm(w.reshape(-1, w.shape[-1]), 2, 0, c).view_as(w)
 
 
 def max_norm_(module: nn.Module) -> None:

@@ -12,7 +12,8 @@ an initial state, ``batch_first``, inter-layer dropout. All take
 and return ``(output, h_n)`` like :class:`rnnkit.GRU` (``(output, (h_n, c_n))``
 for LayerNormLSTM). ``output`` is (T, B, D*H) and ``h_n`` (D*L, B, H); for QRNN
 and SRU ``h_n`` is the cell state ``c``, as in their authors' code; for the LRU it is
-the pair ``(Re s, Im s)``, each (D*L, B, N).
+the pair ``(Re s, Im s)``, each (D*L, B, N); for the sLSTM ``(h, c, n, m)`` and for the
+mLSTM ``(C, n, m)`` (the memory matrices flattened).
 
 ``forget_bias`` sets the forget gate's bias where the cell has one (QRNN, SRU,
 MinLSTM: the single ``bias``; LayerNormLSTM: ``bias_ih``, with ``bias_hh`` 0).
@@ -30,14 +31,16 @@ from ..cells import (
     LRUCell,
     MinGRUCell,
     MinLSTMCell,
+    MLSTMCell,
     QRNNCell,
     RGLRUCell,
+    SLSTMCell,
     SRUCell,
 )
 from .recurrent import Recurrent
 
 __all__ = ["IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU",
-           "RGLRU"]
+           "RGLRU", "SLSTM", "MLSTM"]
 
 
 class IndRNN(Recurrent):
@@ -256,3 +259,50 @@ class RGLRU(Recurrent):
         super().__init__(RGLRUCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, c=c, r_min=r_min,
                          r_max=r_max, **extras)
+
+
+class SLSTM(Recurrent):
+    """sLSTM (Beck et al. 2024, xLSTM): exponential gating, a normaliser and a stabiliser;
+    see :mod:`rnnkit.cells.xlstm`.
+
+    Args (keyword-only): ``num_heads`` (1; divides H): heads of the block-diagonal recurrent
+    matrix; ``forget``: "sigmoid" or "exp". Parameters: ``weight_ih_l{k} (4H, I)`` (blocks z,
+    i, f, o), ``weight_hh_l{k} (4, heads, d, d)``, ``bias_l{k} (4H,)``; every regulariser,
+    ``forget_bias`` too. ``hx`` and ``h_n`` are ``(h, c, n, m)``, each (D*L, B, H).
+
+    Example::
+
+        >>> rnn = SLSTM(16, 32, num_layers=2, num_heads=4, recurrent_dropout=0.1)
+        >>> out, (h, c, n, m) = rnn(torch.randn(50, 4, 16))  # (50, 4, 32), (2, 4, 32) x 4
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, num_heads: int = 1, forget: str = "sigmoid",
+                 **extras):
+        super().__init__(SLSTMCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype, num_heads=num_heads,
+                         forget=forget, **extras)
+
+
+class MLSTM(Recurrent):
+    """mLSTM (Beck et al. 2024, xLSTM): a matrix memory per head, gates read only the input;
+    see :mod:`rnnkit.cells.xlstm`.
+
+    Args (keyword-only): ``num_heads`` (1; divides H), ``forget``: "sigmoid" or "exp".
+    Parameters: ``weight_ih_l{k} (4H + 2 heads, I)`` (blocks q, k, v, i, f, o), ``bias_l{k}``.
+    ``hx`` and ``h_n`` are ``(C, n, m)``: (D*L, B, heads*d*d), (D*L, B, H), (D*L, B, heads).
+
+    Example::
+
+        >>> rnn = MLSTM(16, 32, num_heads=4)
+        >>> out, (C, n, m) = rnn(torch.randn(50, 4, 16))  # (50, 4, 32); C (1, 4, 256)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, num_heads: int = 1, forget: str = "sigmoid",
+                 **extras):
+        super().__init__(MLSTMCell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype, num_heads=num_heads,
+                         forget=forget, **extras)

@@ -36,7 +36,7 @@ step and its backward, written from its equations, are in ``rnnkit.reference.cel
 loop, lengths, bidirection and stacking in ``rnnkit.reference.layers``; the later cells
 (IndRNN, QRNN, SRU, minGRU, minLSTM, LayerNorm-LSTM/GRU), on the same driver, in
 ``rnnkit.reference.zoo``; the diagonal linear recurrences (LRU, RG-LRU) in
-``rnnkit.reference.lru``.
+``rnnkit.reference.lru`` and the xLSTM cells (sLSTM, mLSTM) in ``rnnkit.reference.xlstm``.
 
 Example
 -------
@@ -66,11 +66,14 @@ from .cells import (
 )
 from .clip import clip_grad_norm
 from .layers import GRU, LSTM, RNN
+from .lru import LRU, RGLRU
+from .xlstm import MLSTM, SLSTM
 from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
 __all__ = [
     "RNN", "LSTM", "GRU", "clip_grad_norm",
     "IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU",
+    "LRU", "RGLRU", "SLSTM", "MLSTM",
     "rnn_step", "rnn_step_backward",
     "lstm_step", "lstm_step_backward",
     "gru_step", "gru_step_backward",
