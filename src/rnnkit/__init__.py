@@ -27,6 +27,7 @@ _EXPORTS = {
     "RGLRU": "rnnkit.layers",
     "SLSTM": "rnnkit.layers",
     "MLSTM": "rnnkit.layers",
+    "S6": "rnnkit.layers",
     "LanguageModel": "rnnkit.models",
     "LMConfig": "rnnkit.models",
     "Trainer": "rnnkit.train",
@@ -48,6 +49,7 @@ _EXPORTS = {
     "RGLRUCell": "rnnkit.cells",
     "SLSTMCell": "rnnkit.cells",
     "MLSTMCell": "rnnkit.cells",
+    "S6Cell": "rnnkit.cells",
 }
 
 __all__ = ["__version__", *_EXPORTS]

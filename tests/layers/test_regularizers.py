@@ -56,6 +56,7 @@ LAYER_CASES = {
     "sru": dict(input_dropout=0.2, zoneout=0.2), "qrnn": dict(input_dropout=0.2, zoneout=0.2),
     "lru": dict(input_dropout=0.2, zoneout=0.2), "rglru": dict(input_dropout=0.2, zoneout=0.2),
     "slstm": ALL, "mlstm": dict(input_dropout=0.2, zoneout=0.2),
+    "s6": dict(input_dropout=0.2, zoneout=0.2),
 }
 
 
@@ -469,7 +470,7 @@ def test_bad_regularizer_arguments(kwargs, pattern):
 def test_regularizers_the_cell_cannot_take_are_refused():
     with pytest.raises(ValueError, match=r"zoneout: GRUCell has one state tensor, so give one"):
         rnnkit.GRU(I, H, zoneout=(0.1, 0.2))
-    for cell in ("mingru", "minlstm", "qrnn", "sru", "lru", "rglru", "mlstm"):
+    for cell in ("mingru", "minlstm", "qrnn", "sru", "lru", "rglru", "mlstm", "s6"):
         for name in ("recurrent_dropout", "weight_drop", "max_norm"):
             with pytest.raises(ValueError, match=f"{name}: .*Cell has no recurrent weights"):
                 build_layer(cell, I, H, **{name: 0.5})

@@ -13,7 +13,7 @@ LAYERS = {
     "SRU": (rnnkit.SRU, {}), "MinGRU": (rnnkit.MinGRU, {}), "MinLSTM": (rnnkit.MinLSTM, {}),
     "LayerNormLSTM": (rnnkit.LayerNormLSTM, {}), "LayerNormGRU": (rnnkit.LayerNormGRU, {}),
     "LRU": (rnnkit.LRU, dict(state_size=4)), "RGLRU": (rnnkit.RGLRU, {}),
-    "SLSTM": (rnnkit.SLSTM, {}), "MLSTM": (rnnkit.MLSTM, {}),
+    "SLSTM": (rnnkit.SLSTM, {}), "MLSTM": (rnnkit.MLSTM, {}), "S6": (rnnkit.S6, dict(state_size=3)),
 }
 
 

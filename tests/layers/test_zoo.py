@@ -9,6 +9,7 @@ from rnnkit.layers import (
     MLSTM,
     QRNN,
     RGLRU,
+    S6,
     SLSTM,
     SRU,
     IndRNN,
@@ -22,7 +23,7 @@ from rnnkit.testing import as_tuple
 
 ZOO = {"indrnn": IndRNN, "qrnn": QRNN, "sru": SRU, "mingru": MinGRU, "minlstm": MinLSTM,
        "layernorm_lstm": LayerNormLSTM, "layernorm_gru": LayerNormGRU, "lru": LRU, "rglru": RGLRU,
-       "slstm": SLSTM, "mlstm": MLSTM}
+       "slstm": SLSTM, "mlstm": MLSTM, "s6": S6}
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -81,13 +81,14 @@ def _zoo() -> dict[str, Callable[..., nn.Module]]:
         "indrnn": L.IndRNN, "qrnn": L.QRNN, "sru": L.SRU,
         "mingru": L.MinGRU, "minlstm": L.MinLSTM,
         "lru": L.LRU, "rglru": L.RGLRU, "slstm": L.SLSTM, "mlstm": L.MLSTM,
+        "s6": L.S6,
     }
 
 
 #: cell names of the suite (each an rnnkit layer factory ``(I, H, backend=...)``).
 ZOO_CELLS = ("rnn_tanh", "lstm", "gru", "lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop",
              "ln_lstm", "ln_gru", "indrnn", "qrnn", "sru", "mingru", "minlstm", "lru", "rglru",
-             "slstm", "mlstm")
+             "slstm", "mlstm", "s6")
 #: the cells whose fused scan runs a compiled matrix loop with a packed recurrent weight (the
 #: peak-memory check's layers: tests/kernels/test_compiled_scans.py, bench_pack_memory.py).
 PACKED_LOOP_CELLS = ("lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop", "ln_lstm", "ln_gru",

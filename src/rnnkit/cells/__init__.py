@@ -9,9 +9,10 @@ from .minrnn import MinGRUCell, MinLSTMCell
 from .qrnn import QRNNCell
 from .rnn import RNNCell
 from .sru import SRUCell
+from .ssm import S6Cell
 from .xlstm import MLSTMCell, SLSTMCell
 
 __all__ = ["Cell", "Params", "State", "RNNCell", "LSTMCell", "GRUCell",
            "IndRNNCell", "QRNNCell", "SRUCell", "MinGRUCell", "MinLSTMCell",
            "LayerNormLSTMCell", "LayerNormGRUCell", "LRUCell", "RGLRUCell",
-           "SLSTMCell", "MLSTMCell"]
+           "SLSTMCell", "MLSTMCell", "S6Cell"]

@@ -9,6 +9,7 @@ from .zoo import (
     MLSTM,
     QRNN,
     RGLRU,
+    S6,
     SLSTM,
     SRU,
     IndRNN,
@@ -19,5 +20,6 @@ from .zoo import (
 )
 
 __all__ = ["Recurrent", "InputError", "RNN", "LSTM", "GRU", "IndRNN", "QRNN", "SRU", "MinGRU",
-           "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU", "RGLRU", "SLSTM", "MLSTM", "LAYERS",
+           "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU", "RGLRU", "SLSTM", "MLSTM", "S6",
+           "LAYERS",
            "build_layer", "register_layer", "embedding_dropout", "max_norm_"]

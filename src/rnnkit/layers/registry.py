@@ -9,6 +9,7 @@ from .zoo import (
     MLSTM,
     QRNN,
     RGLRU,
+    S6,
     SLSTM,
     SRU,
     IndRNN,
@@ -36,6 +37,7 @@ LAYERS: dict[str, callable] = {
     "rglru": RGLRU,
     "slstm": SLSTM,
     "mlstm": MLSTM,
+    "s6": S6,
 }
 
 

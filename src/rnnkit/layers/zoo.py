@@ -13,7 +13,7 @@ and return ``(output, h_n)`` like :class:`rnnkit.GRU` (``(output, (h_n, c_n))``
 for LayerNormLSTM). ``output`` is (T, B, D*H) and ``h_n`` (D*L, B, H); for QRNN
 and SRU ``h_n`` is the cell state ``c``, as in their authors' code; for the LRU it is
 the pair ``(Re s, Im s)``, each (D*L, B, N); for the sLSTM ``(h, c, n, m)`` and for the
-mLSTM ``(C, n, m)`` (the memory matrices flattened).
+mLSTM ``(C, n, m)`` (the memory matrices flattened); for S6 the state ``h`` (D*L, B, H*N).
 
 ``forget_bias`` sets the forget gate's bias where the cell has one (QRNN, SRU,
 MinLSTM: the single ``bias``; LayerNormLSTM: ``bias_ih``, with ``bias_hh`` 0).
@@ -34,13 +34,14 @@ from ..cells import (
     MLSTMCell,
     QRNNCell,
     RGLRUCell,
+    S6Cell,
     SLSTMCell,
     SRUCell,
 )
 from .recurrent import Recurrent
 
 __all__ = ["IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU", "LRU",
-           "RGLRU", "SLSTM", "MLSTM"]
+           "RGLRU", "SLSTM", "MLSTM", "S6"]
 
 
 class IndRNN(Recurrent):
@@ -306,3 +307,30 @@ class MLSTM(Recurrent):
         super().__init__(MLSTMCell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, num_heads=num_heads,
                          forget=forget, **extras)
+
+
+class S6(Recurrent):
+    """Mamba's selective state-space recurrence S6 (Gu & Dao 2023); :mod:`rnnkit.cells.ssm`.
+
+    ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t h_t + D u_t`` per channel,
+    with ``delta``, ``B``, ``C`` read from the input; run as a parallel scan.
+
+    Args (keyword-only): ``state_size`` N (16); ``dt_min``, ``dt_max`` (0.001, 0.1): the
+    range of the initial step sizes. Parameters: ``weight_ih_l{k} (2H + 2N, I)`` (blocks u,
+    delta, B, C), ``bias_l{k} (2H,)``, ``dt_bias_l{k} (H,)``, ``A_log_l{k} (H, N)``,
+    ``D_l{k} (H,)``. ``hx`` and ``h_n`` are the states (D*L, B, H*N).
+
+    Example::
+
+        >>> ssm = S6(16, 32, num_layers=2, state_size=8, residual=True)
+        >>> out, h_n = ssm(torch.randn(100, 4, 16))            # (100, 4, 32), (2, 4, 256)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, state_size: int = 16, dt_min: float = 0.001,
+                 dt_max: float = 0.1, **extras):
+        super().__init__(S6Cell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         state_size=state_size, dt_min=dt_min, dt_max=dt_max, **extras)
+        self.state_size = self.cells[0].state_size

@@ -35,8 +35,8 @@ which lets gradients survive many steps while the forget gate f stays near 1. Ea
 step and its backward, written from its equations, are in ``rnnkit.reference.cells``; the time
 loop, lengths, bidirection and stacking in ``rnnkit.reference.layers``; the later cells
 (IndRNN, QRNN, SRU, minGRU, minLSTM, LayerNorm-LSTM/GRU), on the same driver, in
-``rnnkit.reference.zoo``; the diagonal linear recurrences (LRU, RG-LRU) in
-``rnnkit.reference.lru`` and the xLSTM cells (sLSTM, mLSTM) in ``rnnkit.reference.xlstm``.
+``rnnkit.reference.zoo``; the modern recurrences in ``rnnkit.reference.lru`` (LRU, RG-LRU),
+``rnnkit.reference.xlstm`` (sLSTM, mLSTM) and ``rnnkit.reference.ssm`` (Mamba's S6).
 
 Example
 -------
@@ -67,13 +67,14 @@ from .cells import (
 from .clip import clip_grad_norm
 from .layers import GRU, LSTM, RNN
 from .lru import LRU, RGLRU
+from .ssm import S6
 from .xlstm import MLSTM, SLSTM
 from .zoo import QRNN, SRU, IndRNN, LayerNormGRU, LayerNormLSTM, MinGRU, MinLSTM
 
 __all__ = [
     "RNN", "LSTM", "GRU", "clip_grad_norm",
     "IndRNN", "QRNN", "SRU", "MinGRU", "MinLSTM", "LayerNormLSTM", "LayerNormGRU",
-    "LRU", "RGLRU", "SLSTM", "MLSTM",
+    "LRU", "RGLRU", "SLSTM", "MLSTM", "S6",
     "rnn_step", "rnn_step_backward",
     "lstm_step", "lstm_step_backward",
     "gru_step", "gru_step_backward",

@@ -1,0 +1,159 @@
+"""Mamba's selective state-space recurrence, S6 (Gu & Dao 2023, "Mamba", Algorithm 2).
+
+Each of the H channels carries its own N-dimensional state; the step size ``delta`` and the
+matrices ``B``, ``C`` read the input (the selection), ``A`` is a learned diagonal:
+
+    k_t     = W x_t                                   blocks [u, k_delta, B, C]: H, H, N, N
+    u_t     = k^u_t (+ b_u)                           (B, H)   the SSM's input
+    delta_t = softplus(k^delta_t (+ b_delta) + dt_bias)   (B, H)
+    A       = -exp(A_log)                             (H, N)
+    h_t[d, n] = exp(delta_t[d] A[d, n]) h_{t-1}[d, n] + delta_t[d] B_t[n] u_t[d]
+    y_t[d]    = sum_n C_t[n] h_t[d, n] + D[d] u_t[d]
+
+``A`` is discretised by zero-order hold and ``B`` by Euler's rule (``delta B``), as Mamba's
+code does. The recurrence is linear in ``h`` with coefficients that read only the input, so
+all T steps run at once as a parallel scan (:func:`rnnkit.cells.lru.linear_recurrence`) over
+the H*N units, its derivatives scans too, and one step at a time for streaming;
+the two agree.
+
+Parameters (per layer and direction, in this order): ``weight_ih (2H + 2N, I)`` with row
+blocks [u, delta, B, C]; ``bias (2H,)`` for the u and delta blocks only (B and C have none;
+dropped by ``bias=False``); ``dt_bias (H,)``, always present (Mamba's ``dt_proj`` bias: it
+sets each channel's timescale); ``A_log (H, N)``; ``D (H,)``, the skip.
+
+The state is one tensor, ``h`` flattened to (B, H*N) (unit ``d * N + n``); the output is
+``y`` (B, H), not the state.
+
+Initialisation, Mamba's: ``A_log[d, n] = log(n + 1)`` (S4D-real), ``D = 1``, ``dt_bias =
+softplus^-1(dt)`` with ``dt = exp(U(log dt_min, log dt_max))`` floored at 1e-4,
+``weight_ih ~ U(-1/sqrt(I), 1/sqrt(I))`` (nn.Linear's), ``bias = 0``.
+
+Departures from Mamba: the projection to ``delta`` is full rank (Mamba's has rank
+``dt_rank = ceil(D_model / 16)``); the block around the SSM (``in_proj``, the causal
+convolution, SiLU, the gate ``z``, ``out_proj``) is not in the cell, which projects its own
+``u`` so that it stacks like any layer (a block belongs in ``models/``).
+
+Shapes: ``T`` time, ``B`` batch, ``I`` input, ``H`` hidden (the channels and the output),
+``N`` state size per channel.
+
+Example::
+
+    >>> layer = Recurrent(S6Cell, 8, 16, num_layers=2, state_size=4)
+    >>> out, h = layer(torch.randn(5, 3, 8))
+    >>> out.shape, h.shape
+    (torch.Size([5, 3, 16]), torch.Size([2, 3, 64]))
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell, Params, State, check_int
+from .lru import _half_to_float, linear_recurrence
+
+__all__ = ["S6Cell"]
+
+DT_FLOOR = 1e-4  # Mamba's dt_init_floor
+
+
+def _check_dt(dt_min, dt_max) -> tuple[float, float]:
+    """``(dt_min, dt_max)`` as floats, finite with ``0 < dt_min < dt_max``."""
+    for name, v in (("dt_min", dt_min), ("dt_max", dt_max)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    if not 0 < dt_min < dt_max:
+        raise ValueError(f"dt_min, dt_max: expected 0 < dt_min < dt_max, got dt_min={dt_min}, "
+                         f"dt_max={dt_max}")
+    return float(dt_min), float(dt_max)
+
+
+class S6Cell(Cell):
+    """S6 step ``h = exp(delta A) h + delta B u``, ``y = C h + D u``; state ``h`` (B, H*N).
+
+    Args (keyword-only): ``state_size`` N (16, Mamba's ``d_state``); ``dt_min``, ``dt_max``:
+    the range of the initial step sizes (0.001 and 0.1, Mamba's).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 state_size: int = 16, dt_min: float = 0.001, dt_max: float = 0.1):
+        super().__init__(input_size, hidden_size, bias)
+        N = check_int("state_size", state_size)
+        if N <= 0:
+            raise ValueError(f"state_size: expected a positive int, got {N}")
+        self.state_size = N
+        self.dt_min, self.dt_max = _check_dt(dt_min, dt_max)
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.hidden_size * self.state_size,)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def param_shapes(self):
+        H, I, N = self.hidden_size, self.input_size, self.state_size
+        shapes = {"weight_ih": (2 * H + 2 * N, I)}
+        if self.bias:
+            shapes["bias"] = (2 * H,)
+        return shapes | {"dt_bias": (H,), "A_log": (H, N), "D": (H,)}
+
+    def project(self, x: Tensor, p: Params) -> Tensor:
+        """(T, B, I) -> (T, B, 2H + 2N): ``[u, delta, B_t, C_t]``, delta softplus'ed."""
+        H = self.hidden_size
+        k = F.linear(x, p["weight_ih"])  # (T, B, 2H + 2N)
+        u, k_delta, BC = k.split([H, H, 2 * self.state_size], dim=-1)
+        if "bias" in p:  # u and delta only
+            b_u, b_delta = p["bias"].chunk(2)
+            u, k_delta = u + b_u, k_delta + b_delta
+        return torch.cat([u, F.softplus(k_delta + p["dt_bias"]), BC], dim=-1)
+
+    def _split(self, xp: Tensor):
+        H, N = self.hidden_size, self.state_size
+        return xp.split([H, H, N, N], dim=-1)  # u, delta (.., H); B_t, C_t (.., N)
+
+    def step(self, x_t: Tensor, state: State, p: Params):
+        u, delta, Bt, Ct = self._split(x_t)  # (B, H), (B, H), (B, N), (B, N)
+        A = -torch.exp(p["A_log"])  # (H, N)
+        h = state[0].view(-1, self.hidden_size, self.state_size)  # (B, H*N) -> (B, H, N)
+        h = torch.exp(delta.unsqueeze(-1) * A) * h + (delta * u).unsqueeze(-1) * Bt.unsqueeze(1)
+        y = (h @ Ct.unsqueeze(-1)).squeeze(-1) + p["D"] * u  # (B, H, N) @ (B, N, 1) -> (B, H)
+        return y, (h.flatten(1),)  # (B, H, N) -> (B, H*N)
+
+    def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
+        """All T steps at once: (T, B, 2H + 2N) -> ys (T, B, H) and the last state."""
+        dt = xp.dtype  # a half-precision scan runs in float32, as the LRU's
+        u, delta, Bt, Ct = self._split(_half_to_float(xp))
+        T, B, H, N = u.shape[0], u.shape[1], self.hidden_size, self.state_size
+        A = -torch.exp(p["A_log"].to(u.dtype))  # (H, N)
+        a = torch.exp(delta.unsqueeze(-1) * A)  # (T, B, H, N)
+        b = (delta * u).unsqueeze(-1) * Bt.unsqueeze(2)  # (T, B, H, 1) * (T, B, 1, N)
+        a, b = a.view(T, B, H * N), b.view(T, B, H * N)  # unit d * N + n
+        h = linear_recurrence(a, b, state[0].to(u.dtype), mask)  # (T, B, H*N)
+        y = (h.view(T, B, H, N) * Ct.unsqueeze(2)).sum(-1)  # sum_n C_t[n] h_t[d, n]: (T, B, H)
+        y = (y + p["D"].to(u.dtype) * u).to(dt)
+        if mask is not None:
+            y = y.masked_fill(~mask, 0.0)
+        return y, (h[-1].to(dt),)
+
+    def reset_parameters(self, p: Params) -> None:
+        """Mamba's initialisation (``A_log``, ``D``, ``dt_bias``); ``nn.Linear``'s for
+        ``weight_ih``; zero ``bias``."""
+        H, N, I = self.hidden_size, self.state_size, self.input_size
+        d64 = dict(dtype=torch.float64, device=p["dt_bias"].device)
+        lo, hi = math.log(self.dt_min), math.log(self.dt_max)
+        dt = torch.exp(torch.rand(H, **d64) * (hi - lo) + lo).clamp_min(DT_FLOOR)
+        k = 1.0 / math.sqrt(I)
+        with torch.no_grad():
+            p["weight_ih"].uniform_(-k, k)
+            if "bias" in p:
+                p["bias"].zero_()
+            p["dt_bias"].copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+            p["A_log"].copy_(torch.log(torch.arange(1, N + 1, **d64)).expand(H, N))
+            p["D"].fill_(1.0)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}, state_size={self.state_size}"
