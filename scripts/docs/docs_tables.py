@@ -759,9 +759,65 @@ def _ltsf_dm(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+# --------------------------------------------------------------------------- modern recurrences
+
+MODERN = ("gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm")
+
+
+def _modern_cells(root: Path) -> str:
+    """The modern recurrences against torch.nn.LSTM/GRU: every ``bench_modern_cells_*.json``."""
+    report, out = _report(root), []
+    for path in sorted((root / "benchmarks" / "results").glob("bench_modern_cells_*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        out += [f"`{path.name}`: {report.machine_line(doc)}. Command: `{doc.get('command')}`.",
+                "", "| shape | threads | cell | ran | fwd ms | f+b ms | f+b / LSTM | f+b / GRU |",
+                "|---|---:|---|---|---:|---:|---:|---:|"]
+        for r in doc["results"]:
+            if r["backend"] not in ("auto", "torch.nn") or not (
+                    r["cell"] in MODERN or r["cell"].startswith("torch.nn")):
+                continue
+            sh, fb = r["shape"], "forward_backward"
+            out.append(f"| B={sh['B']} T={sh['T']} H={sh['H']} | {r['threads']} | {r['cell']} | "
+                       f"{r['ran']} | {r['forward']['median_ms']:.1f} | "
+                       f"{r[fb]['median_ms']:.1f} | {r['ratio_lstm'][fb]:.2f} | "
+                       f"{r['ratio_gru'][fb]:.2f} |")
+        out.append("")
+    if not out:
+        return ('!!! warning "Not measured yet"\n    `rnnkit bench --cells lru,rglru,s6,slstm,'
+                'mlstm --threads 1,N --out benchmarks/results/bench_modern_cells_<machine>.json`\n')
+    out.append("*Wall clock, median of interleaved repeats, every contender side by side in one "
+               "process; f+b: forward and backward (the weights' gradients); below 1: faster "
+               "than torch.nn's kernel at the same shape and threads. `ran`: the backend "
+               "`auto` chose (`loop` runs a cell's parallel scan when it has one).*")
+    return "\n".join(out) + "\n"
+
+
+def _lm_cells(root: Path) -> str:
+    """Every cell on char-level tinyshakespeare at equal steps: ``lm_cells_shakespeare_*``."""
+    rows = []
+    for path in sorted((root / "experiments" / "results").glob("lm_cells_shakespeare_*.json")):
+        rows.append(json.loads(path.read_text(encoding="utf-8")))
+    if not rows:
+        return ('!!! warning "Not measured yet"\n    `python experiments/nlp/lm_cells.py` '
+                "records it.\n")
+    rows.sort(key=lambda d: d["value"])
+    lstm = rows[0]["baselines"].get("lstm", {}).get("val_loss")
+    out = ["| cell | validation loss (nats/char) | vs LSTM | parameters | wall s |",
+           "|---|---:|---:|---:|---:|"]
+    for d in rows:
+        diff = "" if lstm is None else f"{d['value'] - lstm:+.3f}"
+        out.append(f"| {d['cell']} | {d['value']:.3f} | {diff} | {d['params']:,} | "
+                   f"{d['wall_seconds']:.0f} |")
+    d = rows[0]
+    out += ["", f"*{d['seeds']['label']}, {d['steps']} steps each; {d['device']}, torch "
+            f"{d['torch']}, {d['date']}; `{d['driver']}`. One run per cell: the seed-to-seed "
+            "spread is not measured here, so small differences rank nothing.*"]
+    return "\n".join(out) + "\n"
+
+
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
             "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals, "ltsf-dm": _ltsf_dm,
-            "music-table": _music_table}
+            "music-table": _music_table, "modern-cells": _modern_cells, "lm-cells": _lm_cells}
 
 
 def snippet(name: str, root: Path) -> str:

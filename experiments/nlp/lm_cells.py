@@ -1,0 +1,108 @@
+"""Every recurrent cell on one job: char-level tinyshakespeare at equal steps, one seed.
+
+The recipe is ``configs/shakespeare_char.yaml`` (2 layers, embedding 128, AdamW, cosine
+schedule) at width 256 and ``--steps`` optimiser steps for every cell, the layer's own
+defaults otherwise (sLSTM and mLSTM: 4 heads, :data:`EXTRAS`); the metric is the validation loss (nats per character) at the last step,
+on the recipe's split (the last 10% of the text). The baselines are rnnkit's LSTM and GRU,
+which run torch's own kernels (torch.nn's LSTM/GRU) on the same data, steps and seed. Nothing
+is selected: every cell runs once with the same settings and every result is recorded.
+Equal steps is not equal time: each record has its wall time (1 thread per run, two runs
+side by side on a 2-core machine) and its parameter count.
+
+    python experiments/nlp/lm_cells.py --steps 400 --jobs 2
+
+writes ``experiments/results/lm_cells_shakespeare_<cell>.json`` for each cell.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "experiments" / "results"
+CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm")
+BASELINES = ("lstm", "gru")
+#: cell options beyond the layer's defaults: xLSTM's 4 heads (the paper's blocks use 4)
+EXTRAS = {"slstm": {"num_heads": 4}, "mlstm": {"num_heads": 4}}
+
+
+def command(cell: str, steps: int, out: Path) -> list[str]:
+    sets = {"model.cell": cell, "model.hidden_size": 256, "trainer.max_steps": steps,
+            "trainer.val_every_steps": steps, "trainer.checkpoint_every_steps": steps,
+            "trainer.max_time_minutes": 120, "trainer.threads": 1, "schedule.warmup_steps": 50}
+    sets |= {f"model.extras.{k}": v for k, v in EXTRAS.get(cell, {}).items()}
+    return ["rnnkit", "train", "configs/shakespeare_char.yaml",
+            *[f"--set={k}={v}" for k, v in sets.items()], "--out", str(out)]
+
+
+def run(cell: str, steps: int, runs: Path) -> dict:
+    out = runs / f"lm_cells_{cell}"
+    cmd = command(cell, steps, out)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    (runs / f"lm_cells_{cell}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    if proc.returncode:
+        raise RuntimeError(f"{cell}: exit {proc.returncode}; see {runs}/lm_cells_{cell}.log")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    from safetensors import safe_open
+
+    with safe_open(str(out / "last" / "model.safetensors"), "pt") as f:
+        params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    return {"cell": cell, "val_loss": summary["val"]["val_loss"], "step": summary["step"],
+            "wall_seconds": round(wall, 1), "device": summary["device"], "params": params,
+            "command": shlex.join(cmd)}
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cells", default=",".join(CELLS))
+    ap.add_argument("--runs", default="runs/lm_cells")
+    a = ap.parse_args()
+    runs = ROOT / a.runs
+    runs.mkdir(parents=True, exist_ok=True)
+    cells = a.cells.split(",")
+    with ThreadPoolExecutor(a.jobs) as pool:
+        done = dict(zip(cells, pool.map(lambda c: run(c, a.steps, runs), cells)))
+    base = {c: {"val_loss": done[c]["val_loss"], "wall_seconds": done[c]["wall_seconds"]}
+            for c in BASELINES if c in done}
+    for cell, r in done.items():
+        doc = {
+            "task": "language modeling (char-level), every cell at equal steps",
+            "dataset": "tinyshakespeare", "split": "valid (last 10% of the text)",
+            "metric": "val_loss (nats/char)", "value": r["val_loss"],
+            "reference": {"value": base.get("lstm", {}).get("val_loss"),
+                          "source": "rnnkit.LSTM (torch's kernel, as torch.nn.LSTM), same "
+                                    "recipe, steps and seed, in the same run"},
+            "baselines": base, "cell": cell, "steps": r["step"], "params": r["params"],
+            "seeds": {"n": 1, "label": "1 seed (1234)"},
+            "command": r["command"], "driver": f"python experiments/nlp/lm_cells.py "
+                                               f"--steps {a.steps} --jobs {a.jobs}",
+            "wall_seconds": r["wall_seconds"], "device": r["device"],
+            "torch": torch.__version__, "date": dt.date.today().isoformat(),
+        }
+        path = RESULTS / f"lm_cells_shakespeare_{cell}.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"{cell:8s} val_loss {r['val_loss']:.4f}  {r['wall_seconds']:7.1f} s  "
+              f"{r['params']:,} params  -> {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
