@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from rnnkit.cells.lru import SQRT_FLOOR, LRUCell, RGLRUCell, linear_scan
+from rnnkit.cells.lru import SQRT_FLOOR, LRUCell, RGLRUCell
+from rnnkit.cells.scan import _ComplexScan, linear_scan
 from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan
 from rnnkit.layers import LRU, RGLRU
@@ -206,3 +207,17 @@ def test_bad_options_are_errors(make, pattern):
         make()
     with pytest.raises(TypeError, match="state_size should be of type int"):
         LRU(3, 4, state_size=2.5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # torch's batched check
+def test_complex_scan_derivatives_of_every_order():
+    """The complex scan's hand-written adjoint (by conj(a)) and jvp: reverse and forward mode,
+    vmap, twice; a = |a| e^(i phi) with |a| < 1, any b and h0."""
+    torch.manual_seed(0)
+    mod, phi = torch.rand(5, 2, 3, **D64) * 0.9, torch.rand(5, 2, 3, **D64) * 6
+    a_re, a_im = (mod * torch.cos(phi)).requires_grad_(), (mod * torch.sin(phi)).requires_grad_()
+    rest = [torch.randn(*s, **D64, requires_grad=True) for s in ((5, 2, 3),) * 2 + ((2, 3),) * 2]
+    args = (a_re, a_im, *rest)
+    assert torch.autograd.gradcheck(_ComplexScan.apply, args, check_forward_ad=True,
+                                    check_batched_grad=True, check_batched_forward_grad=True)
+    assert torch.autograd.gradgradcheck(_ComplexScan.apply, args, check_fwd_over_rev=True)

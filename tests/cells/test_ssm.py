@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit import Recurrent
-from rnnkit.cells.lru import _Scan
+from rnnkit.cells.scan import _Scan
 from rnnkit.cells.ssm import S6Cell
 from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan

@@ -5,8 +5,8 @@ the input,
 
     h_t = a_t * h_{t-1} + b_t,
 
-so all T steps run at once as a parallel scan (:func:`linear_scan`), and one step at a time
-for streaming; the two agree.
+so all T steps run at once as a parallel scan (:mod:`rnnkit.cells.scan`), and one step at a
+time for streaming; the two agree.
 
 **LRU** (Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long
 Sequences"): a complex diagonal state ``s`` (N units), a fixed (time-invariant) ``lambda``,
@@ -54,141 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Cell, Params, State, check_int
+from .scan import Pair, complex_recurrence, linear_recurrence
 
-__all__ = ["LRUCell", "RGLRUCell", "linear_scan", "linear_recurrence"]
-
-Pair = tuple[Tensor, Tensor]  # a complex tensor as (real part, imaginary part)
-Z = Tensor | Pair  # a real tensor, or a complex one as a pair
-
-# Inside the scan every value is a tuple of parts: (x,) when real, (re, im) when complex.
-
-
-def _mul(x: tuple, y: tuple) -> tuple:
-    if len(x) == 1:
-        return (x[0] * y[0],)
-    return x[0] * y[0] - x[1] * y[1], x[0] * y[1] + x[1] * y[0]
-
-
-def _add(x: tuple, y: tuple) -> tuple:
-    return tuple(p + q for p, q in zip(x, y))
-
-
-def _at(x: tuple, index) -> tuple:
-    return tuple(v[index] for v in x)
-
-
-def _cat(x: tuple, y: tuple, dim: int) -> tuple:
-    return tuple(torch.cat([p, q], dim) for p, q in zip(x, y))
-
-
-def _scan_within(a: tuple, b: tuple) -> tuple[tuple, tuple]:
-    """Inclusive scan along dim 1 of ``(a_t, b_t)`` under ``(a1, b1), (a2, b2) -> (a2 a1,
-    a2 b1 + b2)``, in log2(C) doubling steps (Hillis and Steele): returns the products of
-    ``a`` up to each step, and each ``h_t`` from a zero state."""
-    C, d = a[0].shape[1], 1
-    while d < C:  # each step adds the partial result from d steps back
-        head, late, early = (slice(None), slice(None, d)), (slice(None), slice(d, None)), \
-            (slice(None), slice(None, -d))
-        b = _cat(_at(b, head), _add(_mul(_at(a, late), _at(b, early)), _at(b, late)), 1)
-        a = _cat(_at(a, head), _mul(_at(a, late), _at(a, early)), 1)
-        d *= 2
-    return a, b
-
-
-def linear_scan(a: Z, b: Z, h0: Z, mask: Tensor | None = None, chunk: int = 64) -> Z:
-    """All ``h_t = a_t * h_{t-1} + b_t`` at once, real or complex (as (re, im) pairs).
-
-    Within chunks of ``chunk`` steps a doubling scan runs all chunks at once; a loop over the
-    T/chunk chunks carries the state across (products of at most ``chunk`` factors, so a
-    ``|a| <= 1`` never underflows a state that matters). Any signs; no logarithms.
-
-    Args:
-        a: (T, B, S), or broadcastable to ``b`` (the LRU's constant (S,)); b: (T, B, S);
-        h0: (B, S); each a tensor, or a pair of them for complex values.
-        mask: (T, B, 1) bool or None; where False the step is skipped (a = 1, b = 0), so the
-            state is carried past padding.
-    Returns:
-        h (T, B, S) (a pair for complex input), the skipped steps repeating the state.
-    """
-    complex_ = isinstance(h0, tuple)
-    a, b, h = (a, b, h0) if complex_ else ((a,), (b,), (h0,))
-    a = tuple(v.expand_as(w) for v, w in zip(a, b))
-    one = (1.0, 0.0)  # a's identity, per part
-    if mask is not None:
-        a = tuple(v.masked_fill(~mask, one[i]) for i, v in enumerate(a))
-        b = tuple(v.masked_fill(~mask, 0.0) for v in b)
-    T = b[0].shape[0]
-    C = min(chunk, 1 << max(T - 1, 0).bit_length())  # a power of two, no longer than needed
-    n = -(-T // C)
-    if n * C > T:  # pad with skipped steps to whole chunks
-        pad = (n * C - T, *b[0].shape[1:])
-        a = tuple(torch.cat([v, v.new_full(pad, one[i])]) for i, v in enumerate(a))
-        b = tuple(torch.cat([v, v.new_zeros(pad)]) for v in b)
-    A, Bs = _scan_within(tuple(v.reshape(n, C, *v.shape[1:]) for v in a),  # (n, C, B, S)
-                         tuple(v.reshape(n, C, *v.shape[1:]) for v in b))
-    hs = []
-    for k in range(n):  # carry the state from chunk to chunk
-        hs.append(_add(_mul(_at(A, k), _at(h, None)), _at(Bs, k)))  # (C, B, S)
-        h = _at(hs[-1], -1)
-    out = tuple(torch.cat(parts)[:T] for parts in zip(*hs))
-    return out if complex_ else out[0]
-
-
-class _Scan(torch.autograd.Function):
-    """``linear_scan(a, b, h0)`` with its derivatives as linear scans too.
-
-    Autograd through the doubling steps keeps a graph of every level and spent most of its
-    backward filling zeros for the slices' gradients (3x the time of this, measured at
-    T=1000, B=8, S=1024 on CPU). The adjoint of ``h_t = a_t h_{t-1} + b_t`` is the reverse
-    recurrence ``g_t = a_{t+1} g_{t+1} + dh_t``, so
-
-        db_t = g_t,   da_t = g_t h_{t-1},   dh0 = a_0 g_0;
-
-    the tangent is ``dh_t = a_t dh_{t-1} + (da_t h_{t-1} + db_t)``. Both are written in
-    differentiable ops (this Function included), so every order of derivative, forward-mode
-    AD and ``torch.func.vmap`` work.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(a, b, h0):  # (T, B, S), (T, B, S), (B, S)
-        return linear_scan(a, b, h0)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        a, _, h0 = inputs
-        ctx.save_for_backward(a, h0, output)
-        ctx.save_for_forward(a, h0, output)
-
-    @staticmethod
-    def backward(ctx, dh):
-        a, h0, h = ctx.saved_tensors
-        a_next = torch.cat([a[1:], torch.ones_like(a[:1])])  # a_{t+1}; none after the end
-        g = _Scan.apply(a_next.flip(0), dh.flip(0), torch.zeros_like(h0)).flip(0)
-        h_prev = torch.cat([h0.unsqueeze(0), h[:-1]])  # (T, B, S)
-        return g * h_prev, g, a[0] * g[0]
-
-    @staticmethod
-    def jvp(ctx, da, db, dh0):
-        a, h0, h = ctx.saved_tensors
-        drive = torch.zeros_like(h) if db is None else db
-        if da is not None:
-            drive = drive + da * torch.cat([h0.unsqueeze(0), h[:-1]])
-        return _Scan.apply(a, drive, torch.zeros_like(h0) if dh0 is None else dh0)
-
-
-def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Real ``h_t = a_t * h_{t-1} + b_t`` for all t: :func:`linear_scan` with its derivatives
-    computed as scans too (:class:`_Scan`), not by autograd through the doubling steps.
-
-    a, b: (T, B, S); h0: (B, S); mask: (T, B, 1) bool or None (False: the step is skipped,
-    a = 1 and b = 0). Returns h (T, B, S).
-    """
-    if mask is not None:
-        a, b = a.masked_fill(~mask, 1.0), b.masked_fill(~mask, 0.0)
-    return _Scan.apply(a.expand_as(b).contiguous(), b, h0)
-
+__all__ = ["LRUCell", "RGLRUCell"]
 
 def _check_ring(r_min, r_max, open_ends: bool) -> tuple[float, float]:
     """``(r_min, r_max)`` as floats, ``0 <= r_min < r_max <= 1`` (``0 < .. < 1``: open)."""
@@ -284,8 +152,8 @@ class LRUCell(Cell):
         dt = xp.dtype  # a half-precision scan runs in float32, as minGRU's
         u_re, u_im, skip = self._split(_half_to_float(xp))
         lam = tuple(v.to(u_re.dtype) for v in self.lam(p))
-        s_re, s_im = linear_scan(lam, (u_re, u_im),
-                                 tuple(s.to(u_re.dtype) for s in state), mask)
+        s_re, s_im = complex_recurrence(lam, (u_re, u_im),
+                                        tuple(s.to(u_re.dtype) for s in state), mask)
         y = F.linear(torch.cat([s_re, s_im], dim=-1), p["weight_out"].to(u_re.dtype)) + skip
         y = y.to(dt)
         if mask is not None:

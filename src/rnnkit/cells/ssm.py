@@ -12,7 +12,7 @@ matrices ``B``, ``C`` read the input (the selection), ``A`` is a learned diagona
 
 ``A`` is discretised by zero-order hold and ``B`` by Euler's rule (``delta B``), as Mamba's
 code does. The recurrence is linear in ``h`` with coefficients that read only the input, so
-all T steps run at once as a parallel scan (:func:`rnnkit.cells.lru.linear_recurrence`) over
+all T steps run at once as a parallel scan (:func:`rnnkit.cells.scan.linear_recurrence`) over
 the H*N units, its derivatives scans too, and one step at a time for streaming;
 the two agree.
 
@@ -52,7 +52,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Cell, Params, State, check_int
-from .lru import _half_to_float, linear_recurrence
+from .lru import _half_to_float
+from .scan import linear_recurrence
 
 __all__ = ["S6Cell"]
 
