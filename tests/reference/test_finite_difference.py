@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rnnkit import reference
+from rnnkit.reference.gradcheck import central_difference
 
 EPS = 1e-6
 T, B, I, H = 4, 3, 2, 3
@@ -33,17 +34,6 @@ def _loss(model, x, h0, lengths, d_out, d_hn) -> float:
     out, h_n = model.forward(x, h0 if len(h0) == 2 else h0[0], lengths)
     h_n = h_n if isinstance(h_n, tuple) else (h_n,)
     return float(np.sum(out * d_out) + sum(np.sum(h * d) for h, d in zip(h_n, d_hn, strict=True)))
-
-
-def _central_difference(f, array: np.ndarray, index: tuple) -> float:
-    """(f(a + eps e_i) - f(a - eps e_i)) / (2 eps); perturbs ``array`` in place, then restores."""
-    saved = array[index]
-    array[index] = saved + EPS
-    up = f()
-    array[index] = saved - EPS
-    down = f()
-    array[index] = saved
-    return (up - down) / (2 * EPS)
 
 
 @pytest.mark.parametrize("use_lengths", [False, True], ids=["full", "lengths"])
@@ -71,7 +61,7 @@ def test_backward_matches_finite_differences(mode, use_lengths):
         picks = 3 if name in ("input", "h0", "c0") else 2
         for flat in rng.choice(array.size, size=picks, replace=False):
             index = np.unravel_index(flat, array.shape)
-            numeric = _central_difference(loss, array, index)
+            numeric = central_difference(loss, array, index, EPS)
             analytic = grads[name][index]
             error = abs(numeric - analytic)
             assert error <= 1e-7 + 1e-6 * abs(analytic), (name, index, numeric, analytic)
@@ -81,7 +71,7 @@ def test_backward_matches_finite_differences(mode, use_lengths):
     if use_lengths:  # inputs at padded steps do not affect the loss at all
         t, b = 3, 1
         assert np.all(grads["input"][t, b] == 0)
-        assert _central_difference(loss, x, (t, b, 0)) == 0.0
+        assert central_difference(loss, x, (t, b, 0), EPS) == 0.0
 
 
 def test_lengths_change_the_gradient():
@@ -93,3 +83,16 @@ def test_lengths_change_the_gradient():
     model.forward(x, lengths=LENGTHS)
     padded = model.backward(np.ones_like(out))["weight_hh_l0_reverse"]
     assert np.max(np.abs(full - padded)) > 1e-3
+
+
+def test_central_difference_docstring_and_restores_the_array():
+    import doctest
+
+    from rnnkit.reference import gradcheck
+
+    result = doctest.testmod(gradcheck)
+    assert result.attempted > 0 and result.failed == 0
+    w = np.array([0.5, -1.5])
+    assert central_difference(lambda: float(np.sin(w).sum()), w, (1,)) == \
+        pytest.approx(np.cos(-1.5), abs=1e-9)
+    assert w.tolist() == [0.5, -1.5]  # perturbed and put back

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rnnkit.reference import lru
+from rnnkit.reference.gradcheck import central_difference
 
 EPS = 1e-6
 T, B, I, H = 6, 4, 3, 4
@@ -37,17 +38,6 @@ CASES = {  # 2-layer bidirectional (layer 1 reads 2H) unless noted
     "rglru_nobias_c4": lambda: lru.RGLRU(I, H, 2, True, False, c=4.0, seed=1),
     "rglru_floor": _rglru_floor,
 }
-
-
-def _central_difference(f, array: np.ndarray, index: tuple) -> float:
-    """(f(a + eps e_i) - f(a - eps e_i)) / (2 eps); perturbs ``array`` in place, then restores."""
-    saved = array[index]
-    array[index] = saved + EPS
-    up = f()
-    array[index] = saved - EPS
-    down = f()
-    array[index] = saved
-    return (up - down) / (2 * EPS)
 
 
 def _fd_check(model, lengths=LENGTHS, seed=0):
@@ -73,7 +63,7 @@ def _fd_check(model, lengths=LENGTHS, seed=0):
     mismatches, checked = [], 0.0
     for name, array in arrays.items():
         for index in np.ndindex(array.shape):
-            numeric, analytic = _central_difference(loss, array, index), grads[name][index]
+            numeric, analytic = central_difference(loss, array, index, EPS), grads[name][index]
             if abs(numeric - analytic) > 1e-7 + 1e-6 * abs(analytic):
                 mismatches.append((name, index, numeric, analytic))
             checked += abs(analytic)

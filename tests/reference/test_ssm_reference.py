@@ -18,6 +18,7 @@ import torch
 from rnnkit import Recurrent
 from rnnkit.cells.ssm import S6Cell
 from rnnkit.reference import ssm
+from rnnkit.reference.gradcheck import central_difference
 
 EPS, TOL = 1e-6, 1e-8
 T, B, I, H, N = 6, 4, 3, 4, 3
@@ -36,17 +37,6 @@ CASES = {  # 2-layer bidirectional: layer 1 reads 2H
     "s6": lambda: _perturbed(ssm.S6(I, H, 2, True, state_size=N, seed=1)),
     "s6_nobias": lambda: _perturbed(ssm.S6(I, H, 2, True, False, state_size=N, seed=1)),
 }
-
-
-def _central_difference(f, array: np.ndarray, index: tuple) -> float:
-    """(f(a + eps e_i) - f(a - eps e_i)) / (2 eps); perturbs ``array`` in place, then restores."""
-    saved = array[index]
-    array[index] = saved + EPS
-    up = f()
-    array[index] = saved - EPS
-    down = f()
-    array[index] = saved
-    return (up - down) / (2 * EPS)
 
 
 def _fd_check(model, lengths=LENGTHS, seed=0):
@@ -68,7 +58,7 @@ def _fd_check(model, lengths=LENGTHS, seed=0):
     mismatches, checked = [], 0.0
     for name, array in arrays.items():
         for index in np.ndindex(array.shape):
-            numeric, analytic = _central_difference(loss, array, index), grads[name][index]
+            numeric, analytic = central_difference(loss, array, index, EPS), grads[name][index]
             if abs(numeric - analytic) > 1e-7 + 1e-6 * abs(analytic):
                 mismatches.append((name, index, numeric, analytic))
             checked += abs(analytic)

@@ -19,6 +19,7 @@ import torch
 from rnnkit import Recurrent
 from rnnkit.cells.xlstm import MLSTMCell, SLSTMCell
 from rnnkit.reference import xlstm
+from rnnkit.reference.gradcheck import central_difference
 
 EPS, TOL = 1e-6, 1e-8
 T, B, I, H = 6, 4, 3, 4
@@ -72,13 +73,7 @@ def _fd_check(model, seed=0, only=None, sample=None, h_only=False):
         if sample is not None and len(indices) > sample:
             indices = [indices[i] for i in rng.choice(len(indices), sample, replace=False)]
         for index in indices:
-            saved = array[index]
-            array[index] = saved + EPS
-            up = loss()
-            array[index] = saved - EPS
-            down = loss()
-            array[index] = saved
-            numeric, analytic = (up - down) / (2 * EPS), grads[name][index]
+            numeric, analytic = central_difference(loss, array, index, EPS), grads[name][index]
             if abs(numeric - analytic) > 1e-7 + 1e-6 * abs(analytic):
                 mismatches.append((name, index, numeric, analytic))
             checked += abs(analytic)

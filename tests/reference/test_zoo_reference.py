@@ -27,6 +27,7 @@ from rnnkit.layers import (
     MinLSTM,
 )
 from rnnkit.reference import lru, zoo
+from rnnkit.reference.gradcheck import central_difference
 
 TOL = 1e-8
 T, B, I, H = 6, 4, 3, 4
@@ -137,13 +138,7 @@ def test_reference_backward_matches_finite_differences(name):
     for name_, array in (dict(model.params) | {"input": x} | states).items():
         for flat in rng.choice(array.size, size=min(3, array.size), replace=False):
             index = np.unravel_index(flat, array.shape)
-            saved = array[index]
-            array[index] = saved + eps
-            up = loss()
-            array[index] = saved - eps
-            down = loss()
-            array[index] = saved
-            numeric, analytic = (up - down) / (2 * eps), grads[name_][index]
+            numeric, analytic = central_difference(loss, array, index, eps), grads[name_][index]
             assert abs(numeric - analytic) <= 1e-7 + 1e-6 * abs(analytic), (name_, index)
             checked += abs(analytic)
     assert checked > 1.0

@@ -1,0 +1,29 @@
+"""Finite differences, the check of every hand-written backward in :mod:`rnnkit.reference`.
+
+>>> import numpy as np
+>>> w = np.array([1.0, 2.0])
+>>> round(central_difference(lambda: float(np.sum(w ** 3)), w, (1,)), 6)  # d/dw_1 = 3 w_1^2
+12.0
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["central_difference"]
+
+
+def central_difference(f: Callable[[], float], array: np.ndarray, index: tuple,
+                       eps: float = 1e-6) -> float:
+    """``(f(a + eps e_i) - f(a - eps e_i)) / (2 eps)``, ``e_i`` the unit at ``index`` of
+    ``array``, which ``f`` reads: perturbed in place, then restored. Its error is O(eps^2)
+    from the truncation plus O(ulp(f) / eps) from rounding (about 1e-10 at eps = 1e-6 for a
+    float64 loss of order 1)."""
+    saved = array[index]
+    array[index] = saved + eps
+    up = f()
+    array[index] = saved - eps
+    down = f()
+    array[index] = saved
+    return (up - down) / (2 * eps)
