@@ -106,3 +106,47 @@ def test_a_classifiers_backward_layers_are_labelled_reverse():
     assert got == {"fwd.0": "forward", "bwd.0": "reverse"}
     flows = hidden_gradient_norms(model, lambda m: m(ids, lengths).sum())
     assert {f["module"]: f["direction"] for f in flows} == got
+
+
+def test_rglru_gates_and_decay_equal_the_equations():
+    torch.manual_seed(2)
+    H, T = 3, 5
+    layer = build_layer("rglru", 2, H, c=8.0).double()
+    x = torch.randn(T, 1, 2, dtype=torch.float64)
+    (act,) = gate_activity(layer, lambda m: m(x))
+    p = layer._params(0, 0)
+    with torch.no_grad():
+        k = x[:, 0] @ p["weight_ih"].T + p["bias"]  # (T, 3H): gate_a, gate_x, value
+        r, i = torch.sigmoid(k[:, :H]), torch.sigmoid(k[:, H:2 * H])
+        a = torch.exp(-8.0 * r * torch.log1p(torch.exp(p["a_param"])))
+    for name, want in (("r", r), ("i", i), ("a", a)):
+        np.testing.assert_allclose(act["values"][name], want.numpy(), rtol=1e-12)
+    assert act["stats"]["a"]["median_timescale"] == pytest.approx(
+        1 / (1 - np.median(a.numpy())), rel=1e-9)
+
+
+@pytest.mark.parametrize("cell", ["slstm", "mlstm"])
+def test_xlstm_stabilised_gates_rebuild_the_recorded_state(cell):
+    """c_t = f' c_{t-1} + i' g (sLSTM) and n_t = f' n_{t-1} + i' k (mLSTM): the gates the
+    heatmaps show, with the states the taps recorded, give the next state exactly."""
+    torch.manual_seed(3)
+    H, T, heads = 4, 6, 2
+    layer = build_layer(cell, 3, H, num_heads=heads).double()
+    x = torch.randn(T, 1, 3, dtype=torch.float64)
+    (act,) = gate_activity(layer, lambda m: m(x))
+    v = act["values"]
+    assert all(0 < v[g].min() and v[g].max() <= 1 for g in ("i'", "f'"))
+    if cell == "slstm":
+        assert set(v) >= {"i'", "f'", "o", "g", "h", "c", "n", "m"}
+        for t in range(1, T):
+            want = v["f'"][t] * v["c"][t - 1] + v["i'"][t] * v["g"][t]
+            np.testing.assert_allclose(v["c"][t], want, rtol=1e-12)
+    else:
+        assert set(v) >= {"i'", "f'", "o", "C", "n", "m"} and v["i'"].shape == (T, heads)
+        p, d = layer._params(0, 0), H // heads
+        with torch.no_grad():
+            k = (x[:, 0] @ p["weight_ih"].T + p["bias"])[:, H:2 * H] / d ** 0.5  # (T, H)
+        f_rep, i_rep = np.repeat(v["f'"], d, axis=1), np.repeat(v["i'"], d, axis=1)
+        for t in range(1, T):
+            want = f_rep[t] * v["n"][t - 1] + i_rep[t] * k[t].numpy()
+            np.testing.assert_allclose(v["n"][t], want, rtol=1e-12)

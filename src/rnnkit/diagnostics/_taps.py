@@ -32,8 +32,16 @@ def find_recurrent_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name or "<model>", m) for name, m in model.named_modules() if isinstance(m, Recurrent)]
 
 
+#: cells whose state tensors are not (h, c): their names, by cell class
+STATE_NAMES = {"LRUCell": ("s_re", "s_im"), "SLSTMCell": ("h", "c", "n", "m"),
+               "MLSTMCell": ("C", "n", "m")}
+
+
 def state_names(cell) -> tuple[str, ...]:
-    """``("h", "c")`` for two state tensors (LSTM), ``("h",)`` for one, else h, s1, s2, ..."""
+    """``("h", "c")`` for two state tensors (LSTM), ``("h",)`` for one, the names of
+    :data:`STATE_NAMES` (the LRU's, the xLSTM cells'), else h, s1, s2, ..."""
+    if type(cell).__name__ in STATE_NAMES:
+        return STATE_NAMES[type(cell).__name__]
     n = len(cell.state_sizes)
     return ("h", "c") if n == 2 else ("h",) if n == 1 else ("h", *[f"s{i}" for i in range(1, n)])
 

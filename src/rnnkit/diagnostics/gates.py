@@ -11,6 +11,10 @@ own weights, using the cell's equations::
         r = sigmoid(x_r + W_hr h + b_hr)   z = sigmoid(x_z + W_hz h + b_hz)
         n = tanh(x_n + r * (W_hn h + b_hn))
     minGRU: z = sigmoid(k_z)       minLSTM: f' = f / (f + i), i' = i / (f + i)
+    RG-LRU: r = sigmoid(k_a)   i = sigmoid(k_x)   a = exp(-c r softplus(a_param))  (the decay)
+    sLSTM: [g, i~, f~, o] = x_t + R h_{t-1};  g = tanh(.), o = sigmoid(.), and the stabilised
+        i' = exp(i~ - m_t), f' = exp(log f + m_{t-1} - m_t), both in (0, 1]
+    mLSTM: i', f' as the sLSTM's, one per head (B, heads); o = sigmoid(.)
 
 Saturation statistics per gate (over steps inside each sequence's length and units)::
 
@@ -19,7 +23,8 @@ Saturation statistics per gate (over steps inside each sequence's length and uni
 
 A forget gate ``f`` near 1 keeps ``c`` (and its gradient, ``dc_t/dc_{t-1} = diag(f_t)``)
 over about ``1 / (1 - f)`` steps; ``median_timescale = 1 / (1 - median(f))`` reports that
-for ``f`` and for the GRU's ``z`` (which plays the same role: ``h_t = z h_{t-1} + (1 - z) n``).
+for ``f`` and for the GRU's ``z`` (which plays the same role: ``h_t = z h_{t-1} + (1 - z) n``),
+and for the RG-LRU's decay ``a`` and the xLSTM cells' ``f'`` (the factor on the state).
 
 Shapes: ``T`` steps, ``H`` units; arrays returned per sequence are ``(T, H)``.
 """
@@ -38,7 +43,7 @@ from ._taps import LayerTrace, direction, state_names, tap_layers
 __all__ = ["gate_activity", "cell_gates", "saturation", "plot_gate_heatmaps", "SIGMOID_GATES"]
 
 #: gates that are sigmoids (the rest, g and n, are tanh)
-SIGMOID_GATES = ("i", "f", "o", "r", "z", "f'", "i'")
+SIGMOID_GATES = ("i", "f", "o", "r", "z", "f'", "i'", "a")
 
 
 def cell_gates(cell, x_t: Tensor, state: tuple[Tensor, ...],
@@ -72,7 +77,31 @@ def cell_gates(cell, x_t: Tensor, state: tuple[Tensor, ...],
         k_f, k_i, _ = x_t.chunk(3, dim=-1)
         f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
         return {"f'": f / (f + i), "i'": i / (f + i)}
+    if kind == "RGLRUCell":
+        k_a, k_x, _ = x_t.chunk(3, dim=-1)
+        r = torch.sigmoid(k_a)
+        return {"r": r, "i": torch.sigmoid(k_x),
+                "a": torch.exp(-cell.c * r * F.softplus(p["a_param"]))}
+    if kind in ("SLSTMCell", "MLSTMCell"):
+        return _xlstm_gates(cell, kind, x_t, state, p)
     return {}
+
+
+def _xlstm_gates(cell, kind: str, x_t: Tensor, state: tuple[Tensor, ...],
+                 p: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The xLSTM cells' stabilised gates i', f' (and o, the sLSTM's g) of one step."""
+    H, nh = cell.hidden_size, cell.num_heads
+    if kind == "SLSTMCell":
+        g_, i_, f_, o_ = (x_t + cell.recurrent(state[0], p["weight_hh"])).chunk(4, dim=-1)
+        m_prev = state[3]
+    else:
+        i_, f_, o_ = x_t[..., 3 * H:3 * H + nh], x_t[..., 3 * H + nh:3 * H + 2 * nh], \
+            x_t[..., 3 * H + 2 * nh:]
+        m_prev = state[2]
+    a = cell._log_f(f_) + m_prev
+    m = torch.maximum(a, i_)
+    out = {"i'": torch.exp(i_ - m), "f'": torch.exp(a - m), "o": torch.sigmoid(o_)}
+    return out | ({"g": torch.tanh(g_)} if kind == "SLSTMCell" else {})
 
 
 def saturation(name: str, v: np.ndarray) -> dict[str, float]:
@@ -81,7 +110,7 @@ def saturation(name: str, v: np.ndarray) -> dict[str, float]:
     out = {"mean": float(v.mean()), "std": float(v.std())}
     if name in SIGMOID_GATES:
         out.update(frac_low=float((v < 0.05).mean()), frac_high=float((v > 0.95).mean()))
-        if name in ("f", "z", "f'"):
+        if name in ("f", "z", "f'", "a"):
             out["median_timescale"] = float(1.0 / max(1.0 - np.median(v), 1e-6))
     else:
         out["frac_saturated"] = float((np.abs(v) > 0.95).mean())
