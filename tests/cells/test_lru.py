@@ -10,7 +10,14 @@ from rnnkit.cells.scan import _ComplexScan, linear_scan
 from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan
 from rnnkit.layers import LRU, RGLRU
-from rnnkit.testing import check_gradients, check_layer
+from rnnkit.testing import (
+    check_bidirectional,
+    check_gradients,
+    check_initial_state,
+    check_layer,
+    check_length_invariance,
+    check_packed_and_batch_first,
+)
 
 D64 = dict(dtype=torch.float64)
 
@@ -23,6 +30,19 @@ def test_lru_conformance(kw):
 
 def test_rglru_conformance():
     check_layer(lambda **k: RGLRU(3, 4, **k), 3, 4, (4,))
+
+
+def test_rglru_identity_value_conformance():
+    """``value="identity"`` needs I == H in every layer: stacked one way, or one layer both ways."""
+    make = lambda **k: RGLRU(4, 4, value="identity", **k)  # noqa: E731
+    torch.manual_seed(0)
+    for kw in (dict(num_layers=1), dict(num_layers=2), dict(num_layers=2, residual=True)):
+        check_length_invariance(make, 4, **kw)
+        check_initial_state(make, 4, **kw)
+        check_packed_and_batch_first(make, 4, **kw)
+    check_bidirectional(make, 4)
+    check_gradients(make, 4, num_layers=1, bidirectional=True)
+    check_gradients(make, 4, num_layers=2, bidirectional=False)
 
 
 @pytest.mark.parametrize("cls", [LRU, RGLRU])
@@ -53,8 +73,10 @@ def _scan_vs_step(cell, T=70, B=4, seed=0):
 
 @pytest.mark.parametrize("cell", [
     LRUCell(3, 4), LRUCell(4, 4, state_size=6), LRUCell(3, 4, bias=False, state_size=2),
-    RGLRUCell(3, 4), RGLRUCell(3, 5, bias=False)],
-    ids=["lru", "lru_diag_skip", "lru_nobias", "rglru", "rglru_nobias"])
+    RGLRUCell(3, 4), RGLRUCell(3, 5, bias=False), RGLRUCell(4, 4, value="identity"),
+    RGLRUCell(5, 5, bias=False, value="identity")],
+    ids=["lru", "lru_diag_skip", "lru_nobias", "rglru", "rglru_nobias", "rglru_identity",
+         "rglru_identity_nobias"])
 def test_parallel_scan_equals_stepping_forward_and_gradients(cell):
     (y1, s1, g1), (y2, s2, g2) = _scan_vs_step(cell)
     torch.testing.assert_close(y2, y1, atol=1e-12, rtol=1e-10)
@@ -129,6 +151,33 @@ def test_rglru_steps_by_hand():
     assert h_n.item() == pytest.approx(h, rel=1e-12)
 
 
+def test_rglru_identity_steps_by_hand():
+    """``value="identity"``: the value is x itself, weight_ih holds only the two gates."""
+    W, b, a_param, c = [0.5, -1.0], [0.1, 0.2], 0.4, 8.0  # I = H = 1: gate_a, gate_x
+    layer = RGLRU(1, 1, c=c, value="identity").double()
+    assert layer.weight_ih_l0.shape == (2, 1) and layer.bias_l0.shape == (2,)
+    with torch.no_grad():
+        layer.weight_ih_l0.copy_(torch.tensor(W, **D64).view(2, 1))
+        layer.bias_l0.copy_(torch.tensor(b, **D64))
+        layer.a_param_l0.fill_(a_param)
+    X, h = [1.0, -0.5, 2.0], 0.3
+    h0 = torch.tensor([[[h]]], **D64)
+    out, h_n = layer(torch.tensor(X, **D64).view(3, 1, 1), h0)  # the scan
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    want = []
+    for x in X:
+        a = math.exp(-c * sig(W[0] * x + b[0]) * math.log1p(math.exp(a_param)))
+        h = a * h + math.sqrt(1 - a * a) * sig(W[1] * x + b[1]) * x
+        want.append(h)
+    assert out.flatten().tolist() == pytest.approx(want, rel=1e-12)
+    assert h_n.item() == pytest.approx(h, rel=1e-12)
+    state, got = h0, []
+    for x in X:  # streaming: the layer's step
+        y, state = layer.step(torch.tensor([[x]], **D64), state)
+        got.append(y.item())
+    assert got == pytest.approx(want, rel=1e-12)
+
+
 @pytest.mark.parametrize("make", [lambda: LRU(8, 16, state_size=32, r_min=0.9, r_max=0.999),
                                   lambda: RGLRU(8, 16)], ids=["lru", "rglru"])
 def test_float32_scan_stays_accurate_over_long_sequences(make):
@@ -172,6 +221,17 @@ def test_lru_initialisation_is_the_papers_ring():
     assert LRU(6, 6, bidirectional=True, num_layers=2).weight_skip_l1.shape == (6, 12)
 
 
+def test_rglru_identity_value_parameters():
+    layer = RGLRU(6, 6, num_layers=2, value="identity", init_ih="orthogonal")
+    shapes = {n: tuple(p.shape) for n, p in layer.named_parameters()}
+    assert shapes == {"weight_ih_l0": (12, 6), "bias_l0": (12,), "a_param_l0": (6,),
+                      "weight_ih_l1": (12, 6), "bias_l1": (12,), "a_param_l1": (6,)}
+    for block in layer.weight_ih_l0.detach().chunk(2):  # init_ih per gate block: 2 blocks
+        torch.testing.assert_close(block @ block.T, torch.eye(6))
+    assert "value='identity'" in repr(layer)
+    assert RGLRUCell(3, 4).param_shapes()["weight_ih"] == (12, 3)  # the default is unchanged
+
+
 def test_rglru_initialisation_is_griffins():
     torch.manual_seed(0)
     layer = RGLRU(5, 4000)
@@ -201,6 +261,9 @@ def test_rglru_gradient_is_finite_where_the_gate_shuts_the_decay():
     (lambda: RGLRU(3, 4, r_max=1.0), r"expected 0 < r_min < r_max < 1"),
     (lambda: RGLRU(3, 4, c=-1), r"c: expected a positive finite number"),
     (lambda: RGLRU(3, 4, c=True), r"c: expected a positive finite number"),
+    (lambda: RGLRU(3, 4, value="identity"),
+     r"needs input_size == hidden_size, got input_size=3, hidden_size=4"),
+    (lambda: RGLRU(4, 4, value="gated"), r"value: expected 'project' or 'identity'"),
 ])
 def test_bad_options_are_errors(make, pattern):
     with pytest.raises(ValueError, match=pattern):

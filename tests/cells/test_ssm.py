@@ -10,7 +10,15 @@ from rnnkit.cells.scan import _Scan
 from rnnkit.cells.ssm import S6Cell
 from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan
-from rnnkit.testing import check_gradients, check_layer
+from rnnkit.layers import S6
+from rnnkit.testing import (
+    check_bidirectional,
+    check_gradients,
+    check_initial_state,
+    check_layer,
+    check_length_invariance,
+    check_packed_and_batch_first,
+)
 
 D64 = dict(dtype=torch.float64)
 
@@ -25,6 +33,19 @@ def _s6(I, H, **kw):
 def test_conformance(kw):
     """Lengths, hx, bidirection, packing, batch_first, stacking with and without residual."""
     check_layer(_s6(3, 4, **kw), 3, 4, (4 * kw["state_size"],))
+
+
+def test_identity_value_conformance():
+    """``value="identity"`` needs I == H in every layer: stacked one way, or one layer both ways."""
+    make = lambda **k: S6(4, 4, state_size=2, value="identity", **k)  # noqa: E731
+    torch.manual_seed(0)
+    for kw in (dict(num_layers=1), dict(num_layers=2), dict(num_layers=2, residual=True)):
+        check_length_invariance(make, 4, **kw)
+        check_initial_state(make, 4, **kw)
+        check_packed_and_batch_first(make, 4, **kw)
+    check_bidirectional(make, 4)
+    check_gradients(make, 4, num_layers=1, bidirectional=True)
+    check_gradients(make, 4, num_layers=2, bidirectional=False, bias=False)
 
 
 def test_residual_stack_adds_the_input():
@@ -66,8 +87,10 @@ def _scan_vs_step(cell, T=70, B=4, seed=0):
 
 
 @pytest.mark.parametrize("cell", [S6Cell(3, 4, state_size=5), S6Cell(3, 4, bias=False,
-                                                                     state_size=1)],
-                         ids=["bias", "nobias_N1"])
+                                                                     state_size=1),
+                                  S6Cell(4, 4, state_size=3, value="identity"),
+                                  S6Cell(4, 4, bias=False, state_size=2, value="identity")],
+                         ids=["bias", "nobias_N1", "identity", "identity_nobias"])
 def test_parallel_scan_equals_stepping_forward_and_gradients(cell):
     (y1, h1, g1), (y2, h2, g2) = _scan_vs_step(cell)
     torch.testing.assert_close(y2, y1, atol=1e-12, rtol=1e-10)
@@ -118,6 +141,50 @@ def test_steps_by_hand():
         y, state = layer.step(torch.tensor([[x]], **D64), state)
         got.append(y.item())
     assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_identity_value_steps_by_hand():
+    """``value="identity"``: u = x, weight_ih rows [delta, B0, B1, C0, C1], bias for delta."""
+    W = [-0.7, 0.9, -0.4, 1.2, 0.3]
+    b_d, dt_bias, A_log, D = -0.2, 0.4, [0.2, -0.5], 0.8
+    layer = S6(1, 1, state_size=2, value="identity").double()
+    assert layer.weight_ih_l0.shape == (5, 1) and layer.bias_l0.shape == (1,)
+    with torch.no_grad():
+        layer.weight_ih_l0.copy_(torch.tensor(W, **D64).view(5, 1))
+        layer.bias_l0.fill_(b_d)
+        layer.dt_bias_l0.fill_(dt_bias)
+        layer.A_log_l0.copy_(torch.tensor([A_log], **D64))
+        layer.D_l0.fill_(D)
+    X, h = [1.0, -0.5, 2.0], [0.3, -0.6]
+    h0 = torch.tensor([[h]], **D64)
+    want = []
+    for x in X:
+        delta = math.log1p(math.exp(W[0] * x + b_d + dt_bias))
+        Bt, Ct = [W[1] * x, W[2] * x], [W[3] * x, W[4] * x]
+        h = [math.exp(-delta * math.exp(A_log[n])) * h[n] + delta * Bt[n] * x for n in range(2)]
+        want.append(Ct[0] * h[0] + Ct[1] * h[1] + D * x)
+    out, h_n = layer(torch.tensor(X, **D64).view(3, 1, 1), h0)  # the scan
+    assert out.flatten().tolist() == pytest.approx(want, rel=1e-12)
+    assert h_n.flatten().tolist() == pytest.approx(h, rel=1e-12)
+    state, got = h0, []
+    for x in X:  # streaming: the layer's step
+        y, state = layer.step(torch.tensor([[x]], **D64), state)
+        got.append(y.item())
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_identity_value_parameters():
+    layer = S6(6, 6, num_layers=2, state_size=3, value="identity")
+    shapes = {n: tuple(p.shape) for n, p in layer.named_parameters()}
+    assert shapes == {"weight_ih_l0": (12, 6), "bias_l0": (6,), "dt_bias_l0": (6,),
+                      "A_log_l0": (6, 3), "D_l0": (6,), "weight_ih_l1": (12, 6),
+                      "bias_l1": (6,), "dt_bias_l1": (6,), "A_log_l1": (6, 3), "D_l1": (6,)}
+    assert (layer.bias_l0 == 0).all() and (layer.D_l0 == 1).all()
+    assert list(dict(S6(6, 6, bias=False, value="identity").named_parameters())) == [
+        "weight_ih_l0", "dt_bias_l0", "A_log_l0", "D_l0"]
+    assert repr(S6Cell(2, 2, state_size=5, value="identity")) == \
+        "S6Cell(2, 2, state_size=5, value='identity')"
+    assert S6Cell(3, 4, state_size=2).param_shapes()["weight_ih"] == (12, 3)  # default unchanged
 
 
 def test_float32_scan_stays_accurate_over_long_sequences():
@@ -192,6 +259,9 @@ def test_xavier_init_ih_treats_weight_ih_as_one_block():
     (dict(weight_drop=0.2), r"weight_drop: S6Cell has no recurrent weights"),
     (dict(forget_bias=1.0), r"forget_bias: S6Cell has no forget gate"),
     (dict(init_hh="orthogonal"), r"init_hh: S6Cell has no recurrent weight matrix"),
+    (dict(value="identity"), r"value='identity' reads x as the value, so it needs input_size "
+                             r"== hidden_size, got input_size=3, hidden_size=4"),
+    (dict(value=None), r"value: expected 'project' or 'identity', got None"),
 ])
 def test_bad_options_are_one_line_errors(kw, pattern):
     with pytest.raises(ValueError, match=pattern) as e:

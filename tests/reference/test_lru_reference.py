@@ -37,6 +37,9 @@ CASES = {  # 2-layer bidirectional (layer 1 reads 2H) unless noted
     "rglru": lambda: lru.RGLRU(I, H, 2, True, seed=1),
     "rglru_nobias_c4": lambda: lru.RGLRU(I, H, 2, True, False, c=4.0, seed=1),
     "rglru_floor": _rglru_floor,
+    "rglru_identity": lambda: lru.RGLRU(H, H, 2, value="identity", seed=1),  # v = x, I == H
+    "rglru_identity_bi_nobias": lambda: lru.RGLRU(H, H, 1, True, False, value="identity",
+                                                  seed=1),
 }
 
 
@@ -160,11 +163,35 @@ def test_check_catches_a_wrong_backward(broken, culprit):
     assert any(name.startswith(culprit) for name, *_ in mismatches), mismatches[:5]
 
 
+def test_rglru_identity_forward_matches_equations():
+    model = lru.RGLRU(H, H, c=8.0, value="identity", seed=3)
+    Wx, bias, a_param = (model.params[k + "_l0"] for k in ("weight_ih", "bias", "a_param"))
+    assert Wx.shape == (2 * H, H) and bias.shape == (2 * H,)
+    rng = np.random.default_rng(4)
+    x, h0 = rng.normal(size=(T, B, H)), rng.normal(size=(1, B, H))
+    out, h_n = model.forward(x, h0, LENGTHS)
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    for b, length in enumerate(LENGTHS):
+        h = h0[0, b]
+        for t in range(length):
+            k_a, k_x = np.split(Wx @ x[t, b] + bias, 2)
+            a = sig(-a_param) ** (8.0 * sig(k_a))
+            h = a * h + np.sqrt(np.maximum(1 - a ** 2, 2.5e-7)) * sig(k_x) * x[t, b]
+            np.testing.assert_allclose(out[t, b], h, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(h_n[0, b], h, rtol=1e-12, atol=1e-14)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="state_size"):
         lru.LRU(I, H, state_size=0)
     with pytest.raises(ValueError, match="c: expected"):
         lru.RGLRU(I, H, c=0.0)
+    with pytest.raises(ValueError, match="input_size=3, hidden_size=4"):
+        lru.RGLRU(I, H, value="identity")
+    with pytest.raises(ValueError, match="input_size=8, hidden_size=4"):  # layer 1 reads 2H
+        lru.RGLRU(H, H, 2, True, value="identity")
+    with pytest.raises(ValueError, match="value: expected"):
+        lru.RGLRU(H, H, value="Identity")
     with pytest.raises(ValueError, match="pair"):
         lru.LRU(I, H).forward(np.zeros((T, B, I)), np.zeros((1, B, H)))
 

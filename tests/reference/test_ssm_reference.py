@@ -17,6 +17,7 @@ import torch
 
 from rnnkit import Recurrent
 from rnnkit.cells.ssm import S6Cell
+from rnnkit.layers import S6
 from rnnkit.reference import ssm
 from rnnkit.reference.gradcheck import central_difference
 
@@ -36,6 +37,10 @@ def _perturbed(model: ssm.S6, seed: int = 5) -> ssm.S6:
 CASES = {  # 2-layer bidirectional: layer 1 reads 2H
     "s6": lambda: _perturbed(ssm.S6(I, H, 2, True, state_size=N, seed=1)),
     "s6_nobias": lambda: _perturbed(ssm.S6(I, H, 2, True, False, state_size=N, seed=1)),
+    # value="identity", u = x: I == H in every layer (stacked one way, or one layer both ways)
+    "s6_identity": lambda: _perturbed(ssm.S6(H, H, 2, state_size=N, value="identity", seed=1)),
+    "s6_identity_bi_nobias": lambda: _perturbed(ssm.S6(H, H, 1, True, False, state_size=N,
+                                                       value="identity", seed=1)),
 }
 
 
@@ -135,6 +140,33 @@ def test_layer_matches_reference(use_lengths, bias):
         assert np.all(ref_out[2:, 1] == 0) and np.all(grads["input"][2:, 1] == 0)
 
 
+@pytest.mark.parametrize("L, bi, bias", [(2, False, True), (1, True, False)],
+                         ids=["stacked", "bidirectional_nobias"])
+def test_identity_layer_matches_reference(L, bi, bias):
+    """``rnnkit.S6(H, H, value="identity")`` (u = x) against the reference, with lengths."""
+    torch.manual_seed(0)
+    ours = S6(H, H, L, bias=bias, bidirectional=bi, state_size=N, value="identity").double()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    ref = ssm.S6(H, H, L, bi, bias, state_size=N, value="identity")
+    ref.load_state_dict(ours.state_dict())
+    D = 2 if bi else 1
+    rng = np.random.default_rng(1)
+    x, h0 = rng.normal(size=(T, B, H)), rng.normal(size=(D * L, B, H * N))
+    d_out, d_hn = rng.normal(size=(T, B, D * H)), rng.normal(size=(D * L, B, H * N))
+    x_t, h0_t = torch.tensor(x, requires_grad=True), torch.tensor(h0, requires_grad=True)
+    out, h_n = ours(x_t, h0_t, lengths=torch.tensor(LENGTHS))
+    ((out * torch.tensor(d_out)).sum() + (h_n * torch.tensor(d_hn)).sum()).backward()
+    ref_out, ref_hn = ref.forward(x, h0, LENGTHS)
+    grads = ref.backward(d_out, d_hn)
+    assert rel_err(out.detach(), ref_out) < TOL and rel_err(h_n.detach(), ref_hn) < TOL
+    assert rel_err(h0_t.grad, grads["h0"]) < TOL and rel_err(x_t.grad, grads["input"]) < TOL
+    assert list(grads)[:-2] == [n for n, _ in ours.named_parameters()]
+    for n, p in ours.named_parameters():
+        assert rel_err(p.grad, grads[n]) < TOL, n
+
+
 def test_reference_initialisation_and_shapes():
     model = ssm.S6(I, H, 2, True, state_size=N, dt_min=0.01, dt_max=0.05, seed=0)
     assert model.params["weight_ih_l1_reverse"].shape == (2 * H + 2 * N, 2 * H)
@@ -149,7 +181,9 @@ def test_reference_initialisation_and_shapes():
 
 @pytest.mark.parametrize("kw, pattern", [
     (dict(state_size=0), "state_size"), (dict(dt_min=0.1, dt_max=0.01), "0 < dt_min < dt_max"),
-    (dict(dt_max=float("inf")), "dt_max: expected a finite number")])
+    (dict(dt_max=float("inf")), "dt_max: expected a finite number"),
+    (dict(value="identity"), "input_size=3, hidden_size=4"),
+    (dict(value="gate"), "value: expected 'project' or 'identity'")])
 def test_bad_arguments(kw, pattern):
     with pytest.raises(ValueError, match=pattern):
         ssm.S6(I, H, **kw)

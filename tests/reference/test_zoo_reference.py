@@ -62,6 +62,12 @@ CASES = {  # name -> (rnnkit layer, reference layer); all 2-layer bidirectional 
               lambda: lru.RGLRU(I, H, 2, True, c=4.0)),
     "rglru_nobias": (lambda: RGLRU(I, H, 2, bias=False, bidirectional=True),
                      lambda: lru.RGLRU(I, H, 2, True, False)),
+    # value="identity" (v = x) needs I == H in every layer: stacked one way, or one layer both
+    "rglru_identity": (lambda: RGLRU(H, H, 2, value="identity"),
+                       lambda: lru.RGLRU(H, H, 2, value="identity")),
+    "rglru_identity_bi_nobias": (
+        lambda: RGLRU(H, H, 1, bias=False, bidirectional=True, value="identity"),
+        lambda: lru.RGLRU(H, H, 1, True, False, value="identity")),
 }
 
 

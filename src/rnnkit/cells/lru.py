@@ -29,19 +29,28 @@ dtype, export and the fused loop see real tensors only.
 
 **RG-LRU** (De et al. 2024, "Griffin"): a real diagonal state gated by the input,
 
-    k_t = W x_t + b                    blocks (gate_a, gate_x, value), all T at once
+    k_t = W x_t + b                    blocks (gate_a, gate_x[, value]), all T at once
     r_t = sigmoid(k^a_t)   i_t = sigmoid(k^x_t)
+    v_t = k^v_t  (value="project")  or  x_t  (value="identity")
     log a_t = -c * r_t * softplus(a_param)          c = 8
-    h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * k^v_t)
+    h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * v_t)
 
-Parameters: ``weight_ih (3H, I)``, ``bias (3H,)``, ``a_param (H,)`` initialised so that
-``a = exp(-c * softplus(a_param))`` (the gate fully open) is uniform in ``[r_min, r_max]``
-= ``[0.9, 0.999]`` in ``a^2``, as in Griffin. Departures: Griffin's recurrent block gives
-the RG-LRU a projected and convolved input and block-diagonal gate weights; here the cell
-projects its own value (the third block of ``weight_ih``) with dense gate weights, so it
-stacks like any layer. ``sqrt(1 - a^2)`` is computed as ``sqrt(max(-expm1(2 log a),
-2.5e-7))``: its derivative is at most 1000, Griffin's bound, and the value changes only
-where ``a`` is within 1.3e-7 of 1 (float32's spacing there). State ``(h,)``, output ``h``.
+Parameters: ``weight_ih (3H, I)`` with row blocks [gate_a, gate_x, value] and ``bias (3H,)``
+(``value="project"``, the default), or ``weight_ih (2H, I)`` with blocks [gate_a, gate_x] and
+``bias (2H,)`` (``value="identity"``, which needs I == H); ``a_param (H,)`` initialised so
+that ``a = exp(-c * softplus(a_param))`` (the gate fully open) is uniform in ``[r_min,
+r_max]`` = ``[0.9, 0.999]`` in ``a^2``, as in Griffin. ``value="identity"`` is Griffin's
+RG-LRU: its recurrent block (:class:`rnnkit.models.blocks.GriffinBlock`) projects and
+convolves the input, and the RG-LRU reads that branch directly, ``v_t = x_t``;
+``project`` then carries ``x`` through (``[k^a, k^x, x]``, the layout ``step`` and ``scan``
+read either way). ``value="project"`` lets the cell project its own value so that it stacks
+like any layer. Departures: dense gate weights (Griffin's are block-diagonal, one block per
+head); no reset of the state at a document boundary (Griffin's code also sets the factor
+``sqrt(1 - a^2)`` to 1 at a sequence's first step: here every step is scaled, and a
+sequence starts from ``hx``, zero by default). ``sqrt(1 - a^2)`` is computed as
+``sqrt(max(-expm1(2 log a), 2.5e-7))``: its derivative is at most 1000, Griffin's bound, and
+the value changes only where ``a`` is within 1.3e-7 of 1 (float32's spacing there). State
+``(h,)``, output ``h``.
 
 Shapes: ``T`` time, ``B`` batch, ``I`` input, ``H`` hidden (the output), ``N`` LRU state.
 """
@@ -74,6 +83,16 @@ def _positive(name: str, v) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name}: expected a positive finite number, got {v!r}")
     return float(v)
+
+
+def _check_value(value, input_size: int, hidden_size: int) -> str:
+    """``value`` ("project" or "identity"); "identity" passes ``x`` on as the value: I == H."""
+    if value not in ("project", "identity"):
+        raise ValueError(f"value: expected 'project' or 'identity', got {value!r}")
+    if value == "identity" and input_size != hidden_size:
+        raise ValueError(f"value='identity' reads x as the value, so it needs input_size == "
+                         f"hidden_size, got input_size={input_size}, hidden_size={hidden_size}")
+    return value
 
 
 def _half_to_float(t: Tensor) -> Tensor:
@@ -195,19 +214,23 @@ class RGLRUCell(Cell):
     """RG-LRU step ``h = a h + sqrt(1 - a^2) (i * v)``, ``a = exp(-c r softplus(a_param))``.
 
     Args (keyword-only): ``c`` (8, Griffin's); ``r_min``, ``r_max``: the range of ``a`` at
-    initialisation with the gate open (0.9 and 0.999, Griffin's).
+    initialisation with the gate open (0.9 and 0.999, Griffin's); ``value``: "project"
+    (``v = W_v x + b_v``, the default) or "identity" (``v = x``, Griffin's; I == H).
     """
 
-    num_gates = 3  # weight_ih's row blocks: gate_a, gate_x, value
+    num_gates = 3  # weight_ih's row blocks: gate_a, gate_x, value (2 with value="identity")
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
-                 c: float = 8.0, r_min: float = 0.9, r_max: float = 0.999):
+                 c: float = 8.0, r_min: float = 0.9, r_max: float = 0.999,
+                 value: str = "project"):
         super().__init__(input_size, hidden_size, bias)
         self.c = _positive("c", c)
         self.r_min, self.r_max = _check_ring(r_min, r_max, open_ends=True)
+        self.value = _check_value(value, input_size, hidden_size)
+        self.num_gates = 3 if self.value == "project" else 2
 
     def param_shapes(self):
-        G, H, I = 3 * self.hidden_size, self.hidden_size, self.input_size
+        G, H, I = self.num_gates * self.hidden_size, self.hidden_size, self.input_size
         shapes = {"weight_ih": (G, I)}
         if self.bias:
             shapes["bias"] = (G,)
@@ -215,7 +238,9 @@ class RGLRUCell(Cell):
         return shapes
 
     def project(self, x: Tensor, p: Params) -> Tensor:
-        return F.linear(x, p["weight_ih"], p.get("bias"))  # (T, B, I) -> (T, B, 3H)
+        """(T, B, I) -> (T, B, 3H): ``[k^a, k^x, v]``, with ``v = x`` for "identity"."""
+        k = F.linear(x, p["weight_ih"], p.get("bias"))  # (T, B, G*H)
+        return k if self.value == "project" else torch.cat([k, x], dim=-1)
 
     def coefficients(self, k: Tensor, p: Params) -> tuple[Tensor, Tensor]:
         """Projected inputs (..., 3H) -> ``a``, ``b`` (..., H) of ``h = a h + b``."""
@@ -252,4 +277,5 @@ class RGLRUCell(Cell):
             p["a_param"].copy_(torch.log(torch.expm1(-torch.log(r) / self.c)))  # softplus^-1
 
     def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}, c={self.c}"
+        s = f"{self.input_size}, {self.hidden_size}, c={self.c}"
+        return s + (", value='identity'" if self.value == "identity" else "")

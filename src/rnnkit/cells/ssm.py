@@ -3,8 +3,9 @@
 Each of the H channels carries its own N-dimensional state; the step size ``delta`` and the
 matrices ``B``, ``C`` read the input (the selection), ``A`` is a learned diagonal:
 
-    k_t     = W x_t                                   blocks [u, k_delta, B, C]: H, H, N, N
-    u_t     = k^u_t (+ b_u)                           (B, H)   the SSM's input
+    k_t     = W x_t                  blocks [u, delta, B, C]: H, H, N, N  (value="project")
+                                     blocks [delta, B, C]:    H, N, N     (value="identity")
+    u_t     = k^u_t (+ b_u)  or  x_t (value="identity")              (B, H) the SSM's input
     delta_t = softplus(k^delta_t (+ b_delta) + dt_bias)   (B, H)
     A       = -exp(A_log)                             (H, N)
     h_t[d, n] = exp(delta_t[d] A[d, n]) h_{t-1}[d, n] + delta_t[d] B_t[n] u_t[d]
@@ -16,10 +17,16 @@ all T steps run at once as a parallel scan (:func:`rnnkit.cells.scan.linear_recu
 the H*N units, its derivatives scans too, and one step at a time for streaming;
 the two agree.
 
-Parameters (per layer and direction, in this order): ``weight_ih (2H + 2N, I)`` with row
-blocks [u, delta, B, C]; ``bias (2H,)`` for the u and delta blocks only (B and C have none;
-dropped by ``bias=False``); ``dt_bias (H,)``, always present (Mamba's ``dt_proj`` bias: it
-sets each channel's timescale); ``A_log (H, N)``; ``D (H,)``, the skip.
+Parameters (per layer and direction, in this order), ``value="project"`` (the default):
+``weight_ih (2H + 2N, I)`` with row blocks [u, delta, B, C]; ``bias (2H,)`` for the u and
+delta blocks only (B and C have none; dropped by ``bias=False``); ``dt_bias (H,)``, always
+present (Mamba's ``dt_proj`` bias: it sets each channel's timescale); ``A_log (H, N)``;
+``D (H,)``, the skip. With ``value="identity"`` (needs I == H) the cell does not project its
+input: ``u_t = x_t``, ``weight_ih (H + 2N, I)`` has row blocks [delta, B, C] and ``bias (H,)``
+is for delta only. That is Mamba's SSM, which reads the convolved, SiLU'd branch of its
+block directly (:class:`rnnkit.models.blocks.MambaBlock`, whose S6 has ``bias=False``: its
+``dt_bias`` is ``dt_proj``'s bias); ``project`` then carries ``x`` through as ``u``, so
+``step`` and ``scan`` read the layout ``[u, delta, B, C]`` either way.
 
 The state is one tensor, ``h`` flattened to (B, H*N) (unit ``d * N + n``); the output is
 ``y`` (B, H), not the state.
@@ -28,10 +35,11 @@ Initialisation, Mamba's: ``A_log[d, n] = log(n + 1)`` (S4D-real), ``D = 1``, ``d
 softplus^-1(dt)`` with ``dt = exp(U(log dt_min, log dt_max))`` floored at 1e-4,
 ``weight_ih ~ U(-1/sqrt(I), 1/sqrt(I))`` (nn.Linear's), ``bias = 0``.
 
-Departures from Mamba: the projection to ``delta`` is full rank (Mamba's has rank
-``dt_rank = ceil(D_model / 16)``); the block around the SSM (``in_proj``, the causal
-convolution, SiLU, the gate ``z``, ``out_proj``) is not in the cell, which projects its own
-``u`` so that it stacks like any layer (a block belongs in ``models/``).
+Departures from Mamba: the projection to ``delta`` is full rank, ``(H, I)`` (Mamba's is
+``dt_proj @ x_proj[:dt_rank]``, of rank ``dt_rank = ceil(D_model / 16)``); with the default
+``value="project"`` the cell projects its own ``u`` so that it stacks like any layer, and the
+block around the SSM (``in_proj``, the causal convolution, SiLU, the gate ``z``,
+``out_proj``) is :class:`rnnkit.models.blocks.MambaBlock`'s, not the cell's.
 
 Shapes: ``T`` time, ``B`` batch, ``I`` input, ``H`` hidden (the channels and the output),
 ``N`` state size per channel.
@@ -52,7 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Cell, Params, State, check_int
-from .lru import _half_to_float
+from .lru import _check_value, _half_to_float
 from .scan import linear_recurrence
 
 __all__ = ["S6Cell"]
@@ -75,17 +83,20 @@ class S6Cell(Cell):
     """S6 step ``h = exp(delta A) h + delta B u``, ``y = C h + D u``; state ``h`` (B, H*N).
 
     Args (keyword-only): ``state_size`` N (16, Mamba's ``d_state``); ``dt_min``, ``dt_max``:
-    the range of the initial step sizes (0.001 and 0.1, Mamba's).
+    the range of the initial step sizes (0.001 and 0.1, Mamba's); ``value``: "project"
+    (``u = W_u x + b_u``, the default) or "identity" (``u = x``, Mamba's; I == H).
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
-                 state_size: int = 16, dt_min: float = 0.001, dt_max: float = 0.1):
+                 state_size: int = 16, dt_min: float = 0.001, dt_max: float = 0.1,
+                 value: str = "project"):
         super().__init__(input_size, hidden_size, bias)
         N = check_int("state_size", state_size)
         if N <= 0:
             raise ValueError(f"state_size: expected a positive int, got {N}")
         self.state_size = N
         self.dt_min, self.dt_max = _check_dt(dt_min, dt_max)
+        self.value = _check_value(value, input_size, hidden_size)
 
     @property
     def state_sizes(self) -> tuple[int, ...]:
@@ -97,19 +108,26 @@ class S6Cell(Cell):
 
     def param_shapes(self):
         H, I, N = self.hidden_size, self.input_size, self.state_size
-        shapes = {"weight_ih": (2 * H + 2 * N, I)}
+        U = H if self.value == "project" else 0  # rows (and biases) of u
+        shapes = {"weight_ih": (U + H + 2 * N, I)}
         if self.bias:
-            shapes["bias"] = (2 * H,)
+            shapes["bias"] = (U + H,)
         return shapes | {"dt_bias": (H,), "A_log": (H, N), "D": (H,)}
 
     def project(self, x: Tensor, p: Params) -> Tensor:
-        """(T, B, I) -> (T, B, 2H + 2N): ``[u, delta, B_t, C_t]``, delta softplus'ed."""
-        H = self.hidden_size
-        k = F.linear(x, p["weight_ih"])  # (T, B, 2H + 2N)
-        u, k_delta, BC = k.split([H, H, 2 * self.state_size], dim=-1)
-        if "bias" in p:  # u and delta only
-            b_u, b_delta = p["bias"].chunk(2)
-            u, k_delta = u + b_u, k_delta + b_delta
+        """(T, B, I) -> (T, B, 2H + 2N): ``[u, delta, B_t, C_t]``, delta softplus'ed; ``u = x``
+        for "identity"."""
+        H, N = self.hidden_size, self.state_size
+        k = F.linear(x, p["weight_ih"])  # (T, B, [H +] H + 2N)
+        if self.value == "project":
+            u, k_delta, BC = k.split([H, H, 2 * N], dim=-1)
+            if "bias" in p:  # u and delta only
+                b_u, b_delta = p["bias"].chunk(2)
+                u, k_delta = u + b_u, k_delta + b_delta
+        else:
+            u, (k_delta, BC) = x, k.split([H, 2 * N], dim=-1)
+            if "bias" in p:  # delta only
+                k_delta = k_delta + p["bias"]
         return torch.cat([u, F.softplus(k_delta + p["dt_bias"]), BC], dim=-1)
 
     def _split(self, xp: Tensor):
@@ -157,4 +175,5 @@ class S6Cell(Cell):
             p["D"].fill_(1.0)
 
     def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}, state_size={self.state_size}"
+        s = f"{self.input_size}, {self.hidden_size}, state_size={self.state_size}"
+        return s + (", value='identity'" if self.value == "identity" else "")

@@ -244,8 +244,10 @@ class RGLRU(Recurrent):
     parallel scan (or step by step with a per-step regulariser).
 
     Args (keyword-only): ``c`` (8); ``r_min``, ``r_max`` (0.9, 0.999): the range of ``a`` at
-    initialisation. Parameters: ``weight_ih_l{k} (3H, I)`` (blocks gate_a, gate_x, value),
-    ``bias_l{k} (3H,)``, ``a_param_l{k} (H,)``.
+    initialisation; ``value``: "project" (the cell projects its value) or "identity" (the value
+    is the input itself, as in Griffin's block; needs I == H). Parameters: ``weight_ih_l{k}
+    (3H, I)`` (blocks gate_a, gate_x, value; (2H, I) with "identity"), ``bias_l{k}`` as long,
+    ``a_param_l{k} (H,)``.
 
     Example::
 
@@ -316,9 +318,10 @@ class S6(Recurrent):
     with ``delta``, ``B``, ``C`` read from the input; run as a parallel scan.
 
     Args (keyword-only): ``state_size`` N (16); ``dt_min``, ``dt_max`` (0.001, 0.1): the
-    range of the initial step sizes. Parameters: ``weight_ih_l{k} (2H + 2N, I)`` (blocks u,
-    delta, B, C), ``bias_l{k} (2H,)``, ``dt_bias_l{k} (H,)``, ``A_log_l{k} (H, N)``,
-    ``D_l{k} (H,)``. ``hx`` and ``h_n`` are the states (D*L, B, H*N).
+    range of the initial step sizes; ``value``: "project" or "identity" (``u`` is the input
+    itself, as in Mamba's block; needs I == H). Parameters: ``weight_ih_l{k} (2H + 2N, I)``
+    (blocks u, delta, B, C; no u block with "identity"), ``bias_l{k} (2H,)`` (u, delta),
+    ``dt_bias_l{k} (H,)``, ``A_log_l{k} (H, N)``, ``D_l{k} (H,)``. ``hx`` and ``h_n`` are the states (D*L, B, H*N).
 
     Example::
 

@@ -19,7 +19,8 @@ LRU: a complex diagonal state ``s = s_re + i s_im`` (B, N), carried as the pair
 
 RG-LRU: a real diagonal state, which is also the output, ``h`` (B, H); ``c`` a constant (8):
 
-    k_a, k_x, v = x_t weight_ih^T (+ bias)               three blocks of H
+    k_a, k_x, v = x_t weight_ih^T (+ bias)               three blocks of H  (value="project")
+    k_a, k_x    = x_t weight_ih^T (+ bias);   v = x_t    two blocks, I == H (value="identity")
     r, i        = sigmoid(k_a), sigmoid(k_x)
     log_a       = -c r softplus(a_param),   a = exp(log_a)
     m           = sqrt(max(1 - a^2, 2.5e-7))             (1 - a^2 = -expm1(2 log_a))
@@ -45,6 +46,8 @@ size (the output), N state size (LRU), D directions. For the LRU, ``h0``/``h_n``
 >>> out, h_n = rg.forward(np.ones((5, 2, 3)), lengths=[5, 2])
 >>> out.shape, h_n.shape, rg.backward(np.ones_like(out))["a_param_l0_reverse"].shape
 ((5, 2, 8), (2, 2, 4), (4,))
+>>> lru.RGLRU(4, 4, num_layers=2, value="identity", seed=0).params["weight_ih_l1"].shape
+(8, 4)
 """
 from __future__ import annotations
 
@@ -59,6 +62,20 @@ from .zoo import _Linear, _linear, _linear_backward
 __all__ = ["LRU", "RGLRU"]
 
 SQRT_FLOOR = 2.5e-7  # floor of 1 - a^2 under the RG-LRU's square root
+
+
+def _check_value(value, input_size, hidden_size, num_layers, bidirectional) -> str:
+    """``value`` ("project" or "identity"); "identity" needs every layer's input of size H."""
+    if value not in ("project", "identity"):
+        raise ValueError(f"value: expected 'project' or 'identity', got {value!r}")
+    if value == "identity":
+        sizes = [input_size] + ([2 * hidden_size] if bidirectional and num_layers > 1 else [])
+        for size in sizes:
+            if size != hidden_size:
+                raise ValueError(f"value='identity' reads x as the value, so it needs "
+                                 f"input_size == hidden_size, got input_size={size}, "
+                                 f"hidden_size={hidden_size}")
+    return value
 
 
 def _each_cell(model: _Recurrent):
@@ -202,6 +219,8 @@ class LRU(_Recurrent):
 class RGLRU(_Linear):
     """Real-Gated Linear Recurrent Unit: ``weight_ih (3H, I)`` (blocks gate_a, gate_x, value),
     ``bias (3H,)``, ``a_param (H,)``; state and output ``h``; ``c`` a constant (default 8).
+    With ``value="identity"`` (every layer's input of size H): ``weight_ih (2H, H)`` (blocks
+    gate_a, gate_x), ``bias (2H,)``, and the value is the input itself.
 
     Initialisation: ``weight_ih``/``bias`` uniform(+-1/sqrt(H)); ``a_param`` so that
     ``a = exp(-c softplus(a_param))`` (the gate open) has ``a^2`` uniform in [0.9^2, 0.999^2].
@@ -211,10 +230,12 @@ class RGLRU(_Linear):
     r_min, r_max = 0.9, 0.999
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, bias=True,
-                 *, c=8.0, seed=None):
+                 *, c=8.0, value="project", seed=None):
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf:
             raise ValueError(f"c: expected a positive finite number, got {c!r}")
         self.c = float(c)
+        self.value = _check_value(value, input_size, hidden_size, num_layers, bidirectional)
+        self.num_gates = 3 if self.value == "project" else 2
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, bias, seed=rng)
         for p in _each_cell(self):
@@ -223,6 +244,17 @@ class RGLRU(_Linear):
 
     def _cell_param_shapes(self, in_size):
         return super()._cell_param_shapes(in_size) | {"a_param": (self.hidden_size,)}
+
+    def _project(self, x, p, keep, reverse):
+        k = _linear(x, p["weight_ih"], p.get("bias"))  # (T, B, G*H)
+        return (k if self.value == "project" else np.concatenate([k, x], axis=2)), x
+
+    def _project_backward(self, dxp, x, p):
+        G = self.num_gates * self.hidden_size
+        dx, dW, db = _linear_backward(dxp[..., :G], x, p["weight_ih"])
+        if self.value == "identity":
+            dx = dx + dxp[..., G:]  # v = x
+        return dx, {"weight_ih": dW} | ({"bias": db} if "bias" in p else {})
 
     def _step(self, x, state, p):
         h_prev = state[0]
@@ -249,4 +281,5 @@ class RGLRU(_Linear):
         return np.concatenate([dk_a, dk_x, dv], axis=1), (dh * a,), {"a_param": da_param}
 
     def _extra_repr(self):
-        return super()._extra_repr() | ({"c": self.c} if self.c != 8.0 else {})
+        out = super()._extra_repr() | ({"c": self.c} if self.c != 8.0 else {})
+        return out | ({"value": self.value} if self.value != "project" else {})

@@ -17,6 +17,8 @@ Per layer and direction, with a state ``h`` (B, H, N) carried flat as (B, H*N) (
     y_t[d]   = sum_n C_t[n] h_t[d, n] + D[d] u_t[d]
 
 ``bias (2H,)`` holds ``[b_u, b_delta]`` (B and C have none); ``dt_bias (H,)`` is always there.
+With ``value="identity"`` (every layer's input of size H) the input is ``u`` itself:
+``weight_ih (H + 2N, H)`` has blocks [delta, B, C] and ``bias (H,)`` is ``b_delta``.
 Initialisation as rnnkit's: ``weight_ih ~ U(+-1/sqrt(I))``, ``bias = 0``, ``A_log[d, n] =
 log(n + 1)``, ``D = 1``, ``dt_bias = softplus^-1(dt)``, ``dt`` log-uniform in [dt_min, dt_max]
 floored at 1e-4.
@@ -36,6 +38,9 @@ size (the channels and the output), N state size per channel, D directions.
 >>> a_log = net.params["A_log_l0"]
 >>> net.params["weight_ih_l1"].shape, bool(np.allclose(a_log[0], np.log([1.0, 2.0])))
 ((12, 8), True)
+>>> ident = ssm.S6(4, 4, num_layers=2, state_size=2, value="identity", seed=0)
+>>> ident.params["weight_ih_l1"].shape, ident.params["bias_l1"].shape
+((8, 4), (4,))
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ import numpy as np
 
 from .cells import _sigmoid
 from .layers import _check_size, _Recurrent
+from .lru import _check_value
 from .zoo import _linear, _linear_backward
 
 __all__ = ["S6"]
@@ -63,6 +69,7 @@ def _softplus(z: np.ndarray) -> np.ndarray:
 #   dA_log = sum_B d(delta A) delta A           (dA/dA_log = A);   dB = sum_d g delta u
 # backward of the projection: dz = ddelta sigmoid(z); dk = [du, dz, dB, dC]
 #   dweight_ih = sum_TB dk^T x;  dx = dk weight_ih;  dbias = sum [du, dz];  ddt_bias = sum dz
+#   value="identity" (u = x): dk = [dz, dB, dC];  dx = dk weight_ih + du;  dbias = sum dz
 # ---------------------------------------------------------------------------------------------
 
 class S6(_Recurrent):
@@ -70,14 +77,16 @@ class S6(_Recurrent):
     ``A_log (H, N)``, ``D (H,)``; state ``h`` (H*N), output ``y`` (H).
 
     Keyword-only: ``state_size`` N (16), ``dt_min``, ``dt_max`` (0.001, 0.1): the range of the
-    initial step sizes; ``seed``.
+    initial step sizes; ``value`` "project" or "identity" (``u = x``: ``weight_ih (H + 2N, H)``,
+    ``bias (H,)``); ``seed``.
     """
 
     num_gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, bias=True,
-                 *, state_size=16, dt_min=0.001, dt_max=0.1, seed=None):
+                 *, state_size=16, dt_min=0.001, dt_max=0.1, value="project", seed=None):
         self.state_size = _check_size("state_size", state_size)
+        self.value = _check_value(value, input_size, hidden_size, num_layers, bidirectional)
         for name, v in (("dt_min", dt_min), ("dt_max", dt_max)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"{name}: expected a finite number, got {v!r}")
@@ -103,9 +112,10 @@ class S6(_Recurrent):
 
     def _cell_param_shapes(self, in_size):
         H, N = self.hidden_size, self.state_size
-        shapes = {"weight_ih": (2 * H + 2 * N, in_size)}
+        U = H if self.value == "project" else 0  # rows (and biases) of u
+        shapes = {"weight_ih": (U + H + 2 * N, in_size)}
         if self.bias:
-            shapes["bias"] = (2 * H,)
+            shapes["bias"] = (U + H,)
         return shapes | {"dt_bias": (H,), "A_log": (H, N), "D": (H,)}
 
     def _state_sizes(self):
@@ -117,9 +127,15 @@ class S6(_Recurrent):
 
     def _project(self, x, p, keep, reverse):
         H = self.hidden_size
-        u, z, BC = np.split(_linear(x, p["weight_ih"]), [H, 2 * H], axis=-1)
-        if "bias" in p:
-            u, z = u + p["bias"][:H], z + p["bias"][H:]
+        k = _linear(x, p["weight_ih"])  # (T, B, [H +] H + 2N)
+        if self.value == "project":
+            u, z, BC = np.split(k, [H, 2 * H], axis=-1)
+            if "bias" in p:
+                u, z = u + p["bias"][:H], z + p["bias"][H:]
+        else:  # u = x
+            u, (z, BC) = x, np.split(k, [H], axis=-1)
+            if "bias" in p:
+                z = z + p["bias"]
         z = z + p["dt_bias"]
         return np.concatenate([u, _softplus(z), BC], axis=-1), (x, z)  # (T, B, 2H + 2N)
 
@@ -127,10 +143,15 @@ class S6(_Recurrent):
         x, z = cache
         du, ddelta, dB, dC = self._split(dxp)
         dz = ddelta * _sigmoid(z)  # softplus' = sigmoid
-        dx, dW, _ = _linear_backward(np.concatenate([du, dz, dB, dC], axis=-1), x, p["weight_ih"])
+        project = self.value == "project"
+        dk = np.concatenate(([du] if project else []) + [dz, dB, dC], axis=-1)
+        dx, dW, _ = _linear_backward(dk, x, p["weight_ih"])
+        if not project:
+            dx = dx + du  # u = x
         grads = {"weight_ih": dW, "dt_bias": dz.sum(axis=(0, 1))}
         if "bias" in p:
-            grads["bias"] = np.concatenate([du.sum(axis=(0, 1)), dz.sum(axis=(0, 1))])
+            db = [du.sum(axis=(0, 1))] if project else []
+            grads["bias"] = np.concatenate(db + [dz.sum(axis=(0, 1))])
         return dx, grads
 
     def _step(self, x, state, p):
@@ -159,4 +180,5 @@ class S6(_Recurrent):
         return dx, ((a * g).reshape(-1, H * N),), grads
 
     def _extra_repr(self):
-        return super()._extra_repr() | {"state_size": self.state_size}
+        out = super()._extra_repr() | {"state_size": self.state_size}
+        return out | ({"value": self.value} if self.value != "project" else {})

@@ -1,0 +1,292 @@
+"""The published blocks around two modern cells: Griffin's residual block and Mamba's block.
+
+**GriffinBlock** (De et al. 2024, "Griffin", Figure 2): a residual block of two pre-norm
+halves, temporal mixing then an MLP, each added to the stream,
+
+    x = x + TemporalMix(RMSNorm(x))
+    x = x + MLP(RMSNorm(x))
+    TemporalMix(n) = W_out ( GeLU(W_y n + b_y)  *  RG-LRU(Conv1D(W_x n + b_x)) )    width R
+    MLP(n)         = W_down ( GeLU(W_g n + b_g) * (W_u n + b_u) ) + b_down          width E
+
+with ``R = rnn_width`` (``d_model`` by default), ``E = expansion * d_model`` (3, Griffin's),
+``Conv1D`` causal and depthwise (``conv_width`` 4, with bias) and the RG-LRU reading the
+convolved branch directly (``rnnkit.RGLRU(R, R, value="identity")``: ``v_t = x_t``).
+
+**MambaBlock** (Gu & Dao 2023, "Mamba", Figure 3) with its pre-norm residual,
+
+    in_x, z = chunk(W_in RMSNorm(x), 2)                     W_in (2 Din, d_model), no bias
+    u       = SiLU(Conv1D(in_x))                            causal, depthwise, with bias
+    x       = x + W_out ( S6(u) * SiLU(z) )                 W_out (d_model, Din), no bias
+
+with ``Din = expand * d_model`` (2) and S6 reading ``u`` directly
+(``rnnkit.S6(Din, Din, bias=False, value="identity")``: ``delta = softplus(W_delta u +
+dt_bias)``, ``B``, ``C`` from ``u``, ``y = C h + D u``; see :mod:`rnnkit.cells.ssm`).
+
+Parameters (names as ``state_dict`` shows them), GriffinBlock: ``temporal_norm.weight``,
+``linear_y``, ``linear_x`` (R, d), ``conv.weight`` (R, 1, k), ``conv.bias`` (R,),
+``rg_lru.weight_ih_l0`` (2R, R), ``rg_lru.bias_l0`` (2R,), ``rg_lru.a_param_l0`` (R,),
+``linear_out`` (d, R), ``mlp_norm.weight``, ``mlp_gate``, ``mlp_up`` (E, d), ``mlp_down``
+(d, E), every Linear with a bias. MambaBlock: ``norm.weight``, ``in_proj.weight`` (2 Din, d),
+``conv.weight`` (Din, 1, k), ``conv.bias``, ``ssm.weight_ih_l0`` (Din + 2N, Din) (rows delta,
+B, C), ``ssm.dt_bias_l0``, ``ssm.A_log_l0`` (Din, N), ``ssm.D_l0``, ``out_proj.weight``
+(d, Din).
+
+Padded batches: ``forward(x, lengths)`` zeroes ``x`` past each length first (NaN there never
+reaches a valid step or a gradient); every part but the convolution and the recurrence is
+per step, the convolution is causal (a valid step reads only earlier steps of its own
+sequence, so padding, which comes after, never reaches it) and the recurrence gets
+``lengths=``; the output is zero past each length.
+
+Streaming: ``step(x_t, state)`` runs one step (the convolution keeps its last ``k - 1``
+inputs, the recurrence its state), and stepping a sequence gives ``forward``'s outputs.
+
+Departures from the papers (and the authors' code):
+
+- Griffin: the RG-LRU's gate weights are dense (R, R) blocks, not block-diagonal per head; the
+  first step of a sequence is scaled by ``sqrt(1 - a^2)`` like every other (Griffin's code
+  uses 1 at a document's first token); the initialisation is torch's default for the Linear
+  and Conv1d layers (Griffin's code uses scaled normals and zero biases); GeLU is the tanh
+  approximation, as Griffin's code (``gelu_pytorch_tanh``). Biases in every Linear and the
+  convolution as in Griffin's code (the paper's figure does not say). No local-attention
+  block (Griffin interleaves it with these; Hawk is the recurrent blocks alone).
+- Mamba: ``delta``'s projection is full rank, (Din, Din) inside ``weight_ih``, where Mamba's
+  is ``dt_proj @ x_proj[:dt_rank]`` of rank ``ceil(d_model / 16)``: ``Din^2`` parameters
+  instead of ``2 dt_rank Din``; the S6 weights get nn.Linear's initialisation, not Mamba's
+  ``dt_proj`` one; RMSNorm's eps is 1e-5 (Mamba's ``norm_epsilon``); no fused
+  add-and-norm and no residual kept in float32; the output projection is not rescaled by
+  ``1/sqrt(n_layer)`` (a model-level choice).
+
+Shapes: ``T`` time, ``B`` batch, ``d`` d_model, ``R`` rnn_width, ``E`` the MLP's width,
+``Din`` Mamba's inner width, ``N`` its state size, ``k`` conv_width.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.layers import RGLRU, S6
+
+__all__ = ["GriffinBlock", "MambaBlock"]
+
+
+def _positive_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return int(v)
+
+
+def _flag(name: str, v) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(v).__name__} ({v!r})")
+    return v
+
+
+def _time_major(x: Tensor, d_model: int, batch_first: bool) -> Tensor:
+    """``x`` checked, as (T, B, d)."""
+    if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
+        what = "(B, T, d_model)" if batch_first else "(T, B, d_model)"
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x: expected shape {what} with d_model={d_model}, got {got}")
+    return x.transpose(0, 1) if batch_first else x  # (B, T, d) -> (T, B, d)
+
+
+def _lengths(lengths, T: int, B: int, device) -> tuple[Tensor | None, Tensor | None]:
+    """``lengths`` as an int64 (B,) tensor and the (T, B, 1) mask of valid steps (or Nones)."""
+    if lengths is None:
+        return None, None
+    lens = torch.as_tensor(lengths)
+    if lens.dim() != 1 or lens.shape[0] != B or lens.dtype.is_floating_point \
+            or lens.dtype == torch.bool or lens.is_complex():
+        raise ValueError(f"lengths: expected {B} integer lengths (one per sequence), got "
+                         f"{tuple(lens.shape)} of {lens.dtype}")
+    if B and (int(lens.min()) < 1 or int(lens.max()) > T):
+        raise ValueError(f"lengths: every length must be in [1, T={T}], got {lens.tolist()}")
+    lens = lens.to(torch.int64)
+    mask = torch.arange(T, device=device)[:, None] < lens.to(device)[None, :]  # (T, B)
+    return lens, mask.unsqueeze(-1)
+
+
+class _CausalConv1d(nn.Conv1d):
+    """Depthwise causal convolution over time, with bias, on time-major input:
+    ``y_t[c] = bias[c] + sum_j weight[c, 0, j] x_{t - k + 1 + j}[c]`` (zero before t = 0)."""
+
+    def __init__(self, channels: int, width: int, **factory):
+        super().__init__(channels, channels, width, groups=channels, padding=width - 1,
+                         **factory)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x.permute(1, 2, 0))  # (T, B, C) -> (B, C, T) -> (B, C, T + k - 1)
+        return y[..., :x.shape[0]].permute(2, 0, 1)  # the causal T: (B, C, T) -> (T, B, C)
+
+    def step(self, x_t: Tensor, buf: Tensor) -> tuple[Tensor, Tensor]:
+        """One step: ``x_t`` (B, C) and the last k - 1 inputs ``buf`` (B, C, k - 1)."""
+        window = torch.cat([buf, x_t.unsqueeze(-1)], dim=-1)  # (B, C, k), oldest first
+        return (window * self.weight.squeeze(1)).sum(-1) + self.bias, window[..., 1:]
+
+
+class _Block(nn.Module):
+    """What both blocks share: shapes, lengths, batch_first, the streaming state's layout."""
+
+    d_model: int
+    batch_first: bool
+    conv: _CausalConv1d
+
+    def _mix(self, n: Tensor, lengths: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def _mix_step(self, n: Tensor, buf: Tensor, h: Tensor):
+        raise NotImplementedError
+
+    def _add_mlp(self, x: Tensor) -> Tensor:
+        return x  # ``x + MLP(RMSNorm(x))``, Griffin's second half; Mamba's block has none
+
+    def forward(self, x: Tensor, lengths=None) -> Tensor:
+        """``x`` (T, B, d) [(B, T, d) if batch_first], ``lengths`` (B,) or None -> same shape."""
+        x = _time_major(x, self.d_model, self.batch_first)
+        lens, mask = _lengths(lengths, x.shape[0], x.shape[1], x.device)
+        if mask is not None:
+            x = x.masked_fill(~mask, 0.0)
+        x = self._add_mlp(x + self._mix(x, lens))
+        if mask is not None:
+            x = x.masked_fill(~mask, 0.0)
+        return x.transpose(0, 1) if self.batch_first else x  # (T, B, d) -> (B, T, d)
+
+    def init_state(self, batch: int) -> tuple[Tensor, Tensor]:
+        """Zero state for :meth:`step`: the convolution's last inputs (B, C, k - 1) and the
+        recurrence's state (1, B, S)."""
+        w = self.conv.weight
+        C, k = w.shape[0], w.shape[-1]
+        return w.new_zeros(batch, C, k - 1), self._rnn.init_state(batch)
+
+    def step(self, x_t: Tensor, state=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One step, ``x_t`` (B, d) -> ``(y_t (B, d), state)``; ``state`` from
+        :meth:`init_state` or the previous call (None: zeros). Stepping a sequence gives
+        ``forward``'s outputs."""
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t: expected shape (B, d_model={self.d_model}), got {got}")
+        buf, h = self.init_state(x_t.shape[0]) if state is None else state
+        y, buf, h = self._mix_step(x_t, buf, h)
+        return self._add_mlp(x_t + y), (buf, h)
+
+
+class GriffinBlock(_Block):
+    """Griffin's residual block: RMSNorm, the recurrent block (GeLU gate * RG-LRU over a causal
+    convolution), then RMSNorm and a gated MLP, each added to the input.
+
+    Args:
+        d_model: features of ``x`` (d).
+        expansion: the MLP's width over d (3, Griffin's ``M``).
+        rnn_width: the RG-LRU's width R (``d_model``; Griffin's is about 4/3 d).
+        conv_width: the causal convolution's kernel (4).
+        c: the RG-LRU's constant (8).
+        batch_first: ``x`` is (B, T, d). eps: RMSNorm's (1e-6, Griffin's).
+
+    Example::
+
+        >>> block = GriffinBlock(16, rnn_width=24)
+        >>> block(torch.randn(10, 2, 16), lengths=torch.tensor([10, 4])).shape
+        torch.Size([10, 2, 16])
+        >>> y_t, state = block.step(torch.randn(2, 16))       # streaming, one step
+        >>> y_t.shape, state[0].shape, state[1].shape
+        (torch.Size([2, 16]), torch.Size([2, 24, 3]), torch.Size([1, 2, 24]))
+    """
+
+    def __init__(self, d_model: int, *, expansion: int = 3, rnn_width: int | None = None,
+                 conv_width: int = 4, c: float = 8.0, batch_first: bool = False,
+                 eps: float = 1e-6, device=None, dtype=None):
+        super().__init__()
+        f = dict(device=device, dtype=dtype)
+        d = self.d_model = _positive_int("d_model", d_model)
+        R = self.rnn_width = d if rnn_width is None else _positive_int("rnn_width", rnn_width)
+        E = _positive_int("expansion", expansion) * d
+        k = _positive_int("conv_width", conv_width)
+        self.batch_first = _flag("batch_first", batch_first)
+        self.temporal_norm = nn.RMSNorm(d, eps=eps, **f)
+        self.linear_y = nn.Linear(d, R, **f)  # the gate branch
+        self.linear_x = nn.Linear(d, R, **f)  # the recurrent branch
+        self.conv = _CausalConv1d(R, k, **f)
+        self.rg_lru = RGLRU(R, R, c=c, value="identity", **f)
+        self.linear_out = nn.Linear(R, d, **f)
+        self.mlp_norm = nn.RMSNorm(d, eps=eps, **f)
+        self.mlp_gate = nn.Linear(d, E, **f)
+        self.mlp_up = nn.Linear(d, E, **f)
+        self.mlp_down = nn.Linear(E, d, **f)
+
+    @property
+    def _rnn(self):
+        return self.rg_lru
+
+    def _mix(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        n = self.temporal_norm(x)
+        gate = F.gelu(self.linear_y(n), approximate="tanh")
+        h, _ = self.rg_lru(self.conv(self.linear_x(n)), lengths=lengths)  # (T, B, R)
+        return self.linear_out(gate * h)
+
+    def _mix_step(self, x_t: Tensor, buf: Tensor, h: Tensor):
+        n = self.temporal_norm(x_t)
+        gate = F.gelu(self.linear_y(n), approximate="tanh")
+        u, buf = self.conv.step(self.linear_x(n), buf)
+        y, h = self.rg_lru.step(u, h)
+        return self.linear_out(gate * y), buf, h
+
+    def _add_mlp(self, x: Tensor) -> Tensor:
+        n = self.mlp_norm(x)
+        return x + self.mlp_down(F.gelu(self.mlp_gate(n), approximate="tanh") * self.mlp_up(n))
+
+
+class MambaBlock(_Block):
+    """Mamba's block with a pre-norm residual: ``x + out_proj(S6(SiLU(conv(in_x))) * SiLU(z))``,
+    ``in_x, z = in_proj(RMSNorm(x))``.
+
+    Args:
+        d_model: features of ``x`` (d).
+        expand: the inner width over d (2, Mamba's).
+        state_size: N per channel (16, Mamba's ``d_state``).
+        conv_width: the causal convolution's kernel (4, Mamba's ``d_conv``).
+        dt_min, dt_max: the range of the initial step sizes (0.001, 0.1).
+        batch_first: ``x`` is (B, T, d). eps: RMSNorm's (1e-5, Mamba's).
+
+    Example::
+
+        >>> block = MambaBlock(16, state_size=4)
+        >>> block(torch.randn(10, 2, 16), lengths=torch.tensor([10, 4])).shape
+        torch.Size([10, 2, 16])
+        >>> y_t, state = block.step(torch.randn(2, 16))       # streaming, one step
+        >>> y_t.shape, state[0].shape, state[1].shape
+        (torch.Size([2, 16]), torch.Size([2, 32, 3]), torch.Size([1, 2, 128]))
+    """
+
+    def __init__(self, d_model: int, *, expand: int = 2, state_size: int = 16,
+                 conv_width: int = 4, dt_min: float = 0.001, dt_max: float = 0.1,
+                 batch_first: bool = False, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        f = dict(device=device, dtype=dtype)
+        d = self.d_model = _positive_int("d_model", d_model)
+        Din = self.d_inner = _positive_int("expand", expand) * d
+        k = _positive_int("conv_width", conv_width)
+        self.batch_first = _flag("batch_first", batch_first)
+        self.norm = nn.RMSNorm(d, eps=eps, **f)
+        self.in_proj = nn.Linear(d, 2 * Din, bias=False, **f)
+        self.conv = _CausalConv1d(Din, k, **f)
+        self.ssm = S6(Din, Din, bias=False, value="identity", state_size=state_size,
+                      dt_min=dt_min, dt_max=dt_max, **f)
+        self.out_proj = nn.Linear(Din, d, bias=False, **f)
+
+    @property
+    def _rnn(self):
+        return self.ssm
+
+    def _mix(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        in_x, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)  # (T, B, 2 Din) -> 2 x (T, B, Din)
+        y, _ = self.ssm(F.silu(self.conv(in_x)), lengths=lengths)
+        return self.out_proj(y * F.silu(z))
+
+    def _mix_step(self, x_t: Tensor, buf: Tensor, h: Tensor):
+        in_x, z = self.in_proj(self.norm(x_t)).chunk(2, dim=-1)  # (B, 2 Din) -> 2 x (B, Din)
+        u, buf = self.conv.step(in_x, buf)
+        y, h = self.ssm.step(F.silu(u), h)
+        return self.out_proj(y * F.silu(z)), buf, h

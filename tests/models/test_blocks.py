@@ -1,0 +1,214 @@
+"""Griffin's residual block and Mamba's block: the equations written out by hand, causality,
+padded batches against each sequence alone, streaming, parameter counts, gradients."""
+import doctest
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit.models import blocks
+from rnnkit.models.blocks import GriffinBlock, MambaBlock
+
+D64 = dict(dtype=torch.float64)
+d, R, N, K = 8, 12, 4, 4  # d_model, Griffin's rnn_width, Mamba's state size, conv width
+
+MAKERS = {
+    "griffin": lambda **kw: GriffinBlock(d, rnn_width=R, conv_width=K, **kw),
+    "mamba": lambda **kw: MambaBlock(d, state_size=N, conv_width=K, **kw),
+}
+
+
+def _block(name, **kw):
+    """A float64 block with every parameter moved off its initial value (RMSNorm's 1, D's 1)."""
+    torch.manual_seed(0)
+    block = MAKERS[name](**kw).double()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return block
+
+
+def _rms(x, w, eps):
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def _gelu(v):  # GeLU, tanh approximation (Griffin's code)
+    return 0.5 * v * (1 + torch.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
+
+
+def _causal_conv(v, conv):
+    """``u_t = bias + sum_j w[:, j] v_{t - k + 1 + j}``, zero before the start: (T, B, C)."""
+    w, k = conv.weight[:, 0], conv.weight.shape[-1]  # (C, k)
+    return torch.stack([conv.bias + sum(w[:, j] * v[t - k + 1 + j] for j in range(k)
+                                        if t - k + 1 + j >= 0) for t in range(v.shape[0])])
+
+
+def _griffin_by_hand(g, x):
+    n = _rms(x, g.temporal_norm.weight, 1e-6)
+    gate = _gelu(n @ g.linear_y.weight.T + g.linear_y.bias)
+    u = _causal_conv(n @ g.linear_x.weight.T + g.linear_x.bias, g.conv)
+    W, b, lam = g.rg_lru.weight_ih_l0, g.rg_lru.bias_l0, g.rg_lru.a_param_l0
+    h, hs = torch.zeros_like(u[0]), []
+    for t in range(x.shape[0]):  # the RG-LRU, its value the convolved branch itself
+        k_a, k_x = (u[t] @ W.T + b).chunk(2, dim=-1)
+        a = torch.exp(-8.0 * torch.sigmoid(k_a) * F.softplus(lam))
+        h = a * h + torch.sqrt(1 - a ** 2) * torch.sigmoid(k_x) * u[t]
+        hs.append(h)
+    x = x + (gate * torch.stack(hs)) @ g.linear_out.weight.T + g.linear_out.bias
+    n = _rms(x, g.mlp_norm.weight, 1e-6)
+    mlp = _gelu(n @ g.mlp_gate.weight.T + g.mlp_gate.bias) * (n @ g.mlp_up.weight.T + g.mlp_up.bias)
+    return x + mlp @ g.mlp_down.weight.T + g.mlp_down.bias
+
+
+def _mamba_by_hand(m, x):
+    in_x, z = (_rms(x, m.norm.weight, 1e-5) @ m.in_proj.weight.T).chunk(2, dim=-1)
+    u = F.silu(_causal_conv(in_x, m.conv))
+    s = m.ssm
+    dt, Bt, Ct = (u @ s.weight_ih_l0.T).split([m.d_inner, N, N], dim=-1)
+    delta, A = F.softplus(dt + s.dt_bias_l0), -torch.exp(s.A_log_l0)  # (T, B, Din), (Din, N)
+    h, ys = torch.zeros(x.shape[1], m.d_inner, N, **D64), []
+    for t in range(x.shape[0]):  # Mamba's selective scan, one step at a time
+        h = torch.exp(delta[t, :, :, None] * A) * h \
+            + (delta[t] * u[t])[:, :, None] * Bt[t, :, None, :]
+        ys.append((h * Ct[t, :, None, :]).sum(-1) + s.D_l0 * u[t])
+    return x + (torch.stack(ys) * F.silu(z)) @ m.out_proj.weight.T
+
+
+@pytest.mark.parametrize("name, by_hand", [("griffin", _griffin_by_hand),
+                                           ("mamba", _mamba_by_hand)])
+def test_forward_is_the_papers_block_written_out(name, by_hand):
+    block, x = _block(name), torch.randn(9, 3, d, **D64)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), by_hand(block, x), atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_causal_changing_step_t_leaves_earlier_outputs_exactly(name):
+    block, x = _block(name), torch.randn(10, 2, d, **D64)
+    with torch.no_grad():
+        y = block(x)
+        for t in (0, 4, 9):
+            x2 = x.clone()
+            x2[t] += torch.randn(2, d, **D64)
+            y2 = block(x2)
+            assert torch.equal(y2[:t], y[:t]), t
+            assert not torch.equal(y2[t], y[t])
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_padded_batch_equals_each_sequence_alone(name):
+    """NaN in the padding: no effect on valid steps or on any gradient; zeros past lengths."""
+    block, lengths = _block(name), [9, 4, 1, 7]
+    x = torch.randn(9, 4, d, **D64)
+    for b, L in enumerate(lengths):
+        x[L:, b] = float("nan")
+    x.requires_grad_()
+    y = block(x, lengths=torch.tensor(lengths))
+    for b, L in enumerate(lengths):
+        alone = block(x[:L, b:b + 1].detach())
+        torch.testing.assert_close(y[:L, b:b + 1], alone, atol=1e-12, rtol=1e-10)
+        assert (y[L:, b] == 0).all()
+    (y * torch.randn_like(y)).sum().backward()
+    for b, L in enumerate(lengths):
+        assert (x.grad[L:, b] == 0).all() and torch.isfinite(x.grad[:L, b]).all()
+    assert all(torch.isfinite(p.grad).all() for p in block.parameters())
+    torch.testing.assert_close(block(x.detach(), lengths=lengths), y)  # a list works too
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_gradients_reach_every_parameter(name):
+    torch.manual_seed(1)
+    block = MAKERS[name]()  # float32, the initial values
+    block(torch.randn(6, 3, d), lengths=torch.tensor([6, 2, 5])).pow(2).sum().backward()
+    for n, p in block.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_step_by_step_equals_forward(name):
+    block, x = _block(name).eval(), torch.randn(7, 2, d, **D64)
+    with torch.no_grad():
+        want, state, got = block(x), None, []
+        for t in range(x.shape[0]):
+            y, state = block.step(x[t], state)
+            got.append(y)
+    torch.testing.assert_close(torch.stack(got), want, atol=1e-12, rtol=1e-10)
+    zeros = block.init_state(2)
+    assert all((s == 0).all() for s in zeros)
+    torch.testing.assert_close(block.step(x[0], zeros)[0], got[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_batch_first(name):
+    tm, bf = _block(name), _block(name, batch_first=True)
+    x = torch.randn(6, 3, d, **D64)
+    with torch.no_grad():
+        torch.testing.assert_close(bf(x.transpose(0, 1), lengths=[6, 2, 5]).transpose(0, 1),
+                                   tm(x, lengths=[6, 2, 5]), atol=0, rtol=0)
+
+
+def test_griffin_parameter_count():
+    """De et al. 2024, Figure 2, with dense RG-LRU gates and biases as Griffin's code."""
+    E = 3 * d
+    norms = 2 * d
+    branches = 2 * (d * R + R)  # linear_y (GeLU gate), linear_x (to the convolution)
+    conv = K * R + R  # depthwise, with bias
+    rglru = 2 * R * R + 2 * R + R  # gate_a and gate_x (dense), their biases, a_param
+    out = R * d + d
+    mlp = 2 * (d * E + E) + E * d + d  # W_g, W_u, W_down
+    block = GriffinBlock(d, rnn_width=R, conv_width=K)
+    assert sum(p.numel() for p in block.parameters()) == \
+        norms + branches + conv + rglru + out + mlp == 1352
+    assert dict(block.rg_lru.named_parameters())["weight_ih_l0"].shape == (2 * R, R)
+    assert sum(p.numel() for p in GriffinBlock(d).parameters()) == 1056  # R = d
+
+
+def test_mamba_parameter_count():
+    """Gu & Dao 2023, Figure 3, with a full-rank delta projection (Mamba's has rank
+    ceil(d / 16): x_proj (r + 2N, Din) and dt_proj (Din, r), where ours is (Din + 2N, Din))."""
+    Din = 2 * d
+    count = d + 2 * Din * d + (K * Din + Din) + (Din + 2 * N) * Din + Din + Din * N + Din \
+        + Din * d  # norm, in_proj, conv, S6 weight_ih (delta, B, C), dt_bias, A_log, D, out_proj
+    block = MambaBlock(d, state_size=N, conv_width=K)
+    assert sum(p.numel() for p in block.parameters()) == count == 952
+    r = math.ceil(d / 16)
+    mambas = count - Din * Din + r * Din + r * Din  # its low-rank delta: x_proj rows + dt_proj
+    assert mambas == 728
+    assert [n for n, _ in block.named_parameters()] == [
+        "norm.weight", "in_proj.weight", "conv.weight", "conv.bias", "ssm.weight_ih_l0",
+        "ssm.dt_bias_l0", "ssm.A_log_l0", "ssm.D_l0", "out_proj.weight"]
+
+
+@pytest.mark.parametrize("make, error, pattern", [
+    (lambda: GriffinBlock(0), ValueError, r"d_model: expected a positive int, got 0"),
+    (lambda: GriffinBlock(8, expansion=1.5), ValueError, r"expansion: expected a positive int"),
+    (lambda: GriffinBlock(8, conv_width=0), ValueError, r"conv_width: expected a positive int"),
+    (lambda: MambaBlock(8, expand=True), ValueError, r"expand: expected a positive int"),
+    (lambda: MambaBlock(8, batch_first=1), TypeError, r"batch_first should be of type bool"),
+    (lambda: MambaBlock(8, state_size=0), ValueError, r"state_size: expected a positive int"),
+])
+def test_bad_options(make, error, pattern):
+    with pytest.raises(error, match=pattern):
+        make()
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_bad_inputs_are_one_line_errors(name):
+    block, x = MAKERS[name](), torch.randn(5, 2, d)
+    for call, pattern in [
+        (lambda: block(torch.randn(5, 2, d + 1)), r"x: expected shape \(T, B, d_model\)"),
+        (lambda: block(x, lengths=[5]), r"lengths: expected 2 integer lengths"),
+        (lambda: block(x, lengths=[5.0, 2.0]), r"lengths: expected 2 integer lengths"),
+        (lambda: block(x, lengths=[6, 2]), r"every length must be in \[1, T=5\]"),
+        (lambda: block(x, lengths=[0, 2]), r"every length must be in \[1, T=5\]"),
+        (lambda: block.step(x), r"x_t: expected shape \(B, d_model=8\)"),
+    ]:
+        with pytest.raises(ValueError, match=pattern) as e:
+            call()
+        assert "\n" not in str(e.value)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(blocks)
+    assert result.attempted > 0 and result.failed == 0
