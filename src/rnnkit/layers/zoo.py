@@ -321,7 +321,8 @@ class S6(Recurrent):
     range of the initial step sizes; ``value``: "project" or "identity" (``u`` is the input
     itself, as in Mamba's block; needs I == H). Parameters: ``weight_ih_l{k} (2H + 2N, I)``
     (blocks u, delta, B, C; no u block with "identity"), ``bias_l{k} (2H,)`` (u, delta),
-    ``dt_bias_l{k} (H,)``, ``A_log_l{k} (H, N)``, ``D_l{k} (H,)``. ``hx`` and ``h_n`` are the states (D*L, B, H*N).
+    ``dt_bias_l{k} (H,)``, ``A_log_l{k} (H, N)``, ``D_l{k} (H,)``. ``hx`` and ``h_n`` are the
+    states (D*L, B, H*N).
 
     Example::
 
