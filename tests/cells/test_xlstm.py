@@ -1,13 +1,16 @@
 """sLSTM and mLSTM: conformance, steps by hand (the stabiliser against the unstabilised
-formula in high precision), float32 over long sequences, options, regularisers."""
+formula in high precision), the mLSTM's chunkwise form against stepping, float32 over long
+sequences, options, regularisers."""
 import math
 from decimal import Decimal, getcontext
 
 import pytest
 import torch
 
-from rnnkit import Recurrent
+from rnnkit import MLSTM, Recurrent
 from rnnkit.cells.xlstm import MLSTMCell, SLSTMCell
+from rnnkit.kernels.loop import length_mask
+from rnnkit.kernels.loop import scan as loop_scan
 from rnnkit.testing import check_gradients, check_layer
 
 D64 = dict(dtype=torch.float64)
@@ -18,16 +21,20 @@ def _sig(v: float) -> float:
     return 1 / (1 + math.exp(-v))
 
 
-@pytest.mark.parametrize("cell, nh, states", [
-    (SLSTMCell, 1, (4, 4, 4, 4)), (SLSTMCell, 2, (4, 4, 4, 4)), (MLSTMCell, 2, (8, 4, 2))],
-    ids=["slstm", "slstm_2heads", "mlstm_2heads"])
-def test_conformance(cell, nh, states):
-    check_layer(lambda **k: Recurrent(cell, 3, 4, num_heads=nh, **k), 3, 4, states)
+@pytest.mark.parametrize("cell, kw, states", [
+    (SLSTMCell, dict(num_heads=1), (4, 4, 4, 4)), (SLSTMCell, dict(num_heads=2), (4, 4, 4, 4)),
+    (MLSTMCell, dict(num_heads=2), (8, 4, 2)),
+    (MLSTMCell, dict(num_heads=2, mode="sequential"), (8, 4, 2))],
+    ids=["slstm", "slstm_2heads", "mlstm_2heads", "mlstm_2heads_sequential"])
+def test_conformance(cell, kw, states):
+    check_layer(lambda **k: Recurrent(cell, 3, 4, **kw, **k), 3, 4, states)
 
 
-@pytest.mark.parametrize("cell", [SLSTMCell, MLSTMCell])
-def test_gradients(cell):
-    check_gradients(lambda **k: Recurrent(cell, 2, 4, num_heads=2, **k), 2)
+@pytest.mark.parametrize("cell, kw", [(SLSTMCell, {}), (MLSTMCell, {}),
+                                      (MLSTMCell, dict(mode="sequential"))],
+                         ids=["slstm", "mlstm", "mlstm_sequential"])
+def test_gradients(cell, kw):
+    check_gradients(lambda **k: Recurrent(cell, 2, 4, num_heads=2, **kw, **k), 2)
 
 
 # ------------------------------------------------------------------ by hand, unstabilised
@@ -138,15 +145,23 @@ def test_slstm_steps_by_hand(big, dtype, rel, forget):
                [1.0] * H, rel * 10)
 
 
+@pytest.mark.parametrize("mode", ["parallel", "sequential"])
 @pytest.mark.parametrize("big, dtype, rel", [
     (0.0, torch.float64, 1e-12), (200.0, torch.float32, 1e-4), (1000.0, torch.float64, 1e-12)],
     ids=["plain", "i=200_float32", "i=1000_float64"])
-def test_mlstm_steps_by_hand(big, dtype, rel):
+def test_mlstm_steps_by_hand(big, dtype, rel, mode):
     """Two steps, I = 2, H = 4, two heads of d = 2: the stabilised cell (with
-    ``max(|n.q|, exp(-m))``) against the paper's ``C~ q / max(|n~.q|, 1)`` in Decimal."""
+    ``max(|n.q|, exp(-m))``) against the paper's ``C~ q / max(|n~.q|, 1)`` in Decimal.
+
+    In float32 the projection rounds i~ = 200.7 by up to 7.6e-6, and step 2's ``n~.q`` of
+    head 0 cancels 50-fold (terms 1.97 and -2.01): 3e-4 from the input alone (the parallel
+    form is within 1e-6 of float64 math on those rounded inputs; stepping lands nearer the
+    Decimal result by its own rounding)."""
+    if mode == "parallel" and dtype == torch.float32:
+        rel = 5e-4
     torch.manual_seed(2)
     H, nh = 4, 2
-    layer = Recurrent(MLSTMCell, 2, H, num_heads=nh).double()
+    layer = Recurrent(MLSTMCell, 2, H, num_heads=nh, mode=mode).double()
     W, b = 0.5 * torch.randn(4 * H + 2 * nh, 2), torch.randn(4 * H + 2 * nh)
     b[3 * H:3 * H + nh] += big
     _set(layer, dict(weight_ih_l0=W, bias_l0=b))
@@ -178,12 +193,130 @@ def test_zero_state_first_step_is_finite():
     assert torch.isnan(layer(torch.zeros(1, 1, 1))[0][0, 0, 0])
 
 
-# ---------------------------------------------------------------- precision and streaming
-@pytest.mark.parametrize("cell", [SLSTMCell, MLSTMCell])
-def test_float32_agrees_with_float64_over_500_steps(cell):
+# ------------------------------------------------------- mLSTM: the chunkwise parallel form
+def _modes(T, lengths, forget="sigmoid", chunk=4, big=0.0, dtype=torch.float64, seed=0):
+    """The cell's chunkwise ``scan`` and the step loop on the same data, nonzero initial state
+    (m included): ``[(ys, final state, grads), ...]`` for (parallel, sequential); the grads
+    (of a random linear loss on ys and the final state) w.r.t. weight, bias, x, C0, n0, m0."""
+    torch.manual_seed(seed)
+    B, I, H, nh = len(lengths), 3, 8, 2
+    cell = MLSTMCell(I, H, num_heads=nh, forget=forget)
+    cell.chunk_size = chunk
+    G = 4 * H + 2 * nh
+    w, b = 0.7 * torch.randn(G, I, **D64), torch.randn(G, **D64)
+    b[3 * H:3 * H + nh] += big
+    if forget == "exp":
+        b[3 * H + nh:3 * H + 2 * nh] -= 1.0  # f = exp(f~) mostly below 1
+    x = torch.randn(T, B, I, **D64)
+    state = [torch.randn(B, n, **D64) for n in cell.state_sizes]
+    mask = length_mask(torch.tensor(lengths), T)
+    weights = [torch.randn(T, B, H, **D64)] + [torch.randn_like(s) for s in state]
+    w, b, x, state, weights = (
+        [t.to(dtype) for t in ts] if isinstance(ts, list) else ts.to(dtype)
+        for ts in (w, b, x, state, weights))
+    leaves = [t.requires_grad_() for t in (w, b, x, *state)]
+    runs = []
+    for run in (cell.scan, lambda xp, st, p, m: loop_scan(cell, p, xp, st, m)):
+        p = dict(weight_ih=w, bias=b)
+        ys, final = run(cell.project(x, p), tuple(state), p, mask)
+        loss = sum((t * u).sum() for t, u in zip((ys, *final), weights))
+        runs.append((ys, final, torch.autograd.grad(loss, leaves)))
+    return runs
+
+
+def _rel(a, b) -> float:
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+@pytest.mark.parametrize("T, lengths, forget, chunk, big", [
+    (11, [11, 5, 1], "sigmoid", 4, 0.0),      # 3 chunks, the last padded; lengths
+    (12, [12, 12], "exp", 4, 0.0),            # whole chunks
+    (3, [3, 1, 2], "sigmoid", 64, 0.0),       # T < chunk
+    (1, [1, 1], "exp", 64, 0.0),              # T = 1
+    (150, [150, 64, 100], "sigmoid", 64, 0.0),  # the default chunk, 3 chunks
+    (13, [13, 4, 9], "exp", 4, 200.0),        # a large input gate: exp(200) in the sums
+    (13, [13, 13, 6], "sigmoid", 4, 200.0),
+    (10, [10, 7, 0], "sigmoid", 4, 0.0),      # a sequence with no valid step
+], ids=["T11_lengths", "T12_exp", "T<chunk", "T1", "T150_chunk64", "i200_exp", "i200_sigmoid",
+        "length0"])
+def test_parallel_equals_sequential(T, lengths, forget, chunk, big):
+    """Outputs, the final (C, n, m) and the gradients of every weight, the input and the
+    initial state: the chunkwise form against stepping, float64."""
+    (ys, final, grads), (ys_s, final_s, grads_s) = _modes(T, lengths, forget, chunk, big)
+    assert _rel(ys, ys_s) < 1e-10
+    for a, b in zip(final, final_s):
+        assert _rel(a, b) < 1e-10
+    for name, a, b in zip(("weight", "bias", "x", "C0", "n0", "m0"), grads, grads_s):
+        assert torch.isfinite(a).all() and _rel(a, b) < 1e-9, name
+    mask = length_mask(torch.tensor(lengths), T)
+    assert (ys.masked_fill(mask, 0.0) == 0).all()  # skipped steps: zero output,
+    assert (grads[2].masked_fill(mask, 0.0) == 0).all()  # no gradient into their input
+
+
+def test_parallel_large_input_gate_float32_stays_finite():
+    """i~ near 200 (exp overflows float32), 3 chunks with lengths: every value and gradient
+    finite and near float64's. (The outputs divide by |n . q|, which comes near zero: both
+    modes lose digits there in float32, 9e-5 here, stepping 1.2e-4.)"""
+    (ys, final, grads), _ = _modes(40, [40, 17, 33], chunk=16, big=200.0, dtype=torch.float32)
+    (ys64, final64, _), _ = _modes(40, [40, 17, 33], chunk=16, big=200.0)
+    assert all(torch.isfinite(t).all() for t in (ys, *final, *grads))
+    assert _rel(ys.double(), ys64) < 1e-3
+    for a, b in zip(final, final64):
+        assert _rel(a.double(), b) < 1e-5
+
+
+def test_parallel_half_precision_computes_in_float32():
     torch.manual_seed(0)
-    layer = Recurrent(cell, 4, 8, num_heads=2, forget_bias=3.0 if cell is SLSTMCell else None)
-    ref = Recurrent(cell, 4, 8, num_heads=2).double()
+    cell = MLSTMCell(3, 8, num_heads=2)
+    xp = torch.randn(70, 2, 4 * 8 + 4).to(torch.bfloat16)
+    state = tuple(torch.randn(2, n).to(torch.bfloat16) for n in cell.state_sizes)
+    mask = length_mask(torch.tensor([70, 30]), 70)
+    ys, final = cell.scan(xp, state, {}, mask)
+    ys32, final32 = cell.scan(xp.float(), tuple(s.float() for s in state), {}, mask)
+    assert ys.dtype == torch.bfloat16 and all(s.dtype == torch.bfloat16 for s in final)
+    assert torch.equal(ys, ys32.to(torch.bfloat16))
+    for a, b in zip(final, final32):
+        assert torch.equal(a, b.to(torch.bfloat16))
+
+
+def test_mode_option_through_the_layer():
+    """``rnnkit.MLSTM(..., mode=)`` reaches the cell; both modes agree, bidirectional with
+    lengths, forward and backward; sequential mode has no ``scan``."""
+    torch.manual_seed(0)
+    par = MLSTM(3, 8, num_layers=2, num_heads=2, bidirectional=True).double()
+    seq = MLSTM(3, 8, num_layers=2, num_heads=2, bidirectional=True, mode="sequential").double()
+    seq.load_state_dict(par.state_dict())
+    assert [c.mode for c in par.cells + seq.cells] == ["parallel"] * 2 + ["sequential"] * 2
+    assert seq.cells[0].scan is None and par.cells[0].scan is not None
+    assert repr(seq.cells[0]) == "MLSTMCell(3, 8, num_heads=2, mode='sequential')"
+    assert repr(par.cells[0]) == "MLSTMCell(3, 8, num_heads=2)"
+    for c in par.cells:
+        c.chunk_size = 4  # several chunks at T = 10
+    x, lengths = torch.randn(10, 3, 3, **D64), torch.tensor([10, 3, 7])
+    results = []
+    for layer in (par, seq):
+        xg = x.clone().requires_grad_()
+        out, h_n = layer(xg, lengths=lengths)
+        (out.sum() + sum((h * h).sum() for h in h_n)).backward()
+        results.append((out, h_n, xg.grad, [p.grad for p in layer.parameters()]))
+    (out, h_n, gx, gp), (out_s, h_s, gx_s, gp_s) = results
+    assert _rel(out, out_s) < 1e-10 and _rel(gx, gx_s) < 1e-9
+    assert all(_rel(a, b) < 1e-10 for a, b in zip(h_n, h_s))
+    assert all(_rel(a, b) < 1e-9 for a, b in zip(gp, gp_s))
+    with pytest.raises(ValueError, match="mode: expected 'parallel' or 'sequential', got 'fast'"):
+        MLSTM(3, 8, mode="fast")
+
+
+# ---------------------------------------------------------------- precision and streaming
+@pytest.mark.parametrize("cell, kw", [(SLSTMCell, dict(forget_bias=3.0)), (MLSTMCell, {}),
+                                      (MLSTMCell, dict(mode="sequential"))],
+                         ids=["slstm", "mlstm", "mlstm_sequential"])
+def test_float32_agrees_with_float64_over_500_steps(cell, kw):
+    """float32 (the parallel mLSTM: 8 chunks of 64) against float64 stepped."""
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 4, 8, num_heads=2, **kw)
+    ref = Recurrent(cell, 4, 8, num_heads=2, mode="sequential").double() if cell is MLSTMCell \
+        else Recurrent(cell, 4, 8, num_heads=2).double()
     ref.load_state_dict(layer.state_dict())
     x = torch.randn(500, 2, 4)
     got, h = layer(x)

@@ -125,10 +125,21 @@ def test_m_held_constant_still_gives_the_gradient_of_h():
     assert {name for name, *_ in mismatches} == {"m0"} and not grads["m0"].any()
 
 
-def _torch_layer(name):
+def _torch_layer(name, mode=None):
+    """The rnnkit layer of case ``name``; an mLSTM in ``mode`` (parallel: chunks of 4 steps,
+    so T = 6 runs a whole chunk and a padded one)."""
     cell, _, kw = CASES[name]
-    kw = dict(kw)
-    return Recurrent(cell, I, H, 2, bias=kw.pop("bias", True), bidirectional=True, **kw).double()
+    kw = dict(kw) | ({} if mode is None else dict(mode=mode))
+    layer = Recurrent(cell, I, H, 2, bias=kw.pop("bias", True), bidirectional=True, **kw).double()
+    if mode == "parallel":
+        for c in layer.cells:
+            c.chunk_size = 4
+    return layer
+
+
+#: (case, mode): the mLSTM in both modes
+LAYER_CASES = [(n, None) if n.startswith("slstm") else (n, m) for n in CASES
+               for m in ("parallel", "sequential") if n.startswith("mlstm") or m == "parallel"]
 
 
 def _compare(ours, ref, x, h0, d_out, d_hn, lengths):
@@ -159,10 +170,11 @@ def _rel(a, b) -> float:
 
 
 @pytest.mark.parametrize("use_lengths", [True, False], ids=["lengths", "full"])
-@pytest.mark.parametrize("name", CASES)
-def test_layer_matches_reference(name, use_lengths):
+@pytest.mark.parametrize("name, mode", LAYER_CASES, ids=[f"{n}-{m}" if m else n
+                                                         for n, m in LAYER_CASES])
+def test_layer_matches_reference(name, mode, use_lengths):
     torch.manual_seed(0)
-    ours = _torch_layer(name)
+    ours = _torch_layer(name, mode)
     ref = _reference(name)
     ref.load_state_dict(ours.state_dict())
     rng = np.random.default_rng(1)
@@ -175,13 +187,17 @@ def test_layer_matches_reference(name, use_lengths):
         assert np.all(ref_out[2:, 1] == 0) and np.all(grads["input"][2:, 1] == 0)
 
 
-@pytest.mark.parametrize("name", ["slstm_exp_nobias", "mlstm_exp_nobias_1head"])
-def test_ties_of_the_max_agree_with_torch(name, monkeypatch):
+@pytest.mark.parametrize("name, mode", [("slstm_exp_nobias", None),
+                                        ("mlstm_exp_nobias_1head", "parallel"),
+                                        ("mlstm_exp_nobias_1head", "sequential")],
+                         ids=["slstm", "mlstm-parallel", "mlstm-sequential"])
+def test_ties_of_the_max_agree_with_torch(name, mode, monkeypatch):
     """``log f + m_prev == i~`` exactly at layer 0's first step (``forget="exp"``, ``m_0 = 0``,
     no bias, the f rows a copy of the i rows): torch.maximum sends half the gradient each way
-    and so does the reference; a loss on ``m_n`` sees the split (a one-sided rule fails)."""
+    and so does the reference; a loss on ``m_n`` sees the split (a one-sided rule fails). The
+    mLSTM's chunkwise form meets it as ``max(m_0, i~ - log f) = max(0, 0)``: halves too."""
     torch.manual_seed(0)
-    ours = _torch_layer(name)
+    ours = _torch_layer(name, mode)
     nh, slstm = ours.cells[0].num_heads, name.startswith("slstm")
     i_rows = slice(H, 2 * H) if slstm else slice(3 * H, 3 * H + nh)
     f_rows = slice(2 * H, 3 * H) if slstm else slice(3 * H + nh, 3 * H + 2 * nh)

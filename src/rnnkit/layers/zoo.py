@@ -292,7 +292,9 @@ class MLSTM(Recurrent):
     """mLSTM (Beck et al. 2024, xLSTM): a matrix memory per head, gates read only the input;
     see :mod:`rnnkit.cells.xlstm`.
 
-    Args (keyword-only): ``num_heads`` (1; divides H), ``forget``: "sigmoid" or "exp".
+    Args (keyword-only): ``num_heads`` (1; divides H), ``forget``: "sigmoid" or "exp";
+    ``mode``: "parallel" (chunks of 64 steps at once, the default) or "sequential" (step by
+    step); both give the same results.
     Parameters: ``weight_ih_l{k} (4H + 2 heads, I)`` (blocks q, k, v, i, f, o), ``bias_l{k}``.
     ``hx`` and ``h_n`` are ``(C, n, m)``: (D*L, B, heads*d*d), (D*L, B, H), (D*L, B, heads).
 
