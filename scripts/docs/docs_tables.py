@@ -767,7 +767,9 @@ MODERN = ("gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm")
 def _modern_cells(root: Path) -> str:
     """The modern recurrences against torch.nn.LSTM/GRU: every ``bench_modern_cells_*.json``."""
     report, out = _report(root), []
-    for path in sorted((root / "benchmarks" / "results").glob("bench_modern_cells_*.json")):
+    found = sorted((root / "benchmarks" / "results").glob("bench_modern_cells_*.json"),
+                   key=lambda p: json.loads(p.read_text(encoding="utf-8")).get("created", ""))
+    for path in found[-1:]:  # the newest run; the earlier ones are named below
         doc = json.loads(path.read_text(encoding="utf-8"))
         out += [f"`{path.name}`: {report.machine_line(doc)}. Command: `{doc.get('command')}`.",
                 "", "| shape | threads | cell | ran | fwd ms | f+b ms | f+b / LSTM | f+b / GRU |",
@@ -785,6 +787,9 @@ def _modern_cells(root: Path) -> str:
     if not out:
         return ('!!! warning "Not measured yet"\n    `rnnkit bench --cells lru,rglru,s6,slstm,'
                 'mlstm --threads 1,N --out benchmarks/results/bench_modern_cells_<machine>.json`\n')
+    if len(found) > 1:
+        out.append("Earlier runs (older code): " + ", ".join(f"`{p.name}`" for p in found[:-1])
+                   + ".\n")
     out.append("*Wall clock, median of interleaved repeats, every contender side by side in one "
                "process; f+b: forward and backward (the weights' gradients); below 1: faster "
                "than torch.nn's kernel at the same shape and threads. `ran`: the backend "

@@ -1,5 +1,6 @@
 """LRU and RG-LRU: conformance, steps by hand, the parallel scan == stepping, initialisation."""
 import cmath
+import copy
 import math
 
 import pytest
@@ -232,12 +233,45 @@ def test_rglru_identity_value_parameters():
     assert RGLRUCell(3, 4).param_shapes()["weight_ih"] == (12, 3)  # the default is unchanged
 
 
-def test_rglru_initialisation_is_griffins():
+def test_rglru_initialisation_is_griffins_code():
+    """recurrentgemma's rnn_param_init: the base decay exp(-softplus(a_param)) has a^2
+    uniform on [0.9^2, 0.999^2]; a fully open gate decays by a^8."""
     torch.manual_seed(0)
     layer = RGLRU(5, 4000)
-    a = torch.exp(-8.0 * torch.nn.functional.softplus(layer.a_param_l0))  # the gate open
+    a = torch.exp(-torch.nn.functional.softplus(layer.a_param_l0))
     assert a.min() >= 0.9 - 1e-6 and a.max() <= 0.999 + 1e-6
     assert (a ** 2).mean().item() == pytest.approx((0.81 + 0.998001) / 2, abs=0.01)
+    assert (a ** 8).min() >= 0.9 ** 8 - 1e-6  # the open gate's decay: down to 0.43
+
+
+def test_half_precision_steps_run_in_float32():
+    """bfloat16 streaming: lambda and a in float32 (in bfloat16 |lambda| rounded past 1 and
+    6% of the RG-LRU's a_t to exactly 1); the state is stored in bfloat16 between steps."""
+    torch.manual_seed(0)
+    for layer in (LRU(8, 16, r_min=0.9, r_max=0.999), RGLRU(8, 16)):
+        x = torch.randn(200, 2, 8).bfloat16()
+        rounded = {k: v.bfloat16().float() for k, v in layer.state_dict().items()}
+        layer.load_state_dict(rounded)  # the bfloat16 weights, in float32 math: the target
+        want, _ = layer(x.float())
+        half = copy.deepcopy(layer).to(torch.bfloat16).eval()
+        state, ys = None, []
+        for t in range(200):
+            y, state = half.step(x[t], state)
+            ys.append(y)
+        got = torch.stack(ys)
+        assert got.dtype == torch.bfloat16
+        err = ((got.float() - want).abs().max() / want.abs().max()).item()
+        assert err < 0.02, (type(layer).__name__, err)  # the state rounded at each step
+    nu_log = LRU(8, 4000, r_min=0.99, r_max=0.999).nu_log_l0.detach().bfloat16()
+    l_re, l_im = LRUCell.lam(dict(nu_log=nu_log, theta_log=torch.zeros_like(nu_log)))
+    assert l_re.dtype == torch.float32 and (l_re ** 2 + l_im ** 2).max() < 1
+
+
+def test_the_lru_refuses_zoneout():
+    with pytest.raises(ValueError, match=r"zoneout: LRUCell does not take it: the state is one "
+                                         r"complex number per unit"):
+        LRU(3, 4, zoneout=0.1)
+    assert LRU(3, 4, zoneout=0.0).zoneout == (0.0, 0.0)
 
 
 def test_rglru_gradient_is_finite_where_the_gate_shuts_the_decay():

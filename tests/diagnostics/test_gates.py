@@ -135,18 +135,34 @@ def test_xlstm_stabilised_gates_rebuild_the_recorded_state(cell):
     x = torch.randn(T, 1, 3, dtype=torch.float64)
     (act,) = gate_activity(layer, lambda m: m(x))
     v = act["values"]
-    assert all(0 < v[g].min() and v[g].max() <= 1 for g in ("i'", "f'"))
+    assert all(0 < v[g].min() and v[g].max() <= 1 for g in ("i_stab", "f_stab", "f"))
     if cell == "slstm":
-        assert set(v) >= {"i'", "f'", "o", "g", "h", "c", "n", "m"}
+        assert set(v) >= {"i_stab", "f_stab", "f", "o", "g", "h", "c", "n", "m"}
         for t in range(1, T):
-            want = v["f'"][t] * v["c"][t - 1] + v["i'"][t] * v["g"][t]
+            want = v["f_stab"][t] * v["c"][t - 1] + v["i_stab"][t] * v["g"][t]
             np.testing.assert_allclose(v["c"][t], want, rtol=1e-12)
     else:
-        assert set(v) >= {"i'", "f'", "o", "C", "n", "m"} and v["i'"].shape == (T, heads)
+        assert set(v) >= {"i_stab", "f_stab", "f", "o", "C", "n", "m"}
+        assert v["i_stab"].shape == (T, heads)
         p, d = layer._params(0, 0), H // heads
         with torch.no_grad():
             k = (x[:, 0] @ p["weight_ih"].T + p["bias"])[:, H:2 * H] / d ** 0.5  # (T, H)
-        f_rep, i_rep = np.repeat(v["f'"], d, axis=1), np.repeat(v["i'"], d, axis=1)
+        f_rep, i_rep = np.repeat(v["f_stab"], d, axis=1), np.repeat(v["i_stab"], d, axis=1)
         for t in range(1, T):
             want = f_rep[t] * v["n"][t - 1] + i_rep[t] * k[t].numpy()
             np.testing.assert_allclose(v["n"][t], want, rtol=1e-12)
+
+
+def test_xlstm_timescale_reads_the_forget_gate_not_the_stabilised_factor():
+    """f = sigmoid(0) = 0.5 at every step: timescale 2, whatever the stabiliser does (its
+    f_stab is exactly 1 at many steps)."""
+    torch.manual_seed(4)
+    layer = build_layer("slstm", 3, 4).double()
+    with torch.no_grad():
+        layer.weight_hh_l0.zero_()
+        layer.bias_l0.zero_()
+        layer.weight_ih_l0[8:12].zero_()  # the f block: f~ = 0
+    (act,) = gate_activity(layer, lambda m: m(3 * torch.randn(40, 2, 3, dtype=torch.float64)))
+    assert act["stats"]["f"]["median_timescale"] == pytest.approx(2.0)
+    assert "median_timescale" not in act["stats"]["f_stab"]
+    assert (act["values"]["f_stab"] == 1.0).mean() > 0.2  # why it is not a timescale

@@ -54,7 +54,7 @@ LAYER_CASES = {
     "rnn_tanh": ALL, "lstm": ALL, "gru": ALL, "indrnn": ALL, "layernorm_lstm": ALL,
     "layernorm_gru": ALL, "mingru": dict(input_dropout=0.2, zoneout=0.2),
     "sru": dict(input_dropout=0.2, zoneout=0.2), "qrnn": dict(input_dropout=0.2, zoneout=0.2),
-    "lru": dict(input_dropout=0.2, zoneout=0.2), "rglru": dict(input_dropout=0.2, zoneout=0.2),
+    "lru": dict(input_dropout=0.2), "rglru": dict(input_dropout=0.2, zoneout=0.2),
     "slstm": ALL, "mlstm": dict(input_dropout=0.2, zoneout=0.2),
     "s6": dict(input_dropout=0.2, zoneout=0.2),
 }
@@ -388,7 +388,7 @@ def test_gradcheck_through_zoneout_expectation_and_max_norm():
     ("lstm", ALL), ("gru", ALL), ("rnn_relu", dict(ALL, zoneout=0.3)),
     ("lstm", dict(ALL, zoneout=(0.1, 0.4))), ("indrnn", ALL), ("layernorm_gru", ALL),
     ("mingru", dict(input_dropout=0.3, zoneout=0.25)), ("sru", dict(zoneout=0.25)),
-    ("lru", dict(input_dropout=0.3, zoneout=(0.25, 0.1))), ("rglru", dict(zoneout=0.25)),
+    ("lru", dict(input_dropout=0.3)), ("rglru", dict(zoneout=0.25)),
 ])
 def test_conformance_in_eval_with_regularizers(cell, kw):
     check_layer(lambda **k: build_layer(cell, I, H, **{**kw, **k}), I, H,

@@ -22,6 +22,8 @@ LAYERS = {
 @pytest.mark.parametrize("name", LAYERS)
 def test_step_equals_forward(name, extra):
     cls, kw = LAYERS[name]
+    if name == "LRU" and "zoneout" in extra:
+        pytest.skip("the LRU refuses zoneout (its Re and Im parts belong together)")
     torch.manual_seed(0)
     layer = cls(I, H, num_layers=2, dtype=torch.float64, **kw, **extra).eval()
     T, B = 6, 3

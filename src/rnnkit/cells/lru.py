@@ -37,9 +37,12 @@ dtype, export and the fused loop see real tensors only.
 
 Parameters: ``weight_ih (3H, I)`` with row blocks [gate_a, gate_x, value] and ``bias (3H,)``
 (``value="project"``, the default), or ``weight_ih (2H, I)`` with blocks [gate_a, gate_x] and
-``bias (2H,)`` (``value="identity"``, which needs I == H); ``a_param (H,)`` initialised so
-that ``a = exp(-c * softplus(a_param))`` (the gate fully open) is uniform in ``[r_min,
-r_max]`` = ``[0.9, 0.999]`` in ``a^2``, as in Griffin. ``value="identity"`` is Griffin's
+``bias (2H,)`` (``value="identity"``, which needs I == H); ``a_param (H,)`` initialised as
+Griffin's code does (``rnn_param_init`` in google-deepmind/recurrentgemma): the base decay
+``a = exp(-softplus(a_param))`` has ``a^2`` uniform on ``[r_min^2, r_max^2]`` =
+``[0.9^2, 0.999^2]``, so a fully open gate decays by ``a^c``, in ``[0.43, 0.992]`` at
+``c = 8`` (the paper's sentence, "a^c uniformly distributed between 0.9 and 0.999", reads
+otherwise; rnnkit follows the code). ``value="identity"`` is Griffin's
 RG-LRU: its recurrent block (:class:`rnnkit.models.blocks.GriffinBlock`) projects and
 convolves the input, and the RG-LRU reads that branch directly, ``v_t = x_t``;
 ``project`` then carries ``x`` through (``[k^a, k^x, x]``, the layout ``step`` and ``scan``
@@ -108,6 +111,9 @@ class LRUCell(Cell):
     """
 
     num_gates = 2  # weight_ih's row blocks: B_re, B_im (for init_ih)
+    #: why zoneout does not apply (read by the layer's regularisers)
+    zoneout_refused = ("the state is one complex number per unit, carried as (Re s, Im s); "
+                       "zoning them out apart would keep parts of different steps")
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  state_size: int | None = None, r_min: float = 0.0, r_max: float = 1.0,
@@ -140,8 +146,10 @@ class LRUCell(Cell):
 
     @staticmethod
     def lam(p: Params) -> Pair:
-        """``lambda`` as (re, im), each (N,)."""
-        mod, arg = torch.exp(-torch.exp(p["nu_log"])), torch.exp(p["theta_log"])
+        """``lambda`` as (re, im), each (N,), in float32 at least (in bfloat16 ``|lambda|``
+        rounded past 1 for ``r_max = 0.999``)."""
+        nu, theta = _half_to_float(p["nu_log"]), _half_to_float(p["theta_log"])
+        mod, arg = torch.exp(-torch.exp(nu)), torch.exp(theta)
         return mod * torch.cos(arg), mod * torch.sin(arg)
 
     def project(self, x: Tensor, p: Params) -> Tensor:
@@ -159,12 +167,13 @@ class LRUCell(Cell):
         return xp[..., :N], xp[..., N:2 * N], xp[..., 2 * N:]
 
     def step(self, x_t: Tensor, state: State, p: Params):
-        s_re, s_im = state
-        u_re, u_im, skip = self._split(x_t)
+        dt = x_t.dtype  # half precision: the step in float32, the state stored in dt
+        u_re, u_im, skip = self._split(_half_to_float(x_t))
+        s_re, s_im = (s.to(u_re.dtype) for s in state)
         l_re, l_im = self.lam(p)
         s_re, s_im = l_re * s_re - l_im * s_im + u_re, l_re * s_im + l_im * s_re + u_im
-        y = F.linear(torch.cat([s_re, s_im], dim=-1), p["weight_out"]) + skip
-        return y, (s_re, s_im)
+        y = F.linear(torch.cat([s_re, s_im], dim=-1), p["weight_out"].to(u_re.dtype)) + skip
+        return y.to(dt), (s_re.to(dt), s_im.to(dt))
 
     def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
         """All T steps at once: (T, B, 2N + H) -> ys (T, B, H) and the last state."""
@@ -213,8 +222,9 @@ SQRT_FLOOR = 2.5e-7
 class RGLRUCell(Cell):
     """RG-LRU step ``h = a h + sqrt(1 - a^2) (i * v)``, ``a = exp(-c r softplus(a_param))``.
 
-    Args (keyword-only): ``c`` (8, Griffin's); ``r_min``, ``r_max``: the range of ``a`` at
-    initialisation with the gate open (0.9 and 0.999, Griffin's); ``value``: "project"
+    Args (keyword-only): ``c`` (8, Griffin's); ``r_min``, ``r_max``: the range of the base
+    decay ``a = exp(-softplus(a_param))`` at initialisation (0.9 and 0.999, Griffin's code's);
+    ``value``: "project"
     (``v = W_v x + b_v``, the default) or "identity" (``v = x``, Griffin's; I == H).
     """
 
@@ -250,9 +260,9 @@ class RGLRUCell(Cell):
         return torch.exp(log_a), mult * torch.sigmoid(k_x) * v
 
     def step(self, x_t: Tensor, state: State, p: Params):
-        (h,) = state
-        a, b = self.coefficients(x_t, p)
-        h = a * h + b
+        dt = x_t.dtype  # half precision: a in float32 (in bfloat16 6% of a_t rounded to 1)
+        a, b = self.coefficients(_half_to_float(x_t), p)
+        h = (a * state[0].to(a.dtype) + b).to(dt)
         return h, (h,)
 
     def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
@@ -264,17 +274,17 @@ class RGLRUCell(Cell):
         return y, (h[-1],)
 
     def reset_parameters(self, p: Params) -> None:
-        """``nn.Linear``'s init for ``weight_ih``/``bias``; ``a_param`` as Griffin's."""
+        """``nn.Linear``'s init for ``weight_ih``/``bias``; ``a_param`` as Griffin's code."""
         k = 1.0 / math.sqrt(self.input_size)
         H = self.hidden_size
         d64 = dict(dtype=torch.float64, device=p["a_param"].device)
         r = torch.sqrt(torch.rand(H, **d64) * (self.r_max ** 2 - self.r_min ** 2)
-                       + self.r_min ** 2)  # a with the gate open: a^2 ~ U(r_min^2, r_max^2)
+                       + self.r_min ** 2)  # the base decay: a^2 ~ U(r_min^2, r_max^2)
         with torch.no_grad():
             p["weight_ih"].uniform_(-k, k)
             if "bias" in p:
                 p["bias"].uniform_(-k, k)
-            p["a_param"].copy_(torch.log(torch.expm1(-torch.log(r) / self.c)))  # softplus^-1
+            p["a_param"].copy_(torch.log(torch.expm1(-torch.log(r))))  # softplus^-1(-log a)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}, c={self.c}"

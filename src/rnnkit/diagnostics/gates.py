@@ -12,9 +12,11 @@ own weights, using the cell's equations::
         n = tanh(x_n + r * (W_hn h + b_hn))
     minGRU: z = sigmoid(k_z)       minLSTM: f' = f / (f + i), i' = i / (f + i)
     RG-LRU: r = sigmoid(k_a)   i = sigmoid(k_x)   a = exp(-c r softplus(a_param))  (the decay)
-    sLSTM: [g, i~, f~, o] = x_t + R h_{t-1};  g = tanh(.), o = sigmoid(.), and the stabilised
-        i' = exp(i~ - m_t), f' = exp(log f + m_{t-1} - m_t), both in (0, 1]
-    mLSTM: i', f' as the sLSTM's, one per head (B, heads); o = sigmoid(.)
+    sLSTM: [g, i~, f~, o] = x_t + R h_{t-1};  g = tanh(.), o = sigmoid(.), f = sigmoid(f~)
+        (with forget="sigmoid"), and the factors the stabilised state is updated with,
+        i_stab = exp(i~ - m_t), f_stab = exp(log f + m_{t-1} - m_t), both in (0, 1]; f_stab is
+        exactly 1 whenever the input gate is below the memory's scale, so it is no timescale
+    mLSTM: f, i_stab, f_stab as the sLSTM's, one per head (B, heads); o = sigmoid(.)
 
 Saturation statistics per gate (over steps inside each sequence's length and units)::
 
@@ -24,7 +26,7 @@ Saturation statistics per gate (over steps inside each sequence's length and uni
 A forget gate ``f`` near 1 keeps ``c`` (and its gradient, ``dc_t/dc_{t-1} = diag(f_t)``)
 over about ``1 / (1 - f)`` steps; ``median_timescale = 1 / (1 - median(f))`` reports that
 for ``f`` and for the GRU's ``z`` (which plays the same role: ``h_t = z h_{t-1} + (1 - z) n``),
-and for the RG-LRU's decay ``a`` and the xLSTM cells' ``f'`` (the factor on the state).
+and for the RG-LRU's decay ``a`` and the xLSTM cells' forget gate ``f``.
 
 Shapes: ``T`` steps, ``H`` units; arrays returned per sequence are ``(T, H)``.
 """
@@ -100,7 +102,9 @@ def _xlstm_gates(cell, kind: str, x_t: Tensor, state: tuple[Tensor, ...],
         m_prev = state[2]
     a = cell._log_f(f_) + m_prev
     m = torch.maximum(a, i_)
-    out = {"i'": torch.exp(i_ - m), "f'": torch.exp(a - m), "o": torch.sigmoid(o_)}
+    out = {"i_stab": torch.exp(i_ - m), "f_stab": torch.exp(a - m), "o": torch.sigmoid(o_)}
+    if cell.forget == "sigmoid":  # the forget gate itself: its timescale is 1 / (1 - f)
+        out["f"] = torch.sigmoid(f_)
     return out | ({"g": torch.tanh(g_)} if kind == "SLSTMCell" else {})
 
 

@@ -160,6 +160,9 @@ def _check_rate(name: str, p) -> float:
 
 
 def _check_zoneout(z, cell: Cell) -> tuple[float, float]:
+    refused = getattr(cell, "zoneout_refused", None)  # a cell whose state tensors belong together
+    if refused and z not in (0, 0.0, (0, 0), (0.0, 0.0), [0, 0], [0.0, 0.0]):
+        raise ValueError(f"zoneout: {type(cell).__name__} does not take it: {refused}")
     if isinstance(z, (tuple, list)):
         if len(z) != 2:
             raise ValueError(f"zoneout: expected a rate or a pair (p_h, p_c), got {z!r}")

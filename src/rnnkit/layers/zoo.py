@@ -212,7 +212,7 @@ class LRU(Recurrent):
     """LRU (Orvieto et al. 2023): a complex diagonal linear recurrence; :mod:`rnnkit.cells.lru`.
 
     ``s_t = lambda * s_{t-1} + gamma * B x_t``, ``y_t = Re(C s_t) + D x_t``, run as a parallel
-    scan (or step by step with a per-step regulariser such as ``zoneout``).
+    scan. Zoneout is refused: it would mix the real and imaginary parts of different steps.
 
     Args (keyword-only): ``state_size`` N (default H); ``r_min``, ``r_max`` (0, 1): the ring
     of ``|lambda|`` at initialisation; ``max_phase`` (2 pi).

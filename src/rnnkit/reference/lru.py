@@ -222,8 +222,9 @@ class RGLRU(_Linear):
     With ``value="identity"`` (every layer's input of size H): ``weight_ih (2H, H)`` (blocks
     gate_a, gate_x), ``bias (2H,)``, and the value is the input itself.
 
-    Initialisation: ``weight_ih``/``bias`` uniform(+-1/sqrt(H)); ``a_param`` so that
-    ``a = exp(-c softplus(a_param))`` (the gate open) has ``a^2`` uniform in [0.9^2, 0.999^2].
+    Initialisation: ``weight_ih``/``bias`` uniform(+-1/sqrt(H)); ``a_param`` so that the base
+    decay ``a = exp(-softplus(a_param))`` has ``a^2`` uniform in [0.9^2, 0.999^2] (Griffin's
+    code; the open gate decays by ``a^c``).
     """
 
     num_gates = 3
@@ -240,7 +241,7 @@ class RGLRU(_Linear):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, bias, seed=rng)
         for p in _each_cell(self):
             a = np.sqrt(rng.uniform(self.r_min ** 2, self.r_max ** 2, size=hidden_size))
-            p["a_param"][:] = np.log(np.expm1(-np.log(a) / self.c))  # softplus^-1
+            p["a_param"][:] = np.log(np.expm1(-np.log(a)))  # softplus^-1(-log a)
 
     def _cell_param_shapes(self, in_size):
         return super()._cell_param_shapes(in_size) | {"a_param": (self.hidden_size,)}
