@@ -2,7 +2,7 @@
 
 The recipe is ``configs/shakespeare_char.yaml`` (2 layers, embedding 128, AdamW, cosine
 schedule) at width 256 and ``--steps`` optimiser steps for every cell, the layer's own
-defaults otherwise (sLSTM and mLSTM: 4 heads, :data:`EXTRAS`); the metric is the validation loss (nats per character) at the last step,
+defaults otherwise (sLSTM and mLSTM: 4 heads; :data:`RUNS`); the metric is the validation loss (nats per character) at the last step,
 on the recipe's split (the last 10% of the text). The baselines are rnnkit's LSTM and GRU,
 which run torch's own kernels (torch.nn's LSTM/GRU) on the same data, steps and seed. Nothing
 is selected: every cell runs once with the same settings and every result is recorded.
@@ -28,17 +28,21 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
-CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm")
+CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm", "rglru_residual")
 BASELINES = ("lstm", "gru")
-#: cell options beyond the layer's defaults: xLSTM's 4 heads (the paper's blocks use 4)
-EXTRAS = {"slstm": {"num_heads": 4}, "mlstm": {"num_heads": 4}}
+#: run name -> (cell, layer options beyond its defaults): xLSTM's 4 heads (the paper's blocks
+#: use 4); rglru_residual, added after the bare RG-LRU learned only character frequencies,
+#: gives it the residual path its Griffin block has
+RUNS = {"slstm": ("slstm", {"num_heads": 4}), "mlstm": ("mlstm", {"num_heads": 4}),
+        "rglru_residual": ("rglru", {"residual": "true"})}
 
 
-def command(cell: str, steps: int, out: Path) -> list[str]:
+def command(name: str, steps: int, out: Path) -> list[str]:
+    cell, extras = RUNS.get(name, (name, {}))
     sets = {"model.cell": cell, "model.hidden_size": 256, "trainer.max_steps": steps,
             "trainer.val_every_steps": steps, "trainer.checkpoint_every_steps": steps,
             "trainer.max_time_minutes": 120, "trainer.threads": 1, "schedule.warmup_steps": 50}
-    sets |= {f"model.extras.{k}": v for k, v in EXTRAS.get(cell, {}).items()}
+    sets |= {f"model.extras.{k}": v for k, v in extras.items()}
     return ["rnnkit", "train", "configs/shakespeare_char.yaml",
             *[f"--set={k}={v}" for k, v in sets.items()], "--out", str(out)]
 

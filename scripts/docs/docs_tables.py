@@ -816,7 +816,9 @@ def _lm_cells(root: Path) -> str:
     d = rows[0]
     out += ["", f"*{d['seeds']['label']}, {d['steps']} steps each; {d['device']}, torch "
             f"{d['torch']}, {d['date']}; `{d['driver']}`. One run per cell: the seed-to-seed "
-            "spread is not measured here, so small differences rank nothing.*"]
+            "spread is not measured here, so small differences rank nothing. Each file's "
+            "`notes` say what else its number depends on (e.g. the mLSTM's wall time is the "
+            "stepped form's).*"]
     return "\n".join(out) + "\n"
 
 
