@@ -94,7 +94,8 @@ def _check_value(value, input_size: int, hidden_size: int) -> str:
         raise ValueError(f"value: expected 'project' or 'identity', got {value!r}")
     if value == "identity" and input_size != hidden_size:
         raise ValueError(f"value='identity' reads x as the value, so it needs input_size == "
-                         f"hidden_size, got input_size={input_size}, hidden_size={hidden_size}")
+                         f"hidden_size, got input_size={input_size}, hidden_size={hidden_size} "
+                         "(a layer above a bidirectional one reads 2 * hidden_size)")
     return value
 
 

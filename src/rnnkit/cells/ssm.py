@@ -20,7 +20,8 @@ the two agree.
 Parameters (per layer and direction, in this order), ``value="project"`` (the default):
 ``weight_ih (2H + 2N, I)`` with row blocks [u, delta, B, C]; ``bias (2H,)`` for the u and
 delta blocks only (B and C have none; dropped by ``bias=False``); ``dt_bias (H,)``, always
-present (Mamba's ``dt_proj`` bias: it sets each channel's timescale); ``A_log (H, N)``;
+present (Mamba's ``dt_proj`` bias: it sets each channel's timescale; with ``bias=True`` the
+delta block's bias adds to it, two parameters where one would do); ``A_log (H, N)``;
 ``D (H,)``, the skip. With ``value="identity"`` (needs I == H) the cell does not project its
 input: ``u_t = x_t``, ``weight_ih (H + 2N, I)`` has row blocks [delta, B, C] and ``bias (H,)``
 is for delta only. That is Mamba's SSM, which reads the convolved, SiLU'd branch of its

@@ -28,6 +28,9 @@ only the input (the input part is one GEMM, :meth:`MLSTMCell.project`):
     C_t     = f' C_{t-1} + i' v k^T              n_t = f' n_{t-1} + i' k        (per head)
     h_t     = sigmoid(o~) * C_t q / max(|n_t . q|, exp(-m_t))
 
+(departure: the paper scales ``W_k x`` and adds its bias after, ``W_k x / sqrt(d) + b_k``;
+here the bias is scaled too, a reparametrisation of the same family).
+
 (the paper's ``C~ q / max(|n~ . q|, 1)`` with ``C~ = exp(m) C``). Parameters: ``weight_ih
 (3H + 2 nh + H, I)`` (row blocks q, k, v (H each), i~ (nh), f~ (nh), o (H)), ``bias`` as long.
 State ``(C, n, m)``: ``C`` (B, nh*d*d), row-major (head, v index, k index), ``n`` (B, H), ``m``
