@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One device call: versions, the Triton tests on the compiled kernels, the GPU benchmark.
 # Usage (on a CUDA machine, repository root):
-#   OUT=/tmp/out bash scripts/gpu_check.sh [tests] [conformance] [bench] [quick] [grid] [cpu16]
+#   OUT=/tmp/out bash scripts/gpu_check.sh [tests] [conformance] [bench] [quick] [grid] [cpu16] [modern]
 # tests: tests/kernels/test_triton.py on the compiled kernels (second-order gradients included);
 # conformance: the presets against torch.nn's cuDNN on torch's module_db samples, every backend,
 # and the cuDNN weight flattening (tests/layers/test_module_db.py -m gpu); bench: benchmarks/bench_triton.py
 # (quick: bf16 only); grid: `rnnkit bench --device cuda` at the issue's shape and on its grid;
 # cpu16: issue 21's CPU targets at 1, 4 and 16 threads on the machine's 16 cores, training,
 # B=1 inference and auto's small-batch LSTM rule (the compiled loops are built first, so the
-# timed run does not include the build; under 10 minutes).
+# timed run does not include the build; under 10 minutes); modern: the LRU, RG-LRU, S6, sLSTM,
+# mLSTM and the Griffin/Mamba blocks on CUDA against the CPU (tests/cells/test_modern_cuda.py),
+# then their speed beside cuDNN at one shape (`rnnkit bench --device cuda`).
 set -u
 OUT=${OUT:-/tmp/rnnkit_gpu}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
@@ -53,4 +55,11 @@ if [[ " $steps " == *" cpu16 "* ]]; then
   # auto's small-batch LSTM inference rule (B <= 4 above one thread) at 4 and 16 threads
   timeout "${CPU16_S:-45}" python3 benchmarks/bench_lstm_auto.py --threads 4,16 --batches 1,2,4,8 \
     --proj-batches "" --rounds 3 --json "$OUT/lstm_auto_cpu16.json" 2>&1 | tail -8
+fi
+if [[ " $steps " == *" modern "* ]]; then
+  timeout "${MODERN_S:-180}" python3 -m pytest -q -p no:cacheprovider -o "addopts=$ADDOPTS" --tb=short -rs \
+    tests/cells/test_modern_cuda.py 2>&1 | tee "$OUT/tests_modern_cuda.log" | tail -20
+  timeout "${MODERN_S:-180}" python3 -m rnnkit bench --device cuda --backends auto --clock wall \
+    --cells gru,lru,rglru,s6,slstm,mlstm --shapes '32,1000,128,256' --repeats 5 --no-memory \
+    --out "$OUT/bench_cuda_modern.json" 2>&1 | tail -12
 fi
