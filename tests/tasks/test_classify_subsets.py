@@ -157,8 +157,10 @@ def _resume(stopped: Path, tmp_path: Path, **data) -> dict:
 
 @pytest.mark.parametrize("data", [{"max_eval": 3}, {"test": None}], ids=["max_eval", "test"])
 def test_a_mid_epoch_resume_may_change_max_eval_and_trains_on_the_same_batches(
-        stopped, tmp_path, data):
+        stopped, tmp_path, data, capsys):
     s = _resume(stopped, tmp_path, **data)
+    key = "data." + next(iter(data))
+    assert f"note: {key} change(s) evaluation only" in " ".join(capsys.readouterr().out.split())
     state = json.loads((stopped / "runs" / "whole" / "last" / "trainer_state.json").read_text())
     assert s["epoch"] == 1 and s["step"] == state["state"]["step"], (s, state["state"])
     whole, resumed = _weights(stopped / "runs" / "whole"), _weights(tmp_path / "c")

@@ -373,6 +373,12 @@ def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resume
 
         say("  config changed since last/: " + escape(", ".join(
             f"{k} {json.dumps(old)} -> {json.dumps(new)}" for k, old, new in changes)))
+        eval_only = getattr(type(cfg.data), "EVAL_ONLY_KEYS", ())
+        moved = [k for k, _, _ in changes if k.removeprefix("data.") in eval_only]
+        if moved:  # allowed mid-epoch, but the figures before and after measure other things
+            say(f"  note: {', '.join(moved)} change(s) evaluation only; validation figures from "
+                f"before the change (the best {cfg.trainer.monitor} behind best/, early "
+                "stopping's patience) may not compare with those after it")
 
 
 def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, data_dir: str | None,
