@@ -52,8 +52,10 @@ def scan(cell: Cell, p: Params, xp: Tensor, state: State,
     """
     step = cell.step if step is None else step
     ys = []
-    for t in range(xp.shape[0]):
-        y, new = step(xp[t], state, p)
+    # unbind once: indexing xp[t] in the loop made each step's backward fill and add a whole
+    # (T, B, G) gradient (O(T^2) memory traffic: 77% of an sLSTM's backward at T=200)
+    for t, x_t in enumerate(xp.unbind(0)):
+        y, new = step(x_t, state, p)
         if mask is not None:
             m = mask[t]  # (B, 1)
             new = tuple(torch.where(m, n, s) for n, s in zip(new, state))
