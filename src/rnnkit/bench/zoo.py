@@ -89,12 +89,10 @@ def _zoo() -> dict[str, Callable[..., nn.Module]]:
 ZOO_CELLS = ("rnn_tanh", "lstm", "gru", "lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop",
              "ln_lstm", "ln_gru", "indrnn", "qrnn", "sru", "mingru", "minlstm", "lru", "rglru",
              "slstm", "mlstm", "s6")
-#: the suite's cells run when none are named: all but S6 and the sLSTM, which only run when
-#: asked for (``--cells s6,slstm``): S6 keeps about 15 tensors of (T, B, H*16) floats for its
-#: backward (by that count about 60 GB at the grid's B=128, T=1000, H=512; not run) and the
-#: sLSTM steps in Python
-#: (35x torch.nn.LSTM's time at T=1000, bench_modern_cells_xeon2_s32b.json)
-DEFAULT_CELLS = tuple(c for c in ZOO_CELLS if c not in ("s6", "slstm"))
+#: the suite's cells run when none are named: all but S6, which only runs when asked for
+#: (``--cells s6``): it keeps about 15 tensors of (T, B, H*16) floats for its backward (by
+#: that count about 60 GB at the grid's B=128, T=1000, H=512; not run)
+DEFAULT_CELLS = tuple(c for c in ZOO_CELLS if c != "s6")
 #: the cells whose fused scan runs a compiled matrix loop with a packed recurrent weight (the
 #: peak-memory check's layers: tests/kernels/test_compiled_scans.py, bench_pack_memory.py).
 PACKED_LOOP_CELLS = ("lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop", "ln_lstm", "ln_gru",
