@@ -49,10 +49,16 @@ import numbers
 import torch
 from torch import Tensor
 
-__all__ = ["Cell", "Params", "State", "check_flag", "check_int"]
+__all__ = ["Cell", "Params", "State", "check_flag", "check_int", "float32_at_least"]
 
 Params = dict[str, Tensor]
 State = tuple[Tensor, ...]
+
+
+def float32_at_least(t: Tensor) -> Tensor:
+    """``t`` in float32 if it is float16 or bfloat16, else as it is: the dtype the parallel
+    scans and the half-precision steps compute in."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def check_flag(name: str, value) -> bool:

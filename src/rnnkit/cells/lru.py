@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, Params, State, check_int
+from .base import Cell, Params, State, check_int, float32_at_least
 from .scan import Pair, complex_recurrence, linear_recurrence
 
 __all__ = ["LRUCell", "RGLRUCell"]
@@ -97,10 +97,6 @@ def _check_value(value, input_size: int, hidden_size: int) -> str:
                          f"hidden_size, got input_size={input_size}, hidden_size={hidden_size} "
                          "(a layer above a bidirectional one reads 2 * hidden_size)")
     return value
-
-
-def _half_to_float(t: Tensor) -> Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 class LRUCell(Cell):
@@ -149,7 +145,7 @@ class LRUCell(Cell):
     def lam(p: Params) -> Pair:
         """``lambda`` as (re, im), each (N,), in float32 at least (in bfloat16 ``|lambda|``
         rounded past 1 for ``r_max = 0.999``)."""
-        nu, theta = _half_to_float(p["nu_log"]), _half_to_float(p["theta_log"])
+        nu, theta = float32_at_least(p["nu_log"]), float32_at_least(p["theta_log"])
         mod, arg = torch.exp(-torch.exp(nu)), torch.exp(theta)
         return mod * torch.cos(arg), mod * torch.sin(arg)
 
@@ -169,7 +165,7 @@ class LRUCell(Cell):
 
     def step(self, x_t: Tensor, state: State, p: Params):
         dt = x_t.dtype  # half precision: the step in float32, the state stored in dt
-        u_re, u_im, skip = self._split(_half_to_float(x_t))
+        u_re, u_im, skip = self._split(float32_at_least(x_t))
         s_re, s_im = (s.to(u_re.dtype) for s in state)
         l_re, l_im = self.lam(p)
         s_re, s_im = l_re * s_re - l_im * s_im + u_re, l_re * s_im + l_im * s_re + u_im
@@ -179,7 +175,7 @@ class LRUCell(Cell):
     def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
         """All T steps at once: (T, B, 2N + H) -> ys (T, B, H) and the last state."""
         dt = xp.dtype  # a half-precision scan runs in float32, as minGRU's
-        u_re, u_im, skip = self._split(_half_to_float(xp))
+        u_re, u_im, skip = self._split(float32_at_least(xp))
         lam = tuple(v.to(u_re.dtype) for v in self.lam(p))
         s_re, s_im = complex_recurrence(lam, (u_re, u_im),
                                         tuple(s.to(u_re.dtype) for s in state), mask)
@@ -262,14 +258,14 @@ class RGLRUCell(Cell):
 
     def step(self, x_t: Tensor, state: State, p: Params):
         dt = x_t.dtype  # half precision: a in float32 (in bfloat16 6% of a_t rounded to 1)
-        a, b = self.coefficients(_half_to_float(x_t), p)
+        a, b = self.coefficients(float32_at_least(x_t), p)
         h = (a * state[0].to(a.dtype) + b).to(dt)
         return h, (h,)
 
     def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
         """All T steps at once: (T, B, 3H) -> ys (T, B, H) and the last state."""
         dt = xp.dtype
-        a, b = self.coefficients(_half_to_float(xp), p)
+        a, b = self.coefficients(float32_at_least(xp), p)
         h = linear_recurrence(a, b, state[0].to(b.dtype), mask).to(dt)
         y = h if mask is None else h.masked_fill(~mask, 0.0)
         return y, (h[-1],)

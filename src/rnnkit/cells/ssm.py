@@ -60,8 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, Params, State, check_int
-from .lru import _check_value, _half_to_float
+from .base import Cell, Params, State, check_int, float32_at_least
+from .lru import _check_value
 from .scan import linear_recurrence
 
 __all__ = ["S6Cell"]
@@ -146,7 +146,7 @@ class S6Cell(Cell):
     def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
         """All T steps at once: (T, B, 2H + 2N) -> ys (T, B, H) and the last state."""
         dt = xp.dtype  # a half-precision scan runs in float32, as the LRU's
-        u, delta, Bt, Ct = self._split(_half_to_float(xp))
+        u, delta, Bt, Ct = self._split(float32_at_least(xp))
         T, B, H, N = u.shape[0], u.shape[1], self.hidden_size, self.state_size
         A = -torch.exp(p["A_log"].to(u.dtype))  # (H, N)
         a = torch.exp(delta.unsqueeze(-1) * A)  # (T, B, H, N)

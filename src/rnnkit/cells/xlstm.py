@@ -92,7 +92,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, Params, State, check_int
+from .base import Cell, Params, State, check_int, float32_at_least
 
 __all__ = ["SLSTMCell", "MLSTMCell", "mlstm_chunkwise"]
 
@@ -287,7 +287,8 @@ class MLSTMCell(_XLSTMCell):
 
     num_gates = 1  # weight_ih's blocks are uneven (q, k, v, o: H rows; i, f: nh): one for init_ih
     #: steps per chunk of the parallel form: forward + backward of MLSTM(128, 256, num_heads=4),
-    #: T = 1000, B = 8, float32, one CPU thread: 64 fastest, 32 within 3%, 128 1.7x slower
+    #: T = 1000, B = 8, float32, one thread on the 2-core Xeon: 64 224 ms, 32 230 ms, 128 418 ms,
+    #: stepping 1271 ms (``python benchmarks/bench_scans.py``, ``bench_scans_xeon2_s32.json``)
     chunk_size = 64
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
@@ -336,7 +337,7 @@ class MLSTMCell(_XLSTMCell):
     def _chunkwise_scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
         """All T steps at once: (T, B, G) -> ys (T, B, H) and the last state."""
         dt = xp.dtype  # a half-precision scan runs in float32, as LRUCell.scan
-        x = xp.float() if dt in (torch.float16, torch.bfloat16) else xp
+        x = float32_at_least(xp)
         T, B = x.shape[:2]
         H, nh, d = self.hidden_size, self.num_heads, self.head_size
         q, k, v, i_, f_, o_ = x.split([H, H, H, nh, nh, H], dim=-1)

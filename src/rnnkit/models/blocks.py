@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.cells.base import check_flag
 from rnnkit.layers import RGLRU, S6
 
 __all__ = ["GriffinBlock", "MambaBlock"]
@@ -76,12 +77,6 @@ def _positive_int(name: str, v) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
         raise ValueError(f"{name}: expected a positive int, got {v!r}")
     return int(v)
-
-
-def _flag(name: str, v) -> bool:
-    if not isinstance(v, bool):
-        raise TypeError(f"{name} should be of type bool, got: {type(v).__name__} ({v!r})")
-    return v
 
 
 def _time_major(x: Tensor, d_model: int, batch_first: bool) -> Tensor:
@@ -204,7 +199,7 @@ class GriffinBlock(_Block):
         R = self.rnn_width = d if rnn_width is None else _positive_int("rnn_width", rnn_width)
         E = _positive_int("expansion", expansion) * d
         k = _positive_int("conv_width", conv_width)
-        self.batch_first = _flag("batch_first", batch_first)
+        self.batch_first = check_flag("batch_first", batch_first)
         self.temporal_norm = nn.RMSNorm(d, eps=eps, **f)
         self.linear_y = nn.Linear(d, R, **f)  # the gate branch
         self.linear_x = nn.Linear(d, R, **f)  # the recurrent branch
@@ -268,7 +263,7 @@ class MambaBlock(_Block):
         d = self.d_model = _positive_int("d_model", d_model)
         Din = self.d_inner = _positive_int("expand", expand) * d
         k = _positive_int("conv_width", conv_width)
-        self.batch_first = _flag("batch_first", batch_first)
+        self.batch_first = check_flag("batch_first", batch_first)
         self.norm = nn.RMSNorm(d, eps=eps, **f)
         self.in_proj = nn.Linear(d, 2 * Din, bias=False, **f)
         self.conv = _CausalConv1d(Din, k, **f)

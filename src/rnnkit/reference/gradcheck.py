@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["central_difference"]
+__all__ = ["central_difference", "gradient_mismatches"]
 
 
 def central_difference(f: Callable[[], float], array: np.ndarray, index: tuple,
@@ -27,3 +27,25 @@ def central_difference(f: Callable[[], float], array: np.ndarray, index: tuple,
     down = f()
     array[index] = saved
     return (up - down) / (2 * eps)
+
+
+def gradient_mismatches(f: Callable[[], float], arrays: dict[str, np.ndarray],
+                        grads: dict[str, np.ndarray], eps: float = 1e-6, atol: float = 1e-7,
+                        rtol: float = 1e-6, sample: int | None = None,
+                        rng: np.random.Generator | None = None) -> tuple[list, float]:
+    """Every entry of every array (or ``sample`` random entries of each) against its central
+    difference: ``(mismatches, checked)``, the ``(name, index, numeric, analytic)`` beyond
+    ``atol + rtol * |analytic|`` and the sum of ``|analytic|`` over the entries checked (a
+    check that saw only zeros proves nothing)."""
+    mismatches, checked = [], 0.0
+    rng = np.random.default_rng(0) if rng is None else rng
+    for name, array in arrays.items():
+        indices = list(np.ndindex(array.shape))
+        if sample is not None and len(indices) > sample:
+            indices = [indices[i] for i in rng.choice(len(indices), sample, replace=False)]
+        for index in indices:
+            numeric, analytic = central_difference(f, array, index, eps), grads[name][index]
+            if abs(numeric - analytic) > atol + rtol * abs(analytic):
+                mismatches.append((name, index, numeric, analytic))
+            checked += abs(analytic)
+    return mismatches, checked
