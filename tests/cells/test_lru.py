@@ -78,7 +78,7 @@ def _scan_vs_step(cell, T=70, B=4, seed=0):
     RGLRUCell(5, 5, bias=False, value="identity")],
     ids=["lru", "lru_diag_skip", "lru_nobias", "rglru", "rglru_nobias", "rglru_identity",
          "rglru_identity_nobias"])
-def test_parallel_scan_equals_stepping_forward_and_gradients(cell):
+def test_parallel_scan_equals_stepping_forward_and_gradients(cell, scan_path):
     (y1, s1, g1), (y2, s2, g2) = _scan_vs_step(cell)
     torch.testing.assert_close(y2, y1, atol=1e-12, rtol=1e-10)
     for a, b in zip(s2, s1):
@@ -88,7 +88,7 @@ def test_parallel_scan_equals_stepping_forward_and_gradients(cell):
     assert (y2[2:, 1] == 0).all() and (y2[1:, 3] == 0).all()  # padding emits zeros
 
 
-def test_linear_scan_by_hand_real_and_complex():
+def test_linear_scan_by_hand_real_and_complex(scan_path):
     a, b = torch.tensor([0.5, -2.0, 1.0]), torch.tensor([1.0, 3.0, -1.0])
     h, want = 2.0, []
     for t in range(3):
@@ -181,7 +181,7 @@ def test_rglru_identity_steps_by_hand():
 
 @pytest.mark.parametrize("make", [lambda: LRU(8, 16, state_size=32, r_min=0.9, r_max=0.999),
                                   lambda: RGLRU(8, 16)], ids=["lru", "rglru"])
-def test_float32_scan_stays_accurate_over_long_sequences(make):
+def test_float32_scan_stays_accurate_over_long_sequences(make, scan_path):
     """T = 3000 with |a| near 1: the float32 scan against the float64 loop."""
     torch.manual_seed(0)
     layer = make()
@@ -307,7 +307,7 @@ def test_bad_options_are_errors(make, pattern):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # torch's batched check
-def test_complex_scan_derivatives_of_every_order():
+def test_complex_scan_derivatives_of_every_order(scan_path):
     """The complex scan's hand-written adjoint (by conj(a)) and jvp: reverse and forward mode,
     vmap, twice; a = |a| e^(i phi) with |a| < 1, any b and h0."""
     torch.manual_seed(0)

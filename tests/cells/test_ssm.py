@@ -91,7 +91,7 @@ def _scan_vs_step(cell, T=70, B=4, seed=0):
                                   S6Cell(4, 4, state_size=3, value="identity"),
                                   S6Cell(4, 4, bias=False, state_size=2, value="identity")],
                          ids=["bias", "nobias_N1", "identity", "identity_nobias"])
-def test_parallel_scan_equals_stepping_forward_and_gradients(cell):
+def test_parallel_scan_equals_stepping_forward_and_gradients(cell, scan_path):
     (y1, h1, g1), (y2, h2, g2) = _scan_vs_step(cell)
     torch.testing.assert_close(y2, y1, atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(h2, h1, atol=1e-12, rtol=1e-10)
@@ -102,7 +102,7 @@ def test_parallel_scan_equals_stepping_forward_and_gradients(cell):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # torch's batched check
-def test_scan_derivatives_of_every_order():
+def test_scan_derivatives_of_every_order(scan_path):
     """The scan's hand-written backward and jvp: reverse mode, forward mode, vmap, twice."""
     torch.manual_seed(0)
     a = torch.rand(5, 2, 3, **D64).requires_grad_()
@@ -187,7 +187,7 @@ def test_identity_value_parameters():
     assert S6Cell(3, 4, state_size=2).param_shapes()["weight_ih"] == (12, 3)  # default unchanged
 
 
-def test_float32_scan_stays_accurate_over_long_sequences():
+def test_float32_scan_stays_accurate_over_long_sequences(scan_path):
     """T = 2000: the float32 scan against the float64 loop (slow decays: a near 1)."""
     torch.manual_seed(0)
     layer = Recurrent(S6Cell, 8, 16, state_size=16)

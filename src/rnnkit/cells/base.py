@@ -49,7 +49,8 @@ import numbers
 import torch
 from torch import Tensor
 
-__all__ = ["Cell", "Params", "State", "check_flag", "check_int", "float32_at_least"]
+__all__ = ["Cell", "Params", "State", "check_flag", "check_int", "float32_at_least",
+           "forward_ad_active", "functorch_active"]
 
 Params = dict[str, Tensor]
 State = tuple[Tensor, ...]
@@ -59,6 +60,24 @@ def float32_at_least(t: Tensor) -> Tensor:
     """``t`` in float32 if it is float16 or bfloat16, else as it is: the dtype the parallel
     scans and the half-precision steps compute in."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running (never
+    while torch.compile traces: the ops are what it must see)."""
+    if torch.compiler.is_compiling():
+        return False
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except AttributeError:  # a torch without functorch's interpreter stack
+        return False
+
+
+def forward_ad_active() -> bool:
+    """Whether a forward-mode AD level is open (``torch.autograd.forward_ad.dual_level``):
+    the fused ops and the hand-written autograd Functions without a jvp run their
+    references instead."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
 
 
 def check_flag(name: str, value) -> bool:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["linear_scan", "linear_recurrence", "complex_recurrence"]
+from .base import forward_ad_active, functorch_active
+
+__all__ = ["linear_scan", "linear_recurrence", "complex_recurrence", "adjoint_scan",
+           "use_sequential"]
 
 Pair = tuple[Tensor, Tensor]  # a complex tensor as (real part, imaginary part)
 Z = Tensor | Pair  # a real tensor, or a complex one as a pair
@@ -60,10 +63,63 @@ def _scan_within(a: tuple, b: tuple) -> tuple[tuple, tuple]:
     return a, b
 
 
+#: On the CPU a loop of one fused multiply-add per step beats the doubling scan once a step
+#: holds this many elements (B * S): 8-40x at B*S >= 1024, T = 100 or 1000, 1 or 2 threads,
+#: where the doubling's log2(chunk) passes over the whole (T, B, S) tensor leave the cache;
+#: below it the loop's per-step call costs more (``python benchmarks/bench_scans.py``).
+SEQUENTIAL_MIN_ELEMENTS = 256
+
+
+def _into_buffer(*ts: Tensor) -> bool:
+    """Whether a step loop may write its steps into one buffer (``out=``) rather than stack
+    them: plain tensors (no vmap's batched ones, old or new, no tensor subclass), no graph to
+    record, no forward-mode AD. It saves one copy of the (T, B, S) result, 45% of the loop's
+    time at T=64, B=8, S=4096."""
+    return not (functorch_active() or forward_ad_active()
+                or any(torch._C._dispatch_isTensorSubclassLike(t) for t in ts)
+                or (torch.is_grad_enabled() and any(t.requires_grad for t in ts)))
+
+
+def _steps(like: Tensor, step, order, buffer: bool) -> Tensor:
+    """``h = step(t, h, out)`` for t in ``order`` (``h`` None at the first), every ``h``
+    kept in a tensor shaped as ``like``: with ``buffer``, each step writes into its row of one
+    ``out`` (see :func:`_into_buffer`), else the steps are stacked."""
+    if buffer:
+        out = torch.empty_like(like)
+        h = None
+        for t in order:
+            h = step(t, h, out[t])
+        return out
+    hs = [None] * like.shape[0]
+    h = None
+    for t in order:
+        h = hs[t] = step(t, h, None)
+    return torch.stack(hs)
+
+
+def _sequential(a: tuple, b: tuple, h0: tuple) -> tuple:
+    """``h_t = a_t h_{t-1} + b_t`` one step at a time: one ``addcmul`` per step (complex
+    values as a complex tensor), each step's operands small enough to stay in cache."""
+    if len(b) == 2:  # (re, im) -> complex, and back at the end
+        a, b, h0 = (torch.complex(*v) for v in (a, b, h0))
+    else:
+        a, b, h0 = a[0], b[0], h0[0]
+    out = _steps(b, lambda t, h, o: torch.addcmul(b[t], a[t], h0 if h is None else h, out=o),
+                 range(b.shape[0]), _into_buffer(a, b, h0))
+    return (out.real, out.imag) if out.is_complex() else (out,)
+
+
+def use_sequential(b: Tensor) -> bool:
+    """Whether :func:`linear_scan` loops over the steps of ``b`` (T, B, S): on the CPU, once
+    a step holds :data:`SEQUENTIAL_MIN_ELEMENTS`; on a GPU it scans by doubling."""
+    return b.device.type == "cpu" and b[0].numel() >= SEQUENTIAL_MIN_ELEMENTS
+
+
 def linear_scan(a: Z, b: Z, h0: Z, mask: Tensor | None = None, chunk: int = 64) -> Z:
     """All ``h_t = a_t * h_{t-1} + b_t`` at once, real or complex (as (re, im) pairs).
 
-    Within chunks of ``chunk`` steps a doubling scan runs all chunks at once; a loop over the
+    On the CPU (:func:`use_sequential`) a loop of one multiply-add per step. Otherwise,
+    within chunks of ``chunk`` steps a doubling scan runs all chunks at once; a loop over the
     T/chunk chunks carries the state across (products of at most ``chunk`` factors, so a
     ``|a| <= 1`` never underflows a state that matters). Any signs; no logarithms.
 
@@ -82,6 +138,9 @@ def linear_scan(a: Z, b: Z, h0: Z, mask: Tensor | None = None, chunk: int = 64) 
     if mask is not None:
         a = tuple(v.masked_fill(~mask, one[i]) for i, v in enumerate(a))
         b = tuple(v.masked_fill(~mask, 0.0) for v in b)
+    if use_sequential(b[0]):
+        out = _sequential(a, b, h)
+        return out if complex_ else out[0]
     T = b[0].shape[0]
     C = min(chunk, 1 << max(T - 1, 0).bit_length())  # a power of two, no longer than needed
     n = -(-T // C)
@@ -97,6 +156,24 @@ def linear_scan(a: Z, b: Z, h0: Z, mask: Tensor | None = None, chunk: int = 64) 
         h = _at(hs[-1], -1)
     out = tuple(torch.cat(parts)[:T] for parts in zip(*hs))
     return out if complex_ else out[0]
+
+
+def adjoint_scan(a: Tensor, d: Tensor, g_end: Tensor) -> Tensor:
+    """The adjoint of ``h_t = a_t h_{t-1} + b_t``: all ``g_t = a_{t+1} g_{t+1} + d_t``, run
+    from the last step back, with ``g_{T-1} = d_{T-1} + g_end`` (``g_end``: what reaches
+    ``h_{T-1}`` from beyond the T steps). Real; a, d: (T, B, S), g_end: (B, S); no autograd
+    of its own (the hand-written backwards call it)."""
+    if use_sequential(d):
+        T = d.shape[0]
+
+        def step(t, g, out):
+            if g is None:
+                return torch.add(d[t], g_end, out=out)
+            return torch.addcmul(d[t], a[t + 1], g, out=out)
+
+        return _steps(d, step, range(T - 1, -1, -1), _into_buffer(a, d, g_end))
+    a_next = torch.cat([a[1:], torch.ones_like(a[:1])])  # a_{t+1}; 1 after the end
+    return linear_scan(a_next.flip(0), d.flip(0), g_end).flip(0)
 
 
 class _Scan(torch.autograd.Function):

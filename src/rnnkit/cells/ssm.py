@@ -13,9 +13,9 @@ matrices ``B``, ``C`` read the input (the selection), ``A`` is a learned diagona
 
 ``A`` is discretised by zero-order hold and ``B`` by Euler's rule (``delta B``), as Mamba's
 code does. The recurrence is linear in ``h`` with coefficients that read only the input, so
-all T steps run at once as a parallel scan (:func:`rnnkit.cells.scan.linear_recurrence`) over
-the H*N units, its derivatives scans too, and one step at a time for streaming;
-the two agree.
+all T steps run at once (:func:`rnnkit.cells.selective.selective_scan`: chunks whose states
+are recomputed in the backward, never the whole (T, B, H, N) state), and one step at a time
+for streaming; the two agree.
 
 Parameters (per layer and direction, in this order), ``value="project"`` (the default):
 ``weight_ih (2H + 2N, I)`` with row blocks [u, delta, B, C]; ``bias (2H,)`` for the u and
@@ -62,7 +62,7 @@ from torch import Tensor
 
 from .base import Cell, Params, State, check_int, float32_at_least
 from .lru import _check_value
-from .scan import linear_recurrence
+from .selective import selective_scan
 
 __all__ = ["S6Cell"]
 
@@ -146,18 +146,17 @@ class S6Cell(Cell):
     def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
         """All T steps at once: (T, B, 2H + 2N) -> ys (T, B, H) and the last state."""
         dt = xp.dtype  # a half-precision scan runs in float32, as the LRU's
-        u, delta, Bt, Ct = self._split(float32_at_least(xp))
-        T, B, H, N = u.shape[0], u.shape[1], self.hidden_size, self.state_size
+        xp = float32_at_least(xp)
+        if mask is not None:  # delta = 0 and u = 0 keep the state; B = C = 0: NaN stays out
+            xp = xp.masked_fill(~mask, 0.0)
+        u, delta, Bt, Ct = self._split(xp)
+        B, H, N = u.shape[1], self.hidden_size, self.state_size
         A = -torch.exp(p["A_log"].to(u.dtype))  # (H, N)
-        a = torch.exp(delta.unsqueeze(-1) * A)  # (T, B, H, N)
-        b = (delta * u).unsqueeze(-1) * Bt.unsqueeze(2)  # (T, B, H, 1) * (T, B, 1, N)
-        a, b = a.view(T, B, H * N), b.view(T, B, H * N)  # unit d * N + n
-        h = linear_recurrence(a, b, state[0].to(u.dtype), mask)  # (T, B, H*N)
-        y = (h.view(T, B, H, N) * Ct.unsqueeze(2)).sum(-1)  # sum_n C_t[n] h_t[d, n]: (T, B, H)
+        y, h = selective_scan(u, delta, A, Bt, Ct, state[0].to(u.dtype).view(B, H, N))
         y = (y + p["D"].to(u.dtype) * u).to(dt)
         if mask is not None:
             y = y.masked_fill(~mask, 0.0)
-        return y, (h[-1].to(dt),)
+        return y, (h.reshape(B, H * N).to(dt),)
 
     def reset_parameters(self, p: Params) -> None:
         """Mamba's initialisation (``A_log``, ``D``, ``dt_bias``); ``nn.Linear``'s for

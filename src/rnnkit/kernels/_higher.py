@@ -33,6 +33,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from ..cells.base import forward_ad_active, functorch_active
+
 __all__ = ["carrying", "take_reference", "forward_ad_active", "reference_vjp", "reference_scan",
            "Reference", "functorch_active", "cell_reference", "zones_of", "sizes_mask"]
 
@@ -51,24 +53,6 @@ def carrying(reference: Reference | None):
         yield
     finally:
         _slot.fn = prev
-
-
-def functorch_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running (never
-    while torch.compile traces: the ops are what it must see)."""
-    if torch.compiler.is_compiling():
-        return False
-    try:
-        return torch._C._functorch.peek_interpreter_stack() is not None
-    except AttributeError:  # a torch without functorch's interpreter stack
-        return False
-
-
-def forward_ad_active() -> bool:
-    """Whether a forward-mode AD level is open (``torch.autograd.forward_ad.dual_level``):
-    the fused op and the input projection's autograd Function have no jvp, so their
-    references run instead."""
-    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
 
 
 def take_reference() -> Reference | None:
