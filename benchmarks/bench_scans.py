@@ -84,6 +84,22 @@ def _scan_cases(T: int, B: int, S: int) -> dict:
                   "complex, autograd through doubling": complex_autograd}
 
 
+def _crossover_cases(T: int, sizes=(64, 128, 256, 512, 1024)) -> dict:
+    """Forward only, T steps of B*S = ``n`` elements each (B = 1), on both paths: where the
+    step loop starts to win (``SEQUENTIAL_MIN_ELEMENTS``)."""
+    torch.manual_seed(0)
+    out = {}
+    for n in sizes:
+        a, b, h0 = torch.rand(T, 1, n) * 0.9, torch.randn(T, 1, n), torch.randn(1, n)
+        for path in ("loop", "doubling"):
+            def fwd(a=a, b=b, h0=h0, path=path):
+                with _path(path):
+                    linear_scan(a, b, h0)
+
+            out[f"forward B*S={n}, {path}"] = fwd
+    return out
+
+
 def _s6_cases(T: int, B: int) -> dict:
     torch.manual_seed(0)
     layer, x = rnnkit.S6(128, 256, state_size=16), torch.randn(T, B, 128)
@@ -157,7 +173,8 @@ def main() -> None:
     res = {}
     for n in threads:
         torch.set_num_threads(n)
-        cases = _scan_cases(1000, 8, 1024) | _s6_cases(1000, 8) | _mlstm_cases(1000, 8)
+        cases = _scan_cases(1000, 8, 1024) | _crossover_cases(1000) | _s6_cases(1000, 8) \
+            | _mlstm_cases(1000, 8)
         res[str(n)] = _rounds(cases, a.repeats)
         for k, v in res[str(n)].items():
             print(f"{n} thread(s)  {k:36s} {v['median_s'] * 1000:9.1f} ms", flush=True)
@@ -168,7 +185,8 @@ def main() -> None:
         print(f"S6(256, 256, N=16), T=200, B=32, {v}: peak RSS grew {g / 2**30:.2f} GiB "
               f"(one (T, B, H*N) float32 tensor: {200 * 32 * 256 * 16 * 4 / 2**30:.2f} GiB)")
     doc = {"what": __doc__.split("\n\n")[0], "command": " ".join(["python", *sys.argv]),
-           "settings": {"scans": "T=1000, B=8, S=1024", "s6": "S6(128, 256, N=16), T=1000, "
+           "settings": {"scans": "T=1000, B=8, S=1024", "crossover": "T=1000, B=1, forward "
+                        "only", "s6": "S6(128, 256, N=16), T=1000, "
                         "B=8; LSTM(128, 256) beside it", "mlstm": "MLSTM(128, 256, "
                         "num_heads=4), T=1000, B=8", "threads": threads, "dtype": "float32",
                         "repeats": a.repeats},

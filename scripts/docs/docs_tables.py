@@ -797,6 +797,50 @@ def _modern_cells(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _scan_choices(root: Path) -> str:
+    """The scans' choices measured: the newest ``bench_scans_*.json`` with per-thread results."""
+    docs = [json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted((root / "benchmarks" / "results").glob("bench_scans_*.json"))]
+    docs = sorted((d for d in docs if "results_by_threads" in d), key=lambda d: d["date"])
+    if not docs:
+        return ('!!! warning "Not measured yet"\n    `python benchmarks/bench_scans.py --json '
+                'benchmarks/results/bench_scans_<machine>.json` records it.\n')
+    d = docs[-1]
+    res, threads = d["results_by_threads"], [str(t) for t in d["settings"]["threads"]]
+    ms = lambda n, k: res[n][k]["median_s"] * 1000  # noqa: E731
+    head = " | ".join(f"{t} thread{'s' if t != '1' else ''} ms" for t in threads)
+    out = [f"| forward+backward, float32 | {head} |", "|---" + "|---:" * len(threads) + "|"]
+    rows = [("real scan (T=1000, B=8, S=1024): step loop", "real, adjoint scan, loop"),
+            ("real scan: doubling", "real, adjoint scan, doubling"),
+            ("real scan: autograd through the doubling steps", "real, autograd through doubling"),
+            ("complex scan: step loop", "complex, adjoint scan, loop"),
+            ("complex scan: doubling", "complex, adjoint scan, doubling"),
+            ("S6(128, 256, N=16), T=1000, B=8: chunked selective scan",
+             "S6 chunked selective scan"),
+            ("S6: composed scan (all (T, B, H, N) tensors kept)", "S6 composed scan"),
+            ("torch.nn.LSTM(128, 256), same input", "LSTM (torch.nn)")]
+    for label, key in rows:
+        out.append(f"| {label} | " + " | ".join(f"{ms(t, key):.1f}" for t in threads) + " |")
+    sizes = sorted({int(k.split("=")[1].split(",")[0]) for k in res[threads[0]]
+                    if k.startswith("forward B*S=")})
+    if sizes:
+        out += ["", "| forward only, T=1000, B*S elements per step | " + " | ".join(
+            f"{n}" for n in sizes) + " |", "|---" + "|---:" * len(sizes) + "|"]
+        for t in threads:
+            out.append(f"| loop / doubling, {t} thread{'s' if t != '1' else ''} | " + " | ".join(
+                f"{ms(t, f'forward B*S={n}, loop') / ms(t, f'forward B*S={n}, doubling'):.2f}"
+                for n in sizes) + " |")
+    g = d["s6_peak_rss_growth_bytes"]
+    m = d["machine"]
+    out += ["", f"S6(256, 256, N=16) at T=200, B=32, one forward+backward: the peak memory grew "
+            f"{g['chunked'] / 2**30:.2f} GiB chunked, {g['composed'] / 2**30:.2f} GiB composed "
+            "(one (T, B, H·N) float32 tensor: 0.10 GiB).", "",
+            f"*{m['cpu']}, {m['cores']} cores, torch {m['torch']}, {d['date']}; median of "
+            f"{d['settings']['repeats']} interleaved rounds; `{d['command']}`. A ratio below 1: "
+            "the loop is faster.*"]
+    return "\n".join(out) + "\n"
+
+
 def _lm_cells(root: Path) -> str:
     """Every cell on char-level tinyshakespeare at equal steps: ``lm_cells_shakespeare_*``."""
     rows = []
@@ -824,7 +868,8 @@ def _lm_cells(root: Path) -> str:
 
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
             "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals, "ltsf-dm": _ltsf_dm,
-            "music-table": _music_table, "modern-cells": _modern_cells, "lm-cells": _lm_cells}
+            "music-table": _music_table, "modern-cells": _modern_cells, "lm-cells": _lm_cells,
+            "scan-choices": _scan_choices}
 
 
 def snippet(name: str, root: Path) -> str:

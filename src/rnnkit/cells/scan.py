@@ -2,7 +2,8 @@
 
 The LRU, the RG-LRU and S6 (:mod:`rnnkit.cells.lru`, :mod:`rnnkit.cells.ssm`) reduce to this
 recurrence, real or complex, with coefficients that read only the input. :func:`linear_scan`
-runs it as a doubling (Hillis-Steele) scan within chunks and a short loop across them;
+runs it as a loop of one multiply-add per step on the CPU (:func:`use_sequential`), else as a
+doubling (Hillis-Steele) scan within chunks and a short loop across them;
 :func:`linear_recurrence` (real) and :func:`complex_recurrence` (complex, as real pairs) add
 its derivatives, which are linear recurrences too: the adjoint runs the same scan backwards,
 
@@ -64,9 +65,11 @@ def _scan_within(a: tuple, b: tuple) -> tuple[tuple, tuple]:
 
 
 #: On the CPU a loop of one fused multiply-add per step beats the doubling scan once a step
-#: holds this many elements (B * S): 8-40x at B*S >= 1024, T = 100 or 1000, 1 or 2 threads,
-#: where the doubling's log2(chunk) passes over the whole (T, B, S) tensor leave the cache;
-#: below it the loop's per-step call costs more (``python benchmarks/bench_scans.py``).
+#: holds this many elements (B * S): the doubling's log2(chunk) passes over the whole (T, B, S)
+#: tensor leave the cache. Forward, T=1000: loop/doubling time 0.73 (1 thread) and 1.10 (2) at
+#: 256 elements, 0.25 and 0.41 at 1024; at T=1000, B=8, S=1024 the forward+backward is 7.2x
+#: faster at 1 and 2 threads (2-core Xeon, torch 2.13, ``python benchmarks/bench_scans.py``,
+#: ``bench_scans_xeon2_s33.json``). Below it the loop's per-step call costs more.
 SEQUENTIAL_MIN_ELEMENTS = 256
 
 
@@ -180,9 +183,9 @@ class _Scan(torch.autograd.Function):
     """``linear_scan(a, b, h0)`` with its derivatives as linear scans too.
 
     Autograd through the doubling steps keeps a graph of every level and spent most of its
-    backward filling zeros for the slices' gradients: 2.9x the time of this at T=1000, B=8,
-    S=1024, float32, one thread on the 2-core Xeon (2.8x for :class:`_ComplexScan`;
-    ``python benchmarks/bench_scans.py``, ``bench_scans_xeon2_s32.json``). The adjoint of
+    backward filling zeros for the slices' gradients: 3.7x the time of this, both on the
+    doubling scan, at T=1000, B=8, S=1024, float32, one thread on the 2-core Xeon (``python
+    benchmarks/bench_scans.py``, ``bench_scans_xeon2_s33.json``). The adjoint of
     ``h_t = a_t h_{t-1} + b_t`` is the reverse recurrence ``g_t = a_{t+1} g_{t+1} + dh_t``, so
 
         db_t = g_t,   da_t = g_t h_{t-1},   dh0 = a_0 g_0;
