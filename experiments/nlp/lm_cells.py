@@ -2,7 +2,8 @@
 
 The recipe is ``configs/shakespeare_char.yaml`` (2 layers, embedding 128, AdamW, cosine
 schedule) at width 256 and ``--steps`` optimiser steps for every cell, the layer's own
-defaults otherwise (sLSTM and mLSTM: 4 heads; :data:`RUNS`); the metric is the validation loss (nats per character) at the last step,
+defaults otherwise (sLSTM and mLSTM: 4 heads; :data:`RUNS`); "griffin" and "mamba" are
+stacks of 2 of those blocks at d_model 256 in place of the layer; the metric is the validation loss (nats per character) at the last step,
 on the recipe's split (the last 10% of the text). The baselines are rnnkit's LSTM and GRU,
 which run torch's own kernels (torch.nn's LSTM/GRU) on the same data, steps and seed. Nothing
 is selected: every cell runs once with the same settings and every result is recorded.
@@ -28,13 +29,29 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
-CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm", "rglru_residual")
+CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm", "rglru_residual",
+         "griffin", "mamba")
 BASELINES = ("lstm", "gru")
 #: run name -> (cell, layer options beyond its defaults): xLSTM's 4 heads (the paper's blocks
 #: use 4); rglru_residual, added after the bare RG-LRU learned only character frequencies,
 #: gives it the residual path its Griffin block has
 RUNS = {"slstm": ("slstm", {"num_heads": 4}), "mlstm": ("mlstm", {"num_heads": 4}),
         "rglru_residual": ("rglru", {"residual": "true"})}
+#: what each record's number also depends on (written into its ``notes``)
+NOTES = {
+    "all": ["wall_seconds: two runs at a time (1 thread each) on a 2-core machine; compare "
+            "them loosely",
+            "the recipe's settings (lr 2e-3, dropout 0.25, 2 layers of 256) were tuned for the "
+            "LSTM, not for each cell"],
+    "rglru_residual": ["added after the bare RG-LRU learned only character frequencies under "
+                       "its first initialisation; the residual path is its Griffin block's"],
+    "griffin": ["model.cell=griffin: a stack of 2 Griffin recurrent blocks (Hawk) at "
+                "d_model 256 (RG-LRU width 256, MLP 768) and a final RMSNorm; dropout 0.25 "
+                "between the blocks and on the output; about twice the LSTM's parameters"],
+    "mamba": ["model.cell=mamba: a stack of 2 Mamba blocks at d_model 256 (inner width 512, "
+              "N=16) and a final RMSNorm; dropout 0.25 between the blocks and on the output; "
+              "about 1.5 times the LSTM's parameters"],
+}
 
 
 def command(name: str, steps: int, out: Path) -> list[str]:
@@ -64,6 +81,11 @@ def run(cell: str, steps: int, runs: Path) -> dict:
     return {"cell": cell, "val_loss": summary["val"]["val_loss"], "step": summary["step"],
             "wall_seconds": round(wall, 1), "device": summary["device"], "params": params,
             "command": shlex.join(cmd)}
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def _numel(shape) -> int:
@@ -100,6 +122,7 @@ def main() -> None:
             "command": r["command"], "driver": f"python experiments/nlp/lm_cells.py "
                                                f"--steps {a.steps} --jobs {a.jobs}",
             "wall_seconds": r["wall_seconds"], "device": r["device"],
+            "notes": NOTES["all"] + NOTES.get(cell, []), "git_commit": _commit(),
             "torch": torch.__version__, "date": dt.date.today().isoformat(),
         }
         path = RESULTS / f"lm_cells_shakespeare_{cell}.json"

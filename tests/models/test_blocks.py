@@ -1,5 +1,6 @@
 """Griffin's residual block and Mamba's block: the equations written out by hand, causality,
-padded batches against each sequence alone, streaming, parameter counts, gradients."""
+padded batches against each sequence alone, streaming, parameter counts, gradients; the state
+carried between pieces, the stack of blocks, and the language model on it."""
 import doctest
 import math
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.models import blocks
-from rnnkit.models.blocks import GriffinBlock, MambaBlock
+from rnnkit.models import LanguageModel, LMConfig, blocks
+from rnnkit.models.blocks import BlockStack, GriffinBlock, MambaBlock
 
 D64 = dict(dtype=torch.float64)
 d, R, N, K = 8, 12, 4, 4  # d_model, Griffin's rnn_width, Mamba's state size, conv width
@@ -207,6 +208,103 @@ def test_bad_inputs_are_one_line_errors(name):
         with pytest.raises(ValueError, match=pattern) as e:
             call()
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_scan_in_pieces_equals_the_whole_and_returns_each_sequences_state(name):
+    """Truncated BPTT: the state after a piece carries the next one; with lengths it is each
+    sequence's state at its last valid step (its own run, alone)."""
+    block, x = _block(name), torch.randn(9, 3, d, **D64)
+    whole, (buf, h) = block.scan(x)
+    a, state = block.scan(x[:4])
+    b, (buf2, h2) = block.scan(x[4:], state)
+    torch.testing.assert_close(torch.cat([a, b]), whole, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(buf2, buf, atol=0, rtol=0)
+    torch.testing.assert_close(h2, h, atol=1e-12, rtol=1e-10)
+    assert buf.shape == (3, block.conv.weight.shape[0], K - 1)
+    lengths = [9, 2, 6]
+    _, (buf, h) = block.scan(x, lengths=lengths)
+    for i, L in enumerate(lengths):
+        _, (b_alone, h_alone) = block.scan(x[:L, i:i + 1])
+        torch.testing.assert_close(buf[i:i + 1], b_alone, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(h[:, i:i + 1], h_alone, atol=1e-12, rtol=1e-10)
+    with torch.no_grad():  # the streamed state is the scanned one
+        state = None
+        for t in range(9):
+            _, state = block.step(x[t], state)
+    torch.testing.assert_close(state[0], block.scan(x)[1][0], atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(state[1], block.scan(x)[1][1], atol=1e-12, rtol=1e-10)
+
+
+def _stack(name, I=5, L=2, **kw):
+    torch.manual_seed(0)
+    opts = {"rnn_width": R} if name == "griffin" else {"state_size": N}
+    stack = BlockStack(name, I, d, L, conv_width=K, **opts, **kw).double()
+    with torch.no_grad():
+        for p in stack.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return stack
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_block_stack_is_map_blocks_norm_and_carries_state(name):
+    stack, x = _stack(name), torch.randn(8, 3, 5, **D64)
+    y, state = stack(x)
+    n = stack.proj(x)
+    for b in stack.blocks:
+        n = b(n)
+    eps = stack.norm.eps
+    torch.testing.assert_close(y, _rms(n, stack.norm.weight, eps), atol=1e-12, rtol=1e-10)
+    a, s = stack(x[:3])
+    b, s = stack(x[3:], s)
+    torch.testing.assert_close(torch.cat([a, b]), y, atol=1e-12, rtol=1e-10)
+    assert len(state) == 2 and all(len(st) == 2 for st in state)
+    with torch.no_grad():
+        s, got = None, []
+        for t in range(8):
+            out, s = stack.step(x[t], s)
+            got.append(out)
+    torch.testing.assert_close(torch.stack(got), y, atol=1e-12, rtol=1e-10)
+    lengths = [8, 3, 5]
+    yl, _ = stack(x, lengths=lengths)
+    for i, L in enumerate(lengths):
+        torch.testing.assert_close(yl[:L, i:i + 1], stack(x[:L, i:i + 1])[0], atol=1e-12,
+                                   rtol=1e-10)
+        assert (yl[L:, i] == 0).all()
+    same = _stack(name, I=d)
+    assert same.proj is None and same(torch.randn(4, 2, d, **D64))[0].shape == (4, 2, d)
+
+
+def test_block_stack_parameters_and_errors():
+    stack = BlockStack("mamba", 5, d, 3, state_size=N, conv_width=K)
+    one = sum(p.numel() for p in MambaBlock(d, state_size=N, conv_width=K).parameters())
+    assert sum(p.numel() for p in stack.parameters()) == (5 * d + d) + 3 * one + d
+    for make, pattern in [
+        (lambda: BlockStack("lstm", 5, d), r"block: expected one of \['griffin', 'mamba'\]"),
+        (lambda: BlockStack("mamba", 5, d, 0), r"num_layers: expected a positive int"),
+        (lambda: BlockStack("mamba", 5, d, dropout=1.0), r"dropout: expected a probability"),
+        (lambda: stack(torch.randn(4, 2, 6)), r"x: expected shape \(T, B, d_model\) with "
+                                              r"d_model=5"),
+        (lambda: stack.step(torch.randn(2, d)), r"x_t: expected shape \(B, input_size=5\)"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            make()
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_language_model_on_blocks_carries_its_state_between_batches(name):
+    extras = {"state_size": N} if name == "mamba" else {}
+    lm = LanguageModel(LMConfig(cell=name, embedding_size=d, hidden_size=d, num_layers=2,
+                                tie_weights=True, extras=extras), vocab_size=11).double()
+    assert isinstance(lm.rnn, BlockStack) and lm.decoder.weight is lm.embedding.weight
+    tokens = torch.randint(0, 11, (10, 3))
+    whole, _ = lm(tokens)
+    a, state = lm(tokens[:6])
+    b, _ = lm(tokens[6:], state)
+    torch.testing.assert_close(torch.cat([a, b]), whole, atol=1e-12, rtol=1e-10)
+    from rnnkit.tasks.export_steps import _check_exportable
+    with pytest.raises(ValueError, match="is a BlockStack, not one recurrent layer"):
+        _check_exportable(lm.rnn, "the language model's recurrent layer")
 
 
 def test_docstring_examples():

@@ -70,7 +70,7 @@ from torch import Tensor, nn
 from rnnkit.cells.base import check_flag
 from rnnkit.layers import RGLRU, S6
 
-__all__ = ["GriffinBlock", "MambaBlock"]
+__all__ = ["GriffinBlock", "MambaBlock", "BlockStack", "BLOCKS"]
 
 
 def _positive_int(name: str, v) -> int:
@@ -109,12 +109,26 @@ class _CausalConv1d(nn.Conv1d):
     ``y_t[c] = bias[c] + sum_j weight[c, 0, j] x_{t - k + 1 + j}[c]`` (zero before t = 0)."""
 
     def __init__(self, channels: int, width: int, **factory):
-        super().__init__(channels, channels, width, groups=channels, padding=width - 1,
-                         **factory)
+        super().__init__(channels, channels, width, groups=channels, **factory)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = super().forward(x.permute(1, 2, 0))  # (T, B, C) -> (B, C, T) -> (B, C, T + k - 1)
-        return y[..., :x.shape[0]].permute(2, 0, 1)  # the causal T: (B, C, T) -> (T, B, C)
+        """(T, B, C) -> (T, B, C), zeros before the first step."""
+        C, k = self.weight.shape[0], self.weight.shape[-1]
+        return self.scan(x, x.new_zeros(x.shape[1], C, k - 1))[0]
+
+    def scan(self, x: Tensor, buf: Tensor, lengths: Tensor | None = None
+             ) -> tuple[Tensor, Tensor]:
+        """``x`` (T, B, C) after the inputs ``buf`` (B, C, k - 1) -> ``y`` (T, B, C) and each
+        sequence's last k - 1 inputs (B, C, k - 1), the last valid ones with ``lengths``."""
+        k1 = buf.shape[-1]
+        xin = torch.cat([buf.permute(2, 0, 1), x])  # (k - 1 + T, B, C), oldest first
+        y = F.conv1d(xin.permute(1, 2, 0), self.weight, self.bias, groups=self.groups)
+        if lengths is None:
+            last = xin[xin.shape[0] - k1:]
+        else:  # a sequence of length n ends at xin[k - 2 + n]: its last k - 1 are [n, n + k - 1)
+            idx = lengths.to(x.device)[None, :] + torch.arange(k1, device=x.device)[:, None]
+            last = xin.gather(0, idx.unsqueeze(-1).expand(k1, *x.shape[1:]))
+        return y.permute(2, 0, 1), last.permute(1, 2, 0)  # (B, C, T) -> (T, B, C); (B, C, k-1)
 
     def step(self, x_t: Tensor, buf: Tensor) -> tuple[Tensor, Tensor]:
         """One step: ``x_t`` (B, C) and the last k - 1 inputs ``buf`` (B, C, k - 1)."""
@@ -129,7 +143,7 @@ class _Block(nn.Module):
     batch_first: bool
     conv: _CausalConv1d
 
-    def _mix(self, n: Tensor, lengths: Tensor | None) -> Tensor:
+    def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, h: Tensor):
         raise NotImplementedError
 
     def _mix_step(self, n: Tensor, buf: Tensor, h: Tensor):
@@ -140,14 +154,23 @@ class _Block(nn.Module):
 
     def forward(self, x: Tensor, lengths=None) -> Tensor:
         """``x`` (T, B, d) [(B, T, d) if batch_first], ``lengths`` (B,) or None -> same shape."""
+        return self.scan(x, lengths=lengths)[0]
+
+    def scan(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """:meth:`forward` from a state, and the state after it: ``x`` as forward's, ``state``
+        from :meth:`init_state`, :meth:`step` or a previous call (None: zeros). Returns ``(y,
+        state)``, the state at each sequence's last valid step: running a sequence in pieces
+        (truncated backpropagation through time) gives the outputs of running it whole."""
         x = _time_major(x, self.d_model, self.batch_first)
         lens, mask = _lengths(lengths, x.shape[0], x.shape[1], x.device)
         if mask is not None:
             x = x.masked_fill(~mask, 0.0)
-        x = self._add_mlp(x + self._mix(x, lens))
+        buf, h = self.init_state(x.shape[1]) if state is None else state
+        y, buf, h = self._mix(x, lens, buf, h)
+        x = self._add_mlp(x + y)
         if mask is not None:
             x = x.masked_fill(~mask, 0.0)
-        return x.transpose(0, 1) if self.batch_first else x  # (T, B, d) -> (B, T, d)
+        return (x.transpose(0, 1) if self.batch_first else x), (buf, h)  # (T, B, d) -> (B, T, d)
 
     def init_state(self, batch: int) -> tuple[Tensor, Tensor]:
         """Zero state for :meth:`step`: the convolution's last inputs (B, C, k - 1) and the
@@ -215,11 +238,12 @@ class GriffinBlock(_Block):
     def _rnn(self):
         return self.rg_lru
 
-    def _mix(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+    def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, h: Tensor):
         n = self.temporal_norm(x)
         gate = F.gelu(self.linear_y(n), approximate="tanh")
-        h, _ = self.rg_lru(self.conv(self.linear_x(n)), lengths=lengths)  # (T, B, R)
-        return self.linear_out(gate * h)
+        u, buf = self.conv.scan(self.linear_x(n), buf, lengths)
+        y, h = self.rg_lru(u, h, lengths=lengths)  # (T, B, R)
+        return self.linear_out(gate * y), buf, h
 
     def _mix_step(self, x_t: Tensor, buf: Tensor, h: Tensor):
         n = self.temporal_norm(x_t)
@@ -275,13 +299,98 @@ class MambaBlock(_Block):
     def _rnn(self):
         return self.ssm
 
-    def _mix(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+    def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, h: Tensor):
         in_x, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)  # (T, B, 2 Din) -> 2 x (T, B, Din)
-        y, _ = self.ssm(F.silu(self.conv(in_x)), lengths=lengths)
-        return self.out_proj(y * F.silu(z))
+        u, buf = self.conv.scan(in_x, buf, lengths)
+        y, h = self.ssm(F.silu(u), h, lengths=lengths)
+        return self.out_proj(y * F.silu(z)), buf, h
 
     def _mix_step(self, x_t: Tensor, buf: Tensor, h: Tensor):
         in_x, z = self.in_proj(self.norm(x_t)).chunk(2, dim=-1)  # (B, 2 Din) -> 2 x (B, Din)
         u, buf = self.conv.step(in_x, buf)
         y, h = self.ssm.step(F.silu(u), h)
         return self.out_proj(y * F.silu(z)), buf, h
+
+
+#: The blocks a :class:`BlockStack` (and a recipe's ``model.cell``) can name.
+BLOCKS = {"griffin": GriffinBlock, "mamba": MambaBlock}
+
+
+class BlockStack(nn.Module):
+    """``num_layers`` blocks of one kind over a ``d_model`` stream, as the published models
+    stack them (Hawk: Griffin's recurrent blocks alone; Mamba): a linear map from the input
+    when ``input_size != d_model``, the blocks, dropout between them, and a final RMSNorm.
+    It answers like a recurrent layer, ``(x, state) -> (y, state)``, so the task models that
+    carry a layer's state (the language model's truncated BPTT) take it in place of one.
+
+    Args:
+        block: "griffin" or "mamba" (:data:`BLOCKS`).
+        input_size: features of ``x`` (I). d_model: the stream's and the output's (d).
+        num_layers: blocks (L). dropout: on each block's output but the last.
+        batch_first: ``x`` is (B, T, I). **block_options: for each block (``expand``,
+        ``state_size``, ``rnn_width``, ``conv_width``, ...).
+
+    State: a tuple with each block's ``(conv inputs (B, C, k - 1), recurrent state (1, B,
+    S))``.
+
+    Example::
+
+        >>> stack = BlockStack("mamba", 8, 16, num_layers=2, state_size=4)
+        >>> y, state = stack(torch.randn(10, 3, 8))
+        >>> y.shape, len(state), state[0][1].shape
+        (torch.Size([10, 3, 16]), 2, torch.Size([1, 3, 128]))
+    """
+
+    def __init__(self, block: str, input_size: int, d_model: int, num_layers: int = 1, *,
+                 dropout: float = 0.0, batch_first: bool = False, **block_options):
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"block: expected one of {sorted(BLOCKS)}, got {block!r}")
+        I, d = _positive_int("input_size", input_size), _positive_int("d_model", d_model)
+        L = _positive_int("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
+                or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.block, self.input_size, self.hidden_size, self.num_layers = block, I, d, L
+        self.batch_first = check_flag("batch_first", batch_first)
+        f = {k: block_options.pop(k) for k in ("device", "dtype") if k in block_options}
+        self.proj = nn.Linear(I, d, **f) if I != d else None
+        self.blocks = nn.ModuleList(BLOCKS[block](d, **block_options, **f) for _ in range(L))
+        self.drop = nn.Dropout(dropout)
+        eps = self.blocks[0].norm.eps if block == "mamba" else self.blocks[0].temporal_norm.eps
+        self.norm = nn.RMSNorm(d, eps=eps, **f)
+
+    def init_state(self, batch: int) -> tuple:
+        """Zeros for every block (see the class's State)."""
+        return tuple(b.init_state(batch) for b in self.blocks)
+
+    def forward(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple]:
+        """``x`` (T, B, I) [(B, T, I) if batch_first], ``state`` or None (zeros), ``lengths``
+        (B,) or None -> ``(y (T, B, d) [(B, T, d)], state)``; zeros past each length."""
+        x = _time_major(x, self.input_size, self.batch_first)
+        if lengths is not None:  # checked (and NaN in the padding kept out) before the map
+            x = x.masked_fill(~_lengths(lengths, x.shape[0], x.shape[1], x.device)[1], 0.0)
+        if self.proj is not None:
+            x = self.proj(x)
+        states = []
+        for i, b in enumerate(self.blocks):
+            x, s = b.scan(x, None if state is None else state[i], lengths)
+            if i < self.num_layers - 1:
+                x = self.drop(x)
+            states.append(s)
+        y = self.norm(x)  # RMSNorm keeps the padding's zeros
+        return (y.transpose(0, 1) if self.batch_first else y), tuple(states)
+
+    def step(self, x_t: Tensor, state=None) -> tuple[Tensor, tuple]:
+        """One step, ``x_t`` (B, I) -> ``(y_t (B, d), state)``; stepping gives forward's."""
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t: expected shape (B, input_size={self.input_size}), got {got}")
+        x = x_t if self.proj is None else self.proj(x_t)
+        states = []
+        for i, b in enumerate(self.blocks):
+            x, s = b.step(x, None if state is None else state[i])
+            if i < self.num_layers - 1:
+                x = self.drop(x)
+            states.append(s)
+        return self.norm(x), tuple(states)

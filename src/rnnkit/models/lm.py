@@ -3,7 +3,8 @@
 For a token sequence ``x_1..x_T`` the model computes::
 
     e_t      = dropout_in(E[x_t])         (embedding; rows of E can be dropped whole)
-    h_t, s_t = RNN(e_t, s_{t-1})          (any rnnkit cell, stacked, state s carried)
+    h_t, s_t = RNN(e_t, s_{t-1})          (any rnnkit cell, stacked, or a stack of Griffin's
+                                           or Mamba's blocks; the state s carried)
     logits_t = W_dec dropout(h_t) + b     (W_dec = E when weights are tied)
     p(x_{t+1} | x_<=t) = softmax(logits_t)
 
@@ -40,7 +41,10 @@ class LMConfig:
     """Hyperparameters of :class:`LanguageModel` (the ``model:`` section of an LM recipe).
 
     Attributes:
-        cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", ...).
+        cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", ...), or
+            a block, "griffin" or "mamba": a :class:`rnnkit.models.blocks.BlockStack` of
+            ``num_layers`` blocks with ``d_model = hidden_size`` (``extras`` go to each
+            block, e.g. ``expand``, ``state_size``).
         embedding_size: E.
         hidden_size: H of every recurrent layer.
         num_layers: L stacked layers.
@@ -78,6 +82,10 @@ def _build_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, 
                  **extras: Any) -> nn.Module:
     from rnnkit.layers import build_layer
 
+    from .blocks import BLOCKS, BlockStack
+
+    if cell in BLOCKS:  # Hawk's or Mamba's stack of blocks, d_model = hidden_size
+        return BlockStack(cell, input_size, hidden_size, num_layers, dropout=dropout, **extras)
     return build_layer(cell, input_size, hidden_size, num_layers=num_layers, dropout=dropout,
                        **extras)
 

@@ -73,7 +73,11 @@ def state_layout(layer: nn.Module) -> list[tuple[int, int]]:
 def _check_exportable(layer: nn.Module, where: str) -> None:
     """Only layers that run torch's fused kernel trace to a graph valid for any T."""
     from rnnkit.kernels.dispatch import torch_unsupported
+    from rnnkit.layers import Recurrent
 
+    if not isinstance(layer, Recurrent):  # e.g. a stack of Griffin's or Mamba's blocks
+        raise ValueError(f"export: {where} is a {type(layer).__name__}, not one recurrent layer "
+                         "(export supports RNN/LSTM/GRU layers that run torch's fused kernel)")
     was = layer.training
     layer.eval()
     try:
