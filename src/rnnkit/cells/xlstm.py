@@ -93,6 +93,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Cell, Params, State, check_int, float32_at_least
+from .slstm_scan import slstm_scan
 
 __all__ = ["SLSTMCell", "MLSTMCell", "mlstm_chunkwise"]
 
@@ -275,6 +276,16 @@ class SLSTMCell(_XLSTMCell):
         n = f * n + i
         h = torch.sigmoid(o_) * c / n
         return h, (h, c, n, m)
+
+    def scan(self, xp: Tensor, state: State, p: Params, mask: Tensor | None = None):
+        """All T steps without a graph, with the backward through time written out
+        (:mod:`rnnkit.cells.slstm_scan`): ``xp`` (T, B, 4H) -> ys (T, B, H) and the last
+        state. Half precision computes in float32."""
+        dt = xp.dtype
+        state = tuple(float32_at_least(s) for s in state)
+        ys, last = slstm_scan(float32_at_least(xp), state, float32_at_least(p["weight_hh"]),
+                              mask, self.forget == "sigmoid")
+        return ys.to(dt), tuple(s.to(dt) for s in last)
 
 
 class MLSTMCell(_XLSTMCell):
