@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 __all__ = ["add_parser"]
 
 
 def _atol(text: str) -> float:
-    """``--atol``: a finite number >= 0 (``nan`` would make verification always pass)."""
+    """``--atol``: :func:`rnnkit.export.check_atol`'s rule (a finite number >= 0: ``nan``
+    would make verification always pass), as an argparse error."""
+    from rnnkit.export import check_atol
+
     try:
-        v = float(text)
+        return check_atol(float(text))
     except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
 
 
 def _export(a: argparse.Namespace) -> int:
