@@ -46,10 +46,12 @@ NOTES = {
     "rglru_residual": ["added after the bare RG-LRU learned only character frequencies under "
                        "its first initialisation; the residual path is its Griffin block's"],
     "griffin": ["model.cell=griffin: a stack of 2 Griffin recurrent blocks (Hawk) at "
-                "d_model 256 (RG-LRU width 256, MLP 768) and a final RMSNorm; dropout 0.25 "
-                "between the blocks and on the output; about twice the LSTM's parameters"],
+                "d_model 256 (RG-LRU width 256, MLP 768) and a final RMSNorm; residual dropout "
+                "0.25 on each branch and dropout 0.25 on the output; about twice the LSTM's "
+                "parameters"],
     "mamba": ["model.cell=mamba: a stack of 2 Mamba blocks at d_model 256 (inner width 512, "
-              "N=16) and a final RMSNorm; dropout 0.25 between the blocks and on the output; "
+              "N=16) and a final RMSNorm; residual dropout 0.25 on each mixer and dropout 0.25 on "
+              "the output; "
               "about 1.5 times the LSTM's parameters"],
 }
 
@@ -84,8 +86,11 @@ def run(cell: str, steps: int, runs: Path) -> dict:
 
 
 def _commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
+    """HEAD, with "+changes" when tracked files differ from it."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True,  # noqa: E731
+                                    text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain",
+                                                                    "-uno") else "")
 
 
 def _numel(shape) -> int:
@@ -105,6 +110,7 @@ def main() -> None:
     runs = ROOT / a.runs
     runs.mkdir(parents=True, exist_ok=True)
     cells = a.cells.split(",")
+    commit = _commit()  # the code the runs start from
     with ThreadPoolExecutor(a.jobs) as pool:
         done = dict(zip(cells, pool.map(lambda c: run(c, a.steps, runs), cells)))
     base = {c: {"val_loss": done[c]["val_loss"], "wall_seconds": done[c]["wall_seconds"]}
@@ -122,7 +128,7 @@ def main() -> None:
             "command": r["command"], "driver": f"python experiments/nlp/lm_cells.py "
                                                f"--steps {a.steps} --jobs {a.jobs}",
             "wall_seconds": r["wall_seconds"], "device": r["device"],
-            "notes": NOTES["all"] + NOTES.get(cell, []), "git_commit": _commit(),
+            "notes": NOTES["all"] + NOTES.get(cell, []), "git_commit": commit,
             "torch": torch.__version__, "date": dt.date.today().isoformat(),
         }
         path = RESULTS / f"lm_cells_shakespeare_{cell}.json"

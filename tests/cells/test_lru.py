@@ -306,6 +306,18 @@ def test_bad_options_are_errors(make, pattern):
         LRU(3, 4, state_size=2.5)
 
 
+def test_linear_scan_promotes_dtypes_on_both_paths(scan_path):
+    """float32 coefficients with a float64 state give float64 on the loop as on the doubling
+    scan (the loop's buffer must not round to float32)."""
+    a, b = torch.rand(5, 2, 3), torch.randn(5, 2, 3)
+    h0 = torch.randn(2, 3, **D64) * 1e-9 + 1.0
+    got = linear_scan(a, b, h0)
+    want = linear_scan(a.double(), b.double(), h0)
+    assert got.dtype == torch.float64  # the doubling scan multiplies float32 a's in float32
+    torch.testing.assert_close(got, want, atol=0 if scan_path == "sequential" else 1e-6,
+                               rtol=0 if scan_path == "sequential" else 1e-5)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # torch's batched check
 def test_complex_scan_derivatives_of_every_order(scan_path):
     """The complex scan's hand-written adjoint (by conj(a)) and jvp: reverse and forward mode,

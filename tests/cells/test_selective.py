@@ -18,11 +18,12 @@ def _inputs(T=7, B=2, H=3, N=2, seed=0):
     return [t.requires_grad_() for t in (u, delta, A, r(T, B, N), r(T, B, N), r(B, H, N))]
 
 
-@pytest.mark.parametrize("chunk_elements", [1 << 22, 12, 5], ids=["one_chunk", "chunks_of_2",
-                                                                   "steps"])
+@pytest.mark.parametrize("chunk_elements", [1 << 22, 36, 24, 12],
+                         ids=["one_chunk", "chunks_of_3", "chunks_of_2", "steps"])
 def test_backward_equals_autograd_through_the_composed_scan(chunk_elements, scan_path,
                                                              monkeypatch):
     monkeypatch.setattr(selective, "CHUNK_ELEMENTS", chunk_elements)  # B*H*N = 12 per step
+    assert selective._chunk(2, 3, 2) == max(1, min(64, chunk_elements // 12))  # T=7: 3+3+1
     xs = _inputs()
     y1, h1 = _SelectiveScan.apply(*xs)
     dy, dh = torch.randn_like(y1), torch.randn_like(h1)

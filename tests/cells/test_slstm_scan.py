@@ -96,12 +96,28 @@ def test_gradients_of_every_order(masked):
 
 
 def test_bfloat16_scan_computes_in_float32():
+    """Against float32 with the same rounded weights and inputs, over 200 steps: computing the
+    scan in bfloat16 instead (float32_at_least patched out) misses these bounds by 2.5x."""
     torch.manual_seed(3)
     layer = SLSTM(8, 16, num_heads=2)
-    x = torch.randn(50, 3, 8)
+    x = torch.randn(200, 3, 8)
     ref = SLSTM(8, 16, num_heads=2)
     ref.load_state_dict({k: v.bfloat16().float() for k, v in layer.state_dict().items()})
     out, state = layer.bfloat16()(x.bfloat16())
     want, want_state = ref(x.bfloat16().float())
     assert out.dtype == torch.bfloat16 and all(s.dtype == torch.bfloat16 for s in state)
-    torch.testing.assert_close(out.float(), want, atol=2e-2, rtol=2e-2)
+    assert (out.float() - want).abs().max() < 4e-3
+    assert max((s.float() - w).abs().max() for s, w in zip(state, want_state)) < 1e-2
+
+
+def test_without_gradients_nothing_is_kept_and_the_result_is_the_same():
+    torch.manual_seed(4)
+    layer, x = SLSTM(5, 8, num_heads=2).double(), torch.randn(30, 3, 5, **D64)
+    lengths = torch.tensor([30, 7, 19])
+    with torch.no_grad():
+        y0, s0 = layer(x, lengths=lengths)  # the stepped form, no graph
+    y1, s1 = layer(x, lengths=lengths)  # the scan, which saves for its backward
+    assert y1.grad_fn is not None and y0.grad_fn is None
+    torch.testing.assert_close(y0, y1.detach(), atol=1e-13, rtol=1e-11)
+    for a, b in zip(s0, s1):
+        torch.testing.assert_close(a, b.detach(), atol=1e-13, rtol=1e-11)

@@ -283,12 +283,40 @@ def test_block_stack_parameters_and_errors():
         (lambda: BlockStack("lstm", 5, d), r"block: expected one of \['griffin', 'mamba'\]"),
         (lambda: BlockStack("mamba", 5, d, 0), r"num_layers: expected a positive int"),
         (lambda: BlockStack("mamba", 5, d, dropout=1.0), r"dropout: expected a probability"),
-        (lambda: stack(torch.randn(4, 2, 6)), r"x: expected shape \(T, B, d_model\) with "
-                                              r"d_model=5"),
+        (lambda: stack(torch.randn(4, 2, 6)), r"x: expected shape \(T, B, input_size\) with "
+                                              r"input_size=5"),
+        (lambda: MambaBlock(d, dropout=-0.1), r"dropout: expected a probability"),
         (lambda: stack.step(torch.randn(2, d)), r"x_t: expected shape \(B, input_size=5\)"),
     ]:
         with pytest.raises(ValueError, match=pattern):
             make()
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_residual_dropout_drops_each_branch_never_the_stream(name):
+    """In training, ``x + drop(branch)``: where the mix is dropped the output is the stream
+    itself (Mamba), and a kept mix is scaled by 1/(1-p); the stack's blocks get it."""
+    block = _block(name, dropout=0.5)
+    x = torch.randn(6, 2, d, **D64)
+    with torch.no_grad():
+        full = block.eval()(x)
+        torch.manual_seed(0)
+        y = block.train()(x)
+    assert not torch.equal(y, full)
+    if name == "mamba":
+        mix = full - x
+        dropped, kept = torch.isclose(y, x, atol=1e-14), torch.isclose(y - x, 2 * mix)
+        assert (dropped | kept).all() and dropped.any() and kept.any()
+    stack = BlockStack(name, 5, d, 2, dropout=0.3, conv_width=K)
+    assert all(b.drop.p == 0.3 for b in stack.blocks)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in stack.children())
+
+
+def test_language_model_refuses_init_range_on_blocks():
+    with pytest.raises(ValueError, match=r"model.init_range=0.1 with model.cell='mamba'.*"
+                                         r"unset init_range"):
+        LanguageModel(LMConfig(cell="mamba", embedding_size=d, hidden_size=d, init_range=0.1),
+                      vocab_size=11)
 
 
 @pytest.mark.parametrize("name", MAKERS)

@@ -76,8 +76,10 @@ SEQUENTIAL_MIN_ELEMENTS = 256
 def _into_buffer(*ts: Tensor) -> bool:
     """Whether a step loop may write its steps into one buffer (``out=``) rather than stack
     them: plain tensors (no vmap's batched ones, old or new, no tensor subclass), no graph to
-    record, no forward-mode AD. It saves one copy of the (T, B, S) result, 45% of the loop's
-    time at T=64, B=8, S=4096."""
+    record, no forward-mode AD, no torch.compile trace. It saves one copy of the (T, B, S)
+    result."""
+    if torch.compiler.is_compiling():
+        return False
     return not (functorch_active() or forward_ad_active()
                 or any(torch._C._dispatch_isTensorSubclassLike(t) for t in ts)
                 or (torch.is_grad_enabled() and any(t.requires_grad for t in ts)))
@@ -103,6 +105,8 @@ def _steps(like: Tensor, step, order, buffer: bool) -> Tensor:
 def _sequential(a: tuple, b: tuple, h0: tuple) -> tuple:
     """``h_t = a_t h_{t-1} + b_t`` one step at a time: one ``addcmul`` per step (complex
     values as a complex tensor), each step's operands small enough to stay in cache."""
+    dt = torch.promote_types(torch.promote_types(a[0].dtype, b[0].dtype), h0[0].dtype)
+    a, b, h0 = (tuple(p.to(dt) for p in v) for v in (a, b, h0))  # as the doubling scan promotes
     if len(b) == 2:  # (re, im) -> complex, and back at the end
         a, b, h0 = (torch.complex(*v) for v in (a, b, h0))
     else:
@@ -113,9 +117,11 @@ def _sequential(a: tuple, b: tuple, h0: tuple) -> tuple:
 
 
 def use_sequential(b: Tensor) -> bool:
-    """Whether :func:`linear_scan` loops over the steps of ``b`` (T, B, S): on the CPU, once
-    a step holds :data:`SEQUENTIAL_MIN_ELEMENTS`; on a GPU it scans by doubling."""
-    return b.device.type == "cpu" and b[0].numel() >= SEQUENTIAL_MIN_ELEMENTS
+    """Whether :func:`linear_scan` loops over the steps of ``b`` (T, B, S): on the CPU, in
+    float32 or float64, once a step holds :data:`SEQUENTIAL_MIN_ELEMENTS`; else (a GPU, half
+    precision, small steps) it scans by doubling."""
+    return (b.device.type == "cpu" and b.dtype in (torch.float32, torch.float64)
+            and b[0].numel() >= SEQUENTIAL_MIN_ELEMENTS)
 
 
 def linear_scan(a: Z, b: Z, h0: Z, mask: Tensor | None = None, chunk: int = 64) -> Z:

@@ -116,13 +116,14 @@ class _SelectiveScan(torch.autograd.Function):
             s = i * K
             sl = slice(s, s + K)
             u_, d_, B_, C_, dy_ = u[sl], delta[sl], Bt[sl], Ct[sl], dy[sl]
-            a, b, hs = _states(u_, d_, A, B_, starts[i])
+            a, _, hs = _states(u_, d_, A, B_, starts[i])
             k, B, H, N = a.shape
             drive = dy_.unsqueeze(-1) * C_.unsqueeze(2)  # dL/dh_t from y_t: (k, B, H, N)
             g = adjoint_scan(a.view(k, B, H * N), drive.view(k, B, H * N),
                              carry.reshape(B, H * N)).view(k, B, H, N)
             carry = a[0] * g[0]
-            dlog = g * (hs - b)  # dL/d(delta_t A) = g_t a_t h_{t-1}: (k, B, H, N)
+            h_prev = torch.cat([starts[i].unsqueeze(0), hs[:-1]])  # (not hs - b: it cancels)
+            dlog = g * a * h_prev  # dL/d(delta_t A) = g_t a_t h_{t-1}: (k, B, H, N)
             gB = (g @ B_.unsqueeze(-1)).squeeze(-1)  # sum_n g B: (k, B, H)
             parts.append((d_ * gB, (dlog * A).sum(-1) + u_ * gB,
                           ((d_ * u_).unsqueeze(2) @ g).squeeze(2),  # sum_d delta u g: (k, B, N)

@@ -190,6 +190,9 @@ def slstm_scan(xp: Tensor, state: tuple, R: Tensor, mask: Tensor | None, sigmoid
     last state."""
     if functorch_active() or forward_ad_active():
         ys, *last = stepped(xp, *state, R, mask, sigmoid_forget)
+    elif not (torch.is_grad_enabled() and any(t.requires_grad for t in (xp, *state, R))):
+        with torch.no_grad():  # no backward: keep nothing for it (inference, long sequences)
+            ys, *last = stepped(xp, *state, R, mask, sigmoid_forget)
     else:
         ys, *last = _SLSTMScan.apply(xp, *state, R, mask, sigmoid_forget)
     return ys, tuple(last)

@@ -79,12 +79,12 @@ def _positive_int(name: str, v) -> int:
     return int(v)
 
 
-def _time_major(x: Tensor, d_model: int, batch_first: bool) -> Tensor:
-    """``x`` checked, as (T, B, d)."""
+def _time_major(x: Tensor, d_model: int, batch_first: bool, name: str = "d_model") -> Tensor:
+    """``x`` checked, as (T, B, d); ``name`` is the size's (``d_model``, ``input_size``)."""
     if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
-        what = "(B, T, d_model)" if batch_first else "(T, B, d_model)"
+        what = f"(B, T, {name})" if batch_first else f"(T, B, {name})"
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x: expected shape {what} with d_model={d_model}, got {got}")
+        raise ValueError(f"x: expected shape {what} with {name}={d_model}, got {got}")
     return x.transpose(0, 1) if batch_first else x  # (B, T, d) -> (T, B, d)
 
 
@@ -136,12 +136,20 @@ class _CausalConv1d(nn.Conv1d):
         return (window * self.weight.squeeze(1)).sum(-1) + self.bias, window[..., 1:]
 
 
+def _probability(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {v!r}")
+    return float(v)
+
+
 class _Block(nn.Module):
-    """What both blocks share: shapes, lengths, batch_first, the streaming state's layout."""
+    """What both blocks share: shapes, lengths, batch_first, the streaming state's layout,
+    residual dropout (on each branch before it is added to the stream)."""
 
     d_model: int
     batch_first: bool
     conv: _CausalConv1d
+    drop: nn.Dropout
 
     def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, h: Tensor):
         raise NotImplementedError
@@ -167,7 +175,7 @@ class _Block(nn.Module):
             x = x.masked_fill(~mask, 0.0)
         buf, h = self.init_state(x.shape[1]) if state is None else state
         y, buf, h = self._mix(x, lens, buf, h)
-        x = self._add_mlp(x + y)
+        x = self._add_mlp(x + self.drop(y))
         if mask is not None:
             x = x.masked_fill(~mask, 0.0)
         return (x.transpose(0, 1) if self.batch_first else x), (buf, h)  # (T, B, d) -> (B, T, d)
@@ -188,7 +196,7 @@ class _Block(nn.Module):
             raise ValueError(f"x_t: expected shape (B, d_model={self.d_model}), got {got}")
         buf, h = self.init_state(x_t.shape[0]) if state is None else state
         y, buf, h = self._mix_step(x_t, buf, h)
-        return self._add_mlp(x_t + y), (buf, h)
+        return self._add_mlp(x_t + self.drop(y)), (buf, h)
 
 
 class GriffinBlock(_Block):
@@ -202,6 +210,7 @@ class GriffinBlock(_Block):
         conv_width: the causal convolution's kernel (4).
         c: the RG-LRU's constant (8).
         batch_first: ``x`` is (B, T, d). eps: RMSNorm's (1e-6, Griffin's).
+        dropout: residual dropout on the temporal mix and the MLP before each joins ``x`` (0).
 
     Example::
 
@@ -215,7 +224,7 @@ class GriffinBlock(_Block):
 
     def __init__(self, d_model: int, *, expansion: int = 3, rnn_width: int | None = None,
                  conv_width: int = 4, c: float = 8.0, batch_first: bool = False,
-                 eps: float = 1e-6, device=None, dtype=None):
+                 eps: float = 1e-6, dropout: float = 0.0, device=None, dtype=None):
         super().__init__()
         f = dict(device=device, dtype=dtype)
         d = self.d_model = _positive_int("d_model", d_model)
@@ -223,6 +232,7 @@ class GriffinBlock(_Block):
         E = _positive_int("expansion", expansion) * d
         k = _positive_int("conv_width", conv_width)
         self.batch_first = check_flag("batch_first", batch_first)
+        self.drop = nn.Dropout(_probability("dropout", dropout))
         self.temporal_norm = nn.RMSNorm(d, eps=eps, **f)
         self.linear_y = nn.Linear(d, R, **f)  # the gate branch
         self.linear_x = nn.Linear(d, R, **f)  # the recurrent branch
@@ -254,7 +264,8 @@ class GriffinBlock(_Block):
 
     def _add_mlp(self, x: Tensor) -> Tensor:
         n = self.mlp_norm(x)
-        return x + self.mlp_down(F.gelu(self.mlp_gate(n), approximate="tanh") * self.mlp_up(n))
+        return x + self.drop(self.mlp_down(F.gelu(self.mlp_gate(n), approximate="tanh")
+                                           * self.mlp_up(n)))
 
 
 class MambaBlock(_Block):
@@ -268,6 +279,7 @@ class MambaBlock(_Block):
         conv_width: the causal convolution's kernel (4, Mamba's ``d_conv``).
         dt_min, dt_max: the range of the initial step sizes (0.001, 0.1).
         batch_first: ``x`` is (B, T, d). eps: RMSNorm's (1e-5, Mamba's).
+        dropout: residual dropout on the mixer's output before it joins ``x`` (0).
 
     Example::
 
@@ -281,13 +293,15 @@ class MambaBlock(_Block):
 
     def __init__(self, d_model: int, *, expand: int = 2, state_size: int = 16,
                  conv_width: int = 4, dt_min: float = 0.001, dt_max: float = 0.1,
-                 batch_first: bool = False, eps: float = 1e-5, device=None, dtype=None):
+                 batch_first: bool = False, eps: float = 1e-5, dropout: float = 0.0,
+                 device=None, dtype=None):
         super().__init__()
         f = dict(device=device, dtype=dtype)
         d = self.d_model = _positive_int("d_model", d_model)
         Din = self.d_inner = _positive_int("expand", expand) * d
         k = _positive_int("conv_width", conv_width)
         self.batch_first = check_flag("batch_first", batch_first)
+        self.drop = nn.Dropout(_probability("dropout", dropout))
         self.norm = nn.RMSNorm(d, eps=eps, **f)
         self.in_proj = nn.Linear(d, 2 * Din, bias=False, **f)
         self.conv = _CausalConv1d(Din, k, **f)
@@ -319,14 +333,15 @@ BLOCKS = {"griffin": GriffinBlock, "mamba": MambaBlock}
 class BlockStack(nn.Module):
     """``num_layers`` blocks of one kind over a ``d_model`` stream, as the published models
     stack them (Hawk: Griffin's recurrent blocks alone; Mamba): a linear map from the input
-    when ``input_size != d_model``, the blocks, dropout between them, and a final RMSNorm.
+    when ``input_size != d_model``, the blocks (with residual dropout), and a final RMSNorm.
     It answers like a recurrent layer, ``(x, state) -> (y, state)``, so the task models that
     carry a layer's state (the language model's truncated BPTT) take it in place of one.
 
     Args:
         block: "griffin" or "mamba" (:data:`BLOCKS`).
         input_size: features of ``x`` (I). d_model: the stream's and the output's (d).
-        num_layers: blocks (L). dropout: on each block's output but the last.
+        num_layers: blocks (L). dropout: each block's residual dropout (on every branch
+            before it joins the stream; the stream itself is never dropped).
         batch_first: ``x`` is (B, T, I). **block_options: for each block (``expand``,
         ``state_size``, ``rnn_width``, ``conv_width``, ...).
 
@@ -348,15 +363,13 @@ class BlockStack(nn.Module):
             raise ValueError(f"block: expected one of {sorted(BLOCKS)}, got {block!r}")
         I, d = _positive_int("input_size", input_size), _positive_int("d_model", d_model)
         L = _positive_int("num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
-                or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        dropout = _probability("dropout", dropout)
         self.block, self.input_size, self.hidden_size, self.num_layers = block, I, d, L
         self.batch_first = check_flag("batch_first", batch_first)
         f = {k: block_options.pop(k) for k in ("device", "dtype") if k in block_options}
         self.proj = nn.Linear(I, d, **f) if I != d else None
-        self.blocks = nn.ModuleList(BLOCKS[block](d, **block_options, **f) for _ in range(L))
-        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(BLOCKS[block](d, dropout=dropout, **block_options, **f)
+                                    for _ in range(L))
         eps = self.blocks[0].norm.eps if block == "mamba" else self.blocks[0].temporal_norm.eps
         self.norm = nn.RMSNorm(d, eps=eps, **f)
 
@@ -367,7 +380,7 @@ class BlockStack(nn.Module):
     def forward(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple]:
         """``x`` (T, B, I) [(B, T, I) if batch_first], ``state`` or None (zeros), ``lengths``
         (B,) or None -> ``(y (T, B, d) [(B, T, d)], state)``; zeros past each length."""
-        x = _time_major(x, self.input_size, self.batch_first)
+        x = _time_major(x, self.input_size, self.batch_first, "input_size")
         if lengths is not None:  # checked (and NaN in the padding kept out) before the map
             x = x.masked_fill(~_lengths(lengths, x.shape[0], x.shape[1], x.device)[1], 0.0)
         if self.proj is not None:
@@ -375,8 +388,6 @@ class BlockStack(nn.Module):
         states = []
         for i, b in enumerate(self.blocks):
             x, s = b.scan(x, None if state is None else state[i], lengths)
-            if i < self.num_layers - 1:
-                x = self.drop(x)
             states.append(s)
         y = self.norm(x)  # RMSNorm keeps the padding's zeros
         return (y.transpose(0, 1) if self.batch_first else y), tuple(states)
@@ -390,7 +401,5 @@ class BlockStack(nn.Module):
         states = []
         for i, b in enumerate(self.blocks):
             x, s = b.step(x, None if state is None else state[i])
-            if i < self.num_layers - 1:
-                x = self.drop(x)
             states.append(s)
         return self.norm(x), tuple(states)

@@ -33,6 +33,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .blocks import BLOCKS, BlockStack
+
 __all__ = ["LMConfig", "LanguageModel", "detach_state"]
 
 
@@ -44,7 +46,8 @@ class LMConfig:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", ...), or
             a block, "griffin" or "mamba": a :class:`rnnkit.models.blocks.BlockStack` of
             ``num_layers`` blocks with ``d_model = hidden_size`` (``extras`` go to each
-            block, e.g. ``expand``, ``state_size``).
+            block, e.g. ``expand``, ``state_size``; ``dropout`` is each block's residual
+            dropout, and ``init_range`` is refused: the blocks keep their own init).
         embedding_size: E.
         hidden_size: H of every recurrent layer.
         num_layers: L stacked layers.
@@ -82,10 +85,9 @@ def _build_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, 
                  **extras: Any) -> nn.Module:
     from rnnkit.layers import build_layer
 
-    from .blocks import BLOCKS, BlockStack
-
     if cell in BLOCKS:  # Hawk's or Mamba's stack of blocks, d_model = hidden_size
-        return BlockStack(cell, input_size, hidden_size, num_layers, dropout=dropout, **extras)
+        return BlockStack(cell, input_size, hidden_size, num_layers, **{"dropout": dropout,
+                                                                        **extras})
     return build_layer(cell, input_size, hidden_size, num_layers=num_layers, dropout=dropout,
                        **extras)
 
@@ -123,14 +125,20 @@ class LanguageModel(nn.Module):
                 f"model.tie_weights needs the recurrent output size (hidden_size={c.hidden_size}) "
                 f"to equal embedding_size={c.embedding_size}"
             )
+        if c.init_range is not None and c.cell in BLOCKS:
+            raise ValueError(f"model.init_range={c.init_range} with model.cell={c.cell!r}: the "
+                             "blocks keep their own initialisation (RMSNorm weights 1, the "
+                             "recurrence's decay and step sizes), which U(-r, r) would overwrite;"
+                             " unset init_range")
         if c.extras.get("bidirectional"):
             raise ValueError("model.extras.bidirectional: a language model must be unidirectional "
                              "(the backward direction would see the tokens it predicts)")
         self.config = c
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, c.embedding_size)
-        self.rnn = _build_layer(c.cell, c.embedding_size, c.hidden_size, c.num_layers,
-                                c.dropout if c.num_layers > 1 else 0.0, **c.extras)
+        between = c.dropout if c.num_layers > 1 or c.cell in BLOCKS else 0.0
+        self.rnn = _build_layer(c.cell, c.embedding_size, c.hidden_size, c.num_layers, between,
+                                **c.extras)
         self.drop = nn.Dropout(c.dropout)
         self.drop_in = nn.Dropout(c.input_dropout)
         self.decoder = nn.Linear(c.hidden_size, vocab_size)
