@@ -76,8 +76,38 @@ def test_score_rejects_bad_csv_naming_row_and_column(tmp_path):
     dup.loc[10, "timestamp"] = dup.loc[9, "timestamp"]
     dup.to_csv(tmp_path / "dup.csv", index=False)
     a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "dup.csv")])
-    with pytest.raises(ValueError, match=r"dup\.csv: row 12, column 'timestamp': duplicate timestamp"):
+    with pytest.raises(ValueError, match=r"dup\.csv: row 12, column 'timestamp': duplicate timestamp"
+                                         r".*pass --in-file-order$"):
         a.func(a)
+
+
+def test_in_file_order_trains_and_scores_a_series_with_a_repeated_timestamp(tmp_path, capsys):
+    """NAB's own files repeat 2014-03-09 03:00:00; `anomaly nab` reads them in file order, and
+    so do train and score when asked: every row scored, in file order, the same scores as the
+    series with the timestamp corrected (a detector reads values, not times)."""
+    csv = _series_csv(tmp_path / "s.csv")
+    dup = pd.read_csv(csv)
+    dup.loc[10, "timestamp"] = dup.loc[9, "timestamp"]
+    dup.to_csv(tmp_path / "dup.csv", index=False)
+    train = ["anomaly", "train", str(tmp_path / "dup.csv"), "--out", str(tmp_path / "ckpt"),
+             "--fit-fraction", "0.5", "--set", "model.max_epochs=2", "--set", "model.hidden_size=4"]
+    a = _parse(train)
+    with pytest.raises(ValueError, match="duplicate timestamp"):
+        a.func(a)
+    a = _parse(train + ["--in-file-order"])
+    assert a.func(a) == 0
+    capsys.readouterr()
+    scores = {}
+    for name, extra in (("dup.csv", ["--in-file-order"]), ("s.csv", [])):
+        out = tmp_path / f"scores_{name}"
+        a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / name),
+                    "--out", str(out), *extra])
+        assert a.func(a) == 0
+        scores[name] = pd.read_csv(out)
+    assert len(scores["dup.csv"]) == 240
+    assert list(scores["dup.csv"]["timestamp"]) == list(dup["timestamp"])
+    np.testing.assert_array_equal(scores["dup.csv"]["anomaly_score"],
+                                  scores["s.csv"]["anomaly_score"])
 
 
 def test_score_reports_gaps_and_rejects_a_series_at_another_step(tmp_path, capsys):

@@ -21,6 +21,9 @@ import sys
 __all__ = ["HELP", "add_arguments", "add_parser", "run"]
 
 HELP = "time-series anomaly detection: NAB benchmark, train a detector, score a CSV"
+IN_FILE_ORDER_HELP = ("read the rows in file order even where timestamps repeat or go back, as "
+                      "NAB does (its own files repeat one at a daylight-saving change); "
+                      "timestamp,value columns only")
 
 
 def _nab(a: argparse.Namespace) -> int:
@@ -95,7 +98,8 @@ def _train(a: argparse.Namespace) -> int:
         fit_fraction = a.fit_fraction if a.fit_fraction is not None else 0.15
         cols = ("timestamp", "value")
     det = train_series(
-        a.csv, detector, a.out, fit_fraction=fit_fraction, time_col=cols[0], value_col=cols[1]
+        a.csv, detector, a.out, fit_fraction=fit_fraction, time_col=cols[0], value_col=cols[1],
+        in_file_order=a.in_file_order,
     )
     print(
         json.dumps(
@@ -114,7 +118,7 @@ def _score(a: argparse.Namespace) -> int:
     from rnnkit.tasks.anomaly import score_csv
 
     frame = score_csv(a.checkpoint, a.csv, a.out, threshold=a.threshold, streaming=a.streaming,
-                      any_step=a.any_step)
+                      any_step=a.any_step, in_file_order=a.in_file_order)
     info = {"rows": len(frame), "max_score": float(frame["anomaly_score"].max()),
             "steps": frame.attrs["steps"]}
     if a.threshold is not None:
@@ -183,6 +187,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="learn from the first F of the rows (default 0.15)",
     )
+    t.add_argument("--in-file-order", action="store_true", help=IN_FILE_ORDER_HELP)
     t.set_defaults(anomaly_func=_train)
 
     s = sub.add_parser("score", help="score a CSV with a trained detector")
@@ -197,6 +202,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--any-step", action="store_true",
                    help="score a series whose median step differs from the training series'")
+    s.add_argument("--in-file-order", action="store_true", help=IN_FILE_ORDER_HELP)
     s.set_defaults(anomaly_func=_score)
 
 

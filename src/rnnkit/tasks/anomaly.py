@@ -83,13 +83,32 @@ def load_anomaly_recipe(path: str | Path, overrides: list[str] | None = None) ->
     return cfg
 
 
+#: the hint an out-of-order error gets: the option that reads such a file as NAB does
+IN_FILE_ORDER_HINT = ("; to score the rows in file order as NAB does (its own files repeat a "
+                      "timestamp at a daylight-saving change), pass --in-file-order")
+
+
 def read_series(
-    path: str | Path, time_col: str = "timestamp", value_col: str = "value"
+    path: str | Path, time_col: str = "timestamp", value_col: str = "value", *,
+    in_file_order: bool = False,
 ) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """A user series, validated strictly (duplicate/decreasing timestamps and non-numeric
-    values are one-line errors naming the file, row and column)."""
+    values are one-line errors naming the file, row and column).
+
+    ``in_file_order`` accepts repeated or decreasing timestamps and keeps the rows in file
+    order, as NAB's corpus is read and scored (:func:`~rnnkit.data.nab.read_nab_csv` with
+    ``strict=False``); it needs the ``timestamp,value`` columns.
+    """
+    if in_file_order and (time_col, value_col) != ("timestamp", "value"):
+        raise TimeSeriesError(f"{path}: in-file-order reading is for NAB's timestamp,value "
+                              f"columns, not {time_col!r},{value_col!r}")
     if (time_col, value_col) == ("timestamp", "value"):
-        return read_nab_csv(path, strict=True)
+        try:
+            return read_nab_csv(path, strict=not in_file_order)
+        except TimeSeriesError as e:
+            if "must strictly increase" not in str(e):
+                raise
+            raise TimeSeriesError(str(e) + IN_FILE_ORDER_HINT) from None
     from rnnkit.data.timeseries import read_timeseries
 
     s = read_timeseries(path, time_col=time_col, targets=[value_col], regular=False).series[0]
@@ -150,14 +169,16 @@ def train_series(
     fit_fraction: float = 0.15,
     time_col: str = "timestamp",
     value_col: str = "value",
+    in_file_order: bool = False,
 ) -> Detector:
     """Fit ``detector`` on the first ``fit_fraction`` of a CSV series and save it to ``out``.
 
     The detector records the series' median step (``Detector.step``), so scoring a series at
     another step is an error (:func:`score_csv`); ``Detector.history["steps"]`` is the
-    series' :func:`~rnnkit.data.timeseries.step_summary` (its gaps).
+    series' :func:`~rnnkit.data.timeseries.step_summary` (its gaps). ``in_file_order``: see
+    :func:`read_series`.
     """
-    ts, values = read_series(csv, time_col, value_col)
+    ts, values = read_series(csv, time_col, value_col, in_file_order=in_file_order)
     det = build_detector(detector).fit(values, fit_end=_fit_end(len(values), fit_fraction))
     steps = step_summary(ts)
     det.step, det.history["steps"] = steps["step"], steps
@@ -187,7 +208,8 @@ def _check_step(det: Detector, checkpoint: str | Path, csv: str | Path, step: st
 
 def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = None, *,
               threshold: float | None = None, streaming: bool = False, time_col: str = "timestamp",
-              value_col: str = "value", any_step: bool = False) -> pd.DataFrame:
+              value_col: str = "value", any_step: bool = False,
+              in_file_order: bool = False) -> pd.DataFrame:
     """Scores of a CSV series by a saved detector; ``is_anomaly`` if a threshold is given.
 
     ``streaming`` feeds the rows one at a time (:mod:`rnnkit.anomaly.streaming`); the
@@ -195,13 +217,13 @@ def score_csv(checkpoint: str | Path, csv: str | Path, out: str | Path | None = 
     training series did (median step; checkpoints written before the step was recorded are
     not checked) unless ``any_step``.  Rows are scored in order whatever the timestamps' gaps;
     ``frame.attrs["steps"]`` is the series' :func:`~rnnkit.data.timeseries.step_summary`, so
-    the caller can show them.
+    the caller can show them. ``in_file_order``: see :func:`read_series`.
     """
     if threshold is not None and not 0.0 < threshold < 1.0:  # also NaN
         raise ValueError(f"threshold={threshold}: expected a value in (0, 1); scores lie in "
                          "[0, 1)")
     det = load_detector(checkpoint)
-    ts, values = read_series(csv, time_col, value_col)
+    ts, values = read_series(csv, time_col, value_col, in_file_order=in_file_order)
     if len(values) <= det.valid_from:
         raise TimeSeriesError(
             f"{csv}: {len(values)} rows, but the detector {checkpoint} scores a row only after "
