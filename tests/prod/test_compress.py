@@ -159,6 +159,10 @@ def test_prune_table_and_cli(lm_ckpt, tmp_path):
     best = json.loads((lm_ckpt.parent / "summary.json").read_text())["best"]
     assert rows[0]["before"] == pytest.approx(best, rel=1e-5)
     assert rows[2]["before"] > rows[0]["before"]  # 90% of the weights gone hurts
+    model = load_task(lm_ckpt)[0].model  # the share of the model that the pruned set is
+    rnn = sum(p.numel() for n, p in model.rnn.named_parameters() if n.startswith("weight_"))
+    assert rows[1]["share_of_model"] == pytest.approx(rnn / sum(p.numel() for p in model.parameters()))
+    assert rows[2]["model_sparsity"] == pytest.approx(rows[2]["sparsity"] * rows[2]["share_of_model"])
     assert main(["prune", str(lm_ckpt), "--amounts", "0.5", "--finetune-steps", "2", "--out",
                  str(tmp_path), "--save"]) == 0
     table = json.loads((tmp_path / "pruning.json").read_text())["rows"]

@@ -208,6 +208,9 @@ def prune_table(
             f"{sorted(dense)}"
         )
     log(f"dense: {key} {dense[key]:.4f}")
+    pruned_share = _pruned_share(task.model, linear)
+    log(f"pruning {pruned_share:.1%} of the model's parameters (the recurrent layers' input and "
+        f"recurrent weights{', and every Linear' if linear else ''}); sparsity below is theirs")
     rows = [
         {
             "scope": "dense",
@@ -220,6 +223,8 @@ def prune_table(
             "finetune_seconds": 0.0,
             "metrics_before": dense,
             "metrics_after": dense,
+            "share_of_model": pruned_share,
+            "model_sparsity": 0.0,
         }
     ]
     for scope in scopes:
@@ -244,6 +249,8 @@ def prune_table(
                 "metrics_before": before,
                 "metrics_after": after,
                 "layers": {k: v for k, v in sparsity(targets).items() if k != "total"},
+                "share_of_model": pruned_share,  # of all parameters, in the pruned set
+                "model_sparsity": sp * pruned_share,
             }
             rows.append(row)
             log(
@@ -258,15 +265,26 @@ def prune_table(
     return rows
 
 
+def _pruned_share(model: nn.Module, linear: bool) -> float:
+    """The fraction of ``model``'s parameters that :func:`prune_model` prunes: all of an
+    LSTM's recurrent layer, a small part of a stack of Griffin or Mamba blocks."""
+    from rnnkit.compress.prune import prunable_weights
+
+    total = sum(p.numel() for p in model.parameters())  # tied weights counted once
+    return sum(getattr(m, n).numel() for _, m, n in prunable_weights(model, linear=linear)) \
+        / max(total, 1)
+
+
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """The sparsity-vs-metric table as markdown."""
     key = rows[0]["metric"]
-    out = [f"| scope | target | sparsity | {key} pruned | {key} fine-tuned | steps |",
-           "|---|---:|---:|---:|---:|---:|"]
+    out = [f"| scope | target | sparsity | of the model | {key} pruned | {key} fine-tuned | "
+           "steps |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        whole = f"{r['model_sparsity']:.3f}" if "model_sparsity" in r else "-"
         out.append(
-            f"| {r['scope']} | {r['amount']:.2f} | {r['sparsity']:.3f} | {r['before']:.4f} | "
-            f"{r['after']:.4f} | {r['finetune_steps']} |"
+            f"| {r['scope']} | {r['amount']:.2f} | {r['sparsity']:.3f} | {whole} | "
+            f"{r['before']:.4f} | {r['after']:.4f} | {r['finetune_steps']} |"
         )
     return "\n".join(out) + "\n"
 
