@@ -191,6 +191,8 @@ def main() -> None:
                         "num_heads=4), T=1000, B=8", "threads": threads, "dtype": "float32",
                         "repeats": a.repeats},
            "results_by_threads": res, "s6_peak_rss_growth_bytes": grown,
+           "git_commit": subprocess.run(["git", "describe", "--always", "--dirty"],
+                                        capture_output=True, text=True).stdout.strip(),
            "machine": {"cpu": _cpu(),
                        "cores": len(__import__("os").sched_getaffinity(0)),
                        "torch": torch.__version__, "python": platform.python_version()},
