@@ -66,10 +66,11 @@ def _scan_within(a: tuple, b: tuple) -> tuple[tuple, tuple]:
 
 #: On the CPU a loop of one fused multiply-add per step beats the doubling scan once a step
 #: holds this many elements (B * S): the doubling's log2(chunk) passes over the whole (T, B, S)
-#: tensor leave the cache. Forward, T=1000: loop/doubling time 0.73 (1 thread) and 1.10 (2) at
-#: 256 elements, 0.25 and 0.41 at 1024; at T=1000, B=8, S=1024 the forward+backward is 7.2x
-#: faster at 1 and 2 threads (2-core Xeon, torch 2.13, ``python benchmarks/bench_scans.py``,
-#: ``bench_scans_xeon2_s33.json``). Below it the loop's per-step call costs more.
+#: tensor leave the cache. Forward, T=1000: loop/doubling time 0.81 (1 thread) and 1.20 (2) at
+#: 256 elements, 0.44 and 0.66 at 512, 0.25 and 0.38 at 1024; at T=1000, B=8, S=1024 the
+#: forward+backward is 7.1x (1 thread) and 5.8x (2) faster (2-core Xeon, torch 2.13, ``python
+#: benchmarks/bench_scans.py``, ``bench_scans_xeon2_s33.json``). Below it the loop's per-step
+#: call costs more; at 2 threads it wins only from 512.
 SEQUENTIAL_MIN_ELEMENTS = 256
 
 
@@ -189,7 +190,7 @@ class _Scan(torch.autograd.Function):
     """``linear_scan(a, b, h0)`` with its derivatives as linear scans too.
 
     Autograd through the doubling steps keeps a graph of every level and spent most of its
-    backward filling zeros for the slices' gradients: 3.7x the time of this, both on the
+    backward filling zeros for the slices' gradients: 3.4x the time of this, both on the
     doubling scan, at T=1000, B=8, S=1024, float32, one thread on the 2-core Xeon (``python
     benchmarks/bench_scans.py``, ``bench_scans_xeon2_s33.json``). The adjoint of
     ``h_t = a_t h_{t-1} + b_t`` is the reverse recurrence ``g_t = a_{t+1} g_{t+1} + dh_t``, so
