@@ -4,7 +4,7 @@ gates, a tie in the stabiliser's max; every order of derivative; half precision.
 import pytest
 import torch
 
-from rnnkit.cells.slstm_scan import _SLSTMScan, _block_diagonal, _dense, slstm_scan, stepped
+from rnnkit.cells.slstm_scan import _block_diagonal, _dense, _SLSTMScan, slstm_scan, stepped
 from rnnkit.cells.xlstm import SLSTMCell
 from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan
