@@ -30,13 +30,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm", "rglru_residual",
-         "griffin", "mamba")
+         "griffin", "mamba", "griffin_matched", "mamba_matched")
 BASELINES = ("lstm", "gru")
 #: run name -> (cell, layer options beyond its defaults): xLSTM's 4 heads (the paper's blocks
 #: use 4); rglru_residual, added after the bare RG-LRU learned only character frequencies,
 #: gives it the residual path its Griffin block has
 RUNS = {"slstm": ("slstm", {"num_heads": 4}), "mlstm": ("mlstm", {"num_heads": 4}),
-        "rglru_residual": ("rglru", {"residual": "true"})}
+        "rglru_residual": ("rglru", {"residual": "true"}),
+        # the stacks at the LSTM's size: the widest d_model (a multiple of 8) whose model has
+        # no more parameters than the LSTM's 946,625 (chosen before the runs)
+        "griffin_matched": ("griffin", {}, {"model.hidden_size": 176}),
+        "mamba_matched": ("mamba", {}, {"model.hidden_size": 200})}
 #: what each record's number also depends on (written into its ``notes``)
 NOTES = {
     "all": ["wall_seconds: two runs at a time (1 thread each) on a 2-core machine; compare "
@@ -49,6 +53,10 @@ NOTES = {
                 "d_model 256 (RG-LRU width 256, MLP 768) and a final RMSNorm; residual dropout "
                 "0.25 on each branch and dropout 0.25 on the output; about twice the LSTM's "
                 "parameters"],
+    "griffin_matched": ["griffin at d_model 176 (917,073 parameters): the widest multiple of 8 "
+                        "with no more parameters than the LSTM's 946,625, chosen before the run"],
+    "mamba_matched": ["mamba at d_model 200 (891,785 parameters): the widest multiple of 8 with "
+                      "no more parameters than the LSTM's 946,625, chosen before the run"],
     "mamba": ["model.cell=mamba: a stack of 2 Mamba blocks at d_model 256 (inner width 512, "
               "N=16) and a final RMSNorm; residual dropout 0.25 on each mixer and dropout 0.25 on "
               "the output; "
@@ -57,11 +65,11 @@ NOTES = {
 
 
 def command(name: str, steps: int, out: Path) -> list[str]:
-    cell, extras = RUNS.get(name, (name, {}))
+    cell, extras, *more = RUNS.get(name, (name, {}))
     sets = {"model.cell": cell, "model.hidden_size": 256, "trainer.max_steps": steps,
             "trainer.val_every_steps": steps, "trainer.checkpoint_every_steps": steps,
             "trainer.max_time_minutes": 120, "trainer.threads": 1, "schedule.warmup_steps": 50}
-    sets |= {f"model.extras.{k}": v for k, v in extras.items()}
+    sets |= {f"model.extras.{k}": v for k, v in extras.items()} | (more[0] if more else {})
     return ["rnnkit", "train", "configs/shakespeare_char.yaml",
             *[f"--set={k}={v}" for k, v in sets.items()], "--out", str(out)]
 
