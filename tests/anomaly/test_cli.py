@@ -77,7 +77,7 @@ def test_score_rejects_bad_csv_naming_row_and_column(tmp_path):
     dup.to_csv(tmp_path / "dup.csv", index=False)
     a = _parse(["anomaly", "score", str(tmp_path / "ckpt"), str(tmp_path / "dup.csv")])
     with pytest.raises(ValueError, match=r"dup\.csv: row 12, column 'timestamp': duplicate timestamp"
-                                         r".*pass --in-file-order$"):
+                                         r".*with --in-file-order$"):
         a.func(a)
 
 

@@ -84,8 +84,9 @@ def load_anomaly_recipe(path: str | Path, overrides: list[str] | None = None) ->
 
 
 #: the hint an out-of-order error gets: the option that reads such a file as NAB does
-IN_FILE_ORDER_HINT = ("; to score the rows in file order as NAB does (its own files repeat a "
-                      "timestamp at a daylight-saving change), pass --in-file-order")
+IN_FILE_ORDER_HINT = ("; `rnnkit anomaly train` and `score` read such a file in row order, as "
+                      "NAB does (its own files repeat a timestamp at a daylight-saving change), "
+                      "with --in-file-order")
 
 
 def read_series(
