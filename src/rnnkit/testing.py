@@ -23,7 +23,7 @@ import os
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["check_layer", "check_gradients", "as_tuple", "fuzz_examples"]
+__all__ = ["check_layer", "check_square_layer", "check_gradients", "as_tuple", "fuzz_examples"]
 
 
 def fuzz_examples(n: int) -> int:
@@ -141,6 +141,21 @@ def check_layer(make, input_size: int, out_size: int, state_sizes, atol: float =
         check_packed_and_batch_first(make, input_size, atol=atol, **kw)
     check_bidirectional(make, input_size, atol=atol)
     check_shapes(make, input_size, out_size, state_sizes)
+
+
+def check_square_layer(make, size: int, **grad_kw) -> None:
+    """:func:`check_layer`'s checks for a layer that needs ``I == H`` in every layer (a cell
+    with ``value="identity"``): stacked one way (plain or residual), or one layer both ways
+    (a second bidirectional layer would read 2H); then gradients both ways (``grad_kw``:
+    more options for the stacked gradcheck)."""
+    torch.manual_seed(0)
+    for kw in (dict(num_layers=1), dict(num_layers=2), dict(num_layers=2, residual=True)):
+        check_length_invariance(make, size, **kw)
+        check_initial_state(make, size, **kw)
+        check_packed_and_batch_first(make, size, **kw)
+    check_bidirectional(make, size)
+    check_gradients(make, size, num_layers=1, bidirectional=True)
+    check_gradients(make, size, num_layers=2, bidirectional=False, **grad_kw)
 
 
 def check_gradients(make, input_size: int, T: int = 3, lengths=(3, 1), **kw) -> None:

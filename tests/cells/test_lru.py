@@ -12,12 +12,9 @@ from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan
 from rnnkit.layers import LRU, RGLRU
 from rnnkit.testing import (
-    check_bidirectional,
     check_gradients,
-    check_initial_state,
     check_layer,
-    check_length_invariance,
-    check_packed_and_batch_first,
+    check_square_layer,
 )
 
 D64 = dict(dtype=torch.float64)
@@ -35,15 +32,7 @@ def test_rglru_conformance():
 
 def test_rglru_identity_value_conformance():
     """``value="identity"`` needs I == H in every layer: stacked one way, or one layer both ways."""
-    make = lambda **k: RGLRU(4, 4, value="identity", **k)  # noqa: E731
-    torch.manual_seed(0)
-    for kw in (dict(num_layers=1), dict(num_layers=2), dict(num_layers=2, residual=True)):
-        check_length_invariance(make, 4, **kw)
-        check_initial_state(make, 4, **kw)
-        check_packed_and_batch_first(make, 4, **kw)
-    check_bidirectional(make, 4)
-    check_gradients(make, 4, num_layers=1, bidirectional=True)
-    check_gradients(make, 4, num_layers=2, bidirectional=False)
+    check_square_layer(lambda **k: RGLRU(4, 4, value="identity", **k), 4)
 
 
 @pytest.mark.parametrize("cls", [LRU, RGLRU])

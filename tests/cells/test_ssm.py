@@ -12,12 +12,9 @@ from rnnkit.kernels.loop import length_mask
 from rnnkit.kernels.loop import scan as step_scan
 from rnnkit.layers import S6
 from rnnkit.testing import (
-    check_bidirectional,
     check_gradients,
-    check_initial_state,
     check_layer,
-    check_length_invariance,
-    check_packed_and_batch_first,
+    check_square_layer,
 )
 
 D64 = dict(dtype=torch.float64)
@@ -37,15 +34,7 @@ def test_conformance(kw):
 
 def test_identity_value_conformance():
     """``value="identity"`` needs I == H in every layer: stacked one way, or one layer both ways."""
-    make = lambda **k: S6(4, 4, state_size=2, value="identity", **k)  # noqa: E731
-    torch.manual_seed(0)
-    for kw in (dict(num_layers=1), dict(num_layers=2), dict(num_layers=2, residual=True)):
-        check_length_invariance(make, 4, **kw)
-        check_initial_state(make, 4, **kw)
-        check_packed_and_batch_first(make, 4, **kw)
-    check_bidirectional(make, 4)
-    check_gradients(make, 4, num_layers=1, bidirectional=True)
-    check_gradients(make, 4, num_layers=2, bidirectional=False, bias=False)
+    check_square_layer(lambda **k: S6(4, 4, state_size=2, value="identity", **k), 4, bias=False)
 
 
 def test_residual_stack_adds_the_input():
@@ -124,13 +113,20 @@ def test_steps_by_hand():
         layer.dt_bias_l0.fill_(dt_bias)
         layer.A_log_l0.copy_(torch.tensor([A_log], **D64))
         layer.D_l0.fill_(D)
+    _check_by_hand(layer, lambda x: (W[0] * x + b_u, W[1] * x + b_d + dt_bias, W[2:4], W[4:6]),
+                   A_log, D)
+
+
+def _check_by_hand(layer, parts, A_log, D):
+    """Three steps of a 1-unit, N = 2 layer in plain Python against its scan and its step;
+    ``parts(x)`` gives ``(u, delta's pre-activation, B's rows, C's rows)``."""
     X, h = [1.0, -0.5, 2.0], [0.3, -0.6]
     h0 = torch.tensor([[h]], **D64)  # (1, 1, H*N)
     want = []
     for x in X:
-        u = W[0] * x + b_u
-        delta = math.log1p(math.exp(W[1] * x + b_d + dt_bias))
-        Bt, Ct = [W[2] * x, W[3] * x], [W[4] * x, W[5] * x]
+        u, pre, B_rows, C_rows = parts(x)
+        delta = math.log1p(math.exp(pre))
+        Bt, Ct = [w * x for w in B_rows], [w * x for w in C_rows]
         h = [math.exp(-delta * math.exp(A_log[n])) * h[n] + delta * Bt[n] * u for n in range(2)]
         want.append(Ct[0] * h[0] + Ct[1] * h[1] + D * u)
     out, h_n = layer(torch.tensor(X, **D64).view(3, 1, 1), h0)  # the scan
@@ -155,22 +151,7 @@ def test_identity_value_steps_by_hand():
         layer.dt_bias_l0.fill_(dt_bias)
         layer.A_log_l0.copy_(torch.tensor([A_log], **D64))
         layer.D_l0.fill_(D)
-    X, h = [1.0, -0.5, 2.0], [0.3, -0.6]
-    h0 = torch.tensor([[h]], **D64)
-    want = []
-    for x in X:
-        delta = math.log1p(math.exp(W[0] * x + b_d + dt_bias))
-        Bt, Ct = [W[1] * x, W[2] * x], [W[3] * x, W[4] * x]
-        h = [math.exp(-delta * math.exp(A_log[n])) * h[n] + delta * Bt[n] * x for n in range(2)]
-        want.append(Ct[0] * h[0] + Ct[1] * h[1] + D * x)
-    out, h_n = layer(torch.tensor(X, **D64).view(3, 1, 1), h0)  # the scan
-    assert out.flatten().tolist() == pytest.approx(want, rel=1e-12)
-    assert h_n.flatten().tolist() == pytest.approx(h, rel=1e-12)
-    state, got = h0, []
-    for x in X:  # streaming: the layer's step
-        y, state = layer.step(torch.tensor([[x]], **D64), state)
-        got.append(y.item())
-    assert got == pytest.approx(want, rel=1e-12)
+    _check_by_hand(layer, lambda x: (x, W[0] * x + b_d + dt_bias, W[1:3], W[3:5]), A_log, D)
 
 
 def test_identity_value_parameters():
