@@ -373,3 +373,26 @@ def test_build_run_config_types_the_sections(tmp_path):
     cfg = build_run_config({"task": "forecast", "data": {"path": "x.csv", "split_rows": [1, 2, 3]},
                             "model": {"quantiles": [0.2, 0.8]}})
     assert cfg.data.split_rows == [1, 2, 3] and cfg.model.quantiles == [0.2, 0.8]
+
+
+def test_the_data_hash_sees_which_split_an_edit_falls_in(tmp_path):
+    """``data_splits`` (hashed for ``--resume``): a value edited in the test rows changes the
+    test split's hash only; one in the training rows changes the training split's (and the
+    later splits', whose windows read back into those rows)."""
+    from rnnkit.tasks.forecast_task import ForecastTask
+    from rnnkit.train.fingerprint import data_fingerprints
+
+    _write_series(tmp_path / "sales.csv")
+
+    def hashes(edit_row=None):
+        if edit_row is not None:
+            frame = pd.read_csv(tmp_path / "sales.csv")
+            frame.loc[edit_row, "sales"] += 1.0
+            frame.to_csv(tmp_path / "sales.csv", index=False)
+        return data_fingerprints(ForecastTask(load_recipe(_recipe(tmp_path))))
+
+    before = hashes()
+    after_test = hashes(edit_row=239)  # series "a"'s last row: in its test split
+    assert {k for k in before if before[k] != after_test[k]} == {"test"}
+    after_train = hashes(edit_row=10)
+    assert {k for k in before if after_test[k] != after_train[k]} == {"train", "valid", "test"}

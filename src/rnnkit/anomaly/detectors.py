@@ -188,6 +188,11 @@ class Detector:
         self._fit_values = x[:fit_end]
         self._training_data(_standardise(x[:fit_end], self.mean, self.std))
 
+    @property
+    def fit_values(self) -> np.ndarray:
+        """The rows ``[0, fit_end)`` :meth:`prepare` was given (float64)."""
+        return self._fit_values
+
     def fit_error_model(self) -> GaussianErrorModel:
         """Fit the error Gaussian on the validation rows with the current network."""
         self.model.eval()

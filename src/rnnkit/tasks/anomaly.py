@@ -319,6 +319,11 @@ class AnomalyTask:
             raise ValueError(f"split {split!r}: an anomaly task has only 'valid'")
         return {"loss": self.detector.val_loss()}
 
+    def data_splits(self) -> dict[str, Any]:
+        """The training and validation rows of the series, hashed for ``--resume``."""
+        x, det = self.detector.fit_values, self.detector
+        return {"train": x[:det.train_end], "valid": x[det.train_end:det.fit_end]}
+
     def resume_assets(self, directory: Path) -> None:
         """The part of ``detector.json`` that comes from the series alone (its scaler, splits
         and step), what a resumed run must find unchanged; the error model is fitted with the

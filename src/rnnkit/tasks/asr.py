@@ -156,6 +156,11 @@ class ASRTask:
         m = decode_split(model, self.data[split], self._decode, self.config.data.eval_batch_size)
         return {k: m[k] for k in ("loss", "wer", "cer", "sentence_accuracy")}
 
+    def data_splits(self) -> dict[str, Any]:
+        """Each split's utterances (the first epoch's, with ``data.resynthesize``), hashed
+        for ``--resume``."""
+        return dict(self.data)
+
     def write_assets(self, directory: Path) -> None:
         info = {"units": json.loads(self.units.to_json()), "lexicon": self.lexicon,
                 "features": asdict(self.config.data.features), **self.stats}

@@ -270,6 +270,10 @@ class AudioTask:
             )
         return _evaluate(model, self.data[split], self.config.data.eval_batch_size)
 
+    def data_splits(self) -> dict[str, Any]:
+        """Each split's (normalised features, label) clips, hashed for ``--resume``."""
+        return dict(self.data)
+
     def write_assets(self, directory: Path) -> None:
         (directory / "labels.json").write_text(json.dumps(self.classes) + "\n")
         feats = {"features": asdict(self.config.data.features), **self.stats}

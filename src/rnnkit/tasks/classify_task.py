@@ -226,6 +226,10 @@ class ClassifyTask:
         rep = classification_report(logits, y, self.classes, multi_label=self.multi_label)
         return {"loss": loss, "acc": rep["acc"], "macro_f1": rep["macro_f1"]}
 
+    def data_splits(self) -> dict[str, Any]:
+        """Each split's (token ids, labels), hashed for ``--resume``."""
+        return dict(self.data)
+
     def write_assets(self, directory: Path) -> None:
         self.tokenizer.save(directory / "tokenizer.json")
         labels = {"classes": self.classes, "multi_label": self.multi_label}

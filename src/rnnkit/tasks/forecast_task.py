@@ -298,6 +298,17 @@ class ForecastTask:
             return None
         return fit_ar_blend(model, self.data)
 
+    def data_splits(self) -> dict[str, Any]:
+        """Each split's windows, hashed for ``--resume``: the model inputs and scaled targets of
+        every series up to the split's end (its windows read back into earlier rows) and the
+        window origins."""
+        d, out = self.data, {}
+        for k, s in enumerate(("train", "valid", "test")):
+            rows = np.concatenate([np.arange(o, o + d.bounds[i][k])  # [0, split end) per series
+                                   for i, o in zip(d.ids, d.offsets)])
+            out[s] = (d.inputs[rows], d.z[rows], d.origins[s])
+        return out
+
     def write_assets(self, directory: Path) -> None:
         import json
 

@@ -204,6 +204,10 @@ class LMTask:
             evaluate_ids(model, self.corpus.splits[split], self.config.data), self.level
         )
 
+    def data_splits(self) -> dict[str, Any]:
+        """The token ids of each split, hashed for ``--resume`` (``rnnkit.train.fingerprint``)."""
+        return dict(self.corpus.splits)
+
     def write_assets(self, directory: Path) -> None:
         self.vocab.save(directory / "vocab.json")
 

@@ -233,6 +233,10 @@ class MusicTask:
         m = evaluate_rolls(model, self.data[split], self.config.data.eval_batch_size)
         return {"loss": m["loss"], "frame_acc": m["frame_acc"]}
 
+    def data_splits(self) -> dict[str, Any]:
+        """The training chunks and each evaluation split's piano rolls, hashed for ``--resume``."""
+        return {"train": self.train, **{s: self.data[s] for s in self.eval_splits}}
+
     def write_assets(self, directory: Path) -> None:
         info = {"num_keys": NUM_KEYS, "lowest_note": LOWEST_NOTE,
                 "steps_per_quarter": self.config.data.steps_per_quarter}

@@ -207,6 +207,10 @@ class TagTask:
         return _evaluate(_unwrap(model), self.encoder, self.data[split],
                          self.config.data.eval_batch_size, self.tag_scheme)
 
+    def data_splits(self) -> dict[str, Any]:
+        """Each split's (words, word ids, tag ids) sentences, hashed for ``--resume``."""
+        return dict(self.data)
+
     def write_assets(self, directory: Path) -> None:
         self.encoder.words.save(directory / "words.json")
         self.encoder.chars.save(directory / "chars.json")

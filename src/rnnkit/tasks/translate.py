@@ -291,6 +291,10 @@ class TranslateTask:
         loss = total / max(n, 1)
         return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
+    def data_splits(self) -> dict[str, Any]:
+        """Each split's (source ids, target ids) pairs, hashed for ``--resume``."""
+        return dict(self.data)
+
     def write_assets(self, directory: Path) -> None:
         self.src_tok.save(directory / "src_tokenizer.json")
         self.tgt_tok.save(directory / "tgt_tokenizer.json")

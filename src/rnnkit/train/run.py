@@ -14,7 +14,9 @@ Resuming checks that the run goes on as it started: the config keys that differ 
 where the data lives and evaluation-only keys, and ``trainer.seed``) may not change while the
 run is mid-epoch; and the task rebuilt from the data must write the assets that ``last/``
 holds (vocab.json, labels.json, ...), since the weights were trained for those: a corpus
-edited since the run started would otherwise give every embedding row another token.
+edited since the run started would otherwise give every embedding row another token.  The
+data itself is compared by hash (:mod:`rnnkit.train.fingerprint`): training data edited in
+place is refused mid-epoch, and named in the header at an epoch's end.
 
 A training holds its run directory's lock (``<run_dir>/.rnnkit-run.lock``, see
 :mod:`rnnkit.train.lock`) from start to end, so a second training into the same directory
@@ -53,7 +55,7 @@ from rnnkit.train.trainer import Trainer, TrainingError, make_fabric
 
 __all__ = ["run_training", "resolve_run_dir", "claim_run_dir", "lock_run_dir", "device_description",
            "recipe_or_resume", "config_changes", "check_resume_config", "check_resume_assets",
-           "RUN_LOCK"]
+           "check_resume_data", "RUN_LOCK"]
 
 #: the lock file of a run directory
 RUN_LOCK = ".rnnkit-run.lock"
@@ -199,12 +201,14 @@ def run_training(cfg: RunConfig, *, recipe_name: str = "run", out: str | Path | 
     try:
         run_dir = Path(fabric.broadcast(run_dir, src=0))
         changes: list[tuple[str, Any, Any]] = []
+        resumed: tuple[TrainState, dict | None] | None = None
         if resume is not None:  # the resume state, checked before the task builds data and model
             meta, tensors = read_trainer_state(run_dir / "last")
             state = check_trainer_state(meta, tensors, run_dir / "last" / "trainer_state.json")
+            resumed = (state, meta.get("data_sha256"))
             del meta, tensors
             changes = check_resume_config(cfg, run_dir / "last", state)
-        return _train(cfg, spec, fabric, run_dir, resume, data_dir, test_split, console, changes)
+        return _train(cfg, spec, fabric, run_dir, resumed, data_dir, test_split, console, changes)
     finally:
         if lock is not None:
             lock.release()
@@ -354,11 +358,39 @@ def check_resume_assets(task: Any, last: Path) -> None:
                 )
 
 
+def check_resume_data(saved: dict[str, str] | None, now: dict[str, str] | None,
+                      state: TrainState, last: Path) -> list[str]:
+    """The splits whose data differs from what the run started on (``saved``, the
+    ``data_sha256`` of ``last/trainer_state.json``; ``now``, the rebuilt task's), for the
+    header; refused when the training split changed and the run stopped mid-epoch.  Nothing is
+    compared where either side has no fingerprints (a checkpoint of an older rnnkit, a task
+    without ``data_splits``).
+
+    Raises:
+        TrainingError: ``"runs/x/last/trainer_state.json: the training data is not what the
+            run started on (sha256 1f2e3d4c5b6a in the checkpoint, 9a8b7c6d5e4f now); ..."``.
+    """
+    if not saved or not now:
+        return []
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if "train" in changed and state.batch_in_epoch > 0:
+        old, new = (str(v.get("train"))[:12] for v in (saved, now))
+        raise TrainingError(
+            f"{last / 'trainer_state.json'}: the training data is not what the run started on "
+            f"(sha256 {old} in the checkpoint, {new} now): the data was edited, or is read "
+            f"otherwise, since the run started, and it stopped mid-epoch (epoch "
+            f"{state.epoch + 1}, batch {state.batch_in_epoch}), so going on at batch "
+            f"{state.batch_in_epoch} of other data would skip or repeat data: resume with the "
+            "data the run started on, or start a new run"
+        )
+    return changed
+
+
 # --------------------------------------------------------------------------- training
 
 
 def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resumed: bool,
-            changes: list[tuple[str, Any, Any]] = ()) -> None:
+            changes: list[tuple[str, Any, Any]] = (), data_changed: list[str] = ()) -> None:
     """What is about to train, on what, and where it goes: printed once before the first step."""
     task, say = trainer.task, trainer.monitor.print
     n = sum(p.numel() for p in task.model.parameters())
@@ -379,12 +411,19 @@ def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resume
             say(f"  note: {', '.join(moved)} change(s) evaluation only; validation figures from "
                 f"before the change (the best {cfg.trainer.monitor} behind best/, early "
                 "stopping's patience) may not compare with those after it")
+    if data_changed:
+        say(f"  data changed since last/ (the {', '.join(data_changed)} split(s) hash "
+            "otherwise): the run goes on from an epoch's end on the new data"
+            + ("; validation figures from before may not compare with those after it"
+               if set(data_changed) - {"train"} else ""))
 
 
-def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, data_dir: str | None,
+def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path,
+           resumed: tuple[TrainState, dict | None] | None, data_dir: str | None,
            test_split: str | None, console: Any,
            changes: list[tuple[str, Any, Any]]) -> dict[str, Any]:
     seed_everything(cfg.trainer.seed)
+    resume = None if resumed is None else run_dir
     if resume is not None and spec.load is not None:
         # the checkpoint's own vocabulary/tokenizer/classes: the weights were trained for them
         # (trained again, a WordPiece tokenizer numbers its tokens otherwise)
@@ -394,7 +433,9 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path, resume: Any, d
         if resume is not None:
             check_resume_assets(task, run_dir / "last")
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
-    _header(trainer, cfg, fabric, run_dir, resume is not None, changes)
+    data_changed = [] if resumed is None else check_resume_data(
+        resumed[1], trainer.data_sha256, resumed[0], run_dir / "last")
+    _header(trainer, cfg, fabric, run_dir, resume is not None, changes, data_changed)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
     summary = json.loads((run_dir / "summary.json").read_text()) if fabric.global_rank == 0 else {}
     if result.best_metric is not None:

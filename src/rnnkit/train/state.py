@@ -226,6 +226,10 @@ def check_trainer_state(meta: Any, tensors: dict[str, Tensor], where: Any) -> Tr
     last_val = c.obj(meta.get("last_val", {}), "last_val")
     for k, v in last_val.items():
         c.number(v, f"last_val.{k}")
+    for k, v in c.obj(meta.get("data_sha256", {}), "data_sha256").items():
+        if not (isinstance(v, str) and len(v) == 64
+                and all(ch in "0123456789abcdef" for ch in v)):
+            raise c.fail(f"data_sha256.{k}", "a SHA-256 as 64 lowercase hex digits", v)
     return state
 
 

@@ -29,6 +29,8 @@ pipeline implements these methods and gets everything else for free::
         def describe(self): ...    # optional: {"texts": "train 900, ..."} for the run's header
         def finalize(self, model): ...  # optional, after training on the best weights: fit
                                         # what is fitted on held-out data; -> dict or None
+        def data_splits(self): ...  # optional: {"train": ids, ...} as built, hashed into
+                                    # checkpoints so that --resume refuses edited data
 
 ``carry`` is whatever the task threads from one batch to the next (the detached hidden
 state in truncated BPTT; ``None`` for i.i.d. batches); the Trainer stores it in mid-epoch

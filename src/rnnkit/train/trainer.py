@@ -37,6 +37,7 @@ import torch
 
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train.config import RunConfig, TrainerConfig, to_dict
+from rnnkit.train.fingerprint import data_fingerprints
 from rnnkit.train.monitor import Monitor, plot_history
 from rnnkit.train.optim import LRSchedule, build_optimizer
 from rnnkit.train.state import (
@@ -99,6 +100,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.rank, self.world = fabric.global_rank, fabric.world_size
         task.setup(self.rank, self.world)
+        #: ``{split: sha256}`` of the data the task built, written into every checkpoint so
+        #: that ``--resume`` can tell an edited corpus (None: the task has no data_splits)
+        self.data_sha256 = data_fingerprints(task)
         self.raw_model = task.model
         optimizer = build_optimizer(self.raw_model.parameters(), config.optim)
         self.model, self.optimizer = fabric.setup(self.raw_model, optimizer)
@@ -163,6 +167,8 @@ class Trainer:
                     "rng": capture_rng(tensors),
                     "last_val": self.last_val,
                 }
+                if self.data_sha256 is not None:
+                    meta["data_sha256"] = self.data_sha256
             ckpt.write_checkpoint(
                 self.run_dir / name, model_state=self.raw_model.state_dict(),
                 config=to_dict(self.cfg), task=self.task.name, version=_version(),
