@@ -16,7 +16,7 @@ def test_frames_after_strides():
     assert frames_after(torch.tensor([9]), [1, 2, 3]).tolist() == [2]
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn_tanh", "indrnn"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn_tanh", "indrnn", "griffin", "mamba"])
 @pytest.mark.parametrize("pooling", ["meanmax", "attention"])
 def test_shapes_and_padding_invariance(cell, pooling):
     torch.manual_seed(0)

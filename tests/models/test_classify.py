@@ -58,7 +58,11 @@ def test_flip_reverse_equals_bidirectional_layer_with_lengths(cell, pooling):
 @pytest.mark.parametrize("kw", [{"pooling": "meanmax"}, {"pooling": "last"},
                                 {"pooling": "attention", "conv_channels": [5, 4]},
                                 {"pooling": "max", "cell": "sru", "flip_reverse": False},
-                                {"pooling": "mean", "bidirectional": False}])
+                                {"pooling": "mean", "bidirectional": False},
+                                {"pooling": "last", "cell": "mamba", "flip_reverse": False,
+                                 "num_layers": 2, "extras": {"state_size": 3}},
+                                {"pooling": "meanmax", "cell": "griffin", "flip_reverse": False},
+                                {"pooling": "attention", "cell": "griffin"}])
 def test_padding_never_changes_logits(kw):
     m = model(**kw)
     ids, lengths = batch()

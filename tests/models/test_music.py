@@ -72,7 +72,7 @@ def test_bernoulli_nll_by_hand():
 
 
 @pytest.mark.parametrize("output", ["bernoulli", "nade"])
-@pytest.mark.parametrize("cell", ["rnn_tanh", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru", "lstm", "mamba"])
 def test_padding_changes_nothing_and_the_first_step_sees_silence(cell, output):
     torch.manual_seed(0)
     m = PianoRollRNN(MusicConfig(cell=cell, hidden_size=8, output=output, nade_hidden=4))

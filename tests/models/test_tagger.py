@@ -41,6 +41,8 @@ OTHER = ["a", "very", "long", "sentence", "with", "Different", "wordsABC", "in",
     dict(char_encoder="cnn", output="crf"),
     dict(char_encoder="lstm", char_cell="gru", cell="gru", output="crf", num_layers=2),
     dict(char_encoder="none", cell="sru", output="softmax"),
+    dict(char_encoder="cnn", cell="mamba", output="crf", num_layers=2),
+    dict(char_encoder="lstm", cell="griffin", output="softmax"),
 ])
 def test_padding_and_batch_mates_do_not_change_a_sentence(kw):
     torch.manual_seed(0)

@@ -43,6 +43,8 @@ class ASRConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("gru", "lstm", "sru", ...).
+            A block, "griffin" or "mamba", builds their stack instead
+            (:func:`rnnkit.models.sequence.build_sequence_layer`).
         conv_channels: output channels of each convolution block (empty: no front-end).
         conv_strides: time stride of each block (the product divides the frame rate).
         kernel_size: convolution width in frames (odd).
@@ -112,7 +114,7 @@ class CTCModel(nn.Module):
         if num_features < 1 or num_units < 2:
             raise ValueError(f"num_features={num_features}, num_units={num_units}; expected "
                              "at least 1 feature and 2 units (the blank and one more)")
-        from rnnkit.layers import build_layer
+        from .sequence import build_sequence_layer
 
         self.config, self.num_features, self.num_units = c, num_features, num_units
         chans = [num_features, *c.conv_channels]
@@ -120,9 +122,10 @@ class CTCModel(nn.Module):
         self.convs = nn.ModuleList(
             _Conv(chans[k], chans[k + 1], c.kernel_size, c.conv_strides[k], c.dropout, causal)
             for k in range(len(c.conv_channels)))
-        self.rnn = build_layer(c.cell, chans[-1], c.hidden_size, num_layers=c.num_layers,
-                               dropout=c.dropout if c.num_layers > 1 else 0.0,
-                               bidirectional=c.bidirectional, batch_first=True, **c.extras)
+        self.rnn = build_sequence_layer(c.cell, chans[-1], c.hidden_size,
+                                        num_layers=c.num_layers, dropout=c.dropout,
+                                        bidirectional=c.bidirectional, batch_first=True,
+                                        **c.extras)
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear((2 if c.bidirectional else 1) * c.hidden_size, num_units)
 

@@ -41,6 +41,8 @@ class AudioConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("gru", "lstm", ...).
+            A block, "griffin" or "mamba", builds their stack instead
+            (:func:`rnnkit.models.sequence.build_sequence_layer`).
         conv_channels: output channels of each convolution block (empty: no front-end).
         conv_strides: time stride of each block (same length as ``conv_channels``).
         kernel_size: convolution width in frames (odd).
@@ -139,7 +141,7 @@ class AudioClassifier(nn.Module):
         if num_features < 1 or num_classes < 2:
             raise ValueError(f"num_features={num_features}, num_classes={num_classes}; expected "
                              "at least 1 feature and 2 classes")
-        from rnnkit.layers import build_layer
+        from .sequence import build_sequence_layer
 
         self.config = c
         self.num_features, self.num_classes = num_features, num_classes
@@ -147,9 +149,10 @@ class AudioClassifier(nn.Module):
         self.convs = nn.ModuleList(
             _ConvBlock(chans[k], chans[k + 1], c.kernel_size, c.conv_strides[k], c.dropout)
             for k in range(len(c.conv_channels)))
-        self.rnn = build_layer(c.cell, chans[-1], c.hidden_size, num_layers=c.num_layers,
-                               dropout=c.dropout if c.num_layers > 1 else 0.0,
-                               bidirectional=c.bidirectional, batch_first=True, **c.extras)
+        self.rnn = build_sequence_layer(c.cell, chans[-1], c.hidden_size,
+                                        num_layers=c.num_layers, dropout=c.dropout,
+                                        bidirectional=c.bidirectional, batch_first=True,
+                                        **c.extras)
         D = 2 if c.bidirectional else 1
         width = D * c.hidden_size
         if c.pooling == "attention":

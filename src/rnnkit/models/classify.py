@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .sequence import build_sequence_layer, reverse_within_lengths
+
 __all__ = ["ClassifierConfig", "TextClassifier", "reverse_within_lengths"]
 
 
@@ -47,7 +49,9 @@ class ClassifierConfig:
     """Hyperparameters of :class:`TextClassifier` (the ``model:`` section of a classify recipe).
 
     Attributes:
-        cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", "sru", ...).
+        cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", "sru", ...),
+            or a block, "griffin" or "mamba" (:func:`rnnkit.models.sequence.build_sequence_layer`:
+            ``num_layers`` blocks per direction, ``dropout`` also their residual dropout).
         embedding_dim: E.
         conv_channels: output channels of each Conv1D block (empty: no front-end).
         conv_kernel: convolution width in tokens (odd).
@@ -60,7 +64,8 @@ class ClassifierConfig:
         flip_reverse: run the backward direction on texts reversed within their lengths
             (fast; see the module docstring) instead of a bidirectional layer with lengths.
         freeze_embedding: keep the (pretrained) embedding fixed.
-        extras: extra keyword arguments for build_layer (e.g. ``backend``, ``zoneout``).
+        extras: extra keyword arguments for build_layer (e.g. ``backend``, ``zoneout``), or
+            the block's options (``expand``, ``state_size``, ...).
     """
 
     cell: str = "lstm"
@@ -83,16 +88,6 @@ def _mask(lengths: Tensor, T: int) -> Tensor:
     return (
         (torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(-1).float()
     )
-
-
-def reverse_within_lengths(x: Tensor, lengths: Tensor) -> Tensor:
-    """``y[b, t] = x[b, len_b - 1 - t]`` for ``t < len_b``, else ``x[b, t]`` (padding stays
-    at the end). ``x`` is (B, T, ...); applying it twice gives ``x`` back."""
-    B, T = x.shape[:2]
-    t = torch.arange(T, device=x.device)[None, :]  # (1, T)
-    L = lengths.to(x.device)[:, None]  # (B, 1)
-    idx = torch.where(t < L, L - 1 - t, t)  # (B, T)
-    return x.gather(1, idx.view(B, T, *([1] * (x.dim() - 2))).expand_as(x))
 
 
 class TextClassifier(nn.Module):
@@ -122,8 +117,6 @@ class TextClassifier(nn.Module):
         if vocab_size < 2 or num_classes < 1:
             raise ValueError(f"vocab_size={vocab_size}, num_classes={num_classes}; expected at "
                              "least 2 ids and 1 class")
-        from rnnkit.layers import build_layer
-
         self.config = c
         self.vocab_size, self.num_classes = vocab_size, num_classes
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=0)
@@ -137,17 +130,20 @@ class TextClassifier(nn.Module):
         if self.split_directions:  # one one-way layer per direction and depth
             sizes = [chans[-1]] + [D * c.hidden_size] * (c.num_layers - 1)
             self.fwd = nn.ModuleList(
-                build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras) for n in sizes
+                build_sequence_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras)
+                for n in sizes
             )
             self.bwd = nn.ModuleList(
-                build_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras) for n in sizes
+                build_sequence_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras)
+                for n in sizes
             )
             for layer in self.bwd:  # diagnostics label it the reverse direction
                 layer.input_reversed = True
         else:
-            self.rnn = build_layer(c.cell, chans[-1], c.hidden_size, num_layers=c.num_layers,
-                                   dropout=c.dropout if c.num_layers > 1 else 0.0,
-                                   bidirectional=c.bidirectional, batch_first=True, **c.extras)
+            self.rnn = build_sequence_layer(c.cell, chans[-1], c.hidden_size,
+                                            num_layers=c.num_layers, dropout=c.dropout,
+                                            bidirectional=c.bidirectional, batch_first=True,
+                                            **c.extras)
         width = D * c.hidden_size
         if c.pooling == "attention":
             self.att = nn.Sequential(

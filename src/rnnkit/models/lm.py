@@ -33,7 +33,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import BLOCKS, BlockStack
+from .blocks import BLOCKS
+from .sequence import build_sequence_layer
 
 __all__ = ["LMConfig", "LanguageModel", "detach_state"]
 
@@ -81,17 +82,6 @@ def detach_state(state: Any) -> Any:
     return tuple(detach_state(s) for s in state)
 
 
-def _build_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-                 **extras: Any) -> nn.Module:
-    from rnnkit.layers import build_layer
-
-    if cell in BLOCKS:  # Hawk's or Mamba's stack of blocks, d_model = hidden_size
-        return BlockStack(cell, input_size, hidden_size, num_layers, **{"dropout": dropout,
-                                                                        **extras})
-    return build_layer(cell, input_size, hidden_size, num_layers=num_layers, dropout=dropout,
-                       **extras)
-
-
 class LanguageModel(nn.Module):
     """Embedding, a stacked recurrent layer and a (possibly tied) linear decoder.
 
@@ -136,9 +126,8 @@ class LanguageModel(nn.Module):
         self.config = c
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, c.embedding_size)
-        between = c.dropout if c.num_layers > 1 or c.cell in BLOCKS else 0.0
-        self.rnn = _build_layer(c.cell, c.embedding_size, c.hidden_size, c.num_layers, between,
-                                **c.extras)
+        self.rnn = build_sequence_layer(c.cell, c.embedding_size, c.hidden_size,
+                                        num_layers=c.num_layers, dropout=c.dropout, **c.extras)
         self.drop = nn.Dropout(c.dropout)
         self.drop_in = nn.Dropout(c.input_dropout)
         self.decoder = nn.Linear(c.hidden_size, vocab_size)

@@ -51,6 +51,8 @@ class MusicConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("rnn_tanh", "gru", "lstm"...).
+            A block, "griffin" or "mamba", builds their stack instead
+            (:func:`rnnkit.models.sequence.build_sequence_layer`).
         hidden_size: H of every recurrent layer.
         num_layers: stacked layers.
         dropout: between layers and on the RNN's output.
@@ -154,12 +156,12 @@ class PianoRollRNN(nn.Module):
             raise ValueError("model.extras.bidirectional: a generative model must be "
                              "unidirectional (the backward direction would see the notes it "
                              "predicts)")
-        from rnnkit.layers import build_layer
+        from .sequence import build_sequence_layer
 
         self.config, self.num_keys = c, num_keys
-        self.rnn = build_layer(c.cell, num_keys, c.hidden_size, num_layers=c.num_layers,
-                               dropout=c.dropout if c.num_layers > 1 else 0.0, batch_first=True,
-                               **c.extras)
+        self.rnn = build_sequence_layer(c.cell, num_keys, c.hidden_size,
+                                        num_layers=c.num_layers, dropout=c.dropout,
+                                        batch_first=True, **c.extras)
         self.drop, self.drop_in = nn.Dropout(c.dropout), nn.Dropout(c.input_dropout)
         if c.output == "bernoulli":
             self.out = nn.Linear(c.hidden_size, num_keys)

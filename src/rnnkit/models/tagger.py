@@ -52,7 +52,8 @@ class TaggerConfig:
         char_dim: character embedding size.
         char_hidden: per-direction hidden size of the character BiRNN, or CNN filters.
         char_kernel: CNN width in characters (odd).
-        cell: the sentence BiRNN's cell ("lstm", "gru", "sru", ...).
+        cell: the sentence BiRNN's cell ("lstm", "gru", "sru", ...), or a block, "griffin" or
+            "mamba" (:func:`rnnkit.models.sequence.build_sequence_layer`).
         hidden_size: H of the sentence BiRNN, per direction.
         num_layers: stacked sentence layers.
         bidirectional: run the sentence layer both ways.
@@ -162,7 +163,7 @@ class Tagger(nn.Module):
             raise ValueError("model: word_dim=0 and char_encoder='none' leave no token features")
         if num_tags < 1:
             raise ValueError(f"num_tags={num_tags}; expected at least 1 tag")
-        from rnnkit.layers import build_layer
+        from .sequence import build_sequence_layer
 
         self.config = c
         self.num_tags = num_tags
@@ -170,9 +171,9 @@ class Tagger(nn.Module):
         self.chars = None if c.char_encoder == "none" else CharEncoder(
             c.char_encoder, num_chars, c.char_dim, c.char_hidden, c.char_kernel, c.char_cell)
         width = c.word_dim + (self.chars.out_dim if self.chars is not None else 0)
-        self.rnn = build_layer(c.cell, width, c.hidden_size, num_layers=c.num_layers,
-                               dropout=c.dropout if c.num_layers > 1 else 0.0,
-                               bidirectional=c.bidirectional, batch_first=True, **c.extras)
+        self.rnn = build_sequence_layer(c.cell, width, c.hidden_size, num_layers=c.num_layers,
+                                        dropout=c.dropout, bidirectional=c.bidirectional,
+                                        batch_first=True, **c.extras)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear((2 if c.bidirectional else 1) * c.hidden_size, num_tags)
         self.crf = CRF(num_tags) if c.output == "crf" else None
