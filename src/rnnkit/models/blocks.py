@@ -142,6 +142,22 @@ def _probability(name: str, v) -> float:
     return float(v)
 
 
+def _gated_mlp(block: nn.Module, d: int, E: int, eps: float, factory: dict) -> None:
+    """Give ``block`` Griffin's MLP half: ``mlp_norm`` and ``mlp_gate``, ``mlp_up`` (E, d),
+    ``mlp_down`` (d, E), every Linear with a bias."""
+    block.mlp_norm = nn.RMSNorm(d, eps=eps, **factory)
+    block.mlp_gate = nn.Linear(d, E, **factory)
+    block.mlp_up = nn.Linear(d, E, **factory)
+    block.mlp_down = nn.Linear(E, d, **factory)
+
+
+def _add_gated_mlp(block: nn.Module, x: Tensor) -> Tensor:
+    """``x + drop(W_down (GeLU(W_g n + b_g) * (W_u n + b_u)) + b_down)``, ``n = RMSNorm(x)``."""
+    n = block.mlp_norm(x)
+    return x + block.drop(block.mlp_down(F.gelu(block.mlp_gate(n), approximate="tanh")
+                                         * block.mlp_up(n)))
+
+
 class _Block(nn.Module):
     """What both blocks share: shapes, lengths, batch_first, the streaming state's layout,
     residual dropout (on each branch before it is added to the stream)."""
@@ -239,10 +255,7 @@ class GriffinBlock(_Block):
         self.conv = _CausalConv1d(R, k, **f)
         self.rg_lru = RGLRU(R, R, c=c, value="identity", **f)
         self.linear_out = nn.Linear(R, d, **f)
-        self.mlp_norm = nn.RMSNorm(d, eps=eps, **f)
-        self.mlp_gate = nn.Linear(d, E, **f)
-        self.mlp_up = nn.Linear(d, E, **f)
-        self.mlp_down = nn.Linear(E, d, **f)
+        _gated_mlp(self, d, E, eps, f)
 
     @property
     def _rnn(self):
@@ -263,9 +276,7 @@ class GriffinBlock(_Block):
         return self.linear_out(gate * y), buf, h
 
     def _add_mlp(self, x: Tensor) -> Tensor:
-        n = self.mlp_norm(x)
-        return x + self.drop(self.mlp_down(F.gelu(self.mlp_gate(n), approximate="tanh")
-                                           * self.mlp_up(n)))
+        return _add_gated_mlp(self, x)
 
 
 class MambaBlock(_Block):
@@ -344,9 +355,15 @@ class BlockStack(nn.Module):
             before it joins the stream; the stream itself is never dropped).
         batch_first: ``x`` is (B, T, I). **block_options: for each block (``expand``,
         ``state_size``, ``rnn_width``, ``conv_width``, ...).
+        attention_every: with "griffin", every this-many-th block is Griffin's local-attention
+            block (:class:`rnnkit.models.local_attention.LocalAttentionBlock`), 3 in the paper
+            (recurrent, recurrent, attention); 0 (default): none, Hawk.
+        attention_window: the past tokens each attention query sees (1024, the paper's).
+        attention_heads: query heads (default ``d_model // 64``, at least 1); ``expansion``
+            and ``eps`` apply to the attention blocks' MLP too.
 
     State: a tuple with each block's ``(conv inputs (B, C, k - 1), recurrent state (1, B,
-    S))``.
+    S))``, an attention block's ``(keys, values (B, W, dh), tokens seen (B,))``.
 
     Example::
 
@@ -357,7 +374,9 @@ class BlockStack(nn.Module):
     """
 
     def __init__(self, block: str, input_size: int, d_model: int, num_layers: int = 1, *,
-                 dropout: float = 0.0, batch_first: bool = False, **block_options):
+                 dropout: float = 0.0, batch_first: bool = False, attention_every: int = 0,
+                 attention_window: int = 1024, attention_heads: int | None = None,
+                 **block_options):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"block: expected one of {sorted(BLOCKS)}, got {block!r}")
@@ -366,10 +385,24 @@ class BlockStack(nn.Module):
         dropout = _probability("dropout", dropout)
         self.block, self.input_size, self.hidden_size, self.num_layers = block, I, d, L
         self.batch_first = check_flag("batch_first", batch_first)
+        every = 0 if attention_every == 0 else _positive_int("attention_every", attention_every)
+        if every and block != "griffin":
+            raise ValueError(f"attention_every: Griffin's local-attention blocks go with "
+                             f"block='griffin', not {block!r}")
         f = {k: block_options.pop(k) for k in ("device", "dtype") if k in block_options}
         self.proj = nn.Linear(I, d, **f) if I != d else None
-        self.blocks = nn.ModuleList(BLOCKS[block](d, dropout=dropout, **block_options, **f)
-                                    for _ in range(L))
+
+        def make(i: int) -> nn.Module:
+            if every and (i + 1) % every == 0:  # Griffin: recurrent, recurrent, attention
+                from .local_attention import LocalAttentionBlock
+
+                mlp = {k: v for k, v in block_options.items() if k in ("expansion", "eps")}
+                heads = max(1, d // 64) if attention_heads is None else attention_heads
+                return LocalAttentionBlock(d, num_heads=heads, window=attention_window,
+                                           dropout=dropout, **mlp, **f)
+            return BLOCKS[block](d, dropout=dropout, **block_options, **f)
+
+        self.blocks = nn.ModuleList(make(i) for i in range(L))
         eps = self.blocks[0].norm.eps if block == "mamba" else self.blocks[0].temporal_norm.eps
         self.norm = nn.RMSNorm(d, eps=eps, **f)
 

@@ -100,6 +100,8 @@ def _check_block_options(block: str, options: dict[str, Any]) -> None:
     params = inspect.signature(BLOCKS[block].__init__).parameters
     own = ("dropout", "batch_first", "device", "dtype")  # the stack's, or torch's factory
     known = sorted(k for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k not in own)
+    if block == "griffin":  # the stack's own: Griffin's local-attention blocks
+        known = sorted(known + ["attention_every", "attention_window", "attention_heads"])
     bad = sorted(set(options) - set(known) - {"device", "dtype"})
     if bad:
         raise ValueError(f"model.extras.{bad[0]}: not an option of the {block} block (a "
