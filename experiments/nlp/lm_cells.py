@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm", "rglru_residual",
-         "griffin", "mamba", "griffin_matched", "mamba_matched")
+         "griffin", "mamba", "griffin_matched", "mamba_matched", "hawk3", "griffin3")
 BASELINES = ("lstm", "gru")
 #: run name -> (cell, layer options beyond its defaults): xLSTM's 4 heads (the paper's blocks
 #: use 4); rglru_residual, added after the bare RG-LRU learned only character frequencies,
@@ -40,7 +40,12 @@ RUNS = {"slstm": ("slstm", {"num_heads": 4}), "mlstm": ("mlstm", {"num_heads": 4
         # the stacks at the LSTM's size: the widest d_model (a multiple of 8) whose model has
         # no more parameters than the LSTM's 946,625 (chosen before the runs)
         "griffin_matched": ("griffin", {}, {"model.hidden_size": 176}),
-        "mamba_matched": ("mamba", {}, {"model.hidden_size": 200})}
+        "mamba_matched": ("mamba", {}, {"model.hidden_size": 200}),
+        # Griffin as the paper stacks it (recurrent, recurrent, local attention with its
+        # default window of 1024) against the same 3 blocks all recurrent (Hawk): the pair
+        # differs only in the third block (chosen before the runs)
+        "hawk3": ("griffin", {}, {"model.num_layers": 3}),
+        "griffin3": ("griffin", {"attention_every": 3}, {"model.num_layers": 3})}
 #: what each record's number also depends on (written into its ``notes``)
 NOTES = {
     "all": ["wall_seconds: two runs at a time (1 thread each) on a 2-core machine; compare "
@@ -57,6 +62,12 @@ NOTES = {
                         "with no more parameters than the LSTM's 946,625, chosen before the run"],
     "mamba_matched": ["mamba at d_model 200 (891,785 parameters): the widest multiple of 8 with "
                       "no more parameters than the LSTM's 946,625, chosen before the run"],
+    "hawk3": ["model.cell=griffin, model.num_layers=3: 3 Griffin recurrent blocks (Hawk) at "
+              "d_model 256; the control for griffin3"],
+    "griffin3": ["model.cell=griffin, model.num_layers=3, model.extras.attention_every=3: "
+                 "Griffin's pattern, 2 recurrent blocks then a local-attention block (MQA, 4 "
+                 "heads of 64, window 1024 past characters carried across the truncated-BPTT "
+                 "batches) at d_model 256; differs from hawk3 only in the third block"],
     "mamba": ["model.cell=mamba: a stack of 2 Mamba blocks at d_model 256 (inner width 512, "
               "N=16) and a final RMSNorm; residual dropout 0.25 on each mixer and dropout 0.25 on "
               "the output; "

@@ -19,6 +19,8 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+from safetensors.torch import load_file
+
 from rnnkit.tasks.tag import evaluate_tag_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +40,9 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the exact training command that was run")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
     ap.add_argument("--notes", default="")
+    ap.add_argument("--baseline", default=None,
+                    help="result name of the baseline run on the same machine (e.g. the BiLSTM "
+                         "beside a block stack): its figures are copied into this record")
     a = ap.parse_args()
     name = a.name or a.run_dir.name
     summary = json.loads((a.run_dir / "summary.json").read_text())
@@ -69,8 +74,17 @@ def main() -> None:
         "stopped": summary["stopped"],
         "per_tag_f1": {t: round(r["f1"], 4) for t, r in ev["per_tag"].items()},
         "figure": str(png.relative_to(ROOT)),
+        "cell": json.loads((a.run_dir / "best" / "config.json").read_text())["config"]["model"]
+        ["cell"],
+        "parameters": sum(t.numel() for t in load_file(str(a.run_dir / "best" /
+                                                           "model.safetensors")).values()),
         "notes": a.notes,
     }
+    if a.baseline:
+        base = json.loads((RESULTS / f"{a.baseline}.json").read_text())
+        record["baseline"] = {k: base.get(k) for k in (
+            "cell", "value", "dev_accuracy_best", "parameters", "epochs", "stopped",
+            "wall_seconds", "device", "command")} | {"result": a.baseline}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -866,10 +866,35 @@ def _lm_cells(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _tag_cells(root: Path) -> str:
+    """The UD EWT tagging recipe with its cell swapped: ``ud_ewt_upos_<cell>.json``, each
+    beside the BiLSTM run on the same machine (its ``baseline``)."""
+    rows = [json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted((root / "experiments" / "results").glob("ud_ewt_upos_*.json"))]
+    if not rows:
+        return ('!!! warning "Not measured yet"\n    `rnnkit train configs/ud_ewt_upos.yaml '
+                '--set model.cell=mamba` then `experiments/nlp/tag_ud_ewt.py` records it.\n')
+    rows.sort(key=lambda d: -d["value"])
+    out = ["| sentence layer | test accuracy | dev accuracy (best) | parameters | epochs | "
+           "stopped by | wall s |", "|---|---:|---:|---:|---:|---|---:|"]
+    for d in rows:
+        out.append(f"| {d['cell']} | {d['value']:.4f} | {d['dev_accuracy_best']:.4f} | "
+                   f"{d['parameters']:,} | {d['epochs']} | {d['stopped']} | "
+                   f"{d['wall_seconds']:.0f} |")
+    d = rows[0]
+    out += ["", f"*1 seed each (trainer.seed 1234), the shipped recipe with only `model.cell` "
+            f"changed and its 25-minute budget; {d['device']}, {d['date']}, two runs at a "
+            "time. Command: `rnnkit train configs/ud_ewt_upos.yaml --data-dir "
+            "../shared/datasets --set model.cell=CELL --set trainer.threads=1`, then "
+            "`python experiments/nlp/tag_ud_ewt.py runs/... --baseline ud_ewt_upos_lstm`. "
+            "Differences under a few tenths of a point rank nothing at one seed.*"]
+    return "\n".join(out) + "\n"
+
+
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
             "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals, "ltsf-dm": _ltsf_dm,
             "music-table": _music_table, "modern-cells": _modern_cells, "lm-cells": _lm_cells,
-            "scan-choices": _scan_choices}
+            "scan-choices": _scan_choices, "tag-cells": _tag_cells}
 
 
 def snippet(name: str, root: Path) -> str:

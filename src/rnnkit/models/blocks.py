@@ -47,8 +47,9 @@ Departures from the papers (and the authors' code):
   uses 1 at a document's first token); the initialisation is torch's default for the Linear
   and Conv1d layers (Griffin's code uses scaled normals and zero biases); GeLU is the tanh
   approximation, as Griffin's code (``gelu_pytorch_tanh``). Biases in every Linear and the
-  convolution as in Griffin's code (the paper's figure does not say). No local-attention
-  block (Griffin interleaves it with these; Hawk is the recurrent blocks alone).
+  convolution as in Griffin's code (the paper's figure does not say). Griffin interleaves
+  these with its local-attention block (:mod:`rnnkit.models.local_attention`;
+  ``BlockStack(..., attention_every=3)``); the recurrent blocks alone are Hawk.
 - Mamba: ``delta``'s projection is full rank, (Din, Din) inside ``weight_ih``, where Mamba's
   is ``dt_proj @ x_proj[:dt_rank]`` of rank ``ceil(d_model / 16)``: ``Din^2`` parameters
   instead of ``2 dt_rank Din``; the S6 weights get nn.Linear's initialisation, not Mamba's
