@@ -114,3 +114,16 @@ def test_dropout_only_in_training_and_gradients_reach_embedding():
     assert m.embedding.weight.grad[0].abs().sum() == 0  # padding row
     m.eval()
     torch.testing.assert_close(m(ids, lengths), m(ids, lengths))
+
+
+def test_block_stacks_take_the_dropout_and_attention_needs_the_bidirectional_layer():
+    """The flipped path's one-block stacks get ``dropout`` as their residual dropout (as the
+    bidirectional layer's do); Griffin's attention levels need that layer."""
+    flip = model(cell="griffin", dropout=0.3)
+    assert flip.split_directions and flip.fwd[0].blocks[0].drop.p == 0.3
+    assert model(cell="griffin", dropout=0.3, flip_reverse=False).rnn.fwd[0].blocks[0].drop.p == 0.3
+    with pytest.raises(ValueError, match="attention_every: .* need model.flip_reverse: false"):
+        model(cell="griffin", num_layers=3, extras={"attention_every": 3})
+    m = model(cell="griffin", num_layers=3, flip_reverse=False, hidden_size=8,
+              extras={"attention_every": 3, "attention_window": 4})
+    assert type(m.rnn.fwd[2].blocks[0]).__name__ == "LocalAttentionBlock"

@@ -64,6 +64,27 @@ def test_bidirectional_stack_batch_first_and_without_lengths(name):
         tm(torch.randn(6, 2, 4))
 
 
+def test_griffins_attention_levels_in_a_bidirectional_stack():
+    """attention_every counts levels: level 2 of 2 is attention in both directions, and the
+    stack still equals each sequence run alone both ways."""
+    torch.manual_seed(0)
+    layer = BidirectionalBlockStack("griffin", 5, 8, 2, attention_every=2, attention_window=3,
+                                    attention_heads=2, rnn_width=6, conv_width=3).double()
+    kinds = [type(s.blocks[0]).__name__ for s in (*layer.fwd, *layer.bwd)]
+    assert kinds == ["GriffinBlock", "LocalAttentionBlock"] * 2
+    x, lengths = torch.randn(7, 2, 5, **D64), [7, 4]
+    y, _ = layer(x, lengths=torch.tensor(lengths))
+    for i, L in enumerate(lengths):
+        u = x[:L, i:i + 1].transpose(0, 1)
+        for f, b in zip(layer.fwd, layer.bwd):
+            u = torch.cat([f(u)[0], b(u.flip(1))[0].flip(1)], dim=-1)
+        torch.testing.assert_close(y[:L, i:i + 1], u.transpose(0, 1), atol=1e-12, rtol=1e-10)
+    for make in (lambda: BidirectionalBlockStack("griffin", 5, 8, 2, attention_every=3),
+                 lambda: BlockStack("griffin", 5, 8, 2, attention_every=3)):
+        with pytest.raises(ValueError, match="attention_every=3 with num_layers=2: no block"):
+            make()
+
+
 def test_reverse_within_lengths_by_hand():
     x = torch.arange(8.0).view(2, 4)
     y = reverse_within_lengths(x, torch.tensor([4, 2]))

@@ -110,3 +110,13 @@ def test_a_malformed_hash_in_trainer_state_is_refused_naming_the_field(runs):
     with pytest.raises(CheckpointError, match=r"field 'data_sha256\.train': expected a SHA-256"):
         check_trainer_state(meta, tensors, "trainer_state.json")
     assert torch.is_tensor(next(iter(tensors.values())))
+
+
+def test_mid_epoch_an_edited_validation_split_goes_on_and_says_so(runs, tmp_path):
+    """The last characters (the validation split's) reordered: the same vocabulary and
+    training data, so the run goes on at its batch, and the header says what changed."""
+    out = _resume(runs, "mid", tmp_path, lambda t: t[:-40] + t[-40:][::-1],
+                  overrides=["trainer.max_steps=9"])
+    assert ("data changed since last/ (the valid split(s) hash otherwise): the run goes on at "
+            "batch 7 of the same training data; validation figures from before may not "
+            "compare") in out, out

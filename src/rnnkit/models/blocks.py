@@ -386,10 +386,7 @@ class BlockStack(nn.Module):
         dropout = _probability("dropout", dropout)
         self.block, self.input_size, self.hidden_size, self.num_layers = block, I, d, L
         self.batch_first = check_flag("batch_first", batch_first)
-        every = 0 if attention_every == 0 else _positive_int("attention_every", attention_every)
-        if every and block != "griffin":
-            raise ValueError(f"attention_every: Griffin's local-attention blocks go with "
-                             f"block='griffin', not {block!r}")
+        every = self.check_attention_every(block, attention_every, L)
         f = {k: block_options.pop(k) for k in ("device", "dtype") if k in block_options}
         self.proj = nn.Linear(I, d, **f) if I != d else None
 
@@ -406,6 +403,22 @@ class BlockStack(nn.Module):
         self.blocks = nn.ModuleList(make(i) for i in range(L))
         eps = self.blocks[0].norm.eps if block == "mamba" else self.blocks[0].temporal_norm.eps
         self.norm = nn.RMSNorm(d, eps=eps, **f)
+
+    @staticmethod
+    def check_attention_every(block: str, every, num_layers: int) -> int:
+        """``attention_every`` checked: 0, or a period with ``block="griffin"`` that puts at
+        least one attention block among ``num_layers`` (a longer one would silently add none)."""
+        if every == 0:
+            return 0
+        every = _positive_int("attention_every", every)
+        if block != "griffin":
+            raise ValueError(f"attention_every: Griffin's local-attention blocks go with "
+                             f"block='griffin', not {block!r}")
+        if every > num_layers:
+            raise ValueError(f"attention_every={every} with num_layers={num_layers}: no block "
+                             f"would be an attention block; stack at least {every} blocks "
+                             "(Griffin's pattern of 3 needs num_layers >= 3)")
+        return every
 
     def init_state(self, batch: int) -> tuple:
         """Zeros for every block (see the class's State)."""

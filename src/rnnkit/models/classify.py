@@ -127,14 +127,20 @@ class TextClassifier(nn.Module):
                                    for k in range(len(c.conv_channels)))
         D = 2 if c.bidirectional else 1
         self.split_directions = c.bidirectional and c.flip_reverse
+        if self.split_directions and c.extras.get("attention_every"):
+            raise ValueError("model.extras.attention_every: Griffin's attention levels need "
+                             "model.flip_reverse: false (the flipped path builds each level "
+                             "alone)")
         if self.split_directions:  # one one-way layer per direction and depth
             sizes = [chans[-1]] + [D * c.hidden_size] * (c.num_layers - 1)
             self.fwd = nn.ModuleList(
-                build_sequence_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras)
+                build_sequence_layer(c.cell, n, c.hidden_size, dropout=c.dropout,
+                                     batch_first=True, **c.extras)
                 for n in sizes
             )
             self.bwd = nn.ModuleList(
-                build_sequence_layer(c.cell, n, c.hidden_size, batch_first=True, **c.extras)
+                build_sequence_layer(c.cell, n, c.hidden_size, dropout=c.dropout,
+                                     batch_first=True, **c.extras)
                 for n in sizes
             )
             for layer in self.bwd:  # diagnostics label it the reverse direction

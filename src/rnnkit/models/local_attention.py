@@ -120,7 +120,8 @@ class LocalAttentionBlock(nn.Module):
             seen = (a + s)[None, :] >= (W - count.to(q.device))[:, None]  # (B, W + C)
             allowed = band[None, None] & seen[:, None, None, :]  # (B, 1, C, W + C)
             k, v = K[a:a + W + C], V[a:a + W + C]  # (W + C, B, dh)
-            logits = torch.einsum("cbhd,sbd->bhcs", q[a:a + C], k) * dh ** -0.5
+            # scaled before the product: |q.k| of a half-precision head stays in range
+            logits = torch.einsum("cbhd,sbd->bhcs", q[a:a + C] * dh ** -0.5, k)
             up = torch.promote_types(logits.dtype, torch.float32)  # half -> float32
             logits = logits.to(up).masked_fill(~allowed, float("-inf"))
             p = torch.softmax(logits, dim=-1).to(v.dtype)  # (B, H, C, W + C)

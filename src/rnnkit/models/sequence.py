@@ -57,20 +57,26 @@ class BidirectionalBlockStack(nn.Module):
     """
 
     def __init__(self, block: str, input_size: int, d_model: int, num_layers: int = 1, *,
-                 dropout: float = 0.0, batch_first: bool = False, **block_options):
+                 dropout: float = 0.0, batch_first: bool = False, attention_every: int = 0,
+                 **block_options):
         super().__init__()
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
         self.block, self.input_size, self.hidden_size = block, input_size, d_model
         self.num_layers, self.batch_first = num_layers, batch_first
         sizes = [input_size] + [2 * d_model] * (num_layers - 1)
+        # Griffin's attention at every attention_every-th level (checked by BlockStack)
+        every = BlockStack.check_attention_every(block, attention_every, num_layers)
+        attention = {k: block_options.pop(k) for k in ("attention_window", "attention_heads")
+                     if k in block_options}
 
-        def level(n: int) -> BlockStack:
+        def level(k: int, n: int) -> BlockStack:
+            att = {"attention_every": 1, **attention} if every and (k + 1) % every == 0 else {}
             return BlockStack(block, n, d_model, 1, dropout=dropout, batch_first=True,
-                              **block_options)
+                              **block_options, **att)
 
-        self.fwd = nn.ModuleList(level(n) for n in sizes)
-        self.bwd = nn.ModuleList(level(n) for n in sizes)
+        self.fwd = nn.ModuleList(level(k, n) for k, n in enumerate(sizes))
+        self.bwd = nn.ModuleList(level(k, n) for k, n in enumerate(sizes))
 
     def forward(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple]:
         if state is not None:

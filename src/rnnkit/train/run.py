@@ -390,7 +390,8 @@ def check_resume_data(saved: dict[str, str] | None, now: dict[str, str] | None,
 
 
 def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resumed: bool,
-            changes: list[tuple[str, Any, Any]] = (), data_changed: list[str] = ()) -> None:
+            changes: list[tuple[str, Any, Any]] = (), data_changed: list[str] = (),
+            batch_in_epoch: int = 0) -> None:
     """What is about to train, on what, and where it goes: printed once before the first step."""
     task, say = trainer.task, trainer.monitor.print
     n = sum(p.numel() for p in task.model.parameters())
@@ -411,9 +412,11 @@ def _header(trainer: Trainer, cfg: RunConfig, fabric: Any, run_dir: Path, resume
             say(f"  note: {', '.join(moved)} change(s) evaluation only; validation figures from "
                 f"before the change (the best {cfg.trainer.monitor} behind best/, early "
                 "stopping's patience) may not compare with those after it")
-    if data_changed:
+    if data_changed:  # mid-epoch only evaluation splits may have changed (check_resume_data)
+        where = (f"at batch {batch_in_epoch} of the same training data" if batch_in_epoch
+                 else "from an epoch's end on the new data")
         say(f"  data changed since last/ (the {', '.join(data_changed)} split(s) hash "
-            "otherwise): the run goes on from an epoch's end on the new data"
+            f"otherwise): the run goes on {where}"
             + ("; validation figures from before may not compare with those after it"
                if set(data_changed) - {"train"} else ""))
 
@@ -435,7 +438,8 @@ def _train(cfg: RunConfig, spec: Any, fabric: Any, run_dir: Path,
     trainer = Trainer(cfg, task, fabric, run_dir, console=console)
     data_changed = [] if resumed is None else check_resume_data(
         resumed[1], trainer.data_sha256, resumed[0], run_dir / "last")
-    _header(trainer, cfg, fabric, run_dir, resume is not None, changes, data_changed)
+    _header(trainer, cfg, fabric, run_dir, resume is not None, changes, data_changed,
+            0 if resumed is None else resumed[0].batch_in_epoch)
     result = trainer.fit(resume_from=run_dir / "last" if resume is not None else None)
     summary = json.loads((run_dir / "summary.json").read_text()) if fabric.global_rank == 0 else {}
     if result.best_metric is not None:
