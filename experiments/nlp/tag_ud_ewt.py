@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from rnnkit.tasks.tag import evaluate_tag_checkpoint
@@ -66,6 +67,7 @@ def main() -> None:
         "command": a.command,
         "wall_seconds": round(summary["wall_seconds"], 1),
         "device": summary["device"],
+        "torch": torch.__version__,
         "date": _dt.date.today().isoformat(),
         "dev_accuracy_best": round(best_val, 4) if best_val is not None else None,
         "test_loss": round(ev["loss"], 4),

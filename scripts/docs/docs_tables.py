@@ -883,7 +883,8 @@ def _tag_cells(root: Path) -> str:
                    f"{d['wall_seconds']:.0f} |")
     d = rows[0]
     out += ["", f"*1 seed each (trainer.seed 1234), the shipped recipe with only `model.cell` "
-            f"changed and its 25-minute budget; {d['device']}, {d['date']}, two runs at a "
+            f"changed and its 25-minute budget; {d['device']}, torch {d.get('torch', '?')}, "
+            f"{d['date']}, two runs at a "
             "time. Command: `rnnkit train configs/ud_ewt_upos.yaml --data-dir "
             "../shared/datasets --set model.cell=CELL --set trainer.threads=1`, then "
             "`python experiments/nlp/tag_ud_ewt.py runs/... --baseline ud_ewt_upos_lstm`. "
