@@ -37,7 +37,14 @@ from torch import Tensor, nn
 
 from rnnkit.cells.base import check_flag
 
-from .blocks import _add_gated_mlp, _gated_mlp, _lengths, _positive_int, _probability, _time_major
+from ._block_parts import (
+    _add_gated_mlp,
+    _gated_mlp,
+    _lengths,
+    _positive_int,
+    _probability,
+    _time_major,
+)
 
 __all__ = ["LocalAttentionBlock", "rope"]
 
