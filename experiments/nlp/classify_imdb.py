@@ -69,7 +69,11 @@ def plot_tta(points: list[dict], test_acc: float, path: Path, title: str) -> Pat
     return path
 
 
-def record(run_dir: Path, name: str, command: str, command_seconds: float | None, notes: str) -> dict:
+def record(run_dir: Path, name: str, command: str, command_seconds: float | None, notes: str,
+           baseline: str | None = None) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
     from rnnkit.tasks.classify import evaluate_classify_checkpoint
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -83,8 +87,9 @@ def record(run_dir: Path, name: str, command: str, command_seconds: float | None
     test_acc = summary["test"]["test_acc"]
     if abs(ev["acc"] - test_acc) > 1e-6:
         raise SystemExit(f"re-evaluated test accuracy {ev['acc']} != the run's {test_acc}")
+    cell = json.loads((run_dir / "best" / "config.json").read_text())["config"]["model"]["cell"]
     tta = plot_tta(points, test_acc, FIGURES / f"{name}_time_to_accuracy.png",
-                   f"{name}: BiLSTM on IMDB, 1 thread of a 2-core AMD EPYC")
+                   f"{name}: {cell} on IMDB, {summary['device']}")
     first = {f"{t:.2f}": next((p["wall_min"] for p in points if p["val_acc"] >= t), None)
              for t in (0.85, 0.87, 0.88, 0.89, 0.90)}
     rec = {
@@ -97,12 +102,21 @@ def record(run_dir: Path, name: str, command: str, command_seconds: float | None
         "train_wall_seconds": round(summary["elapsed_seconds"], 1),
         "train_cpu_seconds": round(summary["cpu_seconds"], 1),
         "device": summary["device"], "date": _dt.date.today().isoformat(),
+        "torch": torch.__version__, "cell": cell,
+        "parameters": sum(t.numel() for t in load_file(str(run_dir / "best" /
+                                                           "model.safetensors")).values()),
         "test_report": {k: ev[k] for k in ("acc", "macro_f1", "precision", "recall", "confusion")},
         "time_to_accuracy": {"points": points, "first_wall_minutes_val_acc_at_least": first},
         "figures": [str(tta.relative_to(ROOT)), str(Path(ev["plot"]).relative_to(ROOT))],
         "run": {k: summary.get(k) for k in ("stopped", "epoch", "step", "best", "val", "test")},
         "notes": notes + f" Re-evaluating the test split for the report took {eval_seconds:.0f} s.",
     }
+    if baseline:  # the run beside which this one was measured, on the same machine
+        base = json.loads((RESULTS / f"{baseline}.json").read_text())
+        rec["baseline"] = {k: base.get(k) for k in (
+            "cell", "value", "parameters", "train_wall_seconds", "device", "command")} | {
+            "epochs": base["run"]["epoch"], "stopped": base["run"]["stopped"],
+            "result": baseline}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(rec, indent=2) + "\n")
@@ -117,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command", required=True, help="the exact training command")
     ap.add_argument("--command-seconds", type=float, help="wall seconds of the whole command")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--baseline", default=None,
+                    help="result name of the baseline run on the same machine: its figures are "
+                         "copied into this record")
     a = ap.parse_args(argv)
-    record(a.run_dir, a.name or a.run_dir.name, a.command, a.command_seconds, a.notes)
+    record(a.run_dir, a.name or a.run_dir.name, a.command, a.command_seconds, a.notes,
+           a.baseline)
     return 0
 
 

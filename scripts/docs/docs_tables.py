@@ -866,36 +866,61 @@ def _lm_cells(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cells_table(rows: list[dict], recipe: str, budget: str, driver: str) -> str:
+    """A shipped recipe run with its cell swapped, best first: rows of ``{cell, value (test
+    accuracy), dev, parameters, epochs, stopped, wall}`` and a footnote naming the run."""
+    rows = sorted(rows, key=lambda d: -d["value"])
+    out = ["| sequence layer | test accuracy | best validation accuracy | parameters | epochs | "
+           "stopped by | training wall s |", "|---|---:|---:|---:|---:|---|---:|"]
+    for d in rows:
+        out.append(f"| {d['cell']} | {d['value']:.4f} | {d['dev']:.4f} | {d['parameters']:,} | "
+                   f"{d['epochs']} | {d['stopped']} | {d['wall']:.0f} |")
+    d = rows[0]
+    out += ["", f"*1 seed each (trainer.seed 1234), `{recipe}` with only `model.cell` changed "
+            f"and its {budget} budget; {d['device']}, torch {d.get('torch', '?')}, {d['date']}, "
+            f"two runs at a time. Command: `rnnkit train {recipe} --data-dir ../shared/datasets "
+            f"--set model.cell=CELL --set trainer.threads=1`, then `{driver}`. Differences "
+            "under a few tenths of a point rank nothing at one seed.*"]
+    return "\n".join(out) + "\n"
+
+
+def _results(root: Path, pattern: str) -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted((root / "experiments" / "results").glob(pattern))]
+
+
+def _not_measured(recipe: str, driver: str) -> str:
+    return (f'!!! warning "Not measured yet"\n    `rnnkit train {recipe} --set model.cell=mamba` '
+            f"then `{driver}` records it.\n")
+
+
 def _tag_cells(root: Path) -> str:
     """The UD EWT tagging recipe with its cell swapped: ``ud_ewt_upos_<cell>.json``, each
     beside the BiLSTM run on the same machine (its ``baseline``)."""
-    rows = [json.loads(p.read_text(encoding="utf-8"))
-            for p in sorted((root / "experiments" / "results").glob("ud_ewt_upos_*.json"))]
-    if not rows:
-        return ('!!! warning "Not measured yet"\n    `rnnkit train configs/ud_ewt_upos.yaml '
-                '--set model.cell=mamba` then `experiments/nlp/tag_ud_ewt.py` records it.\n')
-    rows.sort(key=lambda d: -d["value"])
-    out = ["| sentence layer | test accuracy | dev accuracy (best) | parameters | epochs | "
-           "stopped by | wall s |", "|---|---:|---:|---:|---:|---|---:|"]
-    for d in rows:
-        out.append(f"| {d['cell']} | {d['value']:.4f} | {d['dev_accuracy_best']:.4f} | "
-                   f"{d['parameters']:,} | {d['epochs']} | {d['stopped']} | "
-                   f"{d['wall_seconds']:.0f} |")
-    d = rows[0]
-    out += ["", f"*1 seed each (trainer.seed 1234), the shipped recipe with only `model.cell` "
-            f"changed and its 25-minute budget; {d['device']}, torch {d.get('torch', '?')}, "
-            f"{d['date']}, two runs at a "
-            "time. Command: `rnnkit train configs/ud_ewt_upos.yaml --data-dir "
-            "../shared/datasets --set model.cell=CELL --set trainer.threads=1`, then "
-            "`python experiments/nlp/tag_ud_ewt.py runs/... --baseline ud_ewt_upos_lstm`. "
-            "Differences under a few tenths of a point rank nothing at one seed.*"]
-    return "\n".join(out) + "\n"
+    recipe, driver = ("configs/ud_ewt_upos.yaml",
+                      "python experiments/nlp/tag_ud_ewt.py runs/... --baseline ud_ewt_upos_lstm")
+    rows = [{**d, "dev": d["dev_accuracy_best"], "wall": d["wall_seconds"]}
+            for d in _results(root, "ud_ewt_upos_*.json")]
+    return _cells_table(rows, recipe, "25-minute", driver) if rows else _not_measured(recipe,
+                                                                                    driver)
+
+
+def _imdb_cells(root: Path) -> str:
+    """The IMDB recipe with its cell swapped: ``imdb_cells_<cell>.json``."""
+    recipe, driver = ("configs/imdb_bilstm.yaml", "python experiments/nlp/classify_imdb.py "
+                      "runs/... --name imdb_cells_CELL --baseline imdb_cells_lstm")
+    rows = [{**d, "dev": d["run"]["best"], "epochs": d["run"]["epoch"],
+             "stopped": d["run"]["stopped"], "wall": d["train_wall_seconds"]}
+            for d in _results(root, "imdb_cells_*.json")]
+    return _cells_table(rows, recipe, "55-minute", driver) if rows else _not_measured(recipe,
+                                                                                    driver)
 
 
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
             "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals, "ltsf-dm": _ltsf_dm,
             "music-table": _music_table, "modern-cells": _modern_cells, "lm-cells": _lm_cells,
-            "scan-choices": _scan_choices, "tag-cells": _tag_cells}
+            "scan-choices": _scan_choices, "tag-cells": _tag_cells,
+            "imdb-cells": _imdb_cells}
 
 
 def snippet(name: str, root: Path) -> str:
