@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 CELLS = ("lstm", "gru", "mingru", "lru", "rglru", "s6", "slstm", "mlstm", "rglru_residual",
-         "griffin", "mamba", "griffin_matched", "mamba_matched", "hawk3", "griffin3")
+         "griffin", "mamba", "griffin_matched", "mamba_matched", "hawk3", "griffin3", "xlstm",
+         "xlstm11", "deep_lru")
 BASELINES = ("lstm", "gru")
 #: run name -> (cell, layer options beyond its defaults): xLSTM's 4 heads (the paper's blocks
 #: use 4); rglru_residual, added after the bare RG-LRU learned only character frequencies,
@@ -45,7 +46,11 @@ RUNS = {"slstm": ("slstm", {"num_heads": 4}), "mlstm": ("mlstm", {"num_heads": 4
         # default window of 1024) against the same 3 blocks all recurrent (Hawk): the pair
         # differs only in the third block (chosen before the runs)
         "hawk3": ("griffin", {}, {"model.num_layers": 3}),
-        "griffin3": ("griffin", {"attention_every": 3}, {"model.num_layers": 3})}
+        "griffin3": ("griffin", {"attention_every": 3}, {"model.num_layers": 3}),
+        # xLSTM's and the deep LRU's stacks, 2 blocks at d_model 256 with the blocks' own
+        # defaults, as griffin and mamba (chosen before the runs): xLSTM[1:0] (mLSTM blocks)
+        # and xLSTM[1:1] (an mLSTM block, then an sLSTM block)
+        "xlstm11": ("xlstm", {"slstm_every": 2})}
 #: what each record's number also depends on (written into its ``notes``)
 NOTES = {
     "all": ["wall_seconds: two runs at a time (1 thread each) on a 2-core machine; compare "
@@ -68,6 +73,15 @@ NOTES = {
                  "Griffin's pattern, 2 recurrent blocks then a local-attention block (MQA, 4 "
                  "heads of 64, window 1024 past characters carried across the truncated-BPTT "
                  "batches) at d_model 256; differs from hawk3 only in the third block"],
+    "xlstm": ["model.cell=xlstm: xLSTM[1:0], a stack of 2 mLSTM blocks at d_model 256 (inner "
+              "width 512, 4 heads of 128, q/k/v maps in blocks of 4) and a final LayerNorm; "
+              "residual dropout 0.25 on each block's output and dropout 0.25 on the output"],
+    "xlstm11": ["model.cell=xlstm, model.extras.slstm_every=2: xLSTM[1:1], an mLSTM block then "
+                "an sLSTM block (4 heads of 64, gated MLP of width 384) at d_model 256; "
+                "differs from xlstm only in the second block"],
+    "deep_lru": ["model.cell=deep_lru: a stack of 2 deep-LRU blocks at d_model 256 (complex "
+                 "state 256, ring r in [0, 1], the paper's defaults; GLU) and a final LayerNorm; "
+                 "dropout 0.25 after GeLU and after the GLU, and on the output"],
     "mamba": ["model.cell=mamba: a stack of 2 Mamba blocks at d_model 256 (inner width 512, "
               "N=16) and a final RMSNorm; residual dropout 0.25 on each mixer and dropout 0.25 on "
               "the output; "

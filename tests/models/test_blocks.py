@@ -280,7 +280,7 @@ def test_block_stack_parameters_and_errors():
     one = sum(p.numel() for p in MambaBlock(d, state_size=N, conv_width=K).parameters())
     assert sum(p.numel() for p in stack.parameters()) == (5 * d + d) + 3 * one + d
     for make, pattern in [
-        (lambda: BlockStack("lstm", 5, d), r"block: expected one of \['griffin', 'mamba'\]"),
+        (lambda: BlockStack("lstm", 5, d), r"block: expected one of \['deep_lru', 'griffin', 'mamba', 'xlstm'\]"),
         (lambda: BlockStack("mamba", 5, d, 0), r"num_layers: expected a positive int"),
         (lambda: BlockStack("mamba", 5, d, dropout=1.0), r"dropout: expected a probability"),
         (lambda: stack(torch.randn(4, 2, 6)), r"x: expected shape \(T, B, input_size\) with "

@@ -95,7 +95,7 @@ from torch import Tensor
 from .base import Cell, Params, State, check_int, float32_at_least
 from .slstm_scan import slstm_scan
 
-__all__ = ["SLSTMCell", "MLSTMCell", "mlstm_chunkwise"]
+__all__ = ["SLSTMCell", "MLSTMCell", "mlstm_chunkwise", "mlstm_step"]
 
 FORGET = ("sigmoid", "exp")
 
@@ -202,6 +202,24 @@ def mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, i_: Tensor, log_f: Tensor,
     h = Cq[..., :d] / den.unsqueeze(-1)
     h = h.permute(2, 3, 0, 1, 4).reshape(N * L, B, nh, d)[:T]  # (B, nh, N, L, d) -> (T, ...)
     return h, (Cn[..., :d, :], Cn[..., d, :], m)
+
+
+def mlstm_step(q: Tensor, k: Tensor, v: Tensor, i_: Tensor, log_f: Tensor,
+               state: tuple[Tensor, Tensor, Tensor]
+               ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """One mLSTM step, ``C_t q_t / max(|n_t . q_t|, exp(-m_t))`` (before the output gate).
+
+    Args: ``q``, ``k``, ``v`` (B, nh, d), ``k`` already scaled by ``1 / sqrt(d)``; ``i_``,
+    ``log_f`` (B, nh); ``state`` ``C`` (B, nh, d, d) (v index, k index), ``n`` (B, nh, d),
+    ``m`` (B, nh). Returns ``h`` (B, nh, d) and the new ``(C, n, m)``.
+    """
+    C, n, m = state
+    i, f, m = _stabilised_gates(i_, log_f, m)  # (B, nh)
+    C = f[..., None, None] * C + i[..., None, None] * v.unsqueeze(-1) * k.unsqueeze(-2)  # v k^T
+    n = f[..., None] * n + i[..., None] * k  # (B, nh, d)
+    num = (C @ q.unsqueeze(-1)).squeeze(-1)  # (B, nh, d)
+    den = torch.maximum((n * q).sum(-1).abs(), torch.exp(-m))  # (B, nh)
+    return num / den[..., None], (C, n, m)
 
 
 class _XLSTMCell(Cell):
@@ -330,14 +348,9 @@ class MLSTMCell(_XLSTMCell):
         B, H, nh, d = x_t.shape[0], self.hidden_size, self.num_heads, self.head_size
         q, k, v, i_, f_, o_ = x_t.split([H, H, H, nh, nh, H], dim=-1)
         q, k, v = (t.reshape(B, nh, d) for t in (q, k, v))  # (B, H) -> (B, nh, d)
-        k = k / math.sqrt(d)
-        i, f, m = _stabilised_gates(i_, self._log_f(f_), m)  # (B, nh)
-        C = f[..., None, None] * C.reshape(B, nh, d, d) \
-            + i[..., None, None] * v.unsqueeze(-1) * k.unsqueeze(-2)  # (B, nh, d, d): v k^T
-        n = f[..., None] * n.reshape(B, nh, d) + i[..., None] * k  # (B, nh, d)
-        num = (C @ q.unsqueeze(-1)).squeeze(-1)  # (B, nh, d)
-        den = torch.maximum((n * q).sum(-1).abs(), torch.exp(-m))  # (B, nh)
-        h = torch.sigmoid(o_) * (num / den[..., None]).reshape(B, H)
+        h, (C, n, m) = mlstm_step(q, k / math.sqrt(d), v, i_, self._log_f(f_),
+                                  (C.reshape(B, nh, d, d), n.reshape(B, nh, d), m))
+        h = torch.sigmoid(o_) * h.reshape(B, H)
         return h, (C.reshape(B, nh * d * d), n.reshape(B, H), m)
 
     @property

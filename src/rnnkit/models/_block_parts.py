@@ -1,5 +1,7 @@
-"""What the published blocks share: argument checks, time-major input and lengths, and
-Griffin's gated MLP half (its recurrent and local-attention blocks both end with it)."""
+"""What the published blocks share: argument checks, time-major input and lengths, the causal
+depthwise convolution (Griffin's, Mamba's and xLSTM's), the residual block's
+skeleton (:class:`_Block`: lengths, state, streaming), and Griffin's gated MLP half (its
+recurrent and local-attention blocks both end with it)."""
 from __future__ import annotations
 
 import numbers
@@ -60,3 +62,92 @@ def _add_gated_mlp(block: nn.Module, x: Tensor) -> Tensor:
     n = block.mlp_norm(x)
     return x + block.drop(block.mlp_down(F.gelu(block.mlp_gate(n), approximate="tanh")
                                          * block.mlp_up(n)))
+
+
+class _CausalConv1d(nn.Conv1d):
+    """Depthwise causal convolution over time, with bias, on time-major input:
+    ``y_t[c] = bias[c] + sum_j weight[c, 0, j] x_{t - k + 1 + j}[c]`` (zero before t = 0)."""
+
+    def __init__(self, channels: int, width: int, **factory):
+        super().__init__(channels, channels, width, groups=channels, **factory)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(T, B, C) -> (T, B, C), zeros before the first step."""
+        C, k = self.weight.shape[0], self.weight.shape[-1]
+        return self.scan(x, x.new_zeros(x.shape[1], C, k - 1))[0]
+
+    def scan(self, x: Tensor, buf: Tensor, lengths: Tensor | None = None
+             ) -> tuple[Tensor, Tensor]:
+        """``x`` (T, B, C) after the inputs ``buf`` (B, C, k - 1) -> ``y`` (T, B, C) and each
+        sequence's last k - 1 inputs (B, C, k - 1), the last valid ones with ``lengths``."""
+        k1 = buf.shape[-1]
+        xin = torch.cat([buf.permute(2, 0, 1), x])  # (k - 1 + T, B, C), oldest first
+        y = F.conv1d(xin.permute(1, 2, 0), self.weight, self.bias, groups=self.groups)
+        if lengths is None:
+            last = xin[xin.shape[0] - k1:]
+        else:  # a sequence of length n ends at xin[k - 2 + n]: its last k - 1 are [n, n + k - 1)
+            idx = lengths.to(x.device)[None, :] + torch.arange(k1, device=x.device)[:, None]
+            last = xin.gather(0, idx.unsqueeze(-1).expand(k1, *x.shape[1:]))
+        return y.permute(2, 0, 1), last.permute(1, 2, 0)  # (B, C, T) -> (T, B, C); (B, C, k-1)
+
+    def step(self, x_t: Tensor, buf: Tensor) -> tuple[Tensor, Tensor]:
+        """One step: ``x_t`` (B, C) and the last k - 1 inputs ``buf`` (B, C, k - 1)."""
+        window = torch.cat([buf, x_t.unsqueeze(-1)], dim=-1)  # (B, C, k), oldest first
+        return (window * self.weight.squeeze(1)).sum(-1) + self.bias, window[..., 1:]
+
+
+class _Block(nn.Module):
+    """What both blocks share: shapes, lengths, batch_first, the streaming state's layout,
+    residual dropout (on each branch before it is added to the stream)."""
+
+    d_model: int
+    batch_first: bool
+    conv: _CausalConv1d
+    drop: nn.Dropout
+
+    def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, h: Tensor):
+        raise NotImplementedError
+
+    def _mix_step(self, n: Tensor, buf: Tensor, h: Tensor):
+        raise NotImplementedError
+
+    def _add_mlp(self, x: Tensor) -> Tensor:
+        return x  # ``x + MLP(RMSNorm(x))``, Griffin's second half; Mamba's block has none
+
+    def forward(self, x: Tensor, lengths=None) -> Tensor:
+        """``x`` (T, B, d) [(B, T, d) if batch_first], ``lengths`` (B,) or None -> same shape."""
+        return self.scan(x, lengths=lengths)[0]
+
+    def scan(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """:meth:`forward` from a state, and the state after it: ``x`` as forward's, ``state``
+        from :meth:`init_state`, :meth:`step` or a previous call (None: zeros). Returns ``(y,
+        state)``, the state at each sequence's last valid step: running a sequence in pieces
+        (truncated backpropagation through time) gives the outputs of running it whole."""
+        x = _time_major(x, self.d_model, self.batch_first)
+        lens, mask = _lengths(lengths, x.shape[0], x.shape[1], x.device)
+        if mask is not None:
+            x = x.masked_fill(~mask, 0.0)
+        buf, h = self.init_state(x.shape[1]) if state is None else state
+        y, buf, h = self._mix(x, lens, buf, h)
+        x = self._add_mlp(x + self.drop(y))
+        if mask is not None:
+            x = x.masked_fill(~mask, 0.0)
+        return (x.transpose(0, 1) if self.batch_first else x), (buf, h)  # (T, B, d) -> (B, T, d)
+
+    def init_state(self, batch: int) -> tuple[Tensor, Tensor]:
+        """Zero state for :meth:`step`: the convolution's last inputs (B, C, k - 1) and the
+        recurrence's state (1, B, S)."""
+        w = self.conv.weight
+        C, k = w.shape[0], w.shape[-1]
+        return w.new_zeros(batch, C, k - 1), self._rnn.init_state(batch)
+
+    def step(self, x_t: Tensor, state=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One step, ``x_t`` (B, d) -> ``(y_t (B, d), state)``; ``state`` from
+        :meth:`init_state` or the previous call (None: zeros). Stepping a sequence gives
+        ``forward``'s outputs."""
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t: expected shape (B, d_model={self.d_model}), got {got}")
+        buf, h = self.init_state(x_t.shape[0]) if state is None else state
+        y, buf, h = self._mix_step(x_t, buf, h)
+        return self._add_mlp(x_t + self.drop(y)), (buf, h)

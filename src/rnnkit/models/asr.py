@@ -43,7 +43,7 @@ class ASRConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("gru", "lstm", "sru", ...).
-            A block, "griffin" or "mamba", builds their stack instead
+            A block, "griffin", "mamba", "xlstm" or "deep_lru", builds their stack instead
             (:func:`rnnkit.models.sequence.build_sequence_layer`).
         conv_channels: output channels of each convolution block (empty: no front-end).
         conv_strides: time stride of each block (the product divides the frame rate).

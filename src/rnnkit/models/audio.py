@@ -41,7 +41,7 @@ class AudioConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("gru", "lstm", ...).
-            A block, "griffin" or "mamba", builds their stack instead
+            A block, "griffin", "mamba", "xlstm" or "deep_lru", builds their stack instead
             (:func:`rnnkit.models.sequence.build_sequence_layer`).
         conv_channels: output channels of each convolution block (empty: no front-end).
         conv_strides: time stride of each block (same length as ``conv_channels``).

@@ -62,7 +62,9 @@ Shapes: ``T`` time, ``B`` batch, ``d`` d_model, ``R`` rnn_width, ``E`` the MLP's
 """
 from __future__ import annotations
 
-import torch
+import inspect
+
+import torch  # noqa: F401  (the docstring examples run in this namespace)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -71,6 +73,8 @@ from rnnkit.layers import RGLRU, S6
 
 from ._block_parts import (
     _add_gated_mlp,
+    _Block,
+    _CausalConv1d,
     _gated_mlp,
     _lengths,
     _positive_int,
@@ -78,97 +82,10 @@ from ._block_parts import (
     _time_major,
 )
 from .local_attention import LocalAttentionBlock
+from .lru_block import LRUBlock
+from .xlstm_blocks import MLSTMBlock, SLSTMBlock
 
-__all__ = ["GriffinBlock", "MambaBlock", "BlockStack", "BLOCKS"]
-
-
-class _CausalConv1d(nn.Conv1d):
-    """Depthwise causal convolution over time, with bias, on time-major input:
-    ``y_t[c] = bias[c] + sum_j weight[c, 0, j] x_{t - k + 1 + j}[c]`` (zero before t = 0)."""
-
-    def __init__(self, channels: int, width: int, **factory):
-        super().__init__(channels, channels, width, groups=channels, **factory)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(T, B, C) -> (T, B, C), zeros before the first step."""
-        C, k = self.weight.shape[0], self.weight.shape[-1]
-        return self.scan(x, x.new_zeros(x.shape[1], C, k - 1))[0]
-
-    def scan(self, x: Tensor, buf: Tensor, lengths: Tensor | None = None
-             ) -> tuple[Tensor, Tensor]:
-        """``x`` (T, B, C) after the inputs ``buf`` (B, C, k - 1) -> ``y`` (T, B, C) and each
-        sequence's last k - 1 inputs (B, C, k - 1), the last valid ones with ``lengths``."""
-        k1 = buf.shape[-1]
-        xin = torch.cat([buf.permute(2, 0, 1), x])  # (k - 1 + T, B, C), oldest first
-        y = F.conv1d(xin.permute(1, 2, 0), self.weight, self.bias, groups=self.groups)
-        if lengths is None:
-            last = xin[xin.shape[0] - k1:]
-        else:  # a sequence of length n ends at xin[k - 2 + n]: its last k - 1 are [n, n + k - 1)
-            idx = lengths.to(x.device)[None, :] + torch.arange(k1, device=x.device)[:, None]
-            last = xin.gather(0, idx.unsqueeze(-1).expand(k1, *x.shape[1:]))
-        return y.permute(2, 0, 1), last.permute(1, 2, 0)  # (B, C, T) -> (T, B, C); (B, C, k-1)
-
-    def step(self, x_t: Tensor, buf: Tensor) -> tuple[Tensor, Tensor]:
-        """One step: ``x_t`` (B, C) and the last k - 1 inputs ``buf`` (B, C, k - 1)."""
-        window = torch.cat([buf, x_t.unsqueeze(-1)], dim=-1)  # (B, C, k), oldest first
-        return (window * self.weight.squeeze(1)).sum(-1) + self.bias, window[..., 1:]
-
-
-class _Block(nn.Module):
-    """What both blocks share: shapes, lengths, batch_first, the streaming state's layout,
-    residual dropout (on each branch before it is added to the stream)."""
-
-    d_model: int
-    batch_first: bool
-    conv: _CausalConv1d
-    drop: nn.Dropout
-
-    def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, h: Tensor):
-        raise NotImplementedError
-
-    def _mix_step(self, n: Tensor, buf: Tensor, h: Tensor):
-        raise NotImplementedError
-
-    def _add_mlp(self, x: Tensor) -> Tensor:
-        return x  # ``x + MLP(RMSNorm(x))``, Griffin's second half; Mamba's block has none
-
-    def forward(self, x: Tensor, lengths=None) -> Tensor:
-        """``x`` (T, B, d) [(B, T, d) if batch_first], ``lengths`` (B,) or None -> same shape."""
-        return self.scan(x, lengths=lengths)[0]
-
-    def scan(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """:meth:`forward` from a state, and the state after it: ``x`` as forward's, ``state``
-        from :meth:`init_state`, :meth:`step` or a previous call (None: zeros). Returns ``(y,
-        state)``, the state at each sequence's last valid step: running a sequence in pieces
-        (truncated backpropagation through time) gives the outputs of running it whole."""
-        x = _time_major(x, self.d_model, self.batch_first)
-        lens, mask = _lengths(lengths, x.shape[0], x.shape[1], x.device)
-        if mask is not None:
-            x = x.masked_fill(~mask, 0.0)
-        buf, h = self.init_state(x.shape[1]) if state is None else state
-        y, buf, h = self._mix(x, lens, buf, h)
-        x = self._add_mlp(x + self.drop(y))
-        if mask is not None:
-            x = x.masked_fill(~mask, 0.0)
-        return (x.transpose(0, 1) if self.batch_first else x), (buf, h)  # (T, B, d) -> (B, T, d)
-
-    def init_state(self, batch: int) -> tuple[Tensor, Tensor]:
-        """Zero state for :meth:`step`: the convolution's last inputs (B, C, k - 1) and the
-        recurrence's state (1, B, S)."""
-        w = self.conv.weight
-        C, k = w.shape[0], w.shape[-1]
-        return w.new_zeros(batch, C, k - 1), self._rnn.init_state(batch)
-
-    def step(self, x_t: Tensor, state=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One step, ``x_t`` (B, d) -> ``(y_t (B, d), state)``; ``state`` from
-        :meth:`init_state` or the previous call (None: zeros). Stepping a sequence gives
-        ``forward``'s outputs."""
-        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
-            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t: expected shape (B, d_model={self.d_model}), got {got}")
-        buf, h = self.init_state(x_t.shape[0]) if state is None else state
-        y, buf, h = self._mix_step(x_t, buf, h)
-        return self._add_mlp(x_t + self.drop(y)), (buf, h)
+__all__ = ["GriffinBlock", "MambaBlock", "BlockStack", "BLOCKS", "PERIODIC"]
 
 
 class GriffinBlock(_Block):
@@ -205,6 +122,7 @@ class GriffinBlock(_Block):
         k = _positive_int("conv_width", conv_width)
         self.batch_first = check_flag("batch_first", batch_first)
         self.drop = nn.Dropout(_probability("dropout", dropout))
+        self.eps = eps
         self.temporal_norm = nn.RMSNorm(d, eps=eps, **f)
         self.linear_y = nn.Linear(d, R, **f)  # the gate branch
         self.linear_x = nn.Linear(d, R, **f)  # the recurrent branch
@@ -269,6 +187,7 @@ class MambaBlock(_Block):
         k = _positive_int("conv_width", conv_width)
         self.batch_first = check_flag("batch_first", batch_first)
         self.drop = nn.Dropout(_probability("dropout", dropout))
+        self.eps = eps
         self.norm = nn.RMSNorm(d, eps=eps, **f)
         self.in_proj = nn.Linear(d, 2 * Din, bias=False, **f)
         self.conv = _CausalConv1d(Din, k, **f)
@@ -293,19 +212,41 @@ class MambaBlock(_Block):
         return self.out_proj(y * F.silu(z)), buf, h
 
 
-#: The blocks a :class:`BlockStack` (and a recipe's ``model.cell``) can name.
-BLOCKS = {"griffin": GriffinBlock, "mamba": MambaBlock}
+#: The blocks a :class:`BlockStack` (and a recipe's ``model.cell``) can name: Griffin's
+#: recurrent block (Hawk), Mamba's, xLSTM's mLSTM block (:mod:`rnnkit.models.xlstm_blocks`)
+#: and the deep LRU's (:mod:`rnnkit.models.lru_block`).
+BLOCKS = {"griffin": GriffinBlock, "mamba": MambaBlock, "xlstm": MLSTMBlock,
+          "deep_lru": LRUBlock}
+
+#: A stack's second kind of block, placed at every ``every``-th position by an option:
+#: block -> (the option, the blocks it places, their class).
+PERIODIC = {"griffin": ("attention_every", "Griffin's local-attention blocks",
+                        LocalAttentionBlock),
+            "xlstm": ("slstm_every", "xLSTM's sLSTM blocks", SLSTMBlock)}
+
+#: The stack's final norm after each kind of block (the published models'): RMSNorm after
+#: Griffin's and Mamba's, LayerNorm after xLSTM's (without bias, the authors') and the LRU's.
+_FINAL_NORM = {"griffin": nn.RMSNorm, "mamba": nn.RMSNorm,
+               "xlstm": lambda d, eps, **f: nn.LayerNorm(d, eps=eps, bias=False, **f),
+               "deep_lru": nn.LayerNorm}
+
+
+def _options_for(cls, options: dict) -> dict:
+    """The ``options`` that ``cls``'s constructor takes by keyword."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in options.items() if k in params}
 
 
 class BlockStack(nn.Module):
     """``num_layers`` blocks of one kind over a ``d_model`` stream, as the published models
-    stack them (Hawk: Griffin's recurrent blocks alone; Mamba): a linear map from the input
+    stack them (Hawk: Griffin's recurrent blocks alone, or Griffin with its local attention;
+    Mamba; xLSTM; the deep LRU): a linear map from the input
     when ``input_size != d_model``, the blocks (with residual dropout), and a final RMSNorm.
     It answers like a recurrent layer, ``(x, state) -> (y, state)``, so the task models that
     carry a layer's state (the language model's truncated BPTT) take it in place of one.
 
     Args:
-        block: "griffin" or "mamba" (:data:`BLOCKS`).
+        block: "griffin", "mamba", "xlstm" or "deep_lru" (:data:`BLOCKS`).
         input_size: features of ``x`` (I). d_model: the stream's and the output's (d).
         num_layers: blocks (L). dropout: each block's residual dropout (on every branch
             before it joins the stream; the stream itself is never dropped).
@@ -317,9 +258,15 @@ class BlockStack(nn.Module):
         attention_window: the past tokens each attention query sees (1024, the paper's).
         attention_heads: query heads (default ``d_model // 64``, at least 1); ``expansion``
             and ``eps`` apply to the attention blocks' MLP too.
+        slstm_every: with "xlstm", every this-many-th block is an sLSTM block
+            (:class:`~rnnkit.models.xlstm_blocks.SLSTMBlock`), the others mLSTM blocks: 0
+            (default) is the paper's xLSTM[1:0], 8 its xLSTM[7:1], 1 xLSTM[0:1]. The block
+            options go to the blocks that take them (``num_heads``, ``conv_width`` and ``eps``
+            to both, ``expand`` and ``qkv_block_size`` to mLSTM, ``ffn_width`` to sLSTM).
 
-    State: a tuple with each block's ``(conv inputs (B, C, k - 1), recurrent state (1, B,
-    S))``, an attention block's ``(keys, values (B, W, dh), tokens seen (B,))``.
+    State: a tuple with each block's ``(conv inputs (B, C, k - 1), recurrent state)``, an
+    attention block's ``(keys, values (B, W, dh), tokens seen (B,))``, an LRU block's
+    ``(Re s, Im s)``.
 
     Example::
 
@@ -332,7 +279,7 @@ class BlockStack(nn.Module):
     def __init__(self, block: str, input_size: int, d_model: int, num_layers: int = 1, *,
                  dropout: float = 0.0, batch_first: bool = False, attention_every: int = 0,
                  attention_window: int = 1024, attention_heads: int | None = None,
-                 **block_options):
+                 slstm_every: int = 0, **block_options):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"block: expected one of {sorted(BLOCKS)}, got {block!r}")
@@ -341,36 +288,48 @@ class BlockStack(nn.Module):
         dropout = _probability("dropout", dropout)
         self.block, self.input_size, self.hidden_size, self.num_layers = block, I, d, L
         self.batch_first = check_flag("batch_first", batch_first)
-        every = self.check_attention_every(block, attention_every, L)
+        every = self.check_every(block, "attention_every", attention_every, L) \
+            or self.check_every(block, "slstm_every", slstm_every, L)
         f = {k: block_options.pop(k) for k in ("device", "dtype") if k in block_options}
         self.proj = nn.Linear(I, d, **f) if I != d else None
+        if block == "xlstm":  # an option neither xLSTM block takes would be dropped silently
+            bad = sorted(set(block_options) - set(_options_for(MLSTMBlock, block_options))
+                         - set(_options_for(SLSTMBlock, block_options)))
+            if bad:
+                raise TypeError(f"{bad[0]}: not an option of xLSTM's mLSTM or sLSTM block")
 
         def make(i: int) -> nn.Module:
-            if every and (i + 1) % every == 0:  # Griffin: recurrent, recurrent, attention
+            second = every and (i + 1) % every == 0
+            if second and block == "griffin":  # Griffin: recurrent, recurrent, attention
                 mlp = {k: v for k, v in block_options.items() if k in ("expansion", "eps")}
                 heads = max(1, d // 64) if attention_heads is None else attention_heads
                 return LocalAttentionBlock(d, num_heads=heads, window=attention_window,
                                            dropout=dropout, **mlp, **f)
+            if block == "xlstm":
+                cls = SLSTMBlock if second else MLSTMBlock
+                opts = _options_for(cls, block_options)
+                if second:  # the forget gate's initial biases follow the block's depth
+                    opts.setdefault("position", i / (L - 1) if L > 1 else 0.0)
+                return cls(d, dropout=dropout, **opts, **f)
             return BLOCKS[block](d, dropout=dropout, **block_options, **f)
 
         self.blocks = nn.ModuleList(make(i) for i in range(L))
-        eps = self.blocks[0].norm.eps if block == "mamba" else self.blocks[0].temporal_norm.eps
-        self.norm = nn.RMSNorm(d, eps=eps, **f)
+        self.norm = _FINAL_NORM[block](d, eps=self.blocks[0].eps, **f)
 
     @staticmethod
-    def check_attention_every(block: str, every, num_layers: int) -> int:
-        """``attention_every`` checked: 0, or a period with ``block="griffin"`` that puts at
-        least one attention block among ``num_layers`` (a longer one would silently add none)."""
+    def check_every(block: str, option: str, every, num_layers: int) -> int:
+        """``option`` (``attention_every``, ``slstm_every``: :data:`PERIODIC`) checked: 0, or a
+        period with its block that puts at least one of its blocks among ``num_layers`` (a
+        longer one would silently add none)."""
         if every == 0:
             return 0
-        every = _positive_int("attention_every", every)
-        if block != "griffin":
-            raise ValueError(f"attention_every: Griffin's local-attention blocks go with "
-                             f"block='griffin', not {block!r}")
+        every = _positive_int(option, every)
+        owner, what = next((b, w) for b, (o, w, _) in PERIODIC.items() if o == option)
+        if block != owner:
+            raise ValueError(f"{option}: {what} go with block={owner!r}, not {block!r}")
         if every > num_layers:
-            raise ValueError(f"attention_every={every} with num_layers={num_layers}: no block "
-                             f"would be an attention block; stack at least {every} blocks "
-                             "(Griffin's pattern of 3 needs num_layers >= 3)")
+            raise ValueError(f"{option}={every} with num_layers={num_layers}: no block "
+                             f"would be one of {what}; stack at least {every} blocks")
         return every
 
     def init_state(self, batch: int) -> tuple:

@@ -50,8 +50,9 @@ class ClassifierConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", "sru", ...),
-            or a block, "griffin" or "mamba" (:func:`rnnkit.models.sequence.build_sequence_layer`:
-            ``num_layers`` blocks per direction, ``dropout`` also their residual dropout).
+            or a block, "griffin", "mamba", "xlstm" or "deep_lru"
+            (:func:`rnnkit.models.sequence.build_sequence_layer`: ``num_layers`` blocks per
+            direction, ``dropout`` also their residual dropout).
         embedding_dim: E.
         conv_channels: output channels of each Conv1D block (empty: no front-end).
         conv_kernel: convolution width in tokens (odd).

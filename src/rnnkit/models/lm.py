@@ -45,7 +45,8 @@ class LMConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("lstm", "gru", ...), or
-            a block, "griffin" or "mamba": a :class:`rnnkit.models.blocks.BlockStack` of
+            a block, "griffin", "mamba", "xlstm" or "deep_lru": a
+            :class:`rnnkit.models.blocks.BlockStack` of
             ``num_layers`` blocks with ``d_model = hidden_size`` (``extras`` go to each
             block, e.g. ``expand``, ``state_size``; ``dropout`` is each block's residual
             dropout, and ``init_range`` is refused: the blocks keep their own init).

@@ -100,6 +100,7 @@ class LocalAttentionBlock(nn.Module):
         dh = self.head_dim = d // H
         self.batch_first = check_flag("batch_first", batch_first)
         self.drop = nn.Dropout(_probability("dropout", dropout))
+        self.eps = eps
         self.temporal_norm = nn.RMSNorm(d, eps=eps, **f)
         self.proj_q = nn.Linear(d, d, bias=False, **f)
         self.proj_k = nn.Linear(d, dh, bias=False, **f)

@@ -51,7 +51,7 @@ class MusicConfig:
 
     Attributes:
         cell: recurrent cell for :func:`rnnkit.layers.build_layer` ("rnn_tanh", "gru", "lstm"...).
-            A block, "griffin" or "mamba", builds their stack instead
+            A block, "griffin", "mamba", "xlstm" or "deep_lru", builds their stack instead
             (:func:`rnnkit.models.sequence.build_sequence_layer`).
         hidden_size: H of every recurrent layer.
         num_layers: stacked layers.

@@ -1,8 +1,9 @@
-"""A task model's sequence layer: any rnnkit cell, or a stack of Griffin's or Mamba's blocks.
+"""A task model's sequence layer: any rnnkit cell, or a stack of published blocks (Griffin's,
+Mamba's, xLSTM's, the deep LRU's).
 
 :func:`build_sequence_layer` is what the task models call (classification, tagging, audio,
-speech, music, language modeling), so ``model.cell: griffin`` or ``model.cell: mamba`` works
-in each of their recipes as ``lstm`` does:
+speech, music, language modeling), so ``model.cell: griffin``, ``mamba``, ``xlstm`` or
+``deep_lru`` works in each of their recipes as ``lstm`` does:
 
 - a cell name goes to :func:`rnnkit.layers.build_layer` (stacked, bidirectional, with the
   layer's own regularisers in ``extras``); ``dropout`` is between stacked layers;
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .blocks import BLOCKS, BlockStack
+from .blocks import BLOCKS, PERIODIC, BlockStack
 
 __all__ = ["build_sequence_layer", "BidirectionalBlockStack", "reverse_within_lengths"]
 
@@ -58,22 +59,28 @@ class BidirectionalBlockStack(nn.Module):
 
     def __init__(self, block: str, input_size: int, d_model: int, num_layers: int = 1, *,
                  dropout: float = 0.0, batch_first: bool = False, attention_every: int = 0,
-                 **block_options):
+                 slstm_every: int = 0, **block_options):
         super().__init__()
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
         self.block, self.input_size, self.hidden_size = block, input_size, d_model
         self.num_layers, self.batch_first = num_layers, batch_first
         sizes = [input_size] + [2 * d_model] * (num_layers - 1)
-        # Griffin's attention at every attention_every-th level (checked by BlockStack)
-        every = BlockStack.check_attention_every(block, attention_every, num_layers)
+        # Griffin's attention (xLSTM's sLSTM) at every attention_every-th (slstm_every-th)
+        # level, as BlockStack places them among its blocks
+        every = BlockStack.check_every(block, "attention_every", attention_every, num_layers) \
+            or BlockStack.check_every(block, "slstm_every", slstm_every, num_layers)
         attention = {k: block_options.pop(k) for k in ("attention_window", "attention_heads")
                      if k in block_options}
 
         def level(k: int, n: int) -> BlockStack:
-            att = {"attention_every": 1, **attention} if every and (k + 1) % every == 0 else {}
+            second = {}
+            if every and (k + 1) % every == 0:
+                second = {PERIODIC[block][0]: 1, **attention}
+                if block == "xlstm":  # the sLSTM's forget biases follow the level's depth
+                    second["position"] = k / (num_layers - 1) if num_layers > 1 else 0.0
             return BlockStack(block, n, d_model, 1, dropout=dropout, batch_first=True,
-                              **block_options, **att)
+                              **block_options, **second)
 
         self.fwd = nn.ModuleList(level(k, n) for k, n in enumerate(sizes))
         self.bwd = nn.ModuleList(level(k, n) for k, n in enumerate(sizes))
@@ -103,11 +110,15 @@ class BidirectionalBlockStack(nn.Module):
 
 def _check_block_options(block: str, options: dict[str, Any]) -> None:
     """Refuse, by name, an option the block does not take (a cell's ``zoneout``, ``backend``)."""
-    params = inspect.signature(BLOCKS[block].__init__).parameters
-    own = ("dropout", "batch_first", "device", "dtype")  # the stack's, or torch's factory
-    known = sorted(k for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k not in own)
+    own = ("dropout", "batch_first", "device", "dtype", "position")  # the stack's, or torch's
+    classes = [BLOCKS[block]] + ([PERIODIC[block][2]] if block == "xlstm" else [])
+    known = sorted({k for cls in classes
+                    for k, p in inspect.signature(cls.__init__).parameters.items()
+                    if p.kind is p.KEYWORD_ONLY and k not in own})
     if block == "griffin":  # the stack's own: Griffin's local-attention blocks
         known = sorted(known + ["attention_every", "attention_window", "attention_heads"])
+    if block == "xlstm":  # the stack's own: xLSTM's sLSTM blocks
+        known = sorted(known + ["slstm_every"])
     bad = sorted(set(options) - set(known) - {"device", "dtype"})
     if bad:
         raise ValueError(f"model.extras.{bad[0]}: not an option of the {block} block (a "
@@ -122,7 +133,7 @@ def build_sequence_layer(cell: str, input_size: int, hidden_size: int, *, num_la
 
     Args:
         cell: an rnnkit cell name ("lstm", "gru", "slstm", ...) or a block ("griffin",
-            "mamba").
+            "mamba", "xlstm", "deep_lru").
         input_size / hidden_size: I and H (a block stack's ``d_model``).
         num_layers: stacked layers, or blocks (per direction).
         dropout: between stacked layers (cells; none with one layer), or each block's

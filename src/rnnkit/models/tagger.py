@@ -52,8 +52,8 @@ class TaggerConfig:
         char_dim: character embedding size.
         char_hidden: per-direction hidden size of the character BiRNN, or CNN filters.
         char_kernel: CNN width in characters (odd).
-        cell: the sentence BiRNN's cell ("lstm", "gru", "sru", ...), or a block, "griffin" or
-            "mamba" (:func:`rnnkit.models.sequence.build_sequence_layer`).
+        cell: the sentence BiRNN's cell ("lstm", "gru", "sru", ...), or a block, "griffin",
+            "mamba", "xlstm" or "deep_lru" (:func:`rnnkit.models.sequence.build_sequence_layer`).
         hidden_size: H of the sentence BiRNN, per direction.
         num_layers: stacked sentence layers.
         bidirectional: run the sentence layer both ways.
