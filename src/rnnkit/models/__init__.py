@@ -2,7 +2,10 @@
 
 from rnnkit.models.blocks import BlockStack, GriffinBlock, MambaBlock
 from rnnkit.models.lm import LanguageModel, LMConfig, detach_state
+from rnnkit.models.lru_block import LRUBlock
 from rnnkit.models.sequence import BidirectionalBlockStack, build_sequence_layer
+from rnnkit.models.xlstm_blocks import MLSTMBlock, SLSTMBlock
 
 __all__ = ["LanguageModel", "LMConfig", "detach_state", "GriffinBlock", "MambaBlock",
-           "BlockStack", "BidirectionalBlockStack", "build_sequence_layer"]
+           "MLSTMBlock", "SLSTMBlock", "LRUBlock", "BlockStack", "BidirectionalBlockStack",
+           "build_sequence_layer"]
