@@ -16,11 +16,13 @@ def test_frames_after_strides():
     assert frames_after(torch.tensor([9]), [1, 2, 3]).tolist() == [2]
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn_tanh", "indrnn", "griffin", "mamba"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn_tanh", "indrnn", "griffin", "mamba",
+                                  "xlstm", "deep_lru"])
 @pytest.mark.parametrize("pooling", ["meanmax", "attention"])
 def test_shapes_and_padding_invariance(cell, pooling):
     torch.manual_seed(0)
-    model = make(cell=cell, pooling=pooling).double().eval()
+    extras = {"num_heads": 2, "qkv_block_size": 2} if cell == "xlstm" else {}  # divide 2 * 5
+    model = make(cell=cell, pooling=pooling, extras=extras).double().eval()
     with torch.no_grad():  # non-trivial batch-norm statistics
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm1d):

@@ -16,7 +16,8 @@ from rnnkit.models.sequence import (
 )
 
 D64 = dict(dtype=torch.float64)
-OPTS = {"griffin": {"rnn_width": 6, "conv_width": 3}, "mamba": {"state_size": 3, "conv_width": 3}}
+OPTS = {"griffin": {"rnn_width": 6, "conv_width": 3}, "mamba": {"state_size": 3, "conv_width": 3},
+        "xlstm": {"num_heads": 2, "conv_width": 3}, "deep_lru": {"state_size": 3}}
 
 
 def _bi(name, levels=2, I=5, d=4, batch_first=False):

@@ -362,7 +362,7 @@ def test_max_sentences_is_positive_or_null(tmp_path):
     assert len(TagTask(build_run_config(recipe(data, max_sentences=None))).data["train"]) == 10
 
 
-@pytest.mark.parametrize("cell", ["mamba", "griffin"])
+@pytest.mark.parametrize("cell", ["mamba", "griffin", "xlstm"])
 def test_a_bidirectional_block_stack_tags_and_its_checkpoint_loads(trained, tmp_path, cell):
     """``model.cell: mamba`` / ``griffin`` in a tagging recipe: the toy grammar is learnt, and
     the checkpoint evaluates to the same figures (the stack's weights load by name)."""

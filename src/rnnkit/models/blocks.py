@@ -340,15 +340,19 @@ class BlockStack(nn.Module):
         """``x`` (T, B, I) [(B, T, I) if batch_first], ``state`` or None (zeros), ``lengths``
         (B,) or None -> ``(y (T, B, d) [(B, T, d)], state)``; zeros past each length."""
         x = _time_major(x, self.input_size, self.batch_first, "input_size")
+        mask = None
         if lengths is not None:  # checked (and NaN in the padding kept out) before the map
-            x = x.masked_fill(~_lengths(lengths, x.shape[0], x.shape[1], x.device)[1], 0.0)
+            mask = _lengths(lengths, x.shape[0], x.shape[1], x.device)[1]
+            x = x.masked_fill(~mask, 0.0)
         if self.proj is not None:
             x = self.proj(x)
         states = []
         for i, b in enumerate(self.blocks):
             x, s = b.scan(x, None if state is None else state[i], lengths)
             states.append(s)
-        y = self.norm(x)  # RMSNorm keeps the padding's zeros
+        y = self.norm(x)
+        if mask is not None:  # a LayerNorm's bias would fill the padding (RMSNorm keeps 0)
+            y = y.masked_fill(~mask, 0.0)
         return (y.transpose(0, 1) if self.batch_first else y), tuple(states)
 
     def step(self, x_t: Tensor, state=None) -> tuple[Tensor, tuple]:
