@@ -160,3 +160,23 @@ def test_bad_arguments():
         parse_shape("1,0,3")
     with pytest.raises(ValueError, match="--dtype"):
         GridSettings(dtype="float33")
+
+
+def test_block_stacks_run_once_as_auto_beside_the_baselines():
+    """``--cells griffin,xlstm``: one-block stacks at d_model = H, only under "auto" (they have
+    no backend to choose), each row with its parameter count; not in the default cells."""
+    from rnnkit.bench.zoo import BLOCK_STACKS, DEFAULT_CELLS
+    from rnnkit.models.blocks import BlockStack
+
+    assert not set(BLOCK_STACKS) & set(DEFAULT_CELLS)
+    s = GridSettings(cells=("gru", "griffin", "xlstm"), backends=("auto", "fused"),
+                     shapes=(parse_shape("2,5,3,8"),), repeats=1, warmup=0, min_sample_s=0.0,
+                     memory=False, threads=(1,))
+    rows = {(r["cell"], r["backend"]): r for r in run_grid(s)["results"]}
+    assert ("griffin", "fused") not in rows and ("xlstm", "fused") not in rows
+    for name in ("griffin", "xlstm"):
+        r = rows[(name, "auto")]
+        assert r["ran"] == r["ran_forward"] == "blocks"
+        want = sum(p.numel() for p in BlockStack(name, 3, 8, 1).parameters())
+        assert r["parameters"] == want and r["forward_backward"]["median_ms"] > 0
+    assert rows[("torch.nn.LSTM", "torch.nn")]["parameters"] == 4 * 8 * (3 + 8 + 2)

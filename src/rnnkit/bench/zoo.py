@@ -36,8 +36,9 @@ from torch import nn
 from .measure import CLOCKS, Task, interleave, peak_bytes, summarize
 from .report import CLOCK_LABELS, SCHEMA
 
-__all__ = ["ZOO_CELLS", "DEFAULT_CELLS", "BACKENDS", "GRID_SHAPES", "QUICK_SHAPES", "CONTROL",
-           "Shape", "GridSettings", "run_grid", "parse_shape", "parse_threads", "layer_tasks"]
+__all__ = ["ZOO_CELLS", "DEFAULT_CELLS", "BLOCK_STACKS", "BACKENDS", "GRID_SHAPES",
+           "QUICK_SHAPES", "CONTROL", "Shape", "GridSettings", "run_grid", "parse_shape",
+           "parse_threads", "layer_tasks"]
 
 BASELINES = {"torch.nn.LSTM": nn.LSTM, "torch.nn.GRU": nn.GRU}
 #: the A/A control (``control=True``): a second torch.nn.LSTM, same weights, other memory
@@ -82,17 +83,34 @@ def _zoo() -> dict[str, Callable[..., nn.Module]]:
         "mingru": L.MinGRU, "minlstm": L.MinLSTM,
         "lru": L.LRU, "rglru": L.RGLRU, "slstm": L.SLSTM, "mlstm": L.MLSTM,
         "s6": L.S6,
+        **{b: (lambda I, H, b=b, **kw: _block_stack(b, I, H, **kw)) for b in BLOCK_STACKS},
     }
+
+
+#: the published blocks, each benchmarked as a one-block stack at ``d_model = H``
+#: (:class:`rnnkit.models.blocks.BlockStack`: a linear map from I, the block, a final norm):
+#: their own torch code, no backend to choose ("auto" only)
+BLOCK_STACKS = ("griffin", "mamba", "xlstm", "deep_lru")
+
+
+def _block_stack(block: str, I: int, H: int, backend: str = "auto", **kw) -> nn.Module:
+    from rnnkit.models.blocks import BlockStack
+
+    if backend != "auto":
+        raise ValueError(f"cell {block!r}: a block stack has no backend to choose; "
+                         f"expected backend 'auto', got {backend!r}")
+    return BlockStack(block, I, H, 1, **kw)
 
 
 #: cell names of the suite (each an rnnkit layer factory ``(I, H, backend=...)``).
 ZOO_CELLS = ("rnn_tanh", "lstm", "gru", "lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop",
              "ln_lstm", "ln_gru", "indrnn", "qrnn", "sru", "mingru", "minlstm", "lru", "rglru",
-             "slstm", "mlstm", "s6")
-#: the suite's cells run when none are named: all but S6, which only runs when asked for
-#: (``--cells s6``): it keeps about 15 tensors of (T, B, H*16) floats for its backward (by
-#: that count about 60 GB at the grid's B=128, T=1000, H=512; not run)
-DEFAULT_CELLS = tuple(c for c in ZOO_CELLS if c != "s6")
+             "slstm", "mlstm", "s6", *BLOCK_STACKS)
+#: the suite's cells run when none are named: all but S6 and the block stacks, which only run
+#: when asked for (``--cells s6``): S6 keeps about 15 tensors of (T, B, H*16) floats for its
+#: backward (by that count about 60 GB at the grid's B=128, T=1000, H=512; not run), and so
+#: does Mamba's block
+DEFAULT_CELLS = tuple(c for c in ZOO_CELLS if c != "s6" and c not in BLOCK_STACKS)
 #: the cells whose fused scan runs a compiled matrix loop with a packed recurrent weight (the
 #: peak-memory check's layers: tests/kernels/test_compiled_scans.py, bench_pack_memory.py).
 PACKED_LOOP_CELLS = ("lstm_zoneout", "lstm_rec_dropout", "lstm_weight_drop", "ln_lstm", "ln_gru",
@@ -231,6 +249,10 @@ def _contenders(shape: Shape, s: GridSettings, x: torch.Tensor) -> dict[tuple, n
     zoo = _zoo()
     for cell in s.cells:
         for backend in s.backends:
+            if cell in BLOCK_STACKS:
+                if backend == "auto":
+                    out[(cell, backend)] = zoo[cell](shape.I, shape.H, **kw).train()
+                continue
             m = zoo[cell](shape.I, shape.H, backend=backend, **kw).train()
             try:
                 choose_backend(m, x)
@@ -246,6 +268,8 @@ def _ran(m: nn.Module, backend: str, x: torch.Tensor) -> tuple[str, str]:
 
     if backend != "auto":
         return backend, backend
+    if not hasattr(m, "_flat_weights"):  # a block stack: its own torch code
+        return "blocks", "blocks"
     train = choose_backend(m, x)
     with torch.no_grad():
         return train, choose_backend(m, x)
@@ -267,7 +291,8 @@ def _shape_rows(shape: Shape, s: GridSettings, progress) -> list[dict]:
         for (cell, backend), m in mods.items():
             ran, ran_forward = _ran(m, backend, x)
             rows[(cell, backend, n)] = {"cell": cell, "backend": backend, "shape": asdict(shape),
-                                        "threads": n, "ran": ran, "ran_forward": ran_forward}
+                                        "threads": n, "ran": ran, "ran_forward": ran_forward,
+                                        "parameters": sum(p.numel() for p in m.parameters())}
             tasks[(cell, backend, n)] = {k: _at_threads(t, n)
                                          for k, t in layer_tasks(m, x, g).items()}
     for measure in s.measures:
