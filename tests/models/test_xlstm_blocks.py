@@ -229,14 +229,28 @@ def test_batch_first(name):
                                    tm(x, lengths=[6, 2, 5]), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["mlstm", "slstm"])
-def test_bfloat16_runs_the_recurrence_in_float32(name):
+@pytest.mark.parametrize("name, bound", [("mlstm", 0.06), ("slstm", 0.1)])
+def test_bfloat16_runs_the_recurrence_in_float32_over_a_long_stream(name, bound):
+    """A bfloat16 block, scanned and streamed over 600 steps, stays near the float32 block: in
+    bfloat16 arithmetic a forget gate near 1 rounds (sigmoid(6) to 0.996 or 1). Stepping this
+    mLSTM block that way drifted to 0.13 (0.04 in float32); the sLSTM's error (0.07) is its
+    weights' and inputs' rounding, and its bound only a sanity check."""
     torch.manual_seed(0)
-    block, x = MAKERS[name](), torch.randn(12, 2, d)
-    want = block(x)
-    got = block.to(torch.bfloat16)(x.to(torch.bfloat16))
-    assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+    block = MAKERS[name]().eval()
+    x = torch.randn(600, 1, d)
+    with torch.no_grad():
+        want = block(x)
+        half = MAKERS[name]().eval()
+        half.load_state_dict(block.state_dict())
+        half = half.to(torch.bfloat16)
+        scanned = half(x.bfloat16())
+        state, stepped = None, []
+        for t in range(600):
+            y, state = half.step(x[t].bfloat16(), state)
+            stepped.append(y)
+    assert scanned.dtype == torch.bfloat16 and state[1][0].dtype == torch.bfloat16
+    for got in (scanned, torch.stack(stepped)):
+        assert (got.float() - want).abs().max() < bound
 
 
 def test_initialisation_is_the_authors():
@@ -310,6 +324,8 @@ def test_xlstm_stack_places_slstm_blocks_and_routes_options():
          r"slstm_every=3 with num_layers=2: no block would be one of xLSTM's sLSTM blocks"),
         (lambda: BlockStack("xlstm", 5, d, 2, attention_every=1), ValueError,
          r"attention_every: Griffin's local-attention blocks go with block='griffin'"),
+        (lambda: BlockStack("griffin", 5, d, 3, attention_every=3, slstm_every=2), ValueError,
+         r"slstm_every: xLSTM's sLSTM blocks go with block='xlstm', not 'griffin'"),
     ]:
         with pytest.raises(error, match=pattern):
             make()
@@ -343,7 +359,8 @@ def test_sequence_layer_builds_them_bidirectional_and_refuses_cell_options():
     assert isinstance(layer, BidirectionalBlockStack)
     assert [type(lv.blocks[0]) for lv in layer.fwd] == [MLSTMBlock, SLSTMBlock]
     assert [type(lv.blocks[0]) for lv in layer.bwd] == [MLSTMBlock, SLSTMBlock]
-    assert layer.fwd[1].blocks[0].gate_bias[2 * d].item() == pytest.approx(5.0)
+    torch.testing.assert_close(layer.fwd[1].blocks[0].gate_bias[2 * d:3 * d].detach(),  # last
+                               SLSTMBlock(d, num_heads=2, position=1.0).gate_bias[2 * d:3 * d])
     y, _ = layer(torch.randn(7, 3, 5), lengths=torch.tensor([7, 3, 5]))
     assert y.shape == (7, 3, 2 * d) and (y[3:, 1] == 0).all()
     one = build_sequence_layer("deep_lru", 5, d, num_layers=2, state_size=4)

@@ -89,17 +89,20 @@ def _zoo() -> dict[str, Callable[..., nn.Module]]:
 
 #: the published blocks, each benchmarked as a one-block stack at ``d_model = H``
 #: (:class:`rnnkit.models.blocks.BlockStack`: a linear map from I, the block, a final norm):
-#: their own torch code, no backend to choose ("auto" only)
-BLOCK_STACKS = ("griffin", "mamba", "xlstm", "deep_lru")
+#: their own torch code, no backend to choose ("auto" only). name -> (block, stack options):
+#: "xlstm" is xLSTM's mLSTM block, "xlstm_slstm" its sLSTM block
+BLOCK_STACKS = {"griffin": ("griffin", {}), "mamba": ("mamba", {}), "xlstm": ("xlstm", {}),
+                "xlstm_slstm": ("xlstm", {"slstm_every": 1}), "deep_lru": ("deep_lru", {})}
 
 
-def _block_stack(block: str, I: int, H: int, backend: str = "auto", **kw) -> nn.Module:
+def _block_stack(name: str, I: int, H: int, backend: str = "auto", **kw) -> nn.Module:
     from rnnkit.models.blocks import BlockStack
 
     if backend != "auto":
-        raise ValueError(f"cell {block!r}: a block stack has no backend to choose; "
+        raise ValueError(f"cell {name!r}: a block stack has no backend to choose; "
                          f"expected backend 'auto', got {backend!r}")
-    return BlockStack(block, I, H, 1, **kw)
+    block, options = BLOCK_STACKS[name]
+    return BlockStack(block, I, H, 1, **options, **kw)
 
 
 #: cell names of the suite (each an rnnkit layer factory ``(I, H, backend=...)``).

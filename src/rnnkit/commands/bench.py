@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "3 repeats; saves only with --out")
     p.add_argument("--cells", type=_names, metavar="A,B", help="subset of the cells (default: "
                    "all but s6, whose memory the default grid's largest shape exceeds, and the "
-                   "one-block stacks griffin, mamba, xlstm and deep_lru, which run when named; "
-                   "see rnnkit.bench.zoo.ZOO_CELLS)")
+                   "one-block stacks griffin, mamba, xlstm (mLSTM), xlstm_slstm and deep_lru, "
+                   "which run when named; see rnnkit.bench.zoo.ZOO_CELLS)")
     p.add_argument("--backends", type=_names, metavar="A,B",
                    help="subset of auto,torch,fused,loop (default auto,fused)")
     p.add_argument("--shapes", metavar="B,T,H[;...]", help="shapes to run, ';'-separated, each "

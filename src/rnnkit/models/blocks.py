@@ -224,8 +224,9 @@ PERIODIC = {"griffin": ("attention_every", "Griffin's local-attention blocks",
                         LocalAttentionBlock),
             "xlstm": ("slstm_every", "xLSTM's sLSTM blocks", SLSTMBlock)}
 
-#: The stack's final norm after each kind of block (the published models'): RMSNorm after
-#: Griffin's and Mamba's, LayerNorm after xLSTM's (without bias, the authors') and the LRU's.
+#: The stack's final norm after each kind of block: RMSNorm after Griffin's and Mamba's and
+#: LayerNorm without bias after xLSTM's (the published models'), LayerNorm after the deep
+#: LRU's (ours: the paper's model goes from its last block to pooling and the decoder).
 _FINAL_NORM = {"griffin": nn.RMSNorm, "mamba": nn.RMSNorm,
                "xlstm": lambda d, eps, **f: nn.LayerNorm(d, eps=eps, bias=False, **f),
                "deep_lru": nn.LayerNorm}
@@ -241,7 +242,7 @@ class BlockStack(nn.Module):
     """``num_layers`` blocks of one kind over a ``d_model`` stream, as the published models
     stack them (Hawk: Griffin's recurrent blocks alone, or Griffin with its local attention;
     Mamba; xLSTM; the deep LRU): a linear map from the input
-    when ``input_size != d_model``, the blocks (with residual dropout), and a final RMSNorm.
+    when ``input_size != d_model``, the blocks (with residual dropout), and a final norm.
     It answers like a recurrent layer, ``(x, state) -> (y, state)``, so the task models that
     carry a layer's state (the language model's truncated BPTT) take it in place of one.
 
@@ -288,8 +289,9 @@ class BlockStack(nn.Module):
         dropout = _probability("dropout", dropout)
         self.block, self.input_size, self.hidden_size, self.num_layers = block, I, d, L
         self.batch_first = check_flag("batch_first", batch_first)
-        every = self.check_every(block, "attention_every", attention_every, L) \
-            or self.check_every(block, "slstm_every", slstm_every, L)
+        every = max(self.check_every(block, "attention_every", attention_every, L),
+                    self.check_every(block, "slstm_every", slstm_every, L))  # each refuses a
+        # block not its own, so at most one is non-zero
         f = {k: block_options.pop(k) for k in ("device", "dtype") if k in block_options}
         self.proj = nn.Linear(I, d, **f) if I != d else None
         if block == "xlstm":  # an option neither xLSTM block takes would be dropped silently

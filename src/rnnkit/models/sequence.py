@@ -68,8 +68,8 @@ class BidirectionalBlockStack(nn.Module):
         sizes = [input_size] + [2 * d_model] * (num_layers - 1)
         # Griffin's attention (xLSTM's sLSTM) at every attention_every-th (slstm_every-th)
         # level, as BlockStack places them among its blocks
-        every = BlockStack.check_every(block, "attention_every", attention_every, num_layers) \
-            or BlockStack.check_every(block, "slstm_every", slstm_every, num_layers)
+        every = max(BlockStack.check_every(block, "attention_every", attention_every, num_layers),
+                    BlockStack.check_every(block, "slstm_every", slstm_every, num_layers))
         attention = {k: block_options.pop(k) for k in ("attention_window", "attention_heads")
                      if k in block_options}
 
@@ -77,7 +77,8 @@ class BidirectionalBlockStack(nn.Module):
             second = {}
             if every and (k + 1) % every == 0:
                 second = {PERIODIC[block][0]: 1, **attention}
-                if block == "xlstm":  # the sLSTM's forget biases follow the level's depth
+                if block == "xlstm" and "position" not in block_options:  # the sLSTM's forget
+                    # biases follow the level's depth, unless the caller fixed a position
                     second["position"] = k / (num_layers - 1) if num_layers > 1 else 0.0
             return BlockStack(block, n, d_model, 1, dropout=dropout, batch_first=True,
                               **block_options, **second)

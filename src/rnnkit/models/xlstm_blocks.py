@@ -22,7 +22,7 @@ with the mLSTM of :mod:`rnnkit.cells.xlstm` (the chunkwise form over a sequence,
 
     n        = LayerNorm(x)
     c        = SiLU(Conv1D(n))
-    g        = [Z n; I c; F c; O n] + b                      block-diagonal per head, no bias
+    g        = [Z n; I c; F c; O n] + b                      Z, I, F, O block-diagonal per head
     h        = sLSTM(g)                                      recurrent R block-diagonal per head
     x        = x + GroupNorm_nh(h)
     x        = x + W_down (GeLU(W_gate n') * W_up n'),  n' = LayerNorm(x)    width E, no biases
@@ -34,12 +34,16 @@ Initialisation, as the authors' code: the mLSTM's gate weights zero, input-gate 
 recurrent weights zero, its biases zero but the forget gate's, ``5 - 12 (j / (dh - 1))^p``
 for unit ``j`` of each head with ``p = 0.3 + 1.3 * position`` (``position`` the block's
 place in the stack, 0 to 1: later blocks remember less); LayerNorm and GroupNorm weights 1.
-Departures: every other weight keeps torch's default initialisation (the authors use "small
-init" and "Wang init" normals); ``expand`` is an integer and the widths are not rounded up to
+Departures: every other weight keeps torch's default initialisation, ``nn.Linear``'s (for the
+block-diagonal maps ``U(+-1/sqrt(block))``, each block's fan-in; the authors use "small init"
+and "Wang init" normals); ``expand`` is an integer and the widths are not rounded up to
 multiples of 64 except the sLSTM block's MLP (``ffn_width``, by default the authors'
 ``ceil(1.3 d / 64) * 64``); the mLSTM's denominator has no ``+ 1e-6``; dropout is residual
 dropout on each branch before it joins the stream (the authors' drops the sLSTM's output
 before its GroupNorm).
+
+Half precision: the recurrences (scan and step) run in float32 with autocast off, as rnnkit's
+recurrent layers run theirs; their outputs and states come back in the block's dtype.
 
 Padded batches, streaming and the state (``(conv inputs (B, C, k - 1), cell state)``; the
 cell state ``(C (B, nh, dh, dh), n (B, nh, dh), m (B, nh))`` for mLSTM, ``(h, c, n, m)`` each
@@ -81,6 +85,18 @@ class _Headwise(nn.Module):
         nb, size = self.weight.shape[:2]
         y = torch.einsum("...ni,noi->...no", x.unflatten(-1, (nb, size)), self.weight)
         return y.flatten(-2)
+
+
+def _in_float32(fn, inputs: tuple, state: tuple):
+    """``fn(*inputs, state) -> (h, state)`` with half-precision tensors in float32 and autocast
+    off (as rnnkit's recurrent layers run their recurrences); ``h`` and the state come back in
+    the first input's dtype. The exponential gates and the stabiliser need float32: in
+    bfloat16 a forget gate of sigmoid(6) = 0.9975 rounds to 0.996 or 1."""
+    dt, dev = inputs[0].dtype, inputs[0].device.type
+    with torch.autocast(dev, enabled=False):
+        h, state = fn(*(float32_at_least(t) for t in inputs),
+                      tuple(float32_at_least(s) for s in state))
+    return h.to(dt), tuple(s.to(dt) for s in state)
 
 
 def _group_norm(h: Tensor, heads: int, weight: Tensor, eps: float) -> Tensor:
@@ -170,15 +186,13 @@ class MLSTMBlock(_Block):
         q, k, v, i_, log_f, c, z, buf = self._qkv_gates(x, buf, lengths, conv_step=False)
         mask = None if lengths is None else \
             (torch.arange(x.shape[0], device=x.device)[:, None] < lengths.to(x.device))[..., None]
-        dt = q.dtype  # half precision: the recurrence in float32, as the mLSTM layer's
-        up = float32_at_least
-        h, st = mlstm_chunkwise(up(q), up(k), up(v), up(i_), up(log_f),
-                                tuple(up(s) for s in state), mask, MLSTMCell.chunk_size)
-        return self._out(h.to(dt), c, z), buf, tuple(s.to(dt) for s in st)
+        h, st = _in_float32(lambda *a: mlstm_chunkwise(*a, mask, MLSTMCell.chunk_size),
+                            (q, k, v, i_, log_f), state)
+        return self._out(h, c, z), buf, st
 
     def _mix_step(self, x_t: Tensor, buf: Tensor, state):
         q, k, v, i_, log_f, c, z, buf = self._qkv_gates(x_t, buf, None, conv_step=True)
-        h, st = mlstm_step(q, k, v, i_, log_f, state)
+        h, st = _in_float32(mlstm_step, (q, k, v, i_, log_f), state)
         return self._out(h, c, z), buf, st
 
 
@@ -254,14 +268,15 @@ class SLSTMBlock(_Block):
         c, buf = self.conv.scan(n, buf, lengths)
         mask = None if lengths is None else \
             (torch.arange(x.shape[0], device=x.device)[:, None] < lengths.to(x.device))[..., None]
-        h, state = self._cell.scan(self._gates(n, F.silu(c)), state,
-                                   {"weight_hh": self.weight_hh}, mask)
+        h, state = _in_float32(lambda g, R, st: self._cell.scan(g, st, {"weight_hh": R}, mask),
+                               (self._gates(n, F.silu(c)), self.weight_hh), state)
         return _group_norm(h, self.num_heads, self.outnorm_weight, self.eps), buf, state
 
     def _mix_step(self, x_t: Tensor, buf: Tensor, state):
         n = self.norm(x_t)
         c, buf = self.conv.step(n, buf)
-        h, state = self._cell.step(self._gates(n, F.silu(c)), state, {"weight_hh": self.weight_hh})
+        h, state = _in_float32(lambda g, R, st: self._cell.step(g, st, {"weight_hh": R}),
+                               (self._gates(n, F.silu(c)), self.weight_hh), state)
         return _group_norm(h, self.num_heads, self.outnorm_weight, self.eps), buf, state
 
     def _add_mlp(self, x: Tensor) -> Tensor:
