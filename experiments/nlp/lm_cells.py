@@ -159,7 +159,8 @@ def main() -> None:
             "baselines": base, "cell": cell, "steps": r["step"], "params": r["params"],
             "seeds": {"n": 1, "label": "1 seed (1234)"},
             "command": r["command"], "driver": f"python experiments/nlp/lm_cells.py "
-                                               f"--steps {a.steps} --jobs {a.jobs}",
+                                               f"--steps {a.steps} --jobs {a.jobs} "
+                                               f"--cells {a.cells} --runs {a.runs}",
             "wall_seconds": r["wall_seconds"], "device": r["device"],
             "notes": NOTES["all"] + NOTES.get(cell, []), "git_commit": commit,
             "torch": torch.__version__, "date": dt.date.today().isoformat(),

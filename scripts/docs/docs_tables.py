@@ -797,6 +797,39 @@ def _modern_cells(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _block_speed(root: Path) -> str:
+    """The block stacks against torch.nn.LSTM/GRU: the newest ``bench_blocks_*.json``."""
+    report = _report(root)
+    found = sorted((root / "benchmarks" / "results").glob("bench_blocks_*.json"),
+                   key=lambda p: json.loads(p.read_text(encoding="utf-8")).get("created", ""))
+    if not found:
+        return ('!!! warning "Not measured yet"\n    `rnnkit bench --cells lstm,griffin,mamba,'
+                'xlstm,deep_lru --backends auto --threads 1,N --out '
+                'benchmarks/results/bench_blocks_<machine>.json`\n')
+    path = found[-1]
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    out = [f"`{path.name}`: {report.machine_line(doc)}. Command: `{doc.get('command')}`.", "",
+           "| shape | threads | model | parameters | fwd ms | f+b ms | f+b / LSTM | f+b / GRU |",
+           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in doc["results"]:
+        if r["backend"] != "torch.nn" and r["ran"] != "blocks" and r["cell"] != "lstm":
+            continue
+        if r["cell"] == "lstm" and r["backend"] != "auto":
+            continue
+        sh, fb = r["shape"], "forward_backward"
+        name = {"lstm": "rnnkit.LSTM (auto)"}.get(r["cell"], r["cell"])
+        out.append(f"| B={sh['B']} T={sh['T']} H={sh['H']} | {r['threads']} | {name} | "
+                   f"{r.get('parameters', 0):,} | {r['forward']['median_ms']:.1f} | "
+                   f"{r[fb]['median_ms']:.1f} | {r['ratio_lstm'][fb]:.2f} | "
+                   f"{r['ratio_gru'][fb]:.2f} |")
+    out += ["", "*Wall clock, median of interleaved repeats, every contender side by side in one "
+            "process; f+b: forward and backward (the weights' gradients); below 1: faster than "
+            "torch.nn's kernel at the same shape and threads. Each block is a one-block "
+            "`BlockStack` at d_model = H (a map from I = 128, the block, a final norm), so its "
+            "parameters differ from the LSTM's: compare per parameter as well as per step.*"]
+    return "\n".join(out) + "\n"
+
+
 def _scan_choices(root: Path) -> str:
     """The scans' choices measured: the newest ``bench_scans_*.json`` with per-thread results."""
     docs = [json.loads(p.read_text(encoding="utf-8"))
@@ -919,6 +952,7 @@ def _imdb_cells(root: Path) -> str:
 SNIPPETS = {"regularisation-table": _regularisation_table, "speed-table": _speed_snippet,
             "ltsf-table": _ltsf_table, "ltsf-intervals": _ltsf_intervals, "ltsf-dm": _ltsf_dm,
             "music-table": _music_table, "modern-cells": _modern_cells, "lm-cells": _lm_cells,
+            "block-speed": _block_speed,
             "scan-choices": _scan_choices, "tag-cells": _tag_cells,
             "imdb-cells": _imdb_cells}
 
