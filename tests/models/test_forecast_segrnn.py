@@ -293,3 +293,58 @@ def test_segrnn_separable_decoder_only_for_a_plain_step():
     assert separable_mode(Recurrent(GRUCell, 6, 6)) == "GRU"
     assert separable_mode(Recurrent(Squashed, 6, 6)) is None
     assert separable_mode(Recurrent(LSTMCell, 6, 6, proj_size=3)) is None
+
+
+BLOCKS = [("mamba", {"state_size": 3}), ("xlstm", {"num_heads": 2, "slstm_every": 2}),
+          ("deep_lru", {"state_size": 4}), ("griffin", {"attention_every": 2})]
+
+
+@pytest.mark.parametrize("cell, extras", BLOCKS)
+@pytest.mark.parametrize("channels", ["independent", "mixed"])
+def test_segrnn_on_a_block_stack_decodes_each_segment_as_one_step_from_its_encoding(
+        cell, extras, channels):
+    """``model.cell`` a block: the stack reads the segments, and each output segment is one
+    :meth:`BlockStack.step` of its query from its own sequence's final state (every block's
+    state, whatever dimension it keeps the batch in, repeated row by row)."""
+    from rnnkit.models.blocks import BlockStack
+
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(cell=cell, num_layers=2, extras=extras, channels=channels), n_targets=2,
+               horizon=10).double().eval()
+    assert isinstance(m.encoder, BlockStack)
+    x = torch.randn(3, 16, 2, dtype=torch.float64)
+    z = x - x[:, -1:]  # norm "last"
+    u = z.transpose(1, 2).reshape(6, 4, 4) if channels == "independent" else z.reshape(3, 4, 8)
+    e = torch.relu(m.embed(u))
+    with torch.no_grad():
+        _, h = m.encoder(e)
+        got = m._decode(h, 3)  # (N*m, d), rows n*m + i
+        q = m._queries(3)[:, 0]
+        for n in range(e.shape[0]):
+            _, s_n = m.encoder(e[n:n + 1])  # sequence n alone
+            for i in range(m.m):
+                want, _ = m.encoder.step(q[n * m.m + i][None], s_n)
+                torch.testing.assert_close(got[n * m.m + i], want[0], atol=1e-12, rtol=1e-10)
+        m(x).sum()  # the whole forward runs
+
+
+@pytest.mark.parametrize("cell, extras", [("mamba", {"state_size": 3}),
+                                          ("xlstm", {"num_heads": 2})])
+def test_segrnn_on_a_block_stack_learns_a_sine_better_than_the_last_value(cell, extras):
+    torch.manual_seed(0)
+    m = SegRNN(_segrnn(cell=cell, hidden_size=16, extras=extras, norm="revin"), n_targets=1,
+               horizon=12)
+    t = torch.arange(400, dtype=torch.float32)
+    series = torch.sin(2 * torch.pi * t / 24) + 0.05 * torch.randn(400)
+    win = torch.stack([series[i:i + 60] for i in range(0, 340, 3)])[..., None]  # (B, 60, 1)
+    x, y = win[:, :48], win[:, 48:]
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = (m(x)[..., 0] - y).square().mean()
+        loss.backward()
+        opt.step()
+    naive = (x[:, -1:] - y).square().mean()
+    with torch.no_grad():
+        mse = (m(x)[..., 0] - y).square().mean()
+    assert mse < 0.1 * naive, (float(mse), float(naive))

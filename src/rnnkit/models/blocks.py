@@ -338,6 +338,18 @@ class BlockStack(nn.Module):
         """Zeros for every block (see the class's State)."""
         return tuple(b.init_state(batch) for b in self.blocks)
 
+    def repeat_state(self, state: tuple, m: int) -> tuple:
+        """Each sequence's state repeated ``m`` times in place (rows ``b*m .. b*m+m-1`` copies
+        of ``b``), whichever dimension each block keeps its batch in (found by comparing
+        :meth:`init_state` for 1 and 2 sequences)."""
+        def rep(s, one, two):
+            if isinstance(s, Tensor):
+                dim = next(i for i, (a, b) in enumerate(zip(one.shape, two.shape)) if a != b)
+                return s.repeat_interleave(m, dim=dim)
+            return tuple(rep(*t) for t in zip(s, one, two))
+
+        return rep(state, self.init_state(1), self.init_state(2))
+
     def forward(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple]:
         """``x`` (T, B, I) [(B, T, I) if batch_first], ``state`` or None (zeros), ``lengths``
         (B,) or None -> ``(y (T, B, d) [(B, T, d)], state)``; zeros past each length."""

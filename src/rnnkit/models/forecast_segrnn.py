@@ -14,9 +14,12 @@ model; mixed: a segment holds the ``w`` steps of all ``C`` channels)::
     y      = norm^{-1}([y_1 .. y_m])[:H]
 
 (SegRNN's "PMF", parallel multi-step forecasting: no output is fed back, so errors do not
-accumulate and the decoder's ``m`` steps cost one batched step.)  Where the layer is one
-layer, one direction of torch.nn's GRU, LSTM or Elman RNN step (no regulariser acting, no
-projection), that step is taken with its two products once per distinct operand: ``q_i`` has
+accumulate and the decoder's ``m`` steps cost one batched step.) ``cell`` may also name a stack
+of published blocks ("mamba", "griffin", "xlstm", "deep_lru";
+:func:`~rnnkit.models.sequence.build_sequence_layer`): ``h_n`` is then every block's state and
+``d_i`` one :meth:`~rnnkit.models.blocks.BlockStack.step` of ``q_i`` from it.  Where the layer
+is one layer, one direction of torch.nn's GRU, LSTM or Elman RNN step (no regulariser acting,
+no projection), that step is taken with its two products once per distinct operand: ``q_i`` has
 ``m`` (or ``C*m``) distinct values and ``h_n`` one per sequence, where the batched step would
 multiply all ``N*m`` rows; the gates are then summed by broadcasting (:func:`separable_step`;
 docs/pipelines/forecasting.md has its timing).
@@ -61,10 +64,12 @@ from rnnkit.models.forecast_norm import InstanceNorm
 __all__ = ["SegRNN", "repeat_state", "separable_mode", "separable_step"]
 
 
-def repeat_state(state: Any, m: int) -> Any:
+def repeat_state(state: Any, m: int, layer: nn.Module | None = None) -> Any:
     """Each batch row of a layer state repeated ``m`` times in place (rows ``b*m .. b*m+m-1``
     are copies of ``b``): tensors ``(layers, N, ...)`` -> ``(layers, N*m, ...)``, tuples
-    element-wise."""
+    element-wise; a block stack's state by its own layout (``layer.repeat_state``)."""
+    if layer is not None and hasattr(layer, "repeat_state"):
+        return layer.repeat_state(state, m)
     if isinstance(state, (tuple, list)):
         return type(state)(repeat_state(s, m) for s in state)
     return state.repeat_interleave(m, dim=1)
@@ -143,7 +148,7 @@ class SegRNN(nn.Module):
             ``cell``, ``hidden_size`` (d), ``num_layers``, ``dropout`` (before the output map),
             ``segment_length`` (w), ``channels``, ``channel_embedding``, ``norm``,
             ``revin_affine``, ``head`` ("point" or "quantile"; "gaussian" with norm none, last
-            or mean), ``highway``, ``extras`` (for ``build_layer``).
+            or mean), ``highway``, ``extras`` (for ``build_layer``, or the blocks' options).
         n_targets: C.  n_past / n_future: must be 0.  horizon: H.  input_length: L (needed by
             ``linear_ar`` and ``ar_blend``).
 
@@ -171,7 +176,7 @@ class SegRNN(nn.Module):
                              "use head 'quantile', or norm 'last' / 'mean'")
         if c.extras.get("bidirectional"):
             raise ValueError("model.extras.bidirectional: forecasting layers run forward only")
-        from rnnkit.layers import build_layer
+        from rnnkit.models.sequence import build_sequence_layer
 
         self.config, self.C, self.P, self.F, self.H = c, n_targets, 0, 0, horizon
         self.K, self.w, d = head_size(c), c.segment_length, c.hidden_size
@@ -180,9 +185,11 @@ class SegRNN(nn.Module):
         width = self.w if self.independent else self.w * n_targets  # values per segment
         self.norm = InstanceNorm(c.norm, n_targets, affine=c.revin_affine)
         self.embed = nn.Linear(width, d)
-        self.encoder = build_layer(c.cell, d, d, num_layers=c.num_layers,
-                                   dropout=c.dropout if c.num_layers > 1 else 0.0,
-                                   batch_first=True, **c.extras)
+        # a cell stacks through build_layer (dropout between its layers); a block name builds
+        # a stack of those blocks, model.dropout its residual dropout from 2 blocks on
+        self.encoder = build_sequence_layer(c.cell, d, d, num_layers=c.num_layers,
+                                            dropout=c.dropout if c.num_layers > 1 else 0.0,
+                                            batch_first=True, **c.extras)
         if self.independent and c.channel_embedding:
             self.pos = nn.Parameter(torch.randn(self.m, d - d // 2))
             self.chan = nn.Parameter(torch.randn(n_targets, d // 2))
@@ -334,7 +341,8 @@ class SegRNN(nn.Module):
         ``n*m + i``."""
         mode = None if self.config.decoder_step == "batched" else separable_mode(self.encoder)
         if mode is None:  # any other layer (or asked for): the batched step over all N*m rows
-            out, _ = self.encoder(self._queries(B), repeat_state(h, self.m))  # (N*m, 1, d)
+            out, _ = self.encoder(self._queries(B), repeat_state(h, self.m, self.encoder))
+            # (N*m, 1, d)
             return out[:, 0]
         q = self._query_table()
         gi = torch.nn.functional.linear(q, self.encoder.weight_ih_l0,
