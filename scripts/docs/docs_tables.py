@@ -804,7 +804,8 @@ def _block_speed(root: Path) -> str:
                    key=lambda p: json.loads(p.read_text(encoding="utf-8")).get("created", ""))
     if not found:
         return ('!!! warning "Not measured yet"\n    `rnnkit bench --cells lstm,griffin,mamba,'
-                'xlstm,deep_lru --backends auto --threads 1,N --out '
+                'xlstm,xlstm_slstm,deep_lru --backends auto --shapes '
+                "'32,100,128,256;8,1000,128,256' --threads 1,N --no-memory --out "
                 'benchmarks/results/bench_blocks_<machine>.json`\n')
     path = found[-1]
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -825,8 +826,9 @@ def _block_speed(root: Path) -> str:
     out += ["", "*Wall clock, median of interleaved repeats, every contender side by side in one "
             "process; f+b: forward and backward (the weights' gradients); below 1: faster than "
             "torch.nn's kernel at the same shape and threads. Each block is a one-block "
-            "`BlockStack` at d_model = H (a map from I = 128, the block, a final norm), so its "
-            "parameters differ from the LSTM's: compare per parameter as well as per step.*"]
+            "`BlockStack` at d_model = H (a map from the input's I features, the block, a final "
+            "norm), so its parameters differ from the LSTM's: compare per parameter as well as "
+            "per step.*"]
     return "\n".join(out) + "\n"
 
 

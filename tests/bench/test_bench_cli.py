@@ -180,3 +180,6 @@ def test_block_stacks_run_once_as_auto_beside_the_baselines():
         want = sum(p.numel() for p in BlockStack(name, 3, 8, 1).parameters())
         assert r["parameters"] == want and r["forward_backward"]["median_ms"] > 0
     assert rows[("torch.nn.LSTM", "torch.nn")]["parameters"] == 4 * 8 * (3 + 8 + 2)
+    with pytest.raises(ValueError, match=r"--cells griffin: a block stack runs only under "
+                                         r"--backends auto"):
+        GridSettings(cells=("gru", "griffin"), backends=("fused",))

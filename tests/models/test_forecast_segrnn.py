@@ -313,7 +313,7 @@ def test_segrnn_on_a_block_stack_decodes_each_segment_as_one_step_from_its_encod
                horizon=10).double().eval()
     assert isinstance(m.encoder, BlockStack)
     x = torch.randn(3, 16, 2, dtype=torch.float64)
-    z = x - x[:, -1:]  # norm "last"
+    z = x  # norm "none", the default
     u = z.transpose(1, 2).reshape(6, 4, 4) if channels == "independent" else z.reshape(3, 4, 8)
     e = torch.relu(m.embed(u))
     with torch.no_grad():
@@ -325,7 +325,8 @@ def test_segrnn_on_a_block_stack_decodes_each_segment_as_one_step_from_its_encod
             for i in range(m.m):
                 want, _ = m.encoder.step(q[n * m.m + i][None], s_n)
                 torch.testing.assert_close(got[n * m.m + i], want[0], atol=1e-12, rtol=1e-10)
-        m(x).sum()  # the whole forward runs
+        y = m(x)
+    assert y.shape == (3, 10, 2, 1) and torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("cell, extras", [("mamba", {"state_size": 3}),
@@ -348,3 +349,9 @@ def test_segrnn_on_a_block_stack_learns_a_sine_better_than_the_last_value(cell, 
     with torch.no_grad():
         mse = (m(x)[..., 0] - y).square().mean()
     assert mse < 0.1 * naive, (float(mse), float(naive))
+
+
+def test_the_rnn_strategies_refuse_a_block_stack_by_name():
+    with pytest.raises(ValueError, match=r"model.cell='mamba': a stack of blocks forecasts with "
+                                         r"model.arch: segrnn"):
+        Forecaster(ForecastModelConfig(cell="mamba", hidden_size=8), n_targets=1, horizon=4)

@@ -184,6 +184,10 @@ class GridSettings:
             bad = [v for v in values if v not in known]
             if bad:
                 raise ValueError(f"--{name}: unknown {bad}; expected some of {list(known)}")
+        blocks = sorted(set(self.cells) & set(BLOCK_STACKS))
+        if blocks and "auto" not in self.backends:
+            raise ValueError(f"--cells {blocks[0]}: a block stack runs only under --backends "
+                             f"auto (it has no backend to choose), got {list(self.backends)}")
         if self.clock not in CLOCKS:
             raise ValueError(f"--clock: expected one of {list(CLOCKS)}, got {self.clock!r}")
         if not isinstance(self.repeats, int) or self.repeats < 1:

@@ -344,7 +344,12 @@ class BlockStack(nn.Module):
         :meth:`init_state` for 1 and 2 sequences)."""
         def rep(s, one, two):
             if isinstance(s, Tensor):
-                dim = next(i for i, (a, b) in enumerate(zip(one.shape, two.shape)) if a != b)
+                dim = next((i for i, (a, b) in enumerate(zip(one.shape, two.shape)) if a != b),
+                           None)
+                if dim is None:
+                    raise ValueError(f"repeat_state: a state tensor of shape {tuple(s.shape)} "
+                                     "has no batch dimension (init_state(1) and init_state(2) "
+                                     "agree)")
                 return s.repeat_interleave(m, dim=dim)
             return tuple(rep(*t) for t in zip(s, one, two))
 

@@ -240,7 +240,12 @@ class Forecaster(nn.Module):
                 "model.extras.bidirectional: forecasting layers run forward in time only"
             )
         from rnnkit.layers import build_layer
+        from rnnkit.models.blocks import BLOCKS
 
+        if c.cell in BLOCKS:
+            raise ValueError(f"model.cell={c.cell!r}: a stack of blocks forecasts with "
+                             "model.arch: segrnn; the rnn strategies read a layer's final hidden "
+                             "state, which a block stack does not have")
         self.config, self.C, self.P, self.F, self.H = c, n_targets, n_past, n_future, horizon
         self.K = head_size(c)
         Hd = c.hidden_size

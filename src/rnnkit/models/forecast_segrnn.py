@@ -17,11 +17,14 @@ model; mixed: a segment holds the ``w`` steps of all ``C`` channels)::
 accumulate and the decoder's ``m`` steps cost one batched step.) ``cell`` may also name a stack
 of published blocks ("mamba", "griffin", "xlstm", "deep_lru";
 :func:`~rnnkit.models.sequence.build_sequence_layer`): ``h_n`` is then every block's state and
-``d_i`` one :meth:`~rnnkit.models.blocks.BlockStack.step` of ``q_i`` from it.  Where the layer
-is one layer, one direction of torch.nn's GRU, LSTM or Elman RNN step (no regulariser acting,
-no projection), that step is taken with its two products once per distinct operand: ``q_i`` has
-``m`` (or ``C*m``) distinct values and ``h_n`` one per sequence, where the batched step would
-multiply all ``N*m`` rows; the gates are then summed by broadcasting (:func:`separable_step`;
+``d_i`` one :meth:`~rnnkit.models.blocks.BlockStack.step` of ``q_i`` from it; that step holds
+``m`` copies of every block's state (an mLSTM block's is ``nh dh^2`` numbers per row, a
+local-attention block's its whole window of keys and values), so decoding a long horizon in a
+large batch needs memory that a GRU's ``d`` per row does not. Where the layer is one layer, one
+direction of torch.nn's GRU, LSTM or Elman RNN step (no regulariser acting, no projection),
+that step is taken with its two products once per distinct operand: ``q_i`` has ``m`` (or
+``C*m``) distinct values and ``h_n`` one per sequence, where the batched step would multiply
+all ``N*m`` rows; the gates are then summed by broadcasting (:func:`separable_step`;
 docs/pipelines/forecasting.md has its timing).
 
 ``highway=k`` adds LSTNet's linear component on the normalised window, shared by the channels:
@@ -145,7 +148,8 @@ class SegRNN(nn.Module):
 
     Args:
         config: :class:`~rnnkit.models.forecast.ForecastModelConfig` with ``arch="segrnn"``:
-            ``cell``, ``hidden_size`` (d), ``num_layers``, ``dropout`` (before the output map),
+            ``cell``, ``hidden_size`` (d), ``num_layers``, ``dropout`` (before the output map;
+            also between stacked layers, or a block stack's residual dropout, from 2 on),
             ``segment_length`` (w), ``channels``, ``channel_embedding``, ``norm``,
             ``revin_affine``, ``head`` ("point" or "quantile"; "gaussian" with norm none, last
             or mean), ``highway``, ``extras`` (for ``build_layer``, or the blocks' options).
@@ -381,7 +385,7 @@ class SegRNN(nn.Module):
             u = z.transpose(1, 2).reshape(B * C, n, w)  # (B*C, n, w)
         else:
             u = z.reshape(B, n, w * C)  # (B, n, w*C): a segment's steps, channels inner
-        _, h = self.encoder(torch.relu(self.embed(u)))  # state (layers, N, d)
+        _, h = self.encoder(torch.relu(self.embed(u)))  # a layer's (layers, N, d), or blocks
         y = self.head(self.drop(self._decode(h, B)))  # (N*m, width*K)
         if self.independent:
             # (B*C*m, w*K) -> (B, C, m*w, K) -> (B, H, C, K)
