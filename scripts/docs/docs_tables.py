@@ -901,7 +901,8 @@ def _lm_cells(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def _cells_table(rows: list[dict], recipe: str, budget: str, driver: str) -> str:
+def _cells_table(rows: list[dict], recipe: str, budget: str, driver: str,
+                 extra: str = "") -> str:
     """A shipped recipe run with its cell swapped, best first: rows of ``{cell, value (test
     accuracy), dev, parameters, epochs, stopped, wall}`` and a footnote naming the run."""
     rows = sorted(rows, key=lambda d: -d["value"])
@@ -915,7 +916,7 @@ def _cells_table(rows: list[dict], recipe: str, budget: str, driver: str) -> str
             f"and its {budget} budget; {d['device']}, torch {d.get('torch', '?')}, {d['date']}, "
             f"two runs at a time. Command: `rnnkit train {recipe} --data-dir ../shared/datasets "
             f"--set model.cell=CELL --set trainer.threads=1`, then `{driver}`. Differences "
-            "under a few tenths of a point rank nothing at one seed.*"]
+            f"under a few tenths of a point rank nothing at one seed.{extra}*"]
     return "\n".join(out) + "\n"
 
 
@@ -936,8 +937,11 @@ def _tag_cells(root: Path) -> str:
                       "python experiments/nlp/tag_ud_ewt.py runs/... --baseline ud_ewt_upos_lstm")
     rows = [{**d, "dev": d["dev_accuracy_best"], "wall": d["wall_seconds"]}
             for d in _results(root, "ud_ewt_upos_*.json")]
-    return _cells_table(rows, recipe, "25-minute", driver) if rows else _not_measured(recipe,
-                                                                                    driver)
+    later = sorted(d["cell"] for d in rows if "session 35" in (d.get("notes") or ""))
+    extra = (f" {' and '.join(later)} ran in a later session, beside each other, on the same "
+             "recipe and VM type; the BiLSTM was not rerun." if later else "")
+    return _cells_table(rows, recipe, "25-minute", driver, extra) if rows else _not_measured(
+        recipe, driver)
 
 
 def _imdb_cells(root: Path) -> str:
