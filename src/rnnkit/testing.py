@@ -15,6 +15,11 @@
 ``check_gradients(make, input_size)`` runs ``torch.autograd.gradcheck`` on a tiny
 float64 layer (2 layers, bidirectional, lengths, ``hx``) with respect to the
 input, ``hx`` and every parameter.
+
+``check_block(make, d_model)`` checks a residual block of the kind
+:class:`rnnkit.models.blocks.BlockStack` stacks (Griffin's, Mamba's, xLSTM's, the deep
+LRU's, your own): causality, padded batches against each sequence alone, ``batch_first``,
+streaming and running in pieces.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ import os
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["check_layer", "check_square_layer", "check_gradients", "as_tuple", "fuzz_examples"]
+__all__ = ["check_layer", "check_square_layer", "check_gradients", "check_block", "as_tuple",
+           "fuzz_examples"]
 
 
 def fuzz_examples(n: int) -> int:
@@ -181,3 +187,117 @@ def check_gradients(make, input_size: int, T: int = 3, lengths=(3, 1), **kw) -> 
         return (out, *as_tuple(h_n))
 
     torch.autograd.gradcheck(f, (x, *hx, *params), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
+
+
+def _tree_close(a, b, what: str, atol: float) -> None:
+    if isinstance(a, torch.Tensor):
+        _close(a.to(b.dtype), b, what, atol)
+        return
+    if len(a) != len(b):
+        raise AssertionError(f"{what}: {len(a)} state parts != {len(b)}")
+    for i, (u, v) in enumerate(zip(a, b)):
+        _tree_close(u, v, f"{what}[{i}]", atol)
+
+
+def _tree_row(s, i: int, like):
+    """Sequence ``i`` of every state tensor, its batch dimension found against ``like`` (the
+    same state for a batch of another size)."""
+    if isinstance(s, torch.Tensor):
+        dim = next(k for k, (a, b) in enumerate(zip(s.shape, like.shape)) if a != b)
+        return s.narrow(dim, i, 1)
+    return tuple(_tree_row(u, i, v) for u, v in zip(s, like))
+
+
+def check_block(make, d_model: int, T: int = 9, lengths=(9, 4, 1, 7), atol: float = 1e-10
+                ) -> None:
+    """A residual block's contract, in float64. ``make(**kw)`` builds the block (``kw``:
+    ``batch_first``), the same one for the same seed; it answers ``forward(x, lengths)``,
+    ``scan(x, state, lengths) -> (y, state)``, ``step(x_t, state) -> (y_t, state)`` and
+    ``init_state(B)``. Checked:
+
+    - causality: changing step ``t`` leaves every earlier output as it was, and changes ``t``'s;
+    - a padded batch with NaN in the padding: each sequence's outputs equal its own run, zeros
+      past its length; no gradient reaches the padding, every parameter's is finite and some
+      non-zero;
+    - ``batch_first=True`` equals time-major;
+    - streaming (evaluation mode): stepping gives forward's outputs and final state, and a
+      zero :meth:`init_state` gives what ``None`` gives;
+    - truncated BPTT: a sequence scanned in two pieces gives the whole; with ``lengths`` the
+      state is each sequence's at its last valid step (its own run's);
+    - bad input (a wrong width, wrong or out-of-range lengths, a sequence given to ``step``) is
+      refused with a one-line ValueError.
+    """
+    def build(**kw):
+        torch.manual_seed(0)
+        return make(**kw).double()
+
+    block, B = build(), len(lengths)
+    g = torch.Generator().manual_seed(1)
+    rand = lambda *shape: torch.randn(*shape, dtype=torch.float64, generator=g)  # noqa: E731
+    x = rand(T, B, d_model)
+    with torch.no_grad():  # causality (a block in training mode has dropout: eval)
+        block.eval()
+        y = block(x)
+        for t in sorted({0, T // 2, T - 1}):
+            x2 = x.clone()
+            x2[t] += rand(B, d_model)
+            y2 = block(x2)
+            _close(y2[:t], y[:t], f"causality: outputs before step {t}", atol)
+            if torch.allclose(y2[t], y[t]):
+                raise AssertionError(f"causality: changing step {t} left its output unchanged")
+    xp = x.clone()
+    for b, n in enumerate(lengths):
+        xp[n:, b] = float("nan")
+    xp.requires_grad_()
+    yp = block(xp, lengths=torch.tensor(lengths))
+    for b, n in enumerate(lengths):
+        with torch.no_grad():
+            _close(yp[:n, b:b + 1], block(x[:n, b:b + 1]), f"padded batch: sequence {b}", atol)
+        if not (yp[n:, b] == 0).all():
+            raise AssertionError(f"padded batch: sequence {b} is not zero past its length {n}")
+    (yp * rand(*yp.shape)).sum().backward()
+    for b, n in enumerate(lengths):
+        if not ((xp.grad[n:, b] == 0).all() and torch.isfinite(xp.grad[:n, b]).all()):
+            raise AssertionError(f"padded batch: gradient in sequence {b}'s padding or not finite")
+    for name, p in block.named_parameters():
+        if p.grad is None or not torch.isfinite(p.grad).all():
+            raise AssertionError(f"padded batch: parameter {name} has no finite gradient")
+    if not any(p.grad.abs().sum() > 0 for p in block.parameters()):
+        raise AssertionError("padded batch: every parameter's gradient is zero")
+    with torch.no_grad():
+        bf = build(batch_first=True).eval()
+        _close(bf(x.transpose(0, 1), lengths=list(lengths)).transpose(0, 1),
+               block(x, lengths=list(lengths)), "batch_first", atol)
+        want, state = block.scan(x)
+        s, got = None, []
+        for t in range(T):
+            out, s = block.step(x[t], s)
+            got.append(out)
+        _close(torch.stack(got), want, "streaming: stepped outputs", atol)
+        _tree_close(s, state, "streaming: final state", atol)
+        _close(block.scan(x, block.init_state(B))[0], want, "a zero init_state", 0.0)
+        k = T // 2
+        first, s = block.scan(x[:k])
+        rest, s = block.scan(x[k:], s)
+        _close(torch.cat([first, rest]), want, "pieces: outputs", atol)
+        _tree_close(s, state, "pieces: final state", atol)
+        _, s = block.scan(x, lengths=list(lengths))
+        like = block.init_state(B + 1)
+        for b, n in enumerate(lengths):
+            _tree_close(_tree_row(s, b, like), block.scan(x[:n, b:b + 1])[1],
+                        f"lengths: sequence {b}'s final state", atol)
+    for what, call in [
+        ("a wrong width", lambda: block(rand(T, B, d_model + 1))),
+        ("too few lengths", lambda: block(x, lengths=list(lengths)[:-1])),
+        ("float lengths", lambda: block(x, lengths=[float(n) for n in lengths])),
+        ("a length past T", lambda: block(x, lengths=[T + 1] + list(lengths)[1:])),
+        ("a zero length", lambda: block(x, lengths=[0] + list(lengths)[1:])),
+        ("a sequence given to step", lambda: block.step(x)),
+    ]:
+        try:
+            call()
+        except ValueError as e:
+            if "\n" in str(e):
+                raise AssertionError(f"bad input, {what}: the error is not one line: {e}") from e
+        else:
+            raise AssertionError(f"bad input, {what}: accepted")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from rnnkit.models import LanguageModel, LMConfig, blocks
 from rnnkit.models.blocks import BlockStack, GriffinBlock, MambaBlock
+from rnnkit.testing import check_block
 
 D64 = dict(dtype=torch.float64)
 d, R, N, K = 8, 12, 4, 4  # d_model, Griffin's rnn_width, Mamba's state size, conv width
@@ -84,37 +85,22 @@ def test_forward_is_the_papers_block_written_out(name, by_hand):
         torch.testing.assert_close(block(x), by_hand(block, x), atol=1e-12, rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", MAKERS)
-def test_causal_changing_step_t_leaves_earlier_outputs_exactly(name):
-    block, x = _block(name), torch.randn(10, 2, d, **D64)
-    with torch.no_grad():
-        y = block(x)
-        for t in (0, 4, 9):
-            x2 = x.clone()
-            x2[t] += torch.randn(2, d, **D64)
-            y2 = block(x2)
-            assert torch.equal(y2[:t], y[:t]), t
-            assert not torch.equal(y2[t], y[t])
+@pytest.mark.parametrize("name", [*MAKERS, "attention"])
+def test_the_block_contract(name):
+    """Causality, padded batches (NaN padding) against each sequence alone, batch_first,
+    streaming and pieces: :func:`rnnkit.testing.check_block`."""
+    if name == "attention":
+        from rnnkit.models.local_attention import LocalAttentionBlock
 
-
-@pytest.mark.parametrize("name", MAKERS)
-def test_padded_batch_equals_each_sequence_alone(name):
-    """NaN in the padding: no effect on valid steps or on any gradient; zeros past lengths."""
-    block, lengths = _block(name), [9, 4, 1, 7]
-    x = torch.randn(9, 4, d, **D64)
-    for b, L in enumerate(lengths):
-        x[L:, b] = float("nan")
-    x.requires_grad_()
-    y = block(x, lengths=torch.tensor(lengths))
-    for b, L in enumerate(lengths):
-        alone = block(x[:L, b:b + 1].detach())
-        torch.testing.assert_close(y[:L, b:b + 1], alone, atol=1e-12, rtol=1e-10)
-        assert (y[L:, b] == 0).all()
-    (y * torch.randn_like(y)).sum().backward()
-    for b, L in enumerate(lengths):
-        assert (x.grad[L:, b] == 0).all() and torch.isfinite(x.grad[:L, b]).all()
-    assert all(torch.isfinite(p.grad).all() for p in block.parameters())
-    torch.testing.assert_close(block(x.detach(), lengths=lengths), y)  # a list works too
+        def make(**kw):
+            block = LocalAttentionBlock(d, num_heads=2, window=4, **kw)
+            with torch.no_grad():
+                for p in block.parameters():
+                    p.add_(0.1 * torch.randn_like(p))
+            return block
+        check_block(make, d)
+    else:
+        check_block(lambda **kw: _block(name, **kw), d)
 
 
 @pytest.mark.parametrize("name", MAKERS)
@@ -124,29 +110,6 @@ def test_gradients_reach_every_parameter(name):
     block(torch.randn(6, 3, d), lengths=torch.tensor([6, 2, 5])).pow(2).sum().backward()
     for n, p in block.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
-
-
-@pytest.mark.parametrize("name", MAKERS)
-def test_step_by_step_equals_forward(name):
-    block, x = _block(name).eval(), torch.randn(7, 2, d, **D64)
-    with torch.no_grad():
-        want, state, got = block(x), None, []
-        for t in range(x.shape[0]):
-            y, state = block.step(x[t], state)
-            got.append(y)
-    torch.testing.assert_close(torch.stack(got), want, atol=1e-12, rtol=1e-10)
-    zeros = block.init_state(2)
-    assert all((s == 0).all() for s in zeros)
-    torch.testing.assert_close(block.step(x[0], zeros)[0], got[0], atol=0, rtol=0)
-
-
-@pytest.mark.parametrize("name", MAKERS)
-def test_batch_first(name):
-    tm, bf = _block(name), _block(name, batch_first=True)
-    x = torch.randn(6, 3, d, **D64)
-    with torch.no_grad():
-        torch.testing.assert_close(bf(x.transpose(0, 1), lengths=[6, 2, 5]).transpose(0, 1),
-                                   tm(x, lengths=[6, 2, 5]), atol=0, rtol=0)
 
 
 def test_griffin_parameter_count():
@@ -192,22 +155,6 @@ def test_mamba_parameter_count():
 def test_bad_options(make, error, pattern):
     with pytest.raises(error, match=pattern):
         make()
-
-
-@pytest.mark.parametrize("name", MAKERS)
-def test_bad_inputs_are_one_line_errors(name):
-    block, x = MAKERS[name](), torch.randn(5, 2, d)
-    for call, pattern in [
-        (lambda: block(torch.randn(5, 2, d + 1)), r"x: expected shape \(T, B, d_model\)"),
-        (lambda: block(x, lengths=[5]), r"lengths: expected 2 integer lengths"),
-        (lambda: block(x, lengths=[5.0, 2.0]), r"lengths: expected 2 integer lengths"),
-        (lambda: block(x, lengths=[6, 2]), r"every length must be in \[1, T=5\]"),
-        (lambda: block(x, lengths=[0, 2]), r"every length must be in \[1, T=5\]"),
-        (lambda: block.step(x), r"x_t: expected shape \(B, d_model=8\)"),
-    ]:
-        with pytest.raises(ValueError, match=pattern) as e:
-            call()
-        assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("name", MAKERS)
