@@ -97,7 +97,8 @@ class _CausalConv1d(nn.Conv1d):
 
 
 class _Block(nn.Module):
-    """What both blocks share: shapes, lengths, batch_first, the streaming state's layout,
+    """What the convolution-fronted blocks share (Griffin's, Mamba's, xLSTM's two): shapes,
+    lengths, batch_first, the streaming state's layout ``(conv inputs, recurrent state)``,
     residual dropout (on each branch before it is added to the stream)."""
 
     d_model: int
@@ -112,7 +113,7 @@ class _Block(nn.Module):
         raise NotImplementedError
 
     def _add_mlp(self, x: Tensor) -> Tensor:
-        return x  # ``x + MLP(RMSNorm(x))``, Griffin's second half; Mamba's block has none
+        return x  # a second half, ``x + MLP(norm(x))`` (Griffin's, the sLSTM block's); or none
 
     def forward(self, x: Tensor, lengths=None) -> Tensor:
         """``x`` (T, B, d) [(B, T, d) if batch_first], ``lengths`` (B,) or None -> same shape."""

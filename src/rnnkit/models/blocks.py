@@ -1,4 +1,6 @@
-"""The published blocks around two modern cells: Griffin's residual block and Mamba's block.
+"""The published blocks around two modern cells, Griffin's residual block and Mamba's block,
+and :class:`BlockStack`, which stacks any of :data:`BLOCKS` (these two, xLSTM's in
+:mod:`rnnkit.models.xlstm_blocks`, the deep LRU's in :mod:`rnnkit.models.lru_block`).
 
 **GriffinBlock** (De et al. 2024, "Griffin", Figure 2): a residual block of two pre-norm
 halves, temporal mixing then an MLP, each added to the stream,
