@@ -188,3 +188,27 @@ def test_learns_to_reverse_digit_strings():
     # reversal: the first output token attends mostly to the last real source token
     h = hyps[0]
     assert int(h["attention"][0].argmax()) == len(seqs[0]) - 1
+
+
+@pytest.mark.parametrize("cell, extras", [("mamba", {"state_size": 3}), ("xlstm", {"num_heads": 2}),
+                                          ("deep_lru", {"state_size": 4}), ("griffin", {})])
+def test_a_block_stack_encodes_and_each_sentence_decodes_as_if_alone(cell, extras):
+    """``model.cell`` a block: a bidirectional stack of them encodes; the bridge reads its
+    last forward and first backward outputs, the attention masks the padding, and a padded
+    batch decodes each sentence as it decodes alone."""
+    from rnnkit.models.sequence import BidirectionalBlockStack
+
+    model = small(cell, extras=extras)
+    assert isinstance(model.encoder, BidirectionalBlockStack) and model.dec_kind == "gru"
+    src, lengths, tgt = batch()
+    logits, attn = model(src, lengths, tgt)
+    assert logits.shape == (3, 5, 15) and bool((attn[2, :, 2:] == 0).all())
+    src2 = src.clone()
+    src2[2, 2:] = 9  # other padding tokens: the same outputs
+    torch.testing.assert_close(model(src2, lengths, tgt)[0], logits)
+    together = model.beam_search(src, lengths, beam_size=3, max_len=8)
+    for i in range(3):
+        n = int(lengths[i])
+        alone = model.beam_search(src[i:i + 1, :n], lengths[i:i + 1], beam_size=3, max_len=8)[0]
+        assert alone["tokens"] == together[i]["tokens"]
+        assert alone["score"] == pytest.approx(together[i]["score"], abs=1e-4)

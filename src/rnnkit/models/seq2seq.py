@@ -51,7 +51,10 @@ class Seq2SeqConfig:
     """Hyperparameters of :class:`Seq2Seq` (the ``model:`` section of a translation recipe).
 
     Attributes:
-        cell: encoder cell for :func:`rnnkit.layers.build_layer` ("gru", "lstm", ...).
+        cell: encoder cell for :func:`rnnkit.layers.build_layer` ("gru", "lstm", ...), or a
+            block ("mamba", "griffin", "xlstm", "deep_lru"): a bidirectional stack of them
+            (:func:`rnnkit.models.sequence.build_sequence_layer`), whose outputs the bridge
+            and the attention read as they read a BiRNN's.
         decoder_cell: "gru" or "lstm"; None = ``cell`` when that is gru/lstm, else "gru".
         embed_size: E, source and target embeddings.
         hidden_size: H of the bidirectional encoder, per direction.
@@ -63,7 +66,7 @@ class Seq2SeqConfig:
         dropout: on embeddings, between encoder layers, on the memory and before W_o.
         teacher_forcing: probability of feeding the gold previous token in training.
         tie_embeddings: share E_tgt and W_o (needs dec_hidden_size == embed_size).
-        extras: extra keyword arguments for build_layer (e.g. ``backend``).
+        extras: extra keyword arguments for build_layer (e.g. ``backend``), or the blocks'.
     """
 
     cell: str = "gru"
@@ -143,7 +146,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, config: Seq2SeqConfig, src_vocab: int, tgt_vocab: int, *,
                  pad_id: int = 0, bos_id: int = 2, eos_id: int = 3):
         super().__init__()
-        from rnnkit.layers import build_layer
+        from rnnkit.models.sequence import build_sequence_layer
 
         c = self.config = config
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -159,9 +162,11 @@ class Seq2Seq(nn.Module):
         self.dec_kind = dec
         self.src_embed = nn.Embedding(src_vocab, E, padding_idx=pad_id)
         self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=pad_id)
-        self.encoder = build_layer(c.cell, E, H, num_layers=c.num_layers,
-                                   dropout=c.dropout if c.num_layers > 1 else 0.0,
-                                   bidirectional=True, batch_first=True, **c.extras)
+        # a cell stacks through build_layer (dropout between its layers); a block name builds a
+        # bidirectional stack of those blocks, model.dropout its residual dropout from 2 on
+        self.encoder = build_sequence_layer(c.cell, E, H, num_layers=c.num_layers,
+                                            dropout=c.dropout if c.num_layers > 1 else 0.0,
+                                            bidirectional=True, batch_first=True, **c.extras)
         self.bridge = nn.Linear(2 * H, Hd * (2 if dec == "lstm" else 1))
         cell_in = E + (Hd if c.input_feeding else 0)
         self.cell = nn.GRUCell(cell_in, Hd) if dec == "gru" else nn.LSTMCell(cell_in, Hd)
