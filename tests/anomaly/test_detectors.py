@@ -144,3 +144,18 @@ def test_fit_under_the_trainer_is_the_plain_loop(series, kind):
     assert epoch < cfg.max_epochs and fitted.history == {"epochs": epoch, "best_val_mse": best}
     for k, v in fitted.model.state_dict().items():
         assert torch.equal(v, best_state[k]), k
+
+
+@pytest.mark.parametrize("kind, cell", [("prediction", "deep_lru"), ("reconstruction", "lru"),
+                                        ("reconstruction", "mlstm"), ("reconstruction", "mamba")])
+def test_a_block_stack_or_a_state_that_is_not_the_output_catches_the_spike(series, kind, cell):
+    """``cell`` a block stack, or a cell whose state is not its output (the LRU's complex
+    state, the mLSTM's matrix memory, which the head could not read): the encoder-decoder
+    starts its reconstruction from the encoder's output at the window's last step."""
+    det = _fit(series, kind=kind, cell=cell, **({"horizon": 3} if kind == "prediction" else
+                                                 {"max_epochs": 25}))
+    s = det.score(series)
+    span = 4 if kind == "prediction" else det.config.window
+    inside, outside = s[SPIKE:SPIKE + span], np.r_[s[240:SPIKE], s[SPIKE + span:]]
+    assert SPIKE <= int(np.argmax(s)) < SPIKE + span
+    assert _surprise(inside.max()) > 3 * _surprise(outside.max())

@@ -78,7 +78,8 @@ class DetectorConfig:
 
     Attributes:
         kind: "prediction" (LSTM-AD) or "reconstruction" (EncDec-AD).
-        cell / hidden_size / num_layers: the recurrent layer(s) (:func:`rnnkit.layers.build_layer`).
+        cell / hidden_size / num_layers: the recurrent layer(s) (:func:`rnnkit.layers.build_layer`),
+            or a stack of blocks ("mamba", "griffin", "xlstm", "deep_lru").
         horizon: ``l``, values predicted ahead (prediction).
         window: ``L``, window length (reconstruction).
         val_fraction: share of the fit rows kept, at their end, for validation.

@@ -1,4 +1,5 @@
-"""The two recurrent networks behind the anomaly detectors (any rnnkit cell).
+"""The two recurrent networks behind the anomaly detectors (any rnnkit cell, or a stack of
+published blocks: "mamba", "griffin", "xlstm", "deep_lru").
 
 **Predictor** (LSTM-AD, Malhotra et al. 2015): a stacked recurrent layer read over the
 series, a linear head predicting the next ``l`` values from each state::
@@ -9,8 +10,8 @@ series, a linear head predicting the next ``l`` values from each state::
 **EncDecAE** (EncDec-AD, Malhotra et al. 2016): an encoder reads a window ``x_1..x_L``; its
 final state starts a decoder that reconstructs the window in reverse order::
 
-    h^E_L          = Enc(x_1..x_L)
-    h^D_L = h^E_L,  x'_L = W h^D_L + b
+    h^E_L          = Enc(x_1..x_L)                  (its output at step L, its state s^E_L)
+    s^D_L = s^E_L,  x'_L = W h^E_L + b
     h^D_{i-1}      = Dec(in_i, h^D_i),  x'_{i-1} = W h^D_{i-1} + b     i = L..2
 
 with ``in_i = x_i`` while training (teacher forcing) and ``in_i = x'_i`` at inference.
@@ -37,15 +38,9 @@ __all__ = ["Predictor", "EncDecAE"]
 
 
 def _layer(cell: str, hidden_size: int, num_layers: int) -> nn.Module:
-    from rnnkit.layers import build_layer
+    from rnnkit.models.sequence import build_sequence_layer
 
-    return build_layer(cell, 1, hidden_size, num_layers=num_layers)
-
-
-def _top(state: Any) -> Tensor:
-    """The last layer's hidden state ``(B, H)`` from a layer's ``h_n`` (LSTM: ``(h, c)``)."""
-    h = state[0] if isinstance(state, tuple) else state
-    return h[-1]  # (L_layers, B, H) -> (B, H)
+    return build_sequence_layer(cell, 1, hidden_size, num_layers=num_layers)
 
 
 class Predictor(nn.Module):
@@ -79,8 +74,11 @@ class EncDecAE(nn.Module):
 
     def forward(self, x: Tensor, teacher_forcing: bool = False) -> Tensor:
         """Reconstruction ``(L, B, 1)`` of windows ``x`` ``(L, B, 1)``, in time order."""
-        _, state = self.encoder(x)
-        first = self.head(_top(state))[None]  # (1, B, 1): x'_L
+        enc, state = self.encoder(x)
+        # the top layer's output at step L: an LSTM's or GRU's h_L, and for a cell whose state
+        # is not its output (the LRU's complex s, the mLSTM's matrix) or a block stack, what
+        # it outputs there
+        first = self.head(enc[-1])[None]  # (1, B, 1): x'_L
         if teacher_forcing:
             rev_in = x.flip(0)[:-1]  # (L-1, B, 1): x_L, ..., x_2
             out, _ = self.decoder(rev_in, state)  # (L-1, B, H)
