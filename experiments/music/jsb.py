@@ -41,7 +41,10 @@ LOCK = Path("/tmp/bench.lock")
 ENV = {"OMP_NUM_THREADS": "1", "RNNKIT_COMPILED_SCANS": "0"}
 PREFIX = "".join(f"{k}={v} " for k, v in ENV.items())
 RECIPES = {"bernoulli": "configs/jsb_gru.yaml", "nade": "configs/jsb_gru_nade.yaml"}
-CELLS = {"rnn_tanh": "tanh RNN", "gru": "GRU", "lstm": "LSTM"}
+CELLS = {"rnn_tanh": "tanh RNN", "gru": "GRU", "lstm": "LSTM",
+         # the published blocks, one block at d_model = hidden_size (rnnkit.models.blocks),
+         # the recipe's dropout their residual dropout
+         "xlstm": "xLSTM[1:0] stack", "deep_lru": "deep-LRU stack", "mamba": "Mamba stack"}
 DATASET = ("JSB Chorales, quarter notes (czhuang/JSB-Chorales-dataset @ 9a7f733), "
            "Boulanger-Lewandowski et al. 2012 split: 229 train / 76 valid / 77 test chorales")
 
