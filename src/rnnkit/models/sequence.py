@@ -2,7 +2,8 @@
 Mamba's, xLSTM's, the deep LRU's).
 
 :func:`build_sequence_layer` is what the task models call (classification, tagging, audio,
-speech, music, language modeling), so ``model.cell: griffin``, ``mamba``, ``xlstm`` or
+speech, music, language modeling, translation's encoder, SegRNN's encoder, the anomaly
+detectors), so ``model.cell: griffin``, ``mamba``, ``xlstm`` or
 ``deep_lru`` works in each of their recipes as ``lstm`` does:
 
 - a cell name goes to :func:`rnnkit.layers.build_layer` (stacked, bidirectional, with the
