@@ -44,6 +44,9 @@ def main() -> None:
     ap.add_argument("--baseline", default=None,
                     help="result name of the baseline run on the same machine (e.g. the BiLSTM "
                          "beside a block stack): its figures are copied into this record")
+    ap.add_argument("--baseline-earlier", action="store_true",
+                    help="the baseline ran in an earlier session, not beside this run (recorded "
+                         "as baseline.same_run = false and said under the table)")
     a = ap.parse_args()
     name = a.name or a.run_dir.name
     summary = json.loads((a.run_dir / "summary.json").read_text())
@@ -86,7 +89,8 @@ def main() -> None:
         base = json.loads((RESULTS / f"{a.baseline}.json").read_text())
         record["baseline"] = {k: base.get(k) for k in (
             "cell", "value", "dev_accuracy_best", "parameters", "epochs", "stopped",
-            "wall_seconds", "device", "command")} | {"result": a.baseline}
+            "wall_seconds", "device", "command")} | {"result": a.baseline,
+                                                     "same_run": not a.baseline_earlier}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -937,9 +937,9 @@ def _tag_cells(root: Path) -> str:
                       "python experiments/nlp/tag_ud_ewt.py runs/... --baseline ud_ewt_upos_lstm")
     rows = [{**d, "dev": d["dev_accuracy_best"], "wall": d["wall_seconds"]}
             for d in _results(root, "ud_ewt_upos_*.json")]
-    later = sorted(d["cell"] for d in rows if "session 35" in (d.get("notes") or ""))
-    extra = (f" {' and '.join(later)} ran in a later session, beside each other, on the same "
-             "recipe and VM type; the BiLSTM was not rerun." if later else "")
+    later = sorted(d["cell"] for d in rows if (d.get("baseline") or {}).get("same_run") is False)
+    extra = (f" {' and '.join(later)} ran in a later session than the BiLSTM (same recipe and "
+             "VM type), which was not rerun beside them (`--baseline-earlier`)." if later else "")
     return _cells_table(rows, recipe, "25-minute", driver, extra) if rows else _not_measured(
         recipe, driver)
 

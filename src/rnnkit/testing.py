@@ -29,12 +29,22 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["check_layer", "check_square_layer", "check_gradients", "check_block", "as_tuple",
-           "fuzz_examples"]
+           "fuzz_examples", "off_initial_values"]
 
 
 def fuzz_examples(n: int) -> int:
     """A property test's ``max_examples``: ``n`` in CI, ``20 n`` with HYPOTHESIS_PROFILE=long."""
     return n * 20 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else n
+
+
+def off_initial_values(module: torch.nn.Module, scale: float = 0.1) -> torch.nn.Module:
+    """``module`` with every parameter moved by ``scale`` times a standard normal draw (from
+    torch's RNG), in place: a test then meets no parameter at a special initial value (a norm's
+    1, a zero gate weight) that could hide a wrong formula."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
 
 
 def as_tuple(h):

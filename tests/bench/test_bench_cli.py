@@ -174,11 +174,15 @@ def test_block_stacks_run_once_as_auto_beside_the_baselines():
                      memory=False, threads=(1,))
     rows = {(r["cell"], r["backend"]): r for r in run_grid(s)["results"]}
     assert ("griffin", "fused") not in rows and ("xlstm", "fused") not in rows
-    for name in ("griffin", "xlstm"):
+    # counted by hand, I = 3, d = 8, one block: the map from I (32) and the final norm (8), and
+    # Griffin's: norm 8, linear_y/x 72 + 72, conv 40, RG-LRU 128 + 16 + 8, linear_out 72, MLP
+    # norm 8, gate/up 216 + 216, down 200; xLSTM's mLSTM (inner 16, 4 heads): norm 8, up 256,
+    # conv 80, q/k/v 3 x 64, gates 196 + 196, out norm 16, skip 16, down 128
+    for name, want in (("griffin", 1096), ("xlstm", 1128)):
         r = rows[(name, "auto")]
         assert r["ran"] == r["ran_forward"] == "blocks"
-        want = sum(p.numel() for p in BlockStack(name, 3, 8, 1).parameters())
         assert r["parameters"] == want and r["forward_backward"]["median_ms"] > 0
+        assert sum(p.numel() for p in BlockStack(name, 3, 8, 1).parameters()) == want
     assert rows[("torch.nn.LSTM", "torch.nn")]["parameters"] == 4 * 8 * (3 + 8 + 2)
     with pytest.raises(ValueError, match=r"--cells griffin: a block stack runs only under "
                                          r"--backends auto"):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from rnnkit.models import LanguageModel, LMConfig, blocks
 from rnnkit.models.blocks import BlockStack, GriffinBlock, MambaBlock
-from rnnkit.testing import check_block
+from rnnkit.testing import check_block, off_initial_values
 
 D64 = dict(dtype=torch.float64)
 d, R, N, K = 8, 12, 4, 4  # d_model, Griffin's rnn_width, Mamba's state size, conv width
@@ -24,11 +24,7 @@ MAKERS = {
 def _block(name, **kw):
     """A float64 block with every parameter moved off its initial value (RMSNorm's 1, D's 1)."""
     torch.manual_seed(0)
-    block = MAKERS[name](**kw).double()
-    with torch.no_grad():
-        for p in block.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return block
+    return off_initial_values(MAKERS[name](**kw).double())
 
 
 def _rms(x, w, eps):
@@ -92,13 +88,8 @@ def test_the_block_contract(name):
     if name == "attention":
         from rnnkit.models.local_attention import LocalAttentionBlock
 
-        def make(**kw):
-            block = LocalAttentionBlock(d, num_heads=2, window=4, **kw)
-            with torch.no_grad():
-                for p in block.parameters():
-                    p.add_(0.1 * torch.randn_like(p))
-            return block
-        check_block(make, d)
+        check_block(lambda **kw: off_initial_values(
+            LocalAttentionBlock(d, num_heads=2, window=4, **kw)), d)
     else:
         check_block(lambda **kw: _block(name, **kw), d)
 
@@ -186,11 +177,7 @@ def test_scan_in_pieces_equals_the_whole_and_returns_each_sequences_state(name):
 def _stack(name, I=5, L=2, **kw):
     torch.manual_seed(0)
     opts = {"rnn_width": R} if name == "griffin" else {"state_size": N}
-    stack = BlockStack(name, I, d, L, conv_width=K, **opts, **kw).double()
-    with torch.no_grad():
-        for p in stack.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return stack
+    return off_initial_values(BlockStack(name, I, d, L, conv_width=K, **opts, **kw).double())
 
 
 @pytest.mark.parametrize("name", MAKERS)

@@ -14,7 +14,7 @@ from rnnkit.models.blocks import BlockStack
 from rnnkit.models.lru_block import LRUBlock
 from rnnkit.models.sequence import BidirectionalBlockStack, build_sequence_layer
 from rnnkit.models.xlstm_blocks import MLSTMBlock, SLSTMBlock
-from rnnkit.testing import check_block
+from rnnkit.testing import check_block, off_initial_values
 
 D64 = dict(dtype=torch.float64)
 d, K = 8, 4  # d_model, conv width
@@ -29,11 +29,7 @@ MAKERS = {
 def _block(name, **kw):
     """A float64 block with every parameter moved off its initial value (zeros, ones)."""
     torch.manual_seed(0)
-    block = MAKERS[name](**kw).double()
-    with torch.no_grad():
-        for p in block.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return block
+    return off_initial_values(MAKERS[name](**kw).double())
 
 
 def _ln(x, w, b=None, eps=1e-5):

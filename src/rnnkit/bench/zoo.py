@@ -269,13 +269,13 @@ def _contenders(shape: Shape, s: GridSettings, x: torch.Tensor) -> dict[tuple, n
     return out
 
 
-def _ran(m: nn.Module, backend: str, x: torch.Tensor) -> tuple[str, str]:
+def _ran(m: nn.Module, cell: str, backend: str, x: torch.Tensor) -> tuple[str, str]:
     """What ``auto`` runs when training and, under no_grad, inferring (at the current threads)."""
     from rnnkit.kernels.dispatch import choose_backend
 
     if backend != "auto":
         return backend, backend
-    if not hasattr(m, "_flat_weights"):  # a block stack: its own torch code
+    if cell in BLOCK_STACKS:  # its own torch code
         return "blocks", "blocks"
     train = choose_backend(m, x)
     with torch.no_grad():
@@ -296,7 +296,7 @@ def _shape_rows(shape: Shape, s: GridSettings, progress) -> list[dict]:
     for n in s.threads:  # rows: (cell, backend, threads), thread counts inner
         _set_threads(n)
         for (cell, backend), m in mods.items():
-            ran, ran_forward = _ran(m, backend, x)
+            ran, ran_forward = _ran(m, cell, backend, x)
             rows[(cell, backend, n)] = {"cell": cell, "backend": backend, "shape": asdict(shape),
                                         "threads": n, "ran": ran, "ran_forward": ran_forward,
                                         "parameters": sum(p.numel() for p in m.parameters())}

@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import inspect
 
-import torch  # noqa: F401  (the docstring examples run in this namespace)
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -342,20 +342,32 @@ class BlockStack(nn.Module):
 
     def repeat_state(self, state: tuple, m: int) -> tuple:
         """Each sequence's state repeated ``m`` times in place (rows ``b*m .. b*m+m-1`` copies
-        of ``b``), whichever dimension each block keeps its batch in (found by comparing
-        :meth:`init_state` for 1 and 2 sequences)."""
-        def rep(s, one, two):
+        of ``b``), whichever dimension each block keeps its batch in."""
+        def rep(s, dim):
             if isinstance(s, Tensor):
-                dim = next((i for i, (a, b) in enumerate(zip(one.shape, two.shape)) if a != b),
-                           None)
-                if dim is None:
-                    raise ValueError(f"repeat_state: a state tensor of shape {tuple(s.shape)} "
-                                     "has no batch dimension (init_state(1) and init_state(2) "
-                                     "agree)")
                 return s.repeat_interleave(m, dim=dim)
-            return tuple(rep(*t) for t in zip(s, one, two))
+            return tuple(rep(*t) for t in zip(s, dim))
 
-        return rep(state, self.init_state(1), self.init_state(2))
+        return rep(state, self._batch_dims())
+
+    def _batch_dims(self):
+        """Each state tensor's batch dimension, as a tree like the state's: found once, by
+        comparing :meth:`init_state` for 1 and 2 sequences (the layout never changes)."""
+        if getattr(self, "_dims", None) is None:
+            def dims(one, two):
+                if isinstance(one, Tensor):
+                    dim = next((i for i, (a, b) in enumerate(zip(one.shape, two.shape))
+                                if a != b), None)
+                    if dim is None:
+                        raise ValueError(f"repeat_state: a state tensor of shape "
+                                         f"{tuple(one.shape)} has no batch dimension "
+                                         "(init_state(1) and init_state(2) agree)")
+                    return dim
+                return tuple(dims(*t) for t in zip(one, two))
+
+            with torch.no_grad():
+                self._dims = dims(self.init_state(1), self.init_state(2))
+        return self._dims
 
     def forward(self, x: Tensor, state=None, lengths=None) -> tuple[Tensor, tuple]:
         """``x`` (T, B, I) [(B, T, I) if batch_first], ``state`` or None (zeros), ``lengths``

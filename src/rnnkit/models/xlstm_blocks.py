@@ -99,6 +99,14 @@ def _in_float32(fn, inputs: tuple, state: tuple):
     return h.to(dt), tuple(s.to(dt) for s in state)
 
 
+def _valid_steps(x: Tensor, lengths: Tensor | None) -> Tensor | None:
+    """The (T, B, 1) mask of each sequence's valid steps (``lengths`` already checked by the
+    block's scan), or None: what the cells' scans take."""
+    if lengths is None:
+        return None
+    return (torch.arange(x.shape[0], device=x.device)[:, None] < lengths.to(x.device))[..., None]
+
+
 def _group_norm(h: Tensor, heads: int, weight: Tensor, eps: float) -> Tensor:
     """Each head's features normalised on their own (the authors' MultiHeadLayerNorm): ``h``
     (..., H) -> (..., H), times ``weight`` (H,), no bias."""
@@ -184,8 +192,7 @@ class MLSTMBlock(_Block):
 
     def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, state):
         q, k, v, i_, log_f, c, z, buf = self._qkv_gates(x, buf, lengths, conv_step=False)
-        mask = None if lengths is None else \
-            (torch.arange(x.shape[0], device=x.device)[:, None] < lengths.to(x.device))[..., None]
+        mask = _valid_steps(x, lengths)
         h, st = _in_float32(lambda *a: mlstm_chunkwise(*a, mask, MLSTMCell.chunk_size),
                             (q, k, v, i_, log_f), state)
         return self._out(h, c, z), buf, st
@@ -266,8 +273,7 @@ class SLSTMBlock(_Block):
     def _mix(self, x: Tensor, lengths: Tensor | None, buf: Tensor, state):
         n = self.norm(x)
         c, buf = self.conv.scan(n, buf, lengths)
-        mask = None if lengths is None else \
-            (torch.arange(x.shape[0], device=x.device)[:, None] < lengths.to(x.device))[..., None]
+        mask = _valid_steps(x, lengths)
         h, state = _in_float32(lambda g, R, st: self._cell.scan(g, st, {"weight_hh": R}, mask),
                                (self._gates(n, F.silu(c)), self.weight_hh), state)
         return _group_norm(h, self.num_heads, self.outnorm_weight, self.eps), buf, state
